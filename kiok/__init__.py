@@ -1,0 +1,1 @@
+"""kiok: a distributed DAG orchestrator."""

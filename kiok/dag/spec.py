@@ -1,0 +1,122 @@
+"""The compiled DAG: one immutable ``DagSpec`` that YAML, JSON and the Python SDK all produce.
+
+The scheduler, coordinator, driver and API see only this type. ``to_dict`` gives the
+canonical document (the same shape a user writes in YAML/JSON), which is what the store
+keeps and what ``kiok.dag.load.spec_from_document`` reads back: ``load(spec.to_dict()) == spec``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from kiok.ids import DagId, TaskId
+
+
+class TaskType(StrEnum):
+    SHELL = "shell"
+    PYTHON = "python"
+    HTTP = "http"
+
+
+class TriggerRule(StrEnum):
+    """When a task may run, given its upstreams' terminal states (DESIGN.md §3)."""
+
+    ALL_SUCCESS = "all_success"
+    ALL_DONE = "all_done"
+    ONE_FAILED = "one_failed"
+    ALL_FAILED = "all_failed"
+
+
+DEFAULT_RETRY_DELAY_MS = 10_000
+DEFAULT_MAX_ACTIVE_RUNS = 16
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    id: TaskId
+    type: TaskType = TaskType.SHELL
+    #: Body for shell/python tasks; ``None`` for http (which uses ``config.url``).
+    script: str | None = None
+    requires: tuple[TaskId, ...] = ()
+    trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS
+    retries: int = 0
+    retry_delay_ms: int = DEFAULT_RETRY_DELAY_MS
+    #: Exponential backoff doubles the delay for every further attempt, capped by
+    #: ``max_retry_delay_ms`` (None: the cluster cap ``kiok.scheduler.retry.max.delay.ms``).
+    retry_exponential_backoff: bool = True
+    max_retry_delay_ms: int | None = None
+    timeout_ms: int | None = None
+    #: A flat string map, as in the original kiok: list/map values are JSON-encoded on ingest.
+    config: Mapping[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"id": self.id, "type": self.type.value}
+        if self.script is not None:
+            d["script"] = self.script
+        if self.requires:
+            d["requires"] = list(self.requires)
+        if self.trigger_rule is not TriggerRule.ALL_SUCCESS:
+            d["trigger_rule"] = self.trigger_rule.value
+        if self.retries:
+            d["retries"] = self.retries
+        if self.retry_delay_ms != DEFAULT_RETRY_DELAY_MS:
+            d["retry_delay"] = f"{self.retry_delay_ms}ms"
+        if not self.retry_exponential_backoff:
+            d["retry_exponential_backoff"] = False
+        if self.max_retry_delay_ms is not None:
+            d["max_retry_delay"] = f"{self.max_retry_delay_ms}ms"
+        if self.timeout_ms is not None:
+            d["timeout"] = f"{self.timeout_ms}ms"
+        if self.config:
+            d["config"] = dict(self.config)
+        return d
+
+
+@dataclass(frozen=True)
+class DagSpec:
+    id: DagId
+    tasks: tuple[TaskSpec, ...]
+    name: str = ""
+    description: str = ""
+    #: 5-field cron; ``None`` means manual-only.
+    schedule: str | None = None
+    timezone: str = "UTC"
+    catchup: bool = False
+    max_active_runs: int = DEFAULT_MAX_ACTIVE_RUNS
+    default_timeout_ms: int | None = None
+    #: Normalised: lower-case, sorted, no duplicates.
+    labels: tuple[str, ...] = ()
+    #: Defaults for ``${params.x}``; trigger args override them.
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def task(self, task_id: str) -> TaskSpec:
+        for t in self.tasks:
+            if t.id == task_id:
+                return t
+        raise KeyError(task_id)
+
+    @property
+    def task_ids(self) -> tuple[TaskId, ...]:
+        return tuple(t.id for t in self.tasks)
+
+    def to_dict(self) -> dict[str, Any]:
+        dag: dict[str, Any] = {"id": self.id}
+        if self.name and self.name != self.id:
+            dag["name"] = self.name
+        if self.description:
+            dag["description"] = self.description
+        if self.schedule is not None:
+            dag["schedule"] = self.schedule
+        dag["timezone"] = self.timezone
+        dag["catchup"] = self.catchup
+        dag["max_active_runs"] = self.max_active_runs
+        if self.default_timeout_ms is not None:
+            dag["default_timeout"] = f"{self.default_timeout_ms}ms"
+        if self.labels:
+            dag["labels"] = list(self.labels)
+        if self.params:
+            dag["params"] = dict(self.params)
+        return {"dag": dag, "tasks": [t.to_dict() for t in self.tasks]}

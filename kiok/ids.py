@@ -1,0 +1,15 @@
+"""Typed identifiers: distinct types for DAG, run, task and worker ids so that a run id is
+never passed where a task id is expected. They are plain ``str`` at run time."""
+
+from __future__ import annotations
+
+from typing import NewType
+
+DagId = NewType("DagId", str)
+RunId = NewType("RunId", str)
+TaskId = NewType("TaskId", str)
+WorkerId = NewType("WorkerId", str)
+UserName = NewType("UserName", str)
+
+#: The reserved task id under which a run's orchestration log (driver events) is kept.
+RUN_LOG_TASK = TaskId("__run__")
