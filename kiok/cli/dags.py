@@ -1,0 +1,183 @@
+"""``kiok dags``: register, list, show, delete, pause and unpause DAGs.
+
+Registration sends YAML and JSON files as they are (the master validates them); a Python
+file is first compiled by ``python -m kiok.compile`` in a child process, so the user's
+module runs there and never inside the CLI, and each DAG it defines is sent as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+import kiok
+from kiok.cli.client import ApiClient, CliError, segment
+from kiok.cli.context import CliContext, pass_cli
+from kiok.cli.output import emit_json, emit_table, text
+from kiok.errors import KiokError
+
+CONTENT_TYPES = {".yaml": "application/yaml", ".yml": "application/yaml", ".json": "application/json"}
+
+
+@click.group()
+def dags() -> None:
+    """Manage DAGs."""
+
+
+@dags.command()
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@pass_cli
+def register(cli: CliContext, files: tuple[Path, ...]) -> None:
+    """Register (or update) the DAGs in FILES: .yaml, .yml, .json or .py (Python SDK).
+
+    Every file is tried; the command exits 1 if any of them failed.
+    """
+    for f in files:
+        if f.suffix.lower() not in (*CONTENT_TYPES, ".py"):
+            raise click.BadParameter(
+                f"{f}: unsupported file type (expected .yaml, .yml, .json or .py)", param_hint="FILES"
+            )
+    client = cli.client()
+    answers: list[Any] = []
+    failed = False
+    for f in files:
+        try:
+            bodies = _documents(f)
+        except CliError as e:
+            failed = _report(f, e.message)
+            continue
+        for body, content_type in bodies:
+            try:
+                answer = client.request("POST", "/api/v1/dags", content=body, content_type=content_type)
+            except KiokError as e:  # refused by the master; an unreachable master stops everything
+                failed = _report(f, e.message)
+                continue
+            answers.append(answer)
+            if not cli.as_json:
+                click.echo(f"registered {answer.get('registered') if isinstance(answer, dict) else f}")
+    if cli.as_json and answers:
+        emit_json(answers[0] if len(answers) == 1 else answers)
+    if failed:
+        raise click.exceptions.Exit(1)
+
+
+def _report(path: Path, message: str) -> bool:
+    click.echo(f"error: {path}: {message}", err=True)
+    return True
+
+
+def _documents(path: Path) -> list[tuple[bytes, str]]:
+    """The request bodies (and their content types) that register the DAGs in ``path``."""
+    if path.suffix.lower() == ".py":
+        return [(json.dumps(doc).encode(), "application/json") for doc in compile_python(path)]
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise CliError(f"cannot read: {e.strerror}") from e
+    return [(raw, CONTENT_TYPES[path.suffix.lower()])]
+
+
+def compile_python(path: Path) -> list[Any]:
+    """Run ``python -m kiok.compile path`` and return the DAG documents it prints."""
+    env = dict(os.environ)
+    # The child must import the same kiok as this process, installed or not.
+    root = str(Path(kiok.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "kiok.compile", str(path)],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+    except OSError as e:
+        raise CliError(f"cannot run {sys.executable}: {e.strerror}") from e
+    if done.returncode != 0:
+        raise CliError(done.stderr.strip() or f"kiok.compile exited with status {done.returncode}")
+    if done.stderr:
+        click.echo(done.stderr, err=True, nl=False)  # what the DAG module printed
+    try:
+        docs = json.loads(done.stdout)
+    except ValueError as e:
+        raise CliError("kiok.compile printed something other than JSON") from e
+    if not isinstance(docs, list):
+        raise CliError("kiok.compile printed JSON that is not a list of DAG documents")
+    return docs
+
+
+@dags.command("list")
+@pass_cli
+def list_dags(cli: CliContext) -> None:
+    """List registered DAGs."""
+    answer = cli.client().get("/api/v1/dags")
+    if cli.as_json:
+        emit_json(answer)
+        return
+    items = answer.get("dags", []) if isinstance(answer, dict) else []
+    if not items:
+        click.echo("no DAGs registered")
+        return
+    rows = [
+        [text(d.get("dagId")), text(d.get("schedule")), text(d.get("paused")), text(_count(d.get("tasks")))]
+        for d in items
+    ]
+    emit_table(["ID", "SCHEDULE", "PAUSED", "TASKS"], rows)
+
+
+def _count(tasks: Any) -> Any:
+    return len(tasks) if isinstance(tasks, list | dict) else tasks
+
+
+@dags.command()
+@click.argument("dag_id", metavar="ID")
+@pass_cli
+def show(cli: CliContext, dag_id: str) -> None:
+    """Show one DAG (as YAML; --json for the server's document)."""
+    answer = cli.client().get(f"/api/v1/dags/{segment(dag_id)}")
+    if cli.as_json:
+        emit_json(answer)
+    else:
+        click.echo(yaml.safe_dump(answer, sort_keys=False, allow_unicode=True), nl=False)
+
+
+@dags.command()
+@click.argument("dag_id", metavar="ID")
+@pass_cli
+def delete(cli: CliContext, dag_id: str) -> None:
+    """Delete a DAG."""
+    _act(cli, "DELETE", dag_id, "", "deleted")
+
+
+@dags.command()
+@click.argument("dag_id", metavar="ID")
+@pass_cli
+def pause(cli: CliContext, dag_id: str) -> None:
+    """Pause a DAG: its schedule stops firing and triggers are refused."""
+    _act(cli, "POST", dag_id, "/pause", "paused")
+
+
+@dags.command()
+@click.argument("dag_id", metavar="ID")
+@pass_cli
+def unpause(cli: CliContext, dag_id: str) -> None:
+    """Unpause a DAG."""
+    _act(cli, "POST", dag_id, "/unpause", "unpaused")
+
+
+def _act(cli: CliContext, method: str, dag_id: str, suffix: str, done: str) -> None:
+    client: ApiClient = cli.client()
+    answer = client.request(method, f"/api/v1/dags/{segment(dag_id)}{suffix}")
+    if cli.as_json:
+        emit_json(answer)
+    else:
+        click.echo(f"{done} {dag_id}")

@@ -1,0 +1,69 @@
+"""``kiok runs logs RUN TASK``: print a task's log by byte offset, optionally following it.
+
+The master answers ``{"data", "offset", "nextOffset", "complete"}``. Data is written exactly
+as it comes (no added newlines). Without ``--follow`` whatever is stored now is printed;
+with it, the command polls every ``POLL_INTERVAL_S`` while nothing new arrives and stops
+once the log is complete and drained. Task ``__run__`` is the run's own (driver) log.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from kiok.cli.client import segment
+from kiok.cli.context import CliContext, pass_cli
+from kiok.cli.output import emit_json, emit_json_line
+
+POLL_INTERVAL_S = 0.5
+
+
+def read_page(page: Any, offset: int) -> tuple[str, int, bool]:
+    """``(data, next_offset, complete)`` of one answer, tolerant of missing fields."""
+    if not isinstance(page, dict):
+        return "", offset, False
+    raw = page.get("data")
+    data = raw if isinstance(raw, str) else ""
+    next_offset = page.get("nextOffset")
+    if not isinstance(next_offset, int) or isinstance(next_offset, bool):
+        next_offset = offset + len(data.encode())
+    return data, next_offset, page.get("complete") is True
+
+
+@click.command()
+@click.argument("run_id", metavar="RUN")
+@click.argument("task_id", metavar="TASK")
+@click.option(
+    "--follow", "-f", is_flag=True, help="Keep printing new output until the task's log is complete."
+)
+@click.option(
+    "--offset", type=click.IntRange(min=0), default=0, show_default=True, help="Start at this byte."
+)
+@pass_cli
+def logs(cli: CliContext, run_id: str, task_id: str, follow: bool, offset: int) -> None:
+    """Print the log of TASK in RUN (TASK `__run__` is the run log).
+
+    With --json: one answer as a document, or with --follow one compact document per line
+    for every answer that carried data, and the last one.
+    """
+    client = cli.client()
+    path = f"/api/v1/runs/{segment(run_id)}/tasks/{segment(task_id)}/log"
+    if cli.as_json and not follow:
+        emit_json(client.get(path, params={"offset": offset}))
+        return
+    while True:
+        page = client.get(path, params={"offset": offset})
+        data, next_offset, complete = read_page(page, offset)
+        progressed = bool(data) and next_offset > offset
+        if cli.as_json:
+            if progressed or complete:
+                emit_json_line(page)
+        elif progressed:
+            click.echo(data, nl=False)
+        offset = max(offset, next_offset)
+        if progressed:
+            continue  # more may be waiting already; ask again before sleeping
+        if complete or not follow:
+            return
+        cli.runtime.sleep(POLL_INTERVAL_S)

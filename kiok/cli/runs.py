@@ -1,0 +1,185 @@
+"""``kiok trigger`` and ``kiok runs``: start runs, list them, show one, cancel one.
+
+Task logs (``kiok runs logs``) live in ``kiok.cli.logs``. ``--wait`` polls the run with the
+injected ``Runtime.sleep``, so tests never sleep for real.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import click
+
+from kiok.cli.client import CliError, segment
+from kiok.cli.context import CliContext, pass_cli
+from kiok.cli.logs import logs
+from kiok.cli.output import NONE, elapsed, emit_json, emit_table, table, text
+
+TERMINAL = frozenset({"SUCCESS", "FAILED", "CANCELLED"})
+
+
+def parse_args(pairs: tuple[str, ...]) -> dict[str, str]:
+    """``k=v`` pairs as a dict; only the first ``=`` splits (``k=v=w`` gives ``v=w``), the last
+    pair for a key wins. Raises ``click.BadParameter`` for a pair without ``=`` or key."""
+    args: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--arg")
+        args[key.strip()] = value
+    return args
+
+
+@click.command()
+@click.argument("dag_id", metavar="DAG")
+@click.option("--arg", "-a", "pairs", multiple=True, metavar="KEY=VALUE", help="Run argument (repeatable).")
+@click.option("--wait", is_flag=True, help="Wait for the run to end; exit 0 only if it succeeded.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=1.0,
+    show_default=True,
+    help="Seconds between polls with --wait.",
+)
+@pass_cli
+def trigger(cli: CliContext, dag_id: str, pairs: tuple[str, ...], wait: bool, interval: float) -> None:
+    """Start a run of DAG and print its run id."""
+    args = parse_args(pairs)
+    client = cli.client()
+    answer = client.post(f"/api/v1/dags/{segment(dag_id)}/runs", {"args": args})
+    run_id = answer.get("runId") if isinstance(answer, dict) else None
+    if not isinstance(run_id, str) or not run_id:
+        raise CliError("the master's trigger answer carries no runId")
+    if not wait:
+        if cli.as_json:
+            emit_json(answer)
+        else:
+            click.echo(run_id)
+        return
+    if not cli.as_json:
+        click.echo(run_id)
+    while True:
+        run = client.get(f"/api/v1/runs/{segment(run_id)}")
+        if isinstance(run, dict) and run.get("state") in TERMINAL:
+            break
+        cli.runtime.sleep(interval)
+    if cli.as_json:
+        emit_json(run)
+    else:
+        click.echo(render_run(run, cli.runtime.now()))
+    if run.get("state") != "SUCCESS":
+        raise click.exceptions.Exit(1)
+
+
+@click.group()
+def runs() -> None:
+    """Inspect and cancel runs."""
+
+
+runs.add_command(logs)
+
+
+@runs.command("list")
+@click.option("--dag", "dag_id", metavar="DAG", help="Only runs of this DAG.")
+@click.option("--state", help="Only runs in this state (PENDING, RUNNING, SUCCESS, FAILED, CANCELLED).")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many runs.")
+@click.option("--cursor", help="Continue from a previous page's nextCursor.")
+@pass_cli
+def list_runs(
+    cli: CliContext, dag_id: str | None, state: str | None, limit: int | None, cursor: str | None
+) -> None:
+    """List runs, newest first."""
+    query = {"dag": dag_id, "state": state.upper() if state else None, "limit": limit, "cursor": cursor}
+    params = {k: v for k, v in query.items() if v is not None}
+    answer = cli.client().get("/api/v1/runs", params=params)
+    if cli.as_json:
+        emit_json(answer)
+        return
+    items = answer.get("runs", []) if isinstance(answer, dict) else []
+    if not items:
+        click.echo("no runs")
+    else:
+        now = cli.runtime.now()
+        rows = [
+            [
+                text(r.get("runId")),
+                text(r.get("dagId")),
+                text(r.get("state")),
+                text(r.get("trigger")),
+                text(r.get("createdAt")),
+                elapsed(r.get("startedAt"), r.get("endedAt"), now),
+            ]
+            for r in items
+        ]
+        emit_table(["RUN", "DAG", "STATE", "TRIGGER", "CREATED", "DURATION"], rows)
+    next_cursor = answer.get("nextCursor") if isinstance(answer, dict) else None
+    if next_cursor:
+        click.echo(f"more runs: --cursor {next_cursor}", err=True)
+
+
+@runs.command()
+@click.argument("run_id", metavar="RUN")
+@pass_cli
+def status(cli: CliContext, run_id: str) -> None:
+    """Show a run and its tasks."""
+    answer = cli.client().get(f"/api/v1/runs/{segment(run_id)}")
+    if cli.as_json:
+        emit_json(answer)
+    else:
+        click.echo(render_run(answer, cli.runtime.now()))
+
+
+@runs.command()
+@click.argument("run_id", metavar="RUN")
+@pass_cli
+def cancel(cli: CliContext, run_id: str) -> None:
+    """Cancel a run: running tasks are stopped, pending ones never start."""
+    answer = cli.client().post(f"/api/v1/runs/{segment(run_id)}/cancel")
+    if cli.as_json:
+        emit_json(answer)
+    else:
+        click.echo(f"cancel requested for {run_id}")
+
+
+def render_run(run: Any, now: datetime) -> str:
+    """The run header, then one line per task (id, state, attempt, duration, exit code, detail)."""
+    if not isinstance(run, dict):
+        return text(run)
+    state = text(run.get("state"))
+    if run.get("waiting") and run.get("state") not in TERMINAL:
+        state = f"{state} (waiting: {run['waiting']})"
+    args = run.get("args")
+    header = [
+        ("run", text(run.get("runId"))),
+        ("dag", text(run.get("dagId"))),
+        ("state", state),
+        ("trigger", text(run.get("trigger"))),
+        ("scheduled", text(run.get("scheduledAt"))),
+        ("created", text(run.get("createdAt"))),
+        ("started", text(run.get("startedAt"))),
+        ("ended", text(run.get("endedAt"))),
+        ("duration", elapsed(run.get("startedAt"), run.get("endedAt"), now)),
+        ("args", " ".join(f"{k}={v}" for k, v in args.items()) if isinstance(args, dict) and args else NONE),
+    ]
+    lines = [f"{name + ':':<11}{value}" for name, value in header if name != "scheduled" or value != NONE]
+    tasks = run.get("tasks")
+    if isinstance(tasks, dict) and tasks:
+        rows = [_task_row(task_id, t, now) for task_id, t in tasks.items() if isinstance(t, dict)]
+        lines += ["", table(["TASK", "STATE", "ATTEMPT", "DURATION", "EXIT", "DETAIL"], rows)]
+    return "\n".join(lines)
+
+
+def _task_row(task_id: str, task: dict[str, Any], now: datetime) -> list[str]:
+    detail = task.get("error") or (f"waiting: {task['waiting']}" if task.get("waiting") else None)
+    worker = task.get("worker")
+    if not detail and worker and task.get("state") == "RUNNING":
+        detail = f"on {worker}"
+    return [
+        task_id,
+        text(task.get("state")),
+        text(task.get("attempt")),
+        elapsed(task.get("startedAt"), task.get("endedAt"), now),
+        text(task.get("exitCode")),
+        " ".join(text(detail).split()),  # one line, whatever the error holds
+    ]

@@ -1,0 +1,58 @@
+"""Server commands: ``kiok standalone`` (and, with the cluster, ``kiok master`` / ``kiok worker``).
+
+This is the composition root's front door: the only place that reads the process
+environment and turns it into ``Settings``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+
+import click
+
+from kiok.config import Settings
+from kiok.errors import KiokError
+
+
+def _settings(config: str | None, overrides: dict[str, object]) -> Settings:
+    try:
+        return Settings.load(env=os.environ, config_file=config, overrides=overrides)
+    except KiokError as e:
+        raise click.ClickException(e.message) from None
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@click.command("standalone")
+@click.option("--config", "config", type=click.Path(dir_okay=False), help="Config file (YAML of dotted keys).")
+@click.option("--data-dir", help="kiok.base.data.dir")
+@click.option("--port", type=int, help="kiok.master.admin.port")
+def standalone(config: str | None, data_dir: str | None, port: int | None) -> None:
+    """Run a master and a worker in one process on the embedded store."""
+    from kiok.standalone import run_standalone
+
+    overrides: dict[str, object] = {}
+    if data_dir:
+        overrides["kiok.base.data.dir"] = data_dir
+    if port:
+        overrides["kiok.master.admin.port"] = port
+    settings = _settings(config, overrides)
+    _setup_logging(settings.get_str("kiok.log.level"))
+    try:
+        asyncio.run(run_standalone(settings, dict(os.environ)))
+    except KiokError as e:
+        raise click.ClickException(e.message) from None
+    except OSError as e:
+        raise click.ClickException(f"cannot start: {e}") from None
+
+
+def register_server_commands(group: click.Group) -> None:
+    group.add_command(standalone)

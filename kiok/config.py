@@ -1,0 +1,184 @@
+"""One settings object for every kiok process.
+
+Every key is a dotted name with a type, a default and a line of documentation (the table
+below is the single source; ``docs/configuration.md`` is generated from it and a test keeps
+the two in step). Precedence: explicit overrides (command-line flags) > environment
+(``KIOK_`` + upper-case, dots to underscores: ``kiok.worker.task.slots`` ->
+``KIOK_WORKER_TASK_SLOTS``) > config file (``--config kiok.yaml``, YAML mapping of dotted
+keys or nested sections) > default. Only the composition roots read the environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kiok.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    type: type
+    default: Any
+    doc: str
+
+    @property
+    def env(self) -> str:
+        return self.name.upper().replace(".", "_")
+
+
+MiB = 1024 * 1024
+
+KEYS: tuple[Key, ...] = (
+    Key("kiok.base.data.dir", str, "./data", "Directory holding every store of this process."),
+    Key("kiok.master.host", str, "127.0.0.1", "Address the admin HTTP and internal ports bind to (0.0.0.0 to expose)."),
+    Key("kiok.master.admin.port", int, 8080, "Admin HTTP port: REST API, UI, health probes."),
+    Key("kiok.master.internal.port", int, 19999, "Internal protocol port (workers connect here)."),
+    Key("kiok.worker.host", str, "127.0.0.1", "Address the worker status HTTP port binds to."),
+    Key("kiok.worker.status.port", int, 19998, "Worker status HTTP port: /health, /ready, /status, POST /drain."),
+    Key("kiok.worker.id", str, "", "Worker id; empty: a generated id kept in the data directory."),
+    Key("kiok.worker.labels", str, "", "Comma-separated labels this worker offers for DAG routing."),
+    Key("kiok.worker.task.slots", int, 8, "Task bodies one worker runs at once."),
+    Key("kiok.worker.work.dir", str, "", "Where task attempts get their working directories; empty: <data>/work."),
+    Key("kiok.worker.shutdown.drain.timeout.seconds", int, 60, "On SIGTERM, how long running runs may finish before they are given back."),
+    Key("kiok.worker.task.kill.grace.ms", int, 5000, "Grace between SIGTERM and SIGKILL when a task is stopped."),
+    Key("kiok.python.path", str, "", "Interpreter for python tasks; empty: the interpreter running kiok."),
+    Key("kiok.task.http.connect.timeout.ms", int, 10000, "Connect timeout of http tasks."),
+    Key("kiok.scheduler.tick.interval.ms", int, 1000, "Cron scheduler tick."),
+    Key("kiok.scheduler.catchup.max.runs", int, 24, "Most runs one catch-up creates per DAG (newest kept)."),
+    Key("kiok.scheduler.max.global.concurrency", int, 100, "Task bodies running at once across the cluster."),
+    Key("kiok.scheduler.default.task.timeout.ms", int, 1_800_000, "Task timeout when neither task nor DAG sets one."),
+    Key("kiok.scheduler.retry.max.delay.ms", int, 3_600_000, "Cap on one retry delay after exponential backoff."),
+    Key("kiok.joblog.max.bytes.per.task", int, 64 * MiB, "Stored log bytes per task; output past it is dropped with a marker."),
+    Key("kiok.joblog.worker.batch.bytes", int, 65536, "A worker ships a task's output once this many bytes are buffered..."),
+    Key("kiok.joblog.worker.batch.interval.ms", int, 2000, "...or this long after the first unshipped byte."),
+    Key("kiok.admin.http.max.content.size.bytes", int, 10 * MiB, "Largest request body the admin API accepts (413 above)."),
+    Key("kiok.admin.token.access.expiry.ms", int, 900_000, "Lifetime of a JWT access token."),
+    Key("kiok.admin.token.refresh.expiry.ms", int, 86_400_000, "Lifetime of a JWT refresh token."),
+    Key("kiok.iam.admin.user", str, "admin", "Name of the bootstrap administrator (first bootstrap only)."),
+    Key(
+        "kiok.iam.admin.password",
+        str,
+        "",
+        "Bootstrap administrator password; empty: 'admin', which must be changed at first login.",
+    ),
+    Key("kiok.auth.login.max.failures", int, 5, "Failed logins per user and address before a back-off."),
+    Key("kiok.auth.login.window.seconds", int, 60, "Window over which failed logins are counted."),
+    Key("kiok.log.level", str, "INFO", "Log level of the kiok process (DEBUG, INFO, WARNING, ERROR)."),
+)
+
+_BY_NAME = {k.name: k for k in KEYS}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _coerce(key: Key, raw: Any, source: str) -> Any:
+    try:
+        if key.type is bool:
+            if isinstance(raw, bool):
+                return raw
+            s = str(raw).strip().lower()
+            if s in _TRUE | _FALSE:
+                return s in _TRUE
+            raise ValueError(raw)
+        if key.type is int:
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            return int(str(raw).strip())
+        return str(raw)
+    except ValueError:
+        raise InvalidInput(f"{key.name} ({source}): expected {key.type.__name__}, got {raw!r}") from None
+
+
+def _flatten(doc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in doc.items():
+        name = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, name))
+        else:
+            out[name] = v
+    return out
+
+
+class Settings:
+    """Resolved configuration; read with ``settings["kiok.worker.task.slots"]``."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self._values = dict(values)
+
+    @classmethod
+    def load(
+        cls,
+        env: Mapping[str, str] | None = None,
+        config_file: str | Path | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> Settings:
+        values = {k.name: k.default for k in KEYS}
+        if config_file:
+            path = Path(config_file)
+            try:
+                doc = yaml.safe_load(path.read_text()) or {}
+            except (OSError, yaml.YAMLError) as e:
+                raise InvalidInput(f"cannot read config file {path}: {e}") from None
+            if not isinstance(doc, Mapping):
+                raise InvalidInput(f"config file {path} must hold a mapping of keys")
+            for name, raw in _flatten(doc).items():
+                if name not in _BY_NAME:
+                    raise InvalidInput(f"config file {path}: unknown key {name!r}")
+                values[name] = _coerce(_BY_NAME[name], raw, str(path))
+        for key in KEYS:
+            if env is not None and key.env in env:
+                values[key.name] = _coerce(key, env[key.env], key.env)
+        for name, raw in (overrides or {}).items():
+            if name not in _BY_NAME:
+                raise InvalidInput(f"unknown setting {name!r}")
+            values[name] = _coerce(_BY_NAME[name], raw, "override")
+        return cls(values)
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def get_int(self, name: str) -> int:
+        value = self._values[name]
+        assert isinstance(value, int)
+        return value
+
+    def get_str(self, name: str) -> str:
+        value = self._values[name]
+        assert isinstance(value, str)
+        return value
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.get_str("kiok.base.data.dir")).resolve()
+
+    def with_overrides(self, **dotted: Any) -> Settings:
+        """A copy with some keys replaced (keys given with '_' for '.')."""
+        values = dict(self._values)
+        for k, v in dotted.items():
+            values[k.replace("_", ".")] = v
+        return Settings(values)
+
+
+def reference_markdown() -> str:
+    """The configuration reference, as kept in docs/configuration.md."""
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated from `kiok/config.py` (a test keeps this file in step). Every key can be set in a",
+        "config file (`--config kiok.yaml`), overridden by an environment variable, and by a command-line",
+        "flag where one exists. Precedence: flag > environment > config file > default.",
+        "",
+        "| key | environment | type | default | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for k in KEYS:
+        default = f"`{k.default}`" if k.default != "" else "(empty)"
+        lines.append(f"| `{k.name}` | `{k.env}` | {k.type.__name__} | {default} | {k.doc} |")
+    return "\n".join(lines) + "\n"

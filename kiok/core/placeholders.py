@@ -1,0 +1,291 @@
+"""Placeholder resolution in task bodies and config values, done by the worker just before a run.
+
+Two passes, in this order (reference-inventory §1.6):
+
+1. ``${params.x}``, ``${conn.<id>.<key>}`` and ``${secret.<name>}`` (= ``${conn.<name>.value}``).
+   Other ``${...}`` (shell variables such as ``${HOME}``) are not ours and are left alone.
+2. ``#{fn(args)}`` date functions, evaluated at ``now_ms`` in ``tz``.
+
+Param values take part in pass 2, so a param default may itself be ``#{...}``; connection
+and secret values never do: they are opaque until the very end, so a secret containing
+``#{`` reaches the task unchanged. Nothing here does I/O or reads the clock; the caller
+passes ``now_ms`` and a ``lookup_conn`` callable. Failures raise ``TaskError``.
+"""
+
+from __future__ import annotations
+
+import calendar
+import json
+import re
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from kiok.core.cron import parse_timezone
+from kiok.errors import TaskError
+
+__all__ = ["effective_params", "param_env", "references", "resolve"]
+
+#: Our references only: params/conn/secret. The body is parsed separately for clear errors.
+_REF = re.compile(r"\$\{(params|conn|secret)\.([^}]*)\}")
+_NAME = re.compile(r"^[^\s.{}]+$")
+_KEY = re.compile(r"^[^\s{}]+$")
+
+LookupConn = Callable[[str, str], str]
+
+
+def effective_params(defaults: Mapping[str, Any], args: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Trigger args over DAG params: an arg replaces the default of the same name."""
+    return {**defaults, **(args or {})}
+
+
+def param_env(params: Mapping[str, Any]) -> dict[str, str]:
+    """``KIOK_PARAM_<NAME>`` variables: name upper-cased, non-alphanumerics turned into ``_``;
+    non-string values JSON-encoded (as config values are)."""
+    return {"KIOK_PARAM_" + re.sub(r"[^A-Z0-9]", "_", k.upper()): _text(v) for k, v in params.items()}
+
+
+def references(text: str) -> set[tuple[str, str]]:
+    """The ``(conn_id, key)`` pairs ``text`` refers to; ``${secret.n}`` counts as ``(n, "value")``.
+
+    Malformed references are skipped here (``resolve`` reports them), so this can be used to
+    decide which connection values to ship with a task without failing early.
+    """
+    out: set[tuple[str, str]] = set()
+    for m in _REF.finditer(text):
+        with_conn = _conn_ref(m.group(1), m.group(2))
+        if with_conn is not None:
+            out.add(with_conn)
+    return out
+
+
+def resolve(
+    text: str,
+    *,
+    params: Mapping[str, Any],
+    lookup_conn: LookupConn | None,
+    now_ms: int,
+    tz: str = "UTC",
+) -> str:
+    """``text`` with every placeholder replaced; raises ``TaskError`` naming what failed.
+
+    ``lookup_conn(conn_id, key)`` returns the value or raises ``KeyError`` (or ``TaskError``)
+    when the connection or key does not exist; ``None`` means no connections are available.
+    """
+    try:
+        zone = parse_timezone(tz)
+    except ValueError as e:
+        raise TaskError(str(e)) from None
+    opaque: list[str] = []
+    marker = _marker(text + "".join(_text(v) for v in params.values()))
+
+    def first_pass(m: re.Match[str]) -> str:
+        kind, body = m.group(1), m.group(2)
+        if kind == "params":
+            if not _KEY.match(body):
+                raise TaskError(f"invalid placeholder {m.group(0)}: use ${{params.<name>}}")
+            if body not in params:
+                raise TaskError(f"unknown param {body!r} in {m.group(0)}; known: {sorted(params) or 'none'}")
+            return _text(params[body])
+        ref = _conn_ref(kind, body)
+        if ref is None:
+            form = "${conn.<id>.<key>}" if kind == "conn" else "${secret.<name>}"
+            raise TaskError(f"invalid placeholder {m.group(0)}: use {form}")
+        opaque.append(_lookup(lookup_conn, ref, m.group(0)))
+        return f"{marker}{len(opaque) - 1}{marker}"
+
+    now = datetime.fromtimestamp(now_ms // 1000, UTC).replace(microsecond=now_ms % 1000 * 1000)
+    expanded = _expand_dates(_REF.sub(first_pass, text), now.astimezone(zone))
+    return re.sub(f"{marker}(\\d+){marker}", lambda m: opaque[int(m.group(1))], expanded)
+
+
+def _conn_ref(kind: str, body: str) -> tuple[str, str] | None:
+    if kind == "secret":
+        return (body, "value") if _NAME.match(body) else None
+    conn_id, dot, key = body.partition(".")
+    return (conn_id, key) if dot and _NAME.match(conn_id) and _KEY.match(key) else None
+
+
+def _lookup(lookup_conn: LookupConn | None, ref: tuple[str, str], token: str) -> str:
+    if lookup_conn is None:
+        raise TaskError(f"{token} refers to connection {ref[0]!r}, but no connections are available")
+    try:
+        return lookup_conn(*ref)
+    except KeyError:
+        raise TaskError(
+            f"unknown connection or key in {token} (connection {ref[0]!r}, key {ref[1]!r})"
+        ) from None
+
+
+def _marker(text: str) -> str:
+    """A private-use character absent from ``text``, bracketing opaque values during pass 2.
+
+    Inside a date format the marker and index are plain literals, so even a secret used as
+    a format argument comes out verbatim rather than interpreted."""
+    for code in range(0xE000, 0xF900):
+        if chr(code) not in text:
+            return chr(code)
+    raise TaskError("text uses every private-use character; cannot resolve placeholders")  # pragma: no cover
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def _expand_dates(text: str, now: datetime) -> str:
+    """Replace each ``#{...}``; a ``}`` inside a quoted argument does not end the expression."""
+    out: list[str] = []
+    pos = 0
+    while (start := text.find("#{", pos)) != -1:
+        out.append(text[pos:start])
+        end, quote = start + 2, ""
+        while end < len(text) and (quote or text[end] != "}"):
+            if quote and text[end] == quote:
+                quote = ""
+            elif not quote and text[end] in "'\"":
+                quote = text[end]
+            end += 1
+        if end >= len(text):
+            raise TaskError(f"unterminated date placeholder {text[start : start + 40]!r}")
+        out.append(_call(text[start + 2 : end], now))
+        pos = end + 1
+    out.append(text[pos:])
+    return "".join(out)
+
+
+# --- date functions (names, argument order and Java-style formats as in chango/kiok) -------------
+
+_CALL = re.compile(r"^\s*([A-Za-z]+)\s*\((.*)\)\s*$", re.S)
+#: An integer, or a string in single or double quotes where a doubled quote stands for itself.
+_ARG = re.compile(r"""\s*(?:([-+]?\d+)|'((?:[^']|'')*)'|"((?:[^"]|"")*)")\s*(,|$)""")
+_SHIFT = ("years", "months", "days", "hours", "minutes", "weeks")
+#: name -> (sign of the shift or None, argument names); a trailing "format" is a string.
+_FUNCS: dict[str, tuple[int | None, tuple[str, ...]]] = {
+    "nowInMillis": (None, ()),
+    "nowFormatted": (None, ("format",)),
+    "nowPlusInMillis": (1, _SHIFT),
+    "nowPlusFormatted": (1, (*_SHIFT, "format")),
+    "nowMinusInMillis": (-1, _SHIFT),
+    "nowMinusFormatted": (-1, (*_SHIFT, "format")),
+}
+#: English names, fixed: formatting must not depend on the worker's locale.
+_MONTHS = ["January", "February", "March", "April", "May", "June"]
+_MONTHS += ["July", "August", "September", "October", "November", "December"]
+_DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+
+
+def _call(expr: str, now: datetime) -> str:
+    m = _CALL.match(expr)
+    if not m:
+        raise TaskError(f"invalid date placeholder #{{{expr}}}: expected #{{function(args)}}")
+    name, raw = m.group(1), m.group(2)
+    if name not in _FUNCS:
+        raise TaskError(f"unknown date function {name!r} in #{{{expr}}}; known: {', '.join(_FUNCS)}")
+    sign, names = _FUNCS[name]
+    args = _parse_args(raw, expr)
+    if len(args) != len(names):
+        plural = "" if len(names) == 1 else "s"
+        raise TaskError(f"{name} takes {len(names)} argument{plural} ({', '.join(names)}), got {len(args)}")
+    for arg, arg_name in zip(args, names, strict=True):
+        if isinstance(arg, str) != (arg_name == "format"):
+            kind = "a quoted string" if arg_name == "format" else "an integer"
+            raise TaskError(f"{name}: argument {arg_name} must be {kind}, got {arg!r}")
+    at = now if sign is None else _shift(now, sign, [a for a in args if isinstance(a, int)])
+    if names and names[-1] == "format":
+        return _format(at, str(args[-1]))
+    return str((at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1))
+
+
+def _parse_args(raw: str, expr: str) -> list[int | str]:
+    args: list[int | str] = []
+    pos = 0
+    while raw.strip() and pos < len(raw):
+        m = _ARG.match(raw, pos)
+        if not m or (m.group(4) == "," and m.end() == len(raw)):
+            raise TaskError(f"cannot parse the arguments of #{{{expr}}}: use integers and quoted strings")
+        num, single, double = m.group(1), m.group(2), m.group(3)
+        if num is not None:
+            args.append(int(num))
+        else:
+            args.append(single.replace("''", "'") if single is not None else double.replace('""', '"'))
+        pos = m.end()
+    return args
+
+
+def _shift(now: datetime, sign: int, amounts: list[int]) -> datetime:
+    """Calendar units on the local date (Jan 31 + 1 month = Feb 28/29, a day stays a day across
+    DST, as Java's ZonedDateTime.plusDays); hours and minutes on the instant."""
+    years, months, days, hours, minutes, weeks = (sign * a for a in amounts)
+    try:
+        local = _add_months(_add_months(now, 12 * years), months) + timedelta(days=days + 7 * weeks)
+        instant = local.astimezone(UTC) + timedelta(hours=hours, minutes=minutes)
+    except (OverflowError, ValueError) as e:
+        raise TaskError(f"date out of range: {e}") from None
+    return instant.astimezone(now.tzinfo or UTC)
+
+
+def _add_months(dt: datetime, n: int) -> datetime:
+    year, month0 = divmod(dt.year * 12 + dt.month - 1 + n, 12)
+    day = min(dt.day, calendar.monthrange(year, month0 + 1)[1])
+    return dt.replace(year=year, month=month0 + 1, day=day)
+
+
+def _format(dt: datetime, pattern: str) -> str:
+    """A subset of Java's DateTimeFormatter: letters repeat for width, 'text' is literal,
+    '' is a quote, Y is treated as y (as kiok does), other non-letters are copied."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if pattern.startswith("''", i):
+            out.append("'")
+            i += 2
+        elif c == "'":
+            j = i + 1
+            while j < len(pattern) and (pattern[j] != "'" or pattern.startswith("''", j)):
+                out.append(pattern[j])
+                j += 2 if pattern.startswith("''", j) else 1
+            if j >= len(pattern):
+                raise TaskError(f"unterminated quote in date format {pattern!r}")
+            i = j + 1
+        elif c.isascii() and c.isalpha():
+            j = i
+            while j < len(pattern) and pattern[j] == c:
+                j += 1
+            out.append(_field(dt, "y" if c == "Y" else c, j - i, pattern))
+            i = j
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def _field(dt: datetime, letter: str, n: int, pattern: str) -> str:
+    def num(v: int) -> str:
+        return str(v).zfill(n)
+
+    if letter in "yu":
+        return f"{dt.year % 100:02d}" if n == 2 else num(dt.year)
+    if letter == "M":
+        return num(dt.month) if n <= 2 else _MONTHS[dt.month - 1][: 3 if n == 3 else None if n == 4 else 1]
+    if letter == "E":
+        return _DAYS[dt.weekday()][: 3 if n <= 3 else None if n == 4 else 1]
+    simple = {"d": dt.day, "D": dt.timetuple().tm_yday, "H": dt.hour, "h": (dt.hour - 1) % 12 + 1}
+    simple |= {"K": dt.hour % 12, "k": dt.hour or 24, "m": dt.minute, "s": dt.second}
+    if letter in simple:
+        return num(simple[letter])
+    if letter == "S":
+        return f"{dt.microsecond:06d}000"[:n].ljust(n, "0")
+    if letter == "a":
+        return "AM" if dt.hour < 12 else "PM"
+    if letter in "ZX":
+        off = int((dt.utcoffset() or timedelta()).total_seconds()) // 60
+        if letter == "X" and off == 0:
+            return "Z"
+        sign, (hh, mm) = "-" if off < 0 else "+", divmod(abs(off), 60)
+        if letter == "X" and n == 1 and mm == 0:
+            return f"{sign}{hh:02d}"
+        return f"{sign}{hh:02d}{':' if letter == 'X' and n >= 3 else ''}{mm:02d}"
+    if letter == "V" and n == 2:
+        return str(dt.tzinfo)
+    raise TaskError(f"unsupported letter {letter * n!r} in date format {pattern!r}")

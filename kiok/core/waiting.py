@@ -1,0 +1,54 @@
+"""Why a task is not running yet, in words, for the UI and ``kiok run show``.
+
+Derived from the same readiness rules as ``advance`` so the explanation can never disagree
+with what the driver will do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+
+from kiok.core.readiness import UNSTARTED, upstream_verdict
+from kiok.core.states import TERMINAL_TASK_STATES, TaskRecord, TaskState
+from kiok.dag.spec import DagSpec
+from kiok.ids import TaskId
+
+__all__ = ["iso_utc", "task_wait_reason"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def iso_utc(ms: int) -> str:
+    """``ms`` as ISO-8601 UTC to the second, e.g. ``2024-05-01T12:00:00Z``."""
+    return (_EPOCH + timedelta(milliseconds=ms)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def task_wait_reason(
+    spec: DagSpec, tasks: Mapping[TaskId, TaskRecord], task_id: TaskId, now_ms: int
+) -> str | None:
+    """Why ``task_id`` is not running; ``None`` when it is running or terminal.
+
+    ``now_ms`` marks a retry that is already due (the driver has not picked it up yet).
+    Raises ``KeyError`` for a task id the spec does not have.
+    """
+    task = spec.task(task_id)
+    rec = tasks.get(task_id, UNSTARTED)
+    if rec.state is TaskState.QUEUED:
+        return "waiting for a free task slot"
+    if rec.state is TaskState.RETRYING:
+        head = f"retry (attempt {rec.attempt + 1})"
+        if rec.retry_at_ms is None:
+            return f"{head} due now"
+        due = f"{head} at {iso_utc(rec.retry_at_ms)}"
+        return f"{due} (due)" if rec.retry_at_ms <= now_ms else due
+    if rec.state is not TaskState.PENDING:
+        return None
+    ups = [(u, tasks.get(u, UNSTARTED).state) for u in task.requires]
+    verdict = upstream_verdict(task.trigger_rule, [s for _, s in ups])
+    if verdict == "wait":
+        waiting = [u for u, s in ups if s not in TERMINAL_TASK_STATES]
+        return f"waiting for upstream: {', '.join(waiting)}"
+    if verdict == "skip":
+        return f"will be skipped: trigger rule {task.trigger_rule.value} can no longer be met"
+    return "waiting for the driver to queue it"

@@ -1,0 +1,40 @@
+"""Duration values in DAG documents: ``"500ms"``, ``"10s"``, ``"1.5h"``, or a plain int of ms.
+
+One grammar for every duration field (timeouts, retry delays) so a DAG author learns it once;
+the kiok-style ``...Ms`` fields go through the same parser, where a plain int is the norm.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+from kiok.errors import DagValidationError
+
+_UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_FORMS = "a string <number><unit> with unit ms, s, m, h or d (e.g. '500ms', '10s', '1.5h') or an int of ms"
+
+
+def parse_duration_ms(value: object, field: str) -> int:
+    """Milliseconds for ``value``; ``DagValidationError`` naming ``field`` and the accepted forms.
+
+    A fractional result (``'0.5ms'``) is refused rather than rounded: the scheduler works in
+    whole milliseconds and silent rounding would hide a typo such as ``'0.001s'``.
+    """
+    if isinstance(value, bool):  # bool is an int subclass; 'true' is never a duration
+        raise DagValidationError(f"expected a duration, got {value!r}; use {_FORMS}", field=field)
+    if isinstance(value, int):
+        if value < 0:
+            raise DagValidationError(f"duration must not be negative, got {value}", field=field)
+        return value
+    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return int(value)
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m:
+            ms = Decimal(m.group(1)) * _UNIT_MS[m.group(2)]
+            if ms != ms.to_integral_value():
+                raise DagValidationError(f"duration {value!r} is not a whole number of ms", field=field)
+            return int(ms)
+    raise DagValidationError(f"invalid duration {value!r}; use {_FORMS}", field=field)

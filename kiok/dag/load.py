@@ -1,0 +1,262 @@
+"""Reading DAG documents (YAML, JSON, or an already-parsed mapping) into a validated DagSpec.
+
+This module owns the document *shape*: which keys exist, their types and aliases
+(``timeoutMs`` for ``timeout``), and pointing at the line of a syntax error. What the values
+mean (graph, cron, task types) is checked by ``kiok.dag.validate``, which every path ends in.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import yaml
+
+from kiok.dag.durations import parse_duration_ms
+from kiok.dag.spec import (
+    DEFAULT_MAX_ACTIVE_RUNS,
+    DEFAULT_RETRY_DELAY_MS,
+    DagSpec,
+    TaskSpec,
+    TaskType,
+    TriggerRule,
+)
+from kiok.dag.validate import (
+    check_id,
+    check_param_value,
+    normalize_labels,
+    parse_task_type,
+    parse_trigger_rule,
+    validate,
+)
+from kiok.errors import DagValidationError
+from kiok.ids import DagId, TaskId
+
+_TOP_KEYS = frozenset({"dag", "tasks"})
+_DAG_KEYS = frozenset(
+    {"id", "name", "description", "schedule", "timezone", "catchup", "max_active_runs", "default_timeout"}
+    | {"defaultTimeoutMs", "labels", "params"}
+)
+_TASK_KEYS = frozenset(
+    {"id", "type", "script", "requires", "trigger_rule", "retries", "retry_delay", "retryDelayMs"}
+    | {"retry_exponential_backoff", "max_retry_delay", "maxRetryDelayMs", "timeout", "timeoutMs", "config"}
+)
+#: Bounds on a parsed document. YAML aliases share objects, so a few hundred bytes can stand
+#: for billions of nodes (or a cycle); everything after parsing walks the tree, so refuse early.
+_MAX_NODES = 200_000
+_MAX_DEPTH = 64
+#: http fields that may sit on the task itself; they are folded into ``config`` where kiok keeps them.
+_HTTP_TASK_KEYS = frozenset({"url", "method", "body", "headers"})
+
+
+def spec_from_yaml(text: str) -> DagSpec:
+    """Parse YAML (safe subset only); syntax errors name the 1-based line and column."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise DagValidationError(f"invalid YAML{where}: {e.problem or e.context}") from None
+    except yaml.YAMLError as e:
+        raise DagValidationError(f"invalid YAML: {e}") from None
+    return spec_from_document(doc)
+
+
+def spec_from_json(text: str) -> DagSpec:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DagValidationError(f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise DagValidationError("invalid JSON: nested too deeply") from None
+    return spec_from_document(doc)
+
+
+def spec_from_body(body: bytes, content_type: str | None) -> DagSpec:
+    """An HTTP request body: YAML or JSON by content type, else JSON if it starts like JSON."""
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DagValidationError(f"DAG document is not UTF-8 (byte {e.start})") from None
+    kind = (content_type or "").lower()
+    if "yaml" in kind or "yml" in kind:
+        return spec_from_yaml(text)
+    if "json" in kind or text.lstrip().startswith(("{", "[")):
+        return spec_from_json(text)
+    return spec_from_yaml(text)
+
+
+def spec_from_document(doc: object) -> DagSpec:
+    """The validated spec for a parsed document ``{"dag": {...}, "tasks": [...]}`` (DESIGN §4)."""
+    if not isinstance(doc, Mapping):
+        raise DagValidationError(f"a DAG document is a mapping with 'dag' and 'tasks', got {_kind(doc)}")
+    _check_size(doc)
+    top = _Fields(doc, "", _TOP_KEYS)
+    dag = _Fields(top.mapping("dag", required=True), "dag", _DAG_KEYS)
+    tasks = top.get("tasks")
+    if tasks is None:
+        tasks = []
+    if not isinstance(tasks, list):
+        raise DagValidationError(f"expected a list of tasks, got {_kind(tasks)}", field="tasks")
+    dag_id = check_id(dag.get("id"), "dag.id")
+    labels = dag.get("labels") or []
+    if not isinstance(labels, list):
+        raise DagValidationError(f"expected a list of strings, got {_kind(labels)}", field="dag.labels")
+    params = dag.mapping("params")
+    schedule = dag.text("schedule")
+    spec = DagSpec(
+        id=DagId(dag_id),
+        name=dag.text("name") or "",
+        description=dag.text("description") or "",
+        schedule=schedule.strip() if schedule and schedule.strip() else None,
+        timezone=dag.text("timezone") or "UTC",
+        catchup=dag.flag("catchup", False),
+        max_active_runs=dag.integer("max_active_runs", DEFAULT_MAX_ACTIVE_RUNS),
+        default_timeout_ms=dag.duration("default_timeout", "defaultTimeoutMs"),
+        labels=normalize_labels(labels, "dag.labels"),
+        params={
+            check_id(k, f"dag.params.{k}"): check_param_value(v, f"dag.params.{k}") for k, v in params.items()
+        },
+        # last, so problems are reported in document order
+        tasks=tuple(_task(t, f"tasks[{i}]") for i, t in enumerate(tasks)),
+    )
+    return validate(spec)
+
+
+def _task(raw: object, at: str) -> TaskSpec:
+    if not isinstance(raw, Mapping):
+        raise DagValidationError(f"a task is a mapping with at least 'id', got {_kind(raw)}", field=at)
+    kind = TaskType.SHELL if raw.get("type") is None else parse_task_type(raw["type"], f"{at}.type")
+    f = _Fields(raw, at, (_TASK_KEYS | _HTTP_TASK_KEYS) if kind is TaskType.HTTP else _TASK_KEYS)
+    requires = f.get("requires") or []
+    if not isinstance(requires, list):
+        raise DagValidationError(
+            f"expected a list of task ids, got {_kind(requires)}", field=f"{at}.requires"
+        )
+    config = {k: _config_value(v, f"{at}.config.{k}") for k, v in f.mapping("config").items()}
+    for key in sorted(_HTTP_TASK_KEYS & raw.keys()):
+        if key in config:
+            raise DagValidationError(f"given both as {key} and config.{key}", field=f"{at}.{key}")
+        config[key] = _config_value(raw[key], f"{at}.{key}")
+    rule = f.get("trigger_rule")
+    delay = f.duration("retry_delay", "retryDelayMs")
+    return TaskSpec(
+        id=TaskId(check_id(f.get("id"), f"{at}.id")),
+        type=kind,
+        script=f.text("script"),
+        # dict.fromkeys: drop a repeated upstream but keep the author's order
+        requires=tuple(
+            dict.fromkeys(TaskId(check_id(r, f"{at}.requires[{i}]")) for i, r in enumerate(requires))
+        ),
+        trigger_rule=TriggerRule.ALL_SUCCESS
+        if rule is None
+        else parse_trigger_rule(rule, f"{at}.trigger_rule"),
+        retries=f.integer("retries", 0),
+        retry_delay_ms=DEFAULT_RETRY_DELAY_MS if delay is None else delay,
+        retry_exponential_backoff=f.flag("retry_exponential_backoff", True),
+        max_retry_delay_ms=f.duration("max_retry_delay", "maxRetryDelayMs"),
+        timeout_ms=f.duration("timeout", "timeoutMs"),
+        config=config,
+    )
+
+
+def _check_size(doc: object) -> None:
+    budget = _MAX_NODES
+    stack: list[tuple[object, int]] = [(doc, 0)]
+    while stack:
+        node, depth = stack.pop()
+        budget -= 1
+        if budget < 0 or depth > _MAX_DEPTH:
+            raise DagValidationError(
+                f"document too large or nested too deeply (at most {_MAX_NODES} values and "
+                f"{_MAX_DEPTH} levels; a YAML alias counts once per use)"
+            )
+        if isinstance(node, Mapping):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list | tuple):
+            stack.extend((v, depth + 1) for v in node)
+
+
+def _config_value(value: object, field: str) -> str:
+    """config is a flat string map (as in kiok): strings stay, anything else is JSON-encoded."""
+    if isinstance(value, str):
+        return value
+    plain = check_param_value(value, field)
+    return plain if isinstance(plain, str) else json.dumps(plain)
+
+
+def _kind(value: object) -> str:
+    return "nothing" if value is None else f"{type(value).__name__} {value!r}"[:80]
+
+
+class _Fields:
+    """Typed access to one mapping of the document; a missing or null key means the default."""
+
+    def __init__(self, data: Mapping[Any, Any], at: str, allowed: Iterable[str]) -> None:
+        allowed = sorted(allowed)
+        for key in data:
+            if key not in allowed:
+                close = difflib.get_close_matches(str(key), allowed, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}"
+                raise DagValidationError(f"unknown key {key!r}; {hint}", field=self._path(at, key))
+        self.data = data
+        self.at = at
+
+    @staticmethod
+    def _path(at: str, key: object) -> str:
+        return f"{at}.{key}" if at else str(key)
+
+    def get(self, key: str) -> object:
+        return self.data.get(key)
+
+    def text(self, key: str) -> str | None:
+        value = self.data.get(key)
+        if value is not None and not isinstance(value, str):
+            raise DagValidationError(f"expected a string, got {_kind(value)}", field=self._path(self.at, key))
+        return value
+
+    def flag(self, key: str, default: bool) -> bool:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise DagValidationError(
+                f"expected true or false, got {_kind(value)}", field=self._path(self.at, key)
+            )
+        return value
+
+    def integer(self, key: str, default: int) -> int:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise DagValidationError(
+                f"expected an integer, got {_kind(value)}", field=self._path(self.at, key)
+            )
+        return value
+
+    def mapping(self, key: str, *, required: bool = False) -> Mapping[Any, Any]:
+        value = self.data.get(key)
+        if value is None and not required:
+            return {}
+        if not isinstance(value, Mapping):
+            raise DagValidationError(
+                f"expected a mapping, got {_kind(value)}", field=self._path(self.at, key)
+            )
+        for k in value:
+            if not isinstance(k, str):
+                raise DagValidationError(f"keys must be strings, got {k!r}", field=self._path(self.at, key))
+        return value
+
+    def duration(self, key: str, ms_key: str) -> int | None:
+        """One duration given either as ``key`` ('30m') or as the kiok-style ``ms_key`` (int ms)."""
+        if self.data.get(key) is not None and self.data.get(ms_key) is not None:
+            raise DagValidationError(
+                f"give either {key} or {ms_key}, not both", field=self._path(self.at, key)
+            )
+        for k in (key, ms_key):
+            if self.data.get(k) is not None:
+                return parse_duration_ms(self.data[k], self._path(self.at, k))
+        return None

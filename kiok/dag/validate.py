@@ -1,0 +1,214 @@
+"""The semantic checks every DagSpec passes before kiok accepts it, whatever it was written in.
+
+Loaders (YAML, JSON, SDK) check shapes and types; this module checks meaning: ids, the
+graph (duplicates, dangling ``requires``, cycles), cron and time zone, and what each task
+type needs. Each refusal is a ``DagValidationError`` whose ``field`` is a document path
+(``dag.schedule``, ``tasks[1].requires``) so the author can find the line to fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import re
+from collections.abc import Iterable, Mapping
+
+from kiok.core.cron import parse_timezone, validate_cron
+from kiok.dag.spec import DagSpec, TaskSpec, TaskType, TriggerRule
+from kiok.errors import DagValidationError
+
+#: DAG and task ids end up in URLs, run ids and file names, so they stay in a safe charset.
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
+MAX_RETRIES = 100
+_PLACEHOLDER_PREFIXES = ("${", "#{")
+
+
+def check_id(value: object, field: str) -> str:
+    """``value`` if it is a valid DAG/task/param id, else an error naming the charset."""
+    if not isinstance(value, str) or not ID_PATTERN.match(value):
+        raise DagValidationError(
+            f"invalid id {value!r}: use 1-200 characters from A-Z a-z 0-9 _ . - "
+            "starting with a letter or digit",
+            field=field,
+        )
+    return value
+
+
+def parse_task_type(value: object, field: str) -> TaskType:
+    if isinstance(value, str) and value in TaskType.__members__.values():
+        return TaskType(value)
+    allowed = ", ".join(t.value for t in TaskType)
+    raise DagValidationError(f"unknown task type {value!r}; allowed: {allowed}", field=field)
+
+
+def parse_trigger_rule(value: object, field: str) -> TriggerRule:
+    if isinstance(value, str) and value in TriggerRule.__members__.values():
+        return TriggerRule(value)
+    allowed = ", ".join(r.value for r in TriggerRule)
+    raise DagValidationError(f"unknown trigger rule {value!r}; allowed: {allowed}", field=field)
+
+
+def normalize_labels(labels: Iterable[object], field: str) -> tuple[str, ...]:
+    """Lower-case, stripped, sorted, without duplicates: routing compares labels as sets."""
+    out: set[str] = set()
+    for i, label in enumerate(labels):
+        if not isinstance(label, str) or not label.strip():
+            raise DagValidationError(
+                f"labels must be non-empty strings, got {label!r}", field=f"{field}[{i}]"
+            )
+        out.add(label.strip().lower())
+    return tuple(sorted(out))
+
+
+def check_param_value(value: object, field: str) -> object:
+    """A JSON-compatible copy of ``value``; YAML dates become ISO strings.
+
+    Params are stored and shipped to workers as JSON, so anything else (a YAML timestamp, a
+    Python object from the SDK) is refused here rather than failing later on the wire.
+    """
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise DagValidationError("NaN and infinity are not valid JSON", field=field)
+        return value
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [check_param_value(v, f"{field}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, Mapping):
+        for k in value:
+            if not isinstance(k, str):
+                raise DagValidationError(f"mapping keys must be strings, got {k!r}", field=field)
+        return {k: check_param_value(v, f"{field}.{k}") for k, v in value.items()}
+    raise DagValidationError(f"value of type {type(value).__name__} is not JSON-compatible", field=field)
+
+
+def validate(spec: DagSpec) -> DagSpec:
+    """The canonical form of ``spec`` (labels normalised, params made JSON-compatible, a name
+    equal to the id dropped, as ``DagSpec.to_dict`` does).
+
+    Raises ``DagValidationError`` on the first problem found, in document order.
+    """
+    check_id(spec.id, "dag.id")
+    if spec.schedule is not None:
+        try:
+            validate_cron(spec.schedule)
+        except ValueError as e:
+            raise DagValidationError(str(e), field="dag.schedule") from None
+    try:
+        parse_timezone(spec.timezone)
+    except ValueError as e:
+        raise DagValidationError(str(e), field="dag.timezone") from None
+    if isinstance(spec.max_active_runs, bool) or spec.max_active_runs < 1:
+        raise DagValidationError(
+            f"must be an int >= 1, got {spec.max_active_runs!r}", field="dag.max_active_runs"
+        )
+    _positive(spec.default_timeout_ms, "dag.default_timeout")
+    params = {
+        check_id(k, f"dag.params.{k}"): check_param_value(v, f"dag.params.{k}")
+        for k, v in spec.params.items()
+    }
+    if not spec.tasks:
+        raise DagValidationError("a DAG needs at least one task", field="tasks")
+    seen: dict[str, int] = {}
+    for i, task in enumerate(spec.tasks):
+        check_id(task.id, f"tasks[{i}].id")
+        if task.id in seen:
+            raise DagValidationError(
+                f"duplicate task id {task.id!r} (also tasks[{seen[task.id]}])", field=f"tasks[{i}].id"
+            )
+        seen[task.id] = i
+    for i, task in enumerate(spec.tasks):
+        _check_task(task, f"tasks[{i}]", seen)
+    cycle = _find_cycle(spec.tasks)
+    if cycle:
+        raise DagValidationError(
+            f"cycle: {' -> '.join(cycle)} (each task requires the one before it)", field="tasks"
+        )
+    labels = normalize_labels(spec.labels, "dag.labels")
+    name = "" if spec.name == spec.id else spec.name
+    if labels != spec.labels or name != spec.name or params != spec.params:
+        return dataclasses.replace(spec, labels=labels, name=name, params=params)
+    return spec
+
+
+def _check_task(task: TaskSpec, at: str, ids: Mapping[str, int]) -> None:
+    kind = parse_task_type(task.type, f"{at}.type")
+    parse_trigger_rule(task.trigger_rule, f"{at}.trigger_rule")
+    for dep in task.requires:
+        if dep == task.id:
+            raise DagValidationError(f"task {task.id!r} requires itself", field=f"{at}.requires")
+        if dep not in ids:
+            raise DagValidationError(
+                f"task {task.id!r} requires unknown task {dep!r}", field=f"{at}.requires"
+            )
+    if isinstance(task.retries, bool) or not 0 <= task.retries <= MAX_RETRIES:
+        raise DagValidationError(
+            f"must be an int from 0 to {MAX_RETRIES}, got {task.retries!r}", field=f"{at}.retries"
+        )
+    if task.retry_delay_ms < 0:
+        raise DagValidationError("must not be negative", field=f"{at}.retry_delay")
+    _positive(task.max_retry_delay_ms, f"{at}.max_retry_delay")
+    _positive(task.timeout_ms, f"{at}.timeout")
+    for key, value in task.config.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise DagValidationError("config must map strings to strings", field=f"{at}.config.{key}")
+    if kind in (TaskType.SHELL, TaskType.PYTHON):
+        if task.script is None or not task.script.strip():
+            raise DagValidationError(
+                f"{kind.value} task {task.id!r} needs a non-empty script", field=f"{at}.script"
+            )
+    elif kind is TaskType.HTTP:
+        _check_http(task, at)
+
+
+def _check_http(task: TaskSpec, at: str) -> None:
+    if task.script is not None:
+        raise DagValidationError("http tasks take config.url/method/body, not script", field=f"{at}.script")
+    url = task.config.get("url", "").strip()
+    if not url:
+        raise DagValidationError(f"http task {task.id!r} needs config.url", field=f"{at}.config.url")
+    if not url.startswith(("http://", "https://", *_PLACEHOLDER_PREFIXES)):
+        raise DagValidationError(
+            f"url must start with http:// or https://, got {url!r}", field=f"{at}.config.url"
+        )
+    method = task.config.get("method", "GET")
+    if method not in HTTP_METHODS and not method.startswith(_PLACEHOLDER_PREFIXES):
+        raise DagValidationError(
+            f"unknown method {method!r}; allowed: {', '.join(HTTP_METHODS)}", field=f"{at}.config.method"
+        )
+
+
+def _positive(ms: int | None, field: str) -> None:
+    if ms is not None and ms <= 0:
+        raise DagValidationError(f"must be greater than 0, got {ms}ms", field=field)
+
+
+def _find_cycle(tasks: tuple[TaskSpec, ...]) -> list[str] | None:
+    """One cycle as a closed path upstream -> downstream, or None; iterative, so deep DAGs are fine."""
+    downstream: dict[str, list[str]] = {t.id: [] for t in tasks}
+    for t in tasks:
+        for dep in t.requires:
+            downstream[dep].append(t.id)
+    done: set[str] = set()
+    for root in downstream:
+        if root in done:
+            continue
+        path, on_path = [root], {root}
+        stack = [iter(downstream[root])]
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                stack.pop()
+                finished = path.pop()
+                on_path.discard(finished)
+                done.add(finished)
+            elif nxt in on_path:
+                return [*path[path.index(nxt) :], nxt]
+            elif nxt not in done:
+                path.append(nxt)
+                on_path.add(nxt)
+                stack.append(iter(downstream[nxt]))
+    return None

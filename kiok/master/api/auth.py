@@ -1,0 +1,54 @@
+"""``/api/v1/auth``: login, refresh, change-password."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+
+from kiok.master.api.deps import client_address, node_of, require
+from kiok.master.auth import Principal
+from kiok.security import actions
+
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+
+
+class LoginRequest(BaseModel):
+    user: str = Field(min_length=1, max_length=256)
+    password: str = Field(max_length=4096)
+
+
+class RefreshRequest(BaseModel):
+    refreshToken: str = Field(min_length=1, max_length=8192)  # noqa: N815 - the wire name
+
+
+class ChangePasswordRequest(BaseModel):
+    oldPassword: str = Field(max_length=4096)  # noqa: N815
+    newPassword: str = Field(max_length=4096)  # noqa: N815
+
+
+class TokenResponse(BaseModel):
+    accessToken: str  # noqa: N815
+    refreshToken: str  # noqa: N815
+    requirePasswordChange: bool  # noqa: N815
+    tokenType: str = "Bearer"  # noqa: N815
+
+
+@router.post("/login", response_model=TokenResponse, responses={401: {}, 429: {}})
+async def login(body: LoginRequest, request: Request) -> Any:
+    pair = await node_of(request).auth.login(body.user, body.password, client_address(request))
+    return pair.to_json()
+
+
+@router.post("/refresh", response_model=TokenResponse, responses={401: {}})
+async def refresh(body: RefreshRequest, request: Request) -> Any:
+    return (await node_of(request).auth.refresh(body.refreshToken)).to_json()
+
+
+@router.post("/change-password", response_model=TokenResponse, responses={400: {}, 401: {}})
+async def change_password(
+    body: ChangePasswordRequest, request: Request, principal: Principal = Depends(require(actions.CHANGE_PASSWORD))
+) -> Any:
+    pair = await node_of(request).auth.change_password(principal, body.oldPassword, body.newPassword)
+    return pair.to_json()

@@ -1,0 +1,43 @@
+"""Request plumbing shared by the routers: the node, the principal, the action check."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from kiok.master.auth import Principal
+from kiok.security import actions
+
+if TYPE_CHECKING:
+    from kiok.master.node import MasterNode
+
+#: Declared for the OpenAPI document; the header itself is read by ``AuthService``
+#: (which also accepts ``Token <jwt>``).
+_bearer = HTTPBearer(auto_error=False, description="JWT from POST /api/v1/auth/login")
+
+
+def node_of(request: Request) -> MasterNode:
+    node: MasterNode = request.app.state.node
+    return node
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def require(action: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that authenticates the caller and checks ``action``."""
+
+    async def dependency(
+        request: Request, _: HTTPAuthorizationCredentials | None = Depends(_bearer)
+    ) -> Principal:
+        node = node_of(request)
+        principal = node.auth.authenticate(
+            request.headers.get("authorization"), allow_password_change=action == actions.CHANGE_PASSWORD
+        )
+        return principal
+
+    return dependency

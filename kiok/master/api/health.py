@@ -1,0 +1,41 @@
+"""Probes (no auth): ``/healthz`` while the process runs, ``/readyz`` once this node is
+ready, ``/cluster/health`` for the cluster's view."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from kiok.master.api.deps import node_of
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "not ready yet; the body says what is missing"}})
+async def readyz(request: Request) -> Any:
+    ready, why = node_of(request).readiness()
+    if ready:
+        return {"status": "ready"}
+    return JSONResponse({"status": "not ready", "reason": why}, status_code=503)
+
+
+@router.get("/cluster/health")
+async def cluster_health(request: Request) -> dict[str, Any]:
+    node = node_of(request)
+    ready, _ = node.readiness()
+    workers = node.coordinator.workers.values()
+    connected = sum(1 for w in workers if w.info().connected)
+    return {
+        "status": "healthy" if ready else "unhealthy" if connected == 0 else "degraded",
+        "leader": node.node_id,
+        "term": node.coordinator.term,
+        "masters": 1,
+        "connectedWorkers": connected,
+    }

@@ -1,0 +1,98 @@
+"""``/api/v1/runs``: list, read (with why each task waits), cancel, and logs by offset."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from kiok.core.states import RunState, TaskState
+from kiok.errors import InvalidInput, NotFound
+from kiok.ids import RUN_LOG_TASK
+from kiok.master.api.deps import node_of, require
+from kiok.master.auth import Principal
+from kiok.master.views import run_view
+from kiok.security import actions
+from kiok.store import commands as c
+
+router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
+
+_TERMINAL = {s.value for s in (RunState.SUCCESS, RunState.FAILED, RunState.CANCELLED)}
+_TERMINAL_TASK = {s.value for s in (TaskState.SUCCESS, TaskState.FAILED, TaskState.SKIPPED, TaskState.CANCELLED)}
+
+
+def _run(request: Request, run_id: str) -> dict[str, Any]:
+    run = node_of(request).reader.run(run_id)
+    if run is None:
+        raise NotFound(f"run {run_id!r} not found")
+    return run
+
+
+def _view(request: Request, run: dict[str, Any]) -> dict[str, Any]:
+    node = node_of(request)
+    spec = node.reader.run_spec(run["runId"])
+    assert spec is not None
+    return run_view(run, spec, node.coordinator.waiting.get(run["runId"]), node.clock_ms())
+
+
+@router.get("")
+async def list_runs(
+    request: Request,
+    dag: str | None = Query(default=None, max_length=200),
+    state: str | None = Query(default=None, max_length=20),
+    limit: int = Query(default=50, ge=1, le=500),
+    cursor: str | None = Query(default=None, max_length=20),
+    _: Principal = Depends(require(actions.LIST_RUNS)),
+) -> dict[str, Any]:
+    """Runs, newest first. Pass ``nextCursor`` back as ``cursor`` for the next page."""
+    if state is not None and state.upper() not in {s.value for s in RunState}:
+        raise InvalidInput(f"state: unknown run state {state!r}; one of {', '.join(s.value for s in RunState)}")
+    seq: int | None = None
+    if cursor is not None:
+        try:
+            seq = int(cursor)
+        except ValueError:
+            raise InvalidInput("cursor: not a cursor returned by this endpoint") from None
+    runs, next_seq = node_of(request).reader.runs(
+        dag_id=dag, state=state.upper() if state else None, limit=limit, cursor=seq
+    )
+    return {"runs": [_view(request, r) for r in runs], "nextCursor": None if next_seq is None else str(next_seq)}
+
+
+@router.get("/{run_id}", responses={404: {}})
+async def get_run(run_id: str, request: Request, _: Principal = Depends(require(actions.READ_RUN))) -> dict[str, Any]:
+    return _view(request, _run(request, run_id))
+
+
+@router.post("/{run_id}/cancel", responses={404: {}, 409: {"description": "the run already ended"}})
+async def cancel_run(run_id: str, request: Request, _: Principal = Depends(require(actions.CANCEL_RUN))) -> dict[str, Any]:
+    """Cancel a run: queued tasks are cancelled, running ones have their whole process group
+    signalled (SIGTERM, then SIGKILL after the grace period)."""
+    node = node_of(request)
+    _run(request, run_id)
+    await node.log.propose(c.CancelRun(at_ms=node.clock_ms(), run_id=run_id))
+    return _view(request, _run(request, run_id))
+
+
+@router.get("/{run_id}/tasks/{task_id}/log", responses={404: {}})
+async def read_log(
+    run_id: str,
+    task_id: str,
+    request: Request,
+    offset: int = Query(default=0, ge=0),
+    limit: int = Query(default=1024 * 1024, ge=1, le=4 * 1024 * 1024),
+    _: Principal = Depends(require(actions.READ_LOG)),
+) -> dict[str, Any]:
+    """Log bytes from ``offset``; read again from ``nextOffset``. ``complete`` is true once
+    the task (for ``__run__``: the run) has finished and everything is stored."""
+    node = node_of(request)
+    run = _run(request, run_id)
+    if task_id != RUN_LOG_TASK and task_id not in run["tasks"]:
+        raise NotFound(f"run {run_id!r} has no task {task_id!r}")
+    data, next_offset = node.joblog.read(run_id, task_id, offset, limit)
+    if task_id == RUN_LOG_TASK:
+        finished = run["state"] in _TERMINAL
+    else:
+        finished = run["tasks"][task_id]["state"] in _TERMINAL_TASK or run["state"] in _TERMINAL
+    complete = finished and next_offset >= node.joblog.size(run_id, task_id)
+    return {"data": data.decode(errors="replace"), "offset": offset, "nextOffset": next_offset, "complete": complete}

@@ -1,0 +1,165 @@
+"""Authentication on the master: bootstrap, login, refresh, password change, and turning a
+request's ``Authorization`` header into a ``Principal``.
+
+Authorisation is a separate step (``authorize``) that every API route calls with its
+action from ``kiok.security.actions``."""
+
+from __future__ import annotations
+
+import functools
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kiok.errors import InvalidInput, PasswordChangeRequired, RateLimited, Unauthenticated
+from kiok.security.passwords import hash_password, password_problem, verify_password
+from kiok.security.ratelimit import FailureLimiter
+from kiok.security.tokens import TokenClaims, TokenIssuer
+from kiok.store import commands as c
+from kiok.store.commandlog import CommandLog
+from kiok.store.reader import StateReader
+
+DEFAULT_ADMIN_PASSWORD = "admin"
+
+
+@dataclass(frozen=True)
+class Principal:
+    user: str
+    groups: tuple[str, ...]
+    password_change_required: bool
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access: str
+    refresh: str
+    password_change_required: bool
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "accessToken": self.access,
+            "refreshToken": self.refresh,
+            "requirePasswordChange": self.password_change_required,
+            "tokenType": "Bearer",
+        }
+
+
+class AuthService:
+    def __init__(
+        self,
+        log: CommandLog,
+        reader: StateReader,
+        clock_ms: Callable[[], int],
+        *,
+        access_ttl_ms: int,
+        refresh_ttl_ms: int,
+        max_failures: int,
+        window_ms: int,
+    ) -> None:
+        self._log = log
+        self._reader = reader
+        self._clock = clock_ms
+        self._ttls = (access_ttl_ms, refresh_ttl_ms)
+        self._issuer: TokenIssuer | None = None
+        self._limiter = FailureLimiter(max_failures, window_ms)
+
+    async def bootstrap(self, admin_user: str, admin_password: str) -> bool:
+        """Create the admin and the signing key on the very first bootstrap only. Never
+        again afterwards, whatever the IAM store holds (the marker decides)."""
+        if self._reader.bootstrapped():
+            return False
+        password = admin_password or DEFAULT_ADMIN_PASSWORD
+        result = await self._log.propose(
+            c.Bootstrap(
+                at_ms=self._clock(),
+                admin_user=admin_user,
+                password_hash=hash_password(password),
+                require_password_change=not admin_password,
+                signing_key=secrets.token_bytes(32),
+            )
+        )
+        return bool(result["bootstrapped"])
+
+    @property
+    def issuer(self) -> TokenIssuer:
+        if self._issuer is None:
+            key = self._reader.signing_key()
+            if key is None:
+                raise Unauthenticated("the cluster is not bootstrapped yet")
+            self._issuer = TokenIssuer(key, access_ttl_ms=self._ttls[0], refresh_ttl_ms=self._ttls[1])
+        return self._issuer
+
+    def _tokens(self, user: str, record: dict[str, object]) -> TokenPair:
+        now = self._clock()
+        pv = int(record.get("passwordChangedMs") or 0)  # type: ignore[call-overload]
+        pwc = bool(record.get("requirePasswordChange"))
+        return TokenPair(
+            self.issuer.issue(TokenClaims(user, "access", pv, pwc), now),
+            self.issuer.issue(TokenClaims(user, "refresh", pv, pwc), now),
+            pwc,
+        )
+
+    async def login(self, user: str, password: str, address: str) -> TokenPair:
+        now = self._clock()
+        key = f"{user}\x00{address}"
+        wait_ms = self._limiter.retry_after_ms(key, now)
+        if wait_ms:
+            raise RateLimited(f"too many failed logins; try again in {wait_ms / 1000:.0f}s", wait_ms / 1000)
+        record = self._reader.user(user)
+        # Hash even for an unknown user so timing does not reveal which users exist.
+        ok = verify_password(record["passwordHash"] if record else _dummy_hash(), password) and record is not None
+        if not ok or record is None:
+            self._limiter.failed(key, now)
+            raise Unauthenticated("wrong user or password")
+        self._limiter.succeeded(key)
+        return self._tokens(user, record)
+
+    async def refresh(self, refresh_token: str) -> TokenPair:
+        claims = self.issuer.verify(refresh_token, "refresh", self._clock())
+        record = self._current_user(claims)
+        return self._tokens(claims.user, record)
+
+    async def change_password(self, principal: Principal, old: str, new: str) -> TokenPair:
+        record = self._reader.user(principal.user)
+        if record is None or not verify_password(record["passwordHash"], old):
+            raise Unauthenticated("the old password is wrong")
+        problem = password_problem(new, user=principal.user, old=old)
+        if problem:
+            raise InvalidInput(problem)
+        await self._log.propose(
+            c.SetPassword(at_ms=self._clock(), user=principal.user, password_hash=hash_password(new))
+        )
+        updated = self._reader.user(principal.user)
+        assert updated is not None
+        return self._tokens(principal.user, updated)
+
+    def _current_user(self, claims: TokenClaims) -> dict[str, object]:
+        record = self._reader.user(claims.user)
+        if record is None:
+            raise Unauthenticated(f"user {claims.user!r} no longer exists")
+        if int(record.get("passwordChangedMs") or 0) != claims.password_version:
+            raise Unauthenticated("the password changed since this token was issued; log in again")
+        return record
+
+    def authenticate(self, header: str | None, *, allow_password_change: bool = False) -> Principal:
+        """The principal behind an ``Authorization`` header (``Bearer <jwt>`` or ``Token <jwt>``)."""
+        if not header:
+            raise Unauthenticated("authentication required: send 'Authorization: Bearer <token>' (POST /api/v1/auth/login)")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() not in ("bearer", "token") or not token.strip():
+            raise Unauthenticated("unsupported Authorization scheme; use 'Bearer <token>'")
+        claims = self.issuer.verify(token.strip(), "access", self._clock())
+        record = self._current_user(claims)
+        principal = Principal(
+            claims.user, tuple(record.get("groups") or ()), bool(record.get("requirePasswordChange"))  # type: ignore[arg-type]
+        )
+        if principal.password_change_required and not allow_password_change:
+            raise PasswordChangeRequired(
+                "this account must change its password first: POST /api/v1/auth/change-password"
+            )
+        return principal
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    return hash_password(secrets.token_hex(16))

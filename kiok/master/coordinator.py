@@ -1,0 +1,216 @@
+"""The run coordinator (leader only): gives each unfinished run, whole, to one worker.
+
+A dispatch pass looks at every unfinished run that no live driver holds and either assigns
+it — ``AssignRun`` commits a new fence first, then the worker is offered the run — or records
+why it waits (paused DAG, ``max_active_runs``, no matching worker). Placement: among
+connected, non-draining workers whose labels include all the DAG's labels and that are not
+backing off after NAKs, the one with the most free slots. Passes are triggered by committed
+changes (new run, finished run, worker joined) rather than by polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from kiok.core.waiting import iso_utc
+from kiok.errors import KiokError
+from kiok.ids import RUN_LOG_TASK
+from kiok.protocol.messages import Assignment, Fence, OfferReply, OfferVerdict
+from kiok.store import commands as c
+from kiok.store.commandlog import CommandLog
+from kiok.store.effects import Effects
+from kiok.store.joblog import JobLogStore
+from kiok.store.reader import StateReader
+
+log = logging.getLogger(__name__)
+
+_NAK_BACKOFF_MS = (500, 1000, 2000, 5000, 10000)
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    id: str
+    address: str
+    labels: tuple[str, ...]
+    slots: int
+    free: int
+    connected: bool
+    draining: bool
+    last_heartbeat_ms: int | None
+
+
+class WorkerHandle(Protocol):
+    """The coordinator's view of one worker, local or remote."""
+
+    def info(self) -> WorkerInfo: ...
+
+    async def offer(self, assignment: Assignment, labels: Iterable[str]) -> OfferReply:
+        """Offer a run; the worker ACKs (it now drives the run) or NAKs with a reason."""
+        ...
+
+    def cancel(self, run_id: str) -> None: ...
+
+
+class Coordinator:
+    def __init__(
+        self,
+        log_: CommandLog,
+        reader: StateReader,
+        joblog: JobLogStore,
+        clock_ms: Callable[[], int],
+        *,
+        term: int = 1,
+    ) -> None:
+        self._log = log_
+        self._reader = reader
+        self._joblog = joblog
+        self._clock = clock_ms
+        self.term = term
+        self.workers: dict[str, WorkerHandle] = {}
+        #: run id -> worker id, for runs a live driver holds under this leadership.
+        self._driving: dict[str, str] = {}
+        self._naks: dict[str, tuple[int, int]] = {}  # worker -> (count, until_ms)
+        self.waiting: dict[str, str] = {}
+        self._kick = asyncio.Event()
+        self._kick.set()
+
+    # --- inputs ----------------------------------------------------------------------------
+
+    def on_effects(self, fx: Effects) -> None:
+        for run_id in fx.runs_finished:
+            self._driving.pop(run_id, None)
+            self.waiting.pop(run_id, None)
+        for run_id, worker_id in fx.cancels:
+            handle = self.workers.get(worker_id)
+            if handle is not None and self._driving.get(run_id) == worker_id:
+                handle.cancel(run_id)
+        if fx.runs_created or fx.runs_finished or fx.dags_changed:
+            self._kick.set()
+
+    def add_worker(self, handle: WorkerHandle) -> None:
+        self.workers[handle.info().id] = handle
+        self._kick.set()
+
+    def worker_lost(self, worker_id: str) -> None:
+        """Runs the worker drove go back to the pool (reassigned under a new fence)."""
+        self.workers.pop(worker_id, None)
+        for run_id, w in list(self._driving.items()):
+            if w == worker_id:
+                del self._driving[run_id]
+        self._kick.set()
+
+    def kick(self) -> None:
+        self._kick.set()
+
+    # --- the loop --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            try:
+                wake_ms = await self.dispatch_pass()
+            except Exception:
+                log.exception("dispatch pass failed")
+                wake_ms = 1000
+            if wake_ms is not None and not self._kick.is_set():
+                asyncio.get_running_loop().call_later(wake_ms / 1000, self._kick.set)
+
+    async def dispatch_pass(self) -> int | None:
+        """Assign what can be assigned; return when to look again (ms) if something waits
+        on time (NAK back-off), else None."""
+        now = self._clock()
+        active = [r for r in self._reader.active_runs() if r["runId"] not in self._driving]
+        if not active:
+            return None
+        running_per_dag: dict[str, int] = {}
+        for run in self._reader.active_runs():
+            if run["state"] == "RUNNING":
+                running_per_dag[run["dagId"]] = running_per_dag.get(run["dagId"], 0) + 1
+        retry_ms: int | None = None
+        for run in active:
+            run_id, dag_id = run["runId"], run["dagId"]
+            spec = self._reader.run_spec(run_id)
+            assert spec is not None
+            if run["state"] == "PENDING":
+                dag = self._reader.dag(dag_id)
+                if dag is not None and dag["paused"]:
+                    self.waiting[run_id] = f"DAG {dag_id} is paused"
+                    continue
+                limit = spec["dag"].get("max_active_runs", 16)
+                if running_per_dag.get(dag_id, 0) >= limit:
+                    self.waiting[run_id] = f"max_active_runs ({limit}) reached for DAG {dag_id}"
+                    continue
+            labels = tuple(spec["dag"].get("labels", ()))
+            worker, why = self._pick(labels, now)
+            if worker is None:
+                self.waiting[run_id] = why
+                backoff_until = min((u for _, u in self._naks.values() if u > now), default=None)
+                if backoff_until is not None:
+                    retry_ms = min(retry_ms or 10**9, backoff_until - now)
+                continue
+            if await self._assign(run, spec, labels, worker):
+                if run["state"] == "PENDING":
+                    running_per_dag[dag_id] = running_per_dag.get(dag_id, 0) + 1
+            else:
+                retry_ms = min(retry_ms or 10**9, _NAK_BACKOFF_MS[0])
+        return retry_ms
+
+    def _pick(self, labels: tuple[str, ...], now: int) -> tuple[WorkerHandle | None, str]:
+        connected = [w for w in self.workers.values() if w.info().connected]
+        if not connected:
+            return None, "no worker is connected"
+        matching = [w for w in connected if set(labels) <= set(w.info().labels)]
+        if not matching:
+            return None, f"no connected worker has labels {list(labels)}"
+        ready = [w for w in matching if not w.info().draining]
+        if not ready:
+            return None, "every matching worker is draining"
+        usable = [w for w in ready if self._naks.get(w.info().id, (0, 0))[1] <= now]
+        if not usable:
+            return None, "every matching worker refused the run recently (backing off)"
+        # Most free slots; among equals the most specific label set (fewest extra labels).
+        return max(usable, key=lambda w: (w.info().free, -len(w.info().labels))), ""
+
+    async def _assign(self, run: dict[str, Any], spec: dict[str, Any], labels: tuple[str, ...], worker: WorkerHandle) -> bool:
+        run_id = run["runId"]
+        wid = worker.info().id
+        try:
+            fence = await self._log.propose(c.AssignRun(at_ms=self._clock(), run_id=run_id, worker=wid, term=self.term))
+        except KiokError as e:
+            log.info("not assigning %s: %s", run_id, e)
+            return True
+        current = self._reader.run(run_id)
+        assert current is not None
+        assignment = Assignment(
+            run_id=run_id,
+            dag_id=run["dagId"],
+            spec=spec,
+            args=current["args"],
+            fence=Fence(fence["term"], fence["epoch"]),
+            tasks=current["tasks"],
+            created_ms=current["createdMs"],
+            scheduled_ms=current["scheduledMs"],
+            cancel=current["cancel"],
+        )
+        self._driving[run_id] = wid
+        self.waiting.pop(run_id, None)
+        reply = await worker.offer(assignment, labels)
+        if reply.verdict is OfferVerdict.ACK:
+            self._naks.pop(wid, None)
+            self._run_log(run_id, f"assigned to worker {wid} (fence {fence['term']}/{fence['epoch']})")
+            return True
+        self._driving.pop(run_id, None)
+        count = self._naks.get(wid, (0, 0))[0] + 1
+        self._naks[wid] = (count, self._clock() + _NAK_BACKOFF_MS[min(count, len(_NAK_BACKOFF_MS)) - 1])
+        self.waiting[run_id] = reply.reason
+        self._run_log(run_id, f"worker {wid} refused the run: {reply.reason}")
+        await self._log.propose(c.ReleaseRun(at_ms=self._clock(), run_id=run_id, epoch=fence["epoch"], reason=reply.reason))
+        return False
+
+    def _run_log(self, run_id: str, text: str) -> None:
+        self._joblog.append(run_id, RUN_LOG_TASK, f"{iso_utc(self._clock())} {text}\n".encode())

@@ -1,0 +1,77 @@
+"""The one place where errors become HTTP responses: ``{"error": {"code", "message"}}``.
+
+Every ``KiokError`` maps by type to a status; request-validation failures become 400 with
+the offending field named; anything unexpected becomes a 500 whose body says nothing
+internal (the traceback goes to the log only).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from kiok import errors as e
+
+log = logging.getLogger(__name__)
+
+_STATUS: tuple[tuple[type[e.KiokError], int], ...] = (
+    (e.PayloadTooLarge, 413),
+    (e.InvalidInput, 400),
+    (e.NotFound, 404),
+    (e.Conflict, 409),
+    (e.Unauthenticated, 401),
+    (e.PasswordChangeRequired, 403),
+    (e.Forbidden, 403),
+    (e.AuthError, 401),
+    (e.RateLimited, 429),
+    (e.NotReady, 503),
+    (e.NotLeader, 503),
+    (e.ProtocolError, 400),
+)
+
+
+def status_for(err: e.KiokError) -> int:
+    for cls, status in _STATUS:
+        if isinstance(err, cls):
+            return status
+    return 500
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(e.KiokError)
+    async def _kiok(_: Request, err: e.KiokError) -> JSONResponse:
+        headers = None
+        if isinstance(err, e.RateLimited):
+            headers = {"Retry-After": str(max(1, round(err.retry_after_s)))}
+        if isinstance(err, e.Unauthenticated):
+            headers = {"WWW-Authenticate": "Bearer"}
+        return error_response(status_for(err), err.code, err.message, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, err: RequestValidationError) -> JSONResponse:
+        problems = []
+        for item in err.errors():
+            where = ".".join(str(p) for p in item.get("loc", ()) if p != "body")
+            problems.append(f"{where or 'body'}: {item.get('msg', 'invalid')}")
+        return error_response(400, e.InvalidInput.code, "; ".join(problems) or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, err: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(err.status_code, "http_error")
+        message = err.detail if isinstance(err.detail, str) else "request failed"
+        if err.status_code == 404:
+            message = "no such endpoint"
+        return error_response(err.status_code, code, message)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, err: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal", "internal error; see the master's log")

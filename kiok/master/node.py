@@ -1,0 +1,92 @@
+"""A master node: the state store and command log, auth, scheduler, coordinator and the
+job-log store, wired together. ``build_master`` is its composition root."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from kiok.config import Settings
+from kiok.master.auth import AuthService
+from kiok.master.coordinator import Coordinator
+from kiok.master.metrics import MasterMetrics
+from kiok.master.scheduler import Scheduler
+from kiok.store import keys
+from kiok.store.commandlog import LocalCommandLog
+from kiok.store.effects import Effects
+from kiok.store.joblog import JobLogStore
+from kiok.store.kv import RocksKV
+from kiok.store.reader import StateReader
+
+log = logging.getLogger(__name__)
+
+
+class MasterNode:
+    def __init__(self, settings: Settings, clock_ms: Callable[[], int], *, node_id: str = "m1") -> None:
+        self.settings = settings
+        self.clock_ms = clock_ms
+        self.node_id = node_id
+        data = settings.data_dir
+        self.kv = RocksKV(data / "state", keys.SPACES)
+        self.joblog = JobLogStore.open(data / "joblog")
+        self.log = LocalCommandLog(self.kv)
+        self.reader = StateReader(self.kv)
+        self.metrics = MasterMetrics()
+        self.auth = AuthService(
+            self.log,
+            self.reader,
+            clock_ms,
+            access_ttl_ms=settings.get_int("kiok.admin.token.access.expiry.ms"),
+            refresh_ttl_ms=settings.get_int("kiok.admin.token.refresh.expiry.ms"),
+            max_failures=settings.get_int("kiok.auth.login.max.failures"),
+            window_ms=settings.get_int("kiok.auth.login.window.seconds") * 1000,
+        )
+        self.coordinator = Coordinator(self.log, self.reader, self.joblog, clock_ms)
+        self.scheduler = Scheduler(
+            self.log,
+            self.reader,
+            clock_ms,
+            tick_ms=settings.get_int("kiok.scheduler.tick.interval.ms"),
+            catchup_max_runs=settings.get_int("kiok.scheduler.catchup.max.runs"),
+        )
+        self.admin_address = f"{settings.get_str('kiok.master.host')}:{settings.get_int('kiok.master.admin.port')}"
+        self.log.subscribe(self._on_effects)
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._started = False
+
+    def _on_effects(self, fx: Effects) -> None:
+        self.metrics.observe(fx)
+        self.coordinator.on_effects(fx)
+        if fx.dags_changed:
+            self.scheduler.kick()
+
+    def readiness(self) -> tuple[bool, str]:
+        if not self._started:
+            return False, "the master is starting"
+        if not any(w.info().connected for w in self.coordinator.workers.values()):
+            return False, "no worker is connected (a cluster opens once at least one worker is ready)"
+        return True, ""
+
+    async def start(self) -> None:
+        created = await self.auth.bootstrap(
+            self.settings.get_str("kiok.iam.admin.user"), self.settings.get_str("kiok.iam.admin.password")
+        )
+        if created:
+            log.info("first bootstrap: created the administrator %r", self.settings.get_str("kiok.iam.admin.user"))
+        self._tasks = [
+            asyncio.create_task(self.scheduler.run(), name="scheduler"),
+            asyncio.create_task(self.coordinator.run(), name="coordinator"),
+        ]
+        self._started = True
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.joblog.close()
+        self.kv.close()

@@ -1,0 +1,98 @@
+"""The cron scheduler (leader only): turns due schedule intervals into runs.
+
+Each tick asks ``kiok.core.cron.due_fires`` what is due for every unpaused scheduled DAG
+and proposes one ``FireSchedule`` per DAG with due intervals. Because a scheduled run is
+identified by (DAG, fire time), a proposal repeated after a crash or a leader change
+creates nothing twice. The loop sleeps until the next fire time (at most one tick).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from kiok.core.cron import due_fires, next_fire_ms
+from kiok.core.waiting import iso_utc
+from kiok.errors import KiokError
+from kiok.store import commands as c
+from kiok.store.commandlog import CommandLog
+from kiok.store.reader import StateReader
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        log_: CommandLog,
+        reader: StateReader,
+        clock_ms: Callable[[], int],
+        *,
+        tick_ms: int,
+        catchup_max_runs: int,
+    ) -> None:
+        self._log = log_
+        self._reader = reader
+        self._clock = clock_ms
+        self._tick_ms = tick_ms
+        self._max_runs = catchup_max_runs
+        self._wake = asyncio.Event()
+
+    def kick(self) -> None:
+        """Look again now (a DAG was registered, changed or unpaused)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                next_ms = await self.tick()
+            except Exception:
+                log.exception("scheduler tick failed")
+                next_ms = None
+            now = self._clock()
+            sleep_ms = self._tick_ms if next_ms is None else min(self._tick_ms, max(0, next_ms - now))
+            try:
+                await asyncio.wait_for(self._wake.wait(), sleep_ms / 1000)
+            except TimeoutError:
+                pass
+
+    async def tick(self) -> int | None:
+        """Fire what is due; return the earliest next fire time over all DAGs."""
+        now = self._clock()
+        earliest: int | None = None
+        for record in list(self._reader.dags()):
+            dag = record["spec"]["dag"]
+            schedule = dag.get("schedule")
+            if not schedule or record["paused"]:
+                continue
+            tz = dag.get("timezone", "UTC")
+            catchup = bool(dag.get("catchup", False))
+            due = due_fires(schedule, tz, record["watermarkMs"], now, catchup=catchup, max_runs=self._max_runs)
+            if due.dropped is not None:
+                first, last, count = due.dropped
+                log.warning(
+                    "DAG %s: %d missed interval(s) from %s to %s not run (%s)",
+                    dag["id"],
+                    count,
+                    iso_utc(first),
+                    iso_utc(last),
+                    "catch-up cap kiok.scheduler.catchup.max.runs" if catchup else "catchup is off",
+                )
+            if due.fire_times:
+                try:
+                    await self._log.propose(
+                        c.FireSchedule(
+                            at_ms=now,
+                            dag_id=dag["id"],
+                            fire_times=due.fire_times,
+                            watermark_ms=due.watermark_ms,
+                            catchup=len(due.fire_times) > 1 or due.dropped is not None,
+                        )
+                    )
+                except KiokError as e:
+                    log.info("DAG %s not fired: %s", dag["id"], e)
+            nxt = next_fire_ms(schedule, tz, max(now, due.watermark_ms))
+            earliest = nxt if earliest is None else min(earliest, nxt)
+        return earliest

@@ -1,0 +1,83 @@
+"""Turning stored records into the API's JSON shapes (DESIGN.md §5): ISO-8601 UTC times,
+camelCase keys, and for every task that is not running the reason it waits."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from kiok.core.states import RunState, TaskRecord, TaskState
+from kiok.core.waiting import task_wait_reason
+from kiok.dag.load import spec_from_document
+from kiok.ids import TaskId
+
+
+def iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def dag_view(record: dict[str, Any], *, full: bool = False) -> dict[str, Any]:
+    dag = record["spec"]["dag"]
+    view: dict[str, Any] = {
+        "dagId": dag["id"],
+        "name": dag.get("name", dag["id"]),
+        "description": dag.get("description", ""),
+        "schedule": dag.get("schedule"),
+        "timezone": dag.get("timezone", "UTC"),
+        "catchup": dag.get("catchup", False),
+        "maxActiveRuns": dag.get("max_active_runs"),
+        "labels": dag.get("labels", []),
+        "paused": record["paused"],
+        "tasks": len(record["spec"]["tasks"]),
+        "version": record["version"],
+        "registeredAt": iso(record["registeredMs"]),
+        "updatedAt": iso(record["updatedMs"]),
+    }
+    if full:
+        view["spec"] = record["spec"]
+        view["source"] = record.get("source")
+    return view
+
+
+def run_view(run: dict[str, Any], spec_doc: dict[str, Any], run_waiting: str | None, now_ms: int) -> dict[str, Any]:
+    spec = spec_from_document(spec_doc)
+    records = {TaskId(t): TaskRecord.from_dict(r) for t, r in run["tasks"].items()}
+    state = run["state"]
+    if state == RunState.RUNNING.value and run["worker"] is None:
+        run_waiting = run_waiting or "waiting for a new driver (the previous one was lost or gave the run back)"
+    tasks: dict[str, Any] = {}
+    for t in spec.tasks:
+        rec = records.get(t.id, TaskRecord())
+        waiting = None
+        if rec.state not in (TaskState.RUNNING,) and not rec.is_terminal:
+            waiting = run_waiting if (run_waiting and state == RunState.PENDING.value) else None
+            waiting = waiting or task_wait_reason(spec, records, t.id, now_ms)
+        tasks[t.id] = {
+            "state": rec.state.value,
+            "attempt": rec.attempt,
+            "worker": rec.worker,
+            "startedAt": iso(rec.started_at_ms),
+            "endedAt": iso(rec.ended_at_ms),
+            "exitCode": rec.exit_code,
+            "error": rec.error,
+            "retryAt": iso(rec.retry_at_ms),
+            "waiting": waiting,
+        }
+    return {
+        "runId": run["runId"],
+        "dagId": run["dagId"],
+        "state": state,
+        "trigger": run["trigger"],
+        "args": run["args"],
+        "createdAt": iso(run["createdMs"]),
+        "scheduledAt": iso(run["scheduledMs"]),
+        "startedAt": iso(run["startedMs"]),
+        "endedAt": iso(run["endedMs"]),
+        "worker": run["worker"],
+        "cancelRequested": run["cancel"],
+        "waiting": run_waiting if state in (RunState.PENDING.value, RunState.RUNNING.value) else None,
+        "staleReports": run["staleReports"],
+        "tasks": tasks,
+    }

@@ -1,0 +1,31 @@
+"""Counting failed attempts per key (user and address) over a sliding window."""
+
+from __future__ import annotations
+
+from collections import deque
+
+
+class FailureLimiter:
+    def __init__(self, max_failures: int, window_ms: int) -> None:
+        self._max = max_failures
+        self._window = window_ms
+        self._failures: dict[str, deque[int]] = {}
+
+    def retry_after_ms(self, key: str, now_ms: int) -> int:
+        """0 when an attempt may go ahead, else how long to wait."""
+        q = self._failures.get(key)
+        if not q:
+            return 0
+        while q and q[0] <= now_ms - self._window:
+            q.popleft()
+        if len(q) < self._max:
+            return 0
+        return q[0] + self._window - now_ms
+
+    def failed(self, key: str, now_ms: int) -> None:
+        self._failures.setdefault(key, deque()).append(now_ms)
+        if len(self._failures) > 100_000:  # bound memory under a spray of distinct keys
+            self._failures.pop(next(iter(self._failures)))
+
+    def succeeded(self, key: str) -> None:
+        self._failures.pop(key, None)

@@ -1,0 +1,155 @@
+"""``apply(txn, command, effects)``: the one deterministic function that changes state.
+
+Nothing else writes the state store. ``apply`` reads and writes only through ``txn``, uses
+no clock (commands carry ``at_ms``) and no randomness (commands carry it), so replaying the
+same commands on any replica yields the same store. It raises a ``KiokError`` for a command
+that must be refused (the caller's savepoint drops its writes); ``effects`` tells in-process
+listeners (coordinator, waiters) what changed, after the batch is durable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from kiok.errors import Conflict, DagPaused, NotFound
+from kiok.store import commands as c
+from kiok.store import keys as k
+from kiok.store.apply_runs import (
+    apply_assign,
+    apply_cancel,
+    apply_release,
+    apply_report,
+    create_run,
+)
+from kiok.store.effects import Effects
+from kiok.store.txn import Txn
+
+__all__ = ["Effects", "apply"]
+
+
+def apply(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
+    handler = _HANDLERS.get(type(cmd))
+    if handler is None:
+        raise NotFound(f"no handler for command {cmd.kind!r}")
+    return handler(txn, cmd, fx)
+
+
+# --- IAM ----------------------------------------------------------------------------------
+
+
+def _bootstrap(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
+    assert isinstance(cmd, c.Bootstrap)
+    if txn.get(k.IAM, k.BOOTSTRAP_MARKER) is not None:
+        return {"bootstrapped": False}
+    txn.put(
+        k.IAM,
+        k.user(cmd.admin_user),
+        {
+            "name": cmd.admin_user,
+            "passwordHash": cmd.password_hash,
+            "requirePasswordChange": cmd.require_password_change,
+            "groups": ["admins"],
+            "createdMs": cmd.at_ms,
+        },
+    )
+    txn.put(k.KMS, k.SIGNING_KEY, cmd.signing_key)
+    txn.put(k.IAM, k.BOOTSTRAP_MARKER, {"atMs": cmd.at_ms, "admin": cmd.admin_user})
+    return {"bootstrapped": True}
+
+
+def _set_password(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
+    assert isinstance(cmd, c.SetPassword)
+    user = txn.get(k.IAM, k.user(cmd.user))
+    if user is None:
+        raise NotFound(f"user {cmd.user!r} not found")
+    user = dict(user, passwordHash=cmd.password_hash, requirePasswordChange=cmd.require_password_change)
+    user["passwordChangedMs"] = cmd.at_ms
+    txn.put(k.IAM, k.user(cmd.user), user)
+    return None
+
+
+# --- DAGs ---------------------------------------------------------------------------------
+
+
+def _register_dag(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
+    assert isinstance(cmd, c.RegisterDag)
+    dag_id = cmd.spec["dag"]["id"]
+    old = txn.get(k.META, k.dag(dag_id))
+    record = {
+        "spec": cmd.spec,
+        "source": cmd.source,
+        "version": (old["version"] + 1) if old else 1,
+        "paused": old["paused"] if old else False,
+        "registeredMs": old["registeredMs"] if old else cmd.at_ms,
+        "updatedMs": cmd.at_ms,
+        # A DAG that has never run arms its schedule from now, even with catchup.
+        "watermarkMs": old["watermarkMs"] if old else cmd.at_ms,
+    }
+    txn.put(k.META, k.dag(dag_id), record)
+    fx.dags_changed.append(dag_id)
+    return {"registered": dag_id, "version": record["version"]}
+
+
+def _delete_dag(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
+    assert isinstance(cmd, c.DeleteDag)
+    if txn.get(k.META, k.dag(cmd.dag_id)) is None:
+        raise NotFound(f"DAG {cmd.dag_id!r} not found")
+    txn.delete(k.META, k.dag(cmd.dag_id))
+    fx.dags_changed.append(cmd.dag_id)
+    return {"deleted": cmd.dag_id}
+
+
+def _set_paused(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
+    assert isinstance(cmd, c.SetDagPaused)
+    record = txn.get(k.META, k.dag(cmd.dag_id))
+    if record is None:
+        raise NotFound(f"DAG {cmd.dag_id!r} not found")
+    txn.put(k.META, k.dag(cmd.dag_id), dict(record, paused=cmd.paused, updatedMs=cmd.at_ms))
+    fx.dags_changed.append(cmd.dag_id)
+    return {"dagId": cmd.dag_id, "paused": cmd.paused}
+
+
+def _create_run(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
+    assert isinstance(cmd, c.CreateRun)
+    record = txn.get(k.META, k.dag(cmd.dag_id))
+    if record is None:
+        raise NotFound(f"DAG {cmd.dag_id!r} not found (deleted or never registered)")
+    if record["paused"]:
+        raise DagPaused(f"DAG {cmd.dag_id!r} is paused; unpause it to trigger runs")
+    run_id = create_run(txn, record["spec"], cmd.trigger, cmd.args, None, cmd.at_ms, fx)
+    return {"runId": run_id}
+
+
+def _fire_schedule(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
+    assert isinstance(cmd, c.FireSchedule)
+    record = txn.get(k.META, k.dag(cmd.dag_id))
+    if record is None:
+        raise Conflict(f"DAG {cmd.dag_id!r} was deleted")
+    created = []
+    if not record["paused"]:
+        for fire in cmd.fire_times:
+            if txn.get(k.META, k.scheduled(cmd.dag_id, fire)) is not None:
+                continue  # (DAG, fire time) already has its run
+            trigger = "catchup" if cmd.catchup and fire != cmd.fire_times[-1] else "schedule"
+            run_id = create_run(txn, record["spec"], trigger, {}, fire, cmd.at_ms, fx)
+            txn.put(k.META, k.scheduled(cmd.dag_id, fire), run_id)
+            created.append(run_id)
+    if cmd.watermark_ms > record["watermarkMs"]:
+        txn.put(k.META, k.dag(cmd.dag_id), dict(record, watermarkMs=cmd.watermark_ms))
+    return {"created": created}
+
+
+_HANDLERS: dict[type[c.Command], Callable[[Txn, c.Command, Effects], Any]] = {
+    c.Bootstrap: _bootstrap,
+    c.SetPassword: _set_password,
+    c.RegisterDag: _register_dag,
+    c.DeleteDag: _delete_dag,
+    c.SetDagPaused: _set_paused,
+    c.CreateRun: _create_run,
+    c.FireSchedule: _fire_schedule,
+    c.AssignRun: apply_assign,
+    c.ReleaseRun: apply_release,
+    c.ReportTasks: apply_report,
+    c.CancelRun: apply_cancel,
+}

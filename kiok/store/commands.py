@@ -1,0 +1,168 @@
+"""Typed commands: every change to cluster state is one of these, applied by ``apply()``.
+
+Commands are frozen, carry everything ``apply()`` needs (including the proposer's
+timestamp ``at_ms`` and any randomness, so every replica applies them identically) and
+serialise to a msgpack map ``{"k": kind, ...fields}``. Kinds are append-only: a kind once
+shipped is never renamed or reused, because replicated logs and snapshots outlive releases.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from kiok.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class Command:
+    kind: ClassVar[str] = ""
+    at_ms: int
+
+    def to_wire(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["k"] = self.kind
+        return d
+
+
+_REGISTRY: dict[str, type[Command]] = {}
+
+
+def command(cls: type[Command]) -> type[Command]:
+    assert cls.kind and cls.kind not in _REGISTRY, cls
+    _REGISTRY[cls.kind] = cls
+    return cls
+
+
+def from_wire(d: dict[str, Any]) -> Command:
+    d = dict(d)
+    kind = d.pop("k", None)
+    cls = _REGISTRY.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise InvalidInput(f"unknown command kind {kind!r}")
+    return cls(**d)
+
+
+# --- cluster bootstrap and IAM ------------------------------------------------------------
+
+
+@command
+@dataclass(frozen=True)
+class Bootstrap(Command):
+    """First bootstrap of a cluster: the admin user and the token signing key. Applied at
+    most once per cluster; a second one is a no-op, whatever the IAM store looks like."""
+
+    kind: ClassVar[str] = "bootstrap"
+    admin_user: str = "admin"
+    password_hash: str = ""
+    require_password_change: bool = True
+    signing_key: bytes = b""
+
+
+@command
+@dataclass(frozen=True)
+class SetPassword(Command):
+    kind: ClassVar[str] = "set_password"
+    user: str = ""
+    password_hash: str = ""
+    require_password_change: bool = False
+
+
+# --- DAGs ------------------------------------------------------------------------------------
+
+
+@command
+@dataclass(frozen=True)
+class RegisterDag(Command):
+    """Insert or replace a DAG (a validated ``DagSpec.to_dict()``); its schedule watermark
+    arms from ``at_ms`` on first registration and is kept on re-registration."""
+
+    kind: ClassVar[str] = "register_dag"
+    spec: dict[str, Any] = field(default_factory=dict)
+    source: str | None = None
+
+
+@command
+@dataclass(frozen=True)
+class DeleteDag(Command):
+    kind: ClassVar[str] = "delete_dag"
+    dag_id: str = ""
+
+
+@command
+@dataclass(frozen=True)
+class SetDagPaused(Command):
+    kind: ClassVar[str] = "set_dag_paused"
+    dag_id: str = ""
+    paused: bool = False
+
+
+# --- runs ------------------------------------------------------------------------------------
+
+
+@command
+@dataclass(frozen=True)
+class CreateRun(Command):
+    """A manual run. Scheduled runs come from ``FireSchedule``."""
+
+    kind: ClassVar[str] = "create_run"
+    dag_id: str = ""
+    args: dict[str, Any] = field(default_factory=dict)
+    trigger: str = "manual"
+
+
+@command
+@dataclass(frozen=True)
+class FireSchedule(Command):
+    """Create one run per fire time not seen before ((DAG, fire time) identifies a scheduled
+    run, so proposing the same interval twice creates one run) and advance the watermark."""
+
+    kind: ClassVar[str] = "fire_schedule"
+    dag_id: str = ""
+    fire_times: tuple[int, ...] = ()
+    watermark_ms: int = 0
+    catchup: bool = False
+
+
+@command
+@dataclass(frozen=True)
+class AssignRun(Command):
+    """Give a run to a driver under a new fence (term, epoch+1). Tasks a previous driver
+    had RUNNING are marked lost and will run again as a new attempt."""
+
+    kind: ClassVar[str] = "assign_run"
+    run_id: str = ""
+    worker: str = ""
+    term: int = 0
+
+
+@command
+@dataclass(frozen=True)
+class ReleaseRun(Command):
+    """The driver gave the run back (NAK, drain, lost connection) under ``epoch``."""
+
+    kind: ClassVar[str] = "release_run"
+    run_id: str = ""
+    epoch: int = 0
+    reason: str = ""
+
+
+@command
+@dataclass(frozen=True)
+class ReportTasks(Command):
+    """Task records from the driver holding fence (term, epoch). Stale fences and stale or
+    duplicate records are ignored and counted; the run ends when every task is terminal."""
+
+    kind: ClassVar[str] = "report_tasks"
+    run_id: str = ""
+    term: int = 0
+    epoch: int = 0
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@command
+@dataclass(frozen=True)
+class CancelRun(Command):
+    kind: ClassVar[str] = "cancel_run"
+    run_id: str = ""

@@ -1,0 +1,25 @@
+"""What a batch of applied commands changed, told to in-process listeners once durable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Effects:
+    """What a batch of commands changed, for listeners that run after it is durable."""
+
+    runs_created: list[str] = field(default_factory=list)
+    runs_changed: set[str] = field(default_factory=set)
+    runs_finished: list[str] = field(default_factory=list)
+    cancels: list[tuple[str, str]] = field(default_factory=list)  # (run id, driver)
+    dags_changed: list[str] = field(default_factory=list)
+    stale_reports: int = 0
+
+    def merge(self, other: Effects) -> None:
+        self.runs_created.extend(other.runs_created)
+        self.runs_changed |= other.runs_changed
+        self.runs_finished.extend(other.runs_finished)
+        self.cancels.extend(other.cancels)
+        self.dags_changed.extend(other.dags_changed)
+        self.stale_reports += other.stale_reports

@@ -1,0 +1,66 @@
+"""Where things live in the state store: keyspaces and key layout, in one place.
+
+Keyspaces (RocksDB column families): ``meta`` (DAGs, runs, schedules), ``iam`` (users,
+bootstrap marker), ``kms`` (keys), ``connections``. Job logs live in a separate store.
+Sequence numbers are zero-padded hex so that byte order is numeric order.
+"""
+
+from __future__ import annotations
+
+META = "meta"
+IAM = "iam"
+KMS = "kms"
+CONNECTIONS = "connections"
+SPACES = (META, IAM, KMS, CONNECTIONS)
+
+
+def dag(dag_id: str) -> str:
+    return f"dag/{dag_id}"
+
+
+DAG_PREFIX = "dag/"
+
+
+def run(run_id: str) -> str:
+    return f"run/{run_id}"
+
+
+def run_spec(run_id: str) -> str:
+    return f"runspec/{run_id}"
+
+
+RUN_SEQ_COUNTER = "counter/runseq"
+
+
+def run_by_seq(seq: int) -> str:
+    return f"runs/{seq:016x}"
+
+
+RUNS_BY_SEQ_PREFIX = "runs/"
+
+
+def run_by_dag(dag_id: str, seq: int) -> str:
+    return f"dagruns/{dag_id}/{seq:016x}"
+
+
+def runs_by_dag_prefix(dag_id: str) -> str:
+    return f"dagruns/{dag_id}/"
+
+
+def active_run(run_id: str) -> str:
+    return f"active/{run_id}"
+
+
+ACTIVE_PREFIX = "active/"
+
+
+def scheduled(dag_id: str, fire_ms: int) -> str:
+    return f"sched/{dag_id}/{fire_ms:016x}"
+
+
+def user(name: str) -> str:
+    return f"user/{name}"
+
+
+BOOTSTRAP_MARKER = "sys/bootstrap"
+SIGNING_KEY = "jwt/signing-key"

@@ -1,0 +1,144 @@
+"""Key-value stores behind one narrow interface: RocksDB (rocksdict) and an in-memory twin.
+
+A ``KVStore`` holds named keyspaces (RocksDB column families) and applies a batch of
+writes atomically across them. Values are opaque bytes here; encoding and, later,
+envelope encryption happen above this layer (``kiok.store.codec``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from rocksdict import Options, Rdict, WriteBatch, WriteOptions
+
+#: (keyspace, key, value or None for a delete)
+Write = tuple[str, bytes, bytes | None]
+
+
+class KVStore(Protocol):
+    """Contract: ``write`` is atomic across keyspaces and, with ``sync``, durable on return.
+    Reads see every completed ``write``. ``scan`` yields keys with ``prefix`` in key order
+    (reverse order when ``reverse``), starting strictly after ``after`` when given."""
+
+    def get(self, space: str, key: bytes) -> bytes | None: ...
+
+    def scan(
+        self, space: str, prefix: bytes, *, after: bytes | None = None, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]: ...
+
+    def write(self, writes: Sequence[Write], *, sync: bool) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _prefix_end(prefix: bytes) -> bytes | None:
+    """The smallest key greater than every key starting with ``prefix``."""
+    p = bytearray(prefix)
+    while p:
+        if p[-1] < 0xFF:
+            p[-1] += 1
+            return bytes(p)
+        p.pop()
+    return None
+
+
+class RocksKV:
+    """RocksDB with one column family per keyspace."""
+
+    def __init__(self, path: Path, spaces: Iterable[str]) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        opts = Options(raw_mode=True)
+        opts.create_if_missing(True)
+        opts.create_missing_column_families(True)
+        self._spaces = list(spaces)
+        self._db = Rdict(str(path), opts, column_families={s: Options(raw_mode=True) for s in self._spaces})
+        self._cf = {s: self._db.get_column_family(s) for s in self._spaces}
+        self._handles = {s: self._db.get_column_family_handle(s) for s in self._spaces}
+        self._sync = WriteOptions()
+        self._sync.sync = True
+        self._nosync = WriteOptions()
+        self._lock = threading.Lock()
+
+    def get(self, space: str, key: bytes) -> bytes | None:
+        value = self._cf[space].get(key)
+        assert value is None or isinstance(value, bytes)
+        return value
+
+    def scan(
+        self, space: str, prefix: bytes, *, after: bytes | None = None, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
+        cf = self._cf[space]
+        if reverse:
+            bound = after if after is not None else _prefix_end(prefix)
+            it = cf.items(backwards=True, from_key=bound) if bound is not None else cf.items(backwards=True)
+            for k, v in it:
+                if bound is not None and k >= bound:
+                    continue
+                if not k.startswith(prefix):
+                    return
+                yield k, v
+        else:
+            for k, v in cf.items(from_key=after if after is not None and after > prefix else prefix):
+                if after is not None and k <= after:
+                    continue
+                if not k.startswith(prefix):
+                    return
+                yield k, v
+
+    def write(self, writes: Sequence[Write], *, sync: bool) -> None:
+        if not writes:
+            return
+        wb = WriteBatch(raw_mode=True)
+        for space, key, value in writes:
+            if value is None:
+                wb.delete(key, self._handles[space])
+            else:
+                wb.put(key, value, self._handles[space])
+        with self._lock:
+            self._db.write(wb, self._sync if sync else self._nosync)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class MemoryKV:
+    """In-memory twin of ``RocksKV`` for pure tests; same contract, nothing durable."""
+
+    def __init__(self, spaces: Iterable[str]) -> None:
+        self._data: dict[str, dict[bytes, bytes]] = {s: {} for s in spaces}
+        self._keys: dict[str, list[bytes]] = {s: [] for s in self._data}
+
+    def get(self, space: str, key: bytes) -> bytes | None:
+        return self._data[space].get(key)
+
+    def scan(
+        self, space: str, prefix: bytes, *, after: bytes | None = None, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
+        keys = self._keys[space]
+        lo = bisect.bisect_left(keys, prefix)
+        end = _prefix_end(prefix)
+        hi = bisect.bisect_left(keys, end) if end is not None else len(keys)
+        selected = keys[lo:hi]
+        if after is not None:
+            selected = [k for k in selected if (k < after if reverse else k > after)]
+        for k in reversed(selected) if reverse else list(selected):
+            yield k, self._data[space][k]
+
+    def write(self, writes: Sequence[Write], *, sync: bool) -> None:
+        for space, key, value in writes:
+            data, keys = self._data[space], self._keys[space]
+            if value is None:
+                if key in data:
+                    del data[key]
+                    keys.pop(bisect.bisect_left(keys, key))
+            else:
+                if key not in data:
+                    bisect.insort(keys, key)
+                data[key] = value
+
+    def close(self) -> None:
+        pass

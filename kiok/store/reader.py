@@ -1,0 +1,82 @@
+"""Read-only queries over the committed state, for the API, scheduler and coordinator.
+
+Reads never go through the command log: they see what has been committed on this node.
+Writes go only through ``CommandLog.propose``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from kiok.store import keys as k
+from kiok.store.kv import KVStore
+from kiok.store.txn import decode
+
+
+class StateReader:
+    def __init__(self, kv: KVStore) -> None:
+        self._kv = kv
+
+    def _get(self, space: str, key: str) -> Any:
+        raw = self._kv.get(space, key.encode())
+        return None if raw is None else decode(raw)
+
+    # --- IAM -------------------------------------------------------------------------------
+
+    def bootstrapped(self) -> bool:
+        return self._get(k.IAM, k.BOOTSTRAP_MARKER) is not None
+
+    def user(self, name: str) -> dict[str, Any] | None:
+        return self._get(k.IAM, k.user(name))  # type: ignore[no-any-return]
+
+    def signing_key(self) -> bytes | None:
+        return self._get(k.KMS, k.SIGNING_KEY)  # type: ignore[no-any-return]
+
+    # --- DAGs ------------------------------------------------------------------------------
+
+    def dag(self, dag_id: str) -> dict[str, Any] | None:
+        return self._get(k.META, k.dag(dag_id))  # type: ignore[no-any-return]
+
+    def dags(self) -> Iterator[dict[str, Any]]:
+        for _, raw in self._kv.scan(k.META, k.DAG_PREFIX.encode()):
+            yield decode(raw)
+
+    # --- runs ------------------------------------------------------------------------------
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        return self._get(k.META, k.run(run_id))  # type: ignore[no-any-return]
+
+    def run_spec(self, run_id: str) -> dict[str, Any] | None:
+        return self._get(k.META, k.run_spec(run_id))  # type: ignore[no-any-return]
+
+    def active_runs(self) -> list[dict[str, Any]]:
+        """Every run not yet finished, oldest first."""
+        runs = []
+        for key, _ in self._kv.scan(k.META, k.ACTIVE_PREFIX.encode()):
+            run = self.run(key.decode()[len(k.ACTIVE_PREFIX) :])
+            if run is not None:
+                runs.append(run)
+        runs.sort(key=lambda r: r["seq"])
+        return runs
+
+    def runs(
+        self, *, dag_id: str | None = None, state: str | None = None, limit: int = 50, cursor: int | None = None
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """Runs newest first; ``cursor`` is the sequence number to continue below. Returns
+        the page and the cursor of the next page (None when there is none)."""
+        if dag_id is not None:
+            prefix = k.runs_by_dag_prefix(dag_id)
+            after = k.run_by_dag(dag_id, cursor) if cursor is not None else None
+        else:
+            prefix = k.RUNS_BY_SEQ_PREFIX
+            after = k.run_by_seq(cursor) if cursor is not None else None
+        page: list[dict[str, Any]] = []
+        for _, raw in self._kv.scan(k.META, prefix.encode(), after=after.encode() if after else None, reverse=True):
+            run = self.run(decode(raw))
+            if run is None or (state is not None and run["state"] != state):
+                continue
+            if len(page) == limit:
+                return page, page[-1]["seq"]
+            page.append(run)
+        return page, None

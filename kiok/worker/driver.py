@@ -1,0 +1,289 @@
+"""The driver: walks one run's graph on this worker and runs its ready tasks in local slots.
+
+Every decision comes from ``kiok.core`` (``advance`` for readiness/skips/retries, the
+transition table for attempt outcomes); this loop only starts attempts, waits, and sends
+every changed task record to the masters under the run's fence. It keeps no state the
+masters do not also get, so a new driver given the same run resumes where this one
+stopped: finished tasks stay finished, tasks that were running run again as a new attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from kiok.core.placeholders import LookupConn, effective_params, param_env, resolve
+from kiok.core.readiness import advance
+from kiok.core.retry import fail_event, timeout_ms_for
+from kiok.core.states import RunState, TaskRecord, TaskState
+from kiok.core.transitions import TaskEvent, TaskEventKind, apply_task_event
+from kiok.core.waiting import iso_utc
+from kiok.dag.load import spec_from_document
+from kiok.dag.spec import TaskSpec, TaskType
+from kiok.errors import TaskError
+from kiok.ids import RUN_LOG_TASK, TaskId
+from kiok.protocol.messages import Assignment
+from kiok.worker.executors.base import AttemptContext, AttemptResult, Executor
+from kiok.worker.link import MasterLink
+from kiok.worker.logship import TaskLog
+
+log = logging.getLogger(__name__)
+
+_TAIL_BYTES = 4096
+
+
+@dataclass
+class DriverEnv:
+    """What all drivers on one worker share."""
+
+    worker_id: str
+    link: MasterLink
+    slots: asyncio.Semaphore
+    executors: Mapping[TaskType, Executor]
+    work_root: Path
+    base_env: Mapping[str, str]
+    default_timeout_ms: int
+    retry_cap_ms: int
+    kill_grace_s: float
+    log_batch_bytes: int
+    log_interval_s: float
+    log_cap_bytes: int
+    clock_ms: Callable[[], int]
+
+
+class RunDriver:
+    def __init__(self, assignment: Assignment, env: DriverEnv) -> None:
+        self.assignment = assignment
+        self.run_id = assignment.run_id
+        self.fence = assignment.fence
+        self._env = env
+        self._spec = spec_from_document(assignment.spec)
+        self._params = effective_params(self._spec.params, assignment.args)
+        self._tasks: dict[TaskId, TaskRecord] = {
+            TaskId(t.id): TaskRecord.from_dict(assignment.tasks.get(t.id, {})) for t in self._spec.tasks
+        }
+        self._attempts: dict[TaskId, asyncio.Task[None]] = {}
+        self._stops: dict[TaskId, asyncio.Event] = {}
+        self._started: set[TaskId] = set()
+        self._cancelled = assignment.cancel
+        self._wake = asyncio.Event()
+        self._outbox: dict[str, dict[str, object]] = {}
+        self._flush_scheduled = False
+        self._runlog = self._task_log(RUN_LOG_TASK)
+        self.state: RunState | None = None
+        self._fenced_out = False
+
+    # --- control -------------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Stop the run: queued tasks are cancelled, running ones get their process group
+        signalled (SIGTERM, grace, SIGKILL) and end CANCELLED."""
+        if not self._cancelled:
+            self._cancelled = True
+            self._event("cancel requested")
+            for stop in self._stops.values():
+                stop.set()
+            self._wake.set()
+
+    async def abandon(self) -> None:
+        """Stop everything without reporting further (the run now belongs elsewhere)."""
+        self._outbox.clear()
+        self._fenced_out = True
+        for stop in self._stops.values():
+            stop.set()
+        for attempt in list(self._attempts.values()):
+            attempt.cancel()
+        await asyncio.gather(*self._attempts.values(), return_exceptions=True)
+
+    # --- the walk --------------------------------------------------------------------------
+
+    async def drive(self) -> RunState:
+        self._event(f"driving on worker {self._env.worker_id} (fence {self.fence.term}/{self.fence.epoch})")
+        for tid, rec in list(self._tasks.items()):
+            if rec.state is TaskState.RUNNING:  # defensive: the master normally marks these lost
+                self._set(tid, apply_task_event(rec, TaskEvent(TaskEventKind.LOST, self._env.clock_ms()))[0])
+        while True:
+            now = self._env.clock_ms()
+            adv = advance(self._spec, self._tasks, now, cancelled=self._cancelled)
+            for tid in adv.changed:
+                rec = adv.tasks[tid]
+                self._set(tid, rec)
+                if rec.state in (TaskState.SKIPPED, TaskState.CANCELLED):
+                    self._event(f"{tid} {rec.state.value.upper()}")
+            for tid, rec in self._tasks.items():
+                if rec.state is TaskState.QUEUED and tid not in self._attempts:
+                    self._attempts[tid] = asyncio.create_task(self._attempt(tid))
+            if adv.run_state is not None and not self._attempts:
+                self.state = adv.run_state
+                self._event(f"run finished {adv.run_state.value.upper()}")
+                self._runlog.close()
+                self._flush_reports()
+                return adv.run_state
+            self._wake.clear()
+            timeout = None if adv.next_wakeup_ms is None else max(0.0, (adv.next_wakeup_ms - now) / 1000)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _attempt(self, tid: TaskId) -> None:
+        try:
+            async with self._env.slots:
+                await self._env.link.acquire_task_permit()
+                try:
+                    if self._cancelled or self._tasks[tid].state is not TaskState.QUEUED:
+                        return
+                    now = self._env.clock_ms()
+                    rec, _ = apply_task_event(
+                        self._tasks[tid], TaskEvent(TaskEventKind.START, now, worker=self._env.worker_id)
+                    )
+                    self._set(tid, rec)
+                    self._event(f"{tid} attempt {rec.attempt} started")
+                    result = await self._execute(self._spec.task(tid), rec.attempt)
+                    self._finish(tid, rec.attempt, result)
+                finally:
+                    self._env.link.release_task_permit()
+        finally:
+            self._attempts.pop(tid, None)
+            self._wake.set()
+
+    def _finish(self, tid: TaskId, attempt: int, result: AttemptResult) -> None:
+        now = self._env.clock_ms()
+        task = self._spec.task(tid)
+        if result.ok:
+            ev = TaskEvent(TaskEventKind.SUCCEED, now, exit_code=result.exit_code)
+        elif result.stopped and self._cancelled:
+            ev = TaskEvent(TaskEventKind.CANCEL, now, exit_code=result.exit_code, error="cancelled")
+        else:
+            ev = fail_event(task, attempt, now, cap_ms=self._env.retry_cap_ms, exit_code=result.exit_code, error=result.error)
+        rec, _ = apply_task_event(self._tasks[tid], ev)
+        self._set(tid, rec)
+        started = rec.started_at_ms or now
+        detail = f"exit code {result.exit_code}" if result.exit_code is not None else (result.error or "")
+        if rec.state is TaskState.RETRYING and rec.retry_at_ms is not None:
+            detail += f"; retry at {iso_utc(rec.retry_at_ms)}"
+        elif result.error and result.exit_code is not None:
+            detail = result.error
+        self._event(f"{tid} attempt {attempt} {rec.state.value.upper()} ({detail}, {(now - started) / 1000:.3f}s)")
+
+    async def _execute(self, task: TaskSpec, attempt: int) -> AttemptResult:
+        tid = task.id
+        tlog = self._task_log(tid)
+        if attempt > 1:
+            tlog.line(f"--- attempt {attempt} ---")
+        tail: deque[bytes] = deque()
+        tail_size = [0]
+
+        def output(data: bytes) -> None:
+            tlog.write(data)
+            tail.append(data[-_TAIL_BYTES:])
+            tail_size[0] += len(tail[-1])
+            while tail_size[0] > _TAIL_BYTES and len(tail) > 1:
+                tail_size[0] -= len(tail.popleft())
+
+        work_dir = self._env.work_root / self.run_id / tid / str(attempt)
+        stop = asyncio.Event()
+        if self._cancelled:
+            stop.set()
+        self._stops[tid] = stop
+        try:
+            try:
+                resolved = self._resolve(task)
+            except TaskError as e:
+                tlog.line(f"[kiok] {e.message}")
+                return AttemptResult(False, error=e.message)
+            work_dir.mkdir(parents=True, exist_ok=True)
+            ctx = AttemptContext(
+                run_id=self.run_id,
+                task=resolved,
+                attempt=attempt,
+                work_dir=work_dir,
+                env=self._task_env(tid, attempt),
+                timeout_s=timeout_ms_for(task, self._spec.default_timeout_ms, self._env.default_timeout_ms) / 1000,
+                grace_s=self._env.kill_grace_s,
+                stop=stop,
+                output=output,
+                tail=lambda: b"".join(tail),
+            )
+            try:
+                return await self._env.executors[task.type].run(ctx)
+            except OSError as e:
+                return AttemptResult(False, error=f"could not start task: {e}")
+        finally:
+            self._stops.pop(tid, None)
+            tlog.close()
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _resolve(self, task: TaskSpec) -> TaskSpec:
+        """Placeholders are resolved here, in memory, just before the attempt runs."""
+        secrets = self.assignment.secrets
+        lookup: LookupConn | None = None
+        if secrets:
+
+            def lookup(conn_id: str, key: str) -> str:
+                return secrets[conn_id][key]
+
+        now = self._env.clock_ms()
+        tz = self._spec.timezone
+
+        def sub(text: str) -> str:
+            return resolve(text, params=self._params, lookup_conn=lookup, now_ms=now, tz=tz)
+
+        script = sub(task.script) if task.script is not None else None
+        config = {k: sub(v) for k, v in task.config.items()}
+        return replace(task, script=script, config=config)
+
+    def _task_env(self, tid: str, attempt: int) -> dict[str, str]:
+        env = dict(self._env.base_env)
+        env.update(param_env(self._params))
+        env.update(
+            KIOK_RUN_ID=self.run_id,
+            KIOK_DAG_ID=self._spec.id,
+            KIOK_TASK_ID=tid,
+            KIOK_ATTEMPT=str(attempt),
+        )
+        if self.assignment.scheduled_ms is not None:
+            env["KIOK_SCHEDULED_TIME"] = iso_utc(self.assignment.scheduled_ms)
+        return env
+
+    def _task_log(self, tid: str) -> TaskLog:
+        return TaskLog(
+            self._env.link,
+            self.run_id,
+            tid,
+            batch_bytes=self._env.log_batch_bytes,
+            interval_s=self._env.log_interval_s,
+            cap_bytes=self._env.log_cap_bytes,
+        )
+
+    def _event(self, text: str) -> None:
+        self._runlog.line(f"{iso_utc(self._env.clock_ms())} {text}")
+
+    def _set(self, tid: TaskId, rec: TaskRecord) -> None:
+        self._tasks[tid] = rec
+        if self._fenced_out:
+            return
+        self._outbox[tid] = rec.to_dict()
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_reports)
+
+    def _flush_reports(self) -> None:
+        self._flush_scheduled = False
+        if self._outbox and not self._fenced_out:
+            batch, self._outbox = self._outbox, {}
+            self._env.link.report_tasks(self.run_id, self.fence, batch)
+
+
+def base_task_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment tasks inherit: the worker's, minus kiok's own settings and secrets."""
+    return {k: v for k, v in environ.items() if not k.startswith("KIOK_")}
+
+
+__all__ = ["DriverEnv", "RunDriver", "base_task_env"]

@@ -1,0 +1,55 @@
+"""The executor interface: run one attempt of one task, report how it ended."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from kiok.dag.spec import TaskSpec
+from kiok.worker.process import ProcessOutcome
+
+
+@dataclass
+class AttemptContext:
+    run_id: str
+    #: The task with placeholders already resolved in ``script`` and ``config``.
+    task: TaskSpec
+    attempt: int
+    work_dir: Path
+    env: Mapping[str, str]
+    timeout_s: float
+    grace_s: float
+    stop: asyncio.Event
+    output: Callable[[bytes], None]
+    #: The last few KiB of output, for a useful ``error`` (e.g. a Python exception line).
+    tail: Callable[[], bytes]
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    ok: bool
+    exit_code: int | None = None
+    error: str | None = None
+    timed_out: bool = False
+    stopped: bool = False
+
+
+class Executor(Protocol):
+    async def run(self, ctx: AttemptContext) -> AttemptResult:
+        """Run the attempt to its end. Must return (not raise) on task failure, honour
+        ``ctx.stop`` and ``ctx.timeout_s``, and send all output through ``ctx.output``."""
+        ...
+
+
+def process_result(outcome: ProcessOutcome, ctx: AttemptContext, describe_failure: Callable[[], str]) -> AttemptResult:
+    """Map a finished child process to an attempt result."""
+    if outcome.stopped:
+        return AttemptResult(False, outcome.exit_code, "cancelled", stopped=True)
+    if outcome.timed_out:
+        return AttemptResult(False, outcome.exit_code, f"timed out after {ctx.timeout_s:g}s", timed_out=True)
+    if outcome.exit_code == 0:
+        return AttemptResult(True, 0)
+    return AttemptResult(False, outcome.exit_code, describe_failure())

@@ -1,0 +1,57 @@
+"""``http`` tasks: one request (``config.url``, ``method``, ``body``, ``headers`` as a JSON
+object); a 2xx answer succeeds, anything else fails with the status in ``error``. The
+response body goes to the task log."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+
+from kiok.worker.executors.base import AttemptContext, AttemptResult
+
+_MAX_LOGGED_BODY = 1024 * 1024
+
+
+class HttpExecutor:
+    def __init__(self, connect_timeout_s: float) -> None:
+        self._connect_timeout_s = connect_timeout_s
+
+    async def run(self, ctx: AttemptContext) -> AttemptResult:
+        cfg = ctx.task.config
+        url = cfg["url"]
+        method = cfg.get("method", "GET").upper()
+        try:
+            headers = json.loads(cfg["headers"]) if cfg.get("headers") else {}
+        except ValueError:
+            return AttemptResult(False, error="config.headers is not a JSON object")
+        body = cfg.get("body")
+        timeout = httpx.Timeout(ctx.timeout_s, connect=self._connect_timeout_s)
+        request = asyncio.ensure_future(self._send(method, url, headers, body, timeout, ctx))
+        stopper = asyncio.ensure_future(ctx.stop.wait())
+        try:
+            done, _ = await asyncio.wait({request, stopper}, timeout=ctx.timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+        if request not in done:
+            request.cancel()
+            if stopper in done:
+                return AttemptResult(False, error="cancelled", stopped=True)
+            return AttemptResult(False, error=f"timed out after {ctx.timeout_s:g}s", timed_out=True)
+        return request.result()
+
+    async def _send(
+        self, method: str, url: str, headers: dict[str, str], body: str | None, timeout: httpx.Timeout, ctx: AttemptContext
+    ) -> AttemptResult:
+        ctx.output(f"{method} {url}\n".encode())
+        try:
+            async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as client:
+                resp = await client.request(method, url, headers=headers, content=body)
+        except httpx.HTTPError as e:
+            return AttemptResult(False, error=f"{type(e).__name__}: {e or 'request failed'} ({method} {url})")
+        ctx.output(f"HTTP {resp.status_code}\n".encode())
+        ctx.output(resp.content[:_MAX_LOGGED_BODY])
+        if 200 <= resp.status_code < 300:
+            return AttemptResult(True, exit_code=None)
+        return AttemptResult(False, error=f"HTTP {resp.status_code} from {method} {url}")

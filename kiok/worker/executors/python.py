@@ -1,0 +1,34 @@
+"""``python`` tasks: the script runs in a fresh interpreter (``kiok.python.path``). A raised
+exception exits non-zero; its last traceback line becomes the task's ``error``."""
+
+from __future__ import annotations
+
+from kiok.worker.executors.base import AttemptContext, AttemptResult, process_result
+from kiok.worker.process import run_process
+
+
+class PythonExecutor:
+    def __init__(self, python_path: str) -> None:
+        self._python = python_path
+
+    async def run(self, ctx: AttemptContext) -> AttemptResult:
+        path = ctx.work_dir / "task.py"
+        path.write_text(ctx.task.script or "")
+        outcome = await run_process(
+            [self._python, "-u", str(path)],
+            cwd=ctx.work_dir,
+            env=ctx.env,
+            output=ctx.output,
+            timeout_s=ctx.timeout_s,
+            stop=ctx.stop,
+            grace_s=ctx.grace_s,
+        )
+        return process_result(outcome, ctx, lambda: _describe(outcome.exit_code, ctx.tail()))
+
+
+def _describe(code: int | None, tail: bytes) -> str:
+    lines = [ln.strip() for ln in tail.decode(errors="replace").splitlines() if ln.strip()]
+    last = lines[-1] if lines else ""
+    if last and ("Error" in last or "Exception" in last or ":" in last):
+        return f"{last[:500]} (exit code {code})"
+    return f"exit code {code}" if code is None or code >= 0 else f"killed by signal {-code}"

@@ -1,0 +1,32 @@
+"""What a driver needs from the masters: a place to send task reports, log bytes and
+released runs. ``InProcessLink`` (standalone) and the internal-protocol client (cluster)
+both implement it, so the driver never knows which one it talks to."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from kiok.protocol.messages import Fence
+
+
+class MasterLink(Protocol):
+    def report_tasks(self, run_id: str, fence: Fence, tasks: dict[str, dict[str, Any]]) -> None:
+        """Send task records (TaskRecord.to_dict()) under ``fence``. Fire and forget; the
+        link delivers them in call order and retries terminal ones until acknowledged."""
+        ...
+
+    def append_log(self, run_id: str, task_id: str, data: bytes, *, final: bool) -> None:
+        """Append log bytes; ``final`` marks a task attempt's last batch, which must be
+        stored before any later ``report_tasks`` for that task is applied."""
+        ...
+
+    def release_run(self, run_id: str, fence: Fence, reason: str) -> None:
+        """Give a run back without finishing it (drain timeout, shutdown)."""
+        ...
+
+    def acquire_task_permit(self) -> Any:
+        """An awaitable that resolves when the cluster-wide concurrency cap
+        (``kiok.scheduler.max.global.concurrency``) lets one more task body start."""
+        ...
+
+    def release_task_permit(self) -> None: ...

@@ -1,0 +1,80 @@
+"""Shipping one task attempt's output to the masters in batches, within bounds.
+
+Bytes are buffered until ``batch_bytes`` are waiting or ``interval_s`` has passed since the
+first unshipped byte, then handed to the link. Memory stays bounded by one batch whatever
+the task prints; past ``cap_bytes`` the rest of the attempt's output is dropped and a
+marker line says so. ``mask`` (secret masking) is applied to every batch before it leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from kiok.worker.link import MasterLink
+
+
+class TaskLog:
+    def __init__(
+        self,
+        link: MasterLink,
+        run_id: str,
+        task_id: str,
+        *,
+        batch_bytes: int,
+        interval_s: float,
+        cap_bytes: int,
+        mask: Callable[[bytes], bytes] | None = None,
+    ) -> None:
+        self._link = link
+        self._run_id = run_id
+        self._task_id = task_id
+        self._batch_bytes = batch_bytes
+        self._interval_s = interval_s
+        self._cap = cap_bytes
+        self._mask = mask
+        self._buf = bytearray()
+        self._kept = 0
+        self._truncated = False
+        self._timer: asyncio.TimerHandle | None = None
+        self.total_bytes = 0
+
+    def write(self, data: bytes) -> None:
+        self.total_bytes += len(data)
+        if self._truncated:
+            return
+        room = self._cap - self._kept
+        if len(data) > room:
+            data = data[:room]
+            self._truncated = True
+        self._kept += len(data)
+        self._buf += data
+        if self._truncated:
+            self._buf += (
+                f"\n[kiok] log truncated: this attempt's output passed kiok.joblog.max.bytes.per.task "
+                f"({self._cap} bytes); the rest was dropped\n"
+            ).encode()
+        if len(self._buf) >= self._batch_bytes:
+            self.flush()
+        elif self._buf and self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._interval_s, self.flush)
+
+    def line(self, text: str) -> None:
+        """Write one line of kiok's own (already safe) text, e.g. a run-log event."""
+        self.write((text if text.endswith("\n") else text + "\n").encode())
+
+    def flush(self, *, final: bool = False) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._buf and not final:
+            return
+        data = bytes(self._buf)
+        self._buf.clear()
+        if self._mask is not None and data:
+            data = self._mask(data)
+        self._link.append_log(self._run_id, self._task_id, data, final=final)
+
+    def close(self) -> None:
+        """Ship what is left as the attempt's final batch."""
+        self.flush(final=True)

@@ -1,0 +1,138 @@
+"""A worker: takes whole runs (ACK or NAK), drives each with a ``RunDriver`` over one shared
+pool of task slots, and can be drained. Holds nothing authoritative: losing it loses only
+the runs it drove, which the masters reassign."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from kiok.core.waiting import iso_utc
+from kiok.protocol.messages import Assignment, OfferReply, OfferVerdict
+from kiok.worker.driver import DriverEnv, RunDriver
+
+log = logging.getLogger(__name__)
+
+_RECENT_RUNS = 50
+
+
+def normalise_labels(labels: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted({label.strip().lower() for label in labels if label.strip()}))
+
+
+class Worker:
+    def __init__(self, env: DriverEnv, *, slots: int, labels: Iterable[str] = ()) -> None:
+        self.id = env.worker_id
+        self.env = env
+        self.total_slots = slots
+        self.labels = normalise_labels(labels)
+        self.draining = False
+        self.started_monotonic = time.monotonic()
+        self._drivers: dict[str, tuple[RunDriver, asyncio.Task[None], int]] = {}
+        self._recent: deque[dict[str, Any]] = deque(maxlen=_RECENT_RUNS)
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # --- what the coordinator calls --------------------------------------------------------
+
+    def offer(self, assignment: Assignment, required_labels: Iterable[str] = ()) -> OfferReply:
+        if self.draining:
+            return OfferReply(OfferVerdict.NAK, f"worker {self.id} is draining")
+        missing = set(normalise_labels(required_labels)) - set(self.labels)
+        if missing:
+            return OfferReply(OfferVerdict.NAK, f"worker {self.id} lacks labels {sorted(missing)}")
+        old = self._drivers.get(assignment.run_id)
+        if old is not None:
+            # The same run under a newer fence: the old driver must not report any more.
+            asyncio.ensure_future(old[0].abandon())
+        driver = RunDriver(assignment, self.env)
+        task = asyncio.create_task(self._drive(driver))
+        self._drivers[assignment.run_id] = (driver, task, self.env.clock_ms())
+        self._idle.clear()
+        return OfferReply(OfferVerdict.ACK)
+
+    def cancel(self, run_id: str) -> None:
+        entry = self._drivers.get(run_id)
+        if entry is not None:
+            entry[0].cancel()
+
+    async def _drive(self, driver: RunDriver) -> None:
+        started = self.env.clock_ms()
+        state = "FAILED"
+        try:
+            state = (await driver.drive()).value.upper()
+        except asyncio.CancelledError:
+            state = "ABANDONED"
+            raise
+        except Exception:
+            log.exception("driver of run %s crashed", driver.run_id)
+            await driver.abandon()
+            self.env.link.release_run(driver.run_id, driver.fence, "driver crashed on the worker")
+            state = "RELEASED"
+        finally:
+            entry = self._drivers.get(driver.run_id)
+            if entry is not None and entry[0] is driver:
+                del self._drivers[driver.run_id]
+            self._recent.appendleft(
+                {
+                    "runId": driver.run_id,
+                    "dagId": driver.assignment.dag_id,
+                    "state": state,
+                    "startedAt": iso_utc(started),
+                    "endedAt": iso_utc(self.env.clock_ms()),
+                }
+            )
+            if not self._drivers:
+                self._idle.set()
+
+    # --- drain and shutdown ----------------------------------------------------------------
+
+    def start_drain(self) -> None:
+        """Stop taking runs; the ones being driven finish."""
+        self.draining = True
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Drain and wait up to ``timeout_s`` for running runs; give back those still
+        running then. True when everything finished in time."""
+        self.start_drain()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        finished = not self._drivers
+        await self.stop()
+        return finished
+
+    async def stop(self) -> None:
+        for run_id, (driver, task, _) in list(self._drivers.items()):
+            await driver.abandon()
+            task.cancel()
+            self.env.link.release_run(run_id, driver.fence, f"worker {self.id} shut down")
+        await asyncio.gather(*(t for _, t, _ in self._drivers.values()), return_exceptions=True)
+
+    # --- status ----------------------------------------------------------------------------
+
+    @property
+    def busy_slots(self) -> int:
+        return self.total_slots - self.env.slots._value  # noqa: SLF001 - asyncio exposes no getter
+
+    @property
+    def active_runs(self) -> list[str]:
+        return list(self._drivers)
+
+    def status(self, master_connection: str) -> dict[str, Any]:
+        busy = self.busy_slots
+        return {
+            "instanceId": self.id,
+            "role": "worker",
+            "masterConnection": master_connection,
+            "draining": self.draining,
+            "uptimeSeconds": round(time.monotonic() - self.started_monotonic, 1),
+            "slots": {"total": self.total_slots, "busy": busy, "free": self.total_slots - busy},
+            "labels": list(self.labels),
+            "activeRuns": len(self._drivers),
+            "recentRuns": list(self._recent),
+        }

@@ -1,0 +1,178 @@
+"""``kiok login``/``change-password``/``logout``, the credentials file, and refresh on 401."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from kiok.cli.client import Tokens
+from kiok.cli.credentials import CredentialStore, SavedLogin, default_path
+from tests.unit.test_cli_harness import FakeMaster, body, fail, reply
+
+BASE = "http://localhost:8080"
+LOGIN = {"accessToken": "acc-1", "refreshToken": "ref-1", "requirePasswordChange": False}
+
+
+@pytest.fixture
+def master(tmp_path: Path) -> FakeMaster:
+    return FakeMaster(tmp_path / "config")
+
+
+def saved(master: FakeMaster) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(master.credentials_file.read_text())
+    return doc
+
+
+def save_login(master: FakeMaster, access: str = "old", refresh: str | None = "ref-1") -> None:
+    CredentialStore(master.credentials_file).save(BASE, SavedLogin("admin", Tokens(access, refresh)))
+
+
+def test_login_prompts_hidden_and_saves_tokens_0600(master: FakeMaster) -> None:
+    master.on("POST", "/api/v1/auth/login", reply(200, LOGIN))
+    result = master.invoke(["login"], input="s3cret\n")
+    assert result.exit_code == 0, result.output
+    assert "s3cret" not in result.output  # hidden input is not echoed
+    assert result.stdout.endswith(f"logged in to {BASE} as admin\n")
+    (req,) = master.requests
+    assert body(req) == {"user": "admin", "password": "s3cret"}
+    assert "authorization" not in req.headers
+    assert stat.S_IMODE(master.credentials_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(master.credentials_file.parent.stat().st_mode) == 0o700
+    assert saved(master)["masters"][BASE] == {"user": "admin", "accessToken": "acc-1", "refreshToken": "ref-1"}
+
+
+def test_login_is_keyed_by_master_and_keeps_other_masters(master: FakeMaster) -> None:
+    master.on("POST", "/api/v1/auth/login", reply(200, LOGIN))
+    master.invoke(["login", "--password", "pw"])
+    master.invoke(["--master", "https://kiok.example:9443/", "login", "--user", "bob", "--password", "pw"])
+    masters = saved(master)["masters"]
+    assert set(masters) == {BASE, "https://kiok.example:9443"}
+    assert masters["https://kiok.example:9443"]["user"] == "bob"
+
+
+def test_login_that_requires_a_password_change_says_so(master: FakeMaster) -> None:
+    master.on("POST", "/api/v1/auth/login", reply(200, {**LOGIN, "requirePasswordChange": True}))
+    result = master.invoke(["login", "--password", "admin"])
+    assert result.exit_code == 0
+    assert "kiok change-password" in result.stdout
+
+
+def test_bad_login_prints_error_and_saves_nothing(master: FakeMaster) -> None:
+    master.on("POST", "/api/v1/auth/login", fail(401, "unauthenticated", "wrong user or password"))
+    result = master.invoke(["login", "--password", "nope"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: wrong user or password")
+    assert not master.credentials_file.exists()
+
+
+def test_saved_token_is_sent_as_bearer(master: FakeMaster) -> None:
+    save_login(master, access="acc-9")
+    master.on("GET", "/api/v1/dags", reply(200, {"dags": []}))
+    master.invoke(["dags", "list"])
+    assert master.requests[0].headers["authorization"] == "Bearer acc-9"
+
+
+def test_token_option_and_env_win_over_the_saved_login(master: FakeMaster) -> None:
+    save_login(master, access="saved")
+    master.on("GET", "/api/v1/dags", reply(200, {"dags": []}))
+    master.invoke(["--token", "flag", "dags", "list"])
+    master.invoke(["dags", "list"], env={"KIOK_USER_TOKEN": "env"})
+    assert [r.headers["authorization"] for r in master.requests] == ["Bearer flag", "Bearer env"]
+
+
+def test_401_refreshes_once_retries_and_saves_new_tokens(master: FakeMaster) -> None:
+    save_login(master, access="stale", refresh="ref-1")
+
+    def dags(request: httpx.Request) -> httpx.Response:
+        if request.headers["authorization"] == "Bearer fresh":
+            return reply(200, {"dags": []})
+        return fail(401, "unauthenticated", "token expired")
+
+    master.on("GET", "/api/v1/dags", dags)
+    master.on("POST", "/api/v1/auth/refresh", reply(200, {"accessToken": "fresh", "refreshToken": "ref-2"}))
+    result = master.invoke(["dags", "list"])
+    assert result.exit_code == 0, result.output
+    assert [r.url.path for r in master.requests] == ["/api/v1/dags", "/api/v1/auth/refresh", "/api/v1/dags"]
+    refresh = master.requests[1]
+    assert body(refresh) == {"refreshToken": "ref-1"}
+    assert "authorization" not in refresh.headers
+    entry = saved(master)["masters"][BASE]
+    assert (entry["accessToken"], entry["refreshToken"], entry["user"]) == ("fresh", "ref-2", "admin")
+    assert stat.S_IMODE(master.credentials_file.stat().st_mode) == 0o600
+
+
+def test_failed_refresh_reports_the_401_and_tells_to_log_in(master: FakeMaster) -> None:
+    save_login(master, access="stale", refresh="ref-1")
+    master.on("GET", "/api/v1/dags", fail(401, "unauthenticated", "token expired"))
+    master.on("POST", "/api/v1/auth/refresh", fail(401, "unauthenticated", "refresh token expired"))
+    result = master.invoke(["dags", "list"])
+    assert result.exit_code == 1
+    assert result.stderr == "error: token expired (saved login expired: run `kiok login`)\n"
+    assert len(master.sent("POST", "/api/v1/auth/refresh")) == 1
+    assert saved(master)["masters"][BASE]["accessToken"] == "stale"
+
+
+def test_explicit_token_is_never_refreshed(master: FakeMaster) -> None:
+    save_login(master)
+    master.on("GET", "/api/v1/dags", fail(401, "unauthenticated", "bad token"))
+    result = master.invoke(["--token", "t", "dags", "list"])
+    assert result.exit_code == 1
+    assert master.sent("POST", "/api/v1/auth/refresh") == []
+
+
+def test_no_login_at_all_hints_at_kiok_login(master: FakeMaster) -> None:
+    master.on("GET", "/api/v1/dags", fail(401, "unauthenticated", "missing credentials"))
+    result = master.invoke(["dags", "list"])
+    assert result.exit_code == 1
+    assert "run `kiok login` or pass --token" in result.stderr
+
+
+def test_change_password_saves_the_new_tokens(master: FakeMaster) -> None:
+    save_login(master, access="acc-1")
+    master.on(
+        "POST", "/api/v1/auth/change-password", reply(200, {"accessToken": "acc-2", "refreshToken": "ref-2"})
+    )
+    result = master.invoke(["change-password"], input="admin\nn3w-pass\nn3w-pass\n")
+    assert result.exit_code == 0, result.output
+    (req,) = master.requests
+    assert body(req) == {"oldPassword": "admin", "newPassword": "n3w-pass"}
+    assert req.headers["authorization"] == "Bearer acc-1"
+    entry = saved(master)["masters"][BASE]
+    assert (entry["accessToken"], entry["refreshToken"], entry["user"]) == ("acc-2", "ref-2", "admin")
+
+
+def test_password_change_required_error_names_the_command(master: FakeMaster) -> None:
+    save_login(master)
+    master.on("GET", "/api/v1/dags", fail(403, "password_change_required", "change your password first"))
+    result = master.invoke(["dags", "list"])
+    assert result.exit_code == 1
+    assert result.stderr == "error: change your password first (run `kiok change-password`)\n"
+
+
+def test_logout_forgets_only_this_master(master: FakeMaster) -> None:
+    save_login(master)
+    CredentialStore(master.credentials_file).save("http://other:8080", SavedLogin("x", Tokens("a")))
+    result = master.invoke(["logout"])
+    assert result.stdout == f"logged out of {BASE}\n"
+    assert set(saved(master)["masters"]) == {"http://other:8080"}
+    assert master.invoke(["logout"]).stdout == f"not logged in to {BASE}\n"
+
+
+def test_credentials_path_follows_xdg(tmp_path: Path) -> None:
+    assert default_path({"XDG_CONFIG_HOME": str(tmp_path)}) == tmp_path / "kiok" / "credentials.json"
+    assert default_path({"XDG_CONFIG_HOME": "relative"}).parts[-3:] == (".config", "kiok", "credentials.json")
+    assert default_path({}).parts[-3:] == (".config", "kiok", "credentials.json")
+
+
+def test_rewrite_tightens_a_loose_file_mode(tmp_path: Path) -> None:
+    path = tmp_path / "kiok" / "credentials.json"
+    path.parent.mkdir()
+    path.write_text("{}")
+    path.chmod(0o644)
+    CredentialStore(path).save(BASE, SavedLogin(None, Tokens("a", "r")))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -1,0 +1,247 @@
+"""``kiok trigger`` and ``kiok runs``: args parsing, --wait, listing, status, cancel, logs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+import pytest
+
+from kiok.cli.runs import parse_args
+from tests.unit.test_cli_harness import FakeMaster, body, reply
+
+LOG = "/api/v1/runs/r1/tasks/extract/log"
+
+
+@pytest.fixture
+def master(tmp_path: Path) -> FakeMaster:
+    return FakeMaster(tmp_path / "config")
+
+
+def run_doc(state: str, **extra: Any) -> dict[str, Any]:
+    return {"runId": "r1", "dagId": "etl", "state": state, "tasks": {}, **extra}
+
+
+def test_parse_args_splits_on_the_first_equals_only() -> None:
+    assert parse_args(("a=1", "url=http://x/?q=1", "empty=", "a=2")) == {
+        "a": "2",
+        "url": "http://x/?q=1",
+        "empty": "",
+    }
+    assert parse_args(("k=v=w",)) == {"k": "v=w"}
+
+
+@pytest.mark.parametrize("bad", ["novalue", "=v", " =v"])
+def test_parse_args_refuses_pairs_without_key(bad: str) -> None:
+    with pytest.raises(click.BadParameter):
+        parse_args((bad,))
+
+
+def test_trigger_posts_args_and_prints_run_id(master: FakeMaster) -> None:
+    master.on("POST", "/api/v1/dags/etl/runs", reply(201, {"runId": "etl-20240501-1"}))
+    result = master.invoke(["trigger", "etl", "--arg", "region=eu", "-a", "k=v=w"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "etl-20240501-1\n"
+    (req,) = master.requests
+    assert req.headers["content-type"] == "application/json"
+    assert body(req) == {"args": {"region": "eu", "k": "v=w"}}
+
+
+def test_trigger_without_args_sends_empty_args(master: FakeMaster) -> None:
+    master.on("POST", "/api/v1/dags/etl/runs", reply(201, {"runId": "r1"}))
+    master.invoke(["trigger", "etl"])
+    assert body(master.requests[0]) == {"args": {}}
+
+
+def test_trigger_bad_arg_is_a_usage_error(master: FakeMaster) -> None:
+    result = master.invoke(["trigger", "etl", "--arg", "oops"])
+    assert result.exit_code == 2
+    assert master.requests == []
+
+
+@pytest.mark.parametrize(("final", "code"), [("SUCCESS", 0), ("FAILED", 1), ("CANCELLED", 1)])
+def test_trigger_wait_polls_until_terminal(master: FakeMaster, final: str, code: int) -> None:
+    master.on("POST", "/api/v1/dags/etl/runs", reply(201, {"runId": "r1"}))
+    master.on(
+        "GET",
+        "/api/v1/runs/r1",
+        reply(200, run_doc("PENDING")),
+        reply(200, run_doc("RUNNING")),
+        reply(200, run_doc(final)),
+    )
+    result = master.invoke(["trigger", "etl", "--wait", "--interval", "0.2"])
+    assert result.exit_code == code, result.output
+    assert result.stdout.startswith("r1\n")
+    assert final in result.stdout
+    assert master.sleeps == [0.2, 0.2]
+    assert len(master.sent("GET", "/api/v1/runs/r1")) == 3
+
+
+def test_trigger_wait_json_prints_only_the_final_run(master: FakeMaster) -> None:
+    master.on("POST", "/api/v1/dags/etl/runs", reply(201, {"runId": "r1"}))
+    master.on("GET", "/api/v1/runs/r1", reply(200, run_doc("FAILED")))
+    result = master.invoke(["--json", "trigger", "etl", "--wait"])
+    assert result.exit_code == 1
+    assert json.loads(result.stdout) == run_doc("FAILED")
+
+
+def test_runs_list_passes_filters_and_reports_the_cursor(master: FakeMaster) -> None:
+    page = {
+        "runs": [
+            {
+                "runId": "etl-2",
+                "dagId": "etl",
+                "state": "SUCCESS",
+                "trigger": "manual",
+                "createdAt": "2024-05-01T11:00:00Z",
+                "startedAt": "2024-05-01T11:00:00Z",
+                "endedAt": "2024-05-01T11:02:05Z",
+            }
+        ],
+        "nextCursor": "abc",
+    }
+    master.on("GET", "/api/v1/runs", reply(200, page))
+    result = master.invoke(["runs", "list", "--dag", "etl", "--state", "success", "--limit", "5"])
+    assert result.exit_code == 0, result.output
+    assert dict(master.requests[0].url.params) == {"dag": "etl", "state": "SUCCESS", "limit": "5"}
+    header, row = result.stdout.splitlines()
+    assert header.split() == ["RUN", "DAG", "STATE", "TRIGGER", "CREATED", "DURATION"]
+    assert row.split() == ["etl-2", "etl", "SUCCESS", "manual", "2024-05-01T11:00:00Z", "2m05s"]
+    assert result.stderr == "more runs: --cursor abc\n"
+
+    master.invoke(["runs", "list", "--cursor", "abc"])
+    assert dict(master.requests[1].url.params) == {"cursor": "abc"}
+
+
+def test_runs_list_json_is_the_server_document(master: FakeMaster) -> None:
+    page = {"runs": [], "nextCursor": None}
+    master.on("GET", "/api/v1/runs", reply(200, page))
+    result = master.invoke(["--json", "runs", "list"])
+    assert json.loads(result.stdout) == page
+
+
+STATUS = {
+    "runId": "r1",
+    "dagId": "etl",
+    "state": "RUNNING",
+    "trigger": "schedule",
+    "createdAt": "2024-05-01T11:59:00Z",
+    "startedAt": "2024-05-01T11:59:00Z",
+    "endedAt": None,
+    "scheduledAt": "2024-05-01T11:59:00Z",
+    "args": {"region": "eu"},
+    "waiting": None,
+    "tasks": {
+        "extract": {
+            "state": "SUCCESS",
+            "attempt": 1,
+            "worker": "w1",
+            "startedAt": "2024-05-01T11:59:00Z",
+            "endedAt": "2024-05-01T11:59:01.500Z",
+            "exitCode": 0,
+            "error": None,
+        },
+        "load": {
+            "state": "FAILED",
+            "attempt": 3,
+            "worker": "w1",
+            "startedAt": "2024-05-01T11:59:02Z",
+            "endedAt": "2024-05-01T11:59:04Z",
+            "exitCode": 2,
+            "error": "exit status 2\nsee log",
+        },
+        "report": {"state": "RUNNING", "attempt": 1, "worker": "w2", "startedAt": "2024-05-01T11:59:30Z"},
+        "notify": {"state": "QUEUED", "attempt": 0, "waiting": "no free slot"},
+    },
+}
+
+
+def test_runs_status_prints_header_and_one_line_per_task(master: FakeMaster) -> None:
+    master.on("GET", "/api/v1/runs/r1", reply(200, STATUS))
+    result = master.invoke(["runs", "status", "r1"])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "run:       r1" in out
+    assert "state:     RUNNING" in out
+    assert "args:      region=eu" in out
+    assert "duration:  1m00s+" in out
+    tasks = out.split("\n\n", 1)[1].splitlines()
+    assert tasks[0].split() == ["TASK", "STATE", "ATTEMPT", "DURATION", "EXIT", "DETAIL"]
+    assert tasks[1].split() == ["extract", "SUCCESS", "1", "1.5s", "0", "-"]
+    assert tasks[2].split() == ["load", "FAILED", "3", "2.0s", "2", "exit", "status", "2", "see", "log"]
+    assert tasks[3].split() == ["report", "RUNNING", "1", "30.0s+", "-", "on", "w2"]
+    assert tasks[4].split() == ["notify", "QUEUED", "0", "-", "-", "waiting:", "no", "free", "slot"]
+
+
+def test_runs_status_shows_why_a_run_waits(master: FakeMaster) -> None:
+    master.on("GET", "/api/v1/runs/r1", reply(200, run_doc("PENDING", waiting="no worker with labels [gpu]")))
+    result = master.invoke(["runs", "status", "r1"])
+    assert "state:     PENDING (waiting: no worker with labels [gpu])" in result.stdout
+
+
+def test_runs_cancel(master: FakeMaster) -> None:
+    master.on("POST", "/api/v1/runs/r1/cancel", reply(202, {"runId": "r1", "state": "RUNNING"}))
+    result = master.invoke(["runs", "cancel", "r1"])
+    assert result.exit_code == 0
+    assert result.stdout == "cancel requested for r1\n"
+    result = master.invoke(["--json", "runs", "cancel", "r1"])
+    assert json.loads(result.stdout) == {"runId": "r1", "state": "RUNNING"}
+
+
+def log_page(data: str, offset: int, complete: bool) -> httpx.Response:
+    return reply(
+        200, {"data": data, "offset": offset, "nextOffset": offset + len(data.encode()), "complete": complete}
+    )
+
+
+def test_logs_prints_what_is_stored_without_adding_newlines(master: FakeMaster) -> None:
+    master.on("GET", LOG, log_page("line 1\nhalf", 0, False), log_page("", 11, False))
+    result = master.invoke(["runs", "logs", "r1", "extract"])
+    assert result.exit_code == 0
+    assert result.stdout == "line 1\nhalf"
+    assert [r.url.params["offset"] for r in master.requests] == ["0", "11"]
+    assert master.sleeps == []
+
+
+def test_logs_follow_polls_from_next_offset_until_complete(master: FakeMaster) -> None:
+    master.on(
+        "GET",
+        LOG,
+        log_page("é1\n", 5, False),  # multi-byte: offsets are bytes
+        log_page("", 9, False),
+        log_page("", 9, False),
+        log_page("2\n", 9, True),
+        log_page("", 11, True),
+    )
+    result = master.invoke(["runs", "logs", "r1", "extract", "--follow", "--offset", "5"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "é1\n2\n"
+    assert [r.url.params["offset"] for r in master.requests] == ["5", "9", "9", "9", "11"]
+    assert master.sleeps == [0.5, 0.5]  # only while nothing new came
+
+
+def test_logs_follow_on_an_already_complete_log_stops_at_once(master: FakeMaster) -> None:
+    master.on("GET", "/api/v1/runs/r1/tasks/__run__/log", log_page("", 0, True))
+    result = master.invoke(["runs", "logs", "r1", "__run__", "-f"])
+    assert result.exit_code == 0
+    assert result.stdout == ""
+    assert len(master.requests) == 1
+    assert master.sleeps == []
+
+
+def test_logs_json_without_follow_prints_one_answer(master: FakeMaster) -> None:
+    master.on("GET", LOG, log_page("abc", 0, True))
+    result = master.invoke(["--json", "runs", "logs", "r1", "extract"])
+    assert json.loads(result.stdout) == {"data": "abc", "offset": 0, "nextOffset": 3, "complete": True}
+    assert len(master.requests) == 1
+
+
+def test_logs_json_follow_prints_one_document_per_line(master: FakeMaster) -> None:
+    master.on("GET", LOG, log_page("a", 0, False), log_page("", 1, False), log_page("", 1, True))
+    result = master.invoke(["--json", "runs", "logs", "r1", "extract", "--follow"])
+    docs = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [d["data"] for d in docs] == ["a", ""]
+    assert docs[-1]["complete"] is True

@@ -1,0 +1,60 @@
+"""Wait reasons shown for tasks that are not running."""
+
+from __future__ import annotations
+
+import pytest
+
+from kiok.core.states import TaskRecord, TaskState
+from kiok.core.waiting import iso_utc, task_wait_reason
+from kiok.dag.spec import DagSpec, TaskSpec, TriggerRule
+from kiok.ids import DagId, TaskId
+
+S = TaskState
+SPEC = DagSpec(
+    id=DagId("d"),
+    tasks=(
+        TaskSpec(id=TaskId("a")),
+        TaskSpec(id=TaskId("b")),
+        TaskSpec(id=TaskId("c")),
+        TaskSpec(id=TaskId("x"), requires=(TaskId("a"), TaskId("b"), TaskId("c"))),
+        TaskSpec(id=TaskId("y"), requires=(TaskId("a"),), trigger_rule=TriggerRule.ALL_FAILED),
+    ),
+)
+
+
+def reason(tid: str, **tasks: TaskRecord) -> str | None:
+    return task_wait_reason(SPEC, {TaskId(k): v for k, v in tasks.items()}, TaskId(tid), 1_000)
+
+
+def test_pending_names_the_upstreams_still_open() -> None:
+    assert reason("x", b=TaskRecord(S.SUCCESS)) == "waiting for upstream: a, c"
+    assert reason("x", a=TaskRecord(S.RETRYING), b=TaskRecord(S.SUCCESS), c=TaskRecord(S.RUNNING)) == (
+        "waiting for upstream: a, c"
+    )
+
+
+def test_pending_whose_rule_is_decided() -> None:
+    assert reason("a") == "waiting for the driver to queue it"
+    assert reason("y", a=TaskRecord(S.SUCCESS)) == "will be skipped: trigger rule all_failed can no longer be met"
+
+
+def test_queued_and_retrying() -> None:
+    assert reason("a", a=TaskRecord(S.QUEUED)) == "waiting for a free task slot"
+    rec = TaskRecord(S.RETRYING, attempt=2, retry_at_ms=1_714_564_800_000)
+    assert reason("a", a=rec) == "retry (attempt 3) at 2024-05-01T12:00:00Z"
+    due = TaskRecord(S.RETRYING, attempt=1, retry_at_ms=500)
+    assert reason("a", a=due) == "retry (attempt 2) at 1970-01-01T00:00:00Z (due)"
+
+
+@pytest.mark.parametrize("state", [S.RUNNING, S.SUCCESS, S.FAILED, S.SKIPPED, S.CANCELLED])
+def test_running_and_terminal_have_no_reason(state: TaskState) -> None:
+    assert reason("a", a=TaskRecord(state)) is None
+
+
+def test_unknown_task_raises() -> None:
+    with pytest.raises(KeyError):
+        reason("nope")
+
+
+def test_iso_utc() -> None:
+    assert iso_utc(0) == "1970-01-01T00:00:00Z"
