@@ -8,6 +8,7 @@ once the log is complete and drained. Task ``__run__`` is the run's own (driver)
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
@@ -60,7 +61,8 @@ def logs(cli: CliContext, run_id: str, task_id: str, follow: bool, offset: int) 
             if progressed or complete:
                 emit_json_line(page)
         elif progressed:
-            click.echo(data, nl=False)
+            sys.stdout.write(data)  # verbatim: click.echo would strip colour codes when piped
+            sys.stdout.flush()
         offset = max(offset, next_offset)
         if progressed:
             continue  # more may be waiting already; ask again before sleeping

@@ -32,7 +32,9 @@ def _setup_logging(level: str) -> None:
 
 
 @click.command("standalone")
-@click.option("--config", "config", type=click.Path(dir_okay=False), help="Config file (YAML of dotted keys).")
+@click.option(
+    "--config", "config", type=click.Path(dir_okay=False), help="Config file (YAML of dotted keys)."
+)
 @click.option("--data-dir", help="kiok.base.data.dir")
 @click.option("--port", type=int, help="kiok.master.admin.port")
 def standalone(config: str | None, data_dir: str | None, port: int | None) -> None:

@@ -43,7 +43,11 @@ def test_login_prompts_hidden_and_saves_tokens_0600(master: FakeMaster) -> None:
     assert "authorization" not in req.headers
     assert stat.S_IMODE(master.credentials_file.stat().st_mode) == 0o600
     assert stat.S_IMODE(master.credentials_file.parent.stat().st_mode) == 0o700
-    assert saved(master)["masters"][BASE] == {"user": "admin", "accessToken": "acc-1", "refreshToken": "ref-1"}
+    assert saved(master)["masters"][BASE] == {
+        "user": "admin",
+        "accessToken": "acc-1",
+        "refreshToken": "ref-1",
+    }
 
 
 def test_login_is_keyed_by_master_and_keeps_other_masters(master: FakeMaster) -> None:

@@ -117,7 +117,7 @@ def test_runs_list_passes_filters_and_reports_the_cursor(master: FakeMaster) -> 
 
 
 def test_runs_list_json_is_the_server_document(master: FakeMaster) -> None:
-    page = {"runs": [], "nextCursor": None}
+    page: dict[str, Any] = {"runs": [], "nextCursor": None}
     master.on("GET", "/api/v1/runs", reply(200, page))
     result = master.invoke(["--json", "runs", "list"])
     assert json.loads(result.stdout) == page
@@ -245,3 +245,9 @@ def test_logs_json_follow_prints_one_document_per_line(master: FakeMaster) -> No
     docs = [json.loads(line) for line in result.stdout.splitlines()]
     assert [d["data"] for d in docs] == ["a", ""]
     assert docs[-1]["complete"] is True
+
+
+def test_logs_are_written_verbatim(master: FakeMaster) -> None:
+    master.on("GET", LOG, log_page("\x1b[31mred\x1b[0m\r\n", 0, True), log_page("", 14, True))
+    result = master.invoke(["runs", "logs", "r1", "extract"])
+    assert result.stdout_bytes == b"\x1b[31mred\x1b[0m\r\n"

@@ -30,7 +30,7 @@ def dag(*tasks: TaskSpec) -> DagSpec:
 
 
 def states(tasks: Mapping[TaskId, TaskRecord]) -> dict[str, str]:
-    return {tid: rec.state.value for tid, rec in tasks.items()}
+    return {tid: rec.state.name.lower() for tid, rec in tasks.items()}
 
 
 def step(tasks: Mapping[TaskId, TaskRecord], tid: str, *events: TaskEvent) -> dict[TaskId, TaskRecord]:

@@ -46,7 +46,7 @@ def dags(draw: st.DrawFn) -> DagSpec:
                 requires=tuple(TaskId(f"t{u}") for u in sorted(ups)),
                 trigger_rule=draw(st.sampled_from(TriggerRule)),
                 retries=draw(st.integers(0, 2)),
-                retry_delay_ms=draw(st.sampled_from([0, 10, 150])),
+                retry_delay_ms=draw(st.sampled_from([0, 50, 500])),
                 retry_exponential_backoff=draw(st.booleans()),
             )
         )
@@ -165,17 +165,21 @@ class DriverMachine(RuleBasedStateMachine):
         self.now += ms
         self.step_driver()
 
-    @rule()
-    def lose_driver(self) -> None:
+    @rule(dice=st.integers(0, 3))
+    def lose_driver(self, dice: int) -> None:
+        if dice:
+            return
         ev = TaskEvent(E.LOST, self.now)
         self.commit({tid: apply_task_event(rec, ev)[0] for tid, rec in self.tasks.items()})
         assert not self.has(S.RUNNING)
         self.step_driver()
 
-    @rule()
-    def cancel(self) -> None:
-        self.cancelled = True
-        self.step_driver()
+    @rule(dice=st.integers(0, 15))
+    def cancel(self, dice: int) -> None:
+        # Rarely: a cancelled run has little left to explore.
+        if dice == 0:
+            self.cancelled = True
+            self.step_driver()
 
     @rule(data=st.data())
     def report(self, data: st.DataObject) -> None:
@@ -237,7 +241,7 @@ class DriverMachine(RuleBasedStateMachine):
 
 DriverMachine.TestCase.settings = settings(
     max_examples=150,
-    stateful_step_count=40,
+    stateful_step_count=50,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow],

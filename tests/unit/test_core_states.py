@@ -28,9 +28,9 @@ def test_round_trip_through_msgpack_and_json(rec: TaskRecord) -> None:
 
 
 def test_to_dict_leaves_out_none_and_uses_stable_keys() -> None:
-    assert TaskRecord().to_dict() == {"state": "pending", "attempt": 0}
+    assert TaskRecord().to_dict() == {"state": "PENDING", "attempt": 0}
     assert FULL.to_dict() == {
-        "state": "retrying",
+        "state": "RETRYING",
         "attempt": 2,
         "startedMs": 1_000,
         "endedMs": 2_000,
@@ -43,7 +43,7 @@ def test_to_dict_leaves_out_none_and_uses_stable_keys() -> None:
 
 def test_from_dict_tolerates_missing_and_unknown_keys() -> None:
     assert TaskRecord.from_dict({}) == TaskRecord()
-    assert TaskRecord.from_dict({"state": "success", "attempt": 1, "future": 1}).state is TaskState.SUCCESS
+    assert TaskRecord.from_dict({"state": "SUCCESS", "attempt": 1, "future": 1}).state is TaskState.SUCCESS
 
 
 def test_terminal_sets() -> None:

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kiok.master import http_errors
-from kiok.master.api import auth, cluster, dags, health, runs
+from kiok.master.api import auth, cluster, dags, health, openapi, runs
 from kiok.master.http_errors import error_response
 
 if TYPE_CHECKING:
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 #: Reachable before the cluster opens: a client must be able to log in (and, with
 #: workers over the network, create the join token that admits the first worker).
-_UNGATED = ("/api/v1/auth/login", "/api/v1/openapi.json", "/api/v1/admin/join-tokens")
+_UNGATED = ("/api/v1/auth/login", "/api/v1/admin/join-tokens")
 
 
 class BodyLimit:
@@ -86,7 +86,7 @@ def create_app(node: MasterNode, *, max_body_bytes: int) -> FastAPI:
     app = FastAPI(
         title="kiok admin API",
         version="1",
-        openapi_url="/api/v1/openapi.json",
+        openapi_url=None,
         docs_url=None,
         redoc_url=None,
     )
@@ -94,6 +94,7 @@ def create_app(node: MasterNode, *, max_body_bytes: int) -> FastAPI:
     http_errors.install(app)
     for module in (health, auth, dags, runs, cluster):
         app.include_router(module.router)
+    openapi.install(app)
     app.add_middleware(ReadinessGate, node=node)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     return app

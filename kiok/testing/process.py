@@ -1,0 +1,170 @@
+"""Starting real kiok processes for tests and benchmarks: free loopback ports, a temporary
+data directory, readiness polled with a deadline, kill -9 and restart on the same data."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ADMIN_PASSWORD = "Test-Admin-Pw-0123456789"
+TERMINAL = ("SUCCESS", "FAILED", "CANCELLED")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def kiok_executable() -> str:
+    found = shutil.which("kiok", path=str(Path(sys.executable).parent))
+    return found or "kiok"
+
+
+class Standalone:
+    """One ``kiok standalone`` process."""
+
+    def __init__(self, data_dir: Path, extra_env: Mapping[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.admin_port = free_port()
+        self.internal_port = free_port()
+        self.status_port = free_port()
+        self.extra_env = dict(extra_env or {})
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir.parent / f"{data_dir.name}.log"
+        self._token: str | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KIOK_")}
+        env.update(
+            KIOK_BASE_DATA_DIR=str(self.data_dir),
+            KIOK_MASTER_ADMIN_PORT=str(self.admin_port),
+            KIOK_MASTER_INTERNAL_PORT=str(self.internal_port),
+            KIOK_WORKER_STATUS_PORT=str(self.status_port),
+            KIOK_IAM_ADMIN_PASSWORD=ADMIN_PASSWORD,
+        )
+        env.update(self.extra_env)
+        return env
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    @property
+    def status_url(self) -> str:
+        return f"http://127.0.0.1:{self.status_port}"
+
+    def start(self, timeout_s: float = 30) -> Standalone:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        self.proc = subprocess.Popen(
+            [kiok_executable(), "standalone"],
+            env=self.env,
+            cwd=self.data_dir.parent,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        self.wait_ready(timeout_s)
+        self._token = None
+        return self
+
+    def wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"kiok exited with {self.proc.returncode}:\n{self.read_log()[-3000:]}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"kiok not ready after {timeout_s}s:\n{self.read_log()[-3000:]}")
+
+    def read_log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+
+    # --- HTTP helpers ----------------------------------------------------------------------
+
+    @property
+    def token(self) -> str:
+        if self._token is None:
+            r = httpx.post(self.url + "/api/v1/auth/login", json={"user": "admin", "password": ADMIN_PASSWORD})
+            r.raise_for_status()
+            self._token = r.json()["accessToken"]
+        return self._token
+
+    def api(self, method: str, path: str, *, auth: bool = True, **kw: Any) -> httpx.Response:
+        headers = dict(kw.pop("headers", {}) or {})
+        if auth:
+            headers.setdefault("Authorization", f"Bearer {self.token}")
+        return httpx.request(method, self.url + path, headers=headers, timeout=kw.pop("timeout", 30), **kw)
+
+    def register(self, yaml_text: str) -> str:
+        r = self.api("POST", "/api/v1/dags", content=yaml_text, headers={"Content-Type": "application/yaml"})
+        assert r.status_code == 201, r.text
+        return str(r.json()["registered"])
+
+    def trigger(self, dag_id: str, args: Mapping[str, Any] | None = None) -> str:
+        r = self.api("POST", f"/api/v1/dags/{dag_id}/runs", json={"args": dict(args or {})})
+        assert r.status_code == 201, r.text
+        return str(r.json()["runId"])
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        r = self.api("GET", f"/api/v1/runs/{run_id}")
+        assert r.status_code == 200, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+    def wait_run(self, run_id: str, timeout_s: float = 30, states: tuple[str, ...] = TERMINAL) -> dict[str, Any]:
+        return self.wait_for(lambda: (r := self.run(run_id))["state"] in states and r, timeout_s, f"run {run_id} {states}")
+
+    def wait_for(self, predicate: Any, timeout_s: float, what: str) -> Any:
+        deadline = time.monotonic() + timeout_s
+        last = None
+        while time.monotonic() < deadline:
+            last = predicate()
+            if last:
+                return last
+            time.sleep(0.05)
+        raise TimeoutError(f"timed out waiting for {what}")
+
+    def log(self, run_id: str, task_id: str) -> str:
+        out, offset = [], 0
+        while True:
+            r = self.api("GET", f"/api/v1/runs/{run_id}/tasks/{task_id}/log", params={"offset": offset})
+            assert r.status_code == 200, r.text
+            body = r.json()
+            out.append(body["data"])
+            if body["nextOffset"] == offset:
+                return "".join(out)
+            offset = body["nextOffset"]

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kiok.testing.process import Standalone
+
+
+@pytest.fixture
+def standalone_factory(tmp_path: Path) -> Iterator[object]:
+    started: list[Standalone] = []
+
+    def make(name: str = "kiok", env: dict[str, str] | None = None, start: bool = True) -> Standalone:
+        node = Standalone(tmp_path / name, env)
+        started.append(node)
+        return node.start() if start else node
+
+    yield make
+    for node in started:
+        node.stop()
+
+
+@pytest.fixture
+def kiok(standalone_factory: object) -> Standalone:
+    """A running ``kiok standalone`` on free ports with its own data directory."""
+    node: Standalone = standalone_factory()  # type: ignore[operator]
+    return node
+
+
+@pytest.fixture(scope="module")
+def shared_kiok(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone]:
+    """One ``kiok standalone`` shared by the tests of a module that do not restart it."""
+    node = Standalone(tmp_path_factory.mktemp("shared") / "kiok", {"KIOK_WORKER_TASK_SLOTS": "8"})
+    node.start()
+    yield node
+    node.stop()
