@@ -54,7 +54,7 @@ KEYS: tuple[Key, ...] = (
     Key("kiok.scheduler.max.global.concurrency", int, 100, "Task bodies running at once across the cluster."),
     Key("kiok.scheduler.default.task.timeout.ms", int, 1_800_000, "Task timeout when neither task nor DAG sets one."),
     Key("kiok.scheduler.retry.max.delay.ms", int, 3_600_000, "Cap on one retry delay after exponential backoff."),
-    Key("kiok.joblog.max.bytes.per.task", int, 64 * MiB, "Stored log bytes per task; output past it is dropped with a marker."),
+    Key("kiok.joblog.max.bytes.per.task", int, 64 * MiB, "Stored log bytes per task attempt; output past it is dropped with a marker."),
     Key("kiok.joblog.worker.batch.bytes", int, 65536, "A worker ships a task's output once this many bytes are buffered..."),
     Key("kiok.joblog.worker.batch.interval.ms", int, 2000, "...or this long after the first unshipped byte."),
     Key("kiok.admin.http.max.content.size.bytes", int, 10 * MiB, "Largest request body the admin API accepts (413 above)."),

@@ -47,8 +47,11 @@ class InProcessLink:
         self._permits = asyncio.Semaphore(max_global_concurrency)
 
     def report_tasks(self, run_id: str, fence: Fence, tasks: dict[str, dict[str, Any]]) -> None:
+        # Not fsync'd: nobody waits on it, it survives kill -9 (RocksDB's log is written),
+        # and after a power loss the run resumes and re-runs what was lost (at least once).
         fut = self._node.log.propose_nowait(
-            c.ReportTasks(at_ms=clock_ms(), run_id=run_id, term=fence.term, epoch=fence.epoch, tasks=tasks)
+            c.ReportTasks(at_ms=clock_ms(), run_id=run_id, term=fence.term, epoch=fence.epoch, tasks=tasks),
+            fsync=False,
         )
         fut.add_done_callback(_log_failure)
 
@@ -140,6 +143,8 @@ async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
     os.chmod(data, 0o700)
     node = MasterNode(settings, clock_ms)
     await node.start()
+    work_root = Path(settings.get_str("kiok.worker.work.dir") or data / "work")
+    work_root.mkdir(parents=True, exist_ok=True)
     link = InProcessLink(node, settings.get_int("kiok.scheduler.max.global.concurrency"))
     worker = build_worker(settings, link, environ)
     status_addr = f"{settings.get_str('kiok.worker.host')}:{settings.get_int('kiok.worker.status.port')}"

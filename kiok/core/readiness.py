@@ -93,7 +93,7 @@ def advance(
             snap[tid] = new
             changed.append(tid)
 
-    for task in spec.tasks:
+    for task in topological_order(spec):
         rec = snap.get(task.id)
         if rec is None:
             rec = snap[task.id] = UNSTARTED

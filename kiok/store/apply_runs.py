@@ -1,12 +1,18 @@
 """The run half of ``apply()``: creating runs, assigning them under fences, taking task
 reports, cancelling. Transition rules come from ``kiok.core``; this module only records
-their results, so the store and the driver can never disagree about what is legal."""
+their results, so the store and the driver can never disagree about what is legal.
+
+A run is stored as a header (``run/<id>``: state, fence, counters) plus one key per task
+(``task/<id>/<task>``), so a report touches only the tasks it names: the cost of a report
+does not grow with the size of the DAG. The header counts open (non-terminal) and failed
+tasks, which is all it takes to know when and how the run ends.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from kiok.core.readiness import advance, run_outcome
+from kiok.core.readiness import advance
 from kiok.core.states import RunState, TaskRecord, TaskState
 from kiok.core.transitions import ReportVerdict, TaskEvent, TaskEventKind, apply_task_event, report_verdict
 from kiok.dag.load import spec_from_document
@@ -18,6 +24,7 @@ from kiok.store.effects import Effects
 from kiok.store.txn import Txn
 
 _TERMINAL_RUN = {s.value for s in (RunState.SUCCESS, RunState.FAILED, RunState.CANCELLED)}
+_UNSTARTED = TaskRecord().to_dict()
 
 
 def create_run(
@@ -49,9 +56,12 @@ def create_run(
         "epoch": 0,
         "cancel": False,
         "staleReports": 0,
-        "tasks": {t["id"]: TaskRecord().to_dict() for t in spec["tasks"]},
+        "open": len(spec["tasks"]),
+        "failed": 0,
     }
     txn.put(k.META, k.run(run_id), run)
+    for t in spec["tasks"]:
+        txn.put(k.META, k.task(run_id, t["id"]), _UNSTARTED)
     txn.put(k.META, k.run_spec(run_id), spec)
     txn.put(k.META, k.run_by_seq(seq), run_id)
     txn.put(k.META, k.run_by_dag(dag_id, seq), run_id)
@@ -69,14 +79,25 @@ def _load(txn: Txn, run_id: str) -> dict[str, Any]:
     return run
 
 
-def _records(run: dict[str, Any]) -> dict[TaskId, TaskRecord]:
-    return {TaskId(t): TaskRecord.from_dict(r) for t, r in run["tasks"].items()}
+def _all_tasks(txn: Txn, run_id: str) -> dict[TaskId, TaskRecord]:
+    prefix = k.tasks_prefix(run_id)
+    return {TaskId(key.decode()[len(prefix) :]): TaskRecord.from_dict(v) for key, v in txn.scan(k.META, prefix)}
 
 
-def _store(txn: Txn, run: dict[str, Any], tasks: dict[TaskId, TaskRecord], at_ms: int, fx: Effects) -> None:
-    run["tasks"] = {t: r.to_dict() for t, r in tasks.items()}
-    outcome = run_outcome(tasks, list(tasks), bool(run["cancel"]))
-    if outcome is not None and run["state"] not in _TERMINAL_RUN:
+def _put_task(txn: Txn, run: dict[str, Any], tid: str, old: TaskRecord, new: TaskRecord) -> None:
+    """Store one task's new record, keeping the header's counters in step."""
+    run["open"] += int(old.is_terminal) - int(new.is_terminal)
+    run["failed"] += int(new.state is TaskState.FAILED) - int(old.state is TaskState.FAILED)
+    txn.put(k.META, k.task(run["runId"], tid), new.to_dict())
+
+
+def _close(txn: Txn, run: dict[str, Any], at_ms: int, fx: Effects) -> None:
+    """Write the header; end the run when no task is open any more."""
+    if run["open"] == 0 and run["state"] not in _TERMINAL_RUN:
+        if run["cancel"]:
+            outcome = RunState.CANCELLED
+        else:
+            outcome = RunState.FAILED if run["failed"] else RunState.SUCCESS
         run["state"] = outcome.value
         run["endedMs"] = at_ms
         txn.delete(k.META, k.active_run(run["runId"]))
@@ -85,10 +106,10 @@ def _store(txn: Txn, run: dict[str, Any], tasks: dict[TaskId, TaskRecord], at_ms
     fx.runs_changed.add(run["runId"])
 
 
-def _lose_running(tasks: dict[TaskId, TaskRecord], at_ms: int) -> None:
-    for tid, rec in tasks.items():
+def _lose_running(txn: Txn, run: dict[str, Any], at_ms: int) -> None:
+    for tid, rec in _all_tasks(txn, run["runId"]).items():
         if rec.state is TaskState.RUNNING:
-            tasks[tid], _ = apply_task_event(rec, TaskEvent(TaskEventKind.LOST, at_ms))
+            _put_task(txn, run, tid, rec, apply_task_event(rec, TaskEvent(TaskEventKind.LOST, at_ms))[0])
 
 
 def apply_assign(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
@@ -96,24 +117,23 @@ def apply_assign(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     run = _load(txn, cmd.run_id)
     if run["state"] in _TERMINAL_RUN:
         raise Conflict(f"run {cmd.run_id} is already {run['state']}")
-    tasks = _records(run)
-    _lose_running(tasks, cmd.at_ms)
+    if run["worker"] is not None:
+        _lose_running(txn, run, cmd.at_ms)
     run.update(worker=cmd.worker, term=cmd.term, epoch=run["epoch"] + 1, state=RunState.RUNNING.value)
     if run["startedMs"] is None:
         run["startedMs"] = cmd.at_ms
-    _store(txn, run, tasks, cmd.at_ms, fx)
+    _close(txn, run, cmd.at_ms, fx)
     return {"term": run["term"], "epoch": run["epoch"]}
 
 
 def apply_release(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     assert isinstance(cmd, c.ReleaseRun)
     run = _load(txn, cmd.run_id)
-    if run["epoch"] != cmd.epoch or run["state"] in _TERMINAL_RUN:
+    if run["epoch"] != cmd.epoch or run["state"] in _TERMINAL_RUN or run["worker"] is None:
         return {"released": False}
-    tasks = _records(run)
-    _lose_running(tasks, cmd.at_ms)
+    _lose_running(txn, run, cmd.at_ms)
     run["worker"] = None
-    _store(txn, run, tasks, cmd.at_ms, fx)
+    _close(txn, run, cmd.at_ms, fx)
     return {"released": True}
 
 
@@ -125,23 +145,23 @@ def apply_report(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
         txn.put(k.META, k.run(cmd.run_id), run)
         fx.stale_reports += 1
         return {"accepted": 0, "stale": len(cmd.tasks), "fenced": True}
-    tasks = _records(run)
     accepted = stale = 0
     for tid, raw in cmd.tasks.items():
-        if tid not in tasks:
+        stored_raw = txn.get(k.META, k.task(cmd.run_id, tid))
+        if stored_raw is None:
             stale += 1
             continue
-        reported = TaskRecord.from_dict(raw)
-        verdict = report_verdict(tasks[TaskId(tid)], reported)
+        stored, reported = TaskRecord.from_dict(stored_raw), TaskRecord.from_dict(raw)
+        verdict = report_verdict(stored, reported)
         if verdict is ReportVerdict.ACCEPT:
-            tasks[TaskId(tid)] = reported
+            _put_task(txn, run, tid, stored, reported)
             accepted += 1
         elif verdict is ReportVerdict.STALE:
             stale += 1
     if stale:
         run["staleReports"] += stale
         fx.stale_reports += stale
-    _store(txn, run, tasks, cmd.at_ms, fx)
+    _close(txn, run, cmd.at_ms, fx)
     return {"accepted": accepted, "stale": stale, "fenced": False}
 
 
@@ -154,13 +174,17 @@ def apply_cancel(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
         raise Conflict(f"run {cmd.run_id} already ended {run['state']}")
     run["cancel"] = True
     spec = spec_from_document(txn.get(k.META, k.run_spec(cmd.run_id)))
-    tasks = dict(advance(spec, _records(run), cmd.at_ms, cancelled=True).tasks)
+    before = _all_tasks(txn, cmd.run_id)
+    after = dict(advance(spec, before, cmd.at_ms, cancelled=True).tasks)
     if run["worker"] is None:
         # No driver to stop anything: whatever was running is gone with the lost driver.
-        for tid, rec in tasks.items():
+        for tid, rec in after.items():
             if rec.state is TaskState.RUNNING:
-                tasks[tid], _ = apply_task_event(rec, TaskEvent(TaskEventKind.CANCEL, cmd.at_ms))
+                after[tid] = apply_task_event(rec, TaskEvent(TaskEventKind.CANCEL, cmd.at_ms))[0]
     else:
         fx.cancels.append((cmd.run_id, run["worker"]))
-    _store(txn, run, tasks, cmd.at_ms, fx)
+    for tid, rec in after.items():
+        if rec != before[tid]:
+            _put_task(txn, run, tid, before[tid], rec)
+    _close(txn, run, cmd.at_ms, fx)
     return {"runId": cmd.run_id, "state": run["state"]}

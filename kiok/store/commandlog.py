@@ -42,7 +42,7 @@ class LocalCommandLog:
     def __init__(self, kv: KVStore, *, max_batch: int = 512) -> None:
         self._kv = kv
         self._max_batch = max_batch
-        self._pending: list[tuple[Command, asyncio.Future[Any]]] = []
+        self._pending: list[tuple[Command, asyncio.Future[Any], bool]] = []
         self._scheduled = False
         self._listeners: list[Listener] = []
         self.batches = 0
@@ -54,12 +54,14 @@ class LocalCommandLog:
     async def propose(self, cmd: Command) -> Any:
         return await self.propose_nowait(cmd)
 
-    def propose_nowait(self, cmd: Command) -> asyncio.Future[Any]:
-        """Like ``propose`` for callers that must not await (still committed before the
-        returned future resolves)."""
+    def propose_nowait(self, cmd: Command, *, fsync: bool = True) -> asyncio.Future[Any]:
+        """Like ``propose`` for callers that must not await. With ``fsync=False`` the
+        command's batch is written to RocksDB's log without an fsync unless another command
+        in it needs one: it survives kill -9 of the process, not a power loss. Only reports
+        that nobody is waiting on (in-process task reports) use that."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((cmd, fut))
+        self._pending.append((cmd, fut, fsync))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._commit)
@@ -74,7 +76,8 @@ class LocalCommandLog:
         txn = Txn(self._kv)
         fx = Effects()
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-        for cmd, fut in batch:
+        sync = any(fsync for _, _, fsync in batch)
+        for cmd, fut, _ in batch:
             child, child_fx = txn.child(), Effects()
             try:
                 result = apply(child, cmd, child_fx)
@@ -89,7 +92,7 @@ class LocalCommandLog:
             fx.merge(child_fx)
             outcomes.append((fut, result, None))
         try:
-            self._kv.write(txn.writes(), sync=True)
+            self._kv.write(txn.writes(), sync=sync)
         except Exception as e:
             log.exception("state store write failed")
             for fut, _, _ in outcomes:

@@ -25,6 +25,14 @@ def run(run_id: str) -> str:
     return f"run/{run_id}"
 
 
+def task(run_id: str, task_id: str) -> str:
+    return f"task/{run_id}/{task_id}"
+
+
+def tasks_prefix(run_id: str) -> str:
+    return f"task/{run_id}/"
+
+
 def run_spec(run_id: str) -> str:
     return f"runspec/{run_id}"
 

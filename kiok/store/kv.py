@@ -102,6 +102,9 @@ class RocksKV:
             self._db.write(wb, self._sync if sync else self._nosync)
 
     def close(self) -> None:
+        # Column-family objects keep the database open (and its LOCK held) until released.
+        self._cf.clear()
+        self._handles.clear()
         self._db.close()
 
 

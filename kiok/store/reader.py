@@ -44,8 +44,19 @@ class StateReader:
 
     # --- runs ------------------------------------------------------------------------------
 
-    def run(self, run_id: str) -> dict[str, Any] | None:
+    def run_header(self, run_id: str) -> dict[str, Any] | None:
+        """The run without its task records (cheap)."""
         return self._get(k.META, k.run(run_id))  # type: ignore[no-any-return]
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        """The run with ``tasks``: task id -> TaskRecord dict."""
+        run = self.run_header(run_id)
+        if run is not None:
+            prefix = k.tasks_prefix(run_id)
+            run["tasks"] = {
+                key.decode()[len(prefix) :]: decode(raw) for key, raw in self._kv.scan(k.META, prefix.encode())
+            }
+        return run
 
     def run_spec(self, run_id: str) -> dict[str, Any] | None:
         return self._get(k.META, k.run_spec(run_id))  # type: ignore[no-any-return]
@@ -54,7 +65,7 @@ class StateReader:
         """Every run not yet finished, oldest first."""
         runs = []
         for key, _ in self._kv.scan(k.META, k.ACTIVE_PREFIX.encode()):
-            run = self.run(key.decode()[len(k.ACTIVE_PREFIX) :])
+            run = self.run_header(key.decode()[len(k.ACTIVE_PREFIX) :])
             if run is not None:
                 runs.append(run)
         runs.sort(key=lambda r: r["seq"])
@@ -63,7 +74,7 @@ class StateReader:
     def runs(
         self, *, dag_id: str | None = None, state: str | None = None, limit: int = 50, cursor: int | None = None
     ) -> tuple[list[dict[str, Any]], int | None]:
-        """Runs newest first; ``cursor`` is the sequence number to continue below. Returns
+        """Runs (with tasks) newest first; ``cursor`` is the sequence number to continue below. Returns
         the page and the cursor of the next page (None when there is none)."""
         if dag_id is not None:
             prefix = k.runs_by_dag_prefix(dag_id)

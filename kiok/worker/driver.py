@@ -185,7 +185,7 @@ class RunDriver:
             while tail_size[0] > _TAIL_BYTES and len(tail) > 1:
                 tail_size[0] -= len(tail.popleft())
 
-        work_dir = self._env.work_root / self.run_id / tid / str(attempt)
+        work_dir = self._env.work_root / f"{self.run_id}.{tid}.{attempt}"
         stop = asyncio.Event()
         if self._cancelled:
             stop.set()

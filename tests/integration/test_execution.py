@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -42,8 +43,14 @@ def pid_alive(pid: int) -> bool:
 
 @pytest.fixture(scope="module")
 def one_slot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone]:
-    """A standalone whose worker has a single task slot."""
-    node = Standalone(tmp_path_factory.mktemp("oneslot") / "kiok", {"KIOK_WORKER_TASK_SLOTS": "1"})
+    """A standalone whose worker has a single task slot, a 3 s cluster-wide default task
+    timeout and a 500 ms kill grace."""
+    env = {
+        "KIOK_WORKER_TASK_SLOTS": "1",
+        "KIOK_SCHEDULER_DEFAULT_TASK_TIMEOUT_MS": "3000",
+        "KIOK_WORKER_TASK_KILL_GRACE_MS": "500",
+    }
+    node = Standalone(tmp_path_factory.mktemp("oneslot") / "kiok", env)
     node.start()
     yield node
     node.stop()
@@ -240,6 +247,7 @@ tasks:
     retry_delay: 250ms
     retry_exponential_backoff: true
     script: |
+      date +%s.%N >> ${params.dir}/starts
       n=$(cat ${params.dir}/count 2>/dev/null || echo 0)
       n=$((n+1))
       echo $n > ${params.dir}/count
@@ -248,20 +256,15 @@ tasks:
 """
     )
     run_id = shared_kiok.trigger(dag, {"dir": str(tmp_path)})
-    # Watch every RETRYING phase: retryAt - endedAt is the delay chosen for that attempt.
+    # Watch the RETRYING phases: retryAt - endedAt is the delay chosen after that attempt.
     delays: dict[int, float] = {}
-    started: dict[int, float] = {}
-    ended: dict[int, float] = {}
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         run = shared_kiok.run(run_id)
         t = run["tasks"]["flaky"]
-        if t["startedAt"] is not None:
-            started[t["attempt"]] = ts(t["startedAt"])
         if t["state"] == "RETRYING":
             assert t["waiting"].startswith(f"retry (attempt {t['attempt'] + 1}) at "), t
             delays[t["attempt"]] = ts(t["retryAt"]) - ts(t["endedAt"])
-            ended[t["attempt"]] = ts(t["endedAt"])
         if run["state"] in ("SUCCESS", "FAILED", "CANCELLED"):
             break
         time.sleep(0.02)
@@ -272,6 +275,7 @@ tasks:
 
     log = shared_kiok.log(run_id, "flaky")
     lines = log.splitlines()
+    assert len(lines) == 5, log
     assert lines[0].startswith("try 1 env-attempt 1 ")
     assert lines[1] == "--- attempt 2 ---"
     assert lines[2].startswith("try 2 env-attempt 2 ")
@@ -281,14 +285,16 @@ tasks:
     cwds = {ln.split(" cwd ", 1)[1] for ln in lines if ln.startswith("try ")}
     assert len(cwds) == 3
 
-    # Backoff: 250 ms after attempt 1, 500 ms after attempt 2.
-    assert set(delays) == {1, 2}, f"did not observe both RETRYING phases: {delays}"
-    assert delays[1] == pytest.approx(0.25, abs=0.002)
-    assert delays[2] == pytest.approx(0.5, abs=0.002)
-    # and the attempts really were that far apart
-    assert set(started) == {1, 2, 3}, started
-    gap1, gap2 = started[2] - ended[1], started[3] - ended[2]
-    assert gap1 >= 0.25 and gap2 >= 0.5 and gap2 > gap1, (gap1, gap2)
+    # Backoff: 250 ms after attempt 1, 500 ms after attempt 2 (exactly, as planned by kiok) ...
+    assert delays, "never observed the task RETRYING"
+    expected = {1: 0.25, 2: 0.5}
+    for attempt, delay in delays.items():
+        assert delay == pytest.approx(expected[attempt], abs=0.002), delays
+    # ... and the attempts really started that far apart, the second gap the longer.
+    s1, s2, s3 = (float(x) for x in (tmp_path / "starts").read_text().split())
+    gap1, gap2 = s2 - s1, s3 - s2
+    assert gap1 >= 0.25 and gap2 >= 0.5, (gap1, gap2)
+    assert gap2 - gap1 >= 0.15, (gap1, gap2)
     run_log = shared_kiok.log(run_id, "__run__")
     assert "flaky attempt 1 RETRYING" in run_log and "flaky attempt 2 RETRYING" in run_log
     assert "retry at " in run_log and "flaky attempt 3 SUCCESS" in run_log
@@ -344,6 +350,33 @@ tasks:
     assert run["state"] == "FAILED"
 
 
+def test_cluster_default_timeout_and_kill_grace(one_slot: Standalone) -> None:
+    dag = one_slot.register(
+        """
+dag: {id: exec_timeout_cluster}
+tasks:
+  - {id: cluster_default, script: 'sleep 30'}
+  - id: ignores_term
+    timeout: 1s
+    script: |
+      trap 'echo got-term' TERM
+      echo started
+      while true; do sleep 0.1; done
+"""
+    )
+    run_id = one_slot.trigger(dag)
+    run = one_slot.wait_run(run_id, 20)
+    tasks = run["tasks"]
+    cd = tasks["cluster_default"]
+    assert cd["state"] == "FAILED" and "timed out after 3s" in cd["error"], cd
+    assert 2.5 <= ts(cd["endedAt"]) - ts(cd["startedAt"]) < 6, cd
+    # SIGTERM is trapped, so only the SIGKILL after the 500 ms grace ends it.
+    it = tasks["ignores_term"]
+    assert it["state"] == "FAILED" and "timed out after 1s" in it["error"], it
+    assert 1.3 <= ts(it["endedAt"]) - ts(it["startedAt"]) < 4, it
+    assert "got-term" in one_slot.log(run_id, "ignores_term")
+
+
 # --- placeholders and environment ------------------------------------------------------------
 
 
@@ -384,7 +417,12 @@ tasks:
     assert kiok_env["KIOK_PARAM_X"] == "arg-x"
     assert kiok_env["KIOK_PARAM_KEEP"] == "dag-keep"
     # nothing of the kiok process's own KIOK_* settings leaks into tasks
-    for leaked in ("KIOK_IAM_ADMIN_PASSWORD", "KIOK_BASE_DATA_DIR", "KIOK_MASTER_ADMIN_PORT", "KIOK_WORKER_TASK_SLOTS"):
+    for leaked in (
+        "KIOK_IAM_ADMIN_PASSWORD",
+        "KIOK_BASE_DATA_DIR",
+        "KIOK_MASTER_ADMIN_PORT",
+        "KIOK_WORKER_TASK_SLOTS",
+    ):
         assert leaked not in kiok_env
     allowed = {"KIOK_RUN_ID", "KIOK_DAG_ID", "KIOK_TASK_ID", "KIOK_ATTEMPT", "KIOK_SCHEDULED_TIME"}
     assert {k for k in kiok_env if not k.startswith("KIOK_PARAM_")} <= allowed, kiok_env
@@ -461,31 +499,38 @@ def test_cancel_kills_process_group_and_cancels_pending(shared_kiok: Standalone,
         """
 dag: {id: exec_cancel, params: {pidfile: /nonexistent}}
 tasks:
-  - {id: bg, script: 'sleep 300 & echo $! > ${params.pidfile}; wait'}
+  - {id: bg, script: 'sleep 300 >/dev/null 2>&1 & echo $! > ${params.pidfile}; wait'}
   - {id: downstream, requires: [bg], script: 'echo never'}
 """
     )
     run_id = shared_kiok.trigger(dag, {"pidfile": str(pidfile)})
     shared_kiok.wait_for(
-        lambda: pidfile.exists() and pidfile.read_text().strip() and shared_kiok.run(run_id)["tasks"]["bg"]["state"] == "RUNNING",
+        lambda: (
+            pidfile.exists()
+            and pidfile.read_text().strip()
+            and shared_kiok.run(run_id)["tasks"]["bg"]["state"] == "RUNNING"
+        ),
         15,
         "bg running with its child",
     )
     child = int(pidfile.read_text().strip())
     assert pid_alive(child)
+    try:
+        r = shared_kiok.api("POST", f"/api/v1/runs/{run_id}/cancel")
+        assert r.status_code == 200, r.text
+        assert r.json()["cancelRequested"] is True
 
-    r = shared_kiok.api("POST", f"/api/v1/runs/{run_id}/cancel")
-    assert r.status_code == 200, r.text
-    assert r.json()["cancelRequested"] is True
-
-    run = shared_kiok.wait_run(run_id, 15)
-    assert run["state"] == "CANCELLED", run
-    assert run["cancelRequested"] is True
-    assert run["tasks"]["bg"]["state"] == "CANCELLED", run["tasks"]["bg"]
-    assert run["tasks"]["downstream"]["state"] == "CANCELLED", run["tasks"]["downstream"]
-    assert run["tasks"]["downstream"]["startedAt"] is None
-    shared_kiok.wait_for(lambda: not pid_alive(child), 5, f"background child {child} to die")
-    assert "cancel" in shared_kiok.log(run_id, "__run__")
+        run = shared_kiok.wait_run(run_id, 15)
+        assert run["state"] == "CANCELLED", run
+        assert run["cancelRequested"] is True
+        assert run["tasks"]["bg"]["state"] == "CANCELLED", run["tasks"]["bg"]
+        assert run["tasks"]["downstream"]["state"] == "CANCELLED", run["tasks"]["downstream"]
+        assert run["tasks"]["downstream"]["startedAt"] is None
+        shared_kiok.wait_for(lambda: not pid_alive(child), 5, f"background child {child} to die")
+        assert "cancel" in shared_kiok.log(run_id, "__run__")
+    finally:
+        if pid_alive(child):  # do not leave it behind when the test fails
+            os.kill(child, signal.SIGKILL)
 
     # A finished run cannot be cancelled.
     done_dag = shared_kiok.register("dag: {id: exec_cancel_done}\ntasks:\n  - {id: t, script: 'true'}\n")
@@ -503,6 +548,36 @@ tasks:
     assert "message" in r.json()["error"]
 
 
+def test_cancel_pending_run(shared_kiok: Standalone, tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    dag = shared_kiok.register(
+        """
+dag: {id: exec_cancel_pending, max_active_runs: 1, params: {go: /nonexistent}}
+tasks:
+  - {id: hold, timeout: 20s, script: 'while [ ! -e ${params.go} ]; do sleep 0.05; done'}
+  - {id: next, requires: [hold], script: 'echo next'}
+"""
+    )
+    first = shared_kiok.trigger(dag, {"go": str(go)})
+    shared_kiok.wait_for(
+        lambda: shared_kiok.run(first)["tasks"]["hold"]["state"] == "RUNNING", 15, "first running"
+    )
+    second = shared_kiok.trigger(dag, {"go": str(go)})
+    shared_kiok.wait_for(lambda: shared_kiok.run(second)["waiting"], 10, "second run waiting")
+    assert shared_kiok.run(second)["state"] == "PENDING"
+
+    r = shared_kiok.api("POST", f"/api/v1/runs/{second}/cancel")
+    assert r.status_code == 200, r.text
+    run = shared_kiok.wait_run(second, 10)
+    assert run["state"] == "CANCELLED"
+    assert {t: x["state"] for t, x in run["tasks"].items()} == {"hold": "CANCELLED", "next": "CANCELLED"}
+    assert all(x["startedAt"] is None for x in run["tasks"].values())
+    # the other run is untouched
+    assert shared_kiok.run(first)["state"] == "RUNNING"
+    go.touch()
+    assert shared_kiok.wait_run(first, 15)["state"] == "SUCCESS"
+
+
 def test_cancel_cancels_queued_tasks(one_slot: Standalone) -> None:
     dag = one_slot.register(
         """
@@ -515,7 +590,7 @@ tasks:
     run_id = one_slot.trigger(dag)
 
     def one_running_one_queued() -> dict[str, Any] | None:
-        tasks = one_slot.run(run_id)["tasks"]
+        tasks: dict[str, Any] = one_slot.run(run_id)["tasks"]
         states = sorted(t["state"] for t in tasks.values())
         return tasks if states == ["QUEUED", "RUNNING"] else None
 
@@ -544,10 +619,9 @@ tasks:
     run_id = one_slot.trigger(dag)
 
     def queued_behind_running() -> dict[str, Any] | None:
-        tasks = one_slot.run(run_id)["tasks"]
-        if sorted(t["state"] for t in tasks.values()) == ["QUEUED", "RUNNING"]:
-            return tasks
-        return None
+        tasks: dict[str, Any] = one_slot.run(run_id)["tasks"]
+        states = sorted(t["state"] for t in tasks.values())
+        return tasks if states == ["QUEUED", "RUNNING"] else None
 
     tasks = one_slot.wait_for(queued_behind_running, 15, "one task running while the other is queued")
     queued = next(r for r in tasks.values() if r["state"] == "QUEUED")

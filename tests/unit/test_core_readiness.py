@@ -150,7 +150,13 @@ def test_cancel_leaves_running_tasks_to_the_caller() -> None:
         TaskId("e"): TaskRecord(Q),
     }
     adv = advance(spec, tasks, 7, cancelled=True)
-    assert states(adv.tasks) == {"a": "running", "b": "cancelled", "c": "cancelled", "d": "success", "e": "cancelled"}
+    assert states(adv.tasks) == {
+        "a": "running",
+        "b": "cancelled",
+        "c": "cancelled",
+        "d": "success",
+        "e": "cancelled",
+    }
     assert (adv.changed, adv.next_wakeup_ms, adv.run_state) == (("b", "e", "c"), None, None)
     adv = advance(spec, step(adv.tasks, "a", TaskEvent(E.CANCEL, 8)), 8, cancelled=True)
     assert adv.run_state is RunState.CANCELLED

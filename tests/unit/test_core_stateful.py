@@ -78,6 +78,7 @@ class DriverMachine(RuleBasedStateMachine):
         #: Every distinct record each task has had, and which one the master stores.
         self.history: dict[TaskId, list[TaskRecord]] = {}
         self.stored: dict[TaskId, int] = {}
+        self.master_cancelled: dict[TaskId, TaskRecord] = {}
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -170,8 +171,14 @@ class DriverMachine(RuleBasedStateMachine):
         if dice:
             return
         ev = TaskEvent(E.LOST, self.now)
-        self.commit({tid: apply_task_event(rec, ev)[0] for tid, rec in self.tasks.items()})
-        assert not self.has(S.RUNNING)
+        before = self.tasks
+        self.commit({tid: apply_task_event(rec, ev)[0] for tid, rec in before.items()})
+        for tid, rec in before.items():
+            after = self.tasks[tid]
+            if rec.state is S.RUNNING:
+                assert (after.state, after.attempt) == (S.QUEUED, rec.attempt), "lost task not requeued"
+            else:
+                assert after is rec
         self.step_driver()
 
     @rule(dice=st.integers(0, 15))
@@ -181,6 +188,15 @@ class DriverMachine(RuleBasedStateMachine):
             self.cancelled = True
             self.step_driver()
 
+    @rule(data=st.data(), dice=st.integers(0, 3))
+    def master_cancels(self, data: st.DataObject, dice: int) -> None:
+        """The master ends its stored record itself (run cancel without the driver's word)."""
+        if dice:
+            return
+        tid = data.draw(st.sampled_from(self.spec.task_ids))
+        rec = self.history[tid][self.stored[tid]]
+        self.master_cancelled[tid], _ = apply_task_event(rec, TaskEvent(E.CANCEL, self.now))
+
     @rule(data=st.data())
     def report(self, data: st.DataObject) -> None:
         """The master takes a batch of the driver's latest records; older ones are refused."""
@@ -188,12 +204,19 @@ class DriverMachine(RuleBasedStateMachine):
         for tid in batch:
             hist, stored = self.history[tid], self.stored[tid]
             latest = len(hist) - 1
+            final = self.master_cancelled.get(tid)
+            if final is not None:
+                got = report_verdict(final, hist[latest])
+                assert got is not ReportVerdict.ACCEPT, f"{final} replaced by {hist[latest]}"
+                continue
             got = report_verdict(hist[stored], hist[latest])
             assert got is (ReportVerdict.DUPLICATE if latest == stored else ReportVerdict.ACCEPT), (
                 f"{hist[stored]} -> {hist[latest]}: {got}"
             )
             for older in hist[:latest]:
-                assert report_verdict(hist[latest], older) is ReportVerdict.STALE, f"{hist[latest]} <- {older}"
+                assert report_verdict(hist[latest], older) is ReportVerdict.STALE, (
+                    f"{hist[latest]} <- {older}"
+                )
             self.stored[tid] = latest
 
     # --- invariants ---------------------------------------------------------------------------
@@ -202,7 +225,9 @@ class DriverMachine(RuleBasedStateMachine):
     def trigger_rules_hold(self) -> None:
         for tid, rec in self.tasks.items():
             if rec.state in (S.QUEUED, S.RUNNING, S.RETRYING, S.SUCCESS, S.FAILED):
-                assert self.verdict(self.tasks, tid) == "ready", f"{tid} {rec.state} before its upstreams allow"
+                assert self.verdict(self.tasks, tid) == "ready", (
+                    f"{tid} {rec.state} before its upstreams allow"
+                )
             elif rec.state is S.SKIPPED:
                 assert self.verdict(self.tasks, tid) == "skip"
             elif rec.state is S.PENDING:

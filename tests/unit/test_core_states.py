@@ -48,5 +48,10 @@ def test_from_dict_tolerates_missing_and_unknown_keys() -> None:
 
 def test_terminal_sets() -> None:
     assert {s for s in TaskState if TaskRecord(state=s).is_terminal} == TERMINAL_TASK_STATES
-    assert TERMINAL_TASK_STATES == {TaskState.SUCCESS, TaskState.FAILED, TaskState.SKIPPED, TaskState.CANCELLED}
-    assert TERMINAL_RUN_STATES == {RunState.SUCCESS, RunState.FAILED, RunState.CANCELLED}
+    assert {
+        TaskState.SUCCESS,
+        TaskState.FAILED,
+        TaskState.SKIPPED,
+        TaskState.CANCELLED,
+    } == TERMINAL_TASK_STATES
+    assert {RunState.SUCCESS, RunState.FAILED, RunState.CANCELLED} == TERMINAL_RUN_STATES

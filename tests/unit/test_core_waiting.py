@@ -35,7 +35,10 @@ def test_pending_names_the_upstreams_still_open() -> None:
 
 def test_pending_whose_rule_is_decided() -> None:
     assert reason("a") == "waiting for the driver to queue it"
-    assert reason("y", a=TaskRecord(S.SUCCESS)) == "will be skipped: trigger rule all_failed can no longer be met"
+    assert (
+        reason("y", a=TaskRecord(S.SUCCESS))
+        == "will be skipped: trigger rule all_failed can no longer be met"
+    )
 
 
 def test_queued_and_retrying() -> None:

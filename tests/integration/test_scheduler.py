@@ -1,0 +1,109 @@
+"""The cron scheduler and coordinator against a real RocksDB store, with a manual clock:
+catch-up caps, (DAG, fire time) idempotency, DST, pause, max_active_runs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from kiok.config import Settings
+from kiok.master.node import MasterNode
+from kiok.store import commands as c
+
+
+class Clock:
+    def __init__(self, ms: int) -> None:
+        self.ms = ms
+
+    def __call__(self) -> int:
+        return self.ms
+
+
+def ms(text: str) -> int:
+    return int(datetime.fromisoformat(text).astimezone(UTC).timestamp() * 1000)
+
+
+@pytest.fixture
+async def node(tmp_path: Path) -> AsyncIterator[tuple[MasterNode, Clock]]:
+    clock = Clock(ms("2026-03-28T12:00:00+00:00"))
+    settings = Settings.load(overrides={"kiok.base.data.dir": str(tmp_path), "kiok.scheduler.catchup.max.runs": 24})
+    n = MasterNode(settings, clock)
+    await n.auth.bootstrap("admin", "Some-Password-1")
+    yield n, clock
+    n.kv.close()
+    n.joblog.close()
+
+
+def spec(dag_id: str, schedule: str, *, tz: str = "UTC", catchup: bool = False) -> dict[str, object]:
+    return {
+        "dag": {"id": dag_id, "schedule": schedule, "timezone": tz, "catchup": catchup, "max_active_runs": 100},
+        "tasks": [{"id": "t", "type": "shell", "script": "true"}],
+    }
+
+
+def runs_of(n: MasterNode, dag_id: str) -> list[dict[str, object]]:
+    return list(reversed(n.reader.runs(dag_id=dag_id, limit=500)[0]))
+
+
+async def test_catchup_creates_one_run_per_missed_interval_capped_newest_kept(node: tuple[MasterNode, Clock]) -> None:
+    n, clock = node
+    await n.log.propose(c.RegisterDag(at_ms=clock(), spec=spec("hourly", "0 * * * *", catchup=True)))
+    clock.ms += 30 * 3600_000  # 30 hourly intervals missed while "down"
+    await n.scheduler.tick()
+    runs = runs_of(n, "hourly")
+    assert len(runs) == 24
+    scheduled = [r["scheduledMs"] for r in runs]
+    assert scheduled == sorted(scheduled) and scheduled[-1] == ms("2026-03-29T18:00:00+00:00")
+    assert {r["trigger"] for r in runs[:-1]} == {"catchup"} and runs[-1]["trigger"] == "schedule"
+    # Proposing the same intervals again (e.g. a new leader re-firing) creates nothing new.
+    await n.log.propose(c.FireSchedule(at_ms=clock(), dag_id="hourly", fire_times=tuple(scheduled), watermark_ms=clock()))
+    await n.scheduler.tick()
+    assert len(runs_of(n, "hourly")) == 24
+
+
+async def test_without_catchup_only_the_latest_missed_interval_runs(node: tuple[MasterNode, Clock]) -> None:
+    n, clock = node
+    await n.log.propose(c.RegisterDag(at_ms=clock(), spec=spec("nocatch", "*/10 * * * *")))
+    clock.ms += 3600_000
+    await n.scheduler.tick()
+    runs = runs_of(n, "nocatch")
+    assert [r["scheduledMs"] for r in runs] == [ms("2026-03-28T13:00:00+00:00")]
+
+
+async def test_dst_spring_forward_fires_once_at_the_shifted_time(node: tuple[MasterNode, Clock]) -> None:
+    n, clock = node
+    await n.log.propose(c.RegisterDag(at_ms=clock(), spec=spec("berlin", "30 2 * * *", tz="Europe/Berlin", catchup=True)))
+    clock.ms = ms("2026-03-30T12:00:00+02:00")
+    await n.scheduler.tick()
+    fired = [r["scheduledMs"] for r in runs_of(n, "berlin")]
+    # 02:30 does not exist on 2026-03-29 in Berlin: it fires at 03:00 CEST, then 02:30 the next day.
+    assert fired == [ms("2026-03-29T03:00:00+02:00"), ms("2026-03-30T02:30:00+02:00")]
+
+
+async def test_paused_dags_do_not_fire_and_new_dags_arm_from_now(node: tuple[MasterNode, Clock]) -> None:
+    n, clock = node
+    await n.log.propose(c.RegisterDag(at_ms=clock(), spec=spec("p", "* * * * *")))
+    await n.log.propose(c.SetDagPaused(at_ms=clock(), dag_id="p", paused=True))
+    clock.ms += 5 * 60_000
+    await n.scheduler.tick()
+    assert runs_of(n, "p") == []
+    await n.scheduler.tick()  # still nothing, and no run for the time before registration
+    await n.log.propose(c.SetDagPaused(at_ms=clock(), dag_id="p", paused=False))
+    await n.scheduler.tick()
+    assert len(runs_of(n, "p")) == 1
+
+
+async def test_max_active_runs_holds_runs_pending_with_a_reason(node: tuple[MasterNode, Clock]) -> None:
+    n, clock = node
+    doc = spec("limited", "0 0 1 1 *")
+    doc["dag"]["max_active_runs"] = 1  # type: ignore[index]
+    await n.log.propose(c.RegisterDag(at_ms=clock(), spec=doc))
+    first = (await n.log.propose(c.CreateRun(at_ms=clock(), dag_id="limited")))["runId"]
+    second = (await n.log.propose(c.CreateRun(at_ms=clock(), dag_id="limited")))["runId"]
+    await n.log.propose(c.AssignRun(at_ms=clock(), run_id=first, worker="w", term=1))
+    await n.coordinator.dispatch_pass()
+    assert "max_active_runs (1)" in n.coordinator.waiting[second]
+    assert n.reader.run(second)["state"] == "PENDING"  # type: ignore[index]
