@@ -29,6 +29,7 @@ from kiok.protocol.messages import Assignment, Fence, OfferReply
 from kiok.store import commands as c
 from kiok.worker.driver import DriverEnv, base_task_env
 from kiok.worker.executors import default_executors
+from kiok.worker.process import ProcessRunner
 from kiok.worker.status_http import create_status_app
 from kiok.worker.worker import Worker
 
@@ -56,10 +57,14 @@ class InProcessLink:
         fut.add_done_callback(_log_failure)
 
     def append_log(self, run_id: str, task_id: str, data: bytes, *, final: bool) -> None:
-        self._node.joblog.append(run_id, task_id, data, sync=final)
+        # Written before the task's final report, like the report not fsync'd: in one process
+        # both survive kill -9 together (RocksDB's log is written before append returns).
+        self._node.joblog.append(run_id, task_id, data)
 
     def release_run(self, run_id: str, fence: Fence, reason: str) -> None:
-        fut = self._node.log.propose_nowait(c.ReleaseRun(at_ms=clock_ms(), run_id=run_id, epoch=fence.epoch, reason=reason))
+        fut = self._node.log.propose_nowait(
+            c.ReleaseRun(at_ms=clock_ms(), run_id=run_id, epoch=fence.epoch, reason=reason)
+        )
         fut.add_done_callback(_log_failure)
 
     async def acquire_task_permit(self) -> None:
@@ -122,7 +127,9 @@ def build_worker(settings: Settings, link: Any, environ: dict[str, str]) -> Work
         worker_id=worker_id_for(settings),
         link=link,
         slots=asyncio.Semaphore(slots),
-        executors=default_executors(python, settings.get_int("kiok.task.http.connect.timeout.ms") / 1000),
+        executors=default_executors(
+            ProcessRunner(slots), python, settings.get_int("kiok.task.http.connect.timeout.ms") / 1000
+        ),
         work_root=Path(settings.get_str("kiok.worker.work.dir") or data / "work"),
         base_env=base_task_env(environ),
         default_timeout_ms=settings.get_int("kiok.scheduler.default.task.timeout.ms"),

@@ -31,7 +31,9 @@ def validate_cron(expr: str) -> None:
     """Raise ``ValueError`` saying what is wrong unless ``expr`` is a valid 5-field cron."""
     fields = expr.split()
     if len(fields) != 5:
-        raise ValueError(f"cron {expr!r} must have 5 fields (minute hour day month weekday), has {len(fields)}")
+        raise ValueError(
+            f"cron {expr!r} must have 5 fields (minute hour day month weekday), has {len(fields)}"
+        )
     try:
         CronSim(expr, datetime(2000, 1, 1, tzinfo=UTC))
     except CronSimError as e:
@@ -62,7 +64,9 @@ class DueFires:
     watermark_ms: int
 
 
-def due_fires(expr: str, tz: str, watermark_ms: int, now_ms: int, *, catchup: bool, max_runs: int) -> DueFires:
+def due_fires(
+    expr: str, tz: str, watermark_ms: int, now_ms: int, *, catchup: bool, max_runs: int
+) -> DueFires:
     """Fire times in ``(watermark_ms, now_ms]``.
 
     With ``catchup`` every missed interval gets a run, at most ``max_runs`` of them, the newest
@@ -89,7 +93,11 @@ def due_fires(expr: str, tz: str, watermark_ms: int, now_ms: int, *, catchup: bo
     if dropped_count > 0:
         first_dropped = _nth_fire_after(expr, zone, watermark_ms)
         last_dropped = due[0] - 1 if due else now_ms
-        dropped = (first_dropped, _last_fire_at_or_before(expr, zone, watermark_ms, last_dropped), dropped_count)
+        dropped = (
+            first_dropped,
+            _last_fire_at_or_before(expr, zone, watermark_ms, last_dropped),
+            dropped_count,
+        )
     return DueFires(tuple(due), dropped, max(watermark_ms, now_ms))
 
 

@@ -7,6 +7,7 @@ keeps and what ``kiok.dag.load.spec_from_document`` reads back: ``load(spec.to_d
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -92,11 +93,13 @@ class DagSpec:
     #: Defaults for ``${params.x}``; trigger args override them.
     params: Mapping[str, Any] = field(default_factory=dict)
 
+    @functools.cached_property
+    def _by_id(self) -> dict[str, TaskSpec]:
+        return {t.id: t for t in self.tasks}
+
     def task(self, task_id: str) -> TaskSpec:
-        for t in self.tasks:
-            if t.id == task_id:
-                return t
-        raise KeyError(task_id)
+        """The task with this id; ``KeyError`` when there is none."""
+        return self._by_id[task_id]
 
     @property
     def task_ids(self) -> tuple[TaskId, ...]:

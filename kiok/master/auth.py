@@ -107,7 +107,10 @@ class AuthService:
             raise RateLimited(f"too many failed logins; try again in {wait_ms / 1000:.0f}s", wait_ms / 1000)
         record = self._reader.user(user)
         # Hash even for an unknown user so timing does not reveal which users exist.
-        ok = verify_password(record["passwordHash"] if record else _dummy_hash(), password) and record is not None
+        ok = (
+            verify_password(record["passwordHash"] if record else _dummy_hash(), password)
+            and record is not None
+        )
         if not ok or record is None:
             self._limiter.failed(key, now)
             raise Unauthenticated("wrong user or password")
@@ -144,14 +147,18 @@ class AuthService:
     def authenticate(self, header: str | None, *, allow_password_change: bool = False) -> Principal:
         """The principal behind an ``Authorization`` header (``Bearer <jwt>`` or ``Token <jwt>``)."""
         if not header:
-            raise Unauthenticated("authentication required: send 'Authorization: Bearer <token>' (POST /api/v1/auth/login)")
+            raise Unauthenticated(
+                "authentication required: send 'Authorization: Bearer <token>' (POST /api/v1/auth/login)"
+            )
         scheme, _, token = header.partition(" ")
         if scheme.lower() not in ("bearer", "token") or not token.strip():
             raise Unauthenticated("unsupported Authorization scheme; use 'Bearer <token>'")
         claims = self.issuer.verify(token.strip(), "access", self._clock())
         record = self._current_user(claims)
         principal = Principal(
-            claims.user, tuple(record.get("groups") or ()), bool(record.get("requirePasswordChange"))  # type: ignore[arg-type]
+            claims.user,
+            tuple(record.get("groups") or ()),
+            bool(record.get("requirePasswordChange")),  # type: ignore[arg-type]
         )
         if principal.password_change_required and not allow_password_change:
             raise PasswordChangeRequired(

@@ -176,11 +176,15 @@ class Coordinator:
         # Most free slots; among equals the most specific label set (fewest extra labels).
         return max(usable, key=lambda w: (w.info().free, -len(w.info().labels))), ""
 
-    async def _assign(self, run: dict[str, Any], spec: dict[str, Any], labels: tuple[str, ...], worker: WorkerHandle) -> bool:
+    async def _assign(
+        self, run: dict[str, Any], spec: dict[str, Any], labels: tuple[str, ...], worker: WorkerHandle
+    ) -> bool:
         run_id = run["runId"]
         wid = worker.info().id
         try:
-            fence = await self._log.propose(c.AssignRun(at_ms=self._clock(), run_id=run_id, worker=wid, term=self.term))
+            fence = await self._log.propose(
+                c.AssignRun(at_ms=self._clock(), run_id=run_id, worker=wid, term=self.term)
+            )
         except KiokError as e:
             log.info("not assigning %s: %s", run_id, e)
             return True
@@ -209,7 +213,9 @@ class Coordinator:
         self._naks[wid] = (count, self._clock() + _NAK_BACKOFF_MS[min(count, len(_NAK_BACKOFF_MS)) - 1])
         self.waiting[run_id] = reply.reason
         self._run_log(run_id, f"worker {wid} refused the run: {reply.reason}")
-        await self._log.propose(c.ReleaseRun(at_ms=self._clock(), run_id=run_id, epoch=fence["epoch"], reason=reply.reason))
+        await self._log.propose(
+            c.ReleaseRun(at_ms=self._clock(), run_id=run_id, epoch=fence["epoch"], reason=reply.reason)
+        )
         return False
 
     def _run_log(self, run_id: str, text: str) -> None:

@@ -11,11 +11,15 @@ class MasterMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.runs_created = Counter("kiok_runs_created", "Runs created", registry=self.registry)
-        self.runs_finished = Counter("kiok_runs_finished", "Runs that reached a terminal state", registry=self.registry)
+        self.runs_finished = Counter(
+            "kiok_runs_finished", "Runs that reached a terminal state", registry=self.registry
+        )
         self.stale_reports = Counter(
             "kiok_stale_reports", "Task reports rejected for a stale fence or attempt", registry=self.registry
         )
-        self.commands = Counter("kiok_commands_applied", "Commands applied to the state store", registry=self.registry)
+        self.commands = Counter(
+            "kiok_commands_applied", "Commands applied to the state store", registry=self.registry
+        )
         self.active_runs = Gauge("kiok_active_runs", "Runs not yet finished", registry=self.registry)
 
     def observe(self, fx: Effects) -> None:

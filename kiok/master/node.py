@@ -52,7 +52,9 @@ class MasterNode:
             tick_ms=settings.get_int("kiok.scheduler.tick.interval.ms"),
             catchup_max_runs=settings.get_int("kiok.scheduler.catchup.max.runs"),
         )
-        self.admin_address = f"{settings.get_str('kiok.master.host')}:{settings.get_int('kiok.master.admin.port')}"
+        self.admin_address = (
+            f"{settings.get_str('kiok.master.host')}:{settings.get_int('kiok.master.admin.port')}"
+        )
         self.log.subscribe(self._on_effects)
         self._tasks: list[asyncio.Task[Any]] = []
         self._started = False
@@ -75,7 +77,9 @@ class MasterNode:
             self.settings.get_str("kiok.iam.admin.user"), self.settings.get_str("kiok.iam.admin.password")
         )
         if created:
-            log.info("first bootstrap: created the administrator %r", self.settings.get_str("kiok.iam.admin.user"))
+            log.info(
+                "first bootstrap: created the administrator %r", self.settings.get_str("kiok.iam.admin.user")
+            )
         self._tasks = [
             asyncio.create_task(self.scheduler.run(), name="scheduler"),
             asyncio.create_task(self.coordinator.run(), name="coordinator"),

@@ -69,7 +69,9 @@ class Scheduler:
                 continue
             tz = dag.get("timezone", "UTC")
             catchup = bool(dag.get("catchup", False))
-            due = due_fires(schedule, tz, record["watermarkMs"], now, catchup=catchup, max_runs=self._max_runs)
+            due = due_fires(
+                schedule, tz, record["watermarkMs"], now, catchup=catchup, max_runs=self._max_runs
+            )
             if due.dropped is not None:
                 first, last, count = due.dropped
                 log.warning(

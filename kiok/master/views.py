@@ -41,12 +41,16 @@ def dag_view(record: dict[str, Any], *, full: bool = False) -> dict[str, Any]:
     return view
 
 
-def run_view(run: dict[str, Any], spec_doc: dict[str, Any], run_waiting: str | None, now_ms: int) -> dict[str, Any]:
+def run_view(
+    run: dict[str, Any], spec_doc: dict[str, Any], run_waiting: str | None, now_ms: int
+) -> dict[str, Any]:
     spec = spec_from_document(spec_doc)
     records = {TaskId(t): TaskRecord.from_dict(r) for t, r in run["tasks"].items()}
     state = run["state"]
     if state == RunState.RUNNING.value and run["worker"] is None:
-        run_waiting = run_waiting or "waiting for a new driver (the previous one was lost or gave the run back)"
+        run_waiting = (
+            run_waiting or "waiting for a new driver (the previous one was lost or gave the run back)"
+        )
     tasks: dict[str, Any] = {}
     for t in spec.tasks:
         rec = records.get(t.id, TaskRecord())

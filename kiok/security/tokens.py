@@ -54,4 +54,6 @@ class TokenIssuer:
             raise Unauthenticated(f"expected an {kind} token")
         if int(payload["exp"]) * 1000 <= now_ms:
             raise Unauthenticated("token expired; log in again or refresh it")
-        return TokenClaims(str(payload["sub"]), kind, int(payload.get("pv", 0)), bool(payload.get("pwc", False)))
+        return TokenClaims(
+            str(payload["sub"]), kind, int(payload.get("pv", 0)), bool(payload.get("pwc", False))
+        )

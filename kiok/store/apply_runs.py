@@ -81,7 +81,9 @@ def _load(txn: Txn, run_id: str) -> dict[str, Any]:
 
 def _all_tasks(txn: Txn, run_id: str) -> dict[TaskId, TaskRecord]:
     prefix = k.tasks_prefix(run_id)
-    return {TaskId(key.decode()[len(prefix) :]): TaskRecord.from_dict(v) for key, v in txn.scan(k.META, prefix)}
+    return {
+        TaskId(key.decode()[len(prefix) :]): TaskRecord.from_dict(v) for key, v in txn.scan(k.META, prefix)
+    }
 
 
 def _put_task(txn: Txn, run: dict[str, Any], tid: str, old: TaskRecord, new: TaskRecord) -> None:

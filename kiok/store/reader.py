@@ -54,7 +54,8 @@ class StateReader:
         if run is not None:
             prefix = k.tasks_prefix(run_id)
             run["tasks"] = {
-                key.decode()[len(prefix) :]: decode(raw) for key, raw in self._kv.scan(k.META, prefix.encode())
+                key.decode()[len(prefix) :]: decode(raw)
+                for key, raw in self._kv.scan(k.META, prefix.encode())
             }
         return run
 
@@ -72,7 +73,12 @@ class StateReader:
         return runs
 
     def runs(
-        self, *, dag_id: str | None = None, state: str | None = None, limit: int = 50, cursor: int | None = None
+        self,
+        *,
+        dag_id: str | None = None,
+        state: str | None = None,
+        limit: int = 50,
+        cursor: int | None = None,
     ) -> tuple[list[dict[str, Any]], int | None]:
         """Runs (with tasks) newest first; ``cursor`` is the sequence number to continue below. Returns
         the page and the cursor of the next page (None when there is none)."""
@@ -83,7 +89,9 @@ class StateReader:
             prefix = k.RUNS_BY_SEQ_PREFIX
             after = k.run_by_seq(cursor) if cursor is not None else None
         page: list[dict[str, Any]] = []
-        for _, raw in self._kv.scan(k.META, prefix.encode(), after=after.encode() if after else None, reverse=True):
+        for _, raw in self._kv.scan(
+            k.META, prefix.encode(), after=after.encode() if after else None, reverse=True
+        ):
             run = self.run(decode(raw))
             if run is None or (state is not None and run["state"] != state):
                 continue

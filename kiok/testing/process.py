@@ -118,7 +118,9 @@ class Standalone:
     @property
     def token(self) -> str:
         if self._token is None:
-            r = httpx.post(self.url + "/api/v1/auth/login", json={"user": "admin", "password": ADMIN_PASSWORD})
+            r = httpx.post(
+                self.url + "/api/v1/auth/login", json={"user": "admin", "password": ADMIN_PASSWORD}
+            )
             r.raise_for_status()
             self._token = r.json()["accessToken"]
         return self._token
@@ -145,17 +147,24 @@ class Standalone:
         body: dict[str, Any] = r.json()
         return body
 
-    def wait_run(self, run_id: str, timeout_s: float = 30, states: tuple[str, ...] = TERMINAL) -> dict[str, Any]:
-        return self.wait_for(lambda: (r := self.run(run_id))["state"] in states and r, timeout_s, f"run {run_id} {states}")
+    def wait_run(
+        self, run_id: str, timeout_s: float = 30, states: tuple[str, ...] = TERMINAL, poll_s: float = 0.05
+    ) -> dict[str, Any]:
+        def reached() -> dict[str, Any] | None:
+            run = self.run(run_id)
+            return run if run["state"] in states else None
 
-    def wait_for(self, predicate: Any, timeout_s: float, what: str) -> Any:
+        result: dict[str, Any] = self.wait_for(reached, timeout_s, f"run {run_id} {states}", poll_s)
+        return result
+
+    def wait_for(self, predicate: Any, timeout_s: float, what: str, poll_s: float = 0.05) -> Any:
         deadline = time.monotonic() + timeout_s
         last = None
         while time.monotonic() < deadline:
             last = predicate()
             if last:
                 return last
-            time.sleep(0.05)
+            time.sleep(poll_s)
         raise TimeoutError(f"timed out waiting for {what}")
 
     def log(self, run_id: str, task_id: str) -> str:

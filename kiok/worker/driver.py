@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shutil
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from kiok.core.placeholders import LookupConn, effective_params, param_env, resolve
-from kiok.core.readiness import advance
+from kiok.core.frontier import Frontier
 from kiok.core.retry import fail_event, timeout_ms_for
 from kiok.core.states import RunState, TaskRecord, TaskState
 from kiok.core.transitions import TaskEvent, TaskEventKind, apply_task_event
@@ -65,9 +64,10 @@ class RunDriver:
         self._env = env
         self._spec = spec_from_document(assignment.spec)
         self._params = effective_params(self._spec.params, assignment.args)
-        self._tasks: dict[TaskId, TaskRecord] = {
-            TaskId(t.id): TaskRecord.from_dict(assignment.tasks.get(t.id, {})) for t in self._spec.tasks
-        }
+        self._frontier = Frontier(
+            self._spec, {TaskId(t.id): TaskRecord.from_dict(assignment.tasks.get(t.id, {})) for t in self._spec.tasks}
+        )
+        self._tasks = self._frontier.tasks
         self._attempts: dict[TaskId, asyncio.Task[None]] = {}
         self._stops: dict[TaskId, asyncio.Event] = {}
         self._started: set[TaskId] = set()
@@ -108,17 +108,22 @@ class RunDriver:
         for tid, rec in list(self._tasks.items()):
             if rec.state is TaskState.RUNNING:  # defensive: the master normally marks these lost
                 self._set(tid, apply_task_event(rec, TaskEvent(TaskEventKind.LOST, self._env.clock_ms()))[0])
+        # Tasks handed over already QUEUED (a resumed run) start like newly ready ones.
+        ready: list[TaskId] = [tid for tid, rec in self._tasks.items() if rec.state is TaskState.QUEUED]
         while True:
             now = self._env.clock_ms()
-            adv = advance(self._spec, self._tasks, now, cancelled=self._cancelled)
+            adv = self._frontier.advance(now, cancelled=self._cancelled)
             for tid in adv.changed:
                 rec = adv.tasks[tid]
                 self._set(tid, rec)
-                if rec.state in (TaskState.SKIPPED, TaskState.CANCELLED):
+                if rec.state is TaskState.QUEUED:
+                    ready.append(tid)
+                elif rec.state in (TaskState.SKIPPED, TaskState.CANCELLED):
                     self._event(f"{tid} {rec.state.value.upper()}")
-            for tid, rec in self._tasks.items():
-                if rec.state is TaskState.QUEUED and tid not in self._attempts:
+            for tid in ready:
+                if tid not in self._attempts and self._tasks[tid].state is TaskState.QUEUED:
                     self._attempts[tid] = asyncio.create_task(self._attempt(tid))
+            ready.clear()
             if adv.run_state is not None and not self._attempts:
                 self.state = adv.run_state
                 self._event(f"run finished {adv.run_state.value.upper()}")
@@ -159,7 +164,14 @@ class RunDriver:
         elif result.stopped and self._cancelled:
             ev = TaskEvent(TaskEventKind.CANCEL, now, exit_code=result.exit_code, error="cancelled")
         else:
-            ev = fail_event(task, attempt, now, cap_ms=self._env.retry_cap_ms, exit_code=result.exit_code, error=result.error)
+            ev = fail_event(
+                task,
+                attempt,
+                now,
+                cap_ms=self._env.retry_cap_ms,
+                exit_code=result.exit_code,
+                error=result.error,
+            )
         rec, _ = apply_task_event(self._tasks[tid], ev)
         self._set(tid, rec)
         started = rec.started_at_ms or now
@@ -168,7 +180,9 @@ class RunDriver:
             detail += f"; retry at {iso_utc(rec.retry_at_ms)}"
         elif result.error and result.exit_code is not None:
             detail = result.error
-        self._event(f"{tid} attempt {attempt} {rec.state.value.upper()} ({detail}, {(now - started) / 1000:.3f}s)")
+        self._event(
+            f"{tid} attempt {attempt} {rec.state.value.upper()} ({detail}, {(now - started) / 1000:.3f}s)"
+        )
 
     async def _execute(self, task: TaskSpec, attempt: int) -> AttemptResult:
         tid = task.id
@@ -196,14 +210,14 @@ class RunDriver:
             except TaskError as e:
                 tlog.line(f"[kiok] {e.message}")
                 return AttemptResult(False, error=e.message)
-            work_dir.mkdir(parents=True, exist_ok=True)
             ctx = AttemptContext(
                 run_id=self.run_id,
                 task=resolved,
                 attempt=attempt,
                 work_dir=work_dir,
                 env=self._task_env(tid, attempt),
-                timeout_s=timeout_ms_for(task, self._spec.default_timeout_ms, self._env.default_timeout_ms) / 1000,
+                timeout_s=timeout_ms_for(task, self._spec.default_timeout_ms, self._env.default_timeout_ms)
+                / 1000,
                 grace_s=self._env.kill_grace_s,
                 stop=stop,
                 output=output,
@@ -216,7 +230,6 @@ class RunDriver:
         finally:
             self._stops.pop(tid, None)
             tlog.close()
-            shutil.rmtree(work_dir, ignore_errors=True)
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -266,7 +279,7 @@ class RunDriver:
         self._runlog.line(f"{iso_utc(self._env.clock_ms())} {text}")
 
     def _set(self, tid: TaskId, rec: TaskRecord) -> None:
-        self._tasks[tid] = rec
+        self._frontier.set(tid, rec)
         if self._fenced_out:
             return
         self._outbox[tid] = rec.to_dict()

@@ -39,7 +39,9 @@ def test_every_other_route_requires_a_token(shared_kiok: Standalone, method: str
     else:
         assert r.status_code == 401, (method, path, r.text)
         assert r.json()["error"]["code"] == "unauthenticated"
-        bad = httpx.request(method, shared_kiok.url + path, json={}, headers={"Authorization": "Bearer not-a-jwt"})
+        bad = httpx.request(
+            method, shared_kiok.url + path, json={}, headers={"Authorization": "Bearer not-a-jwt"}
+        )
         assert bad.status_code == 401 and "invalid token" in bad.json()["error"]["message"]
 
 
@@ -51,7 +53,9 @@ def test_default_admin_must_change_password_once_and_is_never_recreated(standalo
     refused = httpx.get(kiok.url + "/api/v1/dags", headers=first)
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "password_change_required"
     weak = httpx.post(
-        kiok.url + "/api/v1/auth/change-password", headers=first, json={"oldPassword": "admin", "newPassword": "short"}
+        kiok.url + "/api/v1/auth/change-password",
+        headers=first,
+        json={"oldPassword": "admin", "newPassword": "short"},
     )
     assert weak.status_code == 400 and "at least" in weak.json()["error"]["message"]
     changed = httpx.post(
@@ -65,22 +69,35 @@ def test_default_admin_must_change_password_once_and_is_never_recreated(standalo
     assert httpx.get(kiok.url + "/api/v1/dags", headers=first).status_code == 401  # older tokens die
     kiok.stop()
     kiok.start()
-    assert httpx.post(kiok.url + "/api/v1/auth/login", json={"user": "admin", "password": "admin"}).status_code == 401
-    again = httpx.post(kiok.url + "/api/v1/auth/login", json={"user": "admin", "password": "A-much-better-pw-42"})
+    assert (
+        httpx.post(kiok.url + "/api/v1/auth/login", json={"user": "admin", "password": "admin"}).status_code
+        == 401
+    )
+    again = httpx.post(
+        kiok.url + "/api/v1/auth/login", json={"user": "admin", "password": "A-much-better-pw-42"}
+    )
     assert again.status_code == 200 and again.json()["requirePasswordChange"] is False
 
 
 def test_refresh_and_failed_login_rate_limit(shared_kiok: Standalone) -> None:
-    ok = httpx.post(shared_kiok.url + "/api/v1/auth/login", json={"user": "admin", "password": "Test-Admin-Pw-0123456789"})
-    refreshed = httpx.post(shared_kiok.url + "/api/v1/auth/refresh", json={"refreshToken": ok.json()["refreshToken"]})
+    ok = httpx.post(
+        shared_kiok.url + "/api/v1/auth/login", json={"user": "admin", "password": "Test-Admin-Pw-0123456789"}
+    )
+    refreshed = httpx.post(
+        shared_kiok.url + "/api/v1/auth/refresh", json={"refreshToken": ok.json()["refreshToken"]}
+    )
     assert refreshed.status_code == 200
     headers = {"Authorization": f"Bearer {refreshed.json()['accessToken']}"}
     assert httpx.get(shared_kiok.url + "/api/v1/dags", headers=headers).status_code == 200
-    wrong_kind = httpx.post(shared_kiok.url + "/api/v1/auth/refresh", json={"refreshToken": ok.json()["accessToken"]})
+    wrong_kind = httpx.post(
+        shared_kiok.url + "/api/v1/auth/refresh", json={"refreshToken": ok.json()["accessToken"]}
+    )
     assert wrong_kind.status_code == 401
 
     codes = [
-        httpx.post(shared_kiok.url + "/api/v1/auth/login", json={"user": "mallory", "password": "guess"}).status_code
+        httpx.post(
+            shared_kiok.url + "/api/v1/auth/login", json={"user": "mallory", "password": "guess"}
+        ).status_code
         for _ in range(6)
     ]
     assert codes == [401] * 5 + [429]

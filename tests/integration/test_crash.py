@@ -8,7 +8,9 @@ from typing import Any
 from kiok.testing.process import Standalone
 
 
-def test_kill9_mid_run_resumes_without_rerunning_finished_tasks(standalone_factory: Any, tmp_path: Path) -> None:
+def test_kill9_mid_run_resumes_without_rerunning_finished_tasks(
+    standalone_factory: Any, tmp_path: Path
+) -> None:
     # Ship log batches every 100 ms so the test can see output stored before the kill.
     kiok: Standalone = standalone_factory(env={"KIOK_JOBLOG_WORKER_BATCH_INTERVAL_MS": "100"})
     marks = tmp_path / "marks"
@@ -30,7 +32,9 @@ tasks:
 
     run_id = kiok.trigger("crashy")
     kiok.wait_for(lambda: (marks / "slow").exists(), 20, "the slow task to start")
-    kiok.wait_for(lambda: kiok.run(run_id)["tasks"]["slow"]["state"] == "RUNNING", 10, "slow reported RUNNING")
+    kiok.wait_for(
+        lambda: kiok.run(run_id)["tasks"]["slow"]["state"] == "RUNNING", 10, "slow reported RUNNING"
+    )
     kiok.wait_for(lambda: "slow-1" in kiok.log(run_id, "slow"), 10, "the first attempt's output to be stored")
     kiok.kill9()
 

@@ -29,7 +29,10 @@ def post_yaml(kiok: Standalone, text: str) -> httpx.Response:
         ("dag: {id: dang}\ntasks:\n  - {id: a, requires: [ghost], script: x}\n", "ghost"),
         ("dag: {id: dup}\ntasks:\n  - {id: a, script: x}\n  - {id: a, script: y}\n", "duplicate"),
         ("dag: {id: cron, schedule: '61 * * * *'}\ntasks:\n  - {id: a, script: x}\n", "cron"),
-        ("dag: {id: tz, schedule: '0 * * * *', timezone: Mars/Olympus}\ntasks:\n  - {id: a, script: x}\n", "Mars/Olympus"),
+        (
+            "dag: {id: tz, schedule: '0 * * * *', timezone: Mars/Olympus}\ntasks:\n  - {id: a, script: x}\n",
+            "Mars/Olympus",
+        ),
         ("dag: {id: noscript}\ntasks:\n  - {id: a, type: shell}\n", "script"),
         ("dag: {id: nourl}\ntasks:\n  - {id: a, type: http}\n", "url"),
         ("dag: {id: typ}\ntasks:\n  - {id: a, type: spark, script: x}\n", "spark"),
@@ -37,7 +40,9 @@ def post_yaml(kiok: Standalone, text: str) -> httpx.Response:
         ("dag: {id: typo}\ntasks:\n  - {id: a, script: x, requirs: [b]}\n", "requirs"),
     ],
 )
-def test_invalid_dags_are_refused_naming_the_problem(shared_kiok: Standalone, body: str, expected: str) -> None:
+def test_invalid_dags_are_refused_naming_the_problem(
+    shared_kiok: Standalone, body: str, expected: str
+) -> None:
     r = post_yaml(shared_kiok, body)
     assert r.status_code == 400, r.text
     err = r.json()["error"]
@@ -46,13 +51,20 @@ def test_invalid_dags_are_refused_naming_the_problem(shared_kiok: Standalone, bo
 
 
 def test_register_json_list_get_and_failed_update_keeps_previous(shared_kiok: Standalone) -> None:
-    doc = {"dag": {"id": "jdag", "schedule": "0 2 * * *", "timezone": "Europe/Berlin"}, "tasks": [{"id": "t", "script": "true"}]}
-    r = shared_kiok.api("POST", "/api/v1/dags", content=json.dumps(doc), headers={"Content-Type": "application/json"})
+    doc = {
+        "dag": {"id": "jdag", "schedule": "0 2 * * *", "timezone": "Europe/Berlin"},
+        "tasks": [{"id": "t", "script": "true"}],
+    }
+    r = shared_kiok.api(
+        "POST", "/api/v1/dags", content=json.dumps(doc), headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 201 and r.json()["registered"] == "jdag"
     listed = {d["dagId"]: d for d in shared_kiok.api("GET", "/api/v1/dags").json()["dags"]}
     assert listed["jdag"]["schedule"] == "0 2 * * *" and listed["jdag"]["timezone"] == "Europe/Berlin"
     bad = {"dag": {"id": "jdag"}, "tasks": [{"id": "t", "requires": ["t"], "script": "true"}]}
-    refused = shared_kiok.api("POST", "/api/v1/dags", content=json.dumps(bad), headers={"Content-Type": "application/json"})
+    refused = shared_kiok.api(
+        "POST", "/api/v1/dags", content=json.dumps(bad), headers={"Content-Type": "application/json"}
+    )
     assert refused.status_code == 400
     kept = shared_kiok.api("GET", "/api/v1/dags/jdag").json()
     assert kept["version"] == 1 and kept["spec"]["dag"]["schedule"] == "0 2 * * *"

@@ -29,7 +29,9 @@ def ms(text: str) -> int:
 @pytest.fixture
 async def node(tmp_path: Path) -> AsyncIterator[tuple[MasterNode, Clock]]:
     clock = Clock(ms("2026-03-28T12:00:00+00:00"))
-    settings = Settings.load(overrides={"kiok.base.data.dir": str(tmp_path), "kiok.scheduler.catchup.max.runs": 24})
+    settings = Settings.load(
+        overrides={"kiok.base.data.dir": str(tmp_path), "kiok.scheduler.catchup.max.runs": 24}
+    )
     n = MasterNode(settings, clock)
     await n.auth.bootstrap("admin", "Some-Password-1")
     yield n, clock
@@ -39,7 +41,13 @@ async def node(tmp_path: Path) -> AsyncIterator[tuple[MasterNode, Clock]]:
 
 def spec(dag_id: str, schedule: str, *, tz: str = "UTC", catchup: bool = False) -> dict[str, object]:
     return {
-        "dag": {"id": dag_id, "schedule": schedule, "timezone": tz, "catchup": catchup, "max_active_runs": 100},
+        "dag": {
+            "id": dag_id,
+            "schedule": schedule,
+            "timezone": tz,
+            "catchup": catchup,
+            "max_active_runs": 100,
+        },
         "tasks": [{"id": "t", "type": "shell", "script": "true"}],
     }
 
@@ -48,7 +56,9 @@ def runs_of(n: MasterNode, dag_id: str) -> list[dict[str, object]]:
     return list(reversed(n.reader.runs(dag_id=dag_id, limit=500)[0]))
 
 
-async def test_catchup_creates_one_run_per_missed_interval_capped_newest_kept(node: tuple[MasterNode, Clock]) -> None:
+async def test_catchup_creates_one_run_per_missed_interval_capped_newest_kept(
+    node: tuple[MasterNode, Clock],
+) -> None:
     n, clock = node
     await n.log.propose(c.RegisterDag(at_ms=clock(), spec=spec("hourly", "0 * * * *", catchup=True)))
     clock.ms += 30 * 3600_000  # 30 hourly intervals missed while "down"
@@ -59,7 +69,9 @@ async def test_catchup_creates_one_run_per_missed_interval_capped_newest_kept(no
     assert scheduled == sorted(scheduled) and scheduled[-1] == ms("2026-03-29T18:00:00+00:00")
     assert {r["trigger"] for r in runs[:-1]} == {"catchup"} and runs[-1]["trigger"] == "schedule"
     # Proposing the same intervals again (e.g. a new leader re-firing) creates nothing new.
-    await n.log.propose(c.FireSchedule(at_ms=clock(), dag_id="hourly", fire_times=tuple(scheduled), watermark_ms=clock()))
+    await n.log.propose(
+        c.FireSchedule(at_ms=clock(), dag_id="hourly", fire_times=tuple(scheduled), watermark_ms=clock())
+    )
     await n.scheduler.tick()
     assert len(runs_of(n, "hourly")) == 24
 
@@ -75,7 +87,9 @@ async def test_without_catchup_only_the_latest_missed_interval_runs(node: tuple[
 
 async def test_dst_spring_forward_fires_once_at_the_shifted_time(node: tuple[MasterNode, Clock]) -> None:
     n, clock = node
-    await n.log.propose(c.RegisterDag(at_ms=clock(), spec=spec("berlin", "30 2 * * *", tz="Europe/Berlin", catchup=True)))
+    await n.log.propose(
+        c.RegisterDag(at_ms=clock(), spec=spec("berlin", "30 2 * * *", tz="Europe/Berlin", catchup=True))
+    )
     clock.ms = ms("2026-03-30T12:00:00+02:00")
     await n.scheduler.tick()
     fired = [r["scheduledMs"] for r in runs_of(n, "berlin")]

@@ -41,8 +41,14 @@ tasks:
     assert run["state"] == "SUCCESS"
     tasks = run["tasks"]
     assert [tasks[t]["state"] for t in "abc"] == ["SUCCESS"] * 3
-    assert tasks["a"]["endedAt"] <= tasks["b"]["startedAt"] <= tasks["b"]["endedAt"] <= tasks["c"]["startedAt"]
+    assert (
+        tasks["a"]["endedAt"] <= tasks["b"]["startedAt"] <= tasks["b"]["endedAt"] <= tasks["c"]["startedAt"]
+    )
     assert shared_kiok.log(run_id, "a") == "a me a 1 me\n"
     assert shared_kiok.log(run_id, "b") == f"b {run_id}\n"
     run_log = shared_kiok.log(run_id, "__run__")
-    assert "assigned to worker" in run_log and "a attempt 1 started" in run_log and "run finished SUCCESS" in run_log
+    assert (
+        "assigned to worker" in run_log
+        and "a attempt 1 started" in run_log
+        and "run finished SUCCESS" in run_log
+    )

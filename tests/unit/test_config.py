@@ -17,7 +17,9 @@ def test_precedence_flag_over_env_over_file_over_default(tmp_path: Path) -> None
     assert s["kiok.worker.task.slots"] == 3 and s["kiok.master.admin.port"] == 9000
     s = Settings.load(env={"KIOK_WORKER_TASK_SLOTS": "5"}, config_file=f)
     assert s["kiok.worker.task.slots"] == 5
-    s = Settings.load(env={"KIOK_WORKER_TASK_SLOTS": "5"}, config_file=f, overrides={"kiok.worker.task.slots": 7})
+    s = Settings.load(
+        env={"KIOK_WORKER_TASK_SLOTS": "5"}, config_file=f, overrides={"kiok.worker.task.slots": 7}
+    )
     assert s["kiok.worker.task.slots"] == 7
     assert Settings.load(env={})["kiok.scheduler.catchup.max.runs"] == 24
 
@@ -34,6 +36,6 @@ def test_bad_values_and_unknown_keys_are_named(tmp_path: Path) -> None:
 def test_every_key_is_documented_in_docs_configuration_md() -> None:
     assert (ROOT / "docs" / "configuration.md").read_text() == reference_markdown(), (
         "docs/configuration.md is out of date: python -c 'from kiok.config import reference_markdown as r; "
-        "print(r(), end=\"\")' > docs/configuration.md"
+        'print(r(), end="")\' > docs/configuration.md'
     )
     assert len({k.env for k in KEYS}) == len(KEYS)

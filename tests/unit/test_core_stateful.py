@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from kiok.core.frontier import Frontier
 from kiok.core.readiness import UNSTARTED, Advance, advance, upstream_verdict
 from kiok.core.retry import fail_event
 from kiok.core.states import TERMINAL_TASK_STATES, RunState, TaskRecord, TaskState
@@ -79,6 +80,8 @@ class DriverMachine(RuleBasedStateMachine):
         self.history: dict[TaskId, list[TaskRecord]] = {}
         self.stored: dict[TaskId, int] = {}
         self.master_cancelled: dict[TaskId, TaskRecord] = {}
+        #: The driver's incremental twin of ``advance``, fed the same changes.
+        self.frontier: Frontier | None = None
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -98,6 +101,8 @@ class DriverMachine(RuleBasedStateMachine):
             hist = self.history.setdefault(tid, [UNSTARTED])
             if rec != hist[-1]:
                 hist.append(rec)
+            if self.frontier is not None:
+                self.frontier.set(tid, rec)
         self.tasks = new
 
     def event(self, tid: TaskId, ev: TaskEvent) -> None:
@@ -109,6 +114,12 @@ class DriverMachine(RuleBasedStateMachine):
     def step_driver(self) -> None:
         """The driver's walk, replayed change by change to check each at its own moment."""
         adv = advance(self.spec, self.tasks, self.now, cancelled=self.cancelled)
+        if self.frontier is None:
+            self.frontier = Frontier(self.spec, self.tasks)
+        inc = self.frontier.advance(self.now, cancelled=self.cancelled)
+        assert dict(inc.tasks) == dict(adv.tasks), "Frontier disagrees with advance"
+        assert sorted(inc.changed) == sorted(adv.changed)
+        assert (inc.next_wakeup_ms, inc.run_state) == (adv.next_wakeup_ms, adv.run_state)
         cur = {tid: self.tasks.get(tid, UNSTARTED) for tid in self.spec.task_ids}
         for tid in adv.changed:
             old, new = cur[tid], adv.tasks[tid]

@@ -16,7 +16,10 @@ from kiok.store.commandlog import LocalCommandLog
 from kiok.store.kv import MemoryKV
 from kiok.store.reader import StateReader
 
-SPEC = {"dag": {"id": "d", "max_active_runs": 4}, "tasks": [{"id": "a", "script": "x"}, {"id": "b", "script": "y", "requires": ["a"]}]}
+SPEC = {
+    "dag": {"id": "d", "max_active_runs": 4},
+    "tasks": [{"id": "a", "script": "x"}, {"id": "b", "script": "y", "requires": ["a"]}],
+}
 
 
 def setup() -> tuple[LocalCommandLog, StateReader]:
@@ -38,13 +41,19 @@ async def started_run() -> tuple[LocalCommandLog, StateReader, str, dict[str, An
 
 async def test_reports_under_a_stale_fence_are_rejected_and_counted() -> None:
     log, reader, run_id, fence = await started_run()
-    await log.propose(c.ReportTasks(at_ms=4, run_id=run_id, term=1, epoch=fence["epoch"], tasks={"a": rec(TaskState.RUNNING, 1)}))
+    await log.propose(
+        c.ReportTasks(
+            at_ms=4, run_id=run_id, term=1, epoch=fence["epoch"], tasks={"a": rec(TaskState.RUNNING, 1)}
+        )
+    )
     new_fence = await log.propose(c.AssignRun(at_ms=5, run_id=run_id, worker="w2", term=1))
     assert new_fence["epoch"] == fence["epoch"] + 1
     run = reader.run(run_id)
     assert run is not None and run["tasks"]["a"]["state"] == "QUEUED"  # lost with its driver
     stale = await log.propose(
-        c.ReportTasks(at_ms=6, run_id=run_id, term=1, epoch=fence["epoch"], tasks={"a": rec(TaskState.SUCCESS, 1)})
+        c.ReportTasks(
+            at_ms=6, run_id=run_id, term=1, epoch=fence["epoch"], tasks={"a": rec(TaskState.SUCCESS, 1)}
+        )
     )
     assert stale["fenced"] is True
     run = reader.run(run_id)
@@ -54,11 +63,19 @@ async def test_reports_under_a_stale_fence_are_rejected_and_counted() -> None:
 async def test_duplicate_and_older_attempt_reports_are_ignored_and_the_run_ends_once() -> None:
     log, reader, run_id, fence = await started_run()
     e = fence["epoch"]
-    await log.propose(c.ReportTasks(at_ms=4, run_id=run_id, term=1, epoch=e, tasks={"a": rec(TaskState.SUCCESS, 1)}))
-    dup = await log.propose(c.ReportTasks(at_ms=5, run_id=run_id, term=1, epoch=e, tasks={"a": rec(TaskState.SUCCESS, 1)}))
+    await log.propose(
+        c.ReportTasks(at_ms=4, run_id=run_id, term=1, epoch=e, tasks={"a": rec(TaskState.SUCCESS, 1)})
+    )
+    dup = await log.propose(
+        c.ReportTasks(at_ms=5, run_id=run_id, term=1, epoch=e, tasks={"a": rec(TaskState.SUCCESS, 1)})
+    )
     assert dup["accepted"] == 0
-    await log.propose(c.ReportTasks(at_ms=6, run_id=run_id, term=1, epoch=e, tasks={"b": rec(TaskState.SUCCESS, 2)}))
-    old = await log.propose(c.ReportTasks(at_ms=7, run_id=run_id, term=1, epoch=e, tasks={"b": rec(TaskState.FAILED, 1)}))
+    await log.propose(
+        c.ReportTasks(at_ms=6, run_id=run_id, term=1, epoch=e, tasks={"b": rec(TaskState.SUCCESS, 2)})
+    )
+    old = await log.propose(
+        c.ReportTasks(at_ms=7, run_id=run_id, term=1, epoch=e, tasks={"b": rec(TaskState.FAILED, 1)})
+    )
     assert old["accepted"] == 0
     run = reader.run(run_id)
     assert run is not None and run["state"] == "SUCCESS" and run["endedMs"] == 6

@@ -12,7 +12,9 @@ from kiok.store.kv import KVStore, MemoryKV, RocksKV
 
 @pytest.fixture(params=["memory", "rocksdb"])
 def kv(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KVStore]:
-    store: KVStore = MemoryKV(["a", "b"]) if request.param == "memory" else RocksKV(tmp_path / "db", ["a", "b"])
+    store: KVStore = (
+        MemoryKV(["a", "b"]) if request.param == "memory" else RocksKV(tmp_path / "db", ["a", "b"])
+    )
     yield store
     store.close()
 

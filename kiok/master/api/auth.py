@@ -48,7 +48,9 @@ async def refresh(body: RefreshRequest, request: Request) -> Any:
 
 @router.post("/change-password", response_model=TokenResponse, responses={400: {}, 401: {}})
 async def change_password(
-    body: ChangePasswordRequest, request: Request, principal: Principal = Depends(require(actions.CHANGE_PASSWORD))
+    body: ChangePasswordRequest,
+    request: Request,
+    principal: Principal = Depends(require(actions.CHANGE_PASSWORD)),
 ) -> Any:
     pair = await node_of(request).auth.change_password(principal, body.oldPassword, body.newPassword)
     return pair.to_json()

@@ -38,7 +38,9 @@ async def list_dags(request: Request, _: Principal = Depends(require(actions.LIS
 
 
 @router.post("", status_code=201, openapi_extra=_DAG_BODY, responses={400: {}, 413: {}})
-async def register_dag(request: Request, _: Principal = Depends(require(actions.REGISTER_DAG))) -> dict[str, Any]:
+async def register_dag(
+    request: Request, _: Principal = Depends(require(actions.REGISTER_DAG))
+) -> dict[str, Any]:
     """Register or replace a DAG. An invalid DAG is refused whole (the previous version
     stays); the message names the offending field."""
     node = node_of(request)
@@ -58,30 +60,40 @@ def _dag(request: Request, dag_id: str) -> dict[str, Any]:
 
 
 @router.get("/{dag_id}", responses={404: {}})
-async def get_dag(dag_id: str, request: Request, _: Principal = Depends(require(actions.READ_DAG))) -> dict[str, Any]:
+async def get_dag(
+    dag_id: str, request: Request, _: Principal = Depends(require(actions.READ_DAG))
+) -> dict[str, Any]:
     return dag_view(_dag(request, dag_id), full=True)
 
 
 @router.delete("/{dag_id}", responses={404: {}})
-async def delete_dag(dag_id: str, request: Request, _: Principal = Depends(require(actions.DELETE_DAG))) -> dict[str, Any]:
+async def delete_dag(
+    dag_id: str, request: Request, _: Principal = Depends(require(actions.DELETE_DAG))
+) -> dict[str, Any]:
     """Delete a DAG; its run history stays readable."""
     node = node_of(request)
     return await node.log.propose(c.DeleteDag(at_ms=node.clock_ms(), dag_id=dag_id))  # type: ignore[no-any-return]
 
 
 @router.post("/{dag_id}/pause", responses={404: {}})
-async def pause_dag(dag_id: str, request: Request, _: Principal = Depends(require(actions.PAUSE_DAG))) -> dict[str, Any]:
+async def pause_dag(
+    dag_id: str, request: Request, _: Principal = Depends(require(actions.PAUSE_DAG))
+) -> dict[str, Any]:
     node = node_of(request)
     return await node.log.propose(c.SetDagPaused(at_ms=node.clock_ms(), dag_id=dag_id, paused=True))  # type: ignore[no-any-return]
 
 
 @router.post("/{dag_id}/unpause", responses={404: {}})
-async def unpause_dag(dag_id: str, request: Request, _: Principal = Depends(require(actions.PAUSE_DAG))) -> dict[str, Any]:
+async def unpause_dag(
+    dag_id: str, request: Request, _: Principal = Depends(require(actions.PAUSE_DAG))
+) -> dict[str, Any]:
     node = node_of(request)
     return await node.log.propose(c.SetDagPaused(at_ms=node.clock_ms(), dag_id=dag_id, paused=False))  # type: ignore[no-any-return]
 
 
-@router.post("/{dag_id}/runs", status_code=201, responses={404: {}, 409: {"description": "the DAG is paused"}})
+@router.post(
+    "/{dag_id}/runs", status_code=201, responses={404: {}, 409: {"description": "the DAG is paused"}}
+)
 async def trigger(
     dag_id: str,
     request: Request,

@@ -18,7 +18,9 @@ from kiok.store import commands as c
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
 
 _TERMINAL = {s.value for s in (RunState.SUCCESS, RunState.FAILED, RunState.CANCELLED)}
-_TERMINAL_TASK = {s.value for s in (TaskState.SUCCESS, TaskState.FAILED, TaskState.SKIPPED, TaskState.CANCELLED)}
+_TERMINAL_TASK = {
+    s.value for s in (TaskState.SUCCESS, TaskState.FAILED, TaskState.SKIPPED, TaskState.CANCELLED)
+}
 
 
 def _run(request: Request, run_id: str) -> dict[str, Any]:
@@ -46,7 +48,9 @@ async def list_runs(
 ) -> dict[str, Any]:
     """Runs, newest first. Pass ``nextCursor`` back as ``cursor`` for the next page."""
     if state is not None and state.upper() not in {s.value for s in RunState}:
-        raise InvalidInput(f"state: unknown run state {state!r}; one of {', '.join(s.value for s in RunState)}")
+        raise InvalidInput(
+            f"state: unknown run state {state!r}; one of {', '.join(s.value for s in RunState)}"
+        )
     seq: int | None = None
     if cursor is not None:
         try:
@@ -56,16 +60,23 @@ async def list_runs(
     runs, next_seq = node_of(request).reader.runs(
         dag_id=dag, state=state.upper() if state else None, limit=limit, cursor=seq
     )
-    return {"runs": [_view(request, r) for r in runs], "nextCursor": None if next_seq is None else str(next_seq)}
+    return {
+        "runs": [_view(request, r) for r in runs],
+        "nextCursor": None if next_seq is None else str(next_seq),
+    }
 
 
 @router.get("/{run_id}", responses={404: {}})
-async def get_run(run_id: str, request: Request, _: Principal = Depends(require(actions.READ_RUN))) -> dict[str, Any]:
+async def get_run(
+    run_id: str, request: Request, _: Principal = Depends(require(actions.READ_RUN))
+) -> dict[str, Any]:
     return _view(request, _run(request, run_id))
 
 
 @router.post("/{run_id}/cancel", responses={404: {}, 409: {"description": "the run already ended"}})
-async def cancel_run(run_id: str, request: Request, _: Principal = Depends(require(actions.CANCEL_RUN))) -> dict[str, Any]:
+async def cancel_run(
+    run_id: str, request: Request, _: Principal = Depends(require(actions.CANCEL_RUN))
+) -> dict[str, Any]:
     """Cancel a run: queued tasks are cancelled, running ones have their whole process group
     signalled (SIGTERM, then SIGKILL after the grace period)."""
     node = node_of(request)
@@ -95,4 +106,9 @@ async def read_log(
     else:
         finished = run["tasks"][task_id]["state"] in _TERMINAL_TASK or run["state"] in _TERMINAL
     complete = finished and next_offset >= node.joblog.size(run_id, task_id)
-    return {"data": data.decode(errors="replace"), "offset": offset, "nextOffset": next_offset, "complete": complete}
+    return {
+        "data": data.decode(errors="replace"),
+        "offset": offset,
+        "nextOffset": next_offset,
+        "complete": complete,
+    }

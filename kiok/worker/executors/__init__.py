@@ -7,13 +7,16 @@ from kiok.worker.executors.base import AttemptContext, AttemptResult, Executor
 from kiok.worker.executors.http import HttpExecutor
 from kiok.worker.executors.python import PythonExecutor
 from kiok.worker.executors.shell import ShellExecutor
+from kiok.worker.process import ProcessRunner
 
 __all__ = ["AttemptContext", "AttemptResult", "Executor", "default_executors"]
 
 
-def default_executors(python_path: str, http_connect_timeout_s: float) -> dict[TaskType, Executor]:
+def default_executors(
+    runner: ProcessRunner, python_path: str, http_connect_timeout_s: float
+) -> dict[TaskType, Executor]:
     return {
-        TaskType.SHELL: ShellExecutor(),
-        TaskType.PYTHON: PythonExecutor(python_path),
+        TaskType.SHELL: ShellExecutor(runner),
+        TaskType.PYTHON: PythonExecutor(runner, python_path),
         TaskType.HTTP: HttpExecutor(http_connect_timeout_s),
     }

@@ -18,6 +18,7 @@ class AttemptContext:
     #: The task with placeholders already resolved in ``script`` and ``config``.
     task: TaskSpec
     attempt: int
+    #: This attempt's own working directory: created when its process starts, removed after.
     work_dir: Path
     env: Mapping[str, str]
     timeout_s: float
@@ -44,7 +45,9 @@ class Executor(Protocol):
         ...
 
 
-def process_result(outcome: ProcessOutcome, ctx: AttemptContext, describe_failure: Callable[[], str]) -> AttemptResult:
+def process_result(
+    outcome: ProcessOutcome, ctx: AttemptContext, describe_failure: Callable[[], str]
+) -> AttemptResult:
     """Map a finished child process to an attempt result."""
     if outcome.stopped:
         return AttemptResult(False, outcome.exit_code, "cancelled", stopped=True)

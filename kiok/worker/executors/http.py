@@ -31,7 +31,9 @@ class HttpExecutor:
         request = asyncio.ensure_future(self._send(method, url, headers, body, timeout, ctx))
         stopper = asyncio.ensure_future(ctx.stop.wait())
         try:
-            done, _ = await asyncio.wait({request, stopper}, timeout=ctx.timeout_s, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {request, stopper}, timeout=ctx.timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             stopper.cancel()
         if request not in done:
@@ -42,7 +44,13 @@ class HttpExecutor:
         return request.result()
 
     async def _send(
-        self, method: str, url: str, headers: dict[str, str], body: str | None, timeout: httpx.Timeout, ctx: AttemptContext
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: str | None,
+        timeout: httpx.Timeout,
+        ctx: AttemptContext,
     ) -> AttemptResult:
         ctx.output(f"{method} {url}\n".encode())
         try:

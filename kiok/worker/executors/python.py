@@ -4,17 +4,17 @@ exception exits non-zero; its last traceback line becomes the task's ``error``."
 from __future__ import annotations
 
 from kiok.worker.executors.base import AttemptContext, AttemptResult, process_result
-from kiok.worker.process import run_process
+from kiok.worker.process import ProcessRunner
 
 
 class PythonExecutor:
-    def __init__(self, python_path: str) -> None:
+    def __init__(self, runner: ProcessRunner, python_path: str) -> None:
+        self._runner = runner
         self._python = python_path
 
     async def run(self, ctx: AttemptContext) -> AttemptResult:
         path = ctx.work_dir / "task.py"
-        path.write_text(ctx.task.script or "")
-        outcome = await run_process(
+        outcome = await self._runner.run(
             [self._python, "-u", str(path)],
             cwd=ctx.work_dir,
             env=ctx.env,
@@ -22,6 +22,7 @@ class PythonExecutor:
             timeout_s=ctx.timeout_s,
             stop=ctx.stop,
             grace_s=ctx.grace_s,
+            files={"task.py": (ctx.task.script or "", 0o600)},
         )
         return process_result(outcome, ctx, lambda: _describe(outcome.exit_code, ctx.tail()))
 
