@@ -11,11 +11,13 @@ median and p90 milliseconds from run creation to its first task's start (server 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -86,10 +88,11 @@ def main() -> None:
             for name, layers in SHAPES.items():
                 tasks = sum(len(x) for x in layers)
                 node.register(dag_yaml(name, layers))
-                for system, measure in (
-                    ("floor", lambda: floor(layers, a.slots)),
-                    ("kiok", lambda: kiok_wall(node, name)),
-                ):
+                measures: tuple[tuple[str, Callable[[], float]], ...] = (
+                    ("floor", functools.partial(floor, layers, a.slots)),
+                    ("kiok", functools.partial(kiok_wall, node, name)),
+                )
+                for system, measure in measures:
                     wall = min(measure() for _ in range(a.repeat))
                     print(
                         json.dumps(

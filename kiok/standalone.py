@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +106,14 @@ class LocalWorkerHandle:
         self._worker.cancel(run_id)
 
 
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: this process owns SIGTERM/SIGINT (drain)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 def worker_id_for(settings: Settings) -> str:
     """``kiok.worker.id``, or an id generated once and kept in the data directory."""
     configured = settings.get_str("kiok.worker.id")
@@ -157,7 +165,7 @@ async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
     status_addr = f"{settings.get_str('kiok.worker.host')}:{settings.get_int('kiok.worker.status.port')}"
     node.coordinator.add_worker(LocalWorkerHandle(worker, status_addr))
 
-    admin = uvicorn.Server(
+    admin = _Server(
         uvicorn.Config(
             create_app(node, max_body_bytes=settings.get_int("kiok.admin.http.max.content.size.bytes")),
             host=settings.get_str("kiok.master.host"),
@@ -168,7 +176,7 @@ async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
             lifespan="off",
         )
     )
-    status = uvicorn.Server(
+    status = _Server(
         uvicorn.Config(
             create_status_app(worker, lambda: "connected"),
             host=settings.get_str("kiok.worker.host"),
@@ -179,8 +187,6 @@ async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
             lifespan="off",
         )
     )
-    for server in (admin, status):
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -12,7 +12,7 @@ for every sequence of events.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 
 from kiok.core.readiness import UNSTARTED, Advance, UpstreamVerdict, topological_order
@@ -24,7 +24,9 @@ from kiok.ids import TaskId
 _S = TaskState
 
 
-def verdict_from_counts(rule: TriggerRule, ups: int, done: int, succeeded: int, failed: int) -> UpstreamVerdict:
+def verdict_from_counts(
+    rule: TriggerRule, ups: int, done: int, succeeded: int, failed: int
+) -> UpstreamVerdict:
     """``upstream_verdict`` from counts of upstreams that are terminal, SUCCESS and FAILED."""
     if rule is TriggerRule.ALL_SUCCESS:
         return "skip" if done > succeeded else "ready" if done == ups else "wait"
@@ -143,4 +145,3 @@ class Frontier:
         if self._failed:
             return RunState.FAILED
         return RunState.CANCELLED if self._cancelled else RunState.SUCCESS
-

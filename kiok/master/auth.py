@@ -155,10 +155,10 @@ class AuthService:
             raise Unauthenticated("unsupported Authorization scheme; use 'Bearer <token>'")
         claims = self.issuer.verify(token.strip(), "access", self._clock())
         record = self._current_user(claims)
+        groups = record.get("groups") or ()
+        assert isinstance(groups, list | tuple)
         principal = Principal(
-            claims.user,
-            tuple(record.get("groups") or ()),
-            bool(record.get("requirePasswordChange")),  # type: ignore[arg-type]
+            claims.user, tuple(str(g) for g in groups), bool(record.get("requirePasswordChange"))
         )
         if principal.password_change_required and not allow_password_change:
             raise PasswordChangeRequired(

@@ -10,6 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 from kiok.config import Settings
+from kiok.dag.load import spec_from_document
+from kiok.dag.spec import DagSpec
+from kiok.errors import NotFound
 from kiok.master.auth import AuthService
 from kiok.master.coordinator import Coordinator
 from kiok.master.metrics import MasterMetrics
@@ -22,6 +25,9 @@ from kiok.store.kv import RocksKV
 from kiok.store.reader import StateReader
 
 log = logging.getLogger(__name__)
+
+#: Compiled run specs kept for API reads (oldest dropped first).
+_SPEC_CACHE = 512
 
 
 class MasterNode:
@@ -58,6 +64,20 @@ class MasterNode:
         self.log.subscribe(self._on_effects)
         self._tasks: list[asyncio.Task[Any]] = []
         self._started = False
+        self._specs: dict[str, DagSpec] = {}
+
+    def run_spec(self, run_id: str) -> DagSpec:
+        """The run's compiled spec (immutable per run, so parsed once and cached)."""
+        spec = self._specs.get(run_id)
+        if spec is None:
+            doc = self.reader.run_spec(run_id)
+            if doc is None:
+                raise NotFound(f"run {run_id!r} not found")
+            spec = spec_from_document(doc)
+            if len(self._specs) >= _SPEC_CACHE:
+                self._specs.pop(next(iter(self._specs)))
+            self._specs[run_id] = spec
+        return spec
 
     def _on_effects(self, fx: Effects) -> None:
         self.metrics.observe(fx)

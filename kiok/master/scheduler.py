@@ -9,6 +9,7 @@ creates nothing twice. The loop sleeps until the next fire time (at most one tic
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -53,10 +54,8 @@ class Scheduler:
                 next_ms = None
             now = self._clock()
             sleep_ms = self._tick_ms if next_ms is None else min(self._tick_ms, max(0, next_ms - now))
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), sleep_ms / 1000)
-            except TimeoutError:
-                pass
 
     async def tick(self) -> int | None:
         """Fire what is due; return the earliest next fire time over all DAGs."""

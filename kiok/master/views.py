@@ -8,7 +8,7 @@ from typing import Any
 
 from kiok.core.states import RunState, TaskRecord, TaskState
 from kiok.core.waiting import task_wait_reason
-from kiok.dag.load import spec_from_document
+from kiok.dag.spec import DagSpec
 from kiok.ids import TaskId
 
 
@@ -41,10 +41,7 @@ def dag_view(record: dict[str, Any], *, full: bool = False) -> dict[str, Any]:
     return view
 
 
-def run_view(
-    run: dict[str, Any], spec_doc: dict[str, Any], run_waiting: str | None, now_ms: int
-) -> dict[str, Any]:
-    spec = spec_from_document(spec_doc)
+def run_view(run: dict[str, Any], spec: DagSpec, run_waiting: str | None, now_ms: int) -> dict[str, Any]:
     records = {TaskId(t): TaskRecord.from_dict(r) for t, r in run["tasks"].items()}
     state = run["state"]
     if state == RunState.RUNNING.value and run["worker"] is None:

@@ -46,6 +46,13 @@ def _prefix_end(prefix: bytes) -> bytes | None:
     return None
 
 
+def _raw(items: Iterable[tuple[object, object]]) -> Iterator[tuple[bytes, bytes]]:
+    """rocksdict's items typed as what raw mode gives: bytes keys and values."""
+    for k, v in items:
+        assert isinstance(k, bytes) and isinstance(v, bytes)
+        yield k, v
+
+
 class RocksKV:
     """RocksDB with one column family per keyspace."""
 
@@ -75,14 +82,14 @@ class RocksKV:
         if reverse:
             bound = after if after is not None else _prefix_end(prefix)
             it = cf.items(backwards=True, from_key=bound) if bound is not None else cf.items(backwards=True)
-            for k, v in it:
+            for k, v in _raw(it):
                 if bound is not None and k >= bound:
                     continue
                 if not k.startswith(prefix):
                     return
                 yield k, v
         else:
-            for k, v in cf.items(from_key=after if after is not None and after > prefix else prefix):
+            for k, v in _raw(cf.items(from_key=after if after is not None and after > prefix else prefix)):
                 if after is not None and k <= after:
                     continue
                 if not k.startswith(prefix):

@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from kiok.core.placeholders import LookupConn, effective_params, param_env, resolve
 from kiok.core.frontier import Frontier
+from kiok.core.placeholders import LookupConn, effective_params, param_env, resolve
 from kiok.core.retry import fail_event, timeout_ms_for
 from kiok.core.states import RunState, TaskRecord, TaskState
 from kiok.core.transitions import TaskEvent, TaskEventKind, apply_task_event
@@ -64,9 +64,10 @@ class RunDriver:
         self._env = env
         self._spec = spec_from_document(assignment.spec)
         self._params = effective_params(self._spec.params, assignment.args)
-        self._frontier = Frontier(
-            self._spec, {TaskId(t.id): TaskRecord.from_dict(assignment.tasks.get(t.id, {})) for t in self._spec.tasks}
-        )
+        records = {
+            TaskId(t.id): TaskRecord.from_dict(assignment.tasks.get(t.id, {})) for t in self._spec.tasks
+        }
+        self._frontier = Frontier(self._spec, records)
         self._tasks = self._frontier.tasks
         self._attempts: dict[TaskId, asyncio.Task[None]] = {}
         self._stops: dict[TaskId, asyncio.Event] = {}

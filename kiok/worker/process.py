@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import select
 import shutil
@@ -79,9 +80,10 @@ class ProcessRunner:
             loop.call_soon_threadsafe(output, chunk)
 
         try:
-            return await loop.run_in_executor(
-                self._pool, _in_work_dir, list(argv), cwd, dict(env), emit, timeout_s, stop_flag, grace_s, files or {}
+            job = functools.partial(
+                _in_work_dir, list(argv), cwd, dict(env), emit, timeout_s, stop_flag, grace_s, files or {}
             )
+            return await loop.run_in_executor(self._pool, job)
         finally:
             watcher.cancel()
 

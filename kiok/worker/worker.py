@@ -35,6 +35,7 @@ class Worker:
         self.started_monotonic = time.monotonic()
         self._drivers: dict[str, tuple[RunDriver, asyncio.Task[None], int]] = {}
         self._recent: deque[dict[str, Any]] = deque(maxlen=_RECENT_RUNS)
+        self._background: set[asyncio.Task[None]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -49,12 +50,19 @@ class Worker:
         old = self._drivers.get(assignment.run_id)
         if old is not None:
             # The same run under a newer fence: the old driver must not report any more.
-            asyncio.ensure_future(old[0].abandon())
+            retire = asyncio.create_task(self._retire(old[0], old[1]))
+            self._background.add(retire)
+            retire.add_done_callback(self._background.discard)
         driver = RunDriver(assignment, self.env)
         task = asyncio.create_task(self._drive(driver))
         self._drivers[assignment.run_id] = (driver, task, self.env.clock_ms())
         self._idle.clear()
         return OfferReply(OfferVerdict.ACK)
+
+    @staticmethod
+    async def _retire(driver: RunDriver, task: asyncio.Task[None]) -> None:
+        await driver.abandon()
+        task.cancel()
 
     def cancel(self, run_id: str) -> None:
         entry = self._drivers.get(run_id)
@@ -117,7 +125,7 @@ class Worker:
 
     @property
     def busy_slots(self) -> int:
-        return self.total_slots - self.env.slots._value  # noqa: SLF001 - asyncio exposes no getter
+        return self.total_slots - self.env.slots._value
 
     @property
     def active_runs(self) -> list[str]:

@@ -20,7 +20,9 @@ def test_kill9_mid_run_resumes_without_rerunning_finished_tasks(
 dag: {{id: crashy}}
 tasks:
   - {{id: first, script: 'echo ran >> {marks}/first; echo first-output'}}
-  - {{id: slow, requires: [first], script: 'echo "start $KIOK_ATTEMPT" >> {marks}/slow; echo slow-$KIOK_ATTEMPT; sleep 2'}}
+  - id: slow
+    requires: [first]
+    script: 'echo "start $KIOK_ATTEMPT" >> {marks}/slow; echo slow-$KIOK_ATTEMPT; sleep 2'
   - {{id: last, requires: [slow], script: 'echo ran >> {marks}/last'}}
 """
     )

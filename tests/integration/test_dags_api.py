@@ -11,7 +11,11 @@ import pytest
 
 from kiok.testing.process import Standalone
 
-GOOD = "dag: {id: good, params: {x: '1'}}\ntasks:\n  - {id: a, script: 'echo a'}\n  - {id: b, requires: [a], script: 'echo b'}\n"
+GOOD = """dag: {id: good, params: {x: '1'}}
+tasks:
+  - {id: a, script: 'echo a'}
+  - {id: b, requires: [a], script: 'echo b'}
+"""
 
 
 def post_yaml(kiok: Standalone, text: str) -> httpx.Response:

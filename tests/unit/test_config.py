@@ -29,7 +29,7 @@ def test_bad_values_and_unknown_keys_are_named(tmp_path: Path) -> None:
         Settings.load(env={"KIOK_WORKER_TASK_SLOTS": "many"})
     f = tmp_path / "kiok.yaml"
     f.write_text("kiok.worker.task.slot: 3\n")
-    with pytest.raises(InvalidInput, match="kiok.worker.task.slot"):
+    with pytest.raises(InvalidInput, match=r"kiok\.worker\.task\.slot"):
         Settings.load(env={}, config_file=f)
 
 

@@ -20,19 +20,19 @@ class LoginRequest(BaseModel):
 
 
 class RefreshRequest(BaseModel):
-    refreshToken: str = Field(min_length=1, max_length=8192)  # noqa: N815 - the wire name
+    refreshToken: str = Field(min_length=1, max_length=8192)
 
 
 class ChangePasswordRequest(BaseModel):
-    oldPassword: str = Field(max_length=4096)  # noqa: N815
-    newPassword: str = Field(max_length=4096)  # noqa: N815
+    oldPassword: str = Field(max_length=4096)
+    newPassword: str = Field(max_length=4096)
 
 
 class TokenResponse(BaseModel):
-    accessToken: str  # noqa: N815
-    refreshToken: str  # noqa: N815
-    requirePasswordChange: bool  # noqa: N815
-    tokenType: str = "Bearer"  # noqa: N815
+    accessToken: str
+    refreshToken: str
+    requirePasswordChange: bool
+    tokenType: str = "Bearer"
 
 
 @router.post("/login", response_model=TokenResponse, responses={401: {}, 429: {}})

@@ -32,8 +32,7 @@ def _run(request: Request, run_id: str) -> dict[str, Any]:
 
 def _view(request: Request, run: dict[str, Any]) -> dict[str, Any]:
     node = node_of(request)
-    spec = node.reader.run_spec(run["runId"])
-    assert spec is not None
+    spec = node.run_spec(run["runId"])
     return run_view(run, spec, node.coordinator.waiting.get(run["runId"]), node.clock_ms())
 
 
