@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from kiok.cli.client import CliError, Tokens
-from kiok.cli.context import CliContext, pass_cli
+from kiok.cli.context import CliContext, json_option, pass_cli
 from kiok.cli.output import emit_json
 
 CHANGE_HINT = "run `kiok change-password` to set a new password"
@@ -29,6 +29,7 @@ def tokens_from(answer: Any, what: str) -> Tokens:
 @click.command()
 @click.option("--user", "-u", default="admin", show_default=True, help="User name.")
 @click.option("--password", prompt=True, hide_input=True, help="Password (prompted for when omitted).")
+@json_option
 @pass_cli
 def login(cli: CliContext, user: str, password: str) -> None:
     """Log in and save the session for later commands."""
@@ -55,6 +56,7 @@ def login(cli: CliContext, user: str, password: str) -> None:
     confirmation_prompt=True,
     help="New password (prompted for twice when omitted).",
 )
+@json_option
 @pass_cli
 def change_password(cli: CliContext, old_password: str, new_password: str) -> None:
     """Change your password (and save the new tokens)."""

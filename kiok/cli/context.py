@@ -104,3 +104,20 @@ class CliContext:
 
 pass_cli = click.make_pass_decorator(CliContext)
 """Decorator handing a command the ``CliContext`` the ``kiok`` group built."""
+
+
+def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    cli = ctx.find_object(CliContext)
+    if value and cli is not None:
+        cli.as_json = True
+
+
+json_option = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    expose_value=False,
+    callback=_set_json,
+    help="Print the server's JSON answer, for scripts (same as `kiok --json ...`).",
+)
+"""Decorator letting a command take ``--json`` after its name too (``kiok dags list --json``)."""

@@ -19,10 +19,11 @@ import yaml
 
 import kiok
 from kiok.cli.client import ApiClient, CliError, segment
-from kiok.cli.context import CliContext, pass_cli
+from kiok.cli.context import CliContext, json_option, pass_cli
 from kiok.cli.output import emit_json, emit_table, text
 from kiok.errors import KiokError
 
+_COMPILE_PREFIX = "kiok.compile: "
 CONTENT_TYPES = {".yaml": "application/yaml", ".yml": "application/yaml", ".json": "application/json"}
 
 
@@ -35,6 +36,7 @@ def dags() -> None:
 @click.argument(
     "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
+@json_option
 @pass_cli
 def register(cli: CliContext, files: tuple[Path, ...]) -> None:
     """Register (or update) the DAGs in FILES: .yaml, .yml, .json or .py (Python SDK).
@@ -103,7 +105,10 @@ def compile_python(path: Path) -> list[Any]:
     except OSError as e:
         raise CliError(f"cannot run {sys.executable}: {e.strerror}") from e
     if done.returncode != 0:
-        raise CliError(done.stderr.strip() or f"kiok.compile exited with status {done.returncode}")
+        printed, reason = _split_compile_error(done.stderr, path)
+        if printed:
+            click.echo(printed, err=True, nl=False)  # what the DAG module printed before failing
+        raise CliError(reason or f"kiok.compile exited with status {done.returncode}")
     if done.stderr:
         click.echo(done.stderr, err=True, nl=False)  # what the DAG module printed
     try:
@@ -115,7 +120,19 @@ def compile_python(path: Path) -> list[Any]:
     return docs
 
 
+def _split_compile_error(stderr: str, path: Path) -> tuple[str, str]:
+    """``(what the module printed, kiok.compile's reason)`` of a failed compile. The reason loses
+    its ``kiok.compile: `` and ``<path>: `` prefixes: the caller names the file already."""
+    lines = stderr.splitlines(keepends=True)
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].startswith(_COMPILE_PREFIX):
+            reason = "".join(lines[i:]).strip()[len(_COMPILE_PREFIX) :]
+            return "".join(lines[:i]), reason.removeprefix(f"{path}: ")
+    return "", stderr.strip()
+
+
 @dags.command("list")
+@json_option
 @pass_cli
 def list_dags(cli: CliContext) -> None:
     """List registered DAGs."""
@@ -140,6 +157,7 @@ def _count(tasks: Any) -> Any:
 
 @dags.command()
 @click.argument("dag_id", metavar="ID")
+@json_option
 @pass_cli
 def show(cli: CliContext, dag_id: str) -> None:
     """Show one DAG (as YAML; --json for the server's document)."""
@@ -152,6 +170,7 @@ def show(cli: CliContext, dag_id: str) -> None:
 
 @dags.command()
 @click.argument("dag_id", metavar="ID")
+@json_option
 @pass_cli
 def delete(cli: CliContext, dag_id: str) -> None:
     """Delete a DAG."""
@@ -160,6 +179,7 @@ def delete(cli: CliContext, dag_id: str) -> None:
 
 @dags.command()
 @click.argument("dag_id", metavar="ID")
+@json_option
 @pass_cli
 def pause(cli: CliContext, dag_id: str) -> None:
     """Pause a DAG: its schedule stops firing and triggers are refused."""
@@ -168,6 +188,7 @@ def pause(cli: CliContext, dag_id: str) -> None:
 
 @dags.command()
 @click.argument("dag_id", metavar="ID")
+@json_option
 @pass_cli
 def unpause(cli: CliContext, dag_id: str) -> None:
     """Unpause a DAG."""

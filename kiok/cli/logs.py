@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from kiok.cli.client import segment
-from kiok.cli.context import CliContext, pass_cli
+from kiok.cli.context import CliContext, json_option, pass_cli
 from kiok.cli.output import emit_json, emit_json_line
 
 POLL_INTERVAL_S = 0.5
@@ -41,6 +41,7 @@ def read_page(page: Any, offset: int) -> tuple[str, int, bool]:
 @click.option(
     "--offset", type=click.IntRange(min=0), default=0, show_default=True, help="Start at this byte."
 )
+@json_option
 @pass_cli
 def logs(cli: CliContext, run_id: str, task_id: str, follow: bool, offset: int) -> None:
     """Print the log of TASK in RUN (TASK `__run__` is the run log).

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from kiok.cli.client import CliError, segment
-from kiok.cli.context import CliContext, pass_cli
+from kiok.cli.context import CliContext, json_option, pass_cli
 from kiok.cli.logs import logs
 from kiok.cli.output import NONE, elapsed, emit_json, emit_table, table, text
 
@@ -42,6 +42,7 @@ def parse_args(pairs: tuple[str, ...]) -> dict[str, str]:
     show_default=True,
     help="Seconds between polls with --wait.",
 )
+@json_option
 @pass_cli
 def trigger(cli: CliContext, dag_id: str, pairs: tuple[str, ...], wait: bool, interval: float) -> None:
     """Start a run of DAG and print its run id."""
@@ -85,6 +86,7 @@ runs.add_command(logs)
 @click.option("--state", help="Only runs in this state (PENDING, RUNNING, SUCCESS, FAILED, CANCELLED).")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many runs.")
 @click.option("--cursor", help="Continue from a previous page's nextCursor.")
+@json_option
 @pass_cli
 def list_runs(
     cli: CliContext, dag_id: str | None, state: str | None, limit: int | None, cursor: str | None
@@ -120,6 +122,7 @@ def list_runs(
 
 @runs.command()
 @click.argument("run_id", metavar="RUN")
+@json_option
 @pass_cli
 def status(cli: CliContext, run_id: str) -> None:
     """Show a run and its tasks."""
@@ -132,6 +135,7 @@ def status(cli: CliContext, run_id: str) -> None:
 
 @runs.command()
 @click.argument("run_id", metavar="RUN")
+@json_option
 @pass_cli
 def cancel(cli: CliContext, run_id: str) -> None:
     """Cancel a run: running tasks are stopped, pending ones never start."""
