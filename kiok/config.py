@@ -72,6 +72,44 @@ KEYS: tuple[Key, ...] = (
         5000,
         "Grace between SIGTERM and SIGKILL when a task is stopped.",
     ),
+    Key(
+        "kiok.worker.masters",
+        str,
+        "127.0.0.1:19999",
+        "Internal addresses of the masters (host:port, comma-separated).",
+    ),
+    Key(
+        "kiok.worker.join.token",
+        str,
+        "",
+        "One-time join token (first start only; exchanged for a credential).",
+    ),
+    Key(
+        "kiok.worker.credential.file",
+        str,
+        "",
+        "Where the worker keeps its credential (mode 0600); empty: <data>/worker-credential.",
+    ),
+    Key("kiok.worker.heartbeat.interval.ms", int, 1000, "How often a worker tells the master it is alive."),
+    Key(
+        "kiok.worker.heartbeat.timeout.ms",
+        int,
+        5000,
+        "Silence after which a worker counts as lost and its runs are reassigned.",
+    ),
+    Key(
+        "kiok.internal.connect.timeout.ms",
+        int,
+        10000,
+        "Deadline to connect and complete the hello on the internal protocol.",
+    ),
+    Key(
+        "kiok.internal.io.timeout.ms",
+        int,
+        10000,
+        "Deadline for a peer to take one frame on the internal protocol.",
+    ),
+    Key("kiok.internal.max.frame.bytes", int, 16 * MiB, "Largest frame accepted on the internal protocol."),
     Key("kiok.python.path", str, "", "Interpreter for python tasks; empty: the interpreter running kiok."),
     Key("kiok.task.http.connect.timeout.ms", int, 10000, "Connect timeout of http tasks."),
     Key("kiok.scheduler.tick.interval.ms", int, 1000, "Cron scheduler tick."),
@@ -119,6 +157,12 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("kiok.auth.login.max.failures", int, 5, "Failed logins per user and address before a back-off."),
     Key("kiok.auth.login.window.seconds", int, 60, "Window over which failed logins are counted."),
+    Key(
+        "kiok.auth.worker.max.failures",
+        int,
+        5,
+        "Failed worker authentications per address (per login window) before refusal.",
+    ),
     Key("kiok.log.level", str, "INFO", "Log level of the kiok process (DEBUG, INFO, WARNING, ERROR)."),
 )
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from kiok.cli import auth, dags, runs
+from kiok.cli import admin, auth, dags, runs
 from kiok.cli.client import CliError
 from kiok.cli.context import CliContext, Runtime, master_url
 from kiok.errors import KiokError, PasswordChangeRequired
@@ -73,6 +73,7 @@ cli.add_command(auth.logout)
 cli.add_command(dags.dags)
 cli.add_command(runs.trigger)
 cli.add_command(runs.runs)
+cli.add_command(admin.admin)
 
 
 def _add_server_commands(group: click.Group) -> None:

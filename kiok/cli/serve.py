@@ -9,6 +9,8 @@ import asyncio
 import logging
 import os
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 import click
 
@@ -39,7 +41,7 @@ def _setup_logging(level: str) -> None:
 @click.option("--port", type=int, help="kiok.master.admin.port")
 def standalone(config: str | None, data_dir: str | None, port: int | None) -> None:
     """Run a master and a worker in one process on the embedded store."""
-    from kiok.standalone import run_standalone
+    from kiok.roots.standalone import run_standalone
 
     overrides: dict[str, object] = {}
     if data_dir:
@@ -48,8 +50,38 @@ def standalone(config: str | None, data_dir: str | None, port: int | None) -> No
         overrides["kiok.master.admin.port"] = port
     settings = _settings(config, overrides)
     _setup_logging(settings.get_str("kiok.log.level"))
+    _run(run_standalone(settings, dict(os.environ)))
+
+
+@click.command("master")
+@click.option(
+    "--config", "config", type=click.Path(dir_okay=False), help="Config file (YAML of dotted keys)."
+)
+def master(config: str | None) -> None:
+    """Run a master: admin HTTP API (8080) and the internal protocol for workers (19999)."""
+    from kiok.roots.master import run_master
+
+    settings = _settings(config, {})
+    _setup_logging(settings.get_str("kiok.log.level"))
+    _run(run_master(settings))
+
+
+@click.command("worker")
+@click.option(
+    "--config", "config", type=click.Path(dir_okay=False), help="Config file (YAML of dotted keys)."
+)
+def worker(config: str | None) -> None:
+    """Run a worker: connects to kiok.worker.masters and drives the runs it is given."""
+    from kiok.roots.worker import run_worker
+
+    settings = _settings(config, {})
+    _setup_logging(settings.get_str("kiok.log.level"))
+    _run(run_worker(settings, dict(os.environ)))
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
     try:
-        asyncio.run(run_standalone(settings, dict(os.environ)))
+        asyncio.run(main)
     except KiokError as e:
         raise click.ClickException(e.message) from None
     except OSError as e:
@@ -58,3 +90,5 @@ def standalone(config: str | None, data_dir: str | None, port: int | None) -> No
 
 def register_server_commands(group: click.Group) -> None:
     group.add_command(standalone)
+    group.add_command(master)
+    group.add_command(worker)

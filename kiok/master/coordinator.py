@@ -28,6 +28,8 @@ from kiok.store.reader import StateReader
 
 log = logging.getLogger(__name__)
 
+_TERMINAL = ("SUCCESS", "FAILED", "CANCELLED")
+
 _NAK_BACKOFF_MS = (500, 1000, 2000, 5000, 10000)
 
 
@@ -64,6 +66,7 @@ class Coordinator:
         clock_ms: Callable[[], int],
         *,
         term: int = 1,
+        reattach_grace_ms: int = 0,
     ) -> None:
         self._log = log_
         self._reader = reader
@@ -75,6 +78,9 @@ class Coordinator:
         self._driving: dict[str, str] = {}
         self._naks: dict[str, tuple[int, int]] = {}  # worker -> (count, until_ms)
         self.waiting: dict[str, str] = {}
+        #: After this coordinator starts, a run's previous driver gets this long to reconnect
+        #: and claim it before the run is reassigned.
+        self._grace_until_ms = clock_ms() + reattach_grace_ms
         self._kick = asyncio.Event()
         self._kick.set()
 
@@ -94,6 +100,34 @@ class Coordinator:
     def add_worker(self, handle: WorkerHandle) -> None:
         self.workers[handle.info().id] = handle
         self._kick.set()
+
+    def reattach(self, worker_id: str, claims: list[dict[str, Any]]) -> list[str]:
+        """A worker (re)connected saying which runs it drives, under which fences. Those it
+        still owns stay with it; the ids of the others are returned: it must abandon them.
+        Runs we thought it drove but it does not claim go back to the pool."""
+        abandon: list[str] = []
+        claimed: set[str] = set()
+        for claim in claims:
+            run_id = claim.get("run") if isinstance(claim, dict) else None
+            if not isinstance(run_id, str):
+                continue
+            run = self._reader.run_header(run_id)
+            current = (
+                run is not None
+                and run["state"] not in _TERMINAL
+                and run["worker"] == worker_id
+                and (run["term"], run["epoch"]) == (claim.get("term"), claim.get("epoch"))
+            )
+            if current:
+                self._driving[run_id] = worker_id
+                claimed.add(run_id)
+            else:
+                abandon.append(run_id)
+        for run_id, w in list(self._driving.items()):
+            if w == worker_id and run_id not in claimed:
+                del self._driving[run_id]
+        self._kick.set()
+        return abandon
 
     def worker_lost(self, worker_id: str) -> None:
         """Runs the worker drove go back to the pool (reassigned under a new fence)."""
@@ -145,6 +179,11 @@ class Coordinator:
                 if running_per_dag.get(dag_id, 0) >= limit:
                     self.waiting[run_id] = f"max_active_runs ({limit}) reached for DAG {dag_id}"
                     continue
+            previous = run["worker"]
+            if previous is not None and previous not in self.workers and now < self._grace_until_ms:
+                self.waiting[run_id] = f"waiting for its driver {previous} to reconnect"
+                retry_ms = min(retry_ms or 10**9, self._grace_until_ms - now)
+                continue
             labels = tuple(spec["dag"].get("labels", ()))
             worker, why = self._pick(labels, now)
             if worker is None:
@@ -220,3 +259,5 @@ class Coordinator:
 
     def _run_log(self, run_id: str, text: str) -> None:
         self._joblog.append(run_id, RUN_LOG_TASK, f"{iso_utc(self._clock())} {text}\n".encode())
+
+    run_log = _run_log

@@ -13,6 +13,7 @@ from kiok.config import Settings
 from kiok.dag.load import spec_from_document
 from kiok.dag.spec import DagSpec
 from kiok.errors import NotFound
+from kiok.master.admission import Admission
 from kiok.master.auth import AuthService
 from kiok.master.coordinator import Coordinator
 from kiok.master.metrics import MasterMetrics
@@ -50,7 +51,14 @@ class MasterNode:
             max_failures=settings.get_int("kiok.auth.login.max.failures"),
             window_ms=settings.get_int("kiok.auth.login.window.seconds") * 1000,
         )
-        self.coordinator = Coordinator(self.log, self.reader, self.joblog, clock_ms)
+        self.coordinator = Coordinator(
+            self.log,
+            self.reader,
+            self.joblog,
+            clock_ms,
+            reattach_grace_ms=settings.get_int("kiok.worker.heartbeat.timeout.ms"),
+        )
+        self.admission = Admission(self.log, self.reader, clock_ms)
         self.scheduler = Scheduler(
             self.log,
             self.reader,
@@ -78,6 +86,18 @@ class MasterNode:
                 self._specs.pop(next(iter(self._specs)))
             self._specs[run_id] = spec
         return spec
+
+    def run_log(self, run_id: str, text: str) -> None:
+        """Append a line to a run's orchestration log (``__run__``)."""
+        self.coordinator.run_log(run_id, text)
+
+    def disconnect_worker(self, worker_id: str) -> None:
+        """Close a worker's connection at once (its credential was revoked); its runs go
+        back to the pool."""
+        handle = self.coordinator.workers.get(worker_id)
+        closer = getattr(handle, "close", None)
+        if closer is not None:
+            closer(f"worker {worker_id} was revoked")
 
     def _on_effects(self, fx: Effects) -> None:
         self.metrics.observe(fx)

@@ -15,6 +15,11 @@ from typing import Any
 from kiok.errors import Conflict, DagPaused, NotFound
 from kiok.store import commands as c
 from kiok.store import keys as k
+from kiok.store.apply_admission import (
+    apply_issue_join_token,
+    apply_redeem_join_token,
+    apply_revoke_worker,
+)
 from kiok.store.apply_runs import (
     apply_assign,
     apply_cancel,
@@ -152,4 +157,7 @@ _HANDLERS: dict[type[c.Command], Callable[[Txn, c.Command, Effects], Any]] = {
     c.ReleaseRun: apply_release,
     c.ReportTasks: apply_report,
     c.CancelRun: apply_cancel,
+    c.IssueJoinToken: apply_issue_join_token,
+    c.RedeemJoinToken: apply_redeem_join_token,
+    c.RevokeWorker: apply_revoke_worker,
 }

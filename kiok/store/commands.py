@@ -69,6 +69,43 @@ class SetPassword(Command):
     require_password_change: bool = False
 
 
+# --- worker admission -------------------------------------------------------------------------
+# Only SHA-256 hashes of join tokens and credentials travel in commands and reach the store.
+
+
+@command
+@dataclass(frozen=True)
+class IssueJoinToken(Command):
+    """A one-time join token for one worker, valid until ``expires_ms``."""
+
+    kind: ClassVar[str] = "issue_join_token"
+    token_hash: str = ""
+    role: str = "worker"
+    expires_ms: int = 0
+
+
+@command
+@dataclass(frozen=True)
+class RedeemJoinToken(Command):
+    """A worker exchanges its join token for a credential (``credential_hash``). The same
+    worker may redeem its token again (it crashed before saving the credential); any other
+    worker is refused."""
+
+    kind: ClassVar[str] = "redeem_join_token"
+    token_hash: str = ""
+    worker_id: str = ""
+    credential_hash: str = ""
+
+
+@command
+@dataclass(frozen=True)
+class RevokeWorker(Command):
+    """Revoke a worker's credential; only a new join token admits that id again."""
+
+    kind: ClassVar[str] = "revoke_worker"
+    worker_id: str = ""
+
+
 # --- DAGs ------------------------------------------------------------------------------------
 
 

@@ -1,7 +1,8 @@
 """Where things live in the state store: keyspaces and key layout, in one place.
 
 Keyspaces (RocksDB column families): ``meta`` (DAGs, runs, schedules), ``iam`` (users,
-bootstrap marker), ``kms`` (keys), ``connections``. Job logs live in a separate store.
+bootstrap marker, join tokens and worker credentials, by hash only), ``kms`` (keys),
+``connections``. Job logs live in a separate store.
 Sequence numbers are zero-padded hex so that byte order is numeric order.
 """
 
@@ -72,3 +73,17 @@ def user(name: str) -> str:
 
 BOOTSTRAP_MARKER = "sys/bootstrap"
 SIGNING_KEY = "jwt/signing-key"
+
+
+def join_token(token_hash: str) -> str:
+    return f"jointoken/{token_hash}"
+
+
+JOIN_TOKEN_PREFIX = "jointoken/"
+
+
+def worker(worker_id: str) -> str:
+    return f"worker/{worker_id}"
+
+
+WORKER_PREFIX = "worker/"

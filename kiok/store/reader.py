@@ -33,6 +33,19 @@ class StateReader:
     def signing_key(self) -> bytes | None:
         return self._get(k.KMS, k.SIGNING_KEY)  # type: ignore[no-any-return]
 
+    # --- worker admission (hashes only; see kiok.store.apply_admission) --------------------
+
+    def join_token(self, token_hash: str) -> dict[str, Any] | None:
+        return self._get(k.IAM, k.join_token(token_hash))  # type: ignore[no-any-return]
+
+    def admitted_worker(self, worker_id: str) -> dict[str, Any] | None:
+        return self._get(k.IAM, k.worker(worker_id))  # type: ignore[no-any-return]
+
+    def admitted_workers(self) -> Iterator[dict[str, Any]]:
+        """Every worker ever admitted (revoked ones too), by id."""
+        for _, raw in self._kv.scan(k.IAM, k.WORKER_PREFIX.encode()):
+            yield decode(raw)
+
     # --- DAGs ------------------------------------------------------------------------------
 
     def dag(self, dag_id: str) -> dict[str, Any] | None:

@@ -33,7 +33,11 @@ def kiok_executable() -> str:
 
 
 class Standalone:
-    """One ``kiok standalone`` process."""
+    """One ``kiok standalone`` process (subclasses: other process kinds)."""
+
+    command = "standalone"
+    #: Polled until it answers 200: the process is up and (for standalone) ready.
+    ready_path = "/readyz"
 
     def __init__(self, data_dir: Path, extra_env: Mapping[str, str] | None = None) -> None:
         self.data_dir = data_dir
@@ -63,6 +67,10 @@ class Standalone:
         return f"http://127.0.0.1:{self.admin_port}"
 
     @property
+    def probe_base(self) -> str:
+        return self.url
+
+    @property
     def status_url(self) -> str:
         return f"http://127.0.0.1:{self.status_port}"
 
@@ -70,7 +78,7 @@ class Standalone:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
-            [kiok_executable(), "standalone"],
+            [kiok_executable(), self.command],
             env=self.env,
             cwd=self.data_dir.parent,
             stdout=log,
@@ -89,7 +97,7 @@ class Standalone:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"kiok exited with {self.proc.returncode}:\n{self.read_log()[-3000:]}")
             try:
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                if httpx.get(self.probe_base + self.ready_path, timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -103,6 +111,11 @@ class Standalone:
         assert self.proc is not None
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` (e.g. SIGSTOP, SIGCONT) to the whole process group."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, sig)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -177,3 +190,47 @@ class Standalone:
             if body["nextOffset"] == offset:
                 return "".join(out)
             offset = body["nextOffset"]
+
+
+class Master(Standalone):
+    """One ``kiok master``: up once /healthz answers (the API opens with the first worker)."""
+
+    command = "master"
+    ready_path = "/healthz"
+
+    @property
+    def internal_address(self) -> str:
+        return f"127.0.0.1:{self.internal_port}"
+
+    def join_token(self) -> str:
+        r = self.api("POST", "/api/v1/admin/join-tokens", json={"role": "worker"})
+        assert r.status_code == 201, r.text
+        return str(r.json()["token"])
+
+    def wait_open(self, timeout_s: float = 30) -> None:
+        self.wait_for(
+            lambda: httpx.get(self.url + "/readyz").status_code == 200, timeout_s, "the cluster to open"
+        )
+
+
+class WorkerProcess(Standalone):
+    """One ``kiok worker`` connected to ``masters``; up once its /ready answers 200."""
+
+    command = "worker"
+    ready_path = "/ready"
+
+    def __init__(
+        self, data_dir: Path, masters: str, worker_id: str, extra_env: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(
+            data_dir, {"KIOK_WORKER_MASTERS": masters, "KIOK_WORKER_ID": worker_id, **(extra_env or {})}
+        )
+        self.worker_id = worker_id
+
+    @property
+    def probe_base(self) -> str:
+        return self.status_url
+
+    def status(self) -> dict[str, Any]:
+        body: dict[str, Any] = httpx.get(self.status_url + "/status", timeout=5).json()
+        return body

@@ -64,6 +64,26 @@ class Worker:
         await driver.abandon()
         task.cancel()
 
+    def abandon(self, run_id: str, reason: str) -> None:
+        """Stop driving a run that now belongs to another driver: its tasks are stopped and
+        nothing more is reported for it."""
+        entry = self._drivers.pop(run_id, None)
+        if entry is None:
+            return
+        log.warning("abandoning run %s: %s", run_id, reason)
+        retire = asyncio.create_task(self._retire(entry[0], entry[1]))
+        self._background.add(retire)
+        retire.add_done_callback(self._background.discard)
+        if not self._drivers:
+            self._idle.set()
+
+    def claims(self) -> list[dict[str, Any]]:
+        """The runs this worker drives, with their fences (told to the master on connect)."""
+        return [
+            {"run": run_id, "term": d.fence.term, "epoch": d.fence.epoch}
+            for run_id, (d, _, _) in self._drivers.items()
+        ]
+
     def cancel(self, run_id: str) -> None:
         entry = self._drivers.get(run_id)
         if entry is not None:

@@ -1,0 +1,88 @@
+"""``kiok admin``: admit workers (one-time join tokens), list them, revoke one.
+
+``kiok admin join-token`` prints the token alone on stdout, so ``TOKEN=$(kiok admin join-token)``
+works; its expiry goes to stderr.
+"""
+
+from __future__ import annotations
+
+import click
+
+from kiok.cli.client import CliError, segment
+from kiok.cli.context import CliContext, json_option, pass_cli
+from kiok.cli.output import emit_json, emit_table, text
+
+MIN_TTL_S = 60
+MAX_TTL_S = 7 * 24 * 3600
+
+
+@click.group()
+def admin() -> None:
+    """Administer the cluster: admit, list and revoke workers."""
+
+
+@admin.command("join-token")
+@click.option("--role", type=click.Choice(["worker"]), default="worker", show_default=True)
+@click.option(
+    "--ttl",
+    type=click.IntRange(MIN_TTL_S, MAX_TTL_S),
+    default=3600,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long the token can be used.",
+)
+@json_option
+@pass_cli
+def join_token(cli: CliContext, role: str, ttl: int) -> None:
+    """Create a one-time join token and print it.
+
+    Start one worker with it (KIOK_WORKER_JOIN_TOKEN); on its first connect the worker
+    exchanges it for a persistent credential.
+    """
+    answer = cli.client().post("/api/v1/admin/join-tokens", {"role": role, "ttlSeconds": ttl})
+    token = answer.get("token") if isinstance(answer, dict) else None
+    if not isinstance(token, str) or not token:
+        raise CliError("the master's join-token answer carries no token")
+    if cli.as_json:
+        emit_json(answer)
+        return
+    click.echo(token)
+    click.echo(f"one-time join token for one {role}; expires at {answer.get('expiresAt')}", err=True)
+
+
+@admin.command()
+@json_option
+@pass_cli
+def workers(cli: CliContext) -> None:
+    """List admitted workers (revoked ones too)."""
+    answer = cli.client().get("/api/v1/admin/workers")
+    if cli.as_json:
+        emit_json(answer)
+        return
+    items = answer.get("workers", []) if isinstance(answer, dict) else []
+    if not items:
+        click.echo("no workers admitted")
+        return
+    rows = [
+        [
+            text(w.get("id")),
+            text(w.get("admittedAt")),
+            text(w.get("revokedAt") or True) if w.get("revoked") else "no",
+        ]
+        for w in items
+    ]
+    emit_table(["ID", "ADMITTED", "REVOKED"], rows)
+
+
+@admin.command()
+@click.argument("worker_id", metavar="WORKER")
+@json_option
+@pass_cli
+def revoke(cli: CliContext, worker_id: str) -> None:
+    """Revoke WORKER's credential and disconnect it at once. Only a new join token admits
+    that id again."""
+    answer = cli.client().delete(f"/api/v1/admin/workers/{segment(worker_id)}")
+    if cli.as_json:
+        emit_json(answer)
+    else:
+        click.echo(f"revoked {worker_id}")

@@ -1,0 +1,61 @@
+"""``/api/v1/admin``: worker admission — one-time join tokens, the admitted workers, revoking
+one (which also disconnects it at once)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from kiok.master.admission import DEFAULT_TTL_S, MAX_TTL_S, MIN_TTL_S
+from kiok.master.api.deps import node_of, require
+from kiok.master.auth import Principal
+from kiok.master.views import iso
+from kiok.security import actions
+
+router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
+
+
+class JoinTokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: str = Field(default="worker", max_length=64, description="Only `worker` so far.")
+    ttlSeconds: int = Field(default=DEFAULT_TTL_S, ge=MIN_TTL_S, le=MAX_TTL_S)
+
+
+class JoinTokenResponse(BaseModel):
+    token: str
+    expiresAt: str
+
+
+@router.post("/join-tokens", status_code=201, response_model=JoinTokenResponse, responses={400: {}})
+async def issue_join_token(
+    request: Request,
+    body: JoinTokenRequest | None = Body(default=None),
+    _: Principal = Depends(require(actions.ISSUE_JOIN_TOKEN)),
+) -> Any:
+    """A one-time join token: a worker started with it exchanges it for a persistent
+    credential on its first connect. Reachable before the cluster opens."""
+    body = body or JoinTokenRequest()
+    token, expires_ms = await node_of(request).admission.issue_join_token(body.role, body.ttlSeconds)
+    return {"token": token, "expiresAt": iso(expires_ms)}
+
+
+@router.get("/workers")
+async def list_workers(
+    request: Request, _: Principal = Depends(require(actions.LIST_WORKERS))
+) -> dict[str, Any]:
+    """Every admitted worker, revoked ones included."""
+    return {"workers": node_of(request).admission.workers()}
+
+
+@router.delete("/workers/{worker_id}", responses={404: {}})
+async def revoke_worker(
+    worker_id: str, request: Request, _: Principal = Depends(require(actions.REVOKE_WORKER))
+) -> dict[str, Any]:
+    """Revoke a worker's credential and disconnect it at once (revoking again is harmless)."""
+    node = node_of(request)
+    await node.admission.revoke(worker_id)
+    node.disconnect_worker(worker_id)
+    return {"revoked": worker_id}

@@ -1,0 +1,401 @@
+"""The master's side of the internal protocol (port 19999): admits workers and carries runs
+to them and reports back.
+
+A connection starts with the worker's HELLO within the connect deadline: the protocol
+version is checked (an unsupported one is refused with a reason, logged on both sides), then
+the worker authenticates with its credential or a one-time join token. After WELCOME the
+connection is a ``WorkerHandle`` for the coordinator. Every read has a deadline (the
+heartbeat timeout: a worker that says nothing for that long is dropped), every write has one
+too, and any bad frame closes that one connection and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from kiok.errors import KiokError, ProtocolError, Unauthenticated
+from kiok.master.coordinator import WorkerInfo
+from kiok.protocol.framing import read_frame, write_frame
+from kiok.protocol.messages import PROTOCOL_VERSION, Assignment, OfferReply, OfferVerdict
+from kiok.protocol.wire import Kind, assignment_to_wire, field, frame, kind_of
+from kiok.security.ratelimit import FailureLimiter
+from kiok.store import commands as c
+
+if TYPE_CHECKING:
+    from kiok.master.node import MasterNode
+
+log = logging.getLogger(__name__)
+
+_WORKER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_OFFER_TIMEOUT_S = 10.0
+
+
+class GlobalPermits:
+    """``kiok.scheduler.max.global.concurrency``: task bodies running cluster-wide."""
+
+    def __init__(self, limit: int) -> None:
+        self._sem = asyncio.Semaphore(limit)
+
+    async def acquire(self) -> None:
+        await self._sem.acquire()
+
+    def release(self, n: int = 1) -> None:
+        for _ in range(n):
+            self._sem.release()
+
+
+class WorkerConnection:
+    """One admitted worker: the coordinator's handle on it."""
+
+    def __init__(
+        self,
+        server: InternalServer,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        worker_id: str,
+        address: str,
+        labels: tuple[str, ...],
+        slots: int,
+    ) -> None:
+        self._server = server
+        self._node = server.node
+        self._reader = reader
+        self._writer = writer
+        self.worker_id = worker_id
+        self._address = address
+        self._labels = labels
+        self._slots = slots
+        self._free = slots
+        self._draining = False
+        self.connected = True
+        self.last_seen_ms = self._node.clock_ms()
+        self._ids = itertools.count(1)
+        self._offers: dict[int, asyncio.Future[OfferReply]] = {}
+        self._out: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._permits_held = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # --- WorkerHandle ----------------------------------------------------------------------
+
+    def info(self) -> WorkerInfo:
+        return WorkerInfo(
+            id=self.worker_id,
+            address=self._address,
+            labels=self._labels,
+            slots=self._slots,
+            free=self._free,
+            connected=self.connected,
+            draining=self._draining,
+            last_heartbeat_ms=self.last_seen_ms,
+        )
+
+    async def offer(self, assignment: Assignment, labels: Iterable[str]) -> OfferReply:
+        if not self.connected:
+            return OfferReply(OfferVerdict.NAK, f"worker {self.worker_id} is not connected")
+        request = next(self._ids)
+        fut: asyncio.Future[OfferReply] = asyncio.get_running_loop().create_future()
+        self._offers[request] = fut
+        self.send(frame(Kind.OFFER, request, **assignment_to_wire(assignment)))
+        try:
+            return await asyncio.wait_for(fut, _OFFER_TIMEOUT_S)
+        except TimeoutError:
+            return OfferReply(OfferVerdict.NAK, f"worker {self.worker_id} did not answer the offer")
+        finally:
+            self._offers.pop(request, None)
+
+    def cancel(self, run_id: str) -> None:
+        self.send(frame(Kind.CANCEL, run=run_id))
+
+    def close(self, reason: str) -> None:
+        """Refuse and drop this connection now (e.g. the worker was revoked)."""
+        self.send(frame(Kind.REFUSED, code="revoked", reason=reason))
+        self.send_close()
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self.connected:
+            self._out.put_nowait(message)
+
+    def send_close(self) -> None:
+        self._out.put_nowait(None)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _write_loop(self) -> None:
+        timeout = self._server.io_timeout_s
+        while True:
+            message = await self._out.get()
+            if message is None:
+                break
+            await write_frame(
+                self._writer, message, timeout_s=timeout, max_frame_bytes=self._server.max_frame
+            )
+        self._writer.close()
+
+    async def serve(self) -> None:
+        writer_task = asyncio.create_task(self._write_loop())
+        reader_task = asyncio.create_task(self._read_loop())
+        try:
+            done, _ = await asyncio.wait({writer_task, reader_task}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                err = task.exception()
+                if isinstance(err, ProtocolError):
+                    log.warning(
+                        "worker %s (%s): closing connection: %s", self.worker_id, self._address, err.message
+                    )
+                elif err is not None:
+                    log.error("worker %s connection failed", self.worker_id, exc_info=err)
+        finally:
+            self.connected = False
+            for t in (writer_task, reader_task, *self._tasks):
+                t.cancel()
+            for fut in self._offers.values():
+                if not fut.done():
+                    fut.set_result(OfferReply(OfferVerdict.NAK, "connection lost"))
+            self._server.permits.release(self._permits_held)
+            self._permits_held = 0
+            self._writer.close()
+
+    async def _read_loop(self) -> None:
+        while True:
+            message = await read_frame(
+                self._reader,
+                timeout_s=self._server.heartbeat_timeout_s,
+                max_frame_bytes=self._server.max_frame,
+            )
+            if message is None:
+                return
+            self.last_seen_ms = self._node.clock_ms()
+            self._dispatch(message)
+
+    def _dispatch(self, m: dict[str, Any]) -> None:
+        kind = kind_of(m)
+        if kind is Kind.HEARTBEAT:
+            self._free = int(field(m, "free", int))
+            self._draining = bool(m.get("draining"))
+        elif kind is Kind.OFFER_REPLY:
+            fut = self._offers.get(field(m, "id", int))
+            if fut is not None and not fut.done():
+                verdict = OfferVerdict.ACK if m.get("verdict") == "ack" else OfferVerdict.NAK
+                fut.set_result(OfferReply(verdict, str(m.get("reason", ""))))
+        elif kind is Kind.REPORT:
+            self._report(m)
+        elif kind is Kind.LOG:
+            data = field(m, "data", bytes)
+            self._node.joblog.append(field(m, "run", str), field(m, "task", str), data)
+        elif kind is Kind.RELEASE:
+            cmd = c.ReleaseRun(
+                at_ms=self._node.clock_ms(),
+                run_id=field(m, "run", str),
+                epoch=field(m, "epoch", int),
+                reason=str(m.get("reason", "")),
+            )
+            self._node.log.propose_nowait(cmd).add_done_callback(_ignore)
+        elif kind is Kind.PERMIT:
+            self._spawn(self._grant(field(m, "id", int)))
+        elif kind is Kind.PERMIT_FREE:
+            if self._permits_held > 0:
+                self._permits_held -= 1
+                self._server.permits.release()
+        else:
+            raise ProtocolError(f"unexpected message {kind.value!r} from a worker")
+
+    def _report(self, m: dict[str, Any]) -> None:
+        request = field(m, "id", int)
+        cmd = c.ReportTasks(
+            at_ms=self._node.clock_ms(),
+            run_id=field(m, "run", str),
+            term=field(m, "term", int),
+            epoch=field(m, "epoch", int),
+            tasks=field(m, "tasks", dict),
+        )
+
+        def acked(fut: asyncio.Future[Any]) -> None:
+            if fut.cancelled():
+                return
+            err = fut.exception()
+            if err is not None and not isinstance(err, KiokError):
+                return  # not applied: no ack, the worker replays it
+            fenced = err is not None or bool(fut.result().get("fenced"))
+            if fenced:
+                log.warning(
+                    "worker %s: report for run %s rejected (stale fence or unknown run)",
+                    self.worker_id,
+                    cmd.run_id,
+                )
+                self._node.run_log(
+                    cmd.run_id,
+                    f"rejected a report from worker {self.worker_id} under stale fence "
+                    f"{cmd.term}/{cmd.epoch}",
+                )
+            self.send(frame(Kind.REPORT_ACK, request, run=cmd.run_id, fenced=fenced))
+
+        self._node.log.propose_nowait(cmd).add_done_callback(acked)
+
+    async def _grant(self, request: int) -> None:
+        await self._server.permits.acquire()
+        if not self.connected:
+            self._server.permits.release()
+            return
+        self._permits_held += 1
+        self.send(frame(Kind.PERMIT_GRANT, request))
+
+
+def _ignore(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
+class InternalServer:
+    def __init__(self, node: MasterNode) -> None:
+        s = node.settings
+        self.node = node
+        self.heartbeat_interval_ms = s.get_int("kiok.worker.heartbeat.interval.ms")
+        self.heartbeat_timeout_s = s.get_int("kiok.worker.heartbeat.timeout.ms") / 1000
+        self.connect_timeout_s = s.get_int("kiok.internal.connect.timeout.ms") / 1000
+        self.io_timeout_s = s.get_int("kiok.internal.io.timeout.ms") / 1000
+        self.max_frame = s.get_int("kiok.internal.max.frame.bytes")
+        self.permits = GlobalPermits(s.get_int("kiok.scheduler.max.global.concurrency"))
+        self._limiter = FailureLimiter(
+            s.get_int("kiok.auth.worker.max.failures"), s.get_int("kiok.auth.login.window.seconds") * 1000
+        )
+        self.connections: dict[str, WorkerConnection] = {}
+        self._server: asyncio.Server | None = None
+        self._lost_timers: dict[str, asyncio.TimerHandle] = {}
+
+    async def start(self, host: str, port: int) -> None:
+        self._server = await asyncio.start_server(self._handle, host, port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections.values()):
+            conn.send_close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        address = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        conn: WorkerConnection | None = None
+        try:
+            conn = await self._admit(reader, writer, address)
+            if conn is not None:
+                await conn.serve()
+        except ProtocolError as e:
+            log.warning("internal connection from %s closed: %s", address, e.message)
+        except (ConnectionError, OSError) as e:
+            log.info("internal connection from %s dropped: %s", address, e)
+        finally:
+            writer.close()
+            if conn is not None:
+                self._disconnected(conn)
+
+    async def _refuse(self, writer: asyncio.StreamWriter, code: str, reason: str, address: str) -> None:
+        log.warning("refused internal connection from %s: %s", address, reason)
+        with contextlib.suppress(ProtocolError, ConnectionError, OSError):
+            await write_frame(
+                writer, frame(Kind.REFUSED, code=code, reason=reason), timeout_s=self.io_timeout_s
+            )
+
+    async def _admit(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, address: str
+    ) -> WorkerConnection | None:
+        hello = await read_frame(reader, timeout_s=self.connect_timeout_s, max_frame_bytes=64 * 1024)
+        if hello is None:
+            return None
+        if kind_of(hello) is not Kind.HELLO:
+            raise ProtocolError("the first frame must be a hello")
+        if hello.get("v") != PROTOCOL_VERSION:
+            await self._refuse(
+                writer,
+                "unsupported_version",
+                f"unsupported protocol version {hello.get('v')!r}; "
+                f"this master speaks version {PROTOCOL_VERSION}",
+                address,
+            )
+            return None
+        host = address.rsplit(":", 1)[0]
+        now = self.node.clock_ms()
+        wait_ms = self._limiter.retry_after_ms(host, now)
+        if wait_ms:
+            await self._refuse(
+                writer,
+                "rate_limited",
+                f"too many failed authentications; retry in {wait_ms // 1000 + 1}s",
+                address,
+            )
+            return None
+        worker_id = field(hello, "worker", str)
+        if not _WORKER_ID.match(worker_id):
+            raise ProtocolError(f"invalid worker id {worker_id!r}")
+        credential: str | None = None
+        try:
+            if isinstance(hello.get("credential"), str):
+                self.node.admission.verify(worker_id, hello["credential"])
+            elif isinstance(hello.get("joinToken"), str):
+                credential = await self.node.admission.redeem(hello["joinToken"], worker_id)
+            else:
+                raise Unauthenticated("no credential and no join token (set KIOK_WORKER_JOIN_TOKEN)")
+        except Unauthenticated as e:
+            self._limiter.failed(host, now)
+            await self._refuse(writer, "unauthenticated", f"worker {worker_id}: {e.message}", address)
+            return None
+        self._limiter.succeeded(host)
+        labels = tuple(sorted({str(x).strip().lower() for x in hello.get("labels") or () if str(x).strip()}))
+        conn = WorkerConnection(
+            self, reader, writer, worker_id, address, labels, int(hello.get("slots") or 1)
+        )
+        old = self.connections.get(worker_id)
+        if old is not None:
+            old.send_close()
+        timer = self._lost_timers.pop(worker_id, None)
+        if timer is not None:
+            timer.cancel()
+        self.connections[worker_id] = conn
+        welcome: dict[str, Any] = {
+            "worker": worker_id,
+            "term": self.node.coordinator.term,
+            "heartbeatIntervalMs": self.heartbeat_interval_ms,
+            "heartbeatTimeoutMs": int(self.heartbeat_timeout_s * 1000),
+        }
+        if credential is not None:
+            welcome["credential"] = credential
+        await write_frame(writer, frame(Kind.WELCOME, **welcome), timeout_s=self.io_timeout_s)
+        abandon = self.node.coordinator.reattach(worker_id, hello.get("runs") or [])
+        if abandon:
+            conn.send(frame(Kind.ABANDON, runs=abandon))
+        self.node.coordinator.add_worker(conn)
+        log.info(
+            "worker %s connected from %s (labels %s, %s slots)",
+            worker_id,
+            address,
+            list(labels),
+            conn.info().slots,
+        )
+        return conn
+
+    def _disconnected(self, conn: WorkerConnection) -> None:
+        if self.connections.get(conn.worker_id) is not conn:
+            return  # replaced by a newer connection of the same worker
+        log.info("worker %s disconnected", conn.worker_id)
+        # Its runs stay with it until the heartbeat timeout since it was last heard of,
+        # so a worker that reconnects at once keeps driving them.
+        delay = max(0.0, conn.last_seen_ms / 1000 + self.heartbeat_timeout_s - self.node.clock_ms() / 1000)
+
+        def lost() -> None:
+            self._lost_timers.pop(conn.worker_id, None)
+            if self.connections.get(conn.worker_id) is conn:
+                del self.connections[conn.worker_id]
+                log.warning("worker %s lost: its runs are reassigned", conn.worker_id)
+                self.node.coordinator.worker_lost(conn.worker_id)
+
+        self._lost_timers[conn.worker_id] = asyncio.get_running_loop().call_later(delay, lost)

@@ -1,0 +1,115 @@
+"""Pieces every composition root shares: the clock, HTTP servers without their own signal
+handling, the worker's identity, and building a worker around a ``MasterLink``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from kiok.config import Settings
+from kiok.worker.driver import DriverEnv, base_task_env
+from kiok.worker.executors import default_executors
+from kiok.worker.link import MasterLink
+from kiok.worker.process import ProcessRunner
+from kiok.worker.worker import Worker
+
+log = logging.getLogger(__name__)
+
+
+def clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class HttpServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the process owns SIGTERM/SIGINT (drain)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def http_server(app: Any, host: str, port: int) -> HttpServer:
+    return HttpServer(
+        uvicorn.Config(
+            app, host=host, port=port, loop="asyncio", log_level="warning", access_log=False, lifespan="off"
+        )
+    )
+
+
+def stop_event() -> asyncio.Event:
+    """Set on SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def worker_id_for(settings: Settings) -> str:
+    """``kiok.worker.id``, or an id generated once and kept in the data directory."""
+    configured = settings.get_str("kiok.worker.id")
+    if configured:
+        return configured
+    path = settings.data_dir / "worker-id"
+    if path.exists():
+        return path.read_text().strip()
+    wid = f"worker-{uuid.uuid4().hex[:8]}"
+    path.write_text(wid + "\n")
+    return wid
+
+
+def build_worker(settings: Settings, link: MasterLink, environ: dict[str, str]) -> Worker:
+    data = settings.data_dir
+    python = settings.get_str("kiok.python.path") or sys.executable
+    slots = settings.get_int("kiok.worker.task.slots")
+    work_root = Path(settings.get_str("kiok.worker.work.dir") or data / "work")
+    work_root.mkdir(parents=True, exist_ok=True)
+    env = DriverEnv(
+        worker_id=worker_id_for(settings),
+        link=link,
+        slots=asyncio.Semaphore(slots),
+        executors=default_executors(
+            ProcessRunner(slots), python, settings.get_int("kiok.task.http.connect.timeout.ms") / 1000
+        ),
+        work_root=work_root,
+        base_env=base_task_env(environ),
+        default_timeout_ms=settings.get_int("kiok.scheduler.default.task.timeout.ms"),
+        retry_cap_ms=settings.get_int("kiok.scheduler.retry.max.delay.ms"),
+        kill_grace_s=settings.get_int("kiok.worker.task.kill.grace.ms") / 1000,
+        log_batch_bytes=settings.get_int("kiok.joblog.worker.batch.bytes"),
+        log_interval_s=settings.get_int("kiok.joblog.worker.batch.interval.ms") / 1000,
+        log_cap_bytes=settings.get_int("kiok.joblog.max.bytes.per.task"),
+        clock_ms=clock_ms,
+    )
+    labels = [x for x in settings.get_str("kiok.worker.labels").split(",") if x.strip()]
+    return Worker(env, slots=slots, labels=labels)
+
+
+def prepare_data_dir(settings: Settings) -> Path:
+    data = settings.data_dir
+    data.mkdir(parents=True, exist_ok=True)
+    data.chmod(0o700)
+    return data
+
+
+async def wait_for_stop(stop: asyncio.Event, servers: list[asyncio.Task[None]]) -> bool:
+    """Wait for SIGTERM/SIGINT or a server that ends by itself; True when one failed."""
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([*servers, stopper], return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    failed = False
+    for task in done:
+        if task is not stopper and task.exception() is not None:
+            log.error("server failed: %s", task.exception())
+            failed = True
+    return failed

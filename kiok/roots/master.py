@@ -1,0 +1,48 @@
+"""``kiok master``: the admin HTTP API and the internal protocol server over the store.
+
+The cluster opens (the 503 gate lifts) once at least one worker has connected and been
+admitted; with no worker it stays closed, with no timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from kiok.config import Settings
+from kiok.master.api.app import create_app
+from kiok.master.internal_server import InternalServer
+from kiok.master.node import MasterNode
+from kiok.roots.common import clock_ms, http_server, prepare_data_dir, stop_event, wait_for_stop
+
+log = logging.getLogger(__name__)
+
+
+async def run_master(settings: Settings) -> None:
+    data = prepare_data_dir(settings)
+    node = MasterNode(settings, clock_ms)
+    await node.start()
+    internal = InternalServer(node)
+    host = settings.get_str("kiok.master.host")
+    await internal.start(host, settings.get_int("kiok.master.internal.port"))
+    admin = http_server(
+        create_app(node, max_body_bytes=settings.get_int("kiok.admin.http.max.content.size.bytes")),
+        host,
+        settings.get_int("kiok.master.admin.port"),
+    )
+    stop = stop_event()
+    servers = [asyncio.create_task(admin.serve())]
+    log.info(
+        "kiok master: admin API on http://%s, internal protocol on %s:%d, data in %s",
+        node.admin_address,
+        host,
+        settings.get_int("kiok.master.internal.port"),
+        data,
+    )
+    failed = await wait_for_stop(stop, servers)
+    log.info("shutting down")
+    await internal.stop()
+    admin.should_exit = True
+    await asyncio.gather(*servers, return_exceptions=True)
+    await node.stop()
+    if failed:
+        raise SystemExit(1)

@@ -1,0 +1,69 @@
+"""``kiok worker``: a worker process that connects to the masters, drives the runs it is
+given, and serves its status port. SIGTERM drains: no new runs, running ones finish (at
+most ``kiok.worker.shutdown.drain.timeout.seconds``), then it disconnects and exits."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from kiok.config import Settings
+from kiok.errors import InvalidInput
+from kiok.roots.common import (
+    build_worker,
+    http_server,
+    prepare_data_dir,
+    stop_event,
+    wait_for_stop,
+    worker_id_for,
+)
+from kiok.worker.master_client import MasterClient, parse_masters
+from kiok.worker.outbox import Outbox
+from kiok.worker.status_http import create_status_app
+
+log = logging.getLogger(__name__)
+
+
+async def run_worker(settings: Settings, environ: dict[str, str]) -> None:
+    data = prepare_data_dir(settings)
+    try:
+        masters = parse_masters(settings.get_str("kiok.worker.masters"))
+    except ValueError as e:
+        raise InvalidInput(str(e)) from None
+    credential_file = Path(settings.get_str("kiok.worker.credential.file") or data / "worker-credential")
+    client = MasterClient(
+        masters,
+        worker_id_for(settings),
+        credential_file=credential_file,
+        join_token=settings.get_str("kiok.worker.join.token"),
+        outbox=Outbox(data / "outbox"),
+        heartbeat_interval_s=settings.get_int("kiok.worker.heartbeat.interval.ms") / 1000,
+        connect_timeout_s=settings.get_int("kiok.internal.connect.timeout.ms") / 1000,
+        io_timeout_s=settings.get_int("kiok.internal.io.timeout.ms") / 1000,
+        max_frame_bytes=settings.get_int("kiok.internal.max.frame.bytes"),
+    )
+    worker = build_worker(settings, client, environ)
+    client.attach(worker)
+    status_addr = f"{settings.get_str('kiok.worker.host')}:{settings.get_int('kiok.worker.status.port')}"
+    status = http_server(
+        create_status_app(worker, lambda: client.state),
+        settings.get_str("kiok.worker.host"),
+        settings.get_int("kiok.worker.status.port"),
+    )
+    stop = stop_event()
+    tasks = [asyncio.create_task(status.serve()), asyncio.create_task(client.run())]
+    log.info(
+        "kiok worker %s: masters %s, status on http://%s, data in %s", worker.id, masters, status_addr, data
+    )
+    failed = await wait_for_stop(stop, tasks)
+    log.info("draining: no new runs; waiting for %d running run(s)", len(worker.active_runs))
+    finished = await worker.drain(settings.get_int("kiok.worker.shutdown.drain.timeout.seconds"))
+    if not finished:
+        log.warning("drain timeout: unfinished runs were given back to the masters")
+    await asyncio.sleep(0.2)  # let the last reports and releases leave
+    await client.stop()
+    status.should_exit = True
+    await asyncio.gather(*tasks, return_exceptions=True)
+    if failed:
+        raise SystemExit(1)

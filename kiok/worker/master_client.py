@@ -1,0 +1,299 @@
+"""The worker's side of the internal protocol: a ``MasterLink`` over one TCP connection.
+
+The worker opens the connection (so it works behind NAT), says HELLO with its credential —
+or, on its very first start, the one-time join token, which the master exchanges for a
+credential that is saved with mode 0600 — and then carries offers in, reports, logs and
+heartbeats out. Terminal task reports go through the fsync'd ``Outbox`` and are replayed
+after every reconnect until acknowledged; a report the master rejects as fenced makes the
+worker abandon that run (stop its tasks): another driver owns it now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kiok.core.states import TERMINAL_TASK_STATES
+from kiok.errors import ProtocolError
+from kiok.protocol.framing import read_frame, write_frame
+from kiok.protocol.messages import PROTOCOL_VERSION, Fence
+from kiok.protocol.wire import Kind, assignment_from_wire, field, frame, kind_of
+from kiok.worker.outbox import Outbox
+
+if TYPE_CHECKING:
+    from kiok.worker.worker import Worker
+
+log = logging.getLogger(__name__)
+
+_TERMINAL = {s.value for s in TERMINAL_TASK_STATES}
+_BACKOFF_S = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+def parse_masters(text: str) -> list[tuple[str, int]]:
+    out = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"kiok.worker.masters: {item!r} is not host:port")
+        out.append((host, int(port)))
+    if not out:
+        raise ValueError("kiok.worker.masters is empty")
+    return out
+
+
+class MasterClient:
+    def __init__(
+        self,
+        masters: list[tuple[str, int]],
+        worker_id: str,
+        *,
+        credential_file: Path,
+        join_token: str,
+        outbox: Outbox,
+        heartbeat_interval_s: float,
+        connect_timeout_s: float,
+        io_timeout_s: float,
+        max_frame_bytes: int,
+    ) -> None:
+        self._masters = masters
+        self._worker_id = worker_id
+        self._credential_file = credential_file
+        self._join_token = join_token
+        self._outbox = outbox
+        self._heartbeat_s = heartbeat_interval_s
+        self._connect_timeout_s = connect_timeout_s
+        self._io_timeout_s = io_timeout_s
+        self._max_frame = max_frame_bytes
+        self._worker: Worker | None = None
+        self._out: asyncio.Queue[dict[str, Any] | None] | None = None
+        self._connected = asyncio.Event()
+        self._ids = itertools.count(1)
+        self._permit_waiters: dict[int, asyncio.Future[None]] = {}
+        self._permits_on_connection = 0
+        self.state = "connecting"
+        self._stopping = False
+
+    def attach(self, worker: Worker) -> None:
+        self._worker = worker
+
+    # --- MasterLink ------------------------------------------------------------------------
+
+    def report_tasks(self, run_id: str, fence: Fence, tasks: dict[str, dict[str, Any]]) -> None:
+        record = {"run": run_id, "term": fence.term, "epoch": fence.epoch, "tasks": tasks}
+        key = 0
+        if any(t.get("state") in _TERMINAL for t in tasks.values()):
+            key = self._outbox.put(record)  # durable until the master acknowledges it
+        self._send(frame(Kind.REPORT, key, **record))
+
+    def append_log(self, run_id: str, task_id: str, data: bytes, *, final: bool) -> None:
+        if data:
+            self._send(frame(Kind.LOG, run=run_id, task=task_id, data=data, final=final))
+
+    def release_run(self, run_id: str, fence: Fence, reason: str) -> None:
+        self._send(frame(Kind.RELEASE, run=run_id, term=fence.term, epoch=fence.epoch, reason=reason))
+
+    async def acquire_task_permit(self) -> None:
+        while True:
+            await self._connected.wait()
+            request = next(self._ids)
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._permit_waiters[request] = fut
+            self._send(frame(Kind.PERMIT, request))
+            try:
+                await fut
+                self._permits_on_connection += 1
+                return
+            except ConnectionError:
+                continue  # the connection dropped before the grant: ask the next one
+            finally:
+                self._permit_waiters.pop(request, None)
+
+    def release_task_permit(self) -> None:
+        if self._permits_on_connection > 0:
+            self._permits_on_connection -= 1
+            self._send(frame(Kind.PERMIT_FREE))
+
+    def _send(self, message: dict[str, Any]) -> None:
+        if self._out is not None:
+            self._out.put_nowait(message)
+
+    # --- connection lifecycle --------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, serve, reconnect with back-off, until ``stop``."""
+        attempt = 0
+        for host, port in itertools.cycle(self._masters):
+            if self._stopping:
+                return
+            try:
+                await self._session(host, port)
+                attempt = 0
+            except (OSError, ConnectionError, ProtocolError, TimeoutError) as e:
+                if not self._stopping:
+                    log.warning("connection to master %s:%d: %s", host, port, e)
+            finally:
+                self._on_disconnect()
+            if self._stopping:
+                return
+            await asyncio.sleep(_BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)])
+            attempt += 1
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._out is not None:
+            self._out.put_nowait(None)
+
+    def _credential(self) -> str | None:
+        try:
+            return self._credential_file.read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def _save_credential(self, credential: str) -> None:
+        path = self._credential_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, credential.encode() + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+
+    async def _session(self, host: str, port: int) -> None:
+        assert self._worker is not None
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), self._connect_timeout_s)
+        try:
+            hello: dict[str, Any] = {
+                "worker": self._worker_id,
+                "labels": list(self._worker.labels),
+                "slots": self._worker.total_slots,
+                "runs": self._worker.claims(),
+                "capabilities": [],
+            }
+            credential = self._credential()
+            if credential:
+                hello["credential"] = credential
+            elif self._join_token:
+                hello["joinToken"] = self._join_token
+            await write_frame(writer, frame(Kind.HELLO, **hello), timeout_s=self._io_timeout_s)
+            answer = await read_frame(
+                reader, timeout_s=self._connect_timeout_s, max_frame_bytes=self._max_frame
+            )
+            if answer is None:
+                raise ConnectionError("the master closed the connection during the hello")
+            if kind_of(answer) is Kind.REFUSED:
+                self.state = f"refused: {answer.get('reason', '')}"
+                log.error("master %s:%d refused this worker: %s", host, port, answer.get("reason"))
+                return
+            if kind_of(answer) is not Kind.WELCOME:
+                raise ProtocolError("expected a welcome")
+            if isinstance(answer.get("credential"), str):
+                self._save_credential(answer["credential"])
+                log.info("admitted with the join token; credential saved to %s", self._credential_file)
+            self.state = "connected"
+            log.info("connected to master %s:%d (protocol v%d)", host, port, PROTOCOL_VERSION)
+            await self._serve(reader, writer)
+        finally:
+            writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        out: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._out = out
+        self._permits_on_connection = 0
+        for key, record in self._outbox.pending():  # replay unacknowledged terminal reports
+            out.put_nowait(frame(Kind.REPORT, key, **record))
+        self._connected.set()
+        tasks = [
+            asyncio.create_task(self._write_loop(writer, out)),
+            asyncio.create_task(self._read_loop(reader)),
+            asyncio.create_task(self._heartbeats()),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                err = task.exception()
+                if err is not None:
+                    raise err
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    def _on_disconnect(self) -> None:
+        self._connected.clear()
+        self._out = None
+        if not self.state.startswith("refused"):
+            self.state = "connecting"
+        for fut in self._permit_waiters.values():
+            if not fut.done():
+                fut.set_exception(ConnectionError("connection lost"))
+
+    async def _write_loop(
+        self, writer: asyncio.StreamWriter, out: asyncio.Queue[dict[str, Any] | None]
+    ) -> None:
+        while True:
+            message = await out.get()
+            if message is None:
+                return
+            await write_frame(writer, message, timeout_s=self._io_timeout_s, max_frame_bytes=self._max_frame)
+
+    async def _heartbeats(self) -> None:
+        assert self._worker is not None
+        while True:
+            w = self._worker
+            self._send(
+                frame(Kind.HEARTBEAT, free=w.total_slots - w.busy_slots, draining=w.draining, runs=w.claims())
+            )
+            await asyncio.sleep(self._heartbeat_s)
+
+    async def _read_loop(self, reader: asyncio.StreamReader) -> None:
+        assert self._worker is not None
+        worker = self._worker
+        # The master may stay silent for long: reads wait, writes carry the deadlines.
+        while True:
+            m = await read_frame(reader, timeout_s=3600 * 24, max_frame_bytes=self._max_frame)
+            if m is None:
+                raise ConnectionError("the master closed the connection")
+            kind = kind_of(m)
+            if kind is Kind.OFFER:
+                assignment = assignment_from_wire(m)
+                reply = worker.offer(assignment, assignment.spec.get("dag", {}).get("labels", ()))
+                self._send(
+                    frame(
+                        Kind.OFFER_REPLY,
+                        field(m, "id", int),
+                        verdict=reply.verdict.value,
+                        reason=reply.reason,
+                    )
+                )
+            elif kind is Kind.REPORT_ACK:
+                key = field(m, "id", int)
+                if key:
+                    self._outbox.ack(key)
+                if m.get("fenced"):
+                    worker.abandon(str(m.get("run")), "the master rejected its report (stale fence)")
+            elif kind is Kind.CANCEL:
+                worker.cancel(field(m, "run", str))
+            elif kind is Kind.ABANDON:
+                for run_id in m.get("runs") or ():
+                    worker.abandon(str(run_id), "the master gave the run to another driver")
+            elif kind is Kind.PERMIT_GRANT:
+                fut = self._permit_waiters.get(field(m, "id", int))
+                if fut is not None and not fut.done():
+                    fut.set_result(None)
+                else:  # nobody waits any more: give it back
+                    self._send(frame(Kind.PERMIT_FREE))
+            elif kind is Kind.REFUSED:
+                self.state = f"refused: {m.get('reason', '')}"
+                log.error("master closed the connection: %s", m.get("reason"))
+                raise ConnectionError(str(m.get("reason")))
+            else:
+                raise ProtocolError(f"unexpected message {kind.value!r} from the master")
