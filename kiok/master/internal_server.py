@@ -272,6 +272,17 @@ class InternalServer:
         self.connections: dict[str, WorkerConnection] = {}
         self._server: asyncio.Server | None = None
         self._lost_timers: dict[str, asyncio.TimerHandle] = {}
+        node.revoke_hooks.append(self.revoke)
+
+    def revoke(self, worker_id: str) -> None:
+        """Drop a revoked worker now; it cannot come back, so its runs are reassigned at once."""
+        conn = self.connections.pop(worker_id, None)
+        if conn is not None:
+            conn.close(f"worker {worker_id} was revoked")
+        timer = self._lost_timers.pop(worker_id, None)
+        if timer is not None:
+            timer.cancel()
+        self.node.coordinator.worker_lost(worker_id)
 
     async def start(self, host: str, port: int) -> None:
         self._server = await asyncio.start_server(self._handle, host, port)
@@ -347,7 +358,7 @@ class InternalServer:
                 raise Unauthenticated("no credential and no join token (set KIOK_WORKER_JOIN_TOKEN)")
         except Unauthenticated as e:
             self._limiter.failed(host, now)
-            await self._refuse(writer, "unauthenticated", f"worker {worker_id}: {e.message}", address)
+            await self._refuse(writer, "unauthenticated", e.message, address)
             return None
         self._limiter.succeeded(host)
         labels = tuple(sorted({str(x).strip().lower() for x in hello.get("labels") or () if str(x).strip()}))

@@ -73,6 +73,9 @@ class MasterNode:
         self._tasks: list[asyncio.Task[Any]] = []
         self._started = False
         self._specs: dict[str, DagSpec] = {}
+        #: Called with a worker id when its credential is revoked (the internal server
+        #: registers one that drops the connection).
+        self.revoke_hooks: list[Callable[[str], None]] = []
 
     def run_spec(self, run_id: str) -> DagSpec:
         """The run's compiled spec (immutable per run, so parsed once and cached)."""
@@ -94,10 +97,8 @@ class MasterNode:
     def disconnect_worker(self, worker_id: str) -> None:
         """Close a worker's connection at once (its credential was revoked); its runs go
         back to the pool."""
-        handle = self.coordinator.workers.get(worker_id)
-        closer = getattr(handle, "close", None)
-        if closer is not None:
-            closer(f"worker {worker_id} was revoked")
+        for hook in self.revoke_hooks:
+            hook(worker_id)
 
     def _on_effects(self, fx: Effects) -> None:
         self.metrics.observe(fx)

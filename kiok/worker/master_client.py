@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 _TERMINAL = {s.value for s in TERMINAL_TASK_STATES}
 _BACKOFF_S = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+#: After a refusal (bad credential, revoked, version) retrying fast cannot help and would
+#: trip the master's per-address limit on failed authentications.
+_REFUSED_BACKOFF_S = 15.0
 
 
 def parse_masters(text: str) -> list[tuple[str, int]]:
@@ -142,7 +145,10 @@ class MasterClient:
                 self._on_disconnect()
             if self._stopping:
                 return
-            await asyncio.sleep(_BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)])
+            refused = self.state.startswith("refused")
+            await asyncio.sleep(
+                _REFUSED_BACKOFF_S if refused else _BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)]
+            )
             attempt += 1
 
     async def stop(self) -> None:

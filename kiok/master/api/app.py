@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 
 #: Reachable before the cluster opens: a client must be able to log in (and, with
 #: workers over the network, create the join token that admits the first worker).
+#: Admitting and revoking workers must work while no worker is connected, too.
 _UNGATED = ("/api/v1/auth/login", "/api/v1/admin/join-tokens")
+_UNGATED_PREFIXES = ("/api/v1/admin/workers",)
 
 
 class BodyLimit:
@@ -73,7 +75,12 @@ class ReadinessGate:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] == "http" and path.startswith("/api/v1/") and path not in _UNGATED:
+        if (
+            scope["type"] == "http"
+            and path.startswith("/api/v1/")
+            and path not in _UNGATED
+            and not path.startswith(_UNGATED_PREFIXES)
+        ):
             ready, why = self.node.readiness()
             if not ready:
                 response = error_response(503, "not_ready", f"cluster not ready: {why}", {"Retry-After": "1"})

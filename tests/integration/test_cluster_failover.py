@@ -1,0 +1,157 @@
+"""A master and workers as separate processes: losing a driver loses nothing, fences keep a
+cut-off driver from committing, a restarted master keeps the runs' drivers, and the
+cluster-wide concurrency cap holds across workers."""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kiok.testing.process import Master, WorkerProcess
+
+FAST = {"KIOK_WORKER_HEARTBEAT_TIMEOUT_MS": "2000", "KIOK_WORKER_HEARTBEAT_INTERVAL_MS": "300"}
+
+
+class Cluster:
+    def __init__(self, root: Path, workers: int, master_env: dict[str, str] | None = None) -> None:
+        self.root = root
+        self.master = Master(root / "master", {**FAST, **(master_env or {})}).start()
+        token_env = {**FAST, "KIOK_JOBLOG_WORKER_BATCH_INTERVAL_MS": "100"}
+        self.workers = {}
+        for i in range(workers):
+            wid = f"w{i + 1}"
+            w = WorkerProcess(
+                root / wid,
+                self.master.internal_address,
+                wid,
+                {**token_env, "KIOK_WORKER_JOIN_TOKEN": self.master.join_token()},
+            )
+            self.workers[wid] = w.start()
+        self.master.wait_open()
+
+    def stop(self) -> None:
+        for w in self.workers.values():
+            if w.proc is not None and w.proc.poll() is None:
+                w.signal(signal.SIGCONT)
+            w.stop()
+        self.master.stop()
+
+
+@pytest.fixture
+def cluster_factory(tmp_path: Path) -> Iterator[Any]:
+    made: list[Cluster] = []
+
+    def make(workers: int = 2, master_env: dict[str, str] | None = None) -> Cluster:
+        c = Cluster(tmp_path, workers, master_env)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.stop()
+
+
+def three_step_dag(dag_id: str, marks: Path, sleep_s: float) -> str:
+    return f"""
+dag: {{id: {dag_id}}}
+tasks:
+  - {{id: first, script: 'echo "$KIOK_ATTEMPT" >> {marks}/first'}}
+  - id: slow
+    requires: [first]
+    script: 'echo "$KIOK_ATTEMPT $(cat /proc/sys/kernel/hostname)" >> {marks}/slow; sleep {sleep_s}'
+  - {{id: last, requires: [slow], script: 'echo "$KIOK_ATTEMPT" >> {marks}/last'}}
+"""
+
+
+def test_kill9_of_the_driver_reassigns_within_the_heartbeat_timeout(
+    cluster_factory: Any, tmp_path: Path
+) -> None:
+    c: Cluster = cluster_factory()
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    c.master.register(three_step_dag("failover", marks, 3))
+    run_id = c.master.trigger("failover")
+    run = c.master.wait_for(
+        lambda: (r := c.master.run(run_id))["tasks"]["slow"]["state"] == "RUNNING" and r, 20, "slow to run"
+    )
+    driver = run["worker"]
+    other = next(w for w in c.workers if w != driver)
+    killed_at = time.monotonic()
+    c.workers[driver].kill9()
+    c.master.wait_for(lambda: c.master.run(run_id)["worker"] == other, 10, "reassignment")
+    assert time.monotonic() - killed_at <= 2.0 + 1.0 + 0.3  # heartbeat timeout + 1 s (+ polling)
+    done = c.master.wait_run(run_id, timeout_s=30)
+    assert done["state"] == "SUCCESS"
+    assert done["tasks"]["first"]["attempt"] == 1 and done["tasks"]["first"]["worker"] == driver
+    assert done["tasks"]["slow"]["attempt"] == 2 and done["tasks"]["slow"]["worker"] == other
+    assert (marks / "first").read_text() == "1\n"  # a finished task is never run again
+    assert (marks / "last").read_text() == "1\n"
+    assert f"assigned to worker {other}" in c.master.log(run_id, "__run__")
+
+
+def test_a_frozen_driver_comes_back_fenced(cluster_factory: Any, tmp_path: Path) -> None:
+    c: Cluster = cluster_factory()
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    c.master.register(three_step_dag("frozen", marks, 1.5))
+    run_id = c.master.trigger("frozen")
+    run = c.master.wait_for(
+        lambda: (r := c.master.run(run_id))["tasks"]["slow"]["state"] == "RUNNING" and r, 20, "slow to run"
+    )
+    driver = run["worker"]
+    c.workers[driver].signal(signal.SIGSTOP)  # its task keeps running (own session) and ends
+    done = c.master.wait_run(run_id, timeout_s=30)
+    assert done["state"] == "SUCCESS" and done["worker"] != driver
+    c.workers[driver].signal(signal.SIGCONT)
+    # Its late SUCCESS for attempt 1 arrives under the old fence: rejected and counted.
+    after = c.master.wait_for(
+        lambda: (r := c.master.run(run_id))["staleReports"] >= 1 and r, 15, "stale report"
+    )
+    assert after["state"] == "SUCCESS"
+    assert after["tasks"]["slow"] == done["tasks"]["slow"]
+    assert "stale fence" in c.master.log(run_id, "__run__")
+    metrics = c.master.api("GET", "/metrics").text
+    assert "kiok_stale_reports_total" in metrics
+    # The cut-off worker reconnects and is usable again, holding no run.
+    c.master.wait_for(lambda: c.workers[driver].status()["activeRuns"] == 0, 10, "the old driver to let go")
+    assert c.workers[driver].status()["masterConnection"] == "connected"
+
+
+def test_a_restarted_master_keeps_the_drivers_and_their_reports(cluster_factory: Any, tmp_path: Path) -> None:
+    c: Cluster = cluster_factory(workers=1)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    c.master.register(three_step_dag("survivor", marks, 2))
+    run_id = c.master.trigger("survivor")
+    c.master.wait_for(lambda: c.master.run(run_id)["tasks"]["slow"]["state"] == "RUNNING", 20, "slow to run")
+    c.master.kill9()
+    c.master.start()  # same ports and data; the worker reconnects by itself
+    c.master.wait_open()
+    done = c.master.wait_run(run_id, timeout_s=30)
+    assert done["state"] == "SUCCESS"
+    assert done["tasks"]["slow"]["attempt"] == 1  # kept its driver: nothing re-ran
+    assert (marks / "slow").read_text().count("\n") == 1
+
+
+def test_the_global_concurrency_cap_holds_across_workers(cluster_factory: Any) -> None:
+    c: Cluster = cluster_factory(master_env={"KIOK_SCHEDULER_MAX_GLOBAL_CONCURRENCY": "1"})
+    c.master.register(
+        "dag: {id: capped}\ntasks:\n  - {id: a, script: 'sleep 0.5'}\n  - {id: b, script: 'sleep 0.5'}\n"
+    )
+    runs = [c.master.trigger("capped") for _ in range(2)]
+    spans = []
+    workers = set()
+    for run_id in runs:
+        run = c.master.wait_run(run_id, timeout_s=30)
+        assert run["state"] == "SUCCESS"
+        workers.add(run["worker"])
+        spans += [(t["startedAt"], t["endedAt"]) for t in run["tasks"].values()]
+    spans.sort()
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert end <= start, spans  # never two task bodies at once, cluster-wide
