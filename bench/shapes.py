@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
-from kiok.testing.process import Standalone
+from kiok.testing.process import Master, Standalone, WorkerProcess
 
 TRUE = ["/bin/sh", "-c", "true"]
 
@@ -78,19 +78,33 @@ def main() -> None:
     ap.add_argument("--slots", type=int, default=8)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--latency-runs", type=int, default=30)
+    ap.add_argument("--cluster", action="store_true", help="1 master + 2 workers instead of standalone")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        node = Standalone(
-            Path(tmp) / "kiok", {"KIOK_WORKER_TASK_SLOTS": str(a.slots), "KIOK_LOG_LEVEL": "WARNING"}
-        )
-        node.start()
+        env = {"KIOK_WORKER_TASK_SLOTS": str(a.slots), "KIOK_LOG_LEVEL": "WARNING"}
+        processes: list[Standalone] = []
+        if a.cluster:
+            master = Master(Path(tmp) / "master", env).start()
+            processes.append(master)
+            for wid in ("w1", "w2"):
+                token = master.join_token()
+                worker_env = {**env, "KIOK_WORKER_JOIN_TOKEN": token}
+                processes.append(
+                    WorkerProcess(Path(tmp) / wid, master.internal_address, wid, worker_env).start()
+                )
+            master.wait_open()
+            node: Standalone = master
+        else:
+            node = Standalone(Path(tmp) / "kiok", env).start()
+            processes.append(node)
+        system_name = "kiok-cluster" if a.cluster else "kiok"
         try:
             for name, layers in SHAPES.items():
                 tasks = sum(len(x) for x in layers)
                 node.register(dag_yaml(name, layers))
                 measures: tuple[tuple[str, Callable[[], float]], ...] = (
                     ("floor", functools.partial(floor, layers, a.slots)),
-                    ("kiok", functools.partial(kiok_wall, node, name)),
+                    (system_name, functools.partial(kiok_wall, node, name)),
                 )
                 for system, measure in measures:
                     wall = min(measure() for _ in range(a.repeat))
@@ -115,7 +129,7 @@ def main() -> None:
             print(
                 json.dumps(
                     {
-                        "system": "kiok",
+                        "system": system_name,
                         "shape": "trigger_to_first_start",
                         "runs": len(lat),
                         "median_ms": statistics.median(lat),
@@ -125,7 +139,8 @@ def main() -> None:
                 flush=True,
             )
         finally:
-            node.stop()
+            for process in reversed(processes):
+                process.stop()
 
 
 if __name__ == "__main__":

@@ -240,7 +240,9 @@ class WorkerConnection:
                 )
             self.send(frame(Kind.REPORT_ACK, request, run=cmd.run_id, fenced=fenced))
 
-        self._node.log.propose_nowait(cmd).add_done_callback(acked)
+        # Only reports the worker keeps in its outbox (request id > 0: terminal ones) wait for
+        # an fsync before the ack; progress reports need only survive a crash of this process.
+        self._node.log.propose_nowait(cmd, fsync=request > 0).add_done_callback(acked)
 
     async def _grant(self, request: int) -> None:
         await self._server.permits.acquire()
