@@ -140,6 +140,12 @@ class Coordinator:
     def kick(self) -> None:
         self._kick.set()
 
+    def capacity_freed(self, worker_id: str) -> None:
+        """A task slot came free on a worker: runs waiting for room may go now."""
+        if self.waiting:
+            self._naks.pop(worker_id, None)
+            self._kick.set()
+
     # --- the loop --------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -209,7 +215,10 @@ class Coordinator:
         ready = [w for w in matching if not w.info().draining]
         if not ready:
             return None, "every matching worker is draining"
-        usable = [w for w in ready if self._naks.get(w.info().id, (0, 0))[1] <= now]
+        with_room = [w for w in ready if w.info().free > 0]
+        if not with_room:
+            return None, "every matching worker is at capacity (all task slots busy)"
+        usable = [w for w in with_room if self._naks.get(w.info().id, (0, 0))[1] <= now]
         if not usable:
             return None, "every matching worker refused the run recently (backing off)"
         # Most free slots; among equals the most specific label set (fewest extra labels).

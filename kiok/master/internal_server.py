@@ -181,7 +181,10 @@ class WorkerConnection:
     def _dispatch(self, m: dict[str, Any]) -> None:
         kind = kind_of(m)
         if kind is Kind.HEARTBEAT:
-            self._free = int(field(m, "free", int))
+            free = int(field(m, "free", int))
+            if free > self._free:
+                self._node.coordinator.capacity_freed(self.worker_id)
+            self._free = free
             self._draining = bool(m.get("draining"))
         elif kind is Kind.OFFER_REPLY:
             fut = self._offers.get(field(m, "id", int))
@@ -207,6 +210,7 @@ class WorkerConnection:
             if self._permits_held > 0:
                 self._permits_held -= 1
                 self._server.permits.release()
+            self._node.coordinator.capacity_freed(self.worker_id)
         else:
             raise ProtocolError(f"unexpected message {kind.value!r} from a worker")
 
@@ -350,6 +354,16 @@ class InternalServer:
         worker_id = field(hello, "worker", str)
         if not _WORKER_ID.match(worker_id):
             raise ProtocolError(f"invalid worker id {worker_id!r}")
+        # Every field is checked before a join token can be spent on this hello.
+        raw_labels = hello.get("labels") or []
+        if not isinstance(raw_labels, list) or not all(isinstance(x, str) for x in raw_labels):
+            raise ProtocolError("hello: 'labels' must be a list of strings")
+        slots = hello.get("slots", 1)
+        if not isinstance(slots, int) or isinstance(slots, bool) or not 1 <= slots <= 100_000:
+            raise ProtocolError("hello: 'slots' must be a whole number from 1 to 100000")
+        claims = hello.get("runs") or []
+        if not isinstance(claims, list):
+            raise ProtocolError("hello: 'runs' must be a list")
         credential: str | None = None
         try:
             if isinstance(hello.get("credential"), str):
@@ -363,10 +377,8 @@ class InternalServer:
             await self._refuse(writer, "unauthenticated", e.message, address)
             return None
         self._limiter.succeeded(host)
-        labels = tuple(sorted({str(x).strip().lower() for x in hello.get("labels") or () if str(x).strip()}))
-        conn = WorkerConnection(
-            self, reader, writer, worker_id, address, labels, int(hello.get("slots") or 1)
-        )
+        labels = tuple(sorted({x.strip().lower() for x in raw_labels if x.strip()}))
+        conn = WorkerConnection(self, reader, writer, worker_id, address, labels, slots)
         old = self.connections.get(worker_id)
         if old is not None:
             old.send_close()
@@ -383,7 +395,7 @@ class InternalServer:
         if credential is not None:
             welcome["credential"] = credential
         await write_frame(writer, frame(Kind.WELCOME, **welcome), timeout_s=self.io_timeout_s)
-        abandon = self.node.coordinator.reattach(worker_id, hello.get("runs") or [])
+        abandon = self.node.coordinator.reattach(worker_id, claims)
         if abandon:
             conn.send(frame(Kind.ABANDON, runs=abandon))
         self.node.coordinator.add_worker(conn)

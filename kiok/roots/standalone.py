@@ -30,6 +30,7 @@ class InProcessLink:
 
     def __init__(self, node: MasterNode, max_global_concurrency: int) -> None:
         self._node = node
+        self.worker_id = ""  # set once the worker exists
         self._permits = asyncio.Semaphore(max_global_concurrency)
 
     def report_tasks(self, run_id: str, fence: Fence, tasks: dict[str, dict[str, Any]]) -> None:
@@ -57,6 +58,7 @@ class InProcessLink:
 
     def release_task_permit(self) -> None:
         self._permits.release()
+        self._node.coordinator.capacity_freed(self.worker_id)
 
 
 def _log_failure(fut: asyncio.Future[Any]) -> None:
@@ -97,6 +99,7 @@ async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
     await node.start()
     link = InProcessLink(node, settings.get_int("kiok.scheduler.max.global.concurrency"))
     worker = build_worker(settings, link, environ)
+    link.worker_id = worker.id
     status_addr = f"{settings.get_str('kiok.worker.host')}:{settings.get_int('kiok.worker.status.port')}"
     node.coordinator.add_worker(LocalWorkerHandle(worker, status_addr))
     admin = http_server(

@@ -11,6 +11,7 @@ worker abandon that run (stop its tasks): another driver owns it now.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -82,6 +83,7 @@ class MasterClient:
         self._permits_on_connection = 0
         self.state = "connecting"
         self._stopping = False
+        self._stop = asyncio.Event()
 
     def attach(self, worker: Worker) -> None:
         self._worker = worker
@@ -146,13 +148,14 @@ class MasterClient:
             if self._stopping:
                 return
             refused = self.state.startswith("refused")
-            await asyncio.sleep(
-                _REFUSED_BACKOFF_S if refused else _BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)]
-            )
+            delay = _REFUSED_BACKOFF_S if refused else _BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)]
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)  # a stop cuts the back-off short
             attempt += 1
 
     async def stop(self) -> None:
         self._stopping = True
+        self._stop.set()
         if self._out is not None:
             self._out.put_nowait(None)
 

@@ -44,6 +44,11 @@ class Worker:
     def offer(self, assignment: Assignment, required_labels: Iterable[str] = ()) -> OfferReply:
         if self.draining:
             return OfferReply(OfferVerdict.NAK, f"worker {self.id} is draining")
+        if self.busy_slots >= self.total_slots:
+            return OfferReply(
+                OfferVerdict.NAK,
+                f"worker {self.id} is at capacity ({self.total_slots} of {self.total_slots} slots busy)",
+            )
         missing = set(normalise_labels(required_labels)) - set(self.labels)
         if missing:
             return OfferReply(OfferVerdict.NAK, f"worker {self.id} lacks labels {sorted(missing)}")
