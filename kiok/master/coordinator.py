@@ -2,9 +2,10 @@
 
 A dispatch pass looks at every unfinished run that no live driver holds and either assigns
 it — ``AssignRun`` commits a new fence first, then the worker is offered the run — or records
-why it waits (paused DAG, ``max_active_runs``, no matching worker). Placement: among
-connected, non-draining workers whose labels include all the DAG's labels and that are not
-backing off after NAKs, the one with the most free slots. Passes are triggered by committed
+why it waits (paused DAG, ``max_active_runs``, no matching worker, no capacity). Placement:
+among connected, non-draining workers with a free slot whose labels include all the DAG's
+labels and that are not backing off after NAKs, the most specific match (fewest labels), then
+the one with the most free slots. Passes are triggered by committed
 changes (new run, finished run, worker joined) rather than by polling.
 """
 
@@ -191,7 +192,7 @@ class Coordinator:
                 retry_ms = min(retry_ms or 10**9, self._grace_until_ms - now)
                 continue
             labels = tuple(spec["dag"].get("labels", ()))
-            worker, why = self._pick(labels, now)
+            worker, why = self.pick_worker(labels, now)
             if worker is None:
                 self.waiting[run_id] = why
                 backoff_until = min((u for _, u in self._naks.values() if u > now), default=None)
@@ -205,7 +206,8 @@ class Coordinator:
                 retry_ms = min(retry_ms or 10**9, _NAK_BACKOFF_MS[0])
         return retry_ms
 
-    def _pick(self, labels: tuple[str, ...], now: int) -> tuple[WorkerHandle | None, str]:
+    def pick_worker(self, labels: tuple[str, ...], now: int) -> tuple[WorkerHandle | None, str]:
+        """The worker to offer a run needing ``labels`` to, or None and why there is none."""
         connected = [w for w in self.workers.values() if w.info().connected]
         if not connected:
             return None, "no worker is connected"
@@ -221,8 +223,9 @@ class Coordinator:
         usable = [w for w in with_room if self._naks.get(w.info().id, (0, 0))[1] <= now]
         if not usable:
             return None, "every matching worker refused the run recently (backing off)"
-        # Most free slots; among equals the most specific label set (fewest extra labels).
-        return max(usable, key=lambda w: (w.info().free, -len(w.info().labels))), ""
+        # The most specific match (fewest labels beyond those asked for) wins; among those,
+        # the worker with the most free slots.
+        return max(usable, key=lambda w: (-len(w.info().labels), w.info().free)), ""
 
     async def _assign(
         self, run: dict[str, Any], spec: dict[str, Any], labels: tuple[str, ...], worker: WorkerHandle
