@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from kiok.core.states import TERMINAL_RUN_STATES
 from kiok.core.waiting import iso_utc
 from kiok.errors import KiokError
 from kiok.ids import RUN_LOG_TASK
@@ -29,7 +30,6 @@ from kiok.store.reader import StateReader
 
 log = logging.getLogger(__name__)
 
-_TERMINAL = ("SUCCESS", "FAILED", "CANCELLED")
 
 _NAK_BACKOFF_MS = (500, 1000, 2000, 5000, 10000)
 
@@ -115,7 +115,7 @@ class Coordinator:
             run = self._reader.run_header(run_id)
             current = (
                 run is not None
-                and run["state"] not in _TERMINAL
+                and run["state"] not in TERMINAL_RUN_STATES
                 and run["worker"] == worker_id
                 and (run["term"], run["epoch"]) == (claim.get("term"), claim.get("epoch"))
             )

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from kiok.core.readiness import advance
-from kiok.core.states import RunState, TaskRecord, TaskState
+from kiok.core.states import TERMINAL_RUN_STATES, RunState, TaskRecord, TaskState
 from kiok.core.transitions import ReportVerdict, TaskEvent, TaskEventKind, apply_task_event, report_verdict
 from kiok.dag.load import spec_from_document
 from kiok.errors import Conflict, NotFound
@@ -23,7 +23,6 @@ from kiok.store import keys as k
 from kiok.store.effects import Effects
 from kiok.store.txn import Txn
 
-_TERMINAL_RUN = {s.value for s in (RunState.SUCCESS, RunState.FAILED, RunState.CANCELLED)}
 _UNSTARTED = TaskRecord().to_dict()
 
 
@@ -95,7 +94,7 @@ def _put_task(txn: Txn, run: dict[str, Any], tid: str, old: TaskRecord, new: Tas
 
 def _close(txn: Txn, run: dict[str, Any], at_ms: int, fx: Effects) -> None:
     """Write the header; end the run when no task is open any more."""
-    if run["open"] == 0 and run["state"] not in _TERMINAL_RUN:
+    if run["open"] == 0 and run["state"] not in TERMINAL_RUN_STATES:
         if run["cancel"]:
             outcome = RunState.CANCELLED
         else:
@@ -117,7 +116,7 @@ def _lose_running(txn: Txn, run: dict[str, Any], at_ms: int) -> None:
 def apply_assign(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     assert isinstance(cmd, c.AssignRun)
     run = _load(txn, cmd.run_id)
-    if run["state"] in _TERMINAL_RUN:
+    if run["state"] in TERMINAL_RUN_STATES:
         raise Conflict(f"run {cmd.run_id} is already {run['state']}")
     if run["worker"] is not None:
         _lose_running(txn, run, cmd.at_ms)
@@ -131,7 +130,7 @@ def apply_assign(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
 def apply_release(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     assert isinstance(cmd, c.ReleaseRun)
     run = _load(txn, cmd.run_id)
-    if run["epoch"] != cmd.epoch or run["state"] in _TERMINAL_RUN or run["worker"] is None:
+    if run["epoch"] != cmd.epoch or run["state"] in TERMINAL_RUN_STATES or run["worker"] is None:
         return {"released": False}
     _lose_running(txn, run, cmd.at_ms)
     run["worker"] = None
@@ -170,7 +169,7 @@ def apply_report(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
 def apply_cancel(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     assert isinstance(cmd, c.CancelRun)
     run = _load(txn, cmd.run_id)
-    if run["state"] in _TERMINAL_RUN:
+    if run["state"] in TERMINAL_RUN_STATES:
         if run["state"] == RunState.CANCELLED.value:
             return {"runId": cmd.run_id, "state": run["state"]}
         raise Conflict(f"run {cmd.run_id} already ended {run['state']}")

@@ -33,6 +33,12 @@ class CommandLog(Protocol):
         concurrently are applied in the order their ``propose`` calls started."""
         ...
 
+    def propose_nowait(self, cmd: Command, *, fsync: bool = True) -> asyncio.Future[Any]:
+        """``propose`` for callers that must not await; the future resolves as ``propose``
+        would. With ``fsync=False`` the command need only survive a crash of this process
+        (for reports nobody waits on)."""
+        ...
+
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener`` with the effects of every durable batch, in commit order."""
         ...

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_TERMINAL = {s.value for s in TERMINAL_TASK_STATES}
 _BACKOFF_S = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 #: After a refusal (bad credential, revoked, version) retrying fast cannot help and would
 #: trip the master's per-address limit on failed authentications.
@@ -93,7 +92,7 @@ class MasterClient:
     def report_tasks(self, run_id: str, fence: Fence, tasks: dict[str, dict[str, Any]]) -> None:
         record = {"run": run_id, "term": fence.term, "epoch": fence.epoch, "tasks": tasks}
         key = 0
-        if any(t.get("state") in _TERMINAL for t in tasks.values()):
+        if any(t.get("state") in TERMINAL_TASK_STATES for t in tasks.values()):
             key = self._outbox.put(record)  # durable until the master acknowledges it
         self._send(frame(Kind.REPORT, key, **record))
 

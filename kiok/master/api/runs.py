@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from kiok.core.states import RunState, TaskState
+from kiok.core.states import TERMINAL_RUN_STATES, TERMINAL_TASK_STATES, RunState
 from kiok.errors import InvalidInput, NotFound
 from kiok.ids import RUN_LOG_TASK
 from kiok.master.api.deps import node_of, require
@@ -16,11 +16,6 @@ from kiok.security import actions
 from kiok.store import commands as c
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
-
-_TERMINAL = {s.value for s in (RunState.SUCCESS, RunState.FAILED, RunState.CANCELLED)}
-_TERMINAL_TASK = {
-    s.value for s in (TaskState.SUCCESS, TaskState.FAILED, TaskState.SKIPPED, TaskState.CANCELLED)
-}
 
 
 def _run(request: Request, run_id: str) -> dict[str, Any]:
@@ -101,9 +96,11 @@ async def read_log(
         raise NotFound(f"run {run_id!r} has no task {task_id!r}")
     data, next_offset = node.joblog.read(run_id, task_id, offset, limit)
     if task_id == RUN_LOG_TASK:
-        finished = run["state"] in _TERMINAL
+        finished = run["state"] in TERMINAL_RUN_STATES
     else:
-        finished = run["tasks"][task_id]["state"] in _TERMINAL_TASK or run["state"] in _TERMINAL
+        finished = (
+            run["tasks"][task_id]["state"] in TERMINAL_TASK_STATES or run["state"] in TERMINAL_RUN_STATES
+        )
     complete = finished and next_offset >= node.joblog.size(run_id, task_id)
     return {
         "data": data.decode(errors="replace"),
