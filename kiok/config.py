@@ -163,6 +163,19 @@ KEYS: tuple[Key, ...] = (
         5,
         "Failed worker authentications per address (per login window) before refusal.",
     ),
+    Key(
+        "kiok.master.key",
+        str,
+        "",
+        "Master passphrase (32+ characters) that wraps the data keys; set it as KIOK_MASTER_KEY, "
+        "never in a file. Empty: a key file <data>/master.key (mode 0600) is generated, with a warning.",
+    ),
+    Key(
+        "kiok.kms.pbkdf2.iterations",
+        int,
+        200_000,
+        "PBKDF2-SHA256 iterations deriving the root key from the master key.",
+    ),
     Key("kiok.log.level", str, "INFO", "Log level of the kiok process (DEBUG, INFO, WARNING, ERROR)."),
 )
 

@@ -18,10 +18,14 @@ from kiok.master.auth import AuthService
 from kiok.master.coordinator import Coordinator
 from kiok.master.metrics import MasterMetrics
 from kiok.master.scheduler import Scheduler
+from kiok.security.kms import Keyring, WrongMasterKey
+from kiok.store import commands as c
 from kiok.store import keys
 from kiok.store.commandlog import LocalCommandLog
 from kiok.store.effects import Effects
-from kiok.store.joblog import JobLogStore
+from kiok.store.encrypted import EncryptedKV
+from kiok.store.joblog import LOGS, JobLogStore
+from kiok.store.keyring import existing_keyring, master_key, new_keyring
 from kiok.store.kv import RocksKV
 from kiok.store.reader import StateReader
 
@@ -37,8 +41,27 @@ class MasterNode:
         self.clock_ms = clock_ms
         self.node_id = node_id
         data = settings.data_dir
-        self.kv = RocksKV(data / "state", keys.SPACES)
-        self.joblog = JobLogStore.open(data / "joblog")
+        # The master key is checked against the store's keyring before the store is opened
+        # for writing: a wrong key changes nothing on disk.
+        iterations = settings.get_int("kiok.kms.pbkdf2.iterations")
+        configured = settings.get_str("kiok.master.key")
+        if not configured and not (data / "master.key").exists() and (data / "state" / "CURRENT").exists():
+            raise WrongMasterKey("this data directory is encrypted with a master key: set KIOK_MASTER_KEY")
+        passphrase = master_key(configured, data)
+        ring = existing_keyring(data / "state", passphrase, iterations)
+        self._new_keyring = None if ring is not None else new_keyring(passphrase, iterations)
+        self.kv = EncryptedKV(
+            RocksKV(data / "state", keys.SPACES),
+            {
+                keys.META: "metadata-encryption",
+                keys.IAM: "metadata-encryption",
+                keys.CONNECTIONS: "connection-encryption",
+            },
+        )
+        self._joblog_kv = EncryptedKV(RocksKV(data / "joblog", [LOGS]), {LOGS: "joblog-encryption"})
+        self.joblog = JobLogStore(self._joblog_kv)
+        if ring is not None:
+            self._use_keyring(ring)
         self.log = LocalCommandLog(self.kv)
         self.reader = StateReader(self.kv)
         self.metrics = MasterMetrics()
@@ -113,7 +136,20 @@ class MasterNode:
             return False, "no worker is connected (a cluster opens once at least one worker is ready)"
         return True, ""
 
+    def _use_keyring(self, ring: Keyring) -> None:
+        self.kv.set_keyring(ring)
+        self._joblog_kv.set_keyring(ring)
+
+    async def open_stores(self) -> None:
+        """Install the keyring of a new store (a no-op for an existing one)."""
+        if self._new_keyring is not None:
+            ring, salt, wrapped = self._new_keyring
+            await self.log.propose(c.InstallKeyring(at_ms=self.clock_ms(), salt=salt, wrapped=wrapped))
+            self._use_keyring(ring)
+            self._new_keyring = None
+
     async def start(self) -> None:
+        await self.open_stores()
         created = await self.auth.bootstrap(
             self.settings.get_str("kiok.iam.admin.user"), self.settings.get_str("kiok.iam.admin.password")
         )

@@ -63,6 +63,15 @@ def _bootstrap(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     return {"bootstrapped": True}
 
 
+def _install_keyring(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
+    assert isinstance(cmd, c.InstallKeyring)
+    if txn.get(k.KMS, k.KEYRING) is not None:
+        return {"installed": False}
+    txn.put(k.KMS, k.KEYRING_SALT, cmd.salt)
+    txn.put(k.KMS, k.KEYRING, cmd.wrapped)
+    return {"installed": True}
+
+
 def _set_password(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     assert isinstance(cmd, c.SetPassword)
     user = txn.get(k.IAM, k.user(cmd.user))
@@ -148,6 +157,7 @@ def _fire_schedule(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
 _HANDLERS: dict[type[c.Command], Callable[[Txn, c.Command, Effects], Any]] = {
     c.Bootstrap: _bootstrap,
     c.SetPassword: _set_password,
+    c.InstallKeyring: _install_keyring,
     c.RegisterDag: _register_dag,
     c.DeleteDag: _delete_dag,
     c.SetDagPaused: _set_paused,

@@ -62,6 +62,17 @@ class Bootstrap(Command):
 
 @command
 @dataclass(frozen=True)
+class InstallKeyring(Command):
+    """First start of a store: the PBKDF2 salt and the data keys wrapped by the root key.
+    A no-op when the store already has a keyring."""
+
+    kind: ClassVar[str] = "install_keyring"
+    salt: bytes = b""
+    wrapped: bytes = b""
+
+
+@command
+@dataclass(frozen=True)
 class SetPassword(Command):
     kind: ClassVar[str] = "set_password"
     user: str = ""

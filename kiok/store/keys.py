@@ -72,6 +72,8 @@ def user(name: str) -> str:
 
 
 BOOTSTRAP_MARKER = "sys/bootstrap"
+KEYRING = "keyring"
+KEYRING_SALT = "keyring-salt"
 SIGNING_KEY = "jwt/signing-key"
 
 

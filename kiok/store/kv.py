@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from rocksdict import Options, Rdict, WriteBatch, WriteOptions
+from rocksdict import AccessType, Options, Rdict, WriteBatch, WriteOptions
 
 #: (keyspace, key, value or None for a delete)
 Write = tuple[str, bytes, bytes | None]
@@ -55,6 +55,27 @@ def _raw(items: Iterable[tuple[object, object]]) -> Iterator[tuple[bytes, bytes]
 
 class RocksKV:
     """RocksDB with one column family per keyspace."""
+
+    @staticmethod
+    def peek(
+        path: Path, spaces: Iterable[str], space: str, keys: Iterable[bytes]
+    ) -> dict[bytes, bytes | None]:
+        """Read a few values from an existing store without writing anything to its
+        directory (read-only open); {} when there is no store there yet."""
+        if not (path / "CURRENT").exists():
+            return {}
+        db = Rdict(
+            str(path),
+            Options(raw_mode=True),
+            column_families={s: Options(raw_mode=True) for s in spaces},
+            access_type=AccessType.read_only(),
+        )
+        try:
+            cf = db.get_column_family(space)
+            return {k: cf.get(k) for k in keys}
+        finally:
+            del cf
+            db.close()
 
     def __init__(self, path: Path, spaces: Iterable[str]) -> None:
         path.mkdir(parents=True, exist_ok=True)

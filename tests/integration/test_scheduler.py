@@ -33,6 +33,7 @@ async def node(tmp_path: Path) -> AsyncIterator[tuple[MasterNode, Clock]]:
         overrides={"kiok.base.data.dir": str(tmp_path), "kiok.scheduler.catchup.max.runs": 24}
     )
     n = MasterNode(settings, clock)
+    await n.open_stores()
     await n.auth.bootstrap("admin", "Some-Password-1")
     yield n, clock
     n.kv.close()
