@@ -86,3 +86,34 @@ def revoke(cli: CliContext, worker_id: str) -> None:
         emit_json(answer)
     else:
         click.echo(f"revoked {worker_id}")
+
+
+@admin.group()
+def kms() -> None:
+    """The data keys that encrypt everything kiok stores."""
+
+
+@kms.command("list")
+@json_option
+@pass_cli
+def kms_list(cli: CliContext) -> None:
+    """The data keys and their current versions."""
+    answer = cli.client().get("/api/v1/admin/kms")
+    if cli.as_json:
+        emit_json(answer)
+    else:
+        for key in answer["keys"]:
+            click.echo(f"{key['key']}\tversion {key['version']}")
+
+
+@kms.command("rotate")
+@click.argument("key", metavar="KEY")
+@json_option
+@pass_cli
+def kms_rotate(cli: CliContext, key: str) -> None:
+    """Make a new version of KEY current (old data stays readable)."""
+    answer = cli.client().post("/api/v1/admin/kms/rotate", {"key": key})
+    if cli.as_json:
+        emit_json(answer)
+    else:
+        click.echo(f"{answer['key']} is now at version {answer['version']}")

@@ -48,8 +48,15 @@ class MasterNode:
         if not configured and not (data / "master.key").exists() and (data / "state" / "CURRENT").exists():
             raise WrongMasterKey("this data directory is encrypted with a master key: set KIOK_MASTER_KEY")
         passphrase = master_key(configured, data)
-        ring = existing_keyring(data / "state", passphrase, iterations)
-        self._new_keyring = None if ring is not None else new_keyring(passphrase, iterations)
+        found = existing_keyring(data / "state", passphrase, iterations)
+        self._new_keyring = None
+        if found is None:
+            self._new_keyring = new_keyring(passphrase, iterations)
+            ring, root = self._new_keyring[0], self._new_keyring[3]
+        else:
+            ring, root = found
+        self.keyring = ring
+        self._root_key = root
         self.kv = EncryptedKV(
             RocksKV(data / "state", keys.SPACES),
             {
@@ -60,7 +67,7 @@ class MasterNode:
         )
         self._joblog_kv = EncryptedKV(RocksKV(data / "joblog", [LOGS]), {LOGS: "joblog-encryption"})
         self.joblog = JobLogStore(self._joblog_kv)
-        if ring is not None:
+        if found is not None:
             self._use_keyring(ring)
         self.log = LocalCommandLog(self.kv)
         self.reader = StateReader(self.kv)
@@ -137,13 +144,26 @@ class MasterNode:
         return True, ""
 
     def _use_keyring(self, ring: Keyring) -> None:
+        self.keyring = ring
         self.kv.set_keyring(ring)
         self._joblog_kv.set_keyring(ring)
+
+    async def rotate_key(self, name: str) -> int:
+        """Make a new version of data key ``name`` current; returns the version. Data
+        written under older versions still decrypts."""
+        ring = self.keyring.rotated(name)
+        version = ring.current[name]
+        await self.log.propose(
+            c.RotateKey(at_ms=self.clock_ms(), key=name, version=version, wrapped=ring.wrap(self._root_key))
+        )
+        self._use_keyring(ring)
+        log.info("rotated data key %s to version %d", name, version)
+        return version
 
     async def open_stores(self) -> None:
         """Install the keyring of a new store (a no-op for an existing one)."""
         if self._new_keyring is not None:
-            ring, salt, wrapped = self._new_keyring
+            ring, salt, wrapped, _ = self._new_keyring
             await self.log.propose(c.InstallKeyring(at_ms=self.clock_ms(), salt=salt, wrapped=wrapped))
             self._use_keyring(ring)
             self._new_keyring = None

@@ -72,6 +72,14 @@ def _install_keyring(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     return {"installed": True}
 
 
+def _rotate_key(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
+    assert isinstance(cmd, c.RotateKey)
+    if txn.get(k.KMS, k.KEYRING) is None:
+        raise Conflict("the store has no keyring yet")
+    txn.put(k.KMS, k.KEYRING, cmd.wrapped)
+    return {"key": cmd.key, "version": cmd.version}
+
+
 def _set_password(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     assert isinstance(cmd, c.SetPassword)
     user = txn.get(k.IAM, k.user(cmd.user))
@@ -158,6 +166,7 @@ _HANDLERS: dict[type[c.Command], Callable[[Txn, c.Command, Effects], Any]] = {
     c.Bootstrap: _bootstrap,
     c.SetPassword: _set_password,
     c.InstallKeyring: _install_keyring,
+    c.RotateKey: _rotate_key,
     c.RegisterDag: _register_dag,
     c.DeleteDag: _delete_dag,
     c.SetDagPaused: _set_paused,

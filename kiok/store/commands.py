@@ -73,6 +73,18 @@ class InstallKeyring(Command):
 
 @command
 @dataclass(frozen=True)
+class RotateKey(Command):
+    """A new version of data key ``key`` becomes current: ``wrapped`` is the whole keyring
+    (every version, so older data still decrypts), wrapped by the root key."""
+
+    kind: ClassVar[str] = "rotate_key"
+    key: str = ""
+    version: int = 0
+    wrapped: bytes = b""
+
+
+@command
+@dataclass(frozen=True)
 class SetPassword(Command):
     kind: ClassVar[str] = "set_password"
     user: str = ""

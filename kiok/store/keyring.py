@@ -39,19 +39,20 @@ def master_key(configured: str, data_dir: Path) -> str:
     return key
 
 
-def existing_keyring(state_path: Path, passphrase: str, iterations: int) -> Keyring | None:
+def existing_keyring(state_path: Path, passphrase: str, iterations: int) -> tuple[Keyring, bytes] | None:
     """The store's keyring, unwrapped with ``passphrase`` (WrongMasterKey if it does not
-    fit), or None for a store that has none yet. Reads without writing."""
+    fit), and the root key; None for a store that has none yet. Reads without writing."""
     found = RocksKV.peek(state_path, k.SPACES, k.KMS, [k.KEYRING.encode(), k.KEYRING_SALT.encode()])
     wrapped, salt = found.get(k.KEYRING.encode()), found.get(k.KEYRING_SALT.encode())
     if wrapped is None or salt is None:
         return None
     root = derive_root_key(passphrase, msgpack.unpackb(salt), iterations)
-    return Keyring.unwrap(msgpack.unpackb(wrapped), root)
+    return Keyring.unwrap(msgpack.unpackb(wrapped), root), root
 
 
-def new_keyring(passphrase: str, iterations: int) -> tuple[Keyring, bytes, bytes]:
-    """A fresh keyring, its salt and its root-wrapped form (for ``InstallKeyring``)."""
+def new_keyring(passphrase: str, iterations: int) -> tuple[Keyring, bytes, bytes, bytes]:
+    """A fresh keyring, its salt, its root-wrapped form (for ``InstallKeyring``) and the root key."""
     salt = os.urandom(16)
     ring = Keyring.generate()
-    return ring, salt, ring.wrap(derive_root_key(passphrase, salt, iterations))
+    root = derive_root_key(passphrase, salt, iterations)
+    return ring, salt, ring.wrap(root), root

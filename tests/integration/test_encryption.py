@@ -67,3 +67,27 @@ def test_without_a_master_key_a_key_file_is_generated_with_a_warning(standalone_
     kiok.stop()
     kiok.start()  # the same generated key opens the store again
     assert kiok.api("GET", "/api/v1/dags/d").status_code == 200
+
+
+def test_rotation_keeps_old_data_readable_across_a_restart(standalone_factory: Any) -> None:
+    kiok: Standalone = standalone_factory(env={"KIOK_MASTER_KEY": KEY})
+    kiok.register("dag: {id: before}\ntasks: [{id: t, script: 'echo old-log'}]\n")
+    old_run = kiok.trigger("before")
+    kiok.wait_run(old_run)
+    for key in ("metadata-encryption", "joblog-encryption"):
+        r = kiok.api("POST", "/api/v1/admin/kms/rotate", json={"key": key})
+        assert r.status_code == 200 and r.json() == {"key": key, "version": 2}
+    listed = {k["key"]: k["version"] for k in kiok.api("GET", "/api/v1/admin/kms").json()["keys"]}
+    assert listed["metadata-encryption"] == 2 and listed["connection-encryption"] == 1
+    assert kiok.api("POST", "/api/v1/admin/kms/rotate", json={"key": "nope"}).status_code == 400
+    kiok.register("dag: {id: after}\ntasks: [{id: t, script: 'echo new-log'}]\n")
+    new_run = kiok.trigger("after")
+    kiok.wait_run(new_run)
+    kiok.stop()
+    kiok.start()
+    assert kiok.api("GET", "/api/v1/dags/before").status_code == 200  # written under version 1
+    assert kiok.api("GET", "/api/v1/dags/after").status_code == 200  # written under version 2
+    assert kiok.log(old_run, "t") == "old-log\n" and kiok.log(new_run, "t") == "new-log\n"
+    assert {k["key"]: k["version"] for k in kiok.api("GET", "/api/v1/admin/kms").json()["keys"]}[
+        "joblog-encryption"
+    ] == 2

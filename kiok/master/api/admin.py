@@ -1,5 +1,5 @@
 """``/api/v1/admin``: worker admission — one-time join tokens, the admitted workers, revoking
-one (which also disconnects it at once)."""
+one (which also disconnects it at once) — and the KMS data keys (list, rotate)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from kiok.errors import InvalidInput
 from kiok.master.admission import DEFAULT_TTL_S, MAX_TTL_S, MIN_TTL_S
 from kiok.master.api.deps import node_of, require
 from kiok.master.auth import Principal
 from kiok.master.views import iso
 from kiok.security import actions
+from kiok.security.kms import DATA_KEYS
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
@@ -59,3 +61,32 @@ async def revoke_worker(
     await node.admission.revoke(worker_id)
     node.disconnect_worker(worker_id)
     return {"revoked": worker_id}
+
+
+class RotateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(max_length=64, description="One of " + ", ".join(DATA_KEYS))
+
+
+@router.get("/kms")
+async def list_keys(request: Request, _: Principal = Depends(require(actions.LIST_KEYS))) -> dict[str, Any]:
+    """The data keys and their current versions (never key material)."""
+    ring = node_of(request).keyring
+    return {
+        "keys": [
+            {"key": name, "version": ring.current[name], "versions": len(ring.versions[name])}
+            for name in DATA_KEYS
+        ]
+    }
+
+
+@router.post("/kms/rotate", responses={400: {}})
+async def rotate_key(
+    body: RotateRequest, request: Request, _: Principal = Depends(require(actions.ROTATE_KEY))
+) -> dict[str, Any]:
+    """A new version of the key becomes current; data written under older ones still reads."""
+    if body.key not in DATA_KEYS:
+        raise InvalidInput(f"key: unknown key {body.key!r}; one of {', '.join(DATA_KEYS)}")
+    version = await node_of(request).rotate_key(body.key)
+    return {"key": body.key, "version": version}
