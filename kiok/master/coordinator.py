@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from kiok.core.placeholders import references
 from kiok.core.states import TERMINAL_RUN_STATES
 from kiok.core.waiting import iso_utc
 from kiok.errors import KiokError
@@ -251,6 +252,7 @@ class Coordinator:
             created_ms=current["createdMs"],
             scheduled_ms=current["scheduledMs"],
             cancel=current["cancel"],
+            secrets=self._secrets_for(spec),
         )
         self._driving[run_id] = wid
         self.waiting.pop(run_id, None)
@@ -268,6 +270,23 @@ class Coordinator:
             c.ReleaseRun(at_ms=self._clock(), run_id=run_id, epoch=fence["epoch"], reason=reply.reason)
         )
         return False
+
+    def _secrets_for(self, spec: dict[str, Any]) -> dict[str, dict[str, str]]:
+        """Only the connection values the run's tasks refer to. They travel inside this
+        assignment and are never stored with the run; an unknown one is left out, so the
+        task that needs it fails with a clear error on the worker."""
+        wanted: dict[str, set[str]] = {}
+        for task in spec["tasks"]:
+            for text in [task.get("script") or "", *(task.get("config") or {}).values()]:
+                for conn_id, key in references(str(text)):
+                    wanted.setdefault(conn_id, set()).add(key)
+        out: dict[str, dict[str, str]] = {}
+        for conn_id, keys_ in wanted.items():
+            record = self._reader.connection(conn_id)
+            if record is not None:
+                props = record["properties"]
+                out[conn_id] = {key: props[key] for key in keys_ if key in props}
+        return out
 
     def _run_log(self, run_id: str, text: str) -> None:
         self._joblog.append(run_id, RUN_LOG_TASK, f"{iso_utc(self._clock())} {text}\n".encode())

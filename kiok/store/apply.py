@@ -80,6 +80,32 @@ def _rotate_key(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     return {"key": cmd.key, "version": cmd.version}
 
 
+def _put_connection(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
+    assert isinstance(cmd, c.PutConnection)
+    old = txn.get(k.CONNECTIONS, k.connection(cmd.connection_id))
+    txn.put(
+        k.CONNECTIONS,
+        k.connection(cmd.connection_id),
+        {
+            "id": cmd.connection_id,
+            "type": cmd.type,
+            "description": cmd.description,
+            "properties": dict(cmd.properties),
+            "createdMs": old["createdMs"] if old else cmd.at_ms,
+            "updatedMs": cmd.at_ms,
+        },
+    )
+    return {"connectionId": cmd.connection_id, "created": old is None}
+
+
+def _delete_connection(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
+    assert isinstance(cmd, c.DeleteConnection)
+    if txn.get(k.CONNECTIONS, k.connection(cmd.connection_id)) is None:
+        raise NotFound(f"connection {cmd.connection_id!r} not found")
+    txn.delete(k.CONNECTIONS, k.connection(cmd.connection_id))
+    return {"deleted": cmd.connection_id}
+
+
 def _set_password(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     assert isinstance(cmd, c.SetPassword)
     user = txn.get(k.IAM, k.user(cmd.user))
@@ -167,6 +193,8 @@ _HANDLERS: dict[type[c.Command], Callable[[Txn, c.Command, Effects], Any]] = {
     c.SetPassword: _set_password,
     c.InstallKeyring: _install_keyring,
     c.RotateKey: _rotate_key,
+    c.PutConnection: _put_connection,
+    c.DeleteConnection: _delete_connection,
     c.RegisterDag: _register_dag,
     c.DeleteDag: _delete_dag,
     c.SetDagPaused: _set_paused,

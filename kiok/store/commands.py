@@ -129,6 +129,25 @@ class RevokeWorker(Command):
     worker_id: str = ""
 
 
+@command
+@dataclass(frozen=True)
+class PutConnection(Command):
+    """Create or replace a connection (its values are encrypted with connection-encryption)."""
+
+    kind: ClassVar[str] = "put_connection"
+    connection_id: str = ""
+    type: str = "generic"
+    description: str = ""
+    properties: dict[str, str] = field(default_factory=dict)
+
+
+@command
+@dataclass(frozen=True)
+class DeleteConnection(Command):
+    kind: ClassVar[str] = "delete_connection"
+    connection_id: str = ""
+
+
 # --- DAGs ------------------------------------------------------------------------------------
 
 

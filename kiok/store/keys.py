@@ -67,6 +67,13 @@ def scheduled(dag_id: str, fire_ms: int) -> str:
     return f"sched/{dag_id}/{fire_ms:016x}"
 
 
+def connection(connection_id: str) -> str:
+    return f"conn/{connection_id}"
+
+
+CONNECTION_PREFIX = "conn/"
+
+
 def user(name: str) -> str:
     return f"user/{name}"
 

@@ -46,6 +46,15 @@ class StateReader:
         for _, raw in self._kv.scan(k.IAM, k.WORKER_PREFIX.encode()):
             yield decode(raw)
 
+    # --- connections ---------------------------------------------------------------------
+
+    def connection(self, connection_id: str) -> dict[str, Any] | None:
+        return self._get(k.CONNECTIONS, k.connection(connection_id))  # type: ignore[no-any-return]
+
+    def connections(self) -> Iterator[dict[str, Any]]:
+        for _, raw in self._kv.scan(k.CONNECTIONS, k.CONNECTION_PREFIX.encode()):
+            yield decode(raw)
+
     # --- DAGs ------------------------------------------------------------------------------
 
     def dag(self, dag_id: str) -> dict[str, Any] | None:

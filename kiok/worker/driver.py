@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from kiok.core.frontier import Frontier
-from kiok.core.placeholders import LookupConn, effective_params, param_env, resolve
+from kiok.core.placeholders import effective_params, param_env, resolve
 from kiok.core.retry import fail_event, timeout_ms_for
 from kiok.core.states import RunState, TaskRecord, TaskState
 from kiok.core.transitions import TaskEvent, TaskEventKind, apply_task_event
@@ -31,6 +31,7 @@ from kiok.protocol.messages import Assignment
 from kiok.worker.executors.base import AttemptContext, AttemptResult, Executor
 from kiok.worker.link import MasterLink
 from kiok.worker.logship import TaskLog
+from kiok.worker.masking import Masker
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class RunDriver:
         self._env = env
         self._spec = spec_from_document(assignment.spec)
         self._params = effective_params(self._spec.params, assignment.args)
+        self._masker = Masker(v for props in assignment.secrets.values() for v in props.values())
         records = {
             TaskId(t.id): TaskRecord.from_dict(assignment.tasks.get(t.id, {})) for t in self._spec.tasks
         }
@@ -173,6 +175,8 @@ class RunDriver:
                 exit_code=result.exit_code,
                 error=result.error,
             )
+        if ev.error is not None:  # the error may quote the task's output
+            ev = replace(ev, error=self._masker.mask_text(ev.error))
         rec, _ = apply_task_event(self._tasks[tid], ev)
         self._set(tid, rec)
         started = rec.started_at_ms or now
@@ -237,11 +241,11 @@ class RunDriver:
     def _resolve(self, task: TaskSpec) -> TaskSpec:
         """Placeholders are resolved here, in memory, just before the attempt runs."""
         secrets = self.assignment.secrets
-        lookup: LookupConn | None = None
-        if secrets:
 
-            def lookup(conn_id: str, key: str) -> str:
-                return secrets[conn_id][key]
+        def lookup(conn_id: str, key: str) -> str:
+            if conn_id not in secrets:
+                raise TaskError(f"unknown connection {conn_id!r} (create it: POST /api/v1/connections)")
+            return secrets[conn_id][key]
 
         now = self._env.clock_ms()
         tz = self._spec.timezone
@@ -274,6 +278,7 @@ class RunDriver:
             batch_bytes=self._env.log_batch_bytes,
             interval_s=self._env.log_interval_s,
             cap_bytes=self._env.log_cap_bytes,
+            masker=self._masker,
         )
 
     def _event(self, text: str) -> None:

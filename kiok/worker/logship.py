@@ -3,15 +3,15 @@
 Bytes are buffered until ``batch_bytes`` are waiting or ``interval_s`` has passed since the
 first unshipped byte, then handed to the link. Memory stays bounded by one batch whatever
 the task prints; past ``cap_bytes`` the rest of the attempt's output is dropped and a
-marker line says so. ``mask`` (secret masking) is applied to every batch before it leaves.
+marker line says so. Secret values are masked (``Masker``) in every batch before it leaves.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 from kiok.worker.link import MasterLink
+from kiok.worker.masking import Masker
 
 
 class TaskLog:
@@ -24,7 +24,7 @@ class TaskLog:
         batch_bytes: int,
         interval_s: float,
         cap_bytes: int,
-        mask: Callable[[bytes], bytes] | None = None,
+        masker: Masker | None = None,
     ) -> None:
         self._link = link
         self._run_id = run_id
@@ -32,7 +32,7 @@ class TaskLog:
         self._batch_bytes = batch_bytes
         self._interval_s = interval_s
         self._cap = cap_bytes
-        self._mask = mask
+        self._masker = masker if masker else None
         self._buf = bytearray()
         self._kept = 0
         self._truncated = False
@@ -71,9 +71,16 @@ class TaskLog:
             return
         data = bytes(self._buf)
         self._buf.clear()
-        if self._mask is not None and data:
-            data = self._mask(data)
-        self._link.append_log(self._run_id, self._task_id, data, final=final)
+        if self._masker is not None and data:
+            keep = 0 if final else min(self._masker.hold_back, len(data))
+            if keep:  # the start of a secret may end this batch: finish it in the next one
+                self._buf += data[-keep:]
+                data = data[:-keep]
+            data = self._masker.mask(data)
+            if self._buf and self._timer is None:
+                self._timer = asyncio.get_running_loop().call_later(self._interval_s, self.flush)
+        if data or final:
+            self._link.append_log(self._run_id, self._task_id, data, final=final)
 
     def close(self) -> None:
         """Ship what is left as the attempt's final batch."""

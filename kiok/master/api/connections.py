@@ -1,0 +1,94 @@
+"""``/api/v1/connections``: credentials tasks refer to as ``${conn.<id>.<key>}`` or
+``${secret.<name>}`` (= ``${conn.<name>.value}``). Values go in and never come out: every
+answer shows property names with ``***`` for the values."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from kiok.errors import InvalidInput, NotFound
+from kiok.master.api.deps import node_of, require
+from kiok.master.auth import Principal
+from kiok.master.views import iso
+from kiok.security import actions
+from kiok.store import commands as c
+
+router = APIRouter(prefix="/api/v1/connections", tags=["connections"])
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")  # no dots: ${conn.<id>.<key>} splits on the first
+
+
+class ConnectionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    connectionId: str = Field(max_length=128)
+    type: str = Field(default="generic", max_length=64)
+    description: str = Field(default="", max_length=4096)
+    properties: dict[str, str] = Field(default_factory=dict, max_length=256)
+
+
+def _view(record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "connectionId": record["id"],
+        "type": record["type"],
+        "description": record["description"],
+        "properties": dict.fromkeys(sorted(record["properties"]), "***"),
+        "createdAt": iso(record["createdMs"]),
+        "updatedAt": iso(record["updatedMs"]),
+    }
+
+
+@router.get("")
+async def list_connections(
+    request: Request, _: Principal = Depends(require(actions.READ_CONNECTION))
+) -> dict[str, Any]:
+    return {"connections": [_view(r) for r in node_of(request).reader.connections()]}
+
+
+@router.post("", status_code=201, responses={400: {}})
+async def put_connection(
+    body: ConnectionRequest, request: Request, _: Principal = Depends(require(actions.WRITE_CONNECTION))
+) -> dict[str, Any]:
+    """Create or replace a connection."""
+    if not _ID.match(body.connectionId):
+        raise InvalidInput("connectionId: letters, digits, '_' and '-' only (no dots), up to 128")
+    for key in body.properties:
+        if not key or len(key) > 256 or "}" in key or any(ch.isspace() for ch in key):
+            raise InvalidInput(f"properties: invalid property name {key!r}")
+    node = node_of(request)
+    await node.log.propose(
+        c.PutConnection(
+            at_ms=node.clock_ms(),
+            connection_id=body.connectionId,
+            type=body.type,
+            description=body.description,
+            properties=body.properties,
+        )
+    )
+    record = node.reader.connection(body.connectionId)
+    assert record is not None
+    return _view(record)
+
+
+@router.get("/{connection_id}", responses={404: {}})
+async def get_connection(
+    connection_id: str, request: Request, _: Principal = Depends(require(actions.READ_CONNECTION))
+) -> dict[str, Any]:
+    record = node_of(request).reader.connection(connection_id)
+    if record is None:
+        raise NotFound(f"connection {connection_id!r} not found")
+    return _view(record)
+
+
+@router.delete("/{connection_id}", responses={404: {}})
+async def delete_connection(
+    connection_id: str, request: Request, _: Principal = Depends(require(actions.DELETE_CONNECTION))
+) -> dict[str, Any]:
+    node = node_of(request)
+    return await node.log.propose(  # type: ignore[no-any-return]
+        c.DeleteConnection(at_ms=node.clock_ms(), connection_id=connection_id)
+    )
