@@ -155,6 +155,12 @@ KEYS: tuple[Key, ...] = (
         "",
         "Bootstrap administrator password; empty: 'admin', which must be changed at first login.",
     ),
+    Key(
+        "kiok.admin.socket.path",
+        str,
+        "",
+        "Local admin socket (mode 0600) for password resets; empty: <data>/admin.sock.",
+    ),
     Key("kiok.auth.login.max.failures", int, 5, "Failed logins per user and address before a back-off."),
     Key("kiok.auth.login.window.seconds", int, 60, "Window over which failed logins are counted."),
     Key(

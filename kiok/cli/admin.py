@@ -6,6 +6,10 @@ works; its expiry goes to stderr.
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+
 import click
 
 from kiok.cli.client import CliError, segment
@@ -117,3 +121,38 @@ def kms_rotate(cli: CliContext, key: str) -> None:
         emit_json(answer)
     else:
         click.echo(f"{answer['key']} is now at version {answer['version']}")
+
+
+@admin.command("reset-password")
+@click.option("--user", default="admin", show_default=True, help="Whose password to reset.")
+@click.option("--new-password", help="The new password; default: a generated one, printed once.")
+@click.option(
+    "--socket",
+    "socket_path",
+    envvar="KIOK_ADMIN_SOCKET",
+    help="The master's admin socket [env: KIOK_ADMIN_SOCKET; default: $KIOK_BASE_DATA_DIR/admin.sock].",
+)
+def reset_password(user: str, new_password: str | None, socket_path: str | None) -> None:
+    """Reset a password through the running master's local admin socket (works when nobody
+    can log in). The user must change it at the next login."""
+    path = socket_path or os.path.join(os.environ.get("KIOK_BASE_DATA_DIR", "./data"), "admin.sock")
+    request: dict[str, str] = {"op": "reset-password", "user": user}
+    if new_password is not None:
+        request["newPassword"] = new_password
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(30)
+            sock.connect(path)
+            sock.sendall(json.dumps(request).encode() + b"\n")
+            answer = json.loads(sock.makefile("rb").readline() or b"{}")
+    except OSError as e:
+        raise CliError(
+            f"cannot reach the master's admin socket {path}: {e} (is the master running?)"
+        ) from None
+    if not answer.get("ok"):
+        raise CliError(str(answer.get("error", "the master refused the reset")))
+    if "password" in answer:
+        click.echo(answer["password"])
+        click.echo(f"password of {user} reset; it must be changed at the next login", err=True)
+    else:
+        click.echo(f"password of {user} reset; it must be changed at the next login")

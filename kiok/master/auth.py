@@ -11,7 +11,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kiok.errors import InvalidInput, PasswordChangeRequired, RateLimited, Unauthenticated
+from kiok.errors import InvalidInput, NotFound, PasswordChangeRequired, RateLimited, Unauthenticated
 from kiok.security.passwords import hash_password, password_problem, verify_password
 from kiok.security.ratelimit import FailureLimiter
 from kiok.security.tokens import TokenClaims, TokenIssuer
@@ -62,6 +62,8 @@ class AuthService:
         self._ttls = (access_ttl_ms, refresh_ttl_ms)
         self._issuer: TokenIssuer | None = None
         self._limiter = FailureLimiter(max_failures, window_ms)
+        #: Where logins and password changes are recorded (the master's audit log).
+        self.audit: Callable[..., None] = lambda *a, **k: None
 
     async def bootstrap(self, admin_user: str, admin_password: str) -> bool:
         """Create the admin and the signing key on the very first bootstrap only. Never
@@ -113,8 +115,10 @@ class AuthService:
         )
         if not ok or record is None:
             self._limiter.failed(key, now)
+            self.audit(user, "auth:Login", user, address, success=False, detail="wrong user or password")
             raise Unauthenticated("wrong user or password")
         self._limiter.succeeded(key)
+        self.audit(user, "auth:Login", user, address)
         return self._tokens(user, record)
 
     async def refresh(self, refresh_token: str) -> TokenPair:
@@ -132,9 +136,30 @@ class AuthService:
         await self._log.propose(
             c.SetPassword(at_ms=self._clock(), user=principal.user, password_hash=hash_password(new))
         )
+        self.audit(principal.user, "auth:ChangePassword", principal.user)
         updated = self._reader.user(principal.user)
         assert updated is not None
         return self._tokens(principal.user, updated)
+
+    async def reset_password(self, user: str, new: str | None) -> str:
+        """Set ``user``'s password (generated when ``new`` is None) and force a change at the
+        next login; returns the password. For the local admin socket only."""
+        if self._reader.user(user) is None:
+            raise NotFound(f"user {user!r} not found")
+        password = new if new is not None else secrets.token_urlsafe(18)
+        problem = password_problem(password, user=user)
+        if problem:
+            raise InvalidInput(problem)
+        await self._log.propose(
+            c.SetPassword(
+                at_ms=self._clock(),
+                user=user,
+                password_hash=hash_password(password),
+                require_password_change=True,
+            )
+        )
+        self._limiter.succeeded_all(user)
+        return password
 
     def _current_user(self, claims: TokenClaims) -> dict[str, object]:
         record = self._reader.user(claims.user)

@@ -14,6 +14,7 @@ from kiok.dag.load import spec_from_document
 from kiok.dag.spec import DagSpec
 from kiok.errors import NotFound
 from kiok.master.admission import Admission
+from kiok.master.audit import Auditor
 from kiok.master.auth import AuthService
 from kiok.master.coordinator import Coordinator
 from kiok.master.metrics import MasterMetrics
@@ -89,6 +90,8 @@ class MasterNode:
             reattach_grace_ms=settings.get_int("kiok.worker.heartbeat.timeout.ms"),
         )
         self.admission = Admission(self.log, self.reader, clock_ms)
+        self.audit = Auditor(self.log, clock_ms)
+        self.auth.audit = self.audit.record
         self.scheduler = Scheduler(
             self.log,
             self.reader,

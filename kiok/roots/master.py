@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 from kiok.config import Settings
+from kiok.master.admin_socket import AdminSocket
 from kiok.master.api.app import create_app
 from kiok.master.internal_server import InternalServer
 from kiok.master.node import MasterNode
@@ -21,6 +23,8 @@ async def run_master(settings: Settings) -> None:
     data = prepare_data_dir(settings)
     node = MasterNode(settings, clock_ms)
     await node.start()
+    admin_socket = AdminSocket(node, Path(settings.get_str("kiok.admin.socket.path") or data / "admin.sock"))
+    await admin_socket.start()
     internal = InternalServer(node)
     host = settings.get_str("kiok.master.host")
     await internal.start(host, settings.get_int("kiok.master.internal.port"))
@@ -43,6 +47,7 @@ async def run_master(settings: Settings) -> None:
     await internal.stop()
     admin.should_exit = True
     await asyncio.gather(*servers, return_exceptions=True)
+    await admin_socket.stop()
     await node.stop()
     if failed:
         raise SystemExit(1)

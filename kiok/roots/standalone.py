@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from kiok.config import Settings
+from kiok.master.admin_socket import AdminSocket
 from kiok.master.api.app import create_app
 from kiok.master.coordinator import WorkerInfo
 from kiok.master.node import MasterNode
@@ -97,6 +99,8 @@ async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
     data = prepare_data_dir(settings)
     node = MasterNode(settings, clock_ms)
     await node.start()
+    admin_socket = AdminSocket(node, Path(settings.get_str("kiok.admin.socket.path") or data / "admin.sock"))
+    await admin_socket.start()
     link = InProcessLink(node, settings.get_int("kiok.scheduler.max.global.concurrency"))
     worker = build_worker(settings, link, environ)
     link.worker_id = worker.id
@@ -126,6 +130,7 @@ async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
     await worker.drain(settings.get_int("kiok.worker.shutdown.drain.timeout.seconds"))
     admin.should_exit = status.should_exit = True
     await asyncio.gather(*servers, return_exceptions=True)
+    await admin_socket.stop()
     await node.stop()
     if failed:
         raise SystemExit(1)

@@ -29,3 +29,8 @@ class FailureLimiter:
 
     def succeeded(self, key: str) -> None:
         self._failures.pop(key, None)
+
+    def succeeded_all(self, prefix: str) -> None:
+        """Forget the failures of every key starting with ``prefix`` (e.g. one user's)."""
+        for key in [k for k in self._failures if k.startswith(prefix + "\x00")]:
+            del self._failures[key]

@@ -106,6 +106,27 @@ def _delete_connection(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     return {"deleted": cmd.connection_id}
 
 
+def _append_audit(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
+    assert isinstance(cmd, c.AppendAudit)
+    seq = (txn.get(k.IAM, k.AUDIT_COUNTER) or 0) + 1
+    txn.put(k.IAM, k.AUDIT_COUNTER, seq)
+    txn.put(
+        k.IAM,
+        k.audit(seq),
+        {
+            "seq": seq,
+            "atMs": cmd.at_ms,
+            "actor": cmd.actor,
+            "action": cmd.action,
+            "target": cmd.target,
+            "address": cmd.address,
+            "success": cmd.success,
+            "detail": cmd.detail,
+        },
+    )
+    return {"seq": seq}
+
+
 def _set_password(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     assert isinstance(cmd, c.SetPassword)
     user = txn.get(k.IAM, k.user(cmd.user))
@@ -193,6 +214,7 @@ _HANDLERS: dict[type[c.Command], Callable[[Txn, c.Command, Effects], Any]] = {
     c.SetPassword: _set_password,
     c.InstallKeyring: _install_keyring,
     c.RotateKey: _rotate_key,
+    c.AppendAudit: _append_audit,
     c.PutConnection: _put_connection,
     c.DeleteConnection: _delete_connection,
     c.RegisterDag: _register_dag,

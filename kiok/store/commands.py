@@ -85,6 +85,18 @@ class RotateKey(Command):
 
 @command
 @dataclass(frozen=True)
+class AppendAudit(Command):
+    kind: ClassVar[str] = "append_audit"
+    actor: str = ""
+    action: str = ""
+    target: str = ""
+    address: str = ""
+    success: bool = True
+    detail: str = ""
+
+
+@command
+@dataclass(frozen=True)
 class SetPassword(Command):
     kind: ClassVar[str] = "set_password"
     user: str = ""

@@ -78,6 +78,14 @@ def user(name: str) -> str:
     return f"user/{name}"
 
 
+AUDIT_COUNTER = "counter/audit"
+AUDIT_PREFIX = "audit/"
+
+
+def audit(seq: int) -> str:
+    return f"audit/{seq:016x}"
+
+
 BOOTSTRAP_MARKER = "sys/bootstrap"
 KEYRING = "keyring"
 KEYRING_SALT = "keyring-salt"

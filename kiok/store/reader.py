@@ -46,6 +46,18 @@ class StateReader:
         for _, raw in self._kv.scan(k.IAM, k.WORKER_PREFIX.encode()):
             yield decode(raw)
 
+    def audit(
+        self, *, limit: int = 100, cursor: int | None = None
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """Audit records newest first, and the cursor of the next page."""
+        after = k.audit(cursor).encode() if cursor is not None else None
+        page: list[dict[str, Any]] = []
+        for _, raw in self._kv.scan(k.IAM, k.AUDIT_PREFIX.encode(), after=after, reverse=True):
+            if len(page) == limit:
+                return page, page[-1]["seq"]
+            page.append(decode(raw))
+        return page, None
+
     # --- connections ---------------------------------------------------------------------
 
     def connection(self, connection_id: str) -> dict[str, Any] | None:

@@ -172,6 +172,11 @@ class StubNode:
         self.auth = StubAuth()
         self.admission = admission
         self.disconnected: list[str] = []
+        self.audited: list[tuple[str, ...]] = []
+        self.audit = self
+
+    def record(self, actor: str, action: str, target: str = "", address: str = "", **_: object) -> None:
+        self.audited.append((actor, action, target))
 
     def readiness(self) -> tuple[bool, str]:
         return True, ""

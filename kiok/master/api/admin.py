@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from kiok.errors import InvalidInput
 from kiok.master.admission import DEFAULT_TTL_S, MAX_TTL_S, MIN_TTL_S
-from kiok.master.api.deps import node_of, require
+from kiok.master.api.deps import client_address, node_of, require
 from kiok.master.auth import Principal
 from kiok.master.views import iso
 from kiok.security import actions
@@ -35,12 +35,14 @@ class JoinTokenResponse(BaseModel):
 async def issue_join_token(
     request: Request,
     body: JoinTokenRequest | None = Body(default=None),
-    _: Principal = Depends(require(actions.ISSUE_JOIN_TOKEN)),
+    principal: Principal = Depends(require(actions.ISSUE_JOIN_TOKEN)),
 ) -> Any:
     """A one-time join token: a worker started with it exchanges it for a persistent
     credential on its first connect. Reachable before the cluster opens."""
     body = body or JoinTokenRequest()
-    token, expires_ms = await node_of(request).admission.issue_join_token(body.role, body.ttlSeconds)
+    node = node_of(request)
+    token, expires_ms = await node.admission.issue_join_token(body.role, body.ttlSeconds)
+    node.audit.record(principal.user, actions.ISSUE_JOIN_TOKEN, body.role, client_address(request))
     return {"token": token, "expiresAt": iso(expires_ms)}
 
 
@@ -54,11 +56,12 @@ async def list_workers(
 
 @router.delete("/workers/{worker_id}", responses={404: {}})
 async def revoke_worker(
-    worker_id: str, request: Request, _: Principal = Depends(require(actions.REVOKE_WORKER))
+    worker_id: str, request: Request, principal: Principal = Depends(require(actions.REVOKE_WORKER))
 ) -> dict[str, Any]:
     """Revoke a worker's credential and disconnect it at once (revoking again is harmless)."""
     node = node_of(request)
     await node.admission.revoke(worker_id)
+    node.audit.record(principal.user, actions.REVOKE_WORKER, worker_id, client_address(request))
     node.disconnect_worker(worker_id)
     return {"revoked": worker_id}
 
@@ -83,10 +86,33 @@ async def list_keys(request: Request, _: Principal = Depends(require(actions.LIS
 
 @router.post("/kms/rotate", responses={400: {}})
 async def rotate_key(
-    body: RotateRequest, request: Request, _: Principal = Depends(require(actions.ROTATE_KEY))
+    body: RotateRequest, request: Request, principal: Principal = Depends(require(actions.ROTATE_KEY))
 ) -> dict[str, Any]:
     """A new version of the key becomes current; data written under older ones still reads."""
     if body.key not in DATA_KEYS:
         raise InvalidInput(f"key: unknown key {body.key!r}; one of {', '.join(DATA_KEYS)}")
-    version = await node_of(request).rotate_key(body.key)
+    node = node_of(request)
+    version = await node.rotate_key(body.key)
+    node.audit.record(principal.user, actions.ROTATE_KEY, f"{body.key} v{version}", client_address(request))
     return {"key": body.key, "version": version}
+
+
+@router.get("/audit")
+async def audit_log(
+    request: Request,
+    limit: int = Query(default=100, ge=1, le=1000),
+    cursor: str | None = Query(default=None, max_length=20),
+    _: Principal = Depends(require(actions.READ_AUDIT)),
+) -> dict[str, Any]:
+    """Audit records, newest first; pass ``nextCursor`` back as ``cursor``."""
+    seq = None
+    if cursor is not None:
+        if not cursor.isdigit():
+            raise InvalidInput("cursor: not a cursor returned by this endpoint")
+        seq = int(cursor)
+    entries, next_seq = node_of(request).reader.audit(limit=limit, cursor=seq)
+    keys = ("actor", "action", "target", "address", "success", "detail")
+    return {
+        "entries": [{"at": iso(e["atMs"]), **{k: e[k] for k in keys}} for e in entries],
+        "nextCursor": None if next_seq is None else str(next_seq),
+    }

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from kiok.errors import InvalidInput, NotFound
-from kiok.master.api.deps import node_of, require
+from kiok.master.api.deps import client_address, node_of, require
 from kiok.master.auth import Principal
 from kiok.master.views import iso
 from kiok.security import actions
@@ -51,7 +51,9 @@ async def list_connections(
 
 @router.post("", status_code=201, responses={400: {}})
 async def put_connection(
-    body: ConnectionRequest, request: Request, _: Principal = Depends(require(actions.WRITE_CONNECTION))
+    body: ConnectionRequest,
+    request: Request,
+    principal: Principal = Depends(require(actions.WRITE_CONNECTION)),
 ) -> dict[str, Any]:
     """Create or replace a connection."""
     if not _ID.match(body.connectionId):
@@ -69,6 +71,7 @@ async def put_connection(
             properties=body.properties,
         )
     )
+    node.audit.record(principal.user, actions.WRITE_CONNECTION, body.connectionId, client_address(request))
     record = node.reader.connection(body.connectionId)
     assert record is not None
     return _view(record)
@@ -86,9 +89,13 @@ async def get_connection(
 
 @router.delete("/{connection_id}", responses={404: {}})
 async def delete_connection(
-    connection_id: str, request: Request, _: Principal = Depends(require(actions.DELETE_CONNECTION))
+    connection_id: str,
+    request: Request,
+    principal: Principal = Depends(require(actions.DELETE_CONNECTION)),
 ) -> dict[str, Any]:
     node = node_of(request)
-    return await node.log.propose(  # type: ignore[no-any-return]
+    result: dict[str, Any] = await node.log.propose(
         c.DeleteConnection(at_ms=node.clock_ms(), connection_id=connection_id)
     )
+    node.audit.record(principal.user, actions.DELETE_CONNECTION, connection_id, client_address(request))
+    return result

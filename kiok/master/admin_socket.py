@@ -1,0 +1,84 @@
+"""The local admin socket (``kiok.admin.socket.path``, mode 0600): for the one operation
+that must work when nobody can log in — resetting a password.
+
+Only the operating-system user that runs the master (or root) can open the socket; that is
+the authentication. One JSON request per connection, one JSON answer:
+``{"op": "reset-password", "user": "admin", "newPassword": "…"?}`` →
+``{"ok": true, "user", "password"?}`` (the generated password, when none was given) or
+``{"ok": false, "error"}``. The reset forces a change at next login and is audited without
+the password.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kiok.errors import KiokError
+
+if TYPE_CHECKING:
+    from kiok.master.node import MasterNode
+
+log = logging.getLogger(__name__)
+
+_MAX_REQUEST = 64 * 1024
+_TIMEOUT_S = 10.0
+
+
+class AdminSocket:
+    def __init__(self, node: MasterNode, path: Path) -> None:
+        self._node = node
+        self.path = path
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()  # left over from a crash; we hold the store's lock, so it is ours
+        old_umask = os.umask(0o077)
+        try:
+            self._server = await asyncio.start_unix_server(
+                self._handle, path=str(self.path), limit=_MAX_REQUEST
+            )
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.path, 0o600)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), _TIMEOUT_S)
+            answer = await self._answer(line)
+        except (TimeoutError, ValueError, asyncio.LimitOverrunError):
+            answer = {"ok": False, "error": "send one JSON request on one line"}
+        writer.write(json.dumps(answer).encode() + b"\n")
+        with contextlib.suppress(ConnectionError, TimeoutError):
+            await asyncio.wait_for(writer.drain(), _TIMEOUT_S)
+        writer.close()
+
+    async def _answer(self, line: bytes) -> dict[str, Any]:
+        request = json.loads(line)
+        if not isinstance(request, dict) or request.get("op") != "reset-password":
+            return {"ok": False, "error": "unknown operation (supported: reset-password)"}
+        user, new = request.get("user"), request.get("newPassword")
+        if not isinstance(user, str) or (new is not None and not isinstance(new, str)):
+            return {"ok": False, "error": "'user' must be a string, and 'newPassword' a string when given"}
+        try:
+            password = await self._node.auth.reset_password(user, new)
+        except KiokError as e:
+            return {"ok": False, "error": e.message}
+        self._node.audit.record("local admin socket", "auth:ResetPassword", user, "unix socket")
+        log.warning("password of %r reset through the admin socket; it must be changed at next login", user)
+        answer: dict[str, Any] = {"ok": True, "user": user}
+        if new is None:
+            answer["password"] = password
+        return answer

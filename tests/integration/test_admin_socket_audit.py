@@ -1,0 +1,71 @@
+"""Locked out: reset a password over the master's local socket; and the audit log records
+logins, resets, connection changes and key rotations without any secret."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from typing import Any
+
+import httpx
+
+from kiok.testing.process import ADMIN_PASSWORD, Standalone, kiok_executable
+
+
+def login(k: Standalone, password: str) -> httpx.Response:
+    return httpx.post(k.url + "/api/v1/auth/login", json={"user": "admin", "password": password})
+
+
+def test_reset_password_over_the_socket_is_forced_to_change_and_audited(standalone_factory: Any) -> None:
+    k: Standalone = standalone_factory()
+    sock = k.data_dir / "admin.sock"
+    assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+    assert login(k, "wrong-password-1").status_code == 401
+    env = {key: v for key, v in os.environ.items() if not key.startswith("KIOK_")}
+    env["KIOK_BASE_DATA_DIR"] = str(k.data_dir)
+    out = subprocess.run(
+        [kiok_executable(), "admin", "reset-password", "--user", "admin"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    generated = out.stdout.strip()
+    assert len(generated) >= 16 and "must be changed" in out.stderr
+    assert login(k, ADMIN_PASSWORD).status_code == 401
+    fresh = login(k, generated)
+    assert fresh.status_code == 200 and fresh.json()["requirePasswordChange"] is True
+    bad = subprocess.run(
+        [kiok_executable(), "admin", "reset-password", "--user", "nobody", "--socket", str(sock)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 1 and "not found" in bad.stderr
+
+    token = httpx.post(
+        k.url + "/api/v1/auth/change-password",
+        headers={"Authorization": f"Bearer {fresh.json()['accessToken']}"},
+        json={"oldPassword": generated, "newPassword": "Brand-New-Pw-2026"},
+    ).json()["accessToken"]
+    headers = {"Authorization": f"Bearer {token}"}
+    httpx.post(
+        k.url + "/api/v1/connections",
+        headers=headers,
+        json={"connectionId": "c", "properties": {"v": "zz-secret-zz"}},
+    )
+    httpx.post(k.url + "/api/v1/admin/kms/rotate", headers=headers, json={"key": "metadata-encryption"})
+    audit = httpx.get(k.url + "/api/v1/admin/audit", headers=headers)
+    assert audit.status_code == 200
+    actions = [(e["action"], e["target"], e["success"]) for e in reversed(audit.json()["entries"])]
+    assert ("auth:Login", "admin", False) in actions
+    assert ("auth:ResetPassword", "admin", True) in actions
+    assert ("auth:ChangePassword", "admin", True) in actions
+    assert ("connections:Write", "c", True) in actions
+    assert ("kms:Rotate", "metadata-encryption v2", True) in actions
+    assert all(e["at"] and e["actor"] for e in audit.json()["entries"])
+    for secret in (generated, "Brand-New-Pw-2026", "zz-secret-zz", ADMIN_PASSWORD):
+        assert secret not in audit.text
+    page = httpx.get(k.url + "/api/v1/admin/audit", headers=headers, params={"limit": 2}).json()
+    assert len(page["entries"]) == 2 and page["nextCursor"]
