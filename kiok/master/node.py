@@ -17,6 +17,7 @@ from kiok.master.admission import Admission
 from kiok.master.audit import Auditor
 from kiok.master.auth import AuthService
 from kiok.master.coordinator import Coordinator
+from kiok.master.iam import Iam
 from kiok.master.metrics import MasterMetrics
 from kiok.master.scheduler import Scheduler
 from kiok.security.kms import Keyring, WrongMasterKey
@@ -91,6 +92,7 @@ class MasterNode:
         )
         self.admission = Admission(self.log, self.reader, clock_ms)
         self.audit = Auditor(self.log, clock_ms)
+        self.iam = Iam(self.reader)
         self.auth.audit = self.audit.record
         self.scheduler = Scheduler(
             self.log,

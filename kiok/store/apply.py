@@ -9,10 +9,11 @@ listeners (coordinator, waiters) what changed, after the batch is durable.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from kiok.errors import Conflict, DagPaused, NotFound
+from kiok.errors import Conflict, DagPaused, InvalidInput, NotFound
+from kiok.security.policy import FULL_ACCESS
 from kiok.store import commands as c
 from kiok.store import keys as k
 from kiok.store.apply_admission import (
@@ -58,6 +59,9 @@ def _bootstrap(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
             "createdMs": cmd.at_ms,
         },
     )
+    full = {"name": "full-access", "document": FULL_ACCESS, "createdMs": cmd.at_ms}
+    txn.put(k.IAM, k.policy("full-access"), full)
+    txn.put(k.IAM, k.group("admins"), {"name": "admins", "policies": ["full-access"], "createdMs": cmd.at_ms})
     txn.put(k.KMS, k.SIGNING_KEY, cmd.signing_key)
     txn.put(k.IAM, k.BOOTSTRAP_MARKER, {"atMs": cmd.at_ms, "admin": cmd.admin_user})
     return {"bootstrapped": True}
@@ -125,6 +129,50 @@ def _append_audit(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
         },
     )
     return {"seq": seq}
+
+
+def _put_user(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
+    assert isinstance(cmd, c.PutUser)
+    old = txn.get(k.IAM, k.user(cmd.name))
+    if old is None and not cmd.password_hash:
+        raise InvalidInput(f"user {cmd.name!r} does not exist: a password is needed to create it")
+    _require_existing(txn, k.group, "group", cmd.groups)
+    _require_existing(txn, k.policy, "policy", cmd.policies)
+    record = dict(old or {"name": cmd.name, "createdMs": cmd.at_ms, "requirePasswordChange": False})
+    record.update(groups=list(cmd.groups), policies=list(cmd.policies))
+    if cmd.password_hash:
+        record.update(passwordHash=cmd.password_hash, passwordChangedMs=cmd.at_ms)
+    txn.put(k.IAM, k.user(cmd.name), record)
+    return {"user": cmd.name, "created": old is None}
+
+
+def _put_group(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
+    assert isinstance(cmd, c.PutGroup)
+    _require_existing(txn, k.policy, "policy", cmd.policies)
+    record = {"name": cmd.name, "policies": list(cmd.policies), "createdMs": cmd.at_ms}
+    txn.put(k.IAM, k.group(cmd.name), record)
+    return {"group": cmd.name}
+
+
+def _put_policy(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
+    assert isinstance(cmd, c.PutPolicy)
+    txn.put(k.IAM, k.policy(cmd.name), {"name": cmd.name, "document": cmd.document, "createdMs": cmd.at_ms})
+    return {"policy": cmd.name}
+
+
+def _delete_iam(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
+    assert isinstance(cmd, c.DeleteIam)
+    key = {"user": k.user, "group": k.group, "policy": k.policy}[cmd.what](cmd.name)
+    if txn.get(k.IAM, key) is None:
+        raise NotFound(f"{cmd.what} {cmd.name!r} not found")
+    txn.delete(k.IAM, key)
+    return {"deleted": cmd.name}
+
+
+def _require_existing(txn: Txn, key: Callable[[str], str], what: str, names: Iterable[str]) -> None:
+    for name in names:
+        if txn.get(k.IAM, key(name)) is None:
+            raise InvalidInput(f"unknown {what} {name!r}")
 
 
 def _set_password(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
@@ -215,6 +263,10 @@ _HANDLERS: dict[type[c.Command], Callable[[Txn, c.Command, Effects], Any]] = {
     c.InstallKeyring: _install_keyring,
     c.RotateKey: _rotate_key,
     c.AppendAudit: _append_audit,
+    c.PutUser: _put_user,
+    c.PutGroup: _put_group,
+    c.PutPolicy: _put_policy,
+    c.DeleteIam: _delete_iam,
     c.PutConnection: _put_connection,
     c.DeleteConnection: _delete_connection,
     c.RegisterDag: _register_dag,

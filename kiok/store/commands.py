@@ -97,6 +97,44 @@ class AppendAudit(Command):
 
 @command
 @dataclass(frozen=True)
+class PutUser(Command):
+    """Create a user, or update one (an empty ``password_hash`` keeps the password)."""
+
+    kind: ClassVar[str] = "put_user"
+    name: str = ""
+    password_hash: str = ""
+    groups: tuple[str, ...] = ()
+    policies: tuple[str, ...] = ()
+
+
+@command
+@dataclass(frozen=True)
+class PutGroup(Command):
+    kind: ClassVar[str] = "put_group"
+    name: str = ""
+    policies: tuple[str, ...] = ()
+
+
+@command
+@dataclass(frozen=True)
+class PutPolicy(Command):
+    kind: ClassVar[str] = "put_policy"
+    name: str = ""
+    document: dict[str, Any] = field(default_factory=dict)
+
+
+@command
+@dataclass(frozen=True)
+class DeleteIam(Command):
+    """Delete a user, group or policy (``what``: "user" | "group" | "policy")."""
+
+    kind: ClassVar[str] = "delete_iam"
+    what: str = ""
+    name: str = ""
+
+
+@command
+@dataclass(frozen=True)
 class SetPassword(Command):
     kind: ClassVar[str] = "set_password"
     user: str = ""

@@ -74,6 +74,14 @@ def connection(connection_id: str) -> str:
 CONNECTION_PREFIX = "conn/"
 
 
+def group(name: str) -> str:
+    return f"group/{name}"
+
+
+def policy(name: str) -> str:
+    return f"policy/{name}"
+
+
 def user(name: str) -> str:
     return f"user/{name}"
 

@@ -30,6 +30,17 @@ class StateReader:
     def user(self, name: str) -> dict[str, Any] | None:
         return self._get(k.IAM, k.user(name))  # type: ignore[no-any-return]
 
+    def group(self, name: str) -> dict[str, Any] | None:
+        return self._get(k.IAM, k.group(name))  # type: ignore[no-any-return]
+
+    def policy(self, name: str) -> dict[str, Any] | None:
+        return self._get(k.IAM, k.policy(name))  # type: ignore[no-any-return]
+
+    def iam_records(self, what: str) -> Iterator[dict[str, Any]]:
+        """Every user, group or policy (``what``: "user" | "group" | "policy")."""
+        for _, raw in self._kv.scan(k.IAM, f"{what}/".encode()):
+            yield decode(raw)
+
     def signing_key(self) -> bytes | None:
         return self._get(k.KMS, k.SIGNING_KEY)  # type: ignore[no-any-return]
 

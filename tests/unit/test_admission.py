@@ -174,6 +174,10 @@ class StubNode:
         self.disconnected: list[str] = []
         self.audited: list[tuple[str, ...]] = []
         self.audit = self
+        self.iam = self
+
+    def authorize(self, principal: object, action: str, resource: str) -> None:
+        pass  # the real policy check is covered by tests/integration/test_iam.py
 
     def record(self, actor: str, action: str, target: str = "", address: str = "", **_: object) -> None:
         self.audited.append((actor, action, target))

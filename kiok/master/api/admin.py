@@ -35,7 +35,7 @@ class JoinTokenResponse(BaseModel):
 async def issue_join_token(
     request: Request,
     body: JoinTokenRequest | None = Body(default=None),
-    principal: Principal = Depends(require(actions.ISSUE_JOIN_TOKEN)),
+    principal: Principal = Depends(require(actions.ISSUE_JOIN_TOKEN, "cluster")),
 ) -> Any:
     """A one-time join token: a worker started with it exchanges it for a persistent
     credential on its first connect. Reachable before the cluster opens."""
@@ -48,7 +48,7 @@ async def issue_join_token(
 
 @router.get("/workers")
 async def list_workers(
-    request: Request, _: Principal = Depends(require(actions.LIST_WORKERS))
+    request: Request, _: Principal = Depends(require(actions.LIST_WORKERS, "cluster"))
 ) -> dict[str, Any]:
     """Every admitted worker, revoked ones included."""
     return {"workers": node_of(request).admission.workers()}
@@ -56,7 +56,9 @@ async def list_workers(
 
 @router.delete("/workers/{worker_id}", responses={404: {}})
 async def revoke_worker(
-    worker_id: str, request: Request, principal: Principal = Depends(require(actions.REVOKE_WORKER))
+    worker_id: str,
+    request: Request,
+    principal: Principal = Depends(require(actions.REVOKE_WORKER, "cluster")),
 ) -> dict[str, Any]:
     """Revoke a worker's credential and disconnect it at once (revoking again is harmless)."""
     node = node_of(request)
@@ -73,7 +75,9 @@ class RotateRequest(BaseModel):
 
 
 @router.get("/kms")
-async def list_keys(request: Request, _: Principal = Depends(require(actions.LIST_KEYS))) -> dict[str, Any]:
+async def list_keys(
+    request: Request, _: Principal = Depends(require(actions.LIST_KEYS, "cluster"))
+) -> dict[str, Any]:
     """The data keys and their current versions (never key material)."""
     ring = node_of(request).keyring
     return {
@@ -86,7 +90,9 @@ async def list_keys(request: Request, _: Principal = Depends(require(actions.LIS
 
 @router.post("/kms/rotate", responses={400: {}})
 async def rotate_key(
-    body: RotateRequest, request: Request, principal: Principal = Depends(require(actions.ROTATE_KEY))
+    body: RotateRequest,
+    request: Request,
+    principal: Principal = Depends(require(actions.ROTATE_KEY, "cluster")),
 ) -> dict[str, Any]:
     """A new version of the key becomes current; data written under older ones still reads."""
     if body.key not in DATA_KEYS:
@@ -102,7 +108,7 @@ async def audit_log(
     request: Request,
     limit: int = Query(default=100, ge=1, le=1000),
     cursor: str | None = Query(default=None, max_length=20),
-    _: Principal = Depends(require(actions.READ_AUDIT)),
+    _: Principal = Depends(require(actions.READ_AUDIT, "cluster")),
 ) -> dict[str, Any]:
     """Audit records, newest first; pass ``nextCursor`` back as ``cursor``."""
     seq = None

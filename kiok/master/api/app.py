@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kiok.master import http_errors
-from kiok.master.api import admin, auth, cluster, connections, dags, health, openapi, runs
+from kiok.master.api import admin, auth, cluster, connections, dags, health, iam, openapi, runs
 from kiok.master.http_errors import error_response
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ def create_app(node: MasterNode, *, max_body_bytes: int) -> FastAPI:
     )
     app.state.node = node
     http_errors.install(app)
-    for module in (health, auth, dags, runs, cluster, admin, connections):
+    for module in (health, auth, dags, runs, cluster, admin, connections, iam):
         app.include_router(module.router)
     openapi.install(app)
     app.add_middleware(ReadinessGate, node=node)

@@ -17,7 +17,9 @@ router = APIRouter(tags=["cluster"])
 
 
 @router.get("/api/v1/cluster")
-async def cluster(request: Request, _: Principal = Depends(require(actions.READ_CLUSTER))) -> dict[str, Any]:
+async def cluster(
+    request: Request, _: Principal = Depends(require(actions.READ_CLUSTER, "cluster"))
+) -> dict[str, Any]:
     node = node_of(request)
     ready, _why = node.readiness()
     workers = []
@@ -44,6 +46,8 @@ async def cluster(request: Request, _: Principal = Depends(require(actions.READ_
 
 
 @router.get("/metrics", response_class=Response)
-async def metrics(request: Request, _: Principal = Depends(require(actions.READ_METRICS))) -> Response:
+async def metrics(
+    request: Request, _: Principal = Depends(require(actions.READ_METRICS, "cluster"))
+) -> Response:
     node = node_of(request)
     return Response(generate_latest(node.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -44,7 +44,7 @@ def _view(record: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("")
 async def list_connections(
-    request: Request, _: Principal = Depends(require(actions.READ_CONNECTION))
+    request: Request, _: Principal = Depends(require(actions.READ_CONNECTION, "connection/*"))
 ) -> dict[str, Any]:
     return {"connections": [_view(r) for r in node_of(request).reader.connections()]}
 
@@ -53,7 +53,7 @@ async def list_connections(
 async def put_connection(
     body: ConnectionRequest,
     request: Request,
-    principal: Principal = Depends(require(actions.WRITE_CONNECTION)),
+    principal: Principal = Depends(require(actions.WRITE_CONNECTION, "connection/*")),
 ) -> dict[str, Any]:
     """Create or replace a connection."""
     if not _ID.match(body.connectionId):
@@ -79,7 +79,9 @@ async def put_connection(
 
 @router.get("/{connection_id}", responses={404: {}})
 async def get_connection(
-    connection_id: str, request: Request, _: Principal = Depends(require(actions.READ_CONNECTION))
+    connection_id: str,
+    request: Request,
+    _: Principal = Depends(require(actions.READ_CONNECTION, "connection/{connection_id}")),
 ) -> dict[str, Any]:
     record = node_of(request).reader.connection(connection_id)
     if record is None:
@@ -91,7 +93,7 @@ async def get_connection(
 async def delete_connection(
     connection_id: str,
     request: Request,
-    principal: Principal = Depends(require(actions.DELETE_CONNECTION)),
+    principal: Principal = Depends(require(actions.DELETE_CONNECTION, "connection/{connection_id}")),
 ) -> dict[str, Any]:
     node = node_of(request)
     result: dict[str, Any] = await node.log.propose(

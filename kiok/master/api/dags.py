@@ -33,13 +33,15 @@ class TriggerRequest(BaseModel):
 
 
 @router.get("")
-async def list_dags(request: Request, _: Principal = Depends(require(actions.LIST_DAGS))) -> dict[str, Any]:
+async def list_dags(
+    request: Request, _: Principal = Depends(require(actions.LIST_DAGS, "dag/*"))
+) -> dict[str, Any]:
     return {"dags": [dag_view(r) for r in node_of(request).reader.dags()]}
 
 
 @router.post("", status_code=201, openapi_extra=_DAG_BODY, responses={400: {}, 413: {}})
 async def register_dag(
-    request: Request, _: Principal = Depends(require(actions.REGISTER_DAG))
+    request: Request, _: Principal = Depends(require(actions.REGISTER_DAG, "dag/*"))
 ) -> dict[str, Any]:
     """Register or replace a DAG. An invalid DAG is refused whole (the previous version
     stays); the message names the offending field."""
@@ -61,14 +63,14 @@ def _dag(request: Request, dag_id: str) -> dict[str, Any]:
 
 @router.get("/{dag_id}", responses={404: {}})
 async def get_dag(
-    dag_id: str, request: Request, _: Principal = Depends(require(actions.READ_DAG))
+    dag_id: str, request: Request, _: Principal = Depends(require(actions.READ_DAG, "dag/{dag_id}"))
 ) -> dict[str, Any]:
     return dag_view(_dag(request, dag_id), full=True)
 
 
 @router.delete("/{dag_id}", responses={404: {}})
 async def delete_dag(
-    dag_id: str, request: Request, _: Principal = Depends(require(actions.DELETE_DAG))
+    dag_id: str, request: Request, _: Principal = Depends(require(actions.DELETE_DAG, "dag/{dag_id}"))
 ) -> dict[str, Any]:
     """Delete a DAG; its run history stays readable."""
     node = node_of(request)
@@ -77,7 +79,7 @@ async def delete_dag(
 
 @router.post("/{dag_id}/pause", responses={404: {}})
 async def pause_dag(
-    dag_id: str, request: Request, _: Principal = Depends(require(actions.PAUSE_DAG))
+    dag_id: str, request: Request, _: Principal = Depends(require(actions.PAUSE_DAG, "dag/{dag_id}"))
 ) -> dict[str, Any]:
     node = node_of(request)
     return await node.log.propose(c.SetDagPaused(at_ms=node.clock_ms(), dag_id=dag_id, paused=True))  # type: ignore[no-any-return]
@@ -85,7 +87,7 @@ async def pause_dag(
 
 @router.post("/{dag_id}/unpause", responses={404: {}})
 async def unpause_dag(
-    dag_id: str, request: Request, _: Principal = Depends(require(actions.PAUSE_DAG))
+    dag_id: str, request: Request, _: Principal = Depends(require(actions.PAUSE_DAG, "dag/{dag_id}"))
 ) -> dict[str, Any]:
     node = node_of(request)
     return await node.log.propose(c.SetDagPaused(at_ms=node.clock_ms(), dag_id=dag_id, paused=False))  # type: ignore[no-any-return]
@@ -98,7 +100,7 @@ async def trigger(
     dag_id: str,
     request: Request,
     body: TriggerRequest | None = Body(default=None),
-    _: Principal = Depends(require(actions.TRIGGER_DAG)),
+    _: Principal = Depends(require(actions.TRIGGER_DAG, "dag/{dag_id}")),
 ) -> dict[str, Any]:
     """Trigger a run; ``args`` override the DAG's ``params``."""
     node = node_of(request)

@@ -28,8 +28,13 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def require(action: str) -> Callable[..., Awaitable[Principal]]:
-    """A dependency that authenticates the caller and checks ``action``."""
+#: Actions every authenticated principal may take (on itself / harmless).
+_ALWAYS = {actions.CHANGE_PASSWORD, actions.READ_API_SCHEMA}
+
+
+def require(action: str, resource: str = "*") -> Callable[..., Awaitable[Principal]]:
+    """A dependency that authenticates the caller and checks ``action`` on ``resource``
+    (a template filled from the path parameters, e.g. ``dag/{dag_id}``)."""
 
     async def dependency(
         request: Request, _: HTTPAuthorizationCredentials | None = Depends(_bearer)
@@ -38,6 +43,8 @@ def require(action: str) -> Callable[..., Awaitable[Principal]]:
         principal = node.auth.authenticate(
             request.headers.get("authorization"), allow_password_change=action == actions.CHANGE_PASSWORD
         )
+        if action not in _ALWAYS:
+            node.iam.authorize(principal, action, resource.format(**request.path_params))
         return principal
 
     return dependency

@@ -38,7 +38,7 @@ async def list_runs(
     state: str | None = Query(default=None, max_length=20),
     limit: int = Query(default=50, ge=1, le=500),
     cursor: str | None = Query(default=None, max_length=20),
-    _: Principal = Depends(require(actions.LIST_RUNS)),
+    _: Principal = Depends(require(actions.LIST_RUNS, "run/*")),
 ) -> dict[str, Any]:
     """Runs, newest first. Pass ``nextCursor`` back as ``cursor`` for the next page."""
     if state is not None and state.upper() not in {s.value for s in RunState}:
@@ -62,14 +62,14 @@ async def list_runs(
 
 @router.get("/{run_id}", responses={404: {}})
 async def get_run(
-    run_id: str, request: Request, _: Principal = Depends(require(actions.READ_RUN))
+    run_id: str, request: Request, _: Principal = Depends(require(actions.READ_RUN, "run/{run_id}"))
 ) -> dict[str, Any]:
     return _view(request, _run(request, run_id))
 
 
 @router.post("/{run_id}/cancel", responses={404: {}, 409: {"description": "the run already ended"}})
 async def cancel_run(
-    run_id: str, request: Request, _: Principal = Depends(require(actions.CANCEL_RUN))
+    run_id: str, request: Request, _: Principal = Depends(require(actions.CANCEL_RUN, "run/{run_id}"))
 ) -> dict[str, Any]:
     """Cancel a run: queued tasks are cancelled, running ones have their whole process group
     signalled (SIGTERM, then SIGKILL after the grace period)."""
@@ -86,7 +86,7 @@ async def read_log(
     request: Request,
     offset: int = Query(default=0, ge=0),
     limit: int = Query(default=1024 * 1024, ge=1, le=4 * 1024 * 1024),
-    _: Principal = Depends(require(actions.READ_LOG)),
+    _: Principal = Depends(require(actions.READ_LOG, "run/{run_id}")),
 ) -> dict[str, Any]:
     """Log bytes from ``offset``; read again from ``nextOffset``. ``complete`` is true once
     the task (for ``__run__``: the run) has finished and everything is stored."""

@@ -1,0 +1,107 @@
+"""IAM: users, groups and policies decide every /api/v1 action (default deny, Deny wins)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from kiok.master.api.app import create_app
+from kiok.testing.process import Standalone
+
+OPEN_TO_ANY_USER = {
+    "/api/v1/auth/login",
+    "/api/v1/auth/refresh",
+    "/api/v1/auth/change-password",
+    "/api/v1/openapi.json",
+}
+
+
+def as_user(k: Standalone, user: str, password: str) -> dict[str, str]:
+    r = httpx.post(k.url + "/api/v1/auth/login", json={"user": user, "password": password})
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['accessToken']}"}
+
+
+@pytest.fixture(scope="module")
+def iam(shared_kiok: Standalone) -> Standalone:
+    k = shared_kiok
+    readers = {
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["dags:List", "dags:Read", "runs:*", "logs:Read"],
+                "Resource": ["dag/*", "run/*"],
+            },
+            {"Effect": "Deny", "Action": "*", "Resource": "dag/secret-*"},
+        ]
+    }
+    assert (
+        k.api("POST", "/api/v1/iam/policies", json={"policy": "readers", "document": readers}).status_code
+        == 201
+    )
+    assert (
+        k.api("POST", "/api/v1/iam/groups", json={"group": "viewers", "policies": ["readers"]}).status_code
+        == 201
+    )
+    r = k.api(
+        "POST", "/api/v1/iam/users", json={"user": "bob", "password": "Bob-Password-1", "groups": ["viewers"]}
+    )
+    assert r.status_code == 201 and "Bob-Password-1" not in r.text
+    r = k.api("POST", "/api/v1/iam/users", json={"user": "nobody", "password": "Nobody-Password-1"})
+    assert r.status_code == 201
+    k.register("dag: {id: public}\ntasks: [{id: t, script: 'true'}]\n")
+    k.register("dag: {id: secret-one}\ntasks: [{id: t, script: 'true'}]\n")
+    return k
+
+
+def test_policies_allow_and_deny(iam: Standalone) -> None:
+    bob = as_user(iam, "bob", "Bob-Password-1")
+    assert httpx.get(iam.url + "/api/v1/dags", headers=bob).status_code == 200
+    assert httpx.get(iam.url + "/api/v1/dags/public", headers=bob).status_code == 200
+    denied = httpx.get(iam.url + "/api/v1/dags/secret-one", headers=bob)
+    assert denied.status_code == 403 and denied.json()["error"]["code"] == "forbidden"
+    assert "dags:Read on dag/secret-one" in denied.json()["error"]["message"]
+    trigger = httpx.post(iam.url + "/api/v1/dags/public/runs", headers=bob, json={})
+    assert trigger.status_code == 403 and "dags:Trigger" in trigger.json()["error"]["message"]
+    reg = httpx.post(
+        iam.url + "/api/v1/dags", headers=bob, content="dag: {id: x}\ntasks: [{id: t, script: 'true'}]\n"
+    )
+    assert reg.status_code == 403
+    assert httpx.get(iam.url + "/api/v1/iam/users", headers=bob).status_code == 403
+
+
+def test_bad_iam_input_is_refused(iam: Standalone) -> None:
+    bad = iam.api(
+        "POST",
+        "/api/v1/iam/policies",
+        json={"policy": "p", "document": {"Statement": [{"Effect": "Perhaps"}]}},
+    )
+    assert bad.status_code == 400 and "Effect" in bad.json()["error"]["message"]
+    unknown = iam.api(
+        "POST", "/api/v1/iam/users", json={"user": "carol", "password": "Carol-Pass-1", "groups": ["nope"]}
+    )
+    assert unknown.status_code == 400 and "nope" in unknown.json()["error"]["message"]
+    listed = iam.api("GET", "/api/v1/iam/users").json()["users"]
+    assert {"admin", "bob"} <= {u["user"] for u in listed}
+    assert "passwordHash" not in str(listed)
+
+
+def _routes() -> list[tuple[str, str]]:
+    app = create_app(None, max_body_bytes=1024)  # type: ignore[arg-type]  # routes only
+    return [
+        (m.upper(), p.replace("{", "").replace("}", ""))
+        for p, item in app.openapi()["paths"].items()
+        for m in item
+    ]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [r for r in _routes() if r[1].startswith("/api/v1") or r[1] == "/metrics"]
+)
+def test_a_user_without_policies_gets_403_everywhere(iam: Standalone, method: str, path: str) -> None:
+    """Generated from the route table: a new route without an action check fails here."""
+    if path in OPEN_TO_ANY_USER:
+        return
+    nobody = as_user(iam, "nobody", "Nobody-Password-1")
+    r = httpx.request(method, iam.url + path, headers=nobody, json={})
+    assert r.status_code == 403, (method, path, r.status_code, r.text)
