@@ -7,6 +7,8 @@ action from ``kiok.security.actions``."""
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -169,6 +171,27 @@ class AuthService:
             raise Unauthenticated("the password changed since this token was issued; log in again")
         return record
 
+    def _access_key_principal(self, credential: str) -> Principal:
+        key_id, _, secret = credential.partition(":")
+        record = self._reader.access_key(key_id) if key_id and secret else None
+        digest = hashlib.sha256(secret.encode()).hexdigest()
+        if record is None or not hmac.compare_digest(record["secretHash"], digest):
+            raise Unauthenticated("invalid access key")
+        user = self._reader.user(record["user"])
+        if user is None:
+            raise Unauthenticated("the access key's user no longer exists")
+        return Principal(record["user"], tuple(str(g) for g in user.get("groups") or ()), False)
+
+    async def create_access_key(self, user: str) -> tuple[str, str]:
+        """A new access key for ``user``: (id, secret). The secret is shown once, kept hashed."""
+        key_id = "AK" + secrets.token_hex(8).upper()
+        secret = secrets.token_urlsafe(30)
+        digest = hashlib.sha256(secret.encode()).hexdigest()
+        await self._log.propose(
+            c.PutAccessKey(at_ms=self._clock(), key_id=key_id, user=user, secret_hash=digest)
+        )
+        return key_id, secret
+
     def authenticate(self, header: str | None, *, allow_password_change: bool = False) -> Principal:
         """The principal behind an ``Authorization`` header (``Bearer <jwt>`` or ``Token <jwt>``)."""
         if not header:
@@ -176,8 +199,12 @@ class AuthService:
                 "authentication required: send 'Authorization: Bearer <token>' (POST /api/v1/auth/login)"
             )
         scheme, _, token = header.partition(" ")
+        if scheme.lower() == "accesskey":
+            return self._access_key_principal(token.strip())
         if scheme.lower() not in ("bearer", "token") or not token.strip():
-            raise Unauthenticated("unsupported Authorization scheme; use 'Bearer <token>'")
+            raise Unauthenticated(
+                "unsupported Authorization scheme; use 'Bearer <token>' or 'AccessKey <id>:<secret>'"
+            )
         claims = self.issuer.verify(token.strip(), "access", self._clock())
         record = self._current_user(claims)
         groups = record.get("groups") or ()

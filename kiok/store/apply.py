@@ -160,9 +160,20 @@ def _put_policy(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     return {"policy": cmd.name}
 
 
+def _put_access_key(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
+    assert isinstance(cmd, c.PutAccessKey)
+    if txn.get(k.IAM, k.user(cmd.user)) is None:
+        raise NotFound(f"user {cmd.user!r} not found")
+    record = {"keyId": cmd.key_id, "user": cmd.user, "secretHash": cmd.secret_hash, "createdMs": cmd.at_ms}
+    txn.put(k.IAM, k.access_key(cmd.key_id), record)
+    return {"accessKeyId": cmd.key_id}
+
+
 def _delete_iam(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     assert isinstance(cmd, c.DeleteIam)
-    key = {"user": k.user, "group": k.group, "policy": k.policy}[cmd.what](cmd.name)
+    key = {"user": k.user, "group": k.group, "policy": k.policy, "accesskey": k.access_key}[cmd.what](
+        cmd.name
+    )
     if txn.get(k.IAM, key) is None:
         raise NotFound(f"{cmd.what} {cmd.name!r} not found")
     txn.delete(k.IAM, key)
@@ -267,6 +278,7 @@ _HANDLERS: dict[type[c.Command], Callable[[Txn, c.Command, Effects], Any]] = {
     c.PutGroup: _put_group,
     c.PutPolicy: _put_policy,
     c.DeleteIam: _delete_iam,
+    c.PutAccessKey: _put_access_key,
     c.PutConnection: _put_connection,
     c.DeleteConnection: _delete_connection,
     c.RegisterDag: _register_dag,

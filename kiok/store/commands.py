@@ -125,6 +125,17 @@ class PutPolicy(Command):
 
 @command
 @dataclass(frozen=True)
+class PutAccessKey(Command):
+    """An access key for scripts: ``AccessKey <id>:<secret>``; only the secret's hash is kept."""
+
+    kind: ClassVar[str] = "put_access_key"
+    key_id: str = ""
+    user: str = ""
+    secret_hash: str = ""
+
+
+@command
+@dataclass(frozen=True)
 class DeleteIam(Command):
     """Delete a user, group or policy (``what``: "user" | "group" | "policy")."""
 

@@ -82,6 +82,10 @@ def policy(name: str) -> str:
     return f"policy/{name}"
 
 
+def access_key(key_id: str) -> str:
+    return f"accesskey/{key_id}"
+
+
 def user(name: str) -> str:
     return f"user/{name}"
 

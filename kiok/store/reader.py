@@ -30,6 +30,9 @@ class StateReader:
     def user(self, name: str) -> dict[str, Any] | None:
         return self._get(k.IAM, k.user(name))  # type: ignore[no-any-return]
 
+    def access_key(self, key_id: str) -> dict[str, Any] | None:
+        return self._get(k.IAM, k.access_key(key_id))  # type: ignore[no-any-return]
+
     def group(self, name: str) -> dict[str, Any] | None:
         return self._get(k.IAM, k.group(name))  # type: ignore[no-any-return]
 

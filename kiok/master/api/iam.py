@@ -135,6 +135,42 @@ async def put_policy(
     return {"policy": name, "document": document}
 
 
+class AccessKeyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user: str | None = Field(default=None, max_length=128, description="Default: the caller.")
+
+
+@router.post("/access-keys", status_code=201, responses={404: {}})
+async def create_access_key(
+    request: Request,
+    body: AccessKeyRequest | None = None,
+    principal: Principal = Depends(require(actions.WRITE_IAM, "iam/*")),
+) -> dict[str, Any]:
+    """A new access key; the secret is in this answer only. Use ``Authorization: AccessKey <id>:<secret>``."""
+    node = node_of(request)
+    user = (body.user if body and body.user else None) or principal.user
+    if node.reader.user(user) is None:
+        raise NotFound(f"user {user!r} not found")
+    key_id, secret = await node.auth.create_access_key(user)
+    node.audit.record(
+        principal.user, actions.WRITE_IAM, f"accesskey/{key_id} for {user}", client_address(request)
+    )
+    return {"accessKeyId": key_id, "secretAccessKey": secret, "user": user}
+
+
+@router.get("/access-keys")
+async def list_access_keys(
+    request: Request, _: Principal = Depends(require(actions.READ_IAM, "iam/*"))
+) -> dict[str, Any]:
+    keys = node_of(request).reader.iam_records("accesskey")
+    return {
+        "accessKeys": [
+            {"accessKeyId": a["keyId"], "user": a["user"], "createdAt": iso(a["createdMs"])} for a in keys
+        ]
+    }
+
+
 @router.delete("/{what}/{name}", responses={404: {}})
 async def delete_iam(
     what: str,
@@ -143,7 +179,7 @@ async def delete_iam(
     principal: Principal = Depends(require(actions.WRITE_IAM, "iam/*")),
 ) -> dict[str, Any]:
     """Delete a user, group or policy: ``/users/NAME``, ``/groups/NAME``, ``/policies/NAME``."""
-    kinds = {"users": "user", "groups": "group", "policies": "policy"}
+    kinds = {"users": "user", "groups": "group", "policies": "policy", "access-keys": "accesskey"}
     if what not in kinds:
         raise NotFound("no such endpoint")
     node = node_of(request)
