@@ -161,6 +161,16 @@ KEYS: tuple[Key, ...] = (
         "",
         "Local admin socket (mode 0600) for password resets; empty: <data>/admin.sock.",
     ),
+    Key("kiok.internal.auth.tokens", str, "", "Accepted service bearer tokens (comma or newline separated)."),
+    Key(
+        "kiok.internal.auth.token.file",
+        str,
+        "",
+        "File of accepted service bearer tokens, re-read periodically.",
+    ),
+    Key(
+        "kiok.internal.auth.reload.interval.seconds", int, 60, "How often the service token file is re-read."
+    ),
     Key("kiok.auth.login.max.failures", int, 5, "Failed logins per user and address before a back-off."),
     Key("kiok.auth.login.window.seconds", int, 60, "Window over which failed logins are counted."),
     Key(

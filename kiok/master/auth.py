@@ -16,12 +16,15 @@ from dataclasses import dataclass
 from kiok.errors import InvalidInput, NotFound, PasswordChangeRequired, RateLimited, Unauthenticated
 from kiok.security.passwords import hash_password, password_problem, verify_password
 from kiok.security.ratelimit import FailureLimiter
+from kiok.security.service_tokens import ServiceTokens
 from kiok.security.tokens import TokenClaims, TokenIssuer
 from kiok.store import commands as c
 from kiok.store.commandlog import CommandLog
 from kiok.store.reader import StateReader
 
 DEFAULT_ADMIN_PASSWORD = "admin"
+#: The principal a service bearer token acts as (member of ``admins``).
+SERVICE_PRINCIPAL = "service"
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,8 @@ class AuthService:
         self._limiter = FailureLimiter(max_failures, window_ms)
         #: Where logins and password changes are recorded (the master's audit log).
         self.audit: Callable[..., None] = lambda *a, **k: None
+        #: Service-to-service bearer tokens (a JWT always has dots; these have none).
+        self.service_tokens: ServiceTokens | None = None
 
     async def bootstrap(self, admin_user: str, admin_password: str) -> bool:
         """Create the admin and the signing key on the very first bootstrap only. Never
@@ -205,6 +210,12 @@ class AuthService:
             raise Unauthenticated(
                 "unsupported Authorization scheme; use 'Bearer <token>' or 'AccessKey <id>:<secret>'"
             )
+        if (
+            self.service_tokens is not None
+            and "." not in token
+            and self.service_tokens.accepts(token.strip())
+        ):
+            return Principal(SERVICE_PRINCIPAL, ("admins",), False)
         claims = self.issuer.verify(token.strip(), "access", self._clock())
         record = self._current_user(claims)
         groups = record.get("groups") or ()

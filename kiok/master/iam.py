@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from kiok.errors import Forbidden
-from kiok.master.auth import Principal
+from kiok.master.auth import SERVICE_PRINCIPAL, Principal
 from kiok.security.policy import is_allowed
 from kiok.store.reader import StateReader
 
@@ -16,7 +16,7 @@ class Iam:
         self._reader = reader
 
     def documents(self, principal: Principal) -> list[dict[str, Any]]:
-        user = self._reader.user(principal.user) or {}
+        user = (self._reader.user(principal.user) or {}) if principal.user != SERVICE_PRINCIPAL else {}
         names = list(user.get("policies") or [])
         for group_name in principal.groups:
             group = self._reader.group(group_name)

@@ -21,6 +21,7 @@ from kiok.master.iam import Iam
 from kiok.master.metrics import MasterMetrics
 from kiok.master.scheduler import Scheduler
 from kiok.security.kms import Keyring, WrongMasterKey
+from kiok.security.service_tokens import ServiceTokens
 from kiok.store import commands as c
 from kiok.store import keys
 from kiok.store.commandlog import LocalCommandLog
@@ -94,6 +95,9 @@ class MasterNode:
         self.audit = Auditor(self.log, clock_ms)
         self.iam = Iam(self.reader)
         self.auth.audit = self.audit.record
+        self.auth.service_tokens = ServiceTokens(
+            settings.get_str("kiok.internal.auth.tokens"), settings.get_str("kiok.internal.auth.token.file")
+        )
         self.scheduler = Scheduler(
             self.log,
             self.reader,
@@ -183,10 +187,18 @@ class MasterNode:
                 "first bootstrap: created the administrator %r", self.settings.get_str("kiok.iam.admin.user")
             )
         self._tasks = [
+            asyncio.create_task(self._reload_service_tokens(), name="service-tokens"),
             asyncio.create_task(self.scheduler.run(), name="scheduler"),
             asyncio.create_task(self.coordinator.run(), name="coordinator"),
         ]
         self._started = True
+
+    async def _reload_service_tokens(self) -> None:
+        interval = max(1, self.settings.get_int("kiok.internal.auth.reload.interval.seconds"))
+        while True:
+            await asyncio.sleep(interval)
+            if self.auth.service_tokens is not None:
+                self.auth.service_tokens.reload()
 
     async def stop(self) -> None:
         for task in self._tasks:
