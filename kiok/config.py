@@ -171,6 +171,20 @@ KEYS: tuple[Key, ...] = (
     Key(
         "kiok.internal.auth.reload.interval.seconds", int, 60, "How often the service token file is re-read."
     ),
+    Key(
+        "kiok.tls.cert",
+        str,
+        "",
+        "PEM certificate (chain) this process serves TLS with on every port; empty: plain TCP/HTTP.",
+    ),
+    Key("kiok.tls.key", str, "", "PEM private key of kiok.tls.cert."),
+    Key(
+        "kiok.tls.ca",
+        str,
+        "",
+        "PEM CA bundle: a worker (or a forwarding master) connects to masters over TLS and verifies "
+        "them against it; a master with cert, key and ca requires client certificates on the internal port.",
+    ),
     Key("kiok.auth.login.max.failures", int, 5, "Failed logins per user and address before a back-off."),
     Key("kiok.auth.login.window.seconds", int, 60, "Window over which failed logins are counted."),
     Key(

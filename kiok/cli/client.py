@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -118,6 +119,7 @@ class ApiClient:
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
         on_tokens: Callable[[Tokens], None] | None = None,
+        ca_file: str | None = None,
     ) -> None:
         self.base_url = base_url
         self.tokens = tokens
@@ -127,6 +129,7 @@ class ApiClient:
             base_url=base_url,
             timeout=timeout,
             transport=transport,
+            verify=ssl.create_default_context(cafile=ca_file) if ca_file else True,
             headers={"User-Agent": _USER_AGENT, "Accept": "application/json"},
         )
 

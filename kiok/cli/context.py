@@ -67,6 +67,8 @@ class CliContext:
     as_json: bool
     timeout: float
     runtime: Runtime
+    #: CA bundle that an https master's certificate is verified against (None: system CAs).
+    ca_file: str | None = None
     _client: ApiClient | None = None
 
     @property
@@ -95,6 +97,7 @@ class CliContext:
             timeout=self.timeout,
             transport=self.runtime.transport,
             on_tokens=lambda t: self.save_tokens(t, user),
+            ca_file=self.ca_file,
         )
         return click.get_current_context().with_resource(client)
 

@@ -50,6 +50,13 @@ def describe(e: KiokError | CliError) -> str:
     metavar="JWT",
     help="Access token [env: KIOK_USER_TOKEN]; default: the one saved by `kiok login`.",
 )
+@click.option(
+    "--ca",
+    "ca_file",
+    envvar="KIOK_TLS_CA",
+    type=click.Path(exists=True, dir_okay=False),
+    help="CA bundle to verify an https master against [env: KIOK_TLS_CA].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the server's JSON answer, for scripts.")
 @click.option(
     "--timeout",
@@ -59,11 +66,18 @@ def describe(e: KiokError | CliError) -> str:
     help="Seconds to wait for each HTTP answer.",
 )
 @click.pass_context
-def cli(ctx: click.Context, master: str, token: str | None, as_json: bool, timeout: float) -> None:
+def cli(
+    ctx: click.Context, master: str, token: str | None, ca_file: str | None, as_json: bool, timeout: float
+) -> None:
     """kiok: a distributed DAG orchestrator."""
     runtime = ctx.obj if isinstance(ctx.obj, Runtime) else Runtime()
     ctx.obj = CliContext(
-        base_url=master_url(master), token=token or None, as_json=as_json, timeout=timeout, runtime=runtime
+        base_url=master_url(master),
+        token=token or None,
+        as_json=as_json,
+        timeout=timeout,
+        runtime=runtime,
+        ca_file=ca_file,
     )
 
 

@@ -16,6 +16,7 @@ import contextlib
 import itertools
 import logging
 import re
+import ssl
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,8 @@ from kiok.errors import KiokError, ProtocolError, Unauthenticated
 from kiok.master.coordinator import WorkerInfo
 from kiok.protocol.framing import read_frame, write_frame
 from kiok.protocol.messages import PROTOCOL_VERSION, Assignment, OfferReply, OfferVerdict
-from kiok.protocol.wire import Kind, assignment_to_wire, field, frame, kind_of
+from kiok.protocol.wire import Kind, assignment_to_wire, field, frame, kind_of, outbox_keys_to_wire
+from kiok.security.kms import worker_outbox_keyring
 from kiok.security.ratelimit import FailureLimiter
 from kiok.store import commands as c
 
@@ -290,8 +292,8 @@ class InternalServer:
             timer.cancel()
         self.node.coordinator.worker_lost(worker_id)
 
-    async def start(self, host: str, port: int) -> None:
-        self._server = await asyncio.start_server(self._handle, host, port)
+    async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
+        self._server = await asyncio.start_server(self._handle, host, port, ssl=ssl_context)
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -391,6 +393,7 @@ class InternalServer:
             "term": self.node.coordinator.term,
             "heartbeatIntervalMs": self.heartbeat_interval_ms,
             "heartbeatTimeoutMs": int(self.heartbeat_timeout_s * 1000),
+            "outboxKeys": outbox_keys_to_wire(worker_outbox_keyring(self.node.keyring, worker_id)),
         }
         if credential is not None:
             welcome["credential"] = credential

@@ -22,6 +22,7 @@ from typing import Any
 
 from kiok.errors import ProtocolError
 from kiok.protocol.messages import PROTOCOL_VERSION, Assignment, Fence
+from kiok.security.kms import Keyring
 
 
 class Kind(StrEnum):
@@ -90,3 +91,23 @@ def assignment_from_wire(m: dict[str, Any]) -> Assignment:
         cancel=bool(m.get("cancel")),
         secrets=m.get("secrets") or {},
     )
+
+
+_OUTBOX_KEY = "joblog-encryption"
+
+
+def outbox_keys_to_wire(ring: Keyring) -> dict[str, Any]:
+    return {"current": ring.current[_OUTBOX_KEY], "versions": sorted(ring.versions[_OUTBOX_KEY].items())}
+
+
+def outbox_keys_from_wire(m: dict[str, Any]) -> Keyring:
+    """The WELCOME's ``outboxKeys``; ProtocolError when missing or malformed."""
+    keys = m.get("outboxKeys")
+    try:
+        versions = {int(v): bytes(k) for v, k in keys["versions"]}  # type: ignore[index]
+        current = int(keys["current"])  # type: ignore[index]
+    except (TypeError, KeyError, ValueError):
+        raise ProtocolError("welcome: field 'outboxKeys' missing or of the wrong type") from None
+    if current not in versions or any(len(k) != 32 for k in versions.values()):
+        raise ProtocolError("welcome: field 'outboxKeys' is inconsistent")
+    return Keyring({_OUTBOX_KEY: versions}, {_OUTBOX_KEY: current})

@@ -17,6 +17,7 @@ from typing import Any
 import uvicorn
 
 from kiok.config import Settings
+from kiok.security.tls import TlsFiles
 from kiok.worker.driver import DriverEnv, base_task_env
 from kiok.worker.executors import default_executors
 from kiok.worker.link import MasterLink
@@ -38,10 +39,20 @@ class HttpServer(uvicorn.Server):
         yield
 
 
-def http_server(app: Any, host: str, port: int) -> HttpServer:
+def http_server(app: Any, host: str, port: int, tls: TlsFiles) -> HttpServer:
+    """An HTTP server for ``app``; HTTPS when ``tls`` has a certificate (never asking the
+    client for one: browsers and scripts have none)."""
     return HttpServer(
         uvicorn.Config(
-            app, host=host, port=port, loop="asyncio", log_level="warning", access_log=False, lifespan="off"
+            app,
+            host=host,
+            port=port,
+            loop="asyncio",
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            ssl_certfile=tls.cert or None,
+            ssl_keyfile=tls.key or None,
         )
     )
 

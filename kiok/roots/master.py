@@ -15,11 +15,13 @@ from kiok.master.api.app import create_app
 from kiok.master.internal_server import InternalServer
 from kiok.master.node import MasterNode
 from kiok.roots.common import clock_ms, http_server, prepare_data_dir, stop_event, wait_for_stop
+from kiok.security.tls import TlsFiles
 
 log = logging.getLogger(__name__)
 
 
 async def run_master(settings: Settings) -> None:
+    tls = TlsFiles.from_settings(settings)  # a wrong TLS setting fails before anything opens
     data = prepare_data_dir(settings)
     node = MasterNode(settings, clock_ms)
     await node.start()
@@ -27,16 +29,20 @@ async def run_master(settings: Settings) -> None:
     await admin_socket.start()
     internal = InternalServer(node)
     host = settings.get_str("kiok.master.host")
-    await internal.start(host, settings.get_int("kiok.master.internal.port"))
+    await internal.start(
+        host, settings.get_int("kiok.master.internal.port"), tls.server_context(require_client_cert=True)
+    )
     admin = http_server(
         create_app(node, max_body_bytes=settings.get_int("kiok.admin.http.max.content.size.bytes")),
         host,
         settings.get_int("kiok.master.admin.port"),
+        tls,
     )
     stop = stop_event()
     servers = [asyncio.create_task(admin.serve())]
     log.info(
-        "kiok master: admin API on http://%s, internal protocol on %s:%d, data in %s",
+        "kiok master: admin API on %s://%s, internal protocol on %s:%d, data in %s",
+        "https" if tls.serves_tls else "http",
         node.admin_address,
         host,
         settings.get_int("kiok.master.internal.port"),

@@ -20,6 +20,7 @@ from kiok.master.coordinator import WorkerInfo
 from kiok.master.node import MasterNode
 from kiok.protocol.messages import Assignment, Fence, OfferReply
 from kiok.roots.common import build_worker, clock_ms, http_server, prepare_data_dir, stop_event, wait_for_stop
+from kiok.security.tls import TlsFiles
 from kiok.store import commands as c
 from kiok.worker.status_http import create_status_app
 from kiok.worker.worker import Worker
@@ -96,6 +97,7 @@ class LocalWorkerHandle:
 
 
 async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
+    tls = TlsFiles.from_settings(settings)  # a wrong TLS setting fails before anything opens
     data = prepare_data_dir(settings)
     node = MasterNode(settings, clock_ms)
     await node.start()
@@ -110,18 +112,22 @@ async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
         create_app(node, max_body_bytes=settings.get_int("kiok.admin.http.max.content.size.bytes")),
         settings.get_str("kiok.master.host"),
         settings.get_int("kiok.master.admin.port"),
+        tls,
     )
     status = http_server(
         create_status_app(worker, lambda: "connected"),
         settings.get_str("kiok.worker.host"),
         settings.get_int("kiok.worker.status.port"),
+        tls,
     )
     stop = stop_event()
     servers = [asyncio.create_task(admin.serve()), asyncio.create_task(status.serve())]
     log.info(
-        "kiok standalone: admin API on http://%s, worker %s status on http://%s, data in %s",
+        "kiok standalone: admin API on %s://%s, worker %s status on %s://%s, data in %s",
+        scheme := "https" if tls.serves_tls else "http",
         node.admin_address,
         worker.id,
+        scheme,
         status_addr,
         data,
     )

@@ -18,6 +18,7 @@ from kiok.roots.common import (
     wait_for_stop,
     worker_id_for,
 )
+from kiok.security.tls import TlsFiles
 from kiok.worker.master_client import MasterClient, parse_masters
 from kiok.worker.outbox import Outbox
 from kiok.worker.status_http import create_status_app
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 
 async def run_worker(settings: Settings, environ: dict[str, str]) -> None:
+    tls = TlsFiles.from_settings(settings)  # a wrong TLS setting fails before anything opens
     data = prepare_data_dir(settings)
     try:
         masters = parse_masters(settings.get_str("kiok.worker.masters"))
@@ -42,6 +44,7 @@ async def run_worker(settings: Settings, environ: dict[str, str]) -> None:
         connect_timeout_s=settings.get_int("kiok.internal.connect.timeout.ms") / 1000,
         io_timeout_s=settings.get_int("kiok.internal.io.timeout.ms") / 1000,
         max_frame_bytes=settings.get_int("kiok.internal.max.frame.bytes"),
+        ssl_context=tls.client_context(),
     )
     worker = build_worker(settings, client, environ)
     client.attach(worker)
@@ -50,6 +53,7 @@ async def run_worker(settings: Settings, environ: dict[str, str]) -> None:
         create_status_app(worker, lambda: client.state),
         settings.get_str("kiok.worker.host"),
         settings.get_int("kiok.worker.status.port"),
+        tls,
     )
     stop = stop_event()
     tasks = [asyncio.create_task(status.serve()), asyncio.create_task(client.run())]

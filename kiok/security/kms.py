@@ -14,6 +14,7 @@ decrypt. Keys (RocksDB keys: ids) are not encrypted; values are.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import struct
 from dataclasses import dataclass, field
@@ -87,6 +88,17 @@ class Keyring:
         return cls({n: {int(k): key for k, key in vs.items()} for n, vs in doc["v"].items()}, dict(doc["c"]))
 
 
+def worker_outbox_keyring(ring: Keyring, worker_id: str) -> Keyring:
+    """The keys a worker encrypts its outbox with: every version of ``joblog-encryption``
+    narrowed to this worker by HMAC, so what a worker is given opens nothing of the master's
+    stores nor another worker's outbox. Sent in the WELCOME and held only in the worker's
+    memory: the outbox on disk is unreadable without a master."""
+    name = "joblog-encryption"
+    label = b"kiok-worker-outbox\0" + worker_id.encode()
+    derived = {v: hmac.new(key, label, hashlib.sha256).digest() for v, key in ring.versions[name].items()}
+    return Keyring({name: derived}, {name: ring.current[name]})
+
+
 class Cipher:
     """Encrypts and decrypts values with one named data key (all its versions)."""
 
@@ -102,6 +114,8 @@ class Cipher:
         return header + nonce + self._aead[self._current].encrypt(nonce, value, header + aad)
 
     def decrypt(self, blob: bytes, aad: bytes) -> bytes:
+        if len(blob) < _HEADER.size + _NONCE:
+            raise KiokError(f"value not readable with {self._name} (only {len(blob)} bytes)")
         fmt, key_id, version = _HEADER.unpack_from(blob)
         if fmt != _FORMAT or key_id != self._id or version not in self._aead:
             raise KiokError(

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -63,8 +64,18 @@ class Standalone:
         return env
 
     @property
+    def scheme(self) -> str:
+        return "https" if self.env.get("KIOK_TLS_CERT") else "http"
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.admin_port}"
+        return f"{self.scheme}://127.0.0.1:{self.admin_port}"
+
+    def http(self, method: str, url: str, **kw: Any) -> httpx.Response:
+        """One HTTP request, verifying an https server against ``KIOK_TLS_CA`` of this process."""
+        ca = self.env.get("KIOK_TLS_CA")
+        kw.setdefault("verify", ssl.create_default_context(cafile=ca) if ca else True)
+        return httpx.request(method, url, **kw)
 
     @property
     def probe_base(self) -> str:
@@ -72,7 +83,7 @@ class Standalone:
 
     @property
     def status_url(self) -> str:
-        return f"http://127.0.0.1:{self.status_port}"
+        return f"{self.scheme}://127.0.0.1:{self.status_port}"
 
     def start(self, timeout_s: float = 30) -> Standalone:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -97,7 +108,7 @@ class Standalone:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"kiok exited with {self.proc.returncode}:\n{self.read_log()[-3000:]}")
             try:
-                if httpx.get(self.probe_base + self.ready_path, timeout=1).status_code == 200:
+                if self.http("GET", self.probe_base + self.ready_path, timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -131,8 +142,8 @@ class Standalone:
     @property
     def token(self) -> str:
         if self._token is None:
-            r = httpx.post(
-                self.url + "/api/v1/auth/login", json={"user": "admin", "password": ADMIN_PASSWORD}
+            r = self.http(
+                "POST", self.url + "/api/v1/auth/login", json={"user": "admin", "password": ADMIN_PASSWORD}
             )
             r.raise_for_status()
             self._token = r.json()["accessToken"]
@@ -142,7 +153,7 @@ class Standalone:
         headers = dict(kw.pop("headers", {}) or {})
         if auth:
             headers.setdefault("Authorization", f"Bearer {self.token}")
-        return httpx.request(method, self.url + path, headers=headers, timeout=kw.pop("timeout", 30), **kw)
+        return self.http(method, self.url + path, headers=headers, timeout=kw.pop("timeout", 30), **kw)
 
     def register(self, yaml_text: str) -> str:
         r = self.api("POST", "/api/v1/dags", content=yaml_text, headers={"Content-Type": "application/yaml"})
@@ -209,7 +220,9 @@ class Master(Standalone):
 
     def wait_open(self, timeout_s: float = 30) -> None:
         self.wait_for(
-            lambda: httpx.get(self.url + "/readyz").status_code == 200, timeout_s, "the cluster to open"
+            lambda: self.http("GET", self.url + "/readyz").status_code == 200,
+            timeout_s,
+            "the cluster to open",
         )
 
 
@@ -232,5 +245,5 @@ class WorkerProcess(Standalone):
         return self.status_url
 
     def status(self) -> dict[str, Any]:
-        body: dict[str, Any] = httpx.get(self.status_url + "/status", timeout=5).json()
+        body: dict[str, Any] = self.http("GET", self.status_url + "/status", timeout=5).json()
         return body

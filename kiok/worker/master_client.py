@@ -15,6 +15,7 @@ import contextlib
 import itertools
 import logging
 import os
+import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,7 @@ from kiok.core.states import TERMINAL_TASK_STATES
 from kiok.errors import ProtocolError
 from kiok.protocol.framing import read_frame, write_frame
 from kiok.protocol.messages import PROTOCOL_VERSION, Fence
-from kiok.protocol.wire import Kind, assignment_from_wire, field, frame, kind_of
+from kiok.protocol.wire import Kind, assignment_from_wire, field, frame, kind_of, outbox_keys_from_wire
 from kiok.worker.outbox import Outbox
 
 if TYPE_CHECKING:
@@ -64,6 +65,7 @@ class MasterClient:
         connect_timeout_s: float,
         io_timeout_s: float,
         max_frame_bytes: int,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._masters = masters
         self._worker_id = worker_id
@@ -74,6 +76,7 @@ class MasterClient:
         self._connect_timeout_s = connect_timeout_s
         self._io_timeout_s = io_timeout_s
         self._max_frame = max_frame_bytes
+        self._ssl = ssl_context
         self._worker: Worker | None = None
         self._out: asyncio.Queue[dict[str, Any] | None] | None = None
         self._connected = asyncio.Event()
@@ -178,7 +181,9 @@ class MasterClient:
 
     async def _session(self, host: str, port: int) -> None:
         assert self._worker is not None
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), self._connect_timeout_s)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=self._ssl), self._connect_timeout_s
+        )
         try:
             hello: dict[str, Any] = {
                 "worker": self._worker_id,
@@ -197,13 +202,17 @@ class MasterClient:
                 reader, timeout_s=self._connect_timeout_s, max_frame_bytes=self._max_frame
             )
             if answer is None:
-                raise ConnectionError("the master closed the connection during the hello")
+                hint = (
+                    " (a TLS master may require a client certificate: kiok.tls.cert/key)" if self._ssl else ""
+                )
+                raise ConnectionError(f"the master closed the connection during the hello{hint}")
             if kind_of(answer) is Kind.REFUSED:
                 self.state = f"refused: {answer.get('reason', '')}"
                 log.error("master %s:%d refused this worker: %s", host, port, answer.get("reason"))
                 return
             if kind_of(answer) is not Kind.WELCOME:
                 raise ProtocolError("expected a welcome")
+            self._outbox.set_keys(outbox_keys_from_wire(answer))
             if isinstance(answer.get("credential"), str):
                 self._save_credential(answer["credential"])
                 log.info("admitted with the join token; credential saved to %s", self._credential_file)

@@ -1,5 +1,11 @@
 """The worker's outbox: terminal task reports kept on disk until a master acknowledges them.
 
+Reports hold task errors and results, so each file is encrypted (AES-256-GCM, the file's
+key as associated data) with keys the master hands over in the WELCOME and that live only
+in memory (``kiok.security.kms.worker_outbox_keyring``): the worker's disk alone reads
+nothing. Until the first WELCOME the outbox has no keys; it needs none, since the worker
+runs nothing before a master has given it a run.
+
 One file per report (written to a temporary name, fsync'd, renamed, directory fsync'd), so a
 report that ``put`` returned for survives kill -9 and power loss, and ``ack`` is one unlink.
 On every (re)connect the worker replays ``pending()`` in the order they were written; the
@@ -9,28 +15,44 @@ master applies a report at most once (keyed by run, task and attempt), so replay
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import msgpack
+from cryptography.exceptions import InvalidTag
+
+from kiok.errors import KiokError
+from kiok.security.kms import Cipher, Keyring
+
+log = logging.getLogger(__name__)
+
+_KEY_NAME = "joblog-encryption"
 
 
 class Outbox:
     def __init__(self, directory: Path) -> None:
+        self._cipher: Cipher | None = None
         self._dir = directory
         self._dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self._dir, 0o700)
         existing = [int(p.stem) for p in self._dir.glob("*.rep") if p.stem.isdigit()]
         self._seq = max(existing, default=0)
 
+    def set_keys(self, ring: Keyring) -> None:
+        """The keys from the master's WELCOME (every version: older files still read)."""
+        self._cipher = Cipher(ring, _KEY_NAME)
+
     def put(self, record: dict[str, Any]) -> int:
         """Store ``record`` durably; return its key."""
+        if self._cipher is None:
+            raise KiokError("the outbox has no key yet: no master has welcomed this worker")
         self._seq += 1
         key = self._seq
         final = self._dir / f"{key:016d}.rep"
         tmp = final.with_suffix(".tmp")
-        data = msgpack.packb(record, use_bin_type=True)
+        data = self._cipher.encrypt(msgpack.packb(record, use_bin_type=True), final.name.encode())
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.write(fd, data)
@@ -50,10 +72,17 @@ class Outbox:
             os.unlink(self._dir / f"{key:016d}.rep")
 
     def pending(self) -> list[tuple[int, dict[str, Any]]]:
+        """Every unacknowledged report, oldest first. A file these keys cannot open (junk, or
+        written for another cluster) is dropped with a warning: the master re-runs what it
+        never heard about."""
+        if self._cipher is None:
+            return []
         out = []
         for path in sorted(self._dir.glob("*.rep")):
             try:
-                out.append((int(path.stem), msgpack.unpackb(path.read_bytes(), raw=False)))
-            except (ValueError, msgpack.UnpackException):
-                path.unlink(missing_ok=True)  # a torn write from before the rename cannot exist; junk can
+                plain = self._cipher.decrypt(path.read_bytes(), path.name.encode())
+                out.append((int(path.stem), msgpack.unpackb(plain, raw=False)))
+            except (ValueError, KiokError, InvalidTag, msgpack.UnpackException) as e:
+                log.warning("dropping unreadable outbox entry %s: %s", path.name, e or type(e).__name__)
+                path.unlink(missing_ok=True)
         return out

@@ -1,19 +1,33 @@
 """The worker's outbox: what ``put`` returned for is on disk until acknowledged, in order,
-across a new Outbox on the same directory (a restarted worker)."""
+across a new Outbox on the same directory (a restarted worker) — and encrypted with keys
+the master hands over, so the files alone read nothing."""
 
 from __future__ import annotations
 
 import stat
 from pathlib import Path
 
+import pytest
+
+from kiok.errors import KiokError
+from kiok.protocol.wire import outbox_keys_from_wire, outbox_keys_to_wire
+from kiok.security.kms import Keyring, worker_outbox_keyring
 from kiok.worker.outbox import Outbox
+
+RING = Keyring.generate()
+
+
+def opened(directory: Path, ring: Keyring = RING, worker: str = "w1") -> Outbox:
+    box = Outbox(directory)
+    box.set_keys(worker_outbox_keyring(ring, worker))
+    return box
 
 
 def test_put_survives_reopen_in_order_until_acked(tmp_path: Path) -> None:
-    box = Outbox(tmp_path / "outbox")
+    box = opened(tmp_path / "outbox")
     keys = [box.put({"run": "r", "n": i}) for i in range(3)]
     box.ack(keys[1])
-    again = Outbox(tmp_path / "outbox")  # as after kill -9 and restart
+    again = opened(tmp_path / "outbox")  # as after kill -9 and restart
     assert [(k, r["n"]) for k, r in again.pending()] == [(keys[0], 0), (keys[2], 2)]
     assert again.put({"run": "r", "n": 3}) > keys[2]  # keys keep growing after a restart
     again.ack(keys[0])
@@ -23,7 +37,36 @@ def test_put_survives_reopen_in_order_until_acked(tmp_path: Path) -> None:
 
 
 def test_junk_in_the_directory_is_dropped(tmp_path: Path) -> None:
-    box = Outbox(tmp_path / "outbox")
+    box = opened(tmp_path / "outbox")
     (tmp_path / "outbox" / "0000000000000099.rep").write_bytes(b"\xc1")
     key = box.put({"run": "r"})
     assert [k for k, _ in box.pending()] == [key]
+
+
+def test_files_are_ciphertext_and_read_only_with_the_workers_keys(tmp_path: Path) -> None:
+    box = opened(tmp_path / "outbox")
+    key = box.put({"run": "r", "tasks": {"t": {"error": "password=hunter2-secret"}}})
+    raw = b"".join(p.read_bytes() for p in (tmp_path / "outbox").iterdir())
+    assert b"hunter2" not in raw and b"tasks" not in raw
+    # Before a WELCOME there are no keys: nothing is read (and nothing dropped).
+    assert Outbox(tmp_path / "outbox").pending() == []
+    # Another worker's keys (or another cluster's) cannot open it.
+    assert opened(tmp_path / "outbox", worker="w2").pending() == []
+    assert not any((tmp_path / "outbox").iterdir())
+    assert key
+
+
+def test_a_rotated_key_still_reads_older_entries(tmp_path: Path) -> None:
+    box = opened(tmp_path / "outbox")
+    old = box.put({"n": 1})
+    rotated = RING.rotated("joblog-encryption")
+    wire = outbox_keys_to_wire(worker_outbox_keyring(rotated, "w1"))
+    again = Outbox(tmp_path / "outbox")
+    again.set_keys(outbox_keys_from_wire({"outboxKeys": wire}))
+    new = again.put({"n": 2})
+    assert [(k, r["n"]) for k, r in again.pending()] == [(old, 1), (new, 2)]
+
+
+def test_put_without_keys_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(KiokError, match="no key yet"):
+        Outbox(tmp_path / "outbox").put({"n": 1})
