@@ -42,8 +42,59 @@ KEYS: tuple[Key, ...] = (
         "127.0.0.1",
         "Address the admin HTTP and internal ports bind to (0.0.0.0 to expose).",
     ),
+    Key(
+        "kiok.master.advertise.host",
+        str,
+        "",
+        "Host the other masters and workers reach this master at; empty: kiok.master.host, or the "
+        "host name when that is 0.0.0.0.",
+    ),
     Key("kiok.master.admin.port", int, 8080, "Admin HTTP port: REST API, UI, health probes."),
     Key("kiok.master.internal.port", int, 19999, "Internal protocol port (workers connect here)."),
+    Key(
+        "kiok.master.id",
+        str,
+        "m1",
+        "This master's id, one of those in kiok.master.peers.",
+    ),
+    Key(
+        "kiok.master.peers",
+        str,
+        "",
+        "Every master's Raft address, this one included: id=host:port,... (3 or 5 masters). "
+        "Empty: a single master on the local command log.",
+    ),
+    Key(
+        "kiok.master.leader.deference.window.ms",
+        int,
+        3000,
+        "After a restart, masters that were not the last leader wait this long before campaigning "
+        "(sticky leadership); 0 turns it off.",
+    ),
+    Key(
+        "kiok.admin.forward.timeout.ms",
+        int,
+        30000,
+        "Deadline for a write a follower forwards to the leader.",
+    ),
+    Key(
+        "kiok.raft.election.timeout.min.ms",
+        int,
+        400,
+        "Lower bound of the randomised Raft election timeout.",
+    ),
+    Key(
+        "kiok.raft.election.timeout.max.ms",
+        int,
+        1400,
+        "Upper bound of the randomised Raft election timeout.",
+    ),
+    Key(
+        "kiok.raft.compaction.min.entries",
+        int,
+        5000,
+        "Raft log entries after which a snapshot of the store compacts the log.",
+    ),
     Key("kiok.worker.host", str, "127.0.0.1", "Address the worker status HTTP port binds to."),
     Key(
         "kiok.worker.status.port",

@@ -20,7 +20,7 @@ import ssl
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from kiok.errors import KiokError, ProtocolError, Unauthenticated
+from kiok.errors import KiokError, NotLeader, ProtocolError, Unauthenticated
 from kiok.master.coordinator import WorkerInfo
 from kiok.protocol.framing import read_frame, write_frame
 from kiok.protocol.messages import PROTOCOL_VERSION, Assignment, OfferReply, OfferVerdict
@@ -114,9 +114,9 @@ class WorkerConnection:
     def cancel(self, run_id: str) -> None:
         self.send(frame(Kind.CANCEL, run=run_id))
 
-    def close(self, reason: str) -> None:
+    def close(self, reason: str, code: str = "revoked") -> None:
         """Refuse and drop this connection now (e.g. the worker was revoked)."""
-        self.send(frame(Kind.REFUSED, code="revoked", reason=reason))
+        self.send(frame(Kind.REFUSED, code=code, reason=reason))
         self.send_close()
 
     # --- plumbing --------------------------------------------------------------------------
@@ -230,8 +230,8 @@ class WorkerConnection:
             if fut.cancelled():
                 return
             err = fut.exception()
-            if err is not None and not isinstance(err, KiokError):
-                return  # not applied: no ack, the worker replays it
+            if err is not None and (not isinstance(err, KiokError) or isinstance(err, NotLeader)):
+                return  # not applied (or leadership moved): no ack, the worker replays it
             fenced = err is not None or bool(fut.result().get("fenced"))
             if fenced:
                 log.warning(
@@ -281,6 +281,7 @@ class InternalServer:
         self._server: asyncio.Server | None = None
         self._lost_timers: dict[str, asyncio.TimerHandle] = {}
         node.revoke_hooks.append(self.revoke)
+        node.demotion_hooks.append(self.drop_all)
 
     def revoke(self, worker_id: str) -> None:
         """Drop a revoked worker now; it cannot come back, so its runs are reassigned at once."""
@@ -291,6 +292,11 @@ class InternalServer:
         if timer is not None:
             timer.cancel()
         self.node.coordinator.worker_lost(worker_id)
+
+    def drop_all(self) -> None:
+        """This master stopped leading: every worker goes to find the new leader."""
+        for conn in list(self.connections.values()):
+            conn.close("this master no longer leads", code="not_leader")
 
     async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
         self._server = await asyncio.start_server(self._handle, host, port, ssl=ssl_context)
@@ -318,11 +324,16 @@ class InternalServer:
             if conn is not None:
                 self._disconnected(conn)
 
-    async def _refuse(self, writer: asyncio.StreamWriter, code: str, reason: str, address: str) -> None:
-        log.warning("refused internal connection from %s: %s", address, reason)
+    async def _refuse(
+        self, writer: asyncio.StreamWriter, code: str, reason: str, address: str, leader: str | None = None
+    ) -> None:
+        (log.info if code == "not_leader" else log.warning)(
+            "refused internal connection from %s: %s", address, reason
+        )
+        extra: dict[str, Any] = {"leader": leader} if leader else {}
         with contextlib.suppress(ProtocolError, ConnectionError, OSError):
             await write_frame(
-                writer, frame(Kind.REFUSED, code=code, reason=reason), timeout_s=self.io_timeout_s
+                writer, frame(Kind.REFUSED, code=code, reason=reason, **extra), timeout_s=self.io_timeout_s
             )
 
     async def _admit(
@@ -340,6 +351,16 @@ class InternalServer:
                 f"unsupported protocol version {hello.get('v')!r}; "
                 f"this master speaks version {PROTOCOL_VERSION}",
                 address,
+            )
+            return None
+        if self.node.raft is not None and not self.node.leadership.leading:
+            leader = self.node.leadership.leader_internal_address()
+            await self._refuse(
+                writer,
+                "not_leader",
+                f"master {self.node.node_id} does not lead; leader: {leader or 'not known yet'}",
+                address,
+                leader=leader,
             )
             return None
         host = address.rsplit(":", 1)[0]
@@ -393,8 +414,9 @@ class InternalServer:
             "term": self.node.coordinator.term,
             "heartbeatIntervalMs": self.heartbeat_interval_ms,
             "heartbeatTimeoutMs": int(self.heartbeat_timeout_s * 1000),
-            "outboxKeys": outbox_keys_to_wire(worker_outbox_keyring(self.node.keyring, worker_id)),
         }
+        if self.node.keyring is not None:
+            welcome["outboxKeys"] = outbox_keys_to_wire(worker_outbox_keyring(self.node.keyring, worker_id))
         if credential is not None:
             welcome["credential"] = credential
         await write_frame(writer, frame(Kind.WELCOME, **welcome), timeout_s=self.io_timeout_s)

@@ -5,32 +5,42 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import hashlib
+import hmac
 import logging
+import os
+import signal
+import socket
 from collections.abc import Callable
 from typing import Any
+
+import msgpack
 
 from kiok.config import Settings
 from kiok.dag.load import spec_from_document
 from kiok.dag.spec import DagSpec
-from kiok.errors import NotFound
+from kiok.errors import InvalidInput, NotFound, NotReady
 from kiok.master.admission import Admission
 from kiok.master.audit import Auditor
 from kiok.master.auth import AuthService
 from kiok.master.coordinator import Coordinator
 from kiok.master.iam import Iam
+from kiok.master.leadership import Leadership
 from kiok.master.metrics import MasterMetrics
 from kiok.master.scheduler import Scheduler
-from kiok.security.kms import Keyring, WrongMasterKey
+from kiok.security.kms import Keyring, WrongMasterKey, derive_root_key
 from kiok.security.service_tokens import ServiceTokens
 from kiok.store import commands as c
 from kiok.store import keys
-from kiok.store.commandlog import LocalCommandLog
+from kiok.store.commandlog import CommandLog, LocalCommandLog
 from kiok.store.effects import Effects
 from kiok.store.encrypted import EncryptedKV
 from kiok.store.joblog import LOGS, JobLogStore
 from kiok.store.keyring import existing_keyring, master_key, new_keyring
 from kiok.store.kv import RocksKV
 from kiok.store.reader import StateReader
+from kiok.store.replicated import RaftCommandLog, RaftConfig, parse_peers
 
 log = logging.getLogger(__name__)
 
@@ -39,29 +49,30 @@ _SPEC_CACHE = 512
 
 
 class MasterNode:
-    def __init__(self, settings: Settings, clock_ms: Callable[[], int], *, node_id: str = "m1") -> None:
+    def __init__(self, settings: Settings, clock_ms: Callable[[], int]) -> None:
         self.settings = settings
         self.clock_ms = clock_ms
-        self.node_id = node_id
+        self.node_id = settings.get_str("kiok.master.id")
         data = settings.data_dir
+        peers_text = settings.get_str("kiok.master.peers")
+        configured = settings.get_str("kiok.master.key")
+        if peers_text and not configured:
+            raise InvalidInput(
+                "several masters (kiok.master.peers) share one master key: set KIOK_MASTER_KEY on each"
+            )
         # The master key is checked against the store's keyring before the store is opened
         # for writing: a wrong key changes nothing on disk.
-        iterations = settings.get_int("kiok.kms.pbkdf2.iterations")
-        configured = settings.get_str("kiok.master.key")
+        self._iterations = settings.get_int("kiok.kms.pbkdf2.iterations")
         if not configured and not (data / "master.key").exists() and (data / "state" / "CURRENT").exists():
             raise WrongMasterKey("this data directory is encrypted with a master key: set KIOK_MASTER_KEY")
-        passphrase = master_key(configured, data)
-        found = existing_keyring(data / "state", passphrase, iterations)
-        self._new_keyring = None
-        if found is None:
-            self._new_keyring = new_keyring(passphrase, iterations)
-            ring, root = self._new_keyring[0], self._new_keyring[3]
-        else:
-            ring, root = found
-        self.keyring = ring
-        self._root_key = root
+        self._passphrase = master_key(configured, data)
+        found = existing_keyring(data / "state", self._passphrase, self._iterations)
+        self._roots: dict[bytes, bytes] = {}
+        self.keyring: Keyring | None = None
+        self._root_key = b""
+        self._raw = RocksKV(data / "state", keys.SPACES)
         self.kv = EncryptedKV(
-            RocksKV(data / "state", keys.SPACES),
+            self._raw,
             {
                 keys.META: "metadata-encryption",
                 keys.IAM: "metadata-encryption",
@@ -71,8 +82,36 @@ class MasterNode:
         self._joblog_kv = EncryptedKV(RocksKV(data / "joblog", [LOGS]), {LOGS: "joblog-encryption"})
         self.joblog = JobLogStore(self._joblog_kv)
         if found is not None:
-            self._use_keyring(ring)
-        self.log = LocalCommandLog(self.kv)
+            self._reload_keyring()
+        self.raft: RaftCommandLog | None = None
+        self.log: CommandLog
+        if peers_text:
+            try:
+                peers = parse_peers(peers_text, self.node_id)
+            except ValueError as e:
+                raise InvalidInput(str(e)) from None
+            self.raft = RaftCommandLog(
+                self.kv,
+                self._raw,
+                RaftConfig(
+                    master_id=self.node_id,
+                    peers=peers,
+                    directory=data / "raft",
+                    master_key=self._passphrase,
+                    election_timeout_s=(
+                        settings.get_int("kiok.raft.election.timeout.min.ms") / 1000,
+                        settings.get_int("kiok.raft.election.timeout.max.ms") / 1000,
+                    ),
+                    compaction_entries=settings.get_int("kiok.raft.compaction.min.entries"),
+                    defer_s=self._deference_s(),
+                ),
+                on_applied=self._on_applied_sync,
+                on_restored=self._reload_keyring,
+                on_role_change=lambda: self.leadership.kick(),
+            )
+            self.log = self.raft
+        else:
+            self.log = LocalCommandLog(self.kv)
         self.reader = StateReader(self.kv)
         self.metrics = MasterMetrics()
         self.auth = AuthService(
@@ -84,13 +123,7 @@ class MasterNode:
             max_failures=settings.get_int("kiok.auth.login.max.failures"),
             window_ms=settings.get_int("kiok.auth.login.window.seconds") * 1000,
         )
-        self.coordinator = Coordinator(
-            self.log,
-            self.reader,
-            self.joblog,
-            clock_ms,
-            reattach_grace_ms=settings.get_int("kiok.worker.heartbeat.timeout.ms"),
-        )
+        self.coordinator = self._new_coordinator(term=1)
         self.admission = Admission(self.log, self.reader, clock_ms)
         self.audit = Auditor(self.log, clock_ms)
         self.iam = Iam(self.reader)
@@ -98,16 +131,18 @@ class MasterNode:
         self.auth.service_tokens = ServiceTokens(
             settings.get_str("kiok.internal.auth.tokens"), settings.get_str("kiok.internal.auth.token.file")
         )
-        self.scheduler = Scheduler(
-            self.log,
-            self.reader,
-            clock_ms,
-            tick_ms=settings.get_int("kiok.scheduler.tick.interval.ms"),
-            catchup_max_runs=settings.get_int("kiok.scheduler.catchup.max.runs"),
-        )
+        self.scheduler = self._new_scheduler()
         self.admin_address = (
             f"{settings.get_str('kiok.master.host')}:{settings.get_int('kiok.master.admin.port')}"
         )
+        advertised = settings.get_str("kiok.master.advertise.host") or settings.get_str("kiok.master.host")
+        if advertised in ("", "0.0.0.0", "::"):
+            advertised = socket.gethostname()
+        scheme = "https" if settings.get_str("kiok.tls.cert") else "http"
+        #: Where the other masters reach this one (forwarded writes, worker redirects).
+        self.admin_url = f"{scheme}://{advertised}:{settings.get_int('kiok.master.admin.port')}"
+        self.internal_address = f"{advertised}:{settings.get_int('kiok.master.internal.port')}"
+        self.leadership = Leadership(self)
         self.log.subscribe(self._on_effects)
         self._tasks: list[asyncio.Task[Any]] = []
         self._started = False
@@ -115,6 +150,57 @@ class MasterNode:
         #: Called with a worker id when its credential is revoked (the internal server
         #: registers one that drops the connection).
         self.revoke_hooks: list[Callable[[str], None]] = []
+        #: Called when this master stops leading (the internal server drops its workers).
+        self.demotion_hooks: list[Callable[[], None]] = []
+
+    @property
+    def forward_token(self) -> str:
+        """What this master presents when it forwards to the leader: a configured service
+        token, else one every master derives from the shared master key."""
+        tokens = self.auth.service_tokens
+        return (tokens.current() if tokens is not None else None) or self._derived_service_token
+
+    def accepts_service_token(self, token: str) -> bool:
+        tokens = self.auth.service_tokens
+        if tokens is not None and tokens.accepts(token):
+            return True
+        return self.raft is not None and hmac.compare_digest(
+            token.encode(), self._derived_service_token.encode()
+        )
+
+    @functools.cached_property
+    def _derived_service_token(self) -> str:
+        return hmac.new(self._passphrase.encode(), b"kiok-master-forwarding", hashlib.sha256).hexdigest()
+
+    def _new_coordinator(self, term: int) -> Coordinator:
+        return Coordinator(
+            self.log,
+            self.reader,
+            self.joblog,
+            self.clock_ms,
+            term=term,
+            reattach_grace_ms=self.settings.get_int("kiok.worker.heartbeat.timeout.ms"),
+        )
+
+    def _new_scheduler(self) -> Scheduler:
+        return Scheduler(
+            self.log,
+            self.reader,
+            self.clock_ms,
+            tick_ms=self.settings.get_int("kiok.scheduler.tick.interval.ms"),
+            catchup_max_runs=self.settings.get_int("kiok.scheduler.catchup.max.runs"),
+        )
+
+    def _deference_s(self) -> float:
+        """Sticky leadership: after a restart, a master that was not the last leader holds
+        back from campaigning for the deference window."""
+        window = self.settings.get_int("kiok.master.leader.deference.window.ms")
+        if window <= 0 or self.keyring is None:
+            return 0.0
+        last = StateReader(self.kv).last_leader()
+        if last is None or last.get("master") == self.node_id:
+            return 0.0
+        return window / 1000
 
     def run_spec(self, run_id: str) -> DagSpec:
         """The run's compiled spec (immutable per run, so parsed once and cached)."""
@@ -140,6 +226,8 @@ class MasterNode:
             hook(worker_id)
 
     def _on_effects(self, fx: Effects) -> None:
+        if fx.keyring_changed and self.raft is None:
+            self._reload_keyring()
         self.metrics.observe(fx)
         self.coordinator.on_effects(fx)
         if fx.dags_changed:
@@ -148,36 +236,62 @@ class MasterNode:
     def readiness(self) -> tuple[bool, str]:
         if not self._started:
             return False, "the master is starting"
+        if self.raft is not None:
+            return self.leadership.readiness()
+        return self.workers_ready()
+
+    def workers_ready(self) -> tuple[bool, str]:
         if not any(w.info().connected for w in self.coordinator.workers.values()):
             return False, "no worker is connected (a cluster opens once at least one worker is ready)"
         return True, ""
 
-    def _use_keyring(self, ring: Keyring) -> None:
-        self.keyring = ring
+    def _on_applied_sync(self, fx: Effects) -> None:
+        """On the thread that applies replicated entries, before the next one is written."""
+        if fx.keyring_changed:
+            try:
+                self._reload_keyring()
+            except WrongMasterKey as e:
+                log.critical("%s: stopping", e.message)
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    def _reload_keyring(self) -> None:
+        """Load the store's keyring (installed or rotated, here or by another master)."""
+        found = self._raw.get(keys.KMS, keys.KEYRING.encode())
+        salt_raw = self._raw.get(keys.KMS, keys.KEYRING_SALT.encode())
+        if found is None or salt_raw is None:
+            return
+        salt = msgpack.unpackb(salt_raw)
+        root = self._roots.get(salt)
+        if root is None:
+            root = self._roots[salt] = derive_root_key(self._passphrase, salt, self._iterations)
+        ring = Keyring.unwrap(msgpack.unpackb(found), root)
+        self.keyring, self._root_key = ring, root
         self.kv.set_keyring(ring)
         self._joblog_kv.set_keyring(ring)
 
     async def rotate_key(self, name: str) -> int:
         """Make a new version of data key ``name`` current; returns the version. Data
         written under older versions still decrypts."""
+        if self.keyring is None:
+            raise NotReady("the store has no keyring yet")
         ring = self.keyring.rotated(name)
         version = ring.current[name]
         await self.log.propose(
             c.RotateKey(at_ms=self.clock_ms(), key=name, version=version, wrapped=ring.wrap(self._root_key))
         )
-        self._use_keyring(ring)
         log.info("rotated data key %s to version %d", name, version)
         return version
 
     async def open_stores(self) -> None:
-        """Install the keyring of a new store (a no-op for an existing one)."""
-        if self._new_keyring is not None:
-            ring, salt, wrapped, _ = self._new_keyring
+        """Install a keyring in a new store (a no-op for an existing one); with several
+        masters the first leader's wins and every master loads it from the store."""
+        if self.keyring is None:
+            _, salt, wrapped, _ = new_keyring(self._passphrase, self._iterations)
             await self.log.propose(c.InstallKeyring(at_ms=self.clock_ms(), salt=salt, wrapped=wrapped))
-            self._use_keyring(ring)
-            self._new_keyring = None
+            self._reload_keyring()
 
-    async def start(self) -> None:
+    async def bootstrap(self) -> None:
+        """Open the stores and create the first administrator, once per cluster."""
         await self.open_stores()
         created = await self.auth.bootstrap(
             self.settings.get_str("kiok.iam.admin.user"), self.settings.get_str("kiok.iam.admin.password")
@@ -186,11 +300,31 @@ class MasterNode:
             log.info(
                 "first bootstrap: created the administrator %r", self.settings.get_str("kiok.iam.admin.user")
             )
-        self._tasks = [
-            asyncio.create_task(self._reload_service_tokens(), name="service-tokens"),
+
+    def start_leading(self, term: int) -> list[asyncio.Task[Any]]:
+        """Fresh coordinator and scheduler for a leadership term; their tasks are returned."""
+        self.coordinator = self._new_coordinator(term)
+        self.scheduler = self._new_scheduler()
+        return [
             asyncio.create_task(self.scheduler.run(), name="scheduler"),
             asyncio.create_task(self.coordinator.run(), name="coordinator"),
         ]
+
+    def demoted(self) -> None:
+        for hook in self.demotion_hooks:
+            hook()
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._reload_service_tokens(), name="service-tokens")]
+        if self.raft is None:
+            await self.bootstrap()
+            self._tasks += [
+                asyncio.create_task(self.scheduler.run(), name="scheduler"),
+                asyncio.create_task(self.coordinator.run(), name="coordinator"),
+            ]
+        else:
+            self.raft.start()
+            self._tasks.append(asyncio.create_task(self.leadership.run(), name="leadership"))
         self._started = True
 
     async def _reload_service_tokens(self) -> None:
@@ -206,5 +340,8 @@ class MasterNode:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.leadership.stop()
+        if self.raft is not None:
+            self.raft.stop()
         self.joblog.close()
         self.kv.close()

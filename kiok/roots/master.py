@@ -33,7 +33,11 @@ async def run_master(settings: Settings) -> None:
         host, settings.get_int("kiok.master.internal.port"), tls.server_context(require_client_cert=True)
     )
     admin = http_server(
-        create_app(node, max_body_bytes=settings.get_int("kiok.admin.http.max.content.size.bytes")),
+        create_app(
+            node,
+            max_body_bytes=settings.get_int("kiok.admin.http.max.content.size.bytes"),
+            forward_timeout_s=settings.get_int("kiok.admin.forward.timeout.ms") / 1000,
+        ),
         host,
         settings.get_int("kiok.master.admin.port"),
         tls,

@@ -12,15 +12,16 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
-def parse_tokens(text: str) -> frozenset[str]:
-    return frozenset(t.strip() for t in text.replace(",", "\n").splitlines() if t.strip())
+def parse_tokens(text: str) -> tuple[str, ...]:
+    """In the order given: the first is the one this process sends."""
+    return tuple(dict.fromkeys(t.strip() for t in text.replace(",", "\n").splitlines() if t.strip()))
 
 
 class ServiceTokens:
     def __init__(self, configured: str, file: str) -> None:
         self._configured = parse_tokens(configured)
         self._file = Path(file) if file else None
-        self._from_file: frozenset[str] = frozenset()
+        self._from_file: tuple[str, ...] = ()
         self.reload()
 
     def reload(self) -> None:
@@ -38,6 +39,15 @@ class ServiceTokens:
 
     def accepts(self, token: str) -> bool:
         found = False
-        for accepted in self._configured | self._from_file:
+        for accepted in (*self._configured, *self._from_file):
             found |= hmac.compare_digest(accepted.encode(), token.encode())
         return found
+
+    def current(self) -> str | None:
+        """The token this process presents to others: the token file's first, else the
+        configured list's first. Rotate by adding the new token everywhere first (as a
+        second line), then moving it to the top, then removing the old one."""
+        for tokens in (self._from_file, self._configured):
+            if tokens:
+                return tokens[0]
+        return None

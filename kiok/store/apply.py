@@ -73,6 +73,7 @@ def _install_keyring(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
         return {"installed": False}
     txn.put(k.KMS, k.KEYRING_SALT, cmd.salt)
     txn.put(k.KMS, k.KEYRING, cmd.wrapped)
+    fx.keyring_changed = True
     return {"installed": True}
 
 
@@ -81,7 +82,30 @@ def _rotate_key(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     if txn.get(k.KMS, k.KEYRING) is None:
         raise Conflict("the store has no keyring yet")
     txn.put(k.KMS, k.KEYRING, cmd.wrapped)
+    fx.keyring_changed = True
     return {"key": cmd.key, "version": cmd.version}
+
+
+def _leader_elected(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
+    assert isinstance(cmd, c.LeaderElected)
+    txn.put(k.META, k.LEADER, {"master": cmd.master, "term": cmd.term, "atMs": cmd.at_ms})
+    return None
+
+
+def _open_cluster(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
+    if txn.get(k.META, k.CLUSTER_OPENED) is None:
+        txn.put(k.META, k.CLUSTER_OPENED, {"atMs": cmd.at_ms})
+    return None
+
+
+def _announce_master(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
+    assert isinstance(cmd, c.AnnounceMaster)
+    txn.put(
+        k.META,
+        k.master(cmd.master),
+        {"adminUrl": cmd.admin_url, "internalAddress": cmd.internal_address, "atMs": cmd.at_ms},
+    )
+    return None
 
 
 def _put_connection(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
@@ -273,6 +297,9 @@ _HANDLERS: dict[type[c.Command], Callable[[Txn, c.Command, Effects], Any]] = {
     c.SetPassword: _set_password,
     c.InstallKeyring: _install_keyring,
     c.RotateKey: _rotate_key,
+    c.LeaderElected: _leader_elected,
+    c.AnnounceMaster: _announce_master,
+    c.OpenCluster: _open_cluster,
     c.AppendAudit: _append_audit,
     c.PutUser: _put_user,
     c.PutGroup: _put_group,

@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kiok.errors import KiokError
 from kiok.store.apply import Effects, apply
 from kiok.store.commands import Command
-from kiok.store.kv import KVStore
+from kiok.store.kv import KVStore, Write
 from kiok.store.txn import Txn
 
 log = logging.getLogger(__name__)
@@ -79,43 +80,68 @@ class LocalCommandLog:
         if self._pending:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._commit)
-        txn = Txn(self._kv)
-        fx = Effects()
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-        sync = any(fsync for _, _, fsync in batch)
-        for cmd, fut, _ in batch:
-            child, child_fx = txn.child(), Effects()
-            try:
-                result = apply(child, cmd, child_fx)
-            except KiokError as e:
-                outcomes.append((fut, None, e))
-                continue
-            except Exception as e:  # a bug in apply(): refuse the command, keep the batch
-                log.exception("apply() failed on %s", cmd.kind)
-                outcomes.append((fut, None, e))
-                continue
-            child.merge_into_parent()
-            fx.merge(child_fx)
-            outcomes.append((fut, result, None))
+        applied = apply_batch(self._kv, [cmd for cmd, _, _ in batch])
         try:
-            self._kv.write(txn.writes(), sync=sync)
+            self._kv.write(applied.writes, sync=any(fsync for _, _, fsync in batch))
         except Exception as e:
             log.exception("state store write failed")
-            for fut, _, _ in outcomes:
+            for _, fut, _ in batch:
                 if not fut.done():
                     fut.set_exception(e)
             return
         self.batches += 1
         self.commands += len(batch)
-        for fut, result, err in outcomes:
-            if fut.done():
-                continue
-            if err is not None:
-                fut.set_exception(err)
-            else:
-                fut.set_result(result)
-        for listener in self._listeners:
-            try:
-                listener(fx)
-            except Exception:
-                log.exception("command log listener failed")
+        for (_, fut, _), outcome in zip(batch, applied.outcomes, strict=True):
+            settle(fut, outcome)
+        notify(self._listeners, applied.effects)
+
+
+@dataclass
+class AppliedBatch:
+    """What ``apply_batch`` made of a batch: the store writes (one atomic batch), the merged
+    effects, and per command its result or the error that refused it."""
+
+    writes: list[Write]
+    effects: Effects
+    outcomes: list[tuple[Any, BaseException | None]] = field(default_factory=list)
+
+
+def apply_batch(kv: KVStore, commands: list[Command]) -> AppliedBatch:
+    """Apply ``commands`` in order over ``kv`` without writing it. A refused command leaves
+    nothing behind and does not stop the others (each runs in a child transaction)."""
+    txn = Txn(kv)
+    fx = Effects()
+    outcomes: list[tuple[Any, BaseException | None]] = []
+    for cmd in commands:
+        child, child_fx = txn.child(), Effects()
+        try:
+            result = apply(child, cmd, child_fx)
+        except KiokError as e:
+            outcomes.append((None, e))
+            continue
+        except Exception as e:  # a bug in apply(): refuse the command, keep the batch
+            log.exception("apply() failed on %s", cmd.kind)
+            outcomes.append((None, e))
+            continue
+        child.merge_into_parent()
+        fx.merge(child_fx)
+        outcomes.append((result, None))
+    return AppliedBatch(list(txn.writes()), fx, outcomes)
+
+
+def settle(fut: asyncio.Future[Any], outcome: tuple[Any, BaseException | None]) -> None:
+    if fut.done():
+        return
+    result, err = outcome
+    if err is not None:
+        fut.set_exception(err)
+    else:
+        fut.set_result(result)
+
+
+def notify(listeners: list[Listener], fx: Effects) -> None:
+    for listener in listeners:
+        try:
+            listener(fx)
+        except Exception:
+            log.exception("command log listener failed")

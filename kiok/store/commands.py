@@ -85,6 +85,37 @@ class RotateKey(Command):
 
 @command
 @dataclass(frozen=True)
+class LeaderElected(Command):
+    """The first command of every new leader: its commit proves the leader has applied all
+    that came before, and the record tells a restarted cluster who led last."""
+
+    kind: ClassVar[str] = "leader_elected"
+    master: str = ""
+    term: int = 0
+
+
+@command
+@dataclass(frozen=True)
+class OpenCluster(Command):
+    """Every master and a worker were ready once: from now on the API stays open while a
+    quorum of masters is (a lost master makes the cluster degraded, not closed)."""
+
+    kind: ClassVar[str] = "open_cluster"
+
+
+@command
+@dataclass(frozen=True)
+class AnnounceMaster(Command):
+    """A master's addresses, so the others can forward to it and redirect workers to it."""
+
+    kind: ClassVar[str] = "announce_master"
+    master: str = ""
+    admin_url: str = ""
+    internal_address: str = ""
+
+
+@command
+@dataclass(frozen=True)
 class AppendAudit(Command):
     kind: ClassVar[str] = "append_audit"
     actor: str = ""

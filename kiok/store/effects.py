@@ -15,6 +15,8 @@ class Effects:
     cancels: list[tuple[str, str]] = field(default_factory=list)  # (run id, driver)
     dags_changed: list[str] = field(default_factory=list)
     stale_reports: int = 0
+    #: The keyring was installed or rotated: every node re-reads it before the next write.
+    keyring_changed: bool = False
 
     def merge(self, other: Effects) -> None:
         self.runs_created.extend(other.runs_created)
@@ -23,3 +25,4 @@ class Effects:
         self.cancels.extend(other.cancels)
         self.dags_changed.extend(other.dags_changed)
         self.stale_reports += other.stale_reports
+        self.keyring_changed |= other.keyring_changed

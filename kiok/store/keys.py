@@ -103,6 +103,22 @@ KEYRING = "keyring"
 KEYRING_SALT = "keyring-salt"
 SIGNING_KEY = "jwt/signing-key"
 
+#: (kms keyspace, plain) The index of the last Raft entry applied to this store: entries at
+#: or below it are skipped when the Raft journal is replayed after a restart.
+RAFT_APPLIED = "raft/applied"
+#: (meta) The last leader elected: ``{"master", "term"}``; decides who defers at restart.
+LEADER = "cluster/leader"
+#: (meta) Set once every master and a worker were ready: from then on a quorum keeps it open.
+CLUSTER_OPENED = "cluster/opened"
+
+
+def master(master_id: str) -> str:
+    """(meta) A master's announced addresses."""
+    return f"master/{master_id}"
+
+
+MASTER_PREFIX = "master/"
+
 
 def join_token(token_hash: str) -> str:
     return f"jointoken/{token_hash}"

@@ -81,6 +81,19 @@ class StateReader:
         for _, raw in self._kv.scan(k.CONNECTIONS, k.CONNECTION_PREFIX.encode()):
             yield decode(raw)
 
+    # --- masters ---------------------------------------------------------------------------
+
+    def last_leader(self) -> dict[str, Any] | None:
+        return self._get(k.META, k.LEADER)  # type: ignore[no-any-return]
+
+    def cluster_opened(self) -> bool:
+        return self._get(k.META, k.CLUSTER_OPENED) is not None
+
+    def masters(self) -> dict[str, dict[str, Any]]:
+        """Announced masters by id: ``{"adminUrl", "internalAddress"}``."""
+        prefix = k.MASTER_PREFIX.encode()
+        return {key[len(prefix) :].decode(): decode(raw) for key, raw in self._kv.scan(k.META, prefix)}
+
     # --- DAGs ------------------------------------------------------------------------------
 
     def dag(self, dag_id: str) -> dict[str, Any] | None:

@@ -247,3 +247,115 @@ class WorkerProcess(Standalone):
     def status(self) -> dict[str, Any]:
         body: dict[str, Any] = self.http("GET", self.status_url + "/status", timeout=5).json()
         return body
+
+
+class MasterGroup:
+    """Three (or five) ``kiok master`` processes replicating one state with Raft."""
+
+    MASTER_KEY = "kiok-test-master-key-0123456789abcdef"
+
+    def __init__(self, root: Path, size: int = 3, extra_env: Mapping[str, str] | None = None) -> None:
+        raft_ports = {f"m{i}": free_port() for i in range(1, size + 1)}
+        peers = ",".join(f"{mid}=127.0.0.1:{port}" for mid, port in raft_ports.items())
+        self.masters = {
+            mid: Master(
+                root / mid,
+                {
+                    "KIOK_MASTER_ID": mid,
+                    "KIOK_MASTER_PEERS": peers,
+                    "KIOK_MASTER_KEY": self.MASTER_KEY,
+                    **(extra_env or {}),
+                },
+            )
+            for mid in raft_ports
+        }
+
+    def start(self) -> MasterGroup:
+        for m in self.masters.values():
+            m.start()
+        return self
+
+    def stop(self) -> None:
+        for m in self.masters.values():
+            m.stop()
+
+    @property
+    def workers_address(self) -> str:
+        return ",".join(m.internal_address for m in self.masters.values())
+
+    def health(self, mid: str) -> dict[str, Any] | None:
+        m = self.masters[mid]
+        if m.proc is None or m.proc.poll() is not None:
+            return None
+        try:
+            body: dict[str, Any] = m.http("GET", m.url + "/cluster/health", timeout=2).json()
+            return body
+        except httpx.HTTPError:
+            return None
+
+    def leader(self, timeout_s: float = 30, exclude: str | None = None) -> Master:
+        """The master every live master names as leader (waits until they agree)."""
+
+        def agreed() -> str | None:
+            views = [self.health(mid) for mid in self.masters if mid != exclude]
+            named = {v.get("leader") for v in views if v is not None}
+            if len(named) == 1 and None not in named and exclude not in named:
+                return named.pop()
+            return None
+
+        mid = next(iter(self.masters.values())).wait_for(
+            agreed, timeout_s, "the masters to agree on a leader"
+        )
+        return self.masters[str(mid)]
+
+    def settle(self, timeout_s: float = 30) -> None:
+        """Wait until every running master has applied the same Raft index."""
+
+        def same() -> bool:
+            views = [self.health(mid) for mid, m in self.masters.items() if m.proc and m.proc.poll() is None]
+            applied = {v.get("appliedIndex") if v else None for v in views}
+            return len(applied) == 1 and None not in applied
+
+        next(iter(self.masters.values())).wait_for(same, timeout_s, "the masters to apply the same index")
+
+    def stop_quietly(self) -> None:
+        """Stop followers first, then the leader: no election, no write on the way down."""
+        leader = self.leader()
+        for m in [*self.followers(leader), leader]:
+            m.stop()
+
+    def followers(self, leader: Master) -> list[Master]:
+        return [m for m in self.masters.values() if m is not leader]
+
+
+def store_digest(data_dir: Path, master_key: str) -> str:
+    """SHA-256 over every (keyspace, key, decrypted value) of a stopped master's state store.
+    Ciphertexts differ between masters (random nonces); the plaintext must not."""
+    import hashlib
+
+    from kiok.store import keys
+    from kiok.store.encrypted import EncryptedKV
+    from kiok.store.keyring import existing_keyring
+    from kiok.store.kv import RocksKV
+
+    found = existing_keyring(data_dir / "state", master_key, 200_000)
+    assert found is not None, f"{data_dir} has no keyring"
+    kv = EncryptedKV(
+        RocksKV(data_dir / "state", keys.SPACES),
+        {
+            keys.META: "metadata-encryption",
+            keys.IAM: "metadata-encryption",
+            keys.CONNECTIONS: "connection-encryption",
+        },
+    )
+    kv.set_keyring(found[0])
+    digest = hashlib.sha256()
+    try:
+        for space in keys.SPACES:
+            for key, value in kv.scan(space, b""):
+                if space == keys.KMS and key == keys.RAFT_APPLIED.encode():
+                    continue  # how far the journal was applied is this master's bookkeeping
+                digest.update(b"%s\0%s\0%s\0" % (space.encode(), key, value))
+    finally:
+        kv.close()
+    return digest.hexdigest()

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from kiok.core.states import TERMINAL_TASK_STATES
 from kiok.errors import ProtocolError
 from kiok.protocol.framing import read_frame, write_frame
-from kiok.protocol.messages import PROTOCOL_VERSION, Fence
+from kiok.protocol.messages import PROTOCOL_VERSION, Fence, OfferReply, OfferVerdict
 from kiok.protocol.wire import Kind, assignment_from_wire, field, frame, kind_of, outbox_keys_from_wire
 from kiok.worker.outbox import Outbox
 
@@ -84,6 +84,10 @@ class MasterClient:
         self._permit_waiters: dict[int, asyncio.Future[None]] = {}
         self._permits_on_connection = 0
         self.state = "connecting"
+        #: The leader's address, as a master that does not lead named it.
+        self._redirect: tuple[str, int] | None = None
+        #: The highest leader term seen: a master with an older one is a deposed leader.
+        self.max_term = 0
         self._stopping = False
         self._stop = asyncio.Event()
 
@@ -134,9 +138,13 @@ class MasterClient:
     # --- connection lifecycle --------------------------------------------------------------
 
     async def run(self) -> None:
-        """Connect, serve, reconnect with back-off, until ``stop``."""
+        """Connect, serve, reconnect with back-off, until ``stop``. A master that does not
+        lead names the leader: that is where the next attempt goes, at once."""
         attempt = 0
-        for host, port in itertools.cycle(self._masters):
+        masters = itertools.cycle(self._masters)
+        while True:
+            host, port = self._redirect or next(masters)
+            self._redirect = None
             if self._stopping:
                 return
             try:
@@ -149,8 +157,12 @@ class MasterClient:
                 self._on_disconnect()
             if self._stopping:
                 return
-            refused = self.state.startswith("refused")
-            delay = _REFUSED_BACKOFF_S if refused else _BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)]
+            if self.state == "looking for the leader":
+                delay = 0.05 if self._redirect else _BACKOFF_S[min(attempt, 2)]
+            elif self.state.startswith("refused"):
+                delay = _REFUSED_BACKOFF_S
+            else:
+                delay = _BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)]
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), delay)  # a stop cuts the back-off short
             attempt += 1
@@ -207,11 +219,23 @@ class MasterClient:
                 )
                 raise ConnectionError(f"the master closed the connection during the hello{hint}")
             if kind_of(answer) is Kind.REFUSED:
-                self.state = f"refused: {answer.get('reason', '')}"
-                log.error("master %s:%d refused this worker: %s", host, port, answer.get("reason"))
+                self._refused(answer, f"{host}:{port}")
                 return
             if kind_of(answer) is not Kind.WELCOME:
                 raise ProtocolError("expected a welcome")
+            term = answer.get("term")
+            if isinstance(term, int) and term < self.max_term:
+                self.state = "looking for the leader"
+                log.warning(
+                    "master %s:%d leads an old term (%d < %d): trying another",
+                    host,
+                    port,
+                    term,
+                    self.max_term,
+                )
+                return
+            if isinstance(term, int):
+                self.max_term = term
             self._outbox.set_keys(outbox_keys_from_wire(answer))
             if isinstance(answer.get("credential"), str):
                 self._save_credential(answer["credential"])
@@ -244,10 +268,22 @@ class MasterClient:
             for task in tasks:
                 task.cancel()
 
+    def _refused(self, m: dict[str, Any], who: str) -> None:
+        if m.get("code") == "not_leader":
+            self.state = "looking for the leader"
+            leader = m.get("leader")
+            if isinstance(leader, str):
+                with contextlib.suppress(ValueError):
+                    self._redirect = parse_masters(leader)[0]
+            log.info("%s does not lead; leader: %s", who, leader or "unknown yet")
+            return
+        self.state = f"refused: {m.get('reason', '')}"
+        log.error("%s refused this worker: %s", who, m.get("reason"))
+
     def _on_disconnect(self) -> None:
         self._connected.clear()
         self._out = None
-        if not self.state.startswith("refused"):
+        if not self.state.startswith("refused") and self.state != "looking for the leader":
             self.state = "connecting"
         for fut in self._permit_waiters.values():
             if not fut.done():
@@ -282,7 +318,12 @@ class MasterClient:
             kind = kind_of(m)
             if kind is Kind.OFFER:
                 assignment = assignment_from_wire(m)
-                reply = worker.offer(assignment, assignment.spec.get("dag", {}).get("labels", ()))
+                if assignment.fence.term < self.max_term:
+                    reply = OfferReply(
+                        OfferVerdict.NAK, f"term {assignment.fence.term} is older than {self.max_term}"
+                    )
+                else:
+                    reply = worker.offer(assignment, assignment.spec.get("dag", {}).get("labels", ()))
                 self._send(
                     frame(
                         Kind.OFFER_REPLY,
@@ -309,8 +350,7 @@ class MasterClient:
                 else:  # nobody waits any more: give it back
                     self._send(frame(Kind.PERMIT_FREE))
             elif kind is Kind.REFUSED:
-                self.state = f"refused: {m.get('reason', '')}"
-                log.error("master closed the connection: %s", m.get("reason"))
+                self._refused(m, "the master")
                 raise ConnectionError(str(m.get("reason")))
             else:
                 raise ProtocolError(f"unexpected message {kind.value!r} from the master")

@@ -175,6 +175,7 @@ class StubNode:
         self.audited: list[tuple[str, ...]] = []
         self.audit = self
         self.iam = self
+        self.raft = None  # one master: nothing is forwarded
 
     def authorize(self, principal: object, action: str, resource: str) -> None:
         pass  # the real policy check is covered by tests/integration/test_iam.py

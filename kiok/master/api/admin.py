@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from kiok.errors import InvalidInput
+from kiok.errors import InvalidInput, NotReady
 from kiok.master.admission import DEFAULT_TTL_S, MAX_TTL_S, MIN_TTL_S
 from kiok.master.api.deps import client_address, node_of, require
 from kiok.master.auth import Principal
@@ -80,6 +80,8 @@ async def list_keys(
 ) -> dict[str, Any]:
     """The data keys and their current versions (never key material)."""
     ring = node_of(request).keyring
+    if ring is None:
+        raise NotReady("the store has no keyring yet")
     return {
         "keys": [
             {"key": name, "version": ring.current[name], "versions": len(ring.versions[name])}

@@ -9,6 +9,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kiok.master import http_errors
 from kiok.master.api import admin, auth, cluster, connections, dags, health, iam, openapi, runs
+from kiok.master.api.forward import ForwardToLeader
 from kiok.master.http_errors import error_response
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ class ReadinessGate:
         await self.app(scope, receive, send)
 
 
-def create_app(node: MasterNode, *, max_body_bytes: int) -> FastAPI:
+def create_app(node: MasterNode, *, max_body_bytes: int, forward_timeout_s: float = 30.0) -> FastAPI:
     app = FastAPI(
         title="kiok admin API",
         version="1",
@@ -103,5 +104,6 @@ def create_app(node: MasterNode, *, max_body_bytes: int) -> FastAPI:
         app.include_router(module.router)
     openapi.install(app)
     app.add_middleware(ReadinessGate, node=node)
+    app.add_middleware(ForwardToLeader, node=node, timeout_s=forward_timeout_s)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     return app

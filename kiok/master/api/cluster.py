@@ -37,10 +37,19 @@ async def cluster(
                 "lastHeartbeat": iso(info.last_heartbeat_ms),
             }
         )
+    if node.raft is None:
+        return {
+            "masters": [
+                {"id": node.node_id, "role": "leader", "address": node.admin_address, "ready": ready}
+            ],
+            "leader": node.node_id,
+            "term": node.coordinator.term,
+            "workers": workers,
+        }
     return {
-        "masters": [{"id": node.node_id, "role": "leader", "address": node.admin_address, "ready": ready}],
-        "leader": node.node_id,
-        "term": node.coordinator.term,
+        "masters": node.leadership.masters(),
+        "leader": node.raft.leader_id,
+        "term": node.raft.term,
         "workers": workers,
     }
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from kiok.master.api.forward import FORWARDED_FOR, SERVICE_AUTH
 from kiok.master.auth import Principal
 from kiok.security import actions
 
@@ -25,6 +26,13 @@ def node_of(request: Request) -> MasterNode:
 
 
 def client_address(request: Request) -> str:
+    """The caller's address; for a request a follower forwarded, the address the follower
+    saw (believed only with a valid service token)."""
+    forwarded = request.headers.get(FORWARDED_FOR)
+    if forwarded:
+        scheme, _, token = request.headers.get(SERVICE_AUTH, "").partition(" ")
+        if scheme.lower() == "bearer" and node_of(request).accepts_service_token(token.strip()):
+            return forwarded
     return request.client.host if request.client else "unknown"
 
 

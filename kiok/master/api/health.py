@@ -32,10 +32,22 @@ async def cluster_health(request: Request) -> dict[str, Any]:
     ready, _ = node.readiness()
     workers = node.coordinator.workers.values()
     connected = sum(1 for w in workers if w.info().connected)
+    if node.raft is None:
+        return {
+            "status": "healthy" if ready else "unhealthy" if connected == 0 else "degraded",
+            "leader": node.node_id,
+            "term": node.coordinator.term,
+            "masters": 1,
+            "connectedWorkers": connected,
+        }
+    quorum = bool(node.raft.status().get("hasQuorum"))
+    leader = node.raft.leader_id
     return {
-        "status": "healthy" if ready else "unhealthy" if connected == 0 else "degraded",
-        "leader": node.node_id,
-        "term": node.coordinator.term,
-        "masters": 1,
+        "status": "healthy" if ready else "degraded" if leader is not None and quorum else "unhealthy",
+        "leader": leader,
+        "term": node.raft.term,
+        "masters": len(node.raft.config.peers),
         "connectedWorkers": connected,
+        "commitIndex": node.raft.status().get("commitIndex"),
+        "appliedIndex": node.raft.status().get("lastApplied"),
     }

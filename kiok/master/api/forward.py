@@ -1,0 +1,112 @@
+"""Followers forward writes to the leader (several masters only).
+
+A write (any method but GET/HEAD/OPTIONS) under ``/api/v1`` that reaches a follower is sent
+on to the leader's admin API with the caller's own headers, so the leader authenticates and
+authorises the caller as if it had been asked directly, and its answer is returned as is.
+The forwarding master adds ``X-Kiok-Forwarded-By`` (a forwarded request is never forwarded
+again: one hop, then 503 ``not_leader``) and authenticates itself with a service token in
+``X-Kiok-Service-Authorization``, which is what lets the leader believe
+``X-Kiok-Forwarded-For`` (the caller's address, for rate limits and the audit log).
+``/api/v1/cluster`` is forwarded too: workers and live status are the leader's to tell.
+Reads are served from the follower's own copy of the state.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import TYPE_CHECKING
+
+import httpx
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from kiok.master.http_errors import error_response
+
+if TYPE_CHECKING:
+    from kiok.master.node import MasterNode
+
+FORWARDED_BY = "x-kiok-forwarded-by"
+FORWARDED_FOR = "x-kiok-forwarded-for"
+SERVICE_AUTH = "x-kiok-service-authorization"
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+_FORWARDED_READS = frozenset({"/api/v1/cluster"})
+#: Hop-by-hop headers and those the proxy recomputes.
+_DROP = frozenset(
+    {b"host", b"content-length", b"connection", b"keep-alive", b"transfer-encoding", b"te", b"upgrade"}
+)
+_DROP_OUT = frozenset({"content-length", "connection", "transfer-encoding", "content-encoding"})
+
+
+class ForwardToLeader:
+    def __init__(self, app: ASGIApp, node: MasterNode, timeout_s: float) -> None:
+        self.app = app
+        self.node = node
+        self._timeout_s = timeout_s
+        self._http: httpx.AsyncClient | None = None
+
+    @property
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            ca = self.node.settings.get_str("kiok.tls.ca")
+            self._http = httpx.AsyncClient(
+                timeout=self._timeout_s, verify=ssl.create_default_context(cafile=ca) if ca else True
+            )
+        return self._http
+
+    def _forwards(self, scope: Scope) -> bool:
+        if scope["type"] != "http" or self.node.raft is None:
+            return False
+        path: str = scope.get("path", "")
+        if not path.startswith("/api/v1/"):
+            return False
+        if scope["method"] in _READS and path not in _FORWARDED_READS:
+            return False
+        return not self.node.leadership.leading
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self._forwards(scope):
+            await self.app(scope, receive, send)
+            return
+        headers = [(k, v) for k, v in scope.get("headers", ()) if k not in _DROP]
+        if any(k == FORWARDED_BY.encode() for k, _ in headers):
+            await self._refuse(
+                scope, receive, send, "the master this was forwarded to no longer leads; retry"
+            )
+            return
+        url = self.node.leadership.leader_admin_url()
+        if url is None:
+            await self._refuse(scope, receive, send, "no leader is elected right now; retry")
+            return
+        body = b""
+        while True:
+            message: Message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        client = scope.get("client")
+        headers = [(k, v) for k, v in headers if k not in (FORWARDED_FOR.encode(), SERVICE_AUTH.encode())] + [
+            (FORWARDED_BY.encode(), self.node.node_id.encode()),
+            (FORWARDED_FOR.encode(), (client[0] if client else "unknown").encode()),
+            (SERVICE_AUTH.encode(), f"Bearer {self.node.forward_token}".encode()),
+        ]
+        target = (
+            url + scope["path"] + (("?" + scope["query_string"].decode()) if scope["query_string"] else "")
+        )
+        try:
+            answer = await self._client.request(scope["method"], target, content=body, headers=headers)
+        except httpx.HTTPError as e:
+            await self._refuse(scope, receive, send, f"the leader did not answer the forwarded request: {e}")
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": answer.status_code,
+                "headers": [
+                    (k.encode(), v.encode()) for k, v in answer.headers.items() if k.lower() not in _DROP_OUT
+                ]
+                + [(b"content-length", str(len(answer.content)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": answer.content})
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, why: str) -> None:
+        await error_response(503, "not_leader", why, {"Retry-After": "1"})(scope, receive, send)

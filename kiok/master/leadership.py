@@ -1,0 +1,227 @@
+"""What a master does as the Raft role moves (several masters only).
+
+On becoming leader: commit a ``LeaderElected`` first (once it is applied, so is everything
+the previous leaders committed), bootstrap a new cluster (keyring, first administrator),
+then run a fresh coordinator and scheduler for the term: the coordinator gives live drivers
+the heartbeat timeout to reattach and reassigns the rest, and the scheduler's (DAG, fire
+time) identity means a re-proposed cron interval creates nothing. On losing it: stop both
+and drop the workers, who reconnect to the new leader.
+
+Every master also announces its addresses (so the others can forward writes and redirect
+workers to it) and, as a follower, asks the leader whether the cluster is open: the 503
+gate counts every master and at least one worker on whichever master a client asks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from kiok.errors import KiokError
+from kiok.store import commands as c
+
+if TYPE_CHECKING:
+    from kiok.master.node import MasterNode
+
+log = logging.getLogger(__name__)
+
+#: A follower whose log is this many entries behind the leader's commit is not ready.
+_MAX_LAG = 1000
+_POLL_S = 0.5
+
+
+class Leadership:
+    def __init__(self, node: MasterNode) -> None:
+        self._node = node
+        self._kick = asyncio.Event()
+        self._leading_term: int | None = None
+        self._leader_tasks: list[asyncio.Task[Any]] = []
+        self._announced = False
+        #: (open, why) as the leader last answered this follower.
+        self._leader_view: tuple[bool, str] = (False, "no answer from the leader yet")
+        self._http: httpx.AsyncClient | None = None
+        self._opening = False
+
+    def kick(self) -> None:
+        self._kick.set()
+
+    @property
+    def leading(self) -> bool:
+        return self._leading_term is not None
+
+    # --- the loop --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        ca = self._node.settings.get_str("kiok.tls.ca")
+        self._http = httpx.AsyncClient(
+            timeout=2.0, verify=ssl.create_default_context(cafile=ca) if ca else True
+        )
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), _POLL_S)
+            self._kick.clear()
+            try:
+                await self._step()
+            except KiokError as e:  # no leader right now, a write lost to a new leader...
+                log.info("leadership step deferred: %s", e.message)
+                await asyncio.sleep(0.2)
+                self._kick.set()
+
+    async def _step(self) -> None:
+        raft = self._node.raft
+        assert raft is not None
+        if raft.is_leader:
+            if self._leading_term != raft.term:
+                await self._demote()
+                await self._promote(raft.term)
+        elif self.leading:
+            await self._demote()
+        if self._node.keyring is not None and raft.leader_id is not None:
+            await self._announce()
+        if not raft.is_leader:
+            await self._ask_leader()
+
+    async def _promote(self, term: int) -> None:
+        node = self._node
+        await node.open_stores()  # a new cluster's first leader installs the keyring
+        await node.log.propose(c.LeaderElected(at_ms=node.clock_ms(), master=node.node_id, term=term))
+        await node.bootstrap()
+        raft = node.raft
+        assert raft is not None
+        if not raft.is_leader or raft.term != term:
+            return  # lost it while catching up
+        self._leader_tasks = node.start_leading(term)
+        self._leading_term = term
+        log.info("master %s leads (term %d)", node.node_id, term)
+
+    async def _demote(self) -> None:
+        if not self.leading and not self._leader_tasks:
+            return
+        log.info("master %s no longer leads (term %s)", self._node.node_id, self._leading_term)
+        self._leading_term = None
+        await _cancel(self._leader_tasks)
+        self._leader_tasks = []
+        self._node.demoted()
+
+    async def _announce(self) -> None:
+        node = self._node
+        mine = {"adminUrl": node.admin_url, "internalAddress": node.internal_address}
+        known = node.reader.masters().get(node.node_id)
+        if known is not None and all(known.get(k) == v for k, v in mine.items()):
+            return
+        await node.log.propose(
+            c.AnnounceMaster(
+                at_ms=node.clock_ms(),
+                master=node.node_id,
+                admin_url=node.admin_url,
+                internal_address=node.internal_address,
+            )
+        )
+
+    async def _ask_leader(self) -> None:
+        url = self.leader_admin_url()
+        if url is None or self._http is None:
+            self._leader_view = (False, "no leader is elected right now")
+            return
+        try:
+            r = await self._http.get(url + "/readyz")
+            body = r.json()
+            self._leader_view = (r.status_code == 200, str(body.get("reason", "")))
+        except (httpx.HTTPError, ValueError) as e:
+            self._leader_view = (False, f"the leader does not answer: {e}")
+
+    async def stop(self) -> None:
+        await self._demote()
+        if self._http is not None:
+            await self._http.aclose()
+
+    # --- views -----------------------------------------------------------------------------
+
+    def leader_admin_url(self) -> str | None:
+        raft = self._node.raft
+        leader = None if raft is None else raft.leader_id
+        if leader is None:
+            return None
+        info = self._node.reader.masters().get(leader)
+        return None if info is None else str(info["adminUrl"])
+
+    def leader_internal_address(self) -> str | None:
+        raft = self._node.raft
+        leader = None if raft is None else raft.leader_id
+        info = None if leader is None else self._node.reader.masters().get(leader)
+        return None if info is None else str(info["internalAddress"])
+
+    def masters(self) -> list[dict[str, Any]]:
+        """Every configured master as this master sees it (the leader sees the most)."""
+        node = self._node
+        raft = node.raft
+        assert raft is not None
+        status = raft.status()
+        announced = node.reader.masters()
+        commit = status.get("commitIndex") or 0
+        out = []
+        for mid in raft.config.peers:
+            info = announced.get(mid, {})
+            if mid == node.node_id:
+                ready = raft.caught_up and node.keyring is not None
+            else:
+                peer = status.get("peers", {}).get(mid, {})
+                match = peer.get("matchIndex")
+                ready = bool(peer.get("connected")) and (
+                    not raft.is_leader or (match is not None and commit - match <= _MAX_LAG)
+                )
+            out.append(
+                {
+                    "id": mid,
+                    "role": "leader" if mid == raft.leader_id else "follower",
+                    "raftAddress": raft.config.peers[mid],
+                    "address": info.get("adminUrl"),
+                    "internalAddress": info.get("internalAddress"),
+                    "ready": ready,
+                }
+            )
+        return out
+
+    def readiness(self) -> tuple[bool, str]:
+        raft = self._node.raft
+        assert raft is not None
+        if raft.leader_id is None:
+            return False, "no leader is elected right now"
+        if not raft.is_leader:
+            if not raft.caught_up:
+                return False, "this master is catching up with the leader"
+            open_, why = self._leader_view
+            return open_, why or "the leader says the cluster is not ready"
+        if not self.leading:
+            return False, "the new leader is taking over"
+        opened = self._node.reader.cluster_opened()
+        behind = [m["id"] for m in self.masters() if not m["ready"]]
+        if behind and not opened:
+            return False, f"master(s) not ready: {', '.join(behind)}"
+        ready, why = self._node.workers_ready()
+        if ready and not opened and not self._opening:
+            self._opening = True
+            asyncio.get_running_loop().create_task(self._open())
+        return ready, why
+
+    async def _open(self) -> None:
+        """Latch the first full readiness in the replicated state (then a quorum suffices)."""
+        try:
+            await self._node.log.propose(c.OpenCluster(at_ms=self._node.clock_ms()))
+        except KiokError as e:
+            log.info("could not record the cluster as open yet: %s", e.message)
+        finally:
+            self._opening = False
+
+
+async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task

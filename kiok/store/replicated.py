@@ -1,0 +1,348 @@
+"""The replicated command log: the typed commands of ``LocalCommandLog``, committed through
+Raft (PySyncObj) and then applied by the same ``apply()`` on every master, in log order.
+
+- Only the leader accepts proposals (a follower's API forwards writes to the leader; the
+  rare proposal a follower makes itself, such as announcing its address, is relayed by
+  PySyncObj). Proposals made in the same event-loop turn travel as one Raft entry, so a
+  burst of task reports costs one append, one replication round and one store write.
+- A proposal is answered once a quorum holds its entry and this master has applied it:
+  an acknowledged write survives kill -9 of any minority of masters.
+- Entries are AES-GCM encrypted with a key derived from the master key before they reach
+  PySyncObj, so its journal and its traffic hold no plaintext; Raft messages are
+  authenticated with another key derived from the master key.
+- Each applied entry records its index in the store in the same atomic write, so replaying
+  the journal after a restart skips what the store already has.
+- Snapshots (log compaction, catching up a master that was down too long) are a stream of
+  the store's raw, still encrypted, key-values (``kiok.store.snapshot``) — never pickled
+  Python objects.
+
+PySyncObj is thread-based: it applies entries on its tick thread, where ``on_applied`` is
+called synchronously (the keyring must change before the next entry is written); answers
+and effects are handed to the event loop with ``call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pysyncobj import SyncObj, SyncObjConf, replicated  # type: ignore[import-untyped]
+from pysyncobj.config import FAIL_REASON  # type: ignore[import-untyped]
+
+from kiok.errors import KiokError, NotLeader
+from kiok.store import commands as c
+from kiok.store import keys as k
+from kiok.store import snapshot
+from kiok.store.commandlog import Listener, apply_batch, notify, settle
+from kiok.store.effects import Effects
+from kiok.store.kv import KVStore, RocksKV
+
+log = logging.getLogger(__name__)
+
+_NONCE = 12
+_AAD = b"kiok-raft-entry"
+
+
+@dataclass(frozen=True)
+class RaftConfig:
+    master_id: str
+    #: master id -> Raft address (host:port), this master included
+    peers: dict[str, str]
+    directory: Path
+    master_key: str
+    election_timeout_s: tuple[float, float] = (0.4, 1.4)
+    compaction_entries: int = 5000
+    #: Seconds to hold back from campaigning after start (sticky leadership); 0: none.
+    defer_s: float = 0.0
+
+    @property
+    def address(self) -> str:
+        return self.peers[self.master_id]
+
+    def master_of(self, address: str | None) -> str | None:
+        for mid, addr in self.peers.items():
+            if addr == address:
+                return mid
+        return None
+
+
+def parse_peers(text: str, master_id: str) -> dict[str, str]:
+    """``m1=host:7001,m2=host:7001,...`` -> {id: address}; ValueError naming what is wrong."""
+    peers: dict[str, str] = {}
+    for item in text.replace("\n", ",").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        mid, sep, addr = item.partition("=")
+        host, _, port = addr.rpartition(":")
+        if not sep or not mid.strip() or not host or not port.isdigit():
+            raise ValueError(f"kiok.master.peers: {item!r} is not id=host:port")
+        if mid.strip() in peers:
+            raise ValueError(f"kiok.master.peers: master id {mid.strip()!r} appears twice")
+        peers[mid.strip()] = f"{host}:{port}"
+    if master_id not in peers:
+        raise ValueError(f"kiok.master.peers does not name this master ({master_id!r})")
+    if len(peers) < 3 or len(peers) % 2 == 0:
+        raise ValueError(f"kiok.master.peers: use 3 or 5 masters (an odd number), not {len(peers)}")
+    return peers
+
+
+def _derive(master_key: str, label: bytes) -> bytes:
+    # A fixed salt is fine: the input is a 32+ character secret, not a password to crack.
+    return hashlib.pbkdf2_hmac("sha256", master_key.encode(), b"kiok-raft/" + label, 100_000, dklen=32)
+
+
+class _Replica(SyncObj):  # type: ignore[misc]
+    """The PySyncObj node: one replicated method, which hands each entry to its owner."""
+
+    def __init__(self, owner: RaftCommandLog, conf: SyncObjConf, address: str, others: list[str]) -> None:
+        self._owner = owner
+        super().__init__(address, others, conf)
+
+    @replicated  # type: ignore[untyped-decorator]
+    def apply_entry(self, payload: bytes) -> Any:
+        return self._owner._apply_entry(payload, self.raftLastApplied + 1)
+
+
+class RaftCommandLog:
+    """``CommandLog`` over Raft; also tells who leads (``is_leader``, ``leader_id``, ``term``)."""
+
+    def __init__(
+        self,
+        state: KVStore,
+        raw: RocksKV,
+        config: RaftConfig,
+        *,
+        on_applied: Callable[[Effects], None],
+        on_restored: Callable[[], None],
+        on_role_change: Callable[[], None],
+        max_batch: int = 512,
+    ) -> None:
+        self._state = state
+        self._raw = raw
+        self.config = config
+        self._on_applied = on_applied
+        self._on_restored = on_restored
+        self._on_role_change = on_role_change
+        self._max_batch = max_batch
+        self._aead = AESGCM(_derive(config.master_key, b"entries"))
+        self._listeners: list[Listener] = []
+        self._pending: list[tuple[c.Command, asyncio.Future[Any]]] = []
+        self._scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._replica: _Replica | None = None
+        self.batches = 0
+        self.commands = 0
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        cfg = self.config
+        cfg.directory.mkdir(parents=True, exist_ok=True)
+        conf = SyncObjConf(
+            journalFile=str(cfg.directory / "journal"),
+            fullDumpFile=str(cfg.directory / "snapshot"),
+            serializer=self._write_snapshot,
+            deserializer=self._read_snapshot,
+            useFork=False,
+            password=_derive(cfg.master_key, b"transport").hex(),
+            autoTickPeriod=0.005,
+            appendEntriesUseBatch=False,
+            appendEntriesPeriod=0.05,
+            raftMinTimeout=cfg.election_timeout_s[0],
+            raftMaxTimeout=cfg.election_timeout_s[1],
+            connectionRetryTime=0.5,
+            connectionTimeout=1.5,
+            logCompactionMinEntries=cfg.compaction_entries,
+            logCompactionMinTime=60,
+            onStateChanged=lambda _old, _new: self._to_loop(self._on_role_change),
+            dynamicMembershipChange=False,
+        )
+        others = [addr for mid, addr in cfg.peers.items() if mid != cfg.master_id]
+        self._replica = _Replica(self, conf, cfg.address, others)
+        if cfg.defer_s > 0:
+            # PySyncObj has no setting for a one-off delay: push this node's first election
+            # deadline back (its tick thread sleeps 0.1 s after start, before reading it).
+            self._replica._SyncObj__raftElectionDeadline = time.monotonic() + cfg.defer_s
+        self._watch = asyncio.get_running_loop().create_task(self._watch_leader(), name="raft-leader-watch")
+
+    def stop(self) -> None:
+        self._watch.cancel()
+        if self._replica is not None:
+            self._replica.destroy()
+
+    async def _watch_leader(self) -> None:
+        """PySyncObj reports state changes, not leader changes seen by a follower: poll."""
+        last: tuple[str | None, int] = (None, -1)
+        while True:
+            now = (self.leader_id, self.term)
+            if now != last:
+                last = now
+                self._on_role_change()
+            await asyncio.sleep(0.05)
+
+    # --- leadership ------------------------------------------------------------------------
+
+    @property
+    def is_leader(self) -> bool:
+        return self._replica is not None and bool(self._replica._isLeader())
+
+    @property
+    def leader_id(self) -> str | None:
+        if self._replica is None:
+            return None
+        leader = self._replica._getLeader()
+        return self.config.master_of(None if leader is None else leader.id)
+
+    @property
+    def term(self) -> int:
+        return 0 if self._replica is None else int(self._replica.raftCurrentTerm)
+
+    @property
+    def caught_up(self) -> bool:
+        """This master has applied what the leader had committed when it joined."""
+        return self._replica is not None and bool(self._replica.isReady())
+
+    def status(self) -> dict[str, Any]:
+        """Raft's view from this master: per peer, connected and (on the leader) how far
+        behind its log is."""
+        if self._replica is None:
+            return {}
+        st = self._replica.getStatus()
+        peers: dict[str, dict[str, Any]] = {}
+        for mid, addr in self.config.peers.items():
+            if mid == self.config.master_id:
+                continue
+            peers[mid] = {
+                "connected": st.get(f"partner_node_status_server_{addr}") == 2,
+                "matchIndex": st.get(f"match_idx_server_{addr}"),
+            }
+        return {
+            "commitIndex": st.get("commit_idx"),
+            "lastApplied": st.get("last_applied"),
+            "term": st.get("raft_term"),
+            "hasQuorum": st.get("has_quorum"),
+            "peers": peers,
+        }
+
+    # --- CommandLog ------------------------------------------------------------------------
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    async def propose(self, cmd: c.Command) -> Any:
+        return await self.propose_nowait(cmd)
+
+    def propose_nowait(self, cmd: c.Command, *, fsync: bool = True) -> asyncio.Future[Any]:
+        """Every committed entry is on a quorum's journal: ``fsync`` changes nothing here."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((cmd, fut))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._send)
+        return fut
+
+    def _send(self) -> None:
+        self._scheduled = False
+        batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
+        if self._pending:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._send)
+        replica = self._replica
+        if replica is None:
+            for _, fut in batch:
+                fut.set_exception(NotLeader("the replicated log is not started"))
+            return
+        futures = [fut for _, fut in batch]
+        body = msgpack.packb({"c": [cmd.to_wire() for cmd, _ in batch]}, use_bin_type=True)
+        nonce = os.urandom(_NONCE)
+        payload = nonce + self._aead.encrypt(nonce, body, _AAD)
+
+        def committed(outcomes: Any, error: int) -> None:  # on PySyncObj's tick thread
+            self._to_loop(self._answer, futures, outcomes, error)
+
+        replica.apply_entry(payload, callback=committed)
+
+    def _answer(self, futures: list[asyncio.Future[Any]], outcomes: Any, error: int) -> None:
+        if error != FAIL_REASON.SUCCESS or outcomes is None:
+            why = {
+                FAIL_REASON.MISSING_LEADER: "no leader is elected right now",
+                FAIL_REASON.NOT_LEADER: "this master is not the leader",
+                FAIL_REASON.LEADER_CHANGED: "the leader changed before the write committed",
+                FAIL_REASON.DISCARDED: "the write was discarded by a new leader",
+                FAIL_REASON.QUEUE_FULL: "the replication queue is full",
+            }.get(error, f"replication failed (code {error})")
+            for fut in futures:
+                if not fut.done():
+                    fut.set_exception(NotLeader(why))
+            return
+        for fut, outcome in zip(futures, outcomes, strict=True):
+            settle(fut, outcome)
+
+    # --- applying (PySyncObj's tick thread) --------------------------------------------------
+
+    def _apply_entry(self, payload: bytes, index: int) -> list[tuple[Any, BaseException | None]] | None:
+        applied_raw = self._raw.get(k.KMS, k.RAFT_APPLIED.encode())
+        if applied_raw is not None and index <= int(applied_raw):
+            return None  # replaying the journal over a store that already has this entry
+        try:
+            body = self._aead.decrypt(payload[:_NONCE], payload[_NONCE:], _AAD)
+            cmds = [c.from_wire(w) for w in msgpack.unpackb(body, raw=False)["c"]]
+        except Exception as e:  # a corrupt entry: skip it everywhere alike, loudly
+            log.error("raft entry %d is unreadable (%s); skipped", index, e)
+            self._raw.write([(k.KMS, k.RAFT_APPLIED.encode(), str(index).encode())], sync=False)
+            return None
+        applied = apply_batch(self._state, cmds)
+        # The index goes in the same atomic batch; encryption happens in the state layer, so
+        # the index is written through it (the kms keyspace is stored as is).
+        mark = (k.KMS, k.RAFT_APPLIED.encode(), str(index).encode())
+        try:
+            self._state.write([*applied.writes, mark], sync=False)
+        except KiokError as e:  # e.g. an encrypted keyspace before any keyring: alike everywhere
+            log.error("raft entry %d refused: %s", index, e.message)
+            self._raw.write([mark], sync=False)
+            return [(None, e) for _ in cmds]
+        self.batches += 1
+        self.commands += len(cmds)
+        self._on_applied(applied.effects)
+        self._to_loop(notify, self._listeners, applied.effects)
+        return applied.outcomes
+
+    def applied_index(self) -> int:
+        raw = self._raw.get(k.KMS, k.RAFT_APPLIED.encode())
+        return 0 if raw is None else int(raw)
+
+    def _write_snapshot(self, filename: str, raft_data: Any) -> None:
+        last, prev, cluster = raft_data
+        snapshot.write(
+            Path(filename),
+            self._raw,
+            {"last": list(last), "prev": list(prev), "cluster": sorted(str(n.id) for n in cluster)},
+            applied_key=k.RAFT_APPLIED.encode(),
+        )
+
+    def _read_snapshot(self, filename: str) -> tuple[Any, Any, Any]:
+        meta = snapshot.read(Path(filename), self._raw, applied_key=k.RAFT_APPLIED.encode())
+        if meta.restored:
+            log.info("store restored from a snapshot at raft index %d", meta.index)
+            self._on_restored()
+        header = meta.header
+        return tuple(header["last"]), tuple(header["prev"]), header["cluster"]
+
+    def _to_loop(self, fn: Callable[..., None], *args: Any) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed under us: shutting down
+                loop.call_soon_threadsafe(fn, *args)

@@ -1,0 +1,187 @@
+"""Three real ``kiok master`` processes replicating with Raft (PySyncObj), with real workers:
+forwarding from followers, a run that survives kill -9 of the leader with every task
+committed once, acknowledged writes surviving rolling kills with identical stores, sticky
+leadership after a full restart, and a master catching up from a snapshot."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kiok.testing.process import Master, MasterGroup, WorkerProcess, store_digest
+
+pytestmark = pytest.mark.slow
+
+FAST = {"KIOK_WORKER_HEARTBEAT_TIMEOUT_MS": "3000", "KIOK_WORKER_HEARTBEAT_INTERVAL_MS": "300"}
+
+
+@pytest.fixture
+def group(tmp_path: Path) -> Iterator[MasterGroup]:
+    g = MasterGroup(tmp_path, extra_env=FAST)
+    yield g
+    g.stop()
+
+
+def add_worker(tmp_path: Path, group: MasterGroup, via: Master, wid: str) -> WorkerProcess:
+    w = WorkerProcess(
+        tmp_path / wid,
+        group.workers_address,
+        wid,
+        {
+            **FAST,
+            "KIOK_WORKER_JOIN_TOKEN": via.join_token(),
+            "KIOK_WORKER_SHUTDOWN_DRAIN_TIMEOUT_SECONDS": "5",
+        },
+    )
+    w.start()
+    return w
+
+
+def test_followers_forward_and_a_run_survives_the_leaders_death(tmp_path: Path, group: MasterGroup) -> None:
+    group.start()
+    leader = group.leader()
+    follower = group.followers(leader)[0]
+    # A write sent to a follower is forwarded; the join token it returns admits workers.
+    workers = [add_worker(tmp_path, group, follower, f"w{i}") for i in (1, 2)]
+    try:
+        for m in group.masters.values():
+            m.wait_open()
+        view = follower.api("GET", "/api/v1/cluster").json()
+        assert view["leader"] == next(mid for mid, m in group.masters.items() if m is leader)
+        assert view["term"] >= 1
+        assert {m["id"] for m in view["masters"]} == set(group.masters)
+        assert all(m["ready"] for m in view["masters"]) and len(view["workers"]) == 2
+
+        dag = follower.register(
+            "dag: {id: ha}\ntasks:\n"
+            "  - {id: a, script: 'echo a'}\n"
+            "  - {id: b, requires: [a], script: 'sleep 3; echo b'}\n"
+            "  - {id: c, requires: [b], script: 'echo c'}\n"
+        )
+        run_id = follower.trigger(dag)
+        leader.wait_for(lambda: leader.run(run_id)["tasks"]["b"]["state"] == "RUNNING", 20, "task b to run")
+        leader.kill9()
+        killed_at = time.monotonic()
+        survivors = group.followers(leader)
+        new_leader = group.leader(exclude=next(mid for mid, m in group.masters.items() if m is leader))
+        assert new_leader is not leader
+        new_leader.wait_for(
+            lambda: new_leader.api("POST", f"/api/v1/dags/{dag}/unpause").status_code == 200,
+            30,
+            "the new leader to accept a write",
+        )
+        took = time.monotonic() - killed_at
+        run = new_leader.wait_run(run_id, 40)
+        assert run["state"] == "SUCCESS", run
+        # The driver kept its run across the failover: every task committed once, attempt 1.
+        assert {t: (r["state"], r["attempt"]) for t, r in run["tasks"].items()} == {
+            "a": ("SUCCESS", 1),
+            "b": ("SUCCESS", 1),
+            "c": ("SUCCESS", 1),
+        }
+        for m in survivors:
+            assert m.run(run_id)["state"] == "SUCCESS"
+        assert took < 15
+    finally:
+        for w in workers:
+            w.stop()
+
+
+def test_acknowledged_writes_survive_rolling_kills_and_stores_match(
+    tmp_path: Path, group: MasterGroup
+) -> None:
+    group.start()
+    leader = group.leader()
+    worker = add_worker(tmp_path, group, leader, "w1")
+    acknowledged: list[str] = []
+    try:
+        leader.wait_open()
+        order = list(group.masters)
+        for i in range(200):
+            if i % 50 == 25:  # kill -9 one master, keep writing, bring it back
+                victim = group.masters[order[(i // 50) % 3]]
+                victim.kill9()
+            if i % 50 == 45:
+                victim.start(timeout_s=60)
+            body = f"dag: {{id: w{i}}}\ntasks:\n  - {{id: t, script: 'echo {i}'}}\n"
+            deadline = time.monotonic() + 30
+            while True:
+                target = next(
+                    (m for m in group.masters.values() if m.proc is not None and m.proc.poll() is None), None
+                )
+                assert target is not None
+                try:
+                    r = target.api(
+                        "POST",
+                        "/api/v1/dags",
+                        content=body,
+                        headers={"Content-Type": "application/yaml"},
+                        timeout=10,
+                    )
+                except Exception:
+                    r = None
+                if r is not None and r.status_code == 201:
+                    acknowledged.append(f"w{i}")
+                    break
+                assert time.monotonic() < deadline, r.text if r is not None else "no answer"
+                time.sleep(0.2)
+        for m in group.masters.values():
+            listed = {d["dagId"] for d in m.wait_for(lambda m=m: _dags(m), 30, "dags")}
+            assert set(acknowledged) <= listed
+    finally:
+        worker.stop()
+    group.settle()
+    group.stop_quietly()
+    digests = {mid: store_digest(m.data_dir, MasterGroup.MASTER_KEY) for mid, m in group.masters.items()}
+    assert len(set(digests.values())) == 1, digests
+
+
+def _dags(m: Master) -> list[dict[str, object]] | None:
+    r = m.api("GET", "/api/v1/dags")
+    if r.status_code != 200:
+        return None
+    body = r.json()
+    dags: list[dict[str, object]] = body["dags"]
+    return dags if len(dags) >= 200 else None
+
+
+def test_leadership_is_sticky_across_a_full_restart(group: MasterGroup) -> None:
+    group.start()
+    first = group.leader()
+    for m in [*group.followers(first), first]:  # followers first: no new election on the way down
+        m.stop()
+    # Start the previous leader last: the others defer to it all the same.
+    for m in [*group.followers(first), first]:
+        m.start()
+    assert group.leader() is first
+
+
+def test_a_master_that_was_down_catches_up_from_a_snapshot(tmp_path: Path) -> None:
+    group = MasterGroup(tmp_path, extra_env={**FAST, "KIOK_RAFT_COMPACTION_MIN_ENTRIES": "20"})
+    try:
+        group.start()
+        leader = group.leader()
+        worker = add_worker(tmp_path, group, leader, "w1")
+        leader.wait_open()
+        lagging = group.followers(leader)[0]
+        lagging.stop()
+        for i in range(60):
+            r = leader.api(
+                "POST",
+                "/api/v1/dags",
+                content=f"dag: {{id: s{i}}}\ntasks:\n  - {{id: t, script: 'echo {i}'}}\n",
+                headers={"Content-Type": "application/yaml"},
+            )
+            assert r.status_code == 201, r.text
+        lagging.start()
+        lagging.wait_for(lambda: "restored from a snapshot" in lagging.read_log(), 30, "a snapshot install")
+        worker.stop()
+        group.settle()
+        group.stop_quietly()
+        digests = {store_digest(m.data_dir, MasterGroup.MASTER_KEY) for m in group.masters.values()}
+        assert len(digests) == 1
+    finally:
+        group.stop()
