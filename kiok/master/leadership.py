@@ -142,19 +142,20 @@ class Leadership:
 
     # --- views -----------------------------------------------------------------------------
 
-    def leader_admin_url(self) -> str | None:
+    def _leader_record(self, field: str) -> str | None:
+        """A field of the leader's announced addresses (None while no leader is known)."""
         raft = self._node.raft
         leader = None if raft is None else raft.leader_id
-        if leader is None:
-            return None
+        if leader is None or self._node.keyring is None:
+            return None  # no keyring yet: nothing is replicated here yet, addresses included
         info = self._node.reader.masters().get(leader)
-        return None if info is None else str(info["adminUrl"])
+        return None if info is None else str(info[field])
+
+    def leader_admin_url(self) -> str | None:
+        return self._leader_record("adminUrl")
 
     def leader_internal_address(self) -> str | None:
-        raft = self._node.raft
-        leader = None if raft is None else raft.leader_id
-        info = None if leader is None else self._node.reader.masters().get(leader)
-        return None if info is None else str(info["internalAddress"])
+        return self._leader_record("internalAddress")
 
     def masters(self) -> list[dict[str, Any]]:
         """Every configured master as this master sees it (the leader sees the most)."""

@@ -73,11 +73,7 @@ class MasterNode:
         self._raw = RocksKV(data / "state", keys.SPACES)
         self.kv = EncryptedKV(
             self._raw,
-            {
-                keys.META: "metadata-encryption",
-                keys.IAM: "metadata-encryption",
-                keys.CONNECTIONS: "connection-encryption",
-            },
+            keys.ENCRYPTION_KEYS,
         )
         self._joblog_kv = EncryptedKV(RocksKV(data / "joblog", [LOGS]), {LOGS: "joblog-encryption"})
         self.joblog = JobLogStore(self._joblog_kv)
@@ -305,6 +301,9 @@ class MasterNode:
         """Fresh coordinator and scheduler for a leadership term; their tasks are returned."""
         self.coordinator = self._new_coordinator(term)
         self.scheduler = self._new_scheduler()
+        return self._run_coordination()
+
+    def _run_coordination(self) -> list[asyncio.Task[Any]]:
         return [
             asyncio.create_task(self.scheduler.run(), name="scheduler"),
             asyncio.create_task(self.coordinator.run(), name="coordinator"),
@@ -318,10 +317,7 @@ class MasterNode:
         self._tasks = [asyncio.create_task(self._reload_service_tokens(), name="service-tokens")]
         if self.raft is None:
             await self.bootstrap()
-            self._tasks += [
-                asyncio.create_task(self.scheduler.run(), name="scheduler"),
-                asyncio.create_task(self.coordinator.run(), name="coordinator"),
-            ]
+            self._tasks += self._run_coordination()
         else:
             self.raft.start()
             self._tasks.append(asyncio.create_task(self.leadership.run(), name="leadership"))

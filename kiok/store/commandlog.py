@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from kiok.errors import KiokError
 from kiok.store.apply import Effects, apply
@@ -25,6 +25,7 @@ from kiok.store.txn import Txn
 log = logging.getLogger(__name__)
 
 Listener = Callable[[Effects], None]
+T = TypeVar("T")
 
 
 class CommandLog(Protocol):
@@ -45,12 +46,37 @@ class CommandLog(Protocol):
         ...
 
 
+class TurnBatcher(Generic[T]):
+    """Collects what is added during one event-loop turn and hands it to ``flush`` together
+    (at most ``max_batch`` items per call; the rest go in the next turn): group commit."""
+
+    def __init__(self, flush: Callable[[list[T]], None], max_batch: int) -> None:
+        self._flush = flush
+        self._max_batch = max_batch
+        self._pending: list[T] = []
+        self._scheduled = False
+
+    def add(self, item: T) -> None:
+        self._pending.append(item)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._run)
+
+    def _run(self) -> None:
+        self._scheduled = False
+        batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
+        if self._pending:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._run)
+        self._flush(batch)
+
+
 class LocalCommandLog:
     def __init__(self, kv: KVStore, *, max_batch: int = 512) -> None:
         self._kv = kv
-        self._max_batch = max_batch
-        self._pending: list[tuple[Command, asyncio.Future[Any], bool]] = []
-        self._scheduled = False
+        self._batcher: TurnBatcher[tuple[Command, asyncio.Future[Any], bool]] = TurnBatcher(
+            self._commit, max_batch
+        )
         self._listeners: list[Listener] = []
         self.batches = 0
         self.commands = 0
@@ -66,20 +92,11 @@ class LocalCommandLog:
         command's batch is written to RocksDB's log without an fsync unless another command
         in it needs one: it survives kill -9 of the process, not a power loss. Only reports
         that nobody is waiting on (in-process task reports) use that."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((cmd, fut, fsync))
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._commit)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._batcher.add((cmd, fut, fsync))
         return fut
 
-    def _commit(self) -> None:
-        self._scheduled = False
-        batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
-        if self._pending:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._commit)
+    def _commit(self, batch: list[tuple[Command, asyncio.Future[Any], bool]]) -> None:
         applied = apply_batch(self._kv, [cmd for cmd, _, _ in batch])
         try:
             self._kv.write(applied.writes, sync=any(fsync for _, _, fsync in batch))

@@ -13,6 +13,12 @@ IAM = "iam"
 KMS = "kms"
 CONNECTIONS = "connections"
 SPACES = (META, IAM, KMS, CONNECTIONS)
+#: keyspace -> the data key that encrypts its values (``kms`` holds the wrapped keyring as is)
+ENCRYPTION_KEYS = {
+    META: "metadata-encryption",
+    IAM: "metadata-encryption",
+    CONNECTIONS: "connection-encryption",
+}
 
 
 def dag(dag_id: str) -> str:

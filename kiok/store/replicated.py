@@ -43,7 +43,7 @@ from kiok.errors import KiokError, NotLeader
 from kiok.store import commands as c
 from kiok.store import keys as k
 from kiok.store import snapshot
-from kiok.store.commandlog import Listener, apply_batch, notify, settle
+from kiok.store.commandlog import Listener, TurnBatcher, apply_batch, notify, settle
 from kiok.store.effects import Effects
 from kiok.store.kv import KVStore, RocksKV
 
@@ -134,11 +134,9 @@ class RaftCommandLog:
         self._on_applied = on_applied
         self._on_restored = on_restored
         self._on_role_change = on_role_change
-        self._max_batch = max_batch
         self._aead = AESGCM(_derive(config.master_key, b"entries"))
         self._listeners: list[Listener] = []
-        self._pending: list[tuple[c.Command, asyncio.Future[Any]]] = []
-        self._scheduled = False
+        self._batcher: TurnBatcher[tuple[c.Command, asyncio.Future[Any]]] = TurnBatcher(self._send, max_batch)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._replica: _Replica | None = None
         self.batches = 0
@@ -246,20 +244,11 @@ class RaftCommandLog:
 
     def propose_nowait(self, cmd: c.Command, *, fsync: bool = True) -> asyncio.Future[Any]:
         """Every committed entry is on a quorum's journal: ``fsync`` changes nothing here."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((cmd, fut))
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._send)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._batcher.add((cmd, fut))
         return fut
 
-    def _send(self) -> None:
-        self._scheduled = False
-        batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
-        if self._pending:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._send)
+    def _send(self, batch: list[tuple[c.Command, asyncio.Future[Any]]]) -> None:
         replica = self._replica
         if replica is None:
             for _, fut in batch:

@@ -86,6 +86,12 @@ class Standalone:
         return f"{self.scheme}://127.0.0.1:{self.status_port}"
 
     def start(self, timeout_s: float = 30) -> Standalone:
+        self.spawn()
+        self.wait_ready(timeout_s)
+        return self
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it (``wait_ready`` waits)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
@@ -97,9 +103,7 @@ class Standalone:
             start_new_session=True,
         )
         log.close()
-        self.wait_ready(timeout_s)
         self._token = None
-        return self
 
     def wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -271,8 +275,11 @@ class MasterGroup:
         }
 
     def start(self) -> MasterGroup:
+        """Start every master at once (as a whole-cluster restart would) and wait for all."""
         for m in self.masters.values():
-            m.start()
+            m.spawn()
+        for m in self.masters.values():
+            m.wait_ready(30)
         return self
 
     def stop(self) -> None:
@@ -299,9 +306,11 @@ class MasterGroup:
         def agreed() -> str | None:
             views = [self.health(mid) for mid in self.masters if mid != exclude]
             named = {v.get("leader") for v in views if v is not None}
-            if len(named) == 1 and None not in named and exclude not in named:
-                return named.pop()
-            return None
+            if len(named) != 1 or None in named or exclude in named:
+                return None
+            mid = named.pop()
+            own = self.health(str(mid))  # the leader has taken over: it coordinates and answers
+            return mid if own is not None and own.get("role") == "leader" else None
 
         mid = next(iter(self.masters.values())).wait_for(
             agreed, timeout_s, "the masters to agree on a leader"
@@ -342,11 +351,7 @@ def store_digest(data_dir: Path, master_key: str) -> str:
     assert found is not None, f"{data_dir} has no keyring"
     kv = EncryptedKV(
         RocksKV(data_dir / "state", keys.SPACES),
-        {
-            keys.META: "metadata-encryption",
-            keys.IAM: "metadata-encryption",
-            keys.CONNECTIONS: "connection-encryption",
-        },
+        keys.ENCRYPTION_KEYS,
     )
     kv.set_keyring(found[0])
     digest = hashlib.sha256()

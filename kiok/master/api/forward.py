@@ -74,7 +74,7 @@ class ForwardToLeader:
             return
         url = self.node.leadership.leader_admin_url()
         if url is None:
-            await self._refuse(scope, receive, send, "no leader is elected right now; retry")
+            await self._refuse(scope, receive, send, "the leader is not known here yet; retry")
             return
         body = b""
         while True:

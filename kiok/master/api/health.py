@@ -40,14 +40,17 @@ async def cluster_health(request: Request) -> dict[str, Any]:
             "masters": 1,
             "connectedWorkers": connected,
         }
-    quorum = bool(node.raft.status().get("hasQuorum"))
+    raft = node.raft.status()
+    quorum = bool(raft.get("hasQuorum"))
     leader = node.raft.leader_id
     return {
         "status": "healthy" if ready else "degraded" if leader is not None and quorum else "unhealthy",
         "leader": leader,
+        #: "leader" once this master coordinates (its takeover done), else "follower".
+        "role": "leader" if node.leadership.leading else "follower",
         "term": node.raft.term,
         "masters": len(node.raft.config.peers),
         "connectedWorkers": connected,
-        "commitIndex": node.raft.status().get("commitIndex"),
-        "appliedIndex": node.raft.status().get("lastApplied"),
+        "commitIndex": raft.get("commitIndex"),
+        "appliedIndex": raft.get("lastApplied"),
     }
