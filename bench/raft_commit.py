@@ -38,9 +38,12 @@ from kiok.store import commands as c
 from kiok.store import keys as k
 from kiok.store.commandlog import LocalCommandLog
 from kiok.store.encrypted import EncryptedKV
+from kiok.store.joblog import ENCRYPTION_KEYS as JOBLOG_ENCRYPTION_KEYS
+from kiok.store.joblog import SPACES as JOBLOG_SPACES
+from kiok.store.joblog import JobLogStore
 from kiok.store.keyring import new_keyring
 from kiok.store.kv import RocksKV
-from kiok.store.replicated import RaftCommandLog, RaftConfig
+from kiok.store.replicated import RaftCommandLog, RaftConfig, ReplicatedStores
 from kiok.testing.process import free_port
 
 MASTER_KEY = "bench-master-key-0123456789abcdef0123456789"
@@ -50,25 +53,28 @@ STEPS = (TaskEventKind.READY, TaskEventKind.START, TaskEventKind.SUCCEED)
 
 def open_node(
     master_id: str, peers: dict[str, str], directory: Path, salt: bytes, wrapped: bytes, defer_s: float
-) -> tuple[RaftCommandLog, RocksKV]:
+) -> RaftCommandLog:
+    ring = Keyring.unwrap(wrapped, derive_root_key(MASTER_KEY, salt, ITERATIONS))
     raw = RocksKV(directory / "state", k.SPACES)
     state = EncryptedKV(raw, k.ENCRYPTION_KEYS)
-    state.set_keyring(Keyring.unwrap(wrapped, derive_root_key(MASTER_KEY, salt, ITERATIONS)))
+    joblog_raw = RocksKV(directory / "joblog", JOBLOG_SPACES)
+    joblog_kv = EncryptedKV(joblog_raw, JOBLOG_ENCRYPTION_KEYS)
+    for kv in (state, joblog_kv):
+        kv.set_keyring(ring)
     log = RaftCommandLog(
-        state,
-        raw,
+        ReplicatedStores(state, raw, JobLogStore(joblog_kv), joblog_raw),
         RaftConfig(master_id, peers, directory / "raft", MASTER_KEY, defer_s=defer_s),
         on_applied=lambda _fx: None,
         on_restored=lambda: None,
         on_role_change=lambda: None,
     )
-    return log, raw
+    return log
 
 
 async def follower(args: argparse.Namespace) -> None:
     """A child master: replicate until the parent names the index to reach, then report."""
     peers = json.loads(args.peers)
-    log, _ = open_node(
+    log = open_node(
         args.node, peers, Path(args.dir), bytes.fromhex(args.salt), bytes.fromhex(args.wrapped), defer_s=30.0
     )
     log.start()
@@ -179,7 +185,7 @@ async def leader(args: argparse.Namespace, root: Path) -> None:
         )
         for mid in ("m2", "m3")
     ]
-    log, _ = open_node("m1", peers, root / "m1", salt, wrapped, defer_s=0.0)
+    log = open_node("m1", peers, root / "m1", salt, wrapped, defer_s=0.0)
     try:
         log.start()
         deadline = time.monotonic() + 30

@@ -26,7 +26,6 @@ from kiok.protocol.messages import Assignment, Fence, OfferReply, OfferVerdict
 from kiok.store import commands as c
 from kiok.store.commandlog import CommandLog
 from kiok.store.effects import Effects
-from kiok.store.joblog import JobLogStore
 from kiok.store.reader import StateReader
 
 log = logging.getLogger(__name__)
@@ -64,7 +63,7 @@ class Coordinator:
         self,
         log_: CommandLog,
         reader: StateReader,
-        joblog: JobLogStore,
+        append_log: Callable[[str, str, bytes], object],
         clock_ms: Callable[[], int],
         *,
         term: int = 1,
@@ -72,7 +71,7 @@ class Coordinator:
     ) -> None:
         self._log = log_
         self._reader = reader
-        self._joblog = joblog
+        self._append_log = append_log
         self._clock = clock_ms
         self.term = term
         self.workers: dict[str, WorkerHandle] = {}
@@ -289,6 +288,6 @@ class Coordinator:
         return out
 
     def _run_log(self, run_id: str, text: str) -> None:
-        self._joblog.append(run_id, RUN_LOG_TASK, f"{iso_utc(self._clock())} {text}\n".encode())
+        self._append_log(run_id, RUN_LOG_TASK, f"{iso_utc(self._clock())} {text}\n".encode())
 
     run_log = _run_log

@@ -197,7 +197,7 @@ class WorkerConnection:
             self._report(m)
         elif kind is Kind.LOG:
             data = field(m, "data", bytes)
-            self._node.joblog.append(field(m, "run", str), field(m, "task", str), data)
+            self._node.append_log(field(m, "run", str), field(m, "task", str), data)
         elif kind is Kind.RELEASE:
             cmd = c.ReleaseRun(
                 at_ms=self._node.clock_ms(),

@@ -189,6 +189,13 @@ class Leadership:
         return out
 
     def readiness(self) -> tuple[bool, str]:
+        ready, why = self._readiness()
+        problem = self._node.peer_watch.problem() if self._node.peer_watch is not None else ""
+        if not ready and problem:
+            why = f"{why}; {problem}"
+        return ready, why
+
+    def _readiness(self) -> tuple[bool, str]:
         raft = self._node.raft
         assert raft is not None
         if raft.leader_id is None:

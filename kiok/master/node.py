@@ -28,6 +28,7 @@ from kiok.master.coordinator import Coordinator
 from kiok.master.iam import Iam
 from kiok.master.leadership import Leadership
 from kiok.master.metrics import MasterMetrics
+from kiok.master.peer_watch import PeerWatch
 from kiok.master.scheduler import Scheduler
 from kiok.security.kms import Keyring, WrongMasterKey, derive_root_key
 from kiok.security.service_tokens import ServiceTokens
@@ -36,11 +37,13 @@ from kiok.store import keys
 from kiok.store.commandlog import CommandLog, LocalCommandLog
 from kiok.store.effects import Effects
 from kiok.store.encrypted import EncryptedKV
-from kiok.store.joblog import LOGS, JobLogStore
+from kiok.store.joblog import ENCRYPTION_KEYS as JOBLOG_ENCRYPTION_KEYS
+from kiok.store.joblog import SPACES as JOBLOG_SPACES
+from kiok.store.joblog import JobLogStore
 from kiok.store.keyring import existing_keyring, master_key, new_keyring
 from kiok.store.kv import RocksKV
 from kiok.store.reader import StateReader
-from kiok.store.replicated import RaftCommandLog, RaftConfig, parse_peers
+from kiok.store.replicated import RaftCommandLog, RaftConfig, ReplicatedStores, parse_peers
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +78,13 @@ class MasterNode:
             self._raw,
             keys.ENCRYPTION_KEYS,
         )
-        self._joblog_kv = EncryptedKV(RocksKV(data / "joblog", [LOGS]), {LOGS: "joblog-encryption"})
+        self._joblog_raw = RocksKV(data / "joblog", JOBLOG_SPACES)
+        self._joblog_kv = EncryptedKV(self._joblog_raw, JOBLOG_ENCRYPTION_KEYS)
         self.joblog = JobLogStore(self._joblog_kv)
         if found is not None:
             self._reload_keyring()
         self.raft: RaftCommandLog | None = None
+        self.peer_watch: PeerWatch | None = None
         self.log: CommandLog
         if peers_text:
             try:
@@ -87,8 +92,7 @@ class MasterNode:
             except ValueError as e:
                 raise InvalidInput(str(e)) from None
             self.raft = RaftCommandLog(
-                self.kv,
-                self._raw,
+                ReplicatedStores(self.kv, self._raw, self.joblog, self._joblog_raw),
                 RaftConfig(
                     master_id=self.node_id,
                     peers=peers,
@@ -106,6 +110,7 @@ class MasterNode:
                 on_role_change=lambda: self.leadership.kick(),
             )
             self.log = self.raft
+            self.peer_watch = PeerWatch(self.raft)
         else:
             self.log = LocalCommandLog(self.kv)
         self.reader = StateReader(self.kv)
@@ -172,7 +177,7 @@ class MasterNode:
         return Coordinator(
             self.log,
             self.reader,
-            self.joblog,
+            self.append_log,
             self.clock_ms,
             term=term,
             reattach_grace_ms=self.settings.get_int("kiok.worker.heartbeat.timeout.ms"),
@@ -210,6 +215,16 @@ class MasterNode:
                 self._specs.pop(next(iter(self._specs)))
             self._specs[run_id] = spec
         return spec
+
+    def append_log(self, run_id: str, task_id: str, data: bytes) -> None:
+        """Append to a task's job log: directly on a single master; with several masters
+        through the replicated log, so that every master holds every log (a report proposed
+        after it is committed after it)."""
+        if self.raft is None:
+            self.joblog.append(run_id, task_id, data)
+        elif data:
+            cmd = c.AppendLogs(at_ms=self.clock_ms(), chunks=[[run_id, task_id, data]])
+            self.log.propose_nowait(cmd, fsync=False).add_done_callback(_log_lost)
 
     def run_log(self, run_id: str, text: str) -> None:
         """Append a line to a run's orchestration log (``__run__``)."""
@@ -321,6 +336,8 @@ class MasterNode:
         else:
             self.raft.start()
             self._tasks.append(asyncio.create_task(self.leadership.run(), name="leadership"))
+            if self.peer_watch is not None:
+                self._tasks.append(asyncio.create_task(self.peer_watch.run(), name="peer-watch"))
         self._started = True
 
     async def _reload_service_tokens(self) -> None:
@@ -341,3 +358,9 @@ class MasterNode:
             self.raft.stop()
         self.joblog.close()
         self.kv.close()
+
+
+def _log_lost(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        # The worker does not resend log batches: say so where an operator looks.
+        log.warning("a job-log batch was not replicated: %s", fut.exception())

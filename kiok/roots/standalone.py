@@ -48,7 +48,7 @@ class InProcessLink:
     def append_log(self, run_id: str, task_id: str, data: bytes, *, final: bool) -> None:
         # Written before the task's final report, like the report not fsync'd: in one process
         # both survive kill -9 together (RocksDB's log is written before append returns).
-        self._node.joblog.append(run_id, task_id, data)
+        self._node.append_log(run_id, task_id, data)
 
     def release_run(self, run_id: str, fence: Fence, reason: str) -> None:
         fut = self._node.log.propose_nowait(

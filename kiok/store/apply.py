@@ -98,6 +98,17 @@ def _open_cluster(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     return None
 
 
+def _append_logs(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
+    assert isinstance(cmd, c.AppendLogs)
+    for chunk in cmd.chunks:
+        if len(chunk) != 3 or not isinstance(chunk[0], str) or not isinstance(chunk[1], str):
+            raise InvalidInput("append_logs: each chunk is [run id, task id, bytes]")
+        if not isinstance(chunk[2], bytes):
+            raise InvalidInput("append_logs: chunk data must be bytes")
+        fx.log_appends.append((chunk[0], chunk[1], chunk[2]))
+    return None
+
+
 def _announce_master(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     assert isinstance(cmd, c.AnnounceMaster)
     txn.put(
@@ -300,6 +311,7 @@ _HANDLERS: dict[type[c.Command], Callable[[Txn, c.Command, Effects], Any]] = {
     c.LeaderElected: _leader_elected,
     c.AnnounceMaster: _announce_master,
     c.OpenCluster: _open_cluster,
+    c.AppendLogs: _append_logs,
     c.AppendAudit: _append_audit,
     c.PutUser: _put_user,
     c.PutGroup: _put_group,

@@ -334,6 +334,18 @@ class ReportTasks(Command):
 
 @command
 @dataclass(frozen=True)
+class AppendLogs(Command):
+    """Task output and run-log lines, replicated so that every master holds every job log.
+    Each chunk is ``[run id, task id, bytes]``, appended at the end of that log when applied
+    (so every master computes the same offsets). Only replicated masters propose it; a
+    single master appends to its job-log store directly."""
+
+    kind: ClassVar[str] = "append_logs"
+    chunks: list[list[Any]] = field(default_factory=list)
+
+
+@command
+@dataclass(frozen=True)
 class CancelRun(Command):
     kind: ClassVar[str] = "cancel_run"
     run_id: str = ""

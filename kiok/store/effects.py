@@ -17,6 +17,9 @@ class Effects:
     stale_reports: int = 0
     #: The keyring was installed or rotated: every node re-reads it before the next write.
     keyring_changed: bool = False
+    #: Job-log chunks (run id, task id, bytes) to append, in order, once the batch is durable
+    #: (replicated masters only; they live in the job-log store, not the state store).
+    log_appends: list[tuple[str, str, bytes]] = field(default_factory=list)
 
     def merge(self, other: Effects) -> None:
         self.runs_created.extend(other.runs_created)
@@ -26,3 +29,4 @@ class Effects:
         self.dags_changed.extend(other.dags_changed)
         self.stale_reports += other.stale_reports
         self.keyring_changed |= other.keyring_changed
+        self.log_appends.extend(other.log_appends)

@@ -4,15 +4,28 @@ Each (run, task) log is an append-only byte stream stored as chunks keyed by the
 offset, so a read at any byte offset seeks straight to its chunk. Appends are not fsync'd
 one by one; ``append(..., sync=True)`` (used for a task's final batch) makes everything
 before it durable, which is what a reader relies on once the task is reported finished.
+
+With replicated masters the chunks arrive as committed ``AppendLogs`` commands, applied on
+Raft's thread while the API reads on the event loop's: sizes are computed and cached under a
+lock, and each applied batch records its Raft index (``REPLICATION`` keyspace) so a journal
+replay does not append twice.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 
-from kiok.store.kv import KVStore, RocksKV
+from kiok.store.kv import KVStore, RocksKV, Write
 
 LOGS = "logs"
+#: Unencrypted bookkeeping: the Raft index of the last applied batch of chunks.
+REPLICATION = "replication"
+SPACES = (LOGS, REPLICATION)
+#: keyspace -> the data key that encrypts its values
+ENCRYPTION_KEYS = {LOGS: "joblog-encryption"}
+APPLIED = b"applied"
 _MAX_READ = 1024 * 1024
 
 
@@ -28,12 +41,17 @@ class JobLogStore:
     def __init__(self, kv: KVStore) -> None:
         self._kv = kv
         self._sizes: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
 
     @classmethod
     def open(cls, path: Path) -> JobLogStore:
-        return cls(RocksKV(path, [LOGS]))
+        return cls(RocksKV(path, SPACES))
 
     def size(self, run_id: str, task_id: str) -> int:
+        with self._lock:
+            return self._size(run_id, task_id)
+
+    def _size(self, run_id: str, task_id: str) -> int:
         cached = self._sizes.get((run_id, task_id))
         if cached is not None:
             return cached
@@ -47,11 +65,41 @@ class JobLogStore:
     def append(self, run_id: str, task_id: str, data: bytes, *, sync: bool = False) -> int:
         """Append ``data`` and return the new size. With ``sync`` the write (and every
         earlier one) is fsync'd on return; without, it survives a crash of this process."""
-        offset = self.size(run_id, task_id)
-        if data:
-            self._kv.write([(LOGS, _key(run_id, task_id, offset), data)], sync=sync)
-            self._sizes[(run_id, task_id)] = offset + len(data)
-        return offset + len(data)
+        with self._lock:
+            offset = self._size(run_id, task_id)
+            if data:
+                self._kv.write([(LOGS, _key(run_id, task_id, offset), data)], sync=sync)
+                self._sizes[(run_id, task_id)] = offset + len(data)
+            return offset + len(data)
+
+    def applied_index(self) -> int:
+        raw = self._kv.get(REPLICATION, APPLIED)
+        return 0 if raw is None else int(raw)
+
+    def apply_replicated(self, index: int, chunks: Sequence[tuple[str, str, bytes]]) -> None:
+        """Append the chunks of Raft entry ``index`` in one write with the index itself;
+        an entry this store already has (a journal replay) changes nothing."""
+        with self._lock:
+            if index <= self.applied_index():
+                return
+            writes: list[Write] = []
+            sizes: dict[tuple[str, str], int] = {}
+            for run_id, task_id, data in chunks:
+                if not data:
+                    continue
+                offset = sizes.get((run_id, task_id))
+                if offset is None:
+                    offset = self._size(run_id, task_id)
+                writes.append((LOGS, _key(run_id, task_id, offset), data))
+                sizes[(run_id, task_id)] = offset + len(data)
+            writes.append((REPLICATION, APPLIED, str(index).encode()))
+            self._kv.write(writes, sync=False)
+            self._sizes.update(sizes)
+
+    def forget_sizes(self) -> None:
+        """Drop cached sizes (the store was replaced under this object by a snapshot)."""
+        with self._lock:
+            self._sizes.clear()
 
     def read(self, run_id: str, task_id: str, offset: int, limit: int = _MAX_READ) -> tuple[bytes, int]:
         """Bytes from ``offset`` (at most ``limit``, cut at a UTF-8 character boundary)

@@ -11,9 +11,11 @@ Raft (PySyncObj) and then applied by the same ``apply()`` on every master, in lo
   PySyncObj, so its journal and its traffic hold no plaintext; Raft messages are
   authenticated with another key derived from the master key.
 - Each applied entry records its index in the store in the same atomic write, so replaying
-  the journal after a restart skips what the store already has.
+  the journal after a restart skips what the store already has. Job-log chunks
+  (``AppendLogs``) go to the job-log store first, under its own applied index, then the
+  state store: a crash between the two replays the entry without appending twice.
 - Snapshots (log compaction, catching up a master that was down too long) are a stream of
-  the store's raw, still encrypted, key-values (``kiok.store.snapshot``) — never pickled
+  both stores' raw, still encrypted, key-values (``kiok.store.snapshot``) — never pickled
   Python objects.
 
 PySyncObj is thread-based: it applies entries on its tick thread, where ``on_applied`` is
@@ -45,6 +47,10 @@ from kiok.store import keys as k
 from kiok.store import snapshot
 from kiok.store.commandlog import Listener, TurnBatcher, apply_batch, notify, settle
 from kiok.store.effects import Effects
+from kiok.store.joblog import APPLIED as JOBLOG_APPLIED
+from kiok.store.joblog import REPLICATION as JOBLOG_REPLICATION
+from kiok.store.joblog import SPACES as JOBLOG_SPACES
+from kiok.store.joblog import JobLogStore
 from kiok.store.kv import KVStore, RocksKV
 
 log = logging.getLogger(__name__)
@@ -74,6 +80,23 @@ class RaftConfig:
             if addr == address:
                 return mid
         return None
+
+
+@dataclass(frozen=True)
+class ReplicatedStores:
+    """What committed entries are applied to: the state store (through its encryption layer,
+    and raw for snapshots) and the job-log store (likewise)."""
+
+    state: KVStore
+    state_raw: RocksKV
+    joblog: JobLogStore
+    joblog_raw: RocksKV
+
+    def snapshot_parts(self) -> list[snapshot.Part]:
+        return [
+            snapshot.Part("state", self.state_raw, k.SPACES, (k.KMS, k.RAFT_APPLIED.encode())),
+            snapshot.Part("joblog", self.joblog_raw, JOBLOG_SPACES, (JOBLOG_REPLICATION, JOBLOG_APPLIED)),
+        ]
 
 
 def parse_peers(text: str, master_id: str) -> dict[str, str]:
@@ -119,8 +142,7 @@ class RaftCommandLog:
 
     def __init__(
         self,
-        state: KVStore,
-        raw: RocksKV,
+        stores: ReplicatedStores,
         config: RaftConfig,
         *,
         on_applied: Callable[[Effects], None],
@@ -128,8 +150,9 @@ class RaftCommandLog:
         on_role_change: Callable[[], None],
         max_batch: int = 512,
     ) -> None:
-        self._state = state
-        self._raw = raw
+        self._stores = stores
+        self._state = stores.state
+        self._raw = stores.state_raw
         self.config = config
         self._on_applied = on_applied
         self._on_restored = on_restored
@@ -294,6 +317,8 @@ class RaftCommandLog:
             self._raw.write([(k.KMS, k.RAFT_APPLIED.encode(), str(index).encode())], sync=False)
             return None
         applied = apply_batch(self._state, cmds)
+        if applied.effects.log_appends:
+            self._stores.joblog.apply_replicated(index, applied.effects.log_appends)
         # The index goes in the same atomic batch; encryption happens in the state layer, so
         # the index is written through it (the kms keyspace is stored as is).
         mark = (k.KMS, k.RAFT_APPLIED.encode(), str(index).encode())
@@ -317,15 +342,15 @@ class RaftCommandLog:
         last, prev, cluster = raft_data
         snapshot.write(
             Path(filename),
-            self._raw,
+            self._stores.snapshot_parts(),
             {"last": list(last), "prev": list(prev), "cluster": sorted(str(n.id) for n in cluster)},
-            applied_key=k.RAFT_APPLIED.encode(),
         )
 
     def _read_snapshot(self, filename: str) -> tuple[Any, Any, Any]:
-        meta = snapshot.read(Path(filename), self._raw, applied_key=k.RAFT_APPLIED.encode())
+        meta = snapshot.read(Path(filename), self._stores.snapshot_parts())
         if meta.restored:
-            log.info("store restored from a snapshot at raft index %d", meta.index)
+            log.info("stores restored from a snapshot at raft index %d", meta.index)
+            self._stores.joblog.forget_sizes()
             self._on_restored()
         header = meta.header
         return tuple(header["last"]), tuple(header["prev"]), header["cluster"]

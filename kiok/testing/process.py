@@ -338,29 +338,35 @@ class MasterGroup:
 
 
 def store_digest(data_dir: Path, master_key: str) -> str:
-    """SHA-256 over every (keyspace, key, decrypted value) of a stopped master's state store.
-    Ciphertexts differ between masters (random nonces); the plaintext must not."""
+    """SHA-256 over every (keyspace, key, decrypted value) of a stopped master's state and
+    job-log stores. Ciphertexts differ between masters (random nonces); the plaintext must
+    not. How far each store applied the Raft journal is this master's bookkeeping: left out."""
     import hashlib
 
-    from kiok.store import keys
+    from kiok.store import joblog, keys
     from kiok.store.encrypted import EncryptedKV
     from kiok.store.keyring import existing_keyring
     from kiok.store.kv import RocksKV
 
     found = existing_keyring(data_dir / "state", master_key, 200_000)
     assert found is not None, f"{data_dir} has no keyring"
-    kv = EncryptedKV(
-        RocksKV(data_dir / "state", keys.SPACES),
-        keys.ENCRYPTION_KEYS,
-    )
-    kv.set_keyring(found[0])
+    stores = [
+        (EncryptedKV(RocksKV(data_dir / "state", keys.SPACES), keys.ENCRYPTION_KEYS), keys.SPACES),
+        (
+            EncryptedKV(RocksKV(data_dir / "joblog", joblog.SPACES), joblog.ENCRYPTION_KEYS),
+            (joblog.LOGS,),
+        ),
+    ]
     digest = hashlib.sha256()
     try:
-        for space in keys.SPACES:
-            for key, value in kv.scan(space, b""):
-                if space == keys.KMS and key == keys.RAFT_APPLIED.encode():
-                    continue  # how far the journal was applied is this master's bookkeeping
-                digest.update(b"%s\0%s\0%s\0" % (space.encode(), key, value))
+        for kv, spaces in stores:
+            kv.set_keyring(found[0])
+            for space in spaces:
+                for key, value in kv.scan(space, b""):
+                    if space == keys.KMS and key == keys.RAFT_APPLIED.encode():
+                        continue
+                    digest.update(b"%s\0%s\0%s\0" % (space.encode(), key, value))
     finally:
-        kv.close()
+        for kv, _ in stores:
+            kv.close()
     return digest.hexdigest()

@@ -84,6 +84,10 @@ def test_followers_forward_and_a_run_survives_the_leaders_death(tmp_path: Path, 
         }
         for m in survivors:
             assert m.run(run_id)["state"] == "SUCCESS"
+            # Job logs are replicated: a's output reached the old leader before it died, and
+            # every survivor serves every task's log (and the run log) from its own store.
+            assert [m.log(run_id, t) for t in "abc"] == ["a\n", "b\n", "c\n"]
+            assert "assigned" in m.log(run_id, "__run__")
         assert took < 15
     finally:
         for w in workers:
@@ -167,6 +171,10 @@ def test_a_master_that_was_down_catches_up_from_a_snapshot(tmp_path: Path) -> No
         leader.wait_open()
         lagging = group.followers(leader)[0]
         lagging.stop()
+        run_id = leader.trigger(
+            leader.register("dag: {id: out}\ntasks:\n  - {id: t, script: 'echo hello'}\n")
+        )
+        assert leader.wait_run(run_id, 30)["state"] == "SUCCESS"
         for i in range(60):
             r = leader.api(
                 "POST",
@@ -177,6 +185,8 @@ def test_a_master_that_was_down_catches_up_from_a_snapshot(tmp_path: Path) -> No
             assert r.status_code == 201, r.text
         lagging.start()
         lagging.wait_for(lambda: "restored from a snapshot" in lagging.read_log(), 30, "a snapshot install")
+        lagging.wait_open()
+        assert lagging.log(run_id, "t") == "hello\n"  # job logs travel in the snapshot too
         worker.stop()
         group.settle()
         group.stop_quietly()
@@ -184,3 +194,32 @@ def test_a_master_that_was_down_catches_up_from_a_snapshot(tmp_path: Path) -> No
         assert len(digests) == 1
     finally:
         group.stop()
+
+
+def test_a_master_with_another_master_key_is_named_not_silently_missing(tmp_path: Path) -> None:
+    group = MasterGroup(tmp_path, extra_env=FAST)
+    odd = group.masters["m3"]
+    odd.extra_env["KIOK_MASTER_KEY"] = "a-different-master-key-0123456789abcdef"
+    try:
+        for m in group.masters.values():
+            m.spawn()
+        for m in group.masters.values():
+            m.wait_ready(30)
+        leader = group.leader(exclude="m3")
+        # m1 and m2 form a quorum; m3 cannot authenticate with them. Both sides say why,
+        # in the readiness reason and in the log, instead of m3 looking merely down.
+        for m, other in ((odd, "m1"), (leader, "m3")):
+            reason = m.wait_for(
+                lambda m=m: _reason_naming_the_key(m), 30, "a readiness reason naming the master key"
+            )
+            assert f"master {other}" in reason
+            assert "same KIOK_MASTER_KEY" in m.read_log()
+        assert odd.http("GET", odd.url + "/readyz").status_code == 503
+    finally:
+        group.stop()
+
+
+def _reason_naming_the_key(m: Master) -> str | None:
+    r = m.http("GET", m.url + "/readyz")
+    reason = str(r.json().get("reason", ""))
+    return reason if r.status_code == 503 and "KIOK_MASTER_KEY" in reason else None

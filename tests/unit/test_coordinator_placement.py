@@ -30,7 +30,7 @@ class FakeWorker:
 
 def coordinator(*workers: FakeWorker) -> Coordinator:
     kv = MemoryKV(keys.SPACES)
-    c = Coordinator(LocalCommandLog(kv), StateReader(kv), JobLogStore(MemoryKV(["logs"])), lambda: 0)
+    c = Coordinator(LocalCommandLog(kv), StateReader(kv), JobLogStore(MemoryKV(["logs"])).append, lambda: 0)
     for w in workers:
         c.add_worker(w)
     return c

@@ -1,0 +1,91 @@
+"""Job logs on replicated masters: ``AppendLogs`` through ``apply()``, chunks appended once
+per Raft index (a journal replay appends nothing), and store snapshots that carry both the
+state and the job-log store and replace a stale copy whole."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kiok.errors import InvalidInput
+from kiok.store import commands as c
+from kiok.store import joblog, snapshot
+from kiok.store import keys as k
+from kiok.store.apply import apply
+from kiok.store.effects import Effects
+from kiok.store.joblog import JobLogStore
+from kiok.store.kv import MemoryKV, RocksKV
+from kiok.store.txn import Txn
+
+
+def test_append_logs_becomes_an_effect_in_order_and_writes_no_state() -> None:
+    kv = MemoryKV(list(k.SPACES))
+    txn, fx = Txn(kv), Effects()
+    apply(txn, c.AppendLogs(at_ms=1, chunks=[["r1", "t", b"one\n"], ["r1", "__run__", b"x\n"]]), fx)
+    assert fx.log_appends == [("r1", "t", b"one\n"), ("r1", "__run__", b"x\n")]
+    assert txn.writes() == []
+
+
+@pytest.mark.parametrize("chunk", [["r1", "t"], ["r1", 3, b"x"], ["r1", "t", "text, not bytes"]])
+def test_a_malformed_chunk_is_refused_naming_the_shape(chunk: list[object]) -> None:
+    with pytest.raises(InvalidInput, match="append_logs"):
+        apply(Txn(MemoryKV(list(k.SPACES))), c.AppendLogs(at_ms=1, chunks=[chunk]), Effects())
+
+
+def test_a_replicated_entry_is_appended_once_even_when_replayed() -> None:
+    logs = JobLogStore(MemoryKV(list(joblog.SPACES)))
+    logs.apply_replicated(5, [("r", "t", b"ab"), ("r", "t", b"cd"), ("r", "u", b"z")])
+    logs.apply_replicated(5, [("r", "t", b"ab"), ("r", "t", b"cd"), ("r", "u", b"z")])  # replay
+    logs.apply_replicated(4, [("r", "t", b"old")])  # older than what the store has
+    logs.apply_replicated(6, [("r", "t", b"ef")])
+    assert logs.read("r", "t", 0) == (b"abcdef", 6)
+    assert logs.read("r", "t", 3) == (b"def", 6)
+    assert logs.read("r", "u", 0) == (b"z", 1)
+    assert logs.applied_index() == 6
+
+
+def _parts(root: Path) -> tuple[list[snapshot.Part], RocksKV, RocksKV]:
+    state = RocksKV(root / "state", k.SPACES)
+    logs = RocksKV(root / "joblog", joblog.SPACES)
+    parts = [
+        snapshot.Part("state", state, k.SPACES, (k.KMS, k.RAFT_APPLIED.encode())),
+        snapshot.Part("joblog", logs, joblog.SPACES, (joblog.REPLICATION, joblog.APPLIED)),
+    ]
+    return parts, state, logs
+
+
+def test_a_snapshot_replaces_both_stores_of_a_stale_master(tmp_path: Path) -> None:
+    src, src_state, src_logs = _parts(tmp_path / "a")
+    src_state.write([(k.META, b"dag/x", b"new"), (k.KMS, k.RAFT_APPLIED.encode(), b"40")], sync=False)
+    JobLogStore(src_logs).apply_replicated(40, [("r", "t", b"hello\n")])
+    snapshot.write(tmp_path / "snap", src, {"extra": 1})
+
+    dst, dst_state, dst_logs = _parts(tmp_path / "b")
+    dst_state.write([(k.META, b"dag/gone", b"old"), (k.KMS, k.RAFT_APPLIED.encode(), b"7")], sync=False)
+    JobLogStore(dst_logs).apply_replicated(7, [("r", "stale", b"bye\n")])
+    loaded = snapshot.read(tmp_path / "snap", dst)
+    assert loaded.restored and loaded.index == 40 and loaded.header["extra"] == 1
+    assert [key for key, _ in dst_state.scan(k.META, b"")] == [b"dag/x"]
+    restored = JobLogStore(dst_logs)
+    assert restored.read("r", "t", 0) == (b"hello\n", 6)
+    assert restored.read("r", "stale", 0) == (b"", 0)
+    assert restored.applied_index() == 40 and dst[0].applied_index() == 40
+
+    # Reading it again (a restart) changes nothing: the store already has that index.
+    dst_state.write([(k.META, b"dag/y", b"later"), (k.KMS, k.RAFT_APPLIED.encode(), b"41")], sync=False)
+    assert not snapshot.read(tmp_path / "snap", dst).restored
+    assert dst_state.get(k.META, b"dag/y") == b"later"
+
+
+def test_a_truncated_snapshot_is_refused_and_leaves_stores_asking_again(tmp_path: Path) -> None:
+    src, src_state, _ = _parts(tmp_path / "a")
+    src_state.write([(k.META, b"dag/x", b"v" * 100), (k.KMS, k.RAFT_APPLIED.encode(), b"9")], sync=False)
+    snapshot.write(tmp_path / "snap", src, {})
+    data = (tmp_path / "snap").read_bytes()
+    (tmp_path / "snap").write_bytes(data[:-3])
+    dst, dst_state, _ = _parts(tmp_path / "b")
+    dst_state.write([(k.KMS, k.RAFT_APPLIED.encode(), b"3")], sync=False)
+    with pytest.raises(ValueError, match="truncated"):
+        snapshot.read(tmp_path / "snap", dst)
+    assert dst[0].applied_index() == 0  # never claims entries it lacks
