@@ -8,10 +8,14 @@ mean (graph, cron, task types) is checked by ``kiok.dag.validate``, which every 
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import msgpack
 import yaml
 
 from kiok.dag.durations import parse_duration_ms
@@ -86,6 +90,33 @@ def spec_from_body(body: bytes, content_type: str | None) -> DagSpec:
     if "json" in kind or text.lstrip().startswith(("{", "[")):
         return spec_from_json(text)
     return spec_from_yaml(text)
+
+
+_COMPILED_MAX = 64
+_compiled: OrderedDict[bytes, DagSpec] = OrderedDict()
+_compiled_lock = threading.Lock()
+
+
+def compiled_spec(doc: object) -> DagSpec:
+    """``spec_from_document`` for documents seen again and again (every run of a DAG carries
+    its spec): specs are immutable, so one compiled per distinct document is shared. Hashing
+    the packed document costs a few percent of compiling a large one."""
+    try:
+        packed = msgpack.packb(doc, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError):
+        return spec_from_document(doc)  # not a plain document: let validation say why
+    key = hashlib.blake2b(packed, digest_size=20).digest()
+    with _compiled_lock:
+        spec = _compiled.get(key)
+        if spec is not None:
+            _compiled.move_to_end(key)
+            return spec
+    spec = spec_from_document(doc)
+    with _compiled_lock:
+        _compiled[key] = spec
+        while len(_compiled) > _COMPILED_MAX:
+            _compiled.popitem(last=False)
+    return spec
 
 
 def spec_from_document(doc: object) -> DagSpec:

@@ -18,7 +18,7 @@ from typing import Any
 import msgpack
 
 from kiok.config import Settings
-from kiok.dag.load import spec_from_document
+from kiok.dag.load import compiled_spec
 from kiok.dag.spec import DagSpec
 from kiok.errors import InvalidInput, NotFound, NotReady
 from kiok.master.admission import Admission
@@ -210,7 +210,7 @@ class MasterNode:
             doc = self.reader.run_spec(run_id)
             if doc is None:
                 raise NotFound(f"run {run_id!r} not found")
-            spec = spec_from_document(doc)
+            spec = compiled_spec(doc)
             if len(self._specs) >= _SPEC_CACHE:
                 self._specs.pop(next(iter(self._specs)))
             self._specs[run_id] = spec

@@ -21,7 +21,7 @@ from kiok.security.tls import TlsFiles
 from kiok.worker.driver import DriverEnv, base_task_env
 from kiok.worker.executors import default_executors
 from kiok.worker.link import MasterLink
-from kiok.worker.process import ProcessRunner
+from kiok.worker.process import ProcessRunner, WorkDirs
 from kiok.worker.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def build_worker(settings: Settings, link: MasterLink, environ: dict[str, str]) 
         executors=default_executors(
             ProcessRunner(slots), python, settings.get_int("kiok.task.http.connect.timeout.ms") / 1000
         ),
-        work_root=work_root,
+        work_dirs=WorkDirs(work_root),
         base_env=base_task_env(environ),
         default_timeout_ms=settings.get_int("kiok.scheduler.default.task.timeout.ms"),
         retry_cap_ms=settings.get_int("kiok.scheduler.retry.max.delay.ms"),

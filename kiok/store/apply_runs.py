@@ -15,7 +15,7 @@ from typing import Any
 from kiok.core.readiness import advance
 from kiok.core.states import TERMINAL_RUN_STATES, RunState, TaskRecord, TaskState
 from kiok.core.transitions import ReportVerdict, TaskEvent, TaskEventKind, apply_task_event, report_verdict
-from kiok.dag.load import spec_from_document
+from kiok.dag.load import compiled_spec
 from kiok.errors import Conflict, NotFound
 from kiok.ids import TaskId
 from kiok.store import commands as c
@@ -174,7 +174,7 @@ def apply_cancel(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
             return {"runId": cmd.run_id, "state": run["state"]}
         raise Conflict(f"run {cmd.run_id} already ended {run['state']}")
     run["cancel"] = True
-    spec = spec_from_document(txn.get(k.META, k.run_spec(cmd.run_id)))
+    spec = compiled_spec(txn.get(k.META, k.run_spec(cmd.run_id)))
     before = _all_tasks(txn, cmd.run_id)
     after = dict(advance(spec, before, cmd.at_ms, cancelled=True).tasks)
     if run["worker"] is None:

@@ -15,7 +15,6 @@ import logging
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from kiok.core.frontier import Frontier
 from kiok.core.placeholders import effective_params, param_env, resolve
@@ -23,7 +22,7 @@ from kiok.core.retry import fail_event, timeout_ms_for
 from kiok.core.states import RunState, TaskRecord, TaskState
 from kiok.core.transitions import TaskEvent, TaskEventKind, apply_task_event
 from kiok.core.waiting import iso_utc
-from kiok.dag.load import spec_from_document
+from kiok.dag.load import compiled_spec
 from kiok.dag.spec import TaskSpec, TaskType
 from kiok.errors import TaskError
 from kiok.ids import RUN_LOG_TASK, TaskId
@@ -32,6 +31,7 @@ from kiok.worker.executors.base import AttemptContext, AttemptResult, Executor
 from kiok.worker.link import MasterLink
 from kiok.worker.logship import TaskLog
 from kiok.worker.masking import Masker
+from kiok.worker.process import WorkDirs
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class DriverEnv:
     link: MasterLink
     slots: asyncio.Semaphore
     executors: Mapping[TaskType, Executor]
-    work_root: Path
+    work_dirs: WorkDirs
     base_env: Mapping[str, str]
     default_timeout_ms: int
     retry_cap_ms: int
@@ -63,7 +63,7 @@ class RunDriver:
         self.run_id = assignment.run_id
         self.fence = assignment.fence
         self._env = env
-        self._spec = spec_from_document(assignment.spec)
+        self._spec = compiled_spec(assignment.spec)
         self._params = effective_params(self._spec.params, assignment.args)
         self._masker = Masker(v for props in assignment.secrets.values() for v in props.values())
         records = {
@@ -204,7 +204,7 @@ class RunDriver:
             while tail_size[0] > _TAIL_BYTES and len(tail) > 1:
                 tail_size[0] -= len(tail.popleft())
 
-        work_dir = self._env.work_root / f"{self.run_id}.{tid}.{attempt}"
+        work_dir = self._env.work_dirs.take()
         stop = asyncio.Event()
         if self._cancelled:
             stop.set()
@@ -233,6 +233,7 @@ class RunDriver:
             except OSError as e:
                 return AttemptResult(False, error=f"could not start task: {e}")
         finally:
+            self._env.work_dirs.give_back(work_dir)
             self._stops.pop(tid, None)
             tlog.close()
 

@@ -1,8 +1,11 @@
 """Running one task attempt as a child process, safely and fast.
 
-Each attempt gets its own process group (``start_new_session``), its own working directory
-and a closed stdin. Output (stdout and stderr merged, in order) is read in 64 KiB chunks and
-handed to the event loop, so a task that prints without end never grows our memory.
+Each attempt gets its own process group (``start_new_session``), an empty working directory
+of its own while it runs, and a closed stdin. Directories come from ``WorkDirs``: emptied and
+reused rather than created and removed per attempt, which cost about a tenth of this
+process's CPU per ``true`` task on this machine kind. Output (stdout and stderr merged, in
+order) is read in 64 KiB chunks and handed to the event loop, so a task that prints without
+end never grows our memory.
 Stopping — on timeout or cancel — signals the whole group: SIGTERM, a grace period, then
 SIGKILL; when the attempt ends, anything it left behind in its group is killed too.
 
@@ -36,6 +39,29 @@ _TICK_S = 0.1
 _PIPE_DRAIN_S = 1.0
 
 
+class WorkDirs:
+    """Working directories for attempts under ``root``: ``take`` gives an empty one that no
+    other running attempt has, ``give_back`` returns it once the runner has emptied it."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._free: list[Path] = []
+        self._made = 0
+
+    def take(self) -> Path:
+        if self._free:
+            return self._free.pop()
+        self._made += 1
+        path = self._root / f"{os.getpid()}.{self._made}"
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(path)  # left behind by an earlier process that had this pid
+        path.mkdir(parents=True)
+        return path
+
+    def give_back(self, path: Path) -> None:
+        self._free.append(path)
+
+
 @dataclass(frozen=True)
 class ProcessOutcome:
     exit_code: int | None
@@ -66,8 +92,9 @@ class ProcessRunner:
         grace_s: float,
         files: Mapping[str, tuple[str, int]] | None = None,
     ) -> ProcessOutcome:
-        """Run to the end in ``cwd``, which is created first (with ``files``: name ->
-        (text, mode)) and removed afterwards, off the event loop. ``output`` is called on the
+        """Run to the end in ``cwd`` (an empty directory from ``WorkDirs``, created if
+        missing, with ``files``: name -> (text, mode)), which is emptied afterwards, off the
+        event loop. ``output`` is called on the
         event loop, in order, and every call happens before this returns."""
         loop = asyncio.get_running_loop()
         stop_flag = threading.Event()
@@ -109,10 +136,21 @@ def _in_work_dir(
             os.chmod(path, mode)
         return _run_blocking(argv, cwd, env, emit, timeout_s, stop, grace_s)
     finally:
-        try:
-            os.rmdir(cwd)
-        except OSError:
-            shutil.rmtree(cwd, ignore_errors=True)
+        _empty(cwd)
+
+
+def _empty(directory: Path) -> None:
+    """Remove what an attempt left in its directory; if that fails, the directory itself
+    (the next attempt given it creates it afresh)."""
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
+    except OSError:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _run_blocking(

@@ -251,7 +251,8 @@ tasks:
       n=$(cat ${params.dir}/count 2>/dev/null || echo 0)
       n=$((n+1))
       echo $n > ${params.dir}/count
-      echo "try $n env-attempt $KIOK_ATTEMPT cwd $(pwd)"
+      echo "try $n env-attempt $KIOK_ATTEMPT files $(ls -A | wc -l)"
+      touch left-behind
       [ "$n" -ge 3 ]
 """
     )
@@ -281,9 +282,8 @@ tasks:
     assert lines[2].startswith("try 2 env-attempt 2 ")
     assert lines[3] == "--- attempt 3 ---"
     assert lines[4].startswith("try 3 env-attempt 3 ")
-    # every attempt in its own working directory
-    cwds = {ln.split(" cwd ", 1)[1] for ln in lines if ln.startswith("try ")}
-    assert len(cwds) == 3
+    # every attempt starts in an empty working directory: what the last one left is gone
+    assert [ln.rsplit(" files ", 1)[1] for ln in lines if ln.startswith("try ")] == ["0", "0", "0"]
 
     # Backoff: 250 ms after attempt 1, 500 ms after attempt 2 (exactly, as planned by kiok) ...
     assert delays, "never observed the task RETRYING"

@@ -7,9 +7,10 @@ import json
 import pytest
 import yaml
 
-from kiok.dag.load import spec_from_body, spec_from_document, spec_from_json, spec_from_yaml
+from kiok.dag.load import compiled_spec, spec_from_body, spec_from_document, spec_from_json, spec_from_yaml
 from kiok.dag.spec import DEFAULT_MAX_ACTIVE_RUNS, DEFAULT_RETRY_DELAY_MS, TaskType, TriggerRule
 from kiok.errors import DagValidationError
+from kiok.ids import TaskId
 
 DESIGN_EXAMPLE = """\
 dag:
@@ -226,3 +227,13 @@ def test_alias_bombs_and_cycles_are_refused_quickly() -> None:
         spec_from_yaml("dag:\n  id: d\n  params: {loop: &l [*l]}\ntasks: [{id: a, script: x}]")
     with pytest.raises(DagValidationError, match="nested too deeply"):
         spec_from_json('{"dag": {"id": "d", "params": {"x": ' + "[" * 100 + "]" * 100 + "}}}")
+
+
+def test_compiled_spec_is_shared_between_equal_documents_only() -> None:
+    doc = {"dag": {"id": "cached"}, "tasks": [{"id": "a", "script": "true"}]}
+    first = compiled_spec(doc)
+    assert compiled_spec({"dag": {"id": "cached"}, "tasks": [{"id": "a", "script": "true"}]}) is first
+    changed = compiled_spec({"dag": {"id": "cached"}, "tasks": [{"id": "a", "script": "false"}]})
+    assert changed is not first and changed.task(TaskId("a")).script == "false"
+    with pytest.raises(DagValidationError, match="tasks"):
+        compiled_spec({"dag": {"id": "cached"}, "tasks": "nope"})
