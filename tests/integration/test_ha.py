@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -223,3 +224,44 @@ def _reason_naming_the_key(m: Master) -> str | None:
     r = m.http("GET", m.url + "/readyz")
     reason = str(r.json().get("reason", ""))
     return reason if r.status_code == 503 and "KIOK_MASTER_KEY" in reason else None
+
+
+def test_cron_neither_misses_nor_double_fires_across_a_leader_kill(
+    tmp_path: Path, group: MasterGroup
+) -> None:
+    group.start()
+    leader = group.leader()
+    worker = add_worker(tmp_path, group, leader, "w1")
+    try:
+        leader.wait_open()
+        leader.register("dag: {id: tick, schedule: '* * * * *'}\ntasks:\n  - {id: t, script: 'true'}\n")
+        first = leader.wait_for(lambda: _scheduled(leader), 75, "the first cron fire")
+        # The leader dies right after firing an interval; the next leader must neither fire
+        # that interval again nor skip the next one.
+        leader.kill9()
+        new_leader = group.leader(exclude=next(mid for mid, m in group.masters.items() if m is leader))
+        fired = new_leader.wait_for(
+            lambda: (s := _scheduled(new_leader)) and len(s) >= 2 and s, 75, "the next cron fire"
+        )
+        assert fired[0] == first[0]
+        assert fired == sorted(set(fired)), fired  # no interval twice
+        assert fired[1] - fired[0] == 60_000, fired  # no interval missed
+        group.settle()
+        for m in group.followers(leader):  # every survivor holds the same, duplicate-free runs
+            seen = _scheduled(m)
+            assert seen is not None and seen[:2] == fired[:2] and seen == sorted(set(seen)), seen
+    finally:
+        worker.stop()
+
+
+def _scheduled(m: Master) -> list[int] | None:
+    """Scheduled fire times (epoch ms, oldest first) of the 'tick' DAG's runs, None if none."""
+    r = m.api("GET", "/api/v1/runs", params={"dag": "tick"})
+    if r.status_code != 200:
+        return None
+    times = sorted(
+        int(datetime.fromisoformat(run["scheduledAt"].replace("Z", "+00:00")).timestamp() * 1000)
+        for run in r.json()["runs"]
+        if run["scheduledAt"]
+    )
+    return times or None
