@@ -306,22 +306,21 @@ class RaftCommandLog:
     # --- applying (PySyncObj's tick thread) --------------------------------------------------
 
     def _apply_entry(self, payload: bytes, index: int) -> list[tuple[Any, BaseException | None]] | None:
-        applied_raw = self._raw.get(k.KMS, k.RAFT_APPLIED.encode())
-        if applied_raw is not None and index <= int(applied_raw):
+        if index <= self.applied_index():
             return None  # replaying the journal over a store that already has this entry
+        # The index goes in the same atomic batch as the entry's writes; encryption happens
+        # in the state layer, so it is written through it (the kms keyspace is stored as is).
+        mark = (k.KMS, k.RAFT_APPLIED.encode(), str(index).encode())
         try:
             body = self._aead.decrypt(payload[:_NONCE], payload[_NONCE:], _AAD)
             cmds = [c.from_wire(w) for w in msgpack.unpackb(body, raw=False)["c"]]
         except Exception as e:  # a corrupt entry: skip it everywhere alike, loudly
             log.error("raft entry %d is unreadable (%s); skipped", index, e)
-            self._raw.write([(k.KMS, k.RAFT_APPLIED.encode(), str(index).encode())], sync=False)
+            self._raw.write([mark], sync=False)
             return None
         applied = apply_batch(self._state, cmds)
         if applied.effects.log_appends:
             self._stores.joblog.apply_replicated(index, applied.effects.log_appends)
-        # The index goes in the same atomic batch; encryption happens in the state layer, so
-        # the index is written through it (the kms keyspace is stored as is).
-        mark = (k.KMS, k.RAFT_APPLIED.encode(), str(index).encode())
         try:
             self._state.write([*applied.writes, mark], sync=False)
         except KiokError as e:  # e.g. an encrypted keyspace before any keyring: alike everywhere

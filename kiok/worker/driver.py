@@ -204,7 +204,6 @@ class RunDriver:
             while tail_size[0] > _TAIL_BYTES and len(tail) > 1:
                 tail_size[0] -= len(tail.popleft())
 
-        work_dir = self._env.work_dirs.take()
         stop = asyncio.Event()
         if self._cancelled:
             stop.set()
@@ -215,6 +214,7 @@ class RunDriver:
             except TaskError as e:
                 tlog.line(f"[kiok] {e.message}")
                 return AttemptResult(False, error=e.message)
+            work_dir = self._env.work_dirs.take()
             ctx = AttemptContext(
                 run_id=self.run_id,
                 task=resolved,
@@ -229,11 +229,15 @@ class RunDriver:
                 tail=lambda: b"".join(tail),
             )
             try:
-                return await self._env.executors[task.type].run(ctx)
+                result = await self._env.executors[task.type].run(ctx)
             except OSError as e:
-                return AttemptResult(False, error=f"could not start task: {e}")
-        finally:
+                result = AttemptResult(False, error=f"could not start task: {e}")
+            # Only an attempt that ran to its end is done with its directory. One cancelled
+            # under us (``abandon``) may still have a process being stopped in it: that
+            # directory is never handed out again (its runner thread still empties it).
             self._env.work_dirs.give_back(work_dir)
+            return result
+        finally:
             self._stops.pop(tid, None)
             tlog.close()
 
