@@ -1,42 +1,44 @@
 """Running one task attempt as a child process, safely and fast.
 
-Each attempt gets its own process group (``start_new_session``), an empty working directory
-of its own while it runs, and a closed stdin. Directories come from ``WorkDirs``: emptied and
-reused rather than created and removed per attempt, which cost about a tenth of this
-process's CPU per ``true`` task on this machine kind. Output (stdout and stderr merged, in
-order) is read in 64 KiB chunks and handed to the event loop, so a task that prints without
-end never grows our memory.
-Stopping — on timeout or cancel — signals the whole group: SIGTERM, a grace period, then
-SIGKILL; when the attempt ends, anything it left behind in its group is killed too.
+Task processes are started, watched and stopped by the worker's task spawner, a helper
+process (``kiok.worker.spawner``) that ``ProcessRunner`` starts on first use and talks to
+over one Unix socket pair. Each attempt gets its own process group, an empty working
+directory of its own while it runs (from ``WorkDirs``: emptied and reused rather than
+created and removed per attempt) and a closed stdin; its output (stdout and stderr merged,
+in order) arrives in chunks of at most 64 KiB, so a task that prints without end never
+grows our memory. Stopping — on timeout or cancel — signals the whole group: SIGTERM, a
+grace period, then SIGKILL.
 
-The spawn-read-wait cycle runs on a small thread pool rather than asyncio's subprocess
-transport: fork/exec and the blocking reads release the GIL, which on this machine kind
-spawns about twice as many processes per second (measured: ~1,700/s against ~850/s).
+Why a helper process rather than threads: on this machine kind the threads that spawned
+tasks and the event loop fought over the one GIL (each fork, read and wait hands it back
+and forth), which cost more CPU per ``true`` task than all of kiok's orchestration.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
+import itertools
+import logging
 import os
-import select
 import shutil
 import signal
+import socket
 import subprocess
-import threading
-import time
+import sys
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-_READ_SIZE = 65536
-#: How often a blocked reader looks at stop requests and deadlines.
-_TICK_S = 0.1
-#: How long the output pipe may stay open after the main process exited (a background
-#: child holding it) before the group is killed.
-_PIPE_DRAIN_S = 1.0
+import msgpack
+
+from kiok.worker import spawn_protocol as sp
+from kiok.worker.spawner import signal_group
+
+log = logging.getLogger(__name__)
+
+#: How long a new spawner may take to say hello.
+_START_TIMEOUT_S = 30.0
 
 
 class WorkDirs:
@@ -67,18 +69,105 @@ class ProcessOutcome:
     exit_code: int | None
     timed_out: bool = False
     stopped: bool = False
+    #: Set when the attempt's end is unknown (the spawner died under it).
+    error: str | None = None
 
 
-def _signal_group(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
+@dataclass(eq=False)
+class _Pending:
+    future: asyncio.Future[ProcessOutcome]
+    output: Callable[[bytes], None]
+    pid: int | None = None
+
+
+@dataclass(eq=False)
+class _Spawner(asyncio.Protocol):
+    """The worker's end of one spawner process's socket."""
+
+    proc: subprocess.Popen[bytes]
+    ready: asyncio.Future[None]
+    pending: dict[int, _Pending] = field(default_factory=dict)
+    transport: asyncio.Transport | None = None
+    lost: bool = False
+
+    def __post_init__(self) -> None:
+        self._unpacker = msgpack.Unpacker(raw=False)
+        self._pack = msgpack.Packer(use_bin_type=True).pack
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def send(self, msg: sp.Message) -> None:
+        assert self.transport is not None
+        self.transport.write(self._pack(sp.to_wire(msg)))
+
+    def data_received(self, data: bytes) -> None:
+        self._unpacker.feed(data)
+        for raw in self._unpacker:
+            msg = sp.from_wire(raw)
+            if isinstance(msg, sp.Output):
+                entry = self.pending.get(msg.id)
+                if entry is not None:
+                    entry.output(msg.data)
+            elif isinstance(msg, sp.Started):
+                entry = self.pending.get(msg.id)
+                if entry is not None:
+                    entry.pid = msg.pid
+            elif isinstance(msg, sp.Exited):
+                entry = self.pending.pop(msg.id, None)
+                if entry is not None and not entry.future.done():
+                    entry.future.set_result(ProcessOutcome(msg.exit_code, msg.timed_out, msg.stopped))
+            elif isinstance(msg, sp.Failed):
+                entry = self.pending.pop(msg.id, None)
+                if entry is not None and not entry.future.done():
+                    entry.future.set_exception(OSError(msg.errno, msg.message, msg.filename))
+            elif isinstance(msg, sp.Hello):
+                if msg.version != sp.VERSION:
+                    self.ready.set_exception(
+                        RuntimeError(f"task spawner speaks version {msg.version}, this worker {sp.VERSION}")
+                    )
+                elif not self.ready.done():
+                    self.ready.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if not self.ready.done():
+            self.ready.set_exception(
+                RuntimeError(f"task spawner exited on start (exit code {self.proc.poll()})")
+            )
+        if self.pending:
+            log.error("the task spawner process exited; failing the %d attempts it ran", len(self.pending))
+        lost = "the task spawner process exited; the task's processes were killed"
+        for entry in self.pending.values():
+            if entry.pid is not None:  # orphaned: nobody else would stop them
+                signal_group(entry.pid, signal.SIGKILL)
+            if not entry.future.done():
+                entry.future.set_result(ProcessOutcome(None, error=lost))
+        self.pending.clear()
 
 
 class ProcessRunner:
-    """Runs attempts on up to ``threads`` threads (one per running attempt)."""
+    """Runs attempts through the worker's task spawner process, started on first use (or
+    by ``start``) and again after it died. ``spawner_env`` is the spawner's environment."""
 
-    def __init__(self, threads: int) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kiok-task")
+    def __init__(self, spawner_env: Mapping[str, str] | None = None) -> None:
+        self._env = dict(os.environ if spawner_env is None else spawner_env)
+        self._spawner: _Spawner | None = None
+        self._starting: asyncio.Lock | None = None
+        self._ids = itertools.count(1)
+
+    @property
+    def spawner_pid(self) -> int | None:
+        """The running spawner's pid, if there is one."""
+        spawner = self._spawner
+        return None if spawner is None or spawner.lost else spawner.proc.pid
+
+    def prewarm(self) -> None:
+        """Start the spawner now rather than on the first attempt (a failure is logged, and
+        retried by that attempt)."""
+        task = asyncio.ensure_future(self._connected())
+        task.add_done_callback(_log_start_failure)
 
     async def run(
         self,
@@ -93,130 +182,89 @@ class ProcessRunner:
         files: Mapping[str, tuple[str, int]] | None = None,
     ) -> ProcessOutcome:
         """Run to the end in ``cwd`` (an empty directory from ``WorkDirs``, created if
-        missing, with ``files``: name -> (text, mode)), which is emptied afterwards, off the
-        event loop. ``output`` is called on the
-        event loop, in order, and every call happens before this returns."""
-        loop = asyncio.get_running_loop()
-        stop_flag = threading.Event()
-        if stop.is_set():
-            stop_flag.set()
-        watcher = asyncio.ensure_future(stop.wait())
-        watcher.add_done_callback(lambda _: stop_flag.set())
-
-        def emit(chunk: bytes) -> None:
-            loop.call_soon_threadsafe(output, chunk)
-
-        try:
-            job = functools.partial(
-                _in_work_dir, list(argv), cwd, dict(env), emit, timeout_s, stop_flag, grace_s, files or {}
+        missing, with ``files``: name -> (text, mode)), which is emptied afterwards.
+        ``output`` is called in order, and every call happens before this returns. Raises
+        ``OSError`` when the process cannot start."""
+        spawner = await self._connected()
+        attempt_id = next(self._ids)
+        entry = _Pending(asyncio.get_running_loop().create_future(), output)
+        spawner.pending[attempt_id] = entry
+        spawner.send(
+            sp.Start(
+                attempt_id,
+                list(argv),
+                str(cwd),
+                dict(env),
+                timeout_s,
+                grace_s,
+                {name: [text, mode] for name, (text, mode) in (files or {}).items()},
             )
-            return await loop.run_in_executor(self._pool, job)
+        )
+        watcher = asyncio.ensure_future(stop.wait())
+        watcher.add_done_callback(lambda _: _send_stop(spawner, attempt_id))
+        try:
+            return await entry.future
+        except asyncio.CancelledError:
+            entry.output = _discard  # the caller is gone; the spawner still stops the process
+            _send_stop(spawner, attempt_id)
+            raise
         finally:
             watcher.cancel()
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    async def _connected(self) -> _Spawner:
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        async with self._starting:
+            if self._spawner is None or self._spawner.lost:
+                if self._spawner is not None:
+                    self._spawner.proc.poll()  # reap the one that died
+                self._spawner = await self._spawn()
+            return self._spawner
+
+    async def _spawn(self) -> _Spawner:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair()
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "kiok.worker.spawner", str(theirs.fileno())],
+                pass_fds=[theirs.fileno()],
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # not in the terminal's group: Ctrl-C reaches the worker only
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        spawner = _Spawner(proc, loop.create_future())
+        await loop.create_unix_connection(lambda: spawner, sock=ours)
+        await asyncio.wait_for(asyncio.shield(spawner.ready), _START_TIMEOUT_S)
+        log.debug("task spawner started (pid %d)", proc.pid)
+        return spawner
+
+    async def aclose(self) -> None:
+        """Stop the spawner (it kills whatever task processes are still running) and reap it."""
+        spawner, self._spawner = self._spawner, None
+        if spawner is None:
+            return
+        if spawner.transport is not None:
+            spawner.transport.close()
+        await asyncio.get_running_loop().run_in_executor(None, spawner.proc.wait)
 
 
-def _in_work_dir(
-    argv: list[str],
-    cwd: Path,
-    env: dict[str, str],
-    emit: Callable[[bytes], None],
-    timeout_s: float,
-    stop: threading.Event,
-    grace_s: float,
-    files: Mapping[str, tuple[str, int]],
-) -> ProcessOutcome:
-    cwd.mkdir(parents=True, exist_ok=True)
-    try:
-        for name, (text, mode) in files.items():
-            path = cwd / name
-            path.write_text(text)
-            os.chmod(path, mode)
-        return _run_blocking(argv, cwd, env, emit, timeout_s, stop, grace_s)
-    finally:
-        _empty(cwd)
+def _send_stop(spawner: _Spawner, attempt_id: int) -> None:
+    if not spawner.lost and attempt_id in spawner.pending:
+        spawner.send(sp.Stop(attempt_id))
 
 
-def _empty(directory: Path) -> None:
-    """Remove what an attempt left in its directory; if that fails, the directory itself
-    (the next attempt given it creates it afresh)."""
-    try:
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path)
-                else:
-                    os.unlink(entry.path)
-    except OSError:
-        shutil.rmtree(directory, ignore_errors=True)
+def _log_start_failure(task: asyncio.Future[_Spawner]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("could not start the task spawner: %s", task.exception())
 
 
-def _run_blocking(
-    argv: list[str],
-    cwd: Path,
-    env: dict[str, str],
-    emit: Callable[[bytes], None],
-    timeout_s: float,
-    stop: threading.Event,
-    grace_s: float,
-) -> ProcessOutcome:
-    proc = subprocess.Popen(
-        argv,
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        bufsize=0,
-    )
-    assert proc.stdout is not None
-    fd = proc.stdout.fileno()
-    poller = select.poll()
-    poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
-    deadline = time.monotonic() + timeout_s
-    reason: str | None = None
-    kill_at: float | None = None
-    exited_since: float | None = None
-    eof = False
-    try:
-        while True:
-            now = time.monotonic()
-            if reason is None and (stop.is_set() or now >= deadline):
-                reason = "stopped" if stop.is_set() else "timeout"
-                _signal_group(proc.pid, signal.SIGTERM)
-                kill_at = now + grace_s
-            if kill_at is not None and now >= kill_at:
-                _signal_group(proc.pid, signal.SIGKILL)
-                kill_at = None
-            if eof:
-                try:
-                    proc.wait(timeout=_TICK_S)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-            waits = [_TICK_S]
-            if reason is None:
-                waits.append(deadline - now)
-            if kill_at is not None:
-                waits.append(kill_at - now)
-            if poller.poll(max(0.0, min(waits)) * 1000):
-                data = os.read(fd, _READ_SIZE)
-                if data:
-                    emit(data)
-                else:
-                    eof = True
-                continue
-            if proc.poll() is not None:
-                exited_since = exited_since if exited_since is not None else now
-                if now - exited_since >= _PIPE_DRAIN_S:
-                    _signal_group(proc.pid, signal.SIGKILL)  # orphans hold the pipe open
-    finally:
-        proc.stdout.close()
-        _signal_group(proc.pid, signal.SIGKILL)  # whatever the attempt left in its group
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-    return ProcessOutcome(proc.returncode, timed_out=reason == "timeout", stopped=reason == "stopped")
+def _discard(_: bytes) -> None:
+    pass
+
+
+__all__ = ["ProcessOutcome", "ProcessRunner", "WorkDirs"]

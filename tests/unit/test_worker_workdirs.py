@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from kiok.worker.process import WorkDirs, _empty
+from kiok.worker.process import WorkDirs
+from kiok.worker.spawner import empty_dir
 
 
 def test_directories_in_use_are_distinct_and_reused_after(tmp_path: Path) -> None:
@@ -33,6 +34,6 @@ def test_emptying_removes_files_trees_and_links_but_not_link_targets(tmp_path: P
     (work / "deep" / "er" / "f").write_text("x")
     (work / "file").write_text("x")
     (work / "link").symlink_to(outside)
-    _empty(work)
+    empty_dir(work)
     assert work.is_dir() and list(work.iterdir()) == []
     assert (outside / "keep.txt").exists()

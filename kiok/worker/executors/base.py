@@ -49,6 +49,8 @@ def process_result(
     outcome: ProcessOutcome, ctx: AttemptContext, describe_failure: Callable[[], str]
 ) -> AttemptResult:
     """Map a finished child process to an attempt result."""
+    if outcome.error is not None:
+        return AttemptResult(False, outcome.exit_code, outcome.error)
     if outcome.stopped:
         return AttemptResult(False, outcome.exit_code, "cancelled", stopped=True)
     if outcome.timed_out:

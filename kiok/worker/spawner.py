@@ -1,0 +1,291 @@
+"""The task spawner: the helper process that starts, watches and stops a worker's task
+processes (``python -m kiok.worker.spawner FD``, started by ``ProcessRunner``).
+
+Why a process of its own: spawning from the worker's threads made every fork, read and
+wait hand the worker's one GIL back and forth with its event loop, and each hand-back could
+wait for the loop's switch interval. Here one thread on epoll owns every task process —
+their output pipes and their pidfds (readable when the process exits) — and the worker
+sees one socket carrying batched messages (``kiok.worker.spawn_protocol``).
+
+Each attempt runs in its own session (so its whole process group can be signalled), in its
+working directory, stdin closed, stdout and stderr merged into one pipe read in 64 KiB
+chunks. Stopping — on timeout or request — is SIGTERM to the group, a grace period, then
+SIGKILL; when an attempt ends, anything left in its group is killed and its directory is
+emptied before the worker hears of the end. When the worker goes away (its end of the
+socket closes, even on kill -9), every running task group is killed and the spawner exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import select
+import shutil
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgpack
+
+from kiok.worker import spawn_protocol as sp
+
+_READ_SIZE = 65536
+#: How long the output pipe may stay open after the main process exited (a background
+#: child holding it) before the group is killed.
+_PIPE_DRAIN_S = 1.0
+#: Without pidfds (Linux < 5.3) an exit is noticed by polling this often.
+_EXIT_POLL_S = 0.01
+#: Signals Python ignores at start-up that a task must get back at their defaults.
+_DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
+
+
+@dataclass(eq=False)
+class _Attempt:
+    id: int
+    pid: int
+    out_fd: int
+    exit_fd: int | None
+    cwd: Path
+    deadline: float
+    grace_s: float
+    reason: str | None = None
+    kill_at: float | None = None
+    exited_at: float | None = None
+    exit_code: int = -1
+    eof: bool = False
+
+
+def signal_group(pid: int, sig: int) -> None:
+    """Signal process group ``pid`` (a task's session), if it still exists."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def empty_dir(directory: Path) -> None:
+    """Remove what an attempt left in its directory; if that fails, the directory itself
+    (the next attempt given it creates it afresh)."""
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
+    except OSError:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _executable(argv0: str, env: dict[str, str]) -> str:
+    """Where ``argv0`` is, searched on the task's own PATH as ``execvpe`` would."""
+    if "/" in argv0:
+        return argv0
+    found = shutil.which(argv0, path=env.get("PATH", os.defpath))
+    if found is None:
+        raise FileNotFoundError(2, "No such file or directory", argv0)
+    return found
+
+
+def _exit_code(status: int) -> int:
+    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+
+
+class Spawner:
+    def __init__(self, control: socket.socket) -> None:
+        self._control = control
+        self._poll = select.epoll()
+        self._poll.register(control.fileno(), select.EPOLLIN)
+        self._unpacker = msgpack.Unpacker(raw=False)
+        self._attempts: dict[int, _Attempt] = {}
+        self._by_fd: dict[int, _Attempt] = {}
+        self._outbox = bytearray()
+        self._pack = msgpack.Packer(use_bin_type=True).pack
+
+    def send(self, msg: sp.Message) -> None:
+        self._outbox += self._pack(sp.to_wire(msg))
+
+    def serve(self) -> None:
+        self.send(sp.Hello(sp.VERSION, os.getpid()))
+        self._flush()
+        try:
+            while self._turn():
+                self._flush()
+        finally:
+            for attempt in self._attempts.values():
+                signal_group(attempt.pid, signal.SIGKILL)
+
+    def _turn(self) -> bool:
+        """One wait for events and what follows from them; False when the worker is gone."""
+        for fd, _ in self._poll.poll(self._timeout()):
+            if fd == self._control.fileno():
+                data = self._control.recv(_READ_SIZE)
+                if not data:
+                    return False
+                self._unpacker.feed(data)
+                for raw in self._unpacker:
+                    try:
+                        msg = sp.from_wire(raw)
+                    except ValueError as e:
+                        print(f"kiok spawner: ignored {e}", file=sys.stderr)
+                        continue
+                    self._handle(msg)
+                continue
+            attempt = self._by_fd.get(fd)
+            if attempt is None:
+                continue
+            if fd == attempt.out_fd:
+                data = os.read(fd, _READ_SIZE)
+                if data:
+                    self.send(sp.Output(attempt.id, data))
+                else:
+                    attempt.eof = True
+                    self._drop_fd(fd)
+            else:
+                self._reap(attempt)
+        now = time.monotonic()
+        for attempt in list(self._attempts.values()):
+            self._tick(attempt, now)
+        return True
+
+    def _timeout(self) -> float:
+        waits = []
+        now = time.monotonic()
+        for a in self._attempts.values():
+            if a.reason is None:
+                waits.append(a.deadline - now)
+            if a.kill_at is not None:
+                waits.append(a.kill_at - now)
+            if a.exited_at is not None and not a.eof:
+                waits.append(a.exited_at + _PIPE_DRAIN_S - now)
+            if a.exit_fd is None and a.exited_at is None:
+                waits.append(_EXIT_POLL_S)
+        return max(0.0, min(waits)) if waits else -1
+
+    def _handle(self, msg: sp.Message) -> None:
+        if isinstance(msg, sp.Start):
+            try:
+                self._start(msg)
+            except OSError as e:
+                self.send(sp.Failed(msg.id, e.errno or 0, e.strerror or str(e), _filename(e)))
+            except ValueError as e:  # e.g. a NUL byte in an argument or the environment
+                self.send(sp.Failed(msg.id, errno.EINVAL, str(e), None))
+        elif isinstance(msg, sp.Stop):
+            attempt = self._attempts.get(msg.id)
+            if attempt is not None:
+                self._stop(attempt, "stopped", time.monotonic())
+
+    def _start(self, msg: sp.Start) -> None:
+        cwd = Path(msg.cwd)
+        if msg.files or not cwd.is_dir():
+            cwd.mkdir(parents=True, exist_ok=True)
+        for name, (text, mode) in msg.files.items():
+            path = cwd / name
+            path.write_text(text)
+            os.chmod(path, mode)
+        out_fd, child_out = os.pipe()
+        try:
+            os.chdir(cwd)  # one thread: the new process starts here
+            pid = os.posix_spawn(
+                _executable(msg.argv[0], msg.env),
+                msg.argv,
+                msg.env,
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_DUP2, child_out, 1),
+                    (os.POSIX_SPAWN_DUP2, child_out, 2),
+                ],
+                setsid=True,
+                setsigdef=_DEFAULT_SIGNALS,
+            )
+        except OSError:
+            os.close(out_fd)
+            empty_dir(cwd)
+            raise
+        finally:
+            os.close(child_out)
+        try:
+            exit_fd: int | None = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            exit_fd = None
+        attempt = _Attempt(msg.id, pid, out_fd, exit_fd, cwd, time.monotonic() + msg.timeout_s, msg.grace_s)
+        self._attempts[msg.id] = attempt
+        self.send(sp.Started(msg.id, pid))
+        self._by_fd[out_fd] = attempt
+        self._poll.register(out_fd, select.EPOLLIN)
+        if exit_fd is not None:
+            self._by_fd[exit_fd] = attempt
+            self._poll.register(exit_fd, select.EPOLLIN)
+
+    def _stop(self, attempt: _Attempt, reason: str, now: float) -> None:
+        if attempt.reason is None:
+            attempt.reason = reason
+            signal_group(attempt.pid, signal.SIGTERM)
+            attempt.kill_at = now + attempt.grace_s
+
+    def _reap(self, attempt: _Attempt) -> None:
+        _, status = os.waitpid(attempt.pid, 0)  # it has exited: this does not block
+        attempt.exit_code = _exit_code(status)
+        attempt.exited_at = time.monotonic()
+        if attempt.exit_fd is not None:
+            self._drop_fd(attempt.exit_fd)
+            attempt.exit_fd = None
+
+    def _tick(self, attempt: _Attempt, now: float) -> None:
+        if attempt.reason is None and now >= attempt.deadline:
+            self._stop(attempt, "timeout", now)
+        if attempt.kill_at is not None and now >= attempt.kill_at:
+            signal_group(attempt.pid, signal.SIGKILL)
+            attempt.kill_at = None
+        if attempt.exited_at is None and attempt.exit_fd is None:
+            pid, status = os.waitpid(attempt.pid, os.WNOHANG)  # no pidfd on this kernel
+            if pid:
+                attempt.exit_code = _exit_code(status)
+                attempt.exited_at = now
+        if attempt.exited_at is not None and not attempt.eof and now - attempt.exited_at >= _PIPE_DRAIN_S:
+            signal_group(attempt.pid, signal.SIGKILL)  # orphans hold the pipe open
+        if attempt.exited_at is not None and attempt.eof:
+            self._finish(attempt)
+
+    def _finish(self, attempt: _Attempt) -> None:
+        del self._attempts[attempt.id]
+        signal_group(attempt.pid, signal.SIGKILL)  # whatever the attempt left in its group
+        empty_dir(attempt.cwd)
+        self.send(
+            sp.Exited(
+                attempt.id,
+                attempt.exit_code,
+                attempt.reason == "timeout",
+                attempt.reason == "stopped",
+            )
+        )
+
+    def _drop_fd(self, fd: int) -> None:
+        self._poll.unregister(fd)
+        del self._by_fd[fd]
+        os.close(fd)
+
+    def _flush(self) -> None:
+        if self._outbox:
+            self._control.sendall(self._outbox)
+            self._outbox.clear()
+
+
+def _filename(e: OSError) -> str | None:
+    return None if e.filename is None else str(e.filename)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    control = socket.socket(fileno=int(args[0]))
+    control.set_inheritable(False)  # tasks must not hold the worker's socket
+    Spawner(control).serve()
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = ["Spawner", "empty_dir", "main", "signal_group"]

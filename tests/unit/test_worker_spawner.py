@@ -1,0 +1,193 @@
+"""The task spawner and its client, with real processes: output order, working directory,
+closed stdin, timeouts, stop requests, orphans holding the pipe, start failures, and what
+happens when either side of the spawner's socket dies."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from kiok.worker import spawn_protocol as sp
+from kiok.worker.process import ProcessOutcome, ProcessRunner
+
+
+@pytest.fixture
+async def runner() -> AsyncIterator[ProcessRunner]:
+    r = ProcessRunner()
+    yield r
+    await r.aclose()
+
+
+async def _run(
+    runner: ProcessRunner,
+    script: str,
+    cwd: Path,
+    *,
+    timeout_s: float = 30,
+    stop: asyncio.Event | None = None,
+    grace_s: float = 5,
+) -> tuple[ProcessOutcome, bytes]:
+    out: list[bytes] = []
+    outcome = await runner.run(
+        ["/bin/sh", "-c", script],
+        cwd=cwd,
+        env={"PATH": os.environ["PATH"], "X": "from-env"},
+        output=out.append,
+        timeout_s=timeout_s,
+        stop=stop or asyncio.Event(),
+        grace_s=grace_s,
+    )
+    return outcome, b"".join(out)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie is not alive
+        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def _wait_until(predicate: object, deadline_s: float = 10) -> None:
+    assert callable(predicate)
+    end = time.monotonic() + deadline_s
+    while not predicate():
+        assert time.monotonic() < end, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_output_in_order_exit_code_cwd_env_and_closed_stdin(
+    runner: ProcessRunner, tmp_path: Path
+) -> None:
+    script = "echo one; echo two >&2; pwd; echo $X; cat; touch left-behind; exit 3"
+    outcome, out = await _run(runner, script, tmp_path)
+    assert outcome == ProcessOutcome(3)
+    assert out.decode().splitlines() == ["one", "two", str(tmp_path), "from-env"]
+    assert list(tmp_path.iterdir()) == []  # emptied before the end is reported
+
+
+async def test_a_large_output_arrives_whole(runner: ProcessRunner, tmp_path: Path) -> None:
+    outcome, out = await _run(runner, "head -c 3000000 /dev/zero", tmp_path)
+    assert outcome.exit_code == 0 and len(out) == 3_000_000
+
+
+async def test_sigpipe_is_back_at_its_default_in_tasks(runner: ProcessRunner, tmp_path: Path) -> None:
+    outcome, out = await _run(runner, "yes | head -n 1", tmp_path)
+    assert outcome.exit_code == 0 and out == b"y\n"  # no "Broken pipe" from yes
+
+
+async def test_timeout_terms_the_group_then_kills_what_ignores_it(
+    runner: ProcessRunner, tmp_path: Path
+) -> None:
+    started = time.monotonic()
+    outcome, _ = await _run(runner, "trap '' TERM; sleep 30", tmp_path, timeout_s=0.3, grace_s=0.3)
+    assert outcome.timed_out and not outcome.stopped and outcome.exit_code == -signal.SIGKILL
+    assert time.monotonic() - started < 10
+
+
+async def test_a_stop_request_ends_the_attempt_as_stopped(runner: ProcessRunner, tmp_path: Path) -> None:
+    stop = asyncio.Event()
+    pid_file = tmp_path.parent / "bg.pid"
+    run = asyncio.ensure_future(
+        _run(runner, f"sleep 60 & echo $! > {pid_file}; wait", tmp_path, stop=stop, grace_s=5)
+    )
+    await _wait_until(lambda: pid_file.exists() and pid_file.read_text().strip())
+    stop.set()
+    outcome, _ = await asyncio.wait_for(run, 10)
+    assert outcome.stopped and outcome.exit_code == -signal.SIGTERM
+    assert not _alive(int(pid_file.read_text()))  # the whole group got the signal
+
+
+async def test_a_background_child_holding_the_pipe_is_killed(runner: ProcessRunner, tmp_path: Path) -> None:
+    pid_file = tmp_path.parent / "orphan.pid"
+    started = time.monotonic()
+    outcome, out = await _run(runner, f"sleep 60 & echo $! > {pid_file}; echo done", tmp_path)
+    assert outcome.exit_code == 0 and out == b"done\n"
+    assert time.monotonic() - started < 10
+    assert not _alive(int(pid_file.read_text()))
+
+
+async def test_a_process_that_cannot_start_raises_os_error(runner: ProcessRunner, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        await runner.run(
+            ["/no/such/interpreter"],
+            cwd=tmp_path,
+            env={},
+            output=lambda _: None,
+            timeout_s=5,
+            stop=asyncio.Event(),
+            grace_s=1,
+        )
+    outcome, out = await _run(runner, "echo still fine", tmp_path)  # the spawner lives on
+    assert outcome.exit_code == 0 and out == b"still fine\n"
+
+
+async def test_a_dead_spawner_fails_its_attempts_kills_their_groups_and_is_replaced(
+    runner: ProcessRunner, tmp_path: Path
+) -> None:
+    pid_file = tmp_path.parent / "task.pid"
+    run = asyncio.ensure_future(_run(runner, f"echo $$ > {pid_file}; sleep 60", tmp_path))
+    await _wait_until(lambda: pid_file.exists() and pid_file.read_text().strip())
+    spawner_pid = runner.spawner_pid
+    assert spawner_pid is not None
+    os.kill(spawner_pid, signal.SIGKILL)
+    outcome, _ = await asyncio.wait_for(run, 10)
+    assert outcome.exit_code is None and outcome.error is not None and "spawner" in outcome.error
+    await _wait_until(lambda: not _alive(int(pid_file.read_text())))
+    outcome, out = await _run(runner, "echo again", tmp_path)
+    assert outcome.exit_code == 0 and out == b"again\n"
+    assert runner.spawner_pid not in (None, spawner_pid)
+
+
+def test_when_the_worker_is_killed_its_tasks_and_spawner_go_too(tmp_path: Path) -> None:
+    pid_file = tmp_path / "task.pid"
+    work = tmp_path / "work"
+    work.mkdir()
+    worker = textwrap.dedent(
+        f"""
+        import asyncio, os, sys
+        from pathlib import Path
+        from kiok.worker.process import ProcessRunner
+
+        async def main():
+            runner = ProcessRunner()
+            run = asyncio.ensure_future(runner.run(
+                ["/bin/sh", "-c", "echo $$ > {pid_file}; sleep 60"], cwd=Path("{work}"), env={{}},
+                output=lambda _: None, timeout_s=60, stop=asyncio.Event(), grace_s=1))
+            while not Path("{pid_file}").exists():
+                await asyncio.sleep(0.01)
+            print(runner.spawner_pid, flush=True)
+            await run
+
+        asyncio.run(main())
+        """
+    )
+    with subprocess.Popen([sys.executable, "-c", worker], stdout=subprocess.PIPE) as proc:
+        assert proc.stdout is not None
+        spawner_pid = int(proc.stdout.readline())
+        task_pid = int(pid_file.read_text())
+        assert _alive(task_pid) and _alive(spawner_pid)
+        proc.kill()
+        proc.wait()
+        end = time.monotonic() + 10
+        while _alive(task_pid) or _alive(spawner_pid):
+            assert time.monotonic() < end, "the task or the spawner outlived the worker"
+            time.sleep(0.02)
+
+
+def test_messages_round_trip_and_garbage_is_refused() -> None:
+    start = sp.Start(7, ["/bin/true"], "/tmp", {"A": "1"}, 1.5, 2.0, {"f": ["text", 0o600]})
+    assert sp.from_wire(sp.to_wire(start)) == start
+    for garbage in ([], ["x"], [99, 1], [sp.Kind.STOP], "stop", None):
+        with pytest.raises(ValueError):
+            sp.from_wire(garbage)
