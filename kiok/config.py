@@ -124,6 +124,14 @@ KEYS: tuple[Key, ...] = (
         "Grace between SIGTERM and SIGKILL when a task is stopped.",
     ),
     Key(
+        "kiok.worker.report.linger.ms",
+        int,
+        3,
+        "How long a driver collects task state changes before sending them as one report: "
+        "fewer, larger reports (and on a cluster worker fewer outbox fsyncs); the masters see "
+        "a change at most this much later. 0 sends at the end of each event-loop turn.",
+    ),
+    Key(
         "kiok.worker.masters",
         str,
         "127.0.0.1:19999",

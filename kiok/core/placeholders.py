@@ -72,6 +72,8 @@ def resolve(
     ``lookup_conn(conn_id, key)`` returns the value or raises ``KeyError`` (or ``TaskError``)
     when the connection or key does not exist; ``None`` means no connections are available.
     """
+    if "${" not in text and "#{" not in text:
+        return text  # most scripts: nothing to resolve
     try:
         zone = parse_timezone(tz)
     except ValueError as e:

@@ -85,8 +85,7 @@ def build_worker(settings: Settings, link: MasterLink, environ: dict[str, str]) 
     slots = settings.get_int("kiok.worker.task.slots")
     work_root = Path(settings.get_str("kiok.worker.work.dir") or data / "work")
     work_root.mkdir(parents=True, exist_ok=True)
-    task_env = base_task_env(environ)
-    runner = ProcessRunner(task_env)
+    runner = ProcessRunner(base_task_env(environ))
     runner.prewarm()
     env = DriverEnv(
         worker_id=worker_id_for(settings),
@@ -96,10 +95,10 @@ def build_worker(settings: Settings, link: MasterLink, environ: dict[str, str]) 
             runner, python, settings.get_int("kiok.task.http.connect.timeout.ms") / 1000
         ),
         work_dirs=WorkDirs(work_root),
-        base_env=task_env,
         default_timeout_ms=settings.get_int("kiok.scheduler.default.task.timeout.ms"),
         retry_cap_ms=settings.get_int("kiok.scheduler.retry.max.delay.ms"),
         kill_grace_s=settings.get_int("kiok.worker.task.kill.grace.ms") / 1000,
+        report_linger_s=settings.get_int("kiok.worker.report.linger.ms") / 1000,
         log_batch_bytes=settings.get_int("kiok.joblog.worker.batch.bytes"),
         log_interval_s=settings.get_int("kiok.joblog.worker.batch.interval.ms") / 1000,
         log_cap_bytes=settings.get_int("kiok.joblog.max.bytes.per.task"),

@@ -32,6 +32,7 @@ from kiok.worker.link import MasterLink
 from kiok.worker.logship import TaskLog
 from kiok.worker.masking import Masker
 from kiok.worker.process import WorkDirs
+from kiok.worker.stop import StopSignal
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +48,11 @@ class DriverEnv:
     slots: asyncio.Semaphore
     executors: Mapping[TaskType, Executor]
     work_dirs: WorkDirs
-    base_env: Mapping[str, str]
     default_timeout_ms: int
     retry_cap_ms: int
     kill_grace_s: float
+    #: How long state changes gather before one report carries them.
+    report_linger_s: float
     log_batch_bytes: int
     log_interval_s: float
     log_cap_bytes: int
@@ -72,7 +74,7 @@ class RunDriver:
         self._frontier = Frontier(self._spec, records)
         self._tasks = self._frontier.tasks
         self._attempts: dict[TaskId, asyncio.Task[None]] = {}
-        self._stops: dict[TaskId, asyncio.Event] = {}
+        self._stops: dict[TaskId, StopSignal] = {}
         self._started: set[TaskId] = set()
         self._cancelled = assignment.cancel
         self._wake = asyncio.Event()
@@ -131,7 +133,7 @@ class RunDriver:
                 self.state = adv.run_state
                 self._event(f"run finished {adv.run_state.value.upper()}")
                 self._runlog.close()
-                self._flush_reports()
+                self.flush_reports()
                 return adv.run_state
             self._wake.clear()
             timeout = None if adv.next_wakeup_ms is None else max(0.0, (adv.next_wakeup_ms - now) / 1000)
@@ -204,7 +206,7 @@ class RunDriver:
             while tail_size[0] > _TAIL_BYTES and len(tail) > 1:
                 tail_size[0] -= len(tail.popleft())
 
-        stop = asyncio.Event()
+        stop = StopSignal()
         if self._cancelled:
             stop.set()
         self._stops[tid] = stop
@@ -263,8 +265,8 @@ class RunDriver:
         return replace(task, script=script, config=config)
 
     def _task_env(self, tid: str, attempt: int) -> dict[str, str]:
-        env = dict(self._env.base_env)
-        env.update(param_env(self._params))
+        """What this attempt adds to the worker's task environment (``base_task_env``)."""
+        env = param_env(self._params)
         env.update(
             KIOK_RUN_ID=self.run_id,
             KIOK_DAG_ID=self._spec.id,
@@ -296,9 +298,10 @@ class RunDriver:
         self._outbox[tid] = rec.to_dict()
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush_reports)
+            asyncio.get_running_loop().call_later(self._env.report_linger_s, self.flush_reports)
 
-    def _flush_reports(self) -> None:
+    def flush_reports(self) -> None:
+        """Send the state changes gathered so far (they are otherwise sent after the linger)."""
         self._flush_scheduled = False
         if self._outbox and not self._fenced_out:
             batch, self._outbox = self._outbox, {}

@@ -79,7 +79,7 @@ class TaskLog:
             data = self._masker.mask(data)
             if self._buf and self._timer is None:
                 self._timer = asyncio.get_running_loop().call_later(self._interval_s, self.flush)
-        if data or final:
+        if data:  # an attempt that printed nothing leaves nothing to store or to order
             self._link.append_log(self._run_id, self._task_id, data, final=final)
 
     def close(self) -> None:

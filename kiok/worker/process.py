@@ -34,6 +34,7 @@ import msgpack
 
 from kiok.worker import spawn_protocol as sp
 from kiok.worker.spawner import signal_group
+from kiok.worker.stop import StopSignal
 
 log = logging.getLogger(__name__)
 
@@ -177,12 +178,13 @@ class ProcessRunner:
         env: Mapping[str, str],
         output: Callable[[bytes], None],
         timeout_s: float,
-        stop: asyncio.Event,
+        stop: StopSignal,
         grace_s: float,
         files: Mapping[str, tuple[str, int]] | None = None,
     ) -> ProcessOutcome:
         """Run to the end in ``cwd`` (an empty directory from ``WorkDirs``, created if
-        missing, with ``files``: name -> (text, mode)), which is emptied afterwards.
+        missing, with ``files``: name -> (text, mode)), which is emptied afterwards, with
+        ``env`` added to the spawner's environment (only the difference travels).
         ``output`` is called in order, and every call happens before this returns. Raises
         ``OSError`` when the process cannot start."""
         spawner = await self._connected()
@@ -200,8 +202,7 @@ class ProcessRunner:
                 {name: [text, mode] for name, (text, mode) in (files or {}).items()},
             )
         )
-        watcher = asyncio.ensure_future(stop.wait())
-        watcher.add_done_callback(lambda _: _send_stop(spawner, attempt_id))
+        forget_stop = stop.on_set(lambda: _send_stop(spawner, attempt_id))
         try:
             return await entry.future
         except asyncio.CancelledError:
@@ -209,7 +210,7 @@ class ProcessRunner:
             _send_stop(spawner, attempt_id)
             raise
         finally:
-            watcher.cancel()
+            forget_stop()
 
     async def _connected(self) -> _Spawner:
         if self._starting is None:

@@ -36,7 +36,8 @@ class Hello:
 @dataclass(frozen=True, slots=True)
 class Start:
     """Worker -> spawner: run ``argv`` in ``cwd`` (created if missing, ``files`` written
-    into it: name -> [text, mode]), in a new session, stdin closed, stdout and stderr
+    into it: name -> [text, mode]) with ``env`` added to the spawner's own environment, in
+    a new session, stdin closed, stdout and stderr
     merged; stop it (SIGTERM to its group, ``grace_s``, SIGKILL) after ``timeout_s``."""
 
     id: int

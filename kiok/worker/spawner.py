@@ -103,6 +103,8 @@ class Spawner:
         self._by_fd: dict[int, _Attempt] = {}
         self._outbox = bytearray()
         self._pack = msgpack.Packer(use_bin_type=True).pack
+        #: The worker's task environment, which every task's own variables are added to.
+        self._base_env = dict(os.environ)
 
     def send(self, msg: sp.Message) -> None:
         self._outbox += self._pack(sp.to_wire(msg))
@@ -185,13 +187,14 @@ class Spawner:
             path = cwd / name
             path.write_text(text)
             os.chmod(path, mode)
+        env = {**self._base_env, **msg.env}
         out_fd, child_out = os.pipe()
         try:
             os.chdir(cwd)  # one thread: the new process starts here
             pid = os.posix_spawn(
-                _executable(msg.argv[0], msg.env),
+                _executable(msg.argv[0], env),
                 msg.argv,
-                msg.env,
+                env,
                 file_actions=[
                     (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                     (os.POSIX_SPAWN_DUP2, child_out, 1),

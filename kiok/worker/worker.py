@@ -141,6 +141,7 @@ class Worker:
 
     async def stop(self) -> None:
         for run_id, (driver, task, _) in list(self._drivers.items()):
+            driver.flush_reports()  # what changed in the last linger still counts
             await driver.abandon()
             task.cancel()
             self.env.link.release_run(run_id, driver.fence, f"worker {self.id} shut down")

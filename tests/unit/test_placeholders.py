@@ -151,7 +151,12 @@ def test_no_connections_available() -> None:
 
 def test_bad_time_zone() -> None:
     with pytest.raises(TaskError, match="Mars/Olympus"):
-        r("x", tz="Mars/Olympus")
+        r("#{nowFormatted('yyyy')}", tz="Mars/Olympus")
+
+
+def test_text_without_placeholders_comes_back_as_is() -> None:
+    text = "echo $HOME #not-a-date {}"
+    assert r(text, tz="Mars/Olympus") is text  # nothing to resolve, so the zone is not needed
 
 
 def test_errors_do_not_echo_secret_values() -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from kiok.worker import spawn_protocol as sp
 from kiok.worker.process import ProcessOutcome, ProcessRunner
+from kiok.worker.stop import StopSignal
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ async def _run(
     cwd: Path,
     *,
     timeout_s: float = 30,
-    stop: asyncio.Event | None = None,
+    stop: StopSignal | None = None,
     grace_s: float = 5,
 ) -> tuple[ProcessOutcome, bytes]:
     out: list[bytes] = []
@@ -43,7 +44,7 @@ async def _run(
         env={"PATH": os.environ["PATH"], "X": "from-env"},
         output=out.append,
         timeout_s=timeout_s,
-        stop=stop or asyncio.Event(),
+        stop=stop or StopSignal(),
         grace_s=grace_s,
     )
     return outcome, b"".join(out)
@@ -96,7 +97,7 @@ async def test_timeout_terms_the_group_then_kills_what_ignores_it(
 
 
 async def test_a_stop_request_ends_the_attempt_as_stopped(runner: ProcessRunner, tmp_path: Path) -> None:
-    stop = asyncio.Event()
+    stop = StopSignal()
     pid_file = tmp_path.parent / "bg.pid"
     run = asyncio.ensure_future(
         _run(runner, f"sleep 60 & echo $! > {pid_file}; wait", tmp_path, stop=stop, grace_s=5)
@@ -125,7 +126,7 @@ async def test_a_process_that_cannot_start_raises_os_error(runner: ProcessRunner
             env={},
             output=lambda _: None,
             timeout_s=5,
-            stop=asyncio.Event(),
+            stop=StopSignal(),
             grace_s=1,
         )
     outcome, out = await _run(runner, "echo still fine", tmp_path)  # the spawner lives on
@@ -158,12 +159,13 @@ def test_when_the_worker_is_killed_its_tasks_and_spawner_go_too(tmp_path: Path) 
         import asyncio, os, sys
         from pathlib import Path
         from kiok.worker.process import ProcessRunner
+        from kiok.worker.stop import StopSignal
 
         async def main():
             runner = ProcessRunner()
             run = asyncio.ensure_future(runner.run(
                 ["/bin/sh", "-c", "echo $$ > {pid_file}; sleep 60"], cwd=Path("{work}"), env={{}},
-                output=lambda _: None, timeout_s=60, stop=asyncio.Event(), grace_s=1))
+                output=lambda _: None, timeout_s=60, stop=StopSignal(), grace_s=1))
             while not Path("{pid_file}").exists():
                 await asyncio.sleep(0.01)
             print(runner.spawner_pid, flush=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Protocol
 
 from kiok.dag.spec import TaskSpec
 from kiok.worker.process import ProcessOutcome
+from kiok.worker.stop import StopSignal
 
 
 @dataclass
@@ -20,10 +20,11 @@ class AttemptContext:
     attempt: int
     #: This attempt's own working directory: created when its process starts, removed after.
     work_dir: Path
+    #: Variables this attempt adds to the worker's task environment.
     env: Mapping[str, str]
     timeout_s: float
     grace_s: float
-    stop: asyncio.Event
+    stop: StopSignal
     output: Callable[[bytes], None]
     #: The last few KiB of output, for a useful ``error`` (e.g. a Python exception line).
     tail: Callable[[], bytes]
