@@ -124,6 +124,14 @@ KEYS: tuple[Key, ...] = (
         "Grace between SIGTERM and SIGKILL when a task is stopped.",
     ),
     Key(
+        "kiok.worker.spawners",
+        int,
+        2,
+        "Task spawner processes per worker (they start, watch and stop task processes). Starting "
+        "a process blocks its spawner until the process has exec'd, so more spawners start more "
+        "tasks at once.",
+    ),
+    Key(
         "kiok.worker.report.linger.ms",
         int,
         3,

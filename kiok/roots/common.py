@@ -85,7 +85,7 @@ def build_worker(settings: Settings, link: MasterLink, environ: dict[str, str]) 
     slots = settings.get_int("kiok.worker.task.slots")
     work_root = Path(settings.get_str("kiok.worker.work.dir") or data / "work")
     work_root.mkdir(parents=True, exist_ok=True)
-    runner = ProcessRunner(base_task_env(environ))
+    runner = ProcessRunner(base_task_env(environ), spawners=settings.get_int("kiok.worker.spawners"))
     runner.prewarm()
     env = DriverEnv(
         worker_id=worker_id_for(settings),

@@ -139,15 +139,14 @@ async def test_a_dead_spawner_fails_its_attempts_kills_their_groups_and_is_repla
     pid_file = tmp_path.parent / "task.pid"
     run = asyncio.ensure_future(_run(runner, f"echo $$ > {pid_file}; sleep 60", tmp_path))
     await _wait_until(lambda: pid_file.exists() and pid_file.read_text().strip())
-    spawner_pid = runner.spawner_pid
-    assert spawner_pid is not None
+    [spawner_pid] = runner.spawner_pids
     os.kill(spawner_pid, signal.SIGKILL)
     outcome, _ = await asyncio.wait_for(run, 10)
     assert outcome.exit_code is None and outcome.error is not None and "spawner" in outcome.error
     await _wait_until(lambda: not _alive(int(pid_file.read_text())))
     outcome, out = await _run(runner, "echo again", tmp_path)
     assert outcome.exit_code == 0 and out == b"again\n"
-    assert runner.spawner_pid not in (None, spawner_pid)
+    assert runner.spawner_pids not in ([], [spawner_pid])
 
 
 def test_when_the_worker_is_killed_its_tasks_and_spawner_go_too(tmp_path: Path) -> None:
@@ -168,7 +167,7 @@ def test_when_the_worker_is_killed_its_tasks_and_spawner_go_too(tmp_path: Path) 
                 output=lambda _: None, timeout_s=60, stop=StopSignal(), grace_s=1))
             while not Path("{pid_file}").exists():
                 await asyncio.sleep(0.01)
-            print(runner.spawner_pid, flush=True)
+            print(runner.spawner_pids[0], flush=True)
             await run
 
         asyncio.run(main())
@@ -193,3 +192,18 @@ def test_messages_round_trip_and_garbage_is_refused() -> None:
     for garbage in ([], ["x"], [99, 1], [sp.Kind.STOP], "stop", None):
         with pytest.raises(ValueError):
             sp.from_wire(garbage)
+
+
+async def test_attempts_spread_over_several_spawners(tmp_path: Path) -> None:
+    runner = ProcessRunner(spawners=2)
+    try:
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        results = await asyncio.gather(
+            _run(runner, "echo $PPID; sleep 0.3", tmp_path / "a"),
+            _run(runner, "echo $PPID; sleep 0.3", tmp_path / "b"),
+        )
+        parents = {int(out) for _, out in results}
+        assert parents == set(runner.spawner_pids) and len(parents) == 2
+    finally:
+        await runner.aclose()
