@@ -239,7 +239,10 @@ class Coordinator:
         except KiokError as e:
             log.info("not assigning %s: %s", run_id, e)
             return True
-        current = self._reader.run(run_id)
+        # On a first assignment every task is still unstarted (only a driver's reports change
+        # tasks, and a cancel before any driver ends the run): no task records to read.
+        first = fence["epoch"] == 1
+        current = self._reader.run_header(run_id) if first else self._reader.run(run_id)
         assert current is not None
         assignment = Assignment(
             run_id=run_id,
@@ -247,7 +250,7 @@ class Coordinator:
             spec=spec,
             args=current["args"],
             fence=Fence(fence["term"], fence["epoch"]),
-            tasks=current["tasks"],
+            tasks={} if first else current["tasks"],
             created_ms=current["createdMs"],
             scheduled_ms=current["scheduledMs"],
             cancel=current["cancel"],

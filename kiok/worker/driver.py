@@ -68,8 +68,10 @@ class RunDriver:
         self._spec = compiled_spec(assignment.spec)
         self._params = effective_params(self._spec.params, assignment.args)
         self._masker = Masker(v for props in assignment.secrets.values() for v in props.values())
-        records = {
-            TaskId(t.id): TaskRecord.from_dict(assignment.tasks.get(t.id, {})) for t in self._spec.tasks
+        records = {  # a task without a record is unstarted (all of them in a new run)
+            TaskId(t.id): TaskRecord.from_dict(raw)
+            for t in self._spec.tasks
+            if (raw := assignment.tasks.get(t.id))
         }
         self._frontier = Frontier(self._spec, records)
         self._tasks = self._frontier.tasks
@@ -262,6 +264,8 @@ class RunDriver:
 
         script = sub(task.script) if task.script is not None else None
         config = {k: sub(v) for k, v in task.config.items()}
+        if script is task.script and all(config[k] is v for k, v in task.config.items()):
+            return task  # nothing to resolve: ``resolve`` handed back the very same texts
         return replace(task, script=script, config=config)
 
     def _task_env(self, tid: str, attempt: int) -> dict[str, str]:
