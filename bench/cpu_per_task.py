@@ -4,11 +4,13 @@ measure than wall time on a shared machine.
     .venv/bin/python bench/cpu_per_task.py [--shape fanout_1_500_1] [--runs 6] [--rounds 3]
         [--compare /path/to/other/checkout]
 
-Reads the standalone process's own CPU time and its reaped children's (``/proc/<pid>/stat``)
-around ``--runs`` runs of the shape. With ``--compare``, a second standalone imports kiok from
-that checkout (``PYTHONPATH``) and the two alternate ``--rounds`` times, so both see the same
-machine load. Prints one JSON line per version: {"version","shape","median_wall_s",
-"self_us_per_task","children_us_per_task"} (medians over rounds).
+Reads the standalone process's own CPU time, its task spawners' (living child processes) and
+the task processes' (reaped children, of the spawners or of the process itself;
+``/proc/<pid>/stat``) around ``--runs`` runs of the shape. With ``--compare``, a second
+standalone imports kiok from that checkout (``PYTHONPATH``) and the two alternate
+``--rounds`` times, so both see the same machine load. Prints one JSON line per version:
+{"version","shape","median_wall_s","self_us_per_task","spawners_us_per_task",
+"children_us_per_task"} (medians over rounds).
 """
 
 from __future__ import annotations
@@ -27,13 +29,28 @@ from kiok.testing.process import Standalone
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_s(pid: int) -> tuple[float, float]:
+def _stat(pid: int) -> tuple[float, float]:
     """(own user+system, reaped children's user+system) seconds of process ``pid``."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / TICK, (int(fields[13]) + int(fields[14])) / TICK
 
 
-def measure(shape: str, runs: int, pythonpath: str | None) -> tuple[list[float], float, float]:
+def cpu_s(pid: int) -> tuple[float, float, float]:
+    """(process, its living children = the task spawners, task processes) CPU seconds."""
+    own, kids = _stat(pid)
+    spawners = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                child_own, child_kids = _stat(int(child))
+            except OSError:
+                continue
+            spawners += child_own
+            kids += child_kids
+    return own, spawners, kids
+
+
+def measure(shape: str, runs: int, pythonpath: str | None) -> tuple[list[float], float, float, float]:
     env = {"KIOK_WORKER_TASK_SLOTS": "8", "KIOK_LOG_LEVEL": "WARNING"}
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
@@ -43,13 +60,14 @@ def measure(shape: str, runs: int, pythonpath: str | None) -> tuple[list[float],
             node.register(dag_yaml("s", SHAPES[shape]))
             kiok_wall(node, "s")  # warm up
             assert node.proc is not None
-            own0, kids0 = cpu_s(node.proc.pid)
+            before = cpu_s(node.proc.pid)
             walls = [kiok_wall(node, "s") for _ in range(runs)]
-            own1, kids1 = cpu_s(node.proc.pid)
+            after = cpu_s(node.proc.pid)
         finally:
             node.stop()
     tasks = sum(len(layer) for layer in SHAPES[shape]) * runs
-    return walls, (own1 - own0) / tasks * 1e6, (kids1 - kids0) / tasks * 1e6
+    own, spawners, kids = ((a - b) / tasks * 1e6 for a, b in zip(after, before, strict=True))
+    return walls, own, spawners, kids
 
 
 def main() -> None:
@@ -60,12 +78,15 @@ def main() -> None:
     ap.add_argument("--compare", help="another kiok checkout to alternate with")
     a = ap.parse_args()
     versions = {"this": None, **({"compare": a.compare} if a.compare else {})}
-    results: dict[str, dict[str, list[float]]] = {v: {"walls": [], "self": [], "kids": []} for v in versions}
+    results: dict[str, dict[str, list[float]]] = {
+        v: {"walls": [], "self": [], "spawners": [], "kids": []} for v in versions
+    }
     for _ in range(a.rounds):
         for version, path in versions.items():
-            walls, own, kids = measure(a.shape, a.runs, path)
+            walls, own, spawners, kids = measure(a.shape, a.runs, path)
             results[version]["walls"] += walls
             results[version]["self"].append(own)
+            results[version]["spawners"].append(spawners)
             results[version]["kids"].append(kids)
     for version, r in results.items():
         line = {
@@ -73,6 +94,7 @@ def main() -> None:
             "shape": a.shape,
             "median_wall_s": round(statistics.median(r["walls"]), 3),
             "self_us_per_task": round(statistics.median(r["self"])),
+            "spawners_us_per_task": round(statistics.median(r["spawners"])),
             "children_us_per_task": round(statistics.median(r["kids"])),
         }
         print(json.dumps(line), flush=True)
