@@ -238,7 +238,7 @@ class RunDriver:
                 result = AttemptResult(False, error=f"could not start task: {e}")
             # Only an attempt that ran to its end is done with its directory. One cancelled
             # under us (``abandon``) may still have a process being stopped in it: that
-            # directory is never handed out again (its runner thread still empties it).
+            # directory is never handed out again (its spawner still empties it).
             self._env.work_dirs.give_back(work_dir)
             return result
         finally:

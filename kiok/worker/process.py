@@ -227,6 +227,9 @@ class ProcessRunner:
         return min(((self._turn + k) % n for k in range(n)), key=load)
 
     async def _connected(self, index: int) -> _Spawner:
+        spawner = self._spawners[index]
+        if spawner is not None and not spawner.lost:
+            return spawner  # the common case: no lock on the way to every attempt
         if self._starting is None:
             self._starting = [asyncio.Lock() for _ in self._spawners]
         async with self._starting[index]:

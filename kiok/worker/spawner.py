@@ -181,34 +181,18 @@ class Spawner:
 
     def _start(self, msg: sp.Start) -> None:
         cwd = Path(msg.cwd)
-        if msg.files or not cwd.is_dir():
-            cwd.mkdir(parents=True, exist_ok=True)
-        for name, (text, mode) in msg.files.items():
-            path = cwd / name
-            path.write_text(text)
-            os.chmod(path, mode)
         env = {**self._base_env, **msg.env}
-        out_fd, child_out = os.pipe()
         try:
-            os.chdir(cwd)  # one thread: the new process starts here
-            pid = os.posix_spawn(
-                _executable(msg.argv[0], env),
-                msg.argv,
-                env,
-                file_actions=[
-                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                    (os.POSIX_SPAWN_DUP2, child_out, 1),
-                    (os.POSIX_SPAWN_DUP2, child_out, 2),
-                ],
-                setsid=True,
-                setsigdef=_DEFAULT_SIGNALS,
-            )
-        except OSError:
-            os.close(out_fd)
-            empty_dir(cwd)
+            if msg.files or not cwd.is_dir():
+                cwd.mkdir(parents=True, exist_ok=True)
+            for name, (text, mode) in msg.files.items():
+                path = cwd / name
+                path.write_text(text)
+                os.chmod(path, mode)
+            out_fd, pid = self._spawn(msg.argv, env, cwd)
+        except BaseException:
+            empty_dir(cwd)  # the worker gives the directory back: leave it as it came
             raise
-        finally:
-            os.close(child_out)
         try:
             exit_fd: int | None = os.pidfd_open(pid)
         except (AttributeError, OSError):
@@ -221,6 +205,31 @@ class Spawner:
         if exit_fd is not None:
             self._by_fd[exit_fd] = attempt
             self._poll.register(exit_fd, select.EPOLLIN)
+
+    @staticmethod
+    def _spawn(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[int, int]:
+        """Start ``argv`` in ``cwd``: (the read end of its output pipe, its pid)."""
+        out_fd, child_out = os.pipe()
+        try:
+            os.chdir(cwd)  # one thread: the new process starts here
+            pid = os.posix_spawn(
+                _executable(argv[0], env),
+                argv,
+                env,
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_DUP2, child_out, 1),
+                    (os.POSIX_SPAWN_DUP2, child_out, 2),
+                ],
+                setsid=True,
+                setsigdef=_DEFAULT_SIGNALS,
+            )
+        except BaseException:
+            os.close(out_fd)
+            raise
+        finally:
+            os.close(child_out)
+        return out_fd, pid
 
     def _stop(self, attempt: _Attempt, reason: str, now: float) -> None:
         if attempt.reason is None:

@@ -207,3 +207,30 @@ async def test_attempts_spread_over_several_spawners(tmp_path: Path) -> None:
         assert parents == set(runner.spawner_pids) and len(parents) == 2
     finally:
         await runner.aclose()
+
+
+async def test_a_refused_start_leaves_no_file_and_no_descriptor_behind(
+    runner: ProcessRunner, tmp_path: Path
+) -> None:
+    async def start(argv: list[str]) -> None:
+        await runner.run(
+            argv,
+            cwd=tmp_path,
+            env={},
+            output=lambda _: None,
+            timeout_s=5,
+            stop=StopSignal(),
+            grace_s=1,
+            files={"task.sh": ("echo hi", 0o700)},
+        )
+
+    with pytest.raises(FileNotFoundError):
+        await start(["/no/such/interpreter"])
+    [spawner_pid] = runner.spawner_pids
+    fds = len(os.listdir(f"/proc/{spawner_pid}/fd"))
+    for argv in (["/no/such/interpreter"], ["/bin/sh", "-c", "echo a\0b"]):
+        for _ in range(5):
+            with pytest.raises(OSError):
+                await start(argv)
+            assert list(tmp_path.iterdir()) == []
+    assert len(os.listdir(f"/proc/{spawner_pid}/fd")) == fds
