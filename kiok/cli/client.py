@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import json
-import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -21,6 +20,7 @@ from urllib.parse import quote
 import httpx
 
 from kiok import errors
+from kiok.security.tls import client_verify
 
 _USER_AGENT = "kiok-cli/0.1"
 
@@ -129,7 +129,7 @@ class ApiClient:
             base_url=base_url,
             timeout=timeout,
             transport=transport,
-            verify=ssl.create_default_context(cafile=ca_file) if ca_file else True,
+            verify=client_verify(base_url, ca_file),
             headers={"User-Agent": _USER_AGENT, "Accept": "application/json"},
         )
 

@@ -43,17 +43,6 @@ TERMINAL_TASK_STATES: frozenset[TaskState] = frozenset(
     {TaskState.SUCCESS, TaskState.FAILED, TaskState.SKIPPED, TaskState.CANCELLED}
 )
 
-# Wire keys of ``TaskRecord.to_dict``; append-only, never renamed (stored runs hold them).
-_KEYS = (
-    ("attempt", "attempt"),
-    ("started_at_ms", "startedMs"),
-    ("ended_at_ms", "endedMs"),
-    ("exit_code", "exitCode"),
-    ("error", "error"),
-    ("worker", "worker"),
-    ("retry_at_ms", "retryAtMs"),
-)
-
 
 @dataclass(frozen=True)
 class TaskRecord:
@@ -75,25 +64,44 @@ class TaskRecord:
         return self.state in TERMINAL_TASK_STATES
 
     def to_dict(self) -> dict[str, Any]:
-        """A msgpack/JSON friendly dict; ``None`` fields are left out to keep stored runs small."""
-        d: dict[str, Any] = {"state": self.state.value}
-        for attr, key in _KEYS:
-            value = getattr(self, attr)
-            if value is not None:
-                d[key] = value
+        """A msgpack/JSON friendly dict; ``None`` fields are left out to keep stored runs small.
+        Its keys are never renamed (stored runs hold them). Spelled out field by field: every
+        state change of every task comes through here."""
+        d: dict[str, Any] = {"state": str(self.state), "attempt": self.attempt}
+        if self.started_at_ms is not None:
+            d["startedMs"] = self.started_at_ms
+        if self.ended_at_ms is not None:
+            d["endedMs"] = self.ended_at_ms
+        if self.exit_code is not None:
+            d["exitCode"] = self.exit_code
+        if self.error is not None:
+            d["error"] = self.error
+        if self.worker is not None:
+            d["worker"] = self.worker
+        if self.retry_at_ms is not None:
+            d["retryAtMs"] = self.retry_at_ms
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TaskRecord:
         """Inverse of ``to_dict``; missing keys take their defaults, unknown keys are ignored
-        (so an older node can read a record written by a newer one)."""
+        (so an older node can read a record written by a newer one). An unknown state is a
+        ``ValueError``."""
+        value = d.get("state", "PENDING")
+        state = _TASK_STATE_OF.get(value) if isinstance(value, str) else None
+        if state is None:
+            raise ValueError(f"{d.get('state')!r} is not a task state")
         return cls(
-            state=TaskState(d.get("state", TaskState.PENDING.value)),
-            attempt=int(d.get("attempt", 0)),
-            started_at_ms=d.get("startedMs"),
-            ended_at_ms=d.get("endedMs"),
-            exit_code=d.get("exitCode"),
-            error=d.get("error"),
-            worker=d.get("worker"),
-            retry_at_ms=d.get("retryAtMs"),
+            state,
+            int(d.get("attempt", 0)),
+            d.get("startedMs"),
+            d.get("endedMs"),
+            d.get("exitCode"),
+            d.get("error"),
+            d.get("worker"),
+            d.get("retryAtMs"),
         )
+
+
+#: State by its value, for ``from_dict`` (calling ``TaskState(value)`` costs ten times more).
+_TASK_STATE_OF: dict[str, TaskState] = {s.value: s for s in TaskState}

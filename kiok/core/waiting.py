@@ -7,21 +7,14 @@ with what the driver will do.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
 
 from kiok.core.readiness import UNSTARTED, upstream_verdict
 from kiok.core.states import TERMINAL_TASK_STATES, TaskRecord, TaskState
+from kiok.core.timefmt import iso_utc
 from kiok.dag.spec import DagSpec
 from kiok.ids import TaskId
 
-__all__ = ["iso_utc", "task_wait_reason"]
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def iso_utc(ms: int) -> str:
-    """``ms`` as ISO-8601 UTC to the second, e.g. ``2024-05-01T12:00:00Z``."""
-    return (_EPOCH + timedelta(milliseconds=ms)).strftime("%Y-%m-%dT%H:%M:%SZ")
+__all__ = ["task_wait_reason"]
 
 
 def task_wait_reason(

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from kiok.core.placeholders import references
 from kiok.core.states import TERMINAL_RUN_STATES
-from kiok.core.waiting import iso_utc
+from kiok.core.timefmt import iso_utc
 from kiok.errors import KiokError
 from kiok.ids import RUN_LOG_TASK
 from kiok.protocol.messages import Assignment, Fence, OfferReply, OfferVerdict

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 
 from kiok.core.cron import due_fires, next_fire_ms
-from kiok.core.waiting import iso_utc
+from kiok.core.timefmt import iso_utc
 from kiok.errors import KiokError
 from kiok.store import commands as c
 from kiok.store.commandlog import CommandLog

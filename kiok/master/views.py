@@ -3,19 +3,17 @@ camelCase keys, and for every task that is not running the reason it waits."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from kiok.core.states import RunState, TaskRecord, TaskState
+from kiok.core.timefmt import iso_millis
 from kiok.core.waiting import task_wait_reason
 from kiok.dag.spec import DagSpec
 from kiok.ids import TaskId
 
 
 def iso(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return None if ms is None else iso_millis(ms)
 
 
 def dag_view(record: dict[str, Any], *, full: bool = False) -> dict[str, Any]:

@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from kiok.security.tls import client_verify
 
 ADMIN_PASSWORD = "Test-Admin-Pw-0123456789"
 TERMINAL = ("SUCCESS", "FAILED", "CANCELLED")
@@ -73,8 +74,7 @@ class Standalone:
 
     def http(self, method: str, url: str, **kw: Any) -> httpx.Response:
         """One HTTP request, verifying an https server against ``KIOK_TLS_CA`` of this process."""
-        ca = self.env.get("KIOK_TLS_CA")
-        kw.setdefault("verify", ssl.create_default_context(cafile=ca) if ca else True)
+        kw.setdefault("verify", client_verify(url, self.env.get("KIOK_TLS_CA")))
         return httpx.request(method, url, **kw)
 
     @property

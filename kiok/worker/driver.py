@@ -20,8 +20,8 @@ from kiok.core.frontier import Frontier
 from kiok.core.placeholders import effective_params, param_env, resolve
 from kiok.core.retry import fail_event, timeout_ms_for
 from kiok.core.states import RunState, TaskRecord, TaskState
+from kiok.core.timefmt import iso_utc
 from kiok.core.transitions import TaskEvent, TaskEventKind, apply_task_event
-from kiok.core.waiting import iso_utc
 from kiok.dag.load import compiled_spec
 from kiok.dag.spec import TaskSpec, TaskType
 from kiok.errors import TaskError

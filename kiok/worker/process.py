@@ -94,6 +94,7 @@ class _Spawner(asyncio.Protocol):
     def __post_init__(self) -> None:
         self._unpacker = msgpack.Unpacker(raw=False)
         self._pack = msgpack.Packer(use_bin_type=True).pack
+        self._out: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -101,7 +102,14 @@ class _Spawner(asyncio.Protocol):
 
     def send(self, msg: sp.Message) -> None:
         assert self.transport is not None
-        self.transport.write(self._pack(sp.to_wire(msg)))
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._out.append(self._pack(sp.to_wire(msg)))
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(out))
 
     def data_received(self, data: bytes) -> None:
         self._unpacker.feed(data)

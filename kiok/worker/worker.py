@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from kiok.core.waiting import iso_utc
+from kiok.core.timefmt import iso_utc
 from kiok.protocol.messages import Assignment, OfferReply, OfferVerdict
 from kiok.worker.driver import DriverEnv, RunDriver
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kiok.core.states import TaskRecord, TaskState
-from kiok.core.waiting import iso_utc, task_wait_reason
+from kiok.core.waiting import task_wait_reason
 from kiok.dag.spec import DagSpec, TaskSpec, TriggerRule
 from kiok.ids import DagId, TaskId
 
@@ -57,7 +57,3 @@ def test_running_and_terminal_have_no_reason(state: TaskState) -> None:
 def test_unknown_task_raises() -> None:
     with pytest.raises(KeyError):
         reason("nope")
-
-
-def test_iso_utc() -> None:
-    assert iso_utc(0) == "1970-01-01T00:00:00Z"
