@@ -134,10 +134,11 @@ KEYS: tuple[Key, ...] = (
     Key(
         "kiok.worker.report.linger.ms",
         int,
-        3,
+        10,
         "How long a driver collects task state changes before sending them as one report: "
-        "fewer, larger reports (and on a cluster worker fewer outbox fsyncs); the masters see "
-        "a change at most this much later. 0 sends at the end of each event-loop turn.",
+        "fewer, larger reports (and on a cluster worker fewer outbox fsyncs), and a task that "
+        "ends within it is reported once; the masters see a change at most this much later "
+        "(a run's end at once). 0 sends at the end of each event-loop turn.",
     ),
     Key(
         "kiok.worker.masters",

@@ -24,7 +24,7 @@ from typing import Any
 from kiok.core.cron import parse_timezone
 from kiok.errors import TaskError
 
-__all__ = ["effective_params", "param_env", "references", "resolve"]
+__all__ = ["effective_params", "has_placeholders", "param_env", "references", "resolve"]
 
 #: Our references only: params/conn/secret. The body is parsed separately for clear errors.
 _REF = re.compile(r"\$\{(params|conn|secret)\.([^}]*)\}")
@@ -59,6 +59,11 @@ def references(text: str) -> set[tuple[str, str]]:
     return out
 
 
+def has_placeholders(text: str) -> bool:
+    """Whether ``resolve`` could change ``text`` (most scripts: it cannot)."""
+    return "${" in text or "#{" in text
+
+
 def resolve(
     text: str,
     *,
@@ -72,8 +77,8 @@ def resolve(
     ``lookup_conn(conn_id, key)`` returns the value or raises ``KeyError`` (or ``TaskError``)
     when the connection or key does not exist; ``None`` means no connections are available.
     """
-    if "${" not in text and "#{" not in text:
-        return text  # most scripts: nothing to resolve
+    if not has_placeholders(text):
+        return text
     try:
         zone = parse_timezone(tz)
     except ValueError as e:

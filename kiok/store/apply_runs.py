@@ -2,10 +2,11 @@
 reports, cancelling. Transition rules come from ``kiok.core``; this module only records
 their results, so the store and the driver can never disagree about what is legal.
 
-A run is stored as a header (``run/<id>``: state, fence, counters) plus one key per task
-(``task/<id>/<task>``), so a report touches only the tasks it names: the cost of a report
-does not grow with the size of the DAG. The header counts open (non-terminal) and failed
-tasks, which is all it takes to know when and how the run ends.
+A run is stored as a header (``run/<id>``: state, fence, counters), the list of its task
+ids, and one key per task that has left PENDING (``task/<id>/<task>``; a task without one
+is unstarted), so creating a run writes no per-task keys and a report touches only the
+tasks it names: neither grows with the size of the DAG. The header counts open
+(non-terminal) and failed tasks, which is all it takes to know when and how the run ends.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from kiok.store import keys as k
 from kiok.store.effects import Effects
 from kiok.store.txn import Txn
 
-_UNSTARTED = TaskRecord().to_dict()
+_UNSTARTED = TaskRecord()
 
 
 def create_run(
@@ -59,8 +60,7 @@ def create_run(
         "failed": 0,
     }
     txn.put(k.META, k.run(run_id), run)
-    for t in spec["tasks"]:
-        txn.put(k.META, k.task(run_id, t["id"]), _UNSTARTED)
+    txn.put(k.META, k.run_task_ids(run_id), [t["id"] for t in spec["tasks"]])
     txn.put(k.META, k.run_spec(run_id), spec)
     txn.put(k.META, k.run_by_seq(seq), run_id)
     txn.put(k.META, k.run_by_dag(dag_id, seq), run_id)
@@ -147,12 +147,15 @@ def apply_report(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
         fx.stale_reports += 1
         return {"accepted": 0, "stale": len(cmd.tasks), "fenced": True}
     accepted = stale = 0
+    ids = txn.get(k.META, k.run_task_ids(cmd.run_id))
+    known = None if ids is None else set(ids)  # None: a run stored before the id list existed
     for tid, raw in cmd.tasks.items():
         stored_raw = txn.get(k.META, k.task(cmd.run_id, tid))
-        if stored_raw is None:
-            stale += 1
+        if stored_raw is None and (known is None or tid not in known):
+            stale += 1  # not a task of this run
             continue
-        stored, reported = TaskRecord.from_dict(stored_raw), TaskRecord.from_dict(raw)
+        stored = _UNSTARTED if stored_raw is None else TaskRecord.from_dict(stored_raw)
+        reported = TaskRecord.from_dict(raw)
         verdict = report_verdict(stored, reported)
         if verdict is ReportVerdict.ACCEPT:
             _put_task(txn, run, tid, stored, reported)
@@ -185,7 +188,8 @@ def apply_cancel(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     else:
         fx.cancels.append((cmd.run_id, run["worker"]))
     for tid, rec in after.items():
-        if rec != before[tid]:
-            _put_task(txn, run, tid, before[tid], rec)
+        old = before.get(tid, _UNSTARTED)
+        if rec != old:
+            _put_task(txn, run, tid, old, rec)
     _close(txn, run, cmd.at_ms, fx)
     return {"runId": cmd.run_id, "state": run["state"]}

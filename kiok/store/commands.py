@@ -20,6 +20,11 @@ class Command:
     kind: ClassVar[str] = ""
     at_ms: int
 
+    @property
+    def weight(self) -> int:
+        """What applying it costs, roughly in task records touched (for batching)."""
+        return 1
+
     def to_wire(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["k"] = self.kind
@@ -330,6 +335,10 @@ class ReportTasks(Command):
     term: int = 0
     epoch: int = 0
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def weight(self) -> int:
+        return max(1, len(self.tasks))
 
 
 @command

@@ -40,6 +40,11 @@ def tasks_prefix(run_id: str) -> str:
     return f"task/{run_id}/"
 
 
+def run_task_ids(run_id: str) -> str:
+    """The ids of a run's tasks; a task without a ``task`` key is unstarted."""
+    return f"runtasks/{run_id}"
+
+
 def run_spec(run_id: str) -> str:
     return f"runspec/{run_id}"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from kiok.core.states import TaskRecord
 from kiok.store import keys as k
 from kiok.store.kv import KVStore
 from kiok.store.txn import decode
@@ -110,14 +111,18 @@ class StateReader:
         return self._get(k.META, k.run(run_id))  # type: ignore[no-any-return]
 
     def run(self, run_id: str) -> dict[str, Any] | None:
-        """The run with ``tasks``: task id -> TaskRecord dict."""
+        """The run with ``tasks``: task id -> TaskRecord dict, for every task of the run
+        (an unstarted task has no stored record: it gets the PENDING one)."""
         run = self.run_header(run_id)
         if run is not None:
             prefix = k.tasks_prefix(run_id)
-            run["tasks"] = {
+            stored = {
                 key.decode()[len(prefix) :]: decode(raw)
                 for key, raw in self._kv.scan(k.META, prefix.encode())
             }
+            ids = self._get(k.META, k.run_task_ids(run_id)) or []
+            run["tasks"] = {tid: stored.pop(tid, None) or TaskRecord().to_dict() for tid in ids}
+            run["tasks"].update(stored)  # a run stored before the id list: all its tasks are here
         return run
 
     def run_spec(self, run_id: str) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from kiok.core.frontier import Frontier
-from kiok.core.placeholders import effective_params, param_env, resolve
+from kiok.core.placeholders import effective_params, has_placeholders, param_env, resolve
 from kiok.core.retry import fail_event, timeout_ms_for
 from kiok.core.states import RunState, TaskRecord, TaskState
 from kiok.core.timefmt import iso_utc
@@ -37,6 +37,9 @@ from kiok.worker.stop import StopSignal
 log = logging.getLogger(__name__)
 
 _TAIL_BYTES = 4096
+#: Larger reports are split: the masters apply each between other work, so a run that
+#: queues 500 tasks at once does not hold up the starting of tasks while it is recorded.
+_REPORT_MAX_TASKS = 64
 
 
 @dataclass
@@ -249,6 +252,8 @@ class RunDriver:
 
     def _resolve(self, task: TaskSpec) -> TaskSpec:
         """Placeholders are resolved here, in memory, just before the attempt runs."""
+        if not has_placeholders(task.script or "") and not any(map(has_placeholders, task.config.values())):
+            return task
         secrets = self.assignment.secrets
 
         def lookup(conn_id: str, key: str) -> str:
@@ -263,10 +268,7 @@ class RunDriver:
             return resolve(text, params=self._params, lookup_conn=lookup, now_ms=now, tz=tz)
 
         script = sub(task.script) if task.script is not None else None
-        config = {k: sub(v) for k, v in task.config.items()}
-        if script is task.script and all(config[k] is v for k, v in task.config.items()):
-            return task  # nothing to resolve: ``resolve`` handed back the very same texts
-        return replace(task, script=script, config=config)
+        return replace(task, script=script, config={k: sub(v) for k, v in task.config.items()})
 
     def _task_env(self, tid: str, attempt: int) -> dict[str, str]:
         """What this attempt adds to the worker's task environment (``base_task_env``)."""
@@ -308,8 +310,9 @@ class RunDriver:
         """Send the state changes gathered so far (they are otherwise sent after the linger)."""
         self._flush_scheduled = False
         if self._outbox and not self._fenced_out:
-            batch, self._outbox = self._outbox, {}
-            self._env.link.report_tasks(self.run_id, self.fence, batch)
+            changes, self._outbox = list(self._outbox.items()), {}
+            for i in range(0, len(changes), _REPORT_MAX_TASKS):
+                self._env.link.report_tasks(self.run_id, self.fence, dict(changes[i : i + _REPORT_MAX_TASKS]))
 
 
 def base_task_env(environ: Mapping[str, str]) -> dict[str, str]:

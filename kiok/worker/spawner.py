@@ -183,7 +183,7 @@ class Spawner:
         cwd = Path(msg.cwd)
         env = {**self._base_env, **msg.env}
         try:
-            if msg.files or not cwd.is_dir():
+            if msg.files:
                 cwd.mkdir(parents=True, exist_ok=True)
             for name, (text, mode) in msg.files.items():
                 path = cwd / name
@@ -211,7 +211,11 @@ class Spawner:
         """Start ``argv`` in ``cwd``: (the read end of its output pipe, its pid)."""
         out_fd, child_out = os.pipe()
         try:
-            os.chdir(cwd)  # one thread: the new process starts here
+            try:
+                os.chdir(cwd)  # one thread: the new process starts here
+            except FileNotFoundError:
+                cwd.mkdir(parents=True)
+                os.chdir(cwd)
             pid = os.posix_spawn(
                 _executable(argv[0], env),
                 argv,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
@@ -165,3 +166,33 @@ def test_report_verdict(
 ) -> None:
     verdict = report_verdict(TaskRecord(*stored), TaskRecord(*reported))
     assert verdict is expected
+
+
+def test_a_state_change_keeps_every_field_it_does_not_set() -> None:
+    # The transitions build records field by field; a field added to TaskRecord must be
+    # carried there too, or it would be dropped on the next state change.
+    rec = TaskRecord(
+        state=TaskState.RETRYING,
+        attempt=2,
+        started_at_ms=10,
+        ended_at_ms=20,
+        exit_code=3,
+        error="boom",
+        worker="w",
+        retry_at_ms=30,
+    )
+    assert {f.name for f in dataclasses.fields(TaskRecord)} == {
+        "state",
+        "attempt",
+        "started_at_ms",
+        "ended_at_ms",
+        "exit_code",
+        "error",
+        "worker",
+        "retry_at_ms",
+    }, "a new TaskRecord field: carry it in kiok.core.transitions._effects"
+    queued, _ = apply_task_event(rec, TaskEvent(TaskEventKind.RETRY_DUE, 40))
+    assert queued == dataclasses.replace(rec, state=TaskState.QUEUED, retry_at_ms=None)
+    running = TaskRecord(state=TaskState.RUNNING, attempt=2, started_at_ms=10, worker="w", error="old")
+    done, _ = apply_task_event(running, TaskEvent(TaskEventKind.SUCCEED, 50, exit_code=0))
+    assert done == dataclasses.replace(running, state=TaskState.SUCCESS, ended_at_ms=50, exit_code=0)

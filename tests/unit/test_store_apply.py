@@ -84,6 +84,33 @@ async def test_duplicate_and_older_attempt_reports_are_ignored_and_the_run_ends_
         await log.propose(c.AssignRun(at_ms=8, run_id=run_id, worker="w1", term=1))
 
 
+async def test_a_new_run_stores_no_task_records_and_refuses_reports_for_tasks_it_lacks() -> None:
+    kv = MemoryKV(keys.SPACES)  # what is stored, besides what the reader makes of it
+    log, reader = LocalCommandLog(kv), StateReader(kv)
+    await log.propose(c.RegisterDag(at_ms=1, spec=SPEC))
+    run_id = (await log.propose(c.CreateRun(at_ms=2, dag_id="d")))["runId"]
+    fence = await log.propose(c.AssignRun(at_ms=3, run_id=run_id, worker="w1", term=1))
+    assert list(kv.scan(keys.META, keys.tasks_prefix(run_id).encode())) == []
+    run = reader.run(run_id)
+    assert run is not None and set(run["tasks"]) == {"a", "b"}
+    assert run["tasks"]["b"] == {"state": "PENDING", "attempt": 0}
+    out = await log.propose(
+        c.ReportTasks(
+            at_ms=4,
+            run_id=run_id,
+            term=1,
+            epoch=fence["epoch"],
+            tasks={"a": rec(TaskState.RUNNING, 1), "ghost": rec(TaskState.SUCCESS, 1)},
+        )
+    )
+    assert out == {"accepted": 1, "stale": 1, "fenced": False}
+    assert [key for key, _ in kv.scan(keys.META, keys.tasks_prefix(run_id).encode())] == [
+        keys.task(run_id, "a").encode()
+    ]
+    run = reader.run(run_id)
+    assert run is not None and run["open"] == 2 and run["staleReports"] == 1
+
+
 async def test_bootstrap_happens_once_whatever_the_iam_store_holds() -> None:
     log, reader = setup()
     first = await log.propose(c.Bootstrap(at_ms=1, password_hash="h1", signing_key=b"k1"))
