@@ -15,7 +15,7 @@ import heapq
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from kiok.core.readiness import UNSTARTED, Advance, UpstreamVerdict, topological_order
+from kiok.core.readiness import UNSTARTED, Advance, UpstreamVerdict, graph_plan, topological_order
 from kiok.core.states import TERMINAL_TASK_STATES, RunState, TaskRecord, TaskState
 from kiok.core.transitions import TaskEvent, TaskEventKind, Verdict, apply_task_event
 from kiok.dag.spec import DagSpec, TriggerRule
@@ -41,14 +41,11 @@ def verdict_from_counts(
 
 class Frontier:
     def __init__(self, spec: DagSpec, tasks: Mapping[TaskId, TaskRecord]) -> None:
-        order = topological_order(spec)
+        plan = graph_plan(spec)
+        order = plan.order
         self._spec = spec
-        self._pos = {t.id: i for i, t in enumerate(order)}
-        self._task = {t.id: t for t in order}
-        self._down: dict[TaskId, list[TaskId]] = {t.id: [] for t in order}
-        for t in order:
-            for u in t.requires:
-                self._down[u].append(t.id)
+        self._pos = plan.position
+        self._down = plan.downstream
         self._tasks: dict[TaskId, TaskRecord] = dict(tasks)
         # [terminal, succeeded, failed] upstream counts per task.
         self._counts = {t.id: [0, 0, 0] for t in order}
@@ -125,7 +122,7 @@ class Frontier:
             self._queued.discard(tid)
             rec = self._tasks[tid]
             if rec.state is _S.PENDING:
-                task = self._task[tid]
+                task = self._spec.task(tid)
                 done, ok, failed = self._counts[tid]
                 verdict = verdict_from_counts(task.trigger_rule, len(task.requires), done, ok, failed)
                 if verdict == "ready":

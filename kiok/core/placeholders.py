@@ -52,6 +52,8 @@ def references(text: str) -> set[tuple[str, str]]:
     decide which connection values to ship with a task without failing early.
     """
     out: set[tuple[str, str]] = set()
+    if not has_placeholders(text):
+        return out
     for m in _REF.finditer(text):
         with_conn = _conn_ref(m.group(1), m.group(2))
         if with_conn is not None:

@@ -138,27 +138,41 @@ def run_outcome(
     return RunState.CANCELLED if any_cancelled else RunState.SUCCESS
 
 
+@dataclass(frozen=True)
+class GraphPlan:
+    """A spec's graph as the walkers use it; the same for every run of the spec."""
+
+    #: Every upstream before its downstreams (ties in spec order).
+    order: tuple[TaskSpec, ...]
+    #: Task id -> its index in ``order``.
+    position: Mapping[TaskId, int]
+    #: Task id -> the tasks that require it.
+    downstream: Mapping[TaskId, tuple[TaskId, ...]]
+
+
 # Plans are cached per spec object (specs are immutable); the weak reference drops the entry
-# when the spec is collected, so a recycled id() can never return another spec's order.
-_ORDERS: dict[int, tuple[weakref.ref[DagSpec], tuple[TaskSpec, ...]]] = {}
+# when the spec is collected, so a recycled id() can never return another spec's plan.
+_PLANS: dict[int, tuple[weakref.ref[DagSpec], GraphPlan]] = {}
+
+
+def graph_plan(spec: DagSpec) -> GraphPlan:
+    """Computed once per spec object. Raises ``DagValidationError`` for an unknown upstream
+    or a cycle (the loader rejects both; this guards hand-built specs)."""
+    key = id(spec)
+    hit = _PLANS.get(key)
+    if hit is not None and hit[0]() is spec:
+        return hit[1]
+    plan = _plan(spec)
+    _PLANS[key] = (weakref.ref(spec, lambda _ref: _PLANS.pop(key, None)), plan)
+    return plan
 
 
 def topological_order(spec: DagSpec) -> tuple[TaskSpec, ...]:
-    """The spec's tasks, every upstream before its downstreams (ties in spec order).
-
-    Computed once per spec object. Raises ``DagValidationError`` for an unknown upstream or
-    a cycle (the loader rejects both; this guards hand-built specs).
-    """
-    key = id(spec)
-    hit = _ORDERS.get(key)
-    if hit is not None and hit[0]() is spec:
-        return hit[1]
-    order = _toposort(spec)
-    _ORDERS[key] = (weakref.ref(spec, lambda _ref: _ORDERS.pop(key, None)), order)
-    return order
+    """The spec's tasks, every upstream before its downstreams (ties in spec order)."""
+    return graph_plan(spec).order
 
 
-def _toposort(spec: DagSpec) -> tuple[TaskSpec, ...]:
+def _plan(spec: DagSpec) -> GraphPlan:
     by_id = {t.id: t for t in spec.tasks}
     indegree = {t.id: 0 for t in spec.tasks}
     downstream: dict[TaskId, list[TaskId]] = {t.id: [] for t in spec.tasks}
@@ -180,4 +194,8 @@ def _toposort(spec: DagSpec) -> tuple[TaskSpec, ...]:
     if len(order) != len(by_id):
         stuck = sorted(tid for tid, n in indegree.items() if n > 0)
         raise DagValidationError(f"cycle among tasks {', '.join(stuck)}", "tasks")
-    return tuple(order)
+    return GraphPlan(
+        order=tuple(order),
+        position={t.id: i for i, t in enumerate(order)},
+        downstream={tid: tuple(ds) for tid, ds in downstream.items()},
+    )

@@ -27,7 +27,6 @@ import socket
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import msgpack
 
@@ -49,7 +48,7 @@ class _Attempt:
     pid: int
     out_fd: int
     exit_fd: int | None
-    cwd: Path
+    cwd: str
     deadline: float
     grace_s: float
     reason: str | None = None
@@ -65,7 +64,7 @@ def signal_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
-def empty_dir(directory: Path) -> None:
+def empty_dir(directory: str) -> None:
     """Remove what an attempt left in its directory; if that fails, the directory itself
     (the next attempt given it creates it afresh)."""
     try:
@@ -180,14 +179,15 @@ class Spawner:
                 self._stop(attempt, "stopped", time.monotonic())
 
     def _start(self, msg: sp.Start) -> None:
-        cwd = Path(msg.cwd)
+        cwd = msg.cwd  # a str throughout: pathlib costs more than the system calls here
         env = {**self._base_env, **msg.env}
         try:
             if msg.files:
-                cwd.mkdir(parents=True, exist_ok=True)
+                os.makedirs(cwd, exist_ok=True)
             for name, (text, mode) in msg.files.items():
-                path = cwd / name
-                path.write_text(text)
+                path = os.path.join(cwd, name)
+                with open(path, "w") as f:
+                    f.write(text)
                 os.chmod(path, mode)
             out_fd, pid = self._spawn(msg.argv, env, cwd)
         except BaseException:
@@ -207,14 +207,14 @@ class Spawner:
             self._poll.register(exit_fd, select.EPOLLIN)
 
     @staticmethod
-    def _spawn(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[int, int]:
+    def _spawn(argv: list[str], env: dict[str, str], cwd: str) -> tuple[int, int]:
         """Start ``argv`` in ``cwd``: (the read end of its output pipe, its pid)."""
         out_fd, child_out = os.pipe()
         try:
             try:
                 os.chdir(cwd)  # one thread: the new process starts here
             except FileNotFoundError:
-                cwd.mkdir(parents=True)
+                os.makedirs(cwd)
                 os.chdir(cwd)
             pid = os.posix_spawn(
                 _executable(argv[0], env),

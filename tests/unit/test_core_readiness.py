@@ -222,18 +222,18 @@ def test_driving_a_wide_dag_is_linear_per_advance(spec: DagSpec, monkeypatch: py
     edges = sum(len(x.requires) for x in spec.tasks)
     looked_at: list[int] = []
     sorts: list[int] = []
-    real_verdict, real_sort = readiness.upstream_verdict, readiness._toposort
+    real_verdict, real_plan = readiness.upstream_verdict, readiness._plan
 
     def counting_verdict(rule: R, ups: list[TaskState]) -> str:
         looked_at[-1] += len(ups)
         return real_verdict(rule, ups)
 
-    def counting_sort(s: DagSpec) -> tuple[TaskSpec, ...]:
+    def counting_plan(s: DagSpec) -> readiness.GraphPlan:
         sorts.append(1)
-        return real_sort(s)
+        return real_plan(s)
 
     monkeypatch.setattr(readiness, "upstream_verdict", counting_verdict)
-    monkeypatch.setattr(readiness, "_toposort", counting_sort)
+    monkeypatch.setattr(readiness, "_plan", counting_plan)
     tasks: Mapping[TaskId, TaskRecord] = {}
     now = 0
     while True:
@@ -253,3 +253,6 @@ def test_topological_order_is_cached_per_spec() -> None:
     spec = dag(t("b", "a"), t("a"))
     assert [x.id for x in topological_order(spec)] == ["a", "b"]
     assert topological_order(spec) is topological_order(spec)
+    plan = readiness.graph_plan(spec)
+    assert plan is readiness.graph_plan(spec)
+    assert plan.downstream == {"a": ("b",), "b": ()} and plan.position == {"a": 0, "b": 1}
