@@ -87,7 +87,7 @@ class Frontier:
     def set(self, tid: TaskId, rec: TaskRecord) -> None:
         """Record a task's new state (from an attempt's start or end, a report, a loss)."""
         old = self._tasks[tid]
-        if rec == old:
+        if rec is old:  # identity, not equality: an equal record only costs a re-examination
             return
         self._count(tid, old, -1)
         self._tasks[tid] = rec

@@ -83,7 +83,7 @@ class RunDriver:
         self._started: set[TaskId] = set()
         self._cancelled = assignment.cancel
         self._wake = asyncio.Event()
-        self._outbox: dict[str, dict[str, object]] = {}
+        self._outbox: dict[TaskId, TaskRecord] = {}
         self._flush_scheduled = False
         self._runlog = self._task_log(RUN_LOG_TASK)
         self.state: RunState | None = None
@@ -301,7 +301,7 @@ class RunDriver:
         self._frontier.set(tid, rec)
         if self._fenced_out:
             return
-        self._outbox[tid] = rec.to_dict()
+        self._outbox[tid] = rec  # encoded when sent: a later change within the linger replaces it
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_later(self._env.report_linger_s, self.flush_reports)
@@ -310,7 +310,7 @@ class RunDriver:
         """Send the state changes gathered so far (they are otherwise sent after the linger)."""
         self._flush_scheduled = False
         if self._outbox and not self._fenced_out:
-            changes, self._outbox = list(self._outbox.items()), {}
+            changes, self._outbox = [(tid, rec.to_dict()) for tid, rec in self._outbox.items()], {}
             for i in range(0, len(changes), _REPORT_MAX_TASKS):
                 self._env.link.report_tasks(self.run_id, self.fence, dict(changes[i : i + _REPORT_MAX_TASKS]))
 
