@@ -14,7 +14,25 @@ from kiok.core.timefmt import iso_utc
 from kiok.dag.spec import DagSpec
 from kiok.ids import TaskId
 
-__all__ = ["task_wait_reason"]
+__all__ = ["presented", "task_wait_reason"]
+
+_QUEUED_FIRST = TaskRecord(state=TaskState.QUEUED)
+
+
+def presented(spec: DagSpec, tasks: Mapping[TaskId, TaskRecord], *, driven: bool) -> dict[TaskId, TaskRecord]:
+    """Every task's record as the API shows it. A driver queues a task for its first attempt
+    on its own and does not report it: that follows from the upstreams' records, which the
+    masters have. So while the run has a driver, a PENDING task whose upstreams already meet
+    its trigger rule is shown QUEUED, as the driver holds it."""
+    out: dict[TaskId, TaskRecord] = {}
+    for task in spec.tasks:
+        rec = tasks.get(task.id, UNSTARTED)
+        if driven and rec.state is TaskState.PENDING:
+            ups = [tasks.get(u, UNSTARTED).state for u in task.requires]
+            if upstream_verdict(task.trigger_rule, ups) == "ready":
+                rec = _QUEUED_FIRST
+        out[task.id] = rec
+    return out
 
 
 def task_wait_reason(

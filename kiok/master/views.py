@@ -7,7 +7,7 @@ from typing import Any
 
 from kiok.core.states import RunState, TaskRecord, TaskState
 from kiok.core.timefmt import iso_millis
-from kiok.core.waiting import task_wait_reason
+from kiok.core.waiting import presented, task_wait_reason
 from kiok.dag.spec import DagSpec
 from kiok.ids import TaskId
 
@@ -40,8 +40,12 @@ def dag_view(record: dict[str, Any], *, full: bool = False) -> dict[str, Any]:
 
 
 def run_view(run: dict[str, Any], spec: DagSpec, run_waiting: str | None, now_ms: int) -> dict[str, Any]:
-    records = {TaskId(t): TaskRecord.from_dict(r) for t, r in run["tasks"].items()}
     state = run["state"]
+    records = presented(
+        spec,
+        {TaskId(t): TaskRecord.from_dict(r) for t, r in run["tasks"].items()},
+        driven=state == RunState.RUNNING.value and run["worker"] is not None,
+    )
     if state == RunState.RUNNING.value and run["worker"] is None:
         run_waiting = (
             run_waiting or "waiting for a new driver (the previous one was lost or gave the run back)"

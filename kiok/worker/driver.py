@@ -125,11 +125,16 @@ class RunDriver:
             adv = self._frontier.advance(now, cancelled=self._cancelled)
             for tid in adv.changed:
                 rec = adv.tasks[tid]
-                self._set(tid, rec)
                 if rec.state is TaskState.QUEUED:
                     ready.append(tid)
+                    if rec.attempt == 0:
+                        # Queued for its first attempt: not reported. The masters see the
+                        # same thing in its upstreams' records (``kiok.core.waiting``), and a
+                        # run that queues 500 tasks at once would otherwise write 500 records.
+                        continue
                 elif rec.state in (TaskState.SKIPPED, TaskState.CANCELLED):
                     self._event(f"{tid} {rec.state.value.upper()}")
+                self._set(tid, rec)
             for tid in ready:
                 if tid not in self._attempts and self._tasks[tid].state is TaskState.QUEUED:
                     self._attempts[tid] = asyncio.create_task(self._attempt(tid))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kiok.core.states import TaskRecord, TaskState
-from kiok.core.waiting import task_wait_reason
+from kiok.core.waiting import presented, task_wait_reason
 from kiok.dag.spec import DagSpec, TaskSpec, TriggerRule
 from kiok.ids import DagId, TaskId
 
@@ -57,3 +57,25 @@ def test_running_and_terminal_have_no_reason(state: TaskState) -> None:
 def test_unknown_task_raises() -> None:
     with pytest.raises(KeyError):
         reason("nope")
+
+
+def states(driven: bool, **tasks: TaskRecord) -> dict[str, str]:
+    shown = presented(SPEC, {TaskId(k): v for k, v in tasks.items()}, driven=driven)
+    return {tid: rec.state.value for tid, rec in shown.items()}
+
+
+def test_a_driven_run_shows_tasks_its_upstreams_allow_as_queued() -> None:
+    # The driver does not report queuing a first attempt: the view derives it.
+    assert states(True) == {"a": "QUEUED", "b": "QUEUED", "c": "QUEUED", "x": "PENDING", "y": "PENDING"}
+    done = TaskRecord(S.SUCCESS, attempt=1)
+    assert states(True, a=done, b=done, c=TaskRecord(S.RUNNING, attempt=1))["x"] == "PENDING"
+    shown = states(True, a=done, b=done, c=done)
+    assert shown["x"] == "QUEUED"
+    assert shown["y"] == "PENDING"  # all_failed can no longer be met: it will be skipped
+    assert states(True, a=TaskRecord(S.FAILED, attempt=1))["y"] == "QUEUED"
+
+
+def test_without_a_driver_nothing_is_shown_queued() -> None:
+    assert set(states(False).values()) == {"PENDING"}
+    lost = TaskRecord(S.QUEUED, attempt=1, error="driver lost")
+    assert states(False, a=lost)["a"] == "QUEUED"  # stored by the masters: shown as stored
