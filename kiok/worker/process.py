@@ -95,20 +95,30 @@ class _Spawner(asyncio.Protocol):
         self._unpacker = msgpack.Unpacker(raw=False)
         self._pack = msgpack.Packer(use_bin_type=True).pack
         self._out: list[bytes] = []
+        self._turn_open = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
-    def send(self, msg: sp.Message) -> None:
+    def send(self, msg: sp.Message, *, now: bool = False) -> None:
+        """Messages are written together at the end of the event-loop turn (one write, one
+        wake-up of the spawner). With ``now``, unless this turn already wrote, the message
+        goes at once: for a spawner with nothing else to do, whose wait is lost time."""
         assert self.transport is not None
-        if not self._out:
+        data = self._pack(sp.to_wire(msg))
+        if not self._turn_open:
+            self._turn_open = True
             asyncio.get_running_loop().call_soon(self._flush)
-        self._out.append(self._pack(sp.to_wire(msg)))
+            if now:
+                self.transport.write(data)
+                return
+        self._out.append(data)
 
     def _flush(self) -> None:
+        self._turn_open = False
         out, self._out = self._out, []
-        if self.transport is not None and not self.transport.is_closing():
+        if out and self.transport is not None and not self.transport.is_closing():
             self.transport.write(b"".join(out))
 
     def data_received(self, data: bytes) -> None:
@@ -202,17 +212,16 @@ class ProcessRunner:
         attempt_id = next(self._ids)
         entry = _Pending(asyncio.get_running_loop().create_future(), output)
         spawner.pending[attempt_id] = entry
-        spawner.send(
-            sp.Start(
-                attempt_id,
-                list(argv),
-                str(cwd),
-                dict(env),
-                timeout_s,
-                grace_s,
-                {name: [text, mode] for name, (text, mode) in (files or {}).items()},
-            )
+        start = sp.Start(
+            attempt_id,
+            list(argv),
+            str(cwd),
+            dict(env),
+            timeout_s,
+            grace_s,
+            {name: [text, mode] for name, (text, mode) in (files or {}).items()},
         )
+        spawner.send(start, now=len(spawner.pending) == 1)
         forget_stop = stop.on_set(lambda: _send_stop(spawner, attempt_id))
         try:
             return await entry.future
