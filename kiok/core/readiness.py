@@ -148,6 +148,10 @@ class GraphPlan:
     position: Mapping[TaskId, int]
     #: Task id -> the tasks that require it.
     downstream: Mapping[TaskId, tuple[TaskId, ...]]
+    #: Tasks whose trigger rule an upstream's SUCCESS can decide before all upstreams have
+    #: ended (``all_failed``: skipped). For the others, only the last upstream to end or one
+    #: that did not succeed can.
+    decided_by_success: frozenset[TaskId]
 
 
 # Plans are cached per spec object (specs are immutable); the weak reference drops the entry
@@ -198,4 +202,5 @@ def _plan(spec: DagSpec) -> GraphPlan:
         order=tuple(order),
         position={t.id: i for i, t in enumerate(order)},
         downstream={tid: tuple(ds) for tid, ds in downstream.items()},
+        decided_by_success=frozenset(t.id for t in spec.tasks if t.trigger_rule is TriggerRule.ALL_FAILED),
     )
