@@ -109,8 +109,8 @@ class LocalCommandLog:
     def propose_nowait(self, cmd: Command, *, fsync: bool = True) -> asyncio.Future[Any]:
         """Like ``propose`` for callers that must not await. With ``fsync=False`` the
         command's batch is written to RocksDB's log without an fsync unless another command
-        in it needs one: it survives kill -9 of the process, not a power loss. Only reports
-        that nobody is waiting on (in-process task reports) use that."""
+        in it needs one or it ends a run: it survives kill -9 of the process, not a power
+        loss. Only reports that nobody is waiting on (in-process task reports) use that."""
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._batcher.add((cmd, fut, fsync))
         return fut
@@ -118,7 +118,10 @@ class LocalCommandLog:
     def _commit(self, batch: list[tuple[Command, asyncio.Future[Any], bool]]) -> None:
         applied = apply_batch(self._kv, [cmd for cmd, _, _ in batch])
         try:
-            self._kv.write(applied.writes, sync=any(fsync for _, _, fsync in batch))
+            # A batch that ends a run is fsync'd too, whoever proposed it: once the API says
+            # a run ended, even a power loss does not bring it back to RUNNING.
+            sync = bool(applied.effects.runs_finished) or any(fsync for _, _, fsync in batch)
+            self._kv.write(applied.writes, sync=sync)
         except Exception as e:
             log.exception("state store write failed")
             for _, fut, _ in batch:
