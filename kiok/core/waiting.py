@@ -1,4 +1,5 @@
-"""Why a task is not running yet, in words, for the UI and ``kiok run show``.
+"""What the API shows of tasks that are not running: the state (``presented``) and, in
+words, why they wait, for the UI and ``kiok runs status``.
 
 Derived from the same readiness rules as ``advance`` so the explanation can never disagree
 with what the driver will do.

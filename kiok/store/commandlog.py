@@ -81,10 +81,10 @@ class TurnBatcher(Generic[T]):
         if self._weigh is None:
             return self._max_weight
         total = 0
-        for n, item in enumerate(self._pending, 1):
+        for n, item in enumerate(self._pending):
             total += self._weigh(item)
-            if total >= self._max_weight:
-                return n
+            if total > self._max_weight:
+                return max(n, 1)
         return len(self._pending)
 
 

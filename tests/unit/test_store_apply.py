@@ -111,6 +111,23 @@ async def test_a_new_run_stores_no_task_records_and_refuses_reports_for_tasks_it
     assert run is not None and run["open"] == 2 and run["staleReports"] == 1
 
 
+async def test_a_burst_of_large_reports_is_applied_over_several_turns() -> None:
+    log, reader, run_id, fence = await started_run()
+    before = log.batches
+    big = {f"t{i}": rec(TaskState.RUNNING, 1) for i in range(100)}  # weight 100 each (unknown ids)
+    futures = [
+        log.propose_nowait(c.ReportTasks(at_ms=4, run_id=run_id, term=1, epoch=fence["epoch"], tasks=big))
+        for _ in range(3)
+    ]
+    small = log.propose_nowait(c.SetDagPaused(at_ms=4, dag_id="d", paused=True))
+    await asyncio.gather(*futures, small)
+    # 128 records' worth per write batch: each 100-record report gets a batch of its own,
+    # and the one-weight command rides with the last.
+    assert log.batches - before == 3
+    run = reader.run(run_id)
+    assert run is not None and run["staleReports"] == 300
+
+
 async def test_bootstrap_happens_once_whatever_the_iam_store_holds() -> None:
     log, reader = setup()
     first = await log.propose(c.Bootstrap(at_ms=1, password_hash="h1", signing_key=b"k1"))
