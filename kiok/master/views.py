@@ -52,7 +52,7 @@ def run_view(run: dict[str, Any], spec: DagSpec, run_waiting: str | None, now_ms
         )
     tasks: dict[str, Any] = {}
     for t in spec.tasks:
-        rec = records.get(t.id, TaskRecord())
+        rec = records[t.id]
         waiting = None
         if rec.state not in (TaskState.RUNNING,) and not rec.is_terminal:
             waiting = run_waiting if (run_waiting and state == RunState.PENDING.value) else None

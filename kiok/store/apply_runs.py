@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kiok.core.readiness import advance
+from kiok.core.readiness import UNSTARTED, advance
 from kiok.core.states import TERMINAL_RUN_STATES, RunState, TaskRecord, TaskState
 from kiok.core.transitions import ReportVerdict, TaskEvent, TaskEventKind, apply_task_event, report_verdict
 from kiok.dag.load import compiled_spec
@@ -23,8 +23,6 @@ from kiok.store import commands as c
 from kiok.store import keys as k
 from kiok.store.effects import Effects
 from kiok.store.txn import Txn
-
-_UNSTARTED = TaskRecord()
 
 
 def create_run(
@@ -154,7 +152,7 @@ def apply_report(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
         if stored_raw is None and (known is None or tid not in known):
             stale += 1  # not a task of this run
             continue
-        stored = _UNSTARTED if stored_raw is None else TaskRecord.from_dict(stored_raw)
+        stored = UNSTARTED if stored_raw is None else TaskRecord.from_dict(stored_raw)
         reported = TaskRecord.from_dict(raw)
         verdict = report_verdict(stored, reported)
         if verdict is ReportVerdict.ACCEPT:
@@ -188,7 +186,7 @@ def apply_cancel(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     else:
         fx.cancels.append((cmd.run_id, run["worker"]))
     for tid, rec in after.items():
-        old = before.get(tid, _UNSTARTED)
+        old = before.get(tid, UNSTARTED)
         if rec != old:
             _put_task(txn, run, tid, old, rec)
     _close(txn, run, cmd.at_ms, fx)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from kiok.core.states import TaskRecord
+from kiok.core.readiness import UNSTARTED
 from kiok.store import keys as k
 from kiok.store.kv import KVStore
 from kiok.store.txn import decode
@@ -121,7 +121,7 @@ class StateReader:
                 for key, raw in self._kv.scan(k.META, prefix.encode())
             }
             ids = self._get(k.META, k.run_task_ids(run_id)) or []
-            run["tasks"] = {tid: stored.pop(tid, None) or TaskRecord().to_dict() for tid in ids}
+            run["tasks"] = {tid: stored.pop(tid, None) or UNSTARTED.to_dict() for tid in ids}
             run["tasks"].update(stored)  # a run stored before the id list: all its tasks are here
         return run
 

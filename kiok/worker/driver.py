@@ -80,7 +80,6 @@ class RunDriver:
         self._tasks = self._frontier.tasks
         self._attempts: dict[TaskId, asyncio.Task[None]] = {}
         self._stops: dict[TaskId, StopSignal] = {}
-        self._started: set[TaskId] = set()
         self._cancelled = assignment.cancel
         self._wake = asyncio.Event()
         self._outbox: dict[TaskId, TaskRecord] = {}
