@@ -22,6 +22,8 @@ from kiok.dag.spec import DagSpec, TriggerRule
 from kiok.ids import TaskId
 
 _S = TaskState
+#: What READY makes of an unstarted task (computed by the table, so it cannot drift from it).
+_QUEUED_FIRST = apply_task_event(UNSTARTED, TaskEvent(TaskEventKind.READY, 0))[0]
 
 
 def verdict_from_counts(
@@ -93,7 +95,8 @@ class Frontier:
         self._count(tid, old, -1)
         self._tasks[tid] = rec
         self._count(tid, rec, +1)
-        self._mark(tid)
+        if rec.state is _S.PENDING or rec.state is _S.RETRYING:  # the states advance acts on
+            self._mark(tid)
         if old.is_terminal != rec.is_terminal:
             # A downstream is looked at again only when this change can decide its trigger
             # rule: 500 completions into a 500-wide join need not check the join 500 times.
@@ -134,7 +137,12 @@ class Frontier:
                 task = self._spec.task(tid)
                 done, ok, failed = self._counts[tid]
                 verdict = verdict_from_counts(task.trigger_rule, len(task.requires), done, ok, failed)
-                if verdict == "ready":
+                if verdict == "ready" and rec is UNSTARTED:
+                    # The common case, spelled out: PENDING -> QUEUED changes no counter and
+                    # marks nothing, and a 500-wide fan-out comes through here 500 times.
+                    self._tasks[tid] = _QUEUED_FIRST
+                    changed.append(tid)
+                elif verdict == "ready":
                     fire(tid, TaskEventKind.READY)
                 elif verdict == "skip":
                     fire(tid, TaskEventKind.SKIP)

@@ -23,6 +23,7 @@ from kiok.worker.driver import DriverEnv, base_task_env
 from kiok.worker.executors import default_executors
 from kiok.worker.link import MasterLink
 from kiok.worker.process import ProcessRunner, WorkDirs
+from kiok.worker.slots import TaskSlots
 from kiok.worker.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def build_worker(settings: Settings, link: MasterLink, environ: dict[str, str]) 
     env = DriverEnv(
         worker_id=worker_id_for(settings),
         link=link,
-        slots=asyncio.Semaphore(slots),
+        slots=TaskSlots(slots),
         executors=default_executors(
             runner, python, settings.get_int("kiok.task.http.connect.timeout.ms") / 1000
         ),

@@ -32,6 +32,7 @@ from kiok.worker.link import MasterLink
 from kiok.worker.logship import TaskLog
 from kiok.worker.masking import Masker
 from kiok.worker.process import WorkDirs
+from kiok.worker.slots import TaskSlots
 from kiok.worker.stop import StopSignal
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ class DriverEnv:
 
     worker_id: str
     link: MasterLink
-    slots: asyncio.Semaphore
+    slots: TaskSlots
     executors: Mapping[TaskType, Executor]
     work_dirs: WorkDirs
     default_timeout_ms: int
@@ -79,6 +80,8 @@ class RunDriver:
         self._frontier = Frontier(self._spec, records)
         self._tasks = self._frontier.tasks
         self._attempts: dict[TaskId, asyncio.Task[None]] = {}
+        #: QUEUED tasks waiting for a slot, in the order they became ready.
+        self._queue: deque[TaskId] = deque()
         self._stops: dict[TaskId, StopSignal] = {}
         self._cancelled = assignment.cancel
         self._wake = asyncio.Event()
@@ -104,11 +107,15 @@ class RunDriver:
         """Stop everything without reporting further (the run now belongs elsewhere)."""
         self._outbox.clear()
         self._fenced_out = True
+        self._env.slots.leave(self._pump)
+        self._queue.clear()
         for stop in self._stops.values():
             stop.set()
         for attempt in list(self._attempts.values()):
             attempt.cancel()
         await asyncio.gather(*self._attempts.values(), return_exceptions=True)
+        for tid in list(self._attempts):  # cancelled before their first step: never ran
+            self._attempt_over(tid)
 
     # --- the walk --------------------------------------------------------------------------
 
@@ -134,11 +141,11 @@ class RunDriver:
                 elif rec.state in (TaskState.SKIPPED, TaskState.CANCELLED):
                     self._event(f"{tid} {rec.state.value.upper()}")
                 self._set(tid, rec)
-            for tid in ready:
-                if tid not in self._attempts and self._tasks[tid].state is TaskState.QUEUED:
-                    self._attempts[tid] = asyncio.create_task(self._attempt(tid))
+            self._queue.extend(ready)
             ready.clear()
+            self._pump()
             if adv.run_state is not None and not self._attempts:
+                self._env.slots.leave(self._pump)
                 self.state = adv.run_state
                 self._event(f"run finished {adv.run_state.value.upper()}")
                 self._runlog.close()
@@ -149,26 +156,44 @@ class RunDriver:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
+    def _pump(self) -> None:
+        """Start queued tasks while the worker has free slots; without one, wait in line."""
+        queue = self._queue
+        while queue:
+            tid = queue[0]
+            if self._fenced_out or tid in self._attempts or self._tasks[tid].state is not TaskState.QUEUED:
+                queue.popleft()  # cancelled, or started already
+                continue
+            if not self._env.slots.try_take():
+                self._env.slots.wait(self._pump)
+                return
+            queue.popleft()
+            self._attempts[tid] = asyncio.create_task(self._attempt(tid))
+
     async def _attempt(self, tid: TaskId) -> None:
+        """One attempt of ``tid``, in the slot ``_pump`` took for it."""
         try:
-            async with self._env.slots:
-                await self._env.link.acquire_task_permit()
-                try:
-                    if self._cancelled or self._tasks[tid].state is not TaskState.QUEUED:
-                        return
-                    now = self._env.clock_ms()
-                    rec, _ = apply_task_event(
-                        self._tasks[tid], TaskEvent(TaskEventKind.START, now, worker=self._env.worker_id)
-                    )
-                    self._set(tid, rec)
-                    self._event(f"{tid} attempt {rec.attempt} started")
-                    result = await self._execute(self._spec.task(tid), rec.attempt)
-                    self._finish(tid, rec.attempt, result)
-                finally:
-                    self._env.link.release_task_permit()
+            await self._env.link.acquire_task_permit()
+            try:
+                if self._cancelled or self._tasks[tid].state is not TaskState.QUEUED:
+                    return
+                now = self._env.clock_ms()
+                rec, _ = apply_task_event(
+                    self._tasks[tid], TaskEvent(TaskEventKind.START, now, worker=self._env.worker_id)
+                )
+                self._set(tid, rec)
+                self._event(f"{tid} attempt {rec.attempt} started")
+                result = await self._execute(self._spec.task(tid), rec.attempt)
+                self._finish(tid, rec.attempt, result)
+            finally:
+                self._env.link.release_task_permit()
         finally:
-            self._attempts.pop(tid, None)
-            self._wake.set()
+            self._attempt_over(tid)
+
+    def _attempt_over(self, tid: TaskId) -> None:
+        if self._attempts.pop(tid, None) is not None:
+            self._env.slots.release()  # may start the next queued task, of this run or another
+        self._wake.set()
 
     def _finish(self, tid: TaskId, attempt: int, result: AttemptResult) -> None:
         now = self._env.clock_ms()

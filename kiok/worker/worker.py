@@ -151,7 +151,7 @@ class Worker:
 
     @property
     def busy_slots(self) -> int:
-        return self.total_slots - self.env.slots._value
+        return self.env.slots.busy
 
     @property
     def active_runs(self) -> list[str]:
