@@ -49,6 +49,7 @@ class Frontier:
         self._pos = plan.position
         self._down = plan.downstream
         self._decided_by_success = plan.decided_by_success
+        self._upstream_count = plan.upstream_count
         self._tasks: dict[TaskId, TaskRecord] = dict(tasks)
         # [terminal, succeeded, failed] upstream counts per task.
         self._counts = {t.id: [0, 0, 0] for t in order}
@@ -92,22 +93,47 @@ class Frontier:
         old = self._tasks[tid]
         if rec is old:  # identity, not equality: an equal record only costs a re-examination
             return
-        self._count(tid, old, -1)
         self._tasks[tid] = rec
+        if (
+            rec.state in TERMINAL_TASK_STATES
+            and old.state not in TERMINAL_TASK_STATES
+            and old.state is not _S.RETRYING
+        ):
+            self._ended(tid, rec.state)
+            return
+        self._count(tid, old, -1)
         self._count(tid, rec, +1)
         if rec.state is _S.PENDING or rec.state is _S.RETRYING:  # the states advance acts on
             self._mark(tid)
         if old.is_terminal != rec.is_terminal:
-            # A downstream is looked at again only when this change can decide its trigger
-            # rule: 500 completions into a 500-wide join need not check the join 500 times.
             success = rec.state is _S.SUCCESS
             for d in self._down[tid]:
-                if (
-                    not success
-                    or d in self._decided_by_success
-                    or self._counts[d][0] == len(self._spec.task(d).requires)
-                ):
+                decided = d in self._decided_by_success or self._counts[d][0] == self._upstream_count[d]
+                if not success or decided:
                     self._mark(d)
+
+    def _ended(self, tid: TaskId, state: TaskState) -> None:
+        """``set`` for the change every task makes once, from open to ended, spelled out.
+        A downstream is looked at again only when this end can decide its trigger rule: 500
+        completions into a 500-wide join need not check the join 500 times."""
+        self._open -= 1
+        ok = state is _S.SUCCESS
+        failed = state is _S.FAILED
+        if failed:
+            self._failed += 1
+        elif state is _S.CANCELLED:
+            self._cancelled += 1
+        counts, needed, decided = self._counts, self._upstream_count, self._decided_by_success
+        for d in self._down[tid]:
+            c = counts[d]
+            c[0] += 1
+            if ok:
+                c[1] += 1
+                if c[0] != needed[d] and d not in decided:
+                    continue
+            elif failed:
+                c[2] += 1
+            self._mark(d)
 
     def advance(self, now_ms: int, *, cancelled: bool = False) -> Advance:
         """Same contract as ``readiness.advance(spec, tasks, now_ms, cancelled=...)``."""
@@ -134,9 +160,10 @@ class Frontier:
             self._queued.discard(tid)
             rec = self._tasks[tid]
             if rec.state is _S.PENDING:
-                task = self._spec.task(tid)
                 done, ok, failed = self._counts[tid]
-                verdict = verdict_from_counts(task.trigger_rule, len(task.requires), done, ok, failed)
+                verdict = verdict_from_counts(
+                    self._spec.task(tid).trigger_rule, self._upstream_count[tid], done, ok, failed
+                )
                 if verdict == "ready" and rec is UNSTARTED:
                     # The common case, spelled out: PENDING -> QUEUED changes no counter and
                     # marks nothing, and a 500-wide fan-out comes through here 500 times.

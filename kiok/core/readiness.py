@@ -152,6 +152,8 @@ class GraphPlan:
     #: ended (``all_failed``: skipped). For the others, only the last upstream to end or one
     #: that did not succeed can.
     decided_by_success: frozenset[TaskId]
+    #: Task id -> how many tasks it requires.
+    upstream_count: Mapping[TaskId, int]
 
 
 # Plans are cached per spec object (specs are immutable); the weak reference drops the entry
@@ -203,4 +205,5 @@ def _plan(spec: DagSpec) -> GraphPlan:
         position={t.id: i for i, t in enumerate(order)},
         downstream={tid: tuple(ds) for tid, ds in downstream.items()},
         decided_by_success=frozenset(t.id for t in spec.tasks if t.trigger_rule is TriggerRule.ALL_FAILED),
+        upstream_count={t.id: len(t.requires) for t in spec.tasks},
     )
