@@ -146,9 +146,15 @@ class Standalone:
     @property
     def token(self) -> str:
         if self._token is None:
-            r = self.http(
-                "POST", self.url + "/api/v1/auth/login", json={"user": "admin", "password": ADMIN_PASSWORD}
-            )
+            # A 503 with Retry-After is transient (e.g. a follower forwarding the login while
+            # the leader settles in): retried, as a client should, for up to 30 s.
+            deadline = time.monotonic() + 30
+            credentials = {"user": "admin", "password": ADMIN_PASSWORD}
+            while True:
+                r = self.http("POST", self.url + "/api/v1/auth/login", json=credentials)
+                if r.status_code != 503 or "retry-after" not in r.headers or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
             r.raise_for_status()
             self._token = r.json()["accessToken"]
         return self._token

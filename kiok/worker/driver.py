@@ -120,6 +120,15 @@ class RunDriver:
     # --- the walk --------------------------------------------------------------------------
 
     async def drive(self) -> RunState:
+        try:
+            return await self._walk()
+        finally:
+            # However the walk ends (the run finished, or the walk was cancelled or failed),
+            # nothing more may start: a driver left in the slots' line would.
+            self._env.slots.leave(self._pump)
+            self._queue.clear()
+
+    async def _walk(self) -> RunState:
         self._event(f"driving on worker {self._env.worker_id} (fence {self.fence.term}/{self.fence.epoch})")
         for tid, rec in list(self._tasks.items()):
             if rec.state is TaskState.RUNNING:  # defensive: the master normally marks these lost
@@ -145,7 +154,6 @@ class RunDriver:
             ready.clear()
             self._pump()
             if adv.run_state is not None and not self._attempts:
-                self._env.slots.leave(self._pump)
                 self.state = adv.run_state
                 self._event(f"run finished {adv.run_state.value.upper()}")
                 self._runlog.close()
