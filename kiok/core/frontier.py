@@ -15,15 +15,20 @@ import heapq
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from kiok.core.readiness import UNSTARTED, Advance, UpstreamVerdict, graph_plan, topological_order
+from kiok.core.readiness import (
+    QUEUED_FIRST,
+    UNSTARTED,
+    Advance,
+    UpstreamVerdict,
+    graph_plan,
+    topological_order,
+)
 from kiok.core.states import TERMINAL_TASK_STATES, RunState, TaskRecord, TaskState
 from kiok.core.transitions import TaskEvent, TaskEventKind, Verdict, apply_task_event
 from kiok.dag.spec import DagSpec, TriggerRule
 from kiok.ids import TaskId
 
 _S = TaskState
-#: What READY makes of an unstarted task (computed by the table, so it cannot drift from it).
-_QUEUED_FIRST = apply_task_event(UNSTARTED, TaskEvent(TaskEventKind.READY, 0))[0]
 
 
 def verdict_from_counts(
@@ -89,31 +94,23 @@ class Frontier:
             heapq.heappush(self._dirty, self._pos[tid])
 
     def set(self, tid: TaskId, rec: TaskRecord) -> None:
-        """Record a task's new state (from an attempt's start or end, a report, a loss)."""
+        """Record a task's new state (from an attempt's start or end, a report, a loss).
+        Ended tasks stay ended (the transition table's terminal states absorb)."""
         old = self._tasks[tid]
         if rec is old:  # identity, not equality: an equal record only costs a re-examination
             return
         self._tasks[tid] = rec
-        if (
-            rec.state in TERMINAL_TASK_STATES
-            and old.state not in TERMINAL_TASK_STATES
-            and old.state is not _S.RETRYING
-        ):
+        if rec.state in TERMINAL_TASK_STATES and old.state not in TERMINAL_TASK_STATES:
+            self._retrying.discard(tid)
             self._ended(tid, rec.state)
             return
         self._count(tid, old, -1)
         self._count(tid, rec, +1)
         if rec.state is _S.PENDING or rec.state is _S.RETRYING:  # the states advance acts on
             self._mark(tid)
-        if old.is_terminal != rec.is_terminal:
-            success = rec.state is _S.SUCCESS
-            for d in self._down[tid]:
-                decided = d in self._decided_by_success or self._counts[d][0] == self._upstream_count[d]
-                if not success or decided:
-                    self._mark(d)
 
     def _ended(self, tid: TaskId, state: TaskState) -> None:
-        """``set`` for the change every task makes once, from open to ended, spelled out.
+        """``set`` for the change every task makes once, from open to ended.
         A downstream is looked at again only when this end can decide its trigger rule: 500
         completions into a 500-wide join need not check the join 500 times."""
         self._open -= 1
@@ -167,7 +164,7 @@ class Frontier:
                 if verdict == "ready" and rec is UNSTARTED:
                     # The common case, spelled out: PENDING -> QUEUED changes no counter and
                     # marks nothing, and a 500-wide fan-out comes through here 500 times.
-                    self._tasks[tid] = _QUEUED_FIRST
+                    self._tasks[tid] = QUEUED_FIRST
                     changed.append(tid)
                 elif verdict == "ready":
                     fire(tid, TaskEventKind.READY)

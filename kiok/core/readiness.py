@@ -31,6 +31,9 @@ UpstreamVerdict = Literal["ready", "wait", "skip"]
 
 #: What a task missing from the snapshot counts as.
 UNSTARTED = TaskRecord()
+#: What READY makes of an unstarted task: queued for its first attempt (computed by the
+#: transition table, so it cannot drift from it).
+QUEUED_FIRST = apply_task_event(UNSTARTED, TaskEvent(TaskEventKind.READY, 0))[0]
 
 _S = TaskState
 

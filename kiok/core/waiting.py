@@ -9,15 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from kiok.core.readiness import UNSTARTED, upstream_verdict
+from kiok.core.readiness import QUEUED_FIRST, UNSTARTED, upstream_verdict
 from kiok.core.states import TERMINAL_TASK_STATES, TaskRecord, TaskState
 from kiok.core.timefmt import iso_utc
 from kiok.dag.spec import DagSpec
 from kiok.ids import TaskId
 
 __all__ = ["presented", "task_wait_reason"]
-
-_QUEUED_FIRST = TaskRecord(state=TaskState.QUEUED)
 
 
 def presented(spec: DagSpec, tasks: Mapping[TaskId, TaskRecord], *, driven: bool) -> dict[TaskId, TaskRecord]:
@@ -31,7 +29,7 @@ def presented(spec: DagSpec, tasks: Mapping[TaskId, TaskRecord], *, driven: bool
         if driven and rec.state is TaskState.PENDING:
             ups = [tasks.get(u, UNSTARTED).state for u in task.requires]
             if upstream_verdict(task.trigger_rule, ups) == "ready":
-                rec = _QUEUED_FIRST
+                rec = QUEUED_FIRST
         out[task.id] = rec
     return out
 

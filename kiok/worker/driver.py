@@ -107,8 +107,7 @@ class RunDriver:
         """Stop everything without reporting further (the run now belongs elsewhere)."""
         self._outbox.clear()
         self._fenced_out = True
-        self._env.slots.leave(self._pump)
-        self._queue.clear()
+        self._start_nothing_more()
         for stop in self._stops.values():
             stop.set()
         for attempt in list(self._attempts.values()):
@@ -123,10 +122,8 @@ class RunDriver:
         try:
             return await self._walk()
         finally:
-            # However the walk ends (the run finished, or the walk was cancelled or failed),
-            # nothing more may start: a driver left in the slots' line would.
-            self._env.slots.leave(self._pump)
-            self._queue.clear()
+            # However the walk ends (the run finished, or the walk was cancelled or failed).
+            self._start_nothing_more()
 
     async def _walk(self) -> RunState:
         self._event(f"driving on worker {self._env.worker_id} (fence {self.fence.term}/{self.fence.epoch})")
@@ -163,6 +160,11 @@ class RunDriver:
             timeout = None if adv.next_wakeup_ms is None else max(0.0, (adv.next_wakeup_ms - now) / 1000)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _start_nothing_more(self) -> None:
+        """Leave the slots' line (a driver in it would start its queued tasks) and the queue."""
+        self._env.slots.leave(self._pump)
+        self._queue.clear()
 
     def _pump(self) -> None:
         """Start queued tasks while the worker has free slots; without one, wait in line."""
