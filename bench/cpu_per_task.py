@@ -35,18 +35,38 @@ def _stat(pid: int) -> tuple[float, float]:
     return (int(fields[11]) + int(fields[12])) / TICK, (int(fields[13]) + int(fields[14])) / TICK
 
 
+def _children(pid: int) -> list[int]:
+    return [
+        int(c)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for c in (task / "children").read_text().split()
+    ]
+
+
+def _spawners(pid: int) -> list[int]:
+    """The task spawners: the process's living children, or with task isolation the children
+    of the ``unshare`` processes it starts them through."""
+    found = []
+    for child in _children(pid):
+        try:
+            isolated = Path(f"/proc/{child}/comm").read_text().strip() == "unshare"
+            found += _children(child) if isolated else [child]
+        except OSError:
+            continue
+    return found
+
+
 def cpu_s(pid: int) -> tuple[float, float, float]:
-    """(process, its living children = the task spawners, task processes) CPU seconds."""
+    """(process, the task spawners, task processes) CPU seconds."""
     own, kids = _stat(pid)
     spawners = 0.0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            try:
-                child_own, child_kids = _stat(int(child))
-            except OSError:
-                continue
-            spawners += child_own
-            kids += child_kids
+    for child in _spawners(pid):
+        try:
+            child_own, child_kids = _stat(child)
+        except OSError:
+            continue
+        spawners += child_own
+        kids += child_kids
     return own, spawners, kids
 
 

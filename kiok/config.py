@@ -109,7 +109,27 @@ KEYS: tuple[Key, ...] = (
         "kiok.worker.work.dir",
         str,
         "",
-        "Where task attempts get their working directories; empty: <data>/work.",
+        "Where task attempts get their working directories; empty: <data>/work, or with task "
+        "isolation a new <temp dir>/kiok-work-<worker id>-<random>, removed at shutdown. With "
+        "isolation it must belong to kiok (mode 0711 is set) and be reachable by the task "
+        "user; each attempt's directory belongs to that user.",
+    ),
+    Key(
+        "kiok.worker.task.isolation",
+        str,
+        "auto",
+        "How tasks are kept from kiok's files, secrets and processes: auto (as root: tasks run as "
+        "kiok.worker.task.user in a private pid and mount namespace when unshare works, else as "
+        "that user only; not root: none, with a warning), user (like auto, but refuse to start "
+        "when not root), none (tasks run as kiok's own user and can read all it holds). The "
+        "outcome shows as taskIsolation in /status and /cluster/health.",
+    ),
+    Key(
+        "kiok.worker.task.user",
+        str,
+        "kiok-task",
+        "Unprivileged user isolated tasks run as; created at start (system user, no home, no "
+        "login shell) when missing.",
     ),
     Key(
         "kiok.worker.shutdown.drain.timeout.seconds",
@@ -178,7 +198,14 @@ KEYS: tuple[Key, ...] = (
         "Deadline for a peer to take one frame on the internal protocol.",
     ),
     Key("kiok.internal.max.frame.bytes", int, 16 * MiB, "Largest frame accepted on the internal protocol."),
-    Key("kiok.python.path", str, "", "Interpreter for python tasks; empty: the interpreter running kiok."),
+    Key(
+        "kiok.python.path",
+        str,
+        "",
+        "Interpreter for python tasks; empty: the interpreter running kiok (with task isolation, "
+        "when the task user cannot run that one, the first python3 in /usr/local/bin, /usr/bin, "
+        "/bin that it can).",
+    ),
     Key("kiok.task.http.connect.timeout.ms", int, 10000, "Connect timeout of http tasks."),
     Key("kiok.scheduler.tick.interval.ms", int, 1000, "Cron scheduler tick."),
     Key("kiok.scheduler.catchup.max.runs", int, 24, "Most runs one catch-up creates per DAG (newest kept)."),
@@ -213,6 +240,13 @@ KEYS: tuple[Key, ...] = (
         int,
         10 * MiB,
         "Largest request body the admin API accepts (413 above).",
+    ),
+    Key(
+        "kiok.admin.http.trusted.proxies",
+        str,
+        "",
+        "Addresses or networks (comma separated) of reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto the admin HTTP believes; empty: none, the peer address counts.",
     ),
     Key("kiok.admin.token.access.expiry.ms", int, 900_000, "Lifetime of a JWT access token."),
     Key("kiok.admin.token.refresh.expiry.ms", int, 86_400_000, "Lifetime of a JWT refresh token."),
@@ -256,17 +290,39 @@ KEYS: tuple[Key, ...] = (
     Key("kiok.auth.login.max.failures", int, 5, "Failed logins per user and address before a back-off."),
     Key("kiok.auth.login.window.seconds", int, 60, "Window over which failed logins are counted."),
     Key(
+        "kiok.auth.login.max.failures.per.address",
+        int,
+        50,
+        "Failed logins per address (whatever the user names) before a back-off of that address.",
+    ),
+    Key(
+        "kiok.auth.password.hash.concurrency",
+        int,
+        0,
+        "Password hashes computed at once, off the event loop (0: one per CPU); the rest queue.",
+    ),
+    Key(
         "kiok.auth.worker.max.failures",
         int,
         5,
-        "Failed worker authentications per address (per login window) before refusal.",
+        "Failed worker authentications per (address, worker id) (per login window) before refusal.",
     ),
     Key(
         "kiok.master.key",
         str,
         "",
-        "Master passphrase (32+ characters) that wraps the data keys; set it as KIOK_MASTER_KEY, "
-        "never in a file. Empty: a key file <data>/master.key (mode 0600) is generated, with a warning.",
+        "Master passphrase (32+ characters) that wraps the data keys, as KIOK_MASTER_KEY (read "
+        "once at start, but visible to kiok's own user in /proc/<pid>/environ for the process's "
+        "life: prefer kiok.kms.master.key.file). Empty, and no key file: a key file "
+        "<data>/master.key (mode 0600) is generated, with a warning.",
+    ),
+    Key(
+        "kiok.kms.master.key.file",
+        str,
+        "",
+        "File holding the master passphrase (mode 0600 or stricter, or kiok refuses to start): the "
+        "production way to give the master key, kept out of the environment. Set this or "
+        "kiok.master.key, not both.",
     ),
     Key(
         "kiok.kms.pbkdf2.iterations",

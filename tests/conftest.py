@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,3 +38,13 @@ def shared_kiok(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone
     node.start()
     yield node
     node.stop()
+
+
+@pytest.fixture
+def task_tmp_path() -> Iterator[Path]:
+    """A temporary directory tasks can write to and the test can read. Isolated tasks run as
+    ``kiok.worker.task.user``, who cannot reach pytest's ``tmp_path`` (under a 0700 directory)."""
+    path = Path(tempfile.mkdtemp(prefix="kiok-test-"))
+    path.chmod(0o1777)  # like /tmp: anyone may create, only the owner (or root) may remove
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

@@ -6,10 +6,14 @@ Two passes, in this order (reference-inventory §1.6):
    Other ``${...}`` (shell variables such as ``${HOME}``) are not ours and are left alone.
 2. ``#{fn(args)}`` date functions, evaluated at ``now_ms`` in ``tz``.
 
-Param values take part in pass 2, so a param default may itself be ``#{...}``; connection
-and secret values never do: they are opaque until the very end, so a secret containing
-``#{`` reaches the task unchanged. Nothing here does I/O or reads the clock; the caller
-passes ``now_ms`` and a ``lookup_conn`` callable. Failures raise ``TaskError``.
+Params are data, never code: each ``${params.x}`` is placed by ``kiok.core.placement``
+according to the text's ``Context`` (an environment variable reference in a shell script,
+an escaped literal in Python, percent-encoded in a URL, JSON-escaped in a JSON body).
+Placed params and connection values are opaque to pass 2, so a value containing ``#{`` or
+``${secret.x}`` reaches the task unchanged. A DAG's own param defaults may use date
+functions (``param_values`` expands them); trigger args are taken as they are. Nothing here
+does I/O or reads the clock; the caller passes ``now_ms`` and a ``lookup_conn`` callable.
+Failures raise ``TaskError``.
 """
 
 from __future__ import annotations
@@ -22,9 +26,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kiok.core.cron import parse_timezone
+from kiok.core.placement import Context, ParamRef, place
 from kiok.errors import TaskError
 
-__all__ = ["effective_params", "has_placeholders", "param_env", "references", "resolve"]
+__all__ = [
+    "Context",
+    "has_placeholders",
+    "param_env",
+    "param_names",
+    "param_values",
+    "references",
+    "resolve",
+]
 
 #: Our references only: params/conn/secret. The body is parsed separately for clear errors.
 _REF = re.compile(r"\$\{(params|conn|secret)\.([^}]*)\}")
@@ -34,9 +47,39 @@ _KEY = re.compile(r"^[^\s{}]+$")
 LookupConn = Callable[[str, str], str]
 
 
-def effective_params(defaults: Mapping[str, Any], args: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Trigger args over DAG params: an arg replaces the default of the same name."""
-    return {**defaults, **(args or {})}
+def param_values(
+    defaults: Mapping[str, Any], args: Mapping[str, Any] | None, *, now_ms: int, tz: str = "UTC"
+) -> dict[str, Any]:
+    """The values a run's tasks get, in ``${params.x}`` and ``KIOK_PARAM_X`` alike: trigger
+    args as given, over the DAG's defaults with their ``#{date functions}`` evaluated."""
+    args = args or {}
+    out: dict[str, Any] = {}
+    for name, value in defaults.items():
+        if name not in args:
+            out[name] = _expand_default(value, now_ms, tz) if isinstance(value, str) else value
+    out.update(args)
+    return out
+
+
+def _expand_default(value: str, now_ms: int, tz: str) -> str:
+    if "#{" not in value:
+        return value
+    try:
+        zone = parse_timezone(tz)
+    except ValueError as e:
+        raise TaskError(str(e)) from None
+    return _expand_dates(value, _at(now_ms).astimezone(zone))
+
+
+def _at(now_ms: int) -> datetime:
+    return datetime.fromtimestamp(now_ms // 1000, UTC).replace(microsecond=now_ms % 1000 * 1000)
+
+
+def param_names(text: str) -> set[str]:
+    """The names ``${params.<name>}`` placeholders in ``text`` refer to."""
+    if "${params." not in text:
+        return set()
+    return {m.group(2) for m in _REF.finditer(text) if m.group(1) == "params"}
 
 
 def param_env(params: Mapping[str, Any]) -> dict[str, str]:
@@ -73,11 +116,14 @@ def resolve(
     lookup_conn: LookupConn | None,
     now_ms: int,
     tz: str = "UTC",
+    context: Context = Context.TEXT,
 ) -> str:
     """``text`` with every placeholder replaced; raises ``TaskError`` naming what failed.
 
-    ``lookup_conn(conn_id, key)`` returns the value or raises ``KeyError`` (or ``TaskError``)
-    when the connection or key does not exist; ``None`` means no connections are available.
+    ``params`` are the values from ``param_values``, placed as data for ``context``
+    (``kiok.core.placement``). ``lookup_conn(conn_id, key)`` returns the value or raises
+    ``KeyError`` (or ``TaskError``) when the connection or key does not exist; ``None``
+    means no connections are available.
     """
     if not has_placeholders(text):
         return text
@@ -86,16 +132,14 @@ def resolve(
     except ValueError as e:
         raise TaskError(str(e)) from None
     opaque: list[str] = []
-    marker = _marker(text + "".join(_text(v) for v in params.values()))
+    marker = _marker(text)
+    placed = _place_params(text, params, context)
 
     def first_pass(m: re.Match[str]) -> str:
         kind, body = m.group(1), m.group(2)
         if kind == "params":
-            if not _KEY.match(body):
-                raise TaskError(f"invalid placeholder {m.group(0)}: use ${{params.<name>}}")
-            if body not in params:
-                raise TaskError(f"unknown param {body!r} in {m.group(0)}; known: {sorted(params) or 'none'}")
-            return _text(params[body])
+            opaque.append(placed[m.start()])
+            return f"{marker}{len(opaque) - 1}{marker}"
         ref = _conn_ref(kind, body)
         if ref is None:
             form = "${conn.<id>.<key>}" if kind == "conn" else "${secret.<name>}"
@@ -103,9 +147,27 @@ def resolve(
         opaque.append(_lookup(lookup_conn, ref, m.group(0)))
         return f"{marker}{len(opaque) - 1}{marker}"
 
-    now = datetime.fromtimestamp(now_ms // 1000, UTC).replace(microsecond=now_ms % 1000 * 1000)
-    expanded = _expand_dates(_REF.sub(first_pass, text), now.astimezone(zone))
+    expanded = _expand_dates(_REF.sub(first_pass, text), _at(now_ms).astimezone(zone))
     return re.sub(f"{marker}(\\d+){marker}", lambda m: opaque[int(m.group(1))], expanded)
+
+
+def _place_params(text: str, params: Mapping[str, Any], context: Context) -> dict[int, str]:
+    """Start offset of each ``${params.x}`` in ``text`` -> the text placed there."""
+    refs: list[ParamRef] = []
+    for m in _REF.finditer(text):
+        if m.group(1) != "params":
+            continue
+        name = m.group(2)
+        if not _KEY.match(name):
+            raise TaskError(f"invalid placeholder {m.group(0)}: use ${{params.<name>}}")
+        if name not in params:
+            raise TaskError(f"unknown param {name!r} in {m.group(0)}; known: {sorted(params) or 'none'}")
+        refs.append((m.start(), m.end(), name))
+    if not refs:
+        return {}
+    return {
+        start: value for (start, _, _), value in zip(refs, place(text, refs, context, params), strict=True)
+    }
 
 
 def _conn_ref(kind: str, body: str) -> tuple[str, str] | None:

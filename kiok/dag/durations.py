@@ -13,6 +13,9 @@ from kiok.errors import DagValidationError
 
 _UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+#: The longest duration kiok accepts (timeouts, retry delays): longer ones are typos, and
+#: past the platform's time range they would break the timers that enforce them.
+MAX_DURATION_MS = 365 * _UNIT_MS["d"]
 _FORMS = "a string <number><unit> with unit ms, s, m, h or d (e.g. '500ms', '10s', '1.5h') or an int of ms"
 
 
@@ -20,8 +23,19 @@ def parse_duration_ms(value: object, field: str) -> int:
     """Milliseconds for ``value``; ``DagValidationError`` naming ``field`` and the accepted forms.
 
     A fractional result (``'0.5ms'``) is refused rather than rounded: the scheduler works in
-    whole milliseconds and silent rounding would hide a typo such as ``'0.001s'``.
+    whole milliseconds and silent rounding would hide a typo such as ``'0.001s'``. Longer
+    than ``MAX_DURATION_MS`` (365 days) is refused.
     """
+    ms = _parse(value, field)
+    if ms > MAX_DURATION_MS:
+        raise DagValidationError(
+            f"duration {_short(value)} is longer than the maximum of 365 days ({MAX_DURATION_MS}ms)",
+            field=field,
+        )
+    return ms
+
+
+def _parse(value: object, field: str) -> int:
     if isinstance(value, bool):  # bool is an int subclass; 'true' is never a duration
         raise DagValidationError(f"expected a duration, got {value!r}; use {_FORMS}", field=field)
     if isinstance(value, int):
@@ -37,4 +51,9 @@ def parse_duration_ms(value: object, field: str) -> int:
             if ms != ms.to_integral_value():
                 raise DagValidationError(f"duration {value!r} is not a whole number of ms", field=field)
             return int(ms)
-    raise DagValidationError(f"invalid duration {value!r}; use {_FORMS}", field=field)
+    raise DagValidationError(f"invalid duration {_short(value)}; use {_FORMS}", field=field)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:30] + "..." + text[-6:]

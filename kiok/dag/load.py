@@ -18,7 +18,9 @@ from typing import Any
 import msgpack
 import yaml
 
+from kiok.core.document_limits import INT_PROBLEM, document_problem, parse_json_int
 from kiok.dag.durations import parse_duration_ms
+from kiok.dag.params import ParamRule, check_names, is_missing, parse_param
 from kiok.dag.spec import (
     DEFAULT_MAX_ACTIVE_RUNS,
     DEFAULT_RETRY_DELAY_MS,
@@ -41,7 +43,7 @@ from kiok.ids import DagId, TaskId
 _TOP_KEYS = frozenset({"dag", "tasks"})
 _DAG_KEYS = frozenset(
     {"id", "name", "description", "schedule", "timezone", "catchup", "max_active_runs", "default_timeout"}
-    | {"defaultTimeoutMs", "labels", "params"}
+    | {"defaultTimeoutMs", "labels", "params", "allow_extra_args"}
 )
 _TASK_KEYS = frozenset(
     {"id", "type", "script", "requires", "trigger_rule", "retries", "retry_delay", "retryDelayMs"}
@@ -65,17 +67,28 @@ def spec_from_yaml(text: str) -> DagSpec:
         raise DagValidationError(f"invalid YAML{where}: {e.problem or e.context}") from None
     except yaml.YAMLError as e:
         raise DagValidationError(f"invalid YAML: {e}") from None
+    except RecursionError:
+        raise DagValidationError(f"invalid YAML: nested too deeply (at most {_MAX_DEPTH} levels)") from None
+    except (ValueError, OverflowError) as e:
+        # A scalar the constructors cannot build: a date such as 2023-02-30, or an integer of
+        # thousands of digits (past Python's int conversion limit).
+        raise DagValidationError(f"invalid YAML: {_unbuildable(e)}") from None
     return spec_from_document(doc)
 
 
 def spec_from_json(text: str) -> DagSpec:
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, parse_int=parse_json_int)
     except json.JSONDecodeError as e:
         raise DagValidationError(f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
     except RecursionError:
-        raise DagValidationError("invalid JSON: nested too deeply") from None
+        raise DagValidationError(f"invalid JSON: nested too deeply (at most {_MAX_DEPTH} levels)") from None
     return spec_from_document(doc)
+
+
+def _unbuildable(e: Exception) -> str:
+    """What a parser's ValueError says, without Python's advice to raise the int limit."""
+    return INT_PROBLEM if "integer string conversion" in str(e) else str(e)
 
 
 def spec_from_body(body: bytes, content_type: str | None) -> DagSpec:
@@ -135,7 +148,7 @@ def spec_from_document(doc: object) -> DagSpec:
     labels = dag.get("labels") or []
     if not isinstance(labels, list):
         raise DagValidationError(f"expected a list of strings, got {_kind(labels)}", field="dag.labels")
-    params = dag.mapping("params")
+    defaults, rules = _params(dag.mapping("params"))
     schedule = dag.text("schedule")
     spec = DagSpec(
         id=DagId(dag_id),
@@ -147,13 +160,28 @@ def spec_from_document(doc: object) -> DagSpec:
         max_active_runs=dag.integer("max_active_runs", DEFAULT_MAX_ACTIVE_RUNS),
         default_timeout_ms=dag.duration("default_timeout", "defaultTimeoutMs"),
         labels=normalize_labels(labels, "dag.labels"),
-        params={
-            check_id(k, f"dag.params.{k}"): check_param_value(v, f"dag.params.{k}") for k, v in params.items()
-        },
+        params=defaults,
+        param_rules=rules,
+        allow_extra_args=dag.flag("allow_extra_args", False),
         # last, so problems are reported in document order
         tasks=tuple(_task(t, f"tasks[{i}]") for i, t in enumerate(tasks)),
     )
     return validate(spec)
+
+
+def _params(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, ParamRule]]:
+    """Defaults and constraints of ``dag.params`` (``kiok.dag.params``)."""
+    check_names(list(raw), "dag.params")
+    defaults: dict[str, Any] = {}
+    rules: dict[str, ParamRule] = {}
+    for name, value in raw.items():
+        field = f"dag.params.{name}"
+        default, rule = parse_param(name, check_param_value(value, field), field)
+        if not is_missing(default):
+            defaults[name] = default
+        if rule is not None:
+            rules[name] = rule
+    return defaults, rules
 
 
 def _task(raw: object, at: str) -> TaskSpec:
@@ -194,20 +222,9 @@ def _task(raw: object, at: str) -> TaskSpec:
 
 
 def _check_size(doc: object) -> None:
-    budget = _MAX_NODES
-    stack: list[tuple[object, int]] = [(doc, 0)]
-    while stack:
-        node, depth = stack.pop()
-        budget -= 1
-        if budget < 0 or depth > _MAX_DEPTH:
-            raise DagValidationError(
-                f"document too large or nested too deeply (at most {_MAX_NODES} values and "
-                f"{_MAX_DEPTH} levels; a YAML alias counts once per use)"
-            )
-        if isinstance(node, Mapping):
-            stack.extend((v, depth + 1) for v in node.values())
-        elif isinstance(node, list | tuple):
-            stack.extend((v, depth + 1) for v in node)
+    problem = document_problem(doc, max_depth=_MAX_DEPTH, max_values=_MAX_NODES)
+    if problem:
+        raise DagValidationError(problem)
 
 
 def _config_value(value: object, field: str) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from kiok.dag.params import ParamRule, plain_default_document
 from kiok.ids import DagId, TaskId
 
 
@@ -92,6 +93,11 @@ class DagSpec:
     labels: tuple[str, ...] = ()
     #: Defaults for ``${params.x}``; trigger args override them.
     params: Mapping[str, Any] = field(default_factory=dict)
+    #: Constraints on params declared as ``{default, type, enum, ...}`` (``kiok.dag.params``);
+    #: a declared param without a default is in here only.
+    param_rules: Mapping[str, ParamRule] = field(default_factory=dict)
+    #: Whether a trigger may pass args the DAG does not declare.
+    allow_extra_args: bool = False
 
     @functools.cached_property
     def _by_id(self) -> dict[str, TaskSpec]:
@@ -120,6 +126,13 @@ class DagSpec:
             dag["default_timeout"] = f"{self.default_timeout_ms}ms"
         if self.labels:
             dag["labels"] = list(self.labels)
-        if self.params:
-            dag["params"] = dict(self.params)
+        if self.params or self.param_rules:
+            dag["params"] = {
+                name: rule.to_dict()
+                if (rule := self.param_rules.get(name))
+                else plain_default_document(self.params[name])
+                for name in dict.fromkeys([*self.params, *self.param_rules])
+            }
+        if self.allow_extra_args:
+            dag["allow_extra_args"] = True
         return {"dag": dag, "tasks": [t.to_dict() for t in self.tasks]}

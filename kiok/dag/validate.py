@@ -14,6 +14,8 @@ import re
 from collections.abc import Iterable, Mapping
 
 from kiok.core.cron import parse_timezone, validate_cron
+from kiok.core.placeholders import param_names
+from kiok.dag.params import ParamRule, check_names
 from kiok.dag.spec import DagSpec, TaskSpec, TaskType, TriggerRule
 from kiok.errors import DagValidationError
 
@@ -106,10 +108,17 @@ def validate(spec: DagSpec) -> DagSpec:
             f"must be an int >= 1, got {spec.max_active_runs!r}", field="dag.max_active_runs"
         )
     _positive(spec.default_timeout_ms, "dag.default_timeout")
-    params = {
-        check_id(k, f"dag.params.{k}"): check_param_value(v, f"dag.params.{k}")
-        for k, v in spec.params.items()
-    }
+    check_names(list(dict.fromkeys([*spec.params, *spec.param_rules])), "dag.params")
+    params = {k: check_param_value(v, f"dag.params.{k}") for k, v in spec.params.items()}
+    # {default: x} alone constrains nothing: the same as the plain default x
+    rules = {n: r for n, r in spec.param_rules.items() if r != ParamRule(n, True, r.default)}
+    if spec.schedule is not None:
+        for name, rule in spec.param_rules.items():
+            if not rule.has_default:
+                raise DagValidationError(
+                    "a scheduled DAG's params need a default (scheduled runs have no args)",
+                    field=f"dag.params.{name}",
+                )
     if not spec.tasks:
         raise DagValidationError("a DAG needs at least one task", field="tasks")
     seen: dict[str, int] = {}
@@ -122,6 +131,8 @@ def validate(spec: DagSpec) -> DagSpec:
         seen[task.id] = i
     for i, task in enumerate(spec.tasks):
         _check_task(task, f"tasks[{i}]", seen)
+    if not spec.allow_extra_args:
+        _check_param_references(spec)
     cycle = _find_cycle(spec.tasks)
     if cycle:
         raise DagValidationError(
@@ -129,9 +140,24 @@ def validate(spec: DagSpec) -> DagSpec:
         )
     labels = normalize_labels(spec.labels, "dag.labels")
     name = "" if spec.name == spec.id else spec.name
-    if labels != spec.labels or name != spec.name or params != spec.params:
-        return dataclasses.replace(spec, labels=labels, name=name, params=params)
+    if labels != spec.labels or name != spec.name or params != spec.params or rules != spec.param_rules:
+        return dataclasses.replace(spec, labels=labels, name=name, params=params, param_rules=rules)
     return spec
+
+
+def _check_param_references(spec: DagSpec) -> None:
+    """A ``${params.x}`` naming no declared param would fail every run: refuse it now."""
+    known = {*spec.params, *spec.param_rules}
+    for i, task in enumerate(spec.tasks):
+        texts = [("script", task.script or "")] + [(f"config.{k}", v) for k, v in task.config.items()]
+        for where, text in texts:
+            for name in param_names(text):
+                if name not in known:
+                    raise DagValidationError(
+                        f"${{params.{name}}} names no param of this DAG; declared: {sorted(known) or 'none'} "
+                        "(declare it under dag.params, or set dag.allow_extra_args)",
+                        field=f"tasks[{i}].{where}",
+                    )
 
 
 def _check_task(task: TaskSpec, at: str, ids: Mapping[str, int]) -> None:

@@ -1,8 +1,11 @@
 """The local admin socket (``kiok.admin.socket.path``, mode 0600): for the one operation
 that must work when nobody can log in — resetting a password.
 
-Only the operating-system user that runs the master (or root) can open the socket; that is
-the authentication. One JSON request per connection, one JSON answer:
+Only the operating-system user that runs the master (or root) can open the socket (mode
+0600), and the caller's peer credentials (``SO_PEERCRED``) are checked too: a socket given a
+laxer mode, or reached through a passed descriptor, still answers no one else (task
+processes run as another user: ``kiok.worker.isolation``). One JSON request per connection,
+one JSON answer:
 ``{"op": "reset-password", "user": "admin", "newPassword": "…"?}`` →
 ``{"ok": true, "user", "password"?}`` (the generated password, when none was given) or
 ``{"ok": false, "error"}``. The reset forces a change at next login and is audited without
@@ -16,6 +19,8 @@ import contextlib
 import json
 import logging
 import os
+import socket
+import struct
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +33,18 @@ log = logging.getLogger(__name__)
 
 _MAX_REQUEST = 64 * 1024
 _TIMEOUT_S = 10.0
+_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+def peer_uid(sock: socket.socket) -> int:
+    """The uid of the process that connected the other end of Unix socket ``sock``."""
+    _, uid, _ = _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
+    return int(uid)
+
+
+def may_administer(uid: int, own_uid: int) -> bool:
+    """Only kiok's own user and root may use the admin socket."""
+    return uid in (own_uid, 0)
 
 
 class AdminSocket:
@@ -55,11 +72,19 @@ class AdminSocket:
             self.path.unlink()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        uid = peer_uid(writer.get_extra_info("socket"))
+        allowed = may_administer(uid, os.geteuid())
+        if not allowed:
+            log.warning("admin socket: refused a caller running as uid %d (not kiok's user or root)", uid)
+        answer: dict[str, Any] = {"ok": False, "error": f"uid {uid} may not use the admin socket"}
         try:
+            # Read even to refuse: the caller then gets the refusal, not a broken pipe.
             line = await asyncio.wait_for(reader.readline(), _TIMEOUT_S)
-            answer = await self._answer(line)
+            if allowed:
+                answer = await self._answer(line)
         except (TimeoutError, ValueError, asyncio.LimitOverrunError):
-            answer = {"ok": False, "error": "send one JSON request on one line"}
+            if allowed:
+                answer = {"ok": False, "error": "send one JSON request on one line"}
         writer.write(json.dumps(answer).encode() + b"\n")
         with contextlib.suppress(ConnectionError, TimeoutError):
             await asyncio.wait_for(writer.drain(), _TIMEOUT_S)

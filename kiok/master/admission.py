@@ -20,7 +20,7 @@ from typing import Any
 from kiok.errors import InvalidInput, Unauthenticated
 from kiok.master.views import iso
 from kiok.store import commands as c
-from kiok.store.apply_admission import ROLES
+from kiok.store.apply_admission import ROLES, redeem_refusal
 from kiok.store.commandlog import CommandLog
 from kiok.store.reader import StateReader
 
@@ -62,16 +62,25 @@ class Admission:
 
     async def redeem(self, token: str, worker_id: str) -> str:
         """Exchange ``token`` for a new credential for ``worker_id`` (returned; only its hash
-        is kept). Raises ``Unauthenticated`` for an unknown, expired or used token (see
-        ``kiok.store.apply_admission`` for when the same worker may redeem it again) and
-        ``InvalidInput`` for a malformed worker id."""
+        is kept). Raises ``Unauthenticated`` for an unknown, expired or used token — used by
+        anyone, this worker included: a token is spent once — or an id that is admitted and
+        not revoked (``kiok.store.apply_admission``), and ``InvalidInput`` for a malformed
+        worker id."""
         if not WORKER_ID.match(worker_id):
             raise InvalidInput(f"invalid worker id {worker_id!r}")
+        token_hash, now = secret_hash(token), self._clock()
+        # A token that cannot work is turned away here, without a command: garbage hellos
+        # must not cost a (replicated) write each. ``apply`` decides again for the rest.
+        refusal = redeem_refusal(
+            self._reader.join_token(token_hash), self._reader.admitted_worker(worker_id), worker_id, now
+        )
+        if refusal is not None:
+            raise Unauthenticated(refusal)
         credential = CREDENTIAL_PREFIX + secrets.token_urlsafe(32)
         await self._log.propose(
             c.RedeemJoinToken(
-                at_ms=self._clock(),
-                token_hash=secret_hash(token),
+                at_ms=now,
+                token_hash=token_hash,
                 worker_id=worker_id,
                 credential_hash=secret_hash(credential),
             )

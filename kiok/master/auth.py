@@ -6,7 +6,7 @@ action from ``kiok.security.actions``."""
 
 from __future__ import annotations
 
-import functools
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -14,13 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kiok.errors import InvalidInput, NotFound, PasswordChangeRequired, RateLimited, Unauthenticated
-from kiok.security.passwords import hash_password, password_problem, verify_password
+from kiok.security.passwords import HashPool, password_problem
 from kiok.security.ratelimit import FailureLimiter
 from kiok.security.service_tokens import ServiceTokens
 from kiok.security.tokens import TokenClaims, TokenIssuer
 from kiok.store import commands as c
 from kiok.store.commandlog import CommandLog
-from kiok.store.reader import StateReader
+from kiok.store.reader import StateReader, access_key_is_current
 
 DEFAULT_ADMIN_PASSWORD = "admin"
 #: The principal a service bearer token acts as (member of ``admins``).
@@ -60,13 +60,20 @@ class AuthService:
         refresh_ttl_ms: int,
         max_failures: int,
         window_ms: int,
+        max_failures_per_address: int = 50,
+        hash_concurrency: int = 0,
     ) -> None:
         self._log = log
         self._reader = reader
         self._clock = clock_ms
         self._ttls = (access_ttl_ms, refresh_ttl_ms)
         self._issuer: TokenIssuer | None = None
+        #: Failed logins per (user, address), and per address whatever the user names.
         self._limiter = FailureLimiter(max_failures, window_ms)
+        self._address_limiter = FailureLimiter(max_failures_per_address, window_ms)
+        #: Every password hash and check runs here, off the event loop (bounded).
+        self.hashes = HashPool(hash_concurrency)
+        self._dummy_hash: asyncio.Future[str] | None = None
         #: Where logins and password changes are recorded (the master's audit log).
         self.audit: Callable[..., None] = lambda *a, **k: None
         #: Service-to-service bearer tokens (a JWT always has dots; these have none).
@@ -82,7 +89,7 @@ class AuthService:
             c.Bootstrap(
                 at_ms=self._clock(),
                 admin_user=admin_user,
-                password_hash=hash_password(password),
+                password_hash=await self.hashes.hash(password),
                 require_password_change=not admin_password,
                 signing_key=secrets.token_bytes(32),
             )
@@ -111,22 +118,33 @@ class AuthService:
     async def login(self, user: str, password: str, address: str) -> TokenPair:
         now = self._clock()
         key = f"{user}\x00{address}"
-        wait_ms = self._limiter.retry_after_ms(key, now)
+        wait_ms = max(
+            self._limiter.retry_after_ms(key, now), self._address_limiter.retry_after_ms(address, now)
+        )
         if wait_ms:
             raise RateLimited(f"too many failed logins; try again in {wait_ms / 1000:.0f}s", wait_ms / 1000)
+        # Counted as failed until the hash says otherwise, so concurrent attempts cannot all
+        # slip past the limits while the first ones are still being checked.
+        self._limiter.failed(key, now)
+        self._address_limiter.failed(address, now)
         record = self._reader.user(user)
         # Hash even for an unknown user so timing does not reveal which users exist.
-        ok = (
-            verify_password(record["passwordHash"] if record else _dummy_hash(), password)
-            and record is not None
-        )
+        stored = record["passwordHash"] if record else await self._dummy()
+        ok = await self.hashes.verify(stored, password) and record is not None
         if not ok or record is None:
-            self._limiter.failed(key, now)
             self.audit(user, "auth:Login", user, address, success=False, detail="wrong user or password")
             raise Unauthenticated("wrong user or password")
         self._limiter.succeeded(key)
+        self._address_limiter.forgive(address, now)
         self.audit(user, "auth:Login", user, address)
         return self._tokens(user, record)
+
+    async def _dummy(self) -> str:
+        """A hash of a random password, checked for unknown users (same cost as a real one);
+        made once, however many logins ask for it at the same time."""
+        if self._dummy_hash is None:
+            self._dummy_hash = asyncio.ensure_future(self.hashes.hash(secrets.token_hex(16)))
+        return await asyncio.shield(self._dummy_hash)
 
     async def refresh(self, refresh_token: str) -> TokenPair:
         claims = self.issuer.verify(refresh_token, "refresh", self._clock())
@@ -135,13 +153,13 @@ class AuthService:
 
     async def change_password(self, principal: Principal, old: str, new: str) -> TokenPair:
         record = self._reader.user(principal.user)
-        if record is None or not verify_password(record["passwordHash"], old):
+        if record is None or not await self.hashes.verify(record["passwordHash"], old):
             raise Unauthenticated("the old password is wrong")
         problem = password_problem(new, user=principal.user, old=old)
         if problem:
             raise InvalidInput(problem)
         await self._log.propose(
-            c.SetPassword(at_ms=self._clock(), user=principal.user, password_hash=hash_password(new))
+            c.SetPassword(at_ms=self._clock(), user=principal.user, password_hash=await self.hashes.hash(new))
         )
         self.audit(principal.user, "auth:ChangePassword", principal.user)
         updated = self._reader.user(principal.user)
@@ -161,7 +179,7 @@ class AuthService:
             c.SetPassword(
                 at_ms=self._clock(),
                 user=user,
-                password_hash=hash_password(password),
+                password_hash=await self.hashes.hash(password),
                 require_password_change=True,
             )
         )
@@ -183,8 +201,13 @@ class AuthService:
         if record is None or not hmac.compare_digest(record["secretHash"], digest):
             raise Unauthenticated("invalid access key")
         user = self._reader.user(record["user"])
-        if user is None:
-            raise Unauthenticated("the access key's user no longer exists")
+        if not access_key_is_current(record, user):
+            raise Unauthenticated("invalid access key: its user no longer exists")
+        assert user is not None
+        if user.get("requirePasswordChange"):
+            raise PasswordChangeRequired(
+                f"access keys of {record['user']!r} work again once the user has changed the password"
+            )
         return Principal(record["user"], tuple(str(g) for g in user.get("groups") or ()), False)
 
     async def create_access_key(self, user: str) -> tuple[str, str]:
@@ -228,8 +251,3 @@ class AuthService:
                 "this account must change its password first: POST /api/v1/auth/change-password"
             )
         return principal
-
-
-@functools.cache
-def _dummy_hash() -> str:
-    return hash_password(secrets.token_hex(16))

@@ -44,6 +44,9 @@ class WorkerInfo:
     connected: bool
     draining: bool
     last_heartbeat_ms: int | None
+    #: How its tasks are isolated from kiok (``kiok.worker.isolation``): "user+pidns",
+    #: "user", "none", or "unknown" for a worker that did not say.
+    task_isolation: str = "unknown"
 
 
 class WorkerHandle(Protocol):
@@ -269,7 +272,9 @@ class Coordinator:
         self.waiting[run_id] = reply.reason
         self._run_log(run_id, f"worker {wid} refused the run: {reply.reason}")
         await self._log.propose(
-            c.ReleaseRun(at_ms=self._clock(), run_id=run_id, epoch=fence["epoch"], reason=reply.reason)
+            c.ReleaseRun(
+                at_ms=self._clock(), run_id=run_id, epoch=fence["epoch"], reason=reply.reason, worker=wid
+            )
         )
         return False
 

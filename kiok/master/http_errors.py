@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kiok import errors as e
+from kiok.security.http_headers import HEADERS
 
 log = logging.getLogger(__name__)
 
@@ -76,4 +77,6 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, err: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal", "internal error; see the master's log")
+        # Answered by Starlette's outermost middleware, past SecurityHeaders: set them here.
+        headers = {k.decode(): v.decode() for k, v in HEADERS} | {"Cache-Control": "no-store"}
+        return error_response(500, "internal", "internal error; see the master's log", headers)

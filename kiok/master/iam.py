@@ -1,5 +1,8 @@
 """Authorisation on the master: the principal's policies (its own and its groups') decide
-each action on each resource, through ``kiok.security.policy`` (default deny, Deny wins)."""
+each action on each resource, through ``kiok.security.policy`` (default deny, Deny wins).
+
+Every user also holds an implicit policy allowing ``actions.SELF_SERVICE`` on its own
+``iam/user/<name>`` (its access keys); its explicit Deny statements still win over it."""
 
 from __future__ import annotations
 
@@ -7,8 +10,32 @@ from typing import Any
 
 from kiok.errors import Forbidden
 from kiok.master.auth import SERVICE_PRINCIPAL, Principal
-from kiok.security.policy import is_allowed
+from kiok.security import actions, resources
+from kiok.security.policy import allowed_anywhere, is_allowed
 from kiok.store.reader import StateReader
+
+
+class Grants:
+    """One principal's policies, loaded once for a request that checks many resources
+    (a filtered list, a user update touching several groups and policies)."""
+
+    def __init__(self, principal: Principal, documents: list[dict[str, Any]]) -> None:
+        self.principal = principal
+        self._documents = documents
+
+    def allows(self, action: str, resource: str) -> bool:
+        return is_allowed(self._documents, action, resource)
+
+    def check(self, action: str, resource: str) -> None:
+        """Forbidden naming the action and resource unless allowed."""
+        if not self.allows(action, resource):
+            raise Forbidden(f"user {self.principal.user!r} may not {action} on {resource}")
+
+    def check_anywhere(self, action: str) -> None:
+        """Forbidden unless ``action`` could be allowed on some resource (the gate of a list
+        filtered with ``allows``, or of a route whose resource is in the body)."""
+        if not allowed_anywhere(self._documents, action):
+            raise Forbidden(f"user {self.principal.user!r} may not {action} on any resource")
 
 
 class Iam:
@@ -16,19 +43,37 @@ class Iam:
         self._reader = reader
 
     def documents(self, principal: Principal) -> list[dict[str, Any]]:
-        user = (self._reader.user(principal.user) or {}) if principal.user != SERVICE_PRINCIPAL else {}
+        if principal.user == SERVICE_PRINCIPAL:
+            user: dict[str, Any] = {}
+            docs = []
+        else:
+            user = self._reader.user(principal.user) or {}
+            docs = [_self_service(principal.user)]
         names = list(user.get("policies") or [])
         for group_name in principal.groups:
             group = self._reader.group(group_name)
             if group is not None:
                 names += group["policies"]
-        docs = []
         for name in dict.fromkeys(names):
             policy = self._reader.policy(name)
             if policy is not None:
                 docs.append(policy["document"])
         return docs
 
+    def grants(self, principal: Principal) -> Grants:
+        return Grants(principal, self.documents(principal))
+
     def authorize(self, principal: Principal, action: str, resource: str) -> None:
-        if not is_allowed(self.documents(principal), action, resource):
-            raise Forbidden(f"user {principal.user!r} may not {action} on {resource}")
+        self.grants(principal).check(action, resource)
+
+
+def _self_service(user: str) -> dict[str, Any]:
+    return {
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": list(actions.SELF_SERVICE),
+                "Resource": [resources.literal(resources.user(user))],
+            }
+        ]
+    }

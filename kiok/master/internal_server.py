@@ -3,10 +3,14 @@ to them and reports back.
 
 A connection starts with the worker's HELLO within the connect deadline: the protocol
 version is checked (an unsupported one is refused with a reason, logged on both sides), then
-the worker authenticates with its credential or a one-time join token. After WELCOME the
-connection is a ``WorkerHandle`` for the coordinator. Every read has a deadline (the
-heartbeat timeout: a worker that says nothing for that long is dropped), every write has one
-too, and any bad frame closes that one connection and nothing else.
+the worker authenticates with its credential or a one-time join token. Failed attempts are
+limited per (address, claimed worker id), and a valid credential is accepted before that
+limit is looked at, so hellos naming other ids cannot lock a worker out. After WELCOME the
+connection is a ``WorkerHandle`` for the coordinator; what it sends about a run (reports,
+releases, logs) counts only while this worker drives that run under its current fence.
+Every read has a deadline (the heartbeat timeout: a worker that says nothing for that long
+is dropped), every write has one too, and any bad frame closes that one connection and
+nothing else.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from kiok.errors import KiokError, NotLeader, ProtocolError, Unauthenticated
 from kiok.master.coordinator import WorkerInfo
 from kiok.protocol.framing import read_frame, write_frame
-from kiok.protocol.messages import PROTOCOL_VERSION, Assignment, OfferReply, OfferVerdict
+from kiok.protocol.messages import PROTOCOL_VERSION, Assignment, Fence, OfferReply, OfferVerdict, Refusal
 from kiok.protocol.wire import Kind, assignment_to_wire, field, frame, kind_of, outbox_keys_to_wire
 from kiok.security.kms import worker_outbox_keyring
 from kiok.security.ratelimit import FailureLimiter
@@ -35,7 +39,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _WORKER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+#: The task isolation modes a worker may name in its hello (``kiok.worker.isolation``).
+_TASK_ISOLATION = ("none", "user", "user+pidns")
 _OFFER_TIMEOUT_S = 10.0
+#: Runs per connection for which a refused log batch or report is noted (once per run).
+_WARNED_RUNS = 64
 
 
 class GlobalPermits:
@@ -82,6 +90,10 @@ class WorkerConnection:
         self._out: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._permits_held = 0
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._warned_logs: set[str] = set()
+        self._noted_reports: set[str] = set()
+        #: What the worker said in its hello (``kiok.worker.isolation``).
+        self.task_isolation = "unknown"
 
     # --- WorkerHandle ----------------------------------------------------------------------
 
@@ -95,6 +107,7 @@ class WorkerConnection:
             connected=self.connected,
             draining=self._draining,
             last_heartbeat_ms=self.last_seen_ms,
+            task_isolation=self.task_isolation,
         )
 
     async def offer(self, assignment: Assignment, labels: Iterable[str]) -> OfferReply:
@@ -114,7 +127,7 @@ class WorkerConnection:
     def cancel(self, run_id: str) -> None:
         self.send(frame(Kind.CANCEL, run=run_id))
 
-    def close(self, reason: str, code: str = "revoked") -> None:
+    def close(self, reason: str, code: str = Refusal.REVOKED) -> None:
         """Refuse and drop this connection now (e.g. the worker was revoked)."""
         self.send(frame(Kind.REFUSED, code=code, reason=reason))
         self.send_close()
@@ -184,10 +197,11 @@ class WorkerConnection:
         kind = kind_of(m)
         if kind is Kind.HEARTBEAT:
             free = int(field(m, "free", int))
-            if free > self._free:
+            draining = bool(m.get("draining"))
+            if free > self._free or (self._draining and not draining):  # more room, or undrained
                 self._node.coordinator.capacity_freed(self.worker_id)
             self._free = free
-            self._draining = bool(m.get("draining"))
+            self._draining = draining
         elif kind is Kind.OFFER_REPLY:
             fut = self._offers.get(field(m, "id", int))
             if fut is not None and not fut.done():
@@ -196,14 +210,14 @@ class WorkerConnection:
         elif kind is Kind.REPORT:
             self._report(m)
         elif kind is Kind.LOG:
-            data = field(m, "data", bytes)
-            self._node.append_log(field(m, "run", str), field(m, "task", str), data)
+            self._log_batch(m)
         elif kind is Kind.RELEASE:
             cmd = c.ReleaseRun(
                 at_ms=self._node.clock_ms(),
                 run_id=field(m, "run", str),
                 epoch=field(m, "epoch", int),
                 reason=str(m.get("reason", "")),
+                worker=self.worker_id,
             )
             self._node.log.propose_nowait(cmd).add_done_callback(_ignore)
         elif kind is Kind.PERMIT:
@@ -216,6 +230,22 @@ class WorkerConnection:
         else:
             raise ProtocolError(f"unexpected message {kind.value!r} from a worker")
 
+    def _log_batch(self, m: dict[str, Any]) -> None:
+        run_id, task_id, data = field(m, "run", str), field(m, "task", str), field(m, "data", bytes)
+        if "term" in m or "epoch" in m:
+            fence = Fence(field(m, "term", int), field(m, "epoch", int))
+            if self._node.append_worker_log(self.worker_id, run_id, fence, task_id, data):
+                return
+            why = f"fence {fence.term}/{fence.epoch}: not the run's driver under that fence, or the run ended"
+        else:  # a worker from before log batches carried their fence: refused, not fatal
+            self._node.metrics.stale_log_batches.inc()
+            why = "no fence: upgrade the worker"
+        # Dropped: a driver that was cut off and replaced, or a worker writing into a run that
+        # is not its own. Said once per run and connection (a stale driver sends many).
+        if run_id not in self._warned_logs and len(self._warned_logs) < _WARNED_RUNS:
+            self._warned_logs.add(run_id)
+            log.warning("worker %s: log batches for run %s refused (%s)", self.worker_id, run_id, why)
+
     def _report(self, m: dict[str, Any]) -> None:
         request = field(m, "id", int)
         cmd = c.ReportTasks(
@@ -224,6 +254,7 @@ class WorkerConnection:
             term=field(m, "term", int),
             epoch=field(m, "epoch", int),
             tasks=field(m, "tasks", dict),
+            worker=self.worker_id,
         )
 
         def acked(fut: asyncio.Future[Any]) -> None:
@@ -235,20 +266,30 @@ class WorkerConnection:
             fenced = err is not None or bool(fut.result().get("fenced"))
             if fenced:
                 log.warning(
-                    "worker %s: report for run %s rejected (stale fence or unknown run)",
+                    "worker %s: report for run %s rejected (stale fence, not its driver, or unknown run)",
                     self.worker_id,
                     cmd.run_id,
                 )
-                self._node.run_log(
-                    cmd.run_id,
-                    f"rejected a report from worker {self.worker_id} under stale fence "
-                    f"{cmd.term}/{cmd.epoch}",
-                )
+                self._note_fenced_report(cmd)
             self.send(frame(Kind.REPORT_ACK, request, run=cmd.run_id, fenced=fenced))
 
         # Only reports the worker keeps in its outbox (request id > 0: terminal ones) wait for
         # an fsync before the ack; progress reports need only survive a crash of this process.
         self._node.log.propose_nowait(cmd, fsync=request > 0).add_done_callback(acked)
+
+    def _note_fenced_report(self, cmd: c.ReportTasks) -> None:
+        """Say in the run's log that a report was rejected (a late report of a cut-off driver,
+        or a worker reporting for a run it never drove): once per run and connection, and only
+        for a run that exists. Bad reports must neither grow a run's log without bound nor
+        make logs for runs that do not exist."""
+        if cmd.run_id in self._noted_reports or len(self._noted_reports) >= _WARNED_RUNS:
+            return
+        self._noted_reports.add(cmd.run_id)
+        if self._node.reader.run_header(cmd.run_id) is not None:
+            self._node.run_log(
+                cmd.run_id,
+                f"rejected a report from worker {self.worker_id} under stale fence {cmd.term}/{cmd.epoch}",
+            )
 
     async def _grant(self, request: int) -> None:
         await self._server.permits.acquire()
@@ -296,7 +337,7 @@ class InternalServer:
     def drop_all(self) -> None:
         """This master stopped leading: every worker goes to find the new leader."""
         for conn in list(self.connections.values()):
-            conn.close("this master no longer leads", code="not_leader")
+            conn.close("this master no longer leads", code=Refusal.NOT_LEADER)
 
     async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
         self._server = await asyncio.start_server(self._handle, host, port, ssl=ssl_context)
@@ -327,7 +368,7 @@ class InternalServer:
     async def _refuse(
         self, writer: asyncio.StreamWriter, code: str, reason: str, address: str, leader: str | None = None
     ) -> None:
-        (log.info if code == "not_leader" else log.warning)(
+        (log.info if code == Refusal.NOT_LEADER else log.warning)(
             "refused internal connection from %s: %s", address, reason
         )
         extra: dict[str, Any] = {"leader": leader} if leader else {}
@@ -347,7 +388,7 @@ class InternalServer:
         if hello.get("v") != PROTOCOL_VERSION:
             await self._refuse(
                 writer,
-                "unsupported_version",
+                Refusal.UNSUPPORTED_VERSION,
                 f"unsupported protocol version {hello.get('v')!r}; "
                 f"this master speaks version {PROTOCOL_VERSION}",
                 address,
@@ -357,21 +398,10 @@ class InternalServer:
             leader = self.node.leadership.leader_internal_address()
             await self._refuse(
                 writer,
-                "not_leader",
+                Refusal.NOT_LEADER,
                 f"master {self.node.node_id} does not lead; leader: {leader or 'not known yet'}",
                 address,
                 leader=leader,
-            )
-            return None
-        host = address.rsplit(":", 1)[0]
-        now = self.node.clock_ms()
-        wait_ms = self._limiter.retry_after_ms(host, now)
-        if wait_ms:
-            await self._refuse(
-                writer,
-                "rate_limited",
-                f"too many failed authentications; retry in {wait_ms // 1000 + 1}s",
-                address,
             )
             return None
         worker_id = field(hello, "worker", str)
@@ -387,21 +417,13 @@ class InternalServer:
         claims = hello.get("runs") or []
         if not isinstance(claims, list):
             raise ProtocolError("hello: 'runs' must be a list")
-        credential: str | None = None
-        try:
-            if isinstance(hello.get("credential"), str):
-                self.node.admission.verify(worker_id, hello["credential"])
-            elif isinstance(hello.get("joinToken"), str):
-                credential = await self.node.admission.redeem(hello["joinToken"], worker_id)
-            else:
-                raise Unauthenticated("no credential and no join token (set KIOK_WORKER_JOIN_TOKEN)")
-        except Unauthenticated as e:
-            self._limiter.failed(host, now)
-            await self._refuse(writer, "unauthenticated", e.message, address)
+        credential = await self._authenticate(hello, worker_id, address, writer)
+        if credential is None:
             return None
-        self._limiter.succeeded(host)
         labels = tuple(sorted({x.strip().lower() for x in raw_labels if x.strip()}))
         conn = WorkerConnection(self, reader, writer, worker_id, address, labels, slots)
+        isolation = hello.get("taskIsolation")
+        conn.task_isolation = isolation if isolation in _TASK_ISOLATION else "unknown"
         old = self.connections.get(worker_id)
         if old is not None:
             old.send_close()
@@ -417,7 +439,7 @@ class InternalServer:
         }
         if self.node.keyring is not None:
             welcome["outboxKeys"] = outbox_keys_to_wire(worker_outbox_keyring(self.node.keyring, worker_id))
-        if credential is not None:
+        if credential:
             welcome["credential"] = credential
         await write_frame(writer, frame(Kind.WELCOME, **welcome), timeout_s=self.io_timeout_s)
         abandon = self.node.coordinator.reattach(worker_id, claims)
@@ -432,6 +454,53 @@ class InternalServer:
             conn.info().slots,
         )
         return conn
+
+    async def _authenticate(
+        self, hello: dict[str, Any], worker_id: str, address: str, writer: asyncio.StreamWriter
+    ) -> str | None:
+        """Check the hello's credential or redeem its join token: the new credential for a
+        redeemed token, "" for a valid credential, None once refused (the REFUSED is sent).
+
+        Failures count per (address, worker id). A valid credential is accepted whatever that
+        count (it is a 256-bit secret, checked locally in constant time), so garbage hellos
+        from the same host — naming any ids — cannot keep an admitted worker out. A join token
+        is not looked at while its (address, worker id) is over the limit."""
+        key = f"{address.rsplit(':', 1)[0]}\x00{worker_id}"
+        now = self.node.clock_ms()
+        offered = hello.get("credential")
+        token = hello.get("joinToken")
+        try:
+            if isinstance(offered, str):
+                try:
+                    self.node.admission.verify(worker_id, offered)
+                except Unauthenticated:
+                    if self._limiter.retry_after_ms(key, now):
+                        await self._rate_limited(writer, key, now, address)
+                        return None
+                    raise
+                self._limiter.succeeded(key)
+                return ""
+            if self._limiter.retry_after_ms(key, now):
+                await self._rate_limited(writer, key, now, address)
+                return None
+            if not isinstance(token, str):
+                raise Unauthenticated("no credential and no join token (set KIOK_WORKER_JOIN_TOKEN)")
+            credential = await self.node.admission.redeem(token, worker_id)
+        except Unauthenticated as e:
+            self._limiter.failed(key, now)
+            await self._refuse(writer, Refusal.UNAUTHENTICATED, e.message, address)
+            return None
+        self._limiter.succeeded(key)
+        return credential
+
+    async def _rate_limited(self, writer: asyncio.StreamWriter, key: str, now: int, address: str) -> None:
+        wait_ms = self._limiter.retry_after_ms(key, now)
+        await self._refuse(
+            writer,
+            Refusal.RATE_LIMITED,
+            f"too many failed authentications; retry in {wait_ms // 1000 + 1}s",
+            address,
+        )
 
     def _disconnected(self, conn: WorkerConnection) -> None:
         if self.connections.get(conn.worker_id) is not conn:

@@ -17,6 +17,11 @@ class MasterMetrics:
         self.stale_reports = Counter(
             "kiok_stale_reports", "Task reports rejected for a stale fence or attempt", registry=self.registry
         )
+        self.stale_log_batches = Counter(
+            "kiok_stale_log_batches",
+            "Worker log batches refused: not from the run's driver under its current fence, or the run ended",
+            registry=self.registry,
+        )
         self.commands = Counter(
             "kiok_commands_applied", "Commands applied to the state store", registry=self.registry
         )
@@ -26,4 +31,5 @@ class MasterMetrics:
         self.runs_created.inc(len(fx.runs_created))
         self.runs_finished.inc(len(fx.runs_finished))
         self.stale_reports.inc(fx.stale_reports)
+        self.stale_log_batches.inc(fx.stale_logs)
         self.active_runs.inc(len(fx.runs_created) - len(fx.runs_finished))

@@ -27,9 +27,11 @@ from kiok.master.auth import AuthService
 from kiok.master.coordinator import Coordinator
 from kiok.master.iam import Iam
 from kiok.master.leadership import Leadership
+from kiok.master.log_gate import LogGate
 from kiok.master.metrics import MasterMetrics
 from kiok.master.peer_watch import PeerWatch
 from kiok.master.scheduler import Scheduler
+from kiok.protocol.messages import Fence
 from kiok.security.kms import Keyring, WrongMasterKey, derive_root_key
 from kiok.security.service_tokens import ServiceTokens
 from kiok.store import commands as c
@@ -40,7 +42,7 @@ from kiok.store.encrypted import EncryptedKV
 from kiok.store.joblog import ENCRYPTION_KEYS as JOBLOG_ENCRYPTION_KEYS
 from kiok.store.joblog import SPACES as JOBLOG_SPACES
 from kiok.store.joblog import JobLogStore
-from kiok.store.keyring import existing_keyring, master_key, new_keyring
+from kiok.store.keyring import configured_master_key, existing_keyring, master_key, new_keyring
 from kiok.store.kv import RocksKV
 from kiok.store.reader import StateReader
 from kiok.store.replicated import RaftCommandLog, RaftConfig, ReplicatedStores, parse_peers
@@ -58,10 +60,13 @@ class MasterNode:
         self.node_id = settings.get_str("kiok.master.id")
         data = settings.data_dir
         peers_text = settings.get_str("kiok.master.peers")
-        configured = settings.get_str("kiok.master.key")
+        configured = configured_master_key(
+            settings.get_str("kiok.master.key"), settings.get_str("kiok.kms.master.key.file")
+        )
         if peers_text and not configured:
             raise InvalidInput(
-                "several masters (kiok.master.peers) share one master key: set KIOK_MASTER_KEY on each"
+                "several masters (kiok.master.peers) share one master key: set "
+                "kiok.kms.master.key.file (or KIOK_MASTER_KEY) on each"
             )
         # The master key is checked against the store's keyring before the store is opened
         # for writing: a wrong key changes nothing on disk.
@@ -115,6 +120,7 @@ class MasterNode:
             self.log = LocalCommandLog(self.kv)
         self.reader = StateReader(self.kv)
         self.metrics = MasterMetrics()
+        self.log_gate = LogGate(self.reader)
         self.auth = AuthService(
             self.log,
             self.reader,
@@ -123,6 +129,8 @@ class MasterNode:
             refresh_ttl_ms=settings.get_int("kiok.admin.token.refresh.expiry.ms"),
             max_failures=settings.get_int("kiok.auth.login.max.failures"),
             window_ms=settings.get_int("kiok.auth.login.window.seconds") * 1000,
+            max_failures_per_address=settings.get_int("kiok.auth.login.max.failures.per.address"),
+            hash_concurrency=settings.get_int("kiok.auth.password.hash.concurrency"),
         )
         self.coordinator = self._new_coordinator(term=1)
         self.admission = Admission(self.log, self.reader, clock_ms)
@@ -226,6 +234,21 @@ class MasterNode:
             cmd = c.AppendLogs(at_ms=self.clock_ms(), chunks=[[run_id, task_id, data]])
             self.log.propose_nowait(cmd, fsync=False).add_done_callback(_log_lost)
 
+    def append_worker_log(self, worker_id: str, run_id: str, fence: Fence, task_id: str, data: bytes) -> bool:
+        """Append a worker's log batch if that worker drives the run under ``fence`` and the
+        run has not finished (``LogGate``); False (nothing appended, counted) otherwise. With
+        several masters the batch carries the fence into ``AppendLogs``, checked again there."""
+        if not self.log_gate.admits(run_id, worker_id, fence.term, fence.epoch):
+            self.metrics.stale_log_batches.inc()
+            return False
+        if self.raft is None:
+            self.joblog.append(run_id, task_id, data)
+        elif data:
+            chunk = [run_id, task_id, data, worker_id, fence.term, fence.epoch]
+            cmd = c.AppendLogs(at_ms=self.clock_ms(), chunks=[chunk])
+            self.log.propose_nowait(cmd, fsync=False).add_done_callback(_log_lost)
+        return True
+
     def run_log(self, run_id: str, text: str) -> None:
         """Append a line to a run's orchestration log (``__run__``)."""
         self.coordinator.run_log(run_id, text)
@@ -240,6 +263,7 @@ class MasterNode:
         if fx.keyring_changed and self.raft is None:
             self._reload_keyring()
         self.metrics.observe(fx)
+        self.log_gate.on_effects(fx)
         self.coordinator.on_effects(fx)
         if fx.dags_changed:
             self.scheduler.kick()
@@ -316,6 +340,7 @@ class MasterNode:
         """Fresh coordinator and scheduler for a leadership term; their tasks are returned."""
         self.coordinator = self._new_coordinator(term)
         self.scheduler = self._new_scheduler()
+        self.log_gate.clear()
         return self._run_coordination()
 
     def _run_coordination(self) -> list[asyncio.Task[Any]]:
@@ -354,6 +379,7 @@ class MasterNode:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.leadership.stop()
+        self.auth.hashes.close()
         if self.raft is not None:
             self.raft.stop()
         self.joblog.close()

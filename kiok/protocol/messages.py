@@ -40,6 +40,19 @@ class Assignment:
     secrets: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
+class Refusal(StrEnum):
+    """Why a master turns a worker's connection away (REFUSED ``code``). Append-only.
+
+    ``UNAUTHENTICATED`` and ``REVOKED`` say the worker's identity is not (or no longer)
+    accepted: it must stop driving its runs, which the masters give to other workers."""
+
+    UNSUPPORTED_VERSION = "unsupported_version"
+    NOT_LEADER = "not_leader"
+    RATE_LIMITED = "rate_limited"
+    UNAUTHENTICATED = "unauthenticated"
+    REVOKED = "revoked"
+
+
 class OfferVerdict(StrEnum):
     ACK = "ack"
     NAK = "nak"

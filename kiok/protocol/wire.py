@@ -6,13 +6,17 @@ opens the connection and speaks first (HELLO); the master answers WELCOME or REF
 
     worker -> master                         master -> worker
     HELLO        version, id, auth, labels   WELCOME    worker id, credential?, term, timings
-    HEARTBEAT    slots, draining, runs       REFUSED    code, reason (then the master closes)
+    HEARTBEAT    slots, draining, runs       REFUSED    code (``Refusal``), reason; then closed
     OFFER_REPLY  id of the OFFER, verdict    OFFER      a whole run (Assignment)
     REPORT       run, fence, task records    REPORT_ACK id, fenced?
-    LOG          run, task, bytes, final     CANCEL     run
+    LOG          run, fence, task, bytes,    CANCEL     run
+                 final (taken only from the run's driver under its current fence)
     RELEASE      run, fence, reason          ABANDON    runs this worker no longer owns
     PERMIT       id (one more task body)     PERMIT_GRANT id
     PERMIT_FREE  (one task body ended)
+
+HELLO also carries slots, claimed runs and ``taskIsolation`` (how the worker isolates its
+tasks: ``none``, ``user`` or ``user+pidns``; shown by ``/cluster/health``).
 """
 
 from __future__ import annotations

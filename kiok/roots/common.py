@@ -6,21 +6,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import ipaddress
 import logging
 import signal
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 
 from kiok.config import Settings
+from kiok.errors import InvalidInput
 from kiok.security.tls import TlsFiles
 from kiok.worker.driver import DriverEnv, base_task_env
 from kiok.worker.executors import default_executors
+from kiok.worker.isolation import Isolation, prepare_work_root, python_for_tasks, task_isolation
 from kiok.worker.link import MasterLink
 from kiok.worker.process import ProcessRunner, WorkDirs
 from kiok.worker.slots import TaskSlots
@@ -41,9 +44,12 @@ class HttpServer(uvicorn.Server):
         yield
 
 
-def http_server(app: Any, host: str, port: int, tls: TlsFiles) -> HttpServer:
+def http_server(
+    app: Any, host: str, port: int, tls: TlsFiles, trusted_proxies: Sequence[str] = ()
+) -> HttpServer:
     """An HTTP server for ``app``; HTTPS when ``tls`` has a certificate (never asking the
-    client for one: browsers and scripts have none)."""
+    client for one: browsers and scripts have none). ``X-Forwarded-For``/``-Proto`` are
+    believed only from ``trusted_proxies`` (uvicorn would otherwise trust any local peer)."""
     return HttpServer(
         uvicorn.Config(
             app,
@@ -55,7 +61,42 @@ def http_server(app: Any, host: str, port: int, tls: TlsFiles) -> HttpServer:
             lifespan="off",
             ssl_certfile=tls.cert or None,
             ssl_keyfile=tls.key or None,
+            proxy_headers=bool(trusted_proxies),
+            forwarded_allow_ips=list(trusted_proxies),
         )
+    )
+
+
+def trusted_proxies(settings: Settings) -> list[str]:
+    """``kiok.admin.http.trusted.proxies`` as addresses and networks; a wrong entry stops the
+    process at start with the setting's name."""
+    out = []
+    for item in settings.get_str("kiok.admin.http.trusted.proxies").replace(" ", ",").split(","):
+        if not item:
+            continue
+        try:
+            out.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise InvalidInput(
+                f"kiok.admin.http.trusted.proxies: {item!r} is not an IP address or network"
+            ) from None
+    return out
+
+
+def plaintext_exposure(host: str, serves_tls: bool) -> str | None:
+    """The warning to log when a port binds ``host`` without TLS and ``host`` is not a
+    loopback address (a host name other than localhost counts as exposed), else None."""
+    if serves_tls:
+        return None
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host.lower() in ("localhost", "localhost.")
+    if loopback:
+        return None
+    return (
+        f"listening on {host or 'every address'} without TLS: passwords, tokens and connection "
+        "secrets cross the network in clear; set kiok.tls.cert and kiok.tls.key (docs/cluster.md, TLS)"
     )
 
 
@@ -81,22 +122,38 @@ def worker_id_for(settings: Settings) -> str:
     return wid
 
 
-def build_worker(settings: Settings, link: MasterLink, environ: dict[str, str]) -> Worker:
+def isolation_for(settings: Settings) -> Isolation:
+    """This worker's task isolation, decided before anything else starts (it may refuse)."""
+    return task_isolation(
+        settings.get_str("kiok.worker.task.isolation"), settings.get_str("kiok.worker.task.user")
+    )
+
+
+def build_worker(
+    settings: Settings, link: MasterLink, environ: dict[str, str], isolation: Isolation
+) -> Worker:
     data = settings.data_dir
-    python = settings.get_str("kiok.python.path") or sys.executable
+    python = python_for_tasks(settings.get_str("kiok.python.path"), sys.executable, isolation)
     slots = settings.get_int("kiok.worker.task.slots")
-    work_root = Path(settings.get_str("kiok.worker.work.dir") or data / "work")
-    work_root.mkdir(parents=True, exist_ok=True)
-    runner = ProcessRunner(base_task_env(environ), spawners=settings.get_int("kiok.worker.spawners"))
+    worker_id = worker_id_for(settings)
+    configured_root = settings.get_str("kiok.worker.work.dir")
+    work_root = prepare_work_root(configured_root, data, worker_id, isolation)
+    runner = ProcessRunner(
+        base_task_env(environ), spawners=settings.get_int("kiok.worker.spawners"), isolation=isolation
+    )
     runner.prewarm()
     env = DriverEnv(
-        worker_id=worker_id_for(settings),
+        worker_id=worker_id,
         link=link,
         slots=TaskSlots(slots),
         executors=default_executors(
             runner, python, settings.get_int("kiok.task.http.connect.timeout.ms") / 1000
         ),
-        work_dirs=WorkDirs(work_root),
+        work_dirs=WorkDirs(
+            work_root,
+            (isolation.uid, isolation.gid) if isolation.as_user else None,
+            temporary=isolation.as_user and not configured_root,
+        ),
         default_timeout_ms=settings.get_int("kiok.scheduler.default.task.timeout.ms"),
         retry_cap_ms=settings.get_int("kiok.scheduler.retry.max.delay.ms"),
         kill_grace_s=settings.get_int("kiok.worker.task.kill.grace.ms") / 1000,
@@ -107,7 +164,7 @@ def build_worker(settings: Settings, link: MasterLink, environ: dict[str, str]) 
         clock_ms=clock_ms,
     )
     labels = [x for x in settings.get_str("kiok.worker.labels").split(",") if x.strip()]
-    return Worker(env, slots=slots, labels=labels)
+    return Worker(env, slots=slots, labels=labels, task_isolation=isolation.mode)
 
 
 def prepare_data_dir(settings: Settings) -> Path:

@@ -14,7 +14,15 @@ from kiok.master.admin_socket import AdminSocket
 from kiok.master.api.app import create_app
 from kiok.master.internal_server import InternalServer
 from kiok.master.node import MasterNode
-from kiok.roots.common import clock_ms, http_server, prepare_data_dir, stop_event, wait_for_stop
+from kiok.roots.common import (
+    clock_ms,
+    http_server,
+    plaintext_exposure,
+    prepare_data_dir,
+    stop_event,
+    trusted_proxies,
+    wait_for_stop,
+)
 from kiok.security.tls import TlsFiles
 
 log = logging.getLogger(__name__)
@@ -22,6 +30,7 @@ log = logging.getLogger(__name__)
 
 async def run_master(settings: Settings) -> None:
     tls = TlsFiles.from_settings(settings)  # a wrong TLS setting fails before anything opens
+    proxies = trusted_proxies(settings)
     data = prepare_data_dir(settings)
     node = MasterNode(settings, clock_ms)
     await node.start()
@@ -41,7 +50,10 @@ async def run_master(settings: Settings) -> None:
         host,
         settings.get_int("kiok.master.admin.port"),
         tls,
+        proxies,
     )
+    if warning := plaintext_exposure(host, tls.serves_tls):
+        log.warning("%s", warning)
     stop = stop_event()
     servers = [asyncio.create_task(admin.serve())]
     log.info(

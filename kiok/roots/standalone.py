@@ -19,7 +19,17 @@ from kiok.master.api.app import create_app
 from kiok.master.coordinator import WorkerInfo
 from kiok.master.node import MasterNode
 from kiok.protocol.messages import Assignment, Fence, OfferReply
-from kiok.roots.common import build_worker, clock_ms, http_server, prepare_data_dir, stop_event, wait_for_stop
+from kiok.roots.common import (
+    build_worker,
+    clock_ms,
+    http_server,
+    isolation_for,
+    plaintext_exposure,
+    prepare_data_dir,
+    stop_event,
+    trusted_proxies,
+    wait_for_stop,
+)
 from kiok.security.tls import TlsFiles
 from kiok.store import commands as c
 from kiok.worker.status_http import create_status_app
@@ -40,19 +50,29 @@ class InProcessLink:
         # Not fsync'd: nobody waits on it, it survives kill -9 (RocksDB's log is written),
         # and after a power loss the run resumes and re-runs what was lost (at least once).
         fut = self._node.log.propose_nowait(
-            c.ReportTasks(at_ms=clock_ms(), run_id=run_id, term=fence.term, epoch=fence.epoch, tasks=tasks),
+            c.ReportTasks(
+                at_ms=clock_ms(),
+                run_id=run_id,
+                term=fence.term,
+                epoch=fence.epoch,
+                tasks=tasks,
+                worker=self.worker_id,
+            ),
             fsync=False,
         )
         fut.add_done_callback(_log_failure)
 
-    def append_log(self, run_id: str, task_id: str, data: bytes, *, final: bool) -> None:
+    def append_log(self, run_id: str, fence: Fence, task_id: str, data: bytes, *, final: bool) -> None:
         # Written before the task's final report, like the report not fsync'd: in one process
         # both survive kill -9 together (RocksDB's log is written before append returns).
-        self._node.append_log(run_id, task_id, data)
+        # The same fence check as a remote worker's batch: a retired driver's lines stay out.
+        self._node.append_worker_log(self.worker_id, run_id, fence, task_id, data)
 
     def release_run(self, run_id: str, fence: Fence, reason: str) -> None:
         fut = self._node.log.propose_nowait(
-            c.ReleaseRun(at_ms=clock_ms(), run_id=run_id, epoch=fence.epoch, reason=reason)
+            c.ReleaseRun(
+                at_ms=clock_ms(), run_id=run_id, epoch=fence.epoch, reason=reason, worker=self.worker_id
+            )
         )
         fut.add_done_callback(_log_failure)
 
@@ -87,6 +107,7 @@ class LocalWorkerHandle:
             connected=True,
             draining=self._worker.draining,
             last_heartbeat_ms=clock_ms(),
+            task_isolation=self._worker.task_isolation,
         )
 
     async def offer(self, assignment: Assignment, labels: Iterable[str]) -> OfferReply:
@@ -98,13 +119,15 @@ class LocalWorkerHandle:
 
 async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
     tls = TlsFiles.from_settings(settings)  # a wrong TLS setting fails before anything opens
+    proxies = trusted_proxies(settings)
     data = prepare_data_dir(settings)
+    isolation = isolation_for(settings)  # it may refuse: before anything starts
     node = MasterNode(settings, clock_ms)
     await node.start()
     admin_socket = AdminSocket(node, Path(settings.get_str("kiok.admin.socket.path") or data / "admin.sock"))
     await admin_socket.start()
     link = InProcessLink(node, settings.get_int("kiok.scheduler.max.global.concurrency"))
-    worker = build_worker(settings, link, environ)
+    worker = build_worker(settings, link, environ, isolation)
     link.worker_id = worker.id
     status_addr = f"{settings.get_str('kiok.worker.host')}:{settings.get_int('kiok.worker.status.port')}"
     node.coordinator.add_worker(LocalWorkerHandle(worker, status_addr))
@@ -113,9 +136,13 @@ async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
         settings.get_str("kiok.master.host"),
         settings.get_int("kiok.master.admin.port"),
         tls,
+        proxies,
     )
+    for host in dict.fromkeys((settings.get_str("kiok.master.host"), settings.get_str("kiok.worker.host"))):
+        if warning := plaintext_exposure(host, tls.serves_tls):
+            log.warning("%s", warning)
     status = http_server(
-        create_status_app(worker, lambda: "connected"),
+        create_status_app(worker, lambda: "connected", lambda: node.coordinator.capacity_freed(worker.id)),
         settings.get_str("kiok.worker.host"),
         settings.get_int("kiok.worker.status.port"),
         tls,
@@ -134,6 +161,7 @@ async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
     failed = await wait_for_stop(stop, servers)
     log.info("shutting down")
     await worker.drain(settings.get_int("kiok.worker.shutdown.drain.timeout.seconds"))
+    worker.env.work_dirs.discard()
     admin.should_exit = status.should_exit = True
     await asyncio.gather(*servers, return_exceptions=True)
     await admin_socket.stop()

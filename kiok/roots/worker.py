@@ -13,6 +13,7 @@ from kiok.errors import InvalidInput
 from kiok.roots.common import (
     build_worker,
     http_server,
+    isolation_for,
     prepare_data_dir,
     stop_event,
     wait_for_stop,
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 async def run_worker(settings: Settings, environ: dict[str, str]) -> None:
     tls = TlsFiles.from_settings(settings)  # a wrong TLS setting fails before anything opens
     data = prepare_data_dir(settings)
+    isolation = isolation_for(settings)  # it may refuse: before anything starts
     try:
         masters = parse_masters(settings.get_str("kiok.worker.masters"))
     except ValueError as e:
@@ -46,7 +48,7 @@ async def run_worker(settings: Settings, environ: dict[str, str]) -> None:
         max_frame_bytes=settings.get_int("kiok.internal.max.frame.bytes"),
         ssl_context=tls.client_context(),
     )
-    worker = build_worker(settings, client, environ)
+    worker = build_worker(settings, client, environ, isolation)
     client.attach(worker)
     status_addr = f"{settings.get_str('kiok.worker.host')}:{settings.get_int('kiok.worker.status.port')}"
     status = http_server(
@@ -65,6 +67,7 @@ async def run_worker(settings: Settings, environ: dict[str, str]) -> None:
     finished = await worker.drain(settings.get_int("kiok.worker.shutdown.drain.timeout.seconds"))
     if not finished:
         log.warning("drain timeout: unfinished runs were given back to the masters")
+    worker.env.work_dirs.discard()
     await asyncio.sleep(0.2)  # let the last reports and releases leave
     await client.stop()
     status.should_exit = True

@@ -1,5 +1,9 @@
-"""The catalogue of actions an API route can require. Every ``/api/v1`` route names one;
-policies (IAM) will allow or deny them by name and resource."""
+"""The catalogue of actions a policy allows or denies, by name and resource (the resource
+names are in ``kiok.security.resources``; docs/api.md lists every action with its resource
+and what it allows). Every ``/api/v1`` route checks one or more of them.
+
+What every signed-in user may do without a policy is ``SELF_SERVICE`` (an explicit Deny in
+the user's policies still wins) plus ``CHANGE_PASSWORD`` and ``READ_API_SCHEMA``."""
 
 from __future__ import annotations
 
@@ -24,7 +28,31 @@ READ_CONNECTION = "connections:Read"
 WRITE_CONNECTION = "connections:Write"
 DELETE_CONNECTION = "connections:Delete"
 READ_AUDIT = "audit:Read"
-READ_IAM = "iam:Read"
-WRITE_IAM = "iam:Write"
 LIST_KEYS = "kms:List"
 ROTATE_KEY = "kms:Rotate"
+
+# --- IAM: on iam/user/<name>, iam/group/<name>, iam/policy/<name> ----------------------------
+READ_IAM = "iam:Read"
+"""List users, groups, policies (each shown only if readable)."""
+WRITE_IAM = "iam:Write"
+"""Create, update or delete a user (with its first password), group or policy record."""
+SET_PASSWORD = "iam:SetPassword"
+"""Set the password of an existing user (iam/user/<name>); one's own goes through
+``auth:ChangePassword`` with the old password."""
+ADD_USER_TO_GROUP = "iam:AddUserToGroup"
+"""Put a user in a group (iam/group/<group>): also needed to add oneself."""
+REMOVE_USER_FROM_GROUP = "iam:RemoveUserFromGroup"
+"""Take a user out of a group (iam/group/<group>): the group may hold a Deny."""
+ATTACH_POLICY = "iam:AttachPolicy"
+"""Attach a policy to a user or group (iam/policy/<policy>)."""
+DETACH_POLICY = "iam:DetachPolicy"
+"""Detach a policy from a user or group (iam/policy/<policy>): it may be a Deny."""
+CREATE_ACCESS_KEY = "iam:CreateAccessKey"
+"""Create an access key for a user (iam/user/<owner>)."""
+LIST_ACCESS_KEYS = "iam:ListAccessKeys"
+"""List a user's access keys (iam/user/<owner>)."""
+DELETE_ACCESS_KEY = "iam:DeleteAccessKey"
+"""Delete one of a user's access keys (iam/user/<owner>)."""
+
+#: Allowed to every user on its own ``iam/user/<name>`` unless a policy denies it.
+SELF_SERVICE = (CREATE_ACCESS_KEY, LIST_ACCESS_KEYS, DELETE_ACCESS_KEY)

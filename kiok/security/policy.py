@@ -4,6 +4,8 @@ A policy document is ``{"Statement": [{"Effect": "Allow"|"Deny", "Action": …, 
 where Action and Resource are a string or a list of strings with ``*`` and ``?`` wildcards.
 A principal may do an action on a resource only if some statement of its policies (its own
 and its groups') allows it and none denies it: default deny, and an explicit Deny wins.
+``*`` matches any characters, ``/`` included: ``dag/hello*`` covers ``dag/hello-payroll``
+and every run of both; ``dag/hello/*`` covers the runs of ``hello`` only.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kiok.errors import InvalidInput
+from kiok.security.resources import pattern_problem
 
 _EFFECTS = ("Allow", "Deny")
 
@@ -22,6 +25,15 @@ def _patterns(value: Any, field: str) -> list[str]:
     if not isinstance(items, list) or not items or not all(isinstance(x, str) and x for x in items):
         raise InvalidInput(f"{field}: a non-empty string or list of strings")
     return list(items)
+
+
+def _resources(value: Any, field: str) -> list[str]:
+    patterns = _patterns(value, field)
+    for pattern in patterns:
+        problem = pattern_problem(pattern)
+        if problem:
+            raise InvalidInput(f"{field}: {problem}")
+    return patterns
 
 
 def validate_document(doc: Any) -> dict[str, Any]:
@@ -45,7 +57,7 @@ def validate_document(doc: Any) -> dict[str, Any]:
             {
                 "Effect": st["Effect"],
                 "Action": _patterns(st.get("Action"), f"{where}.Action"),
-                "Resource": _patterns(st.get("Resource", "*"), f"{where}.Resource"),
+                "Resource": _resources(st.get("Resource", "*"), f"{where}.Resource"),
             }
         )
     return {"Statement": statements}
@@ -63,6 +75,21 @@ def is_allowed(documents: Iterable[Mapping[str, Any]], action: str, resource: st
                 if st["Effect"] == "Deny":
                     return False
                 allowed = True
+    return allowed
+
+
+def allowed_anywhere(documents: Iterable[Mapping[str, Any]], action: str) -> bool:
+    """Whether ``action`` could be allowed on some resource: some statement allows it and no
+    statement denies it on every resource (``*``). The gate in front of a list that is then
+    filtered item by item with ``is_allowed``, so that a principal who may list nothing is
+    refused rather than shown an empty list."""
+    allowed = False
+    for doc in documents:
+        for st in doc["Statement"]:
+            if _matches(st["Action"], action):
+                if st["Effect"] == "Deny" and any(set(p) == {"*"} for p in st["Resource"]):
+                    return False
+                allowed |= st["Effect"] == "Allow"
     return allowed
 
 

@@ -1,4 +1,8 @@
-"""Counting failed attempts per key (user and address) over a sliding window."""
+"""Counting failed attempts per key (user and address, or address alone) over a sliding window.
+
+An attempt whose outcome takes time to learn (a password hash) is counted as a failure
+*before* it is checked and forgiven once it succeeds: otherwise a burst of concurrent
+attempts would all pass the check before the first of them failed."""
 
 from __future__ import annotations
 
@@ -26,6 +30,19 @@ class FailureLimiter:
         self._failures.setdefault(key, deque()).append(now_ms)
         if len(self._failures) > 100_000:  # bound memory under a spray of distinct keys
             self._failures.pop(next(iter(self._failures)))
+
+    def forgive(self, key: str, at_ms: int) -> None:
+        """Take back one failure recorded at ``at_ms`` (an attempt counted before its outcome
+        was known that then succeeded); the key's other failures stay."""
+        q = self._failures.get(key)
+        if q is None:
+            return
+        try:
+            q.remove(at_ms)
+        except ValueError:
+            return
+        if not q:
+            del self._failures[key]
 
     def succeeded(self, key: str) -> None:
         self._failures.pop(key, None)

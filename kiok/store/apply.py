@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from kiok.dag.load import compiled_spec
+from kiok.dag.params import check_args
 from kiok.errors import Conflict, DagPaused, InvalidInput, NotFound
 from kiok.security.policy import FULL_ACCESS
 from kiok.store import commands as c
@@ -27,6 +29,7 @@ from kiok.store.apply_runs import (
     apply_release,
     apply_report,
     create_run,
+    driver_holds,
 )
 from kiok.store.effects import Effects
 from kiok.store.txn import Txn
@@ -101,12 +104,23 @@ def _open_cluster(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
 def _append_logs(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     assert isinstance(cmd, c.AppendLogs)
     for chunk in cmd.chunks:
-        if len(chunk) != 3 or not isinstance(chunk[0], str) or not isinstance(chunk[1], str):
-            raise InvalidInput("append_logs: each chunk is [run id, task id, bytes]")
+        if len(chunk) not in (3, 6) or not isinstance(chunk[0], str) or not isinstance(chunk[1], str):
+            raise InvalidInput("append_logs: each chunk is [run id, task id, bytes(, worker, term, epoch)]")
         if not isinstance(chunk[2], bytes):
             raise InvalidInput("append_logs: chunk data must be bytes")
+        if len(chunk) == 6:  # a worker's batch: taken only from the run's driver under its fence
+            worker, term, epoch = chunk[3:]
+            if not (isinstance(worker, str) and _is_int(term) and _is_int(epoch)):
+                raise InvalidInput("append_logs: a chunk's worker, term and epoch are a string and numbers")
+            if not driver_holds(txn.get(k.META, k.run(chunk[0])), worker, term, epoch):
+                fx.stale_logs += 1
+                continue
         fx.log_appends.append((chunk[0], chunk[1], chunk[2]))
     return None
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _announce_master(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
@@ -169,6 +183,11 @@ def _append_audit(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
 def _put_user(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     assert isinstance(cmd, c.PutUser)
     old = txn.get(k.IAM, k.user(cmd.name))
+    if cmd.expect_existing is not None and cmd.expect_existing != (old is not None):
+        change = "deleted" if old is None else "created"
+        raise Conflict(f"user {cmd.name!r} was {change} meanwhile; try again")
+    _expect(old, "groups", cmd.expect_groups, f"user {cmd.name!r}")
+    _expect(old, "policies", cmd.expect_policies, f"user {cmd.name!r}")
     if old is None and not cmd.password_hash:
         raise InvalidInput(f"user {cmd.name!r} does not exist: a password is needed to create it")
     _require_existing(txn, k.group, "group", cmd.groups)
@@ -183,6 +202,7 @@ def _put_user(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
 
 def _put_group(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     assert isinstance(cmd, c.PutGroup)
+    _expect(txn.get(k.IAM, k.group(cmd.name)), "policies", cmd.expect_policies, f"group {cmd.name!r}")
     _require_existing(txn, k.policy, "policy", cmd.policies)
     record = {"name": cmd.name, "policies": list(cmd.policies), "createdMs": cmd.at_ms}
     txn.put(k.IAM, k.group(cmd.name), record)
@@ -195,11 +215,24 @@ def _put_policy(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     return {"policy": cmd.name}
 
 
+def _expect(record: dict[str, Any] | None, field: str, expected: Iterable[str] | None, what: str) -> None:
+    if expected is not None and sorted((record or {}).get(field) or []) != sorted(expected):
+        raise Conflict(f"{what}: its {field} changed meanwhile; try again")
+
+
 def _put_access_key(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     assert isinstance(cmd, c.PutAccessKey)
-    if txn.get(k.IAM, k.user(cmd.user)) is None:
+    user = txn.get(k.IAM, k.user(cmd.user))
+    if user is None:
         raise NotFound(f"user {cmd.user!r} not found")
-    record = {"keyId": cmd.key_id, "user": cmd.user, "secretHash": cmd.secret_hash, "createdMs": cmd.at_ms}
+    record = {
+        "keyId": cmd.key_id,
+        "user": cmd.user,
+        # The user it was made for: a new user of the same name is another user.
+        "userCreatedMs": user.get("createdMs"),
+        "secretHash": cmd.secret_hash,
+        "createdMs": cmd.at_ms,
+    }
     txn.put(k.IAM, k.access_key(cmd.key_id), record)
     return {"accessKeyId": cmd.key_id}
 
@@ -212,7 +245,22 @@ def _delete_iam(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     if txn.get(k.IAM, key) is None:
         raise NotFound(f"{cmd.what} {cmd.name!r} not found")
     txn.delete(k.IAM, key)
+    if cmd.what == "user":
+        for raw_key, record in list(txn.scan(k.IAM, k.ACCESS_KEY_PREFIX)):
+            if record["user"] == cmd.name:
+                txn.delete(k.IAM, raw_key)
+    elif cmd.what == "group":
+        _drop_references(txn, k.user(""), "groups", cmd.name)
+    elif cmd.what == "policy":
+        _drop_references(txn, k.user(""), "policies", cmd.name)
+        _drop_references(txn, k.group(""), "policies", cmd.name)
     return {"deleted": cmd.name}
+
+
+def _drop_references(txn: Txn, prefix: str, field: str, name: str) -> None:
+    for key, record in list(txn.scan(k.IAM, prefix)):
+        if name in (record.get(field) or ()):
+            txn.put(k.IAM, key, dict(record, **{field: [n for n in record[field] if n != name]}))
 
 
 def _require_existing(txn: Txn, key: Callable[[str], str], what: str, names: Iterable[str]) -> None:
@@ -280,7 +328,9 @@ def _create_run(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
         raise NotFound(f"DAG {cmd.dag_id!r} not found (deleted or never registered)")
     if record["paused"]:
         raise DagPaused(f"DAG {cmd.dag_id!r} is paused; unpause it to trigger runs")
-    run_id = create_run(txn, record["spec"], cmd.trigger, cmd.args, None, cmd.at_ms, fx)
+    spec = compiled_spec(record["spec"])
+    args = check_args(spec.params, spec.param_rules, spec.allow_extra_args, cmd.args)
+    run_id = create_run(txn, record["spec"], cmd.trigger, args, None, cmd.at_ms, fx)
     return {"runId": run_id}
 
 

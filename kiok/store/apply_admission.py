@@ -7,12 +7,12 @@ Only SHA-256 hashes of tokens and credentials are stored (``iam`` keyspace):
     worker/<id>       {"id", "role", "credentialHash", "tokenHash", "firstAdmittedMs",
                        "admittedMs", "revoked", "revokedMs"}
 
-Redeeming: an unknown or expired token is refused; a used token is refused for any other
-worker. The worker that used it may redeem it again (it crashed before saving its
-credential; it gets a new credential and the old one stops working) as long as that token
-is still the one that admitted it and the worker was not revoked since. A fresh token is
-refused for a worker id that is admitted and not revoked (revoke it first), and re-admits a
-revoked id.
+Redeeming: an unknown or expired token is refused, and so is a used one, whoever presents it
+— the worker that used it included: a token is spent by its first exchange, so a worker id
+(public: any worker's ``/status`` shows it) plus an old token can never mint a second
+credential and lock the real worker out. A worker that lost its credential needs a new token.
+A fresh token is refused for a worker id that is admitted and not revoked (revoke it first),
+and re-admits a revoked id.
 """
 
 from __future__ import annotations
@@ -55,26 +55,36 @@ def apply_issue_join_token(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     return {"expiresMs": cmd.expires_ms}
 
 
+def redeem_refusal(
+    token: dict[str, Any] | None, worker: dict[str, Any] | None, worker_id: str, at_ms: int
+) -> str | None:
+    """Why ``worker_id`` may not redeem the join token whose record is ``token`` at ``at_ms``
+    (``worker``: that id's admission record), or None when it may. Pure: ``apply`` decides
+    with it, and a master uses it to turn away a hopeless hello without proposing anything."""
+    if token is None:
+        return "unknown join token"
+    if at_ms >= token["expiresMs"]:
+        return "join token expired"
+    if token["usedBy"] is not None:
+        if token["usedBy"] != worker_id:
+            return "join token already used by another worker"
+        return (
+            f"join token already used (by worker {worker_id}); a worker that lost its credential "
+            "needs a new join token (revoke it first if it is still admitted)"
+        )
+    if worker is not None and not worker["revoked"]:
+        return f"worker {worker_id} is already admitted; revoke it first to admit it with a new token"
+    return None
+
+
 def apply_redeem_join_token(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     assert isinstance(cmd, c.RedeemJoinToken)
     token = txn.get(k.IAM, k.join_token(cmd.token_hash))
-    if token is None:
-        raise Unauthenticated("unknown join token")
-    if cmd.at_ms >= token["expiresMs"]:
-        raise Unauthenticated("join token expired")
-    if token["usedBy"] is not None and token["usedBy"] != cmd.worker_id:
-        raise Unauthenticated("join token already used by another worker")
     worker = txn.get(k.IAM, k.worker(cmd.worker_id))
-    if token["usedBy"] is None:
-        if worker is not None and not worker["revoked"]:
-            raise Unauthenticated(
-                f"worker {cmd.worker_id} is already admitted; revoke it first to admit it with a new token"
-            )
-        txn.put(k.IAM, k.join_token(cmd.token_hash), dict(token, usedBy=cmd.worker_id, usedMs=cmd.at_ms))
-    elif worker is None or worker["revoked"]:
-        raise Unauthenticated(f"worker {cmd.worker_id} was revoked; it needs a new join token")
-    elif worker["tokenHash"] != cmd.token_hash:
-        raise Unauthenticated("join token already used; the worker was admitted again with a newer one")
+    refusal = redeem_refusal(token, worker, cmd.worker_id, cmd.at_ms)
+    if refusal is not None:
+        raise Unauthenticated(refusal)
+    txn.put(k.IAM, k.join_token(cmd.token_hash), dict(token, usedBy=cmd.worker_id, usedMs=cmd.at_ms))
     txn.put(
         k.IAM,
         k.worker(cmd.worker_id),

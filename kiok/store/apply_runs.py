@@ -68,6 +68,19 @@ def create_run(
     return run_id
 
 
+def driver_holds(run: dict[str, Any] | None, worker: str, term: int, epoch: int) -> bool:
+    """Whether ``worker`` drives ``run`` (a run header) now, under fence (term, epoch): the
+    run exists, has not finished, and was last assigned to that worker under that fence.
+    Only such a driver's log batches are taken (``AppendLogs``, the masters' log gate)."""
+    return (
+        run is not None
+        and run["worker"] == worker
+        and run["term"] == term
+        and run["epoch"] == epoch
+        and run["state"] not in TERMINAL_RUN_STATES
+    )
+
+
 def _load(txn: Txn, run_id: str) -> dict[str, Any]:
     run = txn.get(k.META, k.run(run_id))
     if run is None:
@@ -121,6 +134,7 @@ def apply_assign(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     run.update(worker=cmd.worker, term=cmd.term, epoch=run["epoch"] + 1, state=RunState.RUNNING.value)
     if run["startedMs"] is None:
         run["startedMs"] = cmd.at_ms
+    fx.fences_changed.append(cmd.run_id)
     _close(txn, run, cmd.at_ms, fx)
     return {"term": run["term"], "epoch": run["epoch"]}
 
@@ -128,10 +142,16 @@ def apply_assign(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
 def apply_release(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     assert isinstance(cmd, c.ReleaseRun)
     run = _load(txn, cmd.run_id)
-    if run["epoch"] != cmd.epoch or run["state"] in TERMINAL_RUN_STATES or run["worker"] is None:
+    if (
+        run["epoch"] != cmd.epoch
+        or run["state"] in TERMINAL_RUN_STATES
+        or run["worker"] is None
+        or (cmd.worker and cmd.worker != run["worker"])  # only the driver gives a run back
+    ):
         return {"released": False}
     _lose_running(txn, run, cmd.at_ms)
     run["worker"] = None
+    fx.fences_changed.append(cmd.run_id)
     _close(txn, run, cmd.at_ms, fx)
     return {"released": True}
 
@@ -139,7 +159,11 @@ def apply_release(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
 def apply_report(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     assert isinstance(cmd, c.ReportTasks)
     run = _load(txn, cmd.run_id)
-    if (cmd.term, cmd.epoch) != (run["term"], run["epoch"]) or run["worker"] is None:
+    if (
+        (cmd.term, cmd.epoch) != (run["term"], run["epoch"])
+        or run["worker"] is None
+        or (cmd.worker and cmd.worker != run["worker"])  # a worker reports only the runs it drives
+    ):
         run["staleReports"] += 1
         txn.put(k.META, k.run(cmd.run_id), run)
         fx.stale_reports += 1

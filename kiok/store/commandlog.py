@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from kiok.errors import KiokError
+from kiok.errors import InvalidInput, KiokError
 from kiok.store.apply import Effects, apply
 from kiok.store.commands import Command
 from kiok.store.kv import KVStore, Write
@@ -148,6 +148,19 @@ class AppliedBatch:
 def apply_batch(kv: KVStore, commands: list[Command]) -> AppliedBatch:
     """Apply ``commands`` in order over ``kv`` without writing it. A refused command leaves
     nothing behind and does not stop the others (each runs in a child transaction)."""
+    try:
+        return _apply_batch(kv, commands, check_encoding=False)
+    except _UNENCODABLE:
+        # A value the store cannot encode (an integer past 64 bits that slipped through):
+        # again, checking each command's own writes, so it alone is refused.
+        return _apply_batch(kv, commands, check_encoding=True)
+
+
+#: What encoding a stored value raises for a value msgpack cannot represent.
+_UNENCODABLE = (TypeError, ValueError, OverflowError)
+
+
+def _apply_batch(kv: KVStore, commands: list[Command], *, check_encoding: bool) -> AppliedBatch:
     txn = Txn(kv)
     fx = Effects()
     outcomes: list[tuple[Any, BaseException | None]] = []
@@ -155,6 +168,11 @@ def apply_batch(kv: KVStore, commands: list[Command]) -> AppliedBatch:
         child, child_fx = txn.child(), Effects()
         try:
             result = apply(child, cmd, child_fx)
+            if check_encoding:
+                try:
+                    child.writes()
+                except _UNENCODABLE as e:
+                    raise InvalidInput(f"a value in this request cannot be stored: {e}") from None
         except KiokError as e:
             outcomes.append((None, e))
             continue

@@ -134,21 +134,31 @@ class AppendAudit(Command):
 @command
 @dataclass(frozen=True)
 class PutUser(Command):
-    """Create a user, or update one (an empty ``password_hash`` keeps the password)."""
+    """Create a user, or update one (an empty ``password_hash`` keeps the password).
+
+    The ``expect_*`` fields (None: not checked) are what the caller's rights were checked
+    against: whether the user existed, and its groups and policies. Applying refuses with
+    Conflict when the record no longer matches, so no concurrent change slips past the check."""
 
     kind: ClassVar[str] = "put_user"
     name: str = ""
     password_hash: str = ""
     groups: tuple[str, ...] = ()
     policies: tuple[str, ...] = ()
+    expect_existing: bool | None = None
+    expect_groups: tuple[str, ...] | None = None
+    expect_policies: tuple[str, ...] | None = None
 
 
 @command
 @dataclass(frozen=True)
 class PutGroup(Command):
+    """Create or replace a group; ``expect_policies`` as for ``PutUser``."""
+
     kind: ClassVar[str] = "put_group"
     name: str = ""
     policies: tuple[str, ...] = ()
+    expect_policies: tuple[str, ...] | None = None
 
 
 @command
@@ -173,7 +183,10 @@ class PutAccessKey(Command):
 @command
 @dataclass(frozen=True)
 class DeleteIam(Command):
-    """Delete a user, group or policy (``what``: "user" | "group" | "policy")."""
+    """Delete a user, group, policy or access key (``what``: "user" | "group" | "policy" |
+    "accesskey"). What refers to it goes with it: a user's access keys, a group's place in
+    its members' groups, a policy's place on users and groups; so a new record of the same
+    name starts with nothing."""
 
     kind: ClassVar[str] = "delete_iam"
     what: str = ""
@@ -207,9 +220,8 @@ class IssueJoinToken(Command):
 @command
 @dataclass(frozen=True)
 class RedeemJoinToken(Command):
-    """A worker exchanges its join token for a credential (``credential_hash``). The same
-    worker may redeem its token again (it crashed before saving the credential); any other
-    worker is refused."""
+    """A worker exchanges its join token for a credential (``credential_hash``). A token is
+    spent by its first exchange: presenting it again is refused, whoever does."""
 
     kind: ClassVar[str] = "redeem_join_token"
     token_hash: str = ""
@@ -316,25 +328,31 @@ class AssignRun(Command):
 @command
 @dataclass(frozen=True)
 class ReleaseRun(Command):
-    """The driver gave the run back (NAK, drain, lost connection) under ``epoch``."""
+    """The driver gave the run back (NAK, drain, lost connection) under ``epoch``. With a
+    ``worker``, only that worker's hold on the run is released (empty in entries written
+    before the field existed)."""
 
     kind: ClassVar[str] = "release_run"
     run_id: str = ""
     epoch: int = 0
     reason: str = ""
+    worker: str = ""
 
 
 @command
 @dataclass(frozen=True)
 class ReportTasks(Command):
     """Task records from the driver holding fence (term, epoch). Stale fences and stale or
-    duplicate records are ignored and counted; the run ends when every task is terminal."""
+    duplicate records are ignored and counted; the run ends when every task is terminal.
+    ``worker`` is who sent it: a report from any worker but the run's driver is fenced
+    (empty in entries written before the field existed: the fence alone decides)."""
 
     kind: ClassVar[str] = "report_tasks"
     run_id: str = ""
     term: int = 0
     epoch: int = 0
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    worker: str = ""
 
     @property
     def weight(self) -> int:
@@ -345,9 +363,12 @@ class ReportTasks(Command):
 @dataclass(frozen=True)
 class AppendLogs(Command):
     """Task output and run-log lines, replicated so that every master holds every job log.
-    Each chunk is ``[run id, task id, bytes]``, appended at the end of that log when applied
-    (so every master computes the same offsets). Only replicated masters propose it; a
-    single master appends to its job-log store directly."""
+    Each chunk is ``[run id, task id, bytes]`` (the master's own lines) or ``[run id, task id,
+    bytes, worker, term, epoch]`` (a worker's batch, appended only if that worker still drives
+    the run under that fence and the run has not finished; otherwise dropped and counted).
+    Chunks are appended at the end of their log when applied (so every master computes the
+    same offsets). Only replicated masters propose it; a single master appends to its job-log
+    store directly, after the same check."""
 
     kind: ClassVar[str] = "append_logs"
     chunks: list[list[Any]] = field(default_factory=list)

@@ -13,8 +13,12 @@ class Effects:
     runs_changed: set[str] = field(default_factory=set)
     runs_finished: list[str] = field(default_factory=list)
     cancels: list[tuple[str, str]] = field(default_factory=list)  # (run id, driver)
+    #: Runs whose driver or fence changed (assigned, released): cached fences are stale.
+    fences_changed: list[str] = field(default_factory=list)
     dags_changed: list[str] = field(default_factory=list)
     stale_reports: int = 0
+    #: Worker log batches dropped at apply time (stale fence, other worker, finished run).
+    stale_logs: int = 0
     #: The keyring was installed or rotated: every node re-reads it before the next write.
     keyring_changed: bool = False
     #: Job-log chunks (run id, task id, bytes) to append, in order, once the batch is durable
@@ -26,7 +30,9 @@ class Effects:
         self.runs_changed |= other.runs_changed
         self.runs_finished.extend(other.runs_finished)
         self.cancels.extend(other.cancels)
+        self.fences_changed.extend(other.fences_changed)
         self.dags_changed.extend(other.dags_changed)
         self.stale_reports += other.stale_reports
+        self.stale_logs += other.stale_logs
         self.keyring_changed |= other.keyring_changed
         self.log_appends.extend(other.log_appends)

@@ -10,11 +10,40 @@ from pathlib import Path
 
 import msgpack
 
+from kiok.errors import InvalidInput
 from kiok.security.kms import Keyring, derive_root_key
 from kiok.store import keys as k
 from kiok.store.kv import RocksKV
 
 log = logging.getLogger(__name__)
+
+
+def configured_master_key(value: str, key_file: str) -> str:
+    """The master key the operator gave: ``kiok.master.key`` (``KIOK_MASTER_KEY``) or the
+    content of ``kiok.kms.master.key.file``, which must be readable by its owner only (a key
+    in the environment stays readable in ``/proc/<pid>/environ`` by kiok's user for the
+    process's life; a file is read once and can be kept elsewhere). Empty when neither is
+    set; ``InvalidInput`` with one line for both, or for a file that is unfit."""
+    if not key_file:
+        return value
+    if value:
+        raise InvalidInput("set either KIOK_MASTER_KEY or kiok.kms.master.key.file, not both")
+    try:
+        with open(key_file, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            if mode & 0o077:
+                raise InvalidInput(
+                    f"kiok.kms.master.key.file {key_file} is readable by others than its owner "
+                    f"(mode {mode & 0o777:o}): chmod 600 it"
+                )
+            key = f.read().decode().strip()
+    except OSError as e:
+        raise InvalidInput(f"cannot read kiok.kms.master.key.file {key_file}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"kiok.kms.master.key.file {key_file} is not text") from None
+    if not key:
+        raise InvalidInput(f"kiok.kms.master.key.file {key_file} is empty")
+    return key
 
 
 def master_key(configured: str, data_dir: Path) -> str:
@@ -32,8 +61,9 @@ def master_key(configured: str, data_dir: Path) -> str:
     finally:
         os.close(fd)
     log.warning(
-        "KIOK_MASTER_KEY is not set: generated %s (mode 0600). Anyone who can read it can decrypt "
-        "this data directory; set KIOK_MASTER_KEY and keep it elsewhere for production.",
+        "KIOK_MASTER_KEY is not set (nor kiok.kms.master.key.file): generated %s (mode 0600). "
+        "Anyone who can read it can decrypt this data directory; for production keep the key "
+        "elsewhere (kiok.kms.master.key.file).",
         path,
     )
     return key

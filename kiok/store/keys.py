@@ -97,6 +97,9 @@ def access_key(key_id: str) -> str:
     return f"accesskey/{key_id}"
 
 
+ACCESS_KEY_PREFIX = "accesskey/"
+
+
 def user(name: str) -> str:
     return f"user/{name}"
 

@@ -6,13 +6,25 @@ Writes go only through ``CommandLog.propose``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from kiok.core.readiness import UNSTARTED
 from kiok.store import keys as k
 from kiok.store.kv import KVStore
 from kiok.store.txn import decode
+
+
+def access_key_is_current(key: dict[str, Any], user: dict[str, Any] | None) -> bool:
+    """Whether an access key still belongs to its user: the user exists and is the one the
+    key was made for (``userCreatedMs``; a key made before that was recorded belongs to an
+    earlier user of that name when it is older than the user). A user deleted and created
+    again under the same name does not get the old keys back."""
+    if user is None:
+        return False
+    if "userCreatedMs" in key:
+        return bool(key["userCreatedMs"] == user.get("createdMs"))
+    return int(key.get("createdMs") or 0) >= int(user.get("createdMs") or 0)
 
 
 class StateReader:
@@ -32,7 +44,22 @@ class StateReader:
         return self._get(k.IAM, k.user(name))  # type: ignore[no-any-return]
 
     def access_key(self, key_id: str) -> dict[str, Any] | None:
+        """The key record, live or not (``access_key_is_current`` tells)."""
         return self._get(k.IAM, k.access_key(key_id))  # type: ignore[no-any-return]
+
+    def access_keys(self, user: str | None = None) -> list[dict[str, Any]]:
+        """The live access keys (of ``user``, or of every user), by id."""
+        owners: dict[str, dict[str, Any] | None] = {}
+        live = []
+        for _, raw in self._kv.scan(k.IAM, k.ACCESS_KEY_PREFIX.encode()):
+            key = decode(raw)
+            if user is not None and key["user"] != user:
+                continue
+            if key["user"] not in owners:
+                owners[key["user"]] = self.user(key["user"])
+            if access_key_is_current(key, owners[key["user"]]):
+                live.append(key)
+        return live
 
     def group(self, name: str) -> dict[str, Any] | None:
         return self._get(k.IAM, k.group(name))  # type: ignore[no-any-return]
@@ -145,9 +172,11 @@ class StateReader:
         state: str | None = None,
         limit: int = 50,
         cursor: int | None = None,
+        visible: Callable[[dict[str, Any]], bool] | None = None,
     ) -> tuple[list[dict[str, Any]], int | None]:
         """Runs (with tasks) newest first; ``cursor`` is the sequence number to continue below. Returns
-        the page and the cursor of the next page (None when there is none)."""
+        the page and the cursor of the next page (None when there is none). ``visible`` (given
+        the run without its tasks) leaves runs out of the page, as ``state`` does."""
         if dag_id is not None:
             prefix = k.runs_by_dag_prefix(dag_id)
             after = k.run_by_dag(dag_id, cursor) if cursor is not None else None
@@ -158,10 +187,14 @@ class StateReader:
         for _, raw in self._kv.scan(
             k.META, prefix.encode(), after=after.encode() if after else None, reverse=True
         ):
-            run = self.run(decode(raw))
-            if run is None or (state is not None and run["state"] != state):
+            header = self.run_header(decode(raw))
+            if header is None or (state is not None and header["state"] != state):
+                continue
+            if visible is not None and not visible(header):
                 continue
             if len(page) == limit:
                 return page, page[-1]["seq"]
-            page.append(run)
+            run = self.run(header["runId"])
+            if run is not None:
+                page.append(run)
         return page, None

@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pysyncobj import SyncObj, SyncObjConf, replicated  # type: ignore[import-untyped]
 from pysyncobj.config import FAIL_REASON  # type: ignore[import-untyped]
 
-from kiok.errors import KiokError, NotLeader
+from kiok.errors import InvalidInput, KiokError, NotLeader
 from kiok.store import commands as c
 from kiok.store import keys as k
 from kiok.store import snapshot
@@ -118,6 +118,27 @@ def parse_peers(text: str, master_id: str) -> dict[str, str]:
     if len(peers) < 3 or len(peers) % 2 == 0:
         raise ValueError(f"kiok.master.peers: use 3 or 5 masters (an odd number), not {len(peers)}")
     return peers
+
+
+def _packed(
+    batch: list[tuple[c.Command, asyncio.Future[Any]]],
+) -> tuple[list[tuple[c.Command, asyncio.Future[Any]]], bytes]:
+    """The batch as one log entry. A command with a value msgpack cannot encode (an integer
+    past 64 bits) is refused alone; the others go on without it."""
+    try:
+        return batch, msgpack.packb({"c": [cmd.to_wire() for cmd, _ in batch]}, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError):
+        pass
+    kept = []
+    for cmd, fut in batch:
+        try:
+            msgpack.packb(cmd.to_wire(), use_bin_type=True)
+        except (TypeError, ValueError, OverflowError) as e:
+            if not fut.done():
+                fut.set_exception(InvalidInput(f"a value in this request cannot be stored: {e}"))
+            continue
+        kept.append((cmd, fut))
+    return kept, msgpack.packb({"c": [cmd.to_wire() for cmd, _ in kept]}, use_bin_type=True)
 
 
 def _derive(master_key: str, label: bytes) -> bytes:
@@ -277,8 +298,10 @@ class RaftCommandLog:
             for _, fut in batch:
                 fut.set_exception(NotLeader("the replicated log is not started"))
             return
+        batch, body = _packed(batch)
+        if not batch:
+            return
         futures = [fut for _, fut in batch]
-        body = msgpack.packb({"c": [cmd.to_wire() for cmd, _ in batch]}, use_bin_type=True)
         nonce = os.urandom(_NONCE)
         payload = nonce + self._aead.encrypt(nonce, body, _AAD)
 

@@ -15,9 +15,10 @@ import logging
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from kiok.core.frontier import Frontier
-from kiok.core.placeholders import effective_params, has_placeholders, param_env, resolve
+from kiok.core.placeholders import Context, has_placeholders, param_env, param_values, resolve
 from kiok.core.retry import fail_event, timeout_ms_for
 from kiok.core.states import RunState, TaskRecord, TaskState
 from kiok.core.timefmt import iso_utc
@@ -28,7 +29,7 @@ from kiok.errors import TaskError
 from kiok.ids import RUN_LOG_TASK, TaskId
 from kiok.protocol.messages import Assignment
 from kiok.worker.executors.base import AttemptContext, AttemptResult, Executor
-from kiok.worker.link import MasterLink
+from kiok.worker.link import FencedLogs, MasterLink
 from kiok.worker.logship import TaskLog
 from kiok.worker.masking import Masker
 from kiok.worker.process import WorkDirs
@@ -70,7 +71,6 @@ class RunDriver:
         self.fence = assignment.fence
         self._env = env
         self._spec = compiled_spec(assignment.spec)
-        self._params = effective_params(self._spec.params, assignment.args)
         self._masker = Masker(v for props in assignment.secrets.values() for v in props.values())
         records = {  # a task without a record is unstarted (all of them in a new run)
             TaskId(t.id): TaskRecord.from_dict(raw)
@@ -115,6 +115,7 @@ class RunDriver:
         await asyncio.gather(*self._attempts.values(), return_exceptions=True)
         for tid in list(self._attempts):  # cancelled before their first step: never ran
             self._attempt_over(tid)
+        self.assignment.secrets.clear()  # nothing runs any more that may need them
 
     # --- the walk --------------------------------------------------------------------------
 
@@ -255,8 +256,12 @@ class RunDriver:
             stop.set()
         self._stops[tid] = stop
         try:
+            now = self._env.clock_ms()
             try:
-                resolved = self._resolve(task)
+                params = param_values(
+                    self._spec.params, self.assignment.args, now_ms=now, tz=self._spec.timezone
+                )
+                resolved = self._resolve(task, params, now)
             except TaskError as e:
                 tlog.line(f"[kiok] {e.message}")
                 return AttemptResult(False, error=e.message)
@@ -266,13 +271,13 @@ class RunDriver:
                 task=resolved,
                 attempt=attempt,
                 work_dir=work_dir,
-                env=self._task_env(tid, attempt),
+                env=self._task_env(tid, attempt, params),
                 timeout_s=timeout_ms_for(task, self._spec.default_timeout_ms, self._env.default_timeout_ms)
                 / 1000,
                 grace_s=self._env.kill_grace_s,
                 stop=stop,
                 output=output,
-                tail=lambda: b"".join(tail),
+                tail=lambda: self._masker.mask_fragment(b"".join(tail)),
             )
             try:
                 result = await self._env.executors[task.type].run(ctx)
@@ -289,8 +294,9 @@ class RunDriver:
 
     # --- helpers ---------------------------------------------------------------------------
 
-    def _resolve(self, task: TaskSpec) -> TaskSpec:
-        """Placeholders are resolved here, in memory, just before the attempt runs."""
+    def _resolve(self, task: TaskSpec, params: Mapping[str, Any], now: int) -> TaskSpec:
+        """Placeholders are resolved here, in memory, just before the attempt runs; params
+        are placed as data for the language of each text (``kiok.core.placement``)."""
         if not has_placeholders(task.script or "") and not any(map(has_placeholders, task.config.values())):
             return task
         secrets = self.assignment.secrets
@@ -300,18 +306,19 @@ class RunDriver:
                 raise TaskError(f"unknown connection {conn_id!r} (create it: POST /api/v1/connections)")
             return secrets[conn_id][key]
 
-        now = self._env.clock_ms()
         tz = self._spec.timezone
 
-        def sub(text: str) -> str:
-            return resolve(text, params=self._params, lookup_conn=lookup, now_ms=now, tz=tz)
+        def sub(text: str, context: Context) -> str:
+            return resolve(text, params=params, lookup_conn=lookup, now_ms=now, tz=tz, context=context)
 
-        script = sub(task.script) if task.script is not None else None
-        return replace(task, script=script, config={k: sub(v) for k, v in task.config.items()})
+        script_context = Context.PYTHON if task.type is TaskType.PYTHON else Context.SHELL
+        script = sub(task.script, script_context) if task.script is not None else None
+        config = {k: sub(v, _config_context(k, v, task.config)) for k, v in task.config.items()}
+        return replace(task, script=script, config=config)
 
-    def _task_env(self, tid: str, attempt: int) -> dict[str, str]:
+    def _task_env(self, tid: str, attempt: int, params: Mapping[str, Any]) -> dict[str, str]:
         """What this attempt adds to the worker's task environment (``base_task_env``)."""
-        env = param_env(self._params)
+        env = param_env(params)
         env.update(
             KIOK_RUN_ID=self.run_id,
             KIOK_DAG_ID=self._spec.id,
@@ -324,7 +331,7 @@ class RunDriver:
 
     def _task_log(self, tid: str) -> TaskLog:
         return TaskLog(
-            self._env.link,
+            FencedLogs(self._env.link, self.fence),
             self.run_id,
             tid,
             batch_bytes=self._env.log_batch_bytes,
@@ -352,6 +359,21 @@ class RunDriver:
             changes, self._outbox = [(tid, rec.to_dict()) for tid, rec in self._outbox.items()], {}
             for i in range(0, len(changes), _REPORT_MAX_TASKS):
                 self._env.link.report_tasks(self.run_id, self.fence, dict(changes[i : i + _REPORT_MAX_TASKS]))
+
+
+def _config_context(key: str, value: str, config: Mapping[str, str]) -> Context:
+    """How a param is placed in an http task's config value: the URL percent-encoded, JSON
+    (body or headers) JSON-escaped, a form body form-encoded."""
+    if key == "url":
+        return Context.URL
+    if key == "headers":
+        return Context.JSON
+    if key == "body":
+        if value.lstrip().startswith(("{", "[")):
+            return Context.JSON
+        if "application/x-www-form-urlencoded" in config.get("headers", "").lower():
+            return Context.FORM
+    return Context.TEXT
 
 
 def base_task_env(environ: Mapping[str, str]) -> dict[str, str]:

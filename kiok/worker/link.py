@@ -15,9 +15,11 @@ class MasterLink(Protocol):
         link delivers them in call order and retries terminal ones until acknowledged."""
         ...
 
-    def append_log(self, run_id: str, task_id: str, data: bytes, *, final: bool) -> None:
-        """Append log bytes; ``final`` marks a task attempt's last batch, which must be
-        stored before any later ``report_tasks`` for that task is applied."""
+    def append_log(self, run_id: str, fence: Fence, task_id: str, data: bytes, *, final: bool) -> None:
+        """Append log bytes written by the driver holding ``fence``; ``final`` marks a task
+        attempt's last batch, which must be stored before any later ``report_tasks`` for that
+        task is applied. The masters drop (and count) a batch unless this worker drives the
+        run under that fence and the run has not ended."""
         ...
 
     def release_run(self, run_id: str, fence: Fence, reason: str) -> None:
@@ -30,3 +32,21 @@ class MasterLink(Protocol):
         ...
 
     def release_task_permit(self) -> None: ...
+
+
+class LogSink(Protocol):
+    """Where one task's log batches go (``kiok.worker.logship.TaskLog``)."""
+
+    def append_log(self, run_id: str, task_id: str, data: bytes, *, final: bool) -> None: ...
+
+
+class FencedLogs:
+    """A ``LogSink`` shipping through a ``MasterLink`` under one driver's fence: bytes written
+    while a driver held a run always travel with that driver's fence, never a later one."""
+
+    def __init__(self, link: MasterLink, fence: Fence) -> None:
+        self._link = link
+        self._fence = fence
+
+    def append_log(self, run_id: str, task_id: str, data: bytes, *, final: bool) -> None:
+        self._link.append_log(run_id, self._fence, task_id, data, final=final)

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 
-from kiok.worker.link import MasterLink
+from kiok.worker.link import LogSink
 from kiok.worker.masking import Masker
 
 
 class TaskLog:
     def __init__(
         self,
-        link: MasterLink,
+        link: LogSink,
         run_id: str,
         task_id: str,
         *,
@@ -72,13 +72,11 @@ class TaskLog:
         data = bytes(self._buf)
         self._buf.clear()
         if self._masker is not None and data:
-            keep = 0 if final else min(self._masker.hold_back, len(data))
+            data, keep = self._masker.mask_batch(data, final=final)
             if keep:  # the start of a secret may end this batch: finish it in the next one
-                self._buf += data[-keep:]
-                data = data[:-keep]
-            data = self._masker.mask(data)
-            if self._buf and self._timer is None:
-                self._timer = asyncio.get_running_loop().call_later(self._interval_s, self.flush)
+                self._buf += keep
+                if self._timer is None:
+                    self._timer = asyncio.get_running_loop().call_later(self._interval_s, self.flush)
         if data:  # an attempt that printed nothing leaves nothing to store or to order
             self._link.append_log(self._run_id, self._task_id, data, final=final)
 

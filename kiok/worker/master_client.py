@@ -6,6 +6,13 @@ credential that is saved with mode 0600 — and then carries offers in, reports,
 heartbeats out. Terminal task reports go through the fsync'd ``Outbox`` and are replayed
 after every reconnect until acknowledged; a report the master rejects as fenced makes the
 worker abandon that run (stop its tasks): another driver owns it now.
+
+Credential or token: a saved credential is always tried first, and while the master accepts
+it the join token is never sent. Only when the master refuses the credential (revoked,
+unknown, wrong) and a join token is configured does the next hello carry the token; when the
+token is accepted, its new credential replaces the stale file. A refused identity (at hello,
+or a revocation while connected) stops every run this worker drives, dropping their
+assignments and the secrets in them: the masters give those runs to other workers.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from kiok.core.states import TERMINAL_TASK_STATES
 from kiok.errors import ProtocolError
 from kiok.protocol.framing import read_frame, write_frame
-from kiok.protocol.messages import PROTOCOL_VERSION, Fence, OfferReply, OfferVerdict
+from kiok.protocol.messages import PROTOCOL_VERSION, Fence, OfferReply, OfferVerdict, Refusal
 from kiok.protocol.wire import Kind, assignment_from_wire, field, frame, kind_of, outbox_keys_from_wire
 from kiok.worker.outbox import Outbox
 
@@ -35,6 +42,8 @@ _BACKOFF_S = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 #: After a refusal (bad credential, revoked, version) retrying fast cannot help and would
 #: trip the master's per-address limit on failed authentications.
 _REFUSED_BACKOFF_S = 15.0
+#: Refusals that say this worker's identity is not accepted (as opposed to "try elsewhere").
+_IDENTITY_REFUSED = frozenset({Refusal.UNAUTHENTICATED, Refusal.REVOKED})
 
 
 def parse_masters(text: str) -> list[tuple[str, int]]:
@@ -90,6 +99,13 @@ class MasterClient:
         self.max_term = 0
         self._stopping = False
         self._stop = asyncio.Event()
+        #: The master refused the saved credential: the next hellos carry the join token.
+        self._credential_refused = False
+        self._credential_refusal = ""
+        #: What the last hello authenticated with ("credential", "joinToken" or "").
+        self._sent_auth = ""
+        #: Reconnect without the back-off (the token is to follow a refused credential).
+        self._retry_now = False
 
     def attach(self, worker: Worker) -> None:
         self._worker = worker
@@ -103,9 +119,19 @@ class MasterClient:
             key = self._outbox.put(record)  # durable until the master acknowledges it
         self._send(frame(Kind.REPORT, key, **record))
 
-    def append_log(self, run_id: str, task_id: str, data: bytes, *, final: bool) -> None:
+    def append_log(self, run_id: str, fence: Fence, task_id: str, data: bytes, *, final: bool) -> None:
         if data:
-            self._send(frame(Kind.LOG, run=run_id, task=task_id, data=data, final=final))
+            self._send(
+                frame(
+                    Kind.LOG,
+                    run=run_id,
+                    term=fence.term,
+                    epoch=fence.epoch,
+                    task=task_id,
+                    data=data,
+                    final=final,
+                )
+            )
 
     def release_run(self, run_id: str, fence: Fence, reason: str) -> None:
         self._send(frame(Kind.RELEASE, run=run_id, term=fence.term, epoch=fence.epoch, reason=reason))
@@ -157,7 +183,10 @@ class MasterClient:
                 self._on_disconnect()
             if self._stopping:
                 return
-            if self.state == "looking for the leader":
+            if self._retry_now:
+                self._retry_now = False
+                delay = 0.0
+            elif self.state == "looking for the leader":
                 delay = 0.05 if self._redirect else _BACKOFF_S[min(attempt, 2)]
             elif self.state.startswith("refused"):
                 delay = _REFUSED_BACKOFF_S
@@ -203,12 +232,9 @@ class MasterClient:
                 "slots": self._worker.total_slots,
                 "runs": self._worker.claims(),
                 "capabilities": [],
+                "taskIsolation": self._worker.task_isolation,
             }
-            credential = self._credential()
-            if credential:
-                hello["credential"] = credential
-            elif self._join_token:
-                hello["joinToken"] = self._join_token
+            hello.update(self._auth())
             await write_frame(writer, frame(Kind.HELLO, **hello), timeout_s=self._io_timeout_s)
             answer = await read_frame(
                 reader, timeout_s=self._connect_timeout_s, max_frame_bytes=self._max_frame
@@ -239,7 +265,9 @@ class MasterClient:
             self._outbox.set_keys(outbox_keys_from_wire(answer))
             if isinstance(answer.get("credential"), str):
                 self._save_credential(answer["credential"])
+                self._credential_refused = False
                 log.info("admitted with the join token; credential saved to %s", self._credential_file)
+            self._sent_auth = "credential"  # from here on, this worker is its credential
             self.state = "connected"
             log.info("connected to master %s:%d (protocol v%d)", host, port, PROTOCOL_VERSION)
             await self._serve(reader, writer)
@@ -268,8 +296,27 @@ class MasterClient:
             for task in tasks:
                 task.cancel()
 
+    def _auth(self) -> dict[str, str]:
+        """The hello's authentication: the saved credential unless the master refused it and
+        a join token is configured; then the token."""
+        credential = self._credential()
+        if credential and not (self._credential_refused and self._join_token):
+            self._sent_auth = "credential"
+            return {"credential": credential}
+        if self._join_token:
+            self._sent_auth = "joinToken"
+            return {"joinToken": self._join_token}
+        self._sent_auth = ""
+        return {}
+
     def _refused(self, m: dict[str, Any], who: str) -> None:
-        if m.get("code") == "not_leader":
+        code = m.get("code")
+        reason = str(m.get("reason", ""))
+        if code in _IDENTITY_REFUSED:
+            if self._sent_auth == "joinToken" and self._credential_refusal:
+                reason = f"{self._credential_refusal}; and the join token: {reason}"
+            self._identity_refused(reason)
+        if code == Refusal.NOT_LEADER:
             self.state = "looking for the leader"
             leader = m.get("leader")
             if isinstance(leader, str):
@@ -277,8 +324,20 @@ class MasterClient:
                     self._redirect = parse_masters(leader)[0]
             log.info("%s does not lead; leader: %s", who, leader or "unknown yet")
             return
-        self.state = f"refused: {m.get('reason', '')}"
-        log.error("%s refused this worker: %s", who, m.get("reason"))
+        self.state = f"refused: {reason}"
+        log.error("%s refused this worker: %s", who, reason)
+
+    def _identity_refused(self, reason: str) -> None:
+        """The master does not accept who this worker says it is (any more): it may not drive
+        runs, so they stop here and the masters reassign them. A refused credential is
+        followed at once by the join token, if one is configured and was not just refused."""
+        assert self._worker is not None
+        self._worker.abandon_all(f"this worker's identity was refused ({reason})")
+        if self._sent_auth == "credential" and self._join_token:
+            self._credential_refused = True
+            self._credential_refusal = reason
+            self._retry_now = True
+            log.warning("the master refused the saved credential (%s); trying the join token", reason)
 
     def _on_disconnect(self) -> None:
         self._connected.clear()

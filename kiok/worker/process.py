@@ -9,6 +9,10 @@ in order) arrives in chunks of at most 64 KiB, so a task that prints without end
 grows our memory. Stopping — on timeout or cancel — signals the whole group: SIGTERM, a
 grace period, then SIGKILL.
 
+Isolated (``kiok.worker.isolation``), the spawner runs as the task user, possibly in a pid
+namespace of its own: the directories it is handed are made for that user here, and the
+pids it reports are then its namespace's, never signalled from this side.
+
 Why a helper process rather than threads: on this machine kind the threads that spawned
 tasks and the event loop fought over the one GIL (each fork, read and wait hands it back
 and forth), which cost more CPU per ``true`` task than all of kiok's orchestration.
@@ -33,6 +37,7 @@ from pathlib import Path
 import msgpack
 
 from kiok.worker import spawn_protocol as sp
+from kiok.worker.isolation import NO_ISOLATION, Isolation
 from kiok.worker.spawner import signal_group
 from kiok.worker.stop import StopSignal
 
@@ -44,10 +49,15 @@ _START_TIMEOUT_S = 30.0
 
 class WorkDirs:
     """Working directories for attempts under ``root``: ``take`` gives an empty one that no
-    other running attempt has, ``give_back`` returns it once the runner has emptied it."""
+    other running attempt has, ``give_back`` returns it once the runner has emptied it.
+    With ``owner`` (uid, gid) each is made for that user, mode 0700, in a ``root`` that must
+    belong to this process's user (so nobody else can swap what ``take`` works on). A
+    ``temporary`` root, this process's alone, goes with ``discard``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, owner: tuple[int, int] | None = None, *, temporary: bool = False) -> None:
         self._root = root
+        self._owner = owner
+        self._temporary = temporary
         self._free: list[Path] = []
         self._made = 0
 
@@ -58,11 +68,20 @@ class WorkDirs:
         path = self._root / f"{os.getpid()}.{self._made}"
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(path)  # left behind by an earlier process that had this pid
-        path.mkdir(parents=True)
+        if self._owner is None:
+            path.mkdir(parents=True)
+        else:
+            path.mkdir(0o700, parents=True)
+            os.chown(path, *self._owner)
         return path
 
     def give_back(self, path: Path) -> None:
         self._free.append(path)
+
+    def discard(self) -> None:
+        """Remove a temporary root and all in it (when the worker stops)."""
+        if self._temporary:
+            shutil.rmtree(self._root, ignore_errors=True)  # never follows a link a task made
 
 
 @dataclass(frozen=True)
@@ -87,6 +106,8 @@ class _Spawner(asyncio.Protocol):
 
     proc: subprocess.Popen[bytes]
     ready: asyncio.Future[None]
+    #: The task pids it reports are its pid namespace's (meaningless on this side).
+    pids_are_its_own: bool = False
     pending: dict[int, _Pending] = field(default_factory=dict)
     transport: asyncio.Transport | None = None
     lost: bool = False
@@ -159,7 +180,8 @@ class _Spawner(asyncio.Protocol):
             log.error("the task spawner process exited; failing the %d attempts it ran", len(self.pending))
         lost = "the task spawner process exited; the task's processes were killed"
         for entry in self.pending.values():
-            if entry.pid is not None:  # orphaned: nobody else would stop them
+            # Orphaned: nobody else would stop them (in a pid namespace, the kernel did).
+            if entry.pid is not None and not self.pids_are_its_own:
                 signal_group(entry.pid, signal.SIGKILL)
             if not entry.future.done():
                 entry.future.set_result(ProcessOutcome(None, error=lost))
@@ -170,10 +192,18 @@ class ProcessRunner:
     """Runs attempts through ``spawners`` task spawner processes, each started on first use
     (or by ``prewarm``) and again after it died; an attempt goes to the one with the fewest
     running. More than one, because starting a process blocks its spawner until the new
-    process has exec'd (~0.5 ms here). ``spawner_env`` is the spawners' environment."""
+    process has exec'd (~0.5 ms here). ``spawner_env`` is the spawners' environment (which
+    tasks inherit), ``isolation`` how they run tasks (as whom, in which namespace)."""
 
-    def __init__(self, spawner_env: Mapping[str, str] | None = None, *, spawners: int = 1) -> None:
-        self._env = dict(os.environ if spawner_env is None else spawner_env)
+    def __init__(
+        self,
+        spawner_env: Mapping[str, str] | None = None,
+        *,
+        spawners: int = 1,
+        isolation: Isolation = NO_ISOLATION,
+    ) -> None:
+        self._isolation = isolation
+        self._env = isolation.spawner_env(dict(os.environ if spawner_env is None else spawner_env))
         self._spawners: list[_Spawner | None] = [None] * max(1, spawners)
         self._starting: list[asyncio.Lock] | None = None
         self._ids = itertools.count(1)
@@ -181,7 +211,8 @@ class ProcessRunner:
 
     @property
     def spawner_pids(self) -> list[int]:
-        """The pids of the running spawners."""
+        """The pids of the processes started for the running spawners (in a pid namespace,
+        ``unshare``: killing it kills the spawner and its namespace)."""
         return [s.proc.pid for s in self._spawners if s is not None and not s.lost]
 
     def prewarm(self) -> None:
@@ -201,26 +232,19 @@ class ProcessRunner:
         timeout_s: float,
         stop: StopSignal,
         grace_s: float,
-        files: Mapping[str, tuple[str, int]] | None = None,
+        script: str | None = None,
     ) -> ProcessOutcome:
         """Run to the end in ``cwd`` (an empty directory from ``WorkDirs``, created if
-        missing, with ``files``: name -> (text, mode)), which is emptied afterwards, with
-        ``env`` added to the spawner's environment (only the difference travels).
-        ``output`` is called in order, and every call happens before this returns. Raises
-        ``OSError`` when the process cannot start."""
+        missing), which is emptied afterwards, with ``env`` added to the spawner's
+        environment (only the difference travels; isolated, ``HOME`` is ``cwd``) and
+        ``script`` readable at ``/dev/fd/3``. ``output`` is called in order, and every call
+        happens before this returns. Raises ``OSError`` when the process cannot start."""
         spawner = await self._connected(self._least_busy())
         attempt_id = next(self._ids)
         entry = _Pending(asyncio.get_running_loop().create_future(), output)
         spawner.pending[attempt_id] = entry
-        start = sp.Start(
-            attempt_id,
-            list(argv),
-            str(cwd),
-            dict(env),
-            timeout_s,
-            grace_s,
-            {name: [text, mode] for name, (text, mode) in (files or {}).items()},
-        )
+        env = {**env, "HOME": str(cwd)} if self._isolation.as_user else dict(env)
+        start = sp.Start(attempt_id, list(argv), str(cwd), env, timeout_s, grace_s, script)
         spawner.send(start, now=len(spawner.pending) == 1)
         forget_stop = stop.on_set(lambda: _send_stop(spawner, attempt_id))
         try:
@@ -262,7 +286,9 @@ class ProcessRunner:
         ours, theirs = socket.socketpair()
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "kiok.worker.spawner", str(theirs.fileno())],
+                self._isolation.spawner_argv(
+                    [sys.executable, "-m", "kiok.worker.spawner", str(theirs.fileno())]
+                ),
                 pass_fds=[theirs.fileno()],
                 env=self._env,
                 stdin=subprocess.DEVNULL,
@@ -273,7 +299,7 @@ class ProcessRunner:
             raise
         finally:
             theirs.close()
-        spawner = _Spawner(proc, loop.create_future())
+        spawner = _Spawner(proc, loop.create_future(), self._isolation.pid_namespace)
         await loop.create_unix_connection(lambda: spawner, sock=ours)
         await asyncio.wait_for(asyncio.shield(spawner.ready), _START_TIMEOUT_S)
         log.debug("task spawner started (pid %d)", proc.pid)

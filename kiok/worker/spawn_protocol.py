@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from enum import IntEnum
 from typing import Any
 
-VERSION = 1
+VERSION = 2
 
 
 class Kind(IntEnum):
@@ -35,10 +35,11 @@ class Hello:
 
 @dataclass(frozen=True, slots=True)
 class Start:
-    """Worker -> spawner: run ``argv`` in ``cwd`` (created if missing, ``files`` written
-    into it: name -> [text, mode]) with ``env`` added to the spawner's own environment, in
-    a new session, stdin closed, stdout and stderr
-    merged; stop it (SIGTERM to its group, ``grace_s``, SIGKILL) after ``timeout_s``."""
+    """Worker -> spawner: run ``argv`` in ``cwd`` (created if missing) with ``env`` added to
+    the spawner's own environment, in a new session, stdin closed, stdout and stderr merged,
+    and ``script`` (when not None) readable at file descriptor 3 (``/dev/fd/3``): a script
+    is never an argument (``/proc/<pid>/cmdline`` is world-readable) nor a file on disk.
+    Stop it (SIGTERM to its group, ``grace_s``, SIGKILL) after ``timeout_s``."""
 
     id: int
     argv: list[str]
@@ -46,7 +47,7 @@ class Start:
     env: dict[str, str]
     timeout_s: float
     grace_s: float
-    files: dict[str, list[Any]]
+    script: str | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,10 +9,17 @@ sees one socket carrying batched messages (``kiok.worker.spawn_protocol``).
 
 Each attempt runs in its own session (so its whole process group can be signalled), in its
 working directory, stdin closed, stdout and stderr merged into one pipe read in 64 KiB
-chunks. Stopping — on timeout or request — is SIGTERM to the group, a grace period, then
-SIGKILL; when an attempt ends, anything left in its group is killed and its directory is
-emptied before the worker hears of the end. When the worker goes away (its end of the
-socket closes, even on kill -9), every running task group is killed and the spawner exits.
+chunks, and its script (if any) readable at file descriptor 3: a memfd, so a script (which
+may hold resolved secrets) is neither an argument in ``/proc/<pid>/cmdline`` nor a file.
+Stopping — on timeout or request — is SIGTERM to the group, a grace period, then SIGKILL;
+when an attempt ends, anything left in its group is killed and its directory is emptied
+before the worker hears of the end. When the worker goes away (its end of the socket
+closes, even on kill -9), every running task group is killed and the spawner exits.
+
+Isolated (``kiok.worker.isolation``), the spawner is given the task user's ``uid:gid``: it
+drops to them once its imports are done, so every task it starts runs as that user. Started
+through ``unshare --pid``, it is pid 1 of its namespace: orphans of earlier attempts become
+its children, and are reaped along with the attempts' own processes.
 """
 
 from __future__ import annotations
@@ -38,8 +45,10 @@ _READ_SIZE = 65536
 _PIPE_DRAIN_S = 1.0
 #: Without pidfds (Linux < 5.3) an exit is noticed by polling this often.
 _EXIT_POLL_S = 0.01
-#: Signals Python ignores at start-up that a task must get back at their defaults.
-_DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
+#: Signals Python (or the spawner) ignores that a task must get back at their defaults.
+_DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT)
+#: Where a task finds its script (``/dev/fd/3``).
+SCRIPT_FD = 3
 
 
 @dataclass(eq=False)
@@ -65,17 +74,37 @@ def signal_group(pid: int, sig: int) -> None:
 
 
 def empty_dir(directory: str) -> None:
-    """Remove what an attempt left in its directory; if that fails, the directory itself
-    (the next attempt given it creates it afresh)."""
+    """Remove what an attempt left in its directory. A task may have taken the write or
+    search permission off its own directories: they are given back and it is tried again;
+    if that fails too, the directory itself goes (the next attempt creates it afresh)."""
     try:
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path)
-                else:
-                    os.unlink(entry.path)
+        _remove_entries(directory)
     except OSError:
-        shutil.rmtree(directory, ignore_errors=True)
+        _allow_removal(directory)
+        try:
+            _remove_entries(directory)
+        except OSError:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _remove_entries(directory: str) -> None:
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+
+
+def _allow_removal(directory: str) -> None:
+    with contextlib.suppress(OSError):
+        os.chmod(directory, 0o700)
+    for parent, dirs, _ in os.walk(directory):
+        for name in dirs:
+            path = os.path.join(parent, name)
+            if not os.path.islink(path):
+                with contextlib.suppress(OSError):
+                    os.chmod(path, 0o700)
 
 
 def _executable(argv0: str, env: dict[str, str]) -> str:
@@ -100,6 +129,10 @@ class Spawner:
         self._unpacker = msgpack.Unpacker(raw=False)
         self._attempts: dict[int, _Attempt] = {}
         self._by_fd: dict[int, _Attempt] = {}
+        #: Attempts whose main process has not been reaped yet.
+        self._by_pid: dict[int, _Attempt] = {}
+        #: Pid 1 of a namespace: orphaned task processes become this process's children.
+        self._init = os.getpid() == 1
         self._outbox = bytearray()
         self._pack = msgpack.Packer(use_bin_type=True).pack
         #: The worker's task environment, which every task's own variables are added to.
@@ -145,7 +178,7 @@ class Spawner:
                     attempt.eof = True
                     self._drop_fd(fd)
             else:
-                self._reap(attempt)
+                self._reap_children()
         now = time.monotonic()
         for attempt in list(self._attempts.values()):
             self._tick(attempt, now)
@@ -181,24 +214,14 @@ class Spawner:
     def _start(self, msg: sp.Start) -> None:
         cwd = msg.cwd  # a str throughout: pathlib costs more than the system calls here
         env = {**self._base_env, **msg.env}
-        try:
-            if msg.files:
-                os.makedirs(cwd, exist_ok=True)
-            for name, (text, mode) in msg.files.items():
-                path = os.path.join(cwd, name)
-                with open(path, "w") as f:
-                    f.write(text)
-                os.chmod(path, mode)
-            out_fd, pid = self._spawn(msg.argv, env, cwd)
-        except BaseException:
-            empty_dir(cwd)  # the worker gives the directory back: leave it as it came
-            raise
+        out_fd, pid = self._spawn(msg.argv, env, cwd, msg.script)
         try:
             exit_fd: int | None = os.pidfd_open(pid)
         except (AttributeError, OSError):
             exit_fd = None
         attempt = _Attempt(msg.id, pid, out_fd, exit_fd, cwd, time.monotonic() + msg.timeout_s, msg.grace_s)
         self._attempts[msg.id] = attempt
+        self._by_pid[pid] = attempt
         self.send(sp.Started(msg.id, pid))
         self._by_fd[out_fd] = attempt
         self._poll.register(out_fd, select.EPOLLIN)
@@ -207,10 +230,20 @@ class Spawner:
             self._poll.register(exit_fd, select.EPOLLIN)
 
     @staticmethod
-    def _spawn(argv: list[str], env: dict[str, str], cwd: str) -> tuple[int, int]:
-        """Start ``argv`` in ``cwd``: (the read end of its output pipe, its pid)."""
+    def _spawn(argv: list[str], env: dict[str, str], cwd: str, script: str | None) -> tuple[int, int]:
+        """Start ``argv`` in ``cwd`` with ``script`` at ``SCRIPT_FD``: (the read end of its
+        output pipe, its pid)."""
+        script_fd = -1
         out_fd, child_out = os.pipe()
         try:
+            file_actions: list[tuple[int, ...] | tuple[int, int, str, int, int]] = [
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, child_out, 1),
+                (os.POSIX_SPAWN_DUP2, child_out, 2),
+            ]
+            if script is not None:
+                script_fd = _memfd(script)
+                file_actions.append((os.POSIX_SPAWN_DUP2, script_fd, SCRIPT_FD))
             try:
                 os.chdir(cwd)  # one thread: the new process starts here
             except FileNotFoundError:
@@ -220,11 +253,7 @@ class Spawner:
                 _executable(argv[0], env),
                 argv,
                 env,
-                file_actions=[
-                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                    (os.POSIX_SPAWN_DUP2, child_out, 1),
-                    (os.POSIX_SPAWN_DUP2, child_out, 2),
-                ],
+                file_actions=file_actions,
                 setsid=True,
                 setsigdef=_DEFAULT_SIGNALS,
             )
@@ -233,6 +262,8 @@ class Spawner:
             raise
         finally:
             os.close(child_out)
+            if script_fd >= 0:
+                os.close(script_fd)
         return out_fd, pid
 
     def _stop(self, attempt: _Attempt, reason: str, now: float) -> None:
@@ -241,13 +272,23 @@ class Spawner:
             signal_group(attempt.pid, signal.SIGTERM)
             attempt.kill_at = now + attempt.grace_s
 
-    def _reap(self, attempt: _Attempt) -> None:
-        _, status = os.waitpid(attempt.pid, 0)  # it has exited: this does not block
-        attempt.exit_code = _exit_code(status)
-        attempt.exited_at = time.monotonic()
-        if attempt.exit_fd is not None:
-            self._drop_fd(attempt.exit_fd)
-            attempt.exit_fd = None
+    def _reap_children(self) -> None:
+        """Collect every child that has exited: the attempts' main processes and, as pid 1
+        of a namespace, the orphans of earlier attempts (nobody else would)."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            attempt = self._by_pid.pop(pid, None)
+            if attempt is not None:
+                attempt.exit_code = _exit_code(status)
+                attempt.exited_at = time.monotonic()
+                if attempt.exit_fd is not None:
+                    self._drop_fd(attempt.exit_fd)
+                    attempt.exit_fd = None
 
     def _tick(self, attempt: _Attempt, now: float) -> None:
         if attempt.reason is None and now >= attempt.deadline:
@@ -256,10 +297,7 @@ class Spawner:
             signal_group(attempt.pid, signal.SIGKILL)
             attempt.kill_at = None
         if attempt.exited_at is None and attempt.exit_fd is None:
-            pid, status = os.waitpid(attempt.pid, os.WNOHANG)  # no pidfd on this kernel
-            if pid:
-                attempt.exit_code = _exit_code(status)
-                attempt.exited_at = now
+            self._reap_children()  # no pidfd on this kernel: polled
         if attempt.exited_at is not None and not attempt.eof and now - attempt.exited_at >= _PIPE_DRAIN_S:
             signal_group(attempt.pid, signal.SIGKILL)  # orphans hold the pipe open
         if attempt.exited_at is not None and attempt.eof:
@@ -268,6 +306,8 @@ class Spawner:
     def _finish(self, attempt: _Attempt) -> None:
         del self._attempts[attempt.id]
         signal_group(attempt.pid, signal.SIGKILL)  # whatever the attempt left in its group
+        if self._init:
+            self._reap_children()  # orphans of this attempt (or earlier ones) that have died
         empty_dir(attempt.cwd)
         self.send(
             sp.Exited(
@@ -293,15 +333,59 @@ def _filename(e: OSError) -> str | None:
     return None if e.filename is None else str(e.filename)
 
 
+def _memfd(script: str) -> int:
+    """A memory-only file holding ``script`` (close-on-exec, never ``SCRIPT_FD`` itself: a
+    dup2 onto itself would keep that flag). Every reader opens ``/dev/fd/3`` afresh, from
+    offset 0."""
+    fd = os.memfd_create("kiok-task", os.MFD_CLOEXEC)
+    try:
+        if fd == SCRIPT_FD:
+            fd, old = os.dup(fd), fd
+            os.close(old)
+        data = script.encode()
+        written = os.write(fd, data)
+        while written < len(data):  # a memfd takes it all at once, unless interrupted
+            written += os.write(fd, data[written:])
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def drop_privileges(uid: int, gid: int) -> None:
+    """Become the task user for good (no supplementary groups, no way back) and not
+    dumpable: tasks, running as the same user, cannot read this process's memory (which
+    holds other attempts' scripts) or attach to it."""
+    import ctypes  # here, while the interpreter's own files can still be read
+
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 or os.getresuid() != (uid, uid, uid):
+        raise SystemExit("kiok spawner: could not drop privileges")
+
+
+_PR_SET_DUMPABLE = 4
+
+
 def main(argv: list[str] | None = None) -> None:
+    """``FD [UID:GID]``: serve the worker on socket ``FD``, as ``UID:GID`` when given."""
     args = sys.argv[1:] if argv is None else argv
     control = socket.socket(fileno=int(args[0]))
     control.set_inheritable(False)  # tasks must not hold the worker's socket
-    Spawner(control).serve()
+    # The worker ends the spawner by closing the socket; a task, which may run as the same
+    # user, must not end it with SIGINT (handled by Python, so even pid 1 would get it).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    spawner = Spawner(control)
+    if len(args) > 1:
+        uid, gid = (int(x) for x in args[1].split(":"))
+        drop_privileges(uid, gid)
+    spawner.serve()
 
 
 if __name__ == "__main__":
     main()
 
 
-__all__ = ["Spawner", "empty_dir", "main", "signal_group"]
+__all__ = ["SCRIPT_FD", "Spawner", "drop_privileges", "empty_dir", "main", "signal_group"]

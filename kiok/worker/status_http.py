@@ -1,19 +1,48 @@
-"""The worker's status port (19998): ``/health``, ``/ready``, ``/status``, ``POST /drain``,
-``/cluster/health``. Plain Starlette: four routes need no OpenAPI document."""
+"""The worker's status port (19998): ``/health``, ``/ready``, ``/status``, ``POST /drain``
+(undone by ``POST /undrain`` or ``DELETE /drain``), ``/cluster/health``. Plain Starlette: a
+few routes need no OpenAPI document.
+
+The port has no authentication (it binds 127.0.0.1 unless told otherwise), so the one
+thing that changes the worker, draining, refuses what a browser sends on behalf of another
+site: a request whose ``Origin`` is not this port's own, or marked ``Sec-Fetch-Site``
+``cross-site`` or ``same-site``, gets 403. Scripts (curl, kubectl) send no ``Origin`` and are unaffected."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from kiok.security.http_headers import SecurityHeaders
 from kiok.worker.worker import Worker
 
 
-def create_status_app(worker: Worker, master_connection: Callable[[], str]) -> Starlette:
+def cross_site(request: Request) -> str | None:
+    """Why ``request`` looks sent by a browser for another site, or None."""
+    origin = request.headers.get("origin")
+    if origin is not None:
+        own = f"{request.url.scheme}://{request.headers.get('host', '')}".lower()
+        if origin.lower() != own:
+            return f"cross-origin request refused (Origin {origin!r} is not {own!r})"
+    if request.headers.get("sec-fetch-site", "").lower() in ("cross-site", "same-site"):
+        return "cross-site request refused (Sec-Fetch-Site)"
+    return None
+
+
+def _refused(why: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": "forbidden", "message": why}}, status_code=403)
+
+
+def create_status_app(
+    worker: Worker, master_connection: Callable[[], str], on_undrain: Callable[[], None] = lambda: None
+) -> Starlette:
+    """The status app of ``worker``; ``on_undrain`` tells the master (in one process) that the
+    worker takes runs again (a remote worker's next heartbeat says so)."""
+
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
@@ -26,9 +55,22 @@ def create_status_app(worker: Worker, master_connection: Callable[[], str]) -> S
     async def status(_: Request) -> JSONResponse:
         return JSONResponse(worker.status(master_connection()))
 
-    async def drain(_: Request) -> JSONResponse:
+    async def drain(request: Request) -> JSONResponse:
+        if why := cross_site(request):
+            return _refused(why)
         worker.start_drain()
         return JSONResponse({"draining": True, "activeRuns": len(worker.active_runs)})
+
+    async def undrain(request: Request) -> JSONResponse:
+        if why := cross_site(request):
+            return _refused(why)
+        if not worker.stop_drain():
+            return JSONResponse(
+                {"error": {"code": "conflict", "message": "the worker is shutting down; it stays drained"}},
+                status_code=409,
+            )
+        on_undrain()
+        return JSONResponse({"draining": False, "activeRuns": len(worker.active_runs)})
 
     async def cluster_health(_: Request) -> JSONResponse:
         state = master_connection()
@@ -42,6 +84,9 @@ def create_status_app(worker: Worker, master_connection: Callable[[], str]) -> S
             Route("/ready", ready),
             Route("/status", status),
             Route("/drain", drain, methods=["POST"]),
+            Route("/drain", undrain, methods=["DELETE"]),
+            Route("/undrain", undrain, methods=["POST"]),
             Route("/cluster/health", cluster_health),
-        ]
+        ],
+        middleware=[Middleware(SecurityHeaders)],
     )

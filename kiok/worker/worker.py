@@ -26,12 +26,17 @@ def normalise_labels(labels: Iterable[str]) -> tuple[str, ...]:
 
 
 class Worker:
-    def __init__(self, env: DriverEnv, *, slots: int, labels: Iterable[str] = ()) -> None:
+    def __init__(
+        self, env: DriverEnv, *, slots: int, labels: Iterable[str] = (), task_isolation: str = "none"
+    ) -> None:
         self.id = env.worker_id
         self.env = env
         self.total_slots = slots
         self.labels = normalise_labels(labels)
+        #: How its tasks are kept from kiok (``kiok.worker.isolation``): shown, and told the masters.
+        self.task_isolation = task_isolation
         self.draining = False
+        self._shutting_down = False
         self.started_monotonic = time.monotonic()
         self._drivers: dict[str, tuple[RunDriver, asyncio.Task[None], int]] = {}
         self._recent: deque[dict[str, Any]] = deque(maxlen=_RECENT_RUNS)
@@ -82,6 +87,12 @@ class Worker:
         if not self._drivers:
             self._idle.set()
 
+    def abandon_all(self, reason: str) -> None:
+        """Stop driving every run (this worker may no longer drive any: e.g. it was revoked).
+        Their tasks are stopped and their assignments, secrets included, dropped."""
+        for run_id in list(self._drivers):
+            self.abandon(run_id, reason)
+
     def claims(self) -> list[dict[str, Any]]:
         """The runs this worker drives, with their fences (told to the master on connect)."""
         return [
@@ -129,9 +140,18 @@ class Worker:
         """Stop taking runs; the ones being driven finish."""
         self.draining = True
 
+    def stop_drain(self) -> bool:
+        """Take runs again after ``start_drain``; False (and still draining) once the worker
+        is shutting down."""
+        if self._shutting_down:
+            return False
+        self.draining = False
+        return True
+
     async def drain(self, timeout_s: float) -> bool:
         """Drain and wait up to ``timeout_s`` for running runs; give back those still
         running then. True when everything finished in time."""
+        self._shutting_down = True
         self.start_drain()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), timeout_s)
@@ -167,6 +187,7 @@ class Worker:
             "uptimeSeconds": round(time.monotonic() - self.started_monotonic, 1),
             "slots": {"total": self.total_slots, "busy": busy, "free": self.total_slots - busy},
             "labels": list(self.labels),
+            "taskIsolation": self.task_isolation,
             "activeRuns": len(self._drivers),
             "recentRuns": list(self._recent),
         }

@@ -311,12 +311,16 @@ def test_admission_credentials_refusals_and_revocation(cluster: Cluster, tmp_pat
 def test_repeated_failed_authentications_are_rate_limited(cluster: Cluster) -> None:
     m = cluster.master()
     for i in range(5):
-        reply = refusal(m.internal_port, hello(f"intruder{i}", credential="kiok_cred_v1.forged"))
+        reply = refusal(m.internal_port, hello("intruder", credential=f"kiok_cred_v1.forged{i}"))
         assert reply["code"] == "unauthenticated" and "unknown worker" in reply["reason"], (i, reply)
-    for i in range(2):  # the sixth attempt on, from the same address: turned away unexamined
+    for i in range(2):  # the sixth attempt on, same address and worker id: turned away unexamined
         reply = refusal(m.internal_port, hello("intruder", joinToken="kiok_join_v1.forged"))
         assert reply["code"] == "rate_limited" and "too many" in reply["reason"], (i, reply)
     assert "too many failed authentications" in m.read_log()
+    # The limit is per (address, claimed worker id): other ids from this address are examined
+    # (tests/integration/test_worker_identity.py: garbage hellos keep no worker out).
+    reply = refusal(m.internal_port, hello("intruder2", joinToken="kiok_join_v1.forged"))
+    assert reply["code"] == "unauthenticated" and "unknown join token" in reply["reason"], reply
     assert httpx.get(m.url + "/healthz").status_code == 200
 
 

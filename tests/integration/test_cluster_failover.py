@@ -70,11 +70,10 @@ tasks:
 
 
 def test_kill9_of_the_driver_reassigns_within_the_heartbeat_timeout(
-    cluster_factory: Any, tmp_path: Path
+    cluster_factory: Any, task_tmp_path: Path
 ) -> None:
     c: Cluster = cluster_factory()
-    marks = tmp_path / "marks"
-    marks.mkdir()
+    marks = task_tmp_path  # written by tasks: run as the task user, away from pytest's tmp_path
     c.master.register(three_step_dag("failover", marks, 3))
     run_id = c.master.trigger("failover")
     run = c.master.wait_for(
@@ -95,10 +94,9 @@ def test_kill9_of_the_driver_reassigns_within_the_heartbeat_timeout(
     assert f"assigned to worker {other}" in c.master.log(run_id, "__run__")
 
 
-def test_a_frozen_driver_comes_back_fenced(cluster_factory: Any, tmp_path: Path) -> None:
+def test_a_frozen_driver_comes_back_fenced(cluster_factory: Any, task_tmp_path: Path) -> None:
     c: Cluster = cluster_factory()
-    marks = tmp_path / "marks"
-    marks.mkdir()
+    marks = task_tmp_path  # written by tasks: run as the task user, away from pytest's tmp_path
     c.master.register(three_step_dag("frozen", marks, 1.5))
     run_id = c.master.trigger("frozen")
     run = c.master.wait_for(
@@ -123,10 +121,11 @@ def test_a_frozen_driver_comes_back_fenced(cluster_factory: Any, tmp_path: Path)
     assert c.workers[driver].status()["masterConnection"] == "connected"
 
 
-def test_a_restarted_master_keeps_the_drivers_and_their_reports(cluster_factory: Any, tmp_path: Path) -> None:
+def test_a_restarted_master_keeps_the_drivers_and_their_reports(
+    cluster_factory: Any, task_tmp_path: Path
+) -> None:
     c: Cluster = cluster_factory(workers=1)
-    marks = tmp_path / "marks"
-    marks.mkdir()
+    marks = task_tmp_path  # written by tasks: run as the task user, away from pytest's tmp_path
     c.master.register(three_step_dag("survivor", marks, 2))
     run_id = c.master.trigger("survivor")
     c.master.wait_for(lambda: c.master.run(run_id)["tasks"]["slow"]["state"] == "RUNNING", 20, "slow to run")

@@ -9,12 +9,11 @@ from kiok.testing.process import Standalone
 
 
 def test_kill9_mid_run_resumes_without_rerunning_finished_tasks(
-    standalone_factory: Any, tmp_path: Path
+    standalone_factory: Any, task_tmp_path: Path
 ) -> None:
     # Ship log batches every 100 ms so the test can see output stored before the kill.
     kiok: Standalone = standalone_factory(env={"KIOK_JOBLOG_WORKER_BATCH_INTERVAL_MS": "100"})
-    marks = tmp_path / "marks"
-    marks.mkdir()
+    marks = task_tmp_path
     kiok.register(
         f"""
 dag: {{id: crashy}}

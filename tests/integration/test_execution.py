@@ -237,7 +237,7 @@ tasks:
 # --- retries ---------------------------------------------------------------------------------
 
 
-def test_retries_with_exponential_backoff(shared_kiok: Standalone, tmp_path: Path) -> None:
+def test_retries_with_exponential_backoff(shared_kiok: Standalone, task_tmp_path: Path) -> None:
     dag = shared_kiok.register(
         """
 dag: {id: exec_retry, params: {dir: /nonexistent}}
@@ -256,7 +256,7 @@ tasks:
       [ "$n" -ge 3 ]
 """
     )
-    run_id = shared_kiok.trigger(dag, {"dir": str(tmp_path)})
+    run_id = shared_kiok.trigger(dag, {"dir": str(task_tmp_path)})
     # Watch the RETRYING phases: retryAt - endedAt is the delay chosen after that attempt.
     delays: dict[int, float] = {}
     deadline = time.monotonic() + 20
@@ -272,7 +272,7 @@ tasks:
     t = run["tasks"]["flaky"]
     assert run["state"] == "SUCCESS", run
     assert t["state"] == "SUCCESS" and t["attempt"] == 3, t
-    assert (tmp_path / "count").read_text().strip() == "3"
+    assert (task_tmp_path / "count").read_text().strip() == "3"
 
     log = shared_kiok.log(run_id, "flaky")
     lines = log.splitlines()
@@ -291,7 +291,7 @@ tasks:
     for attempt, delay in delays.items():
         assert delay == pytest.approx(expected[attempt], abs=0.002), delays
     # ... and the attempts really started that far apart, the second gap the longer.
-    s1, s2, s3 = (float(x) for x in (tmp_path / "starts").read_text().split())
+    s1, s2, s3 = (float(x) for x in (task_tmp_path / "starts").read_text().split())
     gap1, gap2 = s2 - s1, s3 - s2
     assert gap1 >= 0.25 and gap2 >= 0.5, (gap1, gap2)
     assert gap2 - gap1 >= 0.15, (gap1, gap2)
@@ -383,7 +383,7 @@ tasks:
 def test_placeholders_and_task_environment(shared_kiok: Standalone) -> None:
     dag = shared_kiok.register(
         """
-dag: {id: exec_env, params: {x: dag-x, keep: dag-keep}}
+dag: {id: exec_env, allow_extra_args: true, params: {x: dag-x, keep: dag-keep}}
 tasks:
   - id: sh
     script: |
@@ -395,7 +395,7 @@ tasks:
       import json, os
       print(json.dumps({k: v for k, v in os.environ.items() if k.startswith("KIOK_")}))
       print(json.dumps(sorted(os.environ.values())))
-  - {id: unknown, script: 'echo ${params.nope}'}
+  - {id: unknown, script: 'echo ${params.nope}'}  # allow_extra_args: refused only at run time
 """
     )
     year_before = datetime.now(UTC).year
@@ -438,7 +438,7 @@ tasks:
 # --- isolation: working directory and stdin --------------------------------------------------
 
 
-def test_each_attempt_has_own_workdir_and_closed_stdin(shared_kiok: Standalone, tmp_path: Path) -> None:
+def test_each_attempt_has_own_workdir_and_closed_stdin(shared_kiok: Standalone, task_tmp_path: Path) -> None:
     # a and b run at the same time and hand-shake through a directory outside both.
     dag = shared_kiok.register(
         """
@@ -471,7 +471,7 @@ tasks:
     script: 'import sys; print("stdin=" + repr(sys.stdin.read()))'
 """
     )
-    run_id = shared_kiok.trigger(dag, {"sync": str(tmp_path)})
+    run_id = shared_kiok.trigger(dag, {"sync": str(task_tmp_path)})
     run = shared_kiok.wait_run(run_id, 20)
     tasks = run["tasks"]
     assert run["state"] == "SUCCESS", tasks
@@ -493,28 +493,40 @@ tasks:
 # --- cancel ----------------------------------------------------------------------------------
 
 
-def test_cancel_kills_process_group_and_cancels_pending(shared_kiok: Standalone, tmp_path: Path) -> None:
-    pidfile = tmp_path / "child.pid"
+def processes_with(needle: str) -> list[int]:
+    """Pids (as this test sees them) whose command line contains ``needle``. A pid a task
+    reports is its own pid namespace's (isolated tasks: ``kiok.worker.isolation``)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except (OSError, UnicodeDecodeError):
+                continue
+            if needle in cmdline and pid_alive(int(entry)):
+                found.append(int(entry))
+    return found
+
+
+def test_cancel_kills_process_group_and_cancels_pending(shared_kiok: Standalone) -> None:
+    seconds = f"300.{time.time_ns() % 10**9}"  # marks the task's child among all processes
     dag = shared_kiok.register(
         """
-dag: {id: exec_cancel, params: {pidfile: /nonexistent}}
+dag: {id: exec_cancel, params: {seconds: "1"}}
 tasks:
-  - {id: bg, script: 'sleep 300 >/dev/null 2>&1 & echo $! > ${params.pidfile}; wait'}
+  - {id: bg, script: 'sleep ${params.seconds} >/dev/null 2>&1 & wait'}
   - {id: downstream, requires: [bg], script: 'echo never'}
 """
     )
-    run_id = shared_kiok.trigger(dag, {"pidfile": str(pidfile)})
-    shared_kiok.wait_for(
+    run_id = shared_kiok.trigger(dag, {"seconds": seconds})
+    [child] = shared_kiok.wait_for(
         lambda: (
-            pidfile.exists()
-            and pidfile.read_text().strip()
-            and shared_kiok.run(run_id)["tasks"]["bg"]["state"] == "RUNNING"
+            shared_kiok.run(run_id)["tasks"]["bg"]["state"] == "RUNNING"
+            and processes_with(f"sleep {seconds}")
         ),
         15,
         "bg running with its child",
     )
-    child = int(pidfile.read_text().strip())
-    assert pid_alive(child)
     try:
         r = shared_kiok.api("POST", f"/api/v1/runs/{run_id}/cancel")
         assert r.status_code == 200, r.text
@@ -548,8 +560,8 @@ tasks:
     assert "message" in r.json()["error"]
 
 
-def test_cancel_pending_run(shared_kiok: Standalone, tmp_path: Path) -> None:
-    go = tmp_path / "go"
+def test_cancel_pending_run(shared_kiok: Standalone, task_tmp_path: Path) -> None:
+    go = task_tmp_path / "go"
     dag = shared_kiok.register(
         """
 dag: {id: exec_cancel_pending, max_active_runs: 1, params: {go: /nonexistent}}

@@ -89,8 +89,8 @@ tasks:
     assert end["data"] == "" and end["nextOffset"] == len(expected.encode()) and end["complete"] is True
 
 
-def test_complete_is_false_while_running_and_true_after(logs_kiok: Standalone, tmp_path: Path) -> None:
-    go = tmp_path / "go"
+def test_complete_is_false_while_running_and_true_after(logs_kiok: Standalone, task_tmp_path: Path) -> None:
+    go = task_tmp_path / "go"
     dag = logs_kiok.register(
         """
 dag: {id: logs_complete, params: {go: /nonexistent}}

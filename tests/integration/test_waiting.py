@@ -20,8 +20,8 @@ def task(node: Standalone, run_id: str, task_id: str) -> dict[str, Any]:
     return t
 
 
-def test_waiting_for_upstream(shared_kiok: Standalone, tmp_path: Path) -> None:
-    go = tmp_path / "go"
+def test_waiting_for_upstream(shared_kiok: Standalone, task_tmp_path: Path) -> None:
+    go = task_tmp_path / "go"
     dag = shared_kiok.register(
         """
 dag: {id: wait_upstream, params: {go: /nonexistent}}
@@ -46,7 +46,7 @@ tasks:
     assert all(t["waiting"] is None for t in run["tasks"].values()), run["tasks"]
 
 
-def test_retrying_task_says_when_it_retries(shared_kiok: Standalone, tmp_path: Path) -> None:
+def test_retrying_task_says_when_it_retries(shared_kiok: Standalone, task_tmp_path: Path) -> None:
     dag = shared_kiok.register(
         """
 dag: {id: wait_retry, params: {dir: /nonexistent}}
@@ -59,7 +59,7 @@ tasks:
   - {id: after, requires: [flaky], script: 'echo after'}
 """
     )
-    run_id = shared_kiok.trigger(dag, {"dir": str(tmp_path)})
+    run_id = shared_kiok.trigger(dag, {"dir": str(task_tmp_path)})
     t = shared_kiok.wait_for(
         lambda: (x := task(shared_kiok, run_id, "flaky"))["state"] == "RETRYING" and x, 15, "flaky RETRYING"
     )
@@ -76,8 +76,8 @@ tasks:
     assert run["tasks"]["flaky"]["attempt"] == 2 and run["tasks"]["flaky"]["retryAt"] is None
 
 
-def test_max_active_runs_then_paused(shared_kiok: Standalone, tmp_path: Path) -> None:
-    go = tmp_path / "go"
+def test_max_active_runs_then_paused(shared_kiok: Standalone, task_tmp_path: Path) -> None:
+    go = task_tmp_path / "go"
     dag = shared_kiok.register(
         """
 dag: {id: wait_mar, max_active_runs: 1, params: {go: /nonexistent}}

@@ -65,16 +65,45 @@ async def test_a_token_admits_one_worker_whose_credential_then_verifies() -> Non
     assert secret_hash(token).encode() in everything and secret_hash(cred).encode() in everything
 
 
-async def test_the_same_worker_may_redeem_again_and_gets_a_new_credential() -> None:
-    adm, clock, _ = make()
+async def test_a_spent_token_is_refused_even_for_the_worker_that_spent_it() -> None:
+    # Worker ids are public (a worker's /status shows its own): a used token plus the id must
+    # not mint a second credential that locks the real worker out.
+    adm, clock, kv = make()
     token, _ = await adm.issue_join_token()
-    first = await adm.redeem(token, "w1")  # the worker crashed before saving it
+    cred = await adm.redeem(token, "w1")
+    log = LocalCommandLog(kv)
     clock.now_ms += 1000
-    second = await adm.redeem(token, "w1")
-    assert second != first
-    adm.verify("w1", second)
-    with pytest.raises(Unauthenticated, match="wrong credential"):
-        adm.verify("w1", first)
+    with pytest.raises(Unauthenticated, match=r"already used \(by worker w1\).*needs a new join token"):
+        await adm.redeem(token, "w1")
+    adm.verify("w1", cred)  # the real worker's credential still works
+    # ``apply`` refuses it too, whoever proposes it (a master that skipped the pre-check).
+    with pytest.raises(Unauthenticated, match="already used"):
+        await log.propose(
+            c.RedeemJoinToken(
+                at_ms=clock.now_ms, token_hash=secret_hash(token), worker_id="w1", credential_hash="x"
+            )
+        )
+    adm.verify("w1", cred)
+
+
+async def test_hopeless_tokens_are_refused_without_a_command() -> None:
+    kv = MemoryKV(keys.SPACES)
+    inner = LocalCommandLog(kv)
+    proposed: list[c.Command] = []
+
+    class CountingLog:
+        async def propose(self, cmd: c.Command) -> object:
+            proposed.append(cmd)
+            return await inner.propose(cmd)
+
+    adm = Admission(CountingLog(), StateReader(kv), Clock())  # type: ignore[arg-type]
+    token, _ = await adm.issue_join_token()
+    await adm.redeem(token, "w1")
+    before = len(proposed)
+    for bad, worker in ((JOIN_TOKEN_PREFIX + "forged", "w2"), (token, "w1"), (token, "w3")):
+        with pytest.raises(Unauthenticated):
+            await adm.redeem(bad, worker)
+    assert len(proposed) == before
 
 
 async def test_an_expired_token_is_refused() -> None:
@@ -94,7 +123,7 @@ async def test_revoke_ends_the_credential_and_only_a_new_token_readmits() -> Non
     await adm.revoke("w1")  # harmless again
     with pytest.raises(Unauthenticated, match="worker w1 was revoked"):
         adm.verify("w1", cred)
-    with pytest.raises(Unauthenticated, match="revoked"):
+    with pytest.raises(Unauthenticated, match="already used"):
         await adm.redeem(old_token, "w1")  # the old token cannot undo the revocation
     [row] = adm.workers()
     assert row["revoked"] is True and row["revokedAt"] == "2024-05-01T10:40:05.000Z"
@@ -102,8 +131,10 @@ async def test_revoke_ends_the_credential_and_only_a_new_token_readmits() -> Non
     new_token, _ = await adm.issue_join_token()
     new_cred = await adm.redeem(new_token, "w1")
     adm.verify("w1", new_cred)
-    with pytest.raises(Unauthenticated, match="newer"):
+    with pytest.raises(Unauthenticated, match="already used"):
         await adm.redeem(old_token, "w1")  # nor take over the re-admitted worker
+    with pytest.raises(Unauthenticated, match="already used"):
+        await adm.redeem(new_token, "w1")
     with pytest.raises(NotFound):
         await adm.revoke("ghost")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -10,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kiok.dag.load import spec_from_document, spec_from_json, spec_from_yaml
+from kiok.dag.params import ParamRule
 from kiok.dag.spec import DagSpec, TaskSpec, TaskType, TriggerRule
 from kiok.dag.validate import validate
 from kiok.ids import DagId, TaskId
@@ -26,6 +28,27 @@ json_values = st.recursive(
     max_leaves=6,
 )
 positive_ms = st.integers(1, 10**10)
+param_names = st.from_regex(r"\A[A-Za-z_][A-Za-z0-9_]{0,12}\Z")
+
+
+@st.composite
+def param_rules(draw: st.DrawFn, name: str) -> ParamRule:
+    kind = draw(st.sampled_from([None, "string", "integer"]))
+    if kind == "integer":
+        return ParamRule(
+            name, True, draw(st.integers(0, 9)), "integer", minimum=0, maximum=draw(st.integers(9, 99))
+        )
+    values = draw(st.lists(st.from_regex(r"\A[a-z]{1,5}\Z"), min_size=1, max_size=3, unique=True))
+    has_default = draw(st.booleans())
+    return ParamRule(
+        name,
+        has_default=has_default,
+        default=values[0] if has_default else None,
+        type=kind,
+        enum=tuple(values) if draw(st.booleans()) else None,
+        max_length=draw(st.none() | st.integers(5, 50)),
+        description=draw(text),
+    )
 
 
 @st.composite
@@ -55,18 +78,36 @@ def specs(draw: st.DrawFn) -> DagSpec:
                 config=config,
             )
         )
+    names = draw(
+        st.lists(param_names, max_size=5, unique_by=lambda n: n.upper()).filter(lambda ns: len(ns) < 6)
+    )
+    params: dict[str, Any] = {}
+    rules: dict[str, ParamRule] = {}
+    schedule = draw(st.sampled_from([None, "0 2 * * *", "*/5 * * * 1-5", "30 2 1 * *"]))
+    for name in names:
+        if draw(st.booleans()):
+            params[name] = draw(json_values)
+            continue
+        rule = draw(param_rules(name))
+        if schedule is not None and not rule.has_default:
+            rule = dataclasses.replace(rule, has_default=True, default=rule.enum[0] if rule.enum else "a")
+        rules[name] = rule
+        if rule.has_default:
+            params[name] = rule.default
     spec = DagSpec(
         id=DagId(draw(ids)),
         tasks=tuple(tasks),
         name=draw(text),
         description=draw(text),
-        schedule=draw(st.sampled_from([None, "0 2 * * *", "*/5 * * * 1-5", "30 2 1 * *"])),
+        schedule=schedule,
         timezone=draw(st.sampled_from(["UTC", "Europe/Berlin", "Asia/Seoul"])),
         catchup=draw(st.booleans()),
         max_active_runs=draw(st.integers(1, 1000)),
         default_timeout_ms=draw(st.none() | positive_ms),
         labels=tuple(draw(st.lists(st.from_regex(r"\A[a-z0-9-]{1,8}\Z")))),
-        params=draw(st.dictionaries(ids, json_values, max_size=4)),
+        params=params,
+        param_rules=rules,
+        allow_extra_args=draw(st.booleans()),
     )
     return validate(spec)
 

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from kiok.core.placeholders import effective_params, param_env, references, resolve
+from kiok.core.placeholders import param_env, param_values, references, resolve
 from kiok.errors import TaskError
 
 NOW = datetime(2024, 1, 31, 13, 5, 7, 123_000, tzinfo=UTC)  # a Wednesday
@@ -33,12 +33,12 @@ def test_fixed_now() -> None:
 
 
 def test_params_and_trigger_args_override_defaults() -> None:
-    params = effective_params({"region": "eu", "n": 1}, {"region": "us"})
+    params = param_values({"region": "eu", "n": 1}, {"region": "us"}, now_ms=NOW_MS)
     assert params == {"region": "us", "n": 1}
     assert (
         r("go ${params.region} ${params.n} ${params.flag}", params={**params, "flag": True}) == "go us 1 true"
     )
-    assert effective_params({"a": 1}, None) == {"a": 1}
+    assert param_values({"a": 1}, None, now_ms=NOW_MS) == {"a": 1}
 
 
 def test_conn_and_secret() -> None:
@@ -110,9 +110,12 @@ def test_secret_values_are_never_re_expanded() -> None:
         del CONNS[("tricky", "value")]
 
 
-def test_param_values_may_hold_dates_but_not_references() -> None:
-    params = {"day": "#{nowMinusFormatted(0,0,1,0,0,0,'yyyy-MM-dd')}", "leak": "${secret.api_token}"}
+def test_dag_defaults_may_hold_dates_but_args_and_references_stay_as_given() -> None:
+    defaults = {"day": "#{nowMinusFormatted(0,0,1,0,0,0,'yyyy-MM-dd')}", "leak": "${secret.api_token}"}
+    params = param_values(defaults, None, now_ms=NOW_MS)
     assert r("${params.day} ${params.leak}", params=params) == "2024-01-30 ${secret.api_token}"
+    args = param_values(defaults, {"day": "#{nowInMillis()}"}, now_ms=NOW_MS)
+    assert r("${params.day}", params=args) == "#{nowInMillis()}"
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from kiok.errors import InvalidInput
-from kiok.security.policy import FULL_ACCESS, is_allowed, validate_document
+from kiok.security import resources
+from kiok.security.policy import FULL_ACCESS, allowed_anywhere, is_allowed, validate_document
 
 READ_DAGS = validate_document(
     {"Statement": [{"Effect": "Allow", "Action": ["dags:List", "dags:Read"], "Resource": "dag/*"}]}
@@ -35,3 +36,77 @@ def test_default_deny_allow_and_explicit_deny_wins() -> None:
 def test_bad_documents_name_the_field(doc: object, field: str) -> None:
     with pytest.raises(InvalidInput, match=field):
         validate_document(doc)
+
+
+def test_a_policy_on_a_dags_runs_does_not_reach_a_dag_whose_id_extends_it() -> None:
+    hello_runs = validate_document(
+        {"Statement": [{"Effect": "Allow", "Action": "runs:Read", "Resource": "dag/hello/*"}]}
+    )
+    assert is_allowed([hello_runs], "runs:Read", resources.run("hello", "hello-1-1"))
+    assert not is_allowed([hello_runs], "runs:Read", resources.run("hello-payroll", "hello-payroll-1-2"))
+    assert not is_allowed([hello_runs], "runs:Read", resources.dag("hello"))  # the DAG is not its runs
+    # '*' crosses '/': a prefix pattern covers every DAG whose id starts so, and their runs.
+    prefix = validate_document(
+        {"Statement": [{"Effect": "Allow", "Action": "runs:Read", "Resource": "dag/hello*"}]}
+    )
+    assert is_allowed([prefix], "runs:Read", resources.run("hello-payroll", "hello-payroll-1-2"))
+
+
+def test_iam_resources_name_one_record() -> None:
+    bob = validate_document(
+        {"Statement": [{"Effect": "Allow", "Action": "iam:*", "Resource": "iam/user/bob"}]}
+    )
+    assert is_allowed([bob], "iam:SetPassword", resources.user("bob"))
+    assert not is_allowed([bob], "iam:SetPassword", resources.user("bobby"))
+    assert not is_allowed([bob], "iam:AddUserToGroup", resources.group("admins"))
+    assert not is_allowed([bob], "iam:AttachPolicy", resources.policy("full-access"))
+
+
+def test_a_literal_pattern_matches_its_resource_alone() -> None:
+    odd = resources.user("a*[b]?")
+    doc = {"Statement": [{"Effect": "Allow", "Action": ["x:Y"], "Resource": [resources.literal(odd)]}]}
+    assert is_allowed([doc], "x:Y", odd)
+    assert not is_allowed([doc], "x:Y", resources.user("abc"))
+    assert not is_allowed([doc], "x:Y", resources.user("a*[b]?x"))
+
+
+@pytest.mark.parametrize(
+    ("run_id", "dag_id"),
+    [("hello-1714530600001-42", "hello"), ("hello-payroll-1714530600001-7", "hello-payroll"), ("x", "x")],
+)
+def test_the_dag_of_a_run_id(run_id: str, dag_id: str) -> None:
+    assert resources.dag_of_run_id(run_id) == dag_id
+
+
+def test_allowed_anywhere_gates_filtered_lists() -> None:
+    assert not allowed_anywhere([], "runs:List")
+    one_dag = validate_document(
+        {"Statement": [{"Effect": "Allow", "Action": "runs:List", "Resource": "dag/hello/*"}]}
+    )
+    assert allowed_anywhere([one_dag], "runs:List")
+    assert not allowed_anywhere([one_dag], "runs:Read")
+    assert allowed_anywhere([one_dag, DENY_SECRET], "runs:List")  # a Deny on some resources
+    deny_all = validate_document({"Statement": [{"Effect": "Deny", "Action": "runs:*", "Resource": "*"}]})
+    assert not allowed_anywhere([one_dag, deny_all], "runs:List")
+
+
+@pytest.mark.parametrize(
+    "resource",
+    ["*", "d*", "dag/x", "dag/x/run/*", "iam/*", "iam/user/bob", "connection/c", "cluster", "?ag/x"],
+)
+def test_resource_patterns_that_can_match_are_accepted(resource: str) -> None:
+    validate_document({"Statement": [{"Effect": "Allow", "Action": "*", "Resource": resource}]})
+
+
+@pytest.mark.parametrize(
+    ("resource", "hint"),
+    [
+        ("run/hello-*", "dag/<dagId>/run/<runId>"),
+        ("iam/access-key/AK1", "iam/user/<name>"),
+        ("dags/x", "names no kiok resource"),
+    ],
+)
+def test_resource_patterns_that_match_nothing_are_refused_with_the_forms(resource: str, hint: str) -> None:
+    with pytest.raises(InvalidInput, match=r"Statement\[0\]\.Resource") as refused:
+        validate_document({"Statement": [{"Effect": "Allow", "Action": "*", "Resource": resource}]})
+    assert resource in refused.value.message and hint in refused.value.message

@@ -1,11 +1,13 @@
 """The task spawner and its client, with real processes: output order, working directory,
-closed stdin, timeouts, stop requests, orphans holding the pipe, start failures, and what
-happens when either side of the spawner's socket dies."""
+closed stdin, timeouts, stop requests, orphans holding the pipe, start failures, what
+happens when either side of the spawner's socket dies, scripts passed by descriptor, and
+isolated tasks (as the task user, in a pid namespace)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from kiok.worker import spawn_protocol as sp
-from kiok.worker.process import ProcessOutcome, ProcessRunner
+from kiok.worker.isolation import prepare_work_root, task_isolation
+from kiok.worker.process import ProcessOutcome, ProcessRunner, WorkDirs
 from kiok.worker.stop import StopSignal
 
 
@@ -187,7 +190,7 @@ def test_when_the_worker_is_killed_its_tasks_and_spawner_go_too(tmp_path: Path) 
 
 
 def test_messages_round_trip_and_garbage_is_refused() -> None:
-    start = sp.Start(7, ["/bin/true"], "/tmp", {"A": "1"}, 1.5, 2.0, {"f": ["text", 0o600]})
+    start = sp.Start(7, ["/bin/true"], "/tmp", {"A": "1"}, 1.5, 2.0, "echo hi")
     assert sp.from_wire(sp.to_wire(start)) == start
     for garbage in ([], ["x"], [99, 1], [sp.Kind.STOP], "stop", None):
         with pytest.raises(ValueError):
@@ -221,7 +224,7 @@ async def test_a_refused_start_leaves_no_file_and_no_descriptor_behind(
             timeout_s=5,
             stop=StopSignal(),
             grace_s=1,
-            files={"task.sh": ("echo hi", 0o700)},
+            script="echo hi",
         )
 
     with pytest.raises(FileNotFoundError):
@@ -234,3 +237,105 @@ async def test_a_refused_start_leaves_no_file_and_no_descriptor_behind(
                 await start(argv)
             assert list(tmp_path.iterdir()) == []
     assert len(os.listdir(f"/proc/{spawner_pid}/fd")) == fds
+
+
+# --- scripts and isolation ---------------------------------------------------------------------
+
+MARK = "zz-script-marker-4711"
+
+
+async def test_a_script_reaches_its_process_at_fd_3_never_as_an_argument_or_a_file(
+    runner: ProcessRunner, tmp_path: Path
+) -> None:
+    script = textwrap.dedent(
+        f"""
+        MARK={MARK}
+        for who in self parent; do
+          pid=$$; [ $who = parent ] && pid=$PPID
+          if tr '\\0' ' ' < /proc/$pid/cmdline | grep -q "$MARK"
+          then echo "$who-leaks"; else echo "$who-clean"; fi
+        done
+        ls -A; tr '\\0' ' ' < /proc/$$/cmdline; echo
+        """
+    )
+    outcome, out = await _run_script(runner, ["/bin/sh", "/dev/fd/3"], script, tmp_path)
+    assert outcome.exit_code == 0, out
+    assert out.decode().splitlines() == ["self-clean", "parent-clean", "/bin/sh /dev/fd/3 "]
+    # A script with a shebang is run through its own interpreter, from the same descriptor.
+    outcome, out = await _run_script(runner, ["/dev/fd/3"], "#!/bin/sh\necho via-shebang $0\n", tmp_path)
+    assert outcome.exit_code == 0 and out == b"via-shebang /dev/fd/3\n"
+
+
+async def _run_script(
+    runner: ProcessRunner, argv: list[str], script: str, cwd: Path, env: dict[str, str] | None = None
+) -> tuple[ProcessOutcome, bytes]:
+    out: list[bytes] = []
+    outcome = await runner.run(
+        argv,
+        cwd=cwd,
+        env=env or {"PATH": os.environ["PATH"]},
+        output=out.append,
+        timeout_s=30,
+        stop=StopSignal(),
+        grace_s=1,
+        script=script,
+    )
+    return outcome, b"".join(out)
+
+
+@pytest.fixture
+async def isolated() -> AsyncIterator[tuple[ProcessRunner, WorkDirs]]:
+    """A runner whose tasks run as the task user in a pid namespace (this suite runs as
+    root, as CI does), and working directories made for that user."""
+    isolation = task_isolation("user", "kiok-task")
+    assert isolation.mode == "user+pidns", "unshare --pid must work where the tests run"
+    root = prepare_work_root("", Path("/nonexistent"), f"spawner-test-{os.getpid()}", isolation)
+    runner = ProcessRunner({"PATH": "/usr/bin:/bin", "HOME": "/root"}, isolation=isolation)
+    try:
+        yield runner, WorkDirs(root, (isolation.uid, isolation.gid))
+    finally:
+        await runner.aclose()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def test_isolated_tasks_run_as_the_task_user_and_see_only_their_namespace(
+    isolated: tuple[ProcessRunner, WorkDirs],
+) -> None:
+    runner, dirs = isolated
+    cwd = dirs.take()
+    script = f"""
+        id -u; echo "$HOME $USER"; pwd
+        cat /proc/{os.getpid()}/environ >/dev/null 2>&1 && echo sees-the-worker || echo no-worker
+        ls /proc | grep -c '^[0-9]'
+        kill -INT 1; kill -TERM 1; kill -KILL 1; echo pid-1-stands
+        """
+    outcome, out = await _run_script(runner, ["/bin/sh", "/dev/fd/3"], script, cwd)
+    assert outcome.exit_code == 0, out
+    uid, home_user, pwd, worker, processes, stands = out.decode().splitlines()
+    assert int(uid) == pwd_entry("kiok-task") and home_user == f"{cwd} kiok-task" and pwd == str(cwd)
+    assert worker == "no-worker"
+    assert int(processes) <= 5  # the spawner, this shell, ls, grep (and a late one)
+    assert stands == "pid-1-stands"
+    outcome, out = await _run_script(runner, ["/bin/sh", "/dev/fd/3"], "echo still-serving", cwd)
+    assert outcome.exit_code == 0 and out == b"still-serving\n"
+
+
+async def test_orphans_of_isolated_tasks_are_reaped_by_their_spawner(
+    isolated: tuple[ProcessRunner, WorkDirs],
+) -> None:
+    runner, dirs = isolated
+    cwd = dirs.take()
+    # The subshell's sleep outlives its shell (an orphan of pid 1, the spawner), and is
+    # killed with the attempt's group when the attempt ends: a zombie unless reaped.
+    await _run_script(runner, ["/bin/sh", "/dev/fd/3"], "(sleep 30 &) ; echo left", cwd)
+    await _run_script(runner, ["/bin/sh", "/dev/fd/3"], "true", cwd)
+    outcome, out = await _run_script(
+        runner, ["/bin/sh", "/dev/fd/3"], "cat /proc/[0-9]*/stat 2>/dev/null | grep -c ') Z ' || true", cwd
+    )
+    assert outcome.exit_code == 0 and out == b"0\n"
+
+
+def pwd_entry(name: str) -> int:
+    import pwd
+
+    return pwd.getpwnam(name).pw_uid

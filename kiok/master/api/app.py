@@ -1,4 +1,5 @@
-"""The admin HTTP application: routers, error mapping, body-size limit, readiness gate."""
+"""The admin HTTP application: routers, error mapping, security headers, body-size and JSON
+limits, readiness gate."""
 
 from __future__ import annotations
 
@@ -10,15 +11,23 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from kiok.master import http_errors
 from kiok.master.api import admin, auth, cluster, connections, dags, health, iam, openapi, runs
 from kiok.master.api.forward import ForwardToLeader
+from kiok.master.api.json_limits import JsonLimits
 from kiok.master.http_errors import error_response
+from kiok.security.http_headers import SecurityHeaders
 
 if TYPE_CHECKING:
     from kiok.master.node import MasterNode
 
-#: Reachable before the cluster opens: a client must be able to log in (and, with
-#: workers over the network, create the join token that admits the first worker).
+#: Reachable before the cluster opens: a client must be able to log in, renew its token and
+#: change the first-login password (a new cluster's admin/admin may do nothing else), and,
+#: with workers over the network, create the join token that admits the first worker.
 #: Admitting and revoking workers must work while no worker is connected, too.
-_UNGATED = ("/api/v1/auth/login", "/api/v1/admin/join-tokens")
+_UNGATED = (
+    "/api/v1/auth/login",
+    "/api/v1/auth/refresh",
+    "/api/v1/auth/change-password",
+    "/api/v1/admin/join-tokens",
+)
 _UNGATED_PREFIXES = ("/api/v1/admin/workers",)
 
 
@@ -105,5 +114,7 @@ def create_app(node: MasterNode, *, max_body_bytes: int, forward_timeout_s: floa
     openapi.install(app)
     app.add_middleware(ReadinessGate, node=node)
     app.add_middleware(ForwardToLeader, node=node, timeout_s=forward_timeout_s)
+    app.add_middleware(JsonLimits)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(SecurityHeaders, no_store_prefixes=("/api/",))  # outermost: every answer
     return app

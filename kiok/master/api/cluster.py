@@ -35,6 +35,7 @@ async def cluster(
                 "connected": info.connected,
                 "draining": info.draining,
                 "lastHeartbeat": iso(info.last_heartbeat_ms),
+                "taskIsolation": info.task_isolation,
             }
         )
     if node.raft is None:

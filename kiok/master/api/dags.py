@@ -9,10 +9,10 @@ from pydantic import BaseModel, Field
 
 from kiok.dag.load import spec_from_body
 from kiok.errors import NotFound
-from kiok.master.api.deps import node_of, require
+from kiok.master.api.deps import node_of, require, require_anywhere
 from kiok.master.auth import Principal
 from kiok.master.views import dag_view
-from kiok.security import actions
+from kiok.security import actions, resources
 from kiok.store import commands as c
 
 router = APIRouter(prefix="/api/v1/dags", tags=["dags"])
@@ -34,20 +34,30 @@ class TriggerRequest(BaseModel):
 
 @router.get("")
 async def list_dags(
-    request: Request, _: Principal = Depends(require(actions.LIST_DAGS, "dag/*"))
+    request: Request, principal: Principal = Depends(require_anywhere(actions.LIST_DAGS))
 ) -> dict[str, Any]:
-    return {"dags": [dag_view(r) for r in node_of(request).reader.dags()]}
+    """The DAGs the caller may list (``dags:List`` on ``dag/<dagId>``)."""
+    node = node_of(request)
+    grants = node.iam.grants(principal)
+    return {
+        "dags": [
+            dag_view(r)
+            for r in node.reader.dags()
+            if grants.allows(actions.LIST_DAGS, resources.dag(r["spec"]["dag"]["id"]))
+        ]
+    }
 
 
 @router.post("", status_code=201, openapi_extra=_DAG_BODY, responses={400: {}, 413: {}})
 async def register_dag(
-    request: Request, _: Principal = Depends(require(actions.REGISTER_DAG, "dag/*"))
+    request: Request, principal: Principal = Depends(require_anywhere(actions.REGISTER_DAG))
 ) -> dict[str, Any]:
-    """Register or replace a DAG. An invalid DAG is refused whole (the previous version
-    stays); the message names the offending field."""
+    """Register or replace a DAG (``dags:Register`` on ``dag/<its id>``). An invalid DAG is
+    refused whole (the previous version stays); the message names the offending field."""
     node = node_of(request)
     body = await request.body()
     spec = spec_from_body(body, request.headers.get("content-type"))
+    node.iam.authorize(principal, actions.REGISTER_DAG, resources.dag(spec.id))
     result = await node.log.propose(
         c.RegisterDag(at_ms=node.clock_ms(), spec=spec.to_dict(), source=body.decode(errors="replace"))
     )

@@ -40,9 +40,12 @@ def client_address(request: Request) -> str:
 _ALWAYS = {actions.CHANGE_PASSWORD, actions.READ_API_SCHEMA}
 
 
-def require(action: str, resource: str = "*") -> Callable[..., Awaitable[Principal]]:
+def require(
+    action: str, resource: str | Callable[[Request], str] = "*"
+) -> Callable[..., Awaitable[Principal]]:
     """A dependency that authenticates the caller and checks ``action`` on ``resource``
-    (a template filled from the path parameters, e.g. ``dag/{dag_id}``)."""
+    (a template filled from the path parameters, e.g. ``dag/{dag_id}``, or a function of the
+    request for a resource the path alone does not name, e.g. a run's DAG)."""
 
     async def dependency(
         request: Request, _: HTTPAuthorizationCredentials | None = Depends(_bearer)
@@ -52,7 +55,31 @@ def require(action: str, resource: str = "*") -> Callable[..., Awaitable[Princip
             request.headers.get("authorization"), allow_password_change=action == actions.CHANGE_PASSWORD
         )
         if action not in _ALWAYS:
-            node.iam.authorize(principal, action, resource.format(**request.path_params))
+            name = resource(request) if callable(resource) else resource.format(**request.path_params)
+            node.iam.authorize(principal, action, name)
+        return principal
+
+    return dependency
+
+
+async def signed_in(request: Request, _: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
+    """A dependency that only authenticates: for routes whose every resource is checked by
+    the route itself and that users may call on themselves without a policy
+    (``actions.SELF_SERVICE``)."""
+    return node_of(request).auth.authenticate(request.headers.get("authorization"))
+
+
+def require_anywhere(action: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that authenticates the caller and checks that ``action`` could be
+    allowed on some resource. For a list the route then filters item by item, or a resource
+    named in the body that the route then checks itself (``node.iam.grants``)."""
+
+    async def dependency(
+        request: Request, _: HTTPAuthorizationCredentials | None = Depends(_bearer)
+    ) -> Principal:
+        node = node_of(request)
+        principal = node.auth.authenticate(request.headers.get("authorization"))
+        node.iam.grants(principal).check_anywhere(action)
         return principal
 
     return dependency

@@ -3,6 +3,7 @@ ready, ``/cluster/health`` for the cluster's view."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -11,6 +12,10 @@ from fastapi.responses import JSONResponse
 from kiok.master.api.deps import node_of
 
 router = APIRouter(tags=["health"])
+
+#: Workers' task isolation (``kiok.worker.isolation``), weakest first: the cluster shows its
+#: weakest connected worker's ("unknown": a worker that did not say).
+_ISOLATION_RANK = ("unknown", "none", "user", "user+pidns")
 
 
 @router.get("/healthz")
@@ -30,8 +35,9 @@ async def readyz(request: Request) -> Any:
 async def cluster_health(request: Request) -> dict[str, Any]:
     node = node_of(request)
     ready, _ = node.readiness()
-    workers = node.coordinator.workers.values()
-    connected = sum(1 for w in workers if w.info().connected)
+    infos = [w.info() for w in node.coordinator.workers.values()]
+    connected = sum(1 for info in infos if info.connected)
+    isolation = _weakest(info.task_isolation for info in infos if info.connected)
     if node.raft is None:
         return {
             "status": "healthy" if ready else "unhealthy" if connected == 0 else "degraded",
@@ -39,6 +45,7 @@ async def cluster_health(request: Request) -> dict[str, Any]:
             "term": node.coordinator.term,
             "masters": 1,
             "connectedWorkers": connected,
+            "taskIsolation": isolation,
         }
     raft = node.raft.status()
     quorum = bool(raft.get("hasQuorum"))
@@ -51,6 +58,13 @@ async def cluster_health(request: Request) -> dict[str, Any]:
         "term": node.raft.term,
         "masters": len(node.raft.config.peers),
         "connectedWorkers": connected,
+        "taskIsolation": isolation,
         "commitIndex": raft.get("commitIndex"),
         "appliedIndex": raft.get("lastApplied"),
     }
+
+
+def _weakest(modes: Iterable[str]) -> str | None:
+    """The weakest of the connected workers' task isolation modes; None without workers."""
+    rank = {mode: i for i, mode in enumerate(_ISOLATION_RANK)}
+    return min(modes, key=lambda mode: rank.get(mode, 0), default=None)

@@ -1,21 +1,31 @@
-"""``/api/v1/iam``: users, groups and AWS-style policies. Passwords go in, never come out."""
+"""``/api/v1/iam``: users, groups, AWS-style policies and access keys. Passwords and secrets
+go in, never come out.
+
+Every check names the record it touches (``kiok.security.resources``): writing a user is
+``iam:Write`` on ``iam/user/<name>``; putting it in or out of a group, or attaching or
+detaching a policy, is also an action on that group or policy; setting an existing user's
+password is ``iam:SetPassword``. Lists show only what the caller may read. Users manage their
+own access keys without a policy (``actions.SELF_SERVICE``)."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from kiok.errors import InvalidInput, NotFound
-from kiok.master.api.deps import client_address, node_of, require
+from kiok.master.api.deps import client_address, node_of, require, require_anywhere, signed_in
 from kiok.master.auth import Principal
+from kiok.master.iam import Grants
 from kiok.master.views import iso
-from kiok.security import actions
-from kiok.security.passwords import hash_password, password_problem
+from kiok.security import actions, resources
+from kiok.security.passwords import password_problem
 from kiok.security.policy import validate_document
 from kiok.store import commands as c
+from kiok.store.reader import access_key_is_current
 
 router = APIRouter(prefix="/api/v1/iam", tags=["iam"])
 
@@ -33,15 +43,15 @@ class UserRequest(BaseModel):
 
     user: str = Field(max_length=128)
     password: str | None = Field(default=None, max_length=4096)
-    groups: list[str] = Field(default_factory=list, max_length=100)
-    policies: list[str] = Field(default_factory=list, max_length=100)
+    groups: list[str] | None = Field(default=None, max_length=100, description="Omitted: unchanged.")
+    policies: list[str] | None = Field(default=None, max_length=100, description="Omitted: unchanged.")
 
 
 class GroupRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     group: str = Field(max_length=128)
-    policies: list[str] = Field(default_factory=list, max_length=100)
+    policies: list[str] | None = Field(default=None, max_length=100, description="Omitted: unchanged.")
 
 
 class PolicyRequest(BaseModel):
@@ -49,6 +59,12 @@ class PolicyRequest(BaseModel):
 
     policy: str = Field(max_length=128)
     document: dict[str, Any]
+
+
+class AccessKeyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user: str | None = Field(default=None, max_length=128, description="Default: the caller.")
 
 
 def _user_view(u: dict[str, Any]) -> dict[str, Any]:
@@ -61,36 +77,76 @@ def _user_view(u: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _check_changes(
+    grants: Grants,
+    before: Iterable[str],
+    after: Iterable[str],
+    add: str,
+    remove: str,
+    resource: Callable[[str], str],
+) -> None:
+    """Adding a name needs ``add`` on its resource, removing one needs ``remove``."""
+    old, new = set(before), set(after)
+    for name in sorted(new - old):
+        grants.check(add, resource(name))
+    for name in sorted(old - new):
+        grants.check(remove, resource(name))
+
+
 @router.get("/users")
 async def list_users(
-    request: Request, _: Principal = Depends(require(actions.READ_IAM, "iam/*"))
+    request: Request, principal: Principal = Depends(require_anywhere(actions.READ_IAM))
 ) -> dict[str, Any]:
-    return {"users": [_user_view(u) for u in node_of(request).reader.iam_records("user")]}
+    node = node_of(request)
+    grants = node.iam.grants(principal)
+    users = node.reader.iam_records("user")
+    return {
+        "users": [_user_view(u) for u in users if grants.allows(actions.READ_IAM, resources.user(u["name"]))]
+    }
 
 
-@router.post("/users", status_code=201, responses={400: {}})
+@router.post("/users", status_code=201, responses={400: {}, 409: {}})
 async def put_user(
-    body: UserRequest, request: Request, principal: Principal = Depends(require(actions.WRITE_IAM, "iam/*"))
+    body: UserRequest, request: Request, principal: Principal = Depends(require_anywhere(actions.WRITE_IAM))
 ) -> dict[str, Any]:
-    """Create a user (password required) or update its groups and policies."""
+    """Create a user (password required) or update it: its password, groups and policies
+    (an omitted field is unchanged)."""
     node = node_of(request)
     name = _name(body.user, "user")
+    grants = node.iam.grants(principal)
+    grants.check(actions.WRITE_IAM, resources.user(name))
+    old = node.reader.user(name)
+    old_groups = list((old or {}).get("groups") or [])
+    old_policies = list((old or {}).get("policies") or [])
+    groups = old_groups if body.groups is None else body.groups
+    policies = old_policies if body.policies is None else body.policies
+    if old is not None and body.password is not None:
+        grants.check(actions.SET_PASSWORD, resources.user(name))
+    _check_changes(
+        grants, old_groups, groups, actions.ADD_USER_TO_GROUP, actions.REMOVE_USER_FROM_GROUP, resources.group
+    )
+    _check_changes(
+        grants, old_policies, policies, actions.ATTACH_POLICY, actions.DETACH_POLICY, resources.policy
+    )
     password_hash = ""
     if body.password is not None:
         problem = password_problem(body.password, user=name)
         if problem:
             raise InvalidInput(f"password: {problem}")
-        password_hash = hash_password(body.password)
+        password_hash = await node.auth.hashes.hash(body.password)
     await node.log.propose(
         c.PutUser(
             at_ms=node.clock_ms(),
             name=name,
             password_hash=password_hash,
-            groups=tuple(body.groups),
-            policies=tuple(body.policies),
+            groups=tuple(dict.fromkeys(groups)),
+            policies=tuple(dict.fromkeys(policies)),
+            expect_existing=old is not None,
+            expect_groups=tuple(old_groups),
+            expect_policies=tuple(old_policies),
         )
     )
-    node.audit.record(principal.user, actions.WRITE_IAM, f"user/{name}", client_address(request))
+    node.audit.record(principal.user, actions.WRITE_IAM, resources.user(name), client_address(request))
     record = node.reader.user(name)
     assert record is not None
     return _user_view(record)
@@ -98,95 +154,167 @@ async def put_user(
 
 @router.get("/groups")
 async def list_groups(
-    request: Request, _: Principal = Depends(require(actions.READ_IAM, "iam/*"))
-) -> dict[str, Any]:
-    groups = node_of(request).reader.iam_records("group")
-    return {"groups": [{"group": g["name"], "policies": g["policies"]} for g in groups]}
-
-
-@router.post("/groups", status_code=201, responses={400: {}})
-async def put_group(
-    body: GroupRequest, request: Request, principal: Principal = Depends(require(actions.WRITE_IAM, "iam/*"))
+    request: Request, principal: Principal = Depends(require_anywhere(actions.READ_IAM))
 ) -> dict[str, Any]:
     node = node_of(request)
-    name = _name(body.group, "group")
-    await node.log.propose(c.PutGroup(at_ms=node.clock_ms(), name=name, policies=tuple(body.policies)))
-    node.audit.record(principal.user, actions.WRITE_IAM, f"group/{name}", client_address(request))
-    return {"group": name, "policies": body.policies}
-
-
-@router.get("/policies")
-async def list_policies(
-    request: Request, _: Principal = Depends(require(actions.READ_IAM, "iam/*"))
-) -> dict[str, Any]:
-    policies = node_of(request).reader.iam_records("policy")
-    return {"policies": [{"policy": p["name"], "document": p["document"]} for p in policies]}
-
-
-@router.post("/policies", status_code=201, responses={400: {}})
-async def put_policy(
-    body: PolicyRequest, request: Request, principal: Principal = Depends(require(actions.WRITE_IAM, "iam/*"))
-) -> dict[str, Any]:
-    node = node_of(request)
-    name = _name(body.policy, "policy")
-    document = validate_document(body.document)
-    await node.log.propose(c.PutPolicy(at_ms=node.clock_ms(), name=name, document=document))
-    node.audit.record(principal.user, actions.WRITE_IAM, f"policy/{name}", client_address(request))
-    return {"policy": name, "document": document}
-
-
-class AccessKeyRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    user: str | None = Field(default=None, max_length=128, description="Default: the caller.")
-
-
-@router.post("/access-keys", status_code=201, responses={404: {}})
-async def create_access_key(
-    request: Request,
-    body: AccessKeyRequest | None = None,
-    principal: Principal = Depends(require(actions.WRITE_IAM, "iam/*")),
-) -> dict[str, Any]:
-    """A new access key; the secret is in this answer only. Use ``Authorization: AccessKey <id>:<secret>``."""
-    node = node_of(request)
-    user = (body.user if body and body.user else None) or principal.user
-    if node.reader.user(user) is None:
-        raise NotFound(f"user {user!r} not found")
-    key_id, secret = await node.auth.create_access_key(user)
-    node.audit.record(
-        principal.user, actions.WRITE_IAM, f"accesskey/{key_id} for {user}", client_address(request)
-    )
-    return {"accessKeyId": key_id, "secretAccessKey": secret, "user": user}
-
-
-@router.get("/access-keys")
-async def list_access_keys(
-    request: Request, _: Principal = Depends(require(actions.READ_IAM, "iam/*"))
-) -> dict[str, Any]:
-    keys = node_of(request).reader.iam_records("accesskey")
+    grants = node.iam.grants(principal)
     return {
-        "accessKeys": [
-            {"accessKeyId": a["keyId"], "user": a["user"], "createdAt": iso(a["createdMs"])} for a in keys
+        "groups": [
+            {"group": g["name"], "policies": g["policies"]}
+            for g in node.reader.iam_records("group")
+            if grants.allows(actions.READ_IAM, resources.group(g["name"]))
         ]
     }
 
 
-@router.delete("/{what}/{name}", responses={404: {}})
-async def delete_iam(
-    what: str,
-    name: str,
-    request: Request,
-    principal: Principal = Depends(require(actions.WRITE_IAM, "iam/*")),
+@router.post("/groups", status_code=201, responses={400: {}, 409: {}})
+async def put_group(
+    body: GroupRequest, request: Request, principal: Principal = Depends(require_anywhere(actions.WRITE_IAM))
 ) -> dict[str, Any]:
-    """Delete a user, group or policy: ``/users/NAME``, ``/groups/NAME``, ``/policies/NAME``."""
-    kinds = {"users": "user", "groups": "group", "policies": "policy", "access-keys": "accesskey"}
-    if what not in kinds:
-        raise NotFound("no such endpoint")
+    """Create a group or set its policies (omitted: unchanged)."""
     node = node_of(request)
+    name = _name(body.group, "group")
+    grants = node.iam.grants(principal)
+    grants.check(actions.WRITE_IAM, resources.group(name))
+    old_policies = list((node.reader.group(name) or {}).get("policies") or [])
+    policies = old_policies if body.policies is None else list(dict.fromkeys(body.policies))
+    _check_changes(
+        grants, old_policies, policies, actions.ATTACH_POLICY, actions.DETACH_POLICY, resources.policy
+    )
+    await node.log.propose(
+        c.PutGroup(
+            at_ms=node.clock_ms(), name=name, policies=tuple(policies), expect_policies=tuple(old_policies)
+        )
+    )
+    node.audit.record(principal.user, actions.WRITE_IAM, resources.group(name), client_address(request))
+    return {"group": name, "policies": policies}
+
+
+@router.get("/policies")
+async def list_policies(
+    request: Request, principal: Principal = Depends(require_anywhere(actions.READ_IAM))
+) -> dict[str, Any]:
+    node = node_of(request)
+    grants = node.iam.grants(principal)
+    return {
+        "policies": [
+            {"policy": p["name"], "document": p["document"]}
+            for p in node.reader.iam_records("policy")
+            if grants.allows(actions.READ_IAM, resources.policy(p["name"]))
+        ]
+    }
+
+
+@router.post("/policies", status_code=201, responses={400: {}})
+async def put_policy(
+    body: PolicyRequest, request: Request, principal: Principal = Depends(require_anywhere(actions.WRITE_IAM))
+) -> dict[str, Any]:
+    node = node_of(request)
+    name = _name(body.policy, "policy")
+    node.iam.authorize(principal, actions.WRITE_IAM, resources.policy(name))
+    document = validate_document(body.document)
+    await node.log.propose(c.PutPolicy(at_ms=node.clock_ms(), name=name, document=document))
+    node.audit.record(principal.user, actions.WRITE_IAM, resources.policy(name), client_address(request))
+    return {"policy": name, "document": document}
+
+
+@router.post("/access-keys", status_code=201, responses={404: {}})
+async def create_access_key(
+    request: Request, body: AccessKeyRequest | None = None, principal: Principal = Depends(signed_in)
+) -> dict[str, Any]:
+    """A new access key (for ``user``, default the caller); the secret is in this answer only.
+    Use ``Authorization: AccessKey <id>:<secret>``."""
+    node = node_of(request)
+    user = (body.user if body and body.user else None) or principal.user
+    node.iam.authorize(principal, actions.CREATE_ACCESS_KEY, resources.user(user))
+    if node.reader.user(user) is None:
+        raise NotFound(f"user {user!r} not found")
+    key_id, secret = await node.auth.create_access_key(user)
+    node.audit.record(
+        principal.user,
+        actions.CREATE_ACCESS_KEY,
+        f"{resources.user(user)} key {key_id}",
+        client_address(request),
+    )
+    return {"accessKeyId": key_id, "secretAccessKey": secret, "user": user}
+
+
+@router.get("/access-keys", responses={404: {}})
+async def list_access_keys(
+    request: Request,
+    user: str | None = Query(
+        default=None, max_length=128, description="Default: every user's the caller may list."
+    ),
+    principal: Principal = Depends(signed_in),
+) -> dict[str, Any]:
+    """Access keys (ids, users, creation times; never secrets), of one user or of every user
+    whose keys the caller may list (a user's own always, unless denied)."""
+    node = node_of(request)
+    grants = node.iam.grants(principal)
+    if user is not None:
+        grants.check(actions.LIST_ACCESS_KEYS, resources.user(user))
+        if node.reader.user(user) is None:
+            raise NotFound(f"user {user!r} not found")
+    return {
+        "accessKeys": [
+            {"accessKeyId": a["keyId"], "user": a["user"], "createdAt": iso(a["createdMs"])}
+            for a in node.reader.access_keys(user)
+            if grants.allows(actions.LIST_ACCESS_KEYS, resources.user(a["user"]))
+        ]
+    }
+
+
+@router.delete("/access-keys/{key_id}", responses={404: {}})
+async def delete_access_key(
+    key_id: str, request: Request, principal: Principal = Depends(signed_in)
+) -> dict[str, Any]:
+    node = node_of(request)
+    record = node.reader.access_key(key_id)
+    if record is None or not access_key_is_current(record, node.reader.user(record["user"])):
+        raise NotFound(f"access key {key_id!r} not found")
+    owner = resources.user(record["user"])
+    node.iam.authorize(principal, actions.DELETE_ACCESS_KEY, owner)
     result: dict[str, Any] = await node.log.propose(
-        c.DeleteIam(at_ms=node.clock_ms(), what=kinds[what], name=name)
+        c.DeleteIam(at_ms=node.clock_ms(), what="accesskey", name=key_id)
     )
     node.audit.record(
-        principal.user, actions.WRITE_IAM, f"{kinds[what]}/{name} deleted", client_address(request)
+        principal.user, actions.DELETE_ACCESS_KEY, f"{owner} key {key_id} deleted", client_address(request)
     )
     return result
+
+
+async def _delete(
+    request: Request, principal: Principal, what: str, name: str, resource: str
+) -> dict[str, Any]:
+    node = node_of(request)
+    result: dict[str, Any] = await node.log.propose(c.DeleteIam(at_ms=node.clock_ms(), what=what, name=name))
+    node.audit.record(principal.user, actions.WRITE_IAM, f"{resource} deleted", client_address(request))
+    return result
+
+
+@router.delete("/users/{name}", responses={404: {}})
+async def delete_user(
+    name: str, request: Request, principal: Principal = Depends(require(actions.WRITE_IAM, "iam/user/{name}"))
+) -> dict[str, Any]:
+    """Delete a user; its access keys go with it."""
+    return await _delete(request, principal, "user", name, resources.user(name))
+
+
+@router.delete("/groups/{name}", responses={404: {}})
+async def delete_group(
+    name: str,
+    request: Request,
+    principal: Principal = Depends(require(actions.WRITE_IAM, "iam/group/{name}")),
+) -> dict[str, Any]:
+    """Delete a group; its members leave it."""
+    return await _delete(request, principal, "group", name, resources.group(name))
+
+
+@router.delete("/policies/{name}", responses={404: {}})
+async def delete_policy(
+    name: str,
+    request: Request,
+    principal: Principal = Depends(require(actions.WRITE_IAM, "iam/policy/{name}")),
+) -> dict[str, Any]:
+    """Delete a policy; it is detached from every user and group."""
+    return await _delete(request, principal, "policy", name, resources.policy(name))

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from kiok.core.states import TERMINAL_RUN_STATES, TERMINAL_TASK_STATES, RunState
 from kiok.errors import InvalidInput, NotFound
 from kiok.ids import RUN_LOG_TASK
-from kiok.master.api.deps import node_of, require
+from kiok.master.api.deps import node_of, require, require_anywhere
 from kiok.master.auth import Principal
 from kiok.master.views import run_view
-from kiok.security import actions
+from kiok.security import actions, resources
 from kiok.store import commands as c
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
@@ -23,6 +23,14 @@ def _run(request: Request, run_id: str) -> dict[str, Any]:
     if run is None:
         raise NotFound(f"run {run_id!r} not found")
     return run
+
+
+def _run_resource(request: Request) -> str:
+    """``dag/<dagId>/run/<runId>``; for an unknown run, the DAG its id names (so an unknown
+    run is refused like a run the caller may not see, not told apart by a 404)."""
+    run_id = request.path_params["run_id"]
+    header = node_of(request).reader.run_header(run_id)
+    return resources.run(header["dagId"] if header else resources.dag_of_run_id(run_id), run_id)
 
 
 def _view(request: Request, run: dict[str, Any]) -> dict[str, Any]:
@@ -38,9 +46,10 @@ async def list_runs(
     state: str | None = Query(default=None, max_length=20),
     limit: int = Query(default=50, ge=1, le=500),
     cursor: str | None = Query(default=None, max_length=20),
-    _: Principal = Depends(require(actions.LIST_RUNS, "run/*")),
+    principal: Principal = Depends(require_anywhere(actions.LIST_RUNS)),
 ) -> dict[str, Any]:
-    """Runs, newest first. Pass ``nextCursor`` back as ``cursor`` for the next page."""
+    """Runs, newest first, of the DAGs whose runs the caller may list (``runs:List`` on
+    ``dag/<dagId>/run/<runId>``). Pass ``nextCursor`` back as ``cursor`` for the next page."""
     if state is not None and state.upper() not in {s.value for s in RunState}:
         raise InvalidInput(
             f"state: unknown run state {state!r}; one of {', '.join(s.value for s in RunState)}"
@@ -51,8 +60,14 @@ async def list_runs(
             seq = int(cursor)
         except ValueError:
             raise InvalidInput("cursor: not a cursor returned by this endpoint") from None
-    runs, next_seq = node_of(request).reader.runs(
-        dag_id=dag, state=state.upper() if state else None, limit=limit, cursor=seq
+    node = node_of(request)
+    grants = node.iam.grants(principal)
+    runs, next_seq = node.reader.runs(
+        dag_id=dag,
+        state=state.upper() if state else None,
+        limit=limit,
+        cursor=seq,
+        visible=lambda r: grants.allows(actions.LIST_RUNS, resources.run(r["dagId"], r["runId"])),
     )
     return {
         "runs": [_view(request, r) for r in runs],
@@ -62,14 +77,14 @@ async def list_runs(
 
 @router.get("/{run_id}", responses={404: {}})
 async def get_run(
-    run_id: str, request: Request, _: Principal = Depends(require(actions.READ_RUN, "run/{run_id}"))
+    run_id: str, request: Request, _: Principal = Depends(require(actions.READ_RUN, _run_resource))
 ) -> dict[str, Any]:
     return _view(request, _run(request, run_id))
 
 
 @router.post("/{run_id}/cancel", responses={404: {}, 409: {"description": "the run already ended"}})
 async def cancel_run(
-    run_id: str, request: Request, _: Principal = Depends(require(actions.CANCEL_RUN, "run/{run_id}"))
+    run_id: str, request: Request, _: Principal = Depends(require(actions.CANCEL_RUN, _run_resource))
 ) -> dict[str, Any]:
     """Cancel a run: queued tasks are cancelled, running ones have their whole process group
     signalled (SIGTERM, then SIGKILL after the grace period)."""
@@ -86,7 +101,7 @@ async def read_log(
     request: Request,
     offset: int = Query(default=0, ge=0),
     limit: int = Query(default=1024 * 1024, ge=1, le=4 * 1024 * 1024),
-    _: Principal = Depends(require(actions.READ_LOG, "run/{run_id}")),
+    _: Principal = Depends(require(actions.READ_LOG, _run_resource)),
 ) -> dict[str, Any]:
     """Log bytes from ``offset``; read again from ``nextOffset``. ``complete`` is true once
     the task (for ``__run__``: the run) has finished and everything is stored."""

@@ -1,5 +1,7 @@
-"""``python`` tasks: the script runs in a fresh interpreter (``kiok.python.path``). A raised
-exception exits non-zero; its last traceback line becomes the task's ``error``."""
+"""``python`` tasks: the script runs in a fresh interpreter (``kiok.python.path``), read from
+``/dev/fd/3`` (never an argument or a file on disk; the working directory is therefore not
+on ``sys.path``). A raised exception exits non-zero; its last traceback line becomes the
+task's ``error``."""
 
 from __future__ import annotations
 
@@ -13,16 +15,15 @@ class PythonExecutor:
         self._python = python_path
 
     async def run(self, ctx: AttemptContext) -> AttemptResult:
-        path = ctx.work_dir / "task.py"
         outcome = await self._runner.run(
-            [self._python, "-u", str(path)],
+            [self._python, "-u", "/dev/fd/3"],
             cwd=ctx.work_dir,
             env=ctx.env,
             output=ctx.output,
             timeout_s=ctx.timeout_s,
             stop=ctx.stop,
             grace_s=ctx.grace_s,
-            files={"task.py": (ctx.task.script or "", 0o600)},
+            script=ctx.task.script or "",
         )
         return process_result(outcome, ctx, lambda: _describe(outcome.exit_code, ctx.tail()))
 

@@ -1,13 +1,13 @@
 """``shell`` tasks: the script runs under /bin/sh, or under its own interpreter when it
-starts with a shebang (``#!/bin/bash``), in which case it is written to a file first."""
+starts with a shebang (``#!/bin/bash``). Either way it reaches the process as ``/dev/fd/3``
+(see ``kiok.worker.spawner``): never an argument, never a file on disk."""
 
 from __future__ import annotations
 
 from kiok.worker.executors.base import AttemptContext, AttemptResult, process_result
 from kiok.worker.process import ProcessRunner
 
-#: Longer scripts go through a file rather than an argv string (Linux caps one argument).
-_MAX_INLINE = 64 * 1024
+_SCRIPT = "/dev/fd/3"
 
 
 class ShellExecutor:
@@ -16,13 +16,7 @@ class ShellExecutor:
 
     async def run(self, ctx: AttemptContext) -> AttemptResult:
         script = ctx.task.script or ""
-        files = {}
-        if script.startswith("#!") or len(script) > _MAX_INLINE:
-            path = ctx.work_dir / "task.sh"
-            files["task.sh"] = (script, 0o700)
-            argv = [str(path)] if script.startswith("#!") else ["/bin/sh", str(path)]
-        else:
-            argv = ["/bin/sh", "-c", script]
+        argv = [_SCRIPT] if script.startswith("#!") else ["/bin/sh", _SCRIPT]
         outcome = await self._runner.run(
             argv,
             cwd=ctx.work_dir,
@@ -31,7 +25,7 @@ class ShellExecutor:
             timeout_s=ctx.timeout_s,
             stop=ctx.stop,
             grace_s=ctx.grace_s,
-            files=files,
+            script=script,
         )
         return process_result(outcome, ctx, lambda: _describe_exit(outcome.exit_code))
 

@@ -1,0 +1,72 @@
+"""Limits every parsed document (a JSON body, a YAML or JSON DAG) meets before kiok walks,
+stores or ships it: nesting depth, number of values, integers that fit 64 bits, finite
+floats. Past these a document could exhaust the stack, the CPU, or the msgpack encoder that
+every stored value goes through; refused up front, with the place of the problem named."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+MAX_DEPTH = 64
+INT_MIN = -(2**63)
+INT_MAX = 2**63 - 1
+INT_PROBLEM = "integer out of range (a 64-bit signed integer: at most 19 digits)"
+
+#: (value, depth, parent entry, key or index in the parent): a path is rebuilt only for a problem.
+_Entry = tuple[object, int, "_Entry | None", object]
+_SCALARS = (str, bool, type(None))
+
+
+def parse_json_int(digits: str) -> int:
+    """``json.loads(..., parse_int=parse_json_int)``: an integer past 64 bits, however many
+    digits it has, becomes one just out of range, so ``document_problem`` can say where it is
+    (Python would refuse thousands of digits inside the parser, with no place named)."""
+    return int(digits) if len(digits) <= 20 else INT_MAX + 1
+
+
+def document_problem(doc: object, *, max_depth: int = MAX_DEPTH, max_values: int | None = None) -> str | None:
+    """Why ``doc`` (made of dicts, lists, tuples and scalars) is refused, or None.
+
+    The message starts with the path of the offending value (``tasks[0].timeout``). Iterative,
+    so a document nested past the interpreter's recursion limit is answered, not crashed on.
+    """
+    budget = max_values
+    stack: list[_Entry] = [(doc, 0, None, None)]
+    while stack:
+        entry = stack.pop()
+        node, depth = entry[0], entry[1]
+        if budget is not None:
+            budget -= 1
+            if budget < 0:
+                return f"document too large: over {max_values} values (a shared value counts once per use)"
+        if depth > max_depth:
+            return f"{_where(entry)}: nested too deeply (at most {max_depth} levels)"
+        kind = type(node)
+        if kind in _SCALARS:
+            continue
+        if kind is dict or isinstance(node, Mapping):
+            items: Mapping[object, object] = node  # type: ignore[assignment]
+            stack.extend((v, depth + 1, entry, k) for k, v in items.items())
+        elif kind is list or isinstance(node, list | tuple):
+            values: Sequence[object] = node  # type: ignore[assignment]
+            stack.extend((v, depth + 1, entry, i) for i, v in enumerate(values))
+        elif isinstance(node, int) and not isinstance(node, bool):
+            if not INT_MIN <= node <= INT_MAX:
+                return f"{_where(entry)}: {INT_PROBLEM}"
+        elif isinstance(node, float) and not math.isfinite(node):
+            return f"{_where(entry)}: NaN and infinity are not valid values"
+    return None
+
+
+def _where(entry: _Entry) -> str:
+    steps: list[str] = []
+    at: _Entry | None = entry
+    while at is not None and at[2] is not None:
+        parent = at[2][0]
+        steps.append(f".{at[3]}" if isinstance(parent, Mapping) else f"[{at[3]}]")
+        at = at[2]
+    path = "".join(reversed(steps)).removeprefix(".")
+    if len(path) > 80:
+        path = path[:60] + "..." + path[-16:]
+    return path or "the document"

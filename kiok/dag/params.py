@@ -1,0 +1,325 @@
+"""DAG params: what a DAG author declares, and checking the trigger args a user sends.
+
+Trigger args come from users who may run a DAG but not change it, so they are checked
+against the author's declarations before a run exists: an unknown name (unless the DAG sets
+``allow_extra_args``), a value of the wrong type, outside an ``enum``, not matching a
+``pattern`` or too long is refused with an error naming the param. Whatever passes is still
+only ever *data* for the task (``kiok.core.placement``), never text spliced into code.
+
+A param is declared in ``dag.params`` either as a plain value (its default) or as a mapping
+of constraint keywords: ``{default, type, enum, pattern, minLength, maxLength, minimum,
+maximum, description}``. A mapping none of whose keys is a keyword is a plain object
+default; one mixing keywords and other keys is refused (a misspelt ``maxlenght`` must not
+silently turn a constraint into a default).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kiok.core.document_limits import document_problem
+from kiok.errors import DagValidationError, InvalidInput
+
+#: Param names become ``KIOK_PARAM_<NAME>`` environment variables: letters, digits and ``_``.
+NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+#: Every argument travels to the task in an environment variable; Linux caps one variable
+#: (with its name) at 128 KiB, so values are capped well below, and all args together too.
+MAX_VALUE_BYTES = 64 * 1024
+MAX_ARGS_BYTES = 256 * 1024
+MAX_ARGS = 100
+TYPES = ("string", "integer", "number", "boolean", "array", "object")
+_KEYWORDS = frozenset(
+    {"default", "type", "enum", "pattern", "minLength", "maxLength", "minimum", "maximum", "description"}
+)
+_MISSING: Any = object()
+
+
+def env_name(name: str) -> str:
+    """The environment variable that carries param ``name`` to a task."""
+    return "KIOK_PARAM_" + name.upper()
+
+
+@dataclass(frozen=True)
+class ParamRule:
+    """The constraints on one param; ``has_default`` False means the trigger must give it."""
+
+    name: str
+    has_default: bool = False
+    default: Any = None
+    type: str | None = None
+    enum: tuple[Any, ...] | None = None
+    pattern: str | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+    minimum: int | float | None = None
+    maximum: int | float | None = None
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {}
+        if self.has_default:
+            d["default"] = self.default
+        for key, value in (
+            ("type", self.type),
+            ("enum", None if self.enum is None else list(self.enum)),
+            ("pattern", self.pattern),
+            ("minLength", self.min_length),
+            ("maxLength", self.max_length),
+            ("minimum", self.minimum),
+            ("maximum", self.maximum),
+        ):
+            if value is not None:
+                d[key] = value
+        if self.description or not d:  # an empty mapping would read as a plain {} default
+            d["description"] = self.description
+        return d
+
+    def check(self, value: Any, field: str) -> Any:
+        """``value`` as the task gets it (a string given for a number param is converted, as
+        ``--arg n=3`` sends one); ``InvalidInput`` naming ``field`` when it breaks a rule."""
+        value = _coerce(value, self.type)
+        if self.type is not None and not _is_type(value, self.type):
+            raise InvalidInput(f"{field}: expected {_a(self.type)}, got {_show(value)}")
+        if self.enum is not None and not any(_same(value, e) for e in self.enum):
+            raise InvalidInput(f"{field}: {_show(value)} is not one of {list(self.enum)}")
+        if isinstance(value, str):
+            if self.min_length is not None and len(value) < self.min_length:
+                raise InvalidInput(f"{field}: shorter than minLength {self.min_length}")
+            if self.max_length is not None and len(value) > self.max_length:
+                raise InvalidInput(f"{field}: longer than maxLength {self.max_length}")
+            if self.pattern is not None and not re.fullmatch(self.pattern, value):
+                raise InvalidInput(f"{field}: {_show(value)} does not match pattern {self.pattern!r}")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if self.minimum is not None and value < self.minimum:
+                raise InvalidInput(f"{field}: {value} is below minimum {self.minimum}")
+            if self.maximum is not None and value > self.maximum:
+                raise InvalidInput(f"{field}: {value} is above maximum {self.maximum}")
+        return value
+
+
+def parse_param(name: str, raw: object, field: str) -> tuple[Any, ParamRule | None]:
+    """(default or ``_MISSING``, rule or None) for one ``dag.params`` entry."""
+    if not isinstance(raw, Mapping) or not (_KEYWORDS & raw.keys()):
+        return raw, None
+    unknown = sorted(str(k) for k in raw if k not in _KEYWORDS)
+    if unknown:
+        raise DagValidationError(
+            f"unknown constraint {unknown[0]!r}; allowed: {', '.join(sorted(_KEYWORDS))} "
+            "(for an object default that uses these names, write {default: {...}})",
+            field=field,
+        )
+    kind = raw.get("type")
+    if kind is not None and kind not in TYPES:
+        raise DagValidationError(f"unknown type {kind!r}; allowed: {', '.join(TYPES)}", field=f"{field}.type")
+    enum = raw.get("enum")
+    if enum is not None and (not isinstance(enum, list) or not enum):
+        raise DagValidationError("enum must be a non-empty list", field=f"{field}.enum")
+    pattern = raw.get("pattern")
+    if pattern is not None:
+        if not isinstance(pattern, str):
+            raise DagValidationError("pattern must be a string", field=f"{field}.pattern")
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise DagValidationError(f"invalid regular expression: {e}", field=f"{field}.pattern") from None
+    bounds: dict[str, Any] = {}
+    for key in ("minLength", "maxLength"):
+        v = raw.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            raise DagValidationError("must be an integer >= 0", field=f"{field}.{key}")
+        bounds[key] = v
+    for key in ("minimum", "maximum"):
+        v = raw.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
+            raise DagValidationError("must be a number", field=f"{field}.{key}")
+        bounds[key] = v
+    description = raw.get("description") or ""
+    if not isinstance(description, str):
+        raise DagValidationError("must be a string", field=f"{field}.description")
+    rule = ParamRule(
+        name=name,
+        has_default="default" in raw,
+        default=raw.get("default"),
+        type=kind,
+        enum=None if enum is None else tuple(enum),
+        pattern=pattern,
+        min_length=bounds["minLength"],
+        max_length=bounds["maxLength"],
+        minimum=bounds["minimum"],
+        maximum=bounds["maximum"],
+        description=description,
+    )
+    if rule == ParamRule(name=name, has_default=True, default=rule.default):
+        return rule.default, None  # {default: x} alone is the plain default x
+    if rule.has_default:
+        try:
+            rule.check(rule.default, f"{field}.default")
+        except InvalidInput as e:
+            raise DagValidationError(e.message) from None
+    return (rule.default if rule.has_default else _MISSING), rule
+
+
+def plain_default_document(value: Any) -> Any:
+    """How a plain default is written back: wrapped in ``{default: ...}`` when it is a
+    mapping that would otherwise read as constraints."""
+    if isinstance(value, Mapping) and _KEYWORDS & value.keys():
+        return {"default": value}
+    return value
+
+
+def is_missing(value: object) -> bool:
+    return value is _MISSING
+
+
+def check_names(names: list[str], field: str) -> None:
+    """Param names must make distinct environment variables."""
+    seen: dict[str, str] = {}
+    for name in names:
+        if not NAME_PATTERN.match(name):
+            raise DagValidationError(
+                f"invalid param name {name!r}: use letters, digits and _ (not starting with a digit), "
+                "as it becomes the environment variable KIOK_PARAM_<NAME>",
+                field=f"{field}.{name}",
+            )
+        env = env_name(name)
+        if env in seen:
+            raise DagValidationError(
+                f"params {seen[env]!r} and {name!r} would both be {env}", field=f"{field}.{name}"
+            )
+        seen[env] = name
+
+
+def check_args(
+    defaults: Mapping[str, Any],
+    rules: Mapping[str, ParamRule],
+    allow_extra: bool,
+    args: object,
+) -> dict[str, Any]:
+    """The args a run gets, checked against the DAG's params; ``InvalidInput`` naming the
+    offending param otherwise. Defaults are not copied in: the driver merges them."""
+    if args is None:
+        args = {}
+    if not isinstance(args, Mapping):
+        raise InvalidInput("args must be a JSON object of param name to value")
+    if len(args) > MAX_ARGS:
+        raise InvalidInput(f"args: at most {MAX_ARGS} args")
+    out: dict[str, Any] = {}
+    total = 0
+    for name, value in args.items():
+        field = f"args.{name}"
+        if not isinstance(name, str):
+            raise InvalidInput(f"args: names must be strings, got {name!r}")
+        known = name in defaults or name in rules
+        if not known:
+            if not allow_extra:
+                names = sorted({*defaults, *rules})
+                raise InvalidInput(
+                    f"{field}: unknown param; this DAG declares {names or 'none'} "
+                    "(set dag.allow_extra_args to accept others)"
+                )
+            if not NAME_PATTERN.match(name):
+                raise InvalidInput(f"{field}: invalid param name; use letters, digits and _")
+        total += _check_plain(value, field) + 16
+        if total > MAX_ARGS_BYTES:
+            raise InvalidInput(f"args: larger than {MAX_ARGS_BYTES} bytes in all")
+        rule = rules.get(name)
+        out[name] = rule.check(value, field) if rule is not None else value
+    envs = {env_name(n) for n in (*defaults, *rules)}
+    for name in out:
+        if name not in defaults and name not in rules and env_name(name) in envs:
+            raise InvalidInput(f"args.{name}: would be the same variable as a declared param")
+    for name, rule in rules.items():
+        if not rule.has_default and name not in out:
+            raise InvalidInput(f"args.{name}: required (the DAG gives it no default)")
+    return out
+
+
+def _check_plain(value: object, field: str) -> int:
+    """Size in bytes of the strings in a JSON value; refuses what the store cannot hold
+    (``kiok.core.document_limits``), NUL characters and oversize strings."""
+    name = field.removeprefix("args.")
+    problem = document_problem({name: value}, max_depth=32)
+    if problem is not None:
+        raise InvalidInput(f"args.{problem}")
+    size = 0
+    for text in _strings(value):
+        if "\x00" in text:
+            raise InvalidInput(f"{field}: contains a NUL character")
+        length = len(text.encode("utf-8", "surrogatepass"))
+        if length > MAX_VALUE_BYTES:
+            raise InvalidInput(f"{field}: longer than {MAX_VALUE_BYTES} bytes")
+        size += length
+    return size
+
+
+def _strings(value: object) -> Iterator[str]:
+    """Every string in a JSON value (keys too); its depth is already bounded."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            yield str(k)
+            yield from _strings(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _strings(v)
+
+
+def _coerce(value: Any, kind: str | None) -> Any:
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if kind == "integer" and re.fullmatch(r"[-+]?\d{1,18}", text):
+        return int(text)
+    if kind == "number" and re.fullmatch(r"[-+]?(\d{1,18}(\.\d*)?|\.\d+)([eE][-+]?\d{1,3})?", text):
+        number = float(text)
+        return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
+    if kind == "boolean" and text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return value
+
+
+def _is_type(value: Any, kind: str) -> bool:
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "array":
+        return isinstance(value, list | tuple)
+    return isinstance(value, Mapping)
+
+
+def _same(a: Any, b: Any) -> bool:
+    return (type(a) is type(b) and a == b) or (
+        isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool) and a == b
+    )
+
+
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+__all__ = [
+    "MAX_ARGS_BYTES",
+    "MAX_VALUE_BYTES",
+    "NAME_PATTERN",
+    "ParamRule",
+    "check_args",
+    "check_names",
+    "env_name",
+    "is_missing",
+    "parse_param",
+    "plain_default_document",
+]

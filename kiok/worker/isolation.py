@@ -1,0 +1,297 @@
+"""Task isolation: keeping task processes away from what kiok holds (its data directory, keys,
+credentials, admin socket and its processes' ``/proc`` entries).
+
+Tasks run code from DAGs, so they are untrusted. As root, kiok runs them as an unprivileged
+user (``kiok.worker.task.user``, created at start when missing) and, where the kernel allows,
+inside a private pid and mount namespace: the task spawner is started through
+``unshare --pid --fork --mount-proc``, drops to the task user itself once its imports are done,
+and every task it starts inherits both. Modes, reported as ``taskIsolation``:
+
+    user+pidns  tasks run as the task user and see only their own namespace's processes
+    user        tasks run as the task user; kiok's processes show in /proc (cmdline only:
+                their environment and memory are root's)
+    none        tasks run as kiok's own user and can read whatever kiok can (not root, or
+                kiok.worker.task.isolation=none); said in one warning at start
+
+``decide`` is the pure choice; ``task_isolation`` and ``prepare_work_root`` carry it out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from kiok.errors import InvalidInput
+
+log = logging.getLogger(__name__)
+
+SETTINGS = ("auto", "user", "none")
+#: From weakest to strongest (``/cluster/health`` shows the weakest connected worker's).
+MODES = ("none", "user", "user+pidns")
+_UNSHARE = ("--pid", "--fork", "--mount-proc", "--kill-child")
+#: Where a system interpreter for python tasks is looked for.
+_SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """How this worker's tasks run; ``uid``/``gid`` are the task user's (-1 for ``none``)."""
+
+    mode: str = "none"
+    user: str = ""
+    uid: int = -1
+    gid: int = -1
+    unshare: str = ""
+
+    @property
+    def as_user(self) -> bool:
+        return self.mode != "none"
+
+    @property
+    def pid_namespace(self) -> bool:
+        """Task pids the spawner reports are its namespace's: never signal them from outside."""
+        return self.mode == "user+pidns"
+
+    def spawner_argv(self, argv: Sequence[str]) -> list[str]:
+        """The command that starts the task spawner ``argv`` with this isolation."""
+        if not self.as_user:
+            return list(argv)
+        command = [*argv, f"{self.uid}:{self.gid}"]  # the spawner drops to these itself
+        return [self.unshare, *_UNSHARE, "--", *command] if self.pid_namespace else command
+
+    def spawner_env(self, env: dict[str, str]) -> dict[str, str]:
+        """The task environment as this isolation has it (``HOME`` is set per attempt)."""
+        if not self.as_user:
+            return env
+        return {**env, "USER": self.user, "LOGNAME": self.user}
+
+
+NO_ISOLATION = Isolation()
+
+
+def decide(setting: str, euid: int, pid_namespace_works: bool) -> tuple[str, str | None]:
+    """The mode for ``kiok.worker.task.isolation`` = ``setting`` in a process with ``euid``,
+    and the warning to log (None: nothing to say). ``InvalidInput`` when it cannot be had."""
+    if setting not in SETTINGS:
+        raise InvalidInput(
+            f"kiok.worker.task.isolation must be one of {', '.join(SETTINGS)}, not {setting!r}"
+        )
+    if setting == "none":
+        return "none", (
+            "kiok.worker.task.isolation=none: tasks run as kiok's own user and can read its data "
+            "directory, keys, credentials and /proc entries"
+        )
+    if euid != 0:
+        if setting == "user":
+            raise InvalidInput(
+                "kiok.worker.task.isolation=user needs kiok to run as root (it starts tasks as "
+                "kiok.worker.task.user); run as root, or set it to auto or none"
+            )
+        return "none", (
+            "task isolation: none (kiok is not root, so tasks run as its own user and can read its "
+            "data directory, keys, credentials and /proc entries); run kiok as root to isolate them"
+        )
+    if pid_namespace_works:
+        return "user+pidns", None
+    return "user", (
+        "task isolation: user only (unshare --pid is not available here): tasks run as "
+        "kiok.worker.task.user but can see kiok's processes and their command lines in /proc"
+    )
+
+
+def task_isolation(setting: str, user: str) -> Isolation:
+    """Decide and prepare this worker's isolation (``kiok.worker.task.isolation``, tasks run
+    as ``kiok.worker.task.user``): look up or create the user, probe for pid namespaces.
+    Raises ``InvalidInput`` with one line when it cannot."""
+    euid = os.geteuid()
+    unshare = shutil.which("unshare") or ""
+    probe = setting in ("auto", "user") and euid == 0 and bool(unshare) and _pid_namespace_works(unshare)
+    mode, warning = decide(setting, euid, probe)
+    if warning:
+        log.warning(warning)
+    if mode == "none":
+        return NO_ISOLATION
+    uid, gid = _task_user(user)
+    return Isolation(mode, user, uid, gid, unshare)
+
+
+def _pid_namespace_works(unshare: str) -> bool:
+    try:
+        done = subprocess.run([unshare, *_UNSHARE, "true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def _task_user(name: str) -> tuple[int, int]:
+    """The task user's uid and gid, creating the user (a system user without a home or a
+    login shell) when it does not exist."""
+    if not name:
+        raise InvalidInput("kiok.worker.task.user is empty: name the user tasks run as")
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        entry = _create_user(name)
+    if entry.pw_uid == 0 or entry.pw_gid == 0:
+        raise InvalidInput(
+            f"kiok.worker.task.user {name!r} is root or in group root: name an unprivileged user"
+        )
+    return entry.pw_uid, entry.pw_gid
+
+
+def _create_user(name: str) -> pwd.struct_passwd:
+    command = ["useradd", "--system", "--user-group", "--no-create-home"]
+    command += ["--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        why = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+    except (OSError, subprocess.TimeoutExpired) as e:
+        why = str(e)
+    try:
+        entry = pwd.getpwnam(name)  # also when another kiok process created it meanwhile
+    except KeyError:
+        raise InvalidInput(
+            f"cannot create the task user {name!r} ({why}); create it, or set kiok.worker.task.user"
+        ) from None
+    log.info("created the task user %r (uid %d)", name, entry.pw_uid)
+    return entry
+
+
+def unsearchable(path: str | Path, uid: int, gid: int) -> Path | None:
+    """The first directory on the way to ``path`` (its symbolic links followed too) that the
+    user ``uid``/``gid`` without supplementary groups may not search; None when every one is
+    searchable (or missing: kiok makes those searchable)."""
+    candidates = [Path(os.path.abspath(path)), Path(os.path.realpath(path))]
+    for target in candidates:
+        for directory in reversed(target.parents):
+            try:
+                st = directory.stat()
+            except FileNotFoundError:
+                break
+            except OSError:
+                return directory
+            if not _may(st, uid, gid, stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH):
+                return directory
+    return None
+
+
+def runnable_by(program: str, uid: int, gid: int) -> str | None:
+    """Why the user ``uid``/``gid`` cannot run ``program`` (None: it can)."""
+    found = program if "/" in program else shutil.which(program)
+    if found is None:
+        return f"{program} is not on PATH"
+    blocked = unsearchable(found, uid, gid)
+    if blocked is not None:
+        return f"{blocked} is not searchable by it"
+    try:
+        st = os.stat(found)
+    except OSError as e:
+        return str(e)
+    if not _may(st, uid, gid, stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH):
+        return f"{found} is not executable by it"
+    return None
+
+
+def python_for_tasks(configured: str, own: str, isolation: Isolation) -> str:
+    """The interpreter python tasks run: ``kiok.python.path`` (``configured``), else kiok's
+    own. Isolated tasks may be unable to run kiok's own (a virtualenv under a 0700 home):
+    then the first ``python3`` on the standard PATH that they can run, said in one line.
+    When they can run neither, or not the configured one, one warning says python tasks
+    will fail."""
+    python = configured or own
+    if not isolation.as_user:
+        return python
+    why = runnable_by(python, isolation.uid, isolation.gid)
+    if why is None:
+        return python
+    if not configured:
+        fallback = shutil.which("python3", path=_SYSTEM_PATH)
+        if fallback is not None and runnable_by(fallback, isolation.uid, isolation.gid) is None:
+            log.info(
+                "python tasks run %s: the task user %s cannot run kiok's own interpreter %s (%s)",
+                fallback,
+                isolation.user,
+                python,
+                why,
+            )
+            return fallback
+    log.warning(
+        "python tasks will fail: the task user %s cannot run %s (%s); set kiok.python.path to an "
+        "interpreter it can run",
+        isolation.user,
+        python,
+        why,
+    )
+    return python
+
+
+def _may(st: os.stat_result, uid: int, gid: int, user_bit: int, group_bit: int, other_bit: int) -> bool:
+    """The kernel's mode check for one class: owner, else group, else others (no ACLs)."""
+    if st.st_uid == uid:
+        return bool(st.st_mode & user_bit)
+    if st.st_gid == gid:
+        return bool(st.st_mode & group_bit)
+    return bool(st.st_mode & other_bit)
+
+
+def prepare_work_root(configured: str, data_dir: Path, worker_id: str, isolation: Isolation) -> Path:
+    """The directory attempts get their working directories in, created if missing.
+
+    Without isolation: ``kiok.worker.work.dir`` or ``<data>/work``. With it, the data
+    directory (0700) is out of the task user's reach, so the default is a new directory of
+    this process's own, ``<temp dir>/kiok-work-<worker id>-<random>`` (nobody can have put
+    anything there first; the worker removes it when it stops). The directory belongs to
+    kiok (never to the task user, who could otherwise swap it under kiok), mode 0711, and
+    every directory on the way must be searchable by the task user; anything else (a
+    symbolic link, another owner) is refused."""
+    if not isolation.as_user:
+        root = Path(configured or data_dir / "work")
+        root.mkdir(parents=True, exist_ok=True)
+        return root
+    if configured:
+        root = Path(os.path.abspath(configured))
+    else:
+        root = Path(tempfile.mkdtemp(prefix=f"kiok-work-{worker_id}-"))
+    what = f"the work directory {root} (kiok.worker.work.dir)"
+    blocked = unsearchable(root, isolation.uid, isolation.gid)  # the way to it; it is ours
+    if blocked is not None:
+        raise InvalidInput(
+            f"{what} is out of reach of the task user {isolation.user}: {blocked} is not searchable by it"
+        )
+    try:
+        root.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(root, 0o711)
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as e:
+        raise InvalidInput(f"{what} cannot be used: {e.strerror} (is it a symbolic link?)") from None
+    try:
+        owner = os.fstat(fd).st_uid
+        if owner != os.geteuid():
+            raise InvalidInput(f"{what} belongs to uid {owner}, not to kiok: remove it or choose another")
+        os.fchmod(fd, 0o711)
+    finally:
+        os.close(fd)
+    return root
+
+
+__all__ = [
+    "MODES",
+    "NO_ISOLATION",
+    "Isolation",
+    "decide",
+    "prepare_work_root",
+    "python_for_tasks",
+    "runnable_by",
+    "task_isolation",
+    "unsearchable",
+]

@@ -1,0 +1,118 @@
+"""Issue 13 §1: a trigger argument is data, never code.
+
+A user allowed only ``dags:Trigger`` on the README's ``hello`` DAG once passed
+``name = x"; id; head -c 12 ../../master.key; echo "`` and got ``uid=0(root)`` and the start
+of the master key. Here the same user tries that and its cousins against a real standalone.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from kiok.testing.process import Standalone
+
+HELLO = """
+dag:
+  id: hello
+  params: {name: world}
+tasks:
+  - {id: greet, type: shell, script: 'echo "hello ${params.name}"'}
+  - {id: bare, type: shell, script: 'echo hello ${params.name}'}
+  - {id: single, type: shell, script: "echo 'hello ${params.name}'"}
+  - {id: py, type: python, script: 'print("hello ${params.name}")'}
+  - {id: py_single, type: python, script: "print('hello ' + '${params.name}')"}
+"""
+
+CONSTRAINED = """
+dag:
+  id: constrained
+  params:
+    region: {default: eu, enum: [eu, us]}
+    n: {type: integer, minimum: 1, default: 1}
+tasks:
+  - {id: t, script: 'echo ${params.region} $((${params.n} + 1))'}
+"""
+
+HOSTILE = [
+    'x"; id; head -c 12 ../../master.key; echo "',
+    "$(id)",
+    "`id`",
+    "a; id",
+    "line\nid",
+    '"); import os; os.system("id"); ("',
+    "'); import os; os.system('id'); ('",
+    "\\",
+]
+
+
+@pytest.fixture(scope="module")
+def k(shared_kiok: Standalone) -> Standalone:
+    shared_kiok.register(HELLO)
+    shared_kiok.register(CONSTRAINED)
+    policy = {"Statement": [{"Effect": "Allow", "Action": "dags:Trigger", "Resource": "dag/hello"}]}
+    r = shared_kiok.api("POST", "/api/v1/iam/policies", json={"policy": "trigger-hello", "document": policy})
+    assert r.status_code == 201, r.text
+    r = shared_kiok.api(
+        "POST", "/api/v1/iam/groups", json={"group": "triggerers", "policies": ["trigger-hello"]}
+    )
+    assert r.status_code == 201, r.text
+    user = {"user": "trigger", "password": "Trigger-Pw-0123", "groups": ["triggerers"]}
+    r = shared_kiok.api("POST", "/api/v1/iam/users", json=user)
+    assert r.status_code == 201, r.text
+    return shared_kiok
+
+
+def trigger_as_user(k: Standalone, dag: str, args: dict[str, object]) -> httpx.Response:
+    login = httpx.post(k.url + "/api/v1/auth/login", json={"user": "trigger", "password": "Trigger-Pw-0123"})
+    assert login.status_code == 200, login.text
+    headers = {"Authorization": f"Bearer {login.json()['accessToken']}"}
+    return httpx.post(f"{k.url}/api/v1/dags/{dag}/runs", headers=headers, json={"args": args}, timeout=30)
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_a_hostile_trigger_arg_reaches_every_task_as_data(k: Standalone, value: str) -> None:
+    r = trigger_as_user(k, "hello", {"name": value})
+    assert r.status_code == 201, r.text
+    run = k.wait_run(r.json()["runId"])
+    assert run["state"] == "SUCCESS", run
+    for task in ("greet", "bare", "py", "py_single"):
+        out = k.log(run["runId"], task)
+        assert "uid=" not in out
+        assert out == f"hello {value}\n", (task, out)
+    # in single quotes, the placeholder closes the quote, expands, reopens: still the value
+    assert k.log(run["runId"], "single") == f"hello {value}\n"
+
+
+def test_the_readme_example_still_greets(k: Standalone) -> None:
+    run = k.wait_run(k.trigger("hello", {"name": "kiok"}))
+    assert k.log(run["runId"], "greet") == "hello kiok\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "message"),
+    [
+        ({"region": "mars"}, 400, "args.region"),
+        ({"n": "3; id"}, 400, "args.n: expected an integer"),
+        ({"other": "x"}, 400, "args.other: unknown param"),
+        ({"region": "eu\u0000"}, 400, "NUL"),
+        ({"region": "x" * (1 << 20)}, None, "args.region"),
+    ],
+)
+def test_args_breaking_the_declared_params_are_refused(
+    k: Standalone, args: dict[str, object], status: int | None, message: str
+) -> None:
+    before = len(k.api("GET", "/api/v1/runs?dag=constrained&limit=100").json()["runs"])
+    r = k.api("POST", "/api/v1/dags/constrained/runs", json={"args": args})
+    if status is None:  # 1 MiB: refused by the body limit or by the param check
+        assert r.status_code in (400, 413), r.text
+    else:
+        assert r.status_code == status, r.text
+        assert message in r.json()["error"]["message"]
+    assert len(k.api("GET", "/api/v1/runs?dag=constrained&limit=100").json()["runs"]) == before
+
+
+def test_typed_args_reach_arithmetic_as_numbers(k: Standalone) -> None:
+    run = k.wait_run(k.trigger("constrained", {"region": "us", "n": "41"}))
+    assert run["state"] == "SUCCESS"
+    assert k.log(run["runId"], "t") == "us 42\n"

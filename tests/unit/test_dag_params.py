@@ -1,0 +1,100 @@
+"""Declared params and the trigger args checked against them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kiok.dag.load import spec_from_yaml
+from kiok.dag.params import MAX_VALUE_BYTES, check_args
+from kiok.dag.spec import DagSpec
+from kiok.errors import DagValidationError, InvalidInput
+
+DAG = """
+dag:
+  id: p
+  params:
+    region: {default: eu, enum: [eu, us]}
+    n: {type: integer, minimum: 1, maximum: 10, default: 2}
+    tag: {type: string, pattern: "[a-z]+", maxLength: 8}
+    plain: hello
+    cfg: {a: 1}
+tasks:
+  - {id: t, script: 'echo ${params.region} ${params.n} ${params.tag} ${params.plain}'}
+"""
+
+
+def check(spec: DagSpec, args: Any) -> dict[str, Any]:
+    return check_args(spec.params, spec.param_rules, spec.allow_extra_args, args)
+
+
+def test_declared_params_load_and_round_trip() -> None:
+    spec = spec_from_yaml(DAG)
+    assert spec.params == {"region": "eu", "n": 2, "plain": "hello", "cfg": {"a": 1}}
+    assert set(spec.param_rules) == {"region", "n", "tag"}
+    assert spec.param_rules["tag"].has_default is False
+    assert spec_from_yaml(DAG).to_dict() == spec.to_dict()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"tag": "ok", "region": "mars"}, "args.region: 'mars' is not one of ['eu', 'us']"),
+        ({"tag": "ok", "n": 0}, "args.n: 0 is below minimum 1"),
+        ({"tag": "ok", "n": "many"}, "args.n: expected an integer"),
+        ({"tag": "Bad!"}, "args.tag: 'Bad!' does not match pattern"),
+        ({"tag": "abcdefghij"}, "args.tag: longer than maxLength 8"),
+        ({}, "args.tag: required"),
+        ({"tag": "ok", "other": 1}, "args.other: unknown param"),
+        ({"tag": "ok", "plain": "a\x00b"}, "args.plain: contains a NUL character"),
+        ({"tag": "ok", "plain": "x" * (MAX_VALUE_BYTES + 1)}, "args.plain: longer than"),
+        ({"tag": "ok", "plain": 10**30}, "args.plain: integer out of range"),
+        ([1, 2], "args must be a JSON object"),
+    ],
+)
+def test_bad_args_are_refused_naming_the_param(args: Any, message: str) -> None:
+    with pytest.raises(InvalidInput) as e:
+        check(spec_from_yaml(DAG), args)
+    assert message in e.value.message
+
+
+def test_good_args_pass_and_cli_strings_are_converted() -> None:
+    assert check(spec_from_yaml(DAG), {"tag": "ok", "n": "3", "region": "us"}) == {
+        "tag": "ok",
+        "n": 3,
+        "region": "us",
+    }
+
+
+def test_extra_args_only_when_the_dag_allows_them() -> None:
+    spec = spec_from_yaml(DAG.replace("  id: p\n", "  id: p\n  allow_extra_args: true\n"))
+    assert check(spec, {"tag": "ok", "other": "x"})["other"] == "x"
+    with pytest.raises(InvalidInput, match="invalid param name"):
+        check(spec, {"tag": "ok", "bad-name": "x"})
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ("{a-b: 1}", "invalid param name 'a-b'"),
+        ("{ab: 1, AB: 2}", "would both be KIOK_PARAM_AB"),
+        ("{x: {default: zz, enum: [a, b]}}", "dag.params.x.default: 'zz' is not one of"),
+        ("{x: {type: strng}}", "unknown type 'strng'"),
+        ("{x: {default: 1, maxlenght: 3}}", "unknown constraint 'maxlenght'"),
+        ("{x: {pattern: '('}}", "invalid regular expression"),
+    ],
+)
+def test_bad_declarations_are_refused(params: str, message: str) -> None:
+    with pytest.raises(DagValidationError, match=message):
+        spec_from_yaml(f"dag: {{id: d, params: {params}}}\ntasks: [{{id: t, script: 'true'}}]")
+
+
+def test_an_undeclared_param_reference_is_refused_at_registration() -> None:
+    with pytest.raises(DagValidationError, match=r"tasks\[0\].script: \$\{params.nope\} names no param"):
+        spec_from_yaml("dag: {id: d}\ntasks: [{id: t, script: 'echo ${params.nope}'}]")
+
+
+def test_a_scheduled_dag_needs_defaults() -> None:
+    with pytest.raises(DagValidationError, match="scheduled DAG's params need a default"):
+        spec_from_yaml("dag: {id: d, schedule: '0 2 * * *', params: {x: {type: string}}}\ntasks: [{id: t}]")

@@ -1,0 +1,175 @@
+"""Params are data, never code: hostile values placed into shell, python, URLs and JSON come
+out as exactly the value, and the interpreter runs nothing the DAG author did not write."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from typing import Any
+from urllib.parse import unquote
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kiok.core.placeholders import Context, param_env, resolve
+from kiok.errors import TaskError
+
+HOSTILE = [
+    'x"; id; head -c 12 ../../master.key; echo "',
+    "$(id)",
+    "`id`",
+    "; id",
+    "a\nid\nb",
+    "it's",
+    "'; id; echo '",
+    '"); import os; os.system("id"); ("',
+    "'''; import os; os.system('id'); '''",
+    '"""',
+    "\\",
+    "\\'",
+    "${HOME}",
+    "#{nowInMillis()}",
+    "${secret.api}",
+    "EOF\nid\nEOF",
+    "é€😀\t\r",
+    "{}",
+    "x" * 70_000,
+]
+
+values = st.text(
+    st.characters(codec="utf-8", exclude_characters="\x00", exclude_categories=("Cs",)), max_size=40
+)
+
+
+def placed(text: str, context: Context, params: dict[str, Any]) -> str:
+    return resolve(text, params=params, lookup_conn=None, now_ms=0, context=context)
+
+
+def run_sh(script: str, params: dict[str, Any], shell: str = "/bin/sh") -> str:
+    env = {"PATH": "/usr/bin:/bin", **param_env(params)}
+    out = subprocess.run([shell, "-c", script], env=env, capture_output=True, check=True)
+    return out.stdout.decode()
+
+
+def run_py(script: str) -> str:
+    out = subprocess.run([sys.executable, "-"], input=script.encode(), capture_output=True, check=True)
+    return out.stdout.decode()
+
+
+SHELL_FORMS = [
+    ('printf %s "hello ${params.v}"', "hello {}"),
+    ("printf %s hello${params.v}", "hello{}"),
+    ("printf %s 'a${params.v}b'", "a{}b"),
+    ("printf %s $'a${params.v}b'", "a{}b"),
+    ("cat <<EOF\n[${params.v}]\nEOF", "[{}]\n"),
+    ("cat <<-EOF\n\t<${params.v}>\n\tEOF", "<{}>\n"),
+    ("# ${params.v}\nprintf %s ok", "ok"),
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+@pytest.mark.parametrize(("script", "expected"), SHELL_FORMS)
+def test_shell_gets_the_value_as_data(script: str, expected: str, value: str) -> None:
+    text = placed(script, Context.SHELL, {"v": value})
+    assert "params." not in text
+    shell = "/bin/bash" if "$'" in script else "/bin/sh"  # ANSI-C quotes are bash's
+    assert run_sh(text, {"v": value}, shell) == expected.format(value)
+
+
+@pytest.mark.parametrize("script", ["echo $((${params.n} + 1))", 'echo "$(( ${params.n} * 2 - 40 ))"'])
+def test_shell_arithmetic_gets_the_bare_expansion(script: str) -> None:
+    assert run_sh(placed(script, Context.SHELL, {"n": 21}), {"n": 21}) in ("22\n", "2\n")
+
+
+def test_a_quoted_heredoc_keeps_its_text_literal() -> None:
+    text = placed("cat <<'EOF'\n${params.v}\nEOF", Context.SHELL, {"v": "$(id)"})
+    assert run_sh(text, {"v": "$(id)"}) == "${KIOK_PARAM_V}\n"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(values)
+def test_shell_any_value(value: str) -> None:
+    text = placed('printf %s "${params.v}"; printf %s ${params.v}', Context.SHELL, {"v": value})
+    assert run_sh(text, {"v": value}) == value * 2
+
+
+PYTHON_FORMS = [
+    ('print("hello ${params.v}", end="")', "hello {}"),
+    ("print('${params.v}', end='')", "{}"),
+    ('print("""${params.v}""", end="")', "{}"),
+    ("print('''x\n${params.v}''', end='')", "x\n{}"),
+    ('print(f"{1}${params.v}", end="")', "1{}"),
+    ('print(b"${params.v}".decode(), end="")', "{}"),
+    ("x = ${params.v}\nprint(x, end='')", "{}"),
+    ("print(${params.v}, end='')  # ${params.v}", "{}"),
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+@pytest.mark.parametrize(("script", "expected"), PYTHON_FORMS)
+def test_python_gets_the_value_as_data(script: str, expected: str, value: str) -> None:
+    text = placed(script, Context.PYTHON, {"v": value})
+    assert run_py(text) == expected.format(value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values.filter(bool))  # an empty value leaves one part fewer in an f-string
+def test_python_code_shape_does_not_depend_on_the_value(value: str) -> None:
+    """The parsed program is the same whatever the value: only a string constant differs."""
+    script = 'import sys\nprint("a ${params.v}", ${params.v}, f"{1}${params.v}")  # ${params.v}'
+
+    def shape(text: str) -> str:
+        tree = ast.parse(text)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                node.value = "_"
+        return ast.dump(tree)
+
+    text = placed(script, Context.PYTHON, {"v": value})
+    assert shape(text) == shape(placed(script, Context.PYTHON, {"v": "plain"}))
+    assert value in [c.value for c in ast.walk(ast.parse(text)) if isinstance(c, ast.Constant)]
+
+
+def test_python_typed_values_are_literals() -> None:
+    params = {"n": 3, "f": 1.5, "b": True, "o": {"k": ["x", None]}}
+    text = placed("print(${params.n} + 1, ${params.f}, ${params.b}, ${params.o})", Context.PYTHON, params)
+    assert run_py(text) == "4 1.5 True {'k': ['x', None]}\n"
+
+
+@pytest.mark.parametrize(
+    ("script", "problem"),
+    [
+        ('print(r"${params.v}")', "raw string"),
+        ("print(x${params.v})", "part of the python code"),
+        ('print("${params.v}', "fix its syntax"),
+    ],
+)
+def test_python_places_that_cannot_hold_data_are_refused(script: str, problem: str) -> None:
+    with pytest.raises(TaskError, match=problem):
+        placed(script, Context.PYTHON, {"v": "x"})
+
+
+@pytest.mark.parametrize("value", HOSTILE[:-1])
+def test_url_is_percent_encoded(value: str) -> None:
+    url = placed("https://h.invalid/a/${params.v}?q=${params.v}", Context.URL, {"v": value})
+    path, _, query = url.partition("?q=")
+    assert unquote(path.removeprefix("https://h.invalid/a/")) == value == unquote(query)
+    assert url.count("/") == 4 and url.count("?") == 1 and not set(" \n\"'#&;") & set(url)
+
+
+@pytest.mark.parametrize("value", [*HOSTILE[:-1], 3, None, ["a", 1]])
+def test_json_body_gets_the_value_as_json(value: Any) -> None:
+    body = placed('{"in": "x${params.v}", "as": ${params.v}}', Context.JSON, {"v": value})
+    doc = json.loads(body)
+    as_text = value if isinstance(value, str) else json.dumps(value)
+    assert doc == {"in": "x" + as_text, "as": value}
+
+
+def test_values_are_never_expanded_again() -> None:
+    value = "${secret.api} #{nowInMillis()} ${params.v}"
+    assert placed("${params.v}", Context.TEXT, {"v": value}) == value
+    assert json.loads(placed('"${params.v}"', Context.JSON, {"v": value})) == value
+    assert unquote(placed("${params.v}", Context.URL, {"v": value})) == value
