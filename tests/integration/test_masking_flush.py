@@ -1,0 +1,43 @@
+"""Issue 13 §3: `echo "${secret.api}"; sleep; echo done` stored the secret in plaintext,
+because a timed flush kept back a fixed tail and the cut fell inside the secret. Against a
+real standalone whose log batches flush every 50 ms, so the pause splits the output."""
+
+from __future__ import annotations
+
+import pytest
+
+from kiok.testing.process import Standalone
+
+SECRET = "s3cr3t-api-value-0123456789"
+
+
+@pytest.fixture
+def k(standalone_factory: object) -> Standalone:
+    node: Standalone = standalone_factory("mask", {"KIOK_JOBLOG_WORKER_BATCH_INTERVAL_MS": "50"})  # type: ignore[operator]
+    conn = {"connectionId": "api", "type": "generic", "properties": {"value": SECRET}}
+    r = node.api("POST", "/api/v1/connections", json=conn)
+    assert r.status_code == 201, r.text
+    return node
+
+
+def test_a_secret_printed_before_a_pause_is_masked_in_the_stored_log(k: Standalone) -> None:
+    k.register(
+        """
+dag: {id: masked}
+tasks:
+  - {id: t, script: 'echo "${secret.api}"; sleep 0.5; echo done; printf %s "${secret.api}"; sleep 0.3'}
+  - id: py
+    type: python
+    script: |
+      import sys, time
+      for ch in "${secret.api}":
+          sys.stdout.write(ch); sys.stdout.flush(); time.sleep(0.01)
+      print(); time.sleep(0.2); print("end")
+"""
+    )
+    run = k.wait_run(k.trigger("masked"))
+    assert run["state"] == "SUCCESS", run
+    assert k.log(run["runId"], "t") == "***\ndone\n***"
+    assert k.log(run["runId"], "py") == "***\nend\n"
+    for task in ("t", "py"):
+        assert SECRET[:6] not in k.log(run["runId"], task)
