@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +15,11 @@ ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT.parent / "shared" / "tools" / "contract_smoke.py"
 
 
-@pytest.mark.skipif(not SMOKE.exists(), reason="shared/tools/contract_smoke.py is not beside this checkout")
 def test_contract_smoke_script_passes() -> None:
+    if not SMOKE.exists():
+        if os.environ.get("CI") == "true":  # CI lays shared/ beside the clone: never skip there
+            pytest.fail(f"{SMOKE} is missing")
+        pytest.skip("shared/tools/contract_smoke.py is not beside this checkout")
     out = subprocess.run(
         [sys.executable, str(SMOKE), "--kiok", kiok_executable()],
         capture_output=True,
