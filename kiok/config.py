@@ -6,11 +6,17 @@ the two in step). Precedence: explicit overrides (command-line flags) > environm
 (``KIOK_`` + upper-case, dots to underscores: ``kiok.worker.task.slots`` ->
 ``KIOK_WORKER_TASK_SLOTS``) > config file (``--config kiok.yaml``, YAML mapping of dotted
 keys or nested sections) > default. Only the composition roots read the environment.
+
+An unknown key in a config file is refused (the file is kiok's alone: a typo there is a
+mistake); an unknown ``KIOK_`` variable only warns (the environment is shared with other
+programs), both naming the closest known name. Each value remembers where it came from, and
+``secret`` keys are shown redacted (``Settings.explain``, ``kiok config show``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +32,8 @@ class Key:
     type: type
     default: Any
     doc: str
+    #: Shown redacted by ``Settings.explain`` (``kiok config show``).
+    secret: bool = False
 
     @property
     def env(self) -> str:
@@ -171,6 +179,7 @@ KEYS: tuple[Key, ...] = (
         str,
         "",
         "One-time join token (first start only; exchanged for a credential).",
+        secret=True,
     ),
     Key(
         "kiok.worker.credential.file",
@@ -223,6 +232,38 @@ KEYS: tuple[Key, ...] = (
         "Cap on one retry delay after exponential backoff.",
     ),
     Key(
+        "kiok.cluster.maintenance.retry.after.seconds",
+        int,
+        30,
+        "Retry-After of a manual trigger refused (503) while maintenance mode is on.",
+    ),
+    Key(
+        "kiok.retention.runs.days",
+        float,
+        0.0,
+        "Finished runs (task records and job logs with them) older than this many days are "
+        "deleted; a DAG's own retention replaces it; 0 keeps them forever. Fractions allowed.",
+    ),
+    Key(
+        "kiok.retention.logs.days",
+        float,
+        0.0,
+        "Job logs of finished runs older than this many days are deleted, the run records kept "
+        "(only when shorter than the run retention); 0 keeps them as long as their run.",
+    ),
+    Key(
+        "kiok.retention.sweep.interval.ms",
+        int,
+        60_000,
+        "How often the leader looks for runs and logs past their retention.",
+    ),
+    Key(
+        "kiok.retention.sweep.batch.runs",
+        int,
+        100,
+        "Runs deleted per command by the retention sweep (small batches keep the API responsive).",
+    ),
+    Key(
         "kiok.joblog.max.bytes.per.task",
         int,
         64 * MiB,
@@ -256,6 +297,7 @@ KEYS: tuple[Key, ...] = (
         str,
         "",
         "Bootstrap administrator password; empty: 'admin', which must be changed at first login.",
+        secret=True,
     ),
     Key(
         "kiok.admin.socket.path",
@@ -263,7 +305,13 @@ KEYS: tuple[Key, ...] = (
         "",
         "Local admin socket (mode 0600) for password resets; empty: <data>/admin.sock.",
     ),
-    Key("kiok.internal.auth.tokens", str, "", "Accepted service bearer tokens (comma or newline separated)."),
+    Key(
+        "kiok.internal.auth.tokens",
+        str,
+        "",
+        "Accepted service bearer tokens (comma or newline separated).",
+        secret=True,
+    ),
     Key(
         "kiok.internal.auth.token.file",
         str,
@@ -315,6 +363,7 @@ KEYS: tuple[Key, ...] = (
         "once at start, but visible to kiok's own user in /proc/<pid>/environ for the process's "
         "life: prefer kiok.kms.master.key.file). Empty, and no key file: a key file "
         "<data>/master.key (mode 0600) is generated, with a warning.",
+        secret=True,
     ),
     Key(
         "kiok.kms.master.key.file",
@@ -334,6 +383,11 @@ KEYS: tuple[Key, ...] = (
 )
 
 _BY_NAME = {k.name: k for k in KEYS}
+_BY_ENV = {k.env: k for k in KEYS}
+#: What kiok sets in the environment of the tasks it runs (a task may start kiok).
+TASK_VARIABLES = ("KIOK_RUN_ID", "KIOK_DAG_ID", "KIOK_TASK_ID", "KIOK_ATTEMPT", "KIOK_SCHEDULED_TIME")
+TASK_VARIABLE_PREFIX = "KIOK_PARAM_"
+REDACTED = "(redacted)"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -351,6 +405,11 @@ def _coerce(key: Key, raw: Any, source: str) -> Any:
             if isinstance(raw, bool):
                 raise ValueError(raw)
             return int(str(raw).strip())
+        if key.type is float:
+            value = float(str(raw).strip()) if not isinstance(raw, bool) else float("nan")
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ValueError(raw)
+            return value
         return str(raw)
     except ValueError:
         raise InvalidInput(f"{key.name} ({source}): expected {key.type.__name__}, got {raw!r}") from None
@@ -367,11 +426,46 @@ def _flatten(doc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.8)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def unknown_variables(env: Mapping[str, str], known_env: Iterable[str] = ()) -> list[str]:
+    """A warning for each ``KIOK_`` variable of ``env`` that is neither a setting, nor in
+    ``known_env`` (the CLI's own), nor one kiok sets for its tasks; sorted."""
+    known = {*_BY_ENV, *known_env, *TASK_VARIABLES}
+    return [
+        f"unknown environment variable {name} ignored{_did_you_mean(name, _BY_ENV)}"
+        for name in sorted(env)
+        if name.startswith("KIOK_") and name not in known and not name.startswith(TASK_VARIABLE_PREFIX)
+    ]
+
+
+@dataclass(frozen=True)
+class Explained:
+    """One setting as ``kiok config show`` prints it: ``source`` is default, file, env or
+    flag; ``origin`` the file, variable or flag it came from (empty for a default)."""
+
+    key: str
+    value: Any
+    source: str
+    origin: str
+
+
 class Settings:
     """Resolved configuration; read with ``settings["kiok.worker.task.slots"]``."""
 
-    def __init__(self, values: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        values: Mapping[str, Any],
+        sources: Mapping[str, tuple[str, str]] | None = None,
+        warnings: Iterable[str] = (),
+    ) -> None:
         self._values = dict(values)
+        self._sources = dict(sources or {})
+        #: What loading noticed but did not refuse (unknown ``KIOK_`` variables), to be logged.
+        self.warnings = tuple(warnings)
 
     @classmethod
     def load(
@@ -379,8 +473,16 @@ class Settings:
         env: Mapping[str, str] | None = None,
         config_file: str | Path | None = None,
         overrides: Mapping[str, Any] | None = None,
+        *,
+        known_env: Iterable[str] = (),
+        override_names: Mapping[str, str] | None = None,
     ) -> Settings:
+        """Resolve every key. ``known_env``: other ``KIOK_`` variables that are not settings
+        but are not unknown either (the CLI's own); ``override_names``: the flag that gave
+        each override, for ``explain``. Raises ``InvalidInput`` naming the key, file or
+        variable for a value of the wrong type or an unknown key in the file or overrides."""
         values = {k.name: k.default for k in KEYS}
+        sources: dict[str, tuple[str, str]] = {k.name: ("default", "") for k in KEYS}
         if config_file:
             path = Path(config_file)
             try:
@@ -391,16 +493,32 @@ class Settings:
                 raise InvalidInput(f"config file {path} must hold a mapping of keys")
             for name, raw in _flatten(doc).items():
                 if name not in _BY_NAME:
-                    raise InvalidInput(f"config file {path}: unknown key {name!r}")
+                    raise InvalidInput(
+                        f"config file {path}: unknown key {name!r}{_did_you_mean(name, _BY_NAME)}"
+                    )
                 values[name] = _coerce(_BY_NAME[name], raw, str(path))
+                sources[name] = ("file", str(path))
         for key in KEYS:
             if env is not None and key.env in env:
                 values[key.name] = _coerce(key, env[key.env], key.env)
+                sources[key.name] = ("env", key.env)
         for name, raw in (overrides or {}).items():
             if name not in _BY_NAME:
-                raise InvalidInput(f"unknown setting {name!r}")
-            values[name] = _coerce(_BY_NAME[name], raw, "override")
-        return cls(values)
+                raise InvalidInput(f"unknown setting {name!r}{_did_you_mean(name, _BY_NAME)}")
+            flag = (override_names or {}).get(name, "override")
+            values[name] = _coerce(_BY_NAME[name], raw, flag)
+            sources[name] = ("flag", flag)
+        return cls(values, sources, unknown_variables(env or {}, known_env))
+
+    def explain(self) -> list[Explained]:
+        """Every setting in reference order with its source; a set secret shows as
+        ``REDACTED``."""
+        out = []
+        for key in KEYS:
+            value = self._values[key.name]
+            source, origin = self._sources.get(key.name, ("default", ""))
+            out.append(Explained(key.name, REDACTED if key.secret and value else value, source, origin))
+        return out
 
     def __getitem__(self, name: str) -> Any:
         return self._values[name]
@@ -421,10 +539,11 @@ class Settings:
 
     def with_overrides(self, **dotted: Any) -> Settings:
         """A copy with some keys replaced (keys given with '_' for '.')."""
-        values = dict(self._values)
+        values, sources = dict(self._values), dict(self._sources)
         for k, v in dotted.items():
             values[k.replace("_", ".")] = v
-        return Settings(values)
+            sources[k.replace("_", ".")] = ("flag", "override")
+        return Settings(values, sources, self.warnings)
 
 
 def reference_markdown() -> str:
@@ -435,6 +554,10 @@ def reference_markdown() -> str:
         "Generated from `kiok/config.py` (a test keeps this file in step). Every key can be set in a",
         "config file (`--config kiok.yaml`), overridden by an environment variable, and by a command-line",
         "flag where one exists. Precedence: flag > environment > config file > default.",
+        "An unknown key in a config file stops kiok at start; an unknown `KIOK_` variable is",
+        "a warning (both name the closest known setting). `kiok config show` prints every",
+        "setting with where its value came from (default, file, env, flag); secrets are shown",
+        f"as `{REDACTED}`: {', '.join(f'`{k.name}`' for k in KEYS if k.secret)}.",
         "",
         "| key | environment | type | default | meaning |",
         "|---|---|---|---|---|",

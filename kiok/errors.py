@@ -18,6 +18,7 @@ and nothing ever matches an error by its message text.
     │   └── Forbidden             authenticated, not allowed                   (code: forbidden)
     ├── RateLimited               too many attempts                            (code: rate_limited)
     ├── NotReady                  cluster gate closed                          (code: not_ready)
+    ├── MaintenanceMode           maintenance mode is on: no new runs          (code: maintenance_mode)
     ├── NotLeader                 write reached a non-leader (leader_hint)     (code: not_leader)
     ├── ProtocolError             bad frame on the internal protocol           (code: protocol_error)
     └── TaskError                 a task body failed (kept in the task record) (code: task_error)
@@ -96,6 +97,17 @@ class RateLimited(KiokError):
 
 class NotReady(KiokError):
     code = "not_ready"
+
+
+class MaintenanceMode(KiokError):
+    """Maintenance mode is on: manual triggers are refused until it ends (503 with
+    ``Retry-After``; the HTTP layer fills in ``retry_after_s`` from its setting)."""
+
+    code = "maintenance_mode"
+
+    def __init__(self, message: str, retry_after_s: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class NotLeader(KiokError):

@@ -1,4 +1,4 @@
-"""``kiok admin``: admit workers (one-time join tokens), list them, revoke one.
+"""``kiok admin``: admit workers (one-time join tokens), list them, revoke one; maintenance mode.
 
 ``kiok admin join-token`` prints the token alone on stdout, so ``TOKEN=$(kiok admin join-token)``
 works; its expiry goes to stderr.
@@ -22,7 +22,7 @@ MAX_TTL_S = 7 * 24 * 3600
 
 @click.group()
 def admin() -> None:
-    """Administer the cluster: admit, list and revoke workers."""
+    """Administer the cluster: admit, list and revoke workers; maintenance mode."""
 
 
 @admin.command("join-token")
@@ -106,8 +106,8 @@ def kms_list(cli: CliContext) -> None:
     if cli.as_json:
         emit_json(answer)
     else:
-        for key in answer["keys"]:
-            click.echo(f"{key['key']}\tversion {key['version']}")
+        rows = [[text(k.get("key")), text(k.get("version")), text(k.get("versions"))] for k in answer["keys"]]
+        emit_table(["KEY", "VERSION", "VERSIONS"], rows)
 
 
 @kms.command("rotate")
@@ -156,3 +156,26 @@ def reset_password(user: str, new_password: str | None, socket_path: str | None)
         click.echo(f"password of {user} reset; it must be changed at the next login", err=True)
     else:
         click.echo(f"password of {user} reset; it must be changed at the next login")
+
+
+@admin.command()
+@click.argument("switch", metavar="on|off|status", type=click.Choice(["on", "off", "status"]))
+@json_option
+@pass_cli
+def maintenance(cli: CliContext, switch: str) -> None:
+    """Maintenance mode: while on, no run starts (manual triggers are refused, cron firings
+    are skipped for good, pending runs wait); running runs finish. `status` shows it."""
+    client = cli.client()
+    if switch == "status":
+        answer = client.get("/api/v1/admin/maintenance")
+    else:
+        answer = client.post("/api/v1/admin/maintenance", {"enabled": switch == "on"})
+    if cli.as_json:
+        emit_json(answer)
+        return
+    if answer.get("enabled"):
+        click.echo(f"maintenance mode: on (since {answer.get('since')}, by {answer.get('by')})")
+    elif answer.get("until"):
+        click.echo(f"maintenance mode: off (last on {answer.get('since')} to {answer.get('until')})")
+    else:
+        click.echo("maintenance mode: off")

@@ -33,7 +33,8 @@ def tokens_from(answer: Any, what: str) -> Tokens:
 @pass_cli
 def login(cli: CliContext, user: str, password: str) -> None:
     """Log in and save the session for later commands."""
-    answer = cli.anonymous_client().post("/api/v1/auth/login", {"user": user, "password": password})
+    credentials = {"user": user, "password": password}
+    answer = cli.anonymous_client().post("/api/v1/auth/login", credentials, auth=False)
     cli.save_tokens(tokens_from(answer, "login"), user)
     must_change = bool(answer.get("requirePasswordChange"))
     if cli.as_json:
@@ -77,6 +78,7 @@ def change_password(cli: CliContext, old_password: str, new_password: str) -> No
 
 
 @click.command()
+@json_option
 @pass_cli
 def logout(cli: CliContext) -> None:
     """Forget the saved session (its tokens expire on the server)."""

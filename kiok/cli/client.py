@@ -1,7 +1,8 @@
 """The HTTP client the CLI uses to talk to a master's admin API (DESIGN §5).
 
 ``ApiClient`` wraps one sync ``httpx.Client``: base URL, ``Authorization: Bearer`` header,
-one refresh-and-retry on 401 for a saved login, and error decoding. A server error
+one refresh-and-retry on 401 for a saved login, retries of a ``503`` that carries ``Retry-After``
+(a master starting, or masters electing a leader) for a bounded time, and error decoding. A server error
 ``{"error": {"code", "message"}}`` becomes the ``kiok.errors`` class with that code; a failure
 that never reached a server answer (refused, timed out, garbage) is a ``CliError``.
 Nothing here prints or exits: that is ``kiok.cli.main``'s job.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -23,6 +25,12 @@ from kiok import errors
 from kiok.security.tls import client_verify
 
 _USER_AGENT = "kiok-cli/0.1"
+#: How long, in seconds of ``Retry-After`` waits, a request answered ``503`` is sent again.
+RETRY_FOR_S = 30.0
+_MIN_RETRY_S = 0.1
+#: The 503 codes that mean "not carried out, soon possible": a master starting or without
+#: workers, masters electing a leader. (Maintenance mode, also 503, lasts: not retried.)
+RETRIED_CODES = frozenset({errors.NotReady.code, errors.NotLeader.code})
 
 # Used only when the server answers with a code this client does not know.
 _BY_STATUS: dict[int, type[errors.KiokError]] = {
@@ -39,19 +47,25 @@ _BY_STATUS: dict[int, type[errors.KiokError]] = {
 
 
 class CliError(Exception):
-    """A failure on the client side of the wire (no usable answer from the master)."""
+    """A failure on the client side of the wire (no usable answer from the master).
 
-    def __init__(self, message: str) -> None:
+    ``code`` plays the part of a server error's wire code in ``--json`` error output:
+    ``unreachable``, ``timeout`` or ``cli_error``."""
+
+    def __init__(self, message: str, code: str = "cli_error") -> None:
         super().__init__(message)
         self.message = message
+        self.code = code
 
 
 @dataclass(frozen=True)
 class Tokens:
-    """An access token and, for a login session, the refresh token that renews it."""
+    """An access token and, for a login session, the refresh token that renews it.
+    ``scheme`` is ``Bearer``, or ``AccessKey`` when ``access`` is ``<id>:<secret>``."""
 
     access: str
     refresh: str | None = None
+    scheme: str = "Bearer"
 
 
 def segment(value: str) -> str:
@@ -107,6 +121,11 @@ class ApiClient:
     ``tokens`` authenticate every request. When they carry a refresh token (a saved
     ``kiok login``), the first 401 triggers one ``POST /api/v1/auth/refresh``; on success the
     new tokens go to ``on_tokens`` (to be saved) and the request is sent again, once.
+    An answer ``503`` with ``Retry-After`` and code ``not_ready`` or ``not_leader`` means the request was
+    not carried out: it is sent again after that many seconds (through ``sleep``), until
+    ``retry_for`` seconds of waiting are used up; ``on_retry`` hears of the first such answer
+    of each request (the error it stands for, and ``retry_for``). ``server`` names the other end in errors,
+    and ``unreachable_hint`` says what to check when it cannot be reached.
     Every method returns the decoded JSON body (``{}`` for an empty one) and raises a
     ``KiokError`` subclass for an error answer or ``CliError`` when no answer came.
     """
@@ -120,11 +139,21 @@ class ApiClient:
         transport: httpx.BaseTransport | None = None,
         on_tokens: Callable[[Tokens], None] | None = None,
         ca_file: str | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        retry_for: float = RETRY_FOR_S,
+        server: str = "kiok master",
+        unreachable_hint: str | None = "check --master or KIOK_MASTER",
+        on_retry: Callable[[errors.KiokError, float], None] | None = None,
     ) -> None:
         self.base_url = base_url
         self.tokens = tokens
         self._timeout = timeout
         self._on_tokens = on_tokens
+        self._sleep = sleep
+        self._retry_for = retry_for
+        self._server = server
+        self._unreachable_hint = unreachable_hint
+        self._on_retry = on_retry
         self._http = httpx.Client(
             base_url=base_url,
             timeout=timeout,
@@ -165,18 +194,36 @@ class ApiClient:
         auth: bool = True,
     ) -> Any:
         """Send one request (``path`` under the base URL) and decode its answer."""
-        response = self._send(method, path, content, content_type, params, auth)
-        if response.status_code == 401 and auth and self.tokens and self.tokens.refresh and self._refresh():
+        refreshed: bool | None = None  # None: not tried; else whether the refresh worked
+        waited = 0.0
+        while True:
             response = self._send(method, path, content, content_type, params, auth)
+            if response.status_code == 401 and auth and refreshed is None and self._refreshable():
+                refreshed = self._refresh()
+                if refreshed:
+                    continue
+            delay = retry_after(response)
+            if delay is None or waited >= self._retry_for:
+                break
+            if not waited and self._on_retry is not None:
+                self._on_retry(error_from_response(response), self._retry_for)
+            delay = min(max(delay, _MIN_RETRY_S), self._retry_for - waited)
+            self._sleep(delay)
+            waited += delay
         if response.is_success:
             return _decode(response)
         hint = None
         if response.status_code == 401 and auth:
             if not self.tokens:
-                hint = "not logged in: run `kiok login` or pass --token"
-            elif self.tokens.refresh:
+                hint = "not logged in: run `kiok login`, pass --token or set KIOK_ACCESS_KEY"
+            elif refreshed is False:
                 hint = "saved login expired: run `kiok login`"
+        elif waited:
+            hint = f"still so after retrying for {waited:g}s"
         raise error_from_response(response, hint)
+
+    def _refreshable(self) -> bool:
+        return self.tokens is not None and self.tokens.refresh is not None
 
     def _refresh(self) -> bool:
         assert self.tokens is not None and self.tokens.refresh is not None
@@ -215,15 +262,30 @@ class ApiClient:
         if content is not None and content_type:
             headers["Content-Type"] = content_type
         if auth and self.tokens is not None:
-            headers["Authorization"] = f"Bearer {self.tokens.access}"
+            headers["Authorization"] = f"{self.tokens.scheme} {self.tokens.access}"
+        where = f"{self._server} at {self.base_url}"
         try:
             return self._http.request(method, path, content=content, headers=headers, params=params)
         except httpx.TimeoutException as e:
-            raise CliError(f"kiok master at {self.base_url} did not answer within {self._timeout:g}s") from e
+            raise CliError(f"{where} did not answer within {self._timeout:g}s", "timeout") from e
         except httpx.ConnectError as e:
-            raise CliError(f"cannot reach kiok master at {self.base_url}: {e}") from e
+            hint = f" ({self._unreachable_hint})" if self._unreachable_hint else ""
+            raise CliError(f"cannot reach {where}: {e}{hint}", "unreachable") from e
         except httpx.HTTPError as e:
-            raise CliError(f"cannot talk to kiok master at {self.base_url}: {e}") from e
+            raise CliError(f"cannot talk to {where}: {e}", "unreachable") from e
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """Seconds to wait before sending again: only for a ``503`` ``not_ready`` or ``not_leader``
+    that says ``Retry-After: <s>`` (the request was not carried out); None for anything else,
+    an HTTP-date included."""
+    if response.status_code != 503 or error_from_response(response).code not in RETRIED_CODES:
+        return None
+    try:
+        seconds = float(response.headers.get("retry-after", ""))
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
 
 
 def _decode(response: httpx.Response) -> Any:

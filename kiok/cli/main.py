@@ -3,18 +3,21 @@
 Client commands (login, dags, trigger, runs) talk to a master over HTTP. The server commands
 (``standalone``, ``master``, ``worker``) come from ``kiok.cli.serve`` when it exists.
 A ``KiokError`` or ``CliError`` from any command is printed as ``error: <message>`` on stderr
-with exit status 1; usage errors keep click's exit status 2. No traceback for either.
+(with ``--json``: ``{"error": {"code", "message"}}``, the server's shape) with exit status 1;
+usage errors keep click's exit status 2. No traceback for either. Shell completion is click's
+own: ``eval "$(_KIOK_COMPLETE=bash_source kiok)"``.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import click
 
-from kiok.cli import admin, auth, dags, runs
+from kiok.cli import admin, audit, auth, cluster, config, connections, dags, iam, runs, workers
 from kiok.cli.client import CliError
-from kiok.cli.context import CliContext, Runtime, master_url
+from kiok.cli.context import CliContext, Runtime, access_key, master_url
 from kiok.errors import KiokError, PasswordChangeRequired
 
 
@@ -25,7 +28,12 @@ class KiokGroup(click.Group):
         try:
             return super().invoke(ctx)
         except (KiokError, CliError) as e:
-            click.echo(f"error: {describe(e)}", err=True)
+            cli = ctx.find_object(CliContext)
+            if cli is not None and cli.as_json:
+                error = {"error": {"code": e.code, "message": describe(e)}}
+                click.echo(json.dumps(error, ensure_ascii=False), err=True)
+            else:
+                click.echo(f"error: {describe(e)}", err=True)
             ctx.exit(1)
 
 
@@ -36,6 +44,7 @@ def describe(e: KiokError | CliError) -> str:
 
 
 @click.group(cls=KiokGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="kiok", prog_name="kiok", message="%(prog)s %(version)s")
 @click.option(
     "--master",
     envvar="KIOK_MASTER",
@@ -49,6 +58,13 @@ def describe(e: KiokError | CliError) -> str:
     envvar="KIOK_USER_TOKEN",
     metavar="JWT",
     help="Access token [env: KIOK_USER_TOKEN]; default: the one saved by `kiok login`.",
+)
+@click.option(
+    "--access-key",
+    "key",
+    envvar="KIOK_ACCESS_KEY",
+    metavar="ID:SECRET",
+    help="Authenticate with an access key instead [env: KIOK_ACCESS_KEY].",
 )
 @click.option(
     "--ca",
@@ -67,18 +83,36 @@ def describe(e: KiokError | CliError) -> str:
 )
 @click.pass_context
 def cli(
-    ctx: click.Context, master: str, token: str | None, ca_file: str | None, as_json: bool, timeout: float
+    ctx: click.Context,
+    master: str,
+    token: str | None,
+    key: str | None,
+    ca_file: str | None,
+    as_json: bool,
+    timeout: float,
 ) -> None:
-    """kiok: a distributed DAG orchestrator."""
+    """kiok: a distributed DAG orchestrator.
+
+    The global options may also follow the command: `kiok runs list --json --master m1`.
+    """
     runtime = ctx.obj if isinstance(ctx.obj, Runtime) else Runtime()
-    ctx.obj = CliContext(
+    context = CliContext(
         base_url=master_url(master),
-        token=token or None,
+        token=None,
         as_json=as_json,
         timeout=timeout,
         runtime=runtime,
         ca_file=ca_file,
     )
+    given = [("token", token), ("access_key", access_key(key) if key else None)]
+    on_command_line = {
+        kind: ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+        for kind, name in (("token", "token"), ("access_key", "key"))
+    }
+    for kind, value in sorted(given, key=lambda kv: not on_command_line[kv[0]]):
+        if value:
+            context.use_credential(kind, value, command_line=on_command_line[kind])
+    ctx.obj = context
 
 
 cli.add_command(auth.login)
@@ -88,6 +122,12 @@ cli.add_command(dags.dags)
 cli.add_command(runs.trigger)
 cli.add_command(runs.runs)
 cli.add_command(admin.admin)
+cli.add_command(cluster.cluster)
+cli.add_command(workers.workers)
+cli.add_command(connections.connections)
+cli.add_command(iam.iam)
+cli.add_command(audit.audit)
+cli.add_command(config.config)
 
 
 def _add_server_commands(group: click.Group) -> None:

@@ -60,17 +60,39 @@ def parse_time(value: Any) -> datetime | None:
 
 
 def duration(seconds: float) -> str:
-    """``850ms``, ``12.3s``, ``4m05s``, ``2h03m``, ``1d04h``."""
+    """``850ms``, ``12.3s``, ``5m``, ``4m05s``, ``2h``, ``2h03m``, ``1d``, ``1d04h``: two units at
+    most, a zero second one left out."""
     if seconds < 1:
         return f"{max(seconds, 0) * 1000:.0f}ms"
     if seconds < 60:
-        return f"{seconds:.1f}s"
+        return f"{seconds:.1f}s".replace(".0s", "s")
     s = int(seconds)
     if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
+        return _two_units(s // 60, "m", s % 60, "s")
     if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+        return _two_units(s // 3600, "h", s % 3600 // 60, "m")
+    return _two_units(s // 86400, "d", s % 86400 // 3600, "h")
+
+
+def _two_units(big: int, big_unit: str, small: int, small_unit: str) -> str:
+    return f"{big}{big_unit}{small:02d}{small_unit}" if small else f"{big}{big_unit}"
+
+
+def ago(value: Any, now: datetime) -> str:
+    """How long before ``now`` an API timestamp was: ``3s ago``; ``-`` when absent."""
+    at = parse_time(value)
+    if at is None:
+        return NONE
+    return f"{duration(max((now - at).total_seconds(), 0))} ago"
+
+
+def waiting(why: Any) -> str | None:
+    """A ``waiting`` explanation for a detail column: ``waiting: <why>``, without doubling the
+    word when the explanation starts with it (``waiting for upstream: a``)."""
+    if not why:
+        return None
+    text = str(why)
+    return text if text.lower().startswith("waiting") else f"waiting: {text}"
 
 
 def elapsed(started: Any, ended: Any, now: datetime) -> str:

@@ -14,7 +14,7 @@ import click
 from kiok.cli.client import CliError, segment
 from kiok.cli.context import CliContext, json_option, pass_cli
 from kiok.cli.logs import logs
-from kiok.cli.output import NONE, elapsed, emit_json, emit_table, table, text
+from kiok.cli.output import NONE, elapsed, emit_json, emit_table, table, text, waiting
 
 TERMINAL = frozenset({"SUCCESS", "FAILED", "CANCELLED"})
 
@@ -152,7 +152,7 @@ def render_run(run: Any, now: datetime) -> str:
         return text(run)
     state = text(run.get("state"))
     if run.get("waiting") and run.get("state") not in TERMINAL:
-        state = f"{state} (waiting: {run['waiting']})"
+        state = f"{state} ({waiting(run['waiting'])})"
     args = run.get("args")
     header = [
         ("run", text(run.get("runId"))),
@@ -175,7 +175,7 @@ def render_run(run: Any, now: datetime) -> str:
 
 
 def _task_row(task_id: str, task: dict[str, Any], now: datetime) -> list[str]:
-    detail = task.get("error") or (f"waiting: {task['waiting']}" if task.get("waiting") else None)
+    detail = task.get("error") or waiting(task.get("waiting"))
     worker = task.get("worker")
     if not detail and worker and task.get("state") == "RUNNING":
         detail = f"on {worker}"

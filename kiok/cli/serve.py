@@ -14,15 +14,17 @@ from typing import Any
 
 import click
 
+from kiok.cli.settings import load_settings
 from kiok.config import Settings
 from kiok.errors import KiokError
 
 
-def _settings(config: str | None, overrides: dict[str, object]) -> Settings:
-    try:
-        return Settings.load(env=os.environ, config_file=config, overrides=overrides)
-    except KiokError as e:
-        raise click.ClickException(e.message) from None
+def _settings(config: str | None, flags: dict[str, tuple[str, object]]) -> Settings:
+    settings = load_settings(config, flags)
+    _setup_logging(settings.get_str("kiok.log.level"))
+    for warning in settings.warnings:
+        logging.getLogger("kiok.config").warning("%s", warning)
+    return settings
 
 
 def _setup_logging(level: str) -> None:
@@ -43,13 +45,12 @@ def standalone(config: str | None, data_dir: str | None, port: int | None) -> No
     """Run a master and a worker in one process on the embedded store."""
     from kiok.roots.standalone import run_standalone
 
-    overrides: dict[str, object] = {}
+    flags: dict[str, tuple[str, object]] = {}
     if data_dir:
-        overrides["kiok.base.data.dir"] = data_dir
+        flags["kiok.base.data.dir"] = ("--data-dir", data_dir)
     if port:
-        overrides["kiok.master.admin.port"] = port
-    settings = _settings(config, overrides)
-    _setup_logging(settings.get_str("kiok.log.level"))
+        flags["kiok.master.admin.port"] = ("--port", port)
+    settings = _settings(config, flags)
     _run(run_standalone(settings, dict(os.environ)))
 
 
@@ -62,7 +63,6 @@ def master(config: str | None) -> None:
     from kiok.roots.master import run_master
 
     settings = _settings(config, {})
-    _setup_logging(settings.get_str("kiok.log.level"))
     _run(run_master(settings))
 
 
@@ -75,7 +75,6 @@ def worker(config: str | None) -> None:
     from kiok.roots.worker import run_worker
 
     settings = _settings(config, {})
-    _setup_logging(settings.get_str("kiok.log.level"))
     _run(run_worker(settings, dict(os.environ)))
 
 

@@ -43,7 +43,7 @@ from kiok.ids import DagId, TaskId
 _TOP_KEYS = frozenset({"dag", "tasks"})
 _DAG_KEYS = frozenset(
     {"id", "name", "description", "schedule", "timezone", "catchup", "max_active_runs", "default_timeout"}
-    | {"defaultTimeoutMs", "labels", "params", "allow_extra_args"}
+    | {"defaultTimeoutMs", "labels", "params", "allow_extra_args", "retention", "retentionMs"}
 )
 _TASK_KEYS = frozenset(
     {"id", "type", "script", "requires", "trigger_rule", "retries", "retry_delay", "retryDelayMs"}
@@ -159,6 +159,7 @@ def spec_from_document(doc: object) -> DagSpec:
         catchup=dag.flag("catchup", False),
         max_active_runs=dag.integer("max_active_runs", DEFAULT_MAX_ACTIVE_RUNS),
         default_timeout_ms=dag.duration("default_timeout", "defaultTimeoutMs"),
+        retention_ms=dag.duration("retention", "retentionMs"),
         labels=normalize_labels(labels, "dag.labels"),
         params=defaults,
         param_rules=rules,

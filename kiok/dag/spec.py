@@ -89,6 +89,9 @@ class DagSpec:
     catchup: bool = False
     max_active_runs: int = DEFAULT_MAX_ACTIVE_RUNS
     default_timeout_ms: int | None = None
+    #: How long finished runs (with their task records and logs) are kept; ``None``: as
+    #: ``kiok.retention.runs.days`` says.
+    retention_ms: int | None = None
     #: Normalised: lower-case, sorted, no duplicates.
     labels: tuple[str, ...] = ()
     #: Defaults for ``${params.x}``; trigger args override them.
@@ -124,6 +127,8 @@ class DagSpec:
         dag["max_active_runs"] = self.max_active_runs
         if self.default_timeout_ms is not None:
             dag["default_timeout"] = f"{self.default_timeout_ms}ms"
+        if self.retention_ms is not None:
+            dag["retention"] = f"{self.retention_ms}ms"
         if self.labels:
             dag["labels"] = list(self.labels)
         if self.params or self.param_rules:

@@ -108,6 +108,7 @@ def validate(spec: DagSpec) -> DagSpec:
             f"must be an int >= 1, got {spec.max_active_runs!r}", field="dag.max_active_runs"
         )
     _positive(spec.default_timeout_ms, "dag.default_timeout")
+    _positive(spec.retention_ms, "dag.retention")
     check_names(list(dict.fromkeys([*spec.params, *spec.param_rules])), "dag.params")
     params = {k: check_param_value(v, f"dag.params.{k}") for k, v in spec.params.items()}
     # {default: x} alone constrains nothing: the same as the plain default x

@@ -2,7 +2,8 @@
 
 A dispatch pass looks at every unfinished run that no live driver holds and either assigns
 it — ``AssignRun`` commits a new fence first, then the worker is offered the run — or records
-why it waits (paused DAG, ``max_active_runs``, no matching worker, no capacity). Placement:
+why it waits (maintenance mode, paused DAG, ``max_active_runs``, no matching worker, no
+capacity). Placement:
 among connected, non-draining workers with a free slot whose labels include all the DAG's
 labels and that are not backing off after NAKs, the most specific match (fewest labels), then
 the one with the most free slots. Passes are triggered by committed
@@ -176,11 +177,15 @@ class Coordinator:
             if run["state"] == "RUNNING":
                 running_per_dag[run["dagId"]] = running_per_dag.get(run["dagId"], 0) + 1
         retry_ms: int | None = None
+        maintenance = self._reader.maintenance()["enabled"]
         for run in active:
             run_id, dag_id = run["runId"], run["dagId"]
             spec = self._reader.run_spec(run_id)
             assert spec is not None
             if run["state"] == "PENDING":
+                if maintenance:  # running runs go on (and are reassigned); pending ones wait
+                    self.waiting[run_id] = "maintenance mode is on: it starts when maintenance ends"
+                    continue
                 dag = self._reader.dag(dag_id)
                 if dag is not None and dag["paused"]:
                     self.waiting[run_id] = f"DAG {dag_id} is paused"

@@ -19,6 +19,10 @@ from kiok.security.http_headers import HEADERS
 
 log = logging.getLogger(__name__)
 
+#: ``Retry-After`` of a maintenance refusal that does not carry the master's setting
+#: (``kiok.cluster.maintenance.retry.after.seconds``, whose default this is).
+DEFAULT_MAINTENANCE_RETRY_S = 30
+
 _STATUS: tuple[tuple[type[e.KiokError], int], ...] = (
     (e.PayloadTooLarge, 413),
     (e.InvalidInput, 400),
@@ -30,6 +34,7 @@ _STATUS: tuple[tuple[type[e.KiokError], int], ...] = (
     (e.AuthError, 401),
     (e.RateLimited, 429),
     (e.NotReady, 503),
+    (e.MaintenanceMode, 503),
     (e.NotLeader, 503),
     (e.ProtocolError, 400),
 )
@@ -43,20 +48,31 @@ def status_for(err: e.KiokError) -> int:
 
 
 def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, object] | None = None,
 ) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+    """The error body; ``extra`` adds top-level fields beside ``error`` (e.g. ``maintenanceMode``)."""
+    body: dict[str, object] = {"error": {"code": code, "message": message}, **(extra or {})}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(e.KiokError)
     async def _kiok(_: Request, err: e.KiokError) -> JSONResponse:
         headers = None
+        extra: dict[str, object] | None = None
         if isinstance(err, e.RateLimited):
             headers = {"Retry-After": str(max(1, round(err.retry_after_s)))}
         if isinstance(err, e.Unauthenticated):
             headers = {"WWW-Authenticate": "Bearer"}
-        return error_response(status_for(err), err.code, err.message, headers)
+        if isinstance(err, e.MaintenanceMode):
+            retry = max(1, err.retry_after_s or DEFAULT_MAINTENANCE_RETRY_S)
+            headers = {"Retry-After": str(retry)}
+            extra = {"maintenanceMode": True, "retryAfterSeconds": retry}
+        return error_response(status_for(err), err.code, err.message, headers, extra)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, err: RequestValidationError) -> JSONResponse:

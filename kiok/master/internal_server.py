@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import re
+import socket
 import ssl
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -168,6 +170,8 @@ class WorkerConnection:
                     log.warning(
                         "worker %s (%s): closing connection: %s", self.worker_id, self._address, err.message
                     )
+                elif isinstance(err, (ConnectionError, OSError, TimeoutError)):  # an ordinary disconnect
+                    log.info("worker %s (%s): connection lost: %s", self.worker_id, self._address, err)
                 elif err is not None:
                     log.error("worker %s connection failed", self.worker_id, exc_info=err)
         finally:
@@ -232,19 +236,38 @@ class WorkerConnection:
 
     def _log_batch(self, m: dict[str, Any]) -> None:
         run_id, task_id, data = field(m, "run", str), field(m, "task", str), field(m, "data", bytes)
+        request = m.get("id")
+        request = request if isinstance(request, int) and not isinstance(request, bool) else 0
+        offset = m.get("offset")
+        if offset is not None and (not isinstance(offset, int) or isinstance(offset, bool) or offset < 0):
+            raise ProtocolError("log: field 'offset' must be a number >= 0")
         if "term" in m or "epoch" in m:
             fence = Fence(field(m, "term", int), field(m, "epoch", int))
-            if self._node.append_worker_log(self.worker_id, run_id, fence, task_id, data):
+            stored = self._node.append_worker_log(self.worker_id, run_id, fence, task_id, data, offset)
+            if stored is not False:
+                if request:  # the worker keeps the batch until it hears it is stored
+                    if stored is True:
+                        self.send(frame(Kind.LOG_ACK, request, run=run_id))
+                    else:
+                        stored.add_done_callback(functools.partial(self._log_committed, request, run_id))
                 return
             why = f"fence {fence.term}/{fence.epoch}: not the run's driver under that fence, or the run ended"
         else:  # a worker from before log batches carried their fence: refused, not fatal
             self._node.metrics.stale_log_batches.inc()
             why = "no fence: upgrade the worker"
+        if request:  # refused for good: the worker drops it, and stops a run it no longer drives
+            self.send(frame(Kind.LOG_ACK, request, run=run_id, fenced=True))
         # Dropped: a driver that was cut off and replaced, or a worker writing into a run that
         # is not its own. Said once per run and connection (a stale driver sends many).
         if run_id not in self._warned_logs and len(self._warned_logs) < _WARNED_RUNS:
             self._warned_logs.add(run_id)
             log.warning("worker %s: log batches for run %s refused (%s)", self.worker_id, run_id, why)
+
+    def _log_committed(self, request: int, run_id: str, fut: asyncio.Future[Any]) -> None:
+        """Acknowledge a log batch once committed; one that was not (leadership moved) stays
+        with the worker, which sends it again to the next leader."""
+        if not fut.cancelled() and fut.exception() is None:
+            self.send(frame(Kind.LOG_ACK, request, run=run_id))
 
     def _report(self, m: dict[str, Any]) -> None:
         request = field(m, "id", int)
@@ -271,7 +294,9 @@ class WorkerConnection:
                     cmd.run_id,
                 )
                 self._note_fenced_report(cmd)
-            self.send(frame(Kind.REPORT_ACK, request, run=cmd.run_id, fenced=fenced))
+            self.send(
+                frame(Kind.REPORT_ACK, request, run=cmd.run_id, term=cmd.term, epoch=cmd.epoch, fenced=fenced)
+            )
 
         # Only reports the worker keeps in its outbox (request id > 0: terminal ones) wait for
         # an fsync before the ack; progress reports need only survive a crash of this process.
@@ -339,8 +364,9 @@ class InternalServer:
         for conn in list(self.connections.values()):
             conn.close("this master no longer leads", code=Refusal.NOT_LEADER)
 
-    async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
-        self._server = await asyncio.start_server(self._handle, host, port, ssl=ssl_context)
+    async def start(self, sock: socket.socket, ssl_context: ssl.SSLContext | None = None) -> None:
+        """Serve on ``sock``, bound and listening already (``kiok.roots.startup.listen_socket``)."""
+        self._server = await asyncio.start_server(self._handle, sock=sock, ssl=ssl_context)
 
     async def stop(self) -> None:
         if self._server is not None:

@@ -18,6 +18,7 @@ from typing import Any
 import msgpack
 
 from kiok.config import Settings
+from kiok.core.retention import days_ms
 from kiok.dag.load import compiled_spec
 from kiok.dag.spec import DagSpec
 from kiok.errors import InvalidInput, NotFound, NotReady
@@ -30,6 +31,7 @@ from kiok.master.leadership import Leadership
 from kiok.master.log_gate import LogGate
 from kiok.master.metrics import MasterMetrics
 from kiok.master.peer_watch import PeerWatch
+from kiok.master.retention import RetentionSweeper
 from kiok.master.scheduler import Scheduler
 from kiok.protocol.messages import Fence
 from kiok.security.kms import Keyring, WrongMasterKey, derive_root_key
@@ -141,6 +143,7 @@ class MasterNode:
             settings.get_str("kiok.internal.auth.tokens"), settings.get_str("kiok.internal.auth.token.file")
         )
         self.scheduler = self._new_scheduler()
+        self.retention = self._new_retention()
         self.admin_address = (
             f"{settings.get_str('kiok.master.host')}:{settings.get_int('kiok.master.admin.port')}"
         )
@@ -200,6 +203,22 @@ class MasterNode:
             catchup_max_runs=self.settings.get_int("kiok.scheduler.catchup.max.runs"),
         )
 
+    def _new_retention(self) -> RetentionSweeper:
+        return RetentionSweeper(
+            self.log,
+            self.reader,
+            self.clock_ms,
+            runs_ms=days_ms(float(self.settings["kiok.retention.runs.days"])),
+            logs_ms=days_ms(float(self.settings["kiok.retention.logs.days"])),
+            interval_ms=self.settings.get_int("kiok.retention.sweep.interval.ms"),
+            batch=self.settings.get_int("kiok.retention.sweep.batch.runs"),
+        )
+
+    @property
+    def maintenance_retry_after_s(self) -> int:
+        """``Retry-After`` of a request refused in maintenance mode."""
+        return max(1, self.settings.get_int("kiok.cluster.maintenance.retry.after.seconds"))
+
     def _deference_s(self) -> float:
         """Sticky leadership: after a restart, a master that was not the last leader holds
         back from campaigning for the deference window."""
@@ -234,20 +253,30 @@ class MasterNode:
             cmd = c.AppendLogs(at_ms=self.clock_ms(), chunks=[[run_id, task_id, data]])
             self.log.propose_nowait(cmd, fsync=False).add_done_callback(_log_lost)
 
-    def append_worker_log(self, worker_id: str, run_id: str, fence: Fence, task_id: str, data: bytes) -> bool:
+    def append_worker_log(
+        self, worker_id: str, run_id: str, fence: Fence, task_id: str, data: bytes, offset: int | None = None
+    ) -> bool | asyncio.Future[Any]:
         """Append a worker's log batch if that worker drives the run under ``fence`` and the
-        run has not finished (``LogGate``); False (nothing appended, counted) otherwise. With
-        several masters the batch carries the fence into ``AppendLogs``, checked again there."""
+        run has not finished (``LogGate``): True once stored, or (several masters) the future
+        of its commit; False (nothing appended, counted) when refused. With ``offset`` (its
+        place in the driver's stream for the task) only bytes the log lacks are stored, so a
+        replayed batch is harmless. With several masters the batch carries the fence into
+        ``AppendLogs``, checked again there."""
         if not self.log_gate.admits(run_id, worker_id, fence.term, fence.epoch):
             self.metrics.stale_log_batches.inc()
             return False
         if self.raft is None:
-            self.joblog.append(run_id, task_id, data)
-        elif data:
-            chunk = [run_id, task_id, data, worker_id, fence.term, fence.epoch]
-            cmd = c.AppendLogs(at_ms=self.clock_ms(), chunks=[chunk])
-            self.log.propose_nowait(cmd, fsync=False).add_done_callback(_log_lost)
-        return True
+            stream = None if offset is None else (fence.term, fence.epoch, offset)
+            self.joblog.append(run_id, task_id, data, stream=stream)
+            return True
+        if not data:
+            return True
+        chunk: list[Any] = [run_id, task_id, data, worker_id, fence.term, fence.epoch]
+        if offset is not None:
+            chunk.append(offset)
+        fut = self.log.propose_nowait(c.AppendLogs(at_ms=self.clock_ms(), chunks=[chunk]), fsync=False)
+        fut.add_done_callback(_log_lost)
+        return fut
 
     def run_log(self, run_id: str, text: str) -> None:
         """Append a line to a run's orchestration log (``__run__``)."""
@@ -267,6 +296,13 @@ class MasterNode:
         self.coordinator.on_effects(fx)
         if fx.dags_changed:
             self.scheduler.kick()
+        if fx.maintenance_changed:  # pending runs go when it ends; skipped firings are logged
+            self.coordinator.kick()
+            self.scheduler.kick()
+        for run_id in fx.runs_deleted:
+            self._specs.pop(run_id, None)
+        if fx.log_deletes and self.raft is None:  # replicated masters delete them as they apply
+            self.joblog.delete_runs(fx.log_deletes)
 
     def readiness(self) -> tuple[bool, str]:
         if not self._started:
@@ -340,6 +376,7 @@ class MasterNode:
         """Fresh coordinator and scheduler for a leadership term; their tasks are returned."""
         self.coordinator = self._new_coordinator(term)
         self.scheduler = self._new_scheduler()
+        self.retention = self._new_retention()
         self.log_gate.clear()
         return self._run_coordination()
 
@@ -347,6 +384,7 @@ class MasterNode:
         return [
             asyncio.create_task(self.scheduler.run(), name="scheduler"),
             asyncio.create_task(self.coordinator.run(), name="coordinator"),
+            asyncio.create_task(self.retention.run(), name="retention"),
         ]
 
     def demoted(self) -> None:
@@ -388,5 +426,6 @@ class MasterNode:
 
 def _log_lost(fut: asyncio.Future[Any]) -> None:
     if not fut.cancelled() and fut.exception() is not None:
-        # The worker does not resend log batches: say so where an operator looks.
-        log.warning("a job-log batch was not replicated: %s", fut.exception())
+        # A worker's batch stays in its outbox (unacknowledged) and is sent again after it
+        # reconnects; the master's own run-log lines are lost.
+        log.info("a job-log batch was not replicated: %s", fut.exception())

@@ -4,6 +4,8 @@ Each tick asks ``kiok.core.cron.due_fires`` what is due for every unpaused sched
 and proposes one ``FireSchedule`` per DAG with due intervals. Because a scheduled run is
 identified by (DAG, fire time), a proposal repeated after a crash or a leader change
 creates nothing twice. The loop sleeps until the next fire time (at most one tick).
+In maintenance mode due intervals are skipped for good (``kiok.core.maintenance``): the
+watermark moves past them, no run is created, and each skip is logged at WARN.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 from collections.abc import Callable
 
 from kiok.core.cron import due_fires, next_fire_ms
+from kiok.core.maintenance import split_fires
 from kiok.core.timefmt import iso_utc
 from kiok.errors import KiokError
 from kiok.store import commands as c
@@ -61,6 +64,7 @@ class Scheduler:
         """Fire what is due; return the earliest next fire time over all DAGs."""
         now = self._clock()
         earliest: int | None = None
+        maintenance = self._reader.maintenance()
         for record in list(self._reader.dags()):
             dag = record["spec"]["dag"]
             schedule = dag.get("schedule")
@@ -71,8 +75,15 @@ class Scheduler:
             due = due_fires(
                 schedule, tz, record["watermarkMs"], now, catchup=catchup, max_runs=self._max_runs
             )
-            if due.dropped is not None:
-                first, last, count = due.dropped
+            fire_times, skipped = split_fires(due.fire_times, maintenance)
+            dropped = due.dropped
+            if skipped:
+                first_skipped, count = skipped[0], len(skipped)
+                if maintenance["enabled"] and dropped is not None:  # while on, those are skips too
+                    first_skipped, count, dropped = dropped[0], count + dropped[2], None
+                _warn_skipped(dag["id"], first_skipped, skipped[-1], count)
+            if dropped is not None:
+                first, last, count = dropped
                 log.warning(
                     "DAG %s: %d missed interval(s) from %s to %s not run (%s)",
                     dag["id"],
@@ -81,15 +92,15 @@ class Scheduler:
                     iso_utc(last),
                     "catch-up cap kiok.scheduler.catchup.max.runs" if catchup else "catchup is off",
                 )
-            if due.fire_times:
+            if due.fire_times:  # with skipped ones, only to move the watermark past them
                 try:
                     await self._log.propose(
                         c.FireSchedule(
                             at_ms=now,
                             dag_id=dag["id"],
-                            fire_times=due.fire_times,
+                            fire_times=fire_times,
                             watermark_ms=due.watermark_ms,
-                            catchup=len(due.fire_times) > 1 or due.dropped is not None,
+                            catchup=len(fire_times) > 1 or dropped is not None,
                         )
                     )
                 except KiokError as e:
@@ -97,3 +108,13 @@ class Scheduler:
             nxt = next_fire_ms(schedule, tz, max(now, due.watermark_ms))
             earliest = nxt if earliest is None else min(earliest, nxt)
         return earliest
+
+
+def _warn_skipped(dag_id: str, first: int, last: int, count: int) -> None:
+    log.warning(
+        "DAG %s: %d cron firing(s) from %s to %s skipped for good: maintenance mode",
+        dag_id,
+        count,
+        iso_utc(first),
+        iso_utc(last),
+    )

@@ -45,6 +45,8 @@ class Kind(StrEnum):
     PERMIT = "permit"
     PERMIT_GRANT = "permit_grant"
     PERMIT_FREE = "permit_free"
+    #: The master stored (or refused, ``fenced``) the log batch with this request id.
+    LOG_ACK = "log_ack"
 
 
 def frame(kind: Kind, request_id: int = 0, **fields: Any) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from kiok.roots.common import (
     trusted_proxies,
     wait_for_stop,
 )
+from kiok.roots.startup import listen_socket, lock_data_dir
 from kiok.security.tls import TlsFiles
 
 log = logging.getLogger(__name__)
@@ -32,15 +33,20 @@ async def run_master(settings: Settings) -> None:
     tls = TlsFiles.from_settings(settings)  # a wrong TLS setting fails before anything opens
     proxies = trusted_proxies(settings)
     data = prepare_data_dir(settings)
+    lock = lock_data_dir(data)  # another process on this directory: refused before anything opens
+    host = settings.get_str("kiok.master.host")
+    # Every port is bound before anything is announced or bootstrapped: one taken is one line.
+    admin_listener = listen_socket(host, settings.get_int("kiok.master.admin.port"), "kiok.master.admin.port")
+    internal_listener = listen_socket(
+        host, settings.get_int("kiok.master.internal.port"), "kiok.master.internal.port"
+    )
+    stop = stop_event()
     node = MasterNode(settings, clock_ms)
     await node.start()
     admin_socket = AdminSocket(node, Path(settings.get_str("kiok.admin.socket.path") or data / "admin.sock"))
     await admin_socket.start()
     internal = InternalServer(node)
-    host = settings.get_str("kiok.master.host")
-    await internal.start(
-        host, settings.get_int("kiok.master.internal.port"), tls.server_context(require_client_cert=True)
-    )
+    await internal.start(internal_listener, tls.server_context(require_client_cert=True))
     admin = http_server(
         create_app(
             node,
@@ -54,8 +60,7 @@ async def run_master(settings: Settings) -> None:
     )
     if warning := plaintext_exposure(host, tls.serves_tls):
         log.warning("%s", warning)
-    stop = stop_event()
-    servers = [asyncio.create_task(admin.serve())]
+    servers = [asyncio.create_task(admin.serve(sockets=[admin_listener]))]
     log.info(
         "kiok master: admin API on %s://%s, internal protocol on %s:%d, data in %s",
         "https" if tls.serves_tls else "http",
@@ -71,5 +76,6 @@ async def run_master(settings: Settings) -> None:
     await asyncio.gather(*servers, return_exceptions=True)
     await admin_socket.stop()
     await node.stop()
+    lock.release()
     if failed:
         raise SystemExit(1)

@@ -26,10 +26,11 @@ from kiok.roots.common import (
     isolation_for,
     plaintext_exposure,
     prepare_data_dir,
-    stop_event,
     trusted_proxies,
     wait_for_stop,
 )
+from kiok.roots.shutdown import Signals, drain
+from kiok.roots.startup import listen_socket, lock_data_dir
 from kiok.security.tls import TlsFiles
 from kiok.store import commands as c
 from kiok.worker.status_http import create_status_app
@@ -62,10 +63,13 @@ class InProcessLink:
         )
         fut.add_done_callback(_log_failure)
 
-    def append_log(self, run_id: str, fence: Fence, task_id: str, data: bytes, *, final: bool) -> None:
+    def append_log(
+        self, run_id: str, fence: Fence, task_id: str, data: bytes, *, offset: int, final: bool
+    ) -> None:
         # Written before the task's final report, like the report not fsync'd: in one process
         # both survive kill -9 together (RocksDB's log is written before append returns).
         # The same fence check as a remote worker's batch: a retired driver's lines stay out.
+        # In process nothing is ever sent twice: no offset, no cursor to keep.
         self._node.append_worker_log(self.worker_id, run_id, fence, task_id, data)
 
     def release_run(self, run_id: str, fence: Fence, reason: str) -> None:
@@ -121,7 +125,20 @@ async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
     tls = TlsFiles.from_settings(settings)  # a wrong TLS setting fails before anything opens
     proxies = trusted_proxies(settings)
     data = prepare_data_dir(settings)
+    lock = lock_data_dir(data)  # another process on this directory: refused before anything opens
     isolation = isolation_for(settings)  # it may refuse: before anything starts
+    # Every port is bound before anything is announced or bootstrapped: one taken is one line.
+    admin_listener = listen_socket(
+        settings.get_str("kiok.master.host"),
+        settings.get_int("kiok.master.admin.port"),
+        "kiok.master.admin.port",
+    )
+    status_listener = listen_socket(
+        settings.get_str("kiok.worker.host"),
+        settings.get_int("kiok.worker.status.port"),
+        "kiok.worker.status.port",
+    )
+    signals = Signals()
     node = MasterNode(settings, clock_ms)
     await node.start()
     admin_socket = AdminSocket(node, Path(settings.get_str("kiok.admin.socket.path") or data / "admin.sock"))
@@ -147,8 +164,10 @@ async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
         settings.get_int("kiok.worker.status.port"),
         tls,
     )
-    stop = stop_event()
-    servers = [asyncio.create_task(admin.serve()), asyncio.create_task(status.serve())]
+    servers = [
+        asyncio.create_task(admin.serve(sockets=[admin_listener])),
+        asyncio.create_task(status.serve(sockets=[status_listener])),
+    ]
     log.info(
         "kiok standalone: admin API on %s://%s, worker %s status on %s://%s, data in %s",
         scheme := "https" if tls.serves_tls else "http",
@@ -158,13 +177,19 @@ async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
         status_addr,
         data,
     )
-    failed = await wait_for_stop(stop, servers)
+    failed = await wait_for_stop(signals.stop, servers)
     log.info("shutting down")
-    await worker.drain(settings.get_int("kiok.worker.shutdown.drain.timeout.seconds"))
+    await drain(
+        worker,
+        settings.get_int("kiok.worker.shutdown.drain.timeout.seconds"),
+        signals,
+        "their runs resume after a restart",
+    )
     worker.env.work_dirs.discard()
     admin.should_exit = status.should_exit = True
     await asyncio.gather(*servers, return_exceptions=True)
     await admin_socket.stop()
     await node.stop()
+    lock.release()
     if failed:
         raise SystemExit(1)

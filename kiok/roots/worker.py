@@ -15,10 +15,11 @@ from kiok.roots.common import (
     http_server,
     isolation_for,
     prepare_data_dir,
-    stop_event,
     wait_for_stop,
     worker_id_for,
 )
+from kiok.roots.shutdown import Signals, drain
+from kiok.roots.startup import listen_socket, lock_data_dir
 from kiok.security.tls import TlsFiles
 from kiok.worker.master_client import MasterClient, parse_masters
 from kiok.worker.outbox import Outbox
@@ -30,11 +31,18 @@ log = logging.getLogger(__name__)
 async def run_worker(settings: Settings, environ: dict[str, str]) -> None:
     tls = TlsFiles.from_settings(settings)  # a wrong TLS setting fails before anything opens
     data = prepare_data_dir(settings)
+    lock = lock_data_dir(data)  # another process on this directory: refused before anything opens
     isolation = isolation_for(settings)  # it may refuse: before anything starts
     try:
         masters = parse_masters(settings.get_str("kiok.worker.masters"))
     except ValueError as e:
         raise InvalidInput(str(e)) from None
+    status_listener = listen_socket(
+        settings.get_str("kiok.worker.host"),
+        settings.get_int("kiok.worker.status.port"),
+        "kiok.worker.status.port",
+    )
+    signals = Signals()
     credential_file = Path(settings.get_str("kiok.worker.credential.file") or data / "worker-credential")
     client = MasterClient(
         masters,
@@ -57,20 +65,23 @@ async def run_worker(settings: Settings, environ: dict[str, str]) -> None:
         settings.get_int("kiok.worker.status.port"),
         tls,
     )
-    stop = stop_event()
-    tasks = [asyncio.create_task(status.serve()), asyncio.create_task(client.run())]
+    tasks = [asyncio.create_task(status.serve(sockets=[status_listener])), asyncio.create_task(client.run())]
     log.info(
         "kiok worker %s: masters %s, status on http://%s, data in %s", worker.id, masters, status_addr, data
     )
-    failed = await wait_for_stop(stop, tasks)
-    log.info("draining: no new runs; waiting for %d running run(s)", len(worker.active_runs))
-    finished = await worker.drain(settings.get_int("kiok.worker.shutdown.drain.timeout.seconds"))
-    if not finished:
-        log.warning("drain timeout: unfinished runs were given back to the masters")
+    failed = await wait_for_stop(signals.stop, tasks)
+    log.info("shutting down: no new runs")
+    await drain(
+        worker,
+        settings.get_int("kiok.worker.shutdown.drain.timeout.seconds"),
+        signals,
+        "their runs go back to the masters",
+    )
     worker.env.work_dirs.discard()
     await asyncio.sleep(0.2)  # let the last reports and releases leave
     await client.stop()
     status.should_exit = True
     await asyncio.gather(*tasks, return_exceptions=True)
+    lock.release()
     if failed:
         raise SystemExit(1)

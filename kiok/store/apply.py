@@ -14,7 +14,7 @@ from typing import Any
 
 from kiok.dag.load import compiled_spec
 from kiok.dag.params import check_args
-from kiok.errors import Conflict, DagPaused, InvalidInput, NotFound
+from kiok.errors import Conflict, DagPaused, InvalidInput, MaintenanceMode, NotFound
 from kiok.security.policy import FULL_ACCESS
 from kiok.store import commands as c
 from kiok.store import keys as k
@@ -22,6 +22,12 @@ from kiok.store.apply_admission import (
     apply_issue_join_token,
     apply_redeem_join_token,
     apply_revoke_worker,
+)
+from kiok.store.apply_lifecycle import (
+    apply_delete_runs,
+    apply_purge_run_logs,
+    apply_set_maintenance,
+    maintenance_on,
 )
 from kiok.store.apply_runs import (
     apply_assign,
@@ -104,18 +110,25 @@ def _open_cluster(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
 def _append_logs(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     assert isinstance(cmd, c.AppendLogs)
     for chunk in cmd.chunks:
-        if len(chunk) not in (3, 6) or not isinstance(chunk[0], str) or not isinstance(chunk[1], str):
-            raise InvalidInput("append_logs: each chunk is [run id, task id, bytes(, worker, term, epoch)]")
+        if len(chunk) not in (3, 6, 7) or not isinstance(chunk[0], str) or not isinstance(chunk[1], str):
+            raise InvalidInput(
+                "append_logs: each chunk is [run id, task id, bytes(, worker, term, epoch(, offset))]"
+            )
         if not isinstance(chunk[2], bytes):
             raise InvalidInput("append_logs: chunk data must be bytes")
-        if len(chunk) == 6:  # a worker's batch: taken only from the run's driver under its fence
-            worker, term, epoch = chunk[3:]
+        stream = None
+        if len(chunk) >= 6:  # a worker's batch: taken only from the run's driver under its fence
+            worker, term, epoch = chunk[3:6]
             if not (isinstance(worker, str) and _is_int(term) and _is_int(epoch)):
                 raise InvalidInput("append_logs: a chunk's worker, term and epoch are a string and numbers")
+            if len(chunk) == 7:  # with its offset in the driver's stream: replays are idempotent
+                if not _is_int(chunk[6]) or chunk[6] < 0:
+                    raise InvalidInput("append_logs: a chunk's offset is a number >= 0")
+                stream = (term, epoch, chunk[6])
             if not driver_holds(txn.get(k.META, k.run(chunk[0])), worker, term, epoch):
                 fx.stale_logs += 1
                 continue
-        fx.log_appends.append((chunk[0], chunk[1], chunk[2]))
+        fx.log_appends.append((chunk[0], chunk[1], chunk[2], stream))
     return None
 
 
@@ -328,6 +341,8 @@ def _create_run(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
         raise NotFound(f"DAG {cmd.dag_id!r} not found (deleted or never registered)")
     if record["paused"]:
         raise DagPaused(f"DAG {cmd.dag_id!r} is paused; unpause it to trigger runs")
+    if maintenance_on(txn):
+        raise MaintenanceMode("maintenance mode is on: no new runs until it ends; retry later")
     spec = compiled_spec(record["spec"])
     args = check_args(spec.params, spec.param_rules, spec.allow_extra_args, cmd.args)
     run_id = create_run(txn, record["spec"], cmd.trigger, args, None, cmd.at_ms, fx)
@@ -340,7 +355,9 @@ def _fire_schedule(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     if record is None:
         raise Conflict(f"DAG {cmd.dag_id!r} was deleted")
     created = []
-    if not record["paused"]:
+    # In maintenance mode the interval is skipped for good (the scheduler skips it too; this
+    # catches a proposal that raced with the switch): only the watermark moves.
+    if not record["paused"] and not maintenance_on(txn):
         for fire in cmd.fire_times:
             if txn.get(k.META, k.scheduled(cmd.dag_id, fire)) is not None:
                 continue  # (DAG, fire time) already has its run
@@ -382,4 +399,7 @@ _HANDLERS: dict[type[c.Command], Callable[[Txn, c.Command, Effects], Any]] = {
     c.IssueJoinToken: apply_issue_join_token,
     c.RedeemJoinToken: apply_redeem_join_token,
     c.RevokeWorker: apply_revoke_worker,
+    c.SetMaintenance: apply_set_maintenance,
+    c.DeleteRuns: apply_delete_runs,
+    c.PurgeRunLogs: apply_purge_run_logs,
 }

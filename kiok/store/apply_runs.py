@@ -118,10 +118,38 @@ def _close(txn: Txn, run: dict[str, Any], at_ms: int, fx: Effects) -> None:
     fx.runs_changed.add(run["runId"])
 
 
-def _lose_running(txn: Txn, run: dict[str, Any], at_ms: int) -> None:
+def _lose_running(txn: Txn, run: dict[str, Any], at_ms: int) -> set[TaskId]:
+    """Mark the run's RUNNING tasks lost (queued again, same attempt); their ids."""
+    lost = set()
     for tid, rec in _all_tasks(txn, run["runId"]).items():
         if rec.state is TaskState.RUNNING:
             _put_task(txn, run, tid, rec, apply_task_event(rec, TaskEvent(TaskEventKind.LOST, at_ms))[0])
+            lost.add(tid)
+    return lost
+
+
+def _pass_unreported_attempts(txn: Txn, run: dict[str, Any], lost: set[TaskId], at_ms: int) -> None:
+    """A run taken from a driver that did not give it back: every task that driver could
+    have started without the start reaching us (ready, queued or due for a retry in our
+    records) is queued past that attempt, so the next driver never reuses its number
+    (``KIOK_ATTEMPT`` names one execution). Tasks it was known to run (``lost``) already
+    go on to a new number."""
+    spec = compiled_spec(txn.get(k.META, k.run_spec(run["runId"])))
+    before = _all_tasks(txn, run["runId"])
+    after = advance(spec, before, at_ms, cancelled=bool(run["cancel"])).tasks
+    for tid, rec in after.items():
+        if rec.state is not TaskState.QUEUED or tid in lost:
+            continue
+        passed = TaskRecord(
+            state=TaskState.QUEUED,
+            attempt=rec.attempt + 1,
+            started_at_ms=rec.started_at_ms,
+            ended_at_ms=rec.ended_at_ms,
+            exit_code=rec.exit_code,
+            error=f"attempt {rec.attempt + 1} may have started on the previous driver",
+            worker=rec.worker,
+        )
+        _put_task(txn, run, tid, before.get(tid, UNSTARTED), passed)
 
 
 def apply_assign(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
@@ -129,8 +157,8 @@ def apply_assign(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     run = _load(txn, cmd.run_id)
     if run["state"] in TERMINAL_RUN_STATES:
         raise Conflict(f"run {cmd.run_id} is already {run['state']}")
-    if run["worker"] is not None:
-        _lose_running(txn, run, cmd.at_ms)
+    if run["worker"] is not None:  # taken from a driver that did not give it back
+        _pass_unreported_attempts(txn, run, _lose_running(txn, run, cmd.at_ms), cmd.at_ms)
     run.update(worker=cmd.worker, term=cmd.term, epoch=run["epoch"] + 1, state=RunState.RUNNING.value)
     if run["startedMs"] is None:
         run["startedMs"] = cmd.at_ms

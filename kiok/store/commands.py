@@ -364,8 +364,10 @@ class ReportTasks(Command):
 class AppendLogs(Command):
     """Task output and run-log lines, replicated so that every master holds every job log.
     Each chunk is ``[run id, task id, bytes]`` (the master's own lines) or ``[run id, task id,
-    bytes, worker, term, epoch]`` (a worker's batch, appended only if that worker still drives
-    the run under that fence and the run has not finished; otherwise dropped and counted).
+    bytes, worker, term, epoch(, offset)]`` (a worker's batch, appended only if that worker
+    still drives the run under that fence and the run has not finished; otherwise dropped and
+    counted; with ``offset``, its place in that driver's stream for the task, only the bytes
+    the job-log store does not have yet are appended, so a replayed batch adds nothing).
     Chunks are appended at the end of their log when applied (so every master computes the
     same offsets). Only replicated masters propose it; a single master appends to its job-log
     store directly, after the same check."""
@@ -379,3 +381,50 @@ class AppendLogs(Command):
 class CancelRun(Command):
     kind: ClassVar[str] = "cancel_run"
     run_id: str = ""
+
+
+# --- data lifecycle: maintenance mode and retention ---------------------------------------------
+
+
+@command
+@dataclass(frozen=True)
+class SetMaintenance(Command):
+    """Switch maintenance mode on or off (``by``: who did it). While on, no run is created
+    (manual triggers are refused, cron firings are skipped for good) and pending runs are not
+    dispatched; switching it on or off again is a no-op that keeps the window's start."""
+
+    kind: ClassVar[str] = "set_maintenance"
+    enabled: bool = False
+    by: str = ""
+
+
+@command
+@dataclass(frozen=True)
+class DeleteRuns(Command):
+    """Delete finished runs whole: header, task records, indexes, spec copy, the scheduled
+    marker once the DAG's watermark is past it, and (as an effect) the job logs. A run that
+    is unknown or has not finished is left alone and named in the result; with ``strict``
+    (a single run from the API) it is refused instead (NotFound, Conflict)."""
+
+    kind: ClassVar[str] = "delete_runs"
+    run_ids: tuple[str, ...] = ()
+    strict: bool = False
+
+    @property
+    def weight(self) -> int:
+        return max(1, 8 * len(self.run_ids))
+
+
+@command
+@dataclass(frozen=True)
+class PurgeRunLogs(Command):
+    """Delete the job logs of finished runs, keeping their records (``kiok.retention.logs.days``);
+    the header records when (``logsPurgedMs``). Unknown, unfinished or already purged runs are
+    left alone."""
+
+    kind: ClassVar[str] = "purge_run_logs"
+    run_ids: tuple[str, ...] = ()
+
+    @property
+    def weight(self) -> int:
+        return max(1, 4 * len(self.run_ids))

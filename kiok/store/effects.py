@@ -21,9 +21,17 @@ class Effects:
     stale_logs: int = 0
     #: The keyring was installed or rotated: every node re-reads it before the next write.
     keyring_changed: bool = False
-    #: Job-log chunks (run id, task id, bytes) to append, in order, once the batch is durable
-    #: (replicated masters only; they live in the job-log store, not the state store).
-    log_appends: list[tuple[str, str, bytes]] = field(default_factory=list)
+    #: Job-log chunks (run id, task id, bytes, stream) to append, in order, once the batch is
+    #: durable (replicated masters only; they live in the job-log store, not the state store).
+    #: ``stream`` is a worker batch's (term, epoch, offset), which makes a replay idempotent.
+    log_appends: list[tuple[str, str, bytes, tuple[int, int, int] | None]] = field(default_factory=list)
+    #: Maintenance mode was switched on or off.
+    maintenance_changed: bool = False
+    #: Runs deleted whole (retention, ``DELETE /runs/{id}``): caches of them are stale.
+    runs_deleted: list[str] = field(default_factory=list)
+    #: Runs whose job logs are to be deleted once the batch is durable (the job-log store is
+    #: separate: a single master deletes them directly, replicated masters as they apply).
+    log_deletes: list[str] = field(default_factory=list)
 
     def merge(self, other: Effects) -> None:
         self.runs_created.extend(other.runs_created)
@@ -36,3 +44,6 @@ class Effects:
         self.stale_logs += other.stale_logs
         self.keyring_changed |= other.keyring_changed
         self.log_appends.extend(other.log_appends)
+        self.maintenance_changed |= other.maintenance_changed
+        self.runs_deleted.extend(other.runs_deleted)
+        self.log_deletes.extend(other.log_deletes)

@@ -67,6 +67,9 @@ def runs_by_dag_prefix(dag_id: str) -> str:
     return f"dagruns/{dag_id}/"
 
 
+RUNS_BY_DAG_PREFIX = "dagruns/"
+
+
 def active_run(run_id: str) -> str:
     return f"active/{run_id}"
 
@@ -124,6 +127,11 @@ RAFT_APPLIED = "raft/applied"
 LEADER = "cluster/leader"
 #: (meta) Set once every master and a worker were ready: from then on a quorum keeps it open.
 CLUSTER_OPENED = "cluster/opened"
+
+
+#: (meta) Maintenance mode (``cluster.maintenance.mode`` in the reference):
+#: ``{"enabled", "sinceMs", "untilMs", "by"}`` — the current or last window.
+MAINTENANCE = "cluster/maintenance"
 
 
 def master(master_id: str) -> str:

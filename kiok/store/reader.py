@@ -117,6 +117,12 @@ class StateReader:
     def cluster_opened(self) -> bool:
         return self._get(k.META, k.CLUSTER_OPENED) is not None
 
+    def maintenance(self) -> dict[str, Any]:
+        """Maintenance mode: ``{"enabled", "sinceMs", "untilMs", "by"}`` (the current or last
+        window; ``sinceMs`` None when it was never on)."""
+        record = self._get(k.META, k.MAINTENANCE)
+        return record or {"enabled": False, "sinceMs": None, "untilMs": None, "by": ""}  # type: ignore[no-any-return]
+
     def masters(self) -> dict[str, dict[str, Any]]:
         """Announced masters by id: ``{"adminUrl", "internalAddress"}``."""
         prefix = k.MASTER_PREFIX.encode()
@@ -164,6 +170,26 @@ class StateReader:
                 runs.append(run)
         runs.sort(key=lambda r: r["seq"])
         return runs
+
+    def dags_with_runs(self) -> Iterator[str]:
+        """Every DAG id that has stored runs (deleted DAGs too), in key order: one seek per DAG."""
+        prefix = k.RUNS_BY_DAG_PREFIX.encode()
+        after: bytes | None = None
+        while True:
+            found = next(iter(self._kv.scan(k.META, prefix, after=after)), None)
+            if found is None:
+                return
+            dag_id = found[0][len(prefix) :].split(b"/", 1)[0]
+            yield dag_id.decode()
+            after = prefix + dag_id + b"/\xff"
+
+    def dag_run_headers(self, dag_id: str, *, after_seq: int | None = None) -> Iterator[dict[str, Any]]:
+        """A DAG's run headers oldest first (by sequence number), from past ``after_seq``."""
+        after = k.run_by_dag(dag_id, after_seq).encode() if after_seq is not None else None
+        for _, raw in self._kv.scan(k.META, k.runs_by_dag_prefix(dag_id).encode(), after=after):
+            header = self.run_header(decode(raw))
+            if header is not None:
+                yield header
 
     def runs(
         self,

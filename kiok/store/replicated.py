@@ -344,6 +344,8 @@ class RaftCommandLog:
         applied = apply_batch(self._state, cmds)
         if applied.effects.log_appends:
             self._stores.joblog.apply_replicated(index, applied.effects.log_appends)
+        if applied.effects.log_deletes:  # idempotent: a replay after a crash deletes nothing more
+            self._stores.joblog.delete_runs(applied.effects.log_deletes)
         try:
             self._state.write([*applied.writes, mark], sync=False)
         except KiokError as e:  # e.g. an encrypted keyspace before any keyring: alike everywhere

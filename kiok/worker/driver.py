@@ -87,6 +87,7 @@ class RunDriver:
         self._wake = asyncio.Event()
         self._outbox: dict[TaskId, TaskRecord] = {}
         self._flush_scheduled = False
+        self._logs = FencedLogs(env.link, self.fence)
         self._runlog = self._task_log(RUN_LOG_TASK)
         self.state: RunState | None = None
         self._fenced_out = False
@@ -331,7 +332,7 @@ class RunDriver:
 
     def _task_log(self, tid: str) -> TaskLog:
         return TaskLog(
-            FencedLogs(self._env.link, self.fence),
+            self._logs,
             self.run_id,
             tid,
             batch_bytes=self._env.log_batch_bytes,

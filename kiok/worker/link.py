@@ -15,11 +15,16 @@ class MasterLink(Protocol):
         link delivers them in call order and retries terminal ones until acknowledged."""
         ...
 
-    def append_log(self, run_id: str, fence: Fence, task_id: str, data: bytes, *, final: bool) -> None:
-        """Append log bytes written by the driver holding ``fence``; ``final`` marks a task
-        attempt's last batch, which must be stored before any later ``report_tasks`` for that
-        task is applied. The masters drop (and count) a batch unless this worker drives the
-        run under that fence and the run has not ended."""
+    def append_log(
+        self, run_id: str, fence: Fence, task_id: str, data: bytes, *, offset: int, final: bool
+    ) -> None:
+        """Append log bytes written by the driver holding ``fence``; ``offset`` is where they
+        start in that driver's output for the task (every attempt's output, in order), so the
+        masters can store a batch sent twice once. ``final`` marks a task attempt's last batch.
+        Every batch is stored before any ``report_tasks`` called after it is applied: the link
+        keeps it until acknowledged and sends it again, before later reports, after a
+        reconnect. The masters drop (and count) a batch unless this worker drives the run
+        under that fence and the run has not ended."""
         ...
 
     def release_run(self, run_id: str, fence: Fence, reason: str) -> None:
@@ -42,11 +47,15 @@ class LogSink(Protocol):
 
 class FencedLogs:
     """A ``LogSink`` shipping through a ``MasterLink`` under one driver's fence: bytes written
-    while a driver held a run always travel with that driver's fence, never a later one."""
+    while a driver held a run always travel with that driver's fence, never a later one, and
+    with their offset in the driver's output for each task. One per driver."""
 
     def __init__(self, link: MasterLink, fence: Fence) -> None:
         self._link = link
         self._fence = fence
+        self._offsets: dict[str, int] = {}
 
     def append_log(self, run_id: str, task_id: str, data: bytes, *, final: bool) -> None:
-        self._link.append_log(run_id, self._fence, task_id, data, final=final)
+        offset = self._offsets.get(task_id, 0)
+        self._offsets[task_id] = offset + len(data)
+        self._link.append_log(run_id, self._fence, task_id, data, offset=offset, final=final)

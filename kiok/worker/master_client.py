@@ -7,6 +7,14 @@ heartbeats out. Terminal task reports go through the fsync'd ``Outbox`` and are 
 after every reconnect until acknowledged; a report the master rejects as fenced makes the
 worker abandon that run (stop its tasks): another driver owns it now.
 
+Log batches travel like reports: each is kept (in memory) until the master acknowledges it
+was stored, and a terminal report written to the outbox carries the run's unacknowledged
+batches with it, so a worker restarted on the same data directory sends them too. After a
+reconnect the worker sends, in order: unacknowledged log batches, the progress reports it
+could not send while cut off (latest record per task), then the outbox's terminal reports,
+each after the log batches it carries. Batches carry their offset in the driver's stream,
+so the master stores each byte once however often it is sent.
+
 Credential or token: a saved credential is always tried first, and while the master accepts
 it the join token is never sent. Only when the master refuses the credential (revoked,
 unknown, wrong) and a join token is configured does the next hello carry the token; when the
@@ -28,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from kiok.core.states import TERMINAL_TASK_STATES
 from kiok.errors import ProtocolError
+from kiok.ids import RUN_LOG_TASK
 from kiok.protocol.framing import read_frame, write_frame
 from kiok.protocol.messages import PROTOCOL_VERSION, Fence, OfferReply, OfferVerdict, Refusal
 from kiok.protocol.wire import Kind, assignment_from_wire, field, frame, kind_of, outbox_keys_from_wire
@@ -44,6 +53,9 @@ _BACKOFF_S = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 _REFUSED_BACKOFF_S = 15.0
 #: Refusals that say this worker's identity is not accepted (as opposed to "try elsewhere").
 _IDENTITY_REFUSED = frozenset({Refusal.UNAUTHENTICATED, Refusal.REVOKED})
+#: Unacknowledged log bytes kept in memory at most; past it the oldest batches are dropped
+#: (with one warning): a master unreachable for that long loses the oldest output.
+_PENDING_LOG_BYTES = 64 * 1024 * 1024
 
 
 def parse_masters(text: str) -> list[tuple[str, int]]:
@@ -106,6 +118,13 @@ class MasterClient:
         self._sent_auth = ""
         #: Reconnect without the back-off (the token is to follow a refused credential).
         self._retry_now = False
+        self._log_ids = itertools.count(1)
+        #: Log batches not yet acknowledged, in the order written: request id -> LOG fields.
+        self._logs: dict[int, dict[str, Any]] = {}
+        self._log_bytes = 0
+        self._shed_warned = False
+        #: Progress (non-terminal) reports written while cut off: (run, term, epoch) -> records.
+        self._held: dict[tuple[str, int, int], dict[str, dict[str, Any]]] = {}
 
     def attach(self, worker: Worker) -> None:
         self._worker = worker
@@ -116,21 +135,51 @@ class MasterClient:
         record = {"run": run_id, "term": fence.term, "epoch": fence.epoch, "tasks": tasks}
         key = 0
         if any(t.get("state") in TERMINAL_TASK_STATES for t in tasks.values()):
-            key = self._outbox.put(record)  # durable until the master acknowledges it
+            # Durable until the master acknowledges it, with the run's log batches not yet
+            # acknowledged (they are sent before it if the worker restarts).
+            logs = [
+                [b["task"], b["offset"], b["data"], b["final"]]
+                for b in self._logs.values()
+                if b["run"] == run_id
+                and (b["task"] in tasks or b["task"] == RUN_LOG_TASK)
+                and (b["term"], b["epoch"]) == (fence.term, fence.epoch)
+            ]
+            key = self._outbox.put({**record, "logs": logs} if logs else record)
+        elif self._out is None:  # cut off: the latest record of each task goes after reconnecting
+            self._held.setdefault((run_id, fence.term, fence.epoch), {}).update(tasks)
+            return
         self._send(frame(Kind.REPORT, key, **record))
 
-    def append_log(self, run_id: str, fence: Fence, task_id: str, data: bytes, *, final: bool) -> None:
-        if data:
-            self._send(
-                frame(
-                    Kind.LOG,
-                    run=run_id,
-                    term=fence.term,
-                    epoch=fence.epoch,
-                    task=task_id,
-                    data=data,
-                    final=final,
-                )
+    def append_log(
+        self, run_id: str, fence: Fence, task_id: str, data: bytes, *, offset: int, final: bool
+    ) -> None:
+        if not data:
+            return
+        request = next(self._log_ids)
+        batch = {
+            "run": run_id,
+            "term": fence.term,
+            "epoch": fence.epoch,
+            "task": task_id,
+            "data": data,
+            "offset": offset,
+            "final": final,
+        }
+        self._logs[request] = batch
+        self._log_bytes += len(data)
+        if self._log_bytes > _PENDING_LOG_BYTES:
+            self._shed_logs()
+        self._send(frame(Kind.LOG, request, **batch))
+
+    def _shed_logs(self) -> None:
+        while self._log_bytes > _PENDING_LOG_BYTES and len(self._logs) > 1:
+            batch = self._logs.pop(next(iter(self._logs)))
+            self._log_bytes -= len(batch["data"])
+        if not self._shed_warned:
+            self._shed_warned = True
+            log.warning(
+                "more than %d MiB of task output is waiting for a master: dropping the oldest",
+                _PENDING_LOG_BYTES // (1024 * 1024),
             )
 
     def release_run(self, run_id: str, fence: Fence, reason: str) -> None:
@@ -278,8 +327,7 @@ class MasterClient:
         out: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._out = out
         self._permits_on_connection = 0
-        for key, record in self._outbox.pending():  # replay unacknowledged terminal reports
-            out.put_nowait(frame(Kind.REPORT, key, **record))
+        self._replay(out)
         self._connected.set()
         tasks = [
             asyncio.create_task(self._write_loop(writer, out)),
@@ -288,13 +336,32 @@ class MasterClient:
         ]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                err = task.exception()
-                if err is not None:
-                    raise err
+            errors = [err for task in done if (err := task.exception()) is not None]  # each retrieved
+            if errors:
+                raise errors[0]
         finally:
             for task in tasks:
                 task.cancel()
+            # Wait for them to end, so none is left holding an exception nobody retrieves.
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _replay(self, out: asyncio.Queue[dict[str, Any] | None]) -> None:
+        """What the last connection may not have delivered: unacknowledged log batches, the
+        progress held while cut off, then the outbox's terminal reports, oldest first, each
+        after the log batches it carries (those written by an earlier process exist nowhere
+        else; this process's own are among the batches above, or stored)."""
+        for request, batch in self._logs.items():
+            out.put_nowait(frame(Kind.LOG, request, **batch))
+        for (run_id, term, epoch), tasks in self._held.items():
+            out.put_nowait(frame(Kind.REPORT, run=run_id, term=term, epoch=epoch, tasks=tasks))
+        self._held = {}
+        for key, record in self._outbox.pending():
+            logs = record.pop("logs", None) or ()
+            if key <= self._outbox.recovered:
+                for task, offset, data, final in logs:
+                    fence = {"run": record["run"], "term": record["term"], "epoch": record["epoch"]}
+                    out.put_nowait(frame(Kind.LOG, **fence, task=task, data=data, offset=offset, final=final))
+            out.put_nowait(frame(Kind.REPORT, key, **record))
 
     def _auth(self) -> dict[str, str]:
         """The hello's authentication: the saved credential unless the master refused it and
@@ -396,7 +463,15 @@ class MasterClient:
                 if key:
                     self._outbox.ack(key)
                 if m.get("fenced"):
-                    worker.abandon(str(m.get("run")), "the master rejected its report (stale fence)")
+                    fence = _fence_of(m)
+                    worker.abandon(str(m.get("run")), "the master rejected its report (stale fence)", fence)
+            elif kind is Kind.LOG_ACK:
+                batch = self._logs.pop(field(m, "id", int), None)
+                if batch is not None:
+                    self._log_bytes -= len(batch["data"])
+                    if m.get("fenced"):
+                        fence = Fence(batch["term"], batch["epoch"])
+                        worker.abandon(batch["run"], "the master refused its log batch (stale fence)", fence)
             elif kind is Kind.CANCEL:
                 worker.cancel(field(m, "run", str))
             elif kind is Kind.ABANDON:
@@ -413,3 +488,11 @@ class MasterClient:
                 raise ConnectionError(str(m.get("reason")))
             else:
                 raise ProtocolError(f"unexpected message {kind.value!r} from the master")
+
+
+def _fence_of(m: dict[str, Any]) -> Fence | None:
+    """The fence an acknowledgement names, if it names one."""
+    term, epoch = m.get("term"), m.get("epoch")
+    if isinstance(term, int) and isinstance(epoch, int):
+        return Fence(term, epoch)
+    return None

@@ -39,6 +39,8 @@ class Outbox:
         os.chmod(self._dir, 0o700)
         existing = [int(p.stem) for p in self._dir.glob("*.rep") if p.stem.isdigit()]
         self._seq = max(existing, default=0)
+        #: Entries up to this key were written by an earlier process.
+        self.recovered = self._seq
 
     def set_keys(self, ring: Keyring) -> None:
         """The keys from the master's WELCOME (every version: older files still read)."""

@@ -5,7 +5,6 @@ the runs it drove, which the masters reassign."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -13,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from kiok.core.timefmt import iso_utc
-from kiok.protocol.messages import Assignment, OfferReply, OfferVerdict
+from kiok.protocol.messages import Assignment, Fence, OfferReply, OfferVerdict
 from kiok.worker.driver import DriverEnv, RunDriver
 
 log = logging.getLogger(__name__)
@@ -74,12 +73,14 @@ class Worker:
         await driver.abandon()
         task.cancel()
 
-    def abandon(self, run_id: str, reason: str) -> None:
-        """Stop driving a run that now belongs to another driver: its tasks are stopped and
-        nothing more is reported for it."""
-        entry = self._drivers.pop(run_id, None)
-        if entry is None:
+    def abandon(self, run_id: str, reason: str, fence: Fence | None = None) -> None:
+        """Stop driving a run that now belongs to another driver: its tasks are stopped at
+        once and nothing more is reported for it. With ``fence``, only a driver holding that
+        fence is stopped (a refusal of an older driver's message leaves a newer one alone)."""
+        entry = self._drivers.get(run_id)
+        if entry is None or (fence is not None and entry[0].fence != fence):
             return
+        del self._drivers[run_id]
         log.warning("abandoning run %s: %s", run_id, reason)
         retire = asyncio.create_task(self._retire(entry[0], entry[1]))
         self._background.add(retire)
@@ -148,13 +149,19 @@ class Worker:
         self.draining = False
         return True
 
-    async def drain(self, timeout_s: float) -> bool:
-        """Drain and wait up to ``timeout_s`` for running runs; give back those still
-        running then. True when everything finished in time."""
+    async def drain(self, timeout_s: float, stop_now: asyncio.Event | None = None) -> bool:
+        """Drain and wait up to ``timeout_s`` (or until ``stop_now`` is set) for running
+        runs; give back those still running then. True when everything finished in time."""
         self._shutting_down = True
         self.start_drain()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        waits = [asyncio.create_task(self._idle.wait())]
+        if stop_now is not None:
+            waits.append(asyncio.create_task(stop_now.wait()))
+        try:
+            await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
         finished = not self._drivers
         await self.stop()
         return finished

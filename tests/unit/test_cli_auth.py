@@ -133,7 +133,7 @@ def test_no_login_at_all_hints_at_kiok_login(master: FakeMaster) -> None:
     master.on("GET", "/api/v1/dags", fail(401, "unauthenticated", "missing credentials"))
     result = master.invoke(["dags", "list"])
     assert result.exit_code == 1
-    assert "run `kiok login` or pass --token" in result.stderr
+    assert "run `kiok login`, pass --token or set KIOK_ACCESS_KEY" in result.stderr
 
 
 def test_change_password_saves_the_new_tokens(master: FakeMaster) -> None:

@@ -77,12 +77,15 @@ def test_server_error_prints_message_and_exits_1(master: FakeMaster) -> None:
     assert result.stderr == "error: run 'nope' not found\n"
 
 
-def test_error_with_json_flag_still_goes_to_stderr(master: FakeMaster) -> None:
+def test_error_with_json_flag_is_json_on_stderr(master: FakeMaster) -> None:
     master.on("POST", "/api/v1/dags/etl/runs", fail(409, "dag_paused", "DAG 'etl' is paused"))
-    result = master.invoke(["--json", "trigger", "etl"])
-    assert result.exit_code == 1
-    assert result.stdout == ""
-    assert result.stderr == "error: DAG 'etl' is paused\n"
+    for args in (["--json", "trigger", "etl"], ["trigger", "etl", "--json"]):
+        result = master.invoke(args)
+        assert result.exit_code == 1
+        assert result.stdout == ""
+        assert json.loads(result.stderr) == {
+            "error": {"code": "dag_paused", "message": "DAG 'etl' is paused"}
+        }
 
 
 def test_not_ready_and_non_json_errors(master: FakeMaster) -> None:
@@ -100,7 +103,10 @@ def test_connection_refused_is_one_clear_line(master: FakeMaster) -> None:
 
     result = master.invoke(["--master", "m:1", "dags", "list"], transport=httpx.MockTransport(refuse))
     assert result.exit_code == 1
-    assert result.stderr == "error: cannot reach kiok master at http://m:1: [Errno 111] Connection refused\n"
+    assert result.stderr == (
+        "error: cannot reach kiok master at http://m:1: [Errno 111] Connection refused"
+        " (check --master or KIOK_MASTER)\n"
+    )
     assert "Traceback" not in result.output
 
 
@@ -180,3 +186,4 @@ def test_table_and_duration_formatting() -> None:
         "2h03m",
         "1d03h",
     ]
+    assert [duration(s) for s in (3.0, 300, 3600, 86400, 90000)] == ["3s", "5m", "1h", "1d", "1d01h"]

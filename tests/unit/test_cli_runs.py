@@ -167,12 +167,12 @@ def test_runs_status_prints_header_and_one_line_per_task(master: FakeMaster) -> 
     assert "run:       r1" in out
     assert "state:     RUNNING" in out
     assert "args:      region=eu" in out
-    assert "duration:  1m00s+" in out
+    assert "duration:  1m+" in out
     tasks = out.split("\n\n", 1)[1].splitlines()
     assert tasks[0].split() == ["TASK", "STATE", "ATTEMPT", "DURATION", "EXIT", "DETAIL"]
     assert tasks[1].split() == ["extract", "SUCCESS", "1", "1.5s", "0", "-"]
-    assert tasks[2].split() == ["load", "FAILED", "3", "2.0s", "2", "exit", "status", "2", "see", "log"]
-    assert tasks[3].split() == ["report", "RUNNING", "1", "30.0s+", "-", "on", "w2"]
+    assert tasks[2].split() == ["load", "FAILED", "3", "2s", "2", "exit", "status", "2", "see", "log"]
+    assert tasks[3].split() == ["report", "RUNNING", "1", "30s+", "-", "on", "w2"]
     assert tasks[4].split() == ["notify", "QUEUED", "0", "-", "-", "waiting:", "no", "free", "slot"]
 
 
@@ -180,6 +180,16 @@ def test_runs_status_shows_why_a_run_waits(master: FakeMaster) -> None:
     master.on("GET", "/api/v1/runs/r1", reply(200, run_doc("PENDING", waiting="no worker with labels [gpu]")))
     result = master.invoke(["runs", "status", "r1"])
     assert "state:     PENDING (waiting: no worker with labels [gpu])" in result.stdout
+
+
+def test_waiting_explanations_do_not_double_the_word(master: FakeMaster) -> None:
+    lost = "waiting for a new driver (the previous one was lost or gave the run back)"
+    tasks = {"b": {"state": "PENDING", "attempt": 0, "waiting": "waiting for upstream: a"}}
+    master.on("GET", "/api/v1/runs/r1", reply(200, run_doc("RUNNING", waiting=lost, tasks=tasks)))
+    out = master.invoke(["runs", "status", "r1"]).stdout
+    assert f"state:     RUNNING ({lost})" in out
+    assert out.splitlines()[-1].split()[-4:] == ["waiting", "for", "upstream:", "a"]
+    assert "waiting: waiting" not in out
 
 
 def test_runs_cancel(master: FakeMaster) -> None:

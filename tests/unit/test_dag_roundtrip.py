@@ -104,6 +104,7 @@ def specs(draw: st.DrawFn) -> DagSpec:
         catchup=draw(st.booleans()),
         max_active_runs=draw(st.integers(1, 1000)),
         default_timeout_ms=draw(st.none() | positive_ms),
+        retention_ms=draw(st.none() | positive_ms),
         labels=tuple(draw(st.lists(st.from_regex(r"\A[a-z0-9-]{1,8}\Z")))),
         params=params,
         param_rules=rules,

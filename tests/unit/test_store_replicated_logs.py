@@ -23,7 +23,7 @@ def test_append_logs_becomes_an_effect_in_order_and_writes_no_state() -> None:
     kv = MemoryKV(list(k.SPACES))
     txn, fx = Txn(kv), Effects()
     apply(txn, c.AppendLogs(at_ms=1, chunks=[["r1", "t", b"one\n"], ["r1", "__run__", b"x\n"]]), fx)
-    assert fx.log_appends == [("r1", "t", b"one\n"), ("r1", "__run__", b"x\n")]
+    assert fx.log_appends == [("r1", "t", b"one\n", None), ("r1", "__run__", b"x\n", None)]
     assert txn.writes() == []
 
 
@@ -35,10 +35,12 @@ def test_a_malformed_chunk_is_refused_naming_the_shape(chunk: list[object]) -> N
 
 def test_a_replicated_entry_is_appended_once_even_when_replayed() -> None:
     logs = JobLogStore(MemoryKV(list(joblog.SPACES)))
-    logs.apply_replicated(5, [("r", "t", b"ab"), ("r", "t", b"cd"), ("r", "u", b"z")])
-    logs.apply_replicated(5, [("r", "t", b"ab"), ("r", "t", b"cd"), ("r", "u", b"z")])  # replay
-    logs.apply_replicated(4, [("r", "t", b"old")])  # older than what the store has
-    logs.apply_replicated(6, [("r", "t", b"ef")])
+    logs.apply_replicated(5, [("r", "t", b"ab", None), ("r", "t", b"cd", None), ("r", "u", b"z", None)])
+    logs.apply_replicated(
+        5, [("r", "t", b"ab", None), ("r", "t", b"cd", None), ("r", "u", b"z", None)]
+    )  # replay
+    logs.apply_replicated(4, [("r", "t", b"old", None)])  # older than what the store has
+    logs.apply_replicated(6, [("r", "t", b"ef", None)])
     assert logs.read("r", "t", 0) == (b"abcdef", 6)
     assert logs.read("r", "t", 3) == (b"def", 6)
     assert logs.read("r", "u", 0) == (b"z", 1)
@@ -58,12 +60,12 @@ def _parts(root: Path) -> tuple[list[snapshot.Part], RocksKV, RocksKV]:
 def test_a_snapshot_replaces_both_stores_of_a_stale_master(tmp_path: Path) -> None:
     src, src_state, src_logs = _parts(tmp_path / "a")
     src_state.write([(k.META, b"dag/x", b"new"), (k.KMS, k.RAFT_APPLIED.encode(), b"40")], sync=False)
-    JobLogStore(src_logs).apply_replicated(40, [("r", "t", b"hello\n")])
+    JobLogStore(src_logs).apply_replicated(40, [("r", "t", b"hello\n", None)])
     snapshot.write(tmp_path / "snap", src, {"extra": 1})
 
     dst, dst_state, dst_logs = _parts(tmp_path / "b")
     dst_state.write([(k.META, b"dag/gone", b"old"), (k.KMS, k.RAFT_APPLIED.encode(), b"7")], sync=False)
-    JobLogStore(dst_logs).apply_replicated(7, [("r", "stale", b"bye\n")])
+    JobLogStore(dst_logs).apply_replicated(7, [("r", "stale", b"bye\n", None)])
     loaded = snapshot.read(tmp_path / "snap", dst)
     assert loaded.restored and loaded.index == 40 and loaded.header["extra"] == 1
     assert [key for key, _ in dst_state.scan(k.META, b"")] == [b"dag/x"]

@@ -47,7 +47,9 @@ class QuietLink:
     def report_tasks(self, run_id: str, fence: Fence, tasks: dict[str, dict[str, Any]]) -> None:
         pass
 
-    def append_log(self, run_id: str, fence: Fence, task_id: str, data: bytes, *, final: bool) -> None:
+    def append_log(
+        self, run_id: str, fence: Fence, task_id: str, data: bytes, *, offset: int, final: bool
+    ) -> None:
         pass
 
     def release_run(self, run_id: str, fence: Fence, reason: str) -> None:

@@ -81,7 +81,10 @@ async def test_append_logs_keeps_only_the_current_drivers_chunks() -> None:
         )
     )
     fx = seen[-1]
-    assert fx.log_appends == [(run_id, "a", b"driver\n"), (run_id, "__run__", b"the master's own line\n")]
+    assert fx.log_appends == [
+        (run_id, "a", b"driver\n", None),
+        (run_id, "__run__", b"the master's own line\n", None),
+    ]
     assert fx.stale_logs == 4
     await log.propose(
         c.ReportTasks(
@@ -127,7 +130,8 @@ async def test_the_log_gate_admits_the_driver_cheaply_and_follows_reassignment()
             run_id=run_id,
             term=1,
             epoch=new["epoch"],
-            tasks={"a": rec(TaskState.SUCCESS)},
+            # w1 may have started attempt 1 unreported: the new driver's attempt is 2
+            tasks={"a": TaskRecord(state=TaskState.SUCCESS, attempt=2, worker="w2").to_dict()},
             worker="w2",
         )
     )

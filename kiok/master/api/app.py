@@ -8,8 +8,20 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kiok import ui
 from kiok.master import http_errors
-from kiok.master.api import admin, auth, cluster, connections, dags, health, iam, openapi, runs
+from kiok.master.api import (
+    admin,
+    auth,
+    cluster,
+    connections,
+    dags,
+    health,
+    iam,
+    maintenance,
+    openapi,
+    runs,
+)
 from kiok.master.api.forward import ForwardToLeader
 from kiok.master.api.json_limits import JsonLimits
 from kiok.master.http_errors import error_response
@@ -109,9 +121,10 @@ def create_app(node: MasterNode, *, max_body_bytes: int, forward_timeout_s: floa
     )
     app.state.node = node
     http_errors.install(app)
-    for module in (health, auth, dags, runs, cluster, admin, connections, iam):
+    for module in (health, auth, dags, runs, cluster, admin, maintenance, connections, iam):
         app.include_router(module.router)
     openapi.install(app)
+    ui.install(app)  # last: the SPA shell answers GETs no other route took
     app.add_middleware(ReadinessGate, node=node)
     app.add_middleware(ForwardToLeader, node=node, timeout_s=forward_timeout_s)
     app.add_middleware(JsonLimits)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Depends, Request
 from pydantic import BaseModel, Field
 
 from kiok.dag.load import spec_from_body
-from kiok.errors import NotFound
+from kiok.errors import MaintenanceMode, NotFound
 from kiok.master.api.deps import node_of, require, require_anywhere
 from kiok.master.auth import Principal
 from kiok.master.views import dag_view
@@ -104,7 +104,13 @@ async def unpause_dag(
 
 
 @router.post(
-    "/{dag_id}/runs", status_code=201, responses={404: {}, 409: {"description": "the DAG is paused"}}
+    "/{dag_id}/runs",
+    status_code=201,
+    responses={
+        404: {},
+        409: {"description": "the DAG is paused"},
+        503: {"description": "maintenance mode is on (`Retry-After`, `maintenanceMode: true`)"},
+    },
 )
 async def trigger(
     dag_id: str,
@@ -112,7 +118,10 @@ async def trigger(
     body: TriggerRequest | None = Body(default=None),
     _: Principal = Depends(require(actions.TRIGGER_DAG, "dag/{dag_id}")),
 ) -> dict[str, Any]:
-    """Trigger a run; ``args`` override the DAG's ``params``."""
+    """Trigger a run; ``args`` override the DAG's ``params``. Refused in maintenance mode."""
     node = node_of(request)
     args = body.args if body is not None else {}
-    return await node.log.propose(c.CreateRun(at_ms=node.clock_ms(), dag_id=dag_id, args=args))  # type: ignore[no-any-return]
+    try:
+        return await node.log.propose(c.CreateRun(at_ms=node.clock_ms(), dag_id=dag_id, args=args))  # type: ignore[no-any-return]
+    except MaintenanceMode as e:
+        raise MaintenanceMode(e.message, node.maintenance_retry_after_s) from None

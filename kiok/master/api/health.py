@@ -4,12 +4,16 @@ ready, ``/cluster/health`` for the cluster's view."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from kiok.errors import KiokError
 from kiok.master.api.deps import node_of
+
+if TYPE_CHECKING:
+    from kiok.master.node import MasterNode
 
 router = APIRouter(tags=["health"])
 
@@ -46,6 +50,7 @@ async def cluster_health(request: Request) -> dict[str, Any]:
             "masters": 1,
             "connectedWorkers": connected,
             "taskIsolation": isolation,
+            "maintenanceMode": _maintenance(node),
         }
     raft = node.raft.status()
     quorum = bool(raft.get("hasQuorum"))
@@ -59,9 +64,20 @@ async def cluster_health(request: Request) -> dict[str, Any]:
         "masters": len(node.raft.config.peers),
         "connectedWorkers": connected,
         "taskIsolation": isolation,
+        "maintenanceMode": _maintenance(node),
         "commitIndex": raft.get("commitIndex"),
         "appliedIndex": raft.get("lastApplied"),
     }
+
+
+def _maintenance(node: MasterNode) -> bool | None:
+    """Whether maintenance mode is on; None while this master cannot read its state yet."""
+    if node.keyring is None:
+        return None
+    try:
+        return bool(node.reader.maintenance()["enabled"])
+    except KiokError:
+        return None
 
 
 def _weakest(modes: Iterable[str]) -> str | None:

@@ -1,4 +1,5 @@
-"""``/api/v1/runs``: list, read (with why each task waits), cancel, and logs by offset."""
+"""``/api/v1/runs``: list, read (with why each task waits), cancel, delete a finished run,
+and logs by offset."""
 
 from __future__ import annotations
 
@@ -92,6 +93,17 @@ async def cancel_run(
     _run(request, run_id)
     await node.log.propose(c.CancelRun(at_ms=node.clock_ms(), run_id=run_id))
     return _view(request, _run(request, run_id))
+
+
+@router.delete("/{run_id}", responses={404: {}, 409: {"description": "the run has not finished"}})
+async def delete_run(
+    run_id: str, request: Request, _: Principal = Depends(require(actions.DELETE_RUN, _run_resource))
+) -> dict[str, Any]:
+    """Delete a finished run with its task records and job logs (a running or pending run
+    gets 409: cancel it first). Deleting it again gets 404."""
+    node = node_of(request)
+    await node.log.propose(c.DeleteRuns(at_ms=node.clock_ms(), run_ids=(run_id,), strict=True))
+    return {"deleted": run_id}
 
 
 @router.get("/{run_id}/tasks/{task_id}/log", responses={404: {}})

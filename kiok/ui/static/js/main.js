@@ -1,0 +1,84 @@
+// The app: session gate (login, forced password change), top navigation, and the routes.
+import { html, render, useEffect, useState } from "./html.js";
+import { session } from "./api.js";
+import { installLinkHandler, match, navigate, useLocation } from "./router.js";
+import { ChangePassword, Login } from "./views/login.js";
+import { DagList } from "./views/dags.js";
+import { DagPage } from "./views/dag.js";
+import { RunView } from "./views/run.js";
+import { LogView } from "./views/log.js";
+import { Loading } from "./views/common.js";
+
+const ROUTES = [
+  ["/", () => html`<${DagList} />`],
+  ["/dags/:dagId", (p) => html`<${DagPage} key=${p.dagId} dagId=${p.dagId} />`],
+  ["/runs/:runId", (p) => html`<${RunView} key=${p.runId} runId=${p.runId} />`],
+  ["/runs/:runId/tasks/:taskId", (p) => html`<${LogView} key=${p.runId + "/" + p.taskId} ...${p} />`],
+];
+
+function useSession() {
+  const [, setVersion] = useState(0);
+  useEffect(() => session.subscribe(() => setVersion((v) => v + 1)), []);
+  return session;
+}
+
+function Nav({ where }) {
+  const dagsActive = where === "/" || where.startsWith("/dags/");
+  return html`<header class="topbar">
+    <a class="brand" href="/"><span class="logo" aria-hidden="true"></span>kiok</a>
+    <nav aria-label="Main">
+      <a href="/" aria-current=${dagsActive ? "page" : undefined}>DAGs</a>
+    </nav>
+    <div class="who">
+      <span class="muted">Signed in as</span> <strong data-testid="user">${session.user}</strong>
+      <button type="button" class="link" onClick=${() => { session.logout(); navigate("/login", { replace: true }); }}>Log out</button>
+    </div>
+  </header>`;
+}
+
+function Redirect({ to }) {
+  useEffect(() => navigate(to, { replace: true }), [to]);
+  return null;
+}
+
+function NotFound() {
+  return html`<main class="page"><h1>No page here</h1><p><a href="/">Back to the DAGs</a></p></main>`;
+}
+
+function App() {
+  const where = useLocation();
+  useSession();
+  const [resuming, setResuming] = useState(session.canResume);
+
+  useEffect(() => {
+    if (!resuming) return;
+    session.resume().catch(() => false).finally(() => setResuming(false));
+  }, []);
+
+  const path = where.split("?")[0];
+  const status = session.status;
+
+  if (resuming) return html`<main class="auth"><${Loading} what="Resuming your session" /></main>`;
+  if (status === "out") {
+    // Remember where the user was going; come back there after logging in.
+    if (path !== "/login") return html`<${Redirect} to=${`/login?next=${encodeURIComponent(where)}`} />`;
+    return html`<${Login} />`;
+  }
+  if (status === "change-password") return html`<${ChangePassword} />`;
+  if (path === "/login") {
+    const next = new URLSearchParams(location.search).get("next");
+    return html`<${Redirect} to=${next && next.startsWith("/") && !next.startsWith("//") ? next : "/"} />`;
+  }
+  let view = html`<${NotFound} />`;
+  for (const [pattern, make] of ROUTES) {
+    const params = match(pattern, path);
+    if (params) {
+      view = make(params);
+      break;
+    }
+  }
+  return html`<${Nav} where=${path} />${view}`;
+}
+
+installLinkHandler();
+render(html`<${App} />`, document.getElementById("app"));

@@ -1,0 +1,65 @@
+// One DAG: what it is, and its runs (newest first), with Run and pause.
+import { html, useEffect, useState } from "../html.js";
+import { enc, get } from "../api.js";
+import { duration, schedule, TERMINAL_RUN, when } from "../format.js";
+import { Crumbs, ErrorBox, Loading, StateBadge, usePolling } from "./common.js";
+import { PauseToggle } from "./dags.js";
+import { TriggerDialog } from "./trigger.js";
+
+export function DagPage({ dagId }) {
+  const [dag, setDag] = useState(null);
+  const [runs, setRuns] = useState(null);
+  const [error, setError] = useState(null);
+  const [running, setRunning] = useState(false);
+
+  useEffect(() => { document.title = `${dagId} · kiok`; }, [dagId]);
+
+  const load = async () => {
+    try {
+      const [d, r] = await Promise.all([
+        get(`/api/v1/dags/${enc(dagId)}`),
+        get(`/api/v1/runs?dag=${enc(dagId)}&limit=50`),
+      ]);
+      setDag(d);
+      setRuns(r.runs);
+      setError(null);
+    } catch (err) {
+      setError(err);
+    }
+  };
+  const busy = (runs || []).some((r) => !TERMINAL_RUN.has(r.state));
+  usePolling(load, busy ? 3000 : 15000, true, [busy]);
+
+  return html`<main class="page">
+    <${Crumbs} items=${[["DAGs", "/"], [dagId]]} />
+    <div class="page-head">
+      <h1><span class="mono">${dagId}</span></h1>
+      <div class="spacer"></div>
+      ${dag ? html`<${PauseToggle} dag=${dag} onChanged=${load} onError=${setError} />` : null}
+      <button type="button" class="primary" onClick=${() => setRunning(true)} disabled=${!dag}>▶ Run</button>
+    </div>
+    <${ErrorBox} error=${error} />
+    ${dag ? html`<dl class="facts card">
+      <div><dt>Name</dt><dd>${dag.name}</dd></div>
+      <div><dt>Schedule</dt><dd class="mono">${schedule(dag.schedule, dag.timezone)}</dd></div>
+      <div><dt>Tasks</dt><dd>${dag.tasks}</dd></div>
+      <div><dt>Version</dt><dd>v${dag.version}, ${when(dag.updatedAt)}</dd></div>
+      ${dag.description ? html`<div class="wide"><dt>Description</dt><dd>${dag.description}</dd></div>` : null}
+    </dl>` : null}
+    <h2>Runs</h2>
+    ${runs === null && !error ? html`<${Loading} />` : null}
+    ${runs !== null && runs.length === 0 ? html`<p class="muted">No runs yet.</p>` : null}
+    ${runs !== null && runs.length > 0 ? html`<table class="grid-table">
+      <thead><tr><th scope="col">Run</th><th scope="col">State</th><th scope="col">Trigger</th>
+        <th scope="col">Created</th><th scope="col" class="num">Duration</th></tr></thead>
+      <tbody>${runs.map((r) => html`<tr key=${r.runId}>
+        <td><a class="mono" href=${`/runs/${enc(r.runId)}`}>${r.runId}</a></td>
+        <td><${StateBadge} state=${r.state} /></td>
+        <td>${r.trigger}</td>
+        <td class="small">${when(r.createdAt)}</td>
+        <td class="num">${duration(r.startedAt, r.endedAt)}</td>
+      </tr>`)}</tbody>
+    </table>` : null}
+    ${running ? html`<${TriggerDialog} dagId=${dagId} onClose=${() => setRunning(false)} />` : null}
+  </main>`;
+}

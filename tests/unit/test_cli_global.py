@@ -1,0 +1,144 @@
+"""Global options anywhere, access keys, ``--json`` errors, ``--version``, retrying a 503 with
+``Retry-After``, and error lines that say only what went wrong."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from kiok.cli.client import Tokens
+from kiok.cli.credentials import CredentialStore, SavedLogin
+from tests.unit.test_cli_harness import FakeMaster, fail, reply
+
+BASE = "http://localhost:8080"
+
+
+@pytest.fixture
+def master(tmp_path: Path) -> FakeMaster:
+    return FakeMaster(tmp_path / "config")
+
+
+def not_ready() -> httpx.Response:
+    return httpx.Response(
+        503,
+        json={"error": {"code": "not_ready", "message": "cluster not ready: no worker is connected"}},
+        headers={"Retry-After": "1"},
+    )
+
+
+def test_version(master: FakeMaster) -> None:
+    result = master.invoke(["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.startswith("kiok ") and result.stdout.strip() != "kiok"
+
+
+def test_global_options_after_the_command(master: FakeMaster, tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("")
+    master.on("GET", "/api/v1/dags", reply(200, {"dags": []}))
+    result = master.invoke(["dags", "list", "--master", "m9:9000", "--token", "t9", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"dags": []}
+    (req,) = master.requests
+    assert str(req.url) == "http://m9:9000/api/v1/dags"
+    assert req.headers["authorization"] == "Bearer t9"
+    # after the command wins over before it
+    master.invoke(["--master", "m1", "runs", "list", "--master", "m2:1"])
+    assert str(master.requests[-1].url).startswith("http://m2:1/")
+    bad = master.invoke(["dags", "list", "--ca", str(tmp_path / "missing.pem")])
+    assert bad.exit_code == 2
+
+
+def test_access_key_from_option_or_environment(master: FakeMaster) -> None:
+    CredentialStore(master.credentials_file).save(BASE, SavedLogin("admin", Tokens("saved", "r")))
+    master.on("GET", "/api/v1/dags", reply(200, {"dags": []}))
+    assert master.invoke(["--access-key", "AK1:s3c:ret", "dags", "list"]).exit_code == 0
+    assert master.invoke(["dags", "list"], env={"KIOK_ACCESS_KEY": "AK2:x"}).exit_code == 0
+    assert master.invoke(["dags", "list", "--access-key", "AK3:y"]).exit_code == 0
+    assert [r.headers["authorization"] for r in master.requests] == [
+        "AccessKey AK1:s3c:ret",
+        "AccessKey AK2:x",
+        "AccessKey AK3:y",
+    ]
+
+
+def test_command_line_credential_beats_the_environment_and_two_are_refused(master: FakeMaster) -> None:
+    master.on("GET", "/api/v1/dags", reply(200, {"dags": []}))
+    master.invoke(["--token", "t1", "dags", "list"], env={"KIOK_ACCESS_KEY": "AK:x"})
+    master.invoke(["dags", "list", "--access-key", "AK:y"], env={"KIOK_USER_TOKEN": "t2"})
+    assert [r.headers["authorization"] for r in master.requests] == ["Bearer t1", "AccessKey AK:y"]
+    both = master.invoke(["--token", "t", "--access-key", "AK:x", "dags", "list"])
+    assert both.exit_code == 2 and "use one" in both.stderr
+    both_env = master.invoke(["dags", "list"], env={"KIOK_USER_TOKEN": "t", "KIOK_ACCESS_KEY": "AK:x"})
+    assert both_env.exit_code == 2 and "KIOK_ACCESS_KEY" in both_env.stderr
+    malformed = master.invoke(["--access-key", "no-secret", "dags", "list"])
+    assert malformed.exit_code == 2 and "<accessKeyId>:<secretAccessKey>" in malformed.stderr
+    assert len(master.requests) == 2
+
+
+def test_503_with_retry_after_is_retried_until_it_succeeds(master: FakeMaster) -> None:
+    master.on("POST", "/api/v1/dags/etl/runs", not_ready(), not_ready(), reply(201, {"runId": "r1"}))
+    result = master.invoke(["--token", "t", "trigger", "etl"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "r1\n"
+    assert len(master.sent("POST", "/api/v1/dags/etl/runs")) == 3
+    assert master.sleeps == [1.0, 1.0]
+    assert result.stderr == "cluster not ready: no worker is connected; retrying for up to 30s\n"
+
+
+def test_503_retries_are_bounded(master: FakeMaster) -> None:
+    master.on("GET", "/api/v1/dags", not_ready())
+    result = master.invoke(["--token", "t", "dags", "list"])
+    assert result.exit_code == 1
+    assert sum(master.sleeps) == 30
+    assert result.stderr.splitlines()[-1] == (
+        "error: cluster not ready: no worker is connected (still so after retrying for 30s)"
+    )
+    quiet = master.invoke(["--token", "t", "dags", "list", "--json"])
+    assert json.loads(quiet.stderr)["error"]["code"] == "not_ready"
+
+    # Only a 503 not_ready/not_leader that says Retry-After is retried: not a bare 503, not
+    # another code (maintenance mode lasts), not a 429.
+    master.sleeps.clear()
+    master.requests.clear()
+    master.on("GET", "/api/v1/dags", fail(503, "not_ready", "starting"))
+    limited = httpx.Response(
+        429, json={"error": {"code": "rate_limited", "message": "too many"}}, headers={"Retry-After": "5"}
+    )
+    master.on("POST", "/api/v1/auth/login", limited)
+    maintenance = httpx.Response(
+        503, json={"error": {"code": "maintenance_mode", "message": "m"}}, headers={"Retry-After": "30"}
+    )
+    master.on("POST", "/api/v1/dags/etl/runs", maintenance)
+    assert master.invoke(["--token", "t", "dags", "list"]).exit_code == 1
+    assert master.invoke(["login", "--password", "x"]).exit_code == 1
+    assert master.invoke(["--token", "t", "trigger", "etl"]).stderr == "error: m\n"
+    assert master.sleeps == []
+    assert len(master.requests) == 3
+
+
+def test_a_wrong_password_says_only_that(master: FakeMaster) -> None:
+    master.on("POST", "/api/v1/auth/login", fail(401, "unauthenticated", "wrong user or password"))
+    assert master.invoke(["login", "--password", "nope"]).stderr == "error: wrong user or password\n"
+
+    CredentialStore(master.credentials_file).save(BASE, SavedLogin("admin", Tokens("acc", "ref")))
+    master.on(
+        "POST", "/api/v1/auth/change-password", fail(401, "unauthenticated", "the old password is wrong")
+    )
+    master.on("POST", "/api/v1/auth/refresh", reply(200, {"accessToken": "acc2", "refreshToken": "ref2"}))
+    result = master.invoke(["change-password", "--old", "bad", "--new", "N3w-password-1"])
+    assert result.stderr == "error: the old password is wrong\n"
+
+
+def test_unreachable_master_with_json_is_a_json_error(master: FakeMaster) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+
+    result = master.invoke(["dags", "list", "--json"], transport=httpx.MockTransport(refuse))
+    assert result.exit_code == 1 and result.stdout == ""
+    error = json.loads(result.stderr)["error"]
+    assert error["code"] == "unreachable"
+    assert "--master or KIOK_MASTER" in error["message"]

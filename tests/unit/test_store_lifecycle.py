@@ -1,0 +1,158 @@
+"""apply() for the data lifecycle on the in-memory store: maintenance mode (replicated flag,
+no new runs, skipped firings) and deleting finished runs whole or only their logs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kiok.core.states import TaskRecord, TaskState
+from kiok.errors import Conflict, MaintenanceMode, NotFound
+from kiok.store import commands as c
+from kiok.store import keys
+from kiok.store.commandlog import LocalCommandLog
+from kiok.store.effects import Effects
+from kiok.store.kv import MemoryKV
+from kiok.store.reader import StateReader
+
+SPEC = {
+    "dag": {"id": "d", "max_active_runs": 4},
+    "tasks": [{"id": "a", "script": "x"}, {"id": "b", "script": "y", "requires": ["a"]}],
+}
+
+
+def setup() -> tuple[LocalCommandLog, StateReader, MemoryKV, list[Effects]]:
+    kv = MemoryKV(keys.SPACES)
+    log = LocalCommandLog(kv)
+    seen: list[Effects] = []
+    log.subscribe(seen.append)
+    return log, StateReader(kv), kv, seen
+
+
+def done(state: TaskState) -> dict[str, Any]:
+    return TaskRecord(state=state, attempt=1, worker="w1", started_at_ms=4, ended_at_ms=5).to_dict()
+
+
+async def finished_run(log: LocalCommandLog, at: int = 2) -> str:
+    run_id: str = (await log.propose(c.CreateRun(at_ms=at, dag_id="d")))["runId"]
+    fence = await log.propose(c.AssignRun(at_ms=at + 1, run_id=run_id, worker="w1", term=1))
+    tasks = {"a": done(TaskState.SUCCESS), "b": done(TaskState.SUCCESS)}
+    await log.propose(
+        c.ReportTasks(at_ms=at + 2, run_id=run_id, term=1, epoch=fence["epoch"], tasks=tasks, worker="w1")
+    )
+    return run_id
+
+
+def keys_naming(kv: MemoryKV, run_id: str) -> list[tuple[str, bytes]]:
+    """Every key, in every keyspace, whose key or value names the run."""
+    found = []
+    for space in keys.SPACES:
+        for key, value in kv.scan(space, b""):
+            if run_id.encode() in key or run_id.encode() in value:
+                found.append((space, key))
+    return found
+
+
+async def test_maintenance_is_a_replicated_flag_that_stops_new_runs_only() -> None:
+    log, reader, _, seen = setup()
+    await log.propose(c.RegisterDag(at_ms=1, spec=SPEC))
+    pending = (await log.propose(c.CreateRun(at_ms=2, dag_id="d")))["runId"]
+    assert reader.maintenance()["enabled"] is False and reader.maintenance()["sinceMs"] is None
+
+    on = await log.propose(c.SetMaintenance(at_ms=10, enabled=True, by="admin"))
+    assert on["changed"] and seen[-1].maintenance_changed
+    again = await log.propose(c.SetMaintenance(at_ms=20, enabled=True, by="other"))
+    assert not again["changed"] and reader.maintenance()["sinceMs"] == 10  # the window keeps its start
+    with pytest.raises(MaintenanceMode):
+        await log.propose(c.CreateRun(at_ms=21, dag_id="d"))
+    # Cancelling and DAG changes still work.
+    assert (await log.propose(c.CancelRun(at_ms=22, run_id=pending)))["state"] == "CANCELLED"
+    await log.propose(c.SetDagPaused(at_ms=23, dag_id="d", paused=False))
+
+    await log.propose(c.SetMaintenance(at_ms=30, enabled=False, by="admin"))
+    assert reader.maintenance() == {"enabled": False, "sinceMs": 10, "untilMs": 30, "by": "admin"}
+    assert (await log.propose(c.CreateRun(at_ms=31, dag_id="d")))["runId"]
+
+
+async def test_a_firing_proposed_during_maintenance_creates_nothing_but_moves_the_watermark() -> None:
+    log, reader, _, _ = setup()
+    spec = {**SPEC, "dag": {**SPEC["dag"], "schedule": "* * * * *"}}  # type: ignore[dict-item]
+    await log.propose(c.RegisterDag(at_ms=0, spec=spec))
+    await log.propose(c.SetMaintenance(at_ms=1, enabled=True))
+    result = await log.propose(
+        c.FireSchedule(at_ms=60_001, dag_id="d", fire_times=(60_000,), watermark_ms=60_001)
+    )
+    assert result == {"created": []}
+    dag = reader.dag("d")
+    assert dag is not None and dag["watermarkMs"] == 60_001
+    assert reader.runs(dag_id="d")[0] == []
+
+
+async def test_deleting_a_finished_run_removes_everything_it_owns() -> None:
+    log, reader, kv, seen = setup()
+    await log.propose(c.RegisterDag(at_ms=1, spec=SPEC))
+    run_id = await finished_run(log)
+    other = await finished_run(log, at=10)
+    result = await log.propose(c.DeleteRuns(at_ms=100, run_ids=(run_id,), strict=True))
+    assert result == {"deleted": [run_id], "kept": []}
+    assert seen[-1].runs_deleted == [run_id] and seen[-1].log_deletes == [run_id]
+    assert keys_naming(kv, run_id) == []
+    assert reader.run(run_id) is None
+    assert [r["runId"] for r in reader.runs()[0]] == [other]
+    assert [r["runId"] for r in reader.runs(dag_id="d")[0]] == [other]
+    with pytest.raises(NotFound):
+        await log.propose(c.DeleteRuns(at_ms=101, run_ids=(run_id,), strict=True))
+
+
+async def test_only_finished_runs_are_deleted() -> None:
+    log, reader, _, _ = setup()
+    await log.propose(c.RegisterDag(at_ms=1, spec=SPEC))
+    pending = (await log.propose(c.CreateRun(at_ms=2, dag_id="d")))["runId"]
+    running = (await log.propose(c.CreateRun(at_ms=3, dag_id="d")))["runId"]
+    await log.propose(c.AssignRun(at_ms=4, run_id=running, worker="w1", term=1))
+    finished = await finished_run(log, at=5)
+    for run_id in (pending, running):
+        with pytest.raises(Conflict, match="only a finished run"):
+            await log.propose(c.DeleteRuns(at_ms=9, run_ids=(run_id,), strict=True))
+    # A sweep's batch leaves live and unknown runs alone, whatever it was told.
+    result = await log.propose(c.DeleteRuns(at_ms=9, run_ids=(pending, running, "nope", finished)))
+    assert result == {"deleted": [finished], "kept": [pending, running, "nope"]}
+    assert reader.run_header(pending) is not None and reader.run_header(running) is not None
+    assert [r["runId"] for r in reader.active_runs()] == [pending, running]
+
+
+async def test_a_scheduled_runs_marker_goes_only_once_the_watermark_is_past_it() -> None:
+    log, _, kv, _ = setup()
+    spec = {**SPEC, "dag": {**SPEC["dag"], "schedule": "* * * * *"}}  # type: ignore[dict-item]
+    await log.propose(c.RegisterDag(at_ms=0, spec=spec))
+    # A marker ahead of the watermark (not possible from the scheduler, but apply() must
+    # not let a deletion re-open an interval the scheduler may still propose).
+    fired = await log.propose(c.FireSchedule(at_ms=1, dag_id="d", fire_times=(60_000,), watermark_ms=1))
+    ahead = fired["created"][0]
+    await log.propose(c.CancelRun(at_ms=2, run_id=ahead))
+    await log.propose(c.DeleteRuns(at_ms=3, run_ids=(ahead,)))
+    assert kv.get(keys.META, keys.scheduled("d", 60_000).encode()) is not None
+    fired = await log.propose(
+        c.FireSchedule(at_ms=120_001, dag_id="d", fire_times=(120_000,), watermark_ms=120_001)
+    )
+    behind = fired["created"][0]
+    await log.propose(c.CancelRun(at_ms=120_002, run_id=behind))
+    await log.propose(c.DeleteRuns(at_ms=120_003, run_ids=(behind,)))
+    assert kv.get(keys.META, keys.scheduled("d", 120_000).encode()) is None
+    assert keys_naming(kv, behind) == []
+
+
+async def test_purging_logs_keeps_the_run_and_happens_once() -> None:
+    log, reader, _, seen = setup()
+    await log.propose(c.RegisterDag(at_ms=1, spec=SPEC))
+    live = (await log.propose(c.CreateRun(at_ms=2, dag_id="d")))["runId"]
+    run_id = await finished_run(log, at=3)
+    assert (await log.propose(c.PurgeRunLogs(at_ms=50, run_ids=(run_id, live))))["purged"] == [run_id]
+    assert seen[-1].log_deletes == [run_id]
+    header = reader.run_header(run_id)
+    assert header is not None and header["logsPurgedMs"] == 50 and header["state"] == "SUCCESS"
+    assert (await log.propose(c.PurgeRunLogs(at_ms=60, run_ids=(run_id,))))["purged"] == []
+    # Deleting the run later does not delete its (already gone) logs again.
+    await log.propose(c.DeleteRuns(at_ms=70, run_ids=(run_id,)))
+    assert seen[-1].runs_deleted == [run_id] and seen[-1].log_deletes == []
