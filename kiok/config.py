@@ -380,6 +380,13 @@ KEYS: tuple[Key, ...] = (
         "PBKDF2-SHA256 iterations deriving the root key from the master key.",
     ),
     Key("kiok.log.level", str, "INFO", "Log level of the kiok process (DEBUG, INFO, WARNING, ERROR)."),
+    Key(
+        "kiok.log.format",
+        str,
+        "text",
+        "Format of the process log on stderr: text, or json (one object per line with ts, level, "
+        "logger, msg, service, instance, and runId, taskId, requestId when known).",
+    ),
 )
 
 _BY_NAME = {k.name: k for k in KEYS}

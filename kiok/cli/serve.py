@@ -8,31 +8,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import sys
 from collections.abc import Coroutine
 from typing import Any
 
 import click
 
+from kiok import logs
 from kiok.cli.settings import load_settings
 from kiok.config import Settings
 from kiok.errors import KiokError
 
 
-def _settings(config: str | None, flags: dict[str, tuple[str, object]]) -> Settings:
+def _settings(config: str | None, flags: dict[str, tuple[str, object]], service: str) -> Settings:
     settings = load_settings(config, flags)
-    _setup_logging(settings.get_str("kiok.log.level"))
+    try:
+        # A master's id is known now; a worker's may be generated in its data directory:
+        # its root names it (``logs.identify``) once that is open.
+        logs.setup(
+            settings.get_str("kiok.log.level"),
+            settings.get_str("kiok.log.format"),
+            service,
+            "" if service == "worker" else settings.get_str("kiok.master.id"),
+        )
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
     for warning in settings.warnings:
         logging.getLogger("kiok.config").warning("%s", warning)
     return settings
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 @click.command("standalone")
@@ -50,7 +52,7 @@ def standalone(config: str | None, data_dir: str | None, port: int | None) -> No
         flags["kiok.base.data.dir"] = ("--data-dir", data_dir)
     if port:
         flags["kiok.master.admin.port"] = ("--port", port)
-    settings = _settings(config, flags)
+    settings = _settings(config, flags, "standalone")
     _run(run_standalone(settings, dict(os.environ)))
 
 
@@ -62,7 +64,7 @@ def master(config: str | None) -> None:
     """Run a master: admin HTTP API (8080) and the internal protocol for workers (19999)."""
     from kiok.roots.master import run_master
 
-    settings = _settings(config, {})
+    settings = _settings(config, {}, "master")
     _run(run_master(settings))
 
 
@@ -74,7 +76,7 @@ def worker(config: str | None) -> None:
     """Run a worker: connects to kiok.worker.masters and drives the runs it is given."""
     from kiok.roots.worker import run_worker
 
-    settings = _settings(config, {})
+    settings = _settings(config, {}, "worker")
     _run(run_worker(settings, dict(os.environ)))
 
 

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _WORKER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+#: A worker's status URL as its hello may tell it (shown to operators, never fetched).
+_STATUS_URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]{1,255}")
 #: The task isolation modes a worker may name in its hello (``kiok.worker.isolation``).
 _TASK_ISOLATION = ("none", "user", "user+pidns")
 _OFFER_TIMEOUT_S = 10.0
@@ -96,13 +98,15 @@ class WorkerConnection:
         self._noted_reports: set[str] = set()
         #: What the worker said in its hello (``kiok.worker.isolation``).
         self.task_isolation = "unknown"
+        #: The status URL the worker told in its hello ("" if none): its address in views.
+        self.status_url = ""
 
     # --- WorkerHandle ----------------------------------------------------------------------
 
     def info(self) -> WorkerInfo:
         return WorkerInfo(
             id=self.worker_id,
-            address=self._address,
+            address=self.status_url or self._address,
             labels=self._labels,
             slots=self._slots,
             free=self._free,
@@ -450,6 +454,9 @@ class InternalServer:
         conn = WorkerConnection(self, reader, writer, worker_id, address, labels, slots)
         isolation = hello.get("taskIsolation")
         conn.task_isolation = isolation if isolation in _TASK_ISOLATION else "unknown"
+        status_url = hello.get("statusUrl")
+        if isinstance(status_url, str) and _STATUS_URL.fullmatch(status_url):
+            conn.status_url = status_url  # where it is reached; else its connection's address
         old = self.connections.get(worker_id)
         if old is not None:
             old.send_close()

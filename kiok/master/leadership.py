@@ -44,6 +44,8 @@ class Leadership:
         self._announced = False
         #: (open, why) as the leader last answered this follower.
         self._leader_view: tuple[bool, str] = (False, "no answer from the leader yet")
+        #: The leader's ``/cluster/health`` as it last answered this follower (its workers).
+        self.leader_health: dict[str, Any] = {}
         self._http: httpx.AsyncClient | None = None
         self._opening = False
 
@@ -124,16 +126,23 @@ class Leadership:
         )
 
     async def _ask_leader(self) -> None:
+        """The leader's ``/cluster/health``: whether it is open (and why not), and what this
+        follower reports of the workers (they connect to the leader only)."""
         url = self.leader_admin_url()
         if url is None or self._http is None:
             self._leader_view = (False, "no leader is elected right now")
+            self.leader_health = {}
             return
         try:
-            r = await self._http.get(url + "/readyz")
+            r = await self._http.get(url + "/cluster/health")
             body = r.json()
-            self._leader_view = (r.status_code == 200, str(body.get("reason", "")))
+            if not isinstance(body, dict):
+                raise ValueError("not a JSON object")
+            self._leader_view = (bool(body.get("ready")), str(body.get("reason", "")))
+            self.leader_health = body
         except (httpx.HTTPError, ValueError) as e:
             self._leader_view = (False, f"the leader does not answer: {e}")
+            self.leader_health = {}
 
     async def stop(self) -> None:
         await self._demote()
@@ -168,18 +177,22 @@ class Leadership:
         out = []
         for mid in raft.config.peers:
             info = announced.get(mid, {})
+            reachable = True
             if mid == node.node_id:
                 ready = raft.caught_up and node.keyring is not None
             else:
                 peer = status.get("peers", {}).get(mid, {})
                 match = peer.get("matchIndex")
-                ready = bool(peer.get("connected")) and (
+                reachable = bool(peer.get("connected"))
+                ready = reachable and (
                     not raft.is_leader or (match is not None and commit - match <= _MAX_LAG)
                 )
             out.append(
                 {
                     "id": mid,
-                    "role": "leader" if mid == raft.leader_id else "follower",
+                    #: A master this one has no Raft connection to is "unreachable" (down, or
+                    #: cut off), whatever it was before.
+                    "role": "leader" if mid == raft.leader_id else "follower" if reachable else "unreachable",
                     "raftAddress": raft.config.peers[mid],
                     "address": info.get("adminUrl"),
                     "internalAddress": info.get("internalAddress"),

@@ -1,35 +1,186 @@
-"""Prometheus metrics of a master, in a registry of its own (no process-wide globals)."""
+"""Prometheus metrics of a master, in a registry of its own (no process-wide globals).
+
+Two kinds: counters and histograms moved as command batches are applied (``observe``, once
+per batch: nothing here runs per task except one list append in ``apply``), and gauges read
+from the store, Raft and the coordinator when ``/metrics`` is scraped (``_Snapshot``).
+docs/operations.md lists every metric; a test checks the list against this registry."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from kiok.core.states import RunState
+from kiok.errors import KiokError
 from kiok.store.effects import Effects
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+
+    from kiok.master.node import MasterNode
+
+log = logging.getLogger(__name__)
+
+#: Task and request durations: 5 ms to 6 h.
+_TASK_BUCKETS = (0.005, 0.05, 0.25, 1, 5, 15, 60, 300, 900, 3600, 21600)
+_HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
 
 
 class MasterMetrics:
-    def __init__(self) -> None:
+    def __init__(self, node: MasterNode | None = None) -> None:
         self.registry = CollectorRegistry()
-        self.runs_created = Counter("kiok_runs_created", "Runs created", registry=self.registry)
+        self._node = node
+        r = self.registry
+        self.runs_created = Counter("kiok_runs_created", "Runs created", registry=r)
         self.runs_finished = Counter(
-            "kiok_runs_finished", "Runs that reached a terminal state", registry=self.registry
+            "kiok_runs_finished",
+            "Runs that reached a terminal state, by DAG and state",
+            ["dag", "state"],
+            registry=r,
+        )
+        self.tasks_finished = Counter(
+            "kiok_tasks_finished", "Tasks that reached a terminal state, by state", ["state"], registry=r
+        )
+        self.task_duration = Histogram(
+            "kiok_task_duration_seconds",
+            "Duration of a task's last attempt, observed when its final report is applied",
+            ["state"],
+            buckets=_TASK_BUCKETS,
+            registry=r,
         )
         self.stale_reports = Counter(
-            "kiok_stale_reports", "Task reports rejected for a stale fence or attempt", registry=self.registry
+            "kiok_stale_reports", "Task reports rejected for a stale fence or attempt", registry=r
         )
         self.stale_log_batches = Counter(
             "kiok_stale_log_batches",
             "Worker log batches refused: not from the run's driver under its current fence, or the run ended",
-            registry=self.registry,
+            registry=r,
         )
-        self.commands = Counter(
-            "kiok_commands_applied", "Commands applied to the state store", registry=self.registry
+        self.http_duration = Histogram(
+            "kiok_http_request_duration_seconds",
+            "Admin API requests by method, route template and status class",
+            ["method", "route", "status"],
+            buckets=_HTTP_BUCKETS,
+            registry=r,
         )
-        self.active_runs = Gauge("kiok_active_runs", "Runs not yet finished", registry=self.registry)
+        if node is not None:
+            r.register(_Snapshot(node))
 
     def observe(self, fx: Effects) -> None:
-        self.runs_created.inc(len(fx.runs_created))
-        self.runs_finished.inc(len(fx.runs_finished))
-        self.stale_reports.inc(fx.stale_reports)
-        self.stale_log_batches.inc(fx.stale_logs)
-        self.active_runs.inc(len(fx.runs_created) - len(fx.runs_finished))
+        """Count what one applied batch did (on every master: each counts what it applied)."""
+        if fx.runs_created:
+            self.runs_created.inc(len(fx.runs_created))
+        if fx.stale_reports:
+            self.stale_reports.inc(fx.stale_reports)
+        if fx.stale_logs:
+            self.stale_log_batches.inc(fx.stale_logs)
+        if fx.task_ends:
+            self._task_ends(fx.task_ends)
+        for run_id in fx.runs_finished:
+            self._run_finished(run_id)
+
+    def _task_ends(self, ends: list[tuple[str, int]]) -> None:
+        by_state: dict[str, list[int]] = {}
+        for state, ms in ends:
+            by_state.setdefault(state, []).append(ms)
+        for state, durations in by_state.items():
+            self.tasks_finished.labels(state).inc(len(durations))
+            hist = self.task_duration.labels(state)
+            for ms in durations:
+                hist.observe(ms / 1000)
+
+    def _run_finished(self, run_id: str) -> None:
+        dag, state = "", "UNKNOWN"
+        if self._node is not None:
+            try:
+                header = self._node.reader.run_header(run_id)
+            except KiokError:  # the store cannot be read (no keyring yet): counted unlabelled
+                header = None
+            if header is not None:
+                dag, state = str(header.get("dagId", "")), str(header.get("state", state))
+        self.runs_finished.labels(dag, state).inc()
+        if self._node is not None and self._node.raft is not None and not self._node.raft.is_leader:
+            return  # one line per run in the cluster: the leader's
+        log.info("run %s of %s finished %s", run_id, dag, state, extra={"runId": run_id})
+
+
+class _Snapshot(Collector):
+    """Gauges read at scrape time: active runs by state, pending age, workers and slots,
+    commands applied and Raft's indexes."""
+
+    def __init__(self, node: MasterNode) -> None:
+        self._node = node
+
+    def collect(self) -> Iterator[Metric]:
+        node = self._node
+        yield CounterMetricFamily(
+            "kiok_commands_applied", "Commands applied to the state store", value=node.log_commands()
+        )
+        yield from self._runs(node)
+        yield from self._workers(node)
+        if node.raft is not None:
+            yield from self._raft(node)
+
+    def _runs(self, node: MasterNode) -> Iterator[Metric]:
+        try:
+            active = node.reader.active_runs()
+        except KiokError:  # no keyring yet: nothing to say about runs
+            return
+        counts = dict.fromkeys((RunState.PENDING.value, RunState.RUNNING.value), 0)
+        oldest_pending: int | None = None
+        for run in active:
+            counts[run["state"]] = counts.get(run["state"], 0) + 1
+            if run["state"] == RunState.PENDING.value:
+                created = int(run.get("createdMs") or 0)
+                oldest_pending = created if oldest_pending is None else min(oldest_pending, created)
+        runs = GaugeMetricFamily("kiok_runs", "Runs not yet finished, by state", labels=["state"])
+        for state, n in sorted(counts.items()):
+            runs.add_metric([state], n)
+        yield runs
+        yield GaugeMetricFamily("kiok_active_runs", "Runs not yet finished", value=len(active))
+        yield GaugeMetricFamily(
+            "kiok_pending_runs", "Runs waiting for a worker", value=counts[RunState.PENDING.value]
+        )
+        age = 0.0 if oldest_pending is None else max(0.0, (node.clock_ms() - oldest_pending) / 1000)
+        yield GaugeMetricFamily(
+            "kiok_oldest_pending_run_age_seconds", "Age of the oldest pending run (0: none)", value=age
+        )
+
+    def _workers(self, node: MasterNode) -> Iterator[Metric]:
+        infos = [w.info() for w in node.coordinator.workers.values()]
+        yield GaugeMetricFamily(
+            "kiok_workers_connected",
+            "Workers connected to this master (the leader's count is the cluster's)",
+            value=sum(1 for i in infos if i.connected),
+        )
+        slots = GaugeMetricFamily(
+            "kiok_worker_slots", "Task slots of each connected worker", labels=["worker", "state"]
+        )
+        for info in infos:
+            if info.connected:
+                slots.add_metric([info.id, "busy"], info.slots - info.free)
+                slots.add_metric([info.id, "free"], info.free)
+        yield slots
+
+    def _raft(self, node: MasterNode) -> Iterator[Metric]:
+        raft = node.raft
+        assert raft is not None
+        status = raft.status()
+        yield GaugeMetricFamily("kiok_raft_term", "Current Raft term", value=raft.term)
+        yield GaugeMetricFamily(
+            "kiok_raft_commit_index", "Raft commit index", value=status.get("commitIndex") or 0
+        )
+        yield GaugeMetricFamily(
+            "kiok_raft_applied_index",
+            "Raft index applied to this master's store",
+            value=status.get("lastApplied") or 0,
+        )
+        yield GaugeMetricFamily("kiok_raft_is_leader", "1 on the Raft leader", value=int(raft.is_leader))
+        yield CounterMetricFamily(
+            "kiok_raft_leader_changes", "New leaders this master has seen elected", value=raft.leader_changes
+        )

@@ -121,7 +121,7 @@ class MasterNode:
         else:
             self.log = LocalCommandLog(self.kv)
         self.reader = StateReader(self.kv)
-        self.metrics = MasterMetrics()
+        self.metrics = MasterMetrics(self)
         self.log_gate = LogGate(self.reader)
         self.auth = AuthService(
             self.log,
@@ -303,6 +303,10 @@ class MasterNode:
             self._specs.pop(run_id, None)
         if fx.log_deletes and self.raft is None:  # replicated masters delete them as they apply
             self.joblog.delete_runs(fx.log_deletes)
+
+    def log_commands(self) -> int:
+        """Commands this master's store has applied since it started."""
+        return int(getattr(self.log, "commands", 0))
 
     def readiness(self) -> tuple[bool, str]:
         if not self._started:

@@ -9,6 +9,7 @@ import gc
 import ipaddress
 import logging
 import signal
+import socket
 import sys
 import time
 import uuid
@@ -120,6 +121,17 @@ def worker_id_for(settings: Settings) -> str:
     wid = f"worker-{uuid.uuid4().hex[:8]}"
     path.write_text(wid + "\n")
     return wid
+
+
+def status_url(settings: Settings, serves_tls: bool) -> str:
+    """Where a worker's status port is reached: ``kiok.worker.host`` (the host name when
+    that is every address) and ``kiok.worker.status.port``."""
+    host = settings.get_str("kiok.worker.host")
+    if host in ("", "0.0.0.0", "::"):
+        host = socket.gethostname()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{'https' if serves_tls else 'http'}://{host}:{settings.get_int('kiok.worker.status.port')}"
 
 
 def isolation_for(settings: Settings) -> Isolation:

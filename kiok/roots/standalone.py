@@ -26,6 +26,7 @@ from kiok.roots.common import (
     isolation_for,
     plaintext_exposure,
     prepare_data_dir,
+    status_url,
     trusted_proxies,
     wait_for_stop,
 )
@@ -146,7 +147,7 @@ async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
     link = InProcessLink(node, settings.get_int("kiok.scheduler.max.global.concurrency"))
     worker = build_worker(settings, link, environ, isolation)
     link.worker_id = worker.id
-    status_addr = f"{settings.get_str('kiok.worker.host')}:{settings.get_int('kiok.worker.status.port')}"
+    status_addr = status_url(settings, tls.serves_tls)
     node.coordinator.add_worker(LocalWorkerHandle(worker, status_addr))
     admin = http_server(
         create_app(node, max_body_bytes=settings.get_int("kiok.admin.http.max.content.size.bytes")),
@@ -169,11 +170,10 @@ async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
         asyncio.create_task(status.serve(sockets=[status_listener])),
     ]
     log.info(
-        "kiok standalone: admin API on %s://%s, worker %s status on %s://%s, data in %s",
-        scheme := "https" if tls.serves_tls else "http",
+        "kiok standalone: admin API on %s://%s, worker %s status on %s, data in %s",
+        "https" if tls.serves_tls else "http",
         node.admin_address,
         worker.id,
-        scheme,
         status_addr,
         data,
     )

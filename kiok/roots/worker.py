@@ -8,6 +8,7 @@ import asyncio
 import logging
 from pathlib import Path
 
+from kiok import logs
 from kiok.config import Settings
 from kiok.errors import InvalidInput
 from kiok.roots.common import (
@@ -15,6 +16,7 @@ from kiok.roots.common import (
     http_server,
     isolation_for,
     prepare_data_dir,
+    status_url,
     wait_for_stop,
     worker_id_for,
 )
@@ -55,10 +57,11 @@ async def run_worker(settings: Settings, environ: dict[str, str]) -> None:
         io_timeout_s=settings.get_int("kiok.internal.io.timeout.ms") / 1000,
         max_frame_bytes=settings.get_int("kiok.internal.max.frame.bytes"),
         ssl_context=tls.client_context(),
+        status_url=status_url(settings, tls.serves_tls),
     )
     worker = build_worker(settings, client, environ, isolation)
+    logs.identify(worker.id)
     client.attach(worker)
-    status_addr = f"{settings.get_str('kiok.worker.host')}:{settings.get_int('kiok.worker.status.port')}"
     status = http_server(
         create_status_app(worker, lambda: client.state),
         settings.get_str("kiok.worker.host"),
@@ -67,7 +70,11 @@ async def run_worker(settings: Settings, environ: dict[str, str]) -> None:
     )
     tasks = [asyncio.create_task(status.serve(sockets=[status_listener])), asyncio.create_task(client.run())]
     log.info(
-        "kiok worker %s: masters %s, status on http://%s, data in %s", worker.id, masters, status_addr, data
+        "kiok worker %s: masters %s, status on %s, data in %s",
+        worker.id,
+        masters,
+        status_url(settings, tls.serves_tls),
+        data,
     )
     failed = await wait_for_stop(signals.stop, tasks)
     log.info("shutting down: no new runs")

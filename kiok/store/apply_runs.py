@@ -210,6 +210,13 @@ def apply_report(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
         if verdict is ReportVerdict.ACCEPT:
             _put_task(txn, run, tid, stored, reported)
             accepted += 1
+            if reported.is_terminal and reported.ended_at_ms is not None:
+                fx.task_ends.append(
+                    (
+                        reported.state.value,
+                        reported.ended_at_ms - (reported.started_at_ms or reported.ended_at_ms),
+                    )
+                )
         elif verdict is ReportVerdict.STALE:
             stale += 1
     if stale:

@@ -19,6 +19,8 @@ class Effects:
     stale_reports: int = 0
     #: Worker log batches dropped at apply time (stale fence, other worker, finished run).
     stale_logs: int = 0
+    #: Tasks a report ended: (final state, duration of the last attempt in ms), for metrics.
+    task_ends: list[tuple[str, int]] = field(default_factory=list)
     #: The keyring was installed or rotated: every node re-reads it before the next write.
     keyring_changed: bool = False
     #: Job-log chunks (run id, task id, bytes, stream) to append, in order, once the batch is
@@ -42,6 +44,7 @@ class Effects:
         self.dags_changed.extend(other.dags_changed)
         self.stale_reports += other.stale_reports
         self.stale_logs += other.stale_logs
+        self.task_ends.extend(other.task_ends)
         self.keyring_changed |= other.keyring_changed
         self.log_appends.extend(other.log_appends)
         self.maintenance_changed |= other.maintenance_changed

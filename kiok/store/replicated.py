@@ -185,6 +185,8 @@ class RaftCommandLog:
         self._replica: _Replica | None = None
         self.batches = 0
         self.commands = 0
+        #: Times this master saw a new leader elected (a metric: frequent changes are trouble).
+        self.leader_changes = 0
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -230,6 +232,8 @@ class RaftCommandLog:
         while True:
             now = (self.leader_id, self.term)
             if now != last:
+                if now[0] is not None and now[0] != last[0]:
+                    self.leader_changes += 1
                 last = now
                 self._on_role_change()
             await asyncio.sleep(0.05)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from kiok import logs
 from kiok.core.frontier import Frontier
 from kiok.core.placeholders import Context, has_placeholders, param_env, param_values, resolve
 from kiok.core.retry import fail_event, timeout_ms_for
@@ -184,6 +185,8 @@ class RunDriver:
 
     async def _attempt(self, tid: TaskId) -> None:
         """One attempt of ``tid``, in the slot ``_pump`` took for it."""
+        logs.RUN_ID.set(self.run_id)  # this task's context (``_pump`` may run in another's)
+        logs.TASK_ID.set(tid)
         try:
             await self._env.link.acquire_task_permit()
             try:

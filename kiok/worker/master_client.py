@@ -87,8 +87,11 @@ class MasterClient:
         io_timeout_s: float,
         max_frame_bytes: int,
         ssl_context: ssl.SSLContext | None = None,
+        status_url: str = "",
     ) -> None:
         self._masters = masters
+        #: Where this worker's status port is reached, told in the hello (the masters show it).
+        self._status_url = status_url
         self._worker_id = worker_id
         self._credential_file = credential_file
         self._join_token = join_token
@@ -283,6 +286,8 @@ class MasterClient:
                 "capabilities": [],
                 "taskIsolation": self._worker.task_isolation,
             }
+            if self._status_url:
+                hello["statusUrl"] = self._status_url
             hello.update(self._auth())
             await write_frame(writer, frame(Kind.HELLO, **hello), timeout_s=self._io_timeout_s)
             answer = await read_frame(

@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
+from kiok import logs
 from kiok.core.timefmt import iso_utc
 from kiok.protocol.messages import Assignment, Fence, OfferReply, OfferVerdict
 from kiok.worker.driver import DriverEnv, RunDriver
@@ -107,6 +108,7 @@ class Worker:
             entry[0].cancel()
 
     async def _drive(self, driver: RunDriver) -> None:
+        logs.RUN_ID.set(driver.run_id)  # this task's context: every line it logs names the run
         started = self.env.clock_ms()
         state = "FAILED"
         try:

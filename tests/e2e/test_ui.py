@@ -1,13 +1,11 @@
 """The admin UI end to end: a real ``kiok standalone`` driven by Debian's chromium through
 Playwright (sync API, plain ``def`` tests). Without chromium the browser tests skip locally
-and fail under ``CI=true``. ``KIOK_UI_SCREENSHOTS=1`` writes the screenshots of
+and fail under ``CI=true``. ``UI_SCREENSHOTS=1`` writes the screenshots of
 docs/ui.md to ``docs/ui/`` (1280×800); otherwise they go to a temporary directory."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,10 +14,7 @@ import httpx
 import pytest
 
 from kiok.testing.process import ADMIN_PASSWORD, Standalone
-
-ROOT = Path(__file__).resolve().parents[2]
-VIEWPORT = {"width": 1280, "height": 800}
-TIMEOUT_MS = 20_000
+from tests.e2e.conftest import TIMEOUT_MS, VIEWPORT, Console
 
 DEMO = """
 dag:
@@ -47,11 +42,6 @@ tasks:
 """
 
 
-def chromium() -> str | None:
-    candidates = (os.environ.get("KIOK_CHROMIUM"), "/usr/lib/chromium/chromium", shutil.which("chromium"))
-    return next((p for p in candidates if p and os.path.exists(p)), None)
-
-
 @pytest.fixture(scope="module")
 def ui_kiok(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone]:
     """A fresh standalone whose admin still has the first-login password (admin/admin, with
@@ -63,40 +53,6 @@ def ui_kiok(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone]:
     node.start()
     yield node
     node.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    exe = chromium()
-    if exe is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is missing (apt-get install chromium): UI tests must run in CI")
-        pytest.skip("chromium not installed (apt-get install -y --no-install-recommends chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=exe)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    if os.environ.get("KIOK_UI_SCREENSHOTS") == "1":
-        return ROOT / "docs" / "ui"
-    return tmp_path
-
-
-class Console:
-    """Every console error and uncaught exception of a page; expected ones are taken out."""
-
-    def __init__(self) -> None:
-        self.errors: list[str] = []
-
-    def take(self, pattern: str) -> None:
-        found = [e for e in self.errors if re.search(pattern, e)]
-        assert found, f"expected a console error matching {pattern!r}; got {self.errors}"
-        self.errors.remove(found[0])
 
 
 def test_shell_assets_and_api_paths(ui_kiok: Standalone) -> None:

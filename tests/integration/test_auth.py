@@ -25,7 +25,7 @@ def _routes() -> list[tuple[str, str]]:
 
 def test_probes_need_no_auth(shared_kiok: Standalone) -> None:
     assert httpx.get(shared_kiok.url + "/healthz").status_code == 200
-    assert httpx.get(shared_kiok.url + "/readyz").json() == {"status": "ready"}
+    assert httpx.get(shared_kiok.url + "/readyz").json() == {"status": "healthy", "ready": True}
 
 
 @pytest.mark.parametrize(("method", "path"), _routes())

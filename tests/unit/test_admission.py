@@ -15,6 +15,7 @@ from kiok.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from kiok.master.admission import CREDENTIAL_PREFIX, JOIN_TOKEN_PREFIX, Admission, secret_hash
 from kiok.master.api.app import create_app
 from kiok.master.auth import Principal
+from kiok.master.metrics import MasterMetrics
 from kiok.store import commands as c
 from kiok.store import keys
 from kiok.store.apply_admission import EXPIRED_TOKEN_RETENTION_MS
@@ -207,6 +208,7 @@ class StubNode:
         self.audit = self
         self.iam = self
         self.raft = None  # one master: nothing is forwarded
+        self.metrics = MasterMetrics()  # the admin app times every request
 
     def authorize(self, principal: object, action: str, resource: str) -> None:
         pass  # the real policy check is covered by tests/integration/test_iam.py

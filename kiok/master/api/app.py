@@ -16,6 +16,7 @@ from kiok.master.api import (
     cluster,
     connections,
     dags,
+    grid,
     health,
     iam,
     maintenance,
@@ -24,6 +25,7 @@ from kiok.master.api import (
 )
 from kiok.master.api.forward import ForwardToLeader
 from kiok.master.api.json_limits import JsonLimits
+from kiok.master.api.observe import RequestObserver
 from kiok.master.http_errors import error_response
 from kiok.security.http_headers import SecurityHeaders
 
@@ -121,7 +123,7 @@ def create_app(node: MasterNode, *, max_body_bytes: int, forward_timeout_s: floa
     )
     app.state.node = node
     http_errors.install(app)
-    for module in (health, auth, dags, runs, cluster, admin, maintenance, connections, iam):
+    for module in (health, auth, dags, grid, runs, cluster, admin, maintenance, connections, iam):
         app.include_router(module.router)
     openapi.install(app)
     ui.install(app)  # last: the SPA shell answers GETs no other route took
@@ -129,5 +131,6 @@ def create_app(node: MasterNode, *, max_body_bytes: int, forward_timeout_s: floa
     app.add_middleware(ForwardToLeader, node=node, timeout_s=forward_timeout_s)
     app.add_middleware(JsonLimits)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
-    app.add_middleware(SecurityHeaders, no_store_prefixes=("/api/",))  # outermost: every answer
+    app.add_middleware(SecurityHeaders, no_store_prefixes=("/api/",))  # every answer
+    app.add_middleware(RequestObserver, node=node)  # outermost: request id, latency
     return app

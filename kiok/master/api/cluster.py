@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from kiok.master.api.deps import node_of, require
 from kiok.master.auth import Principal
+from kiok.master.cluster_view import cluster_view
 from kiok.master.views import iso
 from kiok.security import actions
 
@@ -21,7 +22,7 @@ async def cluster(
     request: Request, _: Principal = Depends(require(actions.READ_CLUSTER, "cluster"))
 ) -> dict[str, Any]:
     node = node_of(request)
-    ready, _why = node.readiness()
+    view = cluster_view(node)
     workers = []
     for handle in node.coordinator.workers.values():
         info = handle.info()
@@ -38,19 +39,13 @@ async def cluster(
                 "taskIsolation": info.task_isolation,
             }
         )
-    if node.raft is None:
-        return {
-            "masters": [
-                {"id": node.node_id, "role": "leader", "address": node.admin_address, "ready": ready}
-            ],
-            "leader": node.node_id,
-            "term": node.coordinator.term,
-            "workers": workers,
-        }
     return {
-        "masters": node.leadership.masters(),
-        "leader": node.raft.leader_id,
-        "term": node.raft.term,
+        "status": view.status,
+        "masters": view.masters,
+        "leader": view.leader,
+        "term": view.term,
+        #: A follower forwards this request: workers connect to the leader, it tells them.
+        "connectedWorkers": view.connected_workers,
         "workers": workers,
     }
 

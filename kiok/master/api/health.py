@@ -3,7 +3,6 @@ ready, ``/cluster/health`` for the cluster's view."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
@@ -11,15 +10,12 @@ from fastapi.responses import JSONResponse
 
 from kiok.errors import KiokError
 from kiok.master.api.deps import node_of
+from kiok.master.cluster_view import cluster_view
 
 if TYPE_CHECKING:
     from kiok.master.node import MasterNode
 
 router = APIRouter(tags=["health"])
-
-#: Workers' task isolation (``kiok.worker.isolation``), weakest first: the cluster shows its
-#: weakest connected worker's ("unknown": a worker that did not say).
-_ISOLATION_RANK = ("unknown", "none", "user", "user+pidns")
 
 
 @router.get("/healthz")
@@ -29,45 +25,37 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"description": "not ready yet; the body says what is missing"}})
 async def readyz(request: Request) -> Any:
-    ready, why = node_of(request).readiness()
-    if ready:
-        return {"status": "ready"}
-    return JSONResponse({"status": "not ready", "reason": why}, status_code=503)
+    """200 while the status is healthy or degraded, 503 unhealthy (the same words and the
+    same view as ``/cluster/health``)."""
+    view = cluster_view(node_of(request))
+    if view.ready:
+        return {"status": view.status, "ready": True}
+    return JSONResponse({"status": view.status, "ready": False, "reason": view.reason}, status_code=503)
 
 
 @router.get("/cluster/health")
 async def cluster_health(request: Request) -> dict[str, Any]:
     node = node_of(request)
-    ready, _ = node.readiness()
-    infos = [w.info() for w in node.coordinator.workers.values()]
-    connected = sum(1 for info in infos if info.connected)
-    isolation = _weakest(info.task_isolation for info in infos if info.connected)
-    if node.raft is None:
-        return {
-            "status": "healthy" if ready else "unhealthy" if connected == 0 else "degraded",
-            "leader": node.node_id,
-            "term": node.coordinator.term,
-            "masters": 1,
-            "connectedWorkers": connected,
-            "taskIsolation": isolation,
-            "maintenanceMode": _maintenance(node),
-        }
-    raft = node.raft.status()
-    quorum = bool(raft.get("hasQuorum"))
-    leader = node.raft.leader_id
-    return {
-        "status": "healthy" if ready else "degraded" if leader is not None and quorum else "unhealthy",
-        "leader": leader,
+    view = cluster_view(node)
+    out: dict[str, Any] = {
+        "status": view.status,
+        "ready": view.ready,
+        "leader": view.leader,
         #: "leader" once this master coordinates (its takeover done), else "follower".
-        "role": "leader" if node.leadership.leading else "follower",
-        "term": node.raft.term,
-        "masters": len(node.raft.config.peers),
-        "connectedWorkers": connected,
-        "taskIsolation": isolation,
+        "role": view.role,
+        "term": view.term,
+        "masters": 1 if node.raft is None else len(node.raft.config.peers),
+        "unreachableMasters": sorted(m["id"] for m in view.masters if m["role"] == "unreachable"),
+        "connectedWorkers": view.connected_workers,
+        "taskIsolation": view.task_isolation,
         "maintenanceMode": _maintenance(node),
-        "commitIndex": raft.get("commitIndex"),
-        "appliedIndex": raft.get("lastApplied"),
     }
+    if view.reason:
+        out["reason"] = view.reason
+    if node.raft is not None:
+        out["commitIndex"] = view.commit_index
+        out["appliedIndex"] = view.applied_index
+    return out
 
 
 def _maintenance(node: MasterNode) -> bool | None:
@@ -78,9 +66,3 @@ def _maintenance(node: MasterNode) -> bool | None:
         return bool(node.reader.maintenance()["enabled"])
     except KiokError:
         return None
-
-
-def _weakest(modes: Iterable[str]) -> str | None:
-    """The weakest of the connected workers' task isolation modes; None without workers."""
-    rank = {mode: i for i, mode in enumerate(_ISOLATION_RANK)}
-    return min(modes, key=lambda mode: rank.get(mode, 0), default=None)

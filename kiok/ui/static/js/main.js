@@ -7,11 +7,16 @@ import { DagList } from "./views/dags.js";
 import { DagPage } from "./views/dag.js";
 import { RunView } from "./views/run.js";
 import { LogView } from "./views/log.js";
+import { GridView } from "./views/grid.js";
+import { ClusterView } from "./views/cluster.js";
+import { MaintenanceBanner } from "./maintenance.js";
 import { Loading } from "./views/common.js";
 
 const ROUTES = [
   ["/", () => html`<${DagList} />`],
   ["/dags/:dagId", (p) => html`<${DagPage} key=${p.dagId} dagId=${p.dagId} />`],
+  ["/dags/:dagId/grid", (p) => html`<${GridView} key=${p.dagId} dagId=${p.dagId} />`],
+  ["/cluster", () => html`<${ClusterView} />`],
   ["/runs/:runId", (p) => html`<${RunView} key=${p.runId} runId=${p.runId} />`],
   ["/runs/:runId/tasks/:taskId", (p) => html`<${LogView} key=${p.runId + "/" + p.taskId} ...${p} />`],
 ];
@@ -28,6 +33,7 @@ function Nav({ where }) {
     <a class="brand" href="/"><span class="logo" aria-hidden="true"></span>kiok</a>
     <nav aria-label="Main">
       <a href="/" aria-current=${dagsActive ? "page" : undefined}>DAGs</a>
+      <a href="/cluster" aria-current=${where === "/cluster" ? "page" : undefined}>Cluster</a>
     </nav>
     <div class="who">
       <span class="muted">Signed in as</span> <strong data-testid="user">${session.user}</strong>
@@ -77,7 +83,7 @@ function App() {
       break;
     }
   }
-  return html`<${Nav} where=${path} />${view}`;
+  return html`<${Nav} where=${path} /><${MaintenanceBanner} />${view}`;
 }
 
 installLinkHandler();

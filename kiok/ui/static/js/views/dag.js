@@ -35,6 +35,7 @@ export function DagPage({ dagId }) {
     <div class="page-head">
       <h1><span class="mono">${dagId}</span></h1>
       <div class="spacer"></div>
+      <a class="button" href=${`/dags/${enc(dagId)}/grid`}>▦ Grid</a>
       ${dag ? html`<${PauseToggle} dag=${dag} onChanged=${load} onError=${setError} />` : null}
       <button type="button" class="primary" onClick=${() => setRunning(true)} disabled=${!dag}>▶ Run</button>
     </div>

@@ -1,0 +1,177 @@
+// The cluster: masters (role, ready, leader and term), workers (labels, slots, draining, last
+// heartbeat, task isolation) with Revoke, maintenance mode with Enter/Leave, and, while the
+// cluster is not ready, why (`/readyz`, which needs no login). Refreshes every 5 s with two
+// requests (`/api/v1/cluster`, `/api/v1/admin/maintenance`); an action the caller may not take
+// answers 403, shown inline at the action.
+import { html, useEffect, useState } from "../html.js";
+import { ApiError, enc, get, post, request } from "../api.js";
+import { when } from "../format.js";
+import { refreshMaintenance } from "../maintenance.js";
+import { ErrorBox, Loading, usePolling } from "./common.js";
+
+const EVERY_MS = 5000;
+
+/** "3s ago", "2m ago", "1h ago" (or the time for older ones). */
+export function ago(iso, now = Date.now()) {
+  if (!iso) return "never";
+  const s = Math.max(0, Math.round((now - new Date(iso).getTime()) / 1000));
+  if (s < 60) return `${s}s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h ago`;
+  return when(iso);
+}
+
+async function readiness() {
+  try {
+    const response = await fetch("/readyz", { headers: { Accept: "application/json" }, cache: "no-store" });
+    const body = await response.json();
+    return response.ok ? null : body.reason || body.status || "not ready";
+  } catch (err) {
+    return `cannot reach the master: ${err.message}`;
+  }
+}
+
+function YesNo({ value, yes = "yes", no = "no", bad = false }) {
+  const cls = value ? (bad ? "flag warn" : "flag ok") : bad ? "flag" : "flag warn";
+  return html`<span class=${cls}><span aria-hidden="true">${value ? "✓" : "✕"}</span> ${value ? yes : no}</span>`;
+}
+
+/** A button that asks to confirm, then runs `action`; a refusal (e.g. 403) is shown next to it. */
+function ConfirmAction({ label, question, confirm, danger = false, action, onDone, testid }) {
+  const [asking, setAsking] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState(null);
+  // Once the API has said 403, the action stays disabled (the policies will not change here).
+  const [refused, setRefused] = useState(false);
+  const go = async () => {
+    setBusy(true);
+    setError(null);
+    try {
+      await action();
+      setAsking(false);
+      await onDone();
+    } catch (err) {
+      setError(err);
+      if (err instanceof ApiError && err.status === 403) setRefused(true);
+    } finally {
+      setBusy(false);
+    }
+  };
+  const forbidden = error instanceof ApiError && error.status === 403;
+  return html`<div class="action" data-testid=${testid}>
+    ${asking ? html`<div class="confirm" role="group" aria-label=${`Confirm: ${label}`}>
+      <span>${question}</span>
+      <button type="button" class=${danger ? "danger" : "primary"} disabled=${busy} onClick=${go}>${busy ? "…" : confirm}</button>
+      <button type="button" onClick=${() => { setAsking(false); setError(null); }}>Cancel</button>
+    </div>` : html`<button type="button" class=${danger ? "danger small-btn" : "small-btn"} disabled=${refused}
+      title=${refused ? "Your policies do not allow this" : undefined} onClick=${() => setAsking(true)}>${label}</button>`}
+    <${ErrorBox} error=${error} label=${forbidden ? "Not allowed" : "Failed"} />
+  </div>`;
+}
+
+function Maintenance({ mode, error, onChanged }) {
+  if (error) return html`<${ErrorBox} error=${error} label="Maintenance mode" />`;
+  if (!mode) return null;
+  const on = mode.enabled;
+  return html`<section class=${`card maint ${on ? "on" : ""}`} aria-labelledby="maint-title" data-testid="maintenance">
+    <div>
+      <h2 id="maint-title">Maintenance mode: <span data-testid="maintenance-state">${on ? "on" : "off"}</span></h2>
+      <p class="muted small">${on
+        ? `On since ${when(mode.since)}${mode.by ? ` (by ${mode.by})` : ""}. No run starts; running runs go on.`
+        : mode.since ? `Last on ${when(mode.since)} – ${when(mode.until)}${mode.by ? ` (by ${mode.by})` : ""}.`
+        : "Never switched on."}</p>
+    </div>
+    <${ConfirmAction}
+      testid="maintenance-action"
+      label=${on ? "Leave maintenance" : "Enter maintenance"}
+      question=${on ? "Let runs start again?" : "Stop new runs from starting (running runs go on)?"}
+      confirm=${on ? "Yes, leave" : "Yes, enter"}
+      danger=${!on}
+      action=${() => post("/api/v1/admin/maintenance", { enabled: !on })}
+      onDone=${async () => { await onChanged(); await refreshMaintenance(); }} />
+  </section>`;
+}
+
+function Slots({ w }) {
+  const busy = Math.max(0, w.slots - w.free);
+  return html`<div class="slots" title=${`${busy} busy, ${w.free} free of ${w.slots}`}>
+    <progress max=${w.slots || 1} value=${busy} aria-label=${`${w.id}: ${busy} of ${w.slots} slots busy`}></progress>
+    <span class="small">${busy} busy / ${w.free} free</span>
+  </div>`;
+}
+
+export function ClusterView() {
+  const [cluster, setCluster] = useState(null);
+  const [mode, setMode] = useState(null);
+  const [modeError, setModeError] = useState(null);
+  const [error, setError] = useState(null);
+  const [notReady, setNotReady] = useState(null);
+  const [now, setNow] = useState(Date.now());
+
+  useEffect(() => { document.title = "Cluster · kiok"; }, []);
+
+  const load = async () => {
+    const [c, m] = await Promise.allSettled([get("/api/v1/cluster"), get("/api/v1/admin/maintenance")]);
+    setNow(Date.now());
+    if (c.status === "fulfilled") {
+      setCluster(c.value);
+      setError(null);
+      setNotReady(null);
+    } else {
+      setError(c.reason);
+      if (c.reason instanceof ApiError && c.reason.status === 503) setNotReady(await readiness());
+    }
+    if (m.status === "fulfilled") {
+      setMode(m.value);
+      setModeError(null);
+    } else {
+      setModeError(m.reason);
+    }
+  };
+  usePolling(load, EVERY_MS, true, []);
+
+  const workers = cluster ? [...cluster.workers].sort((a, b) => a.id.localeCompare(b.id)) : [];
+  return html`<main class="page">
+    <div class="page-head">
+      <h1>Cluster</h1>
+      ${cluster ? html`<span class="muted" data-testid="leader">leader <strong class="mono">${cluster.leader || "none"}</strong>, term ${cluster.term}</span>` : null}
+    </div>
+    ${notReady ? html`<div class="error" role="alert" data-testid="not-ready"><strong>Cluster not ready:</strong> ${notReady}</div>`
+      : html`<${ErrorBox} error=${error} label="Could not load the cluster" />`}
+    <${Maintenance} mode=${mode} error=${modeError} onChanged=${load} />
+    ${cluster === null && !error ? html`<${Loading} />` : null}
+    ${cluster ? html`
+      <h2>Masters</h2>
+      <table class="grid-table" data-testid="masters">
+        <thead><tr><th scope="col">Master</th><th scope="col">Role</th><th scope="col">Address</th><th scope="col">Ready</th></tr></thead>
+        <tbody>${cluster.masters.map((m) => html`<tr key=${m.id} data-master=${m.id}>
+          <td class="mono strong">${m.id}</td>
+          <td><span class=${`role ${m.role}`}>${m.role === "leader" ? "★ leader" : m.role === "unreachable" ? "✕ unreachable" : m.role}</span></td>
+          <td class="mono small">${m.address || "—"}</td>
+          <td><${YesNo} value=${m.ready} yes="ready" no="not ready" /></td>
+        </tr>`)}</tbody>
+      </table>
+      <h2>Workers <span class="muted small">(${workers.length})</span></h2>
+      ${workers.length === 0 ? html`<p class="muted">No worker connected.</p>` : html`
+      <table class="grid-table" data-testid="workers">
+        <thead><tr>
+          <th scope="col">Worker</th><th scope="col">Labels</th><th scope="col">Slots</th><th scope="col">Draining</th>
+          <th scope="col">Connected</th><th scope="col">Last heartbeat</th><th scope="col">Task isolation</th>
+          <th scope="col" class="actions"><span class="sr-only">Actions</span></th>
+        </tr></thead>
+        <tbody>${workers.map((w) => html`<tr key=${w.id} data-worker=${w.id}>
+          <td><div class="mono strong">${w.id}</div><div class="mono small muted">${w.address}</div></td>
+          <td>${w.labels.length ? w.labels.map((l) => html`<span class="chip" key=${l}>${l}</span>`) : html`<span class="muted">none</span>`}</td>
+          <td><${Slots} w=${w} /></td>
+          <td><${YesNo} value=${w.draining} yes="draining" no="no" bad=${true} /></td>
+          <td><${YesNo} value=${w.connected} yes="connected" no="disconnected" /></td>
+          <td class="small" title=${when(w.lastHeartbeat)}>${ago(w.lastHeartbeat, now)}</td>
+          <td class="mono small">${w.taskIsolation || "unknown"}</td>
+          <td class="actions"><${ConfirmAction} testid="revoke" label="Revoke" danger=${true}
+            question=${`Revoke ${w.id}? It is disconnected at once and needs a new join token to come back.`}
+            confirm="Yes, revoke"
+            action=${() => request("DELETE", `/api/v1/admin/workers/${enc(w.id)}`)} onDone=${load} /></td>
+        </tr>`)}</tbody>
+      </table>`}` : null}
+  </main>`;
+}

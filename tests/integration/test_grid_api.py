@@ -1,0 +1,115 @@
+"""``GET /api/v1/dags/{dagId}/grid`` against a real standalone: topological task order,
+one state letter per task, attempts, paging by runs and by tasks, re-reading chosen runs,
+and only the runs the caller may read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from kiok.testing.process import Standalone
+
+PW = "Grid-Password-12345"
+# Declared out of order: the grid lists upstreams first.
+GRID_DAG = """dag: {id: grid_demo}
+tasks:
+  - {id: report, requires: [load], script: 'echo report'}
+  - {id: load, requires: [extract], script: 'exit 3'}
+  - {id: extract, script: 'echo extract'}
+  - {id: flaky, retries: 1, retry_delay: 10ms, script: 'test "$KIOK_ATTEMPT" -ge 2'}
+"""
+
+
+def grid(k: Standalone, query: str = "", headers: dict[str, str] | None = None) -> httpx.Response:
+    if headers is None:
+        return k.api("GET", f"/api/v1/dags/grid_demo/grid{query}")
+    return httpx.get(k.url + f"/api/v1/dags/grid_demo/grid{query}", headers=headers, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def runs(shared_kiok: Standalone) -> list[str]:
+    k = shared_kiok
+    k.register(GRID_DAG)
+    ids = []
+    for _ in range(3):
+        run_id = k.trigger("grid_demo")
+        k.wait_run(run_id)
+        ids.append(run_id)
+    return ids
+
+
+def test_grid_rows_are_tasks_in_topological_order_with_state_letters(
+    shared_kiok: Standalone, runs: list[str]
+) -> None:
+    r = grid(shared_kiok)
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    assert body["tasks"] == ["extract", "flaky", "load", "report"]
+    assert body["totalTasks"] == 4
+    assert [run["runId"] for run in body["runs"]] == runs[::-1]  # newest first
+    assert body["codes"]["S"] == "SUCCESS" and body["codes"]["F"] == "FAILED"
+    oldest = body["runs"][-1]
+    assert oldest["state"] == "FAILED"
+    # extract ok, flaky ok on its second attempt, load failed, report skipped.
+    assert oldest["cells"] == "SSFK"
+    assert oldest["attempts"] == [[1, 2]]
+    assert oldest["durationsMs"][0] is not None and oldest["durationsMs"][3] is None
+    worker = oldest["workerIndex"][0]
+    assert isinstance(worker, int) and body["workers"][worker].startswith("worker-")
+    assert body["nextCursor"] is None
+
+
+def test_grid_pages_by_runs_and_tasks_and_rereads_chosen_runs(
+    shared_kiok: Standalone, runs: list[str]
+) -> None:
+    first = grid(shared_kiok, "?limit=2").json()
+    assert [run["runId"] for run in first["runs"]] == [runs[2], runs[1]]
+    assert first["nextCursor"] is not None
+    rest = grid(shared_kiok, f"?limit=2&cursor={first['nextCursor']}").json()
+    assert [run["runId"] for run in rest["runs"]] == [runs[0]] and rest["nextCursor"] is None
+    part = grid(shared_kiok, "?taskOffset=2&taskLimit=1").json()
+    assert part["tasks"] == ["load"] and part["totalTasks"] == 4 and part["taskOffset"] == 2
+    assert all(run["cells"] == "F" for run in part["runs"])
+    chosen = grid(shared_kiok, f"?runs={runs[0]},nope-1-1,{runs[2]}").json()
+    assert {run["runId"] for run in chosen["runs"]} == {runs[0], runs[2]}
+    assert grid(shared_kiok, "?cursor=x").status_code == 400
+    missing = shared_kiok.api("GET", "/api/v1/dags/no_such_dag/grid")
+    assert missing.status_code == 404
+
+
+def test_grid_shows_only_runs_the_caller_may_read(shared_kiok: Standalone, runs: list[str]) -> None:
+    k = shared_kiok
+    one = runs[1]
+    policy = {
+        "Statement": [
+            {"Effect": "Allow", "Action": "runs:Read", "Resource": f"dag/grid_demo/run/{one}"},
+        ]
+    }
+    assert (
+        k.api("POST", "/api/v1/iam/policies", json={"policy": "grid-one", "document": policy}).status_code
+        == 201
+    )
+    body = {"user": "grid-reader", "password": PW, "policies": ["grid-one"]}
+    assert k.api("POST", "/api/v1/iam/users", json=body).status_code == 201
+    login = httpx.post(k.url + "/api/v1/auth/login", json={"user": "grid-reader", "password": PW})
+    headers = {"Authorization": f"Bearer {login.json()['accessToken']}"}
+    seen = grid(k, headers=headers)
+    assert seen.status_code == 200, seen.text
+    assert [run["runId"] for run in seen.json()["runs"]] == [one]
+    assert seen.json()["tasks"] == ["extract", "flaky", "load", "report"]
+    # A DAG it can see nothing of: 404 whether it exists or not.
+    other = httpx.get(k.url + "/api/v1/dags/other_dag/grid", headers=headers, timeout=30)
+    assert other.status_code == 404
+    nobody = {"user": "grid-nobody", "password": PW, "policies": []}
+    assert k.api("POST", "/api/v1/iam/users", json=nobody).status_code == 201
+    login = httpx.post(k.url + "/api/v1/auth/login", json={"user": "grid-nobody", "password": PW})
+    refused = grid(k, headers={"Authorization": f"Bearer {login.json()['accessToken']}"})
+    assert refused.status_code == 403
+
+
+def test_grid_is_in_the_openapi_document(shared_kiok: Standalone) -> None:
+    doc = shared_kiok.api("GET", "/api/v1/openapi.json").json()
+    params = {p["name"] for p in doc["paths"]["/api/v1/dags/{dag_id}/grid"]["get"]["parameters"]}
+    assert {"limit", "cursor", "runs", "taskOffset", "taskLimit"} <= params
