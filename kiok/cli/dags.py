@@ -33,16 +33,18 @@ def dags() -> None:
 
 
 @dags.command()
-@click.argument(
-    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
-)
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @json_option
 @pass_cli
 def register(cli: CliContext, files: tuple[Path, ...]) -> None:
-    """Register (or update) the DAGs in FILES: .yaml, .yml, .json or .py (Python SDK).
+    """Register (or update) the DAGs in FILES: .yaml, .yml, .json or .py (Python SDK), or
+    directories, searched recursively for such files (others, and hidden ones, are skipped).
 
     Every file is tried; the command exits 1 if any of them failed.
     """
+    files = tuple(_expand(files))
+    if not files:
+        raise click.BadParameter("no .yaml, .yml, .json or .py file found", param_hint="FILES")
     for f in files:
         if f.suffix.lower() not in (*CONTENT_TYPES, ".py"):
             raise click.BadParameter(
@@ -70,6 +72,20 @@ def register(cli: CliContext, files: tuple[Path, ...]) -> None:
         emit_json(answers[0] if len(answers) == 1 else answers)
     if failed:
         raise click.exceptions.Exit(1)
+
+
+def _expand(paths: tuple[Path, ...]) -> list[Path]:
+    """Files as given; directories replaced by the DAG files under them, in name order."""
+    out: list[Path] = []
+    for path in paths:
+        if not path.is_dir():
+            out.append(path)
+            continue
+        for found in sorted(path.rglob("*")):
+            hidden = any(part.startswith((".", "__")) for part in found.relative_to(path).parts)
+            if found.is_file() and not hidden and found.suffix.lower() in (*CONTENT_TYPES, ".py"):
+                out.append(found)
+    return out
 
 
 def _report(path: Path, message: str) -> bool:

@@ -154,7 +154,7 @@ def spec_from_document(doc: object) -> DagSpec:
         id=DagId(dag_id),
         name=dag.text("name") or "",
         description=dag.text("description") or "",
-        schedule=schedule.strip() if schedule and schedule.strip() else None,
+        schedule=_schedule(schedule),
         timezone=dag.text("timezone") or "UTC",
         catchup=dag.flag("catchup", False),
         max_active_runs=dag.integer("max_active_runs", DEFAULT_MAX_ACTIVE_RUNS),
@@ -168,6 +168,34 @@ def spec_from_document(doc: object) -> DagSpec:
         tasks=tuple(_task(t, f"tasks[{i}]") for i, t in enumerate(tasks)),
     )
     return validate(spec)
+
+
+#: cron macros, as Airflow, Dkron and Vixie cron accept them, stored as the 5-field form.
+_MACROS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+
+
+def _schedule(text: str | None) -> str | None:
+    """The 5-field cron for ``dag.schedule``; ``@daily``-style macros are expanded, and
+    other ``@`` forms refused by name (``@every 1h`` and ``@reboot`` have no cron form)."""
+    if text is None or not text.strip():
+        return None
+    text = text.strip()
+    if text.startswith("@"):
+        if text.lower() not in _MACROS:
+            raise DagValidationError(
+                f"unsupported schedule {text!r}; use 5-field cron or one of {', '.join(_MACROS)}",
+                field="dag.schedule",
+            )
+        return _MACROS[text.lower()]
+    return text
 
 
 def _params(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, ParamRule]]:

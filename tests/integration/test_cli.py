@@ -117,6 +117,7 @@ def cli(node: Standalone, tmp_path_factory: pytest.TempPathFactory) -> KiokCli:
 
 
 def write(directory: Path, name: str, text: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
     path = directory / name
     path.write_text(text)
     return path
@@ -274,6 +275,31 @@ def test_one_bad_file_fails_the_command_but_the_good_one_registers(cli: KiokCli,
     assert done.stdout == "registered mixed_good\n"
     assert done.stderr.startswith(f"error: {bad}: ") and "Traceback" not in done.stderr
     assert "mixed_good" in cli.ok("dags", "list")
+
+
+def test_register_a_directory_tries_every_dag_file_under_it(cli: KiokCli, tmp_path: Path) -> None:
+    root = tmp_path / "dags"
+    write(
+        root / "a",
+        "one.yaml",
+        "dag: {id: dir_one, schedule: '@daily'}\ntasks:\n  - {id: a, script: 'true'}\n",
+    )
+    write(
+        root / "a" / "deeper",
+        "two.json",
+        '{"dag": {"id": "dir_two"}, "tasks": [{"id": "a", "script": "true"}]}',
+    )
+    write(root, "README.md", "not a DAG")
+    write(root / ".hidden", "x.yaml", "dag: {id: dir_hidden}\ntasks: []\n")
+    write(
+        root, "bad.yaml", "dag: {id: dir_bad, schedule: '@every 1h'}\ntasks:\n  - {id: a, script: 'true'}\n"
+    )
+    done = cli("dags", "register", str(root))
+    assert done.returncode == 1, show(done)
+    assert done.stdout == "registered dir_two\nregistered dir_one\n"  # path order: a/deeper/ < a/one.yaml
+    assert "bad.yaml" in done.stderr and "unsupported schedule '@every 1h'" in done.stderr
+    listed = cli.ok("dags", "list")
+    assert "dir_hidden" not in listed and "0 0 * * *" in listed
 
 
 def test_list_pause_unpause_and_delete(cli: KiokCli, tmp_path: Path) -> None:

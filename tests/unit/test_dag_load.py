@@ -237,3 +237,18 @@ def test_compiled_spec_is_shared_between_equal_documents_only() -> None:
     assert changed is not first and changed.task(TaskId("a")).script == "false"
     with pytest.raises(DagValidationError, match="tasks"):
         compiled_spec({"dag": {"id": "cached"}, "tasks": "nope"})
+
+
+@pytest.mark.parametrize(
+    ("macro", "cron"),
+    [("@daily", "0 0 * * *"), ("@Hourly", "0 * * * *"), ("@weekly", "0 0 * * 0"), ("@yearly", "0 0 1 1 *")],
+)
+def test_cron_macros_are_expanded(macro: str, cron: str) -> None:
+    spec = spec_from_yaml(f"dag: {{id: d, schedule: '{macro}'}}\ntasks: [{{id: t, script: 'true'}}]")
+    assert spec.schedule == cron
+
+
+@pytest.mark.parametrize("macro", ["@every 1h", "@reboot"])
+def test_other_at_schedules_are_refused_by_name(macro: str) -> None:
+    with pytest.raises(DagValidationError, match=f"unsupported schedule '{macro}'"):
+        spec_from_yaml(f"dag: {{id: d, schedule: '{macro}'}}\ntasks: [{{id: t, script: 'true'}}]")
