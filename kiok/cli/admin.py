@@ -59,6 +59,12 @@ def join_token(cli: CliContext, role: str, ttl: int) -> None:
 @pass_cli
 def workers(cli: CliContext) -> None:
     """List admitted workers (revoked ones too)."""
+    show_admitted_workers(cli, "ID")
+
+
+def show_admitted_workers(cli: CliContext, id_header: str) -> None:
+    """Every admitted worker, revoked ones too (``kiok admin workers``, ``kiok workers list
+    --admitted``)."""
     answer = cli.client().get("/api/v1/admin/workers")
     if cli.as_json:
         emit_json(answer)
@@ -75,7 +81,7 @@ def workers(cli: CliContext) -> None:
         ]
         for w in items
     ]
-    emit_table(["ID", "ADMITTED", "REVOKED"], rows)
+    emit_table([id_header, "ADMITTED", "REVOKED"], rows)
 
 
 @admin.command()

@@ -15,10 +15,11 @@ from urllib.parse import urlsplit
 
 import click
 
+from kiok.cli.admin import show_admitted_workers
 from kiok.cli.client import ApiClient, segment
 from kiok.cli.cluster import worker_table
 from kiok.cli.context import CliContext, json_option, pass_cli
-from kiok.cli.output import emit_json, emit_table, text
+from kiok.cli.output import emit_json
 
 STATUS_PORT = 19998
 
@@ -55,23 +56,7 @@ def workers() -> None:
 def list_workers(cli: CliContext, admitted: bool) -> None:
     """The connected workers: labels, slots busy and free, draining, last heartbeat."""
     if admitted:
-        answer = cli.client().get("/api/v1/admin/workers")
-        if cli.as_json:
-            emit_json(answer)
-            return
-        items = answer.get("workers", []) if isinstance(answer, dict) else []
-        if not items:
-            click.echo("no workers admitted")
-            return
-        rows = [
-            [
-                text(w.get("id")),
-                text(w.get("admittedAt")),
-                text(w.get("revokedAt") or True) if w.get("revoked") else "no",
-            ]
-            for w in items
-        ]
-        emit_table(["WORKER", "ADMITTED", "REVOKED"], rows)
+        show_admitted_workers(cli, "WORKER")
         return
     answer = cli.client().get("/api/v1/cluster")
     if cli.as_json:
