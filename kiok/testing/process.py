@@ -265,6 +265,8 @@ class MasterGroup:
     MASTER_KEY = "kiok-test-master-key-0123456789abcdef"
 
     def __init__(self, root: Path, size: int = 3, extra_env: Mapping[str, str] | None = None) -> None:
+        self.root = root
+        self.extra_env = dict(extra_env or {})
         raft_ports = {f"m{i}": free_port() for i in range(1, size + 1)}
         peers = ",".join(f"{mid}=127.0.0.1:{port}" for mid, port in raft_ports.items())
         self.masters = {
@@ -279,6 +281,18 @@ class MasterGroup:
             )
             for mid in raft_ports
         }
+
+    def add_worker(self, via: Master, worker_id: str) -> WorkerProcess:
+        """A started ``kiok worker`` joined with a token from ``via``, with the group's
+        settings (heartbeats) and a short drain, its data in ``root/<worker_id>``."""
+        env = {
+            **self.extra_env,
+            "KIOK_WORKER_JOIN_TOKEN": via.join_token(),
+            "KIOK_WORKER_SHUTDOWN_DRAIN_TIMEOUT_SECONDS": "5",
+        }
+        worker = WorkerProcess(self.root / worker_id, self.workers_address, worker_id, env)
+        worker.start()
+        return worker
 
     def start(self) -> MasterGroup:
         """Start every master at once (as a whole-cluster restart would) and wait for all."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from kiok.testing.process import Master, MasterGroup, WorkerProcess, store_digest
+from kiok.testing.process import Master, MasterGroup, store_digest
 
 pytestmark = pytest.mark.slow
 
@@ -26,27 +26,12 @@ def group(tmp_path: Path) -> Iterator[MasterGroup]:
     g.stop()
 
 
-def add_worker(tmp_path: Path, group: MasterGroup, via: Master, wid: str) -> WorkerProcess:
-    w = WorkerProcess(
-        tmp_path / wid,
-        group.workers_address,
-        wid,
-        {
-            **FAST,
-            "KIOK_WORKER_JOIN_TOKEN": via.join_token(),
-            "KIOK_WORKER_SHUTDOWN_DRAIN_TIMEOUT_SECONDS": "5",
-        },
-    )
-    w.start()
-    return w
-
-
 def test_followers_forward_and_a_run_survives_the_leaders_death(tmp_path: Path, group: MasterGroup) -> None:
     group.start()
     leader = group.leader()
     follower = group.followers(leader)[0]
     # A write sent to a follower is forwarded; the join token it returns admits workers.
-    workers = [add_worker(tmp_path, group, follower, f"w{i}") for i in (1, 2)]
+    workers = [group.add_worker(follower, f"w{i}") for i in (1, 2)]
     try:
         for m in group.masters.values():
             m.wait_open()
@@ -100,7 +85,7 @@ def test_acknowledged_writes_survive_rolling_kills_and_stores_match(
 ) -> None:
     group.start()
     leader = group.leader()
-    worker = add_worker(tmp_path, group, leader, "w1")
+    worker = group.add_worker(leader, "w1")
     acknowledged: list[str] = []
     try:
         leader.wait_open()
@@ -168,7 +153,7 @@ def test_a_master_that_was_down_catches_up_from_a_snapshot(tmp_path: Path) -> No
     try:
         group.start()
         leader = group.leader()
-        worker = add_worker(tmp_path, group, leader, "w1")
+        worker = group.add_worker(leader, "w1")
         leader.wait_open()
         lagging = group.followers(leader)[0]
         lagging.stop()
@@ -231,7 +216,7 @@ def test_cron_neither_misses_nor_double_fires_across_a_leader_kill(
 ) -> None:
     group.start()
     leader = group.leader()
-    worker = add_worker(tmp_path, group, leader, "w1")
+    worker = group.add_worker(leader, "w1")
     try:
         leader.wait_open()
         leader.register("dag: {id: tick, schedule: '* * * * *'}\ntasks:\n  - {id: t, script: 'true'}\n")

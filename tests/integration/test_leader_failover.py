@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from kiok.testing.process import Master, MasterGroup, WorkerProcess
+from kiok.testing.process import Master, MasterGroup
 
 pytestmark = pytest.mark.slow
 
@@ -26,21 +26,6 @@ def group(tmp_path: Path) -> Iterator[MasterGroup]:
     g = MasterGroup(tmp_path, extra_env=FAST)
     yield g
     g.stop()
-
-
-def add_worker(tmp_path: Path, group: MasterGroup, via: Master, wid: str) -> WorkerProcess:
-    w = WorkerProcess(
-        tmp_path / wid,
-        group.workers_address,
-        wid,
-        {
-            **FAST,
-            "KIOK_WORKER_JOIN_TOKEN": via.join_token(),
-            "KIOK_WORKER_SHUTDOWN_DRAIN_TIMEOUT_SECONDS": "5",
-        },
-    )
-    w.start()
-    return w
 
 
 def chain_dag(ledger: Path) -> str:
@@ -77,7 +62,7 @@ def test_a_live_driver_keeps_its_run_and_logs_through_a_leader_kill(
 ) -> None:
     group.start()
     leader = group.leader()
-    workers = [add_worker(tmp_path, group, leader, wid) for wid in ("w1", "w2")]
+    workers = [group.add_worker(leader, wid) for wid in ("w1", "w2")]
     ledger = task_tmp_path / "ledger"
     try:
         leader.wait_open()
