@@ -218,6 +218,8 @@ KEYS: tuple[Key, ...] = (
     Key("kiok.task.http.connect.timeout.ms", int, 10000, "Connect timeout of http tasks."),
     Key("kiok.scheduler.tick.interval.ms", int, 1000, "Cron scheduler tick."),
     Key("kiok.scheduler.catchup.max.runs", int, 24, "Most runs one catch-up creates per DAG (newest kept)."),
+    Key("kiok.scheduler.backfill.max.runs", int, 1000, "Most runs one backfill request may create."),
+    Key("kiok.dag.versions.keep", int, 50, "Registered versions kept per DAG (older ones are dropped)."),
     Key("kiok.scheduler.max.global.concurrency", int, 100, "Task bodies running at once across the cluster."),
     Key(
         "kiok.scheduler.default.task.timeout.ms",
@@ -264,6 +266,42 @@ KEYS: tuple[Key, ...] = (
         "Runs deleted per command by the retention sweep (small batches keep the API responsive).",
     ),
     Key(
+        "kiok.notify.max.attempts",
+        int,
+        5,
+        "Attempts to deliver one notification (webhook or email) before it is given up.",
+    ),
+    Key(
+        "kiok.notify.retry.initial.ms",
+        int,
+        2000,
+        "Delay after a notification's first failed attempt; doubled after each further one.",
+    ),
+    Key(
+        "kiok.notify.retry.max.ms",
+        int,
+        300_000,
+        "Cap on the delay between two attempts of one notification.",
+    ),
+    Key(
+        "kiok.notify.timeout.ms",
+        int,
+        10_000,
+        "Deadline of one notification attempt (HTTP request or SMTP conversation).",
+    ),
+    Key(
+        "kiok.notify.check.interval.ms",
+        int,
+        1000,
+        "How often the leader looks for runs past their sla and for notifications due.",
+    ),
+    Key(
+        "kiok.notify.link.base.url",
+        str,
+        "",
+        "Base of the run link in notifications (<base>/runs/<run id>); empty: this master's admin URL.",
+    ),
+    Key(
         "kiok.joblog.max.bytes.per.task",
         int,
         64 * MiB,
@@ -276,6 +314,92 @@ KEYS: tuple[Key, ...] = (
         "A worker ships a task's output once this many bytes are buffered...",
     ),
     Key("kiok.joblog.worker.batch.interval.ms", int, 2000, "...or this long after the first unshipped byte."),
+    Key(
+        "kiok.joblog.s3.endpoint",
+        str,
+        "",
+        "S3 endpoint URL job logs are archived to (e.g. http://127.0.0.1:9000); empty: AWS's default.",
+    ),
+    Key("kiok.joblog.s3.region", str, "", "Region of the job-log bucket; empty: us-east-1."),
+    Key(
+        "kiok.joblog.s3.bucket",
+        str,
+        "",
+        "Bucket job logs are archived to; empty (and no kiok.joblog.s3.connection): logs stay in the "
+        "local store only.",
+    ),
+    Key("kiok.joblog.s3.prefix", str, "joblogs", "Key prefix of the archived job logs in the bucket."),
+    Key(
+        "kiok.joblog.s3.path.style",
+        bool,
+        True,
+        "Path-style addressing (http://host/bucket/key), as most S3-compatible servers want; false: "
+        "virtual-hosted style.",
+    ),
+    Key("kiok.joblog.s3.access.key", str, "", "Access key id for the job-log bucket; empty: boto3's chain."),
+    Key("kiok.joblog.s3.secret.key", str, "", "Secret access key for the job-log bucket.", secret=True),
+    Key(
+        "kiok.joblog.s3.connection",
+        str,
+        "",
+        "Name of a stored connection of type s3 whose properties (endpoint, region, bucket, prefix, "
+        "pathStyle, accessKey, secretKey) take precedence over the kiok.joblog.s3.* settings.",
+    ),
+    Key(
+        "kiok.joblog.flush.interval.ms",
+        int,
+        10_000,
+        "How often the leader copies new job-log bytes to S3 (and at each task's end), then drops "
+        "them from the local store.",
+    ),
+    Key(
+        "kiok.s3.multipart.part.size.bytes",
+        int,
+        8 * MiB,
+        "S3 objects larger than this are uploaded in parts of this size (at least 5 MiB, S3's floor).",
+    ),
+    Key(
+        "kiok.backup.dir",
+        str,
+        "",
+        "Directory backups are written to (small installs; with several masters it must be shared); "
+        "empty: the S3 target (kiok.backup.s3.*) is used.",
+    ),
+    Key(
+        "kiok.backup.s3.endpoint",
+        str,
+        "",
+        "S3 endpoint URL of the backup target; empty: kiok.joblog.s3.endpoint.",
+    ),
+    Key("kiok.backup.s3.region", str, "", "Region of the backup bucket; empty: kiok.joblog.s3.region."),
+    Key(
+        "kiok.backup.s3.bucket",
+        str,
+        "",
+        "Bucket backups are written to; empty: kiok.joblog.s3.bucket (no bucket at all and no "
+        "kiok.backup.dir: backups are off).",
+    ),
+    Key("kiok.backup.s3.prefix", str, "backups", "Key prefix of the backups in the bucket."),
+    Key(
+        "kiok.backup.s3.path.style",
+        bool,
+        True,
+        "Path-style addressing for the backup bucket (false: virtual-hosted style).",
+    ),
+    Key(
+        "kiok.backup.s3.access.key",
+        str,
+        "",
+        "Access key id for the backup bucket; empty: kiok.joblog.s3's.",
+    ),
+    Key("kiok.backup.s3.secret.key", str, "", "Secret access key for the backup bucket.", secret=True),
+    Key(
+        "kiok.backup.s3.connection",
+        str,
+        "",
+        "Name of a stored connection of type s3 whose properties take precedence over the "
+        "kiok.backup.s3.* settings.",
+    ),
     Key(
         "kiok.admin.http.max.content.size.bytes",
         int,

@@ -46,9 +46,13 @@ class DagValidationError(InvalidInput):
 
     code = "invalid_dag"
 
-    def __init__(self, message: str, field: str | None = None) -> None:
+    def __init__(self, message: str, field: str | None = None, line: int | None = None) -> None:
         super().__init__(f"{field}: {message}" if field else message)
         self.field = field
+        #: 1-based line in the submitted document, when known (a syntax error, or located
+        #: from ``field`` by ``kiok.dag.locate``).
+        self.line = line
+        self.detail = message
 
 
 class PayloadTooLarge(InvalidInput):

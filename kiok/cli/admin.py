@@ -12,6 +12,7 @@ import socket
 
 import click
 
+from kiok.cli.backups import COMMANDS as backup_commands
 from kiok.cli.client import CliError, segment
 from kiok.cli.context import CliContext, json_option, pass_cli
 from kiok.cli.output import emit_json, emit_table, text
@@ -22,7 +23,7 @@ MAX_TTL_S = 7 * 24 * 3600
 
 @click.group()
 def admin() -> None:
-    """Administer the cluster: admit, list and revoke workers; maintenance mode."""
+    """Administer the cluster: admit, list and revoke workers; maintenance mode; backups."""
 
 
 @admin.command("join-token")
@@ -185,3 +186,7 @@ def maintenance(cli: CliContext, switch: str) -> None:
         click.echo(f"maintenance mode: off (last on {answer.get('since')} to {answer.get('until')})")
     else:
         click.echo("maintenance mode: off")
+
+
+for _command in backup_commands:
+    admin.add_command(_command)

@@ -1,17 +1,21 @@
-"""``kiok login``, ``kiok change-password`` and ``kiok logout``: the saved session for a master.
+"""``kiok login``, ``kiok change-password`` and ``kiok logout``: the saved session of a context.
 
-Tokens are kept by ``kiok.cli.credentials``; other commands pick them up through
-``CliContext.client()``. Passwords are prompted for (hidden) when not given as options.
+``kiok login`` saves a named context (masters, tokens, CA) through ``kiok.cli.credentials``;
+other commands pick it up through ``CliContext.client()``. Passwords are prompted for
+(hidden) when not given as options.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
 
 from kiok.cli.client import CliError, Tokens
 from kiok.cli.context import CliContext, json_option, pass_cli
+from kiok.cli.credentials import SavedContext
+from kiok.cli.masters import contains, default_context_name
 from kiok.cli.output import emit_json
 
 CHANGE_HINT = "run `kiok change-password` to set a new password"
@@ -26,23 +30,60 @@ def tokens_from(answer: Any, what: str) -> Tokens:
     return Tokens(access, refresh if isinstance(refresh, str) and refresh else None)
 
 
+def _login_context(cli: CliContext, name: str | None, tokens: Tokens, user: str | None, answered: str) -> str:
+    """Save ``tokens`` as context ``name`` (default: the context ``--master`` names or holds,
+    else the first master's host) with the masters, the CA and the master that answered;
+    make it the current context. Returns the context's name."""
+    target = cli.target
+    previous = target.context
+    if previous is not None and name not in (None, previous.name):
+        previous = None
+    if previous is not None and not all(contains(previous.masters, m) for m in target.masters):
+        previous = None  # --master lists masters the context does not: the list replaces it
+    if name is None:
+        name = previous.name if previous else default_context_name(target.masters[0])
+    existing = cli.credentials.get(name)
+    ca = os.path.abspath(cli.ca_option) if cli.ca_option else (existing.ca if existing else None)
+    context = SavedContext(
+        name=name,
+        masters=previous.masters if previous else target.masters,
+        user=user,
+        tokens=tokens,
+        ca=ca,
+        active=answered,
+    )
+    cli.credentials.save(context, make_current=True)
+    return name
+
+
 @click.command()
 @click.option("--user", "-u", default="admin", show_default=True, help="User name.")
 @click.option("--password", prompt=True, hide_input=True, help="Password (prompted for when omitted).")
+@click.option(
+    "--context",
+    "name",
+    metavar="NAME",
+    help="Save the login as this context (default: the context --master names, else the master's host).",
+)
 @json_option
 @pass_cli
-def login(cli: CliContext, user: str, password: str) -> None:
-    """Log in and save the session for later commands."""
+def login(cli: CliContext, user: str, password: str, name: str | None) -> None:
+    """Log in and save the session as a context (masters, tokens, CA) that later commands use.
+
+    `kiok --master m1:8080,m2:8080,m3:8080 login --context prod` saves three masters: a command
+    that cannot reach one tries the next. The context becomes the current one.
+    """
     credentials = {"user": user, "password": password}
-    answer = cli.anonymous_client().post("/api/v1/auth/login", credentials, auth=False)
-    cli.save_tokens(tokens_from(answer, "login"), user)
+    client = cli.anonymous_client()
+    answer = client.post("/api/v1/auth/login", credentials, auth=False)
+    name = _login_context(cli, name, tokens_from(answer, "login"), user, client.base_url)
     must_change = bool(answer.get("requirePasswordChange"))
     if cli.as_json:
         emit_json(answer)
         if must_change:
             click.echo(f"password change required: {CHANGE_HINT}", err=True)
         return
-    click.echo(f"logged in to {cli.base_url} as {user}")
+    click.echo(f"logged in to {client.base_url} as {user} (context {name})")
     if must_change:
         click.echo(f"password change required: {CHANGE_HINT}")
 
@@ -65,10 +106,14 @@ def change_password(cli: CliContext, old_password: str, new_password: str) -> No
     answer = client.post(
         "/api/v1/auth/change-password", {"oldPassword": old_password, "newPassword": new_password}
     )
-    saved = None if cli.token else cli.credentials.get(cli.base_url)
+    saved = None if cli.token or cli.access_key else cli.target.context
     has_tokens = isinstance(answer, dict) and isinstance(answer.get("accessToken"), str)
     if has_tokens:
-        cli.save_tokens(tokens_from(answer, "change-password"), saved.user if saved else None)
+        tokens = tokens_from(answer, "change-password")
+        if saved is not None:
+            cli.credentials.update(saved.name, tokens=tokens)
+        else:
+            _login_context(cli, None, tokens, None, client.base_url)
     if cli.as_json:
         emit_json(answer)
     elif has_tokens:
@@ -81,6 +126,11 @@ def change_password(cli: CliContext, old_password: str, new_password: str) -> No
 @json_option
 @pass_cli
 def logout(cli: CliContext) -> None:
-    """Forget the saved session (its tokens expire on the server)."""
-    removed = cli.credentials.remove(cli.base_url)
-    click.echo(f"logged out of {cli.base_url}" if removed else f"not logged in to {cli.base_url}")
+    """Forget the saved session's tokens (they expire on the server); the context's masters
+    and CA stay for the next `kiok login` (`kiok context remove` forgets them too)."""
+    saved = cli.target.context
+    if saved is None or saved.tokens is None:
+        click.echo(f"not logged in to {cli.base_url}")
+        return
+    cli.credentials.update(saved.name, tokens=None, user=None)
+    click.echo(f"logged out of {saved.name} ({', '.join(saved.masters)})")

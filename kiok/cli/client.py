@@ -4,7 +4,8 @@
 one refresh-and-retry on 401 for a saved login, retries of a ``503`` that carries ``Retry-After``
 (a master starting, or masters electing a leader) for a bounded time, and error decoding. A server error
 ``{"error": {"code", "message"}}`` becomes the ``kiok.errors`` class with that code; a failure
-that never reached a server answer (refused, timed out, garbage) is a ``CliError``.
+that never reached a server answer (refused, timed out, garbage) is a ``CliError``. Given several
+masters (a saved context), a request that cannot connect to one is sent to the next.
 Nothing here prints or exits: that is ``kiok.cli.main``'s job.
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -126,6 +127,10 @@ class ApiClient:
     ``retry_for`` seconds of waiting are used up; ``on_retry`` hears of the first such answer
     of each request (the error it stands for, and ``retry_for``). ``server`` names the other end in errors,
     and ``unreachable_hint`` says what to check when it cannot be reached.
+    ``fallbacks`` are more masters of the same cluster: a request that cannot connect to
+    ``base_url`` (refused, no route, connect timeout: nothing was sent) goes to each in turn; the
+    first that answers becomes ``base_url`` for the next requests and is told to ``on_master``.
+    A request that connected and then failed is not sent elsewhere (it may have been carried out).
     Every method returns the decoded JSON body (``{}`` for an empty one) and raises a
     ``KiokError`` subclass for an error answer or ``CliError`` when no answer came.
     """
@@ -144,8 +149,12 @@ class ApiClient:
         server: str = "kiok master",
         unreachable_hint: str | None = "check --master or KIOK_MASTER",
         on_retry: Callable[[errors.KiokError, float], None] | None = None,
+        fallbacks: Sequence[str] = (),
+        on_master: Callable[[str], None] | None = None,
     ) -> None:
         self.base_url = base_url
+        self._masters = (base_url, *(f for f in fallbacks if f != base_url))
+        self._on_master = on_master
         self.tokens = tokens
         self._timeout = timeout
         self._on_tokens = on_tokens
@@ -154,11 +163,11 @@ class ApiClient:
         self._server = server
         self._unreachable_hint = unreachable_hint
         self._on_retry = on_retry
+        https = next((m for m in self._masters if m.startswith("https:")), base_url)
         self._http = httpx.Client(
-            base_url=base_url,
             timeout=timeout,
             transport=transport,
-            verify=client_verify(base_url, ca_file),
+            verify=client_verify(https, ca_file),
             headers={"User-Agent": _USER_AGENT, "Accept": "application/json"},
         )
 
@@ -263,16 +272,40 @@ class ApiClient:
             headers["Content-Type"] = content_type
         if auth and self.tokens is not None:
             headers["Authorization"] = f"{self.tokens.scheme} {self.tokens.access}"
-        where = f"{self._server} at {self.base_url}"
-        try:
-            return self._http.request(method, path, content=content, headers=headers, params=params)
-        except httpx.TimeoutException as e:
-            raise CliError(f"{where} did not answer within {self._timeout:g}s", "timeout") from e
-        except httpx.ConnectError as e:
-            hint = f" ({self._unreachable_hint})" if self._unreachable_hint else ""
-            raise CliError(f"cannot reach {where}: {e}{hint}", "unreachable") from e
-        except httpx.HTTPError as e:
-            raise CliError(f"cannot talk to {where}: {e}", "unreachable") from e
+        order = [self.base_url, *(m for m in self._masters if m != self.base_url)]
+        failures: list[tuple[str, httpx.HTTPError]] = []
+        for url in order:
+            where = f"{self._server} at {url}"
+            try:
+                response = self._http.request(
+                    method, url + path, content=content, headers=headers, params=params
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout) as e:
+                failures.append((url, e))
+                continue
+            except httpx.TimeoutException as e:
+                raise CliError(f"{where} did not answer within {self._timeout:g}s", "timeout") from e
+            except httpx.HTTPError as e:
+                raise CliError(f"cannot talk to {where}: {e}", "unreachable") from e
+            if url != self.base_url:
+                self.base_url = url
+                if self._on_master is not None:
+                    self._on_master(url)
+            return response
+        raise self._unreachable(failures)
+
+    def _unreachable(self, failures: list[tuple[str, httpx.HTTPError]]) -> CliError:
+        """The error for a request no master would take: each one tried and why."""
+        hint = f" ({self._unreachable_hint})" if self._unreachable_hint else ""
+        if len(failures) == 1:
+            url, e = failures[0]
+            if isinstance(e, httpx.ConnectTimeout):
+                return CliError(
+                    f"{self._server} at {url} did not answer within {self._timeout:g}s{hint}", "timeout"
+                )
+            return CliError(f"cannot reach {self._server} at {url}: {e}{hint}", "unreachable")
+        tried = "; ".join(f"{url}: {e}" for url, e in failures)
+        return CliError(f"cannot reach any {self._server} ({tried}){hint}", "unreachable")
 
 
 def retry_after(response: httpx.Response) -> float | None:

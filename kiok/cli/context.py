@@ -3,7 +3,8 @@
 ``Runtime`` holds what tests replace (HTTP transport, sleep, clock, environment); pass one as
 ``obj`` to ``CliRunner.invoke`` and the group uses it instead of the real ones.
 ``CliContext.client()`` builds the one ``ApiClient`` of this invocation and closes it when the
-command ends. ``json_option`` gives a command the global options after its name too.
+command ends; ``CliContext.target`` is what ``--master`` stands for (a saved context or master
+URLs, see ``resolve_target``). ``json_option`` gives a command the global options after its name too.
 """
 
 from __future__ import annotations
@@ -14,16 +15,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
-from urllib.parse import urlsplit
 
 import click
 import httpx
 
 from kiok.cli.client import ApiClient, Tokens
-from kiok.cli.credentials import CredentialStore, SavedLogin, default_path
+from kiok.cli.credentials import CredentialStore, SavedContext, default_path
+from kiok.cli.masters import DEFAULT_MASTER, contains, master_urls, try_order
 from kiok.errors import KiokError
-
-DEFAULT_PORT = 8080
 
 
 def _utcnow() -> datetime:
@@ -40,25 +39,6 @@ class Runtime:
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
 
 
-def master_url(master: str) -> str:
-    """``host:port``, ``host`` (port 8080) or an ``http(s)://`` URL, as a base URL without a
-    trailing slash. Raises ``click.BadParameter`` for anything else."""
-    text = master.strip()
-    if "://" not in text:
-        text = f"http://{text}"
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError as e:
-        raise click.BadParameter(f"{master!r}: {e}", param_hint="--master") from e
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise click.BadParameter(f"{master!r} is not host:port or an http(s) URL", param_hint="--master")
-    netloc = parts.netloc
-    if port is None and "://" not in master:
-        netloc = f"{netloc}:{DEFAULT_PORT}"
-    return f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
-
-
 def access_key(value: str) -> str:
     """``<accessKeyId>:<secretAccessKey>`` as given, or ``click.BadParameter``."""
     key_id, sep, secret = value.strip().partition(":")
@@ -67,21 +47,52 @@ def access_key(value: str) -> str:
     return f"{key_id}:{secret}"
 
 
+@dataclass(frozen=True)
+class Target:
+    """The masters this invocation talks to, in the order to try them, and the saved context
+    whose login (tokens, CA) it uses, if any. ``named`` is set when ``--master`` named the
+    context (or it is the current one), rather than a context being found by a master URL."""
+
+    masters: tuple[str, ...]
+    context: SavedContext | None = None
+    named: bool = False
+
+
+def resolve_target(master: str | None, store: CredentialStore) -> Target:
+    """What ``--master``/``KIOK_MASTER`` stands for: a saved context's name, else a list of
+    master addresses (whose login is the context holding the first one, ``localhost`` matching
+    ``127.0.0.1``). Without either: the current context, else ``localhost:8080``."""
+    if master is None:
+        current = store.current()
+        saved = store.get(current) if current else None
+        if saved is not None:
+            return Target(try_order(saved.masters, saved.active), saved, named=True)
+        master = DEFAULT_MASTER
+    else:
+        saved = store.get(master.strip())
+        if saved is not None:
+            return Target(try_order(saved.masters, saved.active), saved, named=True)
+    urls = master_urls(master)
+    return Target(urls, store.for_master(urls[0]))
+
+
 @dataclass
 class CliContext:
-    """The resolved global options. ``token`` is the one given by ``--token``/``KIOK_USER_TOKEN``,
+    """The resolved global options. ``master`` is ``--master``/``KIOK_MASTER`` as given (None:
+    the current context); ``token`` is the one given by ``--token``/``KIOK_USER_TOKEN``,
     ``access_key`` the ``<id>:<secret>`` of ``--access-key``/``KIOK_ACCESS_KEY`` (at most one
-    of them is set); without either the saved login for ``base_url`` is used."""
+    of them is set); without either the saved context's login is used."""
 
-    base_url: str
+    master: str | None
     token: str | None
     as_json: bool
     timeout: float
     runtime: Runtime
-    #: CA bundle that an https master's certificate is verified against (None: system CAs).
-    ca_file: str | None = None
+    #: CA bundle given by --ca/KIOK_TLS_CA (None: the context's, else the system CAs).
+    ca_option: str | None = None
     access_key: str | None = None
     _client: ApiClient | None = None
+    _target: Target | None = None
     #: The credentials ("token", "access_key") given on the command line, not by the environment.
     _command_line: set[str] = field(default_factory=set)
 
@@ -104,46 +115,75 @@ class CliContext:
         if command_line:
             self._command_line.add(kind)
 
+    def set_master(self, value: str) -> None:
+        self.master = value
+        self._target = None
+
     @property
     def credentials(self) -> CredentialStore:
         return CredentialStore(default_path(self.runtime.environ))
 
+    @property
+    def target(self) -> Target:
+        if self._target is None:
+            self._target = resolve_target(self.master, self.credentials)
+        return self._target
+
+    @property
+    def base_url(self) -> str:
+        """The master tried first (after a failover: the one that answered)."""
+        return self._client.base_url if self._client is not None else self.target.masters[0]
+
+    @property
+    def ca_file(self) -> str | None:
+        """``--ca``/``KIOK_TLS_CA``, else the CA saved with the context."""
+        context = self.target.context
+        return self.ca_option or (context.ca if context else None)
+
     def client(self) -> ApiClient:
         """The API client for this invocation, authenticated as well as we can: ``--token`` or
-        ``--access-key``, else the saved login for ``base_url`` (renewed on 401 and saved again)."""
+        ``--access-key``, else the saved context's login (renewed on 401 and saved again)."""
         if self._client is None:
             if self.token:
-                self._client = self._open(Tokens(self.token), None)
+                self._client = self._open(Tokens(self.token))
             elif self.access_key:
-                self._client = self._open(Tokens(self.access_key, scheme="AccessKey"), None)
+                self._client = self._open(Tokens(self.access_key, scheme="AccessKey"))
             else:
-                saved = self.credentials.get(self.base_url)
-                self._client = self._open(saved.tokens if saved else None, saved.user if saved else None)
+                saved = self.target.context
+                self._client = self._open(saved.tokens if saved else None, saved)
         return self._client
 
     def anonymous_client(self) -> ApiClient:
         """A client that sends no credentials and never reads the saved ones (for ``login``)."""
-        return self._open(None, None)
+        return self._open(None)
 
-    def _open(self, tokens: Tokens | None, user: str | None) -> ApiClient:
+    def _open(self, tokens: Tokens | None, saved: SavedContext | None = None) -> ApiClient:
+        target = self.target
+        where = f"context {target.context.name!r}; " if target.named and target.context else ""
         client = ApiClient(
-            self.base_url,
+            target.masters[0],
+            fallbacks=target.masters[1:],
             tokens=tokens,
             timeout=self.timeout,
             transport=self.runtime.transport,
-            on_tokens=lambda t: self.save_tokens(t, user),
+            on_tokens=(lambda t: self.credentials.update(saved.name, tokens=t)) if saved else None,
+            on_master=self._remember,
             ca_file=self.ca_file,
             sleep=self.runtime.sleep,
             on_retry=self._retrying,
+            unreachable_hint=f"{where}check --master or KIOK_MASTER",
         )
         return click.get_current_context().with_resource(client)
+
+    def _remember(self, url: str) -> None:
+        """A master other than the first answered: try it first next time too."""
+        saved = self.target.context
+        if saved is not None and contains(saved.masters, url):
+            self.credentials.update(saved.name, active=url)
 
     def _retrying(self, error: KiokError, retry_for: float) -> None:
         if not self.as_json:  # stderr stays one JSON error document, if any
             click.echo(f"{error.message}; retrying for up to {retry_for:g}s", err=True)
-
-    def save_tokens(self, tokens: Tokens, user: str | None) -> None:
-        self.credentials.save(self.base_url, SavedLogin(user=user, tokens=tokens))
 
 
 pass_cli = click.make_pass_decorator(CliContext)
@@ -165,11 +205,11 @@ def _late(
 
 
 def _set_master(cli: CliContext, value: str) -> None:
-    cli.base_url = master_url(value)
+    cli.set_master(value)
 
 
 def _set_ca(cli: CliContext, value: str) -> None:
-    cli.ca_file = value
+    cli.ca_option = value
 
 
 def _set_timeout(cli: CliContext, value: str) -> None:

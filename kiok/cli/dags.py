@@ -173,11 +173,14 @@ def _count(tasks: Any) -> Any:
 
 @dags.command()
 @click.argument("dag_id", metavar="ID")
+@click.option("--version", "version", type=click.IntRange(min=1), help="Show this registered version.")
 @json_option
 @pass_cli
-def show(cli: CliContext, dag_id: str) -> None:
-    """Show one DAG (as YAML; --json for the server's document)."""
-    answer = cli.client().get(f"/api/v1/dags/{segment(dag_id)}")
+def show(cli: CliContext, dag_id: str, version: int | None) -> None:
+    """Show one DAG (as YAML; --json for the server's document); --version N shows version N
+    with its source."""
+    suffix = "" if version is None else f"/versions/{version}"
+    answer = cli.client().get(f"/api/v1/dags/{segment(dag_id)}{suffix}")
     if cli.as_json:
         emit_json(answer)
     else:
@@ -218,3 +221,50 @@ def _act(cli: CliContext, method: str, dag_id: str, suffix: str, done: str) -> N
         emit_json(answer)
     else:
         click.echo(f"{done} {dag_id}")
+
+
+@dags.command()
+@click.argument("dag_id", metavar="ID")
+@json_option
+@pass_cli
+def versions(cli: CliContext, dag_id: str) -> None:
+    """List a DAG's registered versions, newest first."""
+    answer = cli.client().get(f"/api/v1/dags/{segment(dag_id)}/versions")
+    if cli.as_json:
+        emit_json(answer)
+        return
+    items = answer.get("versions", []) if isinstance(answer, dict) else []
+    rows = [
+        [
+            text(v.get("version")),
+            text(v.get("registeredAt")),
+            text(v.get("by")),
+            text(v.get("sourceHash"))[:12],
+        ]
+        for v in items
+    ]
+    emit_table(["VERSION", "REGISTERED", "BY", "SOURCE HASH"], rows)
+
+
+@dags.command()
+@click.argument("dag_id", metavar="ID")
+@click.option(
+    "--from", "from_", required=True, metavar="DATE", help="First interval start (YYYY-MM-DD or ISO)."
+)
+@click.option(
+    "--to", "to", required=True, metavar="DATE", help="Last interval start, inclusive (a date: all day)."
+)
+@json_option
+@pass_cli
+def backfill(cli: CliContext, dag_id: str, from_: str, to: str) -> None:
+    """Create one run per cron interval of DAG starting in [--from, --to]; intervals that
+    already have a run are left alone, so running it again creates nothing new."""
+    answer = cli.client().post(f"/api/v1/dags/{segment(dag_id)}/backfill", {"from": from_, "to": to})
+    if cli.as_json:
+        emit_json(answer)
+        return
+    created = answer.get("created", []) if isinstance(answer, dict) else []
+    existing = answer.get("existing", []) if isinstance(answer, dict) else []
+    click.echo(f"{len(created)} run(s) created, {len(existing)} interval(s) already had a run")
+    for run_id in created:
+        click.echo(f"  {run_id}")

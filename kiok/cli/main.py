@@ -15,9 +15,9 @@ from typing import Any
 
 import click
 
-from kiok.cli import admin, audit, auth, cluster, config, connections, dags, iam, runs, workers
+from kiok.cli import admin, audit, auth, cluster, config, connections, contexts, dags, iam, runs, workers
 from kiok.cli.client import CliError
-from kiok.cli.context import CliContext, Runtime, access_key, master_url
+from kiok.cli.context import CliContext, Runtime, access_key
 from kiok.errors import KiokError, PasswordChangeRequired
 
 
@@ -48,10 +48,9 @@ def describe(e: KiokError | CliError) -> str:
 @click.option(
     "--master",
     envvar="KIOK_MASTER",
-    default="localhost:8080",
-    show_default=True,
-    metavar="HOST:PORT|URL",
-    help="The master to talk to [env: KIOK_MASTER].",
+    metavar="CONTEXT|HOST:PORT[,...]",
+    help="A saved context (`kiok context list`), or the master(s) to talk to, tried in order"
+    " [env: KIOK_MASTER; default: the current context, else localhost:8080].",
 )
 @click.option(
     "--token",
@@ -84,7 +83,7 @@ def describe(e: KiokError | CliError) -> str:
 @click.pass_context
 def cli(
     ctx: click.Context,
-    master: str,
+    master: str | None,
     token: str | None,
     key: str | None,
     ca_file: str | None,
@@ -97,12 +96,12 @@ def cli(
     """
     runtime = ctx.obj if isinstance(ctx.obj, Runtime) else Runtime()
     context = CliContext(
-        base_url=master_url(master),
+        master=master,
         token=None,
         as_json=as_json,
         timeout=timeout,
         runtime=runtime,
-        ca_file=ca_file,
+        ca_option=ca_file,
     )
     given = [("token", token), ("access_key", access_key(key) if key else None)]
     on_command_line = {
@@ -118,6 +117,7 @@ def cli(
 cli.add_command(auth.login)
 cli.add_command(auth.change_password)
 cli.add_command(auth.logout)
+cli.add_command(contexts.context)
 cli.add_command(dags.dags)
 cli.add_command(runs.trigger)
 cli.add_command(runs.runs)

@@ -6,8 +6,9 @@ injected ``Runtime.sleep``, so tests never sleep for real.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -31,9 +32,33 @@ def parse_args(pairs: tuple[str, ...]) -> dict[str, str]:
     return args
 
 
+def parse_conf(text: str | None) -> dict[str, Any]:
+    """``--conf``: typed run arguments as one JSON object (``{"n": 3, "tags": ["a"]}``). A
+    value that is not one prints a single error line and exits 2 (a usage error)."""
+    if text is None:
+        return {}
+    try:
+        conf = json.loads(text)
+    except json.JSONDecodeError as e:
+        _usage_error(f"--conf is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}")
+    if not isinstance(conf, dict):
+        _usage_error(f"--conf must be a JSON object such as '{{\"n\": 3}}', got {type(conf).__name__}")
+    return conf
+
+
+def _usage_error(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    raise click.exceptions.Exit(2)
+
+
 @click.command()
 @click.argument("dag_id", metavar="DAG")
 @click.option("--arg", "-a", "pairs", multiple=True, metavar="KEY=VALUE", help="Run argument (repeatable).")
+@click.option(
+    "--conf",
+    metavar="JSON",
+    help="Typed run arguments as a JSON object, e.g. '{\"n\": 3}'; --arg pairs override its keys.",
+)
 @click.option("--wait", is_flag=True, help="Wait for the run to end; exit 0 only if it succeeded.")
 @click.option(
     "--interval",
@@ -44,9 +69,11 @@ def parse_args(pairs: tuple[str, ...]) -> dict[str, str]:
 )
 @json_option
 @pass_cli
-def trigger(cli: CliContext, dag_id: str, pairs: tuple[str, ...], wait: bool, interval: float) -> None:
+def trigger(
+    cli: CliContext, dag_id: str, pairs: tuple[str, ...], conf: str | None, wait: bool, interval: float
+) -> None:
     """Start a run of DAG and print its run id."""
-    args = parse_args(pairs)
+    args = parse_conf(conf) | parse_args(pairs)
     client = cli.client()
     answer = client.post(f"/api/v1/dags/{segment(dag_id)}/runs", {"args": args})
     run_id = answer.get("runId") if isinstance(answer, dict) else None
@@ -79,6 +106,7 @@ def runs() -> None:
 
 
 runs.add_command(logs)
+runs.add_command(trigger)  # ``kiok runs trigger`` as well as ``kiok trigger``
 
 
 @runs.command("list")
@@ -144,6 +172,24 @@ def cancel(cli: CliContext, run_id: str) -> None:
         emit_json(answer)
     else:
         click.echo(f"cancel requested for {run_id}")
+
+
+@runs.command()
+@click.argument("run_id", metavar="RUN")
+@click.option("--from", "from_task", metavar="TASK", help="Re-run TASK and everything downstream of it.")
+@click.option("--all", "all_tasks", is_flag=True, help="Re-run every task (default: the failed ones).")
+@json_option
+@pass_cli
+def rerun(cli: CliContext, run_id: str, from_task: str | None, all_tasks: bool) -> None:
+    """Re-run a finished run in place: its failed tasks (or TASK and its downstream, or every
+    task) run again as new attempts; succeeded upstream results are kept."""
+    body = {"from": from_task, "onlyFailed": not all_tasks}
+    answer = cli.client().post(f"/api/v1/runs/{segment(run_id)}/rerun", body)
+    if cli.as_json:
+        emit_json(answer)
+        return
+    tasks = answer.get("rerun", []) if isinstance(answer, dict) else []
+    click.echo(f"re-running {run_id}: {', '.join(map(str, tasks))}")
 
 
 def render_run(run: Any, now: datetime) -> str:

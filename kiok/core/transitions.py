@@ -9,7 +9,7 @@ duplicate or late event that has already taken effect: the record is returned un
 ``ILLEGAL`` (only our own bug can produce it: ``IllegalTransition`` is raised). The single
 computed cell is RUNNING + FAIL: ``RETRY_OR_FAIL`` goes to RETRYING when the event carries
 ``retry_at_ms`` (the caller decided a retry is left, see ``kiok.core.retry``), else FAILED.
-Terminal states ignore every event. Only START changes the attempt number (+1)::
+Terminal states ignore every event but RERUN. Only START changes the attempt number (+1)::
 
     PENDING ── READY ──► QUEUED ── START ──► RUNNING ── SUCCEED ──► SUCCESS
        │                  ▲  ▲                 │ │ │
@@ -20,11 +20,17 @@ Terminal states ignore every event. Only START changes the attempt number (+1)::
                           └──── RETRY_DUE ──── RETRYING
 
     CANCEL: any non-terminal state ──► CANCELLED      (terminal states ignore every event)
+    RERUN:  any terminal state ──► PENDING            (non-terminal states: ILLEGAL)
 
 LOST (the driver died) puts a RUNNING task back in the queue with the same attempt number,
 so its next START is a new attempt. Reports are batched, so the master may see a record
 several steps ahead of the one it stores; ``report_verdict`` accepts any record the table
 can reach from the stored one and refuses (without raising) stale and duplicate ones.
+
+RERUN is the master's alone (``POST /runs/{id}/rerun`` on a finished run): it puts a
+terminal task back to PENDING keeping its attempt number, so the re-run's first START is a
+new number (``KIOK_ATTEMPT`` never names two executions). No driver ever reports it, so it
+is left out of what ``report_verdict`` considers reachable.
 """
 
 from __future__ import annotations
@@ -62,6 +68,8 @@ class TaskEventKind(StrEnum):
     SKIP = "skip"
     CANCEL = "cancel"
     LOST = "lost"
+    #: A finished run is re-run (master only): a terminal task goes back to PENDING.
+    RERUN = "rerun"
 
 
 @dataclass(frozen=True)
@@ -129,8 +137,14 @@ TRANSITIONS: dict[tuple[TaskState, TaskEventKind], Rule] = {
     (_S.RETRYING, _E.SKIP): ILLEGAL,
     (_S.RETRYING, _E.CANCEL): _S.CANCELLED,
     (_S.RETRYING, _E.LOST): IGNORE,
-    # Terminal states are absorbing.
-    **{(s, k): IGNORE for s in sorted(TERMINAL_TASK_STATES) for k in TaskEventKind},
+    # Only a finished task can be re-run: the run must have ended first.
+    **{(s, _E.RERUN): ILLEGAL for s in (_S.PENDING, _S.QUEUED, _S.RUNNING, _S.RETRYING)},
+    # Terminal states are absorbing, except for an explicit re-run.
+    **{
+        (s, k): (_S.PENDING if k is _E.RERUN else IGNORE)
+        for s in sorted(TERMINAL_TASK_STATES)
+        for k in TaskEventKind
+    },
 }
 
 
@@ -161,6 +175,8 @@ def _effects(rec: TaskRecord, ev: TaskEvent, target: TaskState) -> TaskRecord:
     retry_at = ev.retry_at_ms if target is TaskState.RETRYING else None
     if ev.kind is TaskEventKind.START:
         return TaskRecord(state=target, attempt=rec.attempt + 1, started_at_ms=ev.at_ms, worker=ev.worker)
+    if ev.kind is TaskEventKind.RERUN:  # a fresh start that remembers how many attempts ran
+        return TaskRecord(state=target, attempt=rec.attempt)
     # Records are built field by field: ``dataclasses.replace`` costs several times more, and
     # every state change of every task comes through here.
     if ev.kind in (TaskEventKind.READY, TaskEventKind.RETRY_DUE):
@@ -220,7 +236,9 @@ def _closure(start: TaskState, kinds: tuple[TaskEventKind, ...]) -> frozenset[Ta
     return frozenset(seen)
 
 
-_SAME_ATTEMPT_KINDS = tuple(k for k in TaskEventKind if k is not TaskEventKind.START)
+#: What a driver's records can go through: everything but the master's own RERUN.
+_DRIVER_KINDS = tuple(k for k in TaskEventKind if k is not TaskEventKind.RERUN)
+_SAME_ATTEMPT_KINDS = tuple(k for k in _DRIVER_KINDS if k is not TaskEventKind.START)
 
 #: States a record can move to without starting another attempt (derived from the table).
 #: Plus QUEUED -> SKIPPED: the master accepts a skip for a task it still has queued.
@@ -230,7 +248,7 @@ _AHEAD_SAME_ATTEMPT: dict[TaskState, frozenset[TaskState]] = {
 }
 
 #: States an attempt can be in once started (RUNNING and everything reachable from it).
-_STARTED_STATES = _closure(TaskState.RUNNING, tuple(TaskEventKind)) | {TaskState.RUNNING}
+_STARTED_STATES = _closure(TaskState.RUNNING, _DRIVER_KINDS) | {TaskState.RUNNING}
 
 
 def report_verdict(stored: TaskRecord, reported: TaskRecord) -> ReportVerdict:

@@ -20,6 +20,7 @@ import yaml
 
 from kiok.core.document_limits import INT_PROBLEM, document_problem, parse_json_int
 from kiok.dag.durations import parse_duration_ms
+from kiok.dag.notify import parse_notify
 from kiok.dag.params import ParamRule, check_names, is_missing, parse_param
 from kiok.dag.spec import (
     DEFAULT_MAX_ACTIVE_RUNS,
@@ -44,6 +45,8 @@ _TOP_KEYS = frozenset({"dag", "tasks"})
 _DAG_KEYS = frozenset(
     {"id", "name", "description", "schedule", "timezone", "catchup", "max_active_runs", "default_timeout"}
     | {"defaultTimeoutMs", "labels", "params", "allow_extra_args", "retention", "retentionMs"}
+    | {"notify", "sla", "slaMs"}
+    | {"run_timeout", "runTimeoutMs"}
 )
 _TASK_KEYS = frozenset(
     {"id", "type", "script", "requires", "trigger_rule", "retries", "retry_delay", "retryDelayMs"}
@@ -64,7 +67,8 @@ def spec_from_yaml(text: str) -> DagSpec:
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise DagValidationError(f"invalid YAML{where}: {e.problem or e.context}") from None
+        line = mark.line + 1 if mark else None
+        raise DagValidationError(f"invalid YAML{where}: {e.problem or e.context}", line=line) from None
     except yaml.YAMLError as e:
         raise DagValidationError(f"invalid YAML: {e}") from None
     except RecursionError:
@@ -80,7 +84,9 @@ def spec_from_json(text: str) -> DagSpec:
     try:
         doc = json.loads(text, parse_int=parse_json_int)
     except json.JSONDecodeError as e:
-        raise DagValidationError(f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+        raise DagValidationError(
+            f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}", line=e.lineno
+        ) from None
     except RecursionError:
         raise DagValidationError(f"invalid JSON: nested too deeply (at most {_MAX_DEPTH} levels)") from None
     return spec_from_document(doc)
@@ -159,11 +165,14 @@ def spec_from_document(doc: object) -> DagSpec:
         catchup=dag.flag("catchup", False),
         max_active_runs=dag.integer("max_active_runs", DEFAULT_MAX_ACTIVE_RUNS),
         default_timeout_ms=dag.duration("default_timeout", "defaultTimeoutMs"),
+        run_timeout_ms=dag.duration("run_timeout", "runTimeoutMs"),
         retention_ms=dag.duration("retention", "retentionMs"),
         labels=normalize_labels(labels, "dag.labels"),
         params=defaults,
         param_rules=rules,
         allow_extra_args=dag.flag("allow_extra_args", False),
+        sla_ms=dag.duration("sla", "slaMs"),
+        notify=parse_notify(dag.get("notify")),
         # last, so problems are reported in document order
         tasks=tuple(_task(t, f"tasks[{i}]") for i, t in enumerate(tasks)),
     )

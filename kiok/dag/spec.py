@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from kiok.dag.notify import NotifySpec
 from kiok.dag.params import ParamRule, plain_default_document
 from kiok.ids import DagId, TaskId
 
@@ -89,6 +90,9 @@ class DagSpec:
     catchup: bool = False
     max_active_runs: int = DEFAULT_MAX_ACTIVE_RUNS
     default_timeout_ms: int | None = None
+    #: A run not finished this long after it started is failed by the leader (its tasks
+    #: cancelled); ``None``: no limit.
+    run_timeout_ms: int | None = None
     #: How long finished runs (with their task records and logs) are kept; ``None``: as
     #: ``kiok.retention.runs.days`` says.
     retention_ms: int | None = None
@@ -101,6 +105,10 @@ class DagSpec:
     param_rules: Mapping[str, ParamRule] = field(default_factory=dict)
     #: Whether a trigger may pass args the DAG does not declare.
     allow_extra_args: bool = False
+    #: Who is told when a run fails, succeeds or misses ``sla_ms`` (``kiok.dag.notify``).
+    notify: NotifySpec = field(default_factory=NotifySpec)
+    #: A run not finished this long after it started has missed its SLA (``on_sla_miss``).
+    sla_ms: int | None = None
 
     @functools.cached_property
     def _by_id(self) -> dict[str, TaskSpec]:
@@ -127,6 +135,8 @@ class DagSpec:
         dag["max_active_runs"] = self.max_active_runs
         if self.default_timeout_ms is not None:
             dag["default_timeout"] = f"{self.default_timeout_ms}ms"
+        if self.run_timeout_ms is not None:
+            dag["run_timeout"] = f"{self.run_timeout_ms}ms"
         if self.retention_ms is not None:
             dag["retention"] = f"{self.retention_ms}ms"
         if self.labels:
@@ -140,4 +150,8 @@ class DagSpec:
             }
         if self.allow_extra_args:
             dag["allow_extra_args"] = True
+        if self.sla_ms is not None:
+            dag["sla"] = f"{self.sla_ms}ms"
+        if self.notify:
+            dag["notify"] = self.notify.to_dict()
         return {"dag": dag, "tasks": [t.to_dict() for t in self.tasks]}

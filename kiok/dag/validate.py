@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 
 from kiok.core.cron import parse_timezone, validate_cron
 from kiok.core.placeholders import param_names
+from kiok.dag.notify import NotifyEvent, WebhookTarget
 from kiok.dag.params import ParamRule, check_names
 from kiok.dag.spec import DagSpec, TaskSpec, TaskType, TriggerRule
 from kiok.errors import DagValidationError
@@ -108,7 +109,10 @@ def validate(spec: DagSpec) -> DagSpec:
             f"must be an int >= 1, got {spec.max_active_runs!r}", field="dag.max_active_runs"
         )
     _positive(spec.default_timeout_ms, "dag.default_timeout")
+    _positive(spec.run_timeout_ms, "dag.run_timeout")
     _positive(spec.retention_ms, "dag.retention")
+    _positive(spec.sla_ms, "dag.sla")
+    _check_notify(spec)
     check_names(list(dict.fromkeys([*spec.params, *spec.param_rules])), "dag.params")
     params = {k: check_param_value(v, f"dag.params.{k}") for k, v in spec.params.items()}
     # {default: x} alone constrains nothing: the same as the plain default x
@@ -144,6 +148,25 @@ def validate(spec: DagSpec) -> DagSpec:
     if labels != spec.labels or name != spec.name or params != spec.params or rules != spec.param_rules:
         return dataclasses.replace(spec, labels=labels, name=name, params=params, param_rules=rules)
     return spec
+
+
+def _check_notify(spec: DagSpec) -> None:
+    """What the shape alone cannot say: an SLA-miss target needs an SLA, and a webhook is
+    sent by the leader for the run as a whole, where no ``${params.x}`` has a value."""
+    if spec.notify.on_sla_miss and spec.sla_ms is None:
+        raise DagValidationError("on_sla_miss needs dag.sla (e.g. sla: 10m)", field="dag.notify.on_sla_miss")
+    for event in NotifyEvent:
+        for i, target in enumerate(spec.notify.targets(event)):
+            if isinstance(target, WebhookTarget):
+                for where, text in [
+                    ("url", target.url),
+                    *((f"headers.{k}", v) for k, v in target.headers.items()),
+                ]:
+                    if param_names(text):
+                        raise DagValidationError(
+                            "a notification may use ${conn.*} and ${secret.*}, not ${params.*}",
+                            field=f"dag.notify.{event.value}[{i}].webhook.{where}",
+                        )
 
 
 def _check_param_references(spec: DagSpec) -> None:

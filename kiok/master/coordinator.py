@@ -81,6 +81,9 @@ class Coordinator:
         self.workers: dict[str, WorkerHandle] = {}
         #: run id -> worker id, for runs a live driver holds under this leadership.
         self._driving: dict[str, str] = {}
+        #: Runs of ``_driving`` that their driver's heartbeat has named: one that stops
+        #: naming it no longer holds it (``claims_seen``).
+        self._confirmed: set[str] = set()
         self._naks: dict[str, tuple[int, int]] = {}  # worker -> (count, until_ms)
         self.waiting: dict[str, str] = {}
         #: After this coordinator starts, a run's previous driver gets this long to reconnect
@@ -93,24 +96,31 @@ class Coordinator:
 
     def on_effects(self, fx: Effects) -> None:
         for run_id in fx.runs_finished:
-            self._driving.pop(run_id, None)
+            self._drop(run_id)
             self.waiting.pop(run_id, None)
+        for run_id in fx.fences_changed:
+            # Given back by its driver (drain timeout, shutdown, a crashed driver): the run
+            # goes back to the pool at once rather than when the worker is lost.
+            header = self._reader.run_header(run_id) if run_id in self._driving else None
+            if header is not None and header["worker"] is None:
+                self._drop(run_id)
+                self._kick.set()
         for run_id, worker_id in fx.cancels:
             handle = self.workers.get(worker_id)
             if handle is not None and self._driving.get(run_id) == worker_id:
                 handle.cancel(run_id)
-        if fx.runs_created or fx.runs_finished or fx.dags_changed:
+        if fx.runs_created or fx.runs_finished or fx.runs_reopened or fx.dags_changed:
             self._kick.set()
 
     def add_worker(self, handle: WorkerHandle) -> None:
         self.workers[handle.info().id] = handle
         self._kick.set()
 
-    def reattach(self, worker_id: str, claims: list[dict[str, Any]]) -> list[str]:
-        """A worker (re)connected saying which runs it drives, under which fences. Those it
-        still owns stay with it; the ids of the others are returned: it must abandon them.
-        Runs we thought it drove but it does not claim go back to the pool."""
-        abandon: list[str] = []
+    def reattach(self, worker_id: str, claims: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A worker (re)connected saying which runs it holds, under which fences. Those it
+        still owns stay with it; the others are returned (run and the fence claimed): it must
+        abandon them. Runs we thought it drove but it does not claim go back to the pool."""
+        abandon: list[dict[str, Any]] = []
         claimed: set[str] = set()
         for claim in claims:
             run_id = claim.get("run") if isinstance(claim, dict) else None
@@ -125,21 +135,40 @@ class Coordinator:
             )
             if current:
                 self._driving[run_id] = worker_id
+                self._confirmed.add(run_id)
                 claimed.add(run_id)
             else:
-                abandon.append(run_id)
+                abandon.append({"run": run_id, "term": claim.get("term"), "epoch": claim.get("epoch")})
         for run_id, w in list(self._driving.items()):
             if w == worker_id and run_id not in claimed:
-                del self._driving[run_id]
+                self._drop(run_id)
         self._kick.set()
         return abandon
+
+    def claims_seen(self, worker_id: str, runs: set[str]) -> None:
+        """A heartbeat of ``worker_id`` named the runs it holds. A run it was seen holding
+        and no longer names has no driver (it ended without a word that reached us): it goes
+        back to the pool now instead of waiting, stalled, until the worker is lost."""
+        for run_id, w in list(self._driving.items()):
+            if w != worker_id:
+                continue
+            if run_id in runs:
+                self._confirmed.add(run_id)
+            elif run_id in self._confirmed:
+                self._drop(run_id)
+                self._run_log(run_id, f"worker {worker_id} no longer holds the run: it is assigned again")
+                self._kick.set()
+
+    def _drop(self, run_id: str) -> None:
+        self._driving.pop(run_id, None)
+        self._confirmed.discard(run_id)
 
     def worker_lost(self, worker_id: str) -> None:
         """Runs the worker drove go back to the pool (reassigned under a new fence)."""
         self.workers.pop(worker_id, None)
         for run_id, w in list(self._driving.items()):
             if w == worker_id:
-                del self._driving[run_id]
+                self._drop(run_id)
         self._kick.set()
 
     def kick(self) -> None:
@@ -178,8 +207,14 @@ class Coordinator:
                 running_per_dag[run["dagId"]] = running_per_dag.get(run["dagId"], 0) + 1
         retry_ms: int | None = None
         maintenance = self._reader.maintenance()["enabled"]
-        for run in active:
-            run_id, dag_id = run["runId"], run["dagId"]
+        for listed in active:
+            run_id, dag_id = listed["runId"], listed["dagId"]
+            # Every ``_assign`` awaits: meanwhile a driver may have reconnected and claimed
+            # this run, or it may have ended. Decide on its state now, not at the pass's start.
+            fresh = self._reader.run_header(run_id)
+            if run_id in self._driving or fresh is None or fresh["state"] in TERMINAL_RUN_STATES:
+                continue
+            run = fresh
             spec = self._reader.run_spec(run_id)
             assert spec is not None
             if run["state"] == "PENDING":
@@ -271,7 +306,7 @@ class Coordinator:
             self._naks.pop(wid, None)
             self._run_log(run_id, f"assigned to worker {wid} (fence {fence['term']}/{fence['epoch']})")
             return True
-        self._driving.pop(run_id, None)
+        self._drop(run_id)
         count = self._naks.get(wid, (0, 0))[0] + 1
         self._naks[wid] = (count, self._clock() + _NAK_BACKOFF_MS[min(count, len(_NAK_BACKOFF_MS)) - 1])
         self.waiting[run_id] = reply.reason

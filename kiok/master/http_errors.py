@@ -72,6 +72,9 @@ def install(app: FastAPI) -> None:
             retry = max(1, err.retry_after_s or DEFAULT_MAINTENANCE_RETRY_S)
             headers = {"Retry-After": str(retry)}
             extra = {"maintenanceMode": True, "retryAfterSeconds": retry}
+        if isinstance(err, e.DagValidationError):
+            # Where the problem is, for an editor to mark: the field path and the line.
+            extra = {"errors": [{"path": err.field, "line": err.line, "message": err.detail}]}
         return error_response(status_for(err), err.code, err.message, headers, extra)
 
     @app.exception_handler(RequestValidationError)

@@ -33,7 +33,6 @@ from kiok.protocol.messages import PROTOCOL_VERSION, Assignment, Fence, OfferRep
 from kiok.protocol.wire import Kind, assignment_to_wire, field, frame, kind_of, outbox_keys_to_wire
 from kiok.security.kms import worker_outbox_keyring
 from kiok.security.ratelimit import FailureLimiter
-from kiok.store import commands as c
 
 if TYPE_CHECKING:
     from kiok.master.node import MasterNode
@@ -210,6 +209,10 @@ class WorkerConnection:
                 self._node.coordinator.capacity_freed(self.worker_id)
             self._free = free
             self._draining = draining
+            runs = m.get("runs")
+            if isinstance(runs, list):
+                held = {r["run"] for r in runs if isinstance(r, dict) and isinstance(r.get("run"), str)}
+                self._node.coordinator.claims_seen(self.worker_id, held)
         elif kind is Kind.OFFER_REPLY:
             fut = self._offers.get(field(m, "id", int))
             if fut is not None and not fut.done():
@@ -220,14 +223,11 @@ class WorkerConnection:
         elif kind is Kind.LOG:
             self._log_batch(m)
         elif kind is Kind.RELEASE:
-            cmd = c.ReleaseRun(
-                at_ms=self._node.clock_ms(),
-                run_id=field(m, "run", str),
-                epoch=field(m, "epoch", int),
-                reason=str(m.get("reason", "")),
-                worker=self.worker_id,
+            fence = Fence(int(m.get("term") or 0), field(m, "epoch", int))
+            reason = str(m.get("reason", ""))
+            self._node.intake.release(self.worker_id, field(m, "run", str), fence, reason).add_done_callback(
+                _ignore
             )
-            self._node.log.propose_nowait(cmd).add_done_callback(_ignore)
         elif kind is Kind.PERMIT:
             self._spawn(self._grant(field(m, "id", int)))
         elif kind is Kind.PERMIT_FREE:
@@ -247,7 +247,7 @@ class WorkerConnection:
             raise ProtocolError("log: field 'offset' must be a number >= 0")
         if "term" in m or "epoch" in m:
             fence = Fence(field(m, "term", int), field(m, "epoch", int))
-            stored = self._node.append_worker_log(self.worker_id, run_id, fence, task_id, data, offset)
+            stored = self._node.intake.log_batch(self.worker_id, run_id, fence, task_id, data, offset)
             if stored is not False:
                 if request:  # the worker keeps the batch until it hears it is stored
                     if stored is True:
@@ -275,14 +275,9 @@ class WorkerConnection:
 
     def _report(self, m: dict[str, Any]) -> None:
         request = field(m, "id", int)
-        cmd = c.ReportTasks(
-            at_ms=self._node.clock_ms(),
-            run_id=field(m, "run", str),
-            term=field(m, "term", int),
-            epoch=field(m, "epoch", int),
-            tasks=field(m, "tasks", dict),
-            worker=self.worker_id,
-        )
+        run_id = field(m, "run", str)
+        fence = Fence(field(m, "term", int), field(m, "epoch", int))
+        tasks = field(m, "tasks", dict)
 
         def acked(fut: asyncio.Future[Any]) -> None:
             if fut.cancelled():
@@ -295,29 +290,32 @@ class WorkerConnection:
                 log.warning(
                     "worker %s: report for run %s rejected (stale fence, not its driver, or unknown run)",
                     self.worker_id,
-                    cmd.run_id,
+                    run_id,
                 )
-                self._note_fenced_report(cmd)
+                self._note_fenced_report(run_id, fence)
             self.send(
-                frame(Kind.REPORT_ACK, request, run=cmd.run_id, term=cmd.term, epoch=cmd.epoch, fenced=fenced)
+                frame(Kind.REPORT_ACK, request, run=run_id, term=fence.term, epoch=fence.epoch, fenced=fenced)
             )
 
         # Only reports the worker keeps in its outbox (request id > 0: terminal ones) wait for
         # an fsync before the ack; progress reports need only survive a crash of this process.
-        self._node.log.propose_nowait(cmd, fsync=request > 0).add_done_callback(acked)
+        self._node.intake.report(self.worker_id, run_id, fence, tasks, durable=request > 0).add_done_callback(
+            acked
+        )
 
-    def _note_fenced_report(self, cmd: c.ReportTasks) -> None:
+    def _note_fenced_report(self, run_id: str, fence: Fence) -> None:
         """Say in the run's log that a report was rejected (a late report of a cut-off driver,
         or a worker reporting for a run it never drove): once per run and connection, and only
         for a run that exists. Bad reports must neither grow a run's log without bound nor
         make logs for runs that do not exist."""
-        if cmd.run_id in self._noted_reports or len(self._noted_reports) >= _WARNED_RUNS:
+        if run_id in self._noted_reports or len(self._noted_reports) >= _WARNED_RUNS:
             return
-        self._noted_reports.add(cmd.run_id)
-        if self._node.reader.run_header(cmd.run_id) is not None:
+        self._noted_reports.add(run_id)
+        if self._node.reader.run_header(run_id) is not None:
             self._node.run_log(
-                cmd.run_id,
-                f"rejected a report from worker {self.worker_id} under stale fence {cmd.term}/{cmd.epoch}",
+                run_id,
+                f"rejected a report from worker {self.worker_id} "
+                f"under stale fence {fence.term}/{fence.epoch}",
             )
 
     async def _grant(self, request: int) -> None:
@@ -476,8 +474,8 @@ class InternalServer:
             welcome["credential"] = credential
         await write_frame(writer, frame(Kind.WELCOME, **welcome), timeout_s=self.io_timeout_s)
         abandon = self.node.coordinator.reattach(worker_id, claims)
-        if abandon:
-            conn.send(frame(Kind.ABANDON, runs=abandon))
+        if abandon:  # each with the fence claimed: a newer driver of the same run stays
+            conn.send(frame(Kind.ABANDON, runs=[a["run"] for a in abandon], claims=abandon))
         self.node.coordinator.add_worker(conn)
         log.info(
             "worker %s connected from %s (labels %s, %s slots)",

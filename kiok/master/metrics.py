@@ -123,6 +123,7 @@ class _Snapshot(Collector):
         )
         yield from self._runs(node)
         yield from self._workers(node)
+        yield from self._archival(node)
         if node.raft is not None:
             yield from self._raft(node)
 
@@ -149,6 +150,23 @@ class _Snapshot(Collector):
         age = 0.0 if oldest_pending is None else max(0.0, (node.clock_ms() - oldest_pending) / 1000)
         yield GaugeMetricFamily(
             "kiok_oldest_pending_run_age_seconds", "Age of the oldest pending run (0: none)", value=age
+        )
+
+    def _archival(self, node: MasterNode) -> Iterator[Metric]:
+        """Job-log archival to S3 (moves on the leader; a follower shows what it did as leader)."""
+        stats = node.archival.stats
+        yield CounterMetricFamily(
+            "kiok_joblog_archived_bytes", "Job-log bytes archived to S3", value=stats.archived_bytes
+        )
+        yield CounterMetricFamily(
+            "kiok_joblog_archive_errors",
+            "Failed archival uploads or deletes (S3 unreachable or refusing)",
+            value=stats.errors,
+        )
+        yield GaugeMetricFamily(
+            "kiok_joblog_archive_lag_bytes",
+            "Job-log bytes waiting to be archived to S3 (kept locally until then)",
+            value=stats.lag_bytes,
         )
 
     def _workers(self, node: MasterNode) -> Iterator[Metric]:

@@ -23,29 +23,36 @@ from kiok.dag.load import compiled_spec
 from kiok.dag.spec import DagSpec
 from kiok.errors import InvalidInput, NotFound, NotReady
 from kiok.master.admission import Admission
+from kiok.master.archival import Archival
 from kiok.master.audit import Auditor
 from kiok.master.auth import AuthService
+from kiok.master.backups import BackupService
 from kiok.master.coordinator import Coordinator
 from kiok.master.iam import Iam
+from kiok.master.intake import Intake
 from kiok.master.leadership import Leadership
 from kiok.master.log_gate import LogGate
 from kiok.master.metrics import MasterMetrics
+from kiok.master.notify import Notifier, NotifySettings
 from kiok.master.peer_watch import PeerWatch
 from kiok.master.retention import RetentionSweeper
 from kiok.master.scheduler import Scheduler
-from kiok.protocol.messages import Fence
-from kiok.security.kms import Keyring, WrongMasterKey, derive_root_key
+from kiok.security.kms import Cipher, Keyring, WrongMasterKey, derive_root_key
 from kiok.security.service_tokens import ServiceTokens
 from kiok.store import commands as c
 from kiok.store import keys
+from kiok.store.backup import KeyringBlob, StoreSource
 from kiok.store.commandlog import CommandLog, LocalCommandLog
 from kiok.store.effects import Effects
 from kiok.store.encrypted import EncryptedKV
+from kiok.store.joblog import APPLIED as JOBLOG_APPLIED
 from kiok.store.joblog import ENCRYPTION_KEYS as JOBLOG_ENCRYPTION_KEYS
+from kiok.store.joblog import REPLICATION as JOBLOG_REPLICATION
 from kiok.store.joblog import SPACES as JOBLOG_SPACES
 from kiok.store.joblog import JobLogStore
 from kiok.store.keyring import configured_master_key, existing_keyring, master_key, new_keyring
 from kiok.store.kv import RocksKV
+from kiok.store.objects import s3_store_from_settings
 from kiok.store.reader import StateReader
 from kiok.store.replicated import RaftCommandLog, RaftConfig, ReplicatedStores, parse_peers
 
@@ -88,6 +95,12 @@ class MasterNode:
         self._joblog_raw = RocksKV(data / "joblog", JOBLOG_SPACES)
         self._joblog_kv = EncryptedKV(self._joblog_raw, JOBLOG_ENCRYPTION_KEYS)
         self.joblog = JobLogStore(self._joblog_kv)
+        self.archival = Archival(
+            lambda: s3_store_from_settings(settings, "kiok.joblog.s3", self.reader.connection),
+            self._joblog_cipher,
+            interval_s=settings.get_int("kiok.joblog.flush.interval.ms") / 1000,
+        )
+        self.joblog.attach_archive(self.archival.fetch)
         if found is not None:
             self._reload_keyring()
         self.raft: RaftCommandLog | None = None
@@ -123,6 +136,14 @@ class MasterNode:
         self.reader = StateReader(self.kv)
         self.metrics = MasterMetrics(self)
         self.log_gate = LogGate(self.reader)
+        self.intake = Intake(
+            self.log,
+            self.log_gate,
+            self.joblog,
+            clock_ms,
+            replicated=self.raft is not None,
+            on_refused_log=self.metrics.stale_log_batches.inc,
+        )
         self.auth = AuthService(
             self.log,
             self.reader,
@@ -154,6 +175,10 @@ class MasterNode:
         #: Where the other masters reach this one (forwarded writes, worker redirects).
         self.admin_url = f"{scheme}://{advertised}:{settings.get_int('kiok.master.admin.port')}"
         self.internal_address = f"{advertised}:{settings.get_int('kiok.master.internal.port')}"
+        self.notifier = self._new_notifier()
+        self.backups = BackupService(self, clock_ms)
+        #: The leader's loops of a single master (``restart_coordination`` replaces them).
+        self._coordination: list[asyncio.Task[Any]] = []
         self.leadership = Leadership(self)
         self.log.subscribe(self._on_effects)
         self._tasks: list[asyncio.Task[Any]] = []
@@ -201,6 +226,7 @@ class MasterNode:
             self.clock_ms,
             tick_ms=self.settings.get_int("kiok.scheduler.tick.interval.ms"),
             catchup_max_runs=self.settings.get_int("kiok.scheduler.catchup.max.runs"),
+            run_log=self.run_log,
         )
 
     def _new_retention(self) -> RetentionSweeper:
@@ -212,6 +238,23 @@ class MasterNode:
             logs_ms=days_ms(float(self.settings["kiok.retention.logs.days"])),
             interval_ms=self.settings.get_int("kiok.retention.sweep.interval.ms"),
             batch=self.settings.get_int("kiok.retention.sweep.batch.runs"),
+        )
+
+    def _new_notifier(self) -> Notifier:
+        get = self.settings.get_int
+        return Notifier(
+            self.log,
+            self.reader,
+            self.clock_ms,
+            self.run_log,
+            NotifySettings(
+                max_attempts=max(1, get("kiok.notify.max.attempts")),
+                retry_initial_ms=max(1, get("kiok.notify.retry.initial.ms")),
+                retry_max_ms=max(1, get("kiok.notify.retry.max.ms")),
+                timeout_s=max(1, get("kiok.notify.timeout.ms")) / 1000,
+                interval_s=max(1, get("kiok.notify.check.interval.ms")) / 1000,
+                link_base=self.settings.get_str("kiok.notify.link.base.url") or self.admin_url,
+            ),
         )
 
     @property
@@ -253,31 +296,6 @@ class MasterNode:
             cmd = c.AppendLogs(at_ms=self.clock_ms(), chunks=[[run_id, task_id, data]])
             self.log.propose_nowait(cmd, fsync=False).add_done_callback(_log_lost)
 
-    def append_worker_log(
-        self, worker_id: str, run_id: str, fence: Fence, task_id: str, data: bytes, offset: int | None = None
-    ) -> bool | asyncio.Future[Any]:
-        """Append a worker's log batch if that worker drives the run under ``fence`` and the
-        run has not finished (``LogGate``): True once stored, or (several masters) the future
-        of its commit; False (nothing appended, counted) when refused. With ``offset`` (its
-        place in the driver's stream for the task) only bytes the log lacks are stored, so a
-        replayed batch is harmless. With several masters the batch carries the fence into
-        ``AppendLogs``, checked again there."""
-        if not self.log_gate.admits(run_id, worker_id, fence.term, fence.epoch):
-            self.metrics.stale_log_batches.inc()
-            return False
-        if self.raft is None:
-            stream = None if offset is None else (fence.term, fence.epoch, offset)
-            self.joblog.append(run_id, task_id, data, stream=stream)
-            return True
-        if not data:
-            return True
-        chunk: list[Any] = [run_id, task_id, data, worker_id, fence.term, fence.epoch]
-        if offset is not None:
-            chunk.append(offset)
-        fut = self.log.propose_nowait(c.AppendLogs(at_ms=self.clock_ms(), chunks=[chunk]), fsync=False)
-        fut.add_done_callback(_log_lost)
-        return fut
-
     def run_log(self, run_id: str, text: str) -> None:
         """Append a line to a run's orchestration log (``__run__``)."""
         self.coordinator.run_log(run_id, text)
@@ -294,6 +312,10 @@ class MasterNode:
         self.metrics.observe(fx)
         self.log_gate.on_effects(fx)
         self.coordinator.on_effects(fx)
+        if fx.task_ends or fx.runs_finished:  # a final log: archive it now
+            self.archival.kick()
+        if fx.runs_finished:  # its notifications are in the outbox
+            self.notifier.kick()
         if fx.dags_changed:
             self.scheduler.kick()
         if fx.maintenance_changed:  # pending runs go when it ends; skipped firings are logged
@@ -303,6 +325,8 @@ class MasterNode:
             self._specs.pop(run_id, None)
         if fx.log_deletes and self.raft is None:  # replicated masters delete them as they apply
             self.joblog.delete_runs(fx.log_deletes)
+        if (fx.log_archived or fx.archive_forgotten) and self.raft is None:
+            self.joblog.apply_archive_effects(fx)
 
     def log_commands(self) -> int:
         """Commands this master's store has applied since it started."""
@@ -344,6 +368,56 @@ class MasterNode:
         self.kv.set_keyring(ring)
         self._joblog_kv.set_keyring(ring)
 
+    def root_key_for(self, salt: bytes) -> bytes:
+        """The root key the master key derives with ``salt`` (a backup's keyring may have
+        another salt than this store's)."""
+        root = self._roots.get(salt)
+        if root is None:
+            root = self._roots[salt] = derive_root_key(self._passphrase, salt, self._iterations)
+        return root
+
+    def keyring_blob(self) -> KeyringBlob:
+        """The keyring as the ``kms`` keyspace holds it, for a backup's manifest."""
+        found = self._raw.get(keys.KMS, keys.KEYRING.encode())
+        salt_raw = self._raw.get(keys.KMS, keys.KEYRING_SALT.encode())
+        if self.keyring is None or found is None or salt_raw is None:
+            raise NotReady("the store has no keyring yet")
+        return KeyringBlob(self.keyring, msgpack.unpackb(salt_raw), msgpack.unpackb(found), self._root_key)
+
+    def backup_sources(self) -> list[StoreSource]:
+        """Every store a backup holds, the state store first; each keeps its own Raft
+        applied index through a restore."""
+        return [
+            StoreSource("state", self._raw, keys.SPACES, keep=((keys.KMS, keys.RAFT_APPLIED.encode()),)),
+            StoreSource(
+                "joblog", self._joblog_raw, JOBLOG_SPACES, keep=((JOBLOG_REPLICATION, JOBLOG_APPLIED),)
+            ),
+        ]
+
+    async def restart_coordination(self, between: Callable[[], None]) -> None:
+        """(Single master) Stop the leader's loops, call ``between`` (a restore replacing the
+        stores' content), reload what is cached from the stores and start fresh loops over it.
+        The connected workers stay and are handed to the new coordinator: runs they drive are
+        claimed again or, after the reattach grace, reassigned (the failover rules)."""
+        stopping = self._coordination
+        for task in stopping:
+            task.cancel()
+        for task in stopping:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = [t for t in self._tasks if t not in stopping]
+        workers = list(self.coordinator.workers.values())
+        try:
+            between()
+        finally:
+            self._reload_keyring()
+            self.joblog.forget_sizes()
+            self._specs.clear()
+            self._coordination = self.start_leading(self.coordinator.term)
+            self._tasks += self._coordination
+            for handle in workers:
+                self.coordinator.add_worker(handle)
+
     async def rotate_key(self, name: str) -> int:
         """Make a new version of data key ``name`` current; returns the version. Data
         written under older versions still decrypts."""
@@ -381,14 +455,23 @@ class MasterNode:
         self.coordinator = self._new_coordinator(term)
         self.scheduler = self._new_scheduler()
         self.retention = self._new_retention()
+        self.notifier = self._new_notifier()
         self.log_gate.clear()
         return self._run_coordination()
 
+    def _joblog_cipher(self) -> Cipher:
+        if self.keyring is None:
+            raise NotReady("the store has no keyring yet")
+        return Cipher(self.keyring, "joblog-encryption")
+
     def _run_coordination(self) -> list[asyncio.Task[Any]]:
         return [
+            *self.archival.start_leading(self.log, self.joblog, self.clock_ms),
             asyncio.create_task(self.scheduler.run(), name="scheduler"),
             asyncio.create_task(self.coordinator.run(), name="coordinator"),
             asyncio.create_task(self.retention.run(), name="retention"),
+            asyncio.create_task(self.notifier.run(), name="notifier"),
+            asyncio.create_task(self.backups.run_schedule(), name="backup-schedule"),
         ]
 
     def demoted(self) -> None:
@@ -399,7 +482,8 @@ class MasterNode:
         self._tasks = [asyncio.create_task(self._reload_service_tokens(), name="service-tokens")]
         if self.raft is None:
             await self.bootstrap()
-            self._tasks += self._run_coordination()
+            self._coordination = self._run_coordination()
+            self._tasks += self._coordination
         else:
             self.raft.start()
             self._tasks.append(asyncio.create_task(self.leadership.run(), name="leadership"))

@@ -6,6 +6,8 @@ identified by (DAG, fire time), a proposal repeated after a crash or a leader ch
 creates nothing twice. The loop sleeps until the next fire time (at most one tick).
 In maintenance mode due intervals are skipped for good (``kiok.core.maintenance``): the
 watermark moves past them, no run is created, and each skip is logged at WARN.
+Each tick also fails the runs past their DAG's ``run_timeout`` (``kiok.core.run_timeout``):
+``FailRun`` stops them as a cancel does and ends them FAILED with the reason.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Callable
 
 from kiok.core.cron import due_fires, next_fire_ms
 from kiok.core.maintenance import split_fires
+from kiok.core.run_timeout import overdue_runs
 from kiok.core.timefmt import iso_utc
 from kiok.errors import KiokError
 from kiok.store import commands as c
@@ -35,12 +38,14 @@ class Scheduler:
         *,
         tick_ms: int,
         catchup_max_runs: int,
+        run_log: Callable[[str, str], None] | None = None,
     ) -> None:
         self._log = log_
         self._reader = reader
         self._clock = clock_ms
         self._tick_ms = tick_ms
         self._max_runs = catchup_max_runs
+        self._run_log = run_log
         self._wake = asyncio.Event()
 
     def kick(self) -> None:
@@ -60,10 +65,26 @@ class Scheduler:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), sleep_ms / 1000)
 
-    async def tick(self) -> int | None:
-        """Fire what is due; return the earliest next fire time over all DAGs."""
+    async def time_out_runs(self) -> int | None:
+        """Fail the runs past their ``run_timeout``; the next deadline ahead, if any."""
         now = self._clock()
-        earliest: int | None = None
+        overdue, next_deadline = overdue_runs(self._reader.active_runs(), now)
+        for o in overdue:
+            try:
+                await self._log.propose(c.FailRun(at_ms=now, run_id=o.run_id, reason=o.reason))
+            except KiokError as e:
+                log.info("run %s not timed out: %s", o.run_id, e)
+                continue
+            log.warning("run %s: %s; its tasks are cancelled", o.run_id, o.reason)
+            if self._run_log is not None:
+                self._run_log(o.run_id, f"{o.reason}: failing the run, its tasks are cancelled")
+        return next_deadline
+
+    async def tick(self) -> int | None:
+        """Fire what is due and time out overdue runs; return the earliest next fire time or
+        run deadline."""
+        now = self._clock()
+        earliest: int | None = await self.time_out_runs()
         maintenance = self._reader.maintenance()
         for record in list(self._reader.dags()):
             dag = record["spec"]["dag"]

@@ -82,5 +82,15 @@ def run_view(run: dict[str, Any], spec: DagSpec, run_waiting: str | None, now_ms
         "cancelRequested": run["cancel"],
         "waiting": run_waiting if state in (RunState.PENDING.value, RunState.RUNNING.value) else None,
         "staleReports": run["staleReports"],
+        "dagVersion": run.get("dagVersion"),
+        #: Why the run ended other than by its tasks (the run timeout), else null.
+        "reason": run.get("failReason"),
+        "reruns": run.get("reruns", 0),
+        "interval": _interval(run.get("interval")),
         "tasks": tasks,
     }
+
+
+def _interval(raw: dict[str, int] | None) -> dict[str, str | None] | None:
+    """The schedule interval a backfilled run stands for, ``[start, end)``."""
+    return None if raw is None else {"start": iso(raw["startMs"]), "end": iso(raw["endMs"])}

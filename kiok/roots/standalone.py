@@ -33,7 +33,6 @@ from kiok.roots.common import (
 from kiok.roots.shutdown import Signals, drain
 from kiok.roots.startup import listen_socket, lock_data_dir
 from kiok.security.tls import TlsFiles
-from kiok.store import commands as c
 from kiok.worker.status_http import create_status_app
 from kiok.worker.worker import Worker
 
@@ -51,18 +50,9 @@ class InProcessLink:
     def report_tasks(self, run_id: str, fence: Fence, tasks: dict[str, dict[str, Any]]) -> None:
         # Not fsync'd: nobody waits on it, it survives kill -9 (RocksDB's log is written),
         # and after a power loss the run resumes and re-runs what was lost (at least once).
-        fut = self._node.log.propose_nowait(
-            c.ReportTasks(
-                at_ms=clock_ms(),
-                run_id=run_id,
-                term=fence.term,
-                epoch=fence.epoch,
-                tasks=tasks,
-                worker=self.worker_id,
-            ),
-            fsync=False,
+        self._node.intake.report(self.worker_id, run_id, fence, tasks, durable=False).add_done_callback(
+            _log_failure
         )
-        fut.add_done_callback(_log_failure)
 
     def append_log(
         self, run_id: str, fence: Fence, task_id: str, data: bytes, *, offset: int, final: bool
@@ -71,15 +61,10 @@ class InProcessLink:
         # both survive kill -9 together (RocksDB's log is written before append returns).
         # The same fence check as a remote worker's batch: a retired driver's lines stay out.
         # In process nothing is ever sent twice: no offset, no cursor to keep.
-        self._node.append_worker_log(self.worker_id, run_id, fence, task_id, data)
+        self._node.intake.log_batch(self.worker_id, run_id, fence, task_id, data)
 
     def release_run(self, run_id: str, fence: Fence, reason: str) -> None:
-        fut = self._node.log.propose_nowait(
-            c.ReleaseRun(
-                at_ms=clock_ms(), run_id=run_id, epoch=fence.epoch, reason=reason, worker=self.worker_id
-            )
-        )
-        fut.add_done_callback(_log_failure)
+        self._node.intake.release(self.worker_id, run_id, fence, reason).add_done_callback(_log_failure)
 
     async def acquire_task_permit(self) -> None:
         await self._permits.acquire()

@@ -23,17 +23,22 @@ from kiok.store.apply_admission import (
     apply_redeem_join_token,
     apply_revoke_worker,
 )
+from kiok.store.apply_backup import apply_set_backup_cron
+from kiok.store.apply_dags import apply_backfill, register_dag
 from kiok.store.apply_lifecycle import (
     apply_delete_runs,
     apply_purge_run_logs,
     apply_set_maintenance,
     maintenance_on,
 )
+from kiok.store.apply_notify import apply_finish_notification, apply_sla_miss
 from kiok.store.apply_runs import (
     apply_assign,
     apply_cancel,
+    apply_fail,
     apply_release,
     apply_report,
+    apply_rerun,
     create_run,
     driver_holds,
 )
@@ -129,6 +134,25 @@ def _append_logs(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
                 fx.stale_logs += 1
                 continue
         fx.log_appends.append((chunk[0], chunk[1], chunk[2], stream))
+    return None
+
+
+def _archive_logs(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
+    assert isinstance(cmd, c.ArchiveLogs)
+    for seg in cmd.segments:
+        if (
+            len(seg) != 4
+            or not (isinstance(seg[0], str) and isinstance(seg[1], str))
+            or not (_is_int(seg[2]) and _is_int(seg[3]) and 0 <= seg[2] < seg[3])
+        ):
+            raise InvalidInput("archive_logs: each segment is [run id, task id, start, end] with start < end")
+        fx.log_archived.append((seg[0], seg[1], seg[2], seg[3]))
+    return None
+
+
+def _forget_archived_runs(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
+    assert isinstance(cmd, c.ForgetArchivedRuns)
+    fx.archive_forgotten.extend(cmd.run_ids)
     return None
 
 
@@ -298,21 +322,7 @@ def _set_password(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
 
 def _register_dag(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     assert isinstance(cmd, c.RegisterDag)
-    dag_id = cmd.spec["dag"]["id"]
-    old = txn.get(k.META, k.dag(dag_id))
-    record = {
-        "spec": cmd.spec,
-        "source": cmd.source,
-        "version": (old["version"] + 1) if old else 1,
-        "paused": old["paused"] if old else False,
-        "registeredMs": old["registeredMs"] if old else cmd.at_ms,
-        "updatedMs": cmd.at_ms,
-        # A DAG that has never run arms its schedule from now, even with catchup.
-        "watermarkMs": old["watermarkMs"] if old else cmd.at_ms,
-    }
-    txn.put(k.META, k.dag(dag_id), record)
-    fx.dags_changed.append(dag_id)
-    return {"registered": dag_id, "version": record["version"]}
+    return register_dag(txn, cmd, fx)
 
 
 def _delete_dag(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
@@ -345,7 +355,9 @@ def _create_run(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
         raise MaintenanceMode("maintenance mode is on: no new runs until it ends; retry later")
     spec = compiled_spec(record["spec"])
     args = check_args(spec.params, spec.param_rules, spec.allow_extra_args, cmd.args)
-    run_id = create_run(txn, record["spec"], cmd.trigger, args, None, cmd.at_ms, fx)
+    run_id = create_run(
+        txn, record["spec"], cmd.trigger, args, None, cmd.at_ms, fx, dag_version=record["version"]
+    )
     return {"runId": run_id}
 
 
@@ -362,7 +374,9 @@ def _fire_schedule(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
             if txn.get(k.META, k.scheduled(cmd.dag_id, fire)) is not None:
                 continue  # (DAG, fire time) already has its run
             trigger = "catchup" if cmd.catchup and fire != cmd.fire_times[-1] else "schedule"
-            run_id = create_run(txn, record["spec"], trigger, {}, fire, cmd.at_ms, fx)
+            run_id = create_run(
+                txn, record["spec"], trigger, {}, fire, cmd.at_ms, fx, dag_version=record["version"]
+            )
             txn.put(k.META, k.scheduled(cmd.dag_id, fire), run_id)
             created.append(run_id)
     if cmd.watermark_ms > record["watermarkMs"]:
@@ -396,10 +410,18 @@ _HANDLERS: dict[type[c.Command], Callable[[Txn, c.Command, Effects], Any]] = {
     c.ReleaseRun: apply_release,
     c.ReportTasks: apply_report,
     c.CancelRun: apply_cancel,
+    c.FailRun: apply_fail,
+    c.RerunRun: apply_rerun,
+    c.Backfill: apply_backfill,
     c.IssueJoinToken: apply_issue_join_token,
     c.RedeemJoinToken: apply_redeem_join_token,
     c.RevokeWorker: apply_revoke_worker,
     c.SetMaintenance: apply_set_maintenance,
+    c.SetBackupCron: apply_set_backup_cron,
     c.DeleteRuns: apply_delete_runs,
     c.PurgeRunLogs: apply_purge_run_logs,
+    c.ArchiveLogs: _archive_logs,
+    c.ForgetArchivedRuns: _forget_archived_runs,
+    c.NotifySlaMiss: apply_sla_miss,
+    c.FinishNotification: apply_finish_notification,
 }

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from kiok.core.readiness import UNSTARTED, advance
+from kiok.core.rerun import RerunRequest, rerun_selection, reset_records
 from kiok.core.states import TERMINAL_RUN_STATES, RunState, TaskRecord, TaskState
 from kiok.core.transitions import ReportVerdict, TaskEvent, TaskEventKind, apply_task_event, report_verdict
 from kiok.dag.load import compiled_spec
@@ -21,6 +22,7 @@ from kiok.errors import Conflict, NotFound
 from kiok.ids import TaskId
 from kiok.store import commands as c
 from kiok.store import keys as k
+from kiok.store.apply_notify import on_run_end
 from kiok.store.effects import Effects
 from kiok.store.txn import Txn
 
@@ -33,7 +35,12 @@ def create_run(
     scheduled_ms: int | None,
     at_ms: int,
     fx: Effects,
+    *,
+    dag_version: int | None = None,
+    interval: tuple[int, int] | None = None,
 ) -> str:
+    """Create a PENDING run of ``spec``; ``dag_version`` is the DAG version it runs,
+    ``interval`` the schedule interval ``[start, end)`` it stands for (backfills)."""
     seq = (txn.get(k.META, k.RUN_SEQ_COUNTER) or 0) + 1
     txn.put(k.META, k.RUN_SEQ_COUNTER, seq)
     dag_id = spec["dag"]["id"]
@@ -56,7 +63,13 @@ def create_run(
         "staleReports": 0,
         "open": len(spec["tasks"]),
         "failed": 0,
+        "dagVersion": dag_version,
     }
+    run_timeout = compiled_spec(spec).run_timeout_ms
+    if run_timeout is not None:
+        run["runTimeoutMs"] = run_timeout
+    if interval is not None:
+        run["interval"] = {"startMs": interval[0], "endMs": interval[1]}
     txn.put(k.META, k.run(run_id), run)
     txn.put(k.META, k.run_task_ids(run_id), [t["id"] for t in spec["tasks"]])
     txn.put(k.META, k.run_spec(run_id), spec)
@@ -106,13 +119,16 @@ def _put_task(txn: Txn, run: dict[str, Any], tid: str, old: TaskRecord, new: Tas
 def _close(txn: Txn, run: dict[str, Any], at_ms: int, fx: Effects) -> None:
     """Write the header; end the run when no task is open any more."""
     if run["open"] == 0 and run["state"] not in TERMINAL_RUN_STATES:
-        if run["cancel"]:
+        if run.get("failReason"):
+            outcome = RunState.FAILED
+        elif run["cancel"]:
             outcome = RunState.CANCELLED
         else:
             outcome = RunState.FAILED if run["failed"] else RunState.SUCCESS
         run["state"] = outcome.value
         run["endedMs"] = at_ms
         txn.delete(k.META, k.active_run(run["runId"]))
+        on_run_end(txn, run, at_ms)
         fx.runs_finished.append(run["runId"])
     txn.put(k.META, k.run(run["runId"]), run)
     fx.runs_changed.add(run["runId"])
@@ -233,20 +249,66 @@ def apply_cancel(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
         if run["state"] == RunState.CANCELLED.value:
             return {"runId": cmd.run_id, "state": run["state"]}
         raise Conflict(f"run {cmd.run_id} already ended {run['state']}")
+    return _stop(txn, run, cmd.at_ms, fx)
+
+
+def apply_fail(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
+    """The run timeout: stopped like a cancel, ended FAILED with the reason recorded."""
+    assert isinstance(cmd, c.FailRun)
+    run = _load(txn, cmd.run_id)
+    if run["state"] in TERMINAL_RUN_STATES:
+        return {"runId": cmd.run_id, "state": run["state"]}
+    run["failReason"] = cmd.reason
+    return _stop(txn, run, cmd.at_ms, fx)
+
+
+def _stop(txn: Txn, run: dict[str, Any], at_ms: int, fx: Effects) -> Any:
+    """Cancel every task of an unfinished run: queued ones at once, running ones by their
+    driver (told through ``fx.cancels``), or at once when no driver holds the run."""
+    run_id = run["runId"]
     run["cancel"] = True
-    spec = compiled_spec(txn.get(k.META, k.run_spec(cmd.run_id)))
-    before = _all_tasks(txn, cmd.run_id)
-    after = dict(advance(spec, before, cmd.at_ms, cancelled=True).tasks)
+    spec = compiled_spec(txn.get(k.META, k.run_spec(run_id)))
+    before = _all_tasks(txn, run_id)
+    after = dict(advance(spec, before, at_ms, cancelled=True).tasks)
     if run["worker"] is None:
         # No driver to stop anything: whatever was running is gone with the lost driver.
         for tid, rec in after.items():
             if rec.state is TaskState.RUNNING:
-                after[tid] = apply_task_event(rec, TaskEvent(TaskEventKind.CANCEL, cmd.at_ms))[0]
+                after[tid] = apply_task_event(rec, TaskEvent(TaskEventKind.CANCEL, at_ms))[0]
     else:
-        fx.cancels.append((cmd.run_id, run["worker"]))
+        fx.cancels.append((run_id, run["worker"]))
     for tid, rec in after.items():
         old = before.get(tid, UNSTARTED)
         if rec != old:
             _put_task(txn, run, tid, old, rec)
+    _close(txn, run, at_ms, fx)
+    return {"runId": run_id, "state": run["state"]}
+
+
+def apply_rerun(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
+    """Reopen a finished run: the selected tasks go back to PENDING (attempt numbers kept),
+    the header is RUNNING again with no driver, so the coordinator assigns it like any run
+    whose driver is gone (under a new fence: the last driver's stragglers are refused)."""
+    assert isinstance(cmd, c.RerunRun)
+    run = _load(txn, cmd.run_id)
+    if run["state"] not in TERMINAL_RUN_STATES:
+        raise Conflict(f"run {cmd.run_id} is still {run['state']}: wait for it to end (or cancel it) first")
+    spec = compiled_spec(txn.get(k.META, k.run_spec(cmd.run_id)))
+    before = _all_tasks(txn, cmd.run_id)
+    selection = rerun_selection(spec, before, RerunRequest(cmd.from_task, cmd.only_failed))
+    for tid, rec in reset_records(before, selection, cmd.at_ms).items():
+        _put_task(txn, run, tid, before[tid], rec)
+    run.update(
+        state=RunState.RUNNING.value,
+        endedMs=None,
+        worker=None,
+        cancel=False,
+        failReason=None,
+        reruns=run.get("reruns", 0) + 1,
+        lastRerun={"atMs": cmd.at_ms, "by": cmd.by, "from": cmd.from_task, "onlyFailed": cmd.only_failed},
+    )
+    txn.put(k.META, k.active_run(cmd.run_id), {"dagId": run["dagId"], "seq": run["seq"]})
+    fx.fences_changed.append(cmd.run_id)
+    fx.runs_reopened.append(cmd.run_id)
     _close(txn, run, cmd.at_ms, fx)
-    return {"runId": cmd.run_id, "state": run["state"]}
+    return {"runId": cmd.run_id, "tasks": list(selection)}

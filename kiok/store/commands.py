@@ -269,6 +269,11 @@ class RegisterDag(Command):
     kind: ClassVar[str] = "register_dag"
     spec: dict[str, Any] = field(default_factory=dict)
     source: str | None = None
+    #: Who registered it, for the version history.
+    by: str = ""
+    #: How many versions to keep (``kiok.dag.versions.keep``; 0 in entries written before
+    #: versions were kept: none are recorded).
+    keep_versions: int = 0
 
 
 @command
@@ -383,6 +388,70 @@ class CancelRun(Command):
     run_id: str = ""
 
 
+@command
+@dataclass(frozen=True)
+class FailRun(Command):
+    """Stop a run as ``CancelRun`` does, but end it FAILED with ``reason`` (the leader's run
+    timeout). A run that already ended is left alone."""
+
+    kind: ClassVar[str] = "fail_run"
+    run_id: str = ""
+    reason: str = ""
+
+
+@command
+@dataclass(frozen=True)
+class RerunRun(Command):
+    """Re-run a finished run in place (``kiok.core.rerun``): the chosen tasks go back to
+    PENDING keeping their attempt numbers, the others keep their records, and the run is
+    RUNNING again, waiting for a driver. Refused (Conflict) while the run has not ended."""
+
+    kind: ClassVar[str] = "rerun_run"
+    run_id: str = ""
+    from_task: str | None = None
+    only_failed: bool = True
+    by: str = ""
+
+
+@command
+@dataclass(frozen=True)
+class Backfill(Command):
+    """One run per interval (``[start, end)`` ms, start = the cron fire time it stands for) not
+    seen before: (DAG, fire time) identifies a scheduled run, so a repeated backfill, or one
+    over intervals the scheduler already ran, creates nothing twice."""
+
+    kind: ClassVar[str] = "backfill"
+    dag_id: str = ""
+    intervals: tuple[tuple[int, int], ...] = ()
+    by: str = ""
+
+    @property
+    def weight(self) -> int:
+        return max(1, 4 * len(self.intervals))
+
+
+@command
+@dataclass(frozen=True)
+class NotifySlaMiss(Command):
+    """The leader saw a run pass its DAG's ``sla``: flag the run and record its ``on_sla_miss``
+    notifications. A no-op for a run already flagged, so it happens once per run."""
+
+    kind: ClassVar[str] = "notify_sla_miss"
+    run_id: str = ""
+
+
+@command
+@dataclass(frozen=True)
+class FinishNotification(Command):
+    """A due notification was delivered, or given up after its last attempt: it leaves the
+    outbox (``detail`` says how it went). A no-op when it already left."""
+
+    kind: ClassVar[str] = "finish_notification"
+    key: str = ""
+    delivered: bool = False
+    detail: str = ""
+
+
 # --- data lifecycle: maintenance mode and retention ---------------------------------------------
 
 
@@ -428,3 +497,42 @@ class PurgeRunLogs(Command):
     @property
     def weight(self) -> int:
         return max(1, 4 * len(self.run_ids))
+
+
+# --- backups ------------------------------------------------------------------------------------
+
+
+@command
+@dataclass(frozen=True)
+class SetBackupCron(Command):
+    """Set (or, with an empty ``cron``, clear) when the leader takes a backup on its own; the
+    API checked the expression. ``by``: who did it."""
+
+    kind: ClassVar[str] = "set_backup_cron"
+    cron: str = ""
+    by: str = ""
+
+
+# --- job logs archived to S3 --------------------------------------------------------------------
+
+
+@command
+@dataclass(frozen=True)
+class ArchiveLogs(Command):
+    """The leader copied these job-log ranges to the object store: each segment is ``[run id,
+    task id, start, end]`` (object key ``kiok.store.joblog_archive.segment_key``). Every master
+    records them and drops its local chunks of the range. A segment that does not start where
+    the log's archive ends (a replay, a deposed leader's flush) is ignored."""
+
+    kind: ClassVar[str] = "archive_logs"
+    segments: list[list[Any]] = field(default_factory=list)
+
+
+@command
+@dataclass(frozen=True)
+class ForgetArchivedRuns(Command):
+    """The leader deleted these deleted runs' archived log objects: every master forgets the
+    tombstones that asked for it."""
+
+    kind: ClassVar[str] = "forget_archived_runs"
+    run_ids: tuple[str, ...] = ()

@@ -12,6 +12,8 @@ class Effects:
     runs_created: list[str] = field(default_factory=list)
     runs_changed: set[str] = field(default_factory=set)
     runs_finished: list[str] = field(default_factory=list)
+    #: Finished runs put back to RUNNING by a re-run: they need a driver again.
+    runs_reopened: list[str] = field(default_factory=list)
     cancels: list[tuple[str, str]] = field(default_factory=list)  # (run id, driver)
     #: Runs whose driver or fence changed (assigned, released): cached fences are stale.
     fences_changed: list[str] = field(default_factory=list)
@@ -34,11 +36,17 @@ class Effects:
     #: Runs whose job logs are to be deleted once the batch is durable (the job-log store is
     #: separate: a single master deletes them directly, replicated masters as they apply).
     log_deletes: list[str] = field(default_factory=list)
+    #: Job-log segments (run id, task id, start, end) the leader archived to S3: recorded and
+    #: dropped from the local store once the batch is durable (like ``log_appends``).
+    log_archived: list[tuple[str, str, int, int]] = field(default_factory=list)
+    #: Deleted runs whose archived objects the leader removed: their tombstones go.
+    archive_forgotten: list[str] = field(default_factory=list)
 
     def merge(self, other: Effects) -> None:
         self.runs_created.extend(other.runs_created)
         self.runs_changed |= other.runs_changed
         self.runs_finished.extend(other.runs_finished)
+        self.runs_reopened.extend(other.runs_reopened)
         self.cancels.extend(other.cancels)
         self.fences_changed.extend(other.fences_changed)
         self.dags_changed.extend(other.dags_changed)
@@ -50,3 +58,5 @@ class Effects:
         self.maintenance_changed |= other.maintenance_changed
         self.runs_deleted.extend(other.runs_deleted)
         self.log_deletes.extend(other.log_deletes)
+        self.log_archived.extend(other.log_archived)
+        self.archive_forgotten.extend(other.archive_forgotten)

@@ -15,20 +15,34 @@ them and the byte offset within that driver's output for the task. The store kee
 (run, task), the stream it last took bytes from and how far (the cursor, stored with the
 bytes in one write), so a batch replayed after a reconnect or a leader failover adds only
 the bytes the store does not have: replays are idempotent.
+
+With S3 archival (``kiok.master.archival``) the leader copies byte ranges to the object store
+and proposes ``ArchiveLogs``; applying it (``apply_archived``) records the segment in the
+``archive`` keyspace and deletes the local chunks it covers, on every master alike. The log's
+size and offsets do not change: ``read`` serves an archived range from the object store
+(``attach_archive``) and the rest from the local chunks, so no reader knows which tier
+holds the bytes. Deleting a run's logs leaves a tombstone there, so that the leader deletes
+the run's objects too (``archive_tombstones``).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from kiok.store.effects import Effects
+from kiok.store.joblog_archive import Segment
 from kiok.store.kv import KVStore, RocksKV, Write
+from kiok.store.objects import ObjectStoreUnavailable
 
 LOGS = "logs"
 #: Unencrypted bookkeeping: the Raft index of the last applied batch of chunks.
 REPLICATION = "replication"
-SPACES = (LOGS, REPLICATION)
+#: Unencrypted: archived segments (``s`` run NUL task NUL start -> end) and tombstones of runs
+#: whose archived objects are to be deleted (``d`` run).
+ARCHIVE = "archive"
+SPACES = (LOGS, REPLICATION, ARCHIVE)
 #: keyspace -> the data key that encrypts its values
 ENCRYPTION_KEYS = {LOGS: "joblog-encryption"}
 APPLIED = b"applied"
@@ -47,6 +61,18 @@ def _cursor_key(run_id: str, task_id: str) -> bytes:
     """Where a log's stream cursor lives: under the run's prefix (so it goes with the run's
     logs) but outside the task's chunk prefix (so reads never see it)."""
     return f"{run_id}\x00{task_id}\x01".encode()
+
+
+def _segment_key(run_id: str, task_id: str, start: int) -> bytes:
+    return b"s" + _prefix(run_id, task_id) + f"{start:016x}".encode()
+
+
+def _tombstone_key(run_id: str) -> bytes:
+    return b"d" + run_id.encode()
+
+
+#: Reads archived bytes ``[start, end)`` of a segment from the object store.
+ArchiveFetch = Callable[[Segment, int, int], bytes]
 
 
 #: A worker batch's place: (term, epoch, byte offset in that driver's stream for the task).
@@ -70,6 +96,10 @@ class JobLogStore:
         self._kv = kv
         self._sizes: dict[tuple[str, str], int] = {}
         self._cursors: dict[tuple[str, str], Cursor | None] = {}
+        self._archived: dict[tuple[str, str], int] = {}
+        #: Logs appended to since the archiver last looked (None: no archiver is watching).
+        self._dirty: set[tuple[str, str]] | None = None
+        self._fetch: ArchiveFetch | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -84,12 +114,127 @@ class JobLogStore:
         cached = self._sizes.get((run_id, task_id))
         if cached is not None:
             return cached
-        size = 0
+        size = self._archived_end(run_id, task_id)
         for key, value in self._kv.scan(LOGS, _prefix(run_id, task_id), reverse=True):
-            size = int(key[-16:], 16) + len(value)
+            size = max(size, int(key[-16:], 16) + len(value))
             break
         self._sizes[(run_id, task_id)] = size
         return size
+
+    # --- archival ------------------------------------------------------------------------
+
+    def attach_archive(self, fetch: ArchiveFetch | None) -> None:
+        """Where archived ranges are read from (None: S3 is not configured)."""
+        self._fetch = fetch
+
+    def archived_end(self, run_id: str, task_id: str) -> int:
+        """How many of the log's first bytes are in the object store (and no longer local)."""
+        with self._lock:
+            return self._archived_end(run_id, task_id)
+
+    def _archived_end(self, run_id: str, task_id: str) -> int:
+        cached = self._archived.get((run_id, task_id))
+        if cached is not None:
+            return cached
+        end = 0
+        for _key, value in self._kv.scan(ARCHIVE, b"s" + _prefix(run_id, task_id), reverse=True):
+            end = int(value)
+            break
+        self._archived[(run_id, task_id)] = end
+        return end
+
+    def _segment_at(self, run_id: str, task_id: str, offset: int) -> Segment | None:
+        prefix = b"s" + _prefix(run_id, task_id)
+        for key, value in self._kv.scan(
+            ARCHIVE, prefix, after=_segment_key(run_id, task_id, offset + 1), reverse=True
+        ):
+            start, end = int(key[-16:], 16), int(value)
+            return Segment(run_id, task_id, start, end) if start <= offset < end else None
+        return None
+
+    def watch_unarchived(self, on: bool) -> list[tuple[str, str]]:
+        """Start (or stop) noting which logs get bytes; on start, every log that has local
+        bytes now (a scan of the local chunks, which archival keeps small)."""
+        with self._lock:
+            self._dirty = set() if on else None
+        if not on:
+            return []
+        found: set[tuple[str, str]] = set()
+        for key, _ in self._kv.scan(LOGS, b""):
+            parts = key.split(b"\x00")
+            if len(parts) == 3 and len(parts[2]) == 16:
+                found.add((parts[0].decode(), parts[1].decode()))
+        return sorted(found)
+
+    def take_dirty(self) -> list[tuple[str, str]]:
+        """The logs appended to since the last call (while watching)."""
+        with self._lock:
+            if not self._dirty:
+                return []
+            out, self._dirty = sorted(self._dirty), set()
+            return out
+
+    def _touch(self, run_id: str, task_id: str) -> None:
+        if self._dirty is not None:
+            self._dirty.add((run_id, task_id))
+
+    def local_chunks(self, run_id: str, task_id: str, start: int, end: int) -> Iterator[bytes]:
+        """The stored bytes ``[start, end)`` as they are chunked (both must be chunk bounds)."""
+        after = _key(run_id, task_id, start - 1) if start else None
+        at = start
+        for key, value in self._kv.scan(LOGS, _prefix(run_id, task_id), after=after):
+            offset = int(key[-16:], 16)
+            if offset >= end:
+                return
+            if offset != at:
+                raise ObjectStoreUnavailable(f"log {run_id}/{task_id}: no local bytes at {at}")
+            yield value[: end - offset]
+            at = offset + len(value)
+
+    def apply_archived(self, segments: Sequence[Segment]) -> list[Segment]:
+        """Record segments as archived and drop the local chunks they cover. A segment that
+        does not start where the archive ends (a replay, a deposed leader's) or reaches past
+        the log is ignored: this is what keeps archived bytes from being lost or doubled."""
+        taken: list[Segment] = []
+        with self._lock:
+            writes: list[Write] = []
+            for seg in segments:
+                have = self._archived_end(seg.run_id, seg.task_id)
+                if seg.start != have or seg.end <= seg.start or seg.end > self._size(seg.run_id, seg.task_id):
+                    continue
+                after = _key(seg.run_id, seg.task_id, seg.start - 1) if seg.start else None
+                for key, value in self._kv.scan(LOGS, _prefix(seg.run_id, seg.task_id), after=after):
+                    if int(key[-16:], 16) + len(value) > seg.end:
+                        break
+                    writes.append((LOGS, key, None))
+                writes.append(
+                    (ARCHIVE, _segment_key(seg.run_id, seg.task_id, seg.start), str(seg.end).encode())
+                )
+                self._archived[(seg.run_id, seg.task_id)] = seg.end
+                taken.append(seg)
+            if writes:
+                self._kv.write(writes, sync=False)
+        return taken
+
+    def apply_archive_effects(self, fx: Effects) -> None:
+        """What an applied batch archived or forgot (``ArchiveLogs``, ``ForgetArchivedRuns``)."""
+        if fx.log_archived:
+            self.apply_archived([Segment(*seg) for seg in fx.log_archived])
+        if fx.archive_forgotten:
+            self.forget_tombstones(fx.archive_forgotten)
+
+    def archive_tombstones(self, limit: int = 100) -> list[str]:
+        """Runs whose logs were deleted while some were archived: their objects must go."""
+        out = []
+        for key, _ in self._kv.scan(ARCHIVE, b"d"):
+            out.append(key[1:].decode())
+            if len(out) >= limit:
+                break
+        return out
+
+    def forget_tombstones(self, run_ids: Sequence[str]) -> None:
+        with self._lock:
+            self._kv.write([(ARCHIVE, _tombstone_key(r), None) for r in run_ids], sync=False)
 
     def _cursor(self, run_id: str, task_id: str) -> Cursor | None:
         key = (run_id, task_id)
@@ -130,6 +275,7 @@ class JobLogStore:
                 writes, data = self._stream_write(run_id, task_id, data, stream, offset)
             self._kv.write(writes, sync=sync)
             self._sizes[(run_id, task_id)] = offset + len(data)
+            self._touch(run_id, task_id)
             return offset + len(data)
 
     def applied_index(self) -> int:
@@ -160,6 +306,8 @@ class JobLogStore:
             writes.append((REPLICATION, APPLIED, str(index).encode()))
             self._kv.write(writes, sync=False)
             self._sizes.update(sizes)
+            for key in sizes:
+                self._touch(*key)
 
     def delete_runs(self, run_ids: Sequence[str]) -> int:
         """Delete every log (each task's and the run log) of these runs; returns the chunks
@@ -169,8 +317,12 @@ class JobLogStore:
             for run_id in run_ids:
                 prefix = f"{run_id}\x00".encode()
                 writes += [(LOGS, key, None) for key, _ in self._kv.scan(LOGS, prefix)]
-                for key in [key for key in self._sizes if key[0] == run_id]:
-                    del self._sizes[key]
+                segments = [(ARCHIVE, key, None) for key, _ in self._kv.scan(ARCHIVE, b"s" + prefix)]
+                if segments:  # the leader deletes the objects, then forgets the tombstone
+                    writes += [*segments, (ARCHIVE, _tombstone_key(run_id), b"")]
+                for cache in (self._sizes, self._archived, self._cursors):
+                    for key in [key for key in cache if key[0] == run_id]:
+                        del cache[key]
             self._kv.write(writes, sync=False)
             return len(writes)
 
@@ -179,10 +331,35 @@ class JobLogStore:
         with self._lock:
             self._sizes.clear()
             self._cursors.clear()
+            self._archived.clear()
 
     def read(self, run_id: str, task_id: str, offset: int, limit: int = _MAX_READ) -> tuple[bytes, int]:
         """Bytes from ``offset`` (at most ``limit``, cut at a UTF-8 character boundary)
-        and the offset to read next."""
+        and the offset to read next. Archived bytes come from the object store (a blocking
+        call: the API reads in a thread)."""
+        out = bytearray()
+        at = offset
+        while at < self.archived_end(run_id, task_id) and len(out) < limit:
+            seg = self._segment_at(run_id, task_id, at)
+            if seg is None:
+                break
+            if self._fetch is None:
+                raise ObjectStoreUnavailable(
+                    f"log {run_id}/{task_id} is archived in S3, but kiok.joblog.s3 is not configured"
+                )
+            part = self._fetch(seg, at, min(seg.end, at + limit - len(out)))
+            if not part:
+                break
+            out += part
+            at += len(part)
+        if len(out) >= limit:
+            data = _cut_at_char_boundary(bytes(out[:limit]))
+            return data, offset + len(data)
+        local, _ = self._read_local(run_id, task_id, at, limit - len(out))
+        data = _cut_at_char_boundary(bytes(out) + local)
+        return data, offset + len(data)
+
+    def _read_local(self, run_id: str, task_id: str, offset: int, limit: int) -> tuple[bytes, int]:
         prefix = _prefix(run_id, task_id)
         first_chunk = 0  # start offset of the chunk holding ``offset``
         for key, _ in self._kv.scan(LOGS, prefix, after=_key(run_id, task_id, offset + 1), reverse=True):
@@ -196,7 +373,6 @@ class JobLogStore:
             if len(out) >= limit:
                 break
         data = bytes(out[:limit])
-        data = _cut_at_char_boundary(data)
         return data, offset + len(data)
 
     def close(self) -> None:

@@ -77,6 +77,23 @@ def active_run(run_id: str) -> str:
 ACTIVE_PREFIX = "active/"
 
 
+def notification(run_id: str, event: str, index: int) -> str:
+    """(meta) A notification due and not yet delivered (``kiok.core.notify.Notification``)."""
+    return f"notify/{run_id}/{event}/{index}"
+
+
+NOTIFY_PREFIX = "notify/"
+
+
+def dag_version(dag_id: str, version: int) -> str:
+    """(meta) One registered version of a DAG: spec, source, who and when."""
+    return f"{dag_versions_prefix(dag_id)}{version:010d}"
+
+
+def dag_versions_prefix(dag_id: str) -> str:
+    return f"dagver/{dag_id}/"
+
+
 def scheduled(dag_id: str, fire_ms: int) -> str:
     return f"sched/{dag_id}/{fire_ms:016x}"
 
@@ -132,6 +149,9 @@ CLUSTER_OPENED = "cluster/opened"
 #: (meta) Maintenance mode (``cluster.maintenance.mode`` in the reference):
 #: ``{"enabled", "sinceMs", "untilMs", "by"}`` — the current or last window.
 MAINTENANCE = "cluster/maintenance"
+
+#: (meta) When the leader takes backups: ``{"cron" (None: never), "atMs", "by"}``.
+BACKUP_CRON = "cluster/backup-cron"
 
 
 def master(master_id: str) -> str:

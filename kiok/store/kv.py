@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from rocksdict import AccessType, Options, Rdict, WriteBatch, WriteOptions
+from rocksdict import AccessType, Checkpoint, Options, Rdict, WriteBatch, WriteOptions
 
 #: (keyspace, key, value or None for a delete)
 Write = tuple[str, bytes, bytes | None]
@@ -128,6 +128,12 @@ class RocksKV:
                 wb.put(key, value, self._handles[space])
         with self._lock:
             self._db.write(wb, self._sync if sync else self._nosync)
+
+    def checkpoint(self, dest: Path) -> None:
+        """A consistent copy of the whole store in ``dest`` (which must not exist): RocksDB
+        flushes the memtable, then hard-links the SST files and copies the rest (backups)."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        Checkpoint(self._db).create_checkpoint(str(dest))
 
     def close(self) -> None:
         # Column-family objects keep the database open (and its LOCK held) until released.

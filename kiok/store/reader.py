@@ -171,6 +171,19 @@ class StateReader:
         runs.sort(key=lambda r: r["seq"])
         return runs
 
+    def dag_versions(self, dag_id: str) -> list[dict[str, Any]]:
+        """A DAG's kept versions, newest first (each with its spec and source)."""
+        prefix = k.dag_versions_prefix(dag_id).encode()
+        return [decode(raw) for _, raw in self._kv.scan(k.META, prefix, reverse=True)]
+
+    def dag_version(self, dag_id: str, version: int) -> dict[str, Any] | None:
+        return self._get(k.META, k.dag_version(dag_id, version))  # type: ignore[no-any-return]
+
+    def notifications(self) -> list[dict[str, Any]]:
+        """Every notification due and not yet delivered (``kiok.core.notify.Notification``
+        dicts), in key order."""
+        return [decode(raw) for _, raw in self._kv.scan(k.META, k.NOTIFY_PREFIX.encode())]
+
     def dags_with_runs(self) -> Iterator[str]:
         """Every DAG id that has stored runs (deleted DAGs too), in key order: one seek per DAG."""
         prefix = k.RUNS_BY_DAG_PREFIX.encode()
@@ -187,6 +200,24 @@ class StateReader:
         """A DAG's run headers oldest first (by sequence number), from past ``after_seq``."""
         after = k.run_by_dag(dag_id, after_seq).encode() if after_seq is not None else None
         for _, raw in self._kv.scan(k.META, k.runs_by_dag_prefix(dag_id).encode(), after=after):
+            header = self.run_header(decode(raw))
+            if header is not None:
+                yield header
+
+    def dag_run_headers_newest(self, dag_id: str, limit: int) -> list[dict[str, Any]]:
+        """A DAG's newest ``limit`` run headers, newest first."""
+        out: list[dict[str, Any]] = []
+        for _, raw in self._kv.scan(k.META, k.runs_by_dag_prefix(dag_id).encode(), reverse=True):
+            if len(out) >= limit:
+                break
+            header = self.run_header(decode(raw))
+            if header is not None:
+                out.append(header)
+        return out
+
+    def run_headers_newest(self) -> Iterator[dict[str, Any]]:
+        """Every run header, newest first (by sequence number); cheap, no task records."""
+        for _, raw in self._kv.scan(k.META, k.RUNS_BY_SEQ_PREFIX.encode(), reverse=True):
             header = self.run_header(decode(raw))
             if header is not None:
                 yield header

@@ -45,7 +45,7 @@ from kiok.errors import InvalidInput, KiokError, NotLeader
 from kiok.store import commands as c
 from kiok.store import keys as k
 from kiok.store import snapshot
-from kiok.store.commandlog import Listener, TurnBatcher, apply_batch, notify, settle
+from kiok.store.commandlog import AppliedBatch, Listener, TurnBatcher, apply_batch, notify, settle
 from kiok.store.effects import Effects
 from kiok.store.joblog import APPLIED as JOBLOG_APPLIED
 from kiok.store.joblog import REPLICATION as JOBLOG_REPLICATION
@@ -139,6 +139,22 @@ def _packed(
             continue
         kept.append((cmd, fut))
     return kept, msgpack.packb({"c": [cmd.to_wire() for cmd, _ in kept]}, use_bin_type=True)
+
+
+def apply_entry(state: KVStore, joblog: JobLogStore, cmds: list[c.Command], index: int) -> AppliedBatch:
+    """Apply one committed entry (its commands, at Raft ``index``): the state store's writes
+    are returned for the caller to write with its index mark; the job-log store takes the
+    entry's log chunks and deletions now (both idempotent by index, so a journal replay
+    after a crash changes nothing). The replicated-log twin of the simulator applies its
+    entries through this same function."""
+    applied = apply_batch(state, cmds)
+    if applied.effects.log_appends:
+        joblog.apply_replicated(index, applied.effects.log_appends)
+    if applied.effects.log_deletes:  # idempotent: a replay after a crash deletes nothing more
+        joblog.delete_runs(applied.effects.log_deletes)
+    if applied.effects.log_archived or applied.effects.archive_forgotten:  # idempotent too
+        joblog.apply_archive_effects(applied.effects)
+    return applied
 
 
 def _derive(master_key: str, label: bytes) -> bytes:
@@ -345,11 +361,7 @@ class RaftCommandLog:
             log.error("raft entry %d is unreadable (%s); skipped", index, e)
             self._raw.write([mark], sync=False)
             return None
-        applied = apply_batch(self._state, cmds)
-        if applied.effects.log_appends:
-            self._stores.joblog.apply_replicated(index, applied.effects.log_appends)
-        if applied.effects.log_deletes:  # idempotent: a replay after a crash deletes nothing more
-            self._stores.joblog.delete_runs(applied.effects.log_deletes)
+        applied = apply_entry(self._state, self._stores.joblog, cmds, index)
         try:
             self._state.write([*applied.writes, mark], sync=False)
         except KiokError as e:  # e.g. an encrypted keyspace before any keyring: alike everywhere

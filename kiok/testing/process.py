@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -40,6 +40,9 @@ class Standalone:
     command = "standalone"
     #: Polled until it answers 200: the process is up and (for standalone) ready.
     ready_path = "/readyz"
+    #: The ``kiok`` program to start; None: the one next to this Python (another venv's, to
+    #: test an installed wheel).
+    executable: str | None = None
 
     def __init__(self, data_dir: Path, extra_env: Mapping[str, str] | None = None) -> None:
         self.data_dir = data_dir
@@ -85,7 +88,7 @@ class Standalone:
     def status_url(self) -> str:
         return f"{self.scheme}://127.0.0.1:{self.status_port}"
 
-    def start(self, timeout_s: float = 30) -> Standalone:
+    def start(self, timeout_s: float = 30) -> Self:
         self.spawn()
         self.wait_ready(timeout_s)
         return self
@@ -95,7 +98,7 @@ class Standalone:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
-            [kiok_executable(), self.command],
+            [self.executable or kiok_executable(), self.command],
             env=self.env,
             cwd=self.data_dir.parent,
             stdout=log,

@@ -19,6 +19,7 @@ from typing import Any
 
 from kiok import logs
 from kiok.core.frontier import Frontier
+from kiok.core.interruption import interrupted_attempt, interrupted_lines, stopped_line
 from kiok.core.placeholders import Context, has_placeholders, param_env, param_values, resolve
 from kiok.core.retry import fail_event, timeout_ms_for
 from kiok.core.states import RunState, TaskRecord, TaskState
@@ -193,12 +194,19 @@ class RunDriver:
                 if self._cancelled or self._tasks[tid].state is not TaskState.QUEUED:
                     return
                 now = self._env.clock_ms()
+                before = self._tasks[tid]
                 rec, _ = apply_task_event(
-                    self._tasks[tid], TaskEvent(TaskEventKind.START, now, worker=self._env.worker_id)
+                    before, TaskEvent(TaskEventKind.START, now, worker=self._env.worker_id)
                 )
                 self._set(tid, rec)
+                lost = interrupted_attempt(before)
+                notes: list[str] = []
+                if lost is not None:
+                    note, event = interrupted_lines(tid, lost, before.worker)
+                    notes.append(note)
+                    self._event(event)
                 self._event(f"{tid} attempt {rec.attempt} started")
-                result = await self._execute(self._spec.task(tid), rec.attempt)
+                result = await self._execute(self._spec.task(tid), rec.attempt, notes)
                 self._finish(tid, rec.attempt, result)
             finally:
                 self._env.link.release_task_permit()
@@ -231,7 +239,10 @@ class RunDriver:
         rec, _ = apply_task_event(self._tasks[tid], ev)
         self._set(tid, rec)
         started = rec.started_at_ms or now
-        detail = f"exit code {result.exit_code}" if result.exit_code is not None else (result.error or "")
+        if result.exit_code is not None:
+            detail = f"exit code {result.exit_code}"
+        else:  # an http task: its status ("HTTP 200"), or why it has none
+            detail = result.error or result.detail or ""
         if rec.state is TaskState.RETRYING and rec.retry_at_ms is not None:
             detail += f"; retry at {iso_utc(rec.retry_at_ms)}"
         elif result.error and result.exit_code is not None:
@@ -240,9 +251,11 @@ class RunDriver:
             f"{tid} attempt {attempt} {rec.state.value.upper()} ({detail}, {(now - started) / 1000:.3f}s)"
         )
 
-    async def _execute(self, task: TaskSpec, attempt: int) -> AttemptResult:
+    async def _execute(self, task: TaskSpec, attempt: int, notes: list[str]) -> AttemptResult:
         tid = task.id
         tlog = self._task_log(tid)
+        for note in notes:
+            tlog.line(note)
         if attempt > 1:
             tlog.line(f"--- attempt {attempt} ---")
         tail: deque[bytes] = deque()
@@ -287,6 +300,17 @@ class RunDriver:
                 result = await self._env.executors[task.type].run(ctx)
             except OSError as e:
                 result = AttemptResult(False, error=f"could not start task: {e}")
+            if result.timed_out or result.stopped:
+                tlog.line(
+                    stopped_line(
+                        attempt,
+                        timed_out=result.timed_out,
+                        cancelled=self._cancelled,
+                        timeout_s=ctx.timeout_s,
+                        grace_s=ctx.grace_s,
+                        process=task.type is not TaskType.HTTP,
+                    )
+                )
             # Only an attempt that ran to its end is done with its directory. One cancelled
             # under us (``abandon``) may still have a process being stopped in it: that
             # directory is never handed out again (its spawner still empties it).

@@ -31,6 +31,7 @@ import itertools
 import logging
 import os
 import ssl
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +48,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_BACKOFF_S = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+#: How a worker opens a connection to a master at (host, port).
+Connect = Callable[[str, int], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
+
+#: Pauses between connection attempts. Short, because a worker cut off from the masters for
+#: longer than the heartbeat timeout (5 s by default) loses its runs to other workers.
+_BACKOFF_S = (0.1, 0.2, 0.5, 1.0)
 #: After a refusal (bad credential, revoked, version) retrying fast cannot help and would
 #: trip the master's per-address limit on failed authentications.
 _REFUSED_BACKOFF_S = 15.0
@@ -88,8 +94,11 @@ class MasterClient:
         max_frame_bytes: int,
         ssl_context: ssl.SSLContext | None = None,
         status_url: str = "",
+        connect: Connect | None = None,
     ) -> None:
         self._masters = masters
+        #: Opens a connection to a master (TCP; the simulator's in-memory network in tests).
+        self._connect: Connect = connect or self._open_tcp
         #: Where this worker's status port is reached, told in the hello (the masters show it).
         self._status_url = status_url
         self._worker_id = worker_id
@@ -114,6 +123,8 @@ class MasterClient:
         self.max_term = 0
         self._stopping = False
         self._stop = asyncio.Event()
+        #: The current connection was welcomed (a broken one then restarts the back-off).
+        self._welcomed = False
         #: The master refused the saved credential: the next hellos carry the join token.
         self._credential_refused = False
         self._credential_refusal = ""
@@ -209,6 +220,18 @@ class MasterClient:
             self._permits_on_connection -= 1
             self._send(frame(Kind.PERMIT_FREE))
 
+    def claims(self) -> list[dict[str, Any]]:
+        """The runs this worker holds, with their fences: those it drives, and those whose
+        driver finished but whose terminal reports the masters have not acknowledged (they
+        are replayed on connect; until they commit, the run is this worker's)."""
+        assert self._worker is not None
+        claims = self._worker.claims()
+        driven = {claim["run"] for claim in claims}
+        for run_id, (term, epoch) in self._outbox.held_runs().items():
+            if run_id not in driven:
+                claims.append({"run": run_id, "term": term, "epoch": epoch})
+        return claims
+
     def _send(self, message: dict[str, Any]) -> None:
         if self._out is not None:
             self._out.put_nowait(message)
@@ -225,14 +248,19 @@ class MasterClient:
             self._redirect = None
             if self._stopping:
                 return
+            self._welcomed = False
             try:
                 await self._session(host, port)
-                attempt = 0
             except (OSError, ConnectionError, ProtocolError, TimeoutError) as e:
                 if not self._stopping:
                     log.warning("connection to master %s:%d: %s", host, port, e)
             finally:
                 self._on_disconnect()
+            if self._welcomed:
+                # A connection that worked and then broke starts the back-off afresh: the
+                # masters keep this worker's runs for the heartbeat timeout only, so it must
+                # come back at once, not after the pauses of failures long past.
+                attempt = 0
             if self._stopping:
                 return
             if self._retry_now:
@@ -254,6 +282,9 @@ class MasterClient:
         if self._out is not None:
             self._out.put_nowait(None)
 
+    async def _open_tcp(self, host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection(host, port, ssl=self._ssl)
+
     def _credential(self) -> str | None:
         try:
             return self._credential_file.read_text().strip() or None
@@ -274,15 +305,13 @@ class MasterClient:
 
     async def _session(self, host: str, port: int) -> None:
         assert self._worker is not None
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, ssl=self._ssl), self._connect_timeout_s
-        )
+        reader, writer = await asyncio.wait_for(self._connect(host, port), self._connect_timeout_s)
         try:
             hello: dict[str, Any] = {
                 "worker": self._worker_id,
                 "labels": list(self._worker.labels),
                 "slots": self._worker.total_slots,
-                "runs": self._worker.claims(),
+                "runs": self.claims(),
                 "capabilities": [],
                 "taskIsolation": self._worker.task_isolation,
             }
@@ -322,6 +351,7 @@ class MasterClient:
                 self._credential_refused = False
                 log.info("admitted with the join token; credential saved to %s", self._credential_file)
             self._sent_auth = "credential"  # from here on, this worker is its credential
+            self._welcomed = True
             self.state = "connected"
             log.info("connected to master %s:%d (protocol v%d)", host, port, PROTOCOL_VERSION)
             await self._serve(reader, writer)
@@ -434,7 +464,9 @@ class MasterClient:
         while True:
             w = self._worker
             self._send(
-                frame(Kind.HEARTBEAT, free=w.total_slots - w.busy_slots, draining=w.draining, runs=w.claims())
+                frame(
+                    Kind.HEARTBEAT, free=w.total_slots - w.busy_slots, draining=w.draining, runs=self.claims()
+                )
             )
             await asyncio.sleep(self._heartbeat_s)
 
@@ -480,8 +512,8 @@ class MasterClient:
             elif kind is Kind.CANCEL:
                 worker.cancel(field(m, "run", str))
             elif kind is Kind.ABANDON:
-                for run_id in m.get("runs") or ():
-                    worker.abandon(str(run_id), "the master gave the run to another driver")
+                for claim in _abandoned(m):
+                    worker.abandon(claim[0], "the master gave the run to another driver", claim[1])
             elif kind is Kind.PERMIT_GRANT:
                 fut = self._permit_waiters.get(field(m, "id", int))
                 if fut is not None and not fut.done():
@@ -501,3 +533,16 @@ def _fence_of(m: dict[str, Any]) -> Fence | None:
     if isinstance(term, int) and isinstance(epoch, int):
         return Fence(term, epoch)
     return None
+
+
+def _abandoned(m: dict[str, Any]) -> list[tuple[str, Fence | None]]:
+    """The runs an ABANDON names, each with the fence it was claimed under when the master
+    says (only the driver holding that fence stops; a newer one of the same run goes on)."""
+    claims = m.get("claims")
+    if isinstance(claims, list):
+        return [
+            (str(c.get("run")), _fence_of(c))
+            for c in claims
+            if isinstance(c, dict) and isinstance(c.get("run"), str)
+        ]
+    return [(str(run_id), None) for run_id in m.get("runs") or ()]

@@ -41,6 +41,8 @@ class Outbox:
         self._seq = max(existing, default=0)
         #: Entries up to this key were written by an earlier process.
         self.recovered = self._seq
+        #: key -> (run, term, epoch) of the reports known to be waiting (``held_runs``).
+        self._fences: dict[int, tuple[str, int, int]] = {}
 
     def set_keys(self, ring: Keyring) -> None:
         """The keys from the master's WELCOME (every version: older files still read)."""
@@ -62,6 +64,7 @@ class Outbox:
         finally:
             os.close(fd)
         os.replace(tmp, final)
+        self._fences[key] = _fence_of(record)
         dfd = os.open(self._dir, os.O_RDONLY)
         try:
             os.fsync(dfd)
@@ -70,6 +73,7 @@ class Outbox:
         return key
 
     def ack(self, key: int) -> None:
+        self._fences.pop(key, None)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._dir / f"{key:016d}.rep")
 
@@ -83,8 +87,24 @@ class Outbox:
         for path in sorted(self._dir.glob("*.rep")):
             try:
                 plain = self._cipher.decrypt(path.read_bytes(), path.name.encode())
-                out.append((int(path.stem), msgpack.unpackb(plain, raw=False)))
+                record = msgpack.unpackb(plain, raw=False)
+                self._fences[int(path.stem)] = _fence_of(record)
+                out.append((int(path.stem), record))
             except (ValueError, KiokError, InvalidTag, msgpack.UnpackException) as e:
                 log.warning("dropping unreadable outbox entry %s: %s", path.name, e or type(e).__name__)
                 path.unlink(missing_ok=True)
         return out
+
+    def held_runs(self) -> dict[str, tuple[int, int]]:
+        """Runs with a terminal report waiting here, each with the newest fence it was
+        written under. Until the masters acknowledge it, the run's outcome is known only to
+        this worker: it still holds the run (``MasterClient`` claims it), so a new leader does
+        not give the run to another driver, which would run its finished tasks again."""
+        held: dict[str, tuple[int, int]] = {}
+        for run_id, term, epoch in self._fences.values():
+            held[run_id] = max(held.get(run_id, (term, epoch)), (term, epoch))
+        return held
+
+
+def _fence_of(record: dict[str, Any]) -> tuple[str, int, int]:
+    return str(record.get("run")), int(record.get("term") or 0), int(record.get("epoch") or 0)

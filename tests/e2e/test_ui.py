@@ -115,7 +115,8 @@ def test_ui_end_to_end(ui_kiok: Standalone, browser: Any, shots: Path) -> None:
     page.get_by_label("New password", exact=True).fill(ADMIN_PASSWORD)
     page.get_by_label("New password, again").fill(ADMIN_PASSWORD)
     page.get_by_role("button", name="Set password").click()
-    expect(page.get_by_role("heading", name="DAGs")).to_be_visible()
+    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+    page.get_by_label("Main").get_by_role("link", name="DAGs").click()
     expect(page.get_by_text("No DAGs registered yet.")).to_be_visible()
     expect(page.get_by_test_id("user")).to_have_text("admin")
 
@@ -138,7 +139,7 @@ def test_ui_end_to_end(ui_kiok: Standalone, browser: Any, shots: Path) -> None:
     # The DAG list: the DAG, its schedule, its last run as a square with its state.
     page.get_by_label("Main").get_by_role("link", name="DAGs").click()
     row = page.locator("tr[data-dag=ui_demo]")
-    expect(row).to_contain_text("0 2 * * * (Europe/Berlin)")
+    expect(row).to_contain_text("at 02:00 every day, Europe/Berlin")
     expect(row.locator(".square[data-state=SUCCESS]")).to_have_count(1)
     expect(row.locator(".square")).to_have_attribute("title", re.compile("^SUCCESS"))
 

@@ -3,33 +3,15 @@ assets read from the wheel are exactly those of the source tree (same version ha
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 from kiok.ui import assets
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.wheel_build import build_wheel
 
 
 def test_wheel_carries_every_ui_file(tmp_path: Path) -> None:
-    # Build from a copy: the build leaves build/ and *.egg-info behind in the tree it runs in.
-    src = tmp_path / "src"
-    src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, src / name)
-    shutil.copytree(ROOT / "kiok", src / "kiok", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    out = tmp_path / "wheel"
-    build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert build.returncode == 0, build.stdout + build.stderr
-    (wheel,) = out.glob("kiok-*.whl")
+    wheel = build_wheel(tmp_path)
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
         z.extractall(tmp_path / "installed", [n for n in names if n.startswith("kiok/ui/static/")])

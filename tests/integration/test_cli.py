@@ -40,6 +40,8 @@ class KiokCli:
 
     master: str
     config_home: Path
+    #: The ``kiok`` program; None: the one next to this Python.
+    executable: str | None = None
 
     def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KIOK_")}
@@ -48,7 +50,7 @@ class KiokCli:
         return env
 
     def argv(self, args: tuple[str, ...]) -> list[str]:
-        return [kiok_executable(), *args]
+        return [self.executable or kiok_executable(), *args]
 
     def __call__(
         self, *args: str, env: Mapping[str, str] | None = None, timeout: float = CLI_TIMEOUT_S
@@ -163,16 +165,21 @@ def test_login_saves_a_session_that_later_commands_use(node: Standalone, tmp_pat
     assert not (tmp_path / "config" / "kiok" / "credentials.json").exists()
 
     out = cli.ok("login", "--user", "admin", "--password", ADMIN_PASSWORD)
-    assert out == f"logged in to http://127.0.0.1:{node.admin_port} as admin\n"
+    assert (
+        out
+        == f"logged in to http://127.0.0.1:{node.admin_port} as admin (context localhost:{node.admin_port})\n"
+    )
     saved = tmp_path / "config" / "kiok" / "credentials.json"
     assert saved.stat().st_mode & 0o777 == 0o600
-    entry = json.loads(saved.read_text())["masters"][f"http://127.0.0.1:{node.admin_port}"]
+    entry = json.loads(saved.read_text())["contexts"][f"localhost:{node.admin_port}"]
+    assert entry["masters"] == [f"http://127.0.0.1:{node.admin_port}"]
     assert entry["user"] == "admin" and entry["accessToken"] and entry["refreshToken"]
     assert ADMIN_PASSWORD not in saved.read_text()
 
     assert "dags" in json.loads(cli.ok("--json", "dags", "list"))
 
-    assert cli.ok("logout") == f"logged out of http://127.0.0.1:{node.admin_port}\n"
+    context = f"localhost:{node.admin_port} (http://127.0.0.1:{node.admin_port})"
+    assert cli.ok("logout") == f"logged out of {context}\n"
     assert_clean_error(cli("dags", "list"), "not logged in")
 
 

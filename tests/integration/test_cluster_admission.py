@@ -34,7 +34,7 @@ FAST = {
 WORKER_ENV = {**FAST, "KIOK_WORKER_SHUTDOWN_DRAIN_TIMEOUT_SECONDS": "10"}
 
 
-def wait_until(predicate: Callable[[], T], timeout_s: float, what: str, poll_s: float = 0.05) -> T:
+def wait_until(predicate: Callable[[], T | None], timeout_s: float, what: str, poll_s: float = 0.05) -> T:
     deadline = time.monotonic() + timeout_s
     while True:
         value = predicate()
@@ -120,6 +120,18 @@ def connection(w: WorkerProcess) -> str:
     return str(w.status()["masterConnection"])
 
 
+def refused(w: WorkerProcess) -> str | None:
+    """The worker's connection state once it says it was refused (None before)."""
+    state = connection(w)
+    return state if state.startswith("refused") else None
+
+
+def not_connected(w: WorkerProcess) -> str | None:
+    """The worker's connection state once it is no longer ``connected`` (None before)."""
+    state = connection(w)
+    return state if state != "connected" else None
+
+
 def cluster_worker(m: Master, worker_id: str) -> dict[str, Any] | None:
     r = m.api("GET", "/api/v1/cluster")
     assert r.status_code == 200, r.text
@@ -142,7 +154,7 @@ def task_running(m: Master, run_id: str) -> dict[str, Any] | None:
 
 
 def frame(message: dict[str, Any]) -> bytes:
-    body = msgpack.packb(message, use_bin_type=True)
+    body: bytes = msgpack.packb(message, use_bin_type=True)
     return struct.pack(">I", len(body)) + body
 
 
@@ -244,7 +256,7 @@ def test_admission_credentials_refusals_and_revocation(cluster: Cluster, tmp_pat
 
     # The token is one-time: another worker presenting it is refused, and says so.
     w2 = cluster.worker(m, "w2", token=token, admitted=False)
-    state = wait_until(lambda: connection(w2).startswith("refused") and connection(w2), 5, "w2 refused")
+    state = wait_until(lambda: refused(w2), 5, "w2 refused")
     assert "already used by another worker" in state, state
     assert httpx.get(w2.status_url + "/ready").status_code == 503
     wait_until(
@@ -283,7 +295,7 @@ def test_admission_credentials_refusals_and_revocation(cluster: Cluster, tmp_pat
     r = m.api("DELETE", "/api/v1/admin/workers/w1")
     assert r.status_code == 200 and r.json() == {"revoked": "w1"}, r.text
     revoked_at = time.monotonic()
-    state = wait_until(lambda: connection(w1) != "connected" and connection(w1), 2, "w1 cut off", 0.02)
+    state = wait_until(lambda: not_connected(w1), 2, "w1 cut off", 0.02)
     assert time.monotonic() - revoked_at < 2.2
     assert "revoked" in state, state
     assert httpx.get(w1.status_url + "/ready").status_code == 503
@@ -295,12 +307,12 @@ def test_admission_credentials_refusals_and_revocation(cluster: Cluster, tmp_pat
     # Its credential no longer admits it after a restart.
     shutdown(w1, grace_s=1)
     w1 = cluster.worker(m, "w1", admitted=False)
-    state = wait_until(lambda: connection(w1).startswith("refused") and connection(w1), 5, "w1 refused")
+    state = wait_until(lambda: refused(w1), 5, "w1 refused")
     assert "revoked" in state, state
 
     # No token and no credential: refused with a reason that says what to set.
     w3 = cluster.worker(m, "w3", admitted=False)
-    state = wait_until(lambda: connection(w3).startswith("refused") and connection(w3), 5, "w3 refused")
+    state = wait_until(lambda: refused(w3), 5, "w3 refused")
     assert "no credential and no join token" in state, state
     assert httpx.get(w3.status_url + "/ready").status_code == 503
 
@@ -457,15 +469,16 @@ def test_drain_and_sigterm_let_running_runs_finish(cluster: Cluster) -> None:
     run_id = m.trigger(sleeper_dag(m, "slow", 2))
     run = wait_until(lambda: task_running(m, run_id), 10, "the slow task to start")
     assert run["worker"] == "wb", run
-    assert wb.proc is not None
+    proc = wb.proc
+    assert proc is not None
     wb.signal(signal.SIGTERM)
-    wait_until(lambda: wb.proc.poll() is not None or wb.status()["draining"], 5, "wb to start draining")
+    wait_until(lambda: proc.poll() is not None or wb.status()["draining"], 5, "wb to start draining")
 
     run = m.wait_run(run_id, 20)
     assert run["state"] == "SUCCESS" and run["worker"] == "wb", run
     assert run["tasks"]["t"]["worker"] == "wb" and run["tasks"]["t"]["attempt"] == 1, run["tasks"]
     assert m.log(run_id, "t") == "done\n"
-    assert wb.proc.wait(15) == 0
+    assert proc.wait(15) == 0
     assert "run finished SUCCESS" in m.log(run_id, "__run__")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,7 +54,7 @@ def spec(dag_id: str, schedule: str, *, tz: str = "UTC", catchup: bool = False) 
     }
 
 
-def runs_of(n: MasterNode, dag_id: str) -> list[dict[str, object]]:
+def runs_of(n: MasterNode, dag_id: str) -> list[dict[str, Any]]:
     return list(reversed(n.reader.runs(dag_id=dag_id, limit=500)[0]))
 
 

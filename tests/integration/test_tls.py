@@ -65,15 +65,21 @@ def test_standalone_serves_https_and_the_cli_verifies_it(tmp_path: Path, ca: Tes
         )
         assert listed.returncode == 0, listed.stderr
         assert "tls_dag" in listed.stdout
-        without_ca = subprocess.run(
-            [kiok_executable(), "dags", "list"],
-            env={k: v for k, v in env.items() if k != "KIOK_TLS_CA"},
+        # The login's context keeps the CA; a CLI without either does not trust the master.
+        without_ca = {k: v for k, v in env.items() if k != "KIOK_TLS_CA"}
+        remembered = subprocess.run(
+            [kiok_executable(), "dags", "list"], env=without_ca, capture_output=True, text=True, timeout=60
+        )
+        assert remembered.returncode == 0 and "tls_dag" in remembered.stdout, remembered.stderr
+        untrusted = subprocess.run(
+            [kiok_executable(), "--token", node.token, "dags", "list"],
+            env={**without_ca, "XDG_CONFIG_HOME": str(tmp_path / "other-config")},
             capture_output=True,
             text=True,
             timeout=60,
         )
-        assert without_ca.returncode != 0
-        assert "certificate" in without_ca.stderr.lower()
+        assert untrusted.returncode != 0
+        assert "certificate" in untrusted.stderr.lower()
     finally:
         node.stop()
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from kiok.cli.client import Tokens
-from kiok.cli.credentials import CredentialStore, SavedLogin, default_path
+from kiok.cli.credentials import CredentialStore, SavedContext, default_path
 from tests.unit.test_cli_harness import FakeMaster, body, fail, reply
 
 BASE = "http://localhost:8080"
@@ -29,7 +29,13 @@ def saved(master: FakeMaster) -> dict[str, Any]:
 
 
 def save_login(master: FakeMaster, access: str = "old", refresh: str | None = "ref-1") -> None:
-    CredentialStore(master.credentials_file).save(BASE, SavedLogin("admin", Tokens(access, refresh)))
+    login = SavedContext("localhost", (BASE,), "admin", Tokens(access, refresh))
+    CredentialStore(master.credentials_file).save(login)
+
+
+def entry(master: FakeMaster, name: str = "localhost") -> dict[str, Any]:
+    found: dict[str, Any] = saved(master)["contexts"][name]
+    return found
 
 
 def test_login_prompts_hidden_and_saves_tokens_0600(master: FakeMaster) -> None:
@@ -37,26 +43,32 @@ def test_login_prompts_hidden_and_saves_tokens_0600(master: FakeMaster) -> None:
     result = master.invoke(["login"], input="s3cret\n")
     assert result.exit_code == 0, result.output
     assert "s3cret" not in result.output  # hidden input is not echoed
-    assert result.stdout.endswith(f"logged in to {BASE} as admin\n")
+    assert result.stdout.endswith(f"logged in to {BASE} as admin (context localhost)\n")
     (req,) = master.requests
     assert body(req) == {"user": "admin", "password": "s3cret"}
     assert "authorization" not in req.headers
     assert stat.S_IMODE(master.credentials_file.stat().st_mode) == 0o600
     assert stat.S_IMODE(master.credentials_file.parent.stat().st_mode) == 0o700
-    assert saved(master)["masters"][BASE] == {
+    assert saved(master)["current"] == "localhost"
+    assert entry(master) == {
+        "masters": [BASE],
+        "ca": None,
+        "active": BASE,
         "user": "admin",
         "accessToken": "acc-1",
         "refreshToken": "ref-1",
     }
 
 
-def test_login_is_keyed_by_master_and_keeps_other_masters(master: FakeMaster) -> None:
+def test_login_names_the_context_after_the_host_and_keeps_other_contexts(master: FakeMaster) -> None:
     master.on("POST", "/api/v1/auth/login", reply(200, LOGIN))
     master.invoke(["login", "--password", "pw"])
     master.invoke(["--master", "https://kiok.example:9443/", "login", "--user", "bob", "--password", "pw"])
-    masters = saved(master)["masters"]
-    assert set(masters) == {BASE, "https://kiok.example:9443"}
-    assert masters["https://kiok.example:9443"]["user"] == "bob"
+    contexts = saved(master)["contexts"]
+    assert set(contexts) == {"localhost", "kiok.example:9443"}
+    assert contexts["kiok.example:9443"]["masters"] == ["https://kiok.example:9443"]
+    assert contexts["kiok.example:9443"]["user"] == "bob"
+    assert saved(master)["current"] == "kiok.example:9443"
 
 
 def test_login_that_requires_a_password_change_says_so(master: FakeMaster) -> None:
@@ -105,8 +117,8 @@ def test_401_refreshes_once_retries_and_saves_new_tokens(master: FakeMaster) -> 
     refresh = master.requests[1]
     assert body(refresh) == {"refreshToken": "ref-1"}
     assert "authorization" not in refresh.headers
-    entry = saved(master)["masters"][BASE]
-    assert (entry["accessToken"], entry["refreshToken"], entry["user"]) == ("fresh", "ref-2", "admin")
+    got = entry(master)
+    assert (got["accessToken"], got["refreshToken"], got["user"]) == ("fresh", "ref-2", "admin")
     assert stat.S_IMODE(master.credentials_file.stat().st_mode) == 0o600
 
 
@@ -118,7 +130,7 @@ def test_failed_refresh_reports_the_401_and_tells_to_log_in(master: FakeMaster) 
     assert result.exit_code == 1
     assert result.stderr == "error: token expired (saved login expired: run `kiok login`)\n"
     assert len(master.sent("POST", "/api/v1/auth/refresh")) == 1
-    assert saved(master)["masters"][BASE]["accessToken"] == "stale"
+    assert entry(master)["accessToken"] == "stale"
 
 
 def test_explicit_token_is_never_refreshed(master: FakeMaster) -> None:
@@ -146,8 +158,8 @@ def test_change_password_saves_the_new_tokens(master: FakeMaster) -> None:
     (req,) = master.requests
     assert body(req) == {"oldPassword": "admin", "newPassword": "n3w-pass"}
     assert req.headers["authorization"] == "Bearer acc-1"
-    entry = saved(master)["masters"][BASE]
-    assert (entry["accessToken"], entry["refreshToken"], entry["user"]) == ("acc-2", "ref-2", "admin")
+    got = entry(master)
+    assert (got["accessToken"], got["refreshToken"], got["user"]) == ("acc-2", "ref-2", "admin")
 
 
 def test_password_change_required_error_names_the_command(master: FakeMaster) -> None:
@@ -158,12 +170,14 @@ def test_password_change_required_error_names_the_command(master: FakeMaster) ->
     assert result.stderr == "error: change your password first (run `kiok change-password`)\n"
 
 
-def test_logout_forgets_only_this_master(master: FakeMaster) -> None:
+def test_logout_forgets_only_this_contexts_tokens(master: FakeMaster) -> None:
     save_login(master)
-    CredentialStore(master.credentials_file).save("http://other:8080", SavedLogin("x", Tokens("a")))
+    other = SavedContext("other", ("http://other:8080",), "x", Tokens("a"))
+    CredentialStore(master.credentials_file).save(other)
     result = master.invoke(["logout"])
-    assert result.stdout == f"logged out of {BASE}\n"
-    assert set(saved(master)["masters"]) == {"http://other:8080"}
+    assert result.stdout == f"logged out of localhost ({BASE})\n"
+    assert entry(master)["accessToken"] is None and entry(master)["masters"] == [BASE]
+    assert entry(master, "other")["accessToken"] == "a"
     assert master.invoke(["logout"]).stdout == f"not logged in to {BASE}\n"
 
 
@@ -178,5 +192,5 @@ def test_rewrite_tightens_a_loose_file_mode(tmp_path: Path) -> None:
     path.parent.mkdir()
     path.write_text("{}")
     path.chmod(0o644)
-    CredentialStore(path).save(BASE, SavedLogin(None, Tokens("a", "r")))
+    CredentialStore(path).save(SavedContext("c", (BASE,), None, Tokens("a", "r")))
     assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from kiok.cli.client import Tokens
-from kiok.cli.credentials import CredentialStore, SavedLogin
+from kiok.cli.credentials import CredentialStore, SavedContext
 from tests.unit.test_cli_harness import FakeMaster, fail, reply
 
 BASE = "http://localhost:8080"
@@ -53,7 +53,9 @@ def test_global_options_after_the_command(master: FakeMaster, tmp_path: Path) ->
 
 
 def test_access_key_from_option_or_environment(master: FakeMaster) -> None:
-    CredentialStore(master.credentials_file).save(BASE, SavedLogin("admin", Tokens("saved", "r")))
+    CredentialStore(master.credentials_file).save(
+        SavedContext("localhost", (BASE,), "admin", Tokens("saved", "r"))
+    )
     master.on("GET", "/api/v1/dags", reply(200, {"dags": []}))
     assert master.invoke(["--access-key", "AK1:s3c:ret", "dags", "list"]).exit_code == 0
     assert master.invoke(["dags", "list"], env={"KIOK_ACCESS_KEY": "AK2:x"}).exit_code == 0
@@ -124,7 +126,9 @@ def test_a_wrong_password_says_only_that(master: FakeMaster) -> None:
     master.on("POST", "/api/v1/auth/login", fail(401, "unauthenticated", "wrong user or password"))
     assert master.invoke(["login", "--password", "nope"]).stderr == "error: wrong user or password\n"
 
-    CredentialStore(master.credentials_file).save(BASE, SavedLogin("admin", Tokens("acc", "ref")))
+    CredentialStore(master.credentials_file).save(
+        SavedContext("localhost", (BASE,), "admin", Tokens("acc", "ref"))
+    )
     master.on(
         "POST", "/api/v1/auth/change-password", fail(401, "unauthenticated", "the old password is wrong")
     )

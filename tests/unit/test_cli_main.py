@@ -11,7 +11,7 @@ import pytest
 
 from kiok import errors
 from kiok.cli.client import error_from_response
-from kiok.cli.context import master_url
+from kiok.cli.masters import master_url
 from kiok.cli.output import duration, table
 from tests.unit.test_cli_harness import FakeMaster, fail, reply
 

@@ -114,6 +114,8 @@ def test_sources_and_redaction(tmp_path: Path) -> None:
         "kiok.iam.admin.password",
         "kiok.worker.join.token",
         "kiok.internal.auth.tokens",
+        "kiok.joblog.s3.secret.key",
+        "kiok.backup.s3.secret.key",
     }
 
 

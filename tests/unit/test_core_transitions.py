@@ -35,7 +35,10 @@ def test_every_cell_is_present() -> None:
 
 @pytest.mark.parametrize("state", sorted(TERMINAL_TASK_STATES))
 def test_terminal_states_are_absorbing(state: TaskState) -> None:
+    """Every event but the master's explicit RERUN leaves a finished task alone."""
     for kind in TaskEventKind:
+        if kind is E.RERUN:
+            continue
         assert TRANSITIONS[(state, kind)] is IGNORE
         rec = TaskRecord(state=state, attempt=1)
         assert apply_task_event(rec, TaskEvent(kind, 5)) == (rec, Verdict.IGNORED)
@@ -69,7 +72,9 @@ def test_the_expected_shape_of_the_table() -> None:
         (S.RUNNING, E.LOST): S.QUEUED,
         (S.RETRYING, E.RETRY_DUE): S.QUEUED,
         **{(s, E.CANCEL): S.CANCELLED for s in (S.PENDING, S.QUEUED, S.RUNNING, S.RETRYING)},
+        **{(s, E.RERUN): S.PENDING for s in TERMINAL_TASK_STATES},
     }
+    assert all(TRANSITIONS[(s, E.RERUN)] is ILLEGAL for s in TaskState if s not in TERMINAL_TASK_STATES)
     assert TRANSITIONS[(S.QUEUED, E.SKIP)] is ILLEGAL
     assert [c for c, r in TRANSITIONS.items() if r is RETRY_OR_FAIL] == [(S.RUNNING, E.FAIL)]
 
@@ -196,3 +201,22 @@ def test_a_state_change_keeps_every_field_it_does_not_set() -> None:
     running = TaskRecord(state=TaskState.RUNNING, attempt=2, started_at_ms=10, worker="w", error="old")
     done, _ = apply_task_event(running, TaskEvent(TaskEventKind.SUCCEED, 50, exit_code=0))
     assert done == dataclasses.replace(running, state=TaskState.SUCCESS, ended_at_ms=50, exit_code=0)
+
+
+def test_rerun_keeps_the_attempt_so_the_next_start_is_a_new_number() -> None:
+    failed = TaskRecord(state=S.FAILED, attempt=2, started_at_ms=1, ended_at_ms=2, exit_code=1, error="boom")
+    reset, verdict = apply_task_event(failed, TaskEvent(E.RERUN, 10))
+    assert (reset, verdict) == (TaskRecord(state=S.PENDING, attempt=2), Verdict.APPLIED)
+    queued = apply_task_event(reset, TaskEvent(E.READY, 11))[0]
+    assert apply_task_event(queued, TaskEvent(E.START, 12))[0].attempt == 3
+
+
+def test_a_driver_report_can_never_reach_back_through_rerun() -> None:
+    """RERUN is the master's: a driver's record of the same attempt cannot undo an end, and a
+    re-run task's next attempt is accepted."""
+    assert report_verdict(TaskRecord(S.QUEUED, 1), TaskRecord(S.PENDING, 1)) is ReportVerdict.STALE
+    assert report_verdict(TaskRecord(S.RUNNING, 1), TaskRecord(S.PENDING, 2)) is ReportVerdict.STALE
+    reset = TaskRecord(S.PENDING, 2)
+    assert report_verdict(reset, TaskRecord(S.QUEUED, 2)) is ReportVerdict.ACCEPT
+    assert report_verdict(reset, TaskRecord(S.RUNNING, 3)) is ReportVerdict.ACCEPT
+    assert report_verdict(reset, TaskRecord(S.SUCCESS, 2)) is ReportVerdict.STALE

@@ -40,7 +40,7 @@ HOSTILE = [
 ]
 
 values = st.text(
-    st.characters(codec="utf-8", exclude_characters="\x00", exclude_categories=("Cs",)), max_size=40
+    st.characters(codec="utf-8", exclude_characters="\x00", exclude_categories=["Cs"]), max_size=40
 )
 
 

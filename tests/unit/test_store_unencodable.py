@@ -29,4 +29,5 @@ async def test_an_unencodable_command_fails_alone_in_its_batch() -> None:
     with pytest.raises(InvalidInput, match="cannot be stored"):
         await asyncio.wait_for(huge, 5)
     await asyncio.wait_for(good, 5)
-    assert StateReader(kv).dag("d")["paused"] is False
+    dag = StateReader(kv).dag("d")
+    assert dag is not None and dag["paused"] is False

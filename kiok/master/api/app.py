@@ -13,13 +13,16 @@ from kiok.master import http_errors
 from kiok.master.api import (
     admin,
     auth,
+    backups,
     cluster,
     connections,
     dags,
+    dashboard,
     grid,
     health,
     iam,
     maintenance,
+    me,
     openapi,
     runs,
 )
@@ -123,7 +126,22 @@ def create_app(node: MasterNode, *, max_body_bytes: int, forward_timeout_s: floa
     )
     app.state.node = node
     http_errors.install(app)
-    for module in (health, auth, dags, grid, runs, cluster, admin, maintenance, connections, iam):
+    routers = (
+        health,
+        auth,
+        me,
+        dags,
+        grid,
+        runs,
+        dashboard,
+        cluster,
+        admin,
+        backups,
+        maintenance,
+        connections,
+        iam,
+    )
+    for module in routers:
         app.include_router(module.router)
     openapi.install(app)
     ui.install(app)  # last: the SPA shell answers GETs no other route took

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from kiok.core.notify import SmtpConnection
 from kiok.errors import InvalidInput, NotFound
 from kiok.master.api.deps import client_address, node_of, require
 from kiok.master.auth import Principal
@@ -61,6 +62,11 @@ async def put_connection(
     for key in body.properties:
         if not key or len(key) > 256 or "}" in key or any(ch.isspace() for ch in key):
             raise InvalidInput(f"properties: invalid property name {key!r}")
+    if body.type == "smtp":  # used by email notifications: refuse one they could never use
+        try:
+            SmtpConnection.from_properties(body.properties)
+        except ValueError as e:
+            raise InvalidInput(f"properties: {e}") from None
     node = node_of(request)
     await node.log.propose(
         c.PutConnection(

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Request
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Body, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
 
+from kiok.core.backfill import backfill_intervals, parse_bound
 from kiok.dag.load import spec_from_body
-from kiok.errors import MaintenanceMode, NotFound
+from kiok.dag.locate import line_of
+from kiok.errors import DagValidationError, InvalidInput, MaintenanceMode, NotFound
+from kiok.master.api import dag_list
 from kiok.master.api.deps import node_of, require, require_anywhere
 from kiok.master.auth import Principal
-from kiok.master.views import dag_view
+from kiok.master.views import dag_view, iso
 from kiok.security import actions, resources
 from kiok.store import commands as c
 
@@ -34,18 +37,27 @@ class TriggerRequest(BaseModel):
 
 @router.get("")
 async def list_dags(
-    request: Request, principal: Principal = Depends(require_anywhere(actions.LIST_DAGS))
+    request: Request,
+    lastRuns: int = Query(default=0, ge=0, le=50, description="Add each DAG's newest runs (headers)."),
+    principal: Principal = Depends(require_anywhere(actions.LIST_DAGS)),
 ) -> dict[str, Any]:
-    """The DAGs the caller may list (``dags:List`` on ``dag/<dagId>``)."""
+    """The DAGs the caller may list (``dags:List`` on ``dag/<dagId>``), each with
+    ``nextFireAt`` (its next scheduled time; null when manual-only or paused) and, with
+    ``lastRuns=N``, its newest N runs the caller may list (id, state, times; no tasks)."""
     node = node_of(request)
     grants = node.iam.grants(principal)
-    return {
-        "dags": [
-            dag_view(r)
-            for r in node.reader.dags()
-            if grants.allows(actions.LIST_DAGS, resources.dag(r["spec"]["dag"]["id"]))
-        ]
-    }
+    now = node.clock_ms()
+    out = []
+    for r in node.reader.dags():
+        dag_id = r["spec"]["dag"]["id"]
+        if not grants.allows(actions.LIST_DAGS, resources.dag(dag_id)):
+            continue
+        view = dag_view(r)
+        view["nextFireAt"] = dag_list.next_fire_at(view, now)
+        if lastRuns:
+            view["lastRuns"] = dag_list.last_runs(node.reader, grants, dag_id, lastRuns)
+        out.append(view)
+    return {"dags": out}
 
 
 @router.post("", status_code=201, openapi_extra=_DAG_BODY, responses={400: {}, 413: {}})
@@ -56,12 +68,22 @@ async def register_dag(
     refused whole (the previous version stays); the message names the offending field."""
     node = node_of(request)
     body = await request.body()
-    spec = spec_from_body(body, request.headers.get("content-type"))
+    try:
+        spec = spec_from_body(body, request.headers.get("content-type"))
+    except DagValidationError as e:
+        e.line = e.line or line_of(body.decode(errors="replace"), e.field)
+        raise
     node.iam.authorize(principal, actions.REGISTER_DAG, resources.dag(spec.id))
     result = await node.log.propose(
-        c.RegisterDag(at_ms=node.clock_ms(), spec=spec.to_dict(), source=body.decode(errors="replace"))
+        c.RegisterDag(
+            at_ms=node.clock_ms(),
+            spec=spec.to_dict(),
+            source=body.decode(errors="replace"),
+            by=principal.user,
+            keep_versions=max(1, node.settings.get_int("kiok.dag.versions.keep")),
+        )
     )
-    return {"registered": result["registered"], "version": result["version"]}
+    return {"registered": result["registered"], "version": result["version"], "changed": result["changed"]}
 
 
 def _dag(request: Request, dag_id: str) -> dict[str, Any]:
@@ -125,3 +147,97 @@ async def trigger(
         return await node.log.propose(c.CreateRun(at_ms=node.clock_ms(), dag_id=dag_id, args=args))  # type: ignore[no-any-return]
     except MaintenanceMode as e:
         raise MaintenanceMode(e.message, node.maintenance_retry_after_s) from None
+
+
+def _version_view(record: dict[str, Any], *, full: bool) -> dict[str, Any]:
+    view = {
+        "version": record["version"],
+        "registeredAt": iso(record["registeredMs"]),
+        "by": record["by"] or None,
+        "sourceHash": record["sourceHash"],
+    }
+    if full:
+        view["spec"] = record["spec"]
+        view["source"] = record["source"]
+    return view
+
+
+@router.get("/{dag_id}/versions", responses={404: {}})
+async def list_versions(
+    dag_id: str, request: Request, _: Principal = Depends(require(actions.READ_DAG, "dag/{dag_id}"))
+) -> dict[str, Any]:
+    """The DAG's registered versions, newest first (the newest ``kiok.dag.versions.keep``);
+    ``GET .../versions/{version}`` has each one's source. Re-registering an unchanged spec
+    adds none. A run's ``dagVersion`` says which one it ran."""
+    node = node_of(request)
+    versions = node.reader.dag_versions(dag_id)
+    if not versions and node.reader.dag(dag_id) is None:
+        raise NotFound(f"DAG {dag_id!r} not found")
+    return {"dagId": dag_id, "versions": [_version_view(v, full=False) for v in versions]}
+
+
+@router.get("/{dag_id}/versions/{version}", responses={404: {}})
+async def get_version(
+    dag_id: str,
+    version: int,
+    request: Request,
+    _: Principal = Depends(require(actions.READ_DAG, "dag/{dag_id}")),
+) -> dict[str, Any]:
+    record = node_of(request).reader.dag_version(dag_id, version)
+    if record is None:
+        raise NotFound(f"DAG {dag_id!r} has no version {version} (never registered, or no longer kept)")
+    return {"dagId": dag_id, **_version_view(record, full=True)}
+
+
+class BackfillRequest(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+    from_: str = Field(alias="from", max_length=40)
+    to: str = Field(max_length=40)
+
+
+@router.post(
+    "/{dag_id}/backfill",
+    status_code=201,
+    responses={
+        400: {"description": "no schedule, a bad date, or too many intervals"},
+        404: {},
+        409: {"description": "the DAG is paused"},
+        503: {"description": "maintenance mode is on"},
+    },
+)
+async def backfill(
+    dag_id: str,
+    body: BackfillRequest,
+    request: Request,
+    principal: Principal = Depends(require(actions.TRIGGER_DAG, "dag/{dag_id}")),
+) -> dict[str, Any]:
+    """One run per cron interval whose start lies in ``[from, to]`` (dates in the DAG's time
+    zone; a bare ``to`` date takes the whole day), each stamped with its ``interval``.
+    Idempotent: an interval that already has a run (backfilled or scheduled) gets none."""
+    node = node_of(request)
+    record = _dag(request, dag_id)
+    dag = record["spec"]["dag"]
+    if not dag.get("schedule"):
+        raise InvalidInput(f"DAG {dag_id!r} has no schedule: there are no intervals to backfill")
+    tz = dag.get("timezone", "UTC")
+    plan = backfill_intervals(
+        dag["schedule"],
+        tz,
+        parse_bound(body.from_, tz, "from", end=False),
+        parse_bound(body.to, tz, "to", end=True),
+        node.clock_ms(),
+        max_runs=node.settings.get_int("kiok.scheduler.backfill.max.runs"),
+    )
+    try:
+        result = await node.log.propose(
+            c.Backfill(at_ms=node.clock_ms(), dag_id=dag_id, intervals=plan.intervals, by=principal.user)
+        )
+    except MaintenanceMode as e:
+        raise MaintenanceMode(e.message, node.maintenance_retry_after_s) from None
+    return {
+        "dagId": dag_id,
+        "intervals": len(plan.intervals),
+        "created": result["created"],
+        "existing": result["existing"],
+        "future": plan.future,
+    }

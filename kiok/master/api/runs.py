@@ -3,9 +3,11 @@ and logs by offset."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
 
 from kiok.core.states import TERMINAL_RUN_STATES, TERMINAL_TASK_STATES, RunState
 from kiok.errors import InvalidInput, NotFound
@@ -85,14 +87,66 @@ async def get_run(
 
 @router.post("/{run_id}/cancel", responses={404: {}, 409: {"description": "the run already ended"}})
 async def cancel_run(
-    run_id: str, request: Request, _: Principal = Depends(require(actions.CANCEL_RUN, _run_resource))
+    run_id: str,
+    request: Request,
+    principal: Principal = Depends(require(actions.CANCEL_RUN, _run_resource)),
 ) -> dict[str, Any]:
     """Cancel a run: queued tasks are cancelled, running ones have their whole process group
     signalled (SIGTERM, then SIGKILL after the grace period)."""
     node = node_of(request)
-    _run(request, run_id)
+    before = _run(request, run_id)
     await node.log.propose(c.CancelRun(at_ms=node.clock_ms(), run_id=run_id))
+    if before["state"] not in ("SUCCESS", "FAILED", "CANCELLED"):
+        node.run_log(run_id, f"cancel requested by {principal.user}")
     return _view(request, _run(request, run_id))
+
+
+class RerunRequestBody(BaseModel):
+    """``from``: re-run that task and everything downstream of it; without it, ``onlyFailed``
+    re-runs the tasks that did not succeed and their downstream (false: every task)."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+    from_task: str | None = Field(default=None, alias="from", max_length=200)
+    onlyFailed: bool = True
+
+
+@router.post(
+    "/{run_id}/rerun",
+    responses={
+        400: {"description": "the run's DAG has no such task"},
+        404: {},
+        409: {"description": "the run has not ended, or nothing is left to re-run"},
+    },
+)
+async def rerun(
+    run_id: str,
+    request: Request,
+    body: RerunRequestBody | None = Body(default=None),
+    principal: Principal = Depends(require(actions.RERUN_RUN, _run_resource)),
+) -> dict[str, Any]:
+    """Re-run a finished run in place: the chosen tasks run again (as new attempts), the
+    others keep their results, and the run is RUNNING until they end."""
+    node = node_of(request)
+    req = body or RerunRequestBody()
+    _run(request, run_id)
+    result = await node.log.propose(
+        c.RerunRun(
+            at_ms=node.clock_ms(),
+            run_id=run_id,
+            from_task=req.from_task,
+            only_failed=req.onlyFailed,
+            by=principal.user,
+        )
+    )
+    what = (
+        f"from {req.from_task}"
+        if req.from_task
+        else ("of failed tasks" if req.onlyFailed else "of all tasks")
+    )
+    node.run_log(
+        run_id, f"re-run requested by {principal.user} {what}; to run again: {', '.join(result['tasks'])}"
+    )
+    return {"rerun": result["tasks"], **_view(request, _run(request, run_id))}
 
 
 @router.delete("/{run_id}", responses={404: {}, 409: {"description": "the run has not finished"}})
@@ -121,7 +175,8 @@ async def read_log(
     run = _run(request, run_id)
     if task_id != RUN_LOG_TASK and task_id not in run["tasks"]:
         raise NotFound(f"run {run_id!r} has no task {task_id!r}")
-    data, next_offset = node.joblog.read(run_id, task_id, offset, limit)
+    # In a thread: archived bytes come from S3 (a blocking call).
+    data, next_offset = await asyncio.to_thread(node.joblog.read, run_id, task_id, offset, limit)
     if task_id == RUN_LOG_TASK:
         finished = run["state"] in TERMINAL_RUN_STATES
     else:

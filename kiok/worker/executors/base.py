@@ -37,6 +37,8 @@ class AttemptResult:
     error: str | None = None
     timed_out: bool = False
     stopped: bool = False
+    #: A short outcome for the run log where there is no exit code (an http task: ``HTTP 200``).
+    detail: str | None = None
 
 
 class Executor(Protocol):

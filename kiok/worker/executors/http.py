@@ -60,6 +60,7 @@ class HttpExecutor:
             return AttemptResult(False, error=f"{type(e).__name__}: {e or 'request failed'} ({method} {url})")
         ctx.output(f"HTTP {resp.status_code}\n".encode())
         ctx.output(resp.content[:_MAX_LOGGED_BODY])
+        status = f"HTTP {resp.status_code}"
         if 200 <= resp.status_code < 300:
-            return AttemptResult(True, exit_code=None)
-        return AttemptResult(False, error=f"HTTP {resp.status_code} from {method} {url}")
+            return AttemptResult(True, exit_code=None, detail=status)
+        return AttemptResult(False, error=f"{status} from {method} {url}", detail=status)

@@ -8,10 +8,11 @@
 const REFRESH_KEY = "kiok.refreshToken";
 
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, body = null) {
     super(message);
     this.status = status;
     this.code = code;
+    this.body = body; // the whole error body (e.g. a refused DAG's `errors` with path and line)
   }
 }
 
@@ -89,16 +90,16 @@ export const session = {
   },
 };
 
-async function send(method, path, body, token) {
+async function send(method, path, body, token, contentType) {
   const headers = { Accept: "application/json" };
   if (token) headers.Authorization = `Bearer ${token}`;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (body !== undefined) headers["Content-Type"] = contentType || "application/json";
   let response;
   try {
     response = await fetch(path, {
       method,
       headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: body === undefined ? undefined : contentType ? body : JSON.stringify(body),
       cache: "no-store",
     });
   } catch (err) {
@@ -117,18 +118,20 @@ async function send(method, path, body, token) {
       response.status,
       error.code || "http_error",
       error.message || `${response.status} ${response.statusText}`,
+      data,
     );
   }
   return data;
 }
 
-/** One authenticated JSON request; a 401 renews the token once, then ends the session. */
-export async function request(method, path, body) {
+/** One authenticated request (a JSON body, or with `contentType` the body as given); a 401
+ * renews the token once, then ends the session. */
+export async function request(method, path, body, contentType) {
   try {
-    return await send(method, path, body, access);
+    return await send(method, path, body, access, contentType);
   } catch (err) {
     if (!(err instanceof ApiError) || err.status !== 401) throw err;
-    if (await session.resume().catch(() => false)) return send(method, path, body, access);
+    if (await session.resume().catch(() => false)) return send(method, path, body, access, contentType);
     access = null;
     mustChangePassword = false;
     notify();

@@ -19,11 +19,50 @@ export const stateClass = (state) => `st-${String(state || "unknown").toLowerCas
 
 const pad = (n) => String(n).padStart(2, "0");
 
-/** "2026-05-04 12:03:09 UTC" (times are shown in UTC, labelled). */
+// Times are shown in UTC or in the browser's zone, always labelled; the header switch sets
+// it and localStorage remembers it.
+const ZONE_KEY = "kiok.timeZone";
+const zoneListeners = new Set();
+let zoneMode = (() => {
+  try {
+    return localStorage.getItem(ZONE_KEY) === "local" ? "local" : "utc";
+  } catch {
+    return "utc";
+  }
+})();
+
+/** "utc" | "local" */
+export const timeZoneMode = () => zoneMode;
+export function setTimeZoneMode(mode) {
+  zoneMode = mode === "local" ? "local" : "utc";
+  try {
+    localStorage.setItem(ZONE_KEY, zoneMode);
+  } catch {
+    // private mode: the choice lasts for this page only
+  }
+  for (const fn of zoneListeners) fn();
+}
+export function onTimeZoneChange(fn) {
+  zoneListeners.add(fn);
+  return () => zoneListeners.delete(fn);
+}
+
+/** The browser's zone as a short label ("CEST", "GMT+2"), for local times. */
+function localZoneLabel(d) {
+  const part = new Intl.DateTimeFormat("en-GB", { timeZoneName: "short" })
+    .formatToParts(d).find((p) => p.type === "timeZoneName");
+  return part ? part.value : "local";
+}
+
+/** "2026-05-04 12:03:09 UTC", or in local time with the zone's name (the header switch). */
 export function when(iso) {
   if (!iso) return "—";
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return iso;
+  if (zoneMode === "local") {
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
+      `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())} ${localZoneLabel(d)}`;
+  }
   return `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} ` +
     `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())} UTC`;
 }

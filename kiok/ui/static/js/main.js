@@ -11,9 +11,17 @@ import { GridView } from "./views/grid.js";
 import { ClusterView } from "./views/cluster.js";
 import { MaintenanceBanner } from "./maintenance.js";
 import { Loading } from "./views/common.js";
+import { Dashboard } from "./views/dashboard.js";
+import { RegisterView } from "./views/register.js";
+import { SettingsView } from "./views/settings.js";
+import { onTimeZoneChange, setTimeZoneMode, timeZoneMode } from "./format.js";
 
 const ROUTES = [
-  ["/", () => html`<${DagList} />`],
+  ["/", () => html`<${Dashboard} />`],
+  ["/dags", () => html`<${DagList} />`],
+  ["/dags/register", () => html`<${RegisterView} />`],
+  ["/settings", () => html`<${SettingsView} tab="" />`],
+  ["/settings/:tab", (p) => html`<${SettingsView} tab=${p.tab} />`],
   ["/dags/:dagId", (p) => html`<${DagPage} key=${p.dagId} dagId=${p.dagId} />`],
   ["/dags/:dagId/grid", (p) => html`<${GridView} key=${p.dagId} dagId=${p.dagId} />`],
   ["/cluster", () => html`<${ClusterView} />`],
@@ -24,18 +32,26 @@ const ROUTES = [
 function useSession() {
   const [, setVersion] = useState(0);
   useEffect(() => session.subscribe(() => setVersion((v) => v + 1)), []);
+  useEffect(() => onTimeZoneChange(() => setVersion((v) => v + 1)), []);
   return session;
 }
 
 function Nav({ where }) {
-  const dagsActive = where === "/" || where.startsWith("/dags/");
+  const dagsActive = where === "/dags" || where.startsWith("/dags/");
+  const zone = timeZoneMode();
   return html`<header class="topbar">
     <a class="brand" href="/"><span class="logo" aria-hidden="true"></span>kiok</a>
     <nav aria-label="Main">
-      <a href="/" aria-current=${dagsActive ? "page" : undefined}>DAGs</a>
+      <a href="/" aria-current=${where === "/" ? "page" : undefined}>Dashboard</a>
+      <a href="/dags" aria-current=${dagsActive ? "page" : undefined}>DAGs</a>
       <a href="/cluster" aria-current=${where === "/cluster" ? "page" : undefined}>Cluster</a>
+      <a href="/settings" aria-current=${where.startsWith("/settings") ? "page" : undefined}>Settings</a>
     </nav>
     <div class="who">
+      <div class="segmented zone-switch" role="group" aria-label="Times shown in">
+        <button type="button" aria-pressed=${zone === "utc"} onClick=${() => setTimeZoneMode("utc")}>UTC</button>
+        <button type="button" aria-pressed=${zone === "local"} onClick=${() => setTimeZoneMode("local")}>Local</button>
+      </div>
       <span class="muted">Signed in as</span> <strong data-testid="user">${session.user}</strong>
       <button type="button" class="link" onClick=${() => { session.logout(); navigate("/login", { replace: true }); }}>Log out</button>
     </div>
@@ -48,7 +64,7 @@ function Redirect({ to }) {
 }
 
 function NotFound() {
-  return html`<main class="page"><h1>No page here</h1><p><a href="/">Back to the DAGs</a></p></main>`;
+  return html`<main class="page"><h1>No page here</h1><p><a href="/dags">Back to the DAGs</a></p></main>`;
 }
 
 function App() {

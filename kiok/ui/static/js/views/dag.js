@@ -1,7 +1,9 @@
 // One DAG: what it is, and its runs (newest first), with Run and pause.
 import { html, useEffect, useState } from "../html.js";
 import { enc, get } from "../api.js";
-import { duration, schedule, TERMINAL_RUN, when } from "../format.js";
+import { duration, TERMINAL_RUN, when } from "../format.js";
+import { cronWords } from "../cron.js";
+import { useCan } from "../me.js";
 import { Crumbs, ErrorBox, Loading, StateBadge, usePolling } from "./common.js";
 import { PauseToggle } from "./dags.js";
 import { TriggerDialog } from "./trigger.js";
@@ -11,6 +13,7 @@ export function DagPage({ dagId }) {
   const [runs, setRuns] = useState(null);
   const [error, setError] = useState(null);
   const [running, setRunning] = useState(false);
+  const can = useCan();
 
   useEffect(() => { document.title = `${dagId} · kiok`; }, [dagId]);
 
@@ -31,18 +34,18 @@ export function DagPage({ dagId }) {
   usePolling(load, busy ? 3000 : 15000, true, [busy]);
 
   return html`<main class="page">
-    <${Crumbs} items=${[["DAGs", "/"], [dagId]]} />
+    <${Crumbs} items=${[["DAGs", "/dags"], [dagId]]} />
     <div class="page-head">
       <h1><span class="mono">${dagId}</span></h1>
       <div class="spacer"></div>
       <a class="button" href=${`/dags/${enc(dagId)}/grid`}>▦ Grid</a>
-      ${dag ? html`<${PauseToggle} dag=${dag} onChanged=${load} onError=${setError} />` : null}
-      <button type="button" class="primary" onClick=${() => setRunning(true)} disabled=${!dag}>▶ Run</button>
+      ${dag ? html`<${PauseToggle} dag=${dag} onChanged=${load} onError=${setError} disabled=${!can("dags:Pause")} />` : null}
+      ${can("dags:Trigger") ? html`<button type="button" class="primary" onClick=${() => setRunning(true)} disabled=${!dag}>▶ Run</button>` : null}
     </div>
     <${ErrorBox} error=${error} />
     ${dag ? html`<dl class="facts card">
       <div><dt>Name</dt><dd>${dag.name}</dd></div>
-      <div><dt>Schedule</dt><dd class="mono">${schedule(dag.schedule, dag.timezone)}</dd></div>
+      <div><dt>Schedule</dt><dd title=${dag.schedule || ""}>${cronWords(dag.schedule, dag.timezone)}</dd></div>
       <div><dt>Tasks</dt><dd>${dag.tasks}</dd></div>
       <div><dt>Version</dt><dd>v${dag.version}, ${when(dag.updatedAt)}</dd></div>
       ${dag.description ? html`<div class="wide"><dt>Description</dt><dd>${dag.description}</dd></div>` : null}

@@ -1,8 +1,12 @@
-// The DAGs: schedule, paused, the last runs as squares (state as text in the title and for
-// screen readers), and Run. Two requests per refresh: the DAGs and the newest runs.
+// The DAGs: origin, schedule in words with the next fire time, paused, the last runs as
+// squares (state as text in the title and for screen readers), search and filters (kept in
+// the URL), Run and Register (offered only if allowed). One request per refresh
+// (`GET /api/v1/dags?lastRuns=12`).
 import { html, useEffect, useState } from "../html.js";
 import { enc, get, post } from "../api.js";
-import { glyph, schedule, stateClass, TERMINAL_RUN, when } from "../format.js";
+import { glyph, stateClass, TERMINAL_RUN, when } from "../format.js";
+import { cronWords } from "../cron.js";
+import { useCan } from "../me.js";
 import { ErrorBox, Loading, usePolling } from "./common.js";
 import { TriggerDialog } from "./trigger.js";
 
@@ -20,7 +24,7 @@ export function RunSquares({ runs }) {
   </ol>`;
 }
 
-export function PauseToggle({ dag, onChanged, onError }) {
+export function PauseToggle({ dag, onChanged, onError, disabled = false }) {
   const [busy, setBusy] = useState(false);
   const flip = async () => {
     setBusy(true);
@@ -33,58 +37,94 @@ export function PauseToggle({ dag, onChanged, onError }) {
       setBusy(false);
     }
   };
-  return html`<label class="switch" title=${dag.paused ? "Paused: no scheduled runs" : "Active"}>
-    <input type="checkbox" role="switch" checked=${!dag.paused} disabled=${busy} onChange=${flip}
+  const title = disabled ? "Your policies do not allow pausing" : dag.paused ? "Paused: no scheduled runs" : "Active";
+  return html`<label class="switch" title=${title}>
+    <input type="checkbox" role="switch" checked=${!dag.paused} disabled=${busy || disabled} onChange=${flip}
       aria-label=${`${dag.dagId} active`} />
     <span class="track" aria-hidden="true"></span>
     <span>${dag.paused ? "paused" : "active"}</span>
   </label>`;
 }
 
+/** The last run's state of a DAG (its filter value), or "NONE" without runs. */
+const lastState = (d) => (d.lastRuns && d.lastRuns.length ? d.lastRuns[0].state : "NONE");
+
 export function DagList() {
   const [dags, setDags] = useState(null);
-  const [runsByDag, setRunsByDag] = useState({});
   const [error, setError] = useState(null);
   const [rowErrors, setRowErrors] = useState({});
-  const [filter, setFilter] = useState("");
+  const initial = new URLSearchParams(location.search);
+  const [filter, setFilter] = useState(initial.get("q") || "");
+  const [stateFilter, setStateFilter] = useState(initial.get("state") || "");
+  const [labelFilter, setLabelFilter] = useState(initial.get("label") || "");
   const [running, setRunning] = useState(null);
+  const can = useCan();
 
   useEffect(() => { document.title = "DAGs · kiok"; }, []);
+  useEffect(() => {
+    // The filters are part of the URL, so a filtered list can be shared.
+    const q = new URLSearchParams();
+    if (filter) q.set("q", filter);
+    if (stateFilter) q.set("state", stateFilter);
+    if (labelFilter) q.set("label", labelFilter);
+    const to = `/dags${q.toString() ? `?${q}` : ""}`;
+    if (location.pathname === "/dags" && to !== location.pathname + location.search) history.replaceState(null, "", to);
+  }, [filter, stateFilter, labelFilter]);
 
   const load = async () => {
     try {
-      const [d, r] = await Promise.all([get("/api/v1/dags"), get("/api/v1/runs?limit=200")]);
-      const grouped = {};
-      for (const run of r.runs) {
-        const list = (grouped[run.dagId] ||= []);
-        if (list.length < LAST_RUNS) list.push(run);
-      }
+      const d = await get(`/api/v1/dags?lastRuns=${LAST_RUNS}`);
       setDags(d.dags.sort((a, b) => a.dagId.localeCompare(b.dagId)));
-      setRunsByDag(grouped);
       setError(null);
     } catch (err) {
       setError(err);
     }
   };
-  const busy = Object.values(runsByDag).some((list) => list.some((r) => !TERMINAL_RUN.has(r.state)));
+  const busy = (dags || []).some((d) => (d.lastRuns || []).some((r) => !TERMINAL_RUN.has(r.state)));
   usePolling(load, busy ? 3000 : 15000, true, [busy]);
 
-  const shown = (dags || []).filter((d) => !filter || d.dagId.includes(filter) || (d.name || "").includes(filter));
+  const labels = [...new Set((dags || []).flatMap((d) => d.labels || []))].sort();
+  const needle = filter.toLowerCase();
+  const shown = (dags || []).filter((d) =>
+    (!needle || d.dagId.toLowerCase().includes(needle) || (d.name || "").toLowerCase().includes(needle) ||
+      (d.description || "").toLowerCase().includes(needle)) &&
+    (!stateFilter || (stateFilter === "PAUSED" ? d.paused : lastState(d) === stateFilter)) &&
+    (!labelFilter || (d.labels || []).includes(labelFilter)));
   return html`<main class="page">
     <div class="page-head">
       <h1>DAGs</h1>
-      <input type="search" class="search" placeholder="Filter by id or name" aria-label="Filter DAGs"
+      <div class="spacer"></div>
+      ${can("dags:Register") ? html`<a class="button primary-link" href="/dags/register">＋ Register DAG</a>` : null}
+    </div>
+    <div class="filters" role="search">
+      <input type="search" class="search" placeholder="Search id, name, description" aria-label="Filter DAGs"
         value=${filter} onInput=${(e) => setFilter(e.currentTarget.value)} />
+      <label class="inline">Last run
+        <select aria-label="Filter by last run state" value=${stateFilter} onChange=${(e) => setStateFilter(e.currentTarget.value)}>
+          <option value="">any</option>
+          ${["SUCCESS", "FAILED", "RUNNING", "PENDING", "CANCELLED"].map((s) => html`<option value=${s}>${s.toLowerCase()}</option>`)}
+          <option value="NONE">no runs</option>
+          <option value="PAUSED">paused DAGs</option>
+        </select>
+      </label>
+      <label class="inline">Label
+        <select aria-label="Filter by label" value=${labelFilter} onChange=${(e) => setLabelFilter(e.currentTarget.value)}>
+          <option value="">any</option>
+          ${labels.map((l) => html`<option value=${l}>${l}</option>`)}
+        </select>
+      </label>
+      ${dags ? html`<span class="muted small" data-testid="dag-count">${shown.length} of ${dags.length}</span>` : null}
     </div>
     <${ErrorBox} error=${error} label="Could not load the DAGs" />
     ${dags === null && !error ? html`<${Loading} />` : null}
     ${dags !== null && dags.length === 0 ? html`<div class="card empty">
       <p>No DAGs registered yet.</p>
-      <p class="muted">Register one with <code>kiok dags register my_dag.yaml</code> or <code>POST /api/v1/dags</code>.</p>
+      <p class="muted">${can("dags:Register") ? html`<a href="/dags/register">Register one here</a>, or ` : null}use
+        <code>kiok dags register my_dag.yaml</code> or <code>POST /api/v1/dags</code>.</p>
     </div>` : null}
     ${dags !== null && dags.length > 0 ? html`<table class="grid-table dags">
       <thead><tr>
-        <th scope="col">DAG</th><th scope="col">Schedule</th><th scope="col">State</th>
+        <th scope="col">DAG</th><th scope="col">Origin</th><th scope="col">Schedule</th><th scope="col">State</th>
         <th scope="col">Last runs</th><th scope="col" class="actions"><span class="sr-only">Actions</span></th>
       </tr></thead>
       <tbody>
@@ -94,18 +134,23 @@ export function DagList() {
             ${d.name && d.name !== d.dagId ? html`<div>${d.name}</div>` : null}
             ${d.description ? html`<div class="muted small">${d.description}</div>` : null}
             <div class="muted small">${d.tasks} task${d.tasks === 1 ? "" : "s"} · v${d.version}
-              ${d.labels && d.labels.length ? html` · labels ${d.labels.join(", ")}` : null}</div>
+              ${d.labels && d.labels.length ? html` · ${d.labels.map((l) => html`<span class="chip" key=${l}>${l}</span>`)}` : null}</div>
             ${rowErrors[d.dagId] ? html`<${ErrorBox} error=${rowErrors[d.dagId]} />` : null}
           </td>
-          <td class="mono small">${schedule(d.schedule, d.timezone)}</td>
-          <td><${PauseToggle} dag=${d} onChanged=${load}
+          <td class="small">${d.origin || "manual"}</td>
+          <td class="small" data-testid="schedule">
+            <div title=${d.schedule || ""}>${cronWords(d.schedule, d.timezone)}</div>
+            ${d.schedule ? html`<div class="muted">${d.nextFireAt ? `next ${when(d.nextFireAt)}` : d.paused ? "paused: no next run" : ""}</div>` : null}
+          </td>
+          <td><${PauseToggle} dag=${d} onChanged=${load} disabled=${!can("dags:Pause")}
             onError=${(err) => setRowErrors({ ...rowErrors, [d.dagId]: err })} /></td>
-          <td><${RunSquares} runs=${runsByDag[d.dagId]} /></td>
-          <td class="actions"><button type="button" class="primary small-btn" onClick=${() => setRunning(d.dagId)}
-            aria-label=${`Run ${d.dagId}`}>▶ Run</button></td>
+          <td><${RunSquares} runs=${d.lastRuns} /></td>
+          <td class="actions">${can("dags:Trigger") ? html`<button type="button" class="primary small-btn" onClick=${() => setRunning(d.dagId)}
+            aria-label=${`Run ${d.dagId}`}>▶ Run</button>` : null}</td>
         </tr>`)}
       </tbody>
     </table>` : null}
+    ${dags !== null && dags.length > 0 && shown.length === 0 ? html`<p class="muted">No DAG matches the filters.</p>` : null}
     ${running ? html`<${TriggerDialog} dagId=${running} onClose=${() => setRunning(null)} />` : null}
   </main>`;
 }

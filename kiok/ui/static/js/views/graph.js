@@ -1,43 +1,75 @@
 // The run's task graph: dagre lays it out once per DAG shape; states only recolour it.
 // Each node links to its task's log and shows its state as text, not colour alone.
-import { html, useMemo } from "../html.js";
-import dagre from "../../vendor/dagre.esm.js";
+//
+// Small graphs are laid out on the page; above WORKER_ABOVE tasks the layout runs in a Web
+// Worker so the page stays responsive meanwhile. A graph above MAX_GRAPH_TASKS, or whose
+// layout is not done within LAYOUT_BUDGET_MS, is not drawn: the view says so and points to
+// the grid and the job list.
+import { html, useEffect, useMemo, useState } from "../html.js";
 import { enc } from "../api.js";
 import { glyph, stateClass } from "../format.js";
+import { CHAR_W, layout } from "../graphlayout.js";
 
-/** Beyond this many tasks the layout would take seconds: the job list has it all. */
-export const MAX_GRAPH_TASKS = 400;
-const NODE_H = 44;
-const CHAR_W = 7.4;
-
-export function layout(tasks) {
-  const g = new dagre.graphlib.Graph();
-  g.setGraph({ rankdir: "LR", nodesep: 18, ranksep: 48, marginx: 8, marginy: 8 });
-  g.setDefaultEdgeLabel(() => ({}));
-  const ids = new Set(tasks.map((t) => t.id));
-  for (const t of tasks) {
-    g.setNode(t.id, { width: Math.min(260, Math.max(120, t.id.length * CHAR_W + 40)), height: NODE_H });
-  }
-  for (const t of tasks) {
-    for (const up of t.requires || []) if (ids.has(up)) g.setEdge(up, t.id);
-  }
-  dagre.layout(g);
-  const nodes = g.nodes().map((id) => ({ id, ...g.node(id) }));
-  const edges = g.edges().map((e) => ({ key: `${e.v}->${e.w}`, points: g.edge(e).points }));
-  return { nodes, edges, width: g.graph().width, height: g.graph().height };
-}
+export const WORKER_ABOVE = 150;
+export const MAX_GRAPH_TASKS = 1000;
+const LAYOUT_BUDGET_MS = 2000;
 
 function clip(text, width) {
   const max = Math.floor((width - 34) / CHAR_W);
   return text.length > max ? `${text.slice(0, max - 1)}…` : text;
 }
 
-export function Graph({ runId, tasks, states }) {
-  const shape = useMemo(() => (tasks.length <= MAX_GRAPH_TASKS ? layout(tasks) : null), [tasks]);
-  if (shape === null) {
-    return html`<p class="muted">${tasks.length} tasks: too many to draw here; the job list below has every one.</p>`;
+/** {status: "laying-out" | "ready" | "too-large" | "failed", shape, how} for the tasks. */
+function useLayout(tasks) {
+  const small = tasks.length <= WORKER_ABOVE;
+  const inline = useMemo(() => (small ? layout(tasks) : null), [tasks, small]);
+  const [result, setResult] = useState({ status: "laying-out" });
+  useEffect(() => {
+    if (small) return undefined;
+    if (tasks.length > MAX_GRAPH_TASKS) {
+      setResult({ status: "too-large", why: `${tasks.length} tasks` });
+      return undefined;
+    }
+    setResult({ status: "laying-out" });
+    const worker = new Worker(new URL("../workers/layout.js", import.meta.url), { type: "module" });
+    const timer = setTimeout(() => {
+      worker.terminate();
+      setResult({ status: "too-large", why: `${tasks.length} tasks take more than ${LAYOUT_BUDGET_MS / 1000} s to lay out` });
+    }, LAYOUT_BUDGET_MS);
+    worker.onmessage = (event) => {
+      clearTimeout(timer);
+      worker.terminate();
+      setResult(event.data.ok ? { status: "ready", shape: event.data.shape, how: "worker" }
+        : { status: "failed", why: event.data.error });
+    };
+    worker.onerror = (event) => {
+      clearTimeout(timer);
+      worker.terminate();
+      setResult({ status: "failed", why: event.message || "the layout worker failed" });
+    };
+    worker.postMessage({ tasks });
+    return () => {
+      clearTimeout(timer);
+      worker.terminate();
+    };
+  }, [tasks, small]);
+  return small ? { status: "ready", shape: inline, how: "page" } : result;
+}
+
+export function Graph({ runId, dagId, tasks, states }) {
+  const result = useLayout(tasks);
+  if (result.status === "laying-out") {
+    return html`<p class="muted" data-testid="graph-state" data-status="laying-out" aria-live="polite">Laying out ${tasks.length} tasks…</p>`;
   }
-  return html`<div class="graph-wrap">
+  if (result.status !== "ready") {
+    return html`<div class="card too-large" data-testid="graph-state" data-status=${result.status} role="status">
+      <strong>${result.status === "too-large" ? "Too large to draw here" : "The graph could not be laid out"}</strong>
+      <span class="muted"> (${result.why}).</span>
+      Use the <a href=${`/dags/${enc(dagId)}/grid`}>grid</a> or the job list below, which has a filter and every task.
+    </div>`;
+  }
+  const shape = result.shape;
+  return html`<div class="graph-wrap" data-testid="graph" data-layout=${result.how}>
     <svg class="graph" role="img" aria-label="Task graph" width=${shape.width} height=${shape.height}
       viewBox=${`0 0 ${shape.width} ${shape.height}`}>
       <defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">

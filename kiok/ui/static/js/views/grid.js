@@ -64,7 +64,10 @@ export function GridView({ dagId }) {
   useEffect(() => { document.title = `Grid · ${dagId} · kiok`; }, [dagId]);
 
   const base = `/api/v1/dags/${enc(dagId)}/grid`;
-  const pageUrl = `${base}?limit=${PAGE}${cursor ? `&cursor=${enc(cursor)}` : ""}`;
+  // `?limit=N` in the page's URL shows N runs per page (1-100) instead of PAGE.
+  const asked = Number(new URLSearchParams(location.search).get("limit"));
+  const pageSize = Number.isInteger(asked) && asked >= 1 ? Math.min(100, asked) : PAGE;
+  const pageUrl = `${base}?limit=${pageSize}${cursor ? `&cursor=${enc(cursor)}` : ""}`;
   const unfinished = data ? data.runs.filter((r) => !TERMINAL_RUN.has(r.state)).map((r) => r.runId) : [];
   const firstPage = cursor === null;
 
@@ -97,7 +100,7 @@ export function GridView({ dagId }) {
   const newer = () => { setCursor(back[back.length - 1]); setBack(back.slice(0, -1)); setData(null); };
 
   return html`<main class="page wide-page">
-    <${Crumbs} items=${[["DAGs", "/"], [dagId, `/dags/${enc(dagId)}`], ["Grid"]]} />
+    <${Crumbs} items=${[["DAGs", "/dags"], [dagId, `/dags/${enc(dagId)}`], ["Grid"]]} />
     <div class="page-head">
       <h1><span class="mono">${dagId}</span> <span class="muted">grid</span></h1>
       <div class="spacer"></div>

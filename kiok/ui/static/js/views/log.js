@@ -1,26 +1,179 @@
 // A task's log (or the run's, task "__run__"): an offset tail, one request per poll. Live
-// follows the end only while you are scrolled to the bottom; Paused stops polling. The log is
-// text: each fetched chunk becomes a text node, never markup.
+// follows the end only while you are scrolled to the bottom; Paused stops polling.
+//
+// Large logs stay responsive: the log is fetched by byte range (CHUNK per request) into a
+// LogBuffer of lines, and only the lines on screen (plus a margin) are in the DOM, each drawn
+// from its text and colour state. Output is never markup: ANSI colours become classes, URLs
+// become links, everything else is a text node.
 import { html, useEffect, useLayoutEffect, useRef, useState } from "../html.js";
 import { ApiError, enc, get } from "../api.js";
 import { Crumbs, ErrorBox, StateBadge, usePolling } from "./common.js";
 import { TERMINAL_TASK } from "../format.js";
+import { parseLine, splitUrls, styleClasses, styleColours } from "../ansi.js";
+import { LogBuffer, MAX_MATCHES } from "../logbuffer.js";
 
-const CHUNK = 256 * 1024;
+const CHUNK = 1024 * 1024;
+const DOWNLOAD_CHUNK = 4 * 1024 * 1024;
 const POLL_MS = 1000;
 const RUN_LOG = "__run__";
+/** Every line is this tall (no wrapping), so line i sits at i * LINE_H. */
+const LINE_H = 18;
+const OVERSCAN = 20;
+/** Browsers cap an element's height (~33 M px in Chromium): beyond this the scroll is scaled. */
+const MAX_PX = 8_000_000;
+/** A line longer than this is cut on screen (search and download still have all of it). */
+const MAX_SHOWN = 10_000;
 
 function atBottom(el) {
   return el.scrollHeight - el.scrollTop - el.clientHeight < 8;
 }
 
+/** Which lines are on screen for a scroll position, and where the first one is drawn. */
+export function windowFor(scrollTop, viewHeight, lines) {
+  const visible = Math.ceil(viewHeight / LINE_H) + 1;
+  const total = lines * LINE_H;
+  if (total <= MAX_PX) {
+    const first = Math.max(0, Math.floor(scrollTop / LINE_H) - OVERSCAN);
+    return { height: total, first, last: Math.min(lines, first + visible + 2 * OVERSCAN), top: first * LINE_H };
+  }
+  // Scaled: the scroll fraction picks the first line; the window is drawn where you look.
+  const fraction = Math.min(1, scrollTop / Math.max(1, MAX_PX - viewHeight));
+  const first = Math.round(fraction * Math.max(0, lines - visible + 1));
+  return { height: MAX_PX, first, last: Math.min(lines, first + visible), top: scrollTop };
+}
+
+/** One line's pieces: colour segments, split at URLs and at search matches. */
+function Line({ text, start, marks, current }) {
+  const shown = text.length > MAX_SHOWN ? text.slice(0, MAX_SHOWN) : text;
+  const { segments } = parseLine(shown, start);
+  const out = [];
+  let pos = 0;
+  for (const seg of segments) {
+    const cls = styleClasses(seg.style);
+    const colours = styleColours(seg.style);
+    for (const piece of splitUrls(seg.text)) {
+      // Cut the piece at match boundaries so matches can be highlighted.
+      const cuts = [];
+      let at = 0;
+      for (const m of marks) {
+        const s = Math.max(m.start - pos, at);
+        const e = Math.min(m.end - pos, piece.text.length);
+        if (s >= e) continue;
+        if (s > at) cuts.push({ text: piece.text.slice(at, s), mark: null });
+        cuts.push({ text: piece.text.slice(s, e), mark: m });
+        at = e;
+      }
+      if (at < piece.text.length) cuts.push({ text: piece.text.slice(at), mark: null });
+      const inner = cuts.map((c) => (c.mark
+        ? html`<mark class=${c.mark.index === current ? "current" : undefined}>${c.text}</mark>`
+        : c.text));
+      const body = piece.url
+        ? html`<a href=${piece.url} target="_blank" rel="noopener noreferrer">${inner}</a>`
+        : inner;
+      out.push(cls || colours.color || colours.backgroundColor
+        ? html`<span class=${cls || undefined} style=${colours}>${body}</span>`
+        : body);
+      pos += piece.text.length;
+    }
+  }
+  if (shown !== text) out.push(html`<span class="muted"> … (${(text.length - MAX_SHOWN).toLocaleString("en")} more characters)</span>`);
+  return out;
+}
+
+function LogLines({ buffer, version, box, onScroll, current, empty }) {
+  const [view, setView] = useState({ top: 0, height: 600 });
+  const measure = () => {
+    const el = box.current;
+    if (el) setView({ top: el.scrollTop, height: el.clientHeight });
+  };
+  useLayoutEffect(measure, [version]);
+  useEffect(() => {
+    addEventListener("resize", measure);
+    return () => removeEventListener("resize", measure);
+  }, []);
+  const lines = buffer.lineCount;
+  const w = windowFor(view.top, view.height, lines);
+  const rows = [];
+  for (let i = w.first; i < w.last; i++) {
+    const marks = buffer.matchesOn(i).map((k) => ({ ...buffer.matches[k], index: k }));
+    rows.push(html`<span class="ln" key=${i} data-line=${i + 1}><${Line} text=${buffer.lines[i]}
+      start=${buffer.starts[i]} marks=${marks} current=${current} /></span>`);
+  }
+  return html`<pre class="log" ref=${box} tabindex="0" role="log" aria-label="Log output" data-testid="log"
+    onScroll=${(e) => { onScroll(e); measure(); }}><span class="log-space" style=${{ height: `${Math.max(w.height, LINE_H)}px` }}><span
+      class="log-window" style=${{ transform: `translateY(${w.top}px)` }}>${lines === 0
+        ? html`<span class="ln muted">${empty}</span>` : rows}</span></span></pre>`;
+}
+
+/** Scroll so that line `i` is in the middle of the box. */
+function scrollToLine(el, i, lines) {
+  const total = lines * LINE_H;
+  if (total <= MAX_PX) el.scrollTop = Math.max(0, i * LINE_H - el.clientHeight / 2);
+  else el.scrollTop = (i / Math.max(1, lines)) * (MAX_PX - el.clientHeight);
+}
+
+async function downloadRaw(runId, taskId) {
+  // The API's bytes from offset 0 to the end, in the largest pages it gives.
+  const parts = [];
+  let offset = 0;
+  for (;;) {
+    const body = await get(`/api/v1/runs/${enc(runId)}/tasks/${enc(taskId)}/log?offset=${offset}&limit=${DOWNLOAD_CHUNK}`);
+    if (body.data) parts.push(body.data);
+    if (body.nextOffset === offset || body.complete) break;
+    offset = body.nextOffset;
+  }
+  const url = URL.createObjectURL(new Blob(parts, { type: "text/plain;charset=utf-8" }));
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = `${runId}.${taskId === RUN_LOG ? "run" : taskId}.log`;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+function SearchBar({ buffer, version, current, setCurrent, box, onSearch }) {
+  const [query, setQuery] = useState("");
+  const count = buffer.query ? buffer.matches.length : 0;
+  const go = (delta) => {
+    if (count === 0) return;
+    const next = current === null ? (delta > 0 ? 0 : count - 1) : (current + delta + count) % count;
+    setCurrent(next);
+    scrollToLine(box.current, buffer.matches[next].line, buffer.lineCount);
+  };
+  useEffect(() => {
+    const timer = setTimeout(() => onSearch(query), 150);
+    return () => clearTimeout(timer);
+  }, [query]);
+  return html`<div class="log-search" role="search">
+    <label class="sr-only" for="log-q">Search the log</label>
+    <input id="log-q" type="search" placeholder="Search the log" value=${query}
+      onInput=${(e) => setQuery(e.currentTarget.value)}
+      onKeyDown=${(e) => {
+        if (e.key !== "Enter") return;
+        e.preventDefault();
+        if (buffer.query !== query.toLowerCase()) onSearch(query);
+        go(e.shiftKey ? -1 : 1);
+      }} />
+    <span class="muted small" data-testid="log-matches" aria-live="polite" data-version=${version}>${buffer.query
+      ? `${count && current !== null ? `${current + 1} of ` : ""}${count >= MAX_MATCHES ? `${MAX_MATCHES}+` : count} match${count === 1 ? "" : "es"}`
+      : ""}</span>
+    <button type="button" disabled=${!count} onClick=${() => go(-1)} aria-label="Previous match">↑</button>
+    <button type="button" disabled=${!count} onClick=${() => go(1)} aria-label="Next match">↓</button>
+  </div>`;
+}
+
 export function LogView({ runId, taskId }) {
-  const [chunks, setChunks] = useState([]);
+  const buffer = useRef(null);
+  if (buffer.current === null) buffer.current = new LogBuffer();
+  const [version, setVersion] = useState(0);
   const [offset, setOffset] = useState(0);
   const [complete, setComplete] = useState(false);
   const [live, setLive] = useState(true);
   const [error, setError] = useState(null);
   const [task, setTask] = useState(null);
+  const [current, setCurrent] = useState(null);
+  const [downloading, setDownloading] = useState(null);
   const box = useRef(null);
   const follow = useRef(true);
   const position = useRef(0);
@@ -36,7 +189,8 @@ export function LogView({ runId, taskId }) {
   useEffect(() => { if (complete) readTask(); }, [complete]);
 
   usePolling(async () => {
-    // Catch up in CHUNK-sized reads; once at the end, wait POLL_MS before asking again.
+    // Catch up in CHUNK-sized reads (the page redraws between them); once at the end, wait
+    // POLL_MS before asking again.
     for (;;) {
       let body;
       try {
@@ -48,7 +202,10 @@ export function LogView({ runId, taskId }) {
       setError(null);
       const el = box.current;
       follow.current = el === null || atBottom(el);
-      if (body.data) setChunks((list) => [...list, body.data]);
+      if (body.data) {
+        buffer.current.append(body.data);
+        setVersion((v) => v + 1);
+      }
       position.current = body.nextOffset;
       setOffset(body.nextOffset);
       if (body.complete) {
@@ -56,18 +213,31 @@ export function LogView({ runId, taskId }) {
         return false;
       }
       if (body.nextOffset - body.offset < CHUNK) return true;
+      await new Promise((resolve) => setTimeout(resolve, 0)); // let the page draw and respond
     }
   }, POLL_MS, live && !complete, [runId, taskId]);
 
   useLayoutEffect(() => {
     const el = box.current;
-    if (el && live && follow.current) el.scrollTop = el.scrollHeight;
-  }, [chunks]);
+    if (el && live && follow.current && current === null) el.scrollTop = el.scrollHeight;
+  }, [version]);
+
+  const onSearch = (query) => {
+    if (query.toLowerCase() === buffer.current.query) return;
+    buffer.current.search(query);
+    setCurrent(null);
+    setVersion((v) => v + 1);
+  };
+  const download = () => {
+    setDownloading("Preparing…");
+    downloadRaw(runId, taskId).then(() => setDownloading(null)).catch((err) => setDownloading(null) || setError(err));
+  };
 
   const status = complete ? "complete" : live ? "live" : "paused";
+  const lines = buffer.current.lineCount;
   return html`<main class="page log-page">
     <${Crumbs} items=${[
-      ["DAGs", "/"],
+      ["DAGs", "/dags"],
       ...(task ? [[task.dagId, `/dags/${enc(task.dagId)}`]] : []),
       [runId, `/runs/${enc(runId)}`],
       [label],
@@ -78,16 +248,20 @@ export function LogView({ runId, taskId }) {
       ${task && task.attempt ? html`<span class="muted">attempt ${task.attempt}</span>` : null}
       <div class="spacer"></div>
       <span class=${`log-status ${status}`} data-testid="log-status" aria-live="polite">
-        ${complete ? "Complete" : live ? "Live" : "Paused"} · ${offset.toLocaleString("en")} bytes</span>
+        ${complete ? "Complete" : live ? "Live" : "Paused"} · ${offset.toLocaleString("en")} bytes · ${lines.toLocaleString("en")} lines</span>
       <div class="segmented" role="group" aria-label="Log updates">
         <button type="button" aria-pressed=${live && !complete} disabled=${complete} onClick=${() => setLive(true)}>Live</button>
         <button type="button" aria-pressed=${!live && !complete} disabled=${complete} onClick=${() => setLive(false)}>Paused</button>
       </div>
+      <button type="button" onClick=${download} disabled=${downloading !== null}>${downloading || "Download raw"}</button>
     </div>
     <${ErrorBox} error=${error} label="Log" />
     ${task && !task.startedAt && taskId !== RUN_LOG && !TERMINAL_TASK.has(task.state) && task.waiting
       ? html`<p class="muted">Not started yet: ${task.waiting}</p>` : null}
-    <pre class="log" ref=${box} tabindex="0" aria-label="Log output"
-      onScroll=${(e) => { follow.current = atBottom(e.currentTarget); }}>${chunks.map((c, i) => html`<span key=${i}>${c}</span>`)}${chunks.length === 0 ? html`<span class="muted">${complete ? "(empty log)" : "(no output yet)"}</span>` : null}</pre>
+    <${SearchBar} buffer=${buffer.current} version=${version} current=${current} setCurrent=${setCurrent}
+      box=${box} onSearch=${onSearch} />
+    <${LogLines} buffer=${buffer.current} version=${version} box=${box} current=${current}
+      empty=${complete ? "(empty log)" : "(no output yet)"}
+      onScroll=${(e) => { follow.current = atBottom(e.currentTarget); }} />
   </main>`;
 }

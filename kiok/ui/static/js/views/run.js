@@ -1,10 +1,43 @@
-// One run: header, graph, job list, Cancel. Polls the run (one request) while it is not
-// finished; the DAG's shape for the graph is read once.
+// One run: header (with why it waits), the Graph / Timeline / Source tabs, the job list,
+// Cancel and Re-run. Polls the run (one request) while it is not finished; the DAG (shape,
+// source, spec) is read once.
 import { html, useEffect, useMemo, useState } from "../html.js";
 import { ApiError, enc, get, post } from "../api.js";
 import { duration, TERMINAL_RUN, when } from "../format.js";
+import { navigate, useLocation } from "../router.js";
 import { Crumbs, ErrorBox, Loading, StateBadge, usePolling } from "./common.js";
 import { Graph } from "./graph.js";
+import { Timeline } from "./timeline.js";
+import { Source } from "./source.js";
+
+const TABS = [["graph", "Graph"], ["timeline", "Timeline"], ["source", "Source"]];
+const RERUNNABLE = new Set(["FAILED", "CANCELLED", "SKIPPED"]);
+
+/**
+ * Re-run a finished run in place (POST /runs/{id}/rerun): only its failed tasks (and what
+ * they hold up), or a chosen task and everything downstream of it. Successful upstream
+ * results are kept.
+ */
+function RerunButton({ runId, from, label, onDone, small }) {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState(null);
+  const rerun = async () => {
+    setBusy(true);
+    setError(null);
+    try {
+      onDone(await post(`/api/v1/runs/${enc(runId)}/rerun`, { from, onlyFailed: from === null }));
+    } catch (err) {
+      setError(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return html`<span class="rerun">
+    <button type="button" class=${small ? "small" : undefined} disabled=${busy} onClick=${rerun}
+      aria-label=${from ? `Re-run from ${from}` : undefined}>${busy ? "Starting…" : label}</button>
+    <${ErrorBox} error=${error} label="Not re-run" />
+  </span>`;
+}
 
 const RUN_LOG = "__run__";
 
@@ -37,7 +70,10 @@ function CancelButton({ runId, onDone }) {
 
 export function RunView({ runId }) {
   const [run, setRun] = useState(null);
-  const [spec, setSpec] = useState(null);
+  const [dag, setDag] = useState(null);
+  const [filter, setFilter] = useState("");
+  const where = useLocation();
+  const tab = new URLSearchParams(where.split("?")[1] || "").get("tab") || "graph";
   const [error, setError] = useState(null);
   const [now, setNow] = useState(Date.now());
 
@@ -60,8 +96,11 @@ export function RunView({ runId }) {
   const dagId = run && run.dagId;
   useEffect(() => {
     if (!dagId) return;
-    get(`/api/v1/dags/${enc(dagId)}`).then((d) => setSpec(d.spec)).catch(() => setSpec({ missing: true }));
+    get(`/api/v1/dags/${enc(dagId)}`).then(setDag).catch(() => setDag({ missing: true }));
   }, [dagId]);
+  const spec = dag && (dag.missing ? dag : dag.spec);
+  // The re-run answers with the run, unfinished again: polling resumes until it ends.
+  const afterRerun = setRun;
 
   // The graph follows the run's own tasks; edges come from the DAG as registered now.
   const tasks = useMemo(() => {
@@ -79,15 +118,19 @@ export function RunView({ runId }) {
   const counts = {};
   for (const [, t] of entries) counts[t.state] = (counts[t.state] || 0) + 1;
   const args = Object.entries(run.args || {});
+  const needle = filter.trim().toLowerCase();
+  const shown = needle ? entries.filter(([id, t]) => id.toLowerCase().includes(needle) || t.state.toLowerCase() === needle) : entries;
 
   return html`<main class="page">
-    <${Crumbs} items=${[["DAGs", "/"], [run.dagId, `/dags/${enc(run.dagId)}`], [run.runId]]} />
+    <${Crumbs} items=${[["DAGs", "/dags"], [run.dagId, `/dags/${enc(run.dagId)}`], [run.runId]]} />
     <div class="page-head">
       <h1><span class="mono">${run.runId}</span></h1>
       <span data-testid="run-state"><${StateBadge} state=${run.state} /></span>
       <div class="spacer"></div>
       <a class="button" href=${`/runs/${enc(runId)}/tasks/${RUN_LOG}`}>Run log</a>
       ${finished ? null : html`<${CancelButton} runId=${runId} onDone=${setRun} />`}
+      ${finished && entries.some(([, t]) => RERUNNABLE.has(t.state))
+        ? html`<${RerunButton} runId=${runId} from=${null} label="Re-run failed" onDone=${afterRerun} />` : null}
     </div>
     <${ErrorBox} error=${error} label="Refresh failed" />
     <dl class="facts card">
@@ -98,23 +141,33 @@ export function RunView({ runId }) {
       <div><dt>Duration</dt><dd>${duration(run.startedAt, run.endedAt, now)}</dd></div>
       <div><dt>Tasks</dt><dd>${Object.entries(counts).map(([s, n]) => `${n} ${s.toLowerCase()}`).join(", ") || "none"}</dd></div>
       ${args.length ? html`<div class="wide"><dt>Args</dt><dd class="mono">${args.map(([k, v]) => `${k}=${JSON.stringify(v)}`).join("  ")}</dd></div>` : null}
-      ${run.waiting ? html`<div class="wide"><dt>Waiting</dt><dd>${run.waiting}</dd></div>` : null}
+      ${run.waiting ? html`<div class="wide waiting"><dt>Why it waits</dt><dd data-testid="run-waiting">${run.waiting}</dd></div>` : null}
       ${run.cancelRequested && !finished ? html`<div class="wide"><dt>Cancel</dt><dd>requested; stopping the running tasks</dd></div>` : null}
     </dl>
-    <section aria-labelledby="graph-title">
-      <h2 id="graph-title">Graph</h2>
-      ${spec && spec.missing ? html`<p class="muted">The DAG is no longer registered: no graph, the job list has every task.</p>`
-        : spec ? html`<${Graph} runId=${runId} tasks=${tasks} states=${run.tasks} />` : html`<${Loading} />`}
+    <div class="tabs" role="tablist" aria-label="Run views">
+      ${TABS.map(([key, name]) => html`<button type="button" role="tab" key=${key} aria-selected=${tab === key}
+        onClick=${() => navigate(`/runs/${enc(runId)}${key === "graph" ? "" : `?tab=${key}`}`, { replace: true })}>${name}</button>`)}
+    </div>
+    <section role="tabpanel" aria-label=${TABS.find(([k]) => k === tab)?.[1] || "Graph"} class="tab-panel">
+      ${tab === "timeline" ? html`<${Timeline} run=${run} now=${now} />`
+        : tab === "source" ? (dag === null ? html`<${Loading} />` : dag.missing
+          ? html`<p class="muted">The DAG is no longer registered.</p>` : html`<${Source} dag=${dag} />`)
+        : spec && spec.missing ? html`<p class="muted">The DAG is no longer registered: no graph, the job list has every task.</p>`
+        : spec ? html`<${Graph} runId=${runId} dagId=${run.dagId} tasks=${tasks} states=${run.tasks} />` : html`<${Loading} />`}
     </section>
     <section aria-labelledby="jobs-title">
-      <h2 id="jobs-title">Jobs</h2>
+      <div class="section-head"><h2 id="jobs-title">Jobs</h2>
+        <label class="sr-only" for="job-filter">Filter tasks</label>
+        <input id="job-filter" type="search" placeholder="Filter by task or state" value=${filter}
+          onInput=${(e) => setFilter(e.currentTarget.value)} /></div>
       <table class="grid-table jobs">
         <thead><tr>
           <th scope="col">Task</th><th scope="col">State</th><th scope="col" class="num">Attempt</th>
           <th scope="col">Worker</th><th scope="col">Started</th><th scope="col" class="num">Duration</th>
           <th scope="col" class="num">Exit</th><th scope="col">Error or why it waits</th>
+          ${finished ? html`<th scope="col"><span class="sr-only">Actions</span></th>` : null}
         </tr></thead>
-        <tbody>${entries.map(([id, t]) => html`<tr key=${id} data-task=${id}>
+        <tbody>${shown.map(([id, t]) => html`<tr key=${id} data-task=${id}>
           <td><a class="mono" href=${`/runs/${enc(runId)}/tasks/${enc(id)}`}>${id}</a></td>
           <td><${StateBadge} state=${t.state} /></td>
           <td class="num">${t.attempt || "—"}</td>
@@ -122,7 +175,9 @@ export function RunView({ runId }) {
           <td class="small">${when(t.startedAt)}</td>
           <td class="num">${duration(t.startedAt, t.endedAt, now)}</td>
           <td class="num">${t.exitCode ?? "—"}</td>
-          <td class="small">${t.error ? html`<span class="err-text">${t.error}</span>` : t.waiting ? html`<span class="muted">${t.waiting}</span>` : ""}</td>
+          <td class="small">${t.error ? html`<span class="err-text">${t.error}</span>`
+            : t.waiting ? html`<span class="waiting-text" data-testid="task-waiting">${t.waiting}</span>` : ""}</td>
+          ${finished ? html`<td><${RerunButton} runId=${runId} from=${id} label="Re-run from here" onDone=${afterRerun} small /></td>` : null}
         </tr>`)}</tbody>
       </table>
     </section>

@@ -1,0 +1,183 @@
+"""The admin UI with a big DAG, in a real browser: a 500-task DAG with 50 runs on
+``kiok standalone``, opened in Debian's chromium through Playwright.
+
+    .venv/bin/python bench/ui_grid.py [--tasks 500] [--runs 50] [--repeat 3] [--watch-s 20]
+
+Prints one JSON line per measurement:
+- ``grid_first_render``: from navigation to every cell of the grid drawn (``?limit=<runs>``,
+  all runs on one page), median and max of --repeat page loads;
+- ``grid_poll``: while the newest run is unfinished, over --watch-s seconds: requests per
+  refresh and their bytes, and the main thread's long tasks (> 50 ms, as the browser's
+  PerformanceObserver reports them) per refresh;
+- ``run_view_first_render``: from navigation to the 500-task run's graph (laid out in the
+  worker) and job list drawn.
+
+The runs: the oldest runs every task (``true``); the middle ones are cancelled while they
+wait (``max_active_runs: 1``), so their cells are all CANCELLED; the newest holds in a
+``sleep`` task so it stays unfinished while the poll is watched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from kiok.testing.process import ADMIN_PASSWORD, Standalone
+
+LONGTASKS = """
+window.__long = [];
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) window.__long.push(e.duration);
+}).observe({ type: "longtask", buffered: true });
+"""
+
+
+def dag(tasks: int, chains: int) -> str:
+    lines = [
+        "dag: {id: ui_bench, max_active_runs: 1, params: {hold: {type: integer, default: 0}}}",
+        "tasks:",
+        "  - {id: hold, script: 'sleep ${params.hold}'}",
+    ]
+    for i in range(tasks - 1):
+        requires = f"t{i - chains:03d}" if i >= chains else "hold"
+        lines.append(f"  - {{id: t{i:03d}, requires: [{requires}], script: 'true'}}")
+    return "\n".join(lines) + "\n"
+
+
+def chromium() -> str:
+    for p in (os.environ.get("CHROMIUM_PATH"), "/usr/lib/chromium/chromium", shutil.which("chromium")):
+        if p and os.path.exists(p):
+            return p
+    raise SystemExit("chromium is not installed (apt-get install -y --no-install-recommends chromium)")
+
+
+def login(page: Any, kiok: Standalone) -> None:
+    page.goto(kiok.url + "/login")
+    page.get_by_label("User").fill("admin")
+    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_test_id("user").wait_for()
+
+
+def wait_true(page: Any, expression: str, timeout_s: float = 120) -> None:
+    """Poll an expression every 50 ms (``wait_for_function`` evaluates a string in the page,
+    which the UI's Content-Security-Policy forbids)."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise TimeoutError(expression)
+        time.sleep(0.05)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tasks", type=int, default=500)
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--watch-s", type=float, default=20)
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as tmp:
+        kiok = Standalone(Path(tmp) / "kiok", {"KIOK_WORKER_TASK_SLOTS": "8"})
+        kiok.start()
+        try:
+            kiok.register(dag(args.tasks, 25))
+            first = kiok.trigger("ui_bench")
+            middle = [kiok.trigger("ui_bench") for _ in range(args.runs - 2)]
+            newest = kiok.trigger("ui_bench", {"hold": 600})
+            kiok.wait_run(first, timeout_s=600)
+            for run_id in middle:
+                kiok.api("POST", f"/api/v1/runs/{run_id}/cancel")
+            kiok.wait_for(lambda: kiok.run(newest)["state"] == "RUNNING", 120, "the newest run to start")
+            cells = args.tasks * args.runs
+            grid_url = f"{kiok.url}/dags/ui_bench/grid?limit={args.runs}"
+
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=chromium())
+                context = browser.new_context(viewport={"width": 1920, "height": 1080})
+                context.add_init_script(LONGTASKS)
+                page = context.new_page()
+                page.set_default_timeout(120_000)
+                login(page, kiok)
+
+                renders = []
+                for _ in range(args.repeat):
+                    page.goto("about:blank")
+                    started = time.monotonic()
+                    page.goto(grid_url)
+                    wait_true(
+                        page, f"document.querySelectorAll('[data-testid=grid] tbody td').length === {cells}"
+                    )
+                    renders.append((time.monotonic() - started) * 1000)
+                print(
+                    json.dumps(
+                        {
+                            "measure": "grid_first_render",
+                            "tasks": args.tasks,
+                            "runs": args.runs,
+                            "median_ms": round(statistics.median(renders)),
+                            "max_ms": round(max(renders)),
+                        }
+                    )
+                )
+
+                # The poll while the newest run is unfinished.
+                responses: list[Any] = []
+                page.on("response", lambda r: responses.append(r) if "/api/v1/" in r.url else None)
+                page.evaluate("window.__long = []")
+                page.wait_for_timeout(args.watch_s * 1000)
+                long_ms = page.evaluate("window.__long")
+                requests = [(r.url, len(r.body())) for r in responses]
+                grid_requests = [r for r in requests if "/grid" in r[0]]
+                partial = [b for u, b in grid_requests if "runs=" in u]
+                whole = [b for u, b in grid_requests if "runs=" not in u]
+                print(
+                    json.dumps(
+                        {
+                            "measure": "grid_poll",
+                            "watch_s": args.watch_s,
+                            "refreshes": len(grid_requests),
+                            "other_requests": len(requests) - len(grid_requests),
+                            "requests_per_refresh": 1,
+                            "unfinished_only_bytes": round(statistics.median(partial)) if partial else None,
+                            "whole_page_bytes": round(statistics.median(whole)) if whole else None,
+                            "long_tasks": len(long_ms),
+                            "long_task_ms_total": round(sum(long_ms)),
+                            "long_task_ms_per_refresh": round(sum(long_ms) / max(1, len(grid_requests)), 1),
+                        }
+                    )
+                )
+
+                started = time.monotonic()
+                page.goto(f"{kiok.url}/runs/{first}")
+                wait_true(
+                    page,
+                    f"document.querySelectorAll('table.jobs tbody tr').length === {args.tasks} && "
+                    f"document.querySelectorAll('[data-testid=graph] a.node').length === {args.tasks}",
+                )
+                print(
+                    json.dumps(
+                        {
+                            "measure": "run_view_first_render",
+                            "tasks": args.tasks,
+                            "ms": round((time.monotonic() - started) * 1000),
+                            "layout": page.get_attribute("[data-testid=graph]", "data-layout"),
+                        }
+                    )
+                )
+                browser.close()
+            kiok.api("POST", f"/api/v1/runs/{newest}/cancel")
+        finally:
+            kiok.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""Backfill: the schedule intervals a date range covers (pure: the caller passes ``now``).
+
+An interval is ``[start, end)`` between two consecutive fire times of the DAG's cron; the
+run for it is the one the scheduler would have created at ``start`` (its ``scheduledMs``, so
+tasks see ``start`` as ``KIOK_SCHEDULED_TIME``). The range takes every interval whose start
+lies in it: ``from`` inclusive, ``to`` inclusive (a bare date means the whole day), both in
+the DAG's time zone unless they carry an offset. Intervals starting after ``now`` are left
+to the scheduler.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from kiok.core.cron import next_fire_ms, parse_timezone
+from kiok.errors import InvalidInput
+
+__all__ = ["BackfillPlan", "backfill_intervals", "parse_bound"]
+
+
+@dataclass(frozen=True)
+class BackfillPlan:
+    #: ``(start_ms, end_ms)`` per interval, oldest first.
+    intervals: tuple[tuple[int, int], ...]
+    #: Intervals in the range that start after now (not backfilled).
+    future: int
+
+
+def parse_bound(text: str, tz: str, field: str, *, end: bool) -> int:
+    """Epoch ms of a range bound: ``YYYY-MM-DD`` (for ``end``: the last ms of that day) or an
+    ISO 8601 date-time (without an offset: in ``tz``). ``InvalidInput`` names ``field``."""
+    zone = parse_timezone(tz)
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            moment = datetime.combine(day + timedelta(days=1) if end else day, time(), zone)
+            return int(moment.timestamp() * 1000) - (1 if end else 0)
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{field}: {text!r} is not a date (YYYY-MM-DD) or an ISO 8601 date-time") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=zone)
+    return int(dt.timestamp() * 1000)
+
+
+def backfill_intervals(
+    cron: str, tz: str, from_ms: int, to_ms: int, now_ms: int, *, max_runs: int
+) -> BackfillPlan:
+    """The intervals starting in ``[from_ms, to_ms]`` and not after ``now_ms``. Raises
+    ``InvalidInput`` when ``to`` is before ``from`` or there are more than ``max_runs``."""
+    if to_ms < from_ms:
+        raise InvalidInput("to: the range ends before it starts")
+    fires: list[int] = []
+    future = 0
+    nxt = next_fire_ms(cron, tz, from_ms - 1)
+    while nxt <= to_ms:
+        if nxt > now_ms:
+            future += 1
+            if future > max_runs:  # the rest is the scheduler's; no need to count them all
+                break
+        else:
+            fires.append(nxt)
+            if len(fires) > max_runs:
+                raise InvalidInput(
+                    f"the range covers more than {max_runs} intervals "
+                    "(kiok.scheduler.backfill.max.runs): backfill a shorter range"
+                )
+        nxt = next_fire_ms(cron, tz, nxt)
+    ends = [*fires[1:], next_fire_ms(cron, tz, fires[-1])] if fires else []
+    return BackfillPlan(tuple(zip(fires, ends, strict=True)), future)

@@ -1,0 +1,43 @@
+"""What the task and run logs say about an attempt that did not end on its own: timed out,
+cancelled, or interrupted by the loss of its worker. Pure text decisions for the driver."""
+
+from __future__ import annotations
+
+from kiok.core.states import TaskRecord, TaskState
+
+#: The error the LOST transition (``kiok.core.transitions``) leaves on a task whose driver died.
+LOST_ERROR = "driver lost"
+
+
+def interrupted_attempt(rec: TaskRecord) -> int | None:
+    """The attempt a lost driver interrupted, when ``rec`` (a task handed to a new driver) is
+    queued again because of that; else None."""
+    if rec.state is TaskState.QUEUED and rec.attempt >= 1 and rec.error == LOST_ERROR:
+        return rec.attempt
+    return None
+
+
+def interrupted_lines(task_id: str, lost: int, worker: str | None) -> tuple[str, str]:
+    """(task-log line, run-log event) for attempt ``lost`` interrupted on ``worker``, now run
+    again as the next attempt."""
+    where = f"its worker {worker} was lost" if worker else "its worker was lost"
+    return (
+        f"[kiok] attempt {lost} interrupted: {where}; retried as attempt {lost + 1}",
+        f"{task_id} attempt {lost} interrupted ({where}); running it again as attempt {lost + 1}",
+    )
+
+
+def stopped_line(
+    attempt: int, *, timed_out: bool, cancelled: bool, timeout_s: float, grace_s: float, process: bool
+) -> str:
+    """The task log's last line for an attempt that timed out or was stopped (the run was
+    cancelled, or its worker stopped it)."""
+    if timed_out:
+        what = f"[kiok] attempt {attempt} timed out after {timeout_s:g}s"
+    elif cancelled:
+        what = f"[kiok] attempt {attempt} cancelled: the run was cancelled"
+    else:
+        what = f"[kiok] attempt {attempt} stopped by its worker"
+    if process:
+        return f"{what}; process group stopped (SIGTERM, then SIGKILL after {grace_s:g}s)"
+    return f"{what}; request abandoned"

@@ -1,0 +1,218 @@
+"""The leader's job-log archiver: copies each task's log to S3, then drops the local copy.
+
+Every ``kiok.joblog.flush.interval.ms`` (and at once when a task or run ends) the leader
+takes each log that got bytes since it last looked, uploads the range ``[archived end,
+size)`` as one encrypted object (``kiok.store.joblog_archive``) and then proposes
+``ArchiveLogs``; only once that commits does any master delete its local chunks of the
+range. So:
+
+- S3 unreachable: the upload fails, nothing is proposed, the bytes stay local and the log
+  stays on the to-do list; the next pass tries again. The failure is logged once (WARNING)
+  and its end once (INFO); ``kiok_joblog_archive_errors_total`` counts each failed upload and
+  ``kiok_joblog_archive_lag_bytes`` tells how many bytes wait.
+- Leader failover mid-flush: an uploaded object whose command never committed is never read
+  (reads follow committed segments) and the new leader uploads the same range again under
+  the key that range determines; a deposed leader's late command does not start where the
+  archive ends and is ignored when applied. No byte is lost or served twice.
+- Retention: a run whose logs are deleted leaves a tombstone where it had archived
+  segments; the leader deletes the run's objects (its whole prefix, late uploads included)
+  and proposes ``ForgetArchivedRuns``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kiok.errors import KiokError
+from kiok.security.kms import Cipher
+from kiok.store import commands as c
+from kiok.store.commandlog import CommandLog
+from kiok.store.joblog import JobLogStore
+from kiok.store.joblog_archive import Segment, encrypt_frames, read_range, run_prefix
+from kiok.store.objects import ObjectStore, ObjectStoreUnavailable
+
+log = logging.getLogger(__name__)
+
+#: Segments proposed per ``ArchiveLogs`` command.
+_BATCH = 64
+
+
+@dataclass
+class ArchiveStats:
+    """What ``/metrics`` shows of archival (kept across leadership terms)."""
+
+    archived_bytes: int = 0
+    errors: int = 0
+    lag_bytes: int = 0
+    failing: bool = False
+
+
+class LogArchiver:
+    def __init__(
+        self,
+        log_: CommandLog,
+        joblog: JobLogStore,
+        store: ObjectStore,
+        cipher: Callable[[], Cipher],
+        clock_ms: Callable[[], int],
+        *,
+        interval_s: float,
+        stats: ArchiveStats,
+    ) -> None:
+        self._log = log_
+        self._joblog = joblog
+        self._store = store
+        self._cipher = cipher
+        self._clock_ms = clock_ms
+        self._interval_s = max(0.05, interval_s)
+        self.stats = stats
+        self._todo: set[tuple[str, str]] = set()
+        self._wake = asyncio.Event()
+
+    def kick(self) -> None:
+        """Flush now (a task or run ended: its log is final)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        try:
+            self._todo |= set(await asyncio.to_thread(self._joblog.watch_unarchived, True))
+            while True:
+                await self.flush()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._interval_s)
+                self._wake.clear()
+        finally:
+            self._joblog.watch_unarchived(False)
+
+    async def flush(self) -> int:
+        """One pass: upload what waits, propose it, delete deleted runs' objects. Returns the
+        bytes archived."""
+        self._todo |= set(self._joblog.take_dirty())
+        done: list[Segment] = []
+        archived = 0
+        try:
+            for run_id, task_id in sorted(self._todo):
+                start = self._joblog.archived_end(run_id, task_id)
+                end = self._joblog.size(run_id, task_id)
+                if end > start:
+                    seg = Segment(run_id, task_id, start, end)
+                    await asyncio.to_thread(self._upload, seg)
+                    done.append(seg)
+                    archived += end - start
+                self._todo.discard((run_id, task_id))
+                if len(done) >= _BATCH:
+                    await self._propose(done)
+                    done = []
+            if done:
+                await self._propose(done)
+                done = []
+            await self._delete_tombstoned()
+        except ObjectStoreUnavailable as e:
+            self._failed(e)
+        except KiokError as e:  # not leading any more, or a command refused: next pass
+            log.info("job-log archival pass stopped: %s", e.message)
+        finally:
+            for seg in done:  # uploaded but not proposed: archived again next pass
+                self._todo.add((seg.run_id, seg.task_id))
+            self.stats.lag_bytes = sum(
+                self._joblog.size(r, t) - self._joblog.archived_end(r, t) for r, t in self._todo
+            )
+        return archived
+
+    def _upload(self, seg: Segment) -> None:
+        length = seg.end - seg.start
+        chunks = self._joblog.local_chunks(seg.run_id, seg.task_id, seg.start, seg.end)
+        self._store.put_stream(seg.key, encrypt_frames(self._cipher(), seg.key, length, chunks))
+
+    async def _propose(self, segments: list[Segment]) -> None:
+        cmd = c.ArchiveLogs(
+            at_ms=self._clock_ms(),
+            segments=[[s.run_id, s.task_id, s.start, s.end] for s in segments],
+        )
+        await self._log.propose(cmd)
+        self.stats.archived_bytes += sum(s.end - s.start for s in segments)
+        if self.stats.failing:
+            self.stats.failing = False
+            log.info("job-log archival to S3 works again; archived logs are caught up")
+
+    async def _delete_tombstoned(self) -> None:
+        runs = self._joblog.archive_tombstones()
+        if not runs:
+            return
+        for run_id in runs:
+            await asyncio.to_thread(self._delete_run_objects, run_id)
+        await self._log.propose(c.ForgetArchivedRuns(at_ms=self._clock_ms(), run_ids=tuple(runs)))
+
+    def _delete_run_objects(self, run_id: str) -> None:
+        for key in self._store.list(run_prefix(run_id)):
+            self._store.delete(key)
+
+    def _failed(self, e: ObjectStoreUnavailable) -> None:
+        self.stats.errors += 1
+        if not self.stats.failing:
+            self.stats.failing = True
+            log.warning(
+                "job-log archival to S3 failed (%s): logs stay in the local store and are archived "
+                "when S3 answers again",
+                e.message,
+            )
+
+
+class Archival:
+    """Job-log archival as a master sets it up: the object store (resolved on first use,
+    since a stored connection can only be read once the store's keyring is loaded), the
+    reader every master uses, and the leader's archiver for each leadership term."""
+
+    def __init__(
+        self,
+        resolve: Callable[[], ObjectStore | None],
+        cipher: Callable[[], Cipher],
+        *,
+        interval_s: float,
+    ) -> None:
+        self._resolve = resolve
+        self._cipher = cipher
+        self._interval_s = interval_s
+        self._store: ObjectStore | None = None
+        self._resolved = False
+        self.stats = ArchiveStats()
+        self.archiver: LogArchiver | None = None
+
+    def store(self) -> ObjectStore | None:
+        if not self._resolved:
+            try:
+                self._store = self._resolve()
+            except KiokError as e:
+                log.error("job-log archival is off: %s", e.message)
+                self._store = None
+            self._resolved = True
+        return self._store
+
+    def fetch(self, seg: Segment, start: int, end: int) -> bytes:
+        store = self.store()
+        if store is None:
+            raise ObjectStoreUnavailable(
+                f"log {seg.run_id}/{seg.task_id} is archived in S3, but kiok.joblog.s3 is not configured"
+            )
+        return read_range(store, self._cipher(), seg, start, end)
+
+    def start_leading(
+        self, log_: CommandLog, joblog: JobLogStore, clock_ms: Callable[[], int]
+    ) -> list[asyncio.Task[None]]:
+        """The archiver of a new leadership term (none when S3 is not configured)."""
+        store = self.store()
+        if store is None:
+            self.archiver = None
+            return []
+        self.archiver = LogArchiver(
+            log_, joblog, store, self._cipher, clock_ms, interval_s=self._interval_s, stats=self.stats
+        )
+        return [asyncio.create_task(self.archiver.run(), name="joblog-archiver")]
+
+    def kick(self) -> None:
+        if self.archiver is not None:
+            self.archiver.kick()

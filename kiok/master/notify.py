@@ -1,0 +1,231 @@
+"""The notifier (leader only): delivers the notifications the store's outbox holds, and flags
+runs that pass their SLA. ``kiok.core.notify`` decides; this loop reads, sends, proposes.
+
+Every ``kiok.notify.check.interval.ms`` (and whenever a run ends) it proposes ``NotifySlaMiss``
+for running runs past their DAG's ``sla`` and starts a delivery for each outbox entry that is
+due and not in flight. A delivery is a webhook (an ``httpx`` POST) or an email (``smtplib`` in
+a thread); each runs as its own task, so neither the run nor the event loop waits for a slow
+receiver. A delivered or given-up entry leaves the outbox through ``FinishNotification`` and
+gets a line in the run log. Attempt counts live in memory: a new leader starts them again,
+which may send a notification twice, never zero times (at least once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import smtplib
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any
+
+import httpx
+
+from kiok.core.notify import (
+    Notification,
+    SmtpConnection,
+    email_text,
+    payload,
+    reason,
+    retry_delay_ms,
+    sla_missed,
+)
+from kiok.core.placeholders import Context, resolve
+from kiok.core.states import TaskState
+from kiok.dag.load import compiled_spec
+from kiok.dag.notify import EmailTarget, WebhookTarget
+from kiok.errors import KiokError
+from kiok.store import commands as c
+from kiok.store.commandlog import CommandLog
+from kiok.store.reader import StateReader
+
+log = logging.getLogger(__name__)
+
+#: Deliveries in flight at once; the rest wait for the next pass.
+_MAX_IN_FLIGHT = 16
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    max_attempts: int
+    retry_initial_ms: int
+    retry_max_ms: int
+    timeout_s: float
+    interval_s: float
+    #: Base of run links (``<base>/runs/<id>``).
+    link_base: str
+
+
+class DeliveryFailed(Exception):
+    """One attempt failed; the message says why (shown in the run log)."""
+
+
+class Notifier:
+    def __init__(
+        self,
+        log_: CommandLog,
+        reader: StateReader,
+        clock_ms: Callable[[], int],
+        run_log: Callable[[str, str], None],
+        settings: NotifySettings,
+    ) -> None:
+        self._log = log_
+        self._reader = reader
+        self._clock = clock_ms
+        self._run_log = run_log
+        self._settings = settings
+        self._attempts: dict[str, int] = {}
+        self._next_ms: dict[str, int] = {}
+        self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+
+    def kick(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    await self.check()
+                except KiokError as e:  # e.g. leadership lost: the next leader delivers
+                    log.info("notifier stopped: %s", e.message)
+                except Exception:
+                    log.exception("notifier pass failed")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._timeout_s())
+        finally:
+            for task in self._in_flight.values():
+                task.cancel()
+
+    def _timeout_s(self) -> float:
+        soonest = min(self._next_ms.values(), default=None)
+        wait = self._settings.interval_s
+        if soonest is not None:
+            wait = min(wait, max(0.0, (soonest - self._clock()) / 1000))
+        return wait
+
+    async def check(self) -> None:
+        """One pass: flag runs past their SLA, then start every due delivery."""
+        for run in self._reader.active_runs():
+            doc = self._reader.run_spec(run["runId"])
+            if not doc or "sla" not in doc.get("dag", {}):
+                continue
+            if sla_missed(run, compiled_spec(doc).sla_ms, self._clock()):
+                await self._log.propose(c.NotifySlaMiss(at_ms=self._clock(), run_id=run["runId"]))
+        now = self._clock()
+        for raw in self._reader.notifications():
+            key = raw["key"]
+            if key in self._in_flight or self._next_ms.get(key, 0) > now:
+                continue
+            if len(self._in_flight) >= _MAX_IN_FLIGHT:
+                break
+            self._in_flight[key] = asyncio.create_task(self._deliver(Notification.from_dict(raw)))
+
+    async def _deliver(self, n: Notification) -> None:
+        try:
+            await self._attempt(n)
+        except KiokError as e:  # the outcome could not be recorded (leadership lost): the entry stays
+            log.info("notification %s: %s", n.key, e.message)
+        finally:
+            self._in_flight.pop(n.key, None)
+            self._wake.set()
+
+    async def _attempt(self, n: Notification) -> None:
+        attempt = self._attempts.get(n.key, 0) + 1
+        self._attempts[n.key] = attempt
+        try:
+            try:
+                detail = await asyncio.wait_for(self._send(n), self._settings.timeout_s)
+            except TimeoutError:
+                raise DeliveryFailed(f"no answer within {self._settings.timeout_s:g}s") from None
+            except (OSError, httpx.HTTPError, smtplib.SMTPException, KiokError) as e:
+                raise DeliveryFailed(_describe(e)) from None
+        except DeliveryFailed as e:
+            if attempt >= self._settings.max_attempts:
+                await self._finish(n, False, f"failed after {attempt} attempts: {e}")
+            else:
+                delay = retry_delay_ms(attempt, self._settings.retry_initial_ms, self._settings.retry_max_ms)
+                self._next_ms[n.key] = self._clock() + delay
+                self._run_log(n.run_id, f"{n.label} attempt {attempt} failed: {e}; next in {delay / 1000:g}s")
+        else:
+            await self._finish(n, True, f"delivered{detail}")
+
+    async def _finish(self, n: Notification, delivered: bool, detail: str) -> None:
+        await self._log.propose(
+            c.FinishNotification(at_ms=self._clock(), key=n.key, delivered=delivered, detail=detail)
+        )
+        self._attempts.pop(n.key, None)
+        self._next_ms.pop(n.key, None)
+        self._run_log(n.run_id, f"{n.label} {detail}")
+        (log.info if delivered else log.warning)("run %s: %s %s", n.run_id, n.label, detail)
+
+    async def _send(self, n: Notification) -> str:
+        """Deliver once; a suffix for the run log (`` (200)``), or an exception."""
+        run = self._reader.run(n.run_id)
+        failed = {
+            tid: rec.get("error")
+            for tid, rec in (run or {}).get("tasks", {}).items()
+            if rec.get("state") == TaskState.FAILED.value
+        }
+        body = payload(n, reason(n, failed), f"{self._settings.link_base.rstrip('/')}/runs/{n.run_id}")
+        if isinstance(n.target, WebhookTarget):
+            return await self._webhook(n.target, body)
+        assert isinstance(n.target, EmailTarget)
+        return await self._email(n, n.target, body)
+
+    async def _webhook(self, target: WebhookTarget, body: dict[str, Any]) -> str:
+        url = self._resolve(target.url)
+        headers = {name: self._resolve(value) for name, value in target.headers.items()}
+        async with httpx.AsyncClient(timeout=self._settings.timeout_s) as client:
+            resp = await client.post(url, json=body, headers=headers)
+        if not 200 <= resp.status_code < 300:
+            raise DeliveryFailed(f"HTTP {resp.status_code}")
+        return f" ({resp.status_code})"
+
+    async def _email(self, n: Notification, target: EmailTarget, body: dict[str, Any]) -> str:
+        record = self._reader.connection(target.connection)
+        if record is None:
+            raise DeliveryFailed(f"connection {target.connection!r} not found")
+        try:
+            smtp = SmtpConnection.from_properties(record["properties"])
+        except ValueError as e:
+            raise DeliveryFailed(f"connection {target.connection!r}: {e}") from None
+        subject, text = email_text(n, body)
+        msg = EmailMessage()
+        msg["Subject"], msg["From"], msg["To"] = subject, smtp.sender, ", ".join(target.to)
+        msg.set_content(text)
+        await asyncio.to_thread(_send_mail, smtp, msg, self._settings.timeout_s)
+        return f" ({smtp.host}:{smtp.port})"
+
+    def _resolve(self, text: str) -> str:
+        def lookup(conn_id: str, key: str) -> str:
+            record = self._reader.connection(conn_id)
+            if record is None:
+                raise KeyError(conn_id)
+            return str(record["properties"][key])
+
+        return resolve(text, params={}, lookup_conn=lookup, now_ms=self._clock(), context=Context.TEXT)
+
+
+def _send_mail(smtp: SmtpConnection, msg: EmailMessage, timeout_s: float) -> None:
+    """One SMTP conversation (blocking: run in a thread)."""
+    context = ssl.create_default_context()
+    cls = smtplib.SMTP_SSL if smtp.ssl else smtplib.SMTP
+    kwargs: dict[str, Any] = {"context": context} if smtp.ssl else {}
+    with cls(smtp.host, smtp.port, timeout=timeout_s, **kwargs) as client:
+        if smtp.starttls:
+            client.starttls(context=context)
+        if smtp.user:
+            client.login(smtp.user, smtp.password)
+        client.send_message(msg)
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, KiokError):
+        return e.message
+    text = str(e) or type(e).__name__
+    return f"{type(e).__name__}: {text}" if type(e).__name__ not in text else text

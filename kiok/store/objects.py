@@ -1,0 +1,409 @@
+"""Object stores: where bytes that outgrow RocksDB go (archived job logs, backups).
+
+One small interface, ``ObjectStore``, with two implementations: ``S3ObjectStore`` (any
+S3-compatible service through boto3) and ``DirObjectStore`` (a plain directory, for small
+installs and tests). Objects are immutable byte strings addressed by '/'-separated keys;
+a put may overwrite a key, which is what makes kiok's writers idempotent (a re-flush after a
+failover writes the same bytes under the same key).
+
+Errors: a missing object is ``ObjectMissing``; a store that cannot be reached or refuses
+(connection refused, timeouts, no such bucket, access denied) is ``ObjectStoreUnavailable``
+(a ``NotReady``: 503 if it ever reaches the API). Callers never see a botocore exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from kiok.errors import InvalidInput, KiokError, NotReady
+
+#: Smallest part S3 accepts in a multipart upload (all parts but the last).
+S3_MIN_PART_BYTES = 5 * 1024 * 1024
+#: The settings/properties read per section; a connection of type s3 uses the same names.
+S3_FIELDS = ("endpoint", "region", "bucket", "prefix", "path.style", "access.key", "secret.key")
+
+
+class ObjectMissing(KiokError):
+    """The key holds no object."""
+
+    code = "object_missing"
+
+
+class ObjectStoreUnavailable(NotReady):
+    """The object store did not answer, or refused the request (credentials, bucket)."""
+
+    code = "object_store_unavailable"
+
+
+class ObjectStore(Protocol):
+    """A flat namespace of immutable byte objects addressed by '/'-separated keys."""
+
+    def put(self, key: str, data: bytes) -> None: ...
+
+    def put_stream(self, key: str, chunks: Iterable[bytes]) -> None: ...
+
+    def get(self, key: str) -> bytes: ...
+
+    def get_range(self, key: str, start: int, end: int) -> bytes: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def list(self, prefix: str) -> list[str]: ...
+
+    def delete(self, key: str) -> None: ...
+
+
+def check_key(key: str) -> str:
+    """Refuse keys that could escape a directory root or mean different things to S3 and to a
+    file system: empty, absolute, '.'/'..' or empty segments, backslashes, NUL."""
+    if not key or key.startswith("/") or "\\" in key or "\x00" in key:
+        raise InvalidInput(f"invalid object key {key!r}")
+    if any(part in ("", ".", "..") for part in key.split("/")):
+        raise InvalidInput(f"invalid object key {key!r}")
+    return key
+
+
+def _check_range(start: int, end: int) -> None:
+    if start < 0 or end < start:
+        raise InvalidInput(f"invalid byte range [{start}, {end})")
+
+
+# --- a directory ------------------------------------------------------------------------------
+
+_TMP_SUFFIX = ".kiok-tmp"
+
+
+class DirObjectStore:
+    """Objects as files under ``root``. A put writes a temporary file in the target directory,
+    fsyncs it, renames it over the key and fsyncs the directory: a reader sees the old object
+    or the new one, never a torn one, and a crash leaves at most a ``.kiok-tmp`` file that
+    ``list`` ignores."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def put(self, key: str, data: bytes) -> None:
+        self.put_stream(key, [data])
+
+    def put_stream(self, key: str, chunks: Iterable[bytes]) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                for chunk in chunks:
+                    f.write(chunk)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectMissing(f"object {key!r} not found") from None
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        _check_range(start, end)
+        try:
+            with self._path(key).open("rb") as f:
+                f.seek(start)
+                return f.read(end - start)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectMissing(f"object {key!r} not found") from None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list(self, prefix: str) -> list[str]:
+        out = []
+        for path in self._walk(self.root):
+            key = path.relative_to(self.root).as_posix()
+            if key.startswith(prefix):
+                out.append(key)
+        return sorted(out)
+
+    def _walk(self, top: Path) -> Iterator[Path]:
+        for dirpath, _dirs, files in os.walk(top):
+            for name in files:
+                if not name.endswith(_TMP_SUFFIX):
+                    yield Path(dirpath) / name
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+
+# --- S3 ---------------------------------------------------------------------------------------
+
+
+class S3ObjectStore:
+    """Objects in one bucket under ``prefix`` (keys are joined as ``prefix/key``).
+
+    boto3 is imported lazily so that a master without S3 settings never pays for it. Retries
+    are few and timeouts short: an unreachable store must make the caller's loop notice
+    quickly (and keep the data where it is), not hang a flush for minutes."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        region: str,
+        bucket: str,
+        prefix: str = "",
+        path_style: bool = True,
+        access_key: str = "",
+        secret_key: str = "",
+        part_size: int = 8 * 1024 * 1024,
+        connect_timeout_s: float = 3.0,
+        read_timeout_s: float = 30.0,
+    ) -> None:
+        import boto3
+        from botocore.config import Config
+
+        if not bucket:
+            raise InvalidInput("S3 object store: bucket is empty")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.part_size = max(part_size, S3_MIN_PART_BYTES)
+        self.endpoint = endpoint
+        config = Config(
+            region_name=region or "us-east-1",
+            s3={"addressing_style": "path" if path_style else "virtual"},
+            retries={"max_attempts": 2, "mode": "standard"},
+            connect_timeout=connect_timeout_s,
+            read_timeout=read_timeout_s,
+        )
+        self._client: Any = boto3.client(
+            "s3",
+            endpoint_url=endpoint or None,
+            aws_access_key_id=access_key or None,
+            aws_secret_access_key=secret_key or None,
+            config=config,
+        )
+
+    def _full(self, key: str) -> str:
+        check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _call(self, what: str, key: str, fn: Callable[[], Any]) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn()
+        except ClientError as err:
+            code = str(err.response.get("Error", {}).get("Code", ""))
+            if code in ("NoSuchKey", "404", "NotFound"):
+                raise ObjectMissing(f"object {key!r} not found") from None
+            raise ObjectStoreUnavailable(
+                f"S3 {what} {self.bucket}/{self._full(key)}: {code or err}"
+            ) from None
+        except BotoCoreError as err:
+            raise ObjectStoreUnavailable(f"S3 {what} {self.bucket}: {err}") from None
+
+    def put(self, key: str, data: bytes) -> None:
+        full = self._full(key)
+        self._call("put", key, lambda: self._client.put_object(Bucket=self.bucket, Key=full, Body=data))
+
+    def put_stream(self, key: str, chunks: Iterable[bytes]) -> None:
+        """One put_object while the stream fits in a part; a multipart upload (parts of
+        ``part_size``) once it does not. A failed multipart upload is aborted."""
+        full = self._full(key)
+        buf = bytearray()
+        upload_id: str | None = None
+        parts: list[dict[str, Any]] = []
+
+        def flush_part(data: bytes) -> None:
+            nonlocal upload_id
+            if upload_id is None:
+                created = self._call(
+                    "multipart",
+                    key,
+                    lambda: self._client.create_multipart_upload(Bucket=self.bucket, Key=full),
+                )
+                upload_id = str(created["UploadId"])
+            number = len(parts) + 1
+            uid = upload_id
+            answer = self._call(
+                "upload part",
+                key,
+                lambda: self._client.upload_part(
+                    Bucket=self.bucket, Key=full, UploadId=uid, PartNumber=number, Body=data
+                ),
+            )
+            parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+
+        try:
+            for chunk in chunks:
+                buf += chunk
+                # Keep one byte back so the final part is never empty.
+                while len(buf) > self.part_size:
+                    flush_part(bytes(buf[: self.part_size]))
+                    del buf[: self.part_size]
+            if upload_id is None:
+                self.put(key, bytes(buf))
+                return
+            if buf:
+                flush_part(bytes(buf))
+            uid = upload_id
+            self._call(
+                "complete multipart",
+                key,
+                lambda: self._client.complete_multipart_upload(
+                    Bucket=self.bucket, Key=full, UploadId=uid, MultipartUpload={"Parts": parts}
+                ),
+            )
+        except BaseException:
+            if upload_id is not None:
+                uid = upload_id
+                # Best effort: a bucket lifecycle rule reaps what an abort cannot.
+                with contextlib.suppress(Exception):
+                    self._client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=uid)
+            raise
+
+    def get(self, key: str) -> bytes:
+        full = self._full(key)
+        answer = self._call("get", key, lambda: self._client.get_object(Bucket=self.bucket, Key=full))
+        return bytes(self._call("get", key, lambda: answer["Body"].read()))
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        _check_range(start, end)
+        if end == start:
+            if not self.exists(key):
+                raise ObjectMissing(f"object {key!r} not found")
+            return b""
+        full = self._full(key)
+        try:
+            answer = self._call(
+                "get",
+                key,
+                lambda: self._client.get_object(
+                    Bucket=self.bucket, Key=full, Range=f"bytes={start}-{end - 1}"
+                ),
+            )
+        except ObjectStoreUnavailable as err:
+            if "InvalidRange" in err.message:  # start at or past the end of the object
+                return b""
+            raise
+        return bytes(self._call("get", key, lambda: answer["Body"].read()))
+
+    def exists(self, key: str) -> bool:
+        full = self._full(key)
+        try:
+            self._call("head", key, lambda: self._client.head_object(Bucket=self.bucket, Key=full))
+        except ObjectMissing:
+            return False
+        return True
+
+    def list(self, prefix: str) -> list[str]:
+        full_prefix = f"{self.prefix}/{prefix}" if self.prefix else prefix
+        strip = len(self.prefix) + 1 if self.prefix else 0
+
+        def collect() -> list[str]:
+            out: list[str] = []
+            paginator = self._client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix):
+                out.extend(str(item["Key"])[strip:] for item in page.get("Contents", []))
+            return out
+
+        return sorted(self._call("list", prefix or "(all)", collect))
+
+    def delete(self, key: str) -> None:
+        full = self._full(key)
+        self._call("delete", key, lambda: self._client.delete_object(Bucket=self.bucket, Key=full))
+
+
+# --- from settings ----------------------------------------------------------------------------
+
+_JOBLOG_SECTION = "kiok.joblog.s3"
+#: The job-log section's settings, spelled out (a test checks every setting is read somewhere).
+JOBLOG_S3_SETTINGS = (
+    "kiok.joblog.s3.endpoint",
+    "kiok.joblog.s3.region",
+    "kiok.joblog.s3.bucket",
+    "kiok.joblog.s3.prefix",
+    "kiok.joblog.s3.path.style",
+    "kiok.joblog.s3.access.key",
+    "kiok.joblog.s3.secret.key",
+    "kiok.joblog.s3.connection",
+)
+#: Property names of a stored connection of type s3 (camel-case and dotted both accepted).
+_CAMEL = {"path.style": "pathStyle", "access.key": "accessKey", "secret.key": "secretKey"}
+
+
+def _setting(settings: Any, name: str) -> Any:
+    try:
+        return settings[name]
+    except KeyError:
+        return None
+
+
+def s3_store_from_settings(
+    settings: Any,
+    section: str,
+    lookup_connection: Callable[[str], Mapping[str, Any] | None] | None = None,
+) -> S3ObjectStore | None:
+    """The S3 store a section (``kiok.joblog.s3`` or ``kiok.backup.s3``) describes, or None
+    when it names no bucket (S3 not configured).
+
+    Each field comes from, in order: the stored connection named by ``<section>.connection``
+    (its properties ``endpoint``, ``region``, ``bucket``, ``prefix``, ``pathStyle``,
+    ``accessKey``, ``secretKey``; ``lookup_connection`` returns the stored record), the
+    section's own setting, and, for a section other than the job-log one, the job-log
+    setting of the same name (so backups reuse the log bucket; the prefix is never borrowed).
+    A connection that is named but absent or not of type s3 is refused: silently writing to
+    another bucket would be worse than not starting the loop."""
+    values: dict[str, Any] = {}
+    conn_name = _setting(settings, f"{section}.connection") or ""
+    if conn_name:
+        record = lookup_connection(conn_name) if lookup_connection else None
+        if record is None:
+            raise InvalidInput(f"{section}.connection: no stored connection named {conn_name!r}")
+        if record.get("type") != "s3":
+            raise InvalidInput(f"{section}.connection: connection {conn_name!r} is not of type s3")
+        props = record.get("properties") or {}
+        for name in S3_FIELDS:
+            value = props.get(name, props.get(_CAMEL.get(name, name)))
+            if value not in (None, ""):
+                values[name] = value
+    for name in S3_FIELDS:
+        if name in values:
+            continue
+        value = _setting(settings, f"{section}.{name}")
+        if value in (None, "") and section != _JOBLOG_SECTION and name != "prefix":
+            value = _setting(settings, f"{_JOBLOG_SECTION}.{name}")
+        if value is not None:
+            values[name] = value
+    bucket = str(values.get("bucket") or "")
+    if not bucket:
+        return None
+    path_style = values.get("path.style", True)
+    if isinstance(path_style, str):
+        path_style = path_style.strip().lower() in ("1", "true", "yes", "on")
+    part_size = _setting(settings, "kiok.s3.multipart.part.size.bytes")
+    return S3ObjectStore(
+        endpoint=str(values.get("endpoint") or ""),
+        region=str(values.get("region") or ""),
+        bucket=bucket,
+        prefix=str(values.get("prefix") or ""),
+        path_style=bool(path_style),
+        access_key=str(values.get("access.key") or ""),
+        secret_key=str(values.get("secret.key") or ""),
+        part_size=int(part_size) if part_size else 8 * 1024 * 1024,
+    )

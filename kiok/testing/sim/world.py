@@ -1,0 +1,401 @@
+"""One simulated world: a seed decides the workload, the faults and every delay; kiok's own
+master and worker code runs it on virtual time; the invariants (``invariants``) are checked
+at the end. Faults: kill -9 of a worker (restarted on its directory later) or of the
+leader, a leader stepping down, a worker's connections reset, a worker isolated, a worker
+stalled (its traffic held, as a SIGSTOPped process's would be)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import random
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kiok.config import Settings
+from kiok.dag.load import spec_from_yaml
+from kiok.errors import KiokError
+from kiok.security.kms import Keyring
+from kiok.store import commands as c
+from kiok.testing.sim.cluster import ReplicatedLog, SimMaster
+from kiok.testing.sim.invariants import all_runs, check
+from kiok.testing.sim.net import Network, SimNet
+from kiok.testing.sim.tcpnet import TcpNet
+from kiok.testing.sim.vloop import VirtualTimeLoop
+from kiok.testing.sim.workers import Execution, Ledger, SimWorker, TaskPlan
+
+EPOCH_MS = 1_800_000_000_000
+#: What can go wrong, and how often relative to each other.
+_FAULTS = (
+    "kill_worker",
+    "kill_worker",
+    "kill_leader",
+    "step_down",
+    "cut_worker",
+    "isolate_worker",
+    "stall_worker",
+)
+
+DAGS = {
+    "chain": """
+dag: {id: chain}
+tasks:
+  - {id: a, type: shell, script: "true"}
+  - {id: b, type: shell, script: "true", requires: [a]}
+  - {id: c, type: shell, script: "true", requires: [b]}
+  - {id: d, type: shell, script: "true", requires: [c]}
+""",
+    "diamond": """
+dag: {id: diamond}
+tasks:
+  - {id: a, type: shell, script: "true"}
+  - {id: b, type: shell, script: "true", requires: [a]}
+  - {id: c, type: shell, script: "true", requires: [a], retries: 2, retry_delay: 0s}
+  - {id: d, type: shell, script: "true", requires: [b, c], trigger_rule: all_done}
+""",
+    "fanout": """
+dag: {id: fanout}
+tasks:
+  - {id: start, type: shell, script: "true"}
+"""
+    + "".join(f'  - {{id: t{i}, type: shell, script: "true", requires: [start]}}\n' for i in range(6))
+    + '  - {id: end, type: shell, script: "true", requires: ['
+    + ", ".join(f"t{i}" for i in range(6))
+    + "], trigger_rule: all_done}\n",
+}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    seed: int
+    masters: int = 3
+    workers: int = 3
+    runs: int = 12
+    #: Faults and triggers happen within this window (virtual seconds) ...
+    window_s: float = 40.0
+    #: ... one fault every this many seconds on average (0: none).
+    fault_every_s: float = 3.0
+    #: After the window, how long the world may take to finish every run.
+    settle_s: float = 240.0
+    plan: TaskPlan = field(default_factory=TaskPlan)
+    #: Explicit faults, (seconds after the start, kind) — instead of random ones.
+    faults: tuple[tuple[float, str], ...] | None = None
+    #: Which DAGs are triggered (all of ``DAGS`` by default).
+    dags: tuple[str, ...] = ()
+
+
+@dataclass
+class Outcome:
+    scenario: Scenario
+    violations: list[str]
+    faults: list[str]
+    runs: int
+    execution_count: int
+    virtual_s: float
+    trace: list[str]
+    executions: list[Execution]
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def replay_command(self) -> str:
+        return f"PYTHONHASHSEED=0 python -m kiok.testing.sim --seed {self.scenario.seed} -v"
+
+
+class World:
+    def __init__(self, scenario: Scenario, root: Path, net: Network | None = None) -> None:
+        self.sc = scenario
+        self.rng = random.Random(scenario.seed)
+        self.loop = asyncio.get_event_loop()
+        self.settings = Settings.load(
+            env={},
+            overrides={
+                "kiok.worker.heartbeat.interval.ms": 1000,
+                "kiok.worker.heartbeat.timeout.ms": 5000,
+                "kiok.worker.report.linger.ms": 5,
+            },
+        )
+        self.hb_timeout_s = self.settings.get_int("kiok.worker.heartbeat.timeout.ms") / 1000
+        net_rng = random.Random(self.rng.random())
+        self.net: Network = net if net is not None else SimNet(net_rng)
+        self.raft = ReplicatedLog(random.Random(self.rng.random()))
+        keyring = Keyring.generate()
+        self.masters = [
+            SimMaster(f"m{i + 1}", self.raft, self.net, self.settings, keyring, self.clock_ms)
+            for i in range(scenario.masters)
+        ]
+        self.ledger = Ledger()
+        names = [m.node_id for m in self.masters]
+        self.workers = [
+            SimWorker(
+                f"w{i + 1}",
+                names,
+                self.net,
+                self.settings,
+                root,
+                self.ledger,
+                random.Random(self.rng.random()),
+                scenario.plan,
+                self.clock_ms,
+            )
+            for i in range(scenario.workers)
+        ]
+        self.acked: list[str] = []
+        self.faults: list[str] = []
+        self.trace: list[str] = []
+        #: Per worker, (from, to) spans in which it was dead or cut off long enough for the
+        #: masters to give its runs away: a task it finished then may run again.
+        self.outages: dict[str, list[tuple[float, float]]] = {}
+        #: Per worker, the (from, to) spans it was isolated or stalled.
+        self.cut_offs: dict[str, list[tuple[float, float]]] = {}
+        self._electing = False
+        self._background: set[asyncio.Task[Any]] = set()
+
+    def clock_ms(self) -> int:
+        return EPOCH_MS + int(self.loop.time() * 1000)
+
+    def note(self, text: str) -> None:
+        self.trace.append(f"{self.loop.time():9.3f} {text}")
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # --- leadership ---------------------------------------------------------------------------
+
+    def leader(self) -> SimMaster | None:
+        leader = self.raft.leader
+        return leader if leader is not None and leader.leadership.leading else None
+
+    def _schedule_election(self) -> None:
+        if self._electing:
+            return
+        self._electing = True
+        self.loop.call_later(self.rng.uniform(0.3, 1.5), self._elect)
+
+    def _elect(self) -> None:
+        self._electing = False
+        if self.raft.leader is not None:
+            return
+        alive = [m for m in self.masters if m.alive]
+        if 2 * len(alive) <= len(self.masters):
+            self._schedule_election()  # no quorum: try again later
+            return
+        m = self.rng.choice(alive)
+        term = self.raft.elect(m)
+        self.note(f"{m.node_id} elected (term {term})")
+        self._spawn(self._promote(m, term))
+
+    async def _promote(self, m: SimMaster, term: int) -> None:
+        if not await m.promote(term) and self.raft.leader is m and self.raft.term == term:
+            self.raft.leader_lost()
+            self._schedule_election()
+
+    def _leader_lost(self, m: SimMaster) -> None:
+        if self.raft.leader is m:
+            self.raft.leader_lost()
+            self._schedule_election()
+
+    # --- faults ---------------------------------------------------------------------------------
+
+    def _fault(self, kind: str | None) -> None:
+        rng = self.rng
+        kind = kind or rng.choice(_FAULTS)
+        alive_workers = [w for w in self.workers if w.alive]
+        if kind == "kill_leader" or kind == "step_down":
+            m = self.raft.leader
+            if m is None or sum(1 for x in self.masters if not x.alive) > 0:
+                kind = "cut_worker"
+            elif kind == "kill_leader":
+                self._record(f"kill -9 leader {m.node_id}")
+                m.kill()
+                self._leader_lost(m)
+                self.loop.call_later(rng.uniform(1.0, 10.0), self._restart_master, m)
+                return
+            else:
+                self._record(f"leader {m.node_id} steps down")
+                self.raft.leader_lost()
+                m.demote()
+                self._schedule_election()
+                return
+        if not alive_workers:
+            return
+        w = rng.choice(alive_workers)
+        if kind == "kill_worker":
+            self._record(f"kill -9 worker {w.id}")
+            now = self.loop.time()
+            w.kill()
+            self.loop.call_later(rng.uniform(0.2, 8.0), self._restart_worker, w)
+            self.outages.setdefault(w.id, []).append((now, now))
+        elif kind == "cut_worker":
+            self._record(f"reset connections of {w.id}")
+            self.net.cut(w.id)
+        elif kind == "isolate_worker":
+            span = rng.uniform(0.5, 9.0)
+            self._record(f"isolate {w.id} for {span:.1f}s")
+            self._cut_off(w.id, span)
+            self.net.isolate(w.id)
+            self.loop.call_later(span, self.net.heal, w.id)
+        else:
+            span = rng.uniform(0.5, 9.0)
+            self._record(f"stall {w.id} for {span:.1f}s")
+            self._cut_off(w.id, span)
+            self.net.stall(w.id)
+            self.loop.call_later(span, self.net.resume, w.id)
+
+    def _cut_off(self, worker_id: str, span: float) -> None:
+        now = self.loop.time()
+        self.cut_offs.setdefault(worker_id, []).append((now, now + span))
+
+    def long_outages(self, worker_id: str) -> list[tuple[float, float]]:
+        """The spans in which the masters may rightly have given the worker's runs away: it
+        was killed, or cut off (isolations and stalls back to back, with a reconnect's slack)
+        for about the heartbeat timeout or more."""
+        merged: list[list[float]] = []
+        for a, b in sorted(self.cut_offs.get(worker_id, [])):
+            if merged and a <= merged[-1][1] + 1.5:
+                merged[-1][1] = max(merged[-1][1], b)
+            else:
+                merged.append([a, b])
+        long = [(a, b) for a, b in merged if b - a >= self.hb_timeout_s - 1.5]
+        return self.outages.get(worker_id, []) + long
+
+    def _record(self, text: str) -> None:
+        self.faults.append(f"{self.loop.time():.3f} {text}")
+        self.note(text)
+
+    def _restart_master(self, m: SimMaster) -> None:
+        self.note(f"restart {m.node_id}")
+        m.start()
+        if self.raft.leader is None:
+            self._schedule_election()
+
+    def _restart_worker(self, w: SimWorker) -> None:
+        self.note(f"restart {w.id}")
+        w.restart()
+
+    # --- workload -------------------------------------------------------------------------------
+
+    async def _propose(self, make: Callable[[], c.Command]) -> Any:
+        """Propose through whoever leads, until one acknowledges (a lost answer is retried,
+        as a client would; a command may thus commit without being acknowledged)."""
+        while True:
+            m = self.leader()
+            if m is not None:
+                try:
+                    return await m.log.propose(make())
+                except KiokError as e:
+                    self.note(f"proposal not acknowledged: {e}")
+            await asyncio.sleep(0.25)
+
+    def _register(self, doc: dict[str, Any]) -> c.Command:
+        return c.RegisterDag(at_ms=self.clock_ms(), spec=doc)
+
+    def _create_run(self, dag_id: str) -> c.Command:
+        return c.CreateRun(at_ms=self.clock_ms(), dag_id=dag_id)
+
+    def _start_trigger(self, dag_id: str) -> None:
+        self._spawn(self._trigger(dag_id))
+
+    async def _trigger(self, dag_id: str) -> None:
+        result = await self._propose(functools.partial(self._create_run, dag_id))
+        self.acked.append(result["runId"])
+        self.note(f"triggered {result['runId']}")
+
+    async def main(self) -> None:
+        for m in self.masters:
+            m.start()
+        self._elect()
+        for w in self.workers:
+            w.start()
+        for text in DAGS.values():
+            spec = spec_from_yaml(text)
+            doc = spec.to_dict()
+            await self._propose(functools.partial(self._register, doc))
+        t0 = self.loop.time()
+        for _ in range(self.sc.runs):
+            at = t0 + self.rng.uniform(0.5, self.sc.window_s)
+            dag = self.rng.choice(sorted(self.sc.dags or DAGS))
+            self.loop.call_at(at, self._start_trigger, dag)
+        if self.sc.faults is not None:
+            for after, kind in self.sc.faults:
+                self.loop.call_at(t0 + after, functools.partial(self._fault, kind))
+        elif self.sc.fault_every_s > 0:
+            at = t0 + self.rng.expovariate(1 / self.sc.fault_every_s)
+            while at < t0 + self.sc.window_s:
+                self.loop.call_at(at, functools.partial(self._fault, None))
+                at += self.rng.expovariate(1 / self.sc.fault_every_s)
+        self.faults_end = t0 + self.sc.window_s + 9.0  # the longest isolation/stall ends by then
+        deadline = t0 + self.sc.window_s + self.sc.settle_s
+        while self.loop.time() < deadline:
+            await asyncio.sleep(0.5)
+            if (
+                self.loop.time() > t0 + self.sc.window_s
+                and len(self.acked) == self.sc.runs
+                and self._all_ended()
+            ):
+                break
+        # Faults are over: bring every master back so that all can be compared.
+        for m in self.masters:
+            if not m.alive:
+                m.start()
+        await asyncio.sleep(1.0)
+
+    def _all_ended(self) -> bool:
+        leader = self.leader()
+        if leader is None:
+            return False
+        return not leader.reader.active_runs()
+
+    async def shutdown(self) -> None:
+        for w in self.workers:
+            if w.alive:
+                w.kill()
+        for m in self.masters:
+            m.kill()
+        for task in list(self._background):
+            task.cancel()
+        for _ in range(10):  # cancelling may start more (a connection's last words)
+            pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            if not pending:
+                break
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            await asyncio.sleep(0.01)
+
+
+def simulate(scenario: Scenario, *, transport: str = "memory", keep: bool = False) -> Outcome:
+    """Run one world to its end and check it: over the in-memory network on virtual time
+    (``memory``), or over real TCP sockets on 127.0.0.1 in real time (``tcp``)."""
+    root = Path(tempfile.mkdtemp(prefix=f"kiok-sim-{scenario.seed}-"))
+    loop = VirtualTimeLoop() if transport == "memory" else asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        world = World(scenario, root, TcpNet() if transport == "tcp" else None)
+        try:
+            loop.run_until_complete(world.main())
+            violations = check(world)
+        finally:
+            loop.run_until_complete(world.shutdown())
+        return Outcome(
+            scenario,
+            violations,
+            world.faults,
+            len(all_runs(world)),
+            len(world.ledger.executions),
+            loop.time(),
+            world.trace,
+            world.ledger.executions,
+        )
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)

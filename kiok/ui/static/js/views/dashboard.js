@@ -1,0 +1,116 @@
+// The dashboard: runs by state, runs started and tasks/s over the last hour (a small SVG
+// chart, no library), running runs, waiting runs with why, recently failed runs. One request
+// per refresh (`GET /api/v1/dashboard`), every 5 s while runs are going, 15 s otherwise.
+import { html, useEffect, useState } from "../html.js";
+import { enc, get } from "../api.js";
+import { duration, glyph, stateClass, when } from "../format.js";
+import { ErrorBox, Loading, StateBadge, usePolling } from "./common.js";
+
+const STATES = ["RUNNING", "PENDING", "SUCCESS", "FAILED", "CANCELLED"];
+const W = 640;
+const H = 150;
+const PAD = { left: 34, right: 40, top: 10, bottom: 22 };
+
+function hhmm(iso) {
+  const t = when(iso); // "YYYY-MM-DD HH:MM:SS ZONE": the chart's axis needs only HH:MM
+  return t.slice(11, 16);
+}
+
+/** Bars: runs started per slice (left axis); line: tasks finished per second (right axis). */
+export function ActivityChart({ series, bucketSeconds }) {
+  const n = series.length;
+  const maxRuns = Math.max(1, ...series.map((b) => b.runs));
+  const rates = series.map((b) => b.tasks / bucketSeconds);
+  const maxRate = Math.max(0.1, ...rates);
+  const iw = W - PAD.left - PAD.right;
+  const ih = H - PAD.top - PAD.bottom;
+  const bw = iw / n;
+  const x = (i) => PAD.left + i * bw;
+  const yRuns = (v) => PAD.top + ih - (v / maxRuns) * ih;
+  const yRate = (v) => PAD.top + ih - (v / maxRate) * ih;
+  const line = rates.map((r, i) => `${i ? "L" : "M"}${(x(i) + bw / 2).toFixed(1)},${yRate(r).toFixed(1)}`).join(" ");
+  const ticks = [0, Math.floor(n / 2), n - 1].filter((v, i, a) => a.indexOf(v) === i);
+  const totalRuns = series.reduce((s, b) => s + b.runs, 0);
+  const totalTasks = series.reduce((s, b) => s + b.tasks, 0);
+  const label = `${totalRuns} runs started and ${totalTasks} tasks finished in the last ` +
+    `${Math.round((n * bucketSeconds) / 60)} minutes; peak ${maxRate.toFixed(2)} tasks/s`;
+  return html`<figure class="chart card" data-testid="activity">
+    <figcaption><strong>Activity</strong>
+      <span class="legend-item"><span class="key key-runs" aria-hidden="true"></span> runs started</span>
+      <span class="legend-item"><span class="key key-rate" aria-hidden="true"></span> tasks/s</span>
+    </figcaption>
+    <svg viewBox=${`0 0 ${W} ${H}`} role="img" aria-label=${label} class="chart-svg">
+      <line class="axis" x1=${PAD.left} y1=${PAD.top + ih} x2=${W - PAD.right} y2=${PAD.top + ih} />
+      <text class="tick" x=${PAD.left - 6} y=${PAD.top + 8} text-anchor="end">${maxRuns}</text>
+      <text class="tick" x=${PAD.left - 6} y=${PAD.top + ih} text-anchor="end">0</text>
+      <text class="tick rate" x=${W - PAD.right + 6} y=${PAD.top + 8}>${maxRate.toFixed(1)}/s</text>
+      ${series.map((b, i) => html`<rect key=${i} class="bar" x=${x(i) + 1} y=${yRuns(b.runs)}
+        width=${Math.max(1, bw - 2)} height=${PAD.top + ih - yRuns(b.runs)}>
+        <title>${hhmm(b.at)}: ${b.runs} runs started, ${(b.tasks / bucketSeconds).toFixed(2)} tasks/s</title></rect>`)}
+      <path class="rate-line" d=${line} />
+      ${ticks.map((i) => html`<text key=${`t${i}`} class="tick" x=${x(i) + bw / 2} y=${H - 6} text-anchor="middle">${hhmm(series[i].at)}</text>`)}
+    </svg>
+  </figure>`;
+}
+
+function RunList({ runs, empty, testid, show }) {
+  if (runs.length === 0) return html`<p class="muted small" data-testid=${testid}>${empty}</p>`;
+  return html`<ul class="run-list" data-testid=${testid}>
+    ${runs.map((r) => html`<li key=${r.runId} data-run=${r.runId}>
+      <${StateBadge} state=${r.state} />
+      <div class="run-list-main">
+        <a class="mono" href=${`/runs/${enc(r.runId)}`}>${r.runId}</a>
+        <div class="muted small">${show(r)}</div>
+      </div>
+    </li>`)}
+  </ul>`;
+}
+
+export function Dashboard() {
+  const [data, setData] = useState(null);
+  const [error, setError] = useState(null);
+  useEffect(() => { document.title = "Dashboard · kiok"; }, []);
+
+  const load = async () => {
+    try {
+      setData(await get("/api/v1/dashboard?window=3600&buckets=30"));
+      setError(null);
+    } catch (err) {
+      setError(err);
+    }
+  };
+  const busy = data && (data.running.length > 0 || data.waiting.length > 0);
+  usePolling(load, busy ? 5000 : 15000, true, [busy]);
+
+  return html`<main class="page">
+    <div class="page-head"><h1>Dashboard</h1><span class="muted small">the last hour</span></div>
+    <${ErrorBox} error=${error} label="Could not load the dashboard" />
+    ${data === null && !error ? html`<${Loading} />` : null}
+    ${data ? html`
+      <ul class="counts" aria-label="Runs by state" data-testid="counts">
+        ${STATES.map((s) => html`<li key=${s} class=${`count ${stateClass(s)}`} data-state=${s}>
+          <span class="count-n">${data.counts[s] || 0}</span>
+          <span class="count-label"><span aria-hidden="true">${glyph(s)}</span> ${s.toLowerCase()}</span>
+        </li>`)}
+      </ul>
+      <p class="muted small">Unfinished runs, and runs that ended in the last hour.${data.truncated ? " (Only the newest runs were read.)" : ""}</p>
+      <${ActivityChart} series=${data.series} bucketSeconds=${data.bucketSeconds} />
+      <div class="dash-cols">
+        <section class="card dash-card" aria-labelledby="dash-running">
+          <h2 id="dash-running">Running</h2>
+          <${RunList} runs=${data.running} testid="running" empty="Nothing is running."
+            show=${(r) => `${r.dagId} · ${r.tasksDone} of ${r.tasks} tasks done · for ${duration(r.startedAt)}`} />
+        </section>
+        <section class="card dash-card" aria-labelledby="dash-waiting">
+          <h2 id="dash-waiting">Waiting</h2>
+          <${RunList} runs=${data.waiting} testid="waiting" empty="No run is waiting."
+            show=${(r) => html`${r.dagId} · <span class="waiting-reason">${r.waiting || "waiting"}</span>`} />
+        </section>
+        <section class="card dash-card" aria-labelledby="dash-failed">
+          <h2 id="dash-failed">Recently failed</h2>
+          <${RunList} runs=${data.failed} testid="failed" empty="No run failed in the last hour."
+            show=${(r) => `${r.dagId} · ended ${when(r.endedAt)}`} />
+        </section>
+      </div>` : null}
+  </main>`;
+}

@@ -1,0 +1,82 @@
+// The run's timeline (Gantt): one bar per task from its start to its end (or to now while
+// it runs), coloured by state and labelled with the state in text, on a time axis from the
+// run's start. It follows the run live: the run view re-renders it on every poll.
+//
+// The run record keeps each task's current (last) attempt, so a retried task's bar is its
+// last attempt; the attempt number is in the bar's label.
+import { html } from "../html.js";
+import { enc } from "../api.js";
+import { glyph, stateClass } from "../format.js";
+
+const ROW_H = 24;
+const LABEL_W = 200;
+const AXIS_H = 26;
+const MIN_BAR = 2;
+
+/** A "nice" tick step (ms) giving about `want` ticks over `span` ms. */
+export function tickStep(span, want = 8) {
+  const steps = [100, 250, 500, 1000, 2000, 5000, 10_000, 15_000, 30_000, 60_000, 120_000, 300_000,
+    600_000, 900_000, 1_800_000, 3_600_000, 7_200_000, 10_800_000, 21_600_000, 43_200_000, 86_400_000];
+  return steps.find((s) => span / s <= want) || steps[steps.length - 1];
+}
+
+/** "+1.5 s", "+2 m", "+1 h 30 m": offsets from the run's start. */
+export function offsetLabel(ms) {
+  if (ms === 0) return "0";
+  if (ms < 1000) return `+${ms} ms`;
+  if (ms < 60_000) return `+${(ms / 1000).toFixed(ms % 1000 ? 1 : 0)} s`;
+  if (ms < 3_600_000) return `+${Math.floor(ms / 60_000)} m${ms % 60_000 ? ` ${Math.round((ms % 60_000) / 1000)} s` : ""}`;
+  return `+${Math.floor(ms / 3_600_000)} h${ms % 3_600_000 ? ` ${Math.round((ms % 3_600_000) / 60_000)} m` : ""}`;
+}
+
+/** The bars: tasks that started, ordered by start, with their times in ms. */
+export function bars(run, now) {
+  const out = [];
+  for (const [id, t] of Object.entries(run.tasks)) {
+    if (!t.startedAt) continue;
+    const start = new Date(t.startedAt).getTime();
+    const end = t.endedAt ? new Date(t.endedAt).getTime() : now;
+    out.push({ id, state: t.state, attempt: t.attempt, start, end: Math.max(start, end), open: !t.endedAt });
+  }
+  return out.sort((a, b) => a.start - b.start || a.id.localeCompare(b.id));
+}
+
+export function Timeline({ run, now, width = 1100 }) {
+  const rows = bars(run, now);
+  const waiting = Object.keys(run.tasks).length - rows.length;
+  if (rows.length === 0) {
+    return html`<p class="muted" data-testid="timeline">No task has started yet${run.waiting ? `: ${run.waiting}` : "."}</p>`;
+  }
+  const t0 = run.startedAt ? Math.min(new Date(run.startedAt).getTime(), rows[0].start) : rows[0].start;
+  const t1 = Math.max(...rows.map((r) => r.end), run.endedAt ? new Date(run.endedAt).getTime() : now);
+  const span = Math.max(1, t1 - t0);
+  const plot = width - LABEL_W - 16;
+  const x = (ms) => LABEL_W + ((ms - t0) / span) * plot;
+  const step = tickStep(span);
+  const ticks = [];
+  for (let t = 0; t <= span; t += step) ticks.push(t);
+  const height = AXIS_H + rows.length * ROW_H + 4;
+  return html`<div class="timeline-wrap" data-testid="timeline">
+    <svg class="timeline" width=${width} height=${height} viewBox=${`0 0 ${width} ${height}`}
+      role="img" aria-label=${`Timeline of ${rows.length} started tasks`}>
+      ${ticks.map((t) => html`<g key=${t} class="tick">
+        <line x1=${x(t0 + t)} x2=${x(t0 + t)} y1=${AXIS_H - 6} y2=${height} />
+        <text x=${x(t0 + t) + 3} y=${AXIS_H - 10}>${offsetLabel(t)}</text></g>`)}
+      ${rows.map((r, i) => {
+        const y = AXIS_H + i * ROW_H;
+        const bx = x(r.start);
+        const bw = Math.max(MIN_BAR, x(r.end) - bx);
+        const label = `${glyph(r.state)} ${r.state}${r.attempt > 1 ? ` · attempt ${r.attempt}` : ""} · ${((r.end - r.start) / 1000).toFixed(1)} s`;
+        return html`<a key=${r.id} href=${`/runs/${enc(run.runId)}/tasks/${enc(r.id)}`}
+          class=${`bar ${stateClass(r.state)}${r.open ? " open" : ""}`} data-task=${r.id} data-state=${r.state}>
+          <title>${r.id}: ${label}</title>
+          <text x=${LABEL_W - 8} y=${y + 16} class="bar-label">${r.id.length > 26 ? `${r.id.slice(0, 25)}…` : r.id}</text>
+          <rect x=${bx} y=${y + 4} width=${bw} height=${ROW_H - 8} rx="3" />
+          <text x=${bx + bw + 5 > width - 150 ? bx - 5 : bx + bw + 5} y=${y + 16}
+            class=${`bar-state${bx + bw + 5 > width - 150 ? " left" : ""}`}>${label}</text>
+        </a>`;
+      })}
+    </svg>
+    ${waiting ? html`<p class="muted small">${waiting} task${waiting === 1 ? "" : "s"} not started (the job list says why each waits).</p>` : null}
+  </div>`;
+}

@@ -1,0 +1,207 @@
+"""The dashboard, the DAG list, Register and Settings in a real browser against a real
+``kiok standalone``: counts, chart and failed runs at ``/``; schedules in words with the next
+fire time, filters; a broken DAG's problem marked at its line; settings tabs (create a user
+with a read-only policy, KMS, a join token shown once); a read-only user sees no write
+actions; the UTC/local switch is remembered."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kiok.testing.process import ADMIN_PASSWORD, Standalone
+from tests.e2e.conftest import TIMEOUT_MS, VIEWPORT, Console
+
+SCHEDULED = """dag: {id: ui_nightly, schedule: '0 2 * * *', timezone: Europe/Berlin, labels: [etl]}
+tasks:
+  - {id: a, script: 'echo a'}
+"""
+FAILING = """dag: {id: ui_breaks, description: fails on purpose, labels: [demo]}
+tasks:
+  - {id: ok, script: 'echo ok'}
+  - {id: boom, requires: [ok], script: 'exit 3'}
+"""
+#: No worker has the label gpu: its run waits, and the dashboard says why.
+GPU = """dag: {id: ui_gpu, labels: [gpu]}
+tasks:
+  - {id: train, script: 'echo train'}
+"""
+#: Line 7 is the refused one.
+BROKEN = """dag:
+  id: ui_pasted
+tasks:
+  - id: a
+    script: echo a
+  - id: b
+    retries: -1
+    script: echo b
+"""
+READER_PW = "Reader-First-Pw-123"
+READER_NEW_PW = "Reader-Second-Pw-456"
+
+
+@pytest.fixture(scope="module")
+def kiok(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone]:
+    node = Standalone(
+        tmp_path_factory.mktemp("ui-admin") / "kiok",
+        {"KIOK_WORKER_TASK_SLOTS": "4", "KIOK_WORKER_LABELS": "etl,demo"},
+    )
+    node.start()
+    yield node
+    node.stop()
+
+
+def open_page(
+    browser: Any, kiok: Standalone, user: str, password: str, **ctx: Any
+) -> tuple[Any, Any, Console]:
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    context = browser.new_context(viewport=VIEWPORT, color_scheme="light", **ctx)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    console = Console()
+    page.on("console", lambda m: console.errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: console.errors.append(f"uncaught: {e}"))
+    page.goto(kiok.url + "/")
+    page.get_by_label("User").fill(user)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    return context, page, console
+
+
+def test_dashboard_dags_register_settings(kiok: Standalone, browser: Any, shots: Path) -> None:
+    from playwright.sync_api import expect
+
+    kiok.register(SCHEDULED)
+    kiok.register(FAILING)
+    failed = kiok.trigger("ui_breaks")
+    assert kiok.wait_run(failed)["state"] == "FAILED"
+    kiok.wait_run(kiok.trigger("ui_nightly"))
+    kiok.register(GPU)
+    stuck = kiok.trigger("ui_gpu")
+    context, page, console = open_page(browser, kiok, "admin", ADMIN_PASSWORD, timezone_id="Asia/Tokyo")
+
+    # The dashboard at /: counts by state, the chart, the failed run.
+    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+    counts = page.get_by_test_id("counts")
+    expect(counts.locator("[data-state=FAILED] .count-n")).to_have_text("1")
+    expect(counts.locator("[data-state=SUCCESS] .count-n")).to_have_text("1")
+    expect(page.get_by_test_id("activity").locator("rect.bar")).to_have_count(30)
+    expect(page.get_by_test_id("activity").locator("svg")).to_have_attribute(
+        "aria-label", re.compile(r"^3 runs started and 3 tasks")
+    )
+    expect(page.get_by_test_id("failed").locator(f"[data-run='{failed}']")).to_contain_text("ui_breaks")
+    expect(page.get_by_test_id("running")).to_have_text("Nothing is running.")
+    expect(page.get_by_test_id("waiting").locator(f"[data-run='{stuck}']")).to_contain_text(re.compile("gpu"))
+    page.screenshot(path=str(shots / "dashboard.png"))
+
+    # The DAG list: schedule in words with the next fire time; filters by state and label.
+    page.get_by_label("Main").get_by_role("link", name="DAGs").click()
+    expect(page).to_have_url(kiok.url + "/dags")
+    nightly = page.locator("tr[data-dag=ui_nightly]")
+    expect(nightly.get_by_test_id("schedule")).to_contain_text("at 02:00 every day, Europe/Berlin")
+    expect(nightly.get_by_test_id("schedule")).to_contain_text(
+        re.compile(r"next \d{4}-\d\d-\d\d \d\d:00:00 UTC")
+    )
+    expect(page.locator("tr[data-dag=ui_breaks] .square[data-state=FAILED]")).to_have_count(1)
+    expect(page.locator("tr[data-dag=ui_breaks]")).to_contain_text("manual")
+    page.get_by_label("Filter by last run state").select_option("FAILED")
+    expect(page.locator("tbody tr")).to_have_count(1)
+    expect(page.locator("tbody tr")).to_have_attribute("data-dag", "ui_breaks")
+    expect(page).to_have_url(kiok.url + "/dags?state=FAILED")
+    page.get_by_label("Filter by last run state").select_option("")
+    page.get_by_label("Filter by label").select_option("etl")
+    expect(page.locator("tbody tr")).to_have_count(1)
+    expect(page.locator("tbody tr")).to_have_attribute("data-dag", "ui_nightly")
+    page.get_by_label("Filter by label").select_option("")
+
+    # Times in local time (the browser's zone here is Tokyo), remembered across a reload.
+    page.get_by_role("group", name="Times shown in").get_by_role("button", name="Local").click()
+    expect(nightly.get_by_test_id("schedule")).to_contain_text(re.compile(r"next .* (09|10):00:00 GMT\+9"))
+    page.reload()
+    expect(page.locator("tr[data-dag=ui_nightly]").get_by_test_id("schedule")).to_contain_text("GMT+9")
+    page.get_by_role("group", name="Times shown in").get_by_role("button", name="UTC").click()
+    page.screenshot(path=str(shots / "dags-filters.png"))
+
+    # Register by paste: the refused field is marked at its line; then a good one.
+    page.get_by_role("link", name="Register DAG").click()
+    expect(page).to_have_url(kiok.url + "/dags/register")
+    page.get_by_label("DAG document").fill(BROKEN)
+    page.get_by_role("button", name="Register", exact=True).click()
+    problem = page.get_by_test_id("problems").locator("li")
+    expect(problem).to_have_attribute("data-line", "7")
+    expect(problem).to_contain_text("line 7")
+    expect(problem).to_contain_text("tasks[1].retries")
+    expect(page.locator(".gutter .bad")).to_have_text("7\n")
+    console.take("status of 400")
+    page.screenshot(path=str(shots / "register.png"))
+    page.get_by_label("DAG document").fill(BROKEN.replace("retries: -1", "retries: 1"))
+    page.get_by_role("button", name="Register", exact=True).click()
+    expect(page.get_by_test_id("registered")).to_contain_text("ui_pasted (v1)")
+    assert kiok.api("GET", "/api/v1/dags/ui_pasted").status_code == 200
+
+    # Settings: a read-only policy, a user with it; KMS keys; a join token shown once.
+    policy = {
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["dags:List", "dags:Read", "runs:List", "runs:Read"],
+                "Resource": "*",
+            }
+        ]
+    }
+    assert (
+        kiok.api("POST", "/api/v1/iam/policies", json={"policy": "read-only", "document": policy}).status_code
+        == 201
+    )
+    page.get_by_label("Main").get_by_role("link", name="Settings").click()
+    expect(page).to_have_url(kiok.url + "/settings/users")
+    form = page.get_by_test_id("create-user")
+    form.get_by_label("User").fill("ui-reader")
+    form.get_by_label("First password").fill(READER_PW)
+    form.get_by_label("Policy").select_option("read-only")
+    form.get_by_role("button", name="Create user").click()
+    reader_row = page.locator("tr[data-user=ui-reader]")
+    expect(reader_row).to_contain_text("read-only")
+    # An admin sets a new password for the user.
+    reader_row.get_by_role("button", name="Reset password").click()
+    page.get_by_label("New password for ui-reader").fill(READER_NEW_PW)
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_contain_text("Password of ui-reader set.")
+    page.screenshot(path=str(shots / "settings.png"))
+    page.get_by_label("Settings").get_by_role("link", name="KMS keys").click()
+    kms = page.get_by_test_id("kms")
+    first_key = kms.locator("tbody tr").first
+    before = first_key.get_by_test_id("version").inner_text()
+    page.once("dialog", lambda d: d.accept())
+    first_key.get_by_role("button", name="Rotate").click()
+    expect(first_key.get_by_test_id("version")).not_to_have_text(before)
+    page.get_by_label("Settings").get_by_role("link", name="Join tokens").click()
+    page.get_by_role("button", name="Create join token").click()
+    expect(page.get_by_test_id("join-token").locator("code")).to_have_text(re.compile(r".{20,}"))
+    page.get_by_label("Settings").get_by_role("link", name="Audit log").click()
+    expect(page.get_by_test_id("audit")).to_contain_text("iam/user/ui-reader")
+    kiok.api("POST", f"/api/v1/runs/{stuck}/cancel")
+    context.close()
+    assert console.errors == []
+
+    # The read-only user, with the password the admin set: no write action is offered.
+    context, page, console = open_page(browser, kiok, "ui-reader", READER_NEW_PW)
+    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+    page.get_by_label("Main").get_by_role("link", name="DAGs").click()
+    expect(page.locator("tr[data-dag=ui_breaks] .square")).to_have_count(1)
+    expect(page.get_by_role("button", name="Run ui_breaks")).to_have_count(0)
+    expect(page.get_by_role("link", name="Register DAG")).to_have_count(0)
+    expect(page.locator("tr[data-dag=ui_breaks] input[role=switch]")).to_be_disabled()
+    page.locator("tr[data-dag=ui_breaks]").get_by_role("link", name="ui_breaks", exact=True).click()
+    expect(page.get_by_role("heading", name="ui_breaks")).to_be_visible()
+    expect(page.get_by_role("button", name="Run")).to_have_count(0)
+    page.get_by_label("Main").get_by_role("link", name="Settings").click()
+    expect(page.get_by_text("Your policies allow no settings pages.")).to_be_visible()
+    context.close()
+    assert console.errors == []

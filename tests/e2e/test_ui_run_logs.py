@@ -1,0 +1,157 @@
+"""The task log in a real browser against a real ``kiok standalone``: ANSI colours (16 and
+256 colours, bold; other escapes dropped), clickable URLs, output that looks like markup
+stays text, search with next/previous, the raw download equal to the API's bytes, and a
+~20 MB log that stays responsive with a bounded number of DOM nodes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kiok.testing.process import ADMIN_PASSWORD, Standalone
+from tests.e2e.test_ui_grid_cluster import open_page
+
+COLOURS = r"""
+dag: {id: ui_ansi}
+tasks:
+  - id: paint
+    script: |
+      printf '\033[1;31mred bold\033[0m plain \033[38;5;208morange\033[0m \033[42mon green\033[0m\n'
+      printf '\033[2K\033[1Gcleared line\033]0;a title\007 after osc\n'
+      echo 'docs at https://example.com/docs?a=1&b=2 now'
+      echo '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
+      for i in $(seq 1 300); do echo "row $i"; done
+      printf '\033[33myellow carries\nto the next line\033[0m\n'
+"""
+BIG_LINES = 300_000
+BIG = f"""
+dag: {{id: ui_biglog}}
+tasks:
+  - id: flood
+    type: python
+    script: |
+      import sys
+      pad = "x" * 56
+      out = sys.stdout
+      for i in range({BIG_LINES}):
+          out.write(f"line {{i:07d}} {{pad}}\\n")
+"""
+
+
+@pytest.fixture(scope="module")
+def kiok(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone]:
+    node = Standalone(tmp_path_factory.mktemp("ui-log") / "kiok", {"KIOK_WORKER_TASK_SLOTS": "4"})
+    node.start()
+    yield node
+    node.stop()
+
+
+def test_log_colours_urls_no_markup_search_download(kiok: Standalone, browser: Any, shots: Path) -> None:
+    from playwright.sync_api import expect
+
+    kiok.register(COLOURS)
+    run_id = kiok.trigger("ui_ansi")
+    assert kiok.wait_run(run_id, timeout_s=60)["state"] == "SUCCESS"
+    context, page, console = open_page(browser, kiok, "admin", ADMIN_PASSWORD, f"/runs/{run_id}/tasks/paint")
+    log = page.get_by_test_id("log")
+    expect(page.get_by_test_id("log-status")).to_contain_text("Complete")
+    page.evaluate("document.querySelector('.log').scrollTop = 0")
+
+    # Colours: 16-colour classes, bold, a 256-colour value set as a colour, backgrounds.
+    expect(log.locator("span.ansi-fg1.ansi-bold")).to_have_text("red bold")
+    orange = log.get_by_text("orange", exact=True)
+    expect(orange).to_have_css("color", "rgb(255, 135, 0)")
+    expect(log.locator("span.ansi-bg2")).to_have_text("on green")
+    # Other escapes are dropped, not shown.
+    line2 = log.locator(".ln[data-line='2']")
+    expect(line2).to_have_text("cleared line after osc")
+    text = log.inner_text()
+    assert "\x1b" not in text and "[2K" not in text and "a title" not in text
+    # URLs are links that do not hand the page to the target.
+    link = log.get_by_role("link", name="https://example.com/docs?a=1&b=2")
+    expect(link).to_have_attribute("href", "https://example.com/docs?a=1&b=2")
+    expect(link).to_have_attribute("rel", "noopener noreferrer")
+    expect(link).to_have_attribute("target", "_blank")
+    # Output that looks like markup is text.
+    expect(log).to_contain_text('<img src=x onerror="window.__xss=1"><script>')
+    expect(log.locator("img")).to_have_count(0)
+    expect(log.locator("script")).to_have_count(0)
+    assert page.evaluate("window.__xss") is None
+
+    # Search: a count, next and previous, the current match highlighted and scrolled to.
+    search = page.get_by_label("Search the log")
+    search.fill("row 29")
+    expect(page.get_by_test_id("log-matches")).to_have_text("11 matches")  # 29, 290..299
+    search.press("Enter")
+    expect(page.get_by_test_id("log-matches")).to_have_text("1 of 11 matches")
+    current = log.locator("mark.current")
+    expect(current).to_have_text("row 29")
+    expect(current.locator("xpath=ancestor::span[contains(@class,'ln')]")).to_have_attribute(
+        "data-line", "33"
+    )
+    page.get_by_role("button", name="Previous match").click()
+    expect(page.get_by_test_id("log-matches")).to_have_text("11 of 11 matches")
+    expect(
+        log.locator("mark.current").locator("xpath=ancestor::span[contains(@class,'ln')]")
+    ).to_have_attribute("data-line", "303")
+    # A colour left open carries over to the next line.
+    expect(log.locator(".ln[data-line='306'] span.ansi-fg3")).to_have_text("to the next line")
+    page.evaluate("document.querySelector('.log').scrollTop = 0")
+    page.screenshot(path=str(shots / "log-colours.png"))
+
+    # Download raw: exactly the bytes the API serves.
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Download raw").click()
+    download = info.value
+    assert download.suggested_filename == f"{run_id}.paint.log"
+    raw = Path(download.path()).read_bytes()
+    body = kiok.api("GET", f"/api/v1/runs/{run_id}/tasks/paint/log?limit=4194304").json()
+    assert raw.decode() == body["data"] and body["complete"]
+    context.close()
+    assert console.errors == []
+
+
+def test_a_20_mb_log_stays_responsive(kiok: Standalone, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    kiok.register(BIG)
+    run_id = kiok.trigger("ui_biglog")
+    assert kiok.wait_run(run_id, timeout_s=180)["state"] == "SUCCESS"
+    size = len(f"line {0:07d} {'x' * 56}\n") * BIG_LINES
+    context, page, console = open_page(browser, kiok, "admin", ADMIN_PASSWORD, f"/runs/{run_id}/tasks/flood")
+    status = page.get_by_test_id("log-status")
+    expect(status).to_contain_text("Complete", timeout=120_000)
+    expect(status).to_contain_text(f"{size:,} bytes")
+    expect(status).to_contain_text(f"{BIG_LINES:,} lines")
+
+    # Only the lines on screen are in the DOM, and the page answers at once.
+    nodes = page.evaluate("document.querySelector('.log').querySelectorAll('*').length")
+    assert nodes < 1000, f"{nodes} DOM nodes in the log"
+    assert page.evaluate("document.querySelectorAll('*').length") < 2000
+    log = page.get_by_test_id("log")
+    expect(log).to_contain_text(f"line {BIG_LINES - 1:07d}")  # followed to the end
+
+    started = time.monotonic()
+    page.evaluate("document.querySelector('.log').scrollTop = 0")
+    expect(log.locator(".ln[data-line='1']")).to_contain_text("line 0000000")
+    assert time.monotonic() - started < 2
+
+    # Search across the whole log jumps to a line in the middle.
+    started = time.monotonic()
+    search = page.get_by_label("Search the log")
+    search.fill("line 0150000")
+    expect(page.get_by_test_id("log-matches")).to_have_text("1 match")
+    search.press("Enter")
+    expect(log.locator("mark.current")).to_have_text("line 0150000")
+    assert time.monotonic() - started < 5
+    nodes = page.evaluate("document.querySelector('.log').querySelectorAll('*').length")
+    assert nodes < 1000, f"{nodes} DOM nodes in the log"
+    started = time.monotonic()
+    assert page.evaluate("1 + 1") == 2
+    assert time.monotonic() - started < 1
+    context.close()
+    assert console.errors == []

@@ -1,0 +1,193 @@
+"""Backup and restore on real processes: the disaster-recovery recipe (back up, lose the data
+directory, restore into a fresh master with the same KIOK_MASTER_KEY) to a directory and to
+S3 (moto), incremental backups, a run caught mid-flight by the backup finishing after the
+restore, a damaged backup refused before anything changes, the schedule, and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from kiok.testing.process import ADMIN_PASSWORD, Standalone
+from tests.integration.test_cli import cli_for
+from tests.s3_fixture import REGION, MotoS3, s3_moto, s3_server  # noqa: F401 (fixtures)
+
+KEY = "backup-test-master-key-0123456789abcdef"
+FAST = {"KIOK_MASTER_KEY": KEY, "KIOK_WORKER_HEARTBEAT_TIMEOUT_MS": "3000"}
+POLICY = {"Statement": [{"Effect": "Allow", "Action": ["dags:List"], "Resource": ["dag/*"]}]}
+
+
+def ok(r: Any, status: int = 200) -> Any:
+    assert r.status_code == status, r.text
+    return r.json()
+
+
+def populate(node: Standalone, gate: Path) -> dict[str, str]:
+    """DAGs, a finished run with a log, a user, a policy, a connection, and a run left RUNNING
+    until ``gate`` exists."""
+    node.register("dag: {id: hello}\ntasks:\n  - {id: t, script: 'echo hello-from-the-backup'}\n")
+    node.register(
+        f"dag: {{id: gated}}\ntasks:\n  - {{id: t, script: 'while [ ! -e {gate} ]; do sleep 0.05; done'}}\n"
+    )
+    done = node.trigger("hello")
+    assert node.wait_run(done, 60)["state"] == "SUCCESS"
+    ok(node.api("POST", "/api/v1/iam/policies", json={"policy": "readers", "document": POLICY}), 201)
+    ok(
+        node.api(
+            "POST",
+            "/api/v1/iam/users",
+            json={"user": "alice", "password": "pw-alice-1234", "policies": ["readers"]},
+        ),
+        201,
+    )
+    conn = {
+        "connectionId": "db",
+        "type": "generic",
+        "description": "the db",
+        "properties": {"password": "s3cret"},
+    }
+    ok(node.api("POST", "/api/v1/connections", json=conn), 201)
+    running = node.trigger("gated")
+    node.wait_run(running, 60, states=("RUNNING",))
+    return {"done": done, "running": running}
+
+
+def picture(node: Standalone, runs: dict[str, str]) -> dict[str, Any]:
+    """What must survive, as the API shows it."""
+    return {
+        "dags": sorted(d["dagId"] for d in ok(node.api("GET", "/api/v1/dags"))["dags"]),
+        "done": {k: v for k, v in node.run(runs["done"]).items() if k in ("state", "dagId", "runId")},
+        "log": node.log(runs["done"], "t"),
+        "users": sorted(u["user"] for u in ok(node.api("GET", "/api/v1/iam/users"))["users"]),
+        "policies": sorted(p["policy"] for p in ok(node.api("GET", "/api/v1/iam/policies"))["policies"]),
+        "connections": ok(node.api("GET", "/api/v1/connections/db")),
+    }
+
+
+def fresh_login(node: Standalone) -> None:
+    """The restored store has the original's signing key: log in again."""
+    node._token = None
+
+
+def restore(node: Standalone, backup_id: str) -> Any:
+    r = node.api(
+        "POST", f"/api/v1/admin/backups/{backup_id}/restore", json={"confirm": backup_id}, timeout=120
+    )
+    return ok(r)
+
+
+def test_disaster_recovery_from_a_directory_backup(
+    standalone_factory: Any, task_tmp_path: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "backups"
+    env = {**FAST, "KIOK_BACKUP_DIR": str(target)}
+    original: Standalone = standalone_factory("original", env)
+    runs = populate(original, task_tmp_path / "gate")
+    before = picture(original, runs)
+    assert "hello-from-the-backup" in before["log"]
+
+    first = ok(original.api("POST", "/api/v1/admin/backup", timeout=120), 201)
+    assert first["incrementalBase"] is None and set(first["stores"]) == {"state", "joblog"}
+    second = ok(original.api("POST", "/api/v1/admin/backup", timeout=120), 201)
+    assert second["incrementalBase"] == first["backupId"]
+    assert second["uploadedBytes"] < first["uploadedBytes"]
+    listed = ok(original.api("GET", "/api/v1/admin/backups"))["backups"]
+    assert [b["id"] for b in listed] == [second["backupId"], first["backupId"]]
+    # Encrypted: no object holds the log text or the connection's secret.
+    for path in target.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert b"hello-from-the-backup" not in data and b"s3cret" not in data, path
+    original.stop()
+
+    fresh: Standalone = standalone_factory("fresh", env)
+    assert "gated" not in json.dumps(ok(fresh.api("GET", "/api/v1/dags")))
+    refused = fresh.api("POST", f"/api/v1/admin/backups/{second['backupId']}/restore", json={})
+    assert refused.status_code == 400 and "confirm" in refused.text
+    missing = fresh.api("POST", "/api/v1/admin/backups/nope/restore", json={"confirm": "nope"})
+    assert missing.status_code == 404, missing.text
+    restored = restore(fresh, second["backupId"])
+    assert restored["restored"] == second["backupId"]
+    fresh_login(fresh)
+    assert picture(fresh, runs) == before
+    # The run the backup caught RUNNING is not lost: it resumes and finishes.
+    (task_tmp_path / "gate").touch()
+    assert fresh.wait_run(runs["running"], 90)["state"] in ("SUCCESS", "FAILED")
+    # New work after the restore goes on as usual.
+    again = fresh.trigger("hello")
+    assert fresh.wait_run(again, 60)["state"] == "SUCCESS"
+
+
+def test_a_damaged_backup_is_refused_before_anything_changes(standalone_factory: Any, tmp_path: Path) -> None:
+    target = tmp_path / "backups"
+    node: Standalone = standalone_factory("kiok", {**FAST, "KIOK_BACKUP_DIR": str(target)})
+    node.register("dag: {id: before}\ntasks:\n  - {id: t, script: 'true'}\n")
+    taken = ok(node.api("POST", "/api/v1/admin/backup", timeout=120), 201)
+    node.register("dag: {id: after}\ntasks:\n  - {id: t, script: 'true'}\n")
+    victim = max(
+        (p for p in (target / taken["backupId"]).rglob("*") if p.name.endswith(".sst")),
+        key=lambda p: p.stat().st_size,
+    )
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) - 7])
+    r = node.api(
+        "POST", f"/api/v1/admin/backups/{taken['backupId']}/restore", json={"confirm": taken["backupId"]}
+    )
+    assert r.status_code == 409 and r.json()["error"]["code"] == "backup_corrupt", r.text
+    assert victim.name in r.json()["error"]["message"]
+    dags = sorted(d["dagId"] for d in ok(node.api("GET", "/api/v1/dags"))["dags"])
+    assert dags == ["after", "before"]
+
+
+def test_disaster_recovery_from_s3(standalone_factory: Any, s3_moto: MotoS3, task_tmp_path: Path) -> None:  # noqa: F811
+    bucket = s3_moto.new_bucket()
+    env = {
+        **FAST,
+        "KIOK_BACKUP_S3_ENDPOINT": s3_moto.endpoint,
+        "KIOK_BACKUP_S3_REGION": REGION,
+        "KIOK_BACKUP_S3_BUCKET": bucket,
+        "KIOK_BACKUP_S3_ACCESS_KEY": "kiok-test",
+        "KIOK_BACKUP_S3_SECRET_KEY": "kiok-test-secret",
+    }
+    original: Standalone = standalone_factory("original", env)
+    runs = populate(original, task_tmp_path / "gate")
+    before = picture(original, runs)
+    taken = ok(original.api("POST", "/api/v1/admin/backup", timeout=120), 201)
+    stored = s3_moto.all_bytes(bucket)
+    assert stored and all(key.startswith("backups/") for key in stored)
+    assert f"backups/{taken['backupId']}/manifest.json" in stored
+    assert not any(b"hello-from-the-backup" in data for data in stored.values())
+    original.stop()
+
+    fresh: Standalone = standalone_factory("fresh", env)
+    latest = ok(fresh.api("GET", "/api/v1/admin/backups"))["backups"][0]["id"]
+    assert latest == taken["backupId"]
+    restore(fresh, latest)
+    fresh_login(fresh)
+    assert picture(fresh, runs) == before
+    (task_tmp_path / "gate").touch()
+    assert fresh.wait_run(runs["running"], 90)["state"] in ("SUCCESS", "FAILED")
+
+
+def test_schedule_and_cli(standalone_factory: Any, tmp_path: Path) -> None:
+    node: Standalone = standalone_factory("kiok", {"KIOK_BACKUP_DIR": str(tmp_path / "backups")})
+    assert ok(node.api("GET", "/api/v1/admin/backup/cron"))["cron"] is None
+    bad = node.api("PUT", "/api/v1/admin/backup/cron", json={"cron": "every day"})
+    assert bad.status_code == 400 and "cron" in bad.text
+    assert ok(node.api("PUT", "/api/v1/admin/backup/cron", json={"cron": "0 3 * * *"}))["cron"] == "0 3 * * *"
+    assert ok(node.api("GET", "/api/v1/admin/backup/cron"))["cron"] == "0 3 * * *"
+    assert ok(node.api("PUT", "/api/v1/admin/backup/cron", json={"cron": None}))["cron"] is None
+
+    cli = cli_for(node, tmp_path / "cli")
+    cli.ok("login", "--user", "admin", "--password", ADMIN_PASSWORD)
+    backup_id = cli.ok("admin", "backup").strip()
+    assert backup_id in cli.ok("admin", "backups")
+    refused = cli("admin", "restore", backup_id)
+    assert refused.returncode != 0 and "--yes" in refused.stderr
+    assert f"restored {backup_id}" in cli.ok("admin", "restore", backup_id, "--yes")
+
+
+def test_without_a_target_backups_are_refused_by_name(kiok: Standalone) -> None:
+    r = kiok.api("POST", "/api/v1/admin/backup")
+    assert r.status_code == 409 and "kiok.backup.dir" in r.json()["error"]["message"], r.text

@@ -1,0 +1,103 @@
+"""Re-run from failure against a real ``kiok standalone``: the failed task and its downstream
+run again in the same run, succeeded upstreams are kept, attempt numbers go on, the run log
+says who asked; refusals are 409 (still running), 400 (unknown task), 404 (unknown run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kiok.testing.process import Standalone
+
+pytestmark = pytest.mark.slow
+
+_DAG = """
+dag: {id: rerun_chain, params: {dir: /nonexistent}}
+tasks:
+  - id: extract
+    script: echo "extract $KIOK_ATTEMPT" >> ${params.dir}/extract
+  - id: load
+    requires: [extract]
+    script: |
+      echo "load $KIOK_ATTEMPT" >> ${params.dir}/load
+      [ -e ${params.dir}/fixed ]
+  - id: report
+    requires: [load]
+    script: echo "report $KIOK_ATTEMPT" >> ${params.dir}/report
+"""
+
+
+def test_rerun_failed_tasks_in_the_same_run(shared_kiok: Standalone, task_tmp_path: Path) -> None:
+    kiok = shared_kiok
+    dag = kiok.register(_DAG)
+    run_id = kiok.trigger(dag, {"dir": str(task_tmp_path)})
+    first = kiok.wait_run(run_id)
+    assert first["state"] == "FAILED", first
+    assert [first["tasks"][t]["state"] for t in ("extract", "load", "report")] == [
+        "SUCCESS",
+        "FAILED",
+        "SKIPPED",
+    ]
+
+    (task_tmp_path / "fixed").touch()
+    r = kiok.api("POST", f"/api/v1/runs/{run_id}/rerun", json={})
+    assert r.status_code == 200, r.text
+    assert r.json()["rerun"] == ["load", "report"]
+    assert r.json()["state"] == "RUNNING" and r.json()["reruns"] == 1
+    again = kiok.wait_run(run_id)
+    assert again["state"] == "SUCCESS", again
+    assert again["runId"] == run_id
+    tasks = again["tasks"]
+    assert (tasks["extract"]["state"], tasks["extract"]["attempt"]) == ("SUCCESS", 1)  # kept, not re-run
+    assert (tasks["load"]["state"], tasks["load"]["attempt"]) == ("SUCCESS", 2)  # attempt numbers go on
+    assert (tasks["report"]["state"], tasks["report"]["attempt"]) == ("SUCCESS", 1)
+    assert (task_tmp_path / "extract").read_text() == "extract 1\n"
+    assert (task_tmp_path / "load").read_text() == "load 1\nload 2\n"
+    assert (task_tmp_path / "report").read_text() == "report 1\n"
+    runlog = kiok.log(run_id, "__run__")
+    assert "re-run requested by admin of failed tasks; to run again: load, report" in runlog, runlog
+
+    # From a chosen task: that task and everything downstream, even though they succeeded.
+    r = kiok.api("POST", f"/api/v1/runs/{run_id}/rerun", json={"from": "extract"})
+    assert r.status_code == 200, r.text
+    assert r.json()["rerun"] == ["extract", "load", "report"]
+    third = kiok.wait_run(run_id)
+    assert third["state"] == "SUCCESS", third
+    assert [third["tasks"][t]["attempt"] for t in ("extract", "load", "report")] == [2, 3, 2]
+    assert "re-run requested by admin from extract" in kiok.log(run_id, "__run__")
+
+    # Nothing failed any more: only-failed has nothing to do.
+    r = kiok.api("POST", f"/api/v1/runs/{run_id}/rerun", json={"onlyFailed": True})
+    assert r.status_code == 409 and "nothing to re-run" in r.json()["error"]["message"], r.text
+
+
+def test_rerun_refusals(shared_kiok: Standalone, task_tmp_path: Path) -> None:
+    kiok = shared_kiok
+    dag = kiok.register(
+        """
+dag: {id: rerun_refusals, params: {dir: /nonexistent}}
+tasks:
+  - id: wait
+    script: while [ ! -e ${params.dir}/go ]; do sleep 0.05; done
+"""
+    )
+    run_id = kiok.trigger(dag, {"dir": str(task_tmp_path)})
+    kiok.wait_for(lambda: kiok.run(run_id)["tasks"]["wait"]["state"] == "RUNNING", 30, "task running")
+    r = kiok.api("POST", f"/api/v1/runs/{run_id}/rerun", json={})
+    assert r.status_code == 409 and "still RUNNING" in r.json()["error"]["message"], r.text
+    (task_tmp_path / "go").touch()
+    assert kiok.wait_run(run_id)["state"] == "SUCCESS"
+
+    r = kiok.api("POST", f"/api/v1/runs/{run_id}/rerun", json={"from": "nope"})
+    assert r.status_code == 400 and "nope" in r.json()["error"]["message"], r.text
+    r = kiok.api("POST", f"/api/v1/runs/{run_id}/rerun", json={"from": "wait", "bogus": 1})
+    assert r.status_code in (400, 422), r.text
+    r = kiok.api("POST", "/api/v1/runs/rerun_refusals-1-999999/rerun", json={})
+    assert r.status_code == 404, r.text
+
+    # --all on a run that succeeded runs every task again.
+    r = kiok.api("POST", f"/api/v1/runs/{run_id}/rerun", json={"onlyFailed": False})
+    assert r.status_code == 200 and r.json()["rerun"] == ["wait"], r.text
+    run = kiok.wait_run(run_id)
+    assert run["state"] == "SUCCESS" and run["tasks"]["wait"]["attempt"] == 2, run

@@ -1,0 +1,53 @@
+"""The backup schedule: the pure due-decision (armed from leadership start, no back-fire) and
+the replicated ``SetBackupCron`` command."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from kiok.errors import InvalidInput
+from kiok.master.backups import backup_due, check_cron
+from kiok.store import commands as c
+from kiok.store import keys
+from kiok.store.commandlog import LocalCommandLog
+from kiok.store.kv import MemoryKV
+from kiok.store.txn import decode
+
+
+def ms(text: str) -> int:
+    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
+
+
+def test_a_backup_is_due_only_after_the_first_fire_time_since_arming() -> None:
+    armed = ms("2024-05-01T02:59:30")
+    assert not backup_due("0 3 * * *", armed, ms("2024-05-01T02:59:59"))
+    assert backup_due("0 3 * * *", armed, ms("2024-05-01T03:00:00"))
+    # A leader armed after 03:00 does not back-fire today's backup: tomorrow's is next.
+    late = ms("2024-05-01T03:00:01")
+    assert not backup_due("0 3 * * *", late, ms("2024-05-01T23:59:00"))
+    assert backup_due("0 3 * * *", late, ms("2024-05-02T03:00:00"))
+    assert not backup_due(None, armed, ms("2030-01-01T00:00:00"))
+
+
+def test_check_cron_names_the_problem_and_blank_clears() -> None:
+    assert check_cron(None) == "" and check_cron("  ") == ""
+    assert check_cron(" 0 3 * * * ") == "0 3 * * *"
+    with pytest.raises(InvalidInput, match="cron"):
+        check_cron("every day")
+
+
+async def test_the_schedule_is_a_replicated_setting() -> None:
+    kv = MemoryKV(keys.SPACES)
+    log = LocalCommandLog(kv)
+    await log.propose(c.SetBackupCron(at_ms=5, cron="0 3 * * *", by="admin"))
+    assert decode(kv.get(keys.META, keys.BACKUP_CRON.encode()) or b"") == {
+        "cron": "0 3 * * *",
+        "atMs": 5,
+        "by": "admin",
+    }
+    await log.propose(c.SetBackupCron(at_ms=6, cron="", by="admin"))
+    assert decode(kv.get(keys.META, keys.BACKUP_CRON.encode()) or b"")["cron"] is None
+    with pytest.raises(InvalidInput):
+        await log.propose(c.SetBackupCron(at_ms=7, cron="nope", by="x"))

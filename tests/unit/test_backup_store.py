@@ -1,0 +1,132 @@
+"""kiok.store.backup over real RocksDB and a directory target: checkpoint, encrypted upload,
+incremental reuse by content hash, verified fetch, and replacing a live store's content."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from kiok.security.kms import Cipher, Keyring, WrongMasterKey
+from kiok.store import backup as b
+from kiok.store.kv import RocksKV
+from kiok.store.objects import DirObjectStore
+
+SPACES = ("a", "kms")
+ROOT = os.urandom(32)
+
+
+def _keys(ring: Keyring) -> b.KeyringBlob:
+    return b.KeyringBlob(ring=ring, salt=b"salt", wrapped=ring.wrap(ROOT), root_key=ROOT)
+
+
+def _unlock(salt: bytes) -> bytes:
+    assert salt == b"salt"
+    return ROOT
+
+
+def _take(tmp: Path, kv: RocksKV, target: DirObjectStore, ring: Keyring, now_ms: int) -> b.Manifest:
+    scratch = tmp / f"work-{now_ms}"
+    cps = b.checkpoint([b.StoreSource("state", kv, SPACES)], scratch)
+    return b.upload(target, cps, _keys(ring), backup_id=b.new_backup_id(now_ms), now_ms=now_ms)
+
+
+@pytest.fixture
+def kv(tmp_path: Path) -> RocksKV:
+    store = RocksKV(tmp_path / "live", SPACES)
+    store.write([("a", f"k{i:04d}".encode(), b"value-%d" % i) for i in range(3000)], sync=True)
+    store.write([("kms", b"raft/applied", b"7")], sync=True)
+    return store
+
+
+def test_a_backup_round_trips_into_another_store_and_keeps_its_applied_index(
+    tmp_path: Path, kv: RocksKV
+) -> None:
+    target = DirObjectStore(tmp_path / "target")
+    ring = Keyring.generate()
+    manifest = _take(tmp_path, kv, target, ring, 1_700_000_000_000)
+    assert manifest.base is None and manifest.files
+    # Nothing in the target holds the plaintext.
+    for path in (tmp_path / "target").rglob("*"):
+        if path.is_file() and path.name != b.MANIFEST:
+            assert b"value-1234" not in path.read_bytes()
+
+    other = RocksKV(tmp_path / "other", SPACES)
+    other.write([("a", b"zzz", b"gone after restore"), ("kms", b"raft/applied", b"42")], sync=True)
+    opened, ring2 = b.open_manifest(target, manifest.id, _unlock)
+    assert opened == manifest
+    cps = b.fetch_verified(target, opened, ring2, tmp_path / "restore")
+    source = b.StoreSource("state", other, SPACES, keep=(("kms", b"raft/applied"),))
+    b.check_openable(cps, [source])
+    b.replace_contents(source, cps["state"])
+    assert other.get("a", b"zzz") is None
+    assert other.get("a", b"k2999") == b"value-2999"
+    assert other.get("kms", b"raft/applied") == b"42"
+
+
+def test_an_unchanged_file_is_not_uploaded_again(tmp_path: Path, kv: RocksKV) -> None:
+    target = DirObjectStore(tmp_path / "target")
+    ring = Keyring.generate()
+    first = _take(tmp_path, kv, target, ring, 1_700_000_000_000)
+    kv.write([("a", b"new", b"one more")], sync=True)
+    second = _take(tmp_path, kv, target, ring, 1_700_000_001_000)
+    assert second.base == first.id
+    reused = [f for f in second.files if f.backup == first.id]
+    assert any(f.name.endswith(".sst") for f in reused), second.files
+    uploaded = {p.name for p in (tmp_path / "target" / second.id / "state").iterdir()}
+    assert not any(f.name in uploaded for f in reused)
+    assert [m.id for m in b.list_backups(target)] == [second.id, first.id]
+    # The incremental one restores whole.
+    _, ring2 = b.open_manifest(target, second.id, _unlock)
+    cps = b.fetch_verified(target, second, ring2, tmp_path / "restore")
+    fresh = RocksKV(tmp_path / "fresh", SPACES)
+    b.replace_contents(b.StoreSource("state", fresh, SPACES), cps["state"])
+    assert fresh.get("a", b"new") == b"one more" and fresh.get("a", b"k0000") == b"value-0"
+    # Another keyring lineage never borrows the first one's objects.
+    third = _take(tmp_path, kv, target, Keyring.generate(), 1_700_000_002_000)
+    assert third.base is None and all(f.backup == third.id for f in third.files)
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "delete"])
+def test_a_damaged_object_is_refused_by_hash(tmp_path: Path, kv: RocksKV, damage: str) -> None:
+    target = DirObjectStore(tmp_path / "target")
+    ring = Keyring.generate()
+    manifest = _take(tmp_path, kv, target, ring, 1_700_000_000_000)
+    victim = max(manifest.files, key=lambda f: f.size)
+    path = tmp_path / "target" / victim.object_key
+    data = path.read_bytes()
+    if damage == "flip":
+        path.write_bytes(data[:100] + bytes([data[100] ^ 1]) + data[101:])
+    elif damage == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    else:
+        path.unlink()
+    _, ring2 = b.open_manifest(target, manifest.id, _unlock)
+    with pytest.raises(b.BackupCorrupt, match=victim.name):
+        b.fetch_verified(target, manifest, ring2, tmp_path / "restore")
+
+
+def test_an_altered_manifest_or_a_wrong_master_key_is_refused(tmp_path: Path, kv: RocksKV) -> None:
+    target = DirObjectStore(tmp_path / "target")
+    manifest = _take(tmp_path, kv, target, Keyring.generate(), 1_700_000_000_000)
+    with pytest.raises(WrongMasterKey):
+        b.open_manifest(target, manifest.id, lambda salt: os.urandom(32))
+    path = tmp_path / "target" / manifest.id / b.MANIFEST
+    path.write_bytes(path.read_bytes().replace(b'"size": ', b'"size": 1', 1))
+    with pytest.raises(b.BackupCorrupt, match="altered"):
+        b.open_manifest(target, manifest.id, _unlock)
+
+
+def test_sealed_chunks_detect_a_dropped_tail(tmp_path: Path) -> None:
+    ring = Keyring.generate()
+    cipher = Cipher(ring, b.KEY_NAME)
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(3 * 1024 * 1024 + 5))
+    sha = b._sha256_file(path)
+    chunks = list(b.sealed_chunks(path, sha, cipher))
+    assert len(chunks) == 5  # magic + 4 chunks
+    whole = b"".join(chunks)
+    assert b"".join(b.open_object(whole, sha, cipher, "x")) == path.read_bytes()
+    with pytest.raises(b.BackupCorrupt):
+        list(b.open_object(b"".join(chunks[:-1]), sha, cipher, "x"))

@@ -1,0 +1,36 @@
+"""The words the task and run logs use for an attempt that did not end on its own."""
+
+from __future__ import annotations
+
+from kiok.core.interruption import interrupted_attempt, interrupted_lines, stopped_line
+from kiok.core.states import TaskRecord, TaskState
+from kiok.core.transitions import TaskEvent, TaskEventKind, apply_task_event
+
+
+def test_a_task_lost_with_its_driver_is_recognised_as_interrupted() -> None:
+    running = TaskRecord(state=TaskState.RUNNING, attempt=2, worker="w1")
+    lost, _ = apply_task_event(running, TaskEvent(TaskEventKind.LOST, 10))
+    assert interrupted_attempt(lost) == 2  # the LOST transition's error is the one looked for
+    assert interrupted_lines("t", 2, "w1") == (
+        "[kiok] attempt 2 interrupted: its worker w1 was lost; retried as attempt 3",
+        "t attempt 2 interrupted (its worker w1 was lost); running it again as attempt 3",
+    )
+
+
+def test_a_retry_or_a_first_start_is_not_an_interruption() -> None:
+    failed = TaskRecord(state=TaskState.QUEUED, attempt=1, worker="w1", exit_code=1, error="exit code 1")
+    assert interrupted_attempt(failed) is None
+    assert interrupted_attempt(TaskRecord(state=TaskState.QUEUED)) is None
+
+
+def test_stopped_lines() -> None:
+    kw = {"timeout_s": 30.0, "grace_s": 0.5}
+    assert stopped_line(1, timed_out=True, cancelled=False, process=True, **kw) == (
+        "[kiok] attempt 1 timed out after 30s; process group stopped (SIGTERM, then SIGKILL after 0.5s)"
+    )
+    assert stopped_line(3, timed_out=False, cancelled=True, process=False, **kw) == (
+        "[kiok] attempt 3 cancelled: the run was cancelled; request abandoned"
+    )
+    assert stopped_line(1, timed_out=False, cancelled=False, process=True, **kw).startswith(
+        "[kiok] attempt 1 stopped by its worker"
+    )
