@@ -4,11 +4,15 @@
     .venv/bin/python bench/ui_grid.py [--tasks 500] [--runs 50] [--repeat 3] [--watch-s 20]
 
 Prints one JSON line per measurement:
-- ``grid_first_render``: from navigation to every cell of the grid drawn (``?limit=<runs>``,
-  all runs on one page), median and max of --repeat page loads;
+- ``grid_first_render``: from navigation to the grid drawn (``?limit=<runs>``, all runs on one
+  page): the rows on screen, each with a cell per run (the grid draws only those, plus a
+  margin), median and max of --repeat page loads; and the rows in the page;
+- ``grid_scroll``: from scrolling to the end to the last task's row drawn (in the page);
 - ``grid_poll``: while the newest run is unfinished, over --watch-s seconds: requests per
-  refresh and their bytes, and the main thread's long tasks (> 50 ms, as the browser's
-  PerformanceObserver reports them) per refresh;
+  refresh and their bytes, the main thread's work per refresh (Chromium's ``TaskDuration``
+  over the watch, from the DevTools protocol, divided by the refreshes: everything the page
+  did, parsing, rendering, style, layout and paint included), and its long tasks (> 50 ms,
+  as the browser's PerformanceObserver reports them);
 - ``run_view_first_render``: from navigation to the 500-task run's graph (laid out in the
   worker) and job list drawn.
 
@@ -37,6 +41,25 @@ new PerformanceObserver((list) => {
   for (const e of list.getEntries()) window.__long.push(e.duration);
 }).observe({ type: "longtask", buffered: true });
 """
+
+#: In the page: scroll the grid to its end and wait for the row LAST to be drawn (ms).
+SCROLL_TO_END = """
+new Promise((done) => {
+  const el = document.querySelector(".grid-scroll");
+  const t0 = performance.now();
+  el.scrollTop = el.scrollHeight;
+  const check = () => document.querySelector("[data-testid=grid] .grow[data-task=LAST]")
+    ? done(performance.now() - t0) : requestAnimationFrame(check);
+  requestAnimationFrame(check);
+})
+"""
+ROWS_IN_PAGE = "document.querySelectorAll('[data-testid=grid] .grow').length"
+
+
+def task_duration(cdp: Any) -> float:
+    """Seconds the renderer's main thread has been busy (Chromium's ``TaskDuration``)."""
+    metrics = cdp.send("Performance.getMetrics")["metrics"]
+    return float(next(m["value"] for m in metrics if m["name"] == "TaskDuration"))
 
 
 def dag(tasks: int, chains: int) -> str:
@@ -97,7 +120,9 @@ def main() -> None:
             for run_id in middle:
                 kiok.api("POST", f"/api/v1/runs/{run_id}/cancel")
             kiok.wait_for(lambda: kiok.run(newest)["state"] == "RUNNING", 120, "the newest run to start")
-            cells = args.tasks * args.runs
+            # The first row (task "hold") drawn with a cell for every run.
+            row = "[data-testid=grid] .grow[data-task=hold] a.gc"
+            drawn = f"document.querySelectorAll('{row}').length === {args.runs}"
             grid_url = f"{kiok.url}/dags/ui_bench/grid?limit={args.runs}"
 
             with sync_playwright() as p:
@@ -113,9 +138,7 @@ def main() -> None:
                     page.goto("about:blank")
                     started = time.monotonic()
                     page.goto(grid_url)
-                    wait_true(
-                        page, f"document.querySelectorAll('[data-testid=grid] tbody td').length === {cells}"
-                    )
+                    wait_true(page, drawn)
                     renders.append((time.monotonic() - started) * 1000)
                 print(
                     json.dumps(
@@ -125,15 +148,24 @@ def main() -> None:
                             "runs": args.runs,
                             "median_ms": round(statistics.median(renders)),
                             "max_ms": round(max(renders)),
+                            "rows_in_page": page.evaluate(ROWS_IN_PAGE),
                         }
                     )
                 )
+
+                last_task = f"t{args.tasks - 2:03d}"
+                scroll_ms = page.evaluate(SCROLL_TO_END.replace("LAST", last_task))
+                print(json.dumps({"measure": "grid_scroll", "to_end_ms": round(scroll_ms, 1)}))
 
                 # The poll while the newest run is unfinished.
                 responses: list[Any] = []
                 page.on("response", lambda r: responses.append(r) if "/api/v1/" in r.url else None)
                 page.evaluate("window.__long = []")
+                cdp = context.new_cdp_session(page)
+                cdp.send("Performance.enable")
+                busy_before = task_duration(cdp)
                 page.wait_for_timeout(args.watch_s * 1000)
+                busy_ms = (task_duration(cdp) - busy_before) * 1000
                 long_ms = page.evaluate("window.__long")
                 requests = [(r.url, len(r.body())) for r in responses]
                 grid_requests = [r for r in requests if "/grid" in r[0]]
@@ -149,6 +181,8 @@ def main() -> None:
                             "requests_per_refresh": 1,
                             "unfinished_only_bytes": round(statistics.median(partial)) if partial else None,
                             "whole_page_bytes": round(statistics.median(whole)) if whole else None,
+                            "main_thread_ms_total": round(busy_ms),
+                            "main_thread_ms_per_refresh": round(busy_ms / max(1, len(grid_requests)), 1),
                             "long_tasks": len(long_ms),
                             "long_task_ms_total": round(sum(long_ms)),
                             "long_task_ms_per_refresh": round(sum(long_ms) / max(1, len(grid_requests)), 1),

@@ -215,6 +215,22 @@ KEYS: tuple[Key, ...] = (
         "when the task user cannot run that one, the first python3 in /usr/local/bin, /usr/bin, "
         "/bin that it can).",
     ),
+    Key(
+        "kiok.worker.python.preload",
+        str,
+        "",
+        "Modules imported once into each spawner's python template (comma-separated, e.g. "
+        "pandas,numpy), so python tasks forked from it do not import them again; one that cannot "
+        "be imported is said at start in one line.",
+    ),
+    Key(
+        "kiok.worker.python.template.max.tasks",
+        int,
+        1000,
+        "Python attempts one template forks before it is replaced by a fresh one (it is also "
+        "replaced when it dies or kiok.worker.python.preload changes); 0: no template, every "
+        "python task starts a new interpreter.",
+    ),
     Key("kiok.task.http.connect.timeout.ms", int, 10000, "Connect timeout of http tasks."),
     Key("kiok.scheduler.tick.interval.ms", int, 1000, "Cron scheduler tick."),
     Key("kiok.scheduler.catchup.max.runs", int, 24, "Most runs one catch-up creates per DAG (newest kept)."),
@@ -511,6 +527,21 @@ KEYS: tuple[Key, ...] = (
         "Format of the process log on stderr: text, or json (one object per line with ts, level, "
         "logger, msg, service, instance, and runId, taskId, requestId when known).",
     ),
+    Key(
+        "kiok.otel.enabled",
+        bool,
+        False,
+        "Send OpenTelemetry traces (needs pip install 'kiok[otel]'): the trigger request, the run and "
+        "each task attempt are spans of one trace, and each task gets TRACEPARENT.",
+    ),
+    Key(
+        "kiok.otel.endpoint",
+        str,
+        "",
+        "OTLP/HTTP traces URL, e.g. http://collector:4318/v1/traces (empty: the exporter's default, "
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or http://localhost:4318/v1/traces).",
+    ),
+    Key("kiok.otel.service.name", str, "kiok", "The service.name of the spans a master sends."),
 )
 
 _BY_NAME = {k.name: k for k in KEYS}

@@ -60,11 +60,20 @@ _MAX_DEPTH = 64
 _HTTP_TASK_KEYS = frozenset({"url", "method", "body", "headers"})
 
 
+#: libyaml's safe loader when PyYAML was built with it (ten times faster: a 10,000-task DAG
+#: parses in a fraction of a second instead of seconds), else the pure-Python one.
+_SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def spec_from_yaml(text: str) -> DagSpec:
     """Parse YAML (safe subset only); syntax errors name the 1-based line and column."""
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=_SAFE_LOADER)
     except yaml.MarkedYAMLError as e:
+        if "maximum nesting depth" in str(e.problem):  # libyaml's own depth limit
+            raise DagValidationError(
+                f"invalid YAML: nested too deeply (at most {_MAX_DEPTH} levels)"
+            ) from None
         mark = e.problem_mark or e.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         line = mark.line + 1 if mark else None

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from kiok.core.placeholders import references
 from kiok.core.states import TERMINAL_RUN_STATES
 from kiok.core.timefmt import iso_utc
+from kiok.core.tracecontext import run_trace
 from kiok.errors import KiokError
 from kiok.ids import RUN_LOG_TASK
 from kiok.protocol.messages import Assignment, Fence, OfferReply, OfferVerdict
@@ -72,8 +73,11 @@ class Coordinator:
         *,
         term: int = 1,
         reattach_grace_ms: int = 0,
+        tracing: bool = False,
     ) -> None:
         self._log = log_
+        #: Give drivers the run's ``traceparent`` (``kiok.otel.enabled``).
+        self._tracing = tracing
         self._reader = reader
         self._append_log = append_log
         self._clock = clock_ms
@@ -298,6 +302,7 @@ class Coordinator:
             scheduled_ms=current["scheduledMs"],
             cancel=current["cancel"],
             secrets=self._secrets_for(spec),
+            traceparent=run_trace(run_id, current.get("trace")).traceparent if self._tracing else None,
         )
         self._driving[run_id] = wid
         self.waiting.pop(run_id, None)

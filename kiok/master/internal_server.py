@@ -28,9 +28,31 @@ from typing import TYPE_CHECKING, Any
 
 from kiok.errors import KiokError, NotLeader, ProtocolError, Unauthenticated
 from kiok.master.coordinator import WorkerInfo
+from kiok.protocol.codec import FROM_WORKER, decode, encode, kind_of
 from kiok.protocol.framing import read_frame, write_frame
-from kiok.protocol.messages import PROTOCOL_VERSION, Assignment, Fence, OfferReply, OfferVerdict, Refusal
-from kiok.protocol.wire import Kind, assignment_to_wire, field, frame, kind_of, outbox_keys_to_wire
+from kiok.protocol.kinds import Kind
+from kiok.protocol.messages import (
+    PROTOCOL_VERSION,
+    Assignment,
+    Claim,
+    Fence,
+    Message,
+    OfferReply,
+    OfferVerdict,
+    Refusal,
+)
+from kiok.protocol.to_master import Heartbeat, Hello, Log, Permit, PermitFree, Release, Report
+from kiok.protocol.to_worker import (
+    Abandon,
+    Cancel,
+    LogAck,
+    Offer,
+    OutboxKeys,
+    PermitGrant,
+    Refused,
+    ReportAck,
+    Welcome,
+)
 from kiok.security.kms import worker_outbox_keyring
 from kiok.security.ratelimit import FailureLimiter
 
@@ -90,7 +112,7 @@ class WorkerConnection:
         self.last_seen_ms = self._node.clock_ms()
         self._ids = itertools.count(1)
         self._offers: dict[int, asyncio.Future[OfferReply]] = {}
-        self._out: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._out: asyncio.Queue[Message | None] = asyncio.Queue()
         self._permits_held = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._warned_logs: set[str] = set()
@@ -121,7 +143,7 @@ class WorkerConnection:
         request = next(self._ids)
         fut: asyncio.Future[OfferReply] = asyncio.get_running_loop().create_future()
         self._offers[request] = fut
-        self.send(frame(Kind.OFFER, request, **assignment_to_wire(assignment)))
+        self.send(Offer(assignment, request=request))
         try:
             return await asyncio.wait_for(fut, _OFFER_TIMEOUT_S)
         except TimeoutError:
@@ -130,16 +152,16 @@ class WorkerConnection:
             self._offers.pop(request, None)
 
     def cancel(self, run_id: str) -> None:
-        self.send(frame(Kind.CANCEL, run=run_id))
+        self.send(Cancel(run_id))
 
     def close(self, reason: str, code: str = Refusal.REVOKED) -> None:
         """Refuse and drop this connection now (e.g. the worker was revoked)."""
-        self.send(frame(Kind.REFUSED, code=code, reason=reason))
+        self.send(Refused(code, reason))
         self.send_close()
 
     # --- plumbing --------------------------------------------------------------------------
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: Message) -> None:
         if self.connected:
             self._out.put_nowait(message)
 
@@ -158,7 +180,7 @@ class WorkerConnection:
             if message is None:
                 break
             await write_frame(
-                self._writer, message, timeout_s=timeout, max_frame_bytes=self._server.max_frame
+                self._writer, encode(message), timeout_s=timeout, max_frame_bytes=self._server.max_frame
             )
         self._writer.close()
 
@@ -202,56 +224,48 @@ class WorkerConnection:
 
     def _dispatch(self, m: dict[str, Any]) -> None:
         kind = kind_of(m)
-        if kind is Kind.HEARTBEAT:
-            free = int(field(m, "free", int))
-            draining = bool(m.get("draining"))
+        if kind not in FROM_WORKER or kind is Kind.HELLO:
+            raise ProtocolError(f"unexpected message {kind.value!r} from a worker")
+        message = decode(m)
+        if isinstance(message, Heartbeat):
+            free, draining = message.free, message.draining
             if free > self._free or (self._draining and not draining):  # more room, or undrained
                 self._node.coordinator.capacity_freed(self.worker_id)
             self._free = free
             self._draining = draining
-            runs = m.get("runs")
-            if isinstance(runs, list):
-                held = {r["run"] for r in runs if isinstance(r, dict) and isinstance(r.get("run"), str)}
+            if message.runs is not None:
+                held = {claim.run_id for claim in message.runs}
                 self._node.coordinator.claims_seen(self.worker_id, held)
-        elif kind is Kind.OFFER_REPLY:
-            fut = self._offers.get(field(m, "id", int))
+        elif isinstance(message, OfferReply):
+            fut = self._offers.get(message.request)
             if fut is not None and not fut.done():
-                verdict = OfferVerdict.ACK if m.get("verdict") == "ack" else OfferVerdict.NAK
-                fut.set_result(OfferReply(verdict, str(m.get("reason", ""))))
-        elif kind is Kind.REPORT:
-            self._report(m)
-        elif kind is Kind.LOG:
-            self._log_batch(m)
-        elif kind is Kind.RELEASE:
-            fence = Fence(int(m.get("term") or 0), field(m, "epoch", int))
-            reason = str(m.get("reason", ""))
-            self._node.intake.release(self.worker_id, field(m, "run", str), fence, reason).add_done_callback(
-                _ignore
-            )
-        elif kind is Kind.PERMIT:
-            self._spawn(self._grant(field(m, "id", int)))
-        elif kind is Kind.PERMIT_FREE:
+                fut.set_result(message)
+        elif isinstance(message, Report):
+            self._report(message)
+        elif isinstance(message, Log):
+            self._log_batch(message)
+        elif isinstance(message, Release):
+            self._node.intake.release(
+                self.worker_id, message.run_id, message.fence, message.reason
+            ).add_done_callback(_ignore)
+        elif isinstance(message, Permit):
+            self._spawn(self._grant(message.request))
+        elif isinstance(message, PermitFree):
             if self._permits_held > 0:
                 self._permits_held -= 1
                 self._server.permits.release()
             self._node.coordinator.capacity_freed(self.worker_id)
-        else:
-            raise ProtocolError(f"unexpected message {kind.value!r} from a worker")
 
-    def _log_batch(self, m: dict[str, Any]) -> None:
-        run_id, task_id, data = field(m, "run", str), field(m, "task", str), field(m, "data", bytes)
-        request = m.get("id")
-        request = request if isinstance(request, int) and not isinstance(request, bool) else 0
-        offset = m.get("offset")
-        if offset is not None and (not isinstance(offset, int) or isinstance(offset, bool) or offset < 0):
-            raise ProtocolError("log: field 'offset' must be a number >= 0")
-        if "term" in m or "epoch" in m:
-            fence = Fence(field(m, "term", int), field(m, "epoch", int))
-            stored = self._node.intake.log_batch(self.worker_id, run_id, fence, task_id, data, offset)
+    def _log_batch(self, batch: Log) -> None:
+        run_id, request, fence = batch.run_id, batch.request, batch.fence
+        if fence is not None:
+            stored = self._node.intake.log_batch(
+                self.worker_id, run_id, fence, batch.task_id, batch.data, batch.offset
+            )
             if stored is not False:
                 if request:  # the worker keeps the batch until it hears it is stored
                     if stored is True:
-                        self.send(frame(Kind.LOG_ACK, request, run=run_id))
+                        self.send(LogAck(run_id, request=request))
                     else:
                         stored.add_done_callback(functools.partial(self._log_committed, request, run_id))
                 return
@@ -260,7 +274,7 @@ class WorkerConnection:
             self._node.metrics.stale_log_batches.inc()
             why = "no fence: upgrade the worker"
         if request:  # refused for good: the worker drops it, and stops a run it no longer drives
-            self.send(frame(Kind.LOG_ACK, request, run=run_id, fenced=True))
+            self.send(LogAck(run_id, fenced=True, request=request))
         # Dropped: a driver that was cut off and replaced, or a worker writing into a run that
         # is not its own. Said once per run and connection (a stale driver sends many).
         if run_id not in self._warned_logs and len(self._warned_logs) < _WARNED_RUNS:
@@ -271,13 +285,10 @@ class WorkerConnection:
         """Acknowledge a log batch once committed; one that was not (leadership moved) stays
         with the worker, which sends it again to the next leader."""
         if not fut.cancelled() and fut.exception() is None:
-            self.send(frame(Kind.LOG_ACK, request, run=run_id))
+            self.send(LogAck(run_id, request=request))
 
-    def _report(self, m: dict[str, Any]) -> None:
-        request = field(m, "id", int)
-        run_id = field(m, "run", str)
-        fence = Fence(field(m, "term", int), field(m, "epoch", int))
-        tasks = field(m, "tasks", dict)
+    def _report(self, report: Report) -> None:
+        request, run_id, fence, tasks = report.request, report.run_id, report.fence, report.tasks
 
         def acked(fut: asyncio.Future[Any]) -> None:
             if fut.cancelled():
@@ -293,9 +304,7 @@ class WorkerConnection:
                     run_id,
                 )
                 self._note_fenced_report(run_id, fence)
-            self.send(
-                frame(Kind.REPORT_ACK, request, run=run_id, term=fence.term, epoch=fence.epoch, fenced=fenced)
-            )
+            self.send(ReportAck(run_id, fence, fenced, request=request))
 
         # Only reports the worker keeps in its outbox (request id > 0: terminal ones) wait for
         # an fsync before the ack; progress reports need only survive a crash of this process.
@@ -324,7 +333,7 @@ class WorkerConnection:
             self._server.permits.release()
             return
         self._permits_held += 1
-        self.send(frame(Kind.PERMIT_GRANT, request))
+        self.send(PermitGrant(request=request))
 
 
 def _ignore(fut: asyncio.Future[Any]) -> None:
@@ -399,25 +408,23 @@ class InternalServer:
         (log.info if code == Refusal.NOT_LEADER else log.warning)(
             "refused internal connection from %s: %s", address, reason
         )
-        extra: dict[str, Any] = {"leader": leader} if leader else {}
         with contextlib.suppress(ProtocolError, ConnectionError, OSError):
-            await write_frame(
-                writer, frame(Kind.REFUSED, code=code, reason=reason, **extra), timeout_s=self.io_timeout_s
-            )
+            await write_frame(writer, encode(Refused(code, reason, leader)), timeout_s=self.io_timeout_s)
 
     async def _admit(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, address: str
     ) -> WorkerConnection | None:
-        hello = await read_frame(reader, timeout_s=self.connect_timeout_s, max_frame_bytes=64 * 1024)
-        if hello is None:
+        raw = await read_frame(reader, timeout_s=self.connect_timeout_s, max_frame_bytes=64 * 1024)
+        if raw is None:
             return None
-        if kind_of(hello) is not Kind.HELLO:
+        if kind_of(raw) is not Kind.HELLO:
             raise ProtocolError("the first frame must be a hello")
-        if hello.get("v") != PROTOCOL_VERSION:
+        # The version first: a hello of another version may not even parse as ours.
+        if raw.get("v") != PROTOCOL_VERSION:
             await self._refuse(
                 writer,
                 Refusal.UNSUPPORTED_VERSION,
-                f"unsupported protocol version {hello.get('v')!r}; "
+                f"unsupported protocol version {raw.get('v')!r}; "
                 f"this master speaks version {PROTOCOL_VERSION}",
                 address,
             )
@@ -432,28 +439,20 @@ class InternalServer:
                 leader=leader,
             )
             return None
-        worker_id = field(hello, "worker", str)
+        # Every field is checked (here, and by the codec) before a join token can be spent.
+        hello = Hello.from_wire(raw)
+        worker_id = hello.worker
         if not _WORKER_ID.match(worker_id):
-            raise ProtocolError(f"invalid worker id {worker_id!r}")
-        # Every field is checked before a join token can be spent on this hello.
-        raw_labels = hello.get("labels") or []
-        if not isinstance(raw_labels, list) or not all(isinstance(x, str) for x in raw_labels):
-            raise ProtocolError("hello: 'labels' must be a list of strings")
-        slots = hello.get("slots", 1)
-        if not isinstance(slots, int) or isinstance(slots, bool) or not 1 <= slots <= 100_000:
-            raise ProtocolError("hello: 'slots' must be a whole number from 1 to 100000")
-        claims = hello.get("runs") or []
-        if not isinstance(claims, list):
-            raise ProtocolError("hello: 'runs' must be a list")
+            raise ProtocolError(f"invalid worker id {worker_id[:128]!r}")
         credential = await self._authenticate(hello, worker_id, address, writer)
         if credential is None:
             return None
-        labels = tuple(sorted({x.strip().lower() for x in raw_labels if x.strip()}))
-        conn = WorkerConnection(self, reader, writer, worker_id, address, labels, slots)
-        isolation = hello.get("taskIsolation")
+        labels = tuple(sorted({x.strip().lower() for x in hello.labels if x.strip()}))
+        conn = WorkerConnection(self, reader, writer, worker_id, address, labels, hello.slots)
+        isolation = hello.task_isolation
         conn.task_isolation = isolation if isolation in _TASK_ISOLATION else "unknown"
-        status_url = hello.get("statusUrl")
-        if isinstance(status_url, str) and _STATUS_URL.fullmatch(status_url):
+        status_url = hello.status_url
+        if _STATUS_URL.fullmatch(status_url):
             conn.status_url = status_url  # where it is reached; else its connection's address
         old = self.connections.get(worker_id)
         if old is not None:
@@ -462,20 +461,19 @@ class InternalServer:
         if timer is not None:
             timer.cancel()
         self.connections[worker_id] = conn
-        welcome: dict[str, Any] = {
-            "worker": worker_id,
-            "term": self.node.coordinator.term,
-            "heartbeatIntervalMs": self.heartbeat_interval_ms,
-            "heartbeatTimeoutMs": int(self.heartbeat_timeout_s * 1000),
-        }
-        if self.node.keyring is not None:
-            welcome["outboxKeys"] = outbox_keys_to_wire(worker_outbox_keyring(self.node.keyring, worker_id))
-        if credential:
-            welcome["credential"] = credential
-        await write_frame(writer, frame(Kind.WELCOME, **welcome), timeout_s=self.io_timeout_s)
-        abandon = self.node.coordinator.reattach(worker_id, claims)
+        ring = self.node.keyring
+        welcome = Welcome(
+            worker_id,
+            self.node.coordinator.term,
+            self.heartbeat_interval_ms,
+            int(self.heartbeat_timeout_s * 1000),
+            None if ring is None else OutboxKeys.of(worker_outbox_keyring(ring, worker_id)),
+            credential or None,
+        )
+        await write_frame(writer, encode(welcome), timeout_s=self.io_timeout_s)
+        abandon = self.node.coordinator.reattach(worker_id, [claim.to_wire() for claim in hello.runs])
         if abandon:  # each with the fence claimed: a newer driver of the same run stays
-            conn.send(frame(Kind.ABANDON, runs=[a["run"] for a in abandon], claims=abandon))
+            conn.send(Abandon.of(tuple(Claim(a["run"], Fence(a["term"], a["epoch"])) for a in abandon)))
         self.node.coordinator.add_worker(conn)
         log.info(
             "worker %s connected from %s (labels %s, %s slots)",
@@ -487,7 +485,7 @@ class InternalServer:
         return conn
 
     async def _authenticate(
-        self, hello: dict[str, Any], worker_id: str, address: str, writer: asyncio.StreamWriter
+        self, hello: Hello, worker_id: str, address: str, writer: asyncio.StreamWriter
     ) -> str | None:
         """Check the hello's credential or redeem its join token: the new credential for a
         redeemed token, "" for a valid credential, None once refused (the REFUSED is sent).
@@ -498,8 +496,8 @@ class InternalServer:
         is not looked at while its (address, worker id) is over the limit."""
         key = f"{address.rsplit(':', 1)[0]}\x00{worker_id}"
         now = self.node.clock_ms()
-        offered = hello.get("credential")
-        token = hello.get("joinToken")
+        offered = hello.credential
+        token = hello.join_token
         try:
             if isinstance(offered, str):
                 try:

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from kiok.core.states import RunState
+from kiok.core.queue_wait import queue_wait_ms, started_attempt
+from kiok.core.readiness import UNSTARTED
+from kiok.core.states import RunState, TaskRecord, TaskState
 from kiok.errors import KiokError
+from kiok.ids import TaskId
 from kiok.store.effects import Effects
 
 if TYPE_CHECKING:
@@ -28,6 +31,8 @@ log = logging.getLogger(__name__)
 
 #: Task and request durations: 5 ms to 6 h.
 _TASK_BUCKETS = (0.005, 0.05, 0.25, 1, 5, 15, 60, 300, 900, 3600, 21600)
+#: Queue waits: from 1 ms (a free slot) to an hour (a saturated pool).
+_WAIT_BUCKETS = (0.001, 0.005, 0.025, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600)
 _HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
 
 
@@ -51,6 +56,13 @@ class MasterMetrics:
             "Duration of a task's last attempt, observed when its final report is applied",
             ["state"],
             buckets=_TASK_BUCKETS,
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "kiok_task_queue_wait_seconds",
+            "From a task becoming ready (upstreams met, retry due) to its attempt's start, by DAG",
+            ["dag"],
+            buckets=_WAIT_BUCKETS,
             registry=r,
         )
         self.stale_reports = Counter(
@@ -81,6 +93,8 @@ class MasterMetrics:
             self.stale_log_batches.inc(fx.stale_logs)
         if fx.task_ends:
             self._task_ends(fx.task_ends)
+        if fx.task_reports and self._node is not None:
+            self._queue_waits(self._node, fx.task_reports)
         for run_id in fx.runs_finished:
             self._run_finished(run_id)
 
@@ -93,6 +107,37 @@ class MasterMetrics:
             hist = self.task_duration.labels(state)
             for ms in durations:
                 hist.observe(ms / 1000)
+
+    def _queue_waits(self, node: MasterNode, reports: list[tuple[str, str, TaskRecord, TaskRecord]]) -> None:
+        """Observe the queue wait of each attempt a batch showed starting (``kiok.core.queue_wait``);
+        reads only what that needs: the run's header and cached spec, and the upstreams'
+        records of a first attempt."""
+        headers: dict[str, dict[str, Any] | None] = {}
+        for run_id, tid, before, after in reports:
+            if not started_attempt(before, after) or after.started_at_ms is None:
+                continue
+            try:
+                if run_id not in headers:
+                    headers[run_id] = node.reader.run_header(run_id)
+                header = headers[run_id]
+                if header is None:
+                    continue
+                task = node.run_spec(run_id).task(TaskId(tid))
+                ups: dict[TaskId, TaskRecord] = {}
+                if before.state is TaskState.PENDING:
+                    for u in task.requires:
+                        raw = node.reader.task(run_id, u)
+                        ups[u] = UNSTARTED if raw is None else TaskRecord.from_dict(raw)
+            except (KiokError, KeyError):  # deleted meanwhile, or the store cannot be read
+                continue
+            rerun = header.get("lastRerun")
+            floor = max(
+                int(header.get("startedMs") or 0),
+                int(rerun.get("atMs") or 0) if isinstance(rerun, dict) else 0,
+            )
+            wait = queue_wait_ms(task, before, after.started_at_ms, ups, floor)
+            if wait is not None:
+                self.queue_wait.labels(str(header.get("dagId", ""))).observe(wait / 1000)
 
     def _run_finished(self, run_id: str) -> None:
         dag, state = "", "UNKNOWN"

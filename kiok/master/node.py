@@ -37,10 +37,11 @@ from kiok.master.notify import Notifier, NotifySettings
 from kiok.master.peer_watch import PeerWatch
 from kiok.master.retention import RetentionSweeper
 from kiok.master.scheduler import Scheduler
+from kiok.observability.tracing import make_tracing
 from kiok.security.kms import Cipher, Keyring, WrongMasterKey, derive_root_key
 from kiok.security.service_tokens import ServiceTokens
 from kiok.store import commands as c
-from kiok.store import keys
+from kiok.store import keys, run_index
 from kiok.store.backup import KeyringBlob, StoreSource
 from kiok.store.commandlog import CommandLog, LocalCommandLog
 from kiok.store.effects import Effects
@@ -135,6 +136,7 @@ class MasterNode:
             self.log = LocalCommandLog(self.kv)
         self.reader = StateReader(self.kv)
         self.metrics = MasterMetrics(self)
+        self.tracing = make_tracing(settings, self.node_id)
         self.log_gate = LogGate(self.reader)
         self.intake = Intake(
             self.log,
@@ -217,6 +219,7 @@ class MasterNode:
             self.clock_ms,
             term=term,
             reattach_grace_ms=self.settings.get_int("kiok.worker.heartbeat.timeout.ms"),
+            tracing=self.tracing.enabled,
         )
 
     def _new_scheduler(self) -> Scheduler:
@@ -310,6 +313,8 @@ class MasterNode:
         if fx.keyring_changed and self.raft is None:
             self._reload_keyring()
         self.metrics.observe(fx)
+        if self.tracing.enabled and (self.raft is None or self.raft.is_leader):  # one span per event
+            self.tracing.observe(fx, self.reader.run_header)
         self.log_gate.on_effects(fx)
         self.coordinator.on_effects(fx)
         if fx.task_ends or fx.runs_finished:  # a final log: archive it now
@@ -367,6 +372,9 @@ class MasterNode:
         self.keyring, self._root_key = ring, root
         self.kv.set_keyring(ring)
         self._joblog_kv.set_keyring(ring)
+        # A store written before the run indexes (or restored from one) gets them now,
+        # before anything reads it: once per store, a no-op after.
+        run_index.build(self.kv)
 
     def root_key_for(self, salt: bytes) -> bytes:
         """The root key the master key derives with ``salt`` (a backup's keyring may have
@@ -510,6 +518,7 @@ class MasterNode:
             self.raft.stop()
         self.joblog.close()
         self.kv.close()
+        self.tracing.shutdown()
 
 
 def _log_lost(fut: asyncio.Future[Any]) -> None:

@@ -68,6 +68,16 @@ def run_view(run: dict[str, Any], spec: DagSpec, run_waiting: str | None, now_ms
             "retryAt": iso(rec.retry_at_ms),
             "waiting": waiting,
         }
+    return {**run_fields(run, run_waiting), "tasks": tasks}
+
+
+def run_fields(run: dict[str, Any], run_waiting: str | None) -> dict[str, Any]:
+    """A run's own fields, without its tasks (a run view, and a list's run summary)."""
+    state = run["state"]
+    if state == RunState.RUNNING.value and run["worker"] is None:
+        run_waiting = (
+            run_waiting or "waiting for a new driver (the previous one was lost or gave the run back)"
+        )
     return {
         "runId": run["runId"],
         "dagId": run["dagId"],
@@ -87,7 +97,6 @@ def run_view(run: dict[str, Any], spec: DagSpec, run_waiting: str | None, now_ms
         "reason": run.get("failReason"),
         "reruns": run.get("reruns", 0),
         "interval": _interval(run.get("interval")),
-        "tasks": tasks,
     }
 
 

@@ -22,8 +22,10 @@ import uvicorn
 from kiok.config import Settings
 from kiok.errors import InvalidInput
 from kiok.security.tls import TlsFiles
+from kiok.worker import spawn_protocol
 from kiok.worker.driver import DriverEnv, base_task_env
 from kiok.worker.executors import default_executors
+from kiok.worker.forkserver import parse_preload
 from kiok.worker.isolation import Isolation, prepare_work_root, python_for_tasks, task_isolation
 from kiok.worker.link import MasterLink
 from kiok.worker.process import ProcessRunner, WorkDirs
@@ -141,6 +143,19 @@ def isolation_for(settings: Settings) -> Isolation:
     )
 
 
+def python_template(settings: Settings, python: str) -> spawn_protocol.Template | None:
+    """The warm interpreter python tasks are forked from (``kiok.worker.python.*``), or None
+    when ``kiok.worker.python.template.max.tasks`` is 0. A malformed setting refuses the start."""
+    max_tasks = settings.get_int("kiok.worker.python.template.max.tasks")
+    if max_tasks < 0:
+        raise InvalidInput(f"kiok.worker.python.template.max.tasks must be 0 or more, not {max_tasks}")
+    try:
+        preload = parse_preload(settings.get_str("kiok.worker.python.preload"))
+    except ValueError as e:
+        raise InvalidInput(str(e)) from None
+    return spawn_protocol.Template(python, list(preload), max_tasks) if max_tasks else None
+
+
 def build_worker(
     settings: Settings, link: MasterLink, environ: dict[str, str], isolation: Isolation
 ) -> Worker:
@@ -151,7 +166,10 @@ def build_worker(
     configured_root = settings.get_str("kiok.worker.work.dir")
     work_root = prepare_work_root(configured_root, data, worker_id, isolation)
     runner = ProcessRunner(
-        base_task_env(environ), spawners=settings.get_int("kiok.worker.spawners"), isolation=isolation
+        base_task_env(environ),
+        spawners=settings.get_int("kiok.worker.spawners"),
+        isolation=isolation,
+        python_template=python_template(settings, python),
     )
     runner.prewarm()
     env = DriverEnv(

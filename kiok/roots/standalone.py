@@ -66,6 +66,11 @@ class InProcessLink:
     def release_run(self, run_id: str, fence: Fence, reason: str) -> None:
         self._node.intake.release(self.worker_id, run_id, fence, reason).add_done_callback(_log_failure)
 
+    async def confirm_start(self, run_id: str, fence: Fence, task_id: str, record: dict[str, Any]) -> bool:
+        # In one process the record (sent by the driver's report) is applied before any
+        # other driver could exist: nothing to wait for.
+        return True
+
     async def acquire_task_permit(self) -> None:
         await self._permits.acquire()
 

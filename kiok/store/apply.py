@@ -356,7 +356,15 @@ def _create_run(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     spec = compiled_spec(record["spec"])
     args = check_args(spec.params, spec.param_rules, spec.allow_extra_args, cmd.args)
     run_id = create_run(
-        txn, record["spec"], cmd.trigger, args, None, cmd.at_ms, fx, dag_version=record["version"]
+        txn,
+        record["spec"],
+        cmd.trigger,
+        args,
+        None,
+        cmd.at_ms,
+        fx,
+        dag_version=record["version"],
+        trace=cmd.trace,
     )
     return {"runId": run_id}
 

@@ -17,6 +17,7 @@ from kiok.errors import Conflict, NotFound
 from kiok.store import commands as c
 from kiok.store import keys as k
 from kiok.store.effects import Effects
+from kiok.store.run_index import unindex
 from kiok.store.txn import Txn
 
 
@@ -66,18 +67,12 @@ def apply_delete_runs(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
 
 
 def _delete_run(txn: Txn, run: dict[str, Any]) -> None:
-    run_id, dag_id, seq = run["runId"], run["dagId"], run["seq"]
+    run_id, dag_id = run["runId"], run["dagId"]
     for task_key, _ in list(txn.scan(k.META, k.tasks_prefix(run_id))):
         txn.delete(k.META, task_key)
-    for key in (
-        k.run(run_id),
-        k.run_task_ids(run_id),
-        k.run_spec(run_id),
-        k.run_by_seq(seq),
-        k.run_by_dag(dag_id, seq),
-        k.active_run(run_id),
-    ):
+    for key in (k.run(run_id), k.run_task_ids(run_id), k.run_spec(run_id), k.active_run(run_id)):
         txn.delete(k.META, key)
+    unindex(txn, run)
     fire = run.get("scheduledMs")
     if fire is not None and txn.get(k.META, k.scheduled(dag_id, fire)) == run_id:
         dag = txn.get(k.META, k.dag(dag_id))

@@ -24,6 +24,7 @@ from kiok.store import commands as c
 from kiok.store import keys as k
 from kiok.store.apply_notify import on_run_end
 from kiok.store.effects import Effects
+from kiok.store.run_index import count_task, initial_counts, put_header
 from kiok.store.txn import Txn
 
 
@@ -38,6 +39,7 @@ def create_run(
     *,
     dag_version: int | None = None,
     interval: tuple[int, int] | None = None,
+    trace: str = "",
 ) -> str:
     """Create a PENDING run of ``spec``; ``dag_version`` is the DAG version it runs,
     ``interval`` the schedule interval ``[start, end)`` it stands for (backfills)."""
@@ -63,6 +65,7 @@ def create_run(
         "staleReports": 0,
         "open": len(spec["tasks"]),
         "failed": 0,
+        "taskCounts": initial_counts(len(spec["tasks"])),
         "dagVersion": dag_version,
     }
     run_timeout = compiled_spec(spec).run_timeout_ms
@@ -70,7 +73,9 @@ def create_run(
         run["runTimeoutMs"] = run_timeout
     if interval is not None:
         run["interval"] = {"startMs": interval[0], "endMs": interval[1]}
-    txn.put(k.META, k.run(run_id), run)
+    if trace:  # the trigger request's W3C traceparent: the run's spans join its trace
+        run["trace"] = trace
+    put_header(txn, run)
     txn.put(k.META, k.run_task_ids(run_id), [t["id"] for t in spec["tasks"]])
     txn.put(k.META, k.run_spec(run_id), spec)
     txn.put(k.META, k.run_by_seq(seq), run_id)
@@ -113,6 +118,7 @@ def _put_task(txn: Txn, run: dict[str, Any], tid: str, old: TaskRecord, new: Tas
     """Store one task's new record, keeping the header's counters in step."""
     run["open"] += int(old.is_terminal) - int(new.is_terminal)
     run["failed"] += int(new.state is TaskState.FAILED) - int(old.state is TaskState.FAILED)
+    count_task(run, old.state.value, new.state.value)
     txn.put(k.META, k.task(run["runId"], tid), new.to_dict())
 
 
@@ -130,7 +136,7 @@ def _close(txn: Txn, run: dict[str, Any], at_ms: int, fx: Effects) -> None:
         txn.delete(k.META, k.active_run(run["runId"]))
         on_run_end(txn, run, at_ms)
         fx.runs_finished.append(run["runId"])
-    txn.put(k.META, k.run(run["runId"]), run)
+    put_header(txn, run)
     fx.runs_changed.add(run["runId"])
 
 
@@ -209,7 +215,7 @@ def apply_report(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
         or (cmd.worker and cmd.worker != run["worker"])  # a worker reports only the runs it drives
     ):
         run["staleReports"] += 1
-        txn.put(k.META, k.run(cmd.run_id), run)
+        put_header(txn, run)
         fx.stale_reports += 1
         return {"accepted": 0, "stale": len(cmd.tasks), "fenced": True}
     accepted = stale = 0
@@ -226,6 +232,7 @@ def apply_report(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
         if verdict is ReportVerdict.ACCEPT:
             _put_task(txn, run, tid, stored, reported)
             accepted += 1
+            fx.task_reports.append((cmd.run_id, tid, stored, reported))
             if reported.is_terminal and reported.ended_at_ms is not None:
                 fx.task_ends.append(
                     (

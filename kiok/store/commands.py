@@ -303,6 +303,8 @@ class CreateRun(Command):
     dag_id: str = ""
     args: dict[str, Any] = field(default_factory=dict)
     trigger: str = "manual"
+    #: The trigger request's W3C ``traceparent`` when tracing is on ("" otherwise).
+    trace: str = ""
 
 
 @command

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kiok.core.states import TaskRecord
+
 
 @dataclass
 class Effects:
@@ -23,6 +25,9 @@ class Effects:
     stale_logs: int = 0
     #: Tasks a report ended: (final state, duration of the last attempt in ms), for metrics.
     task_ends: list[tuple[str, int]] = field(default_factory=list)
+    #: Every task record a report changed: (run id, task id, record before, record after),
+    #: for the queue-wait histogram and the attempt spans (one append per accepted record).
+    task_reports: list[tuple[str, str, TaskRecord, TaskRecord]] = field(default_factory=list)
     #: The keyring was installed or rotated: every node re-reads it before the next write.
     keyring_changed: bool = False
     #: Job-log chunks (run id, task id, bytes, stream) to append, in order, once the batch is
@@ -53,6 +58,7 @@ class Effects:
         self.stale_reports += other.stale_reports
         self.stale_logs += other.stale_logs
         self.task_ends.extend(other.task_ends)
+        self.task_reports.extend(other.task_reports)
         self.keyring_changed |= other.keyring_changed
         self.log_appends.extend(other.log_appends)
         self.maintenance_changed |= other.maintenance_changed

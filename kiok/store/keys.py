@@ -70,6 +70,29 @@ def runs_by_dag_prefix(dag_id: str) -> str:
 RUNS_BY_DAG_PREFIX = "dagruns/"
 
 
+def run_by_state(state: str, seq: int) -> str:
+    """(meta) Index: the runs in one state, by sequence number (``kiok.store.run_index``)."""
+    return f"staterun/{state}/{seq:016x}"
+
+
+def runs_by_state_prefix(state: str) -> str:
+    return f"staterun/{state}/"
+
+
+def run_by_dag_state(dag_id: str, state: str, seq: int) -> str:
+    """(meta) Index: one DAG's runs in one state, by sequence number."""
+    return f"dagstaterun/{dag_id}/{state}/{seq:016x}"
+
+
+def runs_by_dag_state_prefix(dag_id: str, state: str) -> str:
+    return f"dagstaterun/{dag_id}/{state}/"
+
+
+#: (kms keyspace, plain) The version of the run indexes this store holds; below
+#: ``kiok.store.run_index.VERSION`` they are built by a scan when the store is opened.
+RUN_INDEX_VERSION = "sys/run-index"
+
+
 def active_run(run_id: str) -> str:
     return f"active/{run_id}"
 

@@ -53,6 +53,22 @@ def _raw(items: Iterable[tuple[object, object]]) -> Iterator[tuple[bytes, bytes]
         yield k, v
 
 
+def _space_options() -> Options:
+    """A keyspace's options. Keys that live briefly (a run's ``active/`` marker, its entry
+    under the state it passes through) leave a tombstone each; in a history of a million
+    runs a scan over such a range would step over a million of them. An SST file with many
+    deletions is marked for compaction at once, which drops them."""
+    opts = Options(raw_mode=True)
+    opts.add_compact_on_deletion_collector_factory(_DELETION_WINDOW, _DELETION_TRIGGER, 0.5)
+    return opts
+
+
+#: Any window of this many entries in an SST file with at least the trigger's deletions
+#: (or half its entries deletions) gets the file compacted.
+_DELETION_WINDOW = 10_000
+_DELETION_TRIGGER = 2_000
+
+
 class RocksKV:
     """RocksDB with one column family per keyspace."""
 
@@ -83,7 +99,7 @@ class RocksKV:
         opts.create_if_missing(True)
         opts.create_missing_column_families(True)
         self._spaces = list(spaces)
-        self._db = Rdict(str(path), opts, column_families={s: Options(raw_mode=True) for s in self._spaces})
+        self._db = Rdict(str(path), opts, column_families={s: _space_options() for s in self._spaces})
         self._cf = {s: self._db.get_column_family(s) for s in self._spaces}
         self._handles = {s: self._db.get_column_family_handle(s) for s in self._spaces}
         self._sync = WriteOptions()
@@ -134,6 +150,12 @@ class RocksKV:
         flushes the memtable, then hard-links the SST files and copies the rest (backups)."""
         dest.parent.mkdir(parents=True, exist_ok=True)
         Checkpoint(self._db).create_checkpoint(str(dest))
+
+    def compact(self) -> None:
+        """Compact every keyspace whole: deleted data (retention, tombstones) leaves the disk
+        now rather than when RocksDB gets to it."""
+        for cf in self._cf.values():
+            cf.compact_range(None, None)
 
     def close(self) -> None:
         # Column-family objects keep the database open (and its LOCK held) until released.

@@ -7,12 +7,24 @@ Writes go only through ``CommandLog.propose``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from kiok.core.readiness import UNSTARTED
 from kiok.store import keys as k
 from kiok.store.kv import KVStore
 from kiok.store.txn import decode
+
+
+@dataclass(frozen=True)
+class RunQuery:
+    """Which runs a list wants: all filters optional; ``since_ms``/``until_ms`` bound the
+    creation time, ``[since, until)``."""
+
+    dag_id: str | None = None
+    state: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
 
 
 def access_key_is_current(key: dict[str, Any], user: dict[str, Any] | None) -> bool:
@@ -158,6 +170,10 @@ class StateReader:
             run["tasks"].update(stored)  # a run stored before the id list: all its tasks are here
         return run
 
+    def task(self, run_id: str, task_id: str) -> dict[str, Any] | None:
+        """One task's stored record (None while it is unstarted): cheaper than ``run``."""
+        return self._get(k.META, k.task(run_id, task_id))  # type: ignore[no-any-return]
+
     def run_spec(self, run_id: str) -> dict[str, Any] | None:
         return self._get(k.META, k.run_spec(run_id))  # type: ignore[no-any-return]
 
@@ -222,6 +238,66 @@ class StateReader:
             if header is not None:
                 yield header
 
+    def run_page(
+        self,
+        query: RunQuery,
+        *,
+        limit: int = 50,
+        cursor: int | None = None,
+        visible: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """Run headers (no task records) newest first, through the index that fits ``query``
+        (``kiok.store.run_index``): a page costs about ``limit`` reads whatever the size of
+        the history. ``cursor`` is the sequence number to continue below; returns the page
+        and the cursor of the next page (None when there is none). ``visible`` leaves runs
+        out of the page, as the query does."""
+        if query.dag_id is not None and query.state is not None:
+            prefix = k.runs_by_dag_state_prefix(query.dag_id, query.state)
+        elif query.dag_id is not None:
+            prefix = k.runs_by_dag_prefix(query.dag_id)
+        elif query.state is not None:
+            prefix = k.runs_by_state_prefix(query.state)
+        else:
+            prefix = k.RUNS_BY_SEQ_PREFIX
+        below = cursor
+        if query.until_ms is not None:
+            first_after = self._first_seq_created_at(query.until_ms)
+            if first_after is not None:
+                below = first_after if below is None else min(below, first_after)
+        after = f"{prefix}{below:016x}".encode() if below is not None else None
+        page: list[dict[str, Any]] = []
+        for _, raw in self._kv.scan(k.META, prefix.encode(), after=after, reverse=True):
+            header = self.run_header(decode(raw))
+            if header is None:
+                continue
+            if query.since_ms is not None and header["createdMs"] < query.since_ms:
+                break  # runs are numbered in creation order: every older one is earlier still
+            if query.until_ms is not None and header["createdMs"] >= query.until_ms:
+                continue
+            if visible is not None and not visible(header):
+                continue
+            if len(page) == limit:
+                return page, page[-1]["seq"]
+            page.append(header)
+        return page, None
+
+    def _first_seq_created_at(self, at_ms: int) -> int | None:
+        """The sequence number of the oldest run created at or after ``at_ms`` (None: no
+        such run), by bisection over ``runs/<seq>``: sequence numbers follow creation time."""
+        lo, hi = 1, int(self._get(k.META, k.RUN_SEQ_COUNTER) or 0) + 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            after = k.run_by_seq(mid - 1).encode()
+            found = next(iter(self._kv.scan(k.META, k.RUNS_BY_SEQ_PREFIX.encode(), after=after)), None)
+            header = None if found is None else self.run_header(decode(found[1]))
+            if header is None:
+                hi = mid
+            elif header["createdMs"] >= at_ms:
+                hi = min(mid, header["seq"])
+            else:
+                lo = header["seq"] + 1
+        return None if hi > int(self._get(k.META, k.RUN_SEQ_COUNTER) or 0) else lo
+
     def runs(
         self,
         *,
@@ -231,27 +307,9 @@ class StateReader:
         cursor: int | None = None,
         visible: Callable[[dict[str, Any]], bool] | None = None,
     ) -> tuple[list[dict[str, Any]], int | None]:
-        """Runs (with tasks) newest first; ``cursor`` is the sequence number to continue below. Returns
-        the page and the cursor of the next page (None when there is none). ``visible`` (given
-        the run without its tasks) leaves runs out of the page, as ``state`` does."""
-        if dag_id is not None:
-            prefix = k.runs_by_dag_prefix(dag_id)
-            after = k.run_by_dag(dag_id, cursor) if cursor is not None else None
-        else:
-            prefix = k.RUNS_BY_SEQ_PREFIX
-            after = k.run_by_seq(cursor) if cursor is not None else None
-        page: list[dict[str, Any]] = []
-        for _, raw in self._kv.scan(
-            k.META, prefix.encode(), after=after.encode() if after else None, reverse=True
-        ):
-            header = self.run_header(decode(raw))
-            if header is None or (state is not None and header["state"] != state):
-                continue
-            if visible is not None and not visible(header):
-                continue
-            if len(page) == limit:
-                return page, page[-1]["seq"]
-            run = self.run(header["runId"])
-            if run is not None:
-                page.append(run)
-        return page, None
+        """Like ``run_page``, each run with its task records (``run``)."""
+        headers, next_seq = self.run_page(
+            RunQuery(dag_id=dag_id, state=state), limit=limit, cursor=cursor, visible=visible
+        )
+        page = [run for run in (self.run(h["runId"]) for h in headers) if run is not None]
+        return page, next_seq

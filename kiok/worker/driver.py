@@ -24,6 +24,7 @@ from kiok.core.placeholders import Context, has_placeholders, param_env, param_v
 from kiok.core.retry import fail_event, timeout_ms_for
 from kiok.core.states import RunState, TaskRecord, TaskState
 from kiok.core.timefmt import iso_utc
+from kiok.core.tracecontext import attempt_traceparent
 from kiok.core.transitions import TaskEvent, TaskEventKind, apply_task_event
 from kiok.dag.load import compiled_spec
 from kiok.dag.spec import TaskSpec, TaskType
@@ -199,6 +200,8 @@ class RunDriver:
                     before, TaskEvent(TaskEventKind.START, now, worker=self._env.worker_id)
                 )
                 self._set(tid, rec)
+                if not await self._env.link.confirm_start(self.run_id, self.fence, tid, rec.to_dict()):
+                    return  # the run moved to another driver: this one is being stopped
                 lost = interrupted_attempt(before)
                 notes: list[str] = []
                 if lost is not None:
@@ -355,6 +358,10 @@ class RunDriver:
         )
         if self.assignment.scheduled_ms is not None:
             env["KIOK_SCHEDULED_TIME"] = iso_utc(self.assignment.scheduled_ms)
+        run_tp = self.assignment.traceparent
+        attempt_tp = attempt_traceparent(run_tp, tid, attempt) if run_tp else None
+        if attempt_tp is not None:  # the attempt's span: the task's own spans join the run's trace
+            env["TRACEPARENT"] = attempt_tp
         return env
 
     def _task_log(self, tid: str) -> TaskLog:
@@ -384,6 +391,11 @@ class RunDriver:
         """Send the state changes gathered so far (they are otherwise sent after the linger)."""
         self._flush_scheduled = False
         if self._outbox and not self._fenced_out:
+            if any(rec.is_terminal for rec in self._outbox.values()):
+                # The run log's lines so far (" c attempt 1 SUCCESS" …) go before the report
+                # that ends a task, so they travel in the outbox with it: a worker killed
+                # right after would otherwise lose them with its 2 s batch timer.
+                self._runlog.flush()
             changes, self._outbox = [(tid, rec.to_dict()) for tid, rec in self._outbox.items()], {}
             for i in range(0, len(changes), _REPORT_MAX_TASKS):
                 self._env.link.report_tasks(self.run_id, self.fence, dict(changes[i : i + _REPORT_MAX_TASKS]))

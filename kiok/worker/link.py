@@ -4,6 +4,7 @@ both implement it, so the driver never knows which one it talks to."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any, Protocol
 
 from kiok.protocol.messages import Fence
@@ -29,6 +30,17 @@ class MasterLink(Protocol):
 
     def release_run(self, run_id: str, fence: Fence, reason: str) -> None:
         """Give a run back without finishing it (drain timeout, shutdown)."""
+        ...
+
+    def confirm_start(
+        self, run_id: str, fence: Fence, task_id: str, record: dict[str, Any]
+    ) -> Awaitable[bool]:
+        """Called with an attempt's RUNNING record before its process starts: resolves once
+        the masters have committed it (True), or to False when they refused the fence (the
+        run moved to another driver; this one is told to stop). A driver cut off from the
+        masters thus starts nothing that a new driver could start again under the same
+        attempt number: ``KIOK_ATTEMPT`` names one execution. Starts in the same event-loop
+        turn share one round trip."""
         ...
 
     def acquire_task_permit(self) -> Any:

@@ -32,15 +32,19 @@ import logging
 import os
 import ssl
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kiok.core.states import TERMINAL_TASK_STATES
 from kiok.errors import ProtocolError
 from kiok.ids import RUN_LOG_TASK
+from kiok.protocol.codec import FROM_MASTER, decode, encode, kind_of
 from kiok.protocol.framing import read_frame, write_frame
-from kiok.protocol.messages import PROTOCOL_VERSION, Fence, OfferReply, OfferVerdict, Refusal
-from kiok.protocol.wire import Kind, assignment_from_wire, field, frame, kind_of, outbox_keys_from_wire
+from kiok.protocol.kinds import Kind
+from kiok.protocol.messages import PROTOCOL_VERSION, Claim, Fence, Message, OfferReply, OfferVerdict, Refusal
+from kiok.protocol.to_master import Heartbeat, Hello, Log, Permit, PermitFree, Release, Report
+from kiok.protocol.to_worker import Abandon, Cancel, LogAck, Offer, PermitGrant, Refused, ReportAck, Welcome
 from kiok.worker.outbox import Outbox
 
 if TYPE_CHECKING:
@@ -111,7 +115,7 @@ class MasterClient:
         self._max_frame = max_frame_bytes
         self._ssl = ssl_context
         self._worker: Worker | None = None
-        self._out: asyncio.Queue[dict[str, Any] | None] | None = None
+        self._out: asyncio.Queue[Message | None] | None = None
         self._connected = asyncio.Event()
         self._ids = itertools.count(1)
         self._permit_waiters: dict[int, asyncio.Future[None]] = {}
@@ -133,12 +137,25 @@ class MasterClient:
         #: Reconnect without the back-off (the token is to follow a refused credential).
         self._retry_now = False
         self._log_ids = itertools.count(1)
-        #: Log batches not yet acknowledged, in the order written: request id -> LOG fields.
-        self._logs: dict[int, dict[str, Any]] = {}
+        #: Log batches not yet acknowledged, in the order written, by request id.
+        self._logs: dict[int, Log] = {}
         self._log_bytes = 0
         self._shed_warned = False
         #: Progress (non-terminal) reports written while cut off: (run, term, epoch) -> records.
         self._held: dict[tuple[str, int, int], dict[str, dict[str, Any]]] = {}
+        #: Attempt starts of this event-loop turn, not yet sent: (run, term, epoch) -> their
+        #: RUNNING records and the future their drivers wait on (``confirm_start``).
+        self._starts_unsent: dict[_RunFence, tuple[dict[str, dict[str, Any]], asyncio.Future[bool]]] = {}
+        #: Sent starts awaiting their commit, by (negative) request id; sent again after a
+        #: reconnect until acknowledged.
+        self._starts: dict[int, _Start] = {}
+        #: How long after a start was sent its acknowledgement still lets the attempt begin:
+        #: half the masters' heartbeat timeout (told in the WELCOME). The masters keep a run
+        #: with its driver for that timeout after they last heard from it, so an answer that
+        #: took longer (a stalled process, a network that held it) may be about a run that has
+        #: moved since: the start is confirmed again instead.
+        self._start_lease_s = 2.5
+        self._start_ids = itertools.count(1)
 
     def attach(self, worker: Worker) -> None:
         self._worker = worker
@@ -152,17 +169,17 @@ class MasterClient:
             # Durable until the master acknowledges it, with the run's log batches not yet
             # acknowledged (they are sent before it if the worker restarts).
             logs = [
-                [b["task"], b["offset"], b["data"], b["final"]]
+                [b.task_id, b.offset, b.data, b.final]
                 for b in self._logs.values()
-                if b["run"] == run_id
-                and (b["task"] in tasks or b["task"] == RUN_LOG_TASK)
-                and (b["term"], b["epoch"]) == (fence.term, fence.epoch)
+                if b.run_id == run_id
+                and (b.task_id in tasks or b.task_id == RUN_LOG_TASK)
+                and b.fence == fence
             ]
             key = self._outbox.put({**record, "logs": logs} if logs else record)
         elif self._out is None:  # cut off: the latest record of each task goes after reconnecting
             self._held.setdefault((run_id, fence.term, fence.epoch), {}).update(tasks)
             return
-        self._send(frame(Kind.REPORT, key, **record))
+        self._send(Report(run_id, fence, tasks, request=key))
 
     def append_log(
         self, run_id: str, fence: Fence, task_id: str, data: bytes, *, offset: int, final: bool
@@ -170,25 +187,17 @@ class MasterClient:
         if not data:
             return
         request = next(self._log_ids)
-        batch = {
-            "run": run_id,
-            "term": fence.term,
-            "epoch": fence.epoch,
-            "task": task_id,
-            "data": data,
-            "offset": offset,
-            "final": final,
-        }
+        batch = Log(run_id, fence, task_id, data, offset, final, request=request)
         self._logs[request] = batch
         self._log_bytes += len(data)
         if self._log_bytes > _PENDING_LOG_BYTES:
             self._shed_logs()
-        self._send(frame(Kind.LOG, request, **batch))
+        self._send(batch)
 
     def _shed_logs(self) -> None:
         while self._log_bytes > _PENDING_LOG_BYTES and len(self._logs) > 1:
             batch = self._logs.pop(next(iter(self._logs)))
-            self._log_bytes -= len(batch["data"])
+            self._log_bytes -= len(batch.data)
         if not self._shed_warned:
             self._shed_warned = True
             log.warning(
@@ -196,8 +205,48 @@ class MasterClient:
                 _PENDING_LOG_BYTES // (1024 * 1024),
             )
 
+    def confirm_start(
+        self, run_id: str, fence: Fence, task_id: str, record: dict[str, Any]
+    ) -> Awaitable[bool]:
+        key = (run_id, fence.term, fence.epoch)
+        entry = self._starts_unsent.get(key)
+        if entry is None:
+            loop = asyncio.get_running_loop()
+            entry = ({}, loop.create_future())
+            if not self._starts_unsent:
+                loop.call_soon(self._send_starts)
+            self._starts_unsent[key] = entry
+        entry[0][task_id] = record
+        # Shielded: a driver whose attempt is cancelled must not cancel its neighbours' wait.
+        return asyncio.shield(entry[1])
+
+    def _send_starts(self) -> None:
+        """One REPORT per (run, fence) for the starts of this turn. Its id is negative: the
+        master acknowledges it once committed, like an outbox report, but it is no outbox
+        entry (a worker that dies before the ack never started those attempts)."""
+        unsent, self._starts_unsent = self._starts_unsent, {}
+        for key, (tasks, fut) in unsent.items():
+            self._send_start(_Start(key, tasks, fut, 0.0))
+
+    def _send_start(self, start: _Start) -> None:
+        request = -next(self._start_ids)
+        start.sent_at = asyncio.get_running_loop().time()
+        self._starts[request] = start
+        self._send(_start_frame(request, start.run_fence, start.tasks))
+
+    def _start_confirmed(self, request: int, fenced: bool) -> None:
+        start = self._starts.pop(request, None)
+        if start is None or start.fut.done():
+            return
+        if fenced:
+            start.fut.set_result(False)
+        elif asyncio.get_running_loop().time() - start.sent_at > self._start_lease_s:
+            self._send_start(start)  # a late answer proves nothing about now: ask again
+        else:
+            start.fut.set_result(True)
+
     def release_run(self, run_id: str, fence: Fence, reason: str) -> None:
-        self._send(frame(Kind.RELEASE, run=run_id, term=fence.term, epoch=fence.epoch, reason=reason))
+        self._send(Release(run_id, fence, reason))
 
     async def acquire_task_permit(self) -> None:
         while True:
@@ -205,7 +254,7 @@ class MasterClient:
             request = next(self._ids)
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._permit_waiters[request] = fut
-            self._send(frame(Kind.PERMIT, request))
+            self._send(Permit(request=request))
             try:
                 await fut
                 self._permits_on_connection += 1
@@ -218,7 +267,7 @@ class MasterClient:
     def release_task_permit(self) -> None:
         if self._permits_on_connection > 0:
             self._permits_on_connection -= 1
-            self._send(frame(Kind.PERMIT_FREE))
+            self._send(PermitFree())
 
     def claims(self) -> list[dict[str, Any]]:
         """The runs this worker holds, with their fences: those it drives, and those whose
@@ -232,7 +281,10 @@ class MasterClient:
                 claims.append({"run": run_id, "term": term, "epoch": epoch})
         return claims
 
-    def _send(self, message: dict[str, Any]) -> None:
+    def _claims(self) -> tuple[Claim, ...]:
+        return tuple(Claim(c["run"], Fence(c["term"], c["epoch"])) for c in self.claims())
+
+    def _send(self, message: Message) -> None:
         if self._out is not None:
             self._out.put_nowait(message)
 
@@ -307,33 +359,33 @@ class MasterClient:
         assert self._worker is not None
         reader, writer = await asyncio.wait_for(self._connect(host, port), self._connect_timeout_s)
         try:
-            hello: dict[str, Any] = {
-                "worker": self._worker_id,
-                "labels": list(self._worker.labels),
-                "slots": self._worker.total_slots,
-                "runs": self.claims(),
-                "capabilities": [],
-                "taskIsolation": self._worker.task_isolation,
-            }
-            if self._status_url:
-                hello["statusUrl"] = self._status_url
-            hello.update(self._auth())
-            await write_frame(writer, frame(Kind.HELLO, **hello), timeout_s=self._io_timeout_s)
-            answer = await read_frame(
-                reader, timeout_s=self._connect_timeout_s, max_frame_bytes=self._max_frame
+            credential, join_token = self._auth()
+            hello = Hello(
+                self._worker_id,
+                tuple(self._worker.labels),
+                self._worker.total_slots,
+                self._claims(),
+                task_isolation=self._worker.task_isolation,
+                status_url=self._status_url,
+                credential=credential,
+                join_token=join_token,
             )
-            if answer is None:
+            await write_frame(writer, encode(hello), timeout_s=self._io_timeout_s)
+            raw = await read_frame(reader, timeout_s=self._connect_timeout_s, max_frame_bytes=self._max_frame)
+            if raw is None:
                 hint = (
                     " (a TLS master may require a client certificate: kiok.tls.cert/key)" if self._ssl else ""
                 )
                 raise ConnectionError(f"the master closed the connection during the hello{hint}")
-            if kind_of(answer) is Kind.REFUSED:
+            if kind_of(raw) not in (Kind.REFUSED, Kind.WELCOME):
+                raise ProtocolError("expected a welcome")
+            answer = decode(raw)
+            if isinstance(answer, Refused):
                 self._refused(answer, f"{host}:{port}")
                 return
-            if kind_of(answer) is not Kind.WELCOME:
-                raise ProtocolError("expected a welcome")
-            term = answer.get("term")
-            if isinstance(term, int) and term < self.max_term:
+            assert isinstance(answer, Welcome)
+            term = answer.term
+            if term < self.max_term:
                 self.state = "looking for the leader"
                 log.warning(
                     "master %s:%d leads an old term (%d < %d): trying another",
@@ -343,11 +395,14 @@ class MasterClient:
                     self.max_term,
                 )
                 return
-            if isinstance(term, int):
-                self.max_term = term
-            self._outbox.set_keys(outbox_keys_from_wire(answer))
-            if isinstance(answer.get("credential"), str):
-                self._save_credential(answer["credential"])
+            self.max_term = term
+            if answer.heartbeat_timeout_ms:
+                self._start_lease_s = answer.heartbeat_timeout_ms / 2000
+            if answer.outbox_keys is None:
+                raise ProtocolError("welcome: field 'outboxKeys' missing or of the wrong type")
+            self._outbox.set_keys(answer.outbox_keys.keyring())
+            if answer.credential is not None:
+                self._save_credential(answer.credential)
                 self._credential_refused = False
                 log.info("admitted with the join token; credential saved to %s", self._credential_file)
             self._sent_auth = "credential"  # from here on, this worker is its credential
@@ -359,7 +414,7 @@ class MasterClient:
             writer.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        out: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        out: asyncio.Queue[Message | None] = asyncio.Queue()
         self._out = out
         self._permits_on_connection = 0
         self._replay(out)
@@ -380,48 +435,51 @@ class MasterClient:
             # Wait for them to end, so none is left holding an exception nobody retrieves.
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _replay(self, out: asyncio.Queue[dict[str, Any] | None]) -> None:
+    def _replay(self, out: asyncio.Queue[Message | None]) -> None:
         """What the last connection may not have delivered: unacknowledged log batches, the
-        progress held while cut off, then the outbox's terminal reports, oldest first, each
+        progress held while cut off, the attempt starts awaiting their commit, then the
+        outbox's terminal reports, oldest first, each
         after the log batches it carries (those written by an earlier process exist nowhere
         else; this process's own are among the batches above, or stored)."""
-        for request, batch in self._logs.items():
-            out.put_nowait(frame(Kind.LOG, request, **batch))
+        for batch in self._logs.values():
+            out.put_nowait(batch)
         for (run_id, term, epoch), tasks in self._held.items():
-            out.put_nowait(frame(Kind.REPORT, run=run_id, term=term, epoch=epoch, tasks=tasks))
+            out.put_nowait(Report(run_id, Fence(term, epoch), tasks))
         self._held = {}
+        for request, start in self._starts.items():
+            out.put_nowait(_start_frame(request, start.run_fence, start.tasks))
         for key, record in self._outbox.pending():
             logs = record.pop("logs", None) or ()
+            run_id, fence = record["run"], Fence(record["term"], record["epoch"])
             if key <= self._outbox.recovered:
                 for task, offset, data, final in logs:
-                    fence = {"run": record["run"], "term": record["term"], "epoch": record["epoch"]}
-                    out.put_nowait(frame(Kind.LOG, **fence, task=task, data=data, offset=offset, final=final))
-            out.put_nowait(frame(Kind.REPORT, key, **record))
+                    out.put_nowait(Log(run_id, fence, task, data, offset, final))
+            out.put_nowait(Report(run_id, fence, record["tasks"], request=key))
 
-    def _auth(self) -> dict[str, str]:
-        """The hello's authentication: the saved credential unless the master refused it and
-        a join token is configured; then the token."""
+    def _auth(self) -> tuple[str | None, str | None]:
+        """The hello's authentication, (credential, join token): the saved credential unless
+        the master refused it and a join token is configured; then the token."""
         credential = self._credential()
         if credential and not (self._credential_refused and self._join_token):
             self._sent_auth = "credential"
-            return {"credential": credential}
+            return credential, None
         if self._join_token:
             self._sent_auth = "joinToken"
-            return {"joinToken": self._join_token}
+            return None, self._join_token
         self._sent_auth = ""
-        return {}
+        return None, None
 
-    def _refused(self, m: dict[str, Any], who: str) -> None:
-        code = m.get("code")
-        reason = str(m.get("reason", ""))
+    def _refused(self, m: Refused, who: str) -> None:
+        code = m.code
+        reason = m.reason
         if code in _IDENTITY_REFUSED:
             if self._sent_auth == "joinToken" and self._credential_refusal:
                 reason = f"{self._credential_refusal}; and the join token: {reason}"
             self._identity_refused(reason)
         if code == Refusal.NOT_LEADER:
             self.state = "looking for the leader"
-            leader = m.get("leader")
-            if isinstance(leader, str):
+            leader = m.leader
+            if leader is not None:
                 with contextlib.suppress(ValueError):
                     self._redirect = parse_masters(leader)[0]
             log.info("%s does not lead; leader: %s", who, leader or "unknown yet")
@@ -450,24 +508,20 @@ class MasterClient:
             if not fut.done():
                 fut.set_exception(ConnectionError("connection lost"))
 
-    async def _write_loop(
-        self, writer: asyncio.StreamWriter, out: asyncio.Queue[dict[str, Any] | None]
-    ) -> None:
+    async def _write_loop(self, writer: asyncio.StreamWriter, out: asyncio.Queue[Message | None]) -> None:
         while True:
             message = await out.get()
             if message is None:
                 return
-            await write_frame(writer, message, timeout_s=self._io_timeout_s, max_frame_bytes=self._max_frame)
+            await write_frame(
+                writer, encode(message), timeout_s=self._io_timeout_s, max_frame_bytes=self._max_frame
+            )
 
     async def _heartbeats(self) -> None:
         assert self._worker is not None
         while True:
             w = self._worker
-            self._send(
-                frame(
-                    Kind.HEARTBEAT, free=w.total_slots - w.busy_slots, draining=w.draining, runs=self.claims()
-                )
-            )
+            self._send(Heartbeat(w.total_slots - w.busy_slots, w.draining, self._claims()))
             await asyncio.sleep(self._heartbeat_s)
 
     async def _read_loop(self, reader: asyncio.StreamReader) -> None:
@@ -475,74 +529,66 @@ class MasterClient:
         worker = self._worker
         # The master may stay silent for long: reads wait, writes carry the deadlines.
         while True:
-            m = await read_frame(reader, timeout_s=3600 * 24, max_frame_bytes=self._max_frame)
-            if m is None:
+            raw = await read_frame(reader, timeout_s=3600 * 24, max_frame_bytes=self._max_frame)
+            if raw is None:
                 raise ConnectionError("the master closed the connection")
-            kind = kind_of(m)
-            if kind is Kind.OFFER:
-                assignment = assignment_from_wire(m)
+            kind = kind_of(raw)
+            if kind not in FROM_MASTER or kind is Kind.WELCOME:
+                raise ProtocolError(f"unexpected message {kind.value!r} from the master")
+            m = decode(raw)
+            if isinstance(m, Offer):
+                assignment = m.assignment
                 if assignment.fence.term < self.max_term:
                     reply = OfferReply(
                         OfferVerdict.NAK, f"term {assignment.fence.term} is older than {self.max_term}"
                     )
                 else:
                     reply = worker.offer(assignment, assignment.spec.get("dag", {}).get("labels", ()))
-                self._send(
-                    frame(
-                        Kind.OFFER_REPLY,
-                        field(m, "id", int),
-                        verdict=reply.verdict.value,
-                        reason=reply.reason,
-                    )
-                )
-            elif kind is Kind.REPORT_ACK:
-                key = field(m, "id", int)
-                if key:
+                self._send(OfferReply(reply.verdict, reply.reason, request=m.request))
+            elif isinstance(m, ReportAck):
+                key = m.request
+                if key > 0:
                     self._outbox.ack(key)
-                if m.get("fenced"):
-                    fence = _fence_of(m)
-                    worker.abandon(str(m.get("run")), "the master rejected its report (stale fence)", fence)
-            elif kind is Kind.LOG_ACK:
-                batch = self._logs.pop(field(m, "id", int), None)
+                elif key < 0:
+                    self._start_confirmed(key, m.fenced)
+                if m.fenced:
+                    worker.abandon(m.run_id, "the master rejected its report (stale fence)", m.fence)
+            elif isinstance(m, LogAck):
+                batch = self._logs.pop(m.request, None)
                 if batch is not None:
-                    self._log_bytes -= len(batch["data"])
-                    if m.get("fenced"):
-                        fence = Fence(batch["term"], batch["epoch"])
-                        worker.abandon(batch["run"], "the master refused its log batch (stale fence)", fence)
-            elif kind is Kind.CANCEL:
-                worker.cancel(field(m, "run", str))
-            elif kind is Kind.ABANDON:
-                for claim in _abandoned(m):
-                    worker.abandon(claim[0], "the master gave the run to another driver", claim[1])
-            elif kind is Kind.PERMIT_GRANT:
-                fut = self._permit_waiters.get(field(m, "id", int))
+                    self._log_bytes -= len(batch.data)
+                    if m.fenced:
+                        reason = "the master refused its log batch (stale fence)"
+                        worker.abandon(batch.run_id, reason, batch.fence)
+            elif isinstance(m, Cancel):
+                worker.cancel(m.run_id)
+            elif isinstance(m, Abandon):
+                for run_id, fence in m.abandoned():
+                    worker.abandon(run_id, "the master gave the run to another driver", fence)
+            elif isinstance(m, PermitGrant):
+                fut = self._permit_waiters.get(m.request)
                 if fut is not None and not fut.done():
                     fut.set_result(None)
                 else:  # nobody waits any more: give it back
-                    self._send(frame(Kind.PERMIT_FREE))
-            elif kind is Kind.REFUSED:
+                    self._send(PermitFree())
+            elif isinstance(m, Refused):
                 self._refused(m, "the master")
-                raise ConnectionError(str(m.get("reason")))
-            else:
-                raise ProtocolError(f"unexpected message {kind.value!r} from the master")
+                raise ConnectionError(m.reason)
 
 
-def _fence_of(m: dict[str, Any]) -> Fence | None:
-    """The fence an acknowledgement names, if it names one."""
-    term, epoch = m.get("term"), m.get("epoch")
-    if isinstance(term, int) and isinstance(epoch, int):
-        return Fence(term, epoch)
-    return None
+_RunFence = tuple[str, int, int]
 
 
-def _abandoned(m: dict[str, Any]) -> list[tuple[str, Fence | None]]:
-    """The runs an ABANDON names, each with the fence it was claimed under when the master
-    says (only the driver holding that fence stops; a newer one of the same run goes on)."""
-    claims = m.get("claims")
-    if isinstance(claims, list):
-        return [
-            (str(c.get("run")), _fence_of(c))
-            for c in claims
-            if isinstance(c, dict) and isinstance(c.get("run"), str)
-        ]
-    return [(str(run_id), None) for run_id in m.get("runs") or ()]
+@dataclass
+class _Start:
+    """Attempt starts of one (run, fence) awaiting the commit of their RUNNING records."""
+
+    run_fence: _RunFence
+    tasks: dict[str, dict[str, Any]]
+    fut: asyncio.Future[bool]
+    sent_at: float
+
+
+def _start_frame(request: int, key: _RunFence, tasks: dict[str, dict[str, Any]]) -> Report:
+    run_id, term, epoch = key
+    return Report(run_id, Fence(term, epoch), tasks, request=request)

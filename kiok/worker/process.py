@@ -157,7 +157,9 @@ class _Spawner(asyncio.Protocol):
             elif isinstance(msg, sp.Exited):
                 entry = self.pending.pop(msg.id, None)
                 if entry is not None and not entry.future.done():
-                    entry.future.set_result(ProcessOutcome(msg.exit_code, msg.timed_out, msg.stopped))
+                    entry.future.set_result(
+                        ProcessOutcome(msg.exit_code, msg.timed_out, msg.stopped, msg.error)
+                    )
             elif isinstance(msg, sp.Failed):
                 entry = self.pending.pop(msg.id, None)
                 if entry is not None and not entry.future.done():
@@ -169,6 +171,8 @@ class _Spawner(asyncio.Protocol):
                     )
                 elif not self.ready.done():
                     self.ready.set_result(None)
+            elif isinstance(msg, sp.Notice):
+                log.error("task spawner: %s", msg.message)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
@@ -193,7 +197,8 @@ class ProcessRunner:
     (or by ``prewarm``) and again after it died; an attempt goes to the one with the fewest
     running. More than one, because starting a process blocks its spawner until the new
     process has exec'd (~0.5 ms here). ``spawner_env`` is the spawners' environment (which
-    tasks inherit), ``isolation`` how they run tasks (as whom, in which namespace)."""
+    tasks inherit), ``isolation`` how they run tasks (as whom, in which namespace), and
+    ``python_template`` the warm interpreter each keeps for python tasks (None: none)."""
 
     def __init__(
         self,
@@ -201,8 +206,10 @@ class ProcessRunner:
         *,
         spawners: int = 1,
         isolation: Isolation = NO_ISOLATION,
+        python_template: sp.Template | None = None,
     ) -> None:
         self._isolation = isolation
+        self._template = python_template
         self._env = isolation.spawner_env(dict(os.environ if spawner_env is None else spawner_env))
         self._spawners: list[_Spawner | None] = [None] * max(1, spawners)
         self._starting: list[asyncio.Lock] | None = None
@@ -233,18 +240,21 @@ class ProcessRunner:
         stop: StopSignal,
         grace_s: float,
         script: str | None = None,
+        fork: bool = False,
     ) -> ProcessOutcome:
         """Run to the end in ``cwd`` (an empty directory from ``WorkDirs``, created if
         missing), which is emptied afterwards, with ``env`` added to the spawner's
         environment (only the difference travels; isolated, ``HOME`` is ``cwd``) and
         ``script`` readable at ``/dev/fd/3``. ``output`` is called in order, and every call
-        happens before this returns. Raises ``OSError`` when the process cannot start."""
+        happens before this returns. Raises ``OSError`` when the process cannot start.
+        ``fork``: ``argv`` is ``[<python>, -u, /dev/fd/3]``, which the spawner's python
+        template forks rather than starts when it is of that interpreter."""
         spawner = await self._connected(self._least_busy())
         attempt_id = next(self._ids)
         entry = _Pending(asyncio.get_running_loop().create_future(), output)
         spawner.pending[attempt_id] = entry
         env = {**env, "HOME": str(cwd)} if self._isolation.as_user else dict(env)
-        start = sp.Start(attempt_id, list(argv), str(cwd), env, timeout_s, grace_s, script)
+        start = sp.Start(attempt_id, list(argv), str(cwd), env, timeout_s, grace_s, script, fork)
         spawner.send(start, now=len(spawner.pending) == 1)
         forget_stop = stop.on_set(lambda: _send_stop(spawner, attempt_id))
         try:
@@ -302,6 +312,8 @@ class ProcessRunner:
         spawner = _Spawner(proc, loop.create_future(), self._isolation.pid_namespace)
         await loop.create_unix_connection(lambda: spawner, sock=ours)
         await asyncio.wait_for(asyncio.shield(spawner.ready), _START_TIMEOUT_S)
+        if self._template is not None:
+            spawner.send(self._template, now=True)
         log.debug("task spawner started (pid %d)", proc.pid)
         return spawner
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from enum import IntEnum
 from typing import Any
 
-VERSION = 2
+VERSION = 3
 
 
 class Kind(IntEnum):
@@ -23,6 +23,8 @@ class Kind(IntEnum):
     OUTPUT = 4
     EXITED = 5
     FAILED = 6
+    TEMPLATE = 7
+    NOTICE = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +41,9 @@ class Start:
     the spawner's own environment, in a new session, stdin closed, stdout and stderr merged,
     and ``script`` (when not None) readable at file descriptor 3 (``/dev/fd/3``): a script
     is never an argument (``/proc/<pid>/cmdline`` is world-readable) nor a file on disk.
-    Stop it (SIGTERM to its group, ``grace_s``, SIGKILL) after ``timeout_s``."""
+    Stop it (SIGTERM to its group, ``grace_s``, SIGKILL) after ``timeout_s``. With ``fork``
+    (a python task whose ``argv`` is ``[<python>, -u, /dev/fd/3]``), a spawner with a python
+    template of that interpreter forks the template instead (``kiok.worker.forkserver``)."""
 
     id: int
     argv: list[str]
@@ -48,6 +52,7 @@ class Start:
     timeout_s: float
     grace_s: float
     script: str | None
+    fork: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +87,8 @@ class Exited:
     exit_code: int
     timed_out: bool
     stopped: bool
+    #: Set when how it ended is unknown (its python template died under it).
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +101,25 @@ class Failed:
     filename: str | None
 
 
-Message = Hello | Start | Stop | Started | Output | Exited | Failed
+@dataclass(frozen=True, slots=True)
+class Template:
+    """Worker -> spawner, after ``Hello``: keep a python template of ``python`` with the
+    modules ``preload`` imported, replaced after ``max_tasks`` forks (and when a later
+    ``Template`` names another interpreter or other modules)."""
+
+    python: str
+    preload: list[str]
+    max_tasks: int
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Spawner -> worker: what the operator must hear of (the worker logs it as an error)."""
+
+    message: str
+
+
+Message = Hello | Start | Stop | Started | Output | Exited | Failed | Template | Notice
 
 _KIND_OF: dict[type[Any], Kind] = {
     Hello: Kind.HELLO,
@@ -104,6 +129,8 @@ _KIND_OF: dict[type[Any], Kind] = {
     Output: Kind.OUTPUT,
     Exited: Kind.EXITED,
     Failed: Kind.FAILED,
+    Template: Kind.TEMPLATE,
+    Notice: Kind.NOTICE,
 }
 _CLASS_OF: dict[int, type[Any]] = {kind: cls for cls, kind in _KIND_OF.items()}
 _FIELDS: dict[type[Any], tuple[str, ...]] = {cls: tuple(f.name for f in fields(cls)) for cls in _KIND_OF}
@@ -124,4 +151,17 @@ def from_wire(raw: Any) -> Message:
     return msg
 
 
-__all__ = ["VERSION", "Exited", "Failed", "Hello", "Kind", "Message", "Output", "Start", "Started", "Stop"]
+__all__ = [
+    "VERSION",
+    "Exited",
+    "Failed",
+    "Hello",
+    "Kind",
+    "Message",
+    "Notice",
+    "Output",
+    "Start",
+    "Started",
+    "Stop",
+    "Template",
+]

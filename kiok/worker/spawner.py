@@ -20,6 +20,11 @@ Isolated (``kiok.worker.isolation``), the spawner is given the task user's ``uid
 drops to them once its imports are done, so every task it starts runs as that user. Started
 through ``unshare --pid``, it is pid 1 of its namespace: orphans of earlier attempts become
 its children, and are reaped along with the attempts' own processes.
+
+Configured with a python template (``spawn_protocol.Template``), it keeps one warm
+interpreter as its child (``kiok.worker.forkserver``) and a python attempt is a ``fork()`` of
+it: the same session, descriptors, directory, environment, timeout and stop as above, with
+the exit reported by the template (the attempt's parent) rather than by a pidfd.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from dataclasses import dataclass
 
 import msgpack
 
+from kiok.worker import forkserver as fs
 from kiok.worker import spawn_protocol as sp
 
 _READ_SIZE = 65536
@@ -65,10 +71,17 @@ class _Attempt:
     exited_at: float | None = None
     exit_code: int = -1
     eof: bool = False
+    #: The python template that forks (forked) it; its pid is 0 until the fork is reported.
+    template: fs.TemplateProcess | None = None
+    #: Why its end is unknown (its template died), reported with its exit.
+    error: str | None = None
 
 
 def signal_group(pid: int, sig: int) -> None:
-    """Signal process group ``pid`` (a task's session), if it still exists."""
+    """Signal process group ``pid`` (a task's session), if it still exists (0: not yet
+    known, nothing to signal; never this process's own group)."""
+    if pid <= 0:
+        return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
 
@@ -137,6 +150,7 @@ class Spawner:
         self._pack = msgpack.Packer(use_bin_type=True).pack
         #: The worker's task environment, which every task's own variables are added to.
         self._base_env = dict(os.environ)
+        self._templates = fs.Templates(self)
 
     def send(self, msg: sp.Message) -> None:
         self._outbox += self._pack(sp.to_wire(msg))
@@ -150,6 +164,7 @@ class Spawner:
         finally:
             for attempt in self._attempts.values():
                 signal_group(attempt.pid, signal.SIGKILL)
+            self._templates.close()
 
     def _turn(self) -> bool:
         """One wait for events and what follows from them; False when the worker is gone."""
@@ -169,6 +184,7 @@ class Spawner:
                 continue
             attempt = self._by_fd.get(fd)
             if attempt is None:
+                self._templates.event(fd)
                 continue
             if fd == attempt.out_fd:
                 data = os.read(fd, _READ_SIZE)
@@ -194,7 +210,7 @@ class Spawner:
                 waits.append(a.kill_at - now)
             if a.exited_at is not None and not a.eof:
                 waits.append(a.exited_at + _PIPE_DRAIN_S - now)
-            if a.exit_fd is None and a.exited_at is None:
+            if a.exit_fd is None and a.exited_at is None and a.template is None:
                 waits.append(_EXIT_POLL_S)
         return max(0.0, min(waits)) if waits else -1
 
@@ -210,10 +226,16 @@ class Spawner:
             attempt = self._attempts.get(msg.id)
             if attempt is not None:
                 self._stop(attempt, "stopped", time.monotonic())
+        elif isinstance(msg, sp.Template):
+            self._templates.configure(msg)
 
     def _start(self, msg: sp.Start) -> None:
         cwd = msg.cwd  # a str throughout: pathlib costs more than the system calls here
         env = {**self._base_env, **msg.env}
+        template = self._templates.for_start(msg)
+        if template is not None:
+            self._start_forked(msg, template, env)
+            return
         out_fd, pid = self._spawn(msg.argv, env, cwd, msg.script)
         try:
             exit_fd: int | None = os.pidfd_open(pid)
@@ -228,6 +250,77 @@ class Spawner:
         if exit_fd is not None:
             self._by_fd[exit_fd] = attempt
             self._poll.register(exit_fd, select.EPOLLIN)
+
+    def register(self, fd: int) -> None:
+        self._poll.register(fd, select.EPOLLIN)
+
+    def unregister(self, fd: int) -> None:
+        self._poll.unregister(fd)
+
+    def restart(self, msg: sp.Start) -> None:
+        """Start ``msg`` again from the beginning (its template could not start: cold)."""
+        self._handle(msg)
+
+    @property
+    def base_env(self) -> dict[str, str]:
+        return self._base_env
+
+    @staticmethod
+    def memfd(data: str | bytes) -> int:
+        return _memfd(data)
+
+    def _start_forked(self, msg: sp.Start, template: fs.TemplateProcess, env: dict[str, str]) -> None:
+        """Have ``template`` fork the attempt (now, or once it is ready); its pid and
+        ``Started`` come with the template's reply."""
+        request = fs.encode_request(msg.cwd, env)
+        if not os.path.isdir(msg.cwd):
+            os.makedirs(msg.cwd)
+        out_fd, child_out = os.pipe()
+        fds = [child_out]
+        try:
+            fds.append(_memfd(msg.script or ""))
+            fds.append(_memfd(request))
+        except BaseException:
+            for fd in (out_fd, *fds):
+                os.close(fd)
+            raise
+        now = time.monotonic()
+        attempt = _Attempt(
+            msg.id, 0, out_fd, None, msg.cwd, now + msg.timeout_s, msg.grace_s, template=template
+        )
+        self._attempts[msg.id] = attempt
+        self._by_fd[out_fd] = attempt
+        self._poll.register(out_fd, select.EPOLLIN)
+        self._templates.fork(template, msg, fds[0], fds[1], fds[2])
+
+    def forked(self, attempt_id: int, pid: int) -> None:
+        """The template forked ``attempt_id`` as ``pid``."""
+        attempt = self._attempts.get(attempt_id)
+        if attempt is None:
+            return
+        attempt.pid = pid
+        self.send(sp.Started(attempt_id, pid))
+        if attempt.reason is not None:  # stopped before the fork was reported
+            signal_group(pid, signal.SIGTERM if attempt.kill_at is not None else signal.SIGKILL)
+
+    def forked_exited(self, attempt_id: int, status: int, error: str | None = None) -> None:
+        """A forked attempt's process ended (``error``: or its template died under it)."""
+        attempt = self._attempts.get(attempt_id)
+        if attempt is not None and attempt.exited_at is None:
+            attempt.exit_code = _exit_code(status) if error is None else -signal.SIGKILL
+            attempt.error = error
+            attempt.exited_at = time.monotonic()
+            if error is not None:
+                signal_group(attempt.pid, signal.SIGKILL)
+
+    def unstarted(self, attempt_id: int, failure: sp.Failed | None) -> None:
+        """A forked attempt that never ran: reported ``failure``, or (None) run cold."""
+        attempt = self._attempts.pop(attempt_id, None)
+        if attempt is None:
+            return
+        self._drop_fd(attempt.out_fd)
+        if failure is not None:
+            self.send(failure)
 
     @staticmethod
     def _spawn(argv: list[str], env: dict[str, str], cwd: str, script: str | None) -> tuple[int, int]:
@@ -282,6 +375,7 @@ class Spawner:
                 return
             if pid == 0:
                 return
+            self._templates.reaped(pid)
             attempt = self._by_pid.pop(pid, None)
             if attempt is not None:
                 attempt.exit_code = _exit_code(status)
@@ -296,7 +390,7 @@ class Spawner:
         if attempt.kill_at is not None and now >= attempt.kill_at:
             signal_group(attempt.pid, signal.SIGKILL)
             attempt.kill_at = None
-        if attempt.exited_at is None and attempt.exit_fd is None:
+        if attempt.exited_at is None and attempt.exit_fd is None and attempt.template is None:
             self._reap_children()  # no pidfd on this kernel: polled
         if attempt.exited_at is not None and not attempt.eof and now - attempt.exited_at >= _PIPE_DRAIN_S:
             signal_group(attempt.pid, signal.SIGKILL)  # orphans hold the pipe open
@@ -315,8 +409,11 @@ class Spawner:
                 attempt.exit_code,
                 attempt.reason == "timeout",
                 attempt.reason == "stopped",
+                attempt.error,
             )
         )
+        if attempt.template is not None:
+            self._templates.attempt_done(attempt.template, attempt.id)
 
     def _drop_fd(self, fd: int) -> None:
         self._poll.unregister(fd)
@@ -333,7 +430,7 @@ def _filename(e: OSError) -> str | None:
     return None if e.filename is None else str(e.filename)
 
 
-def _memfd(script: str) -> int:
+def _memfd(script: str | bytes) -> int:
     """A memory-only file holding ``script`` (close-on-exec, never ``SCRIPT_FD`` itself: a
     dup2 onto itself would keep that flag). Every reader opens ``/dev/fd/3`` afresh, from
     offset 0."""
@@ -342,7 +439,7 @@ def _memfd(script: str) -> int:
         if fd == SCRIPT_FD:
             fd, old = os.dup(fd), fd
             os.close(old)
-        data = script.encode()
+        data = script.encode() if isinstance(script, str) else script
         written = os.write(fd, data)
         while written < len(data):  # a memfd takes it all at once, unless interrupted
             written += os.write(fd, data[written:])

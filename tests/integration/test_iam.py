@@ -13,6 +13,9 @@ OPEN_TO_ANY_USER = {
     "/api/v1/auth/refresh",
     "/api/v1/auth/change-password",
     "/api/v1/openapi.json",
+    # Who am I and what may I do: the UI asks it to hide what a user may not do. It answers
+    # about the caller only (tests/integration/test_ui_support_api.py).
+    "/api/v1/me",
 }
 #: Users manage their own access keys without a policy (tests/integration/test_iam_scoping.py).
 SELF_SERVICE = {

@@ -16,6 +16,7 @@ from kiok.master.admission import CREDENTIAL_PREFIX, JOIN_TOKEN_PREFIX, Admissio
 from kiok.master.api.app import create_app
 from kiok.master.auth import Principal
 from kiok.master.metrics import MasterMetrics
+from kiok.observability.tracing import NoTracing
 from kiok.store import commands as c
 from kiok.store import keys
 from kiok.store.apply_admission import EXPIRED_TOKEN_RETENTION_MS
@@ -209,6 +210,7 @@ class StubNode:
         self.iam = self
         self.raft = None  # one master: nothing is forwarded
         self.metrics = MasterMetrics()  # the admin app times every request
+        self.tracing = NoTracing()
 
     def authorize(self, principal: object, action: str, resource: str) -> None:
         pass  # the real policy check is covered by tests/integration/test_iam.py

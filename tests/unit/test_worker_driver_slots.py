@@ -55,6 +55,9 @@ class QuietLink:
     def release_run(self, run_id: str, fence: Fence, reason: str) -> None:
         pass
 
+    async def confirm_start(self, run_id: str, fence: Fence, task_id: str, record: dict[str, Any]) -> bool:
+        return True
+
     async def acquire_task_permit(self) -> None:
         pass
 

@@ -23,6 +23,9 @@ class RecordingLink:
 
     def release_run(self, run_id: str, fence: Fence, reason: str) -> None: ...
 
+    async def confirm_start(self, run_id: str, fence: Fence, task_id: str, record: dict[str, Any]) -> bool:
+        return True
+
     async def acquire_task_permit(self) -> None: ...
 
     def release_task_permit(self) -> None: ...

@@ -151,4 +151,6 @@ def create_app(node: MasterNode, *, max_body_bytes: int, forward_timeout_s: floa
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(SecurityHeaders, no_store_prefixes=("/api/",))  # every answer
     app.add_middleware(RequestObserver, node=node)  # outermost: request id, latency
+    if node is not None:  # None: only the route table is wanted (tests, OpenAPI export)
+        node.tracing.instrument(app)  # traces (kiok.otel.enabled): the server span wraps them all
     return app

@@ -144,7 +144,10 @@ async def trigger(
     node = node_of(request)
     args = body.args if body is not None else {}
     try:
-        return await node.log.propose(c.CreateRun(at_ms=node.clock_ms(), dag_id=dag_id, args=args))  # type: ignore[no-any-return]
+        cmd = c.CreateRun(
+            at_ms=node.clock_ms(), dag_id=dag_id, args=args, trace=node.tracing.current_traceparent()
+        )
+        return await node.log.propose(cmd)  # type: ignore[no-any-return]
     except MaintenanceMode as e:
         raise MaintenanceMode(e.message, node.maintenance_retry_after_s) from None
 

@@ -40,6 +40,7 @@ _ANYWHERE = (
     actions.LIST_RUNS,
     actions.READ_RUN,
     actions.CANCEL_RUN,
+    actions.RERUN_RUN,
     actions.DELETE_RUN,
     actions.READ_LOG,
     actions.DELETE_CONNECTION,

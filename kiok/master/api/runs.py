@@ -4,19 +4,22 @@ and logs by offset."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from kiok.core.instants import parse_instant_ms
 from kiok.core.states import TERMINAL_RUN_STATES, TERMINAL_TASK_STATES, RunState
 from kiok.errors import InvalidInput, NotFound
 from kiok.ids import RUN_LOG_TASK
 from kiok.master.api.deps import node_of, require, require_anywhere
 from kiok.master.auth import Principal
-from kiok.master.views import run_view
+from kiok.master.views import run_fields, run_view
 from kiok.security import actions, resources
 from kiok.store import commands as c
+from kiok.store.reader import RunQuery
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
 
@@ -42,38 +45,60 @@ def _view(request: Request, run: dict[str, Any]) -> dict[str, Any]:
     return run_view(run, spec, node.coordinator.waiting.get(run["runId"]), node.clock_ms())
 
 
+def _summary(request: Request, header: dict[str, Any]) -> dict[str, Any]:
+    """A run in a list: its own fields and its task counts by state, no task records."""
+    node = node_of(request)
+    counts = header.get("taskCounts")
+    if counts is None:  # a header the index build has not reached (it runs at start-up)
+        run = node.reader.run(header["runId"]) or {"tasks": {}}
+        counts = dict(Counter(t["state"] for t in run["tasks"].values()))
+    return {
+        **run_fields(header, node.coordinator.waiting.get(header["runId"])),
+        "taskCounts": dict(counts),
+        "tasksTotal": sum(counts.values()),
+    }
+
+
 @router.get("")
 async def list_runs(
     request: Request,
     dag: str | None = Query(default=None, max_length=200),
     state: str | None = Query(default=None, max_length=20),
+    since: str | None = Query(default=None, max_length=40, description="created at or after"),
+    until: str | None = Query(default=None, max_length=40, description="created before"),
     limit: int = Query(default=50, ge=1, le=500),
     cursor: str | None = Query(default=None, max_length=20),
     principal: Principal = Depends(require_anywhere(actions.LIST_RUNS)),
 ) -> dict[str, Any]:
-    """Runs, newest first, of the DAGs whose runs the caller may list (``runs:List`` on
-    ``dag/<dagId>/run/<runId>``). Pass ``nextCursor`` back as ``cursor`` for the next page."""
+    """Run summaries (task counts by state, no task records), newest first, of the DAGs
+    whose runs the caller may list (``runs:List`` on ``dag/<dagId>/run/<runId>``),
+    optionally of one DAG, one state, created in ``[since, until)``. Pass ``nextCursor``
+    back as ``cursor`` (with the same filters) for the next page."""
     if state is not None and state.upper() not in {s.value for s in RunState}:
         raise InvalidInput(
             f"state: unknown run state {state!r}; one of {', '.join(s.value for s in RunState)}"
         )
     seq: int | None = None
     if cursor is not None:
-        try:
-            seq = int(cursor)
-        except ValueError:
-            raise InvalidInput("cursor: not a cursor returned by this endpoint") from None
-    node = node_of(request)
-    grants = node.iam.grants(principal)
-    runs, next_seq = node.reader.runs(
+        if not (cursor.isascii() and cursor.isdigit()):
+            raise InvalidInput("cursor: not a cursor returned by this endpoint")
+        seq = int(cursor)
+    query = RunQuery(
         dag_id=dag,
         state=state.upper() if state else None,
+        since_ms=None if since is None else parse_instant_ms(since, "since"),
+        until_ms=None if until is None else parse_instant_ms(until, "until"),
+    )
+    node = node_of(request)
+    grants = node.iam.grants(principal)
+    headers, next_seq = node.reader.run_page(
+        query,
         limit=limit,
         cursor=seq,
         visible=lambda r: grants.allows(actions.LIST_RUNS, resources.run(r["dagId"], r["runId"])),
     )
     return {
-        "runs": [_view(request, r) for r in runs],
+        "runs": [_summary(request, h) for h in headers],
         "nextCursor": None if next_seq is None else str(next_seq),
     }
 

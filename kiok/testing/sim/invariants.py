@@ -3,11 +3,12 @@
 - every acknowledged trigger is a run on every master, and every run ends;
 - every master ends with the same state;
 - an attempt number is never used for two executions, and no two executions of one task
-  overlap (unless the first one's worker was killed: its process is gone);
+  overlap (unless the first one's worker was killed, or cut off long enough for the masters
+  to give its run to another driver: it learns so only when it is reachable again);
 - a task that succeeded runs again only if its worker died, or was cut off for about the
   heartbeat timeout, before the success was committed;
 - the stored log of every task that ended SUCCESS holds every line its successful
-  execution wrote;
+  execution wrote, and the run log says that attempt succeeded;
 - after the faults stop, no run goes longer than the heartbeat timeout + 2 s with nothing
   of it executing.
 
@@ -20,6 +21,7 @@ import itertools
 from typing import TYPE_CHECKING, Any
 
 from kiok.core.states import TERMINAL_RUN_STATES
+from kiok.ids import RUN_LOG_TASK
 from kiok.testing.sim.workers import Execution
 
 if TYPE_CHECKING:
@@ -80,7 +82,8 @@ def _executions(world: World, by_task: dict[tuple[str, str], list[Execution]]) -
         ordered = sorted(exs, key=lambda e: e.start)
         for a, b in itertools.pairwise(ordered):
             a_end = a.end if a.end is not None else float("inf")
-            if b.start < a_end and a.outcome != "killed":
+            cut_off = any(x <= b.start and y >= a.start for x, y in world.long_outages(a.worker))
+            if b.start < a_end and a.outcome != "killed" and not cut_off:
                 out.append(
                     f"{where}: attempt {b.attempt} on {b.worker} started at {b.start:.3f} while attempt "
                     f"{a.attempt} on {a.worker} was still executing (until {a_end:.3f})"
@@ -115,6 +118,9 @@ def _logs(
             if ex is None:
                 out.append(f"{run_id}/{task_id}: SUCCESS as attempt {rec.get('attempt')}, never executed")
                 continue
+            run_log, _ = master.joblog.read(run_id, RUN_LOG_TASK, 0, 1 << 30)
+            if f" {task_id} attempt {ex.attempt} SUCCESS".encode() not in run_log:
+                out.append(f"{run_id}/{task_id}: the run log lacks the SUCCESS of attempt {ex.attempt}")
             stored, _ = master.joblog.read(run_id, task_id, 0, 1 << 30)
             missing = [line for line in ex.lines if line not in stored]
             if missing:

@@ -6,6 +6,7 @@ kept outside kiok, that the invariants are checked against."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -144,7 +145,7 @@ class SimWorker:
             connect_timeout_s=s.get_int("kiok.internal.connect.timeout.ms") / 1000,
             io_timeout_s=s.get_int("kiok.internal.io.timeout.ms") / 1000,
             max_frame_bytes=s.get_int("kiok.internal.max.frame.bytes"),
-            connect=self._connect,
+            connect=functools.partial(self._connect, self.incarnation),
         )
         executor = SimExecutor(self)
         env = DriverEnv(
@@ -167,7 +168,11 @@ class SimWorker:
         self.client = client
         self._task = asyncio.create_task(client.run(), name=f"worker-{self.id}")
 
-    async def _connect(self, host: str, port: int) -> tuple[asyncio.StreamReader, Any]:
+    async def _connect(self, incarnation: int, host: str, port: int) -> tuple[asyncio.StreamReader, Any]:
+        if incarnation != self.incarnation or not self.alive:
+            # A killed process has no network. (Its tasks are cancelled, but on Python 3.11
+            # a cancel racing a finished wait can be lost: this keeps such a loop harmless.)
+            raise ConnectionRefusedError(f"worker {self.id} incarnation {incarnation} is dead")
         return await self._net.connect(self.id, host)
 
     def kill(self) -> None:
@@ -175,6 +180,9 @@ class SimWorker:
         self.alive = False
         self._net.isolate(self.id)
         tasks: list[asyncio.Task[Any]] = []
+        if self.client is not None:
+            stop = asyncio.ensure_future(self.client.stop())  # in case a cancel is lost
+            stop.add_done_callback(lambda f: f.exception())
         if self._task is not None:
             tasks.append(self._task)
         if self.worker is not None:

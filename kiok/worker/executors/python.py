@@ -1,7 +1,9 @@
-"""``python`` tasks: the script runs in a fresh interpreter (``kiok.python.path``), read from
-``/dev/fd/3`` (never an argument or a file on disk; the working directory is therefore not
-on ``sys.path``). A raised exception exits non-zero; its last traceback line becomes the
-task's ``error``."""
+"""``python`` tasks: the script runs as ``<python> -u /dev/fd/3`` (``kiok.python.path``), read
+from ``/dev/fd/3`` (never an argument or a file on disk; the working directory is therefore
+not on ``sys.path``). With a python template (``kiok.worker.forkserver``), the process is a
+fork of a warm interpreter of that same ``<python>`` rather than a new one: the same script,
+descriptors, directory and environment, ~1 ms instead of ~25. A raised exception exits
+non-zero; its last traceback line becomes the task's ``error``."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ class PythonExecutor:
             stop=ctx.stop,
             grace_s=ctx.grace_s,
             script=ctx.task.script or "",
+            fork=True,
         )
         return process_result(outcome, ctx, lambda: _describe(outcome.exit_code, ctx.tail()))
 

@@ -3,9 +3,14 @@
 // for screen readers). Click a cell for that task's log. One request per refresh: while a run
 // on the page is unfinished, only the unfinished runs are re-read (`runs=`), and every few
 // refreshes (on the first page) the page itself, to pick up new runs.
-import { html, useEffect, useMemo, useState } from "../html.js";
+//
+// Preact draws the frame (buttons, legend, the runs' header); the cells are drawn by
+// GridBody (../gridbody.js): only the rows on screen, and on a refresh only the columns of
+// the runs that changed.
+import { html, useEffect, useLayoutEffect, useRef, useState } from "../html.js";
 import { enc, get } from "../api.js";
-import { duration, glyph, stateClass, TERMINAL_RUN, when } from "../format.js";
+import { glyph, onTimeZoneChange, stateClass, TERMINAL_RUN, when } from "../format.js";
+import { CELL_W, GridBody, mergeGrid } from "../gridbody.js";
 import { Crumbs, ErrorBox, Loading, usePolling } from "./common.js";
 
 const PAGE = 25;
@@ -13,36 +18,8 @@ const POLL_MS = 2000;
 const IDLE_MS = 15000;
 /** While runs are going, every Nth refresh of the first page re-reads the page (new runs). */
 const PAGE_EVERY = 5;
-
-function ms(n) {
-  if (n === null || n === undefined) return null;
-  return duration(new Date(0).toISOString(), new Date(n).toISOString());
-}
-
-function cellTitle(taskId, run, state, i, attempts, workers) {
-  const parts = [`${taskId} · ${state}`];
-  const attempt = attempts.get(i);
-  if (attempt) parts.push(`attempt ${attempt}`);
-  const took = ms(run.durationsMs[i]);
-  if (took) parts.push(took);
-  const w = run.workerIndex[i];
-  if (w !== null && w !== undefined && workers[w]) parts.push(`on ${workers[w]}`);
-  parts.push(`run ${run.runId}`);
-  return parts.join(" · ");
-}
-
-function Cell({ dagTask, run, code, i, codes, attempts, workers }) {
-  if (code === "-" || !codes[code]) {
-    return html`<td class="gc-none" title=${`${dagTask}: not in run ${run.runId}`}><span aria-hidden="true">·</span>
-      <span class="sr-only">not in this run</span></td>`;
-  }
-  const state = codes[code];
-  const attempt = attempts.get(i);
-  return html`<td><a class=${`gc ${stateClass(state)}`} data-state=${state}
-    href=${`/runs/${enc(run.runId)}/tasks/${enc(dagTask)}`}
-    title=${cellTitle(dagTask, run, state, i, attempts, workers)}><span aria-hidden="true">${glyph(state)}</span
-    >${attempt ? html`<sup aria-hidden="true">${attempt}</sup>` : null}<span class="sr-only">${state}</span></a></td>`;
-}
+/** Tasks per page of rows (the API's `taskLimit`); a bigger DAG gets Previous/Next tasks. */
+const TASK_PAGE = 1000;
 
 function Legend({ codes }) {
   const states = Object.values(codes).filter(Boolean);
@@ -53,12 +30,46 @@ function Legend({ codes }) {
   </ul>`;
 }
 
+/** The width of the task-name column: enough for the longest name, within bounds. */
+function nameWidth(tasks) {
+  const longest = tasks.reduce((n, t) => Math.max(n, t.length), 4);
+  return Math.max(140, Math.min(280, Math.round(longest * 7.6) + 28));
+}
+
+function Cells({ data }) {
+  const scroller = useRef(null);
+  const host = useRef(null);
+  const body = useRef(null);
+  useLayoutEffect(() => {
+    body.current = new GridBody(scroller.current, host.current);
+    return () => body.current.destroy();
+  }, []);
+  useLayoutEffect(() => { body.current.update(data); }, [data]);
+  const [, setZone] = useState(0);
+  useEffect(() => onTimeZoneChange(() => setZone((z) => z + 1)), []);
+
+  const width = nameWidth(data.tasks);
+  return html`<div class="grid-scroll" ref=${scroller} tabindex="0" aria-label="Runs by task"
+      style=${{ "--gname-w": `${width}px`, "--gcols": data.runs.length }}>
+    <div class="grid-head">
+      <span class="gname">Task <span class="muted small">(${data.totalTasks})</span></span>
+      ${data.runs.map((run) => html`<span key=${run.runId} class="grun">
+        <a href=${`/runs/${enc(run.runId)}`} class=${`square ${stateClass(run.state)}`} data-state=${run.state}
+          title=${`${run.state} · ${run.runId} · ${when(run.createdAt)}`}
+          aria-label=${`run ${run.runId}: ${run.state}`}>${glyph(run.state)}</a></span>`)}
+    </div>
+    <div class="grid-body" ref=${host} data-testid="grid" data-rows=${data.tasks.length}
+      style=${{ width: `${width + data.runs.length * CELL_W}px` }}></div>
+  </div>`;
+}
+
 export function GridView({ dagId }) {
   const [data, setData] = useState(null);
   const [error, setError] = useState(null);
   // Cursors of the pages before this one: [] on the first page.
   const [back, setBack] = useState([]);
   const [cursor, setCursor] = useState(null);
+  const [taskOffset, setTaskOffset] = useState(0);
   const [tick, setTick] = useState(0);
 
   useEffect(() => { document.title = `Grid · ${dagId} · kiok`; }, [dagId]);
@@ -67,7 +78,8 @@ export function GridView({ dagId }) {
   // `?limit=N` in the page's URL shows N runs per page (1-100) instead of PAGE.
   const asked = Number(new URLSearchParams(location.search).get("limit"));
   const pageSize = Number.isInteger(asked) && asked >= 1 ? Math.min(100, asked) : PAGE;
-  const pageUrl = `${base}?limit=${pageSize}${cursor ? `&cursor=${enc(cursor)}` : ""}`;
+  const tasksPart = `&taskOffset=${taskOffset}&taskLimit=${TASK_PAGE}`;
+  const pageUrl = `${base}?limit=${pageSize}${cursor ? `&cursor=${enc(cursor)}` : ""}${tasksPart}`;
   const unfinished = data ? data.runs.filter((r) => !TERMINAL_RUN.has(r.state)).map((r) => r.runId) : [];
   const firstPage = cursor === null;
 
@@ -75,10 +87,11 @@ export function GridView({ dagId }) {
     try {
       const wholePage = data === null || unfinished.length === 0 || (firstPage && tick % PAGE_EVERY === 0);
       if (wholePage) {
-        setData(await get(pageUrl));
+        const fresh = await get(pageUrl);
+        setData((old) => mergeGrid(old, fresh, false));
       } else {
-        const fresh = await get(`${base}?runs=${unfinished.map(enc).join(",")}`);
-        setData((old) => merge(old, fresh));
+        const fresh = await get(`${base}?runs=${unfinished.map(enc).join(",")}${tasksPart}`);
+        setData((old) => mergeGrid(old, fresh, true));
       }
       setTick((t) => t + 1);
       setError(null);
@@ -90,14 +103,9 @@ export function GridView({ dagId }) {
   const active = data === null || unfinished.length > 0 || firstPage;
   usePolling(load, unfinished.length > 0 ? POLL_MS : IDLE_MS, active, [pageUrl, unfinished.length > 0]);
 
-  const codes = data ? data.codes : {};
-  const rows = useMemo(() => {
-    if (!data) return [];
-    return data.runs.map((r) => ({ run: r, attempts: new Map(r.attempts.map(([i, a]) => [i, a])) }));
-  }, [data]);
-
   const older = () => { setBack([...back, cursor]); setCursor(data.nextCursor); setData(null); };
   const newer = () => { setCursor(back[back.length - 1]); setBack(back.slice(0, -1)); setData(null); };
+  const moveTasks = (by) => { setTaskOffset(Math.max(0, taskOffset + by)); setData(null); };
 
   return html`<main class="page wide-page">
     <${Crumbs} items=${[["DAGs", "/dags"], [dagId, `/dags/${enc(dagId)}`], ["Grid"]]} />
@@ -111,42 +119,12 @@ export function GridView({ dagId }) {
     ${data === null && !error ? html`<${Loading} />` : null}
     ${data && data.runs.length === 0 ? html`<p class="muted">No runs ${firstPage ? "yet" : "on this page"}.</p>` : null}
     ${data && data.runs.length > 0 ? html`
-      <${Legend} codes=${codes} />
-      ${data.totalTasks > data.tasks.length ? html`<p class="muted small">Showing tasks ${data.taskOffset + 1}–${data.taskOffset + data.tasks.length} of ${data.totalTasks}.</p>` : null}
-      <div class="grid-scroll" tabindex="0" aria-label="Runs by task">
-        <table class="gridview" data-testid="grid">
-          <thead><tr>
-            <th scope="col" class="gtask">Task <span class="muted small">(${data.totalTasks})</span></th>
-            ${rows.map(({ run }) => html`<th scope="col" key=${run.runId} class="grun">
-              <a href=${`/runs/${enc(run.runId)}`} class=${`square ${stateClass(run.state)}`} data-state=${run.state}
-                title=${`${run.state} · ${run.runId} · ${when(run.createdAt)}`}><span aria-hidden="true">${glyph(run.state)}</span>
-                <span class="sr-only">run ${run.runId}: ${run.state}</span></a></th>`)}
-          </tr></thead>
-          <tbody>${data.tasks.map((taskId, i) => html`<tr key=${taskId} data-task=${taskId}>
-            <th scope="row" class="gtask mono" title=${taskId}>${taskId}</th>
-            ${rows.map(({ run, attempts }) => html`<${Cell} key=${run.runId} dagTask=${taskId} run=${run}
-              code=${run.cells[i]} i=${i} codes=${codes} attempts=${attempts} workers=${data.workers} />`)}
-          </tr>`)}</tbody>
-        </table>
-      </div>` : null}
+      <${Legend} codes=${data.codes} />
+      ${data.totalTasks > data.tasks.length || taskOffset > 0 ? html`<p class="muted small grid-tasks">
+        Showing tasks ${data.taskOffset + 1}–${data.taskOffset + data.tasks.length} of ${data.totalTasks}.
+        <button type="button" class="small" onClick=${() => moveTasks(-TASK_PAGE)} disabled=${taskOffset === 0}>Previous tasks</button>
+        <button type="button" class="small" onClick=${() => moveTasks(TASK_PAGE)}
+          disabled=${data.taskOffset + data.tasks.length >= data.totalTasks}>Next tasks</button></p>` : null}
+      <${Cells} data=${data} />` : null}
   </main>`;
-}
-
-/** The page with the re-read runs put in place (their worker indexes re-based). */
-function merge(old, fresh) {
-  if (!old) return old;
-  const workers = [...old.workers];
-  const byId = new Map();
-  for (const r of fresh.runs) {
-    const workerIndex = r.workerIndex.map((w) => {
-      if (w === null) return null;
-      const name = fresh.workers[w];
-      let at = workers.indexOf(name);
-      if (at < 0) { workers.push(name); at = workers.length - 1; }
-      return at;
-    });
-    byId.set(r.runId, { ...r, workerIndex });
-  }
-  if (fresh.tasks.join("\n") !== old.tasks.join("\n")) return old; // the DAG changed: next page load fixes it
-  return { ...old, workers, runs: old.runs.map((r) => byId.get(r.runId) || r) };
 }

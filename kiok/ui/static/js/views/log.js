@@ -8,7 +8,7 @@
 import { html, useEffect, useLayoutEffect, useRef, useState } from "../html.js";
 import { ApiError, enc, get } from "../api.js";
 import { Crumbs, ErrorBox, StateBadge, usePolling } from "./common.js";
-import { TERMINAL_TASK } from "../format.js";
+import { TERMINAL_TASK, when } from "../format.js";
 import { parseLine, splitUrls, styleClasses, styleColours } from "../ansi.js";
 import { LogBuffer, MAX_MATCHES } from "../logbuffer.js";
 
@@ -183,7 +183,9 @@ export function LogView({ runId, taskId }) {
 
   // The task's state for the header: read once now and once when the log completes.
   const readTask = () => get(`/api/v1/runs/${enc(runId)}`).then((run) => {
-    setTask(taskId === RUN_LOG ? { state: run.state, dagId: run.dagId } : { ...run.tasks[taskId], dagId: run.dagId });
+    setTask(taskId === RUN_LOG
+      ? { state: run.state, dagId: run.dagId, startedAt: run.startedAt, endedAt: run.endedAt }
+      : { ...run.tasks[taskId], dagId: run.dagId });
   }).catch(() => {});
   useEffect(() => { readTask(); }, [runId, taskId]);
   useEffect(() => { if (complete) readTask(); }, [complete]);
@@ -246,6 +248,8 @@ export function LogView({ runId, taskId }) {
       <h1><span class="mono">${label}</span></h1>
       ${task && task.state ? html`<${StateBadge} state=${task.state} />` : null}
       ${task && task.attempt ? html`<span class="muted">attempt ${task.attempt}</span>` : null}
+      ${task && task.startedAt ? html`<span class="muted small" data-testid="log-times">started ${when(task.startedAt)}${
+        task.endedAt ? `, ended ${when(task.endedAt)}` : ""}</span>` : null}
       <div class="spacer"></div>
       <span class=${`log-status ${status}`} data-testid="log-status" aria-live="polite">
         ${complete ? "Complete" : live ? "Live" : "Paused"} · ${offset.toLocaleString("en")} bytes · ${lines.toLocaleString("en")} lines</span>

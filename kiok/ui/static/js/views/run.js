@@ -6,6 +6,7 @@ import { ApiError, enc, get, post } from "../api.js";
 import { duration, TERMINAL_RUN, when } from "../format.js";
 import { navigate, useLocation } from "../router.js";
 import { Crumbs, ErrorBox, Loading, StateBadge, usePolling } from "./common.js";
+import { useCan } from "../me.js";
 import { Graph } from "./graph.js";
 import { Timeline } from "./timeline.js";
 import { Source } from "./source.js";
@@ -76,6 +77,7 @@ export function RunView({ runId }) {
   const tab = new URLSearchParams(where.split("?")[1] || "").get("tab") || "graph";
   const [error, setError] = useState(null);
   const [now, setNow] = useState(Date.now());
+  const can = useCan();
 
   useEffect(() => { document.title = `${runId} · kiok`; }, [runId]);
 
@@ -115,6 +117,8 @@ export function RunView({ runId }) {
       ${error ? null : html`<${Loading} />`}</main>`;
   }
   const entries = Object.entries(run.tasks);
+  // Re-run is offered only on a finished run, and only if the user's policies allow it.
+  const rerunnable = finished && can("runs:Rerun");
   const counts = {};
   for (const [, t] of entries) counts[t.state] = (counts[t.state] || 0) + 1;
   const args = Object.entries(run.args || {});
@@ -128,8 +132,8 @@ export function RunView({ runId }) {
       <span data-testid="run-state"><${StateBadge} state=${run.state} /></span>
       <div class="spacer"></div>
       <a class="button" href=${`/runs/${enc(runId)}/tasks/${RUN_LOG}`}>Run log</a>
-      ${finished ? null : html`<${CancelButton} runId=${runId} onDone=${setRun} />`}
-      ${finished && entries.some(([, t]) => RERUNNABLE.has(t.state))
+      ${finished || !can("runs:Cancel") ? null : html`<${CancelButton} runId=${runId} onDone=${setRun} />`}
+      ${rerunnable && entries.some(([, t]) => RERUNNABLE.has(t.state))
         ? html`<${RerunButton} runId=${runId} from=${null} label="Re-run failed" onDone=${afterRerun} />` : null}
     </div>
     <${ErrorBox} error=${error} label="Refresh failed" />
@@ -165,7 +169,7 @@ export function RunView({ runId }) {
           <th scope="col">Task</th><th scope="col">State</th><th scope="col" class="num">Attempt</th>
           <th scope="col">Worker</th><th scope="col">Started</th><th scope="col" class="num">Duration</th>
           <th scope="col" class="num">Exit</th><th scope="col">Error or why it waits</th>
-          ${finished ? html`<th scope="col"><span class="sr-only">Actions</span></th>` : null}
+          ${rerunnable ? html`<th scope="col"><span class="sr-only">Actions</span></th>` : null}
         </tr></thead>
         <tbody>${shown.map(([id, t]) => html`<tr key=${id} data-task=${id}>
           <td><a class="mono" href=${`/runs/${enc(runId)}/tasks/${enc(id)}`}>${id}</a></td>
@@ -177,7 +181,7 @@ export function RunView({ runId }) {
           <td class="num">${t.exitCode ?? "—"}</td>
           <td class="small">${t.error ? html`<span class="err-text">${t.error}</span>`
             : t.waiting ? html`<span class="waiting-text" data-testid="task-waiting">${t.waiting}</span>` : ""}</td>
-          ${finished ? html`<td><${RerunButton} runId=${runId} from=${id} label="Re-run from here" onDone=${afterRerun} small /></td>` : null}
+          ${rerunnable ? html`<td><${RerunButton} runId=${runId} from=${id} label="Re-run from here" onDone=${afterRerun} small /></td>` : null}
         </tr>`)}</tbody>
       </table>
     </section>

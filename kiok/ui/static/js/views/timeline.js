@@ -6,7 +6,7 @@
 // last attempt; the attempt number is in the bar's label.
 import { html } from "../html.js";
 import { enc } from "../api.js";
-import { glyph, stateClass } from "../format.js";
+import { glyph, stateClass, when } from "../format.js";
 
 const ROW_H = 24;
 const LABEL_W = 200;
@@ -69,7 +69,7 @@ export function Timeline({ run, now, width = 1100 }) {
         const label = `${glyph(r.state)} ${r.state}${r.attempt > 1 ? ` · attempt ${r.attempt}` : ""} · ${((r.end - r.start) / 1000).toFixed(1)} s`;
         return html`<a key=${r.id} href=${`/runs/${enc(run.runId)}/tasks/${enc(r.id)}`}
           class=${`bar ${stateClass(r.state)}${r.open ? " open" : ""}`} data-task=${r.id} data-state=${r.state}>
-          <title>${r.id}: ${label}</title>
+          <title>${r.id}: ${label} · started ${when(new Date(r.start).toISOString())}</title>
           <text x=${LABEL_W - 8} y=${y + 16} class="bar-label">${r.id.length > 26 ? `${r.id.slice(0, 25)}…` : r.id}</text>
           <rect x=${bx} y=${y + 4} width=${bw} height=${ROW_H - 8} rx="3" />
           <text x=${bx + bw + 5 > width - 150 ? bx - 5 : bx + bw + 5} y=${y + 16}
@@ -77,6 +77,7 @@ export function Timeline({ run, now, width = 1100 }) {
         </a>`;
       })}
     </svg>
+    <p class="muted small" data-testid="timeline-origin">0 s is ${when(new Date(t0).toISOString())}${run.startedAt ? " (the run's start)" : ""}.</p>
     ${waiting ? html`<p class="muted small">${waiting} task${waiting === 1 ? "" : "s"} not started (the job list says why each waits).</p>` : null}
   </div>`;
 }

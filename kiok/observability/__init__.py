@@ -1,0 +1,1 @@
+"""Traces (OpenTelemetry, optional); the metrics live with the master (``kiok.master.metrics``)."""

@@ -1,0 +1,417 @@
+"""The task spawner's side of the python task template (``kiok.worker.python_template``).
+
+A spawner configured with a template (``spawn_protocol.Template``) keeps one warm interpreter,
+its child, and has it ``fork()`` a process for each python attempt instead of starting a new
+interpreter (~1 ms instead of ~25). The template is started with the task interpreter, the
+spawner's environment and user, and so in the tasks' namespaces; it gets requests on a
+``SOCK_SEQPACKET`` socket and reports forks and exits on it (formats in that module).
+
+What here is pure: encoding a request, decoding a reply, deciding when a template is due for
+recycling. ``spawner.Spawner`` owns the processes and the event loop.
+"""
+
+from __future__ import annotations
+
+import array
+import fcntl
+import os
+import signal
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from kiok.worker import spawn_protocol as sp
+
+#: Read now, while the spawner can still read kiok's files (it then drops to the task user).
+_SOURCE = (Path(__file__).parent / "python_template.py").read_bytes()
+#: Signals Python (or the spawner) ignores that the template must get back at their defaults.
+_DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT)
+_TEMPLATE_FD = 3
+_CONTROL_FD = 4
+
+
+@dataclass(frozen=True)
+class Ready:
+    """The template has imported its preloads; ``errors``: those it could not, one per line."""
+
+    errors: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Forked:
+    attempt: int
+    pid: int
+
+
+@dataclass(frozen=True)
+class ForkFailed:
+    attempt: int
+    errno: int
+    message: str
+
+
+@dataclass(frozen=True)
+class ChildExited:
+    pid: int
+    status: int
+
+
+Reply = Ready | Forked | ForkFailed | ChildExited
+
+
+def decode_reply(packet: bytes) -> Reply:
+    """One packet from the template; ``ValueError`` for anything else."""
+    kind, body = packet[:1], packet[1:].decode(errors="replace")
+    if kind == b"R":
+        return Ready(tuple(line for line in body.split("\n") if line))
+    if kind == b"F":
+        attempt, pid = body.split()
+        return Forked(int(attempt), int(pid))
+    if kind == b"X":
+        pid, status = body.split()
+        return ChildExited(int(pid), int(status))
+    if kind == b"E":
+        attempt, number, message = body.split(" ", 2)
+        return ForkFailed(int(attempt), int(number), message)
+    raise ValueError(f"not a template message: {packet[:40]!r}")
+
+
+def encode_request(cwd: str, env: dict[str, str]) -> bytes:
+    """What a child reads to become its attempt: ``cwd\\0K=V\\0...``. ``ValueError`` for a
+    NUL inside (as ``posix_spawn`` would refuse it)."""
+    parts = [os.fsencode(cwd)] + [os.fsencode(k) + b"=" + os.fsencode(v) for k, v in env.items()]
+    if any(b"\0" in p for p in parts):
+        raise ValueError("embedded null byte")
+    return b"\0".join(parts)
+
+
+@dataclass(frozen=True)
+class TemplateConfig:
+    python: str
+    preload: tuple[str, ...]
+    #: Forks before the template is replaced by a fresh one.
+    max_tasks: int
+
+
+@dataclass(eq=False)
+class TemplateProcess:
+    """One running template and what the spawner knows of it."""
+
+    config: TemplateConfig
+    pid: int
+    control: socket.socket
+    ready: bool = False
+    #: Reaped already (its pid may be anyone's now).
+    reaped: bool = False
+    forks: int = 0
+    #: No new forks: it ends once its children have.
+    retired: bool = False
+    #: Requests waiting for it to be ready: the start message and its three descriptors.
+    waiting: list[tuple[sp.Start, tuple[int, int, int]]] = field(default_factory=list)
+    #: Attempt ids it forked, or was asked to, that have not ended.
+    attempts: set[int] = field(default_factory=set)
+
+    def due_for_recycling(self) -> bool:
+        return self.forks >= self.config.max_tasks
+
+    def send_fork(self, attempt: int, out_fd: int, script_fd: int, request_fd: int) -> None:
+        """Ask for a child; ``BlockingIOError`` when the template is not reading its requests."""
+        rights = (socket.SOL_SOCKET, socket.SCM_RIGHTS, _fds(out_fd, script_fd, request_fd))
+        self.control.sendmsg([str(attempt).encode()], [rights])
+        self.forks += 1
+        self.attempts.add(attempt)
+
+    def receive(self) -> list[Reply] | None:
+        """The replies waiting on its socket; None when it is gone."""
+        replies: list[Reply] = []
+        while True:
+            try:
+                packet = self.control.recv(4096)
+            except BlockingIOError:
+                return replies
+            except OSError:
+                return None
+            if not packet:
+                return None
+            replies.append(decode_reply(packet))
+
+    def end(self) -> None:
+        """Close its socket (it exits), make sure it is gone, and reap it."""
+        self.control.close()
+        for _, fds in self.waiting:
+            for fd in fds:
+                os.close(fd)
+        self.waiting.clear()
+        if not self.reaped:
+            self.reaped = True
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+
+
+def _fds(*fds: int) -> bytes:
+    return array.array("i", fds).tobytes()
+
+
+def _above_targets(fd: int) -> int:
+    """``fd``, or a close-on-exec copy of it above the descriptors the template is given
+    (a ``dup2`` onto itself would keep close-on-exec; onto the other, would overwrite it)."""
+    if fd > _CONTROL_FD:
+        return fd
+    copy = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _CONTROL_FD + 1)
+    os.close(fd)
+    return copy
+
+
+def start_template(
+    config: TemplateConfig, env: dict[str, str], memfd: Callable[[str], int]
+) -> TemplateProcess:
+    """Start a template (its source in a memfd made by ``memfd``) in its own session;
+    raises ``OSError`` when it cannot start."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    theirs = socket.socket(fileno=_above_targets(theirs.detach()))
+    source_fd = _above_targets(memfd(_SOURCE.decode()))
+    try:
+        pid = os.posix_spawn(
+            config.python,
+            [config.python, "-u", f"/dev/fd/{_TEMPLATE_FD}", str(_CONTROL_FD), ",".join(config.preload)],
+            env,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, source_fd, _TEMPLATE_FD),
+                (os.POSIX_SPAWN_DUP2, theirs.fileno(), _CONTROL_FD),
+            ],
+            setsid=True,
+            setsigdef=_DEFAULT_SIGNALS,
+        )
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+        os.close(source_fd)
+    ours.setblocking(False)
+    return TemplateProcess(config, pid, ours)
+
+
+class Host(Protocol):
+    """What ``Templates`` needs of the spawner."""
+
+    @property
+    def base_env(self) -> dict[str, str]: ...
+
+    def memfd(self, data: str | bytes) -> int: ...
+
+    def register(self, fd: int) -> None: ...
+
+    def unregister(self, fd: int) -> None: ...
+
+    def send(self, msg: sp.Message) -> None: ...
+
+    def forked(self, attempt_id: int, pid: int) -> None: ...
+
+    def forked_exited(self, attempt_id: int, status: int, error: str | None = None) -> None: ...
+
+    def unstarted(self, attempt_id: int, failure: sp.Failed | None) -> None: ...
+
+    def restart(self, msg: sp.Start) -> None: ...
+
+
+DIED = "the python template process exited; the task's processes were killed"
+
+
+class Templates:
+    """A spawner's python templates: the current one (started when configured, and again
+    when it dies or is recycled) and retired ones that still have attempts running.
+
+    A template that dies before it is ready could not start: said once, and python tasks
+    then run cold (their waiting attempts too) until the next ``Template`` message. One that
+    dies later fails its running attempts (their groups killed) and is replaced at once."""
+
+    def __init__(self, host: Host) -> None:
+        self._host = host
+        self._config: TemplateConfig | None = None
+        self._current: TemplateProcess | None = None
+        self._by_fd: dict[int, TemplateProcess] = {}
+        #: Forked processes (pid -> attempt id), per template as reported by it.
+        self._children: dict[int, int] = {}
+        self._broken = False
+        self._said: set[str] = set()
+
+    def configure(self, msg: sp.Template) -> None:
+        try:
+            preload = parse_preload(",".join(msg.preload))
+        except ValueError as e:
+            self._notice(str(e))
+            preload = ()
+        config = TemplateConfig(msg.python, preload, msg.max_tasks) if msg.max_tasks > 0 else None
+        if self._current is not None and self._current.config != config:
+            self._retire(self._current)
+        self._config = config
+        self._broken = False
+        self._ensure()
+
+    def for_start(self, msg: sp.Start) -> TemplateProcess | None:
+        """The template to fork ``msg`` from; None: start it cold."""
+        if not msg.fork or self._config is None or msg.argv[:1] != [self._config.python]:
+            return None
+        return self._ensure()
+
+    def fork(self, template: TemplateProcess, msg: sp.Start, out: int, script: int, request: int) -> None:
+        """Send (or hold until it is ready) the request; the descriptors are ours to close."""
+        if not template.ready:
+            template.waiting.append((msg, (out, script, request)))
+            return
+        try:
+            template.send_fork(msg.id, out, script, request)
+        except OSError as e:
+            self._host.unstarted(
+                msg.id, sp.Failed(msg.id, e.errno or 0, f"python template: {e.strerror}", None)
+            )
+            self._retire(template)
+        finally:
+            for fd in (out, script, request):
+                os.close(fd)
+        if template.due_for_recycling():
+            self._retire(template)
+            self._ensure()
+
+    def event(self, fd: int) -> None:
+        template = self._by_fd.get(fd)
+        if template is None:
+            return
+        replies = template.receive()
+        if replies is None:
+            self._gone(template)
+            return
+        for reply in replies:
+            if isinstance(reply, Ready):
+                self._ready(template, reply)
+            elif isinstance(reply, Forked):
+                self._children[reply.pid] = reply.attempt
+                self._host.forked(reply.attempt, reply.pid)
+            elif isinstance(reply, ChildExited):
+                attempt = self._children.pop(reply.pid, None)
+                if attempt is not None:
+                    self._host.forked_exited(attempt, reply.status)
+            else:
+                template.attempts.discard(reply.attempt)
+                failure = sp.Failed(reply.attempt, reply.errno, f"python template: {reply.message}", None)
+                self._host.unstarted(reply.attempt, failure)
+        self._end_if_idle(template)
+
+    def attempt_done(self, template: TemplateProcess, attempt_id: int) -> None:
+        template.attempts.discard(attempt_id)
+        self._end_if_idle(template)
+
+    def reaped(self, pid: int) -> None:
+        """The spawner reaped ``pid`` (as pid 1 it reaps every child): if a template's, do
+        not signal that pid again."""
+        for template in self._by_fd.values():
+            if template.pid == pid:
+                template.reaped = True
+
+    def close(self) -> None:
+        for template in list(self._by_fd.values()):
+            self._drop(template)
+
+    def _ensure(self) -> TemplateProcess | None:
+        if self._config is None or self._broken:
+            return None
+        if self._current is None:
+            try:
+                self._current = start_template(self._config, self._host.base_env, self._host.memfd)
+            except OSError as e:
+                self._broken = True
+                self._notice(
+                    f"the python template ({self._config.python}) could not start: {e}; python tasks run cold"
+                )
+                return None
+            self._by_fd[self._current.control.fileno()] = self._current
+            self._host.register(self._current.control.fileno())
+        return self._current
+
+    def _ready(self, template: TemplateProcess, reply: Ready) -> None:
+        template.ready = True
+        if reply.errors:
+            self._notice(f"kiok.worker.python.preload: cannot import {'; '.join(reply.errors)}")
+        waiting, template.waiting = template.waiting, []
+        for msg, (out, script, request) in waiting:
+            self.fork(template, msg, out, script, request)
+
+    def _gone(self, template: TemplateProcess) -> None:
+        was_ready = template.ready
+        waiting, template.waiting = template.waiting, []
+        self._drop(template)
+        for pid, attempt in list(self._children.items()):
+            if attempt in template.attempts:
+                del self._children[pid]
+        for attempt in sorted(template.attempts):
+            self._host.forked_exited(attempt, 0, DIED)
+        if not was_ready:
+            self._broken = True
+            self._notice("the python template exited on start (see the worker's log); python tasks run cold")
+            for msg, fds in waiting:
+                for fd in fds:
+                    os.close(fd)
+                self._host.unstarted(msg.id, None)
+                self._host.restart(msg)
+        else:
+            for _, fds in waiting:
+                for fd in fds:
+                    os.close(fd)
+            self._ensure()
+
+    def _retire(self, template: TemplateProcess) -> None:
+        template.retired = True
+        if self._current is template:
+            self._current = None
+        self._end_if_idle(template)
+
+    def _end_if_idle(self, template: TemplateProcess) -> None:
+        if template.retired and not template.attempts and not template.waiting:
+            self._drop(template)
+
+    def _drop(self, template: TemplateProcess) -> None:
+        fd = template.control.fileno()
+        if self._by_fd.pop(fd, None) is not None:
+            self._host.unregister(fd)
+        if self._current is template:
+            self._current = None
+        template.end()
+
+    def _notice(self, message: str) -> None:
+        if message not in self._said:
+            self._said.add(message)
+            self._host.send(sp.Notice(message))
+
+
+def parse_preload(text: str) -> tuple[str, ...]:
+    """``kiok.worker.python.preload``: comma-separated module names; ``ValueError`` naming
+    the first one that is not a dotted Python name."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    for name in names:
+        if not all(part.isidentifier() for part in name.split(".")):
+            raise ValueError(f"kiok.worker.python.preload: {name!r} is not a module name")
+    return names
+
+
+__all__ = [
+    "DIED",
+    "ChildExited",
+    "ForkFailed",
+    "Forked",
+    "Ready",
+    "Reply",
+    "TemplateConfig",
+    "TemplateProcess",
+    "Templates",
+    "decode_reply",
+    "encode_request",
+    "parse_preload",
+    "start_template",
+]

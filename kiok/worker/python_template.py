@@ -1,0 +1,231 @@
+"""The python task template: a warm interpreter that ``fork()``s one child per python attempt.
+
+This file is a program, not a module kiok imports: the task spawner reads its source at start
+(while kiok's files are still readable) and starts it as ``<python> -u /dev/fd/3 4 PRELOAD``,
+the source at descriptor 3 and a ``SOCK_SEQPACKET`` socket to the spawner at descriptor 4, so
+it runs under whatever interpreter python tasks use, as the task user, in the tasks' pid
+namespace, with the tasks' environment: it holds nothing a task could not hold. It uses the
+standard library only (that interpreter need not see kiok).
+
+Why: a new interpreter costs ~25 ms per attempt; a fork of this one, with ``PRELOAD``'s
+modules already imported, costs about one. Each child starts from the same clean template, so
+nothing one attempt does (a module attribute set, a file left open) reaches the next.
+
+The template never sees an attempt's data: the spawner sends an attempt id and three
+descriptors (the output pipe, the script's memfd, a memfd holding the working directory and
+the environment), and only the child reads the memfds. Messages to the spawner, one per
+packet: ``R<errors>`` (ready; one line per preload module that failed), ``F<id> <pid>``
+(forked), ``E<id> <errno> <why>`` (could not fork), ``X<pid> <wait status>`` (a child ended).
+"""
+
+from __future__ import annotations
+
+import array
+import atexit
+import builtins
+import contextlib
+import gc
+import os
+import select
+import signal
+import socket
+import sys
+import types
+
+_SCRIPT = "/dev/fd/3"
+_PR_SET_DUMPABLE = 4
+
+
+def main() -> None:
+    control = socket.socket(fileno=int(sys.argv[1]))
+    preload = [m.strip() for m in (sys.argv[2] if len(sys.argv) > 2 else "").split(",") if m.strip()]
+    os.chdir("/")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a task (same user) must not end it so
+    _set_dumpable(0)  # tasks, the same user, cannot attach to it or read its memory
+    errors = _preload(preload)
+    # What the template holds is left alone by the collector in the children: a collection
+    # there would touch (and so copy) every page of it.
+    gc.collect()
+    gc.freeze()
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the poll below through wake_w
+    control.send(b"R" + "\n".join(errors).encode(errors="replace"))
+    poll = select.poll()
+    poll.register(control.fileno(), select.POLLIN)
+    poll.register(wake_r, select.POLLIN)
+    while True:
+        for fd, _ in poll.poll():
+            if fd == wake_r:
+                os.read(wake_r, 512)
+                _reap(control)
+            elif not _serve(control, wake_r, wake_w):
+                os._exit(0)  # the spawner is gone; its children are killed by it or its namespace
+
+
+def _preload(modules: list[str]) -> list[str]:
+    errors = []
+    for name in modules:
+        try:
+            __import__(name)
+        except BaseException as e:
+            errors.append(f"{name} ({type(e).__name__}: {e})")
+    return errors
+
+
+def _serve(control: socket.socket, wake_r: int, wake_w: int) -> bool:
+    """Fork one child for the request waiting on ``control``; False when the spawner left."""
+    fds = array.array("i")
+    try:
+        data, ancillary, _, _ = control.recvmsg(64, socket.CMSG_SPACE(3 * fds.itemsize))
+    except InterruptedError:
+        return True
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
+    if not data:
+        return False
+    attempt = int(data)
+    try:
+        if len(fds) != 3:
+            raise OSError(22, f"expected 3 descriptors, got {len(fds)}")
+        pid = os.fork()
+        if pid == 0:
+            _child(control, wake_r, wake_w, fds[0], fds[1], fds[2])
+    except OSError as e:
+        control.send(f"E{attempt} {e.errno or 0} {e.strerror or e}".encode(errors="replace"))
+    else:
+        control.send(f"F{attempt} {pid}".encode())
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return True
+
+
+def _reap(control: socket.socket) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        control.send(f"X{pid} {status}".encode())
+
+
+def _child(control: socket.socket, wake_r: int, wake_w: int, out: int, script: int, request: int) -> None:
+    """In the new process: become the attempt (its session, descriptors, directory and
+    environment), run the script, exit. Never returns."""
+    try:
+        os.setsid()
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        control.close()
+        os.close(wake_r)
+        os.close(wake_w)
+        os.dup2(out, 1)
+        os.dup2(out, 2)
+        os.dup2(script, 3)
+        cwd, env = _read_request(request)
+        for fd in {out, script, request} - {1, 2, 3}:
+            os.close(fd)
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environb.update(env)
+        sys.argv[:] = [_SCRIPT]
+        _set_dumpable(1)  # as a new process would be
+    except BaseException as e:
+        os.write(2, f"kiok: the python task could not start: {e}\n".encode(errors="replace"))
+        os._exit(127)
+    os._exit(_run())
+
+
+def _read_all(fd: int) -> bytes:
+    """A memfd's content, from its start (its offset is shared with whoever else holds it)."""
+    chunks = []
+    offset = 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
+
+
+def _read_request(fd: int) -> tuple[bytes, dict[bytes, bytes]]:
+    """The working directory and the environment, NUL-separated (``cwd\\0K=V\\0K=V``)."""
+    cwd, *pairs = _read_all(fd).split(b"\0")
+    env = {}
+    for pair in pairs:
+        key, _, value = pair.partition(b"=")
+        env[key] = value
+    return cwd, env
+
+
+def _run() -> int:
+    """Run ``/dev/fd/3`` as ``python -u /dev/fd/3`` would (a fresh ``__main__``, the same
+    exit statuses, tracebacks and end of the process) and return the exit status."""
+    main = types.ModuleType("__main__")
+    main.__dict__.update(__file__=_SCRIPT, __builtins__=builtins, __cached__=None)
+    sys.modules["__main__"] = main
+    if "linecache" in sys.modules:
+        sys.modules["linecache"].clearcache()  # it may hold the template's own /dev/fd/3
+    try:
+        code = compile(_read_all(3), _SCRIPT, "exec", dont_inherit=True)
+        exec(code, main.__dict__)
+        status = 0
+    except SystemExit as e:
+        status = _exit_status(e.code)
+    except BaseException as e:
+        tb = e.__traceback__
+        if tb is not None and tb.tb_next is not None:
+            e.__traceback__ = tb = tb.tb_next  # from the script's own frame, as the interpreter shows it
+        sys.excepthook(type(e), e, tb)
+        status = -signal.SIGINT if isinstance(e, KeyboardInterrupt) else 1
+    status = _shutdown(status)
+    if status < 0:  # ended by KeyboardInterrupt: end by SIGINT, as the interpreter does
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    return status
+
+
+def _shutdown(status: int) -> int:
+    """What the interpreter does on its way out: wait for threads, run ``atexit``, flush."""
+    try:
+        if "threading" in sys.modules:
+            sys.modules["threading"]._shutdown()
+        atexit._run_exitfuncs()
+    except SystemExit as e:
+        status = _exit_status(e.code)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            stream.flush()
+    return status
+
+
+def _exit_status(code: object) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=sys.stderr)
+    return 1
+
+
+_libc: list[object] = []
+
+
+def _set_dumpable(value: int) -> None:
+    """``prctl(PR_SET_DUMPABLE)``; libc is loaded once, in the template."""
+    try:
+        if not _libc:
+            import ctypes
+
+            _libc.append(ctypes.CDLL(None, use_errno=True))
+        _libc[0].prctl(_PR_SET_DUMPABLE, value, 0, 0, 0)  # type: ignore[attr-defined]
+    except (ImportError, OSError, AttributeError):
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""Which runs a driver holds, as the coordinator sees it: a run given back is reassigned at
+once; a run its driver's heartbeats stop naming goes back to the pool; a run claimed by a
+driver that reconnects while a dispatch pass is under way stays with that driver. (Each of
+these was found by the cluster simulator, ``kiok.testing.sim``.)"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from kiok.dag.load import spec_from_yaml
+from kiok.master.coordinator import Coordinator, WorkerInfo
+from kiok.protocol.messages import Assignment, OfferReply, OfferVerdict
+from kiok.store import commands as c
+from kiok.store import keys
+from kiok.store.commandlog import LocalCommandLog
+from kiok.store.joblog import SPACES as JOBLOG_SPACES
+from kiok.store.joblog import JobLogStore
+from kiok.store.kv import MemoryKV
+from kiok.store.reader import StateReader
+
+DAG = 'dag: {id: d}\ntasks:\n  - {id: a, type: shell, script: "true"}\n'
+
+
+class Worker:
+    def __init__(self, wid: str, free: int = 4) -> None:
+        self.id = wid
+        self.free = free
+        self.offers: list[Assignment] = []
+        self.before_reply: asyncio.Event | None = None
+
+    def info(self) -> WorkerInfo:
+        return WorkerInfo(self.id, "-", (), 8, self.free, True, False, None)
+
+    async def offer(self, assignment: Assignment, labels: Iterable[str]) -> OfferReply:
+        self.offers.append(assignment)
+        return OfferReply(OfferVerdict.ACK)
+
+    def cancel(self, run_id: str) -> None:
+        pass
+
+
+async def setup(*workers: Worker) -> tuple[Coordinator, LocalCommandLog, StateReader, list[str]]:
+    kv = MemoryKV(keys.SPACES)
+    log = LocalCommandLog(kv)
+    reader = StateReader(kv)
+    coord = Coordinator(log, reader, JobLogStore(MemoryKV(JOBLOG_SPACES)).append, lambda: 1000, term=1)
+    log.subscribe(coord.on_effects)
+    await log.propose(c.RegisterDag(at_ms=1, spec=spec_from_yaml(DAG).to_dict()))
+    runs = [(await log.propose(c.CreateRun(at_ms=2, dag_id="d")))["runId"] for _ in range(2)]
+    for w in workers:
+        coord.add_worker(w)
+    return coord, log, reader, runs
+
+
+async def test_a_run_given_back_by_its_driver_is_assigned_again_at_once() -> None:
+    w1 = Worker("w1")
+    coord, log, reader, runs = await setup(w1)
+    await coord.dispatch_pass()
+    header = reader.run_header(runs[0])
+    assert header is not None and header["worker"] == "w1"
+    await log.propose(
+        c.ReleaseRun(at_ms=3, run_id=runs[0], epoch=header["epoch"], reason="drain", worker="w1")
+    )
+    await coord.dispatch_pass()
+    assert [a.run_id for a in w1.offers].count(runs[0]) == 2  # offered again, not held until w1 is lost
+
+
+async def test_a_run_the_driver_stops_naming_goes_back_to_the_pool() -> None:
+    w1 = Worker("w1")
+    coord, _, reader, runs = await setup(w1)
+    await coord.dispatch_pass()
+    assert len(w1.offers) == 2
+    coord.claims_seen("w1", set(runs))  # both held
+    coord.claims_seen("w1", {runs[1]})  # the first one's driver is gone without a word
+    await coord.dispatch_pass()
+    assert [a.run_id for a in w1.offers] == [runs[0], runs[1], runs[0]]
+    header = reader.run_header(runs[0])
+    assert header is not None and header["epoch"] == 2
+
+
+async def test_a_run_not_yet_named_by_a_heartbeat_is_not_dropped() -> None:
+    """A heartbeat sent before the offer arrived does not name the run: that is no sign."""
+    w1 = Worker("w1")
+    coord, *_ = await setup(w1)
+    await coord.dispatch_pass()
+    coord.claims_seen("w1", set())
+    await coord.dispatch_pass()
+    assert len(w1.offers) == 2
+
+
+async def test_a_run_claimed_during_a_dispatch_pass_stays_with_its_driver() -> None:
+    """A new leader's pass starts with the oldest run; while that one's offer is out, the
+    previous driver of the others reconnects and claims them: the pass must not then give
+    them to someone else."""
+    kv = MemoryKV(keys.SPACES)
+    log = LocalCommandLog(kv)
+    reader = StateReader(kv)
+    gpu = 'dag: {id: g, labels: [gpu]}\ntasks:\n  - {id: a, type: shell, script: "true"}\n'
+    for text in (DAG, gpu):
+        await log.propose(c.RegisterDag(at_ms=1, spec=spec_from_yaml(text).to_dict()))
+    oldest = (await log.propose(c.CreateRun(at_ms=2, dag_id="g")))["runId"]  # needs a gpu worker
+    runs = [(await log.propose(c.CreateRun(at_ms=3, dag_id="d")))["runId"] for _ in range(2)]
+    old = Coordinator(log, reader, lambda *a: None, lambda: 1000, term=1)
+    log.subscribe(old.on_effects)
+    w1 = Worker("w1")
+    old.add_worker(w1)
+    await old.dispatch_pass()  # w1 drives the two plain runs under term 1
+    held = {r: h for r in runs if (h := reader.run_header(r)) is not None and h["worker"] == "w1"}
+    assert len(held) == 2
+
+    new = Coordinator(log, reader, lambda *a: None, lambda: 2000, term=2, reattach_grace_ms=5000)
+    log.subscribe(new.on_effects)
+
+    class Gpu(Worker):
+        def info(self) -> WorkerInfo:
+            return WorkerInfo(self.id, "-", ("gpu",), 8, 8, True, False, None)
+
+        async def offer(self, assignment: Assignment, labels: Iterable[str]) -> OfferReply:
+            if not self.offers:  # while the first offer is out, w1 comes back and claims
+                claims = [{"run": r, "term": h["term"], "epoch": h["epoch"]} for r, h in held.items()]
+                assert new.reattach("w1", claims) == []
+                new.add_worker(Worker("w1"))
+            return await super().offer(assignment, labels)
+
+    w2 = Gpu("w2")
+    new.add_worker(w2)
+    await new.dispatch_pass()
+    assert [a.run_id for a in w2.offers] == [oldest]
+    for r in runs:
+        header = reader.run_header(r)
+        assert header is not None and header["worker"] == "w1" and header["term"] == 1, header

@@ -1,0 +1,266 @@
+"""Python tasks forked from a warm template (``kiok.worker.forkserver``), with real spawner,
+template and task processes, isolated as the task user in a pid namespace (the suite runs as
+root, as CI does): each attempt is a fresh fork that behaves like ``python -u /dev/fd/3``,
+nothing one attempt changes reaches the next, timeouts and stops kill the attempt's group, a
+template that dies fails its attempts and is replaced, it is recycled after
+``max_tasks`` forks, and preload errors are said at start."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from kiok.config import Settings
+from kiok.errors import InvalidInput
+from kiok.roots.common import python_template
+from kiok.worker import forkserver as fs
+from kiok.worker import spawn_protocol as sp
+from kiok.worker.isolation import prepare_work_root, python_for_tasks, task_isolation
+from kiok.worker.process import ProcessOutcome, ProcessRunner, WorkDirs
+from kiok.worker.stop import StopSignal
+
+Factory = Callable[..., ProcessRunner]
+
+
+@pytest.fixture
+async def isolated() -> AsyncIterator[tuple[Factory, WorkDirs, str]]:
+    """Makes runners whose tasks run as the task user in a pid namespace, with a python
+    template of the interpreter python tasks use; working directories for that user."""
+    isolation = task_isolation("user", "kiok-task")
+    assert isolation.mode == "user+pidns", "unshare --pid must work where the tests run"
+    python = python_for_tasks("", sys.executable, isolation)
+    root = prepare_work_root("", Path("/nonexistent"), f"template-test-{os.getpid()}", isolation)
+    runners: list[ProcessRunner] = []
+
+    def make(preload: tuple[str, ...] = (), max_tasks: int = 1000) -> ProcessRunner:
+        runner = ProcessRunner(
+            {"PATH": "/usr/bin:/bin", "HOME": "/root"},
+            isolation=isolation,
+            spawners=1,
+            python_template=sp.Template(python, list(preload), max_tasks),
+        )
+        runners.append(runner)
+        return runner
+
+    try:
+        yield make, WorkDirs(root, (isolation.uid, isolation.gid)), python
+    finally:
+        for runner in runners:
+            await runner.aclose()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def _python(
+    runner: ProcessRunner,
+    python: str,
+    script: str,
+    cwd: Path,
+    *,
+    timeout_s: float = 60,
+    stop: StopSignal | None = None,
+    env: dict[str, str] | None = None,
+) -> tuple[ProcessOutcome, str]:
+    out: list[bytes] = []
+    outcome = await runner.run(
+        [python, "-u", "/dev/fd/3"],
+        cwd=cwd,
+        env=env or {"PATH": "/usr/bin:/bin"},
+        output=out.append,
+        timeout_s=timeout_s,
+        stop=stop or StopSignal(),
+        grace_s=1,
+        script=script,
+        fork=True,
+    )
+    return outcome, b"".join(out).decode()
+
+
+#: Prints who runs it: its parent's command line (the template's, when forked) and more.
+WHOAMI = """
+import os, sys
+parent = open(f"/proc/{os.getppid()}/cmdline", "rb").read().split(b"\\0")
+print("template" if parent[2:3] == [b"/dev/fd/3"] else "cold", os.getppid(), os.getuid())
+"""
+
+
+def _alive_in_namespace(runner: ProcessRunner, pid: int) -> bool:
+    """Whether ``pid`` of the runner's (one) spawner namespace is alive: asked of /proc there
+    through the spawner's pid 1, whose root is the namespace's /proc mount."""
+    (spawner,) = runner.spawner_pids
+    children = Path(f"/proc/{spawner}/task/{spawner}/children").read_text().split()
+    for child in children:  # unshare's child: the spawner, pid 1 inside
+        try:
+            status = Path(f"/proc/{child}/root/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        return "State:\tZ" not in status
+    return False
+
+
+async def test_each_attempt_is_a_fresh_fork_that_runs_like_a_new_interpreter(
+    isolated: tuple[Factory, WorkDirs, str],
+) -> None:
+    make, dirs, python = isolated
+    runner = make(preload=("colorsys",))
+    cwd = dirs.take()
+    outcome, out = await _python(runner, python, WHOAMI, cwd)
+    assert outcome == ProcessOutcome(0), out
+    kind, parent, uid = out.split()
+    assert kind == "template" and int(uid) != 0
+    # A module-level change, a new module and an open file in one attempt: none in the next.
+    change = """
+import sys, colorsys, json
+colorsys.changed = "by attempt 1"; json.changed = 1
+sys.modules["injected"] = colorsys
+kept = open("/dev/null")
+"""
+    assert (await _python(runner, python, change, cwd))[0].exit_code == 0
+    check = """
+import os, sys, colorsys
+print(getattr(colorsys, "changed", "clean"), "json" in sys.modules, "injected" in sys.modules)
+print(__name__, __file__, sys.argv, os.getcwd() == os.environ["HOME"], os.environ["X"])
+print(sorted(k for k in globals() if not k.startswith("__")))
+print(len(os.listdir("/proc/self/fd")))
+"""
+    outcome, out = await _python(runner, python, check, cwd, env={"PATH": "/usr/bin:/bin", "X": "own-env"})
+    assert outcome.exit_code == 0, out
+    lines = out.splitlines()
+    assert lines[0] == "clean False False", out  # colorsys preloaded, unchanged; json never
+    assert lines[1] == "__main__ /dev/fd/3 ['/dev/fd/3'] True own-env"
+    assert lines[2] == "['colorsys', 'os', 'sys']"
+    assert int(lines[3]) == 5  # stdin, stdout, stderr, the script at 3, listdir's own
+    # The same exit statuses and error lines as a new interpreter.
+    outcome, out = await _python(runner, python, "raise ValueError('bad input')", cwd)
+    assert outcome.exit_code == 1 and out.splitlines()[-1] == "ValueError: bad input", out
+    assert 'File "/dev/fd/3", line 1, in <module>' in out and "_run" not in out
+    assert (await _python(runner, python, "import sys; sys.exit(7)", cwd))[0].exit_code == 7
+    outcome, out = await _python(runner, python, "import atexit; atexit.register(print, 'at exit')", cwd)
+    assert outcome.exit_code == 0 and out == "at exit\n"
+    outcome, out = await _python(runner, python, WHOAMI, cwd)
+    assert out.split()[:2] == ["template", parent]  # still the same template
+    assert list(cwd.iterdir()) == []
+
+
+async def test_timeout_and_stop_kill_a_forked_attempts_group(isolated: tuple[Factory, WorkDirs, str]) -> None:
+    make, dirs, python = isolated
+    runner = make()
+    cwd = dirs.take()
+    script = """
+import signal, subprocess, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+child = subprocess.Popen(["sleep", "300"])
+print(child.pid, flush=True)
+time.sleep(300)
+"""
+    started = time.monotonic()
+    outcome, out = await _python(runner, python, script, cwd, timeout_s=1.5)
+    assert outcome.timed_out and outcome.exit_code == -9, (outcome, out)
+    assert time.monotonic() - started < 30
+    assert not _alive_in_namespace(runner, int(out.split()[0]))  # the background child went too
+    stop = StopSignal()
+    attempt = asyncio.ensure_future(_python(runner, python, script, cwd, stop=stop))
+    await asyncio.sleep(1.0)
+    stop.set()
+    outcome, out = await asyncio.wait_for(attempt, 30)
+    assert outcome.stopped and not outcome.timed_out, (outcome, out)
+    assert not _alive_in_namespace(runner, int(out.split()[0]))
+
+
+async def test_a_dead_template_fails_its_attempts_cleanly_and_is_replaced(
+    isolated: tuple[Factory, WorkDirs, str],
+) -> None:
+    make, dirs, python = isolated
+    runner = make()
+    outcome, out = await _python(runner, python, WHOAMI, dirs.take())
+    first_template = out.split()[1]
+    sleeper = (
+        "import subprocess, time\nprint(subprocess.Popen(['sleep', '300']).pid, flush=True)\ntime.sleep(300)"
+    )
+    running = asyncio.ensure_future(_python(runner, python, sleeper, dirs.take()))
+    await asyncio.sleep(1.0)
+    # A task runs as the same user as its template, so it can kill it: the worst it can do.
+    killer = "import os, signal, time\nos.kill(os.getppid(), signal.SIGKILL)\ntime.sleep(300)"
+    outcome, _ = await asyncio.wait_for(_python(runner, python, killer, dirs.take()), 30)
+    assert outcome.error == fs.DIED, outcome
+    outcome, out = await asyncio.wait_for(running, 30)
+    assert outcome.error == fs.DIED and outcome.exit_code == -9, outcome
+    assert not _alive_in_namespace(runner, int(out.split()[0]))
+    outcome, out = await _python(runner, python, WHOAMI, dirs.take())
+    assert outcome.exit_code == 0 and out.split()[0] == "template" and out.split()[1] != first_template
+
+
+async def test_a_template_is_recycled_after_max_tasks_forks(isolated: tuple[Factory, WorkDirs, str]) -> None:
+    make, dirs, python = isolated
+    runner = make(max_tasks=2)
+    cwd = dirs.take()
+    parents = [(await _python(runner, python, WHOAMI, cwd))[1].split()[:2] for _ in range(5)]
+    assert [kind for kind, _ in parents] == ["template"] * 5
+    pids = [pid for _, pid in parents]
+    assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4], pids
+
+
+async def test_preload_errors_are_said_at_start_and_the_rest_still_load(
+    isolated: tuple[Factory, WorkDirs, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    make, dirs, python = isolated
+    caplog.set_level(logging.ERROR, "kiok.worker.process")
+    runner = make(preload=("colorsys", "no_such_module_kiok"))
+    runner.prewarm()
+    deadline = time.monotonic() + 60
+    while "no_such_module_kiok" not in caplog.text:  # said at start, before any task ran
+        assert time.monotonic() < deadline, caplog.text
+        await asyncio.sleep(0.05)
+    errors = [r.getMessage() for r in caplog.records if "preload" in r.getMessage()]
+    assert errors == [
+        "task spawner: kiok.worker.python.preload: cannot import no_such_module_kiok "
+        "(ModuleNotFoundError: No module named 'no_such_module_kiok')"
+    ]
+    outcome, out = await _python(runner, python, "import sys; print('colorsys' in sys.modules)", dirs.take())
+    assert outcome.exit_code == 0 and out == "True\n"
+
+
+async def test_without_a_template_python_tasks_run_cold(tmp_path: Path) -> None:
+    runner = ProcessRunner(spawners=1, python_template=sp.Template(sys.executable, [], 0))
+    try:
+        outcome, out = await _python(runner, sys.executable, WHOAMI, tmp_path)
+    finally:
+        await runner.aclose()
+    assert outcome.exit_code == 0 and out.split()[0] == "cold", out
+
+
+def test_settings_refuse_what_cannot_be_a_template() -> None:
+    def settings(**values: str) -> Settings:
+        return Settings.load(env=dict(values))
+
+    assert python_template(settings(), "/usr/bin/python3") == sp.Template("/usr/bin/python3", [], 1000)
+    assert python_template(settings(KIOK_WORKER_PYTHON_TEMPLATE_MAX_TASKS="0"), "py") is None
+    with pytest.raises(InvalidInput, match="'pandas; rm' is not a module name"):
+        python_template(settings(KIOK_WORKER_PYTHON_PRELOAD="numpy, pandas; rm"), "py")
+    with pytest.raises(InvalidInput, match=r"max\.tasks must be 0 or more, not -1"):
+        python_template(settings(KIOK_WORKER_PYTHON_TEMPLATE_MAX_TASKS="-1"), "py")
+    assert fs.parse_preload(" pandas , os.path,") == ("pandas", "os.path")
+
+
+def test_template_messages_and_requests() -> None:
+    assert fs.decode_reply(b"Rmod_a (ImportError: x)\nmod_b (E: y)") == fs.Ready(
+        ("mod_a (ImportError: x)", "mod_b (E: y)")
+    )
+    assert fs.decode_reply(b"R") == fs.Ready(())
+    assert fs.decode_reply(b"F12 345") == fs.Forked(12, 345)
+    assert fs.decode_reply(b"X345 256") == fs.ChildExited(345, 256)
+    assert fs.decode_reply(b"E12 11 Resource temporarily unavailable") == fs.ForkFailed(
+        12, 11, "Resource temporarily unavailable"
+    )
+    with pytest.raises(ValueError):
+        fs.decode_reply(b"?")
+    assert fs.encode_request("/w/1", {"A": "1", "B": "x=y"}) == b"/w/1\0A=1\0B=x=y"
+    with pytest.raises(ValueError, match="null byte"):
+        fs.encode_request("/w/1", {"A": "a\0b"})

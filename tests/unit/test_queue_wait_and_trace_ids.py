@@ -1,0 +1,97 @@
+"""The pure parts of issue 17 §4's queue wait and trace ids: when a task became ready (by
+trigger rule, retry, the run's start) and the W3C ids every master and worker derive alike."""
+
+from __future__ import annotations
+
+from kiok.core.queue_wait import queue_wait_ms, started_attempt
+from kiok.core.states import TaskRecord, TaskState
+from kiok.core.tracecontext import (
+    attempt_traceparent,
+    ended_attempt,
+    parse_traceparent,
+    run_trace,
+)
+from kiok.dag.spec import TaskSpec, TriggerRule
+from kiok.ids import TaskId
+
+PENDING = TaskRecord()
+
+
+def ended(state: TaskState, at: int) -> TaskRecord:
+    return TaskRecord(state=state, attempt=1, started_at_ms=at - 5, ended_at_ms=at)
+
+
+def task(*requires: str, rule: TriggerRule = TriggerRule.ALL_SUCCESS) -> TaskSpec:
+    return TaskSpec(
+        id=TaskId("t"), script="true", requires=tuple(TaskId(r) for r in requires), trigger_rule=rule
+    )
+
+
+def test_a_root_task_waits_from_the_run_start() -> None:
+    assert queue_wait_ms(task(), PENDING, 1_500, {}, floor_ms=1_000) == 500
+
+
+def test_all_success_is_ready_when_the_last_upstream_ends() -> None:
+    ups = {TaskId("a"): ended(TaskState.SUCCESS, 2_000), TaskId("b"): ended(TaskState.SUCCESS, 3_000)}
+    assert queue_wait_ms(task("a", "b"), PENDING, 3_250, ups, floor_ms=1_000) == 250
+
+
+def test_one_failed_is_ready_at_the_first_failure() -> None:
+    ups = {TaskId("a"): ended(TaskState.FAILED, 2_000), TaskId("b"): ended(TaskState.SUCCESS, 3_000)}
+    assert queue_wait_ms(task("a", "b", rule=TriggerRule.ONE_FAILED), PENDING, 3_100, ups, 0) == 1_100
+
+
+def test_an_upstream_without_an_end_or_a_reported_queue_is_not_guessed() -> None:
+    running = {TaskId("a"): TaskRecord(state=TaskState.RUNNING, attempt=1, started_at_ms=10)}
+    assert queue_wait_ms(task("a"), PENDING, 50, running, 0) is None
+    queued = TaskRecord(state=TaskState.QUEUED, attempt=1, started_at_ms=1, ended_at_ms=2)
+    assert queue_wait_ms(task(), queued, 50, {}, 0) is None
+
+
+def test_a_retry_waits_from_its_due_time_and_never_before_the_floor() -> None:
+    retrying = TaskRecord(
+        state=TaskState.RETRYING, attempt=1, started_at_ms=1, ended_at_ms=2, retry_at_ms=900
+    )
+    assert queue_wait_ms(task(), retrying, 1_000, {}, floor_ms=0) == 100
+    assert queue_wait_ms(task(), retrying, 1_000, {}, floor_ms=950) == 50  # re-assigned later
+    assert queue_wait_ms(task(), retrying, 800, {}, floor_ms=0) == 0  # clocks apart: never negative
+
+
+def test_a_start_is_seen_once_even_when_the_outcome_replaced_running() -> None:
+    running = TaskRecord(state=TaskState.RUNNING, attempt=1, started_at_ms=10)
+    done = TaskRecord(state=TaskState.SUCCESS, attempt=1, started_at_ms=10, ended_at_ms=20)
+    assert started_attempt(PENDING, running) and started_attempt(PENDING, done)
+    assert not started_attempt(running, done)
+    assert ended_attempt(running, done) and ended_attempt(PENDING, done)
+    assert not ended_attempt(done, done) and not ended_attempt(PENDING, running)
+
+
+def test_trace_ids_follow_the_trigger_request_or_the_run_id() -> None:
+    client = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    rt = run_trace("d-1-1", client)
+    assert (rt.trace_id, rt.parent_span_id) == ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")
+    assert run_trace("d-1-1", client) == rt  # every master derives the same run span
+    scheduled = run_trace("d-1-2", None)
+    assert scheduled.parent_span_id is None and scheduled.trace_id != rt.trace_id
+    assert parse_traceparent(scheduled.traceparent) == (scheduled.trace_id, scheduled.span_id)
+    tp = attempt_traceparent(rt.traceparent, "a", 1)
+    assert tp is not None and tp.startswith(f"00-{rt.trace_id}-") and tp.endswith("-01")
+    assert tp != attempt_traceparent(rt.traceparent, "a", 2) != attempt_traceparent(rt.traceparent, "b", 1)
+    for bad in (
+        "",
+        "garbage",
+        "00-" + "0" * 32 + "-00f067aa0ba902b7-01",
+        "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+    ):
+        assert parse_traceparent(bad) is None
+    assert attempt_traceparent("nonsense", "a", 1) is None
+
+
+def test_an_offer_carries_the_run_traceparent_only_when_tracing() -> None:
+    from kiok.protocol.messages import Assignment, Fence
+    from kiok.protocol.to_worker import Offer
+
+    plain = Assignment("r", "d", {}, {}, Fence(1, 1), {}, 0)
+    assert "traceparent" not in Offer(plain).to_wire()  # frames unchanged without tracing
+    traced = Assignment("r", "d", {}, {}, Fence(1, 1), {}, 0, traceparent=run_trace("r", None).traceparent)
+    assert Offer.from_wire(Offer(traced).to_wire()).assignment.traceparent == traced.traceparent
