@@ -134,6 +134,19 @@ def run_outcome(
             return None
         any_failed = any_failed or rec.state is _S.FAILED
         any_cancelled = any_cancelled or rec.state is _S.CANCELLED
+    return final_run_state(cancelled=cancelled, any_failed=any_failed, any_cancelled=any_cancelled)
+
+
+def final_run_state(
+    *, cancelled: bool, any_failed: bool, any_cancelled: bool, timed_out: bool = False
+) -> RunState:
+    """How a run ends once none of its tasks is open: the one rule, used by the driver
+    (``run_outcome``) and by the masters when they commit the end (``apply_runs``). A run
+    that outlived its ``run_timeout`` FAILED, whatever its tasks did; then a cancelled run is
+    CANCELLED; then any FAILED task fails it; a task cancelled on its own makes it CANCELLED;
+    else SUCCESS (every task SUCCESS or SKIPPED)."""
+    if timed_out:
+        return RunState.FAILED
     if cancelled:
         return RunState.CANCELLED
     if any_failed:

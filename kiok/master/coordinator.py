@@ -73,6 +73,7 @@ class Coordinator:
         *,
         term: int = 1,
         reattach_grace_ms: int = 0,
+        silent_after_ms: int = 0,
         tracing: bool = False,
     ) -> None:
         self._log = log_
@@ -93,6 +94,9 @@ class Coordinator:
         #: After this coordinator starts, a run's previous driver gets this long to reconnect
         #: and claim it before the run is reassigned.
         self._grace_until_ms = clock_ms() + reattach_grace_ms
+        #: A worker not heard from for this long is offered runs only if no other can take
+        #: them (0: never judged; ``kiok.worker.heartbeat.interval.ms`` × 3 on a master).
+        self._silent_after_ms = silent_after_ms
         self._kick = asyncio.Event()
         self._kick.set()
 
@@ -270,9 +274,17 @@ class Coordinator:
         usable = [w for w in with_room if self._naks.get(w.info().id, (0, 0))[1] <= now]
         if not usable:
             return None, "every matching worker refused the run recently (backing off)"
+        # A worker not heard from for a few heartbeats may be frozen (SIGSTOP, a stalled
+        # host): its offer would hang until it times out. Others first, if there are any.
+        fresh = [w for w in usable if not self._silent(w.info(), now)]
+        usable = fresh or usable
         # The most specific match (fewest labels beyond those asked for) wins; among those,
         # the worker with the most free slots.
         return max(usable, key=lambda w: (-len(w.info().labels), w.info().free)), ""
+
+    def _silent(self, info: WorkerInfo, now: int) -> bool:
+        last = info.last_heartbeat_ms
+        return self._silent_after_ms > 0 and last is not None and now - last > self._silent_after_ms
 
     async def _assign(
         self, run: dict[str, Any], spec: dict[str, Any], labels: tuple[str, ...], worker: WorkerHandle

@@ -66,7 +66,9 @@ _WORKER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _STATUS_URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]{1,255}")
 #: The task isolation modes a worker may name in its hello (``kiok.worker.isolation``).
 _TASK_ISOLATION = ("none", "user", "user+pidns")
-_OFFER_TIMEOUT_S = 10.0
+#: A worker answers an offer at once (it only checks room and labels): one that has not
+#: answered within this is frozen or cut off, and the run is offered elsewhere.
+_OFFER_TIMEOUT_S = 3.0
 #: Runs per connection for which a refused log batch or report is noted (once per run).
 _WARNED_RUNS = 64
 

@@ -161,6 +161,8 @@ class Spawner:
         try:
             while self._turn():
                 self._flush()
+        except (ConnectionResetError, BrokenPipeError):
+            pass  # the worker died (kill -9): its tasks die with this spawner, quietly
         finally:
             for attempt in self._attempts.values():
                 signal_group(attempt.pid, signal.SIGKILL)

@@ -58,3 +58,32 @@ def test_draining_and_full_workers_are_skipped_with_a_reason() -> None:
     assert "capacity" in picked(coordinator(FakeWorker("f", (), 0)), ())
     assert picked(coordinator(FakeWorker("f", (), 0), FakeWorker("ok", ("x",), 1)), ()) == "ok"
     assert picked(coordinator(), ()) == "no worker is connected"
+
+
+class SilentWorker(FakeWorker):
+    def __init__(self, wid: str, free: int, last_heard_ms: int) -> None:
+        super().__init__(wid, (), free)
+        self._info = WorkerInfo(wid, "-", (), 8, free, True, False, last_heard_ms)
+
+
+def test_a_worker_silent_for_a_few_heartbeats_is_offered_runs_last() -> None:
+    """A frozen worker still looks connected until its heartbeat timeout; an offer to it
+    would hang. Another worker gets the run, even with fewer free slots."""
+    kv = MemoryKV(keys.SPACES)
+    c = Coordinator(
+        LocalCommandLog(kv),
+        StateReader(kv),
+        JobLogStore(MemoryKV(["logs"])).append,
+        lambda: 10_000,
+        silent_after_ms=3000,
+    )
+    c.add_worker(SilentWorker("frozen", 8, last_heard_ms=5_000))
+    c.add_worker(SilentWorker("alive", 1, last_heard_ms=9_500))
+
+    def at_10s() -> str:
+        worker, why = c.pick_worker((), 10_000)
+        return worker.info().id if worker else why
+
+    assert at_10s() == "alive"
+    c.workers.pop("alive")
+    assert at_10s() == "frozen"  # the only one: still offered

@@ -152,7 +152,10 @@ async def test_a_dead_spawner_fails_its_attempts_kills_their_groups_and_is_repla
     assert runner.spawner_pids not in ([], [spawner_pid])
 
 
-def test_when_the_worker_is_killed_its_tasks_and_spawner_go_too(tmp_path: Path) -> None:
+@pytest.mark.parametrize("task", ["sleep 60", "while :; do echo busy; done"], ids=["quiet", "chatty"])
+def test_when_the_worker_is_killed_its_tasks_and_spawner_go_too(tmp_path: Path, task: str) -> None:
+    """Quietly: a chatty task leaves output the dead worker never read, so the spawner's
+    socket is reset rather than closed (the chaos soak found a traceback there)."""
     pid_file = tmp_path / "task.pid"
     work = tmp_path / "work"
     work.mkdir()
@@ -166,7 +169,7 @@ def test_when_the_worker_is_killed_its_tasks_and_spawner_go_too(tmp_path: Path) 
         async def main():
             runner = ProcessRunner()
             run = asyncio.ensure_future(runner.run(
-                ["/bin/sh", "-c", "echo $$ > {pid_file}; sleep 60"], cwd=Path("{work}"), env={{}},
+                ["/bin/sh", "-c", "echo $$ > {pid_file}; {task}"], cwd=Path("{work}"), env={{}},
                 output=lambda _: None, timeout_s=60, stop=StopSignal(), grace_s=1))
             while not Path("{pid_file}").exists():
                 await asyncio.sleep(0.01)
@@ -176,8 +179,10 @@ def test_when_the_worker_is_killed_its_tasks_and_spawner_go_too(tmp_path: Path) 
         asyncio.run(main())
         """
     )
-    with subprocess.Popen([sys.executable, "-c", worker], stdout=subprocess.PIPE) as proc:
-        assert proc.stdout is not None
+    with subprocess.Popen(
+        [sys.executable, "-c", worker], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
         spawner_pid = int(proc.stdout.readline())
         task_pid = int(pid_file.read_text())
         assert _alive(task_pid) and _alive(spawner_pid)
@@ -187,6 +192,7 @@ def test_when_the_worker_is_killed_its_tasks_and_spawner_go_too(tmp_path: Path) 
         while _alive(task_pid) or _alive(spawner_pid):
             assert time.monotonic() < end, "the task or the spawner outlived the worker"
             time.sleep(0.02)
+        assert b"Traceback" not in proc.stderr.read()
 
 
 def test_messages_round_trip_and_garbage_is_refused() -> None:

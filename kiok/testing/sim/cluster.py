@@ -197,6 +197,7 @@ class SimMaster:
             self.clock_ms,
             term=term,
             reattach_grace_ms=self.settings.get_int("kiok.worker.heartbeat.timeout.ms"),
+            silent_after_ms=3 * self.settings.get_int("kiok.worker.heartbeat.interval.ms"),
         )
 
     # --- what the internal server and coordinator use ---------------------------------------
