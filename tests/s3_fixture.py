@@ -76,7 +76,10 @@ class MotoS3:
         out: dict[str, bytes] = {}
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
             for item in page.get("Contents", []):
-                out[item["Key"]] = client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+                try:
+                    out[item["Key"]] = client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+                except client.exceptions.NoSuchKey:
+                    continue  # deleted between the listing and the read (a sweep at work)
         return out
 
 

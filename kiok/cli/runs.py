@@ -87,11 +87,7 @@ def trigger(
         return
     if not cli.as_json:
         click.echo(run_id)
-    while True:
-        run = client.get(f"/api/v1/runs/{segment(run_id)}")
-        if isinstance(run, dict) and run.get("state") in TERMINAL:
-            break
-        cli.runtime.sleep(interval)
+    run = wait_until_ended(cli, run_id, interval)
     if cli.as_json:
         emit_json(run)
     else:
@@ -150,15 +146,53 @@ def list_runs(
 
 @runs.command()
 @click.argument("run_id", metavar="RUN")
+@click.option("--wait", is_flag=True, help="Wait for the run to end; exit 0 only if it succeeded.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=1.0,
+    show_default=True,
+    help="Seconds between polls with --wait.",
+)
 @json_option
 @pass_cli
-def status(cli: CliContext, run_id: str) -> None:
-    """Show a run and its tasks."""
-    answer = cli.client().get(f"/api/v1/runs/{segment(run_id)}")
+def status(cli: CliContext, run_id: str, wait: bool, interval: float) -> None:
+    """Show a run and its tasks (with --wait, once it has ended)."""
+    if wait:
+        answer: Any = wait_until_ended(cli, run_id, interval)
+    else:
+        answer = cli.client().get(f"/api/v1/runs/{segment(run_id)}")
     if cli.as_json:
         emit_json(answer)
     else:
         click.echo(render_run(answer, cli.runtime.now()))
+    if wait and answer.get("state") != "SUCCESS":
+        raise click.exceptions.Exit(1)
+
+
+def merge_since(held: dict[str, Any] | None, answer: Any) -> dict[str, Any]:
+    """A run view brought up to date by the answer to ``?since=<held version>``: the
+    answer's run fields, and its tasks over the held ones (``"full": false``); a full
+    answer replaces the held view."""
+    if not isinstance(answer, dict):
+        raise CliError("the master's run answer is not a JSON object")
+    if held is None or answer.get("full", True):
+        return answer
+    fields = {k: v for k, v in answer.items() if k not in ("tasks", "since")}
+    return {**fields, "full": True, "tasks": {**held.get("tasks", {}), **answer.get("tasks", {})}}
+
+
+def wait_until_ended(cli: CliContext, run_id: str, interval: float) -> dict[str, Any]:
+    """Poll a run until it ends; after the first read, only what changed (``since``), so a
+    long wait on a big run costs the master little."""
+    client = cli.client()
+    run: dict[str, Any] | None = None
+    while True:
+        params = {"since": run["version"]} if run is not None and "version" in run else None
+        run = merge_since(run, client.get(f"/api/v1/runs/{segment(run_id)}", params=params))
+        if run.get("state") in TERMINAL:
+            return run
+        cli.runtime.sleep(interval)
 
 
 @runs.command()

@@ -15,7 +15,7 @@ from kiok.core.timefmt import iso_utc
 from kiok.dag.spec import DagSpec
 from kiok.ids import TaskId
 
-__all__ = ["presented", "task_wait_reason"]
+__all__ = ["presented", "presented_one", "task_wait_reason"]
 
 
 def presented(spec: DagSpec, tasks: Mapping[TaskId, TaskRecord], *, driven: bool) -> dict[TaskId, TaskRecord]:
@@ -23,15 +23,21 @@ def presented(spec: DagSpec, tasks: Mapping[TaskId, TaskRecord], *, driven: bool
     on its own and does not report it: that follows from the upstreams' records, which the
     masters have. So while the run has a driver, a PENDING task whose upstreams already meet
     its trigger rule is shown QUEUED, as the driver holds it."""
-    out: dict[TaskId, TaskRecord] = {}
-    for task in spec.tasks:
-        rec = tasks.get(task.id, UNSTARTED)
-        if driven and rec.state is TaskState.PENDING:
-            ups = [tasks.get(u, UNSTARTED).state for u in task.requires]
-            if upstream_verdict(task.trigger_rule, ups) == "ready":
-                rec = QUEUED_FIRST
-        out[task.id] = rec
-    return out
+    return {task.id: presented_one(spec, tasks, task.id, driven=driven) for task in spec.tasks}
+
+
+def presented_one(
+    spec: DagSpec, tasks: Mapping[TaskId, TaskRecord], task_id: TaskId, *, driven: bool
+) -> TaskRecord:
+    """One task's record as ``presented`` shows it (reads only its upstreams' records, so a
+    view can be brought up to date task by task)."""
+    rec = tasks.get(task_id, UNSTARTED)
+    if driven and rec.state is TaskState.PENDING:
+        task = spec.task(task_id)
+        ups = [tasks.get(u, UNSTARTED).state for u in task.requires]
+        if upstream_verdict(task.trigger_rule, ups) == "ready":
+            return QUEUED_FIRST
+    return rec
 
 
 def task_wait_reason(

@@ -36,6 +36,7 @@ from kiok.master.metrics import MasterMetrics
 from kiok.master.notify import Notifier, NotifySettings
 from kiok.master.peer_watch import PeerWatch
 from kiok.master.retention import RetentionSweeper
+from kiok.master.run_cache import RunViews
 from kiok.master.scheduler import Scheduler
 from kiok.observability.tracing import make_tracing
 from kiok.security.kms import Cipher, Keyring, WrongMasterKey, derive_root_key
@@ -186,6 +187,11 @@ class MasterNode:
         self._tasks: list[asyncio.Task[Any]] = []
         self._started = False
         self._specs: dict[str, DagSpec] = {}
+        #: Encoded run views for ``GET /api/v1/runs/{id}`` (the leader's coordinator knows
+        #: why a run waits; a new term brings a new coordinator).
+        self.run_views = RunViews(
+            self.reader, self.run_spec, lambda run_id: self.coordinator.waiting.get(run_id), clock_ms
+        )
         #: Called with a worker id when its credential is revoked (the internal server
         #: registers one that drops the connection).
         self.revoke_hooks: list[Callable[[str], None]] = []
@@ -219,6 +225,7 @@ class MasterNode:
             self.clock_ms,
             term=term,
             reattach_grace_ms=self.settings.get_int("kiok.worker.heartbeat.timeout.ms"),
+            silent_after_ms=3 * self.settings.get_int("kiok.worker.heartbeat.interval.ms"),
             tracing=self.tracing.enabled,
         )
 
@@ -328,6 +335,7 @@ class MasterNode:
             self.scheduler.kick()
         for run_id in fx.runs_deleted:
             self._specs.pop(run_id, None)
+        self.run_views.on_effects(fx)
         if fx.log_deletes and self.raft is None:  # replicated masters delete them as they apply
             self.joblog.delete_runs(fx.log_deletes)
         if (fx.log_archived or fx.archive_forgotten) and self.raft is None:
@@ -421,6 +429,7 @@ class MasterNode:
             self._reload_keyring()
             self.joblog.forget_sizes()
             self._specs.clear()
+            self.run_views.clear()
             self._coordination = self.start_leading(self.coordinator.term)
             self._tasks += self._coordination
             for handle in workers:

@@ -3,11 +3,12 @@ camelCase keys, and for every task that is not running the reason it waits."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from kiok.core.states import RunState, TaskRecord, TaskState
 from kiok.core.timefmt import iso_millis
-from kiok.core.waiting import presented, task_wait_reason
+from kiok.core.waiting import presented_one, task_wait_reason
 from kiok.dag.spec import DagSpec
 from kiok.ids import TaskId
 
@@ -41,34 +42,66 @@ def dag_view(record: dict[str, Any], *, full: bool = False) -> dict[str, Any]:
 
 def run_view(run: dict[str, Any], spec: DagSpec, run_waiting: str | None, now_ms: int) -> dict[str, Any]:
     state = run["state"]
-    records = presented(
+    shown = PresentedRecords(
         spec,
         {TaskId(t): TaskRecord.from_dict(r) for t, r in run["tasks"].items()},
         driven=state == RunState.RUNNING.value and run["worker"] is not None,
     )
-    if state == RunState.RUNNING.value and run["worker"] is None:
-        run_waiting = (
-            run_waiting or "waiting for a new driver (the previous one was lost or gave the run back)"
-        )
-    tasks: dict[str, Any] = {}
-    for t in spec.tasks:
-        rec = records[t.id]
-        waiting = None
-        if rec.state not in (TaskState.RUNNING,) and not rec.is_terminal:
-            waiting = run_waiting if (run_waiting and state == RunState.PENDING.value) else None
-            waiting = waiting or task_wait_reason(spec, records, t.id, now_ms)
-        tasks[t.id] = {
-            "state": rec.state.value,
-            "attempt": rec.attempt,
-            "worker": rec.worker,
-            "startedAt": iso(rec.started_at_ms),
-            "endedAt": iso(rec.ended_at_ms),
-            "exitCode": rec.exit_code,
-            "error": rec.error,
-            "retryAt": iso(rec.retry_at_ms),
-            "waiting": waiting,
-        }
-    return {**run_fields(run, run_waiting), "tasks": tasks}
+    tasks = {t.id: task_view(spec, shown, t.id, state, run_waiting, now_ms) for t in spec.tasks}
+    return {**run_fields(run, run_waiting), "version": run.get("version", 0), "full": True, "tasks": tasks}
+
+
+class PresentedRecords(Mapping[TaskId, TaskRecord]):
+    """A run's task records as the API shows them (``presented_one``), each worked out on
+    first use: a view brought up to date for a few tasks reads only those and their
+    upstreams."""
+
+    def __init__(self, spec: DagSpec, records: Mapping[TaskId, TaskRecord], *, driven: bool) -> None:
+        self._spec, self._records, self._driven = spec, records, driven
+        self._ids = frozenset(spec.task_ids)
+        self._memo: dict[TaskId, TaskRecord] = {}
+
+    def __getitem__(self, task_id: TaskId) -> TaskRecord:
+        rec = self._memo.get(task_id)
+        if rec is None:
+            if task_id not in self._ids:
+                raise KeyError(task_id)
+            rec = presented_one(self._spec, self._records, task_id, driven=self._driven)
+            self._memo[task_id] = rec
+        return rec
+
+    def __iter__(self) -> Iterator[TaskId]:
+        return iter(self._spec.task_ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
+def task_view(
+    spec: DagSpec,
+    shown: Mapping[TaskId, TaskRecord],
+    task_id: TaskId,
+    run_state: str,
+    run_waiting: str | None,
+    now_ms: int,
+) -> dict[str, Any]:
+    """One task of a run view; ``shown`` is the run's presented records."""
+    rec = shown[task_id]
+    waiting = None
+    if rec.state is not TaskState.RUNNING and not rec.is_terminal:
+        waiting = run_waiting if (run_waiting and run_state == RunState.PENDING.value) else None
+        waiting = waiting or task_wait_reason(spec, shown, task_id, now_ms)
+    return {
+        "state": rec.state.value,
+        "attempt": rec.attempt,
+        "worker": rec.worker,
+        "startedAt": iso(rec.started_at_ms),
+        "endedAt": iso(rec.ended_at_ms),
+        "exitCode": rec.exit_code,
+        "error": rec.error,
+        "retryAt": iso(rec.retry_at_ms),
+        "waiting": waiting,
+    }
 
 
 def run_fields(run: dict[str, Any], run_waiting: str | None) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kiok.core.readiness import UNSTARTED, advance
+from kiok.core.readiness import UNSTARTED, advance, final_run_state
 from kiok.core.rerun import RerunRequest, rerun_selection, reset_records
 from kiok.core.states import TERMINAL_RUN_STATES, RunState, TaskRecord, TaskState
 from kiok.core.transitions import ReportVerdict, TaskEvent, TaskEventKind, apply_task_event, report_verdict
@@ -25,6 +25,7 @@ from kiok.store import keys as k
 from kiok.store.apply_notify import on_run_end
 from kiok.store.effects import Effects
 from kiok.store.run_index import count_task, initial_counts, put_header
+from kiok.store.run_version import stamp_header, stored_record
 from kiok.store.txn import Txn
 
 
@@ -75,6 +76,7 @@ def create_run(
         run["interval"] = {"startMs": interval[0], "endMs": interval[1]}
     if trace:  # the trigger request's W3C traceparent: the run's spans join its trace
         run["trace"] = trace
+    stamp_header(run)
     put_header(txn, run)
     txn.put(k.META, k.run_task_ids(run_id), [t["id"] for t in spec["tasks"]])
     txn.put(k.META, k.run_spec(run_id), spec)
@@ -119,23 +121,24 @@ def _put_task(txn: Txn, run: dict[str, Any], tid: str, old: TaskRecord, new: Tas
     run["open"] += int(old.is_terminal) - int(new.is_terminal)
     run["failed"] += int(new.state is TaskState.FAILED) - int(old.state is TaskState.FAILED)
     count_task(run, old.state.value, new.state.value)
-    txn.put(k.META, k.task(run["runId"], tid), new.to_dict())
+    txn.put(k.META, k.task(run["runId"], tid), stored_record(run, new))
 
 
 def _close(txn: Txn, run: dict[str, Any], at_ms: int, fx: Effects) -> None:
     """Write the header; end the run when no task is open any more."""
     if run["open"] == 0 and run["state"] not in TERMINAL_RUN_STATES:
-        if run.get("failReason"):
-            outcome = RunState.FAILED
-        elif run["cancel"]:
-            outcome = RunState.CANCELLED
-        else:
-            outcome = RunState.FAILED if run["failed"] else RunState.SUCCESS
+        outcome = final_run_state(
+            cancelled=bool(run["cancel"]),
+            any_failed=bool(run["failed"]),
+            any_cancelled=(run.get("taskCounts") or {}).get(TaskState.CANCELLED.value, 0) > 0,
+            timed_out=bool(run.get("failReason")),
+        )
         run["state"] = outcome.value
         run["endedMs"] = at_ms
         txn.delete(k.META, k.active_run(run["runId"]))
         on_run_end(txn, run, at_ms)
         fx.runs_finished.append(run["runId"])
+    stamp_header(run)
     put_header(txn, run)
     fx.runs_changed.add(run["runId"])
 
@@ -215,6 +218,7 @@ def apply_report(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
         or (cmd.worker and cmd.worker != run["worker"])  # a worker reports only the runs it drives
     ):
         run["staleReports"] += 1
+        stamp_header(run)
         put_header(txn, run)
         fx.stale_reports += 1
         return {"accepted": 0, "stale": len(cmd.tasks), "fenced": True}

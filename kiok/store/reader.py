@@ -170,6 +170,13 @@ class StateReader:
             run["tasks"].update(stored)  # a run stored before the id list: all its tasks are here
         return run
 
+    def task_records_raw(self, run_id: str) -> Iterator[tuple[str, bytes]]:
+        """A run's stored task records, undecoded, by task id: a cache of run views compares
+        the bytes and decodes only the records that changed."""
+        prefix = k.tasks_prefix(run_id)
+        for key, raw in self._kv.scan(k.META, prefix.encode()):
+            yield key.decode()[len(prefix) :], raw
+
     def task(self, run_id: str, task_id: str) -> dict[str, Any] | None:
         """One task's stored record (None while it is unstarted): cheaper than ``run``."""
         return self._get(k.META, k.task(run_id, task_id))  # type: ignore[no-any-return]

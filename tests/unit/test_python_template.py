@@ -91,6 +91,16 @@ print("template" if parent[2:3] == [b"/dev/fd/3"] else "cold", os.getppid(), os.
 """
 
 
+def _gone_from_namespace(runner: ProcessRunner, pid: int, deadline_s: float = 10) -> bool:
+    """Whether ``pid`` dies within the deadline (a SIGKILL'd process takes a moment to go)."""
+    end = time.monotonic() + deadline_s
+    while _alive_in_namespace(runner, pid):
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def _alive_in_namespace(runner: ProcessRunner, pid: int) -> bool:
     """Whether ``pid`` of the runner's (one) spawner namespace is alive: asked of /proc there
     through the spawner's pid 1, whose root is the namespace's /proc mount."""
@@ -164,14 +174,14 @@ time.sleep(300)
     outcome, out = await _python(runner, python, script, cwd, timeout_s=1.5)
     assert outcome.timed_out and outcome.exit_code == -9, (outcome, out)
     assert time.monotonic() - started < 30
-    assert not _alive_in_namespace(runner, int(out.split()[0]))  # the background child went too
+    assert _gone_from_namespace(runner, int(out.split()[0]))  # the background child went too
     stop = StopSignal()
     attempt = asyncio.ensure_future(_python(runner, python, script, cwd, stop=stop))
     await asyncio.sleep(1.0)
     stop.set()
     outcome, out = await asyncio.wait_for(attempt, 30)
     assert outcome.stopped and not outcome.timed_out, (outcome, out)
-    assert not _alive_in_namespace(runner, int(out.split()[0]))
+    assert _gone_from_namespace(runner, int(out.split()[0]))
 
 
 async def test_a_dead_template_fails_its_attempts_cleanly_and_is_replaced(
@@ -192,7 +202,7 @@ async def test_a_dead_template_fails_its_attempts_cleanly_and_is_replaced(
     assert outcome.error == fs.DIED, outcome
     outcome, out = await asyncio.wait_for(running, 30)
     assert outcome.error == fs.DIED and outcome.exit_code == -9, outcome
-    assert not _alive_in_namespace(runner, int(out.split()[0]))
+    assert _gone_from_namespace(runner, int(out.split()[0]))
     outcome, out = await _python(runner, python, WHOAMI, dirs.take())
     assert outcome.exit_code == 0 and out.split()[0] == "template" and out.split()[1] != first_template
 

@@ -7,7 +7,7 @@ import asyncio
 from collections import Counter
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from kiok.core.instants import parse_instant_ms
@@ -103,11 +103,24 @@ async def list_runs(
     }
 
 
-@router.get("/{run_id}", responses={404: {}})
+@router.get("/{run_id}", responses={404: {}}, response_model=None)
 async def get_run(
-    run_id: str, request: Request, _: Principal = Depends(require(actions.READ_RUN, _run_resource))
-) -> dict[str, Any]:
-    return _view(request, _run(request, run_id))
+    run_id: str,
+    request: Request,
+    since: int | None = Query(
+        default=None,
+        ge=0,
+        le=2**53,
+        description="a `version` of this run read before: only the tasks changed after it",
+    ),
+    _: Principal = Depends(require(actions.READ_RUN, _run_resource)),
+) -> Response:
+    """The run with its tasks and why each waits, at ``version``. With ``since``, the run's
+    fields and only the tasks whose view changed after that version (``"full": false``);
+    the whole run (``"full": true``) when ``since`` is not a version the run can be
+    brought up from (unknown, or older than a change of the run's state or driver)."""
+    body = node_of(request).run_views.read(run_id, since)
+    return Response(content=body, media_type="application/json")
 
 
 @router.post("/{run_id}/cancel", responses={404: {}, 409: {"description": "the run already ended"}})

@@ -1,7 +1,7 @@
 // One run: header (with why it waits), the Graph / Timeline / Source tabs, the job list,
-// Cancel and Re-run. Polls the run (one request) while it is not finished; the DAG (shape,
-// source, spec) is read once.
-import { html, useEffect, useMemo, useState } from "../html.js";
+// Cancel and Re-run. Polls the run (one request, only what changed after the first) while it
+// is not finished; the DAG (shape, source, spec) is read once.
+import { html, useEffect, useMemo, useRef, useState } from "../html.js";
 import { ApiError, enc, get, post } from "../api.js";
 import { duration, TERMINAL_RUN, when } from "../format.js";
 import { navigate, useLocation } from "../router.js";
@@ -82,9 +82,16 @@ export function RunView({ runId }) {
   useEffect(() => { document.title = `${runId} · kiok`; }, [runId]);
 
   const finished = run !== null && TERMINAL_RUN.has(run.state);
+  // After the first read, ask only for what changed since the version held (?since=):
+  // the answer's tasks are patched over the held ones, unless it says it is the whole run.
+  const held = useRef(null);
   usePolling(async () => {
     try {
-      const r = await get(`/api/v1/runs/${enc(runId)}`);
+      const last = held.current && held.current.runId === runId ? held.current : null;
+      const answer = await get(`/api/v1/runs/${enc(runId)}${last ? `?since=${last.version}` : ""}`);
+      const r = !last || answer.full !== false ? answer
+        : { ...answer, full: true, tasks: { ...last.tasks, ...answer.tasks } };
+      held.current = r;
       setRun(r);
       setNow(Date.now());
       setError(null);
