@@ -286,8 +286,12 @@ class ProcessRunner:
         async with self._starting[index]:
             spawner = self._spawners[index]
             if spawner is None or spawner.lost:
-                if spawner is not None:
-                    spawner.proc.poll()  # reap the one that died
+                if spawner is not None and spawner.proc.poll() is None:
+                    # Lost but not yet reaped (it may still be dying): make sure it is gone
+                    # and reap it, so no process is left behind unwaited.
+                    with contextlib.suppress(ProcessLookupError):
+                        spawner.proc.kill()
+                    await asyncio.get_running_loop().run_in_executor(None, spawner.proc.wait)
                 spawner = self._spawners[index] = await self._spawn()
             return spawner
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Iterator
 
 import pytest
 
@@ -22,8 +23,14 @@ SEEDS = 120
 
 
 @pytest.fixture(autouse=True)
-def _quiet() -> None:
-    logging.getLogger("kiok").setLevel(logging.CRITICAL)
+def _quiet() -> Iterator[None]:
+    """Thousands of simulated disconnects are not worth logging; the level is put back, as
+    later tests read kiok's log records."""
+    logger = logging.getLogger("kiok")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    yield
+    logger.setLevel(level)
 
 
 def test_seeded_worlds_keep_every_guarantee() -> None:
