@@ -100,6 +100,17 @@ class _Pending:
     pid: int | None = None
 
 
+#: Notices already logged: every spawner reports the same problem (a preload module that
+#: cannot be imported), and an operator needs to read it once.
+_SAID: set[str] = set()
+
+
+def _say_once(message: str) -> None:
+    if message not in _SAID and len(_SAID) < 256:
+        _SAID.add(message)
+        log.error("task spawner: %s", message)
+
+
 @dataclass(eq=False)
 class _Spawner(asyncio.Protocol):
     """The worker's end of one spawner process's socket."""
@@ -172,7 +183,7 @@ class _Spawner(asyncio.Protocol):
                 elif not self.ready.done():
                     self.ready.set_result(None)
             elif isinstance(msg, sp.Notice):
-                log.error("task spawner: %s", msg.message)
+                _say_once(msg.message)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
