@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from kiok.config import Settings
 from kiok.core.placeholders import references
 from kiok.core.states import TERMINAL_RUN_STATES
 from kiok.core.timefmt import iso_utc
@@ -64,6 +65,32 @@ class WorkerHandle(Protocol):
 
 
 class Coordinator:
+    @classmethod
+    def for_settings(
+        cls,
+        settings: Settings,
+        log_: CommandLog,
+        reader: StateReader,
+        append_log: Callable[[str, str, bytes], object],
+        clock_ms: Callable[[], int],
+        *,
+        term: int,
+        tracing: bool = False,
+    ) -> Coordinator:
+        """A leader's coordinator with the timings its settings give: a driver has the
+        heartbeat timeout to reconnect and claim its runs; a worker silent for three heartbeat
+        intervals is offered runs last."""
+        return cls(
+            log_,
+            reader,
+            append_log,
+            clock_ms,
+            term=term,
+            reattach_grace_ms=settings.get_int("kiok.worker.heartbeat.timeout.ms"),
+            silent_after_ms=3 * settings.get_int("kiok.worker.heartbeat.interval.ms"),
+            tracing=tracing,
+        )
+
     def __init__(
         self,
         log_: CommandLog,

@@ -218,14 +218,13 @@ class MasterNode:
         return hmac.new(self._passphrase.encode(), b"kiok-master-forwarding", hashlib.sha256).hexdigest()
 
     def _new_coordinator(self, term: int) -> Coordinator:
-        return Coordinator(
+        return Coordinator.for_settings(
+            self.settings,
             self.log,
             self.reader,
             self.append_log,
             self.clock_ms,
             term=term,
-            reattach_grace_ms=self.settings.get_int("kiok.worker.heartbeat.timeout.ms"),
-            silent_after_ms=3 * self.settings.get_int("kiok.worker.heartbeat.interval.ms"),
             tracing=self.tracing.enabled,
         )
 

@@ -190,14 +190,8 @@ class SimMaster:
         raft.masters[node_id] = self
 
     def _coordinator(self, term: int) -> Coordinator:
-        return Coordinator(
-            self.log,
-            self.reader,
-            self.append_log,
-            self.clock_ms,
-            term=term,
-            reattach_grace_ms=self.settings.get_int("kiok.worker.heartbeat.timeout.ms"),
-            silent_after_ms=3 * self.settings.get_int("kiok.worker.heartbeat.interval.ms"),
+        return Coordinator.for_settings(
+            self.settings, self.log, self.reader, self.append_log, self.clock_ms, term=term
         )
 
     # --- what the internal server and coordinator use ---------------------------------------
