@@ -1,6 +1,6 @@
 """A history of a million runs: are the lists the UI and CLI use still fast?
 
-    .venv/bin/python bench/history.py [--runs 1000000] [--dags 100] [--calls 50]
+    .venv/bin/python -m bench.history [--runs 1000000] [--dags 100] [--calls 50]
         [--data-dir DIR] [--keep] [--register-tasks 10000]
 
 1. A ``kiok standalone`` bootstraps a fresh data dir and registers ``--dags`` DAGs of three
@@ -17,13 +17,14 @@
    of three.
 
 One JSON line per measurement on stdout (and appended to bench/results/history.jsonl).
+A data dir kept with ``--keep`` is what ``bench/snapshot_install.py`` (installing it on a new
+master) and ``bench/retention_sweep.py`` (sweeping 100,000 of its runs) measure.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import json
 import math
 import shutil
 import statistics
@@ -33,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.jsonl import append_result
 from kiok.core.states import TaskRecord, TaskState
 from kiok.store import commands as c
 from kiok.store import keys
@@ -50,11 +52,7 @@ BATCH_RUNS = 250
 
 
 def emit(record: dict[str, Any]) -> None:
-    line = json.dumps(record)
-    print(line, flush=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with RESULTS.open("a") as f:
-        f.write(line + "\n")
+    append_result(RESULTS, record)
 
 
 def dag_yaml(dag_id: str) -> str:
@@ -204,8 +202,8 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the data dir")
     parser.add_argument("--register-tasks", type=int, default=10_000)
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="kiok-history-"))
-    data_dir = args.data_dir or root / "data"
+    root = None if args.data_dir else Path(tempfile.mkdtemp(prefix="kiok-history-"))
+    data_dir: Path = args.data_dir or Path(str(root)) / "data"
     dag_ids = [f"history_{i:03d}" for i in range(args.dags)]
     spacing_ms = int(args.spacing_s * 1000)
     try:
@@ -272,7 +270,7 @@ def main() -> None:
         finally:
             k.stop()
     finally:
-        if not args.keep and args.data_dir is None:
+        if root is not None and not args.keep:
             shutil.rmtree(root, ignore_errors=True)
         elif args.keep:
             print(f"# data dir kept: {data_dir}", flush=True)

@@ -2,7 +2,8 @@
 run, whole and with ``?since=``, and what a client polling a 1→500→1 fan-out every 50 ms
 takes from its throughput.
 
-    .venv/bin/python bench/run_read.py [--reads 1000] [--repeat 3] [--slots 8]
+    .venv/bin/python -m bench.run_read [--reads 1000] [--repeat 3] [--slots 8] [--pin-client]
+        [--poll-only]
 
 Server CPU is the standalone process's own CPU time (user + system, ``/proc/<pid>/stat``)
 over ``--reads`` sequential GETs of a finished run, divided by the reads: it includes
@@ -10,11 +11,17 @@ HTTP parsing, authentication and the permission check, not only the view (``GET
 /api/v1/me``, measured the same way, is that floor). The view's own
 cost, without HTTP, is timed in this process over a store built by the real ``apply()``:
 built from the store as before the cache (``run_view``), answered by the cache, and
-brought up to date after one task changed.
+brought up to date after one task changed; and per read of the fan-out in flight, replayed
+through ``apply()`` (``in_flight``: what a polling client's reads cost the view alone).
 
 The fan-out is timed by the server (createdAt -> endedAt), median of ``--repeat``: alone,
 with a client reading the whole run every 50 ms, and with one reading ``?since=`` every
-50 ms (patching its copy, as the UI and ``kiok runs status --wait`` do).
+50 ms (patching its copy, as the UI and ``kiok runs status --wait`` do). The three take
+turns, so that a change in the machine's load hits them alike. The client's HTTP client is
+made before the run (making one costs ~30 ms of CPU, which an earlier version of this bench
+charged to the run); the server's CPU over each run and the client's own are reported per
+read, since on a shared 2-core machine the client's CPU is taken from the run too.
+``--pin-client`` keeps the client on CPU 1; ``--poll-only`` skips the other measures.
 
 Prints one JSON line per measure.
 """
@@ -29,6 +36,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,18 +79,27 @@ def wait_ended(node: Standalone, run_id: str) -> dict[str, Any]:
 
 
 class Poller(threading.Thread):
-    """A client reading a run every 50 ms, whole or by ``since``, until stopped."""
+    """A client reading a run every 50 ms, whole or by ``since``, until stopped. Its HTTP
+    client is made and its connection opened before the run starts, as a client watching
+    runs has them already (making one costs ~30 ms of CPU: its TLS context), and ``cpu_s``
+    is its own thread's CPU over the run."""
 
-    def __init__(self, node: Standalone, run_id: str, since: bool) -> None:
+    def __init__(self, node: Standalone, since: bool) -> None:
         super().__init__(daemon=True)
-        self.node, self.run_id, self.since = node, run_id, since
+        self.node, self.since = node, since
+        self.run_id = ""
         self.stop = threading.Event()
         self.reads = 0
+        self.cpu_s = 0.0
         self.held: dict[str, Any] | None = None
+        self.http = httpx.Client(headers={"Authorization": f"Bearer {node.token}"}, timeout=30)
+        self.http.get(f"{node.url}/api/v1/me").raise_for_status()
 
     def run(self) -> None:
-        with httpx.Client(headers={"Authorization": f"Bearer {self.node.token}"}, timeout=30) as http:
-            url = f"{self.node.url}/api/v1/runs/{self.run_id}"
+        started = time.thread_time()
+        url = f"{self.node.url}/api/v1/runs/{self.run_id}"
+        http = self.http
+        try:
             while not self.stop.is_set():
                 params = {"since": self.held["version"]} if self.since and self.held else None
                 answer = http.get(url, params=params).json()
@@ -91,22 +108,46 @@ class Poller(threading.Thread):
                 else:
                     self.held = {**answer, "tasks": {**self.held["tasks"], **answer["tasks"]}}
                 self.reads += 1
+                if self.held["state"] in TERMINAL:
+                    break  # as a watching client does: the reads counted are of the run in flight
                 self.stop.wait(0.05)
+        finally:
+            http.close()
+        self.cpu_s = time.thread_time() - started
 
 
-def fan_out_wall(node: Standalone, poll: str) -> tuple[float, int]:
-    """One fan-out run timed by the server; ``poll``: "", "full" or "since". Returns the
-    seconds and the reads the poller made."""
+@dataclass(frozen=True)
+class Polled:
+    """One fan-out run: its wall time (server clocks), the server process's CPU over it,
+    and what the poller did."""
+
+    wall_s: float
+    server_cpu_s: float
+    reads: int
+    poller_cpu_s: float
+
+
+def fan_out_wall(node: Standalone, poll: str) -> Polled:
+    """One fan-out run timed by the server; ``poll``: "", "full" or "since"."""
+    assert node.proc is not None
+    poller = Poller(node, since=poll == "since") if poll else None
+    cpu = cpu_s(node.proc.pid)
     run_id = node.trigger("fanout_1_500_1")
-    poller = Poller(node, run_id, since=poll == "since") if poll else None
     if poller:
+        poller.run_id = run_id
         poller.start()
     run = wait_ended(node, run_id)
+    cpu = cpu_s(node.proc.pid) - cpu
     if poller:
         poller.stop.set()
         poller.join()
         assert poller.held is not None
-    return (ms(run["endedAt"]) - ms(run["createdAt"])) / 1000, poller.reads if poller else 0
+    return Polled(
+        wall_s=(ms(run["endedAt"]) - ms(run["createdAt"])) / 1000,
+        server_cpu_s=cpu,
+        reads=poller.reads if poller else 0,
+        poller_cpu_s=poller.cpu_s if poller else 0.0,
+    )
 
 
 def server_cpu_per_get(node: Standalone, path: str, reads: int, params: dict[str, Any] | None) -> float:
@@ -197,6 +238,104 @@ def in_process(reads: int) -> None:
     )
 
 
+def in_flight(repeat: int, every: int = 7) -> None:
+    """The view's CPU per read of the fan-out in flight, in process (no HTTP): the run is
+    replayed through the real ``apply()`` (``start``, then the 500 in groups of 8 as a
+    driver with 8 slots reports them, each group RUNNING then SUCCESS, then ``end``) and
+    read every ``every`` reports from its creation on, about as often as a client polling
+    every 50 ms reads the real run (~20 reads); the first read (the cache entry built) and
+    ``start`` ending (all 500 shown QUEUED) are among them. Best of ``repeat``."""
+    spec_doc = _spec_doc()
+    spec = compiled_spec(spec_doc)
+    running = TaskRecord(TaskState.RUNNING, 1, 5, None, None, None, "w").to_dict()
+    done = TaskRecord(TaskState.SUCCESS, 1, 5, 9, 0, None, "w").to_dict()
+    fan = [f"f{i}" for i in range(500)]
+    groups = [["start"]] + [fan[i : i + 8] for i in range(0, 500, 8)] + [["end"]]
+    run_id = "fanout_1_500_1-2-1"
+
+    def one(since: bool) -> tuple[float, int]:
+        kv = MemoryKV(keys.SPACES)
+        reader = StateReader(kv)
+
+        views = RunViews(reader, lambda _: spec, lambda _: None, lambda: 10)
+
+        def apply(cmd: c.Command) -> None:
+            applied = apply_batch(kv, [cmd])
+            kv.write(applied.writes, sync=False)
+            views.on_effects(applied.effects)  # as the master does, once the batch is durable
+
+        apply(c.RegisterDag(at_ms=1, spec=spec_doc))
+        apply(c.CreateRun(at_ms=2, dag_id="fanout_1_500_1"))
+        steps: list[c.Command] = [c.AssignRun(at_ms=3, run_id=run_id, worker="w", term=1)]
+        for group in groups:
+            for rec in (running, done):
+                steps.append(
+                    c.ReportTasks(
+                        at_ms=4, run_id=run_id, term=1, epoch=1, tasks={t: rec for t in group}, worker="w"
+                    )
+                )
+        held: int | None = None
+        cpu, reads = 0.0, 0
+        for k, cmd in enumerate(steps):
+            apply(cmd)
+            if k % every == 0 or k == len(steps) - 1:
+                t0 = time.thread_time()
+                body = views.read(run_id, held if since else None)
+                cpu += time.thread_time() - t0
+                reads += 1
+                held = json.loads(body)["version"]
+        return cpu / reads * 1000, reads
+
+    for since in (False, True):
+        best = min(one(since) for _ in range(repeat))
+        emit(
+            measure="view_cpu_ms_per_read_in_flight",
+            read="since" if since else "whole",
+            reads_per_run=best[1],
+            ms=round(best[0], 3),
+            load_average=[round(x, 2) for x in os.getloadavg()],
+        )
+
+
+def fan_out_polled(node: Standalone, repeat: int, pinned: bool) -> None:
+    """The fan-out alone, polled whole and polled by ``since``, interleaved (one of each in
+    turn, after a warm-up run) so that a change in the machine's load hits them alike;
+    medians of ``repeat``."""
+    fan_out_wall(node, "")
+    modes = ("", "full", "since")
+    results: dict[str, list[Polled]] = {m: [] for m in modes}
+    for _ in range(repeat):
+        for poll in modes:
+            results[poll].append(fan_out_wall(node, poll))
+    alone = results[""]
+    wall_alone = statistics.median(r.wall_s for r in alone)
+    cpu_alone = statistics.median(r.server_cpu_s for r in alone)
+    for poll in modes:
+        rs = results[poll]
+        wall = statistics.median(r.wall_s for r in rs)
+        reads = sum(r.reads for r in rs)
+        record: dict[str, Any] = dict(
+            measure="fanout_1_500_1_polled",
+            poll=poll or "none",
+            client_pinned=pinned,
+            median_wall_s=round(wall, 4),
+            runs=[round(r.wall_s, 4) for r in rs],
+            median_server_cpu_s=round(statistics.median(r.server_cpu_s for r in rs), 4),
+            reads_per_run=[r.reads for r in rs],
+            load_average=[round(x, 2) for x in os.getloadavg()],
+        )
+        if poll:
+            # The server CPU a read added, and the client's own, per read.
+            added = sum(r.server_cpu_s for r in rs) - cpu_alone * len(rs)
+            record.update(
+                server_cpu_ms_per_read=round(added / max(reads, 1) * 1000, 3),
+                client_cpu_ms_per_read=round(sum(r.poller_cpu_s for r in rs) / max(reads, 1) * 1000, 3),
+                throughput_ratio=round(wall_alone / wall, 3),
+                cost_pct=round((1 - wall_alone / wall) * 100, 1),
+            )
+        emit(**record)
+
+
 def _spec_doc() -> dict[str, Any]:
     tasks: list[dict[str, Any]] = [{"id": "start", "script": "true"}]
     tasks += [{"id": f"f{i}", "script": "true", "requires": ["start"]} for i in range(500)]
@@ -209,8 +348,12 @@ def main() -> None:
     ap.add_argument("--reads", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--slots", type=int, default=8)
+    ap.add_argument("--pin-client", action="store_true", help="run the polling client on CPU 1 only")
+    ap.add_argument("--poll-only", action="store_true", help="only the polled fan-out")
     a = ap.parse_args()
-    in_process(a.reads)
+    if not a.poll_only:
+        in_process(a.reads)
+        in_flight(max(a.repeat, 5))
     with tempfile.TemporaryDirectory() as tmp:
         env = {"KIOK_WORKER_TASK_SLOTS": str(a.slots), "KIOK_LOG_LEVEL": "WARNING"}
         node = Standalone(Path(tmp) / "kiok", env).start()
@@ -223,27 +366,14 @@ def main() -> None:
                 ("since_nothing_changed", f"/api/v1/runs/{run_id}", {"since": version}),
                 ("floor: GET /api/v1/me", "/api/v1/me", None),  # HTTP + authentication alone
             )
-            for name, path, params in reads:
+            for name, path, params in reads if not a.poll_only else ():
                 cost = server_cpu_per_get(node, path, a.reads, params)
                 emit(measure="server_cpu_ms_per_get", read=name, tasks=502, reads=a.reads, ms=round(cost, 3))
-            walls: dict[str, float] = {}
-            for poll in ("", "full", "since"):
-                results = [fan_out_wall(node, poll) for _ in range(a.repeat)]
-                walls[poll] = statistics.median(w for w, _ in results)
-                emit(
-                    measure="fanout_1_500_1_wall_s",
-                    poll=poll or "none",
-                    median_s=round(walls[poll], 4),
-                    runs=[round(w, 4) for w, _ in results],
-                    reads_per_run=[r for _, r in results],
-                )
-            for poll in ("full", "since"):
-                emit(
-                    measure="fanout_throughput_cost_of_polling",
-                    poll=poll,
-                    throughput_ratio=round(walls[""] / walls[poll], 3),
-                    cost_pct=round((1 - walls[""] / walls[poll]) * 100, 1),
-                )
+            if a.pin_client:
+                # The polling client on CPU 1 only; the server keeps both (it was started
+                # before): the client then competes with the server for one core, not two.
+                os.sched_setaffinity(0, {1})
+            fan_out_polled(node, a.repeat, a.pin_client)
         finally:
             node.stop()
 

@@ -382,6 +382,22 @@ KEYS: tuple[Key, ...] = (
         "empty: the S3 target (kiok.backup.s3.*) is used.",
     ),
     Key(
+        "kiok.backup.keep",
+        int,
+        0,
+        "After each backup (scheduled or manual), keep the newest N backups and every older one "
+        "they still use (an incremental backup points to objects earlier ones hold); delete the "
+        "rest. 0: keep every backup.",
+    ),
+    Key(
+        "kiok.backup.restore.pause.ms",
+        int,
+        0,
+        "Testing aid, leave 0: a restore pauses this long (blocking the master) after replacing "
+        "each store, so a test can kill the master between two stores and check the restore "
+        "is finished at the next start.",
+    ),
+    Key(
         "kiok.backup.s3.endpoint",
         str,
         "",
@@ -547,7 +563,15 @@ KEYS: tuple[Key, ...] = (
 _BY_NAME = {k.name: k for k in KEYS}
 _BY_ENV = {k.env: k for k in KEYS}
 #: What kiok sets in the environment of the tasks it runs (a task may start kiok).
-TASK_VARIABLES = ("KIOK_RUN_ID", "KIOK_DAG_ID", "KIOK_TASK_ID", "KIOK_ATTEMPT", "KIOK_SCHEDULED_TIME")
+TASK_VARIABLES = (
+    "KIOK_RUN_ID",
+    "KIOK_DAG_ID",
+    "KIOK_TASK_ID",
+    "KIOK_ATTEMPT",
+    "KIOK_SCHEDULED_TIME",
+    "KIOK_INTERVAL_START",
+    "KIOK_INTERVAL_END",
+)
 TASK_VARIABLE_PREFIX = "KIOK_PARAM_"
 REDACTED = "(redacted)"
 _TRUE = {"1", "true", "yes", "on"}

@@ -262,7 +262,7 @@ def analyse(
         unreadable_ledger_lines=bad_lines,
         process_log_problems=an.process_log_problems(process_logs),
     )
-    bounds = an.Bounds(a.leader_failover_bound, hb_s + 1, a.leader_failover_bound + hb_s)
+    bounds = an.Bounds(a.leader_failover_bound, hb_s + 1, hb_s + 1)
     by_state: dict[str, int] = {}
     for v in runs.values():
         by_state[v.state] = by_state.get(v.state, 0) + 1
@@ -292,7 +292,9 @@ def analyse(
             "bound": bounds.driver_failover_s,
             "overlappingLeaderFailover": {
                 **an.summary([d.seconds for d in driver if d.overlaps_leader_failover]),
+                "fromElection": an.summary([d.judged_s for d in driver if d.overlaps_leader_failover]),
                 "bound": bounds.driver_failover_overlapping_s,
+                "boundCountsFrom": "the new leader answering",
             },
         },
         "lostLogs": lost_cases(findings.lost, logs, run_log=False),

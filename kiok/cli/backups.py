@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -27,13 +28,15 @@ def backup(cli: CliContext) -> None:
         f" (base: {answer.get('incrementalBase') or 'none, a full backup'})",
         err=True,
     )
+    for pruned in answer.get("pruned") or ():
+        click.echo(f"pruned {pruned} (kiok.backup.keep)", err=True)
 
 
 @click.command("backups")
 @json_option
 @pass_cli
 def backups(cli: CliContext) -> None:
-    """List the backups, newest first."""
+    """List the backups, newest first (and the last restore, if any)."""
     answer = cli.client().get("/api/v1/admin/backups")
     if cli.as_json:
         emit_json(answer)
@@ -41,7 +44,18 @@ def backups(cli: CliContext) -> None:
     items = answer.get("backups", [])
     if not items:
         click.echo("no backups")
-        return
+    else:
+        _backup_table(items)
+    last = answer.get("lastRestore")
+    if last:
+        index = last.get("raftIndex")
+        click.echo(
+            f"last restore: {last.get('backupId')} at {last.get('time')} by {last.get('by') or '-'}"
+            + (f" (raft entry {index})" if index else "")
+        )
+
+
+def _backup_table(items: list[dict[str, Any]]) -> None:
     rows = [
         [
             text(m.get("id")),

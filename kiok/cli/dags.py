@@ -101,7 +101,15 @@ def _documents(path: Path) -> list[tuple[bytes, str]]:
         raw = path.read_bytes()
     except OSError as e:
         raise CliError(f"cannot read: {e.strerror}") from e
-    return [(raw, CONTENT_TYPES[path.suffix.lower()])]
+    content_type = CONTENT_TYPES[path.suffix.lower()]
+    if content_type == "application/json" and raw.lstrip().startswith(b"["):
+        # What ``python -m kiok.compile`` prints: a list of DAG documents, sent one by one.
+        try:
+            docs = json.loads(raw)
+        except ValueError:
+            return [(raw, content_type)]  # the master names the syntax error
+        return [(json.dumps(doc).encode(), content_type) for doc in docs]
+    return [(raw, content_type)]
 
 
 def compile_python(path: Path) -> list[Any]:

@@ -16,6 +16,9 @@ from kiok.cli.client import CliError, segment
 from kiok.cli.context import CliContext, json_option, pass_cli
 from kiok.cli.logs import logs
 from kiok.cli.output import NONE, elapsed, emit_json, emit_table, table, text, waiting
+from kiok.core.instants import parse_time_bound
+from kiok.core.timefmt import iso_millis
+from kiok.errors import InvalidInput
 
 TERMINAL = frozenset({"SUCCESS", "FAILED", "CANCELLED"})
 
@@ -110,13 +113,32 @@ runs.add_command(trigger)  # ``kiok runs trigger`` as well as ``kiok trigger``
 @click.option("--state", help="Only runs in this state (PENDING, RUNNING, SUCCESS, FAILED, CANCELLED).")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many runs.")
 @click.option("--cursor", help="Continue from a previous page's nextCursor.")
+@click.option(
+    "--since",
+    metavar="TIME",
+    help="Only runs created at or after TIME: 1h, 2d, 30m (ago), an ISO time or a date (UTC).",
+)
+@click.option("--until", metavar="TIME", help="Only runs created before TIME (same forms as --since).")
 @json_option
 @pass_cli
 def list_runs(
-    cli: CliContext, dag_id: str | None, state: str | None, limit: int | None, cursor: str | None
+    cli: CliContext,
+    dag_id: str | None,
+    state: str | None,
+    limit: int | None,
+    cursor: str | None,
+    since: str | None,
+    until: str | None,
 ) -> None:
     """List runs, newest first."""
-    query = {"dag": dag_id, "state": state.upper() if state else None, "limit": limit, "cursor": cursor}
+    query = {
+        "dag": dag_id,
+        "state": state.upper() if state else None,
+        "limit": limit,
+        "cursor": cursor,
+        "since": _time_bound(cli, since, "--since"),
+        "until": _time_bound(cli, until, "--until"),
+    }
     params = {k: v for k, v in query.items() if v is not None}
     answer = cli.client().get("/api/v1/runs", params=params)
     if cli.as_json:
@@ -142,6 +164,18 @@ def list_runs(
     next_cursor = answer.get("nextCursor") if isinstance(answer, dict) else None
     if next_cursor:
         click.echo(f"more runs: --cursor {next_cursor}", err=True)
+
+
+def _time_bound(cli: CliContext, value: str | None, option: str) -> str | None:
+    """The API's form (ISO 8601 UTC) of a ``--since``/``--until`` value; a bad one is a
+    one-line usage error naming the option and the accepted forms."""
+    if value is None:
+        return None
+    now_ms = int(cli.runtime.now().timestamp() * 1000)
+    try:
+        return iso_millis(parse_time_bound(value, option, now_ms))
+    except InvalidInput as e:
+        _usage_error(e.message)
 
 
 @runs.command()

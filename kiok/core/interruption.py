@@ -27,15 +27,36 @@ def interrupted_lines(task_id: str, lost: int, worker: str | None) -> tuple[str,
     )
 
 
+#: Why a driver stops its attempts when the master's CANCEL says nothing more (an older master,
+#: or a run handed over already cancelled).
+RUN_CANCELLED = "cancelled: the run was cancelled"
+
+
+def cancel_reason(by: str | None, fail_reason: str | None) -> str:
+    """What stopped a run's attempts, as the task log says it after "attempt N": the user who
+    cancelled the run, or why the leader failed it (its run timeout)."""
+    if fail_reason:
+        return f"cancelled: {fail_reason}"
+    if by:
+        return f"cancelled by {by}: the run was cancelled"
+    return RUN_CANCELLED
+
+
 def stopped_line(
-    attempt: int, *, timed_out: bool, cancelled: bool, timeout_s: float, grace_s: float, process: bool
+    attempt: int,
+    *,
+    timed_out: bool,
+    cancelled: str | None,
+    timeout_s: float,
+    grace_s: float,
+    process: bool,
 ) -> str:
-    """The task log's last line for an attempt that timed out or was stopped (the run was
-    cancelled, or its worker stopped it)."""
+    """The task log's last line for an attempt that timed out or was stopped: ``cancelled``
+    is the ``cancel_reason`` when the run was cancelled, else its worker stopped it."""
     if timed_out:
         what = f"[kiok] attempt {attempt} timed out after {timeout_s:g}s"
     elif cancelled:
-        what = f"[kiok] attempt {attempt} cancelled: the run was cancelled"
+        what = f"[kiok] attempt {attempt} {cancelled}"
     else:
         what = f"[kiok] attempt {attempt} stopped by its worker"
     if process:

@@ -2,6 +2,8 @@
 
 Two passes, in this order (reference-inventory §1.6):
 
+0. ``${run.interval.start}``/``${run.interval.end}`` (``kiok.core.run_interval``): kiok's
+   own ISO 8601 times, never user data, so they are written as they are.
 1. ``${params.x}``, ``${conn.<id>.<key>}`` and ``${secret.<name>}`` (= ``${conn.<name>.value}``).
    Other ``${...}`` (shell variables such as ``${HOME}``) are not ours and are left alone.
 2. ``#{fn(args)}`` date functions, evaluated at ``now_ms`` in ``tz``.
@@ -37,10 +39,13 @@ __all__ = [
     "param_values",
     "references",
     "resolve",
+    "run_value_names",
 ]
 
 #: Our references only: params/conn/secret. The body is parsed separately for clear errors.
 _REF = re.compile(r"\$\{(params|conn|secret)\.([^}]*)\}")
+#: ``${run.<name>}``: what kiok knows of the run (``kiok.core.run_interval``).
+_RUN_REF = re.compile(r"\$\{run\.([^}]*)\}")
 _NAME = re.compile(r"^[^\s.{}]+$")
 _KEY = re.compile(r"^[^\s{}]+$")
 
@@ -82,6 +87,13 @@ def param_names(text: str) -> set[str]:
     return {m.group(2) for m in _REF.finditer(text) if m.group(1) == "params"}
 
 
+def run_value_names(text: str) -> set[str]:
+    """The names ``${run.<name>}`` placeholders in ``text`` refer to (known or not)."""
+    if "${run." not in text:
+        return set()
+    return {m.group(1) for m in _RUN_REF.finditer(text)}
+
+
 def param_env(params: Mapping[str, Any]) -> dict[str, str]:
     """``KIOK_PARAM_<NAME>`` variables: name upper-cased, non-alphanumerics turned into ``_``;
     non-string values JSON-encoded (as config values are)."""
@@ -117,8 +129,12 @@ def resolve(
     now_ms: int,
     tz: str = "UTC",
     context: Context = Context.TEXT,
+    run: Mapping[str, str] | None = None,
 ) -> str:
     """``text`` with every placeholder replaced; raises ``TaskError`` naming what failed.
+
+    ``run`` holds the ``${run.<name>}`` values (``kiok.core.run_interval.interval_values``);
+    ``None`` means the text is not resolved for one run (a notification).
 
     ``params`` are the values from ``param_values``, placed as data for ``context``
     (``kiok.core.placement``). ``lookup_conn(conn_id, key)`` returns the value or raises
@@ -131,6 +147,8 @@ def resolve(
         zone = parse_timezone(tz)
     except ValueError as e:
         raise TaskError(str(e)) from None
+    if "${run." in text:
+        text = _RUN_REF.sub(lambda m: _run_value(run, m), text)
     opaque: list[str] = []
     marker = _marker(text)
     placed = _place_params(text, params, context)
@@ -149,6 +167,15 @@ def resolve(
 
     expanded = _expand_dates(_REF.sub(first_pass, text), _at(now_ms).astimezone(zone))
     return re.sub(f"{marker}(\\d+){marker}", lambda m: opaque[int(m.group(1))], expanded)
+
+
+def _run_value(run: Mapping[str, str] | None, m: re.Match[str]) -> str:
+    if run is None:
+        raise TaskError(f"{m.group(0)} has no value here: it stands for a run, and this is not a task")
+    if m.group(1) not in run:
+        known = ", ".join(f"${{run.{name}}}" for name in run)
+        raise TaskError(f"unknown placeholder {m.group(0)}; known: {known}")
+    return run[m.group(1)]
 
 
 def _place_params(text: str, params: Mapping[str, Any], context: Context) -> dict[int, str]:

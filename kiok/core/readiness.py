@@ -39,23 +39,27 @@ _S = TaskState
 
 
 def upstream_verdict(rule: TriggerRule, upstream_states: Sequence[TaskState]) -> UpstreamVerdict:
-    """Whether a PENDING task with these upstream states may run, must wait, or is skipped."""
+    """Whether a PENDING task with these upstream states may run, must wait, or is skipped.
+
+    A verdict depends only on which states occur, not how often: the distinct ones are
+    looked at (a task after a 500-task fan-out is asked about on every read of its run)."""
     if not upstream_states:
         return "ready"
-    done = [s for s in upstream_states if s in _TERMINAL]
-    all_done = len(done) == len(upstream_states)
+    kinds = set(upstream_states)
+    done = kinds & _TERMINAL
+    all_done = len(done) == len(kinds)
     if rule is TriggerRule.ALL_SUCCESS:
-        if any(s is not _S.SUCCESS for s in done):
+        if done - {_S.SUCCESS}:
             return "skip"
         return "ready" if all_done else "wait"
     if rule is TriggerRule.ALL_DONE:
         return "ready" if all_done else "wait"
     if rule is TriggerRule.ONE_FAILED:
-        if any(s is _S.FAILED for s in done):
+        if _S.FAILED in done:
             return "ready"
         return "skip" if all_done else "wait"
     if rule is TriggerRule.ALL_FAILED:
-        if any(s is not _S.FAILED for s in done):
+        if done - {_S.FAILED}:
             return "skip"
         return "ready" if all_done else "wait"
     raise AssertionError(f"unknown trigger rule {rule!r}")  # pragma: no cover

@@ -72,14 +72,21 @@ def downstreams(spec: DagSpec) -> dict[TaskId, tuple[TaskId, ...]]:
     return {tid: tuple(ds) for tid, ds in out.items()}
 
 
+def dag_order(spec: DagSpec) -> dict[TaskId, int]:
+    """Each task's position in the DAG (the order a run view lists its tasks in)."""
+    return {t.id: i for i, t in enumerate(spec.tasks)}
+
+
 def changed_since(
     spec: DagSpec,
     run: RunVersions,
     since: int,
     down: Mapping[TaskId, tuple[TaskId, ...]] | None = None,
+    order: Mapping[TaskId, int] | None = None,
 ) -> Delta:
     """The tasks whose view may have changed after version ``since`` (see the module
-    docstring); ``down`` is ``downstreams(spec)`` when the caller keeps it."""
+    docstring); ``down`` is ``downstreams(spec)`` and ``order`` ``dag_order(spec)`` when
+    the caller keeps them (then the answer costs about what changed, not the DAG's size)."""
     if since <= 0 or since > run.version:
         return Delta(Whole.UNKNOWN)
     if since < run.base:
@@ -92,4 +99,6 @@ def changed_since(
         if at > since:
             picked.add(tid)
             picked.update(down.get(tid, ()))
-    return Delta(Whole.NO, tuple(t.id for t in spec.tasks if t.id in picked))
+    if order is None:
+        return Delta(Whole.NO, tuple(t.id for t in spec.tasks if t.id in picked))
+    return Delta(Whole.NO, tuple(sorted((t for t in picked if t in order), key=order.__getitem__)))

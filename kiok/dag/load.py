@@ -7,18 +7,21 @@ mean (graph, cron, task types) is checked by ``kiok.dag.validate``, which every 
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import gc
 import hashlib
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import msgpack
 import yaml
 
 from kiok.core.document_limits import INT_PROBLEM, document_problem, parse_json_int
+from kiok.dag import yaml_doc
 from kiok.dag.durations import parse_duration_ms
 from kiok.dag.notify import parse_notify
 from kiok.dag.params import ParamRule, check_names, is_missing, parse_param
@@ -47,10 +50,12 @@ _DAG_KEYS = frozenset(
     | {"defaultTimeoutMs", "labels", "params", "allow_extra_args", "retention", "retentionMs"}
     | {"notify", "sla", "slaMs"}
     | {"run_timeout", "runTimeoutMs"}
+    | {"python"}
 )
 _TASK_KEYS = frozenset(
     {"id", "type", "script", "requires", "trigger_rule", "retries", "retry_delay", "retryDelayMs"}
     | {"retry_exponential_backoff", "max_retry_delay", "maxRetryDelayMs", "timeout", "timeoutMs", "config"}
+    | {"python"}
 )
 #: Bounds on a parsed document. YAML aliases share objects, so a few hundred bytes can stand
 #: for billions of nodes (or a cycle); everything after parsing walks the tree, so refuse early.
@@ -60,15 +65,31 @@ _MAX_DEPTH = 64
 _HTTP_TASK_KEYS = frozenset({"url", "method", "body", "headers"})
 
 
-#: libyaml's safe loader when PyYAML was built with it (ten times faster: a 10,000-task DAG
-#: parses in a fraction of a second instead of seconds), else the pure-Python one.
-_SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Compiling a large document allocates hundreds of thousands of objects and frees
+    none of them until it is done: the cyclic collector would run over and over meanwhile,
+    finding nothing (a third of registering a 10,000-task DAG). Reference counting still
+    frees; the collector runs again afterwards."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def spec_from_yaml(text: str) -> DagSpec:
     """Parse YAML (safe subset only); syntax errors name the 1-based line and column."""
+    with _collector_paused():
+        return _spec_from_yaml(text)
+
+
+def _spec_from_yaml(text: str) -> DagSpec:
     try:
-        doc = yaml.load(text, Loader=_SAFE_LOADER)
+        doc = yaml_doc.load(text)
     except yaml.MarkedYAMLError as e:
         if "maximum nesting depth" in str(e.problem):  # libyaml's own depth limit
             raise DagValidationError(
@@ -90,6 +111,11 @@ def spec_from_yaml(text: str) -> DagSpec:
 
 
 def spec_from_json(text: str) -> DagSpec:
+    with _collector_paused():
+        return _spec_from_json(text)
+
+
+def _spec_from_json(text: str) -> DagSpec:
     try:
         doc = json.loads(text, parse_int=parse_json_int)
     except json.JSONDecodeError as e:
@@ -139,7 +165,8 @@ def compiled_spec(doc: object) -> DagSpec:
         if spec is not None:
             _compiled.move_to_end(key)
             return spec
-    spec = spec_from_document(doc)
+    with _collector_paused():
+        spec = spec_from_document(doc)
     with _compiled_lock:
         _compiled[key] = spec
         while len(_compiled) > _COMPILED_MAX:
@@ -182,6 +209,7 @@ def spec_from_document(doc: object) -> DagSpec:
         allow_extra_args=dag.flag("allow_extra_args", False),
         sla_ms=dag.duration("sla", "slaMs"),
         notify=parse_notify(dag.get("notify")),
+        python=dag.text("python"),
         # last, so problems are reported in document order
         tasks=tuple(_task(t, f"tasks[{i}]") for i, t in enumerate(tasks)),
     )
@@ -265,6 +293,7 @@ def _task(raw: object, at: str) -> TaskSpec:
         max_retry_delay_ms=f.duration("max_retry_delay", "maxRetryDelayMs"),
         timeout_ms=f.duration("timeout", "timeoutMs"),
         config=config,
+        python=f.text("python"),
     )
 
 
@@ -289,12 +318,12 @@ def _kind(value: object) -> str:
 class _Fields:
     """Typed access to one mapping of the document; a missing or null key means the default."""
 
-    def __init__(self, data: Mapping[Any, Any], at: str, allowed: Iterable[str]) -> None:
-        allowed = sorted(allowed)
+    def __init__(self, data: Mapping[Any, Any], at: str, allowed: frozenset[str]) -> None:
         for key in data:
             if key not in allowed:
-                close = difflib.get_close_matches(str(key), allowed, n=1)
-                hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}"
+                names = sorted(allowed)
+                close = difflib.get_close_matches(str(key), names, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(names)}"
                 raise DagValidationError(f"unknown key {key!r}; {hint}", field=self._path(at, key))
         self.data = data
         self.at = at

@@ -33,6 +33,20 @@ def secret(name: str) -> str:
     return f"${{secret.{name}}}"
 
 
+def webhook(url: str, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A ``notify`` target: an HTTP POST of the run's outcome to ``url`` (``${conn.*}`` and
+    ``${secret.*}`` allowed in the url and header values; see ``conn``/``secret``)."""
+    body: dict[str, Any] = {"url": url}
+    if headers:
+        body["headers"] = dict(headers)
+    return {"webhook": body}
+
+
+def email(connection: str, to: str | Iterable[str]) -> dict[str, Any]:
+    """A ``notify`` target: a mail through the SMTP server of stored connection ``connection``."""
+    return {"email": {"connection": connection, "to": [to] if isinstance(to, str) else list(to)}}
+
+
 def _check_ref_part(value: object, what: str, *, dots: bool) -> None:
     if not isinstance(value, str) or not _REF_PART.match(value) or (not dots and "." in value):
         raise DagValidationError(f"invalid {what} {value!r}", field=what.replace(" ", "_"))
@@ -107,7 +121,13 @@ class Dag:
         labels: Iterable[str] | None = None,
         params: Mapping[str, Any] | None = None,
         description: str = "",
+        run_timeout: Duration | None = None,
+        sla: Duration | None = None,
+        notify: Mapping[str, Sequence[Mapping[str, Any]] | None] | None = None,
+        python: str | None = None,
     ) -> None:
+        """``notify`` is the YAML block, event -> targets: ``{"on_failure": [webhook(...),
+        email(...)], "on_success": [...], "on_sla_miss": [...]}`` (``on_sla_miss`` needs ``sla``)."""
         self.name = name
         self._dag: dict[str, Any] = {
             "id": name,
@@ -119,6 +139,10 @@ class Dag:
             "default_timeout": default_timeout,
             "labels": list(labels) if labels is not None else None,
             "params": dict(params) if params is not None else None,
+            "run_timeout": run_timeout,
+            "sla": sla,
+            "notify": dict(notify) if notify is not None else None,
+            "python": python,
         }
         self._tasks: list[Task] = []
 
@@ -135,6 +159,7 @@ class Dag:
         trigger_rule: str | None = None,
         retry_exponential_backoff: bool | None = None,
         max_retry_delay: Duration | None = None,
+        python: str | None = None,
     ) -> Task:
         """Declare a task and return it (chain with ``>>`` or ``.requires``).
 
@@ -152,6 +177,7 @@ class Dag:
             "trigger_rule": trigger_rule,
             "retry_exponential_backoff": retry_exponential_backoff,
             "max_retry_delay": max_retry_delay,
+            "python": python,
         }
         t = Task(id, fields, [])
         if requires is not None:

@@ -54,6 +54,8 @@ class TaskSpec:
     timeout_ms: int | None = None
     #: A flat string map, as in the original kiok: list/map values are JSON-encoded on ingest.
     config: Mapping[str, str] = field(default_factory=dict)
+    #: The interpreter of a python task (absolute path); ``None``: the DAG's, else the worker's.
+    python: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"id": self.id, "type": self.type.value}
@@ -75,6 +77,8 @@ class TaskSpec:
             d["timeout"] = f"{self.timeout_ms}ms"
         if self.config:
             d["config"] = dict(self.config)
+        if self.python is not None:
+            d["python"] = self.python
         return d
 
 
@@ -109,6 +113,9 @@ class DagSpec:
     notify: NotifySpec = field(default_factory=NotifySpec)
     #: A run not finished this long after it started has missed its SLA (``on_sla_miss``).
     sla_ms: int | None = None
+    #: The interpreter of its python tasks that name none (absolute path); ``None``: the
+    #: worker's (``kiok.python.path``).
+    python: str | None = None
 
     @functools.cached_property
     def _by_id(self) -> dict[str, TaskSpec]:
@@ -117,6 +124,10 @@ class DagSpec:
     def task(self, task_id: str) -> TaskSpec:
         """The task with this id; ``KeyError`` when there is none."""
         return self._by_id[task_id]
+
+    def python_for(self, task: TaskSpec) -> str | None:
+        """The interpreter ``task`` names, else the DAG's; ``None``: the worker's own."""
+        return task.python if task.python is not None else self.python
 
     @property
     def task_ids(self) -> tuple[TaskId, ...]:
@@ -154,4 +165,6 @@ class DagSpec:
             dag["sla"] = f"{self.sla_ms}ms"
         if self.notify:
             dag["notify"] = self.notify.to_dict()
+        if self.python is not None:
+            dag["python"] = self.python
         return {"dag": dag, "tasks": [t.to_dict() for t in self.tasks]}

@@ -14,7 +14,8 @@ import re
 from collections.abc import Iterable, Mapping
 
 from kiok.core.cron import parse_timezone, validate_cron
-from kiok.core.placeholders import param_names
+from kiok.core.placeholders import param_names, run_value_names
+from kiok.core.run_interval import RUN_VALUE_NAMES
 from kiok.dag.notify import NotifyEvent, WebhookTarget
 from kiok.dag.params import ParamRule, check_names
 from kiok.dag.spec import DagSpec, TaskSpec, TaskType, TriggerRule
@@ -113,6 +114,7 @@ def validate(spec: DagSpec) -> DagSpec:
     _positive(spec.retention_ms, "dag.retention")
     _positive(spec.sla_ms, "dag.sla")
     _check_notify(spec)
+    _check_python(spec.python, "dag.python")
     check_names(list(dict.fromkeys([*spec.params, *spec.param_rules])), "dag.params")
     params = {k: check_param_value(v, f"dag.params.{k}") for k, v in spec.params.items()}
     # {default: x} alone constrains nothing: the same as the plain default x
@@ -138,6 +140,7 @@ def validate(spec: DagSpec) -> DagSpec:
         _check_task(task, f"tasks[{i}]", seen)
     if not spec.allow_extra_args:
         _check_param_references(spec)
+    _check_run_references(spec)
     cycle = _find_cycle(spec.tasks)
     if cycle:
         raise DagValidationError(
@@ -184,6 +187,32 @@ def _check_param_references(spec: DagSpec) -> None:
                     )
 
 
+def _check_run_references(spec: DagSpec) -> None:
+    """A ``${run.x}`` kiok does not know would fail every run; in a notification, where no
+    single run's values are at hand, none has a value."""
+    for i, task in enumerate(spec.tasks):
+        texts = [("script", task.script or "")] + [(f"config.{k}", v) for k, v in task.config.items()]
+        for where, text in texts:
+            for name in sorted(run_value_names(text)):
+                if name not in RUN_VALUE_NAMES:
+                    known = ", ".join(f"${{run.{n}}}" for n in RUN_VALUE_NAMES)
+                    raise DagValidationError(
+                        f"unknown placeholder ${{run.{name}}}; known: {known}", field=f"tasks[{i}].{where}"
+                    )
+    for event in NotifyEvent:
+        for i, target in enumerate(spec.notify.targets(event)):
+            if isinstance(target, WebhookTarget):
+                for where, text in [
+                    ("url", target.url),
+                    *((f"headers.{k}", v) for k, v in target.headers.items()),
+                ]:
+                    if run_value_names(text):
+                        raise DagValidationError(
+                            "a notification may use ${conn.*} and ${secret.*}, not ${run.*}",
+                            field=f"dag.notify.{event.value}[{i}].webhook.{where}",
+                        )
+
+
 def _check_task(task: TaskSpec, at: str, ids: Mapping[str, int]) -> None:
     kind = parse_task_type(task.type, f"{at}.type")
     parse_trigger_rule(task.trigger_rule, f"{at}.trigger_rule")
@@ -205,6 +234,11 @@ def _check_task(task: TaskSpec, at: str, ids: Mapping[str, int]) -> None:
     for key, value in task.config.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise DagValidationError("config must map strings to strings", field=f"{at}.config.{key}")
+    if task.python is not None and kind is not TaskType.PYTHON:
+        raise DagValidationError(
+            f"only python tasks take an interpreter; this one is a {kind.value} task", field=f"{at}.python"
+        )
+    _check_python(task.python, f"{at}.python")
     if kind in (TaskType.SHELL, TaskType.PYTHON):
         if task.script is None or not task.script.strip():
             raise DagValidationError(
@@ -229,6 +263,19 @@ def _check_http(task: TaskSpec, at: str) -> None:
         raise DagValidationError(
             f"unknown method {method!r}; allowed: {', '.join(HTTP_METHODS)}", field=f"{at}.config.method"
         )
+
+
+def _check_python(path: object, field: str) -> None:
+    """An interpreter is named by absolute path: a relative one would depend on each
+    worker's directory and ``PATH``; placeholders are not resolved there."""
+    if path is None:
+        return
+    if not isinstance(path, str) or not path.startswith("/") or "\0" in path or path != path.strip():
+        raise DagValidationError(
+            f"an interpreter is an absolute path such as /opt/venv/bin/python3, got {path!r}", field=field
+        )
+    if len(path) > 4096:
+        raise DagValidationError("an interpreter path is at most 4096 characters", field=field)
 
 
 def _positive(ms: int | None, field: str) -> None:

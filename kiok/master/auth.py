@@ -96,6 +96,10 @@ class AuthService:
         )
         return bool(result["bootstrapped"])
 
+    def forget_signing_key(self) -> None:
+        """The store's signing key changed under this cache (a restore): read it again."""
+        self._issuer = None
+
     @property
     def issuer(self) -> TokenIssuer:
         if self._issuer is None:

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any, Protocol
+import time
+from collections.abc import Callable
+from typing import Any
 
 from kiok.config import Settings
 from kiok.core.placeholders import references
@@ -25,7 +25,8 @@ from kiok.core.timefmt import iso_utc
 from kiok.core.tracecontext import run_trace
 from kiok.errors import KiokError
 from kiok.ids import RUN_LOG_TASK
-from kiok.protocol.messages import Assignment, Fence, OfferReply, OfferVerdict
+from kiok.protocol.link import WorkerHandle, WorkerInfo
+from kiok.protocol.messages import Assignment, Fence, OfferVerdict
 from kiok.store import commands as c
 from kiok.store.commandlog import CommandLog
 from kiok.store.effects import Effects
@@ -37,31 +38,8 @@ log = logging.getLogger(__name__)
 _NAK_BACKOFF_MS = (500, 1000, 2000, 5000, 10000)
 
 
-@dataclass(frozen=True)
-class WorkerInfo:
-    id: str
-    address: str
-    labels: tuple[str, ...]
-    slots: int
-    free: int
-    connected: bool
-    draining: bool
-    last_heartbeat_ms: int | None
-    #: How its tasks are isolated from kiok (``kiok.worker.isolation``): "user+pidns",
-    #: "user", "none", or "unknown" for a worker that did not say.
-    task_isolation: str = "unknown"
-
-
-class WorkerHandle(Protocol):
-    """The coordinator's view of one worker, local or remote."""
-
-    def info(self) -> WorkerInfo: ...
-
-    async def offer(self, assignment: Assignment, labels: Iterable[str]) -> OfferReply:
-        """Offer a run; the worker ACKs (it now drives the run) or NAKs with a reason."""
-        ...
-
-    def cancel(self, run_id: str) -> None: ...
+def _monotonic_ms() -> int:
+    return time.monotonic_ns() // 1_000_000
 
 
 class Coordinator:
@@ -76,6 +54,7 @@ class Coordinator:
         *,
         term: int,
         tracing: bool = False,
+        monotonic_ms: Callable[[], int] = _monotonic_ms,
     ) -> Coordinator:
         """A leader's coordinator with the timings its settings give: a driver has the
         heartbeat timeout to reconnect and claim its runs; a worker silent for three heartbeat
@@ -89,6 +68,7 @@ class Coordinator:
             reattach_grace_ms=settings.get_int("kiok.worker.heartbeat.timeout.ms"),
             silent_after_ms=3 * settings.get_int("kiok.worker.heartbeat.interval.ms"),
             tracing=tracing,
+            monotonic_ms=monotonic_ms,
         )
 
     def __init__(
@@ -102,13 +82,19 @@ class Coordinator:
         reattach_grace_ms: int = 0,
         silent_after_ms: int = 0,
         tracing: bool = False,
+        monotonic_ms: Callable[[], int] = _monotonic_ms,
     ) -> None:
+        """``clock_ms`` is the wall clock (timestamps, and a worker's last heartbeat, which
+        is one); how long something waits (the reconnect grace, a NAK's back-off) is measured
+        on ``monotonic_ms``, so a step of the wall clock (NTP, a resumed VM) neither cuts the
+        grace short (a live driver's runs given away) nor stretches it (runs stalled)."""
         self._log = log_
         #: Give drivers the run's ``traceparent`` (``kiok.otel.enabled``).
         self._tracing = tracing
         self._reader = reader
         self._append_log = append_log
         self._clock = clock_ms
+        self._mono = monotonic_ms
         self.term = term
         self.workers: dict[str, WorkerHandle] = {}
         #: run id -> worker id, for runs a live driver holds under this leadership.
@@ -116,11 +102,11 @@ class Coordinator:
         #: Runs of ``_driving`` that their driver's heartbeat has named: one that stops
         #: naming it no longer holds it (``claims_seen``).
         self._confirmed: set[str] = set()
-        self._naks: dict[str, tuple[int, int]] = {}  # worker -> (count, until_ms)
+        self._naks: dict[str, tuple[int, int]] = {}  # worker -> (count, until, monotonic ms)
         self.waiting: dict[str, str] = {}
         #: After this coordinator starts, a run's previous driver gets this long to reconnect
         #: and claim it before the run is reassigned.
-        self._grace_until_ms = clock_ms() + reattach_grace_ms
+        self._grace_until_ms = monotonic_ms() + reattach_grace_ms
         #: A worker not heard from for this long is offered runs only if no other can take
         #: them (0: never judged; ``kiok.worker.heartbeat.interval.ms`` × 3 on a master).
         self._silent_after_ms = silent_after_ms
@@ -140,10 +126,10 @@ class Coordinator:
             if header is not None and header["worker"] is None:
                 self._drop(run_id)
                 self._kick.set()
-        for run_id, worker_id in fx.cancels:
+        for run_id, worker_id, reason in fx.cancels:
             handle = self.workers.get(worker_id)
             if handle is not None and self._driving.get(run_id) == worker_id:
-                handle.cancel(run_id)
+                handle.cancel(run_id, reason)
         if fx.runs_created or fx.runs_finished or fx.runs_reopened or fx.dags_changed:
             self._kick.set()
 
@@ -232,7 +218,7 @@ class Coordinator:
     async def dispatch_pass(self) -> int | None:
         """Assign what can be assigned; return when to look again (ms) if something waits
         on time (NAK back-off), else None."""
-        now = self._clock()
+        now, mono = self._clock(), self._mono()
         active = [r for r in self._reader.active_runs() if r["runId"] not in self._driving]
         if not active:
             return None
@@ -265,17 +251,17 @@ class Coordinator:
                     self.waiting[run_id] = f"max_active_runs ({limit}) reached for DAG {dag_id}"
                     continue
             previous = run["worker"]
-            if previous is not None and previous not in self.workers and now < self._grace_until_ms:
+            if previous is not None and previous not in self.workers and mono < self._grace_until_ms:
                 self.waiting[run_id] = f"waiting for its driver {previous} to reconnect"
-                retry_ms = min(retry_ms or 10**9, self._grace_until_ms - now)
+                retry_ms = min(retry_ms or 10**9, self._grace_until_ms - mono)
                 continue
             labels = tuple(spec["dag"].get("labels", ()))
             worker, why = self.pick_worker(labels, now)
             if worker is None:
                 self.waiting[run_id] = why
-                backoff_until = min((u for _, u in self._naks.values() if u > now), default=None)
+                backoff_until = min((u for _, u in self._naks.values() if u > mono), default=None)
                 if backoff_until is not None:
-                    retry_ms = min(retry_ms or 10**9, backoff_until - now)
+                    retry_ms = min(retry_ms or 10**9, backoff_until - mono)
                 continue
             if await self._assign(run, spec, labels, worker):
                 if run["state"] == "PENDING":
@@ -298,7 +284,8 @@ class Coordinator:
         with_room = [w for w in ready if w.info().free > 0]
         if not with_room:
             return None, "every matching worker is at capacity (all task slots busy)"
-        usable = [w for w in with_room if self._naks.get(w.info().id, (0, 0))[1] <= now]
+        mono = self._mono()
+        usable = [w for w in with_room if self._naks.get(w.info().id, (0, 0))[1] <= mono]
         if not usable:
             return None, "every matching worker refused the run recently (backing off)"
         # A worker not heard from for a few heartbeats may be frozen (SIGSTOP, a stalled
@@ -352,7 +339,7 @@ class Coordinator:
             return True
         self._drop(run_id)
         count = self._naks.get(wid, (0, 0))[0] + 1
-        self._naks[wid] = (count, self._clock() + _NAK_BACKOFF_MS[min(count, len(_NAK_BACKOFF_MS)) - 1])
+        self._naks[wid] = (count, self._mono() + _NAK_BACKOFF_MS[min(count, len(_NAK_BACKOFF_MS)) - 1])
         self.waiting[run_id] = reply.reason
         self._run_log(run_id, f"worker {wid} refused the run: {reply.reason}")
         await self._log.propose(

@@ -27,10 +27,10 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from kiok.errors import KiokError, NotLeader, ProtocolError, Unauthenticated
-from kiok.master.coordinator import WorkerInfo
 from kiok.protocol.codec import FROM_WORKER, decode, encode, kind_of
 from kiok.protocol.framing import read_frame, write_frame
 from kiok.protocol.kinds import Kind
+from kiok.protocol.link import WorkerInfo
 from kiok.protocol.messages import (
     PROTOCOL_VERSION,
     Assignment,
@@ -112,6 +112,8 @@ class WorkerConnection:
         self._draining = False
         self.connected = True
         self.last_seen_ms = self._node.clock_ms()
+        #: The same moment on the monotonic clock: how long it has been silent.
+        self.last_seen_mono = asyncio.get_running_loop().time()
         self._ids = itertools.count(1)
         self._offers: dict[int, asyncio.Future[OfferReply]] = {}
         self._out: asyncio.Queue[Message | None] = asyncio.Queue()
@@ -153,8 +155,8 @@ class WorkerConnection:
         finally:
             self._offers.pop(request, None)
 
-    def cancel(self, run_id: str) -> None:
-        self.send(Cancel(run_id))
+    def cancel(self, run_id: str, reason: str) -> None:
+        self.send(Cancel(run_id, reason or None))
 
     def close(self, reason: str, code: str = Refusal.REVOKED) -> None:
         """Refuse and drop this connection now (e.g. the worker was revoked)."""
@@ -222,6 +224,7 @@ class WorkerConnection:
             if message is None:
                 return
             self.last_seen_ms = self._node.clock_ms()
+            self.last_seen_mono = asyncio.get_running_loop().time()
             self._dispatch(message)
 
     def _dispatch(self, m: dict[str, Any]) -> None:
@@ -247,9 +250,7 @@ class WorkerConnection:
         elif isinstance(message, Log):
             self._log_batch(message)
         elif isinstance(message, Release):
-            self._node.intake.release(
-                self.worker_id, message.run_id, message.fence, message.reason
-            ).add_done_callback(_ignore)
+            self._node.intake.release(self.worker_id, message).add_done_callback(_ignore)
         elif isinstance(message, Permit):
             self._spawn(self._grant(message.request))
         elif isinstance(message, PermitFree):
@@ -261,9 +262,7 @@ class WorkerConnection:
     def _log_batch(self, batch: Log) -> None:
         run_id, request, fence = batch.run_id, batch.request, batch.fence
         if fence is not None:
-            stored = self._node.intake.log_batch(
-                self.worker_id, run_id, fence, batch.task_id, batch.data, batch.offset
-            )
+            stored = self._node.intake.log_batch(self.worker_id, batch)
             if stored is not False:
                 if request:  # the worker keeps the batch until it hears it is stored
                     if stored is True:
@@ -290,7 +289,7 @@ class WorkerConnection:
             self.send(LogAck(run_id, request=request))
 
     def _report(self, report: Report) -> None:
-        request, run_id, fence, tasks = report.request, report.run_id, report.fence, report.tasks
+        request, run_id, fence = report.request, report.run_id, report.fence
 
         def acked(fut: asyncio.Future[Any]) -> None:
             if fut.cancelled():
@@ -310,9 +309,7 @@ class WorkerConnection:
 
         # Only reports the worker keeps in its outbox (request id > 0: terminal ones) wait for
         # an fsync before the ack; progress reports need only survive a crash of this process.
-        self._node.intake.report(self.worker_id, run_id, fence, tasks, durable=request > 0).add_done_callback(
-            acked
-        )
+        self._node.intake.report(self.worker_id, report, durable=request > 0).add_done_callback(acked)
 
     def _note_fenced_report(self, run_id: str, fence: Fence) -> None:
         """Say in the run's log that a report was rejected (a late report of a cut-off driver,
@@ -538,8 +535,10 @@ class InternalServer:
             return  # replaced by a newer connection of the same worker
         log.info("worker %s disconnected", conn.worker_id)
         # Its runs stay with it until the heartbeat timeout since it was last heard of,
-        # so a worker that reconnects at once keeps driving them.
-        delay = max(0.0, conn.last_seen_ms / 1000 + self.heartbeat_timeout_s - self.node.clock_ms() / 1000)
+        # so a worker that reconnects at once keeps driving them. Measured on the monotonic
+        # clock: a step of the wall clock neither loses a live worker nor stalls its runs.
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, conn.last_seen_mono + self.heartbeat_timeout_s - loop.time())
 
         def lost() -> None:
             self._lost_timers.pop(conn.worker_id, None)
@@ -548,4 +547,4 @@ class InternalServer:
                 log.warning("worker %s lost: its runs are reassigned", conn.worker_id)
                 self.node.coordinator.worker_lost(conn.worker_id)
 
-        self._lost_timers[conn.worker_id] = asyncio.get_running_loop().call_later(delay, lost)
+        self._lost_timers[conn.worker_id] = loop.call_later(delay, lost)

@@ -52,6 +52,15 @@ class Leadership:
     def kick(self) -> None:
         self._kick.set()
 
+    def retake(self) -> None:
+        """The state was replaced under the leader's loops (a replicated restore): if this
+        master leads, it steps down and takes over again in the same term (fresh loops over
+        the restored state, ``LeaderElected`` recorded in it, workers reconnect)."""
+        if self.leading:
+            log.info("master %s takes over again: a restore replaced the state", self._node.node_id)
+            self._leading_term = None
+            self._kick.set()
+
     @property
     def leading(self) -> bool:
         return self._leading_term is not None
@@ -72,6 +81,10 @@ class Leadership:
             except KiokError as e:  # no leader right now, a write lost to a new leader...
                 log.info("leadership step deferred: %s", e.message)
                 await asyncio.sleep(0.2)
+                self._kick.set()
+            except Exception:  # a bug must not end this master's part in leadership for good
+                log.exception("leadership step failed; trying again in 1 s")
+                await asyncio.sleep(1.0)
                 self._kick.set()
 
     async def _step(self) -> None:

@@ -113,6 +113,9 @@ class MasterMetrics:
         reads only what that needs: the run's header and cached spec, and the upstreams'
         records of a first attempt."""
         headers: dict[str, dict[str, Any] | None] = {}
+        #: Upstream records read for this batch: the tasks of a fan-out that start together
+        #: share one upstream, read (and decrypted) once rather than once each.
+        records: dict[tuple[str, str], TaskRecord] = {}
         for run_id, tid, before, after in reports:
             if not started_attempt(before, after) or after.started_at_ms is None:
                 continue
@@ -126,8 +129,11 @@ class MasterMetrics:
                 ups: dict[TaskId, TaskRecord] = {}
                 if before.state is TaskState.PENDING:
                     for u in task.requires:
-                        raw = node.reader.task(run_id, u)
-                        ups[u] = UNSTARTED if raw is None else TaskRecord.from_dict(raw)
+                        rec = records.get((run_id, u))
+                        if rec is None:
+                            raw = node.reader.task(run_id, u)
+                            rec = records[run_id, u] = UNSTARTED if raw is None else TaskRecord.from_dict(raw)
+                        ups[u] = rec
             except (KiokError, KeyError):  # deleted meanwhile, or the store cannot be read
                 continue
             rerun = header.get("lastRerun")

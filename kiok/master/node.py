@@ -23,11 +23,13 @@ from kiok.dag.load import compiled_spec
 from kiok.dag.spec import DagSpec
 from kiok.errors import InvalidInput, NotFound, NotReady
 from kiok.master.admission import Admission
+from kiok.master.api.raft_snapshots import HttpSnapshotFetch
 from kiok.master.archival import Archival
 from kiok.master.audit import Auditor
 from kiok.master.auth import AuthService
 from kiok.master.backups import BackupService
 from kiok.master.coordinator import Coordinator
+from kiok.master.dag_views import DagViews
 from kiok.master.iam import Iam
 from kiok.master.intake import Intake
 from kiok.master.leadership import Leadership
@@ -35,6 +37,7 @@ from kiok.master.log_gate import LogGate
 from kiok.master.metrics import MasterMetrics
 from kiok.master.notify import Notifier, NotifySettings
 from kiok.master.peer_watch import PeerWatch
+from kiok.master.recent_runs import RecentRuns
 from kiok.master.retention import RetentionSweeper
 from kiok.master.run_cache import RunViews
 from kiok.master.scheduler import Scheduler
@@ -57,6 +60,7 @@ from kiok.store.kv import RocksKV
 from kiok.store.objects import s3_store_from_settings
 from kiok.store.reader import StateReader
 from kiok.store.replicated import RaftCommandLog, RaftConfig, ReplicatedStores, parse_peers
+from kiok.store.restore import finish_interrupted
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +107,12 @@ class MasterNode:
             interval_s=settings.get_int("kiok.joblog.flush.interval.ms") / 1000,
         )
         self.joblog.attach_archive(self.archival.fetch)
-        if found is not None:
+        # A restore a crash interrupted mid-swap is finished before anything reads the stores.
+        applied = self._raw.get(keys.KMS, keys.RAFT_APPLIED.encode())
+        redone = finish_interrupted(data, self.backup_sources(), 0 if applied is None else int(applied))
+        #: Recorded once the stores are open on a single master (a cluster replays the entry).
+        self._redone_restore = redone if not peers_text else None
+        if found is not None or redone is not None:
             self._reload_keyring()
         self.raft: RaftCommandLog | None = None
         self.peer_watch: PeerWatch | None = None
@@ -130,6 +139,11 @@ class MasterNode:
                 on_applied=self._on_applied_sync,
                 on_restored=self._reload_keyring,
                 on_role_change=lambda: self.leadership.kick(),
+                on_restore=lambda cmd, index, stopping: self.backups.apply_replicated(cmd, index, stopping),
+                snapshot_url=lambda: self.admin_url,
+                fetch_snapshot=HttpSnapshotFetch(
+                    lambda: self.forward_token, settings.get_str("kiok.tls.ca") or None
+                ),
             )
             self.log = self.raft
             self.peer_watch = PeerWatch(self.raft)
@@ -192,6 +206,10 @@ class MasterNode:
         self.run_views = RunViews(
             self.reader, self.run_spec, lambda run_id: self.coordinator.waiting.get(run_id), clock_ms
         )
+        #: Each DAG's newest runs as ``GET /api/v1/dags?lastRuns=N`` shows them.
+        self.recent_runs = RecentRuns(self.reader)
+        #: Every DAG's view as ``GET /api/v1/dags`` shows it.
+        self.dag_views = DagViews(self.reader)
         #: Called with a worker id when its credential is revoked (the internal server
         #: registers one that drops the connection).
         self.revoke_hooks: list[Callable[[str], None]] = []
@@ -334,7 +352,15 @@ class MasterNode:
             self.scheduler.kick()
         for run_id in fx.runs_deleted:
             self._specs.pop(run_id, None)
+        if fx.restored is not None:  # a replicated restore replaced the state under every cache
+            self._specs.clear()
+            self.run_views.clear()
+            self.recent_runs.clear()
+            if self.raft is not None:
+                self.leadership.retake()
         self.run_views.on_effects(fx)
+        self.recent_runs.on_effects(fx)
+        self.dag_views.on_effects(fx)
         if fx.log_deletes and self.raft is None:  # replicated masters delete them as they apply
             self.joblog.delete_runs(fx.log_deletes)
         if (fx.log_archived or fx.archive_forgotten) and self.raft is None:
@@ -347,6 +373,8 @@ class MasterNode:
     def readiness(self) -> tuple[bool, str]:
         if not self._started:
             return False, "the master is starting"
+        if self.backups.restore_problem is not None:
+            return False, self.backups.restore_problem
         if self.raft is not None:
             return self.leadership.readiness()
         return self.workers_ready()
@@ -425,14 +453,23 @@ class MasterNode:
         try:
             between()
         finally:
-            self._reload_keyring()
-            self.joblog.forget_sizes()
+            self.stores_replaced()
             self._specs.clear()
             self.run_views.clear()
+            self.recent_runs.clear()
+            self.dag_views.clear()
             self._coordination = self.start_leading(self.coordinator.term)
             self._tasks += self._coordination
             for handle in workers:
                 self.coordinator.add_worker(handle)
+
+    def stores_replaced(self) -> None:
+        """After a restore swapped the stores' content (on the Raft apply thread with several
+        masters): reload the keyring they hold, forget the job-log sizes and the token signing
+        key read before (tokens are the backup's: every master must sign and check alike)."""
+        self._reload_keyring()
+        self.joblog.forget_sizes()
+        self.auth.forget_signing_key()
 
     async def rotate_key(self, name: str) -> int:
         """Make a new version of data key ``name`` current; returns the version. Data
@@ -498,6 +535,8 @@ class MasterNode:
         self._tasks = [asyncio.create_task(self._reload_service_tokens(), name="service-tokens")]
         if self.raft is None:
             await self.bootstrap()
+            if self._redone_restore is not None:
+                await self.backups.record(self._redone_restore)
             self._coordination = self._run_coordination()
             self._tasks += self._coordination
         else:

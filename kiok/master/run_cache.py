@@ -2,35 +2,43 @@
 header read, and reading what changed since a version (``?since=``) costs about what
 changed.
 
-One entry per run holds, for the run's version it was built at, each task's record (the
-stored bytes, and decoded) and its view encoded as a JSON fragment. A read first reads the
-run header (one key): when the version, the coordinator's reason the run waits and the
-clock (a retry turning due) all still match, the entry answers; otherwise it is brought up
-to date by scanning the run's task records, decoding only those whose bytes changed, and
-re-encoding only the views ``kiok.core.run_delta`` says may have changed. So a view is
-never older than the header read just before it, whatever the effects' timing.
+One entry per run holds, for the run's version it was built at, each task's record and its
+view encoded as a JSON fragment. A read first reads the run header (one key): when the
+version, the coordinator's reason the run waits and the clock (a retry turning due) all
+still match, the entry answers; otherwise it is brought up to date and only the views
+``kiok.core.run_delta`` says may have changed are worked out again (after a change of the
+run's state or driver, those and every task not yet ended), and encoded again only when
+they come out different.
 
-The command log's effects drop a deleted run's entry (``runs_deleted``) and a changed
-run's assembled body (``runs_changed``). The cache is bounded by the bytes it holds, the
-least recently read run going first.
+The records come from the command log's effects: every record ``apply()`` writes, with
+its version (``Effects.task_writes``), and the versions each batch gave each run
+(``Effects.run_versions``). When those follow on without a gap from what the entry holds,
+up to the header's version, the read reads no record; otherwise (an entry being built,
+effects not told yet, a gap) it scans the run's records, decrypting and decoding only
+those whose stored bytes changed. So a view is never older than the header read just
+before it, whatever the effects' timing. Effects also drop a deleted run's entry
+(``runs_deleted``) and a changed run's assembled body (``runs_changed``). The cache is
+bounded by the bytes it holds, the least recently read run going first.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import weakref
 from bisect import bisect_right, insort
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kiok.core.run_delta import Delta, RunVersions, changed_since, downstreams
+from kiok.core.run_delta import Delta, RunVersions, changed_since, dag_order, downstreams
 from kiok.core.states import RunState, TaskRecord, TaskState
-from kiok.core.waiting import presented_one
-from kiok.dag.spec import DagSpec
+from kiok.core.waiting import presented_with_reason
+from kiok.dag.spec import DagSpec, TriggerRule
 from kiok.errors import NotFound
 from kiok.ids import TaskId
-from kiok.master.views import run_fields, task_view
+from kiok.master.views import run_fields, task_json
 from kiok.store.effects import Effects
 from kiok.store.reader import StateReader
 from kiok.store.txn import decode
@@ -39,6 +47,9 @@ from kiok.store.txn import decode
 MAX_BYTES = 64 * 1024 * 1024
 
 
+#: Encoded views of tasks not yet started kept over all runs (most share a few).
+_SHARED_VIEWS = 4096
+
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
@@ -46,18 +57,38 @@ def _json(value: Any) -> bytes:
     return _ENCODER.encode(value).encode()
 
 
+@dataclass(frozen=True)
+class _Shape:
+    """What the views of a DAG's runs need of its spec, worked out once per spec (the runs of
+    a DAG version share one compiled spec): a run's first read need not redo it."""
+
+    down: dict[TaskId, tuple[TaskId, ...]]
+    known: frozenset[str]
+    #: ``"<task id>":`` per task, encoded.
+    names: dict[TaskId, bytes]
+    order: dict[TaskId, int]
+    #: Tasks with the same upstreams and trigger rule share a number: not yet started, they
+    #: show alike (the 500 tasks of a fan-out), so one is worked out for all.
+    kin: dict[TaskId, int]
+    task_ids: tuple[TaskId, ...]
+
+
 @dataclass
 class _Entry:
     spec: DagSpec
-    down: dict[TaskId, tuple[TaskId, ...]]
-    known: frozenset[str]
+    shape: _Shape
     version: int = -1
+    #: Every record written at a version up to this one is in ``records`` (read by a scan,
+    #: or told by the command log's effects); a read of a later header scans the records.
+    seen_version: int = -1
     base: int = 0
     state: str = ""
     driven: bool = False
     waiting: str | None = None
     #: The clock time a RETRYING task's reason turns "(due)": the views are stale from then.
     expires_ms: int | None = None
+    #: Each task's record as stored (encrypted), and decrypted: only new stored bytes are opened.
+    sealed: dict[str, bytes] = field(default_factory=dict)
     raw: dict[str, bytes] = field(default_factory=dict)
     records: dict[TaskId, TaskRecord] = field(default_factory=dict)
     changed_at: dict[TaskId, int] = field(default_factory=dict)
@@ -65,8 +96,9 @@ class _Entry:
     #: at the tail after its version (compacted when it outgrows the run).
     changes: list[tuple[int, TaskId]] = field(default_factory=list)
     retrying: set[TaskId] = field(default_factory=set)
-    #: Each task's record as the API shows it (``presented_one``), kept across versions.
-    shown: dict[TaskId, TaskRecord] = field(default_factory=dict)
+    #: Each task's view as last encoded (presented record, wait reason): one that comes out
+    #: the same is not encoded again (a run's change of state or driver redoes every task).
+    shown: dict[TaskId, tuple[TaskRecord, str | None]] = field(default_factory=dict)
     #: ``"<task id>":{view}`` per task, in no particular order, and their total size.
     fragments: dict[TaskId, bytes] = field(default_factory=dict)
     fragment_bytes: int = 0
@@ -79,6 +111,8 @@ class _Entry:
         return self.fragment_bytes * 2 + len(self.body or b"")
 
     def record(self, tid: TaskId, rec: TaskRecord, at: int) -> None:
+        if at < self.changed_at.get(tid, -1):
+            return  # older than what is held: effects and a scan may tell the same write
         self.records[tid] = rec
         self.changed_at[tid] = at
         insort(self.changes, (at, tid))
@@ -88,7 +122,7 @@ class _Entry:
             self.retrying.discard(tid)
 
     def compact(self) -> None:
-        if len(self.changes) > 2 * len(self.known) + 64:
+        if len(self.changes) > 2 * len(self.shape.known) + 64:
             self.changes = sorted((at, tid) for tid, at in self.changed_at.items())
 
     def versions(self, since: int) -> RunVersions:
@@ -131,6 +165,10 @@ class RunViews:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._sizes: dict[str, int] = {}
         self._bytes = 0
+        #: Each spec's ``_Shape``, by ``id(spec)`` while it lives.
+        self._shapes: dict[int, tuple[weakref.ref[DagSpec], _Shape]] = {}
+        #: Encoded views of tasks not yet started, by (presented record, wait reason).
+        self._shared: dict[tuple[TaskRecord, str | None], bytes] = {}
         #: Reads answered without re-encoding any task, and reads that re-encoded some.
         self.hits = 0
         self.refreshes = 0
@@ -146,18 +184,32 @@ class RunViews:
         entry = self._current(run_id, header)
         if since is None:
             return self._whole(run_id, entry)
-        delta = changed_since(entry.spec, entry.versions(since), since, entry.down)
+        delta = changed_since(entry.spec, entry.versions(since), since, entry.shape.down, entry.shape.order)
         if delta.full:
             return self._whole(run_id, entry)
         return self._delta(entry, since, delta)
 
     def on_effects(self, fx: Effects) -> None:
-        """Forget deleted runs, and the assembled body of changed ones (their next read
-        brings them up to date from the records either way)."""
+        """Forget deleted runs; take the task records written to the runs held (their views
+        are re-encoded on the next read), and when the versions the batch gave a run follow
+        on from those held without a gap, the next read of it need not scan its records."""
         for run_id in fx.runs_deleted:
             self._drop(run_id)
+        entries = self._entries
+        for run_id, tid, version, rec in fx.task_writes:
+            entry = entries.get(run_id)
+            if entry is not None and tid in entry.shape.known:
+                entry.record(TaskId(tid), rec, version)
+                entry.sealed.pop(tid, None)  # a scan opens it again
+                entry.raw.pop(tid, None)
+        for run_id, (before, after) in fx.run_versions.items():
+            entry = entries.get(run_id)
+            # Versions up to ``before`` known (a scan read them, or effects told them), and
+            # the rest up to ``after`` told now: none is missing.
+            if entry is not None and 0 <= before <= entry.seen_version < after:
+                entry.seen_version = after
         for run_id in fx.runs_changed:
-            entry = self._entries.get(run_id)
+            entry = entries.get(run_id)
             if entry is not None:
                 entry.body = None
 
@@ -187,7 +239,8 @@ class RunViews:
             return entry
         if entry is None:
             spec = self._spec_of(run_id)
-            entry = _Entry(spec=spec, down=downstreams(spec), known=frozenset(spec.task_ids))
+            shape = self._shape(spec)
+            entry = _Entry(spec=spec, shape=shape)
         self._refresh(entry, header, waiting, now)
         self._keep(run_id, entry)
         self.refreshes += 1
@@ -198,28 +251,33 @@ class RunViews:
         ones) and re-encode the views that may differ."""
         previous = entry.version
         state, driven = header["state"], header["state"] == RunState.RUNNING.value and header["worker"]
-        known, seen = entry.known, entry.raw
-        for tid, raw in self._reader.task_records_raw(header["runId"]):
-            if seen.get(tid) != raw and tid in known:
-                record = decode(raw)
-                seen[tid] = raw
-                entry.record(TaskId(tid), TaskRecord.from_dict(record), int(record.get("v", 0)))
+        version = int(header.get("version", 0))
+        if entry.seen_version < version:  # some writes were not told by effects: read them
+            self._scan(entry, header["runId"])
+            entry.seen_version = version
         entry.compact()
         run_wide = (state, bool(driven), waiting) != (entry.state, entry.driven, entry.waiting)
-        entry.version = int(header.get("version", 0))
+        entry.version = version
         entry.base = int(header.get("viewBase", 0))
         entry.state, entry.driven, entry.waiting = state, bool(driven), waiting
-        if previous < 0 or run_wide:
-            redo: tuple[TaskId, ...] = entry.spec.task_ids
+        if previous < 0:
+            redo: tuple[TaskId, ...] = entry.shape.task_ids
+        elif run_wide:
+            # The run's state, driver and wait reason show only in the views of tasks not yet
+            # ended: an ended task's view is its own record (a run's end redoes no view).
+            versions = dataclasses.replace(entry.versions(previous), base=0, pending=False)
+            changed = set(
+                changed_since(entry.spec, versions, previous, entry.shape.down, entry.shape.order).tasks
+            )
+            ended = {t for t, rec in entry.records.items() if rec.is_terminal}
+            redo = tuple(t for t in entry.shape.task_ids if t in changed or t not in ended)
         else:
-            delta = changed_since(entry.spec, entry.versions(previous), previous, entry.down)
-            redo = entry.spec.task_ids if delta.full else delta.tasks
-        shown, records, spec = entry.shown, entry.records, entry.spec
-        for tid in redo:  # a task is shown from its record and its upstreams': both in ``redo``
-            shown[tid] = presented_one(spec, records, tid, driven=entry.driven)
-        for tid in redo:
-            view = task_view(spec, shown, tid, state, waiting, now)
-            entry.put_fragment(tid, _json({tid: view})[1:-1])
+            delta = changed_since(
+                entry.spec, entry.versions(previous), previous, entry.shape.down, entry.shape.order
+            )
+            redo = entry.shape.task_ids if delta.full else delta.tasks
+        # A pending run's tasks that wait show why the run waits (the coordinator's reason).
+        self._encode_views(entry, redo, waiting if state == RunState.PENDING.value else None, now)
         fields = {**run_fields(header, waiting), "version": entry.version}
         entry.head = _json(fields)[:-1]
         entry.body = None
@@ -228,15 +286,90 @@ class RunViews:
         ]
         entry.expires_ms = min(due) if due else None
 
+    def _encode_views(self, entry: _Entry, redo: Iterable[TaskId], run_waits: str | None, now: int) -> None:
+        """Re-encode the views of ``redo`` that come out different from those held."""
+        names, kin, records, spec, driven = (
+            entry.shape.names,
+            entry.shape.kin,
+            entry.records,
+            entry.spec,
+            entry.driven,
+        )
+        shown, encoded = entry.shown, self._encoded
+        alike: dict[int, tuple[TaskRecord, str | None]] = {}
+        last: tuple[TaskRecord | None, str | None, bytes] = (None, None, b"")
+        for tid in redo:
+            if tid in records:
+                rec, why = presented_with_reason(spec, records, tid, driven=driven, now_ms=now)
+            else:  # not started: shown as its kin not started (same upstreams, same rule)
+                got = alike.get(kin[tid])
+                if got is None:
+                    got = alike[kin[tid]] = presented_with_reason(
+                        spec, records, tid, driven=driven, now_ms=now
+                    )
+                rec, why = got
+            why = (run_waits or why) if why else None
+            before = shown.get(tid)
+            if before is None or before[0] is not rec or before[1] != why:
+                shown[tid] = (rec, why)
+                if rec is not last[0] or why != last[1]:  # siblings in a fan-out show alike
+                    last = (rec, why, encoded(rec, why))
+                entry.put_fragment(tid, names[tid] + last[2])
+
+    def _shape(self, spec: DagSpec) -> _Shape:
+        key = id(spec)
+        held = self._shapes.get(key)
+        if held is not None and held[0]() is spec:
+            return held[1]
+        kinds: dict[tuple[tuple[TaskId, ...], TriggerRule], int] = {}
+        shape = _Shape(
+            down=downstreams(spec),
+            known=frozenset(spec.task_ids),
+            names={tid: _json(tid) + b":" for tid in spec.task_ids},
+            order=dag_order(spec),
+            kin={t.id: kinds.setdefault((t.requires, t.trigger_rule), len(kinds)) for t in spec.tasks},
+            task_ids=spec.task_ids,
+        )
+        shapes = self._shapes  # forgotten with the spec (a run's spec outlives its entry)
+        shapes[key] = (weakref.ref(spec, lambda _: shapes.pop(key, None)), shape)
+        return shape
+
+    def _scan(self, entry: _Entry, run_id: str) -> None:
+        """Read the run's task records, opening and decoding only those whose stored bytes
+        changed since the last scan."""
+        known, seen, sealed_seen = entry.shape.known, entry.raw, entry.sealed
+        for tid, sealed in self._reader.task_records_sealed(run_id):
+            if sealed_seen.get(tid) == sealed or tid not in known:
+                continue
+            sealed_seen[tid] = sealed
+            raw = self._reader.open_task_record(run_id, tid, sealed)
+            if seen.get(tid) != raw:
+                record = decode(raw)
+                seen[tid] = raw
+                entry.record(TaskId(tid), TaskRecord.from_dict(record), int(record.get("v", 0)))
+
+    def _encoded(self, rec: TaskRecord, waiting: str | None) -> bytes:
+        """A task's view encoded; those of tasks not yet started are kept (bounded), as
+        many tasks share them: all 500 of a fan-out show QUEUED alike when it opens."""
+        if rec.started_at_ms is not None:
+            return task_json(rec, waiting)
+        key = (rec, waiting)
+        out = self._shared.get(key)
+        if out is None:
+            if len(self._shared) >= _SHARED_VIEWS:
+                self._shared.clear()
+            out = self._shared[key] = task_json(rec, waiting)
+        return out
+
     def _whole(self, run_id: str, entry: _Entry) -> bytes:
         if entry.body is None:
-            tasks = b",".join(entry.fragments[t] for t in entry.spec.task_ids)
+            tasks = b",".join(map(entry.fragments.__getitem__, entry.shape.task_ids))
             entry.body = entry.head + b',"full":true,"tasks":{' + tasks + b"}}"
             self._keep(run_id, entry)
         return entry.body
 
     def _delta(self, entry: _Entry, since: int, delta: Delta) -> bytes:
-        tasks = b",".join(entry.fragments[t] for t in delta.tasks)
+        tasks = b",".join(map(entry.fragments.__getitem__, delta.tasks))
         return entry.head + b',"since":' + str(since).encode() + b',"full":false,"tasks":{' + tasks + b"}}"
 
     def _keep(self, run_id: str, entry: _Entry) -> None:

@@ -222,18 +222,25 @@ class LogAck(Message):
 
 @dataclass(frozen=True)
 class Cancel(Message):
-    """CANCEL: the run was cancelled; its driver stops its tasks."""
+    """CANCEL: the run was cancelled; its driver stops its tasks. ``reason`` (newer masters;
+    absent, the frame is as before) is what each stopped task's log says after "attempt N",
+    e.g. "cancelled by alice: the run was cancelled"."""
 
     KIND: ClassVar[Kind] = Kind.CANCEL
 
     run_id: str
+    reason: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        return {"run": self.run_id}
+        out: dict[str, Any] = {"run": self.run_id}
+        if self.reason is not None:
+            out["reason"] = self.reason
+        return out
 
     @classmethod
     def from_wire(cls, m: Mapping[str, Any]) -> Self:
-        return cls(f.text(m, cls.KIND.value, "run"), request=cls.request_of(m))
+        kind = cls.KIND.value
+        return cls(f.text(m, kind, "run"), f.opt_text(m, kind, "reason"), request=cls.request_of(m))
 
 
 @dataclass(frozen=True)

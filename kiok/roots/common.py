@@ -21,15 +21,16 @@ import uvicorn
 
 from kiok.config import Settings
 from kiok.errors import InvalidInput
+from kiok.protocol.link import MasterLink
 from kiok.security.tls import TlsFiles
 from kiok.worker import spawn_protocol
 from kiok.worker.driver import DriverEnv, base_task_env
 from kiok.worker.executors import default_executors
 from kiok.worker.forkserver import parse_preload
 from kiok.worker.isolation import Isolation, prepare_work_root, python_for_tasks, task_isolation
-from kiok.worker.link import MasterLink
 from kiok.worker.process import ProcessRunner, WorkDirs
 from kiok.worker.slots import TaskSlots
+from kiok.worker.steady_clock import SteadyWallClock
 from kiok.worker.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -191,7 +192,7 @@ def build_worker(
         log_batch_bytes=settings.get_int("kiok.joblog.worker.batch.bytes"),
         log_interval_s=settings.get_int("kiok.joblog.worker.batch.interval.ms") / 1000,
         log_cap_bytes=settings.get_int("kiok.joblog.max.bytes.per.task"),
-        clock_ms=clock_ms,
+        clock_ms=SteadyWallClock(),
     )
     labels = [x for x in settings.get_str("kiok.worker.labels").split(",") if x.strip()]
     return Worker(env, slots=slots, labels=labels, task_isolation=isolation.mode)

@@ -16,9 +16,10 @@ from typing import Any
 from kiok.config import Settings
 from kiok.master.admin_socket import AdminSocket
 from kiok.master.api.app import create_app
-from kiok.master.coordinator import WorkerInfo
 from kiok.master.node import MasterNode
+from kiok.protocol.link import WorkerInfo
 from kiok.protocol.messages import Assignment, Fence, OfferReply
+from kiok.protocol.to_master import Log, Release, Report
 from kiok.roots.common import (
     build_worker,
     clock_ms,
@@ -40,7 +41,9 @@ log = logging.getLogger(__name__)
 
 
 class InProcessLink:
-    """The worker's ``MasterLink`` when master and worker share a process."""
+    """The worker's ``MasterLink`` when master and worker share a process: the same
+    ``Report``/``Log``/``Release`` messages a remote worker sends, handed to the master's
+    intake without the wire."""
 
     def __init__(self, node: MasterNode, max_global_concurrency: int) -> None:
         self._node = node
@@ -50,9 +53,8 @@ class InProcessLink:
     def report_tasks(self, run_id: str, fence: Fence, tasks: dict[str, dict[str, Any]]) -> None:
         # Not fsync'd: nobody waits on it, it survives kill -9 (RocksDB's log is written),
         # and after a power loss the run resumes and re-runs what was lost (at least once).
-        self._node.intake.report(self.worker_id, run_id, fence, tasks, durable=False).add_done_callback(
-            _log_failure
-        )
+        report = Report(run_id, fence, tasks)
+        self._node.intake.report(self.worker_id, report, durable=False).add_done_callback(_log_failure)
 
     def append_log(
         self, run_id: str, fence: Fence, task_id: str, data: bytes, *, offset: int, final: bool
@@ -61,10 +63,11 @@ class InProcessLink:
         # both survive kill -9 together (RocksDB's log is written before append returns).
         # The same fence check as a remote worker's batch: a retired driver's lines stay out.
         # In process nothing is ever sent twice: no offset, no cursor to keep.
-        self._node.intake.log_batch(self.worker_id, run_id, fence, task_id, data)
+        self._node.intake.log_batch(self.worker_id, Log(run_id, fence, task_id, data, None, final))
 
     def release_run(self, run_id: str, fence: Fence, reason: str) -> None:
-        self._node.intake.release(self.worker_id, run_id, fence, reason).add_done_callback(_log_failure)
+        release = Release(run_id, fence, reason)
+        self._node.intake.release(self.worker_id, release).add_done_callback(_log_failure)
 
     async def confirm_start(self, run_id: str, fence: Fence, task_id: str, record: dict[str, Any]) -> bool:
         # In one process the record (sent by the driver's report) is applied before any
@@ -108,8 +111,8 @@ class LocalWorkerHandle:
     async def offer(self, assignment: Assignment, labels: Iterable[str]) -> OfferReply:
         return self._worker.offer(assignment, labels)
 
-    def cancel(self, run_id: str) -> None:
-        self._worker.cancel(run_id)
+    def cancel(self, run_id: str, reason: str) -> None:
+        self._worker.cancel(run_id, reason)
 
 
 async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:

@@ -11,7 +11,7 @@ and every run of both; ``dag/hello/*`` covers the runs of ``hello`` only.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from kiok.errors import InvalidInput
@@ -76,6 +76,34 @@ def is_allowed(documents: Iterable[Mapping[str, Any]], action: str, resource: st
                     return False
                 allowed = True
     return allowed
+
+
+def resource_check(documents: Iterable[Mapping[str, Any]], action: str) -> Callable[[str], bool]:
+    """``is_allowed(documents, action, resource)`` as a function of the resource, for a list
+    that checks one action on many resources: the statements about other actions are set
+    aside once, and when none denies it and one allows it on every resource (``*``), the
+    answer is yes without matching anything."""
+    relevant = [
+        (st["Effect"], st["Resource"])
+        for doc in documents
+        for st in doc["Statement"]
+        if _matches(st["Action"], action)
+    ]
+    if all(effect == "Allow" for effect, _ in relevant) and any(
+        any(set(p) == {"*"} for p in patterns) for _, patterns in relevant
+    ):
+        return lambda resource: True
+
+    def check(resource: str) -> bool:
+        allowed = False
+        for effect, patterns in relevant:
+            if _matches(patterns, resource):
+                if effect == "Deny":
+                    return False
+                allowed = True
+        return allowed
+
+    return check
 
 
 def allowed_anywhere(documents: Iterable[Mapping[str, Any]], action: str) -> bool:

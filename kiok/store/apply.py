@@ -23,7 +23,7 @@ from kiok.store.apply_admission import (
     apply_redeem_join_token,
     apply_revoke_worker,
 )
-from kiok.store.apply_backup import apply_set_backup_cron
+from kiok.store.apply_backup import apply_restore_backup, apply_set_backup_cron
 from kiok.store.apply_dags import apply_backfill, register_dag
 from kiok.store.apply_lifecycle import (
     apply_delete_runs,
@@ -426,6 +426,7 @@ _HANDLERS: dict[type[c.Command], Callable[[Txn, c.Command, Effects], Any]] = {
     c.RevokeWorker: apply_revoke_worker,
     c.SetMaintenance: apply_set_maintenance,
     c.SetBackupCron: apply_set_backup_cron,
+    c.RestoreBackup: apply_restore_backup,
     c.DeleteRuns: apply_delete_runs,
     c.PurgeRunLogs: apply_purge_run_logs,
     c.ArchiveLogs: _archive_logs,

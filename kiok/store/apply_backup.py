@@ -1,16 +1,24 @@
 """The backup half of ``apply()``: the replicated backup schedule (``meta`` key
-``cluster/backup-cron``), so every master knows it and a new leader's scheduler picks it up."""
+``cluster/backup-cron``), so every master knows it and a new leader's scheduler picks it up;
+and the record of a replicated restore. The restore's swap itself is not here: it replaces
+whole stores from files, which the replicated log does on each master just before this
+entry's commands are applied (``RaftCommandLog``); what is written here lands on top of the
+restored state, alike on every master."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from kiok.core.cron import validate_cron
 from kiok.errors import InvalidInput
 from kiok.store import commands as c
 from kiok.store import keys as k
+from kiok.store.backup import valid_backup_id
 from kiok.store.effects import Effects
 from kiok.store.txn import Txn
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def apply_set_backup_cron(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
@@ -22,4 +30,26 @@ def apply_set_backup_cron(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
             raise InvalidInput(f"cron: {e}") from None
     record = {"cron": cmd.cron or None, "atMs": cmd.at_ms, "by": cmd.by}
     txn.put(k.META, k.BACKUP_CRON, record)
+    return record
+
+
+def restore_well_formed(cmd: c.RestoreBackup) -> bool:
+    """Whether the swap may be attempted at all (a malformed entry swaps nothing anywhere and
+    is refused by ``apply_restore_backup``)."""
+    return valid_backup_id(cmd.backup_id) and _SHA256.fullmatch(cmd.manifest_sha256) is not None
+
+
+def apply_restore_backup(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
+    assert isinstance(cmd, c.RestoreBackup)
+    if not restore_well_formed(cmd):
+        raise InvalidInput("restore_backup: a backup id and its manifest's sha256 (64 hex digits)")
+    record = {
+        "backupId": cmd.backup_id,
+        "manifestSha256": cmd.manifest_sha256,
+        "atMs": cmd.at_ms,
+        "by": cmd.by,
+        "raftIndex": cmd.raft_index or None,
+    }
+    txn.put(k.META, k.LAST_RESTORE, record)
+    fx.restored = cmd.backup_id
     return record

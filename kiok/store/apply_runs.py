@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kiok.core.interruption import cancel_reason
 from kiok.core.readiness import UNSTARTED, advance, final_run_state
 from kiok.core.rerun import RerunRequest, rerun_selection, reset_records
 from kiok.core.states import TERMINAL_RUN_STATES, RunState, TaskRecord, TaskState
@@ -76,7 +77,7 @@ def create_run(
         run["interval"] = {"startMs": interval[0], "endMs": interval[1]}
     if trace:  # the trigger request's W3C traceparent: the run's spans join its trace
         run["trace"] = trace
-    stamp_header(run)
+    _stamp(run, fx)
     put_header(txn, run)
     txn.put(k.META, k.run_task_ids(run_id), [t["id"] for t in spec["tasks"]])
     txn.put(k.META, k.run_spec(run_id), spec)
@@ -116,12 +117,21 @@ def _all_tasks(txn: Txn, run_id: str) -> dict[TaskId, TaskRecord]:
     }
 
 
-def _put_task(txn: Txn, run: dict[str, Any], tid: str, old: TaskRecord, new: TaskRecord) -> None:
+def _put_task(txn: Txn, run: dict[str, Any], tid: str, old: TaskRecord, new: TaskRecord, fx: Effects) -> None:
     """Store one task's new record, keeping the header's counters in step."""
     run["open"] += int(old.is_terminal) - int(new.is_terminal)
     run["failed"] += int(new.state is TaskState.FAILED) - int(old.state is TaskState.FAILED)
     count_task(run, old.state.value, new.state.value)
-    txn.put(k.META, k.task(run["runId"], tid), stored_record(run, new))
+    stored = stored_record(run, new)
+    txn.put(k.META, k.task(run["runId"], tid), stored)
+    fx.task_written(run["runId"], tid, stored["v"], new)
+
+
+def _stamp(run: dict[str, Any], fx: Effects) -> None:
+    """``stamp_header``, noted in ``fx``."""
+    before = int(run.get("version", 0))
+    stamp_header(run)
+    fx.version_used(run["runId"], before, run["version"])
 
 
 def _close(txn: Txn, run: dict[str, Any], at_ms: int, fx: Effects) -> None:
@@ -138,22 +148,24 @@ def _close(txn: Txn, run: dict[str, Any], at_ms: int, fx: Effects) -> None:
         txn.delete(k.META, k.active_run(run["runId"]))
         on_run_end(txn, run, at_ms)
         fx.runs_finished.append(run["runId"])
-    stamp_header(run)
+    _stamp(run, fx)
     put_header(txn, run)
     fx.runs_changed.add(run["runId"])
 
 
-def _lose_running(txn: Txn, run: dict[str, Any], at_ms: int) -> set[TaskId]:
+def _lose_running(txn: Txn, run: dict[str, Any], at_ms: int, fx: Effects) -> set[TaskId]:
     """Mark the run's RUNNING tasks lost (queued again, same attempt); their ids."""
     lost = set()
     for tid, rec in _all_tasks(txn, run["runId"]).items():
         if rec.state is TaskState.RUNNING:
-            _put_task(txn, run, tid, rec, apply_task_event(rec, TaskEvent(TaskEventKind.LOST, at_ms))[0])
+            _put_task(txn, run, tid, rec, apply_task_event(rec, TaskEvent(TaskEventKind.LOST, at_ms))[0], fx)
             lost.add(tid)
     return lost
 
 
-def _pass_unreported_attempts(txn: Txn, run: dict[str, Any], lost: set[TaskId], at_ms: int) -> None:
+def _pass_unreported_attempts(
+    txn: Txn, run: dict[str, Any], lost: set[TaskId], at_ms: int, fx: Effects
+) -> None:
     """A run taken from a driver that did not give it back: every task that driver could
     have started without the start reaching us (ready, queued or due for a retry in our
     records) is queued past that attempt, so the next driver never reuses its number
@@ -174,7 +186,7 @@ def _pass_unreported_attempts(txn: Txn, run: dict[str, Any], lost: set[TaskId], 
             error=f"attempt {rec.attempt + 1} may have started on the previous driver",
             worker=rec.worker,
         )
-        _put_task(txn, run, tid, before.get(tid, UNSTARTED), passed)
+        _put_task(txn, run, tid, before.get(tid, UNSTARTED), passed, fx)
 
 
 def apply_assign(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
@@ -183,7 +195,7 @@ def apply_assign(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     if run["state"] in TERMINAL_RUN_STATES:
         raise Conflict(f"run {cmd.run_id} is already {run['state']}")
     if run["worker"] is not None:  # taken from a driver that did not give it back
-        _pass_unreported_attempts(txn, run, _lose_running(txn, run, cmd.at_ms), cmd.at_ms)
+        _pass_unreported_attempts(txn, run, _lose_running(txn, run, cmd.at_ms, fx), cmd.at_ms, fx)
     run.update(worker=cmd.worker, term=cmd.term, epoch=run["epoch"] + 1, state=RunState.RUNNING.value)
     if run["startedMs"] is None:
         run["startedMs"] = cmd.at_ms
@@ -202,7 +214,7 @@ def apply_release(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
         or (cmd.worker and cmd.worker != run["worker"])  # only the driver gives a run back
     ):
         return {"released": False}
-    _lose_running(txn, run, cmd.at_ms)
+    _lose_running(txn, run, cmd.at_ms, fx)
     run["worker"] = None
     fx.fences_changed.append(cmd.run_id)
     _close(txn, run, cmd.at_ms, fx)
@@ -218,7 +230,7 @@ def apply_report(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
         or (cmd.worker and cmd.worker != run["worker"])  # a worker reports only the runs it drives
     ):
         run["staleReports"] += 1
-        stamp_header(run)
+        _stamp(run, fx)
         put_header(txn, run)
         fx.stale_reports += 1
         return {"accepted": 0, "stale": len(cmd.tasks), "fenced": True}
@@ -234,7 +246,7 @@ def apply_report(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
         reported = TaskRecord.from_dict(raw)
         verdict = report_verdict(stored, reported)
         if verdict is ReportVerdict.ACCEPT:
-            _put_task(txn, run, tid, stored, reported)
+            _put_task(txn, run, tid, stored, reported, fx)
             accepted += 1
             fx.task_reports.append((cmd.run_id, tid, stored, reported))
             if reported.is_terminal and reported.ended_at_ms is not None:
@@ -260,6 +272,8 @@ def apply_cancel(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
         if run["state"] == RunState.CANCELLED.value:
             return {"runId": cmd.run_id, "state": run["state"]}
         raise Conflict(f"run {cmd.run_id} already ended {run['state']}")
+    if cmd.by:
+        run["cancelBy"] = cmd.by
     return _stop(txn, run, cmd.at_ms, fx)
 
 
@@ -287,11 +301,11 @@ def _stop(txn: Txn, run: dict[str, Any], at_ms: int, fx: Effects) -> Any:
             if rec.state is TaskState.RUNNING:
                 after[tid] = apply_task_event(rec, TaskEvent(TaskEventKind.CANCEL, at_ms))[0]
     else:
-        fx.cancels.append((run_id, run["worker"]))
+        fx.cancels.append((run_id, run["worker"], cancel_reason(run.get("cancelBy"), run.get("failReason"))))
     for tid, rec in after.items():
         old = before.get(tid, UNSTARTED)
         if rec != old:
-            _put_task(txn, run, tid, old, rec)
+            _put_task(txn, run, tid, old, rec, fx)
     _close(txn, run, at_ms, fx)
     return {"runId": run_id, "state": run["state"]}
 
@@ -308,12 +322,13 @@ def apply_rerun(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     before = _all_tasks(txn, cmd.run_id)
     selection = rerun_selection(spec, before, RerunRequest(cmd.from_task, cmd.only_failed))
     for tid, rec in reset_records(before, selection, cmd.at_ms).items():
-        _put_task(txn, run, tid, before[tid], rec)
+        _put_task(txn, run, tid, before[tid], rec, fx)
     run.update(
         state=RunState.RUNNING.value,
         endedMs=None,
         worker=None,
         cancel=False,
+        cancelBy=None,
         failReason=None,
         reruns=run.get("reruns", 0) + 1,
         lastRerun={"atMs": cmd.at_ms, "by": cmd.by, "from": cmd.from_task, "onlyFailed": cmd.only_failed},

@@ -33,7 +33,7 @@ import shutil
 import struct
 from base64 import b64decode, b64encode
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -97,6 +97,9 @@ class Manifest:
     keyring_salt: bytes
     keyring_wrapped: bytes
     master: str = ""
+    #: sha256 of ``manifest.json`` as stored (not part of it): names this exact backup, so a
+    #: replicated restore applies the same bytes on every master.
+    digest: str = ""
 
     @property
     def size(self) -> int:
@@ -201,6 +204,7 @@ def decode_manifest(raw: bytes, backup_id: str) -> Manifest:
             keyring_salt=b64decode(doc["keyring"]["salt"]),
             keyring_wrapped=b64decode(doc["keyring"]["wrapped"]),
             master=str(doc.get("master") or ""),
+            digest=hashlib.sha256(raw).hexdigest(),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise BackupCorrupt(f"backup {backup_id}: {MANIFEST} is not readable ({e})") from None
@@ -390,8 +394,9 @@ def upload(
         keyring_wrapped=keys.wrapped,
         master=master,
     )
-    target.put(f"{backup_id}/{MANIFEST}", encode_manifest(manifest, keys.root_key))
-    return manifest
+    raw = encode_manifest(manifest, keys.root_key)
+    target.put(f"{backup_id}/{MANIFEST}", raw)
+    return replace(manifest, digest=hashlib.sha256(raw).hexdigest())
 
 
 # --- restoring ----------------------------------------------------------------------------

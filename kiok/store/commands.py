@@ -386,8 +386,12 @@ class AppendLogs(Command):
 @command
 @dataclass(frozen=True)
 class CancelRun(Command):
+    """Cancel a run; ``by`` is the user who asked (told to the driver, so each stopped task's
+    log names them; empty in commands logged before it existed)."""
+
     kind: ClassVar[str] = "cancel_run"
     run_id: str = ""
+    by: str = ""
 
 
 @command
@@ -513,6 +517,24 @@ class SetBackupCron(Command):
     kind: ClassVar[str] = "set_backup_cron"
     cron: str = ""
     by: str = ""
+
+
+@command
+@dataclass(frozen=True)
+class RestoreBackup(Command):
+    """Replace the replicated state with backup ``backup_id`` (several masters). Every master,
+    as it applies the entry, fetches the backup from the shared target, checks that its
+    manifest still hashes to ``manifest_sha256``, verifies every object and swaps its stores
+    (``kiok.master.backups``); ``apply()`` then records the restore on top. ``by``: who did it.
+    A single master proposes it after its own swap, only to record it. ``raft_index``: the
+    index of the entry that carries it, set by the replicated log as it applies the entry
+    (alike on every master; what a proposer sends is overwritten); 0 on a single master."""
+
+    kind: ClassVar[str] = "restore_backup"
+    backup_id: str = ""
+    manifest_sha256: str = ""
+    by: str = ""
+    raft_index: int = 0
 
 
 # --- job logs archived to S3 --------------------------------------------------------------------

@@ -16,7 +16,8 @@ class Effects:
     runs_finished: list[str] = field(default_factory=list)
     #: Finished runs put back to RUNNING by a re-run: they need a driver again.
     runs_reopened: list[str] = field(default_factory=list)
-    cancels: list[tuple[str, str]] = field(default_factory=list)  # (run id, driver)
+    #: Runs to stop on their driver: (run id, driver, ``kiok.core.interruption.cancel_reason``).
+    cancels: list[tuple[str, str, str]] = field(default_factory=list)
     #: Runs whose driver or fence changed (assigned, released): cached fences are stale.
     fences_changed: list[str] = field(default_factory=list)
     dags_changed: list[str] = field(default_factory=list)
@@ -36,6 +37,8 @@ class Effects:
     log_appends: list[tuple[str, str, bytes, tuple[int, int, int] | None]] = field(default_factory=list)
     #: Maintenance mode was switched on or off.
     maintenance_changed: bool = False
+    #: A backup replaced the replicated state (its id): every cache of the state is stale.
+    restored: str | None = None
     #: Runs deleted whole (retention, ``DELETE /runs/{id}``): caches of them are stale.
     runs_deleted: list[str] = field(default_factory=list)
     #: Runs whose job logs are to be deleted once the batch is durable (the job-log store is
@@ -46,6 +49,27 @@ class Effects:
     log_archived: list[tuple[str, str, int, int]] = field(default_factory=list)
     #: Deleted runs whose archived objects the leader removed: their tombstones go.
     archive_forgotten: list[str] = field(default_factory=list)
+
+    #: Every task record written, in order: (run id, task id, version it was written at,
+    #: record). With ``run_versions``, a cache of run views takes them from here instead of
+    #: re-reading every record of a run in flight (``kiok.master.run_cache``).
+    task_writes: list[tuple[str, str, int, TaskRecord]] = field(default_factory=list)
+    #: Per run, the versions this batch gave it (``kiok.store.run_version``): ``(before,
+    #: after]``, every one a record in ``task_writes`` or a header write; ``before`` is -1
+    #: when they are not one unbroken range (a reader must then not rely on them).
+    run_versions: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def task_written(self, run_id: str, task_id: str, version: int, record: TaskRecord) -> None:
+        self.task_writes.append((run_id, task_id, version, record))
+        self.version_used(run_id, version - 1, version)
+
+    def version_used(self, run_id: str, before: int, after: int) -> None:
+        """Note that ``run_id`` went from version ``before`` to ``after`` in this batch."""
+        span = self.run_versions.get(run_id)
+        if span is None:
+            self.run_versions[run_id] = (before, after)
+        else:
+            self.run_versions[run_id] = (span[0] if span[1] == before else -1, after)
 
     def merge(self, other: Effects) -> None:
         self.runs_created.extend(other.runs_created)
@@ -62,7 +86,11 @@ class Effects:
         self.keyring_changed |= other.keyring_changed
         self.log_appends.extend(other.log_appends)
         self.maintenance_changed |= other.maintenance_changed
+        self.restored = other.restored or self.restored
         self.runs_deleted.extend(other.runs_deleted)
         self.log_deletes.extend(other.log_deletes)
         self.log_archived.extend(other.log_archived)
         self.archive_forgotten.extend(other.archive_forgotten)
+        self.task_writes.extend(other.task_writes)
+        for run_id, (before, after) in other.run_versions.items():
+            self.version_used(run_id, before, after)

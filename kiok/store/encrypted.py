@@ -47,6 +47,18 @@ class EncryptedKV:
         for key, raw in self._inner.scan(space, prefix, after=after, reverse=reverse):
             yield key, raw if cipher is None else cipher.decrypt(raw, space.encode() + b"\x00" + key)
 
+    def scan_sealed(
+        self, space: str, prefix: bytes, *, after: bytes | None = None, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """``scan`` without decrypting: the values as stored. Every write encrypts with a
+        fresh nonce, so equal stored bytes mean an unchanged value; ``open`` decrypts one."""
+        return self._inner.scan(space, prefix, after=after, reverse=reverse)
+
+    def open(self, space: str, key: bytes, sealed: bytes) -> bytes:
+        """The value of stored bytes ``sealed`` that ``scan_sealed`` gave for ``key``."""
+        cipher = self._cipher(space)
+        return sealed if cipher is None else cipher.decrypt(sealed, space.encode() + b"\x00" + key)
+
     def write(self, writes: Sequence[Write], *, sync: bool) -> None:
         out: list[Write] = []
         for space, key, value in writes:

@@ -176,6 +176,11 @@ MAINTENANCE = "cluster/maintenance"
 #: (meta) When the leader takes backups: ``{"cron" (None: never), "atMs", "by"}``.
 BACKUP_CRON = "cluster/backup-cron"
 
+#: (meta) The last restore replicated to every master:
+#: ``{"backupId", "manifestSha256", "atMs", "by", "raftIndex"}`` (written on top of the
+#: restored state; ``raftIndex`` None on a single master).
+LAST_RESTORE = "cluster/last-restore"
+
 
 def master(master_id: str) -> str:
     """(meta) A master's announced addresses."""

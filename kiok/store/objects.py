@@ -53,6 +53,11 @@ class ObjectStore(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
+    def list_dated(self, prefix: str) -> list[tuple[str, int]]:
+        """Like ``list``, with each object's last-modified time (ms since the epoch, the
+        store's clock: the file's mtime, S3's ``LastModified``)."""
+        ...
+
     def list(self, prefix: str) -> list[str]: ...
 
     def delete(self, key: str) -> None: ...
@@ -131,6 +136,13 @@ class DirObjectStore:
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def list_dated(self, prefix: str) -> list[tuple[str, int]]:
+        out = []
+        for key in self.list(prefix):
+            with contextlib.suppress(FileNotFoundError):  # deleted since it was listed
+                out.append((key, self._path(key).stat().st_mtime_ns // 1_000_000))
+        return out
 
     def list(self, prefix: str) -> list[str]:
         out = []
@@ -311,18 +323,24 @@ class S3ObjectStore:
             return False
         return True
 
-    def list(self, prefix: str) -> list[str]:
+    def list_dated(self, prefix: str) -> list[tuple[str, int]]:
         full_prefix = f"{self.prefix}/{prefix}" if self.prefix else prefix
         strip = len(self.prefix) + 1 if self.prefix else 0
 
-        def collect() -> list[str]:
-            out: list[str] = []
+        def collect() -> list[tuple[str, int]]:
+            out: list[tuple[str, int]] = []
             paginator = self._client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix):
-                out.extend(str(item["Key"])[strip:] for item in page.get("Contents", []))
+                out.extend(
+                    (str(item["Key"])[strip:], int(item["LastModified"].timestamp() * 1000))
+                    for item in page.get("Contents", [])
+                )
             return out
 
         return sorted(self._call("list", prefix or "(all)", collect))
+
+    def list(self, prefix: str) -> list[str]:
+        return [key for key, _ in self.list_dated(prefix)]
 
     def delete(self, key: str) -> None:
         full = self._full(key)

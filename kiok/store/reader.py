@@ -12,6 +12,7 @@ from typing import Any
 
 from kiok.core.readiness import UNSTARTED
 from kiok.store import keys as k
+from kiok.store.encrypted import EncryptedKV
 from kiok.store.kv import KVStore
 from kiok.store.txn import decode
 
@@ -25,6 +26,35 @@ class RunQuery:
     state: str | None = None
     since_ms: int | None = None
     until_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    """Which audit records a page wants: all filters optional. ``actor`` and ``action`` match
+    exactly (``action`` may end in ``*``: a prefix, as ``iam:*``), ``success`` the outcome,
+    ``since_ms``/``until_ms`` the record's time, ``[since, until)``."""
+
+    actor: str | None = None
+    action: str | None = None
+    success: bool | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+    def matches(self, entry: dict[str, Any]) -> bool:
+        if self.actor is not None and entry["actor"] != self.actor:
+            return False
+        if self.action is not None:
+            wanted = self.action
+            if wanted.endswith("*") and not entry["action"].startswith(wanted[:-1]):
+                return False
+            if not wanted.endswith("*") and entry["action"] != wanted:
+                return False
+        if self.success is not None and bool(entry["success"]) != self.success:
+            return False
+        at = int(entry["atMs"])
+        if self.since_ms is not None and at < self.since_ms:
+            return False
+        return self.until_ms is None or at < self.until_ms
 
 
 def access_key_is_current(key: dict[str, Any], user: dict[str, Any] | None) -> bool:
@@ -101,15 +131,35 @@ class StateReader:
             yield decode(raw)
 
     def audit(
-        self, *, limit: int = 100, cursor: int | None = None
+        self,
+        *,
+        limit: int = 100,
+        cursor: int | None = None,
+        query: AuditQuery = AuditQuery(),
+        scan_limit: int = 10_000,
     ) -> tuple[list[dict[str, Any]], int | None]:
-        """Audit records newest first, and the cursor of the next page."""
+        """Audit records matching ``query``, newest first, and the cursor of the next page.
+
+        Records are in append order and their times follow it, so the scan stops at the first
+        record older than ``query.since_ms``. A filtered page reads at most ``scan_limit``
+        records: when they hold fewer than ``limit`` matches, the page is short (maybe empty)
+        and its cursor continues after the last record read, so a rare match never makes one
+        request scan the whole log."""
         after = k.audit(cursor).encode() if cursor is not None else None
         page: list[dict[str, Any]] = []
-        for _, raw in self._kv.scan(k.IAM, k.AUDIT_PREFIX.encode(), after=after, reverse=True):
+        last_seq: int | None = None
+        scan = self._kv.scan(k.IAM, k.AUDIT_PREFIX.encode(), after=after, reverse=True)
+        for scanned, (_, raw) in enumerate(scan):
+            entry = decode(raw)
+            if query.since_ms is not None and entry["atMs"] < query.since_ms:
+                return page, None
             if len(page) == limit:
                 return page, page[-1]["seq"]
-            page.append(decode(raw))
+            if scanned >= scan_limit:
+                return page, last_seq
+            last_seq = entry["seq"]
+            if query.matches(entry):
+                page.append(entry)
         return page, None
 
     # --- connections ---------------------------------------------------------------------
@@ -170,12 +220,22 @@ class StateReader:
             run["tasks"].update(stored)  # a run stored before the id list: all its tasks are here
         return run
 
-    def task_records_raw(self, run_id: str) -> Iterator[tuple[str, bytes]]:
-        """A run's stored task records, undecoded, by task id: a cache of run views compares
-        the bytes and decodes only the records that changed."""
+    def task_records_sealed(self, run_id: str) -> Iterator[tuple[str, bytes]]:
+        """A run's task records by task id as stored: encrypted, when the store is. A cache
+        of run views compares these bytes (a record rewritten gets new ones: a fresh nonce)
+        and opens (``open_task_record``) only the records that changed: decrypting every
+        record of a 500-task run costs ~2 ms, most of a read of a run in flight."""
         prefix = k.tasks_prefix(run_id)
-        for key, raw in self._kv.scan(k.META, prefix.encode()):
-            yield key.decode()[len(prefix) :], raw
+        scan = self._kv.scan_sealed if isinstance(self._kv, EncryptedKV) else self._kv.scan
+        for key, sealed in scan(k.META, prefix.encode()):
+            yield key.decode()[len(prefix) :], sealed
+
+    def open_task_record(self, run_id: str, task_id: str, sealed: bytes) -> bytes:
+        """The encoded record (``kiok.store.txn.decode`` reads it) of bytes that
+        ``task_records_sealed`` gave for ``task_id``."""
+        if isinstance(self._kv, EncryptedKV):
+            return self._kv.open(k.META, k.task(run_id, task_id).encode(), sealed)
+        return sealed
 
     def task(self, run_id: str, task_id: str) -> dict[str, Any] | None:
         """One task's stored record (None while it is unstarted): cheaper than ``run``."""

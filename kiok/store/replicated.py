@@ -16,7 +16,15 @@ Raft (PySyncObj) and then applied by the same ``apply()`` on every master, in lo
   state store: a crash between the two replays the entry without appending twice.
 - Snapshots (log compaction, catching up a master that was down too long) are a stream of
   both stores' raw, still encrypted, key-values (``kiok.store.snapshot``) — never pickled
-  Python objects.
+  Python objects. With ``snapshot_url`` set (a master's admin URL), PySyncObj keeps and
+  carries only a reference to the file (``kiok.store.snapshot_ref``); a master that is
+  behind fetches the file from the master that wrote it (``fetch_snapshot``, over HTTP,
+  checked against its digest), then installs it, all on the Raft thread.
+- An entry carrying a ``RestoreBackup`` first has ``on_restore`` swap this master's stores
+  for the backup (it returns once done, and blocks while the backup cannot be read: this
+  master then applies nothing rather than diverge), then its commands are applied on the
+  restored state as usual, and the log is compacted at once: a master that missed the entry
+  installs a snapshot of the restored state instead of needing the backup.
 
 PySyncObj is thread-based: it applies entries on its tick thread, where ``on_applied`` is
 called synchronously (the keyring must change before the next entry is written); answers
@@ -26,13 +34,15 @@ and effects are handed to the event loop with ``call_soon_threadsafe``.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import hashlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +51,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pysyncobj import SyncObj, SyncObjConf, replicated  # type: ignore[import-untyped]
 from pysyncobj.config import FAIL_REASON  # type: ignore[import-untyped]
 
-from kiok.errors import InvalidInput, KiokError, NotLeader
+from kiok.errors import InvalidInput, KiokError, NotLeader, NotReady
 from kiok.store import commands as c
 from kiok.store import keys as k
-from kiok.store import snapshot
+from kiok.store import snapshot, snapshot_ref
 from kiok.store.commandlog import AppliedBatch, Listener, TurnBatcher, apply_batch, notify, settle
 from kiok.store.effects import Effects
 from kiok.store.joblog import APPLIED as JOBLOG_APPLIED
@@ -57,6 +67,15 @@ log = logging.getLogger(__name__)
 
 _NONCE = 12
 _AAD = b"kiok-raft-entry"
+#: Entries up to this size travel to followers whole. PySyncObj splits a larger one into
+#: chunks of this size, but decides which chunk is the last by the command's length, not
+#: its pickle's (protocol 2 makes random bytes ~1.5 times longer): from about twice this
+#: size, a follower gets a truncated entry and fails on it at every tick, for good (seen
+#: with 1 MiB job-log batches and its default 64 KiB). Also the most a catch-up message
+#: holds: PySyncObj assembles a message with ``+=`` per ``recv``, quadratic in its size, so
+#: this stays small and each ``recv`` takes up to ``_RECV_BYTES``.
+_MESSAGE_BYTES = 4 << 20
+_RECV_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -185,8 +204,13 @@ class RaftCommandLog:
         on_applied: Callable[[Effects], None],
         on_restored: Callable[[], None],
         on_role_change: Callable[[], None],
+        on_restore: Callable[[c.RestoreBackup, int, threading.Event], None] | None = None,
+        snapshot_url: Callable[[], str] | None = None,
+        fetch_snapshot: snapshot_ref.Fetch | None = None,
         max_batch: int = 512,
     ) -> None:
+        """``snapshot_url`` (this master's admin URL) and ``fetch_snapshot``: snapshots travel
+        as references and are fetched over HTTP; without them, PySyncObj carries whole files."""
         self._stores = stores
         self._state = stores.state
         self._raw = stores.state_raw
@@ -194,6 +218,16 @@ class RaftCommandLog:
         self._on_applied = on_applied
         self._on_restored = on_restored
         self._on_role_change = on_role_change
+        self._on_restore = on_restore
+        #: Set when stopping: a restore waiting for its backup gives up (the entry stays unapplied).
+        self._stopping = threading.Event()
+        #: Snapshot files this master wrote or fetched (served at ``/raft/snapshots/{digest}``).
+        self.shelf = snapshot_ref.Shelf(config.directory / "snapshots")
+        self._refs = (
+            None
+            if snapshot_url is None or fetch_snapshot is None
+            else snapshot_ref.RefSnapshots(self.shelf, snapshot_url, fetch_snapshot, self._stopping.wait)
+        )
         self._aead = AESGCM(_derive(config.master_key, b"entries"))
         self._listeners: list[Listener] = []
         self._batcher: TurnBatcher[tuple[c.Command, asyncio.Future[Any]]] = TurnBatcher(self._send, max_batch)
@@ -220,10 +254,12 @@ class RaftCommandLog:
             autoTickPeriod=0.005,
             appendEntriesUseBatch=False,
             appendEntriesPeriod=0.05,
+            appendEntriesBatchSizeBytes=_MESSAGE_BYTES,
+            recvBufferSize=_RECV_BYTES,
             raftMinTimeout=cfg.election_timeout_s[0],
             raftMaxTimeout=cfg.election_timeout_s[1],
             connectionRetryTime=0.5,
-            connectionTimeout=1.5,
+            connectionTimeout=max(1.5, cfg.election_timeout_s[1]),  # PySyncObj: >= the max timeout
             logCompactionMinEntries=cfg.compaction_entries,
             logCompactionMinTime=60,
             onStateChanged=lambda _old, _new: self._to_loop(self._on_role_change),
@@ -238,6 +274,7 @@ class RaftCommandLog:
         self._watch = asyncio.get_running_loop().create_task(self._watch_leader(), name="raft-leader-watch")
 
     def stop(self) -> None:
+        self._stopping.set()
         self._watch.cancel()
         if self._replica is not None:
             self._replica.destroy()
@@ -361,18 +398,52 @@ class RaftCommandLog:
             log.error("raft entry %d is unreadable (%s); skipped", index, e)
             self._raw.write([mark], sync=False)
             return None
+        # A restore's record names the entry that carries it (the same index on every master).
+        cmds = [replace(cmd, raft_index=index) if isinstance(cmd, c.RestoreBackup) else cmd for cmd in cmds]
+        restores = [cmd for cmd in cmds if isinstance(cmd, c.RestoreBackup)]
+        if self._on_restore is not None:
+            for restore in restores:  # returns once the stores hold the backup (or raises)
+                self._on_restore(restore, index, self._stopping)
         applied = apply_entry(self._state, self._stores.joblog, cmds, index)
         try:
-            self._state.write([*applied.writes, mark], sync=False)
+            self._state.write([*applied.writes, mark], sync=bool(restores))
         except KiokError as e:  # e.g. an encrypted keyspace before any keyring: alike everywhere
             log.error("raft entry %d refused: %s", index, e.message)
             self._raw.write([mark], sync=False)
             return [(None, e) for _ in cmds]
+        if restores and self._replica is not None:
+            self._replica.forceLogCompaction()
         self.batches += 1
         self.commands += len(cmds)
         self._on_applied(applied.effects)
         self._to_loop(notify, self._listeners, applied.effects)
         return applied.outcomes
+
+    def run_on_loop(self, fn: Callable[[], None]) -> None:
+        """(On the apply thread) Run ``fn`` on the event loop and wait for it, so that no
+        request reads the stores while ``fn`` replaces them (a restore's swap: the event loop
+        never waits for this thread, so this cannot deadlock). Raises what ``fn`` raised, or
+        NotReady when the master stops first."""
+        loop = self._loop
+        if loop is None:
+            raise NotReady("the replicated log is not started")
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def call() -> None:
+            try:
+                fn()
+            except BaseException as e:  # handed to the waiting thread
+                done.set_exception(e)
+            else:
+                done.set_result(None)
+
+        loop.call_soon_threadsafe(call)
+        while True:
+            try:
+                return done.result(timeout=0.5)
+            except concurrent.futures.TimeoutError:
+                if self._stopping.is_set() or loop.is_closed():
+                    raise NotReady("stopping before the event loop ran the restore") from None
 
     def applied_index(self) -> int:
         raw = self._raw.get(k.KMS, k.RAFT_APPLIED.encode())
@@ -380,18 +451,28 @@ class RaftCommandLog:
 
     def _write_snapshot(self, filename: str, raft_data: Any) -> None:
         last, prev, cluster = raft_data
-        snapshot.write(
-            Path(filename),
-            self._stores.snapshot_parts(),
-            {"last": list(last), "prev": list(prev), "cluster": sorted(str(n.id) for n in cluster)},
-        )
+        header = {"last": list(last), "prev": list(prev), "cluster": sorted(str(n.id) for n in cluster)}
+        if self._refs is not None:
+            self._refs.write(Path(filename), self._stores.snapshot_parts(), header)
+        else:
+            snapshot.write(Path(filename), self._stores.snapshot_parts(), header)
 
     def _read_snapshot(self, filename: str) -> tuple[Any, Any, Any]:
-        meta = snapshot.read(Path(filename), self._stores.snapshot_parts())
+        """PySyncObj's deserializer (the Raft thread): at start, this master's own last
+        snapshot; later, one the leader sends. An exception leaves the stores untouched:
+        PySyncObj logs it and the leader sends its snapshot again."""
+        parts = self._stores.snapshot_parts()
+        if self._refs is not None:
+            meta = self._refs.read(Path(filename), parts)
+        else:
+            meta = snapshot.read(Path(filename), parts)
         if meta.restored:
             log.info("stores restored from a snapshot at raft index %d", meta.index)
             self._stores.joblog.forget_sizes()
             self._on_restored()
+            if self._replica is not None:  # the install took long: no election for heartbeats missed
+                deadline = time.monotonic() + self.config.election_timeout_s[1]
+                self._replica._SyncObj__raftElectionDeadline = deadline
         header = meta.header
         return tuple(header["last"]), tuple(header["prev"]), header["cluster"]
 

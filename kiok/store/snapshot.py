@@ -3,8 +3,14 @@
 A master's replicated state lives in two RocksDB stores, the state store and the job-log
 store; each records the Raft index it has applied. The file is a sequence of msgpack
 objects: a header ``{"format", "applied", ...}`` (the index the state store had applied, plus
-what the caller adds), then ``[store, keyspace, key, value]`` records, then ``None``. Values
-are copied below the encryption layer, so a snapshot holds ciphertext only, like the stores.
+what the caller adds), then ``[store, keyspace, key, value]`` records, then ``None``, then
+the BLAKE2b digest (32 bytes) of everything before it. Values are copied below the
+encryption layer, so a snapshot holds ciphertext only, like the stores.
+
+The digest is checked before anything is touched: a stream missing a run of records can
+parse (PySyncObj, which used to carry the file, lost chunks of it on reconnects; it now
+carries only a ``kiok.store.snapshot_ref`` and the file is fetched over HTTP).
+Format 2 files (no digest, written before it existed) are still read.
 
 Restoring replaces every store's whole content: first each applied index is reset (a crash
 halfway leaves stores that ask for the snapshot again, never one that claims entries it
@@ -15,6 +21,7 @@ needed.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,7 +32,10 @@ import msgpack
 
 from kiok.store.kv import RocksKV, Write
 
-FORMAT = 2
+FORMAT = 3
+#: Formats ``read`` accepts: 2 has no digest.
+_READABLE = (2, 3)
+_DIGEST_SIZE = 32
 _CHUNK = 2000
 
 
@@ -54,30 +64,44 @@ class Loaded:
     restored: bool
 
 
-def write(path: Path, parts: Sequence[Part], header: dict[str, Any]) -> None:
-    """``parts[0]`` is the state store, whose applied index the snapshot is taken at."""
+def write(path: Path, parts: Sequence[Part], header: dict[str, Any]) -> bytes:
+    """``parts[0]`` is the state store, whose applied index the snapshot is taken at.
+    Returns the digest the file ends with (what names it in a ``snapshot_ref``)."""
     packer = msgpack.Packer(use_bin_type=True)
+    digest = hashlib.blake2b(digest_size=_DIGEST_SIZE)
     with open(path, "wb") as f:
-        f.write(packer.pack({"format": FORMAT, "applied": parts[0].applied_index(), **header}))
+
+        def put(obj: object) -> None:
+            data = packer.pack(obj)
+            digest.update(data)
+            f.write(data)
+
+        put({"format": FORMAT, "applied": parts[0].applied_index(), **header})
         for part in parts:
             for space in part.spaces:
                 for key, value in part.kv.scan(space, b""):
-                    f.write(packer.pack([part.name, space, key, value]))
-        f.write(packer.pack(None))
+                    put([part.name, space, key, value])
+        put(None)
+        f.write(digest.digest())
         f.flush()
         os.fsync(f.fileno())
+    return digest.digest()
 
 
 def read(path: Path, parts: Sequence[Part]) -> Loaded:
+    """Install the snapshot at ``path`` unless the stores already hold its index; ValueError
+    (stores untouched) when it is not a snapshot or its digest does not match."""
     by_name = {part.name: part for part in parts}
     with open(path, "rb") as f:
         unpacker = msgpack.Unpacker(f, raw=False, max_buffer_size=1 << 30)
         header = next(unpacker)
-        if not isinstance(header, dict) or header.get("format") != FORMAT:
+        if not isinstance(header, dict) or header.get("format") not in _READABLE:
             raise ValueError(f"{path}: not a kiok store snapshot (format {FORMAT})")
         index = int(header["applied"])
         if parts[0].applied_index() >= index:
             return Loaded(header, index, restored=False)
+        if header["format"] >= 3:
+            _check_digest(path)
         for part in reversed(parts):
             part.mark(0)
             _clear(part)
@@ -99,6 +123,33 @@ def read(path: Path, parts: Sequence[Part]) -> Loaded:
         for part in reversed(parts):
             part.kv.write([*pending[part.name], (*part.applied, str(index).encode())], sync=True)
         return Loaded(header, index, restored=True)
+
+
+def header(path: Path) -> dict[str, Any]:
+    """The header of the snapshot at ``path`` (its first object), without reading the rest."""
+    with open(path, "rb") as f:
+        first = next(msgpack.Unpacker(f, raw=False, max_buffer_size=1 << 30))
+    if not isinstance(first, dict) or first.get("format") not in _READABLE:
+        raise ValueError(f"{path}: not a kiok store snapshot (format {FORMAT})")
+    return first
+
+
+def _check_digest(path: Path) -> None:
+    """ValueError unless the file ends in the digest of the rest of it."""
+    size = path.stat().st_size - _DIGEST_SIZE
+    if size <= 0:
+        raise ValueError(f"{path}: truncated snapshot")
+    digest = hashlib.blake2b(digest_size=_DIGEST_SIZE)
+    with open(path, "rb") as f:
+        left = size
+        while left:
+            block = f.read(min(left, 1 << 20))
+            if not block:
+                break
+            digest.update(block)
+            left -= len(block)
+        if digest.digest() != f.read(_DIGEST_SIZE):
+            raise ValueError(f"{path}: damaged or truncated snapshot (its digest does not match)")
 
 
 def _clear(part: Part) -> None:

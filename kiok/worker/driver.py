@@ -19,9 +19,10 @@ from typing import Any
 
 from kiok import logs
 from kiok.core.frontier import Frontier
-from kiok.core.interruption import interrupted_attempt, interrupted_lines, stopped_line
+from kiok.core.interruption import RUN_CANCELLED, interrupted_attempt, interrupted_lines, stopped_line
 from kiok.core.placeholders import Context, has_placeholders, param_env, param_values, resolve
 from kiok.core.retry import fail_event, timeout_ms_for
+from kiok.core.run_interval import interval_env, interval_values, run_interval
 from kiok.core.states import RunState, TaskRecord, TaskState
 from kiok.core.timefmt import iso_utc
 from kiok.core.tracecontext import attempt_traceparent
@@ -30,9 +31,10 @@ from kiok.dag.load import compiled_spec
 from kiok.dag.spec import TaskSpec, TaskType
 from kiok.errors import TaskError
 from kiok.ids import RUN_LOG_TASK, TaskId
+from kiok.protocol.link import MasterLink
 from kiok.protocol.messages import Assignment
 from kiok.worker.executors.base import AttemptContext, AttemptResult, Executor
-from kiok.worker.link import FencedLogs, MasterLink
+from kiok.worker.fenced_logs import FencedLogs
 from kiok.worker.logship import TaskLog
 from kiok.worker.masking import Masker
 from kiok.worker.process import WorkDirs
@@ -75,6 +77,10 @@ class RunDriver:
         self._env = env
         self._spec = compiled_spec(assignment.spec)
         self._masker = Masker(v for props in assignment.secrets.values() for v in props.values())
+        #: The schedule interval the run stands for (``${run.interval.*}``, ``KIOK_INTERVAL_*``).
+        self._interval = run_interval(
+            self._spec.schedule, self._spec.timezone, assignment.scheduled_ms, assignment.created_ms
+        )
         records = {  # a task without a record is unstarted (all of them in a new run)
             TaskId(t.id): TaskRecord.from_dict(raw)
             for t in self._spec.tasks
@@ -87,6 +93,8 @@ class RunDriver:
         self._queue: deque[TaskId] = deque()
         self._stops: dict[TaskId, StopSignal] = {}
         self._cancelled = assignment.cancel
+        #: What each attempt the cancel stops says in its log (``kiok.core.interruption``).
+        self._cancel_reason = RUN_CANCELLED
         self._wake = asyncio.Event()
         self._outbox: dict[TaskId, TaskRecord] = {}
         self._flush_scheduled = False
@@ -97,11 +105,13 @@ class RunDriver:
 
     # --- control -------------------------------------------------------------------------
 
-    def cancel(self) -> None:
+    def cancel(self, reason: str = "") -> None:
         """Stop the run: queued tasks are cancelled, running ones get their process group
-        signalled (SIGTERM, grace, SIGKILL) and end CANCELLED."""
+        signalled (SIGTERM, grace, SIGKILL) and end CANCELLED. ``reason`` (who cancelled, or
+        why the run was failed) ends each stopped attempt's log line; empty: not known."""
         if not self._cancelled:
             self._cancelled = True
+            self._cancel_reason = reason or RUN_CANCELLED
             self._event("cancel requested")
             for stop in self._stops.values():
                 stop.set()
@@ -298,6 +308,7 @@ class RunDriver:
                 stop=stop,
                 output=output,
                 tail=lambda: self._masker.mask_fragment(b"".join(tail)),
+                python=self._spec.python_for(task),
             )
             try:
                 result = await self._env.executors[task.type].run(ctx)
@@ -308,7 +319,7 @@ class RunDriver:
                     stopped_line(
                         attempt,
                         timed_out=result.timed_out,
-                        cancelled=self._cancelled,
+                        cancelled=self._cancel_reason if self._cancelled else None,
                         timeout_s=ctx.timeout_s,
                         grace_s=ctx.grace_s,
                         process=task.type is not TaskType.HTTP,
@@ -338,9 +349,12 @@ class RunDriver:
             return secrets[conn_id][key]
 
         tz = self._spec.timezone
+        run_values = interval_values(self._interval)
 
         def sub(text: str, context: Context) -> str:
-            return resolve(text, params=params, lookup_conn=lookup, now_ms=now, tz=tz, context=context)
+            return resolve(
+                text, params=params, lookup_conn=lookup, now_ms=now, tz=tz, context=context, run=run_values
+            )
 
         script_context = Context.PYTHON if task.type is TaskType.PYTHON else Context.SHELL
         script = sub(task.script, script_context) if task.script is not None else None
@@ -358,6 +372,7 @@ class RunDriver:
         )
         if self.assignment.scheduled_ms is not None:
             env["KIOK_SCHEDULED_TIME"] = iso_utc(self.assignment.scheduled_ms)
+        env.update(interval_env(self._interval))
         run_tp = self.assignment.traceparent
         attempt_tp = attempt_traceparent(run_tp, tid, attempt) if run_tp else None
         if attempt_tp is not None:  # the attempt's span: the task's own spans join the run's trace

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from kiok.worker.link import LogSink
+from kiok.worker.fenced_logs import LogSink
 from kiok.worker.masking import Masker
 
 

@@ -561,7 +561,7 @@ class MasterClient:
                         reason = "the master refused its log batch (stale fence)"
                         worker.abandon(batch.run_id, reason, batch.fence)
             elif isinstance(m, Cancel):
-                worker.cancel(m.run_id)
+                worker.cancel(m.run_id, m.reason or "")
             elif isinstance(m, Abandon):
                 for run_id, fence in m.abandoned():
                     worker.abandon(run_id, "the master gave the run to another driver", fence)

@@ -132,14 +132,26 @@ def _child(control: socket.socket, wake_r: int, wake_w: int, out: int, script: i
         for fd in {out, script, request} - {1, 2, 3}:
             os.close(fd)
         os.chdir(cwd)
-        os.environ.clear()
-        os.environb.update(env)
+        _become_env(env)
         sys.argv[:] = [_SCRIPT]
         _set_dumpable(1)  # as a new process would be
     except BaseException as e:
         os.write(2, f"kiok: the python task could not start: {e}\n".encode(errors="replace"))
         os._exit(127)
     os._exit(_run())
+
+
+def _become_env(env: dict[bytes, bytes]) -> None:
+    """Make the environment exactly ``env``, changing only the variables that differ. The
+    template runs with the spawner's environment, which is most of every attempt's, and each
+    change writes to memory the child otherwise shares with the template (copy-on-write):
+    clearing and refilling it all cost ~60 page copies and ~0.2 ms per attempt."""
+    current = os.environb
+    for key in [key for key in current if key not in env]:
+        del current[key]
+    for key, value in env.items():
+        if current.get(key) != value:
+            current[key] = value
 
 
 def _read_all(fd: int) -> bytes:

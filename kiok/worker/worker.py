@@ -102,10 +102,11 @@ class Worker:
             for run_id, (d, _, _) in self._drivers.items()
         ]
 
-    def cancel(self, run_id: str) -> None:
+    def cancel(self, run_id: str, reason: str = "") -> None:
+        """Stop the run ``run_id`` if this worker drives it; ``reason`` as ``RunDriver.cancel``."""
         entry = self._drivers.get(run_id)
         if entry is not None:
-            entry[0].cancel()
+            entry[0].cancel(reason)
 
     async def _drive(self, driver: RunDriver) -> None:
         logs.RUN_ID.set(driver.run_id)  # this task's context: every line it logs names the run

@@ -63,12 +63,12 @@ def kiok(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone]:
 
 
 def open_page(
-    browser: Any, kiok: Standalone, user: str, password: str, start: str = "/"
+    browser: Any, kiok: Standalone, user: str, password: str, start: str = "/", scheme: str = "light"
 ) -> tuple[Any, Any, Console]:
     from playwright.sync_api import expect
 
     expect.set_options(timeout=TIMEOUT_MS)
-    context = browser.new_context(viewport=VIEWPORT, color_scheme="light")
+    context = browser.new_context(viewport=VIEWPORT, color_scheme=scheme)
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     console = Console()
@@ -119,12 +119,14 @@ def test_grid_of_200_tasks_and_20_runs(kiok: Standalone, browser: Any, shots: Pa
     cell = grid.locator(".grow[data-task=t000] a.gc").nth(RUNS)
     expect(cell).to_have_attribute("data-state", "SUCCESS")
     expect(cell).to_have_text("✓")
+    cell.hover()  # the tooltip is written on hover
     expect(cell).to_have_attribute("title", re.compile(r"^t000 · SUCCESS · .*run " + re.escape(runs[0])))
     expect(cell).to_have_attribute("aria-label", re.compile("SUCCESS"))
     expect(grid.locator(f".grow[data-task={FLAKY}] a[data-state=FAILED]").first).to_be_visible()
     expect(grid.locator("a.gc[data-state=SKIPPED]").first).to_be_visible()
     running = grid.locator(".grow[data-task=t000] a.gc").first
     expect(running).to_have_attribute("data-state", "RUNNING")
+    running.hover()
     expect(running).to_have_attribute("title", re.compile(r"t000 · RUNNING · \d"))
 
     # A refresh redraws only the unfinished run's column (the newest, column 0), even when
@@ -145,6 +147,7 @@ def test_grid_of_200_tasks_and_20_runs(kiok: Standalone, browser: Any, shots: Pa
     last = kiok.wait_run(holding, timeout_s=60)
     expect(page.locator(".grid-head .grun a").first).to_have_attribute("data-state", last["state"])
     expect(running).to_have_attribute("data-state", last["tasks"]["t000"]["state"])
+    page.mouse.move(0, 0)  # no hover highlight in the picture
     page.screenshot(path=str(shots / "grid.png"))
 
     # Scrolled to the end: the last tasks are drawn, the first ones are gone.
@@ -157,8 +160,77 @@ def test_grid_of_200_tasks_and_20_runs(kiok: Standalone, browser: Any, shots: Pa
     cell.click()
     expect(page).to_have_url(kiok.url + f"/runs/{runs[0]}/tasks/t000")
     expect(page.get_by_test_id("log-status")).to_contain_text("Complete")
+
+    keyboard_only(page, kiok, [holding, *runs[::-1]])
     context.close()
     assert console.errors == []
+
+
+#: In the page: the focused element's row (task), aria-label, href and outline style.
+FOCUSED = """(() => {
+  const a = document.activeElement;
+  const row = a.closest(".grow");
+  return [row ? row.dataset.task : null, a.getAttribute("aria-label"), a.getAttribute("href"),
+          getComputedStyle(a).outlineStyle, a.tabIndex];
+})()"""
+
+
+def keyboard_only(page: Any, kiok: Standalone, columns: list[str]) -> None:
+    """The grid by keyboard alone: one tab stop, arrows (scrolling the rows in), Home/End,
+    the header's run links, and Enter opening the task's log. ``columns``: newest first."""
+    from playwright.sync_api import expect
+
+    page.goto(kiok.url + "/dags/ui_big/grid")
+    expect(page.get_by_test_id("grid").locator(".grow").first.locator("a.gc")).to_have_count(len(columns))
+    # Tab from the top of the page to the grid: its first cell, the newest run.
+    page.locator("body").focus()
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        if page.evaluate(FOCUSED)[0] is not None:
+            break
+    task, label, href, outline, tabindex = page.evaluate(FOCUSED)
+    assert (task, tabindex, outline) == ("t000", 0, "solid"), (task, tabindex, outline)
+    assert label.startswith(f"t000, run {columns[0]}: "), label
+    assert page.locator(".grid-scroll [tabindex='0']").count() == 1
+    # One tab stop: Tab leaves the grid, Shift+Tab comes back to the same cell.
+    page.keyboard.press("Tab")
+    assert page.evaluate("!!document.activeElement.closest('.grid-scroll')") is False
+    page.keyboard.press("Shift+Tab")
+    assert page.evaluate(FOCUSED)[0] == "t000"
+
+    for key in ("ArrowDown", "ArrowDown", "ArrowRight", "ArrowRight", "ArrowUp"):
+        page.keyboard.press(key)
+    task, label, *_ = page.evaluate(FOCUSED)
+    assert task == "t001" and label.startswith(f"t001, run {columns[2]}: "), label
+    page.keyboard.press("End")
+    assert page.evaluate(FOCUSED)[1].startswith(f"t001, run {columns[-1]}: ")
+    page.keyboard.press("Home")
+    assert page.evaluate(FOCUSED)[1].startswith(f"t001, run {columns[0]}: ")
+    # Far away: rows scrolled in as needed; the first ones leave the page.
+    page.keyboard.press("Control+End")
+    task, label, _, outline, _ = page.evaluate(FOCUSED)
+    assert task == f"t{TASKS - 1:03d}" and label.startswith(f"{task}, run {columns[-1]}: "), label
+    assert outline == "solid"
+    expect(page.get_by_test_id("grid").locator(".grow[data-task=t000]")).to_have_count(0)
+    page.keyboard.press("PageUp")
+    assert int(page.evaluate(FOCUSED)[0][1:]) < TASKS - 10
+    page.keyboard.press("Control+Home")
+    assert page.evaluate(FOCUSED)[1].startswith(f"t000, run {columns[0]}: ")
+    # Up from the first row: the runs' links in the header.
+    page.keyboard.press("ArrowUp")
+    assert page.evaluate(FOCUSED)[2] == f"/runs/{columns[0]}"
+    # Down to t005 of the second-oldest run, and Enter opens its log.
+    page.keyboard.press("ArrowDown")
+    for _ in range(5):
+        page.keyboard.press("ArrowDown")
+    page.keyboard.press("End")
+    page.keyboard.press("ArrowLeft")
+    task, label, href, *_ = page.evaluate(FOCUSED)
+    assert task == "t005" and label.startswith(f"t005, run {columns[-2]}: "), label
+    assert href == f"/runs/{columns[-2]}/tasks/t005"
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(kiok.url + f"/runs/{columns[-2]}/tasks/t005")
+    expect(page.get_by_test_id("log-status")).to_contain_text("Complete")
 
 
 def test_cluster_page_maintenance_and_refused_actions(kiok: Standalone, browser: Any, shots: Path) -> None:

@@ -6,6 +6,8 @@ restore, a damaged backup refused before anything changes, the schedule, and the
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -179,13 +181,34 @@ def test_schedule_and_cli(standalone_factory: Any, tmp_path: Path) -> None:
     assert ok(node.api("GET", "/api/v1/admin/backup/cron"))["cron"] == "0 3 * * *"
     assert ok(node.api("PUT", "/api/v1/admin/backup/cron", json={"cron": None}))["cron"] is None
 
+    # What a crashed backup left an hour ago goes with the next backup; a recent one stays.
+    stale, recent = (
+        tmp_path / "backups/20200101T000000000Z-dead00",
+        tmp_path / "backups/20200101T000000000Z-abcdef",
+    )
+    for leftover in (stale, recent):
+        (leftover / "state").mkdir(parents=True)
+        (leftover / "state/000007.sst").write_bytes(b"uploaded before a crash")
+    two_hours_ago = time.time() - 7200
+    os.utime(stale / "state/000007.sst", (two_hours_ago, two_hours_ago))
+
     cli = cli_for(node, tmp_path / "cli")
     cli.ok("login", "--user", "admin", "--password", ADMIN_PASSWORD)
     backup_id = cli.ok("admin", "backup").strip()
-    assert backup_id in cli.ok("admin", "backups")
+    assert not (stale / "state/000007.sst").exists() and (recent / "state/000007.sst").exists()
+    listed = cli.ok("admin", "backups")
+    assert backup_id in listed and "last restore" not in listed
+    assert ok(node.api("GET", "/api/v1/admin/backups"))["lastRestore"] is None
     refused = cli("admin", "restore", backup_id)
     assert refused.returncode != 0 and "--yes" in refused.stderr
     assert f"restored {backup_id}" in cli.ok("admin", "restore", backup_id, "--yes")
+    # The restore is recorded on top of the restored state: the API and the CLI show it.
+    cli.ok("login", "--user", "admin", "--password", ADMIN_PASSWORD)
+    fresh_login(node)
+    last = ok(node.api("GET", "/api/v1/admin/backups"))["lastRestore"]
+    assert last["backupId"] == backup_id and last["by"] == "admin" and last["raftIndex"] is None
+    assert last["time"].endswith("Z") and len(last["manifestSha256"]) == 64
+    assert f"last restore: {backup_id} at {last['time']} by admin" in cli.ok("admin", "backups")
 
 
 def test_without_a_target_backups_are_refused_by_name(kiok: Standalone) -> None:

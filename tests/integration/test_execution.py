@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from kiok.config import TASK_VARIABLES
 from kiok.testing.process import ADMIN_PASSWORD, Standalone
 
 
@@ -424,7 +425,7 @@ tasks:
         "KIOK_WORKER_TASK_SLOTS",
     ):
         assert leaked not in kiok_env
-    allowed = {"KIOK_RUN_ID", "KIOK_DAG_ID", "KIOK_TASK_ID", "KIOK_ATTEMPT", "KIOK_SCHEDULED_TIME"}
+    allowed = set(TASK_VARIABLES)  # what kiok documents it sets, nothing of its own settings
     assert {k for k in kiok_env if not k.startswith("KIOK_PARAM_")} <= allowed, kiok_env
     assert ADMIN_PASSWORD not in json.loads(values_line)
 

@@ -4,11 +4,13 @@ and only the runs the caller may read."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from kiok.master.api.grid import CACHED_HEADER
 from kiok.testing.process import Standalone
 
 PW = "Grid-Password-12345"
@@ -57,7 +59,7 @@ def test_grid_rows_are_tasks_in_topological_order_with_state_letters(
     assert oldest["attempts"] == [[1, 2]]
     assert oldest["durationsMs"][0] is not None and oldest["durationsMs"][3] is None
     worker = oldest["workerIndex"][0]
-    assert isinstance(worker, int) and body["workers"][worker].startswith("worker-")
+    assert isinstance(worker, int) and oldest["workers"][worker].startswith("worker-")
     assert body["nextCursor"] is None
 
 
@@ -113,3 +115,48 @@ def test_grid_is_in_the_openapi_document(shared_kiok: Standalone) -> None:
     doc = shared_kiok.api("GET", "/api/v1/openapi.json").json()
     params = {p["name"] for p in doc["paths"]["/api/v1/dags/{dag_id}/grid"]["get"]["parameters"]}
     assert {"limit", "cursor", "runs", "taskOffset", "taskLimit"} <= params
+
+
+def test_finished_columns_come_from_the_cache_and_follow_rerun_and_delete(
+    shared_kiok: Standalone, task_tmp_path: Path
+) -> None:
+    """A finished run's column is served from the cache on the next read, and is rebuilt
+    when the run is re-run (its version changes) or gone when it is deleted."""
+    k = shared_kiok
+    marker = task_tmp_path / "fixed"
+    k.register(
+        "dag: {id: grid_cache}\ntasks:\n"
+        "  - {id: a, script: 'true'}\n"
+        f"  - {{id: b, requires: [a], script: 'test -e {marker}'}}\n"
+    )
+    kept, gone = k.trigger("grid_cache"), k.trigger("grid_cache")
+    for run_id in (kept, gone):
+        assert k.wait_run(run_id)["state"] == "FAILED"
+
+    def read() -> tuple[dict[str, Any], str]:
+        r = k.api("GET", "/api/v1/dags/grid_cache/grid")
+        assert r.status_code == 200, r.text
+        return r.json(), r.headers[CACHED_HEADER]
+
+    first, _ = read()
+    again, cached = read()
+    assert cached == "2/2" and again == first
+    assert [run["cells"] for run in again["runs"]] == ["SF", "SF"]
+
+    # Re-run the failed task of the older run, which now succeeds: its column is rebuilt.
+    marker.touch()
+    assert k.api("POST", f"/api/v1/runs/{kept}/rerun", json={"onlyFailed": True}).status_code == 200
+    assert k.wait_run(kept)["state"] == "SUCCESS"
+    after, cached = read()
+    assert cached == "1/2"
+    by_id = {run["runId"]: run for run in after["runs"]}
+    assert by_id[kept]["cells"] == "SS" and by_id[kept]["attempts"] == [[1, 2]]
+    assert by_id[gone]["cells"] == "SF"
+    assert read()[1] == "2/2"
+
+    # Deleted: gone from the page and from a re-read by id.
+    assert k.api("DELETE", f"/api/v1/runs/{gone}").status_code == 200
+    after, cached = read()
+    assert [run["runId"] for run in after["runs"]] == [kept] and cached == "1/1"
+    chosen = k.api("GET", f"/api/v1/dags/grid_cache/grid?runs={gone},{kept}")
+    assert [run["runId"] for run in chosen.json()["runs"]] == [kept]

@@ -32,6 +32,8 @@ tasks:
     assert run["tasks"]["slow"]["state"] == "CANCELLED", run
     assert run["tasks"]["after"]["state"] == "CANCELLED", run
     assert "run timed out after 2s: failing the run, its tasks are cancelled" in kiok.log(run_id, "__run__")
+    # The task's own log says why it was stopped, not only that it was.
+    assert "[kiok] attempt 1 cancelled: run timed out after 2s;" in kiok.log(run_id, "slow")
 
 
 def test_run_timeout_is_validated(shared_kiok: Standalone) -> None:

@@ -49,7 +49,7 @@ def test_a_cancelled_task_says_so_and_the_run_log_names_who(node: Standalone) ->
     assert node.wait_run(run_id)["state"] == "CANCELLED"
     log = node.log(run_id, "slow")
     assert log.rstrip().endswith(
-        "[kiok] attempt 1 cancelled: the run was cancelled; process group stopped "
+        "[kiok] attempt 1 cancelled by admin: the run was cancelled; process group stopped "
         "(SIGTERM, then SIGKILL after 0.5s)"
     ), log
     assert "cancel requested by admin" in node.log(run_id, "__run__")

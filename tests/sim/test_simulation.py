@@ -6,7 +6,9 @@ worker whose connection broke waited out a back-off grown by earlier failures (u
 and lost its runs to another driver, which ran succeeded tasks again (e.g. seeds 8, 27,
 30, 42); a driver that had finished but whose final report was not yet acknowledged did not
 claim its run on reconnecting, so a new leader reassigned it and its tasks ran again
-(about half the seeds of 0-99). A failing seed prints the command that replays it."""
+(about half the seeds of 0-99). Later, wall-clock steps on a worker stalled runs waiting to
+retry for as long as the step (``test_wall_clock_steps_stall_no_retry``: seeds 6, 7 and 9
+before the worker's clock became steady). A failing seed prints the command that replays it."""
 
 from __future__ import annotations
 
@@ -99,3 +101,66 @@ def test_link_contract(transport: str, faults: tuple[tuple[float, str], ...]) ->
     assert outcome.ok, outcome.violations
     assert outcome.runs == 3
     assert all(isinstance(e, Execution) and e.outcome for e in outcome.executions)
+
+
+@pytest.mark.parametrize("seed", [6, 7, 9])
+def test_wall_clock_steps_stall_no_retry(seed: int) -> None:
+    """Workers' wall clocks step a minute back again and again while tasks fail and wait a
+    second to retry: on the raw wall clock each retry waited out the step too (runs stalled
+    for 50–230 s); a worker's steady clock keeps them at a second."""
+    faults = tuple((1.0 + 0.5 * i, f"clock_jump:w{1 + i % 3}:-60000") for i in range(12))
+    scenario = Scenario(
+        seed=seed,
+        faults=faults,
+        runs=6,
+        window_s=6.0,
+        dags=("diamond",),
+        plan=TaskPlan(fail_rate=0.5, duration_s=(0.05, 0.3)),
+    )
+    outcome = simulate(scenario)
+    assert outcome.ok, outcome.violations
+
+
+_LEADER_CLOCK = {
+    "a step back just before a worker dies": ((10.0, "clock_jump:leader:-40000"), (10.05, "kill_worker")),
+    "a step back during a new leader's grace": (
+        (5.0, "kill_leader"),
+        (5.3, "clock_jump:leader:-40000"),
+        (5.35, "kill_worker"),
+    ),
+    "a step forward during a new leader's grace": (
+        (5.0, "kill_leader"),
+        (5.01, "cut_worker"),
+        (5.3, "clock_jump:leader:40000"),
+    ),
+}
+
+
+@pytest.mark.parametrize("faults", list(_LEADER_CLOCK.values()), ids=list(_LEADER_CLOCK))
+def test_a_leaders_wall_clock_steps_change_no_lease(faults: tuple[tuple[float, str], ...]) -> None:
+    """A leader times a lost worker and a new leader's reconnect grace on the monotonic
+    clock: its wall clock stepping 40 s either way neither gives a live driver's runs away
+    nor stalls a dead one's."""
+    for seed in range(3):
+        outcome = simulate(Scenario(seed=seed, faults=faults, runs=6, window_s=20.0))
+        assert outcome.ok, f"seed {seed}: {outcome.violations}"
+
+
+def test_late_frames_of_a_lagging_connection_are_harmless() -> None:
+    """A worker's open connections hang (a slow path) while new ones work: it reconnects and
+    replays, then the old connection delivers its frames late — after, and as well as, the
+    new connection's (duplicated, reordered) — and loses the acknowledgements sent on it."""
+    faults = tuple((2.0 + 3.0 * i, "lag_worker") for i in range(8))
+    for seed in range(4):
+        outcome = simulate(Scenario(seed=seed, faults=faults, runs=8, window_s=26.0))
+        assert outcome.ok, f"seed {seed}: {outcome.violations}"
+        assert sum("lag" in f for f in outcome.faults) == 8
+
+
+def test_slow_disks_around_leader_kills() -> None:
+    """For seconds at a time every commit takes 0.2–2 s (fsyncs stalled on a quorum), between
+    leader kills: the leases and the outbox wait for commits that are late, not lost."""
+    faults = tuple((2.0 + 4.0 * i, "slow_disk" if i % 2 == 0 else "kill_leader") for i in range(6))
+    for seed in range(2):
+        outcome = simulate(Scenario(seed=seed, faults=faults, runs=8, window_s=24.0))
+        assert outcome.ok, f"seed {seed}: {outcome.violations}"

@@ -51,3 +51,29 @@ async def test_the_schedule_is_a_replicated_setting() -> None:
     assert decode(kv.get(keys.META, keys.BACKUP_CRON.encode()) or b"")["cron"] is None
     with pytest.raises(InvalidInput):
         await log.propose(c.SetBackupCron(at_ms=7, cron="nope", by="x"))
+
+
+async def test_a_replicated_restore_is_recorded_on_top_of_the_restored_state() -> None:
+    kv = MemoryKV(keys.SPACES)
+    log = LocalCommandLog(kv)
+    seen: list[str | None] = []
+    log.subscribe(lambda fx: seen.append(fx.restored))
+    sha = "ab" * 32
+    record = await log.propose(
+        c.RestoreBackup(at_ms=9, backup_id="20260101T000000000Z-abc123", manifest_sha256=sha, by="admin")
+    )
+    assert record == {
+        "backupId": "20260101T000000000Z-abc123",
+        "manifestSha256": sha,
+        "atMs": 9,
+        "by": "admin",
+        "raftIndex": None,
+    }
+    assert decode(kv.get(keys.META, keys.LAST_RESTORE.encode()) or b"") == record
+    assert seen == ["20260101T000000000Z-abc123"]
+    for bad in (
+        c.RestoreBackup(at_ms=10, backup_id="../x", manifest_sha256=sha),
+        c.RestoreBackup(at_ms=10, backup_id="ok", manifest_sha256="nope"),
+    ):
+        with pytest.raises(InvalidInput):
+            await log.propose(bad)

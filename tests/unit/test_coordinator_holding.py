@@ -9,7 +9,8 @@ import asyncio
 from collections.abc import Iterable
 
 from kiok.dag.load import spec_from_yaml
-from kiok.master.coordinator import Coordinator, WorkerInfo
+from kiok.master.coordinator import Coordinator
+from kiok.protocol.link import WorkerInfo
 from kiok.protocol.messages import Assignment, OfferReply, OfferVerdict
 from kiok.store import commands as c
 from kiok.store import keys
@@ -36,7 +37,7 @@ class Worker:
         self.offers.append(assignment)
         return OfferReply(OfferVerdict.ACK)
 
-    def cancel(self, run_id: str) -> None:
+    def cancel(self, run_id: str, reason: str) -> None:
         pass
 
 
@@ -130,3 +131,67 @@ async def test_a_run_claimed_during_a_dispatch_pass_stays_with_its_driver() -> N
     for r in runs:
         header = reader.run_header(r)
         assert header is not None and header["worker"] == "w1" and header["term"] == 1, header
+
+
+async def test_a_wall_clock_step_neither_cuts_the_reconnect_grace_short_nor_stretches_it() -> None:
+    """A new leader gives a run's previous driver the grace to reconnect. Measured on the
+    wall clock, a step forward (NTP, a resumed VM) gave the runs of a live, reconnecting
+    driver away (two drivers), and a step back held a dead driver's runs that much longer."""
+    kv = MemoryKV(keys.SPACES)
+    log = LocalCommandLog(kv)
+    reader = StateReader(kv)
+    await log.propose(c.RegisterDag(at_ms=1, spec=spec_from_yaml(DAG).to_dict()))
+    run = (await log.propose(c.CreateRun(at_ms=2, dag_id="d")))["runId"]
+    old = Coordinator(log, reader, lambda *a: None, lambda: 1000, term=1)
+    log.subscribe(old.on_effects)
+    old.add_worker(Worker("w1"))
+    await old.dispatch_pass()  # w1 drives the run under term 1
+
+    wall, mono = [2_000], [50_000]
+    new = Coordinator(
+        log,
+        reader,
+        lambda *a: None,
+        lambda: wall[0],
+        term=2,
+        reattach_grace_ms=5000,
+        monotonic_ms=lambda: mono[0],
+    )
+    log.subscribe(new.on_effects)
+    w2 = Worker("w2")
+    new.add_worker(w2)
+    wall[0] += 3_600_000  # the wall clock steps an hour forward: the grace is not over
+    await new.dispatch_pass()
+    assert w2.offers == [] and "reconnect" in new.waiting[run]
+    wall[0] -= 7_200_000  # and an hour back: it ends when 5 s have passed all the same
+    mono[0] += 5_000
+    await new.dispatch_pass()
+    assert [a.run_id for a in w2.offers] == [run]
+
+
+async def test_a_refusing_worker_backs_off_on_the_monotonic_clock() -> None:
+    """A NAK's back-off (500 ms after the first) is not made an hour long by a wall step."""
+
+    class Refusing(Worker):
+        async def offer(self, assignment: Assignment, labels: Iterable[str]) -> OfferReply:
+            self.offers.append(assignment)
+            return OfferReply(OfferVerdict.NAK, "busy")
+
+    kv = MemoryKV(keys.SPACES)
+    log = LocalCommandLog(kv)
+    reader = StateReader(kv)
+    await log.propose(c.RegisterDag(at_ms=1, spec=spec_from_yaml(DAG).to_dict()))
+    await log.propose(c.CreateRun(at_ms=2, dag_id="d"))
+    wall, mono = [1_000_000], [0]
+    coord = Coordinator(log, reader, lambda *a: None, lambda: wall[0], monotonic_ms=lambda: mono[0])
+    w1 = Refusing("w1")
+    coord.add_worker(w1)
+    await coord.dispatch_pass()
+    assert len(w1.offers) == 1
+    wall[0] -= 3_600_000  # a step back: the back-off still ends 500 ms after the NAK
+    mono[0] += 499
+    await coord.dispatch_pass()
+    assert len(w1.offers) == 1
+    mono[0] += 1
+    await coord.dispatch_pass()
+    assert len(w1.offers) == 2

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from kiok.master.coordinator import Coordinator, WorkerInfo
+from kiok.master.coordinator import Coordinator
+from kiok.protocol.link import WorkerInfo
 from kiok.protocol.messages import Assignment, OfferReply, OfferVerdict
 from kiok.store import keys
 from kiok.store.commandlog import LocalCommandLog
@@ -24,7 +25,7 @@ class FakeWorker:
     async def offer(self, assignment: Assignment, labels: Iterable[str]) -> OfferReply:
         return OfferReply(OfferVerdict.ACK)
 
-    def cancel(self, run_id: str) -> None:
+    def cancel(self, run_id: str, reason: str) -> None:
         pass
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kiok.core.states import TaskRecord, TaskState
-from kiok.core.waiting import presented, task_wait_reason
+from kiok.core.waiting import presented, presented_one, presented_with_reason, task_wait_reason
 from kiok.dag.spec import DagSpec, TaskSpec, TriggerRule
 from kiok.ids import DagId, TaskId
 
@@ -79,3 +81,27 @@ def test_without_a_driver_nothing_is_shown_queued() -> None:
     assert set(states(False).values()) == {"PENDING"}
     lost = TaskRecord(S.QUEUED, attempt=1, error="driver lost")
     assert states(False, a=lost)["a"] == "QUEUED"  # stored by the masters: shown as stored
+
+
+@given(
+    records=st.dictionaries(
+        st.sampled_from([t.id for t in SPEC.tasks]),
+        st.builds(
+            TaskRecord,
+            state=st.sampled_from(S),
+            attempt=st.integers(0, 3),
+            retry_at_ms=st.none() | st.integers(0, 2_000),
+        ),
+    ),
+    driven=st.booleans(),
+)
+def test_presented_with_reason_is_presented_one_and_the_reason_of_the_presented(
+    records: dict[TaskId, TaskRecord], driven: bool
+) -> None:
+    shown = presented(SPEC, records, driven=driven)
+    for task in SPEC.tasks:
+        expected = (
+            presented_one(SPEC, records, task.id, driven=driven),
+            task_wait_reason(SPEC, shown, task.id, 1_000),
+        )
+        assert presented_with_reason(SPEC, records, task.id, driven=driven, now_ms=1_000) == expected

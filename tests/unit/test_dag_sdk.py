@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import kiok
-from kiok import Dag, conn, secret
+from kiok import Dag, conn, email, secret, webhook
 from kiok.dag.load import spec_from_yaml
 from kiok.errors import DagValidationError
 
@@ -129,3 +129,50 @@ def test_errors_name_the_field() -> None:
     bad.task("a", script="x", requires=["b"])
     with pytest.raises(DagValidationError, match="unknown task 'b'"):
         bad.to_spec()
+
+
+NOTIFY_YAML = """\
+dag:
+  id: watched
+  default_timeout: 5m
+  run_timeout: 1h
+  sla: 10m
+  notify:
+    on_failure:
+      - webhook: {url: "${conn.alerts.url}", headers: {X-Token: "${secret.alert_token}"}}
+      - email: {connection: smtp-main, to: [ops@example.com]}
+    on_sla_miss:
+      - email: {connection: smtp-main, to: [ops@example.com, lead@example.com]}
+tasks:
+  - id: a
+    script: "true"
+"""
+
+
+def test_notify_sla_and_run_timeout_equal_the_yaml() -> None:
+    d = Dag(
+        "watched",
+        run_timeout="1h",
+        sla="10m",
+        notify={
+            "on_failure": [
+                webhook(conn("alerts", "url"), headers={"X-Token": secret("alert_token")}),
+                email("smtp-main", "ops@example.com"),
+            ],
+            "on_sla_miss": [email("smtp-main", ["ops@example.com", "lead@example.com"])],
+        },
+    )
+    d.task("a", script="true")
+    assert d.to_spec() == spec_from_yaml(NOTIFY_YAML)
+
+
+def test_a_bad_notify_block_names_the_field() -> None:
+    d = Dag("d", notify={"on_failure": [webhook("ftp://nope")]})
+    d.task("a", script="x")
+    with pytest.raises(DagValidationError) as e:
+        d.to_spec()
+    assert e.value.field == "dag.notify.on_failure[0].webhook.url"
+    missing_sla = Dag("d", notify={"on_sla_miss": [email("smtp-main", "ops@example.com")]})
+    missing_sla.task("a", script="x")
+    with pytest.raises(DagValidationError, match=r"needs dag\.sla"):
+        missing_sla.to_spec()

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from kiok.core.interruption import interrupted_attempt, interrupted_lines, stopped_line
+from kiok.core.interruption import (
+    RUN_CANCELLED,
+    cancel_reason,
+    interrupted_attempt,
+    interrupted_lines,
+    stopped_line,
+)
 from kiok.core.states import TaskRecord, TaskState
 from kiok.core.transitions import TaskEvent, TaskEventKind, apply_task_event
 
@@ -25,12 +31,23 @@ def test_a_retry_or_a_first_start_is_not_an_interruption() -> None:
 
 def test_stopped_lines() -> None:
     kw = {"timeout_s": 30.0, "grace_s": 0.5}
-    assert stopped_line(1, timed_out=True, cancelled=False, process=True, **kw) == (
+    assert stopped_line(1, timed_out=True, cancelled=None, process=True, **kw) == (
         "[kiok] attempt 1 timed out after 30s; process group stopped (SIGTERM, then SIGKILL after 0.5s)"
     )
-    assert stopped_line(3, timed_out=False, cancelled=True, process=False, **kw) == (
+    assert stopped_line(3, timed_out=False, cancelled=RUN_CANCELLED, process=False, **kw) == (
         "[kiok] attempt 3 cancelled: the run was cancelled; request abandoned"
     )
-    assert stopped_line(1, timed_out=False, cancelled=False, process=True, **kw).startswith(
+    assert stopped_line(1, timed_out=False, cancelled=None, process=True, **kw).startswith(
         "[kiok] attempt 1 stopped by its worker"
+    )
+
+
+def test_a_cancel_reason_names_who_cancelled_or_why_the_run_failed() -> None:
+    assert cancel_reason("alice", None) == "cancelled by alice: the run was cancelled"
+    assert cancel_reason(None, "run timed out after 10s") == "cancelled: run timed out after 10s"
+    assert cancel_reason(None, None) == RUN_CANCELLED
+    kw = {"timeout_s": 30.0, "grace_s": 0.5}
+    assert stopped_line(1, timed_out=False, cancelled=cancel_reason("alice", None), process=True, **kw) == (
+        "[kiok] attempt 1 cancelled by alice: the run was cancelled; "
+        "process group stopped (SIGTERM, then SIGKILL after 0.5s)"
     )

@@ -3,7 +3,11 @@ trigger rule, retry, the run's start) and the W3C ids every master and worker de
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from kiok.core.queue_wait import queue_wait_ms, started_attempt
+from kiok.core.readiness import upstream_verdict
 from kiok.core.states import TaskRecord, TaskState
 from kiok.core.tracecontext import (
     attempt_traceparent,
@@ -95,3 +99,27 @@ def test_an_offer_carries_the_run_traceparent_only_when_tracing() -> None:
     assert "traceparent" not in Offer(plain).to_wire()  # frames unchanged without tracing
     traced = Assignment("r", "d", {}, {}, Fence(1, 1), {}, 0, traceparent=run_trace("r", None).traceparent)
     assert Offer.from_wire(Offer(traced).to_wire()).assignment.traceparent == traced.traceparent
+
+
+_OUTCOMES = st.sampled_from([TaskState.SUCCESS, TaskState.FAILED, TaskState.SKIPPED, TaskState.CANCELLED])
+
+
+@given(
+    st.sampled_from(TriggerRule),
+    st.lists(st.tuples(_OUTCOMES, st.integers(1, 50)), min_size=1, max_size=12),
+)
+def test_the_ready_moment_of_a_fan_in_is_the_first_prefix_whose_verdict_is_ready(
+    rule: TriggerRule, outcomes: list[tuple[TaskState, int]]
+) -> None:
+    """Against the definition, one verdict over every upstream's state per revealed outcome
+    (what the function did before it only looked at the distinct outcomes)."""
+    ups = {TaskId(f"u{i}"): ended(state, at) for i, (state, at) in enumerate(outcomes)}
+    ordered = sorted(ups.values(), key=lambda r: r.ended_at_ms or 0)
+    expected = None
+    for i, rec in enumerate(ordered):
+        states = [r.state for r in ordered[: i + 1]] + [TaskState.PENDING] * (len(ordered) - i - 1)
+        if upstream_verdict(rule, states) == "ready":
+            expected = rec.ended_at_ms
+            break
+    wait = queue_wait_ms(task(*ups, rule=rule), PENDING, 1_000, ups, floor_ms=0)
+    assert wait == (None if expected is None else 1_000 - expected)

@@ -3,11 +3,12 @@ one (which also disconnects it at once) — and the KMS data keys (list, rotate)
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from kiok.core.instants import parse_instant_ms
 from kiok.errors import InvalidInput, NotReady
 from kiok.master.admission import DEFAULT_TTL_S, MAX_TTL_S, MIN_TTL_S
 from kiok.master.api.deps import client_address, node_of, require
@@ -15,6 +16,7 @@ from kiok.master.auth import Principal
 from kiok.master.views import iso
 from kiok.security import actions
 from kiok.security.kms import DATA_KEYS
+from kiok.store.reader import AuditQuery
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
@@ -110,15 +112,31 @@ async def audit_log(
     request: Request,
     limit: int = Query(default=100, ge=1, le=1000),
     cursor: str | None = Query(default=None, max_length=20),
+    actor: str | None = Query(default=None, max_length=128, description="exactly this actor"),
+    action: str | None = Query(
+        default=None, max_length=64, description="exactly this action, or a prefix ending in * (iam:*)"
+    ),
+    outcome: Literal["ok", "refused"] | None = Query(default=None),
+    since: str | None = Query(default=None, max_length=40, description="at or after"),
+    until: str | None = Query(default=None, max_length=40, description="before"),
     _: Principal = Depends(require(actions.READ_AUDIT, "cluster")),
 ) -> dict[str, Any]:
-    """Audit records, newest first; pass ``nextCursor`` back as ``cursor``."""
+    """Audit records, newest first, optionally filtered; pass ``nextCursor`` back as
+    ``cursor`` (with the same filters). A filtered page reads at most 10,000 records, so it
+    may hold fewer than ``limit`` entries (even none) and still have a ``nextCursor``."""
     seq = None
     if cursor is not None:
-        if not cursor.isdigit():
+        if not (cursor.isascii() and cursor.isdigit()):
             raise InvalidInput("cursor: not a cursor returned by this endpoint")
         seq = int(cursor)
-    entries, next_seq = node_of(request).reader.audit(limit=limit, cursor=seq)
+    query = AuditQuery(
+        actor=actor or None,
+        action=action or None,
+        success=None if outcome is None else outcome == "ok",
+        since_ms=parse_instant_ms(since, "since") if since else None,
+        until_ms=parse_instant_ms(until, "until") if until else None,
+    )
+    entries, next_seq = node_of(request).reader.audit(limit=limit, cursor=seq, query=query)
     keys = ("actor", "action", "target", "address", "success", "detail")
     return {
         "entries": [{"at": iso(e["atMs"]), **{k: e[k] for k in keys}} for e in entries],

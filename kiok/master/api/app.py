@@ -24,6 +24,7 @@ from kiok.master.api import (
     maintenance,
     me,
     openapi,
+    raft_snapshots,
     runs,
 )
 from kiok.master.api.forward import ForwardToLeader
@@ -45,7 +46,9 @@ _UNGATED = (
     "/api/v1/auth/change-password",
     "/api/v1/admin/join-tokens",
 )
-_UNGATED_PREFIXES = ("/api/v1/admin/workers",)
+#: Backups and restore work before the cluster opens: disaster recovery restores into fresh
+#: masters that no worker can join yet (the workers' credentials are in the backup).
+_UNGATED_PREFIXES = ("/api/v1/admin/workers", "/api/v1/admin/backup")
 
 
 class BodyLimit:
@@ -140,6 +143,7 @@ def create_app(node: MasterNode, *, max_body_bytes: int, forward_timeout_s: floa
         maintenance,
         connections,
         iam,
+        raft_snapshots,
     )
     for module in routers:
         app.include_router(module.router)

@@ -37,19 +37,41 @@ def backup_view(m: Manifest) -> dict[str, Any]:
 async def backup_now(
     request: Request, principal: Principal = Depends(require(actions.BACKUP, "cluster"))
 ) -> dict[str, Any]:
-    """Back up every store now (incremental over the newest backup); answers once it is stored."""
+    """Back up every store now (incremental over the newest backup); answers once it is
+    stored. Then the target is pruned to ``kiok.backup.keep``: ``pruned`` lists what went."""
     node = node_of(request)
-    manifest = await node.backups.backup_now()
+    manifest, pruned = await node.backups.backup_now()
     node.audit.record(principal.user, actions.BACKUP, manifest.id, client_address(request))
-    return {"backupId": manifest.id, **backup_view(manifest)}
+    return {"backupId": manifest.id, **backup_view(manifest), "pruned": pruned}
 
 
 @router.get("/backups", responses={409: {}, 503: {}})
 async def list_backups(
     request: Request, _: Principal = Depends(require(actions.LIST_BACKUPS, "cluster"))
 ) -> dict[str, Any]:
-    """Every complete backup in the target, newest first."""
-    return {"backups": [backup_view(m) for m in await node_of(request).backups.list()]}
+    """Every complete backup in the target, newest first, and the last restore into this
+    cluster's state (null: never restored)."""
+    node = node_of(request)
+    listed = await node.backups.list()
+    return {
+        "backups": [backup_view(m) for m in listed],
+        "lastRestore": restore_view(node.backups.last_restore()),
+    }
+
+
+def restore_view(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The ``cluster/last-restore`` record as the API shows it (``raftIndex``: the entry
+    that replicated it; null on a single master)."""
+    if record is None:
+        return None
+    at = record.get("atMs")
+    return {
+        "backupId": record.get("backupId"),
+        "time": iso(at) if isinstance(at, int) else None,
+        "by": record.get("by") or None,
+        "raftIndex": record.get("raftIndex"),
+        "manifestSha256": record.get("manifestSha256"),
+    }
 
 
 class CronRequest(BaseModel):
@@ -97,10 +119,12 @@ async def restore_backup(
     principal: Principal = Depends(require(actions.RESTORE, "cluster")),
 ) -> dict[str, Any]:
     """Replace every store with the backup's content. Destructive: ``confirm`` must repeat the
-    id. The whole backup is verified (hashes) before anything is replaced."""
+    id. The whole backup is verified (hashes) before anything is replaced. With several
+    masters the restore is replicated: every master swaps in the same backup (the answer
+    comes once the leader has)."""
     if body is None or body.confirm != backup_id:
         raise InvalidInput(f'confirm: restoring replaces every store; send {{"confirm": "{backup_id}"}}')
     node = node_of(request)
-    manifest = await node.backups.restore(backup_id)
+    manifest = await node.backups.restore(backup_id, principal.user)
     node.audit.record(principal.user, actions.RESTORE, backup_id, client_address(request))
     return {"restored": manifest.id, "time": iso(manifest.created_ms)}

@@ -1,15 +1,15 @@
 """What the DAG list adds to each DAG for the admin UI: the next fire time and the newest
-runs (headers only: one short key scan per DAG, no task records)."""
+runs (summaries kept between requests by ``kiok.master.recent_runs``, no task records)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from kiok.core.cron import next_fire_ms
-from kiok.master.iam import Grants
+from kiok.master.recent_runs import RecentRuns
 from kiok.master.views import iso
-from kiok.security import actions, resources
-from kiok.store.reader import StateReader
+from kiok.security import resources
 
 
 def next_fire_at(view: dict[str, Any], now_ms: int) -> str | None:
@@ -22,17 +22,9 @@ def next_fire_at(view: dict[str, Any], now_ms: int) -> str | None:
         return None
 
 
-def last_runs(reader: StateReader, grants: Grants, dag_id: str, limit: int) -> list[dict[str, Any]]:
-    headers = reader.dag_run_headers_newest(dag_id, limit)
-    return [
-        {
-            "runId": h["runId"],
-            "state": h["state"],
-            "trigger": h["trigger"],
-            "createdAt": iso(h["createdMs"]),
-            "startedAt": iso(h["startedMs"]),
-            "endedAt": iso(h["endedMs"]),
-        }
-        for h in headers
-        if grants.allows(actions.LIST_RUNS, resources.run(dag_id, h["runId"]))
-    ]
+def last_runs(
+    recent: RecentRuns, may_list: Callable[[str], bool], dag_id: str, limit: int
+) -> list[dict[str, Any]]:
+    """The DAG's newest ``limit`` runs, newest first, those ``may_list`` allows (a
+    ``Grants.checker(actions.LIST_RUNS)``, made once per request)."""
+    return [dict(r) for r in recent.newest(dag_id, limit) if may_list(resources.run(dag_id, r["runId"]))]

@@ -7,7 +7,8 @@ The forwarding master adds ``X-Kiok-Forwarded-By`` (a forwarded request is never
 again: one hop, then 503 ``not_leader``) and authenticates itself with a service token in
 ``X-Kiok-Service-Authorization``, which is what lets the leader believe
 ``X-Kiok-Forwarded-For`` (the caller's address, for rate limits and the audit log).
-``/api/v1/cluster`` is forwarded too: workers and live status are the leader's to tell.
+With tracing on, the forwarded request carries this master's request span as its
+``traceparent``. ``/api/v1/cluster`` is forwarded too: workers and live status are the leader's to tell.
 Reads are served from the follower's own copy of the state.
 """
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 FORWARDED_BY = "x-kiok-forwarded-by"
 FORWARDED_FOR = "x-kiok-forwarded-for"
 SERVICE_AUTH = "x-kiok-service-authorization"
+TRACEPARENT = b"traceparent"
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 _FORWARDED_READS = frozenset({"/api/v1/cluster"})
 #: Hop-by-hop headers and those the proxy recomputes.
@@ -83,11 +85,19 @@ class ForwardToLeader:
             if not message.get("more_body"):
                 break
         client = scope.get("client")
-        headers = [(k, v) for k, v in headers if k not in (FORWARDED_FOR.encode(), SERVICE_AUTH.encode())] + [
+        replaced: tuple[bytes, ...] = (FORWARDED_FOR.encode(), SERVICE_AUTH.encode())
+        # Traced: the leader's request span is a child of ours, so a run triggered through a
+        # follower is one trace (the caller's traceparent, if any, is already our parent).
+        traceparent = self.node.tracing.current_traceparent()
+        if traceparent:
+            replaced += (TRACEPARENT,)
+        headers = [(k, v) for k, v in headers if k not in replaced] + [
             (FORWARDED_BY.encode(), self.node.node_id.encode()),
             (FORWARDED_FOR.encode(), (client[0] if client else "unknown").encode()),
             (SERVICE_AUTH.encode(), f"Bearer {self.node.forward_token}".encode()),
         ]
+        if traceparent:
+            headers.append((TRACEPARENT, traceparent.encode()))
         target = (
             url + scope["path"] + (("?" + scope["query_string"].decode()) if scope["query_string"] else "")
         )

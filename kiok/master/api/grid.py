@@ -1,44 +1,50 @@
 """``/api/v1/dags/{dagId}/grid``: a DAG's runs × tasks in a compact form for the UI's grid
 (and scripts): the tasks in topological order, and per run one state letter per task. Pages
 by runs (newest first, ``cursor``) and by tasks (``taskOffset``/``taskLimit``); ``runs``
-re-reads just the given runs (the unfinished ones a client is watching)."""
+re-reads just the given runs (the unfinished ones a client is watching). The columns of
+finished runs come encoded from ``kiok.master.grid_columns``: a page of them costs about a
+header read per run."""
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from kiok.core.readiness import topological_order
-from kiok.core.states import RunState, TaskRecord, TaskState
-from kiok.core.waiting import presented
 from kiok.dag.load import compiled_spec
 from kiok.dag.spec import DagSpec
 from kiok.errors import InvalidInput, NotFound
-from kiok.ids import TaskId
 from kiok.master.api.deps import node_of, require_anywhere
 from kiok.master.auth import Principal
-from kiok.master.views import iso
+from kiok.master.grid_columns import ABSENT, CODES, GridColumns
 from kiok.security import actions, resources
+from kiok.store.reader import RunQuery
 
 router = APIRouter(prefix="/api/v1/dags", tags=["dags"])
 
-#: One letter per task state; ``-``: the task is not in that run (another DAG version).
-CODES: dict[str, str] = {
-    TaskState.PENDING.value: "P",
-    TaskState.QUEUED.value: "Q",
-    TaskState.RUNNING.value: "R",
-    TaskState.RETRYING.value: "U",
-    TaskState.SUCCESS.value: "S",
-    TaskState.FAILED.value: "F",
-    TaskState.SKIPPED.value: "K",
-    TaskState.CANCELLED.value: "C",
-}
-ABSENT = "-"
 _MAX_RUN_IDS = 100
+_CODES_JSON = json.dumps({code: state for state, code in CODES.items()} | {ABSENT: None}).encode()
+#: The response header that says how many of the reply's columns came from the cache.
+CACHED_HEADER = "X-Kiok-Grid-Cached"
 
 
-@router.get("/{dag_id}/grid", responses={404: {}})
+def columns_of(request: Request) -> GridColumns:
+    """This app's column cache, made on first use (it follows the node's command log for
+    deleted runs)."""
+    state = request.app.state
+    cache: GridColumns | None = getattr(state, "grid_columns", None)
+    if cache is None:
+        node = node_of(request)
+        cache = GridColumns(node.reader, node.run_spec, node.clock_ms)
+        node.log.subscribe(cache.on_effects)
+        state.grid_columns = cache
+    return cache
+
+
+@router.get("/{dag_id}/grid", responses={404: {}}, response_model=None)
 async def grid(
     dag_id: str,
     request: Request,
@@ -52,13 +58,14 @@ async def grid(
     taskOffset: int = Query(default=0, ge=0),
     taskLimit: int = Query(default=1000, ge=1, le=5000),
     principal: Principal = Depends(require_anywhere(actions.READ_RUN)),
-) -> dict[str, Any]:
+) -> Response:
     """The DAG's runs (newest first) × its tasks (topological order). Each run has ``cells``:
     one letter per task of ``tasks`` (``codes`` maps them to states; ``-``: not in this run),
     ``attempts`` as ``[[taskIndex, attempt], ...]`` where the attempt is above 1, and per task
-    the duration in ms and an index into ``workers`` (null where not started). Only runs the
-    caller may read (``runs:Read`` on ``dag/<dagId>/run/<runId>``) are included; a DAG the
-    caller can see nothing of is a 404, whether or not it exists."""
+    the duration in ms and an index into the run's ``workers`` (null where not started). Only
+    runs the caller may read (``runs:Read`` on ``dag/<dagId>/run/<runId>``) are included; a
+    DAG the caller can see nothing of is a 404, whether or not it exists."""
+    began = time.perf_counter()
     node = node_of(request)
     grants = node.iam.grants(principal)
 
@@ -69,9 +76,9 @@ async def grid(
     if runs is not None:
         ids = [r for r in runs.split(",") if r][:_MAX_RUN_IDS]
         page = [
-            r
-            for r in (node.reader.run(i) for i in ids)
-            if r is not None and r["dagId"] == dag_id and visible(r)
+            h
+            for h in (node.reader.run_header(i) for i in ids)
+            if h is not None and h["dagId"] == dag_id and visible(h)
         ]
     else:
         seq = None
@@ -79,7 +86,9 @@ async def grid(
             if not (cursor.isascii() and cursor.isdigit()):
                 raise InvalidInput("cursor: not a cursor returned by this endpoint")
             seq = int(cursor)
-        page, next_seq = node.reader.runs(dag_id=dag_id, limit=limit, cursor=seq, visible=visible)
+        page, next_seq = node.reader.run_page(
+            RunQuery(dag_id=dag_id), limit=limit, cursor=seq, visible=visible
+        )
 
     record = node.reader.dag(dag_id)
     current: DagSpec | None = None
@@ -87,76 +96,45 @@ async def grid(
         current = compiled_spec(record["spec"])
     if current is None and not page and runs is None and cursor is None:
         raise NotFound(f"DAG {dag_id!r} not found")
-    specs = {r["runId"]: node.run_spec(r["runId"]) for r in page}
-    order = _task_order(current, [specs[r["runId"]] for r in page])
+    order = _task_order(current, [node.run_spec(h["runId"]) for h in page])
     shown = order[taskOffset : taskOffset + taskLimit]
-    workers: list[str] = []
-    now = node.clock_ms()
-    return {
-        "dagId": dag_id,
-        "tasks": shown,
-        "totalTasks": len(order),
-        "taskOffset": taskOffset,
-        "codes": {code: state for state, code in CODES.items()} | {ABSENT: None},
-        "runs": [_row(r, specs[r["runId"]], shown, workers, now) for r in page],
-        "workers": workers,
-        "nextCursor": None if next_seq is None else str(next_seq),
-    }
+    cache = columns_of(request)
+    hits = cache.hits
+    columns = [c for c in (cache.encoded(h, shown) for h in page) if c is not None]
+    head = {"dagId": dag_id, "tasks": shown, "totalTasks": len(order), "taskOffset": taskOffset}
+    tail = {"nextCursor": None if next_seq is None else str(next_seq)}
+    body = b"".join(
+        (
+            json.dumps(head, separators=(",", ":"))[:-1].encode(),
+            b',"codes":',
+            _CODES_JSON,
+            b',"runs":[',
+            b",".join(columns),
+            b"],",
+            json.dumps(tail, separators=(",", ":"))[1:].encode(),
+        )
+    )
+    took_ms = (time.perf_counter() - began) * 1000
+    return Response(
+        content=body,
+        media_type="application/json",
+        headers={
+            CACHED_HEADER: f"{cache.hits - hits}/{len(columns)}",
+            "Server-Timing": f"grid;dur={took_ms:.1f}",
+        },
+    )
 
 
 def _task_order(current: DagSpec | None, run_specs: list[DagSpec]) -> list[str]:
-    """The current DAG's tasks in topological order, then those only older runs have."""
+    """The current DAG's tasks in topological order, then those only older runs have (a run
+    whose tasks are all listed already is not sorted again: most runs share the DAG's)."""
     order: list[str] = []
     seen: set[str] = set()
     for spec in ([current] if current is not None else []) + run_specs:
+        if all(t in seen for t in spec.task_ids):
+            continue
         for task in topological_order(spec):
             if task.id not in seen:
                 seen.add(task.id)
                 order.append(task.id)
     return order
-
-
-def _row(
-    run: dict[str, Any], spec: DagSpec, tasks: list[str], workers: list[str], now_ms: int
-) -> dict[str, Any]:
-    records = presented(
-        spec,
-        {TaskId(t): TaskRecord.from_dict(r) for t, r in run["tasks"].items()},
-        driven=run["state"] == RunState.RUNNING.value and run["worker"] is not None,
-    )
-    cells: list[str] = []
-    attempts: list[list[int]] = []
-    durations: list[int | None] = []
-    where: list[int | None] = []
-    for i, tid in enumerate(tasks):
-        rec = records.get(TaskId(tid))
-        if rec is None:
-            cells.append(ABSENT)
-            durations.append(None)
-            where.append(None)
-            continue
-        cells.append(CODES[rec.state.value])
-        if rec.attempt > 1:
-            attempts.append([i, rec.attempt])
-        durations.append(
-            None
-            if rec.started_at_ms is None
-            else (rec.ended_at_ms if rec.ended_at_ms is not None else now_ms) - rec.started_at_ms
-        )
-        if rec.worker is None:
-            where.append(None)
-        else:
-            if rec.worker not in workers:
-                workers.append(rec.worker)
-            where.append(workers.index(rec.worker))
-    return {
-        "runId": run["runId"],
-        "state": run["state"],
-        "createdAt": iso(run["createdMs"]),
-        "startedAt": iso(run["startedMs"]),
-        "endedAt": iso(run["endedMs"]),
-        "cells": "".join(cells),
-        "attempts": attempts,
-        "durationsMs": durations,
-        "workerIndex": where,
-    }

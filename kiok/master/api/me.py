@@ -25,6 +25,9 @@ _ON_RESOURCE: dict[str, str] = {
     actions.READ_AUDIT: resources.CLUSTER,
     actions.LIST_KEYS: resources.CLUSTER,
     actions.ROTATE_KEY: resources.CLUSTER,
+    actions.BACKUP: resources.CLUSTER,
+    actions.LIST_BACKUPS: resources.CLUSTER,
+    actions.RESTORE: resources.CLUSTER,
     actions.READ_CONNECTION: "connection/*",
     actions.WRITE_CONNECTION: "connection/*",
 }
@@ -51,6 +54,9 @@ _ANYWHERE = (
     actions.DETACH_POLICY,
     actions.ADD_USER_TO_GROUP,
     actions.REMOVE_USER_FROM_GROUP,
+    actions.CREATE_ACCESS_KEY,
+    actions.LIST_ACCESS_KEYS,
+    actions.DELETE_ACCESS_KEY,
 )
 
 

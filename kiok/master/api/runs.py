@@ -133,7 +133,7 @@ async def cancel_run(
     signalled (SIGTERM, then SIGKILL after the grace period)."""
     node = node_of(request)
     before = _run(request, run_id)
-    await node.log.propose(c.CancelRun(at_ms=node.clock_ms(), run_id=run_id))
+    await node.log.propose(c.CancelRun(at_ms=node.clock_ms(), run_id=run_id, by=principal.user))
     if before["state"] not in ("SUCCESS", "FAILED", "CANCELLED"):
         node.run_log(run_id, f"cancel requested by {principal.user}")
     return _view(request, _run(request, run_id))

@@ -70,6 +70,8 @@ class ReplicatedLog:
         self.masters: dict[str, SimMaster] = {}
         self._pending: list[_Proposal] = []
         self._flush_at: asyncio.TimerHandle | None = None
+        #: While set (``slow_disk``), commits take this long (ms): fsyncs stalled on a quorum.
+        self.slow_commit_ms: tuple[float, float] | None = None
 
     def propose(self, master: SimMaster, cmd: c.Command) -> asyncio.Future[Any]:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -78,7 +80,7 @@ class ReplicatedLog:
             return fut
         self._pending.append(_Proposal(cmd, fut, master, self.term))
         if self._flush_at is None:
-            delay = self._rng.uniform(*self._commit_ms) / 1000
+            delay = self._rng.uniform(*(self.slow_commit_ms or self._commit_ms)) / 1000
             self._flush_at = asyncio.get_running_loop().call_later(delay, self._flush)
         return fut
 
@@ -190,8 +192,15 @@ class SimMaster:
         raft.masters[node_id] = self
 
     def _coordinator(self, term: int) -> Coordinator:
+        loop = asyncio.get_event_loop()  # virtual time: the simulated monotonic clock
         return Coordinator.for_settings(
-            self.settings, self.log, self.reader, self.append_log, self.clock_ms, term=term
+            self.settings,
+            self.log,
+            self.reader,
+            self.append_log,
+            self.clock_ms,
+            term=term,
+            monotonic_ms=lambda: int(loop.time() * 1000),
         )
 
     # --- what the internal server and coordinator use ---------------------------------------

@@ -133,13 +133,10 @@ def _logs(
 def _stalls(world: World, runs: dict[str, dict[str, Any]]) -> list[str]:
     """Runs that, after the faults stopped, went longer than the bound with nothing of
     theirs executing and not finished."""
-    from kiok.testing.sim.world import EPOCH_MS
-
     bound = world.hb_timeout_s + 2.0
     out = []
-    for run_id, header in runs.items():
-        ended_ms = header.get("endedMs")
-        end = (ended_ms - EPOCH_MS) / 1000 if isinstance(ended_ms, int) else world.loop.time()
+    for run_id in runs:
+        end = world.ended_at.get(run_id, world.loop.time())
         spans = sorted(
             (e.start, e.end if e.end is not None else end) for e in world.ledger.executions if e.run == run_id
         )

@@ -4,8 +4,14 @@ A connection is a pair of ``asyncio.StreamReader``s fed after a latency drawn fr
 world's random source, in order per direction (as TCP delivers). Faults act as a real
 network would show them to kiok: ``cut`` resets every connection of a host (bytes in flight
 are lost, both ends see the reset), ``isolate`` makes a host unreachable (connects fail,
-nothing is delivered either way) and ``stall`` holds a host's traffic without dropping it,
-like a process that was SIGSTOPped: the peer's read deadline expires meanwhile."""
+nothing is delivered either way), ``stall`` holds a host's traffic without dropping it,
+like a process that was SIGSTOPped: the peer's read deadline expires meanwhile, and ``lag``
+holds only the connections a host has open now (a slow network path) while new ones work.
+
+``lag`` is how messages reach kiok lost, duplicated and out of order on a network that
+keeps each TCP stream in order: the worker gives up on the slow connection, reconnects and
+sends again what was not acknowledged; then the slow connection delivers its frames late,
+after (and as well as) the new connection's, and acknowledgements sent on it are lost."""
 
 from __future__ import annotations
 
@@ -30,6 +36,8 @@ class Network(Protocol):
     def stall(self, host: str) -> None: ...
     def resume(self, host: str) -> None: ...
     def stalled(self, host: str) -> bool: ...
+    def lag(self, host: str) -> None: ...
+    def unlag(self, host: str) -> None: ...
 
 
 class _Conn:
@@ -40,12 +48,13 @@ class _Conn:
         self.readers = (asyncio.StreamReader(limit=2**26), asyncio.StreamReader(limit=2**26))
         self._next_at = [0.0, 0.0]
         self.held: list[tuple[int, bytes | None]] = []
+        self.lagging = False
 
     def send(self, side: int, data: bytes | None) -> None:
         """Bytes (or, for None, the end of stream) from ``side`` to the other side."""
         if not self.alive:
             return
-        if any(self.net.stalled(h) for h in self.hosts):
+        if self.lagging or any(self.net.stalled(h) for h in self.hosts):
             self.held.append((side, data))
             return
         loop = asyncio.get_running_loop()
@@ -162,6 +171,18 @@ class SimNet:
         self._stalled.discard(host)
         for conn in self._conns:
             if host in conn.hosts:
+                conn.release()
+
+    def lag(self, host: str) -> None:
+        for conn in self._conns:
+            if conn.alive and host in conn.hosts:
+                conn.lagging = True
+
+    def unlag(self, host: str) -> None:
+        """The slow connections deliver what they held, late."""
+        for conn in self._conns:
+            if conn.lagging and host in conn.hosts:
+                conn.lagging = False
                 conn.release()
 
 

@@ -80,3 +80,9 @@ class TcpNet:
 
     def resume(self, host: str) -> None:
         raise NotImplementedError("a stall needs the in-memory network")
+
+    def lag(self, host: str) -> None:
+        raise NotImplementedError("a lagging connection needs the in-memory network")
+
+    def unlag(self, host: str) -> None:
+        raise NotImplementedError("a lagging connection needs the in-memory network")

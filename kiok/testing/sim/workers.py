@@ -23,6 +23,7 @@ from kiok.worker.master_client import MasterClient
 from kiok.worker.outbox import Outbox
 from kiok.worker.process import WorkDirs
 from kiok.worker.slots import TaskSlots
+from kiok.worker.steady_clock import SteadyWallClock
 from kiok.worker.worker import Worker
 
 
@@ -161,7 +162,8 @@ class SimWorker:
             log_batch_bytes=s.get_int("kiok.joblog.worker.batch.bytes"),
             log_interval_s=s.get_int("kiok.joblog.worker.batch.interval.ms") / 1000,
             log_cap_bytes=s.get_int("kiok.joblog.max.bytes.per.task"),
-            clock_ms=self._clock_ms,
+            # As ``kiok.roots.common.build_worker``: anchored on the host's wall clock at start.
+            clock_ms=SteadyWallClock(self._clock_ms, asyncio.get_event_loop().time),
         )
         self.worker = Worker(env, slots=self._slots)
         client.attach(self.worker)
@@ -182,7 +184,7 @@ class SimWorker:
         tasks: list[asyncio.Task[Any]] = []
         if self.client is not None:
             stop = asyncio.ensure_future(self.client.stop())  # in case a cancel is lost
-            stop.add_done_callback(lambda f: f.exception())
+            stop.add_done_callback(lambda f: f.cancelled() or f.exception())
         if self._task is not None:
             tasks.append(self._task)
         if self.worker is not None:

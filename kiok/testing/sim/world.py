@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from kiok.config import Settings
+from kiok.core.states import TERMINAL_RUN_STATES
 from kiok.dag.load import spec_from_yaml
 from kiok.errors import KiokError
 from kiok.security.kms import Keyring
@@ -38,6 +39,9 @@ _FAULTS = (
     "cut_worker",
     "isolate_worker",
     "stall_worker",
+    "lag_worker",
+    "clock_jump",
+    "slow_disk",
 )
 
 DAGS = {
@@ -54,7 +58,7 @@ dag: {id: diamond}
 tasks:
   - {id: a, type: shell, script: "true"}
   - {id: b, type: shell, script: "true", requires: [a]}
-  - {id: c, type: shell, script: "true", requires: [a], retries: 2, retry_delay: 0s}
+  - {id: c, type: shell, script: "true", requires: [a], retries: 2, retry_delay: 1s}
   - {id: d, type: shell, script: "true", requires: [b, c], trigger_rule: all_done}
 """,
     "fanout": """
@@ -123,10 +127,14 @@ class World:
         self.hb_timeout_s = self.settings.get_int("kiok.worker.heartbeat.timeout.ms") / 1000
         net_rng = random.Random(self.rng.random())
         self.net: Network = net if net is not None else SimNet(net_rng)
+        #: Per host, how far its wall clock is from the true time (ms).
+        self.skew_ms: dict[str, int] = {}
+        #: Per run, the true time it was first seen ended (``_note_ended``).
+        self.ended_at: dict[str, float] = {}
         self.raft = ReplicatedLog(random.Random(self.rng.random()))
         keyring = Keyring.generate()
         self.masters = [
-            SimMaster(f"m{i + 1}", self.raft, self.net, self.settings, keyring, self.clock_ms)
+            SimMaster(f"m{i + 1}", self.raft, self.net, self.settings, keyring, self.wall_clock(f"m{i + 1}"))
             for i in range(scenario.masters)
         ]
         self.ledger = Ledger()
@@ -141,7 +149,7 @@ class World:
                 self.ledger,
                 random.Random(self.rng.random()),
                 scenario.plan,
-                self.clock_ms,
+                self.wall_clock(f"w{i + 1}"),
             )
             for i in range(scenario.workers)
         ]
@@ -157,7 +165,14 @@ class World:
         self._background: set[asyncio.Task[Any]] = set()
 
     def clock_ms(self) -> int:
+        """The true time (the world's: triggers, the invariants' spans)."""
         return EPOCH_MS + int(self.loop.time() * 1000)
+
+    def wall_clock(self, host: str) -> Callable[[], int]:
+        """A host's wall clock (``time.time()`` to kiok): the true time plus what its clock
+        jumps added (``clock_jump``: an NTP step, a VM resumed). Monotonic time, the loop's,
+        never jumps."""
+        return lambda: self.clock_ms() + self.skew_ms.get(host, 0)
 
     def note(self, text: str) -> None:
         self.trace.append(f"{self.loop.time():9.3f} {text}")
@@ -208,6 +223,15 @@ class World:
         rng = self.rng
         kind = kind or rng.choice(_FAULTS)
         alive_workers = [w for w in self.workers if w.alive]
+        if kind.startswith("clock_jump"):
+            self._clock_jump(kind)
+            return
+        if kind == "slow_disk":
+            span = rng.uniform(0.5, 9.0)
+            self._record(f"commits take 0.2-2 s for {span:.1f}s (slow disks)")
+            self.raft.slow_commit_ms = (200.0, 2000.0)
+            self.loop.call_later(span, setattr, self.raft, "slow_commit_ms", None)
+            return
         if kind == "kill_leader" or kind == "step_down":
             m = self.raft.leader
             if m is None or sum(1 for x in self.masters if not x.alive) > 0:
@@ -242,12 +266,34 @@ class World:
             self._cut_off(w.id, span)
             self.net.isolate(w.id)
             self.loop.call_later(span, self.net.heal, w.id)
+        elif kind == "lag_worker":
+            span = rng.uniform(0.5, 9.0)
+            self._record(f"lag {w.id}'s open connections for {span:.1f}s")
+            self._cut_off(w.id, span)
+            self.net.lag(w.id)
+            self.loop.call_later(span, self.net.unlag, w.id)
         else:
             span = rng.uniform(0.5, 9.0)
             self._record(f"stall {w.id} for {span:.1f}s")
             self._cut_off(w.id, span)
             self.net.stall(w.id)
             self.loop.call_later(span, self.net.resume, w.id)
+
+    def _clock_jump(self, kind: str) -> None:
+        """``clock_jump``: a random host's wall clock steps 2–60 s forward or back;
+        ``clock_jump:leader:-40000`` (or a host name): that host's, by that many ms."""
+        rng = self.rng
+        _, _, how = kind.partition(":")
+        if how:
+            who, _, by = how.partition(":")
+            leader = self.raft.leader
+            host = (leader.node_id if leader is not None else "m1") if who == "leader" else who
+            jump_ms = int(by)
+        else:
+            host = rng.choice([m.node_id for m in self.masters] + [w.id for w in self.workers])
+            jump_ms = int(rng.choice((-1, 1)) * rng.uniform(2_000, 60_000))
+        self._record(f"{host}'s wall clock jumps {jump_ms / 1000:+.1f}s")
+        self.skew_ms[host] = self.skew_ms.get(host, 0) + jump_ms
 
     def _cut_off(self, worker_id: str, span: float) -> None:
         now = self.loop.time()
@@ -335,6 +381,7 @@ class World:
         deadline = t0 + self.sc.window_s + self.sc.settle_s
         while self.loop.time() < deadline:
             await asyncio.sleep(0.5)
+            self._note_ended()
             if (
                 self.loop.time() > t0 + self.sc.window_s
                 and len(self.acked) == self.sc.runs
@@ -346,6 +393,16 @@ class World:
             if not m.alive:
                 m.start()
         await asyncio.sleep(1.0)
+
+    def _note_ended(self) -> None:
+        """When (true time, to half a second) each run was first seen ended on some master:
+        a run's ``endedMs`` is a master's wall clock, which may have jumped."""
+        for m in self.masters:
+            if not m.alive:
+                continue
+            for header in m.reader.run_headers_newest():
+                if header["state"] in TERMINAL_RUN_STATES:
+                    self.ended_at.setdefault(header["runId"], self.loop.time())
 
     def _all_ended(self) -> bool:
         leader = self.leader()

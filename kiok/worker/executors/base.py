@@ -28,6 +28,9 @@ class AttemptContext:
     output: Callable[[bytes], None]
     #: The last few KiB of output, for a useful ``error`` (e.g. a Python exception line).
     tail: Callable[[], bytes]
+    #: The interpreter a python task or its DAG names (``DagSpec.python_for``); ``None``:
+    #: the worker's own.
+    python: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
-"""``python`` tasks: the script runs as ``<python> -u /dev/fd/3`` (``kiok.python.path``), read
-from ``/dev/fd/3`` (never an argument or a file on disk; the working directory is therefore
-not on ``sys.path``). With a python template (``kiok.worker.forkserver``), the process is a
-fork of a warm interpreter of that same ``<python>`` rather than a new one: the same script,
-descriptors, directory and environment, ~1 ms instead of ~25. A raised exception exits
-non-zero; its last traceback line becomes the task's ``error``."""
+"""``python`` tasks: the script runs as ``<python> -u /dev/fd/3``, read from ``/dev/fd/3``
+(never an argument or a file on disk; the working directory is therefore not on
+``sys.path``). ``<python>`` is the task's ``python``, else its DAG's, else the worker's
+(``kiok.python.path``). With a python template (``kiok.worker.forkserver``), an attempt on
+the worker's interpreter is a fork of a warm one rather than a new process: the same script,
+descriptors, directory and environment, ~1 ms instead of ~25. An attempt on another
+interpreter runs cold: the template is the worker's interpreter, with its modules. A raised
+exception exits non-zero; its last traceback line becomes the task's ``error``."""
 
 from __future__ import annotations
 
@@ -17,8 +19,9 @@ class PythonExecutor:
         self._python = python_path
 
     async def run(self, ctx: AttemptContext) -> AttemptResult:
+        python = ctx.python or self._python
         outcome = await self._runner.run(
-            [self._python, "-u", "/dev/fd/3"],
+            [python, "-u", "/dev/fd/3"],
             cwd=ctx.work_dir,
             env=ctx.env,
             output=ctx.output,
@@ -26,7 +29,7 @@ class PythonExecutor:
             stop=ctx.stop,
             grace_s=ctx.grace_s,
             script=ctx.task.script or "",
-            fork=True,
+            fork=python == self._python,
         )
         return process_result(outcome, ctx, lambda: _describe(outcome.exit_code, ctx.tail()))
 

@@ -10,9 +10,17 @@
 //   of a run that did not change (see `mergeGrid`), so a poll while one run is going touches
 //   one column of the rows on screen, not the whole grid.
 //
-// Each cell is one <a> (its glyph as text, its state in `data-state`, `title` and
-// `aria-label`, the attempt above 1 in `data-attempt`), so hover and click behave as links
-// do everywhere (middle-click opens a tab) and screen readers read the state.
+// Each cell is one <a> (its glyph as text, its state in `data-state` and `aria-label`, its
+// details in a `title` written on hover, the attempt above 1 in `data-attempt`), so hover and
+// click behave as links do everywhere (middle-click opens a tab) and screen readers read the
+// state.
+//
+// The keyboard: the grid is one tab stop (a roving tabindex: the active cell has tabindex 0,
+// every other cell and run link -1). Arrows move between cells (up from the first row to the
+// runs' links in the header), Home/End to the row's first/last cell, Ctrl+Home/End to the
+// grid's corners, PageUp/PageDown by a screenful; the rows scroll in as needed. Enter is the
+// link's own: it opens the task's log. While the active cell's row is scrolled out of the
+// page the scroller itself is the tab stop, and focusing it focuses a cell on screen.
 import { enc } from "./api.js";
 import { duration, glyph, stateClass } from "./format.js";
 
@@ -35,14 +43,14 @@ export function rowWindow(scrollTop, viewHeight, bodyTop, rows) {
 }
 
 /** A cell's tooltip: task, state, attempt, duration, worker, run. */
-function cellTitle(taskId, run, state, i, workers) {
+function cellTitle(taskId, run, state, i) {
   const parts = [`${taskId} · ${state}`];
   const attempt = run.attemptAt.get(i);
   if (attempt) parts.push(`attempt ${attempt}`);
   const took = ms(run.durationsMs[i]);
   if (took) parts.push(took);
   const w = run.workerIndex[i];
-  if (w !== null && w !== undefined && workers[w]) parts.push(`on ${workers[w]}`);
+  if (w !== null && w !== undefined && run.workers[w]) parts.push(`on ${run.workers[w]}`);
   parts.push(`run ${run.runId}`);
   return parts.join(" · ");
 }
@@ -64,7 +72,7 @@ function drawCell(a, grid, run, i) {
     setAttr(a, "href", null);
     setAttr(a, "data-state", null);
     setAttr(a, "data-attempt", null);
-    setAttr(a, "title", `${taskId}: not in run ${run.runId}`);
+    setAttr(a, "title", null);
     setAttr(a, "aria-label", `${taskId}: not in run ${run.runId}`);
     if (a.textContent !== "·") a.textContent = "·";
     return;
@@ -75,7 +83,7 @@ function drawCell(a, grid, run, i) {
   setAttr(a, "data-state", state);
   const attempt = run.attemptAt.get(i);
   setAttr(a, "data-attempt", attempt ? String(attempt) : null);
-  setAttr(a, "title", cellTitle(taskId, run, state, i, grid.workers));
+  setAttr(a, "title", null); // set on hover (see GridBody.hovered): not on the first render's path
   setAttr(a, "aria-label", `${taskId}, run ${run.runId}: ${state}${attempt ? `, attempt ${attempt}` : ""}`);
   const g = glyph(state);
   if (a.textContent !== g) a.textContent = g;
@@ -95,21 +103,33 @@ export class GridBody {
     this.pool = [];
     this.window = { first: 0, last: 0 };
     this.frame = 0;
+    /** The active cell: row -1 is the header's run links. */
+    this.active = { row: 0, col: 0 };
+    this.stop = null; // the element with tabindex 0
     this.onScroll = () => {
       if (!this.frame) this.frame = requestAnimationFrame(() => { this.frame = 0; this.scrolled(); });
     };
+    this.onKey = (event) => this.key(event);
+    this.onHover = (event) => this.hovered(event);
+    this.onFocus = (event) => this.focused(event);
     scroller.addEventListener("scroll", this.onScroll, { passive: true });
+    scroller.addEventListener("keydown", this.onKey);
+    scroller.addEventListener("focusin", this.onFocus);
+    host.addEventListener("pointerover", this.onHover);
     addEventListener("resize", this.onScroll);
   }
 
   destroy() {
     this.scroller.removeEventListener("scroll", this.onScroll);
+    this.scroller.removeEventListener("keydown", this.onKey);
+    this.scroller.removeEventListener("focusin", this.onFocus);
+    this.host.removeEventListener("pointerover", this.onHover);
     removeEventListener("resize", this.onScroll);
     if (this.frame) cancelAnimationFrame(this.frame);
     this.host.replaceChildren();
   }
 
-  /** Show `grid` (tasks, runs, codes, workers). Columns whose run object is the one shown
+  /** Show `grid` (tasks, runs, codes). Columns whose run object is the one shown
    *  before are left alone; the others are redrawn in the rows on screen. */
   update(grid) {
     const tasksChanged = !this.grid || this.grid.tasks !== grid.tasks;
@@ -118,10 +138,16 @@ export class GridBody {
     this.grid = grid;
     this.runs = grid.runs;
     if (tasksChanged || columnsChanged) {
+      const hadFocus = this.host.contains(document.activeElement);
       this.space.style.height = `${grid.tasks.length * ROW_H}px`;
       for (const i of [...this.rows.keys()]) this.release(i);
       this.window = { first: 0, last: 0 };
+      this.active = {
+        row: Math.min(this.active.row, grid.tasks.length - 1),
+        col: Math.max(0, Math.min(this.active.col, grid.runs.length - 1)),
+      };
       this.scrolled();
+      if (hadFocus) this.moveTo(this.active.row, this.active.col);
       return;
     }
     const dirty = [];
@@ -141,6 +167,114 @@ export class GridBody {
     for (const i of [...this.rows.keys()]) if (i < w.first || i >= w.last) this.release(i);
     for (let i = w.first; i < w.last; i++) if (!this.rows.has(i)) this.draw(i);
     this.window = w;
+    this.setStop();
+  }
+
+  /** A cell's tooltip, written when the pointer reaches it (2,500 titles built on every
+   *  first render cost more than the rest of a cell). */
+  hovered(event) {
+    const at = event.target.classList.contains("gc") ? this.locate(event.target) : null;
+    if (!at || at.row < 0) return;
+    const run = this.grid.runs[at.col];
+    const taskId = this.grid.tasks[at.row];
+    const state = this.grid.codes[run.cells[at.row]] || null;
+    event.target.title = state === null ? `${taskId}: not in run ${run.runId}` : cellTitle(taskId, run, state, at.row);
+  }
+
+  // --- the keyboard ------------------------------------------------------------------------
+
+  /** The element of cell (row, col): a drawn cell, a run link of the header, or null. */
+  cellAt(row, col) {
+    if (row < 0) return this.scroller.querySelectorAll(".grid-head .grun a")[col] || null;
+    const drawn = this.rows.get(row);
+    return drawn ? drawn.cells[col] : null;
+  }
+
+  /** Give tabindex 0 to the active cell, or to the scroller while that cell is not drawn. */
+  setStop() {
+    const el = this.cellAt(this.active.row, this.active.col) || this.scroller;
+    if (el === this.stop) return;
+    if (this.stop) this.stop.tabIndex = -1;
+    el.tabIndex = 0;
+    this.stop = el;
+  }
+
+  /** Make (row, col) the active cell, scroll it into view (under the sticky header and
+   *  right of the sticky task names), draw its row and focus it. */
+  moveTo(row, col) {
+    if (!this.grid || this.grid.runs.length === 0) return;
+    row = Math.max(-1, Math.min(row, this.grid.tasks.length - 1));
+    col = Math.max(0, Math.min(col, this.grid.runs.length - 1));
+    this.active = { row, col };
+    const s = this.scroller;
+    if (row >= 0) {
+      const head = s.querySelector(".grid-head");
+      const top = this.host.offsetTop + row * ROW_H;
+      const above = head ? head.offsetHeight : 0;
+      if (top - above < s.scrollTop) s.scrollTop = top - above;
+      else if (top + ROW_H > s.scrollTop + s.clientHeight) s.scrollTop = top + ROW_H - s.clientHeight;
+    }
+    const names = s.querySelector(".grid-head .gname");
+    const nameW = names ? names.offsetWidth : 0;
+    const left = nameW + col * CELL_W;
+    if (left < s.scrollLeft + nameW) s.scrollLeft = left - nameW;
+    else if (left + CELL_W > s.scrollLeft + s.clientWidth) s.scrollLeft = left + CELL_W - s.clientWidth;
+    this.scrolled();
+    this.setStop();
+    const el = this.cellAt(row, col);
+    if (el) el.focus({ preventScroll: true });
+  }
+
+  /** Focus came into the grid: a click or Tab onto a cell makes it the active one; Tab onto
+   *  the scroller (the active row scrolled away) moves on to a cell on screen. */
+  focused(event) {
+    const t = event.target;
+    if (t === this.scroller) {
+      if (!this.grid) return;
+      const s = this.scroller;
+      const first = Math.ceil(s.scrollTop / ROW_H);
+      const last = Math.floor((s.scrollTop + s.clientHeight - this.host.offsetTop) / ROW_H) - 1;
+      const row = Math.max(first, Math.min(this.active.row, last, this.grid.tasks.length - 1));
+      this.moveTo(row, this.active.col);
+      return;
+    }
+    const at = this.locate(t);
+    if (at) { this.active = at; this.setStop(); }
+  }
+
+  /** The (row, col) of a cell or header run link, or null. */
+  locate(el) {
+    const row = el.parentElement && el.parentElement.classList.contains("grow") ? el.parentElement : null;
+    if (row) {
+      for (const [i, r] of this.rows) if (r.el === row) return { row: i, col: r.cells.indexOf(el) };
+      return null;
+    }
+    const links = [...this.scroller.querySelectorAll(".grid-head .grun a")];
+    const col = links.indexOf(el);
+    return col >= 0 ? { row: -1, col } : null;
+  }
+
+  key(event) {
+    if (event.altKey || event.metaKey || !this.grid) return;
+    const at = this.locate(event.target);
+    if (!at) return;
+    const page = Math.max(1, Math.floor(this.scroller.clientHeight / ROW_H) - 2);
+    const lastRow = this.grid.tasks.length - 1;
+    const lastCol = this.grid.runs.length - 1;
+    const moves = {
+      ArrowLeft: [at.row, at.col - 1],
+      ArrowRight: [at.row, at.col + 1],
+      ArrowUp: [at.row - 1, at.col],
+      ArrowDown: [at.row + 1, at.col],
+      PageUp: [Math.max(0, at.row - page), at.col],
+      PageDown: [Math.min(lastRow, at.row + page), at.col],
+      Home: event.ctrlKey ? [0, 0] : [at.row, 0],
+      End: event.ctrlKey ? [lastRow, lastCol] : [at.row, lastCol],
+    };
+    const to = moves[event.key];
+    if (!to) return;
+    event.preventDefault();
+    this.moveTo(to[0], to[1]);
   }
 
   release(i) {
@@ -160,6 +294,7 @@ export class GridBody {
     row.name.textContent = taskId;
     row.name.title = taskId;
     for (let j = 0; j < grid.runs.length; j++) drawCell(row.cells[j], grid, grid.runs[j], i);
+    if (this.stop && row.cells.includes(this.stop)) { this.stop.tabIndex = -1; this.stop = null; }
     this.rows.set(i, row);
     this.space.appendChild(row.el);
   }
@@ -173,6 +308,7 @@ export class GridBody {
     const cells = [];
     for (let j = 0; j < columns; j++) {
       const a = document.createElement("a");
+      a.tabIndex = -1;
       el.appendChild(a);
       cells.push(a);
     }
@@ -181,32 +317,29 @@ export class GridBody {
 }
 
 /** The grid as the body draws it: each run with its attempts as a Map. A run that did not
- *  change since `old` keeps its old object (so its column is not redrawn), and worker indexes
- *  are re-based onto one list. `partial`: `fresh` holds only some of the page's runs. */
+ *  change since `old` keeps its old object (so its column is not redrawn). `partial`: `fresh`
+ *  holds only some of the page's runs. */
 export function mergeGrid(old, fresh, partial) {
-  if (!old || fresh.tasks.join("\n") !== old.tasks.join("\n")) {
+  if (!old || !sameTasks(old.tasks, fresh.tasks)) {
     if (partial) return old; // the DAG changed: the next whole-page read fixes it
     return { ...fresh, runs: fresh.runs.map((r) => withAttempts(r)) };
   }
-  const workers = [...old.workers];
   const oldById = new Map(old.runs.map((r) => [r.runId, r]));
   const taken = fresh.runs.map((r) => {
     const was = oldById.get(r.runId);
-    if (was && same(was, r)) return was;
-    const workerIndex = r.workerIndex.map((w) => {
-      if (w === null) return null;
-      const name = fresh.workers[w];
-      let at = workers.indexOf(name);
-      if (at < 0) { workers.push(name); at = workers.length - 1; }
-      return at;
-    });
-    return withAttempts({ ...r, workerIndex });
+    return was && same(was, r) ? was : withAttempts(r);
   });
   if (partial) {
     const byId = new Map(taken.map((r) => [r.runId, r]));
-    return { ...old, workers, runs: old.runs.map((r) => byId.get(r.runId) || r) };
+    return { ...old, runs: old.runs.map((r) => byId.get(r.runId) || r) };
   }
-  return { ...fresh, tasks: old.tasks, workers, runs: taken };
+  return { ...fresh, tasks: old.tasks, runs: taken };
+}
+
+function sameTasks(a, b) {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** A finished run whose state, end and cells are unchanged is the same (a re-run changes its

@@ -94,7 +94,7 @@ export function DagList() {
     <div class="page-head">
       <h1>DAGs</h1>
       <div class="spacer"></div>
-      ${can("dags:Register") ? html`<a class="button primary-link" href="/dags/register">＋ Register DAG</a>` : null}
+      ${can("dags:Register") ? html`<a class="button primary-link" href="/dags/register">+ Register DAG</a>` : null}
     </div>
     <div class="filters" role="search">
       <input type="search" class="search" placeholder="Search id, name, description" aria-label="Filter DAGs"

@@ -6,7 +6,7 @@
 //
 // Preact draws the frame (buttons, legend, the runs' header); the cells are drawn by
 // GridBody (../gridbody.js): only the rows on screen, and on a refresh only the columns of
-// the runs that changed.
+// the runs that changed. GridBody also owns the keyboard (one tab stop, arrows between cells).
 import { html, useEffect, useLayoutEffect, useRef, useState } from "../html.js";
 import { enc, get } from "../api.js";
 import { glyph, onTimeZoneChange, stateClass, TERMINAL_RUN, when } from "../format.js";
@@ -27,6 +27,7 @@ function Legend({ codes }) {
     ${states.map((s) => html`<li key=${s}><span class=${`gc ${stateClass(s)}`} aria-hidden="true">${glyph(s)}</span> ${s.toLowerCase()}</li>`)}
     <li><span class="gc gc-legend-none" aria-hidden="true">·</span> not in run</li>
     <li><span class="muted">² attempt</span></li>
+    <li id="grid-keys" class="muted small">Keys: arrows, Home/End, Page Up/Down move between cells; Enter opens the task's log</li>
   </ul>`;
 }
 
@@ -49,12 +50,12 @@ function Cells({ data }) {
   useEffect(() => onTimeZoneChange(() => setZone((z) => z + 1)), []);
 
   const width = nameWidth(data.tasks);
-  return html`<div class="grid-scroll" ref=${scroller} tabindex="0" aria-label="Runs by task"
+  return html`<div class="grid-scroll" ref=${scroller} role="group" aria-label="Runs by task" aria-describedby="grid-keys"
       style=${{ "--gname-w": `${width}px`, "--gcols": data.runs.length }}>
     <div class="grid-head">
       <span class="gname">Task <span class="muted small">(${data.totalTasks})</span></span>
       ${data.runs.map((run) => html`<span key=${run.runId} class="grun">
-        <a href=${`/runs/${enc(run.runId)}`} class=${`square ${stateClass(run.state)}`} data-state=${run.state}
+        <a href=${`/runs/${enc(run.runId)}`} tabindex="-1" class=${`square ${stateClass(run.state)}`} data-state=${run.state}
           title=${`${run.state} · ${run.runId} · ${when(run.createdAt)}`}
           aria-label=${`run ${run.runId}: ${run.state}`}>${glyph(run.state)}</a></span>`)}
     </div>

@@ -31,7 +31,7 @@ export function documentsOf(text) {
   return [{ body: text, type: json ? "application/json" : "application/yaml", of: 1 }];
 }
 
-function Gutter({ lines, bad, scrollTop }) {
+export function Gutter({ lines, bad, scrollTop }) {
   const ref = useRef(null);
   useEffect(() => { if (ref.current) ref.current.scrollTop = scrollTop; }, [scrollTop]);
   return html`<pre class="gutter" ref=${ref} aria-hidden="true">${Array.from({ length: lines }, (_, i) =>

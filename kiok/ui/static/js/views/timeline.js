@@ -67,13 +67,17 @@ export function Timeline({ run, now, width = 1100 }) {
         const bx = x(r.start);
         const bw = Math.max(MIN_BAR, x(r.end) - bx);
         const label = `${glyph(r.state)} ${r.state}${r.attempt > 1 ? ` · attempt ${r.attempt}` : ""} · ${((r.end - r.start) / 1000).toFixed(1)} s`;
+        // The state after the bar; before it when the bar reaches the right edge; inside it
+        // when it spans the plot (before it, the label would cover the task's name).
+        const labelW = label.length * 6.5;
+        const place = bx + bw + 5 <= width - 150 ? "right" : bx - 5 - labelW >= LABEL_W ? "left" : "inside";
         return html`<a key=${r.id} href=${`/runs/${enc(run.runId)}/tasks/${enc(r.id)}`}
           class=${`bar ${stateClass(r.state)}${r.open ? " open" : ""}`} data-task=${r.id} data-state=${r.state}>
           <title>${r.id}: ${label} · started ${when(new Date(r.start).toISOString())}</title>
           <text x=${LABEL_W - 8} y=${y + 16} class="bar-label">${r.id.length > 26 ? `${r.id.slice(0, 25)}…` : r.id}</text>
           <rect x=${bx} y=${y + 4} width=${bw} height=${ROW_H - 8} rx="3" />
-          <text x=${bx + bw + 5 > width - 150 ? bx - 5 : bx + bw + 5} y=${y + 16}
-            class=${`bar-state${bx + bw + 5 > width - 150 ? " left" : ""}`}>${label}</text>
+          <text x=${place === "right" ? bx + bw + 5 : place === "left" ? bx - 5 : bx + 6} y=${y + 16}
+            class=${`bar-state${place === "right" ? "" : ` ${place}`}`}>${label}</text>
         </a>`;
       })}
     </svg>

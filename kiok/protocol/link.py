@@ -1,13 +1,28 @@
-"""What a driver needs from the masters: a place to send task reports, log bytes and
-released runs. ``InProcessLink`` (standalone) and the internal-protocol client (cluster)
-both implement it, so the driver never knows which one it talks to."""
+"""The link between masters and workers: what each side may ask of the other.
+
+Both directions of the contract live here, next to the message classes they carry:
+
+- ``MasterLink`` is a run's driver's view of the masters (task reports, log bytes, a released
+  run, attempt starts, global concurrency permits). ``kiok.worker.master_client`` implements
+  it over the internal protocol (TCP, one ``Report``/``Log``/``Release`` frame per call);
+  ``kiok.roots.standalone.InProcessLink`` implements it in one process by handing the *same
+  message objects* to the master's ``Intake``; the simulator uses the TCP client over its
+  simulated network.
+- ``WorkerHandle`` is the coordinator's view of one worker (its ``WorkerInfo``, an
+  ``Assignment`` offered and its ``OfferReply``, a cancel). The internal server implements it
+  per connection, standalone with a direct call.
+
+Whichever implementation is used, the guarantees are the same, and the master decides what
+to commit in one place (``kiok.master.intake``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from kiok.protocol.messages import Fence
+from kiok.protocol.messages import Assignment, Fence, OfferReply
 
 
 class MasterLink(Protocol):
@@ -51,23 +66,33 @@ class MasterLink(Protocol):
     def release_task_permit(self) -> None: ...
 
 
-class LogSink(Protocol):
-    """Where one task's log batches go (``kiok.worker.logship.TaskLog``)."""
+@dataclass(frozen=True)
+class WorkerInfo:
+    """What the coordinator (and ``GET /api/v1/cluster``) knows of one worker."""
 
-    def append_log(self, run_id: str, task_id: str, data: bytes, *, final: bool) -> None: ...
+    id: str
+    address: str
+    labels: tuple[str, ...]
+    slots: int
+    free: int
+    connected: bool
+    draining: bool
+    last_heartbeat_ms: int | None
+    #: How its tasks are isolated from kiok (``kiok.worker.isolation``): "user+pidns",
+    #: "user", "none", or "unknown" for a worker that did not say.
+    task_isolation: str = "unknown"
 
 
-class FencedLogs:
-    """A ``LogSink`` shipping through a ``MasterLink`` under one driver's fence: bytes written
-    while a driver held a run always travel with that driver's fence, never a later one, and
-    with their offset in the driver's output for each task. One per driver."""
+class WorkerHandle(Protocol):
+    """The coordinator's view of one worker, local or remote."""
 
-    def __init__(self, link: MasterLink, fence: Fence) -> None:
-        self._link = link
-        self._fence = fence
-        self._offsets: dict[str, int] = {}
+    def info(self) -> WorkerInfo: ...
 
-    def append_log(self, run_id: str, task_id: str, data: bytes, *, final: bool) -> None:
-        offset = self._offsets.get(task_id, 0)
-        self._offsets[task_id] = offset + len(data)
-        self._link.append_log(run_id, self._fence, task_id, data, offset=offset, final=final)
+    async def offer(self, assignment: Assignment, labels: Iterable[str]) -> OfferReply:
+        """Offer a run; the worker ACKs (it now drives the run) or NAKs with a reason."""
+        ...
+
+    def cancel(self, run_id: str, reason: str) -> None:
+        """The run was cancelled: its driver stops its tasks; ``reason`` (who cancelled) is
+        what each stopped task's log says."""
+        ...

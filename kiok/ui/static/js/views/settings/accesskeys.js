@@ -1,0 +1,64 @@
+// Settings → Access keys: the keys the user may list (its own at least), create one (for
+// itself, or for another user when its policies allow), delete one. A new key's secret is
+// in the create answer only: it is shown once, with a copy button, and never again (it is
+// dropped when the card is dismissed or the page is left).
+import { html, useState } from "../../html.js";
+import { enc, post, request, session } from "../../api.js";
+import { when } from "../../format.js";
+import { ErrorBox, Loading } from "../common.js";
+import { CopyButton, Form, Notice, refusedLabel, useLoad } from "./shared.js";
+
+export function AccessKeys({ can }) {
+  const [keys, error, reload] = useLoad("/api/v1/iam/access-keys");
+  // Other users to make keys for: only when the user may read users (else: itself only).
+  const [users] = useLoad(can("iam:Read") ? "/api/v1/iam/users" : null);
+  const [created, setCreated] = useState(null);
+  const [message, setMessage] = useState(null);
+  const [rowError, setRowError] = useState(null);
+  const me = session.user;
+  const others = (users ? users.users.map((u) => u.user) : []).filter((u) => u !== me);
+  const remove = async (k) => {
+    if (!confirm(`Delete access key ${k.accessKeyId} of ${k.user}? Scripts using it stop working at once.`)) return;
+    setRowError(null);
+    try {
+      await request("DELETE", `/api/v1/iam/access-keys/${enc(k.accessKeyId)}`);
+      setMessage(`Access key ${k.accessKeyId} deleted.`);
+      if (created && created.accessKeyId === k.accessKeyId) setCreated(null);
+      reload();
+    } catch (err) {
+      setRowError(err);
+    }
+  };
+  return html`
+    <p class="muted small">Scripts send <code>${"Authorization: AccessKey <id>:<secret>"}</code> and act with
+      the key's user's policies. The secret is shown once, when the key is created.</p>
+    ${can("iam:CreateAccessKey") ? html`<${Form} label="Create access key" testid="create-access-key" onSubmit=${async (f) => {
+      setMessage(null);
+      setCreated(await post("/api/v1/iam/access-keys", { user: f.get("user") || me }));
+      reload();
+    }}>
+      ${others.length ? html`<label>For user <select name="user">
+        <option value=${me}>${me} (you)</option>${others.map((u) => html`<option key=${u} value=${u}>${u}</option>`)}</select></label>`
+        : html`<input type="hidden" name="user" value=${me} />`}
+    <//>` : null}
+    ${created ? html`<div class="card secret" role="status" data-testid="new-access-key">
+      <strong>Copy the secret now — it is not shown again.</strong>
+      <div class="kv"><span class="muted">Access key id</span> <code class="mono" data-testid="access-key-id">${created.accessKeyId}</code></div>
+      <div class="kv"><span class="muted">Secret</span> <code class="mono" data-testid="access-key-secret">${created.secretAccessKey}</code></div>
+      <div class="row">
+        <${CopyButton} text=${`${created.accessKeyId}:${created.secretAccessKey}`} label="Copy id:secret" />
+        <button type="button" class="small-btn" onClick=${() => setCreated(null)}>Done, hide it</button>
+      </div>
+    </div>` : null}
+    <${Notice} message=${message} />
+    <${ErrorBox} error=${error || rowError} label=${refusedLabel(error || rowError)} />
+    ${keys === null && !error ? html`<${Loading} />` : null}
+    ${keys ? (keys.accessKeys.length === 0 ? html`<p class="muted">No access keys.</p>` : html`<table class="grid-table" data-testid="access-keys">
+      <thead><tr><th scope="col">Access key id</th><th scope="col">User</th><th scope="col">Created</th>
+        <th scope="col" class="actions"><span class="sr-only">Actions</span></th></tr></thead>
+      <tbody>${keys.accessKeys.map((k) => html`<tr key=${k.accessKeyId} data-key=${k.accessKeyId}>
+        <td class="mono strong">${k.accessKeyId}</td><td class="mono">${k.user}</td><td class="small">${when(k.createdAt)}</td>
+        <td class="actions">${can("iam:DeleteAccessKey") ? html`<button type="button" class="danger small-btn"
+          aria-label=${`Delete access key ${k.accessKeyId}`} onClick=${() => remove(k)}>Delete</button>` : null}</td>
+      </tr>`)}</tbody></table>`) : null}`;
+}

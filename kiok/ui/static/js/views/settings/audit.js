@@ -1,0 +1,91 @@
+// Settings → Audit log: 50 records a page (Older / Newer), filtered by actor, action (an
+// exact action or a prefix such as `iam:*`), outcome and time range. The filters live in
+// the URL (/settings/audit?actor=bob&outcome=refused&since=…), so a filtered view can be
+// shared; they are passed to `GET /api/v1/admin/audit` as they are.
+import { html, useState } from "../../html.js";
+import { enc } from "../../api.js";
+import { timeZoneMode, when } from "../../format.js";
+import { navigate, useLocation } from "../../router.js";
+import { ErrorBox, Loading } from "../common.js";
+import { useLoad } from "./shared.js";
+
+const FILTERS = ["actor", "action", "outcome", "since", "until"];
+const ACTIONS = [
+  "auth:Login", "auth:ChangePassword", "auth:ResetPassword", "iam:*", "iam:Write", "iam:CreateAccessKey",
+  "iam:DeleteAccessKey", "connections:*", "kms:Rotate", "cluster:IssueJoinToken", "cluster:RevokeWorker",
+  "admin:Maintenance", "admin:Backup", "admin:Restore",
+];
+
+const pad = (n) => String(n).padStart(2, "0");
+
+/** An ISO instant as a datetime-local value, in the zone the header's switch shows. */
+function toInput(iso) {
+  const d = new Date(iso);
+  if (!iso || Number.isNaN(d.getTime())) return "";
+  if (timeZoneMode() === "local") {
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  }
+  return d.toISOString().slice(0, 16);
+}
+
+/** A datetime-local value (in the shown zone) as an ISO instant. */
+function fromInput(value) {
+  if (!value) return "";
+  const d = timeZoneMode() === "local" ? new Date(value) : new Date(`${value}:00Z`);
+  return Number.isNaN(d.getTime()) ? "" : d.toISOString().replace(".000Z", "Z");
+}
+
+export function Audit() {
+  const where = useLocation();
+  const search = where.includes("?") ? where.slice(where.indexOf("?")) : "";
+  const params = new URLSearchParams(search);
+  const filters = Object.fromEntries(FILTERS.map((k) => [k, params.get(k) || ""]));
+  const apply = (next) => {
+    const q = new URLSearchParams();
+    for (const k of FILTERS) if (next[k]) q.set(k, next[k]);
+    const s = q.toString();
+    navigate(`/settings/audit${s ? `?${s}` : ""}`);
+  };
+  const active = FILTERS.some((k) => filters[k]);
+  const zone = timeZoneMode() === "local" ? "local time" : "UTC";
+  return html`
+    <form key=${search} class="card inline-form audit-filters" aria-label="Filter the audit log" data-testid="audit-filters"
+      onSubmit=${(e) => {
+        e.preventDefault();
+        const f = new FormData(e.currentTarget);
+        apply({ actor: f.get("actor").trim(), action: f.get("action").trim(), outcome: f.get("outcome"),
+          since: fromInput(f.get("since")), until: fromInput(f.get("until")) });
+      }}>
+      <label>Actor <input name="actor" autocomplete="off" placeholder="any" value=${filters.actor} /></label>
+      <label>Action <input name="action" list="audit-actions" autocomplete="off" placeholder="any (iam:* for a prefix)" value=${filters.action} />
+        <datalist id="audit-actions">${ACTIONS.map((a) => html`<option key=${a} value=${a} />`)}</datalist></label>
+      <label>Outcome <select name="outcome" value=${filters.outcome}>
+        <option value="">any</option><option value="ok">✓ ok</option><option value="refused">✕ refused</option></select></label>
+      <label>From (${zone}) <input name="since" type="datetime-local" value=${toInput(filters.since)} /></label>
+      <label>Until (${zone}) <input name="until" type="datetime-local" value=${toInput(filters.until)} /></label>
+      <button type="submit" class="primary">Filter</button>
+      ${active ? html`<button type="button" onClick=${() => apply({})}>Clear filters</button>` : null}
+    </form>
+    <${AuditPages} key=${search} filters=${filters} />`;
+}
+
+/** The pages for one set of filters (a new set starts again at the newest). */
+function AuditPages({ filters }) {
+  const [cursors, setCursors] = useState([null]);
+  const cursor = cursors[cursors.length - 1];
+  const query = FILTERS.filter((k) => filters[k]).map((k) => `&${k}=${enc(filters[k])}`).join("");
+  const [data, error] = useLoad(`/api/v1/admin/audit?limit=50${query}${cursor ? `&cursor=${enc(cursor)}` : ""}`);
+  return html`<${ErrorBox} error=${error} label=${error && error.status === 400 ? "Filter refused" : "Error"} />
+    ${data === null && !error ? html`<${Loading} />` : null}
+    ${data ? html`${data.entries.length === 0 ? html`<p class="muted" data-testid="audit-empty">No records${data.nextCursor
+      ? " on this page (the filter searched part of the log): try Older" : " match"}.</p>` : html`<table class="grid-table small" data-testid="audit">
+      <thead><tr><th scope="col">When</th><th scope="col">Who</th>
+      <th scope="col">Action</th><th scope="col">Target</th><th scope="col">From</th><th scope="col">Result</th></tr></thead>
+      <tbody>${data.entries.map((e, i) => html`<tr key=${i}><td>${when(e.at)}</td><td class="mono">${e.actor}</td>
+        <td class="mono">${e.action}</td><td class="mono">${e.target}</td><td class="mono">${e.address}</td>
+        <td>${e.success ? "✓ ok" : html`<span class="err-text">✕ ${e.detail || "refused"}</span>`}</td></tr>`)}</tbody></table>`}
+      <div class="row pager">
+        <button type="button" disabled=${cursors.length === 1} onClick=${() => setCursors(cursors.slice(0, -1))}>Newer</button>
+        <button type="button" disabled=${!data.nextCursor} onClick=${() => setCursors([...cursors, data.nextCursor])}>Older</button>
+      </div>` : null}`;
+}

@@ -1,0 +1,36 @@
+// Settings → KMS keys (versions, rotate) and Join tokens (one worker each, shown once).
+import { html, useState } from "../../html.js";
+import { post } from "../../api.js";
+import { when } from "../../format.js";
+import { ErrorBox } from "../common.js";
+import { CopyButton, Form, useLoad } from "./shared.js";
+
+export function Kms({ can }) {
+  const [data, error, reload] = useLoad("/api/v1/admin/kms");
+  const [actionError, setActionError] = useState(null);
+  return html`<${ErrorBox} error=${error || actionError} />
+    ${data ? html`<table class="grid-table" data-testid="kms"><thead><tr><th scope="col">Key</th><th scope="col">Current version</th>
+      <th scope="col">Versions kept</th><th scope="col" class="actions"><span class="sr-only">Actions</span></th></tr></thead>
+      <tbody>${data.keys.map((k) => html`<tr key=${k.key} data-key=${k.key}><td class="mono strong">${k.key}</td>
+        <td class="num" data-testid="version">v${k.version}</td><td class="num">${k.versions}</td>
+        <td class="actions">${can("kms:Rotate") ? html`<button type="button" class="small-btn" onClick=${async () => {
+          if (!confirm(`Rotate ${k.key}? New data is written under a new version; older data still reads.`)) return;
+          try { await post("/api/v1/admin/kms/rotate", { key: k.key }); reload(); } catch (e) { setActionError(e); }
+        }}>Rotate</button>` : null}</td></tr>`)}</tbody></table>` : null}`;
+}
+
+export function JoinTokens() {
+  const [token, setToken] = useState(null);
+  return html`<p class="muted small">A join token admits one worker (<code>kiok worker --join-token …</code>);
+    it is shown once, here, and cannot be read again.</p>
+    <${Form} label="Create join token" testid="create-join-token" onSubmit=${async (f) => {
+      setToken(await post("/api/v1/admin/join-tokens", { ttlSeconds: Number(f.get("ttl")) * 60 }));
+    }}>
+      <label>Valid for (minutes) <input name="ttl" type="number" min="1" value="60" required /></label>
+    <//>
+    ${token ? html`<div class="card secret" role="status" data-testid="join-token">
+      <strong>Copy it now — it is not shown again.</strong>
+      <code class="mono">${token.token}</code>
+      <div class="row"><${CopyButton} text=${token.token} /><span class="muted small">expires ${when(token.expiresAt)}</span></div>
+    </div>` : null}`;
+}
