@@ -3,9 +3,11 @@
 Raft traffic between masters is authenticated with a key derived from ``KIOK_MASTER_KEY``;
 PySyncObj drops a connection it cannot authenticate without a word. So a master started
 with another key (or any other program on a peer's Raft port) would look exactly like a
-peer that is down. This watch notices the difference: a peer whose Raft port accepts TCP
-connections but that has not joined for ``grace_s`` is named, with the likely cause, in the
-log (once per episode) and in this master's readiness reason.
+peer that is down. This watch notices the difference: a peer whose Raft port has accepted TCP
+connections for ``grace_s`` without the peer joining is named, with the likely cause, in the
+log (once per episode) and in this master's readiness reason. The grace counts from when the
+port started answering, not from when the peer went away: a master restarting after a crash
+binds its port before it has opened its stores and joined, which is not a wrong key.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 from kiok.store.replicated import RaftCommandLog
 
@@ -21,11 +24,20 @@ log = logging.getLogger(__name__)
 
 
 class PeerWatch:
-    def __init__(self, raft: RaftCommandLog, *, grace_s: float = 5.0, interval_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        raft: RaftCommandLog,
+        *,
+        grace_s: float = 10.0,
+        interval_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._raft = raft
         self._grace_s = grace_s
         self._interval_s = interval_s
-        self._down_since: dict[str, float] = {}
+        self._clock = clock
+        #: master id -> since when its Raft port answers while it has not joined
+        self._answering_since: dict[str, float] = {}
         #: master id -> why it is suspected of not sharing this master's key
         self.suspects: dict[str, str] = {}
 
@@ -41,21 +53,22 @@ class PeerWatch:
             await self.check()
 
     async def check(self) -> None:
-        now = time.monotonic()
         peers = self._raft.status().get("peers", {})
         for mid, state in peers.items():
             if state.get("connected"):
-                self._down_since.pop(mid, None)
+                self._answering_since.pop(mid, None)
                 if self.suspects.pop(mid, None) is not None:
                     log.info("master %s joined: Raft authentication works now", mid)
                 continue
-            since = self._down_since.setdefault(mid, now)
-            if now - since < self._grace_s:
-                continue
             address = self._raft.config.peers[mid]
             if not await _answers(address):
+                self._answering_since.pop(mid, None)
                 self.suspects.pop(mid, None)  # simply down
-            elif mid not in self.suspects:
+                continue
+            since = self._answering_since.setdefault(mid, self._clock())
+            if self._clock() - since < self._grace_s:
+                continue  # starting up, catching up: not yet a suspect
+            if mid not in self.suspects:
                 self.suspects[mid] = (
                     f"master {mid} ({address}) accepts connections on its Raft port but does not "
                     "authenticate: every master needs the same KIOK_MASTER_KEY (or another program "
