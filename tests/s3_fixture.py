@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from kiok.store.objects import S3ObjectStore
+
 ACCESS_KEY = "kiok-test"
 SECRET_KEY = "kiok-test-secret"
 REGION = "us-east-1"
@@ -69,6 +71,19 @@ class MotoS3:
         name = f"kiok-{uuid.uuid4().hex[:16]}"
         self.client().create_bucket(Bucket=name)
         return name
+
+    def object_store(self, prefix: str) -> S3ObjectStore:
+        """kiok's S3 ``ObjectStore`` on a fresh bucket of this server (5 MiB parts: S3's
+        smallest, so multipart uploads are exercised by modest objects)."""
+        return S3ObjectStore(
+            endpoint=self.endpoint,
+            region=REGION,
+            bucket=self.new_bucket(),
+            prefix=prefix,
+            access_key=ACCESS_KEY,
+            secret_key=SECRET_KEY,
+            part_size=5 * 1024 * 1024,
+        )
 
     def all_bytes(self, bucket: str) -> dict[str, bytes]:
         """Every object of the bucket, by key."""

@@ -14,8 +14,8 @@ from kiok.security.kms import Keyring
 from kiok.store import backup as b
 from kiok.store.backup_orphans import ORPHAN_GRACE_MS, orphan_plan, sweep_orphans
 from kiok.store.kv import RocksKV
-from kiok.store.objects import DirObjectStore, ObjectStore, S3ObjectStore
-from tests.s3_fixture import ACCESS_KEY, SECRET_KEY, MotoS3
+from kiok.store.objects import DirObjectStore, ObjectStore
+from tests.s3_fixture import MotoS3
 
 SPACES = ("a", "kms")
 ROOT = os.urandom(32)
@@ -48,15 +48,7 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectSto
         yield DirObjectStore(tmp_path / "target")
         return
     moto: MotoS3 = request.getfixturevalue("s3_moto")
-    yield S3ObjectStore(
-        endpoint=moto.endpoint,
-        region="us-east-1",
-        bucket=moto.new_bucket(),
-        prefix="backups",
-        access_key=ACCESS_KEY,
-        secret_key=SECRET_KEY,
-        part_size=5 * 1024 * 1024,
-    )
+    yield moto.object_store("backups")
 
 
 def _take(tmp: Path, kv: RocksKV, target: ObjectStore, ring: Keyring, now_ms: int) -> b.Manifest:

@@ -29,15 +29,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStor
         yield DirObjectStore(tmp_path / "objects")
         return
     moto: MotoS3 = request.getfixturevalue("s3_moto")
-    yield S3ObjectStore(
-        endpoint=moto.endpoint,
-        region="us-east-1",
-        bucket=moto.new_bucket(),
-        prefix="pre/fix",
-        access_key=ACCESS_KEY,
-        secret_key=SECRET_KEY,
-        part_size=5 * MiB,
-    )
+    yield moto.object_store("pre/fix")
 
 
 def test_put_get_range_exists_list_delete(store: ObjectStore) -> None:
