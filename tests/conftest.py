@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kiok.testing.process import Standalone
-from tests.s3_fixture import s3_moto, s3_server  # noqa: F401  (fixtures for every test)
+from tests.s3_fixture import s3_moto, s3_seaweed, s3_server  # noqa: F401  (fixtures for every test)
 
 
 @pytest.fixture

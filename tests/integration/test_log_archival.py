@@ -1,6 +1,7 @@
-"""Job logs archived to S3 (issue 16 §1) with a real ``kiok standalone`` and moto's S3
-server: logs read the same through the API once archived, the bucket holds no log text,
-S3 going away and coming back loses nothing, and deleting a run deletes its objects."""
+"""Job logs archived to S3 (issue 16 §1) with a real ``kiok standalone`` and a real S3 server
+(moto, and SeaweedFS, which checks signatures): logs read the same through the API once
+archived, the bucket holds no log text, S3 going away and coming back loses nothing, and
+deleting a run deletes its objects."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import re
 import pytest
 
 from kiok.testing.process import Standalone
-from tests.s3_fixture import ACCESS_KEY, SECRET_KEY, MotoS3
+from tests.s3_fixture import ACCESS_KEY, SECRET_KEY, MotoS3, S3Server
 
 pytestmark = pytest.mark.slow
 
@@ -21,9 +22,9 @@ tasks:
 EXPECTED = "".join(f"line {i}: log-text-marker résumé\n" for i in range(1, 2001))
 
 
-def _node(standalone_factory: object, moto: MotoS3, bucket: str) -> Standalone:
+def _node(standalone_factory: object, server: S3Server, bucket: str) -> Standalone:
     env = {
-        "KIOK_JOBLOG_S3_ENDPOINT": moto.endpoint,
+        "KIOK_JOBLOG_S3_ENDPOINT": server.endpoint,
         "KIOK_JOBLOG_S3_BUCKET": bucket,
         "KIOK_JOBLOG_S3_ACCESS_KEY": ACCESS_KEY,
         "KIOK_JOBLOG_S3_SECRET_KEY": SECRET_KEY,
@@ -56,15 +57,19 @@ def _read_all(node: Standalone, run_id: str, task: str, limit: int) -> str:
         offset = body["nextOffset"]
 
 
-def test_logs_archive_read_back_and_go_with_their_run(standalone_factory: object, s3_moto: MotoS3) -> None:
-    bucket = s3_moto.new_bucket()
-    node = _node(standalone_factory, s3_moto, bucket)
+@pytest.mark.parametrize("server_fixture", ["s3_moto", "s3_seaweed"])
+def test_logs_archive_read_back_and_go_with_their_run(
+    standalone_factory: object, server_fixture: str, request: pytest.FixtureRequest
+) -> None:
+    s3: S3Server = request.getfixturevalue(server_fixture)
+    bucket = s3.new_bucket()
+    node = _node(standalone_factory, s3, bucket)
     run_id = node.trigger(node.register(DAG))
     assert node.wait_run(run_id, 30)["state"] == "SUCCESS"
     node.wait_for(
         lambda: (
             _metric(node, "kiok_joblog_archive_lag_bytes") == 0
-            and any(f"/{run_id}/talk/" in k for k in s3_moto.all_bytes(bucket))
+            and any(f"/{run_id}/talk/" in k for k in s3.all_bytes(bucket))
         ),
         30,
         "the task's log to be archived",
@@ -73,11 +78,11 @@ def test_logs_archive_read_back_and_go_with_their_run(standalone_factory: object
     for limit in (1000, 1 << 20):
         assert _read_all(node, run_id, "talk", limit) == EXPECTED
     assert "talk attempt 1 started" in _read_all(node, run_id, "__run__", 1 << 20)
-    blob = b"".join(s3_moto.all_bytes(bucket).values())
+    blob = b"".join(s3.all_bytes(bucket).values())
     assert b"log-text-marker" not in blob and b"line 1" not in blob
 
     assert node.api("DELETE", f"/api/v1/runs/{run_id}").status_code == 200
-    node.wait_for(lambda: not s3_moto.all_bytes(bucket), 30, "the run's archived objects to be deleted")
+    node.wait_for(lambda: not s3.all_bytes(bucket), 30, "the run's archived objects to be deleted")
 
 
 def test_s3_away_keeps_logs_and_archival_catches_up(standalone_factory: object, s3_moto: MotoS3) -> None:

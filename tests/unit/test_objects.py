@@ -1,4 +1,5 @@
-"""The ObjectStore contract, against a directory and a real (moto) S3 server."""
+"""The ObjectStore contract, against a directory and two real S3 servers: moto, and SeaweedFS,
+which checks request signatures as S3 does."""
 
 from __future__ import annotations
 
@@ -18,18 +19,18 @@ from kiok.store.objects import (
     S3ObjectStore,
     s3_store_from_settings,
 )
-from tests.s3_fixture import ACCESS_KEY, SECRET_KEY, MotoS3
+from tests.s3_fixture import ACCESS_KEY, SECRET_KEY, MotoS3, SeaweedS3
 
 MiB = 1024 * 1024
 
 
-@pytest.fixture(params=["dir", "s3"])
+@pytest.fixture(params=["dir", "s3", "seaweed"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStore]:
     if request.param == "dir":
         yield DirObjectStore(tmp_path / "objects")
         return
-    moto: MotoS3 = request.getfixturevalue("s3_moto")
-    yield moto.object_store("pre/fix")
+    server: MotoS3 | SeaweedS3 = request.getfixturevalue("s3_moto" if request.param == "s3" else "s3_seaweed")
+    yield server.object_store("pre/fix")
 
 
 def test_put_get_range_exists_list_delete(store: ObjectStore) -> None:
@@ -114,6 +115,31 @@ def test_unreachable_s3_is_unavailable_not_missing(s3_moto: MotoS3) -> None:
     )
     with pytest.raises(ObjectStoreUnavailable, match="NoSuchBucket"):
         missing_bucket.put("k", b"v")
+
+
+def test_a_wrong_secret_is_refused_as_unavailable_never_as_missing(s3_seaweed: SeaweedS3) -> None:
+    """A server that checks signatures refuses a wrong secret on every call. kiok must see
+    the store as unavailable (archival keeps logs local and retries; a backup fails loudly),
+    never as "no such object", which would make a read give up on an archived log or a
+    sweep think there is nothing to delete."""
+    good = s3_seaweed.object_store("sig")
+    good.put("log/1", b"archived bytes")
+    wrong = s3_seaweed.object_store("sig", bucket=good.bucket, secret_key="not-the-secret")
+    with pytest.raises(ObjectStoreUnavailable, match="SignatureDoesNotMatch"):  # the reason, named
+        wrong.get("log/1")
+    for call in (
+        lambda: wrong.get("log/1"),
+        lambda: wrong.get_range("log/1", 0, 4),
+        lambda: wrong.exists("log/1"),
+        lambda: wrong.list(""),
+        lambda: wrong.put("log/2", b"x"),
+        lambda: wrong.put_stream("log/3", [b"x" * (6 * MiB)]),
+        lambda: wrong.delete("log/1"),
+    ):
+        with pytest.raises(ObjectStoreUnavailable):
+            call()
+    assert good.get("log/1") == b"archived bytes"  # nothing was written, nothing deleted
+    assert good.list("") == ["log/1"]
 
 
 def test_store_from_settings_and_connection(s3_moto: MotoS3) -> None:
