@@ -103,6 +103,13 @@ KEYS: tuple[Key, ...] = (
         5000,
         "Raft log entries after which a snapshot of the store compacts the log.",
     ),
+    Key(
+        "kiok.raft.snapshot.write.pause.ms",
+        int,
+        0,
+        "Testing aid, leave 0: each snapshot write pauses this long before writing the file, "
+        "so a test can check that the cluster keeps its leader and keeps committing meanwhile.",
+    ),
     Key("kiok.worker.host", str, "127.0.0.1", "Address the worker status HTTP port binds to."),
     Key(
         "kiok.worker.status.port",

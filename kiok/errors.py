@@ -7,7 +7,8 @@ and nothing ever matches an error by its message text.
     KiokError
     ├── InvalidInput              bad request body, query or argument          (code: invalid_input)
     │   ├── DagValidationError    a DAG that cannot be registered; names field (code: invalid_dag)
-    │   └── PayloadTooLarge       body over kiok.admin.http.max.content.size   (code: payload_too_large)
+    │   └── PayloadTooLarge       body over kiok.admin.http.max.content.size,  (code: payload_too_large)
+    │                             or a write over one replicated-log entry
     ├── NotFound                  unknown DAG, run, task, user                 (code: not_found)
     ├── Conflict                  valid request, wrong moment                  (code: conflict)
     │   ├── DagPaused             trigger of a paused DAG                      (code: dag_paused)

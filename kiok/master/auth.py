@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kiok.errors import InvalidInput, NotFound, PasswordChangeRequired, RateLimited, Unauthenticated
+from kiok.master.auth_cache import EpochCache, IamEpoch
 from kiok.security.passwords import HashPool, password_problem
 from kiok.security.ratelimit import FailureLimiter
 from kiok.security.service_tokens import ServiceTokens
@@ -62,7 +63,10 @@ class AuthService:
         window_ms: int,
         max_failures_per_address: int = 50,
         hash_concurrency: int = 0,
+        epoch: IamEpoch | None = None,
     ) -> None:
+        """``epoch``: the master's IAM epoch; with it, what a token or an access key resolves
+        to is kept until the next IAM change (``kiok.master.auth_cache``)."""
         self._log = log
         self._reader = reader
         self._clock = clock_ms
@@ -78,6 +82,10 @@ class AuthService:
         self.audit: Callable[..., None] = lambda *a, **k: None
         #: Service-to-service bearer tokens (a JWT always has dots; these have none).
         self.service_tokens: ServiceTokens | None = None
+        #: The principal of a token's claims and of an access key, until an IAM change.
+        self._principals: EpochCache[TokenClaims | str, Principal] | None = (
+            None if epoch is None else EpochCache(epoch)
+        )
 
     async def bootstrap(self, admin_user: str, admin_password: str) -> bool:
         """Create the admin and the signing key on the very first bootstrap only. Never
@@ -198,6 +206,9 @@ class AuthService:
             raise Unauthenticated("the password changed since this token was issued; log in again")
         return record
 
+    def _cached(self, key: TokenClaims | str, compute: Callable[[], Principal]) -> Principal:
+        return compute() if self._principals is None else self._principals.resolve(key, compute)
+
     def _access_key_principal(self, credential: str) -> Principal:
         key_id, _, secret = credential.partition(":")
         record = self._reader.access_key(key_id) if key_id and secret else None
@@ -213,6 +224,13 @@ class AuthService:
                 f"access keys of {record['user']!r} work again once the user has changed the password"
             )
         return Principal(record["user"], tuple(str(g) for g in user.get("groups") or ()), False)
+
+    def _token_principal(self, claims: TokenClaims) -> Principal:
+        record = self._current_user(claims)
+        groups = record.get("groups") or ()
+        assert isinstance(groups, list | tuple)
+        pwc = bool(record.get("requirePasswordChange"))
+        return Principal(claims.user, tuple(str(g) for g in groups), pwc)
 
     async def create_access_key(self, user: str) -> tuple[str, str]:
         """A new access key for ``user``: (id, secret). The secret is shown once, kept hashed."""
@@ -232,7 +250,9 @@ class AuthService:
             )
         scheme, _, token = header.partition(" ")
         if scheme.lower() == "accesskey":
-            return self._access_key_principal(token.strip())
+            # The whole credential is the key: the same string carries the same secret.
+            credential = token.strip()
+            return self._cached(credential, lambda: self._access_key_principal(credential))
         if scheme.lower() not in ("bearer", "token") or not token.strip():
             raise Unauthenticated(
                 "unsupported Authorization scheme; use 'Bearer <token>' or 'AccessKey <id>:<secret>'"
@@ -243,13 +263,9 @@ class AuthService:
             and self.service_tokens.accepts(token.strip())
         ):
             return Principal(SERVICE_PRINCIPAL, ("admins",), False)
+        # Signature and expiry are checked on every request (the issuer keeps the signature's).
         claims = self.issuer.verify(token.strip(), "access", self._clock())
-        record = self._current_user(claims)
-        groups = record.get("groups") or ()
-        assert isinstance(groups, list | tuple)
-        principal = Principal(
-            claims.user, tuple(str(g) for g in groups), bool(record.get("requirePasswordChange"))
-        )
+        principal = self._cached(claims, lambda: self._token_principal(claims))
         if principal.password_change_required and not allow_password_change:
             raise PasswordChangeRequired(
                 "this account must change its password first: POST /api/v1/auth/change-password"

@@ -6,11 +6,12 @@ Every user also holds an implicit policy allowing ``actions.SELF_SERVICE`` on it
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kiok.errors import Forbidden
 from kiok.master.auth import SERVICE_PRINCIPAL, Principal
+from kiok.master.auth_cache import EpochCache, IamEpoch
 from kiok.security import actions, resources
 from kiok.security.policy import allowed_anywhere, is_allowed, resource_check
 from kiok.store.reader import StateReader
@@ -20,7 +21,7 @@ class Grants:
     """One principal's policies, loaded once for a request that checks many resources
     (a filtered list, a user update touching several groups and policies)."""
 
-    def __init__(self, principal: Principal, documents: list[dict[str, Any]]) -> None:
+    def __init__(self, principal: Principal, documents: Sequence[dict[str, Any]]) -> None:
         self.principal = principal
         self._documents = documents
 
@@ -44,10 +45,22 @@ class Grants:
 
 
 class Iam:
-    def __init__(self, reader: StateReader) -> None:
+    def __init__(self, reader: StateReader, epoch: IamEpoch | None = None) -> None:
+        """``epoch``: the master's IAM epoch; with it, a principal's documents are kept until
+        the next IAM change (``kiok.master.auth_cache``)."""
         self._reader = reader
+        self._documents: EpochCache[Principal, tuple[dict[str, Any], ...]] | None = (
+            None if epoch is None else EpochCache(epoch)
+        )
 
-    def documents(self, principal: Principal) -> list[dict[str, Any]]:
+    def documents(self, principal: Principal) -> Sequence[dict[str, Any]]:
+        """The principal's policy documents (its own, its groups', the implicit self-service
+        one). Shared between requests: read them, never change them."""
+        if self._documents is None:
+            return self._read_documents(principal)
+        return self._documents.resolve(principal, lambda: self._read_documents(principal))
+
+    def _read_documents(self, principal: Principal) -> tuple[dict[str, Any], ...]:
         if principal.user == SERVICE_PRINCIPAL:
             user: dict[str, Any] = {}
             docs = []
@@ -63,7 +76,7 @@ class Iam:
             policy = self._reader.policy(name)
             if policy is not None:
                 docs.append(policy["document"])
-        return docs
+        return tuple(docs)
 
     def grants(self, principal: Principal) -> Grants:
         return Grants(principal, self.documents(principal))

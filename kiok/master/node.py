@@ -27,6 +27,7 @@ from kiok.master.api.raft_snapshots import HttpSnapshotFetch
 from kiok.master.archival import Archival
 from kiok.master.audit import Auditor
 from kiok.master.auth import AuthService
+from kiok.master.auth_cache import IamEpoch
 from kiok.master.backups import BackupService
 from kiok.master.coordinator import Coordinator
 from kiok.master.dag_views import DagViews
@@ -135,9 +136,10 @@ class MasterNode:
                     ),
                     compaction_entries=settings.get_int("kiok.raft.compaction.min.entries"),
                     defer_s=self._deference_s(),
+                    snapshot_pause_s=settings.get_int("kiok.raft.snapshot.write.pause.ms") / 1000,
                 ),
                 on_applied=self._on_applied_sync,
-                on_restored=self._reload_keyring,
+                on_restored=self.stores_replaced,
                 on_role_change=lambda: self.leadership.kick(),
                 on_restore=lambda cmd, index, stopping: self.backups.apply_replicated(cmd, index, stopping),
                 snapshot_url=lambda: self.admin_url,
@@ -150,6 +152,8 @@ class MasterNode:
         else:
             self.log = LocalCommandLog(self.kv)
         self.reader = StateReader(self.kv)
+        #: Moves on every IAM change this master applies: its authorisation caches follow.
+        self.iam_epoch = IamEpoch()
         self.metrics = MasterMetrics(self)
         self.tracing = make_tracing(settings, self.node_id)
         self.log_gate = LogGate(self.reader)
@@ -171,11 +175,12 @@ class MasterNode:
             window_ms=settings.get_int("kiok.auth.login.window.seconds") * 1000,
             max_failures_per_address=settings.get_int("kiok.auth.login.max.failures.per.address"),
             hash_concurrency=settings.get_int("kiok.auth.password.hash.concurrency"),
+            epoch=self.iam_epoch,
         )
         self.coordinator = self._new_coordinator(term=1)
         self.admission = Admission(self.log, self.reader, clock_ms)
         self.audit = Auditor(self.log, clock_ms)
-        self.iam = Iam(self.reader)
+        self.iam = Iam(self.reader, self.iam_epoch)
         self.auth.audit = self.audit.record
         self.auth.service_tokens = ServiceTokens(
             settings.get_str("kiok.internal.auth.tokens"), settings.get_str("kiok.internal.auth.token.file")
@@ -336,6 +341,7 @@ class MasterNode:
     def _on_effects(self, fx: Effects) -> None:
         if fx.keyring_changed and self.raft is None:
             self._reload_keyring()
+        self.iam_epoch.on_effects(fx)  # (a single master's: before any other request runs)
         self.metrics.observe(fx)
         if self.tracing.enabled and (self.raft is None or self.raft.is_leader):  # one span per event
             self.tracing.observe(fx, self.reader.run_header)
@@ -386,6 +392,7 @@ class MasterNode:
 
     def _on_applied_sync(self, fx: Effects) -> None:
         """On the thread that applies replicated entries, before the next one is written."""
+        self.iam_epoch.on_effects(fx)  # before the proposer hears the outcome
         if fx.keyring_changed:
             try:
                 self._reload_keyring()
@@ -464,12 +471,14 @@ class MasterNode:
                 self.coordinator.add_worker(handle)
 
     def stores_replaced(self) -> None:
-        """After a restore swapped the stores' content (on the Raft apply thread with several
-        masters): reload the keyring they hold, forget the job-log sizes and the token signing
-        key read before (tokens are the backup's: every master must sign and check alike)."""
+        """After a restore or a Raft snapshot install swapped the stores' content (on the Raft
+        thread with several masters): reload the keyring they hold, forget the job-log sizes,
+        the token signing key read before (tokens are the backup's: every master must sign and
+        check alike) and every cached authorisation."""
         self._reload_keyring()
         self.joblog.forget_sizes()
         self.auth.forget_signing_key()
+        self.iam_epoch.bump()
 
     async def rotate_key(self, name: str) -> int:
         """Make a new version of data key ``name`` current; returns the version. Data

@@ -52,6 +52,8 @@ def apply(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     handler = _HANDLERS.get(type(cmd))
     if handler is None:
         raise NotFound(f"no handler for command {cmd.kind!r}")
+    if type(cmd) in _IAM_CHANGES:  # the effects of a refused command are dropped
+        fx.iam_changed = True
     return handler(txn, cmd, fx)
 
 
@@ -391,6 +393,22 @@ def _fire_schedule(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
         txn.put(k.META, k.dag(cmd.dag_id), dict(record, watermarkMs=cmd.watermark_ms))
     return {"created": created}
 
+
+#: Commands that can change who a credential is or what it may do: users (their groups,
+#: policies, passwords), groups, policies, access keys, the signing key, a restore. Every
+#: master's authorisation caches are dropped when one is applied (``Effects.iam_changed``).
+_IAM_CHANGES: frozenset[type[c.Command]] = frozenset(
+    {
+        c.Bootstrap,
+        c.SetPassword,
+        c.PutUser,
+        c.PutGroup,
+        c.PutPolicy,
+        c.DeleteIam,
+        c.PutAccessKey,
+        c.RestoreBackup,
+    }
+)
 
 _HANDLERS: dict[type[c.Command], Callable[[Txn, c.Command, Effects], Any]] = {
     c.Bootstrap: _bootstrap,

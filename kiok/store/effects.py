@@ -37,6 +37,9 @@ class Effects:
     log_appends: list[tuple[str, str, bytes, tuple[int, int, int] | None]] = field(default_factory=list)
     #: Maintenance mode was switched on or off.
     maintenance_changed: bool = False
+    #: A user, group, policy, access key, password or the signing key changed: what any
+    #: credential resolves to and may do is to be worked out again (``kiok.master.auth_cache``).
+    iam_changed: bool = False
     #: A backup replaced the replicated state (its id): every cache of the state is stale.
     restored: str | None = None
     #: Runs deleted whole (retention, ``DELETE /runs/{id}``): caches of them are stale.
@@ -86,6 +89,7 @@ class Effects:
         self.keyring_changed |= other.keyring_changed
         self.log_appends.extend(other.log_appends)
         self.maintenance_changed |= other.maintenance_changed
+        self.iam_changed |= other.iam_changed
         self.restored = other.restored or self.restored
         self.runs_deleted.extend(other.runs_deleted)
         self.log_deletes.extend(other.log_deletes)

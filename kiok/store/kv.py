@@ -69,6 +69,25 @@ _DELETION_WINDOW = 10_000
 _DELETION_TRIGGER = 2_000
 
 
+class PinnedKV:
+    """Every keyspace of a ``RocksKV`` as it was at one instant (``RocksKV.pin``), to be read
+    once, whole, from any thread, while the store takes new writes. Each keyspace is a RocksDB
+    iterator created under the store's write lock: an iterator sees the store as of its
+    creation, so no batch falls between two keyspaces. (rocksdict 0.3's ``Snapshot`` would be
+    the obvious tool, but iterating one reads the live store.) The store keeps the versions
+    the view sees until ``release``; release it before closing the store."""
+
+    def __init__(self, scans: dict[str, Iterator[tuple[bytes, bytes]]]) -> None:
+        self._scans = scans
+
+    def scan_all(self, space: str) -> Iterator[tuple[bytes, bytes]]:
+        """The keyspace's key-values in key order, as pinned (once: a second call raises KeyError)."""
+        return self._scans.pop(space)
+
+    def release(self) -> None:
+        self._scans.clear()
+
+
 class RocksKV:
     """RocksDB with one column family per keyspace."""
 
@@ -144,6 +163,11 @@ class RocksKV:
                 wb.put(key, value, self._handles[space])
         with self._lock:
             self._db.write(wb, self._sync if sync else self._nosync)
+
+    def pin(self) -> PinnedKV:
+        """Every keyspace as it is now, to read later from another thread (``PinnedKV``)."""
+        with self._lock:
+            return PinnedKV({space: _raw(cf.items()) for space, cf in self._cf.items()})
 
     def checkpoint(self, dest: Path) -> None:
         """A consistent copy of the whole store in ``dest`` (which must not exist): RocksDB

@@ -4,7 +4,9 @@ Raft (PySyncObj) and then applied by the same ``apply()`` on every master, in lo
 - Only the leader accepts proposals (a follower's API forwards writes to the leader; the
   rare proposal a follower makes itself, such as announcing its address, is relayed by
   PySyncObj). Proposals made in the same event-loop turn travel as one Raft entry, so a
-  burst of task reports costs one append, one replication round and one store write.
+  burst of task reports costs one append, one replication round and one store write; as
+  several when they would make an entry over ``ENTRY_BYTES``, and a single command over it
+  is refused with PayloadTooLarge (PySyncObj cannot carry such an entry).
 - A proposal is answered once a quorum holds its entry and this master has applied it:
   an acknowledged write survives kill -9 of any minority of masters.
 - Entries are AES-GCM encrypted with a key derived from the master key before they reach
@@ -19,7 +21,9 @@ Raft (PySyncObj) and then applied by the same ``apply()`` on every master, in lo
   Python objects. With ``snapshot_url`` set (a master's admin URL), PySyncObj keeps and
   carries only a reference to the file (``kiok.store.snapshot_ref``); a master that is
   behind fetches the file from the master that wrote it (``fetch_snapshot``, over HTTP,
-  checked against its digest), then installs it, all on the Raft thread.
+  checked against its digest), then installs it, all on the Raft thread. A snapshot is
+  written from a view of the stores pinned on the Raft thread, by another thread
+  (``kiok.store.snapshot_writer``): this master keeps answering Raft messages meanwhile.
 - An entry carrying a ``RestoreBackup`` first has ``on_restore`` swap this master's stores
   for the backup (it returns once done, and blocks while the backup cannot be read: this
   master then applies nothing rather than diverge), then its commands are applied on the
@@ -41,6 +45,7 @@ import logging
 import os
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -51,7 +56,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pysyncobj import SyncObj, SyncObjConf, replicated  # type: ignore[import-untyped]
 from pysyncobj.config import FAIL_REASON  # type: ignore[import-untyped]
 
-from kiok.errors import InvalidInput, KiokError, NotLeader, NotReady
+from kiok.errors import InvalidInput, KiokError, NotLeader, NotReady, PayloadTooLarge
 from kiok.store import commands as c
 from kiok.store import keys as k
 from kiok.store import snapshot, snapshot_ref
@@ -62,6 +67,7 @@ from kiok.store.joblog import REPLICATION as JOBLOG_REPLICATION
 from kiok.store.joblog import SPACES as JOBLOG_SPACES
 from kiok.store.joblog import JobLogStore
 from kiok.store.kv import KVStore, RocksKV
+from kiok.store.snapshot_writer import SnapshotWriter
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +82,23 @@ _AAD = b"kiok-raft-entry"
 #: this stays small and each ``recv`` takes up to ``_RECV_BYTES``.
 _MESSAGE_BYTES = 4 << 20
 _RECV_BYTES = 1 << 20
+#: The most an entry's body (its commands, msgpack) may hold, so that no entry takes that
+#: broken path: PySyncObj compares with ``_MESSAGE_BYTES`` the pickle (protocol 2) of the
+#: encrypted body, in which every byte from 0x80 takes two: up to twice the body, plus a
+#: little. Commands proposed together are split across entries to fit; a single command
+#: over it (once compressed, see ``_COMPRESS_BYTES``) is refused before it is proposed
+#: (PayloadTooLarge, 413). Carrying it in fragments reassembled at apply would lift the
+#: limit, at the price of partial commands kept in the stores (and snapshots) across
+#: entries, leader changes and restarts: not worth it for writes this size (a DAG document
+#: of several MiB of incompressible text).
+ENTRY_BYTES = _MESSAGE_BYTES // 2 - (64 << 10)
+#: A command whose encoding is longer travels zlib-compressed (level 1) in its entry, as a
+#: msgpack ``bin`` where commands are maps. A DAG registration carries the document and its
+#: compiled spec, which shrink ~10 times: a 10,000-task DAG's 1.5 MB command takes ~150 KB
+#: of the log, and ``ENTRY_BYTES`` binds only for incompressible content.
+_COMPRESS_BYTES = 64 << 10
+#: Room for ``{"c": [...]}`` around the commands in a body (map, key, array headers).
+_BODY_HEAD = 16
 
 
 @dataclass(frozen=True)
@@ -89,6 +112,8 @@ class RaftConfig:
     compaction_entries: int = 5000
     #: Seconds to hold back from campaigning after start (sticky leadership); 0: none.
     defer_s: float = 0.0
+    #: Testing aid (``kiok.raft.snapshot.write.pause.ms``): each snapshot write waits this long first.
+    snapshot_pause_s: float = 0.0
 
     @property
     def address(self) -> str:
@@ -139,25 +164,72 @@ def parse_peers(text: str, master_id: str) -> dict[str, str]:
     return peers
 
 
-def _packed(
-    batch: list[tuple[c.Command, asyncio.Future[Any]]],
-) -> tuple[list[tuple[c.Command, asyncio.Future[Any]]], bytes]:
-    """The batch as one log entry. A command with a value msgpack cannot encode (an integer
-    past 64 bits) is refused alone; the others go on without it."""
-    try:
-        return batch, msgpack.packb({"c": [cmd.to_wire() for cmd, _ in batch]}, use_bin_type=True)
-    except (TypeError, ValueError, OverflowError):
-        pass
-    kept = []
+def _entries(
+    batch: list[tuple[c.Command, asyncio.Future[Any]]], limit: int
+) -> list[tuple[list[tuple[c.Command, asyncio.Future[Any]]], bytes]]:
+    """The batch as log entries, in order, each body (msgpack) at most ``limit`` bytes:
+    commands proposed in one turn share an entry while they fit. A command that cannot be
+    an entry is refused alone (its future fails; the others go on): one with a value msgpack
+    cannot encode (an integer past 64 bits), or one whose encoding alone is over ``limit``
+    (PayloadTooLarge, naming the limit)."""
+    out: list[tuple[list[tuple[c.Command, asyncio.Future[Any]]], bytes]] = []
+    group: list[tuple[c.Command, asyncio.Future[Any]]] = []
+    items: list[bytes] = []
+    size = _BODY_HEAD
     for cmd, fut in batch:
         try:
-            msgpack.packb(cmd.to_wire(), use_bin_type=True)
+            item = _encode(cmd)
         except (TypeError, ValueError, OverflowError) as e:
-            if not fut.done():
-                fut.set_exception(InvalidInput(f"a value in this request cannot be stored: {e}"))
+            _refuse(fut, InvalidInput(f"a value in this request cannot be stored: {e}"))
             continue
-        kept.append((cmd, fut))
-    return kept, msgpack.packb({"c": [cmd.to_wire() for cmd, _ in kept]}, use_bin_type=True)
+        if len(item) + _BODY_HEAD > limit:
+            _refuse(
+                fut,
+                PayloadTooLarge(
+                    f"this write is {len(item) / (1 << 20):.1f} MiB encoded and compressed; with several "
+                    f"masters one entry of the replicated log holds at most {limit / (1 << 20):.1f} MiB"
+                ),
+            )
+            continue
+        if items and size + len(item) > limit:
+            out.append((group, _body(items)))
+            group, items, size = [], [], _BODY_HEAD
+        group.append((cmd, fut))
+        items.append(item)
+        size += len(item)
+    if items:
+        out.append((group, _body(items)))
+    return out
+
+
+def _encode(cmd: c.Command) -> bytes:
+    """One command as it goes into an entry's list: its msgpack map, or, over
+    ``_COMPRESS_BYTES``, a ``bin`` holding that map zlib-compressed."""
+    item: bytes = msgpack.packb(cmd.to_wire(), use_bin_type=True)
+    if len(item) > _COMPRESS_BYTES:
+        item = msgpack.packb(zlib.compress(item, 1), use_bin_type=True)
+    return item
+
+
+def _decode(body: bytes) -> list[c.Command]:
+    """The commands of an entry's body (``_body``), compressed ones expanded."""
+    wires = msgpack.unpackb(body, raw=False)["c"]
+    return [
+        c.from_wire(msgpack.unpackb(zlib.decompress(w), raw=False) if isinstance(w, bytes) else w)
+        for w in wires
+    ]
+
+
+def _body(items: list[bytes]) -> bytes:
+    """``{"c": [command, ...]}`` from commands already encoded (what ``_apply_entry`` reads)."""
+    packer = msgpack.Packer(use_bin_type=True)
+    head: bytes = packer.pack_map_header(1) + packer.pack("c") + packer.pack_array_header(len(items))
+    return head + b"".join(items)
+
+
+def _refuse(fut: asyncio.Future[Any], error: KiokError) -> None:
+    if not fut.done():
+        fut.set_exception(error)
 
 
 def apply_entry(state: KVStore, joblog: JobLogStore, cmds: list[c.Command], index: int) -> AppliedBatch:
@@ -228,6 +300,13 @@ class RaftCommandLog:
             if snapshot_url is None or fetch_snapshot is None
             else snapshot_ref.RefSnapshots(self.shelf, snapshot_url, fetch_snapshot, self._stopping.wait)
         )
+        #: Writes snapshots off the Raft thread (PySyncObj's serializer and its checker).
+        self._writer = SnapshotWriter(
+            config.directory / "snapshot",
+            lambda: snapshot.pin(stores.snapshot_parts()),
+            self._write_file,
+            pause_s=config.snapshot_pause_s,
+        )
         self._aead = AESGCM(_derive(config.master_key, b"entries"))
         self._listeners: list[Listener] = []
         self._batcher: TurnBatcher[tuple[c.Command, asyncio.Future[Any]]] = TurnBatcher(self._send, max_batch)
@@ -246,8 +325,9 @@ class RaftCommandLog:
         cfg.directory.mkdir(parents=True, exist_ok=True)
         conf = SyncObjConf(
             journalFile=str(cfg.directory / "journal"),
-            fullDumpFile=str(cfg.directory / "snapshot"),
-            serializer=self._write_snapshot,
+            fullDumpFile=str(cfg.directory / "snapshot"),  # the SnapshotWriter's path
+            serializer=self._writer.serialize,
+            serializeChecker=self._writer.check,
             deserializer=self._read_snapshot,
             useFork=False,
             password=_derive(cfg.master_key, b"transport").hex(),
@@ -275,6 +355,7 @@ class RaftCommandLog:
 
     def stop(self) -> None:
         self._stopping.set()
+        self._writer.close()  # before the stores close: its thread reads them
         self._watch.cancel()
         if self._replica is not None:
             self._replica.destroy()
@@ -355,17 +436,18 @@ class RaftCommandLog:
             for _, fut in batch:
                 fut.set_exception(NotLeader("the replicated log is not started"))
             return
-        batch, body = _packed(batch)
-        if not batch:
-            return
-        futures = [fut for _, fut in batch]
+        for entry, body in _entries(batch, ENTRY_BYTES):
+            self._propose_entry([fut for _, fut in entry], body)
+
+    def _propose_entry(self, futures: list[asyncio.Future[Any]], body: bytes) -> None:
+        assert self._replica is not None
         nonce = os.urandom(_NONCE)
         payload = nonce + self._aead.encrypt(nonce, body, _AAD)
 
         def committed(outcomes: Any, error: int) -> None:  # on PySyncObj's tick thread
             self._to_loop(self._answer, futures, outcomes, error)
 
-        replica.apply_entry(payload, callback=committed)
+        self._replica.apply_entry(payload, callback=committed)
 
     def _answer(self, futures: list[asyncio.Future[Any]], outcomes: Any, error: int) -> None:
         if error != FAIL_REASON.SUCCESS or outcomes is None:
@@ -393,7 +475,7 @@ class RaftCommandLog:
         mark = (k.KMS, k.RAFT_APPLIED.encode(), str(index).encode())
         try:
             body = self._aead.decrypt(payload[:_NONCE], payload[_NONCE:], _AAD)
-            cmds = [c.from_wire(w) for w in msgpack.unpackb(body, raw=False)["c"]]
+            cmds = _decode(body)
         except Exception as e:  # a corrupt entry: skip it everywhere alike, loudly
             log.error("raft entry %d is unreadable (%s); skipped", index, e)
             self._raw.write([mark], sync=False)
@@ -449,18 +531,28 @@ class RaftCommandLog:
         raw = self._raw.get(k.KMS, k.RAFT_APPLIED.encode())
         return 0 if raw is None else int(raw)
 
-    def _write_snapshot(self, filename: str, raft_data: Any) -> None:
-        last, prev, cluster = raft_data
-        header = {"last": list(last), "prev": list(prev), "cluster": sorted(str(n.id) for n in cluster)}
-        if self._refs is not None:
-            self._refs.write(Path(filename), self._stores.snapshot_parts(), header)
-        else:
-            snapshot.write(Path(filename), self._stores.snapshot_parts(), header)
+    def _write_file(
+        self, pinned: snapshot.Pinned, header: dict[str, Any], cancelled: Callable[[], bool]
+    ) -> Callable[[Path], None]:
+        """(The snapshot writer's thread) Write the snapshot file of ``pinned``: onto the shelf
+        (its reference is what PySyncObj keeps), or whole beside PySyncObj's file."""
+        refs = self._refs
+        if refs is not None:
+            written = refs.write_file(pinned, header, cancelled)
+
+            def publish(path: Path) -> None:
+                refs.publish(written, path)
+
+            return publish
+        scratch = self.config.directory / "snapshot.writing"
+        snapshot.write(scratch, pinned, header, cancelled)
+        return lambda path: os.replace(scratch, path)
 
     def _read_snapshot(self, filename: str) -> tuple[Any, Any, Any]:
         """PySyncObj's deserializer (the Raft thread): at start, this master's own last
         snapshot; later, one the leader sends. An exception leaves the stores untouched:
         PySyncObj logs it and the leader sends its snapshot again."""
+        self._writer.abandon()  # an older snapshot must not replace this one afterwards
         parts = self._stores.snapshot_parts()
         if self._refs is not None:
             meta = self._refs.read(Path(filename), parts)

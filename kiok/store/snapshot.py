@@ -12,6 +12,10 @@ parse (PySyncObj, which used to carry the file, lost chunks of it on reconnects;
 carries only a ``kiok.store.snapshot_ref`` and the file is fetched over HTTP).
 Format 2 files (no digest, written before it existed) are still read.
 
+A snapshot is written from a ``Pinned`` view: taken (``pin``) where entries are applied,
+so it is the stores exactly at one Raft index, and read whole later, from another thread
+(``kiok.store.snapshot_writer``), while the stores move on.
+
 Restoring replaces every store's whole content: first each applied index is reset (a crash
 halfway leaves stores that ask for the snapshot again, never one that claims entries it
 lacks), then every keyspace is emptied and refilled, and the snapshot's index is written
@@ -23,14 +27,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import msgpack
 
-from kiok.store.kv import RocksKV, Write
+from kiok.store.kv import PinnedKV, RocksKV, Write
 
 FORMAT = 3
 #: Formats ``read`` accepts: 2 has no digest.
@@ -57,6 +61,33 @@ class Part:
 
 
 @dataclass(frozen=True)
+class Pinned:
+    """The stores' content at one Raft index (``pin``), readable once from any thread; call
+    ``release`` when done (before the stores close)."""
+
+    #: The state store's applied index when pinned: the snapshot's index.
+    index: int
+    #: (part name, its keyspaces, their pinned view), the state store first.
+    views: tuple[tuple[str, tuple[str, ...], PinnedKV], ...]
+
+    def release(self) -> None:
+        for _, _, view in self.views:
+            view.release()
+
+
+class WriteCancelled(Exception):
+    """``write`` gave up because ``cancelled()`` said so; no file is left behind."""
+
+
+def pin(parts: Sequence[Part]) -> Pinned:
+    """Pin every store as it is now. Call it where entries are applied (the Raft thread), so
+    that no entry is applied between reading the index and pinning the stores (nothing else
+    writes to them); it is quick: no value is read."""
+    index = parts[0].applied_index()
+    return Pinned(index, tuple((part.name, part.spaces, part.kv.pin()) for part in parts))
+
+
+@dataclass(frozen=True)
 class Loaded:
     header: dict[str, Any]
     index: int
@@ -64,27 +95,43 @@ class Loaded:
     restored: bool
 
 
-def write(path: Path, parts: Sequence[Part], header: dict[str, Any]) -> bytes:
-    """``parts[0]`` is the state store, whose applied index the snapshot is taken at.
-    Returns the digest the file ends with (what names it in a ``snapshot_ref``)."""
+def write(
+    path: Path,
+    source: Sequence[Part] | Pinned,
+    header: dict[str, Any],
+    cancelled: Callable[[], bool] = lambda: False,
+) -> bytes:
+    """Write ``source`` (pinned now when given as parts: ``parts[0]`` is the state store, whose
+    applied index the snapshot is taken at) to ``path``, durably. Returns the digest the file
+    ends with (what names it in a ``snapshot_ref``). ``cancelled`` is asked every few thousand
+    records: True removes the file and raises WriteCancelled. Releases a pinned view."""
+    pinned = source if isinstance(source, Pinned) else pin(source)
     packer = msgpack.Packer(use_bin_type=True)
     digest = hashlib.blake2b(digest_size=_DIGEST_SIZE)
-    with open(path, "wb") as f:
+    try:
+        with open(path, "wb") as f:
 
-        def put(obj: object) -> None:
-            data = packer.pack(obj)
-            digest.update(data)
-            f.write(data)
+            def put(obj: object) -> None:
+                data = packer.pack(obj)
+                digest.update(data)
+                f.write(data)
 
-        put({"format": FORMAT, "applied": parts[0].applied_index(), **header})
-        for part in parts:
-            for space in part.spaces:
-                for key, value in part.kv.scan(space, b""):
-                    put([part.name, space, key, value])
-        put(None)
-        f.write(digest.digest())
-        f.flush()
-        os.fsync(f.fileno())
+            put({"format": FORMAT, "applied": pinned.index, **header})
+            for name, spaces, view in pinned.views:
+                for space in spaces:
+                    for n, (key, value) in enumerate(view.scan_all(space)):
+                        if n % _CHUNK == 0 and cancelled():
+                            raise WriteCancelled(f"{path}: snapshot write cancelled")
+                        put([name, space, key, value])
+            put(None)
+            f.write(digest.digest())
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    finally:
+        pinned.release()
     return digest.digest()
 
 

@@ -145,10 +145,11 @@ class Shelf:
         path = self.directory / digest
         return path if path.is_file() else None
 
-    def scratch(self) -> Path:
-        """Where to write a file before ``keep``-ing it (one at a time: the Raft thread)."""
+    def scratch(self, purpose: str = "incoming") -> Path:
+        """Where to write a file before ``keep``-ing it: one per ``purpose`` (a download on the
+        Raft thread, a snapshot write on its writer thread), one at a time each."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        return self.directory / "incoming.tmp"
+        return self.directory / f"{purpose}.tmp"
 
     def keep(self, scratch: Path, digest: str) -> Path:
         """Move a complete, checked ``scratch`` file onto the shelf as ``digest``; drop
@@ -162,9 +163,18 @@ class Shelf:
         return path
 
 
+@dataclass(frozen=True)
+class Written:
+    """A snapshot file written to the shelf's scratch, not yet on the shelf (``publish``)."""
+
+    scratch: Path
+    ref: SnapshotRef
+
+
 class RefSnapshots:
-    """PySyncObj's serializer and deserializer when snapshots travel as references. Both run
-    on the Raft thread, one at a time."""
+    """Writing and installing snapshots that travel as references. ``write_file`` may run on
+    any thread (one write at a time); ``publish``, ``write`` and ``read`` run on the Raft
+    thread."""
 
     def __init__(
         self,
@@ -180,16 +190,28 @@ class RefSnapshots:
         self._wait = wait
 
     def write(self, filename: Path, parts: Sequence[snapshot.Part], header: dict[str, Any]) -> SnapshotRef:
-        """Write the stores' snapshot onto the shelf and its reference to ``filename``."""
-        index = parts[0].applied_index()
-        scratch = self.shelf.scratch()
-        digest = snapshot.write(scratch, parts, header).hex()
-        size = scratch.stat().st_size
-        self.shelf.keep(scratch, digest)
+        """Write the stores' snapshot onto the shelf and its reference to ``filename``, now."""
+        return self.publish(self.write_file(snapshot.pin(parts), header), filename)
+
+    def write_file(
+        self, pinned: snapshot.Pinned, header: dict[str, Any], cancelled: Callable[[], bool] = lambda: False
+    ) -> Written:
+        """Write the snapshot of ``pinned`` to the shelf's scratch (``snapshot.write``: raises
+        WriteCancelled when ``cancelled()``, the scratch removed)."""
+        scratch = self.shelf.scratch("writing")
+        digest = snapshot.write(scratch, pinned, header, cancelled).hex()
         brief = header | {"last": [b"", *header["last"][1:]], "prev": [b"", *header["prev"][1:]]}
-        ref = SnapshotRef(digest, size, index, self._url(), brief)
-        store(filename, ref)
-        return ref
+        ref = SnapshotRef(digest, scratch.stat().st_size, pinned.index, self._url(), brief)
+        return Written(scratch, ref)
+
+    def publish(self, written: Written, filename: Path) -> SnapshotRef:
+        """Put a written snapshot on the shelf, then its reference at ``filename``, atomically
+        (a reader sees the previous reference or this one, never part of one)."""
+        self.shelf.keep(written.scratch, written.ref.digest)
+        pending = filename.with_name(filename.name + ".ref")
+        store(pending, written.ref)
+        os.replace(pending, filename)
+        return written.ref
 
     def read(self, filename: Path, parts: Sequence[snapshot.Part]) -> snapshot.Loaded:
         """Install what ``filename`` names (or holds: a whole snapshot is still read) unless
