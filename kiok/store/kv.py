@@ -13,7 +13,16 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from rocksdict import AccessType, Checkpoint, Options, Rdict, WriteBatch, WriteOptions
+from rocksdict import (
+    AccessType,
+    Checkpoint,
+    IngestExternalFileOptions,
+    Options,
+    Rdict,
+    SstFileWriter,
+    WriteBatch,
+    WriteOptions,
+)
 
 #: (keyspace, key, value or None for a delete)
 Write = tuple[str, bytes, bytes | None]
@@ -67,6 +76,25 @@ def _space_options() -> Options:
 #: (or half its entries deletions) gets the file compacted.
 _DELETION_WINDOW = 10_000
 _DELETION_TRIGGER = 2_000
+
+
+def write_table(records: Iterable[tuple[bytes, bytes]], dest: Path, skip: bytes | None = None) -> int:
+    """Write ``records`` (strictly increasing keys, as a keyspace scan gives them; ``skip``
+    left out) as a RocksDB table file at ``dest``, for ``RocksKV.ingest``. Returns how many it
+    holds; with none, no file is left (RocksDB cannot make an empty one)."""
+    writer = SstFileWriter(options=Options(raw_mode=True))
+    writer.open(str(dest))
+    count = 0
+    for key, value in records:
+        if key != skip:
+            writer[key] = value
+            count += 1
+    if count:
+        writer.finish()
+    else:
+        del writer
+        dest.unlink(missing_ok=True)
+    return count
 
 
 class PinnedKV:
@@ -163,6 +191,25 @@ class RocksKV:
                 wb.put(key, value, self._handles[space])
         with self._lock:
             self._db.write(wb, self._sync if sync else self._nosync)
+
+    def clear(self, space: str) -> None:
+        """Delete every key of ``space`` at once (one range deletion, whatever its size)."""
+        cf = self._cf[space]
+        last = next(iter(cf.keys(backwards=True)), None)
+        if last is None:
+            return
+        assert isinstance(last, bytes)
+        with self._lock:
+            cf.delete_range(b"", last + b"\x00", self._nosync)
+
+    def ingest(self, space: str, table: Path) -> None:
+        """Take a table file from ``write_table`` into ``space`` (moved, not copied): its keys
+        are visible at once, over what the keyspace held. Durable on return (RocksDB writes
+        its manifest); bulk loading without a write per key."""
+        opts = IngestExternalFileOptions()
+        opts.set_move_files(True)
+        with self._lock:
+            self._cf[space].ingest_external_file([str(table)], opts)
 
     def pin(self) -> PinnedKV:
         """Every keyspace as it is now, to read later from another thread (``PinnedKV``)."""

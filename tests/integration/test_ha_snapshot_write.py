@@ -9,11 +9,11 @@ import re
 import time
 from pathlib import Path
 
-import msgpack
 import pytest
 
+from kiok.store import joblog, snapshot, snapshot_ref
 from kiok.store import keys as k
-from kiok.store import snapshot_ref
+from kiok.store.kv import RocksKV
 from kiok.testing.process import Master, MasterGroup
 from tests.integration.test_ha import FAST
 
@@ -41,22 +41,30 @@ def _health(master: Master) -> tuple[str, int, int]:
     return str(body["leader"]), int(body["term"]), int(body["appliedIndex"])
 
 
-def _snapshot_dags(data_dir: Path) -> tuple[int, list[str]]:
-    """The Raft index of the master's last snapshot and the DAG ids its state holds."""
+def _snapshot_dags(data_dir: Path, scratch: Path) -> tuple[int, list[str]]:
+    """The Raft index of the master's last snapshot and the DAG ids its state holds (the file
+    installed into empty stores in ``scratch``)."""
     ref = snapshot_ref.load(data_dir / "raft" / "snapshot")
     assert ref is not None
-    dags: set[str] = set()
-    with (data_dir / "raft" / "snapshots" / ref.digest).open("rb") as f:
-        records = msgpack.Unpacker(f, raw=False, max_buffer_size=1 << 30)
-        header = next(records)
-        for record in records:
-            if record is None:
-                break
-            store, space, key, _ = record
-            found = re.fullmatch(rb"dag/([ab]\d+)", key) if (store, space) == ("state", k.META) else None
-            if found:
-                dags.add(found.group(1).decode())
-    return int(header["applied"]), sorted(dags, key=lambda d: (d[0], int(d[1:])))
+    state = RocksKV(scratch / "state", k.SPACES)
+    logs = RocksKV(scratch / "joblog", joblog.SPACES)
+    try:
+        loaded = snapshot.read(
+            data_dir / "raft" / "snapshots" / ref.digest,
+            [
+                snapshot.Part("state", state, k.SPACES, (k.KMS, k.RAFT_APPLIED.encode())),
+                snapshot.Part("joblog", logs, joblog.SPACES, (joblog.REPLICATION, joblog.APPLIED)),
+            ],
+        )
+        dags = [
+            m.group(1).decode()
+            for key, _ in state.scan(k.META, b"dag/")
+            if (m := re.fullmatch(rb"dag/([ab]\d+)", key))
+        ]
+    finally:
+        state.close()
+        logs.close()
+    return loaded.index, sorted(dags, key=lambda d: (d[0], int(d[1:])))
 
 
 def test_the_cluster_keeps_its_leader_and_commits_while_snapshots_are_written(tmp_path: Path) -> None:
@@ -89,7 +97,7 @@ def test_the_cluster_keeps_its_leader_and_commits_while_snapshots_are_written(tm
         assert _health(leader)[:2] == first[:2], "a new election"
 
         leader.wait_for(lambda: _count(leader, WRITTEN) > writes, 30, "the snapshot written")
-        index, dags = _snapshot_dags(leader.data_dir)
+        index, dags = _snapshot_dags(leader.data_dir, tmp_path / "installed")
         # The state at one index: the first DAGs registered (in order), none of those
         # committed while the file was being written.
         assert dags == [f"a{i}" for i in range(len(dags))], dags
