@@ -189,7 +189,12 @@ class Spawner:
                 self._templates.event(fd)
                 continue
             if fd == attempt.out_fd:
-                data = os.read(fd, _READ_SIZE)
+                try:
+                    data = os.read(fd, _READ_SIZE)
+                except BlockingIOError:
+                    # A stale event: reaping earlier in this batch closed a pidfd whose event
+                    # was still in it, and a task started since got its number for this pipe.
+                    continue
                 if data:
                     self.send(sp.Output(attempt.id, data))
                 else:
@@ -277,7 +282,7 @@ class Spawner:
         request = fs.encode_request(msg.cwd, env)
         if not os.path.isdir(msg.cwd):
             os.makedirs(msg.cwd)
-        out_fd, child_out = os.pipe()
+        out_fd, child_out = _output_pipe()
         fds = [child_out]
         try:
             fds.append(_memfd(msg.script or ""))
@@ -329,7 +334,7 @@ class Spawner:
         """Start ``argv`` in ``cwd`` with ``script`` at ``SCRIPT_FD``: (the read end of its
         output pipe, its pid)."""
         script_fd = -1
-        out_fd, child_out = os.pipe()
+        out_fd, child_out = _output_pipe()
         try:
             file_actions: list[tuple[int, ...] | tuple[int, int, str, int, int]] = [
                 (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
@@ -426,6 +431,15 @@ class Spawner:
         if self._outbox:
             self._control.sendall(self._outbox)
             self._outbox.clear()
+
+
+def _output_pipe() -> tuple[int, int]:
+    """A task's output pipe: (the spawner's read end, the task's write end). The read end
+    never blocks: an event in a batch can be stale (``Spawner._turn``), and a read that
+    waited on a silent task would stop every task of this spawner."""
+    out_fd, child_out = os.pipe()
+    os.set_blocking(out_fd, False)
+    return out_fd, child_out
 
 
 def _filename(e: OSError) -> str | None:

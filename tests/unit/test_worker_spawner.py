@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -345,3 +347,45 @@ def pwd_entry(name: str) -> int:
     import pwd
 
     return pwd.getpwnam(name).pw_uid
+
+
+def test_a_stale_readiness_event_never_blocks_the_spawner(tmp_path: Path) -> None:
+    """epoll hands the spawner a batch of events at once. Reaping one exit can close another
+    attempt's pidfd whose event is still in the batch, and a task started by a message of
+    the same batch can get that descriptor number for its output pipe: the stale event then
+    names the new task's pipe while it has written nothing. A blocking read there froze the
+    spawner, and every task it runs (their output, their exits, their timeouts), for as long
+    as that task stayed silent. Here the stale event is handed over directly."""
+    from kiok.worker.spawner import Spawner
+
+    ours, theirs = socket.socketpair()
+    spawner = Spawner(ours)
+    try:
+        start = sp.Start(1, ["/bin/sh", "-c", "sleep 30"], str(tmp_path / "w"), {}, 60.0, 1.0, None)
+        spawner._handle(start)
+        silent = spawner._attempts[1].out_fd
+        spawner._poll = _OneBatch(spawner._poll, [(silent, select.EPOLLIN)])  # type: ignore[assignment]
+        began = time.monotonic()
+        assert spawner._turn()
+        assert time.monotonic() - began < 5, "the spawner blocked on a silent task's pipe"
+        assert 1 in spawner._attempts and not spawner._attempts[1].eof
+    finally:
+        for attempt in spawner._attempts.values():
+            os.killpg(attempt.pid, signal.SIGKILL)
+            os.waitpid(attempt.pid, 0)
+        ours.close()
+        theirs.close()
+
+
+class _OneBatch:
+    """An epoll whose next ``poll`` returns the given batch (then the real one's)."""
+
+    def __init__(self, real: select.epoll, batch: list[tuple[int, int]]) -> None:
+        self._real, self._batch = real, batch
+
+    def poll(self, timeout: float = -1) -> list[tuple[int, int]]:
+        batch, self._batch = self._batch, []
+        return batch or self._real.poll(timeout)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._real, name)
