@@ -17,6 +17,8 @@ from kiok.core.tracecontext import (
 )
 from kiok.dag.spec import TaskSpec, TriggerRule
 from kiok.ids import TaskId
+from kiok.master.metrics import InFlightRecords
+from kiok.store.effects import Effects
 
 PENDING = TaskRecord()
 
@@ -123,3 +125,29 @@ def test_the_ready_moment_of_a_fan_in_is_the_first_prefix_whose_verdict_is_ready
             break
     wait = queue_wait_ms(task(*ups, rule=rule), PENDING, 1_000, ups, floor_ms=0)
     assert wait == (None if expected is None else 1_000 - expected)
+
+
+def test_upstream_records_are_held_for_runs_seen_created_until_they_finish() -> None:
+    """The queue waits' upstream records come from the writes the command log reports, only
+    for runs whose every write this master has seen, and go with the run."""
+    held = InFlightRecords(max_runs=2)
+    a1, a2 = ended(TaskState.SUCCESS, 10), ended(TaskState.FAILED, 20)
+    fx = Effects(runs_created=["r1", "r2", "r3"])  # r3: beyond max_runs
+    for run in ("r1", "r0", "r3"):  # r0: created before this master started
+        fx.task_written(run, "a", 1, a1)
+    held.take(fx)
+    assert held.records("r1") == {"a": a1}
+    assert held.records("r2") == {}
+    assert held.records("r0") is None and held.records("r3") is None
+    later = Effects()
+    later.task_written("r1", "a", 2, a2)
+    held.take(later)
+    assert held.records("r1") == {"a": a2}
+    gone = Effects(runs_finished=["r1"], runs_deleted=["r2"])
+    held.take(gone)
+    assert held.records("r1") == {"a": a2}  # until the batch's queue waits are observed
+    held.forget(gone)
+    assert held.records("r1") is None and held.records("r2") is None
+    held.take(Effects(runs_created=["r4"]))
+    held.take(Effects(restored="b1"))
+    assert held.records("r4") is None
