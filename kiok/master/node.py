@@ -342,9 +342,12 @@ class MasterNode:
         if fx.keyring_changed and self.raft is None:
             self._reload_keyring()
         self.iam_epoch.on_effects(fx)  # (a single master's: before any other request runs)
-        self.metrics.observe(fx)
-        if self.tracing.enabled and (self.raft is None or self.raft.is_leader):  # one span per event
-            self.tracing.observe(fx, self.reader.run_header)
+        try:  # observing is best effort: a failure there must not keep runs from moving on
+            self.metrics.observe(fx)
+            if self.tracing.enabled and (self.raft is None or self.raft.is_leader):  # one span per event
+                self.tracing.observe(fx, self.reader.run_header)
+        except Exception:
+            log.exception("metrics or traces of an applied batch failed; the batch is applied")
         self.log_gate.on_effects(fx)
         self.coordinator.on_effects(fx)
         if fx.task_ends or fx.runs_finished:  # a final log: archive it now

@@ -189,3 +189,22 @@ async def test_log_retention_drops_logs_and_keeps_the_run(make_node: NodeFactory
         assert log_keys_of(n, run_id) == []
     assert log_keys_of(n, recent) != []
     assert await n.retention.sweep() == (0, 0)  # nothing twice
+
+
+async def test_a_failure_in_metrics_never_keeps_the_coordinator_from_an_applied_batch(
+    make_node: NodeFactory, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Metrics and traces observe each applied batch before the coordinator hears of it; a
+    bug there must be logged, not leave runs waiting on news the coordinator never got."""
+    n, clock = await make_node()
+    heard: list[object] = []
+
+    def broken(fx: object) -> None:
+        raise KeyError("a metrics bug")
+
+    monkeypatch.setattr(n.metrics, "observe", broken)
+    monkeypatch.setattr(n.coordinator, "on_effects", heard.append)
+    with caplog.at_level(logging.ERROR, logger="kiok.master.node"):
+        await n.log.propose(c.RegisterDag(at_ms=clock(), spec=cron_spec("observed", catchup=False)))
+    assert len(heard) == 1
+    assert "metrics or traces of an applied batch failed" in caplog.text
