@@ -208,9 +208,14 @@ class Spawner:
         return True
 
     def _timeout(self) -> float:
+        """How long the next wait may last: until the soonest deadline of an attempt, or not
+        at all when one can finish now. That happens when a finish reaps (as pid 1) the exit
+        of an attempt already looked at in the same turn: no event is left to wake us."""
         waits = []
         now = time.monotonic()
         for a in self._attempts.values():
+            if a.exited_at is not None and a.eof:
+                return 0.0
             if a.reason is None:
                 waits.append(a.deadline - now)
             if a.kill_at is not None:

@@ -23,6 +23,7 @@ import pytest
 from kiok.worker import spawn_protocol as sp
 from kiok.worker.isolation import prepare_work_root, task_isolation
 from kiok.worker.process import ProcessOutcome, ProcessRunner, WorkDirs
+from kiok.worker.spawner import signal_group
 from kiok.worker.stop import StopSignal
 
 
@@ -389,3 +390,39 @@ class _OneBatch:
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._real, name)
+
+
+def test_an_exit_reaped_by_another_attempts_finish_is_reported_at_once(tmp_path: Path) -> None:
+    """As pid 1 of its namespace, the spawner reaps every exited child when an attempt
+    finishes. An attempt whose output had ended, and which was looked at earlier in the same
+    turn, could be reaped there: nothing was left to wake the spawner, which slept until that
+    attempt's timeout, and its run stalled (found by polled diamond runs, one in ~500)."""
+    from kiok.worker.spawner import Spawner
+
+    ours, theirs = socket.socketpair()
+    spawner = Spawner(ours)
+    spawner._init = True  # reaps every child on a finish, as pid 1 of a namespace does
+    try:
+        # a: ends its output at once, exits a little later; b: exits at once.
+        script_a = "exec >/dev/null 2>&1; sleep 0.3"
+        spawner._handle(sp.Start(1, ["/bin/sh", "-c", script_a], str(tmp_path / "a"), {}, 60.0, 1.0, None))
+        spawner._handle(sp.Start(2, ["/bin/sh", "-c", "true"], str(tmp_path / "b"), {}, 60.0, 1.0, None))
+        a, b = spawner._attempts[1], spawner._attempts[2]
+        os.waitid(os.P_PID, b.pid, os.WEXITED | os.WNOWAIT)
+        spawner._reap_children()  # b's exit noticed (a still sleeps)
+        assert b.exited_at is not None and a.exited_at is None
+        os.waitid(os.P_PID, a.pid, os.WEXITED | os.WNOWAIT)  # a exited, not reaped yet
+        # One turn: both pipes end; a is looked at first (not exited yet as far as it knows),
+        # then b finishes, and its finish reaps a.
+        spawner._poll = _OneBatch(spawner._poll, [(a.out_fd, select.EPOLLIN), (b.out_fd, select.EPOLLIN)])  # type: ignore[assignment]
+        assert spawner._turn()
+        assert 2 not in spawner._attempts and a.exited_at is not None and a.eof
+        assert spawner._timeout() == 0, "a's exit is known: nothing else will wake the spawner"
+        began = time.monotonic()
+        assert spawner._turn()
+        assert 1 not in spawner._attempts and time.monotonic() - began < 5
+    finally:
+        for attempt in spawner._attempts.values():
+            signal_group(attempt.pid, signal.SIGKILL)
+        ours.close()
+        theirs.close()
