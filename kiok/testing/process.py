@@ -335,9 +335,13 @@ class MasterGroup:
             own = self.health(str(mid))  # the leader has taken over: it coordinates and answers
             return mid if own is not None and own.get("role") == "leader" else None
 
-        mid = next(iter(self.masters.values())).wait_for(
-            agreed, timeout_s, "the masters to agree on a leader"
-        )
+        try:
+            mid = next(iter(self.masters.values())).wait_for(
+                agreed, timeout_s, "the masters to agree on a leader"
+            )
+        except TimeoutError:  # say what each master saw: a failure in CI is read from this alone
+            views = {m: self.health(m) for m in self.masters if m != exclude}
+            raise TimeoutError(f"timed out waiting for the masters to agree on a leader: {views}") from None
         return self.masters[str(mid)]
 
     def settle(self, timeout_s: float = 30) -> None:

@@ -175,7 +175,7 @@ def test_disaster_recovery_into_three_fresh_masters(tmp_path: Path) -> None:
         {**env, "KIOK_WORKER_SHUTDOWN_DRAIN_TIMEOUT_SECONDS": "5"},
     )
     try:
-        follower = fresh.followers(fresh.leader())[0]
+        follower = fresh.followers(fresh.leader(timeout_s=60))[0]  # three cold starts at once, under CI load
         assert ok(follower.api("GET", "/api/v1/admin/backups"))["backups"][0]["id"] == backup_id
         ok(
             follower.api(
