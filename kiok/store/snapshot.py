@@ -33,7 +33,6 @@ needed.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -157,13 +156,10 @@ def _checked(
     records: Iterator[tuple[bytes, bytes]], cancelled: Callable[[], bool], path: Path
 ) -> Iterator[tuple[bytes, bytes]]:
     """``records``, asking ``cancelled`` every ``_CHUNK`` of them (WriteCancelled when True)."""
-    while True:
-        if cancelled():
+    for n, record in enumerate(records):
+        if n % _CHUNK == 0 and cancelled():
             raise WriteCancelled(f"{path}: snapshot write cancelled")
-        chunk = list(itertools.islice(records, _CHUNK))
-        if not chunk:
-            return
-        yield from chunk
+        yield record
 
 
 def read(path: Path, parts: Sequence[Part]) -> Loaded:
@@ -185,7 +181,8 @@ def read(path: Path, parts: Sequence[Part]) -> Loaded:
             return Loaded(header, index, restored=True)
         for part in reversed(parts):
             part.mark(0)
-            _clear(part)
+            for space in part.spaces:
+                part.kv.clear(space)
         pending: dict[str, list[Write]] = {part.name: [] for part in parts}
         for record in unpacker:
             if record is None:
@@ -270,14 +267,3 @@ def _check_digest(path: Path) -> None:
             left -= len(block)
         if digest.digest() != f.read(_DIGEST_SIZE):
             raise ValueError(f"{path}: damaged or truncated snapshot (its digest does not match)")
-
-
-def _clear(part: Part) -> None:
-    for space in part.spaces:
-        doomed: list[Write] = []
-        for key, _ in part.kv.scan(space, b""):
-            doomed.append((space, key, None))
-            if len(doomed) >= _CHUNK:
-                part.kv.write(doomed, sync=False)
-                doomed = []
-        part.kv.write(doomed, sync=False)
