@@ -3,7 +3,7 @@ run, whole and with ``?since=``, and what a client polling a 1→500→1 fan-out
 takes from its throughput.
 
     .venv/bin/python -m bench.run_read [--reads 1000] [--repeat 3] [--slots 8] [--pin-client]
-        [--poll-only]
+        [--poll-only] [--client lean|httpx]
 
 Server CPU is the standalone process's own CPU time (user + system, ``/proc/<pid>/stat``)
 over ``--reads`` sequential GETs of a finished run, divided by the reads: it includes
@@ -21,7 +21,9 @@ turns, so that a change in the machine's load hits them alike. The client's HTTP
 made before the run (making one costs ~30 ms of CPU, which an earlier version of this bench
 charged to the run); the server's CPU over each run and the client's own are reported per
 read, since on a shared 2-core machine the client's CPU is taken from the run too.
-``--pin-client`` keeps the client on CPU 1; ``--poll-only`` skips the other measures.
+``--pin-client`` keeps the client on CPU 1; ``--poll-only`` skips the other measures;
+``--client`` picks the polling client's HTTP client (``kiok.testing.watch``: ``lean``, the
+default, or ``httpx``, whose own CPU per read is several times the server's).
 
 Prints one JSON line per measure.
 """
@@ -53,6 +55,7 @@ from kiok.store.commandlog import apply_batch
 from kiok.store.kv import MemoryKV
 from kiok.store.reader import StateReader
 from kiok.testing.process import TERMINAL, Standalone
+from kiok.testing.watch import CLIENTS, RunWatcher
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -61,6 +64,14 @@ def cpu_s(pid: int) -> float:
     """User + system CPU seconds of process ``pid`` (all its threads)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def machine_busy_s() -> float:
+    """CPU seconds every process on the machine has used (``/proc/stat``: all but idle and
+    iowait), so that a run's whole cost (the kiok process, its spawners and task processes,
+    the polling client) is counted, not only the kiok process's."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    return (sum(fields) - fields[3] - fields[4]) / TICKS
 
 
 def emit(**record: Any) -> None:
@@ -79,40 +90,31 @@ def wait_ended(node: Standalone, run_id: str) -> dict[str, Any]:
 
 
 class Poller(threading.Thread):
-    """A client reading a run every 50 ms, whole or by ``since``, until stopped. Its HTTP
-    client is made and its connection opened before the run starts, as a client watching
-    runs has them already (making one costs ~30 ms of CPU: its TLS context), and ``cpu_s``
-    is its own thread's CPU over the run."""
+    """A client reading a run every 50 ms, whole or by ``since``, until it has ended or is
+    stopped, with the HTTP ``client`` named (``kiok.testing.watch``); ``cpu_s`` is its own
+    thread's CPU over the run."""
 
-    def __init__(self, node: Standalone, since: bool) -> None:
+    def __init__(self, node: Standalone, since: bool, client: str) -> None:
         super().__init__(daemon=True)
-        self.node, self.since = node, since
+        self.since = since
         self.run_id = ""
         self.stop = threading.Event()
         self.reads = 0
         self.cpu_s = 0.0
         self.held: dict[str, Any] | None = None
-        self.http = httpx.Client(headers={"Authorization": f"Bearer {node.token}"}, timeout=30)
-        self.http.get(f"{node.url}/api/v1/me").raise_for_status()
+        self.watcher = RunWatcher(node, client)
 
     def run(self) -> None:
         started = time.thread_time()
-        url = f"{self.node.url}/api/v1/runs/{self.run_id}"
-        http = self.http
         try:
             while not self.stop.is_set():
-                params = {"since": self.held["version"]} if self.since and self.held else None
-                answer = http.get(url, params=params).json()
-                if self.held is None or answer["full"]:
-                    self.held = answer
-                else:
-                    self.held = {**answer, "tasks": {**self.held["tasks"], **answer["tasks"]}}
+                self.held = self.watcher.read(self.run_id, since=self.since)
                 self.reads += 1
                 if self.held["state"] in TERMINAL:
                     break  # as a watching client does: the reads counted are of the run in flight
                 self.stop.wait(0.05)
         finally:
-            http.close()
+            self.watcher.close()
         self.cpu_s = time.thread_time() - started
 
 
@@ -125,19 +127,20 @@ class Polled:
     server_cpu_s: float
     reads: int
     poller_cpu_s: float
+    machine_cpu_s: float
 
 
-def fan_out_wall(node: Standalone, poll: str) -> Polled:
+def fan_out_wall(node: Standalone, poll: str, client: str) -> Polled:
     """One fan-out run timed by the server; ``poll``: "", "full" or "since"."""
     assert node.proc is not None
-    poller = Poller(node, since=poll == "since") if poll else None
-    cpu = cpu_s(node.proc.pid)
+    poller = Poller(node, since=poll == "since", client=client) if poll else None
+    cpu, busy = cpu_s(node.proc.pid), machine_busy_s()
     run_id = node.trigger("fanout_1_500_1")
     if poller:
         poller.run_id = run_id
         poller.start()
     run = wait_ended(node, run_id)
-    cpu = cpu_s(node.proc.pid) - cpu
+    cpu, busy = cpu_s(node.proc.pid) - cpu, machine_busy_s() - busy
     if poller:
         poller.stop.set()
         poller.join()
@@ -147,6 +150,7 @@ def fan_out_wall(node: Standalone, poll: str) -> Polled:
         server_cpu_s=cpu,
         reads=poller.reads if poller else 0,
         poller_cpu_s=poller.cpu_s if poller else 0.0,
+        machine_cpu_s=busy,
     )
 
 
@@ -297,19 +301,20 @@ def in_flight(repeat: int, every: int = 7) -> None:
         )
 
 
-def fan_out_polled(node: Standalone, repeat: int, pinned: bool) -> None:
+def fan_out_polled(node: Standalone, repeat: int, pinned: bool, client: str) -> None:
     """The fan-out alone, polled whole and polled by ``since``, interleaved (one of each in
     turn, after a warm-up run) so that a change in the machine's load hits them alike;
     medians of ``repeat``."""
-    fan_out_wall(node, "")
+    fan_out_wall(node, "", client)
     modes = ("", "full", "since")
     results: dict[str, list[Polled]] = {m: [] for m in modes}
     for _ in range(repeat):
         for poll in modes:
-            results[poll].append(fan_out_wall(node, poll))
+            results[poll].append(fan_out_wall(node, poll, client))
     alone = results[""]
     wall_alone = statistics.median(r.wall_s for r in alone)
     cpu_alone = statistics.median(r.server_cpu_s for r in alone)
+    machine_alone = statistics.median(r.machine_cpu_s for r in alone)
     for poll in modes:
         rs = results[poll]
         wall = statistics.median(r.wall_s for r in rs)
@@ -317,21 +322,29 @@ def fan_out_polled(node: Standalone, repeat: int, pinned: bool) -> None:
         record: dict[str, Any] = dict(
             measure="fanout_1_500_1_polled",
             poll=poll or "none",
+            client=client,
             client_pinned=pinned,
             median_wall_s=round(wall, 4),
             runs=[round(r.wall_s, 4) for r in rs],
             median_server_cpu_s=round(statistics.median(r.server_cpu_s for r in rs), 4),
+            median_machine_cpu_s=round(statistics.median(r.machine_cpu_s for r in rs), 4),
             reads_per_run=[r.reads for r in rs],
             load_average=[round(x, 2) for x in os.getloadavg()],
         )
         if poll:
-            # The server CPU a read added, and the client's own, per read.
+            # The server CPU a read added, and the client's own, per read. The run is bound
+            # by the machine's CPU, so what the reads add to it, against all the CPU an
+            # unwatched run takes, is their share of its throughput: a steadier estimate
+            # than the walls' ratio, which moves by several points between runs.
             added = sum(r.server_cpu_s for r in rs) - cpu_alone * len(rs)
+            client_cpu = sum(r.poller_cpu_s for r in rs)
             record.update(
                 server_cpu_ms_per_read=round(added / max(reads, 1) * 1000, 3),
-                client_cpu_ms_per_read=round(sum(r.poller_cpu_s for r in rs) / max(reads, 1) * 1000, 3),
+                client_cpu_ms_per_read=round(client_cpu / max(reads, 1) * 1000, 3),
                 throughput_ratio=round(wall_alone / wall, 3),
                 cost_pct=round((1 - wall_alone / wall) * 100, 1),
+                cpu_cost_pct=round((added + client_cpu) / (machine_alone * len(rs)) * 100, 2),
+                server_cpu_cost_pct=round(added / (machine_alone * len(rs)) * 100, 2),
             )
         emit(**record)
 
@@ -350,6 +363,7 @@ def main() -> None:
     ap.add_argument("--slots", type=int, default=8)
     ap.add_argument("--pin-client", action="store_true", help="run the polling client on CPU 1 only")
     ap.add_argument("--poll-only", action="store_true", help="only the polled fan-out")
+    ap.add_argument("--client", choices=CLIENTS, default="lean", help="the polling client's HTTP client")
     a = ap.parse_args()
     if not a.poll_only:
         in_process(a.reads)
@@ -373,7 +387,7 @@ def main() -> None:
                 # The polling client on CPU 1 only; the server keeps both (it was started
                 # before): the client then competes with the server for one core, not two.
                 os.sched_setaffinity(0, {1})
-            fan_out_polled(node, a.repeat, a.pin_client)
+            fan_out_polled(node, a.repeat, a.pin_client, a.client)
         finally:
             node.stop()
 

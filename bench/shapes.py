@@ -2,7 +2,7 @@
 against the floor of the same shapes run by plain subprocess calls.
 
     .venv/bin/python bench/shapes.py [--slots 8] [--repeat 3] [--latency-runs 30]
-        [--poll-ms 50 --median]
+        [--poll-ms 50 --median] [--client lean|httpx]
 
 Prints one JSON line per (system, shape): {"system","shape","tasks","wall_s","tasks_per_s",
 "of_floor",...} (the best of --repeat, or with ``--median`` the median; floor and kiok runs
@@ -24,11 +24,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-import httpx
 
 from kiok.testing.process import TERMINAL, Master, Standalone, WorkerProcess
+from kiok.testing.watch import CLIENTS, RunWatcher
 
 TRUE = ["/bin/sh", "-c", "true"]
 
@@ -72,28 +70,23 @@ def ms(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000
 
 
-def kiok_wall(node: Standalone, dag_id: str, poll_s: float | None = None) -> float:
+def kiok_wall(node: Standalone, dag_id: str, poll_s: float | None = None, client: str = "lean") -> float:
     """One run of ``dag_id``, timed by the server (createdAt -> endedAt). ``poll_s``: read it
-    that often as a client watching it does (the UI, ``kiok runs status --wait``: ``?since=``
-    the version it holds, patching its copy), with its HTTP client ready before the run;
-    None: look only every 0.5 s, so as to take as little as possible from what is measured."""
-    with httpx.Client(headers={"Authorization": f"Bearer {node.token}"}, timeout=30) as http:
-        http.get(f"{node.url}/api/v1/me").raise_for_status()
+    that often as a client watching it does (``kiok.testing.watch``: ``?since=`` the version it
+    holds, patching its copy), with its connection open before the run; None: look only
+    every 0.5 s, so as to take as little as possible from what is measured."""
+    watcher = RunWatcher(node, client)
+    try:
         run_id = node.trigger(dag_id)
-        url = f"{node.url}/api/v1/runs/{run_id}"
         deadline = time.monotonic() + 600
-        run: dict[str, Any] | None = None
         while True:
             time.sleep(0.5 if poll_s is None else poll_s)
-            since = {"since": run["version"]} if poll_s is not None and run is not None else None
-            answer = http.get(url, params=since).json()
-            if run is None or answer["full"]:
-                run = answer
-            else:
-                run = {**answer, "tasks": {**run["tasks"], **answer["tasks"]}}
+            run = watcher.read(run_id, since=poll_s is not None)
             if run["state"] in TERMINAL or time.monotonic() > deadline:
                 break
-    assert run is not None and run["state"] == "SUCCESS", run
+    finally:
+        watcher.close()
+    assert run["state"] == "SUCCESS", run["state"]
     return (ms(run["endedAt"]) - ms(run["createdAt"])) / 1000
 
 
@@ -107,6 +100,7 @@ def main() -> None:
         "--poll-ms", type=int, default=0, help="read each run this often, as a client watching it (0: rarely)"
     )
     ap.add_argument("--median", action="store_true", help="the median of --repeat, not the best")
+    ap.add_argument("--client", choices=CLIENTS, default="lean", help="the watching client's HTTP client")
     a = ap.parse_args()
     poll_s = a.poll_ms / 1000 if a.poll_ms > 0 else None
     pick = statistics.median if a.median else min
@@ -134,7 +128,7 @@ def main() -> None:
                 node.register(dag_yaml(name, layers))
                 measures: tuple[tuple[str, Callable[[], float]], ...] = (
                     ("floor", functools.partial(floor, layers, a.slots)),
-                    (system_name, functools.partial(kiok_wall, node, name, poll_s)),
+                    (system_name, functools.partial(kiok_wall, node, name, poll_s, a.client)),
                 )
                 walls: dict[str, list[float]] = {system: [] for system, _ in measures}
                 for _ in range(a.repeat):  # in turn, so a change in the machine's load hits both
@@ -153,6 +147,7 @@ def main() -> None:
                                 "runs": [round(w, 4) for w in walls[system]],
                                 "of_floor": round(pick(walls["floor"]) / wall, 3),
                                 "poll_ms": a.poll_ms,
+                                "client": a.client,
                                 "load_average": [round(x, 2) for x in os.getloadavg()],
                             }
                         ),

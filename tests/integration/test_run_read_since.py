@@ -10,7 +10,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from kiok.testing.process import ADMIN_PASSWORD, Standalone
+from kiok.testing.watch import CLIENTS, RunWatcher
 from tests.integration.test_cli import cli_for
 
 GATED = ("g1", "g2", "g3", "g4")
@@ -99,3 +102,32 @@ def test_cli_status_wait_follows_the_run_by_version(
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert json.loads(out) == node.run(run_id)  # patched version by version, equal to a full read
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_the_benches_watching_client_holds_what_a_full_read_shows(
+    shared_kiok: Standalone, task_tmp_path: Path, client: str
+) -> None:
+    """``kiok.testing.watch`` (what ``bench/`` polls runs with) patches its copy by version:
+    after each change, and at the end, it holds exactly what a full read shows."""
+    node = shared_kiok
+    name = f"since_watch_{client}"
+    node.register(dag(task_tmp_path / client).replace("since_read", name))
+    (task_tmp_path / client).mkdir()
+    run_id = node.trigger(name)
+    watcher = RunWatcher(node, client)
+    try:
+        node.wait_for(lambda: all_running(node, run_id), 30, "the gated tasks to run")
+        assert watcher.read(run_id)["full"] is True
+        for gate in GATED[:-1]:  # the run stays still after each (the last gate starts 'last')
+            (task_tmp_path / client / gate).touch()
+            node.wait_for(lambda g=gate: node.run(run_id)["tasks"][g]["state"] == "SUCCESS", 30, gate)
+            held = watcher.read(run_id)
+            assert held["full"] is False and held["tasks"] == node.run(run_id)["tasks"]
+        (task_tmp_path / client / GATED[-1]).touch()
+        node.wait_run(run_id)
+        held = watcher.read(run_id)
+        whole = node.run(run_id)
+        assert held["tasks"] == whole["tasks"] and held["state"] == whole["state"] == "SUCCESS"
+    finally:
+        watcher.close()
