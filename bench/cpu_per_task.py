@@ -8,9 +8,14 @@ Reads the standalone process's own CPU time, its task spawners' (living child pr
 the task processes' (reaped children, of the spawners or of the process itself;
 ``/proc/<pid>/stat``) around ``--runs`` runs of the shape. With ``--compare``, a second
 standalone imports kiok from that checkout (``PYTHONPATH``) and the two alternate
-``--rounds`` times, so both see the same machine load. Prints one JSON line per version:
+``--rounds`` times, so both see the same machine load. The floor (``bench/shapes.py``: the
+shape's tasks run by ``subprocess.run`` from 8 threads) is measured in the same rounds, its
+own CPU and its reaped children's (``getrusage``). Prints one JSON line per version:
 {"version","shape","median_wall_s","self_us_per_task","spawners_us_per_task",
-"children_us_per_task"} (medians over rounds).
+"children_us_per_task","floor_cpu_ratio"} (medians over rounds), then the floor's line.
+``floor_cpu_ratio`` is the floor's CPU per task over this version's: on a machine whose
+cores both keep busy (these shapes on 2 cores), the most kiok's throughput can be as a share
+of the floor's.
 """
 
 from __future__ import annotations
@@ -18,11 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import tempfile
 from pathlib import Path
 
-from shapes import SHAPES, dag_yaml, kiok_wall  # type: ignore[import-not-found]
+from shapes import SHAPES, dag_yaml, floor, kiok_wall  # type: ignore[import-not-found]
 
 from kiok.testing.process import Standalone
 
@@ -90,6 +96,22 @@ def measure(shape: str, runs: int, pythonpath: str | None) -> tuple[list[float],
     return walls, own, spawners, kids
 
 
+def measure_floor(shape: str, runs: int) -> tuple[list[float], float, float]:
+    """The floor's walls, and its own and its task processes' CPU per task (microseconds)."""
+    layers = SHAPES[shape]
+    floor(layers, 8)  # warm up
+
+    def used() -> tuple[float, float]:
+        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime
+
+    before = used()
+    walls = [floor(layers, 8) for _ in range(runs)]
+    after = used()
+    tasks = sum(len(layer) for layer in layers) * runs
+    return walls, (after[0] - before[0]) / tasks * 1e6, (after[1] - before[1]) / tasks * 1e6
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--shape", default="fanout_1_500_1", choices=sorted(SHAPES))
@@ -101,6 +123,7 @@ def main() -> None:
     results: dict[str, dict[str, list[float]]] = {
         v: {"walls": [], "self": [], "spawners": [], "kids": []} for v in versions
     }
+    floor_r: dict[str, list[float]] = {"walls": [], "self": [], "kids": []}
     for _ in range(a.rounds):
         for version, path in versions.items():
             walls, own, spawners, kids = measure(a.shape, a.runs, path)
@@ -108,7 +131,13 @@ def main() -> None:
             results[version]["self"].append(own)
             results[version]["spawners"].append(spawners)
             results[version]["kids"].append(kids)
+        walls, own, kids = measure_floor(a.shape, a.runs)
+        floor_r["walls"] += walls
+        floor_r["self"].append(own)
+        floor_r["kids"].append(kids)
+    floor_us = statistics.median(floor_r["self"]) + statistics.median(floor_r["kids"])
     for version, r in results.items():
+        total = sum(statistics.median(r[k]) for k in ("self", "spawners", "kids"))
         line = {
             "version": version,
             "shape": a.shape,
@@ -116,8 +145,17 @@ def main() -> None:
             "self_us_per_task": round(statistics.median(r["self"])),
             "spawners_us_per_task": round(statistics.median(r["spawners"])),
             "children_us_per_task": round(statistics.median(r["kids"])),
+            "floor_cpu_ratio": round(floor_us / total, 3),
         }
         print(json.dumps(line), flush=True)
+    floor_line = {
+        "version": "floor",
+        "shape": a.shape,
+        "median_wall_s": round(statistics.median(floor_r["walls"]), 4),
+        "self_us_per_task": round(statistics.median(floor_r["self"])),
+        "children_us_per_task": round(statistics.median(floor_r["kids"])),
+    }
+    print(json.dumps(floor_line), flush=True)
 
 
 if __name__ == "__main__":

@@ -61,9 +61,16 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    """CPU seconds of process ``pid``: the sum of its threads' time on a CPU
+    (``/proc/<pid>/task/*/schedstat``, in nanoseconds; ``/proc/<pid>/stat`` counts in 10 ms
+    ticks, as coarse as what a run's reads add to it)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            continue  # the thread ended meanwhile
+    return total / 1e9
 
 
 def machine_busy_s() -> float:
