@@ -66,9 +66,14 @@ _WORKER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _STATUS_URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]{1,255}")
 #: The task isolation modes a worker may name in its hello (``kiok.worker.isolation``).
 _TASK_ISOLATION = ("none", "user", "user+pidns")
-#: A worker answers an offer at once (it only checks room and labels): one that has not
-#: answered within this is frozen or cut off, and the run is offered elsewhere.
-_OFFER_TIMEOUT_S = 3.0
+#: A worker answers an offer at once (it only checks room and labels), from the event loop
+#: that sends its heartbeats: one that has not answered within this many heartbeat intervals
+#: is frozen or cut off, and the run is offered elsewhere. Every run waiting for a driver
+#: waits behind the offer, so this adds to a failover whenever a worker froze in the seconds
+#: before it (before: a fixed 3 s, which took a soak's failover to 6.5 s).
+_OFFER_TIMEOUT_HEARTBEATS = 1.5
+#: ...but never less than this: a live worker on a loaded host must not look frozen.
+_OFFER_TIMEOUT_MIN_S = 1.0
 #: Runs per connection for which a refused log batch or report is noted (once per run).
 _WARNED_RUNS = 64
 
@@ -149,7 +154,7 @@ class WorkerConnection:
         self._offers[request] = fut
         self.send(Offer(assignment, request=request))
         try:
-            return await asyncio.wait_for(fut, _OFFER_TIMEOUT_S)
+            return await asyncio.wait_for(fut, self._server.offer_timeout_s)
         except TimeoutError:
             return OfferReply(OfferVerdict.NAK, f"worker {self.worker_id} did not answer the offer")
         finally:
@@ -346,6 +351,9 @@ class InternalServer:
         self.node = node
         self.heartbeat_interval_ms = s.get_int("kiok.worker.heartbeat.interval.ms")
         self.heartbeat_timeout_s = s.get_int("kiok.worker.heartbeat.timeout.ms") / 1000
+        self.offer_timeout_s = max(
+            _OFFER_TIMEOUT_MIN_S, _OFFER_TIMEOUT_HEARTBEATS * self.heartbeat_interval_ms / 1000
+        )
         self.connect_timeout_s = s.get_int("kiok.internal.connect.timeout.ms") / 1000
         self.io_timeout_s = s.get_int("kiok.internal.io.timeout.ms") / 1000
         self.max_frame = s.get_int("kiok.internal.max.frame.bytes")

@@ -154,3 +154,34 @@ def test_the_global_concurrency_cap_holds_across_workers(cluster_factory: Any) -
     spans.sort()
     for (_, end), (start, _) in itertools.pairwise(spans):
         assert end <= start, spans  # never two task bodies at once, cluster-wide
+
+
+def test_an_offer_a_frozen_worker_cannot_answer_is_a_refusal_within_its_timeout(
+    cluster_factory: Any, task_tmp_path: Path
+) -> None:
+    """Every run waiting for a driver waits behind an offer, so one to a worker frozen a
+    moment ago (it still looks alive) must not hold them long: it counts as refused after
+    one and a half heartbeat intervals (1.5 s here; it was 3 s). The frozen worker's late
+    acceptance commits nothing: the run is offered again and runs once."""
+    slow_loss = {"KIOK_WORKER_HEARTBEAT_INTERVAL_MS": "1000", "KIOK_WORKER_HEARTBEAT_TIMEOUT_MS": "20000"}
+    c: Cluster = cluster_factory(workers=1, master_env=slow_loss)
+    marks = task_tmp_path  # written by tasks: run as the task user, away from pytest's tmp_path
+    c.master.register(three_step_dag("unanswered", marks, 0))
+    c.workers["w1"].signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        run_id = c.master.trigger("unanswered")
+        refused = "worker w1 refused the run: worker w1 did not answer the offer"
+
+        def refusal_logged() -> str | None:
+            text = c.master.log(run_id, "__run__")
+            return text if refused in text else None
+
+        log = c.master.wait_for(refusal_logged, 20, "the refusal")
+        waited_s = time.monotonic() - started  # the run log's times are to the second
+    finally:
+        c.workers["w1"].signal(signal.SIGCONT)
+    assert 1.4 <= waited_s < 2.9, (waited_s, log)
+    done = c.master.wait_run(run_id, timeout_s=30)
+    assert done["state"] == "SUCCESS" and {t["attempt"] for t in done["tasks"].values()} == {1}
+    assert (marks / "first").read_text() == "1\n"  # started once, by the driver that held the run
