@@ -127,18 +127,30 @@ class AuthService:
             pwc,
         )
 
-    async def login(self, user: str, password: str, address: str) -> TokenPair:
-        now = self._clock()
+    def _begin_password_check(self, user: str, address: str, now: int) -> str:
+        """Admit one check of ``user``'s password from ``address`` (a login, or the old
+        password of a change: one limit for both), or raise RateLimited; returns its key.
+        Counted as failed until ``_password_checked``, so concurrent attempts cannot all slip
+        past the limits while the first ones are still being checked."""
         key = f"{user}\x00{address}"
         wait_ms = max(
             self._limiter.retry_after_ms(key, now), self._address_limiter.retry_after_ms(address, now)
         )
         if wait_ms:
-            raise RateLimited(f"too many failed logins; try again in {wait_ms / 1000:.0f}s", wait_ms / 1000)
-        # Counted as failed until the hash says otherwise, so concurrent attempts cannot all
-        # slip past the limits while the first ones are still being checked.
+            raise RateLimited(
+                f"too many failed password checks; try again in {wait_ms / 1000:.0f}s", wait_ms / 1000
+            )
         self._limiter.failed(key, now)
         self._address_limiter.failed(address, now)
+        return key
+
+    def _password_checked(self, key: str, address: str, now: int) -> None:
+        self._limiter.succeeded(key)
+        self._address_limiter.forgive(address, now)
+
+    async def login(self, user: str, password: str, address: str) -> TokenPair:
+        now = self._clock()
+        key = self._begin_password_check(user, address, now)
         record = self._reader.user(user)
         # Hash even for an unknown user so timing does not reveal which users exist.
         stored = record["passwordHash"] if record else await self._dummy()
@@ -146,8 +158,7 @@ class AuthService:
         if not ok or record is None:
             self.audit(user, "auth:Login", user, address, success=False, detail="wrong user or password")
             raise Unauthenticated("wrong user or password")
-        self._limiter.succeeded(key)
-        self._address_limiter.forgive(address, now)
+        self._password_checked(key, address, now)
         self.audit(user, "auth:Login", user, address)
         return self._tokens(user, record)
 
@@ -163,17 +174,29 @@ class AuthService:
         record = self._current_user(claims)
         return self._tokens(claims.user, record)
 
-    async def change_password(self, principal: Principal, old: str, new: str) -> TokenPair:
+    async def change_password(self, principal: Principal, old: str, new: str, address: str) -> TokenPair:
+        """Limited like a login: a token is no oracle for its user's password."""
+        now = self._clock()
+        key = self._begin_password_check(principal.user, address, now)
         record = self._reader.user(principal.user)
         if record is None or not await self.hashes.verify(record["passwordHash"], old):
+            self.audit(
+                principal.user,
+                "auth:ChangePassword",
+                principal.user,
+                address,
+                success=False,
+                detail="wrong old password",
+            )
             raise Unauthenticated("the old password is wrong")
+        self._password_checked(key, address, now)
         problem = password_problem(new, user=principal.user, old=old)
         if problem:
             raise InvalidInput(problem)
         await self._log.propose(
             c.SetPassword(at_ms=self._clock(), user=principal.user, password_hash=await self.hashes.hash(new))
         )
-        self.audit(principal.user, "auth:ChangePassword", principal.user)
+        self.audit(principal.user, "auth:ChangePassword", principal.user, address)
         updated = self._reader.user(principal.user)
         assert updated is not None
         return self._tokens(principal.user, updated)

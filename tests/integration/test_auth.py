@@ -103,3 +103,29 @@ def test_refresh_and_failed_login_rate_limit(shared_kiok: Standalone) -> None:
     assert codes == [401] * 5 + [429]
     last = httpx.post(shared_kiok.url + "/api/v1/auth/login", json={"user": "mallory", "password": "guess"})
     assert last.status_code == 429 and int(last.headers["Retry-After"]) >= 1
+
+
+def test_wrong_old_passwords_are_limited_and_audited_like_wrong_logins(kiok: Standalone) -> None:
+    """A stolen token is no password oracle: change-password's check of the old password
+    counts against the same per-(user, address) limit as logins, and refusals are audited."""
+    body = {"user": "carl", "password": "Carl-Password-1"}
+    assert kiok.api("POST", "/api/v1/iam/users", json=body).status_code == 201
+    tokens = httpx.post(kiok.url + "/api/v1/auth/login", json=body).json()
+    headers = {"Authorization": f"Bearer {tokens['accessToken']}"}
+
+    def change(old: str) -> httpx.Response:
+        new = {"oldPassword": old, "newPassword": "Carl-Password-2"}
+        return httpx.post(kiok.url + "/api/v1/auth/change-password", headers=headers, json=new)
+
+    assert [change(f"guess-{i}").status_code for i in range(6)] == [401] * 5 + [429]
+    right = change("Carl-Password-1")
+    assert right.status_code == 429 and right.json()["error"]["code"] == "rate_limited", right.text
+    assert int(right.headers["Retry-After"]) >= 1
+    assert httpx.post(kiok.url + "/api/v1/auth/login", json=body).status_code == 429  # one limit
+
+    def refusals() -> list[dict[str, Any]] | None:
+        query = {"actor": "carl", "action": "auth:ChangePassword", "outcome": "refused"}
+        entries: list[dict[str, Any]] = kiok.api("GET", "/api/v1/admin/audit", params=query).json()["entries"]
+        return entries if len(entries) == 5 else None
+
+    assert all(e["address"] == "127.0.0.1" for e in kiok.wait_for(refusals, 10, "5 refusals audited"))

@@ -287,3 +287,67 @@ def test_policies_naming_the_old_run_resources_are_refused_with_the_new_form(k: 
     assert bad.status_code == 400, bad.text
     message = bad.json()["error"]["message"]
     assert "run/hello-*" in message and "dag/<dagId>/run/<runId>" in message
+
+
+def connection_ids(r: httpx.Response) -> set[str]:
+    assert r.status_code == 200, r.text
+    return {c["connectionId"] for c in r.json()["connections"]}
+
+
+def test_connection_writes_and_lists_are_checked_connection_by_connection(k: Standalone) -> None:
+    for cid in ("dev-db", "prod-db"):
+        body = {"connectionId": cid, "properties": {"password": f"{cid}-pw"}}
+        assert k.api("POST", "/api/v1/connections", json=body).status_code == 201
+    deny_prod = {"Effect": "Deny", "Action": "connections:*", "Resource": "connection/prod-*"}
+    put_policy(k, "conn-ops", allow(["connections:Read", "connections:Write"], "connection/*"), deny_prod)
+    put_user(k, "olga", policies=("conn-ops",))
+    olga = login(k, "olga")
+    # A Deny on one connection holds for writes too: olga cannot swap prod's credentials.
+    hijack = {"connectionId": "prod-db", "properties": {"hijacked": "attacker-pw"}}
+    r = call(k, olga, "POST", "/api/v1/connections", json=hijack)
+    assert forbidden(r, "connections:Write", "connection/prod-db"), r.text
+    assert k.api("GET", "/api/v1/connections/prod-db").json()["properties"] == {"password": "***"}
+    ok = call(k, olga, "POST", "/api/v1/connections", json={"connectionId": "dev-db", "properties": {}})
+    assert ok.status_code == 201, ok.text
+    # ... and the list shows only what the caller may read.
+    assert connection_ids(call(k, olga, "GET", "/api/v1/connections")) == {"dev-db"}
+    # A grant on some connections means those connections, for lists and writes alike.
+    put_policy(k, "dev-conns", allow(["connections:Read", "connections:Write"], "connection/dev-*"))
+    put_user(k, "dave", policies=("dev-conns",))
+    dave = login(k, "dave")
+    assert connection_ids(call(k, dave, "GET", "/api/v1/connections")) == {"dev-db"}
+    r = call(k, dave, "POST", "/api/v1/connections", json={"connectionId": "dev-cache", "properties": {}})
+    assert r.status_code == 201, r.text
+    r = call(k, dave, "POST", "/api/v1/connections", json={"connectionId": "prod-cache", "properties": {}})
+    assert forbidden(r, "connections:Write", "connection/prod-cache"), r.text
+    assert "prod-cache" not in connection_ids(k.api("GET", "/api/v1/connections"))
+
+
+def test_deleting_a_group_needs_what_leaving_it_and_detaching_its_policies_need(k: Standalone) -> None:
+    put_policy(k, "no-dags", {"Effect": "Deny", "Action": "dags:*", "Resource": "*"})
+    assert (
+        k.api("POST", "/api/v1/iam/groups", json={"group": "jail", "policies": ["no-dags"]}).status_code
+        == 201
+    )
+    put_policy(k, "group-writer", allow("iam:Write", "iam/group/*"), allow("dags:List", "dag/*"))
+    put_user(k, "gina", policies=("group-writer",), groups=("jail",))
+    gina = login(k, "gina")
+    assert forbidden(call(k, gina, "GET", "/api/v1/dags"), "dags:List", "any resource")
+    # Deleting the group would take gina out of it (and its Deny off her): that is leaving it.
+    r = call(k, gina, "DELETE", "/api/v1/iam/groups/jail")
+    assert forbidden(r, "iam:RemoveUserFromGroup", "iam/group/jail"), r.text
+    assert forbidden(call(k, gina, "GET", "/api/v1/dags"), "dags:List", "any resource")
+    # With the membership action, the policies attached still need detaching.
+    put_policy(
+        k,
+        "group-writer",
+        allow(["iam:Write", "iam:RemoveUserFromGroup"], "iam/group/*"),
+        allow("dags:List", "dag/*"),
+    )
+    r = call(k, gina, "DELETE", "/api/v1/iam/groups/jail")
+    assert forbidden(r, "iam:DetachPolicy", "iam/policy/no-dags"), r.text
+    assert [g for g in k.api("GET", "/api/v1/iam/groups").json()["groups"] if g["group"] == "jail"]
+    # An empty group without policies is hers to delete with iam:Write alone.
+    assert k.api("POST", "/api/v1/iam/groups", json={"group": "scratch"}).status_code == 201
+    put_policy(k, "group-writer", allow("iam:Write", "iam/group/*"))
+    assert call(k, gina, "DELETE", "/api/v1/iam/groups/scratch").status_code == 200

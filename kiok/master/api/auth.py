@@ -52,5 +52,7 @@ async def change_password(
     request: Request,
     principal: Principal = Depends(require(actions.CHANGE_PASSWORD)),
 ) -> Any:
-    pair = await node_of(request).auth.change_password(principal, body.oldPassword, body.newPassword)
+    pair = await node_of(request).auth.change_password(
+        principal, body.oldPassword, body.newPassword, client_address(request)
+    )
     return pair.to_json()

@@ -12,10 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kiok.core.notify import SmtpConnection
 from kiok.errors import InvalidInput, NotFound
-from kiok.master.api.deps import client_address, node_of, require
+from kiok.master.api.deps import client_address, node_of, require, require_anywhere
 from kiok.master.auth import Principal
 from kiok.master.views import iso
-from kiok.security import actions
+from kiok.security import actions, resources
 from kiok.store import commands as c
 
 router = APIRouter(prefix="/api/v1/connections", tags=["connections"])
@@ -45,20 +45,29 @@ def _view(record: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("")
 async def list_connections(
-    request: Request, _: Principal = Depends(require(actions.READ_CONNECTION, "connection/*"))
+    request: Request, principal: Principal = Depends(require_anywhere(actions.READ_CONNECTION))
 ) -> dict[str, Any]:
-    return {"connections": [_view(r) for r in node_of(request).reader.connections()]}
+    """The connections the caller may read (``connections:Read`` on ``connection/<id>``)."""
+    node = node_of(request)
+    may_read = node.iam.grants(principal).checker(actions.READ_CONNECTION)
+    return {
+        "connections": [
+            _view(r) for r in node.reader.connections() if may_read(resources.connection(r["id"]))
+        ]
+    }
 
 
 @router.post("", status_code=201, responses={400: {}})
 async def put_connection(
     body: ConnectionRequest,
     request: Request,
-    principal: Principal = Depends(require(actions.WRITE_CONNECTION, "connection/*")),
+    principal: Principal = Depends(require_anywhere(actions.WRITE_CONNECTION)),
 ) -> dict[str, Any]:
-    """Create or replace a connection."""
+    """Create or replace a connection (``connections:Write`` on ``connection/<its id>``)."""
     if not _ID.match(body.connectionId):
         raise InvalidInput("connectionId: letters, digits, '_' and '-' only (no dots), up to 128")
+    node = node_of(request)
+    node.iam.authorize(principal, actions.WRITE_CONNECTION, resources.connection(body.connectionId))
     for key in body.properties:
         if not key or len(key) > 256 or "}" in key or any(ch.isspace() for ch in key):
             raise InvalidInput(f"properties: invalid property name {key!r}")
@@ -67,7 +76,6 @@ async def put_connection(
             SmtpConnection.from_properties(body.properties)
         except ValueError as e:
             raise InvalidInput(f"properties: {e}") from None
-    node = node_of(request)
     await node.log.propose(
         c.PutConnection(
             at_ms=node.clock_ms(),

@@ -306,7 +306,18 @@ async def delete_group(
     request: Request,
     principal: Principal = Depends(require(actions.WRITE_IAM, "iam/group/{name}")),
 ) -> dict[str, Any]:
-    """Delete a group; its members leave it."""
+    """Delete a group; its members leave it and its policies are detached from it, which
+    needs what leaving and detaching need (the group may hold a Deny): also
+    ``iam:RemoveUserFromGroup`` on it if it has members, ``iam:DetachPolicy`` on each policy."""
+    node = node_of(request)
+    group = node.reader.group(name)
+    if group is not None:
+        grants = node.iam.grants(principal)
+        if any(name in (u.get("groups") or ()) for u in node.reader.iam_records("user")):
+            grants.check(actions.REMOVE_USER_FROM_GROUP, resources.group(name))
+        _check_changes(
+            grants, group["policies"], (), actions.ATTACH_POLICY, actions.DETACH_POLICY, resources.policy
+        )
     return await _delete(request, principal, "group", name, resources.group(name))
 
 

@@ -28,11 +28,9 @@ _ON_RESOURCE: dict[str, str] = {
     actions.BACKUP: resources.CLUSTER,
     actions.LIST_BACKUPS: resources.CLUSTER,
     actions.RESTORE: resources.CLUSTER,
-    actions.READ_CONNECTION: "connection/*",
-    actions.WRITE_CONNECTION: "connection/*",
 }
 
-#: Actions on many resources (DAGs, runs, IAM records): answered "on some resource".
+#: Actions on many resources (DAGs, runs, connections, IAM records): answered "on some resource".
 _ANYWHERE = (
     actions.LIST_DAGS,
     actions.READ_DAG,
@@ -46,6 +44,8 @@ _ANYWHERE = (
     actions.RERUN_RUN,
     actions.DELETE_RUN,
     actions.READ_LOG,
+    actions.READ_CONNECTION,
+    actions.WRITE_CONNECTION,
     actions.DELETE_CONNECTION,
     actions.READ_IAM,
     actions.WRITE_IAM,
@@ -63,9 +63,9 @@ _ANYWHERE = (
 @router.get("/me")
 async def me(request: Request, principal: Principal = Depends(signed_in)) -> dict[str, Any]:
     """The caller's user and groups, and ``allowed``: for each action the UI offers, whether
-    the caller's policies allow it — on ``cluster`` (cluster actions), on ``connection/*``
-    (connection reads and writes), or on some resource (DAG, run and IAM actions, which a
-    policy may grant on some records only: the API then decides record by record)."""
+    the caller's policies allow it — on ``cluster`` (cluster actions), or on some resource
+    (DAG, run, connection and IAM actions, which a policy may grant on some records only: the
+    API then decides record by record)."""
     documents = node_of(request).iam.documents(principal)
     allowed = {action: is_allowed(documents, action, resource) for action, resource in _ON_RESOURCE.items()}
     allowed.update({action: allowed_anywhere(documents, action) for action in _ANYWHERE})
