@@ -13,6 +13,7 @@ recycling. ``spawner.Spawner`` owns the processes and the event loop.
 from __future__ import annotations
 
 import array
+import contextlib
 import fcntl
 import os
 import signal
@@ -122,6 +123,13 @@ class TemplateProcess:
         self.control.sendmsg([str(attempt).encode()], [rights])
         self.forks += 1
         self.attempts.add(attempt)
+        self.wake()
+
+    def wake(self) -> None:
+        """Continue it, should a task (its user) have stopped it (SIGSTOP)."""
+        if not self.reaped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGCONT)
 
     def receive(self) -> list[Reply] | None:
         """The replies waiting on its socket; None when it is gone."""
@@ -314,6 +322,16 @@ class Templates:
         for template in self._by_fd.values():
             if template.pid == pid:
                 template.reaped = True
+
+    def end(self, template: TemplateProcess) -> None:
+        """End ``template``, which does not answer (a task may keep it stopped), as if it had
+        died: its attempts fail, and a new one is started."""
+        if template in self._by_fd.values():
+            self._gone(template)
+
+    def pids(self) -> set[int]:
+        """The pids of the running templates (the current one and retired ones)."""
+        return {template.pid for template in self._by_fd.values()}
 
     def close(self) -> None:
         for template in list(self._by_fd.values()):

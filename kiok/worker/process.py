@@ -25,7 +25,6 @@ import contextlib
 import itertools
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -38,7 +37,7 @@ import msgpack
 
 from kiok.worker import spawn_protocol as sp
 from kiok.worker.isolation import NO_ISOLATION, Isolation
-from kiok.worker.spawner import signal_group
+from kiok.worker.spawner import empty_dir, signal_group
 from kiok.worker.stop import StopSignal
 
 log = logging.getLogger(__name__)
@@ -67,7 +66,7 @@ class WorkDirs:
         self._made += 1
         path = self._root / f"{os.getpid()}.{self._made}"
         with contextlib.suppress(FileNotFoundError):
-            shutil.rmtree(path)  # left behind by an earlier process that had this pid
+            _remove_tree(path)  # left behind by an earlier process that had this pid
         if self._owner is None:
             path.mkdir(parents=True)
         else:
@@ -81,7 +80,15 @@ class WorkDirs:
     def discard(self) -> None:
         """Remove a temporary root and all in it (when the worker stops)."""
         if self._temporary:
-            shutil.rmtree(self._root, ignore_errors=True)  # never follows a link a task made
+            with contextlib.suppress(OSError):
+                _remove_tree(self._root)
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove directory ``path`` and all in it, as ``empty_dir`` empties an attempt's: at any
+    depth, never through a link a task made."""
+    empty_dir(str(path))
+    path.rmdir()
 
 
 @dataclass(frozen=True)

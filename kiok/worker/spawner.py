@@ -19,18 +19,24 @@ closes, even on kill -9), every running task group is killed and the spawner exi
 Isolated (``kiok.worker.isolation``), the spawner is given the task user's ``uid:gid``: it
 drops to them once its imports are done, so every task it starts runs as that user. Started
 through ``unshare --pid``, it is pid 1 of its namespace: orphans of earlier attempts become
-its children, and are reaped along with the attempts' own processes.
+its children, and are reaped along with the attempts' own processes; when an attempt ends,
+what it left outside its group (a process in a session of its own) is killed too, unless it
+may be a running attempt's.
 
 Configured with a python template (``spawn_protocol.Template``), it keeps one warm
 interpreter as its child (``kiok.worker.forkserver``) and a python attempt is a ``fork()`` of
 it: the same session, descriptors, directory, environment, timeout and stop as above, with
-the exit reported by the template (the attempt's parent) rather than by a pidfd.
+the exit reported by the template (the attempt's parent) rather than by a pidfd. A task may
+stop its template (they share a user): it is continued with each fork asked of it, and one
+that still has not reported a killed attempt's end a grace period later is ended as if dead.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
+import math
 import os
 import select
 import shutil
@@ -38,6 +44,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import msgpack
@@ -47,8 +54,11 @@ from kiok.worker import spawn_protocol as sp
 
 _READ_SIZE = 65536
 #: How long the output pipe may stay open after the main process exited (a background
-#: child holding it) before the group is killed.
+#: child holding it) before the group is killed; after twice that, it is closed.
 _PIPE_DRAIN_S = 1.0
+#: Reads of what is left in an output pipe held open outside the attempt (a pipe holds 1 MiB
+#: at most to an unprivileged writer: 16 reads of 64 KiB).
+_LAST_READS = 16
 #: Without pidfds (Linux < 5.3) an exit is noticed by polling this often.
 _EXIT_POLL_S = 0.01
 #: Signals Python (or the spawner) ignores that a task must get back at their defaults.
@@ -75,6 +85,10 @@ class _Attempt:
     template: fs.TemplateProcess | None = None
     #: Why its end is unknown (its template died), reported with its exit.
     error: str | None = None
+    #: When it was started (``CLOCK_BOOTTIME``, the clock of a process's start time in /proc).
+    since: float = 0.0
+    #: SIGKILLed already (forked: its template has a grace period to report its end).
+    killed: bool = False
 
 
 def signal_group(pid: int, sig: int) -> None:
@@ -87,37 +101,89 @@ def signal_group(pid: int, sig: int) -> None:
 
 
 def empty_dir(directory: str) -> None:
-    """Remove what an attempt left in its directory. A task may have taken the write or
-    search permission off its own directories: they are given back and it is tried again;
-    if that fails too, the directory itself goes (the next attempt creates it afresh)."""
+    """Remove what an attempt left in its directory and give the directory its mode (0700)
+    back. A task may have made anything of it: trees deeper than any recursion or path
+    allows, directories it took its own permissions off, links (never followed). So nothing
+    here recurses or builds paths: each directory met has its other entries removed and its
+    subdirectories moved up into ``directory``, to be emptied in their turn; descriptors are
+    two at most. What cannot be removed stays (a process of the task's still at work)."""
     try:
-        _remove_entries(directory)
+        top = _open_dir(directory, None)
     except OSError:
-        _allow_removal(directory)
+        return  # gone: the next attempt makes it again
+    try:
+        names = itertools.count()
+        todo = _clear(top, top, names)
+        while todo:
+            name = todo.pop()
+            try:
+                fd = _open_dir(name, top)
+            except OSError:
+                continue
+            try:
+                todo += _clear(fd, top, names)
+            finally:
+                os.close(fd)
+            with contextlib.suppress(OSError):
+                os.rmdir(name, dir_fd=top)
+    finally:
+        os.close(top)
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _open_dir(path: str, dir_fd: int | None) -> int:
+    """The directory ``path`` (never through a link), opened and made 0700 again. One the
+    task took the read permission off is given it back first: by name, as the task's user
+    (root never gets here), so nothing it could not do itself."""
+    try:
+        fd = os.open(path, _DIR_FLAGS, dir_fd=dir_fd)
+    except PermissionError:
+        os.chmod(path, 0o700, dir_fd=dir_fd)
+        fd = os.open(path, _DIR_FLAGS, dir_fd=dir_fd)
+    try:
+        os.fchmod(fd, 0o700)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _clear(fd: int, top: int, names: Iterator[int]) -> list[str]:
+    """Remove what directory ``fd`` holds but its subdirectories, which are moved into
+    ``top`` (where they are already when ``fd`` is ``top``): their names there."""
+    with os.scandir(fd) as scan:
+        entries = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in scan]
+    subdirectories = []
+    for name, is_dir in entries:
         try:
-            _remove_entries(directory)
-        except OSError:
-            shutil.rmtree(directory, ignore_errors=True)
-
-
-def _remove_entries(directory: str) -> None:
-    with os.scandir(directory) as entries:
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path)
+            if not is_dir:
+                os.unlink(name, dir_fd=fd)
+            elif fd == top:
+                subdirectories.append(name)
             else:
-                os.unlink(entry.path)
+                subdirectories.append(_move(name, fd, top, names))
+        except OSError:
+            pass
+    return subdirectories
 
 
-def _allow_removal(directory: str) -> None:
-    with contextlib.suppress(OSError):
-        os.chmod(directory, 0o700)
-    for parent, dirs, _ in os.walk(directory):
-        for name in dirs:
-            path = os.path.join(parent, name)
-            if not os.path.islink(path):
-                with contextlib.suppress(OSError):
-                    os.chmod(path, 0o700)
+def _move(name: str, fd: int, top: int, names: Iterator[int]) -> str:
+    """Move directory ``name`` from ``fd`` into ``top``, under a name of its own there (a
+    directory moves only with its write permission: given back, as in ``_open_dir``)."""
+    while True:
+        new = f".kiok-emptied-{next(names)}"
+        try:
+            os.rename(name, new, src_dir_fd=fd, dst_dir_fd=top)
+            return new
+        except PermissionError:
+            os.chmod(name, 0o700, dir_fd=fd)
+            os.rename(name, new, src_dir_fd=fd, dst_dir_fd=top)
+            return new
+        except OSError as e:  # the name is taken (not by an empty directory: that is replaced)
+            if e.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+                raise
 
 
 def _executable(argv0: str, env: dict[str, str]) -> str:
@@ -145,7 +211,7 @@ class Spawner:
         #: Attempts whose main process has not been reaped yet.
         self._by_pid: dict[int, _Attempt] = {}
         #: Pid 1 of a namespace: orphaned task processes become this process's children.
-        self._init = os.getpid() == 1
+        self._pid_one = self._init = os.getpid() == 1
         self._outbox = bytearray()
         self._pack = msgpack.Packer(use_bin_type=True).pack
         #: The worker's task environment, which every task's own variables are added to.
@@ -156,9 +222,9 @@ class Spawner:
         self._outbox += self._pack(sp.to_wire(msg))
 
     def serve(self) -> None:
-        self.send(sp.Hello(sp.VERSION, os.getpid()))
-        self._flush()
         try:
+            self.send(sp.Hello(sp.VERSION, os.getpid()))
+            self._flush()  # the worker may be gone already (killed as it started this spawner)
             while self._turn():
                 self._flush()
         except (ConnectionResetError, BrokenPipeError):
@@ -221,7 +287,8 @@ class Spawner:
             if a.kill_at is not None:
                 waits.append(a.kill_at - now)
             if a.exited_at is not None and not a.eof:
-                waits.append(a.exited_at + _PIPE_DRAIN_S - now)
+                drained = a.exited_at + _PIPE_DRAIN_S
+                waits.append((drained if now < drained else drained + _PIPE_DRAIN_S) - now)
             if a.exit_fd is None and a.exited_at is None and a.template is None:
                 waits.append(_EXIT_POLL_S)
         return max(0.0, min(waits)) if waits else -1
@@ -248,12 +315,14 @@ class Spawner:
         if template is not None:
             self._start_forked(msg, template, env)
             return
+        since = time.clock_gettime(time.CLOCK_BOOTTIME)
         out_fd, pid = self._spawn(msg.argv, env, cwd, msg.script)
         try:
             exit_fd: int | None = os.pidfd_open(pid)
         except (AttributeError, OSError):
             exit_fd = None
         attempt = _Attempt(msg.id, pid, out_fd, exit_fd, cwd, time.monotonic() + msg.timeout_s, msg.grace_s)
+        attempt.since = since
         self._attempts[msg.id] = attempt
         self._by_pid[pid] = attempt
         self.send(sp.Started(msg.id, pid))
@@ -300,6 +369,7 @@ class Spawner:
         attempt = _Attempt(
             msg.id, 0, out_fd, None, msg.cwd, now + msg.timeout_s, msg.grace_s, template=template
         )
+        attempt.since = time.clock_gettime(time.CLOCK_BOOTTIME)
         self._attempts[msg.id] = attempt
         self._by_fd[out_fd] = attempt
         self._poll.register(out_fd, select.EPOLLIN)
@@ -313,7 +383,8 @@ class Spawner:
         attempt.pid = pid
         self.send(sp.Started(attempt_id, pid))
         if attempt.reason is not None:  # stopped before the fork was reported
-            signal_group(pid, signal.SIGTERM if attempt.kill_at is not None else signal.SIGKILL)
+            term = attempt.kill_at is not None and not attempt.killed
+            signal_group(pid, signal.SIGTERM if term else signal.SIGKILL)
 
     def forked_exited(self, attempt_id: int, status: int, error: str | None = None) -> None:
         """A forked attempt's process ended (``error``: or its template died under it)."""
@@ -402,17 +473,48 @@ class Spawner:
         if attempt.kill_at is not None and now >= attempt.kill_at:
             signal_group(attempt.pid, signal.SIGKILL)
             attempt.kill_at = None
+            if attempt.template is not None and attempt.exited_at is None:
+                self._unreported(attempt, attempt.template, now)
         if attempt.exited_at is None and attempt.exit_fd is None and attempt.template is None:
             self._reap_children()  # no pidfd on this kernel: polled
         if attempt.exited_at is not None and not attempt.eof and now - attempt.exited_at >= _PIPE_DRAIN_S:
             signal_group(attempt.pid, signal.SIGKILL)  # orphans hold the pipe open
+            if now - attempt.exited_at >= 2 * _PIPE_DRAIN_S:
+                self._end_output(attempt)  # held outside the group: none of the attempt's business
         if attempt.exited_at is not None and attempt.eof:
             self._finish(attempt)
+
+    def _end_output(self, attempt: _Attempt) -> None:
+        """Take what is left in the attempt's output pipe and close it, though a process out
+        of the attempt's group (its own session) still holds it: the attempt ends anyway."""
+        for _ in range(_LAST_READS):
+            try:
+                data = os.read(attempt.out_fd, _READ_SIZE)
+            except BlockingIOError:
+                break
+            if not data:
+                break
+            self.send(sp.Output(attempt.id, data))
+        attempt.eof = True
+        self._drop_fd(attempt.out_fd)
+
+    def _unreported(self, attempt: _Attempt, template: fs.TemplateProcess, now: float) -> None:
+        """A forked attempt is killed (or was never forked) and its template has not said
+        it ended. A task, the template's user, may have stopped it: it is woken and given a
+        grace period; silent after that, it is ended as if it had died (its attempts too).
+        One not ready yet (its preloads may take long) is only woken, each grace period."""
+        if attempt.killed and template.ready:
+            self._templates.end(template)
+        else:
+            attempt.killed = True
+            attempt.kill_at = now + attempt.grace_s
+            template.wake()
 
     def _finish(self, attempt: _Attempt) -> None:
         del self._attempts[attempt.id]
         signal_group(attempt.pid, signal.SIGKILL)  # whatever the attempt left in its group
         if self._init:
+            self._end_strays()  # and what it left outside its group
             self._reap_children()  # orphans of this attempt (or earlier ones) that have died
         empty_dir(attempt.cwd)
         self.send(
@@ -426,6 +528,43 @@ class Spawner:
         )
         if attempt.template is not None:
             self._templates.attempt_done(attempt.template, attempt.id)
+
+    def _end_strays(self) -> None:
+        """Kill what ended attempts left outside their process groups (``setsid``, a daemon's
+        double fork), so that nothing of an attempt lives on to see (or write into) the ones
+        after it. As pid 1 of the namespace this process adopts every orphan: one adopted
+        process is left alone when it may be a running attempt's, being in the group of one
+        or started after one was (its lineage is lost, so nothing closer can be known); the
+        others, and every process under them, are stopped first, top down and pass after
+        pass until all are (a stopped process forks no more), then killed."""
+        if not self._pid_one:
+            return
+        running = self._attempts.values()
+        known = {a.pid for a in running} | self._templates.pids()
+        if all(pid in known for pid in _children(1, threads=False)):
+            return  # the common case: nothing adopted (one read: this process has one thread)
+        groups = {a.pid for a in running}
+        since = min((a.since for a in running), default=math.inf)
+        stopped: set[int] = set()
+        for _ in range(_STRAY_PASSES):
+            settled = True
+            todo = [
+                p for p in _children(1) if p in stopped or (p not in known and _left_behind(p, groups, since))
+            ]
+            while todo:
+                pid = todo.pop()
+                if pid not in stopped:
+                    stopped.add(pid)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGSTOP)
+                if _state(pid) not in "TtZX":
+                    settled = False  # not stopped yet: it may still fork
+                todo += _children(pid)
+            if settled:
+                break
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def _drop_fd(self, fd: int) -> None:
         self._poll.unregister(fd)
@@ -445,6 +584,59 @@ def _output_pipe() -> tuple[int, int]:
     out_fd, child_out = os.pipe()
     os.set_blocking(out_fd, False)
     return out_fd, child_out
+
+
+#: Passes over what ended attempts left behind before all of it is stopped (bounded: a
+#: process between its SIGSTOP and stopping can fork once more, shown by the next pass).
+_STRAY_PASSES = 1000
+_CLOCK_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int, *, threads: bool = True) -> list[int]:
+    """The children of process ``pid`` (of each of its threads; without ``threads``, of its
+    main thread); none when it is gone."""
+    found: list[int] = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task") if threads else [str(pid)]
+    except OSError:
+        return found
+    for tid in tids:
+        with contextlib.suppress(OSError):
+            found += map(int, _read(f"/proc/{pid}/task/{tid}/children").split())
+    return found
+
+
+def _read(path: str) -> bytes:
+    """A small /proc file (one read: they are produced whole)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 65536)
+    finally:
+        os.close(fd)
+
+
+def _stat(pid: int) -> list[bytes]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (the state first); empty
+    when the process is gone."""
+    try:
+        return _read(f"/proc/{pid}/stat").rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+def _state(pid: int) -> str:
+    fields = _stat(pid)
+    return fields[0].decode() if fields else "X"
+
+
+def _left_behind(pid: int, groups: set[int], since: float) -> bool:
+    """Whether adopted process ``pid`` cannot be a running attempt's: in none of their
+    ``groups``, and started (to the clock tick) before the first of them (``since``)."""
+    fields = _stat(pid)
+    if len(fields) < 20:
+        return False  # gone
+    group, started = int(fields[2]), int(fields[19]) * _CLOCK_TICK_S
+    return group not in groups and started + _CLOCK_TICK_S < since
 
 
 def _filename(e: OSError) -> str | None:

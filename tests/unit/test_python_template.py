@@ -2,8 +2,8 @@
 template and task processes, isolated as the task user in a pid namespace (the suite runs as
 root, as CI does): each attempt is a fresh fork that behaves like ``python -u /dev/fd/3``,
 nothing one attempt changes reaches the next, timeouts and stops kill the attempt's group, a
-template that dies fails its attempts and is replaced, it is recycled after
-``max_tasks`` forks, and preload errors are said at start."""
+template that dies fails its attempts and is replaced (one a task stopped is continued, or
+ended), it is recycled after ``max_tasks`` forks, and preload errors are said at start."""
 
 from __future__ import annotations
 
@@ -196,7 +196,7 @@ async def test_a_dead_template_fails_its_attempts_cleanly_and_is_replaced(
     )
     running = asyncio.ensure_future(_python(runner, python, sleeper, dirs.take()))
     await asyncio.sleep(1.0)
-    # A task runs as the same user as its template, so it can kill it: the worst it can do.
+    # A task runs as the same user as its template, so it can kill it (or stop it: below).
     killer = "import os, signal, time\nos.kill(os.getppid(), signal.SIGKILL)\ntime.sleep(300)"
     outcome, _ = await asyncio.wait_for(_python(runner, python, killer, dirs.take()), 30)
     assert outcome.error == fs.DIED, outcome
@@ -205,6 +205,47 @@ async def test_a_dead_template_fails_its_attempts_cleanly_and_is_replaced(
     assert _gone_from_namespace(runner, int(out.split()[0]))
     outcome, out = await _python(runner, python, WHOAMI, dirs.take())
     assert outcome.exit_code == 0 and out.split()[0] == "template" and out.split()[1] != first_template
+
+
+async def test_a_template_a_task_stopped_still_serves_the_next_attempts(
+    isolated: tuple[Factory, WorkDirs, str],
+) -> None:
+    """A task can also stop its template (SIGSTOP, allowed to the same user): the template
+    then reports neither that task's end nor forks for the attempts after it, which hung
+    until their timeouts (30 minutes by default), every python attempt of the spawner."""
+    make, dirs, python = isolated
+    runner = make()
+    stopper = "import os, signal\nos.kill(os.getppid(), signal.SIGSTOP)\nprint('stopped', flush=True)"
+    first = asyncio.ensure_future(_python(runner, python, stopper, dirs.take()))
+    await asyncio.sleep(1.0)
+    outcome, out = await asyncio.wait_for(_python(runner, python, WHOAMI, dirs.take()), 30)
+    assert outcome.exit_code == 0 and out.split()[0] == "template", (outcome, out)
+    outcome, out = await asyncio.wait_for(first, 30)
+    assert outcome.exit_code == 0 and out == "stopped\n", (outcome, out)
+
+
+async def test_a_template_kept_stopped_is_replaced_once_an_attempt_of_it_timed_out(
+    isolated: tuple[Factory, WorkDirs, str],
+) -> None:
+    """A process a task left outside its group (its own session) that keeps the template
+    stopped: the attempt times out, its end may never come from the template, which is then
+    ended (its attempts with it) and replaced; what the task left is killed with it."""
+    make, dirs, python = isolated
+    runner = make()
+    keeper = """
+import os, signal, time
+template = os.getppid()
+if os.fork() == 0:
+    os.setsid()
+    while True:
+        os.kill(template, signal.SIGSTOP)
+        time.sleep(0.001)
+time.sleep(300)
+"""
+    outcome, _ = await asyncio.wait_for(_python(runner, python, keeper, dirs.take(), timeout_s=1.5), 30)
+    assert outcome.timed_out, outcome
+    outcome, out = await asyncio.wait_for(_python(runner, python, WHOAMI, dirs.take()), 30)
+    assert outcome.exit_code == 0 and out.split()[0] == "template", (outcome, out)
 
 
 async def test_a_template_is_recycled_after_max_tasks_forks(isolated: tuple[Factory, WorkDirs, str]) -> None:

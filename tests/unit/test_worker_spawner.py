@@ -1,7 +1,8 @@
 """The task spawner and its client, with real processes: output order, working directory,
 closed stdin, timeouts, stop requests, orphans holding the pipe, start failures, what
-happens when either side of the spawner's socket dies, scripts passed by descriptor, and
-isolated tasks (as the task user, in a pid namespace)."""
+happens when either side of the spawner's socket dies, scripts passed by descriptor,
+isolated tasks (as the task user, in a pid namespace), and what an isolated attempt leaves
+for the next (files, processes in sessions of their own)."""
 
 from __future__ import annotations
 
@@ -344,6 +345,89 @@ async def test_orphans_of_isolated_tasks_are_reaped_by_their_spawner(
     assert outcome.exit_code == 0 and out == b"0\n"
 
 
+#: A first attempt that makes its directory hard to empty: a tree deeper than Python's
+#: recursion limit with a path far longer than PATH_MAX, a directory it took every
+#: permission off, its working directory opened to everyone, and a file for the next.
+HOSTILE_LEFTOVERS = """
+import os
+os.chmod(".", 0o777)
+open("planted", "w").write("from the first attempt")
+for _ in range(1500):
+    os.mkdir("d" * 100)
+    os.chdir("d" * 100)
+os.mkdir("locked")
+open("locked/f", "w").write("from the first attempt")
+os.chmod("locked", 0)
+print("left", flush=True)
+"""
+
+
+async def test_what_an_attempt_leaves_never_reaches_the_next_one(
+    isolated: tuple[ProcessRunner, WorkDirs],
+) -> None:
+    """The spawner empties an attempt's directory before the next one gets it, whatever the
+    task made of it: a recursive removal died on the deep tree (RecursionError), which took
+    the spawner down with every attempt it ran, and the next attempt found the leftovers."""
+    runner, dirs = isolated
+    cwd = dirs.take()
+    python = shutil.which("python3", path="/usr/bin:/bin")
+    assert python is not None
+    outcome, out = await _run_script(runner, [python, "/dev/fd/3"], HOSTILE_LEFTOVERS, cwd)
+    assert outcome == ProcessOutcome(0) and out == b"left\n", (outcome, out)
+    spawner_pid = runner.spawner_pids[0]
+    outcome, out = await _run_script(runner, ["/bin/sh", "/dev/fd/3"], "ls -A; stat -c %a .", cwd)
+    assert outcome == ProcessOutcome(0) and out == b"700\n", out
+    assert runner.spawner_pids == [spawner_pid]  # the same spawner served both
+
+
+async def test_a_process_that_left_its_session_does_not_outlive_its_attempt(
+    isolated: tuple[ProcessRunner, WorkDirs],
+) -> None:
+    """A task's process that made a session of its own (``setsid``) is out of the attempt's
+    process group, but must not outlive the attempt: it would see (and write into) the
+    attempts that come after it."""
+    runner, dirs = isolated
+    cwd = dirs.take()
+    escape = "setsid sh -c 'sleep 2; echo planted > planted' </dev/null >/dev/null 2>&1 & sleep 0.5"
+    outcome, _ = await _run_script(runner, ["/bin/sh", "/dev/fd/3"], escape, cwd)
+    assert outcome == ProcessOutcome(0)
+    outcome, out = await _run_script(runner, ["/bin/sh", "/dev/fd/3"], "sleep 3; ls -A", cwd)
+    assert outcome == ProcessOutcome(0) and out == b"", out
+
+
+async def test_a_running_attempts_own_session_lives_while_other_attempts_end(
+    isolated: tuple[ProcessRunner, WorkDirs],
+) -> None:
+    """What a running attempt started in a session of its own (a daemon it uses) is not
+    killed when another attempt ends: it may be that running attempt's."""
+    runner, dirs = isolated
+    mine, other = dirs.take(), dirs.take()
+    script = "setsid sh -c 'sleep 2; echo alive > alive' </dev/null >/dev/null 2>&1 & sleep 3.5; cat alive"
+    running = asyncio.ensure_future(_run_script(runner, ["/bin/sh", "/dev/fd/3"], script, mine))
+    await asyncio.sleep(1.0)
+    outcome, _ = await _run_script(runner, ["/bin/sh", "/dev/fd/3"], "true", other)
+    assert outcome == ProcessOutcome(0)
+    outcome, out = await asyncio.wait_for(running, 30)
+    assert outcome == ProcessOutcome(0) and out == b"alive\n", (outcome, out)
+
+
+async def test_a_process_out_of_the_group_holding_the_output_does_not_hold_the_attempt(
+    isolated: tuple[ProcessRunner, WorkDirs],
+) -> None:
+    """A process in a session of its own that keeps the attempt's output pipe open: the
+    attempt used to wait for the end of its output for ever (past its timeout, the spawner
+    spinning), and the process lived on."""
+    runner, dirs = isolated
+    cwd = dirs.take()
+    started = time.monotonic()
+    script = "setsid sleep 60 & sleep 0.5; echo done"
+    outcome, out = await asyncio.wait_for(_run_script(runner, ["/bin/sh", "/dev/fd/3"], script, cwd), 30)
+    assert outcome == ProcessOutcome(0) and out == b"done\n", (outcome, out)
+    assert time.monotonic() - started < 10
+    outcome, out = await _run_script(runner, ["/bin/sh", "/dev/fd/3"], "ps -eo args | grep -c '^sleep'", cwd)
+    assert out == b"0\n", out
+
+
 def pwd_entry(name: str) -> int:
     import pwd
 
@@ -426,3 +510,16 @@ def test_an_exit_reaped_by_another_attempts_finish_is_reported_at_once(tmp_path:
             signal_group(attempt.pid, signal.SIGKILL)
         ours.close()
         theirs.close()
+
+
+def test_a_spawner_whose_worker_is_gone_before_its_greeting_ends_quietly(tmp_path: Path) -> None:
+    """A worker killed while it started a spawner: the spawner's first message (its
+    greeting) finds the socket closed. It ends without a traceback, as it does when the
+    worker goes later (a chaos soak found one in a worker's log)."""
+    from kiok.worker.spawner import Spawner
+
+    ours, theirs = socket.socketpair()
+    theirs.close()
+    spawner = Spawner(ours)
+    spawner.serve()  # returns: no BrokenPipeError
+    ours.close()
