@@ -217,6 +217,8 @@ class Spawner:
         #: The worker's task environment, which every task's own variables are added to.
         self._base_env = dict(os.environ)
         self._templates = fs.Templates(self)
+        #: This process's /proc list of its children, kept open (``_own_children``).
+        self._children_fd: int | None = None
 
     def send(self, msg: sp.Message) -> None:
         self._outbox += self._pack(sp.to_wire(msg))
@@ -541,8 +543,8 @@ class Spawner:
             return
         running = self._attempts.values()
         known = {a.pid for a in running} | self._templates.pids()
-        if all(pid in known for pid in _children(1, threads=False)):
-            return  # the common case: nothing adopted (one read: this process has one thread)
+        if all(pid in known for pid in self._own_children()):
+            return  # the common case: nothing adopted
         groups = {a.pid for a in running}
         since = min((a.since for a in running), default=math.inf)
         stopped: set[int] = set()
@@ -565,6 +567,17 @@ class Spawner:
         for pid in stopped:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+    def _own_children(self) -> list[int]:
+        """The children of this process (pid 1, with one thread), read on every attempt's
+        end through a descriptor kept open: a read at offset 0 produces the list afresh, in
+        ~0.5 µs against ~5 µs to open the file each time."""
+        try:
+            if self._children_fd is None:
+                self._children_fd = os.open("/proc/1/task/1/children", os.O_RDONLY | os.O_CLOEXEC)
+            return [int(pid) for pid in os.pread(self._children_fd, 65536, 0).split()]
+        except OSError:
+            return _children(1, threads=False)
 
     def _drop_fd(self, fd: int) -> None:
         self._poll.unregister(fd)
