@@ -144,3 +144,33 @@ def records(
     for key, value in out.items():
         check_mapping(value, kind, f"{name}[{key!r}]")
     return out
+
+
+#: A task record's optional integer fields (``kiok.core.states.TaskRecord.to_dict``) and
+#: their ranges.
+_RECORD_INTEGERS = (
+    ("attempt", 0, INT_MAX),
+    ("startedMs", 0, INT_MAX),
+    ("endedMs", 0, INT_MAX),
+    ("retryAtMs", 0, INT_MAX),
+    ("exitCode", -(2**31), 2**31 - 1),
+)
+
+
+def task_records(m: Mapping[str, Any], kind: str, name: str) -> dict[str, dict[str, Any]]:
+    """Task records by task id, each field of the type a task record has (a state name,
+    integers in range, texts). What a driver reports is stored and shown as it is: a record
+    that breaks one is refused here, never stored to fail every read of its run later."""
+    out = records(m, kind, name)
+    for tid, record in out.items():
+        where = f"{name}[{tid!r}]"
+        check_text(record.get("state"), kind, f"{where}.state")
+        for field, lo, hi in _RECORD_INTEGERS:
+            value = record.get(field)
+            if value is not None:
+                _check_int(value, kind, f"{where}.{field}", lo, hi)
+        for field, max_len in (("error", TEXT_MAX), ("worker", ID_MAX)):
+            value = record.get(field)
+            if value is not None:
+                check_text(value, kind, f"{where}.{field}", max_len=max_len, non_empty=False)
+    return out

@@ -121,7 +121,7 @@ class Report(Message):
         return cls(
             f.text(m, kind, "run"),
             Fence.from_wire(m, kind),
-            f.records(m, kind, "tasks"),
+            f.task_records(m, kind, "tasks"),
             request=cls.request_of(m),
         )
 

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kiok.core.states import TaskState
 from kiok.errors import ProtocolError
 from kiok.protocol.codec import FROM_MASTER, FROM_WORKER, MESSAGES, decode, encode
 from kiok.protocol.framing import decode_body, encode_frame
@@ -234,6 +235,13 @@ def test_messages_of_older_peers_decode() -> None:
         ("report_outbox", "id", 2**64, "report: field 'id'"),
         ("report_outbox", "tasks", {"t1": 5}, "report: field \"tasks['t1']\""),
         ("report_outbox", "epoch", -1, "report: field 'epoch'"),
+        # A record's fields are checked too: one stored as sent would fail every read of its run.
+        ("report_outbox", "tasks", {"t1": {"state": "SUCCESS", "startedMs": "x"}}, "tasks['t1'].startedMs"),
+        ("report_outbox", "tasks", {"t1": {"state": 7}}, "tasks['t1'].state"),
+        ("report_outbox", "tasks", {"t1": {"state": "SUCCESS", "exitCode": 2**40}}, "tasks['t1'].exitCode"),
+        ("report_outbox", "tasks", {"t1": {"state": "FAILED", "error": {"x": 1}}}, "tasks['t1'].error"),
+        ("report_outbox", "tasks", {"t1": {"state": "SUCCESS", "attempt": True}}, "tasks['t1'].attempt"),
+        ("report_outbox", "tasks", {"t1": {"state": "RUNNING", "worker": ["w"]}}, "tasks['t1'].worker"),
         ("hello_credential", "slots", 0, "hello: field 'slots'"),
         ("hello_credential", "slots", True, "hello: field 'slots'"),
         ("hello_credential", "labels", ["gpu", 3], "hello: field 'labels'"),
@@ -279,6 +287,23 @@ values = st.recursive(
 )
 maps = st.dictionaries(texts, values, max_size=4)
 records = st.dictionaries(ids, maps, max_size=3)
+#: Task records as a driver reports them (every field of ``TaskRecord.to_dict``, typed).
+task_records = st.dictionaries(
+    ids,
+    st.fixed_dictionaries(
+        {"state": st.sampled_from([s.value for s in TaskState])},
+        optional={
+            "attempt": nonneg,
+            "startedMs": nonneg,
+            "endedMs": nonneg,
+            "retryAtMs": nonneg,
+            "exitCode": st.integers(-(2**31), 2**31 - 1),
+            "error": texts,
+            "worker": ids,
+        },
+    ),
+    max_size=3,
+)
 keys = st.dictionaries(
     st.integers(0, 1000), st.binary(min_size=32, max_size=32), min_size=1, max_size=3
 ).flatmap(lambda d: st.sampled_from(sorted(d)).map(lambda c: OutboxKeys(c, tuple(sorted(d.items())))))
@@ -324,7 +349,7 @@ messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(Heartbeat, ints, st.booleans(), st.none() | claims, request=ints),
     st.builds(Offer, assignments, request=ints),
     st.builds(OfferReply, st.sampled_from(OfferVerdict), texts, request=ints),
-    st.builds(Report, ids, fences, records, request=ints),
+    st.builds(Report, ids, fences, task_records, request=ints),
     st.builds(ReportAck, ids, st.none() | fences, st.booleans(), request=ints),
     st.builds(
         Log,
