@@ -92,6 +92,9 @@ def test_bad_iam_input_is_refused(iam: Standalone) -> None:
         "POST", "/api/v1/iam/users", json={"user": "carol", "password": "Carol-Pass-1", "groups": ["nope"]}
     )
     assert unknown.status_code == 400 and "nope" in unknown.json()["error"]["message"]
+    # Service tokens act as "service": a user of that name would be logged as them.
+    reserved = iam.api("POST", "/api/v1/iam/users", json={"user": "service", "password": "Service-Pass-1"})
+    assert reserved.status_code == 400 and "reserved" in reserved.json()["error"]["message"]
     listed = iam.api("GET", "/api/v1/iam/users").json()["users"]
     assert {"admin", "bob"} <= {u["user"] for u in listed}
     assert "passwordHash" not in str(listed)

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kiok.errors import InvalidInput, NotFound
 from kiok.master.api.deps import client_address, node_of, require, require_anywhere, signed_in
-from kiok.master.auth import Principal
+from kiok.master.auth import SERVICE_PRINCIPAL, Principal
 from kiok.master.iam import Grants
 from kiok.master.views import iso
 from kiok.security import actions, resources
@@ -113,6 +113,10 @@ async def put_user(
     (an omitted field is unchanged)."""
     node = node_of(request)
     name = _name(body.user, "user")
+    if name == SERVICE_PRINCIPAL:
+        # Service tokens act as this name: a user of it would be logged as them, and would
+        # lose its own policies (the service principal has none).
+        raise InvalidInput(f"user: {SERVICE_PRINCIPAL!r} is reserved for service tokens")
     grants = node.iam.grants(principal)
     grants.check(actions.WRITE_IAM, resources.user(name))
     old = node.reader.user(name)
