@@ -20,10 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
 from bench.shapes import SHAPES, dag_yaml
 from kiok.testing.process import TERMINAL, Standalone
+from kiok.testing.watch import RunWatcher
 
 
 def main() -> None:
@@ -37,13 +36,14 @@ def main() -> None:
     started = time.monotonic()
     try:
         node.register(dag_yaml("stress", SHAPES[args.shape]))
-        with httpx.Client(headers={"Authorization": f"Bearer {node.token}"}, timeout=30) as http:
+        watcher = RunWatcher(node, "httpx")
+        try:
             for i in range(args.runs):
                 run_id = node.trigger("stress")
                 deadline = time.monotonic() + args.stall_s
                 while True:
                     time.sleep(0.05)
-                    run = http.get(f"{node.url}/api/v1/runs/{run_id}").json()
+                    run = watcher.read(run_id, since=False)
                     if run["state"] in TERMINAL:
                         break
                     if time.monotonic() > deadline:
@@ -63,6 +63,8 @@ def main() -> None:
                                 time.sleep(60)
                         except KeyboardInterrupt:
                             sys.exit(1)
+        finally:
+            watcher.close()
         print(
             json.dumps(
                 {

@@ -211,6 +211,9 @@ class Spawner:
         #: Attempts whose main process has not been reaped yet.
         self._by_pid: dict[int, _Attempt] = {}
         #: Pid 1 of a namespace: orphaned task processes become this process's children.
+        #: ``_init`` (reap every child when an attempt finishes) a test may set on a spawner
+        #: that is not pid 1; ``_pid_one`` (kill what ended attempts left behind, found in
+        #: /proc/1) never: elsewhere /proc/1 is the host's init.
         self._pid_one = self._init = os.getpid() == 1
         self._outbox = bytearray()
         self._pack = msgpack.Packer(use_bin_type=True).pack
