@@ -18,10 +18,10 @@ closes, even on kill -9), every running task group is killed and the spawner exi
 
 Isolated (``kiok.worker.isolation``), the spawner is given the task user's ``uid:gid``: it
 drops to them once its imports are done, so every task it starts runs as that user. Started
-through ``unshare --pid``, it is pid 1 of its namespace: orphans of earlier attempts become
-its children, and are reaped along with the attempts' own processes; when an attempt ends,
-what it left outside its group (a process in a session of its own) is killed too, unless it
-may be a running attempt's.
+through ``unshare --pid``, it is pid 1 of its namespace; without one, it is the tasks' child
+subreaper. Either way orphans of earlier attempts become its children, and are reaped along
+with the attempts' own processes; when an attempt ends, what it left outside its group (a
+process in a session of its own) is killed too, unless it may be a running attempt's.
 
 Configured with a python template (``spawn_protocol.Template``), it keeps one warm
 interpreter as its child (``kiok.worker.forkserver``) and a python attempt is a ``fork()`` of
@@ -201,7 +201,9 @@ def _exit_code(status: int) -> int:
 
 
 class Spawner:
-    def __init__(self, control: socket.socket) -> None:
+    def __init__(self, control: socket.socket, *, adopts: bool | None = None) -> None:
+        if adopts is None:
+            adopts = os.getpid() == 1
         self._control = control
         self._poll = select.epoll()
         self._poll.register(control.fileno(), select.EPOLLIN)
@@ -210,11 +212,13 @@ class Spawner:
         self._by_fd: dict[int, _Attempt] = {}
         #: Attempts whose main process has not been reaped yet.
         self._by_pid: dict[int, _Attempt] = {}
-        #: Pid 1 of a namespace: orphaned task processes become this process's children.
+        #: Orphaned task processes become this process's children: it is pid 1 of a
+        #: namespace, or (isolated without one) a child subreaper (``adopt_orphans``).
         #: ``_init`` (reap every child when an attempt finishes) a test may set on a spawner
-        #: that is not pid 1; ``_pid_one`` (kill what ended attempts left behind, found in
-        #: /proc/1) never: elsewhere /proc/1 is the host's init.
-        self._pid_one = self._init = os.getpid() == 1
+        #: that adopts nothing; ``_adopts`` (kill what ended attempts left behind, found
+        #: among this process's children) never: they would be the test's own.
+        self._adopts = self._init = adopts
+        self._pid = os.getpid()
         self._outbox = bytearray()
         self._pack = msgpack.Packer(use_bin_type=True).pack
         #: The worker's task environment, which every task's own variables are added to.
@@ -454,8 +458,8 @@ class Spawner:
             attempt.kill_at = now + attempt.grace_s
 
     def _reap_children(self) -> None:
-        """Collect every child that has exited: the attempts' main processes and, as pid 1
-        of a namespace, the orphans of earlier attempts (nobody else would)."""
+        """Collect every child that has exited: the attempts' main processes and the orphans
+        of earlier attempts this process adopted (nobody else would)."""
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -537,12 +541,13 @@ class Spawner:
     def _end_strays(self) -> None:
         """Kill what ended attempts left outside their process groups (``setsid``, a daemon's
         double fork), so that nothing of an attempt lives on to see (or write into) the ones
-        after it. As pid 1 of the namespace this process adopts every orphan: one adopted
+        after it. As pid 1 of the namespace, or the tasks' subreaper, this process adopts
+        every orphan: one adopted
         process is left alone when it may be a running attempt's, being in the group of one
         or started after one was (its lineage is lost, so nothing closer can be known); the
         others, and every process under them, are stopped first, top down and pass after
         pass until all are (a stopped process forks no more), then killed."""
-        if not self._pid_one:
+        if not self._adopts:
             return
         running = self._attempts.values()
         known = {a.pid for a in running} | self._templates.pids()
@@ -554,7 +559,9 @@ class Spawner:
         for _ in range(_STRAY_PASSES):
             settled = True
             todo = [
-                p for p in _children(1) if p in stopped or (p not in known and _left_behind(p, groups, since))
+                p
+                for p in _children(self._pid)
+                if p in stopped or (p not in known and _left_behind(p, groups, since))
             ]
             while todo:
                 pid = todo.pop()
@@ -572,15 +579,16 @@ class Spawner:
                 os.kill(pid, signal.SIGKILL)
 
     def _own_children(self) -> list[int]:
-        """The children of this process (pid 1, with one thread), read on every attempt's
-        end through a descriptor kept open: a read at offset 0 produces the list afresh, in
-        ~0.5 µs against ~5 µs to open the file each time."""
+        """The children of this process (one thread), read on every attempt's end through a
+        descriptor kept open: a read at offset 0 produces the list afresh, in ~0.5 µs against
+        ~5 µs to open the file each time."""
         try:
             if self._children_fd is None:
-                self._children_fd = os.open("/proc/1/task/1/children", os.O_RDONLY | os.O_CLOEXEC)
+                path = f"/proc/{self._pid}/task/{self._pid}/children"
+                self._children_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             return [int(pid) for pid in os.pread(self._children_fd, 65536, 0).split()]
         except OSError:
-            return _children(1, threads=False)
+            return _children(self._pid, threads=False)
 
     def _drop_fd(self, fd: int) -> None:
         self._poll.unregister(fd)
@@ -693,6 +701,19 @@ def drop_privileges(uid: int, gid: int) -> None:
 
 
 _PR_SET_DUMPABLE = 4
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def adopt_orphans() -> bool:
+    """Become the child subreaper of the tasks: a process they leave behind (their shell
+    exited under it, a daemon's double fork) is re-parented to this process rather than to
+    the host's init, where it would be out of reach and live on. Isolated without a pid
+    namespace, this is how the spawner finds what an ended attempt left outside its group;
+    with one, it is pid 1 and adopts them anyway. False when the kernel refuses."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -703,8 +724,9 @@ def main(argv: list[str] | None = None) -> None:
     # The worker ends the spawner by closing the socket; a task, which may run as the same
     # user, must not end it with SIGINT (handled by Python, so even pid 1 would get it).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    spawner = Spawner(control)
-    if len(args) > 1:
+    isolated = len(args) > 1
+    spawner = Spawner(control, adopts=os.getpid() == 1 or (isolated and adopt_orphans()))
+    if isolated:
         uid, gid = (int(x) for x in args[1].split(":"))
         drop_privileges(uid, gid)
     spawner.serve()
@@ -714,4 +736,4 @@ if __name__ == "__main__":
     main()
 
 
-__all__ = ["SCRIPT_FD", "Spawner", "drop_privileges", "empty_dir", "main", "signal_group"]
+__all__ = ["SCRIPT_FD", "Spawner", "adopt_orphans", "drop_privileges", "empty_dir", "main", "signal_group"]

@@ -7,6 +7,8 @@ for the next (files, processes in sessions of their own)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import os
 import select
 import shutil
@@ -293,12 +295,11 @@ async def _run_script(
     return outcome, b"".join(out)
 
 
-@pytest.fixture
-async def isolated() -> AsyncIterator[tuple[ProcessRunner, WorkDirs]]:
-    """A runner whose tasks run as the task user in a pid namespace (this suite runs as
-    root, as CI does), and working directories made for that user."""
+@contextlib.asynccontextmanager
+async def _isolated(mode: str) -> AsyncIterator[tuple[ProcessRunner, WorkDirs]]:
     isolation = task_isolation("user", "kiok-task")
     assert isolation.mode == "user+pidns", "unshare --pid must work where the tests run"
+    isolation = dataclasses.replace(isolation, mode=mode)
     root = prepare_work_root("", Path("/nonexistent"), f"spawner-test-{os.getpid()}", isolation)
     runner = ProcessRunner({"PATH": "/usr/bin:/bin", "HOME": "/root"}, isolation=isolation)
     try:
@@ -306,6 +307,23 @@ async def isolated() -> AsyncIterator[tuple[ProcessRunner, WorkDirs]]:
     finally:
         await runner.aclose()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+async def isolated() -> AsyncIterator[tuple[ProcessRunner, WorkDirs]]:
+    """A runner whose tasks run as the task user in a pid namespace (this suite runs as
+    root, as CI does), and working directories made for that user."""
+    async with _isolated("user+pidns") as runner_and_dirs:
+        yield runner_and_dirs
+
+
+@pytest.fixture(params=["user+pidns", "user"])
+async def isolated_any(request: pytest.FixtureRequest) -> AsyncIterator[tuple[ProcessRunner, WorkDirs]]:
+    """As ``isolated``, and also as the task user without a pid namespace (where
+    ``unshare --pid`` is refused, in many containers): the spawner is then the tasks'
+    subreaper rather than pid 1."""
+    async with _isolated(request.param) as runner_and_dirs:
+        yield runner_and_dirs
 
 
 async def test_isolated_tasks_run_as_the_task_user_and_see_only_their_namespace(
@@ -331,16 +349,17 @@ async def test_isolated_tasks_run_as_the_task_user_and_see_only_their_namespace(
 
 
 async def test_orphans_of_isolated_tasks_are_reaped_by_their_spawner(
-    isolated: tuple[ProcessRunner, WorkDirs],
+    isolated_any: tuple[ProcessRunner, WorkDirs],
 ) -> None:
-    runner, dirs = isolated
+    runner, dirs = isolated_any
     cwd = dirs.take()
-    # The subshell's sleep outlives its shell (an orphan of pid 1, the spawner), and is
-    # killed with the attempt's group when the attempt ends: a zombie unless reaped.
+    # The subshell's sleep outlives its shell (an orphan adopted by the spawner, this
+    # shell's parent), and is killed with the attempt's group when the attempt ends: a
+    # zombie unless reaped.
     await _run_script(runner, ["/bin/sh", "/dev/fd/3"], "(sleep 30 &) ; echo left", cwd)
     await _run_script(runner, ["/bin/sh", "/dev/fd/3"], "true", cwd)
     outcome, out = await _run_script(
-        runner, ["/bin/sh", "/dev/fd/3"], "cat /proc/[0-9]*/stat 2>/dev/null | grep -c ') Z ' || true", cwd
+        runner, ["/bin/sh", "/dev/fd/3"], "ps -o stat= --ppid $PPID | grep -c '^Z' || true", cwd
     )
     assert outcome.exit_code == 0 and out == b"0\n"
 
@@ -363,12 +382,12 @@ print("left", flush=True)
 
 
 async def test_what_an_attempt_leaves_never_reaches_the_next_one(
-    isolated: tuple[ProcessRunner, WorkDirs],
+    isolated_any: tuple[ProcessRunner, WorkDirs],
 ) -> None:
     """The spawner empties an attempt's directory before the next one gets it, whatever the
     task made of it: a recursive removal died on the deep tree (RecursionError), which took
     the spawner down with every attempt it ran, and the next attempt found the leftovers."""
-    runner, dirs = isolated
+    runner, dirs = isolated_any
     cwd = dirs.take()
     python = shutil.which("python3", path="/usr/bin:/bin")
     assert python is not None
@@ -381,12 +400,12 @@ async def test_what_an_attempt_leaves_never_reaches_the_next_one(
 
 
 async def test_a_process_that_left_its_session_does_not_outlive_its_attempt(
-    isolated: tuple[ProcessRunner, WorkDirs],
+    isolated_any: tuple[ProcessRunner, WorkDirs],
 ) -> None:
     """A task's process that made a session of its own (``setsid``) is out of the attempt's
     process group, but must not outlive the attempt: it would see (and write into) the
     attempts that come after it."""
-    runner, dirs = isolated
+    runner, dirs = isolated_any
     cwd = dirs.take()
     escape = "setsid sh -c 'sleep 2; echo planted > planted' </dev/null >/dev/null 2>&1 & sleep 0.5"
     outcome, _ = await _run_script(runner, ["/bin/sh", "/dev/fd/3"], escape, cwd)
@@ -396,11 +415,11 @@ async def test_a_process_that_left_its_session_does_not_outlive_its_attempt(
 
 
 async def test_a_running_attempts_own_session_lives_while_other_attempts_end(
-    isolated: tuple[ProcessRunner, WorkDirs],
+    isolated_any: tuple[ProcessRunner, WorkDirs],
 ) -> None:
     """What a running attempt started in a session of its own (a daemon it uses) is not
     killed when another attempt ends: it may be that running attempt's."""
-    runner, dirs = isolated
+    runner, dirs = isolated_any
     mine, other = dirs.take(), dirs.take()
     script = "setsid sh -c 'sleep 2; echo alive > alive' </dev/null >/dev/null 2>&1 & sleep 3.5; cat alive"
     running = asyncio.ensure_future(_run_script(runner, ["/bin/sh", "/dev/fd/3"], script, mine))
@@ -412,19 +431,21 @@ async def test_a_running_attempts_own_session_lives_while_other_attempts_end(
 
 
 async def test_a_process_out_of_the_group_holding_the_output_does_not_hold_the_attempt(
-    isolated: tuple[ProcessRunner, WorkDirs],
+    isolated_any: tuple[ProcessRunner, WorkDirs],
 ) -> None:
     """A process in a session of its own that keeps the attempt's output pipe open: the
     attempt used to wait for the end of its output for ever (past its timeout, the spawner
     spinning), and the process lived on."""
-    runner, dirs = isolated
+    runner, dirs = isolated_any
     cwd = dirs.take()
     started = time.monotonic()
-    script = "setsid sleep 60 & sleep 0.5; echo done"
+    script = "setsid sleep 60.25 & sleep 0.5; echo done"  # without a pid namespace, ps shows the host
     outcome, out = await asyncio.wait_for(_run_script(runner, ["/bin/sh", "/dev/fd/3"], script, cwd), 30)
     assert outcome == ProcessOutcome(0) and out == b"done\n", (outcome, out)
     assert time.monotonic() - started < 10
-    outcome, out = await _run_script(runner, ["/bin/sh", "/dev/fd/3"], "ps -eo args | grep -c '^sleep'", cwd)
+    outcome, out = await _run_script(
+        runner, ["/bin/sh", "/dev/fd/3"], "ps -eo args | grep -c '^sleep 60.25'", cwd
+    )
     assert out == b"0\n", out
 
 
