@@ -8,7 +8,7 @@ docs/operations.md lists every metric; a test checks the list against this regis
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -136,15 +136,13 @@ class MasterMetrics:
                 if header is None:
                     continue
                 task = node.run_spec(run_id).task(TaskId(tid))
-                ups: dict[TaskId, TaskRecord] = {}
+                ups: Mapping[TaskId, TaskRecord] = {}
                 if before.state is TaskState.PENDING:
                     known = held.records(run_id)
-                    for u in task.requires:
-                        rec = records.get((run_id, u)) if known is None else known.get(u, UNSTARTED)
-                        if rec is None:
-                            raw = node.reader.task(run_id, u)
-                            rec = records[run_id, u] = UNSTARTED if raw is None else TaskRecord.from_dict(raw)
-                        ups[u] = rec
+                    if known is not None:
+                        ups = known  # the run's every record: its upstreams are looked up there
+                    else:
+                        ups = {u: self._upstream(node, records, run_id, u) for u in task.requires}
             except (KiokError, KeyError):  # deleted meanwhile, or the store cannot be read
                 continue
             rerun = header.get("lastRerun")
@@ -158,6 +156,17 @@ class MasterMetrics:
                 if hist is None:
                     hist = hists[run_id] = self.queue_wait.labels(str(header.get("dagId", "")))
                 hist.observe(wait / 1000)
+
+    @staticmethod
+    def _upstream(
+        node: MasterNode, records: dict[tuple[str, str], TaskRecord], run_id: str, tid: TaskId
+    ) -> TaskRecord:
+        """Upstream ``tid``'s record, read from the store once per batch (``records``)."""
+        rec = records.get((run_id, tid))
+        if rec is None:
+            raw = node.reader.task(run_id, tid)
+            rec = records[run_id, tid] = UNSTARTED if raw is None else TaskRecord.from_dict(raw)
+        return rec
 
     def _run_finished(self, run_id: str) -> None:
         dag, state = "", "UNKNOWN"
@@ -183,7 +192,7 @@ class InFlightRecords:
     finished, or beyond ``max_runs`` held, is not here (None): its records are read."""
 
     def __init__(self, max_runs: int = 256) -> None:
-        self._runs: dict[str, dict[str, TaskRecord]] = {}
+        self._runs: dict[str, dict[TaskId, TaskRecord]] = {}
         self._max_runs = max_runs
 
     def take(self, fx: Effects) -> None:
@@ -197,14 +206,14 @@ class InFlightRecords:
         for run_id, tid, _, rec in fx.task_writes:
             held = runs.get(run_id)
             if held is not None:
-                held[tid] = rec
+                held[TaskId(tid)] = rec
 
     def forget(self, fx: Effects) -> None:
         """Let go of the runs ``fx`` finished or deleted."""
         for run_id in (*fx.runs_finished, *fx.runs_deleted):
             self._runs.pop(run_id, None)
 
-    def records(self, run_id: str) -> dict[str, TaskRecord] | None:
+    def records(self, run_id: str) -> dict[TaskId, TaskRecord] | None:
         """Every record ``run_id`` has (a task without one is unstarted), or None when they
         are not all known here."""
         return self._runs.get(run_id)
