@@ -5,6 +5,7 @@ docs/ui.md to ``docs/ui/`` (1280×800); otherwise they go to a temporary directo
 
 from __future__ import annotations
 
+import http.client
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,6 +82,23 @@ def test_shell_assets_and_api_paths(ui_kiok: Standalone) -> None:
     stale = httpx.get(re.sub(r"/ui/[0-9a-f]{12}/", "/ui/000000000000/", url + main_js.group(1)))
     assert stale.status_code == 200 and stale.headers["cache-control"] == "no-cache"
     assert httpx.get(url + "/ui/x/vendor/nope.js").status_code == 404
+    # Only the files of kiok/ui/static: no way out of it, and no shell under /ui/.
+    host = http.client.HTTPConnection(url.removeprefix("http://"), timeout=10)
+    for raw in (
+        "/ui/x/../assets.py",
+        "/ui/x/..%2Fassets.py",
+        "/ui/x/%2e%2e/routes.py",
+        "/ui/x/%2E%2E%2F__init__.py",
+        "/ui/x/js/../../assets.py",
+        "/ui/x//etc/passwd",
+        "/ui/x/%2Fetc%2Fpasswd",
+        "/ui/x/index.html",
+    ):
+        host.request("GET", raw)
+        answer = host.getresponse()
+        body = answer.read()
+        assert answer.status == 404 and b"not_found" in body, (raw, answer.status, body[:200])
+    host.close()
     # The API and the probes keep their answers.
     missing = httpx.get(url + "/api/v1/nope")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"

@@ -151,3 +151,15 @@ def test_run_timeline_and_log_follow_the_zone_switch(kiok: Standalone, browser: 
     assert (local_started - utc_started).total_seconds() == 5.5 * 3600
     context.close()
     assert console.errors == []
+
+
+def test_login_next_never_leaves_this_origin(kiok: Standalone, browser: Any) -> None:
+    """``/login?next=/\\evil.example`` starts with one slash but is another origin to the
+    browser: after the login the app goes home instead (it used to throw, leaving a blank page)."""
+    from playwright.sync_api import expect
+
+    context, page, console, _ = open_page(browser, kiok, "admin", ADMIN_PASSWORD, "/\\evil.example/%09/")
+    expect(page).to_have_url(kiok.url + "/")
+    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+    context.close()
+    assert console.errors == []

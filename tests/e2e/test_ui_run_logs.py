@@ -5,11 +5,13 @@ stays text, search with next/previous, the raw download equal to the API's bytes
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from kiok.testing.process import ADMIN_PASSWORD, Standalone
@@ -153,5 +155,63 @@ def test_a_20_mb_log_stays_responsive(kiok: Standalone, browser: Any) -> None:
     started = time.monotonic()
     assert page.evaluate("1 + 1") == 2
     assert time.monotonic() - started < 1
+    context.close()
+    assert console.errors == []
+
+
+# Unicode direction controls (RLO U+202E, the isolates U+2066-2069 ...) make text display in
+# another order than it reads ("\u202egnp.exe" shows as "exe.png"), and U+2028 breaks a line
+# where there is none. Data that anyone less trusted than the admin writes (a trigger-only
+# user's args, a DAG's description and source, task output, the user name of a failed login
+# in the audit log) must show them, not obey them.
+BIDI = """
+dag:
+  id: ui_bidi
+  description: "safe \u202etpircs lla eteled\u202c done"
+  params: {target: staging}
+tasks:
+  - id: spoof
+    script: |
+      printf 'deploy to \\342\\200\\256dorp\\342\\200\\254 ok '
+      printf '\\342\\201\\247x\\342\\201\\251 \\342\\200\\250end\\n'
+      exit 3
+"""
+_CONTROLS = "[\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+
+
+def test_direction_controls_in_data_are_shown_not_obeyed(kiok: Standalone, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    kiok.register(BIDI)
+    run_id = kiok.trigger("ui_bidi", {"target": "\u202egnitset\u202c"})
+    assert kiok.wait_run(run_id, timeout_s=60)["state"] == "FAILED"
+    assert (
+        httpx.post(kiok.url + "/api/v1/auth/login", json={"user": "\u202enimda", "password": "x"}).status_code
+        == 401
+    )
+
+    def shown(page: Any) -> None:
+        text = page.evaluate("document.body.innerText")
+        assert not re.search(_CONTROLS, text), ascii(text)
+
+    context, page, console = open_page(browser, kiok, "admin", ADMIN_PASSWORD, f"/runs/{run_id}")
+    expect(page.locator("dd.mono")).to_contain_text('target="<U+202E>gnitset<U+202C>"')
+    expect(page.locator("tr[data-task='spoof']")).to_contain_text("exit")
+    shown(page)
+    page.get_by_role("tab", name="Source").click()
+    expect(page.get_by_test_id("source-original")).to_contain_text(
+        "safe <U+202E>tpircs lla eteled<U+202C> done"
+    )
+    expect(page.get_by_test_id("source-spec")).to_contain_text("safe <U+202E>tpircs")
+    shown(page)
+    page.goto(f"{kiok.url}/runs/{run_id}/tasks/spoof")
+    expect(page.get_by_test_id("log-status")).to_contain_text("Complete")
+    expect(page.get_by_test_id("log")).to_contain_text(
+        "deploy to <U+202E>dorp<U+202C> ok <U+2067>x<U+2069> <U+2028>end"
+    )
+    shown(page)
+    page.goto(f"{kiok.url}/settings/audit?outcome=refused")
+    expect(page.get_by_test_id("audit")).to_contain_text("<U+202E>nimda")
+    shown(page)
     context.close()
     assert console.errors == []

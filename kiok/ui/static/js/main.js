@@ -63,6 +63,18 @@ function Redirect({ to }) {
   return null;
 }
 
+/** `next` as a path of this origin, or "/". A check on its text is not enough: the browser
+ *  reads "/\\evil.example" or "/\t/evil.example" as another origin. */
+function localPath(next) {
+  if (!next || !next.startsWith("/")) return "/";
+  try {
+    const url = new URL(next, location.origin);
+    return url.origin === location.origin ? url.pathname + url.search + url.hash : "/";
+  } catch {
+    return "/";
+  }
+}
+
 function NotFound() {
   return html`<main class="page"><h1>No page here</h1><p><a href="/dags">Back to the DAGs</a></p></main>`;
 }
@@ -88,8 +100,7 @@ function App() {
   }
   if (status === "change-password") return html`<${ChangePassword} />`;
   if (path === "/login") {
-    const next = new URLSearchParams(location.search).get("next");
-    return html`<${Redirect} to=${next && next.startsWith("/") && !next.startsWith("//") ? next : "/"} />`;
+    return html`<${Redirect} to=${localPath(new URLSearchParams(location.search).get("next"))} />`;
   }
   let view = html`<${NotFound} />`;
   for (const [pattern, make] of ROUTES) {

@@ -5,7 +5,7 @@
 // LogBuffer of lines, and only the lines on screen (plus a margin) are in the DOM, each drawn
 // from its text and colour state. Output is never markup: ANSI colours become classes, URLs
 // become links, everything else is a text node.
-import { html, useEffect, useLayoutEffect, useRef, useState } from "../html.js";
+import { Fragment, html, useEffect, useLayoutEffect, useRef, useState } from "../html.js";
 import { ApiError, enc, get } from "../api.js";
 import { Crumbs, ErrorBox, StateBadge, usePolling } from "./common.js";
 import { TERMINAL_TASK, when } from "../format.js";
@@ -77,7 +77,7 @@ function Line({ text, start, marks, current }) {
     }
   }
   if (shown !== text) out.push(html`<span class="muted"> … (${(text.length - MAX_SHOWN).toLocaleString("en")} more characters)</span>`);
-  return out;
+  return html`<${Fragment}>${out}<//>`; // through html.js's `h`, like every text shown
 }
 
 function LogLines({ buffer, version, box, onScroll, current, empty }) {
