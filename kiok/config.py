@@ -9,7 +9,8 @@ keys or nested sections) > default. Only the composition roots read the environm
 
 An unknown key in a config file is refused (the file is kiok's alone: a typo there is a
 mistake); an unknown ``KIOK_`` variable only warns (the environment is shared with other
-programs), both naming the closest known name. Each value remembers where it came from, and
+programs), both naming the closest known name. A number out of its range is refused too (a
+port over 65535, a negative count, no task slot). Each value remembers where it came from, and
 ``secret`` keys are shown redacted (``Settings.explain``, ``kiok config show``).
 """
 
@@ -19,7 +20,7 @@ import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -34,6 +35,9 @@ class Key:
     doc: str
     #: Shown redacted by ``Settings.explain`` (``kiok config show``).
     secret: bool = False
+    #: The least a number may be: 1 where 0 would leave nothing to work with (no slot, no
+    #: time, no byte). Ports are at most 65535, other numbers 2^53.
+    at_least: int = 0
 
     @property
     def env(self) -> str:
@@ -84,6 +88,7 @@ KEYS: tuple[Key, ...] = (
         int,
         30000,
         "Deadline for a write a follower forwards to the leader.",
+        at_least=1,
     ),
     Key(
         "kiok.raft.election.timeout.min.ms",
@@ -119,7 +124,7 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("kiok.worker.id", str, "", "Worker id; empty: a generated id kept in the data directory."),
     Key("kiok.worker.labels", str, "", "Comma-separated labels this worker offers for DAG routing."),
-    Key("kiok.worker.task.slots", int, 8, "Task bodies one worker runs at once."),
+    Key("kiok.worker.task.slots", int, 8, "Task bodies one worker runs at once.", at_least=1),
     Key(
         "kiok.worker.work.dir",
         str,
@@ -165,6 +170,7 @@ KEYS: tuple[Key, ...] = (
         "Task spawner processes per worker (they start, watch and stop task processes). Starting "
         "a process blocks its spawner until the process has exec'd, so more spawners start more "
         "tasks at once.",
+        at_least=1,
     ),
     Key(
         "kiok.worker.report.linger.ms",
@@ -194,26 +200,41 @@ KEYS: tuple[Key, ...] = (
         "",
         "Where the worker keeps its credential (mode 0600); empty: <data>/worker-credential.",
     ),
-    Key("kiok.worker.heartbeat.interval.ms", int, 1000, "How often a worker tells the master it is alive."),
+    Key(
+        "kiok.worker.heartbeat.interval.ms",
+        int,
+        1000,
+        "How often a worker tells the master it is alive.",
+        at_least=1,
+    ),
     Key(
         "kiok.worker.heartbeat.timeout.ms",
         int,
         5000,
         "Silence after which a worker counts as lost and its runs are reassigned.",
+        at_least=1,
     ),
     Key(
         "kiok.internal.connect.timeout.ms",
         int,
         10000,
         "Deadline to connect and complete the hello on the internal protocol.",
+        at_least=1,
     ),
     Key(
         "kiok.internal.io.timeout.ms",
         int,
         10000,
         "Deadline for a peer to take one frame on the internal protocol.",
+        at_least=1,
     ),
-    Key("kiok.internal.max.frame.bytes", int, 16 * MiB, "Largest frame accepted on the internal protocol."),
+    Key(
+        "kiok.internal.max.frame.bytes",
+        int,
+        16 * MiB,
+        "Largest frame accepted on the internal protocol.",
+        at_least=1,
+    ),
     Key(
         "kiok.python.path",
         str,
@@ -239,16 +260,29 @@ KEYS: tuple[Key, ...] = (
         "python task starts a new interpreter.",
     ),
     Key("kiok.task.http.connect.timeout.ms", int, 10000, "Connect timeout of http tasks."),
-    Key("kiok.scheduler.tick.interval.ms", int, 1000, "Cron scheduler tick."),
+    Key("kiok.scheduler.tick.interval.ms", int, 1000, "Cron scheduler tick.", at_least=1),
     Key("kiok.scheduler.catchup.max.runs", int, 24, "Most runs one catch-up creates per DAG (newest kept)."),
     Key("kiok.scheduler.backfill.max.runs", int, 1000, "Most runs one backfill request may create."),
-    Key("kiok.dag.versions.keep", int, 50, "Registered versions kept per DAG (older ones are dropped)."),
-    Key("kiok.scheduler.max.global.concurrency", int, 100, "Task bodies running at once across the cluster."),
+    Key(
+        "kiok.dag.versions.keep",
+        int,
+        50,
+        "Registered versions kept per DAG (older ones are dropped).",
+        at_least=1,
+    ),
+    Key(
+        "kiok.scheduler.max.global.concurrency",
+        int,
+        100,
+        "Task bodies running at once across the cluster.",
+        at_least=1,
+    ),
     Key(
         "kiok.scheduler.default.task.timeout.ms",
         int,
         1_800_000,
         "Task timeout when neither task nor DAG sets one.",
+        at_least=1,
     ),
     Key(
         "kiok.scheduler.retry.max.delay.ms",
@@ -281,12 +315,14 @@ KEYS: tuple[Key, ...] = (
         int,
         60_000,
         "How often the leader looks for runs and logs past their retention.",
+        at_least=1,
     ),
     Key(
         "kiok.retention.sweep.batch.runs",
         int,
         100,
         "Runs deleted per command by the retention sweep (small batches keep the API responsive).",
+        at_least=1,
     ),
     Key(
         "kiok.notify.max.attempts",
@@ -317,6 +353,7 @@ KEYS: tuple[Key, ...] = (
         int,
         1000,
         "How often the leader looks for runs past their sla and for notifications due.",
+        at_least=1,
     ),
     Key(
         "kiok.notify.link.base.url",
@@ -335,6 +372,7 @@ KEYS: tuple[Key, ...] = (
         int,
         65536,
         "A worker ships a task's output once this many bytes are buffered...",
+        at_least=1,
     ),
     Key("kiok.joblog.worker.batch.interval.ms", int, 2000, "...or this long after the first unshipped byte."),
     Key(
@@ -374,6 +412,7 @@ KEYS: tuple[Key, ...] = (
         10_000,
         "How often the leader copies new job-log bytes to S3 (and at each task's end), then drops "
         "them from the local store.",
+        at_least=1,
     ),
     Key(
         "kiok.s3.multipart.part.size.bytes",
@@ -444,6 +483,7 @@ KEYS: tuple[Key, ...] = (
         int,
         10 * MiB,
         "Largest request body the admin API accepts (413 above).",
+        at_least=1,
     ),
     Key(
         "kiok.admin.http.trusted.proxies",
@@ -452,8 +492,10 @@ KEYS: tuple[Key, ...] = (
         "Addresses or networks (comma separated) of reverse proxies whose X-Forwarded-For and "
         "X-Forwarded-Proto the admin HTTP believes; empty: none, the peer address counts.",
     ),
-    Key("kiok.admin.token.access.expiry.ms", int, 900_000, "Lifetime of a JWT access token."),
-    Key("kiok.admin.token.refresh.expiry.ms", int, 86_400_000, "Lifetime of a JWT refresh token."),
+    Key("kiok.admin.token.access.expiry.ms", int, 900_000, "Lifetime of a JWT access token.", at_least=1),
+    Key(
+        "kiok.admin.token.refresh.expiry.ms", int, 86_400_000, "Lifetime of a JWT refresh token.", at_least=1
+    ),
     Key("kiok.iam.admin.user", str, "admin", "Name of the bootstrap administrator (first bootstrap only)."),
     Key(
         "kiok.iam.admin.password",
@@ -499,7 +541,9 @@ KEYS: tuple[Key, ...] = (
         "them against it; a master with cert, key and ca requires client certificates on the internal port.",
     ),
     Key("kiok.auth.login.max.failures", int, 5, "Failed logins per user and address before a back-off."),
-    Key("kiok.auth.login.window.seconds", int, 60, "Window over which failed logins are counted."),
+    Key(
+        "kiok.auth.login.window.seconds", int, 60, "Window over which failed logins are counted.", at_least=1
+    ),
     Key(
         "kiok.auth.login.max.failures.per.address",
         int,
@@ -541,6 +585,7 @@ KEYS: tuple[Key, ...] = (
         int,
         200_000,
         "PBKDF2-SHA256 iterations deriving the root key from the master key.",
+        at_least=1,
     ),
     Key("kiok.log.level", str, "INFO", "Log level of the kiok process (DEBUG, INFO, WARNING, ERROR)."),
     Key(
@@ -597,15 +642,38 @@ def _coerce(key: Key, raw: Any, source: str) -> Any:
         if key.type is int:
             if isinstance(raw, bool):
                 raise ValueError(raw)
-            return int(str(raw).strip())
+            return _in_range(key, int(str(raw).strip()), source)
         if key.type is float:
             value = float(str(raw).strip()) if not isinstance(raw, bool) else float("nan")
             if value != value or value in (float("inf"), float("-inf")):
                 raise ValueError(raw)
-            return value
+            return _in_range(key, value, source)
         return str(raw)
     except ValueError:
         raise InvalidInput(f"{key.name} ({source}): expected {key.type.__name__}, got {raw!r}") from None
+
+
+#: Numeric settings that 0 would break (no slot, no time, no byte): at least 1.
+_Number = TypeVar("_Number", int, float)
+#: Past this no count or duration of kiok's makes sense, and C code (sockets, sleeps) overflows.
+_NUMBER_MAX = 2**53
+
+
+def _in_range(key: Key, value: _Number, source: str) -> _Number:
+    """A numeric setting within what kiok can use: ``key.at_least`` to 65535 for a port, else to 2^53."""
+    low = key.at_least
+    high = 65535 if key.name.endswith(".port") else _NUMBER_MAX
+    if not low <= value <= high:
+        raise InvalidInput(f"{key.name} ({source}): {value!r} is out of range ({low} to {high})")
+    return value
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """A YAML error on one line: the problem and where (PyYAML's own text spans several)."""
+    if isinstance(e, yaml.MarkedYAMLError) and e.problem and e.problem_mark is not None:
+        mark = e.problem_mark
+        return f"{e.problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(str(e).split())
 
 
 def _flatten(doc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -679,9 +747,15 @@ class Settings:
         if config_file:
             path = Path(config_file)
             try:
-                doc = yaml.safe_load(path.read_text()) or {}
-            except (OSError, yaml.YAMLError) as e:
+                doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            except OSError as e:
                 raise InvalidInput(f"cannot read config file {path}: {e}") from None
+            except UnicodeDecodeError as e:
+                raise InvalidInput(f"cannot read config file {path}: not UTF-8 (byte {e.start})") from None
+            except RecursionError:
+                raise InvalidInput(f"cannot read config file {path}: nested too deeply") from None
+            except yaml.YAMLError as e:
+                raise InvalidInput(f"cannot read config file {path}: {_yaml_problem(e)}") from None
             if not isinstance(doc, Mapping):
                 raise InvalidInput(f"config file {path} must hold a mapping of keys")
             for name, raw in _flatten(doc).items():
@@ -748,7 +822,9 @@ def reference_markdown() -> str:
         "config file (`--config kiok.yaml`), overridden by an environment variable, and by a command-line",
         "flag where one exists. Precedence: flag > environment > config file > default.",
         "An unknown key in a config file stops kiok at start; an unknown `KIOK_` variable is",
-        "a warning (both name the closest known setting). `kiok config show` prints every",
+        "a warning (both name the closest known setting). A number out of range stops it too:",
+        "ports are 0 to 65535, other numbers 0 to 2^53, and at least 1 where 0 would leave",
+        "nothing to work with (slots, intervals, timeouts, expiries, sizes). `kiok config show` prints every",
         "setting with where its value came from (default, file, env, flag); secrets are shown",
         f"as `{REDACTED}`: {', '.join(f'`{k.name}`' for k in KEYS if k.secret)}.",
         "",

@@ -164,10 +164,16 @@ class ApiClient:
         self._unreachable_hint = unreachable_hint
         self._on_retry = on_retry
         https = next((m for m in self._masters if m.startswith("https:")), base_url)
+        try:
+            verify = client_verify(https, ca_file)
+        except OSError as e:  # missing, unreadable, or no certificate in it (ssl.SSLError)
+            raise CliError(
+                f"cannot use CA bundle {ca_file}: {e.strerror or e} (check --ca or KIOK_TLS_CA)"
+            ) from e
         self._http = httpx.Client(
             timeout=timeout,
             transport=transport,
-            verify=client_verify(https, ca_file),
+            verify=verify,
             headers={"User-Agent": _USER_AGENT, "Accept": "application/json"},
         )
 
@@ -271,7 +277,7 @@ class ApiClient:
         if content is not None and content_type:
             headers["Content-Type"] = content_type
         if auth and self.tokens is not None:
-            headers["Authorization"] = f"{self.tokens.scheme} {self.tokens.access}"
+            headers["Authorization"] = _authorization(self.tokens)
         order = [self.base_url, *(m for m in self._masters if m != self.base_url)]
         failures: list[tuple[str, httpx.HTTPError]] = []
         for url in order:
@@ -287,6 +293,8 @@ class ApiClient:
                 raise CliError(f"{where} did not answer within {self._timeout:g}s", "timeout") from e
             except httpx.HTTPError as e:
                 raise CliError(f"cannot talk to {where}: {e}", "unreachable") from e
+            except httpx.InvalidURL as e:  # e.g. from a hand-edited credentials file
+                raise CliError(f"{url} is not a usable master URL: {e}") from e
             if url != self.base_url:
                 self.base_url = url
                 if self._on_master is not None:
@@ -306,6 +314,20 @@ class ApiClient:
             return CliError(f"cannot reach {self._server} at {url}: {e}{hint}", "unreachable")
         tried = "; ".join(f"{url}: {e}" for url, e in failures)
         return CliError(f"cannot reach any {self._server} ({tried}){hint}", "unreachable")
+
+
+def _authorization(tokens: Tokens) -> str:
+    """The ``Authorization`` value; a token or key is printable ASCII, so anything else is
+    refused here with where it came from (an HTTP header cannot carry it)."""
+    value = f"{tokens.scheme} {tokens.access}"
+    if not (tokens.access.isascii() and tokens.access.isprintable()) or " " in tokens.access:
+        where = (
+            "the access key (--access-key, KIOK_ACCESS_KEY)"
+            if tokens.scheme == "AccessKey"
+            else "the token (--token, KIOK_USER_TOKEN or the saved login)"
+        )
+        raise CliError(f"{where} holds characters no token has (only printable ASCII, no spaces)")
+    return value
 
 
 def retry_after(response: httpx.Response) -> float | None:

@@ -122,13 +122,12 @@ class CredentialStore:
     def _load(self) -> Any:
         try:
             text = self.path.read_text(encoding="utf-8")
+            return json.loads(text)
         except FileNotFoundError:
             return {}
         except OSError as e:
             raise CliError(f"cannot read {self.path}: {e.strerror}") from e
-        try:
-            return json.loads(text)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:  # not UTF-8 (UnicodeDecodeError), not JSON, too deep
             raise CliError(f"{self.path} is not valid JSON; delete it and run `kiok login`") from e
 
     def _write(self, doc: _Doc) -> None:

@@ -106,8 +106,8 @@ def _documents(path: Path) -> list[tuple[bytes, str]]:
         # What ``python -m kiok.compile`` prints: a list of DAG documents, sent one by one.
         try:
             docs = json.loads(raw)
-        except ValueError:
-            return [(raw, content_type)]  # the master names the syntax error
+        except (ValueError, RecursionError):  # not JSON, too many digits, too deep
+            return [(raw, content_type)]  # the master names the problem
         return [(json.dumps(doc).encode(), content_type) for doc in docs]
     return [(raw, content_type)]
 

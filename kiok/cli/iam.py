@@ -267,14 +267,20 @@ def read_document(path: str) -> Any:
         raw = sys.stdin.read() if path == "-" else Path(path).read_text("utf-8")
     except OSError as e:
         raise CliError(f"cannot read {path}: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise CliError(f"{path}: not UTF-8 text (byte {e.start})") from e
     try:
         return json.loads(raw)
     except ValueError:
         pass
+    except RecursionError:
+        raise CliError(f"{path}: nested too deeply") from None
     try:
         return yaml.safe_load(raw)
     except yaml.YAMLError as e:
-        raise CliError(f"{path}: neither JSON nor YAML ({e})") from e
+        raise CliError(f"{path}: neither JSON nor YAML ({' '.join(str(e).split())})") from e
+    except RecursionError:
+        raise CliError(f"{path}: nested too deeply") from None
 
 
 @policies.command("delete")

@@ -18,7 +18,11 @@ import click
 from kiok.cli import admin, audit, auth, cluster, config, connections, contexts, dags, iam, runs, workers
 from kiok.cli.client import CliError
 from kiok.cli.context import CliContext, Runtime, access_key
+from kiok.cli.output import visible
 from kiok.errors import KiokError, PasswordChangeRequired
+
+#: A day: more is no answer to wait for, and a socket cannot wait for ever (``1e309``).
+_MAX_TIMEOUT_S = 86400.0
 
 
 class KiokGroup(click.Group):
@@ -38,9 +42,12 @@ class KiokGroup(click.Group):
 
 
 def describe(e: KiokError | CliError) -> str:
+    """The message to print; a server's message may quote hostile input, so it is shown
+    ``visible`` (line breaks kept)."""
+    message = "\n".join(visible(line) for line in e.message.split("\n"))
     if isinstance(e, PasswordChangeRequired):
-        return f"{e.message} (run `kiok change-password`)"
-    return e.message
+        return f"{message} (run `kiok change-password`)"
+    return message
 
 
 @click.group(cls=KiokGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -75,7 +82,7 @@ def describe(e: KiokError | CliError) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the server's JSON answer, for scripts.")
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=click.FloatRange(min=0, min_open=True, max=_MAX_TIMEOUT_S),
     default=30.0,
     show_default=True,
     help="Seconds to wait for each HTTP answer.",

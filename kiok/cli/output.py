@@ -25,8 +25,25 @@ def emit_json_line(doc: Any) -> None:
     click.echo(json.dumps(doc, ensure_ascii=False, separators=(",", ":")))
 
 
+def visible(value: str) -> str:
+    """``value`` with each character a terminal would act on or hide written as an escape
+    (``\\x1b``, ``\\u202e``): control characters, escape sequences, bidi and zero-width marks.
+    What the master sends comes from other users and from task output; printed raw, an escape
+    sequence would drive the reader's terminal."""
+    if value.isprintable():
+        return value
+    return "".join(c if c.isprintable() else _escaped(c) for c in value)
+
+
+def _escaped(c: str) -> str:
+    code = ord(c)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns two spaces apart; the last column is not padded."""
+    """Left-aligned columns two spaces apart; the last column is not padded. Cells are shown
+    ``visible``."""
+    rows = [[visible(c) for c in row] for row in rows]
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
     lines = []
     for row in [list(headers), *rows]:
@@ -45,7 +62,7 @@ def text(value: Any) -> str:
         return NONE
     if isinstance(value, bool):
         return "yes" if value else "no"
-    return str(value)
+    return visible(str(value))
 
 
 def parse_time(value: Any) -> datetime | None:

@@ -15,7 +15,7 @@ import click
 from kiok.cli.client import CliError, segment
 from kiok.cli.context import CliContext, json_option, pass_cli
 from kiok.cli.logs import logs
-from kiok.cli.output import NONE, elapsed, emit_json, emit_table, table, text, waiting
+from kiok.cli.output import NONE, elapsed, emit_json, emit_table, table, text, visible, waiting
 from kiok.core.instants import parse_time_bound
 from kiok.core.timefmt import iso_millis
 from kiok.errors import InvalidInput
@@ -44,6 +44,10 @@ def parse_conf(text: str | None) -> dict[str, Any]:
         conf = json.loads(text)
     except json.JSONDecodeError as e:
         _usage_error(f"--conf is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}")
+    except ValueError:  # Python refuses an integer of thousands of digits
+        _usage_error("--conf is not valid JSON: an integer has too many digits")
+    except RecursionError:
+        _usage_error("--conf is nested too deeply")
     if not isinstance(conf, dict):
         _usage_error(f"--conf must be a JSON object such as '{{\"n\": 3}}', got {type(conf).__name__}")
     return conf
@@ -280,6 +284,7 @@ def render_run(run: Any, now: datetime) -> str:
         ("duration", elapsed(run.get("startedAt"), run.get("endedAt"), now)),
         ("args", " ".join(f"{k}={v}" for k, v in args.items()) if isinstance(args, dict) and args else NONE),
     ]
+    header = [(name, visible(value)) for name, value in header]  # args come from trigger-only users
     lines = [f"{name + ':':<11}{value}" for name, value in header if name != "scheduled" or value != NONE]
     tasks = run.get("tasks")
     if isinstance(tasks, dict) and tasks:
@@ -299,5 +304,5 @@ def _task_row(task_id: str, task: dict[str, Any], now: datetime) -> list[str]:
         text(task.get("attempt")),
         elapsed(task.get("startedAt"), task.get("endedAt"), now),
         text(task.get("exitCode")),
-        " ".join(text(detail).split()),  # one line, whatever the error holds
+        text(" ".join(str(detail).split()) if detail else None),  # one line, whatever the error holds
     ]

@@ -11,7 +11,7 @@ to the scheduler.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from kiok.core.cron import next_fire_ms, parse_timezone
 from kiok.errors import InvalidInput
@@ -27,21 +27,32 @@ class BackfillPlan:
     future: int
 
 
+#: The bounds a backfill range may have: from the epoch to a year that leaves the cron's
+#: next fire times (up to decades apart) room before ``datetime``'s year 9999 ends.
+EARLIEST_MS = 0
+LATEST_MS = int(datetime(9000, 1, 1, tzinfo=UTC).timestamp() * 1000)
+
+
 def parse_bound(text: str, tz: str, field: str, *, end: bool) -> int:
     """Epoch ms of a range bound: ``YYYY-MM-DD`` (for ``end``: the last ms of that day) or an
-    ISO 8601 date-time (without an offset: in ``tz``). ``InvalidInput`` names ``field``."""
+    ISO 8601 date-time (without an offset: in ``tz``), from 1970 to 8999. ``InvalidInput``
+    names ``field``."""
     zone = parse_timezone(tz)
     try:
         if len(text) == 10:
             day = date.fromisoformat(text)
             moment = datetime.combine(day + timedelta(days=1) if end else day, time(), zone)
-            return int(moment.timestamp() * 1000) - (1 if end else 0)
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            ms = int(moment.timestamp() * 1000) - (1 if end else 0)
+        else:
+            dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            ms = int((dt if dt.tzinfo else dt.replace(tzinfo=zone)).timestamp() * 1000)
     except ValueError:
         raise InvalidInput(f"{field}: {text!r} is not a date (YYYY-MM-DD) or an ISO 8601 date-time") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=zone)
-    return int(dt.timestamp() * 1000)
+    except OverflowError:  # a day after 9999-12-31, in any time zone
+        ms = LATEST_MS + 1
+    if not EARLIEST_MS <= ms < LATEST_MS:
+        raise InvalidInput(f"{field}: {text!r} is out of range (1970-01-01 to 8999-12-31)")
+    return ms
 
 
 def backfill_intervals(

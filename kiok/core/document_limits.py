@@ -1,7 +1,9 @@
 """Limits every parsed document (a JSON body, a YAML or JSON DAG) meets before kiok walks,
 stores or ships it: nesting depth, number of values, integers that fit 64 bits, finite
-floats. Past these a document could exhaust the stack, the CPU, or the msgpack encoder that
-every stored value goes through; refused up front, with the place of the problem named."""
+floats, strings (and keys) that are Unicode text. Past these a document could exhaust the
+stack, the CPU, or the msgpack encoder that every stored value goes through (a lone UTF-16
+surrogate, ``"\\ud800"`` in JSON, has no UTF-8 form); refused up front, with the place of the
+problem named."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ MAX_DEPTH = 64
 INT_MIN = -(2**63)
 INT_MAX = 2**63 - 1
 INT_PROBLEM = "integer out of range (a 64-bit signed integer: at most 19 digits)"
+TEXT_PROBLEM = "not valid Unicode text (a lone UTF-16 surrogate such as \\ud800)"
 
 #: (value, depth, parent entry, key or index in the parent): a path is rebuilt only for a problem.
 _Entry = tuple[object, int, "_Entry | None", object]
@@ -43,10 +46,17 @@ def document_problem(doc: object, *, max_depth: int = MAX_DEPTH, max_values: int
         if depth > max_depth:
             return f"{_where(entry)}: nested too deeply (at most {max_depth} levels)"
         kind = type(node)
+        if isinstance(node, str):
+            if not _is_text(node):
+                return f"{_where(entry)}: {TEXT_PROBLEM}"
+            continue
         if kind in _SCALARS:
             continue
         if kind is dict or isinstance(node, Mapping):
             items: Mapping[object, object] = node  # type: ignore[assignment]
+            for k in items:
+                if isinstance(k, str) and not _is_text(k):
+                    return f"{_where(entry)}: a key is {TEXT_PROBLEM}"
             stack.extend((v, depth + 1, entry, k) for k, v in items.items())
         elif kind is list or isinstance(node, list | tuple):
             values: Sequence[object] = node  # type: ignore[assignment]
@@ -57,6 +67,17 @@ def document_problem(doc: object, *, max_depth: int = MAX_DEPTH, max_values: int
         elif isinstance(node, float) and not math.isfinite(node):
             return f"{_where(entry)}: NaN and infinity are not valid values"
     return None
+
+
+def _is_text(value: str) -> bool:
+    """Whether ``value`` has a UTF-8 form (no lone surrogate)."""
+    if value.isascii():
+        return True
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _where(entry: _Entry) -> str:

@@ -71,6 +71,12 @@ def check_param_value(value: object, field: str) -> object:
     Params are stored and shipped to workers as JSON, so anything else (a YAML timestamp, a
     Python object from the SDK) is refused here rather than failing later on the wire.
     """
+    if isinstance(value, str) and "\x00" in value:
+        # Trigger args may not hold one either (kiok.dag.params): a task would fail to start.
+        raise DagValidationError(
+            "contains a NUL character, which no environment variable (KIOK_PARAM_<NAME>) can hold",
+            field=field,
+        )
     if value is None or isinstance(value, str | bool | int):
         return value
     if isinstance(value, float):
@@ -85,6 +91,7 @@ def check_param_value(value: object, field: str) -> object:
         for k in value:
             if not isinstance(k, str):
                 raise DagValidationError(f"mapping keys must be strings, got {k!r}", field=field)
+            check_param_value(k, field)
         return {k: check_param_value(v, f"{field}.{k}") for k, v in value.items()}
     raise DagValidationError(f"value of type {type(value).__name__} is not JSON-compatible", field=field)
 

@@ -54,7 +54,10 @@ def error_response(
     headers: dict[str, str] | None = None,
     extra: dict[str, object] | None = None,
 ) -> JSONResponse:
-    """The error body; ``extra`` adds top-level fields beside ``error`` (e.g. ``maintenanceMode``)."""
+    """The error body; ``extra`` adds top-level fields beside ``error`` (e.g. ``maintenanceMode``).
+    A message quoting hostile input that is not text (a lone surrogate) is sent escaped: the
+    answer must still be UTF-8."""
+    message = message.encode("utf-8", "backslashreplace").decode()
     body: dict[str, object] = {"error": {"code": code, "message": message}, **(extra or {})}
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -83,6 +86,12 @@ def install(app: FastAPI) -> None:
         for item in err.errors():
             where = ".".join(str(p) for p in item.get("loc", ()) if p != "body")
             problems.append(f"{where or 'body'}: {item.get('msg', 'invalid')}")
+            if item.get("type") == "json_invalid":  # loc: ("body", <offset>)
+                error = (item.get("ctx") or {}).get("error", "not JSON")
+                problems[-1] = f"body: invalid JSON at character {where or 0}: {error}"
+            elif item.get("type") == "model_attributes_type" and tuple(item.get("loc", ())) == ("body",):
+                # The body was not read as JSON at all: its Content-Type said something else.
+                problems[-1] = "body: expected a JSON object, sent with Content-Type: application/json"
         return error_response(400, e.InvalidInput.code, "; ".join(problems) or "invalid request")
 
     @app.exception_handler(StarletteHTTPException)

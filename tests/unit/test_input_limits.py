@@ -64,6 +64,8 @@ def test_parse_json_int_turns_any_long_integer_into_one_out_of_range() -> None:
         (b'{"n": 9223372036854775808}', "JSON body: n: integer out of range"),
         (b'{"f": [NaN]}', "JSON body: f[0]: NaN and infinity"),
         (b'{"f": 1e999}', "JSON body: f: NaN and infinity"),
+        (b'{"g": ["ok", "\\ud800"]}', "JSON body: g[1]: not valid Unicode text"),
+        (b'{"a": {"\\udfff\\u00e9": 1}}', "JSON body: a: a key is not valid Unicode text"),
     ],
 )
 def test_json_body_problem(body: bytes, problem: str) -> None:

@@ -295,8 +295,10 @@ def test_settings_refuse_what_cannot_be_a_template() -> None:
     assert python_template(settings(KIOK_WORKER_PYTHON_TEMPLATE_MAX_TASKS="0"), "py") is None
     with pytest.raises(InvalidInput, match="'pandas; rm' is not a module name"):
         python_template(settings(KIOK_WORKER_PYTHON_PRELOAD="numpy, pandas; rm"), "py")
-    with pytest.raises(InvalidInput, match=r"max\.tasks must be 0 or more, not -1"):
-        python_template(settings(KIOK_WORKER_PYTHON_TEMPLATE_MAX_TASKS="-1"), "py")
+    with pytest.raises(
+        InvalidInput, match=r"max\.tasks \(KIOK_WORKER_PYTHON_TEMPLATE_MAX_TASKS\): -1 is out of"
+    ):
+        settings(KIOK_WORKER_PYTHON_TEMPLATE_MAX_TASKS="-1")  # refused with the other settings
     assert fs.parse_preload(" pandas , os.path,") == ("pandas", "os.path")
 
 

@@ -32,6 +32,9 @@ _DAG_BODY = {
 
 
 class TriggerRequest(BaseModel):
+    #: An unknown field (``{"arg": ...}``) is refused: ignoring it would start a run with the
+    #: DAG's defaults instead of the args the caller meant.
+    model_config = ConfigDict(extra="forbid")
     args: dict[str, Any] = Field(default_factory=dict)
 
 

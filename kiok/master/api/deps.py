@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from kiok.errors import Unauthenticated
 from kiok.master.api.forward import FORWARDED_FOR, SERVICE_AUTH
 from kiok.master.auth import Principal
 from kiok.security import actions
@@ -23,6 +24,15 @@ _bearer = HTTPBearer(auto_error=False, description="JWT from POST /api/v1/auth/l
 def node_of(request: Request) -> MasterNode:
     node: MasterNode = request.app.state.node
     return node
+
+
+def authorization(request: Request) -> str | None:
+    """The request's one ``Authorization`` header. Two are refused: a proxy in front could
+    check or log the other one than kiok takes."""
+    values = request.headers.getlist("authorization")
+    if len(values) > 1:
+        raise Unauthenticated("more than one Authorization header; send exactly one")
+    return values[0] if values else None
 
 
 def client_address(request: Request) -> str:
@@ -52,7 +62,7 @@ def require(
     ) -> Principal:
         node = node_of(request)
         principal = node.auth.authenticate(
-            request.headers.get("authorization"), allow_password_change=action == actions.CHANGE_PASSWORD
+            authorization(request), allow_password_change=action == actions.CHANGE_PASSWORD
         )
         if action not in _ALWAYS:
             name = resource(request) if callable(resource) else resource.format(**request.path_params)
@@ -66,7 +76,7 @@ async def signed_in(request: Request, _: HTTPAuthorizationCredentials | None = D
     """A dependency that only authenticates: for routes whose every resource is checked by
     the route itself and that users may call on themselves without a policy
     (``actions.SELF_SERVICE``)."""
-    return node_of(request).auth.authenticate(request.headers.get("authorization"))
+    return node_of(request).auth.authenticate(authorization(request))
 
 
 def require_anywhere(action: str) -> Callable[..., Awaitable[Principal]]:
@@ -78,7 +88,7 @@ def require_anywhere(action: str) -> Callable[..., Awaitable[Principal]]:
         request: Request, _: HTTPAuthorizationCredentials | None = Depends(_bearer)
     ) -> Principal:
         node = node_of(request)
-        principal = node.auth.authenticate(request.headers.get("authorization"))
+        principal = node.auth.authenticate(authorization(request))
         node.iam.grants(principal).check_anywhere(action)
         return principal
 
