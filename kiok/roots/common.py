@@ -22,6 +22,7 @@ import uvicorn
 from kiok.config import Settings
 from kiok.errors import InvalidInput
 from kiok.protocol.link import MasterLink
+from kiok.roots.http_protocol import HttpLimits, limited_protocol
 from kiok.security.tls import TlsFiles
 from kiok.worker import spawn_protocol
 from kiok.worker.driver import DriverEnv, base_task_env
@@ -49,16 +50,23 @@ class HttpServer(uvicorn.Server):
 
 
 def http_server(
-    app: Any, host: str, port: int, tls: TlsFiles, trusted_proxies: Sequence[str] = ()
+    app: Any,
+    host: str,
+    port: int,
+    tls: TlsFiles,
+    limits: HttpLimits,
+    trusted_proxies: Sequence[str] = (),
 ) -> HttpServer:
     """An HTTP server for ``app``; HTTPS when ``tls`` has a certificate (never asking the
     client for one: browsers and scripts have none). ``X-Forwarded-For``/``-Proto`` are
-    believed only from ``trusted_proxies`` (uvicorn would otherwise trust any local peer)."""
+    believed only from ``trusted_proxies`` (uvicorn would otherwise trust any local peer).
+    ``limits``: how long a request may take to arrive, how many connections may be open."""
     return HttpServer(
         uvicorn.Config(
             app,
             host=host,
             port=port,
+            http=limited_protocol(limits),
             loop="asyncio",
             log_level="warning",
             access_log=False,
@@ -68,6 +76,14 @@ def http_server(
             proxy_headers=bool(trusted_proxies),
             forwarded_allow_ips=list(trusted_proxies),
         )
+    )
+
+
+def http_limits(settings: Settings) -> HttpLimits:
+    """``kiok.http.request.timeout.ms`` and ``kiok.http.max.connections``."""
+    return HttpLimits(
+        request_timeout_s=settings.get_int("kiok.http.request.timeout.ms") / 1000,
+        max_connections=settings.get_int("kiok.http.max.connections"),
     )
 
 

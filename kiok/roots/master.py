@@ -16,6 +16,7 @@ from kiok.master.internal_server import InternalServer
 from kiok.master.node import MasterNode
 from kiok.roots.common import (
     clock_ms,
+    http_limits,
     http_server,
     plaintext_exposure,
     prepare_data_dir,
@@ -56,6 +57,7 @@ async def run_master(settings: Settings) -> None:
         host,
         settings.get_int("kiok.master.admin.port"),
         tls,
+        http_limits(settings),
         proxies,
     )
     if warning := plaintext_exposure(host, tls.serves_tls):

@@ -23,6 +23,7 @@ from kiok.protocol.to_master import Log, Release, Report
 from kiok.roots.common import (
     build_worker,
     clock_ms,
+    http_limits,
     http_server,
     isolation_for,
     plaintext_exposure,
@@ -147,6 +148,7 @@ async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
         settings.get_str("kiok.master.host"),
         settings.get_int("kiok.master.admin.port"),
         tls,
+        http_limits(settings),
         proxies,
     )
     for host in dict.fromkeys((settings.get_str("kiok.master.host"), settings.get_str("kiok.worker.host"))):
@@ -157,6 +159,7 @@ async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
         settings.get_str("kiok.worker.host"),
         settings.get_int("kiok.worker.status.port"),
         tls,
+        http_limits(settings),
     )
     servers = [
         asyncio.create_task(admin.serve(sockets=[admin_listener])),

@@ -13,6 +13,7 @@ from kiok.config import Settings
 from kiok.errors import InvalidInput
 from kiok.roots.common import (
     build_worker,
+    http_limits,
     http_server,
     isolation_for,
     prepare_data_dir,
@@ -67,6 +68,7 @@ async def run_worker(settings: Settings, environ: dict[str, str]) -> None:
         settings.get_str("kiok.worker.host"),
         settings.get_int("kiok.worker.status.port"),
         tls,
+        http_limits(settings),
     )
     tasks = [asyncio.create_task(status.serve(sockets=[status_listener])), asyncio.create_task(client.run())]
     log.info(

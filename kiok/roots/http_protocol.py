@@ -1,0 +1,90 @@
+"""The HTTP protocol of kiok's ports (admin API, worker status): uvicorn's (httptools), with
+the two limits it lacks.
+
+uvicorn waits for ever on a connection that sends nothing, half its headers or part of its
+body: anyone who can reach the port (no login needed) could hold thousands of them, until the
+process runs out of file descriptors, and with them RocksDB's files, the workers' connections
+and Raft's. So:
+
+- a request must arrive whole (headers and body) within ``kiok.http.request.timeout.ms`` of
+  the connection opening or the previous response ending; otherwise the connection is closed
+  (with ``408`` when part of a request came);
+- at most ``kiok.http.max.connections`` connections are open at once; one more is closed at
+  once, before anything is read from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+_TIMED_OUT = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    request_timeout_s: float = 60.0
+    max_connections: int = 512
+
+
+def limited_protocol(limits: HttpLimits) -> type[HttpToolsProtocol]:
+    """uvicorn's protocol class with ``limits`` (uvicorn makes one instance per connection)."""
+
+    class Limited(_LimitedProtocol):
+        _limits = limits
+
+    return Limited
+
+
+class _LimitedProtocol(HttpToolsProtocol):
+    _limits = HttpLimits()
+    _deadline: asyncio.TimerHandle | None = None
+    #: Bytes of the awaited request have come (a 408 says why it is closed).
+    _started = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self._limits.max_connections:
+            transport.abort()
+            return
+        self._await_request()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_waiting()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self._started = self._started or bool(data)
+        super().data_received(data)
+
+    def on_message_complete(self) -> None:
+        self._stop_waiting()  # the whole request is in: the app takes it from here
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._await_request()
+
+    def _await_request(self) -> None:
+        self._stop_waiting()
+        self._started = False
+        self._deadline = self.loop.call_later(self._limits.request_timeout_s, self._timed_out)
+
+    def _stop_waiting(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _timed_out(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        if self._started and (self.cycle is None or not self.cycle.response_started):
+            self.transport.write(_TIMED_OUT)
+        self.transport.close()
+
+
+__all__ = ["HttpLimits", "limited_protocol"]

@@ -1,0 +1,101 @@
+"""Connections that never finish a request cannot pile up on an HTTP port: anyone who reaches
+the port could otherwise hold thousands of them (no login needed) until the process ran out
+of file descriptors, and with them its store's files and its workers' connections."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kiok.testing.process import Standalone
+
+MAX_CONNECTIONS = 8
+
+
+@pytest.fixture(scope="module")
+def k(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone]:
+    env = {"KIOK_HTTP_REQUEST_TIMEOUT_MS": "1000", "KIOK_HTTP_MAX_CONNECTIONS": str(MAX_CONNECTIONS)}
+    node = Standalone(Path(tmp_path_factory.mktemp("limits")) / "kiok", env).start()
+    yield node
+    node.stop()
+
+
+def _connect(k: Standalone) -> socket.socket:
+    host, port = k.url.removeprefix("http://").rsplit(":", 1)
+    s = socket.create_connection((host, int(port)), timeout=15)
+    return s
+
+
+def _answer(s: socket.socket) -> bytes:
+    """What the server sends until it closes the connection."""
+    out = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := s.recv(4096):
+            out += chunk
+    return out
+
+
+PROBE = b"GET /healthz HTTP/1.1\r\nHost: kiok\r\n\r\n"
+
+
+def _response(s: socket.socket) -> bytes:
+    """The status line of one whole response (b"" when the connection was closed)."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(4096)
+        if not chunk:
+            return b""
+        head += chunk
+    head, _, body = head.partition(b"\r\n\r\n")
+    length = int(
+        next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))[15:]
+    )
+    while len(body) < length:
+        body += s.recv(4096)
+    return head.split(b"\r\n", 1)[0]
+
+
+def test_a_request_that_never_arrives_whole_is_closed(k: Standalone) -> None:
+    idle, headers, body = _connect(k), _connect(k), _connect(k)
+    headers.sendall(b"GET /api/v1/dags HTTP/1.1\r\nHost: kiok\r\n")
+    body.sendall(
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: kiok\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100\r\n\r\n{"
+    )
+    assert _answer(idle) == b""
+    assert _answer(headers).startswith(b"HTTP/1.1 408 ")
+    assert _answer(body).startswith(b"HTTP/1.1 408 ")
+    # A connection kept alive gets the same time again after each answer, not less.
+    s = _connect(k)
+    for _ in range(2):
+        s.sendall(PROBE)
+        assert _response(s) == b"HTTP/1.1 200 OK"
+    assert _answer(s) == b""
+    for c in (idle, headers, body, s):
+        c.close()
+
+
+def test_connections_past_the_limit_are_closed_at_once(k: Standalone) -> None:
+    held: list[socket.socket] = []
+    answers = []
+    try:
+        for _ in range(MAX_CONNECTIONS + 4):
+            s = _connect(k)
+            held.append(s)  # kept open (alive after its answer) while the next ones come
+            try:
+                s.sendall(PROBE)
+                answers.append(_response(s))
+            except (ConnectionResetError, BrokenPipeError):
+                answers.append(b"")
+        served = answers.count(b"HTTP/1.1 200 OK")
+        assert 0 < served <= MAX_CONNECTIONS and answers == [b"HTTP/1.1 200 OK"] * served + [b""] * (
+            len(answers) - served
+        ), answers
+    finally:
+        for s in held:
+            s.close()
+    assert k.api("GET", "/api/v1/dags").status_code == 200  # the port serves again
