@@ -9,7 +9,10 @@ standard library only (that interpreter need not see kiok).
 
 Why: a new interpreter costs ~25 ms per attempt; a fork of this one, with ``PRELOAD``'s
 modules already imported, costs about one. Each child starts from the same clean template, so
-nothing one attempt does (a module attribute set, a file left open) reaches the next.
+nothing one attempt does (a module attribute set, a file left open) reaches the next. The
+child for the next attempt is forked ahead (``_Spares``): a fork of an interpreter and the
+child's first steps take ~0.5 ms, mostly copying the pages it writes to, which then happens
+between attempts rather than while one waits to start.
 
 The template never sees an attempt's data: the spawner sends an attempt id and three
 descriptors (the output pipe, the script's memfd, a memfd holding the working directory and
@@ -51,6 +54,8 @@ def main() -> None:
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the poll below through wake_w
+    spares = _Spares(control, wake_r, wake_w)
+    spares.make()
     control.send(b"R" + "\n".join(errors).encode(errors="replace"))
     poll = select.poll()
     poll.register(control.fileno(), select.POLLIN)
@@ -60,7 +65,7 @@ def main() -> None:
             if fd == wake_r:
                 os.read(wake_r, 512)
                 _reap(control)
-            elif not _serve(control, wake_r, wake_w):
+            elif not _serve(control, spares):
                 os._exit(0)  # the spawner is gone; its children are killed by it or its namespace
 
 
@@ -74,8 +79,8 @@ def _preload(modules: list[str]) -> list[str]:
     return errors
 
 
-def _serve(control: socket.socket, wake_r: int, wake_w: int) -> bool:
-    """Fork one child for the request waiting on ``control``; False when the spawner left."""
+def _serve(control: socket.socket, spares: _Spares) -> bool:
+    """Hand the request waiting on ``control`` to a child; False when the spawner left."""
     fds = array.array("i")
     try:
         data, ancillary, _, _ = control.recvmsg(64, socket.CMSG_SPACE(3 * fds.itemsize))
@@ -90,9 +95,7 @@ def _serve(control: socket.socket, wake_r: int, wake_w: int) -> bool:
     try:
         if len(fds) != 3:
             raise OSError(22, f"expected 3 descriptors, got {len(fds)}")
-        pid = os.fork()
-        if pid == 0:
-            _child(control, wake_r, wake_w, fds[0], fds[1], fds[2])
+        pid = spares.hand_over(fds)
     except OSError as e:
         control.send(f"E{attempt} {e.errno or 0} {e.strerror or e}".encode(errors="replace"))
     else:
@@ -100,7 +103,90 @@ def _serve(control: socket.socket, wake_r: int, wake_w: int) -> bool:
     finally:
         for fd in fds:
             os.close(fd)
+    spares.make()  # the next attempt's, now that this one is on its way
     return True
+
+
+class _Spares:
+    """One child forked ahead, waiting for the next attempt's descriptors: the fork and the
+    child's first steps (its session, its signals, letting go of the template's descriptors)
+    happen between attempts rather than while one waits to start. It is forked from this
+    clean template like any child, and learns nothing before its attempt: which one it runs
+    is decided when a request comes."""
+
+    def __init__(self, control: socket.socket, wake_r: int, wake_w: int) -> None:
+        self._template_fds = (control.fileno(), wake_r, wake_w)
+        self._pid = 0
+        self._socket: socket.socket | None = None
+
+    def make(self) -> None:
+        if self._socket is not None:
+            return
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            pid = os.fork()
+        except OSError:
+            ours.close()
+            theirs.close()
+            return  # the request forks its own child
+        if pid == 0:
+            ours.close()
+            _spare(theirs, self._template_fds)
+        theirs.close()
+        self._pid, self._socket = pid, ours
+
+    def hand_over(self, fds: array.array[int]) -> int:
+        """Give ``fds`` to the spare (or, when it is gone, to a child forked now): its pid."""
+        spare, self._socket = self._socket, None
+        if spare is not None:
+            try:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self._pid, signal.SIGCONT)  # a task (the same user) may have stopped it
+                spare.sendmsg([b"go"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())])
+                return self._pid
+            except OSError:
+                pass  # it died (a task may kill it): fork one now
+            finally:
+                spare.close()
+        pid = os.fork()
+        if pid == 0:
+            _start(self._template_fds)
+            _child(fds[0], fds[1], fds[2])
+        return pid
+
+
+def _spare(channel: socket.socket, template_fds: tuple[int, ...]) -> None:
+    """In a spare: its first steps, then wait for its attempt's descriptors (none: the
+    template is gone, and so is the spare). Never returns."""
+    fds = array.array("i")
+    try:
+        _start(template_fds)
+        while True:
+            try:
+                data, ancillary, _, _ = channel.recvmsg(8, socket.CMSG_SPACE(3 * fds.itemsize))
+                break
+            except InterruptedError:
+                continue
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
+        channel.close()
+    except BaseException:
+        os._exit(127)
+    if not data or len(fds) != 3:
+        os._exit(0)
+    _child(fds[0], fds[1], fds[2])
+
+
+def _start(template_fds: tuple[int, ...]) -> None:
+    """A new child's first steps: its own session, the signals a program starts with, none
+    of the template's descriptors."""
+    os.setsid()
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for fd in template_fds:
+        os.close(fd)
 
 
 def _reap(control: socket.socket) -> None:
@@ -114,17 +200,10 @@ def _reap(control: socket.socket) -> None:
         control.send(f"X{pid} {status}".encode())
 
 
-def _child(control: socket.socket, wake_r: int, wake_w: int, out: int, script: int, request: int) -> None:
-    """In the new process: become the attempt (its session, descriptors, directory and
-    environment), run the script, exit. Never returns."""
+def _child(out: int, script: int, request: int) -> None:
+    """In the new process, after ``_start``: become the attempt (its descriptors, directory
+    and environment), run the script, exit. Never returns."""
     try:
-        os.setsid()
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        control.close()
-        os.close(wake_r)
-        os.close(wake_w)
         os.dup2(out, 1)
         os.dup2(out, 2)
         os.dup2(script, 3)
