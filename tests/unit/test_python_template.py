@@ -207,6 +207,36 @@ async def test_a_dead_template_fails_its_attempts_cleanly_and_is_replaced(
     assert outcome.exit_code == 0 and out.split()[0] == "template" and out.split()[1] != first_template
 
 
+#: Signals the template's other child, the one forked ahead for the next attempt (a task
+#: runs as the same user as it), and prints its pid.
+SIGNAL_THE_SPARE = """
+import os, signal
+template = os.getppid()
+children = open(f"/proc/{template}/task/{template}/children").read().split()
+(spare,) = [int(p) for p in children if int(p) != os.getpid()]
+os.kill(spare, signal.SIG{name})
+print(spare, flush=True)
+"""
+
+
+@pytest.mark.parametrize("signal_name", ["KILL", "STOP"])
+async def test_the_child_forked_ahead_survives_what_a_task_does_to_it(
+    isolated: tuple[Factory, WorkDirs, str], signal_name: str
+) -> None:
+    """The template forks each attempt's child ahead, and a task may signal it: killed, the
+    next attempt gets a child forked on the spot; stopped, it is continued when it gets its
+    attempt. Either way the next attempt runs, and in a child of the same template."""
+    make, dirs, python = isolated
+    runner = make()
+    outcome, out = await _python(runner, python, WHOAMI, dirs.take())
+    template = out.split()[1]
+    outcome, out = await _python(runner, python, SIGNAL_THE_SPARE.replace("{name}", signal_name), dirs.take())
+    assert outcome.exit_code == 0, (outcome, out)
+    for _ in range(2):
+        outcome, out = await asyncio.wait_for(_python(runner, python, WHOAMI, dirs.take()), 30)
+        assert outcome.exit_code == 0 and out.split()[:2] == ["template", template], (outcome, out)
+
+
 async def test_a_template_a_task_stopped_still_serves_the_next_attempts(
     isolated: tuple[Factory, WorkDirs, str],
 ) -> None:
