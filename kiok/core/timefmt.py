@@ -18,7 +18,9 @@ def _second(s: int) -> str:
     global _last
     last = _last  # one read: another thread may replace it
     if last[0] != s:
-        last = _last = (s, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s)))
+        t = time.gmtime(s)  # not strftime: its %Y does not pad a year below 1000 to four digits
+        text = f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+        last = _last = (s, text)
     return last[1]
 
 
