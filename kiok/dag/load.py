@@ -117,14 +117,32 @@ def spec_from_json(text: str) -> DagSpec:
 
 def _spec_from_json(text: str) -> DagSpec:
     try:
-        doc = json.loads(text, parse_int=parse_json_int)
+        doc = json.loads(text, parse_int=parse_json_int, object_pairs_hook=_no_duplicate_keys)
     except json.JSONDecodeError as e:
         raise DagValidationError(
             f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}", line=e.lineno
         ) from None
+    except _DuplicateKey as e:
+        raise DagValidationError(f"invalid JSON: found duplicate key {e.args[0]!r}") from None
     except RecursionError:
         raise DagValidationError(f"invalid JSON: nested too deeply (at most {_MAX_DEPTH} levels)") from None
     return spec_from_document(doc)
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as a dict; a key given twice is an error, as in YAML (``yaml_doc``)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return obj
 
 
 def _unbuildable(e: Exception) -> str:

@@ -8,6 +8,9 @@ mapping, sequence), so ``load`` builds those itself and hands every other scalar
 booleans, timestamps, ...) to PyYAML's safe constructor. Anything less plain (merge keys
 ``<<``, ``!!set``, ``!!omap``, unhashable keys, unknown tags) makes it build the whole
 document the standard way instead, so the result and the errors are PyYAML's own.
+
+One difference from PyYAML: a string key given twice in a plain mapping is an error (PyYAML
+keeps the last value), so a DAG that sets ``timeout`` twice is refused, not read half-way.
 """
 
 from __future__ import annotations
@@ -78,6 +81,10 @@ class _Builder:
                     raise _NotPlain  # a collection as a key: PyYAML says it is unhashable
                 if key_node.tag == _STR:
                     key = key_node.value
+                    if key in mapping:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"found duplicate key {key!r}", key_node.start_mark
+                        )
                 elif key_node.tag == "tag:yaml.org,2002:merge":
                     raise _NotPlain
                 else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import yaml
@@ -252,3 +253,31 @@ def test_cron_macros_are_expanded(macro: str, cron: str) -> None:
 def test_other_at_schedules_are_refused_by_name(macro: str) -> None:
     with pytest.raises(DagValidationError, match=f"unsupported schedule '{macro}'"):
         spec_from_yaml(f"dag: {{id: d, schedule: '{macro}'}}\ntasks: [{{id: t, script: 'true'}}]")
+
+
+@pytest.mark.parametrize(
+    ("load", "text", "where"),
+    [
+        (
+            spec_from_yaml,
+            "dag: {id: d}\ntasks:\n  - id: t\n    script: 'true'\n    script: 'rm -rf x'\n",
+            "line 5",
+        ),
+        (
+            spec_from_yaml,
+            "dag: {id: d, timeout: 1s, timeout: 1h}\ntasks: [{id: t, script: 'true'}]\n",
+            "line 1",
+        ),
+        (
+            spec_from_json,
+            '{"dag": {"id": "d"}, "tasks": [{"id": "t", "script": "a", "script": "b"}]}',
+            "JSON",
+        ),
+    ],
+)
+def test_a_key_given_twice_is_refused_not_half_read(load: Any, text: str, where: str) -> None:
+    """YAML and JSON keep the last of two equal keys; a DAG that sets a task's script or a
+    timeout twice would run something its author did not read last."""
+    with pytest.raises(DagValidationError) as e:
+        load(text)
+    assert "duplicate key" in e.value.message and where in e.value.message, e.value.message
