@@ -39,10 +39,15 @@ def limited_protocol(limits: HttpLimits) -> type[HttpToolsProtocol]:
 
 
 class _LimitedProtocol(HttpToolsProtocol):
+    """The deadline runs while the connection waits on its client: from the connection or
+    the last answer until a request is in whole, and while the rest of a request is still
+    coming (even after its answer, which may come first). It does not run while every
+    request in is being answered (or waits its turn, pipelined)."""
+
     _limits = HttpLimits()
     _deadline: asyncio.TimerHandle | None = None
-    #: Bytes of the awaited request have come (a 408 says why it is closed).
-    _started = False
+    #: Part of a request has come, not all of it (a 408 says why it is closed).
+    _receiving = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -55,22 +60,39 @@ class _LimitedProtocol(HttpToolsProtocol):
         self._stop_waiting()
         super().connection_lost(exc)
 
-    def data_received(self, data: bytes) -> None:
-        self._started = self._started or bool(data)
-        super().data_received(data)
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._receiving = True
+        if self._deadline is None:  # begun while an earlier one is answered: its time from here
+            self._await_request()
 
     def on_message_complete(self) -> None:
-        self._stop_waiting()  # the whole request is in: the app takes it from here
+        self._receiving = False
+        upgrade = self.parser.should_upgrade() and self._should_upgrade()
         super().on_message_complete()
+        if upgrade or not self._idle():
+            self._stop_waiting()  # the whole request is in: the app takes it from here
+        else:
+            self._await_request()  # its answer came first: the next request's time starts now
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if not self.transport.is_closing():
+        if self._receiving:
+            return  # the rest of a request is still coming, within the time it had
+        if self._idle():
             self._await_request()
+
+    def handle_websocket_upgrade(self) -> None:
+        self._stop_waiting()  # the connection is the WebSocket protocol's from here
+        super().handle_websocket_upgrade()
+
+    def _idle(self) -> bool:
+        """No request is being answered or waits its turn (the connection is open)."""
+        answering = self.cycle is not None and not self.cycle.response_complete
+        return not (answering or self.pipeline or self.transport.is_closing())
 
     def _await_request(self) -> None:
         self._stop_waiting()
-        self._started = False
         self._deadline = self.loop.call_later(self._limits.request_timeout_s, self._timed_out)
 
     def _stop_waiting(self) -> None:
@@ -82,7 +104,10 @@ class _LimitedProtocol(HttpToolsProtocol):
         self._deadline = None
         if self.transport.is_closing():
             return
-        if self._started and (self.cycle is None or not self.cycle.response_started):
+        owed = self.pipeline or (
+            self.cycle is not None and self.cycle.response_started and not self.cycle.response_complete
+        )
+        if self._receiving and not owed:
             self.transport.write(_TIMED_OUT)
         self.transport.close()
 

@@ -4,13 +4,17 @@ of file descriptors, and with them its store's files and its workers' connection
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import uvicorn
 
+from kiok.roots.http_protocol import HttpLimits, limited_protocol
 from kiok.testing.process import Standalone
 
 MAX_CONNECTIONS = 8
@@ -99,3 +103,48 @@ def test_connections_past_the_limit_are_closed_at_once(k: Standalone) -> None:
         for s in held:
             s.close()
     assert k.api("GET", "/api/v1/dags").status_code == 200  # the port serves again
+
+
+def test_the_rest_of_a_body_sent_after_its_answer_gets_no_more_time(k: Standalone) -> None:
+    """An answer that comes before the whole body (the probe reads none) leaves the
+    connection awaiting the rest, then the next request: both within the time, not for ever."""
+    s = _connect(k)
+    s.sendall(PROBE.replace(b"\r\n\r\n", b"\r\nContent-Length: 1\r\n\r\n"))
+    assert _response(s) == b"HTTP/1.1 200 OK"
+    s.sendall(b"x")  # the end of that request: nothing of the next one comes
+    s.settimeout(5)  # the limit is 1 s
+    try:
+        assert _answer(s) == b""
+    finally:
+        s.close()
+
+
+async def test_a_pipelined_request_being_answered_is_not_cut() -> None:
+    """Two requests sent at once: the second, in whole, is answered after the first however
+    long it takes (the time counts only while a request is awaited)."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["path"] == "/slow":
+            await asyncio.sleep(0.6)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        app, http=limited_protocol(HttpLimits(0.2, 8)), lifespan="off", log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            await asyncio.sleep(0.01)
+        reader, writer = await asyncio.open_connection(*sock.getsockname())
+        writer.write(b"GET /fast HTTP/1.1\r\nHost: k\r\n\r\nGET /slow HTTP/1.1\r\nHost: k\r\n\r\n")
+        answers = await asyncio.wait_for(reader.read(), 5)  # until closed, by the time limit
+        assert answers.count(b"HTTP/1.1 200 OK") == 2, answers
+        assert b"408" not in answers
+        writer.close()
+    finally:
+        server.should_exit = True
+        await serving
