@@ -502,6 +502,14 @@ KEYS: tuple[Key, ...] = (
         at_least=1,
     ),
     Key(
+        "kiok.http.max.connections.per.address",
+        int,
+        64,
+        "Connections open at once on each HTTP port from one client address (the addresses in "
+        "kiok.admin.http.trusted.proxies are not limited), so that one host cannot take them all.",
+        at_least=1,
+    ),
+    Key(
         "kiok.admin.http.trusted.proxies",
         str,
         "",

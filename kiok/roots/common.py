@@ -80,10 +80,13 @@ def http_server(
 
 
 def http_limits(settings: Settings) -> HttpLimits:
-    """``kiok.http.request.timeout.ms`` and ``kiok.http.max.connections``."""
+    """``kiok.http.*``: how long a request may take to arrive, how many connections may be
+    open (from one address: trusted proxies' excepted)."""
     return HttpLimits(
         request_timeout_s=settings.get_int("kiok.http.request.timeout.ms") / 1000,
         max_connections=settings.get_int("kiok.http.max.connections"),
+        max_per_address=settings.get_int("kiok.http.max.connections.per.address"),
+        unlimited=tuple(trusted_proxies(settings)),
     )
 
 

@@ -9,14 +9,18 @@ and Raft's. So:
 - a request must arrive whole (headers and body) within ``kiok.http.request.timeout.ms`` of
   the connection opening or the previous response ending; otherwise the connection is closed
   (with ``408`` when part of a request came);
-- at most ``kiok.http.max.connections`` connections are open at once; one more is closed at
-  once, before anything is read from it.
+- at most ``kiok.http.max.connections`` connections are open at once, and at most
+  ``kiok.http.max.connections.per.address`` from one address (a trusted proxy's excepted);
+  one more is closed at once, before anything is read from it. The second keeps one host
+  from taking every connection (the health probes' and the masters' own forwarded writes).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from dataclasses import dataclass
+from typing import ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -27,13 +31,19 @@ _TIMED_OUT = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Leng
 class HttpLimits:
     request_timeout_s: float = 60.0
     max_connections: int = 512
+    max_per_address: int = 64
+    #: Networks not limited per address: reverse proxies, which carry many clients.
+    unlimited: tuple[str, ...] = ()
 
 
 def limited_protocol(limits: HttpLimits) -> type[HttpToolsProtocol]:
-    """uvicorn's protocol class with ``limits`` (uvicorn makes one instance per connection)."""
+    """uvicorn's protocol class with ``limits`` (uvicorn makes one instance per connection;
+    the count per address is the server's, held by this class)."""
 
     class Limited(_LimitedProtocol):
         _limits = limits
+        _unlimited = tuple(ipaddress.ip_network(n, strict=False) for n in limits.unlimited)
+        _per_address: ClassVar[dict[str, int]] = {}
 
     return Limited
 
@@ -45,20 +55,46 @@ class _LimitedProtocol(HttpToolsProtocol):
     request in is being answered (or waits its turn, pipelined)."""
 
     _limits = HttpLimits()
+    _unlimited: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    #: Connections open per client address, on this protocol's server (``limited_protocol``).
+    _per_address: ClassVar[dict[str, int]] = {}
     _deadline: asyncio.TimerHandle | None = None
     #: Part of a request has come, not all of it (a 408 says why it is closed).
     _receiving = False
+    #: The address this connection is counted under (None: not counted).
+    _counted: str | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        if len(self.connections) > self._limits.max_connections:
+        address = self.client[0] if self.client else ""
+        limited = not self._is_unlimited(address)
+        if len(self.connections) > self._limits.max_connections or (
+            limited and self._per_address.get(address, 0) >= self._limits.max_per_address
+        ):
             transport.abort()
             return
+        if limited:
+            self._counted = address
+            self._per_address[address] = self._per_address.get(address, 0) + 1
         self._await_request()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_waiting()
+        if self._counted is not None:
+            left = self._per_address.pop(self._counted) - 1
+            if left:
+                self._per_address[self._counted] = left
+            self._counted = None
         super().connection_lost(exc)
+
+    def _is_unlimited(self, address: str) -> bool:
+        if not self._unlimited:
+            return False
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self._unlimited)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()

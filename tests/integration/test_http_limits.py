@@ -18,20 +18,24 @@ from kiok.roots.http_protocol import HttpLimits, limited_protocol
 from kiok.testing.process import Standalone
 
 MAX_CONNECTIONS = 8
+PER_ADDRESS = 4
 
 
 @pytest.fixture(scope="module")
 def k(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone]:
-    env = {"KIOK_HTTP_REQUEST_TIMEOUT_MS": "1000", "KIOK_HTTP_MAX_CONNECTIONS": str(MAX_CONNECTIONS)}
+    env = {
+        "KIOK_HTTP_REQUEST_TIMEOUT_MS": "1000",
+        "KIOK_HTTP_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
+        "KIOK_HTTP_MAX_CONNECTIONS_PER_ADDRESS": str(PER_ADDRESS),
+    }
     node = Standalone(Path(tmp_path_factory.mktemp("limits")) / "kiok", env).start()
     yield node
     node.stop()
 
 
-def _connect(k: Standalone) -> socket.socket:
+def _connect(k: Standalone, source: str = "127.0.0.1") -> socket.socket:
     host, port = k.url.removeprefix("http://").rsplit(":", 1)
-    s = socket.create_connection((host, int(port)), timeout=15)
-    return s
+    return socket.create_connection((host, int(port)), timeout=15, source_address=(source, 0))
 
 
 def _answer(s: socket.socket) -> bytes:
@@ -83,22 +87,31 @@ def test_a_request_that_never_arrives_whole_is_closed(k: Standalone) -> None:
         c.close()
 
 
-def test_connections_past_the_limit_are_closed_at_once(k: Standalone) -> None:
+def test_connections_past_the_limits_are_closed_at_once(k: Standalone) -> None:
+    """At most PER_ADDRESS from one address, MAX_CONNECTIONS in all: one more is closed before
+    anything is read from it; those open stay served."""
     held: list[socket.socket] = []
-    answers = []
-    try:
-        for _ in range(MAX_CONNECTIONS + 4):
-            s = _connect(k)
+
+    def answers(source: str, n: int) -> list[bytes]:
+        out = []
+        for _ in range(n):
+            s = _connect(k, source)
             held.append(s)  # kept open (alive after its answer) while the next ones come
             try:
                 s.sendall(PROBE)
-                answers.append(_response(s))
+                out.append(_response(s))
             except (ConnectionResetError, BrokenPipeError):
-                answers.append(b"")
-        served = answers.count(b"HTTP/1.1 200 OK")
-        assert 0 < served <= MAX_CONNECTIONS and answers == [b"HTTP/1.1 200 OK"] * served + [b""] * (
-            len(answers) - served
-        ), answers
+                out.append(b"")
+        return out
+
+    ok = b"HTTP/1.1 200 OK"
+    try:
+        assert answers("127.0.0.1", PER_ADDRESS + 2) == [ok] * PER_ADDRESS + [b""] * 2
+        assert answers("127.0.0.2", PER_ADDRESS) == [ok] * PER_ADDRESS  # another address
+        assert answers("127.0.0.3", 2) == [b""] * 2  # all MAX_CONNECTIONS taken
+        for s in held[:PER_ADDRESS]:
+            s.sendall(PROBE)
+            assert _response(s) == ok
     finally:
         for s in held:
             s.close()
