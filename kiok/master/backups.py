@@ -153,7 +153,9 @@ class BackupService:
                     shutil.rmtree(scratch, ignore_errors=True)
 
             manifest = await asyncio.to_thread(work)
-            pruned = await asyncio.to_thread(self._tidy, target, keep, manifest.ring_id, self._clock())
+            pruned = await asyncio.to_thread(
+                self._tidy, target, keep, manifest.ring_id, keys.root_key, self._clock()
+            )
         log.info(
             "backup %s taken: %d files, %d bytes, %d uploaded (base %s)",
             manifest.id,
@@ -165,13 +167,13 @@ class BackupService:
         return manifest, pruned
 
     @staticmethod
-    def _tidy(target: ObjectStore, keep: int, ring: str, now_ms: int) -> list[str]:
+    def _tidy(target: ObjectStore, keep: int, ring: str, root_key: bytes, now_ms: int) -> list[str]:
         """Delete what ``kiok.backup.keep`` lets go in the lineage just backed up, then the
         target's orphaned objects (``kiok.store.backup_orphans``); returns the backups pruned.
         A failure leaves the rest for the next backup: the backup just taken is stored anyway."""
         pruned: list[str] = []
         try:
-            pruned = prune(target, keep, ring) if keep > 0 else []
+            pruned = prune(target, keep, ring, root_key) if keep > 0 else []
             orphans = sweep_orphans(target, now_ms)
         except KiokError as e:
             log.warning("tidying the backup target failed: %s", e.message)
@@ -276,7 +278,12 @@ class BackupService:
                 await node.restart_coordination(replace)
                 await self.record(Finished(backup_id, manifest.digest, by))
             finally:
-                shutil.rmtree(scratch, ignore_errors=True)
+                if node.raft is None and (node.settings.data_dir / MARKER).exists():
+                    # The swap failed part way: its redo marker needs the verified copy, from
+                    # which the next start finishes the restore (``finish_interrupted``).
+                    log.error("restore %s failed mid-swap: restart the master to finish it", backup_id)
+                else:
+                    shutil.rmtree(scratch, ignore_errors=True)
         return manifest
 
     async def record(self, restore: Finished) -> None:

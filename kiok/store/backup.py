@@ -33,14 +33,14 @@ import shutil
 import struct
 from base64 import b64decode, b64encode
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from rocksdict import AccessType, Options, Rdict
 
 from kiok.errors import Conflict, NotFound
-from kiok.security.kms import Cipher, Keyring
+from kiok.security.kms import Cipher, Keyring, WrongMasterKey
 from kiok.store.kv import RocksKV, Write
 from kiok.store.objects import ObjectMissing, ObjectStore
 
@@ -51,6 +51,8 @@ _MAGIC = b"KIOKBK1\n"
 _CHUNK = 1024 * 1024
 _LEN = struct.Struct(">I")
 _COPY_BATCH = 2000
+#: A ``manifest.json`` larger than this is not read (a real one is ~300 bytes per file).
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 
 
 class BackupCorrupt(Conflict):
@@ -100,6 +102,8 @@ class Manifest:
     #: sha256 of ``manifest.json`` as stored (not part of it): names this exact backup, so a
     #: replicated restore applies the same bytes on every master.
     digest: str = ""
+    #: The HMAC the manifest claims (``authentic`` checks it).
+    mac: str = field(default="", compare=False)
 
     @property
     def size(self) -> int:
@@ -176,9 +180,11 @@ def encode_manifest(manifest: Manifest, root_key: bytes) -> bytes:
 
 def decode_manifest(raw: bytes, backup_id: str) -> Manifest:
     """The manifest as written; BackupCorrupt when it does not parse (its MAC is checked by
-    ``open_manifest``, which has the root key)."""
+    ``open_manifest`` or ``authentic``, which have the root key). Nothing in it is trusted
+    before that: anyone who can write to the target can put one there."""
     try:
         doc = json.loads(raw)
+        mac = doc.get("mac", "")
         if doc.get("format") != FORMAT or doc.get("id") != backup_id:
             raise ValueError(f"format {doc.get('format')!r}, id {doc.get('id')!r}")
         files = tuple(
@@ -205,42 +211,71 @@ def decode_manifest(raw: bytes, backup_id: str) -> Manifest:
             keyring_wrapped=b64decode(doc["keyring"]["wrapped"]),
             master=str(doc.get("master") or ""),
             digest=hashlib.sha256(raw).hexdigest(),
+            mac=mac if isinstance(mac, str) else "",
         )
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
         raise BackupCorrupt(f"backup {backup_id}: {MANIFEST} is not readable ({e})") from None
 
 
+def read_manifest(target: ObjectStore, backup_id: str) -> bytes:
+    """The raw ``manifest.json`` of a backup, at most ``MAX_MANIFEST_BYTES`` read
+    (BackupCorrupt beyond: a planted giant must not exhaust memory); ObjectMissing."""
+    raw = target.get_range(f"{backup_id}/{MANIFEST}", 0, MAX_MANIFEST_BYTES + 1)
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise BackupCorrupt(f"backup {backup_id}: {MANIFEST} is larger than {MAX_MANIFEST_BYTES} bytes")
+    return raw
+
+
 def list_backups(target: ObjectStore) -> list[Manifest]:
-    """Every complete backup in the target, newest first (unreadable manifests skipped)."""
+    """Every complete backup in the target, newest first (unreadable manifests skipped). Not
+    authenticated: what decides anything (pruning, the base of a backup) keeps only those
+    ``authentic`` passes; a restore checks the MAC itself."""
     out = []
     for key in target.list(""):
         backup_id, _, rest = key.partition("/")
         if rest != MANIFEST or not valid_backup_id(backup_id):
             continue
         try:
-            out.append(decode_manifest(target.get(key), backup_id))
+            out.append(decode_manifest(read_manifest(target, backup_id), backup_id))
         except (BackupCorrupt, ObjectMissing):
             continue
     return sorted(out, key=lambda m: (m.created_ms, m.id), reverse=True)
+
+
+def authentic(manifest: Manifest, root_key: bytes) -> bool:
+    """Whether the manifest's MAC holds under ``root_key`` (this keyring's: a backup of the
+    same lineage was made with the same salt, so the same root key)."""
+    return hmac.compare_digest(manifest.mac, _mac(root_key, manifest.body()))
 
 
 def open_manifest(
     target: ObjectStore, backup_id: str, unlock: Callable[[bytes], bytes]
 ) -> tuple[Manifest, Keyring]:
     """The backup's manifest, authenticated, and its keyring. ``unlock(salt)`` gives the root
-    key the master key derives with that salt (WrongMasterKey when the key does not fit)."""
+    key the master key derives with that salt. BackupCorrupt (409) when the MAC does not hold:
+    altered, forged, or made with another master key."""
     if not valid_backup_id(backup_id):
         raise NotFound(f"backup {backup_id!r} not found")
     try:
-        raw = target.get(f"{backup_id}/{MANIFEST}")
+        raw = read_manifest(target, backup_id)
     except ObjectMissing:
         raise NotFound(f"backup {backup_id!r} not found") from None
     manifest = decode_manifest(raw, backup_id)
     root = unlock(manifest.keyring_salt)
-    ring = Keyring.unwrap(manifest.keyring_wrapped, root)
-    claimed = json.loads(raw).get("mac", "")
-    if not isinstance(claimed, str) or not hmac.compare_digest(claimed, _mac(root, manifest.body())):
+    if not authentic(manifest, root):  # before anything in it is used
+        try:
+            Keyring.unwrap(manifest.keyring_wrapped, root)
+        except WrongMasterKey:
+            raise BackupCorrupt(
+                f"backup {backup_id} was made with another KIOK_MASTER_KEY (or its {MANIFEST} was altered)"
+            ) from None
+        except Exception:  # a keyring that does not even parse
+            pass
         raise BackupCorrupt(f"backup {backup_id}: {MANIFEST} was altered (its MAC does not match)")
+    try:
+        ring = Keyring.unwrap(manifest.keyring_wrapped, root)
+    except Exception as e:  # authentic, so written by a kiok that could not read it back
+        raise BackupCorrupt(f"backup {backup_id}: its keyring does not open ({e})") from None
     return manifest, ring
 
 
@@ -326,10 +361,11 @@ class _Hashing:
             yield chunk
 
 
-def latest_base(target: ObjectStore, ring: str) -> Manifest | None:
-    """The newest backup of the same keyring lineage: the base of an incremental one."""
+def latest_base(target: ObjectStore, ring: str, root_key: bytes) -> Manifest | None:
+    """The newest authentic backup of the same keyring lineage: the base of an incremental
+    one (a planted manifest must not make a backup reference objects it never checked)."""
     for manifest in list_backups(target):
-        if manifest.ring_id == ring:
+        if manifest.ring_id == ring and authentic(manifest, root_key):
             return manifest
     return None
 
@@ -355,7 +391,7 @@ def upload(
 ) -> Manifest:
     """Store the checkpoints as backup ``backup_id``; files the base holds are referenced."""
     rid = ring_id(keys.ring)
-    base = latest_base(target, rid)
+    base = latest_base(target, rid, keys.root_key)
     held = {(f.sha256, f.size): f for f in base.files} if base is not None else {}
     cipher = Cipher(keys.ring, KEY_NAME)
     entries = []
@@ -411,6 +447,8 @@ def fetch_verified(target: ObjectStore, manifest: Manifest, ring: Keyring, scrat
         shutil.rmtree(scratch)
     out = {}
     for store in manifest.stores:
+        if not valid_backup_id(store):
+            raise BackupCorrupt(f"backup {manifest.id}: bad store name {store!r}")
         out[store] = scratch / store
         out[store].mkdir(parents=True)
     for entry in manifest.files:
@@ -418,7 +456,8 @@ def fetch_verified(target: ObjectStore, manifest: Manifest, ring: Keyring, scrat
             raise BackupCorrupt(f"backup {manifest.id}: bad file entry {entry.store}/{entry.name}")
         where = f"backup {manifest.id}: {entry.object_key}"
         try:
-            data = target.get(entry.object_key)
+            # One byte past the size the manifest gives: a swollen object is refused, not read.
+            data = target.get_range(entry.object_key, 0, entry.stored_size + 1)
         except ObjectMissing:
             raise BackupCorrupt(f"{where} is missing") from None
         if len(data) != entry.stored_size or hashlib.sha256(data).hexdigest() != entry.stored_sha256:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -96,12 +97,56 @@ class DirObjectStore:
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
+    def _parent_fd(self, key: str) -> tuple[int, str]:
+        """An open descriptor of the key's directory, reached one component at a time without
+        following a symlink (whoever can write to the directory cannot make kiok read or
+        delete outside it), and the key's last segment. ObjectMissing when a component is
+        missing, a symlink or not a directory."""
+        *dirs, name = check_key(key).split("/")
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for part in dirs:
+                child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                os.close(fd)
+                fd = child
+        except OSError:
+            os.close(fd)
+            raise ObjectMissing(f"object {key!r} not found") from None
+        return fd, name
+
+    @contextlib.contextmanager
+    def _open(self, key: str) -> Iterator[Any]:
+        """The key's file opened for reading: a regular file only (not a symlink, a FIFO that
+        would block, a device that never ends); ObjectMissing otherwise."""
+        dir_fd, name = self._parent_fd(key)
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+        except OSError:
+            raise ObjectMissing(f"object {key!r} not found") from None
+        finally:
+            os.close(dir_fd)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ObjectMissing(f"object {key!r} is not a regular file")
+        with os.fdopen(fd, "rb") as f:
+            yield f
+
+    def _check_inside(self, path: Path, key: str) -> None:
+        """A write must land under the root: no symlinked directory on the way."""
+        parent = path.parent
+        while parent != self.root and not parent.exists():
+            parent = parent.parent
+        if not parent.resolve().is_relative_to(self.root.resolve()):
+            raise InvalidInput(f"invalid object key {key!r}: it leads outside the directory")
+
     def put(self, key: str, data: bytes) -> None:
         self.put_stream(key, [data])
 
     def put_stream(self, key: str, chunks: Iterable[bytes]) -> None:
         path = self._path(key)
+        self._check_inside(path, key)
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._check_inside(path, key)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -120,22 +165,21 @@ class DirObjectStore:
             os.close(dir_fd)
 
     def get(self, key: str) -> bytes:
-        try:
-            return self._path(key).read_bytes()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            raise ObjectMissing(f"object {key!r} not found") from None
+        with self._open(key) as f:
+            return bytes(f.read())
 
     def get_range(self, key: str, start: int, end: int) -> bytes:
         _check_range(start, end)
-        try:
-            with self._path(key).open("rb") as f:
-                f.seek(start)
-                return f.read(end - start)
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            raise ObjectMissing(f"object {key!r} not found") from None
+        with self._open(key) as f:
+            f.seek(start)
+            return bytes(f.read(end - start))
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        try:
+            with self._open(key):
+                return True
+        except ObjectMissing:
+            return False
 
     def list_dated(self, prefix: str) -> list[tuple[str, int]]:
         out = []
@@ -159,7 +203,16 @@ class DirObjectStore:
                     yield Path(dirpath) / name
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        try:
+            dir_fd, name = self._parent_fd(key)
+        except ObjectMissing:
+            return
+        try:
+            os.unlink(name, dir_fd=dir_fd)  # a symlink itself goes, never what it points to
+        except (FileNotFoundError, IsADirectoryError):
+            pass
+        finally:
+            os.close(dir_fd)
 
 
 # --- S3 ---------------------------------------------------------------------------------------

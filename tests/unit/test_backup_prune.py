@@ -57,7 +57,7 @@ def test_real_backups_pruned_keep_restoring(tmp_path: Path) -> None:
     # The fourth is incremental over the third (a new keyring lineage starts a new chain).
     assert taken[3].base == taken[2].id and any(f.backup == taken[2].id for f in taken[3].files)
     # Pruning weighs one lineage at a time, and the newest one pins the one it points to.
-    assert prune(target, 1, taken[3].ring_id) == [] and prune(target, 1, taken[1].ring_id) == []
+    assert prune(target, 1, taken[3].ring_id, ROOT) == [] and prune(target, 1, taken[1].ring_id, ROOT) == []
     assert len(b.list_backups(target)) == 4
     doomed = prune_plan(b.list_backups(target), 1)
     assert doomed == [taken[0].id, taken[1].id]

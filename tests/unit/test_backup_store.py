@@ -3,12 +3,13 @@ incremental reuse by content hash, verified fetch, and replacing a live store's 
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 
-from kiok.security.kms import Cipher, Keyring, WrongMasterKey
+from kiok.security.kms import Cipher, Keyring
 from kiok.store import backup as b
 from kiok.store.kv import RocksKV
 from kiok.store.objects import DirObjectStore
@@ -110,9 +111,18 @@ def test_a_damaged_object_is_refused_by_hash(tmp_path: Path, kv: RocksKV, damage
 def test_an_altered_manifest_or_a_wrong_master_key_is_refused(tmp_path: Path, kv: RocksKV) -> None:
     target = DirObjectStore(tmp_path / "target")
     manifest = _take(tmp_path, kv, target, Keyring.generate(), 1_700_000_000_000)
-    with pytest.raises(WrongMasterKey):
+    # Another master key (another cluster's backup): refused as a conflict (409), not a 500.
+    with pytest.raises(b.BackupCorrupt, match="another KIOK_MASTER_KEY"):
         b.open_manifest(target, manifest.id, lambda salt: os.urandom(32))
     path = tmp_path / "target" / manifest.id / b.MANIFEST
+    # A forged manifest whose keyring is too short to decrypt: refused, nothing unwrapped.
+    original = path.read_bytes()
+    body = json.loads(original)
+    body["keyring"]["wrapped"] = "AAAA"
+    path.write_text(json.dumps(body))
+    with pytest.raises(b.BackupCorrupt, match="altered"):
+        b.open_manifest(target, manifest.id, _unlock)
+    path.write_bytes(original)
     path.write_bytes(path.read_bytes().replace(b'"size": ', b'"size": 1', 1))
     with pytest.raises(b.BackupCorrupt, match="altered"):
         b.open_manifest(target, manifest.id, _unlock)
@@ -130,3 +140,61 @@ def test_sealed_chunks_detect_a_dropped_tail(tmp_path: Path) -> None:
     assert b"".join(b.open_object(whole, sha, cipher, "x")) == path.read_bytes()
     with pytest.raises(b.BackupCorrupt):
         list(b.open_object(b"".join(chunks[:-1]), sha, cipher, "x"))
+
+
+def test_forged_manifests_are_not_trusted_for_pruning_or_as_a_base(tmp_path: Path, kv: RocksKV) -> None:
+    """Someone who can write to the target but lacks the master key plants manifests of the
+    same lineage, newer than the real ones, pointing at their own objects, and a manifest that
+    does not even parse (JSON nested past the recursion limit): pruning must not take them for
+    the newest (and delete the real backups), the next backup must not reference their
+    objects, and listing or backing up must not fail."""
+    from kiok.store.backup_prune import prune
+
+    target = DirObjectStore(tmp_path / "target")
+    ring = Keyring.generate()
+    real = _take(tmp_path, kv, target, ring, 1_700_000_000_000)
+    for i in range(2):
+        forged_id = b.new_backup_id(1_800_000_000_000 + i)
+        body = json.loads((tmp_path / "target" / real.id / b.MANIFEST).read_bytes())
+        body.update(id=forged_id, createdMs=1_800_000_000_000 + i, mac="0" * 64)
+        for f in body["files"]:
+            f.update(backup=forged_id, object=f"{forged_id}/junk")
+        target.put(f"{forged_id}/junk", b"attacker bytes")
+        target.put(f"{forged_id}/{b.MANIFEST}", json.dumps(body).encode())
+    target.put(f"{b.new_backup_id(1_900_000_000_000)}/{b.MANIFEST}", b"[" * 200_000)
+
+    assert prune(target, 1, real.ring_id, ROOT) == []
+    assert target.exists(f"{real.id}/{b.MANIFEST}")
+    kv.write([("a", b"new", b"one more")], sync=True)
+    second = _take(tmp_path, kv, target, ring, 1_700_000_001_000)
+    assert second.base == real.id
+    assert all(f.backup in (real.id, second.id) for f in second.files)
+    _, ring2 = b.open_manifest(target, second.id, _unlock)
+    b.fetch_verified(target, second, ring2, tmp_path / "restore")
+
+
+def test_an_object_swollen_in_the_target_is_refused_without_reading_it_whole(
+    tmp_path: Path, kv: RocksKV
+) -> None:
+    target = DirObjectStore(tmp_path / "target")
+    manifest = _take(tmp_path, kv, target, Keyring.generate(), 1_700_000_000_000)
+    victim = min(manifest.files, key=lambda f: f.size)
+    (tmp_path / "target" / victim.object_key).write_bytes(b"\0" * (16 << 20))
+    read: list[int] = []
+
+    class Counting(DirObjectStore):
+        def get(self, key: str) -> bytes:
+            data = super().get(key)
+            read.append(len(data))
+            return data
+
+        def get_range(self, key: str, start: int, end: int) -> bytes:
+            data = super().get_range(key, start, end)
+            read.append(len(data))
+            return data
+
+    counting = Counting(tmp_path / "target")
+    opened, ring2 = b.open_manifest(counting, manifest.id, _unlock)
+    with pytest.raises(b.BackupCorrupt, match=victim.name):
+        b.fetch_verified(counting, opened, ring2, tmp_path / "restore")
+    assert max(read) <= max(f.stored_size for f in manifest.files) + 1

@@ -3,6 +3,7 @@ which checks request signatures as S3 does."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -174,3 +175,26 @@ def test_store_from_settings_and_connection(s3_moto: MotoS3) -> None:
     with pytest.raises(InvalidInput, match="not of type s3"):
         wrong: dict[str, dict[str, Any]] = {"archive": {**record, "type": "x"}}
         s3_store_from_settings(with_conn, "kiok.joblog.s3", wrong.get)
+
+
+def test_dir_store_refuses_symlinks_and_special_files(tmp_path: Path) -> None:
+    """Whoever can write to a backup directory cannot make kiok read or delete outside it
+    (a symlinked directory or file), nor hang it on a FIFO or read /dev/zero forever."""
+    store = DirObjectStore(tmp_path / "objects")
+    victim = tmp_path / "victim"
+    (victim / "state").mkdir(parents=True)
+    (victim / "state" / "x").write_bytes(b"live data")
+    (tmp_path / "objects" / "link").symlink_to(victim)
+    (tmp_path / "objects" / "zero").symlink_to("/dev/zero")
+    os.mkfifo(tmp_path / "objects" / "fifo")
+    for key in ("link/state/x", "zero", "fifo"):
+        with pytest.raises(ObjectMissing):
+            store.get(key)
+        with pytest.raises(ObjectMissing):
+            store.get_range(key, 0, 10)
+        assert not store.exists(key)
+    store.delete("link/state/x")
+    assert (victim / "state" / "x").read_bytes() == b"live data"
+    with pytest.raises(InvalidInput):
+        store.put("link/state/y", b"outside")
+    assert not (victim / "state" / "y").exists()
