@@ -504,7 +504,7 @@ KEYS: tuple[Key, ...] = (
     Key(
         "kiok.http.max.connections.per.address",
         int,
-        64,
+        256,
         "Connections open at once on each HTTP port from one client address (the addresses in "
         "kiok.admin.http.trusted.proxies are not limited), so that one host cannot take them all.",
         at_least=1,

@@ -31,7 +31,7 @@ _TIMED_OUT = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Leng
 class HttpLimits:
     request_timeout_s: float = 60.0
     max_connections: int = 512
-    max_per_address: int = 64
+    max_per_address: int = 256
     #: Networks not limited per address: reverse proxies, which carry many clients.
     unlimited: tuple[str, ...] = ()
 
