@@ -67,6 +67,7 @@ def http_server(
             host=host,
             port=port,
             http=limited_protocol(limits),
+            ws="none",  # no WebSocket route anywhere: an Upgrade request is a plain request
             loop="asyncio",
             log_level="warning",
             access_log=False,

@@ -80,12 +80,15 @@ class _LimitedProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_waiting()
+        self._uncount()
+        super().connection_lost(exc)
+
+    def _uncount(self) -> None:
         if self._counted is not None:
             left = self._per_address.pop(self._counted) - 1
             if left:
                 self._per_address[self._counted] = left
             self._counted = None
-        super().connection_lost(exc)
 
     def _is_unlimited(self, address: str) -> bool:
         if not self._unlimited:
@@ -119,7 +122,10 @@ class _LimitedProtocol(HttpToolsProtocol):
             self._await_request()
 
     def handle_websocket_upgrade(self) -> None:
-        self._stop_waiting()  # the connection is the WebSocket protocol's from here
+        # The connection is the WebSocket protocol's from here (kiok's servers run with
+        # ``ws="none"``, so this is for completeness): no deadline, and no longer counted.
+        self._stop_waiting()
+        self._uncount()
         super().handle_websocket_upgrade()
 
     def _idle(self) -> bool:
