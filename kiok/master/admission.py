@@ -31,7 +31,7 @@ MAX_TTL_S = 7 * 24 * 3600
 DEFAULT_TTL_S = 3600
 
 #: The worker ids the internal protocol accepts (kept in step with ``internal_server``).
-WORKER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+WORKER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 
 
 def secret_hash(secret: str) -> str:

@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_WORKER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_WORKER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 #: A worker's status URL as its hello may tell it (shown to operators, never fetched).
 _STATUS_URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]{1,255}")
 #: The task isolation modes a worker may name in its hello (``kiok.worker.isolation``).
@@ -76,6 +76,9 @@ _OFFER_TIMEOUT_HEARTBEATS = 1.5
 _OFFER_TIMEOUT_MIN_S = 1.0
 #: Runs per connection for which a refused log batch or report is noted (once per run).
 _WARNED_RUNS = 64
+#: PERMIT requests a connection may have unanswered beyond its task slots (a waiter the
+#: worker gave up on leaves one behind until its grant is handed back); past that it floods.
+_PERMIT_SLACK = 64
 
 
 class GlobalPermits:
@@ -123,6 +126,9 @@ class WorkerConnection:
         self._offers: dict[int, asyncio.Future[OfferReply]] = {}
         self._out: asyncio.Queue[Message | None] = asyncio.Queue()
         self._permits_held = 0
+        #: A worker holds at most its task slots' worth of the global permits.
+        self._own_permits = asyncio.Semaphore(slots)
+        self._permits_asked = 0  # PERMIT requests not yet granted
         self._tasks: set[asyncio.Task[Any]] = set()
         self._warned_logs: set[str] = set()
         self._noted_reports: set[str] = set()
@@ -164,9 +170,11 @@ class WorkerConnection:
         self.send(Cancel(run_id, reason or None))
 
     def close(self, reason: str, code: str = Refusal.REVOKED) -> None:
-        """Refuse and drop this connection now (e.g. the worker was revoked)."""
+        """Refuse and drop this connection now (e.g. the worker was revoked): nothing it
+        sends from here on counts."""
         self.send(Refused(code, reason))
         self.send_close()
+        self.connected = False
 
     # --- plumbing --------------------------------------------------------------------------
 
@@ -237,8 +245,10 @@ class WorkerConnection:
         if kind not in FROM_WORKER or kind is Kind.HELLO:
             raise ProtocolError(f"unexpected message {kind.value!r} from a worker")
         message = decode(m)
+        if not self.connected:
+            return  # closed (revoked, or this master stopped leading): nothing counts any more
         if isinstance(message, Heartbeat):
-            free, draining = message.free, message.draining
+            free, draining = min(max(message.free, 0), self._slots), message.draining
             if free > self._free or (self._draining and not draining):  # more room, or undrained
                 self._node.coordinator.capacity_freed(self.worker_id)
             self._free = free
@@ -257,11 +267,15 @@ class WorkerConnection:
         elif isinstance(message, Release):
             self._node.intake.release(self.worker_id, message).add_done_callback(_ignore)
         elif isinstance(message, Permit):
+            if self._permits_asked >= self._slots + _PERMIT_SLACK:
+                raise ProtocolError(f"more than {self._permits_asked} task permits asked for at once")
+            self._permits_asked += 1
             self._spawn(self._grant(message.request))
         elif isinstance(message, PermitFree):
             if self._permits_held > 0:
                 self._permits_held -= 1
                 self._server.permits.release()
+                self._own_permits.release()
             self._node.coordinator.capacity_freed(self.worker_id)
 
     def _log_batch(self, batch: Log) -> None:
@@ -304,11 +318,6 @@ class WorkerConnection:
                 return  # not applied (or leadership moved): no ack, the worker replays it
             fenced = err is not None or bool(fut.result().get("fenced"))
             if fenced:
-                log.warning(
-                    "worker %s: report for run %s rejected (stale fence, not its driver, or unknown run)",
-                    self.worker_id,
-                    run_id,
-                )
                 self._note_fenced_report(run_id, fence)
             self.send(ReportAck(run_id, fence, fenced, request=request))
 
@@ -324,6 +333,11 @@ class WorkerConnection:
         if run_id in self._noted_reports or len(self._noted_reports) >= _WARNED_RUNS:
             return
         self._noted_reports.add(run_id)
+        log.warning(
+            "worker %s: reports for run %s rejected (stale fence, not its driver, or unknown run)",
+            self.worker_id,
+            run_id,
+        )
         if self._node.reader.run_header(run_id) is not None:
             self._node.run_log(
                 run_id,
@@ -332,9 +346,20 @@ class WorkerConnection:
             )
 
     async def _grant(self, request: int) -> None:
-        await self._server.permits.acquire()
+        try:
+            # Its own slots first: a worker asking for more than it can run waits on itself,
+            # never on (or instead of) the permits other workers' tasks need.
+            await self._own_permits.acquire()
+            try:
+                await self._server.permits.acquire()
+            except BaseException:
+                self._own_permits.release()
+                raise
+        finally:
+            self._permits_asked -= 1
         if not self.connected:
             self._server.permits.release()
+            self._own_permits.release()
             return
         self._permits_held += 1
         self.send(PermitGrant(request=request))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from kiok.core.states import TaskState
 from kiok.errors import ProtocolError
 
 #: Integers travel as msgpack int64/uint64; anything outside signed 64 bits is refused.
@@ -148,8 +149,14 @@ def records(
 
 #: A task record's optional integer fields (``kiok.core.states.TaskRecord.to_dict``) and
 #: their ranges.
+#: An attempt number is small (retries, failovers and re-runs each add one): a driver's
+#: record naming one near the 64-bit limit would make the next attempt unencodable.
+ATTEMPT_MAX = 2**31 - 1
+#: The task states a record may name.
+_TASK_STATES = frozenset(s.value for s in TaskState)
+
 _RECORD_INTEGERS = (
-    ("attempt", 0, INT_MAX),
+    ("attempt", 0, ATTEMPT_MAX),
     ("startedMs", 0, INT_MAX),
     ("endedMs", 0, INT_MAX),
     ("retryAtMs", 0, INT_MAX),
@@ -164,7 +171,8 @@ def task_records(m: Mapping[str, Any], kind: str, name: str) -> dict[str, dict[s
     out = records(m, kind, name)
     for tid, record in out.items():
         where = f"{name}[{tid!r}]"
-        check_text(record.get("state"), kind, f"{where}.state")
+        if check_text(record.get("state"), kind, f"{where}.state") not in _TASK_STATES:
+            raise _bad(kind, f"{where}.state", "is not a task state")
         for field, lo, hi in _RECORD_INTEGERS:
             value = record.get(field)
             if value is not None:

@@ -159,8 +159,9 @@ async def test_bad_role_ttl_and_worker_id_are_refused() -> None:
         with pytest.raises(InvalidInput, match="ttlSeconds"):
             await adm.issue_join_token(ttl_s=ttl)
     token, _ = await adm.issue_join_token()
-    with pytest.raises(InvalidInput, match="worker id"):
-        await adm.redeem(token, "../etc")
+    for bad in ("../etc", "w1\n"):  # "$" alone would let a trailing newline through
+        with pytest.raises(InvalidInput, match="worker id"):
+            await adm.redeem(token, bad)
 
 
 async def test_expired_token_records_are_pruned_on_issue() -> None:

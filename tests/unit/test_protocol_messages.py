@@ -238,6 +238,10 @@ def test_messages_of_older_peers_decode() -> None:
         # A record's fields are checked too: one stored as sent would fail every read of its run.
         ("report_outbox", "tasks", {"t1": {"state": "SUCCESS", "startedMs": "x"}}, "tasks['t1'].startedMs"),
         ("report_outbox", "tasks", {"t1": {"state": 7}}, "tasks['t1'].state"),
+        # Not a task state: refused here, not by a ValueError (and a traceback) in apply().
+        ("report_outbox", "tasks", {"t1": {"state": "DONE"}}, "tasks['t1'].state"),
+        # An attempt number out of nowhere, so large that the next one would overflow the wire.
+        ("report_outbox", "tasks", {"t1": {"state": "RUNNING", "attempt": 2**63 - 1}}, "tasks['t1'].attempt"),
         ("report_outbox", "tasks", {"t1": {"state": "SUCCESS", "exitCode": 2**40}}, "tasks['t1'].exitCode"),
         ("report_outbox", "tasks", {"t1": {"state": "FAILED", "error": {"x": 1}}}, "tasks['t1'].error"),
         ("report_outbox", "tasks", {"t1": {"state": "SUCCESS", "attempt": True}}, "tasks['t1'].attempt"),
@@ -293,7 +297,7 @@ task_records = st.dictionaries(
     st.fixed_dictionaries(
         {"state": st.sampled_from([s.value for s in TaskState])},
         optional={
-            "attempt": nonneg,
+            "attempt": st.integers(0, 2**31 - 1),
             "startedMs": nonneg,
             "endedMs": nonneg,
             "retryAtMs": nonneg,
