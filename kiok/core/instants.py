@@ -34,7 +34,7 @@ def parse_instant_ms(text: str, field: str) -> int:
 
 
 #: ``30m``, ``1h``, ``2d``, ``1.5h``: a time that long before now (``kiok runs list --since 1h``).
-_RELATIVE = re.compile(r"^\d+(?:\.\d+)?\s*(?:ms|s|m|h|d)$")
+_RELATIVE = re.compile(r"^\d+(?:\.\d+)?\s*(?:ms|s|m|h|d)\Z")
 
 
 def parse_time_bound(text: str, field: str, now_ms: int) -> int:

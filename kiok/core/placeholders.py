@@ -46,8 +46,8 @@ __all__ = [
 _REF = re.compile(r"\$\{(params|conn|secret)\.([^}]*)\}")
 #: ``${run.<name>}``: what kiok knows of the run (``kiok.core.run_interval``).
 _RUN_REF = re.compile(r"\$\{run\.([^}]*)\}")
-_NAME = re.compile(r"^[^\s.{}]+$")
-_KEY = re.compile(r"^[^\s{}]+$")
+_NAME = re.compile(r"^[^\s.{}]+\Z")
+_KEY = re.compile(r"^[^\s{}]+\Z")
 
 LookupConn = Callable[[str, str], str]
 

@@ -87,8 +87,8 @@ class NotifySpec:
         return {e.value: [t.to_dict() for t in self.targets(e)] for e in NotifyEvent if self.targets(e)}
 
 
-_EMAIL = re.compile(r"^[^@\s,<>]+@[^@\s,<>]+$")
-_CONN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+_EMAIL = re.compile(r"^[^@\s,<>]+@[^@\s,<>]+\Z")
+_CONN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}\Z")
 _PLACEHOLDER = ("${", "#{")
 
 

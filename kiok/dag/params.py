@@ -24,7 +24,7 @@ from kiok.core.document_limits import document_problem
 from kiok.errors import DagValidationError, InvalidInput
 
 #: Param names become ``KIOK_PARAM_<NAME>`` environment variables: letters, digits and ``_``.
-NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}\Z")
 #: Every argument travels to the task in an environment variable; Linux caps one variable
 #: (with its name) at 128 KiB, so values are capped well below, and all args together too.
 MAX_VALUE_BYTES = 64 * 1024

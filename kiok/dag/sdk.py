@@ -17,7 +17,7 @@ from kiok.dag.spec import DagSpec
 from kiok.errors import DagValidationError
 
 Duration = str | int
-_REF_PART = re.compile(r"^[^\s{}$#]+$")
+_REF_PART = re.compile(r"^[^\s{}$#]+\Z")
 
 
 def conn(id: str, key: str) -> str:

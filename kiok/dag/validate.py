@@ -22,7 +22,7 @@ from kiok.dag.spec import DagSpec, TaskSpec, TaskType, TriggerRule
 from kiok.errors import DagValidationError
 
 #: DAG and task ids end up in URLs, run ids and file names, so they stay in a safe charset.
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}\Z")
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
 MAX_RETRIES = 100
 _PLACEHOLDER_PREFIXES = ("${", "#{")

@@ -3,6 +3,8 @@ attack gets a 400 (or 401) naming the problem, never a 500, and writes nothing."
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -107,3 +109,35 @@ def test_a_body_that_is_not_json_is_named_as_such(
 ) -> None:
     r = k.api("POST", "/api/v1/auth/login", content=body, headers=headers, auth=False)
     assert r.status_code == 400 and problem in r.json()["error"]["message"], r.text
+
+
+YAML = {"Content-Type": "application/yaml"}
+
+
+@pytest.mark.parametrize(
+    ("path", "kw"),
+    [
+        ("/api/v1/iam/users", {"json": {"user": "admin\n", "password": "Newline-Password-1"}}),
+        ("/api/v1/connections", {"json": {"connectionId": "prod-db\n", "properties": {}}}),
+        (
+            "/api/v1/dags",
+            {"content": 'dag: {id: "nl\\n"}\ntasks: [{id: t, script: "true"}]\n', "headers": YAML},
+        ),
+        (
+            "/api/v1/dags",
+            {"content": 'dag: {id: nl}\ntasks: [{id: "t\\n", script: "true"}]\n', "headers": YAML},
+        ),
+        (
+            "/api/v1/dags",
+            {
+                "content": 'dag: {id: nl, params: {"p\\n": 1}}\ntasks: [{id: t, script: "true"}]\n',
+                "headers": YAML,
+            },
+        ),
+    ],
+)
+def test_a_name_ending_in_a_newline_is_refused(k: Standalone, path: str, kw: dict[str, Any]) -> None:
+    """``$`` in a pattern also matches before a final newline: ``admin\\n`` became a second
+    user shown as ``admin``, and DAG, task, param and connection names took one too."""
+    r = k.api("POST", path, **kw)
+    assert r.status_code == 400, r.text

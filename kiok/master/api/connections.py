@@ -20,7 +20,7 @@ from kiok.store import commands as c
 
 router = APIRouter(prefix="/api/v1/connections", tags=["connections"])
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")  # no dots: ${conn.<id>.<key>} splits on the first
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}\Z")  # no dots: ${conn.<id>.<key>} splits on the first
 
 
 class ConnectionRequest(BaseModel):

@@ -29,7 +29,7 @@ from kiok.store.reader import access_key_is_current
 
 router = APIRouter(prefix="/api/v1/iam", tags=["iam"])
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}\Z")
 
 
 def _name(value: str, field: str) -> str:
