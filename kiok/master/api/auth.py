@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from kiok.master.api.deps import client_address, node_of, require
 from kiok.master.auth import Principal
@@ -15,15 +15,18 @@ router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 
 class LoginRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # as every body: an unknown field is a 400
     user: str = Field(min_length=1, max_length=256)
     password: str = Field(max_length=4096)
 
 
 class RefreshRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # as every body: an unknown field is a 400
     refreshToken: str = Field(min_length=1, max_length=8192)
 
 
 class ChangePasswordRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # as every body: an unknown field is a 400
     oldPassword: str = Field(max_length=4096)
     newPassword: str = Field(max_length=4096)
 
