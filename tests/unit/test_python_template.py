@@ -210,10 +210,16 @@ async def test_a_dead_template_fails_its_attempts_cleanly_and_is_replaced(
 #: Signals the template's other child, the one forked ahead for the next attempt (a task
 #: runs as the same user as it), and prints its pid.
 SIGNAL_THE_SPARE = """
-import os, signal
+import os, signal, time
 template = os.getppid()
-children = open(f"/proc/{template}/task/{template}/children").read().split()
-(spare,) = [int(p) for p in children if int(p) != os.getpid()]
+deadline = time.monotonic() + 10
+while True:  # the template forks it once this attempt is on its way
+    children = open(f"/proc/{template}/task/{template}/children").read().split()
+    spares = [int(p) for p in children if int(p) != os.getpid()]
+    if spares or time.monotonic() > deadline:
+        break
+    time.sleep(0.005)
+(spare,) = spares
 os.kill(spare, signal.SIG{name})
 print(spare, flush=True)
 """
