@@ -71,6 +71,9 @@ def test_followers_forward_and_a_run_survives_the_leaders_death(tmp_path: Path, 
             "c": ("SUCCESS", 1),
         }
         for m in survivors:
+            # Right after a failover a follower may still answer 503 not_ready until it sees
+            # the worker connected to the new leader (the gate of DESIGN.md): a client retries.
+            m.wait_for(lambda m=m: m.api("GET", f"/api/v1/runs/{run_id}").status_code == 200, 15, "ready")
             assert m.run(run_id)["state"] == "SUCCESS"
             # Job logs are replicated: a's output reached the old leader before it died, and
             # every survivor serves every task's log (and the run log) from its own store.
