@@ -81,14 +81,10 @@ def _preload(modules: list[str]) -> list[str]:
 
 def _serve(control: socket.socket, spares: _Spares) -> bool:
     """Hand the request waiting on ``control`` to a child; False when the spawner left."""
-    fds = array.array("i")
     try:
-        data, ancillary, _, _ = control.recvmsg(64, socket.CMSG_SPACE(3 * fds.itemsize))
+        data, fds = _receive(control, 64)
     except InterruptedError:
         return True
-    for level, kind, payload in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
     if not data:
         return False
     attempt = int(data)
@@ -158,24 +154,31 @@ class _Spares:
 def _spare(channel: socket.socket, template_fds: tuple[int, ...]) -> None:
     """In a spare: its first steps, then wait for its attempt's descriptors (none: the
     template is gone, and so is the spare). Never returns."""
-    fds = array.array("i")
     try:
         _start(template_fds)
         while True:
             try:
-                data, ancillary, _, _ = channel.recvmsg(8, socket.CMSG_SPACE(3 * fds.itemsize))
+                data, fds = _receive(channel, 8)
                 break
             except InterruptedError:
                 continue
-        for level, kind, payload in ancillary:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
         channel.close()
     except BaseException:
         os._exit(127)
     if not data or len(fds) != 3:
         os._exit(0)
     _child(fds[0], fds[1], fds[2])
+
+
+def _receive(channel: socket.socket, size: int) -> tuple[bytes, array.array[int]]:
+    """One message of at most ``size`` bytes and the descriptors that came with it (room for
+    an attempt's three: any beyond are closed by the kernel, as the message is truncated)."""
+    fds = array.array("i")
+    data, ancillary, _, _ = channel.recvmsg(size, socket.CMSG_SPACE(3 * fds.itemsize))
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
+    return data, fds
 
 
 def _start(template_fds: tuple[int, ...]) -> None:
