@@ -116,11 +116,24 @@ class MaintenanceMode(KiokError):
 
 
 class NotLeader(KiokError):
+    """A write that did not commit. ``outcome_unknown``: it may commit all the same (the
+    leader changed while it was under way, and the next leader may hold it), so it must not
+    be sent again blindly; otherwise it certainly did not take effect, and may be retried."""
+
     code = "not_leader"
 
-    def __init__(self, message: str, leader_hint: str | None = None) -> None:
+    def __init__(self, message: str, leader_hint: str | None = None, outcome_unknown: bool = False) -> None:
         super().__init__(message)
         self.leader_hint = leader_hint
+        self.outcome_unknown = outcome_unknown
+
+    @classmethod
+    def leader_changed(cls) -> NotLeader:
+        return cls(
+            "the leader changed before the write committed: it may still take effect, "
+            "so check before repeating it",
+            outcome_unknown=True,
+        )
 
 
 class ProtocolError(KiokError):

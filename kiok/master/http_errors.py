@@ -71,6 +71,8 @@ def install(app: FastAPI) -> None:
             headers = {"Retry-After": str(max(1, round(err.retry_after_s)))}
         if isinstance(err, e.Unauthenticated):
             headers = {"WWW-Authenticate": "Bearer"}
+        if isinstance(err, e.NotLeader) and not err.outcome_unknown:
+            headers = {"Retry-After": "1"}  # it did not take effect: a client sends it again
         if isinstance(err, e.MaintenanceMode):
             retry = max(1, err.retry_after_s or DEFAULT_MAINTENANCE_RETRY_S)
             headers = {"Retry-After": str(retry)}

@@ -101,6 +101,25 @@ _COMPRESS_BYTES = 64 << 10
 _BODY_HEAD = 16
 
 
+def _not_committed(error: int) -> NotLeader:
+    """Why PySyncObj did not commit a write. Only a leader change leaves its fate open: the
+    next leader may commit it all the same."""
+    if error == FAIL_REASON.LEADER_CHANGED:
+        return NotLeader.leader_changed()
+    why = {
+        FAIL_REASON.MISSING_LEADER: "no leader is elected right now",
+        FAIL_REASON.NOT_LEADER: "this master is not the leader",
+        FAIL_REASON.DISCARDED: "the write was discarded by a new leader",
+        FAIL_REASON.QUEUE_FULL: "the replication queue is full",
+    }.get(error)
+    if why is None:
+        return NotLeader(
+            f"replication failed (code {error}): it may still take effect, so check before repeating it",
+            outcome_unknown=True,
+        )
+    return NotLeader(why)
+
+
 @dataclass(frozen=True)
 class RaftConfig:
     master_id: str
@@ -451,16 +470,9 @@ class RaftCommandLog:
 
     def _answer(self, futures: list[asyncio.Future[Any]], outcomes: Any, error: int) -> None:
         if error != FAIL_REASON.SUCCESS or outcomes is None:
-            why = {
-                FAIL_REASON.MISSING_LEADER: "no leader is elected right now",
-                FAIL_REASON.NOT_LEADER: "this master is not the leader",
-                FAIL_REASON.LEADER_CHANGED: "the leader changed before the write committed",
-                FAIL_REASON.DISCARDED: "the write was discarded by a new leader",
-                FAIL_REASON.QUEUE_FULL: "the replication queue is full",
-            }.get(error, f"replication failed (code {error})")
             for fut in futures:
                 if not fut.done():
-                    fut.set_exception(NotLeader(why))
+                    fut.set_exception(_not_committed(error))
             return
         for fut, outcome in zip(futures, outcomes, strict=True):
             settle(fut, outcome)

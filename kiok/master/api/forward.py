@@ -103,8 +103,14 @@ class ForwardToLeader:
         )
         try:
             answer = await self._client.request(scope["method"], target, content=body, headers=headers)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as e:  # nothing reached the leader
+            await self._refuse(scope, receive, send, f"the leader could not be reached: {e}")
+            return
         except httpx.HTTPError as e:
-            await self._refuse(scope, receive, send, f"the leader did not answer the forwarded request: {e}")
+            # The leader may have carried it out and lost its answer: no Retry-After, so that
+            # a client does not repeat (say) a trigger blindly (kiok.errors.NotLeader).
+            why = f"the leader did not answer ({e}): it may still take effect, so check before repeating it"
+            await error_response(503, "not_leader", why)(scope, receive, send)
             return
         await send(
             {

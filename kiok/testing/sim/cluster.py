@@ -91,7 +91,7 @@ class ReplicatedLog:
         kept = [p for p in batch if p.leader is leader and p.term == self.term]
         for p in batch:
             if p not in kept and not p.fut.done():
-                p.fut.set_exception(NotLeader("the leader changed before the write committed"))
+                p.fut.set_exception(NotLeader.leader_changed())
         if not kept or leader is None:
             return
         self.entries.append([p.cmd for p in kept])
@@ -115,7 +115,7 @@ class ReplicatedLog:
             self.entries.append([p.cmd for p in survivors])
         for p in pending:
             if not p.fut.done():
-                p.fut.set_exception(NotLeader("the leader changed before the write committed"))
+                p.fut.set_exception(NotLeader.leader_changed())
         self.leader = None
 
     def elect(self, master: SimMaster) -> int:

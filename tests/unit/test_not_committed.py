@@ -1,0 +1,82 @@
+"""A write Raft did not commit: a 503 ``not_leader`` that a client may send again
+(``Retry-After``) only when the write certainly did not take effect. After a leader change
+the next leader may still commit it, and a trigger sent again would start a second run."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pysyncobj import FAIL_REASON
+
+from kiok.master import http_errors
+from kiok.master.api.forward import ForwardToLeader
+from kiok.store.replicated import _not_committed
+
+
+@pytest.mark.parametrize(
+    ("reason", "retried"),
+    [
+        (FAIL_REASON.MISSING_LEADER, True),
+        (FAIL_REASON.NOT_LEADER, True),
+        (FAIL_REASON.DISCARDED, True),
+        (FAIL_REASON.QUEUE_FULL, True),
+        (FAIL_REASON.LEADER_CHANGED, False),
+        (FAIL_REASON.REQUEST_DENIED, False),  # not one kiok expects: its fate is not known
+    ],
+)
+async def test_only_a_write_that_surely_did_not_commit_is_offered_a_retry(reason: int, retried: bool) -> None:
+    app = FastAPI()
+    http_errors.install(app)
+
+    @app.post("/write")
+    async def write() -> None:
+        raise _not_committed(reason)
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://m") as client:
+        answer = await client.post("/write")
+    assert answer.status_code == 503
+    assert answer.json()["error"]["code"] == "not_leader"
+    assert (answer.headers.get("retry-after") == "1") is retried
+    if not retried:
+        assert "check before repeating" in answer.json()["error"]["message"]
+
+
+async def _no_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A leader that takes the forwarded request and dies before answering."""
+    await reader.readuntil(b"\r\n\r\n")
+    writer.close()
+
+
+@pytest.mark.parametrize("leader", ["refuses", "takes_it_and_dies"])
+async def test_a_follower_offers_a_retry_only_when_the_leader_never_got_the_write(leader: str) -> None:
+    server = await asyncio.start_server(_no_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    if leader == "refuses":
+        server.close()
+        await server.wait_closed()
+    node = SimpleNamespace(
+        raft=object(),
+        leadership=SimpleNamespace(leading=False, leader_admin_url=lambda: f"http://127.0.0.1:{port}"),
+        settings=SimpleNamespace(get_str=lambda key: ""),
+        node_id="m2",
+        forward_token="service",
+        tracing=SimpleNamespace(current_traceparent=lambda: None),
+    )
+    app = FastAPI()
+    forwarding = ForwardToLeader(app, node, timeout_s=5)  # type: ignore[arg-type]
+    try:
+        transport = httpx.ASGITransport(app=forwarding)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://m2") as client:
+            answer = await client.post("/api/v1/dags/d/runs", json={})
+    finally:
+        server.close()
+    assert answer.status_code == 503 and answer.json()["error"]["code"] == "not_leader"
+    if leader == "refuses":
+        assert answer.headers["retry-after"] == "1"
+    else:
+        assert "retry-after" not in answer.headers
+        assert "check before repeating" in answer.json()["error"]["message"]
