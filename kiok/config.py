@@ -120,7 +120,7 @@ KEYS: tuple[Key, ...] = (
         "kiok.worker.status.port",
         int,
         19998,
-        "Worker status HTTP port: /health, /ready, /status, POST /drain.",
+        "Worker status HTTP port: /health, /ready, /status, POST /drain, POST /undrain, /cluster/health.",
     ),
     Key("kiok.worker.id", str, "", "Worker id; empty: a generated id kept in the data directory."),
     Key("kiok.worker.labels", str, "", "Comma-separated labels this worker offers for DAG routing."),
@@ -390,6 +390,14 @@ KEYS: tuple[Key, ...] = (
         "local store only.",
     ),
     Key("kiok.joblog.s3.prefix", str, "joblogs", "Key prefix of the archived job logs in the bucket."),
+    Key(
+        "kiok.joblog.s3.orphan.grace.ms",
+        int,
+        3_600_000,
+        "After a restore, archived logs of runs the restored state does not have are deleted once "
+        "their newest object is this old; the leader looks this often until none is left.",
+        at_least=1,
+    ),
     Key(
         "kiok.joblog.s3.path.style",
         bool,

@@ -46,6 +46,8 @@ def backups(cli: CliContext) -> None:
         click.echo("no backups")
     else:
         _backup_table(items)
+    for rejected in answer.get("rejected") or ():
+        click.echo(f"ignored {rejected.get('id')}: {rejected.get('problem')}", err=True)
     last = answer.get("lastRestore")
     if last:
         index = last.get("raftIndex")

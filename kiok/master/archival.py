@@ -17,6 +17,15 @@ range. So:
 - Retention: a run whose logs are deleted leaves a tombstone where it had archived
   segments; the leader deletes the run's objects (its whole prefix, late uploads included)
   and proposes ``ForgetArchivedRuns``.
+- Orphans after a restore: logs archived after the restored backup was taken belong to runs
+  the restored state does not have, and nothing refers to them. While the state records a
+  restore, the leader lists the archive once every ``kiok.joblog.s3.orphan.grace.ms`` and
+  deletes the objects of each run the state does not have whose newest object is older than
+  that grace (``orphan_plan``) and whose first frame decrypts with this cluster's keys
+  (objects this cluster did not write are never deleted). A run the state has is never
+  touched, so an archival in flight (its run exists) is never raced. Once a pass made after
+  the restore's time plus the grace leaves no unknown run behind for being recent, the
+  sweep is done for that restore (a new leader checks once more).
 """
 
 from __future__ import annotations
@@ -25,20 +34,51 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kiok.errors import KiokError
 from kiok.security.kms import Cipher
 from kiok.store import commands as c
 from kiok.store.commandlog import CommandLog
 from kiok.store.joblog import JobLogStore
-from kiok.store.joblog_archive import Segment, encrypt_frames, read_range, run_prefix
-from kiok.store.objects import ObjectStore, ObjectStoreUnavailable
+from kiok.store.joblog_archive import (
+    ArchiveCorrupt,
+    Segment,
+    encrypt_frames,
+    orphan_plan,
+    parse_segment_key,
+    read_range,
+    run_prefix,
+)
+from kiok.store.objects import ObjectMissing, ObjectStore, ObjectStoreUnavailable
 
 log = logging.getLogger(__name__)
 
 #: Segments proposed per ``ArchiveLogs`` command.
 _BATCH = 64
+#: Corrupt archived objects remembered as logged (beyond: each read logs its line again).
+_CORRUPT_LOGGED = 1000
+
+
+@dataclass(frozen=True)
+class OrphanSweep:
+    """How the leader finds runs orphaned by a restore (see the module docstring)."""
+
+    #: Whether the state has the run.
+    known_run: Callable[[str], bool]
+    #: When the state was last restored into (ms), None: never.
+    restored_at: Callable[[], int | None]
+    grace_ms: int
+
+
+@dataclass
+class _Swept:
+    """What one orphan pass did."""
+
+    young: int
+    objects: int = 0
+    foreign: int = 0
+    runs: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -62,6 +102,7 @@ class LogArchiver:
         *,
         interval_s: float,
         stats: ArchiveStats,
+        orphans: OrphanSweep | None = None,
     ) -> None:
         self._log = log_
         self._joblog = joblog
@@ -72,6 +113,10 @@ class LogArchiver:
         self.stats = stats
         self._todo: set[tuple[str, str]] = set()
         self._wake = asyncio.Event()
+        self._orphans = orphans
+        #: When the last orphan pass started, and the restore (its time) fully swept.
+        self._orphans_at: int | None = None
+        self._orphans_done: int | None = None
 
     def kick(self) -> None:
         """Flush now (a task or run ended: its log is final)."""
@@ -111,6 +156,7 @@ class LogArchiver:
                 await self._propose(done)
                 done = []
             await self._delete_tombstoned()
+            await self._sweep_orphans()
         except ObjectStoreUnavailable as e:
             self._failed(e)
         except KiokError as e:  # not leading any more, or a command refused: next pass
@@ -151,6 +197,56 @@ class LogArchiver:
         for key in self._store.list(run_prefix(run_id)):
             self._store.delete(key)
 
+    async def _sweep_orphans(self) -> None:
+        """At most once per grace while a restore is recorded: delete the objects of runs the
+        state does not have (see the module docstring)."""
+        sweep = self._orphans
+        if sweep is None:
+            return
+        restored = sweep.restored_at()
+        now = self._clock_ms()
+        if restored is None or restored == self._orphans_done:
+            return
+        if self._orphans_at is not None and now - self._orphans_at < sweep.grace_ms:
+            return
+        self._orphans_at = now
+        swept = await asyncio.to_thread(self._orphan_pass, sweep, now)
+        if swept.objects:
+            log.info(
+                "%d orphaned job-log objects deleted: the archived logs of %d runs the state does "
+                "not have (archived after the restored backup was taken)",
+                swept.objects,
+                len(swept.runs),
+            )
+        if swept.foreign:
+            log.info(
+                "the objects of %d runs under the job-log prefix are not this cluster's (they do "
+                "not decrypt with its keys): left as they are",
+                swept.foreign,
+            )
+        if swept.young == 0 and now >= restored + sweep.grace_ms:
+            self._orphans_done = restored
+
+    def _orphan_pass(self, sweep: OrphanSweep, now: int) -> _Swept:
+        plan = orphan_plan(self._store.list_dated(""), sweep.known_run, now, sweep.grace_ms)
+        cipher = self._cipher()
+        swept = _Swept(young=plan.young)
+        for run_id, keys in plan.runs.items():
+            seg = parse_segment_key(keys[0])
+            assert seg is not None  # orphan_plan keeps segment keys only
+            try:  # one frame: written with this cluster's keys?
+                read_range(self._store, cipher, seg, seg.start, seg.start + 1)
+            except ArchiveCorrupt:
+                swept.foreign += 1
+                continue
+            except ObjectMissing:
+                continue  # deleted since it was listed
+            for key in keys:
+                self._store.delete(key)
+            swept.objects += len(keys)
+            swept.runs.append(run_id)
+        return swept
+
     def _failed(self, e: ObjectStoreUnavailable) -> None:
         self.stats.errors += 1
         if not self.stats.failing:
@@ -173,14 +269,18 @@ class Archival:
         cipher: Callable[[], Cipher],
         *,
         interval_s: float,
+        orphans: OrphanSweep | None = None,
     ) -> None:
         self._resolve = resolve
         self._cipher = cipher
         self._interval_s = interval_s
+        self._orphans = orphans
         self._store: ObjectStore | None = None
         self._resolved = False
         self.stats = ArchiveStats()
         self.archiver: LogArchiver | None = None
+        #: Archived objects found corrupt (logged once each).
+        self._corrupt: set[str] = set()
 
     def store(self) -> ObjectStore | None:
         if not self._resolved:
@@ -198,7 +298,14 @@ class Archival:
             raise ObjectStoreUnavailable(
                 f"log {seg.run_id}/{seg.task_id} is archived in S3, but kiok.joblog.s3 is not configured"
             )
-        return read_range(store, self._cipher(), seg, start, end)
+        try:
+            return read_range(store, self._cipher(), seg, start, end)
+        except ArchiveCorrupt as e:  # one line per object, not a traceback per request
+            if seg.key not in self._corrupt:
+                if len(self._corrupt) < _CORRUPT_LOGGED:
+                    self._corrupt.add(seg.key)
+                log.error("%s", e.message)
+            raise
 
     def start_leading(
         self, log_: CommandLog, joblog: JobLogStore, clock_ms: Callable[[], int]
@@ -209,7 +316,14 @@ class Archival:
             self.archiver = None
             return []
         self.archiver = LogArchiver(
-            log_, joblog, store, self._cipher, clock_ms, interval_s=self._interval_s, stats=self.stats
+            log_,
+            joblog,
+            store,
+            self._cipher,
+            clock_ms,
+            interval_s=self._interval_s,
+            stats=self.stats,
+            orphans=self._orphans,
         )
         return [asyncio.create_task(self.archiver.run(), name="joblog-archiver")]
 

@@ -82,6 +82,11 @@ class RestoreAbandoned(KiokError):
     code = "restore_abandoned"
 
 
+#: Key derivations (PBKDF2) a listing may spend on keyring salts not derived before, and how
+#: many such salts are remembered as derived (the master caches their root keys).
+_LIST_NEW_SALTS = 4
+_KNOWN_SALTS = 32
+
 #: Between attempts to read a replicated restore's backup: doubling up to the second.
 _RESTORE_RETRY_S = (1.0, 10.0)
 
@@ -108,6 +113,8 @@ class BackupService:
         #: Why this master cannot apply a replicated restore (None: nothing wrong); set on the
         #: Raft apply thread, read by readiness.
         self.restore_problem: str | None = None
+        #: Keyring salts a listing had the master derive a root key for (cached there).
+        self._salts: set[bytes] = set()
 
     # --- the target ------------------------------------------------------------------------
 
@@ -188,9 +195,25 @@ class BackupService:
             )
         return pruned
 
-    async def list(self) -> list[b.Manifest]:
+    async def list(self) -> b.Listing:
+        """The target's backups this master can authenticate (what a restore accepts), and the
+        manifests it cannot, by id. Bounded: this store's salt and those already derived cost
+        nothing, at most ``_LIST_NEW_SALTS`` other salts get a key derivation per listing."""
         target = self.target()
-        return await asyncio.to_thread(b.list_backups, target)
+        own = self._node.keyring_blob().salt
+        derived = 0
+
+        def unlock(salt: bytes) -> bytes | None:
+            nonlocal derived
+            if salt != own and salt not in self._salts:
+                if derived >= _LIST_NEW_SALTS:
+                    return None
+                derived += 1
+                if len(self._salts) < _KNOWN_SALTS:
+                    self._salts.add(salt)
+            return self._node.root_key_for(salt)
+
+        return await asyncio.to_thread(b.list_checked, target, unlock)
 
     # --- the schedule ------------------------------------------------------------------------
 
@@ -327,6 +350,12 @@ class BackupService:
         raw = self._node.kv.get(k.META, k.LAST_RESTORE.encode())
         record = decode(raw) if raw is not None else None
         return record if isinstance(record, dict) else None
+
+    def restored_at_ms(self) -> int | None:
+        """When the last restore into this state was recorded (None: never restored into)."""
+        record = self.last_restore()
+        at = record.get("atMs") if record is not None else None
+        return at if isinstance(at, int) else None
 
     def apply_replicated(self, cmd: c.RestoreBackup, index: int, stopping: threading.Event) -> None:
         """(Several masters, on the Raft apply thread, before entry ``index``'s commands are

@@ -24,7 +24,7 @@ from kiok.dag.spec import DagSpec
 from kiok.errors import InvalidInput, NotFound, NotReady
 from kiok.master.admission import Admission
 from kiok.master.api.raft_snapshots import HttpSnapshotFetch
-from kiok.master.archival import Archival
+from kiok.master.archival import Archival, OrphanSweep
 from kiok.master.audit import Auditor
 from kiok.master.auth import AuthService
 from kiok.master.auth_cache import IamEpoch
@@ -106,6 +106,11 @@ class MasterNode:
             lambda: s3_store_from_settings(settings, "kiok.joblog.s3", self.reader.connection),
             self._joblog_cipher,
             interval_s=settings.get_int("kiok.joblog.flush.interval.ms") / 1000,
+            orphans=OrphanSweep(
+                known_run=lambda run_id: self.reader.run_header(run_id) is not None,
+                restored_at=lambda: self.backups.restored_at_ms(),
+                grace_ms=settings.get_int("kiok.joblog.s3.orphan.grace.ms"),
+            ),
         )
         self.joblog.attach_archive(self.archival.fetch)
         # A restore a crash interrupted mid-swap is finished before anything reads the stores.

@@ -229,7 +229,8 @@ def read_manifest(target: ObjectStore, backup_id: str) -> bytes:
 def list_backups(target: ObjectStore) -> list[Manifest]:
     """Every complete backup in the target, newest first (unreadable manifests skipped). Not
     authenticated: what decides anything (pruning, the base of a backup) keeps only those
-    ``authentic`` passes; a restore checks the MAC itself."""
+    ``authentic`` passes; a restore checks the MAC itself; what is shown is
+    ``list_checked``."""
     out = []
     for key in target.list(""):
         backup_id, _, rest = key.partition("/")
@@ -240,6 +241,67 @@ def list_backups(target: ObjectStore) -> list[Manifest]:
         except (BackupCorrupt, ObjectMissing):
             continue
     return sorted(out, key=lambda m: (m.created_ms, m.id), reverse=True)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A ``manifest.json`` in the target that is not shown as a backup, and why (nothing it
+    claims is shown: it is not authenticated)."""
+
+    id: str
+    problem: str
+
+
+@dataclass(frozen=True)
+class Listing:
+    #: The backups whose MAC holds (what a restore would accept), newest first.
+    backups: list[Manifest]
+    #: The other manifests, by id.
+    rejected: list[Rejected]
+
+
+#: Why a manifest whose MAC does not hold is not listed.
+NOT_AUTHENTIC = (
+    "not authentic: its MAC does not hold (made with another KIOK_MASTER_KEY, or altered or "
+    "planted in the target); it cannot be restored"
+)
+
+
+def list_checked(target: ObjectStore, unlock: Callable[[bytes], bytes | None]) -> Listing:
+    """Every manifest in the target, authenticated as ``open_manifest`` does: the root key
+    ``unlock(salt)`` gives for the manifest's keyring salt. ``unlock`` may answer None (it
+    will not derive another key: each costs a key derivation); that salt's manifests are
+    rejected as not checked. Each salt is unlocked once, the salts most manifests share
+    first (a few planted ones cannot push a real lineage out)."""
+    readable: list[Manifest] = []
+    rejected: list[Rejected] = []
+    for key in target.list(""):
+        backup_id, _, rest = key.partition("/")
+        if rest != MANIFEST or not valid_backup_id(backup_id):
+            continue
+        try:
+            readable.append(decode_manifest(read_manifest(target, backup_id), backup_id))
+        except BackupCorrupt as e:
+            rejected.append(Rejected(backup_id, f"{MANIFEST} does not read: {e.message}"))
+        except ObjectMissing:
+            continue  # deleted since it was listed
+    counts: dict[bytes, int] = {}
+    for m in readable:
+        counts[m.keyring_salt] = counts.get(m.keyring_salt, 0) + 1
+    roots = {salt: unlock(salt) for salt in sorted(counts, key=lambda s: -counts[s])}
+    backups: list[Manifest] = []
+    for m in readable:
+        root = roots[m.keyring_salt]
+        if root is None:
+            rejected.append(Rejected(m.id, "not checked (too many keyrings in the target); not listed"))
+        elif authentic(m, root):
+            backups.append(m)
+        else:
+            rejected.append(Rejected(m.id, NOT_AUTHENTIC))
+    return Listing(
+        sorted(backups, key=lambda m: (m.created_ms, m.id), reverse=True),
+        sorted(rejected, key=lambda r: r.id, reverse=True),
+    )
 
 
 def authentic(manifest: Manifest, root_key: bytes) -> bool:

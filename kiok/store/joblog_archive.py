@@ -15,8 +15,9 @@ it needs, and a truncated, reordered or swapped object does not decrypt.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
 
@@ -28,7 +29,9 @@ FRAME_BYTES = 64 * 1024
 
 
 class ArchiveCorrupt(KiokError):
-    """An archived object does not decrypt (wrong key, truncated, tampered)."""
+    """An archived object does not decrypt (wrong key, truncated, tampered). A server-side
+    data problem, not the client's: it stays a 500 (not 502, which clients take for a
+    passing gateway failure worth retrying: reading again gets the same bytes)."""
 
     code = "archive_corrupt"
 
@@ -47,6 +50,53 @@ class Segment:
 
 def segment_key(run_id: str, task_id: str, start: int, end: int) -> str:
     return f"{run_prefix(run_id)}{task_id}/{start:016x}-{end:016x}"
+
+
+#: A key ``segment_key`` makes (anything else under the prefix is not kiok's to delete).
+_SEGMENT_KEY = re.compile(r"([^/]+)/([^/]+)/([0-9a-f]{16})-([0-9a-f]{16})")
+
+
+def parse_segment_key(key: str) -> Segment | None:
+    """The segment a key names; None for a key kiok does not make."""
+    found = _SEGMENT_KEY.fullmatch(key)
+    if found is None:
+        return None
+    run_id, task_id, start, end = found.groups()
+    seg = Segment(run_id, task_id, int(start, 16), int(end, 16))
+    return seg if seg.start < seg.end else None
+
+
+@dataclass
+class OrphanPlan:
+    """Orphaned runs' objects (``orphan_plan``)."""
+
+    #: run id -> the keys of its objects, each run unknown to the state and all its objects
+    #: older than the grace.
+    runs: dict[str, list[str]] = field(default_factory=dict)
+    #: Unknown runs left for a later pass: an object of theirs is younger than the grace.
+    young: int = 0
+
+
+def orphan_plan(
+    objects: Iterable[tuple[str, int]], known: Callable[[str], bool], now_ms: int, grace_ms: int
+) -> OrphanPlan:
+    """Of ``objects`` (key, last-modified ms), the segment objects of runs ``known`` says the
+    state does not have, grouped by run; a run whose newest object is younger than
+    ``grace_ms`` is left (counted in ``young``). Keys kiok does not make are never included."""
+    groups: dict[str, list[tuple[str, int]]] = {}
+    for key, modified_ms in objects:
+        seg = parse_segment_key(key)
+        if seg is not None:
+            groups.setdefault(seg.run_id, []).append((key, modified_ms))
+    plan = OrphanPlan()
+    for run_id, members in sorted(groups.items()):
+        if known(run_id):
+            continue
+        if now_ms - max(modified for _, modified in members) < grace_ms:
+            plan.young += 1
+            continue
+        plan.runs[run_id] = sorted(key for key, _ in members)
+    return plan
 
 
 def run_prefix(run_id: str) -> str:
@@ -97,6 +147,10 @@ def read_range(store: ObjectStore, cipher: Cipher, seg: Segment, start: int, end
         try:
             out += cipher.decrypt(part, _aad(seg.key, i, i == frames - 1))
         except (InvalidTag, KiokError, ValueError):
-            raise ArchiveCorrupt(f"archived log object {seg.key} frame {i} does not decrypt") from None
+            raise ArchiveCorrupt(
+                f"the archived log {seg.run_id}/{seg.task_id}, bytes {seg.start}-{seg.end}, fails "
+                f"authentication (S3 object {seg.key}, frame {i}: altered, truncated, or encrypted "
+                "with a key this cluster does not have); it cannot be served"
+            ) from None
     skip = start - seg.start - first * FRAME_BYTES
     return bytes(out[skip : skip + end - start])

@@ -9,7 +9,9 @@ maintenance banner on the settings pages while maintenance mode is on."""
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -239,6 +241,23 @@ def test_backup_and_restore_with_the_maintenance_banner(kiok: Standalone, browse
     page.emulate_media(color_scheme="dark")
     page.screenshot(path=str(shots / "settings-backups-dark.png"))
     page.emulate_media(color_scheme="light")
+
+    # A manifest planted in the target (a real one's copy, newer, its MAC forged) is named
+    # apart as not this cluster's, with nothing to restore it by.
+    target = Path(kiok.extra_env["KIOK_BACKUP_DIR"])
+    planted = "29990101T000000000Z-abcdef"
+    body = json.loads((target / backup_id / "manifest.json").read_bytes())
+    body.update(id=planted, createdMs=32_472_144_000_000, mac="0" * 64)
+    (target / planted).mkdir()
+    (target / planted / "manifest.json").write_text(json.dumps(body))
+    page.reload()
+    rejected = page.get_by_test_id("rejected-backups")
+    expect(rejected).to_contain_text(planted)
+    expect(rejected).to_contain_text("Not backups of this cluster")
+    expect(table.locator("tbody tr")).to_have_count(1)
+    expect(page.get_by_role("button", name=f"Restore {planted}")).to_have_count(0)
+    page.screenshot(path=str(shots / "settings-backups-rejected.png"), full_page=True)
+    shutil.rmtree(target / planted)
 
     # Maintenance mode: entered on the cluster page, its banner is on the settings pages too.
     page.get_by_label("Main").get_by_role("link", name="Cluster").click()

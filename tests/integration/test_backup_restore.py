@@ -211,6 +211,30 @@ def test_schedule_and_cli(standalone_factory: Any, tmp_path: Path) -> None:
     assert f"last restore: {backup_id} at {last['time']} by admin" in cli.ok("admin", "backups")
 
 
+def test_a_planted_manifest_is_not_listed_as_a_backup(standalone_factory: Any, tmp_path: Path) -> None:
+    """Whoever can write to the target plants a manifest (a copy of a real one, newer, its MAC
+    forged): the API, and so the UI and the CLI, do not list it among the backups (a script
+    restoring ``backups[0]`` must not pick it); it is named apart as not authentic."""
+    target = tmp_path / "backups"
+    node: Standalone = standalone_factory("kiok", {**FAST, "KIOK_BACKUP_DIR": str(target)})
+    real = ok(node.api("POST", "/api/v1/admin/backup", timeout=120), 201)["backupId"]
+    body = json.loads((target / real / "manifest.json").read_bytes())
+    planted = "29990101T000000000Z-abcdef"
+    body.update(id=planted, createdMs=32_472_144_000_000, mac="0" * 64)
+    (target / planted).mkdir()
+    (target / planted / "manifest.json").write_text(json.dumps(body))
+
+    listed = ok(node.api("GET", "/api/v1/admin/backups"))
+    assert [b["id"] for b in listed["backups"]] == [real]
+    assert [r["id"] for r in listed["rejected"]] == [planted]
+    assert "MAC" in listed["rejected"][0]["problem"]
+    cli = cli_for(node, tmp_path / "cli")
+    cli.ok("login", "--user", "admin", "--password", ADMIN_PASSWORD)
+    shown = cli("admin", "backups")
+    assert shown.returncode == 0 and real in shown.stdout and planted not in shown.stdout
+    assert planted in shown.stderr and "not authentic" in shown.stderr
+
+
 def test_without_a_target_backups_are_refused_by_name(kiok: Standalone) -> None:
     r = kiok.api("POST", "/api/v1/admin/backup")
     assert r.status_code == 409 and "kiok.backup.dir" in r.json()["error"]["message"], r.text

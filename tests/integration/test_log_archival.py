@@ -6,6 +6,7 @@ deleting a run deletes its objects."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -105,3 +106,99 @@ def test_s3_away_keeps_logs_and_archival_catches_up(standalone_factory: object, 
     log = node.read_log()
     assert log.count("job-log archival to S3 failed") == 1  # said once, not per attempt
     assert "works again" in log
+
+
+def test_logs_archived_after_a_restored_backup_are_swept_as_orphans(
+    standalone_factory: object, s3_moto: MotoS3, tmp_path: Path
+) -> None:
+    """Restoring a backup older than some archived logs leaves their objects to runs the
+    restored state does not have: once older than the grace they are deleted. Objects of the
+    restored runs stay (and read back); what this cluster did not write (another cluster's
+    run under the prefix: it does not decrypt) and keys kiok does not make are left alone."""
+    bucket = s3_moto.new_bucket()
+    env = {
+        "KIOK_JOBLOG_S3_ENDPOINT": s3_moto.endpoint,
+        "KIOK_JOBLOG_S3_BUCKET": bucket,
+        "KIOK_JOBLOG_S3_ACCESS_KEY": ACCESS_KEY,
+        "KIOK_JOBLOG_S3_SECRET_KEY": SECRET_KEY,
+        "KIOK_JOBLOG_FLUSH_INTERVAL_MS": "300",
+        "KIOK_JOBLOG_WORKER_BATCH_INTERVAL_MS": "200",
+        "KIOK_JOBLOG_S3_ORPHAN_GRACE_MS": "2000",
+        "KIOK_BACKUP_DIR": str(tmp_path / "backups"),
+    }
+    node: Standalone = standalone_factory(env=env)  # type: ignore[operator]
+    dag = node.register(DAG)
+
+    def archived(run_id: str) -> list[str]:
+        return [k for k in s3_moto.all_bytes(bucket) if k.startswith(f"joblogs/{run_id}/")]
+
+    def settled(run_id: str) -> None:
+        assert node.wait_run(run_id, 30)["state"] == "SUCCESS"
+        node.wait_for(
+            lambda: (
+                _metric(node, "kiok_joblog_archive_lag_bytes") == 0
+                and any("/talk/" in k for k in archived(run_id))
+            ),
+            30,
+            f"the logs of {run_id} to be archived",
+        )
+
+    kept = node.trigger(dag)
+    settled(kept)
+    r = node.api("POST", "/api/v1/admin/backup", timeout=120)
+    assert r.status_code == 201, r.text
+    backup_id = r.json()["backupId"]
+    orphan = node.trigger(dag)
+    settled(orphan)
+    client = s3_moto.client()
+    foreign = "joblogs/another-clusters-run/talk/0000000000000000-0000000000000010"
+    client.put_object(Bucket=bucket, Key=foreign, Body=b"x" * 64)
+    client.put_object(Bucket=bucket, Key="joblogs/README", Body=b"not kiok's")
+    kept_keys = archived(kept)
+
+    r = node.api(
+        "POST", f"/api/v1/admin/backups/{backup_id}/restore", json={"confirm": backup_id}, timeout=120
+    )
+    assert r.status_code == 200, r.text
+    node._token = None  # the restored store has its own sessions
+    node.wait_for(lambda: not archived(orphan), 60, "the orphaned logs to be deleted")
+    left = s3_moto.all_bytes(bucket)
+    assert foreign in left and "joblogs/README" in left
+    assert all(k in left for k in kept_keys)
+    assert _read_all(node, kept, "talk", 1 << 20) == EXPECTED
+    assert node.api("GET", f"/api/v1/runs/{orphan}").status_code == 404
+    assert "orphaned job-log objects" in node.read_log()
+
+
+def test_a_corrupt_archived_range_is_a_clear_500_logged_once(
+    standalone_factory: object, s3_moto: MotoS3
+) -> None:
+    """An archived object altered in the bucket fails authentication: a server-side data
+    problem, answered 500 ``archive_corrupt`` naming the log and the object, and logged as one
+    line (no traceback), once per object however often it is read."""
+    bucket = s3_moto.new_bucket()
+    node = _node(standalone_factory, s3_moto, bucket)
+    run_id = node.trigger(node.register(DAG))
+    assert node.wait_run(run_id, 30)["state"] == "SUCCESS"
+    node.wait_for(
+        lambda: (
+            _metric(node, "kiok_joblog_archive_lag_bytes") == 0
+            and any(f"/{run_id}/talk/" in k for k in s3_moto.all_bytes(bucket))
+        ),
+        30,
+        "the task's log to be archived",
+    )
+    key = min(k for k in s3_moto.all_bytes(bucket) if f"/{run_id}/talk/" in k)
+    client = s3_moto.client()
+    data = bytearray(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    data[40] ^= 1
+    client.put_object(Bucket=bucket, Key=key, Body=bytes(data))
+    for _ in range(3):
+        r = node.api("GET", f"/api/v1/runs/{run_id}/tasks/talk/log")
+        assert r.status_code == 500, r.text
+        error = r.json()["error"]
+        assert error["code"] == "archive_corrupt"
+        assert f"{run_id}/talk" in error["message"] and "fails authentication" in error["message"]
+    log = node.read_log()
+    assert "Traceback" not in log
+    assert len([line for line in log.splitlines() if "fails authentication" in line]) == 1

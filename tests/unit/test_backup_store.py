@@ -198,3 +198,40 @@ def test_an_object_swollen_in_the_target_is_refused_without_reading_it_whole(
     with pytest.raises(b.BackupCorrupt, match=victim.name):
         b.fetch_verified(counting, opened, ring2, tmp_path / "restore")
     assert max(read) <= max(f.stored_size for f in manifest.files) + 1
+
+
+def test_the_listing_shows_only_authentic_backups_and_names_the_rest(tmp_path: Path, kv: RocksKV) -> None:
+    """A manifest planted in the target (forged MAC, newer than the real backup), one made
+    with another master key (its salt derives a root key its MAC does not hold under) and one
+    that does not parse are not listed as backups: each is named apart, with why, and no
+    field it claims is shown."""
+    target = DirObjectStore(tmp_path / "target")
+    real = _take(tmp_path, kv, target, Keyring.generate(), 1_700_000_000_000)
+    body = json.loads((tmp_path / "target" / real.id / b.MANIFEST).read_bytes())
+    forged_id = b.new_backup_id(1_800_000_000_000)
+    target.put(
+        f"{forged_id}/{b.MANIFEST}",
+        json.dumps({**body, "id": forged_id, "createdMs": 1_800_000_000_000, "mac": "0" * 64}).encode(),
+    )
+    other_id = b.new_backup_id(1_800_000_000_001)
+    other = {**body, "id": other_id, "keyring": {**body["keyring"], "salt": "b3RoZXI="}}
+    target.put(f"{other_id}/{b.MANIFEST}", json.dumps(other).encode())
+    garbled_id = b.new_backup_id(1_800_000_000_002)
+    target.put(f"{garbled_id}/{b.MANIFEST}", b"{not json")
+    salts: list[bytes] = []
+
+    def unlock(salt: bytes) -> bytes | None:
+        salts.append(salt)
+        return ROOT if salt == b"salt" else os.urandom(32)
+
+    listing = b.list_checked(target, unlock)
+    assert [m.id for m in listing.backups] == [real.id]
+    assert {r.id for r in listing.rejected} == {forged_id, other_id, garbled_id}
+    problems = {r.id: r.problem for r in listing.rejected}
+    assert "MAC" in problems[forged_id] and "MAC" in problems[other_id]
+    assert "does not read" in problems[garbled_id]
+    assert sorted(set(salts)) == [b"other", b"salt"]  # each salt unlocked once
+    # A salt the caller will not derive (its budget spent): named, never listed as a backup.
+    capped = b.list_checked(target, lambda salt: ROOT if salt == b"salt" else None)
+    assert [m.id for m in capped.backups] == [real.id]
+    assert "not checked" in {r.id: r.problem for r in capped.rejected}[other_id]

@@ -186,3 +186,24 @@ def test_a_tampered_object_does_not_decrypt(rig: Rig) -> None:
     rig.store.put(seg.key, rig.store.get(seg.key)[:-1] + b"x")
     with pytest.raises(ArchiveCorrupt):
         read_range(rig.store, rig.cipher(), seg, 0, 5)
+
+
+def test_orphan_plan_takes_unknown_runs_old_enough_and_only_keys_kiok_makes() -> None:
+    from kiok.store.joblog_archive import orphan_plan, segment_key
+
+    now, grace = 10_000_000, 3_600_000
+    old, recent = now - grace - 1, now - 10
+    objects = [
+        (segment_key("kept", "t", 0, 5), old),  # a run the state has: never an orphan
+        (segment_key("gone", "t", 0, 5), old),
+        (segment_key("gone", "__run__", 0, 9), old),
+        (segment_key("fresh", "t", 0, 5), old),  # its newest object is recent: later
+        (segment_key("fresh", "t", 5, 7), recent),
+        ("gone/t/not-a-segment", old),
+        ("README", old),
+    ]
+    plan = orphan_plan(objects, lambda run_id: run_id == "kept", now, grace)
+    assert plan.runs == {
+        "gone": sorted([segment_key("gone", "t", 0, 5), segment_key("gone", "__run__", 0, 9)])
+    }
+    assert plan.young == 1

@@ -49,12 +49,15 @@ async def backup_now(
 async def list_backups(
     request: Request, _: Principal = Depends(require(actions.LIST_BACKUPS, "cluster"))
 ) -> dict[str, Any]:
-    """Every complete backup in the target, newest first, and the last restore into this
-    cluster's state (null: never restored)."""
+    """Every complete backup in the target whose manifest authenticates under this cluster's
+    master key (what a restore accepts), newest first; ``rejected``: the other manifests in
+    the target (planted, altered, another cluster's), by id and why, nothing they claim
+    shown; and the last restore into this cluster's state (null: never restored)."""
     node = node_of(request)
     listed = await node.backups.list()
     return {
-        "backups": [backup_view(m) for m in listed],
+        "backups": [backup_view(m) for m in listed.backups],
+        "rejected": [{"id": r.id, "problem": r.problem} for r in listed.rejected],
         "lastRestore": restore_view(node.backups.last_restore()),
     }
 

@@ -59,7 +59,19 @@ export function Backups({ can }) {
         <td class="actions">${can("admin:Restore") ? html`<button type="button" class="danger small-btn"
           aria-label=${`Restore ${b.id}`} onClick=${() => setRestoring(b)}>Restore…</button>` : null}</td>
       </tr>`)}</tbody></table>`) : null}
+    ${data && (data.rejected || []).length ? html`<${Rejected} items=${data.rejected} />` : null}
     ${restoring ? html`<${RestoreDialog} backup=${restoring} onClose=${() => setRestoring(null)} />` : null}`;
+}
+
+// Manifests in the target this cluster cannot authenticate (planted, altered, or another
+// master key's): never shown as backups, only named, so nobody restores or trusts them.
+function Rejected({ items }) {
+  return html`<div class="warn-box" role="note" data-testid="rejected-backups">
+    <p class="small"><strong>Not backups of this cluster:</strong> ${items.length === 1
+      ? "the target holds a manifest that does not authenticate under this cluster's master key (made by another cluster, or tampered with). It is not listed and cannot be restored."
+      : `the target holds ${items.length} manifests that do not authenticate under this cluster's master key (made by another cluster, or tampered with). They are not listed and cannot be restored.`}</p>
+    <ul class="small">${items.map((r) => html`<li key=${r.id}><span class="mono">${r.id}</span>: ${r.problem}</li>`)}</ul>
+  </div>`;
 }
 
 // The last restore into this state (replicated to every master; the raft entry only with several).
