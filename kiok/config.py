@@ -498,15 +498,17 @@ KEYS: tuple[Key, ...] = (
         int,
         60_000,
         "Time a client has to send a whole request (headers and body) on an HTTP port (admin API, "
-        "worker status), from connecting or from the previous response; then it is closed (408).",
+        "worker status), from connecting (with TLS, the handshake included) or from the previous "
+        "response; then it is closed (408).",
         at_least=1,
     ),
     Key(
         "kiok.http.max.connections",
         int,
         512,
-        "Connections open at once on each HTTP port; one more is closed at once (file descriptors "
-        "are the process's, shared with its store and its other connections).",
+        "Connections open at once on each HTTP port (with TLS, those still in their handshake "
+        "included); one more is closed at once (file descriptors are the process's, shared with "
+        "its store and its other connections).",
         at_least=1,
     ),
     Key(

@@ -60,20 +60,20 @@ def http_server(
     """An HTTP server for ``app``; HTTPS when ``tls`` has a certificate (never asking the
     client for one: browsers and scripts have none). ``X-Forwarded-For``/``-Proto`` are
     believed only from ``trusted_proxies`` (uvicorn would otherwise trust any local peer).
-    ``limits``: how long a request may take to arrive, how many connections may be open."""
+    ``limits``: how long a request may take to arrive, how many connections may be open
+    (with TLS the protocol makes the handshake itself, so that they cover it: uvicorn is
+    given no certificate)."""
     return HttpServer(
         uvicorn.Config(
             app,
             host=host,
             port=port,
-            http=limited_protocol(limits),
+            http=limited_protocol(limits, tls.server_context(require_client_cert=False)),
             ws="none",  # no WebSocket route anywhere: an Upgrade request is a plain request
             loop="asyncio",
             log_level="warning",
             access_log=False,
             lifespan="off",
-            ssl_certfile=tls.cert or None,
-            ssl_keyfile=tls.key or None,
             proxy_headers=bool(trusted_proxies),
             forwarded_allow_ips=list(trusted_proxies),
         )

@@ -13,16 +13,25 @@ and Raft's. So:
   ``kiok.http.max.connections.per.address`` from one address (a trusted proxy's excepted);
   one more is closed at once, before anything is read from it. The second keeps one host
   from taking every connection (the health probes' and the masters' own forwarded writes).
+
+With TLS, the limits hold from the moment the TCP connection is accepted, handshake
+included: asyncio would call ``connection_made`` only after the handshake (and give it 60 s),
+so connections that never finish one would be neither counted nor timed. So uvicorn is not
+given the certificate: the protocol takes the plain connection, counts it, starts its time,
+and upgrades it itself (``loop.start_tls``); the first request's time covers the handshake.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
+import ssl
 from dataclasses import dataclass
 from typing import ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.utils import get_remote_addr
 
 _TIMED_OUT = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 
@@ -36,12 +45,14 @@ class HttpLimits:
     unlimited: tuple[str, ...] = ()
 
 
-def limited_protocol(limits: HttpLimits) -> type[HttpToolsProtocol]:
+def limited_protocol(limits: HttpLimits, tls: ssl.SSLContext | None = None) -> type[HttpToolsProtocol]:
     """uvicorn's protocol class with ``limits`` (uvicorn makes one instance per connection;
-    the count per address is the server's, held by this class)."""
+    the count per address is the server's, held by this class); serving TLS with ``tls``
+    (then uvicorn's config must have no certificate: the connections come plain)."""
 
     class Limited(_LimitedProtocol):
         _limits = limits
+        _tls = tls
         _unlimited = tuple(ipaddress.ip_network(n, strict=False) for n in limits.unlimited)
         _per_address: ClassVar[dict[str, int]] = {}
 
@@ -55,6 +66,7 @@ class _LimitedProtocol(HttpToolsProtocol):
     request in is being answered (or waits its turn, pipelined)."""
 
     _limits = HttpLimits()
+    _tls: ssl.SSLContext | None = None
     _unlimited: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     #: Connections open per client address, on this protocol's server (``limited_protocol``).
     _per_address: ClassVar[dict[str, int]] = {}
@@ -63,22 +75,82 @@ class _LimitedProtocol(HttpToolsProtocol):
     _receiving = False
     #: The address this connection is counted under (None: not counted).
     _counted: str | None = None
+    #: TLS: the handshake under way (its task), and what came right after it, before
+    #: uvicorn's ``connection_made`` had the TLS transport (None: no handshake under way).
+    _handshake: asyncio.Task[None] | None = None
+    _early: list[bytes] | None = None
+    _lost = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        if self._tls is None:
+            super().connection_made(transport)
+            if self._admit():
+                self._await_request()
+            return
+        # Counted and timed from now, as uvicorn's connection_made would have done after the
+        # handshake: the set of connections is the server's (its total, its shutdown).
+        self.connections.add(self)
+        self.transport = transport  # closing it (deadline, shutdown) ends the handshake
+        self.client = get_remote_addr(transport)
+        if not self._admit():
+            return
+        self._await_request()  # the first request's time includes the handshake
+        transport.pause_reading()  # nothing is read before start_tls takes the connection
+        self._early = []
+        self._handshake = self.loop.create_task(self._start_tls(transport, self._tls))
+
+    async def _start_tls(self, plain: asyncio.Transport, context: ssl.SSLContext) -> None:
+        """The handshake, then uvicorn's ``connection_made`` with the TLS transport. A failed
+        one ends as a closed connection: asyncio calls ``connection_lost`` for some failures
+        (a TLS error) and not for others (the peer or the deadline closing it first), so it
+        is called here too (it acts once)."""
+        tls: asyncio.BaseTransport | None = None
+        try:
+            with contextlib.suppress(Exception):  # a failed handshake is the client's: no log
+                tls = await self.loop.start_tls(
+                    plain,
+                    self,
+                    context,
+                    server_side=True,
+                    ssl_handshake_timeout=self._limits.request_timeout_s,
+                )
+        finally:
+            self._handshake = None
+            if tls is None:
+                self.connection_lost(None)
+        if tls is None or self._lost:
+            return
+        assert isinstance(tls, asyncio.Transport)
+        early, self._early = self._early or [], None
+        super().connection_made(tls)
+        if early:
+            self.data_received(b"".join(early))
+
+    def data_received(self, data: bytes) -> None:
+        if self._early is not None:  # decrypted before connection_made: kept for it
+            self._early.append(data)
+            return
+        super().data_received(data)
+
+    def _admit(self) -> bool:
+        """Counts the connection; False (and closed) when it is one over a limit."""
         address = self.client[0] if self.client else ""
         limited = not self._is_unlimited(address)
         if len(self.connections) > self._limits.max_connections or (
             limited and self._per_address.get(address, 0) >= self._limits.max_per_address
         ):
-            transport.abort()
-            return
+            self.transport.abort()
+            return False
         if limited:
             self._counted = address
             self._per_address[address] = self._per_address.get(address, 0) + 1
-        self._await_request()
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        self._early = None
         self._stop_waiting()
         self._uncount()
         super().connection_lost(exc)
@@ -145,6 +217,9 @@ class _LimitedProtocol(HttpToolsProtocol):
     def _timed_out(self) -> None:
         self._deadline = None
         if self.transport.is_closing():
+            return
+        if self._early is not None:  # still in its TLS handshake: nothing is owed to the peer
+            self.transport.abort()
             return
         owed = self.pipeline or (
             self.cycle is not None and self.cycle.response_started and not self.cycle.response_complete

@@ -7,15 +7,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 
 from kiok.roots.http_protocol import HttpLimits, limited_protocol
+from kiok.security.tls import TlsFiles
 from kiok.testing.process import Standalone
+from kiok.testing.tls import TestCA
 
 MAX_CONNECTIONS = 8
 PER_ADDRESS = 4
@@ -34,7 +39,7 @@ def k(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone]:
 
 
 def _connect(k: Standalone, source: str = "127.0.0.1") -> socket.socket:
-    host, port = k.url.removeprefix("http://").rsplit(":", 1)
+    host, port = k.url.split("://", 1)[1].rsplit(":", 1)
     return socket.create_connection((host, int(port)), timeout=15, source_address=(source, 0))
 
 
@@ -157,6 +162,136 @@ async def test_a_pipelined_request_being_answered_is_not_cut() -> None:
         answers = await asyncio.wait_for(reader.read(), 5)  # until closed, by the time limit
         assert answers.count(b"HTTP/1.1 200 OK") == 2, answers
         assert b"408" not in answers
+        writer.close()
+    finally:
+        server.should_exit = True
+        await serving
+
+
+# With TLS, asyncio runs a connection's protocol only once its handshake is done (and gives
+# that 60 s): connections that never finish one must count, and be timed, all the same.
+TLS_TIMEOUT_S = 2.0
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory: pytest.TempPathFactory) -> TestCA:
+    return TestCA(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture(scope="module")
+def tls_k(tmp_path_factory: pytest.TempPathFactory, ca: TestCA) -> Iterator[Standalone]:
+    env = {
+        "KIOK_HTTP_REQUEST_TIMEOUT_MS": str(int(TLS_TIMEOUT_S * 1000)),
+        "KIOK_HTTP_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
+        "KIOK_HTTP_MAX_CONNECTIONS_PER_ADDRESS": str(PER_ADDRESS),
+        **ca.env(ca.issue("limits")),
+    }
+    node = Standalone(Path(tmp_path_factory.mktemp("tls-limits")) / "kiok", env).start()
+    yield node
+    node.stop()
+
+
+def _healthz(k: Standalone, source: str) -> int:
+    verify = ssl.create_default_context(cafile=k.env["KIOK_TLS_CA"])
+    transport = httpx.HTTPTransport(verify=verify, local_address=source)
+    with httpx.Client(transport=transport, timeout=10) as client:
+        return client.get(k.url + "/healthz").status_code
+
+
+def _open(s: socket.socket) -> bool:
+    """The server has not closed ``s`` (nothing came either)."""
+    timeout = s.gettimeout()
+    s.settimeout(0)  # a socket with a timeout would wait for something to read
+    try:
+        return s.recv(1, socket.MSG_PEEK) != b""
+    except BlockingIOError:
+        return True
+    except ConnectionResetError:
+        return False
+    finally:
+        s.settimeout(timeout)
+
+
+def test_tls_connections_count_from_before_their_handshake(tls_k: Standalone) -> None:
+    """Connections that send no ClientHello take their address's share: one more is closed
+    at once (before those, which are closed only at the deadline); other addresses are
+    served meanwhile, and the address again once they are gone."""
+    silent = [_connect(tls_k) for _ in range(PER_ADDRESS)]
+    try:
+        over = _connect(tls_k)
+        with over:
+            assert _answer(over) == b""  # within the socket's 15 s: the deadline is 2 s
+            assert all(_open(s) for s in silent)  # so it was closed by the limit, not by time
+        assert _healthz(tls_k, "127.0.0.2") == 200
+        with pytest.raises(httpx.TransportError):
+            _healthz(tls_k, "127.0.0.1")
+    finally:
+        for s in silent:
+            s.close()
+    tls_k.wait_for(lambda: _healthz(tls_k, "127.0.0.1") == 200, 10, "the address served again")
+
+
+def test_a_tls_handshake_that_never_ends_is_closed_at_the_deadline(tls_k: Standalone) -> None:
+    """Nothing sent, or a ClientHello begun and left: closed after the request deadline
+    (asyncio alone would wait 60 s)."""
+    start = time.monotonic()
+    idle, partial = _connect(tls_k), _connect(tls_k)
+    partial.sendall(b"\x16\x03\x01\x02\x00\x01")  # a record header, one byte of ClientHello
+    try:
+        assert _answer(idle) == b""  # the socket waits 15 s at most
+        assert _answer(partial) == b""
+        assert time.monotonic() - start >= TLS_TIMEOUT_S
+    finally:
+        idle.close()
+        partial.close()
+    assert _healthz(tls_k, "127.0.0.1") == 200
+
+
+async def test_a_request_sent_with_the_end_of_the_handshake_is_served_over_tls(ca: TestCA) -> None:
+    """The request can arrive in the same read as the handshake's last message (before the
+    protocol has its TLS transport): it is answered, over TLS, and the app sees https."""
+    schemes: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        schemes.append(scope["scheme"])
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    leaf = ca.issue("inproc")
+    context = TlsFiles(str(leaf.cert), str(leaf.key), "").server_context(require_client_cert=False)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        app, http=limited_protocol(HttpLimits(5, 8), context), lifespan="off", log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            await asyncio.sleep(0.01)
+        reader, writer = await asyncio.open_connection(*sock.getsockname())
+        client = ssl.create_default_context(cafile=str(ca.cert))
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = client.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                writer.write(outgoing.read())
+                incoming.write(await asyncio.wait_for(reader.read(65536), 5))
+        tls.write(b"GET / HTTP/1.1\r\nHost: k\r\nConnection: close\r\n\r\n")
+        writer.write(outgoing.read())  # the client's Finished and the request, in one write
+        answer = b""
+        while not answer.endswith(b"\r\n\r\nok"):  # the server then awaits our close_notify
+            chunk = await asyncio.wait_for(reader.read(65536), 5)
+            assert chunk, answer
+            incoming.write(chunk)
+            with contextlib.suppress(ssl.SSLWantReadError):
+                while data := tls.read(65536):
+                    answer += data
+        assert answer.startswith(b"HTTP/1.1 200 OK"), answer
+        assert schemes == ["https"]
         writer.close()
     finally:
         server.should_exit = True
