@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kiok.config import Settings
+from kiok.core.interruption import cancel_reason
 from kiok.core.placeholders import references
 from kiok.core.states import TERMINAL_RUN_STATES
 from kiok.core.timefmt import iso_utc
@@ -116,6 +117,13 @@ class Coordinator:
     # --- inputs ----------------------------------------------------------------------------
 
     def on_effects(self, fx: Effects) -> None:
+        # Cancels first: a cancel that ends the run at once (nothing was running: its tasks
+        # were queued, or waiting to retry) must still reach the driver, which would
+        # otherwise start them — once the run is dropped below, nobody drives it any more.
+        for run_id, worker_id, reason in fx.cancels:
+            handle = self.workers.get(worker_id)
+            if handle is not None and self._driving.get(run_id) == worker_id:
+                handle.cancel(run_id, reason)
         for run_id in fx.runs_finished:
             self._drop(run_id)
             self.waiting.pop(run_id, None)
@@ -126,15 +134,22 @@ class Coordinator:
             if header is not None and header["worker"] is None:
                 self._drop(run_id)
                 self._kick.set()
-        for run_id, worker_id, reason in fx.cancels:
-            handle = self.workers.get(worker_id)
-            if handle is not None and self._driving.get(run_id) == worker_id:
-                handle.cancel(run_id, reason)
         if fx.runs_created or fx.runs_finished or fx.runs_reopened or fx.dags_changed:
             self._kick.set()
 
     def add_worker(self, handle: WorkerHandle) -> None:
-        self.workers[handle.info().id] = handle
+        wid = handle.info().id
+        self.workers[wid] = handle
+        # A cancel (or run timeout) of a run it kept (``reattach``) may have committed while
+        # it was cut off, or under a leader that died before telling it: the CANCEL then went
+        # into a closed connection or nowhere, and the driver would walk the rest of the
+        # graph. Said again on every (re)connection; a driver that knows already ignores it.
+        for run_id, w in list(self._driving.items()):
+            if w != wid:
+                continue
+            run = self._reader.run_header(run_id)
+            if run is not None and run["cancel"] and run["state"] not in TERMINAL_RUN_STATES:
+                handle.cancel(run_id, cancel_reason(run.get("cancelBy"), run.get("failReason")))
         self._kick.set()
 
     def reattach(self, worker_id: str, claims: list[dict[str, Any]]) -> list[dict[str, Any]]:

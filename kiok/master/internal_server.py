@@ -502,7 +502,15 @@ class InternalServer:
             None if ring is None else OutboxKeys.of(worker_outbox_keyring(ring, worker_id)),
             credential or None,
         )
-        await write_frame(writer, encode(welcome), timeout_s=self.io_timeout_s)
+        try:
+            await write_frame(writer, encode(welcome), timeout_s=self.io_timeout_s)
+        except Exception:
+            # The worker died, or its network went, right then. This connection replaced its
+            # last one and stopped its lost timer: it must start one of its own, or the worker
+            # would never be lost and its runs would stall until it came back.
+            conn.connected = False
+            self._disconnected(conn)
+            raise
         abandon = self.node.coordinator.reattach(worker_id, [claim.to_wire() for claim in hello.runs])
         if abandon:  # each with the fence claimed: a newer driver of the same run stays
             conn.send(Abandon.of(tuple(Claim(a["run"], Fence(a["term"], a["epoch"])) for a in abandon)))

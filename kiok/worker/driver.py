@@ -212,6 +212,11 @@ class RunDriver:
                 self._set(tid, rec)
                 if not await self._env.link.confirm_start(self.run_id, self.fence, tid, rec.to_dict()):
                     return  # the run moved to another driver: this one is being stopped
+                if self._cancelled:
+                    # Cancelled while the start was confirmed: the cancel committed first
+                    # (the masters hold the task CANCELLED), so this attempt never runs.
+                    self._finish(tid, rec.attempt, AttemptResult(False, error="cancelled", stopped=True))
+                    return
                 lost = interrupted_attempt(before)
                 notes: list[str] = []
                 if lost is not None:

@@ -164,3 +164,49 @@ def test_slow_disks_around_leader_kills() -> None:
     for seed in range(2):
         outcome = simulate(Scenario(seed=seed, faults=faults, runs=8, window_s=24.0))
         assert outcome.ok, f"seed {seed}: {outcome.violations}"
+
+
+_LONG_TASKS = TaskPlan(duration_s=(0.5, 3.0))
+_SHORT_TASKS = TaskPlan(duration_s=(0.05, 0.6))
+#: Faults, seeds, task durations and how many runs in how many seconds.
+_CANCELS = {
+    "while the driver is cut off": (
+        tuple((3.0 + 3.0 * i, "cancel_cut_off") for i in range(6)),
+        (0, 1, 2),
+        _LONG_TASKS,
+        8,
+        20.0,
+    ),
+    "just before the leader dies": (
+        tuple(x for i in range(6) for x in ((3.0 + 3.0 * i, "cancel_run"), (3.008 + 3.0 * i, "kill_leader"))),
+        (4, 5),
+        _LONG_TASKS,
+        8,
+        20.0,
+    ),
+    "while the driver waits to start tasks": (
+        tuple((1.0 + 0.7 * i, "cancel_run") for i in range(40)),
+        (0, 3, 9),
+        _SHORT_TASKS,
+        10,
+        30.0,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(_CANCELS.values()), ids=list(_CANCELS))
+def test_a_cancelled_runs_driver_walks_no_further(
+    case: tuple[tuple[tuple[float, str], ...], tuple[int, ...], TaskPlan, int, float],
+) -> None:
+    """Users cancel running runs: while their driver is isolated for 2 s (it keeps its runs),
+    just before the leader that commits the cancel dies, or while the driver has tasks queued
+    or waiting to retry. Tasks ran after their run had ended CANCELLED: the CANCEL went out
+    once, into a closed connection or from a master that then died, and was never said again
+    (every seed of the first case, seed 5 of the second); a cancel that ended the run at once
+    was not sent at all (seeds 0 and 9 of the third); and a driver told of the cancel while
+    the start of an attempt was being confirmed ran it all the same (seeds 0 and 3)."""
+    faults, seeds, plan, runs, window_s = case
+    for seed in seeds:
+        outcome = simulate(Scenario(seed=seed, faults=faults, runs=runs, window_s=window_s, plan=plan))
+        assert outcome.ok, f"seed {seed}: {outcome.violations}"
+        assert sum(f.split()[1] == "cancel" for f in outcome.faults) >= 2

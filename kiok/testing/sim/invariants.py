@@ -9,6 +9,7 @@
   heartbeat timeout, before the success was committed;
 - the stored log of every task that ended SUCCESS holds every line its successful
   execution wrote, and the run log says that attempt succeeded;
+- no execution starts after its run ended (a cancelled run's driver walks no further);
 - after the faults stop, no run goes longer than the heartbeat timeout + 2 s with nothing
   of it executing.
 
@@ -38,6 +39,7 @@ def check(world: World) -> list[str]:
         *_same_state(world),
         *_executions(world, by_task),
         *_logs(world, runs, by_task),
+        *_after_end(world),
         *_stalls(world, runs),
     ]
 
@@ -127,6 +129,20 @@ def _logs(
                 out.append(
                     f"{run_id}/{task_id}: lost {len(missing)} of {len(ex.lines)} log lines of its success"
                 )
+    return out
+
+
+def _after_end(world: World) -> list[str]:
+    """Executions that started after a master applied their run's end (the simulator
+    re-runs no finished run: one that did would have to be allowed its new executions)."""
+    out = []
+    for ex in world.ledger.executions:
+        ended = world.finished_at.get(ex.run)
+        if ended is not None and ex.start > ended:
+            out.append(
+                f"{ex.run}/{ex.task}: attempt {ex.attempt} on {ex.worker} started at {ex.start:.3f}, "
+                f"after its run ended (at {ended:.3f})"
+            )
     return out
 
 

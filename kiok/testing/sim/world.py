@@ -2,7 +2,8 @@
 master and worker code runs it on virtual time; the invariants (``invariants``) are checked
 at the end. Faults: kill -9 of a worker (restarted on its directory later) or of the
 leader, a leader stepping down, a worker's connections reset, a worker isolated, a worker
-stalled (its traffic held, as a SIGSTOPped process's would be)."""
+stalled (its traffic held, as a SIGSTOPped process's would be); and, in explicit faults
+only, a user cancelling a run (``cancel_run``, ``cancel_cut_off``)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typing import Any
 from kiok.config import Settings
 from kiok.core.states import TERMINAL_RUN_STATES
 from kiok.dag.load import spec_from_yaml
-from kiok.errors import KiokError
+from kiok.errors import Conflict, KiokError
 from kiok.security.kms import Keyring
 from kiok.store import commands as c
 from kiok.testing.sim.cluster import ReplicatedLog, SimMaster
@@ -137,6 +138,10 @@ class World:
             SimMaster(f"m{i + 1}", self.raft, self.net, self.settings, keyring, self.wall_clock(f"m{i + 1}"))
             for i in range(scenario.masters)
         ]
+        #: Per run, the true time a master first applied its end (``_after_end``).
+        self.finished_at: dict[str, float] = {}
+        for m in self.masters:
+            m.log.subscribe(self._note_finished)
         self.ledger = Ledger()
         names = [m.node_id for m in self.masters]
         self.workers = [
@@ -226,6 +231,9 @@ class World:
         if kind.startswith("clock_jump"):
             self._clock_jump(kind)
             return
+        if kind in ("cancel_run", "cancel_cut_off"):
+            self._cancel_fault(kind)
+            return
         if kind == "slow_disk":
             span = rng.uniform(0.5, 9.0)
             self._record(f"commits take 0.2-2 s for {span:.1f}s (slow disks)")
@@ -294,6 +302,42 @@ class World:
             jump_ms = int(rng.choice((-1, 1)) * rng.uniform(2_000, 60_000))
         self._record(f"{host}'s wall clock jumps {jump_ms / 1000:+.1f}s")
         self.skew_ms[host] = self.skew_ms.get(host, 0) + jump_ms
+
+    def _cancel_fault(self, kind: str) -> None:
+        """``cancel_run``: a user cancels a random running run; ``cancel_cut_off``: the same
+        while its driver is isolated for 2 s (less than the heartbeat timeout: the driver keeps
+        the run, and learns of the cancel only when it is reachable again). Only in explicit
+        faults (``Scenario.faults``): the random ones, and so every seed's world, are as before."""
+        leader = self.leader()
+        running = [] if leader is None else [r for r in leader.reader.active_runs() if r["worker"]]
+        if not running:
+            self._record(f"{kind}: no run has a driver")
+            return
+        run = self.rng.choice(sorted(running, key=lambda r: str(r["runId"])))
+        run_id = run["runId"]
+        if kind == "cancel_cut_off":
+            w = next((w for w in self.workers if w.id == run["worker"] and w.alive), None)
+            if w is not None:
+                self._record(f"isolate {w.id} for 2.0s")
+                self._cut_off(w.id, 2.0)
+                self.net.isolate(w.id)
+                self.loop.call_later(2.0, self.net.heal, w.id)
+        self._record(f"cancel {run_id} (driven by {run['worker']})")
+        self._spawn(self._cancel(run_id))
+
+    async def _cancel(self, run_id: str) -> None:
+        """Cancel through whoever leads until one answers; a run that ended first stays so."""
+        while True:
+            m = self.leader()
+            if m is not None:
+                try:
+                    await m.log.propose(c.CancelRun(at_ms=self.clock_ms(), run_id=run_id, by="sim"))
+                    return
+                except Conflict:
+                    return
+                except KiokError as e:
+                    self.note(f"cancel not acknowledged: {e}")
+            await asyncio.sleep(0.25)
 
     def _cut_off(self, worker_id: str, span: float) -> None:
         now = self.loop.time()
@@ -393,6 +437,10 @@ class World:
             if not m.alive:
                 m.start()
         await asyncio.sleep(1.0)
+
+    def _note_finished(self, fx: Any) -> None:
+        for run_id in fx.runs_finished:
+            self.finished_at.setdefault(run_id, self.loop.time())
 
     def _note_ended(self) -> None:
         """When (true time, to half a second) each run was first seen ended on some master:

@@ -1,0 +1,163 @@
+"""A cancel (or a run timeout) reaches the run's driver even when it is not connected at the
+moment the cancel commits: cut off for a moment and reconnecting with its claim, or driving
+under a leader that died right after committing the cancel. Before, the CANCEL went out once,
+into a closed connection or from a master that no longer led: the driver kept its run (its
+claim still matched the fence) and walked the rest of the graph, running tasks of a run that
+had ended CANCELLED, with nothing of it ever committed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from kiok.dag.load import spec_from_yaml
+from kiok.master.coordinator import Coordinator
+from kiok.protocol.link import WorkerInfo
+from kiok.protocol.messages import Assignment, OfferReply, OfferVerdict
+from kiok.store import commands as c
+from kiok.store import keys
+from kiok.store.commandlog import LocalCommandLog
+from kiok.store.kv import MemoryKV
+from kiok.store.reader import StateReader
+
+DAG = """
+dag: {id: d}
+tasks:
+  - {id: a, type: shell, script: "true"}
+  - {id: b, type: shell, script: "true", requires: [a]}
+"""
+
+
+class Handle:
+    """A worker connection: what is sent on it once it is closed is lost."""
+
+    def __init__(self, wid: str) -> None:
+        self.id = wid
+        self.connected = True
+        self.offers: list[Assignment] = []
+        self.cancels: list[tuple[str, str]] = []
+
+    def info(self) -> WorkerInfo:
+        return WorkerInfo(self.id, "-", (), 8, 8, self.connected, False, None)
+
+    async def offer(self, assignment: Assignment, labels: Iterable[str]) -> OfferReply:
+        self.offers.append(assignment)
+        return OfferReply(OfferVerdict.ACK)
+
+    def cancel(self, run_id: str, reason: str) -> None:
+        if self.connected:
+            self.cancels.append((run_id, reason))
+
+
+async def _world() -> tuple[LocalCommandLog, StateReader, str]:
+    kv = MemoryKV(keys.SPACES)
+    log = LocalCommandLog(kv)
+    reader = StateReader(kv)
+    await log.propose(c.RegisterDag(at_ms=1, spec=spec_from_yaml(DAG).to_dict()))
+    run = (await log.propose(c.CreateRun(at_ms=2, dag_id="d")))["runId"]
+    return log, reader, run
+
+
+def _claim(reader: StateReader, run: str) -> list[dict[str, object]]:
+    header = reader.run_header(run)
+    assert header is not None
+    return [{"run": run, "term": header["term"], "epoch": header["epoch"]}]
+
+
+async def _drive_a(log: LocalCommandLog, reader: StateReader, run: str, coord: Coordinator) -> Handle:
+    """w1 takes the run and reports task a RUNNING under its fence."""
+    w1 = Handle("w1")
+    coord.add_worker(w1)
+    await coord.dispatch_pass()
+    assert [a.run_id for a in w1.offers] == [run]
+    header = reader.run_header(run)
+    assert header is not None
+    await log.propose(
+        c.ReportTasks(
+            at_ms=10,
+            run_id=run,
+            term=header["term"],
+            epoch=header["epoch"],
+            tasks={"a": {"state": "RUNNING", "attempt": 1, "startedAtMs": 10, "worker": "w1"}},
+            worker="w1",
+        )
+    )
+    return w1
+
+
+async def test_a_cancel_while_the_driver_is_cut_off_is_sent_when_it_reconnects() -> None:
+    log, reader, run = await _world()
+    coord = Coordinator(log, reader, lambda *a: None, lambda: 1000, term=1)
+    log.subscribe(coord.on_effects)
+    w1 = await _drive_a(log, reader, run, coord)
+    w1.connected = False  # its connection broke: the master keeps its runs for the timeout
+    await log.propose(c.CancelRun(at_ms=20, run_id=run, by="alice"))
+    assert w1.cancels == []  # said into a closed connection
+    again = Handle("w1")
+    assert coord.reattach("w1", _claim(reader, run)) == []  # it still holds the run
+    coord.add_worker(again)
+    await asyncio.sleep(0)
+    assert [r for r, _ in again.cancels] == [run]
+    assert "alice" in again.cancels[0][1]
+
+
+async def test_a_cancel_committed_by_a_leader_that_then_died_reaches_the_driver() -> None:
+    log, reader, run = await _world()
+    old = Coordinator(log, reader, lambda *a: None, lambda: 1000, term=1)
+    log.subscribe(old.on_effects)
+    w1 = await _drive_a(log, reader, run, old)
+    w1.connected = False  # the leader dies: its connections with it
+    await log.propose(c.CancelRun(at_ms=20, run_id=run, by="alice"))
+    new = Coordinator(log, reader, lambda *a: None, lambda: 2000, term=2, reattach_grace_ms=5000)
+    log.subscribe(new.on_effects)
+    again = Handle("w1")
+    assert new.reattach("w1", _claim(reader, run)) == []
+    new.add_worker(again)
+    assert [r for r, _ in again.cancels] == [run]
+    header = reader.run_header(run)
+    assert header is not None and header["state"] == "RUNNING"  # until the driver reports a
+
+
+async def test_a_run_timeout_while_the_driver_is_cut_off_is_sent_when_it_reconnects() -> None:
+    log, reader, run = await _world()
+    coord = Coordinator(log, reader, lambda *a: None, lambda: 1000, term=1)
+    log.subscribe(coord.on_effects)
+    w1 = await _drive_a(log, reader, run, coord)
+    w1.connected = False
+    await log.propose(c.FailRun(at_ms=20, run_id=run, reason="run timeout (1s) exceeded"))
+    again = Handle("w1")
+    assert coord.reattach("w1", _claim(reader, run)) == []
+    coord.add_worker(again)
+    assert [r for r, _ in again.cancels] == [run]
+
+
+async def test_a_driver_reconnecting_to_a_run_not_cancelled_is_told_nothing() -> None:
+    log, reader, run = await _world()
+    coord = Coordinator(log, reader, lambda *a: None, lambda: 1000, term=1)
+    log.subscribe(coord.on_effects)
+    w1 = await _drive_a(log, reader, run, coord)
+    w1.connected = False
+    again = Handle("w1")
+    assert coord.reattach("w1", _claim(reader, run)) == []
+    coord.add_worker(again)
+    assert again.cancels == []
+
+
+async def test_a_cancel_that_ends_the_run_at_once_still_reaches_its_driver() -> None:
+    """Nothing was running (task a waits to retry, or for a slot), so the cancel ends the run
+    as it commits. The run was dropped from the driven ones before its CANCEL was looked at,
+    and the driver, never told, started a's next attempt after its run had ended."""
+    log, reader, run = await _world()
+    coord = Coordinator(log, reader, lambda *a: None, lambda: 1000, term=1)
+    log.subscribe(coord.on_effects)
+    w1 = await _drive_a(log, reader, run, coord)
+    header = reader.run_header(run)
+    assert header is not None
+    retrying = {"state": "RETRYING", "attempt": 1, "startedAtMs": 10, "endedAtMs": 11, "retryAtMs": 5000}
+    await log.propose(
+        c.ReportTasks(at_ms=11, run_id=run, term=1, epoch=header["epoch"], tasks={"a": retrying}, worker="w1")
+    )
+    await log.propose(c.CancelRun(at_ms=20, run_id=run, by="alice"))
+    header = reader.run_header(run)
+    assert header is not None and header["state"] == "CANCELLED"
+    assert [r for r, _ in w1.cancels] == [run]
