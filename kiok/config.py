@@ -264,6 +264,14 @@ KEYS: tuple[Key, ...] = (
     Key("kiok.scheduler.catchup.max.runs", int, 24, "Most runs one catch-up creates per DAG (newest kept)."),
     Key("kiok.scheduler.backfill.max.runs", int, 1000, "Most runs one backfill request may create."),
     Key(
+        "kiok.scheduler.max.pending.runs.per.dag",
+        int,
+        2000,
+        "Runs of one DAG that may wait to start (PENDING) at once: a trigger or backfill that would "
+        "queue more gets 409, so that whoever may trigger a DAG cannot queue runs without end.",
+        at_least=1,
+    ),
+    Key(
         "kiok.dag.versions.keep",
         int,
         50,
@@ -494,6 +502,16 @@ KEYS: tuple[Key, ...] = (
         at_least=1,
     ),
     Key(
+        "kiok.admin.http.list.scan.limit",
+        int,
+        5000,
+        "Runs one list request (/api/v1/runs, a DAG's grid, the dashboard) reads and leaves out "
+        "(not visible to the caller, or outside the filter) before it answers a short page with a "
+        "nextCursor, so that a caller who may see few runs cannot make one request read the whole "
+        "history.",
+        at_least=1,
+    ),
+    Key(
         "kiok.http.request.timeout.ms",
         int,
         60_000,
@@ -527,6 +545,13 @@ KEYS: tuple[Key, ...] = (
         "X-Forwarded-Proto the admin HTTP believes; empty: none, the peer address counts.",
     ),
     Key("kiok.admin.token.access.expiry.ms", int, 900_000, "Lifetime of a JWT access token.", at_least=1),
+    Key(
+        "kiok.iam.access.keys.max.per.user",
+        int,
+        20,
+        "Access keys one user may hold at once; creating one more gets 409 (delete one first).",
+        at_least=1,
+    ),
     Key(
         "kiok.admin.token.refresh.expiry.ms", int, 86_400_000, "Lifetime of a JWT refresh token.", at_least=1
     ),

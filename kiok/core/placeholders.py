@@ -51,6 +51,11 @@ _KEY = re.compile(r"^[^\s{}]+\Z")
 
 LookupConn = Callable[[str, str], str]
 
+#: Bytes of param values (before encoding) one text may have placed in it: a DAG that repeats
+#: ``${params.x}`` must not let whoever triggers it make the worker build a text of any size
+#: (a thousand references to a 64 KiB arg: 192 MB). Shell scripts place a variable reference.
+MAX_PLACED_BYTES = 1024 * 1024
+
 
 def param_values(
     defaults: Mapping[str, Any], args: Mapping[str, Any] | None, *, now_ms: int, tz: str = "UTC"
@@ -192,6 +197,18 @@ def _place_params(text: str, params: Mapping[str, Any], context: Context) -> dic
         refs.append((m.start(), m.end(), name))
     if not refs:
         return {}
+    if context is not Context.SHELL:
+        sizes: dict[str, int] = {}
+        total = 0
+        for _, _, name in refs:
+            if name not in sizes:
+                sizes[name] = len(_text(params[name]).encode("utf-8", "surrogatepass"))
+            total += sizes[name]
+        if total > MAX_PLACED_BYTES:
+            raise TaskError(
+                f"the params placed in this text come to {total} bytes, more than {MAX_PLACED_BYTES}: "
+                "pass large values through the KIOK_PARAM_<NAME> environment variables"
+            )
     return {
         start: value for (start, _, _), value in zip(refs, place(text, refs, context, params), strict=True)
     }

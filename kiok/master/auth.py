@@ -13,7 +13,14 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kiok.errors import InvalidInput, NotFound, PasswordChangeRequired, RateLimited, Unauthenticated
+from kiok.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PasswordChangeRequired,
+    RateLimited,
+    Unauthenticated,
+)
 from kiok.master.auth_cache import EpochCache, IamEpoch
 from kiok.security.passwords import HashPool, password_problem
 from kiok.security.ratelimit import FailureLimiter
@@ -78,6 +85,8 @@ class AuthService:
         #: Every password hash and check runs here, off the event loop (bounded).
         self.hashes = HashPool(hash_concurrency)
         self._dummy_hash: asyncio.Future[str] | None = None
+        #: Counting a user's access keys and adding one, one request at a time.
+        self._access_key_lock = asyncio.Lock()
         #: Where logins and password changes are recorded (the master's audit log).
         self.audit: Callable[..., None] = lambda *a, **k: None
         #: Service-to-service bearer tokens (a JWT always has dots; these have none).
@@ -255,14 +264,22 @@ class AuthService:
         pwc = bool(record.get("requirePasswordChange"))
         return Principal(claims.user, tuple(str(g) for g in groups), pwc)
 
-    async def create_access_key(self, user: str) -> tuple[str, str]:
-        """A new access key for ``user``: (id, secret). The secret is shown once, kept hashed."""
+    async def create_access_key(self, user: str, *, max_keys: int | None = None) -> tuple[str, str]:
+        """A new access key for ``user``: (id, secret). The secret is shown once, kept hashed.
+        Conflict when ``user`` already holds ``max_keys`` live keys (counted and created one
+        at a time, so concurrent requests cannot slip past the limit together)."""
         key_id = "AK" + secrets.token_hex(8).upper()
         secret = secrets.token_urlsafe(30)
         digest = hashlib.sha256(secret.encode()).hexdigest()
-        await self._log.propose(
-            c.PutAccessKey(at_ms=self._clock(), key_id=key_id, user=user, secret_hash=digest)
-        )
+        async with self._access_key_lock:
+            if max_keys is not None and len(self._reader.access_keys(user)) >= max_keys:
+                raise Conflict(
+                    f"user {user!r} already holds {max_keys} access keys "
+                    "(kiok.iam.access.keys.max.per.user): delete one first"
+                )
+            await self._log.propose(
+                c.PutAccessKey(at_ms=self._clock(), key_id=key_id, user=user, secret_hash=digest)
+            )
         return key_id, secret
 
     def authenticate(self, header: str | None, *, allow_password_change: bool = False) -> Principal:

@@ -10,12 +10,20 @@ and every run of both; ``dag/hello/*`` covers the runs of ``hello`` only.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from kiok.errors import InvalidInput
+from kiok.security import actions
 from kiok.security.resources import pattern_problem
+
+#: Every action a route checks (``kiok.security.actions``): a policy's Action pattern must
+#: match one of them.
+CATALOGUE = tuple(
+    sorted(v for n, v in vars(actions).items() if n.isupper() and isinstance(v, str) and ":" in v)
+)
 
 _EFFECTS = ("Allow", "Deny")
 
@@ -33,6 +41,21 @@ def _resources(value: Any, field: str) -> list[str]:
         problem = pattern_problem(pattern)
         if problem:
             raise InvalidInput(f"{field}: {problem}")
+    return patterns
+
+
+def _actions(value: Any, field: str) -> list[str]:
+    """Action patterns, each matching some catalogued action: a misspelt one (``runs:Trigger``,
+    ``dags:delete``) would match nothing, and in a Deny deny nothing, without a word."""
+    patterns = _patterns(value, field)
+    for pattern in patterns:
+        if not any(fnmatch.fnmatchcase(action, pattern) for action in CATALOGUE):
+            close = difflib.get_close_matches(pattern, CATALOGUE, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise InvalidInput(
+                f"{field}: {pattern!r} names no kiok action (action names are case-sensitive, "
+                f"e.g. 'dags:Trigger', 'runs:*'; see the action catalogue in docs/api.md){hint}"
+            )
     return patterns
 
 
@@ -56,7 +79,7 @@ def validate_document(doc: Any) -> dict[str, Any]:
         statements.append(
             {
                 "Effect": st["Effect"],
-                "Action": _patterns(st.get("Action"), f"{where}.Action"),
+                "Action": _actions(st.get("Action"), f"{where}.Action"),
                 "Resource": _resources(st.get("Resource", "*"), f"{where}.Resource"),
             }
         )

@@ -244,6 +244,21 @@ class StateReader:
     def run_spec(self, run_id: str) -> dict[str, Any] | None:
         return self._get(k.META, k.run_spec(run_id))  # type: ignore[no-any-return]
 
+    def pending_runs(self, dag_id: str, at_most: int) -> int:
+        """How many runs of ``dag_id`` are PENDING, counted up to ``at_most`` (keys only)."""
+        prefix = k.runs_by_dag_state_prefix(dag_id, "PENDING").encode()
+        scan = self._kv.scan_sealed if isinstance(self._kv, EncryptedKV) else self._kv.scan
+        n = 0
+        for _ in scan(k.META, prefix):
+            n += 1
+            if n >= at_most:
+                break
+        return n
+
+    def scheduled_run(self, dag_id: str, fire_ms: int) -> str | None:
+        """The run that stands for ``dag_id``'s interval starting at ``fire_ms``, if any."""
+        return self._get(k.META, k.scheduled(dag_id, fire_ms))  # type: ignore[no-any-return]
+
     def active_runs(self) -> list[dict[str, Any]]:
         """Every run not yet finished, oldest first."""
         runs = []
@@ -312,12 +327,15 @@ class StateReader:
         limit: int = 50,
         cursor: int | None = None,
         visible: Callable[[dict[str, Any]], bool] | None = None,
+        scan_limit: int | None = None,
     ) -> tuple[list[dict[str, Any]], int | None]:
         """Run headers (no task records) newest first, through the index that fits ``query``
         (``kiok.store.run_index``): a page costs about ``limit`` reads whatever the size of
         the history. ``cursor`` is the sequence number to continue below; returns the page
         and the cursor of the next page (None when there is none). ``visible`` leaves runs
-        out of the page, as the query does."""
+        out of the page, as the query does. Once ``scan_limit`` runs were read and left out,
+        the page ends short (maybe empty) with a cursor after the last run read, so that
+        runs the caller may not see never make one request read the whole history."""
         if query.dag_id is not None and query.state is not None:
             prefix = k.runs_by_dag_state_prefix(query.dag_id, query.state)
         elif query.dag_id is not None:
@@ -333,15 +351,22 @@ class StateReader:
                 below = first_after if below is None else min(below, first_after)
         after = f"{prefix}{below:016x}".encode() if below is not None else None
         page: list[dict[str, Any]] = []
-        for _, raw in self._kv.scan(k.META, prefix.encode(), after=after, reverse=True):
+        left_out = 0
+        last_seq: int | None = None
+        for key, raw in self._kv.scan(k.META, prefix.encode(), after=after, reverse=True):
+            if scan_limit is not None and left_out >= scan_limit and last_seq is not None:
+                return page, last_seq
+            last_seq = int(key[len(prefix.encode()) :], 16)
             header = self.run_header(decode(raw))
             if header is None:
+                left_out += 1
                 continue
             if query.since_ms is not None and header["createdMs"] < query.since_ms:
                 break  # runs are numbered in creation order: every older one is earlier still
-            if query.until_ms is not None and header["createdMs"] >= query.until_ms:
-                continue
-            if visible is not None and not visible(header):
+            if (query.until_ms is not None and header["createdMs"] >= query.until_ms) or (
+                visible is not None and not visible(header)
+            ):
+                left_out += 1
                 continue
             if len(page) == limit:
                 return page, page[-1]["seq"]

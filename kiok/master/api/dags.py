@@ -14,6 +14,7 @@ from kiok.errors import DagValidationError, InvalidInput, MaintenanceMode, NotFo
 from kiok.master.api import dag_list
 from kiok.master.api.deps import node_of, require, require_anywhere
 from kiok.master.auth import Principal
+from kiok.master.pending_quota import pending_quota
 from kiok.master.views import dag_view, iso
 from kiok.security import actions, resources
 from kiok.store import commands as c
@@ -137,7 +138,9 @@ async def unpause_dag(
     status_code=201,
     responses={
         404: {},
-        409: {"description": "the DAG is paused"},
+        409: {
+            "description": "the DAG is paused, or has kiok.scheduler.max.pending.runs.per.dag runs waiting"
+        },
         503: {"description": "maintenance mode is on (`Retry-After`, `maintenanceMode: true`)"},
     },
 )
@@ -150,11 +153,13 @@ async def trigger(
     """Trigger a run; ``args`` override the DAG's ``params``. Refused in maintenance mode."""
     node = node_of(request)
     args = body.args if body is not None else {}
+    quota, limit = pending_quota(request)
     try:
         cmd = c.CreateRun(
             at_ms=node.clock_ms(), dag_id=dag_id, args=args, trace=node.tracing.current_traceparent()
         )
-        return await node.log.propose(cmd)  # type: ignore[no-any-return]
+        async with quota.admit(dag_id, 1, limit):
+            return await node.log.propose(cmd)  # type: ignore[no-any-return]
     except MaintenanceMode as e:
         raise MaintenanceMode(e.message, node.maintenance_retry_after_s) from None
 
@@ -211,7 +216,9 @@ class BackfillRequest(BaseModel):
     responses={
         400: {"description": "no schedule, a bad date, or too many intervals"},
         404: {},
-        409: {"description": "the DAG is paused"},
+        409: {
+            "description": "the DAG is paused, or has kiok.scheduler.max.pending.runs.per.dag runs waiting"
+        },
         503: {"description": "maintenance mode is on"},
     },
 )
@@ -238,10 +245,13 @@ async def backfill(
         node.clock_ms(),
         max_runs=node.settings.get_int("kiok.scheduler.backfill.max.runs"),
     )
+    quota, limit = pending_quota(request)
+    new_runs = sum(1 for start, _ in plan.intervals if node.reader.scheduled_run(dag_id, start) is None)
     try:
-        result = await node.log.propose(
-            c.Backfill(at_ms=node.clock_ms(), dag_id=dag_id, intervals=plan.intervals, by=principal.user)
-        )
+        async with quota.admit(dag_id, new_runs, limit):
+            result = await node.log.propose(
+                c.Backfill(at_ms=node.clock_ms(), dag_id=dag_id, intervals=plan.intervals, by=principal.user)
+            )
     except MaintenanceMode as e:
         raise MaintenanceMode(e.message, node.maintenance_retry_after_s) from None
     return {

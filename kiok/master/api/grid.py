@@ -87,7 +87,11 @@ async def grid(
                 raise InvalidInput("cursor: not a cursor returned by this endpoint")
             seq = int(cursor)
         page, next_seq = node.reader.run_page(
-            RunQuery(dag_id=dag_id), limit=limit, cursor=seq, visible=visible
+            RunQuery(dag_id=dag_id),
+            limit=limit,
+            cursor=seq,
+            visible=visible,
+            scan_limit=node.settings.get_int("kiok.admin.http.list.scan.limit"),
         )
 
     record = node.reader.dag(dag_id)

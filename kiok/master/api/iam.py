@@ -222,7 +222,11 @@ async def put_policy(
     return {"policy": name, "document": document}
 
 
-@router.post("/access-keys", status_code=201, responses={404: {}})
+@router.post(
+    "/access-keys",
+    status_code=201,
+    responses={404: {}, 409: {"description": "the user holds kiok.iam.access.keys.max.per.user keys"}},
+)
 async def create_access_key(
     request: Request, body: AccessKeyRequest | None = None, principal: Principal = Depends(signed_in)
 ) -> dict[str, Any]:
@@ -233,7 +237,9 @@ async def create_access_key(
     node.iam.authorize(principal, actions.CREATE_ACCESS_KEY, resources.user(user))
     if node.reader.user(user) is None:
         raise NotFound(f"user {user!r} not found")
-    key_id, secret = await node.auth.create_access_key(user)
+    key_id, secret = await node.auth.create_access_key(
+        user, max_keys=node.settings.get_int("kiok.iam.access.keys.max.per.user")
+    )
     node.audit.record(
         principal.user,
         actions.CREATE_ACCESS_KEY,

@@ -73,7 +73,9 @@ async def list_runs(
     """Run summaries (task counts by state, no task records), newest first, of the DAGs
     whose runs the caller may list (``runs:List`` on ``dag/<dagId>/run/<runId>``),
     optionally of one DAG, one state, created in ``[since, until)``. Pass ``nextCursor``
-    back as ``cursor`` (with the same filters) for the next page."""
+    back as ``cursor`` (with the same filters) for the next page. A page reads at most
+    ``kiok.admin.http.list.scan.limit`` runs it leaves out: it may hold fewer than ``limit``
+    runs (even none) and still have a ``nextCursor``."""
     if state is not None and state.upper() not in {s.value for s in RunState}:
         raise InvalidInput(
             f"state: unknown run state {state!r}; one of {', '.join(s.value for s in RunState)}"
@@ -96,6 +98,7 @@ async def list_runs(
         limit=limit,
         cursor=seq,
         visible=lambda r: grants.allows(actions.LIST_RUNS, resources.run(r["dagId"], r["runId"])),
+        scan_limit=node.settings.get_int("kiok.admin.http.list.scan.limit"),
     )
     return {
         "runs": [_summary(request, h) for h in headers],

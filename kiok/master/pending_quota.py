@@ -1,0 +1,59 @@
+"""At most ``kiok.scheduler.max.pending.runs.per.dag`` runs of a DAG wait to start at once.
+
+A user who may trigger a DAG could otherwise queue runs of it without end (a backfill queues
+up to ``kiok.scheduler.backfill.max.runs`` in one request), and every run queued costs the
+leader on each dispatch pass until it starts. The count is the DAG's PENDING runs (read from
+the run index, keys only, at most the limit) plus those this master is creating right now
+(proposed, not yet applied), so concurrent requests cannot slip past it together. Requests
+are forwarded to the leader, so one master counts them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.requests import Request
+
+from kiok.errors import Conflict
+from kiok.master.api.deps import node_of
+from kiok.store.reader import StateReader
+
+SETTING = "kiok.scheduler.max.pending.runs.per.dag"
+
+
+class PendingQuota:
+    def __init__(self, reader: StateReader) -> None:
+        self._reader = reader
+        self._creating: dict[str, int] = {}
+
+    @asynccontextmanager
+    async def admit(self, dag_id: str, runs: int, limit: int) -> AsyncIterator[None]:
+        """Hold ``runs`` new pending runs of ``dag_id`` while they are being created; Conflict
+        when the DAG would then have more than ``limit`` waiting to start."""
+        if runs > 0:
+            pending = self._reader.pending_runs(dag_id, limit + 1) + self._creating.get(dag_id, 0)
+            if pending + runs > limit:
+                raise Conflict(
+                    f"DAG {dag_id!r} has {pending} runs waiting to start; {runs} more would pass "
+                    f"{SETTING} ({limit}): wait for them to start, or cancel some"
+                )
+        self._creating[dag_id] = self._creating.get(dag_id, 0) + runs
+        try:
+            yield
+        finally:
+            left = self._creating[dag_id] - runs
+            if left > 0:
+                self._creating[dag_id] = left
+            else:
+                del self._creating[dag_id]
+
+
+def pending_quota(request: Request) -> tuple[PendingQuota, int]:
+    """This app's quota (made on first use) and the limit it applies."""
+    node = node_of(request)
+    state = request.app.state
+    quota: PendingQuota | None = getattr(state, "pending_quota", None)
+    if quota is None:
+        quota = state.pending_quota = PendingQuota(node.reader)
+    return quota, node.settings.get_int(SETTING)
