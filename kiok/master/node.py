@@ -446,7 +446,7 @@ class MasterNode:
         """Every store a backup holds, the state store first; each keeps its own Raft
         applied index through a restore."""
         return [
-            StoreSource("state", self._raw, keys.SPACES, keep=((keys.KMS, keys.RAFT_APPLIED.encode()),)),
+            StoreSource("state", self._raw, keys.SPACES, keep=keys.STATE_KEPT_BY_RESTORE),
             StoreSource(
                 "joblog", self._joblog_raw, JOBLOG_SPACES, keep=((JOBLOG_REPLICATION, JOBLOG_APPLIED),)
             ),

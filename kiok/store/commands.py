@@ -323,8 +323,9 @@ class FireSchedule(Command):
 @command
 @dataclass(frozen=True)
 class AssignRun(Command):
-    """Give a run to a driver under a new fence (term, epoch+1). Tasks a previous driver
-    had RUNNING are marked lost and will run again as a new attempt."""
+    """Give a run to a driver under a new fence: (term, an epoch never handed out before,
+    ``keys.FENCE_EPOCH``). Tasks a previous driver had RUNNING are marked lost and will run
+    again as a new attempt."""
 
     kind: ClassVar[str] = "assign_run"
     run_id: str = ""

@@ -163,6 +163,14 @@ SIGNING_KEY = "jwt/signing-key"
 #: (kms keyspace, plain) The index of the last Raft entry applied to this store: entries at
 #: or below it are skipped when the Raft journal is replayed after a restart.
 RAFT_APPLIED = "raft/applied"
+#: (kms keyspace) The last assignment epoch handed out, over all runs. Each assignment takes
+#: the next (``apply_assign``), and a restore keeps the live value rather than the backup's
+#: (``MasterNode.backup_sources``): a driver that was given a run after the backup was taken
+#: holds a fence that no assignment after the restore can hand out again, so its delayed
+#: reports and logs stay stale.
+FENCE_EPOCH = "fence/epoch"
+#: What a restore leaves in the state store as the live store has it (``StoreSource.keep``).
+STATE_KEPT_BY_RESTORE = ((KMS, RAFT_APPLIED.encode()), (KMS, FENCE_EPOCH.encode()))
 #: (meta) The last leader elected: ``{"master", "term"}``; decides who defers at restart.
 LEADER = "cluster/leader"
 #: (meta) Set once every master and a worker were ready: from then on a quorum keeps it open.

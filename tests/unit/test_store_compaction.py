@@ -39,14 +39,17 @@ def test_deleted_runs_leave_the_disk_after_compaction(tmp_path: Path) -> None:
             created = apply(kv, [c.CreateRun(at_ms=10 + i, dag_id="d") for i in range(base, base + 250)])
             run_ids = [r["runId"] for r in created]  # type: ignore[index]
             done = TaskRecord(state=TaskState.SUCCESS, attempt=1, worker="w", started_at_ms=1, ended_at_ms=2)
-            cmds: list[c.Command] = []
-            for run_id in run_ids:
-                cmds.append(c.AssignRun(at_ms=5000, run_id=run_id, worker="w", term=1))
-                tasks = {"a": done.to_dict(), "b": done.to_dict()}
-                cmds.append(
-                    c.ReportTasks(at_ms=5001, run_id=run_id, term=1, epoch=1, tasks=tasks, worker="w")
-                )
-            apply(kv, cmds)
+            fences = apply(
+                kv, [c.AssignRun(at_ms=5000, run_id=run_id, worker="w", term=1) for run_id in run_ids]
+            )
+            tasks = {"a": done.to_dict(), "b": done.to_dict()}
+            apply(
+                kv,
+                [
+                    c.ReportTasks(at_ms=5001, run_id=run_id, term=1, epoch=epoch, tasks=tasks, worker="w")
+                    for run_id, epoch in zip(run_ids, [f["epoch"] for f in fences], strict=True)  # type: ignore[index]
+                ],
+            )
             ids += run_ids
         kv.compact()
         full = sst_bytes(tmp_path / "state")
