@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 
 #: How long a new spawner may take to say hello.
 _START_TIMEOUT_S = 30.0
+#: How much longer than its kill grace a stopped attempt's end is waited for (``_outlive``).
+_STOP_MARGIN_S = 2.0
 
 
 class WorkDirs:
@@ -280,6 +282,10 @@ class ProcessRunner:
         except asyncio.CancelledError:
             entry.output = _discard  # the caller is gone; the spawner still stops the process
             _send_stop(spawner, attempt_id)
+            if attempt_id in spawner.pending:  # its end not reported yet: wait for it
+                # The future awaited was cancelled with this task: the end comes to a new one.
+                entry.future = asyncio.get_running_loop().create_future()
+                await _outlive(entry.future, grace_s + _STOP_MARGIN_S)
             raise
         finally:
             forget_stop()
@@ -349,6 +355,15 @@ class ProcessRunner:
         for spawner in spawners:
             if spawner is not None:
                 await loop.run_in_executor(None, spawner.proc.wait)
+
+
+async def _outlive(ended: asyncio.Future[ProcessOutcome], timeout_s: float) -> None:
+    """Wait, at most ``timeout_s``, for a stopped attempt's process to be reported ended (SIGTERM,
+    then SIGKILL after its grace). Whoever cancelled it gives its run back to the masters
+    next (a worker shutting down or draining, a driver abandoning its run), and the run may
+    then be driven elsewhere at once: the same task must not run twice at the same time."""
+    with contextlib.suppress(asyncio.CancelledError, Exception):  # a timeout, a lost spawner
+        await asyncio.wait_for(ended, timeout_s)
 
 
 def _send_stop(spawner: _Spawner, attempt_id: int) -> None:
