@@ -49,3 +49,12 @@ def task_tmp_path() -> Iterator[Path]:
     path.chmod(0o1777)  # like /tmp: anyone may create, only the owner (or root) may remove
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def processes() -> Iterator[list[Standalone]]:
+    """kiok processes a test starts (masters, workers), stopped in reverse order at its end."""
+    started: list[Standalone] = []
+    yield started
+    for proc in reversed(started):
+        proc.stop()

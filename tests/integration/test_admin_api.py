@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -66,14 +65,6 @@ def test_cli_join_token_prints_only_the_token(shared_kiok: Standalone) -> None:
     assert listed.returncode == 0 and isinstance(json.loads(listed.stdout)["workers"], list), listed.stderr
     gone = kiok_cli(shared_kiok, "admin", "revoke", "no-such-worker")
     assert gone.returncode == 1 and gone.stderr.startswith("error: ") and "no-such-worker" in gone.stderr
-
-
-@pytest.fixture
-def processes() -> Iterator[list[Standalone]]:
-    started: list[Standalone] = []
-    yield started
-    for proc in reversed(started):
-        proc.stop()
 
 
 def test_a_worker_is_admitted_once_reconnects_with_its_credential_and_is_cut_off_when_revoked(

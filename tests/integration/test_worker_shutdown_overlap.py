@@ -6,22 +6,11 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from kiok.testing.process import Master, Standalone, WorkerProcess
 
 GRACE_MS = 3000
-
-
-@pytest.fixture
-def processes() -> Iterator[list[Standalone]]:
-    started: list[Standalone] = []
-    yield started
-    for proc in reversed(started):
-        proc.stop()
 
 
 def test_a_run_given_back_at_shutdown_runs_elsewhere_only_after_its_task_ended(
