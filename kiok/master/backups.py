@@ -82,10 +82,9 @@ class RestoreAbandoned(KiokError):
     code = "restore_abandoned"
 
 
-#: Key derivations (PBKDF2) a listing may spend on keyring salts not derived before, and how
-#: many such salts are remembered as derived (the master caches their root keys).
+#: Key derivations (PBKDF2) a listing may spend on keyring salts whose root key the master
+#: does not hold already (``MasterNode.root_key_for`` keeps the last ones).
 _LIST_NEW_SALTS = 4
-_KNOWN_SALTS = 32
 
 #: Between attempts to read a replicated restore's backup: doubling up to the second.
 _RESTORE_RETRY_S = (1.0, 10.0)
@@ -113,8 +112,6 @@ class BackupService:
         #: Why this master cannot apply a replicated restore (None: nothing wrong); set on the
         #: Raft apply thread, read by readiness.
         self.restore_problem: str | None = None
-        #: Keyring salts a listing had the master derive a root key for (cached there).
-        self._salts: set[bytes] = set()
 
     # --- the target ------------------------------------------------------------------------
 
@@ -205,12 +202,10 @@ class BackupService:
 
         def unlock(salt: bytes) -> bytes | None:
             nonlocal derived
-            if salt != own and salt not in self._salts:
+            if salt != own and not self._node.has_root_key(salt):
                 if derived >= _LIST_NEW_SALTS:
                     return None
                 derived += 1
-                if len(self._salts) < _KNOWN_SALTS:
-                    self._salts.add(salt)
             return self._node.root_key_for(salt)
 
         return await asyncio.to_thread(b.list_checked, target, unlock)

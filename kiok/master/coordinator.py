@@ -329,7 +329,7 @@ class Coordinator:
             return True
         # On a first assignment every task is still unstarted (only a driver's reports change
         # tasks, and a cancel before any driver ends the run): no task records to read.
-        first = fence["epoch"] == 1
+        first = bool(fence.get("first"))
         current = self._reader.run_header(run_id) if first else self._reader.run(run_id)
         assert current is not None
         assignment = Assignment(

@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,7 @@ from kiok.core.retention import days_ms
 from kiok.dag.load import compiled_spec
 from kiok.dag.spec import DagSpec
 from kiok.errors import InvalidInput, NotFound, NotReady
+from kiok.master import pending_quota
 from kiok.master.admission import Admission
 from kiok.master.api.raft_snapshots import HttpSnapshotFetch
 from kiok.master.archival import Archival, OrphanSweep
@@ -38,6 +40,7 @@ from kiok.master.log_gate import LogGate
 from kiok.master.metrics import MasterMetrics
 from kiok.master.notify import Notifier, NotifySettings
 from kiok.master.peer_watch import PeerWatch
+from kiok.master.pending_quota import PendingQuota
 from kiok.master.recent_runs import RecentRuns
 from kiok.master.retention import RetentionSweeper
 from kiok.master.run_cache import RunViews
@@ -64,6 +67,9 @@ from kiok.store.replicated import RaftCommandLog, RaftConfig, ReplicatedStores, 
 from kiok.store.restore import finish_interrupted
 
 log = logging.getLogger(__name__)
+
+#: Root keys (one PBKDF2 derivation each) a master keeps, by keyring salt (``root_key_for``).
+_ROOT_KEYS_KEPT = 32
 
 #: Compiled run specs kept for API reads (oldest dropped first).
 _SPEC_CACHE = 512
@@ -92,6 +98,7 @@ class MasterNode:
         self._passphrase = master_key(configured, data)
         found = existing_keyring(data / "state", self._passphrase, self._iterations)
         self._roots: dict[bytes, bytes] = {}
+        self._roots_lock = threading.Lock()
         self.keyring: Keyring | None = None
         self._root_key = b""
         self._raw = RocksKV(data / "state", keys.SPACES)
@@ -157,6 +164,7 @@ class MasterNode:
         else:
             self.log = LocalCommandLog(self.kv)
         self.reader = StateReader(self.kv)
+        self.pending_quota = PendingQuota(self.reader, settings.get_int(pending_quota.SETTING))
         #: Moves on every IAM change this master applies: its authorisation caches follow.
         self.iam_epoch = IamEpoch()
         self.metrics = MasterMetrics(self)
@@ -414,10 +422,7 @@ class MasterNode:
         salt_raw = self._raw.get(keys.KMS, keys.KEYRING_SALT.encode())
         if found is None or salt_raw is None:
             return
-        salt = msgpack.unpackb(salt_raw)
-        root = self._roots.get(salt)
-        if root is None:
-            root = self._roots[salt] = derive_root_key(self._passphrase, salt, self._iterations)
+        root = self.root_key_for(msgpack.unpackb(salt_raw))
         ring = Keyring.unwrap(msgpack.unpackb(found), root)
         self.keyring, self._root_key = ring, root
         self.kv.set_keyring(ring)
@@ -428,11 +433,23 @@ class MasterNode:
 
     def root_key_for(self, salt: bytes) -> bytes:
         """The root key the master key derives with ``salt`` (a backup's keyring may have
-        another salt than this store's)."""
-        root = self._roots.get(salt)
-        if root is None:
-            root = self._roots[salt] = derive_root_key(self._passphrase, salt, self._iterations)
+        another salt than this store's). The last ``_ROOT_KEYS_KEPT`` are kept: a backup
+        target may hold manifests with any salts (planted ones too), so the cache is bounded."""
+        with self._roots_lock:  # the event loop, the Raft thread and a backup listing's thread
+            root = self._roots.pop(salt, None)
+            if root is not None:
+                self._roots[salt] = root  # now the most recently used
+                return root
+        root = derive_root_key(self._passphrase, salt, self._iterations)
+        with self._roots_lock:
+            self._roots[salt] = root
+            while len(self._roots) > _ROOT_KEYS_KEPT:
+                del self._roots[next(iter(self._roots))]  # the least recently used
         return root
+
+    def has_root_key(self, salt: bytes) -> bool:
+        """Whether ``root_key_for(salt)`` would cost no key derivation."""
+        return salt in self._roots
 
     def keyring_blob(self) -> KeyringBlob:
         """The keyring as the ``kms`` keyspace holds it, for a backup's manifest."""

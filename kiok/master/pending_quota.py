@@ -13,47 +13,36 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from starlette.requests import Request
-
 from kiok.errors import Conflict
-from kiok.master.api.deps import node_of
 from kiok.store.reader import StateReader
 
 SETTING = "kiok.scheduler.max.pending.runs.per.dag"
 
 
 class PendingQuota:
-    def __init__(self, reader: StateReader) -> None:
+    def __init__(self, reader: StateReader, limit: int) -> None:
         self._reader = reader
+        self._limit = limit
+        #: DAG id -> runs being created (proposed, not applied yet); no entry: none.
         self._creating: dict[str, int] = {}
 
     @asynccontextmanager
-    async def admit(self, dag_id: str, runs: int, limit: int) -> AsyncIterator[None]:
+    async def admit(self, dag_id: str, runs: int) -> AsyncIterator[None]:
         """Hold ``runs`` new pending runs of ``dag_id`` while they are being created; Conflict
-        when the DAG would then have more than ``limit`` waiting to start."""
-        if runs > 0:
-            pending = self._reader.pending_runs(dag_id, limit + 1) + self._creating.get(dag_id, 0)
-            if pending + runs > limit:
-                raise Conflict(
-                    f"DAG {dag_id!r} has {pending} runs waiting to start; {runs} more would pass "
-                    f"{SETTING} ({limit}): wait for them to start, or cancel some"
-                )
+        when the DAG would then have more than the limit waiting to start."""
+        if runs <= 0:  # nothing new (a backfill of intervals that all have runs)
+            yield
+            return
+        pending = self._reader.pending_runs(dag_id, self._limit + 1) + self._creating.get(dag_id, 0)
+        if pending + runs > self._limit:
+            raise Conflict(
+                f"DAG {dag_id!r} has {pending} runs waiting to start; {runs} more would pass "
+                f"{SETTING} ({self._limit}): wait for them to start, or cancel some"
+            )
         self._creating[dag_id] = self._creating.get(dag_id, 0) + runs
         try:
             yield
         finally:
-            left = self._creating[dag_id] - runs
+            left = self._creating.pop(dag_id) - runs
             if left > 0:
                 self._creating[dag_id] = left
-            else:
-                del self._creating[dag_id]
-
-
-def pending_quota(request: Request) -> tuple[PendingQuota, int]:
-    """This app's quota (made on first use) and the limit it applies."""
-    node = node_of(request)
-    state = request.app.state
-    quota: PendingQuota | None = getattr(state, "pending_quota", None)
-    if quota is None:
-        quota = state.pending_quota = PendingQuota(node.reader)
-    return quota, node.settings.get_int(SETTING)

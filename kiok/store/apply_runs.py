@@ -196,6 +196,7 @@ def apply_assign(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
         raise Conflict(f"run {cmd.run_id} is already {run['state']}")
     if run["worker"] is not None:  # taken from a driver that did not give it back
         _pass_unreported_attempts(txn, run, _lose_running(txn, run, cmd.at_ms, fx), cmd.at_ms, fx)
+    first = run["epoch"] == 0  # never assigned: every task is still unstarted
     epoch = max(run["epoch"], txn.get(k.KMS, k.FENCE_EPOCH) or 0) + 1  # never handed out before
     txn.put(k.KMS, k.FENCE_EPOCH, epoch)
     run.update(worker=cmd.worker, term=cmd.term, epoch=epoch, state=RunState.RUNNING.value)
@@ -203,7 +204,7 @@ def apply_assign(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
         run["startedMs"] = cmd.at_ms
     fx.fences_changed.append(cmd.run_id)
     _close(txn, run, cmd.at_ms, fx)
-    return {"term": run["term"], "epoch": run["epoch"]}
+    return {"term": run["term"], "epoch": run["epoch"], "first": first}
 
 
 def apply_release(txn: Txn, cmd: c.Command, fx: Effects) -> Any:

@@ -51,8 +51,17 @@ async def _no_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter)
     writer.close()
 
 
-@pytest.mark.parametrize("leader", ["refuses", "takes_it_and_dies"])
-async def test_a_follower_offers_a_retry_only_when_the_leader_never_got_the_write(leader: str) -> None:
+@pytest.mark.parametrize(
+    ("leader", "method", "path", "retried"),
+    [
+        ("refuses", "POST", "/api/v1/dags/d/runs", True),
+        ("takes_it_and_dies", "POST", "/api/v1/dags/d/runs", False),
+        ("takes_it_and_dies", "GET", "/api/v1/cluster", True),  # a read changes nothing
+    ],
+)
+async def test_a_follower_offers_a_retry_only_when_the_leader_never_got_the_write(
+    leader: str, method: str, path: str, retried: bool
+) -> None:
     server = await asyncio.start_server(_no_answer, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     if leader == "refuses":
@@ -71,11 +80,11 @@ async def test_a_follower_offers_a_retry_only_when_the_leader_never_got_the_writ
     try:
         transport = httpx.ASGITransport(app=forwarding)  # type: ignore[arg-type]
         async with httpx.AsyncClient(transport=transport, base_url="http://m2") as client:
-            answer = await client.post("/api/v1/dags/d/runs", json={})
+            answer = await client.request(method, path)
     finally:
         server.close()
     assert answer.status_code == 503 and answer.json()["error"]["code"] == "not_leader"
-    if leader == "refuses":
+    if retried:
         assert answer.headers["retry-after"] == "1"
     else:
         assert "retry-after" not in answer.headers

@@ -14,7 +14,6 @@ from kiok.errors import DagValidationError, InvalidInput, MaintenanceMode, NotFo
 from kiok.master.api import dag_list
 from kiok.master.api.deps import node_of, require, require_anywhere
 from kiok.master.auth import Principal
-from kiok.master.pending_quota import pending_quota
 from kiok.master.views import dag_view, iso
 from kiok.security import actions, resources
 from kiok.store import commands as c
@@ -153,12 +152,11 @@ async def trigger(
     """Trigger a run; ``args`` override the DAG's ``params``. Refused in maintenance mode."""
     node = node_of(request)
     args = body.args if body is not None else {}
-    quota, limit = pending_quota(request)
     try:
         cmd = c.CreateRun(
             at_ms=node.clock_ms(), dag_id=dag_id, args=args, trace=node.tracing.current_traceparent()
         )
-        async with quota.admit(dag_id, 1, limit):
+        async with node.pending_quota.admit(dag_id, 1):
             return await node.log.propose(cmd)  # type: ignore[no-any-return]
     except MaintenanceMode as e:
         raise MaintenanceMode(e.message, node.maintenance_retry_after_s) from None
@@ -245,10 +243,9 @@ async def backfill(
         node.clock_ms(),
         max_runs=node.settings.get_int("kiok.scheduler.backfill.max.runs"),
     )
-    quota, limit = pending_quota(request)
     new_runs = sum(1 for start, _ in plan.intervals if node.reader.scheduled_run(dag_id, start) is None)
     try:
-        async with quota.admit(dag_id, new_runs, limit):
+        async with node.pending_quota.admit(dag_id, new_runs):
             result = await node.log.propose(
                 c.Backfill(at_ms=node.clock_ms(), dag_id=dag_id, intervals=plan.intervals, by=principal.user)
             )

@@ -107,6 +107,9 @@ class ForwardToLeader:
             await self._refuse(scope, receive, send, f"the leader could not be reached: {e}")
             return
         except httpx.HTTPError as e:
+            if scope["method"] in _READS:  # a forwarded read (the cluster view) changed nothing
+                await self._refuse(scope, receive, send, f"the leader did not answer: {e}")
+                return
             # The leader may have carried it out and lost its answer: no Retry-After, so that
             # a client does not repeat (say) a trigger blindly (kiok.errors.NotLeader).
             why = f"the leader did not answer ({e}): it may still take effect, so check before repeating it"
