@@ -218,7 +218,8 @@ class WorkerConnection:
                     log.error("worker %s connection failed", self.worker_id, exc_info=err)
         finally:
             self.connected = False
-            for t in (writer_task, reader_task, *self._tasks):
+            tasks = (writer_task, reader_task, *self._tasks)
+            for t in tasks:
                 t.cancel()
             for fut in self._offers.values():
                 if not fut.done():
@@ -226,6 +227,9 @@ class WorkerConnection:
             self._server.permits.release(self._permits_held)
             self._permits_held = 0
             self._writer.close()
+            # Wait for them to end, so none is left holding an exception nobody retrieves (the
+            # write of a frame can fail as the connection ends: a traceback in the log).
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _read_loop(self) -> None:
         while True:
