@@ -9,7 +9,7 @@ import contextlib
 import socket
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +137,22 @@ def test_the_rest_of_a_body_sent_after_its_answer_gets_no_more_time(k: Standalon
         s.close()
 
 
+@contextlib.asynccontextmanager
+async def _in_process(app: Any, protocol: type[Any]) -> AsyncIterator[tuple[str, int]]:
+    """uvicorn serving ``app`` with ``protocol`` in this process, on a free port: its address."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, http=protocol, lifespan="off", log_level="warning"))
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            await asyncio.sleep(0.01)
+        yield sock.getsockname()
+    finally:
+        server.should_exit = True
+        await serving
+
+
 async def test_a_pipelined_request_being_answered_is_not_cut() -> None:
     """Two requests sent at once: the second, in whole, is answered after the first however
     long it takes (the time counts only while a request is awaited)."""
@@ -147,25 +163,13 @@ async def test_a_pipelined_request_being_answered_is_not_cut() -> None:
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
         await send({"type": "http.response.body", "body": b"ok"})
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(
-        app, http=limited_protocol(HttpLimits(0.2, 8)), lifespan="off", log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            await asyncio.sleep(0.01)
-        reader, writer = await asyncio.open_connection(*sock.getsockname())
+    async with _in_process(app, limited_protocol(HttpLimits(0.2, 8))) as address:
+        reader, writer = await asyncio.open_connection(*address)
         writer.write(b"GET /fast HTTP/1.1\r\nHost: k\r\n\r\nGET /slow HTTP/1.1\r\nHost: k\r\n\r\n")
         answers = await asyncio.wait_for(reader.read(), 5)  # until closed, by the time limit
         assert answers.count(b"HTTP/1.1 200 OK") == 2, answers
         assert b"408" not in answers
         writer.close()
-    finally:
-        server.should_exit = True
-        await serving
 
 
 # With TLS, asyncio runs a connection's protocol only once its handshake is done (and gives
@@ -259,17 +263,8 @@ async def test_a_request_sent_with_the_end_of_the_handshake_is_served_over_tls(c
 
     leaf = ca.issue("inproc")
     context = TlsFiles(str(leaf.cert), str(leaf.key), "").server_context(require_client_cert=False)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(
-        app, http=limited_protocol(HttpLimits(5, 8), context), lifespan="off", log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            await asyncio.sleep(0.01)
-        reader, writer = await asyncio.open_connection(*sock.getsockname())
+    async with _in_process(app, limited_protocol(HttpLimits(5, 8), context)) as address:
+        reader, writer = await asyncio.open_connection(*address)
         client = ssl.create_default_context(cafile=str(ca.cert))
         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         tls = client.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
@@ -293,6 +288,3 @@ async def test_a_request_sent_with_the_end_of_the_handshake_is_served_over_tls(c
         assert answer.startswith(b"HTTP/1.1 200 OK"), answer
         assert schemes == ["https"]
         writer.close()
-    finally:
-        server.should_exit = True
-        await serving
