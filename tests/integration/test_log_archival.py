@@ -58,6 +58,19 @@ def _read_all(node: Standalone, run_id: str, task: str, limit: int) -> str:
         offset = body["nextOffset"]
 
 
+def _wait_archived(node: Standalone, s3: S3Server, bucket: str, run_id: str) -> None:
+    """Until run ``run_id`` has ended SUCCESS and its task's log is archived in ``bucket``."""
+    assert node.wait_run(run_id, 30)["state"] == "SUCCESS"
+    node.wait_for(
+        lambda: (
+            _metric(node, "kiok_joblog_archive_lag_bytes") == 0
+            and any(f"/{run_id}/talk/" in k for k in s3.all_bytes(bucket))
+        ),
+        30,
+        f"the logs of {run_id} to be archived",
+    )
+
+
 @pytest.mark.parametrize("server_fixture", ["s3_moto", "s3_seaweed"])
 def test_logs_archive_read_back_and_go_with_their_run(
     standalone_factory: object, server_fixture: str, request: pytest.FixtureRequest
@@ -66,15 +79,7 @@ def test_logs_archive_read_back_and_go_with_their_run(
     bucket = s3.new_bucket()
     node = _node(standalone_factory, s3, bucket)
     run_id = node.trigger(node.register(DAG))
-    assert node.wait_run(run_id, 30)["state"] == "SUCCESS"
-    node.wait_for(
-        lambda: (
-            _metric(node, "kiok_joblog_archive_lag_bytes") == 0
-            and any(f"/{run_id}/talk/" in k for k in s3.all_bytes(bucket))
-        ),
-        30,
-        "the task's log to be archived",
-    )
+    _wait_archived(node, s3, bucket, run_id)
     assert _metric(node, "kiok_joblog_archived_bytes_total") >= len(EXPECTED.encode())
     for limit in (1000, 1 << 20):
         assert _read_all(node, run_id, "talk", limit) == EXPECTED
@@ -132,24 +137,13 @@ def test_logs_archived_after_a_restored_backup_are_swept_as_orphans(
     def archived(run_id: str) -> list[str]:
         return [k for k in s3_moto.all_bytes(bucket) if k.startswith(f"joblogs/{run_id}/")]
 
-    def settled(run_id: str) -> None:
-        assert node.wait_run(run_id, 30)["state"] == "SUCCESS"
-        node.wait_for(
-            lambda: (
-                _metric(node, "kiok_joblog_archive_lag_bytes") == 0
-                and any("/talk/" in k for k in archived(run_id))
-            ),
-            30,
-            f"the logs of {run_id} to be archived",
-        )
-
     kept = node.trigger(dag)
-    settled(kept)
+    _wait_archived(node, s3_moto, bucket, kept)
     r = node.api("POST", "/api/v1/admin/backup", timeout=120)
     assert r.status_code == 201, r.text
     backup_id = r.json()["backupId"]
     orphan = node.trigger(dag)
-    settled(orphan)
+    _wait_archived(node, s3_moto, bucket, orphan)
     client = s3_moto.client()
     foreign = "joblogs/another-clusters-run/talk/0000000000000000-0000000000000010"
     client.put_object(Bucket=bucket, Key=foreign, Body=b"x" * 64)
@@ -179,15 +173,7 @@ def test_a_corrupt_archived_range_is_a_clear_500_logged_once(
     bucket = s3_moto.new_bucket()
     node = _node(standalone_factory, s3_moto, bucket)
     run_id = node.trigger(node.register(DAG))
-    assert node.wait_run(run_id, 30)["state"] == "SUCCESS"
-    node.wait_for(
-        lambda: (
-            _metric(node, "kiok_joblog_archive_lag_bytes") == 0
-            and any(f"/{run_id}/talk/" in k for k in s3_moto.all_bytes(bucket))
-        ),
-        30,
-        "the task's log to be archived",
-    )
+    _wait_archived(node, s3_moto, bucket, run_id)
     key = min(k for k in s3_moto.all_bytes(bucket) if f"/{run_id}/talk/" in k)
     client = s3_moto.client()
     data = bytearray(client.get_object(Bucket=bucket, Key=key)["Body"].read())

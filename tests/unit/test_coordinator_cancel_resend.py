@@ -85,6 +85,14 @@ async def _drive_a(log: LocalCommandLog, reader: StateReader, run: str, coord: C
     return w1
 
 
+def _reconnect(coord: Coordinator, reader: StateReader, run: str) -> Handle:
+    """Worker w1 connects again, claiming ``run`` (it kept driving it): its new handle."""
+    again = Handle("w1")
+    assert coord.reattach("w1", _claim(reader, run)) == []
+    coord.add_worker(again)
+    return again
+
+
 async def test_a_cancel_while_the_driver_is_cut_off_is_sent_when_it_reconnects() -> None:
     log, reader, run = await _world()
     coord = Coordinator(log, reader, lambda *a: None, lambda: 1000, term=1)
@@ -110,9 +118,7 @@ async def test_a_cancel_committed_by_a_leader_that_then_died_reaches_the_driver(
     await log.propose(c.CancelRun(at_ms=20, run_id=run, by="alice"))
     new = Coordinator(log, reader, lambda *a: None, lambda: 2000, term=2, reattach_grace_ms=5000)
     log.subscribe(new.on_effects)
-    again = Handle("w1")
-    assert new.reattach("w1", _claim(reader, run)) == []
-    new.add_worker(again)
+    again = _reconnect(new, reader, run)
     assert [r for r, _ in again.cancels] == [run]
     header = reader.run_header(run)
     assert header is not None and header["state"] == "RUNNING"  # until the driver reports a
@@ -125,9 +131,7 @@ async def test_a_run_timeout_while_the_driver_is_cut_off_is_sent_when_it_reconne
     w1 = await _drive_a(log, reader, run, coord)
     w1.connected = False
     await log.propose(c.FailRun(at_ms=20, run_id=run, reason="run timeout (1s) exceeded"))
-    again = Handle("w1")
-    assert coord.reattach("w1", _claim(reader, run)) == []
-    coord.add_worker(again)
+    again = _reconnect(coord, reader, run)
     assert [r for r, _ in again.cancels] == [run]
 
 
@@ -137,9 +141,7 @@ async def test_a_driver_reconnecting_to_a_run_not_cancelled_is_told_nothing() ->
     log.subscribe(coord.on_effects)
     w1 = await _drive_a(log, reader, run, coord)
     w1.connected = False
-    again = Handle("w1")
-    assert coord.reattach("w1", _claim(reader, run)) == []
-    coord.add_worker(again)
+    again = _reconnect(coord, reader, run)
     assert again.cancels == []
 
 
