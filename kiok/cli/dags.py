@@ -273,6 +273,8 @@ def backfill(cli: CliContext, dag_id: str, from_: str, to: str) -> None:
         return
     created = answer.get("created", []) if isinstance(answer, dict) else []
     existing = answer.get("existing", []) if isinstance(answer, dict) else []
-    click.echo(f"{len(created)} run(s) created, {len(existing)} interval(s) already had a run")
+    # ``existing`` names only the runs the caller may read; ``existingCount`` counts them all.
+    had = answer.get("existingCount", len(existing)) if isinstance(answer, dict) else 0
+    click.echo(f"{len(created)} run(s) created, {text(had)} interval(s) already had a run")
     for run_id in created:
         click.echo(f"  {run_id}")

@@ -181,6 +181,8 @@ def run_fields(run: dict[str, Any], run_waiting: str | None) -> dict[str, Any]:
         "reason": run.get("failReason"),
         "reruns": run.get("reruns", 0),
         "interval": _interval(run.get("interval")),
+        #: When log retention deleted the run's job logs (they read as empty), else null.
+        "logsPurgedAt": iso(run.get("logsPurgedMs")),
     }
 
 

@@ -5,7 +5,8 @@ Only finished runs are ever deleted: a PENDING or RUNNING run is refused (or, in
 batch, left alone), whatever the caller believed when it proposed the command. Everything
 a run owns goes with it; the (DAG, fire time) marker that stops a cron interval firing twice
 goes only once the DAG's watermark is past it (so the scheduler can never propose it again).
-Job logs live in a separate store: ``Effects.log_deletes`` names the runs whose logs go.
+Job logs live in a separate store: ``Effects.log_deletes`` names the runs whose logs go; a
+run whose logs alone go keeps its records, its header noting when (``logsPurgedMs``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from kiok.store import commands as c
 from kiok.store import keys as k
 from kiok.store.effects import Effects
 from kiok.store.run_index import unindex
+from kiok.store.run_version import stamp_header
 from kiok.store.txn import Txn
 
 
@@ -89,7 +91,13 @@ def apply_purge_run_logs(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
         run = txn.get(k.META, k.run(run_id))
         if run is None or run["state"] not in TERMINAL_RUN_STATES or run.get("logsPurgedMs"):
             continue
-        txn.put(k.META, k.run(run_id), dict(run, logsPurgedMs=cmd.at_ms))
+        run = dict(run, logsPurgedMs=cmd.at_ms)
+        # The run view shows it (``logsPurgedAt``): a new version, so readers see it change.
+        before = int(run.get("version", 0))
+        stamp_header(run)
+        fx.version_used(run_id, before, run["version"])
+        txn.put(k.META, k.run(run_id), run)
+        fx.runs_changed.add(run_id)
         fx.log_deletes.append(run_id)
         purged.append(run_id)
     return {"purged": purged}

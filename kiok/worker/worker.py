@@ -7,18 +7,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
 from kiok import logs
-from kiok.core.timefmt import iso_utc
 from kiok.protocol.messages import Assignment, Fence, OfferReply, OfferVerdict
 from kiok.worker.driver import DriverEnv, RunDriver
 
 log = logging.getLogger(__name__)
-
-_RECENT_RUNS = 50
 
 
 def normalise_labels(labels: Iterable[str]) -> tuple[str, ...]:
@@ -39,7 +35,6 @@ class Worker:
         self._shutting_down = False
         self.started_monotonic = time.monotonic()
         self._drivers: dict[str, tuple[RunDriver, asyncio.Task[None], int]] = {}
-        self._recent: deque[dict[str, Any]] = deque(maxlen=_RECENT_RUNS)
         self._background: set[asyncio.Task[None]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -110,31 +105,16 @@ class Worker:
 
     async def _drive(self, driver: RunDriver) -> None:
         logs.RUN_ID.set(driver.run_id)  # this task's context: every line it logs names the run
-        started = self.env.clock_ms()
-        state = "FAILED"
         try:
-            state = (await driver.drive()).value.upper()
-        except asyncio.CancelledError:
-            state = "ABANDONED"
-            raise
+            await driver.drive()
         except Exception:
             log.exception("driver of run %s crashed", driver.run_id)
             await driver.abandon()
             self.env.link.release_run(driver.run_id, driver.fence, "driver crashed on the worker")
-            state = "RELEASED"
         finally:
             entry = self._drivers.get(driver.run_id)
             if entry is not None and entry[0] is driver:
                 del self._drivers[driver.run_id]
-            self._recent.appendleft(
-                {
-                    "runId": driver.run_id,
-                    "dagId": driver.assignment.dag_id,
-                    "state": state,
-                    "startedAt": iso_utc(started),
-                    "endedAt": iso_utc(self.env.clock_ms()),
-                }
-            )
             if not self._drivers:
                 self._idle.set()
 
@@ -188,6 +168,8 @@ class Worker:
         return list(self._drivers)
 
     def status(self, master_connection: str) -> dict[str, Any]:
+        """What the unauthenticated status port shows: the worker itself and counts, never
+        which runs or DAGs it drives or drove (anyone on the host can read it)."""
         busy = self.busy_slots
         return {
             "instanceId": self.id,
@@ -199,5 +181,4 @@ class Worker:
             "labels": list(self.labels),
             "taskIsolation": self.task_isolation,
             "activeRuns": len(self._drivers),
-            "recentRuns": list(self._recent),
         }

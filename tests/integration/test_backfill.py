@@ -68,3 +68,42 @@ def test_backfill_refusals(shared_kiok: Standalone) -> None:
     assert r.status_code == 400 and "to:" in r.text, r.text
     r = kiok.api("POST", "/api/v1/dags/bf_nosuch/backfill", json={"from": "2026-01-01", "to": "2026-01-01"})
     assert r.status_code == 404, r.text
+
+
+def _login_with(kiok: Standalone, user: str, statements: list[dict[str, str]]) -> dict[str, str]:
+    """A new user holding only ``statements``; its Authorization header."""
+    policy = {"policy": f"{user}-policy", "document": {"Statement": statements}}
+    assert kiok.api("POST", "/api/v1/iam/policies", json=policy).status_code == 201
+    body = {"user": user, "password": "Backfill-Password-1", "policies": [f"{user}-policy"]}
+    assert kiok.api("POST", "/api/v1/iam/users", json=body).status_code == 201
+    login = kiok.api(
+        "POST", "/api/v1/auth/login", auth=False, json={"user": user, "password": body["password"]}
+    )
+    assert login.status_code == 200, login.text
+    return {"Authorization": f"Bearer {login.json()['accessToken']}"}
+
+
+def test_backfill_names_existing_runs_only_to_callers_who_may_read_them(shared_kiok: Standalone) -> None:
+    """A caller who may trigger the DAG but not read its runs learns how many intervals had a
+    run already, never their run ids."""
+    kiok = shared_kiok
+    dag = kiok.register('dag: {id: bf_private, schedule: "0 0 * * *"}\ntasks: [{id: a, script: "true"}]\n')
+    days = {"from": "2026-02-01", "to": "2026-02-02"}
+    first = kiok.api("POST", f"/api/v1/dags/{dag}/backfill", json=days)
+    assert first.status_code == 201, first.text
+    created = first.json()["created"]
+    assert len(created) == 2 and first.json()["existing"] == [], first.text
+
+    trigger = {"Effect": "Allow", "Action": "dags:Trigger", "Resource": f"dag/{dag}"}
+    blind = _login_with(kiok, "bf-trigger-only", [trigger])
+    r = kiok.api("POST", f"/api/v1/dags/{dag}/backfill", json=days, headers=blind)
+    assert r.status_code == 201, r.text
+    assert not any(run_id in r.text for run_id in created), r.text
+    assert r.json()["created"] == [] and r.json()["existing"] == [], r.text
+    assert r.json()["existingCount"] == 2 and r.json()["intervals"] == 2, r.text
+
+    read = {"Effect": "Allow", "Action": "runs:Read", "Resource": f"dag/{dag}/run/{created[0]}"}
+    reader = _login_with(kiok, "bf-trigger-read-one", [trigger, read])
+    r = kiok.api("POST", f"/api/v1/dags/{dag}/backfill", json=days, headers=reader)
+    assert r.status_code == 201, r.text
+    assert r.json()["existing"] == [created[0]] and r.json()["existingCount"] == 2, r.text

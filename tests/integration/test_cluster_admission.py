@@ -395,7 +395,8 @@ def test_cluster_view_and_worker_status(cluster: Cluster) -> None:
     assert isinstance(status["uptimeSeconds"], int | float) and status["uptimeSeconds"] >= 0
     assert status["slots"] == {"total": 8, "busy": 0, "free": 8}, status
     assert status["labels"] == ["linux", "ssd"] and status["activeRuns"] == 0, status
-    assert status["recentRuns"] == [], status
+    # Anyone on the host reaches this port: it gives counts, never runs or DAGs.
+    assert "recentRuns" not in status, status
 
     dag = sleeper_dag(m, "nap", 1)
     run_id = m.trigger(dag)
@@ -404,16 +405,14 @@ def test_cluster_view_and_worker_status(cluster: Cluster) -> None:
         lambda: (s := w.status())["activeRuns"] == 1 and s["slots"]["busy"] == 1 and s, 5, "busy status"
     )
     assert busy["slots"]["free"] == 7, busy
+    assert run_id not in str(busy) and dag not in str(busy), busy
     wait_until(lambda: (cluster_worker(m, "w1") or {}).get("free") == 7, 5, "free=7 in the cluster view")
 
     run = m.wait_run(run_id, 15)
     assert run["state"] == "SUCCESS" and run["worker"] == "w1", run
-    status = wait_until(lambda: (s := w.status())["recentRuns"] and s, 5, "a recent run")
-    [recent] = status["recentRuns"]
-    assert recent["runId"] == run_id and recent["dagId"] == dag and recent["state"] == "SUCCESS", recent
-    started, ended = (datetime.fromisoformat(recent[k]) for k in ("startedAt", "endedAt"))
-    assert started <= ended and (ended - started).total_seconds() >= 0.9, recent
-    assert status["activeRuns"] == 0 and status["slots"]["busy"] == 0, status
+    status = wait_until(lambda: (s := w.status())["activeRuns"] == 0 and s, 5, "the run to leave the worker")
+    assert status["slots"]["busy"] == 0 and "recentRuns" not in status, status
+    assert run_id not in str(status) and dag not in str(status), status
 
 
 # --- 4. label routing ------------------------------------------------------------------------

@@ -104,6 +104,19 @@ def test_grid_shows_only_runs_the_caller_may_read(shared_kiok: Standalone, runs:
     # A DAG it can see nothing of: 404 whether it exists or not.
     other = httpx.get(k.url + "/api/v1/dags/other_dag/grid", headers=headers, timeout=30)
     assert other.status_code == 404
+    # Re-reading chosen runs, or a later page, is no way round that: 404 as well.
+    k.register("dag: {id: grid_hidden}\ntasks: [{id: a, script: 'true'}]\n")
+    hidden = k.trigger("grid_hidden")
+    k.wait_run(hidden)
+    for dag_id in ("grid_hidden", "other_dag"):
+        for query in (f"?runs={hidden}", "?runs=x", "?cursor=0", "?cursor=99999999"):
+            r = httpx.get(k.url + f"/api/v1/dags/{dag_id}/grid{query}", headers=headers, timeout=30)
+            assert r.status_code == 404, (dag_id, query, r.text)
+            assert r.json()["error"]["message"] == f"DAG {dag_id!r} not found", r.text
+    # Where it may read a run, those parameters answer as before (even with nothing in them).
+    assert grid(k, f"?runs={one}", headers=headers).json()["runs"][0]["runId"] == one
+    assert grid(k, "?runs=nope-1-1", headers=headers).json()["runs"] == []
+    assert grid(k, "?cursor=0", headers=headers).json()["runs"] == []
     nobody = {"user": "grid-nobody", "password": PW, "policies": []}
     assert k.api("POST", "/api/v1/iam/users", json=nobody).status_code == 201
     login = httpx.post(k.url + "/api/v1/auth/login", json={"user": "grid-nobody", "password": PW})

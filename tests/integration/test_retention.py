@@ -5,6 +5,7 @@ after); on three masters every one deletes the same runs and logs."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,25 @@ def test_the_sweep_deletes_old_finished_runs_and_their_logs_and_never_running_on
     node.wait_for(lambda: gone(node, running), 30, "the run to be deleted once finished")
     # Without a retention (and none configured) runs are kept forever.
     assert node.run(kept)["state"] == "SUCCESS" and node.log(kept, "t") == "done kept\n"
+
+
+def test_a_run_whose_logs_were_purged_says_when(standalone_factory: Any) -> None:
+    """Log retention (here under 3 s) keeps the run but deletes its logs; the run then
+    says when, as ``logsPurgedAt``, in the read and in the list, and its version moved on."""
+    node: Standalone = standalone_factory(
+        env={"KIOK_RETENTION_SWEEP_INTERVAL_MS": "200", "KIOK_RETENTION_LOGS_DAYS": "0.00003"}
+    )
+    node.register("dag: {id: chatty}\ntasks:\n  - {id: t, script: 'echo said'}\n")
+    run_id = node.trigger("chatty")
+    ended = node.wait_run(run_id, 20)
+    assert ended["state"] == "SUCCESS" and ended["logsPurgedAt"] is None, ended
+    run = node.wait_for(lambda: (r := node.run(run_id))["logsPurgedAt"] and r, 30, "the logs to be purged")
+    purged = datetime.fromisoformat(run["logsPurgedAt"])
+    assert run["logsPurgedAt"].endswith("Z") and purged >= datetime.fromisoformat(run["endedAt"]), run
+    assert run["version"] > ended["version"] and run["state"] == "SUCCESS", run
+    assert node.log(run_id, "t") == ""
+    [listed] = node.api("GET", "/api/v1/runs", params={"dag": "chatty"}).json()["runs"]
+    assert listed["logsPurgedAt"] == run["logsPurgedAt"], listed
 
 
 def test_delete_one_run(standalone_factory: Any, task_tmp_path: Path) -> None:

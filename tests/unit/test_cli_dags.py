@@ -171,3 +171,12 @@ def test_delete_pause_unpause(master: FakeMaster, verb: str, method: str, path: 
 def test_ids_are_quoted_as_one_path_segment(master: FakeMaster) -> None:
     master.invoke(["dags", "show", "a/b?c"])
     assert master.requests[0].url.raw_path == b"/api/v1/dags/a%2Fb%3Fc"
+
+
+def test_backfill_counts_intervals_that_had_a_run_even_with_their_ids_withheld(master: FakeMaster) -> None:
+    """A caller who may not read the DAG's runs gets ``existingCount`` but no ids."""
+    answer = {"dagId": "etl", "intervals": 3, "created": ["etl-1-1"], "existing": [], "existingCount": 2}
+    master.on("POST", "/api/v1/dags/etl/backfill", reply(201, answer))
+    result = master.invoke(["dags", "backfill", "etl", "--from", "2026-01-01", "--to", "2026-01-03"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == "1 run(s) created, 2 interval(s) already had a run"

@@ -176,6 +176,15 @@ def test_runs_status_prints_header_and_one_line_per_task(master: FakeMaster) -> 
     assert tasks[4].split() == ["notify", "QUEUED", "0", "-", "-", "waiting:", "no", "free", "slot"]
 
 
+def test_runs_status_says_when_retention_purged_the_logs(master: FakeMaster) -> None:
+    purged = run_doc("SUCCESS", endedAt="2024-05-01T12:00:00.000Z", logsPurgedAt="2024-05-09T12:00:00.000Z")
+    master.on("GET", "/api/v1/runs/r1", reply(200, purged))
+    out = master.invoke(["runs", "status", "r1"]).stdout
+    assert "logs:      purged 2024-05-09T12:00:00.000Z (retention)" in out
+    master.on("GET", "/api/v1/runs/r1", reply(200, run_doc("SUCCESS", logsPurgedAt=None)))
+    assert "logs:" not in master.invoke(["runs", "status", "r1"]).stdout
+
+
 def test_runs_status_shows_why_a_run_waits(master: FakeMaster) -> None:
     master.on("GET", "/api/v1/runs/r1", reply(200, run_doc("PENDING", waiting="no worker with labels [gpu]")))
     result = master.invoke(["runs", "status", "r1"])

@@ -148,10 +148,15 @@ async def test_purging_logs_keeps_the_run_and_happens_once() -> None:
     await log.propose(c.RegisterDag(at_ms=1, spec=SPEC))
     live = (await log.propose(c.CreateRun(at_ms=2, dag_id="d")))["runId"]
     run_id = await finished_run(log, at=3)
+    ended = reader.run_header(run_id)
+    assert ended is not None
     assert (await log.propose(c.PurgeRunLogs(at_ms=50, run_ids=(run_id, live))))["purged"] == [run_id]
     assert seen[-1].log_deletes == [run_id]
     header = reader.run_header(run_id)
     assert header is not None and header["logsPurgedMs"] == 50 and header["state"] == "SUCCESS"
+    # The run view shows it (logsPurgedAt): a new version of the run, told to readers.
+    assert header["version"] == ended["version"] + 1
+    assert seen[-1].run_versions[run_id] == (ended["version"], header["version"])
     assert (await log.propose(c.PurgeRunLogs(at_ms=60, run_ids=(run_id,))))["purged"] == []
     # Deleting the run later does not delete its (already gone) logs again.
     await log.propose(c.DeleteRuns(at_ms=70, run_ids=(run_id,)))

@@ -228,7 +228,9 @@ async def backfill(
 ) -> dict[str, Any]:
     """One run per cron interval whose start lies in ``[from, to]`` (dates in the DAG's time
     zone; a bare ``to`` date takes the whole day), each stamped with its ``interval``.
-    Idempotent: an interval that already has a run (backfilled or scheduled) gets none."""
+    Idempotent: an interval that already has a run (backfilled or scheduled) gets none; those
+    are counted in ``existingCount``, and ``existing`` names only the ones the caller may read
+    (``runs:Read``): triggering a DAG is no way to learn its run ids."""
     node = node_of(request)
     record = _dag(request, dag_id)
     dag = record["spec"]["dag"]
@@ -251,10 +253,13 @@ async def backfill(
             )
     except MaintenanceMode as e:
         raise MaintenanceMode(e.message, node.maintenance_retry_after_s) from None
+    grants = node.iam.grants(principal)
+    existing: list[str] = result["existing"]
     return {
         "dagId": dag_id,
         "intervals": len(plan.intervals),
         "created": result["created"],
-        "existing": result["existing"],
+        "existing": [r for r in existing if grants.allows(actions.READ_RUN, resources.run(dag_id, r))],
+        "existingCount": len(existing),
         "future": plan.future,
     }

@@ -72,6 +72,8 @@ async def grid(
     def visible(run: dict[str, Any]) -> bool:
         return grants.allows(actions.READ_RUN, resources.run(run["dagId"], run["runId"]))
 
+    query = RunQuery(dag_id=dag_id)
+    scan_limit = node.settings.get_int("kiok.admin.http.list.scan.limit")
     next_seq: int | None = None
     if runs is not None:
         ids = [r for r in runs.split(",") if r][:_MAX_RUN_IDS]
@@ -87,19 +89,22 @@ async def grid(
                 raise InvalidInput("cursor: not a cursor returned by this endpoint")
             seq = int(cursor)
         page, next_seq = node.reader.run_page(
-            RunQuery(dag_id=dag_id),
-            limit=limit,
-            cursor=seq,
-            visible=visible,
-            scan_limit=node.settings.get_int("kiok.admin.http.list.scan.limit"),
+            query, limit=limit, cursor=seq, visible=visible, scan_limit=scan_limit
         )
 
     record = node.reader.dag(dag_id)
     current: DagSpec | None = None
     if record is not None and grants.allows(actions.READ_DAG, resources.dag(dag_id)):
         current = compiled_spec(record["spec"])
-    if current is None and not page and runs is None and cursor is None:
-        raise NotFound(f"DAG {dag_id!r} not found")
+    if current is None and not page:
+        # Only ``dags:Read`` or a readable run makes the DAG visible. A ``runs`` or ``cursor``
+        # request asks what the first page would (a readable run among the newest, within the
+        # same scan limit), so that an invisible DAG answers it as a missing one does.
+        rechecked = runs is not None or cursor is not None
+        if not (
+            rechecked and node.reader.run_page(query, limit=1, visible=visible, scan_limit=scan_limit)[0]
+        ):
+            raise NotFound(f"DAG {dag_id!r} not found")
     order = _task_order(current, [node.run_spec(h["runId"]) for h in page])
     shown = order[taskOffset : taskOffset + taskLimit]
     cache = columns_of(request)
