@@ -321,8 +321,11 @@ class Coordinator:
         run_id = run["runId"]
         wid = worker.info().id
         try:
+            now = self._clock()
             fence = await self._log.propose(
-                c.AssignRun(at_ms=self._clock(), run_id=run_id, worker=wid, term=self.term)
+                c.AssignRun(
+                    at_ms=now, run_id=run_id, worker=wid, term=self.term, fence_floor=c.fence_floor(now)
+                )
             )
         except KiokError as e:
             log.info("not assigning %s: %s", run_id, e)

@@ -19,7 +19,7 @@ from kiok.core.rerun import RerunRequest, rerun_selection, reset_records
 from kiok.core.states import TERMINAL_RUN_STATES, RunState, TaskRecord, TaskState
 from kiok.core.transitions import ReportVerdict, TaskEvent, TaskEventKind, apply_task_event, report_verdict
 from kiok.dag.load import compiled_spec
-from kiok.errors import Conflict, NotFound
+from kiok.errors import Conflict, InvalidInput, NotFound
 from kiok.ids import TaskId
 from kiok.store import commands as c
 from kiok.store import keys as k
@@ -191,13 +191,19 @@ def _pass_unreported_attempts(
 
 def apply_assign(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     assert isinstance(cmd, c.AssignRun)
+    floor = cmd.fence_floor
+    if not isinstance(floor, int) or isinstance(floor, bool) or not 0 <= floor <= c.MAX_FENCE_FLOOR:
+        raise InvalidInput(f"assign_run: fence_floor is a number in [0, {c.MAX_FENCE_FLOOR}]")
     run = _load(txn, cmd.run_id)
     if run["state"] in TERMINAL_RUN_STATES:
         raise Conflict(f"run {cmd.run_id} is already {run['state']}")
     if run["worker"] is not None:  # taken from a driver that did not give it back
         _pass_unreported_attempts(txn, run, _lose_running(txn, run, cmd.at_ms, fx), cmd.at_ms, fx)
     first = run["epoch"] == 0  # never assigned: every task is still unstarted
-    epoch = max(run["epoch"], txn.get(k.KMS, k.FENCE_EPOCH) or 0) + 1  # never handed out before
+    # Never handed out before: above every fence of this store (the counter survives a
+    # restore into a live cluster) and above the floor, the leader's clock (fences handed
+    # out by the cluster a backup came from, which fresh masters restoring it never saw).
+    epoch = max(run["epoch"], txn.get(k.KMS, k.FENCE_EPOCH) or 0, floor) + 1
     txn.put(k.KMS, k.FENCE_EPOCH, epoch)
     run.update(worker=cmd.worker, term=cmd.term, epoch=epoch, state=RunState.RUNNING.value)
     if run["startedMs"] is None:

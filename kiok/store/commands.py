@@ -320,17 +320,35 @@ class FireSchedule(Command):
     catchup: bool = False
 
 
+#: Fences a floor leaves room for per millisecond of the leader's clock (``fence_floor``).
+FENCES_PER_MS = 1024
+#: The highest floor: the fences above it still fit a signed 64-bit msgpack integer. (Clocks
+#: reach it in 140,000 years; fences stay below 2**53, exact in JSON, until 2248.)
+MAX_FENCE_FLOOR = 2**62
+
+
+def fence_floor(now_ms: int) -> int:
+    """The floor the leader puts in an ``AssignRun`` it proposes at ``now_ms``: its clock in
+    fence units. A fence handed out later than every fence of a backup (by a leader whose
+    clock did not fall behind the old leader's) is above them all, even in a store that never
+    saw the fences given after that backup (a restore into fresh masters)."""
+    return min(max(now_ms, 0) * FENCES_PER_MS, MAX_FENCE_FLOOR)
+
+
 @command
 @dataclass(frozen=True)
 class AssignRun(Command):
     """Give a run to a driver under a new fence: (term, an epoch never handed out before,
-    ``keys.FENCE_EPOCH``). Tasks a previous driver had RUNNING are marked lost and will run
-    again as a new attempt."""
+    above ``keys.FENCE_EPOCH`` and ``fence_floor``). Tasks a previous driver had RUNNING are
+    marked lost and will run again as a new attempt. ``fence_floor`` is set by the proposer
+    (``fence_floor(at_ms)``); it is 0 in entries logged before the field existed, so those
+    apply exactly as they did."""
 
     kind: ClassVar[str] = "assign_run"
     run_id: str = ""
     worker: str = ""
     term: int = 0
+    fence_floor: int = 0
 
 
 @command

@@ -164,10 +164,11 @@ SIGNING_KEY = "jwt/signing-key"
 #: or below it are skipped when the Raft journal is replayed after a restart.
 RAFT_APPLIED = "raft/applied"
 #: (kms keyspace) The last assignment epoch handed out, over all runs. Each assignment takes
-#: the next (``apply_assign``), and a restore keeps the live value rather than the backup's
-#: (``MasterNode.backup_sources``): a driver that was given a run after the backup was taken
-#: holds a fence that no assignment after the restore can hand out again, so its delayed
-#: reports and logs stay stale.
+#: the next, or its command's floor (the leader's clock) if that is higher (``apply_assign``).
+#: A restore keeps the live value rather than the backup's (``MasterNode.backup_sources``): a
+#: driver that was given a run after the backup was taken holds a fence that no assignment
+#: after the restore can hand out again, so its delayed reports and logs stay stale. (Fresh
+#: masters have no live value: there the floor alone is above that fence.)
 FENCE_EPOCH = "fence/epoch"
 #: What a restore leaves in the state store as the live store has it (``StoreSource.keep``).
 STATE_KEPT_BY_RESTORE = ((KMS, RAFT_APPLIED.encode()), (KMS, FENCE_EPOCH.encode()))

@@ -73,8 +73,9 @@ async def test_a_run_the_driver_stops_naming_goes_back_to_the_pool() -> None:
     await coord.dispatch_pass()
     assert len(w1.offers) == 2
     # Each run's first assignment carries no task records (all unstarted: none are read),
-    # whatever epoch the store-wide counter gave it.
-    assert [(a.fence.epoch, a.tasks) for a in w1.offers] == [(1, {}), (2, {})]
+    # whatever epoch the store-wide counter and the clock's floor gave it.
+    floor = c.fence_floor(1000)
+    assert [(a.fence.epoch, a.tasks) for a in w1.offers] == [(floor + 1, {}), (floor + 2, {})]
     coord.claims_seen("w1", set(runs))  # both held
     coord.claims_seen("w1", {runs[1]})  # the first one's driver is gone without a word
     await coord.dispatch_pass()
