@@ -26,6 +26,7 @@ from kiok.core.timefmt import iso_utc
 from kiok.core.tracecontext import run_trace
 from kiok.errors import KiokError
 from kiok.ids import RUN_LOG_TASK
+from kiok.master.run_terms import RunTermsCache
 from kiok.protocol.link import WorkerHandle, WorkerInfo
 from kiok.protocol.messages import Assignment, Fence, OfferVerdict
 from kiok.store import commands as c
@@ -56,6 +57,7 @@ class Coordinator:
         term: int,
         tracing: bool = False,
         monotonic_ms: Callable[[], int] = _monotonic_ms,
+        terms: RunTermsCache | None = None,
     ) -> Coordinator:
         """A leader's coordinator with the timings its settings give: a driver has the
         heartbeat timeout to reconnect and claim its runs; a worker silent for three heartbeat
@@ -70,6 +72,7 @@ class Coordinator:
             silent_after_ms=3 * settings.get_int("kiok.worker.heartbeat.interval.ms"),
             tracing=tracing,
             monotonic_ms=monotonic_ms,
+            terms=terms,
         )
 
     def __init__(
@@ -84,6 +87,7 @@ class Coordinator:
         silent_after_ms: int = 0,
         tracing: bool = False,
         monotonic_ms: Callable[[], int] = _monotonic_ms,
+        terms: RunTermsCache | None = None,
     ) -> None:
         """``clock_ms`` is the wall clock (timestamps, and a worker's last heartbeat, which
         is one); how long something waits (the reconnect grace, a NAK's back-off) is measured
@@ -111,6 +115,11 @@ class Coordinator:
         #: A worker not heard from for this long is offered runs only if no other can take
         #: them (0: never judged; ``kiok.worker.heartbeat.interval.ms`` × 3 on a master).
         self._silent_after_ms = silent_after_ms
+        #: What a pass needs of each unfinished run's spec (the node's, shared with the
+        #: notifier): a pass reads a spec only for a run it assigns.
+        self._terms = terms if terms is not None else RunTermsCache(reader.run_spec)
+        #: Runs that ended while a pass was under way (it awaits each assignment).
+        self._ended_in_pass: set[str] = set()
         self._kick = asyncio.Event()
         self._kick.set()
 
@@ -127,6 +136,7 @@ class Coordinator:
         for run_id in fx.runs_finished:
             self._drop(run_id)
             self.waiting.pop(run_id, None)
+            self._ended_in_pass.add(run_id)
         for run_id in fx.fences_changed:
             # Given back by its driver (drain timeout, shutdown, a crashed driver): the run
             # goes back to the pool at once rather than when the worker is lost.
@@ -232,36 +242,45 @@ class Coordinator:
 
     async def dispatch_pass(self) -> int | None:
         """Assign what can be assigned; return when to look again (ms) if something waits
-        on time (NAK back-off), else None."""
+        on time (NAK back-off), else None.
+
+        A pass costs one read of each unfinished run's header, plus the spec of each run it
+        assigns: a backlog (a backfill, runs queued behind ``max_active_runs``) is looked at
+        on every run's end, so a pass must not read and decode every queued run's spec."""
         now, mono = self._clock(), self._mono()
-        active = [r for r in self._reader.active_runs() if r["runId"] not in self._driving]
+        listed = self._reader.active_runs()
+        active = [r for r in listed if r["runId"] not in self._driving]
         if not active:
             return None
         running_per_dag: dict[str, int] = {}
-        for run in self._reader.active_runs():
+        for run in listed:
             if run["state"] == "RUNNING":
                 running_per_dag[run["dagId"]] = running_per_dag.get(run["dagId"], 0) + 1
+        self._terms.keep_only(r["runId"] for r in listed)
+        self._ended_in_pass.clear()
+        paused: dict[str, bool] = {}
         retry_ms: int | None = None
         maintenance = self._reader.maintenance()["enabled"]
-        for listed in active:
-            run_id, dag_id = listed["runId"], listed["dagId"]
+        for run in active:
+            run_id, dag_id = run["runId"], run["dagId"]
             # Every ``_assign`` awaits: meanwhile a driver may have reconnected and claimed
-            # this run, or it may have ended. Decide on its state now, not at the pass's start.
-            fresh = self._reader.run_header(run_id)
-            if run_id in self._driving or fresh is None or fresh["state"] in TERMINAL_RUN_STATES:
+            # this run, or it may have ended (``on_effects`` notes both).
+            if run_id in self._driving or run_id in self._ended_in_pass:
                 continue
-            run = fresh
-            spec = self._reader.run_spec(run_id)
-            assert spec is not None
+            terms = self._terms.of(run_id)
+            if terms is None:
+                continue
             if run["state"] == "PENDING":
                 if maintenance:  # running runs go on (and are reassigned); pending ones wait
                     self.waiting[run_id] = "maintenance mode is on: it starts when maintenance ends"
                     continue
-                dag = self._reader.dag(dag_id)
-                if dag is not None and dag["paused"]:
+                if dag_id not in paused:
+                    dag = self._reader.dag(dag_id)
+                    paused[dag_id] = dag is not None and bool(dag["paused"])
+                if paused[dag_id]:
                     self.waiting[run_id] = f"DAG {dag_id} is paused"
                     continue
-                limit = spec["dag"].get("max_active_runs", 16)
+                limit = terms.max_active_runs
                 if running_per_dag.get(dag_id, 0) >= limit:
                     self.waiting[run_id] = f"max_active_runs ({limit}) reached for DAG {dag_id}"
                     continue
@@ -270,15 +289,20 @@ class Coordinator:
                 self.waiting[run_id] = f"waiting for its driver {previous} to reconnect"
                 retry_ms = min(retry_ms or 10**9, self._grace_until_ms - mono)
                 continue
-            labels = tuple(spec["dag"].get("labels", ()))
-            worker, why = self.pick_worker(labels, now)
+            worker, why = self.pick_worker(terms.labels, now)
             if worker is None:
                 self.waiting[run_id] = why
                 backoff_until = min((u for _, u in self._naks.values() if u > mono), default=None)
                 if backoff_until is not None:
                     retry_ms = min(retry_ms or 10**9, backoff_until - mono)
                 continue
-            if await self._assign(run, spec, labels, worker):
+            # Decided on the header the pass started with; assigned on the run as it is now.
+            fresh = self._reader.run_header(run_id)
+            spec = self._reader.run_spec(run_id)
+            if fresh is None or spec is None or (fresh["state"], fresh["worker"]) != (run["state"], previous):
+                self._kick.set()  # it changed since the pass began: the next pass decides
+                continue
+            if await self._assign(fresh, spec, terms.labels, worker):
                 if run["state"] == "PENDING":
                     running_per_dag[dag_id] = running_per_dag.get(dag_id, 0) + 1
             else:

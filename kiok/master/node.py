@@ -44,6 +44,7 @@ from kiok.master.pending_quota import PendingQuota
 from kiok.master.recent_runs import RecentRuns
 from kiok.master.retention import RetentionSweeper
 from kiok.master.run_cache import RunViews
+from kiok.master.run_terms import RunTermsCache
 from kiok.master.scheduler import Scheduler
 from kiok.observability.tracing import make_tracing
 from kiok.security.kms import Cipher, Keyring, WrongMasterKey, derive_root_key
@@ -164,6 +165,8 @@ class MasterNode:
         else:
             self.log = LocalCommandLog(self.kv)
         self.reader = StateReader(self.kv)
+        #: What the coordinator and the notifier need of each unfinished run's spec.
+        self.run_terms = RunTermsCache(self.reader.run_spec)
         self.pending_quota = PendingQuota(self.reader, settings.get_int(pending_quota.SETTING))
         #: Moves on every IAM change this master applies: its authorisation caches follow.
         self.iam_epoch = IamEpoch()
@@ -262,6 +265,7 @@ class MasterNode:
             self.clock_ms,
             term=term,
             tracing=self.tracing.enabled,
+            terms=self.run_terms,
         )
 
     def _new_scheduler(self) -> Scheduler:
@@ -300,6 +304,7 @@ class MasterNode:
                 interval_s=max(1, get("kiok.notify.check.interval.ms")) / 1000,
                 link_base=self.settings.get_str("kiok.notify.link.base.url") or self.admin_url,
             ),
+            terms=self.run_terms,
         )
 
     @property
@@ -374,6 +379,7 @@ class MasterNode:
             self.scheduler.kick()
         for run_id in fx.runs_deleted:
             self._specs.pop(run_id, None)
+        self.run_terms.on_effects(fx)
         if fx.restored is not None:  # a replicated restore replaced the state under every cache
             self._specs.clear()
             self.run_views.clear()
@@ -487,6 +493,7 @@ class MasterNode:
         finally:
             self.stores_replaced()
             self._specs.clear()
+            self.run_terms.clear()
             self.run_views.clear()
             self.recent_runs.clear()
             self.dag_views.clear()
@@ -539,6 +546,7 @@ class MasterNode:
 
     def start_leading(self, term: int) -> list[asyncio.Task[Any]]:
         """Fresh coordinator and scheduler for a leadership term; their tasks are returned."""
+        self.run_terms.clear()  # a follower may have installed a snapshot meanwhile
         self.coordinator = self._new_coordinator(term)
         self.scheduler = self._new_scheduler()
         self.retention = self._new_retention()

@@ -35,9 +35,9 @@ from kiok.core.notify import (
 )
 from kiok.core.placeholders import Context, resolve
 from kiok.core.states import TaskState
-from kiok.dag.load import compiled_spec
 from kiok.dag.notify import EmailTarget, WebhookTarget
 from kiok.errors import KiokError
+from kiok.master.run_terms import RunTermsCache
 from kiok.store import commands as c
 from kiok.store.commandlog import CommandLog
 from kiok.store.reader import StateReader
@@ -71,9 +71,12 @@ class Notifier:
         clock_ms: Callable[[], int],
         run_log: Callable[[str, str], None],
         settings: NotifySettings,
+        terms: RunTermsCache | None = None,
     ) -> None:
         self._log = log_
         self._reader = reader
+        #: Each unfinished run's SLA, read once (the check runs on every run's end).
+        self._terms = terms if terms is not None else RunTermsCache(reader.run_spec)
         self._clock = clock_ms
         self._run_log = run_log
         self._settings = settings
@@ -111,10 +114,10 @@ class Notifier:
     async def check(self) -> None:
         """One pass: flag runs past their SLA, then start every due delivery."""
         for run in self._reader.active_runs():
-            doc = self._reader.run_spec(run["runId"])
-            if not doc or "sla" not in doc.get("dag", {}):
+            terms = self._terms.of(run["runId"])
+            if terms is None or terms.sla_ms is None:
                 continue
-            if sla_missed(run, compiled_spec(doc).sla_ms, self._clock()):
+            if sla_missed(run, terms.sla_ms, self._clock()):
                 await self._log.propose(c.NotifySlaMiss(at_ms=self._clock(), run_id=run["runId"]))
         now = self._clock()
         for raw in self._reader.notifications():
