@@ -47,6 +47,10 @@ class EncryptedKV:
         for key, raw in self._inner.scan(space, prefix, after=after, reverse=reverse):
             yield key, raw if cipher is None else cipher.decrypt(raw, space.encode() + b"\x00" + key)
 
+    def get_sealed(self, space: str, key: bytes) -> bytes | None:
+        """``get`` without decrypting (see ``scan_sealed``)."""
+        return self._inner.get(space, key)
+
     def scan_sealed(
         self, space: str, prefix: bytes, *, after: bytes | None = None, reverse: bool = False
     ) -> Iterator[tuple[bytes, bytes]]:

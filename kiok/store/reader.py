@@ -72,6 +72,8 @@ def access_key_is_current(key: dict[str, Any], user: dict[str, Any] | None) -> b
 class StateReader:
     def __init__(self, kv: KVStore) -> None:
         self._kv = kv
+        #: ``active_runs``' headers by run id, with the stored bytes each was decoded from.
+        self._active: dict[str, tuple[bytes, dict[str, Any]]] = {}
 
     def _get(self, space: str, key: str) -> Any:
         raw = self._kv.get(space, key.encode())
@@ -260,12 +262,34 @@ class StateReader:
         return self._get(k.META, k.scheduled(dag_id, fire_ms))  # type: ignore[no-any-return]
 
     def active_runs(self) -> list[dict[str, Any]]:
-        """Every run not yet finished, oldest first."""
+        """Every run not yet finished, oldest first (each a copy of its header: change it
+        at will, but not the dicts inside it).
+
+        The leader's loops call this on every run's end (the dispatch pass, the SLA check),
+        so a backlog of queued runs would have each header decrypted and decoded again each
+        time. The headers are kept with the bytes they were decoded from, and a header whose
+        stored bytes did not change is not opened again: every write encrypts with a fresh
+        nonce, so equal bytes are the same write (``EncryptedKV.scan_sealed``). Nothing is
+        invalidated from outside, so this is never staler than the store."""
+        kv = self._kv
+        scan = kv.scan_sealed if isinstance(kv, EncryptedKV) else kv.scan
+        get = kv.get_sealed if isinstance(kv, EncryptedKV) else kv.get
+        opened = kv.open if isinstance(kv, EncryptedKV) else None
+        before, kept = self._active, {}
         runs = []
-        for key, _ in self._kv.scan(k.META, k.ACTIVE_PREFIX.encode()):
-            run = self.run_header(key.decode()[len(k.ACTIVE_PREFIX) :])
-            if run is not None:
-                runs.append(run)
+        for key, _ in scan(k.META, k.ACTIVE_PREFIX.encode()):
+            run_id = key.decode()[len(k.ACTIVE_PREFIX) :]
+            header_key = k.run(run_id).encode()
+            stored = get(k.META, header_key)
+            if stored is None:
+                continue
+            entry = before.get(run_id)
+            if entry is None or entry[0] != stored:
+                raw = stored if opened is None else opened(k.META, header_key, stored)
+                entry = (stored, decode(raw))
+            kept[run_id] = entry
+            runs.append(dict(entry[1]))
+        self._active = kept
         runs.sort(key=lambda r: r["seq"])
         return runs
 
