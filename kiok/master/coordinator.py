@@ -302,11 +302,15 @@ class Coordinator:
             if fresh is None or spec is None or (fresh["state"], fresh["worker"]) != (run["state"], previous):
                 self._kick.set()  # it changed since the pass began: the next pass decides
                 continue
-            if await self._assign(fresh, spec, terms.labels, worker):
-                if run["state"] == "PENDING":
-                    running_per_dag[dag_id] = running_per_dag.get(dag_id, 0) + 1
-            else:
+            if run["state"] == "PENDING":
+                # Counted whatever the worker answers: a run it refuses is released, and
+                # stays RUNNING (driverless) until the next pass gives it to another.
+                running_per_dag[dag_id] = running_per_dag.get(dag_id, 0) + 1
+            if not await self._assign(fresh, spec, terms.labels, worker):
                 retry_ms = min(retry_ms or 10**9, _NAK_BACKOFF_MS[0])
+            # The DAG may have been paused, or maintenance switched on, while it was offered.
+            paused.clear()
+            maintenance = self._reader.maintenance()["enabled"]
         return retry_ms
 
     def pick_worker(self, labels: tuple[str, ...], now: int) -> tuple[WorkerHandle | None, str]:

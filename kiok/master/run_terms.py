@@ -10,13 +10,17 @@ per run id, until the run ends (or a restore or snapshot replaces the state).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from kiok.dag.load import compiled_spec
 from kiok.dag.spec import DEFAULT_MAX_ACTIVE_RUNS
+from kiok.errors import KiokError
 from kiok.store.effects import Effects
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,9 +32,14 @@ class RunTerms:
     sla_ms: int | None
 
 
-def terms_of(doc: dict[str, Any]) -> RunTerms:
+def terms_of(run_id: str, doc: dict[str, Any]) -> RunTerms:
     dag = doc.get("dag", {})
-    sla_ms = compiled_spec(doc).sla_ms if "sla" in dag else None  # a duration to parse
+    sla_ms = None
+    if "sla" in dag:  # a duration to parse, from a spec a later version may judge invalid:
+        try:  # that run misses its SLA check, and nothing else (every run waits on a pass)
+            sla_ms = compiled_spec(doc).sla_ms
+        except KiokError as e:
+            log.warning("run %s: its SLA is not checked: %s", run_id, e.message)
     return RunTerms(dag.get("max_active_runs", DEFAULT_MAX_ACTIVE_RUNS), tuple(dag.get("labels", ())), sla_ms)
 
 
@@ -48,7 +57,7 @@ class RunTermsCache:
             doc = self._read_spec(run_id)
             if doc is None:
                 return None
-            terms = self._terms[run_id] = terms_of(doc)
+            terms = self._terms[run_id] = terms_of(run_id, doc)
         return terms
 
     def on_effects(self, fx: Effects) -> None:

@@ -10,6 +10,7 @@ from kiok.dag.load import spec_from_yaml
 from kiok.master.coordinator import Coordinator
 from kiok.master.notify import Notifier, NotifySettings
 from kiok.master.run_terms import RunTermsCache
+from kiok.protocol.messages import OfferReply, OfferVerdict
 from kiok.store import commands as c
 from kiok.store import keys
 from kiok.store.commandlog import LocalCommandLog
@@ -74,3 +75,64 @@ async def test_runs_waiting_their_turn_have_their_spec_read_once() -> None:
     assert [a.run_id for a in w1.offers] == runs[:2]
     assert reader.spec_reads == [runs[1]]
     assert len(terms) == QUEUED - 1
+
+
+class PausingWorker(Worker):
+    """Takes every run; its first offer is answered after the DAG was paused."""
+
+    def __init__(self, log: LocalCommandLog) -> None:
+        super().__init__("w1", free=8)
+        self.log = log
+
+    async def offer(self, assignment: Any, labels: Any) -> Any:
+        if not self.offers:
+            await self.log.propose(c.SetDagPaused(at_ms=3, dag_id="d", paused=True))
+        return await super().offer(assignment, labels)
+
+
+class RefusingWorker(Worker):
+    async def offer(self, assignment: Any, labels: Any) -> Any:
+        self.offers.append(assignment)
+        return OfferReply(OfferVerdict.NAK, "full")
+
+
+async def setup(dag: str, runs: int) -> tuple[Coordinator, LocalCommandLog, StateReader, list[str]]:
+    kv = MemoryKV(keys.SPACES)
+    log, reader = LocalCommandLog(kv), StateReader(kv)
+    coord = Coordinator(log, reader, JobLogStore(MemoryKV(JOBLOG_SPACES)).append, lambda: 1000)
+    log.subscribe(coord.on_effects)
+    await log.propose(c.RegisterDag(at_ms=1, spec=spec_from_yaml(dag).to_dict()))
+    return (
+        coord,
+        log,
+        reader,
+        [(await log.propose(c.CreateRun(at_ms=2, dag_id="d")))["runId"] for _ in range(runs)],
+    )
+
+
+def running(reader: StateReader, runs: list[str]) -> list[str]:
+    return [r for r in runs if reader.run_header(r)["state"] == "RUNNING"]  # type: ignore[index]
+
+
+async def test_a_dag_paused_while_a_pass_offers_its_runs_starts_no_more() -> None:
+    """A pass awaits every offer; a pause committed meanwhile holds the runs after it (found
+    by review: a pass that read the DAG once started them all)."""
+    coord, log, reader, runs = await setup('dag: {id: d}\ntasks: [{id: a, script: "true"}]\n', 4)
+    coord.add_worker(PausingWorker(log))
+    await coord.dispatch_pass()
+    assert running(reader, runs) == runs[:1]
+    assert coord.waiting[runs[1]] == "DAG d is paused"
+
+
+async def test_a_refused_run_still_counts_against_max_active_runs() -> None:
+    """A run a worker refuses is released but stays RUNNING: in the same pass another worker
+    must not be given a second run of a DAG allowed one (found by review)."""
+    coord, _, reader, runs = await setup(DAG, 2)
+    refusing, taking = RefusingWorker("w1", free=8), Worker("w2", free=4)
+    coord.add_worker(refusing)
+    coord.add_worker(taking)
+    await coord.dispatch_pass()  # w1 (more free slots) is offered the first run and refuses
+    assert [a.run_id for a in refusing.offers] == runs[:1] and taking.offers == []
+    await coord.dispatch_pass()  # w1 backs off: the released run goes to w2, and only it
+    assert [a.run_id for a in taking.offers] == runs[:1]
+    assert running(reader, runs) == runs[:1]
