@@ -517,7 +517,8 @@ KEYS: tuple[Key, ...] = (
         60_000,
         "Time a client has to send a whole request (headers and body) on an HTTP port (admin API, "
         "worker status), from connecting (with TLS, the handshake included) or from the previous "
-        "response; then it is closed (408).",
+        "response; then it is closed (408). Over TLS, also how long a closing connection waits "
+        "for the client's close_notify.",
         at_least=1,
     ),
     Key(

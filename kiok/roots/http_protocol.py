@@ -113,6 +113,9 @@ class _LimitedProtocol(HttpToolsProtocol):
                     context,
                     server_side=True,
                     ssl_handshake_timeout=self._limits.request_timeout_s,
+                    # After the answer, the wait for the client's close_notify (counted
+                    # against the limits all the while): asyncio's default is 30 s.
+                    ssl_shutdown_timeout=self._limits.request_timeout_s,
                 )
         finally:
             self._handshake = None

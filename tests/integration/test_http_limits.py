@@ -251,6 +251,40 @@ def test_a_tls_handshake_that_never_ends_is_closed_at_the_deadline(tls_k: Standa
     assert _healthz(tls_k, "127.0.0.1") == 200
 
 
+async def _tls_request(
+    address: tuple[str, int], ca: TestCA
+) -> tuple[bytes, asyncio.StreamReader, asyncio.StreamWriter]:
+    """A request sent with the end of the handshake, and its answer; the connection is left
+    open, without the client's close_notify (the server awaits it)."""
+    reader, writer = await asyncio.open_connection(*address)
+    client = ssl.create_default_context(cafile=str(ca.cert))
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = client.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            writer.write(outgoing.read())
+            incoming.write(await asyncio.wait_for(reader.read(65536), 5))
+    tls.write(b"GET / HTTP/1.1\r\nHost: k\r\nConnection: close\r\n\r\n")
+    writer.write(outgoing.read())  # the client's Finished and the request, in one write
+    answer = b""
+    while not answer.endswith(b"\r\n\r\nok"):
+        chunk = await asyncio.wait_for(reader.read(65536), 5)
+        assert chunk, answer
+        incoming.write(chunk)
+        with contextlib.suppress(ssl.SSLWantReadError):
+            while data := tls.read(65536):
+                answer += data
+    return answer, reader, writer
+
+
+async def _ok(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
 async def test_a_request_sent_with_the_end_of_the_handshake_is_served_over_tls(ca: TestCA) -> None:
     """The request can arrive in the same read as the handshake's last message (before the
     protocol has its TLS transport): it is answered, over TLS, and the app sees https."""
@@ -258,33 +292,29 @@ async def test_a_request_sent_with_the_end_of_the_handshake_is_served_over_tls(c
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         schemes.append(scope["scheme"])
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
-        await send({"type": "http.response.body", "body": b"ok"})
+        await _ok(scope, receive, send)
 
     leaf = ca.issue("inproc")
     context = TlsFiles(str(leaf.cert), str(leaf.key), "").server_context(require_client_cert=False)
     async with _in_process(app, limited_protocol(HttpLimits(5, 8), context)) as address:
-        reader, writer = await asyncio.open_connection(*address)
-        client = ssl.create_default_context(cafile=str(ca.cert))
-        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        tls = client.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
-        while True:
-            try:
-                tls.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                writer.write(outgoing.read())
-                incoming.write(await asyncio.wait_for(reader.read(65536), 5))
-        tls.write(b"GET / HTTP/1.1\r\nHost: k\r\nConnection: close\r\n\r\n")
-        writer.write(outgoing.read())  # the client's Finished and the request, in one write
-        answer = b""
-        while not answer.endswith(b"\r\n\r\nok"):  # the server then awaits our close_notify
-            chunk = await asyncio.wait_for(reader.read(65536), 5)
-            assert chunk, answer
-            incoming.write(chunk)
-            with contextlib.suppress(ssl.SSLWantReadError):
-                while data := tls.read(65536):
-                    answer += data
+        answer, _, writer = await _tls_request(address, ca)
         assert answer.startswith(b"HTTP/1.1 200 OK"), answer
         assert schemes == ["https"]
+        writer.close()
+
+
+async def test_a_client_that_never_says_goodbye_over_tls_is_closed_at_the_deadline(ca: TestCA) -> None:
+    """After its answer, a TLS connection waits for the client's close_notify, counted
+    against the connection limits all the while: for the request deadline, not asyncio's
+    30 s (which let a client hold its address's share with connections it never closes)."""
+    leaf = ca.issue("inproc")
+    context = TlsFiles(str(leaf.cert), str(leaf.key), "").server_context(require_client_cert=False)
+    async with _in_process(_ok, limited_protocol(HttpLimits(1, 8), context)) as address:
+        answer, reader, writer = await _tls_request(address, ca)
+        assert answer.startswith(b"HTTP/1.1 200 OK"), answer
+        start = time.monotonic()
+        with contextlib.suppress(ConnectionResetError):
+            while await asyncio.wait_for(reader.read(65536), 10):  # the server's close_notify
+                pass
+        assert time.monotonic() - start < 5
         writer.close()
