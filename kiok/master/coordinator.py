@@ -252,17 +252,12 @@ class Coordinator:
         active = [r for r in listed if r["runId"] not in self._driving]
         if not active:
             return None
-        running_per_dag: dict[str, int] = {}
-        for run in listed:
-            if run["state"] == "RUNNING":
-                running_per_dag[run["dagId"]] = running_per_dag.get(run["dagId"], 0) + 1
         self._terms.keep_only(r["runId"] for r in listed)
         self._ended_in_pass.clear()
-        paused: dict[str, bool] = {}
+        gates = _PendingGates(self._reader, listed)
         retry_ms: int | None = None
-        maintenance = self._reader.maintenance()["enabled"]
         for run in active:
-            run_id, dag_id = run["runId"], run["dagId"]
+            run_id = run["runId"]
             # Every ``_assign`` awaits: meanwhile a driver may have reconnected and claimed
             # this run, or it may have ended (``on_effects`` notes both).
             if run_id in self._driving or run_id in self._ended_in_pass:
@@ -270,20 +265,9 @@ class Coordinator:
             terms = self._terms.of(run_id)
             if terms is None:
                 continue
-            if run["state"] == "PENDING":
-                if maintenance:  # running runs go on (and are reassigned); pending ones wait
-                    self.waiting[run_id] = "maintenance mode is on: it starts when maintenance ends"
-                    continue
-                if dag_id not in paused:
-                    dag = self._reader.dag(dag_id)
-                    paused[dag_id] = dag is not None and bool(dag["paused"])
-                if paused[dag_id]:
-                    self.waiting[run_id] = f"DAG {dag_id} is paused"
-                    continue
-                limit = terms.max_active_runs
-                if running_per_dag.get(dag_id, 0) >= limit:
-                    self.waiting[run_id] = f"max_active_runs ({limit}) reached for DAG {dag_id}"
-                    continue
+            if run["state"] == "PENDING" and (why := gates.why_wait(run["dagId"], terms.max_active_runs)):
+                self.waiting[run_id] = why
+                continue
             previous = run["worker"]
             if previous is not None and previous not in self.workers and mono < self._grace_until_ms:
                 self.waiting[run_id] = f"waiting for its driver {previous} to reconnect"
@@ -303,14 +287,10 @@ class Coordinator:
                 self._kick.set()  # it changed since the pass began: the next pass decides
                 continue
             if run["state"] == "PENDING":
-                # Counted whatever the worker answers: a run it refuses is released, and
-                # stays RUNNING (driverless) until the next pass gives it to another.
-                running_per_dag[dag_id] = running_per_dag.get(dag_id, 0) + 1
+                gates.started(run["dagId"])
             if not await self._assign(fresh, spec, terms.labels, worker):
                 retry_ms = min(retry_ms or 10**9, _NAK_BACKOFF_MS[0])
-            # The DAG may have been paused, or maintenance switched on, while it was offered.
-            paused.clear()
-            maintenance = self._reader.maintenance()["enabled"]
+            gates.refresh()  # the DAG may have been paused, or maintenance switched on, meanwhile
         return retry_ms
 
     def pick_worker(self, labels: tuple[str, ...], now: int) -> tuple[WorkerHandle | None, str]:
@@ -416,3 +396,39 @@ class Coordinator:
         self._append_log(run_id, RUN_LOG_TASK, f"{iso_utc(self._clock())} {text}\n".encode())
 
     run_log = _run_log
+
+
+class _PendingGates:
+    """Why a PENDING run waits, during one dispatch pass: maintenance mode, its DAG paused,
+    or its DAG's ``max_active_runs`` reached. Read once per pass, and again after every
+    offer (the pass awaited: a pause or maintenance may have been committed meanwhile)."""
+
+    def __init__(self, reader: StateReader, listed: list[dict[str, Any]]) -> None:
+        self._reader = reader
+        self._running: dict[str, int] = {}
+        for run in listed:
+            if run["state"] == "RUNNING":
+                self._running[run["dagId"]] = self._running.get(run["dagId"], 0) + 1
+        self._paused: dict[str, bool] = {}
+        self._maintenance = reader.maintenance()["enabled"]
+
+    def why_wait(self, dag_id: str, max_active_runs: int) -> str | None:
+        if self._maintenance:  # running runs go on (and are reassigned); pending ones wait
+            return "maintenance mode is on: it starts when maintenance ends"
+        if dag_id not in self._paused:
+            dag = self._reader.dag(dag_id)
+            self._paused[dag_id] = dag is not None and bool(dag["paused"])
+        if self._paused[dag_id]:
+            return f"DAG {dag_id} is paused"
+        if self._running.get(dag_id, 0) >= max_active_runs:
+            return f"max_active_runs ({max_active_runs}) reached for DAG {dag_id}"
+        return None
+
+    def started(self, dag_id: str) -> None:
+        """A run of ``dag_id`` is being offered. It counts whatever the worker answers: a run
+        it refuses is released, and stays RUNNING (driverless) until the next pass."""
+        self._running[dag_id] = self._running.get(dag_id, 0) + 1
+
+    def refresh(self) -> None:
+        self._paused.clear()
+        self._maintenance = self._reader.maintenance()["enabled"]
