@@ -81,6 +81,9 @@ class MasterNode:
         self.settings = settings
         self.clock_ms = clock_ms
         self.node_id = settings.get_str("kiok.master.id")
+        #: Why this master cannot go on (``wait_failed``), once it cannot.
+        self._failure: str | None = None
+        self._failed = asyncio.Event()
         data = settings.data_dir
         peers_text = settings.get_str("kiok.master.peers")
         configured = configured_master_key(
@@ -155,6 +158,7 @@ class MasterNode:
                 on_restored=self.stores_replaced,
                 on_role_change=lambda: self.leadership.kick(),
                 on_restore=lambda cmd, index, stopping: self.backups.apply_replicated(cmd, index, stopping),
+                on_halt=self._halt,
                 snapshot_url=lambda: self.admin_url,
                 fetch_snapshot=HttpSnapshotFetch(
                     lambda: self.forward_token, settings.get_str("kiok.tls.ca") or None
@@ -501,6 +505,17 @@ class MasterNode:
             self._tasks += self._coordination
             for handle in workers:
                 self.coordinator.add_worker(handle)
+
+    def _halt(self, why: str) -> None:
+        self._failure = why
+        self._failed.set()
+
+    async def wait_failed(self) -> None:
+        """Raises, saying why, once this master can no longer go on (its replicated log met
+        an entry this version cannot apply); never returns otherwise. The master's root
+        awaits it with its servers, so the process stops with that line and exit code 1."""
+        await self._failed.wait()
+        raise RuntimeError(self._failure)
 
     def stores_replaced(self) -> None:
         """After a restore or a Raft snapshot install swapped the stores' content (on the Raft

@@ -62,7 +62,8 @@ async def run_master(settings: Settings) -> None:
     )
     if warning := plaintext_exposure(host, tls.serves_tls):
         log.warning("%s", warning)
-    servers = [asyncio.create_task(admin.serve(sockets=[admin_listener]))]
+    halted = asyncio.create_task(node.wait_failed(), name="replicated-log-halt")
+    servers = [asyncio.create_task(admin.serve(sockets=[admin_listener])), halted]
     log.info(
         "kiok master: admin API on %s://%s, internal protocol on %s:%d, data in %s",
         "https" if tls.serves_tls else "http",
@@ -75,6 +76,7 @@ async def run_master(settings: Settings) -> None:
     log.info("shutting down")
     await internal.stop()
     admin.should_exit = True
+    halted.cancel()
     await asyncio.gather(*servers, return_exceptions=True)
     await admin_socket.stop()
     await node.stop()

@@ -32,12 +32,20 @@ class Command:
 
 
 _REGISTRY: dict[str, type[Command]] = {}
+#: The fields of each registered command class.
+_FIELDS: dict[type[Command], frozenset[str]] = {}
 
 
 def command(cls: type[Command]) -> type[Command]:
     assert cls.kind and cls.kind not in _REGISTRY, cls
     _REGISTRY[cls.kind] = cls
+    _FIELDS[cls] = frozenset(f.name for f in dataclasses.fields(cls))
     return cls
+
+
+class UnknownCommand(InvalidInput):
+    """A command of a kind, or with a field, this version does not know: written by a newer
+    kiok (a cluster being upgraded), never to be skipped by a replica that cannot apply it."""
 
 
 def from_wire(d: dict[str, Any]) -> Command:
@@ -45,7 +53,10 @@ def from_wire(d: dict[str, Any]) -> Command:
     kind = d.pop("k", None)
     cls = _REGISTRY.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        raise InvalidInput(f"unknown command kind {kind!r}")
+        raise UnknownCommand(f"unknown command kind {kind!r}")
+    unknown = sorted(str(name) for name in set(d) - _FIELDS[cls])
+    if unknown:
+        raise UnknownCommand(f"command {kind} has fields this version does not know: {', '.join(unknown)}")
     return cls(**d)
 
 

@@ -296,6 +296,7 @@ class RaftCommandLog:
         on_restored: Callable[[], None],
         on_role_change: Callable[[], None],
         on_restore: Callable[[c.RestoreBackup, int, threading.Event], None] | None = None,
+        on_halt: Callable[[str], None] = lambda why: None,
         snapshot_url: Callable[[], str] | None = None,
         fetch_snapshot: snapshot_ref.Fetch | None = None,
         max_batch: int = 512,
@@ -312,6 +313,9 @@ class RaftCommandLog:
         self._on_restore = on_restore
         #: Set when stopping: a restore waiting for its backup gives up (the entry stays unapplied).
         self._stopping = threading.Event()
+        #: Why it stopped applying entries (one written by a newer kiok), told to ``on_halt``.
+        self._halted: str | None = None
+        self._on_halt = on_halt
         #: Snapshot files this master wrote or fetched (served at ``/raft/snapshots/{digest}``).
         self.shelf = snapshot_ref.Shelf(config.directory / "snapshots")
         self._refs = (
@@ -485,9 +489,14 @@ class RaftCommandLog:
         # The index goes in the same atomic batch as the entry's writes; encryption happens
         # in the state layer, so it is written through it (the kms keyspace is stored as is).
         mark = (k.KMS, k.RAFT_APPLIED.encode(), str(index).encode())
+        if self._halted is not None:
+            return None  # nothing after an entry this version cannot apply: it is not skipped
         try:
             body = self._aead.decrypt(payload[:_NONCE], payload[_NONCE:], _AAD)
             cmds = _decode(body)
+        except c.UnknownCommand as e:  # written by a newer kiok: stop rather than diverge
+            self._halt(index, e.message)
+            return None
         except Exception as e:  # a corrupt entry: skip it everywhere alike, loudly
             log.error("raft entry %d is unreadable (%s); skipped", index, e)
             self._raw.write([mark], sync=False)
@@ -512,6 +521,23 @@ class RaftCommandLog:
         self._on_applied(applied.effects)
         self._to_loop(notify, self._listeners, applied.effects)
         return applied.outcomes
+
+    def _halt(self, index: int, why: str) -> None:
+        """(On the apply thread) Entry ``index`` was written by a newer kiok: applying nothing
+        more, and not marking it applied, this master stops (``halted``) and applies it once
+        it runs a version that knows it. Skipping it, as a corrupt entry is, would leave this
+        master's state different from the others' for good."""
+        self._halted = (
+            f"raft entry {index} was written by a newer kiok ({why}): this master stops; "
+            "upgrade it (upgrade followers first, the leader last) and it applies the entry on start"
+        )
+        log.critical("%s", self._halted)
+        self._to_loop(self._on_halt, self._halted)
+
+    @property
+    def halted(self) -> str | None:
+        """Why this master stopped applying the replicated log, if it did."""
+        return self._halted
 
     def run_on_loop(self, fn: Callable[[], None]) -> None:
         """(On the apply thread) Run ``fn`` on the event loop and wait for it, so that no
