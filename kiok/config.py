@@ -437,6 +437,15 @@ KEYS: tuple[Key, ...] = (
         "S3 objects larger than this are uploaded in parts of this size (at least 5 MiB, S3's floor).",
     ),
     Key(
+        "kiok.s3.list.max.keys",
+        int,
+        2_000_000,
+        "An S3 listing (job-log retention and orphan sweeps, backups list, prune) that holds more "
+        "keys than this fails instead of filling memory (a broken or hostile server can list "
+        "forever); raise it if a prefix really holds more objects.",
+        at_least=1,
+    ),
+    Key(
         "kiok.backup.dir",
         str,
         "",

@@ -25,6 +25,10 @@ from kiok.errors import InvalidInput, KiokError, NotReady
 
 #: Smallest part S3 accepts in a multipart upload (all parts but the last).
 S3_MIN_PART_BYTES = 5 * 1024 * 1024
+#: Keys one listing may hold before it fails (``kiok.s3.list.max.keys``).
+DEFAULT_MAX_LIST_KEYS = 2_000_000
+#: Truncated pages without a key, in a row, before a listing fails (it does not advance).
+_MAX_EMPTY_PAGES = 100
 #: The settings/properties read per section; a connection of type s3 uses the same names.
 S3_FIELDS = ("endpoint", "region", "bucket", "prefix", "path.style", "access.key", "secret.key")
 
@@ -238,6 +242,7 @@ class S3ObjectStore:
         part_size: int = 8 * 1024 * 1024,
         connect_timeout_s: float = 3.0,
         read_timeout_s: float = 30.0,
+        max_list_keys: int = DEFAULT_MAX_LIST_KEYS,
     ) -> None:
         import boto3
         from botocore.config import Config
@@ -248,6 +253,7 @@ class S3ObjectStore:
         self.prefix = prefix.strip("/")
         self.part_size = max(part_size, S3_MIN_PART_BYTES)
         self.endpoint = endpoint
+        self.max_list_keys = max(1, max_list_keys)
         config = Config(
             region_name=region or "us-east-1",
             s3={"addressing_style": "path" if path_style else "virtual"},
@@ -347,6 +353,33 @@ class S3ObjectStore:
         answer = self._call("get", key, lambda: self._client.get_object(Bucket=self.bucket, Key=full))
         return bytes(self._call("get", key, lambda: answer["Body"].read()))
 
+    def _read_body(self, key: str, answer: Any, start: int, limit: int) -> bytes:
+        """At most ``limit`` bytes of a ranged get's body, then the connection is dropped: a
+        server that ignores ``Range`` cannot make kiok read a whole (multi-GiB) object. Bytes
+        from another offset than ``start`` are refused (from offset 0 they are the right ones)."""
+        body = answer["Body"]
+        got = str(answer.get("ContentRange") or "")
+        if start > 0 and not got.startswith(f"bytes {start}-"):
+            body.close()
+            raise ObjectStoreUnavailable(
+                f"S3 get {self.bucket}/{self._full(key)}: the server ignored the byte range "
+                f"(asked from {start}, answered {got or 'the whole object'})"
+            )
+
+        def read() -> bytes:
+            out = bytearray()
+            try:
+                while len(out) < limit:
+                    chunk = body.read(min(limit - len(out), 1024 * 1024))
+                    if not chunk:
+                        break
+                    out += chunk
+            finally:
+                body.close()
+            return bytes(out)
+
+        return bytes(self._call("get", key, read))
+
     def get_range(self, key: str, start: int, end: int) -> bytes:
         _check_range(start, end)
         if end == start:
@@ -366,7 +399,7 @@ class S3ObjectStore:
             if "InvalidRange" in err.message:  # start at or past the end of the object
                 return b""
             raise
-        return bytes(self._call("get", key, lambda: answer["Body"].read()))
+        return self._read_body(key, answer, start, end - start)
 
     def exists(self, key: str) -> bool:
         full = self._full(key)
@@ -382,15 +415,46 @@ class S3ObjectStore:
 
         def collect() -> list[tuple[str, int]]:
             out: list[tuple[str, int]] = []
-            paginator = self._client.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix):
-                out.extend(
-                    (str(item["Key"])[strip:], int(item["LastModified"].timestamp() * 1000))
-                    for item in page.get("Contents", [])
-                )
-            return out
+            token: str | None = None
+            last, empty = "", 0
+            while True:
+                more = {"ContinuationToken": token} if token else {}
+                page = self._client.list_objects_v2(Bucket=self.bucket, Prefix=full_prefix, **more)
+                for item in page.get("Contents", []):
+                    last = self._checked_key(item, prefix, full_prefix, last)
+                    if last.endswith("/"):  # a "folder" made by a console: never kiok's
+                        continue
+                    out.append((last[strip:], int(item["LastModified"].timestamp() * 1000)))
+                    if len(out) > self.max_list_keys:
+                        raise self._bad_listing(
+                            prefix, f"more than {self.max_list_keys} keys (kiok.s3.list.max.keys)"
+                        )
+                empty = 0 if page.get("Contents") else empty + 1
+                token = page.get("NextContinuationToken")
+                if not page.get("IsTruncated") or not token:
+                    return out
+                if empty > _MAX_EMPTY_PAGES:
+                    raise self._bad_listing(prefix, f"{empty} truncated pages in a row without a key")
 
         return sorted(self._call("list", prefix or "(all)", collect))
+
+    def _bad_listing(self, prefix: str, why: str) -> ObjectStoreUnavailable:
+        where = f"{self.prefix}/{prefix}" if self.prefix else prefix
+        return ObjectStoreUnavailable(f"S3 listing of {self.bucket}/{where} refused: {why}")
+
+    def _checked_key(self, item: Any, prefix: str, full_prefix: str, last: str) -> str:
+        """The key of one entry of a listing page, checked: under the prefix asked for (a
+        server that ignores ``prefix`` must not make a caller delete other runs' objects),
+        after the previous one (S3 lists in key order: a listing that repeats itself does not
+        advance), with a ``LastModified``."""
+        key = item.get("Key")
+        if not isinstance(key, str) or not key.startswith(full_prefix):
+            raise self._bad_listing(prefix, f"key {key!r} is outside the prefix")
+        if key <= last:
+            raise self._bad_listing(prefix, f"it does not advance (key {key!r} again)")
+        if not hasattr(item.get("LastModified"), "timestamp"):
+            raise self._bad_listing(prefix, f"key {key!r} has no LastModified")
+        return key
 
     def list(self, prefix: str) -> list[str]:
         return [key for key, _ in self.list_dated(prefix)]
@@ -468,6 +532,7 @@ def s3_store_from_settings(
     if isinstance(path_style, str):
         path_style = path_style.strip().lower() in ("1", "true", "yes", "on")
     part_size = _setting(settings, "kiok.s3.multipart.part.size.bytes")
+    max_list_keys = _setting(settings, "kiok.s3.list.max.keys")
     return S3ObjectStore(
         endpoint=str(values.get("endpoint") or ""),
         region=str(values.get("region") or ""),
@@ -477,4 +542,5 @@ def s3_store_from_settings(
         access_key=str(values.get("access.key") or ""),
         secret_key=str(values.get("secret.key") or ""),
         part_size=int(part_size) if part_size else 8 * 1024 * 1024,
+        max_list_keys=int(max_list_keys) if max_list_keys else DEFAULT_MAX_LIST_KEYS,
     )
