@@ -35,6 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0-99", help="seeds to run, e.g. 0-999 or 3,17,40-50")
     p.add_argument("--runs", type=int, default=12, help="runs triggered per world")
     p.add_argument("--window", type=float, default=40.0, help="virtual seconds of faults")
+    p.add_argument(
+        "--actions",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="one user action (pause, maintenance, re-run, burst, refusing worker) every S virtual s",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="print the trace of each world")
     args = p.parse_args(argv)
     handler = logging.StreamHandler()
@@ -45,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     started = time.monotonic()
     for seed in seeds:
-        outcome = simulate(Scenario(seed=seed, runs=args.runs, window_s=args.window))
+        outcome = simulate(
+            Scenario(seed=seed, runs=args.runs, window_s=args.window, actions_every_s=args.actions)
+        )
         if args.verbose:
             print("\n".join(outcome.trace))
             print("faults:", *outcome.faults, sep="\n  ")

@@ -72,6 +72,8 @@ class ReplicatedLog:
         self._flush_at: asyncio.TimerHandle | None = None
         #: While set (``slow_disk``), commits take this long (ms): fsyncs stalled on a quorum.
         self.slow_commit_ms: tuple[float, float] | None = None
+        #: Per entry (index - 1), the true time a master first applied it (the history's clock).
+        self.applied_at: list[float] = []
 
     def propose(self, master: SimMaster, cmd: c.Command) -> asyncio.Future[Any]:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -228,6 +230,8 @@ class SimMaster:
             applied = apply_entry(self.kv, self.joblog, cmds, index)
             self.kv.write(applied.writes, sync=False)
             self.applied = index
+            if len(self.raft_twin.applied_at) < index:
+                self.raft_twin.applied_at.append(asyncio.get_event_loop().time())
             outcomes = applied.outcomes
             notify(self._listeners, applied.effects)
         return outcomes

@@ -9,9 +9,13 @@
   heartbeat timeout, before the success was committed;
 - the stored log of every task that ended SUCCESS holds every line its successful
   execution wrote, and the run log says that attempt succeeded;
-- no execution starts after its run ended (a cancelled run's driver walks no further);
+- no execution starts after its run ended (a cancelled run's driver walks no further), and
+  before it was re-run;
 - after the faults stop, no run goes longer than the heartbeat timeout + 2 s with nothing
-  of it executing.
+  of it executing (a run that waited its turn, counted from its start);
+- at every committed state, and in commit order (``history``): no DAG has more RUNNING runs
+  than its ``max_active_runs``, and no run starts while its DAG is paused or maintenance
+  mode is on.
 
 Each violation is one line naming the run, the task and what happened."""
 
@@ -23,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from kiok.core.states import TERMINAL_RUN_STATES
 from kiok.ids import RUN_LOG_TASK
+from kiok.testing.sim.history import History, replay
 from kiok.testing.sim.workers import Execution
 
 if TYPE_CHECKING:
@@ -34,13 +39,15 @@ def check(world: World) -> list[str]:
     by_task: dict[tuple[str, str], list[Execution]] = {}
     for ex in world.ledger.executions:
         by_task.setdefault((ex.run, ex.task), []).append(ex)
+    history = replay(world)
     return [
         *_acknowledged_and_ended(world, runs),
         *_same_state(world),
-        *_executions(world, by_task),
+        *_executions(world, by_task, history),
         *_logs(world, runs, by_task),
-        *_after_end(world),
-        *_stalls(world, runs),
+        *_after_end(world, history),
+        *_stalls(world, runs, history),
+        *history.violations,
     ]
 
 
@@ -72,7 +79,7 @@ def _same_state(world: World) -> list[str]:
     return [f"masters disagree on the state: {digests}"] if len(set(digests.values())) > 1 else []
 
 
-def _executions(world: World, by_task: dict[tuple[str, str], list[Execution]]) -> list[str]:
+def _executions(world: World, by_task: dict[tuple[str, str], list[Execution]], history: History) -> list[str]:
     out = []
     for (run_id, task_id), exs in by_task.items():
         where = f"{run_id}/{task_id}"
@@ -95,6 +102,8 @@ def _executions(world: World, by_task: dict[tuple[str, str], list[Execution]]) -
                 continue
             later = ordered[i + 1]
             assert ex.end is not None
+            if any(ex.end <= t <= later.start for t in history.reruns.get(run_id, [])):
+                continue  # a user re-ran it
             if not any(a <= later.start and b >= ex.end for a, b in world.long_outages(ex.worker)):
                 out.append(
                     f"{where}: succeeded as attempt {ex.attempt} on {ex.worker} at {ex.end:.3f} (worker "
@@ -132,31 +141,33 @@ def _logs(
     return out
 
 
-def _after_end(world: World) -> list[str]:
-    """Executions that started after a master applied their run's end (the simulator
-    re-runs no finished run: one that did would have to be allowed its new executions)."""
+def _after_end(world: World, history: History) -> list[str]:
+    """Executions that started after a master applied their run's end (and before the run
+    was re-run, if it was)."""
     out = []
     for ex in world.ledger.executions:
-        ended = world.finished_at.get(ex.run)
-        if ended is not None and ex.start > ended:
-            out.append(
-                f"{ex.run}/{ex.task}: attempt {ex.attempt} on {ex.worker} started at {ex.start:.3f}, "
-                f"after its run ended (at {ended:.3f})"
-            )
+        for ended, reopened in history.ended.get(ex.run, []):
+            if ended < ex.start < reopened:
+                out.append(
+                    f"{ex.run}/{ex.task}: attempt {ex.attempt} on {ex.worker} started at {ex.start:.3f}, "
+                    f"after its run ended (at {ended:.3f})"
+                )
     return out
 
 
-def _stalls(world: World, runs: dict[str, dict[str, Any]]) -> list[str]:
-    """Runs that, after the faults stopped, went longer than the bound with nothing of
-    theirs executing and not finished."""
+def _stalls(world: World, runs: dict[str, dict[str, Any]], history: History) -> list[str]:
+    """Runs that, after the faults stopped (or, for a run that waited its turn, after it
+    started), went longer than the bound with nothing of theirs executing and not finished."""
     bound = world.hb_timeout_s + 2.0
     out = []
     for run_id in runs:
         end = world.ended_at.get(run_id, world.loop.time())
+        if run_id in history.reruns:  # the end of its last life
+            end = max(end, history.ended[run_id][-1][0])
         spans = sorted(
             (e.start, e.end if e.end is not None else end) for e in world.ledger.executions if e.run == run_id
         )
-        t = world.faults_end
+        t = max(world.faults_end, history.started_late.get(run_id, 0.0))
         for start, stop in spans:
             if stop <= t:
                 continue

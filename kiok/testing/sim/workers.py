@@ -8,13 +8,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kiok.config import Settings
 from kiok.dag.spec import TaskType
+from kiok.protocol.messages import Assignment, OfferReply, OfferVerdict
 from kiok.testing.sim.cluster import CREDENTIAL, INTERNAL_PORT
 from kiok.testing.sim.net import Network
 from kiok.worker.driver import DriverEnv
@@ -98,6 +99,21 @@ class SimExecutor:
         return AttemptResult(True, 0)
 
 
+class _Worker(Worker):
+    """kiok's ``Worker``, which can be told to refuse every offer (``refuse_offers``: as one
+    whose slots filled between its heartbeat and the offer would), saying nothing of it in its
+    heartbeats: the leader learns only from the NAKs."""
+
+    def __init__(self, env: DriverEnv, *, slots: int, refusing: Callable[[], bool]) -> None:
+        super().__init__(env, slots=slots)
+        self._refusing = refusing
+
+    def offer(self, assignment: Assignment, required_labels: Iterable[str] = ()) -> OfferReply:
+        if self._refusing():
+            return OfferReply(OfferVerdict.NAK, f"worker {self.id} refuses offers (simulated)")
+        return super().offer(assignment, required_labels)
+
+
 class SimWorker:
     def __init__(
         self,
@@ -127,6 +143,8 @@ class SimWorker:
         self.worker: Worker | None = None
         self.client: MasterClient | None = None
         self._task: asyncio.Task[None] | None = None
+        #: Until this (virtual) time, every offer is refused (``refuse_offers``).
+        self.refusing_until = 0.0
 
     def start(self) -> None:
         """Start (or restart, on the same directory: its outbox and credential survive)."""
@@ -165,7 +183,8 @@ class SimWorker:
             # As ``kiok.roots.common.build_worker``: anchored on the host's wall clock at start.
             clock_ms=SteadyWallClock(self._clock_ms, asyncio.get_event_loop().time),
         )
-        self.worker = Worker(env, slots=self._slots)
+        loop = asyncio.get_event_loop()
+        self.worker = _Worker(env, slots=self._slots, refusing=lambda: loop.time() < self.refusing_until)
         client.attach(self.worker)
         self.client = client
         self._task = asyncio.create_task(client.run(), name=f"worker-{self.id}")

@@ -3,7 +3,10 @@ master and worker code runs it on virtual time; the invariants (``invariants``) 
 at the end. Faults: kill -9 of a worker (restarted on its directory later) or of the
 leader, a leader stepping down, a worker's connections reset, a worker isolated, a worker
 stalled (its traffic held, as a SIGSTOPped process's would be); and, in explicit faults
-only, a user cancelling a run (``cancel_run``, ``cancel_cut_off``)."""
+only, a user cancelling a run (``cancel_run``, ``cancel_cut_off``). With
+``Scenario.actions_every_s``, users also pause DAGs, switch maintenance mode, re-run runs
+and trigger bursts, and workers refuse offers (``users``), over two more DAGs with a small
+``max_active_runs``."""
 
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from kiok.testing.sim.cluster import ReplicatedLog, SimMaster
 from kiok.testing.sim.invariants import all_runs, check
 from kiok.testing.sim.net import Network, SimNet
 from kiok.testing.sim.tcpnet import TcpNet
+from kiok.testing.sim.users import KINDS, LISTED_ONLY, UserActions
 from kiok.testing.sim.vloop import VirtualTimeLoop
 from kiok.testing.sim.workers import Execution, Ledger, SimWorker, TaskPlan
 
@@ -71,7 +75,23 @@ tasks:
     + '  - {id: end, type: shell, script: "true", requires: ['
     + ", ".join(f"t{i}" for i in range(6))
     + "], trigger_rule: all_done}\n",
+    # Only in worlds with user actions (``Scenario.actions_every_s``): runs queue behind these.
+    "serial": """
+dag: {id: serial, max_active_runs: 1}
+tasks:
+  - {id: a, type: shell, script: "true"}
+  - {id: b, type: shell, script: "true", requires: [a], retries: 1, retry_delay: 1s}
+""",
+    "pair": """
+dag: {id: pair, max_active_runs: 2}
+tasks:
+  - {id: a, type: shell, script: "true"}
+  - {id: b, type: shell, script: "true", requires: [a]}
+  - {id: c, type: shell, script: "true", requires: [a]}
+""",
 }
+#: The DAGs of worlds without user actions (as they were before ``serial`` and ``pair``).
+CLASSIC_DAGS = ("chain", "diamond", "fanout")
 
 
 @dataclass(frozen=True)
@@ -89,8 +109,12 @@ class Scenario:
     plan: TaskPlan = field(default_factory=TaskPlan)
     #: Explicit faults, (seconds after the start, kind) — instead of random ones.
     faults: tuple[tuple[float, str], ...] | None = None
-    #: Which DAGs are triggered (all of ``DAGS`` by default).
+    #: Which DAGs are triggered (all those registered by default).
     dags: tuple[str, ...] = ()
+    #: One user action (``users.KINDS``: pause, maintenance, re-run, burst, refusing worker)
+    #: every this many seconds on average; 0: none, and the worlds are as they were before
+    #: actions existed (only ``CLASSIC_DAGS`` registered, no extra draw from the seed).
+    actions_every_s: float = 0.0
 
 
 @dataclass
@@ -109,7 +133,11 @@ class Outcome:
         return not self.violations
 
     def replay_command(self) -> str:
-        return f"PYTHONHASHSEED=0 python -m kiok.testing.sim --seed {self.scenario.seed} -v"
+        sc = self.scenario
+        extra = f" --runs {sc.runs} --window {sc.window_s:g}" if (sc.runs, sc.window_s) != (12, 40.0) else ""
+        if sc.actions_every_s > 0:
+            extra += f" --actions {sc.actions_every_s:g}"
+        return f"PYTHONHASHSEED=0 python -m kiok.testing.sim --seed {sc.seed}{extra} -v"
 
 
 class World:
@@ -138,10 +166,6 @@ class World:
             SimMaster(f"m{i + 1}", self.raft, self.net, self.settings, keyring, self.wall_clock(f"m{i + 1}"))
             for i in range(scenario.masters)
         ]
-        #: Per run, the true time a master first applied its end (``_after_end``).
-        self.finished_at: dict[str, float] = {}
-        for m in self.masters:
-            m.log.subscribe(self._note_finished)
         self.ledger = Ledger()
         names = [m.node_id for m in self.masters]
         self.workers = [
@@ -168,6 +192,12 @@ class World:
         self.cut_offs: dict[str, list[tuple[float, float]]] = {}
         self._electing = False
         self._background: set[asyncio.Task[Any]] = set()
+        extra = scenario.actions_every_s > 0 or not set(scenario.dags) <= set(CLASSIC_DAGS)
+        self.dag_names = sorted(DAGS) if extra else list(CLASSIC_DAGS)
+        #: Triggers the world will make (``Scenario.runs`` and the bursts).
+        self.expected_runs = scenario.runs
+        #: Listed user actions draw from the world's generator, as listed cancels do.
+        self.users = UserActions(self, self.rng)
 
     def clock_ms(self) -> int:
         """The true time (the world's: triggers, the invariants' spans)."""
@@ -182,7 +212,7 @@ class World:
     def note(self, text: str) -> None:
         self.trace.append(f"{self.loop.time():9.3f} {text}")
 
-    def _spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -210,7 +240,7 @@ class World:
         m = self.rng.choice(alive)
         term = self.raft.elect(m)
         self.note(f"{m.node_id} elected (term {term})")
-        self._spawn(self._promote(m, term))
+        self.spawn(self._promote(m, term))
 
     async def _promote(self, m: SimMaster, term: int) -> None:
         if not await m.promote(term) and self.raft.leader is m and self.raft.term == term:
@@ -234,9 +264,12 @@ class World:
         if kind in ("cancel_run", "cancel_cut_off"):
             self._cancel_fault(kind)
             return
+        if kind in KINDS or kind in LISTED_ONLY:
+            self.users.act(kind)
+            return
         if kind == "slow_disk":
             span = rng.uniform(0.5, 9.0)
-            self._record(f"commits take 0.2-2 s for {span:.1f}s (slow disks)")
+            self.record(f"commits take 0.2-2 s for {span:.1f}s (slow disks)")
             self.raft.slow_commit_ms = (200.0, 2000.0)
             self.loop.call_later(span, setattr, self.raft, "slow_commit_ms", None)
             return
@@ -245,13 +278,13 @@ class World:
             if m is None or sum(1 for x in self.masters if not x.alive) > 0:
                 kind = "cut_worker"
             elif kind == "kill_leader":
-                self._record(f"kill -9 leader {m.node_id}")
+                self.record(f"kill -9 leader {m.node_id}")
                 m.kill()
                 self._leader_lost(m)
                 self.loop.call_later(rng.uniform(1.0, 10.0), self._restart_master, m)
                 return
             else:
-                self._record(f"leader {m.node_id} steps down")
+                self.record(f"leader {m.node_id} steps down")
                 self.raft.leader_lost()
                 m.demote()
                 self._schedule_election()
@@ -260,29 +293,29 @@ class World:
             return
         w = rng.choice(alive_workers)
         if kind == "kill_worker":
-            self._record(f"kill -9 worker {w.id}")
+            self.record(f"kill -9 worker {w.id}")
             now = self.loop.time()
             w.kill()
             self.loop.call_later(rng.uniform(0.2, 8.0), self._restart_worker, w)
             self.outages.setdefault(w.id, []).append((now, now))
         elif kind == "cut_worker":
-            self._record(f"reset connections of {w.id}")
+            self.record(f"reset connections of {w.id}")
             self.net.cut(w.id)
         elif kind == "isolate_worker":
             span = rng.uniform(0.5, 9.0)
-            self._record(f"isolate {w.id} for {span:.1f}s")
+            self.record(f"isolate {w.id} for {span:.1f}s")
             self._cut_off(w.id, span)
             self.net.isolate(w.id)
             self.loop.call_later(span, self.net.heal, w.id)
         elif kind == "lag_worker":
             span = rng.uniform(0.5, 9.0)
-            self._record(f"lag {w.id}'s open connections for {span:.1f}s")
+            self.record(f"lag {w.id}'s open connections for {span:.1f}s")
             self._cut_off(w.id, span)
             self.net.lag(w.id)
             self.loop.call_later(span, self.net.unlag, w.id)
         else:
             span = rng.uniform(0.5, 9.0)
-            self._record(f"stall {w.id} for {span:.1f}s")
+            self.record(f"stall {w.id} for {span:.1f}s")
             self._cut_off(w.id, span)
             self.net.stall(w.id)
             self.loop.call_later(span, self.net.resume, w.id)
@@ -300,7 +333,7 @@ class World:
         else:
             host = rng.choice([m.node_id for m in self.masters] + [w.id for w in self.workers])
             jump_ms = int(rng.choice((-1, 1)) * rng.uniform(2_000, 60_000))
-        self._record(f"{host}'s wall clock jumps {jump_ms / 1000:+.1f}s")
+        self.record(f"{host}'s wall clock jumps {jump_ms / 1000:+.1f}s")
         self.skew_ms[host] = self.skew_ms.get(host, 0) + jump_ms
 
     def _cancel_fault(self, kind: str) -> None:
@@ -311,19 +344,19 @@ class World:
         leader = self.leader()
         running = [] if leader is None else [r for r in leader.reader.active_runs() if r["worker"]]
         if not running:
-            self._record(f"{kind}: no run has a driver")
+            self.record(f"{kind}: no run has a driver")
             return
         run = self.rng.choice(sorted(running, key=lambda r: str(r["runId"])))
         run_id = run["runId"]
         if kind == "cancel_cut_off":
             w = next((w for w in self.workers if w.id == run["worker"] and w.alive), None)
             if w is not None:
-                self._record(f"isolate {w.id} for 2.0s")
+                self.record(f"isolate {w.id} for 2.0s")
                 self._cut_off(w.id, 2.0)
                 self.net.isolate(w.id)
                 self.loop.call_later(2.0, self.net.heal, w.id)
-        self._record(f"cancel {run_id} (driven by {run['worker']})")
-        self._spawn(self._cancel(run_id))
+        self.record(f"cancel {run_id} (driven by {run['worker']})")
+        self.spawn(self._cancel(run_id))
 
     async def _cancel(self, run_id: str) -> None:
         """Cancel through whoever leads until one answers; a run that ended first stays so."""
@@ -356,7 +389,7 @@ class World:
         long = [(a, b) for a, b in merged if b - a >= self.hb_timeout_s - 1.5]
         return self.outages.get(worker_id, []) + long
 
-    def _record(self, text: str) -> None:
+    def record(self, text: str) -> None:
         self.faults.append(f"{self.loop.time():.3f} {text}")
         self.note(text)
 
@@ -372,7 +405,7 @@ class World:
 
     # --- workload -------------------------------------------------------------------------------
 
-    async def _propose(self, make: Callable[[], c.Command]) -> Any:
+    async def propose(self, make: Callable[[], c.Command]) -> Any:
         """Propose through whoever leads, until one acknowledges (a lost answer is retried,
         as a client would; a command may thus commit without being acknowledged)."""
         while True:
@@ -390,11 +423,11 @@ class World:
     def _create_run(self, dag_id: str) -> c.Command:
         return c.CreateRun(at_ms=self.clock_ms(), dag_id=dag_id)
 
-    def _start_trigger(self, dag_id: str) -> None:
-        self._spawn(self._trigger(dag_id))
+    def start_trigger(self, dag_id: str) -> None:
+        self.spawn(self._trigger(dag_id))
 
     async def _trigger(self, dag_id: str) -> None:
-        result = await self._propose(functools.partial(self._create_run, dag_id))
+        result = await self.propose(functools.partial(self._create_run, dag_id))
         self.acked.append(result["runId"])
         self.note(f"triggered {result['runId']}")
 
@@ -404,15 +437,15 @@ class World:
         self._elect()
         for w in self.workers:
             w.start()
-        for text in DAGS.values():
-            spec = spec_from_yaml(text)
+        for name in (n for n in DAGS if n in self.dag_names):
+            spec = spec_from_yaml(DAGS[name])
             doc = spec.to_dict()
-            await self._propose(functools.partial(self._register, doc))
+            await self.propose(functools.partial(self._register, doc))
         t0 = self.loop.time()
         for _ in range(self.sc.runs):
             at = t0 + self.rng.uniform(0.5, self.sc.window_s)
-            dag = self.rng.choice(sorted(self.sc.dags or DAGS))
-            self.loop.call_at(at, self._start_trigger, dag)
+            dag = self.rng.choice(sorted(self.sc.dags or self.dag_names))
+            self.loop.call_at(at, self.start_trigger, dag)
         if self.sc.faults is not None:
             for after, kind in self.sc.faults:
                 self.loop.call_at(t0 + after, functools.partial(self._fault, kind))
@@ -421,6 +454,9 @@ class World:
             while at < t0 + self.sc.window_s:
                 self.loop.call_at(at, functools.partial(self._fault, None))
                 at += self.rng.expovariate(1 / self.sc.fault_every_s)
+        if self.sc.actions_every_s > 0:
+            self.users.rng = random.Random(self.rng.random())
+            self.users.schedule(t0, self.sc.window_s, self.sc.actions_every_s)
         self.faults_end = t0 + self.sc.window_s + 9.0  # the longest isolation/stall ends by then
         deadline = t0 + self.sc.window_s + self.sc.settle_s
         while self.loop.time() < deadline:
@@ -428,7 +464,7 @@ class World:
             self._note_ended()
             if (
                 self.loop.time() > t0 + self.sc.window_s
-                and len(self.acked) == self.sc.runs
+                and len(self.acked) >= self.expected_runs
                 and self._all_ended()
             ):
                 break
@@ -437,10 +473,6 @@ class World:
             if not m.alive:
                 m.start()
         await asyncio.sleep(1.0)
-
-    def _note_finished(self, fx: Any) -> None:
-        for run_id in fx.runs_finished:
-            self.finished_at.setdefault(run_id, self.loop.time())
 
     def _note_ended(self) -> None:
         """When (true time, to half a second) each run was first seen ended on some master:
