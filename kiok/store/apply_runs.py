@@ -189,6 +189,16 @@ def _pass_unreported_attempts(
         _put_task(txn, run, tid, before.get(tid, UNSTARTED), passed, fx)
 
 
+def _held(txn: Txn, dag_id: str) -> str | None:
+    """Why no PENDING run of ``dag_id`` may start now (maintenance mode, the DAG paused)."""
+    if (txn.get(k.META, k.MAINTENANCE) or {}).get("enabled"):
+        return "maintenance mode is on"
+    dag = txn.get(k.META, k.dag(dag_id))
+    if dag is not None and dag.get("paused"):
+        return f"DAG {dag_id} is paused"
+    return None
+
+
 def apply_assign(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     assert isinstance(cmd, c.AssignRun)
     floor = cmd.fence_floor
@@ -197,6 +207,10 @@ def apply_assign(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     run = _load(txn, cmd.run_id)
     if run["state"] in TERMINAL_RUN_STATES:
         raise Conflict(f"run {cmd.run_id} is already {run['state']}")
+    if run["state"] == RunState.PENDING.value and (why := _held(txn, run["dagId"])):
+        # The leader saw neither, but a pause (or maintenance) committed ahead of this command
+        # (the same Raft entry, even) holds the run: what the user was told then holds.
+        raise Conflict(f"run {cmd.run_id} waits: {why}")
     if run["worker"] is not None:  # taken from a driver that did not give it back
         _pass_unreported_attempts(txn, run, _lose_running(txn, run, cmd.at_ms, fx), cmd.at_ms, fx)
     first = run["epoch"] == 0  # never assigned: every task is still unstarted
