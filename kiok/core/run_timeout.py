@@ -1,7 +1,8 @@
 """The DAG's ``run_timeout``: which unfinished runs are overdue (pure: ``now`` is passed in).
 
 A run's clock starts when it first got a driver (``startedMs``): a run waiting for
-``max_active_runs`` or a worker has not started. A re-run starts it again from the re-run.
+``max_active_runs`` or a worker has not started. A re-run starts it again when the re-run
+gets its driver (``lastRerun.startedMs``).
 """
 
 from __future__ import annotations
@@ -30,9 +31,13 @@ def short_duration(ms: int) -> str:
 def _clock_start(run: Mapping[str, Any]) -> int | None:
     rerun = run.get("lastRerun")
     started: int | None = run.get("startedMs")
-    if started is not None and rerun is not None:
-        return max(started, int(rerun["atMs"]))
-    return started
+    if rerun is None or started is None:
+        return started
+    if "startedMs" in rerun:  # the re-run got its driver then
+        return int(rerun["startedMs"])
+    if run.get("state") == "PENDING":
+        return None  # a re-run waiting its turn has not started
+    return max(started, int(rerun["atMs"]))  # re-run by an earlier version: RUNNING at once
 
 
 def overdue_runs(runs: Iterable[Mapping[str, Any]], now_ms: int) -> tuple[list[Overdue], int | None]:

@@ -148,7 +148,8 @@ class MasterMetrics:
             rerun = header.get("lastRerun")
             floor = max(
                 int(header.get("startedMs") or 0),
-                int(rerun.get("atMs") or 0) if isinstance(rerun, dict) else 0,
+                # a re-run counts from when it got its driver (it may have queued before)
+                int(rerun.get("startedMs") or rerun.get("atMs") or 0) if isinstance(rerun, dict) else 0,
             )
             wait = queue_wait_ms(task, before, after.started_at_ms, ups, floor)
             if wait is not None:

@@ -219,6 +219,8 @@ def apply_assign(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     # out by the cluster a backup came from, which fresh masters restoring it never saw).
     epoch = max(run["epoch"], txn.get(k.KMS, k.FENCE_EPOCH) or 0, floor) + 1
     txn.put(k.KMS, k.FENCE_EPOCH, epoch)
+    if run["state"] == RunState.PENDING.value and run.get("lastRerun"):
+        run["lastRerun"] = dict(run["lastRerun"], startedMs=cmd.at_ms)  # its run_timeout counts from here
     run.update(worker=cmd.worker, term=cmd.term, epoch=epoch, state=RunState.RUNNING.value)
     if run["startedMs"] is None:
         run["startedMs"] = cmd.at_ms
@@ -335,8 +337,10 @@ def _stop(txn: Txn, run: dict[str, Any], at_ms: int, fx: Effects) -> Any:
 
 def apply_rerun(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     """Reopen a finished run: the selected tasks go back to PENDING (attempt numbers kept),
-    the header is RUNNING again with no driver, so the coordinator assigns it like any run
-    whose driver is gone (under a new fence: the last driver's stragglers are refused)."""
+    and the run is PENDING again with no driver: queued like a new run, it starts when its
+    DAG's ``max_active_runs``, a pause and maintenance mode allow (another run of a DAG
+    allowed one may be running), under a new fence (the last driver's stragglers are
+    refused)."""
     assert isinstance(cmd, c.RerunRun)
     run = _load(txn, cmd.run_id)
     if run["state"] not in TERMINAL_RUN_STATES:
@@ -347,7 +351,7 @@ def apply_rerun(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     for tid, rec in reset_records(before, selection, cmd.at_ms).items():
         _put_task(txn, run, tid, before[tid], rec, fx)
     run.update(
-        state=RunState.RUNNING.value,
+        state=RunState.PENDING.value,
         endedMs=None,
         worker=None,
         cancel=False,

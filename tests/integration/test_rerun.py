@@ -44,7 +44,7 @@ def test_rerun_failed_tasks_in_the_same_run(shared_kiok: Standalone, task_tmp_pa
     r = kiok.api("POST", f"/api/v1/runs/{run_id}/rerun", json={})
     assert r.status_code == 200, r.text
     assert r.json()["rerun"] == ["load", "report"]
-    assert r.json()["state"] == "RUNNING" and r.json()["reruns"] == 1
+    assert r.json()["state"] == "PENDING" and r.json()["reruns"] == 1  # queued, as a new run
     again = kiok.wait_run(run_id)
     assert again["state"] == "SUCCESS", again
     assert again["runId"] == run_id
@@ -101,3 +101,38 @@ tasks:
     assert r.status_code == 200 and r.json()["rerun"] == ["wait"], r.text
     run = kiok.wait_run(run_id)
     assert run["state"] == "SUCCESS" and run["tasks"]["wait"]["attempt"] == 2, run
+
+
+def test_a_rerun_waits_for_its_dags_max_active_runs(shared_kiok: Standalone, task_tmp_path: Path) -> None:
+    """A re-run is queued like a new run: while another run of a DAG allowed one runs, the
+    re-run waits (PENDING, saying why) and starts once that run has ended (found by the
+    simulator: it used to be RUNNING at once, two runs of the DAG together)."""
+    kiok = shared_kiok
+    dag = kiok.register(
+        """
+dag: {id: rerun_queued, max_active_runs: 1, params: {dir: /nonexistent, hold: "no"}}
+tasks:
+  - id: t
+    script: |
+      if [ "${params.hold}" = yes ]; then while [ ! -e ${params.dir}/go ]; do sleep 0.05; done; fi
+      [ "${params.hold}" = yes ] || [ -e ${params.dir}/ok ]
+"""
+    )
+    failed = kiok.trigger(dag, {"dir": str(task_tmp_path)})
+    assert kiok.wait_run(failed)["state"] == "FAILED"
+    holding = kiok.trigger(dag, {"dir": str(task_tmp_path), "hold": "yes"})
+    kiok.wait_for(lambda: kiok.run(holding)["tasks"]["t"]["state"] == "RUNNING", 30, "the other run")
+    (task_tmp_path / "ok").touch()
+
+    r = kiok.api("POST", f"/api/v1/runs/{failed}/rerun", json={})
+    assert r.status_code == 200 and r.json()["state"] == "PENDING", r.text
+    waiting = kiok.wait_for(lambda: kiok.run(failed).get("waiting"), 30, "the re-run to say why it waits")
+    assert waiting == "max_active_runs (1) reached for DAG rerun_queued", waiting
+    assert kiok.run(failed)["state"] == "PENDING"
+
+    (task_tmp_path / "go").touch()
+    other = kiok.wait_run(holding)
+    again = kiok.wait_run(failed)
+    assert (other["state"], again["state"]) == ("SUCCESS", "SUCCESS")
+    assert again["tasks"]["t"]["attempt"] == 2
+    assert again["tasks"]["t"]["startedAt"] >= other["endedAt"], (again, other)

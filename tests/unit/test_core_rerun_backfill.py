@@ -106,10 +106,21 @@ def test_overdue_runs_count_from_the_start_or_the_last_rerun() -> None:
         {"runId": "pending", "startedMs": None, "runTimeoutMs": 1},
         {"runId": "nolimit", "startedMs": 0},
         {"runId": "already", "startedMs": 0, "runTimeoutMs": 1, "failReason": "x"},
+        # A re-run waits its turn (queued, PENDING): its clock starts when it gets a driver.
+        {"runId": "queued", "state": "PENDING", "startedMs": 0, "runTimeoutMs": 1, "lastRerun": {"atMs": 1}},
+        {
+            "runId": "restarted",
+            "state": "RUNNING",
+            "startedMs": 0,
+            "runTimeoutMs": 1800_000,
+            "lastRerun": {"atMs": 1, "startedMs": 1200_000},
+        },
     ]
     overdue, nxt = overdue_runs(runs, 2000_000)
     assert [(o.run_id, o.reason) for o in overdue] == [("late", "run timed out after 30m")]
     assert nxt == 2800_000
+    overdue, nxt = overdue_runs(runs, 3000_100)
+    assert [o.run_id for o in overdue] == ["late", "fresh", "restarted"] and nxt == 3300_000
     assert [short_duration(ms) for ms in (1500, 2000, 90_000, 7200_000, 86_400_000)] == [
         "1500ms",
         "2s",

@@ -33,10 +33,9 @@ KINDS = (
 )
 #: Only when listed (``Scenario.faults``): re-run a finished run of ``serial`` or ``pair``.
 LISTED_ONLY = ("rerun_limited",)
-#: The DAGs a re-run may pick: a re-run makes its run RUNNING whatever the DAG's
-#: ``max_active_runs`` (``test_a_rerun_ignores_max_active_runs``), so those with a small one
-#: are left out until that is settled.
-RERUN_DAGS = ("chain", "diamond", "fanout")
+#: The DAGs a re-run may pick (a re-run is queued like a new run: it waits for its DAG's
+#: ``max_active_runs``, ``test_a_rerun_waits_its_turn``).
+RERUN_DAGS = ("chain", "diamond", "fanout", "serial", "pair")
 
 
 class _Switch:
