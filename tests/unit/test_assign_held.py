@@ -38,11 +38,12 @@ async def test_a_hold_committed_in_the_same_batch_ahead_of_a_first_assignment_wi
     kv = MemoryKV(keys.SPACES)
     log, reader = LocalCommandLog(kv), StateReader(kv)
     run_id = await _run(log)
-    held, assigned = await asyncio.gather(
+    outcomes: list[object] = await asyncio.gather(
         log.propose(hold),
         log.propose(c.AssignRun(at_ms=4, run_id=run_id, worker="w1", term=1)),
         return_exceptions=True,
     )
+    held, assigned = outcomes
     assert not isinstance(held, BaseException)
     assert isinstance(assigned, Conflict) and "waits" in assigned.message
     header = reader.run_header(run_id)
