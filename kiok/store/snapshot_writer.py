@@ -103,6 +103,15 @@ class SnapshotWriter:
                 return
             job = _Job(index=int(last[1]))
             pinned = self._pin()
+            if pinned.index < job.index:
+                # The log was applied only up to ``pinned.index`` (a master halted at an entry
+                # written by a newer kiok): a snapshot at ``last`` would let PySyncObj drop
+                # the entries the stores never took, and skip them for good after a restart.
+                pinned.release()
+                log.warning(
+                    "no snapshot at raft index %d: the stores applied only up to %d", job.index, pinned.index
+                )
+                return
             job.thread = threading.Thread(target=self._run, args=(job, pinned, header), name="raft-snapshot")
             self._job = job
             job.thread.start()

@@ -116,3 +116,21 @@ def test_a_stop_waits_for_the_writer_and_starts_no_other(tmp_path: Path) -> None
     assert h.settle() == FAILED  # the abandoned one; no new write was started
     assert h.writer.check() == IDLE
     assert h.path.read_bytes() == b"the previous snapshot"
+
+
+def test_no_snapshot_is_taken_past_what_the_stores_applied(tmp_path: Path, caplog: Any) -> None:
+    """A master halted at an entry written by a newer kiok (``RaftCommandLog._halt``) leaves
+    that entry and those after it unapplied while PySyncObj's own index goes on: a snapshot
+    at its index would let PySyncObj drop them from the journal, and the upgraded master
+    would skip them for good (found by review)."""
+    h = Harness(tmp_path)
+    ahead = ((b"", 41, 1), (b"", 40, 1), RAFT[2])  # the stores applied up to 40
+    with caplog.at_level(logging.WARNING, logger="kiok.store.snapshot_writer"):
+        h.writer.serialize(str(tmp_path / "tmp"), ahead)
+    assert h.writer.check() == IDLE
+    assert h.path.read_bytes() == b"the previous snapshot"
+    assert "the stores applied only up to 40" in caplog.text
+    h.go.set()
+    h.writer.serialize(str(tmp_path / "tmp"), RAFT)  # at what they applied: written
+    assert h.settle() == SUCCESS
+    h.state.close()
