@@ -332,7 +332,12 @@ class Coordinator:
             now = self._clock()
             fence = await self._log.propose(
                 c.AssignRun(
-                    at_ms=now, run_id=run_id, worker=wid, term=self.term, fence_floor=c.fence_floor(now)
+                    at_ms=now,
+                    run_id=run_id,
+                    worker=wid,
+                    term=self.term,
+                    fence_floor=c.fence_floor(now),
+                    respect_holds=True,
                 )
             )
         except KiokError as e:

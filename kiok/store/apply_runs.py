@@ -207,7 +207,7 @@ def apply_assign(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     run = _load(txn, cmd.run_id)
     if run["state"] in TERMINAL_RUN_STATES:
         raise Conflict(f"run {cmd.run_id} is already {run['state']}")
-    if run["state"] == RunState.PENDING.value and (why := _held(txn, run["dagId"])):
+    if cmd.respect_holds and run["state"] == RunState.PENDING.value and (why := _held(txn, run["dagId"])):
         # The leader saw neither, but a pause (or maintenance) committed ahead of this command
         # (the same Raft entry, even) holds the run: what the user was told then holds.
         raise Conflict(f"run {cmd.run_id} waits: {why}")
@@ -351,7 +351,7 @@ def apply_rerun(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     for tid, rec in reset_records(before, selection, cmd.at_ms).items():
         _put_task(txn, run, tid, before[tid], rec, fx)
     run.update(
-        state=RunState.PENDING.value,
+        state=(RunState.PENDING if cmd.queued else RunState.RUNNING).value,
         endedMs=None,
         worker=None,
         cancel=False,

@@ -4,6 +4,10 @@ Commands are frozen, carry everything ``apply()`` needs (including the proposer'
 timestamp ``at_ms`` and any randomness, so every replica applies them identically) and
 serialise to a msgpack map ``{"k": kind, ...fields}``. Kinds are append-only: a kind once
 shipped is never renamed or reused, because replicated logs and snapshots outlive releases.
+For the same reason, a change to what ``apply()`` does with a command travels as a new field
+whose default keeps the old behaviour: entries logged before apply as they did on every
+master, and a master too old to know the field stops (``UnknownCommand``) instead of
+applying the command its old way while the others apply it the new way.
 """
 
 from __future__ import annotations
@@ -360,6 +364,9 @@ class AssignRun(Command):
     worker: str = ""
     term: int = 0
     fence_floor: int = 0
+    #: A pending run is refused while its DAG is paused or maintenance mode is on (False in
+    #: entries logged before the field existed, which apply as they did).
+    respect_holds: bool = False
 
 
 @command
@@ -440,13 +447,16 @@ class FailRun(Command):
 class RerunRun(Command):
     """Re-run a finished run in place (``kiok.core.rerun``): the chosen tasks go back to
     PENDING keeping their attempt numbers, the others keep their records, and the run is
-    RUNNING again, waiting for a driver. Refused (Conflict) while the run has not ended."""
+    PENDING again, queued like a new run (``queued``; in entries logged before the field
+    existed it is False and the run is RUNNING again at once, as it then was). Refused
+    (Conflict) while the run has not ended."""
 
     kind: ClassVar[str] = "rerun_run"
     run_id: str = ""
     from_task: str | None = None
     only_failed: bool = True
     by: str = ""
+    queued: bool = False
 
 
 @command

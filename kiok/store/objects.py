@@ -416,15 +416,16 @@ class S3ObjectStore:
         def collect() -> list[tuple[str, int]]:
             out: list[tuple[str, int]] = []
             token: str | None = None
-            last, empty = "", 0
+            seen: set[str] = set()
+            empty = 0
             while True:
                 more = {"ContinuationToken": token} if token else {}
                 page = self._client.list_objects_v2(Bucket=self.bucket, Prefix=full_prefix, **more)
                 for item in page.get("Contents", []):
-                    last = self._checked_key(item, prefix, full_prefix, last)
-                    if last.endswith("/"):  # a "folder" made by a console: never kiok's
+                    key = self._checked_key(item, prefix, full_prefix, seen)
+                    if key.endswith("/"):  # a "folder" made by a console: never kiok's
                         continue
-                    out.append((last[strip:], int(item["LastModified"].timestamp() * 1000)))
+                    out.append((key[strip:], int(item["LastModified"].timestamp() * 1000)))
                     if len(out) > self.max_list_keys:
                         raise self._bad_listing(
                             prefix, f"more than {self.max_list_keys} keys (kiok.s3.list.max.keys)"
@@ -442,18 +443,19 @@ class S3ObjectStore:
         where = f"{self.prefix}/{prefix}" if self.prefix else prefix
         return ObjectStoreUnavailable(f"S3 listing of {self.bucket}/{where} refused: {why}")
 
-    def _checked_key(self, item: Any, prefix: str, full_prefix: str, last: str) -> str:
+    def _checked_key(self, item: Any, prefix: str, full_prefix: str, seen: set[str]) -> str:
         """The key of one entry of a listing page, checked: under the prefix asked for (a
-        server that ignores ``prefix`` must not make a caller delete other runs' objects),
-        after the previous one (S3 lists in key order: a listing that repeats itself does not
-        advance), with a ``LastModified``."""
+        server that ignores ``prefix`` must not make a caller delete other runs' objects), not
+        listed before (a listing that repeats itself does not advance; S3 lists in key order,
+        but directory buckets do not, so order is not required), with a ``LastModified``."""
         key = item.get("Key")
         if not isinstance(key, str) or not key.startswith(full_prefix):
             raise self._bad_listing(prefix, f"key {key!r} is outside the prefix")
-        if key <= last:
+        if key in seen:
             raise self._bad_listing(prefix, f"it does not advance (key {key!r} again)")
         if not hasattr(item.get("LastModified"), "timestamp"):
             raise self._bad_listing(prefix, f"key {key!r} has no LastModified")
+        seen.add(key)
         return key
 
     def list(self, prefix: str) -> list[str]:

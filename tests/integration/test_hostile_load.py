@@ -149,6 +149,29 @@ def test_a_dag_queues_at_most_the_configured_number_of_pending_runs(k: Standalon
         k.api("POST", f"/api/v1/runs/{run_id}/cancel")
 
 
+def test_a_rerun_is_a_pending_run_of_its_dag_too(k: Standalone) -> None:
+    """A re-run is queued like a new run: re-running a finished run of a DAG whose pending
+    runs are at the limit is refused as a trigger would be (it used to bypass the quota)."""
+    k.register(
+        "dag: {id: rerun_quota, max_active_runs: 1, params: {long: 'no'}}\n"
+        "tasks: [{id: a, script: 'if [ ${params.long} = yes ]; then sleep 60; fi'}]\n"
+    )
+    finished = k.trigger("rerun_quota")
+    assert k.wait_run(finished)["state"] == "SUCCESS"
+    holder = k.trigger("rerun_quota", {"long": "yes"})
+    k.wait_for(lambda: k.run(holder)["state"] == "RUNNING", 30, "the long run")
+    queued = [k.trigger("rerun_quota") for _ in range(MAX_PENDING)]  # behind it
+    r = k.api("POST", f"/api/v1/runs/{finished}/rerun", json={"onlyFailed": False})
+    assert r.status_code == 409, r.text
+    assert "kiok.scheduler.max.pending.runs.per.dag" in r.json()["error"]["message"]
+    assert k.run(finished)["state"] == "SUCCESS"
+    k.api("POST", f"/api/v1/runs/{queued[0]}/cancel")
+    r = k.api("POST", f"/api/v1/runs/{finished}/rerun", json={"onlyFailed": False})
+    assert r.status_code == 200 and r.json()["state"] == "PENDING", r.text
+    for run_id in (holder, *queued, finished):
+        k.api("POST", f"/api/v1/runs/{run_id}/cancel")
+
+
 def test_a_backfill_past_the_pending_limit_is_refused_and_creates_nothing(k: Standalone) -> None:
     k.register(
         "dag: {id: hourly, schedule: '0 * * * *', max_active_runs: 1}\ntasks: [{id: a, script: 'sleep 60'}]\n"

@@ -40,7 +40,7 @@ async def test_a_hold_committed_in_the_same_batch_ahead_of_a_first_assignment_wi
     run_id = await _run(log)
     outcomes: list[object] = await asyncio.gather(
         log.propose(hold),
-        log.propose(c.AssignRun(at_ms=4, run_id=run_id, worker="w1", term=1)),
+        log.propose(c.AssignRun(at_ms=4, run_id=run_id, worker="w1", term=1, respect_holds=True)),
         return_exceptions=True,
     )
     held, assigned = outcomes
@@ -59,6 +59,19 @@ async def test_a_run_already_running_is_still_reassigned_while_held() -> None:
     await log.propose(c.AssignRun(at_ms=4, run_id=run_id, worker="w1", term=1))
     await log.propose(c.SetMaintenance(at_ms=5, enabled=True, by="admin"))
     await log.propose(c.SetDagPaused(at_ms=5, dag_id="d", paused=True))
-    await log.propose(c.AssignRun(at_ms=6, run_id=run_id, worker="w2", term=1))
+    await log.propose(c.AssignRun(at_ms=6, run_id=run_id, worker="w2", term=1, respect_holds=True))
     header = reader.run_header(run_id)
     assert header is not None and (header["state"], header["worker"]) == ("RUNNING", "w2")
+
+
+async def test_an_assignment_logged_before_holds_were_checked_applies_as_it_did() -> None:
+    """An entry written by an earlier version (no ``respect_holds``) is applied as that
+    version applied it, on every master: a replayed journal or a master upgraded before the
+    leader must not diverge from it."""
+    kv = MemoryKV(keys.SPACES)
+    log, reader = LocalCommandLog(kv), StateReader(kv)
+    run_id = await _run(log)
+    await log.propose(c.SetDagPaused(at_ms=3, dag_id="d", paused=True))
+    await log.propose(c.AssignRun(at_ms=4, run_id=run_id, worker="w1", term=1))
+    header = reader.run_header(run_id)
+    assert header is not None and (header["state"], header["worker"]) == ("RUNNING", "w1")

@@ -166,19 +166,22 @@ async def rerun(
     principal: Principal = Depends(require(actions.RERUN_RUN, _run_resource)),
 ) -> dict[str, Any]:
     """Re-run a finished run in place: the chosen tasks run again (as new attempts), the
-    others keep their results, and the run is RUNNING until they end."""
+    others keep their results. The run is queued like a new one (PENDING, within the DAG's
+    pending-run quota), then RUNNING until they end."""
     node = node_of(request)
     req = body or RerunRequestBody()
-    _run(request, run_id)
-    result = await node.log.propose(
-        c.RerunRun(
-            at_ms=node.clock_ms(),
-            run_id=run_id,
-            from_task=req.from_task,
-            only_failed=req.onlyFailed,
-            by=principal.user,
+    dag_id = _run(request, run_id)["dagId"]
+    async with node.pending_quota.admit(dag_id, 1):
+        result = await node.log.propose(
+            c.RerunRun(
+                at_ms=node.clock_ms(),
+                run_id=run_id,
+                from_task=req.from_task,
+                only_failed=req.onlyFailed,
+                by=principal.user,
+                queued=True,
+            )
         )
-    )
     what = (
         f"from {req.from_task}"
         if req.from_task

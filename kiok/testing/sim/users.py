@@ -152,7 +152,9 @@ class UserActions:
         self.world.record(f"rerun {run_id}")
         self.world.spawn(
             self._ask(
-                lambda: c.RerunRun(at_ms=self.world.clock_ms(), run_id=run_id, only_failed=False, by="sim")
+                lambda: c.RerunRun(
+                    at_ms=self.world.clock_ms(), run_id=run_id, only_failed=False, by="sim", queued=True
+                )
             )
         )
 
