@@ -57,6 +57,7 @@ def replay(world: World) -> History:
     maintenance: int | None = None
     over: set[str] = set()  # DAGs over their limit at the last state (reported once per spell)
     waited: set[str] = set()
+    requeued: set[str] = set()  # re-run, PENDING again: their next assignment starts them
     for index, cmds in enumerate(world.raft.entries, 1):
         at = times[index - 1] if index <= len(times) else math.inf
         applied = apply_entry(kv, joblog, cmds, index)
@@ -73,12 +74,16 @@ def replay(world: World) -> History:
                 paused[cmd.dag_id] = index if cmd.paused else None
             elif isinstance(cmd, c.SetMaintenance):
                 maintenance = index if cmd.enabled else None
-            elif isinstance(cmd, c.AssignRun) and result.get("first"):
+            elif isinstance(cmd, c.AssignRun) and (result.get("first") or cmd.run_id in requeued):
+                # A run starts: its first assignment, or the first after a queued re-run.
+                requeued.discard(cmd.run_id)
                 h.violations.extend(_held(reader, cmd, index, at, paused, maintenance))
                 if cmd.run_id in waited:
                     h.started_late[cmd.run_id] = at
             elif isinstance(cmd, c.RerunRun):
                 h.reruns.setdefault(cmd.run_id, []).append(at)
+                if cmd.queued:
+                    requeued.add(cmd.run_id)
         for run_id in applied.effects.runs_reopened:
             spans = h.ended.get(run_id)
             if spans and spans[-1][1] == math.inf:
