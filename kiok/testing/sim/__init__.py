@@ -4,6 +4,7 @@ master and worker code over an in-memory network on virtual time, and checked ag
 invariants of docs/cluster.md. ``python -m kiok.testing.sim --seeds 0-999`` runs many;
 a failing seed prints the command that replays it."""
 
-from kiok.testing.sim.world import Outcome, Scenario, simulate
+from kiok.testing.sim.scenario import Outcome, Scenario
+from kiok.testing.sim.world import simulate
 
 __all__ = ["Outcome", "Scenario", "simulate"]

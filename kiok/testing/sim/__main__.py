@@ -9,7 +9,8 @@ import logging
 import sys
 import time
 
-from kiok.testing.sim.world import Scenario, simulate
+from kiok.testing.sim.scenario import Scenario
+from kiok.testing.sim.world import simulate
 
 
 def _seeds(text: str) -> list[int]:
