@@ -270,6 +270,7 @@ class MasterGroup:
     def __init__(self, root: Path, size: int = 3, extra_env: Mapping[str, str] | None = None) -> None:
         self.root = root
         self.extra_env = dict(extra_env or {})
+        self.workers: list[WorkerProcess] = []
         raft_ports = {f"m{i}": free_port() for i in range(1, size + 1)}
         peers = ",".join(f"{mid}=127.0.0.1:{port}" for mid, port in raft_ports.items())
         self.masters = {
@@ -294,6 +295,7 @@ class MasterGroup:
             "KIOK_WORKER_SHUTDOWN_DRAIN_TIMEOUT_SECONDS": "5",
         }
         worker = WorkerProcess(self.root / worker_id, self.workers_address, worker_id, env)
+        self.workers.append(worker)
         worker.start()
         return worker
 
@@ -306,6 +308,10 @@ class MasterGroup:
         return self
 
     def stop(self) -> None:
+        """Stop the workers ``add_worker`` started (even when a test failed before it did),
+        then the masters."""
+        for w in self.workers:
+            w.stop()
         for m in self.masters.values():
             m.stop()
 

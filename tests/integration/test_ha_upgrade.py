@@ -39,7 +39,6 @@ def test_a_master_older_than_the_leader_stops_rather_than_skip_what_it_cannot_ap
     newer = str(newer_kiok(tmp_path / "newer"))
     group = MasterGroup(tmp_path / "cluster", extra_env=FAST)
     *upgraded, old = group.masters.values()
-    worker = None
     try:
         for m in upgraded:  # the leader is upgraded first, so that it writes the new field
             m.extra_env["PYTHONPATH"] = newer
@@ -49,7 +48,7 @@ def test_a_master_older_than_the_leader_stops_rather_than_skip_what_it_cannot_ap
         leader = group.leader(exclude="m3")
         assert old is group.masters["m3"] and leader is not old
         old.start()
-        worker = group.add_worker(leader, "w1")
+        group.add_worker(leader, "w1")
         leader.wait_open()
 
         r = leader.api("POST", "/api/v1/admin/maintenance", json={"enabled": True})
@@ -67,8 +66,6 @@ def test_a_master_older_than_the_leader_stops_rather_than_skip_what_it_cannot_ap
         assert old.api("GET", "/api/v1/admin/maintenance").json()["enabled"] is True
         assert old.api("GET", f"/api/v1/dags/{dag}").status_code == 200
     finally:
-        if worker is not None:
-            worker.stop()
         group.stop()
     digests = {store_digest(m.data_dir, MasterGroup.MASTER_KEY) for m in group.masters.values()}
     assert len(digests) == 1
