@@ -524,7 +524,7 @@ class RaftCommandLog:
 
     def _halt(self, index: int, why: str) -> None:
         """(On the apply thread) Entry ``index`` was written by a newer kiok: applying nothing
-        more, and not marking it applied, this master stops (``halted``) and applies it once
+        more, and not marking it applied, this master stops (``on_halt``) and applies it once
         it runs a version that knows it. Skipping it, as a corrupt entry is, would leave this
         master's state different from the others' for good."""
         self._halted = (
@@ -533,11 +533,6 @@ class RaftCommandLog:
         )
         log.critical("%s", self._halted)
         self._to_loop(self._on_halt, self._halted)
-
-    @property
-    def halted(self) -> str | None:
-        """Why this master stopped applying the replicated log, if it did."""
-        return self._halted
 
     def run_on_loop(self, fn: Callable[[], None]) -> None:
         """(On the apply thread) Run ``fn`` on the event loop and wait for it, so that no
