@@ -423,13 +423,13 @@ class S3ObjectStore:
                 page = self._client.list_objects_v2(Bucket=self.bucket, Prefix=full_prefix, **more)
                 for item in page.get("Contents", []):
                     key = self._checked_key(item, prefix, full_prefix, seen)
-                    if key.endswith("/"):  # a "folder" made by a console: never kiok's
-                        continue
-                    out.append((key[strip:], int(item["LastModified"].timestamp() * 1000)))
-                    if len(out) > self.max_list_keys:
+                    if len(seen) > self.max_list_keys:  # "folder" keys too: they are kept in ``seen``
                         raise self._bad_listing(
                             prefix, f"more than {self.max_list_keys} keys (kiok.s3.list.max.keys)"
                         )
+                    if key.endswith("/"):  # a "folder" made by a console: never kiok's
+                        continue
+                    out.append((key[strip:], int(item["LastModified"].timestamp() * 1000)))
                 empty = 0 if page.get("Contents") else empty + 1
                 token = page.get("NextContinuationToken")
                 if not page.get("IsTruncated") or not token:

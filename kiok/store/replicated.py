@@ -329,6 +329,7 @@ class RaftCommandLog:
             lambda: snapshot.pin(stores.snapshot_parts()),
             self._write_file,
             pause_s=config.snapshot_pause_s,
+            halted=lambda: self._halted,
         )
         self._aead = AESGCM(_derive(config.master_key, b"entries"))
         self._listeners: list[Listener] = []

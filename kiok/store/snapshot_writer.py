@@ -81,14 +81,17 @@ class SnapshotWriter:
         write: WriteFile,
         *,
         pause_s: float = 0.0,
+        halted: Callable[[], str | None] = lambda: None,
     ) -> None:
         """``path``: PySyncObj's snapshot file (its ``fullDumpFile``). ``pin`` (Raft thread):
         the stores as they are now. ``pause_s`` (``kiok.raft.snapshot.write.pause.ms``, a
-        testing aid): the writer waits this long before writing."""
+        testing aid): the writer waits this long before writing. ``halted``: why the log stopped
+        being applied, if it did (no snapshot is written then)."""
         self._path = path
         self._pin = pin
         self._write = write
         self._pause_s = pause_s
+        self._halted = halted
         self._lock = threading.Lock()
         self._job: _Job | None = None
         self._closed = False
@@ -102,16 +105,15 @@ class SnapshotWriter:
             if self._closed or self._job is not None:  # stopping (PySyncObj waits for a job)
                 return
             job = _Job(index=int(last[1]))
-            pinned = self._pin()
-            if pinned.index < job.index:
-                # The log was applied only up to ``pinned.index`` (a master halted at an entry
-                # written by a newer kiok): a snapshot at ``last`` would let PySyncObj drop
-                # the entries the stores never took, and skip them for good after a restart.
-                pinned.release()
-                log.warning(
-                    "no snapshot at raft index %d: the stores applied only up to %d", job.index, pinned.index
-                )
+            if (why := self._halted()) is not None:
+                # A master halted at an entry written by a newer kiok did not apply it nor any
+                # after it: a snapshot at ``last`` would let PySyncObj drop them from its
+                # journal, and the upgraded master would skip them for good. The job ends
+                # FAILED at once (PySyncObj waits for an end before it tries again).
+                job.error = RuntimeError(f"this master stopped applying the log ({why})")
+                self._job = job
                 return
+            pinned = self._pin()
             job.thread = threading.Thread(target=self._run, args=(job, pinned, header), name="raft-snapshot")
             self._job = job
             job.thread.start()

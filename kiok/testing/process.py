@@ -3,6 +3,7 @@ data directory, readiness polled with a deadline, kill -9 and restart on the sam
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -309,11 +310,10 @@ class MasterGroup:
 
     def stop(self) -> None:
         """Stop the workers ``add_worker`` started (even when a test failed before it did),
-        then the masters."""
-        for w in self.workers:
-            w.stop()
-        for m in self.masters.values():
-            m.stop()
+        then the masters: each of them, whatever stopping another raised."""
+        for process in [*self.workers, *self.masters.values()]:
+            with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired):
+                process.stop()
 
     @property
     def workers_address(self) -> str:

@@ -118,19 +118,26 @@ def test_a_stop_waits_for_the_writer_and_starts_no_other(tmp_path: Path) -> None
     assert h.path.read_bytes() == b"the previous snapshot"
 
 
-def test_no_snapshot_is_taken_past_what_the_stores_applied(tmp_path: Path, caplog: Any) -> None:
+def test_a_halted_master_writes_no_snapshot_and_tries_again_later(tmp_path: Path, caplog: Any) -> None:
     """A master halted at an entry written by a newer kiok (``RaftCommandLog._halt``) leaves
     that entry and those after it unapplied while PySyncObj's own index goes on: a snapshot
     at its index would let PySyncObj drop them from the journal, and the upgraded master
-    would skip them for good (found by review)."""
+    would skip them for good (found by review). The refusal ends FAILED, not IDLE: PySyncObj
+    waits for an end before it serialises again (a review found IDLE stopped snapshots for
+    good)."""
     h = Harness(tmp_path)
-    ahead = ((b"", 41, 1), (b"", 40, 1), RAFT[2])  # the stores applied up to 40
-    with caplog.at_level(logging.WARNING, logger="kiok.store.snapshot_writer"):
-        h.writer.serialize(str(tmp_path / "tmp"), ahead)
+    why: list[str] = ["raft entry 41 was written by a newer kiok"]
+    h.writer = SnapshotWriter(
+        h.path, lambda: snapshot.pin(h.parts), h._write, halted=lambda: why[0] if why else None
+    )
+    with caplog.at_level(logging.ERROR, logger="kiok.store.snapshot_writer"):
+        h.writer.serialize(str(tmp_path / "tmp"), RAFT)
+        assert h.writer.check() == FAILED
     assert h.writer.check() == IDLE
     assert h.path.read_bytes() == b"the previous snapshot"
-    assert "the stores applied only up to 40" in caplog.text
+    assert "this master stopped applying the log (raft entry 41" in caplog.text
+    why.clear()  # (a master that is not halted)
     h.go.set()
-    h.writer.serialize(str(tmp_path / "tmp"), RAFT)  # at what they applied: written
+    h.writer.serialize(str(tmp_path / "tmp"), RAFT)
     assert h.settle() == SUCCESS
     h.state.close()
