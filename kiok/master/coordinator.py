@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kiok.config import Settings
+from kiok.core.holds import hold_reason
 from kiok.core.interruption import cancel_reason
 from kiok.core.placeholders import references
 from kiok.core.states import TERMINAL_RUN_STATES
@@ -418,13 +419,11 @@ class _PendingGates:
         self._maintenance = reader.maintenance()["enabled"]
 
     def why_wait(self, dag_id: str, max_active_runs: int) -> str | None:
-        if self._maintenance:  # running runs go on (and are reassigned); pending ones wait
-            return "maintenance mode is on: it starts when maintenance ends"
         if dag_id not in self._paused:
             dag = self._reader.dag(dag_id)
             self._paused[dag_id] = dag is not None and bool(dag["paused"])
-        if self._paused[dag_id]:
-            return f"DAG {dag_id} is paused"
+        if held := hold_reason(dag_id, maintenance=self._maintenance, paused=self._paused[dag_id]):
+            return held
         if self._running.get(dag_id, 0) >= max_active_runs:
             return f"max_active_runs ({max_active_runs}) reached for DAG {dag_id}"
         return None

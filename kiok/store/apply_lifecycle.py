@@ -19,7 +19,7 @@ from kiok.store import commands as c
 from kiok.store import keys as k
 from kiok.store.effects import Effects
 from kiok.store.run_index import unindex
-from kiok.store.run_version import stamp_header
+from kiok.store.run_version import stamp_noted
 from kiok.store.txn import Txn
 
 
@@ -93,9 +93,7 @@ def apply_purge_run_logs(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
             continue
         run = dict(run, logsPurgedMs=cmd.at_ms)
         # The run view shows it (``logsPurgedAt``): a new version, so readers see it change.
-        before = int(run.get("version", 0))
-        stamp_header(run)
-        fx.version_used(run_id, before, run["version"])
+        stamp_noted(run, fx)
         txn.put(k.META, k.run(run_id), run)
         fx.runs_changed.add(run_id)
         fx.log_deletes.append(run_id)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kiok.core.holds import hold_reason
 from kiok.core.interruption import cancel_reason
 from kiok.core.readiness import UNSTARTED, advance, final_run_state
 from kiok.core.rerun import RerunRequest, rerun_selection, reset_records
@@ -26,7 +27,7 @@ from kiok.store import keys as k
 from kiok.store.apply_notify import on_run_end
 from kiok.store.effects import Effects
 from kiok.store.run_index import count_task, initial_counts, put_header
-from kiok.store.run_version import stamp_header, stored_record
+from kiok.store.run_version import stamp_noted, stored_record
 from kiok.store.txn import Txn
 
 
@@ -77,7 +78,7 @@ def create_run(
         run["interval"] = {"startMs": interval[0], "endMs": interval[1]}
     if trace:  # the trigger request's W3C traceparent: the run's spans join its trace
         run["trace"] = trace
-    _stamp(run, fx)
+    stamp_noted(run, fx)
     put_header(txn, run)
     txn.put(k.META, k.run_task_ids(run_id), [t["id"] for t in spec["tasks"]])
     txn.put(k.META, k.run_spec(run_id), spec)
@@ -127,13 +128,6 @@ def _put_task(txn: Txn, run: dict[str, Any], tid: str, old: TaskRecord, new: Tas
     fx.task_written(run["runId"], tid, stored["v"], new)
 
 
-def _stamp(run: dict[str, Any], fx: Effects) -> None:
-    """``stamp_header``, noted in ``fx``."""
-    before = int(run.get("version", 0))
-    stamp_header(run)
-    fx.version_used(run["runId"], before, run["version"])
-
-
 def _close(txn: Txn, run: dict[str, Any], at_ms: int, fx: Effects) -> None:
     """Write the header; end the run when no task is open any more."""
     if run["open"] == 0 and run["state"] not in TERMINAL_RUN_STATES:
@@ -148,7 +142,7 @@ def _close(txn: Txn, run: dict[str, Any], at_ms: int, fx: Effects) -> None:
         txn.delete(k.META, k.active_run(run["runId"]))
         on_run_end(txn, run, at_ms)
         fx.runs_finished.append(run["runId"])
-    _stamp(run, fx)
+    stamp_noted(run, fx)
     put_header(txn, run)
     fx.runs_changed.add(run["runId"])
 
@@ -190,13 +184,13 @@ def _pass_unreported_attempts(
 
 
 def _held(txn: Txn, dag_id: str) -> str | None:
-    """Why no PENDING run of ``dag_id`` may start now (maintenance mode, the DAG paused)."""
-    if (txn.get(k.META, k.MAINTENANCE) or {}).get("enabled"):
-        return "maintenance mode is on"
+    """Why no PENDING run of ``dag_id`` may start now (``kiok.core.holds``)."""
     dag = txn.get(k.META, k.dag(dag_id))
-    if dag is not None and dag.get("paused"):
-        return f"DAG {dag_id} is paused"
-    return None
+    return hold_reason(
+        dag_id,
+        maintenance=bool((txn.get(k.META, k.MAINTENANCE) or {}).get("enabled")),
+        paused=dag is not None and bool(dag.get("paused")),
+    )
 
 
 def apply_assign(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
@@ -255,7 +249,7 @@ def apply_report(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
         or (cmd.worker and cmd.worker != run["worker"])  # a worker reports only the runs it drives
     ):
         run["staleReports"] += 1
-        _stamp(run, fx)
+        stamp_noted(run, fx)
         put_header(txn, run)
         fx.stale_reports += 1
         return {"accepted": 0, "stale": len(cmd.tasks), "fenced": True}

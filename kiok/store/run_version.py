@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from kiok.core.states import TaskRecord
+from kiok.store.effects import Effects
 
 
 def next_version(run: dict[str, Any]) -> int:
@@ -41,3 +42,10 @@ def stamp_header(run: dict[str, Any]) -> None:
     if run.get("viewShape") != shape:
         run["viewShape"] = shape
         run["viewBase"] = version
+
+
+def stamp_noted(run: dict[str, Any], fx: Effects) -> None:
+    """``stamp_header``, the versions it used noted in ``fx``."""
+    before = int(run.get("version", 0))
+    stamp_header(run)
+    fx.version_used(run["runId"], before, run["version"])
