@@ -55,7 +55,7 @@ def cluster_view(node: MasterNode) -> ClusterView:
             reason="" if ready else why,
             leader=node.node_id,
             role="leader",
-            term=node.coordinator.term,
+            term=1,  # no Raft: one term (workers are given ``coordinator.term``)
             masters=[{"id": node.node_id, "role": "leader", "address": node.admin_url, "ready": ready}],
             connected_workers=len(infos),
             task_isolation=weakest(i.task_isolation for i in infos),

@@ -104,15 +104,15 @@ class Leadership:
     async def _promote(self, term: int) -> None:
         node = self._node
         await node.open_stores()  # a new cluster's first leader installs the keyring
-        await node.log.propose(c.LeaderElected(at_ms=node.clock_ms(), master=node.node_id, term=term))
+        worker_term = await node.take_lead(term)
         await node.bootstrap()
         raft = node.raft
         assert raft is not None
         if not raft.is_leader or raft.term != term:
             return  # lost it while catching up
-        self._leader_tasks = node.start_leading(term)
+        self._leader_tasks = node.start_leading(worker_term)
         self._leading_term = term
-        log.info("master %s leads (term %d)", node.node_id, term)
+        log.info("master %s leads (term %d; workers' term %d)", node.node_id, term, worker_term)
 
     async def _demote(self) -> None:
         if not self.leading and not self._leader_tasks:

@@ -195,6 +195,7 @@ class MasterNode:
             window_ms=settings.get_int("kiok.auth.login.window.seconds") * 1000,
             max_failures_per_address=settings.get_int("kiok.auth.login.max.failures.per.address"),
             hash_concurrency=settings.get_int("kiok.auth.password.hash.concurrency"),
+            hash_queue_max=settings.get_int("kiok.auth.password.hash.queue.max"),
             epoch=self.iam_epoch,
         )
         self.coordinator = self._new_coordinator(term=1)
@@ -559,6 +560,17 @@ class MasterNode:
                 "first bootstrap: created the administrator %r", self.settings.get_str("kiok.iam.admin.user")
             )
 
+    async def take_lead(self, raft_term: int) -> int:
+        """Commit ``LeaderElected`` for this master (once applied, so is every earlier entry)
+        and return the term it leads workers under: above every term handed to them before,
+        by this cluster or by the one a restored backup came from (``keys.WORKER_TERM``)."""
+        now = self.clock_ms()
+        floor = c.fence_floor(now)
+        term = await self.log.propose(
+            c.LeaderElected(at_ms=now, master=self.node_id, term=raft_term, term_floor=floor)
+        )
+        return int(term)
+
     def start_leading(self, term: int) -> list[asyncio.Task[Any]]:
         """Fresh coordinator and scheduler for a leadership term; their tasks are returned."""
         self.run_terms.clear()  # a follower may have installed a snapshot meanwhile
@@ -592,6 +604,7 @@ class MasterNode:
         self._tasks = [asyncio.create_task(self._reload_service_tokens(), name="service-tokens")]
         if self.raft is None:
             await self.bootstrap()
+            self.coordinator.term = await self.take_lead(1)
             if self._redone_restore is not None:
                 await self.backups.record(self._redone_restore)
             self._coordination = self._run_coordination()

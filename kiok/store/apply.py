@@ -103,9 +103,19 @@ def _rotate_key(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
 
 
 def _leader_elected(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
+    """Record who leads; with a ``term_floor``, hand the leader its term for workers (the
+    result): one above the last handed out, or the floor (its clock) if that is higher."""
     assert isinstance(cmd, c.LeaderElected)
-    txn.put(k.META, k.LEADER, {"master": cmd.master, "term": cmd.term, "atMs": cmd.at_ms})
-    return None
+    record: dict[str, Any] = {"master": cmd.master, "term": cmd.term, "atMs": cmd.at_ms}
+    worker_term = None
+    if cmd.term_floor:
+        if not c.is_floor(cmd.term_floor):
+            raise InvalidInput(f"leader_elected: term_floor is a number in [0, {c.MAX_FENCE_FLOOR}]")
+        worker_term = max((txn.get(k.KMS, k.WORKER_TERM) or 0) + 1, cmd.term_floor)
+        txn.put(k.KMS, k.WORKER_TERM, worker_term)
+        record["workerTerm"] = worker_term
+    txn.put(k.META, k.LEADER, record)
+    return worker_term
 
 
 def _open_cluster(txn: Txn, cmd: c.Command, fx: Effects) -> Any:

@@ -196,7 +196,7 @@ def _held(txn: Txn, dag_id: str) -> str | None:
 def apply_assign(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     assert isinstance(cmd, c.AssignRun)
     floor = cmd.fence_floor
-    if not isinstance(floor, int) or isinstance(floor, bool) or not 0 <= floor <= c.MAX_FENCE_FLOOR:
+    if not c.is_floor(floor):
         raise InvalidInput(f"assign_run: fence_floor is a number in [0, {c.MAX_FENCE_FLOOR}]")
     run = _load(txn, cmd.run_id)
     if run["state"] in TERMINAL_RUN_STATES:

@@ -107,11 +107,15 @@ class RotateKey(Command):
 @dataclass(frozen=True)
 class LeaderElected(Command):
     """The first command of every new leader: its commit proves the leader has applied all
-    that came before, and the record tells a restarted cluster who led last."""
+    that came before, and the record tells a restarted cluster who led last. With a
+    ``term_floor`` (``fence_floor(at_ms)``; 0 in entries logged before the field existed,
+    which apply as they did), it also hands the leader its term for workers, the result: above
+    every earlier one and above the floor (``keys.WORKER_TERM``)."""
 
     kind: ClassVar[str] = "leader_elected"
     master: str = ""
     term: int = 0
+    term_floor: int = 0
 
 
 @command
@@ -348,6 +352,11 @@ def fence_floor(now_ms: int) -> int:
     clock did not fall behind the old leader's) is above them all, even in a store that never
     saw the fences given after that backup (a restore into fresh masters)."""
     return min(max(now_ms, 0) * FENCES_PER_MS, MAX_FENCE_FLOOR)
+
+
+def is_floor(value: object) -> bool:
+    """Whether a command's ``fence_floor``/``term_floor`` is one ``fence_floor`` can make."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_FENCE_FLOOR
 
 
 @command

@@ -170,8 +170,18 @@ RAFT_APPLIED = "raft/applied"
 #: after the restore can hand out again, so its delayed reports and logs stay stale. (Fresh
 #: masters have no live value: there the floor alone is above that fence.)
 FENCE_EPOCH = "fence/epoch"
+#: (kms keyspace) The last leader term handed to workers (``LeaderElected``): each new leader
+#: takes the next, or its clock in fence units if that is higher. Workers ignore a master
+#: whose term is below one they have seen (a deposed leader), so fresh masters restoring a
+#: backup must not start again from 1: their clock puts them above the lost cluster's terms,
+#: and a restore keeps the live value, as it keeps ``FENCE_EPOCH``.
+WORKER_TERM = "term/workers"
 #: What a restore leaves in the state store as the live store has it (``StoreSource.keep``).
-STATE_KEPT_BY_RESTORE = ((KMS, RAFT_APPLIED.encode()), (KMS, FENCE_EPOCH.encode()))
+STATE_KEPT_BY_RESTORE = (
+    (KMS, RAFT_APPLIED.encode()),
+    (KMS, FENCE_EPOCH.encode()),
+    (KMS, WORKER_TERM.encode()),
+)
 #: (meta) The last leader elected: ``{"master", "term"}``; decides who defers at restart.
 LEADER = "cluster/leader"
 #: (meta) Set once every master and a worker were ready: from then on a quorum keeps it open.

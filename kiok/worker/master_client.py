@@ -475,6 +475,9 @@ class MasterClient:
         if code in _IDENTITY_REFUSED:
             if self._sent_auth == "joinToken" and self._credential_refusal:
                 reason = f"{self._credential_refusal}; and the join token: {reason}"
+                # Both refused: the next attempt offers the credential again. A master restored
+                # from a backup (disaster recovery) knows it again only once the restore is done.
+                self._credential_refused = False
             self._identity_refused(reason)
         if code == Refusal.NOT_LEADER:
             self.state = "looking for the leader"

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from kiok.testing.process import Master, MasterGroup, WorkerProcess, store_digest
+from kiok.testing.process import Master, MasterGroup, store_digest
 
 pytestmark = pytest.mark.slow
 
@@ -143,15 +143,24 @@ def test_a_restore_is_replicated_to_every_master_and_survives_a_leader_kill(
 
 def test_disaster_recovery_into_three_fresh_masters(tmp_path: Path) -> None:
     """The DR recipe for a cluster: every master's data is lost; three fresh masters with the
-    same master key and backup target restore the newest backup before any worker can join
-    (the backup API is not gated), then the old worker comes back with the credential it had."""
+    same master key and backup target restore the newest backup (the backup API is not
+    gated), and the old worker, which lived through it all, comes back with the credential it
+    had. It saw a leader elected after the first (Raft term 2 at least), and fresh masters
+    start Raft again from term 1: it must still take their leader for the current one."""
     env = {**FAST, "KIOK_BACKUP_DIR": str(tmp_path / "backups")}
     original = MasterGroup(tmp_path / "original", extra_env=env).start()
     try:
-        leader = original.leader()
-        worker = original.add_worker(leader, "w1")
+        first = original.leader()
+        worker = original.add_worker(first, "w1")
         for m in original.masters.values():
             m.wait_open()
+        first_id = next(mid for mid, m in original.masters.items() if m is first)
+        first.kill9()  # an election: the worker follows the new leader, and its term
+        leader = original.leader(timeout_s=60, exclude=first_id)
+        leader_id = next(mid for mid, m in original.masters.items() if m is leader)
+        leader.wait_for(
+            lambda: (original.health(leader_id) or {}).get("connectedWorkers") == 1, 30, "w1 to follow"
+        )
         leader.register("dag: {id: kept}\ntasks:\n  - {id: t, script: 'echo from-the-backup'}\n")
         run_id = leader.trigger("kept")
         assert leader.wait_run(run_id, 60)["state"] == "SUCCESS"
@@ -161,19 +170,18 @@ def test_disaster_recovery_into_three_fresh_masters(tmp_path: Path) -> None:
         backup_id = ok(leader.api("POST", "/api/v1/admin/backup", timeout=120), 201)["backupId"]
         expected = picture(leader, run_id)
         assert expected == (["kept"], ["admin", "alice"], "SUCCESS", "from-the-backup\n")
-        worker.stop()
-    finally:
+        for m in original.masters.values():
+            m.stop()
+    except BaseException:
         original.stop()
+        raise
     for m in original.masters.values():
         shutil.rmtree(m.data_dir)
 
-    fresh = MasterGroup(tmp_path / "fresh", extra_env=env).start()
-    worker = WorkerProcess(
-        tmp_path / "original" / "w1",
-        fresh.workers_address,
-        "w1",
-        {**env, "KIOK_WORKER_SHUTDOWN_DRAIN_TIMEOUT_SECONDS": "5"},
-    )
+    fresh = MasterGroup(tmp_path / "fresh", extra_env=env)
+    for mid, m in fresh.masters.items():  # the replacement hosts answer where the old ones did
+        m.internal_port = original.masters[mid].internal_port
+    fresh.start()
     try:
         follower = fresh.followers(fresh.leader(timeout_s=60))[0]  # three cold starts at once, under CI load
         assert ok(follower.api("GET", "/api/v1/admin/backups"))["backups"][0]["id"] == backup_id
@@ -182,7 +190,6 @@ def test_disaster_recovery_into_three_fresh_masters(tmp_path: Path) -> None:
                 "POST", f"/api/v1/admin/backups/{backup_id}/restore", json={"confirm": backup_id}, timeout=120
             )
         )
-        worker.start()
         for m in fresh.masters.values():
             m.wait_for(lambda m=m: picture(m, run_id) == expected, 40, "the restored state")
             m.wait_open()
@@ -193,6 +200,7 @@ def test_disaster_recovery_into_three_fresh_masters(tmp_path: Path) -> None:
         assert all(last == lasts[0] for last in lasts), lasts
         again = follower.trigger("kept")
         assert follower.wait_run(again, 60)["state"] == "SUCCESS"
+        assert "leads an old term" not in worker.read_log()
     finally:
         worker.stop()
         fresh.stop()

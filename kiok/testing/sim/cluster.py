@@ -249,13 +249,16 @@ class SimMaster:
     async def promote(self, term: int) -> bool:
         """Lead ``term``: commit ``LeaderElected`` (proving the log is caught up), then run a
         fresh coordinator, as ``kiok.master.leadership`` does."""
+        now = self.clock_ms()
         try:
-            await self.log.propose(c.LeaderElected(at_ms=self.clock_ms(), master=self.node_id, term=term))
+            worker_term = await self.log.propose(
+                c.LeaderElected(at_ms=now, master=self.node_id, term=term, term_floor=c.fence_floor(now))
+            )
         except NotLeader:
             return False
         if self.raft_twin.leader is not self or self.raft_twin.term != term or not self.alive:
             return False
-        self.coordinator = self._coordinator(term)
+        self.coordinator = self._coordinator(int(worker_term))
         self.log_gate.clear()
         self._leader_tasks = [asyncio.create_task(self.coordinator.run(), name=f"coordinator-{self.node_id}")]
         self.leadership.leading = True
