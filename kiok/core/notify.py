@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kiok.core.run_clock import requested_ms, started_ms
 from kiok.core.states import RunState
 from kiok.core.timefmt import iso_utc
 from kiok.dag.notify import NotifyEvent, NotifyTarget, parse_notify
@@ -29,10 +30,25 @@ def run_end_event(state: str) -> NotifyEvent | None:
 
 
 def sla_start_ms(run: Mapping[str, Any]) -> int:
-    """Where a run's SLA is measured from: its start, or its creation while it waits for a worker
-    (a run that never gets one misses its SLA too)."""
-    started = run.get("startedMs")
-    return int(started if started is not None else run["createdMs"])
+    """Where a run's SLA is measured from (``kiok.core.run_clock``): its start, or its last
+    re-run's, or while it waits for a driver, when it was asked for (a run that never gets one
+    misses its SLA too). ``apply()`` decides with it, so a re-run logged before ``RerunRun``
+    had ``fresh_sla`` is measured as it then was on every master: from the first start."""
+    rerun = run.get("lastRerun")
+    if rerun is None or rerun.get("freshSla"):
+        started = started_ms(run)
+        return requested_ms(run) if started is None else started
+    first = run.get("startedMs")
+    return int(first if first is not None else run["createdMs"])
+
+
+def execution(run: Mapping[str, Any]) -> int:
+    """Which execution of ``run`` its notifications are about: 0, or the number of its last
+    re-run when that re-run measures its own SLA (``lastRerun.freshSla``) and so has
+    notifications of its own, dated from its own start. Re-runs logged before then share
+    the run's (``apply()`` decides with it: every master must agree on the entries)."""
+    rerun = run.get("lastRerun")
+    return int(run.get("reruns", 0)) if rerun is not None and rerun.get("freshSla") else 0
 
 
 def sla_missed(run: Mapping[str, Any], sla_ms: int | None, now_ms: int) -> bool:
@@ -128,7 +144,7 @@ def due(
             state=run["state"],
             trigger=run.get("trigger", ""),
             created_ms=run["createdMs"],
-            started_ms=run.get("startedMs"),
+            started_ms=started_ms(run) if execution(run) else run.get("startedMs"),
             ended_ms=run.get("endedMs"),
             at_ms=at_ms,
             sla_ms=sla_ms,

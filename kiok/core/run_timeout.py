@@ -2,7 +2,7 @@
 
 A run's clock starts when it first got a driver (``startedMs``): a run waiting for
 ``max_active_runs`` or a worker has not started. A re-run starts it again when the re-run
-gets its driver (``lastRerun.startedMs``).
+gets its driver (``lastRerun.startedMs``). ``kiok.core.run_clock`` decides, as for the SLA.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from kiok.core.run_clock import started_ms
 
 __all__ = ["Overdue", "overdue_runs", "short_duration"]
 
@@ -28,18 +30,6 @@ def short_duration(ms: int) -> str:
     return f"{ms}ms"
 
 
-def _clock_start(run: Mapping[str, Any]) -> int | None:
-    rerun = run.get("lastRerun")
-    started: int | None = run.get("startedMs")
-    if rerun is None or started is None:
-        return started
-    if "startedMs" in rerun:  # the re-run got its driver then
-        return int(rerun["startedMs"])
-    if run.get("state") == "PENDING":
-        return None  # a re-run waiting its turn has not started
-    return max(started, int(rerun["atMs"]))  # re-run by an earlier version: RUNNING at once
-
-
 def overdue_runs(runs: Iterable[Mapping[str, Any]], now_ms: int) -> tuple[list[Overdue], int | None]:
     """Runs (headers of unfinished runs) past their ``runTimeoutMs``, and the earliest
     deadline still ahead (None: nothing to watch)."""
@@ -47,7 +37,7 @@ def overdue_runs(runs: Iterable[Mapping[str, Any]], now_ms: int) -> tuple[list[O
     next_deadline: int | None = None
     for run in runs:
         limit = run.get("runTimeoutMs")
-        start = _clock_start(run)
+        start = started_ms(run)
         if limit is None or start is None or run.get("failReason") or run.get("cancel"):
             continue
         deadline = start + int(limit)

@@ -2,7 +2,8 @@
 run ends, when it misses its SLA) and removing delivered ones. Decisions come from
 ``kiok.core.notify``; delivery is the leader's (``kiok.master.notify``).
 
-Entries live under ``notify/<run>/<event>/<i>`` in the meta keyspace, written in the same
+Entries live under ``notify/<run>/<event>/<i>`` in the meta keyspace (a re-run's under
+``notify/<run>/r<n>/<event>/<i>``: ``keys.notification``), written in the same
 command that ends the run, so a due notification is as durable as the run's end itself.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kiok.core.notify import due, run_end_event, sla_missed
+from kiok.core.notify import due, execution, run_end_event, sla_missed
 from kiok.core.states import TERMINAL_RUN_STATES
 from kiok.dag.load import compiled_spec
 from kiok.dag.notify import NotifyEvent, NotifyTarget
@@ -70,7 +71,10 @@ def _record(
     at_ms: int,
     sla_ms: int | None,
 ) -> int:
-    entries = due(run, targets, event, lambda i: k.notification(run["runId"], event.value, i), at_ms, sla_ms)
+    rerun = execution(run)
+    entries = due(
+        run, targets, event, lambda i: k.notification(run["runId"], event.value, i, rerun), at_ms, sla_ms
+    )
     for n in entries:
         txn.put(k.META, n.key, n.to_dict())
     return len(entries)

@@ -334,7 +334,7 @@ def apply_rerun(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     and the run is PENDING again with no driver: queued like a new run, it starts when its
     DAG's ``max_active_runs``, a pause and maintenance mode allow (another run of a DAG
     allowed one may be running), under a new fence (the last driver's stragglers are
-    refused)."""
+    refused). Its run timeout counts from the re-run, and its SLA too (``fresh_sla``)."""
     assert isinstance(cmd, c.RerunRun)
     run = _load(txn, cmd.run_id)
     if run["state"] not in TERMINAL_RUN_STATES:
@@ -354,6 +354,9 @@ def apply_rerun(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
         reruns=run.get("reruns", 0) + 1,
         lastRerun={"atMs": cmd.at_ms, "by": cmd.by, "from": cmd.from_task, "onlyFailed": cmd.only_failed},
     )
+    if cmd.fresh_sla:  # its SLA is measured from the re-run (kiok.core.notify), and may be missed again
+        run["lastRerun"]["freshSla"] = True
+        run["slaMissed"] = False
     txn.put(k.META, k.active_run(cmd.run_id), {"dagId": run["dagId"], "seq": run["seq"]})
     fx.fences_changed.append(cmd.run_id)
     fx.runs_reopened.append(cmd.run_id)

@@ -466,6 +466,10 @@ class RerunRun(Command):
     only_failed: bool = True
     by: str = ""
     queued: bool = False
+    #: The re-run's SLA is measured from the re-run (``lastRerun.freshSla``) and may be missed
+    #: again (``slaMissed`` cleared); False in entries logged before the field existed, which
+    #: apply as they did: measured from the run's first start, flagged once.
+    fresh_sla: bool = False
 
 
 @command
@@ -489,7 +493,8 @@ class Backfill(Command):
 @dataclass(frozen=True)
 class NotifySlaMiss(Command):
     """The leader saw a run pass its DAG's ``sla``: flag the run and record its ``on_sla_miss``
-    notifications. A no-op for a run already flagged, so it happens once per run."""
+    notifications. A no-op for a run already flagged, so it happens once per run (and once
+    per re-run: ``RerunRun.fresh_sla`` clears the flag)."""
 
     kind: ClassVar[str] = "notify_sla_miss"
     run_id: str = ""

@@ -100,8 +100,12 @@ def active_run(run_id: str) -> str:
 ACTIVE_PREFIX = "active/"
 
 
-def notification(run_id: str, event: str, index: int) -> str:
-    """(meta) A notification due and not yet delivered (``kiok.core.notify.Notification``)."""
+def notification(run_id: str, event: str, index: int, rerun: int = 0) -> str:
+    """(meta) A notification due and not yet delivered (``kiok.core.notify.Notification``);
+    ``rerun``: the re-run it is about (``kiok.core.notify.execution``), keyed apart from the
+    earlier executions' notifications, which may still be waiting for delivery."""
+    if rerun:
+        return f"notify/{run_id}/r{rerun}/{event}/{index}"
     return f"notify/{run_id}/{event}/{index}"
 
 

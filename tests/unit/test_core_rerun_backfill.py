@@ -1,5 +1,5 @@
-"""Pure decisions behind re-run, backfill and the run timeout (``kiok.core.rerun``,
-``kiok.core.backfill``, ``kiok.core.run_timeout``)."""
+"""Pure decisions behind re-run, backfill, the run timeout and the run's clock (``kiok.core.rerun``,
+``kiok.core.backfill``, ``kiok.core.run_timeout``, ``kiok.core.run_clock``)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from kiok.core.backfill import backfill_intervals, parse_bound
 from kiok.core.rerun import RerunRequest, rerun_selection, reset_records
+from kiok.core.run_clock import requested_ms, started_ms
 from kiok.core.run_timeout import overdue_runs, short_duration
 from kiok.core.states import TaskRecord, TaskState
 from kiok.dag.load import spec_from_yaml
@@ -128,3 +129,28 @@ def test_overdue_runs_count_from_the_start_or_the_last_rerun() -> None:
         "2h",
         "1d",
     ]
+
+
+@pytest.mark.parametrize(
+    ("run", "started", "requested"),
+    [
+        ({"state": "PENDING", "createdMs": 5, "startedMs": None}, None, 5),
+        ({"state": "RUNNING", "createdMs": 5, "startedMs": 7}, 7, 5),
+        # Re-run and queued: waits since the request, until it gets its own driver.
+        ({"state": "PENDING", "createdMs": 5, "startedMs": 7, "lastRerun": {"atMs": 90}}, None, 90),
+        (
+            {"state": "RUNNING", "createdMs": 5, "startedMs": 7, "lastRerun": {"atMs": 90, "startedMs": 95}},
+            95,
+            90,
+        ),
+        # Cancelled before it ever started, then re-run.
+        ({"state": "PENDING", "createdMs": 5, "startedMs": None, "lastRerun": {"atMs": 90}}, None, 90),
+        # Re-run by an earlier version: RUNNING at once, no start of its own.
+        ({"state": "RUNNING", "createdMs": 5, "startedMs": 7, "lastRerun": {"atMs": 90}}, 90, 90),
+        ({"state": "RUNNING", "createdMs": 5, "startedMs": 99, "lastRerun": {"atMs": 90}}, 99, 90),
+    ],
+)
+def test_the_run_clock_starts_with_the_run_or_its_last_rerun(
+    run: dict[str, Any], started: int | None, requested: int
+) -> None:
+    assert (started_ms(run), requested_ms(run)) == (started, requested)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from kiok.core.notify import Notification, SmtpConnection, retry_delay_ms, sla_missed
+from kiok.core.notify import Notification, SmtpConnection, retry_delay_ms, sla_missed, sla_start_ms
 from kiok.core.states import TaskRecord, TaskState
 from kiok.dag.load import spec_from_document, spec_from_yaml
 from kiok.dag.notify import EmailTarget, NotifyEvent, WebhookTarget
@@ -87,6 +87,33 @@ def test_sla_is_measured_from_the_start_or_creation_and_flagged_once() -> None:
     assert not sla_missed(run, None, 10**9)
 
 
+def test_a_reruns_sla_is_measured_from_the_rerun() -> None:
+    # Started at 0 with a 10 s SLA, re-run at 100 s: the re-run got its driver at 100.5 s.
+    rerun: dict[str, Any] = {
+        "createdMs": 0,
+        "startedMs": 0,
+        "endedMs": None,
+        "state": "RUNNING",
+        "lastRerun": {"atMs": 100_000, "startedMs": 100_500, "freshSla": True},
+    }
+    assert not sla_missed(rerun, 10_000, 105_000)
+    assert not sla_missed(rerun, 10_000, 110_500)
+    assert sla_missed(rerun, 10_000, 111_000)
+    # Waiting its turn (PENDING): from the request, as a fresh run counts from its creation.
+    waiting = {**rerun, "state": "PENDING", "lastRerun": {"atMs": 100_000, "freshSla": True}}
+    assert sla_start_ms(waiting) == 100_000 and sla_missed(waiting, 10_000, 110_001)
+    assert sla_start_ms({**waiting, "startedMs": None}) == 100_000  # cancelled before it ever started
+    # Re-run by an earlier version (RUNNING at once, no start of its own): as the run timeout.
+    assert sla_start_ms({**rerun, "lastRerun": {"atMs": 100_000, "freshSla": True}}) == 100_000
+    assert (
+        sla_start_ms({**rerun, "startedMs": 120_000, "lastRerun": {"atMs": 100_000, "freshSla": True}})
+        == 120_000
+    )
+    # Logged before RerunRun had fresh_sla: measured as it then was (apply() decides with it).
+    assert sla_start_ms({**rerun, "lastRerun": {"atMs": 100_000, "startedMs": 100_500}}) == 0
+    assert sla_start_ms({**waiting, "startedMs": None, "lastRerun": {"atMs": 100_000}}) == 0
+
+
 def test_retry_delay_doubles_up_to_the_cap() -> None:
     assert [retry_delay_ms(a, 100, 500) for a in range(1, 6)] == [100, 200, 400, 500, 500]
 
@@ -153,3 +180,74 @@ async def test_an_sla_miss_is_flagged_once_and_never_for_a_run_within_its_sla() 
     assert (await log.propose(c.NotifySlaMiss(at_ms=700_000, run_id=run_id)))["flagged"]
     assert not (await log.propose(c.NotifySlaMiss(at_ms=700_001, run_id=run_id)))["flagged"]
     assert [n["event"] for n in reader.notifications()] == ["on_sla_miss"]
+
+
+async def test_a_flagged_run_that_is_rerun_can_miss_its_sla_again() -> None:
+    kv = MemoryKV(keys.SPACES)
+    log, reader = LocalCommandLog(kv), StateReader(kv)
+    await log.propose(c.RegisterDag(at_ms=1, spec=SPEC))
+    run_id = (await log.propose(c.CreateRun(at_ms=2, dag_id="d")))["runId"]
+    fence = await log.propose(c.AssignRun(at_ms=3, run_id=run_id, worker="w", term=1))
+    assert (await log.propose(c.NotifySlaMiss(at_ms=700_000, run_id=run_id)))["flagged"]
+    done = TaskRecord(state=TaskState.SUCCESS, attempt=1, worker="w", ended_at_ms=700_010).to_dict()
+    await log.propose(
+        c.ReportTasks(
+            at_ms=700_010, run_id=run_id, term=1, epoch=fence["epoch"], tasks={"a": done}, worker="w"
+        )
+    )
+    for n in reader.notifications():
+        await log.propose(c.FinishNotification(at_ms=700_020, key=n["key"], delivered=True))
+    await log.propose(
+        c.RerunRun(at_ms=800_000, run_id=run_id, only_failed=False, by="u", queued=True, fresh_sla=True)
+    )
+    header = reader.run_header(run_id) or {}
+    assert not header.get("slaMissed") and header["endedMs"] is None
+    # Waiting for a driver counts from the request; once it has one, from the re-run's start.
+    assert not (await log.propose(c.NotifySlaMiss(at_ms=1000_000, run_id=run_id)))["flagged"]
+    await log.propose(c.AssignRun(at_ms=1000_000, run_id=run_id, worker="w", term=1))
+    assert not (await log.propose(c.NotifySlaMiss(at_ms=1400_001, run_id=run_id)))["flagged"]
+    assert (await log.propose(c.NotifySlaMiss(at_ms=1600_001, run_id=run_id)))["flagged"]
+    assert [(n["event"], n["atMs"]) for n in reader.notifications()] == [("on_sla_miss", 1600_001)]
+
+
+async def test_a_rerun_that_ends_past_its_sla_records_the_miss_again() -> None:
+    log, reader, run_id = await _failed_run(sla_at_end=True)  # flagged at its end
+    for n in reader.notifications():
+        await log.propose(c.FinishNotification(at_ms=600_010, key=n["key"], delivered=True))
+    await log.propose(c.RerunRun(at_ms=700_000, run_id=run_id, by="u", queued=True, fresh_sla=True))
+    fence = await log.propose(c.AssignRun(at_ms=700_100, run_id=run_id, worker="w", term=1))
+    end = 700_100 + 600_001
+    failed = TaskRecord(state=TaskState.FAILED, attempt=2, worker="w", ended_at_ms=end).to_dict()
+    await log.propose(
+        c.ReportTasks(at_ms=end, run_id=run_id, term=1, epoch=fence["epoch"], tasks={"a": failed}, worker="w")
+    )
+    assert [n["atMs"] for n in reader.notifications() if n["event"] == "on_sla_miss"] == [end]
+    assert (reader.run_header(run_id) or {})["slaMissed"] is True
+
+
+async def test_a_rerun_logged_before_fresh_sla_applies_as_it_did() -> None:
+    log, reader, run_id = await _failed_run(sla_at_end=True)  # flagged at its end
+    await log.propose(c.RerunRun(at_ms=700_000, run_id=run_id, by="u", queued=True))
+    assert (reader.run_header(run_id) or {})["slaMissed"] is True
+    assert not (await log.propose(c.NotifySlaMiss(at_ms=2000_000, run_id=run_id)))["flagged"]
+
+
+async def test_a_reruns_notifications_never_replace_the_undelivered_ones_of_the_run_before_it() -> None:
+    """A run fails and its on_failure webhooks are still being retried when it is re-run and
+    fails again: both failures are told, the second dated from the re-run's start."""
+    log, reader, run_id = await _failed_run()
+    first = {n["key"]: n for n in reader.notifications()}
+    await log.propose(c.RerunRun(at_ms=700_000, run_id=run_id, by="u", queued=True, fresh_sla=True))
+    fence = await log.propose(c.AssignRun(at_ms=700_100, run_id=run_id, worker="w", term=1))
+    failed = TaskRecord(state=TaskState.FAILED, attempt=2, worker="w", ended_at_ms=700_200).to_dict()
+    await log.propose(
+        c.ReportTasks(
+            at_ms=700_200, run_id=run_id, term=1, epoch=fence["epoch"], tasks={"a": failed}, worker="w"
+        )
+    )
+    now = {n["key"]: n for n in reader.notifications()}
+    assert all(now[key] == n for key, n in first.items())  # still there, unchanged
+    second = [n for key, n in now.items() if key not in first]
+    assert len(second) == len(first) and {n["event"] for n in second} == {"on_failure"}
+    assert {(n["startedMs"], n["endedMs"]) for n in second} == {(700_100, 700_200)}
+    assert {(n["startedMs"], n["endedMs"]) for n in first.values()} == {(3, 10)}

@@ -180,6 +180,7 @@ async def rerun(
                 only_failed=req.onlyFailed,
                 by=principal.user,
                 queued=True,
+                fresh_sla=True,
             )
         )
     what = (

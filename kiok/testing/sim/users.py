@@ -153,7 +153,12 @@ class UserActions:
         self.world.spawn(
             self._ask(
                 lambda: c.RerunRun(
-                    at_ms=self.world.clock_ms(), run_id=run_id, only_failed=False, by="sim", queued=True
+                    at_ms=self.world.clock_ms(),
+                    run_id=run_id,
+                    only_failed=False,
+                    by="sim",
+                    queued=True,
+                    fresh_sla=True,
                 )
             )
         )
