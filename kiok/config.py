@@ -626,6 +626,13 @@ KEYS: tuple[Key, ...] = (
         "Password hashes computed at once, off the event loop (0: one per CPU); the rest queue.",
     ),
     Key(
+        "kiok.auth.password.hash.queue.max",
+        int,
+        64,
+        "Password hashes (logins, password changes, new users) that may wait for a free one; past "
+        "it a request is refused at once with 503 overloaded and Retry-After instead of queueing.",
+    ),
+    Key(
         "kiok.auth.worker.max.failures",
         int,
         5,

@@ -18,6 +18,7 @@ and nothing ever matches an error by its message text.
     │   ├── PasswordChangeRequired token may only change its password         (code: password_change_required)
     │   └── Forbidden             authenticated, not allowed                   (code: forbidden)
     ├── RateLimited               too many attempts                            (code: rate_limited)
+    ├── Overloaded                too much work waiting: shed, try again later (code: overloaded)
     ├── NotReady                  cluster gate closed                          (code: not_ready)
     ├── MaintenanceMode           maintenance mode is on: no new runs          (code: maintenance_mode)
     ├── NotLeader                 write reached a non-leader (leader_hint)     (code: not_leader)
@@ -94,6 +95,18 @@ class Forbidden(AuthError):
 
 class RateLimited(KiokError):
     code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class Overloaded(KiokError):
+    """Refused at once because too much of the work is already waiting (the password-hash
+    pool's queue is full): nothing was done, and the same request may succeed after
+    ``retry_after_s`` seconds (503 with ``Retry-After``)."""
+
+    code = "overloaded"
 
     def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
         super().__init__(message)

@@ -17,6 +17,7 @@ from kiok.errors import (
     Conflict,
     InvalidInput,
     NotFound,
+    Overloaded,
     PasswordChangeRequired,
     RateLimited,
     Unauthenticated,
@@ -70,6 +71,7 @@ class AuthService:
         window_ms: int,
         max_failures_per_address: int = 50,
         hash_concurrency: int = 0,
+        hash_queue_max: int = 64,
         epoch: IamEpoch | None = None,
     ) -> None:
         """``epoch``: the master's IAM epoch; with it, what a token or an access key resolves
@@ -82,8 +84,9 @@ class AuthService:
         #: Failed logins per (user, address), and per address whatever the user names.
         self._limiter = FailureLimiter(max_failures, window_ms)
         self._address_limiter = FailureLimiter(max_failures_per_address, window_ms)
-        #: Every password hash and check runs here, off the event loop (bounded).
-        self.hashes = HashPool(hash_concurrency)
+        #: Every password hash and check runs here, off the event loop (bounded: past
+        #: ``hash_queue_max`` waiting, a request is refused with ``Overloaded``).
+        self.hashes = HashPool(hash_concurrency, hash_queue_max)
         self._dummy_hash: asyncio.Future[str] | None = None
         #: Counting a user's access keys and adding one, one request at a time.
         self._access_key_lock = asyncio.Lock()
@@ -106,7 +109,7 @@ class AuthService:
             c.Bootstrap(
                 at_ms=self._clock(),
                 admin_user=admin_user,
-                password_hash=await self.hashes.hash(password),
+                password_hash=await self.hashes.hash(password, shed=False),
                 require_password_change=not admin_password,
                 signing_key=secrets.token_bytes(32),
             )
@@ -157,13 +160,24 @@ class AuthService:
         self._limiter.succeeded(key)
         self._address_limiter.forgive(address, now)
 
+    async def _check_password(self, key: str, address: str, now: int, stored: str, password: str) -> bool:
+        """``stored`` checked against ``password``. A check the hash pool sheds (Overloaded)
+        was never made: it is taken back from both counts, or a flood from elsewhere would
+        lock out the users it crowds out."""
+        try:
+            return await self.hashes.verify(stored, password)
+        except Overloaded:
+            self._limiter.forgive(key, now)
+            self._address_limiter.forgive(address, now)
+            raise
+
     async def login(self, user: str, password: str, address: str) -> TokenPair:
         now = self._clock()
         key = self._begin_password_check(user, address, now)
         record = self._reader.user(user)
         # Hash even for an unknown user so timing does not reveal which users exist.
         stored = record["passwordHash"] if record else await self._dummy()
-        ok = await self.hashes.verify(stored, password) and record is not None
+        ok = await self._check_password(key, address, now, stored, password) and record is not None
         if not ok or record is None:
             self.audit(user, "auth:Login", user, address, success=False, detail="wrong user or password")
             raise Unauthenticated("wrong user or password")
@@ -173,10 +187,13 @@ class AuthService:
 
     async def _dummy(self) -> str:
         """A hash of a random password, checked for unknown users (same cost as a real one);
-        made once, however many logins ask for it at the same time."""
-        if self._dummy_hash is None:
-            self._dummy_hash = asyncio.ensure_future(self.hashes.hash(secrets.token_hex(16)))
-        return await asyncio.shield(self._dummy_hash)
+        made once, however many logins ask for it at the same time (never shed: it is one
+        hash whatever the flood, and made again if it failed)."""
+        made = self._dummy_hash
+        if made is None or (made.done() and (made.cancelled() or made.exception() is not None)):
+            made = asyncio.ensure_future(self.hashes.hash(secrets.token_hex(16), shed=False))
+            self._dummy_hash = made
+        return await asyncio.shield(made)
 
     async def refresh(self, refresh_token: str) -> TokenPair:
         claims = self.issuer.verify(refresh_token, "refresh", self._clock())
@@ -188,7 +205,7 @@ class AuthService:
         now = self._clock()
         key = self._begin_password_check(principal.user, address, now)
         record = self._reader.user(principal.user)
-        if record is None or not await self.hashes.verify(record["passwordHash"], old):
+        if record is None or not await self._check_password(key, address, now, record["passwordHash"], old):
             self.audit(
                 principal.user,
                 "auth:ChangePassword",
@@ -223,7 +240,7 @@ class AuthService:
             c.SetPassword(
                 at_ms=self._clock(),
                 user=user,
-                password_hash=await self.hashes.hash(password),
+                password_hash=await self.hashes.hash(password, shed=False),  # the local operator
                 require_password_change=True,
             )
         )

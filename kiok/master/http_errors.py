@@ -33,6 +33,7 @@ _STATUS: tuple[tuple[type[e.KiokError], int], ...] = (
     (e.Forbidden, 403),
     (e.AuthError, 401),
     (e.RateLimited, 429),
+    (e.Overloaded, 503),
     (e.NotReady, 503),
     (e.MaintenanceMode, 503),
     (e.NotLeader, 503),
@@ -67,7 +68,7 @@ def install(app: FastAPI) -> None:
     async def _kiok(_: Request, err: e.KiokError) -> JSONResponse:
         headers = None
         extra: dict[str, object] | None = None
-        if isinstance(err, e.RateLimited):
+        if isinstance(err, e.RateLimited | e.Overloaded):
             headers = {"Retry-After": str(max(1, round(err.retry_after_s)))}
         if isinstance(err, e.Unauthenticated):
             headers = {"WWW-Authenticate": "Bearer"}
