@@ -30,8 +30,9 @@ _USER_AGENT = "kiok-cli/0.1"
 RETRY_FOR_S = 30.0
 _MIN_RETRY_S = 0.1
 #: The 503 codes that mean "not carried out, soon possible": a master starting or without
-#: workers, masters electing a leader. (Maintenance mode, also 503, lasts: not retried.)
-RETRIED_CODES = frozenset({errors.NotReady.code, errors.NotLeader.code})
+#: workers, masters electing a leader, too many password checks waiting. (Maintenance mode,
+#: also 503, lasts: not retried.)
+RETRIED_CODES = frozenset({errors.NotReady.code, errors.NotLeader.code, errors.Overloaded.code})
 
 # Used only when the server answers with a code this client does not know.
 _BY_STATUS: dict[int, type[errors.KiokError]] = {
@@ -331,7 +332,7 @@ def _authorization(tokens: Tokens) -> str:
 
 
 def retry_after(response: httpx.Response) -> float | None:
-    """Seconds to wait before sending again: only for a ``503`` ``not_ready`` or ``not_leader``
+    """Seconds to wait before sending again: only for a ``503`` of ``RETRIED_CODES``
     that says ``Retry-After: <s>`` (the request was not carried out); None for anything else,
     an HTTP-date included."""
     if response.status_code != 503 or error_from_response(response).code not in RETRIED_CODES:

@@ -91,6 +91,19 @@ def test_503_with_retry_after_is_retried_until_it_succeeds(master: FakeMaster) -
     assert result.stderr == "cluster not ready: no worker is connected; retrying for up to 30s\n"
 
 
+def test_a_login_shed_by_the_busy_hash_pool_is_sent_again(master: FakeMaster) -> None:
+    overloaded = httpx.Response(
+        503,
+        json={"error": {"code": "overloaded", "message": "too many password checks are waiting"}},
+        headers={"Retry-After": "1"},
+    )
+    tokens = reply(200, {"accessToken": "acc", "refreshToken": "ref"})
+    master.on("POST", "/api/v1/auth/login", overloaded, tokens)
+    result = master.invoke(["login", "--password", "pw"])
+    assert len(master.sent("POST", "/api/v1/auth/login")) == 2, result.output
+    assert master.sleeps == [1.0]
+
+
 def test_503_retries_are_bounded(master: FakeMaster) -> None:
     master.on("GET", "/api/v1/dags", not_ready())
     result = master.invoke(["--token", "t", "dags", "list"])
