@@ -26,8 +26,8 @@ def started_ms(run: Mapping[str, Any]) -> int | None:
         return int(started)
     if "startedMs" in rerun:
         return int(rerun["startedMs"])
-    if run.get("state") == RunState.PENDING.value:
-        return None  # the re-run waits its turn
+    if run.get("state") == RunState.PENDING.value or rerun.get("freshSla"):
+        return None  # the re-run waits its turn (or was cancelled before it got a driver)
     return max(int(started), int(rerun["atMs"]))  # re-run by an earlier version: RUNNING at once
 
 

@@ -565,7 +565,7 @@ class MasterNode:
         and return the term it leads workers under: above every term handed to them before,
         by this cluster or by the one a restored backup came from (``keys.WORKER_TERM``)."""
         now = self.clock_ms()
-        floor = c.fence_floor(now)
+        floor = max(1, c.fence_floor(now))  # 0 would ask for no term at all (old entries)
         term = await self.log.propose(
             c.LeaderElected(at_ms=now, master=self.node_id, term=raft_term, term_floor=floor)
         )

@@ -186,7 +186,8 @@ STATE_KEPT_BY_RESTORE = (
     (KMS, FENCE_EPOCH.encode()),
     (KMS, WORKER_TERM.encode()),
 )
-#: (meta) The last leader elected: ``{"master", "term"}``; decides who defers at restart.
+#: (meta) The last leader elected: ``{"master", "term", "atMs"}`` (Raft's term) and
+#: ``"workerTerm"`` (``WORKER_TERM``); decides who defers at restart.
 LEADER = "cluster/leader"
 #: (meta) Set once every master and a worker were ready: from then on a quorum keeps it open.
 CLUSTER_OPENED = "cluster/opened"

@@ -472,12 +472,15 @@ class MasterClient:
     def _refused(self, m: Refused, who: str) -> None:
         code = m.code
         reason = m.reason
+        if self._sent_auth == "joinToken" and (code in _IDENTITY_REFUSED or code == Refusal.RATE_LIMITED):
+            # The token got nowhere either (refused, or too many failures to be looked at):
+            # the next attempt offers the credential again. A master restored from a backup
+            # (disaster recovery) knows it again once the restore is done, and a valid
+            # credential is taken whatever the failures counted.
+            self._credential_refused = False
         if code in _IDENTITY_REFUSED:
             if self._sent_auth == "joinToken" and self._credential_refusal:
                 reason = f"{self._credential_refusal}; and the join token: {reason}"
-                # Both refused: the next attempt offers the credential again. A master restored
-                # from a backup (disaster recovery) knows it again only once the restore is done.
-                self._credential_refused = False
             self._identity_refused(reason)
         if code == Refusal.NOT_LEADER:
             self.state = "looking for the leader"

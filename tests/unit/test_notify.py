@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from kiok.core.notify import Notification, SmtpConnection, retry_delay_ms, sla_missed, sla_start_ms
+from kiok.core.run_clock import started_ms
 from kiok.core.states import TaskRecord, TaskState
 from kiok.dag.load import spec_from_document, spec_from_yaml
 from kiok.dag.notify import EmailTarget, NotifyEvent, WebhookTarget
@@ -103,12 +104,9 @@ def test_a_reruns_sla_is_measured_from_the_rerun() -> None:
     waiting = {**rerun, "state": "PENDING", "lastRerun": {"atMs": 100_000, "freshSla": True}}
     assert sla_start_ms(waiting) == 100_000 and sla_missed(waiting, 10_000, 110_001)
     assert sla_start_ms({**waiting, "startedMs": None}) == 100_000  # cancelled before it ever started
-    # Re-run by an earlier version (RUNNING at once, no start of its own): as the run timeout.
-    assert sla_start_ms({**rerun, "lastRerun": {"atMs": 100_000, "freshSla": True}}) == 100_000
-    assert (
-        sla_start_ms({**rerun, "startedMs": 120_000, "lastRerun": {"atMs": 100_000, "freshSla": True}})
-        == 120_000
-    )
+    # Cancelled while it waited its turn: it never started, and the miss says so.
+    cancelled = {**rerun, "state": "CANCELLED", "lastRerun": {"atMs": 100_000, "freshSla": True}}
+    assert sla_start_ms(cancelled) == 100_000 and started_ms(cancelled) is None
     # Logged before RerunRun had fresh_sla: measured as it then was (apply() decides with it).
     assert sla_start_ms({**rerun, "lastRerun": {"atMs": 100_000, "startedMs": 100_500}}) == 0
     assert sla_start_ms({**waiting, "startedMs": None, "lastRerun": {"atMs": 100_000}}) == 0
