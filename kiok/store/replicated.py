@@ -99,6 +99,8 @@ ENTRY_BYTES = _MESSAGE_BYTES // 2 - (64 << 10)
 _COMPRESS_BYTES = 64 << 10
 #: Room for ``{"c": [...]}`` around the commands in a body (map, key, array headers).
 _BODY_HEAD = 16
+#: How often ``wait_applied`` looks at the applied index (one RocksDB read).
+_APPLIED_POLL_S = 0.002
 
 
 def _not_committed(error: int) -> NotLeader:
@@ -564,6 +566,17 @@ class RaftCommandLog:
     def applied_index(self) -> int:
         raw = self._raw.get(k.KMS, k.RAFT_APPLIED.encode())
         return 0 if raw is None else int(raw)
+
+    async def wait_applied(self, index: int, timeout_s: float) -> bool:
+        """Wait (at most ``timeout_s``) until this master has applied Raft entry ``index``:
+        whether it has. A follower learns that an entry is committed from the leader's next
+        message, so it applies it a moment after the leader answered the write."""
+        deadline = time.monotonic() + timeout_s
+        while self.applied_index() < index:
+            if time.monotonic() >= deadline or self._halted is not None:
+                return False
+            await asyncio.sleep(_APPLIED_POLL_S)
+        return True
 
     def _write_file(
         self, pinned: snapshot.Pinned, header: dict[str, Any], cancelled: Callable[[], bool]

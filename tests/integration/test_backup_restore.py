@@ -101,7 +101,7 @@ def test_disaster_recovery_from_a_directory_backup(
         if path.is_file():
             data = path.read_bytes()
             assert b"hello-from-the-backup" not in data and b"s3cret" not in data, path
-    original.stop()
+    original.kill9()  # the disaster (a SIGTERM would drain the gated run first)
 
     fresh: Standalone = standalone_factory("fresh", env)
     assert "gated" not in json.dumps(ok(fresh.api("GET", "/api/v1/dags")))
@@ -160,7 +160,7 @@ def test_disaster_recovery_from_s3(standalone_factory: Any, s3_moto: MotoS3, tas
     assert stored and all(key.startswith("backups/") for key in stored)
     assert f"backups/{taken['backupId']}/manifest.json" in stored
     assert not any(b"hello-from-the-backup" in data for data in stored.values())
-    original.stop()
+    original.kill9()  # the disaster (a SIGTERM would drain the gated run first)
 
     fresh: Standalone = standalone_factory("fresh", env)
     latest = ok(fresh.api("GET", "/api/v1/admin/backups"))["backups"][0]["id"]

@@ -49,6 +49,11 @@ def test_followers_forward_and_a_run_survives_the_leaders_death(tmp_path: Path, 
             "  - {id: b, requires: [a], script: 'sleep 3; echo b'}\n"
             "  - {id: c, requires: [b], script: 'echo c'}\n"
         )
+        # Read your writes through a follower: what it forwarded is in its own copy when it answers.
+        quick = follower.register("dag: {id: quick}\ntasks:\n  - {id: t, script: 'true'}\n")
+        for _ in range(20):
+            created = follower.trigger(quick)
+            assert follower.api("GET", f"/api/v1/runs/{created}").status_code == 200, created
         run_id = follower.trigger(dag)
         leader.wait_for(lambda: leader.run(run_id)["tasks"]["b"]["state"] == "RUNNING", 20, "task b to run")
         leader.kill9()

@@ -9,7 +9,12 @@ again: one hop, then 503 ``not_leader``) and authenticates itself with a service
 ``X-Kiok-Forwarded-For`` (the caller's address, for rate limits and the audit log).
 With tracing on, the forwarded request carries this master's request span as its
 ``traceparent``. ``/api/v1/cluster`` is forwarded too: workers and live status are the leader's to tell.
-Reads are served from the follower's own copy of the state.
+Reads are served from the follower's own copy of the state, and that copy holds what the
+follower forwarded by the time it answers: the leader says which Raft entry its state had
+reached when it answered (``X-Kiok-Applied-Index``, on forwarded requests only) and the
+follower applies up to it before passing the answer on (at most ``_CATCH_UP_S``), so a client
+reads its own writes through the master it wrote through (a run it triggered, a DAG it
+registered).
 """
 
 from __future__ import annotations
@@ -35,7 +40,13 @@ _FORWARDED_READS = frozenset({"/api/v1/cluster"})
 _DROP = frozenset(
     {b"host", b"content-length", b"connection", b"keep-alive", b"transfer-encoding", b"te", b"upgrade"}
 )
-_DROP_OUT = frozenset({"content-length", "connection", "transfer-encoding", "content-encoding"})
+_DROP_OUT = frozenset(
+    {"content-length", "connection", "transfer-encoding", "content-encoding", "x-kiok-applied-index"}
+)
+APPLIED_INDEX = "x-kiok-applied-index"
+#: How long a follower waits to apply what the leader had applied when it answered a
+#: forwarded write (a follower further behind answers anyway: its reads may lag).
+_CATCH_UP_S = 2.0
 
 
 class ForwardToLeader:
@@ -66,7 +77,10 @@ class ForwardToLeader:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self._forwards(scope):
-            await self.app(scope, receive, send)
+            if self._forwarded_here(scope):
+                await self.app(scope, receive, self._with_applied_index(send))
+            else:
+                await self.app(scope, receive, send)
             return
         headers = [(k, v) for k, v in scope.get("headers", ()) if k not in _DROP]
         if any(k == FORWARDED_BY.encode() for k, _ in headers):
@@ -115,6 +129,9 @@ class ForwardToLeader:
             why = f"the leader did not answer ({e}): it may still take effect, so check before repeating it"
             await error_response(503, "not_leader", why)(scope, receive, send)
             return
+        applied = answer.headers.get(APPLIED_INDEX, "")
+        if applied.isascii() and applied.isdigit() and self.node.raft is not None:
+            await self.node.raft.wait_applied(int(applied), _CATCH_UP_S)
         await send(
             {
                 "type": "http.response.start",
@@ -126,6 +143,29 @@ class ForwardToLeader:
             }
         )
         await send({"type": "http.response.body", "body": answer.content})
+
+    def _forwarded_here(self, scope: Scope) -> bool:
+        """A write another master forwarded to this one (the leader)."""
+        return (
+            scope["type"] == "http"
+            and self.node.raft is not None
+            and scope["method"] not in _READS
+            and any(k == FORWARDED_BY.encode() for k, _ in scope.get("headers", ()))
+        )
+
+    def _with_applied_index(self, send: Send) -> Send:
+        """``send`` that tells the forwarding master the Raft entry this one's state had
+        reached when the answer started (the forwarded write's included, if it committed)."""
+        raft = self.node.raft
+        assert raft is not None
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                index = (APPLIED_INDEX.encode(), str(raft.applied_index()).encode())
+                message = {**message, "headers": [*message.get("headers", ()), index]}
+            await send(message)
+
+        return sending
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, why: str) -> None:
         await error_response(503, "not_leader", why, {"Retry-After": "1"})(scope, receive, send)
