@@ -208,6 +208,14 @@ KEYS: tuple[Key, ...] = (
         at_least=1,
     ),
     Key(
+        "kiok.worker.refused.retry.ms",
+        int,
+        15000,
+        "How long a worker a master refused (its credential and join token, a version, too many "
+        "failures) waits before it tries again.",
+        at_least=100,
+    ),
+    Key(
         "kiok.worker.heartbeat.timeout.ms",
         int,
         5000,

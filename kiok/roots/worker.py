@@ -59,6 +59,7 @@ async def run_worker(settings: Settings, environ: dict[str, str]) -> None:
         max_frame_bytes=settings.get_int("kiok.internal.max.frame.bytes"),
         ssl_context=tls.client_context(),
         status_url=status_url(settings, tls.serves_tls),
+        refused_retry_s=settings.get_int("kiok.worker.refused.retry.ms") / 1000,
     )
     worker = build_worker(settings, client, environ, isolation)
     logs.identify(worker.id)

@@ -58,9 +58,6 @@ Connect = Callable[[str, int], Awaitable[tuple[asyncio.StreamReader, asyncio.Str
 #: Pauses between connection attempts. Short, because a worker cut off from the masters for
 #: longer than the heartbeat timeout (5 s by default) loses its runs to other workers.
 _BACKOFF_S = (0.1, 0.2, 0.5, 1.0)
-#: After a refusal (bad credential, revoked, version) retrying fast cannot help and would
-#: trip the master's per-address limit on failed authentications.
-_REFUSED_BACKOFF_S = 15.0
 #: Refusals that say this worker's identity is not accepted (as opposed to "try elsewhere").
 _IDENTITY_REFUSED = frozenset({Refusal.UNAUTHENTICATED, Refusal.REVOKED})
 #: Unacknowledged log bytes kept in memory at most; past it the oldest batches are dropped
@@ -99,12 +96,17 @@ class MasterClient:
         ssl_context: ssl.SSLContext | None = None,
         status_url: str = "",
         connect: Connect | None = None,
+        refused_retry_s: float = 15.0,
     ) -> None:
         self._masters = masters
         #: Opens a connection to a master (TCP; the simulator's in-memory network in tests).
         self._connect: Connect = connect or self._open_tcp
         #: Where this worker's status port is reached, told in the hello (the masters show it).
         self._status_url = status_url
+        #: How long to wait after a master refused this worker (``kiok.worker.refused.retry.ms``):
+        #: retrying fast cannot help a bad credential, a revocation or a version, and would trip
+        #: the master's per-address limit on failed authentications.
+        self._refused_retry_s = refused_retry_s
         self._worker_id = worker_id
         self._credential_file = credential_file
         self._join_token = join_token
@@ -321,7 +323,7 @@ class MasterClient:
             elif self.state == "looking for the leader":
                 delay = 0.05 if self._redirect else _BACKOFF_S[min(attempt, 2)]
             elif self.state.startswith("refused"):
-                delay = _REFUSED_BACKOFF_S
+                delay = self._refused_retry_s
             else:
                 delay = _BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)]
             with contextlib.suppress(TimeoutError):

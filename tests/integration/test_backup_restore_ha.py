@@ -147,7 +147,9 @@ def test_disaster_recovery_into_three_fresh_masters(tmp_path: Path) -> None:
     gated), and the old worker, which lived through it all, comes back with the credential it
     had. It saw a leader elected after the first (Raft term 2 at least), and fresh masters
     start Raft again from term 1: it must still take their leader for the current one."""
-    env = {**FAST, "KIOK_BACKUP_DIR": str(tmp_path / "backups")}
+    # The worker tries again a second after a refusal (15 s by default): the fresh masters
+    # refuse it until the restore is done.
+    env = {**FAST, "KIOK_BACKUP_DIR": str(tmp_path / "backups"), "KIOK_WORKER_REFUSED_RETRY_MS": "1000"}
     original = MasterGroup(tmp_path / "original", extra_env=env).start()
     try:
         first = original.leader()
