@@ -13,7 +13,7 @@ from kiok.errors import Forbidden
 from kiok.master.auth import SERVICE_PRINCIPAL, Principal
 from kiok.master.auth_cache import EpochCache, IamEpoch
 from kiok.security import actions, resources
-from kiok.security.policy import allowed_anywhere, is_allowed, resource_check
+from kiok.security.policy import allowed_anywhere, allowed_under, is_allowed, resource_check
 from kiok.store.reader import StateReader
 
 
@@ -31,6 +31,11 @@ class Grants:
     def checker(self, action: str) -> Callable[[str], bool]:
         """``allows(action, …)`` for many resources: the policies are sifted once."""
         return resource_check(self._documents, action)
+
+    def allows_under(self, action: str, prefix: str) -> bool:
+        """Whether ``action`` may be allowed on some resource under ``prefix`` (denies not
+        weighed): a no means a list there is empty without reading it."""
+        return allowed_under(self._documents, action, prefix)
 
     def check(self, action: str, resource: str) -> None:
         """Forbidden naming the action and resource unless allowed."""

@@ -144,4 +144,77 @@ def allowed_anywhere(documents: Iterable[Mapping[str, Any]], action: str) -> boo
     return allowed
 
 
+def allowed_under(documents: Iterable[Mapping[str, Any]], action: str, prefix: str) -> bool:
+    """Whether some statement allows ``action`` on some resource that starts with ``prefix``
+    (``dag/etl/run/``: some run of ``etl``). Denies are not weighed: a yes means "look item by
+    item", a no that nothing under ``prefix`` can be allowed, so a filtered list there is
+    empty whatever it holds, without reading it (and without taking longer when it holds
+    more: that would tell what a caller may not see)."""
+    return any(
+        st["Effect"] == "Allow"
+        and _matches(st["Action"], action)
+        and any(_may_match_after(pattern, prefix) for pattern in st["Resource"])
+        for doc in documents
+        for st in doc["Statement"]
+    )
+
+
+def _may_match_after(pattern: str, prefix: str) -> bool:
+    """Whether glob ``pattern`` (``fnmatch``: ``*``, ``?``, ``[...]``) matches some string
+    that starts with ``prefix``: the pattern's positions ``prefix`` can lead to, as a
+    nondeterministic automaton; any left means the rest can still be matched."""
+    tokens = _glob_tokens(pattern)
+
+    def closure(states: set[int]) -> set[int]:
+        todo, out = list(states), set(states)
+        while todo:
+            i = todo.pop()
+            if i < len(tokens) and tokens[i] == "*" and i + 1 not in out:
+                out.add(i + 1)
+                todo.append(i + 1)
+        return out
+
+    states = closure({0})
+    for ch in prefix:
+        step: set[int] = set()
+        for i in states:
+            if i == len(tokens):
+                continue
+            token = tokens[i]
+            if token == "*":
+                step.add(i)
+            elif token == "?" or token == ch or (len(token) > 1 and fnmatch.fnmatchcase(ch, token)):
+                step.add(i + 1)
+        if not step:
+            return False
+        states = closure(step)
+    return True
+
+
+def _glob_tokens(pattern: str) -> list[str]:
+    """``pattern`` cut as ``fnmatch`` reads it: ``*``, ``?``, a ``[...]`` class (kept whole,
+    matched with ``fnmatch`` itself), or one literal character (an unclosed ``[`` too)."""
+    tokens: list[str] = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "[":
+            j = i + 1
+            if j < len(pattern) and pattern[j] == "!":
+                j += 1
+            if j < len(pattern) and pattern[j] == "]":
+                j += 1
+            end = pattern.find("]", j)
+            if end >= 0:
+                tokens.append(pattern[i : end + 1])
+                i = end + 1
+                continue
+        if ch == "*" and tokens and tokens[-1] == "*":
+            i += 1
+            continue
+        tokens.append(ch)
+        i += 1
+    return tokens
+
+
 FULL_ACCESS = {"Statement": [{"Effect": "Allow", "Action": ["*"], "Resource": ["*"]}]}

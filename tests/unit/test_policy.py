@@ -1,10 +1,23 @@
 from __future__ import annotations
 
+import fnmatch
+import itertools
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kiok.errors import InvalidInput
 from kiok.security import resources
-from kiok.security.policy import FULL_ACCESS, allowed_anywhere, is_allowed, validate_document
+from kiok.security.policy import (
+    FULL_ACCESS,
+    _glob_tokens,
+    _may_match_after,
+    allowed_anywhere,
+    allowed_under,
+    is_allowed,
+    validate_document,
+)
 
 READ_DAGS = validate_document(
     {"Statement": [{"Effect": "Allow", "Action": ["dags:List", "dags:Read"], "Resource": "dag/*"}]}
@@ -110,3 +123,41 @@ def test_resource_patterns_that_match_nothing_are_refused_with_the_forms(resourc
     with pytest.raises(InvalidInput, match=r"Statement\[0\]\.Resource") as refused:
         validate_document({"Statement": [{"Effect": "Allow", "Action": "*", "Resource": resource}]})
     assert resource in refused.value.message and hint in refused.value.message
+
+
+def test_allowed_under_says_whether_anything_under_a_prefix_can_be_allowed() -> None:
+    etl_runs = validate_document(
+        {"Statement": [{"Effect": "Allow", "Action": "runs:Read", "Resource": "dag/etl/run/*"}]}
+    )
+    assert allowed_under([etl_runs], "runs:Read", "dag/etl/run/")
+    assert not allowed_under([etl_runs], "runs:Read", "dag/secret/run/")  # nothing to scan for
+    assert not allowed_under([etl_runs], "runs:Read", "dag/etl-secret/run/")
+    assert not allowed_under([etl_runs], "runs:List", "dag/etl/run/")
+    patterns = ["dag/e?l*", "dag/[s]ecret/run/a*"]
+    some = validate_document({"Statement": [{"Effect": "Allow", "Action": "runs:*", "Resource": patterns}]})
+    assert allowed_under([some], "runs:Read", "dag/etl-2/run/")
+    assert allowed_under([some], "runs:Read", "dag/secret/run/")  # some runs of it: look
+    assert not allowed_under([some], "runs:Read", "dag/other/run/")
+    assert allowed_under([FULL_ACCESS], "runs:Read", "dag/anything/run/")
+    assert not allowed_under([], "runs:Read", "dag/etl/run/")
+
+
+#: Every character the patterns below name, and one they do not.
+_ALPHABET = "ab/[]*?c"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pattern=st.lists(st.sampled_from(["a", "b", "/", "*", "?", "[a]", "[!a]", "[", "]", "[]a]"]), max_size=4),
+    prefix=st.text(alphabet=_ALPHABET, max_size=5),
+)
+def test_may_match_after_agrees_with_fnmatch(pattern: list[str], prefix: str) -> None:
+    """Against brute force: some string that starts with ``prefix`` and is at most as much
+    longer as the pattern has tokens (enough: each needs one character at most)."""
+    glob = "".join(pattern)
+    brute = any(
+        fnmatch.fnmatchcase(prefix + "".join(rest), glob)
+        for n in range(len(_glob_tokens(glob)) + 1)
+        for rest in itertools.product(_ALPHABET, repeat=n)
+    )
+    assert _may_match_after(glob, prefix) == brute, (glob, prefix)

@@ -72,6 +72,14 @@ async def grid(
     def visible(run: dict[str, Any]) -> bool:
         return grants.allows(actions.READ_RUN, resources.run(run["dagId"], run["runId"]))
 
+    record = node.reader.dag(dag_id)
+    current: DagSpec | None = None
+    if record is not None and grants.allows(actions.READ_DAG, resources.dag(dag_id)):
+        current = compiled_spec(record["spec"])
+    if current is None and not grants.allows_under(actions.READ_RUN, resources.run(dag_id, "")):
+        # Nothing of it can be shown: answered as a missing DAG at once, without reading its
+        # runs (a DAG with a long history would otherwise take longer to say so).
+        raise NotFound(f"DAG {dag_id!r} not found")
     query = RunQuery(dag_id=dag_id)
     scan_limit = node.settings.get_int("kiok.admin.http.list.scan.limit")
     next_seq: int | None = None
@@ -92,10 +100,6 @@ async def grid(
             query, limit=limit, cursor=seq, visible=visible, scan_limit=scan_limit
         )
 
-    record = node.reader.dag(dag_id)
-    current: DagSpec | None = None
-    if record is not None and grants.allows(actions.READ_DAG, resources.dag(dag_id)):
-        current = compiled_spec(record["spec"])
     if current is None and not page:
         # Only ``dags:Read`` or a readable run makes the DAG visible. A ``runs`` or ``cursor``
         # request asks what the first page would (a readable run among the newest, within the

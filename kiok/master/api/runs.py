@@ -93,6 +93,10 @@ async def list_runs(
     )
     node = node_of(request)
     grants = node.iam.grants(principal)
+    if dag is not None and not grants.allows_under(actions.LIST_RUNS, resources.run(dag, "")):
+        # None of its runs may be listed: an empty page at once, as for a DAG without runs
+        # (reading them would tell by its time and its cursor how long its history is).
+        return {"runs": [], "nextCursor": None}
     headers, next_seq = node.reader.run_page(
         query,
         limit=limit,
