@@ -99,8 +99,10 @@ ENTRY_BYTES = _MESSAGE_BYTES // 2 - (64 << 10)
 _COMPRESS_BYTES = 64 << 10
 #: Room for ``{"c": [...]}`` around the commands in a body (map, key, array headers).
 _BODY_HEAD = 16
-#: How often ``wait_applied`` looks at the applied index (one RocksDB read).
+#: How often ``wait_applied`` looks at the applied index (one RocksDB read): at first, and
+#: at most (doubling in between).
 _APPLIED_POLL_S = 0.002
+_APPLIED_POLL_MAX_S = 0.05
 
 
 def _not_committed(error: int) -> NotLeader:
@@ -572,10 +574,13 @@ class RaftCommandLog:
         whether it has. A follower learns that an entry is committed from the leader's next
         message, so it applies it a moment after the leader answered the write."""
         deadline = time.monotonic() + timeout_s
+        pause = _APPLIED_POLL_S
         while self.applied_index() < index:
-            if time.monotonic() >= deadline or self._halted is not None:
+            left = deadline - time.monotonic()
+            if left <= 0 or self._halted is not None:
                 return False
-            await asyncio.sleep(_APPLIED_POLL_S)
+            await asyncio.sleep(min(pause, left))
+            pause = min(2 * pause, _APPLIED_POLL_MAX_S)  # a follower far behind is looked at less
         return True
 
     def _write_file(

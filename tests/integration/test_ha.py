@@ -54,6 +54,13 @@ def test_followers_forward_and_a_run_survives_the_leaders_death(tmp_path: Path, 
         for _ in range(20):
             created = follower.trigger(quick)
             assert follower.api("GET", f"/api/v1/runs/{created}").status_code == 200, created
+        # Which Raft entry the leader had reached is told to the forwarding master only.
+        through = follower.api("POST", f"/api/v1/dags/{quick}/runs", json={})
+        posing = leader.http(
+            "POST", leader.url + f"/api/v1/dags/{quick}/runs", json={}, headers={"X-Kiok-Forwarded-By": "m9"}
+        )
+        assert through.status_code == 201 and posing.status_code == 401, posing.text
+        assert "x-kiok-applied-index" not in {**through.headers, **posing.headers}
         run_id = follower.trigger(dag)
         leader.wait_for(lambda: leader.run(run_id)["tasks"]["b"]["state"] == "RUNNING", 20, "task b to run")
         leader.kill9()

@@ -12,7 +12,7 @@ With tracing on, the forwarded request carries this master's request span as its
 Reads are served from the follower's own copy of the state, and that copy holds what the
 follower forwarded by the time it answers: the leader says which Raft entry its state had
 reached when it answered (``X-Kiok-Applied-Index``, on forwarded requests only) and the
-follower applies up to it before passing the answer on (at most ``_CATCH_UP_S``), so a client
+follower applies up to it before passing a successful answer on (at most ``_CATCH_UP_S``), so a client
 reads its own writes through the master it wrote through (a run it triggered, a DAG it
 registered).
 """
@@ -130,8 +130,8 @@ class ForwardToLeader:
             await error_response(503, "not_leader", why)(scope, receive, send)
             return
         applied = answer.headers.get(APPLIED_INDEX, "")
-        if applied.isascii() and applied.isdigit() and self.node.raft is not None:
-            await self.node.raft.wait_applied(int(applied), _CATCH_UP_S)
+        if answer.is_success and applied.isascii() and applied.isdigit() and self.node.raft is not None:
+            await self.node.raft.wait_applied(int(applied), _CATCH_UP_S)  # a refusal wrote nothing
         await send(
             {
                 "type": "http.response.start",
@@ -145,13 +145,15 @@ class ForwardToLeader:
         await send({"type": "http.response.body", "body": answer.content})
 
     def _forwarded_here(self, scope: Scope) -> bool:
-        """A write another master forwarded to this one (the leader)."""
-        return (
-            scope["type"] == "http"
-            and self.node.raft is not None
-            and scope["method"] not in _READS
-            and any(k == FORWARDED_BY.encode() for k, _ in scope.get("headers", ()))
-        )
+        """A write another master forwarded to this one (the leader): with the service token,
+        so that no client learns the applied index (how busy the cluster is) by asking."""
+        if scope["type"] != "http" or self.node.raft is None or scope["method"] in _READS:
+            return False
+        headers = dict(scope.get("headers", ()))
+        if FORWARDED_BY.encode() not in headers:
+            return False
+        scheme, _, token = headers.get(SERVICE_AUTH.encode(), b"").decode("latin-1").partition(" ")
+        return scheme.lower() == "bearer" and self.node.accepts_service_token(token.strip())
 
     def _with_applied_index(self, send: Send) -> Send:
         """``send`` that tells the forwarding master the Raft entry this one's state had
