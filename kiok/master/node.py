@@ -564,11 +564,7 @@ class MasterNode:
         """Commit ``LeaderElected`` for this master (once applied, so is every earlier entry)
         and return the term it leads workers under: above every term handed to them before,
         by this cluster or by the one a restored backup came from (``keys.WORKER_TERM``)."""
-        now = self.clock_ms()
-        floor = max(1, c.fence_floor(now))  # 0 would ask for no term at all (old entries)
-        term = await self.log.propose(
-            c.LeaderElected(at_ms=now, master=self.node_id, term=raft_term, term_floor=floor)
-        )
+        term = await self.log.propose(c.leader_elected(self.clock_ms(), self.node_id, raft_term))
         return int(term)
 
     def start_leading(self, term: int) -> list[asyncio.Task[Any]]:

@@ -359,6 +359,12 @@ def is_floor(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_FENCE_FLOOR
 
 
+def leader_elected(at_ms: int, master: str, raft_term: int) -> LeaderElected:
+    """The ``LeaderElected`` a master commits on taking the lead at ``at_ms``: with its clock
+    as the floor of the term it is handed for workers (never 0, which would ask for none)."""
+    return LeaderElected(at_ms=at_ms, master=master, term=raft_term, term_floor=max(1, fence_floor(at_ms)))
+
+
 @command
 @dataclass(frozen=True)
 class AssignRun(Command):

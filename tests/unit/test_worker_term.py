@@ -23,10 +23,7 @@ T0 = 1_767_225_600_000  # 2026-01-01
 
 
 def _elect(kv: RocksKV, raft_term: int, now_ms: int, master: str = "m1") -> int:
-    (term,) = apply(
-        kv,
-        [c.LeaderElected(at_ms=now_ms, master=master, term=raft_term, term_floor=c.fence_floor(now_ms))],
-    )
+    (term,) = apply(kv, [c.leader_elected(now_ms, master, raft_term)])
     assert isinstance(term, int)
     return term
 

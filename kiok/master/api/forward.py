@@ -12,9 +12,9 @@ With tracing on, the forwarded request carries this master's request span as its
 Reads are served from the follower's own copy of the state, and that copy holds what the
 follower forwarded by the time it answers: the leader says which Raft entry its state had
 reached when it answered (``X-Kiok-Applied-Index``, on forwarded requests only) and the
-follower applies up to it before passing a successful answer on (at most ``_CATCH_UP_S``), so a client
-reads its own writes through the master it wrote through (a run it triggered, a DAG it
-registered).
+follower applies up to it before passing a successful answer on (at most ``_CATCH_UP_S``),
+so a client reads its own writes through the master it wrote through (a run it triggered, a
+DAG it registered).
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ _FORWARDED_READS = frozenset({"/api/v1/cluster"})
 _DROP = frozenset(
     {b"host", b"content-length", b"connection", b"keep-alive", b"transfer-encoding", b"te", b"upgrade"}
 )
-_DROP_OUT = frozenset(
-    {"content-length", "connection", "transfer-encoding", "content-encoding", "x-kiok-applied-index"}
-)
 APPLIED_INDEX = "x-kiok-applied-index"
+_DROP_OUT = frozenset(
+    {"content-length", "connection", "transfer-encoding", "content-encoding", APPLIED_INDEX}
+)
 #: How long a follower waits to apply what the leader had applied when it answered a
 #: forwarded write (a follower further behind answers anyway: its reads may lag).
 _CATCH_UP_S = 2.0

@@ -249,11 +249,8 @@ class SimMaster:
     async def promote(self, term: int) -> bool:
         """Lead ``term``: commit ``LeaderElected`` (proving the log is caught up), then run a
         fresh coordinator, as ``kiok.master.leadership`` does."""
-        now = self.clock_ms()
         try:
-            worker_term = await self.log.propose(
-                c.LeaderElected(at_ms=now, master=self.node_id, term=term, term_floor=c.fence_floor(now))
-            )
+            worker_term = await self.log.propose(c.leader_elected(self.clock_ms(), self.node_id, term))
         except NotLeader:
             return False
         if self.raft_twin.leader is not self or self.raft_twin.term != term or not self.alive:
