@@ -124,6 +124,57 @@ def test_grid_shows_only_runs_the_caller_may_read(shared_kiok: Standalone, runs:
     assert refused.status_code == 403
 
 
+def test_a_readable_run_beyond_the_scan_limit_is_reached_by_paging(standalone_factory: Any) -> None:
+    """A caller who may read only an old run of a DAG it has no ``dags:Read`` on: the first
+    pages read their scan limit of runs it may not see. They answer as the run list does, an
+    empty page with a cursor (not a 404: the DAG may still show something), and paging reaches
+    the run; a DAG with fewer runs than the limit, none readable, stays a 404."""
+    k: Standalone = standalone_factory(env={"KIOK_ADMIN_HTTP_LIST_SCAN_LIMIT": "2"})
+    k.register("dag: {id: deep}\ntasks: [{id: a, script: 'true'}]\n")
+    k.register("dag: {id: shallow}\ntasks: [{id: a, script: 'true'}]\n")
+    ids = []
+    for _ in range(6):
+        ids.append(k.trigger("deep"))
+        k.wait_run(ids[-1])
+    k.wait_run(k.trigger("shallow"))
+    policy = {
+        "Statement": [
+            {"Effect": "Allow", "Action": "runs:Read", "Resource": f"dag/deep/run/{ids[0]}"},
+            {"Effect": "Allow", "Action": "runs:Read", "Resource": "dag/shallow/run/none"},
+        ]
+    }
+    assert (
+        k.api("POST", "/api/v1/iam/policies", json={"policy": "old", "document": policy}).status_code == 201
+    )
+    assert (
+        k.api(
+            "POST", "/api/v1/iam/users", json={"user": "old", "password": PW, "policies": ["old"]}
+        ).status_code
+        == 201
+    )
+    login = httpx.post(k.url + "/api/v1/auth/login", json={"user": "old", "password": PW})
+    headers = {"Authorization": f"Bearer {login.json()['accessToken']}"}
+
+    def page(dag_id: str, query: str = "") -> httpx.Response:
+        return httpx.get(k.url + f"/api/v1/dags/{dag_id}/grid{query}", headers=headers, timeout=30)
+
+    first = page("deep")
+    assert first.status_code == 200, first.text
+    assert first.json()["runs"] == [] and first.json()["nextCursor"] is not None
+    seen: list[str] = []
+    cursor = first.json()["nextCursor"]
+    for _ in range(len(ids)):
+        if cursor is None:
+            break
+        body = page("deep", f"?cursor={cursor}").json()
+        seen += [run["runId"] for run in body["runs"]]
+        cursor = body["nextCursor"]
+    assert seen == [ids[0]]
+    assert page("deep", f"?runs={ids[1]}").json()["runs"] == []
+    for query in ("", f"?runs={ids[0]}", "?cursor=99"):
+        assert page("shallow", query).status_code == 404, query
+
+
 def test_grid_is_in_the_openapi_document(shared_kiok: Standalone) -> None:
     doc = shared_kiok.api("GET", "/api/v1/openapi.json").json()
     params = {p["name"] for p in doc["paths"]["/api/v1/dags/{dag_id}/grid"]["get"]["parameters"]}

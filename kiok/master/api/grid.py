@@ -101,13 +101,17 @@ async def grid(
         )
 
     if current is None and not page:
-        # Only ``dags:Read`` or a readable run makes the DAG visible. A ``runs`` or ``cursor``
-        # request asks what the first page would (a readable run among the newest, within the
-        # same scan limit), so that an invisible DAG answers it as a missing one does.
-        rechecked = runs is not None or cursor is not None
-        if not (
-            rechecked and node.reader.run_page(query, limit=1, visible=visible, scan_limit=scan_limit)[0]
-        ):
+        # Only ``dags:Read`` or a readable run makes the DAG visible; a first page that read
+        # its whole scan limit without finding one cannot tell, and answers as the run list
+        # does (no runs, and the cursor to look further). A ``runs`` or ``cursor`` request
+        # asks what the first page would, so that an invisible DAG answers it as a missing
+        # one does.
+        if runs is None and cursor is None:
+            may_show = next_seq is not None
+        else:
+            first, after_first = node.reader.run_page(query, limit=1, visible=visible, scan_limit=scan_limit)
+            may_show = bool(first) or after_first is not None
+        if not may_show:
             raise NotFound(f"DAG {dag_id!r} not found")
     order = _task_order(current, [node.run_spec(h["runId"]) for h in page])
     shown = order[taskOffset : taskOffset + taskLimit]
