@@ -248,6 +248,10 @@ def analyse(
     leader_views = max(views.values(), key=lambda v: sum(x is not None for x in v.values()))
     runs = {r: v for r, v in leader_views.items() if v is not None}
     drivers = {lg.run_id: frozenset(DRIVER_LINE.findall(lg.text)) for lg in logs if lg.task_id == "__run__"}
+    assigned: dict[str, list[tuple[float, str]]] = {}
+    for lg in logs:
+        if lg.task_id == "__run__":
+            assigned.setdefault(lg.run_id, []).extend(an.assignments(lg.text))
     faults = sorted(injector.faults, key=lambda f: f.start)
     agreement = an.disagreements(acked, views)
     findings = an.Findings(
@@ -255,7 +259,7 @@ def analyse(
         duplicates=an.duplicates(executions, faults, grace_s=hb_s + 2),
         stalls=an.stalls(list(runs.values()), executions, faults, drivers, hb_s + 2, now),
         leader_failover_s=injector.leader_failover_s,
-        driver_failovers=an.driver_failovers(executions, faults, hb_s),
+        driver_failovers=an.driver_failovers(executions, faults, hb_s, assigned),
         unfinished=unfinished,
         missing_on_masters=agreement["missing"],
         differ_between_masters=agreement["differ"],
@@ -290,6 +294,9 @@ def analyse(
         "driverFailoverS": {
             **an.summary([d.seconds for d in driver if not d.overlaps_leader_failover]),
             "bound": bounds.driver_failover_s,
+            "fromNextDriverFault": an.summary(
+                [d.judged_s for d in driver if d.from_next_driver_fault_s is not None]
+            ),
             "overlappingLeaderFailover": {
                 **an.summary([d.seconds for d in driver if d.overlaps_leader_failover]),
                 "fromElection": an.summary([d.judged_s for d in driver if d.overlaps_leader_failover]),

@@ -15,14 +15,19 @@ the API's ``createdAt``/``endedAt``.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import re
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 TERMINAL = frozenset({"SUCCESS", "FAILED", "CANCELLED"})
+#: The coordinator's line in a run's log when it hands the run to a worker (after the time).
+ASSIGNED = re.compile(r"assigned to worker (\S+)")
 
 
 class FaultKind(StrEnum):
@@ -116,11 +121,17 @@ class DriverFailover:
     seconds: float
     overlaps_leader_failover: bool
     from_election_s: float | None = None
+    #: When the worker the run was handed to after the fault failed too before the run's next
+    #: start: seconds from that second fault, where a second failover began.
+    from_next_driver_fault_s: float | None = None
 
     @property
     def judged_s(self) -> float:
-        """The time the bound applies to."""
-        return self.seconds if self.from_election_s is None else self.from_election_s
+        """The time the bound applies to: from the last of the fault, the new leader
+        answering and a fault of the run's next driver."""
+        return min(
+            s for s in (self.seconds, self.from_election_s, self.from_next_driver_fault_s) if s is not None
+        )
 
 
 # --- the ledger ----------------------------------------------------------------------------
@@ -323,14 +334,32 @@ def lost_logs(runs: Mapping[str, RunView], logs: Sequence[StoredLog]) -> list[Lo
 # --- failover times ------------------------------------------------------------------------
 
 
+def assignments(text: str) -> list[tuple[float, str]]:
+    """(epoch seconds, worker) of each "assigned to worker" line of a run's log."""
+    found = []
+    for line in text.splitlines():
+        at, _, rest = line.partition(" ")
+        m = ASSIGNED.match(rest)
+        if m is not None:
+            with contextlib.suppress(ValueError):
+                found.append((datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp(), m.group(1)))
+    return found
+
+
 def driver_failovers(
-    executions: Sequence[Execution], faults: Sequence[Fault], hb_timeout_s: float
+    executions: Sequence[Execution],
+    faults: Sequence[Fault],
+    hb_timeout_s: float,
+    assigned: Mapping[str, Sequence[tuple[float, str]]] | None = None,
 ) -> list[DriverFailover]:
     """For each worker fault and each run the worker was executing a task of at that moment:
     seconds until the run's next task start (on another worker after a SIGSTOP, whose stale
     restarts do not count). Overlapping: a leader failover in progress within the heartbeat
-    timeout after the worker fault."""
+    timeout after the worker fault. ``assigned`` (run → ``assignments`` of its log): a fault
+    of a worker the run was handed to after the first fault, before the run's next start,
+    is where a second failover began (``from_next_driver_fault_s``)."""
     leader = [f for f in faults if f.kind is FaultKind.LEADER_KILL]
+    workers = [f for f in faults if f.kind is not FaultKind.LEADER_KILL]
     found: list[DriverFailover] = []
     for f in faults:
         if f.kind is FaultKind.LEADER_KILL:
@@ -352,8 +381,12 @@ def driver_failovers(
                 and not (f.kind is FaultKind.WORKER_STOP and e.worker == f.target)
             ]
             if later:
-                since = None if elected is None else round(min(later) - max(elected, f.start), 3)
-                found.append(DriverFailover(f, run_id, round(min(later) - f.start, 3), overlaps, since))
+                nxt = min(later)
+                since = None if elected is None else round(nxt - max(elected, f.start), 3)
+                handed = {w for at, w in (assigned or {}).get(run_id, ()) if f.start < at < nxt}
+                second = [g.start for g in workers if g.target in handed and f.start < g.start < nxt]
+                again = round(nxt - max(second), 3) if second else None
+                found.append(DriverFailover(f, run_id, round(nxt - f.start, 3), overlaps, since, again))
     return found
 
 

@@ -255,3 +255,26 @@ def test_a_driver_failover_overlapping_a_leader_failover_is_judged_from_the_elec
     assert "driver failover overlapping a leader failover (from the election) max 9.200 s > 6.0 s" in (
         an.missed_targets(f, BOUNDS)
     )
+
+
+def test_a_fault_of_the_runs_next_driver_starts_a_second_failover() -> None:
+    """Seed 19's case: w1 stopped while executing r1's task, r1 handed to w2, which is killed
+    50 ms later, before it started anything; w3 starts the task 8.2 s after the first fault.
+    Judged from w2's kill (the failover that w2's fault began): 3.2 s. A fault of a worker
+    the run was never handed to changes nothing."""
+    ledger = [
+        line("r1", "a", 1, "w1", "start", 100.0),
+        line("r1", "a", 2, "w3", "start", 108.2),
+        line("r1", "a", 2, "w3", "ok", 108.3),
+    ]
+    stop = an.Fault(an.FaultKind.WORKER_STOP, "w1", 100.0, 120.0)
+    kill = an.Fault(an.FaultKind.WORKER_KILL, "w2", 105.05, 110.0)
+    run_log = "2026-01-01T00:00:00.000Z assigned to worker w1 (fence 1/1)\n" + (
+        "1970-01-01T00:01:45.000Z assigned to worker w2 (fence 1/2)\n"
+    )
+    assert an.assignments(run_log) == [(1767225600.0, "w1"), (105.0, "w2")]
+    executions, _ = an.parse_ledger("\n".join(ledger) + "\n")
+    [d] = an.driver_failovers(executions, [stop, kill], HB, {"r1": an.assignments(run_log)})
+    assert (d.seconds, d.from_next_driver_fault_s, d.judged_s) == (8.2, 3.15, 3.15)
+    [unrelated] = an.driver_failovers(executions, [stop, kill], HB, {"r1": [(105.0, "w9")]})
+    assert (unrelated.from_next_driver_fault_s, unrelated.judged_s) == (None, 8.2)
