@@ -319,6 +319,15 @@ class RunDriver:
                 result = await self._env.executors[task.type].run(ctx)
             except OSError as e:
                 result = AttemptResult(False, error=f"could not start task: {e}")
+            except Exception as e:  # an executor's bug must end the attempt too
+                # Raised out of an executor, it would end this coroutine and leave the task
+                # RUNNING for good, past its timeout and any cancel. Its message may quote
+                # what the task resolved (a secret): masked, and no traceback.
+                error = self._masker.mask_text(f"{type(e).__name__}: {e}")
+                log.error(
+                    "task %s attempt %d: the %s executor failed: %s", tid, attempt, task.type.value, error
+                )
+                result = AttemptResult(False, error=f"kiok could not run the task: {error}")
             if result.timed_out or result.stopped:
                 tlog.line(
                     stopped_line(

@@ -54,9 +54,15 @@ class HttpExecutor:
     ) -> AttemptResult:
         ctx.output(f"{method} {url}\n".encode())
         try:
+            request = httpx.Request(method, url, headers=headers, content=body)
+        except (httpx.InvalidURL, ValueError, TypeError) as e:
+            # What params or connections made of the request (a non-ASCII header or method, a
+            # port that is no number): the task's failure, like a refused connection.
+            return AttemptResult(False, error=f"could not build the request: {type(e).__name__}: {e}")
+        try:
             async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as client:
-                resp = await client.request(method, url, headers=headers, content=body)
-        except httpx.HTTPError as e:
+                resp = await client.send(request)
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as e:
             return AttemptResult(False, error=f"{type(e).__name__}: {e or 'request failed'} ({method} {url})")
         ctx.output(f"HTTP {resp.status_code}\n".encode())
         ctx.output(resp.content[:_MAX_LOGGED_BODY])
