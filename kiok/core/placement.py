@@ -239,7 +239,13 @@ def _python_contexts(text: str) -> tuple[str, ...]:
             if prefix not in tok.string:
                 continue
             if name == "STRING":
-                kind = _string_kind(tok.string[: len(tok.string) - len(tok.string.lstrip("rRbBuUfF"))])
+                string_prefix = tok.string[: len(tok.string) - len(tok.string.lstrip("rRbBuUfF"))]
+                if "f" in string_prefix.lower() and _in_fstring_field(tok.string, marker):
+                    raise TaskError(
+                        "a ${params...} placeholder inside an f-string's {...} is code this Python "
+                        "cannot hold a literal in; assign it first (n = ${params.n}) and use {n}"
+                    )
+                kind = _string_kind(string_prefix)
             elif name == "FSTRING_MIDDLE":
                 kind = _string_kind(string_prefix.rstrip("'\""))
             elif name == "COMMENT":
@@ -256,6 +262,23 @@ def _python_contexts(text: str) -> tuple[str, ...]:
     except (tokenize.TokenError, SyntaxError) as e:
         raise TaskError(f"cannot place params in this python script ({e}); fix its syntax") from None
     return tuple(kinds.get(i, _CODE) for i in range(count))
+
+
+def _in_fstring_field(literal: str, marker: re.Pattern[str]) -> bool:
+    """Whether a marker in the f-string ``literal`` (one token: Python < 3.12) stands in a
+    replacement field ``{...}`` rather than in its text (``{{`` and ``}}`` are text)."""
+    inside = {m.start() for m in marker.finditer(literal)}
+    depth, i = 0, 0
+    while i < len(literal):
+        if i in inside and depth > 0:
+            return True
+        ch = literal[i]
+        if depth == 0 and ch in "{}" and literal[i + 1 : i + 2] == ch:
+            i += 2
+            continue
+        depth += 1 if ch == "{" else -1 if ch == "}" and depth > 0 else 0
+        i += 1
+    return False
 
 
 def _string_kind(prefix: str) -> str:

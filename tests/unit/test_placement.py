@@ -152,6 +152,19 @@ def test_python_places_that_cannot_hold_data_are_refused(script: str, problem: s
         placed(script, Context.PYTHON, {"v": "x"})
 
 
+@pytest.mark.parametrize("script", ['print(f"c {${params.v}}")', "print(f'{ {1: ${params.v}}[1]!r}')"])
+def test_a_param_in_an_f_string_field_is_refused_before_python_3_12(script: str) -> None:
+    """In Python < 3.12 an f-string is one token and its fields cannot hold the escapes a
+    literal needs: refused with a way out, not a SyntaxError when the task runs. From 3.12 the
+    field is code like any other."""
+    if sys.version_info < (3, 12):
+        with pytest.raises(TaskError, match="f-string"):
+            placed(script, Context.PYTHON, {"v": "x"})
+    else:
+        assert "x" in run_py(placed(script, Context.PYTHON, {"v": "x"}))
+    assert run_py(placed('print(f"{{${params.v}}}")', Context.PYTHON, {"v": "x"})) == "{x}\n"
+
+
 @pytest.mark.parametrize("value", HOSTILE[:-1])
 def test_url_is_percent_encoded(value: str) -> None:
     url = placed("https://h.invalid/a/${params.v}?q=${params.v}", Context.URL, {"v": value})
