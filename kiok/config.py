@@ -17,6 +17,7 @@ port over 65535, a negative count, no task slot). Each value remembers where it 
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,16 @@ class Key:
     #: The least a number may be: 1 where 0 would leave nothing to work with (no slot, no
     #: time, no byte). Ports are at most 65535, other numbers 2^53.
     at_least: int = 0
+    #: The most a number may be, where more would exhaust the machine (processes, threads):
+    #: None for the general bound (65535 for a port, else 2^53).
+    at_most: int | None = None
+    #: The only values a string may take (compared without case for the log level).
+    choices: tuple[str, ...] = ()
+    #: An id (of a master or worker): letters, digits, ``_.-``, starting with a letter or
+    #: digit, at most 128 characters; empty only where the default is empty (generated).
+    is_id: bool = False
+    #: A string that may not be empty (nor blank).
+    required: bool = False
 
     @property
     def env(self) -> str:
@@ -47,7 +58,13 @@ class Key:
 MiB = 1024 * 1024
 
 KEYS: tuple[Key, ...] = (
-    Key("kiok.base.data.dir", str, "./data", "Directory holding every store of this process."),
+    Key(
+        "kiok.base.data.dir",
+        str,
+        "./data",
+        "Directory holding every store of this process (not empty).",
+        required=True,
+    ),
     Key(
         "kiok.master.host",
         str,
@@ -67,7 +84,9 @@ KEYS: tuple[Key, ...] = (
         "kiok.master.id",
         str,
         "m1",
-        "This master's id, one of those in kiok.master.peers.",
+        "This master's id, one of those in kiok.master.peers: letters, digits and _.- (starting "
+        "with a letter or digit), at most 128 characters.",
+        is_id=True,
     ),
     Key(
         "kiok.master.peers",
@@ -94,13 +113,16 @@ KEYS: tuple[Key, ...] = (
         "kiok.raft.election.timeout.min.ms",
         int,
         400,
-        "Lower bound of the randomised Raft election timeout.",
+        "Lower bound of the randomised Raft election timeout; more than 150 (three Raft "
+        "heartbeats of 50 ms) and less than kiok.raft.election.timeout.max.ms.",
+        at_least=151,
     ),
     Key(
         "kiok.raft.election.timeout.max.ms",
         int,
         1400,
-        "Upper bound of the randomised Raft election timeout.",
+        "Upper bound of the randomised Raft election timeout; more than kiok.raft.election.timeout.min.ms.",
+        at_least=152,
     ),
     Key(
         "kiok.raft.compaction.min.entries",
@@ -122,9 +144,23 @@ KEYS: tuple[Key, ...] = (
         19998,
         "Worker status HTTP port: /health, /ready, /status, POST /drain, POST /undrain, /cluster/health.",
     ),
-    Key("kiok.worker.id", str, "", "Worker id; empty: a generated id kept in the data directory."),
+    Key(
+        "kiok.worker.id",
+        str,
+        "",
+        "Worker id: letters, digits and _.- (starting with a letter or digit), at most 128 "
+        "characters; empty: a generated id kept in <data>/worker-id.",
+        is_id=True,
+    ),
     Key("kiok.worker.labels", str, "", "Comma-separated labels this worker offers for DAG routing."),
-    Key("kiok.worker.task.slots", int, 8, "Task bodies one worker runs at once.", at_least=1),
+    Key(
+        "kiok.worker.task.slots",
+        int,
+        8,
+        "Task bodies one worker runs at once (1 to 4096).",
+        at_least=1,
+        at_most=4096,
+    ),
     Key(
         "kiok.worker.work.dir",
         str,
@@ -169,8 +205,9 @@ KEYS: tuple[Key, ...] = (
         2,
         "Task spawner processes per worker (they start, watch and stop task processes). Starting "
         "a process blocks its spawner until the process has exec'd, so more spawners start more "
-        "tasks at once.",
+        "tasks at once (1 to 64).",
         at_least=1,
+        at_most=64,
     ),
     Key(
         "kiok.worker.report.linger.ms",
@@ -267,7 +304,7 @@ KEYS: tuple[Key, ...] = (
         "replaced when it dies or kiok.worker.python.preload changes); 0: no template, every "
         "python task starts a new interpreter.",
     ),
-    Key("kiok.task.http.connect.timeout.ms", int, 10000, "Connect timeout of http tasks."),
+    Key("kiok.task.http.connect.timeout.ms", int, 10000, "Connect timeout of http tasks.", at_least=1),
     Key("kiok.scheduler.tick.interval.ms", int, 1000, "Cron scheduler tick.", at_least=1),
     Key("kiok.scheduler.catchup.max.runs", int, 24, "Most runs one catch-up creates per DAG (newest kept)."),
     Key("kiok.scheduler.backfill.max.runs", int, 1000, "Most runs one backfill request may create."),
@@ -351,18 +388,21 @@ KEYS: tuple[Key, ...] = (
         int,
         2000,
         "Delay after a notification's first failed attempt; doubled after each further one.",
+        at_least=1,
     ),
     Key(
         "kiok.notify.retry.max.ms",
         int,
         300_000,
         "Cap on the delay between two attempts of one notification.",
+        at_least=1,
     ),
     Key(
         "kiok.notify.timeout.ms",
         int,
         10_000,
         "Deadline of one notification attempt (HTTP request or SMTP conversation).",
+        at_least=1,
     ),
     Key(
         "kiok.notify.check.interval.ms",
@@ -631,7 +671,9 @@ KEYS: tuple[Key, ...] = (
         "kiok.auth.password.hash.concurrency",
         int,
         0,
-        "Password hashes computed at once, off the event loop (0: one per CPU); the rest queue.",
+        "Password hashes computed at once, off the event loop (0: one per CPU; at most 1024); "
+        "the rest queue.",
+        at_most=1024,
     ),
     Key(
         "kiok.auth.password.hash.queue.max",
@@ -671,13 +713,20 @@ KEYS: tuple[Key, ...] = (
         "PBKDF2-SHA256 iterations deriving the root key from the master key.",
         at_least=1,
     ),
-    Key("kiok.log.level", str, "INFO", "Log level of the kiok process (DEBUG, INFO, WARNING, ERROR)."),
+    Key(
+        "kiok.log.level",
+        str,
+        "INFO",
+        "Log level of the kiok process: DEBUG, INFO, WARNING or ERROR (any case).",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+    ),
     Key(
         "kiok.log.format",
         str,
         "text",
         "Format of the process log on stderr: text, or json (one object per line with ts, level, "
         "logger, msg, service, instance, and runId, taskId, requestId when known).",
+        choices=("text", "json"),
     ),
     Key(
         "kiok.otel.enabled",
@@ -732,9 +781,41 @@ def _coerce(key: Key, raw: Any, source: str) -> Any:
             if value != value or value in (float("inf"), float("-inf")):
                 raise ValueError(raw)
             return _in_range(key, value, source)
-        return str(raw)
+        return _text(key, raw, source)
     except ValueError:
         raise InvalidInput(f"{key.name} ({source}): expected {key.type.__name__}, got {raw!r}") from None
+
+
+#: The ids of masters and workers, as the internal protocol and the store keys take them
+#: (kept in step with ``kiok.master.admission.WORKER_ID``).
+ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
+
+
+def _text(key: Key, raw: Any, source: str) -> str:
+    """A string setting. A YAML null, list, mapping or boolean is refused rather than turned
+    into text ("None" would be a host, a bucket, a password): write '' for empty, quote
+    ``"yes"``. A number is taken as written (``kiok.master.id: 1``)."""
+    if raw is None:
+        raise InvalidInput(f"{key.name} ({source}): no value (null); write '' for an empty value")
+    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+        raise InvalidInput(f"{key.name} ({source}): expected text, got {type(raw).__name__} {raw!r}")
+    value = str(raw)
+    if key.choices:
+        fold = key.name == "kiok.log.level"
+        found = next((c for c in key.choices if (c.upper() == value.upper() if fold else c == value)), None)
+        if found is None:
+            raise InvalidInput(
+                f"{key.name} ({source}): expected one of {', '.join(key.choices)}, got {value!r}"
+            )
+        return found
+    if key.required and not value.strip():
+        raise InvalidInput(f"{key.name} ({source}): must not be empty")
+    if key.is_id and (value or key.default) and not ID.match(value):
+        raise InvalidInput(
+            f"{key.name} ({source}): {value!r} is not an id (letters, digits and _.-, starting "
+            "with a letter or digit, at most 128 characters)"
+        )
+    return value
 
 
 #: Numeric settings that 0 would break (no slot, no time, no byte): at least 1.
@@ -746,7 +827,7 @@ _NUMBER_MAX = 2**53
 def _in_range(key: Key, value: _Number, source: str) -> _Number:
     """A numeric setting within what kiok can use: ``key.at_least`` to 65535 for a port, else to 2^53."""
     low = key.at_least
-    high = 65535 if key.name.endswith(".port") else _NUMBER_MAX
+    high = key.at_most if key.at_most is not None else 65535 if key.name.endswith(".port") else _NUMBER_MAX
     if not low <= value <= high:
         raise InvalidInput(f"{key.name} ({source}): {value!r} is out of range ({low} to {high})")
     return value
@@ -785,6 +866,20 @@ def unknown_variables(env: Mapping[str, str], known_env: Iterable[str] = ()) -> 
         for name in sorted(env)
         if name.startswith("KIOK_") and name not in known and not name.startswith(TASK_VARIABLE_PREFIX)
     ]
+
+
+def _check_together(values: Mapping[str, Any], sources: Mapping[str, tuple[str, str]]) -> None:
+    """Settings that are only right together: refused naming both keys and where they came from."""
+    low, high = "kiok.raft.election.timeout.min.ms", "kiok.raft.election.timeout.max.ms"
+    if values[low] >= values[high]:
+
+        def where(name: str) -> str:
+            source, origin = sources.get(name, ("default", ""))
+            return origin or source
+
+        raise InvalidInput(
+            f"{low} ({values[low]}, {where(low)}) must be less than {high} ({values[high]}, {where(high)})"
+        )
 
 
 @dataclass(frozen=True)
@@ -859,6 +954,7 @@ class Settings:
             flag = (override_names or {}).get(name, "override")
             values[name] = _coerce(_BY_NAME[name], raw, flag)
             sources[name] = ("flag", flag)
+        _check_together(values, sources)
         return cls(values, sources, unknown_variables(env or {}, known_env))
 
     def explain(self) -> list[Explained]:
@@ -908,7 +1004,12 @@ def reference_markdown() -> str:
         "An unknown key in a config file stops kiok at start; an unknown `KIOK_` variable is",
         "a warning (both name the closest known setting). A number out of range stops it too:",
         "ports are 0 to 65535, other numbers 0 to 2^53, and at least 1 where 0 would leave",
-        "nothing to work with (slots, intervals, timeouts, expiries, sizes). `kiok config show` prints every",
+        "nothing to work with (slots, intervals, timeouts, expiries, sizes); a few counts that start",
+        "processes or threads have a lower maximum, given in their line. A text setting refuses a",
+        "YAML null, list or boolean in the config file (write `''` for empty, quote `\"yes\"`); the",
+        "log level and format take only the values listed; ids take letters, digits and `_.-`;",
+        "`kiok.raft.election.timeout.min.ms` must be less than `kiok.raft.election.timeout.max.ms`.",
+        "Each refusal is one line naming the key. `kiok config show` prints every",
         "setting with where its value came from (default, file, env, flag); secrets are shown",
         f"as `{REDACTED}`: {', '.join(f'`{k.name}`' for k in KEYS if k.secret)}.",
         "",

@@ -20,6 +20,8 @@ TASK_ID: ContextVar[str | None] = ContextVar("kiok_task_id", default=None)
 REQUEST_ID: ContextVar[str | None] = ContextVar("kiok_request_id", default=None)
 
 FORMATS = ("text", "json")
+#: The levels ``kiok.log.level`` takes (any case); another is refused, not taken for INFO.
+LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING, "ERROR": logging.ERROR}
 #: Libraries whose INFO lines are noise to an operator (a follower's httpx line every 0.5 s,
 #: uvicorn's access lines, PySyncObj's connection chatter): WARNING and above only.
 QUIET = ("httpx", "httpcore", "uvicorn.access", "uvicorn.error", "pysyncobj", "asyncio")
@@ -84,9 +86,11 @@ class TextFormatter(logging.Formatter):
 
 def setup(level: str, fmt: str, service: str, instance: str = "", stream: TextIO | None = None) -> Identity:
     """Configure the root logger once for this process; the returned filter's ``instance``
-    can be set once known (``identify``). Raises ``ValueError`` for an unknown format."""
+    can be set once known (``identify``). Raises ``ValueError`` for an unknown format or level."""
     if fmt not in FORMATS:
         raise ValueError(f"kiok.log.format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+    if level.upper() not in LEVELS:
+        raise ValueError(f"kiok.log.level: expected one of {', '.join(LEVELS)}, got {level!r}")
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     identity = Identity(service, instance)
@@ -95,7 +99,7 @@ def setup(level: str, fmt: str, service: str, instance: str = "", stream: TextIO
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    root.setLevel(LEVELS[level.upper()])
     for name in QUIET:
         logging.getLogger(name).setLevel(logging.WARNING)
     return identity

@@ -7,7 +7,6 @@ works; its expiry goes to stderr.
 from __future__ import annotations
 
 import json
-import os
 import socket
 
 import click
@@ -16,6 +15,7 @@ from kiok.cli.backups import COMMANDS as backup_commands
 from kiok.cli.client import CliError, segment
 from kiok.cli.context import CliContext, json_option, pass_cli
 from kiok.cli.output import emit_json, emit_table, text
+from kiok.cli.settings import load_settings
 
 MIN_TTL_S = 60
 MAX_TTL_S = 7 * 24 * 3600
@@ -137,12 +137,24 @@ def kms_rotate(cli: CliContext, key: str) -> None:
     "--socket",
     "socket_path",
     envvar="KIOK_ADMIN_SOCKET",
-    help="The master's admin socket [env: KIOK_ADMIN_SOCKET; default: $KIOK_BASE_DATA_DIR/admin.sock].",
+    help="The master's admin socket [env: KIOK_ADMIN_SOCKET; default: the master's "
+    "kiok.admin.socket.path, else <kiok.base.data.dir>/admin.sock].",
 )
-def reset_password(user: str, new_password: str | None, socket_path: str | None) -> None:
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="The master's config file, to find its admin socket (YAML of dotted keys).",
+)
+def reset_password(
+    user: str, new_password: str | None, socket_path: str | None, config_file: str | None
+) -> None:
     """Reset a password through the running master's local admin socket (works when nobody
     can log in). The user must change it at the next login."""
-    path = socket_path or os.path.join(os.environ.get("KIOK_BASE_DATA_DIR", "./data"), "admin.sock")
+    path = socket_path
+    if not path:  # where the master puts it: the same settings (environment, config file)
+        settings = load_settings(config_file, {})
+        path = settings.get_str("kiok.admin.socket.path") or str(settings.data_dir / "admin.sock")
     request: dict[str, str] = {"op": "reset-password", "user": user}
     if new_password is not None:
         request["newPassword"] = new_password

@@ -86,6 +86,17 @@ def _error_classes() -> dict[str, type[errors.KiokError]]:
     return found
 
 
+#: The most of a foreign answer's body an error message quotes.
+EXCERPT_CHARS = 120
+
+
+def excerpt(text: str) -> str:
+    """``text`` on one line (blanks and line breaks as single spaces), cut at
+    ``EXCERPT_CHARS`` with an ellipsis: a quote from an answer that is not kiok's."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= EXCERPT_CHARS else flat[: EXCERPT_CHARS - 1] + "…"
+
+
 def error_from_response(response: httpx.Response, hint: str | None = None) -> errors.KiokError:
     """The typed error a non-2xx answer stands for; branches on the wire code, never the text.
 
@@ -105,9 +116,10 @@ def error_from_response(response: httpx.Response, hint: str | None = None) -> er
                 message = err["message"]
         elif "detail" in body:  # a framework-generated answer, not ours
             detail = body["detail"]
-            message = detail if isinstance(detail, str) else json.dumps(detail)
+            message = excerpt(detail if isinstance(detail, str) else json.dumps(detail))
     elif response.text.strip():
-        message = f"{message}: {response.text.strip()[:200]}"
+        # Not a kiok answer (a proxy's page, another server): a hint of what it was, one line.
+        message = f"{message}: {excerpt(response.text)}"
     if hint:
         message = f"{message} ({hint})"
     cls = _error_classes().get(code or "") or _BY_STATUS.get(response.status_code, errors.KiokError)

@@ -27,9 +27,9 @@ def config() -> None:
 def show(obj: CliContext, config_file: str | None, data_dir: str | None, port: int | None) -> None:
     """Print every setting with its value and where it came from."""
     flags: dict[str, tuple[str, object]] = {}
-    if data_dir:
+    if data_dir is not None:  # given is given: --data-dir "" is refused, not ignored
         flags["kiok.base.data.dir"] = ("--data-dir", data_dir)
-    if port:
+    if port is not None:  # --port 0 is a value, and flags win over the environment
         flags["kiok.master.admin.port"] = ("--port", port)
     settings = load_settings(config_file, flags)
     for warning in settings.warnings:

@@ -47,6 +47,15 @@ def access_key(value: str) -> str:
     return f"{key_id}:{secret}"
 
 
+def ca_path(value: str) -> str:
+    """``--ca``/``KIOK_TLS_CA``: an existing file, or ``click.BadParameter`` (checked only for
+    the commands that talk to a master)."""
+    if not os.path.isfile(value):
+        problem = "is a directory" if os.path.isdir(value) else "does not exist"
+        raise click.BadParameter(f"file {value!r} {problem}", param_hint="--ca")
+    return value
+
+
 @dataclass(frozen=True)
 class Target:
     """The masters this invocation talks to, in the order to try them, and the saved context

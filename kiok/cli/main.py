@@ -17,10 +17,13 @@ import click
 
 from kiok.cli import admin, audit, auth, cluster, config, connections, contexts, dags, iam, runs, workers
 from kiok.cli.client import CliError
-from kiok.cli.context import CliContext, Runtime, access_key
+from kiok.cli.context import CliContext, Runtime, access_key, ca_path
 from kiok.cli.output import visible
 from kiok.errors import KiokError, PasswordChangeRequired
 
+#: The commands that are not clients of a master: the global client options (``--ca``,
+#: ``--access-key``, ``--token``) are neither checked nor used for them.
+NOT_CLIENTS = frozenset({"standalone", "master", "worker", "config"})
 #: A day: more is no answer to wait for, and a socket cannot wait for ever (``1e309``).
 _MAX_TIMEOUT_S = 86400.0
 
@@ -76,7 +79,6 @@ def describe(e: KiokError | CliError) -> str:
     "--ca",
     "ca_file",
     envvar="KIOK_TLS_CA",
-    type=click.Path(exists=True, dir_okay=False),
     help="CA bundle to verify an https master against [env: KIOK_TLS_CA].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the server's JSON answer, for scripts.")
@@ -108,8 +110,13 @@ def cli(
         as_json=as_json,
         timeout=timeout,
         runtime=runtime,
-        ca_option=ca_file,
     )
+    ctx.obj = context
+    if ctx.invoked_subcommand in NOT_CLIENTS or ctx.resilient_parsing:
+        # Servers and `kiok config` talk to no master: the client's variables
+        # (KIOK_TLS_CA, KIOK_ACCESS_KEY, ...) may be set for other commands and are not theirs.
+        return
+    context.ca_option = ca_path(ca_file) if ca_file is not None else None
     given = [("token", token), ("access_key", access_key(key) if key else None)]
     on_command_line = {
         kind: ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
@@ -118,7 +125,6 @@ def cli(
     for kind, value in sorted(given, key=lambda kv: not on_command_line[kv[0]]):
         if value:
             context.use_credential(kind, value, command_line=on_command_line[kind])
-    ctx.obj = context
 
 
 cli.add_command(auth.login)

@@ -48,9 +48,9 @@ def standalone(config: str | None, data_dir: str | None, port: int | None) -> No
     from kiok.roots.standalone import run_standalone
 
     flags: dict[str, tuple[str, object]] = {}
-    if data_dir:
+    if data_dir is not None:  # given is given: --data-dir "" is refused below, not ignored
         flags["kiok.base.data.dir"] = ("--data-dir", data_dir)
-    if port:
+    if port is not None:  # --port 0 is a value (flags win over the environment)
         flags["kiok.master.admin.port"] = ("--port", port)
     settings = _settings(config, flags, "standalone")
     _run(run_standalone(settings, dict(os.environ)))
@@ -81,12 +81,23 @@ def worker(config: str | None) -> None:
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
+    """Run a server; what stops it is one line on stderr and exit status 1. The specific
+    checks name the setting or file; anything else still gives one line (type and message)
+    and its traceback only at DEBUG (``KIOK_LOG_LEVEL=DEBUG``)."""
     try:
         asyncio.run(main)
     except KiokError as e:
-        raise click.ClickException(e.message) from None
+        raise click.ClickException(one_line(e.message)) from None
     except OSError as e:
-        raise click.ClickException(f"cannot start: {e}") from None
+        raise click.ClickException(f"cannot start: {one_line(str(e))}") from None
+    except Exception as e:  # the last resort: no traceback on an operator's screen
+        logging.getLogger("kiok.start").debug("start-up failed", exc_info=True)
+        raise click.ClickException(f"cannot start: {type(e).__name__}: {one_line(str(e))}") from None
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks and runs of blanks as single spaces."""
+    return " ".join(text.split())
 
 
 def register_server_commands(group: click.Group) -> None:

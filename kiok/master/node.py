@@ -47,7 +47,7 @@ from kiok.master.run_cache import RunViews
 from kiok.master.run_terms import RunTermsCache
 from kiok.master.scheduler import Scheduler
 from kiok.observability.tracing import make_tracing
-from kiok.security.kms import Cipher, Keyring, WrongMasterKey, derive_root_key
+from kiok.security.kms import MIN_MASTER_KEY_CHARS, Cipher, Keyring, WrongMasterKey, derive_root_key
 from kiok.security.service_tokens import ServiceTokens
 from kiok.store import commands as c
 from kiok.store import keys, run_index
@@ -60,7 +60,13 @@ from kiok.store.joblog import ENCRYPTION_KEYS as JOBLOG_ENCRYPTION_KEYS
 from kiok.store.joblog import REPLICATION as JOBLOG_REPLICATION
 from kiok.store.joblog import SPACES as JOBLOG_SPACES
 from kiok.store.joblog import JobLogStore
-from kiok.store.keyring import configured_master_key, existing_keyring, master_key, new_keyring
+from kiok.store.keyring import (
+    configured_master_key,
+    existing_keyring,
+    key_source,
+    master_key,
+    new_keyring,
+)
 from kiok.store.kv import RocksKV
 from kiok.store.objects import s3_store_from_settings
 from kiok.store.reader import StateReader
@@ -98,9 +104,21 @@ class MasterNode:
         # for writing: a wrong key changes nothing on disk.
         self._iterations = settings.get_int("kiok.kms.pbkdf2.iterations")
         if not configured and not (data / "master.key").exists() and (data / "state" / "CURRENT").exists():
-            raise WrongMasterKey("this data directory is encrypted with a master key: set KIOK_MASTER_KEY")
+            raise WrongMasterKey(
+                "this data directory is encrypted with a master key: set kiok.kms.master.key.file "
+                "(or KIOK_MASTER_KEY)"
+            )
         self._passphrase = master_key(configured, data)
-        found = existing_keyring(data / "state", self._passphrase, self._iterations)
+        source = key_source(
+            settings.get_str("kiok.master.key"), settings.get_str("kiok.kms.master.key.file"), data
+        )
+        # Refused here, naming where the key came from (a later derivation would not know).
+        if len(self._passphrase) < MIN_MASTER_KEY_CHARS:
+            raise WrongMasterKey(
+                f"{source}: the master key must have at least {MIN_MASTER_KEY_CHARS} characters, "
+                f"not {len(self._passphrase)}"
+            )
+        found = existing_keyring(data / "state", self._passphrase, self._iterations, source)
         self._roots: dict[bytes, bytes] = {}
         self._roots_lock = threading.Lock()
         self.keyring: Keyring | None = None

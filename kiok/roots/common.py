@@ -19,7 +19,7 @@ from typing import Any
 
 import uvicorn
 
-from kiok.config import Settings
+from kiok.config import ID, Settings
 from kiok.errors import InvalidInput
 from kiok.protocol.link import MasterLink
 from kiok.roots.http_protocol import HttpLimits, limited_protocol
@@ -134,15 +134,28 @@ def stop_event() -> asyncio.Event:
 
 
 def worker_id_for(settings: Settings) -> str:
-    """``kiok.worker.id``, or an id generated once and kept in the data directory."""
+    """``kiok.worker.id`` (checked by ``Settings``), or an id generated once and kept in
+    ``<data>/worker-id``. ``InvalidInput`` in one line naming the file when that cannot be
+    read or does not hold an id (blank, not text, another charset than ids have)."""
     configured = settings.get_str("kiok.worker.id")
     if configured:
         return configured
     path = settings.data_dir / "worker-id"
-    if path.exists():
-        return path.read_text().strip()
-    wid = f"worker-{uuid.uuid4().hex[:8]}"
-    path.write_text(wid + "\n")
+    if not path.exists():
+        wid = f"worker-{uuid.uuid4().hex[:8]}"
+        path.write_text(wid + "\n")
+        return wid
+    try:
+        wid = path.read_bytes().decode().strip()
+    except OSError as e:
+        raise InvalidInput(f"cannot read the worker id file {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"the worker id file {path} is not text") from None
+    if not ID.match(wid):
+        raise InvalidInput(
+            f"the worker id file {path} holds {wid[:64]!r}, not an id (letters, digits and _.-, "
+            "starting with a letter or digit, at most 128 characters): fix it, or remove it for a new id"
+        )
     return wid
 
 
@@ -178,12 +191,17 @@ def python_template(settings: Settings, python: str) -> spawn_protocol.Template 
 
 
 def build_worker(
-    settings: Settings, link: MasterLink, environ: dict[str, str], isolation: Isolation
+    settings: Settings,
+    link: MasterLink,
+    environ: dict[str, str],
+    isolation: Isolation,
+    worker_id: str | None = None,
 ) -> Worker:
+    """The worker; ``worker_id`` when the root read it already (``worker_id_for``)."""
     data = settings.data_dir
     python = python_for_tasks(settings.get_str("kiok.python.path"), sys.executable, isolation)
     slots = settings.get_int("kiok.worker.task.slots")
-    worker_id = worker_id_for(settings)
+    worker_id = worker_id if worker_id is not None else worker_id_for(settings)
     configured_root = settings.get_str("kiok.worker.work.dir")
     work_root = prepare_work_root(configured_root, data, worker_id, isolation)
     runner = ProcessRunner(

@@ -31,6 +31,7 @@ from kiok.roots.common import (
     status_url,
     trusted_proxies,
     wait_for_stop,
+    worker_id_for,
 )
 from kiok.roots.shutdown import Signals, drain
 from kiok.roots.startup import listen_socket, lock_data_dir
@@ -122,6 +123,7 @@ async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
     data = prepare_data_dir(settings)
     lock = lock_data_dir(data)  # another process on this directory: refused before anything opens
     isolation = isolation_for(settings)  # it may refuse: before anything starts
+    worker_id = worker_id_for(settings)  # a bad <data>/worker-id: refused before the bootstrap
     # Every port is bound before anything is announced or bootstrapped: one taken is one line.
     admin_listener = listen_socket(
         settings.get_str("kiok.master.host"),
@@ -139,7 +141,7 @@ async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
     admin_socket = AdminSocket(node, Path(settings.get_str("kiok.admin.socket.path") or data / "admin.sock"))
     await admin_socket.start()
     link = InProcessLink(node, settings.get_int("kiok.scheduler.max.global.concurrency"))
-    worker = build_worker(settings, link, environ, isolation)
+    worker = build_worker(settings, link, environ, isolation, worker_id)
     link.worker_id = worker.id
     status_addr = status_url(settings, tls.serves_tls)
     node.coordinator.add_worker(LocalWorkerHandle(worker, status_addr))

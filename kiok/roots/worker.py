@@ -36,6 +36,7 @@ async def run_worker(settings: Settings, environ: dict[str, str]) -> None:
     data = prepare_data_dir(settings)
     lock = lock_data_dir(data)  # another process on this directory: refused before anything opens
     isolation = isolation_for(settings)  # it may refuse: before anything starts
+    worker_id = worker_id_for(settings)  # a bad <data>/worker-id: refused before anything starts
     try:
         masters = parse_masters(settings.get_str("kiok.worker.masters"))
     except ValueError as e:
@@ -49,7 +50,7 @@ async def run_worker(settings: Settings, environ: dict[str, str]) -> None:
     credential_file = Path(settings.get_str("kiok.worker.credential.file") or data / "worker-credential")
     client = MasterClient(
         masters,
-        worker_id_for(settings),
+        worker_id,
         credential_file=credential_file,
         join_token=settings.get_str("kiok.worker.join.token"),
         outbox=Outbox(data / "outbox"),
@@ -61,7 +62,7 @@ async def run_worker(settings: Settings, environ: dict[str, str]) -> None:
         status_url=status_url(settings, tls.serves_tls),
         refused_retry_s=settings.get_int("kiok.worker.refused.retry.ms") / 1000,
     )
-    worker = build_worker(settings, client, environ, isolation)
+    worker = build_worker(settings, client, environ, isolation, worker_id)
     logs.identify(worker.id)
     client.attach(worker)
     status = http_server(

@@ -35,9 +35,18 @@ class WrongMasterKey(KiokError):
     code = "wrong_master_key"
 
 
-def derive_root_key(master_key: str, salt: bytes, iterations: int) -> bytes:
-    if len(master_key) < 32:
-        raise WrongMasterKey("KIOK_MASTER_KEY must have at least 32 characters")
+#: The shortest master key accepted.
+MIN_MASTER_KEY_CHARS = 32
+
+
+def derive_root_key(master_key: str, salt: bytes, iterations: int, source: str = "KIOK_MASTER_KEY") -> bytes:
+    """The root key ``master_key`` derives with ``salt``; ``source`` names where the key came
+    from (the variable, the key file) in the ``WrongMasterKey`` for a key too short."""
+    if len(master_key) < MIN_MASTER_KEY_CHARS:
+        raise WrongMasterKey(
+            f"{source}: the master key must have at least {MIN_MASTER_KEY_CHARS} characters, "
+            f"not {len(master_key)}"
+        )
     return hashlib.pbkdf2_hmac("sha256", master_key.encode(), salt, iterations, dklen=32)
 
 
@@ -76,13 +85,14 @@ class Keyring:
         return nonce + AESGCM(root_key).encrypt(nonce, body, b"kiok-keyring")
 
     @classmethod
-    def unwrap(cls, blob: bytes, root_key: bytes) -> Keyring:
+    def unwrap(cls, blob: bytes, root_key: bytes, source: str = "KIOK_MASTER_KEY") -> Keyring:
+        """The keyring wrapped in ``blob``; ``WrongMasterKey`` naming ``source`` (where the
+        master key came from) when ``root_key`` does not open it."""
         try:
             body = AESGCM(root_key).decrypt(blob[:_NONCE], blob[_NONCE:], b"kiok-keyring")
         except InvalidTag:
             raise WrongMasterKey(
-                "KIOK_MASTER_KEY does not match the key this data directory was created with; "
-                "nothing was changed"
+                f"{source} does not match the key this data directory was created with; nothing was changed"
             ) from None
         doc = msgpack.unpackb(body, raw=False)
         return cls({n: {int(k): key for k, key in vs.items()} for n, vs in doc["v"].items()}, dict(doc["c"]))

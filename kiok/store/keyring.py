@@ -46,13 +46,32 @@ def configured_master_key(value: str, key_file: str) -> str:
     return key
 
 
+def key_source(value: str, key_file: str, data_dir: Path) -> str:
+    """Where the master key comes from, as messages about it name it: the variable, the key
+    file, or the key file kiok generated in the data directory."""
+    if key_file:
+        return f"the master key in kiok.kms.master.key.file {key_file}"
+    if value:
+        return "KIOK_MASTER_KEY (kiok.master.key)"
+    return f"the generated master key file {data_dir / 'master.key'}"
+
+
 def master_key(configured: str, data_dir: Path) -> str:
-    """``KIOK_MASTER_KEY``, or the generated key file of a single-node setup."""
+    """``KIOK_MASTER_KEY``, or the generated key file of a single-node setup. ``InvalidInput``
+    in one line for a generated key file that cannot be read, is not text or is empty."""
     if configured:
         return configured
     path = data_dir / "master.key"
     if path.exists():
-        return path.read_text().strip()
+        try:
+            key = path.read_bytes().decode().strip()
+        except OSError as e:
+            raise InvalidInput(f"cannot read the generated master key file {path}: {e.strerror}") from None
+        except UnicodeDecodeError:
+            raise InvalidInput(f"the generated master key file {path} is not text") from None
+        if not key:
+            raise InvalidInput(f"the generated master key file {path} is empty")
+        return key
     key = secrets.token_urlsafe(36)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -69,15 +88,18 @@ def master_key(configured: str, data_dir: Path) -> str:
     return key
 
 
-def existing_keyring(state_path: Path, passphrase: str, iterations: int) -> tuple[Keyring, bytes] | None:
-    """The store's keyring, unwrapped with ``passphrase`` (WrongMasterKey if it does not
-    fit), and the root key; None for a store that has none yet. Reads without writing."""
+def existing_keyring(
+    state_path: Path, passphrase: str, iterations: int, source: str = "KIOK_MASTER_KEY"
+) -> tuple[Keyring, bytes] | None:
+    """The store's keyring, unwrapped with ``passphrase`` (WrongMasterKey naming ``source``,
+    where the passphrase came from, if it does not fit), and the root key; None for a store
+    that has none yet. Reads without writing."""
     found = RocksKV.peek(state_path, k.SPACES, k.KMS, [k.KEYRING.encode(), k.KEYRING_SALT.encode()])
     wrapped, salt = found.get(k.KEYRING.encode()), found.get(k.KEYRING_SALT.encode())
     if wrapped is None or salt is None:
         return None
-    root = derive_root_key(passphrase, msgpack.unpackb(salt), iterations)
-    return Keyring.unwrap(msgpack.unpackb(wrapped), root), root
+    root = derive_root_key(passphrase, msgpack.unpackb(salt), iterations, source)
+    return Keyring.unwrap(msgpack.unpackb(wrapped), root, source), root
 
 
 def new_keyring(passphrase: str, iterations: int) -> tuple[Keyring, bytes, bytes, bytes]:

@@ -24,8 +24,29 @@ from rocksdict import (
     WriteOptions,
 )
 
+from kiok.errors import KiokError
+
 #: (keyspace, key, value or None for a delete)
 Write = tuple[str, bytes, bytes | None]
+
+
+class StoreUnreadable(KiokError):
+    """RocksDB refused to open a store directory (damaged, unreadable): one line naming the
+    directory and RocksDB's own words, and, for a damaged store, the way back."""
+
+    code = "store_unreadable"
+
+    @classmethod
+    def opening(cls, path: Path, e: Exception) -> StoreUnreadable:
+        problem = " ".join(str(e).split()) or type(e).__name__
+        hint = ""
+        if problem.startswith("Corruption"):
+            hint = (
+                f": it is damaged; move {path.parent} aside, start on an empty data directory with "
+                "the same master key and restore the newest backup "
+                "(kiok admin restore, docs/operations.md#backup-and-restore)"
+            )
+        return cls(f"cannot open the store {path}: {problem}{hint}")
 
 
 class KVStore(Protocol):
@@ -124,15 +145,19 @@ class RocksKV:
         path: Path, spaces: Iterable[str], space: str, keys: Iterable[bytes]
     ) -> dict[bytes, bytes | None]:
         """Read a few values from an existing store without writing anything to its
-        directory (read-only open); {} when there is no store there yet."""
+        directory (read-only open); {} when there is no store there yet. ``StoreUnreadable``
+        when RocksDB cannot open it."""
         if not (path / "CURRENT").exists():
             return {}
-        db = Rdict(
-            str(path),
-            Options(raw_mode=True),
-            column_families={s: Options(raw_mode=True) for s in spaces},
-            access_type=AccessType.read_only(),
-        )
+        try:
+            db = Rdict(
+                str(path),
+                Options(raw_mode=True),
+                column_families={s: Options(raw_mode=True) for s in spaces},
+                access_type=AccessType.read_only(),
+            )
+        except Exception as e:  # rocksdict raises a bare Exception("Corruption: ...")
+            raise StoreUnreadable.opening(path, e) from None
         try:
             cf = db.get_column_family(space)
             return {k: cf.get(k) for k in keys}
@@ -146,7 +171,10 @@ class RocksKV:
         opts.create_if_missing(True)
         opts.create_missing_column_families(True)
         self._spaces = list(spaces)
-        self._db = Rdict(str(path), opts, column_families={s: _space_options() for s in self._spaces})
+        try:
+            self._db = Rdict(str(path), opts, column_families={s: _space_options() for s in self._spaces})
+        except Exception as e:  # rocksdict raises a bare Exception("Corruption: ...")
+            raise StoreUnreadable.opening(path, e) from None
         self._cf = {s: self._db.get_column_family(s) for s in self._spaces}
         self._handles = {s: self._db.get_column_family_handle(s) for s in self._spaces}
         self._sync = WriteOptions()

@@ -1,0 +1,163 @@
+"""Settings refused at start with one line naming the key (audit items 1a, 1e, 2, 3, 5, 8, 9),
+client options that are no business of server commands (4), a foreign error answer on one
+line (6), and the master key's source named in its errors (7)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from kiok import logs
+from kiok.cli.client import error_from_response
+from kiok.config import Settings
+from kiok.errors import InvalidInput
+from kiok.store.keyring import master_key
+from tests.unit.test_cli_harness import FakeMaster
+
+PEERS = "m1=127.0.0.1:7001,m2=127.0.0.1:7002,m3=127.0.0.1:7003"
+
+
+@pytest.mark.parametrize(
+    ("env", "key"),
+    [
+        *(
+            pytest.param(
+                {
+                    "KIOK_MASTER_PEERS": PEERS,
+                    "KIOK_RAFT_ELECTION_TIMEOUT_MIN_MS": low,
+                    "KIOK_RAFT_ELECTION_TIMEOUT_MAX_MS": high,
+                },
+                "kiok.raft.election.timeout.m",
+                id=f"raft-{low}-{high}",
+            )
+            for low, high in (("5000", "100"), ("1000", "1000"), ("0", "0"), ("100", "300"))
+        ),
+        pytest.param({"KIOK_WORKER_SPAWNERS": "9007199254740992"}, "kiok.worker.spawners", id="spawners"),
+        pytest.param({"KIOK_WORKER_SPAWNERS": "65"}, "kiok.worker.spawners", id="spawners-65"),
+        pytest.param({"KIOK_WORKER_TASK_SLOTS": "1000000"}, "kiok.worker.task.slots", id="slots"),
+        pytest.param(
+            {"KIOK_AUTH_PASSWORD_HASH_CONCURRENCY": "100000"}, "hash.concurrency", id="hash-concurrency"
+        ),
+        pytest.param({"KIOK_LOG_LEVEL": "TRACE"}, "kiok.log.level", id="log-level"),
+        pytest.param({"KIOK_LOG_FORMAT": "xml"}, "kiok.log.format", id="log-format"),
+        pytest.param({"KIOK_TASK_HTTP_CONNECT_TIMEOUT_MS": "0"}, "connect.timeout", id="http-timeout"),
+        pytest.param({"KIOK_NOTIFY_TIMEOUT_MS": "0"}, "kiok.notify.timeout.ms", id="notify-timeout"),
+        pytest.param({"KIOK_NOTIFY_RETRY_INITIAL_MS": "0"}, "notify.retry.initial", id="notify-retry"),
+        pytest.param({"KIOK_WORKER_ID": " "}, "kiok.worker.id", id="worker-id-blank"),
+        pytest.param({"KIOK_WORKER_ID": "../w"}, "kiok.worker.id", id="worker-id-path"),
+        pytest.param({"KIOK_MASTER_ID": ""}, "kiok.master.id", id="master-id-empty"),
+        pytest.param({"KIOK_MASTER_ID": "m 1"}, "kiok.master.id", id="master-id-space"),
+        pytest.param({"KIOK_BASE_DATA_DIR": ""}, "kiok.base.data.dir", id="data-dir-empty"),
+    ],
+)
+def test_a_bad_setting_is_refused_naming_the_key(env: dict[str, str], key: str) -> None:
+    with pytest.raises(InvalidInput, match=key.replace(".", r"\.")) as refused:
+        Settings.load(env=env)
+    assert "\n" not in refused.value.message
+
+
+def test_good_values_still_load() -> None:
+    s = Settings.load(
+        env={
+            "KIOK_LOG_LEVEL": "debug",
+            "KIOK_WORKER_ID": "w-1.a_b",
+            "KIOK_WORKER_SPAWNERS": "64",
+            "KIOK_RAFT_ELECTION_TIMEOUT_MIN_MS": "3000",
+            "KIOK_RAFT_ELECTION_TIMEOUT_MAX_MS": "4000",
+        }
+    )
+    assert s["kiok.log.level"] == "DEBUG" and s["kiok.worker.id"] == "w-1.a_b"
+    assert Settings.load(env={})["kiok.worker.id"] == ""  # empty: generated
+
+
+def test_logs_refuse_an_unknown_level() -> None:
+    with pytest.raises(ValueError, match=r"kiok\.log\.level"):
+        logs.setup("TRACE", "text", "master")
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "key"),
+    [
+        pytest.param("kiok.master.host:\n", "kiok.master.host", id="host-null"),
+        pytest.param("kiok.joblog.s3.bucket:\n", "kiok.joblog.s3.bucket", id="bucket-null"),
+        pytest.param("kiok.iam.admin.password: ~\n", "kiok.iam.admin.password", id="password-null"),
+        pytest.param("kiok.worker.labels: [gpu, ssd]\n", "kiok.worker.labels", id="labels-list"),
+        pytest.param("kiok:\n  worker:\n    labels: yes\n", "kiok.worker.labels", id="labels-bool"),
+    ],
+)
+def test_a_config_file_value_that_is_not_text_is_refused(tmp_path: Path, yaml_text: str, key: str) -> None:
+    config = tmp_path / "kiok.yaml"
+    config.write_text(yaml_text)
+    result = FakeMaster(tmp_path / "config").invoke(["config", "show", "--config", str(config)])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and key in lines[0], result.output
+
+
+def test_empty_text_is_written_as_quotes(tmp_path: Path) -> None:
+    config = tmp_path / "kiok.yaml"
+    config.write_text("kiok.joblog.s3.bucket: ''\nkiok.master.id: 7\n")
+    s = Settings.load(env={}, config_file=config)
+    assert s["kiok.joblog.s3.bucket"] == "" and s["kiok.master.id"] == "7"
+
+
+@pytest.mark.parametrize("command", [["config", "show"], ["standalone"], ["worker"], ["master"]])
+@pytest.mark.parametrize(
+    "env", [{"KIOK_TLS_CA": "/nonexistent"}, {"KIOK_ACCESS_KEY": "nocolon"}], ids=["ca", "access-key"]
+)
+def test_client_variables_do_not_concern_server_commands(
+    tmp_path: Path, command: list[str], env: dict[str, str | None]
+) -> None:
+    # A bad server setting stops the server commands before anything starts: what they say
+    # must be about it, not about the client's variables.
+    result = FakeMaster(tmp_path / "config").invoke(command, env={**env, "KIOK_MASTER_ID": ""})
+    assert "Traceback" not in result.output, result.output
+    assert "--ca" not in result.output and "access" not in result.output.lower(), result.output
+    assert result.exit_code == 1 and "kiok.master.id" in result.output, result.output
+
+
+def test_client_variables_are_still_checked_for_client_commands(tmp_path: Path) -> None:
+    result = FakeMaster(tmp_path / "config").invoke(["dags", "list"], env={"KIOK_TLS_CA": "/nonexistent"})
+    assert result.exit_code == 2 and "--ca" in result.output and "/nonexistent" in result.output, (
+        result.output
+    )
+
+
+def test_port_zero_and_an_empty_data_dir_flag_are_not_ignored(tmp_path: Path) -> None:
+    master = FakeMaster(tmp_path / "config")
+    result = master.invoke(
+        ["--json", "config", "show", "--port", "0"], env={"KIOK_MASTER_ADMIN_PORT": "18431"}
+    )
+    assert result.exit_code == 0, result.output
+    port = next(r for r in json.loads(result.output) if r["key"] == "kiok.master.admin.port")
+    assert port["value"] == 0 and port["source"] == "flag", port
+    result = master.invoke(["config", "show", "--data-dir", ""])
+    assert result.exit_code == 1 and "kiok.base.data.dir" in result.output, result.output
+
+
+def test_a_foreign_error_page_is_one_short_line() -> None:
+    page = "<!DOCTYPE HTML>\n<html>\n<head>\n<title>Error response</title>\n</head>\n" + "<p>x</p>\n" * 200
+    error = error_from_response(httpx.Response(404, text=page))
+    assert "\n" not in error.message and error.message.startswith("HTTP 404"), error.message
+    assert "<!DOCTYPE HTML> <html>" in error.message and len(error.message) < 160, error.message
+
+
+def test_the_master_key_errors_name_where_the_key_came_from(tmp_path: Path) -> None:
+    (tmp_path / "master.key").write_text("\n")
+    with pytest.raises(InvalidInput, match=r"generated master key file .*master\.key is empty"):
+        master_key("", tmp_path)
+    (tmp_path / "master.key").write_bytes(b"\xff\xfe")
+    with pytest.raises(InvalidInput, match="not text"):
+        master_key("", tmp_path)
+
+
+def test_reset_password_finds_the_socket_the_master_is_configured_with(tmp_path: Path) -> None:
+    configured = tmp_path / "elsewhere" / "admin.sock"
+    result = FakeMaster(tmp_path / "config").invoke(
+        ["admin", "reset-password"],
+        env={"KIOK_ADMIN_SOCKET_PATH": str(configured), "KIOK_BASE_DATA_DIR": str(tmp_path / "data")},
+    )
+    assert result.exit_code == 1 and str(configured) in result.output, result.output
