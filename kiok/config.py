@@ -613,6 +613,14 @@ KEYS: tuple[Key, ...] = (
     Key(
         "kiok.admin.token.refresh.expiry.ms", int, 86_400_000, "Lifetime of a JWT refresh token.", at_least=1
     ),
+    Key(
+        "kiok.admin.session.max.ms",
+        int,
+        30 * 86_400_000,
+        "Longest life of a session (a login and the token refreshes after it, as the UI and the "
+        "CLI do): no token of it is valid past this time after the login, then sign in again.",
+        at_least=1,
+    ),
     Key("kiok.iam.admin.user", str, "admin", "Name of the bootstrap administrator (first bootstrap only)."),
     Key(
         "kiok.iam.admin.password",

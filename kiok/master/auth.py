@@ -26,7 +26,7 @@ from kiok.master.auth_cache import EpochCache, IamEpoch
 from kiok.security.passwords import HashPool, password_problem
 from kiok.security.ratelimit import FailureLimiter
 from kiok.security.service_tokens import ServiceTokens
-from kiok.security.tokens import TokenClaims, TokenIssuer
+from kiok.security.tokens import DEFAULT_SESSION_MAX_MS, TokenClaims, TokenIssuer
 from kiok.store import commands as c
 from kiok.store.commandlog import CommandLog
 from kiok.store.reader import StateReader, access_key_is_current
@@ -67,6 +67,7 @@ class AuthService:
         *,
         access_ttl_ms: int,
         refresh_ttl_ms: int,
+        session_max_ms: int = DEFAULT_SESSION_MAX_MS,
         max_failures: int,
         window_ms: int,
         max_failures_per_address: int = 50,
@@ -79,7 +80,7 @@ class AuthService:
         self._log = log
         self._reader = reader
         self._clock = clock_ms
-        self._ttls = (access_ttl_ms, refresh_ttl_ms)
+        self._ttls = (access_ttl_ms, refresh_ttl_ms, session_max_ms)
         self._issuer: TokenIssuer | None = None
         #: Failed logins per (user, address), and per address whatever the user names.
         self._limiter = FailureLimiter(max_failures, window_ms)
@@ -126,16 +127,21 @@ class AuthService:
             key = self._reader.signing_key()
             if key is None:
                 raise Unauthenticated("the cluster is not bootstrapped yet")
-            self._issuer = TokenIssuer(key, access_ttl_ms=self._ttls[0], refresh_ttl_ms=self._ttls[1])
+            access, refresh, session = self._ttls
+            self._issuer = TokenIssuer(
+                key, access_ttl_ms=access, refresh_ttl_ms=refresh, session_max_ms=session
+            )
         return self._issuer
 
-    def _tokens(self, user: str, record: dict[str, object]) -> TokenPair:
+    def _tokens(self, user: str, record: dict[str, object], session_started_s: int = 0) -> TokenPair:
+        """A new pair: of a new session (a login, a password change), or of the one a
+        refresh token began at ``session_started_s``."""
         now = self._clock()
         pv = int(record.get("passwordChangedMs") or 0)  # type: ignore[call-overload]
         pwc = bool(record.get("requirePasswordChange"))
         return TokenPair(
-            self.issuer.issue(TokenClaims(user, "access", pv, pwc), now),
-            self.issuer.issue(TokenClaims(user, "refresh", pv, pwc), now),
+            self.issuer.issue(TokenClaims(user, "access", pv, pwc, session_started_s), now),
+            self.issuer.issue(TokenClaims(user, "refresh", pv, pwc, session_started_s), now),
             pwc,
         )
 
@@ -198,7 +204,7 @@ class AuthService:
     async def refresh(self, refresh_token: str) -> TokenPair:
         claims = self.issuer.verify(refresh_token, "refresh", self._clock())
         record = self._current_user(claims)
-        return self._tokens(claims.user, record)
+        return self._tokens(claims.user, record, claims.session_started_s)
 
     async def change_password(self, principal: Principal, old: str, new: str, address: str) -> TokenPair:
         """Limited like a login: a token is no oracle for its user's password."""

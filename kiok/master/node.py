@@ -209,6 +209,7 @@ class MasterNode:
             clock_ms,
             access_ttl_ms=settings.get_int("kiok.admin.token.access.expiry.ms"),
             refresh_ttl_ms=settings.get_int("kiok.admin.token.refresh.expiry.ms"),
+            session_max_ms=settings.get_int("kiok.admin.session.max.ms"),
             max_failures=settings.get_int("kiok.auth.login.max.failures"),
             window_ms=settings.get_int("kiok.auth.login.window.seconds") * 1000,
             max_failures_per_address=settings.get_int("kiok.auth.login.max.failures.per.address"),

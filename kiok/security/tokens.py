@@ -2,13 +2,16 @@
 
 A token names its user and the moment that user's password last changed (``pv``): after a
 password change every older token stops working. A token issued while a password change is
-required carries ``pwc`` and can do nothing but change the password.
+required carries ``pwc`` and can do nothing but change the password. A session — a login and
+the refreshes after it — ends ``session_max_ms`` after the login (``auth_time``, carried from
+refresh token to refresh token): no token of it outlives that, however often it is refreshed,
+so a stolen refresh token cannot be kept alive for good.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import jwt
 
@@ -26,22 +29,39 @@ class TokenClaims:
     kind: str  # "access" | "refresh"
     password_version: int
     password_change_required: bool
+    #: When the session began (its login, seconds since the epoch; 0: now). Not part of the
+    #: token's identity as principals are cached by (``compare=False``).
+    session_started_s: int = field(default=0, compare=False)
+
+
+#: A session's longest life when the issuer is not told (``kiok.admin.session.max.ms``).
+DEFAULT_SESSION_MAX_MS = 30 * 86_400_000
 
 
 class TokenIssuer:
-    def __init__(self, key: bytes, *, access_ttl_ms: int, refresh_ttl_ms: int) -> None:
+    def __init__(
+        self,
+        key: bytes,
+        *,
+        access_ttl_ms: int,
+        refresh_ttl_ms: int,
+        session_max_ms: int = DEFAULT_SESSION_MAX_MS,
+    ) -> None:
         self._key = key
         self._ttl = {"access": access_ttl_ms, "refresh": refresh_ttl_ms}
+        self._session_max_s = session_max_ms // 1000
         self._verified: OrderedDict[str, tuple[object, int, TokenClaims]] = OrderedDict()
 
     def issue(self, claims: TokenClaims, now_ms: int) -> str:
+        started = claims.session_started_s or now_ms // 1000
         payload = {
             "sub": claims.user,
             "typ": claims.kind,
             "pv": claims.password_version,
             "pwc": claims.password_change_required,
             "iat": now_ms // 1000,
-            "exp": (now_ms + self._ttl[claims.kind]) // 1000,
+            "auth_time": started,
+            "exp": min((now_ms + self._ttl[claims.kind]) // 1000, started + self._session_max_s),
         }
         return jwt.encode(payload, self._key, algorithm=ALGORITHM)
 
@@ -75,6 +95,10 @@ class TokenIssuer:
             raise Unauthenticated(f"invalid token: {e}") from None
         kind = payload.get("typ")
         claims = TokenClaims(
-            str(payload["sub"]), str(kind), int(payload.get("pv", 0)), bool(payload.get("pwc", False))
+            str(payload["sub"]),
+            str(kind),
+            int(payload.get("pv", 0)),
+            bool(payload.get("pwc", False)),
+            int(payload.get("auth_time", payload.get("iat", 0))),  # older tokens: from their issue
         )
         return kind, int(payload["exp"]), claims
