@@ -99,7 +99,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, err: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(err.status_code, "http_error")
+        # 400: the framework could not read the request (JSON bodies are read and refused
+        # with a reason before that, by ``JsonLimits``): a malformed request, like any other.
+        code = {400: e.InvalidInput.code, 404: "not_found", 405: "method_not_allowed"}.get(
+            err.status_code, "http_error"
+        )
         message = err.detail if isinstance(err.detail, str) else "request failed"
         if err.status_code == 404:
             message = "no such endpoint"

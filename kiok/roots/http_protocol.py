@@ -1,5 +1,5 @@
 """The HTTP protocol of kiok's ports (admin API, worker status): uvicorn's (httptools), with
-the two limits it lacks.
+the three limits it lacks.
 
 uvicorn waits for ever on a connection that sends nothing, half its headers or part of its
 body: anyone who can reach the port (no login needed) could hold thousands of them, until the
@@ -12,7 +12,10 @@ and Raft's. So:
 - at most ``kiok.http.max.connections`` connections are open at once, and at most
   ``kiok.http.max.connections.per.address`` from one address (a trusted proxy's excepted);
   one more is closed at once, before anything is read from it. The second keeps one host
-  from taking every connection (the health probes' and the masters' own forwarded writes).
+  from taking every connection (the health probes' and the masters' own forwarded writes);
+- a request's head (request line and headers) is at most ``MAX_HEADER_BYTES``: past it the
+  answer is ``431`` and the connection is closed. httptools keeps a header whole until it
+  ends, so without a limit one header of 100 MB would cost the process 200 MB.
 
 With TLS, the limits hold from the moment the TCP connection is accepted, handshake
 included: asyncio would call ``connection_made`` only after the handshake (and give it 60 s),
@@ -34,6 +37,29 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.utils import get_remote_addr
 
 _TIMED_OUT = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+
+#: The largest request head (request line and headers, counted as the name and value bytes
+#: plus four for each line's ``: `` and CRLF), whatever the port. Not a setting: no kiok
+#: client comes near it (a token is about 1 KiB).
+MAX_HEADER_BYTES = 64 * 1024
+#: What a head may take in received bytes before it is complete (then counted exactly): the
+#: limit, plus one read's worth of the request before it (asyncio reads up to 256 KiB at once).
+_RAW_HEAD_BYTES = MAX_HEADER_BYTES + 256 * 1024
+_HEAD_PROBLEM = (
+    f'{{"error": {{"code": "headers_too_large", "message": "request line and headers over '
+    f'{MAX_HEADER_BYTES} bytes"}}}}'
+).encode()
+_HEAD_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n"
+    b"Content-Type: application/json\r\nContent-Length: "
+    + str(len(_HEAD_PROBLEM)).encode()
+    + b"\r\n\r\n"
+    + _HEAD_PROBLEM
+)
+
+
+class _HeadTooLarge(Exception):
+    """Raised from a parser callback: httptools stops there (and raises a parser error)."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +106,12 @@ class _LimitedProtocol(HttpToolsProtocol):
     _handshake: asyncio.Task[None] | None = None
     _early: list[bytes] | None = None
     _lost = False
+    #: The current request's head: its size as parsed, the bytes received while it was
+    #: incomplete, whether it is (headers not all in yet), and whether it was refused.
+    _head_size = 0
+    _head_raw = 0
+    _in_head = False
+    _head_refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if self._tls is None:
@@ -133,7 +165,46 @@ class _LimitedProtocol(HttpToolsProtocol):
         if self._early is not None:  # decrypted before connection_made: kept for it
             self._early.append(data)
             return
+        if self._head_refused:
+            return
         super().data_received(data)
+        if self._in_head and not self._head_refused:
+            # A head still incomplete: httptools holds its last header until it ends.
+            self._head_raw += len(data)
+            if self._head_raw > _RAW_HEAD_BYTES:
+                self._refuse_head()
+
+    def on_url(self, url: bytes) -> None:
+        self._count_head(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()
+
+    def _count_head(self, size: int) -> None:
+        self._head_size += size
+        if self._head_size > MAX_HEADER_BYTES:
+            self._head_refused = True
+            raise _HeadTooLarge  # uvicorn's data_received answers it (send_400_response)
+
+    def send_400_response(self, msg: str) -> None:
+        if self._head_refused:
+            self._refuse_head()
+            return
+        super().send_400_response(msg)
+
+    def _refuse_head(self) -> None:
+        """431 and close: the request is not read further, nor answered otherwise."""
+        self._head_refused = True
+        self._stop_waiting()
+        if not self.transport.is_closing():
+            self.transport.write(_HEAD_TOO_LARGE)
+            self.transport.close()
 
     def _admit(self) -> bool:
         """Counts the connection; False (and closed) when it is one over a limit."""
@@ -176,6 +247,8 @@ class _LimitedProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._head_size = self._head_raw = 0
+        self._in_head = True
         self._receiving = True
         if self._deadline is None:  # begun while an earlier one is answered: its time from here
             self._await_request()
@@ -232,4 +305,4 @@ class _LimitedProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-__all__ = ["HttpLimits", "limited_protocol"]
+__all__ = ["MAX_HEADER_BYTES", "HttpLimits", "limited_protocol"]

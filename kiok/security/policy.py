@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from kiok.errors import InvalidInput
-from kiok.security import actions
+from kiok.security import actions, resources
 from kiok.security.resources import pattern_problem
 
 #: Every action a route checks (``kiok.security.actions``): a policy's Action pattern must
@@ -26,6 +27,8 @@ CATALOGUE = tuple(
 )
 
 _EFFECTS = ("Allow", "Deny")
+#: Where a pattern's fixed part ends (as ``kiok.security.resources`` splits it).
+_WILDCARD = re.compile(r"[*?\[]")
 
 
 def _patterns(value: Any, field: str) -> list[str]:
@@ -38,10 +41,22 @@ def _patterns(value: Any, field: str) -> list[str]:
 def _resources(value: Any, field: str) -> list[str]:
     patterns = _patterns(value, field)
     for pattern in patterns:
-        problem = pattern_problem(pattern)
+        problem = pattern_problem(pattern) or _matches_nothing(pattern)
         if problem:
             raise InvalidInput(f"{field}: {problem}")
     return patterns
+
+
+def _matches_nothing(pattern: str) -> str | None:
+    """Why a Resource pattern that leads into a kind of resource still matches none, or
+    None: a control or other unprintable character (no name holds one), or a pattern that
+    goes on past ``cluster``, which is a whole resource and no prefix (``cluster/*``)."""
+    if not pattern.isprintable():
+        return f"{pattern!r} holds an unprintable character, which no kiok resource name has"
+    fixed = _WILDCARD.split(pattern, maxsplit=1)[0]
+    if fixed.startswith(resources.CLUSTER) and not fnmatch.fnmatchcase(resources.CLUSTER, pattern):
+        return f"{pattern!r} names no kiok resource ('cluster' is one resource, with nothing below it)"
+    return None
 
 
 def _actions(value: Any, field: str) -> list[str]:

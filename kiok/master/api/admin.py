@@ -22,7 +22,7 @@ router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
 
 class JoinTokenRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     role: str = Field(default="worker", max_length=64, description="Only `worker` so far.")
     ttlSeconds: int = Field(default=DEFAULT_TTL_S, ge=MIN_TTL_S, le=MAX_TTL_S)
@@ -71,7 +71,7 @@ async def revoke_worker(
 
 
 class RotateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     key: str = Field(max_length=64, description="One of " + ", ".join(DATA_KEYS))
 

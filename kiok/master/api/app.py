@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kiok import ui
+from kiok.errors import KiokError
 from kiok.master import http_errors
 from kiok.master.api import (
     admin,
@@ -51,49 +52,94 @@ _UNGATED = (
 _UNGATED_PREFIXES = ("/api/v1/admin/workers", "/api/v1/admin/backup")
 
 
+#: The largest body a request without valid credentials may send (a login is a few hundred
+#: bytes): the full ``kiok.admin.http.max.content.size.bytes`` is for authenticated callers, so
+#: anyone who can reach the port cannot have megabytes read and parsed (``JsonLimits``).
+ANONYMOUS_MAX_BODY_BYTES = 64 * 1024
+
+
 class BodyLimit:
     """Refuse request bodies over ``max_bytes`` with 413, whether or not they declare a
-    Content-Length, without reading more than the limit."""
+    Content-Length, without reading more than the limit. Past ``anonymous_max_bytes`` the
+    request's ``Authorization`` must authenticate (checked once, only for such a body): a
+    request without valid credentials is refused there with 413, before more is read."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        node: MasterNode | None = None,
+        anonymous_max_bytes: int = ANONYMOUS_MAX_BODY_BYTES,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.node = node
+        self.anonymous_max_bytes = min(anonymous_max_bytes, max_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         for name, value in scope.get("headers", ()):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._refuse(scope, receive, send)
-                return
+            if name == b"content-length" and value.isdigit():
+                size = int(value)
+                if size > self.max_bytes:
+                    await self._refuse(scope, receive, send, self.max_bytes)
+                    return
+                if size > self.anonymous_max_bytes and not self._authenticated(scope):
+                    await self._refuse(scope, receive, send, self.anonymous_max_bytes)
+                    return
         seen = 0
+        limit = self.anonymous_max_bytes
 
         async def limited() -> Message:
-            nonlocal seen
+            nonlocal seen, limit
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge
+                if seen > limit:
+                    if limit == self.max_bytes or not self._authenticated(scope):
+                        raise _TooLarge(limit)
+                    limit = self.max_bytes
+                    if seen > limit:
+                        raise _TooLarge(limit)
             return message
 
         try:
             await self.app(scope, limited, send)
-        except _TooLarge:
-            await self._refuse(scope, receive, send)
+        except _TooLarge as err:
+            await self._refuse(scope, receive, send, err.limit)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(
-            413,
-            "payload_too_large",
-            f"request body over kiok.admin.http.max.content.size.bytes ({self.max_bytes} bytes)",
-        )
-        await response(scope, receive, send)
+    def _authenticated(self, scope: Scope) -> bool:
+        """Whether the request's one ``Authorization`` header authenticates (a token that may
+        only change its password counts: the endpoint decides what it may do)."""
+        if self.node is None:
+            return True
+        headers = [v for n, v in scope.get("headers", ()) if n == b"authorization"]
+        if len(headers) != 1:
+            return False
+        try:
+            self.node.auth.authenticate(headers[0].decode("latin-1"), allow_password_change=True)
+        except KiokError:
+            return False
+        return True
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        if limit < self.max_bytes:
+            message = (
+                f"request body over {limit} bytes without valid credentials: send "
+                "'Authorization: Bearer <token>' for a body up to "
+                f"kiok.admin.http.max.content.size.bytes ({self.max_bytes} bytes)"
+            )
+        else:
+            message = f"request body over kiok.admin.http.max.content.size.bytes ({self.max_bytes} bytes)"
+        await error_response(413, "payload_too_large", message)(scope, receive, send)
 
 
 class _TooLarge(Exception):
-    pass
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
 
 
 class ReadinessGate:
@@ -126,6 +172,9 @@ def create_app(node: MasterNode, *, max_body_bytes: int, forward_timeout_s: floa
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
+        # ``/api/v1/dags/`` is a 404 like any unknown path: a 307 to the path without the
+        # slash would come before authentication, its Location built from the Host header.
+        redirect_slashes=False,
     )
     app.state.node = node
     http_errors.install(app)
@@ -152,7 +201,7 @@ def create_app(node: MasterNode, *, max_body_bytes: int, forward_timeout_s: floa
     app.add_middleware(ReadinessGate, node=node)
     app.add_middleware(ForwardToLeader, node=node, timeout_s=forward_timeout_s)
     app.add_middleware(JsonLimits)
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes, node=node)
     app.add_middleware(SecurityHeaders, no_store_prefixes=("/api/",))  # every answer
     app.add_middleware(RequestObserver, node=node)  # outermost: request id, latency
     if node is not None:  # None: only the route table is wanted (tests, OpenAPI export)

@@ -15,18 +15,20 @@ router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 
 class LoginRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # as every body: an unknown field is a 400
+    #: As every request body: an unknown field is a 400, and so is a value of another JSON
+    #: type than the field's (``"3600"`` for a number, ``"yes"`` for a boolean): no coercion.
+    model_config = ConfigDict(extra="forbid", strict=True)
     user: str = Field(min_length=1, max_length=256)
     password: str = Field(max_length=4096)
 
 
 class RefreshRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # as every body: an unknown field is a 400
+    model_config = ConfigDict(extra="forbid", strict=True)  # as every body
     refreshToken: str = Field(min_length=1, max_length=8192)
 
 
 class ChangePasswordRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # as every body: an unknown field is a 400
+    model_config = ConfigDict(extra="forbid", strict=True)  # as every body
     oldPassword: str = Field(max_length=4096)
     newPassword: str = Field(max_length=4096)
 

@@ -78,7 +78,7 @@ def restore_view(record: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 class CronRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     cron: str | None = Field(max_length=200, description="5-field cron (UTC); null or empty clears it.")
 
@@ -109,7 +109,7 @@ async def set_backup_cron(
 
 
 class RestoreRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     confirm: str | None = Field(default=None, max_length=100, description="The backup id, repeated.")
 

@@ -24,7 +24,7 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}\Z")  # no dots: ${conn.<id>.
 
 
 class ConnectionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     connectionId: str = Field(max_length=128)
     type: str = Field(default="generic", max_length=64)

@@ -84,7 +84,9 @@ async def grid(
     scan_limit = node.settings.get_int("kiok.admin.http.list.scan.limit")
     next_seq: int | None = None
     if runs is not None:
-        ids = [r for r in runs.split(",") if r][:_MAX_RUN_IDS]
+        ids = [r for r in runs.split(",") if r]
+        if len(ids) > _MAX_RUN_IDS:
+            raise InvalidInput(f"query.runs: {len(ids)} run ids; at most {_MAX_RUN_IDS}")
         page = [
             h
             for h in (node.reader.run_header(i) for i in ids)

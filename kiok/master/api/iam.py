@@ -39,7 +39,7 @@ def _name(value: str, field: str) -> str:
 
 
 class UserRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     user: str = Field(max_length=128)
     password: str | None = Field(default=None, max_length=4096)
@@ -48,21 +48,21 @@ class UserRequest(BaseModel):
 
 
 class GroupRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     group: str = Field(max_length=128)
     policies: list[str] | None = Field(default=None, max_length=100, description="Omitted: unchanged.")
 
 
 class PolicyRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     policy: str = Field(max_length=128)
     document: dict[str, Any]
 
 
 class AccessKeyRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     user: str | None = Field(default=None, max_length=128, description="Default: the caller.")
 

@@ -22,7 +22,7 @@ router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
 
 class MaintenanceRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     enabled: StrictBool
 

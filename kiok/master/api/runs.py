@@ -150,7 +150,7 @@ class RerunRequestBody(BaseModel):
     """``from``: re-run that task and everything downstream of it; without it, ``onlyFailed``
     re-runs the tasks that did not succeed and their downstream (false: every task)."""
 
-    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", strict=True)
     from_task: str | None = Field(default=None, alias="from", max_length=200)
     onlyFailed: bool = True
 
