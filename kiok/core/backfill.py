@@ -33,26 +33,36 @@ EARLIEST_MS = 0
 LATEST_MS = int(datetime(9000, 1, 1, tzinfo=UTC).timestamp() * 1000)
 
 
+#: The dates a bound may name, as written (in whatever zone or offset it is in).
+EARLIEST_DAY = date(1970, 1, 1)
+LATEST_DAY = date(8999, 12, 31)
+
+
 def parse_bound(text: str, tz: str, field: str, *, end: bool) -> int:
     """Epoch ms of a range bound: ``YYYY-MM-DD`` (for ``end``: the last ms of that day) or an
-    ISO 8601 date-time (without an offset: in ``tz``), from 1970 to 8999. ``InvalidInput``
-    names ``field``."""
+    ISO 8601 date-time (without an offset: in ``tz``), dated 1970-01-01 to 8999-12-31 as
+    written. The range is checked on that date, not on the instant, so both ends are valid
+    in every time zone: an instant before the epoch (1970-01-01 in Berlin starts at
+    1969-12-31T23:00Z) is taken as the epoch, one past ``LATEST_MS`` as the last ms before it.
+    ``InvalidInput`` names ``field``."""
     zone = parse_timezone(tz)
     try:
         if len(text) == 10:
             day = date.fromisoformat(text)
-            moment = datetime.combine(day + timedelta(days=1) if end else day, time(), zone)
-            ms = int(moment.timestamp() * 1000) - (1 if end else 0)
+            written = day
         else:
             dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-            ms = int((dt if dt.tzinfo else dt.replace(tzinfo=zone)).timestamp() * 1000)
+            written = dt.date()
     except ValueError:
         raise InvalidInput(f"{field}: {text!r} is not a date (YYYY-MM-DD) or an ISO 8601 date-time") from None
-    except OverflowError:  # a day after 9999-12-31, in any time zone
-        ms = LATEST_MS + 1
-    if not EARLIEST_MS <= ms < LATEST_MS:
+    if not EARLIEST_DAY <= written <= LATEST_DAY:
         raise InvalidInput(f"{field}: {text!r} is out of range (1970-01-01 to 8999-12-31)")
-    return ms
+    if len(text) == 10:
+        moment = datetime.combine(day + timedelta(days=1) if end else day, time(), zone)
+        ms = int(moment.timestamp() * 1000) - (1 if end else 0)
+    else:
+        ms = int((dt if dt.tzinfo else dt.replace(tzinfo=zone)).timestamp() * 1000)
+    return min(max(ms, EARLIEST_MS), LATEST_MS - 1)
 
 
 def backfill_intervals(

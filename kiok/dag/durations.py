@@ -12,7 +12,8 @@ from decimal import Decimal
 from kiok.errors import DagValidationError
 
 _UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*\Z")
+#: ASCII only: ``\d`` alone would take any Unicode digit (``'١٢s'`` read as 12 seconds).
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)\s*\Z", re.ASCII)
 #: The longest duration kiok accepts (timeouts, retry delays): longer ones are typos, and
 #: past the platform's time range they would break the timers that enforce them.
 MAX_DURATION_MS = 365 * _UNIT_MS["d"]

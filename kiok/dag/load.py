@@ -23,6 +23,7 @@ import yaml
 from kiok.core.document_limits import INT_PROBLEM, document_problem, parse_json_int
 from kiok.dag import yaml_doc
 from kiok.dag.durations import parse_duration_ms
+from kiok.dag.locate import line_in
 from kiok.dag.notify import parse_notify
 from kiok.dag.params import ParamRule, check_names, is_missing, parse_param
 from kiok.dag.spec import (
@@ -41,7 +42,7 @@ from kiok.dag.validate import (
     parse_trigger_rule,
     validate,
 )
-from kiok.errors import DagValidationError
+from kiok.errors import DagValidationError, PayloadTooLarge
 from kiok.ids import DagId, TaskId
 
 _TOP_KEYS = frozenset({"dag", "tasks"})
@@ -61,6 +62,12 @@ _TASK_KEYS = frozenset(
 #: for billions of nodes (or a cycle); everything after parsing walks the tree, so refuse early.
 _MAX_NODES = 200_000
 _MAX_DEPTH = 64
+#: The largest DAG source accepted (below the 10 MiB HTTP body limit): a 30,000-task DAG is
+#: 1.5 MB, and every registered version is kept, replicated, in the log.
+MAX_SOURCE_BYTES = 4 * 1024 * 1024
+#: An error message longer than this (a cycle through thousands of tasks, a huge unknown
+#: key) is cut, saying how much was left out: the editor shows it, nobody reads 500 KB.
+MAX_MESSAGE_CHARS = 2_000
 #: http fields that may sit on the task itself; they are folded into ``config`` where kiok keeps them.
 _HTTP_TASK_KEYS = frozenset({"url", "method", "body", "headers"})
 
@@ -89,7 +96,9 @@ def spec_from_yaml(text: str) -> DagSpec:
 
 def _spec_from_yaml(text: str) -> DagSpec:
     try:
-        doc = yaml_doc.load(text)
+        doc, root = yaml_doc.load_with_root(text, max_values=_MAX_NODES, max_depth=_MAX_DEPTH)
+    except yaml_doc.LimitExceeded as e:
+        raise DagValidationError(str(e)) from None
     except yaml.MarkedYAMLError as e:
         if "maximum nesting depth" in str(e.problem):  # libyaml's own depth limit
             raise DagValidationError(
@@ -107,7 +116,12 @@ def _spec_from_yaml(text: str) -> DagSpec:
         # A scalar the constructors cannot build: a date such as 2023-02-30, or an integer of
         # thousands of digits (past Python's int conversion limit).
         raise DagValidationError(f"invalid YAML: {_unbuildable(e)}") from None
-    return spec_from_document(doc)
+    try:
+        return spec_from_document(doc)
+    except DagValidationError as e:
+        if e.line is None:  # from the marks the parse kept: no second parse per error
+            e.line = line_in(root, e.field)
+        raise
 
 
 def spec_from_json(text: str) -> DagSpec:
@@ -151,17 +165,36 @@ def _unbuildable(e: Exception) -> str:
 
 
 def spec_from_body(body: bytes, content_type: str | None) -> DagSpec:
-    """An HTTP request body: YAML or JSON by content type, else JSON if it starts like JSON."""
+    """An HTTP request body: YAML or JSON by content type, else JSON if it starts like JSON.
+    ``PayloadTooLarge`` past ``MAX_SOURCE_BYTES``; a ``DagValidationError`` message and field
+    are cut to ``MAX_MESSAGE_CHARS``."""
+    if len(body) > MAX_SOURCE_BYTES:
+        raise PayloadTooLarge(
+            f"DAG document too large: {len(body)} bytes, "
+            f"at most {MAX_SOURCE_BYTES} ({MAX_SOURCE_BYTES >> 20} MiB)"
+        )
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise DagValidationError(f"DAG document is not UTF-8 (byte {e.start})") from None
     kind = (content_type or "").lower()
-    if "yaml" in kind or "yml" in kind:
+    try:
+        if "yaml" in kind or "yml" in kind:
+            return spec_from_yaml(text)
+        if "json" in kind or text.lstrip().startswith(("{", "[")):
+            return spec_from_json(text)
         return spec_from_yaml(text)
-    if "json" in kind or text.lstrip().startswith(("{", "[")):
-        return spec_from_json(text)
-    return spec_from_yaml(text)
+    except DagValidationError as e:
+        if len(e.detail) <= MAX_MESSAGE_CHARS and len(e.field or "") <= MAX_MESSAGE_CHARS // 4:
+            raise
+        field = None if e.field is None else _cut(e.field, MAX_MESSAGE_CHARS // 4)
+        raise DagValidationError(_cut(e.detail, MAX_MESSAGE_CHARS), field=field, line=e.line) from None
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 60]}... ({len(text) - limit + 60} more characters)"
 
 
 _COMPILED_MAX = 64

@@ -1,6 +1,7 @@
 """Where in a DAG document a field is: ``tasks[1].requires`` → line 7. A refused
 registration then names the line as well as the field, and the admin UI marks it in the
-editor. YAML is parsed into nodes (which keep their positions); JSON is YAML for this."""
+editor. A YAML document's nodes, kept from the parse that built it, say where each part is
+(``line_in``); a JSON document is composed once more, with libyaml, as YAML (``line_of``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ import re
 
 import yaml
 
-_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+from kiok.dag import yaml_doc
+
+#: Bounds for composing a document only to locate a line: as many values and levels as a
+#: DAG document may have (``kiok.dag.load``), so a located error never costs more than the
+#: parse that found it.
+_MAX_VALUES = 200_000
+_MAX_DEPTH = 64
+_STEP = re.compile(r"([^.\[\]]+)|\[([0-9]+)\]")
 
 
 def path_steps(path: str) -> list[str | int]:
@@ -22,10 +30,15 @@ def line_of(text: str, path: str | None) -> int | None:
     if not path:
         return None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except (yaml.YAMLError, RecursionError, ValueError):
+        node = yaml_doc.compose(text, max_values=_MAX_VALUES, max_depth=_MAX_DEPTH)
+    except (yaml.YAMLError, yaml_doc.LimitExceeded, RecursionError, ValueError):
         return None
-    if node is None:
+    return line_in(node, path)
+
+
+def line_in(node: yaml.Node | None, path: str | None) -> int | None:
+    """The 1-based line of ``path`` under the root ``node`` (as ``line_of``); no parsing."""
+    if node is None or not path:
         return None
     line: int = node.start_mark.line + 1
     for step in path_steps(path):

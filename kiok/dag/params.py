@@ -6,6 +6,11 @@ against the author's declarations before a run exists: an unknown name (unless t
 ``pattern`` or too long is refused with an error naming the param. Whatever passes is still
 only ever *data* for the task (``kiok.core.placement``), never text spliced into code.
 
+A ``pattern`` is RE2 syntax, compiled and matched with RE2 (``google-re2``): matching takes
+time linear in the value, whatever the pattern, so no author's ``(a+)+b`` can stall the
+master on a trigger. What RE2 cannot do in linear time (backreferences, lookaround) is
+refused at registration, naming the param.
+
 A param is declared in ``dag.params`` either as a plain value (its default) or as a mapping
 of constraint keywords: ``{default, type, enum, pattern, minLength, maxLength, minimum,
 maximum, description}``. A mapping none of whose keys is a keyword is a plain object
@@ -15,10 +20,13 @@ silently turn a constraint into a default).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import re2  # type: ignore[import-untyped]
 
 from kiok.core.document_limits import document_problem
 from kiok.errors import DagValidationError, InvalidInput
@@ -90,7 +98,7 @@ class ParamRule:
                 raise InvalidInput(f"{field}: shorter than minLength {self.min_length}")
             if self.max_length is not None and len(value) > self.max_length:
                 raise InvalidInput(f"{field}: longer than maxLength {self.max_length}")
-            if self.pattern is not None and not re.fullmatch(self.pattern, value):
+            if self.pattern is not None and compile_pattern(self.pattern).fullmatch(value) is None:
                 raise InvalidInput(f"{field}: {_show(value)} does not match pattern {self.pattern!r}")
         if isinstance(value, int | float) and not isinstance(value, bool):
             if self.minimum is not None and value < self.minimum:
@@ -98,6 +106,30 @@ class ParamRule:
             if self.maximum is not None and value > self.maximum:
                 raise InvalidInput(f"{field}: {value} is above maximum {self.maximum}")
         return value
+
+
+def _re2_options() -> Any:
+    options = re2.Options()
+    options.log_errors = False  # the refusal says why; RE2 need not also write it to stderr
+    return options
+
+
+_RE2_OPTIONS = _re2_options()
+
+
+@functools.lru_cache(maxsize=512)
+def compile_pattern(pattern: str) -> Any:
+    """``pattern`` compiled with RE2 (linear-time matching); ``ValueError`` saying why it
+    cannot be (a syntax error, a backreference or lookaround, which RE2 does not have, or
+    too large a program). Cached: every trigger checks its args against the same few."""
+    try:
+        return re2.compile(pattern, options=_RE2_OPTIONS)
+    except re2.error as e:
+        reason = e.args[0].decode(errors="replace") if e.args and isinstance(e.args[0], bytes) else str(e)
+        raise ValueError(
+            f"invalid regular expression: {reason} (patterns are RE2 syntax, matched in linear "
+            "time: no backreferences, no lookahead or lookbehind)"
+        ) from None
 
 
 def parse_param(name: str, raw: object, field: str) -> tuple[Any, ParamRule | None]:
@@ -122,9 +154,9 @@ def parse_param(name: str, raw: object, field: str) -> tuple[Any, ParamRule | No
         if not isinstance(pattern, str):
             raise DagValidationError("pattern must be a string", field=f"{field}.pattern")
         try:
-            re.compile(pattern)
-        except re.error as e:
-            raise DagValidationError(f"invalid regular expression: {e}", field=f"{field}.pattern") from None
+            compile_pattern(pattern)
+        except ValueError as e:
+            raise DagValidationError(str(e), field=f"{field}.pattern") from None
     bounds: dict[str, Any] = {}
     for key in ("minLength", "maxLength"):
         v = raw.get(key)
@@ -272,9 +304,12 @@ def _coerce(value: Any, kind: str | None) -> Any:
     if not isinstance(value, str):
         return value
     text = value.strip()
-    if kind == "integer" and re.fullmatch(r"[-+]?\d{1,18}", text):
+    # ASCII digits only: int() and float() also read '١٢' (Arabic-Indic digits) as 12
+    if kind == "integer" and re.fullmatch(r"[-+]?[0-9]{1,18}", text):
         return int(text)
-    if kind == "number" and re.fullmatch(r"[-+]?(\d{1,18}(\.\d*)?|\.\d+)([eE][-+]?\d{1,3})?", text):
+    if kind == "number" and re.fullmatch(
+        r"[-+]?([0-9]{1,18}(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]{1,3})?", text
+    ):
         number = float(text)
         return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
     if kind == "boolean" and text.lower() in ("true", "false"):
@@ -318,6 +353,7 @@ __all__ = [
     "ParamRule",
     "check_args",
     "check_names",
+    "compile_pattern",
     "env_name",
     "is_missing",
     "parse_param",

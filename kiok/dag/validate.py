@@ -151,7 +151,7 @@ def validate(spec: DagSpec) -> DagSpec:
     cycle = _find_cycle(spec.tasks)
     if cycle:
         raise DagValidationError(
-            f"cycle: {' -> '.join(cycle)} (each task requires the one before it)", field="tasks"
+            f"cycle: {_cycle_text(cycle)} (each task requires the one before it)", field="tasks"
         )
     labels = normalize_labels(spec.labels, "dag.labels")
     name = "" if spec.name == spec.id else spec.name
@@ -288,6 +288,18 @@ def _check_python(path: object, field: str) -> None:
 def _positive(ms: int | None, field: str) -> None:
     if ms is not None and ms <= 0:
         raise DagValidationError(f"must be greater than 0, got {ms}ms", field=field)
+
+
+#: A cycle through more tasks than this is named by its first ones and a count.
+_CYCLE_SHOWN = 20
+
+
+def _cycle_text(cycle: list[str]) -> str:
+    """``a -> b -> c -> a``; a long cycle as its first tasks, how many more, and the way back."""
+    if len(cycle) <= _CYCLE_SHOWN + 1:
+        return " -> ".join(cycle)
+    more = len(cycle) - 1 - _CYCLE_SHOWN
+    return f"{' -> '.join(cycle[:_CYCLE_SHOWN])} -> ... ({more} more tasks) -> {cycle[-1]}"
 
 
 def _find_cycle(tasks: tuple[TaskSpec, ...]) -> list[str] | None:

@@ -5,12 +5,19 @@ constructor then turns nodes into Python objects in pure Python, with a generato
 collection and bookkeeping for recursive structures, which was most of registering a
 10,000-task DAG. The nodes of a DAG document almost all carry the three plain tags (string,
 mapping, sequence), so ``load`` builds those itself and hands every other scalar (ints,
-booleans, timestamps, ...) to PyYAML's safe constructor. Anything less plain (merge keys
-``<<``, ``!!set``, ``!!omap``, unhashable keys, unknown tags) makes it build the whole
-document the standard way instead, so the result and the errors are PyYAML's own.
+booleans, timestamps, ...) to PyYAML's safe constructor. Anything less plain (``!!set``,
+``!!omap``, unhashable keys, unknown tags) makes it build the whole document the standard
+way instead, so the result and the errors are PyYAML's own.
 
-One difference from PyYAML: a string key given twice in a plain mapping is an error (PyYAML
-keeps the last value), so a DAG that sets ``timeout`` twice is refused, not read half-way.
+Limits are enforced while the document is composed, not after: the composer counts value
+nodes and nesting as libyaml's parser produces them and stops at the first one over the
+limit (``LimitExceeded``), so an 8 MB ``[1,1,1,...]`` costs its first 200,000 values, not
+all four million.
+
+Differences from PyYAML: a string key given twice in a plain mapping is an error (PyYAML
+keeps the last value), so a DAG that sets ``timeout`` twice is refused, not read half-way;
+a second merge key ``<<`` in one mapping is a duplicate key too; and in ``<<: [*a, *b]``
+the earlier mapping wins, as YAML 1.1's merge type says (PyYAML lets the later one win).
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
+from yaml.composer import Composer, ComposerError
+from yaml.events import AliasEvent, MappingEndEvent, ScalarEvent, SequenceEndEvent, SequenceStartEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 #: libyaml's safe loader when PyYAML was built with it (ten times faster at parsing), else
@@ -27,26 +36,146 @@ SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _STR = "tag:yaml.org,2002:str"
 _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
+_MERGE = "tag:yaml.org,2002:merge"
 
 
 class _NotPlain(Exception):
     """A node this module leaves to PyYAML's constructor, for the whole document."""
 
 
-def load(text: str) -> Any:
+class LimitExceeded(Exception):
+    """The document has more values, or deeper nesting, than the caller allows; the message
+    says which limit."""
+
+
+class _Limits:
+    """A composer that counts value nodes (mapping keys are not values; an alias counts once)
+    and nesting depth as libyaml's parser produces their events, in place of PyYAML's
+    ``Composer`` (same nodes and errors; no path resolvers, which the safe loader has none of).
+    Mixed in before the loader class, whose ``get_single_node`` then composes with it."""
+
+    anchors: dict[Any, Node]
+    get_event: Any
+    peek_event: Any
+    check_event: Any
+    resolve: Any
+
+    def _set_limits(self, max_values: int | None, max_depth: int | None) -> None:
+        self.anchors = {}  # Composer's own state; CParser.__init__ does not set it
+        self._max_values = max_values
+        #: values still allowed (the root counts, as in ``document_problem``); None: no limit
+        self._budget: int | None = max_values
+        self._max_depth = 1 << 30 if max_depth is None else max_depth
+
+    def compose_document(self) -> Node:
+        self.get_event()  # DocumentStartEvent
+        node = self._compose(0)
+        self.get_event()  # DocumentEndEvent
+        self.anchors = {}
+        return node
+
+    def _compose(self, depth: int, *, key: bool = False) -> Node:
+        if self._budget is not None and not key:
+            self._budget -= 1
+            if self._budget < 0:
+                raise LimitExceeded(f"document too large: over {self._max_values} values")
+        event = self.get_event()
+        kind = type(event)
+        if kind is AliasEvent:
+            if event.anchor not in self.anchors:
+                raise ComposerError(None, None, f"found undefined alias {event.anchor!r}", event.start_mark)
+            return self.anchors[event.anchor]
+        anchor = event.anchor
+        if anchor is not None and anchor in self.anchors:
+            raise ComposerError(
+                f"found duplicate anchor {anchor!r}; first occurrence",
+                self.anchors[anchor].start_mark,
+                "second occurrence",
+                event.start_mark,
+            )
+        if kind is ScalarEvent:
+            tag = event.tag
+            if tag is None or tag == "!":
+                tag = self.resolve(ScalarNode, event.value, event.implicit)
+            node: Node = ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
+            if anchor is not None:
+                self.anchors[anchor] = node
+            return node
+        if depth >= self._max_depth:
+            raise LimitExceeded(f"nested too deeply (at most {self._max_depth} levels)")
+        tag = event.tag
+        if kind is SequenceStartEvent:
+            if tag is None or tag == "!":
+                tag = self.resolve(SequenceNode, None, event.implicit)
+            seq = SequenceNode(tag, [], event.start_mark, None, flow_style=event.flow_style)
+            if anchor is not None:
+                self.anchors[anchor] = seq
+            items = seq.value
+            while not self.check_event(SequenceEndEvent):
+                items.append(self._compose(depth + 1))
+            seq.end_mark = self.get_event().end_mark
+            return seq
+        if tag is None or tag == "!":
+            tag = self.resolve(MappingNode, None, event.implicit)
+        mapping = MappingNode(tag, [], event.start_mark, None, flow_style=event.flow_style)
+        if anchor is not None:
+            self.anchors[anchor] = mapping
+        pairs = mapping.value
+        while not self.check_event(MappingEndEvent):
+            key_node = self._compose(depth + 1, key=True)  # a key is not a value
+            pairs.append((key_node, self._compose(depth + 1)))
+        mapping.end_mark = self.get_event().end_mark
+        return mapping
+
+
+if SAFE_LOADER is yaml.SafeLoader:  # pragma: no cover  (PyYAML without libyaml)
+
+    class _Loader(_Limits, yaml.SafeLoader):
+        def __init__(self, text: str, max_values: int | None, max_depth: int | None) -> None:
+            yaml.SafeLoader.__init__(self, text)
+            self._set_limits(max_values, max_depth)
+
+else:
+
+    class _Loader(_Limits, Composer, SAFE_LOADER):  # type: ignore[no-redef,misc]
+        def __init__(self, text: str, max_values: int | None, max_depth: int | None) -> None:
+            SAFE_LOADER.__init__(self, text)
+            self._set_limits(max_values, max_depth)
+
+
+def load(text: str, *, max_values: int | None = None, max_depth: int | None = None) -> Any:
+    """The document in ``text`` (None when empty); see ``load_with_root``."""
+    return load_with_root(text, max_values=max_values, max_depth=max_depth)[0]
+
+
+def load_with_root(
+    text: str, *, max_values: int | None = None, max_depth: int | None = None
+) -> tuple[Any, Node | None]:
     """The document in ``text`` (None when empty), as ``yaml.load(text, SAFE_LOADER)`` gives
-    it, raising what it raises: ``yaml.YAMLError`` (marked with the place), ``ValueError``
-    or ``OverflowError`` for a scalar that cannot be built, ``RecursionError`` past the
-    interpreter's depth."""
-    loader = SAFE_LOADER(text)
+    it (but for merge keys and duplicate keys, above), and its root node, whose marks say
+    where each part is (``kiok.dag.locate.line_in``). Raises ``LimitExceeded`` at the first
+    value past ``max_values`` or level past ``max_depth``, and what PyYAML raises:
+    ``yaml.YAMLError`` (marked with the place), ``ValueError`` or ``OverflowError`` for a
+    scalar that cannot be built, ``RecursionError`` past the interpreter's depth."""
+    loader = _Loader(text, max_values, max_depth)
     try:
         root = loader.get_single_node()
         if root is None:
-            return None
+            return None, None
         try:
-            return _Builder(loader).build(root)
+            return _Builder(loader).build(root), root
         except _NotPlain:
-            return loader.construct_document(root)
+            return loader.construct_document(root), root
+    finally:
+        loader.dispose()
+
+
+def compose(text: str, *, max_values: int | None = None, max_depth: int | None = None) -> Node | None:
+    """The root node of ``text`` (None when empty), within the same limits as ``load``."""
+    loader = _Loader(text, max_values, max_depth)
+    try:
+        root: Node | None = loader.get_single_node()
+        return root
     finally:
         loader.dispose()
 
@@ -76,19 +205,48 @@ class _Builder:
         if isinstance(node, MappingNode) and node.tag == _MAP:
             mapping: dict[Any, Any] = {}
             self._built[id(node)] = mapping
+            own: dict[Any, Any] = {}
+            merged: dict[Any, Any] | None = None
             for key_node, value_node in node.value:
                 if not isinstance(key_node, ScalarNode):
                     raise _NotPlain  # a collection as a key: PyYAML says it is unhashable
                 if key_node.tag == _STR:
                     key = key_node.value
-                    if key in mapping:
-                        raise yaml.constructor.ConstructorError(
-                            None, None, f"found duplicate key {key!r}", key_node.start_mark
-                        )
-                elif key_node.tag == "tag:yaml.org,2002:merge":
-                    raise _NotPlain
+                    if key in own:
+                        raise _duplicate(key, key_node)
+                elif key_node.tag == _MERGE:
+                    if merged is not None:
+                        raise _duplicate("<<", key_node)
+                    merged = self._merged(node, value_node)
+                    continue
                 else:
                     key = self._loader.construct_object(key_node, deep=True)
-                mapping[key] = self.build(value_node)
+                own[key] = self.build(value_node)
+            if merged:  # merged keys first, as PyYAML orders them; the mapping's own keys win
+                mapping.update((k, v) for k, v in merged.items() if k not in own)
+            mapping.update(own)
             return mapping
         raise _NotPlain
+
+    def _merged(self, node: MappingNode, value_node: Node) -> dict[Any, Any]:
+        """The keys a ``<<`` brings in: one mapping's, or a list of mappings' where the
+        earlier mapping wins a key they share (YAML 1.1 merge type)."""
+        sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
+        out: dict[Any, Any] = {}
+        for source in sources:
+            if not isinstance(source, MappingNode):
+                found = getattr(source, "id", "scalar")
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"expected a mapping or list of mappings for merging, but found {found}",
+                    source.start_mark,
+                )
+            built = self.build(source)
+            for key, value in built.items():
+                out.setdefault(key, value)
+        return out
+
+
+def _duplicate(key: str, key_node: Node) -> yaml.constructor.ConstructorError:
+    return yaml.constructor.ConstructorError(None, None, f"found duplicate key {key!r}", key_node.start_mark)
