@@ -67,16 +67,21 @@ export function when(iso) {
     `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())} UTC`;
 }
 
-/** "340 ms", "1.2 s", "3 m 04 s", "2 h 05 m" between two ISO times (`end` missing: until now). */
-export function duration(startIso, endIso, now = Date.now()) {
-  if (!startIso) return "—";
-  const ms = (endIso ? new Date(endIso).getTime() : now) - new Date(startIso).getTime();
+/** The one way a duration is shown: "340 ms", "7.1 s", "55 s", "11 m 06 s", "1 h 02 m". */
+export function elapsed(ms) {
   if (!(ms >= 0)) return "—";
   if (ms < 1000) return `${Math.round(ms)} ms`;
-  if (ms < 10_000) return `${(ms / 1000).toFixed(1)} s`;
+  if (ms < 9950) return `${(ms / 1000).toFixed(1)} s`;
   const s = Math.round(ms / 1000);
+  if (s < 60) return `${s} s`;
   if (s < 3600) return `${Math.floor(s / 60)} m ${pad(s % 60)} s`;
   return `${Math.floor(s / 3600)} h ${pad(Math.floor((s % 3600) / 60))} m`;
+}
+
+/** elapsed() between two ISO times (`end` missing: until now). */
+export function duration(startIso, endIso, now = Date.now()) {
+  if (!startIso) return "—";
+  return elapsed((endIso ? new Date(endIso).getTime() : now) - new Date(startIso).getTime());
 }
 
 /** The cron expression with its zone ("manual only" without a schedule). */

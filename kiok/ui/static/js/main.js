@@ -14,10 +14,11 @@ import { Loading } from "./views/common.js";
 import { Dashboard } from "./views/dashboard.js";
 import { RegisterView } from "./views/register.js";
 import { SettingsView } from "./views/settings.js";
+import { useCan } from "./me.js";
 import { onTimeZoneChange, setTimeZoneMode, timeZoneMode } from "./format.js";
 
 const ROUTES = [
-  ["/", () => html`<${Dashboard} />`],
+  ["/", () => html`<${Home} />`],
   ["/dags", () => html`<${DagList} />`],
   ["/dags/register", () => html`<${RegisterView} />`],
   ["/settings", () => html`<${SettingsView} tab="" />`],
@@ -39,12 +40,14 @@ function useSession() {
 function Nav({ where }) {
   const dagsActive = where === "/dags" || where.startsWith("/dags/");
   const zone = timeZoneMode();
+  // Only the pages the user's policies let it read (GET /api/v1/me; the API still decides).
+  const can = useCan();
   return html`<header class="topbar">
     <a class="brand" href="/"><span class="logo" aria-hidden="true"></span>kiok</a>
     <nav aria-label="Main">
-      <a href="/" aria-current=${where === "/" ? "page" : undefined}>Dashboard</a>
-      <a href="/dags" aria-current=${dagsActive ? "page" : undefined}>DAGs</a>
-      <a href="/cluster" aria-current=${where === "/cluster" ? "page" : undefined}>Cluster</a>
+      ${can("runs:List") ? html`<a href="/" aria-current=${where === "/" ? "page" : undefined}>Dashboard</a>` : null}
+      ${can("dags:List") ? html`<a href="/dags" aria-current=${dagsActive ? "page" : undefined}>DAGs</a>` : null}
+      ${can("cluster:Read") ? html`<a href="/cluster" aria-current=${where === "/cluster" ? "page" : undefined}>Cluster</a>` : null}
       <a href="/settings" aria-current=${where.startsWith("/settings") ? "page" : undefined}>Settings</a>
     </nav>
     <div class="who">
@@ -52,10 +55,18 @@ function Nav({ where }) {
         <button type="button" aria-pressed=${zone === "utc"} onClick=${() => setTimeZoneMode("utc")}>UTC</button>
         <button type="button" aria-pressed=${zone === "local"} onClick=${() => setTimeZoneMode("local")}>Local</button>
       </div>
-      <span class="muted">Signed in as</span> <strong data-testid="user">${session.user}</strong>
-      <button type="button" class="link" onClick=${() => { session.logout(); navigate("/login", { replace: true }); }}>Log out</button>
+      <span class="muted signed-in">Signed in as</span> <strong data-testid="user">${session.user}</strong>
+      <button type="button" class="link logout" onClick=${() => { session.logout(); navigate("/login", { replace: true }); }}>Log out</button>
     </div>
   </header>`;
+}
+
+/** The dashboard, or for a user who may not list runs the first page it may read. */
+function Home() {
+  const can = useCan();
+  if (!can.known) return html`<main class="page"><${Loading} /></main>`;
+  if (can("runs:List")) return html`<${Dashboard} />`;
+  return html`<${Redirect} to=${can("dags:List") ? "/dags" : can("cluster:Read") ? "/cluster" : "/settings"} />`;
 }
 
 function Redirect({ to }) {

@@ -5,7 +5,7 @@
 // Worker so the page stays responsive meanwhile. A graph above MAX_GRAPH_TASKS, or whose
 // layout is not done within LAYOUT_BUDGET_MS, is not drawn: the view says so and points to
 // the grid and the job list.
-import { html, useEffect, useMemo, useState } from "../html.js";
+import { html, useEffect, useLayoutEffect, useMemo, useRef, useState } from "../html.js";
 import { enc } from "../api.js";
 import { glyph, stateClass } from "../format.js";
 import { CHAR_W, layout } from "../graphlayout.js";
@@ -56,8 +56,147 @@ function useLayout(tasks) {
   return small ? { status: "ready", shape: inline, how: "page" } : result;
 }
 
+const MIN_ZOOM = 0.05;
+const MAX_ZOOM = 3;
+const PAD = 12;
+/** The box's height: the graph's own, within these bounds (the graph is fitted into it). */
+const MIN_H = 140;
+const MAX_H = 520;
+/** A press that moves less than this is a click (opens the task), not a drag. */
+const DRAG_PX = 4;
+
+const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
+
+/** The view that shows the whole graph, centred, at most at natural size. */
+function fitView(shape, w, h) {
+  const k = clamp(Math.min((w - 2 * PAD) / shape.width, (h - 2 * PAD) / shape.height, 1), MIN_ZOOM, MAX_ZOOM);
+  return { k, x: (w - shape.width * k) / 2, y: (h - shape.height * k) / 2 };
+}
+
+/**
+ * Zoom and pan for the SVG: wheel or pinch zooms about the pointer, a drag pans, the buttons
+ * zoom about the centre and fit. The view is fitted when the layout arrives and when the box
+ * first gets its size. A drag never opens a node; a click still does.
+ */
+function useZoomPan(shape) {
+  const [box, setBox] = useState(null);
+  const [size, setSize] = useState(null);
+  const [view, setView] = useState(null);
+  const fitted = useRef(null);
+  useLayoutEffect(() => {
+    if (!box) return undefined;
+    const measure = () => setSize({ w: box.clientWidth, h: box.clientHeight });
+    measure();
+    const observer = new ResizeObserver(measure);
+    observer.observe(box);
+    return () => observer.disconnect();
+  }, [box]);
+  // Fit on a new layout, and while the user has not moved the view yet (the box may still resize).
+  useLayoutEffect(() => {
+    if (!shape || !size || size.w === 0) return;
+    if (fitted.current === null || fitted.current.shape !== shape || fitted.current.auto) {
+      setView(fitView(shape, size.w, size.h));
+      fitted.current = { shape, auto: true };
+    }
+  }, [shape, size && size.w, size && size.h]);
+  const touched = () => { if (fitted.current) fitted.current.auto = false; };
+
+  const zoomAt = (factor, px, py) => {
+    touched();
+    setView((v) => {
+      if (!v) return v;
+      const k = clamp(v.k * factor, MIN_ZOOM, MAX_ZOOM);
+      const f = k / v.k;
+      return { k, x: px - (px - v.x) * f, y: py - (py - v.y) * f };
+    });
+  };
+  const local = (e) => {
+    const r = box.getBoundingClientRect();
+    return { x: e.clientX - r.left, y: e.clientY - r.top };
+  };
+
+  // Wheel (and a trackpad's pinch, which the browser sends as a wheel with ctrlKey): zoom.
+  useEffect(() => {
+    if (!box) return undefined;
+    const onWheel = (e) => {
+      e.preventDefault();
+      const p = local(e);
+      const step = e.deltaMode === 1 ? e.deltaY * 16 : e.deltaY;
+      zoomAt(Math.exp(-step * (e.ctrlKey ? 0.01 : 0.0015)), p.x, p.y);
+    };
+    box.addEventListener("wheel", onWheel, { passive: false });
+    return () => box.removeEventListener("wheel", onWheel);
+  }, [box]);
+
+  // Drag to pan (mouse, pen, one finger); two fingers pinch.
+  const pointers = useRef(new Map());
+  const drag = useRef(null);
+  const onPointerDown = (e) => {
+    if (e.button !== 0 && e.pointerType === "mouse") return;
+    pointers.current.set(e.pointerId, local(e));
+    drag.current = { start: local(e), moved: pointers.current.size > 1 };
+  };
+  const onPointerMove = (e) => {
+    if (!pointers.current.has(e.pointerId) || !drag.current) return;
+    const p = local(e);
+    const before = pointers.current.get(e.pointerId);
+    if (pointers.current.size === 2) {
+      const [a, b] = [...pointers.current.values()];
+      const other = a === before ? b : a;
+      const d0 = Math.hypot(before.x - other.x, before.y - other.y);
+      const d1 = Math.hypot(p.x - other.x, p.y - other.y);
+      if (d0 > 0) zoomAt(d1 / d0, (p.x + other.x) / 2, (p.y + other.y) / 2);
+      drag.current.moved = true;
+    } else {
+      if (!drag.current.moved && Math.hypot(p.x - drag.current.start.x, p.y - drag.current.start.y) < DRAG_PX) return;
+      if (!drag.current.moved) {
+        drag.current.moved = true;
+        box.setPointerCapture(e.pointerId);
+        box.classList.add("dragging");
+      }
+      touched();
+      setView((v) => v && { ...v, x: v.x + p.x - before.x, y: v.y + p.y - before.y });
+    }
+    pointers.current.set(e.pointerId, p);
+  };
+  const onPointerUp = (e) => {
+    pointers.current.delete(e.pointerId);
+    box.classList.remove("dragging");
+  };
+  // A drag ends with a click on whatever is under the pointer: not a node's link then.
+  const onClickCapture = (e) => {
+    if (drag.current && drag.current.moved) {
+      e.preventDefault();
+      e.stopPropagation();
+    }
+    drag.current = null;
+  };
+  // A node reached by Tab is brought into view.
+  const onFocusIn = (e) => {
+    const id = e.target.getAttribute && e.target.getAttribute("data-task");
+    const n = id && shape.nodes.find((m) => m.id === id);
+    if (!n || !view || !size) return;
+    const sx = view.x + n.x * view.k;
+    const sy = view.y + n.y * view.k;
+    if (sx < 0 || sy < 0 || sx > size.w || sy > size.h) {
+      touched();
+      setView({ ...view, x: size.w / 2 - n.x * view.k, y: size.h / 2 - n.y * view.k });
+    }
+  };
+  const controls = {
+    zoomIn: () => size && zoomAt(1.25, size.w / 2, size.h / 2),
+    zoomOut: () => size && zoomAt(0.8, size.w / 2, size.h / 2),
+    fit: () => { if (size) { setView(fitView(shape, size.w, size.h)); fitted.current = { shape, auto: true }; } },
+  };
+  const handlers = { onPointerDown, onPointerMove, onPointerUp, onPointerCancel: onPointerUp, onClickCapture, onFocusCapture: onFocusIn };
+  return { setBox, view, controls, handlers };
+}
+
 export function Graph({ runId, dagId, tasks, states }) {
   const result = useLayout(tasks);
+  const shape = result.status === "ready" ? result.shape : null;
+  const height = shape ? clamp(Math.ceil(shape.height) + 2 * PAD, MIN_H, MAX_H) : MIN_H;
+  const { setBox, view, controls, handlers } = useZoomPan(shape);
   if (result.status === "laying-out") {
     return html`<p class="muted" data-testid="graph-state" data-status="laying-out" aria-live="polite">Laying out ${tasks.length} tasks…</p>`;
   }
@@ -68,27 +207,37 @@ export function Graph({ runId, dagId, tasks, states }) {
       Use the <a href=${`/dags/${enc(dagId)}/grid`}>grid</a> or the job list below, which has a filter and every task.
     </div>`;
   }
-  const shape = result.shape;
-  return html`<div class="graph-wrap" data-testid="graph" data-layout=${result.how}>
-    <svg class="graph" role="img" aria-label="Task graph" width=${shape.width} height=${shape.height}
-      viewBox=${`0 0 ${shape.width} ${shape.height}`}>
-      <defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
-        <path d="M 0 0 L 10 5 L 0 10 z" class="arrowhead" /></marker></defs>
-      ${shape.edges.map((e) => html`<path key=${e.key} class="edge" marker-end="url(#arrow)"
-        d=${e.points.map((p, i) => `${i ? "L" : "M"}${p.x.toFixed(1)},${p.y.toFixed(1)}`).join(" ")} />`)}
-      ${shape.nodes.map((n) => {
-        const state = (states[n.id] || {}).state || "PENDING";
-        const x = n.x - n.width / 2;
-        const y = n.y - n.height / 2;
-        return html`<a key=${n.id} href=${`/runs/${enc(runId)}/tasks/${enc(n.id)}`} class=${`node ${stateClass(state)}`}
-          data-task=${n.id} data-state=${state}>
-          <title>${n.id}: ${state}</title>
-          <rect x=${x} y=${y} width=${n.width} height=${n.height} rx="7" />
-          <rect x=${x} y=${y} width="6" height=${n.height} rx="3" class="node-bar" />
-          <text x=${x + 14} y=${y + 18} class="node-id">${clip(n.id, n.width)}</text>
-          <text x=${x + 14} y=${y + 34} class="node-state">${glyph(state)} ${state}</text>
-        </a>`;
-      })}
-    </svg>
+  const zoom = view ? view.k : 1;
+  return html`<div class="graph-wrap" data-testid="graph" data-layout=${result.how} data-zoom=${zoom.toFixed(3)}>
+    <div class="graph-tools" role="group" aria-label="Graph view">
+      <button type="button" class="small" onClick=${controls.zoomIn} aria-label="Zoom in" title="Zoom in (or the mouse wheel)">+</button>
+      <button type="button" class="small" onClick=${controls.zoomOut} aria-label="Zoom out" title="Zoom out">−</button>
+      <button type="button" class="small" onClick=${controls.fit} title="Show the whole graph">Fit</button>
+      <span class="muted small" aria-live="polite">${Math.round(zoom * 100)} %</span>
+    </div>
+    <div class="graph-box" ref=${setBox} style=${{ height: `${height}px` }} ...${handlers}>
+      <svg class="graph" role="img" aria-label="Task graph" width="100%" height="100%">
+        <defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
+          <path d="M 0 0 L 10 5 L 0 10 z" class="arrowhead" /></marker></defs>
+        <g class="graph-view" transform=${view ? `translate(${view.x.toFixed(1)},${view.y.toFixed(1)}) scale(${view.k.toFixed(4)})` : undefined}
+          visibility=${view ? undefined : "hidden"}>
+        ${shape.edges.map((e) => html`<path key=${e.key} class="edge" marker-end="url(#arrow)"
+          d=${e.points.map((p, i) => `${i ? "L" : "M"}${p.x.toFixed(1)},${p.y.toFixed(1)}`).join(" ")} />`)}
+        ${shape.nodes.map((n) => {
+          const state = (states[n.id] || {}).state || "PENDING";
+          const x = n.x - n.width / 2;
+          const y = n.y - n.height / 2;
+          return html`<a key=${n.id} href=${`/runs/${enc(runId)}/tasks/${enc(n.id)}`} class=${`node ${stateClass(state)}`}
+            data-task=${n.id} data-state=${state} draggable="false">
+            <title>${n.id}: ${state}</title>
+            <rect x=${x} y=${y} width=${n.width} height=${n.height} rx="7" />
+            <rect x=${x} y=${y} width="6" height=${n.height} rx="3" class="node-bar" />
+            <text x=${x + 14} y=${y + 18} class="node-id">${clip(n.id, n.width)}</text>
+            <text x=${x + 14} y=${y + 34} class="node-state">${glyph(state)} ${state}</text>
+          </a>`;
+        })}
+        </g>
+      </svg>
+    </div>
   </div>`;
 }

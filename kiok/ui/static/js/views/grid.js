@@ -31,6 +31,9 @@ function Legend({ codes }) {
   </ul>`;
 }
 
+/** Room right of the last column for its cells' attempt numbers (they stick out 4px). */
+const ATTEMPT_ROOM = 6;
+
 /** The width of the task-name column: enough for the longest name, within bounds. */
 function nameWidth(tasks) {
   const longest = tasks.reduce((n, t) => Math.max(n, t.length), 4);
@@ -60,7 +63,7 @@ function Cells({ data }) {
           aria-label=${`run ${run.runId}: ${run.state}`}>${glyph(run.state)}</a></span>`)}
     </div>
     <div class="grid-body" ref=${host} data-testid="grid" data-rows=${data.tasks.length}
-      style=${{ width: `${width + data.runs.length * CELL_W}px` }}></div>
+      style=${{ width: `${width + data.runs.length * CELL_W + ATTEMPT_ROOM}px` }}></div>
   </div>`;
 }
 

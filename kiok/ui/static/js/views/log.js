@@ -11,6 +11,7 @@ import { Crumbs, ErrorBox, StateBadge, usePolling } from "./common.js";
 import { TERMINAL_TASK, when } from "../format.js";
 import { parseLine, splitUrls, styleClasses, styleColours } from "../ansi.js";
 import { LogBuffer, MAX_MATCHES } from "../logbuffer.js";
+import { skipReason } from "../skipped.js";
 
 const CHUNK = 1024 * 1024;
 const DOWNLOAD_CHUNK = 4 * 1024 * 1024;
@@ -182,10 +183,23 @@ export function LogView({ runId, taskId }) {
   useEffect(() => { document.title = `${label} · ${runId} · kiok`; }, [runId, taskId]);
 
   // The task's state for the header: read once now and once when the log completes.
-  const readTask = () => get(`/api/v1/runs/${enc(runId)}`).then((run) => {
-    setTask(taskId === RUN_LOG
-      ? { state: run.state, dagId: run.dagId, startedAt: run.startedAt, endedAt: run.endedAt }
-      : { ...run.tasks[taskId], dagId: run.dagId });
+  const readTask = () => get(`/api/v1/runs/${enc(runId)}`).then(async (run) => {
+    if (taskId === RUN_LOG) {
+      setTask({ state: run.state, dagId: run.dagId, startedAt: run.startedAt, endedAt: run.endedAt });
+      return;
+    }
+    const t = run.tasks[taskId];
+    if (!t) {
+      setTask({ dagId: run.dagId, missing: true });
+      return;
+    }
+    // A skipped task has no output: say why it was skipped (from the DAG's shape).
+    let skipped = null;
+    if (t.state === "SKIPPED") {
+      const dag = await get(`/api/v1/dags/${enc(run.dagId)}`).catch(() => null);
+      skipped = skipReason(taskId, run.tasks, dag && dag.spec && dag.spec.tasks);
+    }
+    setTask({ ...t, dagId: run.dagId, skipped });
   }).catch(() => {});
   useEffect(() => { readTask(); }, [runId, taskId]);
   useEffect(() => { if (complete) readTask(); }, [complete]);
@@ -237,6 +251,11 @@ export function LogView({ runId, taskId }) {
 
   const status = complete ? "complete" : live ? "live" : "paused";
   const lines = buffer.current.lineCount;
+  // No such task (or no access to it), and nothing read: the error alone, no empty log.
+  const gone = lines === 0 && ((error instanceof ApiError && (error.status === 404 || error.status === 403))
+    || (task && task.missing));
+  // A skipped task never ran: its reason stands for the (empty) log.
+  const skippedEmpty = lines === 0 && complete && task && task.skipped;
   return html`<main class="page log-page">
     <${Crumbs} items=${[
       ["DAGs", "/dags"],
@@ -251,21 +270,23 @@ export function LogView({ runId, taskId }) {
       ${task && task.startedAt ? html`<span class="muted small" data-testid="log-times">started ${when(task.startedAt)}${
         task.endedAt ? `, ended ${when(task.endedAt)}` : ""}</span>` : null}
       <div class="spacer"></div>
-      <span class=${`log-status ${status}`} data-testid="log-status" aria-live="polite">
+      ${gone ? null : html`<span class=${`log-status ${status}`} data-testid="log-status" aria-live="polite">
         ${complete ? "Complete" : live ? "Live" : "Paused"} · ${offset.toLocaleString("en")} bytes · ${lines.toLocaleString("en")} lines</span>
       <div class="segmented" role="group" aria-label="Log updates">
         <button type="button" aria-pressed=${live && !complete} disabled=${complete} onClick=${() => setLive(true)}>Live</button>
         <button type="button" aria-pressed=${!live && !complete} disabled=${complete} onClick=${() => setLive(false)}>Paused</button>
       </div>
-      <button type="button" onClick=${download} disabled=${downloading !== null}>${downloading || "Download raw"}</button>
+      <button type="button" onClick=${download} disabled=${downloading !== null}>${downloading || "Download raw"}</button>`}
     </div>
     <${ErrorBox} error=${error} label="Log" />
     ${task && !task.startedAt && taskId !== RUN_LOG && !TERMINAL_TASK.has(task.state) && task.waiting
       ? html`<p class="muted">Not started yet: ${task.waiting}</p>` : null}
-    <${SearchBar} buffer=${buffer.current} version=${version} current=${current} setCurrent=${setCurrent}
+    ${task && task.missing && !error ? html`<p class="error" role="alert"><strong>Log:</strong> run ${runId} has no task '${taskId}'</p>` : null}
+    ${task && task.skipped ? html`<p class="warn-box" data-testid="log-skipped"><strong>${task.skipped[0].toUpperCase()}${task.skipped.slice(1)}</strong>: the task never ran, so it has no output.</p>` : null}
+    ${gone || skippedEmpty ? null : html`<${SearchBar} buffer=${buffer.current} version=${version} current=${current} setCurrent=${setCurrent}
       box=${box} onSearch=${onSearch} />
     <${LogLines} buffer=${buffer.current} version=${version} box=${box} current=${current}
       empty=${complete ? "(empty log)" : "(no output yet)"}
-      onScroll=${(e) => { follow.current = atBottom(e.currentTarget); }} />
+      onScroll=${(e) => { follow.current = atBottom(e.currentTarget); }} />`}
   </main>`;
 }

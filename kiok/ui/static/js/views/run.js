@@ -10,6 +10,7 @@ import { useCan } from "../me.js";
 import { Graph } from "./graph.js";
 import { Timeline } from "./timeline.js";
 import { Source } from "./source.js";
+import { skipReason } from "../skipped.js";
 
 const TABS = [["graph", "Graph"], ["timeline", "Timeline"], ["source", "Source"]];
 const RERUNNABLE = new Set(["FAILED", "CANCELLED", "SKIPPED"]);
@@ -187,7 +188,8 @@ export function RunView({ runId }) {
           <td class="num">${duration(t.startedAt, t.endedAt, now)}</td>
           <td class="num">${t.exitCode ?? "—"}</td>
           <td class="small">${t.error ? html`<span class="err-text">${t.error}</span>`
-            : t.waiting ? html`<span class="waiting-text" data-testid="task-waiting">${t.waiting}</span>` : ""}</td>
+            : t.waiting ? html`<span class="waiting-text" data-testid="task-waiting">${t.waiting}</span>`
+            : t.state === "SKIPPED" ? html`<span class="muted" data-testid="task-skipped">${skipReason(id, run.tasks, spec && spec.tasks)}</span>` : ""}</td>
           ${rerunnable ? html`<td><${RerunButton} runId=${runId} from=${id} label="Re-run from here" onDone=${afterRerun} small /></td>` : null}
         </tr>`)}</tbody>
       </table>

@@ -4,14 +4,53 @@
 //
 // The run record keeps each task's current (last) attempt, so a retried task's bar is its
 // last attempt; the attempt number is in the bar's label.
-import { html } from "../html.js";
+import { html, useLayoutEffect, useState } from "../html.js";
 import { enc } from "../api.js";
-import { glyph, stateClass, when } from "../format.js";
+import { elapsed, glyph, stateClass, TERMINAL_RUN, when } from "../format.js";
 
 const ROW_H = 24;
 const LABEL_W = 200;
 const AXIS_H = 26;
 const MIN_BAR = 2;
+/** Narrower panels scroll sideways rather than squeeze the bars. */
+const MIN_WIDTH = 560;
+
+/** The panel's inner width (it follows window resizes), for the SVG to fill it. */
+function usePanelWidth(fallback) {
+  const [el, setEl] = useState(null);
+  const [width, setWidth] = useState(fallback);
+  useLayoutEffect(() => {
+    if (!el) return undefined;
+    const measure = () => {
+      const style = getComputedStyle(el);
+      const inner = el.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+      if (inner > 0) setWidth(Math.max(MIN_WIDTH, Math.floor(inner)));
+    };
+    measure();
+    const observer = new ResizeObserver(measure);
+    observer.observe(el);
+    return () => observer.disconnect();
+  }, [el]);
+  return [setEl, width];
+}
+
+/** Why the tasks without a bar have none: waiting in a going run, never started in an ended one. */
+export function notStartedText(run, rows) {
+  const started = new Set(rows.map((r) => r.id));
+  const rest = Object.entries(run.tasks).filter(([id]) => !started.has(id));
+  if (rest.length === 0) return null;
+  const n = (k) => `${k} task${k === 1 ? "" : "s"}`;
+  if (!TERMINAL_RUN.has(run.state)) return `${n(rest.length)} not started (the job list says why each waits).`;
+  const skipped = rest.filter(([, t]) => t.state === "SKIPPED").length;
+  const other = rest.length - skipped;
+  const parts = [];
+  if (skipped) parts.push(`${n(skipped)} skipped (${skipped === 1 ? "its" : "their"} trigger rule could not be met)`);
+  if (other) {
+    const how = run.state === "CANCELLED" ? "was cancelled" : run.state === "FAILED" ? "failed" : "ended";
+    parts.push(`${n(other)} never started: the run ${how} first`);
+  }
+  return `${parts.join("; ")}.`;
+}
 
 /** A "nice" tick step (ms) giving about `want` ticks over `span` ms. */
 export function tickStep(span, want = 8) {
@@ -41,11 +80,13 @@ export function bars(run, now) {
   return out.sort((a, b) => a.start - b.start || a.id.localeCompare(b.id));
 }
 
-export function Timeline({ run, now, width = 1100 }) {
+export function Timeline({ run, now }) {
+  const [wrap, width] = usePanelWidth(1100);
   const rows = bars(run, now);
-  const waiting = Object.keys(run.tasks).length - rows.length;
+  const notStarted = notStartedText(run, rows);
   if (rows.length === 0) {
-    return html`<p class="muted" data-testid="timeline">No task has started yet${run.waiting ? `: ${run.waiting}` : "."}</p>`;
+    return html`<p class="muted" data-testid="timeline">${TERMINAL_RUN.has(run.state) ? notStarted
+      : `No task has started yet${run.waiting ? `: ${run.waiting}` : "."}`}</p>`;
   }
   const t0 = run.startedAt ? Math.min(new Date(run.startedAt).getTime(), rows[0].start) : rows[0].start;
   const t1 = Math.max(...rows.map((r) => r.end), run.endedAt ? new Date(run.endedAt).getTime() : now);
@@ -56,17 +97,21 @@ export function Timeline({ run, now, width = 1100 }) {
   const ticks = [];
   for (let t = 0; t <= span; t += step) ticks.push(t);
   const height = AXIS_H + rows.length * ROW_H + 4;
-  return html`<div class="timeline-wrap" data-testid="timeline">
+  // The last tick's label ends at its line when it would run past the right edge.
+  const tickLabelW = (t) => offsetLabel(t).length * 6.5;
+  return html`<div class="timeline-wrap" data-testid="timeline" ref=${wrap}>
     <svg class="timeline" width=${width} height=${height} viewBox=${`0 0 ${width} ${height}`}
       role="img" aria-label=${`Timeline of ${rows.length} started tasks`}>
       ${ticks.map((t) => html`<g key=${t} class="tick">
         <line x1=${x(t0 + t)} x2=${x(t0 + t)} y1=${AXIS_H - 6} y2=${height} />
-        <text x=${x(t0 + t) + 3} y=${AXIS_H - 10}>${offsetLabel(t)}</text></g>`)}
+        ${x(t0 + t) + 3 + tickLabelW(t) > width
+          ? html`<text x=${x(t0 + t) - 3} y=${AXIS_H - 10} text-anchor="end">${offsetLabel(t)}</text>`
+          : html`<text x=${x(t0 + t) + 3} y=${AXIS_H - 10}>${offsetLabel(t)}</text>`}</g>`)}
       ${rows.map((r, i) => {
         const y = AXIS_H + i * ROW_H;
         const bx = x(r.start);
         const bw = Math.max(MIN_BAR, x(r.end) - bx);
-        const label = `${glyph(r.state)} ${r.state}${r.attempt > 1 ? ` · attempt ${r.attempt}` : ""} · ${((r.end - r.start) / 1000).toFixed(1)} s`;
+        const label = `${glyph(r.state)} ${r.state}${r.attempt > 1 ? ` · attempt ${r.attempt}` : ""} · ${elapsed(r.end - r.start)}`;
         // The state after the bar; before it when the bar reaches the right edge; inside it
         // when it spans the plot (before it, the label would cover the task's name).
         const labelW = label.length * 6.5;
@@ -82,6 +127,6 @@ export function Timeline({ run, now, width = 1100 }) {
       })}
     </svg>
     <p class="muted small" data-testid="timeline-origin">0 s is ${when(new Date(t0).toISOString())}${run.startedAt ? " (the run's start)" : ""}.</p>
-    ${waiting ? html`<p class="muted small">${waiting} task${waiting === 1 ? "" : "s"} not started (the job list says why each waits).</p>` : null}
+    ${notStarted ? html`<p class="muted small" data-testid="timeline-not-started">${notStarted}</p>` : null}
   </div>`;
 }

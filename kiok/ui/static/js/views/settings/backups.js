@@ -35,9 +35,9 @@ export function Backups({ can }) {
     }
   };
   return html`
-    <${Schedule} can=${can} />
+    <${Schedule} can=${can} noTarget=${noTarget} />
     <h2>Backups</h2>
-    ${noTarget ? html`<p class="muted" data-testid="no-backup-target">No backup target is set: set <code>kiok.backup.dir</code>
+    ${noTarget ? html`<p class="muted" data-testid="no-backup-target">No backup target is set: set <code>kiok.backup.dir</code>${" "}
       or the <code>kiok.backup.s3.*</code> settings (see the operations guide).</p>` : html`<${ErrorBox} error=${error} label=${refusedLabel(error)} />`}
     ${can("admin:Backup") && !noTarget ? html`<div class="row">
       <button type="button" class="primary" disabled=${busy} onClick=${backUpNow}>${busy ? "Backing up…" : "Back up now"}</button>
@@ -81,7 +81,7 @@ function LastRestore({ restore }) {
       ? html` <span class="muted">(raft entry ${restore.raftIndex})</span>` : null}.</p>`;
 }
 
-function Schedule({ can }) {
+function Schedule({ can, noTarget }) {
   const [data, error, reload] = useLoad("/api/v1/admin/backup/cron");
   const [value, setValue] = useState(null);
   const [saveError, setSaveError] = useState(null);
@@ -115,9 +115,12 @@ function Schedule({ can }) {
       <label class="grow-label">Cron (5 fields, UTC)
         <input name="cron" class="mono" autocomplete="off" placeholder="0 3 * * *" value=${shown}
           aria-invalid=${saveError ? "true" : undefined} aria-describedby="cron-error" onInput=${(e) => { setValue(e.currentTarget.value); setSaveError(null); }} /></label>
-      <button type="submit" class="primary" disabled=${busy}>Save schedule</button>
+      <button type="submit" class="primary" disabled=${busy || noTarget}
+        aria-describedby=${noTarget ? "schedule-no-target" : undefined}>Save schedule</button>
       ${data && data.cron ? html`<button type="button" disabled=${busy} onClick=${() => put(null)}>Clear</button>` : null}
     </form>` : null}
+    ${writable && noTarget ? html`<p class="muted small" id="schedule-no-target" data-testid="schedule-no-target">A schedule
+      can be saved once a backup target is set (see below).</p>` : null}
     <div id="cron-error">${saveError ? html`<small class="field-error" role="alert" data-testid="cron-error">${saveError.message}</small>` : null}</div>
     <${Notice} message=${message} />
   </section>`;

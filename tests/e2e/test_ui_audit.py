@@ -1,0 +1,345 @@
+"""Fixes from the UI audit, in a real browser against a real ``kiok standalone``: the top bar
+and tables on a phone-sized screen, the backup page without a target, an unknown task's log,
+the timeline of a cancelled run, the grid's and timeline's right edge, the graph's fit, zoom,
+pan and sibling order, one duration format, why a task was skipped, and a nav without the
+pages a user may not read."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kiok.testing.process import ADMIN_PASSWORD, Standalone
+from tests.e2e.conftest import TIMEOUT_MS, Console
+
+PHONE = {"width": 390, "height": 844}
+LEAVES = 50
+NOBODY_PW = "Nobody-Policy-Pw-123"
+#: The elements that stick out of the viewport (not counting those inside a scrolling box).
+WIDE = """() => [...document.querySelectorAll("body *")]
+  .filter((e) => e.getBoundingClientRect().right > innerWidth + 1)
+  .map((e) => `${e.tagName}.${e.className} ${Math.round(e.getBoundingClientRect().right)}`).slice(0, 12)"""
+
+FAILS = """
+dag: {id: au_fails}
+tasks:
+  - {id: start, script: 'echo start'}
+  - {id: boom, requires: [start], retries: 1, retry_delay: 0s, script: 'echo boom; exit 3'}
+  - {id: after_boom, requires: [boom], script: 'echo never'}
+  - {id: side, requires: [start], script: 'sleep 1'}
+"""
+
+SLOW = """
+dag: {id: au_slow}
+tasks:
+  - {id: wait, script: 'sleep 60'}
+  - {id: then, requires: [wait], script: 'echo then'}
+"""
+
+
+def fan_out() -> str:
+    lines = ["dag: {id: au_fan}", "tasks:", "  - {id: root, script: 'true'}"]
+    leaves = [f"leaf_{i:02d}" for i in range(1, LEAVES + 1)]
+    lines += [f"  - {{id: {leaf}, requires: [root], script: 'true'}}" for leaf in leaves]
+    lines.append(f"  - {{id: join, requires: [{', '.join(leaves)}], script: 'true'}}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def kiok(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone]:
+    node = Standalone(tmp_path_factory.mktemp("ui-audit") / "kiok", {"KIOK_WORKER_TASK_SLOTS": "8"})
+    node.start()
+    yield node
+    node.stop()
+
+
+@pytest.fixture(scope="module")
+def runs(kiok: Standalone) -> dict[str, str]:
+    kiok.register(FAILS)
+    kiok.register(SLOW)
+    kiok.register(fan_out())
+    out = {"fails": kiok.trigger("au_fails"), "fan": kiok.trigger("au_fan")}
+    out["fails2"] = kiok.trigger("au_fails")
+    for key in ("fails", "fails2", "fan"):
+        kiok.wait_run(out[key], timeout_s=120)
+    out["cancelled"] = kiok.trigger("au_slow")
+    kiok.wait_for(
+        lambda: kiok.run(out["cancelled"])["tasks"]["wait"]["state"] == "RUNNING", 60, "wait to start"
+    )
+    kiok.api("POST", f"/api/v1/runs/{out['cancelled']}/cancel")
+    kiok.wait_run(out["cancelled"], timeout_s=60)
+    return out
+
+
+def open_page(
+    browser: Any,
+    kiok: Standalone,
+    start: str,
+    *,
+    viewport: dict[str, int] | None = None,
+    user: str = "admin",
+    password: str = ADMIN_PASSWORD,
+) -> tuple[Any, Any, Console]:
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    context = browser.new_context(viewport=viewport or {"width": 1280, "height": 800}, color_scheme="light")
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    console = Console()
+    page.on("console", lambda m: console.errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: console.errors.append(f"uncaught: {e}"))
+    page.goto(kiok.url + "/login?next=" + start.replace("/", "%2F").replace("?", "%3F").replace("=", "%3D"))
+    page.get_by_label("User").fill(user)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_test_id("user")).to_have_text(user)
+    return context, page, console
+
+
+def inside(box: Mapping[str, float] | None, outer: Mapping[str, float], slack: float = 0.5) -> bool:
+    assert box is not None
+    return (
+        box["x"] >= outer["x"] - slack
+        and box["y"] >= outer["y"] - slack
+        and box["x"] + box["width"] <= outer["x"] + outer["width"] + slack
+        and box["y"] + box["height"] <= outer["y"] + outer["height"] + slack
+    )
+
+
+def test_phone_width_top_bar_wraps_and_tables_scroll_inside(
+    kiok: Standalone, runs: dict[str, str], browser: Any, shots: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    context, page, console = open_page(browser, kiok, "/", viewport=PHONE)
+    screen = {"x": 0, "y": 0, "width": PHONE["width"], "height": PHONE["height"]}
+    pages = {
+        "dashboard": "/",
+        "dags": "/dags",
+        "run": f"/runs/{runs['fails']}",
+        "cluster": "/cluster",
+        "users": "/settings/users",
+        "grid": "/dags/au_fails/grid",
+        "log": f"/runs/{runs['fails']}/tasks/boom",
+    }
+    for name, path in pages.items():
+        page.goto(kiok.url + path)
+        expect(page.get_by_test_id("user")).to_have_text("admin")
+        page.wait_for_load_state("networkidle")
+        widths = page.evaluate("[document.documentElement.scrollWidth, innerWidth]")
+        assert widths[0] <= widths[1], (
+            f"{path}: the page scrolls sideways ({widths[0]} > {widths[1]}): {page.evaluate(WIDE)}"
+        )
+        bar = page.locator("header.topbar")
+        for part in (
+            bar.get_by_role("button", name="Log out"),
+            bar.get_by_role("link", name="Settings"),
+            bar.get_by_role("group", name="Times shown in"),
+            bar.get_by_test_id("user"),
+        ):
+            assert inside(part.bounding_box(), screen), f"{path}: {part} is off screen"
+        bar_box = bar.bounding_box()
+        assert bar_box is not None and bar_box["width"] >= PHONE["width"] - 1, (
+            "the bar's background stops short"
+        )
+        page.screenshot(path=str(shots / f"phone_{name}.png"))
+    # A table wider than the screen scrolls in its own box.
+    page.goto(kiok.url + f"/runs/{runs['fails']}")
+    jobs = page.locator("table.jobs")
+    expect(jobs.locator("tr[data-task=boom]")).to_be_visible()
+    sizes = jobs.evaluate("t => [t.scrollWidth, t.clientWidth, getComputedStyle(t).overflowX]")
+    assert sizes[0] > sizes[1] and sizes[2] == "auto", sizes
+    jobs.evaluate("t => { t.scrollLeft = t.scrollWidth; }")
+    page.screenshot(path=str(shots / "phone_run_jobs_scrolled.png"))
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    assert console.errors == []
+    context.close()
+
+
+def test_backups_without_a_target(kiok: Standalone, browser: Any, shots: Path) -> None:
+    from playwright.sync_api import expect
+
+    context, page, console = open_page(browser, kiok, "/settings/backups")
+    expect(page.get_by_test_id("no-backup-target")).to_contain_text(
+        "set kiok.backup.dir or the kiok.backup.s3.* settings"
+    )
+    expect(page.get_by_role("button", name="Save schedule")).to_be_disabled()
+    expect(page.get_by_test_id("schedule-no-target")).to_contain_text("once a backup target is set")
+    page.screenshot(path=str(shots / "backups_no_target.png"))
+    console.errors.clear()  # the list's 409 (no target) is logged by the browser
+    context.close()
+
+
+def test_unknown_task_log_shows_only_the_error(
+    kiok: Standalone, runs: dict[str, str], browser: Any, shots: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    context, page, console = open_page(browser, kiok, f"/runs/{runs['fails']}/tasks/nope")
+    expect(page.locator(".error")).to_contain_text("nope")
+    page.wait_for_load_state("networkidle")
+    expect(page.get_by_test_id("log-status")).to_have_count(0)
+    expect(page.get_by_test_id("log")).to_have_count(0)
+    expect(page.get_by_text("(no output yet)")).to_have_count(0)
+    page.screenshot(path=str(shots / "log_unknown_task.png"))
+    console.errors.clear()  # the 404
+    context.close()
+
+
+def test_timeline_of_a_cancelled_run_and_its_width(
+    kiok: Standalone, runs: dict[str, str], browser: Any, shots: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    context, page, console = open_page(browser, kiok, f"/runs/{runs['cancelled']}?tab=timeline")
+    note = page.get_by_test_id("timeline-not-started")
+    expect(note).to_have_text("1 task never started: the run was cancelled first.")
+    expect(page.get_by_test_id("timeline")).not_to_contain_text("why each waits")
+    page.screenshot(path=str(shots / "timeline_cancelled.png"))
+
+    page.goto(kiok.url + f"/runs/{runs['fan']}?tab=timeline")
+    timeline = page.get_by_test_id("timeline")
+    expect(timeline.locator("a.bar")).to_have_count(LEAVES + 2)
+    svg = timeline.locator("svg.timeline").bounding_box()
+    wrap = timeline.bounding_box()
+    assert svg is not None and wrap is not None
+    assert svg["width"] >= wrap["width"] * 0.95, f"the timeline uses {svg['width']} of {wrap['width']} px"
+    ticks = timeline.locator(".tick text")
+    last = ticks.nth(ticks.count() - 1).bounding_box()
+    assert last is not None and last["x"] + last["width"] <= svg["x"] + svg["width"], (
+        "the last axis label is cut"
+    )
+    page.screenshot(path=str(shots / "timeline_fanout.png"))
+    assert console.errors == []
+    context.close()
+
+
+def test_grid_shows_the_last_columns_attempt(
+    kiok: Standalone, runs: dict[str, str], browser: Any, shots: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    context, page, console = open_page(browser, kiok, "/dags/au_fails/grid")
+    grid = page.get_by_test_id("grid")
+    expect(grid.locator(".gc[data-attempt]")).not_to_have_count(0)
+    # The attempt badge sticks out 4px right of its cell: the scroller must not clip it.
+    room = page.evaluate("""() => {
+      const scroller = document.querySelector(".grid-scroll");
+      const edge = scroller.getBoundingClientRect().left + scroller.clientLeft + scroller.clientWidth;
+      const cells = [...document.querySelectorAll(".grow .gc[data-attempt]")];
+      return Math.min(...cells.map((c) => edge - (c.getBoundingClientRect().right + 4)));
+    }""")
+    assert room >= 0, f"the attempt number is cut by {-room} px"
+    page.screenshot(path=str(shots / "grid_attempts.png"))
+    assert console.errors == []
+    context.close()
+
+
+def test_fan_out_graph_fits_zooms_pans_and_keeps_order(
+    kiok: Standalone, runs: dict[str, str], browser: Any, shots: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    context, page, console = open_page(browser, kiok, f"/runs/{runs['fan']}")
+    graph = page.get_by_test_id("graph")
+    expect(graph.locator("a.node")).to_have_count(LEAVES + 2)
+    box = graph.locator(".graph-box")
+    page.wait_for_timeout(300)
+    view = box.bounding_box()
+    assert view is not None
+    for task in ("root", "join", "leaf_01", f"leaf_{LEAVES:02d}"):
+        assert inside(graph.locator(f"a.node[data-task={task}] rect").first.bounding_box(), view), (
+            f"{task} off view"
+        )
+    ys = [
+        graph.locator(f"a.node[data-task=leaf_{i:02d}] rect").first.bounding_box()["y"]
+        for i in range(1, LEAVES + 1)
+    ]
+    assert ys == sorted(ys), "the leaves are not in their declared order"
+    page.screenshot(path=str(shots / "graph_fanout_fit.png"))
+
+    fit_zoom = float(graph.get_attribute("data-zoom") or 0)
+    graph.get_by_role("button", name="Zoom in").click()
+    expect(graph).not_to_have_attribute("data-zoom", f"{fit_zoom:.3f}")
+    assert float(graph.get_attribute("data-zoom") or 0) > fit_zoom
+    # The wheel zooms about the pointer.
+    root = graph.locator("a.node[data-task=root] rect").first
+    rb = root.bounding_box()
+    assert rb is not None
+    page.mouse.move(rb["x"] + rb["width"] / 2, rb["y"] + rb["height"] / 2)
+    before = float(graph.get_attribute("data-zoom") or 0)
+    for _ in range(5):
+        page.mouse.wheel(0, -200)
+    page.wait_for_timeout(200)
+    assert float(graph.get_attribute("data-zoom") or 0) > before * 2
+    assert page.evaluate("scrollY") == 0, "the wheel scrolled the page"
+    page.screenshot(path=str(shots / "graph_fanout_zoomed.png"))
+    # A drag pans (and opens nothing).
+    a = root.bounding_box()
+    assert a is not None
+    page.mouse.move(a["x"] + 20, a["y"] + a["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(a["x"] + 80, a["y"] + a["height"] / 2 + 40, steps=6)
+    page.mouse.up()
+    b = root.bounding_box()
+    assert b is not None and abs(b["x"] - a["x"] - 60) < 2 and abs(b["y"] - a["y"] - 40) < 2, (a, b)
+    expect(page).to_have_url(kiok.url + f"/runs/{runs['fan']}")
+    # Fit brings everything back; a click on a node opens its log.
+    graph.get_by_role("button", name="Fit").click()
+    expect(graph).to_have_attribute("data-zoom", f"{fit_zoom:.3f}")
+    graph.get_by_role("button", name="Zoom in").click()
+    graph.locator("a.node[data-task=join]").click()
+    expect(page).to_have_url(kiok.url + f"/runs/{runs['fan']}/tasks/join")
+    assert console.errors == []
+    context.close()
+
+
+def test_one_duration_format(kiok: Standalone, runs: dict[str, str], browser: Any) -> None:
+    context, page, _console = open_page(browser, kiok, f"/runs/{runs['fails']}")
+    got = page.evaluate("""async () => {
+      const src = document.querySelector("script[type=module]").src.replace("main.js", "format.js");
+      const f = await import(src);
+      const at = (ms) => f.duration(new Date(0).toISOString(), new Date(ms).toISOString());
+      return [340, 7100, 55000, 666000, 3720000].map(at);
+    }""")
+    assert got == ["340 ms", "7.1 s", "55 s", "11 m 06 s", "1 h 02 m"]
+    context.close()
+
+
+def test_why_a_task_was_skipped(kiok: Standalone, runs: dict[str, str], browser: Any, shots: Path) -> None:
+    from playwright.sync_api import expect
+
+    context, page, console = open_page(browser, kiok, f"/runs/{runs['fails']}")
+    expect(page.locator("tr[data-task=after_boom]").get_by_test_id("task-skipped")).to_have_text(
+        "skipped: upstream boom failed"
+    )
+    page.screenshot(path=str(shots / "run_skipped_reason.png"))
+    page.locator("tr[data-task=after_boom] a").click()
+    expect(page.get_by_test_id("log-skipped")).to_contain_text("Skipped: upstream boom failed")
+    expect(page.get_by_test_id("log")).to_have_count(0)
+    expect(page.get_by_text("(empty log)")).to_have_count(0)
+    page.screenshot(path=str(shots / "log_skipped_reason.png"))
+    assert console.errors == []
+    context.close()
+
+
+def test_nav_hides_pages_the_user_may_not_read(kiok: Standalone, browser: Any, shots: Path) -> None:
+    from playwright.sync_api import expect
+
+    body = {"user": "nobody", "password": NOBODY_PW}
+    assert kiok.api("POST", "/api/v1/iam/users", json=body).status_code == 201
+    context, page, console = open_page(browser, kiok, "/", user="nobody", password=NOBODY_PW)
+    nav = page.get_by_label("Main")
+    expect(nav.get_by_role("link", name="Settings")).to_be_visible()
+    expect(page).to_have_url(re.compile(re.escape(kiok.url) + "/settings/[a-z-]+$"))
+    for name in ("Dashboard", "DAGs", "Cluster"):
+        expect(nav.get_by_role("link", name=name)).to_have_count(0)
+    expect(page.locator(".error")).to_have_count(0)
+    page.screenshot(path=str(shots / "nav_no_policy.png"))
+    assert console.errors == []
+    context.close()
