@@ -78,8 +78,10 @@ KEYS: tuple[Key, ...] = (
         "Host the other masters and workers reach this master at; empty: kiok.master.host, or the "
         "host name when that is 0.0.0.0.",
     ),
-    Key("kiok.master.admin.port", int, 8080, "Admin HTTP port: REST API, UI, health probes."),
-    Key("kiok.master.internal.port", int, 19999, "Internal protocol port (workers connect here)."),
+    Key("kiok.master.admin.port", int, 8080, "Admin HTTP port: REST API, UI, health probes.", at_least=1),
+    Key(
+        "kiok.master.internal.port", int, 19999, "Internal protocol port (workers connect here).", at_least=1
+    ),
     Key(
         "kiok.master.id",
         str,
@@ -143,6 +145,7 @@ KEYS: tuple[Key, ...] = (
         int,
         19998,
         "Worker status HTTP port: /health, /ready, /status, POST /drain, POST /undrain, /cluster/health.",
+        at_least=1,
     ),
     Key(
         "kiok.worker.id",
@@ -1011,7 +1014,8 @@ def reference_markdown() -> str:
         "flag where one exists. Precedence: flag > environment > config file > default.",
         "An unknown key in a config file stops kiok at start; an unknown `KIOK_` variable is",
         "a warning (both name the closest known setting). A number out of range stops it too:",
-        "ports are 0 to 65535, other numbers 0 to 2^53, and at least 1 where 0 would leave",
+        "ports are 1 to 65535 (kiok announces and registers its addresses: no random port 0),",
+        "other numbers 0 to 2^53, and at least 1 where 0 would leave",
         "nothing to work with (slots, intervals, timeouts, expiries, sizes); a few counts that start",
         "processes or threads have a lower maximum, given in their line. A text setting refuses a",
         "YAML null, list or boolean in the config file (write `''` for empty, quote `\"yes\"`); the",

@@ -224,7 +224,7 @@ class SmtpConnection:
         if starttls and ssl:
             raise ValueError("set starttls or ssl, not both")
         port_text = props.get("port") or ("465" if ssl else "587" if starttls else "25")
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
             raise ValueError(f"port must be a number from 1 to 65535, got {port_text!r}")
         user = props.get("user", "")
         sender = props.get("from") or user

@@ -175,7 +175,7 @@ def parse_peers(text: str, master_id: str) -> dict[str, str]:
             continue
         mid, sep, addr = item.partition("=")
         host, _, port = addr.rpartition(":")
-        if not sep or not mid.strip() or not host or not port.isdigit():
+        if not sep or not mid.strip() or not host or not (port.isascii() and port.isdigit()):
             raise ValueError(f"kiok.master.peers: {item!r} is not id=host:port")
         if mid.strip() in peers:
             raise ValueError(f"kiok.master.peers: master id {mid.strip()!r} appears twice")

@@ -72,7 +72,7 @@ def parse_masters(text: str) -> list[tuple[str, int]]:
         if not item:
             continue
         host, _, port = item.rpartition(":")
-        if not host or not port.isdigit():
+        if not host or not (port.isascii() and port.isdigit()):
             raise ValueError(f"kiok.worker.masters: {item!r} is not host:port")
         out.append((host, int(port)))
     if not out:

@@ -125,6 +125,7 @@ def test_smtp_properties() -> None:
     for props, words in [
         ({"port": "25", "from": "a@b"}, "host"),
         ({"host": "mx", "port": "x", "from": "a@b"}, "port"),
+        ({"host": "mx", "port": "\u0661\u0662", "from": "a@b"}, "port"),  # Arabic-Indic 12
         ({"host": "mx"}, "from"),
         ({"host": "mx", "from": "a@b", "tls": "1"}, "unknown"),
         ({"host": "mx", "from": "a@b", "ssl": "1", "starttls": "1"}, "not both"),

@@ -131,9 +131,15 @@ def test_port_zero_and_an_empty_data_dir_flag_are_not_ignored(tmp_path: Path) ->
     result = master.invoke(
         ["--json", "config", "show", "--port", "0"], env={"KIOK_MASTER_ADMIN_PORT": "18431"}
     )
-    assert result.exit_code == 0, result.output
+    # The flag is read (not the environment's 18431), and 0 refused: kiok announces and
+    # registers its addresses, which a random port would make wrong.
+    assert result.exit_code == 1, result.output
+    assert "kiok.master.admin.port (--port): 0 is out of range (1 to 65535)" in result.output, result.output
+    result = master.invoke(
+        ["--json", "config", "show", "--port", "18432"], env={"KIOK_MASTER_ADMIN_PORT": "18431"}
+    )
     port = next(r for r in json.loads(result.output) if r["key"] == "kiok.master.admin.port")
-    assert port["value"] == 0 and port["source"] == "flag", port
+    assert port["value"] == 18432 and port["source"] == "flag", port
     result = master.invoke(["config", "show", "--data-dir", ""])
     assert result.exit_code == 1 and "kiok.base.data.dir" in result.output, result.output
 
@@ -161,3 +167,15 @@ def test_reset_password_finds_the_socket_the_master_is_configured_with(tmp_path:
         env={"KIOK_ADMIN_SOCKET_PATH": str(configured), "KIOK_BASE_DATA_DIR": str(tmp_path / "data")},
     )
     assert result.exit_code == 1 and str(configured) in result.output, result.output
+
+
+def test_ports_in_address_lists_take_ascii_digits_only() -> None:
+    """``"١٢".isdigit()`` is true and ``int()`` reads it as 12: an address list refuses it."""
+    from kiok.store.replicated import parse_peers
+    from kiok.worker.master_client import parse_masters
+
+    with pytest.raises(ValueError, match="host:port"):
+        parse_masters("127.0.0.1:\u0661\u0662")
+    with pytest.raises(ValueError):
+        parse_peers("m1=127.0.0.1:\u0661\u0662", "m1")
+    assert parse_masters("127.0.0.1:12") == [("127.0.0.1", 12)]
