@@ -12,6 +12,7 @@ import difflib
 import gc
 import hashlib
 import json
+import reprlib
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
@@ -116,6 +117,10 @@ def _spec_from_yaml(text: str) -> DagSpec:
         # A scalar the constructors cannot build: a date such as 2023-02-30, or an integer of
         # thousands of digits (past Python's int conversion limit).
         raise DagValidationError(f"invalid YAML: {_unbuildable(e)}") from None
+    except (IndexError, KeyError, AttributeError, TypeError):
+        # PyYAML's constructors fail so on a value its explicit tag cannot hold: !!int "",
+        # !!float "-", !!bool foo, !!timestamp foo.
+        raise DagValidationError("invalid YAML: a value its tag cannot build (e.g. !!int \"\")") from None
     try:
         return spec_from_document(doc)
     except DagValidationError as e:
@@ -362,8 +367,14 @@ def _config_value(value: object, field: str) -> str:
     return plain if isinstance(plain, str) else json.dumps(plain)
 
 
+#: Shows a value in an error without walking all of it: a document's values may share one
+#: object many times over (YAML aliases: a few hundred bytes can stand for billions of items).
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 2, 4, 4, 60, 60
+
+
 def _kind(value: object) -> str:
-    return "nothing" if value is None else f"{type(value).__name__} {value!r}"[:80]
+    return "nothing" if value is None else f"{type(value).__name__} {_SHORT.repr(value)}"[:80]
 
 
 class _Fields:
