@@ -621,8 +621,9 @@ KEYS: tuple[Key, ...] = (
         int,
         30 * 86_400_000,
         "Longest life of a session (a login and the token refreshes after it, as the UI and the "
-        "CLI do): no token of it is valid past this time after the login, then sign in again.",
-        at_least=1,
+        "CLI do): no token of it is valid past this time after the login, then sign in again "
+        "(at least 1000: tokens count in seconds).",
+        at_least=1000,
     ),
     Key("kiok.iam.admin.user", str, "admin", "Name of the bootstrap administrator (first bootstrap only)."),
     Key(

@@ -110,6 +110,8 @@ class _LimitedProtocol(HttpToolsProtocol):
     #: incomplete, whether it is (headers not all in yet), and whether it was refused.
     _head_size = 0
     _head_raw = 0
+    #: Bytes received since the request's body last grew (its head complete, not it).
+    _not_body = 0
     _in_head = False
     _head_refused = False
 
@@ -168,11 +170,23 @@ class _LimitedProtocol(HttpToolsProtocol):
         if self._head_refused:
             return
         super().data_received(data)
-        if self._in_head and not self._head_refused:
+        if self._head_refused:
+            return
+        if self._in_head:
             # A head still incomplete: httptools holds its last header until it ends.
             self._head_raw += len(data)
             if self._head_raw > _RAW_HEAD_BYTES:
                 self._refuse_head()
+        elif self._receiving:
+            # Past the head, bytes that bring no body: a chunked request's trailer (or chunk
+            # extension), which httptools also holds whole until it ends.
+            self._not_body += len(data)
+            if self._not_body > _RAW_HEAD_BYTES:
+                self._refuse_head()
+
+    def on_body(self, body: bytes) -> None:
+        self._not_body = 0
+        super().on_body(body)
 
     def on_url(self, url: bytes) -> None:
         self._count_head(len(url))
@@ -247,7 +261,7 @@ class _LimitedProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._head_size = self._head_raw = 0
+        self._head_size = self._head_raw = self._not_body = 0
         self._in_head = True
         self._receiving = True
         if self._deadline is None:  # begun while an earlier one is answered: its time from here

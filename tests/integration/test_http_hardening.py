@@ -51,6 +51,22 @@ def test_a_value_bomb_without_credentials_is_refused_before_it_is_parsed(k: Stan
     assert _cpu_s(k) - before < 1.0
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_large_body_with_an_expired_token_gets_401_so_the_client_refreshes(
+    k: Standalone, chunked: bool
+) -> None:
+    """The CLI and the UI refresh their token on a 401 and send again: a 413 for a large DAG
+    sent with an expired (or otherwise refused) token would end there."""
+    body = b'{"x": "' + b"a" * (200 * 1024) + b'"}'
+    content: bytes | Iterator[bytes] = iter([body[:1000], body[1000:]]) if chunked else body
+    headers = {**JSON, "Authorization": "Bearer not.a.token"}
+    r = k.http("POST", k.url + "/api/v1/dags", content=content, headers=headers, timeout=30)
+    assert r.status_code == 401, r.text
+    assert _error(r)["code"] == "unauthenticated" and r.headers["WWW-Authenticate"] == "Bearer"
+    anonymous = k.http("POST", k.url + "/api/v1/dags", content=body, headers=JSON, timeout=30)
+    assert anonymous.status_code == 413, anonymous.text
+
+
 def test_a_value_bomb_with_a_token_is_refused_by_counting(k: Standalone) -> None:
     before = _cpu_s(k)
     r = k.api("POST", "/api/v1/dags", content=BOMB, headers=JSON)
@@ -71,8 +87,22 @@ def test_a_value_bomb_with_a_token_is_refused_by_counting(k: Standalone) -> None
     ids=["just-over", "four-times", "never-ending"],
 )
 def test_a_header_past_the_limit_gets_431(k: Standalone, head: bytes) -> None:
+    answer = _send_until_answered(k, b"GET /healthz HTTP/1.1\r\nHost: k\r\n" + head)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert b'"headers_too_large"' in answer
+
+
+def test_a_trailer_that_never_ends_gets_431(k: Standalone) -> None:
+    """A chunked request's trailer is header fields too, held whole by the parser until it
+    ends: past the body, bytes that bring none are counted like a head's."""
+    request = b"POST /nope HTTP/1.1\r\nHost: k\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n"
+    answer = _send_until_answered(k, request + b"X-Trailer: " + b"x" * (20 << 20))
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+
+
+def _send_until_answered(k: Standalone, request: bytes) -> bytes:
+    """``request`` sent piece by piece until an answer comes, and the answer."""
     host, port = k.url.split("://", 1)[1].rsplit(":", 1)
-    request = b"GET /healthz HTTP/1.1\r\nHost: k\r\n" + head
     with socket.create_connection((host, int(port)), timeout=15) as s:
         # Sent piece by piece until the answer comes: what the server never reads, it resets.
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
@@ -84,8 +114,7 @@ def test_a_header_past_the_limit_gets_431(k: Standalone, head: bytes) -> None:
         with contextlib.suppress(ConnectionResetError):
             while chunk := s.recv(4096):
                 answer += chunk
-    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
-    assert b'"headers_too_large"' in answer
+    return answer
 
 
 def test_a_header_just_under_the_limit_is_served(k: Standalone) -> None:

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kiok import ui
-from kiok.errors import KiokError
+from kiok.errors import KiokError, Unauthenticated
 from kiok.master import http_errors
 from kiok.master.api import (
     admin,
@@ -31,7 +31,7 @@ from kiok.master.api import (
 from kiok.master.api.forward import ForwardToLeader
 from kiok.master.api.json_limits import JsonLimits
 from kiok.master.api.observe import RequestObserver
-from kiok.master.http_errors import error_response
+from kiok.master.http_errors import error_response, status_for
 from kiok.security.http_headers import SecurityHeaders
 
 if TYPE_CHECKING:
@@ -86,9 +86,11 @@ class BodyLimit:
                 if size > self.max_bytes:
                     await self._refuse(scope, receive, send, self.max_bytes)
                     return
-                if size > self.anonymous_max_bytes and not self._authenticated(scope):
-                    await self._refuse(scope, receive, send, self.anonymous_max_bytes)
-                    return
+                if size > self.anonymous_max_bytes:
+                    refused = self._credentials(scope)
+                    if refused is not None:
+                        await self._refuse(scope, receive, send, self.anonymous_max_bytes, refused)
+                        return
         seen = 0
         limit = self.anonymous_max_bytes
 
@@ -98,8 +100,11 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    if limit == self.max_bytes or not self._authenticated(scope):
+                    if limit == self.max_bytes:
                         raise _TooLarge(limit)
+                    refused = self._credentials(scope)
+                    if refused is not None:
+                        raise _TooLarge(limit, refused)
                     limit = self.max_bytes
                     if seen > limit:
                         raise _TooLarge(limit)
@@ -108,23 +113,33 @@ class BodyLimit:
         try:
             await self.app(scope, limited, send)
         except _TooLarge as err:
-            await self._refuse(scope, receive, send, err.limit)
+            await self._refuse(scope, receive, send, err.limit, err.refused)
 
-    def _authenticated(self, scope: Scope) -> bool:
-        """Whether the request's one ``Authorization`` header authenticates (a token that may
-        only change its password counts: the endpoint decides what it may do)."""
+    def _credentials(self, scope: Scope) -> KiokError | None:
+        """None when the request's one ``Authorization`` header authenticates (a token that
+        may only change its password counts: the endpoint decides what it may do); else why
+        not: ``_NO_CREDENTIALS``, or the authentication's own error (an expired token)."""
         if self.node is None:
-            return True
+            return None
         headers = [v for n, v in scope.get("headers", ()) if n == b"authorization"]
         if len(headers) != 1:
-            return False
+            return _NO_CREDENTIALS
         try:
             self.node.auth.authenticate(headers[0].decode("latin-1"), allow_password_change=True)
-        except KiokError:
-            return False
-        return True
+        except KiokError as e:
+            return e
+        return None
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+    async def _refuse(
+        self, scope: Scope, receive: Receive, send: Send, limit: int, refused: KiokError | None = None
+    ) -> None:
+        if refused is not None and refused is not _NO_CREDENTIALS:
+            # Credentials sent and refused (most often an expired token): answered as the
+            # endpoint would, so that a client refreshes its token and sends the body again.
+            headers = {"WWW-Authenticate": "Bearer"} if isinstance(refused, Unauthenticated) else None
+            response = error_response(status_for(refused), refused.code, refused.message, headers)
+            await response(scope, receive, send)
+            return
         if limit < self.max_bytes:
             message = (
                 f"request body over {limit} bytes without valid credentials: send "
@@ -137,9 +152,14 @@ class BodyLimit:
 
 
 class _TooLarge(Exception):
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, refused: KiokError | None = None) -> None:
         super().__init__(limit)
         self.limit = limit
+        self.refused = refused
+
+
+#: No ``Authorization`` header (or more than one): the anonymous limit applies, a 413.
+_NO_CREDENTIALS = Unauthenticated("no credentials")
 
 
 class ReadinessGate:
