@@ -180,9 +180,24 @@ def run_fields(run: dict[str, Any], run_waiting: str | None) -> dict[str, Any]:
         #: Why the run ended other than by its tasks (the run timeout), else null.
         "reason": run.get("failReason"),
         "reruns": run.get("reruns", 0),
+        "lastRerun": _last_rerun(run.get("lastRerun")),
         "interval": _interval(run.get("interval")),
         #: When log retention deleted the run's job logs (they read as empty), else null.
         "logsPurgedAt": iso(run.get("logsPurgedMs")),
+    }
+
+
+def _last_rerun(raw: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The last re-run: who asked, when, of what, and when it got its driver (null while it
+    waits): what the run's own ``startedAt``, first given, does not say."""
+    if raw is None:
+        return None
+    return {
+        "requestedAt": iso(raw["atMs"]),
+        "startedAt": iso(raw.get("startedMs")),
+        "by": raw.get("by"),
+        "from": raw.get("from"),
+        "onlyFailed": raw.get("onlyFailed"),
     }
 
 

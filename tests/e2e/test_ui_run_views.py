@@ -119,6 +119,10 @@ def test_rerun_failed_then_from_a_task(
     run = kiok.run(run_id)
     assert run["tasks"]["fetch"]["attempt"] == 1  # the successful upstream was kept
     assert run["tasks"]["check"]["attempt"] == 2
+    # The header times the re-run, not the span since the run's first start.
+    expect(page.get_by_test_id("run-rerun")).to_contain_text("by admin")
+    expect(page.locator("dt", has_text="Duration (last re-run)")).to_be_visible()
+    expect(page.get_by_test_id("run-duration")).not_to_have_text("waiting")
 
     # Re-run from a chosen task: it and its downstream run again, upstream is kept.
     page.get_by_role("button", name="Re-run from check").click()

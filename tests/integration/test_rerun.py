@@ -45,8 +45,16 @@ def test_rerun_failed_tasks_in_the_same_run(shared_kiok: Standalone, task_tmp_pa
     assert r.status_code == 200, r.text
     assert r.json()["rerun"] == ["load", "report"]
     assert r.json()["state"] == "PENDING" and r.json()["reruns"] == 1  # queued, as a new run
+    assert first["lastRerun"] is None, first
+    asked = r.json()["lastRerun"]
+    assert (asked["by"], asked["from"], asked["onlyFailed"]) == ("admin", None, True), asked
     again = kiok.wait_run(run_id)
     assert again["state"] == "SUCCESS", again
+    # The re-run's own times, which the run's first start does not give.
+    rerun = again["lastRerun"]
+    assert rerun["requestedAt"] == asked["requestedAt"] >= first["endedAt"], (rerun, first)
+    assert rerun["requestedAt"] <= rerun["startedAt"] <= again["endedAt"], rerun
+    assert again["startedAt"] == first["startedAt"], again
     assert again["runId"] == run_id
     tasks = again["tasks"]
     assert (tasks["extract"]["state"], tasks["extract"]["attempt"]) == ("SUCCESS", 1)  # kept, not re-run

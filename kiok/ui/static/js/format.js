@@ -84,6 +84,14 @@ export function duration(startIso, endIso, now = Date.now()) {
   return elapsed((endIso ? new Date(endIso).getTime() : now) - new Date(startIso).getTime());
 }
 
+/** How long a run took, or its last re-run: a re-run keeps the run's first start, so the
+ * run's own span would count the time between the two. "waiting" while a re-run waits. */
+export function runDuration(run, now = Date.now()) {
+  const rerun = run.lastRerun;
+  if (!rerun) return duration(run.startedAt, run.endedAt, now);
+  return rerun.startedAt ? duration(rerun.startedAt, run.endedAt, now) : run.endedAt ? "—" : "waiting";
+}
+
 /** The cron expression with its zone ("manual only" without a schedule). */
 export function schedule(cron, timezone) {
   if (!cron) return "manual only";

@@ -1,7 +1,7 @@
 // One DAG: what it is, and its runs (newest first), with Run and pause.
 import { html, useEffect, useState } from "../html.js";
 import { enc, get } from "../api.js";
-import { duration, TERMINAL_RUN, when } from "../format.js";
+import { runDuration, TERMINAL_RUN, when } from "../format.js";
 import { cronWords } from "../cron.js";
 import { useCan } from "../me.js";
 import { Crumbs, ErrorBox, Loading, StateBadge, usePolling } from "./common.js";
@@ -61,7 +61,7 @@ export function DagPage({ dagId }) {
         <td><${StateBadge} state=${r.state} /></td>
         <td>${r.trigger}</td>
         <td class="small">${when(r.createdAt)}</td>
-        <td class="num">${duration(r.startedAt, r.endedAt)}</td>
+        <td class="num" title=${r.lastRerun ? "the last re-run's" : null}>${runDuration(r)}</td>
       </tr>`)}</tbody>
     </table>` : null}
     ${running ? html`<${TriggerDialog} dagId=${dagId} onClose=${() => setRunning(false)} />` : null}

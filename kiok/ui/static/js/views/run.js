@@ -3,7 +3,7 @@
 // is not finished; the DAG (shape, source, spec) is read once.
 import { html, useEffect, useMemo, useRef, useState } from "../html.js";
 import { ApiError, enc, get, post } from "../api.js";
-import { duration, TERMINAL_RUN, when } from "../format.js";
+import { duration, runDuration, TERMINAL_RUN, when } from "../format.js";
 import { navigate, useLocation } from "../router.js";
 import { Crumbs, ErrorBox, Loading, StateBadge, usePolling } from "./common.js";
 import { useCan } from "../me.js";
@@ -150,7 +150,8 @@ export function RunView({ runId }) {
       <div><dt>Created</dt><dd>${when(run.createdAt)}</dd></div>
       <div><dt>Started</dt><dd>${when(run.startedAt)}</dd></div>
       <div><dt>Ended</dt><dd>${when(run.endedAt)}</dd></div>
-      <div><dt>Duration</dt><dd>${duration(run.startedAt, run.endedAt, now)}</dd></div>
+      ${run.lastRerun ? html`<div><dt>Re-run</dt><dd data-testid="run-rerun">${run.reruns > 1 ? `#${run.reruns} ` : ""}by ${run.lastRerun.by || "?"}, ${when(run.lastRerun.requestedAt)}</dd></div>` : null}
+      <div><dt>${run.lastRerun ? "Duration (last re-run)" : "Duration"}</dt><dd data-testid="run-duration">${runDuration(run, now)}</dd></div>
       <div><dt>Tasks</dt><dd>${Object.entries(counts).map(([s, n]) => `${n} ${s.toLowerCase()}`).join(", ") || "none"}</dd></div>
       ${args.length ? html`<div class="wide"><dt>Args</dt><dd class="mono">${args.map(([k, v]) => `${k}=${JSON.stringify(v)}`).join("  ")}</dd></div>` : null}
       ${run.waiting ? html`<div class="wide waiting"><dt>Why it waits</dt><dd data-testid="run-waiting">${run.waiting}</dd></div>` : null}
