@@ -804,12 +804,17 @@ ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 
 
 def _text(key: Key, raw: Any, source: str) -> str:
-    """A string setting. A YAML null, list, mapping or boolean is refused rather than turned
-    into text ("None" would be a host, a bucket, a password): write '' for empty, quote
-    ``"yes"``. A number is taken as written (``kiok.master.id: 1``)."""
+    """A string setting. A YAML null, number, list, mapping or boolean is refused rather than
+    turned into text ("None" would be a host, a bucket, a password; YAML 1.1 reads ``010`` as
+    8 and ``0x1F`` as 31): write '' for empty, quote ``"yes"`` and ``"010"``."""
     if raw is None:
         raise InvalidInput(f"{key.name} ({source}): no value (null); write '' for an empty value")
-    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+    if isinstance(raw, bool | int | float):
+        raise InvalidInput(
+            f"{key.name} ({source}): expected text, got {type(raw).__name__} {raw!r} (YAML read it so): "
+            "quote the value"
+        )
+    if not isinstance(raw, str):
         raise InvalidInput(f"{key.name} ({source}): expected text, got {type(raw).__name__} {raw!r}")
     value = str(raw)
     if key.choices:
@@ -1019,7 +1024,8 @@ def reference_markdown() -> str:
         "other numbers 0 to 2^53, and at least 1 where 0 would leave",
         "nothing to work with (slots, intervals, timeouts, expiries, sizes); a few counts that start",
         "processes or threads have a lower maximum, given in their line. A text setting refuses a",
-        "YAML null, list or boolean in the config file (write `''` for empty, quote `\"yes\"`); the",
+        "YAML null, number, list or boolean in the config file (write `''` for empty, quote",
+        '`"yes"` and `"010"`); the',
         "log level and format take only the values listed; ids take letters, digits and `_.-`;",
         "`kiok.raft.election.timeout.min.ms` must be less than `kiok.raft.election.timeout.max.ms`.",
         "Each refusal is one line naming the key. `kiok config show` prints every",

@@ -86,6 +86,7 @@ def test_logs_refuse_an_unknown_level() -> None:
         pytest.param("kiok.iam.admin.password: ~\n", "kiok.iam.admin.password", id="password-null"),
         pytest.param("kiok.worker.labels: [gpu, ssd]\n", "kiok.worker.labels", id="labels-list"),
         pytest.param("kiok:\n  worker:\n    labels: yes\n", "kiok.worker.labels", id="labels-bool"),
+        pytest.param("kiok.master.id: 010\n", "kiok.master.id", id="id-octal"),  # YAML 1.1: 8
     ],
 )
 def test_a_config_file_value_that_is_not_text_is_refused(tmp_path: Path, yaml_text: str, key: str) -> None:
@@ -99,7 +100,7 @@ def test_a_config_file_value_that_is_not_text_is_refused(tmp_path: Path, yaml_te
 
 def test_empty_text_is_written_as_quotes(tmp_path: Path) -> None:
     config = tmp_path / "kiok.yaml"
-    config.write_text("kiok.joblog.s3.bucket: ''\nkiok.master.id: 7\n")
+    config.write_text("kiok.joblog.s3.bucket: ''\nkiok.master.id: '7'\n")
     s = Settings.load(env={}, config_file=config)
     assert s["kiok.joblog.s3.bucket"] == "" and s["kiok.master.id"] == "7"
 
