@@ -120,9 +120,9 @@ def _spec_from_yaml(text: str) -> DagSpec:
     except (IndexError, KeyError, AttributeError, TypeError):
         # PyYAML's constructors fail so on a value its explicit tag cannot hold: !!int "",
         # !!float "-", !!bool foo, !!timestamp foo.
-        raise DagValidationError("invalid YAML: a value its tag cannot build (e.g. !!int \"\")") from None
+        raise DagValidationError('invalid YAML: a value its tag cannot build (e.g. !!int "")') from None
     try:
-        return spec_from_document(doc)
+        return spec_from_document(doc, registering=True)
     except DagValidationError as e:
         if e.line is None:  # from the marks the parse kept: no second parse per error
             e.line = line_in(root, e.field)
@@ -145,7 +145,7 @@ def _spec_from_json(text: str) -> DagSpec:
         raise DagValidationError(f"invalid JSON: found duplicate key {e.args[0]!r}") from None
     except RecursionError:
         raise DagValidationError(f"invalid JSON: nested too deeply (at most {_MAX_DEPTH} levels)") from None
-    return spec_from_document(doc)
+    return spec_from_document(doc, registering=True)
 
 
 class _DuplicateKey(Exception):
@@ -230,7 +230,7 @@ def compiled_spec(doc: object) -> DagSpec:
     return spec
 
 
-def spec_from_document(doc: object) -> DagSpec:
+def spec_from_document(doc: object, *, registering: bool = False) -> DagSpec:
     """The validated spec for a parsed document ``{"dag": {...}, "tasks": [...]}`` (DESIGN §4)."""
     if not isinstance(doc, Mapping):
         raise DagValidationError(f"a DAG document is a mapping with 'dag' and 'tasks', got {_kind(doc)}")
@@ -246,7 +246,7 @@ def spec_from_document(doc: object) -> DagSpec:
     labels = dag.get("labels") or []
     if not isinstance(labels, list):
         raise DagValidationError(f"expected a list of strings, got {_kind(labels)}", field="dag.labels")
-    defaults, rules = _params(dag.mapping("params"))
+    defaults, rules = _params(dag.mapping("params"), registering)
     schedule = dag.text("schedule")
     spec = DagSpec(
         id=DagId(dag_id),
@@ -300,14 +300,14 @@ def _schedule(text: str | None) -> str | None:
     return text
 
 
-def _params(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, ParamRule]]:
+def _params(raw: Mapping[str, Any], registering: bool) -> tuple[dict[str, Any], dict[str, ParamRule]]:
     """Defaults and constraints of ``dag.params`` (``kiok.dag.params``)."""
     check_names(list(raw), "dag.params")
     defaults: dict[str, Any] = {}
     rules: dict[str, ParamRule] = {}
     for name, value in raw.items():
         field = f"dag.params.{name}"
-        default, rule = parse_param(name, check_param_value(value, field), field)
+        default, rule = parse_param(name, check_param_value(value, field), field, registering=registering)
         if not is_missing(default):
             defaults[name] = default
         if rule is not None:

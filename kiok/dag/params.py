@@ -1,4 +1,4 @@
-"""DAG params: what a DAG author declares, and checking the trigger args a user sends.
+r"""DAG params: what a DAG author declares, and checking the trigger args a user sends.
 
 Trigger args come from users who may run a DAG but not change it, so they are checked
 against the author's declarations before a run exists: an unknown name (unless the DAG sets
@@ -9,7 +9,13 @@ only ever *data* for the task (``kiok.core.placement``), never text spliced into
 A ``pattern`` is RE2 syntax, compiled and matched with RE2 (``google-re2``): matching takes
 time linear in the value, whatever the pattern, so no author's ``(a+)+b`` can stall the
 master on a trigger. What RE2 cannot do in linear time (backreferences, lookaround) is
-refused at registration, naming the param.
+refused at registration (``parse_param(..., registering=True)``), naming the param.
+
+A *stored* spec (one registered before patterns were RE2, compiled again for every run,
+backfill and worker) is never refused for its pattern: one RE2 cannot compile (``\Z``,
+``\u00e9``, ``(?x)``, a lookahead, ``a{1001}``) is a *legacy* pattern, matched with Python's
+``re`` as when it was registered, so runs of that DAG go on and every master, old or new,
+decides alike. Registering the DAG again requires RE2 syntax.
 
 A param is declared in ``dag.params`` either as a plain value (its default) or as a mapping
 of constraint keywords: ``{default, type, enum, pattern, minLength, maxLength, minimum,
@@ -98,7 +104,7 @@ class ParamRule:
                 raise InvalidInput(f"{field}: shorter than minLength {self.min_length}")
             if self.max_length is not None and len(value) > self.max_length:
                 raise InvalidInput(f"{field}: longer than maxLength {self.max_length}")
-            if self.pattern is not None and compile_pattern(self.pattern).fullmatch(value) is None:
+            if self.pattern is not None and _matcher(self.pattern).fullmatch(value) is None:
                 raise InvalidInput(f"{field}: {_show(value)} does not match pattern {self.pattern!r}")
         if isinstance(value, int | float) and not isinstance(value, bool):
             if self.minimum is not None and value < self.minimum:
@@ -106,6 +112,12 @@ class ParamRule:
             if self.maximum is not None and value > self.maximum:
                 raise InvalidInput(f"{field}: {value} is above maximum {self.maximum}")
         return value
+
+    @property
+    def legacy_pattern(self) -> bool:
+        """True when ``pattern`` is one RE2 cannot compile, kept from a stored spec and
+        matched with Python's ``re`` (see the module docstring)."""
+        return self.pattern is not None and _legacy(self.pattern)
 
 
 def _re2_options() -> Any:
@@ -132,8 +144,35 @@ def compile_pattern(pattern: str) -> Any:
         ) from None
 
 
-def parse_param(name: str, raw: object, field: str) -> tuple[Any, ParamRule | None]:
-    """(default or ``_MISSING``, rule or None) for one ``dag.params`` entry."""
+@functools.lru_cache(maxsize=512)
+def _legacy(pattern: str) -> bool:
+    try:
+        compile_pattern(pattern)
+    except ValueError:
+        return True
+    return False
+
+
+@functools.lru_cache(maxsize=512)
+def _matcher(pattern: str) -> Any:
+    """What matches values against ``pattern``: RE2 when it compiles the pattern, else
+    Python's ``re`` (a legacy pattern of a stored spec); ``ValueError`` with RE2's reason
+    when neither does."""
+    if not _legacy(pattern):
+        return compile_pattern(pattern)
+    try:
+        return re.compile(pattern)
+    except (re.error, OverflowError, RecursionError):
+        compile_pattern(pattern)  # raises, saying why RE2 refuses it
+        raise  # pragma: no cover  (compile_pattern just refused it)
+
+
+def parse_param(
+    name: str, raw: object, field: str, *, registering: bool = False
+) -> tuple[Any, ParamRule | None]:
+    """(default or ``_MISSING``, rule or None) for one ``dag.params`` entry. ``registering``:
+    a new source (API, CLI), where a ``pattern`` must be RE2; False (a stored spec compiled
+    again) also accepts a legacy pattern Python's ``re`` compiles."""
     if not isinstance(raw, Mapping) or not (_KEYWORDS & raw.keys()):
         return raw, None
     unknown = sorted(str(k) for k in raw if k not in _KEYWORDS)
@@ -154,7 +193,10 @@ def parse_param(name: str, raw: object, field: str) -> tuple[Any, ParamRule | No
         if not isinstance(pattern, str):
             raise DagValidationError("pattern must be a string", field=f"{field}.pattern")
         try:
-            compile_pattern(pattern)
+            if registering:
+                compile_pattern(pattern)
+            else:
+                _matcher(pattern)
         except ValueError as e:
             raise DagValidationError(str(e), field=f"{field}.pattern") from None
     bounds: dict[str, Any] = {}

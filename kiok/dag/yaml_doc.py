@@ -5,19 +5,24 @@ constructor then turns nodes into Python objects in pure Python, with a generato
 collection and bookkeeping for recursive structures, which was most of registering a
 10,000-task DAG. The nodes of a DAG document almost all carry the three plain tags (string,
 mapping, sequence), so ``load`` builds those itself and hands every other scalar (ints,
-booleans, timestamps, ...) to PyYAML's safe constructor. Anything less plain (``!!set``,
-``!!omap``, unhashable keys, unknown tags) makes it build the whole document the standard
-way instead, so the result and the errors are PyYAML's own.
+booleans, timestamps, ...) to PyYAML's safe constructor, one node at a time. It builds the
+other collections PyYAML's safe loader knows (``!!set``, ``!!omap``, ``!!pairs``) itself too,
+so that no part of a document, whatever it holds, is built with PyYAML's rules for keys and
+merges; a collection with any other tag goes to PyYAML's constructor, which refuses it
+without building what is inside.
 
 Limits are enforced while the document is composed, not after: the composer counts value
 nodes and nesting as libyaml's parser produces them and stops at the first one over the
 limit (``LimitExceeded``), so an 8 MB ``[1,1,1,...]`` costs its first 200,000 values, not
 all four million.
 
-Differences from PyYAML: a string key given twice in a plain mapping is an error (PyYAML
-keeps the last value), so a DAG that sets ``timeout`` twice is refused, not read half-way;
-a second merge key ``<<`` in one mapping is a duplicate key too; and in ``<<: [*a, *b]``
-the earlier mapping wins, as YAML 1.1's merge type says (PyYAML lets the later one win).
+Differences from PyYAML: a key given twice in a mapping (or ``!!set``, or ``!!omap``) is an
+error (PyYAML keeps the last value), so a DAG that sets ``timeout`` twice is refused, not read
+half-way; keys are compared once resolved, so ``1`` and ``0x1``, or ``true`` and ``yes``, are
+the same key given twice; a second merge key ``<<`` in one mapping is a duplicate key too; in
+``<<: [*a, *b]`` the earlier mapping wins, as YAML 1.1's merge type says (PyYAML lets the later
+one win); and a mapping that merges itself, or a mapping it is inside of, is refused (PyYAML
+merges what it has built so far: nothing).
 """
 
 from __future__ import annotations
@@ -37,10 +42,12 @@ _STR = "tag:yaml.org,2002:str"
 _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
 _MERGE = "tag:yaml.org,2002:merge"
-
-
-class _NotPlain(Exception):
-    """A node this module leaves to PyYAML's constructor, for the whole document."""
+_VALUE = "tag:yaml.org,2002:value"
+_SET = "tag:yaml.org,2002:set"
+_OMAP = "tag:yaml.org,2002:omap"
+_PAIRS = "tag:yaml.org,2002:pairs"
+#: what these tags build is a list, dict or set: never hashable, never a key
+_COLLECTIONS = frozenset({_MAP, _SEQ, _SET, _OMAP, _PAIRS})
 
 
 class LimitExceeded(Exception):
@@ -162,10 +169,7 @@ def load_with_root(
         root = loader.get_single_node()
         if root is None:
             return None, None
-        try:
-            return _Builder(loader).build(root), root
-        except _NotPlain:
-            return loader.construct_document(root), root
+        return _Builder(loader).build(root), root
     finally:
         loader.dispose()
 
@@ -188,6 +192,9 @@ class _Builder:
     def __init__(self, loader: Any) -> None:
         self._loader = loader
         self._built: dict[int, Any] = {}
+        #: mapping nodes whose keys are being built: merging one of them is merging a mapping
+        #: into itself (``&a {<<: *a}``), which has no value
+        self._open: set[int] = set()
 
     def build(self, node: Node) -> Any:
         if isinstance(node, ScalarNode):
@@ -197,42 +204,83 @@ class _Builder:
         done = self._built.get(id(node))
         if done is not None:
             return done
-        if isinstance(node, SequenceNode) and node.tag == _SEQ:
-            items: list[Any] = []
-            self._built[id(node)] = items
-            items.extend(self.build(child) for child in node.value)
-            return items
-        if isinstance(node, MappingNode) and node.tag == _MAP:
-            mapping: dict[Any, Any] = {}
-            self._built[id(node)] = mapping
-            own: dict[Any, Any] = {}
-            merged: dict[Any, Any] | None = None
+        tag = node.tag
+        if isinstance(node, SequenceNode):
+            if tag == _SEQ:
+                items: list[Any] = []
+                self._built[id(node)] = items
+                items.extend(self.build(child) for child in node.value)
+                return items
+            if tag in (_OMAP, _PAIRS):
+                return self._pairs(node, unique=tag == _OMAP)
+        elif isinstance(node, MappingNode):
+            if tag == _MAP:
+                mapping: dict[Any, Any] = {}
+                self._built[id(node)] = mapping
+                mapping.update(self._mapping(node))
+                return mapping
+            if tag == _SET:
+                members: set[Any] = set()
+                self._built[id(node)] = members
+                members.update(self._mapping(node))
+                return members
+        # Any other tag on a collection: PyYAML's safe constructors refuse it (a scalar tag, an
+        # unknown one) before they build anything inside it.
+        self._loader.construct_object(node, deep=True)
+        raise yaml.constructor.ConstructorError(  # pragma: no cover  (a constructor that accepts it)
+            None, None, f"cannot build a {getattr(node, 'id', 'node')} tagged {tag!r}", node.start_mark
+        )
+
+    def _mapping(self, node: MappingNode) -> dict[Any, Any]:
+        """The keys and values of a mapping node: merged keys first, as PyYAML orders them,
+        then its own, which win over merged ones; a key given twice is an error."""
+        own: dict[Any, Any] = {}
+        merged: dict[Any, Any] | None = None
+        self._open.add(id(node))
+        try:
             for key_node, value_node in node.value:
-                if not isinstance(key_node, ScalarNode):
-                    raise _NotPlain  # a collection as a key: PyYAML says it is unhashable
-                if key_node.tag == _STR:
-                    key = key_node.value
-                    if key in own:
-                        raise _duplicate(key, key_node)
-                elif key_node.tag == _MERGE:
+                if key_node.tag == _MERGE:
                     if merged is not None:
-                        raise _duplicate("<<", key_node)
+                        raise _duplicate(key_node)
                     merged = self._merged(node, value_node)
                     continue
-                else:
-                    key = self._loader.construct_object(key_node, deep=True)
+                key = self._key(node, key_node)
+                if key in own:
+                    raise _duplicate(key_node, key)
                 own[key] = self.build(value_node)
-            if merged:  # merged keys first, as PyYAML orders them; the mapping's own keys win
-                mapping.update((k, v) for k, v in merged.items() if k not in own)
-            mapping.update(own)
-            return mapping
-        raise _NotPlain
+        finally:
+            self._open.discard(id(node))
+        if not merged:
+            return own
+        out = {k: v for k, v in merged.items() if k not in own}
+        out.update(own)
+        return out
+
+    def _key(self, node: MappingNode, key_node: Node) -> Any:
+        """A mapping key as PyYAML resolves it (``1``, ``true``, ``2024-01-02`` are an int, a
+        bool, a date), so keys equal once resolved are found to be the same key."""
+        tag = key_node.tag
+        if tag == _STR or (tag == _VALUE and isinstance(key_node, ScalarNode)):
+            return key_node.value  # PyYAML reads the value key ``=`` as the string '='
+        if isinstance(key_node, ScalarNode) or tag not in _COLLECTIONS:
+            key = self._loader.construct_object(key_node, deep=True)  # refuses an unknown tag
+            try:
+                hash(key)
+            except TypeError:
+                pass
+            else:
+                return key
+        raise yaml.constructor.ConstructorError(
+            "while constructing a mapping", node.start_mark, "found unhashable key", key_node.start_mark
+        )
 
     def _merged(self, node: MappingNode, value_node: Node) -> dict[Any, Any]:
         """The keys a ``<<`` brings in: one mapping's, or a list of mappings' where the
-        earlier mapping wins a key they share (YAML 1.1 merge type)."""
+        earlier mapping wins a key they share (YAML 1.1 merge type). A mapping named twice in
+        the list is merged once (it has nothing more to give the second time)."""
         sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
         out: dict[Any, Any] = {}
+        seen: set[int] = set()
         for source in sources:
             if not isinstance(source, MappingNode):
                 found = getattr(source, "id", "scalar")
@@ -242,11 +290,62 @@ class _Builder:
                     f"expected a mapping or list of mappings for merging, but found {found}",
                     source.start_mark,
                 )
-            built = self.build(source)
-            for key, value in built.items():
+            if id(source) in self._open:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    "found a merge key that merges a mapping it is part of (a recursive merge)",
+                    source.start_mark,
+                )
+            if id(source) in seen:
+                continue
+            seen.add(id(source))
+            # A merged mapping's pairs count whatever its tag, as in PyYAML.
+            pairs = self.build(source) if source.tag == _MAP else self._mapping(source)
+            for key, value in pairs.items():
                 out.setdefault(key, value)
         return out
 
+    def _pairs(self, node: SequenceNode, *, unique: bool) -> list[tuple[Any, Any]]:
+        """``!!omap`` (keys unique, YAML 1.1) or ``!!pairs`` (keys may repeat): a list of
+        one-pair mappings, as a list of (key, value) tuples as PyYAML gives them."""
+        pairs: list[tuple[Any, Any]] = []
+        self._built[id(node)] = pairs
+        context = "while constructing an ordered map" if unique else "while constructing pairs"
+        keys: set[Any] = set()
+        for sub in node.value:
+            if not isinstance(sub, MappingNode):
+                raise yaml.constructor.ConstructorError(
+                    context,
+                    node.start_mark,
+                    f"expected a mapping of length 1, but found {sub.id}",
+                    sub.start_mark,
+                )
+            if len(sub.value) != 1:
+                raise yaml.constructor.ConstructorError(
+                    context,
+                    node.start_mark,
+                    f"expected a single mapping item, but found {len(sub.value)} items",
+                    sub.start_mark,
+                )
+            key_node, value_node = sub.value[0]
+            key = self.build(key_node)
+            if unique:
+                try:
+                    if key in keys:
+                        raise _duplicate(key_node, key)
+                    keys.add(key)
+                except TypeError:  # an unhashable key: PyYAML allows one in an omap
+                    pass
+            pairs.append((key, self.build(value_node)))
+        return pairs
 
-def _duplicate(key: str, key_node: Node) -> yaml.constructor.ConstructorError:
-    return yaml.constructor.ConstructorError(None, None, f"found duplicate key {key!r}", key_node.start_mark)
+
+def _duplicate(key_node: Node, key: Any = "<<") -> yaml.constructor.ConstructorError:
+    """``found duplicate key 'timeout'``; for a key that is not written as it resolves, also
+    what it resolves to (``found duplicate key 'yes' (read as True, equal to an earlier key)``)."""
+    written = key_node.value if isinstance(key_node, ScalarNode) else key
+    problem = f"found duplicate key {written!r}"
+    if written != key or type(written) is not type(key):
+        problem += f" (read as {key!r}, equal to an earlier key)"
+    return yaml.constructor.ConstructorError(None, None, problem, key_node.start_mark)

@@ -21,7 +21,7 @@ SAME_AS_PYYAML = [
     "x: !!str 12\ny: !!int '7'\nz: !!float 1\nw: !!binary aGVsbG8=\n",
     "base: &b {a: 1, b: 2}\nmerged: {<<: *b, c: 3}\n",  # merge keys: PyYAML's constructor
     "s: !!set {a, b}\no: !!omap [{a: 1}, {b: 2}]\np: !!pairs [{a: 1}]\n",
-    "1: one\n2.5: two\ntrue: three\n~: four\n2024-01-02: five\n",
+    "1: one\n2.5: two\nfalse: three\n~: four\n2024-01-02: five\n",
     "l: &l [1, 2, [3, {k: v}]]\nm: *l\n",
     "? [a, b]\n: c\n",  # an unhashable key: PyYAML's error
     "a: !!map x\n",
