@@ -5,6 +5,7 @@ Every test talks to a real ``kiok standalone`` over HTTP; nothing is mocked."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -69,6 +70,14 @@ class _Recorder(BaseHTTPRequestHandler):
         self.received.append(
             {"method": self.command, "path": self.path, "body": body, "x-test": self.headers.get("X-Test")}
         )
+        if self.path == "/endless":  # an answer that never ends: the task logs 1 MiB of it
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.end_headers()
+            with contextlib.suppress(OSError):  # the task stops reading: the connection closes
+                while True:
+                    self.wfile.write(b"z" * 65536)
+            return
         if self.path == "/ok":
             code, payload = 200, "all-good-body"
         elif self.path == "/echo":
@@ -99,6 +108,22 @@ def http_target() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     yield f"http://127.0.0.1:{server.server_address[1]}", received
     server.shutdown()
     server.server_close()
+
+
+def test_an_http_answer_is_logged_up_to_1_mib_and_not_read_further(
+    shared_kiok: Standalone, http_target: tuple[str, list[dict[str, Any]]]
+) -> None:
+    """The status decides; the body is logged up to 1 MiB and the rest never read (it used to
+    be read whole into the worker's memory: this one never ends, so the task timed out)."""
+    base, _ = http_target
+    dag = shared_kiok.register(
+        f"dag: {{id: exec_http_endless}}\ntasks:\n"
+        f"  - {{id: get, type: http, timeout: 60s, config: {{url: '{base}/endless'}}}}\n"
+    )
+    run = shared_kiok.wait_run(shared_kiok.trigger(dag), 30)
+    assert run["tasks"]["get"]["state"] == "SUCCESS", run["tasks"]["get"]
+    log = shared_kiok.log(run["runId"], "get")
+    assert log.count("z") == 1024 * 1024 and "the rest of the answer is not logged" in log
 
 
 def test_http_tasks_success_failure_and_resolved_body(

@@ -61,12 +61,28 @@ class HttpExecutor:
             return AttemptResult(False, error=f"could not build the request: {type(e).__name__}: {e}")
         try:
             async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as client:
-                resp = await client.send(request)
+                resp = await client.send(request, stream=True)
+                try:
+                    ctx.output(f"HTTP {resp.status_code}\n".encode())
+                    await _log_body(resp, ctx)
+                finally:
+                    await resp.aclose()
         except (httpx.HTTPError, httpx.InvalidURL, ValueError) as e:
             return AttemptResult(False, error=f"{type(e).__name__}: {e or 'request failed'} ({method} {url})")
-        ctx.output(f"HTTP {resp.status_code}\n".encode())
-        ctx.output(resp.content[:_MAX_LOGGED_BODY])
         status = f"HTTP {resp.status_code}"
         if 200 <= resp.status_code < 300:
             return AttemptResult(True, exit_code=None, detail=status)
         return AttemptResult(False, error=f"{status} from {method} {url}", detail=status)
+
+
+async def _log_body(resp: httpx.Response, ctx: AttemptContext) -> None:
+    """The first ``_MAX_LOGGED_BODY`` bytes of the answer into the task log; the rest is not
+    read (a task fetching a huge file must not hold it all in the worker's memory)."""
+    logged = 0
+    async for chunk in resp.aiter_bytes():
+        room = _MAX_LOGGED_BODY - logged
+        ctx.output(chunk[:room])
+        logged += min(len(chunk), room)
+        if logged >= _MAX_LOGGED_BODY:
+            ctx.output(b"\n[kiok] the rest of the answer is not logged (over 1 MiB)\n")
+            return
