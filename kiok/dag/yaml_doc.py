@@ -50,6 +50,10 @@ _PAIRS = "tag:yaml.org,2002:pairs"
 _COLLECTIONS = frozenset({_MAP, _SEQ, _SET, _OMAP, _PAIRS})
 
 
+#: Keys all the merge keys (``<<``) of one document may copy, together.
+MAX_MERGED_KEYS = 1_000_000
+
+
 class LimitExceeded(Exception):
     """The document has more values, or deeper nesting, than the caller allows; the message
     says which limit."""
@@ -195,6 +199,8 @@ class _Builder:
         #: mapping nodes whose keys are being built: merging one of them is merging a mapping
         #: into itself (``&a {<<: *a}``), which has no value
         self._open: set[int] = set()
+        #: Keys merge keys copied so far (``MAX_MERGED_KEYS``).
+        self._merged_keys = 0
 
     def build(self, node: Node) -> Any:
         if isinstance(node, ScalarNode):
@@ -302,6 +308,14 @@ class _Builder:
             seen.add(id(source))
             # A merged mapping's pairs count whatever its tag, as in PyYAML.
             pairs = self.build(source) if source.tag == _MAP else self._mapping(source)
+            self._merged_keys += len(pairs)
+            if self._merged_keys > MAX_MERGED_KEYS:
+                # Each merge copies its keys: 100,000 merges of one 100,000-key mapping fit in a
+                # few MiB and would copy 10^10 keys. Counted apart from the values (a merge
+                # shares them), with room for tens of thousands of tasks merging defaults.
+                raise LimitExceeded(
+                    f"document too large: its merge keys (<<) copy over {MAX_MERGED_KEYS} keys"
+                )
             for key, value in pairs.items():
                 out.setdefault(key, value)
         return out

@@ -76,3 +76,19 @@ def test_a_source_over_the_dag_size_limit_is_refused_before_parsing() -> None:
     body = b"x: [" + b"1," * (MAX_SOURCE_BYTES // 2) + b"1]"
     with pytest.raises(PayloadTooLarge, match=r"DAG document too large: \d+ bytes, at most 4194304"):
         spec_from_body(body, "application/yaml")
+
+
+def test_merge_keys_copying_too_many_keys_are_refused() -> None:
+    """Each ``<<`` copies the keys it merges: 20,000 merges of one 20,000-key mapping (half a
+    MiB) would copy 4 x 10^8. Tasks merging shared defaults stay well within the limit."""
+    from kiok.dag.load import spec_from_yaml
+
+    n = 20_000
+    bomb = ["defaults: &a {" + ", ".join(f"k{i}: 1" for i in range(n)) + "}", "copies:"]
+    bomb += ["  - {<<: *a}"] * n
+    with pytest.raises(DagValidationError, match=r"merge keys \(<<\) copy over"):
+        spec_from_yaml("\n".join(bomb) + "\ndag: {id: d}\ntasks: []\n")
+    first = "  - &d {id: t0, script: 'true', retries: 2, timeout: 5m, trigger_rule: all_done}\n"
+    tasks = "\n".join(f"  - {{<<: *d, id: t{i}}}" for i in range(1, 10_000))
+    spec = spec_from_yaml(f"dag: {{id: many}}\ntasks:\n{first}{tasks}\n")
+    assert len(spec.tasks) == 10_000
