@@ -5,10 +5,14 @@ few routes need no OpenAPI document.
 The port has no authentication (it binds 127.0.0.1 unless told otherwise), so the one
 thing that changes the worker, draining, refuses what a browser sends on behalf of another
 site: a request whose ``Origin`` is not this port's own, or marked ``Sec-Fetch-Site``
-``cross-site`` or ``same-site``, gets 403. Scripts (curl, kubectl) send no ``Origin`` and are unaffected."""
+``cross-site`` or ``same-site``, gets 403; and so does one with an ``Origin`` that names
+the port by anything but an address or ``localhost`` (DNS rebinding: a site whose name
+now resolves to 127.0.0.1 is this port's "own" origin to the browser). Scripts (curl,
+kubectl) send no ``Origin`` and are unaffected."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 
 from starlette.applications import Starlette
@@ -25,12 +29,30 @@ def cross_site(request: Request) -> str | None:
     """Why ``request`` looks sent by a browser for another site, or None."""
     origin = request.headers.get("origin")
     if origin is not None:
-        own = f"{request.url.scheme}://{request.headers.get('host', '')}".lower()
+        host = request.headers.get("host", "")
+        own = f"{request.url.scheme}://{host}".lower()
         if origin.lower() != own:
             return f"cross-origin request refused (Origin {origin!r} is not {own!r})"
+        if not _is_address(host):
+            return f"a browser's request must name this port by address, not {host!r} (DNS rebinding)"
     if request.headers.get("sec-fetch-site", "").lower() in ("cross-site", "same-site"):
         return "cross-site request refused (Sec-Fetch-Site)"
     return None
+
+
+def _is_address(host: str) -> bool:
+    """Whether a ``Host`` header names an IP address or ``localhost`` (with or without a port)."""
+    if host.startswith("["):  # [::1]:19998
+        name = host[1 : host.find("]")] if "]" in host else host
+    else:
+        name = host.rsplit(":", 1)[0]
+    if name.lower() == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _refused(why: str) -> JSONResponse:

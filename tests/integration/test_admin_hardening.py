@@ -244,6 +244,15 @@ def test_drain_refuses_cross_site_requests_and_can_be_undone(kiok: Standalone) -
         assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden", (headers, r.text)
     assert not draining()
     assert r.headers["x-content-type-options"] == "nosniff"
+    # DNS rebinding: a page of evil.example, its name now resolving to 127.0.0.1, is the
+    # port's "own" origin to the browser: the name in Host gives it away.
+    port = status.rsplit(":", 1)[1]
+    rebound = {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"}
+    r = httpx.post(status + "/drain", headers=rebound)
+    assert r.status_code == 403 and "DNS rebinding" in r.json()["error"]["message"], r.text
+    assert not draining()
+    local = {"Host": f"localhost:{port}", "Origin": f"http://localhost:{port}"}
+    assert httpx.post(status + "/undrain", headers=local).status_code == 200
 
     assert httpx.post(status + "/drain", headers={"Origin": status}).json()["draining"] is True
     assert draining()
