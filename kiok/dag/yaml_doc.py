@@ -20,9 +20,10 @@ Differences from PyYAML: a key given twice in a mapping (or ``!!set``, or ``!!om
 error (PyYAML keeps the last value), so a DAG that sets ``timeout`` twice is refused, not read
 half-way; keys are compared once resolved, so ``1`` and ``0x1``, or ``true`` and ``yes``, are
 the same key given twice; a second merge key ``<<`` in one mapping is a duplicate key too; in
-``<<: [*a, *b]`` the earlier mapping wins, as YAML 1.1's merge type says (PyYAML lets the later
-one win); and a mapping that merges itself, or a mapping it is inside of, is refused (PyYAML
-merges what it has built so far: nothing).
+``<<: [*a, *b]`` the earlier mapping wins, as YAML 1.1's merge type says; a mapping that merges
+itself, or a mapping it is inside of, is refused (PyYAML merges what it has built so far:
+nothing); merges copy at most ``MAX_MERGED_KEYS`` keys in all; and a base-60 number
+(``1:30:00``) is at most 64 characters (PyYAML reads one in time quadratic in its length).
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ _OMAP = "tag:yaml.org,2002:omap"
 _PAIRS = "tag:yaml.org,2002:pairs"
 #: what these tags build is a list, dict or set: never hashable, never a key
 _COLLECTIONS = frozenset({_MAP, _SEQ, _SET, _OMAP, _PAIRS})
+#: Numbers PyYAML also reads in base 60 (``1:30:00``), in time quadratic in their length.
+_SEXAGESIMAL = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"})
+#: The longest base-60 number built (an int past 2^63 is refused later anyway).
+_MAX_SEXAGESIMAL_CHARS = 64
 
 
 #: Keys all the merge keys (``<<``) of one document may copy, together.
@@ -199,13 +204,23 @@ class _Builder:
         #: mapping nodes whose keys are being built: merging one of them is merging a mapping
         #: into itself (``&a {<<: *a}``), which has no value
         self._open: set[int] = set()
-        #: Keys merge keys copied so far (``MAX_MERGED_KEYS``).
+        #: Keys merge keys copied so far (``MAX_MERGED_KEYS``); each merged source counts
+        #: one at least (an empty one too: chains of them must not cost nothing).
         self._merged_keys = 0
+        #: The pairs of merged mappings that are no plain map (a ``!!set``), built once.
+        self._merge_sources: dict[int, dict[Any, Any]] = {}
 
     def build(self, node: Node) -> Any:
         if isinstance(node, ScalarNode):
             if node.tag == _STR:
                 return node.value
+            if node.tag in _SEXAGESIMAL and ":" in node.value and len(node.value) > _MAX_SEXAGESIMAL_CHARS:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"a base-60 number (a:b:c) of over {_MAX_SEXAGESIMAL_CHARS} characters",
+                    node.start_mark,
+                )
             return self._loader.construct_object(node, deep=True)
         done = self._built.get(id(node))
         if done is not None:
@@ -307,8 +322,16 @@ class _Builder:
                 continue
             seen.add(id(source))
             # A merged mapping's pairs count whatever its tag, as in PyYAML.
-            pairs = self.build(source) if source.tag == _MAP else self._mapping(source)
-            self._merged_keys += len(pairs)
+            if source.tag == _MAP:
+                pairs = self.build(source)
+            else:
+                found = self._merge_sources.get(id(source))
+                pairs = (
+                    found
+                    if found is not None
+                    else self._merge_sources.setdefault(id(source), self._mapping(source))
+                )
+            self._merged_keys += max(1, len(pairs))
             if self._merged_keys > MAX_MERGED_KEYS:
                 # Each merge copies its keys: 100,000 merges of one 100,000-key mapping fit in a
                 # few MiB and would copy 10^10 keys. Counted apart from the values (a merge

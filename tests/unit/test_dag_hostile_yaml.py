@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from kiok.dag import yaml_doc
 from kiok.dag.load import spec_from_yaml
 from kiok.errors import DagValidationError
 
@@ -35,3 +36,25 @@ def test_an_alias_bomb_that_is_no_mapping_is_refused_at_once() -> None:
         spec_from_yaml("\n".join(lines) + "\n")
     assert time.process_time() - began < 1.0
     assert len(str(refused.value)) < 300
+
+
+def test_a_chain_of_merged_sets_costs_its_length_not_two_to_its_length() -> None:
+    """Each ``!!set`` merged twice by the next level: it was rebuilt every time (2^n), and
+    empty sets copied no key the merge budget counted."""
+    lines = ["dag: {id: d}", "tasks: []", "x:", "  s0: &s0 !!set {}", "  t0: &t0 !!set {}"]
+    for k in range(1, 40):
+        lines.append(f"  s{k}: &s{k} !!set {{<<: [*s{k - 1}, *t{k - 1}]}}")
+        lines.append(f"  t{k}: &t{k} !!set {{<<: [*s{k - 1}, *t{k - 1}]}}")
+    began = time.process_time()
+    with pytest.raises(DagValidationError, match="unknown key 'x'"):
+        spec_from_yaml("\n".join(lines) + "\n")
+    assert time.process_time() - began < 1.0
+
+
+def test_a_long_base_60_number_is_refused_before_it_is_read() -> None:
+    """PyYAML reads ``1:59:59...`` in time quadratic in its length (480 KB: 5.5 s)."""
+    began = time.process_time()
+    with pytest.raises(DagValidationError, match="base-60"):
+        spec_from_yaml("dag: {id: d}\ntasks: [{id: t, script: x, retries: 1" + ":59" * 160_000 + "}]\n")
+    assert time.process_time() - began < 1.0
+    assert yaml_doc.load_with_root("x: 1:30\n", max_values=10, max_depth=10)[0] == {"x": 90}

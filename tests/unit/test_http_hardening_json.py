@@ -89,3 +89,24 @@ def test_a_resource_pattern_that_can_match_nothing_is_refused(resource: str) -> 
 def test_resource_patterns_that_can_match_are_kept(resource: str) -> None:
     doc = {"Statement": [{"Effect": "Allow", "Action": "dags:List", "Resource": resource}]}
     assert validate_document(doc)["Statement"][0]["Resource"] == [resource]
+
+
+def test_a_byte_order_mark_or_another_encoding_does_not_skip_the_count() -> None:
+    """A UTF-8 byte order mark hid the ``[`` the count starts from; in UTF-16 the byte
+    patterns of escapes never match. JSON is UTF-8 (RFC 8259): other encodings are refused,
+    a UTF-8 mark is skipped."""
+    values = b"[" + b"[]," * 1_500_000 + b"[]]"
+    began = time.process_time()
+    assert "over 200000 values" in (json_body_problem(b"\xef\xbb\xbf" + values) or "")
+    assert time.process_time() - began < 0.5
+    text = '["a\\"b",' + "[]," * 1_000_000 + '"c\\"d"]'
+    for encoding in ("utf-16", "utf-16-le", "utf-32"):
+        assert "not UTF-8 text" in (json_body_problem(text.encode(encoding)) or ""), encoding
+    assert json_body_problem(b'\xef\xbb\xbf{"ok": 1}') is None
+
+
+def test_a_body_of_many_strings_is_counted_not_refused_for_its_quotes() -> None:
+    """70,001 values whose strings hold quotes and commas: over 800,000 quote characters."""
+    body = json.dumps(['",' * 10] * 70_000).encode()
+    assert body.count(b'"') > 800_000
+    assert json_body_problem(body) is None

@@ -74,7 +74,7 @@ def test_json_body_problem(body: bytes, problem: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "body", [b"", b"  ", b'{"ok": [1, 2.5, "x"]}', b"dag: {id: x}", b"\xff\xfe{", b"{bad"]
+    "body", [b"", b"  ", b'{"ok": [1, 2.5, "x"]}', b"dag: {id: x}", b"\xef\xbb\xbf{bad", b"{bad"]
 )
 def test_json_body_problem_leaves_other_bodies_to_the_endpoint(body: bytes) -> None:
     assert json_body_problem(body) is None
