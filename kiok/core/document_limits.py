@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 MAX_DEPTH = 64
 INT_MIN = -(2**63)
@@ -26,6 +27,28 @@ def parse_json_int(digits: str) -> int:
     digits it has, becomes one just out of range, so ``document_problem`` can say where it is
     (Python would refuse thousands of digits inside the parser, with no place named)."""
     return int(digits) if len(digits) <= 20 else INT_MAX + 1
+
+
+class DuplicateKey(ValueError):
+    """A JSON object gives ``key`` twice (``unique_object``)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads``'s ``object_pairs_hook`` refusing a key given twice (``DuplicateKey``):
+    parsers keep one of them, and which one differs (``{"Effect": "Deny", "Effect": "Allow"}``
+    must not become Allow), as YAML documents refuse them (``kiok.dag.yaml_doc``)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKey(key)
+            seen.add(key)
+    return obj
 
 
 def document_problem(doc: object, *, max_depth: int = MAX_DEPTH, max_values: int | None = None) -> str | None:

@@ -21,7 +21,13 @@ from typing import Any
 import msgpack
 import yaml
 
-from kiok.core.document_limits import INT_PROBLEM, document_problem, parse_json_int
+from kiok.core.document_limits import (
+    INT_PROBLEM,
+    DuplicateKey,
+    document_problem,
+    parse_json_int,
+    unique_object,
+)
 from kiok.dag import yaml_doc
 from kiok.dag.durations import parse_duration_ms
 from kiok.dag.locate import line_in
@@ -136,32 +142,16 @@ def spec_from_json(text: str) -> DagSpec:
 
 def _spec_from_json(text: str) -> DagSpec:
     try:
-        doc = json.loads(text, parse_int=parse_json_int, object_pairs_hook=_no_duplicate_keys)
+        doc = json.loads(text, parse_int=parse_json_int, object_pairs_hook=unique_object)
     except json.JSONDecodeError as e:
         raise DagValidationError(
             f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}", line=e.lineno
         ) from None
-    except _DuplicateKey as e:
-        raise DagValidationError(f"invalid JSON: found duplicate key {e.args[0]!r}") from None
+    except DuplicateKey as e:
+        raise DagValidationError(f"invalid JSON: found duplicate key {e.key!r}") from None
     except RecursionError:
         raise DagValidationError(f"invalid JSON: nested too deeply (at most {_MAX_DEPTH} levels)") from None
     return spec_from_document(doc, registering=True)
-
-
-class _DuplicateKey(Exception):
-    pass
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object as a dict; a key given twice is an error, as in YAML (``yaml_doc``)."""
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise _DuplicateKey(key)
-            seen.add(key)
-    return obj
 
 
 def _unbuildable(e: Exception) -> str:

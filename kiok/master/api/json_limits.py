@@ -19,7 +19,7 @@ import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kiok.core.document_limits import MAX_DEPTH, document_problem, parse_json_int
+from kiok.core.document_limits import MAX_DEPTH, DuplicateKey, document_problem, parse_json_int, unique_object
 from kiok.errors import InvalidInput
 from kiok.master.http_errors import error_response
 
@@ -54,25 +54,6 @@ def value_bound(body: bytes) -> int:
     return 1 + bare.count(b",") + bare.count(b":") + bare.count(b"[")
 
 
-class _DuplicateKey(ValueError):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
-
-
-def _object(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    """``object_pairs_hook``: a key given twice is refused (a parser keeps one of them, and
-    which one differs: ``{"Effect": "Deny", "Effect": "Allow"}`` must not become Allow)."""
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise _DuplicateKey(key)
-            seen.add(key)
-    return obj
-
-
 def json_body_problem(body: bytes) -> str | None:
     """Why this JSON body is refused, or None (also for a body that is not JSON at all)."""
     encoding = json.detect_encoding(body)
@@ -90,10 +71,10 @@ def json_body_problem(body: bytes) -> str | None:
     if head in (b"{", b"[") and value_bound(body) > 2 * MAX_VALUES:
         return f"JSON body too large: over {MAX_VALUES} values"
     try:
-        doc = json.loads(body, parse_int=parse_json_int, object_pairs_hook=_object)
+        doc = json.loads(body, parse_int=parse_json_int, object_pairs_hook=unique_object)
     except RecursionError:
         return f"JSON body nested too deeply (at most {MAX_DEPTH} levels)"
-    except _DuplicateKey as err:
+    except DuplicateKey as err:
         return f"JSON body: duplicate key {err.key!r} in an object (each key may appear once)"
     except UnicodeDecodeError as err:  # FastAPI would only say "error parsing the body"
         return f"body is not UTF-8 text ({err.reason} at offset {err.start}); send JSON as UTF-8"
