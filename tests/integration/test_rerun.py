@@ -144,3 +144,30 @@ tasks:
     assert (other["state"], again["state"]) == ("SUCCESS", "SUCCESS")
     assert again["tasks"]["t"]["attempt"] == 2
     assert again["tasks"]["t"]["startedAt"] >= other["endedAt"], (again, other)
+
+
+def test_the_dashboard_times_a_running_rerun_from_its_start(
+    shared_kiok: Standalone, task_tmp_path: Path
+) -> None:
+    """A re-run keeps the run's first start; the dashboard's running list shows how long the
+    re-run has been going, as the run's ``lastRerun.startedAt`` says."""
+    kiok = shared_kiok
+    marker = task_tmp_path / "go"
+    dag = kiok.register(
+        "dag: {id: rerun_dash, params: {m: /nonexistent}}\n"
+        "tasks: [{id: t, script: 'test -e ${params.m} || exit 3; sleep 60'}]\n"
+    )
+    run_id = kiok.trigger(dag, {"m": str(marker)})
+    first = kiok.wait_run(run_id)
+    assert first["state"] == "FAILED", first
+    marker.touch()
+    assert kiok.api("POST", f"/api/v1/runs/{run_id}/rerun", json={}).status_code == 200
+    again = kiok.wait_for(
+        lambda: (r := kiok.run(run_id))["tasks"]["t"]["state"] == "RUNNING" and r, 30, "the re-run to start"
+    )
+    started = again["lastRerun"]["startedAt"]
+    assert started is not None and started > first["startedAt"], again
+    running = kiok.api("GET", "/api/v1/dashboard").json()["running"]
+    assert [r["startedAt"] for r in running if r["runId"] == run_id] == [started], running
+    assert kiok.api("POST", f"/api/v1/runs/{run_id}/cancel").status_code == 200
+    kiok.wait_run(run_id)

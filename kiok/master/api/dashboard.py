@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from kiok.core.dashboard import Dashboard, RunSample, summarize
+from kiok.core.run_clock import started_ms as run_started_ms
 from kiok.core.states import TERMINAL_TASK_STATES
 from kiok.master.api.deps import node_of, require_anywhere
 from kiok.master.auth import Principal
@@ -47,7 +48,7 @@ def _sample(node: MasterNode, header: dict[str, Any], window_start_ms: int) -> R
         dag_id=header["dagId"],
         state=header["state"],
         created_ms=header["createdMs"],
-        started_ms=header["startedMs"],
+        started_ms=run_started_ms(header),  # a re-run run: when the re-run started
         ended_ms=header["endedMs"],
         waiting=waiting,
         tasks_total=total,

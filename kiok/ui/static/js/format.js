@@ -69,7 +69,7 @@ export function when(iso) {
 
 /** The one way a duration is shown: "340 ms", "7.1 s", "55 s", "11 m 06 s", "1 h 02 m". */
 export function elapsed(ms) {
-  if (!(ms >= 0)) return "—";
+  if (typeof ms !== "number" || !(ms >= 0)) return "—"; // null >= 0 is true in JS
   if (ms < 1000) return `${Math.round(ms)} ms`;
   if (ms < 9950) return `${(ms / 1000).toFixed(1)} s`;
   const s = Math.round(ms / 1000);
@@ -85,11 +85,14 @@ export function duration(startIso, endIso, now = Date.now()) {
 }
 
 /** How long a run took, or its last re-run: a re-run keeps the run's first start, so the
- * run's own span would count the time between the two. "waiting" while a re-run waits. */
+ * run's own span would count the time between the two. "waiting" while a re-run waits.
+ * Masters before re-runs recorded their start leave `lastRerun.startedAt` null for good: a
+ * run that runs again or has ended then counts from the re-run's request. */
 export function runDuration(run, now = Date.now()) {
   const rerun = run.lastRerun;
   if (!rerun) return duration(run.startedAt, run.endedAt, now);
-  return rerun.startedAt ? duration(rerun.startedAt, run.endedAt, now) : run.endedAt ? "—" : "waiting";
+  const from = rerun.startedAt || (run.state === "RUNNING" || run.endedAt ? rerun.requestedAt : null);
+  return from ? duration(from, run.endedAt, now) : run.endedAt ? "—" : "waiting";
 }
 
 /** The cron expression with its zone ("manual only" without a schedule). */

@@ -5,27 +5,30 @@ import { useEffect, useState } from "./html.js";
 import { get, session } from "./api.js";
 
 let cached = null; // { user, allowed } for session.user
-let pending = null;
+let pending = null; // { user, promise }: the /me request in flight, and for whom
 const listeners = new Set();
 
+// An answer is kept only if the user who asked is still the one signed in: a request sent
+// for A and answered after A logged out and B logged in is dropped, and B's is asked for.
 function load() {
   const user = session.user;
   if (cached && cached.user === user) return Promise.resolve(cached);
-  if (pending === null) {
-    pending = get("/api/v1/me")
-      .then((me) => {
-        cached = me;
-        for (const fn of listeners) fn();
-        return me;
-      })
-      .catch(() => {
-        cached = { user, allowed: null }; // /me failed: offer every action; the API decides
-        for (const fn of listeners) fn();
-        return null;
-      })
-      .finally(() => { pending = null; });
-  }
-  return pending;
+  if (pending !== null && pending.user === user) return pending.promise;
+  const mine = { user };
+  const settle = (me) => {
+    if (pending === mine) pending = null;
+    if (session.user !== user) {
+      if (session.user && listeners.size) load();
+      return null;
+    }
+    cached = me;
+    for (const fn of listeners) fn();
+    return me;
+  };
+  // /me failed: offer every action; the API decides.
+  mine.promise = get("/api/v1/me").then((me) => settle({ ...me, user }), () => settle({ user, allowed: null }));
+  pending = mine;
+  return mine.promise;
 }
 
 session.subscribe(() => {

@@ -1,12 +1,29 @@
 // Why a task was SKIPPED, in words. The run record says only that it was (no `error`, no
-// `waiting`), so the text is derived from what the page already has: the task's trigger rule
-// and upstreams (the DAG's spec) and the upstreams' states (the run's tasks).
-const NOT_SUCCEEDED = new Set(["FAILED", "SKIPPED", "CANCELLED"]);
+// `waiting`), so the text is derived from the task's trigger rule and upstreams in the DAG
+// version the run ran (`run.dagVersion`), and the upstreams' states (the run's tasks).
+import { enc, get } from "./api.js";
+import { TERMINAL_TASK } from "./format.js";
 
-/** "skipped: upstream boom failed", … for task `id`; `specTasks` may be missing (a deleted DAG). */
+const NOT_SUCCEEDED = new Set(["FAILED", "SKIPPED", "CANCELLED"]);
+export const GENERIC_SKIP = "skipped: its trigger rule could not be met";
+
+/** The spec the run ran, to explain it: `GET /dags/{id}/versions/{dagVersion}`; null when the
+ * run has no version or that version is no longer kept (or may not be read). */
+export async function runSpec(run) {
+  if (run.dagVersion === null || run.dagVersion === undefined) return null;
+  try {
+    const v = await get(`/api/v1/dags/${enc(run.dagId)}/versions/${enc(String(run.dagVersion))}`);
+    return v && v.spec ? v.spec : null;
+  } catch {
+    return null;
+  }
+}
+
+/** "skipped: upstream boom failed", … for task `id`; `specTasks`: the tasks of the DAG
+ * version the run ran, or missing (not known): then the generic reason. */
 export function skipReason(id, runTasks, specTasks) {
   const spec = (specTasks || []).find((t) => t.id === id);
-  if (!spec) return "skipped: its trigger rule could no longer be met";
+  if (!spec) return GENERIC_SKIP;
   const ups = (spec.requires || []).filter((u) => runTasks[u]);
   const rule = spec.trigger_rule || spec.triggerRule || "all_success";
   const state = (u) => runTasks[u].state;
@@ -20,7 +37,8 @@ export function skipReason(id, runTasks, specTasks) {
   }
   if (rule === "one_failed") return "skipped: no upstream failed (trigger rule one_failed)";
   if (rule === "all_failed") {
-    const ok = ups.filter((u) => state(u) !== "FAILED");
+    // Only upstreams that ended count against it: one still running may yet fail.
+    const ok = ups.filter((u) => TERMINAL_TASK.has(state(u)) && state(u) !== "FAILED");
     return `skipped: not every upstream failed${ok.length ? ` (${name(ok)})` : ""} (trigger rule all_failed)`;
   }
   return `skipped: trigger rule ${rule} could no longer be met`;

@@ -3,7 +3,7 @@
 // per refresh (`GET /api/v1/dashboard`), every 5 s while runs are going, 15 s otherwise.
 import { html, useEffect, useState } from "../html.js";
 import { enc, get } from "../api.js";
-import { duration, glyph, stateClass, when } from "../format.js";
+import { glyph, runDuration, stateClass, when } from "../format.js";
 import { ErrorBox, Loading, StateBadge, usePolling } from "./common.js";
 
 const STATES = ["RUNNING", "PENDING", "SUCCESS", "FAILED", "CANCELLED"];
@@ -99,7 +99,7 @@ export function Dashboard() {
         <section class="card dash-card" aria-labelledby="dash-running">
           <h2 id="dash-running">Running</h2>
           <${RunList} runs=${data.running} testid="running" empty="Nothing is running."
-            show=${(r) => `${r.dagId} · ${r.tasksDone} of ${r.tasks} tasks done · for ${duration(r.startedAt)}`} />
+            show=${(r) => `${r.dagId} · ${r.tasksDone} of ${r.tasks} tasks done · for ${runDuration(r)}`} />
         </section>
         <section class="card dash-card" aria-labelledby="dash-waiting">
           <h2 id="dash-waiting">Waiting</h2>

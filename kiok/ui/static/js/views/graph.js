@@ -64,6 +64,10 @@ const MIN_H = 140;
 const MAX_H = 520;
 /** A press that moves less than this is a click (opens the task), not a drag. */
 const DRAG_PX = 4;
+/** The most one wheel event zooms (a mouse notch with Ctrl is ~100 px; a pinch sends ~1–10). */
+const WHEEL_STEP = 0.3;
+/** How long "Ctrl + scroll to zoom" stays up after a plain wheel over the graph. */
+const HINT_MS = 1500;
 
 const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
 
@@ -74,9 +78,12 @@ function fitView(shape, w, h) {
 }
 
 /**
- * Zoom and pan for the SVG: wheel or pinch zooms about the pointer, a drag pans, the buttons
- * zoom about the centre and fit. The view is fitted when the layout arrives and when the box
- * first gets its size. A drag never opens a node; a click still does.
+ * Zoom and pan for the SVG: Ctrl/Cmd + wheel or a pinch zooms about the pointer, a drag pans,
+ * the buttons zoom about the centre and fit. A plain wheel scrolls the page (with a hint),
+ * and on a narrow screen a vertical swipe does too (`touch-action: pan-y`). The view is fitted
+ * when the layout arrives and when the box first gets its size. A drag never opens a node; a
+ * click (or Enter) still does. Only a node reached by keyboard is brought into view: a mouse
+ * press focuses it too, and moving the view under the pointer would lose the click.
  */
 function useZoomPan(shape) {
   const [box, setBox] = useState(null);
@@ -115,17 +122,30 @@ function useZoomPan(shape) {
     return { x: e.clientX - r.left, y: e.clientY - r.top };
   };
 
-  // Wheel (and a trackpad's pinch, which the browser sends as a wheel with ctrlKey): zoom.
+  // Ctrl/Cmd + wheel (and a trackpad's pinch, which the browser sends as a wheel with
+  // ctrlKey): zoom. A plain wheel is the page's: it scrolls, and the hint says how to zoom.
+  const [hint, setHint] = useState(false);
   useEffect(() => {
     if (!box) return undefined;
+    let timer = null;
     const onWheel = (e) => {
+      if (!e.ctrlKey && !e.metaKey) {
+        if (e.deltaY === 0) return;
+        setHint(true);
+        clearTimeout(timer);
+        timer = setTimeout(() => setHint(false), HINT_MS);
+        return;
+      }
       e.preventDefault();
       const p = local(e);
       const step = e.deltaMode === 1 ? e.deltaY * 16 : e.deltaY;
-      zoomAt(Math.exp(-step * (e.ctrlKey ? 0.01 : 0.0015)), p.x, p.y);
+      zoomAt(Math.exp(-clamp(step * 0.01, -WHEEL_STEP, WHEEL_STEP)), p.x, p.y);
     };
     box.addEventListener("wheel", onWheel, { passive: false });
-    return () => box.removeEventListener("wheel", onWheel);
+    return () => {
+      clearTimeout(timer);
+      box.removeEventListener("wheel", onWheel);
+    };
   }, [box]);
 
   // Drag to pan (mouse, pen, one finger); two fingers pinch.
@@ -162,17 +182,27 @@ function useZoomPan(shape) {
   const onPointerUp = (e) => {
     pointers.current.delete(e.pointerId);
     box.classList.remove("dragging");
+    // A mouse drag ends with a click (swallowed below, in this same task); a touch pan or
+    // pinch, or a press the browser took over (pointercancel), with none: forget the drag
+    // once that click had its chance.
+    const ended = drag.current;
+    if (ended && pointers.current.size === 0) {
+      setTimeout(() => { if (drag.current === ended) drag.current = null; }, 0);
+    }
   };
-  // A drag ends with a click on whatever is under the pointer: not a node's link then.
+  // A drag ends with a click on whatever is under the pointer: not a node's link then. A
+  // keyboard click (Enter: `detail` 0) is never a drag's.
   const onClickCapture = (e) => {
-    if (drag.current && drag.current.moved) {
+    if (drag.current && drag.current.moved && e.detail !== 0) {
       e.preventDefault();
       e.stopPropagation();
     }
     drag.current = null;
   };
-  // A node reached by Tab is brought into view.
+  // A node reached by keyboard is brought into view (not one pressed with the mouse, which
+  // focuses it on mousedown: the click would land elsewhere).
   const onFocusIn = (e) => {
+    if (!focusVisible(e.target)) return;
     const id = e.target.getAttribute && e.target.getAttribute("data-task");
     const n = id && shape.nodes.find((m) => m.id === id);
     if (!n || !view || !size) return;
@@ -181,6 +211,13 @@ function useZoomPan(shape) {
     if (sx < 0 || sy < 0 || sx > size.w || sy > size.h) {
       touched();
       setView({ ...view, x: size.w / 2 - n.x * view.k, y: size.h / 2 - n.y * view.k });
+      // The browser scrolls the page to where the node was before it is moved: undo that,
+      // then show the box, with the node now in its middle (drawn by the next frame).
+      const [px, py] = [window.scrollX, window.scrollY];
+      requestAnimationFrame(() => {
+        window.scrollTo(px, py);
+        box.scrollIntoView({ block: "nearest", inline: "nearest" });
+      });
     }
   };
   const controls = {
@@ -189,14 +226,22 @@ function useZoomPan(shape) {
     fit: () => { if (size) { setView(fitView(shape, size.w, size.h)); fitted.current = { shape, auto: true }; } },
   };
   const handlers = { onPointerDown, onPointerMove, onPointerUp, onPointerCancel: onPointerUp, onClickCapture, onFocusCapture: onFocusIn };
-  return { setBox, view, controls, handlers };
+  return { setBox, view, controls, handlers, hint };
+}
+
+function focusVisible(el) {
+  try {
+    return el.matches(":focus-visible");
+  } catch {
+    return true; // no :focus-visible: bring it into view as before
+  }
 }
 
 export function Graph({ runId, dagId, tasks, states }) {
   const result = useLayout(tasks);
   const shape = result.status === "ready" ? result.shape : null;
   const height = shape ? clamp(Math.ceil(shape.height) + 2 * PAD, MIN_H, MAX_H) : MIN_H;
-  const { setBox, view, controls, handlers } = useZoomPan(shape);
+  const { setBox, view, controls, handlers, hint } = useZoomPan(shape);
   if (result.status === "laying-out") {
     return html`<p class="muted" data-testid="graph-state" data-status="laying-out" aria-live="polite">Laying out ${tasks.length} tasks…</p>`;
   }
@@ -210,11 +255,12 @@ export function Graph({ runId, dagId, tasks, states }) {
   const zoom = view ? view.k : 1;
   return html`<div class="graph-wrap" data-testid="graph" data-layout=${result.how} data-zoom=${zoom.toFixed(3)}>
     <div class="graph-tools" role="group" aria-label="Graph view">
-      <button type="button" class="small" onClick=${controls.zoomIn} aria-label="Zoom in" title="Zoom in (or the mouse wheel)">+</button>
+      <button type="button" class="small" onClick=${controls.zoomIn} aria-label="Zoom in" title="Zoom in (or Ctrl + scroll)">+</button>
       <button type="button" class="small" onClick=${controls.zoomOut} aria-label="Zoom out" title="Zoom out">−</button>
       <button type="button" class="small" onClick=${controls.fit} title="Show the whole graph">Fit</button>
       <span class="muted small" aria-live="polite">${Math.round(zoom * 100)} %</span>
     </div>
+    ${hint ? html`<div class="graph-hint" data-testid="graph-hint" role="status">Ctrl + scroll to zoom</div>` : null}
     <div class="graph-box" ref=${setBox} style=${{ height: `${height}px` }} ...${handlers}>
       <svg class="graph" role="img" aria-label="Task graph" width="100%" height="100%">
         <defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">

@@ -11,7 +11,7 @@ import { Crumbs, ErrorBox, StateBadge, usePolling } from "./common.js";
 import { TERMINAL_TASK, when } from "../format.js";
 import { parseLine, splitUrls, styleClasses, styleColours } from "../ansi.js";
 import { LogBuffer, MAX_MATCHES } from "../logbuffer.js";
-import { skipReason } from "../skipped.js";
+import { runSpec, skipReason } from "../skipped.js";
 
 const CHUNK = 1024 * 1024;
 const DOWNLOAD_CHUNK = 4 * 1024 * 1024;
@@ -193,11 +193,11 @@ export function LogView({ runId, taskId }) {
       setTask({ dagId: run.dagId, missing: true });
       return;
     }
-    // A skipped task has no output: say why it was skipped (from the DAG's shape).
+    // A skipped task has no output: say why it was skipped (from the DAG version it ran).
     let skipped = null;
     if (t.state === "SKIPPED") {
-      const dag = await get(`/api/v1/dags/${enc(run.dagId)}`).catch(() => null);
-      skipped = skipReason(taskId, run.tasks, dag && dag.spec && dag.spec.tasks);
+      const spec = await runSpec(run);
+      skipped = skipReason(taskId, run.tasks, spec && spec.tasks);
     }
     setTask({ ...t, dagId: run.dagId, skipped });
   }).catch(() => {});

@@ -1,6 +1,7 @@
 // One run: header (with why it waits), the Graph / Timeline / Source tabs, the job list,
 // Cancel and Re-run. Polls the run (one request, only what changed after the first) while it
-// is not finished; the DAG (shape, source, spec) is read once.
+// is not finished; the DAG (source) and the version the run ran (graph, skip reasons) are
+// read once.
 import { html, useEffect, useMemo, useRef, useState } from "../html.js";
 import { ApiError, enc, get, post } from "../api.js";
 import { duration, runDuration, TERMINAL_RUN, when } from "../format.js";
@@ -10,7 +11,7 @@ import { useCan } from "../me.js";
 import { Graph } from "./graph.js";
 import { Timeline } from "./timeline.js";
 import { Source } from "./source.js";
-import { skipReason } from "../skipped.js";
+import { runSpec, skipReason } from "../skipped.js";
 
 const TABS = [["graph", "Graph"], ["timeline", "Timeline"], ["source", "Source"]];
 const RERUNNABLE = new Set(["FAILED", "CANCELLED", "SKIPPED"]);
@@ -104,21 +105,34 @@ export function RunView({ runId }) {
   }, 1500, !finished, [runId]);
 
   const dagId = run && run.dagId;
+  const dagVersion = run ? run.dagVersion : undefined;
   useEffect(() => {
     if (!dagId) return;
     get(`/api/v1/dags/${enc(dagId)}`).then(setDag).catch(() => setDag({ missing: true }));
   }, [dagId]);
-  const spec = dag && (dag.missing ? dag : dag.spec);
+  // The DAG as the run ran it (its version): the graph's edges and why a task was skipped.
+  const [ran, setRan] = useState(null); // { spec } | { spec: null } (not known)
+  useEffect(() => {
+    if (!dagId) return;
+    runSpec({ dagId, dagVersion }).then((spec) => setRan({ spec }));
+  }, [dagId, dagVersion]);
+  const current = dag && !dag.missing ? dag : null;
+  // The run's version, else the DAG as registered now when it is that same version.
+  const exact = ran === null ? null : ran.spec
+    || (current && dagVersion != null && current.version === dagVersion ? current.spec : null);
+  // The graph: the run's version; if that is not kept, the DAG as registered now (said so).
+  const graphSpec = exact || (ran !== null && current ? current.spec : null);
+  const graphLoading = ran === null || (!exact && dag === null);
   // The re-run answers with the run, unfinished again: polling resumes until it ends.
   const afterRerun = setRun;
 
-  // The graph follows the run's own tasks; edges come from the DAG as registered now.
+  // The graph follows the run's own tasks; edges come from the DAG version the run ran.
   const tasks = useMemo(() => {
     if (!run) return [];
     const requires = {};
-    for (const t of (spec && spec.tasks) || []) requires[t.id] = t.requires || [];
+    for (const t of (graphSpec && graphSpec.tasks) || []) requires[t.id] = t.requires || [];
     return Object.keys(run.tasks).map((id) => ({ id, requires: requires[id] || [] }));
-  }, [run && Object.keys(run.tasks).join("\n"), spec]);
+  }, [run && Object.keys(run.tasks).join("\n"), graphSpec]);
 
   if (run === null) {
     return html`<main class="page"><${ErrorBox} error=${error} label="Could not load the run" />
@@ -165,8 +179,12 @@ export function RunView({ runId }) {
       ${tab === "timeline" ? html`<${Timeline} run=${run} now=${now} />`
         : tab === "source" ? (dag === null ? html`<${Loading} />` : dag.missing
           ? html`<p class="muted">The DAG is no longer registered.</p>` : html`<${Source} dag=${dag} />`)
-        : spec && spec.missing ? html`<p class="muted">The DAG is no longer registered: no graph, the job list has every task.</p>`
-        : spec ? html`<${Graph} runId=${runId} dagId=${run.dagId} tasks=${tasks} states=${run.tasks} />` : html`<${Loading} />`}
+        : graphLoading ? html`<${Loading} />`
+        : !graphSpec ? html`<p class="muted">The DAG is no longer registered: no graph, the job list has every task.</p>`
+        : html`${exact ? null : html`<p class="muted small" data-testid="graph-version-note">${dagVersion == null
+            ? "The run does not say which version of the DAG it ran"
+            : `Version ${dagVersion} of the DAG, which this run ran, is no longer kept`}: the edges are those of the DAG as registered now (version ${current.version}).</p>`}
+          <${Graph} runId=${runId} dagId=${run.dagId} tasks=${tasks} states=${run.tasks} />`}
     </section>
     <section aria-labelledby="jobs-title">
       <div class="section-head"><h2 id="jobs-title">Jobs</h2>
@@ -190,7 +208,7 @@ export function RunView({ runId }) {
           <td class="num">${t.exitCode ?? "—"}</td>
           <td class="small">${t.error ? html`<span class="err-text">${t.error}</span>`
             : t.waiting ? html`<span class="waiting-text" data-testid="task-waiting">${t.waiting}</span>`
-            : t.state === "SKIPPED" ? html`<span class="muted" data-testid="task-skipped">${skipReason(id, run.tasks, spec && spec.tasks)}</span>` : ""}</td>
+            : t.state === "SKIPPED" ? html`<span class="muted" data-testid="task-skipped">${ran === null ? "skipped" : skipReason(id, run.tasks, exact && exact.tasks)}</span>` : ""}</td>
           ${rerunnable ? html`<td><${RerunButton} runId=${runId} from=${id} label="Re-run from here" onDone=${afterRerun} small /></td>` : null}
         </tr>`)}</tbody>
       </table>
