@@ -729,8 +729,8 @@ KEYS: tuple[Key, ...] = (
         "kiok.log.level",
         str,
         "INFO",
-        "Log level of the kiok process: DEBUG, INFO, WARNING or ERROR (any case).",
-        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        "Log level of the kiok process: DEBUG, INFO, WARNING (or WARN), ERROR or CRITICAL (any case).",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
     ),
     Key(
         "kiok.log.format",
@@ -803,22 +803,27 @@ def _coerce(key: Key, raw: Any, source: str) -> Any:
 ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 
 
+#: Spellings of log levels that name one of ``kiok.log.level``'s choices.
+_LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}
+
+
 def _text(key: Key, raw: Any, source: str) -> str:
     """A string setting. A YAML null, number, list, mapping or boolean is refused rather than
     turned into text ("None" would be a host, a bucket, a password; YAML 1.1 reads ``010`` as
     8 and ``0x1F`` as 31): write '' for empty, quote ``"yes"`` and ``"010"``."""
     if raw is None:
         raise InvalidInput(f"{key.name} ({source}): no value (null); write '' for an empty value")
-    if isinstance(raw, bool | int | float):
-        raise InvalidInput(
-            f"{key.name} ({source}): expected text, got {type(raw).__name__} {raw!r} (YAML read it so): "
-            "quote the value"
-        )
     if not isinstance(raw, str):
-        raise InvalidInput(f"{key.name} ({source}): expected text, got {type(raw).__name__} {raw!r}")
-    value = str(raw)
+        # A secret's value is never shown, not even as YAML read it.
+        shown = type(raw).__name__ if key.secret else f"{type(raw).__name__} {raw!r}"
+        raise InvalidInput(
+            f"{key.name} ({source}): expected text, got {shown} (as YAML read it): quote the value"
+        )
+    value = raw
     if key.choices:
         fold = key.name == "kiok.log.level"
+        if fold:
+            value = _LEVEL_ALIASES.get(value.upper(), value)
         found = next((c for c in key.choices if (c.upper() == value.upper() if fold else c == value)), None)
         if found is None:
             raise InvalidInput(

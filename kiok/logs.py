@@ -21,7 +21,15 @@ REQUEST_ID: ContextVar[str | None] = ContextVar("kiok_request_id", default=None)
 
 FORMATS = ("text", "json")
 #: The levels ``kiok.log.level`` takes (any case); another is refused, not taken for INFO.
-LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING, "ERROR": logging.ERROR}
+LEVELS = {
+    "DEBUG": logging.DEBUG,
+    "INFO": logging.INFO,
+    "WARNING": logging.WARNING,
+    "WARN": logging.WARNING,
+    "ERROR": logging.ERROR,
+    "CRITICAL": logging.CRITICAL,
+    "FATAL": logging.CRITICAL,
+}
 #: Libraries whose INFO lines are noise to an operator (a follower's httpx line every 0.5 s,
 #: uvicorn's access lines, PySyncObj's connection chatter): WARNING and above only.
 QUIET = ("httpx", "httpcore", "uvicorn.access", "uvicorn.error", "pysyncobj", "asyncio")

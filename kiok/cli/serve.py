@@ -82,17 +82,36 @@ def worker(config: str | None) -> None:
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
     """Run a server; what stops it is one line on stderr and exit status 1. The specific
-    checks name the setting or file; anything else still gives one line (type and message)
-    and its traceback only at DEBUG (``KIOK_LOG_LEVEL=DEBUG``)."""
+    checks name the setting or file; anything else still gives one line (type and message):
+    before the server announced itself, "cannot start" and its traceback only at DEBUG
+    (``KIOK_LOG_LEVEL=DEBUG``); after, "kiok stopped" with its traceback logged at ERROR."""
+    from kiok.roots.common import has_started
+
     try:
         asyncio.run(main)
     except KiokError as e:
         raise click.ClickException(one_line(e.message)) from None
-    except OSError as e:
-        raise click.ClickException(f"cannot start: {one_line(str(e))}") from None
-    except Exception as e:  # the last resort: no traceback on an operator's screen
-        logging.getLogger("kiok.start").debug("start-up failed", exc_info=True)
-        raise click.ClickException(f"cannot start: {type(e).__name__}: {one_line(str(e))}") from None
+    except Exception as e:  # OSError, and the last resort: no traceback on an operator's screen
+        cause = _leaf(e)
+        what = (
+            one_line(str(cause))
+            if isinstance(cause, OSError)
+            else f"{type(cause).__name__}: {one_line(str(cause))}"
+        )
+        if has_started():
+            # It ran, then failed (or failed stopping): a bug, or the machine; its traceback
+            # belongs in the log, and the line must not say it could not start.
+            logging.getLogger("kiok").error("stopped on an unexpected error", exc_info=e)
+            raise click.ClickException(f"kiok stopped: {what}") from None
+        logging.getLogger("kiok.start").debug("start-up failed", exc_info=e)
+        raise click.ClickException(f"cannot start: {what}") from None
+
+
+def _leaf(e: BaseException) -> BaseException:
+    """The first exception an exception group holds (task groups wrap what a task raised)."""
+    while isinstance(e, BaseExceptionGroup) and e.exceptions:
+        e = e.exceptions[0]
+    return e
 
 
 def one_line(text: str) -> str:

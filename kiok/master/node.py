@@ -118,6 +118,8 @@ class MasterNode:
                 f"{source}: the master key must have at least {MIN_MASTER_KEY_CHARS} characters, "
                 f"not {len(self._passphrase)}"
             )
+        #: Where the master key came from, as messages about it name it.
+        self._key_source = source
         found = existing_keyring(data / "state", self._passphrase, self._iterations, source)
         self._roots: dict[bytes, bytes] = {}
         self._roots_lock = threading.Lock()
@@ -453,7 +455,7 @@ class MasterNode:
         if found is None or salt_raw is None:
             return
         root = self.root_key_for(msgpack.unpackb(salt_raw))
-        ring = Keyring.unwrap(msgpack.unpackb(found), root)
+        ring = Keyring.unwrap(msgpack.unpackb(found), root, self._key_source)
         self.keyring, self._root_key = ring, root
         self.kv.set_keyring(ring)
         self._joblog_kv.set_keyring(ring)

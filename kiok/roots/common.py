@@ -133,6 +133,20 @@ def stop_event() -> asyncio.Event:
     return stop
 
 
+_started = False
+
+
+def announce_started() -> None:
+    """The process is serving (its start line is logged): a failure from now on is no
+    failure to start (``kiok.cli.serve``)."""
+    global _started
+    _started = True
+
+
+def has_started() -> bool:
+    return _started
+
+
 def worker_id_for(settings: Settings) -> str:
     """``kiok.worker.id`` (checked by ``Settings``), or an id generated once and kept in
     ``<data>/worker-id``. ``InvalidInput`` in one line naming the file when that cannot be

@@ -15,6 +15,7 @@ from kiok.master.api.app import create_app
 from kiok.master.internal_server import InternalServer
 from kiok.master.node import MasterNode
 from kiok.roots.common import (
+    announce_started,
     clock_ms,
     http_limits,
     http_server,
@@ -72,6 +73,7 @@ async def run_master(settings: Settings) -> None:
         settings.get_int("kiok.master.internal.port"),
         data,
     )
+    announce_started()
     failed = await wait_for_stop(stop, servers)
     log.info("shutting down")
     await internal.stop()

@@ -21,6 +21,7 @@ from kiok.protocol.link import WorkerInfo
 from kiok.protocol.messages import Assignment, Fence, OfferReply
 from kiok.protocol.to_master import Log, Release, Report
 from kiok.roots.common import (
+    announce_started,
     build_worker,
     clock_ms,
     http_limits,
@@ -175,6 +176,7 @@ async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
         status_addr,
         data,
     )
+    announce_started()
     failed = await wait_for_stop(signals.stop, servers)
     log.info("shutting down")
     await drain(

@@ -12,6 +12,7 @@ from kiok import logs
 from kiok.config import Settings
 from kiok.errors import InvalidInput
 from kiok.roots.common import (
+    announce_started,
     build_worker,
     http_limits,
     http_server,
@@ -80,6 +81,7 @@ async def run_worker(settings: Settings, environ: dict[str, str]) -> None:
         status_url(settings, tls.serves_tls),
         data,
     )
+    announce_started()
     failed = await wait_for_stop(signals.stop, tasks)
     log.info("shutting down: no new runs")
     await drain(

@@ -262,7 +262,7 @@ class Listing:
 
 #: Why a manifest whose MAC does not hold is not listed.
 NOT_AUTHENTIC = (
-    "not authentic: its MAC does not hold (made with another KIOK_MASTER_KEY, or altered or "
+    "not authentic: its MAC does not hold (made with another master key, or altered or "
     "planted in the target); it cannot be restored"
 )
 
@@ -329,7 +329,7 @@ def open_manifest(
             Keyring.unwrap(manifest.keyring_wrapped, root)
         except WrongMasterKey:
             raise BackupCorrupt(
-                f"backup {backup_id} was made with another KIOK_MASTER_KEY (or its {MANIFEST} was altered)"
+                f"backup {backup_id} was made with another master key (or its {MANIFEST} was altered)"
             ) from None
         except Exception:  # a keyring that does not even parse
             pass

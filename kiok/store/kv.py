@@ -48,6 +48,16 @@ class StoreUnreadable(KiokError):
             )
         return cls(f"cannot open the store {path}: {problem}{hint}")
 
+    @classmethod
+    def check_current(cls, path: Path) -> None:
+        """Refuse a store directory that holds RocksDB's files but not its ``CURRENT``: opened
+        so, RocksDB would write a new, empty store over them (and delete their tables)."""
+        if not path.is_dir() or (path / "CURRENT").exists():
+            return
+        names = [p.name for p in path.iterdir()]
+        if any(n.startswith("MANIFEST-") or n.endswith((".sst", ".log")) for n in names):
+            raise cls.opening(path, Exception("Corruption: CURRENT is missing beside the store's files"))
+
 
 class KVStore(Protocol):
     """Contract: ``write`` is atomic across keyspaces and, with ``sync``, durable on return.
@@ -147,6 +157,7 @@ class RocksKV:
         """Read a few values from an existing store without writing anything to its
         directory (read-only open); {} when there is no store there yet. ``StoreUnreadable``
         when RocksDB cannot open it."""
+        StoreUnreadable.check_current(path)
         if not (path / "CURRENT").exists():
             return {}
         try:
@@ -166,6 +177,7 @@ class RocksKV:
             db.close()
 
     def __init__(self, path: Path, spaces: Iterable[str]) -> None:
+        StoreUnreadable.check_current(path)
         path.mkdir(parents=True, exist_ok=True)
         opts = Options(raw_mode=True)
         opts.create_if_missing(True)

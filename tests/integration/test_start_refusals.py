@@ -93,9 +93,15 @@ def test_a_damaged_store_is_one_line_naming_it_and_the_way_back(tmp_path: Path, 
     else:
         for manifest in (data / "state").glob("MANIFEST-*"):
             manifest.write_bytes(b"\x00garbage" * 8)
+    before = sorted(p.name for p in (data / "state").iterdir())
     line = refusal(data)
     assert str(data / "state") in line and "Corruption" in line, line
     assert "restore" in line, line
+    if damage == "current-deleted":
+        # Opened without its CURRENT, RocksDB wrote a new empty store over the files (and a
+        # second start, with a restart policy, then deleted their tables): refused untouched.
+        assert "restore" in refusal(data)
+        assert sorted(p.name for p in (data / "state").iterdir()) == before
 
 
 @pytest.mark.parametrize(

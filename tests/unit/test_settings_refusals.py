@@ -180,3 +180,51 @@ def test_ports_in_address_lists_take_ascii_digits_only() -> None:
     with pytest.raises(ValueError):
         parse_peers("m1=127.0.0.1:\u0661\u0662", "m1")
     assert parse_masters("127.0.0.1:12") == [("127.0.0.1", 12)]
+
+
+def test_a_secret_setting_that_is_not_text_is_refused_without_showing_it(tmp_path: Path) -> None:
+    config = tmp_path / "kiok.yaml"
+    config.write_text("kiok.iam.admin.password: 12345678901234567890\n")
+    with pytest.raises(InvalidInput) as refused:
+        Settings.load(env={}, config_file=config)
+    assert "kiok.iam.admin.password" in str(refused.value) and "int" in str(refused.value)
+    assert "12345678901234567890" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("given", "level"), [("warn", "WARNING"), ("CRITICAL", "CRITICAL"), ("fatal", "CRITICAL")]
+)
+def test_common_spellings_of_log_levels_are_taken(given: str, level: str) -> None:
+    assert Settings.load(env={"KIOK_LOG_LEVEL": given})["kiok.log.level"] == level
+
+
+def test_a_failure_after_start_up_says_kiok_stopped_not_cannot_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that ran for days and then failed (or failed stopping) did not fail to start;
+    a task group's error is named by what the task raised, not "unhandled errors"."""
+    import asyncio
+
+    import click
+
+    from kiok.cli import serve
+    from kiok.roots import common
+
+    monkeypatch.setattr(common, "_started", False)
+
+    async def fails_at_start() -> None:
+        raise RuntimeError("boom")
+
+    async def fails_later() -> None:
+        common.announce_started()
+
+        async def task() -> None:
+            raise RuntimeError("later")
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(task())
+
+    with pytest.raises(click.ClickException) as refused:
+        serve._run(fails_at_start())
+    assert refused.value.message == "cannot start: RuntimeError: boom"
+    with pytest.raises(click.ClickException) as stopped:
+        serve._run(fails_later())
+    assert stopped.value.message == "kiok stopped: RuntimeError: later"
