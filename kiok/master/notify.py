@@ -40,7 +40,7 @@ from kiok.master.run_terms import RunTermsCache
 from kiok.store import commands as c
 from kiok.store.commandlog import CommandLog
 from kiok.store.reader import StateReader
-from kiok.waits import wait_set, within
+from kiok.waits import wait_set
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class Notifier:
         self._attempts[n.key] = attempt
         try:
             try:
-                detail = await within(self._send(n), self._settings.timeout_s)
+                detail = await asyncio.wait_for(self._send(n), self._settings.timeout_s)
             except TimeoutError:
                 raise DeliveryFailed(f"no answer within {self._settings.timeout_s:g}s") from None
             except (OSError, httpx.HTTPError, smtplib.SMTPException, KiokError) as e:

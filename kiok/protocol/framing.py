@@ -15,7 +15,6 @@ from typing import Any
 import msgpack
 
 from kiok.errors import ProtocolError
-from kiok.waits import within
 
 _HEADER = struct.Struct(">I")
 DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
@@ -44,7 +43,7 @@ async def read_frame(
 ) -> dict[str, Any] | None:
     """The next frame, or None at a clean end of stream (EOF between frames)."""
     try:
-        header = await within(reader.readexactly(_HEADER.size), timeout_s)
+        header = await asyncio.wait_for(reader.readexactly(_HEADER.size), timeout_s)
     except asyncio.IncompleteReadError as e:
         if not e.partial:
             return None
@@ -55,7 +54,7 @@ async def read_frame(
     if size > max_frame_bytes:
         raise ProtocolError(f"frame of {size} bytes exceeds the limit of {max_frame_bytes}")
     try:
-        body = await within(reader.readexactly(size), timeout_s)
+        body = await asyncio.wait_for(reader.readexactly(size), timeout_s)
     except asyncio.IncompleteReadError:
         raise ProtocolError("connection closed inside a frame (truncated)") from None
     except TimeoutError:
@@ -72,6 +71,6 @@ async def write_frame(
 ) -> None:
     writer.write(encode_frame(message, max_frame_bytes=max_frame_bytes))
     try:
-        await within(writer.drain(), timeout_s)
+        await asyncio.wait_for(writer.drain(), timeout_s)
     except TimeoutError:
         raise ProtocolError(f"peer did not take a frame within {timeout_s:g}s") from None

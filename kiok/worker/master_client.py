@@ -45,7 +45,7 @@ from kiok.protocol.kinds import Kind
 from kiok.protocol.messages import PROTOCOL_VERSION, Claim, Fence, Message, OfferReply, OfferVerdict, Refusal
 from kiok.protocol.to_master import Heartbeat, Hello, Log, Permit, PermitFree, Release, Report
 from kiok.protocol.to_worker import Abandon, Cancel, LogAck, Offer, PermitGrant, Refused, ReportAck, Welcome
-from kiok.waits import wait_set, within
+from kiok.waits import wait_set
 from kiok.worker.outbox import Outbox
 
 if TYPE_CHECKING:
@@ -359,7 +359,7 @@ class MasterClient:
 
     async def _session(self, host: str, port: int) -> None:
         assert self._worker is not None
-        reader, writer = await within(self._connect(host, port), self._connect_timeout_s)
+        reader, writer = await asyncio.wait_for(self._connect(host, port), self._connect_timeout_s)
         try:
             credential, join_token = self._auth()
             hello = Hello(
