@@ -13,6 +13,7 @@ which may send a notification twice, never zero times (at least once).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import smtplib
 import ssl
@@ -40,7 +41,6 @@ from kiok.master.run_terms import RunTermsCache
 from kiok.store import commands as c
 from kiok.store.commandlog import CommandLog
 from kiok.store.reader import StateReader
-from kiok.waits import wait_set
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,8 @@ class Notifier:
                     log.info("notifier stopped: %s", e.message)
                 except Exception:
                     log.exception("notifier pass failed")
-                await wait_set(self._wake, self._timeout_s())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._timeout_s())
         finally:
             for task in self._in_flight.values():
                 task.cancel()

@@ -45,7 +45,6 @@ from kiok.protocol.kinds import Kind
 from kiok.protocol.messages import PROTOCOL_VERSION, Claim, Fence, Message, OfferReply, OfferVerdict, Refusal
 from kiok.protocol.to_master import Heartbeat, Hello, Log, Permit, PermitFree, Release, Report
 from kiok.protocol.to_worker import Abandon, Cancel, LogAck, Offer, PermitGrant, Refused, ReportAck, Welcome
-from kiok.waits import wait_set
 from kiok.worker.outbox import Outbox
 
 if TYPE_CHECKING:
@@ -327,7 +326,8 @@ class MasterClient:
                 delay = self._refused_retry_s
             else:
                 delay = _BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)]
-            await wait_set(self._stop, delay)  # a stop cuts the back-off short
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)  # a stop cuts the back-off short
             attempt += 1
 
     async def stop(self) -> None:
