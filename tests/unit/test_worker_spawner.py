@@ -177,7 +177,8 @@ def test_when_the_worker_is_killed_its_tasks_and_spawner_go_too(tmp_path: Path, 
             run = asyncio.ensure_future(runner.run(
                 ["/bin/sh", "-c", "echo $$ > {pid_file}; {task}"], cwd=Path("{work}"), env={{}},
                 output=lambda _: None, timeout_s=60, stop=StopSignal(), grace_s=1))
-            while not Path("{pid_file}").exists():
+            # The shell creates the file before it writes the pid: wait for the line.
+            while not (Path("{pid_file}").exists() and Path("{pid_file}").read_text().endswith("\\n")):
                 await asyncio.sleep(0.01)
             print(runner.spawner_pids[0], flush=True)
             await run

@@ -414,7 +414,12 @@ class World:
                 break
             for t in pending:
                 t.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            # Bounded: a task that lost its cancellation is cancelled again next round, not
+            # waited for until the test's timeout.
+            done, _ = await asyncio.wait(pending, timeout=5)
+            for t in done:  # retrieved, as gather(return_exceptions=True) did
+                if not t.cancelled():
+                    t.exception()
             await asyncio.sleep(0.01)
 
 
