@@ -232,7 +232,7 @@ def test_a_master_catches_up_from_a_large_snapshot_fetched_and_a_damaged_one_is_
         big = _output_dag(leader, "big", 24_000_000, ["a", "b"])
         leader.wait_for(lambda: _succeeded(group, big), 90, "the big run")
         for m in group.followers(lagging):  # whichever leads now sends its own snapshot
-            ref = m.wait_for(lambda m=m: _big_ref(m.data_dir), 30, "a snapshot holding the job log")
+            ref = m.wait_for(lambda m=m: _big_ref(m.data_dir), 90, "a snapshot holding the job log")
             with (m.data_dir / "raft" / "snapshots" / ref.digest).open("r+b") as f:  # flip one bit
                 f.seek(ref.size // 2)
                 byte = f.read(1)
