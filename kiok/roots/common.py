@@ -24,6 +24,7 @@ from kiok.errors import InvalidInput
 from kiok.protocol.link import MasterLink
 from kiok.roots.http_protocol import HttpLimits, limited_protocol
 from kiok.security.tls import TlsFiles
+from kiok.text_file import read_line
 from kiok.worker import spawn_protocol
 from kiok.worker.driver import DriverEnv, base_task_env
 from kiok.worker.executors import default_executors
@@ -159,12 +160,7 @@ def worker_id_for(settings: Settings) -> str:
         wid = f"worker-{uuid.uuid4().hex[:8]}"
         path.write_text(wid + "\n")
         return wid
-    try:
-        wid = path.read_bytes().decode().strip()
-    except OSError as e:
-        raise InvalidInput(f"cannot read the worker id file {path}: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise InvalidInput(f"the worker id file {path} is not text") from None
+    wid = read_line(path, "the worker id file")
     if not ID.match(wid):
         raise InvalidInput(
             f"the worker id file {path} holds {wid[:64]!r}, not an id (letters, digits and _.-, "

@@ -14,6 +14,7 @@ from kiok.errors import InvalidInput
 from kiok.security.kms import Keyring, derive_root_key
 from kiok.store import keys as k
 from kiok.store.kv import RocksKV
+from kiok.text_file import read_line
 
 log = logging.getLogger(__name__)
 
@@ -28,19 +29,7 @@ def configured_master_key(value: str, key_file: str) -> str:
         return value
     if value:
         raise InvalidInput("set either KIOK_MASTER_KEY or kiok.kms.master.key.file, not both")
-    try:
-        with open(key_file, "rb") as f:
-            mode = os.fstat(f.fileno()).st_mode
-            if mode & 0o077:
-                raise InvalidInput(
-                    f"kiok.kms.master.key.file {key_file} is readable by others than its owner "
-                    f"(mode {mode & 0o777:o}): chmod 600 it"
-                )
-            key = f.read().decode().strip()
-    except OSError as e:
-        raise InvalidInput(f"cannot read kiok.kms.master.key.file {key_file}: {e.strerror}") from None
-    except UnicodeDecodeError:
-        raise InvalidInput(f"kiok.kms.master.key.file {key_file} is not text") from None
+    key = read_line(key_file, "kiok.kms.master.key.file", owner_only=True)
     if not key:
         raise InvalidInput(f"kiok.kms.master.key.file {key_file} is empty")
     return key
@@ -63,12 +52,7 @@ def master_key(configured: str, data_dir: Path) -> str:
         return configured
     path = data_dir / "master.key"
     if path.exists():
-        try:
-            key = path.read_bytes().decode().strip()
-        except OSError as e:
-            raise InvalidInput(f"cannot read the generated master key file {path}: {e.strerror}") from None
-        except UnicodeDecodeError:
-            raise InvalidInput(f"the generated master key file {path} is not text") from None
+        key = read_line(path, "the generated master key file")
         if not key:
             raise InvalidInput(f"the generated master key file {path} is empty")
         return key
