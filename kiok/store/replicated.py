@@ -56,6 +56,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pysyncobj import SyncObj, SyncObjConf, replicated  # type: ignore[import-untyped]
 from pysyncobj.config import FAIL_REASON  # type: ignore[import-untyped]
 
+from kiok.config import ID
 from kiok.errors import InvalidInput, KiokError, NotLeader, NotReady, PayloadTooLarge
 from kiok.store import commands as c
 from kiok.store import keys as k
@@ -177,9 +178,17 @@ def parse_peers(text: str, master_id: str) -> dict[str, str]:
         host, _, port = addr.rpartition(":")
         if not sep or not mid.strip() or not host or not (port.isascii() and port.isdigit()):
             raise ValueError(f"kiok.master.peers: {item!r} is not id=host:port")
-        if mid.strip() in peers:
-            raise ValueError(f"kiok.master.peers: master id {mid.strip()!r} appears twice")
-        peers[mid.strip()] = f"{host}:{port}"
+        mid = mid.strip()
+        if not ID.match(mid):
+            raise ValueError(
+                f"kiok.master.peers: {mid[:64]!r} is not a master id (letters, digits and _.-, "
+                "starting with a letter or digit, at most 128 characters)"
+            )
+        if not 1 <= int(port) <= 65535:
+            raise ValueError(f"kiok.master.peers: {item!r} names port {int(port)}, not one of 1-65535")
+        if mid in peers:
+            raise ValueError(f"kiok.master.peers: master id {mid!r} appears twice")
+        peers[mid] = f"{host}:{port}"
     if master_id not in peers:
         raise ValueError(f"kiok.master.peers does not name this master ({master_id!r})")
     if len(peers) < 3 or len(peers) % 2 == 0:

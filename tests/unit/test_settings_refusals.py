@@ -182,6 +182,25 @@ def test_ports_in_address_lists_take_ascii_digits_only() -> None:
     assert parse_masters("127.0.0.1:12") == [("127.0.0.1", 12)]
 
 
+@pytest.mark.parametrize(
+    ("peers", "named"),
+    [
+        ("m1=127.0.0.1:7001,m 2=127.0.0.1:7002,m3=127.0.0.1:7003", "'m 2'"),
+        ("m1=127.0.0.1:7001,-m2=127.0.0.1:7002,m3=127.0.0.1:7003", "'-m2'"),
+        ("m1=127.0.0.1:7001,m2=127.0.0.1:70000,m3=127.0.0.1:7003", "70000"),
+        ("m1=127.0.0.1:7001,m2=127.0.0.1:0,m3=127.0.0.1:7003", "port 0"),
+    ],
+)
+def test_peers_take_only_ids_and_ports_that_can_be(peers: str, named: str) -> None:
+    """A master id in ``kiok.master.peers`` is an id like ``kiok.master.id`` (it names a Raft
+    member in logs, paths and the cluster view), and a port is one a socket can have."""
+    from kiok.store.replicated import parse_peers
+
+    with pytest.raises(ValueError, match=r"kiok\.master\.peers") as refused:
+        parse_peers(peers, "m1")
+    assert named in str(refused.value)
+
+
 def test_a_secret_setting_that_is_not_text_is_refused_without_showing_it(tmp_path: Path) -> None:
     config = tmp_path / "kiok.yaml"
     config.write_text("kiok.iam.admin.password: 12345678901234567890\n")
