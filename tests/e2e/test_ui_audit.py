@@ -85,21 +85,42 @@ def open_page(
     user: str = "admin",
     password: str = ADMIN_PASSWORD,
 ) -> tuple[Any, Any, Console]:
+    """A new browser context and page, logged in as ``user`` and sent on to ``start``."""
+    context, page, console = new_page(browser, viewport=viewport)
+    log_in(page, kiok, start, user, password)
+    return context, page, console
+
+
+def new_page(
+    browser: Any, *, viewport: dict[str, int] | None = None, **options: Any
+) -> tuple[Any, Any, Console]:
+    """A new browser context (``options`` for it, e.g. ``has_touch``) and page, not logged
+    in: the page's console errors and uncaught exceptions are collected."""
     from playwright.sync_api import expect
 
     expect.set_options(timeout=TIMEOUT_MS)
-    context = browser.new_context(viewport=viewport or {"width": 1280, "height": 800}, color_scheme="light")
+    context = browser.new_context(
+        viewport=viewport or {"width": 1280, "height": 800}, color_scheme="light", **options
+    )
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     console = Console()
     page.on("console", lambda m: console.errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: console.errors.append(f"uncaught: {e}"))
+    return context, page, console
+
+
+def log_in(
+    page: Any, kiok: Standalone, start: str, user: str = "admin", password: str = ADMIN_PASSWORD
+) -> None:
+    """Log in through the login page, which then goes on to ``start``."""
+    from playwright.sync_api import expect
+
     page.goto(kiok.url + "/login?next=" + start.replace("/", "%2F").replace("?", "%3F").replace("=", "%3D"))
     page.get_by_label("User").fill(user)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_test_id("user")).to_have_text(user)
-    return context, page, console
 
 
 def wait_scroll(page: Any, ok: Any) -> None:
@@ -390,15 +411,8 @@ def test_graph_clicks_keys_and_touch(
     context.close()
 
     # A touch pan is followed by no click: the next Enter on a node still opens it.
-    context = browser.new_context(
-        viewport={"width": 1280, "height": 800}, has_touch=True, color_scheme="light"
-    )
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    page.goto(kiok.url + "/login?next=" + fan.replace("/", "%2F"))
-    page.get_by_label("User").fill("admin")
-    page.get_by_label("Password").fill(ADMIN_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    context, page, console = new_page(browser, has_touch=True)
+    log_in(page, kiok, fan)
     graph = page.get_by_test_id("graph")
     expect(graph.locator("a.node")).to_have_count(LEAVES + 2)
     box = graph.locator(".graph-box").bounding_box()
@@ -580,10 +594,7 @@ def test_a_late_me_answer_for_the_previous_user_is_dropped(
 
     body = {"user": "late_me", "password": NOBODY_PW}
     assert kiok.api("POST", "/api/v1/iam/users", json=body).status_code == 201
-    expect.set_options(timeout=TIMEOUT_MS)
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, color_scheme="light")
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
+    context, page, _ = new_page(browser)
     held: list[Route] = []
 
     def hold_first(route: Route) -> None:
@@ -593,12 +604,11 @@ def test_a_late_me_answer_for_the_previous_user_is_dropped(
             held.append(route)  # admin's /me: answered only after late_me has logged in
 
     page.route("**/api/v1/me", hold_first)
-    page.goto(kiok.url + "/login")
-    page.get_by_label("User").fill("admin")
-    page.get_by_label("Password").fill(ADMIN_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_test_id("user")).to_have_text("admin")
-    page.wait_for_timeout(300)
+    log_in(page, kiok, "/")
+    for _ in range(TIMEOUT_MS // 20):  # Playwright routes requests while it waits
+        if held:
+            break
+        page.wait_for_timeout(20)
     assert len(held) == 1
     page.get_by_role("button", name="Log out").click()
     page.get_by_label("User").fill("late_me")
