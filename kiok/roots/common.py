@@ -19,7 +19,7 @@ from typing import Any
 
 import uvicorn
 
-from kiok.config import ID, Settings
+from kiok.config import ID, KEYS, REDACTED, Settings
 from kiok.errors import InvalidInput
 from kiok.protocol.link import MasterLink
 from kiok.roots.http_protocol import HttpLimits, limited_protocol
@@ -29,7 +29,13 @@ from kiok.worker import spawn_protocol
 from kiok.worker.driver import DriverEnv, base_task_env
 from kiok.worker.executors import default_executors
 from kiok.worker.forkserver import parse_preload
-from kiok.worker.isolation import Isolation, prepare_work_root, python_for_tasks, task_isolation
+from kiok.worker.isolation import (
+    Isolation,
+    prepare_work_root,
+    python_for_tasks,
+    readable_by,
+    task_isolation,
+)
 from kiok.worker.process import ProcessRunner, WorkDirs
 from kiok.worker.slots import TaskSlots
 from kiok.worker.steady_clock import SteadyWallClock
@@ -181,10 +187,26 @@ def status_url(settings: Settings, serves_tls: bool) -> str:
 
 
 def isolation_for(settings: Settings) -> Isolation:
-    """This worker's task isolation, decided before anything else starts (it may refuse)."""
-    return task_isolation(
+    """This worker's task isolation, decided before anything else starts (it may refuse).
+    Refused too: a config file that gives a secret setting (a key, a token, a password) and
+    that the task user can read, as tasks would read it."""
+    isolation = task_isolation(
         settings.get_str("kiok.worker.task.isolation"), settings.get_str("kiok.worker.task.user")
     )
+    if isolation.as_user:
+        secret = {key.name for key in KEYS if key.secret}
+        for item in settings.explain():
+            if (
+                item.source == "file"
+                and item.key in secret
+                and item.value == REDACTED  # set (an empty one is shown as it is)
+                and readable_by(item.origin, isolation.uid, isolation.gid)
+            ):
+                raise InvalidInput(
+                    f"the config file {item.origin} holds {item.key} and the task user "
+                    f"{isolation.user} can read it (tasks run as that user): chmod 600 it"
+                )
+    return isolation
 
 
 def python_template(settings: Settings, python: str) -> spawn_protocol.Template | None:

@@ -19,6 +19,7 @@ and every task it starts inherits both. Modes, reported as ``taskIsolation``:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import pwd
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kiok.errors import InvalidInput
+from kiok.worker.spawner import empty_dir
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +186,18 @@ def unsearchable(path: str | Path, uid: int, gid: int) -> Path | None:
     return None
 
 
+def readable_by(path: str | Path, uid: int, gid: int) -> bool:
+    """Whether the user ``uid``/``gid`` without supplementary groups may read file ``path``
+    (every directory on the way searchable, the file readable by its class)."""
+    if unsearchable(path, uid, gid) is not None:
+        return False
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return _may(st, uid, gid, stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH)
+
+
 def runnable_by(program: str, uid: int, gid: int) -> str | None:
     """Why the user ``uid``/``gid`` cannot run ``program`` (None: it can)."""
     found = program if "/" in program else shutil.which(program)
@@ -252,7 +266,11 @@ def prepare_work_root(configured: str, data_dir: Path, worker_id: str, isolation
     anything there first; the worker removes it when it stops). The directory belongs to
     kiok (never to the task user, who could otherwise swap it under kiok), mode 0711, and
     every directory on the way must be searchable by the task user; anything else (a
-    symbolic link, another owner) is refused."""
+    symbolic link, another owner) is refused.
+
+    A worker that did not stop cleanly (killed, crashed) leaves its root behind, holding what
+    its running attempts had written, within the task user's reach: the default roots of
+    dead workers of this id (not locked: ``_hold``) are removed first."""
     if not isolation.as_user:
         root = Path(configured or data_dir / "work")
         root.mkdir(parents=True, exist_ok=True)
@@ -260,7 +278,10 @@ def prepare_work_root(configured: str, data_dir: Path, worker_id: str, isolation
     if configured:
         root = Path(os.path.abspath(configured))
     else:
-        root = Path(tempfile.mkdtemp(prefix=f"kiok-work-{worker_id}-"))
+        prefix = f"kiok-work-{worker_id}-"
+        _remove_dead_roots(prefix)
+        root = Path(tempfile.mkdtemp(prefix=prefix))
+        _hold(root)
     what = f"the work directory {root} (kiok.worker.work.dir)"
     blocked = unsearchable(root, isolation.uid, isolation.gid)  # the way to it; it is ours
     if blocked is not None:
@@ -284,6 +305,54 @@ def prepare_work_root(configured: str, data_dir: Path, worker_id: str, isolation
     return root
 
 
+#: This process's temporary work roots, each open and locked (``flock``) for as long as it
+#: lives: how a later worker tells a dead worker's root (unlocked) from a live one's.
+_HELD: list[int] = []
+#: The random part of a ``tempfile.mkdtemp`` name.
+_TEMP_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+def _hold(root: Path) -> None:
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    _HELD.append(fd)
+
+
+def _remove_dead_roots(prefix: str) -> None:
+    """Remove the temporary work roots named ``<prefix><random>`` that belong to this user
+    and that no live process holds (``_hold``): their workers died without removing them."""
+    temp = tempfile.gettempdir()
+    try:
+        names = os.listdir(temp)
+    except OSError:
+        return
+    for name in names:
+        rest = name[len(prefix) :]
+        if not name.startswith(prefix) or len(rest) != 8 or not set(rest) <= _TEMP_CHARS:
+            continue
+        path = os.path.join(temp, name)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            if os.fstat(fd).st_uid != os.geteuid():
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # a live worker's
+            empty_dir(path)  # first made 0700; never through a link a task made, at any depth
+            try:
+                os.rmdir(path)
+            except OSError as e:
+                log.warning("cannot remove %s, a dead worker's work directory: %s", path, e.strerror)
+            else:
+                log.info("removed %s, the work directory of a worker that did not stop cleanly", path)
+        finally:
+            os.close(fd)
+
+
 __all__ = [
     "MODES",
     "NO_ISOLATION",
@@ -291,6 +360,7 @@ __all__ = [
     "decide",
     "prepare_work_root",
     "python_for_tasks",
+    "readable_by",
     "runnable_by",
     "task_isolation",
     "unsearchable",

@@ -13,8 +13,10 @@ chunks, and its script (if any) readable at file descriptor 3: a memfd, so a scr
 may hold resolved secrets) is neither an argument in ``/proc/<pid>/cmdline`` nor a file.
 Stopping — on timeout or request — is SIGTERM to the group, a grace period, then SIGKILL;
 when an attempt ends, anything left in its group is killed and its directory is emptied
-before the worker hears of the end. When the worker goes away (its end of the socket
-closes, even on kill -9), every running task group is killed and the spawner exits.
+before the worker hears of the end, and again before the next attempt starts in it (an
+attempt that ran while it was idle may have written into it). When the worker goes away
+(its end of the socket closes, even on kill -9), every running task group is killed and the
+spawner exits.
 
 Isolated (``kiok.worker.isolation``), the spawner is given the task user's ``uid:gid``: it
 drops to them once its imports are done, so every task it starts runs as that user. Started
@@ -319,6 +321,10 @@ class Spawner:
 
     def _start(self, msg: sp.Start) -> None:
         cwd = msg.cwd  # a str throughout: pathlib costs more than the system calls here
+        # Emptied when the last attempt in it ended, but idle since: it belongs to the task
+        # user and its name is guessable, so an attempt that ran meanwhile may have left
+        # something there for this one (a .pth its python runs, a .gitconfig: HOME is here).
+        empty_dir(cwd)
         env = {**self._base_env, **msg.env}
         template = self._templates.for_start(msg)
         if template is not None:

@@ -64,8 +64,11 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    with open(f"/proc/{pid}/stat") as f:  # a zombie is not alive
-        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    try:
+        with open(f"/proc/{pid}/stat") as f:  # a zombie is not alive
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False  # reaped since
 
 
 async def _wait_until(predicate: object, deadline_s: float = 10) -> None:
@@ -124,7 +127,8 @@ async def test_a_background_child_holding_the_pipe_is_killed(runner: ProcessRunn
     outcome, out = await _run(runner, f"sleep 60 & echo $! > {pid_file}; echo done", tmp_path)
     assert outcome.exit_code == 0 and out == b"done\n"
     assert time.monotonic() - started < 10
-    assert not _alive(int(pid_file.read_text()))
+    orphan = int(pid_file.read_text())
+    await _wait_until(lambda: not _alive(orphan))  # SIGKILLed: dead once the kernel is done with it
 
 
 async def test_a_process_that_cannot_start_raises_os_error(runner: ProcessRunner, tmp_path: Path) -> None:
