@@ -11,6 +11,15 @@ releases, logs) counts only while this worker drives that run under its current 
 Every read has a deadline (the heartbeat timeout: a worker that says nothing for that long
 is dropped), every write has one too, and any bad frame closes that one connection and
 nothing else.
+
+Anyone who reaches the port can open connections before saying a word, and each holds one of
+the process's file descriptors (shared with its store, its Raft links and its admin port)
+until its hello deadline. So at most ``MAX_AWAITING_HELLO`` connections wait for their hello
+at once; one more closes the one that has waited longest. A real worker sends its hello as
+soon as it is connected, so it is never the oldest for long; silent or slow connections are.
+With TLS the handshake, which asyncio completes before the server sees the connection, has
+the hello deadline too (asyncio's own default is 60 s); connections still in it are not
+counted.
 """
 
 from __future__ import annotations
@@ -79,6 +88,10 @@ _WARNED_RUNS = 64
 #: PERMIT requests a connection may have unanswered beyond its task slots (a waiter the
 #: worker gave up on leaves one behind until its grant is handed back); past that it floods.
 _PERMIT_SLACK = 64
+#: Connections that have not sent their hello yet, at most (see the module's docstring).
+MAX_AWAITING_HELLO = 256
+#: Longest reason a worker's refusal of an offer may give (see ``_shown``).
+_REASON_MAX = 200
 
 
 class GlobalPermits:
@@ -263,7 +276,7 @@ class WorkerConnection:
         elif isinstance(message, OfferReply):
             fut = self._offers.get(message.request)
             if fut is not None and not fut.done():
-                fut.set_result(message)
+                fut.set_result(OfferReply(message.verdict, _shown(message.reason), request=message.request))
         elif isinstance(message, Report):
             self._report(message)
         elif isinstance(message, Log):
@@ -275,11 +288,13 @@ class WorkerConnection:
                 raise ProtocolError(f"more than {self._permits_asked} task permits asked for at once")
             self._permits_asked += 1
             self._spawn(self._grant(message.request))
-        elif isinstance(message, PermitFree):
-            if self._permits_held > 0:
-                self._permits_held -= 1
-                self._server.permits.release()
-                self._own_permits.release()
+        elif isinstance(message, PermitFree) and self._permits_held > 0:
+            # Only a permit this connection holds frees anything: one that frees nothing must
+            # not kick the coordinator either (each kick may cost a dispatch pass over every
+            # unfinished run, and a worker can send these few bytes as fast as it likes).
+            self._permits_held -= 1
+            self._server.permits.release()
+            self._own_permits.release()
             self._node.coordinator.capacity_freed(self.worker_id)
 
     def _log_batch(self, batch: Log) -> None:
@@ -369,6 +384,15 @@ class WorkerConnection:
         self.send(PermitGrant(request=request))
 
 
+def _shown(reason: str) -> str:
+    """A worker's reason for refusing an offer as the masters show it (a line of the run's log,
+    the run's waiting reason): about a run the worker does not hold, so one short line that
+    cannot pass for lines of the masters' own (control characters, newlines included, become
+    spaces) nor grow the run's log by more than a line per refusal."""
+    line = "".join(ch if ch.isprintable() else " " for ch in reason[: _REASON_MAX + 1])
+    return line if len(line) <= _REASON_MAX else line[: _REASON_MAX - 3] + "..."
+
+
 def _ignore(fut: asyncio.Future[Any]) -> None:
     if not fut.cancelled():
         fut.exception()
@@ -391,6 +415,9 @@ class InternalServer:
             s.get_int("kiok.auth.worker.max.failures"), s.get_int("kiok.auth.login.window.seconds") * 1000
         )
         self.connections: dict[str, WorkerConnection] = {}
+        #: Connections waiting for their hello, oldest first (a dict as an ordered set).
+        self._awaiting_hello: dict[asyncio.StreamWriter, None] = {}
+        self._crowded = False  # connections were closed for room (said once until it eases)
         self._server: asyncio.Server | None = None
         self._lost_timers: dict[str, asyncio.TimerHandle] = {}
         node.revoke_hooks.append(self.revoke)
@@ -413,7 +440,12 @@ class InternalServer:
 
     async def start(self, sock: socket.socket, ssl_context: ssl.SSLContext | None = None) -> None:
         """Serve on ``sock``, bound and listening already (``kiok.roots.startup.listen_socket``)."""
-        self._server = await asyncio.start_server(self._handle, sock=sock, ssl=ssl_context)
+        self._server = await asyncio.start_server(
+            self._handle,
+            sock=sock,
+            ssl=ssl_context,
+            ssl_handshake_timeout=self.connect_timeout_s if ssl_context is not None else None,
+        )
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -425,6 +457,7 @@ class InternalServer:
         peer = writer.get_extra_info("peername")
         address = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         conn: WorkerConnection | None = None
+        self._await_hello(writer, address)
         try:
             conn = await self._admit(reader, writer, address)
             if conn is not None:
@@ -434,9 +467,29 @@ class InternalServer:
         except (ConnectionError, OSError) as e:
             log.info("internal connection from %s dropped: %s", address, e)
         finally:
+            self._awaiting_hello.pop(writer, None)
             writer.close()
             if conn is not None:
                 self._disconnected(conn)
+
+    def _await_hello(self, writer: asyncio.StreamWriter, address: str) -> None:
+        """Note a connection that has not sent its hello; past ``MAX_AWAITING_HELLO`` the one
+        that has waited longest is closed (its read of the hello then ends)."""
+        self._awaiting_hello[writer] = None
+        if len(self._awaiting_hello) > MAX_AWAITING_HELLO:
+            oldest = next(iter(self._awaiting_hello))
+            del self._awaiting_hello[oldest]
+            if not self._crowded:  # said once per crowd, not once per connection closed
+                self._crowded = True
+                log.warning(
+                    "more than %d internal connections are waiting for their hello (the newest "
+                    "from %s): closing the oldest ones",
+                    MAX_AWAITING_HELLO,
+                    address,
+                )
+            oldest.transport.abort()  # at once: a TLS close would wait for the silent peer
+        elif self._crowded and len(self._awaiting_hello) < MAX_AWAITING_HELLO // 2:
+            self._crowded = False
 
     async def _refuse(
         self, writer: asyncio.StreamWriter, code: str, reason: str, address: str, leader: str | None = None
@@ -451,6 +504,8 @@ class InternalServer:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, address: str
     ) -> WorkerConnection | None:
         raw = await read_frame(reader, timeout_s=self.connect_timeout_s, max_frame_bytes=64 * 1024)
+        # It spoke: never closed to make room from here on (it may be spending a join token).
+        self._awaiting_hello.pop(writer, None)
         if raw is None:
             return None
         if kind_of(raw) is not Kind.HELLO:

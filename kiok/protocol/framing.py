@@ -4,6 +4,14 @@ Every frame is ``{"v": version, "t": kind, "id": request id, ...}``. Reading is 
 size and in time: a frame over ``max_frame_bytes`` or a peer that stalls past the deadline
 raises ``ProtocolError`` and the caller closes that one connection; nothing a peer sends
 can make a reader allocate more than the limit or wait forever.
+
+The bytes are not the whole cost: one byte of msgpack can stand for an empty map or list
+(a Python object of ~60 bytes) and three for an extension object, so a frame within the
+limit could make a reader build a thousand MiB and hold its event loop for seconds (every
+other connection of the master waits meanwhile). So a frame may hold at most one map or
+list per ``_BYTES_PER_CONTAINER`` bytes of the limit (real frames hold one per 20 bytes or
+more: a task record, a claim, a task spec are each dozens of bytes) and no extension types
+(the protocol never sends any; msgpack timestamps decode as plain floats).
 """
 
 from __future__ import annotations
@@ -18,6 +26,38 @@ from kiok.errors import ProtocolError
 
 _HEADER = struct.Struct(">I")
 DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
+#: A frame of ``n`` bytes at most may build ``n // _BYTES_PER_CONTAINER`` maps and lists.
+_BYTES_PER_CONTAINER = 16
+#: ...but never fewer than this (a small limit still takes any real message).
+_MIN_CONTAINERS = 1024
+
+
+def max_containers(max_frame_bytes: int) -> int:
+    """How many maps and lists a frame read under ``max_frame_bytes`` may hold."""
+    return max(_MIN_CONTAINERS, max_frame_bytes // _BYTES_PER_CONTAINER)
+
+
+class _Refused(Exception):
+    """Raised from inside msgpack's hooks to stop a decode at once; never leaves this module."""
+
+
+class _Budget:
+    """Counts the maps and lists one decode builds (msgpack's hooks see each as it is built)."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, containers: int) -> None:
+        self.left = containers
+
+    def take(self, value: Any) -> Any:
+        self.left -= 1
+        if self.left < 0:
+            raise _Refused("too many maps and lists")
+        return value
+
+
+def _no_ext(code: int, data: bytes) -> Any:
+    raise _Refused("msgpack extension types are not part of the protocol")
 
 
 def encode_frame(message: dict[str, Any], *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> bytes:
@@ -28,9 +68,22 @@ def encode_frame(message: dict[str, Any], *, max_frame_bytes: int = DEFAULT_MAX_
     return _HEADER.pack(len(body)) + body
 
 
-def decode_body(body: bytes) -> dict[str, Any]:
+def decode_body(body: bytes, *, containers: int | None = None) -> dict[str, Any]:
+    """The map a frame's body holds. ``containers``: the most maps and lists it may hold
+    (default: those of a frame under ``DEFAULT_MAX_FRAME_BYTES``)."""
+    budget = _Budget(max_containers(DEFAULT_MAX_FRAME_BYTES) if containers is None else containers)
     try:
-        message = msgpack.unpackb(body, raw=False, strict_map_key=True)
+        message = msgpack.unpackb(
+            body,
+            raw=False,
+            strict_map_key=True,
+            object_hook=budget.take,
+            list_hook=budget.take,
+            ext_hook=_no_ext,
+            timestamp=1,  # a float: never an object costlier than its bytes
+        )
+    except _Refused as e:
+        raise ProtocolError(f"frame refused: {e}") from None
     except Exception as e:  # msgpack raises several unrelated types for garbage
         raise ProtocolError(f"undecodable frame: {type(e).__name__}") from None
     if not isinstance(message, dict) or not isinstance(message.get("t"), str):
@@ -59,7 +112,7 @@ async def read_frame(
         raise ProtocolError("connection closed inside a frame (truncated)") from None
     except TimeoutError:
         raise ProtocolError(f"frame body not received within {timeout_s:g}s") from None
-    return decode_body(body)
+    return decode_body(body, containers=max_containers(max_frame_bytes))
 
 
 async def write_frame(
