@@ -50,10 +50,11 @@ from kiok.protocol.messages import (
     OfferVerdict,
     Refusal,
 )
-from kiok.protocol.to_master import Heartbeat, Hello, Log, Permit, PermitFree, Release, Report
+from kiok.protocol.to_master import KEEPALIVE, Heartbeat, Hello, Log, Permit, PermitFree, Release, Report
 from kiok.protocol.to_worker import (
     Abandon,
     Cancel,
+    HeartbeatAck,
     LogAck,
     Offer,
     OutboxKeys,
@@ -149,6 +150,8 @@ class WorkerConnection:
         self.task_isolation = "unknown"
         #: The status URL the worker told in its hello ("" if none): its address in views.
         self.status_url = ""
+        #: The worker's HELLO named ``KEEPALIVE``: each HEARTBEAT is answered.
+        self.keepalive = False
 
     # --- WorkerHandle ----------------------------------------------------------------------
 
@@ -265,6 +268,8 @@ class WorkerConnection:
         if not self.connected:
             return  # closed (revoked, or this master stopped leading): nothing counts any more
         if isinstance(message, Heartbeat):
+            if self.keepalive:
+                self.send(HeartbeatAck())
             free, draining = min(max(message.free, 0), self._slots), message.draining
             if free > self._free or (self._draining and not draining):  # more room, or undrained
                 self._node.coordinator.capacity_freed(self.worker_id)
@@ -542,6 +547,7 @@ class InternalServer:
         conn = WorkerConnection(self, reader, writer, worker_id, address, labels, hello.slots)
         isolation = hello.task_isolation
         conn.task_isolation = isolation if isolation in _TASK_ISOLATION else "unknown"
+        conn.keepalive = KEEPALIVE in hello.capabilities
         status_url = hello.status_url
         if _STATUS_URL.fullmatch(status_url):
             conn.status_url = status_url  # where it is reached; else its connection's address
@@ -560,6 +566,7 @@ class InternalServer:
             int(self.heartbeat_timeout_s * 1000),
             None if ring is None else OutboxKeys.of(worker_outbox_keyring(ring, worker_id)),
             credential or None,
+            keepalive=conn.keepalive,
         )
         try:
             await write_frame(writer, encode(welcome), timeout_s=self.io_timeout_s)

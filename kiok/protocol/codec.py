@@ -17,7 +17,17 @@ from kiok.errors import ProtocolError
 from kiok.protocol.kinds import Kind
 from kiok.protocol.messages import PROTOCOL_VERSION, Message, OfferReply
 from kiok.protocol.to_master import Heartbeat, Hello, Log, Permit, PermitFree, Release, Report
-from kiok.protocol.to_worker import Abandon, Cancel, LogAck, Offer, PermitGrant, Refused, ReportAck, Welcome
+from kiok.protocol.to_worker import (
+    Abandon,
+    Cancel,
+    HeartbeatAck,
+    LogAck,
+    Offer,
+    PermitGrant,
+    Refused,
+    ReportAck,
+    Welcome,
+)
 
 #: What a worker sends.
 TO_MASTER: tuple[type[Message], ...] = (
@@ -40,6 +50,7 @@ TO_WORKER: tuple[type[Message], ...] = (
     Cancel,
     Abandon,
     PermitGrant,
+    HeartbeatAck,
 )
 #: The registry: every kind's one class (a test checks that every kind has one).
 MESSAGES: dict[Kind, type[Message]] = {cls.KIND: cls for cls in TO_MASTER + TO_WORKER}

@@ -91,6 +91,11 @@ def decode_body(body: bytes, *, containers: int | None = None) -> dict[str, Any]
     return message
 
 
+class Silent(ProtocolError):
+    """The peer sent no frame (or not all of one) within the deadline: it may be gone or
+    frozen without its connection closing, which nothing else would tell."""
+
+
 async def read_frame(
     reader: asyncio.StreamReader, *, timeout_s: float, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
 ) -> dict[str, Any] | None:
@@ -102,7 +107,7 @@ async def read_frame(
             return None
         raise ProtocolError("connection closed inside a frame header") from None
     except TimeoutError:
-        raise ProtocolError(f"no frame within {timeout_s:g}s") from None
+        raise Silent(f"no frame within {timeout_s:g}s") from None
     (size,) = _HEADER.unpack(header)
     if size > max_frame_bytes:
         raise ProtocolError(f"frame of {size} bytes exceeds the limit of {max_frame_bytes}")
@@ -111,7 +116,7 @@ async def read_frame(
     except asyncio.IncompleteReadError:
         raise ProtocolError("connection closed inside a frame (truncated)") from None
     except TimeoutError:
-        raise ProtocolError(f"frame body not received within {timeout_s:g}s") from None
+        raise Silent(f"frame body not received within {timeout_s:g}s") from None
     return decode_body(body, containers=max_containers(max_frame_bytes))
 
 

@@ -24,3 +24,6 @@ class Kind(StrEnum):
     PERMIT_FREE = "permit_free"
     #: The master stored (or refused, ``fenced``) the log batch with this request id.
     LOG_ACK = "log_ack"
+    #: The master's answer to a HEARTBEAT, sent only to a worker whose HELLO named the
+    #: ``keepalive`` capability: a master that says nothing for a while is gone or frozen.
+    HEARTBEAT_ACK = "heartbeat_ack"

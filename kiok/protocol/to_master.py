@@ -17,11 +17,17 @@ from kiok.protocol.messages import Claim, Fence, Message, claims_from_wire, opt_
 MAX_SLOTS = 100_000
 
 
+#: A HELLO capability: the worker wants each HEARTBEAT answered (``Kind.HEARTBEAT_ACK``), so
+#: that it can tell a master gone silent (frozen, or its host gone without a word).
+KEEPALIVE = "keepalive"
+
+
 @dataclass(frozen=True)
 class Hello(Message):
     """HELLO: the first frame of a connection. It authenticates with ``credential`` or, on a
     worker's first start, ``join_token``; ``runs`` are the runs it holds (kept if still its).
-    ``task_isolation`` and ``status_url`` came later (None/"" from older workers)."""
+    ``task_isolation`` and ``status_url`` came later (None/"" from older workers);
+    ``capabilities`` name what this worker understands beyond version 1 (``KEEPALIVE``)."""
 
     KIND: ClassVar[Kind] = Kind.HELLO
 

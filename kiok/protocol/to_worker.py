@@ -60,7 +60,8 @@ class OutboxKeys:
 @dataclass(frozen=True)
 class Welcome(Message):
     """WELCOME: the worker is admitted. ``credential`` only when a join token was redeemed;
-    ``outbox_keys`` when the masters encrypt at rest (always, in a cluster)."""
+    ``outbox_keys`` when the masters encrypt at rest (always, in a cluster); ``keepalive``
+    when this master answers each HEARTBEAT (``HeartbeatAck``; false from older masters)."""
 
     KIND: ClassVar[Kind] = Kind.WELCOME
 
@@ -70,9 +71,12 @@ class Welcome(Message):
     heartbeat_timeout_ms: int | None = None
     outbox_keys: OutboxKeys | None = None
     credential: str | None = None
+    keepalive: bool = False
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {"worker": self.worker, "term": self.term}
+        if self.keepalive:
+            out["keepalive"] = True
         if self.heartbeat_interval_ms is not None:
             out["heartbeatIntervalMs"] = self.heartbeat_interval_ms
         if self.heartbeat_timeout_ms is not None:
@@ -94,8 +98,23 @@ class Welcome(Message):
             f.opt_integer(m, kind, "heartbeatTimeoutMs", lo=1),
             None if keys is None else OutboxKeys.from_wire(keys, kind),
             f.opt_text(m, kind, "credential"),
+            f.flag(m, kind, "keepalive"),
             request=cls.request_of(m),
         )
+
+
+@dataclass(frozen=True)
+class HeartbeatAck(Message):
+    """HEARTBEAT_ACK: the master is alive and reading (see ``Kind.HEARTBEAT_ACK``)."""
+
+    KIND: ClassVar[Kind] = Kind.HEARTBEAT_ACK
+
+    def to_wire(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def from_wire(cls, m: Mapping[str, Any]) -> Self:
+        return cls(request=cls.request_of(m))
 
 
 @dataclass(frozen=True)

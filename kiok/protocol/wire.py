@@ -15,12 +15,15 @@ opens the connection and speaks first (HELLO); the master answers WELCOME or REF
     RELEASE      run, fence, reason          ABANDON    runs this worker no longer owns
     PERMIT       id (one more task body)     PERMIT_GRANT id
     PERMIT_FREE  (one task body ended)       LOG_ACK    id, fenced?
+                                             HEARTBEAT_ACK (each HEARTBEAT, if asked)
 
 A REPORT with a negative id carries attempt starts: the master acknowledges it once
 committed, and only then does the attempt begin. ABANDON's ``claims`` name the fence of each
 run (only the driver under that fence stops). HELLO also carries slots, claimed runs and
 ``taskIsolation`` (how the worker isolates its tasks: ``none``, ``user`` or ``user+pidns``;
-shown by ``/cluster/health``).
+shown by ``/cluster/health``) and ``capabilities``: ``keepalive`` asks the master to answer
+each HEARTBEAT (its WELCOME says ``keepalive`` when it will), so that a worker can leave a
+master silent for the heartbeat timeout.
 """
 
 from __future__ import annotations

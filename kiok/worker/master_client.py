@@ -31,7 +31,8 @@ import itertools
 import logging
 import os
 import ssl
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,11 +41,21 @@ from kiok.core.states import TERMINAL_TASK_STATES
 from kiok.errors import ProtocolError
 from kiok.ids import RUN_LOG_TASK
 from kiok.protocol.codec import FROM_MASTER, decode, encode, kind_of
-from kiok.protocol.framing import read_frame, write_frame
+from kiok.protocol.framing import Silent, read_frame, write_frame
 from kiok.protocol.kinds import Kind
 from kiok.protocol.messages import PROTOCOL_VERSION, Claim, Fence, Message, OfferReply, OfferVerdict, Refusal
-from kiok.protocol.to_master import Heartbeat, Hello, Log, Permit, PermitFree, Release, Report
-from kiok.protocol.to_worker import Abandon, Cancel, LogAck, Offer, PermitGrant, Refused, ReportAck, Welcome
+from kiok.protocol.to_master import KEEPALIVE, Heartbeat, Hello, Log, Permit, PermitFree, Release, Report
+from kiok.protocol.to_worker import (
+    Abandon,
+    Cancel,
+    HeartbeatAck,
+    LogAck,
+    Offer,
+    PermitGrant,
+    Refused,
+    ReportAck,
+    Welcome,
+)
 from kiok.worker.outbox import Outbox
 
 if TYPE_CHECKING:
@@ -63,6 +74,10 @@ _IDENTITY_REFUSED = frozenset({Refusal.UNAUTHENTICATED, Refusal.REVOKED})
 #: Unacknowledged log bytes kept in memory at most; past it the oldest batches are dropped
 #: (with one warning): a master unreachable for that long loses the oldest output.
 _PENDING_LOG_BYTES = 64 * 1024 * 1024
+#: The master's silence a worker bears when the master does not answer heartbeats.
+_SILENT_FOR_LONG_S = 24 * 3600.0
+#: How long a master left for its silence comes after the others (``_next_master``).
+_AVOID_SILENT_S = 30.0
 
 
 def parse_masters(text: str) -> list[tuple[str, int]]:
@@ -112,6 +127,12 @@ class MasterClient:
         self._join_token = join_token
         self._outbox = outbox
         self._heartbeat_s = heartbeat_interval_s
+        #: How long the master may say nothing before this worker leaves it for another: its
+        #: heartbeat timeout when it answers heartbeats (``KEEPALIVE``); older masters may
+        #: stay silent for long, so then a day.
+        self._silence_s = _SILENT_FOR_LONG_S
+        #: The master left last for its silence, and until when it comes after the others.
+        self._avoid: tuple[tuple[str, int] | None, float] = (None, 0.0)
         self._connect_timeout_s = connect_timeout_s
         self._io_timeout_s = io_timeout_s
         self._max_frame = max_frame_bytes
@@ -298,8 +319,7 @@ class MasterClient:
         attempt = 0
         masters = itertools.cycle(self._masters)
         while True:
-            host, port = self._redirect or next(masters)
-            self._redirect = None
+            host, port = self._next_master(masters)
             if self._stopping:
                 return
             self._welcomed = False
@@ -308,6 +328,8 @@ class MasterClient:
             except (OSError, ConnectionError, ProtocolError, TimeoutError) as e:
                 if not self._stopping:
                     log.warning("connection to master %s:%d: %s", host, port, e)
+                if isinstance(e, Silent):
+                    self._avoid = ((host, port), time.monotonic() + _AVOID_SILENT_S)
             finally:
                 self._on_disconnect()
             if self._welcomed:
@@ -329,6 +351,25 @@ class MasterClient:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), delay)  # a stop cuts the back-off short
             attempt += 1
+
+    def _next_master(self, masters: Iterator[tuple[str, int]]) -> tuple[str, int]:
+        """Where the next connection goes: the leader a master named, else the next master.
+        One this worker left for its silence (frozen, or its host gone without closing the
+        connection: it may still accept connections and never answer) comes after the others
+        for ``_AVOID_SILENT_S``, unless a master names it the leader (its path was slow only:
+        the masters elect another leader within the heartbeat timeout of a frozen one)."""
+        if self._redirect is not None:
+            candidate, self._redirect = self._redirect, None
+            return candidate
+        candidate = next(masters)
+        avoided, until = self._avoid
+        if time.monotonic() >= until:
+            return candidate
+        for _ in self._masters:
+            if candidate != avoided:
+                return candidate
+            candidate = next(masters)
+        return candidate  # it is the only master
 
     async def stop(self) -> None:
         self._stopping = True
@@ -367,6 +408,7 @@ class MasterClient:
                 tuple(self._worker.labels),
                 self._worker.total_slots,
                 self._claims(),
+                capabilities=(KEEPALIVE,),
                 task_isolation=self._worker.task_isolation,
                 status_url=self._status_url,
                 credential=credential,
@@ -400,6 +442,12 @@ class MasterClient:
             self.max_term = term
             if answer.heartbeat_timeout_ms:
                 self._start_lease_s = answer.heartbeat_timeout_ms / 2000
+            self._silence_s = _SILENT_FOR_LONG_S
+            if answer.keepalive and answer.heartbeat_timeout_ms:
+                # As the master drops a worker silent that long, a worker leaves a master
+                # silent that long (frozen, or its host gone without closing the connection:
+                # the new leader is elsewhere); never under three of its own heartbeats.
+                self._silence_s = max(answer.heartbeat_timeout_ms / 1000, 3 * self._heartbeat_s)
             if answer.outbox_keys is None:
                 raise ProtocolError("welcome: field 'outboxKeys' missing or of the wrong type")
             self._outbox.set_keys(answer.outbox_keys.keyring())
@@ -410,7 +458,15 @@ class MasterClient:
             self._sent_auth = "credential"  # from here on, this worker is its credential
             self._welcomed = True
             self.state = "connected"
-            log.info("connected to master %s:%d (protocol v%d)", host, port, PROTOCOL_VERSION)
+            log.info(
+                "connected to master %s:%d (protocol v%d%s)",
+                host,
+                port,
+                PROTOCOL_VERSION,
+                f"; left after {self._silence_s:g} s of silence"
+                if self._silence_s < _SILENT_FOR_LONG_S
+                else "",
+            )
             await self._serve(reader, writer)
         finally:
             writer.close()
@@ -535,9 +591,8 @@ class MasterClient:
     async def _read_loop(self, reader: asyncio.StreamReader) -> None:
         assert self._worker is not None
         worker = self._worker
-        # The master may stay silent for long: reads wait, writes carry the deadlines.
         while True:
-            raw = await read_frame(reader, timeout_s=3600 * 24, max_frame_bytes=self._max_frame)
+            raw = await read_frame(reader, timeout_s=self._silence_s, max_frame_bytes=self._max_frame)
             if raw is None:
                 raise ConnectionError("the master closed the connection")
             kind = kind_of(raw)
@@ -582,6 +637,8 @@ class MasterClient:
             elif isinstance(m, Refused):
                 self._refused(m, "the master")
                 raise ConnectionError(m.reason)
+            elif isinstance(m, HeartbeatAck):
+                pass  # it is alive: that it came is all it says
 
 
 _RunFence = tuple[str, int, int]

@@ -5,6 +5,7 @@ leadership after a full restart, and a master catching up from a snapshot."""
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -95,6 +96,50 @@ def test_followers_forward_and_a_run_survives_the_leaders_death(tmp_path: Path, 
     finally:
         for w in workers:
             w.stop()
+
+
+def test_a_run_survives_a_frozen_leader(group: MasterGroup) -> None:
+    """A leader that freezes (SIGSTOP here; a hung host, a partition without a FIN) keeps its
+    connections open: its kernel still takes the workers' heartbeats. A worker leaves a
+    master silent for the heartbeat timeout (masters answer heartbeats), so it reaches the new
+    leader and keeps driving its run there: every task committed once, attempt 1."""
+    group.start()
+    leader = group.leader()
+    follower = group.followers(leader)[0]
+    worker = group.add_worker(follower, "w1")
+    try:
+        for m in group.masters.values():
+            m.wait_open()
+        dag = follower.register(
+            "dag: {id: frozen}\ntasks:\n"
+            "  - {id: a, script: 'echo a'}\n"
+            "  - {id: b, requires: [a], script: 'sleep 3; echo b'}\n"
+            "  - {id: c, requires: [b], script: 'echo c'}\n"
+        )
+        run_id = follower.trigger(dag)
+        leader.wait_for(lambda: leader.run(run_id)["tasks"]["b"]["state"] == "RUNNING", 20, "task b to run")
+        frozen = next(mid for mid, m in group.masters.items() if m is leader)
+        leader.signal(signal.SIGSTOP)
+        try:
+            new_leader = group.leader(exclude=frozen)
+            # It opens (503 not_ready before) once the worker has left the frozen one for it.
+            new_leader.wait_for(
+                lambda: new_leader.api("GET", f"/api/v1/runs/{run_id}").status_code == 200,
+                30,
+                "the worker at the new leader",
+            )
+            run = new_leader.wait_run(run_id, 40)
+            assert run["state"] == "SUCCESS", run
+            assert {t: (r["state"], r["attempt"]) for t, r in run["tasks"].items()} == {
+                "a": ("SUCCESS", 1),
+                "b": ("SUCCESS", 1),
+                "c": ("SUCCESS", 1),
+            }
+            assert [new_leader.log(run_id, t) for t in "abc"] == ["a\n", "b\n", "c\n"]
+        finally:
+            leader.signal(signal.SIGCONT)
+    finally:
+        worker.stop()
 
 
 def test_acknowledged_writes_survive_rolling_kills_and_stores_match(

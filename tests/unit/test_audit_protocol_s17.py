@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import socket
 import ssl
 import struct
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -38,15 +40,16 @@ from kiok.dag.load import spec_from_yaml
 from kiok.errors import ProtocolError
 from kiok.master import internal_server
 from kiok.master.internal_server import GlobalPermits, InternalServer, WorkerConnection
-from kiok.protocol.codec import decode, encode
+from kiok.protocol.codec import decode, encode, kind_of
 from kiok.protocol.framing import (
     DEFAULT_MAX_FRAME_BYTES,
     decode_body,
     encode_frame,
     read_frame,
 )
+from kiok.protocol.kinds import Kind
 from kiok.protocol.messages import Assignment, Fence, OfferReply, OfferVerdict
-from kiok.protocol.to_master import Hello, Permit, PermitFree
+from kiok.protocol.to_master import KEEPALIVE, Hello, Permit, PermitFree
 from kiok.protocol.to_worker import Offer, OutboxKeys, Welcome
 from kiok.security.kms import Keyring
 from kiok.testing.tls import TestCA
@@ -234,56 +237,48 @@ class _StubWorker:
         pass
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a worker reads its master connection with a 24 h deadline and the master sends "
-    "nothing periodically: a leader that froze (SIGSTOP, a hung host) or went dark without a "
-    "FIN/RST (power loss, partition: until TCP gives up, ~15 min) keeps every worker connected "
-    "to it, so no worker reaches the new leader. Needs master->worker liveness traffic (a "
-    "protocol addition) or at least TCP_USER_TIMEOUT; not a small fix.",
-)
-async def test_a_worker_leaves_a_master_that_went_silent(tmp_path: Path) -> None:
+async def _silent_master(tmp_path: Path, *, keepalive: bool, heartbeats_before_check: int) -> int:
+    """A master that welcomes one worker (answering heartbeats if ``keepalive``, it says)
+    and then says nothing, its connection open, as a stopped process whose kernel still
+    takes the heartbeats: how many connections the worker made by the time the first one
+    carried ``heartbeats_before_check`` heartbeats, or a second connection came."""
     connections = 0
-    second = asyncio.get_running_loop().create_future()
+    done = asyncio.get_running_loop().create_future()
     held: list[asyncio.StreamWriter] = []
+
+    handlers: list[asyncio.Task[Any]] = []
 
     async def silent_master(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal connections
         connections += 1
+        handlers.append(asyncio.current_task())  # type: ignore[arg-type]
         if connections > 1:
-            if not second.done():
-                second.set_result(None)
+            if not done.done():
+                done.set_result(None)
+            writer.close()
             return
-        await read_frame(reader, timeout_s=10)  # the hello
+        hello = Hello.from_wire(await read_frame(reader, timeout_s=10) or {})
+        assert KEEPALIVE in hello.capabilities
         keys = OutboxKeys(1, ((1, b"\x01" * 32),))
-        writer.write(encode_frame(encode(Welcome("w1", 1, 100, 500, keys))))
-        held.append(writer)  # then not a word, and never closed: frozen, as a stopped process
-        while await reader.read(1 << 16):  # (its kernel still takes the heartbeats)
-            pass
+        writer.write(encode_frame(encode(Welcome("w1", 1, 100, 500, keys, keepalive=keepalive))))
+        held.append(writer)
+        heartbeats = 0
+        with contextlib.suppress(ConnectionError, ProtocolError):
+            while (raw := await read_frame(reader, timeout_s=10)) is not None:
+                heartbeats += kind_of(raw) is Kind.HEARTBEAT
+                if heartbeats >= heartbeats_before_check and not done.done():
+                    done.set_result(None)
 
     server = await asyncio.start_server(silent_master, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    credential = tmp_path / "credential"
-    credential.write_text("w1.secret\n")
-    client = MasterClient(
-        [("127.0.0.1", port)],
-        "w1",
-        credential_file=credential,
-        join_token="",
-        outbox=Outbox(tmp_path / "outbox"),
-        heartbeat_interval_s=0.1,
-        connect_timeout_s=1,
-        io_timeout_s=1,
-        max_frame_bytes=1 << 20,
-    )
+    (tmp_path / "credential").write_text("w1.secret\n")
+    client = _client([("127.0.0.1", port)], tmp_path)
     client.attach(_StubWorker())  # type: ignore[arg-type]
     running = asyncio.create_task(client.run())
     try:
         await asyncio.wait_for(client._connected.wait(), 5)  # welcomed
-        assert client.state == "connected"
-        # The masters drop a worker silent for the heartbeat timeout (0.5 s, told in the
-        # WELCOME); a worker should give up on a master silent for a few of those.
-        await asyncio.wait_for(second, 5)
+        await asyncio.wait_for(done, 10)
+        return connections
     finally:
         await client.stop()
         running.cancel()
@@ -292,6 +287,55 @@ async def test_a_worker_leaves_a_master_that_went_silent(tmp_path: Path) -> None
         for w in held:
             w.close()
         server.close()
+        await asyncio.wait_for(asyncio.gather(*handlers), 5)  # their connections are closed
+
+
+async def test_a_worker_leaves_a_master_that_went_silent(tmp_path: Path) -> None:
+    """A leader that froze (SIGSTOP, a hung host) or went dark without a FIN (power loss, a
+    partition: until TCP gives up, ~15 min) kept every worker connected to it, reading with
+    a day's deadline, so none reached the new leader. A master that answers heartbeats and
+    stops answering for its heartbeat timeout (0.5 s here) is left for another."""
+    assert await _silent_master(tmp_path, keepalive=True, heartbeats_before_check=1000) == 2
+
+
+async def test_a_worker_stays_with_a_master_that_does_not_answer_heartbeats(tmp_path: Path) -> None:
+    """An older master (no ``keepalive`` in its WELCOME) is silent when it has nothing to
+    say: the worker stays with it for many heartbeat timeouts (15 heartbeats of 0.1 s)."""
+    assert await _silent_master(tmp_path, keepalive=False, heartbeats_before_check=15) == 1
+
+
+def _client(masters: list[tuple[str, int]], tmp_path: Path) -> MasterClient:
+    return MasterClient(
+        masters,
+        "w1",
+        credential_file=tmp_path / "credential",
+        join_token="",
+        outbox=Outbox(tmp_path / "outbox"),
+        heartbeat_interval_s=0.1,
+        connect_timeout_s=1,
+        io_timeout_s=1,
+        max_frame_bytes=1 << 20,
+    )
+
+
+def test_a_master_left_for_its_silence_comes_after_the_others(tmp_path: Path) -> None:
+    """It may still accept connections (its kernel does) and never answer: for a while the
+    worker tries every other master first, unless one of them names it the leader (its path
+    was only slow: a frozen leader is replaced within the heartbeat timeout)."""
+    masters = [("m1", 1), ("m2", 2), ("m3", 3)]
+    client = _client(masters, tmp_path)
+    order = itertools.cycle(masters)
+    assert next(order) == ("m1", 1)  # m1 was tried, then m2 welcomed it and went silent
+    client._avoid = (("m2", 2), time.monotonic() + 30)
+    assert [client._next_master(order) for _ in range(4)] == [("m3", 3), ("m1", 1), ("m3", 3), ("m1", 1)]
+    client._redirect = ("m2", 2)  # "does not lead; leader: m2"
+    assert client._next_master(order) == ("m2", 2)
+    assert client._next_master(order) == ("m3", 3)
+    client._avoid = (("m2", 2), time.monotonic() - 1)  # the while is over
+    assert client._next_master(order) == ("m1", 1) and client._next_master(order) == ("m2", 2)
+    alone = _client([("m1", 1)], tmp_path)
+    alone._avoid = (("m1", 1), time.monotonic() + 30)
+    assert alone._next_master(itertools.cycle([("m1", 1)])) == ("m1", 1)
 
 
 # --- frames that free nothing kick nothing --------------------------------------------------

@@ -25,6 +25,7 @@ from kiok.protocol.to_master import Heartbeat, Hello, Log, Permit, PermitFree, R
 from kiok.protocol.to_worker import (
     Abandon,
     Cancel,
+    HeartbeatAck,
     LogAck,
     Offer,
     OutboxKeys,
@@ -129,6 +130,12 @@ GOLDEN = {
     "permit": "0000001183a17601a174a67065726d6974a2696409",
     "permit_grant": "0000001783a17601a174ac7065726d69745f6772616e74a2696409",
     "permit_free": "0000001683a17601a174ab7065726d69745f66726565a2696400",
+    "welcome_keepalive": (
+        "0000005a88a17601a174a777656c636f6d65a2696400a6776f726b6572a27731a47465726d03a96b656570616c"
+        "697665c3b3686561727462656174496e74657276616c4d73cd03e8b268656172746265617454696d656f75744d"
+        "73cd1388"
+    ),
+    "heartbeat_ack": "0000001883a17601a174ad6865617274626561745f61636ba2696400",
 }
 
 CLAIMS = (Claim("r1", Fence(3, 2)), Claim("r2", Fence(3, 1)))
@@ -163,6 +170,7 @@ EXAMPLES: dict[str, Message] = {
     "hello_token": Hello("w2", (), 1, (), (), task_isolation="none", join_token="kjt_token"),
     "welcome": Welcome("w1", 3, 1000, 5000, KEYS, "kwc_new"),
     "welcome_plain": Welcome("w1", 3, 1000, 5000),
+    "welcome_keepalive": Welcome("w1", 3, 1000, 5000, keepalive=True),
     "refused_not_leader": Refused(
         "not_leader", "master m2 does not lead; leader: 10.0.0.1:19999", "10.0.0.1:19999"
     ),
@@ -186,6 +194,7 @@ EXAMPLES: dict[str, Message] = {
     "permit": Permit(request=9),
     "permit_grant": PermitGrant(request=9),
     "permit_free": PermitFree(),
+    "heartbeat_ack": HeartbeatAck(),
 }
 
 
@@ -347,6 +356,7 @@ messages: st.SearchStrategy[Message] = st.one_of(
         st.none() | st.integers(1, 10**6),
         st.none() | keys,
         opt_text,
+        st.booleans(),
         request=ints,
     ),
     st.builds(Refused, ids, texts, st.none() | ids, request=ints),
@@ -371,6 +381,7 @@ messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(Abandon, st.lists(ids, max_size=3).map(tuple), st.none() | claims, request=ints),
     st.builds(Permit, request=ints),
     st.builds(PermitGrant, request=ints),
+    st.builds(HeartbeatAck, request=ints),
     st.builds(PermitFree, request=ints),
 )
 
