@@ -497,6 +497,17 @@ KEYS: tuple[Key, ...] = (
         at_least=1,
     ),
     Key(
+        "kiok.s3.request.timeout.ms",
+        int,
+        300_000,
+        "Whole-request deadline of one S3 call (job-log archival and reads, backups, restores; a "
+        "listing: each page), "
+        "retries and the body's transfer included: a server that never answers or trickles bytes "
+        "fails the call after this long (object_store_unavailable) instead of holding it; raise it "
+        "to move big backup files over a slow link.",
+        at_least=1,
+    ),
+    Key(
         "kiok.backup.dir",
         str,
         "",

@@ -217,6 +217,9 @@ class SmtpConnection:
         unknown = sorted(set(props) - known)
         if unknown:
             raise ValueError(f"unknown smtp properties {unknown}; known: {sorted(known)}")
+        for name in ("host", "port", "user", "from"):  # they go into SMTP commands and headers
+            if any(ch < " " or ch == "\x7f" for ch in props.get(name, "")):
+                raise ValueError(f"{name} must not hold a line break or another control character")
         host = props.get("host", "").strip()
         if not host:
             raise ValueError("an smtp connection needs the property host")

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kiok.core.cron import next_fire_ms, validate_cron
-from kiok.errors import Conflict, InvalidInput, KiokError
+from kiok.errors import Conflict, InvalidInput, KiokError, NotFound
 from kiok.store import backup as b
 from kiok.store import commands as c
 from kiok.store import keys as k
@@ -130,6 +130,10 @@ class BackupService:
         return store
 
     def _scratch(self, what: str, backup_id: str) -> Path:
+        """``<data>/<what>/<id>``, a directory removed whole when the work is done: only for
+        a well-formed id (``..`` would name the data directory itself)."""
+        if not b.valid_backup_id(backup_id):
+            raise NotFound(f"backup {backup_id!r} not found")
         return self._node.settings.data_dir / what / backup_id
 
     # --- backing up --------------------------------------------------------------------------
@@ -266,9 +270,9 @@ class BackupService:
     async def restore(self, backup_id: str, by: str) -> b.Manifest:
         """Replace every store with the backup's content; see the module docstring."""
         node = self._node
+        scratch = self._scratch("restore-work", backup_id)  # NotFound for an ill-formed id
         target = self.target()
         async with self._lock:
-            scratch = self._scratch("restore-work", backup_id)
             try:
                 manifest, checkpoints = await asyncio.to_thread(self._prepare, target, backup_id, None)
                 if node.raft is not None:

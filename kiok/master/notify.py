@@ -16,7 +16,9 @@ import asyncio
 import contextlib
 import logging
 import smtplib
+import socket
 import ssl
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -145,7 +147,10 @@ class Notifier:
                 detail = await asyncio.wait_for(self._send(n), self._settings.timeout_s)
             except TimeoutError:
                 raise DeliveryFailed(f"no answer within {self._settings.timeout_s:g}s") from None
-            except (OSError, httpx.HTTPError, smtplib.SMTPException, KiokError) as e:
+            except DeliveryFailed:
+                raise
+            except Exception as e:  # whatever it is (an unusable URL, a header with a line
+                # break): a failed attempt, counted and retried, never one that escapes
                 raise DeliveryFailed(_describe(e)) from None
         except DeliveryFailed as e:
             if attempt >= self._settings.max_attempts:
@@ -175,24 +180,48 @@ class Notifier:
             if rec.get("state") == TaskState.FAILED.value
         }
         body = payload(n, reason(n, failed), f"{self._settings.link_base.rstrip('/')}/runs/{n.run_id}")
-        if isinstance(n.target, WebhookTarget):
-            return await self._webhook(n.target, body)
-        assert isinstance(n.target, EmailTarget)
-        return await self._email(n, n.target, body)
+        secrets: list[str] = []
+        try:
+            if isinstance(n.target, WebhookTarget):
+                return await self._webhook(n.target, body, secrets)
+            assert isinstance(n.target, EmailTarget)
+            return await self._email(n, n.target, body, secrets)
+        except Exception as e:
+            if not secrets:
+                raise
+            # An error may quote what it choked on (h11: "Illegal header value b'<token>'"):
+            # the connection values it used never reach the run log or kiok's own.
+            text = str(e) if isinstance(e, DeliveryFailed) else _describe(e)
+            raise DeliveryFailed(_mask(text, secrets)) from None
 
-    async def _webhook(self, target: WebhookTarget, body: dict[str, Any]) -> str:
-        url = self._resolve(target.url)
-        headers = {name: self._resolve(value) for name, value in target.headers.items()}
-        async with httpx.AsyncClient(timeout=self._settings.timeout_s) as client:
-            resp = await client.post(url, json=body, headers=headers)
-        if not 200 <= resp.status_code < 300:
-            raise DeliveryFailed(f"HTTP {resp.status_code}")
-        return f" ({resp.status_code})"
+    async def _webhook(self, target: WebhookTarget, body: dict[str, Any], secrets: list[str]) -> str:
+        url = self._resolve(target.url, secrets)
+        headers = {}
+        for name, value in target.headers.items():
+            resolved = self._resolve(value, secrets)
+            if not all(" " <= ch <= "~" or ch == "\t" for ch in resolved):
+                raise DeliveryFailed(
+                    f"header {name}: its value holds a line break, a control or a non-ASCII character"
+                )
+            headers[name] = resolved
+        async with (
+            httpx.AsyncClient(timeout=self._settings.timeout_s) as client,
+            # The status is all that counts: the answer's body is never read (a receiver
+            # could send gigabytes), the connection is closed with it unread.
+            client.stream("POST", url, json=body, headers=headers) as resp,
+        ):
+            status = resp.status_code
+        if not 200 <= status < 300:
+            raise DeliveryFailed(f"HTTP {status}")
+        return f" ({status})"
 
-    async def _email(self, n: Notification, target: EmailTarget, body: dict[str, Any]) -> str:
+    async def _email(
+        self, n: Notification, target: EmailTarget, body: dict[str, Any], secrets: list[str]
+    ) -> str:
         record = self._reader.connection(target.connection)
         if record is None:
             raise DeliveryFailed(f"connection {target.connection!r} not found")
+        secrets.append(str(record["properties"].get("password") or ""))
         try:
             smtp = SmtpConnection.from_properties(record["properties"])
         except ValueError as e:
@@ -204,27 +233,67 @@ class Notifier:
         await asyncio.to_thread(_send_mail, smtp, msg, self._settings.timeout_s)
         return f" ({smtp.host}:{smtp.port})"
 
-    def _resolve(self, text: str) -> str:
+    def _resolve(self, text: str, secrets: list[str]) -> str:
+        """``text`` with its placeholders resolved; each connection value used goes to ``secrets``."""
+
         def lookup(conn_id: str, key: str) -> str:
             record = self._reader.connection(conn_id)
             if record is None:
                 raise KeyError(conn_id)
-            return str(record["properties"][key])
+            value = str(record["properties"][key])
+            secrets.append(value)
+            return value
 
         return resolve(text, params={}, lookup_conn=lookup, now_ms=self._clock(), context=Context.TEXT)
 
 
 def _send_mail(smtp: SmtpConnection, msg: EmailMessage, timeout_s: float) -> None:
-    """One SMTP conversation (blocking: run in a thread)."""
+    """One SMTP conversation (blocking: run in a thread), ended at ``timeout_s`` as a whole:
+    smtplib's timeout is per socket read, which a server that trickles its answers never
+    trips, and the caller's ``wait_for`` cannot stop a thread. So a timer shuts the socket
+    down at the deadline, which ends the conversation and frees the thread."""
     context = ssl.create_default_context()
     cls = smtplib.SMTP_SSL if smtp.ssl else smtplib.SMTP
     kwargs: dict[str, Any] = {"context": context} if smtp.ssl else {}
-    with cls(smtp.host, smtp.port, timeout=timeout_s, **kwargs) as client:
-        if smtp.starttls:
-            client.starttls(context=context)
-        if smtp.user:
-            client.login(smtp.user, smtp.password)
-        client.send_message(msg)
+    client = cls(timeout=timeout_s, **kwargs)  # not connected yet: the deadline covers connecting
+
+    def cut() -> None:
+        sock = client.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    deadline = threading.Timer(timeout_s, cut)
+    deadline.daemon = True
+    deadline.start()
+    try:
+        with client:
+            code, greeting = client.connect(smtp.host, smtp.port)
+            if code != 220:  # what smtplib's constructor checks when it connects itself
+                raise smtplib.SMTPConnectError(code, greeting)
+            if smtp.starttls:
+                client.starttls(context=context)
+            if smtp.user:
+                client.login(smtp.user, smtp.password)
+            client.send_message(msg)
+    finally:
+        deadline.cancel()
+        client.close()
+
+
+def _mask(text: str, secrets: list[str]) -> str:
+    """``text`` with every secret value, as it is and as ``repr`` would quote it (escaped line
+    breaks, bytes), replaced by ``***``; longest first, so a value that holds another goes whole."""
+    forms: set[str] = set()
+    for value in secrets:
+        if not value:
+            continue
+        forms.add(value)
+        forms.add(repr(value)[1:-1])
+        forms.add(repr(value.encode("utf-8", "backslashreplace"))[2:-1])
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, "***")
+    return text
 
 
 def _describe(e: BaseException) -> str:

@@ -14,14 +14,22 @@ Errors: a missing object is ``ObjectMissing``; a store that cannot be reached or
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import os
+import socket
 import stat
 import tempfile
+import threading
+import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 from kiok.errors import InvalidInput, KiokError, NotReady
+
+log = logging.getLogger(__name__)
 
 #: Smallest part S3 accepts in a multipart upload (all parts but the last).
 S3_MIN_PART_BYTES = 5 * 1024 * 1024
@@ -29,6 +37,8 @@ S3_MIN_PART_BYTES = 5 * 1024 * 1024
 DEFAULT_MAX_LIST_KEYS = 2_000_000
 #: Truncated pages without a key, in a row, before a listing fails (it does not advance).
 _MAX_EMPTY_PAGES = 100
+#: Whole-request deadline of one S3 call (``kiok.s3.request.timeout.ms``).
+DEFAULT_REQUEST_TIMEOUT_MS = 300_000
 #: The settings/properties read per section; a connection of type s3 uses the same names.
 S3_FIELDS = ("endpoint", "region", "bucket", "prefix", "path.style", "access.key", "secret.key")
 
@@ -222,12 +232,104 @@ class DirObjectStore:
 # --- S3 ---------------------------------------------------------------------------------------
 
 
+class _ThreadConns:
+    """Per thread: the HTTP connections it holds (checked out of a pool: a request in flight,
+    or a response body not read yet) and the S3 call it is making, if any."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.conns: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.call: _Call | None = None
+
+
+class _Call:
+    """One S3 call's deadline. When it passes, ``expire`` shuts down the sockets its thread
+    holds, which wakes a read or write blocked on a server that trickles bytes or never
+    answers; later connection requests of the call are refused (no retry after it)."""
+
+    def __init__(self, owner: _ThreadConns) -> None:
+        self.owner = owner
+        self.expired = False
+
+    def expire(self) -> None:
+        with self.owner.lock:
+            if self.owner.call is not self:  # the call ended meanwhile
+                return
+            self.expired = True
+            conns = list(self.owner.conns)
+        for conn in conns:
+            sock = getattr(conn, "sock", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    # socket.socket's own shutdown, also for an SSLSocket (whose override
+                    # would drop its SSL object under the thread reading it).
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+class _DeadlineExpired(Exception):
+    """Raised by a pool asked for a connection after its call's deadline."""
+
+
+_threads = threading.local()
+
+
+def _thread_conns() -> _ThreadConns:
+    state: _ThreadConns | None = getattr(_threads, "state", None)
+    if state is None:
+        state = _threads.state = _ThreadConns()
+    return state
+
+
+def _deadline_pool(base: Any) -> type:
+    """A subclass of a botocore connection pool that records, per thread, the connections
+    checked out of it (so a deadline can shut them down) and refuses to hand one out once
+    that thread's call is past its deadline (no retry after it)."""
+
+    def _get_conn(self: Any, timeout: float | None = None) -> Any:
+        state = _thread_conns()
+        if state.call is not None and state.call.expired:
+            raise _DeadlineExpired("S3 request deadline passed")
+        conn = base._get_conn(self, timeout)
+        with state.lock:
+            state.conns.add(conn)
+        conn._kiok_holder = state
+        return conn
+
+    def _put_conn(self: Any, conn: Any) -> None:
+        # The thread that checked it out lets go of it (even if another thread returns it).
+        holder: _ThreadConns | None = getattr(conn, "_kiok_holder", None)
+        if holder is not None:
+            with holder.lock:
+                holder.conns.discard(conn)
+            conn._kiok_holder = None
+        base._put_conn(self, conn)
+
+    return type(f"Deadline{base.__name__}", (base,), {"_get_conn": _get_conn, "_put_conn": _put_conn})
+
+
+def _install_deadline_pools(client: Any) -> bool:
+    """Make ``client``'s HTTP session use the deadline-aware pools (its pools are created on
+    first use, from this table). False when botocore's layout is not the expected one."""
+    import botocore.awsrequest
+
+    classes = getattr(
+        getattr(getattr(client, "_endpoint", None), "http_session", None), "_pool_classes_by_scheme", None
+    )
+    if not isinstance(classes, dict):
+        return False
+    classes["http"] = _deadline_pool(botocore.awsrequest.AWSHTTPConnectionPool)
+    classes["https"] = _deadline_pool(botocore.awsrequest.AWSHTTPSConnectionPool)
+    return True
+
+
 class S3ObjectStore:
     """Objects in one bucket under ``prefix`` (keys are joined as ``prefix/key``).
 
     boto3 is imported lazily so that a master without S3 settings never pays for it. Retries
     are few and timeouts short: an unreachable store must make the caller's loop notice
-    quickly (and keep the data where it is), not hang a flush for minutes."""
+    quickly (and keep the data where it is), not hang a flush for minutes. Every call also has
+    a whole-request deadline (``request_timeout_s``, retries and body reads included): a server
+    that trickles bytes never trips the per-read timeout, the deadline still ends the call."""
 
     def __init__(
         self,
@@ -243,6 +345,7 @@ class S3ObjectStore:
         connect_timeout_s: float = 3.0,
         read_timeout_s: float = 30.0,
         max_list_keys: int = DEFAULT_MAX_LIST_KEYS,
+        request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_MS / 1000,
     ) -> None:
         import boto3
         from botocore.config import Config
@@ -254,6 +357,7 @@ class S3ObjectStore:
         self.part_size = max(part_size, S3_MIN_PART_BYTES)
         self.endpoint = endpoint
         self.max_list_keys = max(1, max_list_keys)
+        self.request_timeout_s = max(0.001, float(request_timeout_s))
         config = Config(
             region_name=region or "us-east-1",
             s3={"addressing_style": "path" if path_style else "virtual"},
@@ -268,12 +372,53 @@ class S3ObjectStore:
             aws_secret_access_key=secret_key or None,
             config=config,
         )
+        if not _install_deadline_pools(self._client):  # a botocore whose insides moved
+            log.warning(
+                "S3 object store: this botocore's connection pools are not where kiok expects "
+                "them; kiok.s3.request.timeout.ms cannot cut a call short (read timeouts still apply)"
+            )
 
     def _full(self, key: str) -> str:
         check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def _call(self, what: str, key: str, fn: Callable[[], Any]) -> Any:
+        """``fn()`` (botocore calls) within the whole-request deadline, its errors as kiok's:
+        ObjectMissing, or ObjectStoreUnavailable (naming the deadline when it passed)."""
+        state = _thread_conns()
+        if state.call is not None:  # inside another call: its deadline holds
+            return self._translated(what, key, fn)
+        call = _Call(state)
+        state.call = call
+        timer = threading.Timer(self.request_timeout_s, call.expire)
+        timer.daemon = True
+        began = time.monotonic()
+        timer.start()
+        try:
+            result = self._translated(what, key, fn)
+        except Exception:
+            if not call.expired:
+                raise
+            result = None
+        finally:
+            timer.cancel()
+            with state.lock:
+                state.call = None
+        if call.expired:
+            # Also when fn returned: the sockets were cut, so what it got may be a truncated
+            # answer that only looks complete (a 200 whose headers ended at the cut).
+            body = result.get("Body") if isinstance(result, dict) else None
+            if body is not None:
+                with contextlib.suppress(Exception):
+                    body.close()
+            raise ObjectStoreUnavailable(
+                f"S3 {what} {self.bucket}/{self.prefix + '/' if self.prefix else ''}{key}: "
+                f"no complete answer within {self.request_timeout_s * 1000:.0f} ms "
+                f"(kiok.s3.request.timeout.ms), gave up after {time.monotonic() - began:.1f} s"
+            )
+        return result
+
+    def _translated(self, what: str, key: str, fn: Callable[[], Any]) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -345,13 +490,27 @@ class S3ObjectStore:
                 uid = upload_id
                 # Best effort: a bucket lifecycle rule reaps what an abort cannot.
                 with contextlib.suppress(Exception):
-                    self._client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=uid)
+                    self._call(
+                        "abort multipart",
+                        key,
+                        lambda: self._client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=full, UploadId=uid
+                        ),
+                    )
             raise
 
     def get(self, key: str) -> bytes:
         full = self._full(key)
         answer = self._call("get", key, lambda: self._client.get_object(Bucket=self.bucket, Key=full))
-        return bytes(self._call("get", key, lambda: answer["Body"].read()))
+        body = answer["Body"]
+
+        def read() -> bytes:
+            try:
+                return bytes(body.read())
+            finally:
+                body.close()  # a read that failed half way leaves no connection behind
+
+        return bytes(self._call("get", key, read))
 
     def _read_body(self, key: str, answer: Any, start: int, limit: int) -> bytes:
         """At most ``limit`` bytes of a ranged get's body, then the connection is dropped: a
@@ -420,7 +579,14 @@ class S3ObjectStore:
             empty = 0
             while True:
                 more = {"ContinuationToken": token} if token else {}
-                page = self._client.list_objects_v2(Bucket=self.bucket, Prefix=full_prefix, **more)
+                # One deadline per page: a long listing is many requests, each bounded.
+                page = self._call(
+                    "list",
+                    prefix or "(all)",
+                    functools.partial(
+                        self._client.list_objects_v2, Bucket=self.bucket, Prefix=full_prefix, **more
+                    ),
+                )
                 for item in page.get("Contents", []):
                     key = self._checked_key(item, prefix, full_prefix, seen)
                     if len(seen) > self.max_list_keys:  # "folder" keys too: they are kept in ``seen``
@@ -437,7 +603,7 @@ class S3ObjectStore:
                 if empty > _MAX_EMPTY_PAGES:
                     raise self._bad_listing(prefix, f"{empty} truncated pages in a row without a key")
 
-        return sorted(self._call("list", prefix or "(all)", collect))
+        return sorted(collect())
 
     def _bad_listing(self, prefix: str, why: str) -> ObjectStoreUnavailable:
         where = f"{self.prefix}/{prefix}" if self.prefix else prefix
@@ -535,6 +701,7 @@ def s3_store_from_settings(
         path_style = path_style.strip().lower() in ("1", "true", "yes", "on")
     part_size = _setting(settings, "kiok.s3.multipart.part.size.bytes")
     max_list_keys = _setting(settings, "kiok.s3.list.max.keys")
+    request_timeout_ms = _setting(settings, "kiok.s3.request.timeout.ms")
     return S3ObjectStore(
         endpoint=str(values.get("endpoint") or ""),
         region=str(values.get("region") or ""),
@@ -545,4 +712,6 @@ def s3_store_from_settings(
         secret_key=str(values.get("secret.key") or ""),
         part_size=int(part_size) if part_size else 8 * 1024 * 1024,
         max_list_keys=int(max_list_keys) if max_list_keys else DEFAULT_MAX_LIST_KEYS,
+        request_timeout_s=(int(request_timeout_ms) if request_timeout_ms else DEFAULT_REQUEST_TIMEOUT_MS)
+        / 1000,
     )
