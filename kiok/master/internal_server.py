@@ -50,7 +50,17 @@ from kiok.protocol.messages import (
     OfferVerdict,
     Refusal,
 )
-from kiok.protocol.to_master import KEEPALIVE, Heartbeat, Hello, Log, Permit, PermitFree, Release, Report
+from kiok.protocol.to_master import (
+    HELLO_MAX_BYTES,
+    KEEPALIVE,
+    Heartbeat,
+    Hello,
+    Log,
+    Permit,
+    PermitFree,
+    Release,
+    Report,
+)
 from kiok.protocol.to_worker import (
     Abandon,
     Cancel,
@@ -152,6 +162,8 @@ class WorkerConnection:
         self.status_url = ""
         #: The worker's HELLO named ``KEEPALIVE``: each HEARTBEAT is answered.
         self.keepalive = False
+        #: Its HELLO named only the first of its runs: its first HEARTBEAT names them all.
+        self.more_runs = False
 
     # --- WorkerHandle ----------------------------------------------------------------------
 
@@ -275,7 +287,10 @@ class WorkerConnection:
                 self._node.coordinator.capacity_freed(self.worker_id)
             self._free = free
             self._draining = draining
-            if message.runs is not None:
+            if message.runs is not None and self.more_runs:
+                self.more_runs = False
+                self._reattach(message.runs, complete=True)
+            elif message.runs is not None:
                 held = {claim.run_id for claim in message.runs}
                 self._node.coordinator.claims_seen(self.worker_id, held)
         elif isinstance(message, OfferReply):
@@ -301,6 +316,15 @@ class WorkerConnection:
             self._server.permits.release()
             self._own_permits.release()
             self._node.coordinator.capacity_freed(self.worker_id)
+
+    def _reattach(self, runs: tuple[Claim, ...], *, complete: bool) -> None:
+        """Give the worker back the runs it still owns; those it claims but no longer owns
+        it is told to abandon (each with the fence claimed: a newer driver stays)."""
+        abandon = self._node.coordinator.reattach(
+            self.worker_id, [claim.to_wire() for claim in runs], complete=complete
+        )
+        if abandon:
+            self.send(Abandon.of(tuple(Claim(a["run"], Fence(a["term"], a["epoch"])) for a in abandon)))
 
     def _log_batch(self, batch: Log) -> None:
         run_id, request, fence = batch.run_id, batch.request, batch.fence
@@ -508,7 +532,7 @@ class InternalServer:
     async def _admit(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, address: str
     ) -> WorkerConnection | None:
-        raw = await read_frame(reader, timeout_s=self.connect_timeout_s, max_frame_bytes=64 * 1024)
+        raw = await read_frame(reader, timeout_s=self.connect_timeout_s, max_frame_bytes=HELLO_MAX_BYTES)
         # It spoke: never closed to make room from here on (it may be spending a join token).
         self._awaiting_hello.pop(writer, None)
         if raw is None:
@@ -577,9 +601,8 @@ class InternalServer:
             conn.connected = False
             self._disconnected(conn)
             raise
-        abandon = self.node.coordinator.reattach(worker_id, [claim.to_wire() for claim in hello.runs])
-        if abandon:  # each with the fence claimed: a newer driver of the same run stays
-            conn.send(Abandon.of(tuple(Claim(a["run"], Fence(a["term"], a["epoch"])) for a in abandon)))
+        conn.more_runs = hello.more_runs
+        conn._reattach(hello.runs, complete=not hello.more_runs)
         self.node.coordinator.add_worker(conn)
         log.info(
             "worker %s connected from %s (labels %s, %s slots)",

@@ -17,6 +17,13 @@ from kiok.protocol.messages import Claim, Fence, Message, claims_from_wire, opt_
 MAX_SLOTS = 100_000
 
 
+#: The largest HELLO a master reads: it comes before authentication, so it must stay small
+#: (every connection waiting for its hello may hold this much).
+HELLO_MAX_BYTES = 64 * 1024
+#: What of a HELLO the runs it claims may take; a worker holding more claims the rest in its
+#: first HEARTBEAT (``Hello.more_runs``).
+HELLO_RUNS_BYTES = HELLO_MAX_BYTES // 2
+
 #: A HELLO capability: the worker wants each HEARTBEAT answered (``Kind.HEARTBEAT_ACK``), so
 #: that it can tell a master gone silent (frozen, or its host gone without a word).
 KEEPALIVE = "keepalive"
@@ -27,7 +34,10 @@ class Hello(Message):
     """HELLO: the first frame of a connection. It authenticates with ``credential`` or, on a
     worker's first start, ``join_token``; ``runs`` are the runs it holds (kept if still its).
     ``task_isolation`` and ``status_url`` came later (None/"" from older workers);
-    ``capabilities`` name what this worker understands beyond version 1 (``KEEPALIVE``)."""
+    ``capabilities`` name what this worker understands beyond version 1 (``KEEPALIVE``).
+    ``more_runs``: ``runs`` are only the first of the runs it holds (they fit in
+    ``HELLO_RUNS_BYTES``); its first HEARTBEAT names them all, and until then the master takes
+    none of its runs from it. An older master ignores it (and reassigns the runs not named)."""
 
     KIND: ClassVar[Kind] = Kind.HELLO
 
@@ -40,6 +50,7 @@ class Hello(Message):
     status_url: str = ""
     credential: str | None = None
     join_token: str | None = None
+    more_runs: bool = False
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -57,6 +68,8 @@ class Hello(Message):
             out["credential"] = self.credential
         if self.join_token is not None:
             out["joinToken"] = self.join_token
+        if self.more_runs:
+            out["moreRuns"] = True
         return out
 
     @classmethod
@@ -74,6 +87,7 @@ class Hello(Message):
             status_url=f.opt_text(m, kind, "statusUrl") or "",
             credential=f.opt_text(m, kind, "credential"),
             join_token=f.opt_text(m, kind, "joinToken"),
+            more_runs=f.flag(m, kind, "moreRuns"),
             request=cls.request_of(m),
         )
 

@@ -21,9 +21,10 @@ A REPORT with a negative id carries attempt starts: the master acknowledges it o
 committed, and only then does the attempt begin. ABANDON's ``claims`` name the fence of each
 run (only the driver under that fence stops). HELLO also carries slots, claimed runs and
 ``taskIsolation`` (how the worker isolates its tasks: ``none``, ``user`` or ``user+pidns``;
-shown by ``/cluster/health``) and ``capabilities``: ``keepalive`` asks the master to answer
-each HEARTBEAT (its WELCOME says ``keepalive`` when it will), so that a worker can leave a
-master silent for the heartbeat timeout.
+shown by ``/cluster/health``), ``moreRuns`` (its runs did not all fit in the hello, which is
+read before authentication: its first HEARTBEAT names them all) and ``capabilities``:
+``keepalive`` asks the master to answer each HEARTBEAT (its WELCOME says ``keepalive`` when
+it will), so that a worker can leave a master silent for the heartbeat timeout.
 """
 
 from __future__ import annotations

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import msgpack
+
 from kiok.core.states import TERMINAL_TASK_STATES
 from kiok.errors import ProtocolError
 from kiok.ids import RUN_LOG_TASK
@@ -44,7 +46,17 @@ from kiok.protocol.codec import FROM_MASTER, decode, encode, kind_of
 from kiok.protocol.framing import Silent, read_frame, write_frame
 from kiok.protocol.kinds import Kind
 from kiok.protocol.messages import PROTOCOL_VERSION, Claim, Fence, Message, OfferReply, OfferVerdict, Refusal
-from kiok.protocol.to_master import KEEPALIVE, Heartbeat, Hello, Log, Permit, PermitFree, Release, Report
+from kiok.protocol.to_master import (
+    HELLO_RUNS_BYTES,
+    KEEPALIVE,
+    Heartbeat,
+    Hello,
+    Log,
+    Permit,
+    PermitFree,
+    Release,
+    Report,
+)
 from kiok.protocol.to_worker import (
     Abandon,
     Cancel,
@@ -403,16 +415,19 @@ class MasterClient:
         reader, writer = await asyncio.wait_for(self._connect(host, port), self._connect_timeout_s)
         try:
             credential, join_token = self._auth()
+            claims = self._claims()
+            first = _fitting(claims, HELLO_RUNS_BYTES)
             hello = Hello(
                 self._worker_id,
                 tuple(self._worker.labels),
                 self._worker.total_slots,
-                self._claims(),
+                first,
                 capabilities=(KEEPALIVE,),
                 task_isolation=self._worker.task_isolation,
                 status_url=self._status_url,
                 credential=credential,
                 join_token=join_token,
+                more_runs=len(first) < len(claims),  # the first heartbeat names them all
             )
             await write_frame(writer, encode(hello), timeout_s=self._io_timeout_s)
             raw = await read_frame(reader, timeout_s=self._connect_timeout_s, max_frame_bytes=self._max_frame)
@@ -639,6 +654,16 @@ class MasterClient:
                 raise ConnectionError(m.reason)
             elif isinstance(m, HeartbeatAck):
                 pass  # it is alive: that it came is all it says
+
+
+def _fitting(claims: tuple[Claim, ...], budget: int) -> tuple[Claim, ...]:
+    """The first of ``claims`` whose wire form fits in ``budget`` bytes."""
+    size = 0
+    for i, claim in enumerate(claims):
+        size += len(msgpack.packb(claim.to_wire())) + 1
+        if size > budget:
+            return claims[:i]
+    return claims
 
 
 _RunFence = tuple[str, int, int]

@@ -379,37 +379,35 @@ class _BusyWorker(_StubWorker):
         ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the master reads a hello of at most 64 KiB (it comes before authentication) but a "
-    "hello names every run the worker holds, with no limit on how many: past ~700-1,400 runs "
-    "(by run id length) the worker is closed at every hello and can never reconnect (a "
-    "failover or a blip locks it out for good). Needs a design choice (claims after the "
-    "WELCOME, or a larger hello budget, or a worker that claims what fits and gives the rest "
-    "back): not a small fix.",
-)
 async def test_a_worker_holding_many_runs_can_reconnect(tmp_path: Path) -> None:
+    """A hello is read before authentication, so it stays small (64 KiB), but it named every
+    run the worker held: past ~700-1,400 runs (by run id length) the worker was closed at
+    every hello and could never reconnect. It names those that fit; its first heartbeat names
+    them all, and the master takes none of its runs from it in between."""
     node = PatientNode(connect_timeout_ms=10_000)
     node.keyring = Keyring.generate()  # type: ignore[assignment]
+    seen: list[tuple[int, bool]] = []
+    both = asyncio.Event()
+
+    def reattach(worker_id: str, claims: list[dict[str, Any]], *, complete: bool = True) -> list[Any]:
+        seen.append((len(claims), complete))
+        if len(seen) == 2:
+            both.set()
+        return []
+
+    node.coordinator.reattach = reattach  # type: ignore[method-assign]
     async with serving(node) as port:
-        credential = tmp_path / "credential"
-        credential.write_text("w1.secret\n")
-        client = MasterClient(
-            [("127.0.0.1", port)],
-            "w1",
-            credential_file=credential,
-            join_token="",
-            outbox=Outbox(tmp_path / "outbox"),
-            heartbeat_interval_s=0.1,
-            connect_timeout_s=1,
-            io_timeout_s=1,
-            max_frame_bytes=DEFAULT_MAX_FRAME_BYTES,
-        )
+        (tmp_path / "credential").write_text("w1.secret\n")
+        client = _client([("127.0.0.1", port)], tmp_path)
         client.attach(_BusyWorker())  # type: ignore[arg-type]
         running = asyncio.create_task(client.run())
         try:
             await asyncio.wait_for(client._connected.wait(), 5)
             assert node.coordinator.added == ["w1"]
+            await asyncio.wait_for(both.wait(), 5)
+            (first, complete), everything = seen
+            assert 100 < first < 2000 and not complete  # the hello: what fits, and more to come
+            assert everything == (2000, True)  # the first heartbeat
         finally:
             await client.stop()
             running.cancel()

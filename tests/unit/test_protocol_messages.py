@@ -346,6 +346,7 @@ messages: st.SearchStrategy[Message] = st.one_of(
         texts,
         opt_text,
         opt_text,
+        st.booleans(),
         request=ints,
     ),
     st.builds(
