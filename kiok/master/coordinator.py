@@ -163,14 +163,10 @@ class Coordinator:
                 handle.cancel(run_id, cancel_reason(run.get("cancelBy"), run.get("failReason")))
         self._kick.set()
 
-    def reattach(
-        self, worker_id: str, claims: list[dict[str, Any]], *, complete: bool = True
-    ) -> list[dict[str, Any]]:
+    def reattach(self, worker_id: str, claims: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """A worker (re)connected saying which runs it holds, under which fences. Those it
         still owns stay with it; the others are returned (run and the fence claimed): it must
-        abandon them. Runs we thought it drove but it does not claim go back to the pool,
-        once the claims are ``complete`` (a hello names only the first of many: the worker's
-        first heartbeat names them all, and is reattached in its turn)."""
+        abandon them. Runs we thought it drove but it does not claim go back to the pool."""
         abandon: list[dict[str, Any]] = []
         claimed: set[str] = set()
         for claim in claims:
@@ -191,7 +187,7 @@ class Coordinator:
             else:
                 abandon.append({"run": run_id, "term": claim.get("term"), "epoch": claim.get("epoch")})
         for run_id, w in list(self._driving.items()):
-            if complete and w == worker_id and run_id not in claimed:
+            if w == worker_id and run_id not in claimed:
                 self._drop(run_id)
         self._kick.set()
         return abandon

@@ -265,6 +265,7 @@ class WorkerConnection:
                 self._reader,
                 timeout_s=self._server.heartbeat_timeout_s,
                 max_frame_bytes=self._server.max_frame,
+                progress=True,
             )
             if message is None:
                 return
@@ -283,14 +284,19 @@ class WorkerConnection:
             if self.keepalive:
                 self.send(HeartbeatAck())
             free, draining = min(max(message.free, 0), self._slots), message.draining
+            if self.more_runs:
+                # Its hello named only some of its runs; these are all of them: now it takes
+                # them back and becomes one of the coordinator's workers.
+                self._free, self._draining = free, draining
+                if message.runs is not None:
+                    self.more_runs = False
+                    self._join(message.runs)
+                return
             if free > self._free or (self._draining and not draining):  # more room, or undrained
                 self._node.coordinator.capacity_freed(self.worker_id)
             self._free = free
             self._draining = draining
-            if message.runs is not None and self.more_runs:
-                self.more_runs = False
-                self._reattach(message.runs, complete=True)
-            elif message.runs is not None:
+            if message.runs is not None:
                 held = {claim.run_id for claim in message.runs}
                 self._node.coordinator.claims_seen(self.worker_id, held)
         elif isinstance(message, OfferReply):
@@ -317,14 +323,16 @@ class WorkerConnection:
             self._own_permits.release()
             self._node.coordinator.capacity_freed(self.worker_id)
 
-    def _reattach(self, runs: tuple[Claim, ...], *, complete: bool) -> None:
-        """Give the worker back the runs it still owns; those it claims but no longer owns
-        it is told to abandon (each with the fence claimed: a newer driver stays)."""
-        abandon = self._node.coordinator.reattach(
-            self.worker_id, [claim.to_wire() for claim in runs], complete=complete
-        )
+    def _join(self, runs: tuple[Claim, ...]) -> None:
+        """Give the worker back the runs it claims and still owns (those it no longer owns
+        it is told to abandon, each with the fence claimed: a newer driver stays), then make
+        it one of the coordinator's workers (offers; cancels committed while it was away).
+        Until then it holds its runs as a worker cut off does: none is offered elsewhere
+        within the reconnect grace, and it is offered nothing."""
+        abandon = self._node.coordinator.reattach(self.worker_id, [claim.to_wire() for claim in runs])
         if abandon:
             self.send(Abandon.of(tuple(Claim(a["run"], Fence(a["term"], a["epoch"])) for a in abandon)))
+        self._node.coordinator.add_worker(self)
 
     def _log_batch(self, batch: Log) -> None:
         run_id, request, fence = batch.run_id, batch.request, batch.fence
@@ -601,9 +609,10 @@ class InternalServer:
             conn.connected = False
             self._disconnected(conn)
             raise
-        conn.more_runs = hello.more_runs
-        conn._reattach(hello.runs, complete=not hello.more_runs)
-        self.node.coordinator.add_worker(conn)
+        if hello.more_runs:
+            conn.more_runs = True  # it joins with its first heartbeat, which names them all
+        else:
+            conn._join(hello.runs)
         log.info(
             "worker %s connected from %s (labels %s, %s slots)",
             worker_id,

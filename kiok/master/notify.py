@@ -251,13 +251,19 @@ def _send_mail(smtp: SmtpConnection, msg: EmailMessage, timeout_s: float) -> Non
     """One SMTP conversation (blocking: run in a thread), ended at ``timeout_s`` as a whole:
     smtplib's timeout is per socket read, which a server that trickles its answers never
     trips, and the caller's ``wait_for`` cannot stop a thread. So a timer shuts the socket
-    down at the deadline, which ends the conversation and frees the thread."""
+    down at the deadline, which ends the conversation and frees the thread; one that fires
+    while the connection is still being made (no socket to cut yet) ends it once made."""
     context = ssl.create_default_context()
     cls = smtplib.SMTP_SSL if smtp.ssl else smtplib.SMTP
     kwargs: dict[str, Any] = {"context": context} if smtp.ssl else {}
     client = cls(timeout=timeout_s, **kwargs)  # not connected yet: the deadline covers connecting
+    # The name TLS verifies the server against (SMTPS at connect, STARTTLS later): smtplib
+    # sets it only when the constructor connects, which it does not here.
+    client._host = smtp.host  # type: ignore[attr-defined]  # (smtplib keeps it, typeshed does not say)
+    expired = threading.Event()
 
     def cut() -> None:
+        expired.set()
         sock = client.sock
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -269,6 +275,8 @@ def _send_mail(smtp: SmtpConnection, msg: EmailMessage, timeout_s: float) -> Non
     try:
         with client:
             code, greeting = client.connect(smtp.host, smtp.port)
+            if expired.is_set():
+                raise TimeoutError(f"the SMTP server took over {timeout_s:g}s to answer")
             if code != 220:  # what smtplib's constructor checks when it connects itself
                 raise smtplib.SMTPConnectError(code, greeting)
             if smtp.starttls:

@@ -97,9 +97,17 @@ class Silent(ProtocolError):
 
 
 async def read_frame(
-    reader: asyncio.StreamReader, *, timeout_s: float, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    reader: asyncio.StreamReader,
+    *,
+    timeout_s: float,
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    progress: bool = False,
 ) -> dict[str, Any] | None:
-    """The next frame, or None at a clean end of stream (EOF between frames)."""
+    """The next frame, or None at a clean end of stream (EOF between frames). ``timeout_s``
+    bounds the wait for the frame to begin, then for its body: as a whole, or with
+    ``progress`` for each read of it (a peer that has spoken, on a connection where silence
+    means it is gone, may take as long as a large frame takes on a slow link while its bytes
+    keep coming; a peer not authenticated yet is given the whole deadline only)."""
     try:
         header = await asyncio.wait_for(reader.readexactly(_HEADER.size), timeout_s)
     except asyncio.IncompleteReadError as e:
@@ -112,12 +120,28 @@ async def read_frame(
     if size > max_frame_bytes:
         raise ProtocolError(f"frame of {size} bytes exceeds the limit of {max_frame_bytes}")
     try:
-        body = await asyncio.wait_for(reader.readexactly(size), timeout_s)
+        if progress:
+            body = await _read_progressing(reader, size, timeout_s)
+        else:
+            body = await asyncio.wait_for(reader.readexactly(size), timeout_s)
     except asyncio.IncompleteReadError:
         raise ProtocolError("connection closed inside a frame (truncated)") from None
     except TimeoutError:
         raise Silent(f"frame body not received within {timeout_s:g}s") from None
     return decode_body(body, containers=max_containers(max_frame_bytes))
+
+
+async def _read_progressing(reader: asyncio.StreamReader, size: int, timeout_s: float) -> bytes:
+    """``size`` bytes, each read within ``timeout_s`` (most frames: one read)."""
+    chunks: list[bytes] = []
+    left = size
+    while left:
+        chunk = await asyncio.wait_for(reader.read(left), timeout_s)
+        if not chunk:
+            raise asyncio.IncompleteReadError(b"".join(chunks), size)
+        chunks.append(chunk)
+        left -= len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def write_frame(

@@ -24,7 +24,7 @@ run (only the driver under that fence stops). HELLO also carries slots, claimed 
 shown by ``/cluster/health``), ``moreRuns`` (its runs did not all fit in the hello, which is
 read before authentication: its first HEARTBEAT names them all) and ``capabilities``:
 ``keepalive`` asks the master to answer each HEARTBEAT (its WELCOME says ``keepalive`` when
-it will), so that a worker can leave a master silent for the heartbeat timeout.
+it will), so that a worker can leave a master silent for half the heartbeat timeout.
 """
 
 from __future__ import annotations

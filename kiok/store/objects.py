@@ -393,8 +393,8 @@ class S3ObjectStore:
         timer = threading.Timer(self.request_timeout_s, call.expire)
         timer.daemon = True
         began = time.monotonic()
-        timer.start()
         try:
+            timer.start()  # in here: a thread that cannot start still leaves ``state.call`` clear
             result = self._translated(what, key, fn)
         except Exception:
             if not call.expired:
@@ -501,16 +501,15 @@ class S3ObjectStore:
 
     def get(self, key: str) -> bytes:
         full = self._full(key)
-        answer = self._call("get", key, lambda: self._client.get_object(Bucket=self.bucket, Key=full))
-        body = answer["Body"]
 
-        def read() -> bytes:
+        def get_whole() -> bytes:  # the request and its body's transfer: one deadline
+            body = self._client.get_object(Bucket=self.bucket, Key=full)["Body"]
             try:
                 return bytes(body.read())
             finally:
                 body.close()  # a read that failed half way leaves no connection behind
 
-        return bytes(self._call("get", key, read))
+        return bytes(self._call("get", key, get_whole))
 
     def _read_body(self, key: str, answer: Any, start: int, limit: int) -> bytes:
         """At most ``limit`` bytes of a ranged get's body, then the connection is dropped: a

@@ -459,10 +459,12 @@ class MasterClient:
                 self._start_lease_s = answer.heartbeat_timeout_ms / 2000
             self._silence_s = _SILENT_FOR_LONG_S
             if answer.keepalive and answer.heartbeat_timeout_ms:
-                # As the master drops a worker silent that long, a worker leaves a master
-                # silent that long (frozen, or its host gone without closing the connection:
-                # the new leader is elsewhere); never under three of its own heartbeats.
-                self._silence_s = max(answer.heartbeat_timeout_ms / 1000, 3 * self._heartbeat_s)
+                # A master silent for half the time it drops a silent worker after is left
+                # (frozen, or its host gone without closing the connection: the new leader is
+                # elsewhere), so the worker is back, at the new leader, well within that time
+                # (a new leader keeps a worker's runs for it as long); never under three of
+                # its own heartbeats.
+                self._silence_s = max(answer.heartbeat_timeout_ms / 2000, 3 * self._heartbeat_s)
             if answer.outbox_keys is None:
                 raise ProtocolError("welcome: field 'outboxKeys' missing or of the wrong type")
             self._outbox.set_keys(answer.outbox_keys.keyring())
@@ -607,7 +609,9 @@ class MasterClient:
         assert self._worker is not None
         worker = self._worker
         while True:
-            raw = await read_frame(reader, timeout_s=self._silence_s, max_frame_bytes=self._max_frame)
+            raw = await read_frame(
+                reader, timeout_s=self._silence_s, max_frame_bytes=self._max_frame, progress=True
+            )
             if raw is None:
                 raise ConnectionError("the master closed the connection")
             kind = kind_of(raw)

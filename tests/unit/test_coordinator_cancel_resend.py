@@ -163,19 +163,3 @@ async def test_a_cancel_that_ends_the_run_at_once_still_reaches_its_driver() -> 
     header = reader.run_header(run)
     assert header is not None and header["state"] == "CANCELLED"
     assert [r for r, _ in w1.cancels] == [run]
-
-
-async def test_a_hello_naming_only_some_runs_keeps_the_others_until_the_full_claims() -> None:
-    """A hello names only the runs that fit (it is read before authentication): the runs it
-    does not name stay with the worker until its first heartbeat names them all."""
-    log, reader, run = await _world()
-    coord = Coordinator(log, reader, lambda *a: None, lambda: 1000, term=1)
-    log.subscribe(coord.on_effects)
-    w1 = await _drive_a(log, reader, run, coord)
-    w1.connected = False
-    assert coord.reattach("w1", [], complete=False) == []  # its hello: more runs to come
-    assert coord._driving == {run: "w1"}
-    assert coord.reattach("w1", _claim(reader, run)) == []  # its first heartbeat
-    assert coord._driving == {run: "w1"}
-    assert coord.reattach("w1", []) == []  # complete claims without the run: it goes back
-    assert coord._driving == {}

@@ -25,9 +25,7 @@ class Coordinator:
         self.lost: list[str] = []
         self.added: list[str] = []
 
-    def reattach(
-        self, worker_id: str, claims: list[dict[str, Any]], *, complete: bool = True
-    ) -> list[dict[str, Any]]:
+    def reattach(self, worker_id: str, claims: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return []
 
     def add_worker(self, handle: Any) -> None:

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kiok.errors import ProtocolError
-from kiok.protocol.framing import decode_body, encode_frame, read_frame
+from kiok.protocol.framing import Silent, decode_body, encode_frame, read_frame
 
 
 def reader_with(data: bytes, *, eof: bool = True) -> asyncio.StreamReader:
@@ -66,3 +66,24 @@ def test_oversized_outgoing_frames_are_refused() -> None:
     with pytest.raises(ProtocolError):
         encode_frame({"t": "x", "blob": b"0" * 100}, max_frame_bytes=50)
     assert msgpack.unpackb(encode_frame({"t": "x"})[4:]) == {"t": "x"}
+
+
+async def test_a_large_frame_that_keeps_coming_is_not_silence_once_it_has_begun() -> None:
+    """A frame arriving in ten pieces 0.05 s apart, read with a 0.2 s deadline: as a whole it
+    takes longer than the deadline (a hello, not authenticated yet, is refused), read with
+    ``progress`` each piece comes in time (a large offer on a slow link is no silent master)."""
+    frame = encode_frame({"v": 1, "t": "offer", "id": 1, "blob": b"x" * 10_000})
+    loop = asyncio.get_running_loop()
+
+    def trickled() -> asyncio.StreamReader:
+        reader = asyncio.StreamReader()
+        reader.feed_data(frame[:4])
+        pieces = [frame[4 + i * 1000 : 4 + (i + 1) * 1000] for i in range((len(frame) - 4 + 999) // 1000)]
+        for i, piece in enumerate(pieces):
+            loop.call_later(0.05 * (i + 1), reader.feed_data, piece)
+        return reader
+
+    message = await read_frame(trickled(), timeout_s=0.2, progress=True)
+    assert message is not None and message["blob"] == b"x" * 10_000
+    with pytest.raises(Silent, match=r"frame body not received within 0\.2s"):
+        await read_frame(trickled(), timeout_s=0.2)
