@@ -49,10 +49,18 @@ def _resources(value: Any, field: str) -> list[str]:
 
 def _matches_nothing(pattern: str) -> str | None:
     """Why a Resource pattern that leads into a kind of resource still matches none, or
-    None: a control or other unprintable character (no name holds one), or a pattern that
-    goes on past ``cluster``, which is a whole resource and no prefix (``cluster/*``)."""
+    None: a control or other unprintable character, a space or a non-ASCII character (no
+    name holds one), or a pattern that goes on past ``cluster``, which is a whole resource
+    and no prefix (``cluster/*``)."""
     if not pattern.isprintable():
         return f"{pattern!r} holds an unprintable character, which no kiok resource name has"
+    if not pattern.isascii() or any(ch.isspace() for ch in pattern):
+        # A Unicode hyphen or look-alike letter pasted from a document, a trailing space:
+        # every name kiok takes in is ASCII without spaces, so the pattern would match none.
+        return (
+            f"{pattern!r} holds a space or a non-ASCII character, which no kiok resource name "
+            "has (names are ASCII letters, digits, '_', '.', '@' and '-')"
+        )
     fixed = _WILDCARD.split(pattern, maxsplit=1)[0]
     if fixed.startswith(resources.CLUSTER) and not fnmatch.fnmatchcase(resources.CLUSTER, pattern):
         return f"{pattern!r} names no kiok resource ('cluster' is one resource, with nothing below it)"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,6 +26,9 @@ from kiok.security.passwords import password_problem
 from kiok.security.policy import validate_document
 from kiok.store import commands as c
 from kiok.store.reader import access_key_is_current
+
+if TYPE_CHECKING:
+    from kiok.master.node import MasterNode
 
 router = APIRouter(prefix="/api/v1/iam", tags=["iam"])
 
@@ -75,6 +78,13 @@ def _user_view(u: dict[str, Any]) -> dict[str, Any]:
         "requirePasswordChange": bool(u.get("requirePasswordChange")),
         "createdAt": iso(u.get("createdMs")),
     }
+
+
+def _changed(field: str, before: Iterable[str], after: Iterable[str]) -> str:
+    """``groups +a -b`` for the audit log ("" when nothing changed)."""
+    old, new = set(before), set(after)
+    names = [f"+{n}" for n in sorted(new - old)] + [f"-{n}" for n in sorted(old - new)]
+    return f"{field} {' '.join(names)}" if names else ""
 
 
 def _check_changes(
@@ -150,7 +160,15 @@ async def put_user(
             expect_policies=tuple(old_policies),
         )
     )
-    node.audit.record(principal.user, actions.WRITE_IAM, resources.user(name), client_address(request))
+    changes = ["created" if old is None else ("password set" if body.password is not None else "")]
+    changes += [_changed("groups", old_groups, groups), _changed("policies", old_policies, policies)]
+    node.audit.record(
+        principal.user,
+        actions.WRITE_IAM,
+        resources.user(name),
+        client_address(request),
+        detail="; ".join(x for x in changes if x),
+    )
     record = node.reader.user(name)
     assert record is not None
     return _user_view(record)
@@ -190,7 +208,13 @@ async def put_group(
             at_ms=node.clock_ms(), name=name, policies=tuple(policies), expect_policies=tuple(old_policies)
         )
     )
-    node.audit.record(principal.user, actions.WRITE_IAM, resources.group(name), client_address(request))
+    node.audit.record(
+        principal.user,
+        actions.WRITE_IAM,
+        resources.group(name),
+        client_address(request),
+        detail=_changed("policies", old_policies, policies),
+    )
     return {"group": name, "policies": policies}
 
 
@@ -213,10 +237,20 @@ async def list_policies(
 async def put_policy(
     body: PolicyRequest, request: Request, principal: Principal = Depends(require_anywhere(actions.WRITE_IAM))
 ) -> dict[str, Any]:
+    """Create a policy or replace its document. Replacing the document of a policy that is
+    attached to a user or group changes what they may do, as detaching the old one and
+    attaching the new one would: it also needs ``iam:AttachPolicy`` and ``iam:DetachPolicy``
+    on the policy (else ``iam:Write`` on a policy one holds would grant oneself anything, or
+    empty a Deny one is held to)."""
     node = node_of(request)
     name = _name(body.policy, "policy")
-    node.iam.authorize(principal, actions.WRITE_IAM, resources.policy(name))
+    grants = node.iam.grants(principal)
+    grants.check(actions.WRITE_IAM, resources.policy(name))
     document = validate_document(body.document)
+    old = node.reader.policy(name)
+    if old is not None and old["document"] != document and _attached(node, name):
+        grants.check(actions.ATTACH_POLICY, resources.policy(name))
+        grants.check(actions.DETACH_POLICY, resources.policy(name))
     await node.log.propose(c.PutPolicy(at_ms=node.clock_ms(), name=name, document=document))
     node.audit.record(principal.user, actions.WRITE_IAM, resources.policy(name), client_address(request))
     return {"policy": name, "document": document}
@@ -337,5 +371,18 @@ async def delete_policy(
     request: Request,
     principal: Principal = Depends(require(actions.WRITE_IAM, "iam/policy/{name}")),
 ) -> dict[str, Any]:
-    """Delete a policy; it is detached from every user and group."""
+    """Delete a policy; it is detached from every user and group, which needs what detaching
+    needs (it may be a Deny): also ``iam:DetachPolicy`` on it if it is attached anywhere."""
+    node = node_of(request)
+    if _attached(node, name):
+        node.iam.grants(principal).check(actions.DETACH_POLICY, resources.policy(name))
     return await _delete(request, principal, "policy", name, resources.policy(name))
+
+
+def _attached(node: MasterNode, policy: str) -> bool:
+    """Whether ``policy`` is attached to some user or group."""
+    return any(
+        policy in (record.get("policies") or ())
+        for kind in ("user", "group")
+        for record in node.reader.iam_records(kind)
+    )

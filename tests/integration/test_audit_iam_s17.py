@@ -1,0 +1,283 @@
+"""Audit of IAM (session 17), from a low-privilege account against a real ``kiok standalone``:
+"a user may only do what a policy grants". Each test is one attack; one marked ``xfail`` is a
+weakness reported but not fixed (its reason says why)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+
+from kiok.testing.process import Standalone
+
+PW = "Audit-Iam-Password-1"
+
+
+def login(k: Standalone, user: str, password: str = PW) -> dict[str, str]:
+    r = httpx.post(k.url + "/api/v1/auth/login", json={"user": user, "password": password}, timeout=30)
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['accessToken']}"}
+
+
+def call(k: Standalone, headers: dict[str, str], method: str, path: str, **kw: Any) -> httpx.Response:
+    return httpx.request(method, k.url + path, headers=headers, timeout=30, **kw)
+
+
+def document(*statements: dict[str, Any]) -> dict[str, Any]:
+    return {"Statement": list(statements)}
+
+
+def allow(action: str | list[str], resource: str | list[str]) -> dict[str, Any]:
+    return {"Effect": "Allow", "Action": action, "Resource": resource}
+
+
+def deny(action: str | list[str], resource: str | list[str]) -> dict[str, Any]:
+    return {"Effect": "Deny", "Action": action, "Resource": resource}
+
+
+def put_policy(k: Standalone, name: str, *statements: dict[str, Any]) -> None:
+    r = k.api("POST", "/api/v1/iam/policies", json={"policy": name, "document": document(*statements)})
+    assert r.status_code == 201, r.text
+
+
+def put_user(
+    k: Standalone, user: str, *, policies: tuple[str, ...] = (), groups: tuple[str, ...] = ()
+) -> None:
+    body = {"user": user, "password": PW, "policies": list(policies), "groups": list(groups)}
+    r = k.api("POST", "/api/v1/iam/users", json=body)
+    assert r.status_code == 201, r.text
+
+
+def forbidden(r: httpx.Response, action: str, resource: str) -> bool:
+    return (
+        r.status_code == 403
+        and r.json()["error"]["code"] == "forbidden"
+        and f"{action} on {resource}" in r.json()["error"]["message"]
+    )
+
+
+def policy_document(k: Standalone, name: str) -> dict[str, Any]:
+    policies = k.api("GET", "/api/v1/iam/policies").json()["policies"]
+    found: dict[str, Any] = next(p["document"] for p in policies if p["policy"] == name)
+    return found
+
+
+@pytest.fixture(scope="module")
+def k(shared_kiok: Standalone) -> Standalone:
+    return shared_kiok
+
+
+# --- Policies: writing one's own policy is no way around attaching and detaching -------------
+
+
+def test_iam_write_on_a_policy_one_holds_does_not_rewrite_it_into_full_access(k: Standalone) -> None:
+    """A policy author (``iam:Write`` on ``iam/policy/*``) who holds one of those policies
+    could replace its document with ``Allow * on *``: every attach/detach/group check then
+    meant nothing. Changing the document of an attached policy changes what its holders may
+    do, as attaching it does: it needs ``iam:AttachPolicy`` and ``iam:DetachPolicy`` too."""
+    put_policy(k, "authors", allow("iam:Write", "iam/policy/*"))
+    put_user(k, "pat", policies=("authors",))
+    pat = login(k, "pat")
+    assert forbidden(call(k, pat, "GET", "/api/v1/admin/audit"), "audit:Read", "cluster")
+    everything = {"policy": "authors", "document": document(allow("*", "*"))}
+    r = call(k, pat, "POST", "/api/v1/iam/policies", json=everything)
+    assert forbidden(r, "iam:AttachPolicy", "iam/policy/authors"), r.text
+    assert policy_document(k, "authors") == document(allow(["iam:Write"], ["iam/policy/*"]))
+    assert forbidden(call(k, pat, "GET", "/api/v1/admin/audit"), "audit:Read", "cluster")
+    # A policy attached to nobody is the author's to write and delete with iam:Write alone.
+    draft = {"policy": "pat-draft", "document": document(allow("*", "*"))}
+    assert call(k, pat, "POST", "/api/v1/iam/policies", json=draft).status_code == 201
+    draft["document"] = document(allow("dags:List", "dag/*"))
+    assert call(k, pat, "POST", "/api/v1/iam/policies", json=draft).status_code == 201
+    assert call(k, pat, "DELETE", "/api/v1/iam/policies/pat-draft").status_code == 200
+
+
+def test_iam_write_on_a_policy_that_denies_does_not_shed_the_deny(k: Standalone) -> None:
+    """A Deny attached to a user (or a group of theirs) held against ``iam:Write`` on the
+    policy: deleting it detached it from everyone, rewriting it emptied it. Both are detaching
+    it (``iam:DetachPolicy``), as deleting a group that holds a Deny already is."""
+    put_policy(k, "no-dags", deny("dags:*", "*"))
+    put_policy(k, "policy-writer", allow("iam:Write", "iam/policy/*"), allow("dags:List", "dag/*"))
+    assert k.api("POST", "/api/v1/iam/groups", json={"group": "dagless", "policies": ["no-dags"]}).is_success
+    put_user(k, "quinn", policies=("policy-writer",), groups=("dagless",))
+    quinn = login(k, "quinn")
+    assert forbidden(call(k, quinn, "GET", "/api/v1/dags"), "dags:List", "any resource")
+    r = call(k, quinn, "DELETE", "/api/v1/iam/policies/no-dags")
+    assert forbidden(r, "iam:DetachPolicy", "iam/policy/no-dags"), r.text
+    harmless = {"policy": "no-dags", "document": document(deny("kms:Rotate", "cluster"))}
+    r = call(k, quinn, "POST", "/api/v1/iam/policies", json=harmless)
+    assert r.status_code == 403 and "iam/policy/no-dags" in r.text, r.text
+    assert policy_document(k, "no-dags") == document(deny(["dags:*"], ["*"]))
+    assert forbidden(call(k, quinn, "GET", "/api/v1/dags"), "dags:List", "any resource")
+    groups = k.api("GET", "/api/v1/iam/groups").json()["groups"]
+    assert {"group": "dagless", "policies": ["no-dags"]} in groups
+
+
+# --- The audit log tells a password reset from any other user update -------------------------
+
+
+def test_setting_another_users_password_and_memberships_is_told_in_the_audit_log(k: Standalone) -> None:
+    """An admin who set someone's password through ``POST /api/v1/iam/users`` left the same
+    record as one who changed nothing (``iam:Write`` on the user, no detail): a password reset
+    (then a login as that user) could not be told from a no-op in the audit log."""
+    put_user(k, "rita")
+    assert k.api("POST", "/api/v1/iam/groups", json={"group": "rita-team"}).status_code == 201
+    update = {"user": "rita", "password": "Rita-Reset-Password-2", "groups": ["rita-team"]}
+    assert k.api("POST", "/api/v1/iam/users", json=update).status_code == 201
+
+    def records() -> list[dict[str, Any]] | None:
+        query = {"action": "iam:Write", "actor": "admin"}
+        entries = k.api("GET", "/api/v1/admin/audit", params=query).json()["entries"]
+        found = [e for e in entries if e["target"] == "iam/user/rita"]
+        return found if len(found) == 2 else None
+
+    newest, created = k.wait_for(records, 10, "both updates of rita audited")
+    assert "created" in created["detail"], created
+    assert "password" in newest["detail"] and "+rita-team" in newest["detail"], newest
+    assert "Rita-Reset-Password-2" not in str(newest)
+
+
+# --- A Deny that can match nothing is refused, not stored to deny nothing --------------------
+
+
+@pytest.mark.parametrize(
+    "resource",
+    [
+        "connection/prod\u2010*",  # a Unicode hyphen, as word processors and chat clients write it
+        "dag/pr\u043ed-*",  # a Cyrillic o
+        "dag/\uff50rod",  # a fullwidth p
+        "dag/prod-* ",  # a trailing space, pasted along
+        "iam/user/\u00a0bob",  # a no-break space
+    ],
+)
+def test_a_resource_pattern_with_a_character_no_name_has_is_refused(k: Standalone, resource: str) -> None:
+    """Every kiok resource name is ASCII without spaces (DAG, connection and IAM names are
+    checked on the way in), so a pattern holding anything else matches nothing: as a Deny it
+    denied nothing, silently (``connection/prod‐*`` left ``prod-db`` readable)."""
+    name = "homoglyph-" + resource.encode().hex()
+    body = {"policy": name, "document": document(deny("connections:*", resource))}
+    r = k.api("POST", "/api/v1/iam/policies", json=body)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_input", r.text
+    assert "Statement[0].Resource" in r.json()["error"]["message"], r.text
+    names = {p["policy"] for p in k.api("GET", "/api/v1/iam/policies").json()["policies"]}
+    assert name not in names
+
+
+# --- What runs:Read shows of a task's output ------------------------------------------------
+
+LEAKY = """\
+dag: {id: leaky}
+tasks:
+  - id: t
+    type: python
+    script: |
+      print("db password: hunter2-in-the-log")
+      raise SystemExit(3)
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a python task's error is its last output line (kiok/worker/executors/python.py), "
+    "shown by GET /api/v1/runs/{id} with runs:Read; hiding it from callers without logs:Read "
+    "means a per-caller run view (kiok/master/views.py, run_views' cached bodies): not fixed here",
+)
+def test_runs_read_without_logs_read_shows_nothing_of_the_task_output(k: Standalone) -> None:
+    """``logs:Read`` is what reads a task's output; a caller denied it but allowed
+    ``runs:Read`` (to follow run states) read the last line of a failed python task's
+    output in the run view's ``error``."""
+    k.register(LEAKY)
+    run_id = k.trigger("leaky")
+    assert k.wait_run(run_id)["state"] == "FAILED"
+    put_policy(k, "leaky-states", allow("runs:Read", "dag/leaky/*"), deny("logs:Read", "*"))
+    put_user(k, "sam", policies=("leaky-states",))
+    sam = login(k, "sam")
+    assert forbidden(
+        call(k, sam, "GET", f"/api/v1/runs/{run_id}/tasks/t/log"), "logs:Read", f"dag/leaky/run/{run_id}"
+    )
+    r = call(k, sam, "GET", f"/api/v1/runs/{run_id}")
+    assert r.status_code == 200, r.text
+    assert "hunter2" not in r.text, r.json()["tasks"]["t"]
+
+
+# --- Tokens: what a client can make of one it holds -----------------------------------------
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def test_forged_tampered_and_swapped_tokens_are_refused(k: Standalone) -> None:
+    """Held so: an ``alg: none`` token, one signed with a key of the caller's choosing (with a
+    ``kid`` naming another), one whose payload was edited under its signature, and a refresh
+    token sent as an access token (and the other way round) all get 401."""
+    put_user(k, "tina")
+    pair = httpx.post(k.url + "/api/v1/auth/login", json={"user": "tina", "password": PW}).json()
+    head, body, signature = pair["accessToken"].split(".")
+    claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    as_admin = {**claims, "sub": "admin", "exp": int(time.time()) + 3600}
+    forged = [
+        _b64(b'{"alg":"none","typ":"JWT"}') + "." + _b64(json.dumps(as_admin).encode()) + ".",
+        jwt.encode(as_admin, "guessed-key-guessed-key-guessed!", algorithm="HS256", headers={"kid": "0"}),
+        f"{head}.{_b64(json.dumps(as_admin).encode())}.{signature}",
+        pair["refreshToken"],
+    ]
+    for token in forged:
+        r = httpx.get(k.url + "/api/v1/iam/users", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthenticated", (token, r.text)
+    r = httpx.post(k.url + "/api/v1/auth/refresh", json={"refreshToken": pair["accessToken"]})
+    assert r.status_code == 401, r.text
+    assert call(k, {"Authorization": f"Bearer {pair['accessToken']}"}, "GET", "/api/v1/me").status_code == 200
+
+
+def test_a_client_cannot_name_its_own_address_for_the_audit_log_or_the_login_limits(k: Standalone) -> None:
+    """The headers a follower adds when it forwards (and a proxy's ``X-Forwarded-For``) are
+    believed only with the service token / from a trusted proxy: a client sending them itself
+    is audited, and limited, at its own address."""
+    spoof = {
+        "X-Kiok-Forwarded-For": "10.9.8.7",
+        "X-Kiok-Forwarded-By": "m1",
+        "X-Kiok-Service-Authorization": "Bearer guessed",
+        "X-Forwarded-For": "10.1.1.1",
+    }
+    codes = [
+        httpx.post(
+            k.url + "/api/v1/auth/login",
+            json={"user": "ursula", "password": f"wrong-{i}"},
+            headers={**spoof, "X-Kiok-Forwarded-For": f"10.9.8.{i}", "X-Forwarded-For": f"10.1.1.{i}"},
+        ).status_code
+        for i in range(6)
+    ]
+    assert codes == [401] * 5 + [429]
+
+    def refusals() -> list[dict[str, Any]] | None:
+        query = {"actor": "ursula", "action": "auth:Login", "outcome": "refused"}
+        entries: list[dict[str, Any]] = k.api("GET", "/api/v1/admin/audit", params=query).json()["entries"]
+        return entries if len(entries) == 5 else None
+
+    assert {e["address"] for e in k.wait_for(refusals, 10, "5 refused logins audited")} == {"127.0.0.1"}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="self-service access keys need no password and are independent of it (docs/api.md): "
+    "a stolen access or refresh token mints a key that outlives the password change meant to "
+    "end the session. Closing it is a design choice (ask for the password to create one's own "
+    "key, or end keys minted by a session with its password version): not fixed here",
+)
+def test_a_stolen_token_cannot_outlive_the_password_change_through_an_access_key(k: Standalone) -> None:
+    put_user(k, "vic")
+    stolen = login(k, "vic")  # an access token the attacker holds
+    r = call(k, stolen, "POST", "/api/v1/iam/access-keys", json={})
+    assert r.status_code == 201, r.text  # no policy needed, no password asked
+    key = {"Authorization": f"AccessKey {r.json()['accessKeyId']}:{r.json()['secretAccessKey']}"}
+    own = login(k, "vic")
+    new = {"oldPassword": PW, "newPassword": "Vic-Changed-Password-2"}
+    assert call(k, own, "POST", "/api/v1/auth/change-password", json=new).status_code == 200
+    assert call(k, stolen, "GET", "/api/v1/me").status_code == 401  # the token ended ...
+    assert call(k, key, "GET", "/api/v1/me").status_code == 401  # ... and what it made with it
