@@ -11,11 +11,16 @@ within it, by where the placeholder sits:
   arithmetic ``$((...))`` it becomes ``${KIOK_PARAM_X}`` (declare a param used in arithmetic
   ``type: integer``: bash evaluates what an arithmetic expansion holds). Inside single
   quotes it becomes ``'"${KIOK_PARAM_X}"'``, which closes the quote, expands and reopens it.
+  A command substitution (``$(...)``, backticks) is a new unquoted context, also inside
+  double quotes or a heredoc; ``#{...}`` (a date by the time the shell reads the script)
+  starts no comment; after a backslash, the placeholder is the text ``${KIOK_PARAM_X}``
+  (in backticks, where the shell drops that backslash, ``${KIOK_PARAM_X+"${KIOK_PARAM_X}"}``).
 - ``PYTHON``: inside a string literal, every character is written as an escape
   (``\\x41``), which cannot end the string. In code, a Python literal of the value. In a
   comment, the escaped text. A raw string, or a placeholder that is part of a name, is
   refused: neither can hold data safely.
-- ``URL``: percent-encoded. ``FORM``: form-encoded.
+- ``URL``: percent-encoded (dots too, in a value of dots only: no ``..`` segment).
+  ``FORM``: form-encoded.
 - ``JSON``: inside a JSON string, JSON-escaped. Elsewhere, the value as a JSON literal.
 - ``TEXT``: verbatim. Used only where no interpreter reads the text (an HTTP method).
 
@@ -71,7 +76,7 @@ def place(text: str, refs: Sequence[ParamRef], context: Context, values: Mapping
             for (_, _, name), kind in zip(refs, _python_contexts(text), strict=True)
         ]
     if context is Context.URL:
-        return [quote(_text(values[name]), safe="") for _, _, name in refs]
+        return [_url_quote(_text(values[name])) for _, _, name in refs]
     if context is Context.FORM:
         return [quote_plus(_text(values[name]), safe="") for _, _, name in refs]
     if context is Context.JSON:
@@ -81,6 +86,14 @@ def place(text: str, refs: Sequence[ParamRef], context: Context, values: Mapping
             for (_, _, name), in_string in zip(refs, inside, strict=True)
         ]
     return [_text(values[name]) for _, _, name in refs]
+
+
+def _url_quote(text: str) -> str:
+    """Percent-encoded; a value of dots only (``.``, ``..``) too, though ``.`` is unreserved:
+    as it is, it is a dot segment, which a client removes with the segment before it."""
+    if text and not text.strip("."):
+        return "%2E" * len(text)
+    return quote(text, safe="")
 
 
 def _env_name(name: str) -> str:
@@ -93,7 +106,10 @@ def _text(value: Any) -> str:
 
 # --- shell -------------------------------------------------------------------------------------
 
-_UNQUOTED, _SINGLE, _DOUBLE, _ANSI, _COMMENT, _HEREDOC, _HEREDOC_LITERAL, _ARITH = range(8)
+_UNQUOTED, _SINGLE, _DOUBLE, _ANSI, _COMMENT, _HEREDOC, _HEREDOC_LITERAL, _ARITH, _ESCAPED = range(9)
+#: After ``\`` in backticks, unquoted: the shell drops the backslash, so the form must begin
+#: with ``$``; inside double quotes its quotes are written ``\"``.
+_TICK_ESCAPED, _TICK_ESCAPED_DQ = range(9, 11)
 _SHELL_FORMS = {
     _UNQUOTED: '"${{{var}}}"',
     _SINGLE: "'\"${{{var}}}\"'",
@@ -103,38 +119,136 @@ _SHELL_FORMS = {
     _HEREDOC: "${{{var}}}",
     _HEREDOC_LITERAL: "${{{var}}}",
     _ARITH: "${{{var}}}",
+    _ESCAPED: "${{{var}}}",  # after a backslash: the text ${KIOK_PARAM_X}, as the author wrote it
+    _TICK_ESCAPED: '${{{var}+"${{{var}}}"}}',
+    _TICK_ESCAPED_DQ: '${{{var}+\\"${{{var}}}\\"}}',
 }
 _WORD_END = frozenset(" \t\n;&|<>()")
+#: What a frame of ``frames`` in ``_shell_contexts`` was opened by: ``$(``, a backtick,
+#: ``${``, or an arithmetic command ``((``.
+_SUBST, _BACKTICK, _BRACE, _ARITH_CMD = range(4)
+#: The characters the analyser acts on (a placeholder starts with ``$``), and the words
+#: ``case`` and ``esac``; it skips the rest.
+_SHELL_SPECIAL = frozenset("\\'\"$#<\n(){}`[]")
+_CLOSE = {"(": ")", "[": "]"}
+_CASE = re.compile(r"case[ \t]+[^\s;&|()<>]+[ \t\n]+in(?=[\s;])")
+_ESAC = re.compile(r"esac(?=[\s;&|)]|\Z)")
+_SHELL_NEXT = re.compile(
+    "[" + re.escape("".join(sorted(_SHELL_SPECIAL))) + r"]|(?<![^\s;&|()<>`])(?:case|esac)(?!\w)"
+)
 
 
 @functools.lru_cache(maxsize=256)
 def _shell_contexts(text: str, starts: tuple[int, ...], ends: tuple[int, ...]) -> list[int]:
     """The quoting state at each placeholder start. Not a full shell parser: it follows
-    quotes, escapes, comments and heredocs, which decide how an expansion is written. A
-    misjudged state can only give the wrong quoting, never code: every form is an expansion."""
+    quotes, escapes, comments, heredocs, command substitutions (``$(...)``, backticks: a new
+    unquoted context, even inside double quotes or a heredoc), ``${...}`` and ``((...))``,
+    which decide how an expansion is written. Every form is an expansion, so a misjudged
+    state never runs a value as shell code; but a bare form where the shell is unquoted is
+    split into words, and one value could become several arguments (``find ... -exec``)."""
     end_of = dict(zip(starts, ends, strict=True))
     found: dict[int, int] = {}
     pending: list[tuple[str, bool, bool]] = []  # heredocs opened on this line
+    bodies: list[tuple[str, bool, bool]] = []  # heredocs whose bodies are being read
+    frames: list[list[int]] = []  # [what opened it, state it returns to, open (, open case]
     state, i, n = _UNQUOTED, 0, len(text)
-    outer, depth = _UNQUOTED, 0  # where $(( ... )) was opened, and its open parentheses
+    outer, depth, bracket = _UNQUOTED, 0, "("  # where $((...)) was opened, its open brackets
+    resume, escaped = _UNQUOTED, -1  # state after the heredoc bodies; index after a \x
+
+    def body_line(i: int) -> tuple[int, int]:
+        """Where reading goes on from the start of a heredoc body line ``i``, and in what state."""
+        while bodies:
+            delimiter, literal, strip = bodies[0]
+            eol = text.find("\n", i)
+            eol = n if eol == -1 else eol
+            line = text[i:eol]
+            if (line.lstrip("\t") if strip else line) != delimiter:
+                return i, _HEREDOC_LITERAL if literal else _HEREDOC
+            bodies.pop(0)
+            i = eol + 1
+        return i, resume
+
     while i < n:
         if i in end_of:
             found[i] = state
             i = end_of[i]
             continue
         ch = text[i]
-        if state in (_UNQUOTED, _DOUBLE) and text.startswith("$((", i):
-            outer, state, depth, i = state, _ARITH, 2, i + 3
+        if ch not in _SHELL_SPECIAL:  # nothing that changes the state: go to what may
+            found_next = _SHELL_NEXT.search(text, i)
+            if found_next is None or found_next.start() > i:
+                i = found_next.start() if found_next else n
+                continue
+        if ch == "#" and text.startswith("{", i + 1):
+            # kiok's date function: text by the time the shell reads the script, not a
+            # comment; a placeholder in its arguments lands where the function stands
+            end = _date_end(text, i)
+            for start in range(i, end):
+                if start in end_of:
+                    found[start] = state
+            i = end
+            continue
+        top = frames[-1][0] if frames else None
+        if ch == "\\" and top == _BACKTICK and state in (_UNQUOTED, _DOUBLE):
+            after = text[i + 1 : i + 2]
+            if after == "$" and i + 1 in end_of:
+                outside = frames[-1][1]
+                found[i + 1] = (
+                    _ESCAPED
+                    if state == _DOUBLE
+                    else _TICK_ESCAPED_DQ
+                    if outside == _DOUBLE
+                    else _TICK_ESCAPED
+                )
+                i = end_of[i + 1]
+                continue
+            if after == "$" or (after == '"' and frames[-1][1] == _DOUBLE):
+                i += 1  # the shell drops this backslash before it reads the command inside
+                continue
+        if state == _HEREDOC_LITERAL:
+            i, state = body_line(i + 1) if ch == "\n" else (i + 1, state)
+            continue
+        if state in (_UNQUOTED, _DOUBLE, _HEREDOC) and text.startswith(("$((", "$["), i):
+            bracket = text[i + 1]  # $[...] is bash's old form of $((...))
+            outer, state, depth = state, _ARITH, 2 if bracket == "(" else 1
+            i += 1 + depth
             continue
         if state == _ARITH:
-            depth += {"(": 1, ")": -1}.get(ch, 0)
+            depth += {bracket: 1, _CLOSE[bracket]: -1}.get(ch, 0)
             if depth == 0:
                 state = outer
             i += 1
             continue
-        if state == _UNQUOTED:
+        if state in (_UNQUOTED, _DOUBLE, _HEREDOC):
+            if text.startswith("$(", i):
+                frames.append([_SUBST, state, 0, 0])
+                state, i = _UNQUOTED, i + 2
+                continue
+            if ch == "`":
+                if state == _UNQUOTED and top == _BACKTICK:
+                    state = frames.pop()[1]
+                else:
+                    frames.append([_BACKTICK, state, 0, 0])
+                    state = _UNQUOTED
+                i += 1
+                continue
+        if ch == "\\" and state in (_UNQUOTED, _DOUBLE, _ANSI, _HEREDOC) and i + 1 in end_of:
+            found[i + 1] = _ESCAPED  # quoting it would end the quote the backslash escapes
+            i = end_of[i + 1]
+            continue
+        if state == _HEREDOC:
             if ch == "\\":
                 i += 2
+            elif ch == "\n":
+                i, state = body_line(i + 1)
+            else:
+                i += 1
+            continue
+        if state == _UNQUOTED:
+            word_start = i == 0 or (text[i - 1] in _WORD_END and escaped != i)
+            if ch == "\\":
+                i += 2
+                escaped = i
                 continue
             if ch == "'":
                 state = _SINGLE
@@ -143,14 +257,40 @@ def _shell_contexts(text: str, starts: tuple[int, ...], ends: tuple[int, ...]) -
             elif ch == "$" and text.startswith("'", i + 1):
                 state, i = _ANSI, i + 2
                 continue
-            elif ch == "#" and (i == 0 or text[i - 1] in _WORD_END):
+            elif ch == "$" and text.startswith("{", i + 1):
+                frames.append([_BRACE, state, 0, 0])
+                i += 2
+                continue
+            elif ch == "}" and top == _BRACE:
+                state = frames.pop()[1]
+            elif word_start and text.startswith("((", i):
+                frames.append([_ARITH_CMD, state, 0, 0])
+                i += 2
+                continue
+            elif ch == "(" and top in (_SUBST, _ARITH_CMD):
+                frames[-1][2] += 1
+            elif word_start and frames and _CASE.match(text, i):
+                frames[-1][3] += 1  # its patterns end in ")", which then closes no $(
+            elif word_start and frames and frames[-1][3] and _ESAC.match(text, i):
+                frames[-1][3] -= 1
+            elif ch == ")" and top in (_SUBST, _ARITH_CMD):
+                if frames[-1][2] or frames[-1][3]:
+                    frames[-1][2] -= 1 if frames[-1][2] else 0
+                else:
+                    state = frames.pop()[1]
+                    i += 2 if top == _ARITH_CMD and text.startswith("))", i) else 1
+                    continue
+            elif ch == "#" and word_start and top not in (_BRACE, _ARITH_CMD):
                 state = _COMMENT
-            elif text.startswith("<<", i) and not text.startswith("<<<", i):
+            elif (
+                text.startswith("<<", i) and not text.startswith("<<<", i) and top not in (_BRACE, _ARITH_CMD)
+            ):
                 i = _heredoc_start(text, i + 2, pending)
                 continue
             elif ch == "\n" and pending:
-                i = _heredoc_bodies(text, i + 1, pending, end_of, found)
+                bodies, resume = pending[:], state
                 pending.clear()
+                i, state = body_line(i + 1)
                 continue
         elif state == _SINGLE:
             if ch == "'":
@@ -168,6 +308,19 @@ def _shell_contexts(text: str, starts: tuple[int, ...], ends: tuple[int, ...]) -
     return [found.get(s, _UNQUOTED) for s in starts]
 
 
+def _date_end(text: str, i: int) -> int:
+    """The index after the ``#{...}`` at ``i``, read as ``kiok.core.placeholders`` reads it:
+    a ``}`` inside a quoted argument does not end it."""
+    end, quote = i + 2, ""
+    while end < len(text) and (quote or text[end] != "}"):
+        if quote and text[end] == quote:
+            quote = ""
+        elif not quote and text[end] in "'\"":
+            quote = text[end]
+        end += 1
+    return end + 1
+
+
 def _heredoc_start(text: str, j: int, pending: list[tuple[str, bool, bool]]) -> int:
     strip = text.startswith("-", j)
     j += strip
@@ -182,24 +335,6 @@ def _heredoc_start(text: str, j: int, pending: list[tuple[str, bool, bool]]) -> 
     if delimiter:
         pending.append((delimiter, literal, strip))
     return k
-
-
-def _heredoc_bodies(
-    text: str, i: int, pending: list[tuple[str, bool, bool]], end_of: dict[int, int], found: dict[int, int]
-) -> int:
-    for delimiter, literal, strip in pending:
-        while i < len(text):
-            eol = text.find("\n", i)
-            eol = len(text) if eol == -1 else eol
-            line = text[i:eol]
-            if (line.lstrip("\t") if strip else line) == delimiter:
-                i = eol + 1
-                break
-            for start in end_of:
-                if i <= start < eol:
-                    found[start] = _HEREDOC_LITERAL if literal else _HEREDOC
-            i = eol + 1
-    return i
 
 
 # --- python ------------------------------------------------------------------------------------
