@@ -934,11 +934,15 @@ class Settings:
         values: Mapping[str, Any],
         sources: Mapping[str, tuple[str, str]] | None = None,
         warnings: Iterable[str] = (),
+        secrets_in_file: Mapping[str, str] | None = None,
     ) -> None:
         self._values = dict(values)
         self._sources = dict(sources or {})
         #: What loading noticed but did not refuse (unknown ``KIOK_`` variables), to be logged.
         self.warnings = tuple(warnings)
+        #: The secret keys the config file gives a value (name -> the file), whatever
+        #: overrides them: the file holds the secret all the same.
+        self.secrets_in_file = dict(secrets_in_file or {})
 
     @classmethod
     def load(
@@ -956,6 +960,7 @@ class Settings:
         variable for a value of the wrong type or an unknown key in the file or overrides."""
         values = {k.name: k.default for k in KEYS}
         sources: dict[str, tuple[str, str]] = {k.name: ("default", "") for k in KEYS}
+        secrets_in_file: dict[str, str] = {}
         if config_file:
             path = Path(config_file)
             try:
@@ -977,6 +982,8 @@ class Settings:
                     )
                 values[name] = _coerce(_BY_NAME[name], raw, str(path))
                 sources[name] = ("file", str(path))
+                if _BY_NAME[name].secret and values[name]:
+                    secrets_in_file[name] = str(path)
         for key in KEYS:
             if env is not None and key.env in env:
                 values[key.name] = _coerce(key, env[key.env], key.env)
@@ -988,7 +995,7 @@ class Settings:
             values[name] = _coerce(_BY_NAME[name], raw, flag)
             sources[name] = ("flag", flag)
         _check_together(values, sources)
-        return cls(values, sources, unknown_variables(env or {}, known_env))
+        return cls(values, sources, unknown_variables(env or {}, known_env), secrets_in_file)
 
     def explain(self) -> list[Explained]:
         """Every setting in reference order with its source; a set secret shows as

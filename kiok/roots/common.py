@@ -19,7 +19,7 @@ from typing import Any
 
 import uvicorn
 
-from kiok.config import ID, KEYS, REDACTED, Settings
+from kiok.config import ID, Settings
 from kiok.errors import InvalidInput
 from kiok.protocol.link import MasterLink
 from kiok.roots.http_protocol import HttpLimits, limited_protocol
@@ -194,16 +194,10 @@ def isolation_for(settings: Settings) -> Isolation:
         settings.get_str("kiok.worker.task.isolation"), settings.get_str("kiok.worker.task.user")
     )
     if isolation.as_user:
-        secret = {key.name for key in KEYS if key.secret}
-        for item in settings.explain():
-            if (
-                item.source == "file"
-                and item.key in secret
-                and item.value == REDACTED  # set (an empty one is shown as it is)
-                and readable_by(item.origin, isolation.uid, isolation.gid)
-            ):
+        for key, path in settings.secrets_in_file.items():  # also those overridden elsewhere
+            if readable_by(path, isolation.uid, isolation.gid):
                 raise InvalidInput(
-                    f"the config file {item.origin} holds {item.key} and the task user "
+                    f"the config file {path} holds {key} and the task user "
                     f"{isolation.user} can read it (tasks run as that user): chmod 600 it"
                 )
     return isolation

@@ -247,3 +247,15 @@ def test_a_failure_after_start_up_says_kiok_stopped_not_cannot_start(monkeypatch
     with pytest.raises(click.ClickException) as stopped:
         serve._run(fails_later())
     assert stopped.value.message == "kiok stopped: RuntimeError: later"
+
+
+def test_a_secret_the_config_file_gives_is_known_even_when_the_environment_overrides_it(
+    tmp_path: Path,
+) -> None:
+    """Whether tasks may read the config file (``roots.common.isolation_for``) is asked of
+    every secret the file holds: one overridden by a variable is in the file all the same."""
+    config = tmp_path / "kiok.yaml"
+    config.write_text('kiok.internal.auth.tokens: "in-the-file"\nkiok.worker.labels: gpu\n')
+    settings = Settings.load(env={"KIOK_INTERNAL_AUTH_TOKENS": "from-env"}, config_file=config)
+    assert settings.get_str("kiok.internal.auth.tokens") == "from-env"
+    assert settings.secrets_in_file == {"kiok.internal.auth.tokens": str(config)}
