@@ -46,18 +46,20 @@ def parse_bound(text: str, tz: str, field: str, *, end: bool) -> int:
     1969-12-31T23:00Z) is taken as the epoch, one past ``LATEST_MS`` as the last ms before it.
     ``InvalidInput`` names ``field``."""
     zone = parse_timezone(tz)
-    try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
-            written = day
-        else:
-            dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-            written = dt.date()
+    day: date | None = None
+    try:  # every date-only form (2026-01-31, 20260131, 2026-W05-6) is a whole day
+        day = written = date.fromisoformat(text)
     except ValueError:
-        raise InvalidInput(f"{field}: {text!r} is not a date (YYYY-MM-DD) or an ISO 8601 date-time") from None
+        try:
+            dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+            written = dt.date()
+        except ValueError:
+            raise InvalidInput(
+                f"{field}: {text!r} is not a date (YYYY-MM-DD) or an ISO 8601 date-time"
+            ) from None
     if not EARLIEST_DAY <= written <= LATEST_DAY:
         raise InvalidInput(f"{field}: {text!r} is out of range (1970-01-01 to 8999-12-31)")
-    if len(text) == 10:
+    if day is not None:
         moment = datetime.combine(day + timedelta(days=1) if end else day, time(), zone)
         ms = int(moment.timestamp() * 1000) - (1 if end else 0)
     else:

@@ -8,6 +8,7 @@ caller may propose the same fire time twice and get one run.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -62,6 +63,9 @@ class DueFires:
     dropped: tuple[int, int, int] | None
     #: The new watermark: every fire time <= it has been considered.
     watermark_ms: int
+    #: False when more fire times were missed than are enumerated (``_MAX_ENUMERATION``): the
+    #: dropped count is then a lower bound.
+    dropped_exact: bool = True
 
 
 def due_fires(
@@ -72,51 +76,75 @@ def due_fires(
     With ``catchup`` every missed interval gets a run, at most ``max_runs`` of them, the newest
     kept; without it only the most recent due interval runs (as Airflow does) and older ones
     are skipped. The watermark always moves to ``now_ms`` so nothing is considered twice.
+    When more than ``_MAX_ENUMERATION`` fire times are due (a '* * * * *' DAG paused for
+    months), the newest are still the ones kept: they are looked for backwards from now.
     """
     zone = parse_timezone(tz)
-    start = datetime.fromtimestamp(watermark_ms / 1000, tz=UTC).astimezone(zone)
+    keep = max(1, max_runs) if catchup else 1
     due: list[int] = []
-    total = 0
-    for fire in CronSim(expr, start):
-        ms = int(fire.timestamp() * 1000)
-        if ms <= watermark_ms:
-            continue
-        if ms > now_ms or total >= _MAX_ENUMERATION:
-            break
-        total += 1
+    first_dropped: int | None = None
+    last_dropped = 0
+    count = 0
+
+    def take(ms: int) -> None:
+        nonlocal first_dropped, last_dropped, count
         due.append(ms)
-        keep = max_runs if catchup else 1
         if len(due) > keep:
-            due.pop(0)
-    dropped_count = total - len(due)
-    dropped = None
-    if dropped_count > 0:
-        first_dropped = _nth_fire_after(expr, zone, watermark_ms)
-        last_dropped = due[0] - 1 if due else now_ms
-        dropped = (
-            first_dropped,
-            _last_fire_at_or_before(expr, zone, watermark_ms, last_dropped),
-            dropped_count,
-        )
-    return DueFires(tuple(due), dropped, max(watermark_ms, now_ms))
+            gone = due.pop(0)
+            if first_dropped is None:
+                first_dropped = gone
+            last_dropped = gone
+            count += 1
+
+    last_seen = watermark_ms
+    capped = False
+    for ms in _fires_after(expr, zone, watermark_ms):
+        if ms > now_ms:
+            break
+        if count + len(due) >= _MAX_ENUMERATION:
+            capped = True
+            break
+        take(ms)
+        last_seen = ms
+    exact = not capped
+    if capped:
+        # Too many to walk: the newest ``keep`` lie in the shortest window (lo, now] holding
+        # that many; the fires between ``last_seen`` and ``lo`` are dropped uncounted.
+        span = 3_600_000
+        while True:
+            lo = max(last_seen, now_ms - span)
+            window = _fires_between(expr, zone, lo, now_ms)
+            if len(window) >= keep or lo == last_seen:
+                break
+            span *= 2
+        if lo > last_seen:  # a gap: everything walked so far is older, dropped
+            if first_dropped is None and due:
+                first_dropped = due[0]
+            last_dropped = due[-1] if due else last_dropped
+            count += len(due)
+            due.clear()
+        else:
+            exact = True
+        for ms in window:
+            take(ms)
+    dropped = None if first_dropped is None else (first_dropped, last_dropped, count)
+    return DueFires(tuple(due), dropped, max(watermark_ms, now_ms), dropped_exact=exact)
 
 
-def _nth_fire_after(expr: str, zone: ZoneInfo, after_ms: int) -> int:
+def _fires_after(expr: str, zone: ZoneInfo, after_ms: int) -> Iterator[int]:
+    """Fire times strictly after ``after_ms``, in order, as epoch ms."""
     start = datetime.fromtimestamp(after_ms / 1000, tz=UTC).astimezone(zone)
     for fire in CronSim(expr, start):
         ms = int(fire.timestamp() * 1000)
         if ms > after_ms:
-            return ms
-    raise AssertionError("cron without fire times")  # pragma: no cover - cronsim iterates forever
+            yield ms
 
 
-def _last_fire_at_or_before(expr: str, zone: ZoneInfo, after_ms: int, limit_ms: int) -> int:
-    last = after_ms
-    start = datetime.fromtimestamp(max(after_ms, limit_ms - 366 * 86_400_000) / 1000, tz=UTC).astimezone(zone)
-    for fire in CronSim(expr, start):
-        ms = int(fire.timestamp() * 1000)
-        if ms > limit_ms:
+def _fires_between(expr: str, zone: ZoneInfo, lo_ms: int, hi_ms: int) -> list[int]:
+    """The fire times in ``(lo_ms, hi_ms]``, oldest first."""
+    out: list[int] = []
+    for ms in _fires_after(expr, zone, lo_ms):
+        if ms > hi_ms:
             break
-        if ms > after_ms:
-            last = ms
-    return last
+        out.append(ms)
+    return out

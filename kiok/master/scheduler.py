@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from kiok.core.cron import due_fires, next_fire_ms
 from kiok.core.maintenance import split_fires
@@ -47,6 +48,8 @@ class Scheduler:
         self._max_runs = catchup_max_runs
         self._run_log = run_log
         self._wake = asyncio.Event()
+        #: DAG id -> why its schedule could not be evaluated (logged once).
+        self._broken: dict[str, str] = {}
 
     def kick(self) -> None:
         """Look again now (a DAG was registered, changed or unpaused)."""
@@ -87,48 +90,71 @@ class Scheduler:
         earliest: int | None = await self.time_out_runs()
         maintenance = self._reader.maintenance()
         for record in list(self._reader.dags()):
-            dag = record["spec"]["dag"]
-            schedule = dag.get("schedule")
-            if not schedule or record["paused"]:
-                continue
-            tz = dag.get("timezone", "UTC")
-            catchup = bool(dag.get("catchup", False))
+            nxt = await self._fire_dag(record, now, maintenance)
+            if nxt is not None:
+                earliest = nxt if earliest is None else min(earliest, nxt)
+        return earliest
+
+    async def _fire_dag(self, record: dict[str, Any], now: int, maintenance: dict[str, Any]) -> int | None:
+        """Propose what is due for one DAG; its next fire time (None: not scheduled)."""
+        dag = record["spec"]["dag"]
+        schedule = dag.get("schedule")
+        if not schedule or record["paused"]:
+            return None
+        tz = dag.get("timezone", "UTC")
+        catchup = bool(dag.get("catchup", False))
+        try:
             due = due_fires(
                 schedule, tz, record["watermarkMs"], now, catchup=catchup, max_runs=self._max_runs
             )
-            fire_times, skipped = split_fires(due.fire_times, maintenance)
-            dropped = due.dropped
-            if skipped:
-                first_skipped, count = skipped[0], len(skipped)
-                if maintenance["enabled"] and dropped is not None:  # while on, those are skips too
-                    first_skipped, count, dropped = dropped[0], count + dropped[2], None
-                _warn_skipped(dag["id"], first_skipped, skipped[-1], count)
-            if dropped is not None:
-                first, last, count = dropped
+            nxt = next_fire_ms(schedule, tz, max(now, due.watermark_ms))
+        except Exception as e:  # one DAG (a zone this master's tzdata lacks, say) stops no other
+            if self._broken.get(dag["id"]) != repr(e):  # once per DAG and cause, not every tick
+                self._broken[dag["id"]] = repr(e)
+                log.exception("DAG %s: schedule %r in %s not evaluated", dag["id"], schedule, tz)
+            return None
+        self._broken.pop(dag["id"], None)
+        fire_times, skipped = split_fires(due.fire_times, maintenance)
+        dropped = due.dropped
+        if skipped:
+            first_skipped, count = skipped[0], len(skipped)
+            if maintenance["enabled"] and dropped is not None:  # while on, those are skips too
+                first_skipped, count, dropped = dropped[0], count + dropped[2], None
+            _warn_skipped(dag["id"], first_skipped, skipped[-1], count)
+        if dropped is not None:
+            first, last, count = dropped
+            why = "catch-up cap kiok.scheduler.catchup.max.runs" if catchup else "catchup is off"
+            if due.dropped_exact:
                 log.warning(
                     "DAG %s: %d missed interval(s) from %s to %s not run (%s)",
                     dag["id"],
                     count,
                     iso_utc(first),
                     iso_utc(last),
-                    "catch-up cap kiok.scheduler.catchup.max.runs" if catchup else "catchup is off",
+                    why,
                 )
-            if due.fire_times:  # with skipped ones, only to move the watermark past them
-                try:
-                    await self._log.propose(
-                        c.FireSchedule(
-                            at_ms=now,
-                            dag_id=dag["id"],
-                            fire_times=fire_times,
-                            watermark_ms=due.watermark_ms,
-                            catchup=len(fire_times) > 1 or dropped is not None,
-                        )
+            else:  # too many to count: the newest were kept all the same
+                log.warning(
+                    "DAG %s: more than %d missed interval(s) from %s on not run (%s)",
+                    dag["id"],
+                    count,
+                    iso_utc(first),
+                    why,
+                )
+        if due.fire_times:  # with skipped ones, only to move the watermark past them
+            try:
+                await self._log.propose(
+                    c.FireSchedule(
+                        at_ms=now,
+                        dag_id=dag["id"],
+                        fire_times=fire_times,
+                        watermark_ms=due.watermark_ms,
+                        catchup=len(fire_times) > 1 or dropped is not None,
                     )
-                except KiokError as e:
-                    log.info("DAG %s not fired: %s", dag["id"], e)
-            nxt = next_fire_ms(schedule, tz, max(now, due.watermark_ms))
-            earliest = nxt if earliest is None else min(earliest, nxt)
-        return earliest
+                )
+            except KiokError as e:
+                log.info("DAG %s not fired: %s", dag["id"], e)
+        return nxt
 
 
 def _warn_skipped(dag_id: str, first: int, last: int, count: int) -> None:
