@@ -58,6 +58,10 @@ class TaskRecord:
     worker: str | None = None
     #: When the next attempt is due; set only while ``RETRYING``.
     retry_at_ms: int | None = None
+    #: The attempts run before the task's last re-run (0: never re-run): a re-run keeps
+    #: attempt numbers going but gets its retries again, counted from here (as Airflow's
+    #: clear gives them back).
+    attempt_base: int = 0
 
     @property
     def is_terminal(self) -> bool:
@@ -80,6 +84,8 @@ class TaskRecord:
             d["worker"] = self.worker
         if self.retry_at_ms is not None:
             d["retryAtMs"] = self.retry_at_ms
+        if self.attempt_base:
+            d["attemptBase"] = self.attempt_base
         return d
 
     @classmethod
@@ -100,6 +106,7 @@ class TaskRecord:
             d.get("error"),
             d.get("worker"),
             d.get("retryAtMs"),
+            int(d.get("attemptBase", 0)),
         )
 
 

@@ -174,9 +174,15 @@ def apply_task_event(rec: TaskRecord, ev: TaskEvent) -> tuple[TaskRecord, Verdic
 def _effects(rec: TaskRecord, ev: TaskEvent, target: TaskState) -> TaskRecord:
     retry_at = ev.retry_at_ms if target is TaskState.RETRYING else None
     if ev.kind is TaskEventKind.START:
-        return TaskRecord(state=target, attempt=rec.attempt + 1, started_at_ms=ev.at_ms, worker=ev.worker)
+        return TaskRecord(
+            state=target,
+            attempt=rec.attempt + 1,
+            started_at_ms=ev.at_ms,
+            worker=ev.worker,
+            attempt_base=rec.attempt_base,
+        )
     if ev.kind is TaskEventKind.RERUN:  # a fresh start that remembers how many attempts ran
-        return TaskRecord(state=target, attempt=rec.attempt)
+        return TaskRecord(state=target, attempt=rec.attempt, attempt_base=rec.attempt)
     # Records are built field by field: ``dataclasses.replace`` costs several times more, and
     # every state change of every task comes through here.
     if ev.kind in (TaskEventKind.READY, TaskEventKind.RETRY_DUE):
@@ -188,6 +194,7 @@ def _effects(rec: TaskRecord, ev: TaskEvent, target: TaskState) -> TaskRecord:
             exit_code=rec.exit_code,
             error=rec.error,
             worker=rec.worker,
+            attempt_base=rec.attempt_base,
         )
     error = ev.error if ev.error is not None else rec.error
     if ev.kind is TaskEventKind.LOST and ev.error is None:
@@ -201,6 +208,7 @@ def _effects(rec: TaskRecord, ev: TaskEvent, target: TaskState) -> TaskRecord:
         error=error,
         worker=rec.worker,
         retry_at_ms=retry_at,
+        attempt_base=rec.attempt_base,
     )
 
 

@@ -179,6 +179,7 @@ def _pass_unreported_attempts(
             exit_code=rec.exit_code,
             error=f"attempt {rec.attempt + 1} may have started on the previous driver",
             worker=rec.worker,
+            attempt_base=rec.attempt_base,
         )
         _put_task(txn, run, tid, before.get(tid, UNSTARTED), passed, fx)
 

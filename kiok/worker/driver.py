@@ -246,7 +246,7 @@ class RunDriver:
         else:
             ev = fail_event(
                 task,
-                attempt,
+                attempt - self._tasks[tid].attempt_base,  # a re-run gets its retries again
                 now,
                 cap_ms=self._env.retry_cap_ms,
                 exit_code=result.exit_code,

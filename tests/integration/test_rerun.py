@@ -171,3 +171,27 @@ def test_the_dashboard_times_a_running_rerun_from_its_start(
     assert [r["startedAt"] for r in running if r["runId"] == run_id] == [started], running
     assert kiok.api("POST", f"/api/v1/runs/{run_id}/cancel").status_code == 200
     kiok.wait_run(run_id)
+
+
+def test_a_rerun_task_gets_its_retries_again(shared_kiok: Standalone, task_tmp_path: Path) -> None:
+    """``retries: 1``: attempts 1 and 2 fail and the run fails; a re-run gets its retry again
+    (as Airflow's clear gives it back): attempts 3 and 4 run, attempt numbers going on. Before,
+    retries were counted from attempt 1 and the re-run's attempt 3 failed for good."""
+    kiok = shared_kiok
+    dag = kiok.register(
+        """
+dag: {id: rerun_retries, params: {dir: /nonexistent}}
+tasks:
+  - id: flaky
+    retries: 1
+    retry_delay: 0s
+    script: echo "$KIOK_ATTEMPT" >> ${params.dir}/attempts; exit 1
+"""
+    )
+    run_id = kiok.trigger(dag, {"dir": str(task_tmp_path)})
+    first = kiok.wait_run(run_id)
+    assert first["state"] == "FAILED" and first["tasks"]["flaky"]["attempt"] == 2, first
+    assert kiok.api("POST", f"/api/v1/runs/{run_id}/rerun", json={}).status_code == 200
+    again = kiok.wait_run(run_id)
+    assert again["state"] == "FAILED" and again["tasks"]["flaky"]["attempt"] == 4, again
+    assert (task_tmp_path / "attempts").read_text().split() == ["1", "2", "3", "4"]

@@ -292,22 +292,21 @@ def test_a_host_dependent_zone_name_is_refused() -> None:
         cron.parse_timezone("localtime")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not fixed (needs a persisted per-re-run attempt base in TaskRecord and the driver): "
-    "retries are counted by attempt number, which a re-run keeps, so a re-run gets no retries",
-)
 def test_a_rerun_task_gets_its_retries_again() -> None:
     """``retries: 2``: attempts 1-3 fail, the run FAILS; the user re-runs it (same run, attempt
     numbers kept). Airflow's clear gives the task its retries again; in kiok the re-run's
-    attempt 4 fails for good at once (and a retry would have waited 8 x retry_delay)."""
+    attempt 4 failed for good at once (and a retry would have waited 8 x retry_delay)."""
     task = TaskSpec(id=TaskId("t"), retries=2, retry_delay_ms=10_000)
     rec = TaskRecord(state=TaskState.FAILED, attempt=3)
     rec, _ = apply_task_event(rec, TaskEvent(TaskEventKind.RERUN, 1))
     rec, _ = apply_task_event(rec, TaskEvent(TaskEventKind.READY, 2))
     rec, _ = apply_task_event(rec, TaskEvent(TaskEventKind.START, 3))
-    ev = fail_event(task, rec.attempt, 4, cap_ms=3_600_000, exit_code=1)  # as the driver does
+    assert (rec.attempt, rec.attempt_base) == (4, 3)
+    ev = fail_event(
+        task, rec.attempt - rec.attempt_base, 4, cap_ms=3_600_000, exit_code=1
+    )  # as the driver does
     assert ev.retry_at_ms == 4 + 10_000
+    assert TaskRecord.from_dict(rec.to_dict()) == rec  # stored and sent with the run
 
 
 def test_a_catchup_cap_of_zero_still_runs_the_interval_that_is_due() -> None:

@@ -66,7 +66,8 @@ def test_all_tasks_and_the_refusals() -> None:
 
 def test_reset_records_keep_attempts_and_refuse_unfinished_tasks() -> None:
     reset = reset_records(FAILED_RUN, ("b", "c"), 5)  # type: ignore[arg-type]
-    assert reset == {"b": TaskRecord(S.PENDING, 1), "c": TaskRecord(S.PENDING, 0)}
+    # Attempt numbers go on; those run so far are the base the re-run's retries count from.
+    assert reset == {"b": TaskRecord(S.PENDING, 1, attempt_base=1), "c": TaskRecord(S.PENDING, 0)}
     with pytest.raises(IllegalTransition):
         reset_records({TaskId("a"): TaskRecord(S.RUNNING, 1)}, (TaskId("a"),), 5)
 

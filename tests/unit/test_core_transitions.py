@@ -185,6 +185,7 @@ def test_a_state_change_keeps_every_field_it_does_not_set() -> None:
         error="boom",
         worker="w",
         retry_at_ms=30,
+        attempt_base=1,
     )
     assert {f.name for f in dataclasses.fields(TaskRecord)} == {
         "state",
@@ -195,10 +196,13 @@ def test_a_state_change_keeps_every_field_it_does_not_set() -> None:
         "error",
         "worker",
         "retry_at_ms",
+        "attempt_base",
     }, "a new TaskRecord field: carry it in kiok.core.transitions._effects"
     queued, _ = apply_task_event(rec, TaskEvent(TaskEventKind.RETRY_DUE, 40))
     assert queued == dataclasses.replace(rec, state=TaskState.QUEUED, retry_at_ms=None)
-    running = TaskRecord(state=TaskState.RUNNING, attempt=2, started_at_ms=10, worker="w", error="old")
+    running = TaskRecord(
+        state=TaskState.RUNNING, attempt=2, started_at_ms=10, worker="w", error="old", attempt_base=1
+    )
     done, _ = apply_task_event(running, TaskEvent(TaskEventKind.SUCCEED, 50, exit_code=0))
     assert done == dataclasses.replace(running, state=TaskState.SUCCESS, ended_at_ms=50, exit_code=0)
 
@@ -206,9 +210,11 @@ def test_a_state_change_keeps_every_field_it_does_not_set() -> None:
 def test_rerun_keeps_the_attempt_so_the_next_start_is_a_new_number() -> None:
     failed = TaskRecord(state=S.FAILED, attempt=2, started_at_ms=1, ended_at_ms=2, exit_code=1, error="boom")
     reset, verdict = apply_task_event(failed, TaskEvent(E.RERUN, 10))
-    assert (reset, verdict) == (TaskRecord(state=S.PENDING, attempt=2), Verdict.APPLIED)
+    # The attempts before the re-run are its base: its retries count from there.
+    assert (reset, verdict) == (TaskRecord(state=S.PENDING, attempt=2, attempt_base=2), Verdict.APPLIED)
     queued = apply_task_event(reset, TaskEvent(E.READY, 11))[0]
-    assert apply_task_event(queued, TaskEvent(E.START, 12))[0].attempt == 3
+    started = apply_task_event(queued, TaskEvent(E.START, 12))[0]
+    assert (started.attempt, started.attempt_base) == (3, 2)
 
 
 def test_a_driver_report_can_never_reach_back_through_rerun() -> None:
