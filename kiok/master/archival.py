@@ -31,7 +31,6 @@ range. So:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ from kiok.store.joblog_archive import (
     run_prefix,
 )
 from kiok.store.objects import ObjectMissing, ObjectStore, ObjectStoreUnavailable
+from kiok.waits import wait_set
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +127,7 @@ class LogArchiver:
             self._todo |= set(await asyncio.to_thread(self._joblog.watch_unarchived, True))
             while True:
                 await self.flush()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._interval_s)
+                await wait_set(self._wake, self._interval_s)
                 self._wake.clear()
         finally:
             self._joblog.watch_unarchived(False)

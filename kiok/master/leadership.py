@@ -24,6 +24,7 @@ import httpx
 
 from kiok.errors import KiokError
 from kiok.store import commands as c
+from kiok.waits import wait_set
 
 if TYPE_CHECKING:
     from kiok.master.node import MasterNode
@@ -73,8 +74,7 @@ class Leadership:
             timeout=2.0, verify=ssl.create_default_context(cafile=ca) if ca else True
         )
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), _POLL_S)
+            await wait_set(self._kick, _POLL_S)
             self._kick.clear()
             try:
                 await self._step()

@@ -13,7 +13,6 @@ which may send a notification twice, never zero times (at least once).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import smtplib
 import socket
@@ -43,6 +42,7 @@ from kiok.master.run_terms import RunTermsCache
 from kiok.store import commands as c
 from kiok.store.commandlog import CommandLog
 from kiok.store.reader import StateReader
+from kiok.waits import wait_set
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +100,7 @@ class Notifier:
                     log.info("notifier stopped: %s", e.message)
                 except Exception:
                     log.exception("notifier pass failed")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._timeout_s())
+                await wait_set(self._wake, self._timeout_s())
         finally:
             for task in self._in_flight.values():
                 task.cancel()

@@ -12,7 +12,6 @@ proposals and yielding to the event loop after each, so a large backlog never st
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
@@ -22,6 +21,7 @@ from kiok.errors import KiokError
 from kiok.store import commands as c
 from kiok.store.commandlog import CommandLog
 from kiok.store.reader import StateReader
+from kiok.waits import wait_set
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,7 @@ class RetentionSweeper:
                 log.info("retention sweep stopped: %s", e.message)
             except Exception:
                 log.exception("retention sweep failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval_ms / 1000)
+            await wait_set(self._wake, self._interval_ms / 1000)
 
     def policy(self, dag_id: str) -> Policy:
         """The DAG's own ``retention`` (a deleted DAG's runs: the global settings) over the

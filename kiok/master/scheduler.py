@@ -13,7 +13,6 @@ Each tick also fails the runs past their DAG's ``run_timeout`` (``kiok.core.run_
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +25,7 @@ from kiok.errors import KiokError
 from kiok.store import commands as c
 from kiok.store.commandlog import CommandLog
 from kiok.store.reader import StateReader
+from kiok.waits import wait_set
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,7 @@ class Scheduler:
                 next_ms = None
             now = self._clock()
             sleep_ms = self._tick_ms if next_ms is None else min(self._tick_ms, max(0, next_ms - now))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), sleep_ms / 1000)
+            await wait_set(self._wake, sleep_ms / 1000)
 
     async def time_out_runs(self) -> int | None:
         """Fail the runs past their ``run_timeout``; the next deadline ahead, if any."""

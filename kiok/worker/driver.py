@@ -10,7 +10,6 @@ stopped: finished tasks stay finished, tasks that were running run again as a ne
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -33,6 +32,7 @@ from kiok.errors import TaskError
 from kiok.ids import RUN_LOG_TASK, TaskId
 from kiok.protocol.link import MasterLink
 from kiok.protocol.messages import Assignment
+from kiok.waits import wait_set
 from kiok.worker.executors.base import AttemptContext, AttemptResult, Executor
 from kiok.worker.fenced_logs import FencedLogs
 from kiok.worker.logship import TaskLog
@@ -173,8 +173,7 @@ class RunDriver:
                 return adv.run_state
             self._wake.clear()
             timeout = None if adv.next_wakeup_ms is None else max(0.0, (adv.next_wakeup_ms - now) / 1000)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+            await wait_set(self._wake, timeout)
 
     def _start_nothing_more(self) -> None:
         """Leave the slots' line (a driver in it would start its queued tasks) and the queue."""

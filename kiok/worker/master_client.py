@@ -68,6 +68,7 @@ from kiok.protocol.to_worker import (
     ReportAck,
     Welcome,
 )
+from kiok.waits import wait_set
 from kiok.worker.outbox import Outbox
 
 if TYPE_CHECKING:
@@ -360,8 +361,7 @@ class MasterClient:
                 delay = self._refused_retry_s
             else:
                 delay = _BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)]
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), delay)  # a stop cuts the back-off short
+            await wait_set(self._stop, delay)  # a stop cuts the back-off short
             attempt += 1
 
     def _next_master(self, masters: Iterator[tuple[str, int]]) -> tuple[str, int]:

@@ -18,6 +18,7 @@ from kiok.dag.spec import TaskType
 from kiok.protocol.messages import Assignment, OfferReply, OfferVerdict
 from kiok.testing.sim.cluster import CREDENTIAL, INTERNAL_PORT
 from kiok.testing.sim.net import Network
+from kiok.waits import wait_set
 from kiok.worker.driver import DriverEnv
 from kiok.worker.executors.base import AttemptContext, AttemptResult
 from kiok.worker.master_client import MasterClient
@@ -82,9 +83,7 @@ class SimExecutor:
                 line = f"{ctx.run_id} {ctx.task.id} a{ctx.attempt} line {i}\n".encode()
                 ctx.output(line)
                 ex.lines.append(line)
-                try:
-                    await asyncio.wait_for(stopped.wait(), duration / count)
-                except TimeoutError:
+                if not await wait_set(stopped, duration / count):
                     continue
                 ex.end, ex.outcome = loop.time(), "stopped"
                 return AttemptResult(False, -15, "cancelled", stopped=True)
