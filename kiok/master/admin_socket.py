@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kiok.errors import KiokError
+from kiok.waits import within
 
 if TYPE_CHECKING:
     from kiok.master.node import MasterNode
@@ -79,7 +80,7 @@ class AdminSocket:
         answer: dict[str, Any] = {"ok": False, "error": f"uid {uid} may not use the admin socket"}
         try:
             # Read even to refuse: the caller then gets the refusal, not a broken pipe.
-            line = await asyncio.wait_for(reader.readline(), _TIMEOUT_S)
+            line = await within(reader.readline(), _TIMEOUT_S)
             if allowed:
                 answer = await self._answer(line)
         except (TimeoutError, ValueError, asyncio.LimitOverrunError):
@@ -87,7 +88,7 @@ class AdminSocket:
                 answer = {"ok": False, "error": "send one JSON request on one line"}
         writer.write(json.dumps(answer).encode() + b"\n")
         with contextlib.suppress(ConnectionError, TimeoutError):
-            await asyncio.wait_for(writer.drain(), _TIMEOUT_S)
+            await within(writer.drain(), _TIMEOUT_S)
         writer.close()
 
     async def _answer(self, line: bytes) -> dict[str, Any]:

@@ -75,6 +75,7 @@ from kiok.protocol.to_worker import (
 )
 from kiok.security.kms import worker_outbox_keyring
 from kiok.security.ratelimit import FailureLimiter
+from kiok.waits import within
 
 if TYPE_CHECKING:
     from kiok.master.node import MasterNode
@@ -188,7 +189,7 @@ class WorkerConnection:
         self._offers[request] = fut
         self.send(Offer(assignment, request=request))
         try:
-            return await asyncio.wait_for(fut, self._server.offer_timeout_s)
+            return await within(fut, self._server.offer_timeout_s)
         except TimeoutError:
             return OfferReply(OfferVerdict.NAK, f"worker {self.worker_id} did not answer the offer")
         finally:

@@ -42,7 +42,7 @@ from kiok.master.run_terms import RunTermsCache
 from kiok.store import commands as c
 from kiok.store.commandlog import CommandLog
 from kiok.store.reader import StateReader
-from kiok.waits import wait_set
+from kiok.waits import wait_set, within
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ class Notifier:
         self._attempts[n.key] = attempt
         try:
             try:
-                detail = await asyncio.wait_for(self._send(n), self._settings.timeout_s)
+                detail = await within(self._send(n), self._settings.timeout_s)
             except TimeoutError:
                 raise DeliveryFailed(f"no answer within {self._settings.timeout_s:g}s") from None
             except DeliveryFailed:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 
 from kiok.store.replicated import RaftCommandLog
+from kiok.waits import within
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class PeerWatch:
 async def _answers(address: str) -> bool:
     host, _, port = address.rpartition(":")
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 1.0)
+        _, writer = await within(asyncio.open_connection(host, int(port)), 1.0)
     except (OSError, TimeoutError):
         return False
     writer.close()

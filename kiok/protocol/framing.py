@@ -23,6 +23,7 @@ from typing import Any
 import msgpack
 
 from kiok.errors import ProtocolError
+from kiok.waits import within
 
 _HEADER = struct.Struct(">I")
 DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
@@ -109,7 +110,7 @@ async def read_frame(
     means it is gone, may take as long as a large frame takes on a slow link while its bytes
     keep coming; a peer not authenticated yet is given the whole deadline only)."""
     try:
-        header = await asyncio.wait_for(reader.readexactly(_HEADER.size), timeout_s)
+        header = await within(reader.readexactly(_HEADER.size), timeout_s)
     except asyncio.IncompleteReadError as e:
         if not e.partial:
             return None
@@ -123,7 +124,7 @@ async def read_frame(
         if progress:
             body = await _read_progressing(reader, size, timeout_s)
         else:
-            body = await asyncio.wait_for(reader.readexactly(size), timeout_s)
+            body = await within(reader.readexactly(size), timeout_s)
     except asyncio.IncompleteReadError:
         raise ProtocolError("connection closed inside a frame (truncated)") from None
     except TimeoutError:
@@ -136,7 +137,7 @@ async def _read_progressing(reader: asyncio.StreamReader, size: int, timeout_s: 
     chunks: list[bytes] = []
     left = size
     while left:
-        chunk = await asyncio.wait_for(reader.read(left), timeout_s)
+        chunk = await within(reader.read(left), timeout_s)
         if not chunk:
             raise asyncio.IncompleteReadError(b"".join(chunks), size)
         chunks.append(chunk)
@@ -153,6 +154,6 @@ async def write_frame(
 ) -> None:
     writer.write(encode_frame(message, max_frame_bytes=max_frame_bytes))
     try:
-        await asyncio.wait_for(writer.drain(), timeout_s)
+        await within(writer.drain(), timeout_s)
     except TimeoutError:
         raise ProtocolError(f"peer did not take a frame within {timeout_s:g}s") from None

@@ -68,7 +68,7 @@ from kiok.protocol.to_worker import (
     ReportAck,
     Welcome,
 )
-from kiok.waits import wait_set
+from kiok.waits import wait_set, within
 from kiok.worker.outbox import Outbox
 
 if TYPE_CHECKING:
@@ -412,7 +412,7 @@ class MasterClient:
 
     async def _session(self, host: str, port: int) -> None:
         assert self._worker is not None
-        reader, writer = await asyncio.wait_for(self._connect(host, port), self._connect_timeout_s)
+        reader, writer = await within(self._connect(host, port), self._connect_timeout_s)
         try:
             credential, join_token = self._auth()
             claims = self._claims()

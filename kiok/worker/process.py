@@ -35,6 +35,7 @@ from pathlib import Path
 
 import msgpack
 
+from kiok.waits import within
 from kiok.worker import spawn_protocol as sp
 from kiok.worker.isolation import NO_ISOLATION, Isolation
 from kiok.worker.spawner import empty_dir, signal_group
@@ -339,7 +340,7 @@ class ProcessRunner:
             theirs.close()
         spawner = _Spawner(proc, loop.create_future(), self._isolation.pid_namespace)
         await loop.create_unix_connection(lambda: spawner, sock=ours)
-        await asyncio.wait_for(asyncio.shield(spawner.ready), _START_TIMEOUT_S)
+        await within(asyncio.shield(spawner.ready), _START_TIMEOUT_S)
         if self._template is not None:
             spawner.send(self._template, now=True)
         log.debug("task spawner started (pid %d)", proc.pid)

@@ -28,3 +28,22 @@ async def test_a_cancellation_racing_the_event_is_never_lost() -> None:
         task.cancel()  # in the same turn as the event: the race wait_for lost
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_within_times_out_and_never_loses_a_cancellation() -> None:
+    from kiok.waits import within
+
+    loop = asyncio.get_running_loop()
+    with pytest.raises(TimeoutError):
+        await within(loop.create_future(), 0.01)
+    done: asyncio.Future[int] = loop.create_future()
+    done.set_result(3)
+    assert await within(done, 1) == 3
+    for _ in range(200):
+        answer: asyncio.Future[int] = loop.create_future()
+        task = asyncio.create_task(within(answer, 10))
+        await asyncio.sleep(0)
+        answer.set_result(1)  # a read completing...
+        task.cancel()  # ...as its loop is cancelled: wait_for returned the read
+        with pytest.raises(asyncio.CancelledError):
+            await task
