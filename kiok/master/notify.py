@@ -13,6 +13,7 @@ which may send a notification twice, never zero times (at least once).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import smtplib
 import socket
