@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kiok.core.cron import parse_timezone
-from kiok.core.placement import Context, ParamRef, place
+from kiok.core.placement import Context, ParamRef, date_function_end, place
 from kiok.errors import TaskError
 
 __all__ = [
@@ -253,13 +253,7 @@ def _expand_dates(text: str, now: datetime) -> str:
     pos = 0
     while (start := text.find("#{", pos)) != -1:
         out.append(text[pos:start])
-        end, quote = start + 2, ""
-        while end < len(text) and (quote or text[end] != "}"):
-            if quote and text[end] == quote:
-                quote = ""
-            elif not quote and text[end] in "'\"":
-                quote = text[end]
-            end += 1
+        end = date_function_end(text, start)
         if end >= len(text):
             raise TaskError(f"unterminated date placeholder {text[start : start + 40]!r}")
         out.append(_call(text[start + 2 : end], now))

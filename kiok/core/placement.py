@@ -42,7 +42,7 @@ from urllib.parse import quote, quote_plus
 
 from kiok.errors import TaskError
 
-__all__ = ["Context", "ParamRef", "place"]
+__all__ = ["Context", "ParamRef", "date_function_end", "place"]
 
 
 class Context(StrEnum):
@@ -182,7 +182,7 @@ def _shell_contexts(text: str, starts: tuple[int, ...], ends: tuple[int, ...]) -
         if ch == "#" and text.startswith("{", i + 1):
             # kiok's date function: text by the time the shell reads the script, not a
             # comment; a placeholder in its arguments lands where the function stands
-            end = _date_end(text, i)
+            end = date_function_end(text, i) + 1
             for start in range(i, end):
                 if start in end_of:
                     found[start] = state
@@ -308,17 +308,18 @@ def _shell_contexts(text: str, starts: tuple[int, ...], ends: tuple[int, ...]) -
     return [found.get(s, _UNQUOTED) for s in starts]
 
 
-def _date_end(text: str, i: int) -> int:
-    """The index after the ``#{...}`` at ``i``, read as ``kiok.core.placeholders`` reads it:
-    a ``}`` inside a quoted argument does not end it."""
-    end, quote = i + 2, ""
+def date_function_end(text: str, start: int) -> int:
+    """Where the ``#{...}`` at ``start`` ends: the index of its ``}`` (``len(text)`` when it
+    is not closed). A ``}`` inside a quoted argument does not end it. One reading, for
+    ``kiok.core.placeholders`` (which expands it) and the shell analyser here."""
+    end, quote = start + 2, ""
     while end < len(text) and (quote or text[end] != "}"):
         if quote and text[end] == quote:
             quote = ""
         elif not quote and text[end] in "'\"":
             quote = text[end]
         end += 1
-    return end + 1
+    return end
 
 
 def _heredoc_start(text: str, j: int, pending: list[tuple[str, bool, bool]]) -> int:

@@ -14,51 +14,15 @@ import jwt
 import pytest
 
 from kiok.testing.process import Standalone
-
-PW = "Audit-Iam-Password-1"
-
-
-def login(k: Standalone, user: str, password: str = PW) -> dict[str, str]:
-    r = httpx.post(k.url + "/api/v1/auth/login", json={"user": user, "password": password}, timeout=30)
-    assert r.status_code == 200, r.text
-    return {"Authorization": f"Bearer {r.json()['accessToken']}"}
-
-
-def call(k: Standalone, headers: dict[str, str], method: str, path: str, **kw: Any) -> httpx.Response:
-    return httpx.request(method, k.url + path, headers=headers, timeout=30, **kw)
+from tests.integration.test_iam_scoping import PW, allow, call, forbidden, login, put_policy, put_user
 
 
 def document(*statements: dict[str, Any]) -> dict[str, Any]:
     return {"Statement": list(statements)}
 
 
-def allow(action: str | list[str], resource: str | list[str]) -> dict[str, Any]:
-    return {"Effect": "Allow", "Action": action, "Resource": resource}
-
-
 def deny(action: str | list[str], resource: str | list[str]) -> dict[str, Any]:
     return {"Effect": "Deny", "Action": action, "Resource": resource}
-
-
-def put_policy(k: Standalone, name: str, *statements: dict[str, Any]) -> None:
-    r = k.api("POST", "/api/v1/iam/policies", json={"policy": name, "document": document(*statements)})
-    assert r.status_code == 201, r.text
-
-
-def put_user(
-    k: Standalone, user: str, *, policies: tuple[str, ...] = (), groups: tuple[str, ...] = ()
-) -> None:
-    body = {"user": user, "password": PW, "policies": list(policies), "groups": list(groups)}
-    r = k.api("POST", "/api/v1/iam/users", json=body)
-    assert r.status_code == 201, r.text
-
-
-def forbidden(r: httpx.Response, action: str, resource: str) -> bool:
-    return (
-        r.status_code == 403
-        and r.json()["error"]["code"] == "forbidden"
-        and f"{action} on {resource}" in r.json()["error"]["message"]
-    )
 
 
 def policy_document(k: Standalone, name: str) -> dict[str, Any]:

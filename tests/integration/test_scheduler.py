@@ -4,41 +4,20 @@ catch-up caps, (DAG, fire time) idempotency, DST, pause, max_active_runs."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from kiok.config import Settings
 from kiok.master.node import MasterNode
 from kiok.store import commands as c
-
-
-class Clock:
-    def __init__(self, ms: int) -> None:
-        self.ms = ms
-
-    def __call__(self) -> int:
-        return self.ms
-
-
-def ms(text: str) -> int:
-    return int(datetime.fromisoformat(text).astimezone(UTC).timestamp() * 1000)
+from tests.scheduler_node import Clock, ms, scheduler_node
 
 
 @pytest.fixture
 async def node(tmp_path: Path) -> AsyncIterator[tuple[MasterNode, Clock]]:
-    clock = Clock(ms("2026-03-28T12:00:00+00:00"))
-    settings = Settings.load(
-        overrides={"kiok.base.data.dir": str(tmp_path), "kiok.scheduler.catchup.max.runs": 24}
-    )
-    n = MasterNode(settings, clock)
-    await n.open_stores()
-    await n.auth.bootstrap("admin", "Some-Password-1")
-    yield n, clock
-    n.kv.close()
-    n.joblog.close()
+    async with scheduler_node(tmp_path) as made:
+        yield made
 
 
 def spec(dag_id: str, schedule: str, *, tz: str = "UTC", catchup: bool = False) -> dict[str, object]:

@@ -22,12 +22,9 @@ from kiok.dag.spec import TaskSpec
 from kiok.ids import TaskId
 from kiok.master.node import MasterNode
 from kiok.store import commands as c
+from tests.scheduler_node import Clock, ms, scheduler_node
 
 DAY = 86_400_000
-
-
-def ms(text: str) -> int:
-    return int(datetime.fromisoformat(text).timestamp() * 1000)
 
 
 def iso(value: int) -> str:
@@ -181,26 +178,10 @@ def test_a_backfill_bound_takes_a_lower_case_z() -> None:
 # --- the scheduler loop, in process (real RocksDB store in tmp_path, manual clock) ---------------
 
 
-class Clock:
-    def __init__(self, value: int) -> None:
-        self.ms = value
-
-    def __call__(self) -> int:
-        return self.ms
-
-
 @pytest.fixture
 async def node(tmp_path: Path) -> AsyncIterator[tuple[MasterNode, Clock]]:
-    clock = Clock(ms("2026-03-28T12:00:00+00:00"))
-    settings = Settings.load(
-        overrides={"kiok.base.data.dir": str(tmp_path), "kiok.scheduler.catchup.max.runs": 24}
-    )
-    n = MasterNode(settings, clock)
-    await n.open_stores()
-    await n.auth.bootstrap("admin", "Some-Password-1")
-    yield n, clock
-    n.kv.close()
-    n.joblog.close()
+    async with scheduler_node(tmp_path) as made:
+        yield made
 
 
 def spec(dag_id: str, schedule: str | None, *, tz: str = "UTC", catchup: bool = False) -> dict[str, object]:
