@@ -1030,7 +1030,7 @@ class Settings:
         for k, v in dotted.items():
             values[k.replace("_", ".")] = v
             sources[k.replace("_", ".")] = ("flag", "override")
-        return Settings(values, sources, self.warnings)
+        return Settings(values, sources, self.warnings, self.secrets_in_file)
 
 
 def reference_markdown() -> str:

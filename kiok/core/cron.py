@@ -80,7 +80,7 @@ def due_fires(
     months), the newest are still the ones kept: they are looked for backwards from now.
     """
     zone = parse_timezone(tz)
-    keep = max(1, max_runs) if catchup else 1
+    keep = min(max(1, max_runs), _MAX_ENUMERATION) if catchup else 1
     due: list[int] = []
     first_dropped: int | None = None
     last_dropped = 0

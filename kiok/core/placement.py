@@ -131,7 +131,13 @@ _SUBST, _BACKTICK, _BRACE, _ARITH_CMD = range(4)
 #: ``case`` and ``esac``; it skips the rest.
 _SHELL_SPECIAL = frozenset("\\'\"$#<\n(){}`[]")
 _CLOSE = {"(": ")", "[": "]"}
-_CASE = re.compile(r"case[ \t]+[^\s;&|()<>]+[ \t\n]+in(?=[\s;])")
+#: ``case WORD in``: the word may hold quotes, ``$(...)``, backticks and ``${...}``
+#: (``case "$(uname -s)" in``), whose blanks and parentheses are its own.
+_CASE = re.compile(
+    # each alternative starts differently (no word matches two ways: linear time)
+    r"case[ \t]+(?:\"[^\"]*\"|'[^']*'|`[^`]*`|\$\([^()]*\)|\$\{[^}]*\}|\$(?![({])|[^\s;&|()<>\"'`$])+"
+    r"[ \t\n]+in(?=[\s;])"
+)
 _ESAC = re.compile(r"esac(?=[\s;&|)]|\Z)")
 _SHELL_NEXT = re.compile(
     "[" + re.escape("".join(sorted(_SHELL_SPECIAL))) + r"]|(?<![^\s;&|()<>`])(?:case|esac)(?!\w)"
@@ -282,6 +288,9 @@ def _shell_contexts(text: str, starts: tuple[int, ...], ends: tuple[int, ...]) -
                     continue
             elif ch == "#" and word_start and top not in (_BRACE, _ARITH_CMD):
                 state = _COMMENT
+            elif text.startswith("<<<", i):  # a here-string: its word is read as any other
+                i += 3
+                continue
             elif (
                 text.startswith("<<", i) and not text.startswith("<<<", i) and top not in (_BRACE, _ARITH_CMD)
             ):

@@ -191,6 +191,8 @@ class WorkerConnection:
         try:
             return await within(fut, self._server.offer_timeout_s)
         except TimeoutError:
+            if fut.done() and not fut.cancelled():  # answered in the turn the deadline fired
+                return fut.result()
             return OfferReply(OfferVerdict.NAK, f"worker {self.worker_id} did not answer the offer")
         finally:
             self._offers.pop(request, None)

@@ -11,6 +11,7 @@ tasks it names: neither grows with the size of the DAG. The header counts open
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from kiok.core.holds import hold_reason
@@ -264,6 +265,10 @@ def apply_report(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
             continue
         stored = UNSTARTED if stored_raw is None else TaskRecord.from_dict(stored_raw)
         reported = TaskRecord.from_dict(raw)
+        if reported.attempt_base != stored.attempt_base:
+            # The base is the master's (a re-run sets it): a driver neither drops it (an older
+            # worker does not know it) nor moves it (a negative count would retry for ever).
+            reported = dataclasses.replace(reported, attempt_base=stored.attempt_base)
         verdict = report_verdict(stored, reported)
         if verdict is ReportVerdict.ACCEPT:
             _put_task(txn, run, tid, stored, reported, fx)

@@ -75,6 +75,18 @@ ONE_WORD = [
     ("printf '[%s]' #{nowFormatted('${params.v}')}", "/bin/sh", "[a  b * ?]"),
     # a '#' inside ${...} starts no comment either
     ("printf '[%s]' ${u:- #} ${params.v}", "/bin/sh", "[#][a  b * ?]"),
+    # a here-string opens no heredoc: the lines after it are script, not a body
+    ("read a b <<< \"$HOME\"\nprintf '[%s]' ${params.v}", "/bin/bash", "[a  b * ?]"),
+    ("cat <<<word >/dev/null\nprintf '[%s]' ${params.v}", "/bin/bash", "[a  b * ?]"),
+    # a case word with blanks, a substitution or a parenthesis of its own, inside $(...)
+    (
+        'printf "[%s]" "$(case "$(echo Linux)" in Linux) printf %s ${params.v};; esac)"',
+        "/bin/sh",
+        "[a  b * ?]",
+    ),
+    ('printf "[%s]" "$(case "a b" in "a b") printf %s ${params.v};; esac)"', "/bin/sh", "[a  b * ?]"),
+    ('printf "[%s]" "$(case `echo a` in a) printf %s ${params.v};; esac)"', "/bin/sh", "[a  b * ?]"),
+    ('u=x; printf "[%s]" "$(case ${u%(} in x) printf %s ${params.v};; esac)"', "/bin/bash", "[a  b * ?]"),
 ]
 
 
