@@ -17,17 +17,14 @@ import contextlib
 import functools
 import logging
 import os
-import socket
 import stat
 import tempfile
-import threading
-import time
-import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 from kiok.errors import InvalidInput, KiokError, NotReady
+from kiok.store import s3_deadline
 
 log = logging.getLogger(__name__)
 
@@ -232,96 +229,6 @@ class DirObjectStore:
 # --- S3 ---------------------------------------------------------------------------------------
 
 
-class _ThreadConns:
-    """Per thread: the HTTP connections it holds (checked out of a pool: a request in flight,
-    or a response body not read yet) and the S3 call it is making, if any."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.conns: weakref.WeakSet[Any] = weakref.WeakSet()
-        self.call: _Call | None = None
-
-
-class _Call:
-    """One S3 call's deadline. When it passes, ``expire`` shuts down the sockets its thread
-    holds, which wakes a read or write blocked on a server that trickles bytes or never
-    answers; later connection requests of the call are refused (no retry after it)."""
-
-    def __init__(self, owner: _ThreadConns) -> None:
-        self.owner = owner
-        self.expired = False
-
-    def expire(self) -> None:
-        with self.owner.lock:
-            if self.owner.call is not self:  # the call ended meanwhile
-                return
-            self.expired = True
-            conns = list(self.owner.conns)
-        for conn in conns:
-            sock = getattr(conn, "sock", None)
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    # socket.socket's own shutdown, also for an SSLSocket (whose override
-                    # would drop its SSL object under the thread reading it).
-                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
-
-
-class _DeadlineExpired(Exception):
-    """Raised by a pool asked for a connection after its call's deadline."""
-
-
-_threads = threading.local()
-
-
-def _thread_conns() -> _ThreadConns:
-    state: _ThreadConns | None = getattr(_threads, "state", None)
-    if state is None:
-        state = _threads.state = _ThreadConns()
-    return state
-
-
-def _deadline_pool(base: Any) -> type:
-    """A subclass of a botocore connection pool that records, per thread, the connections
-    checked out of it (so a deadline can shut them down) and refuses to hand one out once
-    that thread's call is past its deadline (no retry after it)."""
-
-    def _get_conn(self: Any, timeout: float | None = None) -> Any:
-        state = _thread_conns()
-        if state.call is not None and state.call.expired:
-            raise _DeadlineExpired("S3 request deadline passed")
-        conn = base._get_conn(self, timeout)
-        with state.lock:
-            state.conns.add(conn)
-        conn._kiok_holder = state
-        return conn
-
-    def _put_conn(self: Any, conn: Any) -> None:
-        # The thread that checked it out lets go of it (even if another thread returns it).
-        holder: _ThreadConns | None = getattr(conn, "_kiok_holder", None)
-        if holder is not None:
-            with holder.lock:
-                holder.conns.discard(conn)
-            conn._kiok_holder = None
-        base._put_conn(self, conn)
-
-    return type(f"Deadline{base.__name__}", (base,), {"_get_conn": _get_conn, "_put_conn": _put_conn})
-
-
-def _install_deadline_pools(client: Any) -> bool:
-    """Make ``client``'s HTTP session use the deadline-aware pools (its pools are created on
-    first use, from this table). False when botocore's layout is not the expected one."""
-    import botocore.awsrequest
-
-    classes = getattr(
-        getattr(getattr(client, "_endpoint", None), "http_session", None), "_pool_classes_by_scheme", None
-    )
-    if not isinstance(classes, dict):
-        return False
-    classes["http"] = _deadline_pool(botocore.awsrequest.AWSHTTPConnectionPool)
-    classes["https"] = _deadline_pool(botocore.awsrequest.AWSHTTPSConnectionPool)
-    return True
-
-
 class S3ObjectStore:
     """Objects in one bucket under ``prefix`` (keys are joined as ``prefix/key``).
 
@@ -372,7 +279,7 @@ class S3ObjectStore:
             aws_secret_access_key=secret_key or None,
             config=config,
         )
-        if not _install_deadline_pools(self._client):  # a botocore whose insides moved
+        if not s3_deadline.install(self._client):  # a botocore whose insides moved
             log.warning(
                 "S3 object store: this botocore's connection pools are not where kiok expects "
                 "them; kiok.s3.request.timeout.ms cannot cut a call short (read timeouts still apply)"
@@ -385,26 +292,10 @@ class S3ObjectStore:
     def _call(self, what: str, key: str, fn: Callable[[], Any]) -> Any:
         """``fn()`` (botocore calls) within the whole-request deadline, its errors as kiok's:
         ObjectMissing, or ObjectStoreUnavailable (naming the deadline when it passed)."""
-        state = _thread_conns()
-        if state.call is not None:  # inside another call: its deadline holds
-            return self._translated(what, key, fn)
-        call = _Call(state)
-        state.call = call
-        timer = threading.Timer(self.request_timeout_s, call.expire)
-        timer.daemon = True
-        began = time.monotonic()
-        try:
-            timer.start()  # in here: a thread that cannot start still leaves ``state.call`` clear
-            result = self._translated(what, key, fn)
-        except Exception:
-            if not call.expired:
-                raise
-            result = None
-        finally:
-            timer.cancel()
-            with state.lock:
-                state.call = None
-        if call.expired:
+        result, expired, took = s3_deadline.run_within(
+            self.request_timeout_s, lambda: self._translated(what, key, fn)
+        )
+        if expired:
             # Also when fn returned: the sockets were cut, so what it got may be a truncated
             # answer that only looks complete (a 200 whose headers ended at the cut).
             body = result.get("Body") if isinstance(result, dict) else None
@@ -414,7 +305,7 @@ class S3ObjectStore:
             raise ObjectStoreUnavailable(
                 f"S3 {what} {self.bucket}/{self.prefix + '/' if self.prefix else ''}{key}: "
                 f"no complete answer within {self.request_timeout_s * 1000:.0f} ms "
-                f"(kiok.s3.request.timeout.ms), gave up after {time.monotonic() - began:.1f} s"
+                f"(kiok.s3.request.timeout.ms), gave up after {took:.1f} s"
             )
         return result
 
