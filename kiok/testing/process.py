@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -23,11 +24,36 @@ ADMIN_PASSWORD = "Test-Admin-Pw-0123456789"
 TERMINAL = ("SUCCESS", "FAILED", "CANCELLED")
 
 
+#: Its own source (the global one may be seeded by a test, the same in every process).
+_PORTS = random.SystemRandom()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A port free now, below the kernel's ephemeral range: a port the kernel handed out as
+    free (``bind(0)``) is one it may hand to an outgoing connection's socket (a client of
+    another test) before the process that was to listen on it binds it."""
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = _PORTS.randrange(10000, low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # every try taken: any port the kernel says is free
         s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+        found: int = s.getsockname()[1]
+        return found
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (Linux's default 32768 elsewhere)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+    return low if low > 11000 else 32768
 
 
 def kiok_executable() -> str:
