@@ -26,6 +26,9 @@ TERMINAL = ("SUCCESS", "FAILED", "CANCELLED")
 
 #: Its own source (the global one may be seeded by a test, the same in every process).
 _PORTS = random.SystemRandom()
+#: The ports this process handed out: never twice (a group's ports are all picked before any
+#: of its processes binds one).
+_HANDED: set[int] = set()
 
 
 def free_port() -> int:
@@ -35,11 +38,14 @@ def free_port() -> int:
     low = _ephemeral_low()
     for _ in range(200):
         port = _PORTS.randrange(10000, low)
+        if port in _HANDED:  # given to a process that may not have bound it yet
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _HANDED.add(port)
             return port
     with socket.socket() as s:  # every try taken: any port the kernel says is free
         s.bind(("127.0.0.1", 0))
