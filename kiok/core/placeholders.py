@@ -27,8 +27,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kiok.core.cron import parse_timezone
-from kiok.core.placement import Context, ParamRef, date_function_end, place
+from kiok.core.cron import load_zone
+from kiok.core.placement import Context, ParamRef, arithmetic_names, date_function_end, place
 from kiok.errors import TaskError
 
 __all__ = [
@@ -75,7 +75,7 @@ def _expand_default(value: str, now_ms: int, tz: str) -> str:
     if "#{" not in value:
         return value
     try:
-        zone = parse_timezone(tz)
+        zone = load_zone(tz)
     except ValueError as e:
         raise TaskError(str(e)) from None
     return _expand_dates(value, _at(now_ms).astimezone(zone))
@@ -90,6 +90,20 @@ def param_names(text: str) -> set[str]:
     if "${params." not in text:
         return set()
     return {m.group(2) for m in _REF.finditer(text) if m.group(1) == "params"}
+
+
+def shell_arithmetic_params(text: str) -> set[str]:
+    """The params a shell ``text`` places where bash evaluates arithmetic (``$((...))``,
+    ``[[ ... -eq ... ]]``, ...): ``resolve`` refuses any value but an integer there, so a
+    trigger can be refused up front rather than its attempt failing."""
+    if "${params." not in text:
+        return set()
+    refs = [
+        (m.start(), m.end(), m.group(2))
+        for m in _REF.finditer(text)
+        if m.group(1) == "params" and _KEY.match(m.group(2))
+    ]
+    return arithmetic_names(text, refs)
 
 
 def run_value_names(text: str) -> set[str]:
@@ -149,7 +163,7 @@ def resolve(
     if not has_placeholders(text):
         return text
     try:
-        zone = parse_timezone(tz)
+        zone = load_zone(tz)
     except ValueError as e:
         raise TaskError(str(e)) from None
     if "${run." in text:

@@ -8,8 +8,9 @@ within it, by where the placeholder sits:
 - ``SHELL``: a reference to the ``KIOK_PARAM_<NAME>`` environment variable the task gets.
   The shell expands it, and an expansion is never parsed again as commands. Unquoted it
   becomes ``"${KIOK_PARAM_X}"`` (one word, no globbing). Inside double quotes, a heredoc or
-  arithmetic ``$((...))`` it becomes ``${KIOK_PARAM_X}`` (declare a param used in arithmetic
-  ``type: integer``: bash evaluates what an arithmetic expansion holds). Inside single
+  arithmetic ``$((...))`` it becomes ``${KIOK_PARAM_X}``. Wherever bash evaluates it as
+  arithmetic (``_arithmetic``), only an integer value is placed: bash runs the command
+  substitutions of an array subscript in the value, whatever the quoting. Inside single
   quotes it becomes ``'"${KIOK_PARAM_X}"'``, which closes the quote, expands and reopens it.
   A command substitution (``$(...)``, backticks) is a new unquoted context, also inside
   double quotes or a heredoc; ``#{...}`` (a date by the time the shell reads the script)
@@ -42,7 +43,7 @@ from urllib.parse import quote, quote_plus
 
 from kiok.errors import TaskError
 
-__all__ = ["Context", "ParamRef", "date_function_end", "place"]
+__all__ = ["Context", "ParamRef", "arithmetic_names", "date_function_end", "is_integer", "place"]
 
 
 class Context(StrEnum):
@@ -65,7 +66,14 @@ def place(text: str, refs: Sequence[ParamRef], context: Context, values: Mapping
     """The text to put in place of each of ``refs`` (in order); ``TaskError`` if one cannot
     be placed safely. Every ``refs`` name must be in ``values``."""
     if context is Context.SHELL:
-        kinds = _shell_contexts(text, tuple(r[0] for r in refs), tuple(r[1] for r in refs))
+        kinds, arithmetic = _shell_contexts(text, tuple(r[0] for r in refs), tuple(r[1] for r in refs))
+        for (_, _, name), in_arithmetic in zip(refs, arithmetic, strict=True):
+            if in_arithmetic and not is_integer(values[name]):
+                raise TaskError(
+                    f"param {name!r} stands where the shell evaluates arithmetic ($((...)), ((...)), "
+                    "[[ ... -eq ... ]], an array subscript, let, declare -i), which runs code "
+                    "hidden in a value: its value must be an integer (declare it type: integer)"
+                )
         return [
             _SHELL_FORMS[kind].format(var=_env_name(name))
             for (_, _, name), kind in zip(refs, kinds, strict=True)
@@ -144,9 +152,72 @@ _SHELL_NEXT = re.compile(
 )
 
 
+#: An integer as bash's arithmetic reads it: decimal or hexadecimal, nothing it could expand.
+_INTEGER = re.compile(r"[+-]?(?:0[xX][0-9a-fA-F]+|[0-9]+)")
+#: Where, on the line before a placeholder, bash would evaluate it as arithmetic (an array
+#: subscript or ``${x:offset}`` inside ``${...}``; ``let``; ``declare -i`` and its kin).
+_ARITHMETIC_BEFORE = re.compile(
+    r"\$\{[#!]?[A-Za-z_]\w*\[[^\]]*\Z"
+    r"|\$\{[A-Za-z_]\w*(?:\[[^\]]*\])?:(?![-=+?])[^}]*\Z"
+    r"|(?:^|[;&|({]|\b(?:then|do|else))\s*(?:let\s|(?:declare|typeset|local)\s+(?:-\w+\s+)*-\w*i)[^;&|]*\Z"
+)
+#: ``name[`` of an assignment to an array element (``a[${params.i}]=x``): its subscript.
+_ELEMENT_BEFORE = re.compile(r"(?:^|[\s;&|(])[A-Za-z_]\w*\[[^\]\s]*\Z")
+_ELEMENT_AFTER = re.compile(r"[^\]\s]*\]\+?=")
+_CONDITIONAL_OPEN = re.compile(r"(?:^|[\s;&|(!])\[\[\s")
+_CONDITIONAL_CLOSE = re.compile(r"\s\]\](?=[\s;&|)]|\Z)")
+_ARITHMETIC_TESTS = frozenset(("-eq", "-ne", "-lt", "-le", "-gt", "-ge"))
+
+
+def arithmetic_names(text: str, refs: Sequence[ParamRef]) -> set[str]:
+    """The names of ``refs`` in shell ``text`` that stand where bash evaluates arithmetic:
+    ``place`` admits only integers there (``is_integer``)."""
+    _, arithmetic = _shell_contexts(text, tuple(r[0] for r in refs), tuple(r[1] for r in refs))
+    return {name for (_, _, name), flagged in zip(refs, arithmetic, strict=True) if flagged}
+
+
+def is_integer(value: Any) -> bool:
+    """Whether ``value`` may stand in shell arithmetic: an int, or a string of one."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, str) and _INTEGER.fullmatch(value) is not None)
+
+
+def _arithmetic(text: str, start: int, end: int, state: int, top: int | None) -> bool:
+    """Whether bash evaluates the placeholder at ``start:end`` as an arithmetic expression,
+    where an array subscript in the *value* (``a[$(id)]``) runs a command substitution: no
+    quoting helps there, so ``place`` admits integers only. Inside ``$((...))``/``$[...]``
+    and ``((...))`` it knows from the analyser's state; ``[[ ... -eq ... ]]`` operands,
+    subscripts, substring offsets, ``let`` and ``declare -i`` it recognises on the
+    placeholder's line. A ``declare -i`` variable assigned elsewhere it cannot see."""
+    if state == _ARITH or (top == _ARITH_CMD and state in (_UNQUOTED, _DOUBLE)):
+        return True
+    if state not in (_UNQUOTED, _DOUBLE, _HEREDOC):
+        return False
+    line = text[text.rfind("\n", 0, start) + 1 : start]
+    if _ARITHMETIC_BEFORE.search(line):
+        return True
+    if state == _HEREDOC:
+        return False
+    if state == _UNQUOTED and _ELEMENT_BEFORE.search(line) and _ELEMENT_AFTER.match(text, end):
+        return True
+    opened = list(_CONDITIONAL_OPEN.finditer(line))
+    if not opened or _CONDITIONAL_CLOSE.search(line, opened[-1].end() - 1):
+        return False
+    eol = text.find("\n", end)
+    rest = text[end : len(text) if eol == -1 else eol]
+    before, after = line.split(), rest.split()
+    previous = before[-2:-1] if line and not line[-1].isspace() else before[-1:]
+    following = after[1:2] if rest and not rest[0].isspace() else after[:1]
+    return any(word in _ARITHMETIC_TESTS for word in previous + following)
+
+
 @functools.lru_cache(maxsize=256)
-def _shell_contexts(text: str, starts: tuple[int, ...], ends: tuple[int, ...]) -> list[int]:
-    """The quoting state at each placeholder start. Not a full shell parser: it follows
+def _shell_contexts(
+    text: str, starts: tuple[int, ...], ends: tuple[int, ...]
+) -> tuple[list[int], list[bool]]:
+    """The quoting state at each placeholder start, and whether bash reads it as arithmetic
+    (``_arithmetic``). Not a full shell parser: it follows
     quotes, escapes, comments, heredocs, command substitutions (``$(...)``, backticks: a new
     unquoted context, even inside double quotes or a heredoc), ``${...}`` and ``((...))``,
     which decide how an expansion is written. Every form is an expansion, so a misjudged
@@ -154,6 +225,7 @@ def _shell_contexts(text: str, starts: tuple[int, ...], ends: tuple[int, ...]) -
     split into words, and one value could become several arguments (``find ... -exec``)."""
     end_of = dict(zip(starts, ends, strict=True))
     found: dict[int, int] = {}
+    arithmetic: set[int] = set()
     pending: list[tuple[str, bool, bool]] = []  # heredocs opened on this line
     bodies: list[tuple[str, bool, bool]] = []  # heredocs whose bodies are being read
     frames: list[list[int]] = []  # [what opened it, state it returns to, open (, open case]
@@ -177,6 +249,8 @@ def _shell_contexts(text: str, starts: tuple[int, ...], ends: tuple[int, ...]) -
     while i < n:
         if i in end_of:
             found[i] = state
+            if _arithmetic(text, i, end_of[i], state, frames[-1][0] if frames else None):
+                arithmetic.add(i)
             i = end_of[i]
             continue
         ch = text[i]
@@ -314,7 +388,7 @@ def _shell_contexts(text: str, starts: tuple[int, ...], ends: tuple[int, ...]) -
             state = _UNQUOTED
             continue  # the newline itself may start heredoc bodies
         i += 1
-    return [found.get(s, _UNQUOTED) for s in starts]
+    return [found.get(s, _UNQUOTED) for s in starts], [s in arithmetic for s in starts]
 
 
 def date_function_end(text: str, start: int) -> int:

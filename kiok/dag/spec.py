@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from kiok.core.placeholders import references
+from kiok.core.placeholders import references, shell_arithmetic_params
 from kiok.dag.notify import NotifyEvent, NotifySpec, WebhookTarget
 from kiok.dag.params import ParamRule, plain_default_document
 from kiok.ids import DagId, TaskId
@@ -125,6 +125,18 @@ class DagSpec:
     def task(self, task_id: str) -> TaskSpec:
         """The task with this id; ``KeyError`` when there is none."""
         return self._by_id[task_id]
+
+    @functools.cached_property
+    def shell_arithmetic(self) -> Mapping[str, TaskId]:
+        """Param name -> a shell task that places it where bash evaluates arithmetic, where
+        only an integer may stand (``kiok.core.placement``): the API refuses a trigger that
+        passes anything else, rather than letting its attempts fail."""
+        found: dict[str, TaskId] = {}
+        for t in self.tasks:
+            if t.type is TaskType.SHELL and t.script:
+                for name in sorted(shell_arithmetic_params(t.script)):
+                    found.setdefault(name, t.id)
+        return found
 
     def python_for(self, task: TaskSpec) -> str | None:
         """The interpreter ``task`` names, else the DAG's; ``None``: the worker's own."""

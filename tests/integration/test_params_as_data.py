@@ -34,6 +34,16 @@ tasks:
   - {id: t, script: 'echo ${params.region} $((${params.n} + 1))'}
 """
 
+# An untyped param in bash arithmetic: a text there would run what its subscript holds.
+ARITHMETIC = """
+dag:
+  id: arithmetic
+  params: {n: 1, m: "a[$(touch pwned)]"}
+tasks:
+  - {id: count, script: "#!/bin/bash\\necho $(( ${params.n} + 1 ))"}
+  - {id: late, script: "#!/bin/bash\\n[[ ${params.m} -gt 0 ]] && echo big; ls", requires: [count]}
+"""
+
 HOSTILE = [
     'x"; id; head -c 12 ../../master.key; echo "',
     "$(id)",
@@ -50,6 +60,7 @@ HOSTILE = [
 def k(shared_kiok: Standalone) -> Standalone:
     shared_kiok.register(HELLO)
     shared_kiok.register(CONSTRAINED)
+    shared_kiok.register(ARITHMETIC)
     policy = {"Statement": [{"Effect": "Allow", "Action": "dags:Trigger", "Resource": "dag/hello"}]}
     r = shared_kiok.api("POST", "/api/v1/iam/policies", json={"policy": "trigger-hello", "document": policy})
     assert r.status_code == 201, r.text
@@ -116,3 +127,19 @@ def test_typed_args_reach_arithmetic_as_numbers(k: Standalone) -> None:
     run = k.wait_run(k.trigger("constrained", {"region": "us", "n": "41"}))
     assert run["state"] == "SUCCESS"
     assert k.log(run["runId"], "t") == "us 42\n"
+
+
+def test_a_text_for_bash_arithmetic_is_refused_before_a_run_exists(k: Standalone) -> None:
+    before = len(k.api("GET", "/api/v1/runs?dag=arithmetic&limit=100").json()["runs"])
+    r = k.api("POST", "/api/v1/dags/arithmetic/runs", json={"args": {"n": "a[$(touch pwned)]"}})
+    assert r.status_code == 400, r.text
+    assert "args.n: task 'count' uses it in shell arithmetic" in r.json()["error"]["message"]
+    assert len(k.api("GET", "/api/v1/runs?dag=arithmetic&limit=100").json()["runs"]) == before
+
+
+def test_a_text_default_in_bash_arithmetic_fails_its_task_saying_why(k: Standalone) -> None:
+    run = k.wait_run(k.trigger("arithmetic", {"n": 41}))
+    assert k.log(run["runId"], "count") == "42\n"
+    late = run["tasks"]["late"]
+    assert late["state"] == "FAILED", run
+    assert "param 'm' stands where the shell evaluates arithmetic" in late["error"]

@@ -160,17 +160,11 @@ def test_a_url_param_cannot_be_a_dot_segment(value: str) -> None:
     assert request.url.params["q"] == value
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known, documented in docs/dags.md: bash evaluates what $((...)) expands to as an "
-    "arithmetic expression, and an array subscript there runs command substitutions; the DAG "
-    "author must declare the param type: integer. kiok does not check the value (a runtime "
-    "check for the $((...)) the analyser sees would not cover ((...)), [[ -eq ]] or subscripts)",
-)
 def test_a_string_param_in_bash_arithmetic_does_not_run(tmp_path: Path) -> None:
     value = "a[$(touch pwned)]"
-    script = placed("echo $(( ${params.n} + 1 ))", {"n": value})
-    run(script, {"n": value}, "/bin/bash", tmp_path)
+    with pytest.raises(TaskError, match="must be an integer"):
+        placed("echo $(( ${params.n} + 1 ))", {"n": value})
+    assert run(placed("echo $(( ${params.n} + 1 ))", {"n": 41}), {"n": 41}, "/bin/bash", tmp_path) == "42\n"
     assert not (tmp_path / "pwned").exists()
 
 

@@ -7,6 +7,7 @@ import ast
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -82,6 +83,58 @@ def test_shell_gets_the_value_as_data(script: str, expected: str, value: str) ->
 @pytest.mark.parametrize("script", ["echo $((${params.n} + 1))", 'echo "$(( ${params.n} * 2 - 40 ))"'])
 def test_shell_arithmetic_gets_the_bare_expansion(script: str) -> None:
     assert run_sh(placed(script, Context.SHELL, {"n": 21}), {"n": 21}) in ("22\n", "2\n")
+
+
+# Where bash evaluates an expansion as arithmetic, an array subscript in the value runs its
+# command substitution (`a[$(touch pwned)]`): no quoting helps, so only integers are placed.
+BASH_ARITHMETIC = [
+    "echo $(( ${params.n} + 1 ))",
+    'echo "$(( ${params.n} * 2 ))"',
+    "echo $[${params.n} + 1]",
+    "(( x = ${params.n} + 1 )); echo $x",
+    "for (( i = 0; i < ${params.n}; i++ )); do :; done; echo $i",
+    "[[ ${params.n} -eq 3 ]] && echo y",
+    '[[ "${params.n}" -gt 2 ]] && echo y',
+    "if [[ 4 -ge ${params.n} ]]; then echo y; fi",
+    "arr=(a b c d); echo ${arr[${params.n}]}",
+    'arr=(a b c d); echo "${arr[${params.n}]}"',
+    "arr[${params.n}]=x; echo ${#arr[@]}",
+    "s=abcdef; echo ${s:${params.n}:2}",
+    "let x=${params.n}+1; echo $x",
+    "declare -i x=${params.n}; echo $x",
+    "f() { local -i x=${params.n}; echo $x; }; f",
+]
+
+
+@pytest.mark.parametrize("script", BASH_ARITHMETIC)
+def test_a_string_in_bash_arithmetic_is_refused_and_an_integer_runs(script: str, tmp_path: Path) -> None:
+    hostile = {"n": f"a[$(>{tmp_path}/pwned)]"}  # no blank: survives word splitting
+    naive = script.replace("${params.n}", "${KIOK_PARAM_N}")  # the attack is real there
+    subprocess.run(["/bin/bash", "-c", naive], env=param_env(hostile), capture_output=True, check=False)
+    assert (tmp_path / "pwned").exists()
+    (tmp_path / "pwned").unlink()
+    with pytest.raises(TaskError, match=r"param 'n' .* must be an integer"):
+        placed(script, Context.SHELL, hostile)
+    for value in (3, "3", "0x3"):
+        assert run_sh(placed(script, Context.SHELL, {"n": value}), {"n": value}, "/bin/bash").strip()
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "echo ${params.n}",
+        "[[ ${params.n} == abc ]] || echo no",
+        "echo ${x:-${params.n}}",
+        "cat <<EOF\nitems[${params.n}]\nEOF",
+        "echo '$(( ${params.n} ))'",
+        "(( 1 )); echo ${params.n}",
+        "[[ a ]]; echo ${params.n} -eq 1",
+    ],
+)
+def test_a_string_next_to_bash_arithmetic_is_still_placed(script: str, tmp_path: Path) -> None:
+    hostile = {"n": f"a[$(>{tmp_path}/pwned)]"}  # no blank: survives word splitting
+    run_sh(placed(script, Context.SHELL, hostile), hostile, "/bin/bash")
+    assert not (tmp_path / "pwned").exists()
 
 
 def test_a_quoted_heredoc_keeps_its_text_literal() -> None:

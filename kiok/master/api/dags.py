@@ -9,8 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from kiok.core.backfill import backfill_intervals, parse_bound
-from kiok.dag.load import spec_from_body
+from kiok.core.placement import is_integer
+from kiok.dag.load import compiled_spec, spec_from_body
 from kiok.dag.locate import line_of
+from kiok.dag.params import check_args
 from kiok.dag.spec import DagSpec
 from kiok.errors import DagValidationError, InvalidInput, MaintenanceMode, NotFound
 from kiok.master.api import dag_list
@@ -162,6 +164,7 @@ async def trigger(
     """Trigger a run; ``args`` override the DAG's ``params``. Refused in maintenance mode."""
     node = node_of(request)
     args = body.args if body is not None else {}
+    _refuse_text_in_shell_arithmetic(node.reader.dag(dag_id), args)
     try:
         cmd = c.CreateRun(
             at_ms=node.clock_ms(), dag_id=dag_id, args=args, trace=node.tracing.current_traceparent()
@@ -170,6 +173,26 @@ async def trigger(
             return await node.log.propose(cmd)  # type: ignore[no-any-return]
     except MaintenanceMode as e:
         raise MaintenanceMode(e.message, node.maintenance_retry_after_s) from None
+
+
+def _refuse_text_in_shell_arithmetic(record: dict[str, Any] | None, args: dict[str, Any]) -> None:
+    """A 400 for an arg that a shell task places where bash evaluates arithmetic and that is
+    not an integer: its attempts would fail (``kiok.core.placement``), so no run is made.
+    Checked here, before the command is proposed, not in ``apply()``: replicas of another
+    version must not decide a trigger differently."""
+    if record is None or all(is_integer(value) for value in args.values()):
+        return
+    spec = compiled_spec(record["spec"])
+    uses = spec.shell_arithmetic
+    if not uses:
+        return
+    checked = check_args(spec.params, spec.param_rules, spec.allow_extra_args, args)  # its errors first
+    for name, value in checked.items():
+        if name in uses and not is_integer(value):
+            raise InvalidInput(
+                f"args.{name}: task {uses[name]!r} uses it in shell arithmetic, where bash would run "
+                "code hidden in a text: give an integer"
+            )
 
 
 def _version_view(record: dict[str, Any], *, full: bool) -> dict[str, Any]:
