@@ -316,7 +316,8 @@ KEYS: tuple[Key, ...] = (
         int,
         2000,
         "Runs of one DAG that may wait to start (PENDING) at once: a trigger or backfill that would "
-        "queue more gets 409, so that whoever may trigger a DAG cannot queue runs without end.",
+        "queue more gets 409, so that whoever may trigger a DAG cannot queue runs without end; its "
+        "schedule creates no more runs until some start (the intervals then follow catch-up rules).",
         at_least=1,
     ),
     Key(

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from kiok.core.cron import next_fire_ms, parse_timezone
+from kiok.core.cron import load_zone, next_fire_ms
 from kiok.errors import InvalidInput
 
 __all__ = ["BackfillPlan", "backfill_intervals", "parse_bound"]
@@ -45,7 +45,7 @@ def parse_bound(text: str, tz: str, field: str, *, end: bool) -> int:
     in every time zone: an instant before the epoch (1970-01-01 in Berlin starts at
     1969-12-31T23:00Z) is taken as the epoch, one past ``LATEST_MS`` as the last ms before it.
     ``InvalidInput`` names ``field``."""
-    zone = parse_timezone(tz)
+    zone = load_zone(tz)
     day: date | None = None
     try:  # every date-only form (2026-01-31, 20260131, 2026-W05-6) is a whole day
         day = written = date.fromisoformat(text)

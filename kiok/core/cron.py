@@ -8,9 +8,11 @@ caller may propose the same fire time twice and get one run.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
@@ -20,8 +22,40 @@ from cronsim import CronSim, CronSimError
 _MAX_ENUMERATION = 100_000
 
 
+#: What an IANA zone name looks like: ``Area/Location`` segments of letters, digits, ``_``,
+#: ``-`` and ``+`` (``Etc/GMT+5``). No dots, so no relative path out of the zone directory.
+_IANA_NAME = re.compile(r"[A-Za-z0-9_+-]+(?:/[A-Za-z0-9_+-]+)*")
+#: Files in a zone directory that are not IANA zones but a copy of the host's choice:
+#: ``localtime`` is a link to ``/etc/localtime``, ``posixrules`` the rules for POSIX TZ
+#: strings; ``posix/`` and ``right/`` are trees some hosts have and others lack (``right/``
+#: also counts leap seconds, which epoch milliseconds do not).
+_HOST_NAMES = frozenset({"localtime", "posixrules"})
+_HOST_TREES = ("posix/", "right/")
+
+
+def host_dependent_zone(name: str) -> bool:
+    """True when ``name`` means a different zone (or none) depending on the machine: a
+    schedule in it would move when the leader fails over to a master set up otherwise."""
+    return name in _HOST_NAMES or name.startswith(_HOST_TREES) or _IANA_NAME.fullmatch(name) is None
+
+
 def parse_timezone(name: str) -> ZoneInfo:
-    """The zone for an IANA name; ``ValueError`` with the name when unknown."""
+    """The zone for an IANA name given by a user (a DAG being registered); ``ValueError``
+    naming it when it is unknown or depends on the host (``localtime``, a path).
+
+    Zones of DAGs already stored go through ``load_zone``, which accepts what was accepted
+    when they were registered, so tightening this check strands no stored DAG."""
+    if host_dependent_zone(name):
+        raise ValueError(
+            f"time zone {name!r} depends on the host, not the IANA database, so masters could "
+            "disagree on it; use an IANA name such as 'Europe/Berlin'"
+        )
+    return load_zone(name)
+
+
+def load_zone(name: str) -> ZoneInfo:
+    """The zone of a stored DAG or run, by any name ``ZoneInfo`` resolves (``localtime``
+    included, as earlier versions accepted it); ``ValueError`` with the name when unknown."""
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as e:
@@ -43,7 +77,7 @@ def validate_cron(expr: str) -> None:
 
 def next_fire_ms(expr: str, tz: str, after_ms: int) -> int:
     """The first fire time strictly after ``after_ms``."""
-    zone = parse_timezone(tz)
+    zone = load_zone(tz)
     start = datetime.fromtimestamp(after_ms / 1000, tz=UTC).astimezone(zone)
     it = CronSim(expr, start)
     fire = next(it)
@@ -51,6 +85,33 @@ def next_fire_ms(expr: str, tz: str, after_ms: int) -> int:
     while ms <= after_ms:  # cronsim starts at the next whole minute; guard sub-ms edges
         ms = int(next(it).timestamp() * 1000)
     return ms
+
+
+def schedule_of(dag: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(cron, zone) a stored ``dag`` section fires on, whitespace in the cron normalised;
+    None for a manual-only DAG."""
+    expr = dag.get("schedule")
+    if not expr:
+        return None
+    return " ".join(str(expr).split()), str(dag.get("timezone") or "UTC")
+
+
+def watermark_on_register(
+    old_dag: Mapping[str, Any] | None, old_watermark_ms: int, new_dag: Mapping[str, Any], at_ms: int
+) -> int:
+    """The schedule watermark of a DAG registered at ``at_ms`` (``old_dag`` None: first time).
+
+    A schedule counts from when it appears, as a new DAG does: one added to a manual-only DAG,
+    or changed to another cron or zone, must not catch up intervals of a schedule the DAG did
+    not have then (a month manual-only, then ``0 * * * *`` with ``catchup: true``, queued 24
+    runs at once). The watermark never moves back, so runs already made are not made again.
+    An unchanged schedule keeps its progress: what a pause or downtime missed is caught up."""
+    if old_dag is None:
+        return at_ms
+    new = schedule_of(new_dag)
+    if new is None or new == schedule_of(old_dag):
+        return old_watermark_ms
+    return max(old_watermark_ms, at_ms)
 
 
 @dataclass(frozen=True)
@@ -79,7 +140,7 @@ def due_fires(
     When more than ``_MAX_ENUMERATION`` fire times are due (a '* * * * *' DAG paused for
     months), the newest are still the ones kept: they are looked for backwards from now.
     """
-    zone = parse_timezone(tz)
+    zone = load_zone(tz)
     keep = min(max(1, max_runs), _MAX_ENUMERATION) if catchup else 1
     due: list[int] = []
     first_dropped: int | None = None
@@ -129,6 +190,22 @@ def due_fires(
             take(ms)
     dropped = None if first_dropped is None else (first_dropped, last_dropped, count)
     return DueFires(tuple(due), dropped, max(watermark_ms, now_ms), dropped_exact=exact)
+
+
+def fit_to_room(fire_times: tuple[int, ...], watermark_ms: int, room: int) -> tuple[tuple[int, ...], int]:
+    """(fire times to create runs for now, watermark to record) when only ``room`` more runs
+    of the DAG may wait to start (``kiok.scheduler.max.pending.runs.per.dag``).
+
+    As in Airflow, a DAG at its limit gets no more runs, but its intervals are not lost: the
+    watermark stops just before the first fire time left out, so they come due again once
+    runs start, oldest first, and the DAG's catch-up rules (catchup off: only the newest) pick
+    what runs then. ``watermark_ms`` is where it goes when everything fits. With no room the
+    caller should propose nothing, so intervals pile up silently rather than being dropped (and
+    logged) one by one while the DAG waits."""
+    if len(fire_times) <= room:
+        return fire_times, watermark_ms
+    now = fire_times[: max(0, room)]
+    return now, fire_times[len(now)] - 1
 
 
 def _fires_after(expr: str, zone: ZoneInfo, after_ms: int) -> Iterator[int]:

@@ -259,7 +259,7 @@ def spec_from_document(doc: object, *, registering: bool = False) -> DagSpec:
         # last, so problems are reported in document order
         tasks=tuple(_task(t, f"tasks[{i}]") for i, t in enumerate(tasks)),
     )
-    return validate(spec)
+    return validate(spec, registering=registering)
 
 
 #: cron macros, as Airflow, Dkron and Vixie cron accept them, stored as the 5-field form.

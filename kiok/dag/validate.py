@@ -13,7 +13,7 @@ import datetime
 import re
 from collections.abc import Iterable, Mapping
 
-from kiok.core.cron import parse_timezone, validate_cron
+from kiok.core.cron import load_zone, parse_timezone, validate_cron
 from kiok.core.placeholders import param_names, run_value_names
 from kiok.core.run_interval import RUN_VALUE_NAMES
 from kiok.dag.notify import NotifyEvent, WebhookTarget
@@ -96,9 +96,13 @@ def check_param_value(value: object, field: str) -> object:
     raise DagValidationError(f"value of type {type(value).__name__} is not JSON-compatible", field=field)
 
 
-def validate(spec: DagSpec) -> DagSpec:
+def validate(spec: DagSpec, *, registering: bool = False) -> DagSpec:
     """The canonical form of ``spec`` (labels normalised, params made JSON-compatible, a name
     equal to the id dropped, as ``DagSpec.to_dict`` does).
+
+    ``registering``: a new source (API, CLI), where the time zone must not depend on the
+    host (``localtime``); False (a stored spec compiled again) accepts the zones earlier
+    versions stored, so those DAGs keep loading.
 
     Raises ``DagValidationError`` on the first problem found, in document order.
     """
@@ -109,7 +113,7 @@ def validate(spec: DagSpec) -> DagSpec:
         except ValueError as e:
             raise DagValidationError(str(e), field="dag.schedule") from None
     try:
-        parse_timezone(spec.timezone)
+        (parse_timezone if registering else load_zone)(spec.timezone)
     except ValueError as e:
         raise DagValidationError(str(e), field="dag.timezone") from None
     if isinstance(spec.max_active_runs, bool) or spec.max_active_runs < 1:

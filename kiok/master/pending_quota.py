@@ -26,6 +26,12 @@ class PendingQuota:
         #: DAG id -> runs being created (proposed, not applied yet); no entry: none.
         self._creating: dict[str, int] = {}
 
+    def room(self, dag_id: str) -> int:
+        """How many more runs of ``dag_id`` may wait to start now (0 at the limit). The
+        scheduler asks before firing, so a schedule is bounded as triggers are."""
+        pending = self._reader.pending_runs(dag_id, self._limit) + self._creating.get(dag_id, 0)
+        return max(0, self._limit - pending)
+
     @asynccontextmanager
     async def admit(self, dag_id: str, runs: int) -> AsyncIterator[None]:
         """Hold ``runs`` new pending runs of ``dag_id`` while they are being created; Conflict

@@ -8,20 +8,27 @@ In maintenance mode due intervals are skipped for good (``kiok.core.maintenance`
 watermark moves past them, no run is created, and each skip is logged at WARN.
 Each tick also fails the runs past their DAG's ``run_timeout`` (``kiok.core.run_timeout``):
 ``FailRun`` stops them as a cancel does and ends them FAILED with the reason.
+A DAG with ``kiok.scheduler.max.pending.runs.per.dag`` runs waiting to start gets no more
+scheduled runs (``kiok.core.cron.fit_to_room``): its watermark stays, so the intervals due
+meanwhile are caught up by its catch-up rules once runs start; that is logged once per stall.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from kiok.core.cron import due_fires, next_fire_ms
+from kiok.core.cron import due_fires, fit_to_room, next_fire_ms
 from kiok.core.maintenance import split_fires
 from kiok.core.run_timeout import overdue_runs
 from kiok.core.timefmt import iso_utc
 from kiok.errors import KiokError
+from kiok.master.pending_quota import SETTING as PENDING_SETTING
+from kiok.master.pending_quota import PendingQuota
 from kiok.store import commands as c
 from kiok.store.commandlog import CommandLog
 from kiok.store.reader import StateReader
@@ -40,6 +47,7 @@ class Scheduler:
         tick_ms: int,
         catchup_max_runs: int,
         run_log: Callable[[str, str], None] | None = None,
+        pending_quota: PendingQuota | None = None,
     ) -> None:
         self._log = log_
         self._reader = reader
@@ -47,6 +55,10 @@ class Scheduler:
         self._tick_ms = tick_ms
         self._max_runs = catchup_max_runs
         self._run_log = run_log
+        #: Bounds the runs a DAG has waiting to start (None: unbounded).
+        self._quota = pending_quota
+        #: DAGs whose schedule waits for room under the pending limit (logged once per stall).
+        self._held: set[str] = set()
         self._wake = asyncio.Event()
         #: DAG id -> why its schedule could not be evaluated (logged once).
         self._broken: dict[str, str] = {}
@@ -88,10 +100,13 @@ class Scheduler:
         now = self._clock()
         earliest: int | None = await self.time_out_runs()
         maintenance = self._reader.maintenance()
+        seen: set[str] = set()
         for record in list(self._reader.dags()):
+            seen.add(record["spec"]["dag"]["id"])
             nxt = await self._fire_dag(record, now, maintenance)
             if nxt is not None:
                 earliest = nxt if earliest is None else min(earliest, nxt)
+        self._held &= seen  # forget deleted DAGs
         return earliest
 
     async def _fire_dag(self, record: dict[str, Any], now: int, maintenance: dict[str, Any]) -> int | None:
@@ -103,6 +118,10 @@ class Scheduler:
         tz = dag.get("timezone", "UTC")
         catchup = bool(dag.get("catchup", False))
         try:
+            room = self._room(dag["id"], schedule, tz, record["watermarkMs"], now, maintenance)
+            if room == 0:  # nothing to do until runs start: not even walking the missed fires
+                self._hold(dag["id"])
+                return next_fire_ms(schedule, tz, now)
             due = due_fires(
                 schedule, tz, record["watermarkMs"], now, catchup=catchup, max_runs=self._max_runs
             )
@@ -114,6 +133,15 @@ class Scheduler:
             return None
         self._broken.pop(dag["id"], None)
         fire_times, skipped = split_fires(due.fire_times, maintenance)
+        fire_times, watermark = fit_to_room(
+            fire_times, due.watermark_ms, len(fire_times) if room is None else room
+        )
+        if watermark < due.watermark_ms:  # room for only some: the rest waits, uncounted
+            self._hold(dag["id"])
+            skipped = tuple(t for t in skipped if t <= watermark)  # the others come again
+        elif dag["id"] in self._held:
+            self._held.discard(dag["id"])
+            log.info("DAG %s: runs have started; its schedule creates runs again", dag["id"])
         dropped = due.dropped
         if skipped:
             first_skipped, count = skipped[0], len(skipped)
@@ -142,18 +170,49 @@ class Scheduler:
                 )
         if due.fire_times:  # with skipped ones, only to move the watermark past them
             try:
-                await self._log.propose(
-                    c.FireSchedule(
-                        at_ms=now,
-                        dag_id=dag["id"],
-                        fire_times=fire_times,
-                        watermark_ms=due.watermark_ms,
-                        catchup=len(fire_times) > 1 or dropped is not None,
+                async with self._admit(dag["id"], len(fire_times)):
+                    await self._log.propose(
+                        c.FireSchedule(
+                            at_ms=now,
+                            dag_id=dag["id"],
+                            fire_times=fire_times,
+                            watermark_ms=watermark,
+                            catchup=len(fire_times) > 1 or dropped is not None,
+                        )
                     )
-                )
             except KiokError as e:
                 log.info("DAG %s not fired: %s", dag["id"], e)
         return nxt
+
+    def _room(
+        self, dag_id: str, schedule: str, tz: str, watermark_ms: int, now: int, maintenance: dict[str, Any]
+    ) -> int | None:
+        """How many runs ``dag_id`` may still queue, asked only when a fire time is due (the
+        count reads the run index); None: no bound applies (none set, or maintenance mode is on
+        and skips what is due anyway)."""
+        if (
+            self._quota is None
+            or maintenance.get("enabled")
+            or next_fire_ms(schedule, tz, watermark_ms) > now
+        ):
+            return None
+        return self._quota.room(dag_id)
+
+    def _admit(self, dag_id: str, runs: int) -> AbstractAsyncContextManager[None]:
+        """Count ``runs`` as being created while proposed, so a trigger meanwhile sees them."""
+        return contextlib.nullcontext() if self._quota is None else self._quota.admit(dag_id, runs)
+
+    def _hold(self, dag_id: str) -> None:
+        """Log, once per stall, that ``dag_id``'s schedule waits for room (no spam per tick)."""
+        if dag_id in self._held:
+            return
+        self._held.add(dag_id)
+        log.warning(
+            "DAG %s has %s runs waiting to start: its schedule creates no more until some "
+            "start; the intervals due meanwhile then follow its catch-up rules",
+            dag_id,
+            PENDING_SETTING,
+        )
 
 
 def _warn_skipped(dag_id: str, first: int, last: int, count: int) -> None:

@@ -12,6 +12,7 @@ import hashlib
 import json
 from typing import Any
 
+from kiok.core.cron import watermark_on_register
 from kiok.dag.load import compiled_spec
 from kiok.errors import DagPaused, InvalidInput, MaintenanceMode, NotFound
 from kiok.store import commands as c
@@ -47,8 +48,13 @@ def register_dag(txn: Txn, cmd: c.RegisterDag, fx: Effects) -> dict[str, Any]:
         "paused": old["paused"] if old else False,
         "registeredMs": old["registeredMs"] if old else cmd.at_ms,
         "updatedMs": cmd.at_ms,
-        # A DAG that has never run arms its schedule from now, even with catchup.
-        "watermarkMs": old["watermarkMs"] if old else cmd.at_ms,
+        # A new DAG, or a schedule added or changed, arms from now, even with catchup.
+        "watermarkMs": watermark_on_register(
+            old["spec"]["dag"] if old else None,
+            old["watermarkMs"] if old else cmd.at_ms,
+            cmd.spec["dag"],
+            cmd.at_ms,
+        ),
     }
     txn.put(k.META, k.dag(dag_id), record)
     if cmd.keep_versions:

@@ -283,7 +283,8 @@ class DeleteConnection(Command):
 @dataclass(frozen=True)
 class RegisterDag(Command):
     """Insert or replace a DAG (a validated ``DagSpec.to_dict()``); its schedule watermark
-    arms from ``at_ms`` on first registration and is kept on re-registration."""
+    arms from ``at_ms`` on first registration and when the schedule (cron or zone) is added or
+    changed, and is kept otherwise (``kiok.core.cron.watermark_on_register``)."""
 
     kind: ClassVar[str] = "register_dag"
     spec: dict[str, Any] = field(default_factory=dict)

@@ -3,6 +3,9 @@ after long downtime, backfill bounds. Pure functions only: no processes, no slee
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +21,9 @@ from kiok.core.cron import due_fires, next_fire_ms
 from kiok.core.retry import fail_event
 from kiok.core.states import TaskRecord, TaskState
 from kiok.core.transitions import TaskEvent, TaskEventKind, apply_task_event
+from kiok.dag.load import compiled_spec, spec_from_json
 from kiok.dag.spec import TaskSpec
+from kiok.errors import DagValidationError
 from kiok.ids import TaskId
 from kiok.master.node import MasterNode
 from kiok.store import commands as c
@@ -217,11 +222,6 @@ async def test_a_dag_whose_zone_this_master_lacks_does_not_stop_every_other_sche
     assert runs_of(n, "a_kyiv") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="behaviour choice, not fixed: the watermark of a manual-only DAG stays at its first "
-    "registration, so adding a schedule later catches up intervals from before the schedule existed",
-)
 async def test_adding_a_schedule_to_a_manual_only_dag_does_not_catch_up_before_it(
     node: tuple[MasterNode, Clock],
 ) -> None:
@@ -237,11 +237,6 @@ async def test_adding_a_schedule_to_a_manual_only_dag_does_not_catch_up_before_i
     assert runs_of(n, "etl") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="behaviour choice, not fixed: kiok.scheduler.max.pending.runs.per.dag bounds triggers and "
-    "backfills only; the schedule keeps queueing runs behind max_active_runs without end",
-)
 async def test_scheduled_runs_do_not_queue_past_the_pending_limit(tmp_path: Path) -> None:
     """A '* * * * *' DAG with max_active_runs: 1 whose run hangs (or no worker has its labels)
     queues 1,440 PENDING runs a day, for ever; Airflow creates no run past max_active_runs."""
@@ -263,11 +258,6 @@ async def test_scheduled_runs_do_not_queue_past_the_pending_limit(tmp_path: Path
         n.joblog.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not fixed (refusing it could strand DAGs already registered with it): 'localtime' is "
-    "accepted, so the schedule follows each master's /etc/localtime and moves on failover",
-)
 def test_a_host_dependent_zone_name_is_refused() -> None:
     with pytest.raises(ValueError, match="time zone"):
         cron.parse_timezone("localtime")
@@ -296,3 +286,145 @@ def test_a_catchup_cap_of_zero_still_runs_the_interval_that_is_due() -> None:
     wm = ms("2026-01-01T00:00:00+00:00")
     due = due_fires("0 * * * *", "UTC", wm, wm + 3_600_000, catchup=True, max_runs=0)
     assert due.fire_times == (wm + 3_600_000,)
+
+
+# --- follow-ups of the three behaviour choices above --------------------------------------------
+
+
+def test_a_schedule_counts_from_when_it_is_added_or_changed() -> None:
+    """``watermark_on_register``: a new DAG, an added schedule, another cron or zone arm from
+    now; an unchanged schedule (however written) or a removed one keep the progress."""
+    hourly = {"id": "d", "schedule": "0 * * * *"}
+    wm, now = 1_000, 9_000
+    assert cron.watermark_on_register(None, 0, hourly, now) == now
+    assert cron.watermark_on_register({"id": "d"}, wm, hourly, now) == now
+    assert cron.watermark_on_register(hourly, wm, {**hourly, "schedule": "30 * * * *"}, now) == now
+    assert cron.watermark_on_register(hourly, wm, {**hourly, "timezone": "Europe/Berlin"}, now) == now
+    assert cron.watermark_on_register(hourly, wm, {**hourly, "schedule": " 0  * * * * "}, now) == wm
+    assert cron.watermark_on_register(hourly, wm, {**hourly, "timezone": "UTC", "catchup": True}, now) == wm
+    assert cron.watermark_on_register(hourly, wm, {"id": "d"}, now) == wm
+    assert cron.watermark_on_register(hourly, now, {**hourly, "schedule": "30 * * * *"}, wm) == now
+
+
+async def test_a_changed_cron_does_not_catch_up_before_the_change_an_unchanged_one_does(
+    node: tuple[MasterNode, Clock],
+) -> None:
+    n, clock = node
+    start = clock()
+    for dag_id in ("changed", "kept"):
+        await n.log.propose(c.RegisterDag(at_ms=clock(), spec=spec(dag_id, "0 * * * *", catchup=True)))
+    clock.ms += 3 * 3_600_000  # the master was down for three hours
+    await n.log.propose(c.RegisterDag(at_ms=clock(), spec=spec("changed", "30 * * * *", catchup=True)))
+    kept = spec("kept", "0 * * * *", catchup=True)
+    kept["dag"] = {**kept["dag"], "description": "reworded"}  # type: ignore[dict-item]
+    await n.log.propose(c.RegisterDag(at_ms=clock(), spec=kept))
+    await n.scheduler.tick()
+    assert runs_of(n, "changed") == []
+    assert [r["scheduledMs"] for r in runs_of(n, "kept")] == [start + h * 3_600_000 for h in (1, 2, 3)]
+    clock.ms += 3_600_000
+    await n.scheduler.tick()
+    assert [r["scheduledMs"] for r in runs_of(n, "changed")] == [start + 3 * 3_600_000 + 1_800_000]
+
+
+def test_fit_to_room_keeps_the_intervals_that_do_not_fit_for_later() -> None:
+    fires_ = (60_000, 120_000, 180_000)
+    assert cron.fit_to_room(fires_, 200_000, 5) == (fires_, 200_000)
+    assert cron.fit_to_room(fires_, 200_000, 2) == ((60_000, 120_000), 179_999)
+    assert cron.fit_to_room(fires_, 200_000, 0) == ((), 59_999)
+    assert cron.fit_to_room((), 200_000, 0) == ((), 200_000)
+
+
+@contextlib.asynccontextmanager
+async def limited_node(tmp_path: Path, pending: int) -> AsyncIterator[tuple[MasterNode, Clock]]:
+    """A scheduler node whose DAGs may have ``pending`` runs waiting to start."""
+    clock = Clock(ms("2026-03-28T12:00:00+00:00"))
+    settings = Settings.load(
+        overrides={"kiok.base.data.dir": str(tmp_path), "kiok.scheduler.max.pending.runs.per.dag": pending}
+    )
+    n = MasterNode(settings, clock)
+    await n.open_stores()
+    try:
+        await n.auth.bootstrap("admin", "Some-Password-1")
+        yield n, clock
+    finally:
+        n.kv.close()
+        n.joblog.close()
+
+
+async def cancel_pending(n: MasterNode, dag_id: str) -> None:
+    for r in runs_of(n, dag_id):
+        if r["state"] == "PENDING":
+            await n.log.propose(c.CancelRun(at_ms=0, run_id=r["runId"]))
+
+
+async def test_a_dag_at_the_pending_limit_says_so_once_and_catches_up_as_its_catchup_says(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Held intervals are not lost: once runs leave PENDING, catchup off runs the newest one
+    (the others logged as missed), catchup on runs them oldest first as room allows."""
+    async with limited_node(tmp_path, 2) as (n, clock):
+        t0 = clock()
+        await n.log.propose(c.RegisterDag(at_ms=t0, spec=spec("off", "* * * * *")))
+        await n.log.propose(c.RegisterDag(at_ms=t0, spec=spec("on", "* * * * *", catchup=True)))
+        with caplog.at_level(logging.INFO, logger="kiok.master.scheduler"):
+            for _ in range(5):
+                clock.ms += 60_000
+                await n.scheduler.tick()
+                await n.scheduler.tick()  # nothing new due: no second log line either
+        held = [r.getMessage() for r in caplog.records if "waiting to start" in r.getMessage()]
+        assert len(held) == 2 and all("max.pending.runs.per.dag" in m for m in held)
+        assert not [r for r in caplog.records if "missed interval" in r.getMessage()]
+        minute = [t0 + i * 60_000 for i in range(6)]
+        assert [r["scheduledMs"] for r in runs_of(n, "off")] == minute[1:3]
+        assert [r["scheduledMs"] for r in runs_of(n, "on")] == minute[1:3]
+
+        await cancel_pending(n, "off")
+        await cancel_pending(n, "on")
+        await n.scheduler.tick()
+        assert [r["scheduledMs"] for r in runs_of(n, "off")] == [*minute[1:3], minute[5]]
+        assert [r["scheduledMs"] for r in runs_of(n, "on")] == minute[1:5]
+        await cancel_pending(n, "on")
+        await n.scheduler.tick()
+        assert [r["scheduledMs"] for r in runs_of(n, "on")] == minute[1:6]
+
+
+def test_a_host_dependent_zone_is_refused_in_a_new_dag_but_a_stored_one_still_loads() -> None:
+    for name in ("localtime", "posixrules", "posix/Europe/Berlin", "right/UTC", "/etc/localtime", "../x"):
+        with pytest.raises(ValueError, match="time zone"):
+            cron.parse_timezone(name)
+    assert str(cron.parse_timezone("Etc/GMT+5")) == "Etc/GMT+5"
+    doc = spec("old", "0 * * * *", tz="localtime")
+    with pytest.raises(DagValidationError, match="time zone") as e:
+        spec_from_json(json.dumps(doc))
+    assert e.value.field == "dag.timezone"
+    assert compiled_spec(doc).timezone == "localtime"  # as every master re-reads stored specs
+
+
+async def test_a_dag_stored_with_localtime_keeps_firing(node: tuple[MasterNode, Clock]) -> None:
+    """Registered before the zone was refused: the scheduler and run creation still take it."""
+    n, clock = node
+    await n.log.propose(c.RegisterDag(at_ms=clock(), spec=spec("old", "0 * * * *", tz="localtime")))
+    clock.ms += 3_600_000
+    await n.scheduler.tick()
+    assert len(runs_of(n, "old")) == 1
+
+
+async def test_a_dag_at_the_pending_limit_costs_no_walk_over_its_missed_fires(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Held for months, a '* * * * *' DAG would have 100,000 fire times walked every tick."""
+    async with limited_node(tmp_path, 1) as (n, clock):
+        await n.log.propose(c.RegisterDag(at_ms=clock(), spec=spec("busy", "* * * * *")))
+        clock.ms += 60_000
+        await n.scheduler.tick()
+        walks: list[int] = []
+
+        def counted(*args: Any, **kwargs: Any) -> cron.DueFires:
+            walks.append(1)
+            return due_fires(*args, **kwargs)
+
+        monkeypatch.setattr("kiok.master.scheduler.due_fires", counted)
+        for _ in range(3):
+            clock.ms += 30 * DAY
+            assert await n.scheduler.tick() == clock() + 60_000  # no busy loop either
+        assert walks == [] and len(runs_of(n, "busy")) == 1
