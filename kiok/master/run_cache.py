@@ -19,6 +19,11 @@ those whose stored bytes changed. So a view is never older than the header read 
 before it, whatever the effects' timing. Effects also drop a deleted run's entry
 (``runs_deleted``) and a changed run's assembled body (``runs_changed``). The cache is
 bounded by the bytes it holds, the least recently read run going first.
+
+A caller without ``logs:Read`` reads a second variant of the view, where a task's ``error``
+quotes nothing of its output (``kiok.master.views.own_error``): an entry keeps the encoded
+views that differ for it (only tasks whose error quotes output) and its own assembled
+body, so neither variant is encoded per request.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from kiok.core.waiting import presented_with_reason
 from kiok.dag.spec import DagSpec, TriggerRule
 from kiok.errors import NotFound
 from kiok.ids import TaskId
-from kiok.master.views import run_fields, task_json
+from kiok.master.views import quotes_output, run_fields, task_json
 from kiok.store.effects import Effects
 from kiok.store.reader import StateReader
 from kiok.store.txn import decode
@@ -101,14 +106,22 @@ class _Entry:
     shown: dict[TaskId, tuple[TaskRecord, str | None]] = field(default_factory=dict)
     #: ``"<task id>":{view}`` per task, in no particular order, and their total size.
     fragments: dict[TaskId, bytes] = field(default_factory=dict)
+    #: ``"<task id>":{view}`` for a caller without ``logs:Read``, of the tasks whose view
+    #: differs for one (an error quoting the task's output); in ``fragment_bytes`` too.
+    plain: dict[TaskId, bytes] = field(default_factory=dict)
     fragment_bytes: int = 0
     #: The run's own fields with ``version``, encoded, without the closing brace.
     head: bytes = b"{"
     #: The whole view, assembled on the first full read of this version.
     body: bytes | None = None
+    #: The same for a caller without ``logs:Read``, when ``plain`` holds any task.
+    plain_body: bytes | None = None
 
     def size(self) -> int:
-        return self.fragment_bytes * 2 + len(self.body or b"")
+        return self.fragment_bytes * 2 + len(self.body or b"") + len(self.plain_body or b"")
+
+    def forget_bodies(self) -> None:
+        self.body = self.plain_body = None
 
     def record(self, tid: TaskId, rec: TaskRecord, at: int) -> None:
         if at < self.changed_at.get(tid, -1):
@@ -136,9 +149,19 @@ class _Entry:
             retrying=self.retrying,
         )
 
-    def put_fragment(self, tid: TaskId, fragment: bytes) -> None:
+    def put_fragment(self, tid: TaskId, fragment: bytes, plain: bytes | None) -> None:
+        """``plain``: the fragment for a caller without ``logs:Read`` where it differs."""
         self.fragment_bytes += len(fragment) - len(self.fragments.get(tid, b""))
         self.fragments[tid] = fragment
+        if plain is not None:
+            self.fragment_bytes += len(plain) - len(self.plain.get(tid, b""))
+            self.plain[tid] = plain
+        elif tid in self.plain:
+            self.fragment_bytes -= len(self.plain.pop(tid))
+
+    def fragment(self, tid: TaskId, output: bool) -> bytes:
+        """The task's encoded view for a caller who may (``output``) or may not read its output."""
+        return self.fragments[tid] if output else self.plain.get(tid) or self.fragments[tid]
 
 
 def _version(change: tuple[int, TaskId]) -> int:
@@ -173,21 +196,22 @@ class RunViews:
         self.hits = 0
         self.refreshes = 0
 
-    def read(self, run_id: str, since: int | None = None) -> bytes:
+    def read(self, run_id: str, since: int | None = None, *, output: bool = True) -> bytes:
         """The run view as JSON: the whole run (``"full": true``) without ``since``, or when
         ``since`` is not a version the run can be brought up from; else the run's fields
         and only the tasks whose view may have changed after ``since`` (``"full": false``).
-        ``NotFound`` for an unknown run."""
+        ``output``: whether the caller may read the tasks' output (``logs:Read``); without,
+        no task's ``error`` quotes it. ``NotFound`` for an unknown run."""
         header = self._reader.run_header(run_id)
         if header is None:
             raise NotFound(f"run {run_id!r} not found")
         entry = self._current(run_id, header)
         if since is None:
-            return self._whole(run_id, entry)
+            return self._whole(run_id, entry, output)
         delta = changed_since(entry.spec, entry.versions(since), since, entry.shape.down, entry.shape.order)
         if delta.full:
-            return self._whole(run_id, entry)
-        return self._delta(entry, since, delta)
+            return self._whole(run_id, entry, output)
+        return self._delta(entry, since, delta, output)
 
     def on_effects(self, fx: Effects) -> None:
         """Forget deleted runs; take the task records written to the runs held (their views
@@ -211,7 +235,7 @@ class RunViews:
         for run_id in fx.runs_changed:
             entry = entries.get(run_id)
             if entry is not None:
-                entry.body = None
+                entry.forget_bodies()
 
     def clear(self) -> None:
         """Forget every run (the store was replaced: versions may have gone back)."""
@@ -280,7 +304,7 @@ class RunViews:
         self._encode_views(entry, redo, waiting if state == RunState.PENDING.value else None, now)
         fields = {**run_fields(header, waiting), "version": entry.version}
         entry.head = _json(fields)[:-1]
-        entry.body = None
+        entry.forget_bodies()
         due = [
             at for at in (entry.records[t].retry_at_ms for t in entry.retrying) if at is not None and at > now
         ]
@@ -297,7 +321,7 @@ class RunViews:
         )
         shown, encoded = entry.shown, self._encoded
         alike: dict[int, tuple[TaskRecord, str | None]] = {}
-        last: tuple[TaskRecord | None, str | None, bytes] = (None, None, b"")
+        last: tuple[TaskRecord | None, str | None, bytes, bytes | None] = (None, None, b"", None)
         for tid in redo:
             if tid in records:
                 rec, why = presented_with_reason(spec, records, tid, driven=driven, now_ms=now)
@@ -313,8 +337,11 @@ class RunViews:
             if before is None or before[0] is not rec or before[1] != why:
                 shown[tid] = (rec, why)
                 if rec is not last[0] or why != last[1]:  # siblings in a fan-out show alike
-                    last = (rec, why, encoded(rec, why))
-                entry.put_fragment(tid, names[tid] + last[2])
+                    plain = task_json(rec, why, output=False) if quotes_output(rec) else None
+                    last = (rec, why, encoded(rec, why), plain)
+                entry.put_fragment(
+                    tid, names[tid] + last[2], None if last[3] is None else names[tid] + last[3]
+                )
 
     def _shape(self, spec: DagSpec) -> _Shape:
         key = id(spec)
@@ -361,15 +388,26 @@ class RunViews:
             out = self._shared[key] = task_json(rec, waiting)
         return out
 
-    def _whole(self, run_id: str, entry: _Entry) -> bytes:
-        if entry.body is None:
-            tasks = b",".join(map(entry.fragments.__getitem__, entry.shape.task_ids))
-            entry.body = entry.head + b',"full":true,"tasks":{' + tasks + b"}}"
+    def _whole(self, run_id: str, entry: _Entry, output: bool) -> bytes:
+        """The whole view; without ``output``, the same bytes unless a task's error quotes
+        its output (then a second body, assembled once per version too)."""
+        if output or not entry.plain:
+            if entry.body is None:
+                tasks = b",".join(map(entry.fragments.__getitem__, entry.shape.task_ids))
+                entry.body = entry.head + b',"full":true,"tasks":{' + tasks + b"}}"
+                self._keep(run_id, entry)
+            return entry.body
+        if entry.plain_body is None:
+            tasks = b",".join(entry.fragment(t, False) for t in entry.shape.task_ids)
+            entry.plain_body = entry.head + b',"full":true,"tasks":{' + tasks + b"}}"
             self._keep(run_id, entry)
-        return entry.body
+        return entry.plain_body
 
-    def _delta(self, entry: _Entry, since: int, delta: Delta) -> bytes:
-        tasks = b",".join(map(entry.fragments.__getitem__, delta.tasks))
+    def _delta(self, entry: _Entry, since: int, delta: Delta, output: bool) -> bytes:
+        if output or not entry.plain:
+            tasks = b",".join(map(entry.fragments.__getitem__, delta.tasks))
+        else:
+            tasks = b",".join(entry.fragment(t, False) for t in delta.tasks)
         return entry.head + b',"since":' + str(since).encode() + b',"full":false,"tasks":{' + tasks + b"}}"
 
     def _keep(self, run_id: str, entry: _Entry) -> None:

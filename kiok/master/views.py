@@ -1,8 +1,13 @@
 """Turning stored records into the API's JSON shapes (DESIGN.md §5): ISO-8601 UTC times,
-camelCase keys, and for every task that is not running the reason it waits."""
+camelCase keys, and for every task that is not running the reason it waits.
+
+A task's output is log data (``logs:Read``), its state, timings and kiok's own error
+messages are run data (``runs:Read``): a view made with ``output=False`` shows each task's
+``error`` without what it quotes of the task's output (``own_error``)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
@@ -41,14 +46,19 @@ def dag_view(record: dict[str, Any], *, full: bool = False) -> dict[str, Any]:
     return view
 
 
-def run_view(run: dict[str, Any], spec: DagSpec, run_waiting: str | None, now_ms: int) -> dict[str, Any]:
+def run_view(
+    run: dict[str, Any], spec: DagSpec, run_waiting: str | None, now_ms: int, *, output: bool = True
+) -> dict[str, Any]:
+    """The whole run view; ``output``: whether the caller may read the tasks' output."""
     state = run["state"]
     shown = PresentedRecords(
         spec,
         {TaskId(t): TaskRecord.from_dict(r) for t, r in run["tasks"].items()},
         driven=state == RunState.RUNNING.value and run["worker"] is not None,
     )
-    tasks = {t.id: task_view(spec, shown, t.id, state, run_waiting, now_ms) for t in spec.tasks}
+    tasks = {
+        t.id: task_view(spec, shown, t.id, state, run_waiting, now_ms, output=output) for t in spec.tasks
+    }
     return {**run_fields(run, run_waiting), "version": run.get("version", 0), "full": True, "tasks": tasks}
 
 
@@ -85,9 +95,12 @@ def task_view(
     run_state: str,
     run_waiting: str | None,
     now_ms: int,
+    *,
+    output: bool = True,
 ) -> dict[str, Any]:
     """One task of a run view; ``shown`` is the run's presented records."""
-    return task_fields(shown[task_id], task_waiting(spec, shown, task_id, run_state, run_waiting, now_ms))
+    waiting = task_waiting(spec, shown, task_id, run_state, run_waiting, now_ms)
+    return task_fields(shown[task_id], waiting, output=output)
 
 
 def task_waiting(
@@ -106,8 +119,30 @@ def task_waiting(
     return waiting or task_wait_reason(spec, shown, task_id, now_ms)
 
 
-def task_fields(rec: TaskRecord, waiting: str | None) -> dict[str, Any]:
-    """A task's view from its presented record and why it waits."""
+#: The one form of ``error`` that quotes a task's output: a python task's last output line,
+#: then kiok's own ``(exit code N)`` (``kiok.worker.executors.python``). No other error kiok
+#: writes ends so; the line is cut, kiok's part kept.
+_QUOTES_OUTPUT = re.compile(r".+ \((exit code (?:-?\d+|None))\)", re.DOTALL)
+
+
+def own_error(error: str | None) -> str | None:
+    """``error`` as a caller without ``logs:Read`` reads it: kiok's own message (exit code,
+    signal, timeout, cancelled, …) without the line of the task's output it may quote,
+    which can hold whatever the task printed (a password, a customer's data)."""
+    if error is None:
+        return None
+    quoted = _QUOTES_OUTPUT.fullmatch(error)
+    return error if quoted is None else quoted.group(1)
+
+
+def quotes_output(rec: TaskRecord) -> bool:
+    """Whether ``rec``'s view differs for a caller without ``logs:Read``."""
+    return rec.error is not None and own_error(rec.error) != rec.error
+
+
+def task_fields(rec: TaskRecord, waiting: str | None, *, output: bool = True) -> dict[str, Any]:
+    """A task's view from its presented record and why it waits; ``output``: whether the
+    caller may read the task's output (else ``error`` is ``own_error``)."""
     return {
         "state": rec.state.value,
         "attempt": rec.attempt,
@@ -115,7 +150,7 @@ def task_fields(rec: TaskRecord, waiting: str | None) -> dict[str, Any]:
         "startedAt": iso(rec.started_at_ms),
         "endedAt": iso(rec.ended_at_ms),
         "exitCode": rec.exit_code,
-        "error": rec.error,
+        "error": rec.error if output else own_error(rec.error),
         "retryAt": iso(rec.retry_at_ms),
         "waiting": waiting,
     }
@@ -127,7 +162,7 @@ _TASK_JSON = (
 )
 
 
-def task_json(rec: TaskRecord, waiting: str | None) -> bytes:
+def task_json(rec: TaskRecord, waiting: str | None, *, output: bool = True) -> bytes:
     """``task_fields`` encoded as compact JSON, byte for byte what ``json`` makes of it
     (a test pins that), in a third of the time: a read of a run in flight re-encodes the
     views of every task that moved since the last read."""
@@ -140,7 +175,7 @@ def task_json(rec: TaskRecord, waiting: str | None) -> bytes:
             _time(rec.started_at_ms),
             _time(rec.ended_at_ms),
             "null" if rec.exit_code is None else int(rec.exit_code),
-            _str(rec.error),
+            _str(rec.error if output else own_error(rec.error)),
             _time(rec.retry_at_ms),
             _str(waiting),
         )

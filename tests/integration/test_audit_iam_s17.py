@@ -144,29 +144,110 @@ tasks:
       raise SystemExit(3)
 """
 
+#: A python task that fails quoting its output while another task still runs (to cancel).
+LEAKY_SLOW = """\
+dag: {id: leaky-slow}
+tasks:
+  - id: t
+    type: python
+    script: |
+      print("db password: hunter2-in-the-log")
+      raise SystemExit(3)
+  - id: slow
+    type: shell
+    script: sleep 60
+"""
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a python task's error is its last output line (kiok/worker/executors/python.py), "
-    "shown by GET /api/v1/runs/{id} with runs:Read; hiding it from callers without logs:Read "
-    "means a per-caller run view (kiok/master/views.py, run_views' cached bodies): not fixed here",
-)
-def test_runs_read_without_logs_read_shows_nothing_of_the_task_output(k: Standalone) -> None:
-    """``logs:Read`` is what reads a task's output; a caller denied it but allowed
-    ``runs:Read`` (to follow run states) read the last line of a failed python task's
-    output in the run view's ``error``."""
+
+def states_only(k: Standalone, user: str, *extra: str) -> dict[str, str]:
+    """A user who may follow the leaky DAGs' runs (and take ``extra`` actions on them) but
+    not read their logs."""
+    put_policy(k, f"{user}-states", allow(["runs:Read", *extra], "dag/leaky*"), deny("logs:Read", "*"))
+    put_user(k, user, policies=(f"{user}-states",))
+    return login(k, user)
+
+
+def failed_leaky_run(k: Standalone) -> str:
     k.register(LEAKY)
     run_id = k.trigger("leaky")
     assert k.wait_run(run_id)["state"] == "FAILED"
-    put_policy(k, "leaky-states", allow("runs:Read", "dag/leaky/*"), deny("logs:Read", "*"))
-    put_user(k, "sam", policies=("leaky-states",))
-    sam = login(k, "sam")
+    return run_id
+
+
+def running_leaky_run(k: Standalone) -> str:
+    """A run of ``leaky-slow`` whose python task has failed while ``slow`` still runs."""
+    k.register(LEAKY_SLOW)
+    run_id = k.trigger("leaky-slow")
+    k.wait_for(lambda: k.run(run_id)["tasks"]["t"]["state"] == "FAILED", 30, "the leaky task failed")
+    assert k.run(run_id)["state"] == "RUNNING"
+    return run_id
+
+
+def test_runs_read_without_logs_read_shows_nothing_of_the_task_output(k: Standalone) -> None:
+    """``logs:Read`` is what reads a task's output; a caller denied it but allowed
+    ``runs:Read`` (to follow run states) read the last line of a failed python task's
+    output in the run view's ``error``. Now it reads kiok's own part (the exit code)."""
+    run_id = failed_leaky_run(k)
+    sam = states_only(k, "sam")
     assert forbidden(
         call(k, sam, "GET", f"/api/v1/runs/{run_id}/tasks/t/log"), "logs:Read", f"dag/leaky/run/{run_id}"
     )
     r = call(k, sam, "GET", f"/api/v1/runs/{run_id}")
     assert r.status_code == 200, r.text
     assert "hunter2" not in r.text, r.json()["tasks"]["t"]
+    task = r.json()["tasks"]["t"]
+    assert (task["state"], task["exitCode"], task["error"]) == ("FAILED", 3, "exit code 3"), task
+
+
+def test_runs_read_since_without_logs_read_shows_nothing_of_the_task_output(k: Standalone) -> None:
+    """The ``?since=`` form (only the tasks changed after a version, from the same cached
+    views) is the same run view: read from every version of a run in flight, it quotes
+    nothing of the output either, where a log reader's delta does."""
+    run_id = running_leaky_run(k)
+    sam = states_only(k, "sid")
+    version = k.run(run_id)["version"]
+    quoted = 0
+    for since in range(version + 1):
+        r = call(k, sam, "GET", f"/api/v1/runs/{run_id}", params={"since": since})
+        assert r.status_code == 200 and "hunter2" not in r.text, (since, r.text)
+        mine = k.api("GET", f"/api/v1/runs/{run_id}", params={"since": since}).json()
+        if not mine["full"] and "t" in mine["tasks"]:
+            quoted += 1
+            assert "hunter2" in mine["tasks"]["t"]["error"], mine
+            assert r.json()["tasks"]["t"]["error"] == "exit code 3", r.text
+    assert quoted, "no delta read held the failed task: the delta path went untested"
+    assert k.api("POST", f"/api/v1/runs/{run_id}/cancel").status_code == 200
+    k.wait_run(run_id)
+
+
+def test_a_log_reader_reads_the_output_line_in_the_error(k: Standalone) -> None:
+    """The other side: ``runs:Read`` with ``logs:Read`` (not only an admin) keeps the
+    ``error`` as it was, the output line first, read before and after a caller without
+    ``logs:Read`` (the two cached variants of one view are kept apart)."""
+    run_id = failed_leaky_run(k)
+    put_policy(k, "leaky-reader", allow(["runs:Read", "logs:Read"], "dag/leaky/*"))
+    put_user(k, "lou", policies=("leaky-reader",))
+    lou, sam = login(k, "lou"), states_only(k, "sue")
+    full = "db password: hunter2-in-the-log (exit code 3)"
+    for who, error in ((lou, full), (sam, "exit code 3"), (lou, full), (sam, "exit code 3")):
+        r = call(k, who, "GET", f"/api/v1/runs/{run_id}")
+        assert r.status_code == 200 and r.json()["tasks"]["t"]["error"] == error, r.text
+    assert k.run(run_id)["tasks"]["t"]["error"] == full
+
+
+def test_cancel_and_rerun_without_logs_read_show_nothing_of_the_task_output(k: Standalone) -> None:
+    """``runs:Cancel`` and ``runs:Rerun`` answer with the run view too: without ``logs:Read``
+    it is the same redacted one."""
+    run_id = running_leaky_run(k)
+    sam = states_only(k, "cy", "runs:Cancel", "runs:Rerun")
+    r = call(k, sam, "POST", f"/api/v1/runs/{run_id}/cancel")
+    assert r.status_code == 200 and "hunter2" not in r.text, r.text
+    assert r.json()["tasks"]["t"]["error"] == "exit code 3", r.text
+    assert k.wait_run(run_id)["state"] in ("FAILED", "CANCELLED")
+    r = call(k, sam, "POST", f"/api/v1/runs/{run_id}/rerun", json={"onlyFailed": False})
+    assert r.status_code == 200 and "hunter2" not in r.text, r.text
+    call(k, sam, "POST", f"/api/v1/runs/{run_id}/cancel")
+    k.wait_run(run_id)
 
 
 # --- Tokens: what a client can make of one it holds -----------------------------------------

@@ -33,16 +33,30 @@ def _run(request: Request, run_id: str) -> dict[str, Any]:
 
 def _run_resource(request: Request) -> str:
     """``dag/<dagId>/run/<runId>``; for an unknown run, the DAG its id names (so an unknown
-    run is refused like a run the caller may not see, not told apart by a 404)."""
+    run is refused like a run the caller may not see, not told apart by a 404). Worked out
+    once per request (``_sees_output`` checks a second action on it)."""
+    known: str | None = getattr(request.state, "run_resource", None)
+    if known is not None:
+        return known
     run_id = request.path_params["run_id"]
     header = node_of(request).reader.run_header(run_id)
-    return resources.run(header["dagId"] if header else resources.dag_of_run_id(run_id), run_id)
+    name = resources.run(header["dagId"] if header else resources.dag_of_run_id(run_id), run_id)
+    request.state.run_resource = name
+    return name
 
 
-def _view(request: Request, run: dict[str, Any]) -> dict[str, Any]:
+def _sees_output(request: Request, principal: Principal) -> bool:
+    """Whether the caller may read the run's task output: ``logs:Read`` on the run, as for
+    its logs. A run view shows output only in a task's ``error`` (a python task's last
+    output line); without it, the view shows kiok's own part of the error."""
+    return node_of(request).iam.grants(principal).allows(actions.READ_LOG, _run_resource(request))
+
+
+def _view(request: Request, run: dict[str, Any], principal: Principal) -> dict[str, Any]:
     node = node_of(request)
     spec = node.run_spec(run["runId"])
-    return run_view(run, spec, node.coordinator.waiting.get(run["runId"]), node.clock_ms())
+    waiting = node.coordinator.waiting.get(run["runId"])
+    return run_view(run, spec, waiting, node.clock_ms(), output=_sees_output(request, principal))
 
 
 def _summary(request: Request, header: dict[str, Any]) -> dict[str, Any]:
@@ -120,13 +134,14 @@ async def get_run(
         le=2**53,
         description="a `version` of this run read before: only the tasks changed after it",
     ),
-    _: Principal = Depends(require(actions.READ_RUN, _run_resource)),
+    principal: Principal = Depends(require(actions.READ_RUN, _run_resource)),
 ) -> Response:
     """The run with its tasks and why each waits, at ``version``. With ``since``, the run's
     fields and only the tasks whose view changed after that version (``"full": false``);
     the whole run (``"full": true``) when ``since`` is not a version the run can be
-    brought up from (unknown, or older than a change of the run's state or driver)."""
-    body = node_of(request).run_views.read(run_id, since)
+    brought up from (unknown, or older than a change of the run's state or driver). Without
+    ``logs:Read`` on the run, a task's ``error`` quotes nothing of its output."""
+    body = node_of(request).run_views.read(run_id, since, output=_sees_output(request, principal))
     return Response(content=body, media_type="application/json")
 
 
@@ -143,7 +158,7 @@ async def cancel_run(
     await node.log.propose(c.CancelRun(at_ms=node.clock_ms(), run_id=run_id, by=principal.user))
     if before["state"] not in ("SUCCESS", "FAILED", "CANCELLED"):
         node.run_log(run_id, f"cancel requested by {principal.user}")
-    return _view(request, _run(request, run_id))
+    return _view(request, _run(request, run_id), principal)
 
 
 class RerunRequestBody(BaseModel):
@@ -195,7 +210,7 @@ async def rerun(
     node.run_log(
         run_id, f"re-run requested by {principal.user} {what}; to run again: {', '.join(result['tasks'])}"
     )
-    return {"rerun": result["tasks"], **_view(request, _run(request, run_id))}
+    return {"rerun": result["tasks"], **_view(request, _run(request, run_id), principal)}
 
 
 @router.delete("/{run_id}", responses={404: {}, 409: {"description": "the run has not finished"}})

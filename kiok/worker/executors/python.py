@@ -38,5 +38,6 @@ def _describe(code: int | None, tail: bytes) -> str:
     lines = [ln.strip() for ln in tail.decode(errors="replace").splitlines() if ln.strip()]
     last = lines[-1] if lines else ""
     if last and ("Error" in last or "Exception" in last or ":" in last):
+        # The form kiok.master.views.own_error cuts for callers without logs:Read: keep it.
         return f"{last[:500]} (exit code {code})"
     return f"exit code {code}" if code is None or code >= 0 else f"killed by signal {-code}"
