@@ -154,15 +154,21 @@ _SHELL_NEXT = re.compile(
 
 #: An integer as bash's arithmetic reads it: decimal or hexadecimal, nothing it could expand.
 _INTEGER = re.compile(r"[+-]?(?:0[xX][0-9a-fA-F]+|[0-9]+)")
-#: Where, on the line before a placeholder, bash would evaluate it as arithmetic (an array
-#: subscript or ``${x:offset}`` inside ``${...}``; ``let``; ``declare -i`` and its kin).
-_ARITHMETIC_BEFORE = re.compile(
-    r"\$\{[#!]?[A-Za-z_]\w*\[[^\]]*\Z"
-    r"|\$\{[A-Za-z_]\w*(?:\[[^\]]*\])?:(?![-=+?])[^}]*\Z"
-    r"|(?:^|[;&|({]|\b(?:then|do|else))\s*(?:let\s|(?:declare|typeset|local)\s+(?:-\w+\s+)*-\w*i)[^;&|]*\Z"
+#: How far before a placeholder, on its line, ``_arithmetic`` looks for what opens an
+#: arithmetic context: each check reads a bounded window, so a long script line costs
+#: time linear in its placeholders, not their product with its length.
+_WINDOW = 512
+#: ``${name[`` (a subscript) and ``${name:`` (a substring offset, not ``:-`` and its kin),
+#: searched after the window's last ``]`` and ``}`` respectively: what is left open.
+_SUBSCRIPT_OPEN = re.compile(r"\$\{[#!]?[A-Za-z_]\w*\[")
+_OFFSET_OPEN = re.compile(r"\$\{[A-Za-z_]\w*:(?![-=+?])")
+#: A command that evaluates its arguments as arithmetic, at the start of the current
+#: command (after the window's last ``;``, ``&`` or ``|``).
+_ARITHMETIC_COMMAND = re.compile(
+    r"\s*(?:(?:then|do|else|[({!])\s+|[({])*(?:let\s|(?:declare|typeset|local)\s+(?:-\w+\s+)*-\w*i)"
 )
-#: ``name[`` of an assignment to an array element (``a[${params.i}]=x``): its subscript.
-_ELEMENT_BEFORE = re.compile(r"(?:^|[\s;&|(])[A-Za-z_]\w*\[[^\]\s]*\Z")
+#: ``name[`` at the start of a word: an assignment to an array element if ``]=`` follows.
+_ELEMENT = re.compile(r"[A-Za-z_]\w*\[[^\]]*")
 _ELEMENT_AFTER = re.compile(r"[^\]\s]*\]\+?=")
 _CONDITIONAL_OPEN = re.compile(r"(?:^|[\s;&|(!])\[\[\s")
 _CONDITIONAL_CLOSE = re.compile(r"\s\]\](?=[\s;&|)]|\Z)")
@@ -188,24 +194,32 @@ def _arithmetic(text: str, start: int, end: int, state: int, top: int | None) ->
     where an array subscript in the *value* (``a[$(id)]``) runs a command substitution: no
     quoting helps there, so ``place`` admits integers only. Inside ``$((...))``/``$[...]``
     and ``((...))`` it knows from the analyser's state; ``[[ ... -eq ... ]]`` operands,
-    subscripts, substring offsets, ``let`` and ``declare -i`` it recognises on the
-    placeholder's line. A ``declare -i`` variable assigned elsewhere it cannot see."""
+    subscripts, substring offsets, ``let`` and ``declare -i`` it recognises in the
+    ``_WINDOW`` characters before the placeholder on its line. A ``declare -i`` variable
+    assigned elsewhere it cannot see."""
     if state == _ARITH or (top == _ARITH_CMD and state in (_UNQUOTED, _DOUBLE)):
         return True
     if state not in (_UNQUOTED, _DOUBLE, _HEREDOC):
         return False
-    line = text[text.rfind("\n", 0, start) + 1 : start]
-    if _ARITHMETIC_BEFORE.search(line):
+    low = max(0, start - _WINDOW)
+    line = text[text.rfind("\n", low, start) + 1 or low : start]
+    if _SUBSCRIPT_OPEN.search(line, line.rfind("]") + 1) or _OFFSET_OPEN.search(line, line.rfind("}") + 1):
+        return True
+    command = max(line.rfind(";"), line.rfind("&"), line.rfind("|")) + 1
+    if _ARITHMETIC_COMMAND.match(line, command):
         return True
     if state == _HEREDOC:
         return False
-    if state == _UNQUOTED and _ELEMENT_BEFORE.search(line) and _ELEMENT_AFTER.match(text, end):
+    word = line[max(map(line.rfind, " \t;&|(")) + 1 :]
+    if state == _UNQUOTED and _ELEMENT.fullmatch(word) and _ELEMENT_AFTER.match(text, end):
         return True
+    if "[[" not in line:
+        return False
     opened = list(_CONDITIONAL_OPEN.finditer(line))
     if not opened or _CONDITIONAL_CLOSE.search(line, opened[-1].end() - 1):
         return False
-    eol = text.find("\n", end)
-    rest = text[end : len(text) if eol == -1 else eol]
+    eol = text.find("\n", end, end + _WINDOW)
+    rest = text[end : end + _WINDOW if eol == -1 else eol]
     before, after = line.split(), rest.split()
     previous = before[-2:-1] if line and not line[-1].isspace() else before[-1:]
     following = after[1:2] if rest and not rest[0].isspace() else after[:1]
