@@ -163,9 +163,9 @@ _WINDOW = 512
 _SUBSCRIPT_OPEN = re.compile(r"\$\{[#!]?[A-Za-z_]\w*\[")
 _OFFSET_OPEN = re.compile(r"\$\{[A-Za-z_]\w*:(?![-=+?])")
 #: A command that evaluates its arguments as arithmetic, at the start of the current
-#: command (after the window's last ``;``, ``&`` or ``|``).
+#: command (after the window's last ``;``, ``&``, ``|``, ``(`` or ``{``).
 _ARITHMETIC_COMMAND = re.compile(
-    r"\s*(?:(?:then|do|else|[({!])\s+|[({])*(?:let\s|(?:declare|typeset|local)\s+(?:-\w+\s+)*-\w*i)"
+    r"\s*(?:(?:then|do|else|!)\s+)*(?:let\s|(?:declare|typeset|local)\s+(?:-\w+\s+)*-\w*i)"
 )
 #: ``name[`` at the start of a word: an assignment to an array element if ``]=`` follows.
 _ELEMENT = re.compile(r"[A-Za-z_]\w*\[[^\]]*")
@@ -205,7 +205,7 @@ def _arithmetic(text: str, start: int, end: int, state: int, top: int | None) ->
     line = text[text.rfind("\n", low, start) + 1 or low : start]
     if _SUBSCRIPT_OPEN.search(line, line.rfind("]") + 1) or _OFFSET_OPEN.search(line, line.rfind("}") + 1):
         return True
-    command = max(line.rfind(";"), line.rfind("&"), line.rfind("|")) + 1
+    command = max(map(line.rfind, ";&|({")) + 1
     if _ARITHMETIC_COMMAND.match(line, command):
         return True
     if state == _HEREDOC:
