@@ -44,6 +44,9 @@ class Ready:
 class Forked:
     attempt: int
     pid: int
+    #: A pidfd of the child, sent with the message (None: the template has no pidfds); the
+    #: receiver owns it.
+    pidfd: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,9 @@ class TemplateProcess:
     waiting: list[tuple[sp.Start, tuple[int, int, int]]] = field(default_factory=list)
     #: Attempt ids it forked, or was asked to, that have not ended.
     attempts: set[int] = field(default_factory=set)
+    #: Its children (pid -> attempt id) as it reported them. Per template: another
+    #: template's child may have the pid of one this one reaped, its ``X`` not read yet.
+    children: dict[int, int] = field(default_factory=dict)
 
     def due_for_recycling(self) -> bool:
         return self.forks >= self.config.max_tasks
@@ -131,27 +137,39 @@ class TemplateProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGCONT)
 
-    def receive(self) -> list[Reply] | None:
-        """The replies waiting on its socket; None when it is gone."""
+    def receive(self) -> tuple[list[Reply], bool]:
+        """The replies waiting on its socket (also those it sent before it died, which stay
+        queued), and whether it is still there. A ``Forked`` carries the pidfd that came
+        with it (close-on-exec: no task started later inherits it); any other descriptor
+        is closed."""
         replies: list[Reply] = []
         while True:
             try:
-                packet = self.control.recv(4096)
+                packet, ancillary, _, _ = self.control.recvmsg(
+                    4096, socket.CMSG_SPACE(4 * _INT_SIZE), socket.MSG_CMSG_CLOEXEC
+                )
             except BlockingIOError:
-                return replies
+                return replies, True
             except OSError:
-                return None
+                return replies, False
+            fds = _received_fds(ancillary)
             if not packet:
-                return None
-            replies.append(decode_reply(packet))
+                _close(fds)
+                return replies, False
+            try:
+                reply = decode_reply(packet)
+            except ValueError:
+                _close(fds)
+                raise
+            if isinstance(reply, Forked) and fds:
+                reply = Forked(reply.attempt, reply.pid, fds.pop(0))
+            _close(fds)
+            replies.append(reply)
 
-    def end(self) -> None:
-        """Close its socket (it exits), make sure it is gone, and reap it."""
-        self.control.close()
-        for _, fds in self.waiting:
-            for fd in fds:
-                os.close(fd)
-        self.waiting.clear()
+    def kill(self) -> None:
+        """Make sure it is gone and reap it (unless the spawner, as pid 1 or subreaper,
+        reaped it already). Once reaped, every child it had has been re-parented (to the
+        spawner where it adopts orphans): the kernel does that before the exit is seen."""
         if not self.reaped:
             self.reaped = True
             try:
@@ -160,9 +178,36 @@ class TemplateProcess:
             except (ProcessLookupError, ChildProcessError):
                 pass
 
+    def end(self) -> None:
+        """Close its socket (it exits), make sure it is gone, and reap it."""
+        self.control.close()
+        for _, fds in self.waiting:
+            for fd in fds:
+                os.close(fd)
+        self.waiting.clear()
+        self.kill()
+
 
 def _fds(*fds: int) -> bytes:
     return array.array("i", fds).tobytes()
+
+
+_INT_SIZE = array.array("i").itemsize
+
+
+def _received_fds(ancillary: list[tuple[int, int, bytes]]) -> list[int]:
+    """The descriptors that came in ``ancillary`` (``SCM_RIGHTS``)."""
+    fds = array.array("i")
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[: len(payload) - (len(payload) % _INT_SIZE)])
+    return list(fds)
+
+
+def _close(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def _above_targets(fd: int) -> int:
@@ -220,16 +265,18 @@ class Host(Protocol):
 
     def send(self, msg: sp.Message) -> None: ...
 
-    def forked(self, attempt_id: int, pid: int) -> None: ...
+    def forked(self, attempt_id: int, pid: int, pidfd: int | None) -> None: ...
 
     def forked_exited(self, attempt_id: int, status: int, error: str | None = None) -> None: ...
+
+    def orphaned(self, attempt_id: int) -> None: ...
 
     def unstarted(self, attempt_id: int, failure: sp.Failed | None) -> None: ...
 
     def restart(self, msg: sp.Start) -> None: ...
 
 
-DIED = "the python template process exited; the task's processes were killed"
+DIED = "the python template process exited and the task's end could not be known; its processes were killed"
 
 
 class Templates:
@@ -238,15 +285,15 @@ class Templates:
 
     A template that dies before it is ready could not start: said once, and python tasks
     then run cold (their waiting attempts too) until the next ``Template`` message. One that
-    dies later fails its running attempts (their groups killed) and is replaced at once."""
+    dies later (a task may kill it: they share a user) is replaced at once, and its attempts
+    are the host's to keep (``Host.orphaned``): a task must not be able to fail the other
+    attempts, other DAGs' included, by killing their template."""
 
     def __init__(self, host: Host) -> None:
         self._host = host
         self._config: TemplateConfig | None = None
         self._current: TemplateProcess | None = None
         self._by_fd: dict[int, TemplateProcess] = {}
-        #: Forked processes (pid -> attempt id), per template as reported by it.
-        self._children: dict[int, int] = {}
         self._broken = False
         self._said: set[str] = set()
 
@@ -292,25 +339,30 @@ class Templates:
         template = self._by_fd.get(fd)
         if template is None:
             return
-        replies = template.receive()
-        if replies is None:
+        replies, alive = template.receive()
+        self._handle(template, replies, dead=not alive)
+        if not alive:
             self._gone(template)
             return
+        self._end_if_idle(template)
+
+    def _handle(self, template: TemplateProcess, replies: list[Reply], *, dead: bool = False) -> None:
+        """Act on ``replies`` (``dead``: sent by a template that died since: not ready)."""
         for reply in replies:
             if isinstance(reply, Ready):
-                self._ready(template, reply)
+                if not dead:
+                    self._ready(template, reply)
             elif isinstance(reply, Forked):
-                self._children[reply.pid] = reply.attempt
-                self._host.forked(reply.attempt, reply.pid)
+                template.children[reply.pid] = reply.attempt
+                self._host.forked(reply.attempt, reply.pid, reply.pidfd)
             elif isinstance(reply, ChildExited):
-                attempt = self._children.pop(reply.pid, None)
+                attempt = template.children.pop(reply.pid, None)
                 if attempt is not None:
                     self._host.forked_exited(attempt, reply.status)
             else:
                 template.attempts.discard(reply.attempt)
                 failure = sp.Failed(reply.attempt, reply.errno, f"python template: {reply.message}", None)
                 self._host.unstarted(reply.attempt, failure)
-        self._end_if_idle(template)
 
     def attempt_done(self, template: TemplateProcess, attempt_id: int) -> None:
         template.attempts.discard(attempt_id)
@@ -325,7 +377,7 @@ class Templates:
 
     def end(self, template: TemplateProcess) -> None:
         """End ``template``, which does not answer (a task may keep it stopped), as if it had
-        died: its attempts fail, and a new one is started."""
+        died: its attempts are orphaned, and a new one is started."""
         if template in self._by_fd.values():
             self._gone(template)
 
@@ -362,14 +414,18 @@ class Templates:
             self.fork(template, msg, out, script, request)
 
     def _gone(self, template: TemplateProcess) -> None:
+        """``template`` died (or is to be ended). Reaped first, so that all it said before is
+        in its socket and its children are re-parented; then what it said is acted on, and
+        its attempts still running are orphaned to the host."""
         was_ready = template.ready
         waiting, template.waiting = template.waiting, []
+        template.kill()
+        if template in self._by_fd.values():
+            self._handle(template, template.receive()[0], dead=True)
         self._drop(template)
-        for pid, attempt in list(self._children.items()):
-            if attempt in template.attempts:
-                del self._children[pid]
+        template.children.clear()
         for attempt in sorted(template.attempts):
-            self._host.forked_exited(attempt, 0, DIED)
+            self._host.orphaned(attempt)
         if not was_ready:
             self._broken = True
             self._notice("the python template exited on start (see the worker's log); python tasks run cold")

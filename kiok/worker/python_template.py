@@ -18,7 +18,8 @@ The template never sees an attempt's data: the spawner sends an attempt id and t
 descriptors (the output pipe, the script's memfd, a memfd holding the working directory and
 the environment), and only the child reads the memfds. Messages to the spawner, one per
 packet: ``R<errors>`` (ready; one line per preload module that failed), ``F<id> <pid>``
-(forked), ``E<id> <errno> <why>`` (could not fork), ``X<pid> <wait status>`` (a child ended).
+(forked; with a pidfd of the child where there are pidfds), ``E<id> <errno> <why>`` (could
+not fork), ``X<pid> <wait status>`` (a child ended).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import array
 import atexit
 import builtins
 import contextlib
+import errno
 import gc
 import os
 import select
@@ -36,6 +38,8 @@ import sys
 import types
 
 _SCRIPT = "/dev/fd/3"
+#: The template to a child, once the spawner knows it (``F``): run the attempt.
+_RUN = b"run"
 _PR_SET_DUMPABLE = 4
 
 
@@ -91,16 +95,42 @@ def _serve(control: socket.socket, spares: _Spares) -> bool:
     try:
         if len(fds) != 3:
             raise OSError(22, f"expected 3 descriptors, got {len(fds)}")
-        pid = spares.hand_over(fds)
+        pid, channel = spares.hand_over(fds)
     except OSError as e:
         control.send(f"E{attempt} {e.errno or 0} {e.strerror or e}".encode(errors="replace"))
     else:
-        control.send(f"F{attempt} {pid}".encode())
+        try:
+            _send_forked(control, attempt, pid)
+            # Only now that the spawner knows the child may it run the attempt: should this
+            # template die (a task may kill it) before, the child does not run unknown.
+            channel.send(_RUN)
+        except OSError:
+            pass  # the spawner is gone (the child then ends), or the child is (reported by X)
+        finally:
+            channel.close()
     finally:
         for fd in fds:
             os.close(fd)
     spares.make()  # the next attempt's, now that this one is on its way
     return True
+
+
+def _send_forked(control: socket.socket, attempt: int, pid: int) -> None:
+    """Say ``F<id> <pid>``, with a pidfd of the child when this interpreter and kernel have
+    them. Opened now, before this process reaps anything, it is that child's for sure (its
+    pid cannot be anyone else's yet): the spawner can then keep the attempt, and tell it from
+    any process that reused its pid, should this template die before it."""
+    message = f"F{attempt} {pid}".encode()
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        control.send(message)
+        return
+    rights = (socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [pidfd]).tobytes())
+    try:
+        control.sendmsg([message], [rights])
+    finally:
+        os.close(pidfd)
 
 
 class _Spares:
@@ -115,7 +145,10 @@ class _Spares:
         self._pid = 0
         self._socket: socket.socket | None = None
 
-    def make(self) -> None:
+    def make(self, *, or_raise: bool = False, holding: tuple[int, ...] = ()) -> None:
+        """Fork the spare, unless there is one; ``OSError`` with ``or_raise`` if it cannot
+        be (else the next request tries again). ``holding``: descriptors open here now
+        that are no child's (an attempt's: it is given them, as the ones it reads)."""
         if self._socket is not None:
             return
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -124,31 +157,31 @@ class _Spares:
         except OSError:
             ours.close()
             theirs.close()
-            return  # the request forks its own child
+            if or_raise:
+                raise
+            return
         if pid == 0:
             ours.close()
-            _spare(theirs, self._template_fds)
+            _spare(theirs, self._template_fds + holding)
         theirs.close()
         self._pid, self._socket = pid, ours
 
-    def hand_over(self, fds: array.array[int]) -> int:
-        """Give ``fds`` to the spare (or, when it is gone, to a child forked now): its pid."""
-        spare, self._socket = self._socket, None
-        if spare is not None:
+    def hand_over(self, fds: array.array[int]) -> tuple[int, socket.socket]:
+        """Give ``fds`` to the spare (or, when it is gone, to one forked now): its pid, and
+        the socket to send it ``_RUN`` on. The spare's socket took them, so it had not exited
+        (an exit closes it), and it cannot have been reaped: its pid is still its own."""
+        for _ in range(3):
+            self.make(or_raise=True, holding=tuple(fds))
+            spare, self._socket = self._socket, None
+            assert spare is not None
             try:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(self._pid, signal.SIGCONT)  # a task (the same user) may have stopped it
                 spare.sendmsg([b"go"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())])
-                return self._pid
+                return self._pid, spare
             except OSError:
-                pass  # it died (a task may kill it): fork one now
-            finally:
-                spare.close()
-        pid = os.fork()
-        if pid == 0:
-            _start(self._template_fds)
-            _child(fds[0], fds[1], fds[2])
-        return pid
+                spare.close()  # it died (a task may kill it): fork another
+        raise OSError(errno.EAGAIN, "the children forked for the task died at once")
 
 
 def _spare(channel: socket.socket, template_fds: tuple[int, ...]) -> None:
@@ -162,12 +195,11 @@ def _spare(channel: socket.socket, template_fds: tuple[int, ...]) -> None:
                 break
             except InterruptedError:
                 continue
-        channel.close()
     except BaseException:
         os._exit(127)
     if not data or len(fds) != 3:
         os._exit(0)
-    _child(fds[0], fds[1], fds[2])
+    _child(fds[0], fds[1], fds[2], channel)
 
 
 def _receive(channel: socket.socket, size: int) -> tuple[bytes, array.array[int]]:
@@ -203,10 +235,17 @@ def _reap(control: socket.socket) -> None:
         control.send(f"X{pid} {status}".encode())
 
 
-def _child(out: int, script: int, request: int) -> None:
+def _child(out: int, script: int, request: int, channel: socket.socket) -> None:
     """In the new process, after ``_start``: become the attempt (its descriptors, directory
-    and environment), run the script, exit. Never returns."""
+    and environment), wait for the template's ``_RUN`` on ``channel``, run the script, exit.
+    Never returns."""
     try:
+        if channel.fileno() <= 3:  # in the way of the descriptors the attempt gets
+            import fcntl
+
+            moved = fcntl.fcntl(channel.fileno(), fcntl.F_DUPFD_CLOEXEC, 4)
+            channel.close()
+            channel = socket.socket(fileno=moved)
         os.dup2(out, 1)
         os.dup2(out, 2)
         os.dup2(script, 3)
@@ -216,11 +255,28 @@ def _child(out: int, script: int, request: int) -> None:
         os.chdir(cwd)
         _become_env(env)
         sys.argv[:] = [_SCRIPT]
+        if not _cleared(channel):
+            raise RuntimeError("the python template exited as it started")
         _set_dumpable(1)  # as a new process would be
     except BaseException as e:
         os.write(2, f"kiok: the python task could not start: {e}\n".encode(errors="replace"))
         os._exit(127)
     os._exit(_run())
+
+
+def _cleared(channel: socket.socket) -> bool:
+    """Whether the template said ``_RUN`` (not: it died first, and the spawner may not know
+    this process); ``channel`` is closed either way, before the task could inherit it."""
+    try:
+        while True:
+            try:
+                return channel.recv(8) == _RUN
+            except InterruptedError:
+                continue
+    except OSError:
+        return False
+    finally:
+        channel.close()
 
 
 def _become_env(env: dict[bytes, bytes]) -> None:

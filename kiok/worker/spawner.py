@@ -31,6 +31,10 @@ it: the same session, descriptors, directory, environment, timeout and stop as a
 the exit reported by the template (the attempt's parent) rather than by a pidfd. A task may
 stop its template (they share a user): it is continued with each fork asked of it, and one
 that still has not reported a killed attempt's end a grace period later is ended as if dead.
+A task may also kill it: its attempts then become this process's children (as pid 1 or
+subreaper) and run on to their real end, told apart from any process that reused a pid by
+the pidfd the template sends with each fork (``orphaned``); only one whose end cannot be
+known (not re-parented here, or reaped by the template unreported) fails.
 """
 
 from __future__ import annotations
@@ -91,6 +95,9 @@ class _Attempt:
     since: float = 0.0
     #: SIGKILLed already (forked: its template has a grace period to report its end).
     killed: bool = False
+    #: Forked: a pidfd of its process, sent by its template, not polled (the template reports
+    #: the exit): what identifies the process should it become this one's child.
+    pidfd: int | None = None
 
 
 def signal_group(pid: int, sig: int) -> None:
@@ -214,6 +221,9 @@ class Spawner:
         self._by_fd: dict[int, _Attempt] = {}
         #: Attempts whose main process has not been reaped yet.
         self._by_pid: dict[int, _Attempt] = {}
+        #: Forked attempts (with a pidfd) whose template is to report their end, by pid: a
+        #: dead template's are re-parented here, and may exit before its death is noticed.
+        self._forked: dict[int, _Attempt] = {}
         #: Orphaned task processes become this process's children: it is pid 1 of a
         #: namespace, or (isolated without one) a child subreaper (``adopt_orphans``).
         #: ``_init`` (reap every child when an attempt finishes) a test may set on a spawner
@@ -390,12 +400,18 @@ class Spawner:
         self._poll.register(out_fd, select.EPOLLIN)
         self._templates.fork(template, msg, fds[0], fds[1], fds[2])
 
-    def forked(self, attempt_id: int, pid: int) -> None:
-        """The template forked ``attempt_id`` as ``pid``."""
+    def forked(self, attempt_id: int, pid: int, pidfd: int | None) -> None:
+        """The template forked ``attempt_id`` as ``pid`` (``pidfd``: that process, ours to
+        close; None where the template has no pidfds)."""
         attempt = self._attempts.get(attempt_id)
-        if attempt is None:
+        if attempt is None or attempt.pid:
+            if pidfd is not None:
+                os.close(pidfd)
             return
         attempt.pid = pid
+        if pidfd is not None:
+            attempt.pidfd = pidfd
+            self._forked[pid] = attempt
         self.send(sp.Started(attempt_id, pid))
         if attempt.reason is not None:  # stopped before the fork was reported
             term = attempt.kill_at is not None and not attempt.killed
@@ -408,8 +424,53 @@ class Spawner:
             attempt.exit_code = _exit_code(status) if error is None else -signal.SIGKILL
             attempt.error = error
             attempt.exited_at = time.monotonic()
+            self._forget_pidfd(attempt)
             if error is not None:
                 signal_group(attempt.pid, signal.SIGKILL)
+
+    def orphaned(self, attempt_id: int) -> None:
+        """The template of ``attempt_id`` died, and was reaped (so its children have been
+        re-parented): keep the attempt if its process is now this one's child, found by its
+        pidfd (never by pid: that may be anyone's by now), to be waited for like a cold
+        one; report its end if it has one; fail it (its group killed) only when its end
+        cannot be known: not forked yet as far as we know, no pidfd, or not our child
+        (without a pid namespace or subreaper; or reaped by the template, unreported)."""
+        attempt = self._attempts.get(attempt_id)
+        if attempt is None or attempt.exited_at is not None:
+            return
+        attempt.template = None  # its timeout and stop now go as a cold attempt's
+        pidfd = attempt.pidfd
+        if pidfd is None or _pidfd_pid(pidfd) != attempt.pid:
+            self.forked_exited(attempt_id, 0, fs.DIED)
+            return
+        try:
+            info = os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG)
+        except OSError:  # ECHILD: not this process's child
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)  # that very process, if alive
+            self.forked_exited(attempt_id, 0, fs.DIED)
+            return
+        if info is not None:
+            self._forked_reaped(attempt, info)
+            return
+        self._forget_pidfd(attempt, close=False)
+        attempt.exit_fd = pidfd
+        self._by_pid[attempt.pid] = attempt  # ours until we reap it: the pid cannot be reused
+        self._by_fd[pidfd] = attempt
+        self._poll.register(pidfd, select.EPOLLIN)
+
+    def _forked_reaped(self, attempt: _Attempt, info: os.waitid_result) -> None:
+        attempt.exit_code = -info.si_status if info.si_code != os.CLD_EXITED else info.si_status
+        attempt.exited_at = time.monotonic()
+        self._forget_pidfd(attempt)
+
+    def _forget_pidfd(self, attempt: _Attempt, *, close: bool = True) -> None:
+        """The forked attempt's end is known or its own to report: drop its pidfd."""
+        if self._forked.get(attempt.pid) is attempt:
+            del self._forked[attempt.pid]
+        if attempt.pidfd is not None and close:
+            os.close(attempt.pidfd)
+        attempt.pidfd = None
 
     def unstarted(self, attempt_id: int, failure: sp.Failed | None) -> None:
         """A forked attempt that never ran: reported ``failure``, or (None) run cold."""
@@ -465,10 +526,28 @@ class Spawner:
 
     def _reap_children(self) -> None:
         """Collect every child that has exited: the attempts' main processes and the orphans
-        of earlier attempts this process adopted (nobody else would)."""
+        of earlier attempts this process adopted (nobody else would). Each is looked at
+        before it is reaped: one with the pid of a forked attempt may be that attempt, its
+        template dead but not yet known to be (``orphaned``); if the attempt's pidfd says
+        so, its status is the attempt's."""
         while True:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                peeked = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return
+            if peeked is None or peeked.si_pid == 0:
+                return
+            forked = self._forked.get(peeked.si_pid)
+            if forked is not None and forked.pidfd is not None:
+                try:
+                    info = os.waitid(os.P_PIDFD, forked.pidfd, os.WEXITED | os.WNOHANG)
+                except OSError:
+                    info = None  # another process: its pid was reused
+                if info is not None:
+                    self._forked_reaped(forked, info)
+                    continue
+            try:
+                pid, status = os.waitpid(peeked.si_pid, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
@@ -527,6 +606,7 @@ class Spawner:
 
     def _finish(self, attempt: _Attempt) -> None:
         del self._attempts[attempt.id]
+        self._forget_pidfd(attempt)
         signal_group(attempt.pid, signal.SIGKILL)  # whatever the attempt left in its group
         if self._init:
             self._end_strays()  # and what it left outside its group
@@ -667,6 +747,18 @@ def _left_behind(pid: int, groups: set[int], since: float) -> bool:
         return False  # gone
     group, started = int(fields[2]), int(fields[19]) * _CLOCK_TICK_S
     return group not in groups and started + _CLOCK_TICK_S < since
+
+
+def _pidfd_pid(pidfd: int) -> int:
+    """The pid (in this namespace) of the process ``pidfd`` refers to; -1 when it has been
+    reaped or cannot be read. A check that a pidfd the template sent is the pid it said."""
+    try:
+        for line in _read(f"/proc/self/fdinfo/{pidfd}").splitlines():
+            if line.startswith(b"Pid:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return -1
 
 
 def _filename(e: OSError) -> str | None:

@@ -315,16 +315,12 @@ tasks:
 # --- weaknesses reported, not fixed ------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A python task may kill its template (both run as the task user); the spawner then "
-    "fails every attempt the template forked, other DAGs' included (by design today: "
-    "tests/unit/test_python_template.py::test_a_dead_template_fails_its_attempts_cleanly_and_is_replaced). "
-    "The orphaned attempts are the spawner's children then (pid 1 or subreaper) and could be "
-    "kept running and reaped by it.",
-)
-async def test_killing_the_python_template_does_not_fail_a_concurrent_attempt() -> None:
-    async with _bench(template=True) as bench:
+@pytest.mark.parametrize("mode", ["user+pidns", "user"])
+async def test_killing_the_python_template_does_not_fail_a_concurrent_attempt(mode: str) -> None:
+    """A python task may kill its template (both run as the task user). The attempts it had
+    forked, other DAGs' included, are then the spawner's children (pid 1 of the namespace,
+    or the subreaper without one) and run on to their real end."""
+    async with _bench(mode, template=True) as bench:
         victim_out: list[bytes] = []
         # It runs until its template is gone (it is then the spawner's child), then ends well.
         victim_script = (

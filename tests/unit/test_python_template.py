@@ -2,7 +2,7 @@
 template and task processes, isolated as the task user in a pid namespace (the suite runs as
 root, as CI does): each attempt is a fresh fork that behaves like ``python -u /dev/fd/3``,
 nothing one attempt changes reaches the next, timeouts and stops kill the attempt's group, a
-template that dies fails its attempts and is replaced (one a task stopped is continued, or
+template that dies is replaced and its attempts run on (one a task stopped is continued, or
 ended), it is recycled after ``max_tasks`` forks, and preload errors are said at start."""
 
 from __future__ import annotations
@@ -184,27 +184,92 @@ time.sleep(300)
     assert _gone_from_namespace(runner, int(out.split()[0]))
 
 
-async def test_a_dead_template_fails_its_attempts_cleanly_and_is_replaced(
+#: Runs until its template is gone (it is then the spawner's child), with a child of its
+#: own in its group, and prints that child's pid first.
+ORPHAN = """
+import os, signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+template = os.getppid()
+print(subprocess.Popen(["sleep", "300"]).pid, flush=True)
+deadline = time.monotonic() + 30
+while os.getppid() == template and time.monotonic() < deadline:
+    time.sleep(0.01)
+print("orphaned", flush=True)
+time.sleep({sleep})
+sys.exit(3)
+"""
+
+
+async def test_a_dead_template_is_replaced_and_its_attempts_run_on(
     isolated: tuple[Factory, WorkDirs, str],
 ) -> None:
+    """A task runs as the same user as its template, so it can kill it (or stop it: below).
+    The attempts it had forked are then the spawner's children and are kept: each ends when
+    it would have, with its own status and all its output, or by its timeout or stop (its
+    group killed); new attempts get a new template."""
     make, dirs, python = isolated
     runner = make()
     outcome, out = await _python(runner, python, WHOAMI, dirs.take())
     first_template = out.split()[1]
-    sleeper = (
-        "import subprocess, time\nprint(subprocess.Popen(['sleep', '300']).pid, flush=True)\ntime.sleep(300)"
+    ends = asyncio.ensure_future(_python(runner, python, ORPHAN.format(sleep=0), dirs.take()))
+    times_out = asyncio.ensure_future(
+        _python(runner, python, ORPHAN.format(sleep=300), dirs.take(), timeout_s=5)
     )
-    running = asyncio.ensure_future(_python(runner, python, sleeper, dirs.take()))
+    stop = StopSignal()
+    stopped = asyncio.ensure_future(_python(runner, python, ORPHAN.format(sleep=300), dirs.take(), stop=stop))
     await asyncio.sleep(1.0)
-    # A task runs as the same user as its template, so it can kill it (or stop it: below).
-    killer = "import os, signal, time\nos.kill(os.getppid(), signal.SIGKILL)\ntime.sleep(300)"
-    outcome, _ = await asyncio.wait_for(_python(runner, python, killer, dirs.take()), 30)
-    assert outcome.error == fs.DIED, outcome
-    outcome, out = await asyncio.wait_for(running, 30)
-    assert outcome.error == fs.DIED and outcome.exit_code == -9, outcome
+    killer = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nprint('killed')"
+    outcome, out = await asyncio.wait_for(_python(runner, python, killer, dirs.take()), 30)
+    assert outcome == ProcessOutcome(0) and out == "killed\n", (outcome, out)
+    outcome, out = await asyncio.wait_for(ends, 30)
+    assert outcome == ProcessOutcome(3) and out.split()[1:] == ["orphaned"], (outcome, out)
+    await asyncio.sleep(0.5)
+    stop.set()
+    outcome, out = await asyncio.wait_for(stopped, 30)
+    assert outcome == ProcessOutcome(-9, stopped=True) and out.split()[1:] == ["orphaned"], (outcome, out)
+    assert _gone_from_namespace(runner, int(out.split()[0]))
+    outcome, out = await asyncio.wait_for(times_out, 30)
+    assert outcome == ProcessOutcome(-9, timed_out=True) and out.split()[1:] == ["orphaned"], (outcome, out)
     assert _gone_from_namespace(runner, int(out.split()[0]))
     outcome, out = await _python(runner, python, WHOAMI, dirs.take())
     assert outcome.exit_code == 0 and out.split()[0] == "template" and out.split()[1] != first_template
+
+
+async def test_an_attempt_whose_end_cannot_be_known_fails_cleanly(tmp_path: Path) -> None:
+    """Without isolation the spawner is neither pid 1 nor a subreaper: a dead template's
+    attempts are re-parented elsewhere, their ends cannot be known. They fail, their groups
+    killed, and the template is replaced."""
+    runner = ProcessRunner(spawners=1, python_template=sp.Template(sys.executable, [], 1000))
+    try:
+        outcome, out = await _python(runner, sys.executable, WHOAMI, tmp_path / "1")
+        first_template = out.split()[1]
+        running = asyncio.ensure_future(
+            _python(runner, sys.executable, ORPHAN.format(sleep=300), tmp_path / "2")
+        )
+        await asyncio.sleep(1.0)
+        killer = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"
+        await asyncio.wait_for(_python(runner, sys.executable, killer, tmp_path / "3"), 30)
+        outcome, out = await asyncio.wait_for(running, 30)
+        assert outcome.error == fs.DIED and outcome.exit_code == -9, (outcome, out)
+        assert _gone(int(out.split()[0]))
+        outcome, out = await _python(runner, sys.executable, WHOAMI, tmp_path / "4")
+        assert outcome.exit_code == 0 and out.split()[0] == "template" and out.split()[1] != first_template
+    finally:
+        await runner.aclose()
+
+
+def _gone(pid: int, deadline_s: float = 10) -> bool:
+    """Whether host process ``pid`` dies (or is a zombie) within the deadline."""
+    end = time.monotonic() + deadline_s
+    while True:
+        try:
+            if "State:\tZ" in Path(f"/proc/{pid}/status").read_text():
+                return True
+        except OSError:
+            return True
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.02)
 
 
 #: Signals the template's other child, the one forked ahead for the next attempt (a task
