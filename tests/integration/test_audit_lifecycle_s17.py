@@ -25,7 +25,57 @@ from tests.s3_fixture import ACCESS_KEY, REGION, SECRET_KEY
 BOUND_S = 20.0
 
 
-class TricklingS3:
+class RawServer:
+    """A TCP server on 127.0.0.1 that hands each connection to ``serve`` on its own thread:
+    the hostile peers below differ only in what they send. ``stop`` ends them all."""
+
+    def __init__(self) -> None:
+        self.stopping = threading.Event()
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(16)
+        self.port: int = self._listener.getsockname()[1]
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    def _accept(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            thread = threading.Thread(target=self._serve_one, args=(conn,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _serve_one(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            self.serve(conn)
+
+    def serve(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def stop(self, join_s: float = 10) -> None:
+        self.stopping.set()
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        self._listener.close()
+        for thread in self._threads:
+            thread.join(join_s)
+
+
+def read_head(conn: socket.socket) -> bytes:
+    """An HTTP request's head (up to the blank line); empty if the client hung up first."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return b""
+        head += chunk
+    return head
+
+
+class TricklingS3(RawServer):
     """An "S3 server" that accepts every request and answers it one byte at a time, a byte
     every 0.2 s, forever: each read gets data well within any per-read timeout, so only a
     whole-request deadline ends the call.
@@ -35,61 +85,29 @@ class TricklingS3:
 
     def __init__(self, mode: str = "headers") -> None:
         self.mode = mode
-        self.stopping = threading.Event()
         self.requests = 0
-        self._listener = socket.socket()
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(16)
-        self.endpoint = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-        self._threads: list[threading.Thread] = []
-        accept = threading.Thread(target=self._accept, daemon=True)
-        accept.start()
-        self._threads.append(accept)
+        super().__init__()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
 
-    def _accept(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            serve = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            serve.start()
-            self._threads.append(serve)
-
-    def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            conn.settimeout(5)
-            head = b""
-            try:
-                while b"\r\n\r\n" not in head:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        return
-                    head += chunk
-                self.requests += 1
-                if b"expect: 100-continue" in head.lower():
-                    conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
-                if self.mode == "body":
-                    conn.sendall(
-                        b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
-                        b"Content-Length: 67108864\r\n\r\n"
-                    )
-                    drip = b"x"
-                else:
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nx-amz-request-id: ")
-                    drip = b"a"
-                while not self.stopping.wait(0.2):  # the hostile server's pace, not a sync
-                    conn.sendall(drip)
-            except OSError:
-                return
-
-    def stop(self) -> None:
-        self.stopping.set()
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
-        self._listener.close()
-        for thread in self._threads:
-            thread.join(10)
+    def serve(self, conn: socket.socket) -> None:
+        conn.settimeout(5)
+        head = read_head(conn)
+        if not head:
+            return
+        self.requests += 1
+        if b"expect: 100-continue" in head.lower():
+            conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if self.mode == "body":
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                b"Content-Length: 67108864\r\n\r\n"
+            )
+            drip = b"x"
+        else:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nx-amz-request-id: ")
+            drip = b"a"
+        while not self.stopping.wait(0.2):  # the hostile server's pace, not a sync
+            conn.sendall(drip)
 
 
 @pytest.fixture
@@ -201,7 +219,7 @@ def test_a_backup_to_a_trickling_s3_fails_with_503_in_bounded_time(
 # --- notifications --------------------------------------------------------------------------
 
 
-class FloodingReceiver:
+class FloodingReceiver(RawServer):
     """A webhook receiver that answers 200 with a 256 MiB body, sent as fast as the client
     takes it; ``sent`` counts the body bytes the client accepted (TCP buffers aside)."""
 
@@ -210,46 +228,21 @@ class FloodingReceiver:
     def __init__(self) -> None:
         self.sent = 0
         self.requests = 0
-        self.stopping = threading.Event()
-        self._listener = socket.socket()
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(16)
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/hook"
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
+        super().__init__()
+        self.url = f"http://127.0.0.1:{self.port}/hook"
 
-    def _accept(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(10)
-                try:
-                    head = b""
-                    while b"\r\n\r\n" not in head:
-                        chunk = conn.recv(65536)
-                        if not chunk:
-                            break
-                        head += chunk
-                    self.requests += 1
-                    conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {self.TOTAL}\r\n\r\n".encode())
-                    block = b"\0" * (1024 * 1024)
-                    for _ in range(self.TOTAL // len(block)):
-                        if self.stopping.is_set():
-                            break
-                        conn.sendall(block)
-                        self.sent += len(block)
-                except OSError:
-                    continue
-
-    def stop(self) -> None:
-        self.stopping.set()
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        self._listener.close()
-        self._thread.join(30)
+    def serve(self, conn: socket.socket) -> None:
+        conn.settimeout(10)
+        if not read_head(conn):
+            return
+        self.requests += 1
+        conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {self.TOTAL}\r\n\r\n".encode())
+        block = b"\0" * (1024 * 1024)
+        for _ in range(self.TOTAL // len(block)):
+            if self.stopping.is_set():
+                break
+            conn.sendall(block)
+            self.sent += len(block)
 
 
 @pytest.fixture(scope="module")
@@ -398,57 +391,30 @@ tasks:
         receiver.stop()
 
 
-class TricklingSmtp:
+class TricklingSmtp(RawServer):
     """An "SMTP server" that greets one byte every 0.2 s and never finishes the greeting
     line; ``open`` counts the connections the client has not hung up yet."""
 
     def __init__(self) -> None:
-        self.stopping = threading.Event()
         self.accepted = 0
         self.open = 0
         self._lock = threading.Lock()
-        self._listener = socket.socket()
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(16)
-        self.port = self._listener.getsockname()[1]
-        self._threads = [threading.Thread(target=self._accept, daemon=True)]
-        self._threads[0].start()
+        super().__init__()
 
-    def _accept(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            with self._lock:
-                self.accepted += 1
-                self.open += 1
-            serve = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            serve.start()
-            self._threads.append(serve)
-
-    def _serve(self, conn: socket.socket) -> None:
+    def serve(self, conn: socket.socket) -> None:
+        with self._lock:
+            self.accepted += 1
+            self.open += 1
         try:
-            with conn:
-                conn.sendall(b"220 ")
-                while not self.stopping.wait(0.2):  # the hostile server's pace
-                    readable, _, _ = select.select([conn], [], [], 0)
-                    if readable and not conn.recv(4096):
-                        return  # the client hung up
-                    conn.sendall(b"x")
-        except OSError:
-            return
+            conn.sendall(b"220 ")
+            while not self.stopping.wait(0.2):  # the hostile server's pace
+                readable, _, _ = select.select([conn], [], [], 0)
+                if readable and not conn.recv(4096):
+                    return  # the client hung up
+                conn.sendall(b"x")
         finally:
             with self._lock:
                 self.open -= 1
-
-    def stop(self) -> None:
-        self.stopping.set()
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        self._listener.close()
-        for thread in self._threads:
-            thread.join(10)
 
 
 def test_a_trickling_smtp_server_holds_no_thread_past_the_deadline(standalone_factory: Any) -> None:
