@@ -70,19 +70,22 @@ async def _drive_a(log: LocalCommandLog, reader: StateReader, run: str, coord: C
     coord.add_worker(w1)
     await coord.dispatch_pass()
     assert [a.run_id for a in w1.offers] == [run]
+    running = {"state": "RUNNING", "attempt": 1, "startedAtMs": 10, "worker": "w1"}
+    await report(log, reader, run, 10, {"a": running})
+    return w1
+
+
+async def report(
+    log: LocalCommandLog, reader: StateReader, run: str, at_ms: int, tasks: dict[str, dict[str, object]]
+) -> None:
+    """w1 reports ``tasks`` of ``run`` under the run's current fence."""
     header = reader.run_header(run)
     assert header is not None
     await log.propose(
         c.ReportTasks(
-            at_ms=10,
-            run_id=run,
-            term=header["term"],
-            epoch=header["epoch"],
-            tasks={"a": {"state": "RUNNING", "attempt": 1, "startedAtMs": 10, "worker": "w1"}},
-            worker="w1",
+            at_ms=at_ms, run_id=run, term=header["term"], epoch=header["epoch"], tasks=tasks, worker="w1"
         )
     )
-    return w1
 
 
 def _reconnect(coord: Coordinator, reader: StateReader, run: str) -> Handle:
@@ -153,12 +156,8 @@ async def test_a_cancel_that_ends_the_run_at_once_still_reaches_its_driver() -> 
     coord = Coordinator(log, reader, lambda *a: None, lambda: 1000, term=1)
     log.subscribe(coord.on_effects)
     w1 = await _drive_a(log, reader, run, coord)
-    header = reader.run_header(run)
-    assert header is not None
     retrying = {"state": "RETRYING", "attempt": 1, "startedAtMs": 10, "endedAtMs": 11, "retryAtMs": 5000}
-    await log.propose(
-        c.ReportTasks(at_ms=11, run_id=run, term=1, epoch=header["epoch"], tasks={"a": retrying}, worker="w1")
-    )
+    await report(log, reader, run, 11, {"a": retrying})
     await log.propose(c.CancelRun(at_ms=20, run_id=run, by="alice"))
     header = reader.run_header(run)
     assert header is not None and header["state"] == "CANCELLED"

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from kiok.core.states import TaskRecord
 from kiok.master.coordinator import Coordinator
-from kiok.store import commands as c
-from tests.unit.test_coordinator_cancel_resend import _drive_a, _world
+from tests.unit.test_coordinator_cancel_resend import _drive_a, _world, report
 
 
 async def test_a_report_neither_moves_nor_drops_the_attempt_base() -> None:
@@ -16,19 +15,8 @@ async def test_a_report_neither_moves_nor_drops_the_attempt_base() -> None:
     coord = Coordinator(log, reader, lambda *a: None, lambda: 1000, term=1)
     log.subscribe(coord.on_effects)
     await _drive_a(log, reader, run, coord)  # task a RUNNING, attempt 1, base 0
-    header = reader.run_header(run)
-    assert header is not None
-
-    await log.propose(
-        c.ReportTasks(
-            at_ms=20,
-            run_id=run,
-            term=header["term"],
-            epoch=header["epoch"],
-            tasks={"a": {"state": "FAILED", "attempt": 1, "startedMs": 10, "endedMs": 20, "attemptBase": 99}},
-            worker="w1",
-        )
-    )
+    failed = {"state": "FAILED", "attempt": 1, "startedMs": 10, "endedMs": 20, "attemptBase": 99}
+    await report(log, reader, run, 20, {"a": failed})
     stored = reader.task(run, "a")
     assert stored is not None and stored["state"] == "FAILED"  # the report itself is taken
     assert TaskRecord.from_dict(stored).attempt_base == 0
