@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kiok.core.cron import load_zone
-from kiok.core.placement import Context, ParamRef, arithmetic_names, date_function_end, place
+from kiok.core.placement import Context, ParamRef, Restriction, date_function_end, place, restricted_names
 from kiok.errors import TaskError
 
 __all__ = [
@@ -92,18 +92,18 @@ def param_names(text: str) -> set[str]:
     return {m.group(2) for m in _REF.finditer(text) if m.group(1) == "params"}
 
 
-def shell_arithmetic_params(text: str) -> set[str]:
-    """The params a shell ``text`` places where bash evaluates arithmetic (``$((...))``,
-    ``[[ ... -eq ... ]]``, ...): ``resolve`` refuses any value but an integer there, so a
-    trigger can be refused up front rather than its attempt failing."""
+def shell_restricted_params(text: str) -> dict[str, Restriction]:
+    """The params a shell ``text`` places where bash reads their values again (arithmetic,
+    a variable name), and how ``resolve`` restricts their values there: a trigger can be
+    refused up front rather than its attempts failing."""
     if "${params." not in text:
-        return set()
+        return {}
     refs = [
         (m.start(), m.end(), m.group(2))
         for m in _REF.finditer(text)
         if m.group(1) == "params" and _KEY.match(m.group(2))
     ]
-    return arithmetic_names(text, refs)
+    return restricted_names(text, refs)
 
 
 def run_value_names(text: str) -> set[str]:

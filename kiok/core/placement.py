@@ -8,9 +8,10 @@ within it, by where the placeholder sits:
 - ``SHELL``: a reference to the ``KIOK_PARAM_<NAME>`` environment variable the task gets.
   The shell expands it, and an expansion is never parsed again as commands. Unquoted it
   becomes ``"${KIOK_PARAM_X}"`` (one word, no globbing). Inside double quotes, a heredoc or
-  arithmetic ``$((...))`` it becomes ``${KIOK_PARAM_X}``. Wherever bash evaluates it as
-  arithmetic (``_arithmetic``), only an integer value is placed: bash runs the command
-  substitutions of an array subscript in the value, whatever the quoting. Inside single
+  arithmetic ``$((...))`` it becomes ``${KIOK_PARAM_X}``. Where bash reads the expansion
+  again (``_restriction``: arithmetic, a variable name a builtin expands again), the value
+  is restricted (``Restriction``): bash would run command substitutions found then,
+  whatever the quoting. Inside single
   quotes it becomes ``'"${KIOK_PARAM_X}"'``, which closes the quote, expands and reopens it.
   A command substitution (``$(...)``, backticks) is a new unquoted context, also inside
   double quotes or a heredoc; ``#{...}`` (a date by the time the shell reads the script)
@@ -37,13 +38,23 @@ import json
 import re
 import tokenize
 from collections.abc import Mapping, Sequence
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from typing import Any
 from urllib.parse import quote, quote_plus
 
 from kiok.errors import TaskError
 
-__all__ = ["Context", "ParamRef", "arithmetic_names", "date_function_end", "is_integer", "place"]
+__all__ = [
+    "Context",
+    "ParamRef",
+    "Restriction",
+    "date_function_end",
+    "is_integer",
+    "place",
+    "restricted_names",
+    "shell_value_problem",
+    "value_problem",
+]
 
 
 class Context(StrEnum):
@@ -66,14 +77,11 @@ def place(text: str, refs: Sequence[ParamRef], context: Context, values: Mapping
     """The text to put in place of each of ``refs`` (in order); ``TaskError`` if one cannot
     be placed safely. Every ``refs`` name must be in ``values``."""
     if context is Context.SHELL:
-        kinds, arithmetic = _shell_contexts(text, tuple(r[0] for r in refs), tuple(r[1] for r in refs))
-        for (_, _, name), in_arithmetic in zip(refs, arithmetic, strict=True):
-            if in_arithmetic and not is_integer(values[name]):
-                raise TaskError(
-                    f"param {name!r} stands where the shell evaluates arithmetic ($((...)), ((...)), "
-                    "[[ ... -eq ... ]], an array subscript, let, declare -i), which runs code "
-                    "hidden in a value: its value must be an integer (declare it type: integer)"
-                )
+        kinds, restrictions = _shell_contexts(text, tuple(r[0] for r in refs), tuple(r[1] for r in refs))
+        for (_, _, name), restriction in zip(refs, restrictions, strict=True):
+            problem = value_problem(name, values[name], restriction)
+            if problem is not None:
+                raise TaskError(problem)
         return [
             _SHELL_FORMS[kind].format(var=_env_name(name))
             for (_, _, name), kind in zip(refs, kinds, strict=True)
@@ -152,34 +160,58 @@ _SHELL_NEXT = re.compile(
 )
 
 
+class Restriction(IntEnum):
+    """What a param value may hold where a placeholder stands in a shell script: bash reads
+    some places again after expanding them (``kiok.core.placement._restriction``)."""
+
+    #: Any value: the expansion is never parsed again.
+    NONE = 0
+    #: Bash evaluates it as arithmetic (``$((...))``, ``[[ -eq ]]``, ``let``...): an integer.
+    INTEGER = 1
+    #: Part of a variable name or subscript bash expands again (``unset "a[...]"``,
+    #: ``printf -v``, ``read``, ``declare``, ``a=([...]=x)``): no ``$`` or backtick.
+    NAME = 2
+
+
 #: An integer as bash's arithmetic reads it: decimal or hexadecimal, nothing it could expand.
 _INTEGER = re.compile(r"[+-]?(?:0[xX][0-9a-fA-F]+|[0-9]+)")
-#: How far before a placeholder, on its line, ``_arithmetic`` looks for what opens an
-#: arithmetic context: each check reads a bounded window, so a long script line costs
-#: time linear in its placeholders, not their product with its length.
+#: An array subscript holding an expansion: bash runs it wherever it evaluates the text as
+#: arithmetic, however the text got there (``shell_value_problem``).
+_SUBSCRIPT_EXPANSION = re.compile(r"\[[^\]]*(?:\$[({]|`)")
+#: How far before a placeholder ``_restriction`` looks for what opens its context: each
+#: check reads a bounded window, so a long script costs time linear in its placeholders.
 _WINDOW = 512
-#: ``${name[`` (a subscript) and ``${name:`` (a substring offset, not ``:-`` and its kin),
-#: searched after the window's last ``]`` and ``}`` respectively: what is left open.
-_SUBSCRIPT_OPEN = re.compile(r"\$\{[#!]?[A-Za-z_]\w*\[")
-_OFFSET_OPEN = re.compile(r"\$\{[A-Za-z_]\w*:(?![-=+?])")
-#: A command that evaluates its arguments as arithmetic, at the start of the current
-#: command (after the window's last ``;``, ``&``, ``|``, ``(`` or ``{``).
-_ARITHMETIC_COMMAND = re.compile(
-    r"\s*(?:(?:then|do|else|!)\s+)*(?:let\s|(?:declare|typeset|local)\s+(?:-\w+\s+)*-\w*i)"
+#: ``${name:`` (a substring offset or slice, not ``:-`` and its kin) at an innermost ``${``.
+_OFFSET = re.compile(r"\$\{[A-Za-z_]\w*(?:\[[@*]\])?:(?![-=+?])")
+#: The words that may come before a command's name (``if let ...``, ``command read ...``).
+_PREFIX = r"\s*(?:(?:then|do|else|elif|if|while|until|command|builtin|time|!|\(|\{)\s*)*"
+#: A command that evaluates its arguments as arithmetic, at the start of a command.
+_ARITHMETIC_COMMAND = re.compile(_PREFIX + r"(?:let\s|(?:declare|typeset|local)\s+(?:-\w+\s+)*-\w*i)")
+#: Builtins whose arguments are variable names, expanded again with their subscripts.
+_NAME_COMMAND = re.compile(
+    _PREFIX
+    + r"(?:unset|read|declare|typeset|local|export|readonly|mapfile|readarray|(?:test|\[)\s[^;&|]*-v)\s"
 )
-#: ``name[`` at the start of a word: an assignment to an array element if ``]=`` follows.
-_ELEMENT = re.compile(r"[A-Za-z_]\w*\[[^\]]*")
-_ELEMENT_AFTER = re.compile(r"[^\]\s]*\]\+?=")
+_PRINTF_NAME = re.compile(_PREFIX + r"printf\s+(?:-\w+\s+)*-v\s+\S*\Z")
+#: ``name=(`` or ``name+=(``: a compound assignment, whose ``[subscript]=`` words an
+#: indexed array expands again.
+_COMPOUND = re.compile(r"[A-Za-z_]\w*\+?=\(")
 _CONDITIONAL_OPEN = re.compile(r"(?:^|[\s;&|(!])\[\[\s")
 _CONDITIONAL_CLOSE = re.compile(r"\s\]\](?=[\s;&|)]|\Z)")
 _ARITHMETIC_TESTS = frozenset(("-eq", "-ne", "-lt", "-le", "-gt", "-ge"))
+#: ``((`` right after one of these is an arithmetic command too (``for((i=0; ...))``).
+_BEFORE_ARITH_CMD = re.compile(r"(?:^|[\s;&|(])(?:for|if|elif|while|until)\Z")
 
 
-def arithmetic_names(text: str, refs: Sequence[ParamRef]) -> set[str]:
-    """The names of ``refs`` in shell ``text`` that stand where bash evaluates arithmetic:
-    ``place`` admits only integers there (``is_integer``)."""
-    _, arithmetic = _shell_contexts(text, tuple(r[0] for r in refs), tuple(r[1] for r in refs))
-    return {name for (_, _, name), flagged in zip(refs, arithmetic, strict=True) if flagged}
+def restricted_names(text: str, refs: Sequence[ParamRef]) -> dict[str, Restriction]:
+    """The names of ``refs`` in shell ``text`` whose values ``place`` restricts, and how
+    (the strictest where a name stands in several places)."""
+    _, restrictions = _shell_contexts(text, tuple(r[0] for r in refs), tuple(r[1] for r in refs))
+    out: dict[str, Restriction] = {}
+    for (_, _, name), restriction in zip(refs, restrictions, strict=True):
+        if restriction is not Restriction.NONE:
+            out[name] = max(out.get(name, restriction), restriction)
+    return out
 
 
 def is_integer(value: Any) -> bool:
@@ -189,49 +221,106 @@ def is_integer(value: Any) -> bool:
     return isinstance(value, int) or (isinstance(value, str) and _INTEGER.fullmatch(value) is not None)
 
 
-def _arithmetic(text: str, start: int, end: int, state: int, top: int | None) -> bool:
-    """Whether bash evaluates the placeholder at ``start:end`` as an arithmetic expression,
-    where an array subscript in the *value* (``a[$(id)]``) runs a command substitution: no
-    quoting helps there, so ``place`` admits integers only. Inside ``$((...))``/``$[...]``
-    and ``((...))`` it knows from the analyser's state; ``[[ ... -eq ... ]]`` operands,
-    subscripts, substring offsets, ``let`` and ``declare -i`` it recognises in the
-    ``_WINDOW`` characters before the placeholder on its line. A ``declare -i`` variable
-    assigned elsewhere it cannot see."""
+def value_problem(name: str, value: Any, restriction: Restriction) -> str | None:
+    """Why ``value`` of param ``name`` may not stand where ``restriction`` says; None if it may."""
+    if restriction is Restriction.INTEGER and not is_integer(value):
+        return (
+            f"param {name!r} stands where the shell evaluates arithmetic ($((...)), ((...)), "
+            "[[ ... -eq ... ]], a substring offset, let, declare -i), which runs code hidden in "
+            "a value: its value must be an integer (declare it type: integer)"
+        )
+    if restriction is Restriction.NAME and any(c in _text(value) for c in "$`"):
+        return (
+            f"param {name!r} is part of a variable name that the shell expands again (unset, "
+            "read, printf -v, declare...): its value may not hold $ or a backtick"
+        )
+    return None
+
+
+def shell_value_problem(name: str, value: Any) -> str | None:
+    """Why a shell task may not get ``value`` of param ``name`` at all; None if it may.
+
+    Bash runs the command substitutions of an array subscript in any text it evaluates as
+    arithmetic, and a text can get there in ways no reading of the script sees (a name that
+    refers to another param's variable, ``$((KIOK_PARAM_X))`` written by hand, forms of
+    arithmetic the analyser misses). So a value holding a subscript with an expansion
+    (``a[$(id)]``, ``x[${y}]``, backticks) is refused outright: such text is code, not data."""
+    if _SUBSCRIPT_EXPANSION.search(_text(value)) is None:
+        return None
+    return (
+        f"param {name!r} holds an array subscript with an expansion ('[' then '$(', '${{' or a "
+        "backtick), which bash would run wherever it evaluates the text as arithmetic: refused "
+        "for shell tasks"
+    )
+
+
+def _restriction(text: str, start: int, end: int, state: int, top: int | None) -> Restriction:
+    """What bash does again with the placeholder at ``start:end`` after expanding it. In
+    ``$((...))``/``$[...]`` and ``((...))`` the analyser's state says; an operand of
+    ``[[ ... -eq ... ]]``, a substring offset, ``let``/``declare -i`` arguments, and the
+    names given to ``unset``/``read``/``printf -v``/``declare`` are recognised in the
+    ``_WINDOW`` characters before it. What this misses, ``shell_value_problem`` still
+    refuses at its root: a value that holds a subscript with an expansion."""
     if state == _ARITH or (top == _ARITH_CMD and state in (_UNQUOTED, _DOUBLE)):
-        return True
+        return Restriction.INTEGER
     if state not in (_UNQUOTED, _DOUBLE, _HEREDOC):
-        return False
+        return Restriction.NONE
     low = max(0, start - _WINDOW)
     line = text[text.rfind("\n", low, start) + 1 or low : start]
-    if _SUBSCRIPT_OPEN.search(line, line.rfind("]") + 1) or _OFFSET_OPEN.search(line, line.rfind("}") + 1):
-        return True
-    command = max(map(line.rfind, ";&|({")) + 1
-    if _ARITHMETIC_COMMAND.match(line, command):
-        return True
+    opened = _innermost_brace(line)
+    if opened >= 0 and _OFFSET.match(line, opened):
+        return Restriction.INTEGER
     if state == _HEREDOC:
-        return False
+        return Restriction.NONE
+    command = line[max(map(line.rfind, (";", "&", "|", "{ ", "{\t"))) + 1 :]
+    if _ARITHMETIC_COMMAND.match(command):
+        return Restriction.INTEGER
     word = line[max(map(line.rfind, " \t;&|(")) + 1 :]
-    if state == _UNQUOTED and _ELEMENT.fullmatch(word) and _ELEMENT_AFTER.match(text, end):
-        return True
-    if "[[" not in line:
+    if ("[" in word and _NAME_COMMAND.match(command)) or _PRINTF_NAME.match(command):
+        return Restriction.NAME
+    if word.startswith(("[", '"[', "'[")) and "]" not in word and _COMPOUND.search(line, line.rfind(")") + 1):
+        return Restriction.NAME  # a subscript in ``a=([...]=x)``: bash expands it again
+    return Restriction.INTEGER if _conditional_operand(text, start, end) else Restriction.NONE
+
+
+def _innermost_brace(line: str) -> int:
+    """Where the innermost ``${`` still open at the end of ``line`` starts; -1: none. Steps
+    from brace to brace (``rfind``), not character by character."""
+    depth, k = 0, len(line)
+    while (opening := line.rfind("${", 0, k)) >= 0:
+        closing = line.rfind("}", opening, k)
+        if closing >= 0:  # a ``}`` nearer the end than that ``${``: it closes one
+            depth, k = depth + 1, closing
+        elif depth == 0:
+            return opening
+        else:
+            depth, k = depth - 1, opening
+    return -1
+
+
+def _conditional_operand(text: str, start: int, end: int) -> bool:
+    """Whether the placeholder at ``start:end`` is an operand of an arithmetic test of an
+    open ``[[ ... ]]`` (which may span lines)."""
+    before = text[max(0, start - _WINDOW) : start]
+    if "[[" not in before:
         return False
-    opened = list(_CONDITIONAL_OPEN.finditer(line))
-    if not opened or _CONDITIONAL_CLOSE.search(line, opened[-1].end() - 1):
+    opened = list(_CONDITIONAL_OPEN.finditer(before))
+    if not opened or _CONDITIONAL_CLOSE.search(before, opened[-1].end() - 1):
         return False
-    eol = text.find("\n", end, end + _WINDOW)
-    rest = text[end : end + _WINDOW if eol == -1 else eol]
-    before, after = line.split(), rest.split()
-    previous = before[-2:-1] if line and not line[-1].isspace() else before[-1:]
-    following = after[1:2] if rest and not rest[0].isspace() else after[:1]
+    rest = text[end : end + _WINDOW]
+    left = [w for w in before.split() if w != "\\"]
+    right = [w for w in rest.split() if w != "\\"]
+    previous = left[-2:-1] if before and not before[-1].isspace() else left[-1:]
+    following = right[1:2] if rest and not rest[0].isspace() else right[:1]
     return any(word in _ARITHMETIC_TESTS for word in previous + following)
 
 
 @functools.lru_cache(maxsize=256)
 def _shell_contexts(
     text: str, starts: tuple[int, ...], ends: tuple[int, ...]
-) -> tuple[list[int], list[bool]]:
-    """The quoting state at each placeholder start, and whether bash reads it as arithmetic
-    (``_arithmetic``). Not a full shell parser: it follows
+) -> tuple[list[int], list[Restriction]]:
+    """The quoting state at each placeholder start, and what bash does again with its
+    expansion (``_restriction``). Not a full shell parser: it follows
     quotes, escapes, comments, heredocs, command substitutions (``$(...)``, backticks: a new
     unquoted context, even inside double quotes or a heredoc), ``${...}`` and ``((...))``,
     which decide how an expansion is written. Every form is an expansion, so a misjudged
@@ -239,7 +328,7 @@ def _shell_contexts(
     split into words, and one value could become several arguments (``find ... -exec``)."""
     end_of = dict(zip(starts, ends, strict=True))
     found: dict[int, int] = {}
-    arithmetic: set[int] = set()
+    restricted: dict[int, Restriction] = {}
     pending: list[tuple[str, bool, bool]] = []  # heredocs opened on this line
     bodies: list[tuple[str, bool, bool]] = []  # heredocs whose bodies are being read
     frames: list[list[int]] = []  # [what opened it, state it returns to, open (, open case]
@@ -263,8 +352,7 @@ def _shell_contexts(
     while i < n:
         if i in end_of:
             found[i] = state
-            if _arithmetic(text, i, end_of[i], state, frames[-1][0] if frames else None):
-                arithmetic.add(i)
+            restricted[i] = _restriction(text, i, end_of[i], state, frames[-1][0] if frames else None)
             i = end_of[i]
             continue
         ch = text[i]
@@ -357,7 +445,9 @@ def _shell_contexts(
                 continue
             elif ch == "}" and top == _BRACE:
                 state = frames.pop()[1]
-            elif word_start and text.startswith("((", i):
+            elif text.startswith("((", i) and (
+                word_start or _BEFORE_ARITH_CMD.search(text, max(0, i - 6), i)
+            ):
                 frames.append([_ARITH_CMD, state, 0, 0])
                 i += 2
                 continue
@@ -402,7 +492,7 @@ def _shell_contexts(
             state = _UNQUOTED
             continue  # the newline itself may start heredoc bodies
         i += 1
-    return [found.get(s, _UNQUOTED) for s in starts], [s in arithmetic for s in starts]
+    return [found.get(s, _UNQUOTED) for s in starts], [restricted.get(s, Restriction.NONE) for s in starts]
 
 
 def date_function_end(text: str, start: int) -> int:

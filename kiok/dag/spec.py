@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from kiok.core.placeholders import references, shell_arithmetic_params
+from kiok.core.placeholders import references, shell_restricted_params
+from kiok.core.placement import Restriction
 from kiok.dag.notify import NotifyEvent, NotifySpec, WebhookTarget
 from kiok.dag.params import ParamRule, plain_default_document
 from kiok.ids import DagId, TaskId
@@ -127,16 +128,21 @@ class DagSpec:
         return self._by_id[task_id]
 
     @functools.cached_property
-    def shell_arithmetic(self) -> Mapping[str, TaskId]:
-        """Param name -> a shell task that places it where bash evaluates arithmetic, where
-        only an integer may stand (``kiok.core.placement``): the API refuses a trigger that
-        passes anything else, rather than letting its attempts fail."""
-        found: dict[str, TaskId] = {}
+    def shell_restrictions(self) -> Mapping[str, tuple[TaskId, Restriction]]:
+        """Param name -> a shell task that places it where bash reads its value again, and
+        what the value may hold there (``kiok.core.placement``): the API refuses a trigger
+        that passes anything else, rather than letting its attempts fail."""
+        found: dict[str, tuple[TaskId, Restriction]] = {}
         for t in self.tasks:
             if t.type is TaskType.SHELL and t.script:
-                for name in sorted(shell_arithmetic_params(t.script)):
-                    found.setdefault(name, t.id)
+                for name, restriction in sorted(shell_restricted_params(t.script).items()):
+                    if name not in found or restriction > found[name][1]:
+                        found[name] = (t.id, restriction)
         return found
+
+    @functools.cached_property
+    def has_shell_tasks(self) -> bool:
+        return any(t.type is TaskType.SHELL for t in self.tasks)
 
     def python_for(self, task: TaskSpec) -> str | None:
         """The interpreter ``task`` names, else the DAG's; ``None``: the worker's own."""

@@ -20,6 +20,7 @@ from kiok import logs
 from kiok.core.frontier import Frontier
 from kiok.core.interruption import RUN_CANCELLED, interrupted_attempt, interrupted_lines, stopped_line
 from kiok.core.placeholders import Context, has_placeholders, param_env, param_values, resolve
+from kiok.core.placement import shell_value_problem
 from kiok.core.retry import fail_event, timeout_ms_for
 from kiok.core.run_interval import interval_env, interval_values, run_interval
 from kiok.core.states import RunState, TaskRecord, TaskState
@@ -251,7 +252,7 @@ class RunDriver:
                 exit_code=result.exit_code,
                 error=result.error,
             )
-        if ev.error is not None:  # the error may quote the task's output
+        if ev.error is not None and not result.error_masked:  # it may quote the task's output
             ev = replace(ev, error=self._masker.mask_text(ev.error))
         rec, _ = apply_task_event(self._tasks[tid], ev)
         self._set(tid, rec)
@@ -295,6 +296,8 @@ class RunDriver:
                 params = param_values(
                     self._spec.params, self.assignment.args, now_ms=now, tz=self._spec.timezone
                 )
+                if task.type is TaskType.SHELL:
+                    _refuse_shell_unsafe(params)
                 resolved = self._resolve(task, params, now)
             except TaskError as e:
                 tlog.line(f"[kiok] {e.message}")
@@ -427,6 +430,15 @@ class RunDriver:
             changes, self._outbox = [(tid, rec.to_dict()) for tid, rec in self._outbox.items()], {}
             for i in range(0, len(changes), _REPORT_MAX_TASKS):
                 self._env.link.report_tasks(self.run_id, self.fence, dict(changes[i : i + _REPORT_MAX_TASKS]))
+
+
+def _refuse_shell_unsafe(params: Mapping[str, Any]) -> None:
+    """``TaskError`` for a value a shell task must not get in its environment at all, even
+    one its script does not place (``kiok.core.placement.shell_value_problem``)."""
+    for name, value in params.items():
+        problem = shell_value_problem(name, value)
+        if problem is not None:
+            raise TaskError(problem)
 
 
 def _config_context(key: str, value: str, config: Mapping[str, str]) -> Context:

@@ -38,10 +38,21 @@ tasks:
 ARITHMETIC = """
 dag:
   id: arithmetic
-  params: {n: 1, m: "a[$(touch pwned)]"}
+  params: {n: 1, m: "1+1"}
 tasks:
   - {id: count, script: "#!/bin/bash\\necho $(( ${params.n} + 1 ))"}
   - {id: late, script: "#!/bin/bash\\n[[ ${params.m} -gt 0 ]] && echo big; ls", requires: [count]}
+"""
+
+# A default bash would run: shell tasks refuse it even unplaced (``$((KIOK_PARAM_V))`` is
+# the script's own doing); a python task takes it as any text.
+RUNNABLE_DEFAULT = """
+dag:
+  id: runnable_default
+  params: {v: "a[$(touch pwned)]"}
+tasks:
+  - {id: sh, script: "#!/bin/bash\\necho $(( KIOK_PARAM_V ))"}
+  - {id: py, type: python, script: "import os; print(os.environ['KIOK_PARAM_V'])"}
 """
 
 HOSTILE = [
@@ -61,6 +72,7 @@ def k(shared_kiok: Standalone) -> Standalone:
     shared_kiok.register(HELLO)
     shared_kiok.register(CONSTRAINED)
     shared_kiok.register(ARITHMETIC)
+    shared_kiok.register(RUNNABLE_DEFAULT)
     policy = {"Statement": [{"Effect": "Allow", "Action": "dags:Trigger", "Resource": "dag/hello"}]}
     r = shared_kiok.api("POST", "/api/v1/iam/policies", json={"policy": "trigger-hello", "document": policy})
     assert r.status_code == 201, r.text
@@ -129,12 +141,30 @@ def test_typed_args_reach_arithmetic_as_numbers(k: Standalone) -> None:
     assert k.log(run["runId"], "t") == "us 42\n"
 
 
-def test_a_text_for_bash_arithmetic_is_refused_before_a_run_exists(k: Standalone) -> None:
-    before = len(k.api("GET", "/api/v1/runs?dag=arithmetic&limit=100").json()["runs"])
-    r = k.api("POST", "/api/v1/dags/arithmetic/runs", json={"args": {"n": "a[$(touch pwned)]"}})
+@pytest.mark.parametrize(
+    ("dag", "args", "message"),
+    [
+        (
+            "arithmetic",
+            {"n": "1+1"},
+            "args.n: task 'count': param 'n' stands where the shell evaluates arithmetic",
+        ),
+        (
+            "arithmetic",
+            {"n": "a[$(touch pwned)]"},
+            "args.n: param 'n' holds an array subscript with an expansion",
+        ),
+        ("hello", {"name": "x[`touch pwned`]"}, "args.name: param 'name' holds an array subscript"),
+    ],
+)
+def test_a_value_bash_would_run_is_refused_before_a_run_exists(
+    k: Standalone, dag: str, args: dict[str, object], message: str
+) -> None:
+    before = len(k.api("GET", f"/api/v1/runs?dag={dag}&limit=100").json()["runs"])
+    r = k.api("POST", f"/api/v1/dags/{dag}/runs", json={"args": args})
     assert r.status_code == 400, r.text
-    assert "args.n: task 'count' uses it in shell arithmetic" in r.json()["error"]["message"]
-    assert len(k.api("GET", "/api/v1/runs?dag=arithmetic&limit=100").json()["runs"]) == before
+    assert message in r.json()["error"]["message"]
+    assert len(k.api("GET", f"/api/v1/runs?dag={dag}&limit=100").json()["runs"]) == before
 
 
 def test_a_text_default_in_bash_arithmetic_fails_its_task_saying_why(k: Standalone) -> None:
@@ -143,3 +173,12 @@ def test_a_text_default_in_bash_arithmetic_fails_its_task_saying_why(k: Standalo
     late = run["tasks"]["late"]
     assert late["state"] == "FAILED", run
     assert "param 'm' stands where the shell evaluates arithmetic" in late["error"]
+
+
+def test_a_shell_task_never_gets_a_value_bash_would_run(k: Standalone) -> None:
+    run = k.wait_run(k.trigger("runnable_default"))
+    tasks = run["tasks"]
+    assert tasks["sh"]["state"] == "FAILED", run
+    assert "param 'v' holds an array subscript with an expansion" in tasks["sh"]["error"]
+    assert tasks["py"]["state"] == "SUCCESS", run
+    assert k.log(run["runId"], "py") == "a[$(touch pwned)]\n"

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kiok.core.placeholders import Context, param_env, resolve
+from kiok.core.placement import shell_value_problem
 from kiok.errors import TaskError
 
 HOSTILE = [
@@ -86,21 +87,26 @@ def test_shell_arithmetic_gets_the_bare_expansion(script: str) -> None:
 
 
 # Where bash evaluates an expansion as arithmetic, an array subscript in the value runs its
-# command substitution (`a[$(touch pwned)]`): no quoting helps, so only integers are placed.
+# command substitution (`a[$(>pwned)]`): no quoting helps, so only integers are placed.
 BASH_ARITHMETIC = [
     "echo $(( ${params.n} + 1 ))",
     'echo "$(( ${params.n} * 2 ))"',
     "echo $[${params.n} + 1]",
     "(( x = ${params.n} + 1 )); echo $x",
     "for (( i = 0; i < ${params.n}; i++ )); do :; done; echo $i",
+    "for((i=0;i<${params.n};i++)); do :; done; echo $i",
+    "if((${params.n} > 1)); then echo y; fi",
     "[[ ${params.n} -eq 3 ]] && echo y",
     '[[ "${params.n}" -gt 2 ]] && echo y',
     "if [[ 4 -ge ${params.n} ]]; then echo y; fi",
-    "arr=(a b c d); echo ${arr[${params.n}]}",
-    'arr=(a b c d); echo "${arr[${params.n}]}"',
-    "arr[${params.n}]=x; echo ${#arr[@]}",
+    "if [[ 1 -eq 1 &&\n      ${params.n} -gt 0 ]]; then echo y; fi",
+    "[[ ${params.n} \\\n   -eq 3 ]] && echo y",
     "s=abcdef; echo ${s:${params.n}:2}",
+    "s=abcdef; i=1; echo ${s:${i}:${params.n}}",
+    "a=(1 2 3 4); echo ${a[@]:${params.n}}",
     "let x=${params.n}+1; echo $x",
+    'if let "x=${params.n}"; then echo $x; fi',
+    "command let x=${params.n}; echo $x",
     "declare -i x=${params.n}; echo $x",
     "f() { local -i x=${params.n}; echo $x; }; f",
 ]
@@ -112,11 +118,51 @@ def test_a_string_in_bash_arithmetic_is_refused_and_an_integer_runs(script: str,
     naive = script.replace("${params.n}", "${KIOK_PARAM_N}")  # the attack is real there
     subprocess.run(["/bin/bash", "-c", naive], env=param_env(hostile), capture_output=True, check=False)
     assert (tmp_path / "pwned").exists()
-    (tmp_path / "pwned").unlink()
     with pytest.raises(TaskError, match=r"param 'n' .* must be an integer"):
         placed(script, Context.SHELL, hostile)
     for value in (3, "3", "0x3"):
         assert run_sh(placed(script, Context.SHELL, {"n": value}), {"n": value}, "/bin/bash").strip()
+
+
+# Builtins that take a variable name expand its subscript again, as does a compound
+# assignment to an indexed array: there a plain `$(...)` in the value runs.
+BASH_NAMES = [
+    'declare -A b; unset "b[${params.k}]"; echo ok',
+    'declare -A b; printf -v "b[${params.k}]" x; echo ok',
+    'declare -A b; read "b[${params.k}]" <<< x; echo ok',
+    'declare -A b; declare "b[${params.k}]=1"; echo ok',
+    'declare -a a=(1 2); test -v "a[${params.k}]"; echo ok',
+    'declare -a a=(1 2); declare -n ref="a[${params.k}]"; echo $ref ok',
+    "c=([${params.k}]=1); echo ok",
+    'c=(["${params.k}"]=1); echo ok',
+]
+
+
+@pytest.mark.parametrize("script", BASH_NAMES)
+def test_an_expansion_in_a_name_bash_expands_again_is_refused(script: str, tmp_path: Path) -> None:
+    hostile = {"k": f"$(>{tmp_path}/pwned)"}
+    naive = script.replace("${params.k}", "${KIOK_PARAM_K}")
+    subprocess.run(["/bin/bash", "-c", naive], env=param_env(hostile), capture_output=True, check=False)
+    assert (tmp_path / "pwned").exists()
+    with pytest.raises(TaskError, match=r"param 'k' is part of a variable name"):
+        placed(script, Context.SHELL, hostile)
+    assert "ok" in run_sh(placed(script, Context.SHELL, {"k": "1"}), {"k": "1"}, "/bin/bash")
+
+
+@pytest.mark.parametrize(
+    "value", ["a[$(id)]", "x[`id`]", "x[${y:=$(id)}]", "a[ $( id ) ]", ["b[$(id)]"], {"k": "c[$(id)]"}]
+)
+def test_a_value_holding_a_subscript_with_an_expansion_is_refused_for_shell_tasks(value: Any) -> None:
+    """Whatever the script: bash runs it wherever the text reaches arithmetic, also by ways
+    no reading of the script sees (a name referring to this param's variable)."""
+    assert "array subscript with an expansion" in (shell_value_problem("v", value) or "")
+
+
+@pytest.mark.parametrize(
+    "value", ["$(id)", "`id`", "^[a-z]+$", "[1, 2]", "[x] $HOME", "a[1]", [1, 2], "${x}"]
+)
+def test_other_values_reach_shell_tasks(value: Any) -> None:
+    assert shell_value_problem("v", value) is None
 
 
 @pytest.mark.parametrize(
@@ -129,12 +175,18 @@ def test_a_string_in_bash_arithmetic_is_refused_and_an_integer_runs(script: str,
         "echo '$(( ${params.n} ))'",
         "(( 1 )); echo ${params.n}",
         "[[ a ]]; echo ${params.n} -eq 1",
+        'declare -A url=([dev]=a [prod]=b); echo "${url[${params.n}]}"',
+        "declare -A seen; seen[${params.n}]=1; echo ${!seen[@]}",
+        'echo "Deploying (let ${params.n} win)"',
+        'echo "{let ${params.n}}"',
+        "echo x[${params.n}]=y",
+        'printf "%s\\n" "[[ ${params.n} -eq 1 ]]"',
     ],
 )
-def test_a_string_next_to_bash_arithmetic_is_still_placed(script: str, tmp_path: Path) -> None:
-    hostile = {"n": f"a[$(>{tmp_path}/pwned)]"}  # no blank: survives word splitting
-    run_sh(placed(script, Context.SHELL, hostile), hostile, "/bin/bash")
-    assert not (tmp_path / "pwned").exists()
+def test_text_next_to_bash_arithmetic_and_names_is_still_placed(script: str) -> None:
+    for value in ("prod", "$(id)"):
+        out = run_sh(placed(script, Context.SHELL, {"n": value}), {"n": value}, "/bin/bash")
+        assert "uid=" not in out
 
 
 def test_a_quoted_heredoc_keeps_its_text_literal() -> None:

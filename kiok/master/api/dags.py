@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from kiok.core.backfill import backfill_intervals, parse_bound
-from kiok.core.placement import is_integer
+from kiok.core.placement import is_integer, shell_value_problem, value_problem
 from kiok.dag.load import compiled_spec, spec_from_body
 from kiok.dag.locate import line_of
 from kiok.dag.params import check_args
@@ -164,7 +164,7 @@ async def trigger(
     """Trigger a run; ``args`` override the DAG's ``params``. Refused in maintenance mode."""
     node = node_of(request)
     args = body.args if body is not None else {}
-    _refuse_text_in_shell_arithmetic(node.reader.dag(dag_id), args)
+    await run_in_threadpool(_refuse_shell_unsafe_args, node.reader.dag(dag_id), args)
     try:
         cmd = c.CreateRun(
             at_ms=node.clock_ms(), dag_id=dag_id, args=args, trace=node.tracing.current_traceparent()
@@ -175,24 +175,28 @@ async def trigger(
         raise MaintenanceMode(e.message, node.maintenance_retry_after_s) from None
 
 
-def _refuse_text_in_shell_arithmetic(record: dict[str, Any] | None, args: dict[str, Any]) -> None:
-    """A 400 for an arg that a shell task places where bash evaluates arithmetic and that is
-    not an integer: its attempts would fail (``kiok.core.placement``), so no run is made.
-    Checked here, before the command is proposed, not in ``apply()``: replicas of another
-    version must not decide a trigger differently."""
+def _refuse_shell_unsafe_args(record: dict[str, Any] | None, args: dict[str, Any]) -> None:
+    """A 400 for an arg a shell task could not take: a subscript with an expansion, which
+    bash would run as code, or text where a task places it in arithmetic or a variable name
+    (``kiok.core.placement``). Its attempts would fail, so no run is made. Checked here,
+    before the command is proposed, not in ``apply()``: replicas of another version must not
+    decide a trigger differently."""
     if record is None or all(is_integer(value) for value in args.values()):
         return
     spec = compiled_spec(record["spec"])
-    uses = spec.shell_arithmetic
-    if not uses:
+    if not spec.has_shell_tasks:
         return
+    restrictions = spec.shell_restrictions
     checked = check_args(spec.params, spec.param_rules, spec.allow_extra_args, args)  # its errors first
     for name, value in checked.items():
-        if name in uses and not is_integer(value):
-            raise InvalidInput(
-                f"args.{name}: task {uses[name]!r} uses it in shell arithmetic, where bash would run "
-                "code hidden in a text: give an integer"
-            )
+        problem = shell_value_problem(name, value)
+        if problem is None and name in restrictions:
+            task, restriction = restrictions[name]
+            problem = value_problem(name, value, restriction)
+            if problem is not None:
+                problem = f"task {task!r}: {problem}"
+        if problem is not None:
+            raise InvalidInput(f"args.{name}: {problem}")
 
 
 def _version_view(record: dict[str, Any], *, full: bool) -> dict[str, Any]:

@@ -42,6 +42,10 @@ class AttemptResult:
     stopped: bool = False
     #: A short outcome for the run log where there is no exit code (an http task: ``HTTP 200``).
     detail: str | None = None
+    #: ``error`` quotes only output already masked (``AttemptContext.tail``) besides kiok's
+    #: own words: masking it again could hide those words (a secret ``code`` in ``(exit code
+    #: 1)``), the form run views cut output by for callers without ``logs:Read``.
+    error_masked: bool = False
 
 
 class Executor(Protocol):
@@ -52,9 +56,14 @@ class Executor(Protocol):
 
 
 def process_result(
-    outcome: ProcessOutcome, ctx: AttemptContext, describe_failure: Callable[[], str]
+    outcome: ProcessOutcome,
+    ctx: AttemptContext,
+    describe_failure: Callable[[], str],
+    *,
+    masked: bool = False,
 ) -> AttemptResult:
-    """Map a finished child process to an attempt result."""
+    """Map a finished child process to an attempt result; ``masked``: ``describe_failure``
+    quotes only ``ctx.tail()`` (``AttemptResult.error_masked``)."""
     if outcome.error is not None:
         return AttemptResult(False, outcome.exit_code, outcome.error)
     if outcome.stopped:
@@ -63,4 +72,4 @@ def process_result(
         return AttemptResult(False, outcome.exit_code, f"timed out after {ctx.timeout_s:g}s", timed_out=True)
     if outcome.exit_code == 0:
         return AttemptResult(True, 0)
-    return AttemptResult(False, outcome.exit_code, describe_failure())
+    return AttemptResult(False, outcome.exit_code, describe_failure(), error_masked=masked)

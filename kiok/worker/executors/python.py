@@ -31,7 +31,7 @@ class PythonExecutor:
             script=ctx.task.script or "",
             fork=python == self._python,
         )
-        return process_result(outcome, ctx, lambda: _describe(outcome.exit_code, ctx.tail()))
+        return process_result(outcome, ctx, lambda: _describe(outcome.exit_code, ctx.tail()), masked=True)
 
 
 def _describe(code: int | None, tail: bytes) -> str:
