@@ -317,14 +317,25 @@ def list_access_keys(cli: CliContext, user: str | None) -> None:
 
 @access_keys.command("create")
 @click.option("--user", help="Whose key (default: yours).")
+@click.option(
+    "--password",
+    help="Your current password: a key of your own needs it (prompted for, on stderr, when "
+    "omitted and there is no --user).",
+)
 @json_option
 @pass_cli
-def create_access_key(cli: CliContext, user: str | None) -> None:
+def create_access_key(cli: CliContext, user: str | None, password: str | None) -> None:
     """Create an access key and print `<id>:<secret>` on stdout, alone, once: keep it now.
 
     `export KIOK_ACCESS_KEY=$(kiok iam access-keys create)` makes later commands use it.
     """
-    answer = cli.client().post("/api/v1/iam/access-keys", {"user": user} if user else {})
+    if password is None and not user:
+        # On stderr: stdout is the key alone, often captured by `$(...)`.
+        password = click.prompt("Current password", hide_input=True, err=True)
+    body = {"user": user} if user else {}
+    if password is not None:
+        body["password"] = password
+    answer = cli.client().post("/api/v1/iam/access-keys", body)
     if cli.as_json:
         emit_json(answer)
         return

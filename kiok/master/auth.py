@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from kiok.errors import (
     Conflict,
+    Forbidden,
     InvalidInput,
     NotFound,
     Overloaded,
@@ -232,6 +233,21 @@ class AuthService:
         updated = self._reader.user(principal.user)
         assert updated is not None
         return self._tokens(principal.user, updated)
+
+    async def confirm_password(self, user: str, password: str, address: str, action: str) -> None:
+        """Re-authentication for ``action`` (sudo mode): ``password`` must be ``user``'s current
+        one, checked and limited as a login (one count for both), so a stolen token is no
+        oracle for it either. A wrong one is ``Forbidden``, not ``Unauthenticated``: the
+        caller's session is valid, and a 401 would end it in the UI."""
+        now = self._clock()
+        key = self._begin_password_check(user, address, now)
+        record = self._reader.user(user)
+        if record is None or not await self._check_password(
+            key, address, now, record["passwordHash"], password
+        ):
+            self.audit(user, action, user, address, success=False, detail="wrong password")
+            raise Forbidden(f"{action}: wrong password (the field 'password' must be your current password)")
+        self._password_checked(key, address, now)
 
     async def reset_password(self, user: str, new: str | None) -> str:
         """Set ``user``'s password (generated when ``new`` is None) and force a change at the

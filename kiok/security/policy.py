@@ -241,3 +241,24 @@ def _glob_tokens(pattern: str) -> list[str]:
 
 
 FULL_ACCESS = {"Statement": [{"Effect": "Allow", "Action": ["*"], "Resource": ["*"]}]}
+
+
+# --- who a policy write reaches ----------------------------------------------------------------
+
+
+def is_attached(policy: str, holders: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether ``policy`` is attached to one of ``holders`` (user and group records)."""
+    return any(policy in (record.get("policies") or ()) for record in holders)
+
+
+def write_reaches_holders(
+    old_document: Mapping[str, Any] | None, new_document: Mapping[str, Any] | None, attached: bool
+) -> bool:
+    """Whether writing ``new_document`` (None: deleting the policy) over ``old_document`` (None:
+    no such policy) changes what some user may do: the policy is attached and its document
+    changes or goes. Such a write is attaching and detaching, and needs ``iam:AttachPolicy`` /
+    ``iam:DetachPolicy``. The API decides its check with this, and applying a command whose
+    caller was not checked decides with it again (a concurrent attach), so both agree."""
+    if not attached or old_document is None:
+        return False
+    return new_document is None or dict(old_document) != dict(new_document)

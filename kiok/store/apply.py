@@ -10,12 +10,13 @@ listeners (coordinator, waiters) what changed, after the batch is durable.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from itertools import chain
 from typing import Any
 
 from kiok.dag.load import compiled_spec
 from kiok.dag.params import check_args
 from kiok.errors import Conflict, DagPaused, InvalidInput, MaintenanceMode, NotFound
-from kiok.security.policy import FULL_ACCESS
+from kiok.security.policy import FULL_ACCESS, is_attached, write_reaches_holders
 from kiok.store import commands as c
 from kiok.store import keys as k
 from kiok.store.apply_admission import (
@@ -260,8 +261,21 @@ def _put_group(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
 
 def _put_policy(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     assert isinstance(cmd, c.PutPolicy)
+    if cmd.unchecked_attach:
+        _fence_unchecked_attach(txn, cmd.name, cmd.document)
     txn.put(k.IAM, k.policy(cmd.name), {"name": cmd.name, "document": cmd.document, "createdMs": cmd.at_ms})
     return {"policy": cmd.name}
+
+
+def _fence_unchecked_attach(txn: Txn, name: str, document: dict[str, Any] | None) -> None:
+    """A policy write whose caller's ``iam:AttachPolicy`` / ``iam:DetachPolicy`` the API did
+    not check (it reached no holder then) is refused if it now would: the policy was attached
+    between the check and this command (``document``: None for a deletion)."""
+    old = txn.get(k.IAM, k.policy(name))
+    holders = chain(txn.scan(k.IAM, k.user("")), txn.scan(k.IAM, k.group("")))
+    attached = is_attached(name, (record for _, record in holders))
+    if write_reaches_holders(old["document"] if old else None, document, attached):
+        raise Conflict(f"policy {name!r} was attached meanwhile; try again")
 
 
 def _expect(record: dict[str, Any] | None, field: str, expected: Iterable[str] | None, what: str) -> None:
@@ -293,6 +307,8 @@ def _delete_iam(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     )
     if txn.get(k.IAM, key) is None:
         raise NotFound(f"{cmd.what} {cmd.name!r} not found")
+    if cmd.what == "policy" and cmd.unchecked_attach:
+        _fence_unchecked_attach(txn, cmd.name, None)
     txn.delete(k.IAM, key)
     if cmd.what == "user":
         for raw_key, record in list(txn.scan(k.IAM, k.ACCESS_KEY_PREFIX)):

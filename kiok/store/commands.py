@@ -183,9 +183,18 @@ class PutGroup(Command):
 @command
 @dataclass(frozen=True)
 class PutPolicy(Command):
+    """Create a policy or replace its document.
+
+    ``unchecked_attach``: the caller's ``iam:AttachPolicy`` / ``iam:DetachPolicy`` were not
+    checked, because when the API looked the write changed no attached policy's document.
+    Applying refuses with Conflict when it now would (the policy was attached meanwhile), so
+    no concurrent attach slips past the check. False: not fenced (the caller was checked, or
+    the entry was logged before the field existed)."""
+
     kind: ClassVar[str] = "put_policy"
     name: str = ""
     document: dict[str, Any] = field(default_factory=dict)
+    unchecked_attach: bool = False
 
 
 @command
@@ -205,11 +214,15 @@ class DeleteIam(Command):
     """Delete a user, group, policy or access key (``what``: "user" | "group" | "policy" |
     "accesskey"). What refers to it goes with it: a user's access keys, a group's place in
     its members' groups, a policy's place on users and groups; so a new record of the same
-    name starts with nothing."""
+    name starts with nothing.
+
+    ``unchecked_attach`` (a policy only): as for ``PutPolicy``; the caller's
+    ``iam:DetachPolicy`` was not checked because the policy was attached to nobody."""
 
     kind: ClassVar[str] = "delete_iam"
     what: str = ""
     name: str = ""
+    unchecked_attach: bool = False
 
 
 @command

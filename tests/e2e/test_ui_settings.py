@@ -112,7 +112,13 @@ def test_groups_policy_editor_and_access_keys(kiok: Standalone, browser: Any, sh
 
     # Access keys: the secret is shown once, works against the API, and is gone afterwards.
     page.get_by_label("Settings").get_by_role("link", name="Access keys").click()
-    page.get_by_role("button", name="Create access key").click()
+    form = page.get_by_test_id("create-access-key")
+    form.get_by_label("Your password").fill("Not-The-Admin-Password-1")  # a key of one's own
+    form.get_by_role("button", name="Create access key").click()
+    expect(form.get_by_role("alert")).to_contain_text("wrong password")  # refused, still signed in
+    console.take("status of 403")
+    form.get_by_label("Your password").fill(ADMIN_PASSWORD)
+    form.get_by_role("button", name="Create access key").click()
     shown = page.get_by_test_id("new-access-key")
     key_id = shown.get_by_test_id("access-key-id").inner_text()
     secret = shown.get_by_test_id("access-key-secret").inner_text()

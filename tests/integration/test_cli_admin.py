@@ -215,6 +215,14 @@ def test_iam_users_groups_policies_and_an_access_key(cli: KiokCli, node: Standal
         "bob",
     ]
     assert secret not in "\n".join(listed)
+    # A key of one's own needs one's password, prompted for on stderr: stdout is the key alone.
+    own = with_input(cli, f"{ADMIN_PASSWORD}\n", "iam", "access-keys", "create")
+    assert own.returncode == 0 and ADMIN_PASSWORD not in own.stdout, show(own)
+    own_id, _, own_secret = own.stdout.strip().partition(":")
+    assert own_id and own_secret and own.stdout.count("\n") == 1, show(own)
+    wrong = cli("iam", "access-keys", "create", "--password", "Not-The-Admin-Password-1")
+    assert_clean_error(wrong, "wrong password")
+    assert cli.ok("iam", "access-keys", "delete", own_id) == f"deleted access key {own_id}\n"
 
     as_bob = KiokCli(cli.master, tmp_path / "bob-config")  # nothing saved: only the key
     assert "dags" in json.loads(as_bob.ok("dags", "list", "--json", env={"KIOK_ACCESS_KEY": key}))

@@ -121,10 +121,10 @@ def test_a_user_holds_at_most_the_configured_number_of_access_keys(
 ) -> None:
     made = []
     for _ in range(MAX_KEYS):
-        r = httpx.post(k.url + "/api/v1/iam/access-keys", headers=eve, json={})
+        r = httpx.post(k.url + "/api/v1/iam/access-keys", headers=eve, json={"password": PW})
         assert r.status_code == 201, r.text
         made.append(r.json()["accessKeyId"])
-    r = httpx.post(k.url + "/api/v1/iam/access-keys", headers=eve, json={})
+    r = httpx.post(k.url + "/api/v1/iam/access-keys", headers=eve, json={"password": PW})
     assert r.status_code == 409, r.text
     assert "kiok.iam.access.keys.max.per.user" in r.json()["error"]["message"]
     r = k.api("POST", "/api/v1/iam/access-keys", json={"user": "eve"})  # the admin, for eve
@@ -134,7 +134,7 @@ def test_a_user_holds_at_most_the_configured_number_of_access_keys(
 
     r = httpx.delete(k.url + f"/api/v1/iam/access-keys/{made[0]}", headers=eve)
     assert r.status_code == 200, r.text
-    r = httpx.post(k.url + "/api/v1/iam/access-keys", headers=eve, json={})
+    r = httpx.post(k.url + "/api/v1/iam/access-keys", headers=eve, json={"password": PW})
     assert r.status_code == 201, r.text
 
 

@@ -60,7 +60,9 @@ def forbidden(r: httpx.Response, action: str, resource: str) -> bool:
 
 
 def new_key(k: Standalone, headers: dict[str, str], user: str | None = None) -> dict[str, str]:
-    r = call(k, headers, "POST", "/api/v1/iam/access-keys", json={"user": user} if user else {})
+    """A key for ``user``, or (None) for the caller: that one needs the caller's password."""
+    body = {"user": user} if user else {"password": PW}
+    r = call(k, headers, "POST", "/api/v1/iam/access-keys", json=body)
     assert r.status_code == 201, r.text
     return {"Authorization": f"AccessKey {r.json()['accessKeyId']}:{r.json()['secretAccessKey']}"}
 

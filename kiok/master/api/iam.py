@@ -5,12 +5,13 @@ Every check names the record it touches (``kiok.security.resources``): writing a
 ``iam:Write`` on ``iam/user/<name>``; putting it in or out of a group, or attaching or
 detaching a policy, is also an action on that group or policy; setting an existing user's
 password is ``iam:SetPassword``. Lists show only what the caller may read. Users manage their
-own access keys without a policy (``actions.SELF_SERVICE``)."""
+own access keys without a policy (``actions.SELF_SERVICE``); creating one needs their password."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -23,7 +24,7 @@ from kiok.master.iam import Grants
 from kiok.master.views import iso
 from kiok.security import actions, resources
 from kiok.security.passwords import password_problem
-from kiok.security.policy import validate_document
+from kiok.security.policy import is_attached, validate_document, write_reaches_holders
 from kiok.store import commands as c
 from kiok.store.reader import access_key_is_current
 
@@ -68,6 +69,12 @@ class AccessKeyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     user: str | None = Field(default=None, max_length=128, description="Default: the caller.")
+    password: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="The caller's current password: required for a key of one's own, ignored "
+        "for another user's (that needs iam:CreateAccessKey on the user from a policy).",
+    )
 
 
 def _user_view(u: dict[str, Any]) -> dict[str, Any]:
@@ -248,10 +255,13 @@ async def put_policy(
     grants.check(actions.WRITE_IAM, resources.policy(name))
     document = validate_document(body.document)
     old = node.reader.policy(name)
-    if old is not None and old["document"] != document and _attached(node, name):
+    checked = write_reaches_holders(old["document"] if old else None, document, _attached(node, name))
+    if checked:
         grants.check(actions.ATTACH_POLICY, resources.policy(name))
         grants.check(actions.DETACH_POLICY, resources.policy(name))
-    await node.log.propose(c.PutPolicy(at_ms=node.clock_ms(), name=name, document=document))
+    await node.log.propose(
+        c.PutPolicy(at_ms=node.clock_ms(), name=name, document=document, unchecked_attach=not checked)
+    )
     node.audit.record(principal.user, actions.WRITE_IAM, resources.policy(name), client_address(request))
     return {"policy": name, "document": document}
 
@@ -259,18 +269,38 @@ async def put_policy(
 @router.post(
     "/access-keys",
     status_code=201,
-    responses={404: {}, 409: {"description": "the user holds kiok.iam.access.keys.max.per.user keys"}},
+    responses={
+        400: {"description": "a key of one's own without the caller's password"},
+        403: {"description": "not allowed, or a wrong password"},
+        404: {},
+        409: {"description": "the user holds kiok.iam.access.keys.max.per.user keys"},
+        429: {"description": "too many failed password checks"},
+    },
 )
 async def create_access_key(
     request: Request, body: AccessKeyRequest | None = None, principal: Principal = Depends(signed_in)
 ) -> dict[str, Any]:
     """A new access key (for ``user``, default the caller); the secret is in this answer only.
-    Use ``Authorization: AccessKey <id>:<secret>``."""
+    Use ``Authorization: AccessKey <id>:<secret>``.
+
+    A key of one's own needs the current password in ``password`` (re-authentication, as
+    GitHub's sudo mode): a key outlives the session, and the password change that ends a
+    stolen token's session, so a stolen token must not be able to mint one. Checked and
+    rate-limited as a login. Another user's key needs no password: its
+    ``iam:CreateAccessKey`` comes from a policy, which self-service never grants."""
     node = node_of(request)
     user = (body.user if body and body.user else None) or principal.user
     node.iam.authorize(principal, actions.CREATE_ACCESS_KEY, resources.user(user))
     if node.reader.user(user) is None:
         raise NotFound(f"user {user!r} not found")
+    if user == principal.user:
+        if body is None or body.password is None:
+            raise InvalidInput(
+                "password: your current password is required to create an access key for yourself"
+            )
+        await node.auth.confirm_password(
+            user, body.password, client_address(request), actions.CREATE_ACCESS_KEY
+        )
     key_id, secret = await node.auth.create_access_key(
         user, max_keys=node.settings.get_int("kiok.iam.access.keys.max.per.user")
     )
@@ -328,10 +358,18 @@ async def delete_access_key(
 
 
 async def _delete(
-    request: Request, principal: Principal, what: str, name: str, resource: str
+    request: Request,
+    principal: Principal,
+    what: str,
+    name: str,
+    resource: str,
+    unchecked_attach: bool = False,
 ) -> dict[str, Any]:
+    """``unchecked_attach``: see ``commands.DeleteIam`` (a policy attached to nobody)."""
     node = node_of(request)
-    result: dict[str, Any] = await node.log.propose(c.DeleteIam(at_ms=node.clock_ms(), what=what, name=name))
+    result: dict[str, Any] = await node.log.propose(
+        c.DeleteIam(at_ms=node.clock_ms(), what=what, name=name, unchecked_attach=unchecked_attach)
+    )
     node.audit.record(principal.user, actions.WRITE_IAM, f"{resource} deleted", client_address(request))
     return result
 
@@ -374,15 +412,13 @@ async def delete_policy(
     """Delete a policy; it is detached from every user and group, which needs what detaching
     needs (it may be a Deny): also ``iam:DetachPolicy`` on it if it is attached anywhere."""
     node = node_of(request)
-    if _attached(node, name):
+    policy = node.reader.policy(name)
+    checked = write_reaches_holders(policy["document"] if policy else None, None, _attached(node, name))
+    if checked:
         node.iam.grants(principal).check(actions.DETACH_POLICY, resources.policy(name))
-    return await _delete(request, principal, "policy", name, resources.policy(name))
+    return await _delete(request, principal, "policy", name, resources.policy(name), not checked)
 
 
 def _attached(node: MasterNode, policy: str) -> bool:
     """Whether ``policy`` is attached to some user or group."""
-    return any(
-        policy in (record.get("policies") or ())
-        for kind in ("user", "group")
-        for record in node.reader.iam_records(kind)
-    )
+    return is_attached(policy, chain(node.reader.iam_records("user"), node.reader.iam_records("group")))

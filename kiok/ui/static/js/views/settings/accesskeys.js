@@ -1,7 +1,9 @@
 // Settings → Access keys: the keys the user may list (its own at least), create one (for
 // itself, or for another user when its policies allow), delete one. A new key's secret is
 // in the create answer only: it is shown once, with a copy button, and never again (it is
-// dropped when the card is dismissed or the page is left).
+// dropped when the card is dismissed or the page is left). A key of one's own asks for the
+// current password (the API re-authenticates: a key outlives the session that made it); a
+// key for another user needs the policy instead, so the password is sent for one's own only.
 import { html, useState } from "../../html.js";
 import { enc, post, request, session } from "../../api.js";
 import { when } from "../../format.js";
@@ -17,6 +19,7 @@ export function AccessKeys({ can }) {
   const [rowError, setRowError] = useState(null);
   const me = session.user;
   const others = (users ? users.users.map((u) => u.user) : []).filter((u) => u !== me);
+  const [forUser, setForUser] = useState(me);
   const remove = async (k) => {
     if (!confirm(`Delete access key ${k.accessKeyId} of ${k.user}? Scripts using it stop working at once.`)) return;
     setRowError(null);
@@ -34,12 +37,16 @@ export function AccessKeys({ can }) {
       the key's user's policies. The secret is shown once, when the key is created.</p>
     ${can("iam:CreateAccessKey") ? html`<${Form} label="Create access key" testid="create-access-key" onSubmit=${async (f) => {
       setMessage(null);
-      setCreated(await post("/api/v1/iam/access-keys", { user: f.get("user") || me }));
+      const user = f.get("user") || me;
+      setCreated(await post("/api/v1/iam/access-keys", user === me ? { user, password: f.get("password") } : { user }));
+      setForUser(me);
       reload();
     }}>
-      ${others.length ? html`<label>For user <select name="user">
+      ${others.length ? html`<label>For user <select name="user" value=${forUser} onChange=${(e) => setForUser(e.currentTarget.value)}>
         <option value=${me}>${me} (you)</option>${others.map((u) => html`<option key=${u} value=${u}>${u}</option>`)}</select></label>`
         : html`<input type="hidden" name="user" value=${me} />`}
+      ${forUser === me ? html`<label>Your password <input name="password" type="password" required
+        autocomplete="current-password" /></label>` : null}
     <//>` : null}
     ${created ? html`<div class="card secret" role="status" data-testid="new-access-key">
       <strong>Copy the secret now — it is not shown again.</strong>
