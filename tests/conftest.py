@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -44,8 +45,15 @@ def shared_kiok(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone
 @pytest.fixture
 def task_tmp_path() -> Iterator[Path]:
     """A temporary directory tasks can write to and the test can read. Isolated tasks run as
-    ``kiok.worker.task.user``, who cannot reach pytest's ``tmp_path`` (under a 0700 directory)."""
-    path = Path(tempfile.mkdtemp(prefix="kiok-test-"))
+    ``kiok.worker.task.user``, who cannot reach pytest's ``tmp_path`` (under a 0700 directory).
+    As root it is not under /tmp: isolated tasks have their spawner's own /tmp, which shows
+    only the host's root directories that existed when the spawner started (a module's
+    shared standalone starts before a test's directory is made)."""
+    base = None
+    if os.geteuid() == 0:
+        base = "/var/lib/kiok-tests"
+        os.makedirs(base, 0o755, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix="kiok-test-", dir=base))
     path.chmod(0o1777)  # like /tmp: anyone may create, only the owner (or root) may remove
     yield path
     shutil.rmtree(path, ignore_errors=True)

@@ -3,11 +3,14 @@ credentials, admin socket and its processes' ``/proc`` entries).
 
 Tasks run code from DAGs, so they are untrusted. As root, kiok runs them as an unprivileged
 user (``kiok.worker.task.user``, created at start when missing) and, where the kernel allows,
-inside a private pid and mount namespace: the task spawner is started through
-``unshare --pid --fork --mount-proc``, drops to the task user itself once its imports are done,
-and every task it starts inherits both. Modes, reported as ``taskIsolation``:
+inside a private pid, mount and (where allowed) IPC namespace: the task spawner is started
+through ``unshare --pid --fork --mount-proc --ipc``, mounts its private ``/tmp``, ``/var/tmp``
+and ``/dev/shm`` (``spawner.private_scratch``), drops to the task user itself once its imports
+are done, and every task it starts inherits all of it. Modes, reported as ``taskIsolation``:
 
-    user+pidns  tasks run as the task user and see only their own namespace's processes
+    user+pidns  tasks run as the task user, see only their own namespace's processes, and
+                have temporary directories (and, with an IPC namespace, System V IPC) that
+                the spawner empties whenever it is idle
     user        tasks run as the task user; kiok's processes show in /proc (cmdline only:
                 their environment and memory are root's)
     none        tasks run as kiok's own user and can read whatever kiok can (not root, or
@@ -32,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kiok.errors import InvalidInput
-from kiok.worker.spawner import empty_dir
+from kiok.worker.spawner import PRIVATE_ENV, empty_dir
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,10 @@ SETTINGS = ("auto", "user", "none")
 #: From weakest to strongest (``/cluster/health`` shows the weakest connected worker's).
 MODES = ("none", "user", "user+pidns")
 _UNSHARE = ("--pid", "--fork", "--mount-proc", "--kill-child")
+#: Added to ``_UNSHARE`` where IPC namespaces may be made (a service manager may forbid them:
+#: systemd's ``RestrictNamespaces``): System V IPC objects and POSIX message queues of tasks
+#: are then the spawner's namespace's, and removed when it is idle.
+_UNSHARE_IPC = "--ipc"
 #: Where a system interpreter for python tasks is looked for.
 _SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 
@@ -53,6 +60,8 @@ class Isolation:
     uid: int = -1
     gid: int = -1
     unshare: str = ""
+    #: The spawner's namespace is an IPC namespace of its own too (``user+pidns`` only).
+    ipc_namespace: bool = False
 
     @property
     def as_user(self) -> bool:
@@ -68,13 +77,21 @@ class Isolation:
         if not self.as_user:
             return list(argv)
         command = [*argv, f"{self.uid}:{self.gid}"]  # the spawner drops to these itself
-        return [self.unshare, *_UNSHARE, "--", *command] if self.pid_namespace else command
+        if not self.pid_namespace:
+            return command
+        ipc = (_UNSHARE_IPC,) if self.ipc_namespace else ()
+        return [self.unshare, *_UNSHARE, *ipc, "--", *command]
 
     def spawner_env(self, env: dict[str, str]) -> dict[str, str]:
-        """The task environment as this isolation has it (``HOME`` is set per attempt)."""
+        """The task environment as this isolation has it (``HOME`` is set per attempt); in a
+        pid namespace, with ``spawner.PRIVATE_ENV`` telling the spawner what of its namespaces
+        to make private (it removes the variable before any task could inherit it)."""
         if not self.as_user:
             return env
-        return {**env, "USER": self.user, "LOGNAME": self.user}
+        env = {**env, "USER": self.user, "LOGNAME": self.user}
+        if self.pid_namespace:  # its own mount namespace: a private /tmp stays out of the host's
+            env[PRIVATE_ENV] = "tmp,ipc" if self.ipc_namespace else "tmp"
+        return env
 
 
 NO_ISOLATION = Isolation()
@@ -116,19 +133,33 @@ def task_isolation(setting: str, user: str) -> Isolation:
     Raises ``InvalidInput`` with one line when it cannot."""
     euid = os.geteuid()
     unshare = shutil.which("unshare") or ""
-    probe = setting in ("auto", "user") and euid == 0 and bool(unshare) and _pid_namespace_works(unshare)
+    ipc = probe = False
+    if setting in ("auto", "user") and euid == 0 and unshare:
+        # With an IPC namespace first: one probe in the common case. Without, when a service
+        # manager forbids IPC namespaces only: a pid namespace is worth having all the same.
+        ipc = probe = _namespaces_work(unshare, (_UNSHARE_IPC,))
+        if not probe:
+            probe = _namespaces_work(unshare, ())
+            if probe:
+                log.warning(
+                    "task isolation: no IPC namespace (unshare --ipc is refused here): System V "
+                    "IPC objects and POSIX message queues tasks make are the host's, and outlive "
+                    "their attempts; allow IPC namespaces (systemd: RestrictNamespaces=pid mnt ipc)"
+                )
     mode, warning = decide(setting, euid, probe)
     if warning:
         log.warning(warning)
     if mode == "none":
         return NO_ISOLATION
     uid, gid = _task_user(user)
-    return Isolation(mode, user, uid, gid, unshare)
+    return Isolation(mode, user, uid, gid, unshare, ipc_namespace=ipc and mode == "user+pidns")
 
 
-def _pid_namespace_works(unshare: str) -> bool:
+def _namespaces_work(unshare: str, extra: tuple[str, ...]) -> bool:
+    """Whether the spawner's namespaces (``_UNSHARE`` and ``extra``) can be made here: the
+    kernel, a container's seccomp profile or a service manager may refuse any of them."""
     try:
-        done = subprocess.run([unshare, *_UNSHARE, "true"], capture_output=True, timeout=10)
+        done = subprocess.run([unshare, *_UNSHARE, *extra, "true"], capture_output=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0

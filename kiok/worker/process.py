@@ -11,7 +11,11 @@ grace period, then SIGKILL.
 
 Isolated (``kiok.worker.isolation``), the spawner runs as the task user, possibly in a pid
 namespace of its own: the directories it is handed are made for that user here, and the
-pids it reports are then its namespace's, never signalled from this side.
+pids it reports are then its namespace's, never signalled from this side. Without that
+namespace (``user`` isolation) a task may stop its spawner (SIGSTOP; they share a user),
+which would hold up every other attempt of it: while a spawner has attempts, the worker
+(root) looks at its state about once a second and continues it; one stopped again and again
+is ended like a dead one (``_Spawner.watch``).
 
 Why a helper process rather than threads: on this machine kind the threads that spawned
 tasks and the event loop fought over the one GIL (each fork, read and wait hands it back
@@ -29,6 +33,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +52,14 @@ log = logging.getLogger(__name__)
 _START_TIMEOUT_S = 30.0
 #: How much longer than its kill grace a stopped attempt's end is waited for (``_outlive``).
 _STOP_MARGIN_S = 2.0
+#: How often a spawner with attempts is checked for a stop by a task (``user`` isolation).
+_WATCH_INTERVAL_S = 1.0
+#: A spawner found stopped this many times within ``_STOPS_WINDOW_S`` is ended, not continued:
+#: a task stopping it in a loop would otherwise hold up its other attempts for ever.
+_STOPS_TOLERATED = 3
+_STOPS_WINDOW_S = 30.0
+#: How long a closed spawner a task keeps stopping is given to exit before it is ended.
+_CLOSE_TIMEOUT_S = 10.0
 
 
 class WorkDirs:
@@ -132,12 +145,76 @@ class _Spawner(asyncio.Protocol):
     pending: dict[int, _Pending] = field(default_factory=dict)
     transport: asyncio.Transport | None = None
     lost: bool = False
+    #: Why the worker ended it (None: it was not ended by the worker), told to its attempts.
+    ended_because: str | None = None
 
     def __post_init__(self) -> None:
         self._unpacker = msgpack.Unpacker(raw=False)
         self._pack = msgpack.Packer(use_bin_type=True).pack
         self._out: list[bytes] = []
         self._turn_open = False
+        self._watch: asyncio.TimerHandle | None = None
+        #: When it was last found stopped (``time.monotonic``), within ``_STOPS_WINDOW_S``.
+        self._stops: list[float] = []
+        self._warned = False
+
+    def watch(self) -> None:
+        """Check, about once a second for as long as it has attempts, whether a task stopped
+        this spawner (``user`` isolation: it runs as the task user, without a pid namespace
+        whose pid 1 would ignore SIGSTOP): stopped, it starts, times out and reports no
+        attempt. A timer rather than a task or a SIGCHLD handler: one ``/proc`` read a second,
+        nothing while idle, and asyncio's child watching left alone."""
+        if self._watch is None and not self.lost:
+            self._watch = asyncio.get_running_loop().call_later(_WATCH_INTERVAL_S, self._check)
+
+    def unwatch(self) -> None:
+        """Stop checking (it is gone, or being closed: no timer may outlive the runner)."""
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+
+    def _check(self) -> None:
+        self._watch = None
+        if self.lost:
+            return
+        if _stopped(self.proc.pid):
+            now = time.monotonic()
+            self._stops = [t for t in self._stops if now - t < _STOPS_WINDOW_S] + [now]
+            if len(self._stops) >= _STOPS_TOLERATED:
+                self.end(
+                    f"a task stopped it (SIGSTOP) {len(self._stops)} times within "
+                    f"{_STOPS_WINDOW_S:g} s, holding up the attempts it runs"
+                )
+                return
+            if not self._warned:  # once per spawner: a task that does it once does it again
+                self._warned = True
+                log.warning(
+                    "the task spawner (pid %d) was stopped, by a task presumably (with `user` "
+                    "isolation they share a user): continued it",
+                    self.proc.pid,
+                )
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGCONT)
+        if self.pending:
+            self.watch()
+
+    def end(self, why: str) -> None:
+        """End this spawner as if it had died (its attempts fail with ``why``): kill what it
+        started, then itself, and drop the connection. Its children are read while it is
+        still stopped (so none is reaped, and no pid reused, under us): an attempt it started
+        but had not yet reported would otherwise outlive it."""
+        log.error("ending the task spawner (pid %d): %s", self.proc.pid, why)
+        self.ended_because = why
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.proc.pid, signal.SIGSTOP)  # stays so: it reaps nothing while we look
+        for pid in _frozen_descendants(self.proc.pid):
+            signal_group(pid, signal.SIGKILL)  # an attempt: its own session and group
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)  # the python template (not a group leader)
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+        if self.transport is not None:
+            self.transport.abort()  # connection_lost fails its attempts, as for a dead one
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -197,13 +274,15 @@ class _Spawner(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        self.unwatch()
         if not self.ready.done():
             self.ready.set_exception(
                 RuntimeError(f"task spawner exited on start (exit code {self.proc.poll()})")
             )
+        ended = "exited" if self.ended_because is None else f"was ended: {self.ended_because}"
         if self.pending:
-            log.error("the task spawner process exited; failing the %d attempts it ran", len(self.pending))
-        lost = "the task spawner process exited; the task's processes were killed"
+            log.error("the task spawner process %s; failing the %d attempts it ran", ended, len(self.pending))
+        lost = f"the task spawner process {ended}; the task's processes were killed"
         for entry in self.pending.values():
             # Orphaned: nobody else would stop them (in a pid namespace, the kernel did).
             if entry.pid is not None and not self.pids_are_its_own:
@@ -233,6 +312,9 @@ class ProcessRunner:
         self._template = python_template
         self._env = isolation.spawner_env(dict(os.environ if spawner_env is None else spawner_env))
         self._spawners: list[_Spawner | None] = [None] * max(1, spawners)
+        #: Tasks can stop the spawners (``_Spawner.watch``); in a pid namespace they cannot
+        #: (its pid 1 ignores SIGSTOP), and without isolation they are kiok's own user anyway.
+        self._watch_stops = isolation.as_user and not isolation.pid_namespace
         self._starting: list[asyncio.Lock] | None = None
         self._ids = itertools.count(1)
         self._turn = 0
@@ -277,6 +359,8 @@ class ProcessRunner:
         env = {**env, "HOME": str(cwd)} if self._isolation.as_user else dict(env)
         start = sp.Start(attempt_id, list(argv), str(cwd), env, timeout_s, grace_s, script, fork)
         spawner.send(start, now=len(spawner.pending) == 1)
+        if self._watch_stops:
+            spawner.watch()
         forget_stop = stop.on_set(lambda: _send_stop(spawner, attempt_id))
         try:
             return await entry.future
@@ -350,12 +434,44 @@ class ProcessRunner:
         """Stop the spawners (they kill whatever task processes are still running) and reap them."""
         spawners, self._spawners = self._spawners, [None] * len(self._spawners)
         for spawner in spawners:
-            if spawner is not None and spawner.transport is not None:
-                spawner.transport.close()
+            if spawner is not None:
+                spawner.unwatch()
+                if spawner.transport is not None:
+                    spawner.transport.close()
+                if self._watch_stops:  # one a task stopped would never hear the close
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(spawner.proc.pid, signal.SIGCONT)
         loop = asyncio.get_running_loop()
         for spawner in spawners:
-            if spawner is not None:
+            if spawner is None:
+                continue
+            if self._watch_stops:
+                await _reap_stoppable(spawner)
+            else:
                 await loop.run_in_executor(None, spawner.proc.wait)
+
+
+async def _reap_stoppable(spawner: _Spawner) -> None:
+    """Reap a closed spawner a task may keep stopping (``user`` isolation): continued again and
+    again while it winds down; one still there after ``_CLOSE_TIMEOUT_S`` is ended (a task
+    stopping it in a loop would hold the worker's shutdown for ever)."""
+    loop = asyncio.get_running_loop()
+    deadline = time.monotonic() + _CLOSE_TIMEOUT_S
+    while not await loop.run_in_executor(None, _exited_within, spawner.proc, _WATCH_INTERVAL_S / 5):
+        if time.monotonic() > deadline:
+            spawner.end("it had not exited when the worker shut down (a task keeps stopping it)")
+            await loop.run_in_executor(None, spawner.proc.wait)
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(spawner.proc.pid, signal.SIGCONT)
+
+
+def _exited_within(proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
 
 
 async def _outlive(ended: asyncio.Future[ProcessOutcome], timeout_s: float) -> None:
@@ -370,6 +486,47 @@ async def _outlive(ended: asyncio.Future[ProcessOutcome], timeout_s: float) -> N
 def _send_stop(spawner: _Spawner, attempt_id: int) -> None:
     if not spawner.lost and attempt_id in spawner.pending:
         spawner.send(sp.Stop(attempt_id))
+
+
+def _stopped(pid: int) -> bool:
+    """Whether process ``pid`` is stopped by a signal (state ``T`` in ``/proc/<pid>/stat``;
+    ``t``, stopped by a tracer, is not a task's doing: the spawner is not dumpable)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    fields = stat.rpartition(b")")[2].split()
+    return bool(fields) and fields[0] == b"T"
+
+
+def _frozen_descendants(root: int) -> list[int]:
+    """Every descendant of the stopped process ``root``, each stopped (SIGSTOP) before its
+    children are read, so none forks after it is looked at and none is reaped (its parent is
+    stopped too): an attempt a python template forked is the template's child, not the
+    spawner's, and must not outlive a spawner the worker ends."""
+    found: list[int] = []
+    todo = _children(root)
+    while todo:
+        pid = todo.pop()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGSTOP)
+        found.append(pid)
+        todo += _children(pid)
+    return found
+
+
+def _children(pid: int) -> list[int]:
+    """The children of process ``pid`` (of all its threads), from ``/proc``."""
+    found: list[int] = []
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for thread in threads:
+        with contextlib.suppress(OSError, ValueError), open(f"/proc/{pid}/task/{thread}/children") as f:
+            found += [int(child) for child in f.read().split()]
+    return found
 
 
 def _log_start_failure(task: asyncio.Future[_Spawner]) -> None:

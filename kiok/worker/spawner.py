@@ -25,6 +25,15 @@ subreaper. Either way orphans of earlier attempts become its children, and are r
 with the attempts' own processes; when an attempt ends, what it left outside its group (a
 process in a session of its own) is killed too, unless it may be a running attempt's.
 
+In namespaces of its own (``user+pidns``: told by ``PRIVATE_ENV``), it mounts a fresh tmpfs
+on ``/tmp``, ``/var/tmp`` and ``/dev/shm`` before it drops (``private_scratch``), and, with an
+IPC namespace, owns every System V IPC object and POSIX message queue its tasks make. Made
+per attempt, such namespaces would cost a process creation per task; instead, what is in them
+is removed whenever an attempt starts while no other runs (``Scratch``): attempts that
+overlap in time share them, but nothing a task leaves there outlives the spawner's next idle
+moment. The removal is cheap when there is nothing to remove, and done in slices between
+events when there is much (the attempt waits for it, the spawner's loop does not).
+
 Configured with a python template (``spawn_protocol.Template``), it keeps one warm
 interpreter as its child (``kiok.worker.forkserver``) and a python attempt is a ``fork()`` of
 it: the same session, descriptors, directory, environment, timeout and stop as above, with
@@ -48,9 +57,10 @@ import select
 import shutil
 import signal
 import socket
+import stat
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import msgpack
@@ -71,6 +81,15 @@ _EXIT_POLL_S = 0.01
 _DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT)
 #: Where a task finds its script (``/dev/fd/3``).
 SCRIPT_FD = 3
+#: Set by the worker (``Isolation.spawner_env``) for a spawner in a pid and mount namespace of
+#: its own: what to make private there, ``tmp`` and (in an IPC namespace too) ``ipc``, comma
+#: separated. Removed from the environment before any task could inherit it.
+PRIVATE_ENV = "KIOK_SPAWNER_PRIVATE"
+#: How long one slice of emptying the private temporary directories and IPC (``Scratch``) may
+#: hold up the loop; slices go on between events until it is done.
+_SCRUB_SLICE_S = 0.005
+#: Removals between two looks at the clock in such a slice (each ~2-10 µs).
+_SCRUB_CHECK_EVERY = 64
 
 
 @dataclass(eq=False)
@@ -191,8 +210,225 @@ def _move(name: str, fd: int, top: int, names: Iterator[int]) -> str:
             os.rename(name, new, src_dir_fd=fd, dst_dir_fd=top)
             return new
         except OSError as e:  # the name is taken (not by an empty directory: that is replaced)
-            if e.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+            if e.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR, errno.EBUSY):
                 raise
+
+
+def _emptying(top: int, keep: frozenset[str]) -> Iterator[None]:
+    """``empty_dir``'s removal as steps (one yield per entry), for a directory that may hold
+    millions of entries (``Scratch``): ``top`` (an open descriptor, left open and with its
+    mode as it is: a shared temporary directory's 1777, root's) keeps its entries named in
+    ``keep``. Directories are read as they are emptied, never listed whole first (a million
+    names would be ~100 MB); nothing else writes into them meanwhile."""
+    names = itertools.count()
+    todo: list[str] = []
+    with os.scandir(top) as scan:
+        for entry in scan:
+            if entry.name in keep:
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    todo.append(entry.name)
+                else:
+                    os.unlink(entry.name, dir_fd=top)
+            except OSError:
+                pass
+            yield
+    while todo:
+        name = todo.pop()
+        try:
+            fd = _open_dir(name, top)
+        except OSError:
+            continue
+        try:
+            with os.scandir(fd) as scan:
+                for entry in scan:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            todo.append(_move(entry.name, fd, top, names))
+                        else:
+                            os.unlink(entry.name, dir_fd=fd)
+                    except OSError:
+                        pass
+                    yield
+        finally:
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            os.rmdir(name, dir_fd=top)
+        yield
+
+
+#: The temporary directories a spawner in a mount namespace of its own mounts afresh.
+_SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+#: The most each may hold (of the machine's memory): a tmpfs's own default is half, and what
+#: a task leaves there stays until the spawner is next idle.
+_SCRATCH_SIZE = "25%"
+#: Where POSIX message queues are listed, when the host has it; mounted afresh in an IPC
+#: namespace, so that the spawner can find (and remove) those its tasks made.
+_MQUEUE_DIR = "/dev/mqueue"
+_MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_BIND, _MS_REC = 2, 4, 8, 4096, 16384
+_IPC_RMID = 0
+#: System V IPC by kind: its /proc list; its ``*ctl`` call (``semctl`` takes a semaphore
+#: number before the command); the ``*_INFO`` command that counts the objects in use, and
+#: where the count is in what it fills (an int's index: ``used_ids``, ``semusz``, ``msgpool``).
+_SYSV = (("shm", "shmctl", 14, 0), ("sem", "semctl", 19, 7), ("msg", "msgctl", 12, 0))
+#: One read of such a list (/proc gives a page or so at a time; a 1 MiB buffer would cost
+#: ~12 µs a read, this ~1).
+_SYSV_READ = 65536
+
+
+class Scratch:
+    """What tasks of one spawner share and could leave for later attempts, other than their
+    working directories: its private temporary directories (open descriptors, each with the
+    names of what was kept in it from the host's, ``private_scratch``) and, in an IPC
+    namespace of its own, System V IPC (``sysv``: the /proc lists of its shared memory,
+    semaphores and message queues, opened, with calls that count and remove them). All of it
+    belongs to the tasks' user, as the spawner does by the time ``emptying`` runs."""
+
+    def __init__(
+        self,
+        dirs: list[tuple[int, frozenset[str]]],
+        sysv: list[tuple[int, Callable[[], int], Callable[[int], int]]],
+    ) -> None:
+        self._dirs = dirs
+        self._sysv = sysv
+        #: Each directory as it was once last emptied (``_looks``).
+        self._emptied: list[tuple[int, int, int, int] | None] = [_looks(fd) for fd, _ in dirs]
+
+    def emptying(self) -> Iterator[None]:
+        """Remove everything tasks left, one step per object. When there is nothing: an
+        ``fstat`` per directory and a count per kind of IPC object, no process started."""
+        for index, (fd, keep) in enumerate(self._dirs):
+            if _looks(fd) == self._emptied[index]:
+                continue
+            yield from _emptying(fd, keep)
+            with os.scandir(fd) as scan:  # what could not be removed is looked at each time
+                left = any(entry.name not in keep for entry in scan)
+            self._emptied[index] = None if left else _looks(fd)
+        for fd, in_use, remove in self._sysv:
+            if not in_use():
+                continue
+            for line in _read_all(fd).splitlines()[1:]:  # a header, then: key id ...
+                fields = line.split()
+                if len(fields) > 1 and fields[1].isdigit():
+                    remove(int(fields[1]))
+                    yield
+
+
+def _read_all(fd: int) -> bytes:
+    """All of /proc file ``fd`` from its start, read afresh (a page or so a read: two reads
+    when it is a header alone)."""
+    chunks = [os.pread(fd, _SYSV_READ, 0)]
+    while chunks[-1]:
+        chunks.append(os.pread(fd, _SYSV_READ, sum(map(len, chunks))))
+    return b"".join(chunks)
+
+
+def _looks(fd: int) -> tuple[int, int, int, int]:
+    """What tells whether directory ``fd`` (a tmpfs or mqueue root) has had an entry added
+    since it last looked so, without reading it (its kept entries may be hundreds): its size
+    counts its entries (20 each), and its modification and change times move with each one
+    added or removed (a task may set them to now, never back). Below it, nothing can have
+    changed without a new entry in it: nothing was below it but the kept directories."""
+    st = os.fstat(fd)
+    return st.st_size, st.st_nlink, st.st_mtime_ns, st.st_ctime_ns
+
+
+def private_scratch(ipc: bool, uid: int, gid: int) -> Scratch:
+    """Mount a fresh tmpfs (mode 1777, nosuid, nodev) on each of ``/tmp``, ``/var/tmp`` and
+    ``/dev/shm`` that exists, and (``ipc``: in an IPC namespace of its own) a fresh mqueue
+    file system on ``/dev/mqueue``; open what ``Scratch`` needs. As root, in a mount
+    namespace of this spawner's own (nothing here reaches the host's), before it drops.
+
+    The directories root has made in the host's that the task user ``uid``/``gid`` may
+    search (kiok's own work root, by default under ``/tmp``; one an operator made for tasks)
+    stay where they were: each is bind-mounted back at its path, as it is when the spawner
+    starts; tasks cannot make root's. One root made world-writable (``/tmp/.X11-unix``) is
+    shared by tasks, as any such directory of the host is. ``OSError`` when a
+    mount is refused (the caller says so and goes on with the host's directories)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def mount(source: str, target: str, fstype: str | None, flags: int, data: str | None) -> None:
+        if libc.mount(
+            source.encode(),
+            target.encode(),
+            None if fstype is None else fstype.encode(),
+            ctypes.c_ulong(flags),
+            None if data is None else data.encode(),
+        ):
+            code = ctypes.get_errno()
+            raise OSError(code, f"cannot mount a private {target} ({os.strerror(code)})")
+
+    dirs: list[tuple[int, frozenset[str]]] = []
+    for path in _SCRATCH_DIRS:
+        try:
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                continue
+        except FileNotFoundError:
+            continue
+        host = os.open(path, _DIR_FLAGS)  # still reaches the host's once covered
+        try:
+            kept = _roots_own(host, uid, gid)
+            mount("tmpfs", path, "tmpfs", _MS_NOSUID | _MS_NODEV, f"mode=1777,size={_SCRATCH_SIZE}")
+            for name in kept:
+                target = os.path.join(path, name)
+                os.mkdir(target, 0o700)
+                mount(f"/proc/self/fd/{host}/{name}", target, None, _MS_BIND | _MS_REC, None)
+        finally:
+            os.close(host)
+        dirs.append((os.open(path, _DIR_FLAGS), frozenset(kept)))
+    sysv: list[tuple[int, Callable[[], int], Callable[[int], int]]] = []
+    if ipc:
+        if os.path.isdir(_MQUEUE_DIR):
+            mount("mqueue", _MQUEUE_DIR, "mqueue", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None)
+            dirs.append((os.open(_MQUEUE_DIR, _DIR_FLAGS), frozenset()))
+        for kind, call, info, used_at in _SYSV:
+            try:  # absent from a kernel without System V IPC
+                listed = os.open(f"/proc/sysvipc/{kind}", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue
+            sysv.append((listed, *_sysv_calls(getattr(libc, call), kind == "sem", info, used_at)))
+    return Scratch(dirs, sysv)
+
+
+def _sysv_calls(
+    ctl: Callable[..., int], numbered: bool, info: int, used_at: int
+) -> tuple[Callable[[], int], Callable[[int], int]]:
+    """For one kind of System V IPC object, with its C ``*ctl`` call: how many there are
+    (one system call, ~1 µs: reading the /proc list costs ~3; not known counts as some),
+    and the removal of one by id (0 once removed)."""
+    import ctypes
+
+    filled = (ctypes.c_int * 64)()  # room for any of shm_info, seminfo, msginfo
+
+    def in_use() -> int:
+        done = ctl(0, 0, info, filled) if numbered else ctl(0, info, filled)
+        return 1 if done < 0 else int(filled[used_at])
+
+    def remove(id_: int) -> int:
+        return int(ctl(id_, 0, _IPC_RMID) if numbered else ctl(id_, _IPC_RMID, None))
+
+    return in_use, remove
+
+
+def _roots_own(host: int, uid: int, gid: int) -> list[str]:
+    """The names of the directories in directory ``host`` that belong to this process's user
+    (root) and that the user ``uid``/``gid`` may search: to be bind-mounted back, from
+    ``host``, once its path is covered. In a sticky directory (``/tmp``) nobody else can
+    replace one of root's meanwhile."""
+    kept = []
+    with os.scandir(host) as scan:
+        for entry in scan:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            searchable = st.st_mode & (stat.S_IXGRP if st.st_gid == gid else stat.S_IXOTH)
+            if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() != uid and searchable:
+                kept.append(entry.name)
+    return kept
 
 
 def _executable(argv0: str, env: dict[str, str]) -> str:
@@ -210,7 +446,9 @@ def _exit_code(status: int) -> int:
 
 
 class Spawner:
-    def __init__(self, control: socket.socket, *, adopts: bool | None = None) -> None:
+    def __init__(
+        self, control: socket.socket, *, adopts: bool | None = None, scratch: Scratch | None = None
+    ) -> None:
         if adopts is None:
             adopts = os.getpid() == 1
         self._control = control
@@ -238,6 +476,14 @@ class Spawner:
         self._templates = fs.Templates(self)
         #: This process's /proc list of its children, kept open (``_own_children``).
         self._children_fd: int | None = None
+        #: Its private temporary directories and IPC, emptied as an attempt starts while no
+        #: other runs (None: it has none, the host's are the tasks').
+        self._scratch = scratch
+        #: An attempt has started since they were last emptied.
+        self._scratch_used = False
+        #: The emptying under way, in slices (``_empty_scratch``), and the starts waiting for it.
+        self._emptying: Iterator[None] | None = None
+        self._waiting: list[sp.Start] = []
 
     def send(self, msg: sp.Message) -> None:
         self._outbox += self._pack(sp.to_wire(msg))
@@ -292,12 +538,16 @@ class Spawner:
         now = time.monotonic()
         for attempt in list(self._attempts.values()):
             self._tick(attempt, now)
+        if self._emptying is not None:
+            self._empty_scratch()
         return True
 
     def _timeout(self) -> float:
         """How long the next wait may last: until the soonest deadline of an attempt, or not
         at all when one can finish now. That happens when a finish reaps (as pid 1) the exit
         of an attempt already looked at in the same turn: no event is left to wake us."""
+        if self._emptying is not None:
+            return 0.0  # the next slice, once events are seen to
         waits = []
         now = time.monotonic()
         for a in self._attempts.values():
@@ -316,8 +566,17 @@ class Spawner:
 
     def _handle(self, msg: sp.Message) -> None:
         if isinstance(msg, sp.Start):
+            if self._scratch is not None and (
+                self._emptying is not None or (self._scratch_used and not self._attempts)
+            ):
+                self._waiting.append(msg)
+                if self._emptying is None:
+                    self._emptying = self._scratch.emptying()
+                self._empty_scratch()
+                return
             try:
                 self._start(msg)
+                self._scratch_used = True  # not before: a start that failed ran nothing
             except OSError as e:
                 self.send(sp.Failed(msg.id, e.errno or 0, e.strerror or str(e), _filename(e)))
             except ValueError as e:  # e.g. a NUL byte in an argument or the environment
@@ -326,8 +585,40 @@ class Spawner:
             attempt = self._attempts.get(msg.id)
             if attempt is not None:
                 self._stop(attempt, "stopped", time.monotonic())
+            else:
+                self._stop_waiting(msg.id)
         elif isinstance(msg, sp.Template):
             self._templates.configure(msg)
+
+    def _empty_scratch(self) -> None:
+        """One slice (``_SCRUB_SLICE_S``) of emptying the private temporary directories and
+        IPC; once they are empty, the starts that waited for it go ahead, in order.
+
+        Why here and so: no attempt runs, so no task can see what the last ones left or add
+        to it meanwhile (the spawner killed what they left running). An empty directory
+        costs an fstat; a task that left a million files (~6 s of removals) holds up the
+        attempts waiting to start here, not the loop: stops, the worker's going away and the
+        template are seen to between slices (other spawners take the worker's next attempts,
+        this one having them pending). Removing less and starting anyway would leave it for
+        the next attempt to read."""
+        assert self._emptying is not None
+        deadline = time.monotonic() + _SCRUB_SLICE_S
+        for n, _ in enumerate(self._emptying, 1):
+            if n % _SCRUB_CHECK_EVERY == 0 and time.monotonic() >= deadline:
+                return
+        self._emptying = None
+        self._scratch_used = False
+        waiting, self._waiting = self._waiting, []
+        for msg in waiting:
+            self._handle(msg)
+
+    def _stop_waiting(self, attempt_id: int) -> None:
+        """A stop for an attempt waiting for the emptying: it ends, never started."""
+        for msg in self._waiting:
+            if msg.id == attempt_id:
+                self._waiting.remove(msg)
+                self.send(sp.Exited(attempt_id, -signal.SIGTERM, False, True, None))
+                return
 
     def _start(self, msg: sp.Start) -> None:
         cwd = msg.cwd  # a str throughout: pathlib costs more than the system calls here
@@ -823,9 +1114,20 @@ def main(argv: list[str] | None = None) -> None:
     # user, must not end it with SIGINT (handled by Python, so even pid 1 would get it).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     isolated = len(args) > 1
-    spawner = Spawner(control, adopts=os.getpid() == 1 or (isolated and adopt_orphans()))
+    private = os.environ.pop(PRIVATE_ENV, "").split(",")  # before tasks' environment is taken
+    scratch = None
+    uid, gid = (int(x) for x in args[1].split(":")) if isolated else (-1, -1)
+    if isolated and os.getpid() == 1 and "tmp" in private:  # pid 1 of namespaces kiok made
+        try:
+            scratch = private_scratch("ipc" in private, uid, gid)
+        except OSError as e:  # an LSM may refuse mounts the namespace probe did not try
+            print(
+                f"kiok spawner: {e.strerror}: tasks of this spawner share the host's temporary "
+                "directories and System V IPC",
+                file=sys.stderr,
+            )
+    spawner = Spawner(control, adopts=os.getpid() == 1 or (isolated and adopt_orphans()), scratch=scratch)
     if isolated:
-        uid, gid = (int(x) for x in args[1].split(":"))
         drop_privileges(uid, gid)
     spawner.serve()
 
@@ -834,4 +1136,15 @@ if __name__ == "__main__":
     main()
 
 
-__all__ = ["SCRIPT_FD", "Spawner", "adopt_orphans", "drop_privileges", "empty_dir", "main", "signal_group"]
+__all__ = [
+    "PRIVATE_ENV",
+    "SCRIPT_FD",
+    "Scratch",
+    "Spawner",
+    "adopt_orphans",
+    "drop_privileges",
+    "empty_dir",
+    "main",
+    "private_scratch",
+    "signal_group",
+]

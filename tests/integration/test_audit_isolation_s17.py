@@ -339,31 +339,36 @@ async def test_killing_the_python_template_does_not_fail_a_concurrent_attempt(mo
         assert outcome == ProcessOutcome(0) and out == "started\ndone\n", (outcome, out)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="With `user` isolation (no pid namespace) the spawner runs as the task user, so a "
-    "task may SIGSTOP (or SIGKILL) it: every other attempt of that spawner then hangs past its "
-    "timeout (or fails). Needs the spawner out of the tasks' reach (another uid with "
-    "CAP_SETUID, or a watchdog in the worker); docs/security.md does not say so.",
-)
-async def test_with_user_isolation_a_task_cannot_stall_the_spawner() -> None:
+def _spawner_stopped(pid: int) -> bool:
+    """Whether spawner ``pid`` is stopped (state ``T``); False once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in "Tt"
+    except OSError:
+        return False
+
+
+async def test_with_user_isolation_a_task_cannot_stall_the_spawner(caplog: pytest.LogCaptureFixture) -> None:
+    """With `user` isolation (no pid namespace) the spawner runs as the task user, so a task
+    may SIGSTOP it: every other attempt of that spawner then hung past its timeout. The
+    worker (root) now continues it, saying so once."""
     async with _bench("user") as bench:
         stopper = asyncio.ensure_future(
             _run(bench, "sh", "kill -STOP $PPID; echo stopped", bench.dirs.take())
         )
         await _until(lambda: bool(bench.runner.spawner_pids), "the spawner starts")
         (spawner,) = bench.runner.spawner_pids
-
-        def stopped() -> bool:
-            return Path(f"/proc/{spawner}/stat").read_text().rsplit(")", 1)[1].split()[0] in "Tt"
-
         try:
-            await _until(lambda: stopped() or stopper.done(), "the task stops the spawner")
+            await _until(lambda: _spawner_stopped(spawner) or stopper.done(), "the task stops the spawner")
             # Another attempt must still be started and held to its timeout.
             outcome, _ = await asyncio.wait_for(
                 _run(bench, "sh", "sleep 30", bench.dirs.take(), timeout_s=1), 15
             )
             assert outcome.timed_out, outcome
+            outcome, out = await asyncio.wait_for(stopper, 15)
+            assert outcome == ProcessOutcome(0) and out == "stopped\n", (outcome, out)
+            assert bench.runner.spawner_pids == [spawner]  # continued, not replaced
+            warnings = [r for r in caplog.records if "was stopped, by a task" in r.getMessage()]
+            assert len(warnings) == 1, caplog.text
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(spawner, signal.SIGCONT)
@@ -372,14 +377,46 @@ async def test_with_user_isolation_a_task_cannot_stall_the_spawner() -> None:
                 await stopper
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="/tmp (and /var/tmp, /dev/shm) is the host's, shared by every attempt: what an "
-    "attempt leaves there outlives it and reaches later attempts of any DAG. The spawner's "
-    "mount namespace could mount a private tmpfs there, but emptying it per attempt needs "
-    "per-attempt namespaces.",
-)
+async def test_with_user_isolation_a_task_stopping_the_spawner_in_a_loop_stalls_nothing() -> None:
+    """A task that stops its spawner again as soon as it is continued (``kill -STOP`` in a
+    loop) would hold up every other attempt of it for ever: the spawner is ended like a dead
+    one instead, its attempts fail within seconds saying why, and later attempts get a new
+    one."""
+    async with _bench("user") as bench:
+        victim_out: list[bytes] = []
+        victim = asyncio.ensure_future(
+            _run(bench, "sh", "echo started; sleep 30", bench.dirs.take(), timeout_s=5, output=victim_out)
+        )
+        await _until(lambda: b"started" in b"".join(victim_out), "the victim runs")
+        (spawner,) = bench.runner.spawner_pids
+        stopper = asyncio.ensure_future(
+            _run(bench, "sh", "while kill -STOP $PPID; do :; done", bench.dirs.take())
+        )
+        try:
+            await _until(lambda: _spawner_stopped(spawner) or stopper.done(), "the task stops the spawner")
+            # The victim is held to its timeout: it ends by then (its spawner ended a few
+            # seconds into the loop, before it could time the victim out: the error says why).
+            outcome, _ = await asyncio.wait_for(victim, 10)
+            assert outcome.exit_code is None and outcome.error is not None, outcome
+            assert "was ended: a task stopped it (SIGSTOP)" in outcome.error, outcome
+            outcome, _ = await asyncio.wait_for(stopper, 15)
+            assert outcome.error is not None and "SIGSTOP" in outcome.error, outcome
+            outcome, out = await asyncio.wait_for(_run(bench, "sh", "echo later", bench.dirs.take()), 30)
+            assert outcome == ProcessOutcome(0) and out == "later\n", (outcome, out)
+            assert bench.runner.spawner_pids and bench.runner.spawner_pids != [spawner]
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(spawner, signal.SIGCONT)
+            for attempt in (victim, stopper):
+                attempt.cancel()
+                with contextlib.suppress(BaseException):
+                    await attempt
+
+
 async def test_what_an_attempt_leaves_in_tmp_does_not_reach_the_next_one() -> None:
+    """/tmp (and /var/tmp, /dev/shm) was the host's, shared by every attempt: what an attempt
+    left there outlived it and reached later attempts of any DAG. The spawner now mounts its
+    own and empties them whenever an attempt starts while no other runs."""
     path = f"/tmp/kiok-audit-s17-{uuid.uuid4().hex}"
     try:
         async with _bench() as bench:
@@ -393,25 +430,113 @@ async def test_what_an_attempt_leaves_in_tmp_does_not_reach_the_next_one() -> No
             os.unlink(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="System V IPC objects (shared memory, semaphores, message queues) a task makes are "
-    "the host's IPC namespace's and outlive the attempt: a later attempt of any DAG reads them. "
-    "Needs an IPC namespace for the spawner (unshare --ipc; the systemd unit's "
-    "RestrictNamespaces would have to allow it) and removal of the task user's objects when no "
-    "attempt that may own them runs.",
-)
 async def test_what_an_attempt_leaves_in_system_v_ipc_does_not_reach_the_next_one() -> None:
+    """System V IPC objects (shared memory, semaphores, message queues) a task made were the
+    host's and outlived the attempt: a later attempt of any DAG read them. The spawner now
+    has an IPC namespace of its own, emptied whenever an attempt starts while no other runs."""
     made = ""
     try:
         async with _bench() as bench:
             cwd = bench.dirs.take()
             outcome, made = await _run(bench, "sh", "ipcmk -M 4096 | tr -dc 0-9", cwd)
             assert outcome == ProcessOutcome(0) and made.isdigit(), made
-            outcome, out = await _run(
-                bench, "sh", f"ipcs -m -i {made} >/dev/null 2>&1 && echo found || echo clean", cwd
-            )
+            # ``ipcs -i`` exits 0 whether or not the object exists: what it prints tells.
+            found = f"ipcs -m -i {made} 2>/dev/null | grep -q 'shmid={made}$'"
+            outcome, out = await _run(bench, "sh", f"{found} && echo found || echo clean", cwd)
             assert outcome == ProcessOutcome(0) and out == "clean\n", out
     finally:
         if made.isdigit():
             subprocess.run(["ipcrm", "-m", made], capture_output=True, check=False)
+
+
+#: Run by an attempt: something in each private temporary directory (a tree it cannot list
+#: any more, among them), a semaphore set and a message queue.
+LITTER = """
+mkdir -p /tmp/deep/er && touch /tmp/deep/er/f /tmp/f /var/tmp/f /dev/shm/f && chmod 0 /tmp/deep
+ipcmk -S 1 >/dev/null && ipcmk -Q >/dev/null
+echo littered
+"""
+#: Run by the next: what of the task user's is left there, and what System V IPC there is.
+LEFT = """
+find /tmp /var/tmp /dev/shm -mindepth 1 -maxdepth 1 -user "$(id -un)" | sort
+tail -q -n +2 /proc/sysvipc/shm /proc/sysvipc/sem /proc/sysvipc/msg
+echo end
+"""
+
+
+@pytest.mark.parametrize("kind", ["sh", "forked"])
+async def test_what_an_attempt_leaves_anywhere_in_its_temporary_directories_is_gone_for_the_next(
+    kind: str,
+) -> None:
+    """The private /tmp, /var/tmp, /dev/shm and IPC are emptied of all of it, whatever the
+    attempt (started, or forked from the python template) and however locked its tree."""
+    async with _bench(template=True) as bench:
+        cwd = bench.dirs.take()
+        litter = LITTER if kind == "sh" else f"import subprocess\nsubprocess.run(['sh', '-c', {LITTER!r}])"
+        outcome, out = await _run(bench, kind, litter, cwd)
+        assert outcome == ProcessOutcome(0) and out == "littered\n", out
+        outcome, out = await _run(bench, "sh", LEFT, cwd)
+        assert outcome == ProcessOutcome(0) and out == "end\n", out
+
+
+async def test_a_task_that_leaves_many_files_holds_up_no_stop() -> None:
+    """Emptying goes in slices between events: an attempt waiting for it can be stopped
+    (and ends, never started, long before the emptying does), and the next one finds the
+    directories empty."""
+    async with _bench() as bench:
+        cwd = bench.dirs.take()
+        script = "cd /tmp && seq 300000 | xargs touch"
+        outcome, _ = await _run(bench, "sh", script, cwd, timeout_s=120)
+        assert outcome == ProcessOutcome(0)
+        stop, out = StopSignal(), list[bytes]()
+        waiting = asyncio.ensure_future(
+            bench.runner.run(
+                ["/bin/sh", "/dev/fd/3"],
+                cwd=cwd,
+                env={"PATH": "/usr/bin:/bin"},
+                output=out.append,
+                timeout_s=60,
+                stop=stop,
+                grace_s=1,
+                script="echo ran; sleep 60",
+            )
+        )
+        await asyncio.sleep(0.05)  # the spawner is emptying /tmp (~2 s for 300000 files)
+        stop.set()
+        outcome = await asyncio.wait_for(waiting, 1)
+        assert outcome.stopped and outcome.exit_code == -signal.SIGTERM and not out, (outcome, out)
+        outcome, out2 = await _run(bench, "sh", 'find /tmp -mindepth 1 -maxdepth 1 -user "$(id -un)"', cwd)
+        assert outcome == ProcessOutcome(0) and out2 == "", out2
+
+
+async def test_directories_root_made_in_the_hosts_tmp_stay_reachable() -> None:
+    """What tasks are given under the host's /tmp (kiok's own work root, a directory an
+    operator made for them) stays at its path in the spawner's private /tmp, as it was when
+    the spawner started; what tasks write there is the host's."""
+    shared = Path(f"/tmp/kiok-audit-s17-shared-{uuid.uuid4().hex}")
+    shared.mkdir(0o755)
+    shared.chmod(0o1777)
+    try:
+        async with _bench() as bench:
+            cwd = bench.dirs.take()
+            assert str(cwd).startswith("/tmp/")  # the default work root, under the host's /tmp
+            outcome, out = await _run(bench, "sh", f"pwd; echo from-a-task > {shared}/f", cwd)
+            assert outcome == ProcessOutcome(0) and out == f"{cwd}\n", out
+            assert (shared / "f").read_text() == "from-a-task\n"
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+async def test_the_private_temporary_directories_hold_a_quarter_of_memory_each() -> None:
+    """A tmpfs holds half the machine's memory by default, and what a task leaves there stays
+    until its spawner is next idle: three of them could pin more memory than there is."""
+    meminfo = Path("/proc/meminfo").read_text().splitlines()
+    total_kib = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal:"))
+    async with _bench() as bench:
+        outcome, out = await _run(
+            bench, "sh", "for d in /tmp /var/tmp /dev/shm; do stat -f -c '%b %S' $d; done", bench.dirs.take()
+        )
+    assert outcome == ProcessOutcome(0), out
+    for line in out.splitlines():
+        blocks, size = (int(x) for x in line.split())
+        assert abs(blocks * size / 1024 - total_kib / 4) < total_kib / 100, (line, total_kib)
