@@ -224,6 +224,10 @@ def test_access_keys_stop_working_while_their_user_must_change_the_password(k: S
 
 HELLO = "dag: {id: hello}\ntasks: [{id: t, script: 'echo hello-log'}]\n"
 PAYROLL = "dag: {id: hello-payroll}\ntasks: [{id: t, script: 'echo payroll-log'}]\n"
+SECRET_ARGS = """
+dag: {id: secret-args, params: {account: none, nap: 0, code: 0}}
+tasks: [{id: t, script: 'sleep "$KIOK_PARAM_NAP"; exit "$KIOK_PARAM_CODE"'}]
+"""
 
 
 def test_a_policy_on_dag_hello_reads_its_runs_and_logs_and_not_those_of_hello_payroll(k: Standalone) -> None:
@@ -401,3 +405,32 @@ def test_a_dag_may_refer_only_to_connections_its_author_may_use(k: Standalone) -
         headers={"Content-Type": "application/yaml"},
     )
     assert r.status_code == 201, r.text
+
+
+def test_cancelling_or_rerunning_a_run_is_no_way_to_read_it(k: Standalone) -> None:
+    """The answer to a cancel or a re-run is the run: to a caller without ``runs:Read`` only
+    its id, DAG and state. Cancelling a cancelled run changes nothing, so the whole view would
+    hand ``runs:Cancel`` alone the trigger args and tasks of every such run."""
+    k.register(SECRET_ARGS)
+    cancelled = k.trigger("secret-args", {"account": "IBAN-DE00-4242", "nap": 60})
+    assert k.api("POST", f"/api/v1/runs/{cancelled}/cancel").status_code == 200
+    failed = k.trigger("secret-args", {"account": "IBAN-FR00-1313", "code": 3})
+    for run_id in (cancelled, failed):
+        k.wait_run(run_id)
+    put_policy(k, "operator", allow(["runs:Cancel", "runs:Rerun"], "dag/secret-args/run/*"))
+    put_user(k, "otto", policies=("operator",))
+    otto = login(k, "otto")
+
+    resource = f"dag/secret-args/run/{cancelled}"
+    assert forbidden(call(k, otto, "GET", f"/api/v1/runs/{cancelled}"), "runs:Read", resource)
+    answer = call(k, otto, "POST", f"/api/v1/runs/{cancelled}/cancel")
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"runId": cancelled, "dagId": "secret-args", "state": "CANCELLED"}
+    answer = call(k, otto, "POST", f"/api/v1/runs/{failed}/rerun", json={})
+    assert answer.status_code == 200, answer.text
+    assert set(answer.json()) == {"rerun", "runId", "dagId", "state"} and answer.json()["rerun"] == ["t"]
+    assert "IBAN" not in answer.text
+
+    # A caller who may read the run gets the whole view, as the UI's buttons need.
+    whole = k.api("POST", f"/api/v1/runs/{cancelled}/cancel").json()
+    assert whole["args"]["account"] == "IBAN-DE00-4242" and "t" in whole["tasks"]

@@ -59,6 +59,15 @@ def _view(request: Request, run: dict[str, Any], principal: Principal) -> dict[s
     return run_view(run, spec, waiting, node.clock_ms(), output=_sees_output(request, principal))
 
 
+def _answer(request: Request, run: dict[str, Any], principal: Principal) -> dict[str, Any]:
+    """The run as an action on it (cancel, re-run) leaves it: the whole view for a caller who
+    may read the run (``runs:Read``), else only its id, DAG and state. Cancelling a cancelled
+    run changes nothing, so with the view ``runs:Cancel`` alone would read any such run."""
+    if node_of(request).iam.grants(principal).allows(actions.READ_RUN, _run_resource(request)):
+        return _view(request, run, principal)
+    return {"runId": run["runId"], "dagId": run["dagId"], "state": run["state"]}
+
+
 def _summary(request: Request, header: dict[str, Any]) -> dict[str, Any]:
     """A run in a list: its own fields and its task counts by state, no task records."""
     node = node_of(request)
@@ -152,13 +161,13 @@ async def cancel_run(
     principal: Principal = Depends(require(actions.CANCEL_RUN, _run_resource)),
 ) -> dict[str, Any]:
     """Cancel a run: queued tasks are cancelled, running ones have their whole process group
-    signalled (SIGTERM, then SIGKILL after the grace period)."""
+    signalled (SIGTERM, then SIGKILL after the grace period). Answers the run (``_answer``)."""
     node = node_of(request)
     before = _run(request, run_id)
     await node.log.propose(c.CancelRun(at_ms=node.clock_ms(), run_id=run_id, by=principal.user))
     if before["state"] not in ("SUCCESS", "FAILED", "CANCELLED"):
         node.run_log(run_id, f"cancel requested by {principal.user}")
-    return _view(request, _run(request, run_id), principal)
+    return _answer(request, _run(request, run_id), principal)
 
 
 class RerunRequestBody(BaseModel):
@@ -210,7 +219,7 @@ async def rerun(
     node.run_log(
         run_id, f"re-run requested by {principal.user} {what}; to run again: {', '.join(result['tasks'])}"
     )
-    return {"rerun": result["tasks"], **_view(request, _run(request, run_id), principal)}
+    return {"rerun": result["tasks"], **_answer(request, _run(request, run_id), principal)}
 
 
 @router.delete("/{run_id}", responses={404: {}, 409: {"description": "the run has not finished"}})
