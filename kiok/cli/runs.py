@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 import click
 
 from kiok.cli.client import CliError, segment
-from kiok.cli.context import CliContext, json_option, pass_cli
+from kiok.cli.context import CliContext, F, json_option, pass_cli
 from kiok.cli.logs import logs
 from kiok.cli.output import NONE, elapsed, emit_json, emit_table, table, text, visible, waiting
 from kiok.core.instants import parse_time_bound
@@ -58,6 +58,20 @@ def _usage_error(message: str) -> NoReturn:
     raise click.exceptions.Exit(2)
 
 
+def _wait_options(f: F) -> F:
+    """``--wait`` and ``--interval``, alike on every command that can wait for a run's end
+    (``wait_until_ended``, then ``_show_ended``)."""
+    interval = click.option(
+        "--interval",
+        type=click.FloatRange(min=0.1),
+        default=1.0,
+        show_default=True,
+        help="Seconds between polls with --wait.",
+    )
+    wait = click.option("--wait", is_flag=True, help="Wait for the run to end; exit 0 only if it succeeded.")
+    return wait(interval(f))
+
+
 @click.command()
 @click.argument("dag_id", metavar="DAG")
 @click.option("--arg", "-a", "pairs", multiple=True, metavar="KEY=VALUE", help="Run argument (repeatable).")
@@ -66,14 +80,7 @@ def _usage_error(message: str) -> NoReturn:
     metavar="JSON",
     help="Typed run arguments as a JSON object, e.g. '{\"n\": 3}'; --arg pairs override its keys.",
 )
-@click.option("--wait", is_flag=True, help="Wait for the run to end; exit 0 only if it succeeded.")
-@click.option(
-    "--interval",
-    type=click.FloatRange(min=0.1),
-    default=1.0,
-    show_default=True,
-    help="Seconds between polls with --wait.",
-)
+@_wait_options
 @json_option
 @pass_cli
 def trigger(
@@ -94,13 +101,7 @@ def trigger(
         return
     if not cli.as_json:
         click.echo(run_id)
-    run = wait_until_ended(cli, run_id, interval)
-    if cli.as_json:
-        emit_json(run)
-    else:
-        click.echo(render_run(run, cli.runtime.now()))
-    if run.get("state") != "SUCCESS":
-        raise click.exceptions.Exit(1)
+    _show_ended(cli, wait_until_ended(cli, run_id, interval))
 
 
 @click.group()
@@ -184,28 +185,15 @@ def _time_bound(cli: CliContext, value: str | None, option: str) -> str | None:
 
 @runs.command()
 @click.argument("run_id", metavar="RUN")
-@click.option("--wait", is_flag=True, help="Wait for the run to end; exit 0 only if it succeeded.")
-@click.option(
-    "--interval",
-    type=click.FloatRange(min=0.1),
-    default=1.0,
-    show_default=True,
-    help="Seconds between polls with --wait.",
-)
+@_wait_options
 @json_option
 @pass_cli
 def status(cli: CliContext, run_id: str, wait: bool, interval: float) -> None:
     """Show a run and its tasks (with --wait, once it has ended)."""
     if wait:
-        answer: Any = wait_until_ended(cli, run_id, interval)
+        _show_ended(cli, wait_until_ended(cli, run_id, interval))
     else:
-        answer = cli.client().get(f"/api/v1/runs/{segment(run_id)}")
-    if cli.as_json:
-        emit_json(answer)
-    else:
-        click.echo(render_run(answer, cli.runtime.now()))
-    if wait and answer.get("state") != "SUCCESS":
-        raise click.exceptions.Exit(1)
+        _show_run(cli, cli.client().get(f"/api/v1/runs/{segment(run_id)}"))
 
 
 def merge_since(held: dict[str, Any] | None, answer: Any) -> dict[str, Any]:
@@ -231,6 +219,22 @@ def wait_until_ended(cli: CliContext, run_id: str, interval: float) -> dict[str,
         if run.get("state") in TERMINAL:
             return run
         cli.runtime.sleep(interval)
+
+
+def _show_ended(cli: CliContext, run: dict[str, Any]) -> None:
+    """Print a run ``--wait`` saw end, then exit 1 unless it succeeded: a script can go on
+    only after a success."""
+    _show_run(cli, run)
+    if run.get("state") != "SUCCESS":
+        raise click.exceptions.Exit(1)
+
+
+def _show_run(cli: CliContext, run: Any) -> None:
+    """The run as the master answered it (``--json``) or rendered for a terminal."""
+    if cli.as_json:
+        emit_json(run)
+    else:
+        click.echo(render_run(run, cli.runtime.now()))
 
 
 @runs.command()

@@ -53,11 +53,28 @@ class Message:
 
 
 @dataclass(frozen=True)
+class EmptyMessage(Message):
+    """A message with no fields of its own: its kind and request id are all it says (a
+    permit asked, granted or freed; a heartbeat answered)."""
+
+    def to_wire(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def from_wire(cls, m: Mapping[str, Any]) -> Self:
+        return cls(request=cls.request_of(m))
+
+
+@dataclass(frozen=True)
 class Fence:
     """(leader term, assignment epoch): a report is committed only under the current one."""
 
     term: int
     epoch: int
+
+    def to_wire(self) -> dict[str, Any]:
+        """``term`` and ``epoch``, the keys ``from_wire`` reads, to be merged into a message's map."""
+        return {"term": self.term, "epoch": self.epoch}
 
     @classmethod
     def from_wire(cls, m: Mapping[str, Any], kind: str, *, term_default: int | None = None) -> Fence:
@@ -84,7 +101,7 @@ class Claim:
     fence: Fence
 
     def to_wire(self) -> dict[str, Any]:
-        return {"run": self.run_id, "term": self.fence.term, "epoch": self.fence.epoch}
+        return {"run": self.run_id, **self.fence.to_wire()}
 
     @classmethod
     def from_wire(cls, value: object, kind: str, name: str) -> Claim:

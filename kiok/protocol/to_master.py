@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Self
 
 from kiok.protocol import fields as f
 from kiok.protocol.kinds import Kind
-from kiok.protocol.messages import Claim, Fence, Message, claims_from_wire, opt_fence
+from kiok.protocol.messages import Claim, EmptyMessage, Fence, Message, claims_from_wire, opt_fence
 
 #: Task slots a worker may declare.
 MAX_SLOTS = 100_000
@@ -133,7 +133,7 @@ class Report(Message):
     tasks: dict[str, dict[str, Any]]
 
     def to_wire(self) -> dict[str, Any]:
-        return {"run": self.run_id, "term": self.fence.term, "epoch": self.fence.epoch, "tasks": self.tasks}
+        return {"run": self.run_id, **self.fence.to_wire(), "tasks": self.tasks}
 
     @classmethod
     def from_wire(cls, m: Mapping[str, Any]) -> Self:
@@ -164,7 +164,7 @@ class Log(Message):
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {"run": self.run_id}
         if self.fence is not None:
-            out["term"], out["epoch"] = self.fence.term, self.fence.epoch
+            out.update(self.fence.to_wire())
         out.update(task=self.task_id, data=self.data)
         if self.offset is not None:
             out["offset"] = self.offset
@@ -196,7 +196,7 @@ class Release(Message):
     reason: str = ""
 
     def to_wire(self) -> dict[str, Any]:
-        return {"run": self.run_id, "term": self.fence.term, "epoch": self.fence.epoch, "reason": self.reason}
+        return {"run": self.run_id, **self.fence.to_wire(), "reason": self.reason}
 
     @classmethod
     def from_wire(cls, m: Mapping[str, Any]) -> Self:
@@ -210,29 +210,15 @@ class Release(Message):
 
 
 @dataclass(frozen=True)
-class Permit(Message):
+class Permit(EmptyMessage):
     """PERMIT: one more task body may start? Answered by PERMIT_GRANT with this ``request``
     (``kiok.scheduler.max.global.concurrency``)."""
 
     KIND: ClassVar[Kind] = Kind.PERMIT
 
-    def to_wire(self) -> dict[str, Any]:
-        return {}
-
-    @classmethod
-    def from_wire(cls, m: Mapping[str, Any]) -> Self:
-        return cls(request=cls.request_of(m))
-
 
 @dataclass(frozen=True)
-class PermitFree(Message):
+class PermitFree(EmptyMessage):
     """PERMIT_FREE: a task body that held a permit ended."""
 
     KIND: ClassVar[Kind] = Kind.PERMIT_FREE
-
-    def to_wire(self) -> dict[str, Any]:
-        return {}
-
-    @classmethod
-    def from_wire(cls, m: Mapping[str, Any]) -> Self:
-        return cls(request=cls.request_of(m))

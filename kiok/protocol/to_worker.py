@@ -11,7 +11,15 @@ from typing import Any, ClassVar, Self
 from kiok.errors import ProtocolError
 from kiok.protocol import fields as f
 from kiok.protocol.kinds import Kind
-from kiok.protocol.messages import Assignment, Claim, Fence, Message, claims_from_wire, opt_fence
+from kiok.protocol.messages import (
+    Assignment,
+    Claim,
+    EmptyMessage,
+    Fence,
+    Message,
+    claims_from_wire,
+    opt_fence,
+)
 from kiok.security.kms import Keyring
 
 #: The data key under which a worker's outbox is encrypted.
@@ -104,17 +112,10 @@ class Welcome(Message):
 
 
 @dataclass(frozen=True)
-class HeartbeatAck(Message):
+class HeartbeatAck(EmptyMessage):
     """HEARTBEAT_ACK: the master is alive and reading (see ``Kind.HEARTBEAT_ACK``)."""
 
     KIND: ClassVar[Kind] = Kind.HEARTBEAT_ACK
-
-    def to_wire(self) -> dict[str, Any]:
-        return {}
-
-    @classmethod
-    def from_wire(cls, m: Mapping[str, Any]) -> Self:
-        return cls(request=cls.request_of(m))
 
 
 @dataclass(frozen=True)
@@ -161,8 +162,7 @@ class Offer(Message):
             "dag": a.dag_id,
             "spec": a.spec,
             "args": a.args,
-            "term": a.fence.term,
-            "epoch": a.fence.epoch,
+            **a.fence.to_wire(),
             "tasks": a.tasks,
             "created": a.created_ms,
             "scheduled": a.scheduled_ms,
@@ -206,7 +206,7 @@ class ReportAck(Message):
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {"run": self.run_id}
         if self.fence is not None:
-            out["term"], out["epoch"] = self.fence.term, self.fence.epoch
+            out.update(self.fence.to_wire())
         out["fenced"] = self.fenced
         return out
 
@@ -297,14 +297,7 @@ class Abandon(Message):
 
 
 @dataclass(frozen=True)
-class PermitGrant(Message):
+class PermitGrant(EmptyMessage):
     """PERMIT_GRANT: the PERMIT with id ``request`` is granted (given back by PERMIT_FREE)."""
 
     KIND: ClassVar[Kind] = Kind.PERMIT_GRANT
-
-    def to_wire(self) -> dict[str, Any]:
-        return {}
-
-    @classmethod
-    def from_wire(cls, m: Mapping[str, Any]) -> Self:
-        return cls(request=cls.request_of(m))

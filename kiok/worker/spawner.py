@@ -130,30 +130,15 @@ def signal_group(pid: int, sig: int) -> None:
 
 def empty_dir(directory: str) -> None:
     """Remove what an attempt left in its directory and give the directory its mode (0700)
-    back. A task may have made anything of it: trees deeper than any recursion or path
-    allows, directories it took its own permissions off, links (never followed). So nothing
-    here recurses or builds paths: each directory met has its other entries removed and its
-    subdirectories moved up into ``directory``, to be emptied in their turn; descriptors are
-    two at most. What cannot be removed stays (a process of the task's still at work)."""
+    back, as ``_emptying`` walks it (any depth, links never followed, two descriptors at
+    most). What cannot be removed stays (a process of the task's still at work)."""
     try:
         top = _open_dir(directory, None)
     except OSError:
         return  # gone: the next attempt makes it again
     try:
-        names = itertools.count()
-        todo = _clear(top, top, names)
-        while todo:
-            name = todo.pop()
-            try:
-                fd = _open_dir(name, top)
-            except OSError:
-                continue
-            try:
-                todo += _clear(fd, top, names)
-            finally:
-                os.close(fd)
-            with contextlib.suppress(OSError):
-                os.rmdir(name, dir_fd=top)
+        for _ in _emptying(top, frozenset()):
+            pass
     finally:
         os.close(top)
 
@@ -178,25 +163,6 @@ def _open_dir(path: str, dir_fd: int | None) -> int:
     return fd
 
 
-def _clear(fd: int, top: int, names: Iterator[int]) -> list[str]:
-    """Remove what directory ``fd`` holds but its subdirectories, which are moved into
-    ``top`` (where they are already when ``fd`` is ``top``): their names there."""
-    with os.scandir(fd) as scan:
-        entries = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in scan]
-    subdirectories = []
-    for name, is_dir in entries:
-        try:
-            if not is_dir:
-                os.unlink(name, dir_fd=fd)
-            elif fd == top:
-                subdirectories.append(name)
-            else:
-                subdirectories.append(_move(name, fd, top, names))
-        except OSError:
-            pass
-    return subdirectories
-
-
 def _move(name: str, fd: int, top: int, names: Iterator[int]) -> str:
     """Move directory ``name`` from ``fd`` into ``top``, under a name of its own there (a
     directory moves only with its write permission: given back, as in ``_open_dir``)."""
@@ -215,11 +181,17 @@ def _move(name: str, fd: int, top: int, names: Iterator[int]) -> str:
 
 
 def _emptying(top: int, keep: frozenset[str]) -> Iterator[None]:
-    """``empty_dir``'s removal as steps (one yield per entry), for a directory that may hold
-    millions of entries (``Scratch``): ``top`` (an open descriptor, left open and with its
-    mode as it is: a shared temporary directory's 1777, root's) keeps its entries named in
-    ``keep``. Directories are read as they are emptied, never listed whole first (a million
-    names would be ~100 MB); nothing else writes into them meanwhile."""
+    """Remove what directory ``top`` holds but the entries named in ``keep``, one step (yield)
+    per entry: ``empty_dir`` runs it through at once, ``Scratch`` in slices, for a directory
+    that may hold millions of entries. ``top`` is an open descriptor, left open and with its
+    mode as it is (a shared temporary directory's 1777, root's: ``empty_dir`` sets its own).
+
+    A task may have made anything there: trees deeper than any recursion or path allows,
+    directories it took its own permissions off, links (never followed). So nothing here
+    recurses or builds paths: each directory met has its other entries removed and its
+    subdirectories moved up into ``top``, to be emptied in their turn; descriptors are two at
+    most. Directories are read as they are emptied, never listed whole first (a million
+    names would be ~100 MB): an entry made meanwhile may be removed too, or stay."""
     names = itertools.count()
     todo: list[str] = []
     with os.scandir(top) as scan:
