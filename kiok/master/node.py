@@ -399,6 +399,7 @@ class MasterNode:
             self.archival.kick()
         if fx.runs_finished:  # its notifications are in the outbox
             self.notifier.kick()
+        self.scheduler.on_effects(fx)
         if fx.dags_changed:
             self.scheduler.kick()
         if fx.maintenance_changed:  # pending runs go when it ends; skipped firings are logged

@@ -29,8 +29,10 @@ from kiok.core.timefmt import iso_utc
 from kiok.errors import KiokError
 from kiok.master.pending_quota import SETTING as PENDING_SETTING
 from kiok.master.pending_quota import PendingQuota
+from kiok.master.scheduled_dags import ScheduledDag, ScheduledDags
 from kiok.store import commands as c
 from kiok.store.commandlog import CommandLog
+from kiok.store.effects import Effects
 from kiok.store.reader import StateReader
 from kiok.waits import wait_set
 
@@ -62,6 +64,7 @@ class Scheduler:
         self._wake = asyncio.Event()
         #: DAG id -> why its schedule could not be evaluated (logged once).
         self._broken: dict[str, str] = {}
+        self._dags = ScheduledDags(reader)
 
     def kick(self) -> None:
         """Look again now (a DAG was registered, changed or unpaused)."""
@@ -99,62 +102,63 @@ class Scheduler:
         run deadline."""
         now = self._clock()
         earliest: int | None = await self.time_out_runs()
-        maintenance = self._reader.maintenance()
-        seen: set[str] = set()
-        for record in list(self._reader.dags()):
-            seen.add(record["spec"]["dag"]["id"])
-            nxt = await self._fire_dag(record, now, maintenance)
+        maintenance: dict[str, Any] | None = None  # read only when some DAG is due
+        dags = self._dags.all()
+        for dag in dags:
+            if dag.first_due_ms is not None and dag.first_due_ms > now:
+                nxt: int | None = dag.first_due_ms  # nothing due: nothing to read or propose
+                self._broken.pop(dag.dag_id, None)
+            else:
+                if maintenance is None:
+                    maintenance = self._reader.maintenance()
+                nxt = await self._fire_dag(dag, now, maintenance)
             if nxt is not None:
                 earliest = nxt if earliest is None else min(earliest, nxt)
-        self._held &= seen  # forget deleted DAGs
+        self._held &= {dag.dag_id for dag in dags}  # forget deleted and paused DAGs
         return earliest
 
-    async def _fire_dag(self, record: dict[str, Any], now: int, maintenance: dict[str, Any]) -> int | None:
-        """Propose what is due for one DAG; its next fire time (None: not scheduled)."""
-        dag = record["spec"]["dag"]
-        schedule = dag.get("schedule")
-        if not schedule or record["paused"]:
-            return None
-        tz = dag.get("timezone", "UTC")
-        catchup = bool(dag.get("catchup", False))
+    def on_effects(self, fx: Effects) -> None:
+        self._dags.on_effects(fx)
+
+    async def _fire_dag(self, dag: ScheduledDag, now: int, maintenance: dict[str, Any]) -> int | None:
+        """Propose what is due for one DAG; its next fire time (None: not evaluated)."""
+        dag_id, schedule, tz = dag.dag_id, dag.schedule, dag.tz
         try:
-            room = self._room(dag["id"], schedule, tz, record["watermarkMs"], now, maintenance)
+            room = self._room(dag_id, schedule, tz, dag.watermark_ms, now, maintenance)
             if room == 0:  # nothing to do until runs start: not even walking the missed fires
-                self._hold(dag["id"])
+                self._hold(dag_id)
                 return next_fire_ms(schedule, tz, now)
-            due = due_fires(
-                schedule, tz, record["watermarkMs"], now, catchup=catchup, max_runs=self._max_runs
-            )
+            due = due_fires(schedule, tz, dag.watermark_ms, now, catchup=dag.catchup, max_runs=self._max_runs)
             nxt = next_fire_ms(schedule, tz, max(now, due.watermark_ms))
         except Exception as e:  # one DAG (a zone this master's tzdata lacks, say) stops no other
-            if self._broken.get(dag["id"]) != repr(e):  # once per DAG and cause, not every tick
-                self._broken[dag["id"]] = repr(e)
-                log.exception("DAG %s: schedule %r in %s not evaluated", dag["id"], schedule, tz)
+            if self._broken.get(dag_id) != repr(e):  # once per DAG and cause, not every tick
+                self._broken[dag_id] = repr(e)
+                log.exception("DAG %s: schedule %r in %s not evaluated", dag_id, schedule, tz)
             return None
-        self._broken.pop(dag["id"], None)
+        self._broken.pop(dag_id, None)
         fire_times, skipped = split_fires(due.fire_times, maintenance)
         fire_times, watermark = fit_to_room(
             fire_times, due.watermark_ms, len(fire_times) if room is None else room
         )
         if watermark < due.watermark_ms:  # room for only some: the rest waits, uncounted
-            self._hold(dag["id"])
+            self._hold(dag_id)
             skipped = tuple(t for t in skipped if t <= watermark)  # the others come again
-        elif dag["id"] in self._held:
-            self._held.discard(dag["id"])
-            log.info("DAG %s: runs have started; its schedule creates runs again", dag["id"])
+        elif dag_id in self._held:
+            self._held.discard(dag_id)
+            log.info("DAG %s: runs have started; its schedule creates runs again", dag_id)
         dropped = due.dropped
         if skipped:
             first_skipped, count = skipped[0], len(skipped)
             if maintenance["enabled"] and dropped is not None:  # while on, those are skips too
                 first_skipped, count, dropped = dropped[0], count + dropped[2], None
-            _warn_skipped(dag["id"], first_skipped, skipped[-1], count)
+            _warn_skipped(dag_id, first_skipped, skipped[-1], count)
         if dropped is not None:
             first, last, count = dropped
-            why = "catch-up cap kiok.scheduler.catchup.max.runs" if catchup else "catchup is off"
+            why = "catch-up cap kiok.scheduler.catchup.max.runs" if dag.catchup else "catchup is off"
             if due.dropped_exact:
                 log.warning(
                     "DAG %s: %d missed interval(s) from %s to %s not run (%s)",
-                    dag["id"],
+                    dag_id,
                     count,
                     iso_utc(first),
                     iso_utc(last),
@@ -163,25 +167,25 @@ class Scheduler:
             else:  # too many to count: the newest were kept all the same
                 log.warning(
                     "DAG %s: more than %d missed interval(s) from %s on not run (%s)",
-                    dag["id"],
+                    dag_id,
                     count,
                     iso_utc(first),
                     why,
                 )
         if due.fire_times:  # with skipped ones, only to move the watermark past them
             try:
-                async with self._admit(dag["id"], len(fire_times)):
+                async with self._admit(dag_id, len(fire_times)):
                     await self._log.propose(
                         c.FireSchedule(
                             at_ms=now,
-                            dag_id=dag["id"],
+                            dag_id=dag_id,
                             fire_times=fire_times,
                             watermark_ms=watermark,
                             catchup=len(fire_times) > 1 or dropped is not None,
                         )
                     )
             except KiokError as e:
-                log.info("DAG %s not fired: %s", dag["id"], e)
+                log.info("DAG %s not fired: %s", dag_id, e)
         return nxt
 
     def _room(

@@ -402,10 +402,12 @@ def _fire_schedule(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     record = txn.get(k.META, k.dag(cmd.dag_id))
     if record is None:
         raise Conflict(f"DAG {cmd.dag_id!r} was deleted")
+    if record["paused"]:  # paused since the scheduler looked: what is due waits for the unpause
+        return {"created": []}
     created = []
     # In maintenance mode the interval is skipped for good (the scheduler skips it too; this
     # catches a proposal that raced with the switch): only the watermark moves.
-    if not record["paused"] and not maintenance_on(txn):
+    if not maintenance_on(txn):
         for fire in cmd.fire_times:
             if txn.get(k.META, k.scheduled(cmd.dag_id, fire)) is not None:
                 continue  # (DAG, fire time) already has its run
@@ -417,6 +419,7 @@ def _fire_schedule(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
             created.append(run_id)
     if cmd.watermark_ms > record["watermarkMs"]:
         txn.put(k.META, k.dag(cmd.dag_id), dict(record, watermarkMs=cmd.watermark_ms))
+        fx.schedules_moved.append(cmd.dag_id)
     return {"created": created}
 
 

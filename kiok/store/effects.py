@@ -21,6 +21,9 @@ class Effects:
     #: Runs whose driver or fence changed (assigned, released): cached fences are stale.
     fences_changed: list[str] = field(default_factory=list)
     dags_changed: list[str] = field(default_factory=list)
+    #: DAGs whose schedule watermark moved (a fire): what the scheduler keeps of them is
+    #: stale (not in ``dags_changed``: nothing a DAG list shows changes).
+    schedules_moved: list[str] = field(default_factory=list)
     stale_reports: int = 0
     #: Worker log batches dropped at apply time (stale fence, other worker, finished run).
     stale_logs: int = 0
@@ -82,6 +85,7 @@ class Effects:
         self.cancels.extend(other.cancels)
         self.fences_changed.extend(other.fences_changed)
         self.dags_changed.extend(other.dags_changed)
+        self.schedules_moved.extend(other.schedules_moved)
         self.stale_reports += other.stale_reports
         self.stale_logs += other.stale_logs
         self.task_ends.extend(other.task_ends)
