@@ -3,7 +3,7 @@ catch-up caps, (DAG, fire time) idempotency, DST, pause, max_active_runs."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -116,8 +116,17 @@ async def test_a_tick_reads_only_the_dags_changed_since_the_last(
     await n.log.propose(c.RegisterDag(at_ms=clock(), spec=spec("minutely", "* * * * *")))
     reads: list[str] = []
     dags, dag = n.reader.dags, n.reader.dag
-    monkeypatch.setattr(n.reader, "dags", lambda: (reads.append("*"), *dags())[1:])
-    monkeypatch.setattr(n.reader, "dag", lambda dag_id: (reads.append(dag_id), dag(dag_id))[1])
+
+    def every_dag() -> Iterator[dict[str, Any]]:
+        reads.append("*")
+        return dags()
+
+    def one_dag(dag_id: str) -> dict[str, Any] | None:
+        reads.append(dag_id)
+        return dag(dag_id)
+
+    monkeypatch.setattr(n.reader, "dags", every_dag)
+    monkeypatch.setattr(n.reader, "dag", one_dag)
 
     await n.scheduler.tick()
     assert reads == ["*"]  # each DAG once, when the scheduler starts
