@@ -14,9 +14,13 @@ range. So:
   (reads follow committed segments) and the new leader uploads the same range again under
   the key that range determines; a deposed leader's late command does not start where the
   archive ends and is ignored when applied. No byte is lost or served twice.
-- Retention: a run whose logs are deleted leaves a tombstone where it had archived
-  segments; the leader deletes the run's objects (its whole prefix, late uploads included)
-  and proposes ``ForgetArchivedRuns``.
+- Retention: a run whose logs are deleted leaves a tombstone (``JobLogStore.delete_runs``);
+  the leader deletes the run's objects (its whole prefix, late uploads included) and
+  proposes ``ForgetArchivedRuns``. It does so first in each pass, and archives nothing of a
+  run while its tombstone waits (nor does ``ArchiveLogs`` take it): after a purge a re-run's
+  log starts at offset 0 again, so its objects would have the old ones' keys and prefix,
+  and must only be uploaded once the old ones are gone. A tombstone that outlives a leader
+  is taken up by the next one, before it archives that run.
 - Orphans after a restore: logs archived after the restored backup was taken belong to runs
   the restored state does not have, and nothing refers to them. While the state records a
   restore, the leader lists the archive once every ``kiok.joblog.s3.orphan.grace.ms`` and
@@ -133,13 +137,19 @@ class LogArchiver:
             self._joblog.watch_unarchived(False)
 
     async def flush(self) -> int:
-        """One pass: upload what waits, propose it, delete deleted runs' objects. Returns the
-        bytes archived."""
+        """One pass: delete deleted runs' objects, then upload what waits (but the logs of
+        runs whose tombstone still waits) and propose it. Returns the bytes archived."""
         self._todo |= set(self._joblog.take_dirty())
         done: list[Segment] = []
         archived = 0
         try:
+            try:
+                await self._delete_tombstoned()
+            except ObjectStoreUnavailable as e:  # those runs wait; the others are archived
+                self._failed(e)
             for run_id, task_id in sorted(self._todo):
+                if self._joblog.has_tombstone(run_id):
+                    continue  # archived once the old objects are gone (the module docstring)
                 start = self._joblog.archived_end(run_id, task_id)
                 end = self._joblog.size(run_id, task_id)
                 if end > start:
@@ -154,7 +164,6 @@ class LogArchiver:
             if done:
                 await self._propose(done)
                 done = []
-            await self._delete_tombstoned()
             await self._sweep_orphans()
         except ObjectStoreUnavailable as e:
             self._failed(e)

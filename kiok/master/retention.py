@@ -48,9 +48,11 @@ class RetentionSweeper:
         self._logs_ms = logs_ms
         self._interval_ms = max(1, interval_ms)
         self._batch = max(1, batch)
-        #: DAG -> the sequence number up to which every run's logs are gone (or the run is),
-        #: so the log pass does not read them again; in memory, rebuilt after a leader change.
-        self._logs_done: dict[str, int] = {}
+        #: DAG -> (the sequence number up to which every run's logs are gone (or the run is),
+        #: when a pass from the DAG's first run found so), so the log pass does not read them
+        #: again; in memory, rebuilt after a leader change and once it is as old as the log
+        #: retention (``_logs_after``).
+        self._logs_done: dict[str, tuple[int, int]] = {}
         self._wake = asyncio.Event()
 
     def kick(self) -> None:
@@ -84,7 +86,8 @@ class RetentionSweeper:
                 continue
             now = self._clock()
             n_deleted = await self._pass(dag_id, policy, now, Verdict.DELETE, None)
-            n_purged = await self._pass(dag_id, policy, now, Verdict.PURGE_LOGS, self._logs_done.get(dag_id))
+            logs_after = self._logs_after(dag_id, policy, now)
+            n_purged = await self._pass(dag_id, policy, now, Verdict.PURGE_LOGS, logs_after)
             if n_deleted or n_purged:
                 log.info(
                     "retention: DAG %s: deleted %d finished run(s), dropped the logs of %d",
@@ -95,6 +98,17 @@ class RetentionSweeper:
             deleted += n_deleted
             purged += n_purged
         return deleted, purged
+
+    def _logs_after(self, dag_id: str, policy: Policy, now: int) -> int | None:
+        """Where the log pass of ``dag_id`` starts: past the runs known to have no logs, if
+        that was found less than the log retention ago (else from the first run). A re-run
+        gives a run whose logs were purged new logs (``apply_rerun``), due a log retention
+        after it ends: a pass from the first run in between sees the run again."""
+        done = self._logs_done.get(dag_id)
+        if done is None or policy.logs_ms is None or now - done[1] >= policy.logs_ms:
+            self._logs_done.pop(dag_id, None)
+            return None
+        return done[0]
 
     async def _pass(self, dag_id: str, policy: Policy, now: int, want: Verdict, after: int | None) -> int:
         """Propose ``want`` for every due run of one DAG, page by page; the count proposed."""
@@ -135,5 +149,5 @@ class RetentionSweeper:
                 break
             await asyncio.sleep(0)  # let the API in between pages
         if want is Verdict.PURGE_LOGS and settled is not None:
-            self._logs_done[dag_id] = settled
+            self._logs_done[dag_id] = (settled, self._logs_done.get(dag_id, (settled, now))[1])
         return done

@@ -162,10 +162,12 @@ def _pass_unreported_attempts(
     txn: Txn, run: dict[str, Any], lost: set[TaskId], at_ms: int, fx: Effects
 ) -> None:
     """A run taken from a driver that did not give it back: every task that driver could
-    have started without the start reaching us (ready, queued or due for a retry in our
-    records) is queued past that attempt, so the next driver never reuses its number
-    (``KIOK_ATTEMPT`` names one execution). Tasks it was known to run (``lost``) already
-    go on to a new number."""
+    have been starting (ready, queued or due for a retry in our records) is queued past that
+    attempt, so the next driver never reuses its number (``KIOK_ATTEMPT`` names one
+    execution). Tasks it was known to run (``lost``) already go on to a new number. The
+    passed number never ran (a driver runs an attempt once its start is committed, and the
+    lost driver's start is fenced off), so it costs the task no retry: its retry budget
+    (``attempt - attempt_base``) moves up with it."""
     spec = compiled_spec(txn.get(k.META, k.run_spec(run["runId"])))
     before = _all_tasks(txn, run["runId"])
     after = advance(spec, before, at_ms, cancelled=bool(run["cancel"])).tasks
@@ -180,7 +182,7 @@ def _pass_unreported_attempts(
             exit_code=rec.exit_code,
             error=f"attempt {rec.attempt + 1} may have started on the previous driver",
             worker=rec.worker,
-            attempt_base=rec.attempt_base,
+            attempt_base=rec.attempt_base + 1,
         )
         _put_task(txn, run, tid, before.get(tid, UNSTARTED), passed, fx)
 
@@ -340,7 +342,11 @@ def apply_rerun(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     and the run is PENDING again with no driver: queued like a new run, it starts when its
     DAG's ``max_active_runs``, a pause and maintenance mode allow (another run of a DAG
     allowed one may be running), under a new fence (the last driver's stragglers are
-    refused). Its run timeout counts from the re-run, and its SLA too (``fresh_sla``)."""
+    refused). Its run timeout counts from the re-run, and its SLA too (``fresh_sla``).
+
+    A run whose logs retention purged no longer says so (``logsPurgedMs`` goes): the logs the
+    re-run writes are logs like any others, so log retention counts from the run's new end and
+    deleting the run deletes them (the old attempts' logs stay gone)."""
     assert isinstance(cmd, c.RerunRun)
     run = _load(txn, cmd.run_id)
     if run["state"] not in TERMINAL_RUN_STATES:
@@ -360,6 +366,7 @@ def apply_rerun(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
         reruns=run.get("reruns", 0) + 1,
         lastRerun={"atMs": cmd.at_ms, "by": cmd.by, "from": cmd.from_task, "onlyFailed": cmd.only_failed},
     )
+    run.pop("logsPurgedMs", None)
     if cmd.fresh_sla:  # its SLA is measured from the re-run (kiok.core.notify), and may be missed again
         run["lastRerun"]["freshSla"] = True
         run["slaMissed"] = False

@@ -22,7 +22,10 @@ and proposes ``ArchiveLogs``; applying it (``apply_archived``) records the segme
 size and offsets do not change: ``read`` serves an archived range from the object store
 (``attach_archive``) and the rest from the local chunks, so no reader knows which tier
 holds the bytes. Deleting a run's logs leaves a tombstone there, so that the leader deletes
-the run's objects too (``archive_tombstones``).
+the run's objects too (``archive_tombstones``): once archival has run on the store, for every
+run that had logs, since a range may be uploaded before its ``ArchiveLogs`` commits (or
+never does). While the tombstone waits, nothing is archived for the run: a re-run writes its
+new log from offset 0 again, under the keys the old objects had.
 """
 
 from __future__ import annotations
@@ -39,13 +42,15 @@ from kiok.store.objects import ObjectStoreUnavailable
 LOGS = "logs"
 #: Unencrypted bookkeeping: the Raft index of the last applied batch of chunks.
 REPLICATION = "replication"
-#: Unencrypted: archived segments (``s`` run NUL task NUL start -> end) and tombstones of runs
-#: whose archived objects are to be deleted (``d`` run).
+#: Unencrypted: archived segments (``s`` run NUL task NUL start -> end), tombstones of runs
+#: whose archived objects are to be deleted (``d`` run), and whether archival ever ran here.
 ARCHIVE = "archive"
 SPACES = (LOGS, REPLICATION, ARCHIVE)
 #: keyspace -> the data key that encrypts its values
 ENCRYPTION_KEYS = {LOGS: "joblog-encryption"}
 APPLIED = b"applied"
+#: In ``ARCHIVE``: present once an archiver watched this store or a segment was archived.
+_ARCHIVAL_SEEN = b"archival"
 _MAX_READ = 1024 * 1024
 
 
@@ -100,6 +105,8 @@ class JobLogStore:
         #: Logs appended to since the archiver last looked (None: no archiver is watching).
         self._dirty: set[tuple[str, str]] | None = None
         self._fetch: ArchiveFetch | None = None
+        #: Whether ``_ARCHIVAL_SEEN`` is stored (None: not read yet).
+        self._archival_seen: bool | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -152,11 +159,21 @@ class JobLogStore:
             return Segment(run_id, task_id, start, end) if start <= offset < end else None
         return None
 
+    def _seen_archival(self) -> bool:
+        if self._archival_seen is None:
+            self._archival_seen = self._kv.get(ARCHIVE, _ARCHIVAL_SEEN) is not None
+        return self._archival_seen
+
     def watch_unarchived(self, on: bool) -> list[tuple[str, str]]:
         """Start (or stop) noting which logs get bytes; on start, every log that has local
-        bytes now (a scan of the local chunks, which archival keeps small)."""
+        bytes now (a scan of the local chunks, which archival keeps small). Starting records
+        that archival runs here: from then on any deleted log may have objects (its tombstone
+        is written whether or not a range of it committed)."""
         with self._lock:
             self._dirty = set() if on else None
+            if on and not self._seen_archival():
+                self._kv.write([(ARCHIVE, _ARCHIVAL_SEEN, b"")], sync=False)
+                self._archival_seen = True
         if not on:
             return []
         found: set[tuple[str, str]] = set()
@@ -194,13 +211,21 @@ class JobLogStore:
     def apply_archived(self, segments: Sequence[Segment]) -> list[Segment]:
         """Record segments as archived and drop the local chunks they cover. A segment that
         does not start where the archive ends (a replay, a deposed leader's) or reaches past
-        the log is ignored: this is what keeps archived bytes from being lost or doubled."""
+        the log is ignored: this is what keeps archived bytes from being lost or doubled. So
+        is one of a run whose tombstone waits: uploaded before the run's logs were deleted, it
+        holds the old bytes (which a re-run's log, from offset 0 again, may since have
+        reached), and the tombstone deletes its object."""
         taken: list[Segment] = []
         with self._lock:
             writes: list[Write] = []
             for seg in segments:
                 have = self._archived_end(seg.run_id, seg.task_id)
-                if seg.start != have or seg.end <= seg.start or seg.end > self._size(seg.run_id, seg.task_id):
+                if (
+                    seg.start != have
+                    or seg.end <= seg.start
+                    or seg.end > self._size(seg.run_id, seg.task_id)
+                    or self._kv.get(ARCHIVE, _tombstone_key(seg.run_id)) is not None
+                ):
                     continue
                 after = _key(seg.run_id, seg.task_id, seg.start - 1) if seg.start else None
                 for key, value in self._kv.scan(LOGS, _prefix(seg.run_id, seg.task_id), after=after):
@@ -212,6 +237,9 @@ class JobLogStore:
                 )
                 self._archived[(seg.run_id, seg.task_id)] = seg.end
                 taken.append(seg)
+            if taken and not self._seen_archival():
+                writes.append((ARCHIVE, _ARCHIVAL_SEEN, b""))
+                self._archival_seen = True
             if writes:
                 self._kv.write(writes, sync=False)
         return taken
@@ -224,7 +252,7 @@ class JobLogStore:
             self.forget_tombstones(fx.archive_forgotten)
 
     def archive_tombstones(self, limit: int = 100) -> list[str]:
-        """Runs whose logs were deleted while some were archived: their objects must go."""
+        """Runs whose logs were deleted since archival ran: their objects must go."""
         out = []
         for key, _ in self._kv.scan(ARCHIVE, b"d"):
             out.append(key[1:].decode())
@@ -235,6 +263,10 @@ class JobLogStore:
     def forget_tombstones(self, run_ids: Sequence[str]) -> None:
         with self._lock:
             self._kv.write([(ARCHIVE, _tombstone_key(r), None) for r in run_ids], sync=False)
+
+    def has_tombstone(self, run_id: str) -> bool:
+        """Whether the run's archived objects wait to be deleted (``archive_tombstones``)."""
+        return self._kv.get(ARCHIVE, _tombstone_key(run_id)) is not None
 
     def _cursor(self, run_id: str, task_id: str) -> Cursor | None:
         key = (run_id, task_id)
@@ -311,15 +343,19 @@ class JobLogStore:
 
     def delete_runs(self, run_ids: Sequence[str]) -> int:
         """Delete every log (each task's and the run log) of these runs; returns the chunks
-        deleted. Idempotent: deleting what is gone changes nothing."""
+        deleted. Idempotent: deleting what is gone changes nothing. A run with archived
+        ranges, or with local bytes once archival ran here (an upload whose ``ArchiveLogs``
+        had not committed may be in S3), gets a tombstone: the leader deletes its objects,
+        then forgets it."""
         with self._lock:
             writes: list[Write] = []
             for run_id in run_ids:
                 prefix = f"{run_id}\x00".encode()
-                writes += [(LOGS, key, None) for key, _ in self._kv.scan(LOGS, prefix)]
+                chunks = [(LOGS, key, None) for key, _ in self._kv.scan(LOGS, prefix)]
                 segments = [(ARCHIVE, key, None) for key, _ in self._kv.scan(ARCHIVE, b"s" + prefix)]
-                if segments:  # the leader deletes the objects, then forgets the tombstone
-                    writes += [*segments, (ARCHIVE, _tombstone_key(run_id), b"")]
+                writes += chunks + segments
+                if segments or (chunks and self._seen_archival()):
+                    writes.append((ARCHIVE, _tombstone_key(run_id), b""))
                 for cache in (self._sizes, self._archived, self._cursors):
                     for key in [key for key in cache if key[0] == run_id]:
                         del cache[key]
@@ -332,6 +368,7 @@ class JobLogStore:
             self._sizes.clear()
             self._cursors.clear()
             self._archived.clear()
+            self._archival_seen = None
 
     def read(self, run_id: str, task_id: str, offset: int, limit: int = _MAX_READ) -> tuple[bytes, int]:
         """Bytes from ``offset`` (at most ``limit``, cut at a UTF-8 character boundary)

@@ -18,7 +18,7 @@ from kiok.store.effects import Effects
 from kiok.store.encrypted import EncryptedKV
 from kiok.store.joblog import ENCRYPTION_KEYS, LOGS, SPACES, JobLogStore
 from kiok.store.joblog_archive import ArchiveCorrupt, Segment, read_range
-from kiok.store.kv import RocksKV
+from kiok.store.kv import MemoryKV, RocksKV
 from kiok.store.objects import ObjectStoreUnavailable, S3ObjectStore
 from tests.s3_fixture import ACCESS_KEY, SECRET_KEY, MotoS3
 
@@ -176,6 +176,54 @@ async def test_retention_deletes_the_archived_objects(rig: Rig) -> None:
     await archiver.flush()
     assert rig.joblog.archive_tombstones() == []
     assert sorted(k.split("/")[1] for k in rig.moto.all_bytes(rig.bucket)) == ["kept"]
+
+
+async def test_a_rerun_after_a_purge_archives_its_new_log_and_the_tombstone_spares_it(rig: Rig) -> None:
+    archiver = rig.archiver()
+    _write(rig, "r", "t", range(10, 13))
+    await archiver.flush()
+    keys_before = sorted(rig.moto.all_bytes(rig.bucket))
+    rig.joblog.delete_runs(["r"])  # PurgeRunLogs: a tombstone for the archived object
+    # The run is re-run: its log starts at 0 again, as long as before (the same object key).
+    new = _write(rig, "r", "t", range(20, 23))
+    await archiver.flush()  # the old object goes first, then the new log is archived
+    assert rig.joblog.archive_tombstones() == [] and rig.local_keys() == []
+    assert rig.read_all("r", "t", 1 << 20) == new
+    assert sorted(rig.moto.all_bytes(rig.bucket)) == keys_before
+    # Purged again while S3 is away: the tombstone waits, and so does the next re-run's log.
+    rig.moto.stop()
+    rig.joblog.delete_runs(["r"])
+    newer = _write(rig, "r", "t", range(30, 33))
+    await archiver.flush()
+    # A deposed leader's late ArchiveLogs of the old bytes (same range) is not taken.
+    await rig.log.propose(c.ArchiveLogs(at_ms=2, segments=[["r", "t", 0, len(newer)]]))
+    assert rig.joblog.archived_end("r", "t") == 0 and rig.read_all("r", "t", 1 << 20) == newer
+    rig.moto.start()
+    await rig.archiver().flush()  # the next leader takes the tombstone up before archiving
+    assert rig.joblog.archive_tombstones() == [] and rig.local_keys() == []
+    assert rig.read_all("r", "t", 1 << 20) == newer
+    assert sorted(rig.moto.all_bytes(rig.bucket)) == keys_before
+
+
+async def test_an_object_uploaded_but_never_committed_goes_with_its_deleted_run(rig: Rig) -> None:
+    old = rig.archiver()
+    data = _write(rig, "gone", "t", range(3))
+    _write(rig, "kept", "t", range(3))
+    # The leader uploads the run's only range, and its ArchiveLogs never commits (deposed, or
+    # the run deleted while the upload was in flight): no segment refers to the object.
+    old._upload(Segment("gone", "t", 0, len(data)))
+    rig.joblog.delete_runs(["gone"])  # DeleteRuns / PurgeRunLogs on every master
+    assert rig.joblog.archive_tombstones() == ["gone"]
+    await rig.archiver().flush()
+    assert rig.joblog.archive_tombstones() == []
+    assert sorted(k.split("/")[1] for k in rig.moto.all_bytes(rig.bucket)) == ["kept"]
+
+
+def test_without_archival_deleted_logs_leave_no_tombstone() -> None:
+    joblog = JobLogStore(MemoryKV(SPACES))
+    joblog.append("r", "t", b"output")
+    joblog.delete_runs(["r"])
+    assert joblog.size("r", "t") == 0 and joblog.archive_tombstones() == []
 
 
 def test_a_tampered_object_does_not_decrypt(rig: Rig) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from kiok.core.states import TaskRecord, TaskState
 from kiok.errors import Conflict, MaintenanceMode, NotFound
+from kiok.master.retention import RetentionSweeper
 from kiok.store import commands as c
 from kiok.store import keys
 from kiok.store.commandlog import LocalCommandLog
@@ -161,3 +162,39 @@ async def test_purging_logs_keeps_the_run_and_happens_once() -> None:
     # Deleting the run later does not delete its (already gone) logs again.
     await log.propose(c.DeleteRuns(at_ms=70, run_ids=(run_id,)))
     assert seen[-1].runs_deleted == [run_id] and seen[-1].log_deletes == []
+
+
+async def _rerun_to_the_end(log: LocalCommandLog, run_id: str, at: int, attempt: int) -> None:
+    await log.propose(c.RerunRun(at_ms=at, run_id=run_id, only_failed=False, queued=True))
+    fence = await log.propose(c.AssignRun(at_ms=at + 1, run_id=run_id, worker="w1", term=1))
+    again = TaskRecord(
+        state=TaskState.SUCCESS, attempt=attempt, worker="w1", started_at_ms=at + 1, ended_at_ms=at + 2
+    )
+    tasks = {t: again.to_dict() for t in ("a", "b")}
+    await log.propose(
+        c.ReportTasks(at_ms=at + 2, run_id=run_id, term=1, epoch=fence["epoch"], tasks=tasks, worker="w1")
+    )
+
+
+async def test_a_rerun_after_its_logs_were_purged_has_logs_retention_and_deletion_take_again() -> None:
+    log, reader, _, seen = setup()
+    await log.propose(c.RegisterDag(at_ms=1, spec=SPEC))
+    run_id = await finished_run(log, at=3)
+    day = 86_400_000
+    now = [2 * day]
+    sweeper = RetentionSweeper(
+        log, reader, lambda: now[0], runs_ms=None, logs_ms=day, interval_ms=1000, batch=10
+    )
+    assert await sweeper.sweep() == (0, 1)  # the logs go (and the sweeper remembers the run as done)
+    await _rerun_to_the_end(log, run_id, 2 * day + 1, attempt=2)
+    header = reader.run_header(run_id)
+    assert header is not None and header["state"] == "SUCCESS"
+    assert "logsPurgedMs" not in header  # the run view no longer says its (new) logs are purged
+    now[0] = 2 * day + 10  # the new logs are kept a log retention from the run's new end...
+    assert await sweeper.sweep() == (0, 0)
+    now[0] = 3 * day + 10  # ...and no longer
+    assert await sweeper.sweep() == (0, 1) and seen[-1].log_deletes == [run_id]
+    # Re-run once more: deleting the run deletes the new logs too.
+    await _rerun_to_the_end(log, run_id, 4 * day, attempt=3)
+    await log.propose(c.DeleteRuns(at_ms=4 * day + 10, run_ids=(run_id,), strict=True))
+    assert seen[-1].runs_deleted == [run_id] and seen[-1].log_deletes == [run_id]
