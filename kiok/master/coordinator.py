@@ -369,6 +369,12 @@ class Coordinator:
             self._naks.pop(wid, None)
             self._run_log(run_id, f"assigned to worker {wid} (fence {fence['term']}/{fence['epoch']})")
             return True
+        if self._driving.get(run_id) == wid and run_id in self._confirmed:
+            # The worker took the run, its connection broke before the answer came, and it
+            # has reconnected claiming the run under this fence (``reattach``): the refusal is
+            # the old connection's. Releasing now would take the run from its live driver.
+            self._run_log(run_id, f"worker {wid} reconnected holding the run: it keeps it")
+            return True
         self._drop(run_id)
         count = self._naks.get(wid, (0, 0))[0] + 1
         self._naks[wid] = (count, self._mono() + _NAK_BACKOFF_MS[min(count, len(_NAK_BACKOFF_MS)) - 1])

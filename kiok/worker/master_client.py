@@ -293,12 +293,18 @@ class MasterClient:
             self._send(Permit(request=request))
             try:
                 await fut
-                self._permits_on_connection += 1
-                return
             except ConnectionError:
                 continue  # the connection dropped before the grant: ask the next one
+            except asyncio.CancelledError:
+                # Granted as the attempt was being cancelled (an abandon read in the same
+                # batch of frames): the grant is ours, so it is given back, not held for good.
+                if fut.done() and not fut.cancelled() and fut.exception() is None:
+                    self._send(PermitFree())
+                raise
             finally:
                 self._permit_waiters.pop(request, None)
+            self._permits_on_connection += 1
+            return
 
     def release_task_permit(self) -> None:
         if self._permits_on_connection > 0:

@@ -162,3 +162,40 @@ async def test_a_cancel_that_ends_the_run_at_once_still_reaches_its_driver() -> 
     header = reader.run_header(run)
     assert header is not None and header["state"] == "CANCELLED"
     assert [r for r, _ in w1.cancels] == [run]
+
+
+class CutOffWhileAccepting(Handle):
+    """A connection that breaks once its worker took the offer, before the answer gets back;
+    the worker reconnects at once, claiming the run, and the old offer then ends refused."""
+
+    def __init__(self, wid: str, log: LocalCommandLog, reader: StateReader, coord: Coordinator) -> None:
+        super().__init__(wid)
+        self.world = (log, reader, coord)
+        self.again: Handle | None = None
+
+    async def offer(self, assignment: Assignment, labels: Iterable[str]) -> OfferReply:
+        self.offers.append(assignment)
+        log, reader, coord = self.world
+        running = {"state": "RUNNING", "attempt": 1, "startedAtMs": 10, "worker": "w1"}
+        await report(log, reader, assignment.run_id, 10, {"a": running})
+        self.connected = False
+        self.again = _reconnect(coord, reader, assignment.run_id)
+        return OfferReply(OfferVerdict.NAK, "connection lost")
+
+
+async def test_a_driver_that_reconnects_holding_a_run_keeps_it_though_the_old_offer_was_refused() -> None:
+    """The old connection's refusal released the run from the driver that had just claimed it
+    under its fence: its running task was marked lost and the run offered again, so two
+    workers ran the same task."""
+    log, reader, run = await _world()
+    coord = Coordinator(log, reader, lambda *a: None, lambda: 1000, term=1)
+    log.subscribe(coord.on_effects)
+    w1 = CutOffWhileAccepting("w1", log, reader, coord)
+    coord.add_worker(w1)
+    await coord.dispatch_pass()
+    await asyncio.sleep(0)
+    header = reader.run_header(run)
+    assert header is not None and header["worker"] == "w1"
+    assert reader.run(run)["tasks"]["a"]["state"] == "RUNNING"  # type: ignore[index]
+    await coord.dispatch_pass()
+    assert w1.again is not None and w1.again.offers == []  # not offered again
