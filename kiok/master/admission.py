@@ -71,9 +71,7 @@ class Admission:
         token_hash, now = secret_hash(token), self._clock()
         # A token that cannot work is turned away here, without a command: garbage hellos
         # must not cost a (replicated) write each. ``apply`` decides again for the rest.
-        refusal = redeem_refusal(
-            self._reader.join_token(token_hash), self._reader.admitted_worker(worker_id), worker_id, now
-        )
+        refusal = self._refusal(token_hash, worker_id, now)
         if refusal is not None:
             raise Unauthenticated(refusal)
         credential = CREDENTIAL_PREFIX + secrets.token_urlsafe(32)
@@ -86,6 +84,20 @@ class Admission:
             )
         )
         return credential
+
+    def redeemable(self, token: str, worker_id: str) -> bool:
+        """Whether ``redeem`` would take ``token`` for ``worker_id`` now (committed state on this
+        node; no command). A token is a 256-bit secret: asking costs a lookup and tells a
+        guesser nothing it could use."""
+        return (
+            bool(WORKER_ID.match(worker_id))
+            and self._refusal(secret_hash(token), worker_id, self._clock()) is None
+        )
+
+    def _refusal(self, token_hash: str, worker_id: str, now: int) -> str | None:
+        return redeem_refusal(
+            self._reader.join_token(token_hash), self._reader.admitted_worker(worker_id), worker_id, now
+        )
 
     def verify(self, worker_id: str, credential: str) -> None:
         """Return if ``credential`` is ``worker_id``'s current one (committed state on this

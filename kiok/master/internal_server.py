@@ -4,8 +4,8 @@ to them and reports back.
 A connection starts with the worker's HELLO within the connect deadline: the protocol
 version is checked (an unsupported one is refused with a reason, logged on both sides), then
 the worker authenticates with its credential or a one-time join token. Failed attempts are
-limited per (address, claimed worker id), and a valid credential is accepted before that
-limit is looked at, so hellos naming other ids cannot lock a worker out. After WELCOME the
+limited per (address, claimed worker id), and a valid credential or redeemable join token is
+accepted before that limit is looked at, so no hellos can lock a worker out. After WELCOME the
 connection is a ``WorkerHandle`` for the coordinator; what it sends about a run (reports,
 releases, logs) counts only while this worker drives that run under its current fence.
 Every read has a deadline (the heartbeat timeout: a worker that says nothing for that long
@@ -631,10 +631,10 @@ class InternalServer:
         """Check the hello's credential or redeem its join token: the new credential for a
         redeemed token, "" for a valid credential, None once refused (the REFUSED is sent).
 
-        Failures count per (address, worker id). A valid credential is accepted whatever that
-        count (it is a 256-bit secret, checked locally in constant time), so garbage hellos
-        from the same host — naming any ids — cannot keep an admitted worker out. A join token
-        is not looked at while its (address, worker id) is over the limit."""
+        Failures count per (address, worker id). A valid credential or a join token that can be
+        redeemed is accepted whatever that count (each is a 256-bit secret, checked locally), so
+        garbage hellos from the same host — naming any ids, this worker's included (a task on
+        its host can send them) — cannot keep a worker out or from joining."""
         key = f"{address.rsplit(':', 1)[0]}\x00{worker_id}"
         now = self.node.clock_ms()
         offered = hello.credential
@@ -650,7 +650,9 @@ class InternalServer:
                     raise
                 self._limiter.succeeded(key)
                 return ""
-            if self._limiter.retry_after_ms(key, now):
+            if self._limiter.retry_after_ms(key, now) and not (
+                isinstance(token, str) and self.node.admission.redeemable(token, worker_id)
+            ):
                 await self._rate_limited(writer, key, now, address)
                 return None
             if not isinstance(token, str):

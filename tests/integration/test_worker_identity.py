@@ -117,6 +117,22 @@ def test_garbage_hellos_from_the_same_host_keep_no_admitted_worker_out(cluster: 
     assert connection(w2) == "connected"
 
 
+def test_garbage_hellos_naming_a_worker_about_to_join_do_not_keep_it_from_joining(cluster: Cluster) -> None:
+    """A task on a worker's host can send hellos naming that worker's id from its address: its
+    (address, id) was then rate limited, and the worker joining (or re-joining) with a valid
+    join token was refused for as long as the hellos kept coming."""
+    m = cluster.master()
+    admitted_worker(cluster, m, "w1")
+    m.wait_open(10)
+    for i in range(8):
+        reply = refusal(m.internal_port, hello("w3", joinToken=f"kiok_join_v1.forged{i}"))
+        assert reply["code"] == ("unauthenticated" if i < 5 else "rate_limited"), (i, reply)
+    w3 = admitted_worker(cluster, m, "w3")
+    assert connection(w3) == "connected"
+    reply = refusal(m.internal_port, hello("w3", joinToken="kiok_join_v1.forged"))
+    assert reply["code"] == "unauthenticated", reply  # what cannot work is still turned away
+
+
 # --- log batches only from the run's driver, under its fence, while it runs --------------------
 
 
