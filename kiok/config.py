@@ -422,6 +422,16 @@ KEYS: tuple[Key, ...] = (
         "Base of the run link in notifications (<base>/runs/<run id>); empty: this master's admin URL.",
     ),
     Key(
+        "kiok.notify.webhook.blocked.networks",
+        str,
+        "127.0.0.0/8,::1/128,169.254.0.0/16,fe80::/10,0.0.0.0/8,::/128",
+        "Networks (CIDRs, comma separated) no webhook is sent to: a webhook whose host is or "
+        "resolves to an address in one (IPv4-mapped IPv6 included) is refused, not retried. "
+        "Default: loopback, link-local (cloud metadata), unspecified; add private ranges "
+        "(10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, fc00::/7) to keep webhooks on the internet; "
+        "empty: none.",
+    ),
+    Key(
         "kiok.joblog.max.bytes.per.task",
         int,
         64 * MiB,

@@ -47,6 +47,8 @@ from kiok.master.run_cache import RunViews
 from kiok.master.run_terms import RunTermsCache
 from kiok.master.scheduler import Scheduler
 from kiok.observability.tracing import make_tracing
+from kiok.security import egress
+from kiok.security.egress import parse_networks
 from kiok.security.kms import MIN_MASTER_KEY_CHARS, Cipher, Keyring, WrongMasterKey, derive_root_key
 from kiok.security.service_tokens import ServiceTokens
 from kiok.store import commands as c
@@ -87,6 +89,8 @@ class MasterNode:
         self.settings = settings
         self.clock_ms = clock_ms
         self.node_id = settings.get_str("kiok.master.id")
+        #: Where no webhook goes; a wrong entry stops the master before anything opens.
+        self.webhook_blocked_networks = parse_networks(settings.get_str(egress.SETTING))
         #: Why this master cannot go on (``wait_failed``), once it cannot.
         self._failure: str | None = None
         self._failed = asyncio.Event()
@@ -330,6 +334,7 @@ class MasterNode:
                 timeout_s=max(1, get("kiok.notify.timeout.ms")) / 1000,
                 interval_s=max(1, get("kiok.notify.check.interval.ms")) / 1000,
                 link_base=self.settings.get_str("kiok.notify.link.base.url") or self.admin_url,
+                blocked_networks=self.webhook_blocked_networks,
             ),
             terms=self.run_terms,
         )

@@ -8,6 +8,12 @@ a thread); each runs as its own task, so neither the run nor the event loop wait
 receiver. A delivered or given-up entry leaves the outbox through ``FinishNotification`` and
 gets a line in the run log. Attempt counts live in memory: a new leader starts them again,
 which may send a notification twice, never zero times (at least once).
+
+A webhook's host is resolved first and refused, never retried, if any of its addresses is in
+``kiok.notify.webhook.blocked.networks`` (``kiok.security.egress``); the request then goes to
+a checked address (the original name in ``Host`` and for TLS), so a name resolved twice
+cannot be rebound between the check and the connection. Webhooks go directly, not through an
+``HTTP(S)_PROXY`` (a proxy would resolve the name again, after the check).
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from kiok.core.states import TaskState
 from kiok.dag.notify import EmailTarget, WebhookTarget
 from kiok.errors import KiokError
 from kiok.master.run_terms import RunTermsCache
+from kiok.security.egress import DEFAULT_NETWORKS, Network, blocking_network, refusal
 from kiok.store import commands as c
 from kiok.store.commandlog import CommandLog
 from kiok.store.reader import StateReader
@@ -60,10 +67,16 @@ class NotifySettings:
     interval_s: float
     #: Base of run links (``<base>/runs/<id>``).
     link_base: str
+    #: Where no webhook goes (``kiok.notify.webhook.blocked.networks``).
+    blocked_networks: tuple[Network, ...] = DEFAULT_NETWORKS
 
 
 class DeliveryFailed(Exception):
     """One attempt failed; the message says why (shown in the run log)."""
+
+
+class DeliveryRefused(DeliveryFailed):
+    """The target may not be sent to (a blocked network): given up at once, not retried."""
 
 
 class Notifier:
@@ -152,6 +165,8 @@ class Notifier:
             except Exception as e:  # whatever it is (an unusable URL, a header with a line
                 # break): a failed attempt, counted and retried, never one that escapes
                 raise DeliveryFailed(_describe(e)) from None
+        except DeliveryRefused as e:  # another attempt would be refused as well
+            await self._finish(n, False, f"refused: {e}")
         except DeliveryFailed as e:
             if attempt >= self._settings.max_attempts:
                 await self._finish(n, False, f"failed after {attempt} attempts: {e}")
@@ -192,11 +207,12 @@ class Notifier:
             # An error may quote what it choked on (h11: "Illegal header value b'<token>'"):
             # the connection values it used never reach the run log or kiok's own.
             text = str(e) if isinstance(e, DeliveryFailed) else _describe(e)
-            raise DeliveryFailed(_mask(text, secrets)) from None
+            kind = DeliveryRefused if isinstance(e, DeliveryRefused) else DeliveryFailed
+            raise kind(_mask(text, secrets)) from None
 
     async def _webhook(self, target: WebhookTarget, body: dict[str, Any], secrets: list[str]) -> str:
-        url = self._resolve(target.url, secrets)
-        headers = {}
+        url = httpx.URL(self._resolve(target.url, secrets))
+        headers = httpx.Headers()
         for name, value in target.headers.items():
             resolved = self._resolve(value, secrets)
             if not all(" " <= ch <= "~" or ch == "\t" for ch in resolved):
@@ -204,13 +220,32 @@ class Notifier:
                     f"header {name}: its value holds a line break, a control or a non-ASCII character"
                 )
             headers[name] = resolved
-        async with (
-            httpx.AsyncClient(timeout=self._settings.timeout_s) as client,
-            # The status is all that counts: the answer's body is never read (a receiver
-            # could send gigabytes), the connection is closed with it unread.
-            client.stream("POST", url, json=body, headers=headers) as resp,
-        ):
-            status = resp.status_code
+        if url.scheme not in ("http", "https") or not url.raw_host:
+            raise DeliveryFailed("the url is not http(s)://<host>...")
+        addresses = await _checked_addresses(url, self._settings.blocked_networks)
+        host = url.raw_host.decode("ascii")
+        if "host" not in headers:
+            headers["Host"] = url.netloc.decode("ascii")
+        status = 0
+        async with httpx.AsyncClient(timeout=self._settings.timeout_s, trust_env=False) as client:
+            for i, address in enumerate(addresses):
+                try:
+                    # To the checked address; the name goes in Host (above) and is what TLS
+                    # sends and verifies the certificate against (``sni_hostname``).
+                    async with client.stream(
+                        "POST",
+                        url.copy_with(host=address.partition("%")[0]),
+                        json=body,
+                        headers=headers,
+                        extensions={"sni_hostname": host},
+                    ) as resp:
+                        # The status is all that counts: the answer's body is never read (a
+                        # receiver could send gigabytes), the connection is closed with it unread.
+                        status = resp.status_code
+                    break
+                except httpx.ConnectError:
+                    if i == len(addresses) - 1:
+                        raise
         if not 200 <= status < 300:
             raise DeliveryFailed(f"HTTP {status}")
         return f" ({status})"
@@ -245,6 +280,24 @@ class Notifier:
             return value
 
         return resolve(text, params={}, lookup_conn=lookup, now_ms=self._clock(), context=Context.TEXT)
+
+
+async def _checked_addresses(url: httpx.URL, blocked: tuple[Network, ...]) -> list[str]:
+    """Every address ``url``'s host resolves to now (in the resolver's order, once each; the
+    lookup runs in a thread), or ``DeliveryRefused`` if any of them is in ``blocked``: a name
+    with one blocked address among others could be made to use it."""
+    port = url.port or (443 if url.scheme == "https" else 80)
+    infos = await asyncio.get_running_loop().getaddrinfo(
+        url.raw_host.decode("ascii"), port, type=socket.SOCK_STREAM
+    )
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    if not addresses:
+        raise DeliveryFailed(f"{url.host} resolves to no address")
+    for address in addresses:
+        net = blocking_network(address, blocked)
+        if net is not None:
+            raise DeliveryRefused(refusal(url.host, address, net))
+    return addresses
 
 
 def _send_mail(smtp: SmtpConnection, msg: EmailMessage, timeout_s: float) -> None:

@@ -8,6 +8,7 @@ import contextlib
 import gc
 import ipaddress
 import logging
+import secrets
 import signal
 import socket
 import sys
@@ -38,6 +39,7 @@ from kiok.worker.isolation import (
 )
 from kiok.worker.process import ProcessRunner, WorkDirs
 from kiok.worker.slots import TaskSlots
+from kiok.worker.status_token import status_token_path, write_status_token
 from kiok.worker.steady_clock import SteadyWallClock
 from kiok.worker.worker import Worker
 
@@ -173,6 +175,14 @@ def worker_id_for(settings: Settings) -> str:
             "starting with a letter or digit, at most 128 characters): fix it, or remove it for a new id"
         )
     return wid
+
+
+def new_status_token(data: Path) -> str:
+    """A new random status token (what drain and undrain on the status port take), saved in
+    the data directory ``data`` (mode 0600) for the operator and ``kiok workers drain``."""
+    token = secrets.token_urlsafe(32)
+    write_status_token(status_token_path(data), token)
+    return token
 
 
 def status_url(settings: Settings, serves_tls: bool) -> str:

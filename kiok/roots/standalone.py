@@ -27,6 +27,7 @@ from kiok.roots.common import (
     http_limits,
     http_server,
     isolation_for,
+    new_status_token,
     plaintext_exposure,
     prepare_data_dir,
     status_url,
@@ -125,6 +126,7 @@ async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
     lock = lock_data_dir(data)  # another process on this directory: refused before anything opens
     isolation = isolation_for(settings)  # it may refuse: before anything starts
     worker_id = worker_id_for(settings)  # a bad <data>/worker-id: refused before the bootstrap
+    drain_token = new_status_token(data)  # a new one each start, for drain on the status port
     # Every port is bound before anything is announced or bootstrapped: one taken is one line.
     admin_listener = listen_socket(
         settings.get_str("kiok.master.host"),
@@ -158,7 +160,12 @@ async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
         if warning := plaintext_exposure(host, tls.serves_tls):
             log.warning("%s", warning)
     status = http_server(
-        create_status_app(worker, lambda: "connected", lambda: node.coordinator.capacity_freed(worker.id)),
+        create_status_app(
+            worker,
+            lambda: "connected",
+            lambda: node.coordinator.capacity_freed(worker.id),
+            drain_token=drain_token,
+        ),
         settings.get_str("kiok.worker.host"),
         settings.get_int("kiok.worker.status.port"),
         tls,

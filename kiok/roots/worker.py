@@ -17,6 +17,7 @@ from kiok.roots.common import (
     http_limits,
     http_server,
     isolation_for,
+    new_status_token,
     prepare_data_dir,
     status_url,
     wait_for_stop,
@@ -38,6 +39,7 @@ async def run_worker(settings: Settings, environ: dict[str, str]) -> None:
     lock = lock_data_dir(data)  # another process on this directory: refused before anything opens
     isolation = isolation_for(settings)  # it may refuse: before anything starts
     worker_id = worker_id_for(settings)  # a bad <data>/worker-id: refused before anything starts
+    drain_token = new_status_token(data)  # a new one each start, for drain on the status port
     try:
         masters = parse_masters(settings.get_str("kiok.worker.masters"))
     except ValueError as e:
@@ -67,7 +69,7 @@ async def run_worker(settings: Settings, environ: dict[str, str]) -> None:
     logs.identify(worker.id)
     client.attach(worker)
     status = http_server(
-        create_status_app(worker, lambda: client.state),
+        create_status_app(worker, lambda: client.state, drain_token=drain_token),
         settings.get_str("kiok.worker.host"),
         settings.get_int("kiok.worker.status.port"),
         tls,

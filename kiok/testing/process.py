@@ -19,6 +19,7 @@ from typing import Any, Self
 import httpx
 
 from kiok.security.tls import client_verify
+from kiok.worker.status_token import read_status_token, status_token_path
 
 ADMIN_PASSWORD = "Test-Admin-Pw-0123456789"
 TERMINAL = ("SUCCESS", "FAILED", "CANCELLED")
@@ -120,6 +121,17 @@ class Standalone:
     @property
     def status_url(self) -> str:
         return f"{self.scheme}://127.0.0.1:{self.status_port}"
+
+    @property
+    def status_token_file(self) -> Path:
+        """Where the worker (of a standalone or worker process) keeps its status token."""
+        return status_token_path(self.data_dir)
+
+    @property
+    def status_auth(self) -> dict[str, str]:
+        """The header drain and undrain on the status port take, read as an operator does:
+        from the worker's data directory (a new token at each start)."""
+        return {"Authorization": f"Bearer {read_status_token(self.status_token_file)}"}
 
     def start(self, timeout_s: float = 30) -> Self:
         self.spawn()

@@ -2,13 +2,16 @@
 (undone by ``POST /undrain`` or ``DELETE /drain``), ``/cluster/health``. Plain Starlette: a
 few routes need no OpenAPI document.
 
-The port has no authentication (it binds 127.0.0.1 unless told otherwise), so the one
-thing that changes the worker, draining, refuses what a browser sends on behalf of another
-site: a request whose ``Origin`` is not this port's own, or marked ``Sec-Fetch-Site``
+The probes and ``/status`` are open. Draining, the one thing that changes the worker, takes
+the worker's status token (``Authorization: Bearer``, see ``kiok.worker.status_token``):
+tasks share the host's network and reach this port, and without it a DAG's task could stop
+its worker (every user's runs, on a standalone) or undo an operator's drain. A wrong or
+missing token gets 401. It also refuses what a browser sends on behalf of another site: a
+request whose ``Origin`` is not this port's own, or marked ``Sec-Fetch-Site``
 ``cross-site`` or ``same-site``, gets 403; and so does one with an ``Origin`` that names
 the port by anything but an address or ``localhost`` (DNS rebinding: a site whose name
 now resolves to 127.0.0.1 is this port's "own" origin to the browser). Scripts (curl,
-kubectl) send no ``Origin`` and are unaffected."""
+kubectl) send no ``Origin`` and are unaffected by that check."""
 
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from kiok.security.http_headers import SecurityHeaders
+from kiok.worker.status_token import bearer_refusal
 from kiok.worker.worker import Worker
 
 
@@ -59,11 +63,34 @@ def _refused(why: str) -> JSONResponse:
     return JSONResponse({"error": {"code": "forbidden", "message": why}}, status_code=403)
 
 
+def _unauthenticated(why: str) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": "unauthenticated", "message": why}},
+        status_code=401,
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def drain_refusal(request: Request, token: str) -> JSONResponse | None:
+    """The answer refusing a drain or undrain ``request`` (cross-site: 403; without ``token``:
+    401), or None when it may go ahead."""
+    if why := cross_site(request):
+        return _refused(why)
+    if why := bearer_refusal(request.headers.get("authorization"), token):
+        return _unauthenticated(why)
+    return None
+
+
 def create_status_app(
-    worker: Worker, master_connection: Callable[[], str], on_undrain: Callable[[], None] = lambda: None
+    worker: Worker,
+    master_connection: Callable[[], str],
+    on_undrain: Callable[[], None] = lambda: None,
+    *,
+    drain_token: str,
 ) -> Starlette:
     """The status app of ``worker``; ``on_undrain`` tells the master (in one process) that the
-    worker takes runs again (a remote worker's next heartbeat says so)."""
+    worker takes runs again (a remote worker's next heartbeat says so). Drain and undrain
+    take ``drain_token`` (the worker's status token)."""
 
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -78,14 +105,14 @@ def create_status_app(
         return JSONResponse(worker.status(master_connection()))
 
     async def drain(request: Request) -> JSONResponse:
-        if why := cross_site(request):
-            return _refused(why)
+        if refusal := drain_refusal(request, drain_token):
+            return refusal
         worker.start_drain()
         return JSONResponse({"draining": True, "activeRuns": len(worker.active_runs)})
 
     async def undrain(request: Request) -> JSONResponse:
-        if why := cross_site(request):
-            return _refused(why)
+        if refusal := drain_refusal(request, drain_token):
+            return refusal
         if not worker.stop_drain():
             return JSONResponse(
                 {"error": {"code": "conflict", "message": "the worker is shutting down; it stays drained"}},

@@ -239,8 +239,9 @@ def test_drain_refuses_cross_site_requests_and_can_be_undone(kiok: Standalone) -
     def draining() -> bool:
         return bool(httpx.get(status + "/status").json()["draining"])
 
+    token = kiok.status_auth  # read as the operator does, from the worker's data directory
     for headers in ({"Origin": "http://evil.example"}, {"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"}):
-        r = httpx.post(status + "/drain", headers=headers)
+        r = httpx.post(status + "/drain", headers={**token, **headers})
         assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden", (headers, r.text)
     assert not draining()
     assert r.headers["x-content-type-options"] == "nosniff"
@@ -248,13 +249,13 @@ def test_drain_refuses_cross_site_requests_and_can_be_undone(kiok: Standalone) -
     # port's "own" origin to the browser: the name in Host gives it away.
     port = status.rsplit(":", 1)[1]
     rebound = {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"}
-    r = httpx.post(status + "/drain", headers=rebound)
+    r = httpx.post(status + "/drain", headers={**token, **rebound})
     assert r.status_code == 403 and "DNS rebinding" in r.json()["error"]["message"], r.text
     assert not draining()
     local = {"Host": f"localhost:{port}", "Origin": f"http://localhost:{port}"}
-    assert httpx.post(status + "/undrain", headers=local).status_code == 200
+    assert httpx.post(status + "/undrain", headers={**token, **local}).status_code == 200
 
-    assert httpx.post(status + "/drain", headers={"Origin": status}).json()["draining"] is True
+    assert httpx.post(status + "/drain", headers={**token, "Origin": status}).json()["draining"] is True
     assert draining()
     kiok.register("dag: {id: after_drain}\ntasks: [{id: a, script: 'true'}]\n")
     run_id = kiok.trigger("after_drain")
@@ -263,14 +264,15 @@ def test_drain_refuses_cross_site_requests_and_can_be_undone(kiok: Standalone) -
         30,
         "the run to wait for the drained worker",
     )
-    assert httpx.delete(status + "/drain", headers={"Origin": "http://evil.example"}).status_code == 403
+    evil = {**token, "Origin": "http://evil.example"}
+    assert httpx.delete(status + "/drain", headers=evil).status_code == 403
     assert draining()
-    undone = httpx.delete(status + "/drain")
+    undone = httpx.delete(status + "/drain", headers=token)
     assert undone.status_code == 200 and undone.json()["draining"] is False
     assert kiok.wait_run(run_id)["state"] == "SUCCESS"
 
-    assert httpx.post(status + "/drain").status_code == 200 and draining()
-    assert httpx.post(status + "/undrain").json()["draining"] is False
+    assert httpx.post(status + "/drain", headers=token).status_code == 200 and draining()
+    assert httpx.post(status + "/undrain", headers=token).json()["draining"] is False
     assert not draining()
 
 
@@ -289,16 +291,19 @@ def test_a_remote_worker_undrained_takes_runs_again(tmp_path: Path) -> None:
             [row] = master.api("GET", "/api/v1/cluster").json()["workers"]
             return bool(row["draining"]) is value
 
-        assert httpx.post(worker.status_url + "/drain").json()["draining"] is True
+        token = worker.status_auth  # read as the operator does, from the worker's data directory
+        assert httpx.post(worker.status_url + "/drain", headers=token).json()["draining"] is True
         master.wait_for(lambda: master_sees_draining(True), 10, "the master to see the drain")
         master.register("dag: {id: queued}\ntasks: [{id: a, script: 'true'}]\n")
         run_id = master.trigger("queued")
         master.wait_for(lambda: "draining" in str(master.run(run_id).get("waiting")), 30, "the run to wait")
         assert (
-            httpx.post(worker.status_url + "/undrain", headers={"Origin": "http://evil.example"}).status_code
+            httpx.post(
+                worker.status_url + "/undrain", headers={**token, "Origin": "http://evil.example"}
+            ).status_code
             == 403
         )
-        assert httpx.post(worker.status_url + "/undrain").json()["draining"] is False
+        assert httpx.post(worker.status_url + "/undrain", headers=token).json()["draining"] is False
         master.wait_for(lambda: master_sees_draining(False), 10, "the master to see the undrain")
         assert master.wait_run(run_id)["state"] == "SUCCESS"
     finally:

@@ -253,6 +253,8 @@ def notify_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone
         "KIOK_NOTIFY_MAX_ATTEMPTS": "3",
         "KIOK_NOTIFY_CHECK_INTERVAL_MS": "200",
         "KIOK_NOTIFY_TIMEOUT_MS": "10000",
+        # The receivers listen on 127.0.0.1: loopback allowed, link-local still blocked.
+        "KIOK_NOTIFY_WEBHOOK_BLOCKED_NETWORKS": "169.254.0.0/16,fe80::/10",
     }
     node = Standalone(tmp_path_factory.mktemp("notify") / "kiok", env)
     node.start()

@@ -119,20 +119,24 @@ def test_workers_drain_and_undrain_on_the_status_port(cli: KiokCli, node: Standa
         return bool(json.loads(cli.ok("cluster", "--json"))["workers"][0]["draining"])
 
     address = f"127.0.0.1:{node.status_port}"
+    # the worker's settings (its data directory): the CLI reads the status token there
+    as_the_worker = {"KIOK_BASE_DATA_DIR": str(node.data_dir)}
     try:
-        out = cli.ok("workers", "drain", address)
+        out = cli.ok("workers", "drain", address, env=as_the_worker)
         assert out == f"worker at http://{address} is draining (0 runs active; they carry on to their end)\n"
         assert draining()
-        assert json.loads(cli.ok("workers", "drain", address, "--json")) == {
+        assert json.loads(cli.ok("workers", "drain", address, "--json", env=as_the_worker)) == {
             "draining": True,
             "activeRuns": 0,
         }
     finally:
-        out = cli.ok("workers", "undrain", address)
+        out = cli.ok("workers", "undrain", address, env=as_the_worker)
     assert out == f"worker at http://{address} takes runs again (0 runs active)\n"
     assert not draining()
     dead = f"127.0.0.1:{free_port()}"
-    assert_clean_error(cli("workers", "drain", dead), f"cannot reach worker status port at http://{dead}")
+    assert_clean_error(
+        cli("workers", "drain", dead, env=as_the_worker), f"cannot reach worker status port at http://{dead}"
+    )
 
 
 def test_workers_revoke_and_admitted_list(cli: KiokCli) -> None:

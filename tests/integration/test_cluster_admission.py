@@ -454,7 +454,7 @@ def test_drain_and_sigterm_let_running_runs_finish(cluster: Cluster) -> None:
     wb = admitted_worker(cluster, m, "wb")
     m.wait_open(10)
 
-    r = httpx.post(wa.status_url + "/drain")
+    r = httpx.post(wa.status_url + "/drain", headers=wa.status_auth)
     assert r.status_code == 200 and r.json()["draining"] is True, r.text
     assert wa.status()["draining"] is True
     assert httpx.get(wa.status_url + "/ready").status_code == 200  # still connected

@@ -102,6 +102,8 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone]:
         "KIOK_NOTIFY_CHECK_INTERVAL_MS": "200",
         "KIOK_NOTIFY_TIMEOUT_MS": "3000",
         "KIOK_NOTIFY_LINK_BASE_URL": "https://kiok.example",
+        # The receivers listen on 127.0.0.1: loopback allowed, link-local still blocked.
+        "KIOK_NOTIFY_WEBHOOK_BLOCKED_NETWORKS": "169.254.0.0/16,fe80::/10",
     }
     n = Standalone(tmp_path_factory.mktemp("notify") / "kiok", env)
     n.start()

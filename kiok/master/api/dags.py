@@ -12,6 +12,7 @@ from kiok.core.backfill import backfill_intervals, parse_bound
 from kiok.core.placement import is_integer, shell_value_problem, value_problem
 from kiok.dag.load import compiled_spec, spec_from_body
 from kiok.dag.locate import line_of
+from kiok.dag.notify import NotifyEvent, WebhookTarget
 from kiok.dag.params import check_args
 from kiok.dag.spec import DagSpec
 from kiok.errors import DagValidationError, InvalidInput, MaintenanceMode, NotFound
@@ -20,6 +21,7 @@ from kiok.master.api.deps import node_of, require, require_anywhere
 from kiok.master.auth import Principal
 from kiok.master.views import dag_view, iso
 from kiok.security import actions, resources
+from kiok.security.egress import Network, literal_host_problem
 from kiok.store import commands as c
 
 router = APIRouter(prefix="/api/v1/dags", tags=["dags"])
@@ -76,10 +78,17 @@ async def register_dag(
     ``connections:Use`` on each connection it refers to). An invalid DAG is refused whole (the
     previous version stays); the message names the offending field. Parsing and validating
     run in a worker thread, within the limits of ``kiok.dag.load``, so a large document does
-    not hold up the event loop."""
+    not hold up the event loop. A webhook whose host is a literal address in
+    ``kiok.notify.webhook.blocked.networks`` (or ``localhost``) is refused here; names are
+    checked when the webhook is sent."""
     node = node_of(request)
     body = await request.body()
     spec = await run_in_threadpool(_compile, body, request.headers.get("content-type"))
+    try:
+        _refuse_blocked_webhooks(spec, node.webhook_blocked_networks)
+    except DagValidationError as e:
+        e.line = line_of(body.decode(errors="replace"), e.field)
+        raise
     node.iam.authorize(principal, actions.REGISTER_DAG, resources.dag(spec.id))
     for conn_id in sorted(spec.connections_used()):
         node.iam.authorize(principal, actions.USE_CONNECTION, resources.connection(conn_id))
@@ -103,6 +112,17 @@ def _compile(body: bytes, content_type: str | None) -> DagSpec:
         if e.line is None:
             e.line = line_of(body.decode(errors="replace"), e.field)
         raise
+
+
+def _refuse_blocked_webhooks(spec: DagSpec, blocked: tuple[Network, ...]) -> None:
+    """``DagValidationError`` (400) naming the first webhook whose URL's host alone puts it in
+    ``blocked``: it would be refused at every send."""
+    for event in NotifyEvent:
+        for i, target in enumerate(spec.notify.targets(event)):
+            if isinstance(target, WebhookTarget):
+                problem = literal_host_problem(target.url, blocked)
+                if problem is not None:
+                    raise DagValidationError(problem, field=f"dag.notify.{event.value}[{i}].webhook.url")
 
 
 def _dag(request: Request, dag_id: str) -> dict[str, Any]:
