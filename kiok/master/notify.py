@@ -12,8 +12,9 @@ which may send a notification twice, never zero times (at least once).
 A webhook's host is resolved first and refused, never retried, if any of its addresses is in
 ``kiok.notify.webhook.blocked.networks`` (``kiok.security.egress``); the request then goes to
 a checked address (the original name in ``Host`` and for TLS), so a name resolved twice
-cannot be rebound between the check and the connection. Webhooks go directly, not through an
-``HTTP(S)_PROXY`` (a proxy would resolve the name again, after the check).
+cannot be rebound between the check and the connection. Through the operator's egress proxy
+(``HTTPS_PROXY``/``HTTP_PROXY``, ``NO_PROXY``) the proxy connects and resolves the name
+itself: what it may reach is its own policy.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import smtplib
 import socket
 import ssl
 import threading
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -222,10 +224,25 @@ class Notifier:
             headers[name] = resolved
         if url.scheme not in ("http", "https") or not url.raw_host:
             raise DeliveryFailed("the url is not http(s)://<host>...")
-        addresses = await _checked_addresses(url, self._settings.blocked_networks)
+        proxy = _proxy_for(url)
+        try:
+            addresses = await _checked_addresses(url, self._settings.blocked_networks)
+        except OSError:
+            if proxy is None:
+                raise
+            addresses = []  # behind an egress proxy names may resolve only there: its policy
         host = url.raw_host.decode("ascii")
         if "host" not in headers:
             headers["Host"] = url.netloc.decode("ascii")
+        if proxy is not None:  # the operator's egress proxy: it connects (and resolves) itself
+            async with (
+                httpx.AsyncClient(timeout=self._settings.timeout_s, proxy=proxy, trust_env=False) as client,
+                client.stream("POST", url, json=body, headers=headers) as resp,
+            ):
+                status = resp.status_code  # the body is never read (see below)
+            if not 200 <= status < 300:
+                raise DeliveryFailed(f"HTTP {status}")
+            return f" ({status})"
         status = 0
         async with httpx.AsyncClient(timeout=self._settings.timeout_s, trust_env=False) as client:
             for i, address in enumerate(addresses):
@@ -280,6 +297,15 @@ class Notifier:
             return value
 
         return resolve(text, params={}, lookup_conn=lookup, now_ms=self._clock(), context=Context.TEXT)
+
+
+def _proxy_for(url: httpx.URL) -> str | None:
+    """The proxy the environment names for ``url`` (``HTTPS_PROXY``/``HTTP_PROXY``, not for a
+    host in ``NO_PROXY``), as any HTTP client here would use; None: sent directly."""
+    proxy = urllib.request.getproxies().get(url.scheme)
+    if not proxy or urllib.request.proxy_bypass(url.host):
+        return None
+    return proxy
 
 
 async def _checked_addresses(url: httpx.URL, blocked: tuple[Network, ...]) -> list[str]:

@@ -192,3 +192,42 @@ tasks:
     finally:
         n.stop()
         other.stop()
+
+
+def test_behind_an_egress_proxy_webhooks_go_through_it_after_the_same_check(
+    tmp_path: Any, listener: Listener
+) -> None:
+    """Where the master's environment names a proxy (``HTTP_PROXY``), a webhook goes through
+    it, as it did before the egress check, which still refuses blocked hosts first."""
+    env = {
+        "KIOK_NOTIFY_CHECK_INTERVAL_MS": "200",
+        "KIOK_NOTIFY_MAX_ATTEMPTS": "1",
+        "HTTP_PROXY": f"http://127.0.0.1:{listener.port}",
+        "http_proxy": f"http://127.0.0.1:{listener.port}",
+        "NO_PROXY": "",
+        "no_proxy": "",
+    }
+    n = Standalone(tmp_path / "kiok", env)
+    n.start()
+    try:
+        _connection(n, "local", "http://127.0.0.1:9/hook")
+        n.register(
+            """
+dag:
+  id: proxied
+  notify:
+    on_success:
+      - webhook: {url: "http://192.0.2.10/hook"}
+      - webhook: {url: "${conn.local.url}"}
+tasks:
+  - {id: t, script: "true"}
+"""
+        )
+        run_id = n.trigger("proxied")
+        assert n.wait_run(run_id)["state"] == "SUCCESS"
+        log = _notes(n, run_id, 2)
+        assert "webhook delivered (200)" in log and "127.0.0.1 is in a blocked network" in log, log
+        ((path, headers),) = listener.hits  # the proxy got the one allowed webhook, whole
+        assert path == "http://192.0.2.10/hook" and headers["Host"] == "192.0.2.10", (path, headers)
+    finally:
+        n.stop()
