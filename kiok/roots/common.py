@@ -116,6 +116,28 @@ def trusted_proxies(settings: Settings) -> list[str]:
     return out
 
 
+def local_proxy_exposure(proxies: Sequence[str], runs_tasks: bool) -> str | None:
+    """The warning to log when a process that runs tasks believes ``X-Forwarded-For`` from a
+    loopback address: its tasks connect from there too, and can say they are anyone (the
+    audit log's address, the login limits'), else None."""
+    if not runs_tasks:
+        return None
+    local = [p for p in proxies if _holds_loopback(ipaddress.ip_network(p))]
+    if not local:
+        return None
+    return (
+        f"kiok.admin.http.trusted.proxies names {', '.join(local)}, a loopback address this "
+        "process's tasks connect from too: they can set X-Forwarded-For to any address (audit, "
+        "login limits). Put the proxy on another address, or run tasks on other hosts (workers)"
+    )
+
+
+def _holds_loopback(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    if isinstance(net, ipaddress.IPv4Network):
+        return net.overlaps(ipaddress.IPv4Network("127.0.0.0/8"))
+    return ipaddress.IPv6Address("::1") in net
+
+
 def plaintext_exposure(host: str, serves_tls: bool) -> str | None:
     """The warning to log when a port binds ``host`` without TLS and ``host`` is not a
     loopback address (a host name other than localhost counts as exposed), else None."""

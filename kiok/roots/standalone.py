@@ -27,6 +27,7 @@ from kiok.roots.common import (
     http_limits,
     http_server,
     isolation_for,
+    local_proxy_exposure,
     new_status_token,
     plaintext_exposure,
     prepare_data_dir,
@@ -159,6 +160,8 @@ async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
     for host in dict.fromkeys((settings.get_str("kiok.master.host"), settings.get_str("kiok.worker.host"))):
         if warning := plaintext_exposure(host, tls.serves_tls):
             log.warning("%s", warning)
+    if warning := local_proxy_exposure(proxies, runs_tasks=True):
+        log.warning("%s", warning)
     status = http_server(
         create_status_app(
             worker,

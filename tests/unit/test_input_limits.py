@@ -17,7 +17,7 @@ from kiok.dag.durations import MAX_DURATION_MS, parse_duration_ms
 from kiok.dag.load import spec_from_json, spec_from_yaml
 from kiok.errors import DagValidationError, InvalidInput
 from kiok.master.api.json_limits import json_body_problem
-from kiok.roots.common import plaintext_exposure, trusted_proxies
+from kiok.roots.common import local_proxy_exposure, plaintext_exposure, trusted_proxies
 from kiok.security import passwords
 from kiok.security.passwords import HashPool
 from kiok.security.ratelimit import FailureLimiter
@@ -207,3 +207,24 @@ def test_plaintext_exposure_warns_for_a_non_loopback_address_without_tls(
     assert (warning is not None) == warns
     if warning:
         assert "without TLS" in warning and "kiok.tls.cert" in warning
+
+
+@pytest.mark.parametrize(
+    ("proxies", "runs_tasks", "warns"),
+    [
+        (["127.0.0.1/32"], True, True),
+        (["10.0.0.0/8", "::1/128"], True, True),
+        (["0.0.0.0/0"], True, True),
+        (["10.0.0.5/32"], True, False),
+        (["127.0.0.1/32"], False, False),
+        ([], True, False),
+    ],
+)
+def test_a_loopback_proxy_in_a_process_that_runs_tasks_is_warned_of(
+    proxies: list[str], runs_tasks: bool, warns: bool
+) -> None:
+    """Tasks connect from 127.0.0.1 too: believed there, their X-Forwarded-For names anyone."""
+    warning = local_proxy_exposure(proxies, runs_tasks)
+    assert (warning is not None) == warns
+    if warning:
+        assert "X-Forwarded-For" in warning and "kiok.admin.http.trusted.proxies" in warning
