@@ -25,6 +25,7 @@ counted.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import itertools
@@ -107,17 +108,45 @@ _REASON_MAX = 200
 
 
 class GlobalPermits:
-    """``kiok.scheduler.max.global.concurrency``: task bodies running cluster-wide."""
+    """``kiok.scheduler.max.global.concurrency``: task bodies running cluster-wide, granted in
+    the order asked. ``adopt`` counts permits granted before this master led (or over a
+    worker's earlier connection) and still held by running attempts, even past the limit: new
+    grants then wait until enough are freed."""
 
     def __init__(self, limit: int) -> None:
-        self._sem = asyncio.Semaphore(limit)
+        self._limit = limit
+        self._used = 0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    @property
+    def used(self) -> int:
+        return self._used
 
     async def acquire(self) -> None:
-        await self._sem.acquire()
+        if self._used < self._limit and not self._waiters:
+            self._used += 1
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # granted as it was cancelled: to the next one
+            else:
+                self._waiters.remove(fut)
+            raise
+
+    def adopt(self, n: int) -> None:
+        self._used += n
 
     def release(self, n: int = 1) -> None:
-        for _ in range(n):
-            self._sem.release()
+        self._used = max(0, self._used - n)
+        while self._waiters and self._used < self._limit:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                self._used += 1
+                fut.set_result(None)
 
 
 class WorkerConnection:
@@ -132,6 +161,7 @@ class WorkerConnection:
         address: str,
         labels: tuple[str, ...],
         slots: int,
+        permits: int = 0,
     ) -> None:
         self._server = server
         self._node = server.node
@@ -150,9 +180,11 @@ class WorkerConnection:
         self._ids = itertools.count(1)
         self._offers: dict[int, asyncio.Future[OfferReply]] = {}
         self._out: asyncio.Queue[Message | None] = asyncio.Queue()
-        self._permits_held = 0
-        #: A worker holds at most its task slots' worth of the global permits.
-        self._own_permits = asyncio.Semaphore(slots)
+        self._permits_held = permits
+        #: A worker holds at most its task slots' worth of the global permits (those its
+        #: running attempts already hold, ``permits``, included).
+        self._own_permits = asyncio.Semaphore(slots - permits)
+        server.permits.adopt(permits)
         self._permits_asked = 0  # PERMIT requests not yet granted
         self._tasks: set[asyncio.Task[Any]] = set()
         self._warned_logs: set[str] = set()
@@ -255,8 +287,7 @@ class WorkerConnection:
             for fut in self._offers.values():
                 if not fut.done():
                     fut.set_result(OfferReply(OfferVerdict.NAK, "connection lost"))
-            self._server.permits.release(self._permits_held)
-            self._permits_held = 0
+            self.give_back_permits()
             self._writer.close()
             # Wait for them to end, so none is left holding an exception nobody retrieves (the
             # write of a frame can fail as the connection ends: a traceback in the log).
@@ -403,6 +434,12 @@ class WorkerConnection:
                 f"rejected a report from worker {self.worker_id} "
                 f"under stale fence {fence.term}/{fence.epoch}",
             )
+
+    def give_back_permits(self) -> None:
+        """The connection is over: the global permits it held go to other attempts (the
+        worker's running ones, if it comes back, are counted again from its hello)."""
+        self._server.permits.release(self._permits_held)
+        self._permits_held = 0
 
     async def _grant(self, request: int) -> None:
         try:
@@ -579,7 +616,7 @@ class InternalServer:
         if credential is None:
             return None
         labels = tuple(sorted({x.strip().lower() for x in hello.labels if x.strip()}))
-        conn = WorkerConnection(self, reader, writer, worker_id, address, labels, hello.slots)
+        conn = WorkerConnection(self, reader, writer, worker_id, address, labels, hello.slots, hello.permits)
         isolation = hello.task_isolation
         conn.task_isolation = isolation if isolation in _TASK_ISOLATION else "unknown"
         conn.keepalive = KEEPALIVE in hello.capabilities
@@ -610,6 +647,7 @@ class InternalServer:
             # last one and stopped its lost timer: it must start one of its own, or the worker
             # would never be lost and its runs would stall until it came back.
             conn.connected = False
+            conn.give_back_permits()
             self._disconnected(conn)
             raise
         if hello.more_runs:

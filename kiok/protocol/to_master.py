@@ -37,7 +37,8 @@ class Hello(Message):
     ``capabilities`` name what this worker understands beyond version 1 (``KEEPALIVE``).
     ``more_runs``: ``runs`` are only the first of the runs it holds (they fit in
     ``HELLO_RUNS_BYTES``); its first HEARTBEAT names them all, and until then the master takes
-    none of its runs from it. An older master ignores it (and reassigns the runs not named)."""
+    none of its runs from it. An older master ignores it (and reassigns the runs not named),
+    and ``permits`` too (it counts the permits of running attempts from 0 again)."""
 
     KIND: ClassVar[Kind] = Kind.HELLO
 
@@ -51,6 +52,9 @@ class Hello(Message):
     credential: str | None = None
     join_token: str | None = None
     more_runs: bool = False
+    #: Global task permits its running attempts hold, granted over earlier connections (a
+    #: reconnect, a new leader): the master counts them against the cap at once.
+    permits: int = 0
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -70,6 +74,8 @@ class Hello(Message):
             out["joinToken"] = self.join_token
         if self.more_runs:
             out["moreRuns"] = True
+        if self.permits:
+            out["permits"] = self.permits
         return out
 
     @classmethod
@@ -88,6 +94,7 @@ class Hello(Message):
             credential=f.opt_text(m, kind, "credential"),
             join_token=f.opt_text(m, kind, "joinToken"),
             more_runs=f.flag(m, kind, "moreRuns"),
+            permits=f.opt_integer(m, kind, "permits", 0, lo=0, hi=slots) or 0,
             request=cls.request_of(m),
         )
 

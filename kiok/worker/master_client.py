@@ -155,7 +155,9 @@ class MasterClient:
         self._connected = asyncio.Event()
         self._ids = itertools.count(1)
         self._permit_waiters: dict[int, asyncio.Future[None]] = {}
-        self._permits_on_connection = 0
+        #: Global task permits this worker's attempts hold: granted over this connection or an
+        #: earlier one (each hello says how many, and the master counts them against the cap).
+        self._permits_held = 0
         self.state = "connecting"
         #: The leader's address, as a master that does not lead named it.
         self._redirect: tuple[str, int] | None = None
@@ -303,13 +305,13 @@ class MasterClient:
                 raise
             finally:
                 self._permit_waiters.pop(request, None)
-            self._permits_on_connection += 1
+            self._permits_held += 1
             return
 
     def release_task_permit(self) -> None:
-        if self._permits_on_connection > 0:
-            self._permits_on_connection -= 1
-            self._send(PermitFree())
+        if self._permits_held > 0:
+            self._permits_held -= 1
+            self._send(PermitFree())  # lost with a closed connection: the next hello's count
 
     def claims(self) -> list[dict[str, Any]]:
         """The runs this worker holds, with their fences: those it drives, and those whose
@@ -416,26 +418,32 @@ class MasterClient:
             os.close(fd)
         os.replace(tmp, path)
 
+    def _hello(self) -> Hello:
+        """The first frame of a connection: who this worker is, how it authenticates, the runs
+        it holds and the global permits its running attempts hold."""
+        assert self._worker is not None
+        credential, join_token = self._auth()
+        claims = self._claims()
+        first = _fitting(claims, HELLO_RUNS_BYTES)
+        return Hello(
+            self._worker_id,
+            tuple(self._worker.labels),
+            self._worker.total_slots,
+            first,
+            capabilities=(KEEPALIVE,),
+            task_isolation=self._worker.task_isolation,
+            status_url=self._status_url,
+            credential=credential,
+            join_token=join_token,
+            more_runs=len(first) < len(claims),  # the first heartbeat names them all
+            permits=min(self._permits_held, self._worker.total_slots),
+        )
+
     async def _session(self, host: str, port: int) -> None:
         assert self._worker is not None
         reader, writer = await within(self._connect(host, port), self._connect_timeout_s)
         try:
-            credential, join_token = self._auth()
-            claims = self._claims()
-            first = _fitting(claims, HELLO_RUNS_BYTES)
-            hello = Hello(
-                self._worker_id,
-                tuple(self._worker.labels),
-                self._worker.total_slots,
-                first,
-                capabilities=(KEEPALIVE,),
-                task_isolation=self._worker.task_isolation,
-                status_url=self._status_url,
-                credential=credential,
-                join_token=join_token,
-                more_runs=len(first) < len(claims),  # the first heartbeat names them all
-            )
-            await write_frame(writer, encode(hello), timeout_s=self._io_timeout_s)
+            await write_frame(writer, encode(self._hello()), timeout_s=self._io_timeout_s)
             raw = await read_frame(reader, timeout_s=self._connect_timeout_s, max_frame_bytes=self._max_frame)
             if raw is None:
                 hint = (
@@ -497,7 +505,6 @@ class MasterClient:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         out: asyncio.Queue[Message | None] = asyncio.Queue()
         self._out = out
-        self._permits_on_connection = 0
         self._replay(out)
         self._connected.set()
         tasks = [

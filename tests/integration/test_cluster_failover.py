@@ -156,6 +156,26 @@ def test_the_global_concurrency_cap_holds_across_workers(cluster_factory: Any) -
         assert end <= start, spans  # never two task bodies at once, cluster-wide
 
 
+def test_the_global_concurrency_cap_holds_across_a_master_restart(cluster_factory: Any) -> None:
+    """The restarted master counted the permits of attempts already running from 0 (they
+    were granted by its previous life): with a cap of 1, a second task started at once."""
+    c: Cluster = cluster_factory(workers=1, master_env={"KIOK_SCHEDULER_MAX_GLOBAL_CONCURRENCY": "1"})
+    c.master.register("dag: {id: capped, max_active_runs: 2}\ntasks:\n  - {id: a, script: 'sleep 3'}\n")
+    first = c.master.trigger("capped")
+    c.master.wait_for(lambda: c.master.run(first)["tasks"]["a"]["state"] == "RUNNING", 20, "a to run")
+    c.master.kill9()
+    c.master.start()  # same ports and data; the worker reconnects, its task still running
+    c.master.wait_open()
+    second = c.master.trigger("capped")
+    spans = []
+    for run_id in (first, second):
+        run = c.master.wait_run(run_id, timeout_s=30)
+        assert run["state"] == "SUCCESS", run
+        spans.append((run["tasks"]["a"]["startedAt"], run["tasks"]["a"]["endedAt"]))
+    spans.sort()
+    assert spans[0][1] <= spans[1][0], spans  # never two task bodies at once
+
+
 def test_an_offer_a_frozen_worker_cannot_answer_is_a_refusal_within_its_timeout(
     cluster_factory: Any, task_tmp_path: Path
 ) -> None:

@@ -28,14 +28,16 @@ class FakeIntake:
         return fut
 
 
-def connection(slots: int, global_limit: int = 100) -> tuple[WorkerConnection, Any]:
+def connection(
+    slots: int, global_limit: int = 100, permits: int = 0, server: Any = None
+) -> tuple[WorkerConnection, Any]:
     node = SimpleNamespace(
         clock_ms=lambda: 0,
         coordinator=SimpleNamespace(capacity_freed=lambda w: None, claims_seen=lambda w, runs: None),
         intake=FakeIntake(),
     )
-    server = SimpleNamespace(node=node, permits=GlobalPermits(global_limit))
-    conn = WorkerConnection(server, None, None, "w1", "127.0.0.1:1", (), slots)  # type: ignore[arg-type]
+    server = server or SimpleNamespace(node=node, permits=GlobalPermits(global_limit))
+    conn = WorkerConnection(server, None, None, "w1", "127.0.0.1:1", (), slots, permits)  # type: ignore[arg-type]
     return conn, server
 
 
@@ -120,3 +122,35 @@ async def test_a_flood_of_fenced_reports_is_logged_once(caplog: pytest.LogCaptur
     assert len(acks) == 200 and all(m.fenced for m in acks)  # each refused...
     assert len([r for r in caplog.records if "r-other" in r.getMessage()]) == 1  # ...said once
     assert len(noted) == 1
+
+
+async def test_permits_a_reconnecting_worker_holds_count_against_the_cap_at_once() -> None:
+    """After a failover (or a reconnect) the master counted the permits of attempts already
+    running from 0: with a cap of 2 and two such attempts, two more started at once."""
+    held, server = connection(slots=4, global_limit=2, permits=2)  # its hello: 2 running
+    other, _ = connection(slots=4, server=server)
+    other._dispatch(encode(Permit(request=1)))
+    await settle()
+    assert other._permits_held == 0 and sent(other) == []  # waits: the cap is taken
+    held._dispatch(encode(PermitFree()))  # one of the running attempts ends
+    await settle()
+    assert other._permits_held == 1
+    held.give_back_permits()  # the first worker's connection goes: its other permit is free
+    assert server.permits.used == 1
+    for t in [*held._tasks, *other._tasks]:
+        t.cancel()
+
+
+async def test_permits_taken_past_the_cap_are_given_out_again_only_below_it() -> None:
+    permits = GlobalPermits(2)
+    permits.adopt(3)
+    waiter = asyncio.get_running_loop().create_task(permits.acquire())
+    cancelled = asyncio.get_running_loop().create_task(permits.acquire())
+    await settle()
+    cancelled.cancel()
+    permits.release()  # 2 in use: still at the cap
+    await settle()
+    assert not waiter.done() and permits.used == 2
+    permits.release()
+    await settle()
+    assert waiter.done() and permits.used == 2  # the cancelled one took nothing

@@ -1,4 +1,5 @@
-"""A global task permit granted just as its attempt is cancelled is given back.
+"""A worker's global task permits: one granted just as its attempt is cancelled is given
+back, and those its running attempts hold are named in each hello (a new leader, a reconnect).
 
 The read loop handles the frames of one read without yielding: an ABANDON of a run (or a
 fenced acknowledgement) followed by the PERMIT_GRANT its waiting attempt asked for cancels
@@ -78,3 +79,52 @@ async def test_a_permit_granted_as_its_attempt_is_abandoned_is_given_back(tmp_pa
     assert worker.attempt.cancelled()
     given_back = [m for m in (sent.get_nowait() for _ in range(sent.qsize())) if isinstance(m, PermitFree)]
     assert len(given_back) == 1
+
+
+class Running:
+    """A worker whose attempts run on: what the hello reads of it."""
+
+    labels = ("gpu",)
+    total_slots = 4
+    task_isolation = "user+pidns"
+
+    def abandon(self, run_id: str, reason: str, fence: Fence | None = None) -> None:
+        raise AssertionError("nothing is abandoned here")
+
+
+async def test_the_permits_of_running_attempts_are_named_in_the_next_hello(tmp_path: Path) -> None:
+    """They were counted from 0 on every new connection, so a new leader (which counts from
+    its hellos) granted past ``kiok.scheduler.max.global.concurrency`` as long as they ran."""
+    client = MasterClient(
+        [("127.0.0.1", 1)],
+        "w1",
+        credential_file=tmp_path / "credential",
+        join_token="join",
+        outbox=None,  # type: ignore[arg-type]
+        heartbeat_interval_s=1.0,
+        connect_timeout_s=1.0,
+        io_timeout_s=1.0,
+        max_frame_bytes=1 << 20,
+    )
+    client.attach(Running())  # type: ignore[arg-type]
+    client._claims = lambda: ()  # type: ignore[method-assign]
+    first: asyncio.Queue[Message] = asyncio.Queue()
+    client._out = first  # type: ignore[assignment]
+    client._connected.set()
+    loop = asyncio.get_running_loop()
+    attempts = [loop.create_task(client.acquire_task_permit()) for _ in range(2)]
+    await asyncio.sleep(0)
+    frames = asyncio.StreamReader()
+    for _ in attempts:
+        asked = first.get_nowait()
+        assert isinstance(asked, Permit)
+        frames.feed_data(encode_frame(encode(PermitGrant(request=asked.request))))
+    frames.feed_eof()
+    with pytest.raises(ConnectionError):
+        await client._read_loop(frames)
+    await asyncio.gather(*attempts)
+    assert client._hello().permits == 2  # the connection breaks; the next hello says so
+
+    client._out = asyncio.Queue()  # type: ignore[assignment]  # the next connection
+    client.release_task_permit()
+    assert client._hello().permits == 1
