@@ -144,7 +144,9 @@ KEYS: tuple[Key, ...] = (
         "kiok.worker.status.port",
         int,
         19998,
-        "Worker status HTTP port: /health, /ready, /status, POST /drain, POST /undrain, /cluster/health.",
+        "Worker status HTTP port: /health, /ready, /status, /cluster/health; POST /drain and "
+        "POST /undrain need the worker's status token (Authorization: Bearer, from "
+        "<data>/status-token, which `kiok workers drain` reads).",
         at_least=1,
     ),
     Key(
@@ -809,15 +811,36 @@ def _coerce(key: Key, raw: Any, source: str) -> Any:
         if key.type is int:
             if isinstance(raw, bool):
                 raise ValueError(raw)
-            return _in_range(key, int(str(raw).strip()), source)
+            return _in_range(key, raw if isinstance(raw, int) else _ascii_int(str(raw)), source)
         if key.type is float:
-            value = float(str(raw).strip()) if not isinstance(raw, bool) else float("nan")
+            value = _ascii_float(str(raw)) if not isinstance(raw, bool) else float("nan")
             if value != value or value in (float("inf"), float("-inf")):
                 raise ValueError(raw)
             return _in_range(key, value, source)
         return _text(key, raw, source)
     except ValueError:
         raise InvalidInput(f"{key.name} ({source}): expected {key.type.__name__}, got {raw!r}") from None
+
+
+#: An int as settings take it: ASCII digits, an optional '-'. Python's ``int`` also takes other
+#: scripts' digits (``'٨٠٨٠'`` is 8080) and ``_`` between digits (``'1_0'`` is 10).
+_INT = re.compile(r"-?[0-9]+")
+
+
+def _ascii_int(text: str) -> int:
+    """``text`` (blanks around it ignored) as an int of ASCII digits, else ``ValueError``."""
+    text = text.strip()
+    if not _INT.fullmatch(text):
+        raise ValueError(text)
+    return int(text)
+
+
+def _ascii_float(text: str) -> float:
+    """``text`` as ``float`` reads it, but only in ASCII and without ``_`` (see ``_INT``)."""
+    text = text.strip()
+    if not text.isascii() or "_" in text:
+        raise ValueError(text)
+    return float(text)
 
 
 #: The ids of masters and workers, as the internal protocol and the store keys take them

@@ -23,6 +23,7 @@ from urllib.parse import quote
 import httpx
 
 from kiok import errors
+from kiok.cli.output import visible
 from kiok.security.tls import client_verify
 
 _USER_AGENT = "kiok-cli/0.1"
@@ -70,9 +71,32 @@ class Tokens:
     scheme: str = "Bearer"
 
 
+class NotText(CliError):
+    """An argument that cannot go into a URL: bytes the shell passed that are not UTF-8, which
+    Python keeps as lone surrogates (``$'\\xff'`` becomes ``'\\udcff'``). A usage error."""
+
+    def __init__(self, value: str) -> None:
+        super().__init__(f"argument '{visible(_as_typed(value))}' is not UTF-8 text", "invalid_input")
+
+
+def _as_typed(value: str) -> str:
+    """``value`` with each byte the shell passed undecoded (``'\\udcff'``) written ``\\xff``."""
+    return "".join(f"\\x{ord(c) - 0xDC00:02x}" if "\udc80" <= c <= "\udcff" else c for c in value)
+
+
+def wire_text(value: str) -> str:
+    """``value`` unchanged when it can be sent (encoded as UTF-8), else ``NotText``."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise NotText(value) from None
+    return value
+
+
 def segment(value: str) -> str:
-    """``value`` quoted for use as one URL path segment (ids may hold ``/`` or ``?``)."""
-    return quote(value, safe="")
+    """``value`` quoted for use as one URL path segment (ids may hold ``/`` or ``?``);
+    ``NotText`` when it is not text."""
+    return quote(wire_text(value), safe="")
 
 
 @functools.cache
@@ -221,7 +245,11 @@ class ApiClient:
         params: Mapping[str, str | int] | None = None,
         auth: bool = True,
     ) -> Any:
-        """Send one request (``path`` under the base URL) and decode its answer."""
+        """Send one request (``path`` under the base URL) and decode its answer; ``NotText``
+        for a query value that is not text."""
+        for value in (params or {}).values():
+            if isinstance(value, str):
+                wire_text(value)
         refreshed: bool | None = None  # None: not tried; else whether the refresh worked
         waited = 0.0
         while True:

@@ -9,12 +9,13 @@ URLs, see ``resolve_target``). ``json_option`` gives a command the global option
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 import httpx
@@ -199,6 +200,23 @@ pass_cli = click.make_pass_decorator(CliContext)
 """Decorator handing a command the ``CliContext`` the ``kiok`` group built."""
 
 
+class FiniteFloatRange(click.FloatRange):
+    """``click.FloatRange`` that also refuses ``nan`` (it passes every bound's comparison) and
+    an infinity (``1e309``) where the range has no bound to catch it."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+#: A day: more is no answer to wait for, and a socket cannot wait for ever (``1e309``).
+MAX_TIMEOUT_S = 86400.0
+#: ``--timeout``, before or after the command: seconds to wait for each HTTP answer.
+TIMEOUT_S = FiniteFloatRange(min=0, min_open=True, max=MAX_TIMEOUT_S)
+
+
 def _late(
     apply: Callable[[CliContext, str], None],
 ) -> Callable[[click.Context, click.Parameter, object], None]:
@@ -252,7 +270,7 @@ _LATE_OPTIONS = [
         "--timeout",
         expose_value=False,
         hidden=True,
-        type=click.FloatRange(min=0, min_open=True),
+        type=TIMEOUT_S,
         callback=_late(_set_timeout),
     ),
     click.option(

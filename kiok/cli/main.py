@@ -4,7 +4,8 @@ Client commands (login, dags, trigger, runs) talk to a master over HTTP. The ser
 (``standalone``, ``master``, ``worker``) come from ``kiok.cli.serve`` when it exists.
 A ``KiokError`` or ``CliError`` from any command is printed as ``error: <message>`` on stderr
 (with ``--json``: ``{"error": {"code", "message"}}``, the server's shape) with exit status 1;
-usage errors keep click's exit status 2. No traceback for either. Shell completion is click's
+usage errors keep click's exit status 2, as does an argument that is not UTF-8 text (``NotText``,
+found where it would go into a URL). No traceback for any. Shell completion is click's
 own: ``eval "$(_KIOK_COMPLETE=bash_source kiok)"``.
 """
 
@@ -16,16 +17,14 @@ from typing import Any
 import click
 
 from kiok.cli import admin, audit, auth, cluster, config, connections, contexts, dags, iam, runs, workers
-from kiok.cli.client import CliError
-from kiok.cli.context import CliContext, Runtime, access_key, ca_path
+from kiok.cli.client import CliError, NotText
+from kiok.cli.context import TIMEOUT_S, CliContext, Runtime, access_key, ca_path
 from kiok.cli.output import visible
 from kiok.errors import KiokError, PasswordChangeRequired
 
 #: The commands that are not clients of a master: the global client options (``--ca``,
 #: ``--access-key``, ``--token``) are neither checked nor used for them.
 NOT_CLIENTS = frozenset({"standalone", "master", "worker", "config"})
-#: A day: more is no answer to wait for, and a socket cannot wait for ever (``1e309``).
-_MAX_TIMEOUT_S = 86400.0
 
 
 class KiokGroup(click.Group):
@@ -34,6 +33,8 @@ class KiokGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except NotText as e:
+            raise click.UsageError(e.message) from None
         except (KiokError, CliError) as e:
             cli = ctx.find_object(CliContext)
             if cli is not None and cli.as_json:
@@ -84,7 +85,7 @@ def describe(e: KiokError | CliError) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the server's JSON answer, for scripts.")
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True, max=_MAX_TIMEOUT_S),
+    type=TIMEOUT_S,
     default=30.0,
     show_default=True,
     help="Seconds to wait for each HTTP answer.",

@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 import click
 
 from kiok.cli.client import CliError, segment
-from kiok.cli.context import CliContext, F, json_option, pass_cli
+from kiok.cli.context import CliContext, F, FiniteFloatRange, json_option, pass_cli
 from kiok.cli.logs import logs
 from kiok.cli.output import NONE, elapsed, emit_json, emit_table, table, text, visible, waiting
 from kiok.core.instants import parse_time_bound
@@ -58,12 +58,18 @@ def _usage_error(message: str) -> NoReturn:
     raise click.exceptions.Exit(2)
 
 
+#: ``--interval`` bounds, in seconds: polls no closer than this, and no further apart than an
+#: hour (``time.sleep`` refuses ``nan`` and overflows on ``1e308``).
+_MIN_INTERVAL_S = 0.1
+_MAX_INTERVAL_S = 3600.0
+
+
 def _wait_options(f: F) -> F:
     """``--wait`` and ``--interval``, alike on every command that can wait for a run's end
     (``wait_until_ended``, then ``_show_ended``)."""
     interval = click.option(
         "--interval",
-        type=click.FloatRange(min=0.1),
+        type=FiniteFloatRange(min=_MIN_INTERVAL_S, max=_MAX_INTERVAL_S),
         default=1.0,
         show_default=True,
         help="Seconds between polls with --wait.",

@@ -31,6 +31,12 @@ _IANA_NAME = re.compile(r"[A-Za-z0-9_+-]+(?:/[A-Za-z0-9_+-]+)*")
 #: also counts leap seconds, which epoch milliseconds do not).
 _HOST_NAMES = frozenset({"localtime", "posixrules"})
 _HOST_TREES = ("posix/", "right/")
+#: Bounds on a zone name given by a user. The longest IANA names are about 30 characters
+#: in 3 parts (``America/Argentina/ComodRivadavia``); a longer one is no zone, and resolving
+#: it costs ``ZoneInfo`` one nested package import per part (a recursion error past a few
+#: hundred).
+MAX_ZONE_NAME_CHARS = 64
+MAX_ZONE_NAME_PARTS = 4
 
 
 def host_dependent_zone(name: str) -> bool:
@@ -45,6 +51,11 @@ def parse_timezone(name: str) -> ZoneInfo:
 
     Zones of DAGs already stored go through ``load_zone``, which accepts what was accepted
     when they were registered, so tightening this check strands no stored DAG."""
+    if len(name) > MAX_ZONE_NAME_CHARS or name.count("/") >= MAX_ZONE_NAME_PARTS:
+        raise ValueError(
+            f"time zone {_shown(name)!r} is not an IANA name: those have at most "
+            f"{MAX_ZONE_NAME_CHARS} characters in {MAX_ZONE_NAME_PARTS} '/'-separated parts"
+        )
     if host_dependent_zone(name):
         raise ValueError(
             f"time zone {name!r} depends on the host, not the IANA database, so masters could "
@@ -55,11 +66,20 @@ def parse_timezone(name: str) -> ZoneInfo:
 
 def load_zone(name: str) -> ZoneInfo:
     """The zone of a stored DAG or run, by any name ``ZoneInfo`` resolves (``localtime``
-    included, as earlier versions accepted it); ``ValueError`` with the name when unknown."""
+    included, as earlier versions accepted it); ``ValueError`` with the name when unknown,
+    also for a name the zone lookup cannot even walk (too deep for the import machinery,
+    too long for a file name)."""
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as e:
-        raise ValueError(f"unknown time zone {name!r} (use an IANA name such as 'Europe/Berlin')") from e
+    except (ZoneInfoNotFoundError, ValueError, RecursionError, OSError) as e:
+        raise ValueError(
+            f"unknown time zone {_shown(name)!r} (use an IANA name such as 'Europe/Berlin')"
+        ) from e
+
+
+def _shown(name: str) -> str:
+    """``name`` cut to a length an error message can quote."""
+    return name if len(name) <= MAX_ZONE_NAME_CHARS else name[:MAX_ZONE_NAME_CHARS] + "..."
 
 
 def validate_cron(expr: str) -> None:

@@ -17,6 +17,9 @@ and Raft's. So:
   answer is ``431`` and the connection is closed. httptools keeps a header whole until it
   ends, so without a limit one header of 100 MB would cost the process 200 MB.
 
+A request the parser cannot read at all is answered with kiok's JSON error shape too (``400
+invalid_input``), not uvicorn's ``text/plain``.
+
 With TLS, the limits hold from the moment the TCP connection is accepted, handshake
 included: asyncio would call ``connection_made`` only after the handshake (and give it 60 s),
 so connections that never finish one would be neither counted nor timed. So uvicorn is not
@@ -55,6 +58,20 @@ _HEAD_TOO_LARGE = (
     + str(len(_HEAD_PROBLEM)).encode()
     + b"\r\n\r\n"
     + _HEAD_PROBLEM
+)
+
+#: The answer to a request the parser cannot read (a raw ``\xff`` in the path, a control
+#: character in a header, two ``Content-Length``): uvicorn's is ``text/plain``.
+_MALFORMED_PROBLEM = (
+    b'{"error": {"code": "invalid_input", "message": "malformed HTTP request: the request line or '
+    b'a header cannot be parsed"}}'
+)
+_MALFORMED = (
+    b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n"
+    b"Content-Type: application/json\r\nContent-Length: "
+    + str(len(_MALFORMED_PROBLEM)).encode()
+    + b"\r\n\r\n"
+    + _MALFORMED_PROBLEM
 )
 
 
@@ -207,10 +224,14 @@ class _LimitedProtocol(HttpToolsProtocol):
             raise _HeadTooLarge  # uvicorn's data_received answers it (send_400_response)
 
     def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a parser error (``msg``, httptools' text, is not sent: it may
+        quote the request): 431 for a head refused as too large, else a JSON 400 like every
+        other kiok error."""
         if self._head_refused:
             self._refuse_head()
             return
-        super().send_400_response(msg)
+        self.transport.write(_MALFORMED)
+        self.transport.close()
 
     def _refuse_head(self) -> None:
         """431 and close: the request is not read further, nor answered otherwise."""

@@ -37,6 +37,11 @@ def post_yaml(kiok: Standalone, text: str) -> httpx.Response:
             "dag: {id: tz, schedule: '0 * * * *', timezone: Mars/Olympus}\ntasks:\n  - {id: a, script: x}\n",
             "Mars/Olympus",
         ),
+        (  # a long path made ZoneInfo recurse through nested imports: a 500
+            "dag: {id: tzdeep, schedule: '0 * * * *', timezone: " + "A/" * 300 + "B}\n"
+            "tasks:\n  - {id: a, script: x}\n",
+            "dag.timezone",
+        ),
         ("dag: {id: noscript}\ntasks:\n  - {id: a, type: shell}\n", "script"),
         ("dag: {id: nourl}\ntasks:\n  - {id: a, type: http}\n", "url"),
         ("dag: {id: typ}\ntasks:\n  - {id: a, type: spark, script: x}\n", "spark"),

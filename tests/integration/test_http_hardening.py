@@ -6,6 +6,7 @@ policy Resource that matches nothing, too many run ids, a path with a trailing s
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import select
 import socket
@@ -115,6 +116,25 @@ def _send_until_answered(k: Standalone, request: bytes) -> bytes:
             while chunk := s.recv(4096):
                 answer += chunk
     return answer
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /\xff HTTP/1.1\r\nHost: k\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: k\r\nX-A: a\x01b\r\n\r\n",
+        b"POST /nope HTTP/1.1\r\nHost: k\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+    ],
+    ids=["raw-byte-in-path", "control-char-in-header", "two-content-lengths"],
+)
+def test_a_request_the_parser_cannot_read_gets_a_json_400(k: Standalone, request_bytes: bytes) -> None:
+    """uvicorn answered these with text/plain "Invalid HTTP request received."."""
+    answer = _send_until_answered(k, request_bytes)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert b"content-type: application/json" in head.lower(), head
+    error = json.loads(body)["error"]
+    assert error["code"] == "invalid_input" and "malformed HTTP request" in error["message"]
 
 
 def test_a_header_just_under_the_limit_is_served(k: Standalone) -> None:

@@ -400,6 +400,23 @@ def test_a_host_dependent_zone_is_refused_in_a_new_dag_but_a_stored_one_still_lo
     assert compiled_spec(doc).timezone == "localtime"  # as every master re-reads stored specs
 
 
+@pytest.mark.parametrize("name", ["A/" * 300 + "B", "A/B/C/D/E", "Europe/" + "x" * 80])
+def test_a_zone_name_no_iana_zone_can_have_is_refused_naming_the_field(name: str) -> None:
+    """'A/A/.../B' made ZoneInfo import tzdata.zoneinfo.A.A... until RecursionError (a 500)."""
+    doc = spec("deep", "0 * * * *", tz=name)
+    with pytest.raises(DagValidationError, match="time zone") as e:
+        spec_from_json(json.dumps(doc))
+    assert e.value.field == "dag.timezone"
+    assert len(str(e.value)) < 300
+    assert str(cron.parse_timezone("America/Argentina/ComodRivadavia")) == "America/Argentina/ComodRivadavia"
+
+
+def test_a_stored_zone_the_lookup_cannot_walk_is_an_unknown_zone_not_a_crash() -> None:
+    for name in ("A/" * 300 + "B", "x" * 5000):
+        with pytest.raises(ValueError, match="unknown time zone"):
+            cron.load_zone(name)
+
+
 async def test_a_dag_stored_with_localtime_keeps_firing(node: tuple[MasterNode, Clock]) -> None:
     """Registered before the zone was refused: the scheduler and run creation still take it."""
     n, clock = node

@@ -15,6 +15,9 @@ _SAVED_BAD_CA = (
     ' "accessToken": "t"}}}'
 )
 
+#: ``kiok trigger d --wait --interval`` and the value to try.
+_WAIT = ["trigger", "d", "--wait", "--interval"]
+
 
 @pytest.mark.parametrize(
     ("args", "env", "credentials", "problem"),
@@ -23,6 +26,12 @@ _SAVED_BAD_CA = (
         pytest.param([], {"KIOK_USER_TOKEN": "a\nb"}, None, "KIOK_USER_TOKEN", id="token-newline"),
         pytest.param([], {"KIOK_ACCESS_KEY": "é:ü"}, None, "KIOK_ACCESS_KEY", id="access-key-not-ascii"),
         pytest.param(["--timeout", "1e309"], {}, None, "--timeout", id="timeout-infinite"),
+        pytest.param(["--timeout", "nan"], {}, None, "--timeout", id="timeout-nan"),
+        pytest.param(["dags", "list", "--timeout", "nan"], {}, None, "--timeout", id="late-timeout-nan"),
+        pytest.param(["dags", "list", "--timeout", "1e309"], {}, None, "--timeout", id="late-timeout-inf"),
+        pytest.param([*_WAIT, "nan"], {}, None, "--interval", id="interval-nan"),
+        pytest.param([*_WAIT, "1e308"], {}, None, "--interval", id="interval-huge"),
+        pytest.param([*_WAIT, "inf"], {}, None, "--interval", id="interval-inf"),
         pytest.param([], {}, b"\xff\xfe{", "not valid JSON", id="credentials-not-utf8"),
         pytest.param([], {}, _SAVED_BAD_URL.encode(), "http://[::1:80", id="credentials-bad-url"),
         pytest.param([], {}, _SAVED_BAD_CA.encode(), "/nonexistent/ca.pem", id="credentials-missing-ca"),
@@ -70,6 +79,8 @@ def test_hostile_cli_input_is_one_line(
             b"", {"KIOK_MASTER_ADMIN_PORT": "99999999999999999999"}, "kiok.master.admin.port", id="port"
         ),
         pytest.param(b"", {"KIOK_WORKER_TASK_SLOTS": "-1"}, "kiok.worker.task.slots", id="slots-negative"),
+        pytest.param(b"", {"KIOK_WORKER_TASK_SLOTS": "1_0"}, "kiok.worker.task.slots", id="slots-underscore"),
+        pytest.param(b"", {"KIOK_MASTER_ADMIN_PORT": "\u0668\u0660"}, "admin.port", id="port-arabic"),
         pytest.param(b"kiok.admin.token.access.expiry.ms: 0\n", {}, "expiry", id="expiry-zero"),
     ],
 )
@@ -103,3 +114,31 @@ def test_terminal_control_characters_from_the_server_are_shown_escaped(tmp_path:
     for output in (shown.output, refused.output):
         assert "\x1b" not in output and "\x07" not in output and "\u202e" not in output, repr(output)
     assert "x\\x1b[2J\\x1b]0;owned\\x07\\u202eLIAF" in shown.output, shown.output
+
+
+#: ``$'\xff'`` as Python receives it from the shell: an undecodable byte kept as a surrogate.
+_NOT_UTF8 = b"d\xff".decode("utf-8", "surrogateescape")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["dags", "show", _NOT_UTF8],
+        ["dags", "pause", _NOT_UTF8],
+        ["runs", "status", _NOT_UTF8],
+        ["runs", "cancel", _NOT_UTF8],
+        ["runs", "logs", _NOT_UTF8, "a"],
+        ["runs", "logs", "r-1-1", _NOT_UTF8],
+        ["runs", "list", "--dag", _NOT_UTF8],
+        ["connections", "show", _NOT_UTF8],
+        ["iam", "users", "delete", _NOT_UTF8],
+    ],
+    ids=lambda args: "-".join(a for a in args if a != _NOT_UTF8),
+)
+def test_an_argument_that_is_not_utf8_is_a_usage_error(tmp_path: Path, args: list[str]) -> None:
+    """quote() and httpx encode as UTF-8: a UnicodeEncodeError traceback, nothing sent."""
+    master = FakeMaster(tmp_path / "config")
+    result = master.invoke(args)
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert result.output.strip().splitlines() == ["Error: argument 'd\\xff' is not UTF-8 text"]
+    assert master.requests == []

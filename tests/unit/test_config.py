@@ -34,6 +34,28 @@ def test_bad_values_and_unknown_keys_are_named(tmp_path: Path) -> None:
         Settings.load(env={}, config_file=f)
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("KIOK_MASTER_ADMIN_PORT", "\u0668\u0660\u0668\u0660"),  # Arabic-Indic 8080: int() takes it
+        ("KIOK_WORKER_TASK_SLOTS", "1_0"),  # int() reads 10
+        ("KIOK_WORKER_TASK_SLOTS", "+5"),
+        ("KIOK_WORKER_TASK_SLOTS", "\uff15"),  # fullwidth 5
+    ],
+)
+def test_an_int_setting_takes_ascii_digits_only(name: str, value: str) -> None:
+    with pytest.raises(InvalidInput, match=f"{name}.*expected int") as e:
+        Settings.load(env={name: value})
+    assert "\n" not in str(e.value)
+
+
+def test_ascii_numbers_still_load() -> None:
+    s = Settings.load(env={"KIOK_MASTER_ADMIN_PORT": " 8081 ", "KIOK_WORKER_TASK_SLOTS": "12"})
+    assert s["kiok.master.admin.port"] == 8081 and s["kiok.worker.task.slots"] == 12
+    with pytest.raises(InvalidInput, match="out of range"):
+        Settings.load(env={"KIOK_WORKER_TASK_SLOTS": "-1"})
+
+
 def test_every_key_is_documented_in_docs_configuration_md() -> None:
     assert (ROOT / "docs" / "configuration.md").read_text() == reference_markdown(), (
         "docs/configuration.md is out of date: python -c 'from kiok.config import reference_markdown as r; "
