@@ -22,7 +22,7 @@ from kiok.config import Settings
 from kiok.core.retention import days_ms
 from kiok.dag.load import compiled_spec
 from kiok.dag.spec import DagSpec
-from kiok.errors import InvalidInput, NotFound, NotReady
+from kiok.errors import Conflict, InvalidInput, NotFound, NotReady
 from kiok.master import pending_quota
 from kiok.master.admission import Admission
 from kiok.master.api.raft_snapshots import HttpSnapshotFetch
@@ -49,7 +49,14 @@ from kiok.master.scheduler import Scheduler
 from kiok.observability.tracing import make_tracing
 from kiok.security import egress
 from kiok.security.egress import parse_networks
-from kiok.security.kms import MIN_MASTER_KEY_CHARS, Cipher, Keyring, WrongMasterKey, derive_root_key
+from kiok.security.kms import (
+    MIN_MASTER_KEY_CHARS,
+    Cipher,
+    Keyring,
+    WrongMasterKey,
+    derive_root_key,
+    keyring_digest,
+)
 from kiok.security.service_tokens import ServiceTokens
 from kiok.store import commands as c
 from kiok.store import keys, run_index
@@ -79,6 +86,8 @@ log = logging.getLogger(__name__)
 
 #: Root keys (one PBKDF2 derivation each) a master keeps, by keyring salt (``root_key_for``).
 _ROOT_KEYS_KEPT = 32
+#: How often a key rotation is made again over rotations applied while it was proposed.
+_ROTATE_TRIES = 5
 
 #: Compiled run specs kept for API reads (oldest dropped first).
 _SPEC_CACHE = 512
@@ -89,6 +98,7 @@ class MasterNode:
         self.settings = settings
         self.clock_ms = clock_ms
         self.node_id = settings.get_str("kiok.master.id")
+        self._rotating = asyncio.Lock()
         #: Where no webhook goes; a wrong entry stops the master before anything opens.
         self.webhook_blocked_networks = parse_networks(settings.get_str(egress.SETTING))
         #: Why this master cannot go on (``wait_failed``), once it cannot.
@@ -392,6 +402,8 @@ class MasterNode:
         if fx.keyring_changed and self.raft is None:
             self._reload_keyring()
         self.iam_epoch.on_effects(fx)  # (a single master's: before any other request runs)
+        if fx.signing_key_changed:
+            self.auth.forget_signing_key()
         try:  # observing is best effort: a failure there must not keep runs from moving on
             self.metrics.observe(fx)
             if self.tracing.enabled and (self.raft is None or self.raft.is_leader):  # one span per event
@@ -448,6 +460,8 @@ class MasterNode:
     def _on_applied_sync(self, fx: Effects) -> None:
         """On the thread that applies replicated entries, before the next one is written."""
         self.iam_epoch.on_effects(fx)  # before the proposer hears the outcome
+        if fx.signing_key_changed:
+            self.auth.forget_signing_key()
         if fx.keyring_changed:
             try:
                 self._reload_keyring()
@@ -558,16 +572,36 @@ class MasterNode:
 
     async def rotate_key(self, name: str) -> int:
         """Make a new version of data key ``name`` current; returns the version. Data
-        written under older versions still decrypts."""
-        if self.keyring is None:
-            raise NotReady("the store has no keyring yet")
-        ring = self.keyring.rotated(name)
-        version = ring.current[name]
-        await self.log.propose(
-            c.RotateKey(at_ms=self.clock_ms(), key=name, version=version, wrapped=ring.wrap(self._root_key))
-        )
-        log.info("rotated data key %s to version %d", name, version)
-        return version
+        written under older versions still decrypts. Made from the keyring stored now and
+        refused over any other (``RotateKey.base``): a rotation applied meanwhile (another
+        request, another master's) is kept, and this one is made again over it. One at a
+        time here: requests to this master queue rather than race."""
+        async with self._rotating:
+            return await self._rotate_key(name)
+
+    async def _rotate_key(self, name: str) -> int:
+        for _ in range(_ROTATE_TRIES):
+            stored = self._raw.get(keys.KMS, keys.KEYRING.encode())
+            if self.keyring is None or stored is None:
+                raise NotReady("the store has no keyring yet")
+            wrapped = msgpack.unpackb(stored)
+            ring = Keyring.unwrap(wrapped, self._root_key, self._key_source).rotated(name)
+            version = ring.current[name]
+            try:
+                await self.log.propose(
+                    c.RotateKey(
+                        at_ms=self.clock_ms(),
+                        key=name,
+                        version=version,
+                        wrapped=ring.wrap(self._root_key),
+                        base=keyring_digest(wrapped),
+                    )
+                )
+            except Conflict:
+                continue
+            log.info("rotated data key %s to version %d", name, version)
+            return version
+        raise Conflict(f"key rotations kept racing this one ({_ROTATE_TRIES} tries): rotate {name} again")
 
     async def open_stores(self) -> None:
         """Install a keyring in a new store (a no-op for an existing one); with several
@@ -578,7 +612,8 @@ class MasterNode:
             self._reload_keyring()
 
     async def bootstrap(self) -> None:
-        """Open the stores and create the first administrator, once per cluster."""
+        """Open the stores and create the first administrator, once per cluster; seal a
+        signing key an older kiok stored in plaintext (once per store: a new key)."""
         await self.open_stores()
         created = await self.auth.bootstrap(
             self.settings.get_str("kiok.iam.admin.user"), self.settings.get_str("kiok.iam.admin.password")
@@ -586,6 +621,11 @@ class MasterNode:
         if created:
             log.info(
                 "first bootstrap: created the administrator %r", self.settings.get_str("kiok.iam.admin.user")
+            )
+        if await self.auth.seal_signing_key():
+            log.warning(
+                "the token signing key was stored unencrypted (a store from an older kiok): replaced "
+                "by a new one, stored encrypted; tokens issued before no longer work: sign in again"
             )
 
     async def take_lead(self, raft_term: int) -> int:

@@ -50,6 +50,12 @@ def derive_root_key(master_key: str, salt: bytes, iterations: int, source: str =
     return hashlib.pbkdf2_hmac("sha256", master_key.encode(), salt, iterations, dklen=32)
 
 
+def keyring_digest(wrapped: bytes) -> str:
+    """What names one stored (wrapped) keyring: a rotation says which one it was made from
+    (``RotateKey.base``), and is refused over any other."""
+    return hashlib.sha256(wrapped).hexdigest()
+
+
 @dataclass
 class Keyring:
     """Every version of every data key; ``current`` is what new writes use."""

@@ -16,6 +16,7 @@ from typing import Any
 from kiok.dag.load import compiled_spec
 from kiok.dag.params import check_args
 from kiok.errors import Conflict, DagPaused, InvalidInput, MaintenanceMode, NotFound
+from kiok.security.kms import keyring_digest
 from kiok.security.policy import FULL_ACCESS, is_attached, write_reaches_holders
 from kiok.store import commands as c
 from kiok.store import keys as k
@@ -79,9 +80,23 @@ def _bootstrap(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     full = {"name": "full-access", "document": FULL_ACCESS, "createdMs": cmd.at_ms}
     txn.put(k.IAM, k.policy("full-access"), full)
     txn.put(k.IAM, k.group("admins"), {"name": "admins", "policies": ["full-access"], "createdMs": cmd.at_ms})
-    txn.put(k.KMS, k.SIGNING_KEY, cmd.signing_key)
+    txn.put(k.IAM, k.SIGNING_KEY, cmd.signing_key)  # encrypted, as IAM is: never in ``kms``
     txn.put(k.IAM, k.BOOTSTRAP_MARKER, {"atMs": cmd.at_ms, "admin": cmd.admin_user})
     return {"bootstrapped": True}
+
+
+def _seal_signing_key(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
+    """Only while the legacy plaintext key is there: a replay, or a second master's
+    proposal, finds it gone and changes nothing (the key is not rotated twice)."""
+    assert isinstance(cmd, c.SealSigningKey)
+    if txn.get(k.KMS, k.LEGACY_SIGNING_KEY) is None:
+        return {"sealed": False}
+    if not isinstance(cmd.signing_key, bytes) or len(cmd.signing_key) < 32:
+        raise InvalidInput("seal_signing_key: the new key is 32 random bytes or more")
+    txn.delete(k.KMS, k.LEGACY_SIGNING_KEY)
+    txn.put(k.IAM, k.SIGNING_KEY, cmd.signing_key)
+    fx.signing_key_changed = True
+    return {"sealed": True}
 
 
 def _install_keyring(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
@@ -96,8 +111,11 @@ def _install_keyring(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
 
 def _rotate_key(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     assert isinstance(cmd, c.RotateKey)
-    if txn.get(k.KMS, k.KEYRING) is None:
+    stored = txn.get(k.KMS, k.KEYRING)
+    if stored is None:
         raise Conflict("the store has no keyring yet")
+    if cmd.base and cmd.base != keyring_digest(stored):
+        raise Conflict("another key rotation was applied meanwhile: rotate again")
     txn.put(k.KMS, k.KEYRING, cmd.wrapped)
     fx.keyring_changed = True
     return {"key": cmd.key, "version": cmd.version}
@@ -429,6 +447,7 @@ def _fire_schedule(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
 _IAM_CHANGES: frozenset[type[c.Command]] = frozenset(
     {
         c.Bootstrap,
+        c.SealSigningKey,
         c.SetPassword,
         c.PutUser,
         c.PutGroup,
@@ -441,6 +460,7 @@ _IAM_CHANGES: frozenset[type[c.Command]] = frozenset(
 
 _HANDLERS: dict[type[c.Command], Callable[[Txn, c.Command, Effects], Any]] = {
     c.Bootstrap: _bootstrap,
+    c.SealSigningKey: _seal_signing_key,
     c.SetPassword: _set_password,
     c.InstallKeyring: _install_keyring,
     c.RotateKey: _rotate_key,

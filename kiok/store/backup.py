@@ -307,7 +307,11 @@ def list_checked(target: ObjectStore, unlock: Callable[[bytes], bytes | None]) -
 def authentic(manifest: Manifest, root_key: bytes) -> bool:
     """Whether the manifest's MAC holds under ``root_key`` (this keyring's: a backup of the
     same lineage was made with the same salt, so the same root key)."""
-    return hmac.compare_digest(manifest.mac, _mac(root_key, manifest.body()))
+    # As bytes: ``compare_digest`` raises on a str that is not ASCII, and a planted manifest
+    # may carry any text (one such file made every listing, and so every backup, fail).
+    return hmac.compare_digest(
+        manifest.mac.encode(errors="replace"), _mac(root_key, manifest.body()).encode()
+    )
 
 
 def open_manifest(

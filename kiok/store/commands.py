@@ -82,6 +82,19 @@ class Bootstrap(Command):
 
 @command
 @dataclass(frozen=True)
+class SealSigningKey(Command):
+    """Retire a store's plaintext token signing key (``keys.LEGACY_SIGNING_KEY``, kept in the
+    unencrypted ``kms`` keyspace before this command existed): it is deleted and
+    ``signing_key``, a new random key (the old one may have leaked with a copy of the store),
+    is stored encrypted (``keys.SIGNING_KEY``). A no-op once the legacy key is gone, so a
+    replay or a second proposal rotates nothing. Every token signed before stops working."""
+
+    kind: ClassVar[str] = "seal_signing_key"
+    signing_key: bytes = b""
+
+
+@command
+@dataclass(frozen=True)
 class InstallKeyring(Command):
     """First start of a store: the PBKDF2 salt and the data keys wrapped by the root key.
     A no-op when the store already has a keyring."""
@@ -95,12 +108,16 @@ class InstallKeyring(Command):
 @dataclass(frozen=True)
 class RotateKey(Command):
     """A new version of data key ``key`` becomes current: ``wrapped`` is the whole keyring
-    (every version, so older data still decrypts), wrapped by the root key."""
+    (every version, so older data still decrypts), wrapped by the root key. It was made from
+    the stored keyring whose SHA-256 is ``base``: applied over any other (a rotation applied
+    meanwhile), it would drop that rotation's new version, and whatever was written under it
+    would never decrypt again; so it is refused (empty ``base``: an older master's, unchecked)."""
 
     kind: ClassVar[str] = "rotate_key"
     key: str = ""
     version: int = 0
     wrapped: bytes = b""
+    base: str = ""
 
 
 @command

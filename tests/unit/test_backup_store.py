@@ -213,6 +213,13 @@ def test_the_listing_shows_only_authentic_backups_and_names_the_rest(tmp_path: P
         f"{forged_id}/{b.MANIFEST}",
         json.dumps({**body, "id": forged_id, "createdMs": 1_800_000_000_000, "mac": "0" * 64}).encode(),
     )
+    # A MAC of non-ASCII text made the check raise (TypeError): every listing, and so every
+    # backup (it lists to find its base), failed until someone found the file.
+    accented_id = b.new_backup_id(1_800_000_000_003)
+    target.put(
+        f"{accented_id}/{b.MANIFEST}",
+        json.dumps({**body, "id": accented_id, "createdMs": 1_800_000_000_003, "mac": "\u00e9"}).encode(),
+    )
     other_id = b.new_backup_id(1_800_000_000_001)
     other = {**body, "id": other_id, "keyring": {**body["keyring"], "salt": "b3RoZXI="}}
     target.put(f"{other_id}/{b.MANIFEST}", json.dumps(other).encode())
@@ -226,9 +233,9 @@ def test_the_listing_shows_only_authentic_backups_and_names_the_rest(tmp_path: P
 
     listing = b.list_checked(target, unlock)
     assert [m.id for m in listing.backups] == [real.id]
-    assert {r.id for r in listing.rejected} == {forged_id, other_id, garbled_id}
+    assert {r.id for r in listing.rejected} == {forged_id, other_id, garbled_id, accented_id}
     problems = {r.id: r.problem for r in listing.rejected}
-    assert "MAC" in problems[forged_id] and "MAC" in problems[other_id]
+    assert "MAC" in problems[forged_id] and "MAC" in problems[other_id] and "MAC" in problems[accented_id]
     assert "does not read" in problems[garbled_id]
     assert sorted(set(salts)) == [b"other", b"salt"]  # each salt unlocked once
     # A salt the caller will not derive (its budget spent): named, never listed as a backup.
