@@ -127,7 +127,6 @@ async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
     lock = lock_data_dir(data)  # another process on this directory: refused before anything opens
     isolation = isolation_for(settings)  # it may refuse: before anything starts
     worker_id = worker_id_for(settings)  # a bad <data>/worker-id: refused before the bootstrap
-    drain_token = new_status_token(data)  # a new one each start, for drain on the status port
     # Every port is bound before anything is announced or bootstrapped: one taken is one line.
     admin_listener = listen_socket(
         settings.get_str("kiok.master.host"),
@@ -162,6 +161,9 @@ async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
             log.warning("%s", warning)
     if warning := local_proxy_exposure(proxies, runs_tasks=True):
         log.warning("%s", warning)
+    # A new one each start, for drain on the status port: written once the start can no
+    # longer be refused (a wrong master key changes nothing in the data directory).
+    drain_token = new_status_token(data)
     status = http_server(
         create_status_app(
             worker,

@@ -39,7 +39,6 @@ async def run_worker(settings: Settings, environ: dict[str, str]) -> None:
     lock = lock_data_dir(data)  # another process on this directory: refused before anything opens
     isolation = isolation_for(settings)  # it may refuse: before anything starts
     worker_id = worker_id_for(settings)  # a bad <data>/worker-id: refused before anything starts
-    drain_token = new_status_token(data)  # a new one each start, for drain on the status port
     try:
         masters = parse_masters(settings.get_str("kiok.worker.masters"))
     except ValueError as e:
@@ -68,6 +67,9 @@ async def run_worker(settings: Settings, environ: dict[str, str]) -> None:
     worker = build_worker(settings, client, environ, isolation, worker_id)
     logs.identify(worker.id)
     client.attach(worker)
+    # A new one each start, for drain on the status port: written once the start can no
+    # longer be refused (a wrong master key changes nothing in the data directory).
+    drain_token = new_status_token(data)
     status = http_server(
         create_status_app(worker, lambda: client.state, drain_token=drain_token),
         settings.get_str("kiok.worker.host"),
