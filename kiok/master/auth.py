@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import itertools
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -83,6 +84,10 @@ class AuthService:
         self._clock = clock_ms
         self._ttls = (access_ttl_ms, refresh_ttl_ms, session_max_ms)
         self._issuer: TokenIssuer | None = None
+        #: Moves on every ``forget_signing_key`` (from any thread): an issuer made from a key
+        #: read before it moved is used once, never kept.
+        self._forgets = itertools.count(1)
+        self._forgotten = 0
         #: Failed logins per (user, address), and per address whatever the user names.
         self._limiter = FailureLimiter(max_failures, window_ms)
         self._address_limiter = FailureLimiter(max_failures_per_address, window_ms)
@@ -118,21 +123,36 @@ class AuthService:
         )
         return bool(result["bootstrapped"])
 
+    async def seal_signing_key(self) -> bool:
+        """Retire a plaintext signing key left by an older kiok (``c.SealSigningKey``): a new
+        random key replaces it, stored encrypted. Whether this call did it (a no-op on a store
+        without one; two masters racing seal once: the later command finds nothing to do)."""
+        if not self._reader.has_legacy_signing_key():
+            return False
+        result = await self._log.propose(
+            c.SealSigningKey(at_ms=self._clock(), signing_key=secrets.token_bytes(32))
+        )
+        return bool(result["sealed"])
+
     def forget_signing_key(self) -> None:
-        """The store's signing key changed under this cache (a restore): read it again."""
+        """The store's signing key changed under this cache (a restore, a snapshot install,
+        ``SealSigningKey``): read it again. Safe from the thread that applies entries."""
+        self._forgotten = next(self._forgets)
         self._issuer = None
 
     @property
     def issuer(self) -> TokenIssuer:
-        if self._issuer is None:
+        issuer = self._issuer
+        if issuer is None:
+            forgotten = self._forgotten
             key = self._reader.signing_key()
             if key is None:
                 raise Unauthenticated("the cluster is not bootstrapped yet")
             access, refresh, session = self._ttls
-            self._issuer = TokenIssuer(
-                key, access_ttl_ms=access, refresh_ttl_ms=refresh, session_max_ms=session
-            )
-        return self._issuer
+            issuer = TokenIssuer(key, access_ttl_ms=access, refresh_ttl_ms=refresh, session_max_ms=session)
+            if forgotten == self._forgotten:  # else the key may have changed since it was read
+                self._issuer = issuer
+        return issuer
 
     def _tokens(self, user: str, record: dict[str, object], session_started_s: int = 0) -> TokenPair:
         """A new pair: of a new session (a login, a password change), or of the one a

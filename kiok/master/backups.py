@@ -299,6 +299,7 @@ class BackupService:
 
                 await node.restart_coordination(replace)
                 await self.record(Finished(backup_id, manifest.digest, by))
+                await node.seal_signing_key()  # a backup taken before the key was sealed
             finally:
                 if node.raft is None and (node.settings.data_dir / MARKER).exists():
                     # The swap failed part way: its redo marker needs the verified copy, from

@@ -622,6 +622,11 @@ class MasterNode:
             log.info(
                 "first bootstrap: created the administrator %r", self.settings.get_str("kiok.iam.admin.user")
             )
+        await self.seal_signing_key()
+
+    async def seal_signing_key(self) -> None:
+        """(The leader) Replace a signing key an older kiok stored in plaintext, found at
+        start, at a takeover or in a restored backup, by a new one stored encrypted."""
         if await self.auth.seal_signing_key():
             log.warning(
                 "the token signing key was stored unencrypted (a store from an older kiok): replaced "

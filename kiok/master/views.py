@@ -202,6 +202,8 @@ def run_fields(run: dict[str, Any], run_waiting: str | None) -> dict[str, Any]:
         "dagId": run["dagId"],
         "state": state,
         "trigger": run["trigger"],
+        #: Who triggered or backfilled it (null for the scheduler's runs and older ones).
+        "triggeredBy": run.get("triggeredBy"),
         "args": run["args"],
         "createdAt": iso(run["createdMs"]),
         "scheduledAt": iso(run["scheduledMs"]),

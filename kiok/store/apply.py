@@ -411,6 +411,7 @@ def _create_run(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
         fx,
         dag_version=record["version"],
         trace=cmd.trace,
+        by=cmd.by,
     )
     return {"runId": run_id}
 

@@ -110,6 +110,7 @@ def apply_backfill(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
             fx,
             dag_version=record["version"],
             interval=(start, end),
+            by=cmd.by,
         )
         txn.put(k.META, key, run_id)
         created.append(run_id)

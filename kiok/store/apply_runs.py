@@ -44,9 +44,11 @@ def create_run(
     dag_version: int | None = None,
     interval: tuple[int, int] | None = None,
     trace: str = "",
+    by: str = "",
 ) -> str:
     """Create a PENDING run of ``spec``; ``dag_version`` is the DAG version it runs,
-    ``interval`` the schedule interval ``[start, end)`` it stands for (backfills)."""
+    ``interval`` the schedule interval ``[start, end)`` it stands for (backfills), ``by`` who
+    asked for it (a trigger or a backfill; "" for the scheduler's)."""
     seq = (txn.get(k.META, k.RUN_SEQ_COUNTER) or 0) + 1
     txn.put(k.META, k.RUN_SEQ_COUNTER, seq)
     dag_id = spec["dag"]["id"]
@@ -79,6 +81,8 @@ def create_run(
         run["interval"] = {"startMs": interval[0], "endMs": interval[1]}
     if trace:  # the trigger request's W3C traceparent: the run's spans join its trace
         run["trace"] = trace
+    if by:
+        run["triggeredBy"] = by
     stamp_noted(run, fx)
     put_header(txn, run)
     txn.put(k.META, k.run_task_ids(run_id), [t["id"] for t in spec["tasks"]])

@@ -353,6 +353,8 @@ class CreateRun(Command):
     dag_id: str = ""
     args: dict[str, Any] = field(default_factory=dict)
     trigger: str = "manual"
+    #: Who triggered it ("" from an older master: not known).
+    by: str = ""
     #: The trigger request's W3C ``traceparent`` when tracing is on ("" otherwise).
     trace: str = ""
 

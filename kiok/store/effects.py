@@ -43,6 +43,8 @@ class Effects:
     #: A user, group, policy, access key, password or the signing key changed: what any
     #: credential resolves to and may do is to be worked out again (``kiok.master.auth_cache``).
     iam_changed: bool = False
+    #: The token signing key was replaced (``SealSigningKey``): every master reads it again.
+    signing_key_changed: bool = False
     #: A backup replaced the replicated state (its id): every cache of the state is stale.
     restored: str | None = None
     #: Runs deleted whole (retention, ``DELETE /runs/{id}``): caches of them are stale.
@@ -94,6 +96,7 @@ class Effects:
         self.log_appends.extend(other.log_appends)
         self.maintenance_changed |= other.maintenance_changed
         self.iam_changed |= other.iam_changed
+        self.signing_key_changed |= other.signing_key_changed
         self.restored = other.restored or self.restored
         self.runs_deleted.extend(other.runs_deleted)
         self.log_deletes.extend(other.log_deletes)

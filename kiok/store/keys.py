@@ -1,9 +1,10 @@
 """Where things live in the state store: keyspaces and key layout, in one place.
 
 Keyspaces (RocksDB column families): ``meta`` (DAGs, runs, schedules), ``iam`` (users,
-bootstrap marker, join tokens and worker credentials, by hash only), ``kms`` (keys),
-``connections``. Job logs live in a separate store.
-Sequence numbers are zero-padded hex so that byte order is numeric order.
+bootstrap marker, join tokens and worker credentials by hash only, the token signing key),
+``kms`` (the wrapped keyring and counters: nothing secret in plaintext), ``connections``.
+Job logs live in a separate store. Sequence numbers are zero-padded hex so that byte order
+is numeric order.
 """
 
 from __future__ import annotations
@@ -160,9 +161,13 @@ def audit(seq: int) -> str:
 
 
 BOOTSTRAP_MARKER = "sys/bootstrap"
+#: (iam keyspace, encrypted) The key tokens are signed with (HS256): 32 random bytes.
+SIGNING_KEY = "sys/signing-key"
+#: (kms keyspace, plain) Where stores bootstrapped before ``SIGNING_KEY`` kept it,
+#: unencrypted: ``SealSigningKey`` replaces it with a new, sealed one.
+LEGACY_SIGNING_KEY = "jwt/signing-key"
 KEYRING = "keyring"
 KEYRING_SALT = "keyring-salt"
-SIGNING_KEY = "jwt/signing-key"
 
 #: (kms keyspace, plain) The index of the last Raft entry applied to this store: entries at
 #: or below it are skipped when the Raft journal is replayed after a restart.

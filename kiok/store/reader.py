@@ -117,7 +117,16 @@ class StateReader:
             yield decode(raw)
 
     def signing_key(self) -> bytes | None:
-        return self._get(k.KMS, k.SIGNING_KEY)  # type: ignore[no-any-return]
+        """The key tokens are signed with: the sealed one, else (a store bootstrapped before
+        it was sealed, not yet migrated by ``SealSigningKey``) the legacy plaintext one."""
+        key = self._get(k.IAM, k.SIGNING_KEY)
+        if key is None:
+            key = self._get(k.KMS, k.LEGACY_SIGNING_KEY)
+        return key  # type: ignore[no-any-return]
+
+    def has_legacy_signing_key(self) -> bool:
+        """Whether the store still holds its signing key in plaintext (``SealSigningKey``)."""
+        return self._kv.get(k.KMS, k.LEGACY_SIGNING_KEY.encode()) is not None
 
     # --- worker admission (hashes only; see kiok.store.apply_admission) --------------------
 

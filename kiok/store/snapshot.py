@@ -6,7 +6,8 @@ objects: a header ``{"format", "applied", ...}`` (the index the state store had 
 what the caller adds), then ``["sst", store, keyspace, piece]`` records: each keyspace as a
 RocksDB table file (SST) cut in pieces of up to 8 MiB, then ``None``, then the BLAKE2b
 digest (32 bytes) of everything before it. Values are copied below the encryption layer,
-so a snapshot holds ciphertext only, like the stores.
+so a snapshot holds no secret in plaintext, like the stores (the ``kms`` keyspace's keyring is
+wrapped by the root key; its counters are plain).
 
 Why table files: installing is then RocksDB taking whole files into each keyspace
 (``RocksKV.ingest``), with no write per key. At 1,000,000 runs (10 million keys) that is

@@ -60,3 +60,42 @@ def test_me_answers_backup_and_access_key_actions(shared_kiok: Standalone) -> No
     assert plain["allowed"]["iam:CreateAccessKey"] is True
     assert plain["allowed"]["iam:ListAccessKeys"] is True
     assert plain["allowed"]["admin:Backup"] is False and plain["allowed"]["admin:ListBackups"] is False
+
+
+def test_who_triggered_paused_deleted_or_cancelled_is_on_record(shared_kiok: Standalone) -> None:
+    """A run said nothing of who triggered it, and pausing, unpausing or deleting a DAG or
+    cancelling a run left no record of who did: what an operator asks first ("who paused
+    this?"), and what Airflow's audit log answers."""
+    k = shared_kiok
+    policy = {"Statement": [{"Effect": "Allow", "Action": ["dags:*", "runs:*"], "Resource": ["dag/who*"]}]}
+    assert (
+        k.api("POST", "/api/v1/iam/policies", json={"policy": "who", "document": policy}).status_code == 201
+    )
+    user = {"user": "aud-operator", "password": PW, "policies": ["who"]}
+    assert k.api("POST", "/api/v1/iam/users", json=user).status_code == 201
+    token = httpx.post(
+        k.url + "/api/v1/auth/login", json={"user": "aud-operator", "password": PW}, timeout=30
+    ).json()["accessToken"]
+    k.register("dag: {id: who}\ntasks: [{id: t, script: 'sleep 30'}]\n")
+    with httpx.Client(base_url=k.url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as operator:
+        run = operator.post("/api/v1/dags/who/runs", json={"args": {}})
+        assert run.status_code == 201, run.text
+        run_id = run.json()["runId"]
+        assert k.run(run_id)["triggeredBy"] == "aud-operator"
+        assert operator.post(f"/api/v1/runs/{run_id}/cancel").status_code == 200
+        assert operator.post("/api/v1/dags/who/pause").status_code == 200
+        assert operator.post("/api/v1/dags/who/unpause").status_code == 200
+        assert operator.delete("/api/v1/dags/who").status_code == 200
+
+    def recorded() -> list[tuple[object, object, object]] | None:
+        r = k.api("GET", "/api/v1/admin/audit", params={"actor": "aud-operator"})
+        entries = [e for e in reversed(r.json()["entries"]) if e["action"] != "auth:Login"]
+        got = [(e["action"], e["target"], e["detail"]) for e in entries]
+        return got if len(got) >= 4 else None
+
+    assert k.wait_for(recorded, 10, "the operator's records") == [
+        ("runs:Cancel", run_id, ""),
+        ("dags:Pause", "who", "paused"),
+        ("dags:Pause", "who", "unpaused"),
+        ("dags:Delete", "who", ""),
+    ]

@@ -17,7 +17,7 @@ from kiok.dag.params import check_args
 from kiok.dag.spec import DagSpec
 from kiok.errors import DagValidationError, InvalidInput, MaintenanceMode, NotFound
 from kiok.master.api import dag_list
-from kiok.master.api.deps import node_of, require, require_anywhere
+from kiok.master.api.deps import client_address, node_of, require, require_anywhere
 from kiok.master.auth import Principal
 from kiok.master.views import dag_view, iso
 from kiok.security import actions, resources
@@ -141,27 +141,44 @@ async def get_dag(
 
 @router.delete("/{dag_id}", responses={404: {}})
 async def delete_dag(
-    dag_id: str, request: Request, _: Principal = Depends(require(actions.DELETE_DAG, "dag/{dag_id}"))
+    dag_id: str, request: Request, principal: Principal = Depends(require(actions.DELETE_DAG, "dag/{dag_id}"))
 ) -> dict[str, Any]:
-    """Delete a DAG; its run history stays readable."""
+    """Delete a DAG; its run history stays readable. Audited."""
     node = node_of(request)
-    return await node.log.propose(c.DeleteDag(at_ms=node.clock_ms(), dag_id=dag_id))  # type: ignore[no-any-return]
+    result: dict[str, Any] = await node.log.propose(c.DeleteDag(at_ms=node.clock_ms(), dag_id=dag_id))
+    node.audit.record(principal.user, actions.DELETE_DAG, dag_id, client_address(request))
+    return result
 
 
 @router.post("/{dag_id}/pause", responses={404: {}})
 async def pause_dag(
-    dag_id: str, request: Request, _: Principal = Depends(require(actions.PAUSE_DAG, "dag/{dag_id}"))
+    dag_id: str, request: Request, principal: Principal = Depends(require(actions.PAUSE_DAG, "dag/{dag_id}"))
 ) -> dict[str, Any]:
-    node = node_of(request)
-    return await node.log.propose(c.SetDagPaused(at_ms=node.clock_ms(), dag_id=dag_id, paused=True))  # type: ignore[no-any-return]
+    """Stop the schedule (and manual triggers) of a DAG. Audited, as ``dags:Pause``."""
+    return await _set_paused(request, principal, dag_id, paused=True)
 
 
 @router.post("/{dag_id}/unpause", responses={404: {}})
 async def unpause_dag(
-    dag_id: str, request: Request, _: Principal = Depends(require(actions.PAUSE_DAG, "dag/{dag_id}"))
+    dag_id: str, request: Request, principal: Principal = Depends(require(actions.PAUSE_DAG, "dag/{dag_id}"))
 ) -> dict[str, Any]:
+    """Start the schedule again (missed intervals follow the catch-up rules). Audited."""
+    return await _set_paused(request, principal, dag_id, paused=False)
+
+
+async def _set_paused(request: Request, principal: Principal, dag_id: str, *, paused: bool) -> dict[str, Any]:
     node = node_of(request)
-    return await node.log.propose(c.SetDagPaused(at_ms=node.clock_ms(), dag_id=dag_id, paused=False))  # type: ignore[no-any-return]
+    result: dict[str, Any] = await node.log.propose(
+        c.SetDagPaused(at_ms=node.clock_ms(), dag_id=dag_id, paused=paused)
+    )
+    node.audit.record(
+        principal.user,
+        actions.PAUSE_DAG,
+        dag_id,
+        client_address(request),
+        detail="paused" if paused else "unpaused",
+    )
+    return result
 
 
 @router.post(
@@ -179,7 +196,7 @@ async def trigger(
     dag_id: str,
     request: Request,
     body: TriggerRequest | None = Body(default=None),
-    _: Principal = Depends(require(actions.TRIGGER_DAG, "dag/{dag_id}")),
+    principal: Principal = Depends(require(actions.TRIGGER_DAG, "dag/{dag_id}")),
 ) -> dict[str, Any]:
     """Trigger a run; ``args`` override the DAG's ``params``. Refused in maintenance mode."""
     node = node_of(request)
@@ -188,7 +205,11 @@ async def trigger(
         await run_in_threadpool(_refuse_shell_unsafe_args, node.reader.dag(dag_id), args)
     try:
         cmd = c.CreateRun(
-            at_ms=node.clock_ms(), dag_id=dag_id, args=args, trace=node.tracing.current_traceparent()
+            at_ms=node.clock_ms(),
+            dag_id=dag_id,
+            args=args,
+            trace=node.tracing.current_traceparent(),
+            by=principal.user,
         )
         async with node.pending_quota.admit(dag_id, 1):
             return await node.log.propose(cmd)  # type: ignore[no-any-return]

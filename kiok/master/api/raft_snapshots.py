@@ -5,7 +5,9 @@ Only masters may fetch: the request carries the master-to-master service token (
 forwarded writes carry, ``X-Kiok-Service-Authorization``). The route is outside ``/api/v1``,
 so neither the readiness gate (a cluster with a master down is not ready, and that master
 is the one fetching) nor forwarding applies; any master that still has the file serves it,
-leader or not. The file holds ciphertext only, like the stores.
+leader or not. The file holds what the stores hold, and no secret in plaintext: values
+encrypted under the data keys, the keyring wrapped by the root key, plain counters (the
+token signing key is sealed too: ``SealSigningKey`` retired the plaintext one older stores had).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from kiok.core.instants import parse_instant_ms
 from kiok.core.states import TERMINAL_RUN_STATES, TERMINAL_TASK_STATES, RunState
 from kiok.errors import InvalidInput, NotFound
 from kiok.ids import RUN_LOG_TASK
-from kiok.master.api.deps import node_of, require, require_anywhere
+from kiok.master.api.deps import client_address, node_of, require, require_anywhere
 from kiok.master.auth import Principal
 from kiok.master.views import run_fields, run_view
 from kiok.security import actions, resources
@@ -167,6 +167,7 @@ async def cancel_run(
     await node.log.propose(c.CancelRun(at_ms=node.clock_ms(), run_id=run_id, by=principal.user))
     if before["state"] not in ("SUCCESS", "FAILED", "CANCELLED"):
         node.run_log(run_id, f"cancel requested by {principal.user}")
+        node.audit.record(principal.user, actions.CANCEL_RUN, run_id, client_address(request))
     return _answer(request, _run(request, run_id), principal)
 
 
