@@ -1,6 +1,8 @@
-// One DAG: what it is, and its runs (newest first), with Run and pause.
+// One DAG: what it is, and its runs (newest first), with Run and pause. The version is shown
+// with when it was registered (from the DAG's versions: pausing does not make a new one). A
+// paused DAG's Run is disabled (unpause it first); an unknown DAG shows its error alone.
 import { html, useEffect, useState } from "../html.js";
-import { enc, get } from "../api.js";
+import { ApiError, enc, get } from "../api.js";
 import { runDuration, TERMINAL_RUN, when } from "../format.js";
 import { cronWords } from "../cron.js";
 import { useCan } from "../me.js";
@@ -13,6 +15,7 @@ export function DagPage({ dagId }) {
   const [runs, setRuns] = useState(null);
   const [error, setError] = useState(null);
   const [running, setRunning] = useState(false);
+  const [versionAt, setVersionAt] = useState(null); // {version, at, by} of the DAG's version
   const can = useCan();
 
   useEffect(() => { document.title = `${dagId} · kiok`; }, [dagId]);
@@ -28,10 +31,41 @@ export function DagPage({ dagId }) {
       setError(null);
     } catch (err) {
       setError(err);
+      if (err instanceof ApiError && err.status === 404) {
+        setDag(null);
+        setRuns(null);
+        return false; // no such DAG: stop asking
+      }
     }
+    return true;
   };
   const busy = (runs || []).some((r) => !TERMINAL_RUN.has(r.state));
   usePolling(load, busy ? 3000 : 15000, true, [busy]);
+
+  // When the shown version was registered: the DAG's registeredAt is its first version's, and
+  // updatedAt moves with a pause too, so ask the versions (read again only for a new version).
+  const version = dag ? dag.version : null;
+  useEffect(() => {
+    if (version === null) return undefined;
+    let gone = false;
+    get(`/api/v1/dags/${enc(dagId)}/versions`).then((body) => {
+      const v = body.versions.find((x) => x.version === version);
+      if (!gone) setVersionAt(v ? { version, at: v.registeredAt, by: v.by } : null);
+    }).catch(() => { if (!gone) setVersionAt(null); });
+    return () => { gone = true; };
+  }, [dagId, version]);
+  const registered = versionAt && versionAt.version === version ? versionAt.at
+    : dag && dag.version === 1 ? dag.registeredAt : null;
+
+  const missing = error instanceof ApiError && error.status === 404 && dag === null;
+  if (missing) {
+    return html`<main class="page">
+      <${Crumbs} items=${[["DAGs", "/dags"], [dagId]]} />
+      <div class="page-head"><h1><span class="mono">${dagId}</span></h1></div>
+      <${ErrorBox} error=${error} label="No such DAG" />
+    </main>`;
+  }
+  const paused = dag !== null && dag.paused;
 
   return html`<main class="page">
     <${Crumbs} items=${[["DAGs", "/dags"], [dagId]]} />
@@ -40,14 +74,19 @@ export function DagPage({ dagId }) {
       <div class="spacer"></div>
       <a class="button" href=${`/dags/${enc(dagId)}/grid`}>▦ Grid</a>
       ${dag ? html`<${PauseToggle} dag=${dag} onChanged=${load} onError=${setError} disabled=${!can("dags:Pause")} />` : null}
-      ${can("dags:Trigger") ? html`<button type="button" class="primary" onClick=${() => setRunning(true)} disabled=${!dag}>▶ Run</button>` : null}
+      ${can("dags:Trigger") && paused ? html`<span class="muted small" id="run-paused-note" data-testid="run-paused-note">Paused: unpause it to run</span>` : null}
+      ${can("dags:Trigger") ? html`<button type="button" class="primary" onClick=${() => setRunning(true)} disabled=${!dag || paused}
+        title=${paused ? "The DAG is paused: unpause it first" : undefined}
+        aria-describedby=${paused ? "run-paused-note" : undefined}>▶ Run</button>` : null}
     </div>
     <${ErrorBox} error=${error} />
     ${dag ? html`<dl class="facts card">
       <div><dt>Name</dt><dd>${dag.name}</dd></div>
       <div><dt>Schedule</dt><dd title=${dag.schedule || ""}>${cronWords(dag.schedule, dag.timezone)}</dd></div>
       <div><dt>Tasks</dt><dd>${dag.tasks}</dd></div>
-      <div><dt>Version</dt><dd>v${dag.version}, ${when(dag.updatedAt)}</dd></div>
+      <div><dt>${registered ? "Version, registered" : "Version"}</dt><dd data-testid="dag-version" title=${versionAt
+        && versionAt.version === version && versionAt.by ? `registered by ${versionAt.by}` : undefined}>v${dag.version}${
+        registered ? `, ${when(registered)}` : ""}</dd></div>
       ${dag.description ? html`<div class="wide"><dt>Description</dt><dd>${dag.description}</dd></div>` : null}
     </dl>` : null}
     <h2>Runs</h2>
@@ -60,7 +99,7 @@ export function DagPage({ dagId }) {
         <td><a class="mono" href=${`/runs/${enc(r.runId)}`}>${r.runId}</a></td>
         <td><${StateBadge} state=${r.state} /></td>
         <td>${r.trigger}</td>
-        <td class="small">${when(r.createdAt)}</td>
+        <td class="small when">${when(r.createdAt)}</td>
         <td class="num" title=${r.lastRerun ? "the last re-run's" : null}>${runDuration(r)}</td>
       </tr>`)}</tbody>
     </table>` : null}

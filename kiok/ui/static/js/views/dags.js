@@ -1,6 +1,6 @@
 // The DAGs: origin, schedule in words with the next fire time, paused, the last runs as
 // squares (state as text in the title and for screen readers), search and filters (kept in
-// the URL), Run and Register (offered only if allowed). One request per refresh
+// the URL), Run and Register (offered only if allowed; Run disabled while the DAG is paused). One request per refresh
 // (`GET /api/v1/dags?lastRuns=12`).
 import { html, useEffect, useState } from "../html.js";
 import { enc, get, post } from "../api.js";
@@ -146,7 +146,9 @@ export function DagList() {
             onError=${(err) => setRowErrors({ ...rowErrors, [d.dagId]: err })} /></td>
           <td><${RunSquares} runs=${d.lastRuns} /></td>
           <td class="actions">${can("dags:Trigger") ? html`<button type="button" class="primary small-btn" onClick=${() => setRunning(d.dagId)}
-            aria-label=${`Run ${d.dagId}`}>▶ Run</button>` : null}</td>
+            aria-label=${`Run ${d.dagId}`} disabled=${d.paused}
+            title=${d.paused ? "The DAG is paused: unpause it first" : undefined}>▶ Run</button>
+            ${d.paused ? html`<div class="muted small" data-testid="run-paused-note">unpause to run</div>` : null}` : null}</td>
         </tr>`)}
       </tbody>
     </table>` : null}

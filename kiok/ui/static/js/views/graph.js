@@ -71,6 +71,9 @@ const HINT_MS = 1500;
 
 const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
 
+/** Below this zoom the ids cannot be read: the first view does not fit the graph below it. */
+export const READABLE_ZOOM = 0.5;
+
 /** The view that shows the whole graph, centred, at most at natural size. */
 function fitView(shape, w, h) {
   const k = clamp(Math.min((w - 2 * PAD) / shape.width, (h - 2 * PAD) / shape.height, 1), MIN_ZOOM, MAX_ZOOM);
@@ -78,10 +81,30 @@ function fitView(shape, w, h) {
 }
 
 /**
+ * The first view: the whole graph if it fits at a readable zoom; else READABLE_ZOOM, from the
+ * left edge (where the roots are: the graph runs left to right) and centred on the roots
+ * (the tasks without upstreams), kept within the drawing. Fit shows the whole graph.
+ */
+function firstView(shape, w, h) {
+  const fit = fitView(shape, w, h);
+  if (fit.k >= READABLE_ZOOM) return fit;
+  const k = READABLE_ZOOM;
+  const fed = new Set(shape.edges.map((e) => e.key.slice(e.key.indexOf("->") + 2)));
+  const roots = shape.nodes.filter((n) => !fed.has(n.id));
+  const ys = (roots.length ? roots : shape.nodes).map((n) => n.y);
+  const cy = (Math.min(...ys) + Math.max(...ys)) / 2;
+  const x = shape.width * k <= w - 2 * PAD ? (w - shape.width * k) / 2 : PAD;
+  const y = shape.height * k <= h - 2 * PAD ? (h - shape.height * k) / 2
+    : clamp(h / 2 - cy * k, h - PAD - shape.height * k, PAD);
+  return { k, x, y };
+}
+
+/**
  * Zoom and pan for the SVG: Ctrl/Cmd + wheel or a pinch zooms about the pointer, a drag pans,
  * the buttons zoom about the centre and fit. A plain wheel scrolls the page (with a hint),
- * and on a narrow screen a vertical swipe does too (`touch-action: pan-y`). The view is fitted
- * when the layout arrives and when the box first gets its size. A drag never opens a node; a
+ * and on a narrow screen a vertical swipe does too (`touch-action: pan-y`). The first view
+ * (firstView) is set when the layout arrives and when the box first gets its size (after Fit,
+ * the whole graph is fitted again on a resize). A drag never opens a node; a
  * click (or Enter) still does. Only a node reached by keyboard is brought into view: a mouse
  * press focuses it too, and moving the view under the pointer would lose the click.
  */
@@ -102,8 +125,9 @@ function useZoomPan(shape) {
   useLayoutEffect(() => {
     if (!shape || !size || size.w === 0) return;
     if (fitted.current === null || fitted.current.shape !== shape || fitted.current.auto) {
-      setView(fitView(shape, size.w, size.h));
-      fitted.current = { shape, auto: true };
+      const fit = fitted.current !== null && fitted.current.shape === shape && fitted.current.fit;
+      setView((fit ? fitView : firstView)(shape, size.w, size.h));
+      fitted.current = { shape, auto: true, fit };
     }
   }, [shape, size && size.w, size && size.h]);
   const touched = () => { if (fitted.current) fitted.current.auto = false; };
@@ -223,7 +247,7 @@ function useZoomPan(shape) {
   const controls = {
     zoomIn: () => size && zoomAt(1.25, size.w / 2, size.h / 2),
     zoomOut: () => size && zoomAt(0.8, size.w / 2, size.h / 2),
-    fit: () => { if (size) { setView(fitView(shape, size.w, size.h)); fitted.current = { shape, auto: true }; } },
+    fit: () => { if (size) { setView(fitView(shape, size.w, size.h)); fitted.current = { shape, auto: true, fit: true }; } },
   };
   const handlers = { onPointerDown, onPointerMove, onPointerUp, onPointerCancel: onPointerUp, onClickCapture, onFocusCapture: onFocusIn };
   return { setBox, view, controls, handlers, hint };

@@ -1,5 +1,6 @@
 // A task's log (or the run's, task "__run__"): an offset tail, one request per poll. Live
-// follows the end only while you are scrolled to the bottom; Paused stops polling.
+// follows the end only while you are scrolled to the bottom (scrolled up, the status says it
+// is not following and "Jump to end" goes back); Paused stops polling.
 //
 // Large logs stay responsive: the log is fetched by byte range (CHUNK per request) into a
 // LogBuffer of lines, and only the lines on screen (plus a margin) are in the DOM, each drawn
@@ -177,6 +178,8 @@ export function LogView({ runId, taskId }) {
   const [downloading, setDownloading] = useState(null);
   const box = useRef(null);
   const follow = useRef(true);
+  // The same, for the header: whether the view follows the end (kept in sync on scroll).
+  const [following, setFollowing] = useState(true);
   const position = useRef(0);
 
   const label = taskId === RUN_LOG ? "Run log" : taskId;
@@ -218,6 +221,7 @@ export function LogView({ runId, taskId }) {
       setError(null);
       const el = box.current;
       follow.current = el === null || atBottom(el);
+      setFollowing(follow.current);
       if (body.data) {
         buffer.current.append(body.data);
         setVersion((v) => v + 1);
@@ -249,8 +253,17 @@ export function LogView({ runId, taskId }) {
     downloadRaw(runId, taskId).then(() => setDownloading(null)).catch((err) => setDownloading(null) || setError(err));
   };
 
-  const status = complete ? "complete" : live ? "live" : "paused";
   const lines = buffer.current.lineCount;
+  const held = live && !complete && !following && lines > 0;
+  const status = complete ? "complete" : held ? "held" : live ? "live" : "paused";
+  const jumpToEnd = () => {
+    const el = box.current;
+    if (!el) return;
+    setCurrent(null);
+    el.scrollTop = el.scrollHeight;
+    follow.current = true;
+    setFollowing(true);
+  };
   // No such task (or no access to it), and nothing read: the error alone, no empty log.
   const gone = lines === 0 && ((error instanceof ApiError && (error.status === 404 || error.status === 403))
     || (task && task.missing));
@@ -271,11 +284,12 @@ export function LogView({ runId, taskId }) {
         task.endedAt ? `, ended ${when(task.endedAt)}` : ""}</span>` : null}
       <div class="spacer"></div>
       ${gone ? null : html`<span class=${`log-status ${status}`} data-testid="log-status" aria-live="polite">
-        ${complete ? "Complete" : live ? "Live" : "Paused"} · ${offset.toLocaleString("en")} bytes · ${lines.toLocaleString("en")} lines</span>
+        ${complete ? "Complete" : held ? "Live, not following (scrolled up)" : live ? "Live" : "Paused"} · ${offset.toLocaleString("en")} bytes · ${lines.toLocaleString("en")} lines</span>
       <div class="segmented" role="group" aria-label="Log updates">
         <button type="button" aria-pressed=${live && !complete} disabled=${complete} onClick=${() => setLive(true)}>Live</button>
         <button type="button" aria-pressed=${!live && !complete} disabled=${complete} onClick=${() => setLive(false)}>Paused</button>
       </div>
+      ${held ? html`<button type="button" onClick=${jumpToEnd} title="Scroll to the last line and follow it again">↓ Jump to end</button>` : null}
       <button type="button" onClick=${download} disabled=${downloading !== null}>${downloading || "Download raw"}</button>`}
     </div>
     <${ErrorBox} error=${error} label="Log" />
@@ -287,6 +301,6 @@ export function LogView({ runId, taskId }) {
       box=${box} onSearch=${onSearch} />
     <${LogLines} buffer=${buffer.current} version=${version} box=${box} current=${current}
       empty=${complete ? "(empty log)" : "(no output yet)"}
-      onScroll=${(e) => { follow.current = atBottom(e.currentTarget); }} />`}
+      onScroll=${(e) => { follow.current = atBottom(e.currentTarget); setFollowing(follow.current); }} />`}
   </main>`;
 }

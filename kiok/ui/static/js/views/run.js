@@ -203,12 +203,13 @@ export function RunView({ runId }) {
           <td><${StateBadge} state=${t.state} /></td>
           <td class="num">${t.attempt || "—"}</td>
           <td class="mono small">${t.worker || "—"}</td>
-          <td class="small">${when(t.startedAt)}</td>
+          <td class="small when">${when(t.startedAt)}</td>
           <td class="num">${duration(t.startedAt, t.endedAt, now)}</td>
           <td class="num">${t.exitCode ?? "—"}</td>
           <td class="small">${t.error ? html`<span class="err-text">${t.error}</span>`
             : t.waiting ? html`<span class="waiting-text" data-testid="task-waiting">${t.waiting}</span>`
-            : t.state === "SKIPPED" ? html`<span class="muted" data-testid="task-skipped">${ran === null ? "skipped" : skipReason(id, run.tasks, exact && exact.tasks)}</span>` : ""}</td>
+            : t.state === "SKIPPED" ? html`<span class="muted" data-testid="task-skipped">${ran === null ? "skipped" : skipReason(id, run.tasks, exact && exact.tasks)}</span>`
+            : t.state === "CANCELLED" && !t.startedAt ? html`<span class="muted" data-testid="task-cancelled">cancelled before it started</span>` : ""}</td>
           ${rerunnable ? html`<td><${RerunButton} runId=${runId} from=${id} label="Re-run from here" onDone=${afterRerun} small /></td>` : null}
         </tr>`)}</tbody>
       </table>

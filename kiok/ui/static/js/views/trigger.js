@@ -96,6 +96,7 @@ function Field({ field, value, error, onChange }) {
 
 export function TriggerDialog({ dagId, onClose }) {
   const dialog = useRef(null);
+  const form = useRef(null);
   const [fields, setFields] = useState(null);
   const [values, setValues] = useState({});
   const [dirty, setDirty] = useState(new Set());
@@ -111,6 +112,15 @@ export function TriggerDialog({ dagId, onClose }) {
       setValues(Object.fromEntries(made.map((f) => [f.name, f.initial])));
     }).catch(setError);
   }, [dagId]);
+
+  // Once the params are in: focus the first field, or Start run when there is none (showModal
+  // focused Close, the only control enabled meanwhile: Enter would have closed the dialog).
+  useEffect(() => {
+    if (fields === null || !form.current) return;
+    const first = fields.length ? form.current.querySelector(`#param-${CSS.escape(fields[0].name)}`)
+      : form.current.querySelector("button[type=submit]");
+    if (first) first.focus();
+  }, [fields]);
 
   const change = (name, value) => {
     setValues({ ...values, [name]: value });
@@ -148,7 +158,7 @@ export function TriggerDialog({ dagId, onClose }) {
   };
 
   return html`<dialog ref=${dialog} class="card dialog" aria-labelledby="trigger-title" onClose=${onClose}>
-    <form onSubmit=${submit}>
+    <form ref=${form} onSubmit=${submit}>
       <h2 id="trigger-title">Run <span class="mono">${dagId}</span></h2>
       ${fields === null && !error ? html`<${Loading} what="Loading the DAG's params" />` : null}
       ${fields !== null && fields.length === 0 ? html`<p class="muted">This DAG takes no params.</p>` : null}
