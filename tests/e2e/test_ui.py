@@ -180,6 +180,7 @@ def test_ui_end_to_end(ui_kiok: Standalone, browser: Any, shots: Path) -> None:
     expect(page.locator("[data-testid=run-state] [data-state=SUCCESS]")).to_be_visible()
     expect(page.locator("svg.graph a.node[data-state=SUCCESS]")).to_have_count(5)
     expect(page.locator(".facts")).to_contain_text('region="us"')
+    expect(page.locator(".facts")).to_contain_text("manual by admin")  # who triggered it
     assert ui_kiok.run(run_id)["args"] == {"region": "us", "limit": 7, "tag": "weekly"}
     page.screenshot(path=str(shots / "run.png"))
 

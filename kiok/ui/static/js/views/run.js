@@ -160,7 +160,8 @@ export function RunView({ runId }) {
     </div>
     <${ErrorBox} error=${error} label="Refresh failed" />
     <dl class="facts card">
-      <div><dt>Trigger</dt><dd>${typeof run.trigger === "string" ? run.trigger : JSON.stringify(run.trigger)}</dd></div>
+      <div><dt>Trigger</dt><dd>${typeof run.trigger === "string" ? run.trigger : JSON.stringify(run.trigger)}${
+        run.triggeredBy ? html` by <span class="run-by">${run.triggeredBy}</span>` : null}</dd></div>
       <div><dt>Created</dt><dd>${when(run.createdAt)}</dd></div>
       <div><dt>Started</dt><dd>${when(run.startedAt)}</dd></div>
       <div><dt>Ended</dt><dd>${when(run.endedAt)}</dd></div>
