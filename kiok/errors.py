@@ -20,6 +20,8 @@ and nothing ever matches an error by its message text.
     ├── RateLimited               too many attempts                            (code: rate_limited)
     ├── Overloaded                too much work waiting: shed, try again later (code: overloaded)
     ├── NotReady                  cluster gate closed                          (code: not_ready)
+    ├── StoreUnavailable          a store cannot write (disk full, read-only,  (code: store_unavailable)
+    │                             data directory gone): the process stops
     ├── MaintenanceMode           maintenance mode is on: no new runs          (code: maintenance_mode)
     ├── NotLeader                 write reached a non-leader (leader_hint)     (code: not_leader)
     ├── ProtocolError             bad frame on the internal protocol           (code: protocol_error)
@@ -115,6 +117,15 @@ class Overloaded(KiokError):
 
 class NotReady(KiokError):
     code = "not_ready"
+
+
+class StoreUnavailable(KiokError):
+    """The state store or the job-log store cannot write (RocksDB's I/O error: the disk is
+    full, the file system read-only, the data directory removed or replaced). Nothing of the
+    write was made, none will be made by this process: it stops, and a restart (once the
+    cause is gone) continues from what was written before."""
+
+    code = "store_unavailable"
 
 
 class MaintenanceMode(KiokError):

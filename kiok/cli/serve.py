@@ -6,9 +6,13 @@ environment and turns it into ``Settings``."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
-from collections.abc import Coroutine
+import signal
+import threading
+from collections.abc import Coroutine, Iterator
+from types import FrameType
 from typing import Any
 
 import click
@@ -17,6 +21,35 @@ from kiok import logs
 from kiok.cli.settings import load_settings
 from kiok.config import Settings
 from kiok.errors import KiokError
+
+
+def _stopped_during_start_up(signum: int, _: FrameType | None) -> None:
+    """SIGTERM or SIGINT before the root put in its own handlers (which drain): nothing was
+    announced and nothing runs yet, so the signal does what it did without kiok (the process
+    ends by it: a service manager sees an ordinary stop), after one line saying so."""
+    name = signal.Signals(signum).name
+    logging.getLogger("kiok.start").warning("stopped during start-up (%s)", name)
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+@contextlib.contextmanager
+def _early_signals() -> Iterator[None]:
+    """``_stopped_during_start_up`` until the root's event loop takes SIGTERM/SIGINT over
+    (``add_signal_handler``); the handlers from before are put back after (a command run
+    in-process, in tests, leaves the caller's)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers; only the main thread runs a server
+        return
+    signals = (signal.SIGTERM, signal.SIGINT)
+    previous = {sig: signal.getsignal(sig) for sig in signals}
+    for sig in signals:
+        signal.signal(sig, _stopped_during_start_up)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _settings(config: str | None, flags: dict[str, tuple[str, object]], service: str) -> Settings:
@@ -45,15 +78,16 @@ def _settings(config: str | None, flags: dict[str, tuple[str, object]], service:
 @click.option("--port", type=int, help="kiok.master.admin.port")
 def standalone(config: str | None, data_dir: str | None, port: int | None) -> None:
     """Run a master and a worker in one process on the embedded store."""
-    from kiok.roots.standalone import run_standalone
+    with _early_signals():
+        from kiok.roots.standalone import run_standalone
 
-    flags: dict[str, tuple[str, object]] = {}
-    if data_dir is not None:  # given is given: --data-dir "" is refused below, not ignored
-        flags["kiok.base.data.dir"] = ("--data-dir", data_dir)
-    if port is not None:  # --port 0 is a value (flags win over the environment)
-        flags["kiok.master.admin.port"] = ("--port", port)
-    settings = _settings(config, flags, "standalone")
-    _run(run_standalone(settings, dict(os.environ)))
+        flags: dict[str, tuple[str, object]] = {}
+        if data_dir is not None:  # given is given: --data-dir "" is refused below, not ignored
+            flags["kiok.base.data.dir"] = ("--data-dir", data_dir)
+        if port is not None:  # --port 0 is a value (flags win over the environment)
+            flags["kiok.master.admin.port"] = ("--port", port)
+        settings = _settings(config, flags, "standalone")
+        _run(run_standalone(settings, dict(os.environ)))
 
 
 @click.command("master")
@@ -62,10 +96,11 @@ def standalone(config: str | None, data_dir: str | None, port: int | None) -> No
 )
 def master(config: str | None) -> None:
     """Run a master: admin HTTP API (8080) and the internal protocol for workers (19999)."""
-    from kiok.roots.master import run_master
+    with _early_signals():
+        from kiok.roots.master import run_master
 
-    settings = _settings(config, {}, "master")
-    _run(run_master(settings))
+        settings = _settings(config, {}, "master")
+        _run(run_master(settings))
 
 
 @click.command("worker")
@@ -74,10 +109,11 @@ def master(config: str | None) -> None:
 )
 def worker(config: str | None) -> None:
     """Run a worker: connects to kiok.worker.masters and drives the runs it is given."""
-    from kiok.roots.worker import run_worker
+    with _early_signals():
+        from kiok.roots.worker import run_worker
 
-    settings = _settings(config, {}, "worker")
-    _run(run_worker(settings, dict(os.environ)))
+        settings = _settings(config, {}, "worker")
+        _run(run_worker(settings, dict(os.environ)))
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:

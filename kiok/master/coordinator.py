@@ -25,7 +25,7 @@ from kiok.core.placeholders import references
 from kiok.core.states import TERMINAL_RUN_STATES
 from kiok.core.timefmt import iso_utc
 from kiok.core.tracecontext import run_trace
-from kiok.errors import KiokError
+from kiok.errors import KiokError, StoreUnavailable
 from kiok.ids import RUN_LOG_TASK
 from kiok.master.run_terms import RunTermsCache
 from kiok.protocol.link import WorkerHandle, WorkerInfo
@@ -341,6 +341,8 @@ class Coordinator:
                     respect_holds=True,
                 )
             )
+        except StoreUnavailable:  # said once: this master stops
+            return True
         except KiokError as e:
             log.info("not assigning %s: %s", run_id, e)
             return True

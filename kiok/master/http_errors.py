@@ -1,8 +1,9 @@
 """The one place where errors become HTTP responses: ``{"error": {"code", "message"}}``.
 
 Every ``KiokError`` maps by type to a status; request-validation failures become 400 with
-the offending field named; anything unexpected becomes a 500 whose body says nothing
-internal (the traceback goes to the log only).
+the offending field named; a client that closed the connection before its body was read
+is a 499 (nobody reads the answer; one DEBUG line, counted as a 4xx in the metrics); anything
+unexpected becomes a 500 whose body says nothing internal (the traceback goes to the log only).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from kiok import errors as e
 from kiok.security.http_headers import HEADERS
@@ -22,6 +24,10 @@ log = logging.getLogger(__name__)
 #: ``Retry-After`` of a maintenance refusal that does not carry the master's setting
 #: (``kiok.cluster.maintenance.retry.after.seconds``, whose default this is).
 DEFAULT_MAINTENANCE_RETRY_S = 30
+
+#: The status of a request whose client closed the connection before it was read whole
+#: (nginx's "client closed request"): the client's doing, not the server's.
+CLIENT_CLOSED = 499
 
 _STATUS: tuple[tuple[type[e.KiokError], int], ...] = (
     (e.PayloadTooLarge, 413),
@@ -35,6 +41,7 @@ _STATUS: tuple[tuple[type[e.KiokError], int], ...] = (
     (e.RateLimited, 429),
     (e.Overloaded, 503),
     (e.NotReady, 503),
+    (e.StoreUnavailable, 503),
     (e.MaintenanceMode, 503),
     (e.NotLeader, 503),
     (e.ProtocolError, 400),
@@ -61,6 +68,13 @@ def error_response(
     message = message.encode("utf-8", "backslashreplace").decode()
     body: dict[str, object] = {"error": {"code": code, "message": message}, **(extra or {})}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def client_closed(method: str, path: str) -> JSONResponse:
+    """The answer to a request whose client went away mid-body (``ClientDisconnect``,
+    wherever the body is read): nobody reads it, it only sets the status the metrics see."""
+    log.debug("client closed the connection during %s %s before its body was read", method, path)
+    return error_response(CLIENT_CLOSED, "client_closed", "the client closed the connection")
 
 
 def install(app: FastAPI) -> None:
@@ -97,8 +111,14 @@ def install(app: FastAPI) -> None:
                 problems[-1] = "body: expected a JSON object, sent with Content-Type: application/json"
         return error_response(400, e.InvalidInput.code, "; ".join(problems) or "invalid request")
 
+    @app.exception_handler(ClientDisconnect)
+    async def _client_disconnect(request: Request, _: ClientDisconnect) -> JSONResponse:
+        return client_closed(request.method, request.url.path)
+
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, err: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        if isinstance(err.__cause__, ClientDisconnect):  # FastAPI reading a declared body
+            return client_closed(request.method, request.url.path)
         # 400: the framework could not read the request (JSON bodies are read and refused
         # with a reason before that, by ``JsonLimits``): a malformed request, like any other.
         code = {400: e.InvalidInput.code, 404: "not_found", 405: "method_not_allowed"}.get(

@@ -36,7 +36,7 @@ import ssl
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from kiok.errors import KiokError, NotLeader, ProtocolError, Unauthenticated
+from kiok.errors import KiokError, NotLeader, ProtocolError, StoreUnavailable, Unauthenticated
 from kiok.protocol.codec import FROM_WORKER, decode, encode, kind_of
 from kiok.protocol.framing import read_frame, write_frame
 from kiok.protocol.kinds import Kind
@@ -371,7 +371,10 @@ class WorkerConnection:
     def _log_batch(self, batch: Log) -> None:
         run_id, request, fence = batch.run_id, batch.request, batch.fence
         if fence is not None:
-            stored = self._node.intake.log_batch(self.worker_id, batch)
+            try:
+                stored = self._node.intake.log_batch(self.worker_id, batch)
+            except StoreUnavailable:  # this master stops; the worker keeps the batch (no ack)
+                return
             if stored is not False:
                 if request:  # the worker keeps the batch until it hears it is stored
                     if stored is True:

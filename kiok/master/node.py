@@ -22,7 +22,7 @@ from kiok.config import Settings
 from kiok.core.retention import days_ms
 from kiok.dag.load import compiled_spec
 from kiok.dag.spec import DagSpec
-from kiok.errors import Conflict, InvalidInput, NotFound, NotReady
+from kiok.errors import Conflict, InvalidInput, KiokError, NotFound, NotReady, StoreUnavailable
 from kiok.master import pending_quota
 from kiok.master.admission import Admission
 from kiok.master.api.raft_snapshots import HttpSnapshotFetch
@@ -102,8 +102,10 @@ class MasterNode:
         #: Where no webhook goes; a wrong entry stops the master before anything opens.
         self.webhook_blocked_networks = parse_networks(settings.get_str(egress.SETTING))
         #: Why this master cannot go on (``wait_failed``), once it cannot.
-        self._failure: str | None = None
+        self._failure: str | KiokError | None = None
         self._failed = asyncio.Event()
+        #: The event loop, for a store failure met on another thread (Raft's, a backup's).
+        self._loop = asyncio.get_running_loop()
         data = settings.data_dir
         peers_text = settings.get_str("kiok.master.peers")
         configured = configured_master_key(
@@ -139,12 +141,14 @@ class MasterNode:
         self._roots_lock = threading.Lock()
         self.keyring: Keyring | None = None
         self._root_key = b""
-        self._raw = RocksKV(data / "state", keys.SPACES)
+        self._raw = RocksKV(data / "state", keys.SPACES, "state store")
+        self._raw.on_unavailable = self._store_unavailable
         self.kv = EncryptedKV(
             self._raw,
             keys.ENCRYPTION_KEYS,
         )
-        self._joblog_raw = RocksKV(data / "joblog", JOBLOG_SPACES)
+        self._joblog_raw = RocksKV(data / "joblog", JOBLOG_SPACES, "job-log store")
+        self._joblog_raw.on_unavailable = self._store_unavailable
         self._joblog_kv = EncryptedKV(self._joblog_raw, JOBLOG_ENCRYPTION_KEYS)
         self.joblog = JobLogStore(self._joblog_kv)
         self.archival = Archival(
@@ -383,7 +387,8 @@ class MasterNode:
         through the replicated log, so that every master holds every log (a report proposed
         after it is committed after it)."""
         if self.raft is None:
-            self.joblog.append(run_id, task_id, data)
+            with contextlib.suppress(StoreUnavailable):  # said once; this master stops
+                self.joblog.append(run_id, task_id, data)
         elif data:
             cmd = c.AppendLogs(at_ms=self.clock_ms(), chunks=[[run_id, task_id, data]])
             self.log.propose_nowait(cmd, fsync=False).add_done_callback(_log_lost)
@@ -549,15 +554,37 @@ class MasterNode:
             for handle in workers:
                 self.coordinator.add_worker(handle)
 
-    def _halt(self, why: str) -> None:
-        self._failure = why
+    def _halt(self, why: str | KiokError) -> None:
+        if self._failure is None:
+            self._failure = why
         self._failed.set()
+
+    def fence_stores(self, err: StoreUnavailable) -> None:
+        """Both stores refuse every write from now on, with ``err``: the process stops, and
+        nothing more reaches the data directory (a store that failed closes without a flush)."""
+        self._raw.fail(err)
+        self._joblog_raw.fail(err)
+
+    def _store_unavailable(self, err: StoreUnavailable) -> None:
+        """(Any thread) A store could not write: both are fenced, and this master stops."""
+        self.fence_stores(err)
+        try:
+            on_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop:
+            self._halt(err)
+        else:
+            self._loop.call_soon_threadsafe(self._halt, err)
 
     async def wait_failed(self) -> None:
         """Raises, saying why, once this master can no longer go on (its replicated log met
-        an entry this version cannot apply); never returns otherwise. The master's root
-        awaits it with its servers, so the process stops with that line and exit code 1."""
+        an entry this version cannot apply; a store cannot write: ``StoreUnavailable``);
+        never returns otherwise. The master's root awaits it with its servers, so the
+        process stops with that line and exit code 1."""
         await self._failed.wait()
+        if isinstance(self._failure, KiokError):
+            raise self._failure
         raise RuntimeError(self._failure)
 
     def stores_replaced(self) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import uvicorn
 
 from kiok.config import ID, Settings
-from kiok.errors import InvalidInput
+from kiok.errors import InvalidInput, KiokError
 from kiok.protocol.link import MasterLink
 from kiok.roots.http_protocol import HttpLimits, limited_protocol
 from kiok.security.tls import TlsFiles
@@ -302,7 +302,9 @@ def prepare_data_dir(settings: Settings) -> Path:
 
 
 async def wait_for_stop(stop: asyncio.Event, servers: list[asyncio.Task[None]]) -> bool:
-    """Wait for SIGTERM/SIGINT or a server that ends by itself; True when one failed."""
+    """Wait for SIGTERM/SIGINT or a server that ends by itself; True when one failed. A
+    ``KiokError`` (a store that cannot write, the data directory gone) is the one line said,
+    at CRITICAL; anything else is "server failed"."""
     # What start-up built (the app, its routes, the compiled settings) lives until shutdown:
     # moved out of the collector's sight, so collections scan only what runs allocate.
     gc.freeze()
@@ -311,7 +313,11 @@ async def wait_for_stop(stop: asyncio.Event, servers: list[asyncio.Task[None]]) 
     stopper.cancel()
     failed = False
     for task in done:
-        if task is not stopper and task.exception() is not None:
-            log.error("server failed: %s", task.exception())
-            failed = True
+        if task is stopper or (error := task.exception()) is None:
+            continue
+        if isinstance(error, KiokError):
+            log.critical("%s", error.message)
+        else:
+            log.error("server failed: %s", error)
+        failed = True
     return failed

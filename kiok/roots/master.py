@@ -12,6 +12,7 @@ from pathlib import Path
 from kiok.config import Settings
 from kiok.master.admin_socket import AdminSocket
 from kiok.master.api.app import create_app
+from kiok.master.api.health import ShutdownNotice
 from kiok.master.internal_server import InternalServer
 from kiok.master.node import MasterNode
 from kiok.roots.common import (
@@ -25,6 +26,7 @@ from kiok.roots.common import (
     trusted_proxies,
     wait_for_stop,
 )
+from kiok.roots.data_watch import DataDirWatch
 from kiok.roots.startup import listen_socket, lock_data_dir
 from kiok.security.tls import TlsFiles
 
@@ -49,11 +51,13 @@ async def run_master(settings: Settings) -> None:
     await admin_socket.start()
     internal = InternalServer(node)
     await internal.start(internal_listener, tls.server_context(require_client_cert=True))
+    shutdown = ShutdownNotice()
     admin = http_server(
         create_app(
             node,
             max_body_bytes=settings.get_int("kiok.admin.http.max.content.size.bytes"),
             forward_timeout_s=settings.get_int("kiok.admin.forward.timeout.ms") / 1000,
+            shutdown=shutdown,
         ),
         host,
         settings.get_int("kiok.master.admin.port"),
@@ -63,8 +67,9 @@ async def run_master(settings: Settings) -> None:
     )
     if warning := plaintext_exposure(host, tls.serves_tls):
         log.warning("%s", warning)
-    halted = asyncio.create_task(node.wait_failed(), name="replicated-log-halt")
-    servers = [asyncio.create_task(admin.serve(sockets=[admin_listener])), halted]
+    halted = asyncio.create_task(node.wait_failed(), name="master-halt")
+    watch = asyncio.create_task(DataDirWatch(lock).run(node.fence_stores), name="data-dir-watch")
+    servers = [asyncio.create_task(admin.serve(sockets=[admin_listener])), halted, watch]
     log.info(
         "kiok master: admin API on %s://%s, internal protocol on %s:%d, data in %s",
         "https" if tls.serves_tls else "http",
@@ -76,9 +81,11 @@ async def run_master(settings: Settings) -> None:
     announce_started()
     failed = await wait_for_stop(stop, servers)
     log.info("shutting down")
+    shutdown.begin("shutting down")  # /readyz 503 while the workers' connections close
     await internal.stop()
     admin.should_exit = True
     halted.cancel()
+    watch.cancel()
     await asyncio.gather(*servers, return_exceptions=True)
     await admin_socket.stop()
     await node.stop()

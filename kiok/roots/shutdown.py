@@ -44,7 +44,7 @@ async def drain(worker: Worker, timeout_s: float, signals: Signals, gives_back: 
     """Drain ``worker`` as the module says; ``gives_back`` ends the line of a cut-short
     drain (what becomes of the runs). True when every run finished in time."""
     signals.stop.set()  # also when a failed server ended the wait: the next signal means now
-    if worker.active_runs:
+    if worker.active_runs and not signals.now.is_set():
         log.info(
             "draining: waiting for %s, up to %d s; press Ctrl-C again to stop now",
             _waiting_for(worker),

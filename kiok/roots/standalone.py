@@ -8,14 +8,17 @@ driver, coordinator and store behave exactly as they do in a cluster.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from kiok.config import Settings
+from kiok.errors import StoreUnavailable
 from kiok.master.admin_socket import AdminSocket
 from kiok.master.api.app import create_app
+from kiok.master.api.health import ShutdownNotice
 from kiok.master.node import MasterNode
 from kiok.protocol.link import WorkerInfo
 from kiok.protocol.messages import Assignment, Fence, OfferReply
@@ -36,6 +39,7 @@ from kiok.roots.common import (
     wait_for_stop,
     worker_id_for,
 )
+from kiok.roots.data_watch import DataDirWatch
 from kiok.roots.shutdown import Signals, drain
 from kiok.roots.startup import listen_socket, lock_data_dir
 from kiok.security.tls import TlsFiles
@@ -67,8 +71,10 @@ class InProcessLink:
         # Written before the task's final report, like the report not fsync'd: in one process
         # both survive kill -9 together (RocksDB's log is written before append returns).
         # The same fence check as a remote worker's batch: a retired driver's lines stay out.
-        # In process nothing is ever sent twice: no offset, no cursor to keep.
-        self._node.intake.log_batch(self.worker_id, Log(run_id, fence, task_id, data, None, final))
+        # In process nothing is ever sent twice: no offset, no cursor to keep. A store that
+        # cannot write said so once and stops the process: the lines are lost, as in a crash.
+        with contextlib.suppress(StoreUnavailable):
+            self._node.intake.log_batch(self.worker_id, Log(run_id, fence, task_id, data, None, final))
 
     def release_run(self, run_id: str, fence: Fence, reason: str) -> None:
         release = Release(run_id, fence, reason)
@@ -88,7 +94,9 @@ class InProcessLink:
 
 
 def _log_failure(fut: asyncio.Future[Any]) -> None:
-    if not fut.cancelled() and fut.exception() is not None:
+    if fut.cancelled() or isinstance(fut.exception(), StoreUnavailable):  # said once: it stops
+        return
+    if fut.exception() is not None:
         log.warning("report not applied: %s", fut.exception())
 
 
@@ -148,8 +156,13 @@ async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
     link.worker_id = worker.id
     status_addr = status_url(settings, tls.serves_tls)
     node.coordinator.add_worker(LocalWorkerHandle(worker, status_addr))
+    shutdown = ShutdownNotice()
     admin = http_server(
-        create_app(node, max_body_bytes=settings.get_int("kiok.admin.http.max.content.size.bytes")),
+        create_app(
+            node,
+            max_body_bytes=settings.get_int("kiok.admin.http.max.content.size.bytes"),
+            shutdown=shutdown,
+        ),
         settings.get_str("kiok.master.host"),
         settings.get_int("kiok.master.admin.port"),
         tls,
@@ -179,6 +192,9 @@ async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
     servers = [
         asyncio.create_task(admin.serve(sockets=[admin_listener])),
         asyncio.create_task(status.serve(sockets=[status_listener])),
+        # A store that cannot write, or the data directory gone: the process stops at once.
+        asyncio.create_task(node.wait_failed(), name="store-halt"),
+        asyncio.create_task(DataDirWatch(lock).run(node.fence_stores), name="data-dir-watch"),
     ]
     log.info(
         "kiok standalone: admin API on %s://%s, worker %s status on %s, data in %s",
@@ -191,6 +207,9 @@ async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
     announce_started()
     failed = await wait_for_stop(signals.stop, servers)
     log.info("shutting down")
+    shutdown.begin("shutting down: draining")  # /readyz 503: no new traffic during the drain
+    if failed:  # no drain: nothing the runs do now can be stored; they resume after a restart
+        signals.now.set()
     await drain(
         worker,
         settings.get_int("kiok.worker.shutdown.drain.timeout.seconds"),
@@ -199,6 +218,8 @@ async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
     )
     worker.env.work_dirs.discard()
     admin.should_exit = status.should_exit = True
+    for task in servers[2:]:
+        task.cancel()
     await asyncio.gather(*servers, return_exceptions=True)
     await admin_socket.stop()
     await node.stop()

@@ -23,8 +23,20 @@ BACKLOG = 2048
 class DataDirLock:
     """Held from ``lock_data_dir`` until ``release`` (or the process ends)."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, data: Path) -> None:
         self._fd = fd
+        #: The locked directory.
+        self.data = data
+
+    def lock_file_moved(self) -> bool:
+        """Whether ``<data>/kiok.lock`` is no longer the file this lock holds (removed, or
+        another one in its place: the directory was removed or replaced). One ``stat``."""
+        try:
+            found = os.stat(self.data / LOCK_FILE)
+        except FileNotFoundError:
+            return True
+        held = os.fstat(self._fd)
+        return (found.st_dev, found.st_ino) != (held.st_dev, held.st_ino)
 
     def release(self) -> None:
         if self._fd >= 0:
@@ -45,7 +57,7 @@ def lock_data_dir(data: Path) -> DataDirLock:
         raise Conflict(f"data directory {data} is in use by another kiok process{by}") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return DataDirLock(fd)
+    return DataDirLock(fd, data)
 
 
 def listen_socket(host: str, port: int, setting: str) -> socket.socket:

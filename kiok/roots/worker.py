@@ -23,6 +23,7 @@ from kiok.roots.common import (
     wait_for_stop,
     worker_id_for,
 )
+from kiok.roots.data_watch import DataDirWatch
 from kiok.roots.shutdown import Signals, drain
 from kiok.roots.startup import listen_socket, lock_data_dir
 from kiok.security.tls import TlsFiles
@@ -77,7 +78,12 @@ async def run_worker(settings: Settings, environ: dict[str, str]) -> None:
         tls,
         http_limits(settings),
     )
-    tasks = [asyncio.create_task(status.serve(sockets=[status_listener])), asyncio.create_task(client.run())]
+    tasks = [
+        asyncio.create_task(status.serve(sockets=[status_listener])),
+        asyncio.create_task(client.run()),
+        # Its credential and outbox gone: it stops, its runs go back to the masters.
+        asyncio.create_task(DataDirWatch(lock).run(), name="data-dir-watch"),
+    ]
     log.info(
         "kiok worker %s: masters %s, status on %s, data in %s",
         worker.id,
@@ -88,6 +94,8 @@ async def run_worker(settings: Settings, environ: dict[str, str]) -> None:
     announce_started()
     failed = await wait_for_stop(signals.stop, tasks)
     log.info("shutting down: no new runs")
+    if failed:  # no drain: its runs go back to the masters now
+        signals.now.set()
     await drain(
         worker,
         settings.get_int("kiok.worker.shutdown.drain.timeout.seconds"),
@@ -98,6 +106,7 @@ async def run_worker(settings: Settings, environ: dict[str, str]) -> None:
     await asyncio.sleep(0.2)  # let the last reports and releases leave
     await client.stop()
     status.should_exit = True
+    tasks[2].cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     lock.release()
     if failed:

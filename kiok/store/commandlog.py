@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from kiok.errors import InvalidInput, KiokError
+from kiok.errors import InvalidInput, KiokError, StoreUnavailable
 from kiok.store.apply import Effects, apply
 from kiok.store.commands import Command
 from kiok.store.kv import KVStore, Write
@@ -122,17 +122,24 @@ class LocalCommandLog:
             # a run ended, even a power loss does not bring it back to RUNNING.
             sync = bool(applied.effects.runs_finished) or any(fsync for _, _, fsync in batch)
             self._kv.write(applied.writes, sync=sync)
+        except StoreUnavailable as e:  # the store said so once (``RocksKV.on_unavailable``)
+            _fail(batch, e)
+            return
         except Exception as e:
             log.exception("state store write failed")
-            for _, fut, _ in batch:
-                if not fut.done():
-                    fut.set_exception(e)
+            _fail(batch, e)
             return
         self.batches += 1
         self.commands += len(batch)
         for (_, fut, _), outcome in zip(batch, applied.outcomes, strict=True):
             settle(fut, outcome)
         notify(self._listeners, applied.effects)
+
+
+def _fail(batch: list[tuple[Command, asyncio.Future[Any], bool]], e: Exception) -> None:
+    for _, fut, _ in batch:
+        if not fut.done():
+            fut.set_exception(e)
 
 
 @dataclass

@@ -8,8 +8,9 @@ envelope encryption happen above this layer (``kiok.store.codec``).
 from __future__ import annotations
 
 import bisect
+import contextlib
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -24,7 +25,7 @@ from rocksdict import (
     WriteOptions,
 )
 
-from kiok.errors import KiokError
+from kiok.errors import KiokError, StoreUnavailable
 
 #: (keyspace, key, value or None for a delete)
 Write = tuple[str, bytes, bytes | None]
@@ -57,6 +58,21 @@ class StoreUnreadable(KiokError):
         names = [p.name for p in path.iterdir()]
         if any(n.startswith("MANIFEST-") or n.endswith((".sst", ".log")) for n in names):
             raise cls.opening(path, Exception("Corruption: CURRENT is missing beside the store's files"))
+
+
+def unavailable(name: str, e: Exception) -> StoreUnavailable:
+    """The error of a write the store ``name`` could not make: RocksDB's own words (an "IO
+    error" naming the file) and what the operator does about it."""
+    problem = " ".join(str(e).split()) or type(e).__name__
+    if "No space left" in problem:
+        remedy = "the disk has room"
+    elif "Read-only file system" in problem:
+        remedy = "its file system is writable"
+    elif "No such file or directory" in problem:
+        remedy = "its data directory is back (or restore a backup)"
+    else:
+        remedy = "its data directory is writable"
+    return StoreUnavailable(f"the {name} cannot write ({problem}): kiok stops; restart it once {remedy}")
 
 
 class KVStore(Protocol):
@@ -176,7 +192,8 @@ class RocksKV:
             del cf
             db.close()
 
-    def __init__(self, path: Path, spaces: Iterable[str]) -> None:
+    def __init__(self, path: Path, spaces: Iterable[str], name: str = "store") -> None:
+        """``name`` (``state store``) is what an error of this store calls it."""
         StoreUnreadable.check_current(path)
         path.mkdir(parents=True, exist_ok=True)
         opts = Options(raw_mode=True)
@@ -193,6 +210,41 @@ class RocksKV:
         self._sync.sync = True
         self._nosync = WriteOptions()
         self._lock = threading.Lock()
+        self._fail_lock = threading.Lock()
+        self._name = name
+        #: Why this store takes no more writes (``fail``), once it does not.
+        self._failed: StoreUnavailable | None = None
+        #: Told once, on the thread that wrote, when a write fails (``StoreUnavailable``).
+        self.on_unavailable: Callable[[StoreUnavailable], None] = lambda err: None
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Around every change to the store: a RocksDB error becomes ``StoreUnavailable``
+        (rocksdict raises a bare ``Exception("IO error: ...")``). RocksDB keeps such an error
+        (a failed log append leaves it read-only until reopened), so the first one fences the
+        store: later writes are refused at once, without touching the disk."""
+        if self._failed is not None:
+            raise self._failed
+        try:
+            yield
+        except Exception as e:
+            err = unavailable(self._name, e)
+            if self.fail(err):
+                self.on_unavailable(err)
+            raise err from None
+
+    def fail(self, err: StoreUnavailable) -> bool:
+        """Take no more writes, each refused with ``err`` (the first reason is kept); True the
+        first time. Closing a failed store flushes nothing to its directory."""
+        with self._fail_lock:
+            if self._failed is not None:
+                return False
+            self._failed = err
+            return True
+
+    @property
+    def failed(self) -> StoreUnavailable | None:
+        return self._failed
 
     def get(self, space: str, key: bytes) -> bytes | None:
         value = self._cf[space].get(key)
@@ -223,13 +275,15 @@ class RocksKV:
     def write(self, writes: Sequence[Write], *, sync: bool) -> None:
         if not writes:
             return
+        if self._failed is not None:
+            raise self._failed
         wb = WriteBatch(raw_mode=True)
         for space, key, value in writes:
             if value is None:
                 wb.delete(key, self._handles[space])
             else:
                 wb.put(key, value, self._handles[space])
-        with self._lock:
+        with self._lock, self._writing():
             self._db.write(wb, self._sync if sync else self._nosync)
 
     def clear(self, space: str) -> None:
@@ -239,7 +293,7 @@ class RocksKV:
         if last is None:
             return
         assert isinstance(last, bytes)
-        with self._lock:
+        with self._lock, self._writing():
             cf.delete_range(b"", last + b"\x00", self._nosync)
 
     def ingest(self, space: str, table: Path) -> None:
@@ -248,7 +302,7 @@ class RocksKV:
         its manifest); bulk loading without a write per key."""
         opts = IngestExternalFileOptions()
         opts.set_move_files(True)
-        with self._lock:
+        with self._lock, self._writing():
             self._cf[space].ingest_external_file([str(table)], opts)
 
     def pin(self) -> PinnedKV:
@@ -265,14 +319,20 @@ class RocksKV:
     def compact(self) -> None:
         """Compact every keyspace whole: deleted data (retention, tombstones) leaves the disk
         now rather than when RocksDB gets to it."""
-        for cf in self._cf.values():
-            cf.compact_range(None, None)
+        with self._writing():
+            for cf in self._cf.values():
+                cf.compact_range(None, None)
 
     def close(self) -> None:
         # Column-family objects keep the database open (and its LOCK held) until released.
         self._cf.clear()
         self._handles.clear()
-        self._db.close()
+        if self._failed is None:
+            self._db.close()  # flushes the memtable to a new table file
+        else:
+            # Nothing more goes to a directory that is full, read-only or no longer this
+            # store's: dropped, RocksDB closes without a flush (its log holds every write).
+            del self._db
 
 
 class MemoryKV:

@@ -57,7 +57,7 @@ from pysyncobj import SyncObj, SyncObjConf, replicated  # type: ignore[import-un
 from pysyncobj.config import FAIL_REASON  # type: ignore[import-untyped]
 
 from kiok.config import ID
-from kiok.errors import InvalidInput, KiokError, NotLeader, NotReady, PayloadTooLarge
+from kiok.errors import InvalidInput, KiokError, NotLeader, NotReady, PayloadTooLarge, StoreUnavailable
 from kiok.store import commands as c
 from kiok.store import keys as k
 from kiok.store import snapshot, snapshot_ref
@@ -498,6 +498,17 @@ class RaftCommandLog:
     # --- applying (PySyncObj's tick thread) --------------------------------------------------
 
     def _apply_entry(self, payload: bytes, index: int) -> list[tuple[Any, BaseException | None]] | None:
+        try:
+            return self._apply_entry_now(payload, index)
+        except StoreUnavailable as e:
+            # The stores cannot write (the master stops: ``RocksKV.on_unavailable``): nothing
+            # more is applied, and this entry, not marked applied, is applied again on start.
+            self._halted = e.message
+            return None
+
+    def _apply_entry_now(self, payload: bytes, index: int) -> list[tuple[Any, BaseException | None]] | None:
+        if self._halted is not None:
+            return None
         if index <= self.applied_index():
             return None  # replaying the journal over a store that already has this entry
         # The index goes in the same atomic batch as the entry's writes; encryption happens
@@ -524,6 +535,8 @@ class RaftCommandLog:
         applied = apply_entry(self._state, self._stores.joblog, cmds, index)
         try:
             self._state.write([*applied.writes, mark], sync=bool(restores))
+        except StoreUnavailable:
+            raise
         except KiokError as e:  # e.g. an encrypted keyspace before any keyring: alike everywhere
             log.error("raft entry %d refused: %s", index, e.message)
             self._raw.write([mark], sync=False)

@@ -70,6 +70,7 @@ from kiok.protocol.to_worker import (
 )
 from kiok.waits import wait_set, within
 from kiok.worker.outbox import Outbox
+from kiok.worker.reconnect_log import ConnectFailures
 
 if TYPE_CHECKING:
     from kiok.worker.worker import Worker
@@ -165,6 +166,8 @@ class MasterClient:
         self.max_term = 0
         self._stopping = False
         self._stop = asyncio.Event()
+        #: Failed attempts since the last welcome: what of them is worth a log line.
+        self._failures = ConnectFailures()
         #: The current connection was welcomed (a broken one then restarts the back-off).
         self._welcomed = False
         #: The master refused the saved credential: the next hellos carry the join token.
@@ -336,7 +339,8 @@ class MasterClient:
 
     async def run(self) -> None:
         """Connect, serve, reconnect with back-off, until ``stop``. A master that does not
-        lead names the leader: that is where the next attempt goes, at once."""
+        lead names the leader: that is where the next attempt goes, at once. Failures are
+        logged as ``reconnect_log`` says: masters down for long are one line a minute."""
         attempt = 0
         masters = itertools.cycle(self._masters)
         while True:
@@ -348,7 +352,10 @@ class MasterClient:
                 await self._session(host, port)
             except (OSError, ConnectionError, ProtocolError, TimeoutError) as e:
                 if not self._stopping:
-                    log.warning("connection to master %s:%d: %s", host, port, e)
+                    line = self._failures.failed(
+                        f"connection to master {host}:{port}: {e}", time.monotonic(), time.time()
+                    )
+                    log.log(line.level, "%s", line.text)
                 if isinstance(e, Silent):
                     self._avoid = ((host, port), time.monotonic() + _AVOID_SILENT_S)
             finally:
@@ -498,6 +505,8 @@ class MasterClient:
                 if self._silence_s < _SILENT_FOR_LONG_S
                 else "",
             )
+            if (again := self._failures.connected(f"{host}:{port}")) is not None:
+                log.log(again.level, "%s", again.text)
             await self._serve(reader, writer)
         finally:
             writer.close()

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from kiok.testing.process import Master, Standalone, WorkerProcess, kiok_executable
@@ -151,6 +152,60 @@ tasks:
     run = node.wait_run(run_id)
     assert run["state"] == "SUCCESS", run
     assert started.exists()  # it ran again after the restart
+
+
+def test_readyz_is_503_shutting_down_while_a_sigterm_drains_and_healthz_stays_200(
+    standalone_factory: Callable[..., Standalone], task_tmp_path: Path
+) -> None:
+    """A load balancer polling ``/readyz`` sent traffic for the whole drain window (200 until
+    the port closed): from the first SIGTERM it is 503 with the reason, the process alive."""
+    node = standalone_factory()
+    started = task_tmp_path / "started"
+    dag = node.register(
+        f"dag: {{id: drains}}\ntasks:\n  - {{id: t, script: 'touch {started}; exec sleep 600'}}\n"
+    )
+    node.trigger(dag)
+    node.wait_for(started.exists, 30, "the task to start")
+    assert node.proc is not None
+    assert httpx.get(node.url + "/readyz").status_code == 200
+    os.kill(node.proc.pid, signal.SIGTERM)
+    _log_has(node, "press Ctrl-C again to stop now")
+    ready = httpx.get(node.url + "/readyz")
+    assert ready.status_code == 503, ready.text
+    assert ready.json() == {"status": "unhealthy", "ready": False, "reason": "shutting down: draining"}
+    assert httpx.get(node.url + "/healthz").status_code == 200
+    assert node.proc.poll() is None  # still draining: the task runs
+    os.kill(node.proc.pid, signal.SIGTERM)  # the second one stops at once
+    assert node.proc.wait(15) == 0
+
+
+def _catches_sigterm(pid: int) -> bool:
+    """Whether process ``pid`` has a handler for SIGTERM (its ``SigCgt`` mask)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    caught = next(line for line in status.splitlines() if line.startswith("SigCgt:")).split()[1]
+    return bool(int(caught, 16) & (1 << (signal.SIGTERM - 1)))
+
+
+def test_a_sigterm_during_start_up_ends_it_with_one_line(
+    standalone_factory: Callable[..., Standalone],
+) -> None:
+    """SIGTERM in the first second of start-up ended the process without a word (the
+    default action: its drain handlers were not in place yet). Sent as soon as the process
+    catches SIGTERM at all, it still ends by the signal (nothing ran yet), saying so."""
+    node = standalone_factory(start=False)
+    node.spawn()
+    assert node.proc is not None
+    node.wait_for(lambda: _catches_sigterm(node.proc.pid), 30, "a SIGTERM handler", poll_s=0.002)
+    os.kill(node.proc.pid, signal.SIGTERM)
+    code = node.proc.wait(EXIT_TIMEOUT_S)
+    log = node.read_log()
+    assert code == -signal.SIGTERM, log
+    assert "stopped during start-up (SIGTERM)" in log and "Traceback" not in log, log
+    assert "kiok standalone: admin API" not in log, log  # it did not get as far as serving
+    node.start()  # and the next start is an ordinary one
 
 
 def test_config_show_names_each_source_and_hides_secrets(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from kiok.master.api import (
     runs,
 )
 from kiok.master.api.forward import ForwardToLeader
+from kiok.master.api.health import ShutdownNotice
 from kiok.master.api.json_limits import JsonLimits
 from kiok.master.api.observe import RequestObserver
 from kiok.master.http_errors import error_response, status_for
@@ -185,7 +186,15 @@ class ReadinessGate:
         await self.app(scope, receive, send)
 
 
-def create_app(node: MasterNode, *, max_body_bytes: int, forward_timeout_s: float = 30.0) -> FastAPI:
+def create_app(
+    node: MasterNode,
+    *,
+    max_body_bytes: int,
+    forward_timeout_s: float = 30.0,
+    shutdown: ShutdownNotice | None = None,
+) -> FastAPI:
+    """The admin app over ``node``; ``shutdown`` is how the process's root turns ``/readyz``
+    to 503 when it begins to shut down."""
     app = FastAPI(
         title="kiok admin API",
         version="1",
@@ -197,6 +206,7 @@ def create_app(node: MasterNode, *, max_body_bytes: int, forward_timeout_s: floa
         redirect_slashes=False,
     )
     app.state.node = node
+    app.state.shutdown = shutdown or ShutdownNotice()
     http_errors.install(app)
     routers = (
         health,

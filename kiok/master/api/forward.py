@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kiok.master.http_errors import error_response
+from kiok.master.http_errors import client_closed, error_response
 
 if TYPE_CHECKING:
     from kiok.master.node import MasterNode
@@ -95,6 +95,9 @@ class ForwardToLeader:
         body = b""
         while True:
             message: Message = await receive()
+            if message["type"] == "http.disconnect":  # not a truncated body for the leader
+                await client_closed(scope["method"], scope.get("path", ""))(scope, receive, send)
+                return
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break

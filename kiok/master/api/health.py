@@ -1,5 +1,5 @@
 """Probes (no auth): ``/healthz`` while the process runs, ``/readyz`` once this node is
-ready, ``/cluster/health`` for the cluster's view."""
+ready and until it begins to shut down, ``/cluster/health`` for the cluster's view."""
 
 from __future__ import annotations
 
@@ -18,6 +18,24 @@ if TYPE_CHECKING:
 router = APIRouter(tags=["health"])
 
 
+class ShutdownNotice:
+    """Told by the process's root when it begins to shut down (a drain after SIGTERM): from
+    then on ``/readyz`` answers 503 with ``reason``, so a load balancer sends no new traffic,
+    while ``/healthz`` stays 200 (the process is alive) until it exits. ``/cluster/health``
+    is the cluster's view, which followers read from their leader: not changed by it."""
+
+    def __init__(self) -> None:
+        self.reason = ""
+
+    def begin(self, reason: str) -> None:
+        self.reason = reason
+
+
+def shutdown_notice(request: Request) -> ShutdownNotice:
+    notice = getattr(request.app.state, "shutdown", None)
+    return notice if isinstance(notice, ShutdownNotice) else ShutdownNotice()
+
+
 @router.get("/healthz")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
@@ -26,7 +44,9 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz", responses={503: {"description": "not ready yet; the body says what is missing"}})
 async def readyz(request: Request) -> Any:
     """200 while the status is healthy or degraded, 503 unhealthy (the same words and the
-    same view as ``/cluster/health``)."""
+    same view as ``/cluster/health``); 503 too once the process is shutting down."""
+    if stopping := shutdown_notice(request).reason:
+        return JSONResponse({"status": "unhealthy", "ready": False, "reason": stopping}, status_code=503)
     view = cluster_view(node_of(request))
     if view.ready:
         return {"status": view.status, "ready": True}
