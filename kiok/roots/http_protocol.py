@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import ssl
 from dataclasses import dataclass
 from typing import ClassVar
@@ -48,30 +49,27 @@ MAX_HEADER_BYTES = 64 * 1024
 #: What a head may take in received bytes before it is complete (then counted exactly): the
 #: limit, plus one read's worth of the request before it (asyncio reads up to 256 KiB at once).
 _RAW_HEAD_BYTES = MAX_HEADER_BYTES + 256 * 1024
-_HEAD_PROBLEM = (
-    f'{{"error": {{"code": "headers_too_large", "message": "request line and headers over '
-    f'{MAX_HEADER_BYTES} bytes"}}}}'
-).encode()
-_HEAD_TOO_LARGE = (
-    b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n"
-    b"Content-Type: application/json\r\nContent-Length: "
-    + str(len(_HEAD_PROBLEM)).encode()
-    + b"\r\n\r\n"
-    + _HEAD_PROBLEM
-)
 
+
+def _closing_answer(status: str, code: str, message: str) -> bytes:
+    """A whole HTTP/1.1 answer in kiok's JSON error shape, closing the connection: for what
+    is refused before any route runs (the parser's protocol writes it itself)."""
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    head = f"HTTP/1.1 {status}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+    return head.encode() + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+
+
+_HEAD_TOO_LARGE = _closing_answer(
+    "431 Request Header Fields Too Large",
+    "headers_too_large",
+    f"request line and headers over {MAX_HEADER_BYTES} bytes",
+)
 #: The answer to a request the parser cannot read (a raw ``\xff`` in the path, a control
 #: character in a header, two ``Content-Length``): uvicorn's is ``text/plain``.
-_MALFORMED_PROBLEM = (
-    b'{"error": {"code": "invalid_input", "message": "malformed HTTP request: the request line or '
-    b'a header cannot be parsed"}}'
-)
-_MALFORMED = (
-    b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n"
-    b"Content-Type: application/json\r\nContent-Length: "
-    + str(len(_MALFORMED_PROBLEM)).encode()
-    + b"\r\n\r\n"
-    + _MALFORMED_PROBLEM
+_MALFORMED = _closing_answer(
+    "400 Bad Request",
+    "invalid_input",
+    "malformed HTTP request: the request line or a header cannot be parsed",
 )
 
 

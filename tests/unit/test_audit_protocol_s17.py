@@ -56,7 +56,7 @@ from kiok.protocol.to_worker import Offer, OutboxKeys, Welcome
 from kiok.security.kms import Keyring
 from kiok.testing.tls import TestCA
 from kiok.worker.master_client import MasterClient
-from kiok.worker.outbox import Outbox
+from tests.master_clients import StubWorker, master_client
 from tests.unit.test_internal_server_lost_timer import Node
 
 # --- msgpack bombs --------------------------------------------------------------------------
@@ -223,20 +223,7 @@ async def test_a_tls_connection_that_never_shakes_hands_is_closed_at_the_hello_d
 # --- a master that goes silent without closing ----------------------------------------------
 
 
-class _StubWorker:
-    """What ``MasterClient`` asks of its worker, for a worker that holds nothing."""
-
-    labels: tuple[str, ...] = ()
-    total_slots = 2
-    busy_slots = 0
-    draining = False
-    task_isolation = "none"
-
-    def claims(self) -> list[dict[str, object]]:
-        return []
-
-    def abandon_all(self, reason: str) -> None:
-        pass
+_StubWorker = StubWorker
 
 
 async def _silent_master(tmp_path: Path, *, keepalive: bool, heartbeats_before_check: int) -> int:
@@ -307,17 +294,7 @@ async def test_a_worker_stays_with_a_master_that_does_not_answer_heartbeats(tmp_
 
 
 def _client(masters: list[tuple[str, int]], tmp_path: Path) -> MasterClient:
-    return MasterClient(
-        masters,
-        "w1",
-        credential_file=tmp_path / "credential",
-        join_token="",
-        outbox=Outbox(tmp_path / "outbox"),
-        heartbeat_interval_s=0.1,
-        connect_timeout_s=1,
-        io_timeout_s=1,
-        max_frame_bytes=1 << 20,
-    )
+    return master_client(tmp_path, masters)
 
 
 def test_a_master_left_for_its_silence_comes_after_the_others(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from kiok.protocol.framing import encode_frame
 from kiok.protocol.messages import Claim, Fence, Message
 from kiok.protocol.to_master import Permit, PermitFree
 from kiok.protocol.to_worker import Abandon, PermitGrant
-from kiok.worker.master_client import MasterClient
+from tests.master_clients import master_client
 
 pytestmark = pytest.mark.asyncio
 
@@ -39,17 +39,7 @@ class Worker:
 
 
 async def test_a_permit_granted_as_its_attempt_is_abandoned_is_given_back(tmp_path: Path) -> None:
-    client = MasterClient(
-        [("127.0.0.1", 1)],
-        "w1",
-        credential_file=tmp_path / "credential",
-        join_token="",
-        outbox=None,  # type: ignore[arg-type]
-        heartbeat_interval_s=1.0,
-        connect_timeout_s=1.0,
-        io_timeout_s=1.0,
-        max_frame_bytes=1 << 20,
-    )
+    client = master_client(tmp_path)
     worker = Worker()
     client.attach(worker)  # type: ignore[arg-type]
     sent: asyncio.Queue[Message] = asyncio.Queue()
@@ -95,17 +85,7 @@ class Running:
 async def test_the_permits_of_running_attempts_are_named_in_the_next_hello(tmp_path: Path) -> None:
     """They were counted from 0 on every new connection, so a new leader (which counts from
     its hellos) granted past ``kiok.scheduler.max.global.concurrency`` as long as they ran."""
-    client = MasterClient(
-        [("127.0.0.1", 1)],
-        "w1",
-        credential_file=tmp_path / "credential",
-        join_token="join",
-        outbox=None,  # type: ignore[arg-type]
-        heartbeat_interval_s=1.0,
-        connect_timeout_s=1.0,
-        io_timeout_s=1.0,
-        max_frame_bytes=1 << 20,
-    )
+    client = master_client(tmp_path)
     client.attach(Running())  # type: ignore[arg-type]
     client._claims = lambda: ()  # type: ignore[method-assign]
     first: asyncio.Queue[Message] = asyncio.Queue()

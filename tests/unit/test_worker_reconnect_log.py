@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from kiok.worker.master_client import MasterClient
-from kiok.worker.outbox import Outbox
 from kiok.worker.reconnect_log import SUMMARY_EVERY_S, ConnectFailures
+from tests.master_clients import StubWorker, master_client
 
 WALL = time.mktime((2024, 5, 1, 10, 42, 7, 0, 0, -1))
 
@@ -44,20 +43,6 @@ def test_a_streak_is_one_warning_then_a_summary_a_minute_then_one_info_line() ->
     assert again.level == logging.WARNING and again.text == "connection to master m1:1: reset"  # a new streak
 
 
-class _StubWorker:
-    labels: tuple[str, ...] = ()
-    total_slots = 1
-    busy_slots = 0
-    draining = False
-    task_isolation = "none"
-
-    def claims(self) -> list[dict[str, object]]:
-        return []
-
-    def abandon_all(self, reason: str) -> None:
-        pass
-
-
 async def test_a_worker_pointed_at_a_closed_port_warns_once_and_keeps_retrying_fast(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -71,19 +56,8 @@ async def test_a_worker_pointed_at_a_closed_port_warns_once_and_keeps_retrying_f
         attempts += 1
         return await asyncio.open_connection(host, p)
 
-    client = MasterClient(
-        [("127.0.0.1", port)],
-        "w1",
-        credential_file=tmp_path / "credential",
-        join_token="",
-        outbox=Outbox(tmp_path / "outbox"),
-        heartbeat_interval_s=0.1,
-        connect_timeout_s=1,
-        io_timeout_s=1,
-        max_frame_bytes=1 << 20,
-        connect=connect,
-    )
-    client.attach(_StubWorker())  # type: ignore[arg-type]
+    client = master_client(tmp_path, [("127.0.0.1", port)], connect=connect)
+    client.attach(StubWorker())  # type: ignore[arg-type]
     caplog.set_level(logging.DEBUG, logger="kiok.worker.master_client")
     running = asyncio.create_task(client.run())
     await asyncio.sleep(3.5)
