@@ -228,10 +228,14 @@ class RocksKV:
         try:
             yield
         except Exception as e:
-            err = unavailable(self._name, e)
-            if self.fail(err):
-                self.on_unavailable(err)
-            raise err from None
+            raise self._unwritable(e) from None
+
+    def _unwritable(self, e: Exception) -> StoreUnavailable:
+        """The store's answer to RocksDB's error ``e``: fenced, told once, and the error."""
+        err = unavailable(self._name, e)
+        if self.fail(err):
+            self.on_unavailable(err)
+        return err
 
     def fail(self, err: StoreUnavailable) -> bool:
         """Take no more writes, each refused with ``err`` (the first reason is kept); True the
@@ -283,8 +287,13 @@ class RocksKV:
                 wb.delete(key, self._handles[space])
             else:
                 wb.put(key, value, self._handles[space])
-        with self._lock, self._writing():
-            self._db.write(wb, self._sync if sync else self._nosync)
+        if self._failed is not None:  # as ``_writing`` (inline: this is every batch's path)
+            raise self._failed
+        with self._lock:
+            try:
+                self._db.write(wb, self._sync if sync else self._nosync)
+            except Exception as e:
+                raise self._unwritable(e) from None
 
     def clear(self, space: str) -> None:
         """Delete every key of ``space`` at once (one range deletion, whatever its size)."""
