@@ -25,7 +25,7 @@ from kiok.errors import InvalidInput, KiokError
 from kiok.protocol.link import MasterLink
 from kiok.roots.http_protocol import HttpLimits, limited_protocol
 from kiok.security.tls import TlsFiles
-from kiok.text_file import read_line
+from kiok.text_file import read_line, write_private
 from kiok.worker import spawn_protocol
 from kiok.worker.driver import DriverEnv, base_task_env
 from kiok.worker.executors import default_executors
@@ -39,7 +39,7 @@ from kiok.worker.isolation import (
 )
 from kiok.worker.process import ProcessRunner, WorkDirs
 from kiok.worker.slots import TaskSlots
-from kiok.worker.status_token import status_token_path, write_status_token
+from kiok.worker.status_token import status_token_path
 from kiok.worker.steady_clock import SteadyWallClock
 from kiok.worker.worker import Worker
 
@@ -203,7 +203,7 @@ def new_status_token(data: Path) -> str:
     """A new random status token (what drain and undrain on the status port take), saved in
     the data directory ``data`` (mode 0600) for the operator and ``kiok workers drain``."""
     token = secrets.token_urlsafe(32)
-    write_status_token(status_token_path(data), token)
+    write_private(status_token_path(data), token)
     return token
 
 

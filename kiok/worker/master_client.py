@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import os
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -68,6 +67,7 @@ from kiok.protocol.to_worker import (
     ReportAck,
     Welcome,
 )
+from kiok.text_file import write_private
 from kiok.waits import wait_set, within
 from kiok.worker.outbox import Outbox
 from kiok.worker.reconnect_log import ConnectFailures
@@ -414,16 +414,8 @@ class MasterClient:
             return None
 
     def _save_credential(self, credential: str) -> None:
-        path = self._credential_file
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, credential.encode() + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        self._credential_file.parent.mkdir(parents=True, exist_ok=True)
+        write_private(self._credential_file, credential)
 
     def _hello(self) -> Hello:
         """The first frame of a connection: who this worker is, how it authenticates, the runs

@@ -11,7 +11,6 @@ user and can read it too."""
 from __future__ import annotations
 
 import hmac
-import os
 from pathlib import Path
 
 #: The token's file in the worker's data directory.
@@ -21,20 +20,6 @@ STATUS_TOKEN_FILE = "status-token"
 def status_token_path(data_dir: Path) -> Path:
     """Where the worker whose data directory is ``data_dir`` keeps its status token."""
     return data_dir / STATUS_TOKEN_FILE
-
-
-def write_status_token(path: Path, token: str) -> None:
-    """Save ``token`` to ``path``, mode 0600, replacing any older one at once (a reader sees
-    the old token or the new one, never a part). Raises ``OSError``."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)  # a leftover of a crash, perhaps with other permissions
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        os.write(fd, token.encode() + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 def read_status_token(path: Path) -> str:
