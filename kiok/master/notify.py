@@ -231,38 +231,13 @@ class Notifier:
             if proxy is None:
                 raise
             addresses = []  # behind an egress proxy names may resolve only there: its policy
-        host = url.raw_host.decode("ascii")
         if "host" not in headers:
             headers["Host"] = url.netloc.decode("ascii")
+        timeout_s = self._settings.timeout_s
         if proxy is not None:  # the operator's egress proxy: it connects (and resolves) itself
-            async with (
-                httpx.AsyncClient(timeout=self._settings.timeout_s, proxy=proxy, trust_env=False) as client,
-                client.stream("POST", url, json=body, headers=headers) as resp,
-            ):
-                status = resp.status_code  # the body is never read (see below)
-            if not 200 <= status < 300:
-                raise DeliveryFailed(f"HTTP {status}")
-            return f" ({status})"
-        status = 0
-        async with httpx.AsyncClient(timeout=self._settings.timeout_s, trust_env=False) as client:
-            for i, address in enumerate(addresses):
-                try:
-                    # To the checked address; the name goes in Host (above) and is what TLS
-                    # sends and verifies the certificate against (``sni_hostname``).
-                    async with client.stream(
-                        "POST",
-                        url.copy_with(host=address.partition("%")[0]),
-                        json=body,
-                        headers=headers,
-                        extensions={"sni_hostname": host},
-                    ) as resp:
-                        # The status is all that counts: the answer's body is never read (a
-                        # receiver could send gigabytes), the connection is closed with it unread.
-                        status = resp.status_code
-                    break
-                except httpx.ConnectError:
-                    if i == len(addresses) - 1:
-                        raise
+            status = await _post_via_proxy(proxy, url, body, headers, timeout_s)
+        else:
+            status = await _post_to_checked(url, addresses, body, headers, timeout_s)
         if not 200 <= status < 300:
             raise DeliveryFailed(f"HTTP {status}")
         return f" ({status})"
@@ -297,6 +272,43 @@ class Notifier:
             return value
 
         return resolve(text, params={}, lookup_conn=lookup, now_ms=self._clock(), context=Context.TEXT)
+
+
+async def _post_to_checked(
+    url: httpx.URL, addresses: list[str], body: dict[str, Any], headers: httpx.Headers, timeout_s: float
+) -> int:
+    """POST ``body`` to the first of ``addresses`` (checked ones) that takes a connection; its
+    status. The name goes in ``Host`` (the caller sets it) and is what TLS sends and verifies
+    the certificate against (``sni_hostname``)."""
+    host = url.raw_host.decode("ascii")
+    async with httpx.AsyncClient(timeout=timeout_s, trust_env=False) as client:
+        for i, address in enumerate(addresses):
+            try:
+                async with client.stream(
+                    "POST",
+                    url.copy_with(host=address.partition("%")[0]),
+                    json=body,
+                    headers=headers,
+                    extensions={"sni_hostname": host},
+                ) as resp:
+                    # The status is all that counts: the answer's body is never read (a
+                    # receiver could send gigabytes), the connection is closed with it unread.
+                    return resp.status_code
+            except httpx.ConnectError:
+                if i == len(addresses) - 1:
+                    raise
+    raise DeliveryFailed(f"{url.host} resolves to no address")
+
+
+async def _post_via_proxy(
+    proxy: str, url: httpx.URL, body: dict[str, Any], headers: httpx.Headers, timeout_s: float
+) -> int:
+    """POST ``body`` to ``url`` through ``proxy``; its status (the body unread, as above)."""
+    async with (
+        httpx.AsyncClient(timeout=timeout_s, proxy=proxy, trust_env=False) as client,
+        client.stream("POST", url, json=body, headers=headers) as resp,
+    ):
+        return resp.status_code
 
 
 def _proxy_for(url: httpx.URL) -> str | None:
