@@ -173,7 +173,7 @@ KEYS: tuple[Key, ...] = (
         "Where task attempts get their working directories; empty: <data>/work, or with task "
         "isolation a new <temp dir>/kiok-work-<worker id>-<random>, removed at shutdown. With "
         "isolation it must belong to kiok (mode 0711 is set) and be reachable by the task "
-        "user; each attempt's directory belongs to that user.",
+        "user; each attempt's directory belongs to its attempt user while it runs.",
     ),
     Key(
         "kiok.worker.task.isolation",
@@ -189,8 +189,21 @@ KEYS: tuple[Key, ...] = (
         "kiok.worker.task.user",
         str,
         "kiok-task",
-        "Unprivileged user isolated tasks run as; created at start (system user, no home, no "
-        "login shell) when missing.",
+        "Unprivileged user the task spawners (and python templates) of isolated tasks run as, "
+        "and the group tasks run in; created at start (system user, no home, no login shell) "
+        "when missing. Each attempt runs as a user of its own: see kiok.worker.task.users.",
+    ),
+    Key(
+        "kiok.worker.task.users",
+        int,
+        0,
+        "Attempt users of an isolated worker, <kiok.worker.task.user>-1 to -N in that user's "
+        "group, created at start when missing: each attempt runs as one no other running attempt "
+        "has, so attempts cannot read each other's working directories or /proc entries, nor "
+        "signal each other. 0: as many as kiok.worker.task.slots; fewer makes attempts wait for "
+        "a free one (at most 4096).",
+        at_least=0,
+        at_most=4096,
     ),
     Key(
         "kiok.worker.shutdown.drain.timeout.seconds",

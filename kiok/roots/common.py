@@ -223,11 +223,13 @@ def isolation_for(settings: Settings) -> Isolation:
     Refused too: a config file that gives a secret setting (a key, a token, a password) and
     that the task user can read, as tasks would read it."""
     isolation = task_isolation(
-        settings.get_str("kiok.worker.task.isolation"), settings.get_str("kiok.worker.task.user")
+        settings.get_str("kiok.worker.task.isolation"),
+        settings.get_str("kiok.worker.task.user"),
+        settings.get_int("kiok.worker.task.users") or settings.get_int("kiok.worker.task.slots"),
     )
     if isolation.as_user:
         for key, path in settings.secrets_in_file.items():  # also those overridden elsewhere
-            if readable_by(path, isolation.uid, isolation.gid):
+            if any(readable_by(path, uid, isolation.gid) for uid in {isolation.uid, isolation.task_uid}):
                 raise InvalidInput(
                     f"the config file {path} holds {key} and the task user "
                     f"{isolation.user} can read it (tasks run as that user): chmod 600 it"

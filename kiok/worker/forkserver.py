@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import array
 import contextlib
+import errno
 import fcntl
 import os
 import signal
 import socket
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,48 @@ _SOURCE = (Path(__file__).parent / "python_template.py").read_bytes()
 _DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT)
 _TEMPLATE_FD = 3
 _CONTROL_FD = 4
+#: A template started as root, to drop itself: no ``site`` (no ``.pth`` file or
+#: ``sitecustomize`` runs), no ``PYTHON*`` variable read, no bytecode written, until it has
+#: dropped (``python_template.main`` then does all three as the task user).
+_AS_ROOT_FLAGS = ("-S", "-E", "-B")
+
+
+def root_trusted(python: str) -> str | None:
+    """Why interpreter ``python`` is not one to start as root (None: it is): a relative path
+    (the spawner's directory is an attempt's), or a file root does not alone control: the
+    interpreter (its link resolved), the library directory beside it (its standard library)
+    and a virtual environment's ``pyvenv.cfg`` (which names that library), each with every
+    directory on its way, must belong to root and be writable by nobody else."""
+    if not os.path.isabs(python):
+        return f"{python} is not an absolute path"
+    real = os.path.realpath(python)
+    paths = [real, os.path.join(os.path.dirname(os.path.dirname(real)), "lib")]
+    venv_cfg = os.path.join(os.path.dirname(os.path.dirname(python)), "pyvenv.cfg")
+    if os.path.lexists(venv_cfg):
+        paths.append(venv_cfg)
+    for path in paths:
+        at = path
+        while True:
+            try:
+                st = os.lstat(at)
+            except OSError as e:
+                return f"{at}: {e.strerror}"
+            if not _root_only(st):
+                return f"{at} belongs to uid {st.st_uid} or is writable by others than root"
+            if at == "/":
+                break
+            at = os.path.dirname(at)
+    return None
+
+
+def _root_only(st: os.stat_result) -> bool:
+    """Whether only root can change what is there: root's, and writable by nobody else (a
+    link's own mode means nothing; a sticky directory lets nobody else rename root's)."""
+    if st.st_uid != 0:
+        return False
+    if stat.S_ISLNK(st.st_mode) or not st.st_mode & 0o022:
+        return True
+    return stat.S_ISDIR(st.st_mode) and bool(st.st_mode & stat.S_ISVTX)
 
 
 @dataclass(frozen=True)
@@ -82,10 +126,11 @@ def decode_reply(packet: bytes) -> Reply:
     raise ValueError(f"not a template message: {packet[:40]!r}")
 
 
-def encode_request(cwd: str, env: dict[str, str]) -> bytes:
-    """What a child reads to become its attempt: ``cwd\\0K=V\\0...``. ``ValueError`` for a
-    NUL inside (as ``posix_spawn`` would refuse it)."""
-    parts = [os.fsencode(cwd)] + [os.fsencode(k) + b"=" + os.fsencode(v) for k, v in env.items()]
+def encode_request(cwd: str, env: dict[str, str], uid: int | None = None) -> bytes:
+    """What a child reads to become its attempt: ``uid\\0cwd\\0K=V\\0...`` (``uid`` empty: the
+    template's own user). ``ValueError`` for a NUL inside (as ``posix_spawn`` would refuse it)."""
+    parts = [b"" if uid is None else str(uid).encode(), os.fsencode(cwd)]
+    parts += [os.fsencode(k) + b"=" + os.fsencode(v) for k, v in env.items()]
     if any(b"\0" in p for p in parts):
         raise ValueError("embedded null byte")
     return b"\0".join(parts)
@@ -221,17 +266,27 @@ def _above_targets(fd: int) -> int:
 
 
 def start_template(
-    config: TemplateConfig, env: dict[str, str], memfd: Callable[[str], int]
+    config: TemplateConfig, env: dict[str, str], memfd: Callable[[str], int], user: int | None = None
 ) -> TemplateProcess:
     """Start a template (its source in a memfd made by ``memfd``) in its own session;
-    raises ``OSError`` when it cannot start."""
+    raises ``OSError`` when it cannot start. ``user``: the template becomes that user
+    itself, keeping root as its saved user id to fork attempts as their attempt users (this
+    process is root then, ``Host.acting_as``)."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     theirs = socket.socket(fileno=_above_targets(theirs.detach()))
     source_fd = _above_targets(memfd(_SOURCE.decode()))
     try:
         pid = os.posix_spawn(
             config.python,
-            [config.python, "-u", f"/dev/fd/{_TEMPLATE_FD}", str(_CONTROL_FD), ",".join(config.preload)],
+            [
+                config.python,
+                *([] if user is None else _AS_ROOT_FLAGS),
+                "-u",
+                f"/dev/fd/{_TEMPLATE_FD}",
+                str(_CONTROL_FD),
+                ",".join(config.preload),
+                *([] if user is None else [str(user)]),
+            ],
             env,
             file_actions=[
                 (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
@@ -256,6 +311,12 @@ class Host(Protocol):
 
     @property
     def base_env(self) -> dict[str, str]: ...
+
+    @property
+    def template_user(self) -> int | None:
+        """The user templates run as when attempts run as users of their own (None: not)."""
+
+    def acting_as(self, euid: int, *, real: int | None = None) -> contextlib.AbstractContextManager[None]: ...
 
     def memfd(self, data: str | bytes) -> int: ...
 
@@ -285,9 +346,9 @@ class Templates:
 
     A template that dies before it is ready could not start: said once, and python tasks
     then run cold (their waiting attempts too) until the next ``Template`` message. One that
-    dies later (a task may kill it: they share a user) is replaced at once, and its attempts
-    are the host's to keep (``Host.orphaned``): a task must not be able to fail the other
-    attempts, other DAGs' included, by killing their template."""
+    dies later (the OOM killer, an operator; a task, when tasks run as its user) is replaced
+    at once, and its attempts are the host's to keep (``Host.orphaned``): nothing must fail
+    the other attempts, other DAGs' included, by killing their template."""
 
     def __init__(self, host: Host) -> None:
         self._host = host
@@ -394,7 +455,11 @@ class Templates:
             return None
         if self._current is None:
             try:
-                self._current = start_template(self._config, self._host.base_env, self._host.memfd)
+                user = self._host.template_user
+                if user is None:
+                    self._current = start_template(self._config, self._host.base_env, self._host.memfd)
+                else:
+                    self._current = self._start_as_root(self._config, user)
             except OSError as e:
                 self._broken = True
                 self._notice(
@@ -404,6 +469,23 @@ class Templates:
             self._by_fd[self._current.control.fileno()] = self._current
             self._host.register(self._current.control.fileno())
         return self._current
+
+    def _start_as_root(self, config: TemplateConfig, user: int) -> TemplateProcess:
+        """Start a template that forks attempts as their attempt users: as root, which it
+        stays only until its first statement (``python_template.main``). So only an
+        interpreter that root alone can change (``root_trusted``), from ``/`` (not the last
+        attempt's directory), making nothing group-writable meanwhile. Real user root too: a
+        start that gains privilege would be a "secure" one, its LD_* variables ignored."""
+        why = root_trusted(config.python)
+        if why is not None:
+            raise OSError(errno.EPERM, f"it is not for root to run: {why}")
+        os.chdir("/")
+        umask = os.umask(0o022)
+        try:
+            with self._host.acting_as(0, real=0):
+                return start_template(config, self._host.base_env, self._host.memfd, user)
+        finally:
+            os.umask(umask)
 
     def _ready(self, template: TemplateProcess, reply: Ready) -> None:
         template.ready = True

@@ -62,10 +62,19 @@ class Isolation:
     unshare: str = ""
     #: The spawner's namespace is an IPC namespace of its own too (``user+pidns`` only).
     ipc_namespace: bool = False
+    #: The attempt users (name, uid): each attempt runs as one no other running attempt has
+    #: (``kiok.worker.attempt_ids``), in the task user's group.
+    attempt_users: tuple[tuple[str, int], ...] = ()
 
     @property
     def as_user(self) -> bool:
         return self.mode != "none"
+
+    @property
+    def task_uid(self) -> int:
+        """The user whose permissions a task has: an attempt user (to kiok's files each is
+        in the same class, the task user's group or others), else the task user."""
+        return self.attempt_users[0][1] if self.attempt_users else self.uid
 
     @property
     def pid_namespace(self) -> bool:
@@ -76,7 +85,10 @@ class Isolation:
         """The command that starts the task spawner ``argv`` with this isolation."""
         if not self.as_user:
             return list(argv)
-        command = [*argv, f"{self.uid}:{self.gid}"]  # the spawner drops to these itself
+        ids = f"{self.uid}:{self.gid}"  # the spawner drops to these itself
+        if self.attempt_users:
+            ids += ":" + ",".join(str(uid) for _, uid in self.attempt_users)
+        command = [*argv, ids]
         if not self.pid_namespace:
             return command
         ipc = (_UNSHARE_IPC,) if self.ipc_namespace else ()
@@ -127,10 +139,11 @@ def decide(setting: str, euid: int, pid_namespace_works: bool) -> tuple[str, str
     )
 
 
-def task_isolation(setting: str, user: str) -> Isolation:
-    """Decide and prepare this worker's isolation (``kiok.worker.task.isolation``, tasks run
-    as ``kiok.worker.task.user``): look up or create the user, probe for pid namespaces.
-    Raises ``InvalidInput`` with one line when it cannot."""
+def task_isolation(setting: str, user: str, attempt_users: int = 1) -> Isolation:
+    """Decide and prepare this worker's isolation (``kiok.worker.task.isolation``, spawners
+    run as ``kiok.worker.task.user``, attempts as ``attempt_users`` users of their own): look
+    up or create the users, probe for pid namespaces. Raises ``InvalidInput`` with one line
+    when it cannot."""
     euid = os.geteuid()
     unshare = shutil.which("unshare") or ""
     ipc = probe = False
@@ -152,7 +165,15 @@ def task_isolation(setting: str, user: str) -> Isolation:
     if mode == "none":
         return NO_ISOLATION
     uid, gid = _task_user(user)
-    return Isolation(mode, user, uid, gid, unshare, ipc_namespace=ipc and mode == "user+pidns")
+    return Isolation(
+        mode,
+        user,
+        uid,
+        gid,
+        unshare,
+        ipc_namespace=ipc and mode == "user+pidns",
+        attempt_users=_attempt_users(user, uid, gid, attempt_users),
+    )
 
 
 def _namespaces_work(unshare: str, extra: tuple[str, ...]) -> bool:
@@ -181,8 +202,30 @@ def _task_user(name: str) -> tuple[int, int]:
     return entry.pw_uid, entry.pw_gid
 
 
-def _create_user(name: str) -> pwd.struct_passwd:
-    command = ["useradd", "--system", "--user-group", "--no-create-home"]
+def _attempt_users(user: str, uid: int, gid: int, count: int) -> tuple[tuple[str, int], ...]:
+    """``<user>-1`` to ``<user>-<count>`` (name, uid), created in the task user's group when
+    missing. Refused: one that is root, the task user, or another's uid twice over."""
+    found: list[tuple[str, int]] = []
+    for n in range(1, count + 1):
+        name = f"{user}-{n}"
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            entry = _create_user(name, group=gid)
+        if entry.pw_uid in (0, uid) or any(entry.pw_uid == other for _, other in found):
+            raise InvalidInput(
+                f"the attempt user {name!r} has uid {entry.pw_uid}, which is root's, the task "
+                f"user's or another attempt user's: give it a uid of its own"
+            )
+        found.append((name, entry.pw_uid))
+    return tuple(found)
+
+
+def _create_user(name: str, group: int | None = None) -> pwd.struct_passwd:
+    """Create system user ``name`` (no home, no login shell), in a group of its own or
+    ``group``."""
+    command = ["useradd", "--system", "--no-create-home"]
+    command += ["--user-group"] if group is None else ["--no-user-group", "--gid", str(group)]
     command += ["--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=30)
@@ -255,12 +298,12 @@ def python_for_tasks(configured: str, own: str, isolation: Isolation) -> str:
     python = configured or own
     if not isolation.as_user:
         return python
-    why = runnable_by(python, isolation.uid, isolation.gid)
+    why = runnable_by(python, isolation.task_uid, isolation.gid)
     if why is None:
         return python
     if not configured:
         fallback = shutil.which("python3", path=_SYSTEM_PATH)
-        if fallback is not None and runnable_by(fallback, isolation.uid, isolation.gid) is None:
+        if fallback is not None and runnable_by(fallback, isolation.task_uid, isolation.gid) is None:
             log.info(
                 "python tasks run %s: the task user %s cannot run kiok's own interpreter %s (%s)",
                 fallback,
@@ -314,7 +357,7 @@ def prepare_work_root(configured: str, data_dir: Path, worker_id: str, isolation
         root = Path(tempfile.mkdtemp(prefix=prefix))
         _hold(root)
     what = f"the work directory {root} (kiok.worker.work.dir)"
-    blocked = unsearchable(root, isolation.uid, isolation.gid)  # the way to it; it is ours
+    blocked = unsearchable(root, isolation.task_uid, isolation.gid)  # the way to it; it is ours
     if blocked is not None:
         raise InvalidInput(
             f"{what} is out of reach of the task user {isolation.user}: {blocked} is not searchable by it"

@@ -10,12 +10,13 @@ grows our memory. Stopping — on timeout or cancel — signals the whole group:
 grace period, then SIGKILL.
 
 Isolated (``kiok.worker.isolation``), the spawner runs as the task user, possibly in a pid
-namespace of its own: the directories it is handed are made for that user here, and the
+namespace of its own, and each attempt as an attempt user no other running attempt has
+(``AttemptUsers``): the directories it is handed are made for the task user here, and the
 pids it reports are then its namespace's, never signalled from this side. Without that
-namespace (``user`` isolation) a task may stop its spawner (SIGSTOP; they share a user),
-which would hold up every other attempt of it: while a spawner has attempts, the worker
-(root) looks at its state about once a second and continues it; one stopped again and again
-is ended like a dead one (``_Spawner.watch``).
+namespace (``user`` isolation) a spawner may be stopped (SIGSTOP: by an operator, or by a
+task when tasks run as its user), which would hold up every other attempt of it: while a
+spawner has attempts, the worker (root) looks at its state about once a second and
+continues it; one stopped again and again is ended like a dead one (``_Spawner.watch``).
 
 Why a helper process rather than threads: on this machine kind the threads that spawned
 tasks and the event loop fought over the one GIL (each fork, read and wait hands it back
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -42,8 +44,9 @@ import msgpack
 
 from kiok.waits import within
 from kiok.worker import spawn_protocol as sp
+from kiok.worker.attempt_users import AttemptUsers
 from kiok.worker.isolation import NO_ISOLATION, Isolation
-from kiok.worker.spawner import empty_dir, signal_group
+from kiok.worker.spawner import empty_dir, real_uid, signal_group
 from kiok.worker.stop import StopSignal
 
 log = logging.getLogger(__name__)
@@ -121,6 +124,10 @@ class _Pending:
     future: asyncio.Future[ProcessOutcome]
     output: Callable[[bytes], None]
     pid: int | None = None
+    #: The attempt user it runs as (None: the spawner's).
+    uid: int | None = None
+    #: Called once the spawner reported its end (or died): gives its attempt user back.
+    ended: Callable[[], None] = lambda: None
 
 
 #: Notices already logged: every spawner reports the same problem (a preload module that
@@ -190,7 +197,7 @@ class _Spawner(asyncio.Protocol):
                 self._warned = True
                 log.warning(
                     "the task spawner (pid %d) was stopped, by a task presumably (with `user` "
-                    "isolation they share a user): continued it",
+                    "isolation it may be): continued it",
                     self.proc.pid,
                 )
             with contextlib.suppress(ProcessLookupError):
@@ -254,14 +261,18 @@ class _Spawner(asyncio.Protocol):
                     entry.pid = msg.pid
             elif isinstance(msg, sp.Exited):
                 entry = self.pending.pop(msg.id, None)
-                if entry is not None and not entry.future.done():
-                    entry.future.set_result(
-                        ProcessOutcome(msg.exit_code, msg.timed_out, msg.stopped, msg.error)
-                    )
+                if entry is not None:
+                    entry.ended()
+                    if not entry.future.done():
+                        entry.future.set_result(
+                            ProcessOutcome(msg.exit_code, msg.timed_out, msg.stopped, msg.error)
+                        )
             elif isinstance(msg, sp.Failed):
                 entry = self.pending.pop(msg.id, None)
-                if entry is not None and not entry.future.done():
-                    entry.future.set_exception(OSError(msg.errno, msg.message, msg.filename))
+                if entry is not None:
+                    entry.ended()
+                    if not entry.future.done():
+                        entry.future.set_exception(OSError(msg.errno, msg.message, msg.filename))
             elif isinstance(msg, sp.Hello):
                 if msg.version != sp.VERSION:
                     self.ready.set_exception(
@@ -287,6 +298,11 @@ class _Spawner(asyncio.Protocol):
             # Orphaned: nobody else would stop them (in a pid namespace, the kernel did).
             if entry.pid is not None and not self.pids_are_its_own:
                 signal_group(entry.pid, signal.SIGKILL)
+            if entry.uid is not None and not self.pids_are_its_own:
+                # Without its pid namespace nothing ended what the attempt left outside its
+                # group: its user says what it was, before another attempt gets that user.
+                kill_user_processes(entry.uid)
+            entry.ended()
             if not entry.future.done():
                 entry.future.set_result(ProcessOutcome(None, error=lost))
         self.pending.clear()
@@ -318,6 +334,7 @@ class ProcessRunner:
         self._starting: list[asyncio.Lock] | None = None
         self._ids = itertools.count(1)
         self._turn = 0
+        self._users = AttemptUsers(isolation.attempt_users) if isolation.attempt_users else None
 
     @property
     def spawner_pids(self) -> list[int]:
@@ -351,13 +368,27 @@ class ProcessRunner:
         ``script`` readable at ``/dev/fd/3``. ``output`` is called in order, and every call
         happens before this returns. Raises ``OSError`` when the process cannot start.
         ``fork``: ``argv`` is ``[<python>, -u, /dev/fd/3]``, which the spawner's python
-        template forks rather than starts when it is of that interpreter."""
-        spawner = await self._connected(self._least_busy())
+        template forks rather than starts when it is of that interpreter. Isolated, it runs
+        as an attempt user no other running attempt has (``AttemptUsers``)."""
+        users = self._users
+        user = None if users is None else await users.take()
+        try:
+            spawner = await self._connected(self._least_busy())
+        except BaseException:
+            if users is not None and user is not None:
+                users.give_back(user)
+            raise
         attempt_id = next(self._ids)
         entry = _Pending(asyncio.get_running_loop().create_future(), output)
+        if users is not None and user is not None:
+            entry.uid = user.uid
+            entry.ended = _once(functools.partial(users.give_back, user))
         spawner.pending[attempt_id] = entry
         env = {**env, "HOME": str(cwd)} if self._isolation.as_user else dict(env)
-        start = sp.Start(attempt_id, list(argv), str(cwd), env, timeout_s, grace_s, script, fork)
+        if user is not None:
+            env.update(USER=user.name, LOGNAME=user.name)
+        uid = None if user is None else user.uid
+        start = sp.Start(attempt_id, list(argv), str(cwd), env, timeout_s, grace_s, script, fork, uid)
         spawner.send(start, now=len(spawner.pending) == 1)
         if self._watch_stops:
             spawner.watch()
@@ -527,6 +558,40 @@ def _children(pid: int) -> list[int]:
         with contextlib.suppress(OSError, ValueError), open(f"/proc/{pid}/task/{thread}/children") as f:
             found += [int(child) for child in f.read().split()]
     return found
+
+
+def _once(call: Callable[[], None]) -> Callable[[], None]:
+    done = False
+
+    def once() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            call()
+
+    return once
+
+
+def kill_user_processes(uid: int) -> None:
+    """Kill every process whose real user is ``uid`` (an attempt user whose spawner is gone,
+    so no attempt runs as it): stopped first, pass after pass until none is left running
+    (a stopped process forks no more), then killed."""
+    stopped: set[int] = set()
+    for _ in range(8):
+        found = [pid for pid in _pids() if pid not in stopped and real_uid(pid) == uid]
+        if not found:
+            break
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+            stopped.add(pid)
+    for pid in stopped:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _pids() -> list[int]:
+    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
 
 
 def _log_start_failure(task: asyncio.Future[_Spawner]) -> None:

@@ -1,10 +1,14 @@
 """The python task template: a warm interpreter that ``fork()``s one child per python attempt.
 
 This file is a program, not a module kiok imports: the task spawner reads its source at start
-(while kiok's files are still readable) and starts it as ``<python> -u /dev/fd/3 4 PRELOAD``,
-the source at descriptor 3 and a ``SOCK_SEQPACKET`` socket to the spawner at descriptor 4, so
-it runs under whatever interpreter python tasks use, as the task user, in the tasks' pid
-namespace, with the tasks' environment: it holds nothing a task could not hold. It uses the
+(while kiok's files are still readable) and starts it as ``<python> -u /dev/fd/3 4 PRELOAD
+[USER]``, the source at descriptor 3 and a ``SOCK_SEQPACKET`` socket to the spawner at
+descriptor 4, so it runs under whatever interpreter python tasks use, in the tasks' pid
+namespace, with the tasks' environment, as the task user: it holds no secret and nothing of
+kiok's. With ``USER`` (attempts run as attempt users of their own) it is started as root and
+becomes the task user (``USER``) at once, keeping root as its saved user id only, so that each
+child can become its attempt's user for good before it reads its script (``_become_user``):
+no task runs as the template's user, so none can signal it or read its memory. It uses the
 standard library only (that interpreter need not see kiok).
 
 Why: a new interpreter costs ~25 ms per attempt; a fork of this one, with ``PRELOAD``'s
@@ -46,9 +50,11 @@ _PR_SET_DUMPABLE = 4
 def main() -> None:
     control = socket.socket(fileno=int(sys.argv[1]))
     preload = [m.strip() for m in (sys.argv[2] if len(sys.argv) > 2 else "").split(",") if m.strip()]
+    if len(sys.argv) > 3:
+        _drop(int(sys.argv[3]))
     os.chdir("/")
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a task (same user) must not end it so
-    _set_dumpable(0)  # tasks, the same user, cannot attach to it or read its memory
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a task (as its user, in tests) must not end it so
+    _set_dumpable(0)  # no task can attach to it or read its memory, whichever its user
     errors = _preload(preload)
     # What the template holds is left alone by the collector in the children: a collection
     # there would touch (and so copy) every page of it.
@@ -71,6 +77,26 @@ def main() -> None:
                 _reap(control)
             elif not _serve(control, spares):
                 os._exit(0)  # the spawner is gone; its children are killed by it or its namespace
+
+
+#: The template forks attempts as attempt users of their own (``_become_user``): a request
+#: without one is refused.
+_ATTEMPT_USERS: list[bool] = []
+
+
+def _drop(user: int) -> None:
+    """Started as root (``python -S -E -B``: only this file and the standard library it
+    imports ran so far): become ``user``, the task user, keeping root as the saved user id
+    only, to fork each attempt as its attempt user. Then, as that user, what those flags left
+    out: ``PYTHONPATH``, the site-packages (their ``.pth`` files), writing bytecode."""
+    os.setresuid(user, user, 0)
+    os.umask(0o002)  # as the spawner's attempts: what one writes outside its directory, the next can change
+    _ATTEMPT_USERS.append(True)
+    sys.path[1:1] = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    sys.dont_write_bytecode = bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))
+    import site
+
+    site.main()
 
 
 def _preload(modules: list[str]) -> list[str]:
@@ -176,7 +202,7 @@ class _Spares:
             assert spare is not None
             try:
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(self._pid, signal.SIGCONT)  # a task (the same user) may have stopped it
+                    os.kill(self._pid, signal.SIGCONT)  # something may have stopped it
                 spare.sendmsg([b"go"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())])
                 return self._pid, spare
             except OSError:
@@ -249,9 +275,13 @@ def _child(out: int, script: int, request: int, channel: socket.socket) -> None:
         os.dup2(out, 1)
         os.dup2(out, 2)
         os.dup2(script, 3)
-        cwd, env = _read_request(request)
+        uid, cwd, env = _read_request(request)
         for fd in {out, script, request} - {1, 2, 3}:
             os.close(fd)
+        if uid is not None:
+            _become_user(uid)
+        elif _ATTEMPT_USERS:
+            raise PermissionError("no attempt user given")
         os.chdir(cwd)
         _become_env(env)
         sys.argv[:] = [_SCRIPT]
@@ -302,14 +332,26 @@ def _read_all(fd: int) -> bytes:
     return b"".join(chunks)
 
 
-def _read_request(fd: int) -> tuple[bytes, dict[bytes, bytes]]:
-    """The working directory and the environment, NUL-separated (``cwd\\0K=V\\0K=V``)."""
-    cwd, *pairs = _read_all(fd).split(b"\0")
+def _read_request(fd: int) -> tuple[int | None, bytes, dict[bytes, bytes]]:
+    """The attempt's user (None: the template's), working directory and environment,
+    NUL-separated (``uid\\0cwd\\0K=V\\0K=V``)."""
+    uid, cwd, *pairs = _read_all(fd).split(b"\0")
     env = {}
     for pair in pairs:
         key, _, value = pair.partition(b"=")
         env[key] = value
-    return cwd, env
+    return (int(uid) if uid else None), cwd, env
+
+
+def _become_user(uid: int) -> None:
+    """Become attempt user ``uid`` for good: root (the saved user id) is taken back only
+    to give it up, with every capability."""
+    if uid <= 0 or uid == os.getuid():
+        raise PermissionError(f"uid {uid} is not an attempt user")
+    os.setresuid(-1, 0, -1)
+    os.setresuid(uid, uid, uid)
+    if os.getresuid() != (uid, uid, uid):
+        raise PermissionError(f"could not become uid {uid}")
 
 
 def _run() -> int:

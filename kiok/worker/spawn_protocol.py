@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from enum import IntEnum
 from typing import Any
 
-VERSION = 3
+VERSION = 4
 
 
 class Kind(IntEnum):
@@ -43,7 +43,9 @@ class Start:
     is never an argument (``/proc/<pid>/cmdline`` is world-readable) nor a file on disk.
     Stop it (SIGTERM to its group, ``grace_s``, SIGKILL) after ``timeout_s``. With ``fork``
     (a python task whose ``argv`` is ``[<python>, -u, /dev/fd/3]``), a spawner with a python
-    template of that interpreter forks the template instead (``kiok.worker.forkserver``)."""
+    template of that interpreter forks the template instead (``kiok.worker.forkserver``).
+    ``uid``: the attempt user it runs as (``kiok.worker.attempt_ids``), for a spawner started
+    with attempt users; None for one that runs tasks as its own user."""
 
     id: int
     argv: list[str]
@@ -53,6 +55,7 @@ class Start:
     grace_s: float
     script: str | None
     fork: bool = False
+    uid: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,12 +18,15 @@ attempt that ran while it was idle may have written into it). When the worker go
 (its end of the socket closes, even on kill -9), every running task group is killed and the
 spawner exits.
 
-Isolated (``kiok.worker.isolation``), the spawner is given the task user's ``uid:gid``: it
-drops to them once its imports are done, so every task it starts runs as that user. Started
-through ``unshare --pid``, it is pid 1 of its namespace; without one, it is the tasks' child
-subreaper. Either way orphans of earlier attempts become its children, and are reaped along
-with the attempts' own processes; when an attempt ends, what it left outside its group (a
-process in a session of its own) is killed too, unless it may be a running attempt's.
+Isolated (``kiok.worker.isolation``), the spawner is given the task user's ``uid:gid`` and
+the attempt users' uids: it becomes the task user once its imports are done, keeping root as
+its saved user id only, and starts each attempt as the attempt user the worker names for it
+(``kiok.worker.attempt_ids``: root is taken for the calls that need it, and only then).
+Started through ``unshare --pid``, it is pid 1 of its namespace; without one, it is the
+tasks' child subreaper. Either way orphans of earlier attempts become its children, and are
+reaped along with the attempts' own processes; when an attempt ends, what it left outside its
+group (a process in a session of its own) is killed too, unless it is a running attempt's
+(its real user is one of theirs).
 
 In namespaces of its own (``user+pidns``: told by ``PRIVATE_ENV``), it mounts a fresh tmpfs
 on ``/tmp``, ``/var/tmp`` and ``/dev/shm`` before it drops (``private_scratch``), and, with an
@@ -37,13 +40,15 @@ events when there is much (the attempt waits for it, the spawner's loop does not
 Configured with a python template (``spawn_protocol.Template``), it keeps one warm
 interpreter as its child (``kiok.worker.forkserver``) and a python attempt is a ``fork()`` of
 it: the same session, descriptors, directory, environment, timeout and stop as above, with
-the exit reported by the template (the attempt's parent) rather than by a pidfd. A task may
-stop its template (they share a user): it is continued with each fork asked of it, and one
-that still has not reported a killed attempt's end a grace period later is ended as if dead.
-A task may also kill it: its attempts then become this process's children (as pid 1 or
-subreaper) and run on to their real end, told apart from any process that reused a pid by
-the pidfd the template sends with each fork (``orphaned``); only one whose end cannot be
-known (not re-parented here, or reaped by the template unreported) fails.
+the exit reported by the template (the attempt's parent) rather than by a pidfd. No task can
+signal the template (it is not an attempt user), but it can be stopped or die all the same
+(an operator, the OOM killer; a task, in tests that run tasks as its user). Stopped, it is
+continued with each fork asked of it, and one that still has not reported a killed attempt's
+end a grace period later is ended as if dead. Dead, its attempts become this process's
+children (as pid 1 or subreaper) and run on to their real end, told apart from any process
+that reused a pid by the pidfd the template sends with each fork (``orphaned``); only one
+whose end cannot be known (not re-parented here, or reaped by the template unreported)
+fails.
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ import msgpack
 
 from kiok.worker import forkserver as fs
 from kiok.worker import spawn_protocol as sp
+from kiok.worker.attempt_ids import AttemptIds
 
 _READ_SIZE = 65536
 #: How long the output pipe may stay open after the main process exited (a background
@@ -117,6 +123,8 @@ class _Attempt:
     #: Forked: a pidfd of its process, sent by its template, not polled (the template reports
     #: the exit): what identifies the process should it become this one's child.
     pidfd: int | None = None
+    #: The attempt user it runs as (None: the spawner's own).
+    uid: int | None = None
 
 
 def signal_group(pid: int, sig: int) -> None:
@@ -149,7 +157,7 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 def _open_dir(path: str, dir_fd: int | None) -> int:
     """The directory ``path`` (never through a link), opened and made 0700 again. One the
     task took the read permission off is given it back first: by name, as the task's user
-    (root never gets here), so nothing it could not do itself."""
+    (root, which never gets here, is refused nothing), so nothing it could not do itself."""
     try:
         fd = os.open(path, _DIR_FLAGS, dir_fd=dir_fd)
     except PermissionError:
@@ -255,7 +263,7 @@ class Scratch:
     names of what was kept in it from the host's, ``private_scratch``) and, in an IPC
     namespace of its own, System V IPC (``sysv``: the /proc lists of its shared memory,
     semaphores and message queues, opened, with calls that count and remove them). All of it
-    belongs to the tasks' user, as the spawner does by the time ``emptying`` runs."""
+    belongs to the tasks' users; with attempt users, it is emptied as root (no task runs then)."""
 
     def __init__(
         self,
@@ -419,7 +427,12 @@ def _exit_code(status: int) -> int:
 
 class Spawner:
     def __init__(
-        self, control: socket.socket, *, adopts: bool | None = None, scratch: Scratch | None = None
+        self,
+        control: socket.socket,
+        *,
+        adopts: bool | None = None,
+        scratch: Scratch | None = None,
+        ids: AttemptIds | None = None,
     ) -> None:
         if adopts is None:
             adopts = os.getpid() == 1
@@ -456,6 +469,27 @@ class Spawner:
         #: The emptying under way, in slices (``_empty_scratch``), and the starts waiting for it.
         self._emptying: Iterator[None] | None = None
         self._waiting: list[sp.Start] = []
+        #: The attempt users it starts attempts as, keeping root for that (None: it runs
+        #: them as its own user, whoever that is).
+        self._ids = ids
+
+    def acting_as(self, euid: int, *, real: int | None = None) -> contextlib.AbstractContextManager[None]:
+        """Within: effective user ``euid`` (and real user ``real``), for a spawner with attempt
+        users (``AttemptIds.acting_as``); nothing changes for one without."""
+        if self._ids is None:
+            return contextlib.nullcontext()
+        return self._ids.acting_as(euid, real=real)
+
+    def _signal_group(self, attempt: _Attempt, sig: int, pid: int | None = None) -> None:
+        """``signal_group`` the attempt's group (``pid``: the one it is known by, when that is
+        not ``attempt.pid`` yet), as its attempt user: that user's processes alone can be hit,
+        whoever has the number of a group long gone."""
+        with self._as_its_user(attempt):
+            signal_group(attempt.pid if pid is None else pid, sig)
+
+    def _as_its_user(self, attempt: _Attempt) -> contextlib.AbstractContextManager[None]:
+        """Within: acting as the attempt's user (its own, when it has no attempt user)."""
+        return contextlib.nullcontext() if attempt.uid is None else self.acting_as(attempt.uid)
 
     def send(self, msg: sp.Message) -> None:
         self._outbox += self._pack(sp.to_wire(msg))
@@ -470,7 +504,7 @@ class Spawner:
             pass  # the worker died (kill -9): its tasks die with this spawner, quietly
         finally:
             for attempt in self._attempts.values():
-                signal_group(attempt.pid, signal.SIGKILL)
+                self._signal_group(attempt, signal.SIGKILL)
             self._templates.close()
 
     def _turn(self) -> bool:
@@ -575,9 +609,12 @@ class Spawner:
         the next attempt to read."""
         assert self._emptying is not None
         deadline = time.monotonic() + _SCRUB_SLICE_S
-        for n, _ in enumerate(self._emptying, 1):
-            if n % _SCRUB_CHECK_EVERY == 0 and time.monotonic() >= deadline:
-                return
+        # As root (with attempt users): what attempts left there is theirs, each its own.
+        # No task runs meanwhile, and ``_emptying`` follows no link.
+        with self.acting_as(0):
+            for n, _ in enumerate(self._emptying, 1):
+                if n % _SCRUB_CHECK_EVERY == 0 and time.monotonic() >= deadline:
+                    return
         self._emptying = None
         self._scratch_used = False
         waiting, self._waiting = self._waiting, []
@@ -594,23 +631,37 @@ class Spawner:
 
     def _start(self, msg: sp.Start) -> None:
         cwd = msg.cwd  # a str throughout: pathlib costs more than the system calls here
-        # Emptied when the last attempt in it ended, but idle since: it belongs to the task
-        # user and its name is guessable, so an attempt that ran meanwhile may have left
-        # something there for this one (a .pth its python runs, a .gitconfig: HOME is here).
-        empty_dir(cwd)
+        # Emptied when the last attempt in it ended, but idle since: its name is guessable,
+        # so an attempt that ran meanwhile as its user may have left something there for
+        # this one (a .pth its python runs, a .gitconfig: HOME is here). With attempt users
+        # it was the spawner's user's while idle, and is emptied as it is given.
         env = {**self._base_env, **msg.env}
         template = self._templates.for_start(msg)
+        if self._ids is None:
+            uid = None
+            empty_dir(cwd)
+        else:
+            uid = self._ids.check(msg.uid)
         if template is not None:
-            self._start_forked(msg, template, env)
+            if uid is not None:
+                with self.acting_as(0):
+                    self._give_dir(cwd, uid)
+            self._start_forked(msg, template, env, uid)
             return
         since = time.clock_gettime(time.CLOCK_BOOTTIME)
-        out_fd, pid = self._spawn(msg.argv, env, cwd, msg.script)
+        if uid is None:
+            out_fd, pid = self._spawn(msg.argv, env, cwd, msg.script)
+        else:
+            with self.acting_as(0, real=uid):  # started as its real user (``resetids``)
+                self._give_dir(cwd, uid)
+                out_fd, pid = self._spawn(msg.argv, env, cwd, msg.script, as_real_user=True)
         try:
             exit_fd: int | None = os.pidfd_open(pid)
         except (AttributeError, OSError):
             exit_fd = None
         attempt = _Attempt(msg.id, pid, out_fd, exit_fd, cwd, time.monotonic() + msg.timeout_s, msg.grace_s)
         attempt.since = since
+        attempt.uid = uid
         self._attempts[msg.id] = attempt
         self._by_pid[pid] = attempt
         self.send(sp.Started(msg.id, pid))
@@ -619,6 +670,29 @@ class Spawner:
         if exit_fd is not None:
             self._by_fd[exit_fd] = attempt
             self._poll.register(exit_fd, select.EPOLLIN)
+
+    def _give_dir(self, cwd: str, uid: int) -> None:
+        """As root: give attempt user ``uid`` its working directory, emptied whoever's it
+        was, mode 0700. Idle, it is the spawner's user's (``_finish``); one that is not (an
+        earlier spawner's, or made by an older one) is taken from its user first, so that
+        nothing of theirs can add to it while it is emptied. Emptied as root (``_emptying``
+        never follows a link, so no task can point it elsewhere). The work root is kiok's:
+        nobody can swap the directory under it."""
+        assert self._ids is not None
+        try:
+            fd = os.open(cwd, _DIR_FLAGS)
+        except FileNotFoundError:
+            os.makedirs(cwd, 0o700)
+            fd = os.open(cwd, _DIR_FLAGS)
+        try:
+            os.fchmod(fd, 0o700)
+            if os.fstat(fd).st_uid != self._ids.uid:
+                os.fchown(fd, self._ids.uid, self._ids.gid)
+            for _ in _emptying(fd, frozenset()):
+                pass
+            os.fchown(fd, uid, self._ids.gid)
+        finally:
+            os.close(fd)
 
     def register(self, fd: int) -> None:
         self._poll.register(fd, select.EPOLLIN)
@@ -634,15 +708,21 @@ class Spawner:
     def base_env(self) -> dict[str, str]:
         return self._base_env
 
+    @property
+    def template_user(self) -> int | None:
+        return None if self._ids is None else self._ids.uid
+
     @staticmethod
     def memfd(data: str | bytes) -> int:
         return _memfd(data)
 
-    def _start_forked(self, msg: sp.Start, template: fs.TemplateProcess, env: dict[str, str]) -> None:
-        """Have ``template`` fork the attempt (now, or once it is ready); its pid and
-        ``Started`` come with the template's reply."""
-        request = fs.encode_request(msg.cwd, env)
-        if not os.path.isdir(msg.cwd):
+    def _start_forked(
+        self, msg: sp.Start, template: fs.TemplateProcess, env: dict[str, str], uid: int | None
+    ) -> None:
+        """Have ``template`` fork the attempt (now, or once it is ready), as attempt user
+        ``uid`` when given; its pid and ``Started`` come with the template's reply."""
+        request = fs.encode_request(msg.cwd, env, uid)
+        if uid is None and not os.path.isdir(msg.cwd):
             os.makedirs(msg.cwd)
         out_fd, child_out = _output_pipe()
         fds = [child_out]
@@ -655,7 +735,7 @@ class Spawner:
             raise
         now = time.monotonic()
         attempt = _Attempt(
-            msg.id, 0, out_fd, None, msg.cwd, now + msg.timeout_s, msg.grace_s, template=template
+            msg.id, 0, out_fd, None, msg.cwd, now + msg.timeout_s, msg.grace_s, template=template, uid=uid
         )
         attempt.since = time.clock_gettime(time.CLOCK_BOOTTIME)
         self._attempts[msg.id] = attempt
@@ -678,7 +758,7 @@ class Spawner:
         self.send(sp.Started(attempt_id, pid))
         if attempt.reason is not None:  # stopped before the fork was reported
             term = attempt.kill_at is not None and not attempt.killed
-            signal_group(pid, signal.SIGTERM if term else signal.SIGKILL)
+            self._signal_group(attempt, signal.SIGTERM if term else signal.SIGKILL, pid)
 
     def forked_exited(self, attempt_id: int, status: int, error: str | None = None) -> None:
         """A forked attempt's process ended (``error``: or its template died under it)."""
@@ -689,7 +769,7 @@ class Spawner:
             attempt.exited_at = time.monotonic()
             self._forget_pidfd(attempt)
             if error is not None:
-                signal_group(attempt.pid, signal.SIGKILL)
+                self._signal_group(attempt, signal.SIGKILL)
 
     def orphaned(self, attempt_id: int) -> None:
         """The template of ``attempt_id`` died, and was reaped (so its children have been
@@ -709,7 +789,7 @@ class Spawner:
         try:
             info = os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG)
         except OSError:  # ECHILD: not this process's child
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError), self._as_its_user(attempt):
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)  # that very process, if alive
             self.forked_exited(attempt_id, 0, fs.DIED)
             return
@@ -745,9 +825,12 @@ class Spawner:
             self.send(failure)
 
     @staticmethod
-    def _spawn(argv: list[str], env: dict[str, str], cwd: str, script: str | None) -> tuple[int, int]:
+    def _spawn(
+        argv: list[str], env: dict[str, str], cwd: str, script: str | None, *, as_real_user: bool = False
+    ) -> tuple[int, int]:
         """Start ``argv`` in ``cwd`` with ``script`` at ``SCRIPT_FD``: (the read end of its
-        output pipe, its pid)."""
+        output pipe, its pid). ``as_real_user``: as this process's real user (``resetids``),
+        this process being root then."""
         script_fd = -1
         out_fd, child_out = _output_pipe()
         try:
@@ -771,6 +854,7 @@ class Spawner:
                 file_actions=file_actions,
                 setsid=True,
                 setsigdef=_DEFAULT_SIGNALS,
+                resetids=as_real_user,
             )
         except BaseException:
             os.close(out_fd)
@@ -784,7 +868,7 @@ class Spawner:
     def _stop(self, attempt: _Attempt, reason: str, now: float) -> None:
         if attempt.reason is None:
             attempt.reason = reason
-            signal_group(attempt.pid, signal.SIGTERM)
+            self._signal_group(attempt, signal.SIGTERM)
             attempt.kill_at = now + attempt.grace_s
 
     def _reap_children(self) -> None:
@@ -828,14 +912,14 @@ class Spawner:
         if attempt.reason is None and now >= attempt.deadline:
             self._stop(attempt, "timeout", now)
         if attempt.kill_at is not None and now >= attempt.kill_at:
-            signal_group(attempt.pid, signal.SIGKILL)
+            self._signal_group(attempt, signal.SIGKILL)
             attempt.kill_at = None
             if attempt.template is not None and attempt.exited_at is None:
                 self._unreported(attempt, attempt.template, now)
         if attempt.exited_at is None and attempt.exit_fd is None and attempt.template is None:
             self._reap_children()  # no pidfd on this kernel: polled
         if attempt.exited_at is not None and not attempt.eof and now - attempt.exited_at >= _PIPE_DRAIN_S:
-            signal_group(attempt.pid, signal.SIGKILL)  # orphans hold the pipe open
+            self._signal_group(attempt, signal.SIGKILL)  # orphans hold the pipe open
             if now - attempt.exited_at >= 2 * _PIPE_DRAIN_S:
                 self._end_output(attempt)  # held outside the group: none of the attempt's business
         if attempt.exited_at is not None and attempt.eof:
@@ -870,11 +954,23 @@ class Spawner:
     def _finish(self, attempt: _Attempt) -> None:
         del self._attempts[attempt.id]
         self._forget_pidfd(attempt)
-        signal_group(attempt.pid, signal.SIGKILL)  # whatever the attempt left in its group
-        if self._init:
-            self._end_strays()  # and what it left outside its group
-            self._reap_children()  # orphans of this attempt (or earlier ones) that have died
-        empty_dir(attempt.cwd)
+        if attempt.uid is None:
+            signal_group(attempt.pid, signal.SIGKILL)
+            self._end_what_is_left()
+            empty_dir(attempt.cwd)
+        else:
+            assert self._ids is not None
+            # As its user: its processes alone can be signalled, and what is in its
+            # directory is its own. Then, as root, the directory is taken back for the
+            # spawner's user: no attempt user owns an idle directory, so none can put
+            # anything there for the attempt it goes to next.
+            with self._ids.acting_as(attempt.uid):
+                signal_group(attempt.pid, signal.SIGKILL)
+                self._end_what_is_left(attempt.uid)
+                empty_dir(attempt.cwd)
+                self._ids.switch(0)
+                with contextlib.suppress(OSError):
+                    os.chown(attempt.cwd, self._ids.uid, self._ids.gid, follow_symlinks=False)
         self.send(
             sp.Exited(
                 attempt.id,
@@ -887,15 +983,23 @@ class Spawner:
         if attempt.template is not None:
             self._templates.attempt_done(attempt.template, attempt.id)
 
-    def _end_strays(self) -> None:
+    def _end_what_is_left(self, acting_as: int | None = None) -> None:
+        """What the ended attempt left in its group is killed; now what it left outside
+        (``_end_strays``), and the orphans of this attempt (or earlier ones) that died are
+        reaped. ``acting_as``: the user this process acts as meanwhile (``AttemptIds``)."""
+        if self._init:
+            self._end_strays(acting_as)
+            self._reap_children()
+
+    def _end_strays(self, acting_as: int | None = None) -> None:
         """Kill what ended attempts left outside their process groups (``setsid``, a daemon's
         double fork), so that nothing of an attempt lives on to see (or write into) the ones
         after it. As pid 1 of the namespace, or the tasks' subreaper, this process adopts
-        every orphan: one adopted
-        process is left alone when it may be a running attempt's, being in the group of one
-        or started after one was (its lineage is lost, so nothing closer can be known); the
-        others, and every process under them, are stopped first, top down and pass after
-        pass until all are (a stopped process forks no more), then killed."""
+        every orphan: one adopted process is left alone when it is a running attempt's (with
+        attempt users: its real user is one of theirs) or, without attempt users, may be one's
+        (in the group of one or started after one was: its lineage is lost, so nothing closer
+        can be known); the others, and every process under them, are stopped first, top down
+        and pass after pass until all are (a stopped process forks no more), then killed."""
         if not self._adopts:
             return
         running = self._attempts.values()
@@ -904,14 +1008,31 @@ class Spawner:
             return  # the common case: nothing adopted
         groups = {a.pid for a in running}
         since = min((a.since for a in running), default=math.inf)
+        users = {a.uid for a in running}
+        if self._ids is not None:  # whose it is is known: its attempt user's
+
+            def left_behind(pid: int) -> bool:
+                return real_uid(pid) not in users
+
+        else:
+
+            def left_behind(pid: int) -> bool:
+                return _left_behind(pid, groups, since)
+
+        if self._ids is not None:
+            assert acting_as is not None
+            self._ids.switch(0)  # what is left may be any attempt user's
+        try:
+            self._stop_and_kill(known, left_behind)
+        finally:
+            if self._ids is not None and acting_as is not None:
+                self._ids.switch(acting_as)
+
+    def _stop_and_kill(self, known: set[int], left_behind: Callable[[int], bool]) -> None:
         stopped: set[int] = set()
         for _ in range(_STRAY_PASSES):
             settled = True
-            todo = [
-                p
-                for p in _children(self._pid)
-                if p in stopped or (p not in known and _left_behind(p, groups, since))
-            ]
+            todo = [p for p in _children(self._pid) if p in stopped or (p not in known and left_behind(p))]
             while todo:
                 pid = todo.pop()
                 if pid not in stopped:
@@ -1012,6 +1133,16 @@ def _left_behind(pid: int, groups: set[int], since: float) -> bool:
     return group not in groups and started + _CLOCK_TICK_S < since
 
 
+def real_uid(pid: int) -> int | None:
+    """The real user id of process ``pid`` (a set-user-ID program keeps it); None when it
+    is gone."""
+    try:
+        status = _read(f"/proc/{pid}/status")
+        return int(status.split(b"\nUid:", 1)[1].split()[0])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _pidfd_pid(pidfd: int) -> int:
     """The pid (in this namespace) of the process ``pidfd`` refers to; -1 when it has been
     reaped or cannot be read. A check that a pidfd the template sent is the pid it said."""
@@ -1047,17 +1178,19 @@ def _memfd(script: str | bytes) -> int:
     return fd
 
 
-def drop_privileges(uid: int, gid: int) -> None:
-    """Become the task user for good (no supplementary groups, no way back) and not
-    dumpable: tasks, running as the same user, cannot read this process's memory (which
-    holds other attempts' scripts) or attach to it."""
+def drop_privileges(uid: int, gid: int, *, keep_root: bool = False) -> None:
+    """Become the task user (no supplementary groups) and not dumpable: no task can read
+    this process's memory (which holds other attempts' scripts) or attach to it. For good,
+    unless ``keep_root``: root stays the saved user id, for the calls that start, signal and
+    give directories to attempts of users of their own (``AttemptIds.acting_as``)."""
     import ctypes  # here, while the interpreter's own files can still be read
 
     os.setgroups([])
     os.setresgid(gid, gid, gid)
-    os.setresuid(uid, uid, uid)
+    saved = 0 if keep_root else uid
+    os.setresuid(uid, uid, saved)
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 or os.getresuid() != (uid, uid, uid):
+    if libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 or os.getresuid() != (uid, uid, saved):
         raise SystemExit("kiok spawner: could not drop privileges")
 
 
@@ -1078,7 +1211,8 @@ def adopt_orphans() -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``FD [UID:GID]``: serve the worker on socket ``FD``, as ``UID:GID`` when given."""
+    """``FD [UID:GID[:U1,U2,...]]``: serve the worker on socket ``FD``, as ``UID:GID`` when
+    given, and with attempt users ``U1,U2,...`` (``kiok.worker.attempt_ids``) when listed."""
     args = sys.argv[1:] if argv is None else argv
     control = socket.socket(fileno=int(args[0]))
     control.set_inheritable(False)  # tasks must not hold the worker's socket
@@ -1088,7 +1222,8 @@ def main(argv: list[str] | None = None) -> None:
     isolated = len(args) > 1
     private = os.environ.pop(PRIVATE_ENV, "").split(",")  # before tasks' environment is taken
     scratch = None
-    uid, gid = (int(x) for x in args[1].split(":")) if isolated else (-1, -1)
+    ids = AttemptIds.parse(args[1]) if isolated and args[1].count(":") == 2 else None
+    uid, gid = (int(x) for x in args[1].split(":")[:2]) if isolated else (-1, -1)
     if isolated and os.getpid() == 1 and "tmp" in private:  # pid 1 of namespaces kiok made
         try:
             scratch = private_scratch("ipc" in private, uid, gid)
@@ -1098,9 +1233,15 @@ def main(argv: list[str] | None = None) -> None:
                 "directories and System V IPC",
                 file=sys.stderr,
             )
-    spawner = Spawner(control, adopts=os.getpid() == 1 or (isolated and adopt_orphans()), scratch=scratch)
+    spawner = Spawner(
+        control, adopts=os.getpid() == 1 or (isolated and adopt_orphans()), scratch=scratch, ids=ids
+    )
     if isolated:
-        drop_privileges(uid, gid)
+        drop_privileges(uid, gid, keep_root=ids is not None)
+    if ids is not None:
+        # What one attempt writes outside its working directory (0700), in the task user's
+        # group, the next may change, as attempts sharing one user could.
+        os.umask(0o002)
     spawner.serve()
 
 
@@ -1118,5 +1259,6 @@ __all__ = [
     "empty_dir",
     "main",
     "private_scratch",
+    "real_uid",
     "signal_group",
 ]

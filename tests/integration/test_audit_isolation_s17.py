@@ -36,8 +36,16 @@ class Bench:
 
 
 @contextlib.asynccontextmanager
-async def _bench(mode: str = "user+pidns", *, template: bool = False) -> AsyncIterator[Bench]:
-    isolation = task_isolation("user", "kiok-task")
+async def _bench(
+    mode: str = "user+pidns", *, template: bool = False, attempt_users: int = 4
+) -> AsyncIterator[Bench]:
+    """Attempts as ``attempt_users`` users of their own, as a worker runs them; 0: all as the
+    task user, as the spawner and template run, which is how a test has a task stop or kill
+    them (with attempt users no task can: ``test_with_attempt_users_a_task_cannot_stop_or_kill
+    _the_spawner_or_its_template``), so as to see what the worker then does: a spawner or a
+    template can still be stopped or die for reasons of their own (an operator, the OOM
+    killer)."""
+    isolation = task_isolation("user", "kiok-task", attempt_users)
     assert isolation.mode == "user+pidns", "unshare --pid must work where the tests run"
     isolation = dataclasses.replace(isolation, mode=mode)
     python = python_for_tasks("", sys.executable, isolation)
@@ -117,23 +125,32 @@ for n in range(1, 50):
 """
 
 
+def _planted(outcome: ProcessOutcome, out: str, n: str, attempt_users: int) -> bool:
+    """Whether ``PLANT`` planted into directory ``n``: as the idle directory's own user
+    (no attempt users), it can; as an attempt user of its own, it is refused."""
+    if attempt_users:
+        return outcome.exit_code == 1 and "PermissionError" in out
+    return outcome == ProcessOutcome(0) and f"planted {n}" in out
+
+
+@pytest.mark.parametrize("attempt_users", [0, 4])
 @pytest.mark.parametrize("mode", ["user+pidns", "user"])
-async def test_an_ended_attempt_leaves_nothing_in_the_directories_of_later_attempts(mode: str) -> None:
-    """Idle working directories (emptied, waiting for reuse) belong to the task user, and
-    their names are guessable from an attempt's own: an attempt could write into them, and
-    whatever it put there (a ``.pth`` run by a later python task, a ``.gitconfig`` read by a
-    later task's git, HOME being the directory) reached attempts that started after it had
-    ended, of any DAG, with their secrets."""
-    async with _bench(mode) as bench:
+async def test_an_ended_attempt_leaves_nothing_in_the_directories_of_later_attempts(
+    mode: str, attempt_users: int
+) -> None:
+    """Idle working directories (emptied, waiting for reuse) have guessable names: an
+    attempt as their user could write into them, and whatever it put there (a ``.pth`` run by
+    a later python task, a ``.gitconfig`` read by a later task's git, HOME being the
+    directory) reached attempts that started after it had ended, of any DAG, with their
+    secrets. Now an attempt user of its own cannot write there, and a directory is emptied
+    again as the next attempt starts in it."""
+    async with _bench(mode, attempt_users=attempt_users) as bench:
         first, mine = bench.dirs.take(), bench.dirs.take()
         outcome, _ = await _run(bench, "sh", "echo earlier attempt > f", first)
         assert outcome == ProcessOutcome(0)
         bench.dirs.give_back(first)  # idle now, emptied by the spawner
         outcome, out = await _run(bench, "cold", PLANT, mine)
-        assert outcome == ProcessOutcome(0) and f"planted {first.name.rsplit('.', 1)[1]}" in out, (
-            outcome,
-            out,
-        )
+        assert _planted(outcome, out, first.name.rsplit(".", 1)[1], attempt_users), (outcome, out)
         bench.dirs.give_back(mine)
         # The attacker has ended and all its processes with it: whichever directory the next
         # attempts get, it is empty and nothing of the attacker runs in them.
@@ -145,14 +162,15 @@ async def test_an_ended_attempt_leaves_nothing_in_the_directories_of_later_attem
             assert outcome == ProcessOutcome(0) and out == "[]\n", (cwd, out)
 
 
-async def test_an_ended_attempt_leaves_nothing_for_a_forked_python_attempt() -> None:
-    async with _bench(template=True) as bench:
+@pytest.mark.parametrize("attempt_users", [0, 4])
+async def test_an_ended_attempt_leaves_nothing_for_a_forked_python_attempt(attempt_users: int) -> None:
+    async with _bench(template=True, attempt_users=attempt_users) as bench:
         first, mine = bench.dirs.take(), bench.dirs.take()
         outcome, _ = await _run(bench, "forked", "open('f', 'w').write('x')", first)
         assert outcome == ProcessOutcome(0)
         bench.dirs.give_back(first)
         outcome, out = await _run(bench, "forked", PLANT, mine)
-        assert outcome == ProcessOutcome(0) and "planted" in out, (outcome, out)
+        assert _planted(outcome, out, first.name.rsplit(".", 1)[1], attempt_users), (outcome, out)
         outcome, out = await _run(bench, "forked", "import os; print(sorted(os.listdir('.')))", first)
         assert outcome == ProcessOutcome(0) and out == "[]\n", out
 
@@ -246,7 +264,10 @@ for pid in sorted(targets):
     if libc.ptrace(16, pid, 0, 0) == 0:  # PTRACE_ATTACH
         print("LEAK", pid, "ptrace")
 print("fds", sorted(int(fd) for fd in os.listdir("/proc/self/fd"))[:4])
-os.kill(1, signal.SIGSTOP)
+try:
+    os.kill(1, signal.SIGSTOP)
+except PermissionError:
+    pass
 state = open("/proc/1/stat").read().rsplit(")", 1)[1].split()[0]
 print("pid 1", "stopped" if state in "Tt" else "runs")
 """
@@ -320,7 +341,7 @@ async def test_killing_the_python_template_does_not_fail_a_concurrent_attempt(mo
     """A python task may kill its template (both run as the task user). The attempts it had
     forked, other DAGs' included, are then the spawner's children (pid 1 of the namespace,
     or the subreaper without one) and run on to their real end."""
-    async with _bench(mode, template=True) as bench:
+    async with _bench(mode, template=True, attempt_users=0) as bench:
         victim_out: list[bytes] = []
         # It runs until its template is gone (it is then the spawner's child), then ends well.
         victim_script = (
@@ -351,7 +372,7 @@ async def test_with_user_isolation_a_task_cannot_stall_the_spawner(caplog: pytes
     """With `user` isolation (no pid namespace) the spawner runs as the task user, so a task
     may SIGSTOP it: every other attempt of that spawner then hung past its timeout. The
     worker (root) now continues it, saying so once."""
-    async with _bench("user") as bench:
+    async with _bench("user", attempt_users=0) as bench:
         stopper = asyncio.ensure_future(
             _run(bench, "sh", "kill -STOP $PPID; echo stopped", bench.dirs.take())
         )
@@ -382,7 +403,7 @@ async def test_with_user_isolation_a_task_stopping_the_spawner_in_a_loop_stalls_
     loop) would hold up every other attempt of it for ever: the spawner is ended like a dead
     one instead, its attempts fail within seconds saying why, and later attempts get a new
     one."""
-    async with _bench("user") as bench:
+    async with _bench("user", attempt_users=0) as bench:
         victim_out: list[bytes] = []
         victim = asyncio.ensure_future(
             _run(bench, "sh", "echo started; sleep 30", bench.dirs.take(), timeout_s=5, output=victim_out)
@@ -411,6 +432,24 @@ async def test_with_user_isolation_a_task_stopping_the_spawner_in_a_loop_stalls_
                 attempt.cancel()
                 with contextlib.suppress(BaseException):
                     await attempt
+
+
+@pytest.mark.parametrize("mode", ["user+pidns", "user"])
+async def test_with_attempt_users_a_task_cannot_stop_or_kill_the_spawner_or_its_template(mode: str) -> None:
+    """Each attempt runs as a user of its own, never the spawner's or the template's: the
+    stops and kills the tests above have a task make (with attempt users off) are refused."""
+    async with _bench(mode, template=True) as bench:
+        await _run(bench, "forked", "pass", bench.dirs.take())  # the template is up
+        for sig in ("STOP", "KILL"):
+            outcome, out = await _run(bench, "sh", f"kill -{sig} $PPID", bench.dirs.take())
+            assert outcome.exit_code != 0 and "not permitted" in out, (outcome, out)
+            script = f"import os, signal\nos.kill(os.getppid(), signal.SIG{sig})"
+            outcome, out = await _run(bench, "forked", script, bench.dirs.take())
+            assert outcome.exit_code == 1 and "PermissionError" in out, (outcome, out)
+        (spawner,) = bench.runner.spawner_pids
+        assert not _spawner_stopped(spawner)
+        outcome, out = await _run(bench, "forked", "print('served')", bench.dirs.take())
+        assert outcome == ProcessOutcome(0) and out == "served\n", (outcome, out)
 
 
 async def test_what_an_attempt_leaves_in_tmp_does_not_reach_the_next_one() -> None:
@@ -540,3 +579,40 @@ async def test_the_private_temporary_directories_hold_a_quarter_of_memory_each()
     for line in out.splitlines():
         blocks, size = (int(x) for x in line.split())
         assert abs(blocks * size / 1024 - total_kib / 4) < total_kib / 100, (line, total_kib)
+
+
+def _sleeping(seconds: str) -> list[int]:
+    """The host pids of the processes running ``sleep <seconds>``."""
+    wanted = b"sleep\0" + seconds.encode() + b"\0"
+    found = []
+    for entry in os.listdir("/proc"):
+        with contextlib.suppress(OSError):
+            if entry.isdigit() and Path(f"/proc/{entry}/cmdline").read_bytes() == wanted:
+                found.append(int(entry))
+    return found
+
+
+async def test_with_user_isolation_a_dead_spawners_attempt_users_are_cleared_before_reuse() -> None:
+    """Without a pid namespace nothing ends with a spawner that dies: what its attempts left
+    outside their groups lives on, re-parented to the host's init, as the attempt users the
+    next attempts get. The worker kills every process of those users before it hands them
+    out again."""
+    seconds = f"6{uuid.uuid4().int % 10**6}.25"  # a sleep no other process runs
+    try:
+        async with _bench("user") as bench:
+            out: list[bytes] = []
+            script = (
+                f"setsid sh -c 'echo $$ > daemon; exec sleep {seconds}' </dev/null >/dev/null 2>&1 &\n"
+                "while [ ! -s daemon ]; do sleep 0.01; done; echo started; sleep 30"
+            )
+            attempt = asyncio.ensure_future(_run(bench, "sh", script, bench.dirs.take(), output=out))
+            await _until(lambda: b"started" in b"".join(out), "the attempt leaves its daemon")
+            assert _sleeping(seconds)
+            (spawner,) = bench.runner.spawner_pids
+            os.kill(spawner, signal.SIGKILL)
+            outcome, _ = await asyncio.wait_for(attempt, 20)
+            assert outcome.error is not None and "spawner" in outcome.error, outcome
+            await _until(lambda: not _sleeping(seconds), "the daemon is killed", 5)
+    finally:
+        for pid in _sleeping(seconds):
+            os.kill(pid, signal.SIGKILL)

@@ -2,7 +2,8 @@
 the spawner is not a pid 1 that ignores SIGSTOP), from a review of it: ending a spawner
 stopped again and again must take every task process with it, also attempts a python
 template forked (the template's children, not the spawner's), and a worker shutting down
-must not wait for ever on a spawner a task keeps stopping."""
+must not wait for ever on a spawner a task keeps stopping. Tasks run as the spawner's user
+here (no attempt users): how a test has a task stop it."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ async def test_ending_a_stopped_spawner_kills_the_attempts_its_template_forked()
     seconds = f"4{uuid.uuid4().int % 10**6}.5"  # a sleep no other process runs
     cmdline = b"sleep\x00" + seconds.encode() + b"\x00"
     try:
-        async with _bench("user", template=True) as bench:
+        async with _bench("user", template=True, attempt_users=0) as bench:
             await _run(bench, "forked", "print('warm')", bench.dirs.take())
             stopper = asyncio.ensure_future(_run(bench, "sh", STOP_LOOP, bench.dirs.take()))
             forked = [
@@ -56,7 +57,7 @@ async def test_ending_a_stopped_spawner_kills_the_attempts_its_template_forked()
 
 
 async def test_shutting_down_ends_a_spawner_a_task_keeps_stopping() -> None:
-    async with _bench("user") as bench:
+    async with _bench("user", attempt_users=0) as bench:
         stopper = asyncio.ensure_future(_run(bench, "sh", STOP_LOOP, bench.dirs.take()))
         await _until(lambda: bool(bench.runner.spawner_pids), "the spawner starts")
         (spawner,) = bench.runner.spawner_pids

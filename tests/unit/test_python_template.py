@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import pwd
 import shutil
 import sys
 import time
@@ -33,8 +34,26 @@ Factory = Callable[..., ProcessRunner]
 @pytest.fixture
 async def isolated() -> AsyncIterator[tuple[Factory, WorkDirs, str]]:
     """Makes runners whose tasks run as the task user in a pid namespace, with a python
-    template of the interpreter python tasks use; working directories for that user."""
-    isolation = task_isolation("user", "kiok-task")
+    template of the interpreter python tasks use; working directories for that user.
+
+    Without attempt users: every task runs as the task user, as its template does, so that a
+    task can kill or stop its template and the child forked ahead. That is how these tests
+    make a template die or stop under its attempts (with attempt users no task can:
+    ``test_with_attempt_users_no_task_can_signal_its_template``; a template can still die
+    or stop for reasons of its own: the OOM killer, an operator, a debugger)."""
+    async for made in _isolated(0):
+        yield made
+
+
+@pytest.fixture
+async def with_attempt_users() -> AsyncIterator[tuple[Factory, WorkDirs, str]]:
+    """As ``isolated``, each attempt as an attempt user of its own, as a worker runs them."""
+    async for made in _isolated(4):
+        yield made
+
+
+async def _isolated(attempt_users: int) -> AsyncIterator[tuple[Factory, WorkDirs, str]]:
+    isolation = task_isolation("user", "kiok-task", attempt_users)
     assert isolation.mode == "user+pidns", "unshare --pid must work where the tests run"
     python = python_for_tasks("", sys.executable, isolation)
     root = prepare_work_root("", Path("/nonexistent"), f"template-test-{os.getpid()}", isolation)
@@ -87,7 +106,7 @@ async def _python(
 WHOAMI = """
 import os, sys
 parent = open(f"/proc/{os.getppid()}/cmdline", "rb").read().split(b"\\0")
-print("template" if parent[2:3] == [b"/dev/fd/3"] else "cold", os.getppid(), os.getuid())
+print("template" if b"/dev/fd/3" in parent else "cold", os.getppid(), os.getuid())
 """
 
 
@@ -349,6 +368,33 @@ time.sleep(300)
     assert outcome.exit_code == 0 and out.split()[0] == "template", (outcome, out)
 
 
+async def test_with_attempt_users_no_task_can_signal_its_template(
+    with_attempt_users: tuple[Factory, WorkDirs, str],
+) -> None:
+    """Each forked attempt runs as an attempt user of its own, not as its template: a task
+    can no longer kill or stop its template, nor the child forked ahead for the next attempt
+    (which becomes that attempt's user only once it has the attempt)."""
+    make, dirs, python = with_attempt_users
+    runner = make()
+    _, out = await _python(runner, python, WHOAMI, dirs.take())
+    kind, template, uid = out.split()
+    assert kind == "template" and int(uid) != pwd.getpwnam("kiok-task").pw_uid, out
+    for name in ("KILL", "STOP"):
+        killer = f"import os, signal\nos.kill(os.getppid(), signal.SIG{name})"
+        outcome, out = await asyncio.wait_for(_python(runner, python, killer, dirs.take()), 30)
+        assert outcome.exit_code == 1 and "PermissionError" in out, (outcome, out)
+        outcome, out = await asyncio.wait_for(
+            _python(runner, python, SIGNAL_THE_SPARE.replace("{name}", name), dirs.take()), 30
+        )
+        assert outcome.exit_code == 1 and "PermissionError" in out, (outcome, out)
+    uids = set()
+    for _ in range(4):
+        outcome, out = await asyncio.wait_for(_python(runner, python, WHOAMI, dirs.take()), 30)
+        assert outcome.exit_code == 0 and out.split()[:2] == ["template", template], (outcome, out)
+        uids.add(int(out.split()[2]))
+    assert len(uids) == 4, uids  # each in turn: the user idle the longest
+
+
 async def test_a_template_is_recycled_after_max_tasks_forks(isolated: tuple[Factory, WorkDirs, str]) -> None:
     make, dirs, python = isolated
     runner = make(max_tasks=2)
@@ -415,6 +461,29 @@ def test_template_messages_and_requests() -> None:
     )
     with pytest.raises(ValueError):
         fs.decode_reply(b"?")
-    assert fs.encode_request("/w/1", {"A": "1", "B": "x=y"}) == b"/w/1\0A=1\0B=x=y"
+    assert fs.encode_request("/w/1", {"A": "1", "B": "x=y"}) == b"\0/w/1\0A=1\0B=x=y"
+    assert fs.encode_request("/w/1", {}, 1234) == b"1234\0/w/1"
     with pytest.raises(ValueError, match="null byte"):
         fs.encode_request("/w/1", {"A": "a\0b"})
+
+
+def test_only_an_interpreter_root_alone_controls_is_started_as_root(tmp_path: Path) -> None:
+    """With attempt users the template starts as root (to fork each attempt as its user):
+    an interpreter, standard library or ``pyvenv.cfg`` that anyone else could change would
+    run their code as root. Such a template is refused (python tasks then run cold)."""
+    assert fs.root_trusted("/usr/bin/python3") is None
+    assert fs.root_trusted("venv/bin/python") == "venv/bin/python is not an absolute path"
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to("/usr/bin/python3")
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    for path in (tmp_path, venv):
+        path.chmod(0o755)
+    assert fs.root_trusted(str(venv / "bin" / "python")) is None
+    (venv / "pyvenv.cfg").chmod(0o664)  # its group could point it at a library of its own
+    assert "pyvenv.cfg belongs to uid 0 or is writable by others" in (
+        fs.root_trusted(str(venv / "bin" / "python")) or ""
+    )
+    (venv / "pyvenv.cfg").chmod(0o644)
+    os.chown(venv, 54321, -1)  # its owner could replace it
+    assert f"{venv} belongs to uid 54321" in (fs.root_trusted(str(venv / "bin" / "python")) or "")

@@ -302,7 +302,7 @@ async def _run_script(
 
 @contextlib.asynccontextmanager
 async def _isolated(mode: str) -> AsyncIterator[tuple[ProcessRunner, WorkDirs]]:
-    isolation = task_isolation("user", "kiok-task")
+    isolation = task_isolation("user", "kiok-task", 4)
     assert isolation.mode == "user+pidns", "unshare --pid must work where the tests run"
     isolation = dataclasses.replace(isolation, mode=mode)
     root = prepare_work_root("", Path("/nonexistent"), f"spawner-test-{os.getpid()}", isolation)
@@ -340,12 +340,14 @@ async def test_isolated_tasks_run_as_the_task_user_and_see_only_their_namespace(
         id -u; echo "$HOME $USER"; pwd
         cat /proc/{os.getpid()}/environ >/dev/null 2>&1 && echo sees-the-worker || echo no-worker
         ls /proc | grep -c '^[0-9]'
-        kill -INT 1; kill -TERM 1; kill -KILL 1; echo pid-1-stands
+        (kill -INT 1; kill -TERM 1; kill -KILL 1) 2>/dev/null; echo pid-1-stands
         """
     outcome, out = await _run_script(runner, ["/bin/sh", "/dev/fd/3"], script, cwd)
     assert outcome.exit_code == 0, out
     uid, home_user, pwd, worker, processes, stands = out.decode().splitlines()
-    assert int(uid) == pwd_entry("kiok-task") and home_user == f"{cwd} kiok-task" and pwd == str(cwd)
+    user = home_user.split()[1]  # an attempt user of its own, in the task user's group
+    assert user.startswith("kiok-task-") and int(uid) == pwd_entry(user) != pwd_entry("kiok-task")
+    assert home_user == f"{cwd} {user}" and pwd == str(cwd)
     assert worker == "no-worker"
     assert int(processes) <= 5  # the spawner, this shell, ls, grep (and a late one)
     assert stands == "pid-1-stands"
@@ -433,6 +435,63 @@ async def test_a_running_attempts_own_session_lives_while_other_attempts_end(
     assert outcome == ProcessOutcome(0)
     outcome, out = await asyncio.wait_for(running, 30)
     assert outcome == ProcessOutcome(0) and out == b"alive\n", (outcome, out)
+
+
+def _sleeping(seconds: str) -> list[int]:
+    """The host pids of the processes running ``sleep <seconds>``."""
+    wanted = b"sleep\0" + seconds.encode() + b"\0"
+    found = []
+    for entry in os.listdir("/proc"):
+        with contextlib.suppress(OSError):
+            if entry.isdigit() and Path(f"/proc/{entry}/cmdline").read_bytes() == wanted:
+                found.append(int(entry))
+    return found
+
+
+async def test_what_an_ended_attempt_left_is_killed_though_another_attempt_runs(
+    isolated_any: tuple[ProcessRunner, WorkDirs],
+) -> None:
+    """What an ended attempt left in a session of its own used to live on while an attempt
+    that started before it still ran (it might have been that one's daemon), as the user
+    later attempts run as. Its attempt user now says whose it is: it dies as its attempt
+    ends, and the other attempt runs on."""
+    runner, dirs = isolated_any
+    seconds = f"5{os.getpid() % 10**5}.75"  # a sleep no other process runs
+    out: list[bytes] = []
+    running = asyncio.ensure_future(
+        runner.run(
+            ["/bin/sh", "/dev/fd/3"],
+            cwd=dirs.take(),
+            env={"PATH": os.environ["PATH"]},
+            output=out.append,
+            timeout_s=30,
+            stop=StopSignal(),
+            grace_s=1,
+            script="echo started; sleep 20; echo ran-on",
+        )
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while b"started" not in b"".join(out):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        escape = (  # ends once the sleep is in its own session
+            f"setsid sh -c 'echo $$ > daemon; exec sleep {seconds}' </dev/null >/dev/null 2>&1 &\n"
+            "while [ ! -s daemon ]; do sleep 0.01; done"
+        )
+        outcome, _ = await _run_script(runner, ["/bin/sh", "/dev/fd/3"], escape, dirs.take())
+        assert outcome == ProcessOutcome(0)
+        deadline = time.monotonic() + 5
+        while _sleeping(seconds):
+            assert time.monotonic() < deadline, "what the ended attempt left lives on"
+            await asyncio.sleep(0.02)
+        assert not running.done()
+    finally:
+        running.cancel()
+        with contextlib.suppress(BaseException):
+            await running
+        for pid in _sleeping(seconds):
+            os.kill(pid, signal.SIGKILL)
 
 
 async def test_a_process_out_of_the_group_holding_the_output_does_not_hold_the_attempt(
