@@ -64,6 +64,7 @@ class AttemptIds:
                 os.setresuid(-1, euid, -1)
             yield
         finally:
+            self._acting = False
             try:
                 if real is not None:
                     os.setresuid(-1, 0, -1)
@@ -72,7 +73,6 @@ class AttemptIds:
                     os.setresuid(-1, self.uid, -1)
             except OSError as e:
                 raise SystemExit(f"kiok spawner: could not become its own user again: {e}") from None
-            self._acting = False
 
     def switch(self, euid: int) -> None:
         """Within ``acting_as``: act as ``euid`` from now on (root is the saved user id, so

@@ -16,16 +16,17 @@ import array
 import contextlib
 import errno
 import fcntl
+import glob
 import os
 import signal
 import socket
-import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from kiok.worker import spawn_protocol as sp
+from kiok.worker.python_template import AS_ROOT_FLAGS, root_only_path
 
 #: Read now, while the spawner can still read kiok's files (it then drops to the task user).
 _SOURCE = (Path(__file__).parent / "python_template.py").read_bytes()
@@ -33,48 +34,54 @@ _SOURCE = (Path(__file__).parent / "python_template.py").read_bytes()
 _DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT)
 _TEMPLATE_FD = 3
 _CONTROL_FD = 4
-#: A template started as root, to drop itself: no ``site`` (no ``.pth`` file or
-#: ``sitecustomize`` runs), no ``PYTHON*`` variable read, no bytecode written, until it has
-#: dropped (``python_template.main`` then does all three as the task user).
-_AS_ROOT_FLAGS = ("-S", "-E", "-B")
 
 
 def root_trusted(python: str) -> str | None:
-    """Why interpreter ``python`` is not one to start as root (None: it is): a relative path
-    (the spawner's directory is an attempt's), or a file root does not alone control: the
-    interpreter (its link resolved), the library directory beside it (its standard library)
-    and a virtual environment's ``pyvenv.cfg`` (which names that library), each with every
-    directory on its way, must belong to root and be writable by nobody else."""
-    if not os.path.isabs(python):
-        return f"{python} is not an absolute path"
-    real = os.path.realpath(python)
-    paths = [real, os.path.join(os.path.dirname(os.path.dirname(real)), "lib")]
-    venv_cfg = os.path.join(os.path.dirname(os.path.dirname(python)), "pyvenv.cfg")
-    if os.path.lexists(venv_cfg):
-        paths.append(venv_cfg)
-    for path in paths:
-        at = path
-        while True:
-            try:
-                st = os.lstat(at)
-            except OSError as e:
-                return f"{at}: {e.strerror}"
-            if not _root_only(st):
-                return f"{at} belongs to uid {st.st_uid} or is writable by others than root"
-            if at == "/":
-                break
-            at = os.path.dirname(at)
+    """Why interpreter ``python`` is not one to start as root (None: it is). Started so, it
+    runs the interpreter, a virtual environment's ``pyvenv.cfg`` (which names the library
+    it runs) and its standard library before it can drop: each must be root's alone
+    (``root_only_path``: every directory on the way, every link followed), as must the two
+    directories a ``pyvenv.cfg`` is looked for in (nobody else may add one). The spawner's
+    directory is an attempt's, so a relative path is refused too."""
+    why = root_only_path(python)
+    if why is not None:
+        return why
+    prefixes = [os.path.dirname(os.path.dirname(os.path.realpath(python)))]
+    here = os.path.dirname(python)
+    for cfg in (os.path.join(here, "pyvenv.cfg"), os.path.join(os.path.dirname(here), "pyvenv.cfg")):
+        if not os.path.lexists(cfg):
+            continue
+        why = root_only_path(cfg)
+        if why is not None:
+            return why
+        home = _venv_home(cfg)
+        if home is not None:
+            why = root_only_path(home)
+            if why is not None:
+                return why
+            prefixes.append(os.path.dirname(os.path.realpath(home)))
+    for prefix in prefixes:
+        lib = os.path.join(prefix, "lib")
+        for path in [lib, *sorted(glob.glob(os.path.join(lib, "python3*")))]:
+            why = root_only_path(path)
+            if why is None and os.path.isdir(os.path.join(path, "lib-dynload")):
+                why = root_only_path(os.path.join(path, "lib-dynload"))
+            if why is not None:
+                return why
     return None
 
 
-def _root_only(st: os.stat_result) -> bool:
-    """Whether only root can change what is there: root's, and writable by nobody else (a
-    link's own mode means nothing; a sticky directory lets nobody else rename root's)."""
-    if st.st_uid != 0:
-        return False
-    if stat.S_ISLNK(st.st_mode) or not st.st_mode & 0o022:
-        return True
-    return stat.S_ISDIR(st.st_mode) and bool(st.st_mode & stat.S_ISVTX)
+def _venv_home(cfg: str) -> str | None:
+    """The ``home`` a ``pyvenv.cfg`` names (where its base interpreter is)."""
+    try:
+        with open(cfg, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, sep, value = line.partition("=")
+                if sep and key.strip() == "home":
+                    return value.strip()
+    except OSError:
+        return None
+    return None
 
 
 @dataclass(frozen=True)
@@ -280,7 +287,7 @@ def start_template(
             config.python,
             [
                 config.python,
-                *([] if user is None else _AS_ROOT_FLAGS),
+                *([] if user is None else AS_ROOT_FLAGS),
                 "-u",
                 f"/dev/fd/{_TEMPLATE_FD}",
                 str(_CONTROL_FD),
@@ -480,10 +487,11 @@ class Templates:
         if why is not None:
             raise OSError(errno.EPERM, f"it is not for root to run: {why}")
         os.chdir("/")
+        env = {key: value for key, value in self._host.base_env.items() if not key.startswith("LD_")}
         umask = os.umask(0o022)
         try:
             with self._host.acting_as(0, real=0):
-                return start_template(config, self._host.base_env, self._host.memfd, user)
+                return start_template(config, env, self._host.memfd, user)
         finally:
             os.umask(umask)
 

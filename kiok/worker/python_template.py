@@ -38,6 +38,7 @@ import os
 import select
 import signal
 import socket
+import stat
 import sys
 import types
 
@@ -51,7 +52,7 @@ def main() -> None:
     control = socket.socket(fileno=int(sys.argv[1]))
     preload = [m.strip() for m in (sys.argv[2] if len(sys.argv) > 2 else "").split(",") if m.strip()]
     if len(sys.argv) > 3:
-        _drop(int(sys.argv[3]))
+        _drop(int(sys.argv[3]), preload)
     os.chdir("/")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a task (as its user, in tests) must not end it so
     _set_dumpable(0)  # no task can attach to it or read its memory, whichever its user
@@ -82,21 +83,127 @@ def main() -> None:
 #: The template forks attempts as attempt users of their own (``_become_user``): a request
 #: without one is refused.
 _ATTEMPT_USERS: list[bool] = []
+#: How the spawner starts a template that drops itself (``kiok.worker.forkserver``): no
+#: ``site``, no ``PYTHON*`` variable read, no bytecode written, until it has (``_drop``).
+AS_ROOT_FLAGS = ("-S", "-E", "-B")
 
 
-def _drop(user: int) -> None:
-    """Started as root (``python -S -E -B``: only this file and the standard library it
+def _drop(user: int, preload: list[str]) -> None:
+    """Started as root (``AS_ROOT_FLAGS``: only this file and the standard library it
     imports ran so far): become ``user``, the task user, keeping root as the saved user id
-    only, to fork each attempt as its attempt user. Then, as that user, what those flags left
-    out: ``PYTHONPATH``, the site-packages (their ``.pth`` files), writing bytecode."""
+    only, to fork each attempt as its attempt user. Whatever runs in the template from now
+    on could take root back, so it must be code root alone controls: the ``PYTHONPATH``
+    directories, the site-packages (their ``.pth`` files and ``sitecustomize``) and the
+    preload modules (``root_only_path``); else the template ends here, saying why (python
+    tasks then run cold, as their attempt users, holding nothing). Then, as the task user,
+    what those flags left out: ``PYTHONPATH``, ``site``, writing bytecode; and the flags
+    are not passed on to the interpreters tasks start (``multiprocessing``'s)."""
     os.setresuid(user, user, 0)
     os.umask(0o002)  # as the spawner's attempts: what one writes outside its directory, the next can change
     _ATTEMPT_USERS.append(True)
-    sys.path[1:1] = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    sys.dont_write_bytecode = bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))
     import site
 
-    site.main()
+    site.ENABLE_USER_SITE = False  # under the worker's HOME: not the template's
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    why = _untrusted(paths + site.getsitepackages())
+    if why is None:
+        sys.path[1:1] = paths
+        site.main()
+        why = _untrusted_modules(preload)
+    if why is not None:
+        os.write(2, f"kiok python template: {why}: not started (python tasks run cold)\n".encode())
+        os._exit(3)
+    sys.dont_write_bytecode = bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))
+    import subprocess
+
+    passed_on = subprocess._args_from_interpreter_flags  # type: ignore[attr-defined]
+    subprocess._args_from_interpreter_flags = lambda: [  # type: ignore[attr-defined]
+        flag for flag in passed_on() if flag not in AS_ROOT_FLAGS
+    ]
+
+
+def _untrusted(directories: list[str]) -> str | None:
+    """Why code in ``directories`` (those that exist) is not root's alone: the directory, a
+    ``.pth`` file or a ``*customize`` module in it that someone else could change."""
+    for directory in directories:
+        if not os.path.isdir(directory):
+            continue
+        why = root_only_path(directory)
+        if why is not None:
+            return why
+        for name in os.listdir(directory):
+            if name.endswith(".pth") or name in ("sitecustomize.py", "usercustomize.py"):
+                why = root_only_path(os.path.join(directory, name))
+                if why is not None:
+                    return why
+    return None
+
+
+def _untrusted_modules(modules: list[str]) -> str | None:
+    """Why a preload module's file (or package directory) is not root's alone; one that
+    cannot be found is said by ``_preload``."""
+    import importlib.util
+
+    for name in modules:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        if spec is None:
+            continue
+        locations = list(spec.submodule_search_locations or ())
+        if not locations and spec.origin is not None:
+            locations.append(spec.origin)
+        for location in locations:
+            if os.path.isabs(location):
+                why = root_only_path(location)
+                if why is not None:
+                    return why
+    return None
+
+
+def root_only_path(path: str, _links: int = 0) -> str | None:
+    """Why ``path`` is not root's alone (None: it is): every directory on the way to it, and
+    it, followed through every symbolic link (the link and where it goes), must belong to
+    root and be writable by nobody else (a sticky directory may be: nobody else can rename
+    root's entries there). An operator's code root runs must pass this, as ``sudo`` and
+    ``sshd`` ask of theirs. Also used by kiok itself (``forkserver.root_trusted``)."""
+    if _links > 40:
+        return f"{path}: too many symbolic links"
+    if not path.startswith("/"):
+        return f"{path} is not an absolute path"
+    at = "/"
+    parts = [part for part in path.split("/") if part and part != "."]
+    for index, part in enumerate(parts):
+        if part == "..":
+            at = os.path.dirname(at)  # no link in ``at``: each was followed
+            continue
+        if at == "/" and index == 0:
+            why = _not_root_only("/")
+            if why is not None:
+                return why
+        at = os.path.join(at, part)
+        why = _not_root_only(at)
+        if why is not None:
+            return why
+        if os.path.islink(at):
+            target = os.path.join(os.path.dirname(at), os.readlink(at))
+            rest = "/".join(parts[index + 1 :])
+            return root_only_path(os.path.join(target, rest) if rest else target, _links + 1)
+    return None
+
+
+def _not_root_only(path: str) -> str | None:
+    try:
+        st = os.lstat(path)
+    except OSError as e:
+        return f"{path}: {e.strerror}"
+    if st.st_uid != 0:
+        return f"{path} belongs to uid {st.st_uid}"
+    writable = st.st_mode & 0o022 and not (stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX)
+    if writable and not stat.S_ISLNK(st.st_mode):
+        return f"{path} is writable by others than root"
+    return None
 
 
 def _preload(modules: list[str]) -> list[str]:

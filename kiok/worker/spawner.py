@@ -646,7 +646,11 @@ class Spawner:
             if uid is not None:
                 with self.acting_as(0):
                     self._give_dir(cwd, uid)
-            self._start_forked(msg, template, env, uid)
+            try:
+                self._start_forked(msg, template, env, uid)
+            except BaseException:
+                self._take_back(cwd, uid)
+                raise
             return
         since = time.clock_gettime(time.CLOCK_BOOTTIME)
         if uid is None:
@@ -654,7 +658,11 @@ class Spawner:
         else:
             with self.acting_as(0, real=uid):  # started as its real user (``resetids``)
                 self._give_dir(cwd, uid)
-                out_fd, pid = self._spawn(msg.argv, env, cwd, msg.script, as_real_user=True)
+                try:
+                    out_fd, pid = self._spawn(msg.argv, env, cwd, msg.script, as_real_user=True)
+                except BaseException:
+                    self._chown_back(cwd)
+                    raise
         try:
             exit_fd: int | None = os.pidfd_open(pid)
         except (AttributeError, OSError):
@@ -693,6 +701,20 @@ class Spawner:
             os.fchown(fd, uid, self._ids.gid)
         finally:
             os.close(fd)
+
+    def _chown_back(self, cwd: str) -> None:
+        """As root: an attempt's directory is the spawner's user's again, once its attempt
+        ended or could not start: no attempt user owns an idle directory, so none can put
+        anything there for the attempt it goes to next."""
+        assert self._ids is not None
+        with contextlib.suppress(OSError):
+            os.chown(cwd, self._ids.uid, self._ids.gid, follow_symlinks=False)
+
+    def _take_back(self, cwd: str, uid: int | None) -> None:
+        """``_chown_back`` for an attempt of ``uid`` that never ran (nothing if it has none)."""
+        if uid is not None:
+            with self.acting_as(0):
+                self._chown_back(cwd)
 
     def register(self, fd: int) -> None:
         self._poll.register(fd, select.EPOLLIN)
@@ -822,6 +844,7 @@ class Spawner:
             return
         self._drop_fd(attempt.out_fd)
         if failure is not None:
+            self._take_back(attempt.cwd, attempt.uid)
             self.send(failure)
 
     @staticmethod
@@ -961,16 +984,13 @@ class Spawner:
         else:
             assert self._ids is not None
             # As its user: its processes alone can be signalled, and what is in its
-            # directory is its own. Then, as root, the directory is taken back for the
-            # spawner's user: no attempt user owns an idle directory, so none can put
-            # anything there for the attempt it goes to next.
+            # directory is its own. Then, as root, the directory is taken back.
             with self._ids.acting_as(attempt.uid):
                 signal_group(attempt.pid, signal.SIGKILL)
                 self._end_what_is_left(attempt.uid)
                 empty_dir(attempt.cwd)
                 self._ids.switch(0)
-                with contextlib.suppress(OSError):
-                    os.chown(attempt.cwd, self._ids.uid, self._ids.gid, follow_symlinks=False)
+                self._chown_back(attempt.cwd)
         self.send(
             sp.Exited(
                 attempt.id,

@@ -4,6 +4,8 @@ has, in turn, handed to waiters in order, never lost to a cancellation."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 
 from kiok.worker.attempt_users import AttemptUser, AttemptUsers
 
@@ -47,3 +49,43 @@ async def test_a_cancelled_waiter_loses_no_user() -> None:
     handed.cancel()
     await asyncio.gather(handed, return_exceptions=True)
     assert await asyncio.wait_for(pool.take(), 1) == AttemptUser("kiok-task-1", 1001)
+
+
+#: Run as root in a process of its own: the spawner's way of switching users, checked.
+SWITCHING = """
+import os
+from kiok.worker.attempt_ids import AttemptIds
+ids = AttemptIds.parse("54320:54320:54321,54322")
+os.setgroups([]); os.setresgid(54320, 54320, 54320); os.setresuid(54320, 54320, 0)
+rest = (54320, 54320, 0)
+with ids.acting_as(54321):
+    assert os.getresuid() == (54320, 54321, 0), os.getresuid()
+    ids.switch(0)
+    assert os.geteuid() == 0
+    ids.switch(54322)
+    assert os.geteuid() == 54322
+assert os.getresuid() == rest
+try:
+    with ids.acting_as(0, real=54321):
+        assert os.getresuid() == (54321, 0, 0), os.getresuid()
+        raise KeyError("inside")
+except KeyError:
+    pass
+assert os.getresuid() == rest, os.getresuid()
+with ids.acting_as(0):
+    try:
+        with ids.acting_as(0):
+            raise AssertionError("nested")
+    except RuntimeError:
+        pass
+assert os.getresuid() == rest
+try:
+    ids.check(0)
+except PermissionError:
+    print("switched")
+"""
+
+
+def test_the_spawner_is_back_as_its_own_user_after_every_switch() -> None:
+    done = subprocess.run([sys.executable, "-c", SWITCHING], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout == "switched\n", done.stderr

@@ -59,9 +59,11 @@ async def _isolated(attempt_users: int) -> AsyncIterator[tuple[Factory, WorkDirs
     root = prepare_work_root("", Path("/nonexistent"), f"template-test-{os.getpid()}", isolation)
     runners: list[ProcessRunner] = []
 
-    def make(preload: tuple[str, ...] = (), max_tasks: int = 1000) -> ProcessRunner:
+    def make(
+        preload: tuple[str, ...] = (), max_tasks: int = 1000, env: dict[str, str] | None = None
+    ) -> ProcessRunner:
         runner = ProcessRunner(
-            {"PATH": "/usr/bin:/bin", "HOME": "/root"},
+            env or {"PATH": "/usr/bin:/bin", "HOME": "/root"},
             isolation=isolation,
             spawners=1,
             python_template=sp.Template(python, list(preload), max_tasks),
@@ -469,8 +471,9 @@ def test_template_messages_and_requests() -> None:
 
 def test_only_an_interpreter_root_alone_controls_is_started_as_root(tmp_path: Path) -> None:
     """With attempt users the template starts as root (to fork each attempt as its user):
-    an interpreter, standard library or ``pyvenv.cfg`` that anyone else could change would
-    run their code as root. Such a template is refused (python tasks then run cold)."""
+    an interpreter, a ``pyvenv.cfg`` (or a directory one could be added to) or a standard
+    library that anyone else could change would run their code as root. Such a template is
+    refused (python tasks then run cold), however the path gets there."""
     assert fs.root_trusted("/usr/bin/python3") is None
     assert fs.root_trusted("venv/bin/python") == "venv/bin/python is not an absolute path"
     venv = tmp_path / "venv"
@@ -479,11 +482,48 @@ def test_only_an_interpreter_root_alone_controls_is_started_as_root(tmp_path: Pa
     (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
     for path in (tmp_path, venv):
         path.chmod(0o755)
-    assert fs.root_trusted(str(venv / "bin" / "python")) is None
+    python = str(venv / "bin" / "python")
+    assert fs.root_trusted(python) is None
     (venv / "pyvenv.cfg").chmod(0o664)  # its group could point it at a library of its own
-    assert "pyvenv.cfg belongs to uid 0 or is writable by others" in (
-        fs.root_trusted(str(venv / "bin" / "python")) or ""
-    )
+    assert fs.root_trusted(python) == f"{venv}/pyvenv.cfg is writable by others than root"
     (venv / "pyvenv.cfg").chmod(0o644)
-    os.chown(venv, 54321, -1)  # its owner could replace it
-    assert f"{venv} belongs to uid 54321" in (fs.root_trusted(str(venv / "bin" / "python")) or "")
+    (venv / "pyvenv.cfg").write_text("home = /nonexistent-kiok/bin\n")
+    assert fs.root_trusted(python) == "/nonexistent-kiok: No such file or directory"
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    os.chown(venv / "bin", 54321, -1)  # its owner could add a pyvenv.cfg beside the interpreter
+    assert fs.root_trusted(python) == f"{venv}/bin belongs to uid 54321"
+    os.chown(venv / "bin", 0, -1)
+    elsewhere = tmp_path / "elsewhere"  # reached through a link root made
+    elsewhere.mkdir()
+    (elsewhere / "python").symlink_to("/usr/bin/python3")
+    os.chown(elsewhere, 54321, -1)
+    (tmp_path / "link").symlink_to(elsewhere)
+    assert fs.root_trusted(str(tmp_path / "link" / "python")) == f"{elsewhere} belongs to uid 54321"
+
+
+async def test_a_template_whose_site_code_is_not_roots_alone_is_not_started(
+    with_attempt_users: tuple[Factory, WorkDirs, str], task_tmp_path: Path
+) -> None:
+    """A template keeps root (as its saved user id) to fork attempts as their users, so the
+    code it runs must be root's alone: a ``PYTHONPATH`` directory another user could write
+    to (a ``.pth`` there would run in it) means no template, and python tasks run cold."""
+    make, dirs, python = with_attempt_users
+    theirs = task_tmp_path / "theirs"  # where the template can see it
+    theirs.mkdir()
+    os.chown(theirs, 54321, -1)
+    runner = make(env={"PATH": "/usr/bin:/bin", "HOME": "/root", "PYTHONPATH": str(theirs)})
+    outcome, out = await asyncio.wait_for(_python(runner, python, WHOAMI, dirs.take()), 30)
+    assert outcome.exit_code == 0 and out.split()[0] == "cold", (outcome, out)
+
+
+async def test_a_root_started_template_passes_no_flag_of_its_start_on(
+    with_attempt_users: tuple[Factory, WorkDirs, str],
+) -> None:
+    """Started as root, the template runs with ``-S -E -B`` until it has dropped; the
+    interpreters a forked task starts (``multiprocessing``'s spawn, which copies the running
+    interpreter's flags) must not get them: they would start without site-packages or
+    ``PYTHONPATH``."""
+    make, dirs, python = with_attempt_users
+    script = "import subprocess\nprint(subprocess._args_from_interpreter_flags())"
+    outcome, out = await asyncio.wait_for(_python(make(), python, script, dirs.take()), 30)
+    assert outcome.exit_code == 0 and out == "[]\n", (outcome, out)

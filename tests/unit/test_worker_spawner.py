@@ -608,3 +608,19 @@ def test_a_spawner_whose_worker_is_gone_before_its_greeting_ends_quietly(tmp_pat
     spawner = Spawner(ours)
     spawner.serve()  # returns: no BrokenPipeError
     ours.close()
+
+
+async def test_a_directory_whose_attempt_could_not_start_is_not_left_to_its_user(
+    isolated: tuple[ProcessRunner, WorkDirs],
+) -> None:
+    """An attempt's directory is given to its attempt user as it starts. One that cannot
+    start (a program that is not there) must take it back, as an ended one does: an idle
+    directory its user still owned could be entered by that user's next attempt, which
+    could leave something there for whoever the directory goes to next."""
+    runner, dirs = isolated
+    cwd = dirs.take()
+    with pytest.raises(FileNotFoundError):
+        await _run_script(runner, ["/nonexistent/kiok-interpreter"], "true", cwd)
+    assert cwd.stat().st_uid == pwd_entry("kiok-task")
+    outcome, _ = await _run_script(runner, ["/bin/sh", "/dev/fd/3"], "true", cwd)
+    assert outcome == ProcessOutcome(0) and cwd.stat().st_uid == pwd_entry("kiok-task")
