@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from kiok.testing.process import Standalone
-from tests.integration.test_task_isolation import outcomes
+from tests.integration.test_task_isolation import _indent, outcomes
 
 TOKEN = "zz-victim-token-9917"
 
@@ -78,10 +78,6 @@ import subprocess, sys
 sys.stdout.flush()
 subprocess.run(["/bin/sh", "-c", {PROBE!r}, "probe", "py"], check=True)
 """
-
-
-def _indent(text: str, n: int) -> str:
-    return "\n".join(" " * n + line for line in text.strip().splitlines())
 
 
 VICTIM_DAG = f"""

@@ -25,6 +25,7 @@ from kiok.worker import spawn_protocol as sp
 from kiok.worker.isolation import Isolation, prepare_work_root, python_for_tasks, task_isolation
 from kiok.worker.process import ProcessOutcome, ProcessRunner, WorkDirs
 from kiok.worker.stop import StopSignal
+from tests.processes import processes_with
 
 
 @dataclasses.dataclass
@@ -585,17 +586,6 @@ async def test_the_private_temporary_directories_hold_a_quarter_of_memory_each()
         assert abs(blocks * size / 1024 - total_kib / 4) < total_kib / 100, (line, total_kib)
 
 
-def _sleeping(seconds: str) -> list[int]:
-    """The host pids of the processes running ``sleep <seconds>``."""
-    wanted = b"sleep\0" + seconds.encode() + b"\0"
-    found = []
-    for entry in os.listdir("/proc"):
-        with contextlib.suppress(OSError):
-            if entry.isdigit() and Path(f"/proc/{entry}/cmdline").read_bytes() == wanted:
-                found.append(int(entry))
-    return found
-
-
 async def test_with_user_isolation_a_dead_spawners_attempt_users_are_cleared_before_reuse() -> None:
     """Without a pid namespace nothing ends with a spawner that dies: what its attempts left
     outside their groups lives on, re-parented to the host's init, as the attempt users the
@@ -611,12 +601,12 @@ async def test_with_user_isolation_a_dead_spawners_attempt_users_are_cleared_bef
             )
             attempt = asyncio.ensure_future(_run(bench, "sh", script, bench.dirs.take(), output=out))
             await _until(lambda: b"started" in b"".join(out), "the attempt leaves its daemon")
-            assert _sleeping(seconds)
+            assert processes_with(["sleep", seconds])
             (spawner,) = bench.runner.spawner_pids
             os.kill(spawner, signal.SIGKILL)
             outcome, _ = await asyncio.wait_for(attempt, 20)
             assert outcome.error is not None and "spawner" in outcome.error, outcome
-            await _until(lambda: not _sleeping(seconds), "the daemon is killed", 5)
+            await _until(lambda: not processes_with(["sleep", seconds]), "the daemon is killed", 5)
     finally:
-        for pid in _sleeping(seconds):
+        for pid in processes_with(["sleep", seconds]):
             os.kill(pid, signal.SIGKILL)

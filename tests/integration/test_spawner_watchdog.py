@@ -14,23 +14,14 @@ import signal
 import uuid
 
 from tests.integration.test_audit_isolation_s17 import _bench, _run, _spawner_stopped, _until
+from tests.processes import processes_with
 
 STOP_LOOP = "while kill -STOP $PPID; do :; done"
 
 
-def _processes_with(cmdline: bytes) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError), open(f"/proc/{entry}/cmdline", "rb") as f:
-                if f.read() == cmdline:
-                    found.append(int(entry))
-    return found
-
-
 async def test_ending_a_stopped_spawner_kills_the_attempts_its_template_forked() -> None:
     seconds = f"4{uuid.uuid4().int % 10**6}.5"  # a sleep no other process runs
-    cmdline = b"sleep\x00" + seconds.encode() + b"\x00"
+    argv = ["sleep", seconds]
     try:
         async with _bench("user", template=True, attempt_users=0) as bench:
             await _run(bench, "forked", "print('warm')", bench.dirs.take())
@@ -50,9 +41,9 @@ async def test_ending_a_stopped_spawner_kills_the_attempts_its_template_forked()
             outcomes = await asyncio.wait_for(asyncio.gather(*forked), 40)
             assert all("a task stopped it (SIGSTOP)" in (o.error or "") for o, _ in outcomes), outcomes
             await asyncio.wait_for(stopper, 20)
-            await _until(lambda: not _processes_with(cmdline), "the forked attempts to be gone")
+            await _until(lambda: not processes_with(argv), "the forked attempts to be gone")
     finally:
-        for pid in _processes_with(cmdline):
+        for pid in processes_with(argv):
             os.kill(pid, signal.SIGKILL)
 
 

@@ -28,6 +28,7 @@ from kiok.worker.isolation import prepare_work_root, task_isolation
 from kiok.worker.process import ProcessOutcome, ProcessRunner, WorkDirs
 from kiok.worker.spawner import signal_group
 from kiok.worker.stop import StopSignal
+from tests.processes import processes_with
 
 
 @pytest.fixture
@@ -437,17 +438,6 @@ async def test_a_running_attempts_own_session_lives_while_other_attempts_end(
     assert outcome == ProcessOutcome(0) and out == b"alive\n", (outcome, out)
 
 
-def _sleeping(seconds: str) -> list[int]:
-    """The host pids of the processes running ``sleep <seconds>``."""
-    wanted = b"sleep\0" + seconds.encode() + b"\0"
-    found = []
-    for entry in os.listdir("/proc"):
-        with contextlib.suppress(OSError):
-            if entry.isdigit() and Path(f"/proc/{entry}/cmdline").read_bytes() == wanted:
-                found.append(int(entry))
-    return found
-
-
 async def test_what_an_ended_attempt_left_is_killed_though_another_attempt_runs(
     isolated_any: tuple[ProcessRunner, WorkDirs],
 ) -> None:
@@ -482,7 +472,7 @@ async def test_what_an_ended_attempt_left_is_killed_though_another_attempt_runs(
         outcome, _ = await _run_script(runner, ["/bin/sh", "/dev/fd/3"], escape, dirs.take())
         assert outcome == ProcessOutcome(0)
         deadline = time.monotonic() + 5
-        while _sleeping(seconds):
+        while processes_with(["sleep", seconds]):
             assert time.monotonic() < deadline, "what the ended attempt left lives on"
             await asyncio.sleep(0.02)
         assert not running.done()
@@ -490,7 +480,7 @@ async def test_what_an_ended_attempt_left_is_killed_though_another_attempt_runs(
         running.cancel()
         with contextlib.suppress(BaseException):
             await running
-        for pid in _sleeping(seconds):
+        for pid in processes_with(["sleep", seconds]):
             os.kill(pid, signal.SIGKILL)
 
 
