@@ -197,11 +197,12 @@ KEYS: tuple[Key, ...] = (
         "kiok.worker.task.users",
         int,
         0,
-        "Attempt users of an isolated worker, <kiok.worker.task.user>-1 to -N in that user's "
+        "Attempt users of an isolated worker, <kiok.worker.task.user>-<n> in that user's "
         "group, created at start when missing: each attempt runs as one no other running attempt "
         "has, so attempts cannot read each other's working directories or /proc entries, nor "
-        "signal each other. 0: as many as kiok.worker.task.slots; fewer makes attempts wait for "
-        "a free one (at most 4096).",
+        "signal each other. Claimed host-wide (/run/kiok/attempt-users): a worker takes the "
+        "lowest numbers no other worker on the host holds. 0: as many as kiok.worker.task.slots; "
+        "fewer makes attempts wait for a free one (at most 4096).",
         at_least=0,
         at_most=4096,
     ),

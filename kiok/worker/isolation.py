@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 import pwd
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kiok.errors import InvalidInput
+from kiok.worker import user_claims
 from kiok.worker.spawner import PRIVATE_ENV, empty_dir
 
 log = logging.getLogger(__name__)
@@ -203,22 +205,26 @@ def _task_user(name: str) -> tuple[int, int]:
 
 
 def _attempt_users(user: str, uid: int, gid: int, count: int) -> tuple[tuple[str, int], ...]:
-    """``<user>-1`` to ``<user>-<count>`` (name, uid), created in the task user's group when
+    """``count`` attempt users ``<user>-<n>`` (name, uid) no other worker on this host holds
+    (``user_claims``), the lowest numbers first, created in the task user's group when
     missing. Refused: one that is root, the task user, or another's uid twice over."""
-    found: list[tuple[str, int]] = []
-    for n in range(1, count + 1):
-        name = f"{user}-{n}"
-        try:
-            entry = pwd.getpwnam(name)
-        except KeyError:
-            entry = _create_user(name, group=gid)
-        if entry.pw_uid in (0, uid) or any(entry.pw_uid == other for _, other in found):
+    found = user_claims.claim(user, count, functools.partial(_attempt_uid, gid=gid))
+    seen: set[int] = set()
+    for name, attempt_uid in found:
+        if attempt_uid in (0, uid) or attempt_uid in seen:
             raise InvalidInput(
-                f"the attempt user {name!r} has uid {entry.pw_uid}, which is root's, the task "
+                f"the attempt user {name!r} has uid {attempt_uid}, which is root's, the task "
                 f"user's or another attempt user's: give it a uid of its own"
             )
-        found.append((name, entry.pw_uid))
+        seen.add(attempt_uid)
     return tuple(found)
+
+
+def _attempt_uid(name: str, gid: int) -> int:
+    try:
+        return pwd.getpwnam(name).pw_uid
+    except KeyError:
+        return _create_user(name, group=gid).pw_uid
 
 
 def _create_user(name: str, group: int | None = None) -> pwd.struct_passwd:

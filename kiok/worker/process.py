@@ -46,8 +46,9 @@ from kiok.waits import within
 from kiok.worker import spawn_protocol as sp
 from kiok.worker.attempt_users import AttemptUsers
 from kiok.worker.isolation import NO_ISOLATION, Isolation
-from kiok.worker.spawner import empty_dir, real_uid, signal_group
+from kiok.worker.spawner import empty_dir, signal_group
 from kiok.worker.stop import StopSignal
+from kiok.worker.user_claims import kill_user_processes
 
 log = logging.getLogger(__name__)
 
@@ -570,28 +571,6 @@ def _once(call: Callable[[], None]) -> Callable[[], None]:
             call()
 
     return once
-
-
-def kill_user_processes(uid: int) -> None:
-    """Kill every process whose real user is ``uid`` (an attempt user whose spawner is gone,
-    so no attempt runs as it): stopped first, pass after pass until none is left running
-    (a stopped process forks no more), then killed."""
-    stopped: set[int] = set()
-    for _ in range(8):
-        found = [pid for pid in _pids() if pid not in stopped and real_uid(pid) == uid]
-        if not found:
-            break
-        for pid in found:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGSTOP)
-            stopped.add(pid)
-    for pid in stopped:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
-def _pids() -> list[int]:
-    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
 
 
 def _log_start_failure(task: asyncio.Future[_Spawner]) -> None:

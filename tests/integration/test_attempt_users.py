@@ -147,3 +147,39 @@ def test_attempts_on_one_worker_cannot_read_signal_or_write_into_each_other(
         entry = pwd.getpwuid(uid)
         assert entry.pw_name.startswith("kiok-task-") and entry.pw_gid == task_user.pw_gid
     assert f"user {pwd.getpwuid(uids[0]).pw_name}" in k.log(victim, "sh")  # USER is its own
+
+
+def test_workers_on_one_host_never_run_attempts_as_the_same_user(task_tmp_path: Path) -> None:
+    """Two workers on one host (two standalones, both as root) each claim attempt users no
+    other holds: the attacker on one cannot read, list or write into the victim's working
+    directories on the other, as it could when both numbered their users from 1."""
+    env = {"KIOK_WORKER_SPAWNERS": "1", "KIOK_WORKER_TASK_SLOTS": "2"}
+    first = Standalone(task_tmp_path / "first", env).start()
+    try:
+        second = Standalone(task_tmp_path / "second", env).start()
+        try:
+            meet = task_tmp_path / "meet"
+            meet.mkdir()
+            meet.chmod(0o1777)
+            first.register(VICTIM_DAG)
+            second.register(ATTACKER_DAG)
+            victim = first.trigger("victim", {"meet": str(meet), "token": TOKEN})
+            attacker = second.trigger("attacker", {"meet": str(meet)})
+            done = second.wait_run(attacker, 90)
+            assert done["state"] == "SUCCESS", second.log(attacker, "sh") + second.log(attacker, "py")
+            assert first.wait_run(victim, 90)["state"] == "SUCCESS", first.log(victim, "sh")
+            for task in ("sh", "py"):
+                log = second.log(attacker, task)
+                # Another pid namespace: the victims' pids are not the attacker's to look for.
+                found = {
+                    what: v for what, v in outcomes(log).items() if what in ("files", "listing", "writing")
+                }
+                assert found == dict.fromkeys(("files", "listing", "writing"), "denied"), log
+                assert f"kept {TOKEN}" in first.log(victim, task)
+            uids = [_uid(first.log(victim, task)) for task in ("sh", "py")]
+            uids += [_uid(second.log(attacker, task)) for task in ("sh", "py")]
+            assert len(set(uids)) == 4, uids
+        finally:
+            second.stop()
+    finally:
+        first.stop()
