@@ -44,7 +44,7 @@ import msgpack
 
 from kiok.waits import within
 from kiok.worker import spawn_protocol as sp
-from kiok.worker.attempt_users import AttemptUsers
+from kiok.worker.attempt_users import AttemptUser, AttemptUsers
 from kiok.worker.isolation import NO_ISOLATION, Isolation
 from kiok.worker.spawner import empty_dir, signal_group
 from kiok.worker.stop import StopSignal
@@ -371,19 +371,17 @@ class ProcessRunner:
         ``fork``: ``argv`` is ``[<python>, -u, /dev/fd/3]``, which the spawner's python
         template forks rather than starts when it is of that interpreter. Isolated, it runs
         as an attempt user no other running attempt has (``AttemptUsers``)."""
-        users = self._users
-        user = None if users is None else await users.take()
+        user, give_back = await self._take_user()
         try:
             spawner = await self._connected(self._least_busy())
         except BaseException:
-            if users is not None and user is not None:
-                users.give_back(user)
+            give_back()
             raise
         attempt_id = next(self._ids)
         entry = _Pending(asyncio.get_running_loop().create_future(), output)
-        if users is not None and user is not None:
+        if user is not None:
             entry.uid = user.uid
-            entry.ended = _once(functools.partial(users.give_back, user))
+            entry.ended = give_back
         spawner.pending[attempt_id] = entry
         env = {**env, "HOME": str(cwd)} if self._isolation.as_user else dict(env)
         if user is not None:
@@ -406,6 +404,14 @@ class ProcessRunner:
             raise
         finally:
             forget_stop()
+
+    async def _take_user(self) -> tuple[AttemptUser | None, Callable[[], None]]:
+        """The attempt user the next attempt runs as (None: not isolated as attempt users),
+        and what gives it back, once."""
+        if self._users is None:
+            return None, _nothing
+        user = await self._users.take()
+        return user, _once(functools.partial(self._users.give_back, user))
 
     def _least_busy(self) -> int:
         """The spawner running the fewest attempts; ties taken in turn."""
@@ -579,6 +585,10 @@ def _log_start_failure(task: asyncio.Future[_Spawner]) -> None:
 
 
 def _discard(_: bytes) -> None:
+    pass
+
+
+def _nothing() -> None:
     pass
 
 

@@ -1230,6 +1230,16 @@ def adopt_orphans() -> bool:
     return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
 
 
+def _ids(arg: str) -> tuple[int, int, AttemptIds | None]:
+    """``UID:GID`` (the spawner's user and group) or ``UID:GID:U1,U2,...`` (and its attempt
+    users): (uid, gid, the attempt users' ids or None)."""
+    if arg.count(":") == 2:
+        ids = AttemptIds.parse(arg)
+        return ids.uid, ids.gid, ids
+    uid, gid = arg.split(":")
+    return int(uid), int(gid), None
+
+
 def main(argv: list[str] | None = None) -> None:
     """``FD [UID:GID[:U1,U2,...]]``: serve the worker on socket ``FD``, as ``UID:GID`` when
     given, and with attempt users ``U1,U2,...`` (``kiok.worker.attempt_ids``) when listed."""
@@ -1242,8 +1252,7 @@ def main(argv: list[str] | None = None) -> None:
     isolated = len(args) > 1
     private = os.environ.pop(PRIVATE_ENV, "").split(",")  # before tasks' environment is taken
     scratch = None
-    ids = AttemptIds.parse(args[1]) if isolated and args[1].count(":") == 2 else None
-    uid, gid = (int(x) for x in args[1].split(":")[:2]) if isolated else (-1, -1)
+    uid, gid, ids = _ids(args[1]) if isolated else (-1, -1, None)
     if isolated and os.getpid() == 1 and "tmp" in private:  # pid 1 of namespaces kiok made
         try:
             scratch = private_scratch("ipc" in private, uid, gid)
