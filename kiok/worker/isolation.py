@@ -206,18 +206,9 @@ def _task_user(name: str) -> tuple[int, int]:
 
 def _attempt_users(user: str, uid: int, gid: int, count: int) -> tuple[tuple[str, int], ...]:
     """``count`` attempt users ``<user>-<n>`` (name, uid) no other worker on this host holds
-    (``user_claims``), the lowest numbers first, created in the task user's group when
-    missing. Refused: one that is root, the task user, or another's uid twice over."""
-    found = user_claims.claim(user, count, functools.partial(_attempt_uid, gid=gid))
-    seen: set[int] = set()
-    for name, attempt_uid in found:
-        if attempt_uid in (0, uid) or attempt_uid in seen:
-            raise InvalidInput(
-                f"the attempt user {name!r} has uid {attempt_uid}, which is root's, the task "
-                f"user's or another attempt user's: give it a uid of its own"
-            )
-        seen.add(attempt_uid)
-    return tuple(found)
+    (``user_claims``, which refuses one that is root, the task user, or another's uid twice
+    over), the lowest numbers first, created in the task user's group when missing."""
+    return tuple(user_claims.claim(user, count, functools.partial(_attempt_uid, gid=gid), (uid, gid)))
 
 
 def _attempt_uid(name: str, gid: int) -> int:

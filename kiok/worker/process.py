@@ -150,6 +150,8 @@ class _Spawner(asyncio.Protocol):
     ready: asyncio.Future[None]
     #: The task pids it reports are its pid namespace's (meaningless on this side).
     pids_are_its_own: bool = False
+    #: The group its attempt users run in (the task user's).
+    task_gid: int = -1
     pending: dict[int, _Pending] = field(default_factory=dict)
     transport: asyncio.Transport | None = None
     lost: bool = False
@@ -296,17 +298,29 @@ class _Spawner(asyncio.Protocol):
             log.error("the task spawner process %s; failing the %d attempts it ran", ended, len(self.pending))
         lost = f"the task spawner process {ended}; the task's processes were killed"
         for entry in self.pending.values():
-            # Orphaned: nobody else would stop them (in a pid namespace, the kernel did).
+            # Orphaned: nobody else would stop them (in a pid namespace, the kernel does).
             if entry.pid is not None and not self.pids_are_its_own:
                 signal_group(entry.pid, signal.SIGKILL)
-            if entry.uid is not None and not self.pids_are_its_own:
-                # Without its pid namespace nothing ended what the attempt left outside its
-                # group: its user says what it was, before another attempt gets that user.
-                kill_user_processes(entry.uid)
-            entry.ended()
             if not entry.future.done():
                 entry.future.set_result(ProcessOutcome(None, error=lost))
-        self.pending.clear()
+        entries, self.pending = list(self.pending.values()), {}
+        if any(entry.uid is not None for entry in entries):
+            ending = asyncio.get_running_loop().run_in_executor(None, self._end_users, entries)
+            ending.add_done_callback(functools.partial(_give_back, entries))
+        else:
+            for entry in entries:
+                entry.ended()
+
+    def _end_users(self, entries: list[_Pending]) -> None:
+        """In a thread, before the attempts' users go back to the pool: wait for the spawner
+        process to exit (its socket closes first; with a pid namespace the kernel ends all in
+        it only then), and without one, kill what of those users is left (nothing else
+        ended what their attempts left outside their groups)."""
+        self.proc.wait()
+        if not self.pids_are_its_own:
+            for entry in entries:
+                if entry.uid is not None:
+                    kill_user_processes(entry.uid, self.task_gid)
 
 
 class ProcessRunner:
@@ -460,7 +474,7 @@ class ProcessRunner:
             raise
         finally:
             theirs.close()
-        spawner = _Spawner(proc, loop.create_future(), self._isolation.pid_namespace)
+        spawner = _Spawner(proc, loop.create_future(), self._isolation.pid_namespace, self._isolation.gid)
         await loop.create_unix_connection(lambda: spawner, sock=ours)
         await within(asyncio.shield(spawner.ready), _START_TIMEOUT_S)
         if self._template is not None:
@@ -582,6 +596,19 @@ def _once(call: Callable[[], None]) -> Callable[[], None]:
 def _log_start_failure(task: asyncio.Future[_Spawner]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("could not start the task spawner: %s", task.exception())
+
+
+def _give_back(entries: list[_Pending], ending: asyncio.Future[None]) -> None:
+    """The attempts' users back to the pool, unless what was left of them may still run."""
+    if ending.cancelled() or ending.exception() is not None:
+        log.error(
+            "could not end what the attempts of a lost task spawner left (%s): their attempt "
+            "users are not handed out again",
+            "cancelled" if ending.cancelled() else ending.exception(),
+        )
+        return
+    for entry in entries:
+        entry.ended()
 
 
 def _discard(_: bytes) -> None:

@@ -505,7 +505,14 @@ class Spawner:
         finally:
             for attempt in self._attempts.values():
                 self._signal_group(attempt, signal.SIGKILL)
+            self._attempts.clear()
             self._templates.close()
+            if self._adopts and os.getpid() != 1:
+                # As the tasks' subreaper, what attempts left outside their groups would go
+                # to the host's init as this process exits, and live on (pid 1 of its own
+                # namespace, the kernel ends them all).
+                with self.acting_as(0):
+                    self._end_strays(0)
 
     def _turn(self) -> bool:
         """One wait for events and what follows from them; False when the worker is gone."""

@@ -3,17 +3,21 @@
 Attempt users are host users (``<kiok.worker.task.user>-<n>``). Two workers on one host
 that both numbered theirs from 1 would run attempts of different runs as the same user,
 which could then read and write each other's working directories, or (``user`` isolation,
-no pid namespace) be ended as the other worker's leftovers. So a worker *claims* each user
-it runs attempts as: an exclusive ``flock`` on a file of that user's, in a directory only
-root may write (``CLAIMS``: an attempt user cannot take or hold a claim), kept for as long
-as the process lives, and let go by the kernel when it exits, however it ends. A worker
-takes the lowest-numbered users no other process holds; a second worker on the host gets
-the next ones, created like the first when missing.
+no pid namespace) be ended as the other worker's leftovers. So a worker *claims* the uids
+it runs attempts as: an exclusive ``flock`` on a file per uid, in a directory only root
+may write (``CLAIMS``: an attempt user cannot take or hold a claim), kept for as long as
+the process lives and let go by the kernel when it exits, however it ends. The task user's
+uid (the spawners') is held shared by every worker that runs as it, so no worker can take
+it as an attempt user, nor run as one another holds. A worker takes the lowest-numbered
+users no other process holds; a second worker on the host gets the next ones, created like
+the first when missing. Locks are by uid, as the kernel knows users: two names for one uid
+are one user.
 
 A user claimed afresh may still have processes: attempts of a worker that died without
 ending them (with ``user`` isolation nothing else did). Its claim is gone with it, so they
-are no one's, and are killed before any attempt runs as that user. One process asking
-again (tests build several workers in one) gets the users it already holds.
+are no one's, and are killed (``kill_user_processes``) before any attempt runs as that user
+(once its uid is known to be an attempt user's: not root's, nor the task user's). One
+process asking again (tests build several workers in one) gets the users it already holds.
 """
 
 from __future__ import annotations
@@ -22,63 +26,83 @@ import contextlib
 import errno
 import fcntl
 import os
-import signal
+import shutil
 import stat
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 from kiok.errors import InvalidInput
-from kiok.worker.spawner import real_uid
 
-#: Root's alone: a claim is an open, ``flock``-ed file here per attempt user.
+#: Root's alone: a claim is an open, ``flock``-ed file here per uid.
 CLAIMS = Path("/run/kiok/attempt-users")
 #: How far past the users asked for a worker looks for free ones (workers on one host).
 _MOST_NUMBERS = 65536
 
-#: This process's claims, name -> the open descriptor holding it (for the process's life).
-_held: dict[str, int] = {}
+#: This process's claims, uid -> the open descriptor holding it (for the process's life).
+_held: dict[int, int] = {}
 
 
 def claim(
-    prefix: str, count: int, uid_of: Callable[[str], int], directory: Path = CLAIMS
+    prefix: str,
+    count: int,
+    uid_of: Callable[[str], int],
+    task_ids: tuple[int, int],
+    directory: Path = CLAIMS,
 ) -> list[tuple[str, int]]:
     """``count`` attempt users ``<prefix>-<n>`` (name, uid) this process holds a claim on,
-    the lowest numbers free first. ``uid_of`` gives a name's uid (creating the user when
-    missing); the processes of a user claimed afresh are killed. ``InvalidInput`` when the
-    directory is not root's alone or no free user is left."""
+    the lowest numbers free first, for spawners running as ``task_ids`` (uid, gid; held
+    shared). ``uid_of`` gives a name's uid (creating the user when missing); the processes
+    of a user claimed afresh are killed. ``InvalidInput`` when the directory is not root's
+    alone, the task user is another worker's attempt user, a user's uid is root's, the task
+    user's or another's of the list, or no free user is left."""
     _check_directory(directory)
+    task_uid, gid = task_ids
+    if task_uid not in _held and not _take(directory, task_uid, fcntl.LOCK_SH):
+        raise InvalidInput(
+            f"the task user (uid {task_uid}) is an attempt user of another kiok worker on this "
+            "host: give this worker a kiok.worker.task.user of its own"
+        )
     found: list[tuple[str, int]] = []
     for n in range(1, _MOST_NUMBERS + 1):
         if len(found) == count:
-            return found
+            break
         name = f"{prefix}-{n}"
-        if name in _held:
-            found.append((name, uid_of(name)))
-        elif _take(directory / f"{name}.lock", name):
-            uid = uid_of(name)
-            kill_user_processes(uid)  # a dead worker's attempts: no one's now
+        uid = uid_of(name)
+        if uid in (0, task_uid) or any(uid == other for _, other in found):
+            raise InvalidInput(
+                f"the attempt user {name!r} has uid {uid}, which is root's, the task user's or "
+                "another attempt user's: give it a uid of its own"
+            )
+        if uid in _held:
             found.append((name, uid))
-    if len(found) == count:
-        return found
-    raise InvalidInput(
-        f"no free attempt user: {prefix}-1 to -{_MOST_NUMBERS} are held by other kiok workers on this host"
-    )
+        elif _take(directory, uid, fcntl.LOCK_EX):
+            kill_user_processes(uid, gid)  # a dead worker's attempts: no one's now
+            found.append((name, uid))
+    if len(found) < count:
+        raise InvalidInput(
+            f"no free attempt user: {prefix}-1 to -{_MOST_NUMBERS} are held by other kiok workers "
+            "on this host"
+        )
+    return found
 
 
-def _take(path: Path, name: str) -> bool:
-    """Claim ``name`` through ``path``: False when another process holds it."""
+def _take(directory: Path, uid: int, how: int) -> bool:
+    """Claim ``uid`` (``how``: ``LOCK_EX`` or ``LOCK_SH``): False when another process holds
+    it the other way (or, exclusive, at all)."""
+    path = directory / f"{uid}.lock"
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError as e:
-        raise InvalidInput(f"cannot claim the attempt user {name} ({path}: {e.strerror})") from None
+        raise InvalidInput(f"cannot claim uid {uid} for attempts ({path}: {e.strerror})") from None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, how | fcntl.LOCK_NB)
     except OSError as e:
         os.close(fd)
         if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
             return False
-        raise InvalidInput(f"cannot claim the attempt user {name} ({path}: {e.strerror})") from None
-    _held[name] = fd
+        raise InvalidInput(f"cannot claim uid {uid} for attempts ({path}: {e.strerror})") from None
+    _held[uid] = fd
     return True
 
 
@@ -97,26 +121,30 @@ def _check_directory(directory: Path) -> None:
         )
 
 
-def kill_user_processes(uid: int) -> None:
-    """Kill every process whose real user is ``uid`` (an attempt user no running attempt
-    has): stopped first, pass after pass until none is left running (a stopped process
-    forks no more), then killed."""
-    stopped: set[int] = set()
-    for _ in range(8):
-        found = [pid for pid in _pids() if pid not in stopped and real_uid(pid) == uid]
-        if not found:
-            break
-        for pid in found:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGSTOP)
-            stopped.add(pid)
-    for pid in stopped:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+def kill_user_processes(uid: int, gid: int) -> None:
+    """Kill every process of user ``uid`` (its real or saved user: an attempt user no running
+    attempt has), in one sweep: ``kill -9 -1`` run as that user, which the kernel sends to
+    each of that user's processes while no process can fork (one forking meanwhile has its
+    fork fail), so no chain of forks outruns it, as it would a search of ``/proc``. ``gid``:
+    the group it runs in (the task user's). ``OSError`` when it could not be done."""
+    done = subprocess.run(
+        [_KILL, "-9", "-1"],
+        user=uid,
+        group=gid,
+        extra_groups=[],
+        env={},
+        cwd="/",
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        timeout=30,
+        check=False,
+    )
+    if done.returncode not in (0, 1):  # 1: there was no process to kill
+        raise OSError(f"{_KILL} -9 -1 as uid {uid}: exit code {done.returncode}: {done.stderr!r}")
 
 
-def _pids() -> list[int]:
-    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+_KILL = shutil.which("kill", path="/usr/bin:/bin") or "/bin/kill"
 
 
 __all__ = ["CLAIMS", "claim", "kill_user_processes"]
