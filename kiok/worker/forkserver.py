@@ -272,6 +272,30 @@ def _above_targets(fd: int) -> int:
     return copy
 
 
+#: ``PYTHON*`` variables a template started as root (``python -S -E -B``, which reads none)
+#: still honours: applied once it has dropped to the task user (``python_template._drop``),
+#: or the same either way (``-u`` is passed; the user site is off; no session is interactive).
+#: Any other set in the tasks' environment (``PYTHONHASHSEED``, ``PYTHONOPTIMIZE``,
+#: ``PYTHONUTF8``, ``PYTHONBREAKPOINT``, …) only a new interpreter applies, so python tasks
+#: then run cold rather than silently without it.
+APPLIED_AS_ROOT = frozenset(
+    {
+        "PYTHONPATH",
+        "PYTHONDONTWRITEBYTECODE",
+        "PYTHONIOENCODING",
+        "PYTHONWARNINGS",
+        "PYTHONFAULTHANDLER",
+        "PYTHONUNBUFFERED",
+        "PYTHONNOUSERSITE",
+        "PYTHONSTARTUP",
+    }
+)
+
+
+def _unapplied_as_root(key: str) -> bool:
+    return (key.startswith("PYTHON") and key not in APPLIED_AS_ROOT) or key == "SSLKEYLOGFILE"
+
+
 def start_template(
     config: TemplateConfig, env: dict[str, str], memfd: Callable[[str], int], user: int | None = None
 ) -> TemplateProcess:
@@ -486,6 +510,15 @@ class Templates:
         why = root_trusted(config.python)
         if why is not None:
             raise OSError(errno.EPERM, f"it is not for root to run: {why}")
+        unapplied = sorted(
+            key for key, value in self._host.base_env.items() if _unapplied_as_root(key) and value
+        )
+        if unapplied:
+            raise OSError(
+                errno.EINVAL,
+                f"{', '.join(unapplied)} set, which a template started as root (python -E) could "
+                "not apply as a new interpreter does",
+            )
         os.chdir("/")
         env = {key: value for key, value in self._host.base_env.items() if not key.startswith("LD_")}
         umask = os.umask(0o022)

@@ -34,6 +34,7 @@ import builtins
 import contextlib
 import errno
 import gc
+import importlib.machinery
 import os
 import select
 import signal
@@ -43,6 +44,8 @@ import sys
 import types
 
 _SCRIPT = "/dev/fd/3"
+#: ``__main__.__loader__`` as a new interpreter has it for a script at that path.
+_LOADER = importlib.machinery.SourceFileLoader("__main__", _SCRIPT)
 #: The template to a child, once the spawner knows it (``F``): run the attempt.
 _RUN = b"run"
 _PR_SET_DUMPABLE = 4
@@ -114,12 +117,37 @@ def _drop(user: int, preload: list[str]) -> None:
         os.write(2, f"kiok python template: {why}: not started (python tasks run cold)\n".encode())
         os._exit(3)
     sys.dont_write_bytecode = bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))
+    _apply_io_settings()
     import subprocess
 
     passed_on = subprocess._args_from_interpreter_flags  # type: ignore[attr-defined]
     subprocess._args_from_interpreter_flags = lambda: [  # type: ignore[attr-defined]
         flag for flag in passed_on() if flag not in AS_ROOT_FLAGS
     ]
+
+
+def _apply_io_settings() -> None:
+    """As the task user, what ``-E`` kept the interpreter from reading and a new one applies
+    at its start (``forkserver.APPLIED_AS_ROOT``; with any other set, the template is not
+    started): ``PYTHONIOENCODING``, ``PYTHONWARNINGS`` (which may import the module of a
+    warning category: as the task user, from where the task's would), ``PYTHONFAULTHANDLER``
+    (on descriptor 2, each attempt's output once forked)."""
+    encoding, _, errors = os.environ.get("PYTHONIOENCODING", "").partition(":")
+    if encoding or errors:
+        for stream in (sys.stdin, sys.stdout):
+            stream.reconfigure(encoding=encoding or None, errors=errors or None)  # type: ignore[union-attr]
+        if encoding:
+            sys.stderr.reconfigure(encoding=encoding)  # type: ignore[union-attr]
+    options = [o for o in os.environ.get("PYTHONWARNINGS", "").split(",") if o]
+    if options:
+        import warnings
+
+        sys.warnoptions[:0] = options
+        warnings._processoptions(options)  # type: ignore[attr-defined]
+    if os.environ.get("PYTHONFAULTHANDLER"):
+        import faulthandler
+
+        faulthandler.enable()
 
 
 def _untrusted(directories: list[str]) -> str | None:
@@ -392,6 +420,8 @@ def _child(out: int, script: int, request: int, channel: socket.socket) -> None:
         os.chdir(cwd)
         _become_env(env)
         sys.argv[:] = [_SCRIPT]
+        sys.orig_argv[:] = [sys.executable, "-u", _SCRIPT]
+        _reseed()
         if not _cleared(channel):
             raise RuntimeError("the python template exited as it started")
         _set_dumpable(1)  # as a new process would be
@@ -399,6 +429,16 @@ def _child(out: int, script: int, request: int, channel: socket.socket) -> None:
         os.write(2, f"kiok: the python task could not start: {e}\n".encode(errors="replace"))
         os._exit(127)
     os._exit(_run())
+
+
+def _reseed() -> None:
+    """Every fork starts from the template's random generators. Python's ``random`` reseeds
+    itself in a forked child; numpy's global one (``numpy.random``, imported by pandas among
+    others) does not, so each attempt would draw the numbers the last one did."""
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is not None:
+        with contextlib.suppress(Exception):
+            numpy_random.seed()
 
 
 def _cleared(channel: socket.socket) -> bool:
@@ -465,7 +505,9 @@ def _run() -> int:
     """Run ``/dev/fd/3`` as ``python -u /dev/fd/3`` would (a fresh ``__main__``, the same
     exit statuses, tracebacks and end of the process) and return the exit status."""
     main = types.ModuleType("__main__")
-    main.__dict__.update(__file__=_SCRIPT, __builtins__=builtins, __cached__=None)
+    main.__dict__.update(
+        __file__=_SCRIPT, __builtins__=builtins, __cached__=None, __annotations__={}, __loader__=_LOADER
+    )
     sys.modules["__main__"] = main
     if "linecache" in sys.modules:
         sys.modules["linecache"].clearcache()  # it may hold the template's own /dev/fd/3
@@ -482,6 +524,7 @@ def _run() -> int:
         sys.excepthook(type(e), e, tb)
         status = -signal.SIGINT if isinstance(e, KeyboardInterrupt) else 1
     status = _shutdown(status)
+    _finalize(main)
     if status < 0:  # ended by KeyboardInterrupt: end by SIGINT, as the interpreter does
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)
@@ -500,6 +543,22 @@ def _shutdown(status: int) -> int:
         with contextlib.suppress(AttributeError, OSError, ValueError):
             stream.flush()
     return status
+
+
+def _finalize(main: types.ModuleType) -> None:
+    """What an interpreter does last, and a fork ending in ``os._exit`` would skip: the
+    script's globals are cleared (those starting with one ``_`` first, as the interpreter does)
+    and what they held is collected, so a file the script left open is closed, its buffered
+    data written, and ``__del__`` methods run. The template's own objects are frozen
+    (``gc.freeze``): the collection looks only at what the attempt made."""
+    names = main.__dict__
+    private = [k for k in names if k.startswith("_") and not k.startswith("__")]
+    for key in [*private, *(k for k in names if k != "__builtins__")]:
+        names[key] = None
+    gc.collect()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            stream.flush()
 
 
 def _exit_status(code: object) -> int:

@@ -13,6 +13,7 @@ import os
 import pwd
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -527,3 +528,97 @@ async def test_a_root_started_template_passes_no_flag_of_its_start_on(
     script = "import subprocess\nprint(subprocess._args_from_interpreter_flags())"
     outcome, out = await asyncio.wait_for(_python(make(), python, script, dirs.take()), 30)
     assert outcome.exit_code == 0 and out == "[]\n", (outcome, out)
+
+
+async def test_a_forked_attempt_ends_as_a_new_interpreter_does(
+    with_attempt_users: tuple[Factory, WorkDirs, str], task_tmp_path: Path
+) -> None:
+    """A fork ends in ``os._exit``; the interpreter's last steps are taken all the same: a
+    file the script left open has its buffered data written, ``__del__`` methods run. And
+    ``__main__`` and ``sys`` look as they do in ``python -u /dev/fd/3``."""
+    make, dirs, python = with_attempt_users
+    out_file = task_tmp_path / "left-open.txt"
+    script = f"""
+import sys
+import tempfile
+kept = open({str(out_file)!r}, "w")
+kept.write("written at exit")
+class Last:
+    def __del__(self):
+        print("del ran")
+last = Last()
+x: int = 1
+print(type(__loader__).__name__, __annotations__, sys.orig_argv[1:])
+"""
+    outcome, out = await asyncio.wait_for(_python(make(), python, WHOAMI + script, dirs.take()), 30)
+    assert outcome.exit_code == 0, out
+    assert out.split()[0] == "template", out
+    assert out.splitlines()[1:] == ["SourceFileLoader {'x': <class 'int'>} ['-u', '/dev/fd/3']", "del ran"]
+    assert out_file.read_text() == "written at exit"
+
+
+#: A stand-in for numpy's global generator (``numpy.random.rand``): seeded once, when it is
+#: imported, and not again in a forked child (numpy registers nothing to run at fork).
+FAKE_NUMPY_RANDOM = """
+import os, random as _random
+_state = _random.Random(os.urandom(16))
+def seed(value=None):
+    _state.seed(os.urandom(16) if value is None else value)
+def rand():
+    return _state.random()
+"""
+
+
+async def test_forked_attempts_do_not_share_numpys_random_numbers(
+    with_attempt_users: tuple[Factory, WorkDirs, str],
+) -> None:
+    """Preloaded (pandas imports it), numpy's global generator would give every attempt
+    forked from one template the same numbers: each child reseeds it."""
+    make, dirs, python = with_attempt_users
+    site = Path(tempfile.mkdtemp(dir="/var/lib/kiok-tests"))  # root's alone, as a template's code must be
+    try:
+        site.chmod(0o755)
+        (site / "numpy").mkdir(0o755)
+        (site / "numpy" / "__init__.py").write_text("")
+        (site / "numpy" / "random.py").write_text(FAKE_NUMPY_RANDOM)
+        env = {"PATH": "/usr/bin:/bin", "HOME": "/root", "PYTHONPATH": str(site)}
+        runner = make(preload=("numpy.random",), env=env)
+        draws = []
+        for _ in range(3):
+            script = WHOAMI + "import numpy.random\nprint(numpy.random.rand())\n"
+            outcome, out = await asyncio.wait_for(_python(runner, python, script, dirs.take(), env=env), 30)
+            assert outcome.exit_code == 0 and out.split()[0] == "template", out
+            draws.append(out.splitlines()[1])
+        assert len(set(draws)) == 3, draws
+    finally:
+        shutil.rmtree(site)
+
+
+async def test_python_settings_a_root_started_template_cannot_apply_mean_cold_attempts(
+    with_attempt_users: tuple[Factory, WorkDirs, str],
+) -> None:
+    """Started as root with ``-E``, the template reads no ``PYTHON*`` variable: those it can
+    apply once dropped it does (``PYTHONIOENCODING``, ``PYTHONWARNINGS``, …), and with any
+    other set (``PYTHONHASHSEED`` here) python tasks run cold, as new interpreters that
+    apply it, rather than forked without it."""
+    make, dirs, python = with_attempt_users
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": "/root",
+        "PYTHONIOENCODING": "latin-1:backslashreplace",
+        "PYTHONWARNINGS": "error::UserWarning",
+    }
+    script = (
+        WHOAMI + "import sys, warnings\nprint(sys.stdout.encoding, sys.stdout.errors)\nwarnings.warn('w')\n"
+    )
+    outcome, out = await asyncio.wait_for(_python(make(env=env), python, script, dirs.take(), env=env), 30)
+    assert out.split()[0] == "template", out
+    assert out.splitlines()[1] == "latin-1 backslashreplace", out
+    assert outcome.exit_code == 1 and out.splitlines()[-1] == "UserWarning: w", out
+
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/root", "PYTHONHASHSEED": "0"}
+    script = WHOAMI + "import sys\nprint(sys.flags.hash_randomization, hash('kiok'))\n"
+    outcome, out = await asyncio.wait_for(_python(make(env=env), python, script, dirs.take(), env=env), 30)
+    assert outcome.exit_code == 0 and out.split()[0] == "cold", out
+    again = await asyncio.wait_for(_python(make(env=env), python, script, dirs.take(), env=env), 30)
+    assert out.splitlines()[1].startswith("0 ") and again[1].splitlines()[1] == out.splitlines()[1]
