@@ -134,6 +134,12 @@ def kms_rotate(cli: CliContext, key: str) -> None:
 @click.option("--user", default="admin", show_default=True, help="Whose password to reset.")
 @click.option("--new-password", help="The new password; default: a generated one, printed once.")
 @click.option(
+    "--restore-admin",
+    is_flag=True,
+    help="Also make the user an administrator again: a member of 'admins', the group holding "
+    "'full-access' (both restored if deleted or changed).",
+)
+@click.option(
     "--socket",
     "socket_path",
     envvar="KIOK_ADMIN_SOCKET",
@@ -147,17 +153,20 @@ def kms_rotate(cli: CliContext, key: str) -> None:
     help="The master's config file, to find its admin socket (YAML of dotted keys).",
 )
 def reset_password(
-    user: str, new_password: str | None, socket_path: str | None, config_file: str | None
+    user: str, new_password: str | None, restore_admin: bool, socket_path: str | None, config_file: str | None
 ) -> None:
     """Reset a password through the running master's local admin socket (works when nobody
-    can log in). The user must change it at the next login."""
+    can log in), with --restore-admin making the user an administrator again (works when no
+    administrator is left). The user must change the password at the next login."""
     path = socket_path
     if not path:  # where the master puts it: the same settings (environment, config file)
         settings = load_settings(config_file, {})
         path = settings.get_str("kiok.admin.socket.path") or str(settings.data_dir / "admin.sock")
-    request: dict[str, str] = {"op": "reset-password", "user": user}
+    request: dict[str, str | bool] = {"op": "reset-password", "user": user}
     if new_password is not None:
         request["newPassword"] = new_password
+    if restore_admin:
+        request["restoreAdmin"] = True
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(30)

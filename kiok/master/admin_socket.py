@@ -6,10 +6,12 @@ Only the operating-system user that runs the master (or root) can open the socke
 laxer mode, or reached through a passed descriptor, still answers no one else (task
 processes run as another user: ``kiok.worker.isolation``). One JSON request per connection,
 one JSON answer:
-``{"op": "reset-password", "user": "admin", "newPassword": "…"?}`` →
+``{"op": "reset-password", "user": "admin", "newPassword": "…"?, "restoreAdmin": true?}`` →
 ``{"ok": true, "user", "password"?}`` (the generated password, when none was given) or
 ``{"ok": false, "error"}``. The reset forces a change at next login and is audited without
-the password.
+the password. ``restoreAdmin`` makes the user an administrator again first (a member of
+``admins`` holding ``full-access``, each restored if need be): the way back when every
+administrator lost their rights.
 """
 
 from __future__ import annotations
@@ -96,9 +98,16 @@ class AdminSocket:
         if not isinstance(request, dict) or request.get("op") != "reset-password":
             return {"ok": False, "error": "unknown operation (supported: reset-password)"}
         user, new = request.get("user"), request.get("newPassword")
+        restore = request.get("restoreAdmin", False)
         if not isinstance(user, str) or (new is not None and not isinstance(new, str)):
             return {"ok": False, "error": "'user' must be a string, and 'newPassword' a string when given"}
+        if not isinstance(restore, bool):
+            return {"ok": False, "error": "'restoreAdmin' must be true or false"}
         try:
+            if restore:
+                await self._node.auth.restore_admin(user)
+                self._node.audit.record("local admin socket", "auth:RestoreAdmin", user, "unix socket")
+                log.warning("%r made an administrator again through the admin socket", user)
             password = await self._node.auth.reset_password(user, new)
         except KiokError as e:
             return {"ok": False, "error": e.message}

@@ -26,6 +26,7 @@ from kiok.errors import (
 )
 from kiok.master.auth_cache import EpochCache, IamEpoch
 from kiok.security.passwords import HashPool, password_problem
+from kiok.security.policy import ADMINS_GROUP, ADMINS_POLICY, FULL_ACCESS
 from kiok.security.ratelimit import FailureLimiter
 from kiok.security.service_tokens import ServiceTokens
 from kiok.security.tokens import DEFAULT_SESSION_MAX_MS, TokenClaims, TokenIssuer
@@ -289,6 +290,37 @@ class AuthService:
         self._limiter.succeeded_all(user)
         return password
 
+    async def restore_admin(self, user: str) -> None:
+        """Make ``user`` an administrator again, as bootstrap made the first one: a member of
+        ``admins``, the group holding ``full-access`` (each made again, or restored, when it
+        was deleted or changed). For the local admin socket only: the way back for an
+        operator whose administrators all lost their rights (removed from ``admins``, the
+        group deleted, its policy detached or rewritten)."""
+        record = self._reader.user(user)
+        if record is None:
+            raise NotFound(f"user {user!r} not found")
+        at = self._clock()
+        full = self._reader.policy(ADMINS_POLICY)
+        if full is None or full.get("document") != FULL_ACCESS:
+            await self._log.propose(c.PutPolicy(at_ms=at, name=ADMINS_POLICY, document=FULL_ACCESS))
+        group = self._reader.group(ADMINS_GROUP)
+        policies = list((group or {}).get("policies") or [])
+        if group is None or ADMINS_POLICY not in policies:
+            restored = c.PutGroup(at_ms=at, name=ADMINS_GROUP, policies=(*policies, ADMINS_POLICY))
+            await self._log.propose(restored)
+        groups = list(record.get("groups") or [])
+        if ADMINS_GROUP not in groups:
+            await self._log.propose(
+                c.PutUser(
+                    at_ms=at,
+                    name=user,
+                    groups=(*groups, ADMINS_GROUP),
+                    policies=tuple(record.get("policies") or []),
+                    expect_existing=True,
+                    expect_groups=tuple(groups),
+                )
+            )
+
     def _current_user(self, claims: TokenClaims) -> dict[str, object]:
         record = self._reader.user(claims.user)
         if record is None:
@@ -361,7 +393,7 @@ class AuthService:
             and "." not in token
             and self.service_tokens.accepts(token.strip())
         ):
-            return Principal(SERVICE_PRINCIPAL, ("admins",), False)
+            return Principal(SERVICE_PRINCIPAL, (ADMINS_GROUP,), False)
         # Signature and expiry are checked on every request (the issuer keeps the signature's).
         claims = self.issuer.verify(token.strip(), "access", self._clock())
         principal = self._cached(claims, lambda: self._token_principal(claims))

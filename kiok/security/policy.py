@@ -241,6 +241,9 @@ def _glob_tokens(pattern: str) -> list[str]:
 
 
 FULL_ACCESS = {"Statement": [{"Effect": "Allow", "Action": ["*"], "Resource": ["*"]}]}
+#: The group bootstrap puts the first user in, and the policy it holds (``FULL_ACCESS``).
+ADMINS_GROUP = "admins"
+ADMINS_POLICY = "full-access"
 
 
 # --- who a policy write reaches ----------------------------------------------------------------

@@ -17,7 +17,7 @@ from kiok.dag.load import compiled_spec
 from kiok.dag.params import check_args
 from kiok.errors import Conflict, DagPaused, InvalidInput, MaintenanceMode, NotFound
 from kiok.security.kms import keyring_digest
-from kiok.security.policy import FULL_ACCESS, is_attached, write_reaches_holders
+from kiok.security.policy import ADMINS_GROUP, ADMINS_POLICY, FULL_ACCESS, is_attached, write_reaches_holders
 from kiok.store import commands as c
 from kiok.store import keys as k
 from kiok.store.apply_admission import (
@@ -73,13 +73,14 @@ def _bootstrap(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
             "name": cmd.admin_user,
             "passwordHash": cmd.password_hash,
             "requirePasswordChange": cmd.require_password_change,
-            "groups": ["admins"],
+            "groups": [ADMINS_GROUP],
             "createdMs": cmd.at_ms,
         },
     )
-    full = {"name": "full-access", "document": FULL_ACCESS, "createdMs": cmd.at_ms}
-    txn.put(k.IAM, k.policy("full-access"), full)
-    txn.put(k.IAM, k.group("admins"), {"name": "admins", "policies": ["full-access"], "createdMs": cmd.at_ms})
+    full = {"name": ADMINS_POLICY, "document": FULL_ACCESS, "createdMs": cmd.at_ms}
+    txn.put(k.IAM, k.policy(ADMINS_POLICY), full)
+    admins = {"name": ADMINS_GROUP, "policies": [ADMINS_POLICY], "createdMs": cmd.at_ms}
+    txn.put(k.IAM, k.group(ADMINS_GROUP), admins)
     txn.put(k.IAM, k.SIGNING_KEY, cmd.signing_key)  # encrypted, as IAM is: never in ``kms``
     txn.put(k.IAM, k.BOOTSTRAP_MARKER, {"atMs": cmd.at_ms, "admin": cmd.admin_user})
     return {"bootstrapped": True}

@@ -69,3 +69,52 @@ def test_reset_password_over_the_socket_is_forced_to_change_and_audited(standalo
         assert secret not in audit.text
     page = httpx.get(k.url + "/api/v1/admin/audit", headers=headers, params={"limit": 2}).json()
     assert len(page["entries"]) == 2 and page["nextCursor"]
+
+
+def test_restore_admin_over_the_socket_when_no_administrator_is_left(standalone_factory: Any) -> None:
+    """An administrator takes the admin out of ``admins`` and deletes ``full-access``,
+    locking every administrator out (themselves too); ``reset-password --restore-admin``
+    on the master's machine makes the admin one again, restoring what bootstrap made."""
+    k: Standalone = standalone_factory()
+    ops_password = "Ops-Password-2026-xyz"
+    made = k.api(
+        "POST", "/api/v1/iam/users", json={"user": "ops", "password": ops_password, "groups": ["admins"]}
+    )
+    assert made.status_code == 201, made.text
+    token = httpx.post(k.url + "/api/v1/auth/login", json={"user": "ops", "password": ops_password}).json()
+    ops = {"Authorization": f"Bearer {token['accessToken']}"}
+    assert (
+        httpx.post(k.url + "/api/v1/iam/users", headers=ops, json={"user": "admin", "groups": []}).status_code
+        == 201
+    )
+    assert httpx.delete(k.url + "/api/v1/iam/policies/full-access", headers=ops).status_code in (200, 204)
+    assert httpx.get(k.url + "/api/v1/iam/users", headers=ops).status_code == 403  # nobody may now
+
+    env = {key: v for key, v in os.environ.items() if not key.startswith("KIOK_")}
+    env["KIOK_BASE_DATA_DIR"] = str(k.data_dir)
+    out = subprocess.run(
+        [kiok_executable(), "admin", "reset-password", "--user", "admin", "--restore-admin"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    fresh = login(k, out.stdout.strip()).json()
+    token = httpx.post(
+        k.url + "/api/v1/auth/change-password",
+        headers={"Authorization": f"Bearer {fresh['accessToken']}"},
+        json={"oldPassword": out.stdout.strip(), "newPassword": "Brand-New-Pw-2026"},
+    ).json()["accessToken"]
+    admin = {"Authorization": f"Bearer {token}"}
+    users = httpx.get(k.url + "/api/v1/iam/users", headers=admin)
+    assert users.status_code == 200, users.text
+    assert {u["user"]: u["groups"] for u in users.json()["users"]}["admin"] == ["admins"]
+    policies = httpx.get(k.url + "/api/v1/iam/policies", headers=admin).json()["policies"]
+    assert [p["document"] for p in policies if p["policy"] == "full-access"] == [
+        {"Statement": [{"Effect": "Allow", "Action": ["*"], "Resource": ["*"]}]}
+    ]
+    actions = [
+        (e["action"], e["target"])
+        for e in httpx.get(k.url + "/api/v1/admin/audit", headers=admin).json()["entries"]
+    ]
+    assert ("auth:RestoreAdmin", "admin") in actions
