@@ -77,7 +77,10 @@ def claim(
         if uid in _held:
             found.append((name, uid))
         elif _take(directory, uid, fcntl.LOCK_EX):
-            kill_user_processes(uid, gid)  # a dead worker's attempts: no one's now
+            try:
+                kill_user_processes(uid, gid)  # a dead worker's attempts: no one's now
+            except (OSError, subprocess.SubprocessError) as e:
+                raise InvalidInput(f"cannot end what is left running as attempt user {name!r}: {e}") from None
             found.append((name, uid))
     if len(found) < count:
         raise InvalidInput(
