@@ -82,17 +82,46 @@ def _shown(name: str) -> str:
     return name if len(name) <= MAX_ZONE_NAME_CHARS else name[:MAX_ZONE_NAME_CHARS] + "..."
 
 
-def validate_cron(expr: str) -> None:
-    """Raise ``ValueError`` saying what is wrong unless ``expr`` is a valid 5-field cron."""
+def validate_cron(expr: str, *, stored: bool = False) -> None:
+    """Raise ``ValueError`` saying what is wrong unless ``expr`` is a valid 5-field cron.
+
+    A step larger than its field (``*/1000`` minutes) is refused: cronsim reads it as the
+    field's first value alone, so the schedule would not fire as written (hourly, there).
+    ``stored``: an expression already stored (a DAG registered before such steps were
+    refused) is checked as cronsim reads it, so tightening this strands no stored DAG."""
     fields = expr.split()
     if len(fields) != 5:
         raise ValueError(
             f"cron {expr!r} must have 5 fields (minute hour day month weekday), has {len(fields)}"
         )
+    problem = None if stored else _step_problem(fields)
+    if problem is not None:
+        shown = expr if len(expr) <= 80 else expr[:77] + "..."
+        raise ValueError(f"invalid cron {shown!r}: {problem}")
     try:
         CronSim(expr, datetime(2000, 1, 1, tzinfo=UTC))
     except CronSimError as e:
         raise ValueError(f"invalid cron {expr!r}: {e}") from e
+
+
+#: Each field of a 5-field cron: its name and how many values it has (day-of-week has 0-7,
+#: 0 and 7 both Sunday). A step up to that many picks the first value alone at most.
+_FIELD_SIZES = (("minute", 60), ("hour", 24), ("day-of-month", 31), ("month", 12), ("day-of-week", 7))
+
+
+def _step_problem(fields: list[str]) -> str | None:
+    """What is wrong with the first step (``*/N``, ``a-b/N``, ``a/N``) larger than its field,
+    or None; a step that is no number is left to cronsim."""
+    for text, (name, size) in zip(fields, _FIELD_SIZES, strict=True):
+        for term in text.split(","):
+            step = term.partition("/")[2]
+            if not (step.isascii() and step.isdigit()):
+                continue
+            digits = step.lstrip("0")
+            if len(digits) > 2 or int(digits or "0") > size:  # not int(step): 5,000 digits raise
+                shown = step if len(step) <= 24 else f"{step[:12]}... ({len(step)} digits)"
+                return f"{name} step {shown} is larger than the field ({size} values)"
+    return None
 
 
 def next_fire_ms(expr: str, tz: str, after_ms: int) -> int:

@@ -27,6 +27,7 @@ silently turn a constraint into a default).
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -49,6 +50,8 @@ _KEYWORDS = frozenset(
     {"default", "type", "enum", "pattern", "minLength", "maxLength", "minimum", "maximum", "description"}
 )
 _MISSING: Any = object()
+#: A number as text (ASCII digits only); it may still overflow a float (``1e999``).
+_NUMBER = re.compile(r"[-+]?([0-9]{1,18}(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]{1,3})?")
 
 
 def env_name(name: str) -> str:
@@ -172,7 +175,8 @@ def parse_param(
 ) -> tuple[Any, ParamRule | None]:
     """(default or ``_MISSING``, rule or None) for one ``dag.params`` entry. ``registering``:
     a new source (API, CLI), where a ``pattern`` must be RE2; False (a stored spec compiled
-    again) also accepts a legacy pattern Python's ``re`` compiles."""
+    again) also accepts a legacy pattern Python's ``re`` compiles, and a number default past
+    a float's range (``'1e999'``), both taken before they were refused."""
     if not isinstance(raw, Mapping) or not (_KEYWORDS & raw.keys()):
         return raw, None
     unknown = sorted(str(k) for k in raw if k not in _KEYWORDS)
@@ -228,7 +232,9 @@ def parse_param(
     )
     if rule == ParamRule(name=name, has_default=True, default=rule.default):
         return rule.default, None  # {default: x} alone is the plain default x
-    if rule.has_default:
+    # A stored spec's default that overflows a float was taken when it was registered (the
+    # task gets the text, as defaults are not converted): its runs go on.
+    if rule.has_default and (registering or not _overflows(rule.default, kind)):
         try:
             rule.check(rule.default, f"{field}.default")
         except InvalidInput as e:
@@ -343,20 +349,34 @@ def _strings(value: object) -> Iterator[str]:
 
 
 def _coerce(value: Any, kind: str | None) -> Any:
+    """``value`` as ``kind`` when it is a string that reads as one (``--arg n=3``), else
+    ``value`` unchanged, for the type check to refuse."""
     if not isinstance(value, str):
         return value
     text = value.strip()
     # ASCII digits only: int() and float() also read '١٢' (Arabic-Indic digits) as 12
     if kind == "integer" and re.fullmatch(r"[-+]?[0-9]{1,18}", text):
         return int(text)
-    if kind == "number" and re.fullmatch(
-        r"[-+]?([0-9]{1,18}(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]{1,3})?", text
-    ):
+    if kind == "number" and _NUMBER.fullmatch(text):
         number = float(text)
+        if not math.isfinite(number):
+            # '1e999' overflows to infinity, which JSON cannot hold (the run's view would
+            # not parse) and which passes every maximum: no number. '1e-999' is 0.0, finite.
+            return value
         return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
     if kind == "boolean" and text.lower() in ("true", "false"):
         return text.lower() == "true"
     return value
+
+
+def _overflows(value: Any, kind: str | None) -> bool:
+    """Whether ``value`` is number text past a float's range, as ``'1e999'`` for a number."""
+    return (
+        kind == "number"
+        and isinstance(value, str)
+        and _NUMBER.fullmatch(value.strip()) is not None
+        and not math.isfinite(float(value))
+    )
 
 
 def _is_type(value: Any, kind: str) -> bool:

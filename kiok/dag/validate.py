@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import difflib
+import json
 import re
+import reprlib
 from collections.abc import Iterable, Mapping
 
 from kiok.core.cron import load_zone, parse_timezone, validate_cron
-from kiok.core.placeholders import param_names, run_value_names
+from kiok.core.placeholders import has_placeholders, param_names, run_value_names
 from kiok.core.run_interval import RUN_VALUE_NAMES
 from kiok.dag.notify import NotifyEvent, WebhookTarget
 from kiok.dag.params import ParamRule, check_names
@@ -24,6 +27,17 @@ from kiok.errors import DagValidationError
 #: DAG and task ids end up in URLs, run ids and file names, so they stay in a safe charset.
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}\Z")
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
+#: What an http task's ``config`` may hold (docs/dags.md, "http").
+HTTP_CONFIG_KEYS = ("url", "method", "body", "headers")
+_HEADERS = "expected a JSON object of header names to string values"
+#: RFC 9110: a header name is a token; a value is printable ASCII, space and tab (obs-text
+#: aside, which httpx does not send).
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+#: Shows a header name in an error without quoting a megabyte of it (never a value: it may
+#: hold a secret).
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = 60
 MAX_RETRIES = 100
 _PLACEHOLDER_PREFIXES = ("${", "#{")
 
@@ -101,15 +115,16 @@ def validate(spec: DagSpec, *, registering: bool = False) -> DagSpec:
     equal to the id dropped, as ``DagSpec.to_dict`` does).
 
     ``registering``: a new source (API, CLI), where the time zone must not depend on the
-    host (``localtime``); False (a stored spec compiled again) accepts the zones earlier
-    versions stored, so those DAGs keep loading.
+    host (``localtime``), a cron step must fit its field and an http task's config must
+    hold only known keys and headers of the right shape; False (a stored spec compiled
+    again) accepts what earlier versions stored, so those DAGs keep loading.
 
     Raises ``DagValidationError`` on the first problem found, in document order.
     """
     check_id(spec.id, "dag.id")
     if spec.schedule is not None:
         try:
-            validate_cron(spec.schedule)
+            validate_cron(spec.schedule, stored=not registering)
         except ValueError as e:
             raise DagValidationError(str(e), field="dag.schedule") from None
     try:
@@ -148,7 +163,7 @@ def validate(spec: DagSpec, *, registering: bool = False) -> DagSpec:
             )
         seen[task.id] = i
     for i, task in enumerate(spec.tasks):
-        _check_task(task, f"tasks[{i}]", seen)
+        _check_task(task, f"tasks[{i}]", seen, registering)
     if not spec.allow_extra_args:
         _check_param_references(spec)
     _check_run_references(spec)
@@ -224,7 +239,7 @@ def _check_run_references(spec: DagSpec) -> None:
                         )
 
 
-def _check_task(task: TaskSpec, at: str, ids: Mapping[str, int]) -> None:
+def _check_task(task: TaskSpec, at: str, ids: Mapping[str, int], registering: bool) -> None:
     kind = parse_task_type(task.type, f"{at}.type")
     parse_trigger_rule(task.trigger_rule, f"{at}.trigger_rule")
     for dep in task.requires:
@@ -256,12 +271,24 @@ def _check_task(task: TaskSpec, at: str, ids: Mapping[str, int]) -> None:
                 f"{kind.value} task {task.id!r} needs a non-empty script", field=f"{at}.script"
             )
     elif kind is TaskType.HTTP:
-        _check_http(task, at)
+        _check_http(task, at, registering)
 
 
-def _check_http(task: TaskSpec, at: str) -> None:
+def _check_http(task: TaskSpec, at: str, registering: bool) -> None:
+    """``registering``: also refuse unknown config keys and headers that are no object of
+    strings, which earlier versions stored (the executor fails such a task at run time)."""
     if task.script is not None:
         raise DagValidationError("http tasks take config.url/method/body, not script", field=f"{at}.script")
+    if registering:
+        for key in task.config:
+            if key not in HTTP_CONFIG_KEYS:
+                close = difflib.get_close_matches(key, HTTP_CONFIG_KEYS, n=1)
+                hint = (
+                    f"did you mean {close[0]!r}?"
+                    if close
+                    else f"allowed: {', '.join(sorted(HTTP_CONFIG_KEYS))}"
+                )
+                raise DagValidationError(f"unknown key {key!r}; {hint}", field=f"{at}.config.{key}")
     url = task.config.get("url", "").strip()
     if not url:
         raise DagValidationError(f"http task {task.id!r} needs config.url", field=f"{at}.config.url")
@@ -274,6 +301,66 @@ def _check_http(task: TaskSpec, at: str) -> None:
         raise DagValidationError(
             f"unknown method {method!r}; allowed: {', '.join(HTTP_METHODS)}", field=f"{at}.config.method"
         )
+    headers = task.config.get("headers", "")
+    if registering and not (has_placeholders(headers) and not _is_json(headers)):
+        # Text that is JSON only once its placeholders are placed ('${params.h}', a param
+        # holding the object) is the executor's to check, as it is resolved per run.
+        try:
+            for name, value in http_headers(headers).items():
+                problem = None if has_placeholders(name + value) else header_problem(name, value)
+                if problem is not None:
+                    raise ValueError(problem)
+        except ValueError as e:
+            raise DagValidationError(str(e), field=f"{at}.config.headers") from None
+
+
+def http_headers(text: str) -> dict[str, str]:
+    """The headers an http task's ``config.headers`` names: a JSON object of names to string
+    values (YAML's mapping, JSON-encoded when the DAG was loaded); '' names none.
+    ``ValueError`` saying what else it is, never quoting it (it may hold a secret)."""
+    if not text:
+        return {}
+    try:
+        headers = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ValueError(f"{_HEADERS}, got text that is not JSON") from None
+    if not isinstance(headers, dict):
+        raise ValueError(f"{_HEADERS}, got {_json_kind(headers)}")
+    for name, value in headers.items():
+        if not isinstance(value, str):
+            raise ValueError(f"{_HEADERS}; the value of {_SHORT.repr(name)} is {_json_kind(value)}")
+    return headers
+
+
+def header_problem(name: str, value: str) -> str | None:
+    """Why a request cannot carry the header ``name: value`` (a name that is no HTTP token,
+    a value with a control or non-ASCII character: CR and LF would split the request), or None."""
+    if _HEADER_NAME.fullmatch(name) is None:
+        return f"{_SHORT.repr(name)} is not a header name (letters, digits and !#$%&'*+-.^_`|~)"
+    if _HEADER_VALUE.fullmatch(value) is None:
+        return (
+            f"the value of {_SHORT.repr(name)} holds a character a header cannot carry "
+            "(only printable ASCII, space and tab)"
+        )
+    return None
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "a string" if isinstance(value, str) else "an array" if isinstance(value, list) else "an object"
 
 
 def _check_python(path: object, field: str) -> None:

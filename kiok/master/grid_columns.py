@@ -44,7 +44,8 @@ ABSENT = "-"
 #: Bytes of encoded columns kept (a finished 500-task run's column is about 5 KB).
 MAX_BYTES = 16 * 1024 * 1024
 _TERMINAL = frozenset(s.value for s in TERMINAL_RUN_STATES)
-_ENCODER = json.JSONEncoder(separators=(",", ":"))
+#: JSON proper, as every API response (``kiok.master.run_cache``); a column holds no float.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 def column(run: dict[str, Any], spec: DagSpec, tasks: list[str], now_ms: int) -> dict[str, Any]:

@@ -55,7 +55,9 @@ MAX_BYTES = 64 * 1024 * 1024
 #: Encoded views of tasks not yet started kept over all runs (most share a few).
 _SHARED_VIEWS = 4096
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"))
+#: JSON proper: a NaN or infinity fails here rather than reach a client as ``Infinity``,
+#: which no JSON parser reads (``run_fields`` shows those of old runs' args as text).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 def _json(value: Any) -> bytes:

@@ -7,6 +7,7 @@ messages are run data (``runs:Read``): a view made with ``output=False`` shows e
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator, Mapping
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
@@ -204,7 +205,7 @@ def run_fields(run: dict[str, Any], run_waiting: str | None) -> dict[str, Any]:
         "trigger": run["trigger"],
         #: Who triggered or backfilled it (null for the scheduler's runs and older ones).
         "triggeredBy": run.get("triggeredBy"),
-        "args": run["args"],
+        "args": finite(run["args"]),
         "createdAt": iso(run["createdMs"]),
         "scheduledAt": iso(run["scheduledMs"]),
         "startedAt": iso(run["startedMs"]),
@@ -222,6 +223,20 @@ def run_fields(run: dict[str, Any], run_waiting: str | None) -> dict[str, Any]:
         #: When log retention deleted the run's job logs (they read as empty), else null.
         "logsPurgedAt": iso(run.get("logsPurgedMs")),
     }
+
+
+def finite(value: Any) -> Any:
+    """``value`` with each NaN or infinite float as the text the task got for it
+    (``"Infinity"``): API responses are encoded with ``allow_nan=False``, and args stored
+    before ``kiok.dag.params`` refused numbers past a float (``"1e999"``) must still read as
+    JSON, not as a 500. Args are small and bounded in depth (``kiok.dag.params``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+    if isinstance(value, Mapping):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
 
 
 def _last_rerun(raw: dict[str, Any] | None) -> dict[str, Any] | None:

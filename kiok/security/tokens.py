@@ -77,7 +77,7 @@ class TokenIssuer:
                 self._verified.popitem(last=False)
         payload_kind, exp_s, claims = known
         if payload_kind != kind:
-            raise Unauthenticated(f"expected an {kind} token")
+            raise Unauthenticated(f"expected {'an' if kind == 'access' else 'a'} {kind} token")
         if exp_s * 1000 <= now_ms:
             raise Unauthenticated("token expired; log in again or refresh it")
         return claims

@@ -25,8 +25,12 @@ def apply_set_backup_cron(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     assert isinstance(cmd, c.SetBackupCron)
     if cmd.cron:
         try:
-            validate_cron(cmd.cron)
-        except ValueError as e:  # the API checks first; a stale or forged entry is refused alike
+            # The API checks it first, as new input; here as stored input (``stored``): a
+            # replica applying an entry its leader took must not refuse it for a check that
+            # leader's kiok had not yet (a rolling upgrade). What no schedule can be is
+            # refused alike, from a stale or forged entry too.
+            validate_cron(cmd.cron, stored=True)
+        except ValueError as e:
             raise InvalidInput(f"cron: {e}") from None
     record = {"cron": cmd.cron or None, "atMs": cmd.at_ms, "by": cmd.by}
     txn.put(k.META, k.BACKUP_CRON, record)

@@ -36,6 +36,8 @@ tasks:
         assert task["error"], (tid, task)
         assert SECRET not in task["error"], (tid, task)
         assert SECRET not in kiok.log(run_id, tid)
-    assert "could not build the request" in run["tasks"]["header"]["error"], run["tasks"]["header"]
+    assert "config.headers: the value of 'X-A' holds a character" in run["tasks"]["header"]["error"], run
+    assert "config.method: unknown method 'Ü'" in run["tasks"]["method"]["error"], run
+    assert "could not build the request" in run["tasks"]["port"]["error"], run["tasks"]["port"]
     assert SECRET not in kiok.read_log()
-    assert "Traceback" not in kiok.read_log()
+    assert "Traceback" not in kiok.read_log() and " ERROR " not in kiok.read_log()

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from kiok.dag.load import spec_from_yaml
+from kiok.dag.load import spec_from_document, spec_from_yaml
 from kiok.dag.params import MAX_VALUE_BYTES, check_args
 from kiok.dag.spec import DagSpec
 from kiok.errors import DagValidationError, InvalidInput
@@ -98,3 +98,47 @@ def test_an_undeclared_param_reference_is_refused_at_registration() -> None:
 def test_a_scheduled_dag_needs_defaults() -> None:
     with pytest.raises(DagValidationError, match="scheduled DAG's params need a default"):
         spec_from_yaml("dag: {id: d, schedule: '0 2 * * *', params: {x: {type: string}}}\ntasks: [{id: t}]")
+
+
+NUMBERS = (
+    "dag: {id: d, params: {x: {type: number, default: 1}, low: {type: number, maximum: 5, default: 1}}}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"x": "1e999"}, "args.x: expected a number, got '1e999'"),
+        ({"x": " -1E999 "}, "args.x: expected a number, got ' -1E999 '"),
+        ({"x": "99999999e999"}, "args.x: expected a number, got '99999999e999'"),
+        # infinity was below every maximum
+        ({"low": "-1e999"}, "args.low: expected a number, got '-1e999'"),
+    ],
+)
+def test_a_number_past_a_float_is_not_a_number(args: dict[str, str], message: str) -> None:
+    """JSON has no infinity: an arg that would become one is refused, not stored to break
+    every later read of the run."""
+    spec = spec_from_yaml(NUMBERS + "tasks: [{id: t, script: 'true'}]")
+    with pytest.raises(InvalidInput) as e:
+        check(spec, args)
+    assert e.value.message == message
+
+
+def test_a_number_below_a_float_is_zero() -> None:
+    spec = spec_from_yaml(NUMBERS + "tasks: [{id: t, script: 'true'}]")
+    assert check(spec, {"x": "1e-999", "low": "-2.5e2"}) == {"x": 0.0, "low": -250.0}
+
+
+def test_a_default_past_a_float_is_refused_at_registration_only() -> None:
+    doc = "dag: {id: d, params: {x: {type: number, default: '1e999'}}}\ntasks: [{id: t, script: 'true'}]"
+    with pytest.raises(DagValidationError) as e:
+        spec_from_yaml(doc)
+    assert "dag.params.x.default: expected a number, got '1e999'" in str(e.value)
+    # A spec stored before this was refused still compiles: its runs go on (the task gets the text).
+    stored = spec_from_document(
+        {
+            "dag": {"id": "d", "params": {"x": {"type": "number", "default": "1e999"}}},
+            "tasks": [{"id": "t", "script": "true"}],
+        }
+    )
+    assert stored.params == {"x": "1e999"}

@@ -58,9 +58,13 @@ def specs(draw: st.DrawFn) -> DagSpec:
     for i, tid in enumerate(task_ids):
         kind = draw(st.sampled_from(TaskType))
         config = draw(st.dictionaries(text, text, max_size=3))
-        if kind is TaskType.HTTP:
+        if kind is TaskType.HTTP:  # only the documented keys, headers an object of strings
+            config = draw(st.dictionaries(st.just("body"), text))
             config["url"] = "https://example.invalid/" + draw(st.from_regex(r"\A[a-z]{0,5}\Z"))
             config["method"] = draw(st.sampled_from(["GET", "POST", "DELETE"]))
+            if draw(st.booleans()):
+                headers = draw(st.dictionaries(ids, st.from_regex(r"\A[ -~]{0,12}\Z"), max_size=2))
+                config["headers"] = json.dumps(headers)
         tasks.append(
             TaskSpec(
                 id=TaskId(tid),

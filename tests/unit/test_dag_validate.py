@@ -172,3 +172,105 @@ def test_yaml_and_json_paths_validate_too() -> None:
         )
     with pytest.raises(DagValidationError, match="at least one task"):
         spec_from_json('{"dag": {"id": "d"}, "tasks": []}')
+
+
+def _http(**config: object) -> dict[str, object]:
+    return _doc({"id": "h", "type": "http", "config": {"url": "http://127.0.0.1:9/", **config}})
+
+
+def _refuse_new(doc: dict[str, object]) -> DagValidationError:
+    with pytest.raises(DagValidationError) as e:
+        spec_from_document(doc, registering=True)
+    return e.value
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [[1], ["a"], [["a", "b"]], "5", 5, True, '"abc"', {"a": None}, {"a": 5}, {"a": [1]}, "{", " ", "null"],
+)
+def test_http_headers_are_an_object_of_strings(headers: object) -> None:
+    err = _refuse_new(_http(headers=headers))
+    assert err.field == "tasks[0].config.headers", err
+    assert "a JSON object of header names to string values" in str(err)
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({"a b": "x"}, "'a b' is not a header name"),
+        ({"X-A": "x\r\nInjected: y"}, "the value of 'X-A' holds a character a header cannot carry"),
+    ],
+)
+def test_http_headers_no_request_can_carry_are_refused(headers: object, message: str) -> None:
+    err = _refuse_new(_http(headers=headers))
+    assert err.field == "tasks[0].config.headers" and message in str(err), err
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-A": "b", "Authorization": "Bearer ${conn.api.token}"},
+        {"X-${params.h}": "${params.h}"},  # what the placeholders become is checked per run
+        '{"X-A": "b"}',
+        {},
+        "",
+        "${params.h}",  # resolved per run: the executor checks what it becomes
+        '{"X-A": ${params.h}}',
+    ],
+)
+def test_http_headers_that_pass(headers: object) -> None:
+    doc = _http(headers=headers)
+    doc["dag"] = {"id": "d", "params": {"h": "x"}}
+    assert spec_from_document(doc, registering=True).tasks[0].config.get("headers") is not None
+
+
+def test_unknown_http_config_keys_are_refused() -> None:
+    err = _refuse_new(_http(method="POST", retries=3))
+    assert err.field == "tasks[0].config.retries"
+    assert "unknown key 'retries'; allowed: body, headers, method, url" in str(err)
+    err = _refuse_new(_http(header={"a": "b"}))
+    assert err.field == "tasks[0].config.header" and "did you mean 'headers'?" in str(err)
+    documented = _http(method="POST", body='{"a": 1}', headers={"Content-Type": "application/json"})
+    assert set(spec_from_document(documented, registering=True).tasks[0].config) == {
+        "url",
+        "method",
+        "body",
+        "headers",
+    }
+
+
+def test_a_stored_http_task_keeps_compiling() -> None:
+    """Specs stored before these checks compile as they did: their runs go on, and the
+    executor fails a task whose headers are no object of strings."""
+    spec = spec_from_document(_http(headers=[1], retries=3))
+    assert dict(spec.tasks[0].config) == {"url": "http://127.0.0.1:9/", "headers": "[1]", "retries": "3"}
+
+
+@pytest.mark.parametrize(
+    ("cron", "message"),
+    [
+        ("*/1000000000000000000000 * * * *", "minute step 1000000000000000000000 is larger than the field"),
+        ("*/61 * * * *", "minute step 61"),
+        ("0 */25 * * *", "hour step 25"),
+        ("0 0 1-10/32 * *", "day-of-month step 32"),
+        ("0 0 * */13 *", "month step 13"),
+        ("0 0 * * 1/8", "day-of-week step 8"),
+        ("0,*/" + "9" * 5000 + " * * * *", "minute step 999"),
+    ],
+)
+def test_a_cron_step_past_its_field_is_refused(cron: str, message: str) -> None:
+    err = _refuse_new(_doc(_sh("a"), schedule=cron))
+    assert err.field == "dag.schedule" and message in str(err), err
+    assert len(str(err)) < 400
+
+
+@pytest.mark.parametrize(
+    "cron", ["*/60 * * * *", "0 */24 * * *", "0 0 */31 * *", "0 0 1 */12 *", "0 0 * * */7"]
+)
+def test_a_cron_step_as_large_as_its_field_passes(cron: str) -> None:
+    assert spec_from_document(_doc(_sh("a"), schedule=cron), registering=True).schedule == cron
+
+
+def test_a_stored_schedule_with_a_huge_step_keeps_compiling() -> None:
+    cron = "*/1000000000000000000000 * * * *"
+    assert spec_from_document(_doc(_sh("a"), schedule=cron)).schedule == cron

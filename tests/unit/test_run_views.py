@@ -26,7 +26,7 @@ from kiok.dag.spec import DagSpec
 from kiok.errors import NotFound
 from kiok.ids import TaskId
 from kiok.master.run_cache import RunViews
-from kiok.master.views import run_view, task_fields, task_json
+from kiok.master.views import run_fields, run_view, task_fields, task_json
 from kiok.security.kms import Keyring
 from kiok.store import commands as c
 from kiok.store import keys
@@ -403,3 +403,30 @@ def test_a_run_whose_writes_came_through_effects_is_read_without_scanning_its_re
 )
 def test_a_task_view_is_encoded_as_json_encodes_it(rec: TaskRecord, waiting: str | None) -> None:
     assert task_json(rec, waiting) == json.dumps(task_fields(rec, waiting), separators=(",", ":")).encode()
+
+
+def _strict_json(data: bytes | str) -> Any:
+    def refuse(name: str) -> Any:
+        raise ValueError(f"not JSON: {name}")
+
+    return json.loads(data, parse_constant=refuse)
+
+
+def test_args_stored_as_infinity_read_as_json() -> None:
+    """A number arg sent as ``"1e999"`` was once stored as infinity (it is refused now): the
+    run's view and its summary are still JSON, the values shown as the text the task got."""
+    m = RunViewMachine()
+    real = m.reader.run_header
+
+    def stored_before(run_id: str) -> dict[str, Any] | None:
+        header = real(run_id)
+        if header is not None:
+            header["args"] = {"x": float("inf"), "y": [float("-inf"), {"z": float("nan")}], "n": 1.5}
+        return header
+
+    m.reader.run_header = stored_before  # type: ignore[method-assign]
+    shown = {"x": "Infinity", "y": ["-Infinity", {"z": "NaN"}], "n": 1.5}
+    assert _strict_json(m.views.read(m.runs[0]))["args"] == shown
+    header = stored_before(m.runs[0])
+    assert header is not None
+    assert _strict_json(json.dumps(run_fields(header, None), allow_nan=False))["args"] == shown

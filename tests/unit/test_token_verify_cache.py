@@ -21,10 +21,13 @@ def test_a_verified_token_still_expires_and_keeps_its_kind() -> None:
     token = tokens.issue(TokenClaims("ada", "access", 7, False), NOW)
     for _ in range(2):  # the second call is answered from what the first verified
         assert tokens.verify(token, "access", NOW + 1_000) == TokenClaims("ada", "access", 7, False)
-        with pytest.raises(Unauthenticated, match="expected an refresh token"):
+        with pytest.raises(Unauthenticated, match=r"^expected a refresh token$"):
             tokens.verify(token, "refresh", NOW + 1_000)
     with pytest.raises(Unauthenticated, match="expired"):
         tokens.verify(token, "access", NOW + 60_000)
+    refresh = tokens.issue(TokenClaims("ada", "refresh", 7, False), NOW)
+    with pytest.raises(Unauthenticated, match=r"^expected an access token$"):
+        tokens.verify(refresh, "access", NOW + 1_000)
 
 
 def test_a_token_not_signed_with_the_key_is_refused_every_time() -> None:

@@ -124,13 +124,13 @@ async def grid(
     tail = {"nextCursor": None if next_seq is None else str(next_seq)}
     body = b"".join(
         (
-            json.dumps(head, separators=(",", ":"))[:-1].encode(),
+            json.dumps(head, separators=(",", ":"), allow_nan=False)[:-1].encode(),
             b',"codes":',
             _CODES_JSON,
             b',"runs":[',
             b",".join(columns),
             b"],",
-            json.dumps(tail, separators=(",", ":"))[1:].encode(),
+            json.dumps(tail, separators=(",", ":"), allow_nan=False)[1:].encode(),
         )
     )
     took_ms = (time.perf_counter() - began) * 1000

@@ -1,17 +1,27 @@
 """``http`` tasks: one request (``config.url``, ``method``, ``body``, ``headers`` as a JSON
 object); a 2xx answer succeeds, anything else fails with the status in ``error``. The
-response body goes to the task log."""
+response body goes to the task log.
+
+The config comes with its placeholders resolved, so a trigger arg, a connection or the
+server called (a redirect) may have made any field anything: what no request can be made of
+fails the attempt saying why, as a refused connection does. Nothing a DAG, its args or a
+server sends raises out of ``run`` (the driver would log an ERROR and blame kiok)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
+import reprlib
 
 import httpx
 
+from kiok.dag.validate import HTTP_METHODS, header_problem, http_headers
 from kiok.worker.executors.base import AttemptContext, AttemptResult
 
 _MAX_LOGGED_BODY = 1024 * 1024
+_MAX_PORT = 65535
+#: Quotes a method a param made in an error without quoting all 64 KiB of it.
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = 40
 
 
 class HttpExecutor:
@@ -22,10 +32,19 @@ class HttpExecutor:
         cfg = ctx.task.config
         url = cfg["url"]
         method = cfg.get("method", "GET").upper()
+        if method not in HTTP_METHODS:  # before httpx, which raises TypeError for 'É'
+            allowed = ", ".join(HTTP_METHODS)
+            return AttemptResult(
+                False, error=f"config.method: unknown method {_SHORT.repr(method)}; allowed: {allowed}"
+            )
         try:
-            headers = json.loads(cfg["headers"]) if cfg.get("headers") else {}
-        except ValueError:
-            return AttemptResult(False, error="config.headers is not a JSON object")
+            headers = http_headers(cfg.get("headers", ""))
+            for name, value in headers.items():
+                problem = header_problem(name, value)
+                if problem is not None:
+                    raise ValueError(problem)
+        except ValueError as e:
+            return AttemptResult(False, error=f"config.headers: {e}")
         body = cfg.get("body")
         timeout = httpx.Timeout(ctx.timeout_s, connect=self._connect_timeout_s)
         request = asyncio.ensure_future(self._send(method, url, headers, body, timeout, ctx))
@@ -52,18 +71,22 @@ class HttpExecutor:
         timeout: httpx.Timeout,
         ctx: AttemptContext,
     ) -> AttemptResult:
-        ctx.output(f"{method} {url}\n".encode())
+        # A URL a connection made of text that is not UTF-8 (a lone surrogate) still logs.
+        ctx.output(f"{method} {url}\n".encode(errors="backslashreplace"))
         if not any(name.lower() == "accept-encoding" for name in headers):
             # Not compressed unless the task asks: 64 KiB of gzip can unpack to 64 MiB at once.
             headers = {**headers, "Accept-Encoding": "identity"}
         try:
             request = httpx.Request(method, url, headers=headers, content=body)
+            await _check_port(request)
         except (httpx.InvalidURL, ValueError, TypeError) as e:
-            # What params or connections made of the request (a non-ASCII header or method, a
-            # port that is no number): the task's failure, like a refused connection.
+            # What params or connections made of the request (a URL with a port that is no
+            # number, a body that is no text): the task's failure, like a refused connection.
             return AttemptResult(False, error=f"could not build the request: {type(e).__name__}: {e}")
         try:
-            async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as client:
+            async with httpx.AsyncClient(
+                timeout=timeout, follow_redirects=True, event_hooks={"request": [_check_port]}
+            ) as client:
                 resp = await client.send(request, stream=True)
                 try:
                     ctx.output(f"HTTP {resp.status_code}\n".encode())
@@ -76,6 +99,15 @@ class HttpExecutor:
         if 200 <= resp.status_code < 300:
             return AttemptResult(True, exit_code=None, detail=status)
         return AttemptResult(False, error=f"{status} from {method} {url}", detail=status)
+
+
+async def _check_port(request: httpx.Request) -> None:
+    """``httpx.InvalidURL`` for a port no socket takes: httpx parses ``:99999`` and the
+    connect then raises ``OverflowError`` inside a task group, out of any ``except``. Also
+    a request hook, for a redirect's ``Location``."""
+    port = request.url.port
+    if port is not None and port > _MAX_PORT:
+        raise httpx.InvalidURL(f"port {port} is out of range (0-{_MAX_PORT})")
 
 
 async def _log_body(resp: httpx.Response, ctx: AttemptContext) -> None:
