@@ -136,8 +136,8 @@ def kms_rotate(cli: CliContext, key: str) -> None:
 @click.option(
     "--restore-admin",
     is_flag=True,
-    help="Also make the user an administrator again: a member of 'admins', the group holding "
-    "'full-access' (both restored if deleted or changed).",
+    help="Also give the user full access again (the 'full-access' policy, attached to the user "
+    "alone; made again if deleted, copied if changed): when no administrator is left.",
 )
 @click.option(
     "--socket",

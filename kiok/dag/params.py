@@ -94,10 +94,12 @@ class ParamRule:
             d["description"] = self.description
         return d
 
-    def check(self, value: Any, field: str) -> Any:
+    def check(self, value: Any, field: str, *, stored: bool = False) -> Any:
         """``value`` as the task gets it (a string given for a number param is converted, as
-        ``--arg n=3`` sends one); ``InvalidInput`` naming ``field`` when it breaks a rule."""
-        value = _coerce(value, self.type)
+        ``--arg n=3`` sends one); ``InvalidInput`` naming ``field`` when it breaks a rule.
+        ``stored``: an arg in a command already logged (``apply()``), checked as the kiok
+        that logged it did (see ``check_args``)."""
+        value = _coerce(value, self.type, stored)
         if self.type is not None and not _is_type(value, self.type):
             raise InvalidInput(f"{field}: expected {_a(self.type)}, got {_show(value)}")
         if self.enum is not None and not any(_same(value, e) for e in self.enum):
@@ -277,9 +279,15 @@ def check_args(
     rules: Mapping[str, ParamRule],
     allow_extra: bool,
     args: object,
+    *,
+    stored: bool = False,
 ) -> dict[str, Any]:
     """The args a run gets, checked against the DAG's params; ``InvalidInput`` naming the
-    offending param otherwise. Defaults are not copied in: the driver merges them."""
+    offending param otherwise. Defaults are not copied in: the driver merges them.
+
+    ``stored``: args of a command already in the log (``apply()``), which every replica must
+    decide as the kiok that proposed it did, whatever its version: what was refused only
+    later (a number past a float's range, now refused before proposing) is taken as then."""
     if args is None:
         args = {}
     if not isinstance(args, Mapping):
@@ -306,7 +314,7 @@ def check_args(
         if total > MAX_ARGS_BYTES:
             raise InvalidInput(f"args: larger than {MAX_ARGS_BYTES} bytes in all")
         rule = rules.get(name)
-        out[name] = rule.check(value, field) if rule is not None else value
+        out[name] = rule.check(value, field, stored=stored) if rule is not None else value
     envs = {env_name(n) for n in (*defaults, *rules)}
     for name in out:
         if name not in defaults and name not in rules and env_name(name) in envs:
@@ -348,9 +356,10 @@ def _strings(value: object) -> Iterator[str]:
             yield from _strings(v)
 
 
-def _coerce(value: Any, kind: str | None) -> Any:
+def _coerce(value: Any, kind: str | None, stored: bool = False) -> Any:
     """``value`` as ``kind`` when it is a string that reads as one (``--arg n=3``), else
-    ``value`` unchanged, for the type check to refuse."""
+    ``value`` unchanged, for the type check to refuse. ``stored``: as before non-finite
+    numbers were refused (``check_args``)."""
     if not isinstance(value, str):
         return value
     text = value.strip()
@@ -359,7 +368,7 @@ def _coerce(value: Any, kind: str | None) -> Any:
         return int(text)
     if kind == "number" and _NUMBER.fullmatch(text):
         number = float(text)
-        if not math.isfinite(number):
+        if not math.isfinite(number) and not stored:
             # '1e999' overflows to infinity, which JSON cannot hold (the run's view would
             # not parse) and which passes every maximum: no number. '1e-999' is 0.0, finite.
             return value

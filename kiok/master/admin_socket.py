@@ -9,9 +9,8 @@ one JSON answer:
 ``{"op": "reset-password", "user": "admin", "newPassword": "…"?, "restoreAdmin": true?}`` →
 ``{"ok": true, "user", "password"?}`` (the generated password, when none was given) or
 ``{"ok": false, "error"}``. The reset forces a change at next login and is audited without
-the password. ``restoreAdmin`` makes the user an administrator again first (a member of
-``admins`` holding ``full-access``, each restored if need be): the way back when every
-administrator lost their rights.
+the password. ``restoreAdmin`` first gives the user full access again, and no one else
+(``MasterAuth.restore_admin``): the way back when every administrator lost their rights.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kiok.errors import KiokError
+from kiok.security.passwords import password_problem
 from kiok.waits import within
 
 if TYPE_CHECKING:
@@ -103,11 +103,15 @@ class AdminSocket:
             return {"ok": False, "error": "'user' must be a string, and 'newPassword' a string when given"}
         if not isinstance(restore, bool):
             return {"ok": False, "error": "'restoreAdmin' must be true or false"}
+        problem = None if new is None else password_problem(new, user=user)
+        if problem:  # before anything changes: a refused reset restores no rights either
+            return {"ok": False, "error": problem}
         try:
             if restore:
-                await self._node.auth.restore_admin(user)
-                self._node.audit.record("local admin socket", "auth:RestoreAdmin", user, "unix socket")
-                log.warning("%r made an administrator again through the admin socket", user)
+                policy = await self._node.auth.restore_admin(user)
+                target = f"{user} {policy}"
+                self._node.audit.record("local admin socket", "auth:RestoreAdmin", target, "unix socket")
+                log.warning("%r given full access (policy %r) through the admin socket", user, policy)
             password = await self._node.auth.reset_password(user, new)
         except KiokError as e:
             return {"ok": False, "error": e.message}

@@ -290,36 +290,41 @@ class AuthService:
         self._limiter.succeeded_all(user)
         return password
 
-    async def restore_admin(self, user: str) -> None:
-        """Make ``user`` an administrator again, as bootstrap made the first one: a member of
-        ``admins``, the group holding ``full-access`` (each made again, or restored, when it
-        was deleted or changed). For the local admin socket only: the way back for an
-        operator whose administrators all lost their rights (removed from ``admins``, the
-        group deleted, its policy detached or rewritten)."""
+    async def restore_admin(self, user: str) -> str:
+        """Give ``user`` full access again, and no one else: the ``full-access`` policy that
+        bootstrap made (made again when it was deleted; when its document was changed, a
+        copy ``full-access-restored`` is made instead, so its other holders keep the rights
+        they were given), attached to the user directly. Returns the policy's name. For the
+        local admin socket only: the way back for an operator whose administrators all lost
+        their rights (removed from ``admins``, the group deleted, its policy detached or
+        rewritten)."""
         record = self._reader.user(user)
         if record is None:
             raise NotFound(f"user {user!r} not found")
+        name = ADMINS_POLICY
+        for n in itertools.count(1):
+            found = self._reader.policy(name)
+            if found is None or found.get("document") == FULL_ACCESS:
+                break
+            name = f"{ADMINS_POLICY}-restored" + (f"-{n}" if n > 1 else "")
         at = self._clock()
-        full = self._reader.policy(ADMINS_POLICY)
-        if full is None or full.get("document") != FULL_ACCESS:
-            await self._log.propose(c.PutPolicy(at_ms=at, name=ADMINS_POLICY, document=FULL_ACCESS))
-        group = self._reader.group(ADMINS_GROUP)
-        policies = list((group or {}).get("policies") or [])
-        if group is None or ADMINS_POLICY not in policies:
-            restored = c.PutGroup(at_ms=at, name=ADMINS_GROUP, policies=(*policies, ADMINS_POLICY))
-            await self._log.propose(restored)
-        groups = list(record.get("groups") or [])
-        if ADMINS_GROUP not in groups:
+        if self._reader.policy(name) is None:
+            await self._log.propose(c.PutPolicy(at_ms=at, name=name, document=FULL_ACCESS))
+        policies = list(record.get("policies") or [])
+        if name not in policies:
+            groups = tuple(record.get("groups") or [])
             await self._log.propose(
                 c.PutUser(
                     at_ms=at,
                     name=user,
-                    groups=(*groups, ADMINS_GROUP),
-                    policies=tuple(record.get("policies") or []),
+                    groups=groups,
+                    policies=(*policies, name),
                     expect_existing=True,
-                    expect_groups=tuple(groups),
+                    expect_groups=groups,
+                    expect_policies=tuple(policies),
                 )
             )
+        return name
 
     def _current_user(self, claims: TokenClaims) -> dict[str, object]:
         record = self._reader.user(claims.user)

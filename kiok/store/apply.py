@@ -401,7 +401,7 @@ def _create_run(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     if maintenance_on(txn):
         raise MaintenanceMode("maintenance mode is on: no new runs until it ends; retry later")
     spec = compiled_spec(record["spec"])
-    args = check_args(spec.params, spec.param_rules, spec.allow_extra_args, cmd.args)
+    args = check_args(spec.params, spec.param_rules, spec.allow_extra_args, cmd.args, stored=True)
     run_id = create_run(
         txn,
         record["spec"],

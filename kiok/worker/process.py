@@ -305,7 +305,10 @@ class _Spawner(asyncio.Protocol):
                 entry.future.set_result(ProcessOutcome(None, error=lost))
         entries, self.pending = list(self.pending.values()), {}
         if any(entry.uid is not None for entry in entries):
-            ending = asyncio.get_running_loop().run_in_executor(None, self._end_users, entries)
+            try:
+                ending = asyncio.get_running_loop().run_in_executor(None, self._end_users, entries)
+            except RuntimeError:  # the loop's executor is shut down: the worker is ending
+                return  # its users are not handed out again: no attempt will take one
             ending.add_done_callback(functools.partial(_give_back, entries))
         else:
             for entry in entries:

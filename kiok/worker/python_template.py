@@ -117,7 +117,12 @@ def _drop(user: int, preload: list[str]) -> None:
         os.write(2, f"kiok python template: {why}: not started (python tasks run cold)\n".encode())
         os._exit(3)
     sys.dont_write_bytecode = bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))
-    _apply_io_settings()
+    try:
+        _apply_io_settings()
+    except Exception as e:  # an unknown encoding, a warning category no module has
+        why = f"{type(e).__name__}: {e}"
+        os.write(2, f"kiok python template: {why}: not started (python tasks run cold)\n".encode())
+        os._exit(3)
     import subprocess
 
     passed_on = subprocess._args_from_interpreter_flags  # type: ignore[attr-defined]
@@ -134,10 +139,10 @@ def _apply_io_settings() -> None:
     (on descriptor 2, each attempt's output once forked)."""
     encoding, _, errors = os.environ.get("PYTHONIOENCODING", "").partition(":")
     if encoding or errors:
-        for stream in (sys.stdin, sys.stdout):
-            stream.reconfigure(encoding=encoding or None, errors=errors or None)  # type: ignore[union-attr]
-        if encoding:
-            sys.stderr.reconfigure(encoding=encoding)  # type: ignore[union-attr]
+        for stream in (sys.stdin, sys.stdout):  # errors given or as they were, as Python does
+            stream.reconfigure(encoding=encoding or None, errors=errors or stream.errors)  # type: ignore[union-attr]
+        if encoding:  # stderr keeps backslashreplace: a traceback is never lost to encoding
+            sys.stderr.reconfigure(encoding=encoding, errors="backslashreplace")  # type: ignore[union-attr]
     options = [o for o in os.environ.get("PYTHONWARNINGS", "").split(",") if o]
     if options:
         import warnings
@@ -420,7 +425,8 @@ def _child(out: int, script: int, request: int, channel: socket.socket) -> None:
         os.chdir(cwd)
         _become_env(env)
         sys.argv[:] = [_SCRIPT]
-        sys.orig_argv[:] = [sys.executable, "-u", _SCRIPT]
+        if hasattr(sys, "orig_argv"):  # Python 3.10 and later
+            sys.orig_argv[:] = [sys.executable, "-u", _SCRIPT]
         _reseed()
         if not _cleared(channel):
             raise RuntimeError("the python template exited as it started")
@@ -428,7 +434,11 @@ def _child(out: int, script: int, request: int, channel: socket.socket) -> None:
     except BaseException as e:
         os.write(2, f"kiok: the python task could not start: {e}\n".encode(errors="replace"))
         os._exit(127)
-    os._exit(_run())
+    status = 1
+    try:
+        status = _run()
+    finally:  # whatever escapes, this process never returns into the template's code
+        os._exit(status)
 
 
 def _reseed() -> None:
@@ -550,11 +560,15 @@ def _finalize(main: types.ModuleType) -> None:
     script's globals are cleared (those starting with one ``_`` first, as the interpreter does)
     and what they held is collected, so a file the script left open is closed, its buffered
     data written, and ``__del__`` methods run. The template's own objects are frozen
-    (``gc.freeze``): the collection looks only at what the attempt made."""
-    names = main.__dict__
-    private = [k for k in names if k.startswith("_") and not k.startswith("__")]
-    for key in [*private, *(k for k in names if k != "__builtins__")]:
-        names[key] = None
+    (``gc.freeze``): the collection looks only at what the attempt made. Not while a daemon
+    thread still runs (see below): then what the globals hold stays, as in ``os._exit``."""
+    if "threading" not in sys.modules or sys.modules["threading"].active_count() == 1:
+        # Only with no daemon thread left running: an interpreter stops those before it
+        # clears anything, which cannot be done here; they would see their globals go.
+        names = main.__dict__
+        private = [k for k in names if k.startswith("_") and not k.startswith("__")]
+        for key in [*private, *(k for k in names if k != "__builtins__")]:
+            names[key] = None
     gc.collect()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(AttributeError, OSError, ValueError):

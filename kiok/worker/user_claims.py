@@ -26,9 +26,8 @@ import contextlib
 import errno
 import fcntl
 import os
-import shutil
+import signal
 import stat
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -79,7 +78,7 @@ def claim(
         elif _take(directory, uid, fcntl.LOCK_EX):
             try:
                 kill_user_processes(uid, gid)  # a dead worker's attempts: no one's now
-            except (OSError, subprocess.SubprocessError) as e:
+            except OSError as e:
                 raise InvalidInput(f"cannot end what is left running as attempt user {name!r}: {e}") from None
             found.append((name, uid))
     if len(found) < count:
@@ -126,28 +125,30 @@ def _check_directory(directory: Path) -> None:
 
 def kill_user_processes(uid: int, gid: int) -> None:
     """Kill every process of user ``uid`` (its real or saved user: an attempt user no running
-    attempt has), in one sweep: ``kill -9 -1`` run as that user, which the kernel sends to
-    each of that user's processes while no process can fork (one forking meanwhile has its
-    fork fail), so no chain of forks outruns it, as it would a search of ``/proc``. ``gid``:
-    the group it runs in (the task user's). ``OSError`` when it could not be done."""
-    done = subprocess.run(
-        [_KILL, "-9", "-1"],
-        user=uid,
-        group=gid,
-        extra_groups=[],
-        env={},
-        cwd="/",
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        timeout=30,
-        check=False,
-    )
-    if done.returncode not in (0, 1):  # 1: there was no process to kill
-        raise OSError(f"{_KILL} -9 -1 as uid {uid}: exit code {done.returncode}: {done.stderr!r}")
+    attempt has), in one sweep: ``kill(-1, SIGKILL)`` sent as that user, which the kernel
+    delivers to each of that user's processes while none can fork (one forking meanwhile has
+    its fork fail), so no chain of forks outruns it, as it would a search of ``/proc``.
 
-
-_KILL = shutil.which("kill", path="/usr/bin:/bin") or "/bin/kill"
+    Sent from a child of this process that becomes the user and never executes anything: no
+    program to find (slim images have no ``kill``), and no ``execve``, which the user's
+    process limit would refuse to a fork bomb's user (a root process forks past it).
+    ``gid``: the group the child takes (the task user's). ``OSError`` when it could not be
+    done (a process of that user killed the child first: what is left is not known dead)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child; only system calls, then _exit
+        status = 0
+        try:
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
+            with contextlib.suppress(ProcessLookupError):  # none to kill
+                os.kill(-1, signal.SIGKILL)
+        except BaseException:
+            status = 1
+        os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise OSError(f"could not kill the processes of uid {uid} (exit status {code})")
 
 
 __all__ = ["CLAIMS", "claim", "kill_user_processes"]

@@ -74,7 +74,8 @@ def test_reset_password_over_the_socket_is_forced_to_change_and_audited(standalo
 def test_restore_admin_over_the_socket_when_no_administrator_is_left(standalone_factory: Any) -> None:
     """An administrator takes the admin out of ``admins`` and deletes ``full-access``,
     locking every administrator out (themselves too); ``reset-password --restore-admin``
-    on the master's machine makes the admin one again, restoring what bootstrap made."""
+    on the master's machine gives the admin full access again, and no one else. A reset the
+    password rules refuse restores nothing either."""
     k: Standalone = standalone_factory()
     ops_password = "Ops-Password-2026-xyz"
     made = k.api(
@@ -92,12 +93,10 @@ def test_restore_admin_over_the_socket_when_no_administrator_is_left(standalone_
 
     env = {key: v for key, v in os.environ.items() if not key.startswith("KIOK_")}
     env["KIOK_BASE_DATA_DIR"] = str(k.data_dir)
-    out = subprocess.run(
-        [kiok_executable(), "admin", "reset-password", "--user", "admin", "--restore-admin"],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    command = [kiok_executable(), "admin", "reset-password", "--user", "admin", "--restore-admin"]
+    refused = subprocess.run([*command, "--new-password", "admin"], env=env, capture_output=True, text=True)
+    assert refused.returncode == 1, refused.stdout
+    out = subprocess.run(command, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     fresh = login(k, out.stdout.strip()).json()
     token = httpx.post(
@@ -108,13 +107,12 @@ def test_restore_admin_over_the_socket_when_no_administrator_is_left(standalone_
     admin = {"Authorization": f"Bearer {token}"}
     users = httpx.get(k.url + "/api/v1/iam/users", headers=admin)
     assert users.status_code == 200, users.text
-    assert {u["user"]: u["groups"] for u in users.json()["users"]}["admin"] == ["admins"]
+    record = {u["user"]: u for u in users.json()["users"]}["admin"]
+    assert record["groups"] == [] and record["policies"] == ["full-access"], record
     policies = httpx.get(k.url + "/api/v1/iam/policies", headers=admin).json()["policies"]
     assert [p["document"] for p in policies if p["policy"] == "full-access"] == [
         {"Statement": [{"Effect": "Allow", "Action": ["*"], "Resource": ["*"]}]}
     ]
-    actions = [
-        (e["action"], e["target"])
-        for e in httpx.get(k.url + "/api/v1/admin/audit", headers=admin).json()["entries"]
-    ]
-    assert ("auth:RestoreAdmin", "admin") in actions
+    assert httpx.get(k.url + "/api/v1/iam/users", headers=ops).status_code == 403  # still: not theirs
+    entries = httpx.get(k.url + "/api/v1/admin/audit", headers=admin).json()["entries"]
+    assert [e["target"] for e in entries if e["action"] == "auth:RestoreAdmin"] == ["admin full-access"]

@@ -142,3 +142,12 @@ def test_a_default_past_a_float_is_refused_at_registration_only() -> None:
         }
     )
     assert stored.params == {"x": "1e999"}
+
+
+def test_args_already_logged_are_decided_as_the_kiok_that_logged_them() -> None:
+    """``apply()`` checks a logged trigger's args as stored: a replica must make the run an
+    older leader made (it took ``'1e999'`` as infinity), not refuse it; the API refuses such
+    args before proposing."""
+    spec = spec_from_yaml(NUMBERS + "tasks: [{id: t, script: 'true'}]")
+    stored = check_args(spec.params, spec.param_rules, spec.allow_extra_args, {"x": "1e999"}, stored=True)
+    assert stored == {"x": float("inf")}

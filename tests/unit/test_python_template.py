@@ -550,11 +550,29 @@ last = Last()
 x: int = 1
 print(type(__loader__).__name__, __annotations__, sys.orig_argv[1:])
 """
-    outcome, out = await asyncio.wait_for(_python(make(), python, WHOAMI + script, dirs.take()), 30)
+    runner = make()
+    outcome, out = await asyncio.wait_for(_python(runner, python, WHOAMI + script, dirs.take()), 30)
     assert outcome.exit_code == 0, out
     assert out.split()[0] == "template", out
     assert out.splitlines()[1:] == ["SourceFileLoader {'x': <class 'int'>} ['-u', '/dev/fd/3']", "del ran"]
     assert out_file.read_text() == "written at exit"
+    # A daemon thread still running at the end never sees the globals cleared (an
+    # interpreter stops such threads before it clears anything).
+    daemon = """
+import threading, time
+running = True
+def spin(sleep=time.sleep):
+    while running:
+        sleep(0.001)
+    print("the daemon thread saw its globals cleared", flush=True)
+threading.Thread(target=spin, daemon=True).start()
+class Slow:  # cleared after running: the thread has time to look
+    def __del__(self, sleep=time.sleep):
+        sleep(0.2)
+slow = Slow()
+"""
+    outcome, out = await asyncio.wait_for(_python(runner, python, daemon, dirs.take()), 30)
+    assert outcome.exit_code == 0 and "cleared" not in out, out
 
 
 #: A stand-in for numpy's global generator (``numpy.random.rand``): seeded once, when it is
@@ -611,10 +629,15 @@ async def test_python_settings_a_root_started_template_cannot_apply_mean_cold_at
     script = (
         WHOAMI + "import sys, warnings\nprint(sys.stdout.encoding, sys.stdout.errors)\nwarnings.warn('w')\n"
     )
-    outcome, out = await asyncio.wait_for(_python(make(env=env), python, script, dirs.take(), env=env), 30)
+    runner = make(env=env)
+    outcome, out = await asyncio.wait_for(_python(runner, python, script, dirs.take(), env=env), 30)
     assert out.split()[0] == "template", out
     assert out.splitlines()[1] == "latin-1 backslashreplace", out
     assert outcome.exit_code == 1 and out.splitlines()[-1] == "UserWarning: w", out
+    # stderr keeps backslashreplace, as in a new interpreter: no traceback lost to encoding
+    euro = "raise ValueError('\\u20ac')"
+    outcome, out = await asyncio.wait_for(_python(runner, python, euro, dirs.take(), env=env), 30)
+    assert outcome.exit_code == 1 and out.splitlines()[-1] == "ValueError: \\u20ac", out
 
     env = {"PATH": "/usr/bin:/bin", "HOME": "/root", "PYTHONHASHSEED": "0"}
     script = WHOAMI + "import sys\nprint(sys.flags.hash_randomization, hash('kiok'))\n"

@@ -5,6 +5,7 @@ CI runs; the users are numbers no account has (a claim needs only the uid)."""
 from __future__ import annotations
 
 import os
+import resource
 import select
 import subprocess
 import sys
@@ -171,3 +172,21 @@ def test_a_worker_whose_task_user_is_another_workers_attempt_user_is_refused(cla
                 user_claims.claim("u", 1, lambda name: BASE + 50, (BASE + 1, BASE + 1), claims)
         finally:
             holder.kill()
+
+
+def test_a_user_at_its_process_limit_is_still_swept() -> None:
+    """A fork bomb's user has as many processes as the limit lets it: a program started as
+    that user (``kill`` run as it) would be refused at ``execve``; the sweep executes none."""
+    sleepers = [_sleeping_as(BASE + 9) for _ in range(4)]
+    limit = resource.getrlimit(resource.RLIMIT_NPROC)
+    try:
+        resource.setrlimit(resource.RLIMIT_NPROC, (2, limit[1]))  # what the user is over
+        try:
+            user_claims.kill_user_processes(BASE + 9, BASE + 9)
+        finally:
+            resource.setrlimit(resource.RLIMIT_NPROC, limit)
+        assert [sleeper.wait(10) for sleeper in sleepers] == [-9] * 4
+    finally:
+        for sleeper in sleepers:
+            sleeper.kill()
+            sleeper.wait()

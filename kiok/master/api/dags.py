@@ -202,7 +202,7 @@ async def trigger(
     node = node_of(request)
     args = body.args if body is not None else {}
     if not all(is_integer(value) for value in args.values()):  # else nothing to refuse: no hop
-        await run_in_threadpool(_refuse_shell_unsafe_args, node.reader.dag(dag_id), args)
+        await run_in_threadpool(_refuse_args, node.reader.dag(dag_id), args)
     try:
         cmd = c.CreateRun(
             at_ms=node.clock_ms(),
@@ -217,19 +217,20 @@ async def trigger(
         raise MaintenanceMode(e.message, node.maintenance_retry_after_s) from None
 
 
-def _refuse_shell_unsafe_args(record: dict[str, Any] | None, args: dict[str, Any]) -> None:
-    """A 400 for an arg a shell task could not take: a subscript with an expansion, which
-    bash would run as code, or text where a task places it in arithmetic or a variable name
+def _refuse_args(record: dict[str, Any] | None, args: dict[str, Any]) -> None:
+    """A 400 for args the DAG's params refuse (``apply()`` checks them again, as stored), or
+    that a shell task could not take: a subscript with an expansion, which bash would run as
+    code, or text where a task places it in arithmetic or a variable name
     (``kiok.core.placement``). Its attempts would fail, so no run is made. Checked here,
     before the command is proposed, not in ``apply()``: replicas of another version must not
     decide a trigger differently."""
     if record is None:
         return
     spec = compiled_spec(record["spec"])
+    checked = check_args(spec.params, spec.param_rules, spec.allow_extra_args, args)  # its errors first
     if not spec.has_shell_tasks:
         return
     restrictions = spec.shell_restrictions
-    checked = check_args(spec.params, spec.param_rules, spec.allow_extra_args, args)  # its errors first
     for name, value in checked.items():
         problem = shell_value_problem(name, value)
         if problem is None and name in restrictions:
