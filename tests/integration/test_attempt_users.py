@@ -118,20 +118,28 @@ def _uid(log: str) -> int:
     return int(log.split("uid ", 1)[1].split()[0])
 
 
+def _victim_and_attacker(on: Standalone, against: Standalone, task_tmp_path: Path) -> tuple[str, str]:
+    """A victim run on ``on`` and an attacker run on ``against`` at the same time, meeting
+    in a directory both may write; (victim, attacker) run ids, both ended SUCCESS."""
+    meet = task_tmp_path / "meet"
+    meet.mkdir()
+    meet.chmod(0o1777)
+    on.register(VICTIM_DAG)
+    against.register(ATTACKER_DAG)
+    victim = on.trigger("victim", {"meet": str(meet), "token": TOKEN})
+    attacker = against.trigger("attacker", {"meet": str(meet)})
+    done = against.wait_run(attacker, 90)
+    assert done["state"] == "SUCCESS", against.log(attacker, "sh") + against.log(attacker, "py")
+    assert on.wait_run(victim, 90)["state"] == "SUCCESS", on.log(victim, "sh") + on.log(victim, "py")
+    return victim, attacker
+
+
 def test_attempts_on_one_worker_cannot_read_signal_or_write_into_each_other(
     standalone: Standalone, task_tmp_path: Path
 ) -> None:
     k = standalone
     assert k.http("GET", k.status_url + "/status").json()["taskIsolation"] == "user+pidns"
-    meet = task_tmp_path / "meet"
-    meet.mkdir()
-    meet.chmod(0o1777)
-    k.register(VICTIM_DAG)
-    k.register(ATTACKER_DAG)
-    victim = k.trigger("victim", {"meet": str(meet), "token": TOKEN})
-    attacker = k.trigger("attacker", {"meet": str(meet)})
-    assert k.wait_run(attacker, 90)["state"] == "SUCCESS", k.log(attacker, "sh") + k.log(attacker, "py")
-    assert k.wait_run(victim, 90)["state"] == "SUCCESS", k.log(victim, "sh") + k.log(victim, "py")
+    victim, attacker = _victim_and_attacker(k, k, task_tmp_path)
 
     for task in ("sh", "py"):
         log = k.log(attacker, task)
@@ -158,16 +166,7 @@ def test_workers_on_one_host_never_run_attempts_as_the_same_user(task_tmp_path: 
     try:
         second = Standalone(task_tmp_path / "second", env).start()
         try:
-            meet = task_tmp_path / "meet"
-            meet.mkdir()
-            meet.chmod(0o1777)
-            first.register(VICTIM_DAG)
-            second.register(ATTACKER_DAG)
-            victim = first.trigger("victim", {"meet": str(meet), "token": TOKEN})
-            attacker = second.trigger("attacker", {"meet": str(meet)})
-            done = second.wait_run(attacker, 90)
-            assert done["state"] == "SUCCESS", second.log(attacker, "sh") + second.log(attacker, "py")
-            assert first.wait_run(victim, 90)["state"] == "SUCCESS", first.log(victim, "sh")
+            victim, attacker = _victim_and_attacker(first, second, task_tmp_path)
             for task in ("sh", "py"):
                 log = second.log(attacker, task)
                 # Another pid namespace: the victims' pids are not the attacker's to look for.

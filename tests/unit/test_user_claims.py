@@ -4,6 +4,7 @@ CI runs; the users are numbers no account has (a claim needs only the uid)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import select
@@ -51,29 +52,34 @@ def _sleeping_as(uid: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(["sleep", "60"], user=uid, group=uid)
 
 
-def test_a_second_process_gets_the_users_the_first_does_not_hold(claims: Path) -> None:
+@contextlib.contextmanager
+def _holder(claims: Path, count: int) -> Iterator[str]:
+    """Another process (a worker) holding ``count`` claims: yields the names it got, and is
+    killed at the end, which lets them go."""
     with subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(claims), "2"],
+        [sys.executable, "-c", HOLDER, str(claims), str(count)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     ) as holder:
         try:
             assert holder.stdout is not None
-            assert holder.stdout.readline().strip() == "t-1,t-2"
-            # An attempt of the holder's, running as its user: not this process's to end.
-            theirs = _sleeping_as(BASE + 1)
-            try:
-                assert user_claims.claim("t", 2, _uid_of, TASK, claims) == [
-                    ("t-3", BASE + 3),
-                    ("t-4", BASE + 4),
-                ]
-                assert theirs.poll() is None
-            finally:
-                theirs.kill()
-                theirs.wait()
+            yield holder.stdout.readline().strip()
         finally:
             holder.kill()
+
+
+def test_a_second_process_gets_the_users_the_first_does_not_hold(claims: Path) -> None:
+    with _holder(claims, 2) as held:
+        assert held == "t-1,t-2"
+        # An attempt of the holder's, running as its user: not this process's to end.
+        theirs = _sleeping_as(BASE + 1)
+        try:
+            assert user_claims.claim("t", 2, _uid_of, TASK, claims) == [("t-3", BASE + 3), ("t-4", BASE + 4)]
+            assert theirs.poll() is None
+        finally:
+            theirs.kill()
+            theirs.wait()
     # The holder is gone, however it ended: its users are free again, and a process left
     # as one of them is no one's now, so it is killed before an attempt runs as that user.
     left = _sleeping_as(BASE + 2)
@@ -159,19 +165,10 @@ def test_a_user_that_is_not_an_attempt_users_is_refused_before_anything_is_kille
 
 
 def test_a_worker_whose_task_user_is_another_workers_attempt_user_is_refused(claims: Path) -> None:
-    with subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(claims), "1"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as holder:
-        try:
-            assert holder.stdout is not None
-            assert holder.stdout.readline().strip() == "t-1"
-            with pytest.raises(InvalidInput, match="attempt user of another kiok worker"):
-                user_claims.claim("u", 1, lambda name: BASE + 50, (BASE + 1, BASE + 1), claims)
-        finally:
-            holder.kill()
+    with _holder(claims, 1) as held:
+        assert held == "t-1"
+        with pytest.raises(InvalidInput, match="attempt user of another kiok worker"):
+            user_claims.claim("u", 1, lambda name: BASE + 50, (BASE + 1, BASE + 1), claims)
 
 
 def test_a_user_at_its_process_limit_is_still_swept() -> None:
