@@ -179,6 +179,12 @@ def reset_password(
         ) from None
     if not answer.get("ok"):
         raise CliError(str(answer.get("error", "the master refused the reset")))
+    if answer.get("denying"):
+        click.echo(
+            f"note: these policies of {user} (or of its groups) deny some actions, and a Deny wins "
+            f"over full access: {', '.join(answer['denying'])}",
+            err=True,
+        )
     if "password" in answer:
         click.echo(answer["password"])
         click.echo(f"password of {user} reset; it must be changed at the next login", err=True)

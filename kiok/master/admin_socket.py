@@ -107,17 +107,23 @@ class AdminSocket:
         if problem:  # before anything changes: a refused reset restores no rights either
             return {"ok": False, "error": problem}
         try:
+            denying: list[str] = []
             if restore:
                 policy = await self._node.auth.restore_admin(user)
-                target = f"{user} {policy}"
-                self._node.audit.record("local admin socket", "auth:RestoreAdmin", target, "unix socket")
+                detail = f"policy {policy}"
+                self._node.audit.record(
+                    "local admin socket", "auth:RestoreAdmin", user, "unix socket", detail=detail
+                )
                 log.warning("%r given full access (policy %r) through the admin socket", user, policy)
+                denying = self._node.auth.denying(user)
             password = await self._node.auth.reset_password(user, new)
         except KiokError as e:
             return {"ok": False, "error": e.message}
         self._node.audit.record("local admin socket", "auth:ResetPassword", user, "unix socket")
         log.warning("password of %r reset through the admin socket; it must be changed at next login", user)
         answer: dict[str, Any] = {"ok": True, "user": user}
+        if denying:  # a Deny wins over full access: the operator must know what still limits
+            answer["denying"] = denying
         if new is None:
             answer["password"] = password
         return answer

@@ -297,7 +297,8 @@ class AuthService:
         they were given), attached to the user directly. Returns the policy's name. For the
         local admin socket only: the way back for an operator whose administrators all lost
         their rights (removed from ``admins``, the group deleted, its policy detached or
-        rewritten)."""
+        rewritten). An explicit ``Deny`` in the user's other policies or its groups' still
+        wins, as it does for anyone: ``denying`` names them."""
         record = self._reader.user(user)
         if record is None:
             raise NotFound(f"user {user!r} not found")
@@ -308,8 +309,10 @@ class AuthService:
                 break
             name = f"{ADMINS_POLICY}-restored" + (f"-{n}" if n > 1 else "")
         at = self._clock()
-        if self._reader.policy(name) is None:
-            await self._log.propose(c.PutPolicy(at_ms=at, name=name, document=FULL_ACCESS))
+        if found is None:  # fenced: refused should it be attached to anyone meanwhile
+            await self._log.propose(
+                c.PutPolicy(at_ms=at, name=name, document=FULL_ACCESS, unchecked_attach=True)
+            )
         policies = list(record.get("policies") or [])
         if name not in policies:
             groups = tuple(record.get("groups") or [])
@@ -325,6 +328,21 @@ class AuthService:
                 )
             )
         return name
+
+    def denying(self, user: str) -> list[str]:
+        """The policies of ``user`` (its own and its groups') with a ``Deny`` statement."""
+        record = self._reader.user(user) or {}
+        names = list(record.get("policies") or [])
+        for group in record.get("groups") or []:
+            names += list((self._reader.group(group) or {}).get("policies") or [])
+        found = []
+        for name in dict.fromkeys(names):
+            document = (self._reader.policy(name) or {}).get("document") or {}
+            if any(
+                st.get("Effect") == "Deny" for st in document.get("Statement") or [] if isinstance(st, dict)
+            ):
+                found.append(name)
+        return found
 
     def _current_user(self, claims: TokenClaims) -> dict[str, object]:
         record = self._reader.user(claims.user)

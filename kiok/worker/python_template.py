@@ -560,15 +560,23 @@ def _finalize(main: types.ModuleType) -> None:
     script's globals are cleared (those starting with one ``_`` first, as the interpreter does)
     and what they held is collected, so a file the script left open is closed, its buffered
     data written, and ``__del__`` methods run. The template's own objects are frozen
-    (``gc.freeze``): the collection looks only at what the attempt made. Not while a daemon
-    thread still runs (see below): then what the globals hold stays, as in ``os._exit``."""
+    (``gc.freeze``): the collection looks only at what the attempt made. While a daemon
+    thread still runs, files are flushed instead (below)."""
     if "threading" not in sys.modules or sys.modules["threading"].active_count() == 1:
-        # Only with no daemon thread left running: an interpreter stops those before it
-        # clears anything, which cannot be done here; they would see their globals go.
         names = main.__dict__
         private = [k for k in names if k.startswith("_") and not k.startswith("__")]
         for key in [*private, *(k for k in names if k != "__builtins__")]:
             names[key] = None
+    else:
+        # A daemon thread still runs: an interpreter stops those before it clears anything,
+        # which cannot be done here (they would see their globals go). What files the script
+        # holds are flushed instead (the template's objects, frozen, are not listed).
+        import io
+
+        for obj in gc.get_objects():
+            if isinstance(obj, io.IOBase):
+                with contextlib.suppress(Exception):
+                    obj.flush()
     gc.collect()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(AttributeError, OSError, ValueError):

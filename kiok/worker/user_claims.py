@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import signal
 import stat
@@ -32,6 +33,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kiok.errors import InvalidInput
+
+log = logging.getLogger(__name__)
 
 #: Root's alone: a claim is an open, ``flock``-ed file here per uid.
 CLAIMS = Path("/run/kiok/attempt-users")
@@ -78,8 +81,9 @@ def claim(
         elif _take(directory, uid, fcntl.LOCK_EX):
             try:
                 kill_user_processes(uid, gid)  # a dead worker's attempts: no one's now
-            except OSError as e:
-                raise InvalidInput(f"cannot end what is left running as attempt user {name!r}: {e}") from None
+            except OSError as e:  # kept claimed and unused: no worker runs attempts beside it
+                log.warning("attempt user %r is not used: what is left running as it: %s", name, e)
+                continue
             found.append((name, uid))
     if len(found) < count:
         raise InvalidInput(
@@ -129,26 +133,52 @@ def kill_user_processes(uid: int, gid: int) -> None:
     delivers to each of that user's processes while none can fork (one forking meanwhile has
     its fork fail), so no chain of forks outruns it, as it would a search of ``/proc``.
 
-    Sent from a child of this process that becomes the user and never executes anything: no
-    program to find (slim images have no ``kill``), and no ``execve``, which the user's
-    process limit would refuse to a fork bomb's user (a root process forks past it).
-    ``gid``: the group the child takes (the task user's). ``OSError`` when it could not be
-    done (a process of that user killed the child first: what is left is not known dead)."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child; only system calls, then _exit
-        status = 0
-        try:
-            os.setresgid(gid, gid, gid)
-            os.setresuid(uid, uid, uid)
-            with contextlib.suppress(ProcessLookupError):  # none to kill
-                os.kill(-1, signal.SIGKILL)
-        except BaseException:
+    Sent from a child of this process that becomes the user and executes nothing: no program
+    to find (slim images have no ``kill``), and no ``execve``, which the user's process limit
+    would refuse to a fork bomb's user (a root process forks past it). Being that user, the
+    child can be signalled by what it sweeps: it blocks every signal it can (none reaches
+    this process's handlers through it), one that stops or kills it is seen and the sweep
+    tried again. ``gid``: the group the child takes (the task user's). ``OSError`` when it
+    could not be done (what is left is then not known dead)."""
+    for _ in range(_SWEEP_TRIES):
+        status = _sweep_once(uid, gid)
+        if status == 0:
+            return
+    raise OSError(f"could not kill the processes of uid {uid} ({_SWEEP_TRIES} tries, last: {status})")
+
+
+_SWEEP_TRIES = 5
+
+
+def _sweep_once(uid: int, gid: int) -> int:
+    """One sweeping child: its exit code (0: swept; negative: the signal that ended it; 128
+    + signal: it was stopped, and killed)."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child: system calls only, then _exit
             status = 1
-        os._exit(status)
-    _, status = os.waitpid(pid, 0)
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        raise OSError(f"could not kill the processes of uid {uid} (exit status {code})")
+            try:
+                os.setgroups([])
+                os.setresgid(gid, gid, gid)
+                os.setresuid(uid, uid, uid)
+                try:
+                    os.kill(os.getppid(), 0)
+                    status = 2  # still able to signal root: capabilities kept (securebits)
+                except PermissionError:
+                    with contextlib.suppress(ProcessLookupError):  # none to kill
+                        os.kill(-1, signal.SIGKILL)
+                    status = 0
+            finally:
+                os._exit(status)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    _, status = os.waitpid(pid, os.WUNTRACED)
+    if os.WIFSTOPPED(status):  # stopped by a process of the user it was sweeping
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        return 128 + os.WSTOPSIG(status)
+    return os.waitstatus_to_exitcode(status)
 
 
 __all__ = ["CLAIMS", "claim", "kill_user_processes"]

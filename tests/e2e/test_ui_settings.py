@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from kiok.testing.process import ADMIN_PASSWORD, Standalone
-from tests.e2e.test_ui_run_access import open_page
+from tests.e2e.test_ui_run_access import open_page, wait_until
 
 PW = "Settings-First-Pw-123"
 NEW_PW = "Settings-Second-Pw-456"
@@ -140,6 +140,38 @@ def test_groups_policy_editor_and_access_keys(kiok: Standalone, browser: Any, sh
     assert httpx.get(kiok.url + "/api/v1/me", headers=auth, timeout=30).status_code == 401
     context.close()
     assert console.errors == []
+
+
+def test_a_password_typed_before_the_user_list_arrives_is_kept(kiok: Standalone, browser: Any) -> None:
+    """The access-key form shows "For user" once the user list has loaded; a password typed
+    before that (a slow master) must still be there to send, not silently emptied."""
+    from playwright.sync_api import expect
+
+    if [u["user"] for u in kiok.api("GET", "/api/v1/iam/users").json()["users"]] == ["admin"]:
+        kiok.api("POST", "/api/v1/iam/users", json={"user": "ann", "password": PW})  # someone to pick
+    context, page, console = admin_page(browser, kiok, "/settings/groups")
+    held: list[Any] = []
+    released: list[bool] = []
+
+    def hold(route: Any) -> None:  # the user list answered only once the password is typed
+        if released:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route("**/api/v1/iam/users", hold)
+    page.get_by_label("Settings").get_by_role("link", name="Access keys").click()
+    form = page.get_by_test_id("create-access-key")
+    form.get_by_label("Your password").fill("Not-The-Admin-Password-1")
+    wait_until(page, lambda: held, "the user list to be asked for")
+    released.append(True)
+    for route in held:
+        route.continue_()
+    expect(form.get_by_label("For user")).to_be_visible()
+    form.get_by_role("button", name="Create access key").click()
+    expect(form.get_by_role("alert")).to_contain_text("wrong password")  # sent, refused
+    console.take("status of 403")
+    context.close()
 
 
 def test_change_own_password(kiok: Standalone, browser: Any, shots: Path) -> None:

@@ -84,10 +84,17 @@ def test_restore_admin_over_the_socket_when_no_administrator_is_left(standalone_
     assert made.status_code == 201, made.text
     token = httpx.post(k.url + "/api/v1/auth/login", json={"user": "ops", "password": ops_password}).json()
     ops = {"Authorization": f"Bearer {token['accessToken']}"}
-    assert (
-        httpx.post(k.url + "/api/v1/iam/users", headers=ops, json={"user": "admin", "groups": []}).status_code
-        == 201
+    deny = {"Statement": [{"Effect": "Deny", "Action": ["kms:Rotate"], "Resource": ["*"]}]}
+    made = httpx.post(
+        k.url + "/api/v1/iam/policies", headers=ops, json={"policy": "no-rotate", "document": deny}
     )
+    assert made.status_code in (200, 201), made.text
+    taken = httpx.post(
+        k.url + "/api/v1/iam/users",
+        headers=ops,
+        json={"user": "admin", "groups": [], "policies": ["no-rotate"]},
+    )
+    assert taken.status_code == 201, taken.text
     assert httpx.delete(k.url + "/api/v1/iam/policies/full-access", headers=ops).status_code in (200, 204)
     assert httpx.get(k.url + "/api/v1/iam/users", headers=ops).status_code == 403  # nobody may now
 
@@ -98,6 +105,7 @@ def test_restore_admin_over_the_socket_when_no_administrator_is_left(standalone_
     assert refused.returncode == 1, refused.stdout
     out = subprocess.run(command, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+    assert "a Deny wins over full access: no-rotate" in out.stderr  # what still limits them
     fresh = login(k, out.stdout.strip()).json()
     token = httpx.post(
         k.url + "/api/v1/auth/change-password",
@@ -108,11 +116,12 @@ def test_restore_admin_over_the_socket_when_no_administrator_is_left(standalone_
     users = httpx.get(k.url + "/api/v1/iam/users", headers=admin)
     assert users.status_code == 200, users.text
     record = {u["user"]: u for u in users.json()["users"]}["admin"]
-    assert record["groups"] == [] and record["policies"] == ["full-access"], record
+    assert record["groups"] == [] and record["policies"] == ["no-rotate", "full-access"], record
     policies = httpx.get(k.url + "/api/v1/iam/policies", headers=admin).json()["policies"]
     assert [p["document"] for p in policies if p["policy"] == "full-access"] == [
         {"Statement": [{"Effect": "Allow", "Action": ["*"], "Resource": ["*"]}]}
     ]
     assert httpx.get(k.url + "/api/v1/iam/users", headers=ops).status_code == 403  # still: not theirs
     entries = httpx.get(k.url + "/api/v1/admin/audit", headers=admin).json()["entries"]
-    assert [e["target"] for e in entries if e["action"] == "auth:RestoreAdmin"] == ["admin full-access"]
+    restored = [(e["target"], e["detail"]) for e in entries if e["action"] == "auth:RestoreAdmin"]
+    assert restored == [("admin", "policy full-access")]

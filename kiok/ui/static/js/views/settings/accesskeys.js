@@ -20,6 +20,9 @@ export function AccessKeys({ can }) {
   const me = session.user;
   const others = (users ? users.users.map((u) => u.user) : []).filter((u) => u !== me);
   const [forUser, setForUser] = useState(me);
+  // The form's fields are keyed: when the user list arrives while the password is being
+  // typed, the "For user" label appears before it, and unkeyed, Preact would reuse the
+  // password's label element for it and make the password field anew, emptied.
   const remove = async (k) => {
     if (!confirm(`Delete access key ${k.accessKeyId} of ${k.user}? Scripts using it stop working at once.`)) return;
     setRowError(null);
@@ -42,10 +45,10 @@ export function AccessKeys({ can }) {
       setForUser(me);
       reload();
     }}>
-      ${others.length ? html`<label>For user <select name="user" value=${forUser} onChange=${(e) => setForUser(e.currentTarget.value)}>
+      ${others.length ? html`<label key="user">For user <select name="user" value=${forUser} onChange=${(e) => setForUser(e.currentTarget.value)}>
         <option value=${me}>${me} (you)</option>${others.map((u) => html`<option key=${u} value=${u}>${u}</option>`)}</select></label>`
-        : html`<input type="hidden" name="user" value=${me} />`}
-      ${forUser === me ? html`<label>Your password <input name="password" type="password" required
+        : html`<input key="user" type="hidden" name="user" value=${me} />`}
+      ${forUser === me ? html`<label key="password">Your password <input name="password" type="password" required
         autocomplete="current-password" /></label>` : null}
     <//>` : null}
     ${created ? html`<div class="card secret" role="status" data-testid="new-access-key">
