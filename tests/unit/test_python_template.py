@@ -558,8 +558,10 @@ print(type(__loader__).__name__, __annotations__, sys.orig_argv[1:])
     assert out_file.read_text() == "written at exit"
     # A daemon thread still running at the end never sees the globals cleared (an
     # interpreter stops such threads before it clears anything).
-    daemon = """
+    daemon = f"""
 import threading, time
+kept = open({str(task_tmp_path / "with-a-daemon.txt")!r}, "w")
+kept.write("flushed at exit")  # not cleared while the thread runs: flushed instead
 running = True
 def spin(sleep=time.sleep):
     while running:
@@ -573,6 +575,7 @@ slow = Slow()
 """
     outcome, out = await asyncio.wait_for(_python(runner, python, daemon, dirs.take()), 30)
     assert outcome.exit_code == 0 and "cleared" not in out, out
+    assert (task_tmp_path / "with-a-daemon.txt").read_text() == "flushed at exit"
 
 
 #: A stand-in for numpy's global generator (``numpy.random.rand``): seeded once, when it is
