@@ -19,11 +19,13 @@ import ipaddress
 from collections.abc import Callable
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from kiok.errors import NotFound
 from kiok.security.http_headers import SecurityHeaders
 from kiok.worker.status_token import bearer_refusal
 from kiok.worker.worker import Worker
@@ -69,6 +71,15 @@ def _unauthenticated(why: str) -> JSONResponse:
         status_code=401,
         headers={"WWW-Authenticate": "Bearer"},
     )
+
+
+async def _routing_error(_: Request, exc: Exception) -> JSONResponse:
+    """An unknown path or method, in the error shape of every kiok port (the admin API's
+    ``{"error": {"code", "message"}}``), not Starlette's plain text."""
+    assert isinstance(exc, HTTPException)
+    code = {404: NotFound.code, 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    message = "no such endpoint" if exc.status_code == 404 else str(exc.detail)
+    return JSONResponse({"error": {"code": code, "message": message}}, exc.status_code, headers=exc.headers)
 
 
 def drain_refusal(request: Request, token: str) -> JSONResponse | None:
@@ -138,4 +149,5 @@ def create_status_app(
             Route("/cluster/health", cluster_health),
         ],
         middleware=[Middleware(SecurityHeaders)],
+        exception_handlers={HTTPException: _routing_error},
     )

@@ -182,3 +182,14 @@ def test_the_cli_drains_and_undrains_with_the_workers_token(kiok: Standalone, tm
     empty.write_text("")
     assert_clean_error(cli("workers", "drain", address, "--token-file", str(empty)), "is empty")
     assert not _draining(kiok)
+
+
+def test_an_unknown_path_or_method_on_the_status_port_is_a_json_error(shared_kiok: Standalone) -> None:
+    """The status port answers what it has no route for as every kiok port does: the error
+    shape clients parse, not a framework's plain text."""
+    missing = shared_kiok.http("GET", shared_kiok.status_url + "/nope")
+    assert missing.status_code == 404
+    assert missing.json() == {"error": {"code": "not_found", "message": "no such endpoint"}}
+    wrong = shared_kiok.http("PUT", shared_kiok.status_url + "/health")
+    assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
+    assert "GET" in wrong.headers["allow"]
