@@ -380,12 +380,8 @@ def _coerce(value: Any, kind: str | None, stored: bool = False) -> Any:
 
 def _overflows(value: Any, kind: str | None) -> bool:
     """Whether ``value`` is number text past a float's range, as ``'1e999'`` for a number."""
-    return (
-        kind == "number"
-        and isinstance(value, str)
-        and _NUMBER.fullmatch(value.strip()) is not None
-        and not math.isfinite(float(value))
-    )
+    number = _coerce(value, kind, stored=True) if isinstance(value, str) else None
+    return isinstance(number, float) and not math.isfinite(number)
 
 
 def _is_type(value: Any, kind: str) -> bool:

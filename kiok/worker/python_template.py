@@ -549,10 +549,14 @@ def _shutdown(status: int) -> int:
         atexit._run_exitfuncs()
     except SystemExit as e:
         status = _exit_status(e.code)
+    _flush_stdio()
+    return status
+
+
+def _flush_stdio() -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(AttributeError, OSError, ValueError):
             stream.flush()
-    return status
 
 
 def _finalize(main: types.ModuleType) -> None:
@@ -578,9 +582,7 @@ def _finalize(main: types.ModuleType) -> None:
                 with contextlib.suppress(Exception):
                     obj.flush()
     gc.collect()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(AttributeError, OSError, ValueError):
-            stream.flush()
+    _flush_stdio()  # what a __del__ printed
 
 
 def _exit_status(code: object) -> int:
