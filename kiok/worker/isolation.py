@@ -5,7 +5,7 @@ Tasks run code from DAGs, so they are untrusted. As root, kiok runs them as an u
 user (``kiok.worker.task.user``, created at start when missing) and, where the kernel allows,
 inside a private pid, mount and (where allowed) IPC namespace: the task spawner is started
 through ``unshare --pid --fork --mount-proc --ipc``, mounts its private ``/tmp``, ``/var/tmp``
-and ``/dev/shm`` (``spawner.private_scratch``), drops to the task user itself once its imports
+and ``/dev/shm`` (``scratch.private_scratch``), drops to the task user itself once its imports
 are done, and every task it starts inherits all of it. Modes, reported as ``taskIsolation``:
 
     user+pidns  tasks run as the task user, see only their own namespace's processes, and
@@ -37,7 +37,7 @@ from pathlib import Path
 
 from kiok.errors import InvalidInput
 from kiok.worker import user_claims
-from kiok.worker.spawner import PRIVATE_ENV, empty_dir
+from kiok.worker.scratch import PRIVATE_ENV, empty_dir
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class Isolation:
 
     def spawner_env(self, env: dict[str, str]) -> dict[str, str]:
         """The task environment as this isolation has it (``HOME`` is set per attempt); in a
-        pid namespace, with ``spawner.PRIVATE_ENV`` telling the spawner what of its namespaces
+        pid namespace, with ``scratch.PRIVATE_ENV`` telling the spawner what of its namespaces
         to make private (it removes the variable before any task could inherit it)."""
         if not self.as_user:
             return env

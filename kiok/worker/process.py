@@ -43,10 +43,12 @@ from pathlib import Path
 import msgpack
 
 from kiok.waits import within
+from kiok.worker import procfs
 from kiok.worker import spawn_protocol as sp
 from kiok.worker.attempt_users import AttemptUser, AttemptUsers
 from kiok.worker.isolation import NO_ISOLATION, Isolation
-from kiok.worker.spawner import empty_dir, signal_group
+from kiok.worker.scratch import empty_dir
+from kiok.worker.spawner import signal_group
 from kiok.worker.stop import StopSignal
 from kiok.worker.user_claims import kill_user_processes
 
@@ -544,15 +546,9 @@ def _send_stop(spawner: _Spawner, attempt_id: int) -> None:
 
 
 def _stopped(pid: int) -> bool:
-    """Whether process ``pid`` is stopped by a signal (state ``T`` in ``/proc/<pid>/stat``;
-    ``t``, stopped by a tracer, is not a task's doing: the spawner is not dumpable)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    fields = stat.rpartition(b")")[2].split()
-    return bool(fields) and fields[0] == b"T"
+    """Whether process ``pid`` is stopped by a signal (state ``T``; ``t``, stopped by a
+    tracer, is not a task's doing: the spawner is not dumpable)."""
+    return procfs.state(pid) == "T"
 
 
 def _frozen_descendants(root: int) -> list[int]:
@@ -561,26 +557,13 @@ def _frozen_descendants(root: int) -> list[int]:
     stopped too): an attempt a python template forked is the template's child, not the
     spawner's, and must not outlive a spawner the worker ends."""
     found: list[int] = []
-    todo = _children(root)
+    todo = procfs.children(root)
     while todo:
         pid = todo.pop()
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGSTOP)
         found.append(pid)
-        todo += _children(pid)
-    return found
-
-
-def _children(pid: int) -> list[int]:
-    """The children of process ``pid`` (of all its threads), from ``/proc``."""
-    found: list[int] = []
-    try:
-        threads = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return found
-    for thread in threads:
-        with contextlib.suppress(OSError, ValueError), open(f"/proc/{pid}/task/{thread}/children") as f:
-            found += [int(child) for child in f.read().split()]
+        todo += procfs.children(pid)
     return found
 
 

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from kiok.worker.process import WorkDirs
-from kiok.worker.spawner import empty_dir
+from kiok.worker.scratch import empty_dir
 
 
 def test_directories_in_use_are_distinct_and_reused_after(tmp_path: Path) -> None:
