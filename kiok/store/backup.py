@@ -51,8 +51,9 @@ _MAGIC = b"KIOKBK1\n"
 _CHUNK = 1024 * 1024
 _LEN = struct.Struct(">I")
 _COPY_BATCH = 2000
-#: A ``manifest.json`` larger than this is not read (a real one is ~300 bytes per file).
-MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+#: A ``manifest.json`` larger than this is not read (a real one is ~300 bytes per file: this
+#: is ~55,000 checkpoint files, terabytes of SST files; decoded, ~0.1 GB of memory at once).
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 
 
 class BackupCorrupt(Conflict):
@@ -226,21 +227,37 @@ def read_manifest(target: ObjectStore, backup_id: str) -> bytes:
     return raw
 
 
-def list_backups(target: ObjectStore) -> list[Manifest]:
-    """Every complete backup in the target, newest first (unreadable manifests skipped). Not
-    authenticated: what decides anything (pruning, the base of a backup) keeps only those
-    ``authentic`` passes; a restore checks the MAC itself; what is shown is
-    ``list_checked``."""
-    out = []
+def manifest_ids(target: ObjectStore) -> list[str]:
+    """The ids of every backup with a ``manifest.json`` in the target (complete ones)."""
+    ids = []
     for key in target.list(""):
         backup_id, _, rest = key.partition("/")
-        if rest != MANIFEST or not valid_backup_id(backup_id):
-            continue
+        if rest == MANIFEST and valid_backup_id(backup_id):
+            ids.append(backup_id)
+    return ids
+
+
+def manifests(target: ObjectStore) -> Iterator[Manifest]:
+    """Every readable manifest in the target, one at a time (unreadable ones skipped). Not
+    authenticated: what decides anything (pruning, the base of a backup) keeps only those
+    ``authentic`` passes; a restore checks the MAC itself; what is shown is
+    ``list_checked``. One at a time because anyone who can write to the target can plant
+    manifests of up to ``MAX_MANIFEST_BYTES``: a caller keeps what it needs of each (an
+    authentic one, the object keys that exist), never all of them."""
+    for backup_id in manifest_ids(target):
         try:
-            out.append(decode_manifest(read_manifest(target, backup_id), backup_id))
+            yield decode_manifest(read_manifest(target, backup_id), backup_id)
         except (BackupCorrupt, ObjectMissing):
             continue
-    return sorted(out, key=lambda m: (m.created_ms, m.id), reverse=True)
+
+
+def newest_first(found: Iterable[Manifest]) -> list[Manifest]:
+    return sorted(found, key=lambda m: (m.created_ms, m.id), reverse=True)
+
+
+def lineage(target: ObjectStore, ring: str, root_key: bytes) -> list[Manifest]:
+    """The authentic backups of keyring lineage ``ring``, newest first."""
+    return newest_first(m for m in manifests(target) if m.ring_id == ring and authentic(m, root_key))
 
 
 @dataclass(frozen=True)
@@ -260,6 +277,8 @@ class Listing:
     rejected: list[Rejected]
 
 
+#: Why a manifest whose keyring salt got no key (``list_checked``'s ``unlock``) is not listed.
+NOT_CHECKED = "not checked (too many keyrings in the target); not listed"
 #: Why a manifest whose MAC does not hold is not listed.
 NOT_AUTHENTIC = (
     "not authentic: its MAC does not hold (made with another master key, or altered or "
@@ -272,36 +291,41 @@ def list_checked(target: ObjectStore, unlock: Callable[[bytes], bytes | None]) -
     ``unlock(salt)`` gives for the manifest's keyring salt. ``unlock`` may answer None (it
     will not derive another key: each costs a key derivation); that salt's manifests are
     rejected as not checked. Each salt is unlocked once, the salts most manifests share
-    first (a few planted ones cannot push a real lineage out)."""
-    readable: list[Manifest] = []
+    first (a few planted ones cannot push a real lineage out).
+
+    Two passes, one manifest held at a time in each (but for the authentic ones): the first
+    finds each manifest's salt, the second reads those with a key again and checks them, so
+    planted manifests cost reading twice, never memory."""
     rejected: list[Rejected] = []
-    for key in target.list(""):
-        backup_id, _, rest = key.partition("/")
-        if rest != MANIFEST or not valid_backup_id(backup_id):
-            continue
+    by_salt: dict[bytes, list[str]] = {}
+    for backup_id in manifest_ids(target):
         try:
-            readable.append(decode_manifest(read_manifest(target, backup_id), backup_id))
+            salt = decode_manifest(read_manifest(target, backup_id), backup_id).keyring_salt
         except BackupCorrupt as e:
             rejected.append(Rejected(backup_id, f"{MANIFEST} does not read: {e.message}"))
+            continue
         except ObjectMissing:
             continue  # deleted since it was listed
-    counts: dict[bytes, int] = {}
-    for m in readable:
-        counts[m.keyring_salt] = counts.get(m.keyring_salt, 0) + 1
-    roots = {salt: unlock(salt) for salt in sorted(counts, key=lambda s: -counts[s])}
+        by_salt.setdefault(salt, []).append(backup_id)
     backups: list[Manifest] = []
-    for m in readable:
-        root = roots[m.keyring_salt]
-        if root is None:
-            rejected.append(Rejected(m.id, "not checked (too many keyrings in the target); not listed"))
-        elif authentic(m, root):
-            backups.append(m)
-        else:
-            rejected.append(Rejected(m.id, NOT_AUTHENTIC))
-    return Listing(
-        sorted(backups, key=lambda m: (m.created_ms, m.id), reverse=True),
-        sorted(rejected, key=lambda r: r.id, reverse=True),
-    )
+    for salt in sorted(by_salt, key=lambda s: -len(by_salt[s])):
+        root = unlock(salt)
+        for backup_id in by_salt[salt]:
+            if root is None:
+                rejected.append(Rejected(backup_id, NOT_CHECKED))
+                continue
+            try:
+                m = decode_manifest(read_manifest(target, backup_id), backup_id)
+            except BackupCorrupt as e:  # replaced since the first pass
+                rejected.append(Rejected(backup_id, f"{MANIFEST} does not read: {e.message}"))
+                continue
+            except ObjectMissing:
+                continue
+            if m.keyring_salt == salt and authentic(m, root):
+                backups.append(m)
+            else:
+                rejected.append(Rejected(m.id, NOT_AUTHENTIC))
+    return Listing(newest_first(backups), sorted(rejected, key=lambda r: r.id, reverse=True))
 
 
 def authentic(manifest: Manifest, root_key: bytes) -> bool:
@@ -427,11 +451,21 @@ class _Hashing:
             yield chunk
 
 
-def latest_base(target: ObjectStore, ring: str, root_key: bytes) -> Manifest | None:
-    """The newest authentic backup of the same keyring lineage: the base of an incremental
-    one (a planted manifest must not make a backup reference objects it never checked)."""
-    for manifest in list_backups(target):
-        if manifest.ring_id == ring and authentic(manifest, root_key):
+def latest_base(target: ObjectStore, keys: KeyringBlob) -> Manifest | None:
+    """The newest authentic backup of the same keyring lineage whose objects this keyring
+    can all open: the base of an incremental one (a planted manifest must not make a backup
+    reference objects it never checked). A backup whose keyring holds a backup key this one
+    lacks is passed over: after a restore of an older backup, the keyring is the older one,
+    and a backup made since the rotation that followed it sealed its objects with a key the
+    restored keyring never had (with the same version number as a later rotation's, so the
+    keys themselves are compared)."""
+    held = keys.ring.versions[KEY_NAME].items()
+    for manifest in lineage(target, ring_id(keys.ring), keys.root_key):
+        try:
+            its = Keyring.unwrap(manifest.keyring_wrapped, keys.root_key).versions[KEY_NAME].items()
+        except Exception:  # authentic but unreadable: never a base
+            continue
+        if its <= held:
             return manifest
     return None
 
@@ -457,7 +491,7 @@ def upload(
 ) -> Manifest:
     """Store the checkpoints as backup ``backup_id``; files the base holds are referenced."""
     rid = ring_id(keys.ring)
-    base = latest_base(target, rid, keys.root_key)
+    base = latest_base(target, keys)
     held = {(f.sha256, f.size): f for f in base.files} if base is not None else {}
     cipher = Cipher(keys.ring, KEY_NAME)
     entries = []

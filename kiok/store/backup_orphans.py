@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from kiok.store.backup import MANIFEST, list_backups
+from kiok.store.backup import MANIFEST, manifests
 from kiok.store.objects import ObjectStore
 
 #: How old the newest object of a backup without a manifest must be before it is deleted.
@@ -53,7 +53,9 @@ def sweep_orphans(target: ObjectStore, now_ms: int, grace_ms: int = ORPHAN_GRACE
     """Delete the target's orphaned objects (``orphan_plan``); returns their keys. Idempotent;
     safe alongside a backup or a prune on another master (see the module docstring)."""
     objects = target.list_dated("")
-    referenced = {f.object_key for m in list_backups(target) for f in m.files}
+    listed = {key for key, _ in objects}
+    # What exists and is referenced, one manifest at a time (planted ones may name millions).
+    referenced = {f.object_key for m in manifests(target) for f in m.files if f.object_key in listed}
     doomed = orphan_plan(objects, referenced, now_ms, grace_ms)
     for key in doomed:
         target.delete(key)

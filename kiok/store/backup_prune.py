@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from kiok.store.backup import MANIFEST, Manifest, authentic, list_backups
+from kiok.store.backup import MANIFEST, Manifest, lineage
 from kiok.store.objects import ObjectStore
 
 
@@ -49,8 +49,7 @@ def prune(target: ObjectStore, keep: int, ring: str, root_key: bytes) -> list[st
     """Delete the backups of lineage ``ring`` that ``keep`` lets go; returns their ids. Only
     manifests whose MAC holds under ``root_key`` count: a planted "newer" one must not make
     the real backups look old enough to delete (it is never deleted here either)."""
-    lineage = [m for m in list_backups(target) if m.ring_id == ring and authentic(m, root_key)]
-    doomed = prune_plan(lineage, keep)
+    doomed = prune_plan(lineage(target, ring, root_key), keep)
     for backup_id in doomed:
         delete_backup(target, backup_id)
     return doomed

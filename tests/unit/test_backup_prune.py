@@ -58,12 +58,12 @@ def test_real_backups_pruned_keep_restoring(tmp_path: Path) -> None:
     assert taken[3].base == taken[2].id and any(f.backup == taken[2].id for f in taken[3].files)
     # Pruning weighs one lineage at a time, and the newest one pins the one it points to.
     assert prune(target, 1, taken[3].ring_id, ROOT) == [] and prune(target, 1, taken[1].ring_id, ROOT) == []
-    assert len(b.list_backups(target)) == 4
-    doomed = prune_plan(b.list_backups(target), 1)
+    assert len(b.newest_first(b.manifests(target))) == 4
+    doomed = prune_plan(b.newest_first(b.manifests(target)), 1)
     assert doomed == [taken[0].id, taken[1].id]
     for backup_id in doomed:
         delete_backup(target, backup_id)
-    assert [m.id for m in b.list_backups(target)] == [taken[3].id, taken[2].id]
+    assert [m.id for m in b.newest_first(b.manifests(target))] == [taken[3].id, taken[2].id]
     assert not [p for p in (tmp_path / "target").rglob("*") if p.is_file() and p.parts[-3] in doomed]
     _, ring = b.open_manifest(target, taken[3].id, lambda salt: ROOT)
     cps = b.fetch_verified(target, taken[3], ring, tmp_path / "restore")

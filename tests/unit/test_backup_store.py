@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -77,7 +78,7 @@ def test_an_unchanged_file_is_not_uploaded_again(tmp_path: Path, kv: RocksKV) ->
     assert any(f.name.endswith(".sst") for f in reused), second.files
     uploaded = {p.name for p in (tmp_path / "target" / second.id / "state").iterdir()}
     assert not any(f.name in uploaded for f in reused)
-    assert [m.id for m in b.list_backups(target)] == [second.id, first.id]
+    assert [m.id for m in b.newest_first(b.manifests(target))] == [second.id, first.id]
     # The incremental one restores whole.
     _, ring2 = b.open_manifest(target, second.id, _unlock)
     cps = b.fetch_verified(target, second, ring2, tmp_path / "restore")
@@ -87,6 +88,34 @@ def test_an_unchanged_file_is_not_uploaded_again(tmp_path: Path, kv: RocksKV) ->
     # Another keyring lineage never borrows the first one's objects.
     third = _take(tmp_path, kv, target, Keyring.generate(), 1_700_000_002_000)
     assert third.base is None and all(f.backup == third.id for f in third.files)
+
+
+def test_a_backup_after_restoring_an_older_one_never_borrows_objects_its_keyring_cannot_open(
+    tmp_path: Path, kv: RocksKV
+) -> None:
+    """B1, a rotation of the backup key, B2 (sealed with v2), then B1 restored (its keyring
+    has v1 only): a backup now must not reference B2's objects, nor those of a backup made
+    after a second rotation of the restored keyring (a v2 again, another key)."""
+    target = DirObjectStore(tmp_path / "target")
+    ring = Keyring.generate()
+    first = _take(tmp_path, kv, target, ring, 1_700_000_000_000)
+    kv.write([("a", f"n{i:04d}".encode(), b"more-%d" % i) for i in range(2000)], sync=True)
+    rotated = ring.rotated(b.KEY_NAME)
+    second = _take(tmp_path, kv, target, rotated, 1_700_000_001_000)
+    assert {f.backup for f in second.files} == {first.id, second.id}
+    third = _take(tmp_path, kv, target, ring, 1_700_000_002_000)  # the keyring of B1, restored
+    assert third.base == first.id
+    assert all(f.backup in (first.id, third.id) for f in third.files), third.files
+    rerotated = ring.rotated(b.KEY_NAME)  # v2 again, not B2's v2
+    fourth = _take(tmp_path, kv, target, rerotated, 1_700_000_003_000)
+    assert not any(f.backup == second.id for f in fourth.files), fourth.files
+    for made, keys in ((third, ring), (fourth, rerotated)):
+        opened, its_ring = b.open_manifest(target, made.id, _unlock)
+        assert its_ring.versions == keys.versions
+        cps = b.fetch_verified(target, opened, its_ring, tmp_path / f"restore-{made.id}")
+        fresh = RocksKV(tmp_path / f"fresh-{made.id}", SPACES)
+        b.replace_contents(b.StoreSource("state", fresh, SPACES), cps["state"])
+        assert fresh.get("a", b"n1999") == b"more-1999"
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "delete"])
@@ -242,3 +271,50 @@ def test_the_listing_shows_only_authentic_backups_and_names_the_rest(tmp_path: P
     capped = b.list_checked(target, lambda salt: ROOT if salt == b"salt" else None)
     assert [m.id for m in capped.backups] == [real.id]
     assert "not checked" in {r.id: r.problem for r in capped.rejected}[other_id]
+
+
+def test_planted_manifests_are_read_one_at_a_time(tmp_path: Path, kv: RocksKV) -> None:
+    """Anyone who can write to the target can plant manifests (each up to
+    ``MAX_MANIFEST_BYTES``): listing, pruning, finding a backup's base and the orphan sweep
+    hold one of them at a time, whatever their number (all of them were held: 10 planted
+    giants took 1.4 GiB and each listing 26 s). Counted at each manifest read: how many
+    planted manifests are alive, decoded."""
+    import gc
+
+    from kiok.store.backup_orphans import sweep_orphans
+    from kiok.store.backup_prune import prune
+
+    planted: set[str] = set()
+    alive: list[int] = []
+
+    class Watched(DirObjectStore):
+        def get_range(self, key: str, start: int, end: int) -> bytes:
+            if key.endswith(b.MANIFEST):
+                decoded = [o for o in gc.get_objects() if isinstance(o, b.Manifest)]
+                alive.append(sum(1 for m in decoded if m.id in planted))
+            return super().get_range(key, start, end)
+
+    target = Watched(tmp_path / "target")
+    ring = Keyring.generate()
+    real = _take(tmp_path, kv, target, ring, 1_700_000_000_000)
+    body = json.loads((tmp_path / "target" / real.id / b.MANIFEST).read_bytes())
+    for n in range(8):
+        planted_id = b.new_backup_id(1_800_000_000_000 + n)
+        doc = {**body, "id": planted_id, "createdMs": 1_800_000_000_000 + n, "mac": "0" * 64}
+        target.put(f"{planted_id}/{b.MANIFEST}", json.dumps(doc).encode())
+        planted.add(planted_id)
+    calls: dict[str, Callable[[], object]] = {
+        "list": lambda: b.list_checked(target, _unlock),
+        "base": lambda: b.latest_base(target, _keys(ring)),
+        "prune": lambda: prune(target, 5, b.ring_id(ring), ROOT),
+        "orphans": lambda: sweep_orphans(target, 1_900_000_000_000),
+    }
+    for name, call in calls.items():
+        alive.clear()
+        call()
+        assert len(alive) >= len(planted) and max(alive) <= 1, (name, alive)
+    listing = b.list_checked(target, _unlock)
+    assert [m.id for m in listing.backups] == [real.id]
+    assert {r.id for r in listing.rejected} == planted
+    latest = b.latest_base(target, _keys(ring))
+    assert latest is not None and latest.id == real.id
