@@ -60,6 +60,7 @@ from kiok.security.kms import (
 from kiok.security.service_tokens import ServiceTokens
 from kiok.store import commands as c
 from kiok.store import keys, run_index
+from kiok.store.apply_runs import takes_master_lines
 from kiok.store.backup import KeyringBlob, StoreSource
 from kiok.store.commandlog import CommandLog, LocalCommandLog
 from kiok.store.effects import Effects
@@ -387,6 +388,8 @@ class MasterNode:
         through the replicated log, so that every master holds every log (a report proposed
         after it is committed after it)."""
         if self.raft is None:
+            if not takes_master_lines(self.reader.run_header(run_id)):  # as ``AppendLogs`` decides
+                return
             with contextlib.suppress(StoreUnavailable):  # said once; this master stops
                 self.joblog.append(run_id, task_id, data)
         elif data:

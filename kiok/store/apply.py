@@ -43,6 +43,7 @@ from kiok.store.apply_runs import (
     apply_rerun,
     create_run,
     driver_holds,
+    takes_master_lines,
 )
 from kiok.store.effects import Effects
 from kiok.store.txn import Txn
@@ -165,6 +166,8 @@ def _append_logs(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
             if not driver_holds(txn.get(k.META, k.run(chunk[0])), worker, term, epoch):
                 fx.stale_logs += 1
                 continue
+        elif not takes_master_lines(txn.get(k.META, k.run(chunk[0]))):
+            continue
         fx.log_appends.append((chunk[0], chunk[1], chunk[2], stream))
     return None
 

@@ -72,6 +72,9 @@ def _delete_run(txn: Txn, run: dict[str, Any]) -> None:
     run_id, dag_id = run["runId"], run["dagId"]
     for task_key, _ in list(txn.scan(k.META, k.tasks_prefix(run_id))):
         txn.delete(k.META, task_key)
+    # Its notifications not yet delivered go too: nothing is told of a run that is gone.
+    for notify_key, _ in list(txn.scan(k.META, f"{k.NOTIFY_PREFIX}{run_id}/")):
+        txn.delete(k.META, notify_key)
     for key in (k.run(run_id), k.run_task_ids(run_id), k.run_spec(run_id), k.active_run(run_id)):
         txn.delete(k.META, key)
     unindex(txn, run)

@@ -108,6 +108,14 @@ def driver_holds(run: dict[str, Any] | None, worker: str, term: int, epoch: int)
     )
 
 
+def takes_master_lines(run: dict[str, Any] | None) -> bool:
+    """Whether the masters' own lines (the ``__run__`` log: assignments, cancels, a
+    notification's attempts) may still be added to ``run`` (a run header): it exists and its
+    logs were not purged. A line for a run deleted meanwhile would be a log that nothing
+    deletes again; one for a purged run, text in a log the run says is gone."""
+    return run is not None and not run.get("logsPurgedMs")
+
+
 def _load(txn: Txn, run_id: str) -> dict[str, Any]:
     run = txn.get(k.META, k.run(run_id))
     if run is None:

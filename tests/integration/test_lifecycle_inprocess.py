@@ -5,6 +5,7 @@ finished runs with everything they own, or only their logs, in batches."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -208,3 +209,38 @@ async def test_a_failure_in_metrics_never_keeps_the_coordinator_from_an_applied_
         await n.log.propose(c.RegisterDag(at_ms=clock(), spec=cron_spec("observed", catchup=False)))
     assert len(heard) == 1
     assert "metrics or traces of an applied batch failed" in caplog.text
+
+
+async def test_a_deleted_or_purged_run_gets_no_more_master_lines(make_node: NodeFactory) -> None:
+    """A failed run whose webhook is still being retried, then deleted: its pending
+    notification goes with it and no ``__run__`` line is written for it afterwards (one was:
+    a log no deletion could reach again). A purged run's log stays empty the same way."""
+    n, clock = await make_node(**{"kiok.notify.retry.initial.ms": 10, "kiok.notify.timeout.ms": 2000})
+    spec = {
+        "dag": {
+            "id": "d",
+            "notify": {"on_failure": [{"webhook": {"url": "http://no-such-host.invalid/hook"}}]},
+        },
+        "tasks": [{"id": "t", "type": "shell", "script": "false"}],
+    }
+    await n.log.propose(c.RegisterDag(at_ms=clock(), spec=spec))
+    runs = []
+    for _ in range(2):
+        run_id = (await n.log.propose(c.CreateRun(at_ms=clock(), dag_id="d")))["runId"]
+        fence = await n.log.propose(c.AssignRun(at_ms=clock(), run_id=run_id, worker="w1", term=1))
+        failed = {"t": done(TaskState.FAILED, clock())}
+        epoch = fence["epoch"]
+        await n.log.propose(
+            c.ReportTasks(at_ms=clock(), run_id=run_id, term=1, epoch=epoch, tasks=failed, worker="w1")
+        )
+        runs.append(run_id)
+    deleted, purged = runs
+    assert {x["runId"] for x in n.reader.notifications()} == {deleted, purged}
+    await n.log.propose(c.DeleteRuns(at_ms=clock(), run_ids=(deleted,), strict=True))
+    await n.log.propose(c.PurgeRunLogs(at_ms=clock(), run_ids=(purged,)))
+    assert state_keys_naming(n, deleted) == [] and log_keys_of(n, deleted) == []
+    assert {x["runId"] for x in n.reader.notifications()} == {purged}
+    await n.notifier.check()  # the purged run's webhook is tried (and fails: no such host)
+    await asyncio.wait_for(asyncio.gather(*n.notifier._in_flight.values()), 10)
+    n.run_log(deleted, "cancel requested by admin")
+    assert log_keys_of(n, deleted) == [] and log_keys_of(n, purged) == []

@@ -164,6 +164,20 @@ async def test_purging_logs_keeps_the_run_and_happens_once() -> None:
     assert seen[-1].runs_deleted == [run_id] and seen[-1].log_deletes == []
 
 
+async def test_master_lines_for_a_deleted_or_purged_run_are_dropped_by_apply() -> None:
+    """Replicated masters add their ``__run__`` lines through ``AppendLogs``: one for a run
+    deleted (or whose logs were purged) by the time it is applied is dropped, not stored as
+    a log no deletion reaches again."""
+    log, _, _, seen = setup()
+    await log.propose(c.RegisterDag(at_ms=1, spec=SPEC))
+    deleted, purged, live = [await finished_run(log, at=at) for at in (3, 10, 20)]
+    await log.propose(c.DeleteRuns(at_ms=30, run_ids=(deleted,)))
+    await log.propose(c.PurgeRunLogs(at_ms=31, run_ids=(purged,)))
+    chunks = [[r, "__run__", b"late\n"] for r in (deleted, purged, live, "never")]
+    await log.propose(c.AppendLogs(at_ms=32, chunks=chunks))
+    assert [a[0] for a in seen[-1].log_appends] == [live]
+
+
 async def _rerun_to_the_end(log: LocalCommandLog, run_id: str, at: int, attempt: int) -> None:
     await log.propose(c.RerunRun(at_ms=at, run_id=run_id, only_failed=False, queued=True))
     fence = await log.propose(c.AssignRun(at_ms=at + 1, run_id=run_id, worker="w1", term=1))
