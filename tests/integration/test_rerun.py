@@ -110,6 +110,23 @@ tasks:
     run = kiok.wait_run(run_id)
     assert run["state"] == "SUCCESS" and run["tasks"]["wait"]["attempt"] == 2, run
 
+    # A deleted DAG runs no more: not by a re-run of one of its runs either (409, nothing
+    # queued); registered again, its runs can be re-run.
+    assert kiok.api("DELETE", f"/api/v1/dags/{dag}").status_code == 200
+    r = kiok.api("POST", f"/api/v1/runs/{run_id}/rerun", json={"onlyFailed": False})
+    assert r.status_code == 409 and "was deleted" in r.json()["error"]["message"], r.text
+    assert kiok.run(run_id)["reruns"] == 1
+    kiok.register(
+        """
+dag: {id: rerun_refusals, params: {dir: /nonexistent}}
+tasks:
+  - {id: wait, script: 'true'}
+"""
+    )
+    r = kiok.api("POST", f"/api/v1/runs/{run_id}/rerun", json={"onlyFailed": False})
+    assert r.status_code == 200, r.text
+    assert kiok.wait_run(run_id)["tasks"]["wait"]["attempt"] == 3
+
 
 def test_a_rerun_waits_for_its_dags_max_active_runs(shared_kiok: Standalone, task_tmp_path: Path) -> None:
     """A re-run is queued like a new run: while another run of a DAG allowed one runs, the

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kiok.core.instants import parse_instant_ms
 from kiok.core.states import TERMINAL_RUN_STATES, TERMINAL_TASK_STATES, RunState
-from kiok.errors import InvalidInput, NotFound
+from kiok.errors import Conflict, InvalidInput, NotFound
 from kiok.ids import RUN_LOG_TASK
 from kiok.master.api.deps import client_address, node_of, require, require_anywhere
 from kiok.master.auth import Principal
@@ -185,7 +185,7 @@ class RerunRequestBody(BaseModel):
     responses={
         400: {"description": "the run's DAG has no such task"},
         404: {},
-        409: {"description": "the run has not ended, or nothing is left to re-run"},
+        409: {"description": "the run has not ended, nothing is left to re-run, or its DAG was deleted"},
     },
 )
 async def rerun(
@@ -196,10 +196,16 @@ async def rerun(
 ) -> dict[str, Any]:
     """Re-run a finished run in place: the chosen tasks run again (as new attempts), the
     others keep their results. The run is queued like a new one (PENDING, within the DAG's
-    pending-run quota), then RUNNING until they end."""
+    pending-run quota), then RUNNING until they end. A run of a deleted DAG is not re-run:
+    deleting a DAG stops its triggers, and a re-run is one (registering it again allows it)."""
     node = node_of(request)
     req = body or RerunRequestBody()
     dag_id = _run(request, run_id)["dagId"]
+    if node.reader.dag(dag_id) is None:
+        raise Conflict(
+            f"DAG {dag_id!r} was deleted: its runs can be read and deleted, not re-run "
+            "(register the DAG again to re-run them)"
+        )
     async with node.pending_quota.admit(dag_id, 1):
         result = await node.log.propose(
             c.RerunRun(
