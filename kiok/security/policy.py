@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from kiok.errors import InvalidInput
-from kiok.security import actions, resources
+from kiok.security import actions
 from kiok.security.resources import pattern_problem
 
 #: Every action a route checks (``kiok.security.actions``): a policy's Action pattern must
@@ -41,7 +41,7 @@ def _patterns(value: Any, field: str) -> list[str]:
 def _resources(value: Any, field: str) -> list[str]:
     patterns = _patterns(value, field)
     for pattern in patterns:
-        problem = pattern_problem(pattern) or _matches_nothing(pattern)
+        problem = _matches_nothing(pattern) or pattern_problem(pattern)
         if problem:
             raise InvalidInput(f"{field}: {problem}")
     return patterns
@@ -50,8 +50,7 @@ def _resources(value: Any, field: str) -> list[str]:
 def _matches_nothing(pattern: str) -> str | None:
     """Why a Resource pattern that leads into a kind of resource still matches none, or
     None: a control or other unprintable character, a space or a non-ASCII character (no
-    name holds one), or a pattern that goes on past ``cluster``, which is a whole resource
-    and no prefix (``cluster/*``)."""
+    name holds one; what is not a resource's shape is ``pattern_problem``'s)."""
     if not pattern.isprintable():
         return f"{pattern!r} holds an unprintable character, which no kiok resource name has"
     if not pattern.isascii() or any(ch.isspace() for ch in pattern):
@@ -61,9 +60,6 @@ def _matches_nothing(pattern: str) -> str | None:
             f"{pattern!r} holds a space or a non-ASCII character, which no kiok resource name "
             "has (names are ASCII letters, digits, '_', '.', '@' and '-')"
         )
-    fixed = _WILDCARD.split(pattern, maxsplit=1)[0]
-    if fixed.startswith(resources.CLUSTER) and not fnmatch.fnmatchcase(resources.CLUSTER, pattern):
-        return f"{pattern!r} names no kiok resource ('cluster' is one resource, with nothing below it)"
     return None
 
 

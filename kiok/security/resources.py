@@ -13,13 +13,10 @@ Pure: no I/O, no state."""
 
 from __future__ import annotations
 
+import fnmatch
 import re
 
 CLUSTER = "cluster"
-
-#: Every resource starts with one of these; a policy pattern that cannot match any of them is
-#: refused (``pattern_problem``) rather than stored to match nothing.
-KINDS = ("dag/", "connection/", "iam/user/", "iam/group/", "iam/policy/", CLUSTER)
 
 FORMS = (
     "dag/<dagId>, dag/<dagId>/run/<runId>, connection/<id>, iam/user/<name>, "
@@ -66,12 +63,62 @@ def literal(resource: str) -> str:
     return _WILDCARD.sub(lambda m: f"[{m.group()}]", resource)
 
 
+#: What each resource is made of, segment by segment (between ``/``): a word, one of several
+#: words, or a name of a kind (as the API takes them in: a DAG id, a run id, which is its DAG's
+#: id and two numbers, a connection id, which has no dot, and a user, group or policy name).
+_DAG_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_CONNECTION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+_IAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]*")
+_Segment = str | tuple[str, ...] | re.Pattern[str]
+_SHAPES: tuple[tuple[_Segment, ...], ...] = (
+    ("dag", _DAG_ID),
+    ("dag", _DAG_ID, "run", _DAG_ID),
+    ("connection", _CONNECTION_ID),
+    ("iam", ("user", "group", "policy"), _IAM_NAME),
+    (CLUSTER,),
+)
+
+
+def _whole(segment: str, shape: _Segment) -> bool:
+    if isinstance(shape, str):
+        return segment == shape
+    if isinstance(shape, tuple):
+        return segment in shape
+    return shape.fullmatch(segment) is not None
+
+
+def _begins(segment: str, shape: _Segment) -> bool:
+    """Whether ``segment`` is the start of some segment of ``shape`` (empty: always)."""
+    if isinstance(shape, str):
+        return shape.startswith(segment)
+    if isinstance(shape, tuple):
+        return any(word.startswith(segment) for word in shape)
+    return not segment or shape.fullmatch(segment) is not None
+
+
+def _leads_into(fixed: str, shape: tuple[_Segment, ...], *, whole: bool) -> bool:
+    """Whether ``fixed`` is a resource of ``shape`` (``whole``) or the start of one."""
+    segments = fixed.split("/")
+    if len(segments) > len(shape) or (whole and len(segments) != len(shape)):
+        return False
+    *done, last = segments
+    return all(_whole(s, t) for s, t in zip(done, shape, strict=False)) and (
+        _whole(last, shape[len(done)]) if whole else _begins(last, shape[len(done)])
+    )
+
+
 def pattern_problem(pattern: str) -> str | None:
-    """Why a policy's Resource pattern can never match a kiok resource, or None. The part
-    before the first wildcard must lead into one of ``KINDS`` (``*``, ``d*``, ``dag/x``,
-    ``iam/*``); ``run/x`` (runs before they were named by their DAG) is refused."""
+    """Why a policy's Resource pattern can never match a kiok resource, or None: a pattern
+    without wildcards must be a resource (``dag/`` or ``connection/a.b`` is none), and the
+    part of one before its first wildcard must be the start of one (``*``, ``d*``, ``dag/x*``,
+    ``iam/*``; not ``cluster?`` nor ``cluster/*``, ``cluster`` being one resource with nothing
+    below it, nor ``run/x*``, runs before they were named by their DAG).
+    A Deny that matches nothing would deny nothing without a word."""
     fixed = _WILDCARD.split(pattern, maxsplit=1)[0]
-    if any(kind.startswith(fixed) or fixed.startswith(kind) for kind in KINDS):
+    whole = fixed == pattern
+    if fixed.startswith(CLUSTER) and not fnmatch.fnmatchcase(CLUSTER, pattern):
+        pass  # ``cluster`` is one resource, with nothing below it: ``cluster?``, ``cluster/*``
+    elif any(_leads_into(fixed, shape, whole=whole) for shape in _SHAPES):
         return None
     hint = "; runs and their logs are dag/<dagId>/run/<runId>" if fixed.startswith("run") else ""
     return f"{pattern!r} names no kiok resource (resources: {FORMS}){hint}"

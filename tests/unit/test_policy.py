@@ -105,7 +105,11 @@ def test_allowed_anywhere_gates_filtered_lists() -> None:
 
 @pytest.mark.parametrize(
     "resource",
-    ["*", "d*", "dag/x", "dag/x/run/*", "iam/*", "iam/user/bob", "connection/c", "cluster", "?ag/x"],
+    [
+        *("*", "d*", "dag/x", "dag/x/run/*", "iam/*", "iam/user/bob", "connection/c", "cluster", "?ag/x"),
+        *("dag/a.b_c-d/run/a.b_c-d-1700000000000-3", "dag/a/r*", "iam/user/bob@example.com", "c*"),
+        *("iam/policy/full-access", "dag/*/run/*", "connection/*", "dag/[ab]*"),
+    ],
 )
 def test_resource_patterns_that_can_match_are_accepted(resource: str) -> None:
     validate_document({"Statement": [{"Effect": "Allow", "Action": "*", "Resource": resource}]})
@@ -117,6 +121,19 @@ def test_resource_patterns_that_can_match_are_accepted(resource: str) -> None:
         ("run/hello-*", "dag/<dagId>/run/<runId>"),
         ("iam/access-key/AK1", "iam/user/<name>"),
         ("dags/x", "names no kiok resource"),
+        # Without wildcards, a pattern must be a resource: each of these was stored, and in a
+        # Deny denied nothing.
+        ("dag/", "dag/<dagId>"),
+        ("dag/a/run/", "dag/<dagId>/run/<runId>"),
+        ("connection/", "connection/<id>"),
+        ("connection/a.b", "connection/<id>"),
+        ("iam/user/", "iam/user/<name>"),
+        ("iam/user/a/b", "iam/user/<name>"),
+        ("iam/group/x/run/y", "iam/group/<name>"),
+        # Before its first wildcard, a pattern must be the start of a resource.
+        ("iam/user/a/b*", "iam/user/<name>"),
+        ("dag//run/*", "dag/<dagId>/run/<runId>"),
+        ("dag/a/runs/*", "dag/<dagId>/run/<runId>"),
     ],
 )
 def test_resource_patterns_that_match_nothing_are_refused_with_the_forms(resource: str, hint: str) -> None:
