@@ -407,10 +407,12 @@ class AuthService:
             # The whole credential is the key: the same string carries the same secret.
             credential = token.strip()
             return self._cached(credential, lambda: self._access_key_principal(credential))
-        if scheme.lower() not in ("bearer", "token") or not token.strip():
+        if scheme.lower() not in ("bearer", "token"):
             raise Unauthenticated(
                 "unsupported Authorization scheme; use 'Bearer <token>' or 'AccessKey <id>:<secret>'"
             )
+        if not token.strip():
+            raise Unauthenticated(f"the Authorization header has no token after {scheme!r}")
         if (
             self.service_tokens is not None
             and "." not in token

@@ -68,6 +68,21 @@ def test_a_large_body_with_an_expired_token_gets_401_so_the_client_refreshes(
     assert anonymous.status_code == 413, anonymous.text
 
 
+@pytest.mark.parametrize(
+    ("header", "says"),
+    [
+        ("Bearer", "no token after 'Bearer'"),
+        ("token", "no token after 'token'"),
+        ("Basic YWRtaW46YWRtaW4=", "unsupported Authorization scheme"),
+    ],
+)
+def test_an_authorization_header_is_refused_saying_what_is_wrong_with_it(
+    k: Standalone, header: str, says: str
+) -> None:
+    r = k.http("GET", k.url + "/api/v1/me", headers={"Authorization": header})
+    assert r.status_code == 401 and says in _error(r)["message"], r.text
+
+
 def test_a_value_bomb_with_a_token_is_refused_by_counting(k: Standalone) -> None:
     before = _cpu_s(k)
     r = k.api("POST", "/api/v1/dags", content=BOMB, headers=JSON)
