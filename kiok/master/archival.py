@@ -308,12 +308,19 @@ class Archival:
             )
         try:
             return read_range(store, self._cipher(), seg, start, end)
-        except ArchiveCorrupt as e:  # one line per object, not a traceback per request
-            if seg.key not in self._corrupt:
-                if len(self._corrupt) < _CORRUPT_LOGGED:
-                    self._corrupt.add(seg.key)
-                log.error("%s", e.message)
-            raise
+        except ObjectMissing:  # deleted from the bucket behind kiok's back: as lost as altered
+            problem = ArchiveCorrupt(
+                f"the archived log {seg.run_id}/{seg.task_id}, bytes {seg.start}-{seg.end}, is "
+                f"missing from the object store (S3 object {seg.key} was deleted outside kiok); "
+                "it cannot be served"
+            )
+        except ArchiveCorrupt as e:
+            problem = e
+        if seg.key not in self._corrupt:  # one line per object, not a traceback per request
+            if len(self._corrupt) < _CORRUPT_LOGGED:
+                self._corrupt.add(seg.key)
+            log.error("%s", problem.message)
+        raise problem
 
     def start_leading(
         self, log_: CommandLog, joblog: JobLogStore, clock_ms: Callable[[], int]

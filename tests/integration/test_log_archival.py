@@ -188,3 +188,11 @@ def test_a_corrupt_archived_range_is_a_clear_500_logged_once(
     log = node.read_log()
     assert "Traceback" not in log
     assert len([line for line in log.splitlines() if "fails authentication" in line]) == 1
+    # Deleted from the bucket: as clear (it was a 500 ``object_missing`` saying only "not found").
+    client.delete_object(Bucket=bucket, Key=key)
+    for _ in range(2):
+        r = node.api("GET", f"/api/v1/runs/{run_id}/tasks/talk/log")
+        assert r.status_code == 500 and r.json()["error"]["code"] == "archive_corrupt", r.text
+        message = r.json()["error"]["message"]
+        assert f"{run_id}/talk" in message and key.partition("/")[2] in message  # the key, past the prefix
+        assert "missing from the object store" in r.json()["error"]["message"]
