@@ -357,7 +357,8 @@ def open_manifest(
             Keyring.unwrap(manifest.keyring_wrapped, root)
         except WrongMasterKey:
             raise BackupCorrupt(
-                f"backup {backup_id} was made with another master key (or its {MANIFEST} was altered)"
+                f"backup {backup_id} was made with another master key, or another "
+                f"kiok.kms.pbkdf2.iterations (or its {MANIFEST} was altered)"
             ) from None
         except Exception:  # a keyring that does not even parse
             pass
