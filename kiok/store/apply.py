@@ -268,6 +268,8 @@ def _put_user(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     record.update(groups=list(cmd.groups), policies=list(cmd.policies))
     if cmd.password_hash:
         record.update(passwordHash=cmd.password_hash, passwordChangedMs=cmd.at_ms)
+    if cmd.require_password_change is not None:
+        record["requirePasswordChange"] = cmd.require_password_change
     txn.put(k.IAM, k.user(cmd.name), record)
     return {"user": cmd.name, "created": old is None}
 

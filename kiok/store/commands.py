@@ -184,6 +184,9 @@ class PutUser(Command):
     expect_existing: bool | None = None
     expect_groups: tuple[str, ...] | None = None
     expect_policies: tuple[str, ...] | None = None
+    #: Whether the user must change its password at its next login (None: as it was; a new
+    #: user: no).
+    require_password_change: bool | None = None
 
 
 @command

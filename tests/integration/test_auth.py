@@ -79,6 +79,28 @@ def test_default_admin_must_change_password_once_and_is_never_recreated(standalo
     assert again.status_code == 200 and again.json()["requirePasswordChange"] is False
 
 
+def test_an_admin_reset_can_require_a_new_password_at_the_next_login(shared_kiok: Standalone) -> None:
+    """``requirePasswordChange`` on ``POST /api/v1/iam/users`` (the UI's "Reset password"):
+    the user is asked for a new one before anything else; omitted, it is left as it was."""
+    kiok = shared_kiok
+    create = {"user": "reset-me", "password": "First-pass-4242"}
+    assert kiok.api("POST", "/api/v1/iam/users", json=create).status_code == 201
+    reset = {"user": "reset-me", "password": "Reset-pass-4242", "requirePasswordChange": True}
+    r = kiok.api("POST", "/api/v1/iam/users", json=reset)
+    assert r.status_code == 201 and r.json()["requirePasswordChange"] is True, r.text
+    credentials = {"user": "reset-me", "password": "Reset-pass-4242"}
+    login = httpx.post(kiok.url + "/api/v1/auth/login", json=credentials)
+    assert login.status_code == 200 and login.json()["requirePasswordChange"] is True
+    token = {"Authorization": f"Bearer {login.json()['accessToken']}"}
+    assert httpx.get(kiok.url + "/api/v1/dags", headers=token).status_code == 403
+    # Another change to the user (its policies) keeps the requirement.
+    assert kiok.api("POST", "/api/v1/iam/users", json={"user": "reset-me", "policies": []}).status_code == 201
+    users = {u["user"]: u for u in kiok.api("GET", "/api/v1/iam/users").json()["users"]}
+    assert users["reset-me"]["requirePasswordChange"] is True
+    audit = kiok.api("GET", "/api/v1/admin/audit", params={"resource": "iam/user/reset-me"}).json()
+    assert any("requirePasswordChange=true" in (e.get("detail") or "") for e in audit["entries"]), audit
+
+
 def test_refresh_and_failed_login_rate_limit(shared_kiok: Standalone) -> None:
     ok = httpx.post(
         shared_kiok.url + "/api/v1/auth/login", json={"user": "admin", "password": "Test-Admin-Pw-0123456789"}

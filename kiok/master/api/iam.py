@@ -49,6 +49,11 @@ class UserRequest(BaseModel):
     password: str | None = Field(default=None, max_length=4096)
     groups: list[str] | None = Field(default=None, max_length=100, description="Omitted: unchanged.")
     policies: list[str] | None = Field(default=None, max_length=100, description="Omitted: unchanged.")
+    requirePasswordChange: bool | None = Field(
+        default=None,
+        description="The user must choose a new password at its next login (an admin's reset). "
+        "Omitted: unchanged (a new user: false).",
+    )
 
 
 class GroupRequest(BaseModel):
@@ -141,7 +146,7 @@ async def put_user(
     old_policies = list((old or {}).get("policies") or [])
     groups = old_groups if body.groups is None else body.groups
     policies = old_policies if body.policies is None else body.policies
-    if old is not None and body.password is not None:
+    if old is not None and (body.password is not None or body.requirePasswordChange is not None):
         grants.check(actions.SET_PASSWORD, resources.user(name))
     _check_changes(
         grants, old_groups, groups, actions.ADD_USER_TO_GROUP, actions.REMOVE_USER_FROM_GROUP, resources.group
@@ -165,9 +170,12 @@ async def put_user(
             expect_existing=old is not None,
             expect_groups=tuple(old_groups),
             expect_policies=tuple(old_policies),
+            require_password_change=body.requirePasswordChange,
         )
     )
     changes = ["created" if old is None else ("password set" if body.password is not None else "")]
+    if body.requirePasswordChange is not None:
+        changes.append(f"requirePasswordChange={str(body.requirePasswordChange).lower()}")
     changes += [_changed("groups", old_groups, groups), _changed("policies", old_policies, policies)]
     node.audit.record(
         principal.user,
