@@ -42,6 +42,7 @@ tasks:
 """
 READER_PW = "Reader-First-Pw-123"
 READER_NEW_PW = "Reader-Second-Pw-456"
+READER_NEWER_PW = "Reader-Third-Pw-789"
 
 
 @pytest.fixture(scope="module")
@@ -192,6 +193,13 @@ def test_dashboard_dags_register_settings(kiok: Standalone, browser: Any, shots:
 
     # The read-only user, with the password the admin set: no write action is offered.
     context, page, console = open_page(browser, kiok, "ui-reader", READER_NEW_PW)
+    # An admin's reset: a new password first, the rules said up front.
+    expect(page.get_by_role("heading", name="Choose a new password")).to_be_visible()
+    expect(page.get_by_text("At least 8 characters, different from the current one")).to_be_visible()
+    page.get_by_label("Current password").fill(READER_NEW_PW)
+    page.get_by_label("New password", exact=True).fill(READER_NEWER_PW)
+    page.get_by_label("New password, again").fill(READER_NEWER_PW)
+    page.get_by_role("button", name="Set password").click()
     expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
     page.get_by_label("Main").get_by_role("link", name="DAGs").click()
     expect(page.locator("tr[data-dag=ui_breaks] .square")).to_have_count(1)

@@ -41,6 +41,10 @@ function keep(pair) {
   notify();
 }
 
+/** What the master takes as a new password (`kiok.security.passwords.password_problem`). */
+export const PASSWORD_RULES =
+  "At least 8 characters, different from the current one and from your user name.";
+
 export const session = {
   /** "out" | "change-password" | "in" */
   get status() {

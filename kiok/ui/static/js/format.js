@@ -100,3 +100,13 @@ export function schedule(cron, timezone) {
   if (!cron) return "manual only";
   return timezone && timezone !== "UTC" ? `${cron} (${timezone})` : `${cron} (UTC)`;
 }
+
+const SIGNALS = { 1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 6: "SIGABRT", 9: "SIGKILL", 11: "SIGSEGV", 13: "SIGPIPE", 14: "SIGALRM", 15: "SIGTERM" };
+
+/** A task's exit code in words: "0", "3", or for a process ended by a signal (a negative
+ * code, as the worker reports it) "killed by SIGTERM (-15)"; "—" without one. */
+export function exitText(code) {
+  if (code === null || code === undefined) return "—";
+  if (code >= 0) return String(code);
+  return `killed by ${SIGNALS[-code] || `signal ${-code}`} (${code})`;
+}

@@ -145,9 +145,9 @@ export function ClusterView() {
       <table class="grid-table" data-testid="masters">
         <thead><tr><th scope="col">Master</th><th scope="col">Role</th><th scope="col">Address</th><th scope="col">Ready</th></tr></thead>
         <tbody>${cluster.masters.map((m) => html`<tr key=${m.id} data-master=${m.id}>
-          <td class="mono strong">${m.id}</td>
+          <td><span class="mono strong">${m.id}</span></td>
           <td><span class=${`role ${m.role}`}>${m.role === "leader" ? "★ leader" : m.role === "unreachable" ? "✕ unreachable" : m.role}</span></td>
-          <td class="mono small">${m.address || "—"}</td>
+          <td class="small"><span class="mono">${m.address || "—"}</span></td>
           <td><${YesNo} value=${m.ready} yes="ready" no="not ready" /></td>
         </tr>`)}</tbody>
       </table>
@@ -166,7 +166,7 @@ export function ClusterView() {
           <td><${YesNo} value=${w.draining} yes="draining" no="no" bad=${true} /></td>
           <td><${YesNo} value=${w.connected} yes="connected" no="disconnected" /></td>
           <td class="small" title=${when(w.lastHeartbeat)}>${ago(w.lastHeartbeat, now)}</td>
-          <td class="mono small">${w.taskIsolation || "unknown"}</td>
+          <td class="small"><span class="mono">${w.taskIsolation || "unknown"}</span></td>
           <td class="actions"><${ConfirmAction} testid="revoke" label="Revoke" danger=${true}
             question=${`Revoke ${w.id}? It is disconnected at once and needs a new join token to come back.`}
             confirm="Yes, revoke"

@@ -1,6 +1,7 @@
 // One DAG: what it is, and its runs (newest first), with Run and pause. The version is shown
 // with when it was registered (from the DAG's versions: pausing does not make a new one). A
-// paused DAG's Run is disabled (unpause it first); an unknown DAG shows its error alone.
+// paused DAG's Run is disabled (unpause it first); an unknown DAG, or one the user may not
+// read, shows its error alone.
 import { html, useEffect, useState } from "../html.js";
 import { ApiError, enc, get } from "../api.js";
 import { runDuration, TERMINAL_RUN, when } from "../format.js";
@@ -9,6 +10,9 @@ import { useCan } from "../me.js";
 import { Crumbs, ErrorBox, Loading, StateBadge, usePolling } from "./common.js";
 import { PauseToggle } from "./dags.js";
 import { TriggerDialog } from "./trigger.js";
+
+/** The DAG itself is not to be shown: unknown (404) or not the user's to read (403). */
+const shutOut = (err) => err instanceof ApiError && (err.status === 404 || err.status === 403);
 
 export function DagPage({ dagId }) {
   const [dag, setDag] = useState(null);
@@ -21,22 +25,22 @@ export function DagPage({ dagId }) {
   useEffect(() => { document.title = `${dagId} · kiok`; }, [dagId]);
 
   const load = async () => {
-    try {
-      const [d, r] = await Promise.all([
-        get(`/api/v1/dags/${enc(dagId)}`),
-        get(`/api/v1/runs?dag=${enc(dagId)}&limit=50`),
-      ]);
-      setDag(d);
-      setRuns(r.runs);
-      setError(null);
-    } catch (err) {
-      setError(err);
-      if (err instanceof ApiError && err.status === 404) {
+    const [d, r] = await Promise.allSettled([
+      get(`/api/v1/dags/${enc(dagId)}`),
+      get(`/api/v1/runs?dag=${enc(dagId)}&limit=50`),
+    ]);
+    if (d.status === "rejected") {
+      setError(d.reason);
+      if (shutOut(d.reason)) {
         setDag(null);
         setRuns(null);
-        return false; // no such DAG: stop asking
+        return false; // no such DAG, or not the user's to read: stop asking
       }
+      return true;
     }
+    setDag(d.value);
+    if (r.status === "fulfilled") setRuns(r.value.runs);
+    setError(r.status === "rejected" ? r.reason : null);
     return true;
   };
   const busy = (runs || []).some((r) => !TERMINAL_RUN.has(r.state));
@@ -57,12 +61,11 @@ export function DagPage({ dagId }) {
   const registered = versionAt && versionAt.version === version ? versionAt.at
     : dag && dag.version === 1 ? dag.registeredAt : null;
 
-  const missing = error instanceof ApiError && error.status === 404 && dag === null;
-  if (missing) {
+  if (shutOut(error) && dag === null) {
     return html`<main class="page">
       <${Crumbs} items=${[["DAGs", "/dags"], [dagId]]} />
       <div class="page-head"><h1><span class="mono">${dagId}</span></h1></div>
-      <${ErrorBox} error=${error} label="No such DAG" />
+      <${ErrorBox} error=${error} label=${error.status === 404 ? "No such DAG" : "Not allowed"} />
     </main>`;
   }
   const paused = dag !== null && dag.paused;

@@ -37,7 +37,7 @@ export function PauseToggle({ dag, onChanged, onError, disabled = false }) {
       setBusy(false);
     }
   };
-  const title = disabled ? "Your policies do not allow pausing" : dag.paused ? "Paused: no scheduled runs" : "Active";
+  const title = disabled ? "Your policies do not allow pausing or unpausing this DAG (dags:Pause)" : dag.paused ? "Paused: no scheduled runs" : "Active";
   return html`<label class="switch" title=${title}>
     <input type="checkbox" role="switch" checked=${!dag.paused} disabled=${busy || disabled} onChange=${flip}
       aria-label=${`${dag.dagId} active`} />

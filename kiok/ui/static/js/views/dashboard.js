@@ -1,15 +1,32 @@
 // The dashboard: runs by state, runs started and tasks/s over the last hour (a small SVG
 // chart, no library), running runs, waiting runs with why, recently failed runs. One request
 // per refresh (`GET /api/v1/dashboard`), every 5 s while runs are going, 15 s otherwise.
-import { html, useEffect, useState } from "../html.js";
+import { html, useEffect, useLayoutEffect, useRef, useState } from "../html.js";
 import { enc, get } from "../api.js";
 import { glyph, runDuration, stateClass, when } from "../format.js";
 import { ErrorBox, Loading, StateBadge, usePolling } from "./common.js";
 
 const STATES = ["RUNNING", "PENDING", "SUCCESS", "FAILED", "CANCELLED"];
-const W = 640;
-const H = 150;
-const PAD = { left: 34, right: 40, top: 10, bottom: 22 };
+// The chart is drawn at the size it is shown (its viewBox is its box in CSS pixels), so it
+// fills its card at any width and its labels keep their 11 px.
+const H = 170;
+const PAD = { left: 34, right: 44, top: 12, bottom: 24 };
+const TICK_GAP = 64; // the least room, in px, between two time labels
+
+/** The content width of `ref`'s element, kept up to date (`fallback` before it is laid out). */
+function useWidth(ref, fallback) {
+  const [width, setWidth] = useState(fallback);
+  useLayoutEffect(() => {
+    const el = ref.current;
+    if (!el) return undefined;
+    const measure = () => setWidth(Math.max(200, Math.floor(el.clientWidth)) || fallback);
+    measure();
+    const watch = new ResizeObserver(measure);
+    watch.observe(el);
+    return () => watch.disconnect();
+  }, []);
+  return width;
+}
 
 function hhmm(iso) {
   const t = when(iso); // "YYYY-MM-DD HH:MM:SS ZONE": the chart's axis needs only HH:MM
@@ -18,6 +35,8 @@ function hhmm(iso) {
 
 /** Bars: runs started per slice (left axis); line: tasks finished per second (right axis). */
 export function ActivityChart({ series, bucketSeconds }) {
+  const box = useRef(null);
+  const W = useWidth(box, 640);
   const n = series.length;
   const maxRuns = Math.max(1, ...series.map((b) => b.runs));
   const rates = series.map((b) => b.tasks / bucketSeconds);
@@ -29,7 +48,14 @@ export function ActivityChart({ series, bucketSeconds }) {
   const yRuns = (v) => PAD.top + ih - (v / maxRuns) * ih;
   const yRate = (v) => PAD.top + ih - (v / maxRate) * ih;
   const line = rates.map((r, i) => `${i ? "L" : "M"}${(x(i) + bw / 2).toFixed(1)},${yRate(r).toFixed(1)}`).join(" ");
-  const ticks = [0, Math.floor(n / 2), n - 1].filter((v, i, a) => a.indexOf(v) === i);
+  // A label every `step` slices (as many as fit), and the last slice's.
+  const step = Math.max(1, Math.ceil(TICK_GAP / bw));
+  const ticks = [];
+  for (let i = 0; i < n; i += step) ticks.push(i);
+  if (n && ticks[ticks.length - 1] !== n - 1) {
+    if ((n - 1 - ticks[ticks.length - 1]) * bw < TICK_GAP) ticks.pop();
+    ticks.push(n - 1);
+  }
   const totalRuns = series.reduce((s, b) => s + b.runs, 0);
   const totalTasks = series.reduce((s, b) => s + b.tasks, 0);
   const label = `${totalRuns} runs started and ${totalTasks} tasks finished in the last ` +
@@ -39,7 +65,7 @@ export function ActivityChart({ series, bucketSeconds }) {
       <span class="legend-item"><span class="key key-runs" aria-hidden="true"></span> runs started</span>
       <span class="legend-item"><span class="key key-rate" aria-hidden="true"></span> tasks/s</span>
     </figcaption>
-    <svg viewBox=${`0 0 ${W} ${H}`} role="img" aria-label=${label} class="chart-svg">
+    <div ref=${box} class="chart-box"><svg viewBox=${`0 0 ${W} ${H}`} width=${W} height=${H} role="img" aria-label=${label} class="chart-svg">
       <line class="axis" x1=${PAD.left} y1=${PAD.top + ih} x2=${W - PAD.right} y2=${PAD.top + ih} />
       <text class="tick" x=${PAD.left - 6} y=${PAD.top + 8} text-anchor="end">${maxRuns}</text>
       <text class="tick" x=${PAD.left - 6} y=${PAD.top + ih} text-anchor="end">0</text>
@@ -49,7 +75,7 @@ export function ActivityChart({ series, bucketSeconds }) {
         <title>${hhmm(b.at)}: ${b.runs} runs started, ${(b.tasks / bucketSeconds).toFixed(2)} tasks/s</title></rect>`)}
       <path class="rate-line" d=${line} />
       ${ticks.map((i) => html`<text key=${`t${i}`} class="tick" x=${x(i) + bw / 2} y=${H - 6} text-anchor="middle">${hhmm(series[i].at)}</text>`)}
-    </svg>
+    </svg></div>
   </figure>`;
 }
 

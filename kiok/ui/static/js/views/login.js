@@ -1,6 +1,6 @@
 // Log in, and the forced password change of a first login (or after an admin reset).
 import { html, useState } from "../html.js";
-import { session } from "../api.js";
+import { PASSWORD_RULES, session } from "../api.js";
 import { ErrorBox } from "./common.js";
 
 export function Login() {
@@ -66,12 +66,13 @@ export function ChangePassword() {
     <form class="card auth-card" onSubmit=${submit} aria-labelledby="pw-title">
       <h1 id="pw-title">Choose a new password</h1>
       <p class="muted">User <strong>${session.user}</strong> must set a new password before doing anything else.</p>
+      <p class="muted small" id="pw-rules">${PASSWORD_RULES}</p>
       <label>Current password
         <input name="oldPassword" type="password" autocomplete="current-password" required autofocus
           value=${old} onInput=${(e) => setOld(e.currentTarget.value)} />
       </label>
       <label>New password
-        <input name="newPassword" type="password" autocomplete="new-password" required
+        <input name="newPassword" type="password" autocomplete="new-password" required aria-describedby="pw-rules"
           value=${next} onInput=${(e) => setNext(e.currentTarget.value)} />
       </label>
       <label>New password, again

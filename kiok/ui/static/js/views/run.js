@@ -4,7 +4,7 @@
 // read once.
 import { html, useEffect, useMemo, useRef, useState } from "../html.js";
 import { ApiError, enc, get, post } from "../api.js";
-import { duration, runDuration, TERMINAL_RUN, when } from "../format.js";
+import { duration, exitText, runDuration, TERMINAL_RUN, when } from "../format.js";
 import { navigate, useLocation } from "../router.js";
 import { Crumbs, ErrorBox, Loading, StateBadge, usePolling } from "./common.js";
 import { useCan } from "../me.js";
@@ -100,7 +100,8 @@ export function RunView({ runId }) {
       return !TERMINAL_RUN.has(r.state);
     } catch (err) {
       setError(err);
-      return !(err instanceof ApiError && err.status === 404);
+      // Unknown, or not the user's to read: asking again would only repeat the answer.
+      return !(err instanceof ApiError && (err.status === 404 || err.status === 403));
     }
   }, 1500, !finished, [runId]);
 
@@ -177,7 +178,7 @@ export function RunView({ runId }) {
         onClick=${() => navigate(`/runs/${enc(runId)}${key === "graph" ? "" : `?tab=${key}`}`, { replace: true })}>${name}</button>`)}
     </div>
     <section role="tabpanel" aria-label=${TABS.find(([k]) => k === tab)?.[1] || "Graph"} class="tab-panel">
-      ${tab === "timeline" ? html`<${Timeline} run=${run} now=${now} />`
+      ${tab === "timeline" ? html`<${Timeline} run=${run} now=${now} specTasks=${ran === null ? undefined : exact && exact.tasks} />`
         : tab === "source" ? (dag === null ? html`<${Loading} />` : dag.missing
           ? html`<p class="muted">The DAG is no longer registered.</p>` : html`<${Source} dag=${dag} />`)
         : graphLoading ? html`<${Loading} />`
@@ -206,7 +207,7 @@ export function RunView({ runId }) {
           <td class="mono small">${t.worker || "—"}</td>
           <td class="small when">${when(t.startedAt)}</td>
           <td class="num">${duration(t.startedAt, t.endedAt, now)}</td>
-          <td class="num">${t.exitCode ?? "—"}</td>
+          <td class=${t.exitCode < 0 ? "num small" : "num"} data-testid="task-exit">${exitText(t.exitCode)}</td>
           <td class="small">${t.error ? html`<span class="err-text">${t.error}</span>`
             : t.waiting ? html`<span class="waiting-text" data-testid="task-waiting">${t.waiting}</span>`
             : t.state === "SKIPPED" ? html`<span class="muted" data-testid="task-skipped">${ran === null ? "skipped" : skipReason(id, run.tasks, exact && exact.tasks)}</span>`

@@ -7,6 +7,7 @@
 import { html, useLayoutEffect, useState } from "../html.js";
 import { enc } from "../api.js";
 import { elapsed, glyph, stateClass, TERMINAL_RUN, when } from "../format.js";
+import { skipReason } from "../skipped.js";
 
 const ROW_H = 24;
 const LABEL_W = 200;
@@ -34,22 +35,39 @@ function usePanelWidth(fallback) {
   return [setEl, width];
 }
 
-/** Why the tasks without a bar have none: waiting in a going run, never started in an ended one. */
-export function notStartedText(run, rows) {
+/** "a", "a, b and c", "a, b, c, d, e and 3 more". */
+function someOf(ids, most = 5) {
+  if (ids.length === 1) return ids[0];
+  if (ids.length <= most) return `${ids.slice(0, -1).join(", ")} and ${ids[ids.length - 1]}`;
+  return `${ids.slice(0, most).join(", ")} and ${ids.length - most} more`;
+}
+
+/** Why the tasks without a bar have none: waiting in a going run, never started in an ended
+ * one; a skipped task's reason is the job list's (`skipReason`). `specTasks`: the tasks of
+ * the DAG version the run ran, null when not known, undefined while it is being read. */
+export function notStartedText(run, rows, specTasks) {
   const started = new Set(rows.map((r) => r.id));
   const rest = Object.entries(run.tasks).filter(([id]) => !started.has(id));
   if (rest.length === 0) return null;
   const n = (k) => `${k} task${k === 1 ? "" : "s"}`;
   if (!TERMINAL_RUN.has(run.state)) return `${n(rest.length)} not started (the job list says why each waits).`;
-  const skipped = rest.filter(([, t]) => t.state === "SKIPPED").length;
-  const other = rest.length - skipped;
+  const skipped = rest.filter(([, t]) => t.state === "SKIPPED").map(([id]) => id);
+  const other = rest.length - skipped.length;
   const parts = [];
-  if (skipped) parts.push(`${n(skipped)} skipped (${skipped === 1 ? "its" : "their"} trigger rule could not be met)`);
+  if (skipped.length && specTasks === undefined) parts.push(`${n(skipped.length)} skipped`);
+  else if (skipped.length) {
+    const byReason = new Map(); // "upstream upload failed" -> [task ids]
+    for (const id of skipped) {
+      const reason = skipReason(id, run.tasks, specTasks).replace(/^skipped: /, "");
+      byReason.set(reason, [...(byReason.get(reason) || []), id]);
+    }
+    for (const [reason, ids] of byReason) parts.push(`${someOf(ids)} skipped: ${reason}`);
+  }
   if (other) {
     const how = run.state === "CANCELLED" ? "was cancelled" : run.state === "FAILED" ? "failed" : "ended";
     parts.push(`${n(other)} never started: the run ${how} first`);
   }
-  return `${parts.join("; ")}.`;
+  return `${parts.join(". ")}.`;
 }
 
 /** A "nice" tick step (ms) giving about `want` ticks over `span` ms. */
@@ -80,10 +98,10 @@ export function bars(run, now) {
   return out.sort((a, b) => a.start - b.start || a.id.localeCompare(b.id));
 }
 
-export function Timeline({ run, now }) {
+export function Timeline({ run, now, specTasks }) {
   const [wrap, width] = usePanelWidth(1100);
   const rows = bars(run, now);
-  const notStarted = notStartedText(run, rows);
+  const notStarted = notStartedText(run, rows, specTasks);
   if (rows.length === 0) {
     return html`<p class="muted" data-testid="timeline">${TERMINAL_RUN.has(run.state) ? notStarted
       : `No task has started yet${run.waiting ? `: ${run.waiting}` : "."}`}</p>`;

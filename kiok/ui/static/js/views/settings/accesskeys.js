@@ -67,7 +67,8 @@ export function AccessKeys({ can }) {
       <thead><tr><th scope="col">Access key id</th><th scope="col">User</th><th scope="col">Created</th>
         <th scope="col" class="actions"><span class="sr-only">Actions</span></th></tr></thead>
       <tbody>${keys.accessKeys.map((k) => html`<tr key=${k.accessKeyId} data-key=${k.accessKeyId}>
-        <td class="mono strong">${k.accessKeyId}</td><td class="mono">${k.user}</td><td class="small">${when(k.createdAt)}</td>
+        <td><span class="mono strong">${k.accessKeyId}</span></td><td><span class="mono">${k.user}</span></td>
+        <td class="small when">${when(k.createdAt)}</td>
         <td class="actions">${can("iam:DeleteAccessKey") ? html`<button type="button" class="danger small-btn"
           aria-label=${`Delete access key ${k.accessKeyId}`} onClick=${() => remove(k)}>Delete</button>` : null}</td>
       </tr>`)}</tbody></table>`) : null}`;

@@ -2,7 +2,7 @@
 // checked by the master; a wrong one is shown here and does not end the session. The answer
 // is a new token pair (every token issued before the change, on any device, stops working).
 import { html, useState } from "../../html.js";
-import { ApiError, session } from "../../api.js";
+import { ApiError, PASSWORD_RULES, session } from "../../api.js";
 import { ErrorBox } from "../common.js";
 import { Notice } from "./shared.js";
 
@@ -32,8 +32,7 @@ export function Password() {
     }
   };
   return html`<form class="card inline-form narrow-form" onSubmit=${submit} aria-label="Change your password" data-testid="change-password">
-    <p class="muted small wide">Signed in as <strong class="mono">${session.user}</strong>. At least 8 characters,
-      different from the current one and from your user name.</p>
+    <p class="muted small wide">Signed in as <strong class="mono">${session.user}</strong>. ${PASSWORD_RULES}</p>
     <label>Current password <input name="current" type="password" required autocomplete="current-password" /></label>
     <label>New password <input name="next" type="password" required minlength="8" autocomplete="new-password" /></label>
     <label>New password again <input name="repeat" type="password" required minlength="8" autocomplete="new-password" /></label>

@@ -81,8 +81,8 @@ function AuditPages({ filters }) {
       ? " on this page (the filter searched part of the log): try Older" : " match"}.</p>` : html`<table class="grid-table small" data-testid="audit">
       <thead><tr><th scope="col">When</th><th scope="col">Who</th>
       <th scope="col">Action</th><th scope="col">Target</th><th scope="col">From</th><th scope="col">Result</th></tr></thead>
-      <tbody>${data.entries.map((e, i) => html`<tr key=${i}><td>${when(e.at)}</td><td class="mono">${e.actor}</td>
-        <td class="mono">${e.action}</td><td class="mono">${e.target}</td><td class="mono">${e.address}</td>
+      <tbody>${data.entries.map((e, i) => html`<tr key=${i}><td class="when">${when(e.at)}</td><td><span class="mono">${e.actor}</span></td>
+        <td><span class="mono">${e.action}</span></td><td><span class="mono">${e.target}</span></td><td><span class="mono">${e.address}</span></td>
         <td>${e.success ? "✓ ok" : html`<span class="err-text">✕ ${e.detail || "refused"}</span>`}</td></tr>`)}</tbody></table>`}
       <div class="row pager">
         <button type="button" disabled=${cursors.length === 1} onClick=${() => setCursors(cursors.slice(0, -1))}>Newer</button>

@@ -52,10 +52,10 @@ export function Backups({ can }) {
         <th scope="col" class="num">Uploaded</th><th scope="col">Stores</th><th scope="col">Built on</th>
         <th scope="col" class="actions"><span class="sr-only">Actions</span></th></tr></thead>
       <tbody>${list.map((b) => html`<tr key=${b.id} data-backup=${b.id}>
-        <td class="mono strong">${b.id}</td><td class="small">${when(b.time)}</td>
+        <td><span class="mono strong">${b.id}</span></td><td class="small">${when(b.time)}</td>
         <td class="num">${bytes(b.size)}</td><td class="num">${bytes(b.uploadedBytes)}</td>
         <td class="small">${(b.stores || []).join(", ")}</td>
-        <td class="mono small">${b.incrementalBase || html`<span class="muted">full</span>`}</td>
+        <td class="small">${b.incrementalBase ? html`<span class="mono">${b.incrementalBase}</span>` : html`<span class="muted">full</span>`}</td>
         <td class="actions">${can("admin:Restore") ? html`<button type="button" class="danger small-btn"
           aria-label=${`Restore ${b.id}`} onClick=${() => setRestoring(b)}>Restore…</button>` : null}</td>
       </tr>`)}</tbody></table>`) : null}

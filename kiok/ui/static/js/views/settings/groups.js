@@ -5,7 +5,7 @@
 import { html, useState } from "../../html.js";
 import { enc, post, request } from "../../api.js";
 import { ErrorBox, Loading } from "../common.js";
-import { Form, Notice, refusedLabel, useLoad } from "./shared.js";
+import { Chip, Form, Notice, refusedLabel, useLoad } from "./shared.js";
 
 export function Groups({ can }) {
   const [groups, gError, reloadGroups] = useLoad("/api/v1/iam/groups");
@@ -33,12 +33,6 @@ export function Groups({ can }) {
       <tbody>${groups.groups.map((g) => html`<${GroupRow} key=${g.group} g=${g} users=${userList}
         policyNames=${policyNames} can=${can} onDone=${done} />`)}</tbody>
     </table>`) : null}`;
-}
-
-/** A chip with a remove button (when allowed). */
-function Chip({ text, removeLabel, onRemove }) {
-  return html`<span class="chip">${text}${onRemove ? html`<button type="button" class="chip-x" aria-label=${removeLabel}
-    title=${removeLabel} onClick=${onRemove}>×</button>` : null}</span>`;
 }
 
 /** A select of `options` and an Add button. */
@@ -79,7 +73,7 @@ function GroupRow({ g, users, policyNames, can, onDone }) {
     return `Group ${g.group} deleted.`;
   });
   return html`<tr data-group=${g.group}>
-    <td class="mono strong">${g.group}</td>
+    <td><span class="mono strong">${g.group}</span></td>
     <td data-testid="members">
       ${members.length ? members.map((u) => html`<${Chip} key=${u.user} text=${u.user} removeLabel=${`Remove ${u.user} from ${g.group}`}
         onRemove=${can("iam:RemoveUserFromGroup") ? () => setMembership(u.user, false) : null} />`) : html`<span class="muted">none</span>`}

@@ -9,9 +9,9 @@ export function Kms({ can }) {
   const [data, error, reload] = useLoad("/api/v1/admin/kms");
   const [actionError, setActionError] = useState(null);
   return html`<${ErrorBox} error=${error || actionError} />
-    ${data ? html`<table class="grid-table" data-testid="kms"><thead><tr><th scope="col">Key</th><th scope="col">Current version</th>
-      <th scope="col">Versions kept</th><th scope="col" class="actions"><span class="sr-only">Actions</span></th></tr></thead>
-      <tbody>${data.keys.map((k) => html`<tr key=${k.key} data-key=${k.key}><td class="mono strong">${k.key}</td>
+    ${data ? html`<table class="grid-table" data-testid="kms"><thead><tr><th scope="col">Key</th><th scope="col" class="num">Current version</th>
+      <th scope="col" class="num">Versions kept</th><th scope="col" class="actions"><span class="sr-only">Actions</span></th></tr></thead>
+      <tbody>${data.keys.map((k) => html`<tr key=${k.key} data-key=${k.key}><td><span class="mono strong">${k.key}</span></td>
         <td class="num" data-testid="version">v${k.version}</td><td class="num">${k.versions}</td>
         <td class="actions">${can("kms:Rotate") ? html`<button type="button" class="small-btn" onClick=${async () => {
           if (!confirm(`Rotate ${k.key}? New data is written under a new version; older data still reads.`)) return;

@@ -1,6 +1,6 @@
-// What the settings tabs share: loading a list, a form that shows its refusal inline, a copy
-// button for secrets shown once, and the JSON editor (line numbers, the syntax error marked
-// at its line).
+// What the settings tabs share: loading a list, a form that shows its refusal inline, a chip
+// with a remove button, a copy button for secrets shown once, and the JSON editor (line
+// numbers, the syntax error marked at its line).
 import { html, useEffect, useRef, useState } from "../../html.js";
 import { ApiError, get } from "../../api.js";
 import { ErrorBox } from "../common.js";
@@ -47,6 +47,12 @@ export function Form({ label, onSubmit, children, testid }) {
     <button type="submit" class="primary" disabled=${busy}>${busy ? "…" : label}</button>
     <${ErrorBox} error=${error} label=${refusedLabel(error)} />
   </form>`;
+}
+
+/** A chip with a remove button (when allowed). */
+export function Chip({ text, removeLabel, onRemove }) {
+  return html`<span class="chip">${text}${onRemove ? html`<button type="button" class="chip-x" aria-label=${removeLabel}
+    title=${removeLabel} onClick=${onRemove}>×</button>` : null}</span>`;
 }
 
 export function Notice({ message }) {

@@ -1,24 +1,25 @@
-// Settings → Users: create a user (with a first policy), set a user's password, attach a
-// policy. Group membership is edited on the Groups tab.
+// Settings → Users: create a user (with a first policy), reset a user's password (the user
+// must choose a new one at the next login), attach and detach a policy, delete a user (never
+// oneself). Group membership is edited on the Groups tab.
 import { html, useState } from "../../html.js";
-import { post } from "../../api.js";
+import { enc, post, request, session } from "../../api.js";
 import { when } from "../../format.js";
 import { ErrorBox, Loading } from "../common.js";
-import { Form, Notice, useLoad } from "./shared.js";
+import { Chip, Form, Notice, refusedLabel, useLoad } from "./shared.js";
 
 export function Users({ can }) {
   const [users, error, reload] = useLoad("/api/v1/iam/users");
   const [policies] = useLoad("/api/v1/iam/policies");
   const [message, setMessage] = useState(null);
   const names = (policies ? policies.policies : []).map((p) => p.policy);
+  const done = (m) => { setMessage(m); reload(); };
   return html`
     <${ErrorBox} error=${error} />
     <${Notice} message=${message} />
     ${can("iam:Write") ? html`<${Form} label="Create user" testid="create-user" onSubmit=${async (f) => {
       const pols = f.getAll("policies").filter(Boolean);
       await post("/api/v1/iam/users", { user: f.get("user"), password: f.get("password"), policies: pols });
-      setMessage(`User ${f.get("user")} created.`);
-      reload();
+      done(`User ${f.get("user")} created.`);
     }}>
       <label>User <input name="user" required autocomplete="off" /></label>
       <label>First password <input name="password" type="password" required autocomplete="new-password" /></label>
@@ -28,48 +29,88 @@ export function Users({ can }) {
     ${users ? html`<table class="grid-table" data-testid="users">
       <thead><tr><th scope="col">User</th><th scope="col">Groups</th><th scope="col">Policies</th><th scope="col">Created</th>
         <th scope="col" class="actions"><span class="sr-only">Actions</span></th></tr></thead>
-      <tbody>${users.users.map((u) => html`<tr key=${u.user} data-user=${u.user}>
-        <td class="mono strong">${u.user}${u.requirePasswordChange ? html` <span class="chip">must change password</span>` : null}</td>
-        <td>${u.groups.join(", ") || html`<span class="muted">none</span>`}</td>
-        <td>${u.policies.map((p) => html`<span class="chip" key=${p}>${p}</span>`)}</td>
-        <td class="small">${when(u.createdAt)}</td>
-        <td class="actions"><${UserActions} u=${u} names=${names} can=${can} onDone=${(m) => { setMessage(m); reload(); }} /></td>
-      </tr>`)}</tbody></table>` : null}`;
+      <tbody>${users.users.map((u) => html`<${UserRow} key=${u.user} u=${u} names=${names} can=${can} onDone=${done} />`)}</tbody>
+    </table>` : null}`;
 }
 
-function UserActions({ u, names, can, onDone }) {
-  const [open, setOpen] = useState(null);
+function UserRow({ u, names, can, onDone }) {
   const [error, setError] = useState(null);
-  const [value, setValue] = useState("");
-  const go = async () => {
+  const detach = async (policy) => {
     setError(null);
     try {
-      if (open === "password") {
-        await post("/api/v1/iam/users", { user: u.user, password: value });
-        onDone(`Password of ${u.user} set.`);
-      } else {
-        await post("/api/v1/iam/users", { user: u.user, policies: [...new Set([...u.policies, value])] });
-        onDone(`Policy ${value} attached to ${u.user}.`);
-      }
-      setOpen(null);
-      setValue("");
+      await post("/api/v1/iam/users", { user: u.user, policies: u.policies.filter((p) => p !== policy) });
+      onDone(`Policy ${policy} detached from ${u.user}.`);
     } catch (err) {
       setError(err);
     }
   };
+  return html`<tr data-user=${u.user}>
+    <td><span class="mono strong">${u.user}</span>${u.requirePasswordChange
+      ? html` <span class="chip" data-testid="must-change">must change password</span>` : null}</td>
+    <td>${u.groups.join(", ") || html`<span class="muted">none</span>`}</td>
+    <td data-testid="user-policies">${u.policies.length ? u.policies.map((p) => html`<${Chip} key=${p} text=${p}
+      removeLabel=${`Detach ${p} from ${u.user}`} onRemove=${can("iam:DetachPolicy") ? () => detach(p) : null} />`)
+      : html`<span class="muted">none</span>`}
+      <${ErrorBox} error=${error} label=${refusedLabel(error)} /></td>
+    <td class="small when">${when(u.createdAt)}</td>
+    <td class="actions"><${UserActions} u=${u} names=${names} can=${can} onDone=${onDone} /></td>
+  </tr>`;
+}
+
+function UserActions({ u, names, can, onDone }) {
+  const [open, setOpen] = useState(null); // "password" | "policy" | "delete"
+  const [error, setError] = useState(null);
+  const [value, setValue] = useState("");
+  const [busy, setBusy] = useState(false);
+  const close = () => { setOpen(null); setValue(""); setError(null); };
+  const go = async () => {
+    setError(null);
+    setBusy(true);
+    try {
+      if (open === "password") {
+        // An admin's reset: the user must choose a new password at the next login.
+        await post("/api/v1/iam/users", { user: u.user, password: value, requirePasswordChange: true });
+        onDone(`Password of ${u.user} set. ${u.user} must choose a new one at the next login.`);
+      } else if (open === "delete") {
+        await request("DELETE", `/api/v1/iam/users/${enc(u.user)}`);
+        onDone(`User ${u.user} deleted.`);
+      } else {
+        await post("/api/v1/iam/users", { user: u.user, policies: [...new Set([...u.policies, value])] });
+        onDone(`Policy ${value} attached to ${u.user}.`);
+      }
+      close();
+    } catch (err) {
+      setError(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  const errorBox = html`<${ErrorBox} error=${error} label=${refusedLabel(error)} />`;
+  if (open === "delete") {
+    return html`<div class="confirm" role="group" aria-label=${`Delete ${u.user}`}>
+      <span>Delete ${u.user}? Its access keys go with it.</span>
+      <button type="button" class="danger small-btn" disabled=${busy} onClick=${go}>Yes, delete</button>
+      <button type="button" class="small-btn" onClick=${close}>Cancel</button>
+      ${errorBox}
+    </div>`;
+  }
   if (open) {
     return html`<div class="confirm" role="group" aria-label=${`${open} for ${u.user}`}>
       ${open === "password"
-        ? html`<input type="password" aria-label=${`New password for ${u.user}`} value=${value} onInput=${(e) => setValue(e.currentTarget.value)} />`
+        ? html`<input type="password" aria-label=${`New password for ${u.user}`} autocomplete="new-password" value=${value}
+            onInput=${(e) => setValue(e.currentTarget.value)} />`
         : html`<select aria-label=${`Policy to attach to ${u.user}`} value=${value} onChange=${(e) => setValue(e.currentTarget.value)}>
             <option value="">choose…</option>${names.filter((p) => !u.policies.includes(p)).map((p) => html`<option value=${p}>${p}</option>`)}</select>`}
-      <button type="button" class="primary small-btn" disabled=${!value} onClick=${go}>Save</button>
-      <button type="button" class="small-btn" onClick=${() => setOpen(null)}>Cancel</button>
-      <${ErrorBox} error=${error} label="Failed" />
+      <button type="button" class="primary small-btn" disabled=${!value || busy} onClick=${go}>Save</button>
+      <button type="button" class="small-btn" onClick=${close}>Cancel</button>
+      ${errorBox}
     </div>`;
   }
+  const self = u.user === session.user;
   return html`<div class="row">
     ${can("iam:SetPassword") ? html`<button type="button" class="small-btn" onClick=${() => setOpen("password")}>Reset password</button>` : null}
     ${can("iam:AttachPolicy") ? html`<button type="button" class="small-btn" onClick=${() => setOpen("policy")}>Attach policy</button>` : null}
+    ${can("iam:Write") && !self ? html`<button type="button" class="danger small-btn" aria-label=${`Delete user ${u.user}`}
+      onClick=${() => setOpen("delete")}>Delete</button>` : null}
   </div>`;
 }
