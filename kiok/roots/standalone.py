@@ -2,7 +2,10 @@
 
 The worker is wired to the master through ``InProcessLink`` and ``LocalWorkerHandle`` —
 the same two interfaces the internal protocol implements between processes — so the
-driver, coordinator and store behave exactly as they do in a cluster.
+driver, coordinator and store behave exactly as they do in a cluster. Like a master, it
+serves the internal protocol too (``kiok.master.internal.port``), so more workers can join
+it with a join token; the in-process worker takes its task permits from the same pool as
+theirs (``kiok.scheduler.max.global.concurrency`` counts every task body).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from kiok.errors import StoreUnavailable
 from kiok.master.admin_socket import AdminSocket
 from kiok.master.api.app import create_app
 from kiok.master.api.health import ShutdownNotice
+from kiok.master.internal_server import GlobalPermits, InternalServer
 from kiok.master.node import MasterNode
 from kiok.protocol.link import WorkerInfo
 from kiok.protocol.messages import Assignment, Fence, OfferReply
@@ -54,10 +58,10 @@ class InProcessLink:
     ``Report``/``Log``/``Release`` messages a remote worker sends, handed to the master's
     intake without the wire."""
 
-    def __init__(self, node: MasterNode, max_global_concurrency: int) -> None:
+    def __init__(self, node: MasterNode, permits: GlobalPermits) -> None:
         self._node = node
         self.worker_id = ""  # set once the worker exists
-        self._permits = asyncio.Semaphore(max_global_concurrency)
+        self._permits = permits
 
     def report_tasks(self, run_id: str, fence: Fence, tasks: dict[str, dict[str, Any]]) -> None:
         # Not fsync'd: nobody waits on it, it survives kill -9 (RocksDB's log is written),
@@ -146,16 +150,23 @@ async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
         settings.get_int("kiok.worker.status.port"),
         "kiok.worker.status.port",
     )
+    internal_listener = listen_socket(
+        settings.get_str("kiok.master.host"),
+        settings.get_int("kiok.master.internal.port"),
+        "kiok.master.internal.port",
+    )
     signals = Signals()
     node = MasterNode(settings, clock_ms)
     await node.start()
     admin_socket = AdminSocket(node, Path(settings.get_str("kiok.admin.socket.path") or data / "admin.sock"))
     await admin_socket.start()
-    link = InProcessLink(node, settings.get_int("kiok.scheduler.max.global.concurrency"))
+    internal = InternalServer(node)
+    link = InProcessLink(node, internal.permits)
     worker = build_worker(settings, link, environ, isolation, worker_id)
     link.worker_id = worker.id
     status_addr = status_url(settings, tls.serves_tls)
     node.coordinator.add_worker(LocalWorkerHandle(worker, status_addr))
+    await internal.start(internal_listener, tls.server_context(require_client_cert=True))
     shutdown = ShutdownNotice()
     admin = http_server(
         create_app(
@@ -197,9 +208,12 @@ async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
         asyncio.create_task(DataDirWatch(lock).run(node.fence_stores), name="data-dir-watch"),
     ]
     log.info(
-        "kiok standalone: admin API on %s://%s, worker %s status on %s, data in %s",
+        "kiok standalone: admin API on %s://%s, internal protocol on %s:%d, worker %s status on %s, "
+        "data in %s",
         "https" if tls.serves_tls else "http",
         node.admin_address,
+        settings.get_str("kiok.master.host"),
+        settings.get_int("kiok.master.internal.port"),
         worker.id,
         status_addr,
         data,
@@ -217,6 +231,7 @@ async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
         "their runs resume after a restart",
     )
     worker.env.work_dirs.discard()
+    await internal.stop()  # the other workers go; their runs resume after a restart
     admin.should_exit = status.should_exit = True
     for task in servers[2:]:
         task.cancel()

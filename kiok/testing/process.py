@@ -102,6 +102,15 @@ class Standalone:
         return env
 
     @property
+    def internal_address(self) -> str:
+        return f"127.0.0.1:{self.internal_port}"
+
+    def join_token(self) -> str:
+        r = self.api("POST", "/api/v1/admin/join-tokens", json={"role": "worker"})
+        assert r.status_code == 201, r.text
+        return str(r.json()["token"])
+
+    @property
     def scheme(self) -> str:
         return "https" if self.env.get("KIOK_TLS_CERT") else "http"
 
@@ -266,15 +275,6 @@ class Master(Standalone):
 
     command = "master"
     ready_path = "/healthz"
-
-    @property
-    def internal_address(self) -> str:
-        return f"127.0.0.1:{self.internal_port}"
-
-    def join_token(self) -> str:
-        r = self.api("POST", "/api/v1/admin/join-tokens", json={"role": "worker"})
-        assert r.status_code == 201, r.text
-        return str(r.json()["token"])
 
     def wait_open(self, timeout_s: float = 30) -> None:
         self.wait_for(

@@ -29,6 +29,7 @@ def refusal(data: Path, **env: str) -> str:
     full.update(
         KIOK_BASE_DATA_DIR=str(data),
         KIOK_MASTER_ADMIN_PORT=str(free_port()),
+        KIOK_MASTER_INTERNAL_PORT=str(free_port()),
         KIOK_WORKER_STATUS_PORT=str(free_port()),
         KIOK_WORKER_TASK_ISOLATION="none",
         KIOK_KMS_PBKDF2_ITERATIONS="1000",

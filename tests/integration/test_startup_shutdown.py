@@ -70,6 +70,7 @@ def test_a_data_directory_in_use_refuses_the_second_process_in_one_line(
     [
         ("standalone", "admin_port", "kiok.master.admin.port"),
         ("standalone", "status_port", "kiok.worker.status.port"),
+        ("standalone", "internal_port", "kiok.master.internal.port"),
         ("master", "admin_port", "kiok.master.admin.port"),
         ("master", "internal_port", "kiok.master.internal.port"),
         ("worker", "status_port", "kiok.worker.status.port"),
