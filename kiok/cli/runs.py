@@ -294,6 +294,8 @@ def render_run(run: Any, now: datetime) -> str:
         ("duration", elapsed(run.get("startedAt"), run.get("endedAt"), now)),
         ("args", " ".join(f"{k}={v}" for k, v in args.items()) if isinstance(args, dict) and args else NONE),
     ]
+    if run.get("reason"):  # why the masters failed it (its run timeout)
+        header.insert(3, ("reason", text(run["reason"])))
     if run.get("logsPurgedAt"):
         header.append(("logs", f"purged {text(run['logsPurgedAt'])} (retention)"))
     header = [(name, visible(value)) for name, value in header]  # args come from trigger-only users

@@ -59,7 +59,10 @@ def rerun_selection(
     elif req.only_failed:
         seeds = {tid for tid in spec.task_ids if tasks.get(tid, UNSTARTED).state is not TaskState.SUCCESS}
         if not seeds:
-            raise Conflict("nothing to re-run: every task succeeded (pass from, or onlyFailed false)")
+            raise Conflict(
+                "nothing to re-run: every task succeeded (re-run from a task, or all of them: "
+                "'from' or 'onlyFailed: false' in the API, --from TASK or --all in the CLI)"
+            )
     else:
         seeds = set(spec.task_ids)
     chosen = _downstream_closure(spec, seeds)

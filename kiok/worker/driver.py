@@ -168,7 +168,13 @@ class RunDriver:
             self._pump()
             if adv.run_state is not None and not self._attempts:
                 self.state = adv.run_state
-                self._event(f"run finished {adv.run_state.value.upper()}")
+                # Cancelled, the masters decide how the run ends (FAILED past its run timeout):
+                # this line says why it stopped, not a state they may not give it.
+                self._event(
+                    f"run stopped, {self._cancel_reason}"
+                    if self._cancelled
+                    else f"run finished {adv.run_state.value.upper()}"
+                )
                 self._runlog.close()
                 self.flush_reports()
                 return adv.run_state
