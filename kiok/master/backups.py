@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import shutil
 import threading
 import time
@@ -278,7 +279,11 @@ class BackupService:
                 if node.raft is not None:
                     await node.log.propose(
                         c.RestoreBackup(
-                            at_ms=self._clock(), backup_id=backup_id, manifest_sha256=manifest.digest, by=by
+                            at_ms=self._clock(),
+                            backup_id=backup_id,
+                            manifest_sha256=manifest.digest,
+                            by=by,
+                            signing_key=secrets.token_bytes(32),
                         )
                     )
                     return manifest
@@ -319,6 +324,7 @@ class BackupService:
             backup_id=restore.backup_id,
             manifest_sha256=restore.manifest_sha256,
             by=restore.by,
+            signing_key=secrets.token_bytes(32),  # sessions from before the restore end
         )
         if not restore_well_formed(cmd):
             log.warning(

@@ -55,5 +55,8 @@ def apply_restore_backup(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
         "raftIndex": cmd.raft_index or None,
     }
     txn.put(k.META, k.LAST_RESTORE, record)
+    if cmd.signing_key:
+        txn.put(k.IAM, k.SIGNING_KEY, cmd.signing_key)  # encrypted, as IAM is
+        fx.signing_key_changed = True
     fx.restored = cmd.backup_id
     return record

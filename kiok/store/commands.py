@@ -631,6 +631,10 @@ class RestoreBackup(Command):
     manifest_sha256: str = ""
     by: str = ""
     raft_index: int = 0
+    #: A new token signing key, stored on top of the restored state: tokens issued before the
+    #: restore end (a backup of this cluster holds the key they were signed with). Empty in
+    #: entries from before it was added: the restored key stays.
+    signing_key: bytes = b""
 
 
 # --- job logs archived to S3 --------------------------------------------------------------------

@@ -35,13 +35,16 @@ def grant(admin: Standalone, name: str, *, via_group: bool = False) -> None:
     ok(admin.api("POST", "/api/v1/iam/users", json=user), 201)
 
 
-def before_a_grant(admin: Standalone, name: str) -> str:
-    """User ``name`` without rights, backed up, then granted ``dags:List``: the backup's id."""
+def before_a_grant(admin: Standalone, name: str) -> tuple[str, dict[str, str]]:
+    """User ``name`` without rights and an access key of its, backed up, then granted
+    ``dags:List``: the backup's id, and the key's headers (a credential that outlives a
+    restore, unlike a session: a restore ends those)."""
     ok(admin.api("POST", "/api/v1/iam/users", json={"user": name, "password": PASSWORD}), 201)
+    key = ok(admin.api("POST", "/api/v1/iam/access-keys", json={"user": name}), 201)
     backup = str(ok(admin.api("POST", "/api/v1/admin/backup", timeout=120), 201)["backupId"])
     ok(admin.api("POST", "/api/v1/iam/policies", json={"policy": name, "document": LIST}), 201)
     ok(admin.api("POST", "/api/v1/iam/users", json={"user": name, "policies": [name]}), 201)
-    return backup
+    return backup, {"Authorization": f"AccessKey {key['accessKeyId']}:{key['secretAccessKey']}"}
 
 
 def status(node: Standalone, headers: dict[str, str]) -> int:
@@ -111,12 +114,14 @@ def test_the_request_after_each_iam_change_is_refused(standalone_factory: Any, t
     assert status(node, by_key) == 401
 
     # A restore of a backup taken before the user had any right.
-    backup = before_a_grant(node, "late")
+    backup, by_key = before_a_grant(node, "late")
     late = as_user(node, "late", PASSWORD)
     cached(node, late)
+    cached(node, by_key)
     restore = {"confirm": backup}
     ok(node.api("POST", f"/api/v1/admin/backups/{backup}/restore", json=restore, timeout=120))
-    assert status(node, late) == 403
+    assert status(node, by_key) == 403  # the key is in the backup; the right it had is not
+    assert status(node, late) == 401  # the session ended with the restore
 
 
 @pytest.fixture
@@ -155,12 +160,14 @@ def changes_reach_every_master(
         assert {m.url: status(m, h) for m, h in headers.items()} == {m.url: 403 for m in headers}
 
     # A restore of a backup taken before the user had any right, sent to a follower.
-    backup = before_a_grant(leader, "late")
+    backup, by_key = before_a_grant(leader, "late")
     group.settle()
     late = {m: as_user(m, "late", PASSWORD) for m in (leader, follower, other)}
     for m, h in late.items():
         cached(m, h)
+        cached(m, by_key)
     restore = {"confirm": backup}
     ok(follower.api("POST", f"/api/v1/admin/backups/{backup}/restore", json=restore, timeout=120))
     group.settle()
-    assert {m.url: answered(m, h) for m, h in late.items()} == {m.url: 403 for m in late}
+    assert {m.url: answered(m, by_key) for m in late} == {m.url: 403 for m in late}
+    assert {m.url: answered(m, h) for m, h in late.items()} == {m.url: 401 for m in late}

@@ -68,7 +68,7 @@ def picture(node: Standalone, runs: dict[str, str]) -> dict[str, Any]:
 
 
 def fresh_login(node: Standalone) -> None:
-    """The restored store has the original's signing key: log in again."""
+    """A restore ends the sessions from before it: log in again."""
     node._token = None
 
 
@@ -201,7 +201,15 @@ def test_schedule_and_cli(standalone_factory: Any, tmp_path: Path) -> None:
     assert ok(node.api("GET", "/api/v1/admin/backups"))["lastRestore"] is None
     refused = cli("admin", "restore", backup_id)
     assert refused.returncode != 0 and "--yes" in refused.stderr
+    before = node.api("GET", "/api/v1/me")
+    assert before.status_code == 200
+    held = before.request.headers["Authorization"]
     assert f"restored {backup_id}" in cli.ok("admin", "restore", backup_id, "--yes")
+    # Sessions from before the restore end (the backup holds the key they were signed with):
+    # the API token and the CLI's saved login alike.
+    gone = node.http("GET", node.url + "/api/v1/me", headers={"Authorization": held})
+    assert gone.status_code == 401, gone.text
+    assert cli("admin", "backups").returncode != 0
     # The restore is recorded on top of the restored state: the API and the CLI show it.
     cli.ok("login", "--user", "admin", "--password", ADMIN_PASSWORD)
     fresh_login(node)
