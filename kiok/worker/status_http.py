@@ -132,6 +132,9 @@ def create_status_app(
         on_undrain()
         return JSONResponse({"draining": False, "activeRuns": len(worker.active_runs)})
 
+    async def drain_or_undo(request: Request) -> JSONResponse:
+        return await (undrain if request.method == "DELETE" else drain)(request)
+
     async def cluster_health(_: Request) -> JSONResponse:
         state = master_connection()
         return JSONResponse(
@@ -143,8 +146,9 @@ def create_status_app(
             Route("/health", health),
             Route("/ready", ready),
             Route("/status", status),
-            Route("/drain", drain, methods=["POST"]),
-            Route("/drain", undrain, methods=["DELETE"]),
+            # One route for both methods: two would answer a third method with the first's
+            # ``Allow`` alone.
+            Route("/drain", drain_or_undo, methods=["POST", "DELETE"]),
             Route("/undrain", undrain, methods=["POST"]),
             Route("/cluster/health", cluster_health),
         ],

@@ -193,3 +193,5 @@ def test_an_unknown_path_or_method_on_the_status_port_is_a_json_error(shared_kio
     wrong = shared_kiok.http("PUT", shared_kiok.status_url + "/health")
     assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
     assert "GET" in wrong.headers["allow"]
+    drain = shared_kiok.http("PUT", shared_kiok.status_url + "/drain")  # POST drains, DELETE undoes
+    assert drain.status_code == 405 and set(drain.headers["allow"].split(", ")) == {"POST", "DELETE"}
