@@ -39,7 +39,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from kiok.errors import KiokError
+from kiok.errors import KiokError, NotFound
 from kiok.security.kms import Cipher
 from kiok.store import commands as c
 from kiok.store.commandlog import CommandLog
@@ -289,6 +289,9 @@ class Archival:
         self.archiver: LogArchiver | None = None
         #: Archived objects found corrupt (logged once each).
         self._corrupt: set[str] = set()
+        #: Whether the job-log store still indexes a segment (``JobLogStore.holds_segment``):
+        #: an object missing for a segment it no longer holds was deleted by kiok meanwhile.
+        self.holds: Callable[[Segment], bool] = lambda seg: True
 
     def store(self) -> ObjectStore | None:
         if not self._resolved:
@@ -308,7 +311,10 @@ class Archival:
             )
         try:
             return read_range(store, self._cipher(), seg, start, end)
-        except ObjectMissing:  # deleted from the bucket behind kiok's back: as lost as altered
+        except ObjectMissing:
+            if not self.holds(seg):  # the run (or its logs) deleted since the read began
+                raise NotFound(f"log {seg.run_id}/{seg.task_id} was deleted") from None
+            # Deleted from the bucket behind kiok's back: as lost as altered.
             problem = ArchiveCorrupt(
                 f"the archived log {seg.run_id}/{seg.task_id}, bytes {seg.start}-{seg.end}, is "
                 f"missing from the object store (S3 object {seg.key} was deleted outside kiok); "

@@ -479,9 +479,15 @@ def _ignore(fut: asyncio.Future[Any]) -> None:
 
 
 class InternalServer:
-    def __init__(self, node: MasterNode) -> None:
+    def __init__(
+        self, node: MasterNode, *, reserved_ids: Iterable[str] = (), permits: GlobalPermits | None = None
+    ) -> None:
+        """``reserved_ids``: worker ids no connection may take (a standalone's own worker,
+        which is never admitted through a token: one joining under its id would replace it).
+        ``permits``: the global task permits, when shared with a worker in this process."""
         s = node.settings
         self.node = node
+        self._reserved = frozenset(reserved_ids)
         self.heartbeat_interval_ms = s.get_int("kiok.worker.heartbeat.interval.ms")
         self.heartbeat_timeout_s = s.get_int("kiok.worker.heartbeat.timeout.ms") / 1000
         self.offer_timeout_s = max(
@@ -490,7 +496,7 @@ class InternalServer:
         self.connect_timeout_s = s.get_int("kiok.internal.connect.timeout.ms") / 1000
         self.io_timeout_s = s.get_int("kiok.internal.io.timeout.ms") / 1000
         self.max_frame = s.get_int("kiok.internal.max.frame.bytes")
-        self.permits = GlobalPermits(s.get_int("kiok.scheduler.max.global.concurrency"))
+        self.permits = permits or GlobalPermits(s.get_int("kiok.scheduler.max.global.concurrency"))
         self._limiter = FailureLimiter(
             s.get_int("kiok.auth.worker.max.failures"), s.get_int("kiok.auth.login.window.seconds") * 1000
         )
@@ -615,6 +621,15 @@ class InternalServer:
         worker_id = hello.worker
         if not _WORKER_ID.match(worker_id):
             raise ProtocolError(f"invalid worker id {worker_id[:128]!r}")
+        if worker_id in self._reserved:  # before a join token is spent
+            await self._refuse(
+                writer,
+                Refusal.UNAUTHENTICATED,
+                f"worker id {worker_id!r} is this standalone's own worker's: "
+                "give the joining worker another kiok.worker.id",
+                address,
+            )
+            return None
         credential = await self._authenticate(hello, worker_id, address, writer)
         if credential is None:
             return None

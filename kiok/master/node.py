@@ -163,6 +163,7 @@ class MasterNode:
             ),
         )
         self.joblog.attach_archive(self.archival.fetch)
+        self.archival.holds = self.joblog.holds_segment
         # A restore a crash interrupted mid-swap is finished before anything reads the stores.
         applied = self._raw.get(keys.KMS, keys.RAFT_APPLIED.encode())
         redone = finish_interrupted(data, self.backup_sources(), 0 if applied is None else int(applied))

@@ -137,7 +137,14 @@ class Notifier:
             if sla_missed(run, terms.sla_ms, self._clock()):
                 await self._log.propose(c.NotifySlaMiss(at_ms=self._clock(), run_id=run["runId"]))
         now = self._clock()
-        for raw in self._reader.notifications():
+        due = self._reader.notifications()
+        # Retries of entries gone from the outbox (their run was deleted) are forgotten: a
+        # retry time left behind, once past, would make every pass start at once, for ever.
+        present = {raw["key"] for raw in due}
+        for key in [k for k in self._next_ms if k not in present and k not in self._in_flight]:
+            self._next_ms.pop(key, None)
+            self._attempts.pop(key, None)
+        for raw in due:
             key = raw["key"]
             if key in self._in_flight or self._next_ms.get(key, 0) > now:
                 continue

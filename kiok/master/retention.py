@@ -140,7 +140,8 @@ class RetentionSweeper:
             if ids:
                 at = self._clock()
                 if want is Verdict.DELETE:
-                    result = await self._log.propose(c.DeleteRuns(at_ms=at, run_ids=tuple(ids)))
+                    delete = c.DeleteRuns(at_ms=at, run_ids=tuple(ids), drop_notifications=True)
+                    result = await self._log.propose(delete)
                     done += len(result["deleted"])
                 else:
                     result = await self._log.propose(c.PurgeRunLogs(at_ms=at, run_ids=tuple(ids)))

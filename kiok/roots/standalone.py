@@ -160,10 +160,11 @@ async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
     await node.start()
     admin_socket = AdminSocket(node, Path(settings.get_str("kiok.admin.socket.path") or data / "admin.sock"))
     await admin_socket.start()
-    internal = InternalServer(node)
-    link = InProcessLink(node, internal.permits)
+    permits = GlobalPermits(settings.get_int("kiok.scheduler.max.global.concurrency"))
+    link = InProcessLink(node, permits)
     worker = build_worker(settings, link, environ, isolation, worker_id)
     link.worker_id = worker.id
+    internal = InternalServer(node, reserved_ids=(worker.id,), permits=permits)
     status_addr = status_url(settings, tls.serves_tls)
     node.coordinator.add_worker(LocalWorkerHandle(worker, status_addr))
     await internal.start(internal_listener, tls.server_context(require_client_cert=True))

@@ -40,13 +40,20 @@ def apply_set_backup_cron(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
 def restore_well_formed(cmd: c.RestoreBackup) -> bool:
     """Whether the swap may be attempted at all (a malformed entry swaps nothing anywhere and
     is refused by ``apply_restore_backup``)."""
-    return valid_backup_id(cmd.backup_id) and _SHA256.fullmatch(cmd.manifest_sha256) is not None
+    return (
+        valid_backup_id(cmd.backup_id)
+        and _SHA256.fullmatch(cmd.manifest_sha256) is not None
+        and (not cmd.signing_key or len(cmd.signing_key) >= 32)  # as ``SealSigningKey`` asks
+    )
 
 
 def apply_restore_backup(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     assert isinstance(cmd, c.RestoreBackup)
     if not restore_well_formed(cmd):
-        raise InvalidInput("restore_backup: a backup id and its manifest's sha256 (64 hex digits)")
+        raise InvalidInput(
+            "restore_backup: a backup id, its manifest's sha256 (64 hex digits) and, if any, a "
+            "signing key of at least 32 bytes"
+        )
     record = {
         "backupId": cmd.backup_id,
         "manifestSha256": cmd.manifest_sha256,

@@ -60,7 +60,7 @@ def apply_delete_runs(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
                 )
             kept.append(run_id)
             continue
-        _delete_run(txn, run)
+        _delete_run(txn, run, drop_notifications=cmd.drop_notifications)
         deleted.append(run_id)
         if not run.get("logsPurgedMs"):
             fx.log_deletes.append(run_id)
@@ -68,13 +68,13 @@ def apply_delete_runs(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     return {"deleted": deleted, "kept": kept}
 
 
-def _delete_run(txn: Txn, run: dict[str, Any]) -> None:
+def _delete_run(txn: Txn, run: dict[str, Any], *, drop_notifications: bool) -> None:
     run_id, dag_id = run["runId"], run["dagId"]
     for task_key, _ in list(txn.scan(k.META, k.tasks_prefix(run_id))):
         txn.delete(k.META, task_key)
-    # Its notifications not yet delivered go too: nothing is told of a run that is gone.
-    for notify_key, _ in list(txn.scan(k.META, f"{k.NOTIFY_PREFIX}{run_id}/")):
-        txn.delete(k.META, notify_key)
+    if drop_notifications:  # nothing is told of a run that is gone
+        for notify_key, _ in list(txn.scan(k.META, f"{k.NOTIFY_PREFIX}{run_id}/")):
+            txn.delete(k.META, notify_key)
     for key in (k.run(run_id), k.run_task_ids(run_id), k.run_spec(run_id), k.active_run(run_id)):
         txn.delete(k.META, key)
     unindex(txn, run)

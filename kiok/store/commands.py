@@ -580,6 +580,9 @@ class DeleteRuns(Command):
     kind: ClassVar[str] = "delete_runs"
     run_ids: tuple[str, ...] = ()
     strict: bool = False
+    #: Their notifications not yet delivered go too (False in entries from before it was
+    #: added: every master decides those as the kiok that wrote them did).
+    drop_notifications: bool = False
 
     @property
     def weight(self) -> int:

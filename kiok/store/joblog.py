@@ -150,6 +150,10 @@ class JobLogStore:
         self._archived[(run_id, task_id)] = end
         return end
 
+    def holds_segment(self, seg: Segment) -> bool:
+        """Whether ``seg`` is still an archived segment of its log (not deleted meanwhile)."""
+        return self._segment_at(seg.run_id, seg.task_id, seg.start) == seg
+
     def _segment_at(self, run_id: str, task_id: str, offset: int) -> Segment | None:
         prefix = b"s" + _prefix(run_id, task_id)
         for key, value in self._kv.scan(

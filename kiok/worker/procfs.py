@@ -20,11 +20,25 @@ CLOCK_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 STATE, PGRP, START_TIME = 0, 2, 19
 
 
+#: One read of a /proc file: it gives a page or so at a time whatever is asked (a larger
+#: buffer only costs more to allocate).
+_READ = 65536
+
+
+def read_all(fd: int) -> bytes:
+    """All of the /proc file open at ``fd``, from its start, produced afresh: read until its
+    end, since a list (a process's children, System V objects) may take several reads."""
+    chunks = [os.pread(fd, _READ, 0)]
+    while chunks[-1]:
+        chunks.append(os.pread(fd, _READ, sum(map(len, chunks))))
+    return b"".join(chunks)
+
+
 def read(path: str) -> bytes:
-    """A small /proc file (one read: they are produced whole)."""
+    """All of /proc file ``path``."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        return os.read(fd, 65536)
+        return read_all(fd)
     finally:
         os.close(fd)
 

@@ -18,6 +18,8 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 
+from kiok.worker import procfs
+
 #: Set by the worker (``Isolation.spawner_env``) for a spawner in a pid and mount namespace of
 #: its own: what to make private there, ``tmp`` and (in an IPC namespace too) ``ipc``, comma
 #: separated. Removed from the environment before any task could inherit it.
@@ -139,9 +141,6 @@ _IPC_RMID = 0
 #: number before the command); the ``*_INFO`` command that counts the objects in use, and
 #: where the count is in what it fills (an int's index: ``used_ids``, ``semusz``, ``msgpool``).
 _SYSV = (("shm", "shmctl", 14, 0), ("sem", "semctl", 19, 7), ("msg", "msgctl", 12, 0))
-#: One read of such a list (/proc gives a page or so at a time; a 1 MiB buffer would cost
-#: ~12 µs a read, this ~1).
-_SYSV_READ = 65536
 
 
 class Scratch:
@@ -175,20 +174,11 @@ class Scratch:
         for fd, in_use, remove in self._sysv:
             if not in_use():
                 continue
-            for line in _read_all(fd).splitlines()[1:]:  # a header, then: key id ...
+            for line in procfs.read_all(fd).splitlines()[1:]:  # a header, then: key id ...
                 fields = line.split()
                 if len(fields) > 1 and fields[1].isdigit():
                     remove(int(fields[1]))
                     yield
-
-
-def _read_all(fd: int) -> bytes:
-    """All of /proc file ``fd`` from its start, read afresh (a page or so a read: two reads
-    when it is a header alone)."""
-    chunks = [os.pread(fd, _SYSV_READ, 0)]
-    while chunks[-1]:
-        chunks.append(os.pread(fd, _SYSV_READ, sum(map(len, chunks))))
-    return b"".join(chunks)
 
 
 def _looks(fd: int) -> tuple[int, int, int, int]:

@@ -800,13 +800,13 @@ class Spawner:
 
     def _own_children(self) -> list[int]:
         """The children of this process (one thread), read on every attempt's end through a
-        descriptor kept open: a read at offset 0 produces the list afresh, in ~0.5 µs against
-        ~5 µs to open the file each time."""
+        descriptor kept open: a read at offset 0 produces the list afresh (a page a read:
+        read to its end), in ~1 µs against ~5 µs to open the file each time."""
         try:
             if self._children_fd is None:
                 path = f"/proc/{self._pid}/task/{self._pid}/children"
                 self._children_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            return [int(pid) for pid in os.pread(self._children_fd, 65536, 0).split()]
+            return [int(pid) for pid in procfs.read_all(self._children_fd).split()]
         except OSError:
             return procfs.children(self._pid, threads=False)
 

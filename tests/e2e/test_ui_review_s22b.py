@@ -140,6 +140,21 @@ def test_a_reset_password_must_be_changed_at_the_next_login(
     context.close()
     assert console.errors == []
 
+    # Unticked (a scripts' user, whose access keys a required change would refuse): set only.
+    context, page, console = signed_in(browser, kiok, "/settings/users")
+    row = page.locator("tr[data-user=bob]")
+    row.get_by_role("button", name="Reset password").click()
+    row.get_by_label("New password for bob").fill(NEW_PW)
+    row.get_by_label("must choose a new one at next login").uncheck()
+    page.screenshot(path=str(shots / "s22b-users-reset-untick.png"))
+    row.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_contain_text("Password of bob set.")
+    assert users(kiok)["bob"]["requirePasswordChange"] is False
+    # One's own password is changed under Settings → Password, not reset here.
+    expect(page.locator("tr[data-user=admin]").get_by_role("button", name="Reset password")).to_have_count(0)
+    context.close()
+    assert console.errors == []
+
 
 def test_delete_a_user_and_detach_a_policy_as_permitted(kiok: Standalone, browser: Any, shots: Path) -> None:
     from playwright.sync_api import expect
@@ -149,7 +164,9 @@ def test_delete_a_user_and_detach_a_policy_as_permitted(kiok: Standalone, browse
     context, page, console = signed_in(browser, kiok, "/settings/users")
     row = page.locator("tr[data-user=carol]")
     expect(row.get_by_role("button", name="Delete user carol")).to_be_visible()
-    expect(page.locator("tr[data-user=admin]").get_by_role("button", name="Reset password")).to_be_visible()
+    expect(page.locator("tr[data-user=admin]").get_by_role("button", name="Attach policy")).to_be_visible()
+    # Neither reset nor delete for oneself.
+    expect(page.locator("tr[data-user=admin]").get_by_role("button", name="Reset password")).to_have_count(0)
     expect(page.locator("tr[data-user=admin]").get_by_role("button", name="Delete user admin")).to_have_count(
         0
     )

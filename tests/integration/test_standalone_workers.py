@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from kiok.testing.process import Standalone, WorkerProcess
 
 
@@ -18,6 +20,16 @@ def test_a_worker_joins_a_standalone_and_shares_its_global_task_limit(
     )
     processes.append(kiok.start())
     token = kiok.join_token()
+    # A worker naming the standalone's own worker's id is refused before the token is spent
+    # (admitted, it would replace that worker in the coordinator and claim its runs).
+    [own] = [w["id"] for w in kiok.api("GET", "/api/v1/cluster").json()["workers"]]
+    with_token = {"KIOK_WORKER_JOIN_TOKEN": token}
+    impostor = WorkerProcess(tmp_path / "impostor", kiok.internal_address, own, with_token)
+    processes.append(impostor)
+    with pytest.raises((TimeoutError, RuntimeError)):
+        impostor.start(timeout_s=1)
+    kiok.wait_for(lambda: "standalone's own worker's" in impostor.read_log(), 10, "the impostor refused")
+    impostor.stop()
     joined = WorkerProcess(
         tmp_path / "joined",
         kiok.internal_address,
@@ -26,7 +38,7 @@ def test_a_worker_joins_a_standalone_and_shares_its_global_task_limit(
     )
     processes.append(joined.start())
     workers = {w["id"] for w in kiok.api("GET", "/api/v1/cluster").json()["workers"]}
-    assert "joined" in workers and len(workers) == 2, workers
+    assert workers == {own, "joined"}, workers  # the token was still good
 
     gate = task_tmp_path / "gate"  # where the tasks' users may look
     local = kiok.register(

@@ -255,3 +255,30 @@ def test_orphan_plan_takes_unknown_runs_old_enough_and_only_keys_kiok_makes() ->
         "gone": sorted([segment_key("gone", "t", 0, 5), segment_key("gone", "__run__", 0, 9)])
     }
     assert plan.young == 1
+
+
+def test_a_missing_object_is_not_found_when_kiok_deleted_its_log_and_corrupt_otherwise(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A read racing kiok's own deletion of a run (its segment read, then the run deleted with
+    its objects) is told the log is gone (404), with nothing logged; an object deleted from
+    the bucket behind kiok's back while its log still names it is a clear 500, logged once."""
+    from kiok.errors import NotFound
+    from kiok.master.archival import Archival
+    from kiok.store.objects import DirObjectStore
+
+    ring = Keyring.generate()
+    archival = Archival(
+        lambda: DirObjectStore(tmp_path / "bucket"), lambda: Cipher(ring, "joblog-encryption"), interval_s=1
+    )
+    seg = Segment("r-1-1", "t", 0, 10)
+    held = {seg}
+    archival.holds = lambda s: s in held
+    with caplog.at_level(logging.ERROR, logger="kiok.master.archival"):
+        for _ in range(2):
+            with pytest.raises(ArchiveCorrupt, match="missing from the object store"):
+                archival.fetch(seg, 0, 10)
+        held.clear()
+        with pytest.raises(NotFound, match="r-1-1/t was deleted"):
+            archival.fetch(seg, 0, 10)
+    assert len([r for r in caplog.records if "missing from the object store" in r.getMessage()]) == 1

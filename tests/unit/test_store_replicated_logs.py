@@ -25,6 +25,9 @@ from kiok.store.txn import Txn
 
 def test_append_logs_becomes_an_effect_in_order_and_writes_no_state() -> None:
     kv = MemoryKV(list(k.SPACES))
+    seed = Txn(kv)
+    seed.put(k.META, k.run("r1"), {"runId": "r1", "state": "RUNNING"})  # master lines need their run
+    kv.write(seed.writes(), sync=False)
     txn, fx = Txn(kv), Effects()
     apply(txn, c.AppendLogs(at_ms=1, chunks=[["r1", "t", b"one\n"], ["r1", "__run__", b"x\n"]]), fx)
     assert fx.log_appends == [("r1", "t", b"one\n", None), ("r1", "__run__", b"x\n", None)]

@@ -236,7 +236,9 @@ async def delete_run(
     """Delete a finished run with its task records and job logs (a running or pending run
     gets 409: cancel it first). Deleting it again gets 404."""
     node = node_of(request)
-    await node.log.propose(c.DeleteRuns(at_ms=node.clock_ms(), run_ids=(run_id,), strict=True))
+    await node.log.propose(
+        c.DeleteRuns(at_ms=node.clock_ms(), run_ids=(run_id,), strict=True, drop_notifications=True)
+    )
     return {"deleted": run_id}
 
 

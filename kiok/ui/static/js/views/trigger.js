@@ -107,9 +107,10 @@ function Field({ field, value, error, onChange }) {
     input = html`<textarea ...${typed} rows="3" class="mono"></textarea>`;
   } else if (field.kind === "integer" || field.kind === "number") {
     // Text, not type=number: that one drops letters silently and reports a blank; here the
-    // user sees what was typed and why it is refused.
+    // user sees what was typed and why it is refused. A numeric keypad only when the value
+    // cannot be negative: a phone's has no minus key.
     input = html`<input type="text" ...${typed} autocomplete="off"
-      inputmode=${field.kind === "integer" && rule.minimum >= 0 ? "numeric" : "decimal"} />`;
+      inputmode=${rule.minimum >= 0 ? (field.kind === "integer" ? "numeric" : "decimal") : undefined} />`;
   } else {
     input = html`<input type="text" ...${typed} />`;
   }

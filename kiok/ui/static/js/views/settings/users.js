@@ -1,6 +1,6 @@
-// Settings → Users: create a user (with a first policy), reset a user's password (the user
-// must choose a new one at the next login), attach and detach a policy, delete a user (never
-// oneself). Group membership is edited on the Groups tab.
+// Settings → Users: create a user (with a first policy), reset another user's password (by
+// default the user must choose a new one at the next login; one's own is changed under
+// Settings → Password), attach and detach a policy, delete a user (never oneself). Group membership is edited on the Groups tab.
 import { html, useState } from "../../html.js";
 import { enc, post, request, session } from "../../api.js";
 import { when } from "../../format.js";
@@ -35,21 +35,28 @@ export function Users({ can }) {
 
 function UserRow({ u, names, can, onDone }) {
   const [error, setError] = useState(null);
+  const [busy, setBusy] = useState(false);
   const detach = async (policy) => {
+    if (busy) return; // a second click would send the list the first one changed
     setError(null);
+    setBusy(true);
     try {
       await post("/api/v1/iam/users", { user: u.user, policies: u.policies.filter((p) => p !== policy) });
       onDone(`Policy ${policy} detached from ${u.user}.`);
     } catch (err) {
       setError(err);
+    } finally {
+      setBusy(false);
     }
   };
+  // The API checks iam:Write on the user as well as iam:DetachPolicy on the policy.
+  const mayDetach = can("iam:DetachPolicy") && can("iam:Write");
   return html`<tr data-user=${u.user}>
     <td><span class="mono strong">${u.user}</span>${u.requirePasswordChange
       ? html` <span class="chip" data-testid="must-change">must change password</span>` : null}</td>
     <td>${u.groups.join(", ") || html`<span class="muted">none</span>`}</td>
     <td data-testid="user-policies">${u.policies.length ? u.policies.map((p) => html`<${Chip} key=${p} text=${p}
-      removeLabel=${`Detach ${p} from ${u.user}`} onRemove=${can("iam:DetachPolicy") ? () => detach(p) : null} />`)
+      removeLabel=${`Detach ${p} from ${u.user}`} onRemove=${mayDetach ? () => detach(p) : null} />`)
       : html`<span class="muted">none</span>`}
       <${ErrorBox} error=${error} label=${refusedLabel(error)} /></td>
     <td class="small when">${when(u.createdAt)}</td>
@@ -61,16 +68,20 @@ function UserActions({ u, names, can, onDone }) {
   const [open, setOpen] = useState(null); // "password" | "policy" | "delete"
   const [error, setError] = useState(null);
   const [value, setValue] = useState("");
+  const [mustChange, setMustChange] = useState(true);
   const [busy, setBusy] = useState(false);
-  const close = () => { setOpen(null); setValue(""); setError(null); };
+  const close = () => { setOpen(null); setValue(""); setError(null); setMustChange(true); };
   const go = async () => {
     setError(null);
     setBusy(true);
     try {
       if (open === "password") {
-        // An admin's reset: the user must choose a new password at the next login.
-        await post("/api/v1/iam/users", { user: u.user, password: value, requirePasswordChange: true });
-        onDone(`Password of ${u.user} set. ${u.user} must choose a new one at the next login.`);
+        // An admin's reset: by default the user must choose a new password at the next login
+        // (until then its access keys are refused too: unticked for a scripts' user).
+        await post("/api/v1/iam/users", { user: u.user, password: value, requirePasswordChange: mustChange });
+        onDone(mustChange
+          ? `Password of ${u.user} set. ${u.user} must choose a new one at the next login.`
+          : `Password of ${u.user} set.`);
       } else if (open === "delete") {
         await request("DELETE", `/api/v1/iam/users/${enc(u.user)}`);
         onDone(`User ${u.user} deleted.`);
@@ -98,7 +109,10 @@ function UserActions({ u, names, can, onDone }) {
     return html`<div class="confirm" role="group" aria-label=${`${open} for ${u.user}`}>
       ${open === "password"
         ? html`<input type="password" aria-label=${`New password for ${u.user}`} autocomplete="new-password" value=${value}
-            onInput=${(e) => setValue(e.currentTarget.value)} />`
+            onInput=${(e) => setValue(e.currentTarget.value)} />
+          <label class="inline-check" title="Until then the user's access keys are refused too">
+            <input type="checkbox" checked=${mustChange} onChange=${(e) => setMustChange(e.currentTarget.checked)} />
+            must choose a new one at next login</label>`
         : html`<select aria-label=${`Policy to attach to ${u.user}`} value=${value} onChange=${(e) => setValue(e.currentTarget.value)}>
             <option value="">choose…</option>${names.filter((p) => !u.policies.includes(p)).map((p) => html`<option value=${p}>${p}</option>`)}</select>`}
       <button type="button" class="primary small-btn" disabled=${!value || busy} onClick=${go}>Save</button>
@@ -108,7 +122,7 @@ function UserActions({ u, names, can, onDone }) {
   }
   const self = u.user === session.user;
   return html`<div class="row">
-    ${can("iam:SetPassword") ? html`<button type="button" class="small-btn" onClick=${() => setOpen("password")}>Reset password</button>` : null}
+    ${can("iam:SetPassword") && !self ? html`<button type="button" class="small-btn" onClick=${() => setOpen("password")}>Reset password</button>` : null}
     ${can("iam:AttachPolicy") ? html`<button type="button" class="small-btn" onClick=${() => setOpen("policy")}>Attach policy</button>` : null}
     ${can("iam:Write") && !self ? html`<button type="button" class="danger small-btn" aria-label=${`Delete user ${u.user}`}
       onClick=${() => setOpen("delete")}>Delete</button>` : null}
