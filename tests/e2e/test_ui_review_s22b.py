@@ -16,14 +16,14 @@ from typing import Any
 import pytest
 
 from kiok.testing.process import ADMIN_PASSWORD, Standalone
-from tests.e2e.conftest import TIMEOUT_MS, Console
+from tests.e2e.conftest import Console
+from tests.e2e.test_ui_audit import new_page
 
 PW = "Review-S22b-Pw-123"
 NEW_PW = "Review-S22b-Pw-456"
 BOB_PW = "Review-S22b-Bob-789"
 PHONE = {"width": 390, "height": 844}
 WIDE = {"width": 1440, "height": 900}
-DESKTOP = {"width": 1280, "height": 800}
 READ = {"Statement": [{"Effect": "Allow", "Action": ["dags:List", "dags:Read"], "Resource": "*"}]}
 IAM_READ = {"Statement": [{"Effect": "Allow", "Action": ["iam:Read"], "Resource": "*"}]}
 #: A trailing comma after the statement on line 3: the engine refuses the "]" on line 4 and,
@@ -71,19 +71,6 @@ def kiok(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone]:
         assert node.api("POST", "/api/v1/iam/users", json=body).status_code == 201
     yield node
     node.stop()
-
-
-def new_page(browser: Any, viewport: dict[str, int] | None = None) -> tuple[Any, Any, Console]:
-    from playwright.sync_api import expect
-
-    expect.set_options(timeout=TIMEOUT_MS)
-    context = browser.new_context(viewport=viewport or DESKTOP, color_scheme="light")
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    console = Console()
-    page.on("console", lambda m: console.errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: console.errors.append(f"uncaught: {e}"))
-    return context, page, console
 
 
 def log_in(page: Any, kiok: Standalone, user: str, password: str, start: str) -> None:
