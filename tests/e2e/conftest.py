@@ -44,6 +44,14 @@ def shots(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def choose_new_password(page: Any, current: str, new: str) -> None:
+    """Answer the forced "Choose a new password" screen (a first login, an admin's reset)."""
+    page.get_by_label("Current password").fill(current)
+    page.get_by_label("New password", exact=True).fill(new)
+    page.get_by_label("New password, again").fill(new)
+    page.get_by_role("button", name="Set password").click()
+
+
 class Console:
     """Every console error and uncaught exception of a page; expected ones are taken out."""
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from kiok.testing.process import ADMIN_PASSWORD, Standalone
-from tests.e2e.conftest import TIMEOUT_MS, VIEWPORT, Console
+from tests.e2e.conftest import TIMEOUT_MS, VIEWPORT, Console, choose_new_password
 
 SCHEDULED = """dag: {id: ui_nightly, schedule: '0 2 * * *', timezone: Europe/Berlin, labels: [etl]}
 tasks:
@@ -196,10 +196,7 @@ def test_dashboard_dags_register_settings(kiok: Standalone, browser: Any, shots:
     # An admin's reset: a new password first, the rules said up front.
     expect(page.get_by_role("heading", name="Choose a new password")).to_be_visible()
     expect(page.get_by_text("At least 8 characters, different from the current one")).to_be_visible()
-    page.get_by_label("Current password").fill(READER_NEW_PW)
-    page.get_by_label("New password", exact=True).fill(READER_NEWER_PW)
-    page.get_by_label("New password, again").fill(READER_NEWER_PW)
-    page.get_by_role("button", name="Set password").click()
+    choose_new_password(page, READER_NEW_PW, READER_NEWER_PW)
     expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
     page.get_by_label("Main").get_by_role("link", name="DAGs").click()
     expect(page.locator("tr[data-dag=ui_breaks] .square")).to_have_count(1)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from kiok.testing.process import ADMIN_PASSWORD, Standalone
-from tests.e2e.conftest import Console
+from tests.e2e.conftest import Console, choose_new_password
 from tests.e2e.test_ui_audit import new_page
 
 PW = "Review-S22b-Pw-123"
@@ -118,10 +118,7 @@ def test_a_reset_password_must_be_changed_at_the_next_login(
     log_in(page, kiok, "bob", NEW_PW, "/settings")
     expect(page.get_by_role("heading", name="Choose a new password")).to_be_visible()
     page.screenshot(path=str(shots / "s22b-bob-must-change.png"))
-    page.get_by_label("Current password").fill(NEW_PW)
-    page.get_by_label("New password", exact=True).fill(BOB_PW)
-    page.get_by_label("New password, again").fill(BOB_PW)
-    page.get_by_role("button", name="Set password").click()
+    choose_new_password(page, NEW_PW, BOB_PW)
     expect(page.get_by_test_id("user")).to_have_text("bob")
     assert users(kiok)["bob"]["requirePasswordChange"] is False
     context.close()
