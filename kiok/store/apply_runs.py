@@ -363,6 +363,11 @@ def apply_rerun(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     run = _load(txn, cmd.run_id)
     if run["state"] not in TERMINAL_RUN_STATES:
         raise Conflict(f"run {cmd.run_id} is still {run['state']}: wait for it to end (or cancel it) first")
+    if cmd.dag_must_exist and txn.get(k.META, k.dag(run["dagId"])) is None:
+        raise Conflict(
+            f"DAG {run['dagId']!r} was deleted: its runs can be read and deleted, not re-run "
+            "(register the DAG again to re-run them)"
+        )
     spec = compiled_spec(txn.get(k.META, k.run_spec(cmd.run_id)))
     before = _all_tasks(txn, cmd.run_id)
     selection = rerun_selection(spec, before, RerunRequest(cmd.from_task, cmd.only_failed))

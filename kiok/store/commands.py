@@ -512,6 +512,10 @@ class RerunRun(Command):
     #: again (``slaMissed`` cleared); False in entries logged before the field existed, which
     #: apply as they did: measured from the run's first start, flagged once.
     fresh_sla: bool = False
+    #: Refused (Conflict) when the run's DAG was deleted: deleting a DAG stops its triggers,
+    #: and a re-run is one. Decided here, not by the API, so a delete committed between the
+    #: request and its entry still wins; False in entries logged before the field existed.
+    dag_must_exist: bool = False
 
 
 @command

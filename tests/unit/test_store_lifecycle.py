@@ -212,3 +212,18 @@ async def test_a_rerun_after_its_logs_were_purged_has_logs_retention_and_deletio
     await _rerun_to_the_end(log, run_id, 4 * day, attempt=3)
     await log.propose(c.DeleteRuns(at_ms=4 * day + 10, run_ids=(run_id,), strict=True))
     assert seen[-1].runs_deleted == [run_id] and seen[-1].log_deletes == [run_id]
+
+
+async def test_a_rerun_proposed_before_its_dag_was_deleted_is_refused_when_applied_after() -> None:
+    """The API's request and its entry are apart in time: a delete committed between them
+    wins, decided by apply(), so no replica re-opens a run of a deleted DAG."""
+    log, reader, _, _ = setup()
+    await log.propose(c.RegisterDag(at_ms=1, spec=SPEC))
+    run_id = await finished_run(log, at=3)
+    await log.propose(c.DeleteDag(at_ms=10, dag_id="d"))
+    with pytest.raises(Conflict, match="'d' was deleted"):
+        await log.propose(c.RerunRun(at_ms=11, run_id=run_id, queued=True, dag_must_exist=True))
+    assert reader.run_header(run_id)["state"] == "SUCCESS"  # type: ignore[index]
+    # An entry logged before the field existed applies as it then did.
+    await log.propose(c.RerunRun(at_ms=12, run_id=run_id, only_failed=False, queued=True))
+    assert reader.run_header(run_id)["state"] == "PENDING"  # type: ignore[index]

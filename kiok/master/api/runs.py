@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kiok.core.instants import parse_instant_ms
 from kiok.core.states import TERMINAL_RUN_STATES, TERMINAL_TASK_STATES, RunState
-from kiok.errors import Conflict, InvalidInput, NotFound
+from kiok.errors import InvalidInput, NotFound
 from kiok.ids import RUN_LOG_TASK
 from kiok.master.api.deps import client_address, node_of, require, require_anywhere
 from kiok.master.auth import Principal
@@ -201,11 +201,6 @@ async def rerun(
     node = node_of(request)
     req = body or RerunRequestBody()
     dag_id = _run(request, run_id)["dagId"]
-    if node.reader.dag(dag_id) is None:
-        raise Conflict(
-            f"DAG {dag_id!r} was deleted: its runs can be read and deleted, not re-run "
-            "(register the DAG again to re-run them)"
-        )
     async with node.pending_quota.admit(dag_id, 1):
         result = await node.log.propose(
             c.RerunRun(
@@ -216,6 +211,7 @@ async def rerun(
                 by=principal.user,
                 queued=True,
                 fresh_sla=True,
+                dag_must_exist=True,
             )
         )
     what = (

@@ -159,6 +159,7 @@ class UserActions:
                     by="sim",
                     queued=True,
                     fresh_sla=True,
+                    dag_must_exist=True,
                 )
             )
         )
