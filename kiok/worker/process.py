@@ -387,9 +387,9 @@ class ProcessRunner:
         environment (only the difference travels; isolated, ``HOME`` is ``cwd``) and
         ``script`` readable at ``/dev/fd/3``. ``output`` is called in order, and every call
         happens before this returns. Raises ``OSError`` when the process cannot start.
-        ``fork``: ``argv`` is ``[<python>, -u, /dev/fd/3]``, which the spawner's python
-        template forks rather than starts when it is of that interpreter. Isolated, it runs
-        as an attempt user no other running attempt has (``AttemptUsers``)."""
+        ``fork``: ``argv`` is a python task's (``[<python>, -u, -c, COLD_MAIN]``), which the
+        spawner's python template forks rather than starts when it is of that interpreter.
+        Isolated, it runs as an attempt user no other running attempt has (``AttemptUsers``)."""
         user, give_back = await self._take_user()
         try:
             spawner = await self._connected(self._least_busy())

@@ -500,6 +500,16 @@ def _read_request(fd: int) -> tuple[int | None, bytes, dict[bytes, bytes]]:
     return (int(uid) if uid else None), cwd, env
 
 
+def main_path(pid: int) -> str:
+    """``__main__.__file__`` of an attempt: its script through the attempt process's own
+    descriptor 3, a path every process of the attempt reads the same script at (its user's,
+    and dumpable). ``multiprocessing``'s ``spawn`` and ``forkserver`` re-run the main script
+    from that path in each process they start; ``/dev/fd/3`` would be each one's own
+    descriptor 3, not the script, and its pool would wait for ever for workers that cannot
+    find the script's functions. Tracebacks still name ``/dev/fd/3``."""
+    return f"/proc/{pid}/fd/3"
+
+
 def _become_user(uid: int) -> None:
     """Become attempt user ``uid`` for good: root (the saved user id) is taken back only
     to give it up, with every capability."""
@@ -516,7 +526,11 @@ def _run() -> int:
     exit statuses, tracebacks and end of the process) and return the exit status."""
     main = types.ModuleType("__main__")
     main.__dict__.update(
-        __file__=_SCRIPT, __builtins__=builtins, __cached__=None, __annotations__={}, __loader__=_LOADER
+        __file__=main_path(os.getpid()),
+        __builtins__=builtins,
+        __cached__=None,
+        __annotations__={},
+        __loader__=_LOADER,
     )
     sys.modules["__main__"] = main
     if "linecache" in sys.modules:

@@ -42,7 +42,7 @@ class Start:
     and ``script`` (when not None) readable at file descriptor 3 (``/dev/fd/3``): a script
     is never an argument (``/proc/<pid>/cmdline`` is world-readable) nor a file on disk.
     Stop it (SIGTERM to its group, ``grace_s``, SIGKILL) after ``timeout_s``. With ``fork``
-    (a python task whose ``argv`` is ``[<python>, -u, /dev/fd/3]``), a spawner with a python
+    (a python task: ``argv`` starts ``[<python>, ...]``), a spawner with a python
     template of that interpreter forks the template instead (``kiok.worker.forkserver``).
     ``uid``: the attempt user it runs as (``kiok.worker.attempt_ids``), for a spawner started
     with attempt users; None for one that runs tasks as its own user."""

@@ -158,7 +158,8 @@ kept = open("/dev/null")
     check = """
 import os, sys, colorsys
 print(getattr(colorsys, "changed", "clean"), "json" in sys.modules, "injected" in sys.modules)
-print(__name__, __file__, sys.argv, os.getcwd() == os.environ["HOME"], os.environ["X"])
+own = __file__ == f"/proc/{os.getpid()}/fd/3"
+print(__name__, own, sys.argv, os.getcwd() == os.environ["HOME"], os.environ["X"])
 print(sorted(k for k in globals() if not k.startswith("__")))
 print(len(os.listdir("/proc/self/fd")))
 """
@@ -166,8 +167,9 @@ print(len(os.listdir("/proc/self/fd")))
     assert outcome.exit_code == 0, out
     lines = out.splitlines()
     assert lines[0] == "clean False False", out  # colorsys preloaded, unchanged; json never
-    assert lines[1] == "__main__ /dev/fd/3 ['/dev/fd/3'] True own-env"
-    assert lines[2] == "['colorsys', 'os', 'sys']"
+    # __file__: the script through the attempt's own descriptor, as its other processes see it.
+    assert lines[1] == "__main__ True ['/dev/fd/3'] True own-env"
+    assert lines[2] == "['colorsys', 'os', 'own', 'sys']"
     assert int(lines[3]) == 5  # stdin, stdout, stderr, the script at 3, listdir's own
     # The same exit statuses and error lines as a new interpreter.
     outcome, out = await _python(runner, python, "raise ValueError('bad input')", cwd)

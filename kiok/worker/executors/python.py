@@ -1,16 +1,42 @@
-"""``python`` tasks: the script runs as ``<python> -u /dev/fd/3``, read from ``/dev/fd/3``
-(never an argument or a file on disk; the working directory is therefore not on
-``sys.path``). ``<python>`` is the task's ``python``, else its DAG's, else the worker's
-(``kiok.python.path``). With a python template (``kiok.worker.forkserver``), an attempt on
-the worker's interpreter is a fork of a warm one rather than a new process: the same script,
-descriptors, directory and environment, ~1 ms instead of ~25. An attempt on another
-interpreter runs cold: the template is the worker's interpreter, with its modules. A raised
-exception exits non-zero; its last traceback line becomes the task's ``error``."""
+"""``python`` tasks: the script runs as ``<python> -u /dev/fd/3`` would, read from
+``/dev/fd/3`` (never an argument or a file on disk; the working directory is therefore not
+on ``sys.path``), with ``__main__.__file__`` a path each process the attempt starts reads
+the same script at (``python_template.main_path``: ``multiprocessing``'s ``spawn`` and
+``forkserver`` re-run the script from it). ``<python>`` is the task's ``python``, else its
+DAG's, else the worker's (``kiok.python.path``). With a python template
+(``kiok.worker.forkserver``), an attempt on the worker's interpreter is a fork of a warm one
+rather than a new process: the same script, descriptors, directory and environment, ~1 ms
+instead of ~25. An attempt on another interpreter runs cold: the template is the worker's
+interpreter, with its modules. A raised exception exits non-zero; its last traceback line
+becomes the task's ``error``."""
 
 from __future__ import annotations
 
 from kiok.worker.executors.base import AttemptContext, AttemptResult, process_result
 from kiok.worker.process import ProcessRunner
+
+#: What a cold attempt runs, as ``<python> -u -c COLD_MAIN``: ``python -u /dev/fd/3``, but
+#: with ``__file__`` naming the script through this process (``main_path``, which a new
+#: interpreter cannot be told). Any python 3 runs it; tracebacks start at the script's frame.
+COLD_MAIN = """\
+import os, sys
+from importlib.machinery import SourceFileLoader
+sys.argv[0] = "/dev/fd/3"
+sys.path[0] = "/dev/fd"
+if hasattr(sys, "orig_argv"):
+    sys.orig_argv[:] = [sys.executable, "-u", "/dev/fd/3"]
+__file__ = "/proc/%d/fd/3" % os.getpid()
+__loader__ = SourceFileLoader("__main__", "/dev/fd/3")
+with open("/dev/fd/3", "rb") as _kiok_script:
+    _kiok_code = compile(_kiok_script.read(), "/dev/fd/3", "exec", dont_inherit=True)
+del os, sys, SourceFileLoader, _kiok_script
+try:
+    exec(globals().pop("_kiok_code"))
+except Exception as _kiok_error:
+    _kiok_error.__traceback__ = _kiok_error.__traceback__.tb_next
+    __import__("sys").excepthook(type(_kiok_error), _kiok_error, _kiok_error.__traceback__)
+    raise SystemExit(1) from None
+"""
 
 
 class PythonExecutor:
@@ -21,7 +47,7 @@ class PythonExecutor:
     async def run(self, ctx: AttemptContext) -> AttemptResult:
         python = ctx.python or self._python
         outcome = await self._runner.run(
-            [python, "-u", "/dev/fd/3"],
+            [python, "-u", "-c", COLD_MAIN],
             cwd=ctx.work_dir,
             env=ctx.env,
             output=ctx.output,
