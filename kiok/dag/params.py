@@ -315,10 +315,15 @@ def check_args(
             raise InvalidInput(f"args: larger than {MAX_ARGS_BYTES} bytes in all")
         rule = rules.get(name)
         out[name] = rule.check(value, field, stored=stored) if rule is not None else value
-    envs = {env_name(n) for n in (*defaults, *rules)}
+    # Each variable names one value: the one the task sees placed in its script too.
+    envs = {env_name(n): n for n in (*defaults, *rules)}
     for name in out:
-        if name not in defaults and name not in rules and env_name(name) in envs:
-            raise InvalidInput(f"args.{name}: would be the same variable as a declared param")
+        if name in defaults or name in rules:
+            continue
+        other = envs.setdefault(env_name(name), name)
+        if other != name:
+            whose = "a declared param" if other in defaults or other in rules else f"args.{other}"
+            raise InvalidInput(f"args.{name}: would be the same variable ({env_name(name)}) as {whose}")
     for name, rule in rules.items():
         if not rule.has_default and name not in out:
             raise InvalidInput(f"args.{name}: required (the DAG gives it no default)")

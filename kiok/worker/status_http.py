@@ -141,7 +141,7 @@ def create_status_app(
             {"status": "healthy" if state == "connected" else "unhealthy", "masterConnection": state}
         )
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/health", health),
             Route("/ready", ready),
@@ -155,3 +155,7 @@ def create_status_app(
         middleware=[Middleware(SecurityHeaders)],
         exception_handlers={HTTPException: _routing_error},
     )
+    # ``/drain/`` is a 404 like any unknown path: a 307 to the path without the slash would
+    # come before the token check, its Location built from the Host header.
+    app.router.redirect_slashes = False
+    return app

@@ -195,3 +195,8 @@ def test_an_unknown_path_or_method_on_the_status_port_is_a_json_error(shared_kio
     assert "GET" in wrong.headers["allow"]
     drain = shared_kiok.http("PUT", shared_kiok.status_url + "/drain")  # POST drains, DELETE undoes
     assert drain.status_code == 405 and set(drain.headers["allow"].split(", ")) == {"POST", "DELETE"}
+    # A path with a trailing slash is unknown too: no redirect built from the Host header,
+    # before any token check, that a 307 would follow with its method and body.
+    for path in ("/drain/", "/status/", "/health/", "/cluster/health/"):
+        r = shared_kiok.http("POST", shared_kiok.status_url + path, headers={"Host": "evil.example"})
+        assert r.status_code in (404, 405) and "location" not in r.headers, (path, r.status_code, r.headers)

@@ -72,6 +72,16 @@ def test_extra_args_only_when_the_dag_allows_them() -> None:
     assert check(spec, {"tag": "ok", "other": "x"})["other"] == "x"
     with pytest.raises(InvalidInput, match="invalid param name"):
         check(spec, {"tag": "ok", "bad-name": "x"})
+    # One variable, one value: a task's placed ${params.x} and its KIOK_PARAM_X never differ.
+    with pytest.raises(
+        InvalidInput,
+        match=r"args\.REGION: would be the same variable \(KIOK_PARAM_REGION\) as a declared param",
+    ):
+        check(spec, {"tag": "ok", "REGION": "x"})
+    with pytest.raises(
+        InvalidInput, match=r"args\.FOO: would be the same variable \(KIOK_PARAM_FOO\) as args\.foo"
+    ):
+        check(spec, {"tag": "ok", "foo": "a", "FOO": "b"})
 
 
 @pytest.mark.parametrize(
