@@ -488,7 +488,7 @@ KEYS: tuple[Key, ...] = (
         "kiok.joblog.s3.path.style",
         bool,
         True,
-        "Path-style addressing (http://host/bucket/key), as most S3-compatible servers want; false: "
+        "Path-style addressing (http://host/bucket/key), as most S3-compatible servers want; no: "
         "virtual-hosted style.",
     ),
     Key("kiok.joblog.s3.access.key", str, "", "Access key id for the job-log bucket; empty: boto3's chain."),
@@ -576,7 +576,7 @@ KEYS: tuple[Key, ...] = (
         "kiok.backup.s3.path.style",
         bool,
         True,
-        "Path-style addressing for the backup bucket (false: virtual-hosted style).",
+        "Path-style addressing for the backup bucket (no: virtual-hosted style).",
     ),
     Key(
         "kiok.backup.s3.access.key",
@@ -1099,6 +1099,8 @@ def reference_markdown() -> str:
         '`"yes"` and `"010"`); the',
         "log level and format take only the values listed; ids take letters, digits and `_.-`;",
         "`kiok.raft.election.timeout.min.ms` must be less than `kiok.raft.election.timeout.max.ms`.",
+        "A boolean takes `yes`/`no`, `true`/`false`, `on`/`off` or `1`/`0`; its default is given",
+        "here as `kiok config show` prints it, `yes` or `no`.",
         "Each refusal is one line naming the key. `kiok config show` prints every",
         "setting with where its value came from (default, file, env, flag); secrets are shown",
         f"as `{REDACTED}`: {', '.join(f'`{k.name}`' for k in KEYS if k.secret)}.",
@@ -1107,6 +1109,9 @@ def reference_markdown() -> str:
         "|---|---|---|---|---|",
     ]
     for k in KEYS:
-        default = f"`{k.default}`" if k.default != "" else "(empty)"
+        if isinstance(k.default, bool):  # as `kiok config show` (kiok.cli.output.text) prints it
+            default = "`yes`" if k.default else "`no`"
+        else:
+            default = f"`{k.default}`" if k.default != "" else "(empty)"
         lines.append(f"| `{k.name}` | `{k.env}` | {k.type.__name__} | {default} | {k.doc} |")
     return "\n".join(lines) + "\n"

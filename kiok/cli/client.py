@@ -11,6 +11,7 @@ Nothing here prints or exits: that is ``kiok.cli.main``'s job.
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import time
@@ -121,10 +122,13 @@ def excerpt(text: str) -> str:
     return flat if len(flat) <= EXCERPT_CHARS else flat[: EXCERPT_CHARS - 1] + "…"
 
 
-def error_from_response(response: httpx.Response, hint: str | None = None) -> errors.KiokError:
+def error_from_response(
+    response: httpx.Response, hint: str | None = None, *, reword: Callable[[str], str] | None = None
+) -> errors.KiokError:
     """The typed error a non-2xx answer stands for; branches on the wire code, never the text.
 
-    ``hint`` (what the user can do about it) is appended to the message in parentheses.
+    ``hint`` (what the user can do about it) is appended to the message in parentheses;
+    ``reword`` makes the message from the answer's own (the code and class stay the same).
     """
     code: str | None = None
     message = f"HTTP {response.status_code} {response.reason_phrase}".strip()
@@ -144,6 +148,8 @@ def error_from_response(response: httpx.Response, hint: str | None = None) -> er
     elif response.text.strip():
         # Not a kiok answer (a proxy's page, another server): a hint of what it was, one line.
         message = f"{message}: {excerpt(response.text)}"
+    if reword is not None:
+        message = reword(message)
     if hint:
         message = f"{message} ({hint})"
     cls = _error_classes().get(code or "") or _BY_STATUS.get(response.status_code, errors.KiokError)
@@ -151,6 +157,19 @@ def error_from_response(response: httpx.Response, hint: str | None = None) -> er
     if code and code != exc.code:
         exc.code = code  # keep an unknown wire code visible to callers
     return exc
+
+
+def _unexpired(token: str | None, now_s: float) -> bool:
+    """Whether JWT ``token`` says it has not expired by ``now_s``: read, not verified (only to
+    word an error); False when it cannot be read."""
+    if token is None:
+        return False
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return bool(float(claims["exp"]) > now_s)
+    except (IndexError, ValueError, KeyError, TypeError):
+        return False
 
 
 class ApiClient:
@@ -200,6 +219,8 @@ class ApiClient:
         self._server = server
         self._unreachable_hint = unreachable_hint
         self._on_retry = on_retry
+        #: The last refresh was answered 401: the cluster refused the saved login.
+        self._refresh_refused = False
         https = next((m for m in self._masters if m.startswith("https:")), base_url)
         try:
             verify = client_verify(https, ca_file)
@@ -272,6 +293,16 @@ class ApiClient:
         if response.status_code == 401 and auth:
             if not self.tokens:
                 hint = "not logged in: run `kiok login`, pass --token or set KIOK_ACCESS_KEY"
+            elif (
+                refreshed is False and self._refresh_refused and _unexpired(self.tokens.refresh, time.time())
+            ):
+                # Refused though not expired: the cluster no longer accepts this login (its
+                # signing key renewed by a restore, the password changed, the user removed),
+                # which the answer's own message says.
+                raise error_from_response(
+                    response,
+                    reword=lambda said: f"your saved login is no longer valid ({said}): run `kiok login`",
+                )
             elif refreshed is False:
                 hint = "saved login expired: run `kiok login`"
         elif waited:
@@ -292,6 +323,7 @@ class ApiClient:
                 None,
                 False,
             )
+            self._refresh_refused = answer.status_code == 401
             body = answer.json() if answer.is_success else None
         except ValueError:
             return False

@@ -316,7 +316,9 @@ def _check_http(task: TaskSpec, at: str, registering: bool) -> None:
 
 def http_headers(text: str) -> dict[str, str]:
     """The headers an http task's ``config.headers`` names: a JSON object of names to string
-    values (YAML's mapping, JSON-encoded when the DAG was loaded); '' names none.
+    values (YAML's mapping, JSON-encoded when the DAG was loaded), or a JSON string holding
+    such an object: what ``headers: ${params.h}`` becomes when the param is a string of that
+    JSON (placed as a JSON string literal), as a ``--arg`` is; '' names none.
     ``ValueError`` saying what else it is, never quoting it (it may hold a secret)."""
     if not text:
         return {}
@@ -324,6 +326,13 @@ def http_headers(text: str) -> dict[str, str]:
         headers = json.loads(text)
     except (ValueError, RecursionError):
         raise ValueError(f"{_HEADERS}, got text that is not JSON") from None
+    if isinstance(headers, str):  # one level only: a string of a string of JSON is no object
+        try:
+            headers = json.loads(headers)
+        except (ValueError, RecursionError):
+            raise ValueError(f"{_HEADERS}, got a string that is not JSON") from None
+        if not isinstance(headers, dict):
+            raise ValueError(f"{_HEADERS}, got a string holding {_json_kind(headers)}")
     if not isinstance(headers, dict):
         raise ValueError(f"{_HEADERS}, got {_json_kind(headers)}")
     for name, value in headers.items():

@@ -296,13 +296,6 @@ def build_worker(
     return Worker(env, slots=slots, labels=labels, task_isolation=isolation.mode)
 
 
-def prepare_data_dir(settings: Settings) -> Path:
-    data = settings.data_dir
-    data.mkdir(parents=True, exist_ok=True)
-    data.chmod(0o700)
-    return data
-
-
 async def wait_for_stop(stop: asyncio.Event, servers: list[asyncio.Task[None]]) -> bool:
     """Wait for SIGTERM/SIGINT or a server that ends by itself; True when one failed. A
     ``KiokError`` (a store that cannot write, the data directory gone) is the one line said,

@@ -21,13 +21,12 @@ from kiok.roots.common import (
     http_limits,
     http_server,
     plaintext_exposure,
-    prepare_data_dir,
     stop_event,
     trusted_proxies,
     wait_for_stop,
 )
 from kiok.roots.data_watch import DataDirWatch
-from kiok.roots.startup import listen_socket, lock_data_dir
+from kiok.roots.startup import claim
 from kiok.security.tls import TlsFiles
 
 log = logging.getLogger(__name__)
@@ -36,13 +35,16 @@ log = logging.getLogger(__name__)
 async def run_master(settings: Settings) -> None:
     tls = TlsFiles.from_settings(settings)  # a wrong TLS setting fails before anything opens
     proxies = trusted_proxies(settings)
-    data = prepare_data_dir(settings)
-    lock = lock_data_dir(data)  # another process on this directory: refused before anything opens
     host = settings.get_str("kiok.master.host")
-    # Every port is bound before anything is announced or bootstrapped: one taken is one line.
-    admin_listener = listen_socket(host, settings.get_int("kiok.master.admin.port"), "kiok.master.admin.port")
-    internal_listener = listen_socket(
-        host, settings.get_int("kiok.master.internal.port"), "kiok.master.internal.port"
+    # The directory (not another process's) and every port, before anything is announced or
+    # bootstrapped, the ports before anything is written there: one refusal is one line.
+    data = settings.data_dir
+    lock, (admin_listener, internal_listener) = claim(
+        data,
+        [
+            (host, settings.get_int("kiok.master.admin.port"), "kiok.master.admin.port"),
+            (host, settings.get_int("kiok.master.internal.port"), "kiok.master.internal.port"),
+        ],
     )
     stop = stop_event()
     node = MasterNode(settings, clock_ms)

@@ -37,7 +37,6 @@ from kiok.roots.common import (
     local_proxy_exposure,
     new_status_token,
     plaintext_exposure,
-    prepare_data_dir,
     status_url,
     trusted_proxies,
     wait_for_stop,
@@ -45,7 +44,7 @@ from kiok.roots.common import (
 )
 from kiok.roots.data_watch import DataDirWatch
 from kiok.roots.shutdown import Signals, drain
-from kiok.roots.startup import listen_socket, lock_data_dir
+from kiok.roots.startup import claim
 from kiok.security.tls import TlsFiles
 from kiok.worker.status_http import create_status_app
 from kiok.worker.worker import Worker
@@ -135,26 +134,31 @@ class LocalWorkerHandle:
 async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
     tls = TlsFiles.from_settings(settings)  # a wrong TLS setting fails before anything opens
     proxies = trusted_proxies(settings)
-    data = prepare_data_dir(settings)
-    lock = lock_data_dir(data)  # another process on this directory: refused before anything opens
     isolation = isolation_for(settings)  # it may refuse: before anything starts
+    # The directory (not another process's) and every port, before anything is announced or
+    # bootstrapped, the ports before anything is written there: one refusal is one line.
+    data = settings.data_dir
+    lock, (admin_listener, status_listener, internal_listener) = claim(
+        data,
+        [
+            (
+                settings.get_str("kiok.master.host"),
+                settings.get_int("kiok.master.admin.port"),
+                "kiok.master.admin.port",
+            ),
+            (
+                settings.get_str("kiok.worker.host"),
+                settings.get_int("kiok.worker.status.port"),
+                "kiok.worker.status.port",
+            ),
+            (
+                settings.get_str("kiok.master.host"),
+                settings.get_int("kiok.master.internal.port"),
+                "kiok.master.internal.port",
+            ),
+        ],
+    )
     worker_id = worker_id_for(settings)  # a bad <data>/worker-id: refused before the bootstrap
-    # Every port is bound before anything is announced or bootstrapped: one taken is one line.
-    admin_listener = listen_socket(
-        settings.get_str("kiok.master.host"),
-        settings.get_int("kiok.master.admin.port"),
-        "kiok.master.admin.port",
-    )
-    status_listener = listen_socket(
-        settings.get_str("kiok.worker.host"),
-        settings.get_int("kiok.worker.status.port"),
-        "kiok.worker.status.port",
-    )
-    internal_listener = listen_socket(
-        settings.get_str("kiok.master.host"),
-        settings.get_int("kiok.master.internal.port"),
-        "kiok.master.internal.port",
-    )
     signals = Signals()
     node = MasterNode(settings, clock_ms)
     await node.start()

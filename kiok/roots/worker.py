@@ -18,14 +18,13 @@ from kiok.roots.common import (
     http_server,
     isolation_for,
     new_status_token,
-    prepare_data_dir,
     status_url,
     wait_for_stop,
     worker_id_for,
 )
 from kiok.roots.data_watch import DataDirWatch
 from kiok.roots.shutdown import Signals, drain
-from kiok.roots.startup import listen_socket, lock_data_dir
+from kiok.roots.startup import claim
 from kiok.security.tls import TlsFiles
 from kiok.worker.master_client import MasterClient, parse_masters
 from kiok.worker.outbox import Outbox
@@ -36,19 +35,25 @@ log = logging.getLogger(__name__)
 
 async def run_worker(settings: Settings, environ: dict[str, str]) -> None:
     tls = TlsFiles.from_settings(settings)  # a wrong TLS setting fails before anything opens
-    data = prepare_data_dir(settings)
-    lock = lock_data_dir(data)  # another process on this directory: refused before anything opens
-    isolation = isolation_for(settings)  # it may refuse: before anything starts
-    worker_id = worker_id_for(settings)  # a bad <data>/worker-id: refused before anything starts
     try:
         masters = parse_masters(settings.get_str("kiok.worker.masters"))
     except ValueError as e:
         raise InvalidInput(str(e)) from None
-    status_listener = listen_socket(
-        settings.get_str("kiok.worker.host"),
-        settings.get_int("kiok.worker.status.port"),
-        "kiok.worker.status.port",
+    isolation = isolation_for(settings)  # it may refuse: before anything starts
+    # The directory (not another process's) and the status port, before anything is
+    # announced, the port before anything is written there: one refusal is one line.
+    data = settings.data_dir
+    lock, (status_listener,) = claim(
+        data,
+        [
+            (
+                settings.get_str("kiok.worker.host"),
+                settings.get_int("kiok.worker.status.port"),
+                "kiok.worker.status.port",
+            )
+        ],
     )
+    worker_id = worker_id_for(settings)  # a bad <data>/worker-id: refused before anything starts
     signals = Signals()
     credential_file = Path(settings.get_str("kiok.worker.credential.file") or data / "worker-credential")
     client = MasterClient(

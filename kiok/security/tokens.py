@@ -91,6 +91,12 @@ class TokenIssuer:
                 algorithms=[ALGORITHM],
                 options={"require": ["sub", "typ", "exp"], "verify_exp": False},
             )
+        except jwt.InvalidSignatureError:
+            # Well formed, but not signed with this cluster's key: a restore renews the key
+            # (every session from before it ends), or the token is another cluster's.
+            raise Unauthenticated(
+                "invalid token: not signed with this cluster's signing key, which a restore renews"
+            ) from None
         except jwt.PyJWTError as e:
             raise Unauthenticated(f"invalid token: {e}") from None
         kind = payload.get("typ")

@@ -113,7 +113,14 @@ class RunDriver:
         if not self._cancelled:
             self._cancelled = True
             self._cancel_reason = reason or RUN_CANCELLED
-            self._event("cancel requested")
+            # The masters' line said who asked (or why the run is failed): this one says
+            # what the worker does about it.
+            running = len(self._stops)
+            self._event(
+                f"stopping {running} running task{'' if running == 1 else 's'}; no other task starts"
+                if running
+                else "no task running; no other task starts"
+            )
             for stop in self._stops.values():
                 stop.set()
             self._wake.set()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import array
 import contextlib
-import errno
 import fcntl
 import glob
 import os
@@ -368,6 +367,12 @@ class Host(Protocol):
     def restart(self, msg: sp.Start) -> None: ...
 
 
+class ColdByDesign(Exception):
+    """No template is started, as documented (docs/dags.md, "Forked or cold"): a setting
+    that a template started as root cannot honour. Not a fault: python tasks run cold, said
+    once as a warning, in one clause that says why."""
+
+
 DIED = "the python template process exited and the task's end could not be known; its processes were killed"
 
 
@@ -491,6 +496,13 @@ class Templates:
                     self._current = start_template(self._config, self._host.base_env, self._host.memfd)
                 else:
                     self._current = self._start_as_root(self._config, user)
+            except ColdByDesign as e:
+                self._broken = True
+                self._notice(
+                    f"python tasks run cold, each a new {self._config.python}: {e}",
+                    warning=True,
+                )
+                return None
             except OSError as e:
                 self._broken = True
                 self._notice(
@@ -509,15 +521,18 @@ class Templates:
         start that gains privilege would be a "secure" one, its LD_* variables ignored."""
         why = root_trusted(config.python)
         if why is not None:
-            raise OSError(errno.EPERM, f"it is not for root to run: {why}")
+            raise ColdByDesign(
+                "the python template, started as root, runs only an interpreter root alone can "
+                f"change, and {why}"
+            )
         unapplied = sorted(
             key for key, value in self._host.base_env.items() if _unapplied_as_root(key) and value
         )
         if unapplied:
-            raise OSError(
-                errno.EINVAL,
-                f"{', '.join(unapplied)} set, which a template started as root (python -E) could "
-                "not apply as a new interpreter does",
+            names = ", ".join(unapplied)
+            raise ColdByDesign(
+                f"the worker's environment sets {names}, which the python template (started as root, "
+                "with python -E) could not apply"
             )
         os.chdir("/")
         env = {key: value for key, value in self._host.base_env.items() if not key.startswith("LD_")}
@@ -581,10 +596,10 @@ class Templates:
             self._current = None
         template.end()
 
-    def _notice(self, message: str) -> None:
+    def _notice(self, message: str, *, warning: bool = False) -> None:
         if message not in self._said:
             self._said.add(message)
-            self._host.send(sp.Notice(message))
+            self._host.send(sp.Notice(message, warning))
 
 
 def parse_preload(text: str) -> tuple[str, ...]:
@@ -600,6 +615,7 @@ def parse_preload(text: str) -> tuple[str, ...]:
 __all__ = [
     "DIED",
     "ChildExited",
+    "ColdByDesign",
     "ForkFailed",
     "Forked",
     "Ready",

@@ -138,10 +138,10 @@ class _Pending:
 _SAID: set[str] = set()
 
 
-def _say_once(message: str) -> None:
+def _say_once(message: str, *, warning: bool = False) -> None:
     if message not in _SAID and len(_SAID) < 256:
         _SAID.add(message)
-        log.error("task spawner: %s", message)
+        log.log(logging.WARNING if warning else logging.ERROR, "task spawner: %s", message)
 
 
 @dataclass(eq=False)
@@ -286,7 +286,7 @@ class _Spawner(asyncio.Protocol):
                 elif not self.ready.done():
                     self.ready.set_result(None)
             elif isinstance(msg, sp.Notice):
-                _say_once(msg.message)
+                _say_once(msg.message, warning=msg.warning)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True

@@ -117,9 +117,11 @@ class Template:
 
 @dataclass(frozen=True, slots=True)
 class Notice:
-    """Spawner -> worker: what the operator must hear of (the worker logs it as an error)."""
+    """Spawner -> worker: what the operator must hear of, once (the worker logs it as an
+    error; ``warning``: a documented fallback, not a fault: as a warning)."""
 
     message: str
+    warning: bool = False
 
 
 Message = Hello | Start | Stop | Started | Output | Exited | Failed | Template | Notice

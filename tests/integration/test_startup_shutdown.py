@@ -91,7 +91,8 @@ def test_a_port_in_use_refuses_in_one_line_before_anything_is_announced_or_boots
     lines = refused(node)
     assert len(lines) == 1, lines
     assert f"127.0.0.1:{port}" in lines[0] and setting in lines[0] and "in use" in lines[0], lines
-    assert not (node.data_dir / "state").exists()  # nothing bootstrapped
+    # nothing bootstrapped, nor written (README): no kiok.lock, worker-id, status token
+    assert list(node.data_dir.iterdir()) == []
 
 
 def test_an_unknown_kiok_variable_is_a_warning_with_a_suggestion(

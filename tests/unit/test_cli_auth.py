@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +133,37 @@ def test_failed_refresh_reports_the_401_and_tells_to_log_in(master: FakeMaster) 
     assert result.stderr == "error: token expired (saved login expired: run `kiok login`)\n"
     assert len(master.sent("POST", "/api/v1/auth/refresh")) == 1
     assert entry(master)["accessToken"] == "stale"
+
+
+def test_a_saved_login_refused_before_its_expiry_says_it_is_no_longer_valid(master: FakeMaster) -> None:
+    """After a restore (a new signing key) the saved login, not expired, is refused: the CLI
+    says it is no longer valid, in the server's words, not that it expired; still a 401
+    (exit status 1, code unauthenticated)."""
+    unexpired = _jwt({"sub": "admin", "typ": "refresh", "exp": int(time.time()) + 3600})
+    save_login(master, access="stale", refresh=unexpired)
+    said = "invalid token: not signed with this cluster's signing key, which a restore renews"
+    master.on("GET", "/api/v1/dags", fail(401, "unauthenticated", said))
+    master.on("POST", "/api/v1/auth/refresh", fail(401, "unauthenticated", said))
+    result = master.invoke(["dags", "list"])
+    assert result.exit_code == 1
+    assert result.stderr == f"error: your saved login is no longer valid ({said}): run `kiok login`\n"
+    result = master.invoke(["--json", "dags", "list"])
+    assert result.exit_code == 1 and '"code": "unauthenticated"' in result.stderr, result.stderr
+
+
+def test_a_saved_login_past_its_expiry_says_it_expired(master: FakeMaster) -> None:
+    expired = _jwt({"sub": "admin", "typ": "refresh", "exp": int(time.time()) - 60})
+    save_login(master, access="stale", refresh=expired)
+    master.on("GET", "/api/v1/dags", fail(401, "unauthenticated", "token expired"))
+    master.on("POST", "/api/v1/auth/refresh", fail(401, "unauthenticated", "token expired"))
+    result = master.invoke(["dags", "list"])
+    assert result.stderr == "error: token expired (saved login expired: run `kiok login`)\n"
+
+
+def _jwt(claims: dict[str, Any]) -> str:
+    """A token of ``claims`` as the CLI reads it (unverified; its signature is not checked)."""
+    part = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    return f"eyJhbGciOiJIUzI1NiJ9.{part}.c2ln"
 
 
 def test_explicit_token_is_never_refreshed(master: FakeMaster) -> None:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from kiok.cli.output import text
 from kiok.config import KEYS, Settings, reference_markdown, unknown_variables
 from kiok.errors import InvalidInput
 
@@ -151,7 +152,10 @@ def test_docs_configuration_md_and_the_settings_object_name_the_same_settings() 
             rows[cells[0].strip("`")] = (cells[1].strip("`"), cells[2], cells[3])
     for key in KEYS:
         assert key.name in rows, f"{key.name} is missing from docs/configuration.md"
-        default = f"`{key.default}`" if key.default != "" else "(empty)"
+        if isinstance(key.default, bool):  # as `kiok config show` prints it, not Python's True
+            default = f"`{text(key.default)}`"
+        else:
+            default = f"`{key.default}`" if key.default != "" else "(empty)"
         assert rows[key.name] == (key.env, key.type.__name__, default), key.name
     assert set(rows) == {k.name for k in KEYS}, set(rows) - {k.name for k in KEYS}
     # and each setting is read by some module (a documented setting that does nothing is a lie)

@@ -43,9 +43,11 @@ tasks:
 
 
 def test_public_surface() -> None:
-    assert set(kiok.__all__) >= {"Dag", "conn", "secret"}
+    assert set(kiok.__all__) >= {"Dag", "DagValidationError", "conn", "secret"}
     for name in kiok.__all__:
         assert hasattr(kiok, name)
+    # docs/dags.md: what the SDK raises is importable from where the SDK is.
+    assert kiok.DagValidationError is DagValidationError
 
 
 def test_conn_and_secret_are_literal_references() -> None:

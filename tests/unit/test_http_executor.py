@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from kiok.core.placeholders import Context, resolve
 from kiok.dag.spec import TaskSpec, TaskType
 from kiok.ids import TaskId
 from kiok.worker.executors.base import AttemptContext, AttemptResult
@@ -132,3 +133,65 @@ async def test_a_body_that_is_no_text_fails_the_attempt(server: str) -> None:
     assert not result.ok and result.error is not None and "could not build the request" in result.error, (
         result
     )
+
+
+_SHAPE = "config.headers: expected a JSON object of header names to string values"
+
+
+def _placed_headers(value: object) -> str:
+    """What ``headers: ${params.h}`` becomes for param value ``value`` (as the driver places
+    it: a JSON literal, so a string param is a JSON string)."""
+    return resolve("${params.h}", params={"h": value}, lookup_conn=None, now_ms=0, context=Context.JSON)
+
+
+@pytest.mark.parametrize("value", [{"X-A": "1"}, '{"X-A": "1"}'])
+async def test_headers_from_a_param_holding_the_object_or_its_json_are_sent(value: object) -> None:
+    """docs/dags.md: headers may be a string holding the JSON object, or a placeholder that
+    resolves to one: a param that is the object, or a string of its JSON (a ``--arg``)."""
+    heads: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    listening = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = listening.sockets[0].getsockname()[1]
+    async with listening:
+        result = await attempt({"url": f"http://127.0.0.1:{port}/", "headers": _placed_headers(value)})
+    assert result.ok, result
+    assert b"\r\nx-a: 1\r\n" in heads[0].lower(), heads
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        (
+            '{"X-A": "1\\r\\nInjected: y"}',
+            "config.headers: the value of 'X-A' holds a character a header cannot carry",
+        ),
+        ('{"X\\r\\nY": "1"}', "config.headers: 'X\\r\\nY' is not a header name"),
+        (
+            "[1]",
+            f"{_SHAPE}, got a string holding an array",
+        ),
+        (
+            "abc",
+            f"{_SHAPE}, got a string that is not JSON",
+        ),
+        (
+            '"{\\"X-A\\": \\"1\\"}"',
+            f"{_SHAPE}, got a string holding a string",
+        ),
+        (
+            '{"X-A": 5}',
+            "config.headers: expected a JSON object of header names to string values; the value of 'X-A'",
+        ),
+    ],
+)
+async def test_a_string_param_that_is_no_safe_header_object_fails_the_attempt(
+    server: str, value: str, error: str
+) -> None:
+    result = await attempt({"url": server, "headers": _placed_headers(value)})
+    assert not result.ok and result.error is not None and result.error.startswith(error), result

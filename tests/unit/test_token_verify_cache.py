@@ -36,3 +36,14 @@ def test_a_token_not_signed_with_the_key_is_refused_every_time() -> None:
     for candidate in (token, token, token[:-2] + "AA"):
         with pytest.raises(Unauthenticated, match="invalid token"):
             tokens.verify(candidate, "access", NOW)
+
+
+def test_a_token_signed_with_another_key_is_refused_saying_so_without_jargon() -> None:
+    """After a restore the cluster signs with a new key: a token from before is refused with
+    a message a user can act on, not the JWT library's words."""
+    token = issuer(b"x" * 32).issue(TokenClaims("ada", "refresh", 0, False), NOW)
+    with pytest.raises(Unauthenticated) as refused:
+        issuer().verify(token, "refresh", NOW)
+    assert refused.value.message == (
+        "invalid token: not signed with this cluster's signing key, which a restore renews"
+    )

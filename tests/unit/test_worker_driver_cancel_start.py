@@ -9,6 +9,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from kiok.ids import RUN_LOG_TASK
 from kiok.protocol.messages import Fence
 from kiok.worker.slots import TaskSlots
 from tests.unit.test_worker_driver_slots import HeldExecutor, QuietLink, driver, env
@@ -49,3 +50,36 @@ async def test_an_attempt_cancelled_while_its_start_is_confirmed_never_runs(tmp_
     assert state.value == "CANCELLED"
     final = [tasks["t1"] for tasks in link.reports if "t1" in tasks][-1]
     assert final["state"] == "CANCELLED" and final["attempt"] == 1
+
+
+class RunLogLink(QuietLink):
+    """Keeps what the driver writes to the run log (``__run__``)."""
+
+    def __init__(self) -> None:
+        self.run_log = bytearray()
+
+    def append_log(
+        self, run_id: str, fence: Fence, task_id: str, data: bytes, *, offset: int, final: bool
+    ) -> None:
+        if task_id == RUN_LOG_TASK:
+            self.run_log += data
+
+
+async def test_the_run_log_says_what_a_cancel_stops_not_that_it_was_asked(tmp_path: Path) -> None:
+    """The masters write ``cancel requested by <user>`` to the run log: the driver's own line
+    says what it does (the running tasks it stops), not the request again."""
+    executor = HeldExecutor()
+    link = RunLogLink()
+    denv = env(tmp_path, executor, TaskSlots(2))
+    denv.link = link
+    d = driver("r", ["t1", "t2", "t3"], denv)
+    walk = asyncio.create_task(d.drive())
+    await executor.wait_started(2)  # t3 waits for a slot
+    d.cancel("cancelled by alice: the run was cancelled")
+    for key in list(executor.started):  # (the stand-in executor ignores stops: let it end)
+        executor.finish(key)
+    state = await asyncio.wait_for(walk, 5)
+    assert state.value == "CANCELLED"
+    lines = link.run_log.decode().splitlines()
+    assert not any("cancel requested" in line for line in lines), lines
+    assert any(line.endswith(" stopping 2 running tasks; no other task starts") for line in lines), lines
