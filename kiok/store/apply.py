@@ -285,6 +285,8 @@ def _put_group(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
 
 def _put_policy(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     assert isinstance(cmd, c.PutPolicy)
+    if cmd.create_only and txn.get(k.IAM, k.policy(cmd.name)) is not None:
+        raise Conflict(f"policy {cmd.name!r} already exists (If-None-Match: * creates only)")
     if cmd.unchecked_attach:
         _fence_unchecked_attach(txn, cmd.name, cmd.document)
     txn.put(k.IAM, k.policy(cmd.name), {"name": cmd.name, "document": cmd.document, "createdMs": cmd.at_ms})

@@ -215,6 +215,9 @@ class PutPolicy(Command):
     name: str = ""
     document: dict[str, Any] = field(default_factory=dict)
     unchecked_attach: bool = False
+    #: Create only (``If-None-Match: *``): Conflict when a policy of that name exists when
+    #: applied, so one created meanwhile is not replaced either. False in older entries.
+    create_only: bool = False
 
 
 @command

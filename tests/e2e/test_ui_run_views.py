@@ -112,7 +112,8 @@ def test_rerun_failed_then_from_a_task(
     page.screenshot(path=str(shots / "rerun.png"))
 
     marker.touch()
-    page.get_by_role("button", name="Re-run failed").click()
+    page.get_by_role("button", name="Re-run failed").click()  # asks first
+    page.get_by_role("group", name="Confirm re-run").get_by_role("button", name="Yes, re-run").click()
     expect(page.get_by_test_id("run-state")).to_contain_text("SUCCESS", timeout=60_000)
     expect(page.locator("tr[data-task=check]")).to_contain_text("SUCCESS")
     expect(page.locator("tr[data-task=report]")).to_contain_text("SUCCESS")
@@ -126,6 +127,8 @@ def test_rerun_failed_then_from_a_task(
 
     # Re-run from a chosen task: it and its downstream run again, upstream is kept.
     page.get_by_role("button", name="Re-run from check").click()
+    confirm = page.get_by_role("group", name="Confirm re-run from check")
+    confirm.get_by_role("button", name="Yes, re-run").click()
     expect(page.get_by_test_id("run-state")).to_contain_text("SUCCESS", timeout=60_000)
     run = kiok.wait_run(run_id, timeout_s=60)
     assert run["tasks"]["check"]["attempt"] == 3

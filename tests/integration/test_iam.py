@@ -100,6 +100,32 @@ def test_bad_iam_input_is_refused(iam: Standalone) -> None:
     assert "passwordHash" not in str(listed)
 
 
+def test_if_none_match_creates_a_policy_only_once(iam: Standalone) -> None:
+    """``If-None-Match: *`` (the UI's "New policy") refuses a name already taken with 409 and
+    leaves that policy as it was; without it a POST still replaces the document."""
+    doc = {"Statement": [{"Effect": "Allow", "Action": "dags:List", "Resource": "*"}]}
+    other = {"Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*"}]}
+    create_only = {"If-None-Match": "*"}
+    r = iam.api("POST", "/api/v1/iam/policies", json={"policy": "once", "document": doc}, headers=create_only)
+    assert r.status_code == 201, r.text
+    again = iam.api(
+        "POST", "/api/v1/iam/policies", json={"policy": "once", "document": other}, headers=create_only
+    )
+    assert again.status_code == 409 and again.json()["error"]["code"] == "conflict"
+    assert "'once' already exists" in again.json()["error"]["message"]
+    full = iam.api(
+        "POST", "/api/v1/iam/policies", json={"policy": "full-access", "document": other}, headers=create_only
+    )
+    assert full.status_code == 409
+    stored = {p["policy"]: p["document"] for p in iam.api("GET", "/api/v1/iam/policies").json()["policies"]}
+    effects = {name: [s["Effect"] for s in d["Statement"]] for name, d in stored.items()}
+    assert effects["once"] == ["Allow"] and effects["full-access"] == ["Allow"]
+    replaced = iam.api("POST", "/api/v1/iam/policies", json={"policy": "once", "document": other})
+    assert replaced.status_code == 201
+    stored = {p["policy"]: p["document"] for p in iam.api("GET", "/api/v1/iam/policies").json()["policies"]}
+    assert [s["Effect"] for s in stored["once"]["Statement"]] == ["Deny"]
+
+
 def _routes() -> list[tuple[str, str]]:
     app = create_app(None, max_body_bytes=1024)  # type: ignore[arg-type]  # routes only
     return [

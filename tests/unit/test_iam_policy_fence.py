@@ -74,11 +74,11 @@ async def test_a_policy_attached_between_the_check_and_the_write_is_not_rewritte
     attach = c.PutUser(at_ms=5, name="pat", policies=("authors", "draft"))
     body = api.PolicyRequest(policy="draft", document=ANYTHING)
     with pytest.raises(Conflict, match="attached meanwhile"):
-        await api.put_policy(body, request(reader, RacingLog(log, attach)), PAT)
+        await api.put_policy(body, request(reader, RacingLog(log, attach)), PAT, if_none_match=None)
     assert reader.policy("draft")["document"] == {"Statement": []}  # type: ignore[index]
     # Sent again, the API sees the attach and checks iam:AttachPolicy, which pat lacks.
     with pytest.raises(Forbidden, match="iam:AttachPolicy"):
-        await api.put_policy(body, request(reader, RacingLog(log, attach)), PAT)
+        await api.put_policy(body, request(reader, RacingLog(log, attach)), PAT, if_none_match=None)
 
 
 async def test_a_policy_attached_between_the_check_and_the_delete_is_not_deleted() -> None:
@@ -106,3 +106,16 @@ async def test_a_write_the_caller_was_checked_for_or_that_reaches_no_one_goes_th
     with pytest.raises(Conflict, match="attached meanwhile"):
         await log.propose(c.DeleteIam(at_ms=8, what="policy", name="no-dags", unchecked_attach=True))
     assert reader.policy("draft")["document"] == NO_DAGS  # type: ignore[index]
+
+
+async def test_a_create_only_write_never_replaces_a_policy_made_meanwhile() -> None:
+    """``If-None-Match: *`` is decided when applied: a policy of that name created between
+    the API's look and the entry is not replaced."""
+    kv = MemoryKV(keys.SPACES)
+    log = LocalCommandLog(kv)
+    await log.propose(c.PutPolicy(at_ms=1, name="p", document=ANYTHING, create_only=True))
+    with pytest.raises(Conflict, match="'p' already exists"):
+        await log.propose(c.PutPolicy(at_ms=2, name="p", document=NO_DAGS, create_only=True))
+    assert StateReader(kv).policy("p")["document"] == ANYTHING  # type: ignore[index]
+    await log.propose(c.PutPolicy(at_ms=3, name="p", document=NO_DAGS))  # a replace says so
+    assert StateReader(kv).policy("p")["document"] == NO_DAGS  # type: ignore[index]

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from kiok.errors import InvalidInput, NotFound
@@ -248,12 +248,19 @@ async def list_policies(
     }
 
 
-@router.post("/policies", status_code=201, responses={400: {}})
+@router.post("/policies", status_code=201, responses={400: {}, 409: {}})
 async def put_policy(
-    body: PolicyRequest, request: Request, principal: Principal = Depends(require_anywhere(actions.WRITE_IAM))
+    body: PolicyRequest,
+    request: Request,
+    principal: Principal = Depends(require_anywhere(actions.WRITE_IAM)),
+    if_none_match: str | None = Header(
+        default=None,
+        description="`*`: create only; a policy of that name already there is refused with 409.",
+    ),
 ) -> dict[str, Any]:
-    """Create a policy or replace its document. Replacing the document of a policy that is
-    attached to a user or group changes what they may do, as detaching the old one and
+    """Create a policy or replace its document; with ``If-None-Match: *`` create only (the UI's
+    "New policy", so a name already taken is not silently replaced). Replacing the document of
+    a policy that is attached to a user or group changes what they may do, as detaching the old one and
     attaching the new one would: it also needs ``iam:AttachPolicy`` and ``iam:DetachPolicy``
     on the policy (else ``iam:Write`` on a policy one holds would grant oneself anything, or
     empty a Deny one is held to)."""
@@ -263,12 +270,19 @@ async def put_policy(
     grants.check(actions.WRITE_IAM, resources.policy(name))
     document = validate_document(body.document)
     old = node.reader.policy(name)
+    create_only = if_none_match is not None and if_none_match.strip() == "*"
     checked = write_reaches_holders(old["document"] if old else None, document, _attached(node, name))
     if checked:
         grants.check(actions.ATTACH_POLICY, resources.policy(name))
         grants.check(actions.DETACH_POLICY, resources.policy(name))
     await node.log.propose(
-        c.PutPolicy(at_ms=node.clock_ms(), name=name, document=document, unchecked_attach=not checked)
+        c.PutPolicy(
+            at_ms=node.clock_ms(),
+            name=name,
+            document=document,
+            unchecked_attach=not checked,
+            create_only=create_only,
+        )
     )
     node.audit.record(principal.user, actions.WRITE_IAM, resources.policy(name), client_address(request))
     return {"policy": name, "document": document}

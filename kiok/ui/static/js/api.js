@@ -94,8 +94,8 @@ export const session = {
   },
 };
 
-async function send(method, path, body, token, contentType) {
-  const headers = { Accept: "application/json" };
+async function send(method, path, body, token, contentType, extraHeaders) {
+  const headers = { Accept: "application/json", ...extraHeaders };
   if (token) headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) headers["Content-Type"] = contentType || "application/json";
   let response;
@@ -128,14 +128,15 @@ async function send(method, path, body, token, contentType) {
   return data;
 }
 
-/** One authenticated request (a JSON body, or with `contentType` the body as given); a 401
- * renews the token once, then ends the session. */
-export async function request(method, path, body, contentType) {
+/** One authenticated request (a JSON body, or with `contentType` the body as given; `headers`
+ * adds request headers, e.g. `If-None-Match`); a 401 renews the token once, then ends the
+ * session. */
+export async function request(method, path, body, contentType, headers) {
   try {
-    return await send(method, path, body, access, contentType);
+    return await send(method, path, body, access, contentType, headers);
   } catch (err) {
     if (!(err instanceof ApiError) || err.status !== 401) throw err;
-    if (await session.resume().catch(() => false)) return send(method, path, body, access, contentType);
+    if (await session.resume().catch(() => false)) return send(method, path, body, access, contentType, headers);
     access = null;
     mustChangePassword = false;
     notify();

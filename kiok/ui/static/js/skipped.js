@@ -43,3 +43,34 @@ export function skipReason(id, runTasks, specTasks) {
   }
   return `skipped: trigger rule ${rule} could no longer be met`;
 }
+
+/**
+ * Why "Re-run from `id`" would skip `id` at once, or null. Such a re-run takes the task and
+ * what is downstream of it, never its upstreams (kiok.core.rerun.rerun_selection), so the
+ * upstreams keep their states, and if these cannot meet the task's trigger rule
+ * (kiok.core.readiness.upstream_verdict) it is skipped again. Null when not known (no spec,
+ * an upstream not ended). `{ upstreams, short, reason }`: the upstreams in the way, and why (short and whole).
+ */
+export function rerunBlocker(id, runTasks, specTasks) {
+  const spec = (specTasks || []).find((t) => t.id === id);
+  if (!spec) return null;
+  const ups = spec.requires || [];
+  if (!ups.length || ups.some((u) => !runTasks[u] || !TERMINAL_TASK.has(runTasks[u].state))) return null;
+  const rule = spec.trigger_rule || spec.triggerRule || "all_success";
+  const state = (u) => runTasks[u].state.toLowerCase();
+  const name = (list) => list.map((u) => `${u} (${state(u)})`).join(", ");
+  if (rule === "all_success") {
+    const bad = ups.filter((u) => runTasks[u].state !== "SUCCESS");
+    if (!bad.length) return null;
+    return { upstreams: bad, short: `${bad[0]} ${state(bad[0])}`, reason: bad.length === 1 ? `upstream ${bad[0]} ${state(bad[0])}`
+      : `upstreams ${name(bad)} did not succeed` };
+  }
+  if (rule === "one_failed" && !ups.some((u) => runTasks[u].state === "FAILED")) {
+    return { upstreams: ups, short: "no upstream failed", reason: "no upstream failed (trigger rule one_failed)" };
+  }
+  if (rule === "all_failed") {
+    const bad = ups.filter((u) => runTasks[u].state !== "FAILED");
+    if (bad.length) return { upstreams: bad, short: `${bad[0]} ${state(bad[0])}`, reason: `not every upstream failed: ${name(bad)} (trigger rule all_failed)` };
+  }
+  return null;
+}

@@ -7,7 +7,7 @@ import { html, useEffect, useState } from "../html.js";
 import { ApiError, enc, get, post, request } from "../api.js";
 import { when } from "../format.js";
 import { refreshMaintenance } from "../maintenance.js";
-import { ErrorBox, Loading, usePolling } from "./common.js";
+import { ErrorBox, InlineConfirm, Loading, useConfirm, usePolling } from "./common.js";
 
 const EVERY_MS = 5000;
 
@@ -38,7 +38,7 @@ function YesNo({ value, yes = "yes", no = "no", bad = false }) {
 
 /** A button that asks to confirm, then runs `action`; a refusal (e.g. 403) is shown next to it. */
 function ConfirmAction({ label, question, confirm, danger = false, action, onDone, testid }) {
-  const [asking, setAsking] = useState(false);
+  const asking = useConfirm();
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
   // Once the API has said 403, the action stays disabled (the policies will not change here).
@@ -48,7 +48,7 @@ function ConfirmAction({ label, question, confirm, danger = false, action, onDon
     setError(null);
     try {
       await action();
-      setAsking(false);
+      asking.done();
       await onDone();
     } catch (err) {
       setError(err);
@@ -57,14 +57,15 @@ function ConfirmAction({ label, question, confirm, danger = false, action, onDon
       setBusy(false);
     }
   };
+  const dismiss = () => { setError(null); asking.dismiss(); };
   const forbidden = error instanceof ApiError && error.status === 403;
   return html`<div class="action" data-testid=${testid}>
-    ${asking ? html`<div class="confirm" role="group" aria-label=${`Confirm: ${label}`}>
+    ${asking.asking ? html`<${InlineConfirm} label=${`Confirm: ${label}`} onDismiss=${dismiss}>
       <span>${question}</span>
       <button type="button" class=${danger ? "danger" : "primary"} disabled=${busy} onClick=${go}>${busy ? "…" : confirm}</button>
-      <button type="button" onClick=${() => { setAsking(false); setError(null); }}>Cancel</button>
-    </div>` : html`<button type="button" class=${danger ? "danger small-btn" : "small-btn"} disabled=${refused}
-      title=${refused ? "Your policies do not allow this" : undefined} onClick=${() => setAsking(true)}>${label}</button>`}
+      <button type="button" onClick=${dismiss}>Cancel</button>
+    <//>` : html`<button type="button" class=${danger ? "danger small-btn" : "small-btn"} disabled=${refused}
+      ref=${asking.trigger} title=${refused ? "Your policies do not allow this" : undefined} onClick=${asking.ask}>${label}</button>`}
     <${ErrorBox} error=${error} label=${forbidden ? "Not allowed" : "Failed"} />
   </div>`;
 }
@@ -130,6 +131,9 @@ export function ClusterView() {
   };
   usePolling(load, EVERY_MS, true, []);
 
+  // Both reads need cluster:Read: a user without it is told once, not twice.
+  const refused = (err) => err instanceof ApiError && err.status === 403;
+  const sameRefusal = refused(error) && refused(modeError);
   const workers = cluster ? [...cluster.workers].sort((a, b) => a.id.localeCompare(b.id)) : [];
   return html`<main class="page">
     <div class="page-head">
@@ -138,7 +142,7 @@ export function ClusterView() {
     </div>
     ${notReady ? html`<div class="error" role="alert" data-testid="not-ready"><strong>Cluster not ready:</strong> ${notReady}</div>`
       : html`<${ErrorBox} error=${error} label="Could not load the cluster" />`}
-    <${Maintenance} mode=${mode} error=${modeError} onChanged=${load} />
+    <${Maintenance} mode=${mode} error=${sameRefusal ? null : modeError} onChanged=${load} />
     ${cluster === null && !error ? html`<${Loading} />` : null}
     ${cluster ? html`
       <h2>Masters</h2>

@@ -1,5 +1,5 @@
-// Small pieces every view uses: state badges, error boxes, the polling hook.
-import { html, useEffect, useRef } from "../html.js";
+// Small pieces every view uses: state badges, error boxes, the polling hook, inline confirms.
+import { html, useEffect, useRef, useState } from "../html.js";
 import { glyph, stateClass } from "../format.js";
 
 export function StateBadge({ state }) {
@@ -56,4 +56,56 @@ export function Crumbs({ items }) {
       ? html`<a href=${href} class=${i ? "mono" : undefined}>${label}</a>`
       : html`<span class="mono" aria-current="page">${label}</span>`}</li>`)}
   </ol></nav>`;
+}
+
+/**
+ * An inline "are you sure?" next to the button that asked it. `asking` shows it; `ask()` opens
+ * it, `dismiss()` closes it and gives the focus back to the button holding `trigger` (its
+ * ref), `done()` closes it after the action (the focus stays where the page puts it).
+ */
+export function useConfirm() {
+  const [asking, setAsking] = useState(false);
+  const trigger = useRef(null);
+  const refocus = useRef(false);
+  useEffect(() => {
+    if (!asking && refocus.current) {
+      refocus.current = false;
+      if (trigger.current) trigger.current.focus();
+    }
+  }, [asking]);
+  return {
+    asking,
+    trigger,
+    ask: () => setAsking(true),
+    dismiss: () => { refocus.current = true; setAsking(false); },
+    done: () => setAsking(false),
+  };
+}
+
+/**
+ * The confirm's box: a labelled group whose first control (the button that confirms, or the
+ * field to fill) takes the focus when it appears, so Enter confirms and Tab reaches the way
+ * out; Escape anywhere in it calls `onDismiss`. With `onSubmit` it is a form (Enter in a
+ * field submits it).
+ */
+export function InlineConfirm({ label, onDismiss, onSubmit, children, className = "confirm", testid }) {
+  const box = useRef(null);
+  useEffect(() => {
+    const first = box.current && box.current.querySelector("input, select, button");
+    if (first) first.focus();
+  }, []);
+  const onKeyDown = (e) => {
+    if (e.key === "Escape") {
+      e.preventDefault();
+      e.stopPropagation();
+      onDismiss();
+    }
+  };
+  if (onSubmit) {
+    const submit = (e) => { e.preventDefault(); onSubmit(); };
+    return html`<form class=${className} role="group" aria-label=${label} ref=${box} onKeyDown=${onKeyDown}
+      onSubmit=${submit} data-testid=${testid}>${children}</form>`;
+  }
+  return html`<div class=${className} role="group" aria-label=${label} ref=${box} onKeyDown=${onKeyDown}
+    data-testid=${testid}>${children}</div>`;
 }

@@ -1,15 +1,39 @@
 // One DAG: what it is, and its runs (newest first), with Run and pause. The version is shown
 // with when it was registered (from the DAG's versions: pausing does not make a new one). A
 // paused DAG's Run is disabled (unpause it first); an unknown DAG, or one the user may not
-// read, shows its error alone.
+// read, shows its error alone. The runs come 50 a page (Older / Newer, the API's nextCursor);
+// the page is in the URL (`?page=`: the cursors that led to it, the current one last; `?limit=`
+// another page size), so a reload or Back keeps it.
 import { html, useEffect, useState } from "../html.js";
 import { ApiError, enc, get } from "../api.js";
-import { runDuration, TERMINAL_RUN, when } from "../format.js";
+import { duration, runDuration, TERMINAL_RUN, when } from "../format.js";
+import { navigate, useLocation } from "../router.js";
 import { cronWords } from "../cron.js";
 import { useCan } from "../me.js";
 import { Crumbs, ErrorBox, Loading, StateBadge, usePolling } from "./common.js";
 import { PauseToggle } from "./dags.js";
 import { TriggerDialog } from "./trigger.js";
+
+const PAGE = 50;
+
+/** The cursors that lead to the page shown (`?page=c1,c2`; none: the newest runs), and the
+ * page size (`?limit=N`, 1–500, as the API takes). */
+function paging(where) {
+  const query = new URLSearchParams(where.split("?")[1] || "");
+  const trail = (query.get("page") || "").split(",").filter((c) => /^\d+$/.test(c));
+  const n = Number(query.get("limit"));
+  return { trail, limit: Number.isInteger(n) && n >= 1 && n <= 500 ? n : null };
+}
+
+/** A run's Duration cell: of a re-run run, from its first start to its end (the re-run's
+ * included), marked "re-run", the last re-run's own duration in its tooltip. */
+function RunDuration({ r }) {
+  if (!r.lastRerun) return html`<td class="num">${runDuration(r)}</td>`;
+  const tip = `re-run${r.reruns > 1 ? ` ${r.reruns} times` : ""}${r.lastRerun.by ? ` by ${r.lastRerun.by}` : ""}, `
+    + `${when(r.lastRerun.requestedAt)}; first start to end ${duration(r.startedAt, r.endedAt)}, the last re-run ${runDuration(r)}`;
+  return html`<td class="num nowrap" title=${tip} data-testid="run-duration">
+    <span class="chip small" data-testid="rerun-mark">↻ re-run</span>${duration(r.startedAt, r.endedAt)}</td>`;
+}
 
 /** The DAG itself is not to be shown: unknown (404) or not the user's to read (403). */
 const shutOut = (err) => err instanceof ApiError && (err.status === 404 || err.status === 403);
@@ -20,14 +44,23 @@ export function DagPage({ dagId }) {
   const [error, setError] = useState(null);
   const [running, setRunning] = useState(false);
   const [versionAt, setVersionAt] = useState(null); // {version, at, by} of the DAG's version
+  const [nextCursor, setNextCursor] = useState(null);
   const can = useCan();
+  const where = useLocation();
+  const { trail, limit } = paging(where);
+  const cursor = trail.length ? trail[trail.length - 1] : null;
+  const turn = (next) => {
+    setRuns(null);
+    const query = [limit ? `limit=${limit}` : "", next.length ? `page=${next.join(",")}` : ""].filter(Boolean).join("&");
+    navigate(`/dags/${enc(dagId)}${query ? `?${query}` : ""}`);
+  };
 
   useEffect(() => { document.title = `${dagId} · kiok`; }, [dagId]);
 
   const load = async () => {
     const [d, r] = await Promise.allSettled([
       get(`/api/v1/dags/${enc(dagId)}`),
-      get(`/api/v1/runs?dag=${enc(dagId)}&limit=50`),
+      get(`/api/v1/runs?dag=${enc(dagId)}&limit=${limit || PAGE}${cursor ? `&cursor=${cursor}` : ""}`),
     ]);
     if (d.status === "rejected") {
       setError(d.reason);
@@ -39,12 +72,15 @@ export function DagPage({ dagId }) {
       return true;
     }
     setDag(d.value);
-    if (r.status === "fulfilled") setRuns(r.value.runs);
+    if (r.status === "fulfilled") {
+      setRuns(r.value.runs);
+      setNextCursor(r.value.nextCursor);
+    }
     setError(r.status === "rejected" ? r.reason : null);
     return true;
   };
   const busy = (runs || []).some((r) => !TERMINAL_RUN.has(r.state));
-  usePolling(load, busy ? 3000 : 15000, true, [busy]);
+  usePolling(load, busy ? 3000 : 15000, true, [busy, cursor, limit]);
 
   // When the shown version was registered: the DAG's registeredAt is its first version's, and
   // updatedAt moves with a pause too, so ask the versions (read again only for a new version).
@@ -92,9 +128,9 @@ export function DagPage({ dagId }) {
         registered ? `, ${when(registered)}` : ""}</dd></div>
       ${dag.description ? html`<div class="wide"><dt>Description</dt><dd>${dag.description}</dd></div>` : null}
     </dl>` : null}
-    <h2>Runs</h2>
+    <h2>Runs${trail.length ? html` <span class="muted small" data-testid="runs-page">(page ${trail.length + 1})</span>` : null}</h2>
     ${runs === null && !error ? html`<${Loading} />` : null}
-    ${runs !== null && runs.length === 0 ? html`<p class="muted">No runs yet.</p>` : null}
+    ${runs !== null && runs.length === 0 ? html`<p class="muted">${trail.length ? "No older runs." : "No runs yet."}</p>` : null}
     ${runs !== null && runs.length > 0 ? html`<table class="grid-table">
       <thead><tr><th scope="col">Run</th><th scope="col">State</th><th scope="col">Trigger</th>
         <th scope="col">Created</th><th scope="col" class="num">Duration</th></tr></thead>
@@ -103,9 +139,13 @@ export function DagPage({ dagId }) {
         <td><${StateBadge} state=${r.state} /></td>
         <td>${r.trigger}</td>
         <td class="small when">${when(r.createdAt)}</td>
-        <td class="num" title=${r.lastRerun ? "the last re-run's" : null}>${runDuration(r)}</td>
+        <${RunDuration} r=${r} />
       </tr>`)}</tbody>
     </table>` : null}
+    ${runs !== null && (trail.length || nextCursor) ? html`<div class="row pager" data-testid="runs-pager">
+      <button type="button" disabled=${!trail.length} onClick=${() => turn(trail.slice(0, -1))}>← Newer runs</button>
+      <button type="button" disabled=${!nextCursor} onClick=${() => turn([...trail, nextCursor])}>Older runs →</button>
+    </div>` : null}
     ${running ? html`<${TriggerDialog} dagId=${dagId} onClose=${() => setRunning(false)} />` : null}
   </main>`;
 }

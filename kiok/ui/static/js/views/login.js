@@ -1,9 +1,19 @@
-// Log in, and the forced password change of a first login (or after an admin reset).
-import { html, useState } from "../html.js";
+// Log in, and the forced password change of a first login (or after an admin reset). Each
+// puts the focus on its first field when shown (`autofocus` acts on a page load only, not when
+// the app swaps the view in after the login).
+import { html, useEffect, useRef, useState } from "../html.js";
 import { PASSWORD_RULES, session } from "../api.js";
 import { ErrorBox } from "./common.js";
 
+/** A ref whose element takes the focus once mounted. */
+function useFocusFirst() {
+  const field = useRef(null);
+  useEffect(() => { if (field.current) field.current.focus(); }, []);
+  return field;
+}
+
 export function Login() {
+  const first = useFocusFirst();
   const [user, setUser] = useState("");
   const [password, setPassword] = useState("");
   const [busy, setBusy] = useState(false);
@@ -26,7 +36,7 @@ export function Login() {
       <div class="logo logo-big" aria-hidden="true"></div>
       <h1 id="login-title">Log in to kiok</h1>
       <label>User
-        <input name="user" autocomplete="username" required autofocus
+        <input name="user" autocomplete="username" required autofocus ref=${first}
           value=${user} onInput=${(e) => setUser(e.currentTarget.value)} />
       </label>
       <label>Password
@@ -40,6 +50,7 @@ export function Login() {
 }
 
 export function ChangePassword() {
+  const first = useFocusFirst();
   const [old, setOld] = useState("");
   const [next, setNext] = useState("");
   const [again, setAgain] = useState("");
@@ -68,7 +79,7 @@ export function ChangePassword() {
       <p class="muted">User <strong>${session.user}</strong> must set a new password before doing anything else.</p>
       <p class="muted small" id="pw-rules">${PASSWORD_RULES}</p>
       <label>Current password
-        <input name="oldPassword" type="password" autocomplete="current-password" required autofocus
+        <input name="oldPassword" type="password" autocomplete="current-password" required autofocus ref=${first}
           value=${old} onInput=${(e) => setOld(e.currentTarget.value)} />
       </label>
       <label>New password

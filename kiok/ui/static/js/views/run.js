@@ -6,22 +6,41 @@ import { html, useEffect, useMemo, useRef, useState } from "../html.js";
 import { ApiError, enc, get, post } from "../api.js";
 import { duration, exitText, runDuration, TERMINAL_RUN, when } from "../format.js";
 import { navigate, useLocation } from "../router.js";
-import { Crumbs, ErrorBox, Loading, StateBadge, usePolling } from "./common.js";
+import { Crumbs, ErrorBox, InlineConfirm, Loading, StateBadge, useConfirm, usePolling } from "./common.js";
 import { useCan } from "../me.js";
 import { Graph } from "./graph.js";
 import { Timeline } from "./timeline.js";
 import { Source } from "./source.js";
-import { runSpec, skipReason } from "../skipped.js";
+import { rerunBlocker, runSpec, skipReason } from "../skipped.js";
 
 const TABS = [["graph", "Graph"], ["timeline", "Timeline"], ["source", "Source"]];
-const RERUNNABLE = new Set(["FAILED", "CANCELLED", "SKIPPED"]);
+
+/**
+ * What "Re-run failed" (`onlyFailed`) takes again: every task that did not succeed
+ * (kiok.core.rerun.rerun_selection), and what depends on them. Its label names the worst of
+ * their states, so a run with only cancelled or skipped tasks is not called failed.
+ */
+export function rerunLabel(tasks) {
+  const states = new Set(Object.values(tasks).map((t) => t.state).filter((s) => s !== "SUCCESS"));
+  if (states.size === 0) return null;
+  return states.has("FAILED") ? "Re-run failed" : states.has("CANCELLED") ? "Re-run cancelled" : "Re-run skipped";
+}
+
+function notSucceeded(tasks) {
+  const counts = {};
+  for (const t of Object.values(tasks)) if (t.state !== "SUCCESS") counts[t.state] = (counts[t.state] || 0) + 1;
+  const n = Object.values(counts).reduce((a, b) => a + b, 0);
+  const parts = Object.entries(counts).map(([state, k]) => `${k} ${state.toLowerCase()}`).join(", ");
+  return `${n === 1 ? "the task" : `the ${n} tasks`} that did not succeed (${parts})`;
+}
 
 /**
  * Re-run a finished run in place (POST /runs/{id}/rerun): only its failed tasks (and what
  * they hold up), or a chosen task and everything downstream of it. Successful upstream
- * results are kept.
+ * results are kept. Asks to confirm first, inline, as Cancel does.
  */
-function RerunButton({ runId, from, label, onDone, small }) {
+function RerunButton({ runId, from, label, question, onDone, small }) {
+  const confirm = useConfirm();
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
   const rerun = async () => {
@@ -29,15 +48,22 @@ function RerunButton({ runId, from, label, onDone, small }) {
     setError(null);
     try {
       onDone(await post(`/api/v1/runs/${enc(runId)}/rerun`, { from, onlyFailed: from === null }));
+      confirm.done();
     } catch (err) {
       setError(err);
     } finally {
       setBusy(false);
     }
   };
+  const size = small ? "small" : undefined;
   return html`<span class="rerun">
-    <button type="button" class=${small ? "small" : undefined} disabled=${busy} onClick=${rerun}
-      aria-label=${from ? `Re-run from ${from}` : undefined}>${busy ? "Starting…" : label}</button>
+    ${confirm.asking ? html`<${InlineConfirm} label=${from ? `Confirm re-run from ${from}` : "Confirm re-run"}
+        onDismiss=${() => { setError(null); confirm.dismiss(); }}>
+      <span>${question}</span>
+      <button type="button" class=${small ? "primary small" : "primary"} disabled=${busy} onClick=${rerun}>${busy ? "Starting…" : "Yes, re-run"}</button>
+      <button type="button" class=${size} onClick=${() => { setError(null); confirm.dismiss(); }}>Keep as is</button>
+    <//>` : html`<button type="button" class=${size} ref=${confirm.trigger} onClick=${confirm.ask}
+      aria-label=${from ? `Re-run from ${from}` : undefined}>${label}</button>`}
     <${ErrorBox} error=${error} label="Not re-run" />
   </span>`;
 }
@@ -45,7 +71,7 @@ function RerunButton({ runId, from, label, onDone, small }) {
 const RUN_LOG = "__run__";
 
 function CancelButton({ runId, onDone }) {
-  const [asking, setAsking] = useState(false);
+  const confirm = useConfirm();
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
   const cancel = async () => {
@@ -53,22 +79,36 @@ function CancelButton({ runId, onDone }) {
     setError(null);
     try {
       onDone(await post(`/api/v1/runs/${enc(runId)}/cancel`));
-      setAsking(false);
+      confirm.done();
     } catch (err) {
       setError(err);
     } finally {
       setBusy(false);
     }
   };
-  if (!asking) {
-    return html`<button type="button" class="danger" onClick=${() => setAsking(true)}>Cancel run</button>`;
+  if (!confirm.asking) {
+    return html`<button type="button" class="danger" ref=${confirm.trigger} onClick=${confirm.ask}>Cancel run</button>`;
   }
-  return html`<div class="confirm" role="group" aria-label="Confirm cancel">
+  return html`<${InlineConfirm} label="Confirm cancel" onDismiss=${() => { setError(null); confirm.dismiss(); }}>
     <span>Cancel this run? Running tasks are stopped.</span>
     <button type="button" class="danger" disabled=${busy} onClick=${cancel}>${busy ? "Cancelling…" : "Yes, cancel"}</button>
-    <button type="button" onClick=${() => setAsking(false)}>Keep running</button>
+    <button type="button" onClick=${() => { setError(null); confirm.dismiss(); }}>Keep running</button>
     <${ErrorBox} error=${error} label="Not cancelled" />
-  </div>`;
+  <//>`;
+}
+
+/** "Re-run from here" on a task's row, unless that re-run would skip the task at once: a
+ * from-task re-run takes the task and its downstreams, never its upstreams, so one that did
+ * not succeed (and does not meet the task's trigger rule) would stop it again. */
+function RerunFrom({ runId, id, tasks, specTasks, onDone }) {
+  const blocker = rerunBlocker(id, tasks, specTasks);
+  if (blocker) {
+    return html`<span class="muted small" data-testid="no-rerun"
+      title=${`Re-running from ${id} would skip it at once: ${blocker.reason}. Re-run from that upstream, or re-run the failed tasks.`}>
+      blocked: ${blocker.short}</span>`;
+  }
+  return html`<${RerunButton} runId=${runId} from=${id} label="Re-run from here" onDone=${onDone} small
+    question=${`Re-run ${id} and everything downstream of it?`} />`;
 }
 
 export function RunView({ runId }) {
@@ -156,8 +196,9 @@ export function RunView({ runId }) {
       <div class="spacer"></div>
       <a class="button" href=${`/runs/${enc(runId)}/tasks/${RUN_LOG}`}>Run log</a>
       ${finished || !can("runs:Cancel") ? null : html`<${CancelButton} runId=${runId} onDone=${setRun} />`}
-      ${rerunnable && entries.some(([, t]) => RERUNNABLE.has(t.state))
-        ? html`<${RerunButton} runId=${runId} from=${null} label="Re-run failed" onDone=${afterRerun} />` : null}
+      ${rerunnable && rerunLabel(run.tasks)
+        ? html`<${RerunButton} runId=${runId} from=${null} label=${rerunLabel(run.tasks)} onDone=${afterRerun}
+            question=${`Re-run ${notSucceeded(run.tasks)}, and what depends on them?`} />` : null}
     </div>
     <${ErrorBox} error=${error} label="Refresh failed" />
     <dl class="facts card">
@@ -168,7 +209,7 @@ export function RunView({ runId }) {
       <div><dt>Ended</dt><dd>${when(run.endedAt)}</dd></div>
       ${run.lastRerun ? html`<div><dt>Re-run</dt><dd data-testid="run-rerun">${run.reruns > 1 ? `#${run.reruns} ` : ""}by ${run.lastRerun.by || "?"}, ${when(run.lastRerun.requestedAt)}</dd></div>` : null}
       <div><dt>${run.lastRerun ? "Duration (last re-run)" : "Duration"}</dt><dd data-testid="run-duration">${runDuration(run, now)}</dd></div>
-      <div><dt>Tasks</dt><dd>${Object.entries(counts).map(([s, n]) => `${n} ${s.toLowerCase()}`).join(", ") || "none"}</dd></div>
+      <div class=${Object.keys(counts).length > 1 ? "span2" : undefined}><dt>Tasks</dt><dd data-testid="run-task-counts">${Object.entries(counts).map(([s, n]) => `${n} ${s.toLowerCase()}`).join(", ") || "none"}</dd></div>
       ${args.length ? html`<div class="wide"><dt>Args</dt><dd class="mono">${args.map(([k, v]) => `${k}=${JSON.stringify(v)}`).join("  ")}</dd></div>` : null}
       ${run.waiting ? html`<div class="wide waiting"><dt>Why it waits</dt><dd data-testid="run-waiting">${run.waiting}</dd></div>` : null}
       ${run.cancelRequested && !finished ? html`<div class="wide"><dt>Cancel</dt><dd>requested; stopping the running tasks</dd></div>` : null}
@@ -208,11 +249,13 @@ export function RunView({ runId }) {
           <td class="small when">${when(t.startedAt)}</td>
           <td class="num">${duration(t.startedAt, t.endedAt, now)}</td>
           <td class=${t.exitCode < 0 ? "num small" : "num"} data-testid="task-exit">${exitText(t.exitCode)}</td>
-          <td class="small">${t.error ? html`<span class="err-text">${t.error}</span>`
+          <td class="small">${t.error ? html`<span class="err-text">${t.error}</span>${t.waiting
+              ? html`<br /><span class="waiting-text" data-testid="task-waiting">${t.waiting}</span>` : null}`
             : t.waiting ? html`<span class="waiting-text" data-testid="task-waiting">${t.waiting}</span>`
             : t.state === "SKIPPED" ? html`<span class="muted" data-testid="task-skipped">${ran === null ? "skipped" : skipReason(id, run.tasks, exact && exact.tasks)}</span>`
             : t.state === "CANCELLED" && !t.startedAt ? html`<span class="muted" data-testid="task-cancelled">cancelled before it started</span>` : ""}</td>
-          ${rerunnable ? html`<td><${RerunButton} runId=${runId} from=${id} label="Re-run from here" onDone=${afterRerun} small /></td>` : null}
+          ${rerunnable ? html`<td><${RerunFrom} runId=${runId} id=${id} tasks=${run.tasks}
+            specTasks=${ran === null ? undefined : exact && exact.tasks} onDone=${afterRerun} /></td>` : null}
         </tr>`)}</tbody>
       </table>
     </section>

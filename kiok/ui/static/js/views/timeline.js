@@ -3,18 +3,24 @@
 // run's start. It follows the run live: the run view re-renders it on every poll.
 //
 // The run record keeps each task's current (last) attempt, so a retried task's bar is its
-// last attempt; the attempt number is in the bar's label.
+// last attempt; the attempt number is in the bar's label. The axis spans the bars drawn (of a
+// re-run run: from the earliest kept attempt, not the run's first start, so the bars are not
+// squeezed into the end of it). On a narrow panel (a phone) the task names take less room,
+// the plot scrolls sideways under them (they stay put) and a hint says it scrolls.
 import { html, useLayoutEffect, useState } from "../html.js";
 import { enc } from "../api.js";
 import { elapsed, glyph, stateClass, TERMINAL_RUN, when } from "../format.js";
 import { skipReason } from "../skipped.js";
 
 const ROW_H = 24;
-const LABEL_W = 200;
 const AXIS_H = 26;
 const MIN_BAR = 2;
-/** Narrower panels scroll sideways rather than squeeze the bars. */
-const MIN_WIDTH = 560;
+/** The task names' column, and on a panel narrower than NARROW px (a phone) a slimmer one. */
+const LABEL_W = 200;
+const LABEL_W_NARROW = 100;
+const NARROW = 600;
+/** The plot is never narrower than this: a narrower panel scrolls sideways. */
+const MIN_PLOT = 360;
 
 /** The panel's inner width (it follows window resizes), for the SVG to fill it. */
 function usePanelWidth(fallback) {
@@ -25,7 +31,7 @@ function usePanelWidth(fallback) {
     const measure = () => {
       const style = getComputedStyle(el);
       const inner = el.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
-      if (inner > 0) setWidth(Math.max(MIN_WIDTH, Math.floor(inner)));
+      if (inner > 0) setWidth(Math.floor(inner));
     };
     measure();
     const observer = new ResizeObserver(measure);
@@ -98,26 +104,47 @@ export function bars(run, now) {
   return out.sort((a, b) => a.start - b.start || a.id.localeCompare(b.id));
 }
 
+/** The axis: from the earliest bar's start (or the run's start, if the run was not re-run and
+ * started before it) to the last bar's end (or the run's end, or now). */
+export function axis(run, rows, now) {
+  const first = Math.min(...rows.map((r) => r.start));
+  const fromRun = run.startedAt && !run.lastRerun;
+  const t0 = fromRun ? Math.min(new Date(run.startedAt).getTime(), first) : first;
+  const ended = run.endedAt && !run.lastRerun ? new Date(run.endedAt).getTime() : 0;
+  const t1 = Math.max(...rows.map((r) => r.end), ended, TERMINAL_RUN.has(run.state) ? 0 : now);
+  return { t0, t1, fromRun: Boolean(fromRun && t0 === new Date(run.startedAt).getTime()) };
+}
+
+function shortId(id, room) {
+  const chars = Math.max(6, Math.floor((room - 12) / 7.3));
+  return id.length > chars ? `${id.slice(0, chars - 1)}…` : id;
+}
+
 export function Timeline({ run, now, specTasks }) {
-  const [wrap, width] = usePanelWidth(1100);
+  const [wrap, inner] = usePanelWidth(1100);
+  const labelW = inner < NARROW ? LABEL_W_NARROW : LABEL_W;
+  const width = Math.max(labelW + 16 + MIN_PLOT, inner);
+  const scrolls = width > inner + 1;
   const rows = bars(run, now);
   const notStarted = notStartedText(run, rows, specTasks);
   if (rows.length === 0) {
     return html`<p class="muted" data-testid="timeline">${TERMINAL_RUN.has(run.state) ? notStarted
       : `No task has started yet${run.waiting ? `: ${run.waiting}` : "."}`}</p>`;
   }
-  const t0 = run.startedAt ? Math.min(new Date(run.startedAt).getTime(), rows[0].start) : rows[0].start;
-  const t1 = Math.max(...rows.map((r) => r.end), run.endedAt ? new Date(run.endedAt).getTime() : now);
+  const { t0, t1, fromRun } = axis(run, rows, now);
   const span = Math.max(1, t1 - t0);
-  const plot = width - LABEL_W - 16;
-  const x = (ms) => LABEL_W + ((ms - t0) / span) * plot;
+  const plot = width - labelW - 16;
+  const x = (ms) => labelW + ((ms - t0) / span) * plot;
   const step = tickStep(span);
   const ticks = [];
   for (let t = 0; t <= span; t += step) ticks.push(t);
   const height = AXIS_H + rows.length * ROW_H + 4;
   // The last tick's label ends at its line when it would run past the right edge.
   const tickLabelW = (t) => offsetLabel(t).length * 6.5;
+  const href = (id) => `/runs/${enc(run.runId)}/tasks/${enc(id)}`;
   return html`<div class="timeline-wrap" data-testid="timeline" ref=${wrap}>
+    ${scrolls ? html`<p class="muted small timeline-hint" data-testid="timeline-scroll-hint">Scroll sideways for the whole timeline →</p>` : null}
+    <div class="timeline-stack">
     <svg class="timeline" width=${width} height=${height} viewBox=${`0 0 ${width} ${height}`}
       role="img" aria-label=${`Timeline of ${rows.length} started tasks`}>
       ${ticks.map((t) => html`<g key=${t} class="tick">
@@ -132,19 +159,26 @@ export function Timeline({ run, now, specTasks }) {
         const label = `${glyph(r.state)} ${r.state}${r.attempt > 1 ? ` · attempt ${r.attempt}` : ""} · ${elapsed(r.end - r.start)}`;
         // The state after the bar; before it when the bar reaches the right edge; inside it
         // when it spans the plot (before it, the label would cover the task's name).
-        const labelW = label.length * 6.5;
-        const place = bx + bw + 5 <= width - 150 ? "right" : bx - 5 - labelW >= LABEL_W ? "left" : "inside";
-        return html`<a key=${r.id} href=${`/runs/${enc(run.runId)}/tasks/${enc(r.id)}`}
+        const labelW2 = label.length * 6.5;
+        const place = bx + bw + 5 <= width - 150 ? "right" : bx - 5 - labelW2 >= labelW ? "left" : "inside";
+        return html`<a key=${r.id} href=${href(r.id)}
           class=${`bar ${stateClass(r.state)}${r.open ? " open" : ""}`} data-task=${r.id} data-state=${r.state}>
           <title>${r.id}: ${label} · started ${when(new Date(r.start).toISOString())}</title>
-          <text x=${LABEL_W - 8} y=${y + 16} class="bar-label">${r.id.length > 26 ? `${r.id.slice(0, 25)}…` : r.id}</text>
+          <text x=${labelW - 8} y=${y + 16} class="bar-label">${shortId(r.id, labelW)}</text>
           <rect x=${bx} y=${y + 4} width=${bw} height=${ROW_H - 8} rx="3" />
           <text x=${place === "right" ? bx + bw + 5 : place === "left" ? bx - 5 : bx + 6} y=${y + 16}
             class=${`bar-state${place === "right" ? "" : ` ${place}`}`}>${label}</text>
         </a>`;
       })}
     </svg>
-    <p class="muted small" data-testid="timeline-origin">0 s is ${when(new Date(t0).toISOString())}${run.startedAt ? " (the run's start)" : ""}.</p>
-    ${notStarted ? html`<p class="muted small" data-testid="timeline-not-started">${notStarted}</p>` : null}
+    ${scrolls ? html`<svg class="timeline-names" width=${labelW} height=${height} aria-hidden="true"
+      data-testid="timeline-names">
+      ${rows.map((r, i) => html`<a key=${r.id} href=${href(r.id)} tabindex="-1">
+        <text x=${labelW - 8} y=${AXIS_H + i * ROW_H + 16} class="bar-label">${shortId(r.id, labelW)}</text></a>`)}
+    </svg>` : null}
+    </div>
+    <p class="muted small timeline-note" data-testid="timeline-origin">0 s is ${when(new Date(t0).toISOString())}${fromRun ? " (the run's start)"
+      : run.lastRerun ? ` (the earliest start of the attempts shown; the run first started ${when(run.startedAt)} and was re-run ${when(run.lastRerun.requestedAt)})` : ""}.</p>
+    ${notStarted ? html`<p class="muted small timeline-note" data-testid="timeline-not-started">${notStarted}</p>` : null}
   </div>`;
 }

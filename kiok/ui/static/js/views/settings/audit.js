@@ -1,7 +1,8 @@
 // Settings → Audit log: 50 records a page (Older / Newer), filtered by actor, action (an
 // exact action or a prefix such as `iam:*`), outcome and time range. The filters live in
 // the URL (/settings/audit?actor=bob&outcome=refused&since=…), so a filtered view can be
-// shared; they are passed to `GET /api/v1/admin/audit` as they are.
+// shared; they are passed to `GET /api/v1/admin/audit` as they are. Every record shows its
+// detail (what changed: "paused", "policies: +x"; a refusal's reason) under its outcome.
 import { html, useState } from "../../html.js";
 import { enc } from "../../api.js";
 import { timeZoneMode, when } from "../../format.js";
@@ -83,7 +84,8 @@ function AuditPages({ filters }) {
       <th scope="col">Action</th><th scope="col">Target</th><th scope="col">From</th><th scope="col">Result</th></tr></thead>
       <tbody>${data.entries.map((e, i) => html`<tr key=${i}><td class="when">${when(e.at)}</td><td><span class="mono">${e.actor}</span></td>
         <td><span class="mono">${e.action}</span></td><td><span class="mono">${e.target}</span></td><td><span class="mono">${e.address}</span></td>
-        <td>${e.success ? "✓ ok" : html`<span class="err-text">✕ ${e.detail || "refused"}</span>`}</td></tr>`)}</tbody></table>`}
+        <td>${e.success ? html`✓ ok${e.detail ? html`<div class="muted audit-detail" data-testid="audit-detail">${e.detail}</div>` : null}`
+          : html`<span class="err-text">✕ ${e.detail || "refused"}</span>`}</td></tr>`)}</tbody></table>`}
       <div class="row pager">
         <button type="button" disabled=${cursors.length === 1} onClick=${() => setCursors(cursors.slice(0, -1))}>Newer</button>
         <button type="button" disabled=${!data.nextCursor} onClick=${() => setCursors([...cursors, data.nextCursor])}>Older</button>

@@ -2,8 +2,10 @@
 // loads it). The document is checked as you type (a JSON syntax error is marked at its
 // line, and Save stays off); what the master refuses (an unknown field, an Effect that is not
 // Allow or Deny, a Resource that can match nothing) is its 400 message, shown under the editor.
+// "New policy" creates only (`If-None-Match: *`): a name already taken is refused at the name
+// field, never silently replaced; once saved, the form edits that policy.
 import { html, useState } from "../../html.js";
-import { enc, post, request } from "../../api.js";
+import { enc, request } from "../../api.js";
 import { ErrorBox, Loading } from "../common.js";
 import { JsonEditor, Notice, refusedLabel, useLoad } from "./shared.js";
 import { jsonProblem } from "./jsonproblem.js";
@@ -23,20 +25,37 @@ export function Policies({ can }) {
   const [busy, setBusy] = useState(false);
   const [message, setMessage] = useState(null);
   const [rowError, setRowError] = useState(null);
+  const [nameError, setNameError] = useState(null);
   const problem = jsonProblem(doc);
   const writable = can("iam:Write");
+  const taken = (n) => html`A policy named <span class="mono">${n}</span> already exists: use its <strong>Edit</strong> to change it, or choose another name.`;
 
   const save = async (event) => {
     event.preventDefault();
-    setBusy(true);
+    const saved = name.trim();
     setSaveError(null);
     setMessage(null);
+    if (!editing && policies && policies.policies.some((p) => p.policy === saved)) {
+      setNameError(taken(saved));
+      document.getElementById("policy-name")?.focus();
+      return;
+    }
+    setBusy(true);
     try {
-      await post("/api/v1/iam/policies", { policy: name, document: JSON.parse(doc) });
-      setMessage(`Policy ${name} saved.`);
+      const body = { policy: saved, document: JSON.parse(doc) };
+      // New: create only, so a policy made meanwhile (or one this list does not show) is kept.
+      await request("POST", "/api/v1/iam/policies", body, undefined, editing ? undefined : { "If-None-Match": "*" });
+      setMessage(`Policy ${saved} saved.`);
+      setName(saved);
+      setEditing(true);
       reload();
     } catch (err) {
-      setSaveError(err);
+      if (!editing && err.status === 409) {
+        setNameError(taken(saved));
+        document.getElementById("policy-name")?.focus();
+      } else {
+        setSaveError(err);
+      }
     } finally {
       setBusy(false);
     }
@@ -46,6 +65,7 @@ export function Policies({ can }) {
     setDoc(JSON.stringify(p.document, null, 2));
     setEditing(true);
     setSaveError(null);
+    setNameError(null);
     setMessage(null);
     document.getElementById("policy-editor")?.scrollIntoView({ block: "start" });
   };
@@ -54,6 +74,8 @@ export function Policies({ can }) {
     setDoc(EXAMPLE);
     setEditing(false);
     setSaveError(null);
+    setNameError(null);
+    setMessage(null);
   };
   const remove = async (p) => {
     if (!confirm(`Delete policy ${p.policy}? It is detached from every user and group.`)) return;
@@ -77,8 +99,11 @@ export function Policies({ can }) {
         <span class="spacer"></span>
         ${editing ? html`<button type="button" class="link" onClick=${fresh}>New policy instead</button>` : null}
       </div>
-      ${editing ? null : html`<label>Policy name <input name="policy" required autocomplete="off" value=${name}
-        onInput=${(e) => setName(e.currentTarget.value)} /></label>`}
+      ${editing ? null : html`<label>Policy name <input id="policy-name" name="policy" required autocomplete="off"
+        value=${name} aria-invalid=${nameError ? "true" : undefined} aria-describedby="policy-name-error"
+        onInput=${(e) => { setName(e.currentTarget.value); setNameError(null); }} /></label>
+        <div id="policy-name-error">${nameError ? html`<small class="field-error" role="alert"
+          data-testid="policy-name-error">${nameError}</small>` : null}</div>`}
       <${JsonEditor} value=${doc} onInput=${(v) => { setDoc(v); setSaveError(null); }} label="Policy document (JSON)" />
       <${ErrorBox} error=${saveError} label=${saveError && saveError.status === 400 ? "Refused" : refusedLabel(saveError)} />
       <div class="row end">

@@ -1,10 +1,10 @@
 // Settings → Users: create a user (with a first policy), reset another user's password (by
 // default the user must choose a new one at the next login; one's own is changed under
 // Settings → Password), attach and detach a policy, delete a user (never oneself). Group membership is edited on the Groups tab.
-import { html, useState } from "../../html.js";
+import { html, useEffect, useRef, useState } from "../../html.js";
 import { enc, post, request, session } from "../../api.js";
 import { when } from "../../format.js";
-import { ErrorBox, Loading } from "../common.js";
+import { ErrorBox, InlineConfirm, Loading } from "../common.js";
 import { Chip, Form, Notice, refusedLabel, useLoad } from "./shared.js";
 
 export function Users({ can }) {
@@ -70,8 +70,19 @@ function UserActions({ u, names, can, onDone }) {
   const [value, setValue] = useState("");
   const [mustChange, setMustChange] = useState(true);
   const [busy, setBusy] = useState(false);
-  const close = () => { setOpen(null); setValue(""); setError(null); setMustChange(true); };
+  // Cancel or Escape gives the focus back to the button that opened the editor.
+  const buttons = useRef(null);
+  const back = useRef(null);
+  useEffect(() => {
+    if (open === null && back.current && buttons.current) {
+      buttons.current.querySelector(`[data-action="${back.current}"]`)?.focus();
+      back.current = null;
+    }
+  }, [open]);
+  const reset = () => { setOpen(null); setValue(""); setError(null); setMustChange(true); };
+  const close = () => { back.current = open; reset(); };
   const go = async () => {
+    if (!value && open !== "delete") return;
     setError(null);
     setBusy(true);
     try {
@@ -89,7 +100,7 @@ function UserActions({ u, names, can, onDone }) {
         await post("/api/v1/iam/users", { user: u.user, policies: [...new Set([...u.policies, value])] });
         onDone(`Policy ${value} attached to ${u.user}.`);
       }
-      close();
+      reset();
     } catch (err) {
       setError(err);
     } finally {
@@ -98,33 +109,33 @@ function UserActions({ u, names, can, onDone }) {
   };
   const errorBox = html`<${ErrorBox} error=${error} label=${refusedLabel(error)} />`;
   if (open === "delete") {
-    return html`<div class="confirm" role="group" aria-label=${`Delete ${u.user}`}>
+    return html`<${InlineConfirm} label=${`Delete ${u.user}`} onDismiss=${close}>
       <span>Delete ${u.user}? Its access keys go with it.</span>
       <button type="button" class="danger small-btn" disabled=${busy} onClick=${go}>Yes, delete</button>
       <button type="button" class="small-btn" onClick=${close}>Cancel</button>
       ${errorBox}
-    </div>`;
+    <//>`;
   }
   if (open) {
-    return html`<div class="confirm" role="group" aria-label=${`${open} for ${u.user}`}>
+    return html`<${InlineConfirm} label=${`${open} for ${u.user}`} onDismiss=${close} onSubmit=${go}>
       ${open === "password"
-        ? html`<input type="password" aria-label=${`New password for ${u.user}`} autocomplete="new-password" value=${value}
-            onInput=${(e) => setValue(e.currentTarget.value)} />
+        ? html`<input type="password" aria-label=${`New password for ${u.user}`} placeholder="new password"
+            autocomplete="new-password" required value=${value} onInput=${(e) => setValue(e.currentTarget.value)} />
           <label class="inline-check" title="Until then the user's access keys are refused too">
             <input type="checkbox" checked=${mustChange} onChange=${(e) => setMustChange(e.currentTarget.checked)} />
             must choose a new one at next login</label>`
         : html`<select aria-label=${`Policy to attach to ${u.user}`} value=${value} onChange=${(e) => setValue(e.currentTarget.value)}>
-            <option value="">choose…</option>${names.filter((p) => !u.policies.includes(p)).map((p) => html`<option value=${p}>${p}</option>`)}</select>`}
-      <button type="button" class="primary small-btn" disabled=${!value || busy} onClick=${go}>Save</button>
+            <option value="">choose a policy…</option>${names.filter((p) => !u.policies.includes(p)).map((p) => html`<option value=${p}>${p}</option>`)}</select>`}
+      <button type="submit" class="primary small-btn" disabled=${!value || busy}>Save</button>
       <button type="button" class="small-btn" onClick=${close}>Cancel</button>
       ${errorBox}
-    </div>`;
+    <//>`;
   }
   const self = u.user === session.user;
-  return html`<div class="row">
-    ${can("iam:SetPassword") && !self ? html`<button type="button" class="small-btn" onClick=${() => setOpen("password")}>Reset password</button>` : null}
-    ${can("iam:AttachPolicy") ? html`<button type="button" class="small-btn" onClick=${() => setOpen("policy")}>Attach policy</button>` : null}
+  return html`<div class="row" ref=${buttons}>
+    ${can("iam:SetPassword") && !self ? html`<button type="button" class="small-btn" data-action="password" onClick=${() => setOpen("password")}>Reset password</button>` : null}
+    ${can("iam:AttachPolicy") ? html`<button type="button" class="small-btn" data-action="policy" onClick=${() => setOpen("policy")}>Attach policy</button>` : null}
     ${can("iam:Write") && !self ? html`<button type="button" class="danger small-btn" aria-label=${`Delete user ${u.user}`}
-      onClick=${() => setOpen("delete")}>Delete</button>` : null}
+      data-action="delete" onClick=${() => setOpen("delete")}>Delete</button>` : null}
   </div>`;
 }
