@@ -48,7 +48,6 @@ class Leadership:
         #: The leader's ``/cluster/health`` as it last answered this follower (its workers).
         self.leader_health: dict[str, Any] = {}
         self._http: httpx.AsyncClient | None = None
-        self._opening = False
 
     def kick(self) -> None:
         self._kick.set()
@@ -222,35 +221,29 @@ class Leadership:
         return ready, why
 
     def _readiness(self) -> tuple[bool, str]:
-        raft = self._node.raft
+        node = self._node
+        raft = node.raft
         assert raft is not None
+        opened = node.cluster_opened()
         if raft.leader_id is None:
-            return False, "no leader is elected right now"
+            # Once open, a master with no leader (a minority left) still serves reads from
+            # its state; writes answer 503 not_leader.
+            return (True, "") if opened else (False, "no leader is elected right now")
         if not raft.is_leader:
             if not raft.caught_up:
                 return False, "this master is catching up with the leader"
+            if opened:
+                return True, ""
             open_, why = self._leader_view
             return open_, why or "the leader says the cluster is not ready"
         if not self.leading:
             return False, "the new leader is taking over"
-        opened = self._node.reader.cluster_opened()
+        if opened:
+            return True, ""
         behind = [m["id"] for m in self.masters() if not m["ready"]]
-        if behind and not opened:
+        if behind:
             return False, f"master(s) not ready: {', '.join(behind)}"
-        ready, why = self._node.workers_ready()
-        if ready and not opened and not self._opening:
-            self._opening = True
-            asyncio.get_running_loop().create_task(self._open())
-        return ready, why
-
-    async def _open(self) -> None:
-        """Latch the first full readiness in the replicated state (then a quorum suffices)."""
-        try:
-            await self._node.log.propose(c.OpenCluster(at_ms=self._node.clock_ms()))
-        except KiokError as e:
-            log.info("could not record the cluster as open yet: %s", e.message)
-        finally:
-            self._opening = False
+        return node.workers_ready()  # the first time it is, the cluster opens
 
 
 async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:

@@ -193,6 +193,7 @@ class MasterNode:
                     compaction_entries=settings.get_int("kiok.raft.compaction.min.entries"),
                     defer_s=self._deference_s(),
                     snapshot_pause_s=settings.get_int("kiok.raft.snapshot.write.pause.ms") / 1000,
+                    bind_host=settings.get_str("kiok.master.host"),
                 ),
                 on_applied=self._on_applied_sync,
                 on_restored=self.stores_replaced,
@@ -267,6 +268,9 @@ class MasterNode:
         self.log.subscribe(self._on_effects)
         self._tasks: list[asyncio.Task[Any]] = []
         self._started = False
+        #: The cluster opened once (``cluster_opened``), and a proposal recording it is under way.
+        self._opened = False
+        self._opening = False
         self._specs: dict[str, DagSpec] = {}
         #: Encoded run views for ``GET /api/v1/runs/{id}`` (the leader's coordinator knows
         #: why a run waits; a new term brings a new coordinator).
@@ -459,12 +463,41 @@ class MasterNode:
             return False, self.backups.restore_problem
         if self.raft is not None:
             return self.leadership.readiness()
+        if self.cluster_opened():
+            return True, ""
         return self.workers_ready()
 
     def workers_ready(self) -> tuple[bool, str]:
+        """Whether a worker is connected; the first time one is, the cluster opens for good
+        (``OpenCluster``): a master whose workers are all gone later still answers, so their
+        runs can be watched, cancelled and triggered (queued until a worker is back)."""
         if not any(w.info().connected for w in self.coordinator.workers.values()):
             return False, "no worker is connected (a cluster opens once at least one worker is ready)"
+        self.open_cluster()
         return True, ""
+
+    def cluster_opened(self) -> bool:
+        """Whether the cluster has opened (``OpenCluster``); remembered, since it never closes
+        again (a restored backup or an installed snapshot was taken from an open cluster)."""
+        if not self._opened and self.keyring is not None:  # a new master gets it by replication
+            self._opened = self.reader.cluster_opened()
+        return self._opened
+
+    def open_cluster(self) -> None:
+        """Record the first full readiness in the (replicated) state, once; a proposal that
+        fails is made again at the next check."""
+        if self._opened or self._opening:
+            return
+        self._opening = True
+        asyncio.get_running_loop().create_task(self._open_cluster())
+
+    async def _open_cluster(self) -> None:
+        try:
+            await self.log.propose(c.OpenCluster(at_ms=self.clock_ms()))
+        except KiokError as e:
+            log.info("could not record the cluster as open yet: %s", e.message)
+        finally:
+            self._opening = False
 
     def _on_applied_sync(self, fx: Effects) -> None:
         """On the thread that applies replicated entries, before the next one is written."""
@@ -600,6 +633,7 @@ class MasterNode:
         self.joblog.forget_sizes()
         self.auth.forget_signing_key()
         self.iam_epoch.bump()
+        self._opened = False  # read again from what the stores now hold
 
     async def rotate_key(self, name: str) -> int:
         """Make a new version of data key ``name`` current; returns the version. Data

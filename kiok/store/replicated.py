@@ -138,6 +138,20 @@ class RaftConfig:
     defer_s: float = 0.0
     #: Testing aid (``kiok.raft.snapshot.write.pause.ms``): each snapshot write waits this long first.
     snapshot_pause_s: float = 0.0
+    #: The address the Raft port binds to (``kiok.master.host``), at this master's Raft port.
+    #: PySyncObj would bind every interface.
+    bind_host: str = "127.0.0.1"
+
+    @property
+    def bind_address(self) -> str:
+        return f"{self.bind_host}:{self.address.rsplit(':', 1)[1]}"  # PySyncObj splits at the last ':'
+
+    @property
+    def leader_fallback_s(self) -> float:
+        """How long a leader that hears from no quorum keeps leading: twice the longest
+        election timeout (PySyncObj's default is 30 s, during which a leader left alone with
+        a minority takes writes it can never commit instead of answering 503 not_leader)."""
+        return 2 * self.election_timeout_s[1]
 
     @property
     def address(self) -> str:
@@ -381,6 +395,8 @@ class RaftCommandLog:
             logCompactionMinTime=60,
             onStateChanged=lambda _old, _new: self._to_loop(self._on_role_change),
             dynamicMembershipChange=False,
+            bindAddress=cfg.bind_address,
+            leaderFallbackTimeout=cfg.leader_fallback_s,
         )
         others = [addr for mid, addr in cfg.peers.items() if mid != cfg.master_id]
         self._replica = _Replica(self, conf, cfg.address, others)

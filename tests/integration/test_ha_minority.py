@@ -1,0 +1,101 @@
+"""Three ``kiok master`` processes, as docs/cluster.md promises them: the Raft port binds
+``kiok.master.host`` (PySyncObj alone binds every interface); once the cluster has opened,
+the API stays open when every worker is gone (their runs are still to be read and
+cancelled); and with only a minority of masters left, reads still work and a write answers
+503 ``not_leader`` (a leader cut off from its quorum steps down within twice the election
+timeout, not PySyncObj's 30 s, during which it took writes it could never commit)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kiok.testing.process import Master, MasterGroup, WorkerProcess
+
+pytestmark = pytest.mark.slow
+
+FAST = {"KIOK_WORKER_HEARTBEAT_TIMEOUT_MS": "2000", "KIOK_WORKER_HEARTBEAT_INTERVAL_MS": "300"}
+LISTEN = "0A"
+
+
+@pytest.fixture
+def group(tmp_path: Path) -> Iterator[MasterGroup]:
+    g = MasterGroup(tmp_path, extra_env=FAST)
+    yield g
+    g.stop()
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """The local addresses (hex, as /proc/net/tcp* has them) with a socket listening on ``port``."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                address, hex_port = fields[1].rsplit(":", 1)
+                if fields[3] == LISTEN and int(hex_port, 16) == port:
+                    found.add(address)
+    return found
+
+
+def test_raft_binds_the_master_host_and_reads_outlive_workers_and_quorum(group: MasterGroup) -> None:
+    group.start()
+    for mid, m in group.masters.items():
+        raft_port = int(m.env["KIOK_MASTER_PEERS"].split(f"{mid}=127.0.0.1:")[1].split(",")[0])
+        assert _listening_addresses(raft_port) == {"0100007F"}, (mid, _listening_addresses(raft_port))
+
+    leader = group.leader()
+    worker = group.add_worker(leader, "w1")
+    leader.register("dag: {id: d}\ntasks: [{id: t, script: 'true'}]\n")
+    done = leader.wait_run(leader.trigger("d"), 60)
+    assert done["state"] == "SUCCESS", done
+
+    # Every worker gone: the cluster stays open; a trigger is queued, waiting for one.
+    worker.stop()
+    leader.wait_for(lambda: not _any_worker_connected(leader), 30, "the worker to be gone")
+    for m in group.masters.values():
+        r = m.api("GET", "/api/v1/dags")
+        assert r.status_code == 200, r.text
+    queued = leader.trigger("d")
+    r = leader.api("GET", f"/api/v1/runs/{queued}")
+    assert r.status_code == 200 and r.json()["state"] == "PENDING", r.text
+
+    # A minority left: the leader alone steps down; it still reads, and a write is a 503.
+    for follower in group.followers(leader):
+        follower.kill9()
+    leader.wait_for(lambda: _role(leader) != "leader", 30, "the leader without a quorum to step down")
+    r = leader.api("GET", f"/api/v1/runs/{queued}")
+    assert r.status_code == 200 and r.json()["runId"] == queued, r.text
+    assert leader.api("GET", "/api/v1/dags").status_code == 200
+    r = leader.api("POST", "/api/v1/dags/d/runs", json={}, timeout=10)
+    assert r.status_code == 503 and r.json()["error"]["code"] == "not_leader", r.text
+
+
+def _role(m: Master) -> str | None:
+    body = m.http("GET", m.url + "/cluster/health", timeout=2).json()
+    return body.get("role")  # type: ignore[no-any-return]
+
+
+def _any_worker_connected(m: Master) -> bool:
+    workers = m.api("GET", "/api/v1/cluster").json()["workers"]
+    return any(w["connected"] for w in workers)
+
+
+def test_a_single_master_stays_open_when_its_workers_are_gone(tmp_path: Path) -> None:
+    master = Master(tmp_path / "m", FAST)
+    master.start()
+    worker = WorkerProcess(
+        tmp_path / "w", master.internal_address, "w1", {"KIOK_WORKER_JOIN_TOKEN": master.join_token()}
+    )
+    try:
+        worker.start()
+        master.wait_open()
+        worker.stop()
+        master.wait_for(lambda: not _any_worker_connected(master), 30, "the worker to be gone")
+        assert master.api("GET", "/api/v1/dags").status_code == 200
+        assert master.http("GET", master.url + "/readyz").status_code == 200
+    finally:
+        worker.stop()
+        master.stop()
