@@ -197,6 +197,9 @@ class WorkerConnection:
         self.keepalive = False
         #: Its HELLO named only the first of its runs: its first HEARTBEAT names them all.
         self.more_runs = False
+        #: It said goodbye (a HEARTBEAT ``leaving``: it shuts down, holding no run): once
+        #: disconnected it is dropped at once, not kept for the heartbeat timeout.
+        self.leaving = False
 
     # --- WorkerHandle ----------------------------------------------------------------------
 
@@ -318,6 +321,7 @@ class WorkerConnection:
             if self.keepalive:
                 self.send(HeartbeatAck())
             free, draining = min(max(message.free, 0), self._slots), message.draining
+            self.leaving = message.leaving
             if self.more_runs:
                 # Its hello named only some of its runs; these are all of them: now it takes
                 # them back and becomes one of the coordinator's workers.
@@ -601,7 +605,7 @@ class InternalServer:
             await self._refuse(
                 writer,
                 Refusal.UNSUPPORTED_VERSION,
-                f"unsupported protocol version {raw.get('v')!r}; "
+                f"unsupported protocol version {repr(raw.get('v'))[:64]}; "  # quoted short: it is anyone's
                 f"this master speaks version {PROTOCOL_VERSION}",
                 address,
             )
@@ -733,6 +737,11 @@ class InternalServer:
     def _disconnected(self, conn: WorkerConnection) -> None:
         if self.connections.get(conn.worker_id) is not conn:
             return  # replaced by a newer connection of the same worker
+        if conn.leaving:  # it said goodbye: it is not coming back to any run
+            del self.connections[conn.worker_id]
+            log.info("worker %s disconnected: it shut down", conn.worker_id)
+            self.node.coordinator.worker_lost(conn.worker_id)
+            return
         log.info("worker %s disconnected", conn.worker_id)
         # Its runs stay with it until the heartbeat timeout since it was last heard of,
         # so a worker that reconnects at once keeps driving them. Measured on the monotonic

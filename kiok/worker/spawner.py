@@ -751,37 +751,55 @@ class Spawner:
         if not self._adopts:
             return
         running = self._attempts.values()
-        known = {a.pid for a in running} | self._templates.pids()
-        if all(pid in known for pid in self._own_children()):
-            return  # the common case: nothing adopted
-        groups = {a.pid for a in running}
-        since = min((a.since for a in running), default=math.inf)
+        templates = self._templates.pids()
+        known = {a.pid for a in running} | templates
         users = {a.uid for a in running}
         if self._ids is not None:  # whose it is is known: its attempt user's
+            ended = self._ids.uids - users
 
             def left_behind(pid: int) -> bool:
-                return procfs.real_uid(pid) not in users
+                return procfs.real_uid(pid) in ended
 
+            # A forked attempt can make a child of its template's (clone(CLONE_PARENT)),
+            # which no one adopts: the template's children are looked at too. Its spare
+            # child (not an attempt yet) is its own user's, none of the attempt users.
+            roots = [self._pid, *templates]
+            found = any(pid not in known for pid in self._own_children()) or any(
+                pid not in known and left_behind(pid)
+                for tpl in templates
+                for pid in procfs.children(tpl, threads=False)
+            )
         else:
+            groups = {a.pid for a in running}
+            since = min((a.since for a in running), default=math.inf)
 
             def left_behind(pid: int) -> bool:
                 return _left_behind(pid, groups, since)
 
+            roots = [self._pid]
+            found = any(pid not in known for pid in self._own_children())
+        if not found:
+            return  # the common case: nothing adopted, nothing left with a template
         if self._ids is not None:
             assert acting_as is not None
             self._ids.switch(0)  # what is left may be any attempt user's
         try:
-            self._stop_and_kill(known, left_behind)
+            self._stop_and_kill(roots, known, left_behind)
         finally:
             if self._ids is not None and acting_as is not None:
                 self._ids.switch(acting_as)
 
-    def _stop_and_kill(self, known: set[int], left_behind: Callable[[int], bool]) -> None:
+    def _stop_and_kill(self, roots: list[int], known: set[int], left_behind: Callable[[int], bool]) -> None:
+        """Stop, then kill, the children of ``roots`` that are not ``known`` and were
+        ``left_behind``, and everything under them."""
         stopped: set[int] = set()
         for _ in range(_STRAY_PASSES):
             settled = True
             todo = [
-                p for p in procfs.children(self._pid) if p in stopped or (p not in known and left_behind(p))
+                p
+                for root in roots
+                for p in procfs.children(root)
+                if p in stopped or (p not in known and left_behind(p))
             ]
             while todo:
                 pid = todo.pop()

@@ -650,3 +650,39 @@ async def test_python_settings_a_root_started_template_cannot_apply_mean_cold_at
     assert outcome.exit_code == 0 and out.split()[0] == "cold", out
     again = await asyncio.wait_for(_python(make(env=env), python, script, dirs.take(), env=env), 30)
     assert out.splitlines()[1].startswith("0 ") and again[1].splitlines()[1] == out.splitlines()[1]
+
+
+#: A forked attempt makes a child of its template (``clone(CLONE_PARENT)``), in a session of
+#: its own, that would outlive it: no one adopts it, its parent is the template.
+CHILD_OF_THE_TEMPLATE = """
+import ctypes, os, platform
+SYS_CLONE = {"x86_64": 56, "aarch64": 220}[platform.machine()]
+CLONE_PARENT = 0x8000
+pid = ctypes.CDLL(None, use_errno=True).syscall(SYS_CLONE, CLONE_PARENT | 17, 0, 0, 0, 0)
+if pid == 0:
+    os.setsid()
+    os.execv("/bin/sleep", ["sleep", "600"])
+print(pid, os.getppid())
+"""
+
+
+async def test_a_child_an_attempt_gives_its_template_does_not_outlive_the_attempt(
+    with_attempt_users: tuple[Factory, WorkDirs, str],
+) -> None:
+    make, dirs, python = with_attempt_users
+    runner = make()
+    outcome, out = await asyncio.wait_for(_python(runner, python, CHILD_OF_THE_TEMPLATE, dirs.take()), 30)
+    assert outcome.exit_code == 0, out
+    stray, template = out.split()
+    look = f"""
+import os
+try:
+    stat = open("/proc/{stray}/stat").read()
+    print(stat.rsplit(")", 1)[1].split()[0], stat.rsplit(")", 1)[1].split()[1])
+except FileNotFoundError:
+    print("gone", "-")
+"""
+    outcome, out = await asyncio.wait_for(_python(runner, python, look, dirs.take()), 30)
+    state, parent = out.split()
+    # Killed as its attempt ended (a zombie until its template reaps it), not still asleep.
+    assert state in ("gone", "Z") or parent != template, out
