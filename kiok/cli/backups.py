@@ -23,9 +23,12 @@ def backup(cli: CliContext) -> None:
         emit_json(answer)
         return
     click.echo(answer["backupId"])
+    base = answer.get("incrementalBase")
+    if base and base in (answer.get("pruned") or ()):
+        base = f"{base}, since pruned: it held none of the files this backup uses"
     click.echo(
         f"{answer.get('files')} files, {answer.get('size')} bytes, {answer.get('uploadedBytes')} uploaded"
-        f" (base: {answer.get('incrementalBase') or 'none, a full backup'})",
+        f" (base: {base or 'none, a full backup'})",
         err=True,
     )
     for pruned in answer.get("pruned") or ():
@@ -45,7 +48,8 @@ def backups(cli: CliContext) -> None:
     if not items:
         click.echo("no backups")
     else:
-        _backup_table(items)
+        rejected = {str(r.get("id")) for r in answer.get("rejected") or ()}
+        _backup_table(items, rejected)
     for rejected in answer.get("rejected") or ():
         click.echo(f"ignored {rejected.get('id')}: {rejected.get('problem')}", err=True)
     last = answer.get("lastRestore")
@@ -57,7 +61,19 @@ def backups(cli: CliContext) -> None:
         )
 
 
-def _backup_table(items: list[dict[str, Any]]) -> None:
+def base_cell(base: str | None, listed: set[str], rejected: set[str]) -> str:
+    """The BASE column: the backup this one was incremental over, marked ``(pruned)`` when
+    the target no longer holds it (``kiok.backup.keep``, or deleted by hand). A prune keeps
+    every backup a listed one restores from, so such a base held none of the files it uses."""
+    if not base:
+        return "-"
+    if base in listed or base in rejected:
+        return base
+    return f"{base} (pruned)"
+
+
+def _backup_table(items: list[dict[str, Any]], rejected: set[str]) -> None:
+    listed = {str(m.get("id")) for m in items}
     rows = [
         [
             text(m.get("id")),
@@ -65,7 +81,7 @@ def _backup_table(items: list[dict[str, Any]]) -> None:
             text(m.get("size")),
             text(m.get("uploadedBytes")),
             ",".join(m.get("stores") or []),
-            text(m.get("incrementalBase") or "-"),
+            base_cell(m.get("incrementalBase"), listed, rejected),
         ]
         for m in items
     ]

@@ -365,7 +365,7 @@ class ApiClient:
             except httpx.TimeoutException as e:
                 raise CliError(f"{where} did not answer within {self._timeout:g}s", "timeout") from e
             except httpx.HTTPError as e:
-                raise CliError(f"cannot talk to {where}: {e}", "unreachable") from e
+                raise CliError(f"cannot talk to {where}: {e}{_https_hint(url, e)}", "unreachable") from e
             except httpx.InvalidURL as e:  # e.g. from a hand-edited credentials file
                 raise CliError(f"{url} is not a usable master URL: {e}") from e
             if url != self.base_url:
@@ -426,3 +426,13 @@ def _decode(response: httpx.Response) -> Any:
             f"unexpected answer from {response.request.url}: not JSON "
             f"({response.headers.get('content-type', 'no content type')})"
         ) from e
+
+
+def _https_hint(url: str, error: httpx.HTTPError) -> str:
+    """A hint when an ``http://`` master closed the connection without an HTTP answer: what a
+    TLS server does with a request in plain text (the master may speak https)."""
+    if not url.startswith("http://") or not isinstance(error, httpx.RemoteProtocolError):
+        return ""
+    if "without sending a response" not in str(error):
+        return ""
+    return f" (it closed the connection without an HTTP answer: if it serves TLS, use https://{url[7:]})"

@@ -198,7 +198,7 @@ def _effects(rec: TaskRecord, ev: TaskEvent, target: TaskState) -> TaskRecord:
         )
     error = ev.error if ev.error is not None else rec.error
     if ev.kind is TaskEventKind.LOST and ev.error is None:
-        error = "driver lost"
+        error = "driver lost"  # kiok.core.interruption.LOST_ERROR
     return TaskRecord(
         state=target,
         attempt=rec.attempt,

@@ -171,7 +171,7 @@ class BackupService:
             len(manifest.files),
             manifest.size,
             manifest.uploaded_bytes,
-            manifest.base,
+            f"{manifest.base}, since pruned" if manifest.base in pruned else manifest.base,
         )
         return manifest, pruned
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from kiok.config import Settings
 from kiok.core.holds import hold_reason
-from kiok.core.interruption import cancel_reason
+from kiok.core.interruption import REVOKED_ERROR, cancel_reason
 from kiok.core.placeholders import references
 from kiok.core.states import TERMINAL_RUN_STATES
 from kiok.core.timefmt import iso_utc
@@ -324,6 +324,12 @@ class Coordinator:
         last = info.last_heartbeat_ms
         return self._silent_after_ms > 0 and last is not None and now - last > self._silent_after_ms
 
+    def _lost_error(self, previous: str | None) -> str:
+        """What the tasks the run's previous driver had running are left with (``AssignRun``):
+        they say its worker was revoked when it was (the run log then says so, not "lost")."""
+        record = self._reader.admitted_worker(previous) if previous else None
+        return REVOKED_ERROR if record is not None and record.get("revoked") else ""
+
     async def _assign(
         self, run: dict[str, Any], spec: dict[str, Any], labels: tuple[str, ...], worker: WorkerHandle
     ) -> bool:
@@ -339,6 +345,7 @@ class Coordinator:
                     term=self.term,
                     fence_floor=c.fence_floor(now),
                     respect_holds=True,
+                    lost_error=self._lost_error(run["worker"]),
                 )
             )
         except StoreUnavailable:  # said once: this master stops

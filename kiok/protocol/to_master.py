@@ -102,18 +102,24 @@ class Hello(Message):
 @dataclass(frozen=True)
 class Heartbeat(Message):
     """HEARTBEAT: free slots, whether draining, and the runs held (from which the master
-    learns a run has no driver any more; None: the worker does not say)."""
+    learns a run has no driver any more; None: the worker does not say). ``leaving``: the
+    worker's goodbye, its last frame before it closes the connection at shutdown, holding no
+    run any more: the master drops it at once instead of keeping it for the heartbeat
+    timeout (sent only when true; a master that does not know it ignores it)."""
 
     KIND: ClassVar[Kind] = Kind.HEARTBEAT
 
     free: int
     draining: bool = False
     runs: tuple[Claim, ...] | None = None
+    leaving: bool = False
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {"free": self.free, "draining": self.draining}
         if self.runs is not None:
             out["runs"] = [c.to_wire() for c in self.runs]
+        if self.leaving:
+            out["leaving"] = True
         return out
 
     @classmethod
@@ -123,6 +129,7 @@ class Heartbeat(Message):
             f.integer(m, kind, "free"),
             f.flag(m, kind, "draining"),
             None if m.get("runs") is None else claims_from_wire(m, kind, "runs"),
+            f.flag(m, kind, "leaving"),
             request=cls.request_of(m),
         )
 

@@ -160,12 +160,16 @@ def _close(txn: Txn, run: dict[str, Any], at_ms: int, fx: Effects) -> None:
     fx.runs_changed.add(run["runId"])
 
 
-def _lose_running(txn: Txn, run: dict[str, Any], at_ms: int, fx: Effects) -> set[TaskId]:
-    """Mark the run's RUNNING tasks lost (queued again, same attempt); their ids."""
+def _lose_running(
+    txn: Txn, run: dict[str, Any], at_ms: int, fx: Effects, error: str | None = None
+) -> set[TaskId]:
+    """Mark the run's RUNNING tasks lost (queued again, same attempt; ``error``: why, None
+    for "driver lost"); their ids."""
     lost = set()
     for tid, rec in _all_tasks(txn, run["runId"]).items():
         if rec.state is TaskState.RUNNING:
-            _put_task(txn, run, tid, rec, apply_task_event(rec, TaskEvent(TaskEventKind.LOST, at_ms))[0], fx)
+            event = TaskEvent(TaskEventKind.LOST, at_ms, error=error)
+            _put_task(txn, run, tid, rec, apply_task_event(rec, event)[0], fx)
             lost.add(tid)
     return lost
 
@@ -222,7 +226,8 @@ def apply_assign(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
         # (the same Raft entry, even) holds the run: what the user was told then holds.
         raise Conflict(f"run {cmd.run_id} waits: {why}")
     if run["worker"] is not None:  # taken from a driver that did not give it back
-        _pass_unreported_attempts(txn, run, _lose_running(txn, run, cmd.at_ms, fx), cmd.at_ms, fx)
+        lost = _lose_running(txn, run, cmd.at_ms, fx, cmd.lost_error or None)
+        _pass_unreported_attempts(txn, run, lost, cmd.at_ms, fx)
     first = run["epoch"] == 0  # never assigned: every task is still unstarted
     # Never handed out before: above every fence of this store (the counter survives a
     # restore into a live cluster) and above the floor, the leader's clock (fences handed

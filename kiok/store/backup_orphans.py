@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable
 
 from kiok.store.backup import MANIFEST, manifests
-from kiok.store.objects import ObjectStore
+from kiok.store.objects import DirObjectStore, ObjectStore
 
 #: How old the newest object of a backup without a manifest must be before it is deleted.
 ORPHAN_GRACE_MS = 3_600_000
@@ -59,4 +59,7 @@ def sweep_orphans(target: ObjectStore, now_ms: int, grace_ms: int = ORPHAN_GRACE
     doomed = orphan_plan(objects, referenced, now_ms, grace_ms)
     for key in doomed:
         target.delete(key)
+    if isinstance(target, DirObjectStore):  # the directories the orphans were in, if now empty
+        for backup_id in sorted({key.partition("/")[0] for key in doomed}):
+            target.remove_empty_dirs(backup_id)
     return doomed

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from kiok.store.backup import MANIFEST, Manifest, lineage
-from kiok.store.objects import ObjectStore
+from kiok.store.objects import DirObjectStore, ObjectStore
 
 
 def prune_plan(manifests: Sequence[Manifest], keep: int) -> list[str]:
@@ -38,11 +38,14 @@ def prune_plan(manifests: Sequence[Manifest], keep: int) -> list[str]:
 
 
 def delete_backup(target: ObjectStore, backup_id: str) -> None:
-    """The manifest first (from then on the backup is not listed), then its objects.
-    Idempotent: deleting a missing object is not an error in either target."""
+    """The manifest first (from then on the backup is not listed), then its objects (and, in
+    a directory target, the directories they leave empty). Idempotent: deleting a missing
+    object is not an error in either target."""
     target.delete(f"{backup_id}/{MANIFEST}")
     for key in target.list(f"{backup_id}/"):
         target.delete(key)
+    if isinstance(target, DirObjectStore):  # the directories its files were in, if now empty
+        target.remove_empty_dirs(backup_id)
 
 
 def prune(target: ObjectStore, keep: int, ring: str, root_key: bytes) -> list[str]:

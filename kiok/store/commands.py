@@ -421,6 +421,10 @@ class AssignRun(Command):
     #: A pending run is refused while its DAG is paused or maintenance mode is on (False in
     #: entries logged before the field existed, which apply as they did).
     respect_holds: bool = False
+    #: The error the previous driver's RUNNING tasks are left with when they are marked lost
+    #: (``kiok.core.interruption``): empty for "driver lost" (so in entries logged before the
+    #: field existed); ``REVOKED_ERROR`` when that driver's worker was revoked.
+    lost_error: str = ""
 
 
 @command

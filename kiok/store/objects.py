@@ -225,6 +225,17 @@ class DirObjectStore:
         finally:
             os.close(dir_fd)
 
+    def remove_empty_dirs(self, prefix: str) -> None:
+        """Remove the directory ``root/<prefix>`` and those under it that are empty (what
+        deleting every object of a prefix leaves), deepest first. Only empty directories go
+        (``rmdir`` refuses any other); a symlink is never followed nor removed."""
+        top = self._path(prefix)
+        if top.is_symlink() or not top.is_dir():
+            return
+        for dirpath, _dirs, _files in os.walk(top, topdown=False):  # symlinked dirs not entered
+            with contextlib.suppress(OSError):  # not empty (or gone): it stays
+                os.rmdir(dirpath)
+
 
 # --- S3 ---------------------------------------------------------------------------------------
 

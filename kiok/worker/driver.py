@@ -18,7 +18,13 @@ from typing import Any
 
 from kiok import logs
 from kiok.core.frontier import Frontier
-from kiok.core.interruption import RUN_CANCELLED, interrupted_attempt, interrupted_lines, stopped_line
+from kiok.core.interruption import (
+    REVOKED_ERROR,
+    RUN_CANCELLED,
+    interrupted_attempt,
+    interrupted_lines,
+    stopped_line,
+)
 from kiok.core.placeholders import Context, has_placeholders, param_env, param_values, resolve
 from kiok.core.placement import shell_value_problem
 from kiok.core.retry import fail_event, timeout_ms_for
@@ -94,6 +100,8 @@ class RunDriver:
         self._queue: deque[TaskId] = deque()
         self._stops: dict[TaskId, StopSignal] = {}
         self._cancelled = assignment.cancel
+        #: ``abandon`` at the worker's shutdown: each attempt it stops ends its log saying so.
+        self._stopped_at_shutdown = False
         #: What each attempt the cancel stops says in its log (``kiok.core.interruption``).
         self._cancel_reason = RUN_CANCELLED
         self._wake = asyncio.Event()
@@ -125,8 +133,10 @@ class RunDriver:
                 stop.set()
             self._wake.set()
 
-    async def abandon(self) -> None:
-        """Stop everything without reporting further (the run now belongs elsewhere)."""
+    async def abandon(self, *, shutdown: bool = False) -> None:
+        """Stop everything without reporting further (the run now belongs elsewhere, or goes
+        back to the masters: ``shutdown``, the worker stops; each attempt it stops says so)."""
+        self._stopped_at_shutdown = shutdown
         self._outbox.clear()
         self._fenced_out = True
         self._start_nothing_more()
@@ -233,7 +243,8 @@ class RunDriver:
                 lost = interrupted_attempt(before)
                 notes: list[str] = []
                 if lost is not None:
-                    note, event = interrupted_lines(tid, lost, before.worker)
+                    revoked = before.error == REVOKED_ERROR
+                    note, event = interrupted_lines(tid, lost, before.worker, revoked=revoked)
                     notes.append(note)
                     self._event(event)
                 self._event(f"{tid} attempt {rec.attempt} started")
@@ -332,6 +343,20 @@ class RunDriver:
             )
             try:
                 result = await self._env.executors[task.type].run(ctx)
+            except asyncio.CancelledError:  # ``abandon``: at shutdown, the attempt's log says so
+                if self._stopped_at_shutdown:
+                    tlog.line(
+                        stopped_line(
+                            attempt,
+                            timed_out=False,
+                            cancelled=None,
+                            timeout_s=ctx.timeout_s,
+                            grace_s=ctx.grace_s,
+                            process=task.type is not TaskType.HTTP,
+                            shutdown=True,
+                        )
+                    )
+                raise
             except OSError as e:
                 result = AttemptResult(False, error=f"could not start task: {e}")
             except Exception as e:  # an executor's bug must end the attempt too

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
+from kiok.ids import RUN_LOG_TASK
 from kiok.worker.fenced_logs import LogSink
 from kiok.worker.masking import Masker
 
@@ -36,32 +37,53 @@ class TaskLog:
         self._buf = bytearray()
         self._kept = 0
         self._truncated = False
+        #: Whether the last byte kept did not end a line.
+        self._line_open = False
         self._timer: asyncio.TimerHandle | None = None
         self.total_bytes = 0
 
     def write(self, data: bytes) -> None:
+        self._take(data, whole=False)
+
+    def line(self, text: str) -> None:
+        """Write one line of kiok's own (already safe) text, e.g. a run-log event: whole, or
+        (past the cap) not at all."""
+        self._take((text if text.endswith("\n") else text + "\n").encode(), whole=True)
+
+    def _marker(self, *, whole: bool) -> bytes:
+        """The line that ends a capped log, on a line of its own: after a line cut where the
+        cap fell, or output that did not end its line, it starts with a newline."""
+        lead = "\n" if not whole or self._line_open else ""
+        if self._task_id == RUN_LOG_TASK:  # kiok's own lines, not an attempt's output
+            return (
+                f"{lead}[kiok] log truncated: the run log passed kiok.joblog.max.bytes.per.task "
+                f"({self._cap} bytes); this worker's later run events were dropped\n"
+            ).encode()
+        return (
+            f"{lead}[kiok] log truncated: this attempt's output passed kiok.joblog.max.bytes.per.task "
+            f"({self._cap} bytes); the rest was dropped\n"
+        ).encode()
+
+    def _take(self, data: bytes, *, whole: bool) -> None:
+        """Keep ``data`` within the cap: task output is cut where the cap falls, a line of
+        kiok's own (``whole``) is kept whole or dropped; then one marker line says so."""
         self.total_bytes += len(data)
         if self._truncated:
             return
         room = self._cap - self._kept
         if len(data) > room:
-            data = data[:room]
+            data = b"" if whole else data[:room]
             self._truncated = True
         self._kept += len(data)
         self._buf += data
+        if data:
+            self._line_open = not data.endswith(b"\n")
         if self._truncated:
-            self._buf += (
-                f"\n[kiok] log truncated: this attempt's output passed kiok.joblog.max.bytes.per.task "
-                f"({self._cap} bytes); the rest was dropped\n"
-            ).encode()
+            self._buf += self._marker(whole=whole)
         if len(self._buf) >= self._batch_bytes:
             self.flush()
         elif self._buf and self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self._interval_s, self.flush)
-
-    def line(self, text: str) -> None:
-        """Write one line of kiok's own (already safe) text, e.g. a run-log event."""
-        self.write((text if text.endswith("\n") else text + "\n").encode())
 
     def flush(self, *, final: bool = False) -> None:
         if self._timer is not None:

@@ -399,9 +399,14 @@ class MasterClient:
         return candidate  # it is the only master
 
     async def stop(self) -> None:
+        """Close the connection, after a goodbye when no run is held any more (the worker's
+        runs were given back): the master then drops this worker at once."""
         self._stopping = True
         self._stop.set()
         if self._out is not None:
+            w = self._worker
+            if w is not None and self._welcomed and not self.claims():
+                self._out.put_nowait(Heartbeat(w.total_slots - w.busy_slots, True, (), leaving=True))
             self._out.put_nowait(None)
 
     async def _open_tcp(self, host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -446,7 +451,10 @@ class MasterClient:
             raw = await read_frame(reader, timeout_s=self._connect_timeout_s, max_frame_bytes=self._max_frame)
             if raw is None:
                 hint = (
-                    " (a TLS master may require a client certificate: kiok.tls.cert/key)" if self._ssl else ""
+                    " (a TLS master may require a client certificate: kiok.tls.cert/key)"
+                    if self._ssl
+                    else " (this worker connects in plain TCP: if the master serves TLS, set kiok.tls.ca "
+                    "to the CA that signed its certificate)"
                 )
                 raise ConnectionError(f"the master closed the connection during the hello{hint}")
             if kind_of(raw) not in (Kind.REFUSED, Kind.WELCOME):
@@ -570,7 +578,9 @@ class MasterClient:
         if code in _IDENTITY_REFUSED:
             if self._sent_auth == "joinToken" and self._credential_refusal:
                 reason = f"{self._credential_refusal}; and the join token: {reason}"
-            self._identity_refused(reason)
+            if self._identity_refused(reason):  # the token follows at once: the WARNING said so
+                self.state = f"credential refused ({reason}); trying the join token"
+                return
         if code == Refusal.NOT_LEADER:
             self.state = "looking for the leader"
             leader = m.leader
@@ -582,10 +592,11 @@ class MasterClient:
         self.state = f"refused: {reason}"
         log.error("%s refused this worker: %s", who, reason)
 
-    def _identity_refused(self, reason: str) -> None:
+    def _identity_refused(self, reason: str) -> bool:
         """The master does not accept who this worker says it is (any more): it may not drive
         runs, so they stop here and the masters reassign them. A refused credential is
-        followed at once by the join token, if one is configured and was not just refused."""
+        followed at once by the join token, if one is configured and was not just refused:
+        then True (no error yet)."""
         assert self._worker is not None
         self._worker.abandon_all(f"this worker's identity was refused ({reason})")
         if self._sent_auth == "credential" and self._join_token:
@@ -593,6 +604,8 @@ class MasterClient:
             self._credential_refusal = reason
             self._retry_now = True
             log.warning("the master refused the saved credential (%s); trying the join token", reason)
+            return True
+        return False
 
     def _on_disconnect(self) -> None:
         self._connected.clear()

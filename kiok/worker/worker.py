@@ -152,7 +152,7 @@ class Worker:
     async def stop(self) -> None:
         for run_id, (driver, task, _) in list(self._drivers.items()):
             driver.flush_reports()  # what changed in the last linger still counts
-            await driver.abandon()
+            await driver.abandon(shutdown=True)
             task.cancel()
             self.env.link.release_run(run_id, driver.fence, f"worker {self.id} shut down")
         await asyncio.gather(*(t for _, t, _ in self._drivers.values()), return_exceptions=True)

@@ -55,3 +55,9 @@ tasks:
     assert run["tasks"]["t"]["attempt"] == 2 and run["tasks"]["t"]["worker"] == "w2", run
     last_beat = int(beats.read_text().split()[-1])
     assert last_beat < int(second.read_text()), "the second attempt started while the first still ran"
+    # The first attempt's log ends saying why it stopped (then the second attempt's lines).
+    log = master.log(run_id, "t")
+    assert "[kiok] attempt 1 stopped by its worker, which is shutting down; process group stopped" in log, log
+    assert log.index("stopped by its worker, which is shutting down") < log.index("--- attempt 2 ---"), log
+    # w1 said goodbye once it had given the run back: dropped at once, not kept as draining.
+    master.wait_for(lambda: "worker w1 disconnected: it shut down" in master.read_log(), 10, "w1's goodbye")

@@ -89,6 +89,9 @@ def test_a_crashed_backup_and_a_half_pruned_one_are_swept_after_the_grace(
     assert swept == sorted([*own[1:], f"{crashed}/joblog/CURRENT", f"{crashed}/state/000009.sst"])
     left = set(target.list(""))
     assert left == {f"{kept.id}/{b.MANIFEST}", "README", *(f.object_key for f in kept.files)}
+    if isinstance(target, DirObjectStore):  # no empty directory is left of either
+        assert not (target.root / crashed).exists() and not (target.root / pruned.id).exists()
+        assert (target.root / kept.id / "state").is_dir()
     assert sweep_orphans(target, later) == []  # idempotent
     # What stays still restores.
     manifest, opened = b.open_manifest(target, kept.id, lambda _salt: ROOT)

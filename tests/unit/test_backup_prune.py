@@ -70,3 +70,32 @@ def test_real_backups_pruned_keep_restoring(tmp_path: Path) -> None:
     fresh = RocksKV(tmp_path / "fresh", SPACES)
     b.replace_contents(b.StoreSource("state", fresh, SPACES), cps["state"])
     assert fresh.get("a", b"k0-0000") == b"v" * 100 and fresh.get("a", b"k3-0499") == b"v" * 100
+
+
+def test_a_prune_leaves_no_empty_directory_in_a_directory_target(tmp_path: Path) -> None:
+    """Deleting a backup's objects removes the directories they leave empty, and nothing
+    else: a directory with a file that is no object, a symlink and what it points to stay."""
+    kv = RocksKV(tmp_path / "live", SPACES)
+    root = tmp_path / "target"
+    target = DirObjectStore(root)
+    ring = Keyring.generate()
+    kv.write([("a", b"k", b"v" * 100)], sync=True)
+    first = _take(tmp_path, kv, target, ring, 1_700_000_000_000)
+    kv.write([("a", b"k2", b"w" * 100)], sync=True)
+    second = _take(tmp_path, kv, target, ring, 1_700_000_001_000)
+    assert (root / first.id / "state").is_dir()
+    # Not an object (a put's temporary file, which ``list`` skips): it and its directory stay.
+    stray = root / first.id / "joblog" / ".000009.sst.x.kiok-tmp"
+    stray.parent.mkdir()
+    stray.write_text("mine")
+    outside = tmp_path / "outside" / "empty"
+    outside.mkdir(parents=True)
+    (root / first.id / "elsewhere").symlink_to(outside.parent)
+    delete_backup(target, first.id)
+    assert not (root / first.id / "state").exists()  # emptied by the prune: gone
+    assert stray.read_text() == "mine"  # its directory stays (and so does the backup's)
+    assert (root / first.id).is_dir() and (root / first.id / "elsewhere").is_symlink()
+    assert outside.is_dir()  # a symlink is never followed
+    delete_backup(target, second.id)
+    assert not (root / second.id).exists()  # the whole backup's tree, once empty
+    kv.close()

@@ -110,6 +110,34 @@ def test_connection_refused_is_one_clear_line(master: FakeMaster) -> None:
     assert "Traceback" not in result.output
 
 
+def test_a_master_that_closes_without_an_answer_may_speak_https(master: FakeMaster) -> None:
+    """What a TLS master does with a request in plain text: the hint says to try https."""
+
+    def hang_up(request: httpx.Request) -> httpx.Response:
+        raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+
+    result = master.invoke(
+        ["--master", "127.0.0.1:18584", "dags", "list"], transport=httpx.MockTransport(hang_up)
+    )
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "error: cannot talk to kiok master at http://127.0.0.1:18584: Server disconnected without "
+        "sending a response. (it closed the connection without an HTTP answer: if it serves TLS, "
+        "use https://127.0.0.1:18584)\n"
+    )
+    # Over https already, or another protocol error: no such hint.
+    result = master.invoke(
+        ["--master", "https://m:1", "dags", "list"], transport=httpx.MockTransport(hang_up)
+    )
+    assert "if it serves TLS" not in result.stderr
+
+    def garbled(request: httpx.Request) -> httpx.Response:
+        raise httpx.RemoteProtocolError("illegal status line", request=request)
+
+    result = master.invoke(["--master", "m:1", "dags", "list"], transport=httpx.MockTransport(garbled))
+    assert result.stderr == "error: cannot talk to kiok master at http://m:1: illegal status line\n"
+
+
 def test_real_refused_connection(master: FakeMaster) -> None:
     # A real socket to a port nothing listens on.
     result = master.invoke(

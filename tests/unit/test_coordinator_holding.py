@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
+from kiok.core.interruption import LOST_ERROR, REVOKED_ERROR, interrupted_attempt, interrupted_lines
+from kiok.core.states import TaskRecord, TaskState
 from kiok.dag.load import spec_from_yaml
 from kiok.master.coordinator import Coordinator
 from kiok.protocol.link import WorkerInfo
@@ -199,3 +201,45 @@ async def test_a_refusing_worker_backs_off_on_the_monotonic_clock() -> None:
     mono[0] += 1
     await coord.dispatch_pass()
     assert len(w1.offers) == 2
+
+
+async def _driven_with_a_running_task(revoke: bool) -> TaskRecord:
+    """w1 (admitted) drives a run whose task ``a`` is RUNNING; w1 is lost (revoked, or just
+    gone); the run is given to w2: the record of ``a`` w2's driver starts from."""
+    w1, w2 = Worker("w1"), Worker("w2")
+    coord, log, reader, runs = await setup(w1)
+    await log.propose(c.IssueJoinToken(at_ms=3, token_hash="t1", expires_ms=10**12))
+    await log.propose(c.RedeemJoinToken(at_ms=3, token_hash="t1", worker_id="w1", credential_hash="c1"))
+    await coord.dispatch_pass()
+    offer = next(a for a in w1.offers if a.run_id == runs[0])
+    running = TaskRecord(TaskState.RUNNING, attempt=1, started_at_ms=4, worker="w1")
+    await log.propose(
+        c.ReportTasks(
+            at_ms=4,
+            run_id=runs[0],
+            term=offer.fence.term,
+            epoch=offer.fence.epoch,
+            tasks={"a": running.to_dict()},
+            worker="w1",
+        )
+    )
+    if revoke:
+        await log.propose(c.RevokeWorker(at_ms=5, worker_id="w1"))
+    coord.worker_lost("w1")
+    coord.add_worker(w2)
+    await coord.dispatch_pass()
+    assert runs[0] in [a.run_id for a in w2.offers]
+    stored = reader.task(runs[0], "a")
+    assert stored is not None
+    return TaskRecord.from_dict(stored)
+
+
+async def test_the_tasks_of_a_revoked_worker_say_it_was_revoked() -> None:
+    revoked = await _driven_with_a_running_task(revoke=True)
+    assert (revoked.state, revoked.error) == (TaskState.QUEUED, REVOKED_ERROR)
+    assert interrupted_attempt(revoked) == 1
+    note, event = interrupted_lines("a", 1, revoked.worker, revoked=revoked.error == REVOKED_ERROR)
+    assert event == "a attempt 1 interrupted (its worker w1 was revoked); running it again as attempt 2"
+    assert note == "[kiok] attempt 1 interrupted: its worker w1 was revoked; retried as attempt 2"
+    lost = await _driven_with_a_running_task(revoke=False)
+    assert (lost.state, lost.error, interrupted_attempt(lost)) == (TaskState.QUEUED, LOST_ERROR, 1)

@@ -361,7 +361,7 @@ messages: st.SearchStrategy[Message] = st.one_of(
         request=ints,
     ),
     st.builds(Refused, ids, texts, st.none() | ids, request=ints),
-    st.builds(Heartbeat, ints, st.booleans(), st.none() | claims, request=ints),
+    st.builds(Heartbeat, ints, st.booleans(), st.none() | claims, st.booleans(), request=ints),
     st.builds(Offer, assignments, request=ints),
     st.builds(OfferReply, st.sampled_from(OfferVerdict), texts, request=ints),
     st.builds(Report, ids, fences, task_records, request=ints),

@@ -6,6 +6,8 @@ token would stay locked out until restarted."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from kiok.protocol.messages import Refusal
 from kiok.protocol.to_worker import Refused
 from kiok.worker.master_client import MasterClient
 from kiok.worker.outbox import Outbox
+from tests.master_clients import StubWorker, master_client
 
 
 class _Worker:
@@ -66,3 +69,54 @@ def test_a_master_that_does_not_lead_changes_nothing(tmp_path: Path) -> None:
     assert _hello(client, Refusal.UNAUTHENTICATED) == ("w1.secret", None)
     assert _hello(client, Refusal.NOT_LEADER) == (None, "join-token")
     assert _hello(client, None) == (None, "join-token")  # the leader has not answered the token yet
+
+
+def test_a_refused_credential_followed_by_the_token_is_no_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A revoked worker re-admitted with a new join token: the credential's refusal is one
+    WARNING saying the token follows (no ERROR before the token is even tried); an ERROR only
+    once the token is refused too."""
+    client = _client(tmp_path)
+    caplog.set_level(logging.INFO, logger="kiok.worker.master_client")
+    client._auth()
+    client._refused(Refused(Refusal.UNAUTHENTICATED, "worker w1 was revoked"), "m1:1")
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (
+            logging.WARNING,
+            "the master refused the saved credential (worker w1 was revoked); trying the join token",
+        )
+    ]
+    assert client._retry_now and not client.state.startswith("refused")
+    caplog.clear()
+    assert client._auth() == (None, "join-token")
+    client._refused(Refused(Refusal.UNAUTHENTICATED, "join token already used by another worker"), "m1:1")
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (
+            logging.ERROR,
+            "m1:1 refused this worker: worker w1 was revoked; and the join token: "
+            "join token already used by another worker",
+        )
+    ]
+    assert client.state.startswith("refused")
+
+
+async def test_a_master_closing_a_plain_hello_hints_at_tls(tmp_path: Path) -> None:
+    """What a TLS master does with a worker that speaks plain TCP: the error names kiok.tls.ca."""
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1)
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = master_client(tmp_path, [("127.0.0.1", port)])
+    client.attach(StubWorker())  # type: ignore[arg-type]
+    try:
+        with pytest.raises(
+            ConnectionError, match=r"during the hello \(.*if the master serves TLS, set kiok\.tls\.ca"
+        ):
+            await client._session("127.0.0.1", port)
+    finally:
+        server.close()
+        await server.wait_closed()
