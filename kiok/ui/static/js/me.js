@@ -1,8 +1,11 @@
 // What the signed-in user may do (`GET /api/v1/me`), read once per session, so that views
 // hide or disable actions the user's policies forbid before anyone clicks them. The API
 // still checks every request; this only spares the user a 403 after the click.
+// `useCan` answers "on some resource"; `useCanOnDags` and `useCanOnRun` answer on given DAGs
+// and runs (`/me?dag=…&run=…`, batched: the ids wanted in one tick go in one request, each
+// asked once per session).
 import { useEffect, useState } from "./html.js";
-import { get, session } from "./api.js";
+import { enc, get, session } from "./api.js";
 
 let cached = null; // { user, allowed } for session.user
 let pending = null; // { user, promise }: the /me request in flight, and for whom
@@ -49,4 +52,100 @@ export function useCan() {
   const can = (action) => (me ? me.allowed === null || Boolean(me.allowed[action]) : false);
   can.known = me !== null;
   return can;
+}
+
+// ---- Per DAG and per run -----------------------------------------------------------------
+
+/** At most this many ids of a kind per request (the API's limit). */
+const MAX_IDS = 200;
+
+function fresh() {
+  // answers: id -> {action: bool}, or null when /me failed for it (offer all; the API decides)
+  return { user: session.user, dag: new Map(), run: new Map(), asking: { dag: new Set(), run: new Set() }, queued: null };
+}
+let onIds = fresh();
+const idListeners = new Set();
+
+session.subscribe(() => {
+  if (onIds.user === session.user) return;
+  onIds = fresh(); // answers (and requests in flight) of another user are not this one's
+  for (const fn of idListeners) fn();
+});
+
+/** Ask for `ids` of `kind` ("dag" | "run") not yet answered nor asked: in one request with
+ * every other id wanted in the same tick. */
+function want(kind, ids) {
+  const state = onIds;
+  if (!state.user || state.user !== session.user) return;
+  const missing = ids.filter((id) => id && !state[kind].has(id) && !state.asking[kind].has(id));
+  if (missing.length === 0) return;
+  for (const id of missing) state.asking[kind].add(id);
+  if (state.queued === null) {
+    state.queued = { dag: [], run: [] };
+    Promise.resolve().then(() => flush(state));
+  }
+  state.queued[kind].push(...missing);
+}
+
+function flush(state) {
+  const { dag, run } = state.queued;
+  state.queued = null;
+  for (let i = 0; i < Math.max(dag.length, run.length); i += MAX_IDS) {
+    const dags = dag.slice(i, i + MAX_IDS);
+    const runs = run.slice(i, i + MAX_IDS);
+    const query = [...dags.map((id) => `dag=${enc(id)}`), ...runs.map((id) => `run=${enc(id)}`)].join("&");
+    // An answer without allowedOn (a master from before it): as if /me failed.
+    const settle = (me) => {
+      for (const id of dags) state.asking.dag.delete(id);
+      for (const id of runs) state.asking.run.delete(id);
+      if (state !== onIds) return; // signed out (or another user signed in) meanwhile
+      for (const id of dags) state.dag.set(id, me && me.allowedOn ? me.allowedOn[id] || {} : null);
+      for (const id of runs) state.run.set(id, me && me.allowedOnRun ? me.allowedOnRun[id] || {} : null);
+      for (const fn of idListeners) fn();
+    };
+    get(`/api/v1/me?${query}`).then(settle, () => settle(null));
+  }
+}
+
+function useIds(kind, ids) {
+  const [, setVersion] = useState(0);
+  useEffect(() => {
+    const bump = () => setVersion((v) => v + 1);
+    idListeners.add(bump);
+    return () => idListeners.delete(bump);
+  }, []);
+  // Every render: after a sign-in as someone else the answers are asked again.
+  useEffect(() => { want(kind, ids); });
+  return onIds.user === session.user ? onIds : null;
+}
+
+/** The check for one id: false until answered (nothing offered, then taken away); the
+ * action must also be allowed somewhere (`can`); every action if /me failed. */
+function checker(can, answers, id, action) {
+  if (!can(action) || !answers || !answers.has(id)) return false;
+  const on = answers.get(id);
+  return on === null || Boolean(on[action]);
+}
+
+/** canOn(dagId, action): whether to offer a DAG action on that DAG (`dags:Trigger`,
+ * `dags:Pause`, …); `canOn.known(dagId)`: whether it has been answered. One request for all
+ * of `dagIds` not asked before. */
+export function useCanOnDags(dagIds) {
+  const can = useCan();
+  const state = useIds("dag", dagIds);
+  const answers = state && state.dag;
+  const canOn = (dagId, action) => checker(can, answers, dagId, action);
+  canOn.known = (dagId) => can.known && Boolean(answers && answers.has(dagId));
+  return canOn;
+}
+
+/** canOn(action): whether to offer a run action on run `runId` (`runs:Cancel`,
+ * `runs:Rerun`, `logs:Read`, …); `canOn.known`: whether it has been answered. */
+export function useCanOnRun(runId) {
+  const can = useCan();
+  const state = useIds("run", runId ? [runId] : []);
+  const answers = state && state.run;
+  const canOn = (action) => checker(can, answers, runId, action);
+  canOn.known = can.known && Boolean(answers && answers.has(runId));
+  return canOn;
 }

@@ -1,7 +1,8 @@
 // One DAG: what it is, and its runs (newest first), with Run and pause. The version is shown
 // with when it was registered (from the DAG's versions: pausing does not make a new one). A
 // paused DAG's Run is disabled (unpause it first); an unknown DAG, or one the user may not
-// read, shows its error alone. The runs come 50 a page (Older / Newer, the API's nextCursor);
+// read, shows its error alone. Run and pause are offered as the user's policies allow on this
+// DAG (`/me?dag=`): disabled, saying why, where they do not. The runs come 50 a page (Older / Newer, the API's nextCursor);
 // the page is in the URL (`?page=`: the cursors that led to it, the current one last; `?limit=`
 // another page size), so a reload or Back keeps it.
 import { html, useEffect, useState } from "../html.js";
@@ -9,9 +10,9 @@ import { ApiError, enc, get } from "../api.js";
 import { duration, runDuration, TERMINAL_RUN, when } from "../format.js";
 import { navigate, useLocation } from "../router.js";
 import { cronWords } from "../cron.js";
-import { useCan } from "../me.js";
+import { useCan, useCanOnDags } from "../me.js";
 import { Crumbs, ErrorBox, Loading, StateBadge, usePolling } from "./common.js";
-import { PauseToggle } from "./dags.js";
+import { PauseToggle, RunButton } from "./dags.js";
 import { TriggerDialog } from "./trigger.js";
 
 const PAGE = 50;
@@ -46,6 +47,7 @@ export function DagPage({ dagId }) {
   const [versionAt, setVersionAt] = useState(null); // {version, at, by} of the DAG's version
   const [nextCursor, setNextCursor] = useState(null);
   const can = useCan();
+  const canOn = useCanOnDags([dagId]);
   const where = useLocation();
   const { trail, limit } = paging(where);
   const cursor = trail.length ? trail[trail.length - 1] : null;
@@ -112,11 +114,10 @@ export function DagPage({ dagId }) {
       <h1><span class="mono">${dagId}</span></h1>
       <div class="spacer"></div>
       <a class="button" href=${`/dags/${enc(dagId)}/grid`}>▦ Grid</a>
-      ${dag ? html`<${PauseToggle} dag=${dag} onChanged=${load} onError=${setError} disabled=${!can("dags:Pause")} />` : null}
-      ${can("dags:Trigger") && paused ? html`<span class="muted small" id="run-paused-note" data-testid="run-paused-note">Paused: unpause it to run</span>` : null}
-      ${can("dags:Trigger") ? html`<button type="button" class="primary" onClick=${() => setRunning(true)} disabled=${!dag || paused}
-        title=${paused ? "The DAG is paused: unpause it first" : undefined}
-        aria-describedby=${paused ? "run-paused-note" : undefined}>▶ Run</button>` : null}
+      ${dag ? html`<${PauseToggle} dag=${dag} onChanged=${load} onError=${setError} disabled=${!canOn(dagId, "dags:Pause")} />` : null}
+      ${canOn(dagId, "dags:Trigger") && paused ? html`<span class="muted small" id="run-paused-note" data-testid="run-paused-note">Paused: unpause it to run</span>` : null}
+      ${can("dags:Trigger") && dag ? html`<${RunButton} dag=${dag} canOn=${canOn} onRun=${() => setRunning(true)}
+        describedBy="run-paused-note" />` : null}
     </div>
     <${ErrorBox} error=${error} />
     ${dag ? html`<dl class="facts card">

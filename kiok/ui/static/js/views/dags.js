@@ -1,12 +1,14 @@
 // The DAGs: origin, schedule in words with the next fire time, paused, the last runs as
 // squares (state as text in the title and for screen readers), search and filters (kept in
 // the URL), Run and Register (offered only if allowed; Run disabled while the DAG is paused). One request per refresh
-// (`GET /api/v1/dags?lastRuns=12`).
+// (`GET /api/v1/dags?lastRuns=12`), and one `/me?dag=…` for the DAGs not asked about before:
+// Run and the pause switch are disabled, saying why, on a DAG the user's policies keep them
+// from (and Run is not offered at all to a user who may trigger no DAG).
 import { html, useEffect, useState } from "../html.js";
 import { enc, get, post } from "../api.js";
 import { glyph, stateClass, TERMINAL_RUN, when } from "../format.js";
 import { cronWords } from "../cron.js";
-import { useCan } from "../me.js";
+import { useCan, useCanOnDags } from "../me.js";
 import { ErrorBox, Loading, usePolling } from "./common.js";
 import { TriggerDialog } from "./trigger.js";
 
@@ -24,6 +26,22 @@ export function RunSquares({ runs }) {
   </ol>`;
 }
 
+/** Why a DAG action is disabled: the user's policies, on this DAG. */
+export const NO_PAUSE = "Your policies do not allow pausing or unpausing this DAG (dags:Pause)";
+export const NO_TRIGGER = "Your policies do not allow running this DAG (dags:Trigger)";
+
+/** ▶ Run of one DAG: for a user who may trigger some DAG, disabled (saying why) on one she may
+ * not trigger and on a paused one; nothing until the answer for this DAG is in. */
+export function RunButton({ dag, canOn, onRun, inList = false, describedBy }) {
+  if (!canOn.known(dag.dagId)) return null;
+  const allowed = canOn(dag.dagId, "dags:Trigger");
+  const why = !allowed ? NO_TRIGGER : dag.paused ? "The DAG is paused: unpause it first" : undefined;
+  return html`<button type="button" class=${inList ? "primary small-btn" : "primary"} onClick=${onRun}
+    aria-label=${inList ? `Run ${dag.dagId}` : undefined} disabled=${!allowed || dag.paused} title=${why}
+    data-testid="run-dag" data-allowed=${String(allowed)}
+    aria-describedby=${allowed && dag.paused ? describedBy : undefined}>▶ Run</button>`;
+}
+
 export function PauseToggle({ dag, onChanged, onError, disabled = false }) {
   const [busy, setBusy] = useState(false);
   const flip = async () => {
@@ -37,7 +55,7 @@ export function PauseToggle({ dag, onChanged, onError, disabled = false }) {
       setBusy(false);
     }
   };
-  const title = disabled ? "Your policies do not allow pausing or unpausing this DAG (dags:Pause)" : dag.paused ? "Paused: no scheduled runs" : "Active";
+  const title = disabled ? NO_PAUSE : dag.paused ? "Paused: no scheduled runs" : "Active";
   return html`<label class="switch" title=${title}>
     <input type="checkbox" role="switch" checked=${!dag.paused} disabled=${busy || disabled} onChange=${flip}
       aria-label=${`${dag.dagId} active`} />
@@ -59,6 +77,7 @@ export function DagList() {
   const [labelFilter, setLabelFilter] = useState(initial.get("label") || "");
   const [running, setRunning] = useState(null);
   const can = useCan();
+  const canOn = useCanOnDags((dags || []).map((d) => d.dagId));
 
   useEffect(() => { document.title = "DAGs · kiok"; }, []);
   useEffect(() => {
@@ -142,13 +161,12 @@ export function DagList() {
             <div title=${d.schedule || ""}>${cronWords(d.schedule, d.timezone)}</div>
             ${d.schedule ? html`<div class="muted">${d.nextFireAt ? `next ${when(d.nextFireAt)}` : d.paused ? "paused: no next run" : ""}</div>` : null}
           </td>
-          <td><${PauseToggle} dag=${d} onChanged=${load} disabled=${!can("dags:Pause")}
+          <td><${PauseToggle} dag=${d} onChanged=${load} disabled=${!canOn(d.dagId, "dags:Pause")}
             onError=${(err) => setRowErrors({ ...rowErrors, [d.dagId]: err })} /></td>
           <td><${RunSquares} runs=${d.lastRuns} /></td>
-          <td class="actions">${can("dags:Trigger") ? html`<button type="button" class="primary small-btn" onClick=${() => setRunning(d.dagId)}
-            aria-label=${`Run ${d.dagId}`} disabled=${d.paused}
-            title=${d.paused ? "The DAG is paused: unpause it first" : undefined}>▶ Run</button>
-            ${d.paused ? html`<div class="muted small" data-testid="run-paused-note">unpause to run</div>` : null}` : null}</td>
+          <td class="actions">${can("dags:Trigger") ? html`<${RunButton} dag=${d} canOn=${canOn} inList
+              onRun=${() => setRunning(d.dagId)} />
+            ${d.paused && canOn(d.dagId, "dags:Trigger") ? html`<div class="muted small" data-testid="run-paused-note">unpause to run</div>` : null}` : null}</td>
         </tr>`)}
       </tbody>
     </table>` : null}

@@ -261,7 +261,7 @@ function focusVisible(el) {
   }
 }
 
-export function Graph({ runId, dagId, tasks, states }) {
+export function Graph({ runId, dagId, tasks, states, links = true }) {
   const result = useLayout(tasks);
   const shape = result.status === "ready" ? result.shape : null;
   const height = shape ? clamp(Math.ceil(shape.height) + 2 * PAD, MIN_H, MAX_H) : MIN_H;
@@ -297,14 +297,15 @@ export function Graph({ runId, dagId, tasks, states }) {
           const state = (states[n.id] || {}).state || "PENDING";
           const x = n.x - n.width / 2;
           const y = n.y - n.height / 2;
-          return html`<a key=${n.id} href=${`/runs/${enc(runId)}/tasks/${enc(n.id)}`} class=${`node ${stateClass(state)}`}
-            data-task=${n.id} data-state=${state} draggable="false">
-            <title>${n.id}: ${state}</title>
+          const body = html`<title>${n.id}: ${state}</title>
             <rect x=${x} y=${y} width=${n.width} height=${n.height} rx="7" />
             <rect x=${x} y=${y} width="6" height=${n.height} rx="3" class="node-bar" />
             <text x=${x + 14} y=${y + 18} class="node-id">${clip(n.id, n.width)}</text>
-            <text x=${x + 14} y=${y + 34} class="node-state">${glyph(state)} ${state}</text>
-          </a>`;
+            <text x=${x + 14} y=${y + 34} class="node-state">${glyph(state)} ${state}</text>`;
+          // Without links (logs the user may not read), a node is a picture, not a door to a 403.
+          return links ? html`<a key=${n.id} href=${`/runs/${enc(runId)}/tasks/${enc(n.id)}`} class=${`node ${stateClass(state)}`}
+            data-task=${n.id} data-state=${state} draggable="false">${body}</a>`
+            : html`<g key=${n.id} class=${`node ${stateClass(state)}`} data-task=${n.id} data-state=${state}>${body}</g>`;
         })}
         </g>
       </svg>

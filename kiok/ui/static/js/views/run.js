@@ -1,5 +1,8 @@
 // One run: header (with why it waits), the Graph / Timeline / Source tabs, the job list,
-// Cancel and Re-run. Polls the run (one request, only what changed after the first) while it
+// Cancel and Re-run. Cancel, Re-run and the log links (Run log, the task names in the job list
+// and the graph) are offered only as the user's policies allow on this run (`/me?run=`): a
+// user who may read the run but not its logs sees the task names as plain text (a task's page
+// is its log). Polls the run (one request, only what changed after the first) while it
 // is not finished; the DAG (source) and the version the run ran (graph, skip reasons) are
 // read once.
 import { html, useEffect, useMemo, useRef, useState } from "../html.js";
@@ -7,7 +10,7 @@ import { ApiError, enc, get, post } from "../api.js";
 import { duration, exitText, runDuration, TERMINAL_RUN, when } from "../format.js";
 import { navigate, useLocation } from "../router.js";
 import { Crumbs, ErrorBox, InlineConfirm, Loading, StateBadge, useConfirm, usePolling } from "./common.js";
-import { useCan } from "../me.js";
+import { useCanOnRun } from "../me.js";
 import { Graph } from "./graph.js";
 import { Timeline } from "./timeline.js";
 import { Source } from "./source.js";
@@ -69,6 +72,7 @@ function RerunButton({ runId, from, label, question, onDone, small }) {
 }
 
 const RUN_LOG = "__run__";
+const NO_LOGS = "Your policies do not allow reading this run's logs (logs:Read)";
 
 function CancelButton({ runId, onDone }) {
   const confirm = useConfirm();
@@ -119,7 +123,7 @@ export function RunView({ runId }) {
   const tab = new URLSearchParams(where.split("?")[1] || "").get("tab") || "graph";
   const [error, setError] = useState(null);
   const [now, setNow] = useState(Date.now());
-  const can = useCan();
+  const can = useCanOnRun(runId);
 
   useEffect(() => { document.title = `${runId} · kiok`; }, [runId]);
 
@@ -182,6 +186,8 @@ export function RunView({ runId }) {
   const entries = Object.entries(run.tasks);
   // Re-run is offered only on a finished run, and only if the user's policies allow it.
   const rerunnable = finished && can("runs:Rerun");
+  // A task's page is its log: linked only if the logs may be read.
+  const logs = can("logs:Read");
   const counts = {};
   for (const [, t] of entries) counts[t.state] = (counts[t.state] || 0) + 1;
   const args = Object.entries(run.args || {});
@@ -194,7 +200,7 @@ export function RunView({ runId }) {
       <h1><span class="mono">${run.runId}</span></h1>
       <span data-testid="run-state"><${StateBadge} state=${run.state} /></span>
       <div class="spacer"></div>
-      <a class="button" href=${`/runs/${enc(runId)}/tasks/${RUN_LOG}`}>Run log</a>
+      ${logs ? html`<a class="button" href=${`/runs/${enc(runId)}/tasks/${RUN_LOG}`}>Run log</a>` : null}
       ${finished || !can("runs:Cancel") ? null : html`<${CancelButton} runId=${runId} onDone=${setRun} />`}
       ${rerunnable && rerunLabel(run.tasks)
         ? html`<${RerunButton} runId=${runId} from=${null} label=${rerunLabel(run.tasks)} onDone=${afterRerun}
@@ -219,7 +225,7 @@ export function RunView({ runId }) {
         onClick=${() => navigate(`/runs/${enc(runId)}${key === "graph" ? "" : `?tab=${key}`}`, { replace: true })}>${name}</button>`)}
     </div>
     <section role="tabpanel" aria-label=${TABS.find(([k]) => k === tab)?.[1] || "Graph"} class="tab-panel">
-      ${tab === "timeline" ? html`<${Timeline} run=${run} now=${now} specTasks=${ran === null ? undefined : exact && exact.tasks} />`
+      ${tab === "timeline" ? html`<${Timeline} run=${run} now=${now} specTasks=${ran === null ? undefined : exact && exact.tasks} links=${logs} />`
         : tab === "source" ? (dag === null ? html`<${Loading} />` : dag.missing
           ? html`<p class="muted">The DAG is no longer registered.</p>` : html`<${Source} dag=${dag} />`)
         : graphLoading ? html`<${Loading} />`
@@ -227,7 +233,7 @@ export function RunView({ runId }) {
         : html`${exact ? null : html`<p class="muted small" data-testid="graph-version-note">${dagVersion == null
             ? "The run does not say which version of the DAG it ran"
             : `Version ${dagVersion} of the DAG, which this run ran, is no longer kept`}: the edges are those of the DAG as registered now (version ${current.version}).</p>`}
-          <${Graph} runId=${runId} dagId=${run.dagId} tasks=${tasks} states=${run.tasks} />`}
+          <${Graph} runId=${runId} dagId=${run.dagId} tasks=${tasks} states=${run.tasks} links=${logs} />`}
     </section>
     <section aria-labelledby="jobs-title">
       <div class="section-head"><h2 id="jobs-title">Jobs</h2>
@@ -242,7 +248,8 @@ export function RunView({ runId }) {
           ${rerunnable ? html`<th scope="col"><span class="sr-only">Actions</span></th>` : null}
         </tr></thead>
         <tbody>${shown.map(([id, t]) => html`<tr key=${id} data-task=${id}>
-          <td><a class="mono" href=${`/runs/${enc(runId)}/tasks/${enc(id)}`}>${id}</a></td>
+          <td>${logs ? html`<a class="mono" href=${`/runs/${enc(runId)}/tasks/${enc(id)}`}>${id}</a>`
+            : html`<span class="mono" data-testid="task-name" title=${NO_LOGS}>${id}</span>`}</td>
           <td><${StateBadge} state=${t.state} /></td>
           <td class="num">${t.attempt || "—"}</td>
           <td class="mono small">${t.worker || "—"}</td>

@@ -120,7 +120,7 @@ function shortId(id, room) {
   return id.length > chars ? `${id.slice(0, chars - 1)}…` : id;
 }
 
-export function Timeline({ run, now, specTasks }) {
+export function Timeline({ run, now, specTasks, links = true }) {
   const [wrap, inner] = usePanelWidth(1100);
   const labelW = inner < NARROW ? LABEL_W_NARROW : LABEL_W;
   const width = Math.max(labelW + 16 + MIN_PLOT, inner);
@@ -141,7 +141,9 @@ export function Timeline({ run, now, specTasks }) {
   const height = AXIS_H + rows.length * ROW_H + 4;
   // The last tick's label ends at its line when it would run past the right edge.
   const tickLabelW = (t) => offsetLabel(t).length * 6.5;
-  const href = (id) => `/runs/${enc(run.runId)}/tasks/${enc(id)}`;
+  // A bar opens the task's log; without links (logs the user may not read), an <a> without
+  // href, which is no link.
+  const href = (id) => (links ? `/runs/${enc(run.runId)}/tasks/${enc(id)}` : undefined);
   return html`<div class="timeline-wrap" data-testid="timeline" ref=${wrap}>
     ${scrolls ? html`<p class="muted small timeline-hint" data-testid="timeline-scroll-hint">Scroll sideways for the whole timeline →</p>` : null}
     <div class="timeline-stack">
