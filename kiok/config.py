@@ -69,7 +69,8 @@ KEYS: tuple[Key, ...] = (
         "kiok.master.host",
         str,
         "127.0.0.1",
-        "Address the admin HTTP and internal ports bind to (0.0.0.0 to expose).",
+        "Address the admin HTTP, internal and Raft ports bind to (0.0.0.0 to expose); a loopback "
+        "address with a peer in kiok.master.peers on another host is refused at start.",
     ),
     Key(
         "kiok.master.advertise.host",

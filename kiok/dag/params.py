@@ -321,7 +321,8 @@ def check_args(
         if name in defaults or name in rules:
             continue
         other = envs.setdefault(env_name(name), name)
-        if other != name:
+        # Two extra args on one variable were taken before this check existed: as then.
+        if other != name and not (stored and other not in defaults and other not in rules):
             whose = "a declared param" if other in defaults or other in rules else f"args.{other}"
             raise InvalidInput(f"args.{name}: would be the same variable ({env_name(name)}) as {whose}")
     for name, rule in rules.items():

@@ -311,7 +311,9 @@ class AuthService:
         at = self._clock()
         if found is None:  # fenced: refused should it be attached to anyone meanwhile
             await self._log.propose(
-                c.PutPolicy(at_ms=at, name=name, document=FULL_ACCESS, unchecked_attach=True)
+                c.PutPolicy(
+                    at_ms=at, name=name, document=FULL_ACCESS, unchecked_attach=True, create_only=True
+                )
             )
         policies = list(record.get("policies") or [])
         if name not in policies:

@@ -50,7 +50,7 @@ def cluster_view(node: MasterNode) -> ClusterView:
     if node.raft is None:
         infos = [w.info() for w in node.coordinator.workers.values() if w.info().connected]
         return ClusterView(
-            status=HEALTHY if ready else UNHEALTHY,
+            status=UNHEALTHY if not ready else HEALTHY if infos else DEGRADED,
             ready=ready,
             reason="" if ready else why,
             leader=node.node_id,
@@ -71,7 +71,7 @@ def cluster_view(node: MasterNode) -> ClusterView:
         isolation = told.get("taskIsolation")
     masters = node.leadership.masters() if node.keyring is not None else []
     whole = bool(masters) and all(m["ready"] for m in masters)
-    status = UNHEALTHY if not ready else HEALTHY if whole else DEGRADED
+    status = UNHEALTHY if not ready else HEALTHY if whole and connected else DEGRADED
     raft_status = raft.status()
     return ClusterView(
         status=status,

@@ -213,22 +213,25 @@ class Leadership:
             )
         return out
 
-    def readiness(self) -> tuple[bool, str]:
-        ready, why = self._readiness()
+    def api_gate(self) -> tuple[bool, str]:
+        ready, why = self._api_gate()
         problem = self._node.peer_watch.problem() if self._node.peer_watch is not None else ""
         if not ready and problem:
             why = f"{why}; {problem}"
         return ready, why
 
-    def _readiness(self) -> tuple[bool, str]:
+    def _api_gate(self) -> tuple[bool, str]:
         node = self._node
         raft = node.raft
         assert raft is not None
         opened = node.cluster_opened()
         if raft.leader_id is None:
-            # Once open, a master with no leader (a minority left) still serves reads from
-            # its state; writes answer 503 not_leader.
-            return (True, "") if opened else (False, "no leader is elected right now")
+            # Once open, a master with no leader (a minority left) that had caught up with
+            # the last one still serves reads from its state; writes answer 503 not_leader.
+            # One that restarted cut off never caught up: its state may be any age.
+            if opened and raft.caught_up:
+                return True, ""
+            return False, "no leader is elected right now"
         if not raft.is_leader:
             if not raft.caught_up:
                 return False, "this master is catching up with the leader"

@@ -80,7 +80,13 @@ from kiok.store.keyring import (
 from kiok.store.kv import RocksKV
 from kiok.store.objects import s3_store_from_settings
 from kiok.store.reader import StateReader
-from kiok.store.replicated import RaftCommandLog, RaftConfig, ReplicatedStores, parse_peers
+from kiok.store.replicated import (
+    RaftCommandLog,
+    RaftConfig,
+    ReplicatedStores,
+    parse_peers,
+    unreachable_raft_port,
+)
 from kiok.store.restore import finish_interrupted
 
 log = logging.getLogger(__name__)
@@ -179,6 +185,9 @@ class MasterNode:
                 peers = parse_peers(peers_text, self.node_id)
             except ValueError as e:
                 raise InvalidInput(str(e)) from None
+            unreachable = unreachable_raft_port(settings.get_str("kiok.master.host"), peers, self.node_id)
+            if unreachable is not None:
+                raise InvalidInput(unreachable)
             self.raft = RaftCommandLog(
                 ReplicatedStores(self.kv, self._raw, self.joblog, self._joblog_raw),
                 RaftConfig(
@@ -456,16 +465,28 @@ class MasterNode:
         """Commands this master's store has applied since it started."""
         return int(getattr(self.log, "commands", 0))
 
-    def readiness(self) -> tuple[bool, str]:
+    def api_gate(self) -> tuple[bool, str]:
+        """Whether ``/api/v1`` answers (``ReadinessGate``), and why not: closed until the
+        cluster first opens, then open for good but on a master starting, restoring or
+        behind its leader (``Leadership.api_gate``)."""
         if not self._started:
             return False, "the master is starting"
         if self.backups.restore_problem is not None:
             return False, self.backups.restore_problem
         if self.raft is not None:
-            return self.leadership.readiness()
+            return self.leadership.api_gate()
         if self.cluster_opened():
             return True, ""
         return self.workers_ready()
+
+    def readiness(self) -> tuple[bool, str]:
+        """``/readyz`` and ``/cluster/health``: the gate is open and, with several masters, a
+        leader is known. A master cut off from its quorum still serves reads to whoever asks
+        it, but a load balancer is told to send its clients elsewhere."""
+        ready, why = self.api_gate()
+        if ready and self.raft is not None and self.raft.leader_id is None:
+            return False, "no leader is elected right now (this master serves reads only)"
+        return ready, why
 
     def workers_ready(self) -> tuple[bool, str]:
         """Whether a worker is connected; the first time one is, the cluster opens for good

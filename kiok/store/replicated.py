@@ -41,6 +41,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import hashlib
+import ipaddress
 import logging
 import os
 import threading
@@ -208,6 +209,38 @@ def parse_peers(text: str, master_id: str) -> dict[str, str]:
     if len(peers) < 3 or len(peers) % 2 == 0:
         raise ValueError(f"kiok.master.peers: use 3 or 5 masters (an odd number), not {len(peers)}")
     return peers
+
+
+def unreachable_raft_port(bind_host: str, peers: dict[str, str], master_id: str) -> str | None:
+    """Why the other masters could not reach this one's Raft port, bound to ``bind_host``
+    (``kiok.master.host``): a loopback address while a peer is on another host. None: fine."""
+    if not _is_loopback(bind_host):
+        return None
+    far = [f"{mid}={addr}" for mid, addr in peers.items() if mid != master_id and not _is_loopback(addr)]
+    if not far:
+        return None
+    return (
+        f"kiok.master.host is {bind_host}, a loopback address, and the Raft port binds it too, "
+        f"but kiok.master.peers names {', '.join(far)} on other hosts, which could not reach this "
+        "master: set kiok.master.host to 0.0.0.0 or this host's address (with TLS, docs/cluster.md)"
+    )
+
+
+def _is_loopback(address: str) -> bool:
+    """Whether ``address`` (a host, or host:port) is a loopback one; a name other than
+    ``localhost`` is taken as another host's."""
+    if address.startswith("["):  # [v6]:port
+        host = address[1 : address.find("]")]
+    elif address.count(":") == 1:  # host:port
+        host = address.rsplit(":", 1)[0]
+    else:  # a host alone, or a bare IPv6 address
+        host = address
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _entries(

@@ -53,7 +53,7 @@ class TaskLog:
     def _marker(self, *, whole: bool) -> bytes:
         """The line that ends a capped log, on a line of its own: after a line cut where the
         cap fell, or output that did not end its line, it starts with a newline."""
-        lead = "\n" if not whole or self._line_open else ""
+        lead = "\n" if self._line_open else ""  # what was kept, the cut included, ended mid-line
         if self._task_id == RUN_LOG_TASK:  # kiok's own lines, not an attempt's output
             return (
                 f"{lead}[kiok] log truncated: the run log passed kiok.joblog.max.bytes.per.task "

@@ -124,6 +124,10 @@ def test_if_none_match_creates_a_policy_only_once(iam: Standalone) -> None:
     assert replaced.status_code == 201
     stored = {p["policy"]: p["document"] for p in iam.api("GET", "/api/v1/iam/policies").json()["policies"]}
     assert [s["Effect"] for s in stored["once"]["Statement"]] == ["Deny"]
+    # The audit log tells a policy made from one whose document was replaced.
+    entries = iam.api("GET", "/api/v1/admin/audit").json()["entries"]
+    once = [e["detail"] for e in entries if e["target"] == "iam/policy/once" and e["success"]]
+    assert sorted(once) == ["created", "document replaced"], once
 
 
 def _routes() -> list[tuple[str, str]]:

@@ -12,8 +12,9 @@ import pytest
 from kiok.testing.process import Standalone
 
 CAP = 100_000
+#: On a line of its own: after the kept output, which here ends its line where the cap falls.
 MARKER = (
-    f"\n[kiok] log truncated: this attempt's output passed kiok.joblog.max.bytes.per.task "
+    f"[kiok] log truncated: this attempt's output passed kiok.joblog.max.bytes.per.task "
     f"({CAP} bytes); the rest was dropped\n"
 )
 
@@ -144,7 +145,7 @@ tasks:
     assert "[kiok] log truncated" in log
     assert log.endswith(MARKER)
     kept = log[: -len(MARKER)]
-    assert len(kept) == CAP
+    assert len(kept) == CAP and kept.endswith("\n")  # "y\n" lines: the cap falls at a line's end
     assert set(kept) <= {"y", "\n"}
     assert read(logs_kiok, run_id, "chatty")["complete"] is True
 

@@ -127,3 +127,24 @@ def test_a_worker_id_directory_is_refused_before_the_bootstrap(tmp_path: Path) -
     line = refusal(data)  # one line: no "first bootstrap" before it
     assert str(data / "worker-id") in line and "Is a directory" in line, line
     assert not (data / "state").exists()
+
+
+def test_a_master_whose_raft_port_its_peers_could_not_reach_is_one_line(tmp_path: Path) -> None:
+    """The Raft port binds ``kiok.master.host``: left at 127.0.0.1 while the peers are other
+    hosts, the masters could never meet; said at start, not found by a cluster with no leader."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("KIOK_")}
+    full.update(
+        KIOK_BASE_DATA_DIR=str(tmp_path / "m1"),
+        KIOK_MASTER_ADMIN_PORT=str(free_port()),
+        KIOK_MASTER_INTERNAL_PORT=str(free_port()),
+        KIOK_MASTER_ID="m1",
+        KIOK_MASTER_PEERS=f"m1=127.0.0.1:{free_port()},m2=host2.example:7001,m3=10.0.0.3:7001",
+        KIOK_MASTER_KEY="a-master-key-for-this-test-0123456789",
+        KIOK_KMS_PBKDF2_ITERATIONS="1000",
+    )
+    proc = subprocess.run([kiok_executable(), "master"], env=full, capture_output=True, text=True, timeout=60)
+    out = proc.stdout + proc.stderr
+    lines = [line for line in out.splitlines() if line.strip() and "WARNING" not in line]
+    assert proc.returncode == 1 and "Traceback" not in out and len(lines) == 1, out
+    assert "kiok.master.host is 127.0.0.1" in lines[0] and "m2=host2.example:7001" in lines[0], lines[0]
+    assert "m3=10.0.0.3:7001" in lines[0] and "0.0.0.0" in lines[0], lines[0]

@@ -82,6 +82,9 @@ def test_extra_args_only_when_the_dag_allows_them() -> None:
         InvalidInput, match=r"args\.FOO: would be the same variable \(KIOK_PARAM_FOO\) as args\.foo"
     ):
         check(spec, {"tag": "ok", "foo": "a", "FOO": "b"})
+    # A run logged before this check existed is created by apply() as it was then.
+    args = {"tag": "ok", "foo": "a", "FOO": "b"}
+    assert check_args(spec.params, spec.param_rules, True, args, stored=True) == args
 
 
 @pytest.mark.parametrize(

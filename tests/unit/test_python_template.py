@@ -685,4 +685,4 @@ except FileNotFoundError:
     outcome, out = await asyncio.wait_for(_python(runner, python, look, dirs.take()), 30)
     state, parent = out.split()
     # Killed as its attempt ended (a zombie until its template reaps it), not still asleep.
-    assert state in ("gone", "Z") or parent != template, out
+    assert state == "gone" or (state, parent) == ("Z", template), out

@@ -15,6 +15,7 @@ from kiok.cli.client import error_from_response
 from kiok.config import Settings
 from kiok.errors import InvalidInput
 from kiok.store.keyring import master_key
+from kiok.store.replicated import parse_peers, unreachable_raft_port
 from tests.unit.test_cli_harness import FakeMaster
 
 PEERS = "m1=127.0.0.1:7001,m2=127.0.0.1:7002,m3=127.0.0.1:7003"
@@ -259,3 +260,21 @@ def test_a_secret_the_config_file_gives_is_known_even_when_the_environment_overr
     settings = Settings.load(env={"KIOK_INTERNAL_AUTH_TOKENS": "from-env"}, config_file=config)
     assert settings.get_str("kiok.internal.auth.tokens") == "from-env"
     assert settings.secrets_in_file == {"kiok.internal.auth.tokens": str(config)}
+
+
+@pytest.mark.parametrize(
+    ("host", "peers", "refused"),
+    [
+        ("127.0.0.1", PEERS, False),  # one machine: every peer on loopback
+        ("0.0.0.0", "m1=h1:7001,m2=h2:7001,m3=h3:7001", False),
+        ("10.0.0.1", "m1=10.0.0.1:7001,m2=10.0.0.2:7001,m3=10.0.0.3:7001", False),
+        ("127.0.0.1", "m1=127.0.0.1:7001,m2=h2:7001,m3=127.0.0.1:7003", True),
+        ("localhost", "m1=localhost:7001,m2=[::1]:7002,m3=10.0.0.3:7001", True),
+        ("::1", "m1=[::1]:7001,m2=[::1]:7002,m3=localhost:7003", False),
+    ],
+)
+def test_a_raft_port_on_loopback_with_a_peer_elsewhere_is_refused(
+    host: str, peers: str, refused: bool
+) -> None:
+    found = unreachable_raft_port(host, parse_peers(peers, "m1"), "m1")
+    assert (found is not None) == refused, found

@@ -178,7 +178,7 @@ class ReadinessGate:
             and path not in _UNGATED
             and not path.startswith(_UNGATED_PREFIXES)
         ):
-            ready, why = self.node.readiness()
+            ready, why = self.node.api_gate()
             if not ready:
                 response = error_response(503, "not_ready", f"cluster not ready: {why}", {"Retry-After": "1"})
                 await response(scope, receive, send)

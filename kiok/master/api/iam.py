@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from kiok.errors import InvalidInput, NotFound
+from kiok.errors import Conflict, InvalidInput, NotFound
 from kiok.master.api.deps import client_address, node_of, require, require_anywhere, signed_in
 from kiok.master.auth import SERVICE_PRINCIPAL, Principal
 from kiok.master.iam import Grants
@@ -271,6 +271,8 @@ async def put_policy(
     document = validate_document(body.document)
     old = node.reader.policy(name)
     create_only = if_none_match is not None and if_none_match.strip() == "*"
+    if create_only and old is not None:  # before the attach checks: this is the answer
+        raise Conflict(f"policy {name!r} already exists (If-None-Match: * creates only)")
     checked = write_reaches_holders(old["document"] if old else None, document, _attached(node, name))
     if checked:
         grants.check(actions.ATTACH_POLICY, resources.policy(name))
@@ -284,7 +286,13 @@ async def put_policy(
             create_only=create_only,
         )
     )
-    node.audit.record(principal.user, actions.WRITE_IAM, resources.policy(name), client_address(request))
+    node.audit.record(
+        principal.user,
+        actions.WRITE_IAM,
+        resources.policy(name),
+        client_address(request),
+        detail="created" if old is None else "document replaced",
+    )
     return {"policy": name, "document": document}
 
 

@@ -20,9 +20,10 @@ from kiok.worker.process import ProcessRunner
 #: interpreter cannot be told). Any python 3 runs it; tracebacks start at the script's frame.
 COLD_MAIN = """\
 import os, sys
+if not getattr(sys.flags, "safe_path", False):  # as python does for a script: its directory
+    sys.path[0] = os.path.dirname(os.path.realpath("/dev/fd/3"))  # before any import
 from importlib.machinery import SourceFileLoader
 sys.argv[0] = "/dev/fd/3"
-sys.path[0] = "/dev/fd"
 if hasattr(sys, "orig_argv"):
     sys.orig_argv[:] = [sys.executable, "-u", "/dev/fd/3"]
 __file__ = "/proc/%d/fd/3" % os.getpid()
