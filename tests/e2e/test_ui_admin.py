@@ -179,8 +179,8 @@ def test_dashboard_dags_register_settings(kiok: Standalone, browser: Any, shots:
     kms = page.get_by_test_id("kms")
     first_key = kms.locator("tbody tr").first
     before = first_key.get_by_test_id("version").inner_text()
-    page.once("dialog", lambda d: d.accept())
-    first_key.get_by_role("button", name="Rotate").click()
+    first_key.get_by_role("button", name=re.compile("^Rotate")).click()
+    first_key.get_by_role("button", name="Yes, rotate").click()
     expect(first_key.get_by_test_id("version")).not_to_have_text(before)
     page.get_by_label("Settings").get_by_role("link", name="Join tokens").click()
     page.get_by_role("button", name="Create join token").click()

@@ -303,8 +303,8 @@ def test_a_connection_with_its_description_saved_and_confirmed(
     assert stored["description"] == "Billing service, read-only token"
     assert "s3cret" not in page.content()
     page.screenshot(path=str(shots / "s22b-connections.png"))
-    page.once("dialog", lambda d: d.accept())
     row.get_by_role("button", name="Delete connection billing-api").click()
+    row.get_by_role("button", name="Yes, delete").click()
     expect(page.get_by_role("status")).to_have_text("Connection billing-api deleted.")
     expect(row).to_have_count(0)
     context.close()

@@ -134,8 +134,9 @@ def test_groups_policy_editor_and_access_keys(kiok: Standalone, browser: Any, sh
     page.reload()
     expect(page.locator(f"tr[data-key='{key_id}']")).to_be_visible()
     assert secret not in page.content()
-    page.once("dialog", lambda d: d.accept())
     page.get_by_role("button", name=f"Delete access key {key_id}").click()
+    confirm = page.get_by_role("group", name=f"Confirm: Delete access key {key_id}")
+    confirm.get_by_role("button", name="Yes, delete").click()
     expect(page.locator(f"tr[data-key='{key_id}']")).to_have_count(0)
     assert httpx.get(kiok.url + "/api/v1/me", headers=auth, timeout=30).status_code == 401
     context.close()

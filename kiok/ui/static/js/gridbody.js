@@ -13,7 +13,8 @@
 // Each cell is one <a> (its glyph as text, its state in `data-state` and `aria-label`, its
 // details in a `title` written on hover, the attempt above 1 in `data-attempt`), so hover and
 // click behave as links do everywhere (middle-click opens a tab) and screen readers read the
-// state.
+// state. A cell of a run whose logs the user may not read (logs:Read, asked per run) is not a
+// link: no href, its tooltip says why; it is still a cell the keyboard moves to.
 //
 // The keyboard: the grid is one tab stop (a roving tabindex: the active cell has tabindex 0,
 // every other cell and run link -1). Arrows move between cells (up from the first row to the
@@ -42,6 +43,8 @@ export function rowWindow(scrollTop, viewHeight, bodyTop, rows) {
   return { first, last: Math.max(first, last) };
 }
 
+export const NO_LOGS = "no log: your policies do not allow reading this run's logs (logs:Read)";
+
 /** A cell's tooltip: task, state, attempt, duration, worker, run. */
 function cellTitle(taskId, run, state, i) {
   const parts = [`${taskId} · ${state}`];
@@ -63,8 +66,9 @@ function setAttr(el, name, value) {
   }
 }
 
-/** Draw cell `i` of `run` into the element `a` (only what differs is written). */
-function drawCell(a, grid, run, i) {
+/** Draw cell `i` of `run` into the element `a` (only what differs is written); `link`:
+ *  whether it links to the task's log. */
+function drawCell(a, grid, run, i, link) {
   const taskId = grid.tasks[i];
   const state = grid.codes[run.cells[i]] || null;
   if (state === null) {
@@ -77,14 +81,14 @@ function drawCell(a, grid, run, i) {
     if (a.textContent !== "·") a.textContent = "·";
     return;
   }
-  const cls = `gc ${stateClass(state)}`;
+  const cls = link ? `gc ${stateClass(state)}` : `gc gc-nolink ${stateClass(state)}`;
   if (a.className !== cls) a.className = cls;
-  setAttr(a, "href", `/runs/${enc(run.runId)}/tasks/${enc(taskId)}`);
+  setAttr(a, "href", link ? `/runs/${enc(run.runId)}/tasks/${enc(taskId)}` : null);
   setAttr(a, "data-state", state);
   const attempt = run.attemptAt.get(i);
   setAttr(a, "data-attempt", attempt ? String(attempt) : null);
   setAttr(a, "title", null); // set on hover (see GridBody.hovered): not on the first render's path
-  setAttr(a, "aria-label", `${taskId}, run ${run.runId}: ${state}${attempt ? `, attempt ${attempt}` : ""}`);
+  setAttr(a, "aria-label", `${taskId}, run ${run.runId}: ${state}${attempt ? `, attempt ${attempt}` : ""}${link ? "" : ", no log"}`);
   const g = glyph(state);
   if (a.textContent !== g) a.textContent = g;
 }
@@ -99,6 +103,8 @@ export class GridBody {
     host.appendChild(this.space);
     this.grid = null;
     this.runs = [];
+    /** Per column: whether its cells link to the tasks' logs. */
+    this.linked = [];
     this.rows = new Map(); // task index -> { el, name, cells[] }
     this.pool = [];
     this.window = { first: 0, last: 0 };
@@ -129,14 +135,17 @@ export class GridBody {
     this.host.replaceChildren();
   }
 
-  /** Show `grid` (tasks, runs, codes). Columns whose run object is the one shown
-   *  before are left alone; the others are redrawn in the rows on screen. */
-  update(grid) {
+  /** Show `grid` (tasks, runs, codes); `links(runId)`: whether the cells of that run link
+   *  to the tasks' logs. Columns whose run object (and link) is the one shown before are
+   *  left alone; the others are redrawn in the rows on screen. */
+  update(grid, links = () => true) {
     const tasksChanged = !this.grid || this.grid.tasks !== grid.tasks;
     const columnsChanged = this.runs.length !== grid.runs.length;
     const before = this.runs;
+    const linkedBefore = this.linked;
     this.grid = grid;
     this.runs = grid.runs;
+    this.linked = grid.runs.map((r) => Boolean(links(r.runId)));
     if (tasksChanged || columnsChanged) {
       const hadFocus = this.host.contains(document.activeElement);
       this.space.style.height = `${grid.tasks.length * ROW_H}px`;
@@ -151,10 +160,12 @@ export class GridBody {
       return;
     }
     const dirty = [];
-    for (let j = 0; j < grid.runs.length; j++) if (grid.runs[j] !== before[j]) dirty.push(j);
+    for (let j = 0; j < grid.runs.length; j++) {
+      if (grid.runs[j] !== before[j] || this.linked[j] !== linkedBefore[j]) dirty.push(j);
+    }
     if (dirty.length === 0) return;
     for (const [i, row] of this.rows) {
-      for (const j of dirty) drawCell(row.cells[j], grid, grid.runs[j], i);
+      for (const j of dirty) drawCell(row.cells[j], grid, grid.runs[j], i, this.linked[j]);
     }
   }
 
@@ -178,7 +189,8 @@ export class GridBody {
     const run = this.grid.runs[at.col];
     const taskId = this.grid.tasks[at.row];
     const state = this.grid.codes[run.cells[at.row]] || null;
-    event.target.title = state === null ? `${taskId}: not in run ${run.runId}` : cellTitle(taskId, run, state, at.row);
+    event.target.title = state === null ? `${taskId}: not in run ${run.runId}`
+      : this.linked[at.col] ? cellTitle(taskId, run, state, at.row) : `${cellTitle(taskId, run, state, at.row)} · ${NO_LOGS}`;
   }
 
   // --- the keyboard ------------------------------------------------------------------------
@@ -293,7 +305,7 @@ export class GridBody {
     row.el.dataset.task = taskId;
     row.name.textContent = taskId;
     row.name.title = taskId;
-    for (let j = 0; j < grid.runs.length; j++) drawCell(row.cells[j], grid, grid.runs[j], i);
+    for (let j = 0; j < grid.runs.length; j++) drawCell(row.cells[j], grid, grid.runs[j], i, this.linked[j]);
     if (this.stop && row.cells.includes(this.stop)) { this.stop.tabIndex = -1; this.stop = null; }
     this.rows.set(i, row);
     this.space.appendChild(row.el);

@@ -1,8 +1,8 @@
 // What the signed-in user may do (`GET /api/v1/me`), read once per session, so that views
 // hide or disable actions the user's policies forbid before anyone clicks them. The API
 // still checks every request; this only spares the user a 403 after the click.
-// `useCan` answers "on some resource"; `useCanOnDags` and `useCanOnRun` answer on given DAGs
-// and runs (`/me?dag=…&run=…`, batched: the ids wanted in one tick go in one request, each
+// `useCan` answers "on some resource"; `useCanOnDags`, `useCanOnRun` and `useCanOnRuns` answer
+// on given DAGs and runs (`/me?dag=…&run=…`, batched: the ids wanted in one tick go in one request, each
 // asked once per session).
 import { useEffect, useState } from "./html.js";
 import { enc, get, session } from "./api.js";
@@ -147,5 +147,16 @@ export function useCanOnRun(runId) {
   const answers = state && state.run;
   const canOn = (action) => checker(can, answers, runId, action);
   canOn.known = can.known && Boolean(answers && answers.has(runId));
+  return canOn;
+}
+
+/** canOn(runId, action): useCanOnRun for many runs at once (the grid's columns), asked in one
+ * request (200 runs a request); `canOn.known(runId)`: whether it has been answered. */
+export function useCanOnRuns(runIds) {
+  const can = useCan();
+  const state = useIds("run", runIds);
+  const answers = state && state.run;
+  const canOn = (runId, action) => checker(can, answers, runId, action);
+  canOn.known = (runId) => can.known && Boolean(answers && answers.has(runId));
   return canOn;
 }

@@ -58,28 +58,48 @@ export function Crumbs({ items }) {
   </ol></nav>`;
 }
 
+/** Whether the focus was lost: on nothing, or on the page's body (its element removed). */
+export const focusLost = () => !document.activeElement || document.activeElement === document.body;
+
 /**
  * An inline "are you sure?" next to the button that asked it. `asking` shows it; `ask()` opens
  * it, `dismiss()` closes it and gives the focus back to the button holding `trigger` (its
- * ref), `done()` closes it after the action (the focus stays where the page puts it).
+ * ref), `done()` closes it after the action: the focus goes to that button (or the one that
+ * replaced it, e.g. "Leave maintenance" after "Enter maintenance") unless the page has put it
+ * somewhere already; if the button is gone, the page's notice takes it (see `Notice`).
  */
 export function useConfirm() {
   const [asking, setAsking] = useState(false);
   const trigger = useRef(null);
-  const refocus = useRef(false);
+  const refocus = useRef(null); // "always" (dismissed) | "if-lost" (done)
   useEffect(() => {
     if (!asking && refocus.current) {
-      refocus.current = false;
-      if (trigger.current) trigger.current.focus();
+      const how = refocus.current;
+      refocus.current = null;
+      const el = trigger.current;
+      if (el && el.isConnected && (how === "always" || focusLost())) el.focus();
     }
   }, [asking]);
   return {
     asking,
     trigger,
     ask: () => setAsking(true),
-    dismiss: () => { refocus.current = true; setAsking(false); },
-    done: () => setAsking(false),
+    dismiss: () => { refocus.current = "always"; setAsking(false); },
+    done: () => { refocus.current = "if-lost"; setAsking(false); },
   };
+}
+
+/**
+ * A page's notice of what was done ("Policy p saved."), a status for screen readers. When it
+ * appears and the focus was lost (the button that did it went away with its row or its
+ * form), it takes the focus, so the keyboard goes on from there.
+ */
+export function StatusNotice({ message, className = "ok-box", testid }) {
+  const box = useRef(null);
+  useEffect(() => {
+    if (message && box.current && focusLost()) box.current.focus();
+  }, [message]);
+  return message ? html`<div class=${className} role="status" tabindex="-1" ref=${box} data-testid=${testid}>${message}</div>` : null;
 }
 
 /**
@@ -108,4 +128,34 @@ export function InlineConfirm({ label, onDismiss, onSubmit, children, className 
   }
   return html`<div class=${className} role="group" aria-label=${label} ref=${box} onKeyDown=${onKeyDown}
     data-testid=${testid}>${children}</div>`;
+}
+
+/**
+ * A button that asks inline before `action` (async; it shows its own errors): Delete, Rotate…
+ * `label` is the button's text, `name` its accessible name ("Delete policy p"), `question` the
+ * confirm's words, `yes` its confirming button ("Yes, delete"). The confirm is the shared one:
+ * it takes the focus, Escape or Cancel closes it and gives the focus back.
+ */
+export function ConfirmButton({ label, name, question, yes, danger = true, action, className = "small-btn" }) {
+  const confirm = useConfirm();
+  const [busy, setBusy] = useState(false);
+  const go = async () => {
+    setBusy(true);
+    try {
+      await action();
+    } finally {
+      setBusy(false);
+      confirm.done();
+    }
+  };
+  const cls = danger ? `danger ${className}` : className;
+  if (!confirm.asking) {
+    return html`<button type="button" class=${cls} ref=${confirm.trigger} aria-label=${name}
+      onClick=${confirm.ask}>${label}</button>`;
+  }
+  return html`<${InlineConfirm} label=${`Confirm: ${name || label}`} onDismiss=${confirm.dismiss}>
+    <span>${question}</span>
+    <button type="button" class=${danger ? `danger ${className}` : `primary ${className}`} disabled=${busy} onClick=${go}>${busy ? "…" : yes}</button>
+    <button type="button" class=${className} onClick=${confirm.dismiss}>Cancel</button>
+  <//>`;
 }

@@ -21,10 +21,16 @@ const PAGE = 50;
  * page size (`?limit=N`, 1–500, as the API takes). */
 function paging(where) {
   const query = new URLSearchParams(where.split("?")[1] || "");
-  const trail = (query.get("page") || "").split(",").filter((c) => /^\d+$/.test(c));
+  const raw = query.has("page") ? query.get("page").split(",") : [];
+  const trail = raw.filter((c) => /^\d+$/.test(c));
   const n = Number(query.get("limit"));
-  return { trail, limit: Number.isInteger(n) && n >= 1 && n <= 500 ? n : null };
+  // Cursors go back in time: each one smaller than the one before.
+  const ordered = trail.every((c, i) => i === 0 || Number(c) < Number(trail[i - 1]));
+  return { trail, limit: Number.isInteger(n) && n >= 1 && n <= 500 ? n : null, bad: trail.length !== raw.length || !ordered };
 }
+
+/** Cursors the API gave (`nextCursor`) in this session: the pages they lead to are real. */
+const knownCursors = new Set();
 
 /** A run's Duration cell: of a re-run run, from its first start to its end (the re-run's
  * included), marked "re-run", the last re-run's own duration in its tooltip. */
@@ -49,21 +55,42 @@ export function DagPage({ dagId }) {
   const can = useCan();
   const canOn = useCanOnDags([dagId]);
   const where = useLocation();
-  const { trail, limit } = paging(where);
+  const { trail, limit, bad } = paging(where);
   const cursor = trail.length ? trail[trail.length - 1] : null;
-  const turn = (next) => {
+  const turn = (next, how) => {
     setRuns(null);
     const query = [limit ? `limit=${limit}` : "", next.length ? `page=${next.join(",")}` : ""].filter(Boolean).join("&");
-    navigate(`/dags/${enc(dagId)}${query ? `?${query}` : ""}`);
+    navigate(`/dags/${enc(dagId)}${query ? `?${query}` : ""}`, how);
   };
 
   useEffect(() => { document.title = `${dagId} · kiok`; }, [dagId]);
 
+  // A page from a URL (a link, a reload) whose cursors this session was not given is checked:
+  // a cursor is any position, so one past the newest run (`?page=999999`) would show the
+  // newest runs as "page 2", and one before the oldest an empty page. Such a page, or a
+  // malformed `?page=`, is the first page (the URL says so).
+  const firstPage = () => turn([], { replace: true });
   const load = async () => {
-    const [d, r] = await Promise.allSettled([
+    if (bad) {
+      firstPage();
+      if (trail.length) return true; // the first page's load follows (the cursor changed)
+    }
+    const suspect = trail.some((c) => !knownCursors.has(c));
+    const [d, r, newest] = await Promise.allSettled([
       get(`/api/v1/dags/${enc(dagId)}`),
       get(`/api/v1/runs?dag=${enc(dagId)}&limit=${limit || PAGE}${cursor ? `&cursor=${cursor}` : ""}`),
+      suspect ? get(`/api/v1/runs?dag=${enc(dagId)}&limit=1`) : Promise.resolve(null),
     ]);
+    if (suspect && r.status === "fulfilled" && newest.status === "fulfilled") {
+      const page = r.value.runs;
+      const top = newest.value.runs[0];
+      if (top && ((page.length && page[0].runId === top.runId) || (!page.length && !r.value.nextCursor))) {
+        firstPage();
+        return true;
+      }
+      for (const c of trail) knownCursors.add(c);
+    }
+    if (r.status === "fulfilled" && r.value.nextCursor) knownCursors.add(r.value.nextCursor);
     if (d.status === "rejected") {
       setError(d.reason);
       if (shutOut(d.reason)) {

@@ -1,6 +1,6 @@
 // A DAG's grid: tasks as rows (topological order), runs as columns (newest first), one cell
 // per task and run, coloured by state AND showing the state's glyph (and text in its title and
-// for screen readers). Click a cell for that task's log. One request per refresh: while a run
+// for screen readers). Click a cell for that task's log (if the user may read the run's logs). One request per refresh: while a run
 // on the page is unfinished, only the unfinished runs are re-read (`runs=`), and every few
 // refreshes (on the first page) the page itself, to pick up new runs.
 //
@@ -12,6 +12,7 @@ import { enc, get } from "../api.js";
 import { glyph, onTimeZoneChange, stateClass, TERMINAL_RUN, when } from "../format.js";
 import { CELL_W, GridBody, mergeGrid } from "../gridbody.js";
 import { Crumbs, ErrorBox, Loading, usePolling } from "./common.js";
+import { useCanOnRuns } from "../me.js";
 
 const PAGE = 25;
 const POLL_MS = 2000;
@@ -48,7 +49,11 @@ function Cells({ data }) {
     body.current = new GridBody(scroller.current, host.current);
     return () => body.current.destroy();
   }, []);
-  useLayoutEffect(() => { body.current.update(data); }, [data]);
+  // A cell links to its task's log only if the user may read that run's logs (asked for
+  // every run on the page at once); checked on every render, which redraws only the columns
+  // whose run or answer changed.
+  const canOn = useCanOnRuns(data.runs.map((r) => r.runId));
+  useLayoutEffect(() => { body.current.update(data, (runId) => canOn(runId, "logs:Read")); });
   const [, setZone] = useState(0);
   useEffect(() => onTimeZoneChange(() => setZone((z) => z + 1)), []);
 

@@ -7,9 +7,9 @@
 // read once.
 import { html, useEffect, useMemo, useRef, useState } from "../html.js";
 import { ApiError, enc, get, post } from "../api.js";
-import { duration, exitText, runDuration, TERMINAL_RUN, when } from "../format.js";
+import { duration, elapsed, exitText, runDuration, TERMINAL_RUN, when } from "../format.js";
 import { navigate, useLocation } from "../router.js";
-import { Crumbs, ErrorBox, InlineConfirm, Loading, StateBadge, useConfirm, usePolling } from "./common.js";
+import { Crumbs, ErrorBox, InlineConfirm, Loading, StateBadge, StatusNotice, useConfirm, usePolling } from "./common.js";
 import { useCanOnRun } from "../me.js";
 import { Graph } from "./graph.js";
 import { Timeline } from "./timeline.js";
@@ -71,6 +71,17 @@ function RerunButton({ runId, from, label, question, onDone, small }) {
   </span>`;
 }
 
+/** Why a task waits, as the server says it, except a retry's time: that is shown as every
+ * other time on the page (UTC or local, the header's switch), with how long until it. */
+export function taskWaiting(t, now = Date.now()) {
+  if (t.state !== "RETRYING" || !t.retryAt) return t.waiting;
+  const at = new Date(t.retryAt).getTime();
+  if (Number.isNaN(at)) return t.waiting;
+  const left = at - now;
+  return html`retry (attempt ${(t.attempt || 0) + 1}) at <span class="nowrap">${when(t.retryAt)}</span> (${
+    left > 0 ? `in ${elapsed(left)}` : "due"})`;
+}
+
 const RUN_LOG = "__run__";
 const NO_LOGS = "Your policies do not allow reading this run's logs (logs:Read)";
 
@@ -101,18 +112,58 @@ function CancelButton({ runId, onDone }) {
   <//>`;
 }
 
-/** "Re-run from here" on a task's row, unless that re-run would skip the task at once: a
- * from-task re-run takes the task and its downstreams, never its upstreams, so one that did
- * not succeed (and does not meet the task's trigger rule) would stop it again. */
-function RerunFrom({ runId, id, tasks, specTasks, onDone }) {
-  const blocker = rerunBlocker(id, tasks, specTasks);
-  if (blocker) {
-    return html`<span class="muted small" data-testid="no-rerun"
-      title=${`Re-running from ${id} would skip it at once: ${blocker.reason}. Re-run from that upstream, or re-run the failed tasks.`}>
-      blocked: ${blocker.short}</span>`;
-  }
-  return html`<${RerunButton} runId=${runId} from=${id} label="Re-run from here" onDone=${onDone} small
-    question=${`Re-run ${id} and everything downstream of it?`} />`;
+/** One task's row of the job list. "Re-run from here" is offered unless that re-run would
+ * skip the task at once: a from-task re-run takes the task and its downstreams, never its
+ * upstreams, so one that did not succeed (and does not meet the task's trigger rule) would
+ * stop it again. Its confirm opens in a row of its own under the task's, so the table's
+ * columns do not move. */
+function JobRow({ runId, id, t, tasks, now, logs, rerunnable, ran, exact, cols, onDone }) {
+  const confirm = useConfirm();
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState(null);
+  const specTasks = ran === null ? undefined : exact && exact.tasks;
+  const blocker = rerunnable ? rerunBlocker(id, tasks, specTasks) : null;
+  const dismiss = () => { setError(null); confirm.dismiss(); };
+  const rerun = async () => {
+    setBusy(true);
+    setError(null);
+    try {
+      onDone(await post(`/api/v1/runs/${enc(runId)}/rerun`, { from: id, onlyFailed: false }));
+      confirm.done();
+    } catch (err) {
+      setError(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return html`<tr data-task=${id} class=${confirm.asking ? "asking" : undefined}>
+      <td>${logs ? html`<a class="mono" href=${`/runs/${enc(runId)}/tasks/${enc(id)}`}>${id}</a>`
+        : html`<span class="mono" data-testid="task-name" title=${NO_LOGS}>${id}</span>`}</td>
+      <td><${StateBadge} state=${t.state} /></td>
+      <td class="num">${t.attempt || "—"}</td>
+      <td class="small">${t.worker ? html`<span class="mono" data-testid="task-worker">${t.worker}</span>` : "—"}</td>
+      <td class="small when">${when(t.startedAt)}</td>
+      <td class="num">${duration(t.startedAt, t.endedAt, now)}</td>
+      <td class=${t.exitCode < 0 ? "num small" : "num"} data-testid="task-exit">${exitText(t.exitCode)}</td>
+      <td class="small why">${t.error ? html`<span class="err-text">${t.error}</span>${t.waiting
+          ? html`<br /><span class="waiting-text" data-testid="task-waiting">${taskWaiting(t, now)}</span>` : null}`
+        : t.waiting ? html`<span class="waiting-text" data-testid="task-waiting">${taskWaiting(t, now)}</span>`
+        : t.state === "SKIPPED" ? html`<span class="muted" data-testid="task-skipped">${ran === null ? "skipped" : skipReason(id, tasks, specTasks)}</span>`
+        : t.state === "CANCELLED" && !t.startedAt ? html`<span class="muted" data-testid="task-cancelled">cancelled before it started</span>` : ""}</td>
+      ${!rerunnable ? null : html`<td class="actions">${blocker
+        ? html`<span class="muted small" data-testid="no-rerun"
+            title=${`Re-running from ${id} would skip it at once: ${blocker.reason}. Re-run from that upstream, or re-run the failed tasks.`}>
+            blocked: ${blocker.short}</span>`
+        : html`<button type="button" class="small" ref=${confirm.trigger} aria-expanded=${confirm.asking}
+            onClick=${confirm.asking ? dismiss : confirm.ask} aria-label=${`Re-run from ${id}`}>Re-run from here</button>`}</td>`}
+    </tr>
+    ${confirm.asking ? html`<tr class="confirm-row" data-confirm-for=${id}><td colspan=${cols}>
+      <${InlineConfirm} label=${`Confirm re-run from ${id}`} onDismiss=${dismiss}>
+        <span>${`Re-run ${id} and everything downstream of it?`}</span>
+        <button type="button" class="primary small" disabled=${busy} onClick=${rerun}>${busy ? "Starting…" : "Yes, re-run"}</button>
+        <button type="button" class="small" onClick=${dismiss}>Keep as is</button>
+        <${ErrorBox} error=${error} label="Not re-run" />
+      <//></td></tr>` : null}`;
 }
 
 export function RunView({ runId }) {
@@ -168,8 +219,13 @@ export function RunView({ runId }) {
   // The graph: the run's version; if that is not kept, the DAG as registered now (said so).
   const graphSpec = exact || (ran !== null && current ? current.spec : null);
   const graphLoading = ran === null || (!exact && dag === null);
-  // The re-run answers with the run, unfinished again: polling resumes until it ends.
-  const afterRerun = setRun;
+  // The re-run answers with the run, unfinished again: polling resumes until it ends. The
+  // re-run buttons go (the run is not finished): the notice takes the focus.
+  const [notice, setNotice] = useState(null);
+  const afterRerun = (r) => {
+    setRun(r);
+    setNotice(`Re-run ${r.reruns > 1 ? `#${r.reruns} ` : ""}started.`);
+  };
 
   // The graph follows the run's own tasks; edges come from the DAG version the run ran.
   const tasks = useMemo(() => {
@@ -207,6 +263,7 @@ export function RunView({ runId }) {
             question=${`Re-run ${notSucceeded(run.tasks)}, and what depends on them?`} />` : null}
     </div>
     <${ErrorBox} error=${error} label="Refresh failed" />
+    <${StatusNotice} message=${notice} testid="run-notice" />
     <dl class="facts card">
       <div><dt>Trigger</dt><dd>${typeof run.trigger === "string" ? run.trigger : JSON.stringify(run.trigger)}${
         run.triggeredBy ? html` by <span class="run-by">${run.triggeredBy}</span>` : null}</dd></div>
@@ -244,26 +301,12 @@ export function RunView({ runId }) {
         <thead><tr>
           <th scope="col">Task</th><th scope="col">State</th><th scope="col" class="num">Attempt</th>
           <th scope="col">Worker</th><th scope="col">Started</th><th scope="col" class="num">Duration</th>
-          <th scope="col" class="num">Exit</th><th scope="col">Error or why it waits</th>
+          <th scope="col" class="num">Exit</th><th scope="col" class="why">Error or why it waits</th>
           ${rerunnable ? html`<th scope="col"><span class="sr-only">Actions</span></th>` : null}
         </tr></thead>
-        <tbody>${shown.map(([id, t]) => html`<tr key=${id} data-task=${id}>
-          <td>${logs ? html`<a class="mono" href=${`/runs/${enc(runId)}/tasks/${enc(id)}`}>${id}</a>`
-            : html`<span class="mono" data-testid="task-name" title=${NO_LOGS}>${id}</span>`}</td>
-          <td><${StateBadge} state=${t.state} /></td>
-          <td class="num">${t.attempt || "—"}</td>
-          <td class="mono small">${t.worker || "—"}</td>
-          <td class="small when">${when(t.startedAt)}</td>
-          <td class="num">${duration(t.startedAt, t.endedAt, now)}</td>
-          <td class=${t.exitCode < 0 ? "num small" : "num"} data-testid="task-exit">${exitText(t.exitCode)}</td>
-          <td class="small">${t.error ? html`<span class="err-text">${t.error}</span>${t.waiting
-              ? html`<br /><span class="waiting-text" data-testid="task-waiting">${t.waiting}</span>` : null}`
-            : t.waiting ? html`<span class="waiting-text" data-testid="task-waiting">${t.waiting}</span>`
-            : t.state === "SKIPPED" ? html`<span class="muted" data-testid="task-skipped">${ran === null ? "skipped" : skipReason(id, run.tasks, exact && exact.tasks)}</span>`
-            : t.state === "CANCELLED" && !t.startedAt ? html`<span class="muted" data-testid="task-cancelled">cancelled before it started</span>` : ""}</td>
-          ${rerunnable ? html`<td><${RerunFrom} runId=${runId} id=${id} tasks=${run.tasks}
-            specTasks=${ran === null ? undefined : exact && exact.tasks} onDone=${afterRerun} /></td>` : null}
-        </tr>`)}</tbody>
+        <tbody>${shown.map(([id, t]) => html`<${JobRow} key=${id} runId=${runId} id=${id} t=${t} tasks=${run.tasks}
+          now=${now} logs=${logs} rerunnable=${rerunnable} ran=${ran} exact=${exact} cols=${rerunnable ? 9 : 8}
+          onDone=${afterRerun} />`)}</tbody>
       </table>
     </section>
   </main>`;

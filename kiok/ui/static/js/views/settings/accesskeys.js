@@ -7,7 +7,7 @@
 import { html, useState } from "../../html.js";
 import { enc, post, request, session } from "../../api.js";
 import { when } from "../../format.js";
-import { ErrorBox, Loading } from "../common.js";
+import { ConfirmButton, ErrorBox, Loading } from "../common.js";
 import { CopyButton, Form, Notice, refusedLabel, useLoad } from "./shared.js";
 
 export function AccessKeys({ can }) {
@@ -24,7 +24,6 @@ export function AccessKeys({ can }) {
   // typed, the "For user" label appears before it, and unkeyed, Preact would reuse the
   // password's label element for it and make the password field anew, emptied.
   const remove = async (k) => {
-    if (!confirm(`Delete access key ${k.accessKeyId} of ${k.user}? Scripts using it stop working at once.`)) return;
     setRowError(null);
     try {
       await request("DELETE", `/api/v1/iam/access-keys/${enc(k.accessKeyId)}`);
@@ -69,7 +68,8 @@ export function AccessKeys({ can }) {
       <tbody>${keys.accessKeys.map((k) => html`<tr key=${k.accessKeyId} data-key=${k.accessKeyId}>
         <td><span class="mono strong">${k.accessKeyId}</span></td><td><span class="mono">${k.user}</span></td>
         <td class="small when">${when(k.createdAt)}</td>
-        <td class="actions">${can("iam:DeleteAccessKey") ? html`<button type="button" class="danger small-btn"
-          aria-label=${`Delete access key ${k.accessKeyId}`} onClick=${() => remove(k)}>Delete</button>` : null}</td>
+        <td class="actions">${can("iam:DeleteAccessKey") ? html`<${ConfirmButton} label="Delete"
+          name=${`Delete access key ${k.accessKeyId}`} yes="Yes, delete" action=${() => remove(k)}
+          question=${`Delete access key ${k.accessKeyId} of ${k.user}? Scripts using it stop working at once.`} />` : null}</td>
       </tr>`)}</tbody></table>`) : null}`;
 }

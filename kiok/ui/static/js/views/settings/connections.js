@@ -3,7 +3,7 @@
 import { html, useState } from "../../html.js";
 import { enc, post, request } from "../../api.js";
 import { when } from "../../format.js";
-import { ErrorBox } from "../common.js";
+import { ConfirmButton, ErrorBox } from "../common.js";
 import { Form, Notice, refusedLabel, useLoad } from "./shared.js";
 
 export function Connections({ can }) {
@@ -44,15 +44,16 @@ export function Connections({ can }) {
         <td>${c.type}</td>
         <td>${Object.keys(c.properties).map((k) => html`<span class="chip" key=${k}>${k} = ***</span>`)}</td>
         <td class="small when">${when(c.updatedAt)}</td>
-        <td class="actions">${can("connections:Delete") ? html`<button type="button" class="danger small-btn"
-          aria-label=${`Delete connection ${c.connectionId}`} onClick=${async () => {
-            if (!confirm(`Delete connection ${c.connectionId}?`)) return;
+        <td class="actions">${can("connections:Delete") ? html`<${ConfirmButton} label="Delete"
+          name=${`Delete connection ${c.connectionId}`} yes="Yes, delete" question=${`Delete connection ${c.connectionId}?`}
+          action=${async () => {
+            setRowError(null);
             try {
               await request("DELETE", `/api/v1/connections/${enc(c.connectionId)}`);
               done(`Connection ${c.connectionId} deleted.`);
             } catch (e) {
               setRowError(e);
             }
-          }}>Delete</button>` : null}</td>
+          }} />` : null}</td>
       </tr>`)}</tbody></table>`) : null}`;
 }

@@ -4,7 +4,7 @@
 // `POST /api/v1/iam/groups {group, policies}`.
 import { html, useState } from "../../html.js";
 import { enc, post, request } from "../../api.js";
-import { ErrorBox, Loading } from "../common.js";
+import { ConfirmButton, ErrorBox, Loading } from "../common.js";
 import { Chip, Form, Notice, refusedLabel, useLoad } from "./shared.js";
 
 export function Groups({ can }) {
@@ -68,7 +68,6 @@ function GroupRow({ g, users, policyNames, can, onDone }) {
     return attach ? `Policy ${policy} attached to ${g.group}.` : `Policy ${policy} detached from ${g.group}.`;
   });
   const remove = act(async () => {
-    if (!confirm(`Delete group ${g.group}? Its members leave it.`)) return null;
     await request("DELETE", `/api/v1/iam/groups/${enc(g.group)}`);
     return `Group ${g.group} deleted.`;
   });
@@ -87,6 +86,7 @@ function GroupRow({ g, users, policyNames, can, onDone }) {
         options=${policyNames.filter((p) => !g.policies.includes(p))} onAdd=${(p) => setPolicies(p, true)} />` : null}
       <${ErrorBox} error=${error} label=${refusedLabel(error)} />
     </td>
-    <td class="actions">${can("iam:Write") ? html`<button type="button" class="danger small-btn" onClick=${remove}>Delete</button>` : null}</td>
+    <td class="actions">${can("iam:Write") ? html`<${ConfirmButton} label="Delete" name=${`Delete group ${g.group}`} yes="Yes, delete"
+      question=${`Delete group ${g.group}? Its members leave it.`} action=${remove} />` : null}</td>
   </tr>`;
 }

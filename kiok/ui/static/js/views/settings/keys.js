@@ -2,7 +2,7 @@
 import { html, useState } from "../../html.js";
 import { post } from "../../api.js";
 import { when } from "../../format.js";
-import { ErrorBox } from "../common.js";
+import { ConfirmButton, ErrorBox } from "../common.js";
 import { CopyButton, Form, useLoad } from "./shared.js";
 
 export function Kms({ can }) {
@@ -13,10 +13,12 @@ export function Kms({ can }) {
       <th scope="col" class="num">Versions kept</th><th scope="col" class="actions"><span class="sr-only">Actions</span></th></tr></thead>
       <tbody>${data.keys.map((k) => html`<tr key=${k.key} data-key=${k.key}><td><span class="mono strong">${k.key}</span></td>
         <td class="num" data-testid="version">v${k.version}</td><td class="num">${k.versions}</td>
-        <td class="actions">${can("kms:Rotate") ? html`<button type="button" class="small-btn" onClick=${async () => {
-          if (!confirm(`Rotate ${k.key}? New data is written under a new version; older data still reads.`)) return;
-          try { await post("/api/v1/admin/kms/rotate", { key: k.key }); reload(); } catch (e) { setActionError(e); }
-        }}>Rotate</button>` : null}</td></tr>`)}</tbody></table>` : null}`;
+        <td class="actions">${can("kms:Rotate") ? html`<${ConfirmButton} label="Rotate" name=${`Rotate ${k.key}`} danger=${false} yes="Yes, rotate"
+          question=${`Rotate ${k.key}? New data is written under a new version; older data still reads.`}
+          action=${async () => {
+            setActionError(null);
+            try { await post("/api/v1/admin/kms/rotate", { key: k.key }); reload(); } catch (e) { setActionError(e); }
+          }} />` : null}</td></tr>`)}</tbody></table>` : null}`;
 }
 
 export function JoinTokens() {

@@ -3,10 +3,11 @@
 // line, and Save stays off); what the master refuses (an unknown field, an Effect that is not
 // Allow or Deny, a Resource that can match nothing) is its 400 message, shown under the editor.
 // "New policy" creates only (`If-None-Match: *`): a name already taken is refused at the name
-// field, never silently replaced; once saved, the form edits that policy.
-import { html, useState } from "../../html.js";
+// field, never silently replaced; once saved, the form edits that policy. Edit (or "New policy
+// instead") while the form has unsaved changes asks first, inline, whether to discard them.
+import { html, useEffect, useRef, useState } from "../../html.js";
 import { enc, request } from "../../api.js";
-import { ErrorBox, Loading } from "../common.js";
+import { ConfirmButton, ErrorBox, InlineConfirm, Loading } from "../common.js";
 import { JsonEditor, Notice, refusedLabel, useLoad } from "./shared.js";
 import { jsonProblem } from "./jsonproblem.js";
 
@@ -26,6 +27,17 @@ export function Policies({ can }) {
   const [message, setMessage] = useState(null);
   const [rowError, setRowError] = useState(null);
   const [nameError, setNameError] = useState(null);
+  // What the form held when loaded or saved: a change since then is a draft not to lose.
+  const [base, setBase] = useState({ name: "", doc: EXAMPLE });
+  const dirty = name !== base.name || doc !== base.doc;
+  // Edit (a policy) or New (null) asked while dirty: { to, from } (the button that asked).
+  const [pending, setPending] = useState(null);
+  const editor = useRef(null);
+  // After "Discard changes" the confirm is gone: the focus goes to the editor's first field.
+  const [refocus, setRefocus] = useState(0);
+  useEffect(() => {
+    if (refocus) editor.current?.querySelector("input, textarea")?.focus();
+  }, [refocus]);
   const problem = jsonProblem(doc);
   const writable = can("iam:Write");
   const taken = (n) => html`A policy named <span class="mono">${n}</span> already exists: use its <strong>Edit</strong> to change it, or choose another name.`;
@@ -47,6 +59,7 @@ export function Policies({ can }) {
       await request("POST", "/api/v1/iam/policies", body, undefined, editing ? undefined : { "If-None-Match": "*" });
       setMessage(`Policy ${saved} saved.`);
       setName(saved);
+      setBase({ name: saved, doc });
       setEditing(true);
       reload();
     } catch (err) {
@@ -60,25 +73,35 @@ export function Policies({ can }) {
       setBusy(false);
     }
   };
-  const edit = (p) => {
-    setName(p.policy);
-    setDoc(JSON.stringify(p.document, null, 2));
-    setEditing(true);
+  const load = (p) => {
+    const text = p ? JSON.stringify(p.document, null, 2) : EXAMPLE;
+    setName(p ? p.policy : "");
+    setDoc(text);
+    setBase({ name: p ? p.policy : "", doc: text });
+    setEditing(Boolean(p));
     setSaveError(null);
     setNameError(null);
     setMessage(null);
-    document.getElementById("policy-editor")?.scrollIntoView({ block: "start" });
+    setPending(null);
   };
-  const fresh = () => {
-    setName("");
-    setDoc(EXAMPLE);
-    setEditing(false);
-    setSaveError(null);
-    setNameError(null);
-    setMessage(null);
+  // Edit p (or a new policy: null); with unsaved changes, ask first (in the editor).
+  const open = (p, event) => {
+    if (dirty) {
+      setPending({ to: p, from: event && event.currentTarget });
+    } else {
+      load(p);
+    }
+    editor.current?.scrollIntoView({ block: "start" });
   };
+  const edit = (p) => (event) => open(p, event);
+  const fresh = (event) => open(null, event);
+  const keep = () => {
+    const from = pending && pending.from;
+    setPending(null);
+    if (from && from.isConnected) from.focus();
+  };
+  const draftName = editing ? `policy ${base.name}` : name.trim() ? `new policy ${name.trim()}` : "new policy";
   const remove = async (p) => {
-    if (!confirm(`Delete policy ${p.policy}? It is detached from every user and group.`)) return;
     setRowError(null);
     try {
       await request("DELETE", `/api/v1/iam/policies/${enc(p.policy)}`);
@@ -92,13 +115,19 @@ export function Policies({ can }) {
   return html`
     <${ErrorBox} error=${error || rowError} label=${refusedLabel(error || rowError)} />
     <${Notice} message=${message} />
-    ${writable ? html`<form id="policy-editor" class="card policy-editor" onSubmit=${save}
+    ${writable ? html`<form id="policy-editor" ref=${editor} class="card policy-editor" onSubmit=${save}
       aria-label=${editing ? `Edit policy ${name}` : "New policy"} data-testid="policy-editor">
       <div class="row">
         <h2>${editing ? html`Edit policy <span class="mono">${name}</span>` : "New policy"}</h2>
         <span class="spacer"></span>
         ${editing ? html`<button type="button" class="link" onClick=${fresh}>New policy instead</button>` : null}
       </div>
+      ${pending ? html`<${InlineConfirm} label="Unsaved changes" onDismiss=${keep} testid="policy-discard">
+        <span>Your changes to the ${draftName} are not saved. Discard them and ${pending.to
+          ? html`edit <span class="mono">${pending.to.policy}</span>` : "start a new policy"}?</span>
+        <button type="button" class="danger small-btn" onClick=${() => { load(pending.to); setRefocus((n) => n + 1); }}>Discard changes</button>
+        <button type="button" class="small-btn" onClick=${keep}>Keep editing</button>
+      <//>` : null}
       ${editing ? null : html`<label>Policy name <input id="policy-name" name="policy" required autocomplete="off"
         value=${name} aria-invalid=${nameError ? "true" : undefined} aria-describedby="policy-name-error"
         onInput=${(e) => { setName(e.currentTarget.value); setNameError(null); }} /></label>
@@ -114,8 +143,9 @@ export function Policies({ can }) {
     ${policies === null && !error ? html`<${Loading} />` : null}
     ${policies ? html`<div class="policy-list">${policies.policies.map((p) => html`<div key=${p.policy} class="card" data-policy=${p.policy}>
       <div class="row"><span class="mono strong">${p.policy}</span><span class="spacer"></span>
-        ${writable ? html`<button type="button" class="small-btn" aria-label=${`Edit ${p.policy}`} onClick=${() => edit(p)}>Edit</button>
-          <button type="button" class="danger small-btn" aria-label=${`Delete ${p.policy}`} onClick=${() => remove(p)}>Delete</button>` : null}</div>
+        ${writable ? html`<button type="button" class="small-btn" aria-label=${`Edit ${p.policy}`} onClick=${edit(p)}>Edit</button>
+          <${ConfirmButton} label="Delete" name=${`Delete ${p.policy}`} yes="Yes, delete" action=${() => remove(p)}
+            question=${`Delete policy ${p.policy}? It is detached from every user and group.`} />` : null}</div>
       <details><summary class="small muted">Document</summary><pre class="mono small">${JSON.stringify(p.document, null, 2)}</pre></details>
     </div>`)}</div>` : null}`;
 }

@@ -3,7 +3,7 @@
 // numbers, the syntax error marked at its line).
 import { html, useEffect, useRef, useState } from "../../html.js";
 import { ApiError, get } from "../../api.js";
-import { ErrorBox } from "../common.js";
+import { ErrorBox, StatusNotice } from "../common.js";
 import { Gutter } from "../register.js";
 import { jsonProblem } from "./jsonproblem.js";
 
@@ -56,7 +56,7 @@ export function Chip({ text, removeLabel, onRemove }) {
 }
 
 export function Notice({ message }) {
-  return message ? html`<div class="ok-box" role="status">${message}</div>` : null;
+  return html`<${StatusNotice} message=${message} />`;
 }
 
 /** Copies `text`; the Clipboard API needs a secure context, so fall back to a selection. */

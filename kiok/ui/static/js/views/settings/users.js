@@ -100,6 +100,9 @@ function UserActions({ u, names, can, onDone }) {
         await post("/api/v1/iam/users", { user: u.user, policies: [...new Set([...u.policies, value])] });
         onDone(`Policy ${value} attached to ${u.user}.`);
       }
+      // The focus goes back to the button that opened the form (a deleted user's row is
+      // gone: the page's notice takes it).
+      back.current = open === "delete" ? null : open;
       reset();
     } catch (err) {
       setError(err);
