@@ -22,7 +22,10 @@ COLD_MAIN = """\
 import os, sys
 if not getattr(sys.flags, "safe_path", False):  # as python does for a script: its directory
     sys.path[0] = os.path.dirname(os.path.realpath("/dev/fd/3"))  # before any import
-from importlib.machinery import SourceFileLoader
+try:  # loaded as the interpreter starts; importlib.machinery would cost ~1 ms more
+    SourceFileLoader = sys.modules["_frozen_importlib_external"].SourceFileLoader
+except (KeyError, AttributeError):
+    from importlib.machinery import SourceFileLoader
 sys.argv[0] = "/dev/fd/3"
 if hasattr(sys, "orig_argv"):
     sys.orig_argv[:] = [sys.executable, "-u", "/dev/fd/3"]
