@@ -715,7 +715,7 @@ class Spawner:
             # directory is its own. Then, as root, the directory is taken back.
             with self._ids.acting_as(attempt.uid):
                 signal_group(attempt.pid, signal.SIGKILL)
-                self._end_what_is_left(attempt.uid)
+                self._end_what_is_left(attempt.uid, forked=attempt.template is not None)
                 empty_dir(attempt.cwd)
                 self._ids.switch(0)
                 self._chown_back(attempt.cwd)
@@ -731,15 +731,15 @@ class Spawner:
         if attempt.template is not None:
             self._templates.attempt_done(attempt.template, attempt.id)
 
-    def _end_what_is_left(self, acting_as: int | None = None) -> None:
+    def _end_what_is_left(self, acting_as: int | None = None, *, forked: bool = False) -> None:
         """What the ended attempt left in its group is killed; now what it left outside
         (``_end_strays``), and the orphans of this attempt (or earlier ones) that died are
         reaped. ``acting_as``: the user this process acts as meanwhile (``AttemptIds``)."""
         if self._init:
-            self._end_strays(acting_as)
+            self._end_strays(acting_as, forked=forked)
             self._reap_children()
 
-    def _end_strays(self, acting_as: int | None = None) -> None:
+    def _end_strays(self, acting_as: int | None = None, *, forked: bool = True) -> None:
         """Kill what ended attempts left outside their process groups (``setsid``, a daemon's
         double fork), so that nothing of an attempt lives on to see (or write into) the ones
         after it. As pid 1 of the namespace, or the tasks' subreaper, this process adopts
@@ -761,12 +761,14 @@ class Spawner:
                 return procfs.real_uid(pid) in ended
 
             # A forked attempt can make a child of its template's (clone(CLONE_PARENT)),
-            # which no one adopts: the template's children are looked at too. Its spare
-            # child (not an attempt yet) is its own user's, none of the attempt users.
-            roots = [self._pid, *templates]
+            # which no one adopts: when one ends, the templates' children are looked at too
+            # (a cold attempt's parent is this process). A template's spare child (not an
+            # attempt yet) is its own user's, none of the attempt users.
+            looked_at = templates if forked else set()
+            roots = [self._pid, *looked_at]
             found = any(pid not in known for pid in self._own_children()) or any(
                 pid not in known and left_behind(pid)
-                for tpl in templates
+                for tpl in looked_at
                 for pid in procfs.children(tpl, threads=False)
             )
         else:
