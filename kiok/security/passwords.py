@@ -42,6 +42,10 @@ def password_problem(new: str, *, user: str, old: str | None = None) -> str | No
     """Why ``new`` is not acceptable, or None."""
     if len(new) < MIN_PASSWORD_LENGTH:
         return f"the new password must have at least {MIN_PASSWORD_LENGTH} characters"
+    if not new.strip():
+        return "the new password must not be only spaces"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in new):  # NUL, newlines...: typed by no one
+        return "the new password must not hold control characters"
     if new == old:
         return "the new password must differ from the old one"
     if new.lower() in {"admin", "password", user.lower()}:

@@ -232,3 +232,14 @@ def test_log_404s(logs_kiok: Standalone) -> None:
     r = logs_kiok.api("GET", "/api/v1/runs/no-such-run-1")
     assert r.status_code == 404, r.text
     assert set(r.json()["error"]) >= {"code", "message"}
+
+
+def test_an_offset_past_what_a_json_number_holds_is_a_400(logs_kiok: Standalone) -> None:
+    """``nextOffset`` echoes the offset asked for: one past 2**53 would come back as a
+    number no JSON client holds exactly. No log is that long: refused, naming the field."""
+    run_id = logs_kiok.trigger(logs_kiok.register("dag: {id: logs_offset}\ntasks: [{id: t, script: 'true'}]"))
+    logs_kiok.wait_run(run_id, 20)
+    r = logs_kiok.api("GET", f"/api/v1/runs/{run_id}/tasks/t/log", params={"offset": str(10**30)})
+    assert r.status_code == 400 and "offset" in r.json()["error"]["message"], r.text
+    ok = logs_kiok.api("GET", f"/api/v1/runs/{run_id}/tasks/t/log", params={"offset": str(2**53 - 1)})
+    assert ok.status_code == 200 and ok.json()["data"] == "", ok.text

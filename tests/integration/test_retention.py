@@ -95,6 +95,10 @@ def test_delete_one_run(standalone_factory: Any, task_tmp_path: Path) -> None:
     assert node.api("DELETE", f"/api/v1/runs/{run_id}").status_code == 404
     assert node.api("DELETE", "/api/v1/runs/one-0-999").status_code == 404
     assert node.api("GET", "/api/v1/runs", params={"dag": "one"}).json()["runs"] == []
+    # What it destroyed is gone for good: who did it is in the audit log, once.
+    entries = node.api("GET", "/api/v1/admin/audit").json()["entries"]
+    deletes = [(e["actor"], e["success"]) for e in entries if e["action"] == "runs:Delete"]
+    assert deletes == [("admin", True)], entries[:5]
 
 
 @pytest.mark.slow

@@ -227,14 +227,16 @@ async def rerun(
 
 @router.delete("/{run_id}", responses={404: {}, 409: {"description": "the run has not finished"}})
 async def delete_run(
-    run_id: str, request: Request, _: Principal = Depends(require(actions.DELETE_RUN, _run_resource))
+    run_id: str, request: Request, principal: Principal = Depends(require(actions.DELETE_RUN, _run_resource))
 ) -> dict[str, Any]:
     """Delete a finished run with its task records and job logs (a running or pending run
-    gets 409: cancel it first). Deleting it again gets 404."""
+    gets 409: cancel it first). Deleting it again gets 404. Audited: what it destroys is
+    gone for good."""
     node = node_of(request)
     await node.log.propose(
         c.DeleteRuns(at_ms=node.clock_ms(), run_ids=(run_id,), strict=True, drop_notifications=True)
     )
+    node.audit.record(principal.user, actions.DELETE_RUN, run_id, client_address(request))
     return {"deleted": run_id}
 
 
@@ -243,7 +245,8 @@ async def read_log(
     run_id: str,
     task_id: str,
     request: Request,
-    offset: int = Query(default=0, ge=0),
+    # A log holds far less than 2**53 bytes: no offset a JSON client cannot hold exactly.
+    offset: int = Query(default=0, ge=0, le=2**53 - 1),
     limit: int = Query(default=1024 * 1024, ge=1, le=4 * 1024 * 1024),
     _: Principal = Depends(require(actions.READ_LOG, _run_resource)),
 ) -> dict[str, Any]:
