@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import TypeAlias
 
+from kiok.core.interruption import LOST_ERROR
 from kiok.core.states import TERMINAL_TASK_STATES, TaskRecord, TaskState
 from kiok.errors import IllegalTransition
 
@@ -198,7 +199,7 @@ def _effects(rec: TaskRecord, ev: TaskEvent, target: TaskState) -> TaskRecord:
         )
     error = ev.error if ev.error is not None else rec.error
     if ev.kind is TaskEventKind.LOST and ev.error is None:
-        error = "driver lost"  # kiok.core.interruption.LOST_ERROR
+        error = LOST_ERROR
     return TaskRecord(
         state=target,
         attempt=rec.attempt,
