@@ -127,6 +127,22 @@ def _not_committed(error: int) -> NotLeader:
 
 
 @dataclass(frozen=True)
+class _InFlight:
+    """An entry proposed and not yet answered: its writes' futures, and the term and role
+    this master proposed it in."""
+
+    futures: list[asyncio.Future[Any]]
+    term: int
+    as_leader: bool
+
+    def stranded(self, leading: bool, term: int) -> bool:
+        """Its answer may never come: PySyncObj answers an entry only once one is applied at
+        its index, so a leader that steps down without a quorum (the same term) or a master
+        that has seen a new term may wait for it as long as the partition lasts."""
+        return term != self.term or (self.as_leader and not leading)
+
+
+@dataclass(frozen=True)
 class RaftConfig:
     master_id: str
     #: master id -> Raft address (host:port), this master included
@@ -394,6 +410,9 @@ class RaftCommandLog:
         self._aead = AESGCM(_derive(config.master_key, b"entries"))
         self._listeners: list[Listener] = []
         self._batcher: TurnBatcher[tuple[c.Command, asyncio.Future[Any]]] = TurnBatcher(self._send, max_batch)
+        #: Entries proposed and not answered yet, by proposal number (``_abandon_stranded``).
+        self._in_flight: dict[int, _InFlight] = {}
+        self._proposals = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._replica: _Replica | None = None
         self.batches = 0
@@ -456,7 +475,22 @@ class RaftCommandLog:
                     self.leader_changes += 1
                 last = now
                 self._on_role_change()
+            if self._in_flight:
+                self._abandon_stranded()
             await asyncio.sleep(0.05)
+
+    def _abandon_stranded(self) -> None:
+        """Answer the writes whose entry may wait for its commit as long as a partition lasts
+        (``_InFlight.stranded``) with an outcome-unknown ``NotLeader``: the client hears within
+        the step-down time that its write may or may not take effect, rather than nothing until
+        its own timeout. PySyncObj's late answer, if one comes, finds the futures done."""
+        leading, term = self.is_leader, self.term
+        for number, entry in list(self._in_flight.items()):
+            if entry.stranded(leading, term):
+                del self._in_flight[number]
+                for fut in entry.futures:
+                    if not fut.done():
+                        fut.set_exception(NotLeader.leader_changed())
 
     # --- leadership ------------------------------------------------------------------------
 
@@ -529,13 +563,17 @@ class RaftCommandLog:
         assert self._replica is not None
         nonce = os.urandom(_NONCE)
         payload = nonce + self._aead.encrypt(nonce, body, _AAD)
+        self._proposals += 1
+        number = self._proposals
+        self._in_flight[number] = _InFlight(futures, self.term, self.is_leader)
 
         def committed(outcomes: Any, error: int) -> None:  # on PySyncObj's tick thread
-            self._to_loop(self._answer, futures, outcomes, error)
+            self._to_loop(self._answer, number, futures, outcomes, error)
 
         self._replica.apply_entry(payload, callback=committed)
 
-    def _answer(self, futures: list[asyncio.Future[Any]], outcomes: Any, error: int) -> None:
+    def _answer(self, number: int, futures: list[asyncio.Future[Any]], outcomes: Any, error: int) -> None:
+        self._in_flight.pop(number, None)
         if error != FAIL_REASON.SUCCESS or outcomes is None:
             for fut in futures:
                 if not fut.done():

@@ -4,7 +4,8 @@ the API stays open when every worker is gone (their runs are still to be read an
 cancelled; ``degraded``, not ``unhealthy``); and with only a minority of masters left, reads
 still work and a write answers 503 ``not_leader`` (a leader cut off from its quorum steps down
 within twice the election timeout, not PySyncObj's 30 s, during which it took writes it
-could never commit), while ``/readyz`` sends load balancers elsewhere."""
+could never commit; one it took is answered then as a write whose outcome is unknown),
+while ``/readyz`` sends load balancers elsewhere."""
 
 from __future__ import annotations
 
@@ -68,6 +69,11 @@ def test_raft_binds_the_master_host_and_reads_outlive_workers_and_quorum(group: 
     # A minority left: the leader alone steps down; it still reads, and a write is a 503.
     for follower in group.followers(leader):
         follower.kill9()
+    # A write it took just before it could know: answered when it steps down, as a write
+    # that may yet take effect (no Retry-After), not left waiting for the client's timeout.
+    r = leader.api("POST", "/api/v1/dags/d/runs", json={}, timeout=20)
+    assert r.status_code == 503 and r.json()["error"]["code"] == "not_leader", r.text
+    assert "may still take effect" in r.json()["error"]["message"] and "Retry-After" not in r.headers, r.text
     # Within twice the longest election timeout (2.8 s), not PySyncObj's 30 s.
     leader.wait_for(lambda: _role(leader) != "leader", 8, "the leader without a quorum to step down")
     health = leader.http("GET", leader.url + "/readyz")
