@@ -9,23 +9,42 @@ from kiok.core.states import TaskRecord, TaskState
 LOST_ERROR = "driver lost"
 #: ...and on one whose driver's worker was revoked (``AssignRun.lost_error``).
 REVOKED_ERROR = "driver lost: its worker was revoked"
+#: Why a driver gives its run back (``Release.reason``, as a worker sends it) when tasks of
+#: it may have been running: the worker shuts down, or the driver failed.
+SHUTDOWN_REASON = "its worker shut down"
+CRASH_REASON = "its driver crashed"
+#: ...and the error those tasks are then left with (``ReleaseRun.lost_error``).
+SHUTDOWN_ERROR = f"{LOST_ERROR}: {SHUTDOWN_REASON}"
+CRASH_ERROR = f"{LOST_ERROR}: {CRASH_REASON}"
+
+#: Each lost error, and how the next attempt's log says what became of the worker.
+_FATES = {
+    LOST_ERROR: "its worker {worker}was lost",
+    REVOKED_ERROR: "its worker {worker}was revoked",
+    SHUTDOWN_ERROR: "its worker {worker}shut down",
+    CRASH_ERROR: "its driver {on}crashed",
+}
+
+
+def released_error(reason: str) -> str:
+    """The error a released run's running tasks are left with: its reason's, when a worker
+    gave one this version knows (any other text is the worker's, not the masters' to show)."""
+    return {SHUTDOWN_REASON: SHUTDOWN_ERROR, CRASH_REASON: CRASH_ERROR}.get(reason, "")
 
 
 def interrupted_attempt(rec: TaskRecord) -> int | None:
     """The attempt a lost driver interrupted, when ``rec`` (a task handed to a new driver) is
     queued again because of that; else None."""
-    if rec.state is TaskState.QUEUED and rec.attempt >= 1 and rec.error in (LOST_ERROR, REVOKED_ERROR):
+    if rec.state is TaskState.QUEUED and rec.attempt >= 1 and rec.error in _FATES:
         return rec.attempt
     return None
 
 
-def interrupted_lines(
-    task_id: str, lost: int, worker: str | None, *, revoked: bool = False
-) -> tuple[str, str]:
+def interrupted_lines(task_id: str, lost: int, worker: str | None, error: str | None) -> tuple[str, str]:
     """(task-log line, run-log event) for attempt ``lost`` interrupted on ``worker``, now run
-    again as the next attempt; ``revoked``: that worker was revoked (not merely lost)."""
-    fate = "was revoked" if revoked else "was lost"
-    where = f"its worker {worker} {fate}" if worker else f"its worker {fate}"
+    again as the next attempt; ``error``: the lost error it was left with (which says why)."""
+    fate = _FATES.get(error or LOST_ERROR, _FATES[LOST_ERROR])
+    where = fate.format(worker=f"{worker} " if worker else "", on=f"on worker {worker} " if worker else "")
     return (
         f"[kiok] attempt {lost} interrupted: {where}; retried as attempt {lost + 1}",
         f"{task_id} attempt {lost} interrupted ({where}); running it again as attempt {lost + 1}",

@@ -24,6 +24,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from kiok.core.interruption import released_error
 from kiok.master.log_gate import LogGate
 from kiok.protocol.to_master import Log, Release, Report
 from kiok.store import commands as c
@@ -93,7 +94,12 @@ class Intake:
         """The driver gives the run back without finishing it (drain timeout, shutdown, a
         crashed driver): it is assigned again under a new fence."""
         cmd = c.ReleaseRun(
-            at_ms=self._clock(), run_id=msg.run_id, epoch=msg.fence.epoch, reason=msg.reason, worker=worker
+            at_ms=self._clock(),
+            run_id=msg.run_id,
+            epoch=msg.fence.epoch,
+            reason=msg.reason,
+            worker=worker,
+            lost_error=released_error(msg.reason),
         )
         return self._log.propose_nowait(cmd)
 

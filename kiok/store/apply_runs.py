@@ -254,7 +254,7 @@ def apply_release(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
         or (cmd.worker and cmd.worker != run["worker"])  # only the driver gives a run back
     ):
         return {"released": False}
-    _lose_running(txn, run, cmd.at_ms, fx)
+    _lose_running(txn, run, cmd.at_ms, fx, cmd.lost_error or None)
     run["worker"] = None
     fx.fences_changed.append(cmd.run_id)
     _close(txn, run, cmd.at_ms, fx)

@@ -439,6 +439,9 @@ class ReleaseRun(Command):
     epoch: int = 0
     reason: str = ""
     worker: str = ""
+    #: The error its running tasks are left with (``kiok.core.interruption.released_error``,
+    #: decided by the leader): empty for "driver lost".
+    lost_error: str = ""
 
 
 @command

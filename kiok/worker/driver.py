@@ -19,7 +19,6 @@ from typing import Any
 from kiok import logs
 from kiok.core.frontier import Frontier
 from kiok.core.interruption import (
-    REVOKED_ERROR,
     RUN_CANCELLED,
     interrupted_attempt,
     interrupted_lines,
@@ -243,8 +242,7 @@ class RunDriver:
                 lost = interrupted_attempt(before)
                 notes: list[str] = []
                 if lost is not None:
-                    revoked = before.error == REVOKED_ERROR
-                    note, event = interrupted_lines(tid, lost, before.worker, revoked=revoked)
+                    note, event = interrupted_lines(tid, lost, before.worker, before.error)
                     notes.append(note)
                     self._event(event)
                 self._event(f"{tid} attempt {rec.attempt} started")

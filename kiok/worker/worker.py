@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from kiok import logs
+from kiok.core.interruption import CRASH_REASON, SHUTDOWN_REASON
 from kiok.protocol.messages import Assignment, Fence, OfferReply, OfferVerdict
 from kiok.worker.driver import DriverEnv, RunDriver
 
@@ -110,7 +111,7 @@ class Worker:
         except Exception:
             log.exception("driver of run %s crashed", driver.run_id)
             await driver.abandon()
-            self.env.link.release_run(driver.run_id, driver.fence, "driver crashed on the worker")
+            self.env.link.release_run(driver.run_id, driver.fence, CRASH_REASON)
         finally:
             entry = self._drivers.get(driver.run_id)
             if entry is not None and entry[0] is driver:
@@ -154,7 +155,7 @@ class Worker:
             driver.flush_reports()  # what changed in the last linger still counts
             await driver.abandon(shutdown=True)
             task.cancel()
-            self.env.link.release_run(run_id, driver.fence, f"worker {self.id} shut down")
+            self.env.link.release_run(run_id, driver.fence, SHUTDOWN_REASON)
         await asyncio.gather(*(t for _, t, _ in self._drivers.values()), return_exceptions=True)
 
     # --- status ----------------------------------------------------------------------------

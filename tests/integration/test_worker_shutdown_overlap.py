@@ -59,5 +59,10 @@ tasks:
     log = master.log(run_id, "t")
     assert "[kiok] attempt 1 stopped by its worker, which is shutting down; process group stopped" in log, log
     assert log.index("stopped by its worker, which is shutting down") < log.index("--- attempt 2 ---"), log
+    # ...and the second says the first was given back by a worker that shut down, not lost.
+    assert "[kiok] attempt 1 interrupted: its worker w1 shut down; retried as attempt 2" in log, log
+    runlog = master.log(run_id, "__run__")
+    again = "t attempt 1 interrupted (its worker w1 shut down); running it again as attempt 2"
+    assert again in runlog, runlog
     # w1 said goodbye once it had given the run back: dropped at once, not kept as draining.
     master.wait_for(lambda: "worker w1 disconnected: it shut down" in master.read_log(), 10, "w1's goodbye")

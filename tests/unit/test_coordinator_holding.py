@@ -238,7 +238,7 @@ async def test_the_tasks_of_a_revoked_worker_say_it_was_revoked() -> None:
     revoked = await _driven_with_a_running_task(revoke=True)
     assert (revoked.state, revoked.error) == (TaskState.QUEUED, REVOKED_ERROR)
     assert interrupted_attempt(revoked) == 1
-    note, event = interrupted_lines("a", 1, revoked.worker, revoked=revoked.error == REVOKED_ERROR)
+    note, event = interrupted_lines("a", 1, revoked.worker, revoked.error)
     assert event == "a attempt 1 interrupted (its worker w1 was revoked); running it again as attempt 2"
     assert note == "[kiok] attempt 1 interrupted: its worker w1 was revoked; retried as attempt 2"
     lost = await _driven_with_a_running_task(revoke=False)

@@ -20,7 +20,7 @@ def test_a_task_lost_with_its_driver_is_recognised_as_interrupted() -> None:
     running = TaskRecord(state=TaskState.RUNNING, attempt=2, worker="w1")
     lost, _ = apply_task_event(running, TaskEvent(TaskEventKind.LOST, 10))
     assert interrupted_attempt(lost) == 2  # the LOST transition's error is the one looked for
-    assert interrupted_lines("t", 2, "w1") == (
+    assert interrupted_lines("t", 2, "w1", lost.error) == (
         "[kiok] attempt 2 interrupted: its worker w1 was lost; retried as attempt 3",
         "t attempt 2 interrupted (its worker w1 was lost); running it again as attempt 3",
     )
@@ -30,7 +30,7 @@ def test_a_task_whose_worker_was_revoked_says_so() -> None:
     running = TaskRecord(state=TaskState.RUNNING, attempt=1, worker="w2")
     lost, _ = apply_task_event(running, TaskEvent(TaskEventKind.LOST, 10, error=REVOKED_ERROR))
     assert (lost.error, interrupted_attempt(lost)) == (REVOKED_ERROR, 1)
-    assert interrupted_lines("t1", 1, "w2", revoked=True) == (
+    assert interrupted_lines("t1", 1, "w2", lost.error) == (
         "[kiok] attempt 1 interrupted: its worker w2 was revoked; retried as attempt 2",
         "t1 attempt 1 interrupted (its worker w2 was revoked); running it again as attempt 2",
     )

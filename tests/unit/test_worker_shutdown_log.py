@@ -8,6 +8,7 @@ import asyncio
 from dataclasses import replace
 from pathlib import Path
 
+from kiok.core.interruption import SHUTDOWN_REASON
 from kiok.protocol.messages import Fence
 from kiok.worker.slots import TaskSlots
 from kiok.worker.worker import Worker
@@ -45,7 +46,7 @@ async def test_an_attempt_stopped_at_shutdown_says_so_in_its_log(tmp_path: Path)
         "[kiok] attempt 1 stopped by its worker, which is shutting down; process group stopped "
         "(SIGTERM, then SIGKILL after 1s)\n"
     ), log
-    assert link.released == ["worker w1 shut down"]
+    assert link.released == [SHUTDOWN_REASON]
 
 
 async def test_an_attempt_abandoned_otherwise_claims_no_shutdown(tmp_path: Path) -> None:
