@@ -28,7 +28,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kiok.core.cron import load_zone
-from kiok.core.placement import Context, ParamRef, Restriction, date_function_end, place, restricted_names
+from kiok.core.placement import (
+    Context,
+    ParamRef,
+    Restriction,
+    date_function_end,
+    place,
+    restricted_names,
+    single_quoted,
+)
 from kiok.errors import TaskError
 
 __all__ = [
@@ -104,6 +112,19 @@ def shell_restricted_params(text: str) -> dict[str, Restriction]:
         if m.group(1) == "params" and _KEY.match(m.group(2))
     ]
     return restricted_names(text, refs)
+
+
+def shell_single_quoted_params(text: str) -> list[str]:
+    """The params a shell ``text`` places inside single quotes, which ``resolve`` refuses
+    (``kiok.core.placement.single_quoted``): a DAG holding one is refused at registration."""
+    if "${params." not in text:
+        return []
+    refs = [
+        (m.start(), m.end(), m.group(2))
+        for m in _REF.finditer(text)
+        if m.group(1) == "params" and _KEY.match(m.group(2))
+    ]
+    return single_quoted(text, refs)
 
 
 def run_value_names(text: str) -> set[str]:

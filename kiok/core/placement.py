@@ -11,8 +11,11 @@ within it, by where the placeholder sits:
   arithmetic ``$((...))`` it becomes ``${KIOK_PARAM_X}``. Where bash reads the expansion
   again (``_restriction``: arithmetic, a variable name a builtin expands again), the value
   is restricted (``Restriction``): bash would run command substitutions found then,
-  whatever the quoting. Inside single
-  quotes it becomes ``'"${KIOK_PARAM_X}"'``, which closes the quote, expands and reopens it.
+  whatever the quoting. Inside single quotes (``'...'``, ``$'...'``) it is refused
+  (``single_quoted``): quoted text is what a script hands another program as code (``sh -c
+  '...'``, ``trap '...'``, awk, sed, jq, ``python -c``), and any form that puts the value's
+  characters there would make them that program's code; the DAG is refused at registration
+  (``kiok.dag.validate``), an attempt of one registered before fails saying so.
   A command substitution (``$(...)``, backticks) is a new unquoted context, also inside
   double quotes or a heredoc; ``#{...}`` (a date by the time the shell reads the script)
   starts no comment; after a backslash, the placeholder is the text ``${KIOK_PARAM_X}``
@@ -53,6 +56,8 @@ __all__ = [
     "place",
     "restricted_names",
     "shell_value_problem",
+    "single_quoted",
+    "single_quoted_problem",
     "value_problem",
 ]
 
@@ -78,7 +83,9 @@ def place(text: str, refs: Sequence[ParamRef], context: Context, values: Mapping
     be placed safely. Every ``refs`` name must be in ``values``."""
     if context is Context.SHELL:
         kinds, restrictions = _shell_contexts(text, tuple(r[0] for r in refs), tuple(r[1] for r in refs))
-        for (_, _, name), restriction in zip(refs, restrictions, strict=True):
+        for (_, _, name), kind, restriction in zip(refs, kinds, restrictions, strict=True):
+            if kind in _QUOTED:
+                raise TaskError(single_quoted_problem(name))
             problem = value_problem(name, values[name], restriction)
             if problem is not None:
                 raise TaskError(problem)
@@ -126,10 +133,10 @@ _UNQUOTED, _SINGLE, _DOUBLE, _ANSI, _COMMENT, _HEREDOC, _HEREDOC_LITERAL, _ARITH
 #: After ``\`` in backticks, unquoted: the shell drops the backslash, so the form must begin
 #: with ``$``; inside double quotes its quotes are written ``\"``.
 _TICK_ESCAPED, _TICK_ESCAPED_DQ = range(9, 11)
+#: Inside single quotes: no form is safe (``single_quoted``).
+_QUOTED = frozenset((_SINGLE, _ANSI))
 _SHELL_FORMS = {
     _UNQUOTED: '"${{{var}}}"',
-    _SINGLE: "'\"${{{var}}}\"'",
-    _ANSI: "'\"${{{var}}}\"$'",
     _DOUBLE: "${{{var}}}",
     _COMMENT: "${{{var}}}",
     _HEREDOC: "${{{var}}}",
@@ -212,6 +219,23 @@ def restricted_names(text: str, refs: Sequence[ParamRef]) -> dict[str, Restricti
         if restriction is not Restriction.NONE:
             out[name] = max(out.get(name, restriction), restriction)
     return out
+
+
+def single_quoted(text: str, refs: Sequence[ParamRef]) -> list[str]:
+    """The names of ``refs`` in shell ``text`` that stand inside single quotes (``'...'`` or
+    ``$'...'``), in order: ``place`` refuses them."""
+    kinds, _ = _shell_contexts(text, tuple(r[0] for r in refs), tuple(r[1] for r in refs))
+    return [name for (_, _, name), kind in zip(refs, kinds, strict=True) if kind in _QUOTED]
+
+
+def single_quoted_problem(name: str) -> str:
+    """Why a ``${params.x}`` inside single quotes in a shell script is refused, and what to write."""
+    return (
+        f"${{params.{name}}} stands inside single quotes, whose text a script often hands another "
+        "program as code (sh -c '...', trap '...', awk, sed, jq, python -c), which would run a value "
+        f'placed there: write it outside the quotes ("${{params.{name}}}"), or give that program the '
+        f'value as data ("${_env_name(name)}" as an argument or variable, awk -v, jq --arg)'
+    )
 
 
 def is_integer(value: Any) -> bool:

@@ -17,7 +17,8 @@ import reprlib
 from collections.abc import Iterable, Mapping
 
 from kiok.core.cron import load_zone, parse_timezone, validate_cron
-from kiok.core.placeholders import has_placeholders, param_names, run_value_names
+from kiok.core.placeholders import has_placeholders, param_names, run_value_names, shell_single_quoted_params
+from kiok.core.placement import single_quoted_problem
 from kiok.core.run_interval import RUN_VALUE_NAMES
 from kiok.dag.notify import NotifyEvent, WebhookTarget
 from kiok.dag.params import ParamRule, check_names
@@ -167,6 +168,8 @@ def validate(spec: DagSpec, *, registering: bool = False) -> DagSpec:
     if not spec.allow_extra_args:
         _check_param_references(spec)
     _check_run_references(spec)
+    if registering:  # a stored DAG still loads: its attempts fail saying why
+        _check_shell_quotes(spec)
     cycle = _find_cycle(spec.tasks)
     if cycle:
         raise DagValidationError(
@@ -211,6 +214,16 @@ def _check_param_references(spec: DagSpec) -> None:
                         "(declare it under dag.params, or set dag.allow_extra_args)",
                         field=f"tasks[{i}].{where}",
                     )
+
+
+def _check_shell_quotes(spec: DagSpec) -> None:
+    """A ``${params.x}`` inside single quotes in a shell script would fail every attempt
+    (``kiok.core.placement.single_quoted``): refuse it now, saying what to write instead."""
+    for i, task in enumerate(spec.tasks):
+        if task.type is TaskType.SHELL and task.script:
+            quoted = shell_single_quoted_params(task.script)
+            if quoted:
+                raise DagValidationError(single_quoted_problem(quoted[0]), field=f"tasks[{i}].script")
 
 
 def _check_run_references(spec: DagSpec) -> None:

@@ -19,7 +19,6 @@ dag:
 tasks:
   - {id: greet, type: shell, script: 'echo "hello ${params.name}"'}
   - {id: bare, type: shell, script: 'echo hello ${params.name}'}
-  - {id: single, type: shell, script: "echo 'hello ${params.name}'"}
   - {id: py, type: python, script: 'print("hello ${params.name}")'}
   - {id: py_single, type: python, script: "print('hello ' + '${params.name}')"}
 """
@@ -103,8 +102,40 @@ def test_a_hostile_trigger_arg_reaches_every_task_as_data(k: Standalone, value: 
         out = k.log(run["runId"], task)
         assert "uid=" not in out
         assert out == f"hello {value}\n", (task, out)
-    # in single quotes, the placeholder closes the quote, expands, reopens: still the value
-    assert k.log(run["runId"], "single") == f"hello {value}\n"
+
+
+# The reported attack: in a script that reads as safe (the same text written with
+# $KIOK_PARAM_JOB would be), the value was spliced into quoted text that the shell parses
+# again at exit, and ran there as a trigger-only user's code.
+TRAP = r"""
+dag:
+  id: deploy
+  params: {job: {default: nightly, maxLength: 200}}
+tasks:
+  - id: t
+    type: shell
+    script: |
+      trap 'echo "finished ${params.job}"' EXIT
+      echo "working on ${params.job}"
+"""
+
+
+@pytest.mark.parametrize(
+    "script", ["trap 'echo \"finished ${params.job}\"' EXIT", "sh -c 'echo ${params.job}'"]
+)
+def test_a_param_inside_single_quotes_is_refused_at_registration(k: Standalone, script: str) -> None:
+    dag = (
+        TRAP
+        if script.startswith("trap")
+        else TRAP.replace("trap 'echo \"finished ${params.job}\"' EXIT", script)
+    )
+    r = k.api("POST", "/api/v1/dags", content=dag, headers={"Content-Type": "application/yaml"})
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["code"] == "invalid_dag", r.text
+    assert "tasks[0].script: ${params.job} stands inside single quotes" in error["message"], r.text
+    assert '"$KIOK_PARAM_JOB"' in error["message"], r.text
+    assert k.api("GET", "/api/v1/dags/deploy").status_code == 404
 
 
 def test_the_readme_example_still_greets(k: Standalone) -> None:
