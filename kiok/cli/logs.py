@@ -1,9 +1,11 @@
 """``kiok runs logs RUN TASK``: print a task's log by byte offset, optionally following it.
 
-The master answers ``{"data", "offset", "nextOffset", "complete"}``. Data is written exactly
-as it comes (no added newlines). Without ``--follow`` whatever is stored now is printed;
-with it, the command polls every ``POLL_INTERVAL_S`` while nothing new arrives and stops
-once the log is complete and drained. Task ``__run__`` is the run's own (driver) log.
+The master answers ``{"data", "offset", "nextOffset", "complete"}``. Data is written as it
+comes (no added newlines): verbatim when piped, and on a terminal without the escape
+sequences that would drive it (``kiok.cli.terminal``: colours are kept). Without
+``--follow`` whatever is stored now is printed; with it, the command polls every
+``POLL_INTERVAL_S`` while nothing new arrives and stops once the log is complete and
+drained. Task ``__run__`` is the run's own (driver) log.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import click
 from kiok.cli.client import segment
 from kiok.cli.context import CliContext, json_option, pass_cli
 from kiok.cli.output import emit_json, emit_json_line
+from kiok.cli.terminal import TerminalFilter
 
 POLL_INTERVAL_S = 0.5
 
@@ -30,6 +33,10 @@ def read_page(page: Any, offset: int) -> tuple[str, int, bool]:
     if not isinstance(next_offset, int) or isinstance(next_offset, bool):
         next_offset = offset + len(data.encode())
     return data, next_offset, page.get("complete") is True
+
+
+def _on_terminal() -> bool:
+    return sys.stdout.isatty()
 
 
 @click.command()
@@ -54,6 +61,7 @@ def logs(cli: CliContext, run_id: str, task_id: str, follow: bool, offset: int) 
     if cli.as_json and not follow:
         emit_json(client.get(path, params={"offset": offset}))
         return
+    safe = TerminalFilter() if _on_terminal() else None
     while True:
         page = client.get(path, params={"offset": offset})
         data, next_offset, complete = read_page(page, offset)
@@ -62,7 +70,8 @@ def logs(cli: CliContext, run_id: str, task_id: str, follow: bool, offset: int) 
             if progressed or complete:
                 emit_json_line(page)
         elif progressed:
-            sys.stdout.write(data)  # verbatim: click.echo would strip colour codes when piped
+            # not click.echo: it would strip colour codes when piped
+            sys.stdout.write(data if safe is None else safe.feed(data))
             sys.stdout.flush()
         offset = max(offset, next_offset)
         if progressed:

@@ -270,3 +270,25 @@ def test_logs_are_written_verbatim(master: FakeMaster) -> None:
     master.on("GET", LOG, log_page("\x1b[31mred\x1b[0m\r\n", 0, True), log_page("", 14, True))
     result = master.invoke(["runs", "logs", "r1", "extract"])
     assert result.stdout_bytes == b"\x1b[31mred\x1b[0m\r\n"
+
+
+HOSTILE_OUTPUT = "\x1b[31mRED\x1b[0m \x1b]0;pwned title\x07\r\x1b[2Ahidden\x1b]52;c;"
+
+
+def test_logs_on_a_terminal_keep_colours_and_drop_what_would_drive_it(
+    master: FakeMaster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task retitled the operator's terminal, moved its cursor and wrote its clipboard
+    through ``kiok runs logs``; a sequence split between two pages is dropped whole."""
+    monkeypatch.setattr("kiok.cli.logs._on_terminal", lambda: True)
+    rest = "aGk=\x07 done\n"
+    first = len(HOSTILE_OUTPUT.encode())
+    master.on("GET", LOG, log_page(HOSTILE_OUTPUT, 0, False), log_page(rest, first, True))
+    result = master.invoke(["runs", "logs", "r1", "extract"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "\x1b[31mRED\x1b[0m hidden done\n"
+
+
+def test_logs_piped_are_verbatim(master: FakeMaster) -> None:
+    master.on("GET", LOG, log_page(HOSTILE_OUTPUT, 0, True))
+    assert master.invoke(["runs", "logs", "r1", "extract"]).stdout == HOSTILE_OUTPUT
