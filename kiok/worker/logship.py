@@ -4,15 +4,26 @@ Bytes are buffered until ``batch_bytes`` are waiting or ``interval_s`` has passe
 first unshipped byte, then handed to the link. Memory stays bounded by one batch whatever
 the task prints; past ``cap_bytes`` the rest of the attempt's output is dropped and a
 marker line says so. Secret values are masked (``Masker``) in every batch before it leaves.
+
+kiok's own lines in a task log begin ``[kiok]`` (an attempt's start, its end, why it was
+stopped, a truncation). A line of the task's output that begins so is stored with ``[task] ``
+in front, so that no task can write a line that reads as kiok's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 
 from kiok.ids import RUN_LOG_TASK
 from kiok.worker.fenced_logs import LogSink
 from kiok.worker.masking import Masker
+
+
+#: How kiok's own lines begin, and what a task's line that begins so gets in front.
+OWN = b"[kiok]"
+FROM_TASK = b"[task] "
+_OWN_AT_LINE_START = re.compile(rb"^\[kiok\]", re.MULTILINE)
 
 
 class TaskLog:
@@ -41,14 +52,34 @@ class TaskLog:
         self._line_open = False
         self._timer: asyncio.TimerHandle | None = None
         self.total_bytes = 0
+        #: The start of a line of output that may yet become ``[kiok]`` (``_unforged``).
+        self._held = b""
 
     def write(self, data: bytes) -> None:
-        self._take(data, whole=False)
+        self._take(self._unforged(data), whole=False)
+
+    def _unforged(self, data: bytes) -> bytes:
+        """``data`` with ``FROM_TASK`` before each line that begins with ``OWN``; a line start
+        that may still become one (``[ki``) is held until the next output (or the end)."""
+        if self._held:
+            data, self._held = self._held + data, b""
+        at_line_start = not self._line_open
+        if OWN in data:
+            data = _OWN_AT_LINE_START.sub(
+                lambda m: m.group(0) if m.start() == 0 and not at_line_start else FROM_TASK + m.group(0), data
+            )
+        newline = data.rfind(b"\n")
+        tail = data[newline + 1 :]
+        if tail and len(tail) < len(OWN) and OWN.startswith(tail) and (newline >= 0 or at_line_start):
+            self._held, data = tail, data[: newline + 1]
+        return data
 
     def line(self, text: str) -> None:
         """Write one line of kiok's own (already safe) text, e.g. a run-log event: whole, or
-        (past the cap) not at all."""
-        self._take((text if text.endswith("\n") else text + "\n").encode(), whole=True)
+        (past the cap) not at all; on a line of its own, after output that did not end its line."""
+        self._release_held()
+        lead = "\n" if self._line_open and not self._truncated else ""
+        self._take((lead + text + ("" if text.endswith("\n") else "\n")).encode(), whole=True)
 
     def _marker(self, *, whole: bool) -> bytes:
         """The line that ends a capped log, on a line of its own: after a line cut where the
@@ -104,4 +135,11 @@ class TaskLog:
 
     def close(self) -> None:
         """Ship what is left as the attempt's final batch."""
+        self._release_held()
         self.flush(final=True)
+
+    def _release_held(self) -> None:
+        """The output held as a possible ``[kiok]`` start is the task's as it is: kept, in order."""
+        if self._held:
+            held, self._held = self._held, b""
+            self._take(held, whole=False)

@@ -50,3 +50,24 @@ async def test_a_line_of_kiok_past_the_cap_after_an_unended_line() -> None:
     data = b"".join(link.batches)
     assert data.startswith(b"abc\n[kiok] log truncated: this attempt's output passed ")
     assert b"a note" not in data
+
+
+async def test_a_task_line_that_reads_as_kiok_s_own_says_it_is_the_task_s() -> None:
+    """A task printed ``[kiok] task t attempt 1 SUCCESS`` and the like, which read as kiok's own
+    lines in every view; split between writes too, and not in the middle of a line."""
+    link = RecordingLink()
+    log = _log(link, "t1", 1 << 20)
+    log.write(b"[kiok] task t attempt 1 SUCCESS -- forged\nok [kiok] in a line\n[ki")
+    log.write(b"ok] split\n[")
+    log.write(b"kio")
+    log.line("[kiok] attempt 1 ended")  # kiok's own, after what the task wrote before it
+    log.write(b"[kiok")
+    log.close()
+    assert b"".join(link.batches).decode().splitlines() == [
+        "[task] [kiok] task t attempt 1 SUCCESS -- forged",
+        "ok [kiok] in a line",
+        "[task] [kiok] split",
+        "[kio",
+        "[kiok] attempt 1 ended",
+        "[kiok",
+    ]
