@@ -19,7 +19,6 @@ from kiok.ids import RUN_LOG_TASK
 from kiok.worker.fenced_logs import LogSink
 from kiok.worker.masking import Masker
 
-
 #: How kiok's own lines begin, and what a task's line that begins so gets in front.
 OWN = b"[kiok]"
 FROM_TASK = b"[task] "
