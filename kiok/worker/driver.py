@@ -226,6 +226,10 @@ class RunDriver:
             try:
                 if self._cancelled or self._tasks[tid].state is not TaskState.QUEUED:
                     return
+                if any(up in self._outbox for up in self._spec.task(tid).requires):
+                    # Its upstreams' ends go first (the link keeps order): a start committed
+                    # before them would have a next driver run it before they succeed again.
+                    self.flush_reports()
                 now = self._env.clock_ms()
                 before = self._tasks[tid]
                 rec, _ = apply_task_event(

@@ -534,17 +534,20 @@ class MasterClient:
 
     def _replay(self, out: asyncio.Queue[Message | None]) -> None:
         """What the last connection may not have delivered: unacknowledged log batches, the
-        progress held while cut off, the attempt starts awaiting their commit, then the
-        outbox's terminal reports, oldest first, each
-        after the log batches it carries (those written by an earlier process exist nowhere
-        else; this process's own are among the batches above, or stored)."""
+        progress held while cut off, the outbox's terminal reports, oldest first, each after
+        the log batches it carries (those written by an earlier process exist nowhere else;
+        this process's own are among the batches above, or stored), then the attempt starts
+        awaiting their commit: after the ends of the upstreams they wait for, as when sent."""
         for batch in self._logs.values():
             out.put_nowait(batch)
         for (run_id, term, epoch), tasks in self._held.items():
             out.put_nowait(Report(run_id, Fence(term, epoch), tasks))
         self._held = {}
+        self._replay_outbox(out)
         for request, start in self._starts.items():
             out.put_nowait(_start_frame(request, start.run_fence, start.tasks))
+
+    def _replay_outbox(self, out: asyncio.Queue[Message | None]) -> None:
         for key, record in self._outbox.pending():
             logs = record.pop("logs", None) or ()
             run_id, fence = record["run"], Fence(record["term"], record["epoch"])

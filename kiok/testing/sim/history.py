@@ -7,7 +7,10 @@ is measured against it:
   a worker refused, or whose driver was lost, stays RUNNING without a driver: it counts);
 - no run is first assigned (PENDING -> RUNNING, its first ``AssignRun``) by a command
   committed after its DAG's pause, or maintenance mode's start, and before its end (one
-  committed before the pause is fine, whatever the leader was doing meanwhile).
+  committed before the pause is fine, whatever the leader was doing meanwhile);
+- no task is committed RUNNING while its upstreams' committed records do not make it ready
+  (its trigger rule): a start committed before an upstream's end would have a next driver
+  run it before that upstream succeeded (again).
 
 It also tells the other invariants when each run ended and was re-run (true time: a master's
 first application of the entry), and which runs waited their turn (paused, maintenance,
@@ -20,6 +23,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from kiok.core.frontier import verdict_from_counts
+from kiok.core.readiness import UNSTARTED
+from kiok.core.states import TaskRecord, TaskState
+from kiok.dag.load import compiled_spec
 from kiok.dag.spec import DEFAULT_MAX_ACTIVE_RUNS
 from kiok.store import commands as c
 from kiok.store import keys
@@ -80,6 +87,8 @@ def replay(world: World) -> History:
                 h.violations.extend(_held(reader, cmd, index, at, paused, maintenance))
                 if cmd.run_id in waited:
                     h.started_late[cmd.run_id] = at
+            elif isinstance(cmd, c.ReportTasks) and not result.get("fenced"):
+                h.violations.extend(_started_unready(reader, cmd, index, at))
             elif isinstance(cmd, c.RerunRun):
                 h.reruns.setdefault(cmd.run_id, []).append(at)
                 if cmd.queued:
@@ -131,3 +140,37 @@ def _held(
         f"run {cmd.run_id} started (assigned to {cmd.worker}, entry {index} at {at:.3f}) while {w}"
         for w in why
     ]
+
+
+def _started_unready(reader: StateReader, cmd: c.ReportTasks, index: int, at: float) -> list[str]:
+    """The tasks ``cmd`` committed RUNNING whose upstreams' committed records do not make them
+    ready (``verdict_from_counts``)."""
+    started = [tid for tid, rec in cmd.tasks.items() if rec.get("state") == TaskState.RUNNING.value]
+    if not started:
+        return []
+    doc = reader.run_spec(cmd.run_id)
+    if doc is None:
+        return []
+    spec = compiled_spec(doc)
+    out = []
+    for tid in started:
+        task = spec.task(tid)
+        ups = []
+        for up in task.requires:
+            stored = reader.task(cmd.run_id, up)
+            ups.append(UNSTARTED if stored is None else TaskRecord.from_dict(stored))
+        done = [r for r in ups if r.is_terminal]
+        verdict = verdict_from_counts(
+            task.trigger_rule,
+            len(ups),
+            len(done),
+            sum(r.state is TaskState.SUCCESS for r in done),
+            sum(r.state is TaskState.FAILED for r in done),
+        )
+        if verdict != "ready":
+            states = {up: r.state.value for up, r in zip(task.requires, ups, strict=True)}
+            out.append(
+                f"run {cmd.run_id}: task {tid} committed RUNNING (entry {index} at {at:.3f}) while its "
+                f"upstreams were {states}"
+            )
+    return out
