@@ -500,10 +500,20 @@ class RaftCommandLog:
 
     @property
     def leader_id(self) -> str | None:
-        if self._replica is None:
+        """The leader as this master knows it; None when it knows none. A follower that has
+        not heard from its leader for an election timeout knows none: PySyncObj keeps naming
+        the last leader until an election, and a follower connected to no other master (a
+        minority left alone) never holds one, so it would name a dead leader for good (and
+        call itself ready); a frozen leader, too, is no leader once a timeout passes."""
+        replica = self._replica
+        if replica is None:
             return None
-        leader = self._replica._getLeader()
-        return self.config.master_of(None if leader is None else leader.id)
+        leader = replica._getLeader()
+        if leader is None:
+            return None
+        if not replica._isLeader() and replica._SyncObj__raftElectionDeadline < time.monotonic():
+            return None
+        return self.config.master_of(leader.id)
 
     @property
     def term(self) -> int:

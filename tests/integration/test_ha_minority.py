@@ -9,6 +9,7 @@ while ``/readyz`` sends load balancers elsewhere."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -124,3 +125,42 @@ def test_a_single_master_stays_open_when_its_workers_are_gone(tmp_path: Path) ->
     finally:
         worker.stop()
         master.stop()
+
+
+def test_a_master_left_alone_knows_no_leader_and_gives_up_on_a_frozen_one(group: MasterGroup) -> None:
+    """A follower connected to no other master never holds an election, and PySyncObj kept
+    naming the dead leader: it said ``degraded`` and ready for good and named a dead leader
+    to workers. And a write forwarded to a leader that froze hung for the whole forward
+    timeout (30 s), after a new leader was elected; its error said nothing."""
+    group.start()
+    leader = group.leader()
+    group.add_worker(leader, "w1")
+    leader.register("dag: {id: d}\ntasks: [{id: t, script: 'true'}]\n")
+    follower = group.followers(leader)[0]
+    follower.wait_for(lambda: _status(follower) == (True, "healthy"), 30, "the cluster to open")
+    for m in group.masters.values():
+        assert m.token  # logged in while a leader can record it (a login is a write)
+
+    # The leader frozen: a write through a follower is given up once another leads.
+    leader.signal(signal.SIGSTOP)
+    try:
+        r = follower.api("POST", "/api/v1/dags/d/runs", json={}, timeout=20)
+    finally:
+        leader.signal(signal.SIGCONT)
+    assert r.status_code in (201, 503), r.text
+    if r.status_code == 503:  # forwarded before the election: its outcome is unknown
+        message = r.json()["error"]["message"]
+        assert "it stopped leading" in message or "could not be reached" in message, r.text
+
+    # The leader and another master gone: the one left knows no leader, and says so.
+    leader = group.leader()
+    alone = next(m for m in group.masters.values() if m is not leader)
+    for m in group.masters.values():
+        if m is not alone:
+            m.kill9()
+    alone.wait_for(lambda: _status(alone) == (False, "unhealthy"), 10, "the master alone to be unhealthy")
+    health = alone.http("GET", alone.url + "/cluster/health", timeout=2).json()
+    assert health["leader"] is None, health
+    others = sorted(mid for mid in group.masters if mid != alone.env["KIOK_MASTER_ID"])
+    assert health["unreachableMasters"] == others, health  # the dead leader too
+    assert alone.api("GET", "/api/v1/dags").status_code == 200  # reads still work

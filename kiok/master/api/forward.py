@@ -14,13 +14,17 @@ follower forwarded by the time it answers: the leader says which Raft entry its 
 reached when it answered (``X-Kiok-Applied-Index``, on forwarded requests only) and the
 follower applies up to it before passing a successful answer on (at most ``_CATCH_UP_S``),
 so a client reads its own writes through the master it wrote through (a run it triggered, a
-DAG it registered).
+DAG it registered). A forwarded request whose leader stops leading while it is under way (a
+frozen leader, a new election) is given up at once rather than at the forward timeout: a read
+is refused with ``Retry-After``, a write answered as one that may still take effect.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ssl
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -47,6 +51,13 @@ _DROP_OUT = frozenset(
 #: How long a follower waits to apply what the leader had applied when it answered a
 #: forwarded write (a follower further behind answers anyway: its reads may lag).
 _CATCH_UP_S = 2.0
+#: How often a follower looks whether the leader it forwarded to still leads.
+_LEADER_CHECK_S = 0.1
+
+
+class _LeaderChanged(Exception):
+    def __str__(self) -> str:
+        return "it stopped leading while the request was under way"
 
 
 class ForwardToLeader:
@@ -119,17 +130,22 @@ class ForwardToLeader:
             url + scope["path"] + (("?" + scope["query_string"].decode()) if scope["query_string"] else "")
         )
         try:
-            answer = await self._client.request(scope["method"], target, content=body, headers=headers)
+            answer = await self._while_it_leads(
+                self._client.request(scope["method"], target, content=body, headers=headers)
+            )
         except (httpx.ConnectError, httpx.ConnectTimeout) as e:  # nothing reached the leader
-            await self._refuse(scope, receive, send, f"the leader could not be reached: {e}")
+            await self._refuse(scope, receive, send, f"the leader could not be reached: {_said(e)}")
             return
-        except httpx.HTTPError as e:
+        except (httpx.HTTPError, _LeaderChanged) as e:
             if scope["method"] in _READS:  # a forwarded read (the cluster view) changed nothing
-                await self._refuse(scope, receive, send, f"the leader did not answer: {e}")
+                await self._refuse(scope, receive, send, f"the leader did not answer: {_said(e)}")
                 return
             # The leader may have carried it out and lost its answer: no Retry-After, so that
             # a client does not repeat (say) a trigger blindly (kiok.errors.NotLeader).
-            why = f"the leader did not answer ({e}): it may still take effect, so check before repeating it"
+            why = (
+                f"the leader did not answer ({_said(e)}): it may still take effect, so check before "
+                "repeating it"
+            )
             await error_response(503, "not_leader", why)(scope, receive, send)
             return
         applied = answer.headers.get(APPLIED_INDEX, "")
@@ -146,6 +162,25 @@ class ForwardToLeader:
             }
         )
         await send({"type": "http.response.body", "body": answer.content})
+
+    async def _while_it_leads(self, request: Coroutine[Any, Any, httpx.Response]) -> httpx.Response:
+        """The leader's answer to ``request``; ``_LeaderChanged`` (the request cancelled) once
+        this master sees another leader, or none, or itself leading."""
+        raft = self.node.raft
+        assert raft is not None
+        leader = raft.leader_id
+        sent = asyncio.ensure_future(request)
+        try:
+            while True:
+                done, _ = await asyncio.wait({sent}, timeout=_LEADER_CHECK_S)
+                if done:
+                    return sent.result()
+                if raft.leader_id != leader or raft.is_leader:
+                    raise _LeaderChanged()
+        finally:
+            if not sent.done():
+                sent.cancel()
+                await asyncio.gather(sent, return_exceptions=True)
 
     def _forwarded_here(self, scope: Scope) -> bool:
         """A write another master forwarded to this one (the leader): with the service token,
@@ -174,3 +209,8 @@ class ForwardToLeader:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, why: str) -> None:
         await error_response(503, "not_leader", why, {"Retry-After": "1"})(scope, receive, send)
+
+
+def _said(e: Exception) -> str:
+    """What an exception says (an httpx timeout says nothing: its kind, then)."""
+    return str(e) or type(e).__name__
