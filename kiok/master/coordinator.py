@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from kiok.config import Settings
@@ -29,7 +29,7 @@ from kiok.errors import KiokError, StoreUnavailable
 from kiok.ids import RUN_LOG_TASK
 from kiok.master.run_terms import RunTermsCache
 from kiok.protocol.link import WorkerHandle, WorkerInfo
-from kiok.protocol.messages import Assignment, Fence, OfferVerdict
+from kiok.protocol.messages import Assignment, Claim, Fence, OfferVerdict
 from kiok.store import commands as c
 from kiok.store.commandlog import CommandLog
 from kiok.store.effects import Effects
@@ -163,34 +163,33 @@ class Coordinator:
                 handle.cancel(run_id, cancel_reason(run.get("cancelBy"), run.get("failReason")))
         self._kick.set()
 
-    def reattach(self, worker_id: str, claims: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """A worker (re)connected saying which runs it holds, under which fences. Those it
-        still owns stay with it; the others are returned (run and the fence claimed): it must
-        abandon them. Runs we thought it drove but it does not claim go back to the pool."""
-        abandon: list[dict[str, Any]] = []
+    def reattach(self, worker_id: str, claims: Iterable[Claim]) -> tuple[Claim, ...]:
+        """A worker (re)connected saying which runs it holds, under which fences (or, after a
+        single master's restore, the runs it last said it holds). Those it still owns stay
+        with it; the others are returned: it must abandon them (only under the fence claimed).
+        Runs we thought it drove but it does not claim go back to the pool."""
+        abandon: list[Claim] = []
         claimed: set[str] = set()
         for claim in claims:
-            run_id = claim.get("run") if isinstance(claim, dict) else None
-            if not isinstance(run_id, str):
-                continue
+            run_id = claim.run_id
             run = self._reader.run_header(run_id)
             current = (
                 run is not None
                 and run["state"] not in TERMINAL_RUN_STATES
                 and run["worker"] == worker_id
-                and (run["term"], run["epoch"]) == (claim.get("term"), claim.get("epoch"))
+                and (run["term"], run["epoch"]) == (claim.fence.term, claim.fence.epoch)
             )
             if current:
                 self._driving[run_id] = worker_id
                 self._confirmed.add(run_id)
                 claimed.add(run_id)
             else:
-                abandon.append({"run": run_id, "term": claim.get("term"), "epoch": claim.get("epoch")})
+                abandon.append(claim)
         for run_id, w in list(self._driving.items()):
             if w == worker_id and run_id not in claimed:
                 self._drop(run_id)
         self._kick.set()
-        return abandon
+        return tuple(abandon)
 
     def claims_seen(self, worker_id: str, runs: set[str]) -> None:
         """A heartbeat of ``worker_id`` named the runs it holds. A run it was seen holding

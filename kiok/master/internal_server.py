@@ -200,6 +200,8 @@ class WorkerConnection:
         #: It said goodbye (a HEARTBEAT ``leaving``: it shuts down, holding no run): once
         #: disconnected it is dropped at once, not kept for the heartbeat timeout.
         self.leaving = False
+        #: The runs it last said it drives (its hello, then each heartbeat that names them).
+        self._held: tuple[Claim, ...] = ()
 
     # --- WorkerHandle ----------------------------------------------------------------------
 
@@ -234,6 +236,13 @@ class WorkerConnection:
 
     def cancel(self, run_id: str, reason: str) -> None:
         self.send(Cancel(run_id, reason or None))
+
+    def held(self) -> tuple[Claim, ...]:
+        return self._held
+
+    def abandon(self, claims: tuple[Claim, ...]) -> None:
+        if claims:
+            self.send(Abandon.of(claims))
 
     def close(self, reason: str, code: str = Refusal.REVOKED) -> None:
         """Refuse and drop this connection now (e.g. the worker was revoked): nothing it
@@ -335,6 +344,7 @@ class WorkerConnection:
             self._free = free
             self._draining = draining
             if message.runs is not None:
+                self._held = message.runs
                 held = {claim.run_id for claim in message.runs}
                 self._node.coordinator.claims_seen(self.worker_id, held)
         elif isinstance(message, OfferReply):
@@ -367,9 +377,8 @@ class WorkerConnection:
         it one of the coordinator's workers (offers; cancels committed while it was away).
         Until then it holds its runs as a worker cut off does: none is offered elsewhere
         within the reconnect grace, and it is offered nothing."""
-        abandon = self._node.coordinator.reattach(self.worker_id, [claim.to_wire() for claim in runs])
-        if abandon:
-            self.send(Abandon.of(tuple(Claim(a["run"], Fence(a["term"], a["epoch"])) for a in abandon)))
+        self._held = runs
+        self.abandon(self._node.coordinator.reattach(self.worker_id, runs))
         self._node.coordinator.add_worker(self)
 
     def _log_batch(self, batch: Log) -> None:

@@ -610,6 +610,11 @@ class MasterNode:
             self._coordination = self.start_leading(self.coordinator.term)
             self._tasks += self._coordination
             for handle in workers:
+                # As a worker reconnecting would: the runs it drives that the restored state
+                # gives it stay with it; the others (not in the backup, or not its own
+                # there) it stops. Left out, the first were reassigned at once (their tasks
+                # killed, run again) and the second driven on unseen.
+                handle.abandon(self.coordinator.reattach(handle.info().id, handle.held()))
                 self.coordinator.add_worker(handle)
 
     def _halt(self, why: str | KiokError) -> None:

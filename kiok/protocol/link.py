@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from kiok.protocol.messages import Assignment, Fence, OfferReply
+from kiok.protocol.messages import Assignment, Claim, Fence, OfferReply
 
 
 class MasterLink(Protocol):
@@ -95,4 +95,13 @@ class WorkerHandle(Protocol):
     def cancel(self, run_id: str, reason: str) -> None:
         """The run was cancelled: its driver stops its tasks; ``reason`` (who cancelled) is
         what each stopped task's log says."""
+        ...
+
+    def held(self) -> tuple[Claim, ...]:
+        """The runs the worker drives, with their fences, as it last said (a single master's
+        restore hands them to the new coordinator's ``reattach``)."""
+        ...
+
+    def abandon(self, claims: tuple[Claim, ...]) -> None:
+        """The worker must stop driving these runs, each only under the fence named."""
         ...

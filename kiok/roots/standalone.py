@@ -25,7 +25,7 @@ from kiok.master.api.health import ShutdownNotice
 from kiok.master.internal_server import GlobalPermits, InternalServer
 from kiok.master.node import MasterNode
 from kiok.protocol.link import WorkerInfo
-from kiok.protocol.messages import Assignment, Fence, OfferReply
+from kiok.protocol.messages import Assignment, Claim, Fence, OfferReply
 from kiok.protocol.to_master import Log, Release, Report
 from kiok.roots.common import (
     announce_started,
@@ -129,6 +129,13 @@ class LocalWorkerHandle:
 
     def cancel(self, run_id: str, reason: str) -> None:
         self._worker.cancel(run_id, reason)
+
+    def held(self) -> tuple[Claim, ...]:
+        return tuple(Claim(c["run"], Fence(c["term"], c["epoch"])) for c in self._worker.claims())
+
+    def abandon(self, claims: tuple[Claim, ...]) -> None:
+        for held in claims:
+            self._worker.abandon(held.run_id, "the master gave the run to another driver", held.fence)
 
 
 async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:

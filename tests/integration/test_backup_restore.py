@@ -246,3 +246,44 @@ def test_a_planted_manifest_is_not_listed_as_a_backup(standalone_factory: Any, t
 def test_without_a_target_backups_are_refused_by_name(kiok: Standalone) -> None:
     r = kiok.api("POST", "/api/v1/admin/backup")
     assert r.status_code == 409 and "kiok.backup.dir" in r.json()["error"]["message"], r.text
+
+
+def test_an_in_place_restore_keeps_the_runs_it_holds_and_stops_those_it_does_not(
+    standalone_factory: Any, task_tmp_path: Path, tmp_path: Path
+) -> None:
+    """Restored in place on a single master, the worker that stays connected is taken back as
+    a reconnecting one would be. Before: a run the backup caught RUNNING had its attempt
+    killed and run again at once ("its worker was lost", though it never left), and a run
+    created after the backup (absent from the restored state, a 404) went on being driven,
+    unseen, its downstream tasks run."""
+    node: Standalone = standalone_factory("kiok", {**FAST, "KIOK_BACKUP_DIR": str(tmp_path / "backups")})
+    marks, gate, late_gate, ghost_ran = (
+        task_tmp_path / n for n in ("marks", "gate", "late_gate", "ghost_ran")
+    )
+    node.register(
+        "dag: {id: inflight}\ntasks:\n"
+        f"  - {{id: a, script: 'echo att-$KIOK_ATTEMPT >> {marks}; "
+        f"while [ ! -e {gate} ]; do sleep 0.05; done'}}\n"
+    )
+    node.register(
+        "dag: {id: ghost}\ntasks:\n"
+        f"  - {{id: a, script: 'while [ ! -e {late_gate} ]; do sleep 0.05; done'}}\n"
+        f"  - {{id: b, requires: [a], script: 'touch {ghost_ran}'}}\n"
+    )
+    inflight = node.trigger("inflight")
+    node.wait_for(marks.exists, 30, "the in-flight attempt to start")
+    backup = ok(node.api("POST", "/api/v1/admin/backup", timeout=120), 201)["backupId"]
+    ghost = node.trigger("ghost")
+    node.wait_run(ghost, 30, states=("RUNNING",))
+
+    restore(node, backup)
+    fresh_login(node)
+    assert node.api("GET", f"/api/v1/runs/{ghost}").status_code == 404
+    node.wait_for(lambda: f"abandoning run {ghost}" in node.read_log(), 30, "the ghost run's driver to stop")
+    late_gate.touch()  # a driver still walking it would run b now
+    gate.touch()
+    done = node.wait_run(inflight, 60)
+    assert done["state"] == "SUCCESS" and done["tasks"]["a"]["attempt"] == 1, done
+    assert marks.read_text() == "att-1\n"  # claimed again, not run again
+    assert "interrupted" not in node.log(inflight, "__run__")
+    assert not ghost_ran.exists()

@@ -369,10 +369,10 @@ async def test_a_worker_holding_many_runs_can_reconnect(tmp_path: Path) -> None:
     seen: list[tuple[int, list[str]]] = []
     joined = asyncio.Event()
 
-    def reattach(worker_id: str, claims: list[dict[str, Any]]) -> list[Any]:
+    def reattach(worker_id: str, claims: tuple[Any, ...]) -> tuple[Any, ...]:
         seen.append((len(claims), list(node.coordinator.added)))
         joined.set()
-        return []
+        return ()
 
     node.coordinator.reattach = reattach  # type: ignore[method-assign]
     async with serving(node) as port:

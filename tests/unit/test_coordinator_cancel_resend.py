@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from kiok.dag.load import spec_from_yaml
 from kiok.master.coordinator import Coordinator
 from kiok.protocol.link import WorkerInfo
-from kiok.protocol.messages import Assignment, OfferReply, OfferVerdict
+from kiok.protocol.messages import Assignment, Claim, Fence, OfferReply, OfferVerdict
 from kiok.store import commands as c
 from kiok.store import keys
 from kiok.store.commandlog import LocalCommandLog
@@ -30,6 +30,12 @@ tasks:
 
 class Handle:
     """A worker connection: what is sent on it once it is closed is lost."""
+
+    def held(self) -> tuple[Claim, ...]:
+        return ()
+
+    def abandon(self, claims: tuple[Claim, ...]) -> None:
+        pass
 
     def __init__(self, wid: str) -> None:
         self.id = wid
@@ -58,10 +64,10 @@ async def _world() -> tuple[LocalCommandLog, StateReader, str]:
     return log, reader, run
 
 
-def _claim(reader: StateReader, run: str) -> list[dict[str, object]]:
+def _claim(reader: StateReader, run: str) -> list[Claim]:
     header = reader.run_header(run)
     assert header is not None
-    return [{"run": run, "term": header["term"], "epoch": header["epoch"]}]
+    return [Claim(run, Fence(header["term"], header["epoch"]))]
 
 
 async def _drive_a(log: LocalCommandLog, reader: StateReader, run: str, coord: Coordinator) -> Handle:
@@ -91,7 +97,7 @@ async def report(
 def _reconnect(coord: Coordinator, reader: StateReader, run: str) -> Handle:
     """Worker w1 connects again, claiming ``run`` (it kept driving it): its new handle."""
     again = Handle("w1")
-    assert coord.reattach("w1", _claim(reader, run)) == []
+    assert coord.reattach("w1", _claim(reader, run)) == ()
     coord.add_worker(again)
     return again
 
@@ -105,7 +111,7 @@ async def test_a_cancel_while_the_driver_is_cut_off_is_sent_when_it_reconnects()
     await log.propose(c.CancelRun(at_ms=20, run_id=run, by="alice"))
     assert w1.cancels == []  # said into a closed connection
     again = Handle("w1")
-    assert coord.reattach("w1", _claim(reader, run)) == []  # it still holds the run
+    assert coord.reattach("w1", _claim(reader, run)) == ()  # it still holds the run
     coord.add_worker(again)
     await asyncio.sleep(0)
     assert [r for r, _ in again.cancels] == [run]

@@ -13,7 +13,7 @@ from kiok.core.states import TaskRecord, TaskState
 from kiok.dag.load import spec_from_yaml
 from kiok.master.coordinator import Coordinator
 from kiok.protocol.link import WorkerInfo
-from kiok.protocol.messages import Assignment, OfferReply, OfferVerdict
+from kiok.protocol.messages import Assignment, Claim, Fence, OfferReply, OfferVerdict
 from kiok.store import commands as c
 from kiok.store import keys
 from kiok.store.commandlog import LocalCommandLog
@@ -26,6 +26,12 @@ DAG = 'dag: {id: d}\ntasks:\n  - {id: a, type: shell, script: "true"}\n'
 
 
 class Worker:
+    def held(self) -> tuple[Claim, ...]:
+        return ()
+
+    def abandon(self, claims: tuple[Claim, ...]) -> None:
+        pass
+
     def __init__(self, wid: str, free: int = 4) -> None:
         self.id = wid
         self.free = free
@@ -125,8 +131,8 @@ async def test_a_run_claimed_during_a_dispatch_pass_stays_with_its_driver() -> N
 
         async def offer(self, assignment: Assignment, labels: Iterable[str]) -> OfferReply:
             if not self.offers:  # while the first offer is out, w1 comes back and claims
-                claims = [{"run": r, "term": h["term"], "epoch": h["epoch"]} for r, h in held.items()]
-                assert new.reattach("w1", claims) == []
+                claims = [Claim(r, Fence(h["term"], h["epoch"])) for r, h in held.items()]
+                assert new.reattach("w1", claims) == ()
                 new.add_worker(Worker("w1"))
             return await super().offer(assignment, labels)
 

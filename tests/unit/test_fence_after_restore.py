@@ -15,7 +15,7 @@ from kiok.dag.load import spec_from_yaml
 from kiok.errors import InvalidInput
 from kiok.master.coordinator import Coordinator
 from kiok.protocol.link import WorkerInfo
-from kiok.protocol.messages import Assignment, OfferReply, OfferVerdict
+from kiok.protocol.messages import Assignment, Claim, OfferReply, OfferVerdict
 from kiok.store import backup as b
 from kiok.store import commands as c
 from kiok.store import keys
@@ -60,6 +60,12 @@ T0 = 1_767_225_600_000  # 2026-01-01, the old cluster's clock when the backup wa
 
 class _Worker:
     """A connected worker that takes every offer and records it."""
+
+    def held(self) -> tuple[Claim, ...]:
+        return ()
+
+    def abandon(self, claims: tuple[Claim, ...]) -> None:
+        pass
 
     def __init__(self, wid: str) -> None:
         self.id = wid

@@ -25,8 +25,8 @@ class Coordinator:
         self.lost: list[str] = []
         self.added: list[str] = []
 
-    def reattach(self, worker_id: str, claims: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return []
+    def reattach(self, worker_id: str, claims: tuple[Any, ...]) -> tuple[Any, ...]:
+        return ()
 
     def add_worker(self, handle: Any) -> None:
         self.added.append(handle.worker_id)
