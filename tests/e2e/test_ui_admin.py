@@ -94,7 +94,7 @@ def test_dashboard_dags_register_settings(kiok: Standalone, browser: Any, shots:
     expect(counts.locator("[data-state=SUCCESS] .count-n")).to_have_text("1")
     expect(page.get_by_test_id("activity").locator("rect.bar")).to_have_count(30)
     expect(page.get_by_test_id("activity").locator("svg")).to_have_attribute(
-        "aria-label", re.compile(r"^3 runs started and 3 tasks")
+        "aria-label", re.compile(r"^3 runs created and 3 tasks")
     )
     expect(page.get_by_test_id("failed").locator(f"[data-run='{failed}']")).to_contain_text("ui_breaks")
     expect(page.get_by_test_id("running")).to_have_text("Nothing is running.")

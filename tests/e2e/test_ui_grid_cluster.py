@@ -1,7 +1,7 @@
 """The grid and the cluster page in a real browser against a real ``kiok standalone``: a
 200-task DAG with 20 runs renders quickly and a cell opens its task's log; the cluster page
 shows the master and the worker, switches maintenance mode (with a banner on every page),
-and a read-only user's attempts at actions are refused inline."""
+and a read-only user is not offered its actions."""
 
 from __future__ import annotations
 
@@ -233,7 +233,9 @@ def keyboard_only(page: Any, kiok: Standalone, columns: list[str]) -> None:
     expect(page.get_by_test_id("log-status")).to_contain_text("Complete")
 
 
-def test_cluster_page_maintenance_and_refused_actions(kiok: Standalone, browser: Any, shots: Path) -> None:
+def test_cluster_page_maintenance_and_actions_not_offered(
+    kiok: Standalone, browser: Any, shots: Path
+) -> None:
     from playwright.sync_api import expect
 
     context, page, console = open_page(browser, kiok, "admin", ADMIN_PASSWORD)
@@ -268,7 +270,7 @@ def test_cluster_page_maintenance_and_refused_actions(kiok: Standalone, browser:
     context.close()
     assert console.errors == []
 
-    # A user who may read the cluster and nothing else: actions answer 403, shown inline.
+    # A user who may read the cluster and nothing else: its actions are not offered (from /me).
     policy = {"Statement": [{"Effect": "Allow", "Action": "cluster:Read", "Resource": "cluster"}]}
     r = kiok.api("POST", "/api/v1/iam/policies", json={"policy": "cluster-viewer", "document": policy})
     assert r.status_code == 201, r.text
@@ -276,18 +278,10 @@ def test_cluster_page_maintenance_and_refused_actions(kiok: Standalone, browser:
     assert kiok.api("POST", "/api/v1/iam/users", json=body).status_code == 201
     context, page, console = open_page(browser, kiok, "viewer", READER_PW, start="/cluster")
     expect(page.get_by_test_id("maintenance-state")).to_have_text("off")
-    page.get_by_role("button", name="Enter maintenance").click()
-    page.get_by_role("button", name="Yes, enter").click()
-    action = page.get_by_test_id("maintenance-action")
-    expect(action.get_by_role("alert")).to_contain_text("Not allowed")
-    page.get_by_role("button", name="Cancel").click()
-    expect(page.get_by_role("button", name="Enter maintenance")).to_be_disabled()
-    console.take("status of 403")
-    revoke = page.get_by_test_id("revoke").first
-    revoke.get_by_role("button", name="Revoke").click()
-    revoke.get_by_role("button", name="Yes, revoke").click()
-    expect(revoke.get_by_role("alert")).to_contain_text("Not allowed")
-    console.take("status of 403")
+    expect(page.get_by_test_id("workers").locator("tbody tr")).to_have_count(1)
+    page.wait_for_load_state("networkidle")
+    expect(page.get_by_role("button", name=re.compile("maintenance"))).to_have_count(0)
+    expect(page.get_by_test_id("revoke")).to_have_count(0)
     assert httpx.get(kiok.url + "/cluster/health").json()["maintenanceMode"] is False
     context.close()
     assert console.errors == []

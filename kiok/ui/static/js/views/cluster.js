@@ -1,12 +1,16 @@
 // The cluster: masters (role, ready, leader and term), workers (labels, slots, draining, last
 // heartbeat, task isolation) with Revoke, maintenance mode with Enter/Leave, and, while the
 // cluster is not ready, why (`/readyz`, which needs no login). Refreshes every 5 s with two
-// requests (`/api/v1/cluster`, `/api/v1/admin/maintenance`); an action the caller may not take
-// answers 403, shown inline at the action.
+// requests (`/api/v1/cluster`, `/api/v1/admin/maintenance`). Enter/Leave maintenance is
+// offered only with `admin:Maintenance`, Revoke only with `cluster:RevokeWorker` (from
+// `/me`); should the API still refuse (e.g. `/me` could not be read), the refusal is shown at
+// the action, which is then disabled. A worker's Revoke asks in a row of its own under the
+// worker's, so the table's columns do not move and the question wraps within the page.
 import { html, useEffect, useState } from "../html.js";
 import { ApiError, enc, get, post, request } from "../api.js";
 import { when } from "../format.js";
 import { refreshMaintenance } from "../maintenance.js";
+import { useCan } from "../me.js";
 import { ErrorBox, InlineConfirm, Loading, useConfirm, usePolling } from "./common.js";
 
 const EVERY_MS = 5000;
@@ -36,12 +40,13 @@ function YesNo({ value, yes = "yes", no = "no", bad = false }) {
   return html`<span class=${cls}><span aria-hidden="true">${value ? "✓" : "✕"}</span> ${value ? yes : no}</span>`;
 }
 
-/** A button that asks to confirm, then runs `action`; a refusal (e.g. 403) is shown next to it. */
-function ConfirmAction({ label, question, confirm, danger = false, action, onDone, testid }) {
+/** An action that asks to confirm, then runs `action` and `onDone`; a refusal (e.g. 403) is
+ * kept to be shown next to it, and once the API has said 403 the action stays disabled (the
+ * policies will not change here). */
+function useConfirmedAction(action, onDone) {
   const asking = useConfirm();
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
-  // Once the API has said 403, the action stays disabled (the policies will not change here).
   const [refused, setRefused] = useState(false);
   const go = async () => {
     setBusy(true);
@@ -58,19 +63,40 @@ function ConfirmAction({ label, question, confirm, danger = false, action, onDon
     }
   };
   const dismiss = () => { setError(null); asking.dismiss(); };
-  const forbidden = error instanceof ApiError && error.status === 403;
-  return html`<div class="action" data-testid=${testid}>
-    ${asking.asking ? html`<${InlineConfirm} label=${`Confirm: ${label}`} onDismiss=${dismiss}>
+  return { asking, busy, error, refused, go, dismiss };
+}
+
+/** The button that opens the confirm (disabled after a 403, saying why); with `expands` it
+ * stays while the confirm is open elsewhere (a row's), and closes it again. */
+function AskButton({ state, label, danger, name, expands = false }) {
+  return html`<button type="button" class=${danger ? "danger small-btn" : "small-btn"} disabled=${state.refused}
+    ref=${state.asking.trigger} aria-label=${name} aria-expanded=${expands ? state.asking.asking : undefined}
+    title=${state.refused ? "Your policies do not allow this" : undefined}
+    onClick=${state.asking.asking ? state.dismiss : state.asking.ask}>${label}</button>`;
+}
+
+/** The confirm itself, and the refusal under it (both wrap within their box). */
+function Asking({ state, label, question, confirm, danger }) {
+  const forbidden = state.error instanceof ApiError && state.error.status === 403;
+  return html`<${InlineConfirm} label=${`Confirm: ${label}`} onDismiss=${state.dismiss}>
       <span>${question}</span>
-      <button type="button" class=${danger ? "danger" : "primary"} disabled=${busy} onClick=${go}>${busy ? "…" : confirm}</button>
-      <button type="button" onClick=${dismiss}>Cancel</button>
-    <//>` : html`<button type="button" class=${danger ? "danger small-btn" : "small-btn"} disabled=${refused}
-      ref=${asking.trigger} title=${refused ? "Your policies do not allow this" : undefined} onClick=${asking.ask}>${label}</button>`}
-    <${ErrorBox} error=${error} label=${forbidden ? "Not allowed" : "Failed"} />
+      <button type="button" class=${danger ? "danger" : "primary"} disabled=${state.busy} onClick=${state.go}>${state.busy ? "…" : confirm}</button>
+      <button type="button" onClick=${state.dismiss}>Cancel</button>
+    <//>
+    <${ErrorBox} error=${state.error} label=${forbidden ? "Not allowed" : "Failed"} />`;
+}
+
+/** A button that asks to confirm in its place, then runs `action`; a refusal is shown next to it. */
+function ConfirmAction({ label, question, confirm, danger = false, action, onDone, testid }) {
+  const state = useConfirmedAction(action, onDone);
+  return html`<div class="action" data-testid=${testid}>
+    ${state.asking.asking
+      ? html`<${Asking} state=${state} label=${label} question=${question} confirm=${confirm} danger=${danger} />`
+      : html`<${AskButton} state=${state} label=${label} danger=${danger} />`}
   </div>`;
 }
 
-function Maintenance({ mode, error, onChanged }) {
+function Maintenance({ mode, error, onChanged, allowed }) {
   if (error) return html`<${ErrorBox} error=${error} label="Maintenance mode" />`;
   if (!mode) return null;
   const on = mode.enabled;
@@ -82,14 +108,14 @@ function Maintenance({ mode, error, onChanged }) {
         : mode.since ? `Last on ${when(mode.since)} – ${when(mode.until)}${mode.by ? ` (by ${mode.by})` : ""}.`
         : "Never switched on."}</p>
     </div>
-    <${ConfirmAction}
+    ${allowed ? html`<${ConfirmAction}
       testid="maintenance-action"
       label=${on ? "Leave maintenance" : "Enter maintenance"}
       question=${on ? "Let runs start again?" : "Stop new runs from starting (running runs go on)?"}
       confirm=${on ? "Yes, leave" : "Yes, enter"}
       danger=${!on}
       action=${() => post("/api/v1/admin/maintenance", { enabled: !on })}
-      onDone=${async () => { await onChanged(); await refreshMaintenance(); }} />
+      onDone=${async () => { await onChanged(); await refreshMaintenance(); }} />` : null}
   </section>`;
 }
 
@@ -101,6 +127,30 @@ function Slots({ w }) {
   </div>`;
 }
 
+const WORKER_COLUMNS = 7;
+
+/** One worker's row; with `revoke`, its Revoke, whose confirm (and refusal) opens in a row of
+ * its own under the worker's: the columns stay put and the question wraps within the page. */
+function WorkerRow({ w, now, revoke, onDone }) {
+  const state = useConfirmedAction(() => request("DELETE", `/api/v1/admin/workers/${enc(w.id)}`), onDone);
+  const asking = revoke && state.asking.asking;
+  return html`<tr data-worker=${w.id} class=${asking ? "asking" : undefined}>
+      <td><div class="mono strong">${w.id}</div><div class="mono small muted">${w.address}</div></td>
+      <td>${w.labels.length ? w.labels.map((l) => html`<span class="chip" key=${l}>${l}</span>`) : html`<span class="muted">none</span>`}</td>
+      <td><${Slots} w=${w} /></td>
+      <td><${YesNo} value=${w.draining} yes="draining" no="no" bad=${true} /></td>
+      <td><${YesNo} value=${w.connected} yes="connected" no="disconnected" /></td>
+      <td class="small" title=${when(w.lastHeartbeat)}>${ago(w.lastHeartbeat, now)}</td>
+      <td class="small"><span class="mono">${w.taskIsolation || "unknown"}</span></td>
+      ${revoke ? html`<td class="actions" data-testid="revoke">
+        <${AskButton} state=${state} label="Revoke" danger=${true} name=${`Revoke ${w.id}`} expands=${true} /></td>` : null}
+    </tr>
+    ${asking ? html`<tr class="confirm-row" data-confirm-for=${w.id}><td colspan=${WORKER_COLUMNS + 1}>
+      <div class="confirm-box" data-testid="revoke-confirm"><${Asking} state=${state} label=${`Revoke ${w.id}`}
+        question=${`Revoke ${w.id}? It is disconnected at once and needs a new join token to come back.`}
+        confirm="Yes, revoke" danger=${true} /></div></td></tr>` : null}`;
+}
+
 export function ClusterView() {
   const [cluster, setCluster] = useState(null);
   const [mode, setMode] = useState(null);
@@ -108,6 +158,7 @@ export function ClusterView() {
   const [error, setError] = useState(null);
   const [notReady, setNotReady] = useState(null);
   const [now, setNow] = useState(Date.now());
+  const can = useCan();
 
   useEffect(() => { document.title = "Cluster · kiok"; }, []);
 
@@ -134,6 +185,7 @@ export function ClusterView() {
   // Both reads need cluster:Read: a user without it is told once, not twice.
   const refused = (err) => err instanceof ApiError && err.status === 403;
   const sameRefusal = refused(error) && refused(modeError);
+  const revoke = can("cluster:RevokeWorker");
   const workers = cluster ? [...cluster.workers].sort((a, b) => a.id.localeCompare(b.id)) : [];
   return html`<main class="page">
     <div class="page-head">
@@ -142,7 +194,8 @@ export function ClusterView() {
     </div>
     ${notReady ? html`<div class="error" role="alert" data-testid="not-ready"><strong>Cluster not ready:</strong> ${notReady}</div>`
       : html`<${ErrorBox} error=${error} label="Could not load the cluster" />`}
-    <${Maintenance} mode=${mode} error=${sameRefusal ? null : modeError} onChanged=${load} />
+    <${Maintenance} mode=${mode} error=${sameRefusal ? null : modeError} onChanged=${load}
+      allowed=${can("admin:Maintenance")} />
     ${cluster === null && !error ? html`<${Loading} />` : null}
     ${cluster ? html`
       <h2>Masters</h2>
@@ -157,25 +210,13 @@ export function ClusterView() {
       </table>
       <h2>Workers <span class="muted small">(${workers.length})</span></h2>
       ${workers.length === 0 ? html`<p class="muted">No worker connected.</p>` : html`
-      <table class="grid-table" data-testid="workers">
+      <table class="grid-table workers" data-testid="workers">
         <thead><tr>
           <th scope="col">Worker</th><th scope="col">Labels</th><th scope="col">Slots</th><th scope="col">Draining</th>
           <th scope="col">Connected</th><th scope="col">Last heartbeat</th><th scope="col">Task isolation</th>
-          <th scope="col" class="actions"><span class="sr-only">Actions</span></th>
+          ${revoke ? html`<th scope="col" class="actions"><span class="sr-only">Actions</span></th>` : null}
         </tr></thead>
-        <tbody>${workers.map((w) => html`<tr key=${w.id} data-worker=${w.id}>
-          <td><div class="mono strong">${w.id}</div><div class="mono small muted">${w.address}</div></td>
-          <td>${w.labels.length ? w.labels.map((l) => html`<span class="chip" key=${l}>${l}</span>`) : html`<span class="muted">none</span>`}</td>
-          <td><${Slots} w=${w} /></td>
-          <td><${YesNo} value=${w.draining} yes="draining" no="no" bad=${true} /></td>
-          <td><${YesNo} value=${w.connected} yes="connected" no="disconnected" /></td>
-          <td class="small" title=${when(w.lastHeartbeat)}>${ago(w.lastHeartbeat, now)}</td>
-          <td class="small"><span class="mono">${w.taskIsolation || "unknown"}</span></td>
-          <td class="actions"><${ConfirmAction} testid="revoke" label="Revoke" danger=${true}
-            question=${`Revoke ${w.id}? It is disconnected at once and needs a new join token to come back.`}
-            confirm="Yes, revoke"
-            action=${() => request("DELETE", `/api/v1/admin/workers/${enc(w.id)}`)} onDone=${load} /></td>
-        </tr>`)}</tbody>
+        <tbody>${workers.map((w) => html`<${WorkerRow} key=${w.id} w=${w} now=${now} revoke=${revoke} onDone=${load} />`)}</tbody>
       </table>`}` : null}
   </main>`;
 }

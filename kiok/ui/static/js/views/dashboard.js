@@ -1,4 +1,4 @@
-// The dashboard: runs by state, runs started and tasks/s over the last hour (a small SVG
+// The dashboard: runs by state, runs created and tasks/s over the last hour (a small SVG
 // chart, no library), running runs, waiting runs with why, recently failed runs. One request
 // per refresh (`GET /api/v1/dashboard`), every 5 s while runs are going, 15 s otherwise.
 import { html, useEffect, useLayoutEffect, useRef, useState } from "../html.js";
@@ -33,7 +33,7 @@ function hhmm(iso) {
   return t.slice(11, 16);
 }
 
-/** Bars: runs started per slice (left axis); line: tasks finished per second (right axis). */
+/** Bars: runs created per slice (left axis; `series[].runs`: the runs created in the slice); line: tasks finished per second (right axis). */
 export function ActivityChart({ series, bucketSeconds }) {
   const box = useRef(null);
   const W = useWidth(box, 640);
@@ -48,21 +48,18 @@ export function ActivityChart({ series, bucketSeconds }) {
   const yRuns = (v) => PAD.top + ih - (v / maxRuns) * ih;
   const yRate = (v) => PAD.top + ih - (v / maxRate) * ih;
   const line = rates.map((r, i) => `${i ? "L" : "M"}${(x(i) + bw / 2).toFixed(1)},${yRate(r).toFixed(1)}`).join(" ");
-  // A label every `step` slices (as many as fit), and the last slice's.
+  // A label every `step` slices (as many as fit), counted back from the last slice's, so the
+  // labels are evenly spaced and the newest slice has one.
   const step = Math.max(1, Math.ceil(TICK_GAP / bw));
   const ticks = [];
-  for (let i = 0; i < n; i += step) ticks.push(i);
-  if (n && ticks[ticks.length - 1] !== n - 1) {
-    if ((n - 1 - ticks[ticks.length - 1]) * bw < TICK_GAP) ticks.pop();
-    ticks.push(n - 1);
-  }
+  for (let i = n - 1; i >= 0; i -= step) ticks.unshift(i);
   const totalRuns = series.reduce((s, b) => s + b.runs, 0);
   const totalTasks = series.reduce((s, b) => s + b.tasks, 0);
-  const label = `${totalRuns} runs started and ${totalTasks} tasks finished in the last ` +
+  const label = `${totalRuns} runs created and ${totalTasks} tasks finished in the last ` +
     `${Math.round((n * bucketSeconds) / 60)} minutes; peak ${maxRate.toFixed(2)} tasks/s`;
   return html`<figure class="chart card" data-testid="activity">
     <figcaption><strong>Activity</strong>
-      <span class="legend-item"><span class="key key-runs" aria-hidden="true"></span> runs started</span>
+      <span class="legend-item"><span class="key key-runs" aria-hidden="true"></span> runs created</span>
       <span class="legend-item"><span class="key key-rate" aria-hidden="true"></span> tasks/s</span>
     </figcaption>
     <div ref=${box} class="chart-box"><svg viewBox=${`0 0 ${W} ${H}`} width=${W} height=${H} role="img" aria-label=${label} class="chart-svg">
@@ -72,7 +69,7 @@ export function ActivityChart({ series, bucketSeconds }) {
       <text class="tick rate" x=${W - PAD.right + 6} y=${PAD.top + 8}>${maxRate.toFixed(1)}/s</text>
       ${series.map((b, i) => html`<rect key=${i} class="bar" x=${x(i) + 1} y=${yRuns(b.runs)}
         width=${Math.max(1, bw - 2)} height=${PAD.top + ih - yRuns(b.runs)}>
-        <title>${hhmm(b.at)}: ${b.runs} runs started, ${(b.tasks / bucketSeconds).toFixed(2)} tasks/s</title></rect>`)}
+        <title>${hhmm(b.at)}: ${b.runs} runs created, ${(b.tasks / bucketSeconds).toFixed(2)} tasks/s</title></rect>`)}
       <path class="rate-line" d=${line} />
       ${ticks.map((i) => html`<text key=${`t${i}`} class="tick" x=${x(i) + bw / 2} y=${H - 6} text-anchor="middle">${hhmm(series[i].at)}</text>`)}
     </svg></div>

@@ -9,7 +9,7 @@ import { html, useEffect, useMemo, useRef, useState } from "../html.js";
 import { ApiError, enc, get, post } from "../api.js";
 import { duration, elapsed, exitText, runDuration, TERMINAL_RUN, when } from "../format.js";
 import { navigate, useLocation } from "../router.js";
-import { Crumbs, ErrorBox, InlineConfirm, Loading, StateBadge, StatusNotice, useConfirm, usePolling } from "./common.js";
+import { Crumbs, ErrorBox, focusLost, InlineConfirm, Loading, StateBadge, StatusNotice, useConfirm, usePolling } from "./common.js";
 import { useCanOnRun } from "../me.js";
 import { Graph } from "./graph.js";
 import { Timeline } from "./timeline.js";
@@ -42,8 +42,12 @@ function notSucceeded(tasks) {
  * they hold up), or a chosen task and everything downstream of it. Successful upstream
  * results are kept. Asks to confirm first, inline, as Cancel does.
  */
-function RerunButton({ runId, from, label, question, onDone, small }) {
+function RerunButton({ runId, from, label, question, onDone, small, buttonRef }) {
   const confirm = useConfirm();
+  const keep = (el) => {
+    confirm.trigger.current = el;
+    if (buttonRef) buttonRef.current = el;
+  };
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
   const rerun = async () => {
@@ -65,7 +69,7 @@ function RerunButton({ runId, from, label, question, onDone, small }) {
       <span>${question}</span>
       <button type="button" class=${small ? "primary small" : "primary"} disabled=${busy} onClick=${rerun}>${busy ? "Starting…" : "Yes, re-run"}</button>
       <button type="button" class=${size} onClick=${() => { setError(null); confirm.dismiss(); }}>Keep as is</button>
-    <//>` : html`<button type="button" class=${size} ref=${confirm.trigger} onClick=${confirm.ask}
+    <//>` : html`<button type="button" class=${size} ref=${keep} onClick=${confirm.ask}
       aria-label=${from ? `Re-run from ${from}` : undefined}>${label}</button>`}
     <${ErrorBox} error=${error} label="Not re-run" />
   </span>`;
@@ -174,7 +178,10 @@ export function RunView({ runId }) {
   const tab = new URLSearchParams(where.split("?")[1] || "").get("tab") || "graph";
   const [error, setError] = useState(null);
   const [now, setNow] = useState(Date.now());
-  const can = useCanOnRun(runId);
+  // What the user may do on the run: asked once the run has loaded (an unknown run, or one
+  // the user may not read, is not asked about).
+  const [loaded, setLoaded] = useState(null); // the runId read successfully
+  const can = useCanOnRun(loaded === runId ? runId : null);
 
   useEffect(() => { document.title = `${runId} · kiok`; }, [runId]);
 
@@ -190,6 +197,7 @@ export function RunView({ runId }) {
         : { ...answer, full: true, tasks: { ...last.tasks, ...answer.tasks } };
       held.current = r;
       setRun(r);
+      setLoaded(runId);
       setNow(Date.now());
       setError(null);
       return !TERMINAL_RUN.has(r.state);
@@ -220,12 +228,38 @@ export function RunView({ runId }) {
   const graphSpec = exact || (ran !== null && current ? current.spec : null);
   const graphLoading = ran === null || (!exact && dag === null);
   // The re-run answers with the run, unfinished again: polling resumes until it ends. The
-  // re-run buttons go (the run is not finished): the notice takes the focus.
+  // re-run buttons go (the run is not finished): the notice takes the focus. Cancel answers
+  // with the run, its cancel requested: Cancel run goes, and the notice takes the focus too.
+  // Such a notice ({text, untilEnd}) says what is under way: it goes once the run has ended
+  // (the run's state says how), and if it had the focus, the focus goes to the re-run button
+  // back in the header (else to the run's heading).
   const [notice, setNotice] = useState(null);
   const afterRerun = (r) => {
     setRun(r);
-    setNotice(`Re-run ${r.reruns > 1 ? `#${r.reruns} ` : ""}started.`);
+    setNotice({ text: `Re-run ${r.reruns > 1 ? `#${r.reruns} ` : ""}started.`, untilEnd: true });
   };
+  const afterCancel = (r) => {
+    setRun(r);
+    setNotice(TERMINAL_RUN.has(r.state) ? { text: "Run cancelled.", untilEnd: false }
+      : { text: "Cancel requested: the running tasks are being stopped.", untilEnd: true });
+  };
+  const headerRerun = useRef(null);
+  const heading = useRef(null);
+  const refocus = useRef(false);
+  const runEnded = run !== null && TERMINAL_RUN.has(run.state);
+  useEffect(() => {
+    if (!runEnded || !notice || !notice.untilEnd) return;
+    const el = document.activeElement;
+    refocus.current = Boolean(el && el.dataset && el.dataset.testid === "run-notice");
+    setNotice(null);
+  }, [runEnded, notice]);
+  useEffect(() => {
+    if (notice !== null || !refocus.current) return;
+    refocus.current = false;
+    if (!focusLost()) return;
+    const to = headerRerun.current && headerRerun.current.isConnected ? headerRerun.current : heading.current;
+    if (to) to.focus();
+  }, [notice]);
 
   // The graph follows the run's own tasks; edges come from the DAG version the run ran.
   const tasks = useMemo(() => {
@@ -253,17 +287,17 @@ export function RunView({ runId }) {
   return html`<main class="page">
     <${Crumbs} items=${[["DAGs", "/dags"], [run.dagId, `/dags/${enc(run.dagId)}`], [run.runId]]} />
     <div class="page-head">
-      <h1><span class="mono">${run.runId}</span></h1>
+      <h1 tabindex="-1" ref=${heading}><span class="mono">${run.runId}</span></h1>
       <span data-testid="run-state"><${StateBadge} state=${run.state} /></span>
       <div class="spacer"></div>
       ${logs ? html`<a class="button" href=${`/runs/${enc(runId)}/tasks/${RUN_LOG}`}>Run log</a>` : null}
-      ${finished || !can("runs:Cancel") ? null : html`<${CancelButton} runId=${runId} onDone=${setRun} />`}
+      ${finished || run.cancelRequested || !can("runs:Cancel") ? null : html`<${CancelButton} runId=${runId} onDone=${afterCancel} />`}
       ${rerunnable && rerunLabel(run.tasks)
-        ? html`<${RerunButton} runId=${runId} from=${null} label=${rerunLabel(run.tasks)} onDone=${afterRerun}
+        ? html`<${RerunButton} runId=${runId} from=${null} label=${rerunLabel(run.tasks)} onDone=${afterRerun} buttonRef=${headerRerun}
             question=${`Re-run ${notSucceeded(run.tasks)}, and what depends on them?`} />` : null}
     </div>
     <${ErrorBox} error=${error} label="Refresh failed" />
-    <${StatusNotice} message=${notice} testid="run-notice" />
+    <${StatusNotice} message=${notice && notice.text} testid="run-notice" />
     <dl class="facts card">
       <div><dt>Trigger</dt><dd>${typeof run.trigger === "string" ? run.trigger : JSON.stringify(run.trigger)}${
         run.triggeredBy ? html` by <span class="run-by">${run.triggeredBy}</span>` : null}</dd></div>
