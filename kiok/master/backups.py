@@ -46,7 +46,7 @@ from kiok.store import keys as k
 from kiok.store.apply_backup import restore_well_formed
 from kiok.store.backup_orphans import sweep_orphans
 from kiok.store.backup_prune import prune
-from kiok.store.objects import DirObjectStore, ObjectStore, s3_store_from_settings
+from kiok.store.objects import DirObjectStore, ObjectStore, ObjectStoreUnavailable, s3_store_from_settings
 from kiok.store.restore import MARKER, Finished, restored_here, swap_in
 from kiok.store.txn import decode
 
@@ -121,7 +121,10 @@ class BackupService:
         settings = self._node.settings
         directory = settings.get_str("kiok.backup.dir")
         if directory:
-            return DirObjectStore(Path(directory))
+            try:
+                return DirObjectStore(Path(directory))
+            except ObjectStoreUnavailable as e:
+                raise ObjectStoreUnavailable(f"kiok.backup.dir: {e.message}") from None
         store = s3_store_from_settings(settings, BACKUP_S3_SECTION, self._node.reader.connection)
         if store is None:
             raise NoBackupTarget(

@@ -102,8 +102,15 @@ class DirObjectStore:
     ``list`` ignores."""
 
     def __init__(self, root: Path) -> None:
+        """ObjectStoreUnavailable when ``root`` cannot be made a directory (a file there, no
+        permission): a clear refusal naming it, not an internal error."""
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ObjectStoreUnavailable(
+                f"{self.root} cannot be used as a directory: {e.strerror or e}"
+            ) from None
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)

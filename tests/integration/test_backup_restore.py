@@ -248,6 +248,20 @@ def test_without_a_target_backups_are_refused_by_name(kiok: Standalone) -> None:
     assert r.status_code == 409 and "kiok.backup.dir" in r.json()["error"]["message"], r.text
 
 
+def test_a_backup_dir_that_is_no_directory_is_refused_by_name(
+    standalone_factory: Any, tmp_path: Path
+) -> None:
+    """It was a 500 (and a traceback in the master's log) for a backup and for the list."""
+    not_a_dir = tmp_path / "backups"
+    not_a_dir.write_text("a file")
+    node: Standalone = standalone_factory("kiok", {"KIOK_BACKUP_DIR": str(not_a_dir)})
+    for method, path in (("POST", "/api/v1/admin/backup"), ("GET", "/api/v1/admin/backups")):
+        r = node.api(method, path)
+        assert r.status_code == 503, r.text
+        assert r.json()["error"]["message"].startswith(f"kiok.backup.dir: {not_a_dir} cannot be used"), r.text
+    assert "Traceback" not in node.read_log()
+
+
 def test_an_in_place_restore_keeps_the_runs_it_holds_and_stops_those_it_does_not(
     standalone_factory: Any, task_tmp_path: Path, tmp_path: Path
 ) -> None:
