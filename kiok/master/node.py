@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import hashlib
 import hmac
@@ -607,7 +608,9 @@ class MasterNode:
             self.run_views.clear()
             self.recent_runs.clear()
             self.dag_views.clear()
-            self._coordination = self.start_leading(self.coordinator.term)
+            # In a context of their own: started within the restore's request, the loops would
+            # carry its request id into every line they log from then on.
+            self._coordination = contextvars.Context().run(self.start_leading, self.coordinator.term)
             self._tasks += self._coordination
             for handle in workers:
                 # As a worker reconnecting would: the runs it drives that the restored state
