@@ -301,8 +301,9 @@ def test_an_in_place_restore_keeps_the_runs_it_holds_and_stops_those_it_does_not
     assert marks.read_text() == "att-1\n"  # claimed again, not run again
     assert "interrupted" not in node.log(inflight, "__run__")
     assert not ghost_ran.exists()
-    # The loops the restore started are not the restore request's: their lines name no request.
-    finished = [
-        line for line in node.read_log().splitlines() if f"run {inflight} of inflight finished" in line
-    ]
+    # The loops the restore started are not the restore request's: what they start (a run
+    # they assign) logs no request id.
+    after = node.trigger("inflight")
+    assert node.wait_run(after, 60)["state"] == "SUCCESS"
+    finished = [line for line in node.read_log().splitlines() if f"run {after} of inflight finished" in line]
     assert finished and "req=" not in finished[-1], finished
