@@ -142,11 +142,13 @@ class LogArchiver:
         self._todo |= set(self._joblog.take_dirty())
         done: list[Segment] = []
         archived = 0
+        failed = False
         try:
             try:
                 await self._delete_tombstoned()
             except ObjectStoreUnavailable as e:  # those runs wait; the others are archived
                 self._failed(e)
+                failed = True
             for run_id, task_id in sorted(self._todo):
                 if self._joblog.has_tombstone(run_id):
                     continue  # archived once the old objects are gone (the module docstring)
@@ -165,6 +167,8 @@ class LogArchiver:
                 await self._propose(done)
                 done = []
             await self._sweep_orphans()
+            if not failed:
+                self._works_again()
         except ObjectStoreUnavailable as e:
             self._failed(e)
         except KiokError as e:  # not leading any more, or a command refused: next pass
@@ -189,6 +193,10 @@ class LogArchiver:
         )
         await self._log.propose(cmd)
         self.stats.archived_bytes += sum(s.end - s.start for s in segments)
+
+    def _works_again(self) -> None:
+        """A whole pass went through (uploads, deletions, the sweep) after a failure: said
+        once, also on an idle cluster whose only work was deleting."""
         if self.stats.failing:
             self.stats.failing = False
             log.info("job-log archival to S3 works again; archived logs are caught up")
@@ -317,8 +325,9 @@ class Archival:
             # Deleted from the bucket behind kiok's back: as lost as altered.
             problem = ArchiveCorrupt(
                 f"the archived log {seg.run_id}/{seg.task_id}, bytes {seg.start}-{seg.end}, is "
-                f"missing from the object store (S3 object {seg.key} was deleted outside kiok); "
-                "it cannot be served"
+                f"missing from the object store (S3 object {seg.key} was deleted: outside kiok, or "
+                "by kiok when the run or its logs were deleted after the backup this state was "
+                "restored from was taken); it cannot be served"
             )
         except ArchiveCorrupt as e:
             problem = e
