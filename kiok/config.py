@@ -8,9 +8,10 @@ the two in step). Precedence: explicit overrides (command-line flags) > environm
 keys or nested sections) > default. Only the composition roots read the environment.
 
 An unknown key in a config file is refused (the file is kiok's alone: a typo there is a
-mistake); an unknown ``KIOK_`` variable only warns (the environment is shared with other
-programs), both naming the closest known name. A number out of its range is refused too (a
-port over 65535, a negative count, no task slot). Each value remembers where it came from, and
+mistake), and so is a key given twice there (naming both lines); an unknown ``KIOK_``
+variable only warns (the environment is shared with other programs), both naming the
+closest known name. A number out of its range is refused too (a port over 65535, a negative
+count, no task slot). Each value remembers where it came from, and
 ``secret`` keys are shown redacted (``Settings.explain``, ``kiok config show``).
 """
 
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+from yaml.nodes import MappingNode, ScalarNode
 
 from kiok.errors import InvalidInput
 
@@ -185,6 +187,7 @@ KEYS: tuple[Key, ...] = (
         "that user only; not root: none, with a warning), user (like auto, but refuse to start "
         "when not root), none (tasks run as kiok's own user and can read all it holds). The "
         "outcome shows as taskIsolation in /status and /cluster/health.",
+        choices=("auto", "user", "none"),
     ),
     Key(
         "kiok.worker.task.user",
@@ -708,7 +711,13 @@ KEYS: tuple[Key, ...] = (
         "PEM CA bundle: a worker (or a forwarding master) connects to masters over TLS and verifies "
         "them against it; a master with cert, key and ca requires client certificates on the internal port.",
     ),
-    Key("kiok.auth.login.max.failures", int, 5, "Failed logins per user and address before a back-off."),
+    Key(
+        "kiok.auth.login.max.failures",
+        int,
+        5,
+        "Failed logins per user and address before a back-off.",
+        at_least=1,
+    ),
     Key(
         "kiok.auth.login.window.seconds", int, 60, "Window over which failed logins are counted.", at_least=1
     ),
@@ -717,6 +726,7 @@ KEYS: tuple[Key, ...] = (
         int,
         50,
         "Failed logins per address (whatever the user names) before a back-off of that address.",
+        at_least=1,
     ),
     Key(
         "kiok.auth.password.hash.concurrency",
@@ -738,6 +748,7 @@ KEYS: tuple[Key, ...] = (
         int,
         5,
         "Failed worker authentications per (address, worker id) (per login window) before refusal.",
+        at_least=1,
     ),
     Key(
         "kiok.master.key",
@@ -810,6 +821,9 @@ TASK_VARIABLES = (
 )
 TASK_VARIABLE_PREFIX = "KIOK_PARAM_"
 REDACTED = "(redacted)"
+#: The tags of a plain YAML mapping (a section of a config file) and of the merge key ``<<``.
+_YAML_MAP = "tag:yaml.org,2002:map"
+_YAML_MERGE = "tag:yaml.org,2002:merge"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -923,6 +937,37 @@ def _yaml_problem(e: yaml.YAMLError) -> str:
     return " ".join(str(e).split())
 
 
+def _read_config(text: str, path: Path) -> Any:
+    """The document of a config file. A setting given twice is refused naming both lines
+    (PyYAML keeps the last value without a word), also when the two spellings differ
+    (``kiok.worker.labels`` and ``labels`` in a ``kiok: worker:`` section): one key once
+    flattened. As the DAG loader (``kiok.dag.yaml_doc``), it looks at the composed nodes,
+    which know their lines, before anything is built."""
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if isinstance(root, MappingNode):
+        _refuse_repeated(root, "", {}, path)
+    return yaml.safe_load(text) or {}
+
+
+def _refuse_repeated(node: MappingNode, prefix: str, seen: dict[str, int], path: Path) -> None:
+    """``InvalidInput`` for the first dotted key under ``node`` that ``seen`` ({key: line},
+    filled in as it goes) already holds. Merge keys (``<<``) are left to YAML: keys written
+    next to one replace the merged ones by design."""
+    for key_node, value_node in node.value:
+        if not isinstance(key_node, ScalarNode) or key_node.tag == _YAML_MERGE:
+            continue
+        name = f"{prefix}.{key_node.value}" if prefix else key_node.value
+        if isinstance(value_node, MappingNode) and value_node.tag == _YAML_MAP:
+            _refuse_repeated(value_node, name, seen, path)
+            continue
+        line = key_node.start_mark.line + 1
+        if name in seen:
+            raise InvalidInput(
+                f"config file {path}: {name} is given twice (line {seen[name]} and line {line}): keep one"
+            )
+        seen[name] = line
+
+
 def _flatten(doc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in doc.items():
@@ -1013,7 +1058,7 @@ class Settings:
         if config_file:
             path = Path(config_file)
             try:
-                doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+                doc = _read_config(path.read_text(encoding="utf-8"), path)
             except OSError as e:
                 raise InvalidInput(f"cannot read config file {path}: {e}") from None
             except UnicodeDecodeError as e:
@@ -1090,20 +1135,26 @@ def reference_markdown() -> str:
         "Generated from `kiok/config.py` (a test keeps this file in step). Every key can be set in a",
         "config file (`--config kiok.yaml`), overridden by an environment variable, and by a command-line",
         "flag where one exists. Precedence: flag > environment > config file > default.",
-        "An unknown key in a config file stops kiok at start; an unknown `KIOK_` variable is",
-        "a warning (both name the closest known setting). A number out of range stops it too:",
+        "An unknown key in a config file stops kiok at start, and so does a key given twice there",
+        "(also once dotted and once in a section: both lines are named); an unknown `KIOK_` variable",
+        "is a warning (both name the closest known setting). A number out of range stops it too:",
         "ports are 1 to 65535 (kiok announces and registers its addresses: no random port 0),",
         "other numbers 0 to 2^53, and at least 1 where 0 would leave",
-        "nothing to work with (slots, intervals, timeouts, expiries, sizes); a few counts that start",
-        "processes or threads have a lower maximum, given in their line. A text setting refuses a",
-        "YAML null, number, list or boolean in the config file (write `''` for empty, quote",
-        '`"yes"` and `"010"`); the',
-        "log level and format take only the values listed; ids take letters, digits and `_.-`;",
-        "`kiok.raft.election.timeout.min.ms` must be less than `kiok.raft.election.timeout.max.ms`.",
+        "nothing to work with (slots, intervals, timeouts, expiries, sizes, failure limits); a few",
+        "counts that start processes or threads have a lower maximum, given in their line. A text",
+        "setting refuses a YAML null, number, list or boolean in the config file (write `''` for",
+        'empty, quote `"yes"` and `"010"`); the log level, the log format and the task isolation',
+        "take only the values listed; ids take letters, digits and `_.-`;",
+        "`kiok.raft.election.timeout.min.ms` must be less than `kiok.raft.election.timeout.max.ms`;",
+        "two ports of one process (admin, internal, worker status, its own Raft port in",
+        "`kiok.master.peers`) on one number are refused, naming both settings.",
         "A boolean takes `yes`/`no`, `true`/`false`, `on`/`off` or `1`/`0`; its default is given",
         "here as `kiok config show` prints it, `yes` or `no`.",
         "Each refusal is one line naming the key. `kiok config show` prints every",
-        "setting with where its value came from (default, file, env, flag); secrets are shown",
+        "setting with where its value came from (default, file, env, flag), and refuses with the",
+        "same line (exit status 1) what `kiok standalone` would refuse at start on the settings alone",
+        "(`--for master`, `--for worker`: what those would), binding no port and touching no data;",
+        "secrets are shown",
         f"as `{REDACTED}`: {', '.join(f'`{k.name}`' for k in KEYS if k.secret)}.",
         "",
         "| key | environment | type | default | meaning |",

@@ -4,7 +4,9 @@
 The ids come from context variables: code that works for a run, a task attempt or an HTTP
 request sets them once (``RUN_ID.set(...)``) and every line logged under it carries them,
 also from tasks it starts (asyncio copies the context). A record may also name them itself
-(``log.info(..., extra={"runId": ...})``). Only the composition roots call ``setup``."""
+(``log.info(..., extra={"runId": ...})``). Only the composition roots call ``setup``; uvicorn's
+loggers go through the same handler (``uvicorn.Config(log_config=None)``), and an exception
+kiok logged is not logged a second time by uvicorn (``mark_logged``)."""
 
 from __future__ import annotations
 
@@ -33,7 +35,11 @@ LEVELS = {
 #: Libraries whose INFO lines are noise to an operator (a follower's httpx line every 0.5 s,
 #: uvicorn's access lines, PySyncObj's connection chatter): WARNING and above only.
 QUIET = ("httpx", "httpcore", "uvicorn.access", "uvicorn.error", "pysyncobj", "asyncio")
+#: uvicorn's loggers: no handler of their own, they propagate to kiok's (one format, one stream).
+SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
 _TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: The flag ``mark_logged`` sets on an exception (exceptions take no weak references).
+_LOGGED = "_kiok_logged"
 _CONTEXT = (("runId", RUN_ID), ("taskId", TASK_ID), ("requestId", REQUEST_ID))
 
 
@@ -92,6 +98,36 @@ class TextFormatter(logging.Formatter):
         return f"{line} [{' '.join(tags)}]" if tags else line
 
 
+def mark_logged(error: BaseException) -> None:
+    """Say that a record of kiok's carries ``error``'s traceback: uvicorn's own record of it
+    ("Exception in ASGI application", when the app re-raises it after answering 500, as
+    Starlette does) is then left out (``LoggedOnce``)."""
+    setattr(error, _LOGGED, True)
+
+
+class LoggedOnce(logging.Filter):
+    """Drops a record whose exception ``mark_logged`` says is in the log already."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not getattr(error, _LOGGED, False)
+
+
+def _route_server_loggers() -> None:
+    """uvicorn's loggers write through the root's handler, so their lines have kiok's format
+    (a uvicorn ``Config`` made with its default ``log_config`` gives them handlers of their
+    own, in another format, and stops them propagating); a traceback kiok logged already is
+    not logged again by uvicorn."""
+    for name in SERVER_LOGGERS:
+        logger = logging.getLogger(name)
+        for old in list(logger.handlers):
+            logger.removeHandler(old)
+        logger.propagate = True
+    errors = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, LoggedOnce) for f in errors.filters):
+        errors.addFilter(LoggedOnce())
+
+
 def setup(level: str, fmt: str, service: str, instance: str = "", stream: TextIO | None = None) -> Identity:
     """Configure the root logger once for this process; the returned filter's ``instance``
     can be set once known (``identify``). Raises ``ValueError`` for an unknown format or level."""
@@ -104,12 +140,16 @@ def setup(level: str, fmt: str, service: str, instance: str = "", stream: TextIO
     identity = Identity(service, instance)
     handler.addFilter(identity)
     root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
+    old_handlers = list(root.handlers)
+    # The new handler first: a line logged meanwhile (a signal's) never finds none, which
+    # would have Python print it bare.
     root.addHandler(handler)
+    for old in old_handlers:
+        root.removeHandler(old)
     root.setLevel(LEVELS[level.upper()])
     for name in QUIET:
         logging.getLogger(name).setLevel(logging.WARNING)
+    _route_server_loggers()
     return identity
 
 

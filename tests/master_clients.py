@@ -20,6 +20,9 @@ class StubWorker:
     draining = False
     task_isolation = "none"
 
+    def report_all(self) -> None:
+        pass
+
     def claims(self) -> list[dict[str, object]]:
         return []
 

@@ -152,8 +152,15 @@ def kms_rotate(cli: CliContext, key: str) -> None:
     type=click.Path(dir_okay=False),
     help="The master's config file, to find its admin socket (YAML of dotted keys).",
 )
+@json_option
+@pass_cli
 def reset_password(
-    user: str, new_password: str | None, restore_admin: bool, socket_path: str | None, config_file: str | None
+    cli: CliContext,
+    user: str,
+    new_password: str | None,
+    restore_admin: bool,
+    socket_path: str | None,
+    config_file: str | None,
 ) -> None:
     """Reset a password through the running master's local admin socket (works when nobody
     can log in), with --restore-admin making the user an administrator again (works when no
@@ -179,6 +186,9 @@ def reset_password(
         ) from None
     if not answer.get("ok"):
         raise CliError(str(answer.get("error", "the master refused the reset")))
+    if cli.as_json:  # {"user", "password"?, "denying"?}: the socket's answer
+        emit_json({k: v for k, v in answer.items() if k != "ok"})
+        return
     if answer.get("denying"):
         click.echo(
             f"note: these policies of {user} (or of its groups) deny some actions, and a Deny wins "

@@ -19,8 +19,11 @@ import click
 
 from kiok import logs
 from kiok.cli.settings import load_settings
-from kiok.config import Settings
+from kiok.config import KEYS, Settings
 from kiok.errors import KiokError
+
+_LOG_LEVEL = next(k for k in KEYS if k.name == "kiok.log.level")
+_LOG_FORMAT = next(k for k in KEYS if k.name == "kiok.log.format")
 
 
 def _stopped_during_start_up(signum: int, _: FrameType | None) -> None:
@@ -33,11 +36,27 @@ def _stopped_during_start_up(signum: int, _: FrameType | None) -> None:
     os.kill(os.getpid(), signum)
 
 
+def _early_logging(service: str) -> None:
+    """kiok's log format from the first moment, so that a line said before the settings are
+    read (``_stopped_during_start_up``) has it too: ``KIOK_LOG_FORMAT`` and ``KIOK_LOG_LEVEL``
+    where they hold a value the settings take, else the defaults. ``_settings`` sets it up
+    again from the settings (a config file's format, a bad value refused)."""
+    fmt = os.environ.get(_LOG_FORMAT.env, "")
+    level = os.environ.get(_LOG_LEVEL.env, "").upper()
+    logs.setup(
+        level if level in logs.LEVELS else _LOG_LEVEL.default,
+        fmt if fmt in logs.FORMATS else _LOG_FORMAT.default,
+        service,
+    )
+
+
 @contextlib.contextmanager
-def _early_signals() -> Iterator[None]:
+def _early_signals(service: str) -> Iterator[None]:
     """``_stopped_during_start_up`` until the root's event loop takes SIGTERM/SIGINT over
-    (``add_signal_handler``); the handlers from before are put back after (a command run
-    in-process, in tests, leaves the caller's)."""
+    (``add_signal_handler``), its line in kiok's log format (``_early_logging``); the
+    handlers from before are put back after (a command run in-process, in tests, leaves the
+    caller's)."""
+    _early_logging(service)
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread may set handlers; only the main thread runs a server
         return
@@ -78,15 +97,17 @@ def _settings(config: str | None, flags: dict[str, tuple[str, object]], service:
 @click.option("--port", type=int, help="kiok.master.admin.port")
 def standalone(config: str | None, data_dir: str | None, port: int | None) -> None:
     """Run a master and a worker in one process on the embedded store."""
-    with _early_signals():
-        from kiok.roots.standalone import run_standalone
-
+    with _early_signals("standalone"):
         flags: dict[str, tuple[str, object]] = {}
         if data_dir is not None:  # given is given: --data-dir "" is refused below, not ignored
             flags["kiok.base.data.dir"] = ("--data-dir", data_dir)
         if port is not None:  # --port 0 is a value (flags win over the environment)
             flags["kiok.master.admin.port"] = ("--port", port)
+        # The settings (and the log they set up) before the root, whose imports are most of
+        # start-up's first second.
         settings = _settings(config, flags, "standalone")
+        from kiok.roots.standalone import run_standalone
+
         _run(run_standalone(settings, dict(os.environ)))
 
 
@@ -96,10 +117,10 @@ def standalone(config: str | None, data_dir: str | None, port: int | None) -> No
 )
 def master(config: str | None) -> None:
     """Run a master: admin HTTP API (8080) and the internal protocol for workers (19999)."""
-    with _early_signals():
+    with _early_signals("master"):
+        settings = _settings(config, {}, "master")
         from kiok.roots.master import run_master
 
-        settings = _settings(config, {}, "master")
         _run(run_master(settings))
 
 
@@ -109,10 +130,10 @@ def master(config: str | None) -> None:
 )
 def worker(config: str | None) -> None:
     """Run a worker: connects to kiok.worker.masters and drives the runs it is given."""
-    with _early_signals():
+    with _early_signals("worker"):
+        settings = _settings(config, {}, "worker")
         from kiok.roots.worker import run_worker
 
-        settings = _settings(config, {}, "worker")
         _run(run_worker(settings, dict(os.environ)))
 
 

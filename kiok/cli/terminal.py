@@ -16,14 +16,16 @@ _SGR = re.compile(r"\x1b\[[0-9;:]*m")
 #: Any escape sequence (CSI, OSC to BEL or ST, a two-character one) or control character
 #: other than newline and tab, C1 controls (U+0080-U+009F: an 8-bit CSI to some terminals)
 #: included.
+#: A string sequence (OSC, DCS, SOS, PM, APC) ends at its terminator or, here, at the end of
+#: its line: one left open must not swallow the lines after it (kiok's own among them).
 _UNSAFE = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[PX^_][^\x1b]*\x1b\\|\x1b[ -~]"
+    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[\]PX^_][^\x07\x1b\n]*(?:\x07|\x1b\\|(?=\n))|\x1b[ -~]"
     r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
 )
 #: Held at most this long: an escape "sequence" longer than any real one is dropped.
 _MAX_HELD = 4096
 #: An escape sequence begun at the end of a chunk and not finished there.
-_OPEN_TAIL = re.compile(r"\x1b(?:\[[0-?]*[ -/]*|\][^\x07\x1b]*|[PX^_][^\x1b]*|\x1b?)?\Z")
+_OPEN_TAIL = re.compile(r"\x1b(?:\[[0-?]*[ -/]*|[\]PX^_][^\x07\x1b\n]*|\x1b?)?\Z")
 
 
 def _keep(m: re.Match[str]) -> str:

@@ -233,8 +233,9 @@ def single_quoted_problem(name: str) -> str:
     return (
         f"${{params.{name}}} stands inside single quotes, whose text a script often hands another "
         "program as code (sh -c '...', trap '...', awk, sed, jq, python -c), which would run a value "
-        f'placed there: write it outside the quotes ("${{params.{name}}}"), or give that program the '
-        f'value as data ("${_env_name(name)}" as an argument or variable, awk -v, jq --arg)'
+        f'placed there: have that program read the value as data ("${_env_name(name)}" in a shell\'s '
+        f'code, awk -v x="${{params.{name}}}", jq --arg x "${{params.{name}}}"); for a plain command '
+        f'(echo, printf), write it outside the quotes ("${{params.{name}}}")'
     )
 
 

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from kiok import errors as e
+from kiok import logs
 from kiok.security.http_headers import HEADERS
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, err: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
+        logs.mark_logged(err)  # Starlette re-raises it to uvicorn, which would log it again
         # Answered by Starlette's outermost middleware, past SecurityHeaders: set them here.
         headers = {k.decode(): v.decode() for k, v in HEADERS} | {"Cache-Control": "no-store"}
         return error_response(500, "internal", "internal error; see the master's log", headers)

@@ -244,6 +244,11 @@ class WorkerConnection:
         if claims:
             self.send(Abandon.of(claims))
 
+    def resync(self) -> None:
+        """No frame asks a worker for its whole state: it reconnects, and a reconnecting
+        worker claims its runs afresh and sends it (``MasterClient._replay``)."""
+        self.close("this master's state was restored from a backup: reconnect", code=Refusal.NOT_LEADER)
+
     def close(self, reason: str, code: str = Refusal.REVOKED) -> None:
         """Refuse and drop this connection now (e.g. the worker was revoked): nothing it
         sends from here on counts."""

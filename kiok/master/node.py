@@ -613,11 +613,14 @@ class MasterNode:
             self._coordination = contextvars.Context().run(self.start_leading, self.coordinator.term)
             self._tasks += self._coordination
             for handle in workers:
-                # As a worker reconnecting would: the runs it drives that the restored state
+                # As a worker reconnecting would be: the runs it drives that the restored state
                 # gives it stay with it; the others (not in the backup, or not its own
                 # there) it stops. Left out, the first were reassigned at once (their tasks
                 # killed, run again) and the second driven on unseen.
                 handle.abandon(self.coordinator.reattach(handle.info().id, handle.held()))
+                # ...and the drivers it keeps send their whole state: the restored records
+                # may be older than theirs (tasks that ended after the backup was taken).
+                handle.resync()
                 self.coordinator.add_worker(handle)
 
     def _halt(self, why: str | KiokError) -> None:

@@ -105,3 +105,8 @@ class WorkerHandle(Protocol):
     def abandon(self, claims: tuple[Claim, ...]) -> None:
         """The worker must stop driving these runs, each only under the fence named."""
         ...
+
+    def resync(self) -> None:
+        """The masters' state was replaced (a single master's restore): the worker's drivers
+        send their whole state again, as after a reconnect (a remote worker reconnects)."""
+        ...

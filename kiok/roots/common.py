@@ -80,6 +80,7 @@ def http_server(
             http=limited_protocol(limits, tls.server_context(require_client_cert=False)),
             ws="none",  # no WebSocket route anywhere: an Upgrade request is a plain request
             loop="asyncio",
+            log_config=None,  # uvicorn's loggers keep kiok's handler and format (kiok.logs)
             log_level="warning",
             access_log=False,
             lifespan="off",

@@ -15,6 +15,7 @@ from kiok.master.api.app import create_app
 from kiok.master.api.health import ShutdownNotice
 from kiok.master.internal_server import InternalServer
 from kiok.master.node import MasterNode
+from kiok.roots import preflight
 from kiok.roots.common import (
     announce_started,
     clock_ms,
@@ -33,19 +34,14 @@ log = logging.getLogger(__name__)
 
 
 async def run_master(settings: Settings) -> None:
-    tls = TlsFiles.from_settings(settings)  # a wrong TLS setting fails before anything opens
+    preflight.check(settings, "master")  # what `kiok config show --for master` refuses too
+    tls = TlsFiles.from_settings(settings)
     proxies = trusted_proxies(settings)
     host = settings.get_str("kiok.master.host")
     # The directory (not another process's) and every port, before anything is announced or
     # bootstrapped, the ports before anything is written there: one refusal is one line.
     data = settings.data_dir
-    lock, (admin_listener, internal_listener) = claim(
-        data,
-        [
-            (host, settings.get_int("kiok.master.admin.port"), "kiok.master.admin.port"),
-            (host, settings.get_int("kiok.master.internal.port"), "kiok.master.internal.port"),
-        ],
-    )
+    lock, (admin_listener, internal_listener) = claim(data, preflight.claimed_ports(settings, "master"))
     stop = stop_event()
     node = MasterNode(settings, clock_ms)
     await node.start()

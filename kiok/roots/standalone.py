@@ -27,6 +27,7 @@ from kiok.master.node import MasterNode
 from kiok.protocol.link import WorkerInfo
 from kiok.protocol.messages import Assignment, Claim, Fence, OfferReply
 from kiok.protocol.to_master import Log, Release, Report
+from kiok.roots import preflight
 from kiok.roots.common import (
     announce_started,
     build_worker,
@@ -135,35 +136,22 @@ class LocalWorkerHandle:
 
     def abandon(self, claims: tuple[Claim, ...]) -> None:
         for held in claims:
-            self._worker.abandon(held.run_id, "the master gave the run to another driver", held.fence)
+            self._worker.abandon(held.run_id, "the restored state does not give it this run", held.fence)
+
+    def resync(self) -> None:
+        self._worker.report_all()
 
 
 async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
-    tls = TlsFiles.from_settings(settings)  # a wrong TLS setting fails before anything opens
+    preflight.check(settings, "standalone")  # what `kiok config show` refuses too
+    tls = TlsFiles.from_settings(settings)
     proxies = trusted_proxies(settings)
     isolation = isolation_for(settings)  # it may refuse: before anything starts
     # The directory (not another process's) and every port, before anything is announced or
     # bootstrapped, the ports before anything is written there: one refusal is one line.
     data = settings.data_dir
     lock, (admin_listener, status_listener, internal_listener) = claim(
-        data,
-        [
-            (
-                settings.get_str("kiok.master.host"),
-                settings.get_int("kiok.master.admin.port"),
-                "kiok.master.admin.port",
-            ),
-            (
-                settings.get_str("kiok.worker.host"),
-                settings.get_int("kiok.worker.status.port"),
-                "kiok.worker.status.port",
-            ),
-            (
-                settings.get_str("kiok.master.host"),
-                settings.get_int("kiok.master.internal.port"),
-                "kiok.master.internal.port",
-            ),
-        ],
+        data, preflight.claimed_ports(settings, "standalone")
     )
     worker_id = worker_id_for(settings)  # a bad <data>/worker-id: refused before the bootstrap
     signals = Signals()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from kiok import logs
 from kiok.config import Settings
-from kiok.errors import InvalidInput
+from kiok.roots import preflight
 from kiok.roots.common import (
     announce_started,
     build_worker,
@@ -34,25 +34,14 @@ log = logging.getLogger(__name__)
 
 
 async def run_worker(settings: Settings, environ: dict[str, str]) -> None:
-    tls = TlsFiles.from_settings(settings)  # a wrong TLS setting fails before anything opens
-    try:
-        masters = parse_masters(settings.get_str("kiok.worker.masters"))
-    except ValueError as e:
-        raise InvalidInput(str(e)) from None
+    preflight.check(settings, "worker")  # what `kiok config show --for worker` refuses too
+    tls = TlsFiles.from_settings(settings)
+    masters = parse_masters(settings.get_str("kiok.worker.masters"))  # checked: no ValueError
     isolation = isolation_for(settings)  # it may refuse: before anything starts
     # The directory (not another process's) and the status port, before anything is
     # announced, the port before anything is written there: one refusal is one line.
     data = settings.data_dir
-    lock, (status_listener,) = claim(
-        data,
-        [
-            (
-                settings.get_str("kiok.worker.host"),
-                settings.get_int("kiok.worker.status.port"),
-                "kiok.worker.status.port",
-            )
-        ],
-    )
+    lock, (status_listener,) = claim(data, preflight.claimed_ports(settings, "worker"))
     worker_id = worker_id_for(settings)  # a bad <data>/worker-id: refused before anything starts
     signals = Signals()
     credential_file = Path(settings.get_str("kiok.worker.credential.file") or data / "worker-credential")

@@ -11,6 +11,11 @@ from collections import deque
 
 class FailureLimiter:
     def __init__(self, max_failures: int, window_ms: int) -> None:
+        """``max_failures`` failures per key within ``window_ms`` are allowed before a wait;
+        at least 1 (``ValueError``): with none allowed there is no failure to wait out, and
+        every attempt would be refused, the first one included."""
+        if max_failures < 1:
+            raise ValueError(f"max_failures must be at least 1, not {max_failures}")
         self._max = max_failures
         self._window = window_ms
         self._failures: dict[str, deque[int]] = {}
@@ -22,6 +27,9 @@ class FailureLimiter:
             return 0
         while q and q[0] <= now_ms - self._window:
             q.popleft()
+        if not q:  # every failure aged out: nothing to wait for, nothing to keep
+            del self._failures[key]
+            return 0
         if len(q) < self._max:
             return 0
         return q[0] + self._window - now_ms

@@ -47,7 +47,7 @@ import os
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -357,7 +357,8 @@ class _Replica(SyncObj):  # type: ignore[misc]
 
     @replicated  # type: ignore[untyped-decorator]
     def apply_entry(self, payload: bytes) -> Any:
-        return self._owner._apply_entry(payload, self.raftLastApplied + 1)
+        with self._owner.ticking_busy():
+            return self._owner._apply_entry(payload, self.raftLastApplied + 1)
 
 
 class RaftCommandLog:
@@ -413,6 +414,8 @@ class RaftCommandLog:
         #: Entries proposed and not answered yet, by proposal number (``_abandon_stranded``).
         self._in_flight: dict[int, _InFlight] = {}
         self._proposals = 0
+        #: Work under way on the tick thread (``ticking_busy``).
+        self._tick_busy = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._replica: _Replica | None = None
         self.batches = 0
@@ -511,9 +514,24 @@ class RaftCommandLog:
         leader = replica._getLeader()
         if leader is None:
             return None
-        if not replica._isLeader() and replica._SyncObj__raftElectionDeadline < time.monotonic():
+        if (
+            not replica._isLeader()
+            and self._tick_busy == 0  # not heard because not listening: no sign of a dead leader
+            and replica._SyncObj__raftElectionDeadline < time.monotonic()
+        ):
             return None
         return self.config.master_of(leader.id)
+
+    @contextlib.contextmanager
+    def ticking_busy(self) -> Iterator[None]:
+        """(PySyncObj's tick thread) Work that keeps it from reading the leader's heartbeats
+        (an entry's apply, which may fetch a restore's backup; a snapshot's install): the
+        election deadline passing meanwhile says nothing about the leader."""
+        self._tick_busy += 1
+        try:
+            yield
+        finally:
+            self._tick_busy -= 1
 
     @property
     def term(self) -> int:
@@ -723,6 +741,10 @@ class RaftCommandLog:
         """PySyncObj's deserializer (the Raft thread): at start, this master's own last
         snapshot; later, one the leader sends. An exception leaves the stores untouched:
         PySyncObj logs it and the leader sends its snapshot again."""
+        with self.ticking_busy():
+            return self._install_snapshot(filename)
+
+    def _install_snapshot(self, filename: str) -> tuple[Any, Any, Any]:
         self._writer.abandon()  # an older snapshot must not replace this one afterwards
         parts = self._stores.snapshot_parts()
         if self._refs is not None:

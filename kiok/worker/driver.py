@@ -342,6 +342,7 @@ class RunDriver:
                 output=output,
                 tail=lambda: self._masker.mask_fragment(b"".join(tail)),
                 python=self._spec.python_for(task),
+                note=tlog.line,
             )
             try:
                 result = await self._env.executors[task.type].run(ctx)
@@ -457,6 +458,16 @@ class RunDriver:
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_later(self._env.report_linger_s, self.flush_reports)
+
+    def report_all(self) -> None:
+        """Send every task record past its first start, changed or not: after a reconnect the
+        masters' copy may be older than this driver's (restored from a backup taken before
+        the driver's acknowledged reports), and a start committed over an upstream the masters
+        still hold RUNNING would have a next driver run both again at once."""
+        for tid, rec in self._tasks.items():
+            if rec.attempt > 0 or rec.state is not TaskState.PENDING:
+                self._outbox[tid] = rec
+        self.flush_reports()
 
     def flush_reports(self) -> None:
         """Send the state changes gathered so far (they are otherwise sent after the linger)."""

@@ -534,20 +534,29 @@ class MasterClient:
 
     def _replay(self, out: asyncio.Queue[Message | None]) -> None:
         """What the last connection may not have delivered: unacknowledged log batches, the
-        progress held while cut off, the outbox's terminal reports, oldest first, each after
-        the log batches it carries (those written by an earlier process exist nowhere else;
-        this process's own are among the batches above, or stored), then the attempt starts
-        awaiting their commit: after the ends of the upstreams they wait for, as when sent."""
+        outbox's terminal reports, oldest first, each after the log batches it carries (those
+        written by an earlier process exist nowhere else; this process's own are among the
+        batches above, or stored), the progress held while cut off, then the attempt starts
+        awaiting their commit (both after the ends of the upstreams they may wait for, as
+        when sent); then every driver's whole state (``Worker.report_all``)."""
         for batch in self._logs.values():
             out.put_nowait(batch)
+        ended = self._replay_outbox(out)
         for (run_id, term, epoch), tasks in self._held.items():
-            out.put_nowait(Report(run_id, Fence(term, epoch), tasks))
+            # After the ends (a start held here must not commit before its upstream's end),
+            # without the tasks whose end was just sent (that would be a stale report).
+            later = {t: r for t, r in tasks.items() if t not in ended.get((run_id, term, epoch), ())}
+            if later:
+                out.put_nowait(Report(run_id, Fence(term, epoch), later))
         self._held = {}
-        self._replay_outbox(out)
         for request, start in self._starts.items():
             out.put_nowait(_start_frame(request, start.run_fence, start.tasks))
+        if self._worker is not None:  # last: the masters' copy may be older than the drivers'
+            self._worker.report_all()
 
-    def _replay_outbox(self, out: asyncio.Queue[Message | None]) -> None:
+    def _replay_outbox(self, out: asyncio.Queue[Message | None]) -> dict[tuple[str, int, int], set[str]]:
+        """Queue the outbox's terminal reports; the tasks they end, by (run, term, epoch)."""
+        ended: dict[tuple[str, int, int], set[str]] = {}
         for key, record in self._outbox.pending():
             logs = record.pop("logs", None) or ()
             run_id, fence = record["run"], Fence(record["term"], record["epoch"])
@@ -555,6 +564,8 @@ class MasterClient:
                 for task, offset, data, final in logs:
                     out.put_nowait(Log(run_id, fence, task, data, offset, final))
             out.put_nowait(Report(run_id, fence, record["tasks"], request=key))
+            ended.setdefault((run_id, fence.term, fence.epoch), set()).update(record["tasks"])
+        return ended
 
     def _auth(self) -> tuple[str | None, str | None]:
         """The hello's authentication, (credential, join token): the saved credential unless

@@ -91,6 +91,11 @@ class Worker:
         for run_id in list(self._drivers):
             self.abandon(run_id, reason)
 
+    def report_all(self) -> None:
+        """Every driver sends its whole state (``RunDriver.report_all``): after a reconnect."""
+        for driver, _, _ in self._drivers.values():
+            driver.report_all()
+
     def claims(self) -> list[dict[str, Any]]:
         """The runs this worker drives, with their fences (told to the master on connect)."""
         return [

@@ -123,7 +123,8 @@ def test_an_http_answer_is_logged_up_to_1_mib_and_not_read_further(
     run = shared_kiok.wait_run(shared_kiok.trigger(dag), 30)
     assert run["tasks"]["get"]["state"] == "SUCCESS", run["tasks"]["get"]
     log = shared_kiok.log(run["runId"], "get")
-    assert log.count("z") == 1024 * 1024 and "the rest of the answer is not logged" in log
+    assert log.count("z") == 1024 * 1024 and "\n[kiok] the rest of the answer is not logged" in log
+    assert "[task] [kiok]" not in log  # kiok's own line, not the answer's
 
 
 def test_http_tasks_success_failure_and_resolved_body(

@@ -191,13 +191,16 @@ def _catches_sigterm(pid: int) -> bool:
     return bool(int(caught, 16) & (1 << (signal.SIGTERM - 1)))
 
 
+@pytest.mark.parametrize("fmt", ["text", "json"])
 def test_a_sigterm_during_start_up_ends_it_with_one_line(
-    standalone_factory: Callable[..., Standalone],
+    standalone_factory: Callable[..., Standalone], fmt: str
 ) -> None:
     """SIGTERM in the first second of start-up ended the process without a word (the
     default action: its drain handlers were not in place yet). Sent as soon as the process
-    catches SIGTERM at all, it still ends by the signal (nothing ran yet), saying so."""
-    node = standalone_factory(start=False)
+    catches SIGTERM at all, it still ends by the signal (nothing ran yet), saying so in a
+    line of kiok's log format (it was Python's bare last-resort line: the signal came before
+    the settings had set up the log)."""
+    node = standalone_factory(env={"KIOK_LOG_FORMAT": fmt}, start=False)
     node.spawn()
     assert node.proc is not None
     node.wait_for(lambda: _catches_sigterm(node.proc.pid), 30, "a SIGTERM handler", poll_s=0.002)
@@ -205,8 +208,18 @@ def test_a_sigterm_during_start_up_ends_it_with_one_line(
     code = node.proc.wait(EXIT_TIMEOUT_S)
     log = node.read_log()
     assert code == -signal.SIGTERM, log
-    assert "stopped during start-up (SIGTERM)" in log and "Traceback" not in log, log
-    assert "kiok standalone: admin API" not in log, log  # it did not get as far as serving
+    assert "Traceback" not in log and "kiok standalone: admin API" not in log, log  # not serving
+    (line,) = [line for line in log.splitlines() if line.strip()]
+    if fmt == "json":
+        record = json.loads(line)
+        assert (record["level"], record["logger"], record["service"]) == (
+            "WARNING",
+            "kiok.start",
+            "standalone",
+        )
+        assert record["msg"] == "stopped during start-up (SIGTERM)", record
+    else:
+        assert line.endswith(" WARNING kiok.start: stopped during start-up (SIGTERM)"), line
     node.start()  # and the next start is an ordinary one
 
 

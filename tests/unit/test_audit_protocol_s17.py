@@ -351,6 +351,9 @@ class _BusyWorker(_StubWorker):
     """A worker holding 2,000 runs: a backfill whose first task failed and waits an hour
     for its retry holds no task slot, so one worker is offered (and takes) every run."""
 
+    def report_all(self) -> None:
+        pass
+
     def claims(self) -> list[dict[str, object]]:
         return [
             {"run": f"customer_orders_daily-1733480000000-{100_000 + i}", "term": 3, "epoch": 1_000_000 + i}

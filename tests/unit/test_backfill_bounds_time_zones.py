@@ -3,6 +3,8 @@ it is checked on the date as written; the instant is clamped to what kiok can ho
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from kiok.core.backfill import EARLIEST_MS, LATEST_MS, backfill_intervals, parse_bound
@@ -50,3 +52,11 @@ def test_dates_really_outside_are_refused(text: str, field: str, tz: str) -> Non
         InvalidInput, match=f"{field}: '{text}' is out of range \\(1970-01-01 to 8999-12-31\\)"
     ):
         parse_bound(text, tz, field, end=field == "to")
+
+
+def test_the_airflow_comparison_does_not_say_early_dates_cannot_be_backfilled() -> None:
+    """docs/dags.md ("Coming from Airflow") listed "backfill of dates before a DAG was
+    registered" as not in kiok, while a backfill takes any date from 1970-01-01 (above)."""
+    text = (Path(__file__).parents[2] / "docs" / "dags.md").read_text(encoding="utf-8")
+    (not_in_kiok,) = [p for p in text.split("\n\n") if p.startswith("Not in kiok:")]
+    assert "backfill" not in not_in_kiok, not_in_kiok

@@ -3,14 +3,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+import socket
+import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import httpx
 import pytest
 
 from kiok.cli.client import Tokens
 from kiok.cli.credentials import CredentialStore, SavedContext
+from kiok.cli.main import cli
 from tests.unit.test_cli_harness import FakeMaster, fail, reply
 
 BASE = "http://localhost:8080"
@@ -50,6 +59,66 @@ def test_global_options_after_the_command(master: FakeMaster, tmp_path: Path) ->
     assert str(master.requests[-1].url).startswith("http://m2:1/")
     bad = master.invoke(["dags", "list", "--ca", str(tmp_path / "missing.pem")])
     assert bad.exit_code == 2
+
+
+def _commands(command: click.Command, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """The command line of every command that runs something (no group), under ``command``."""
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            yield from _commands(sub, (*path, name))
+    else:
+        yield path
+
+
+def test_every_client_command_takes_the_global_options_after_its_name(master: FakeMaster) -> None:
+    """`kiok config show --json` and `kiok admin reset-password --json` were usage errors
+    ("No such option"), though the global options go before or after the command. The
+    server commands take none of them (they print no answer; a client option is nothing
+    to them)."""
+    lacking = [
+        " ".join(path)
+        for path in _commands(cli)
+        if path[0] not in ("standalone", "master", "worker")
+        and master.invoke([*path, "--json", "--timeout", "5", "--help"]).exit_code != 0
+    ]
+    assert lacking == []
+
+
+def test_config_show_json_after_the_command(master: FakeMaster) -> None:
+    result = master.invoke(["config", "show", "--json"], env={"KIOK_WORKER_LABELS": "gpu"})
+    assert result.exit_code == 0, result.output
+    row = {"key": "kiok.worker.labels", "value": "gpu", "source": "env", "from": "KIOK_WORKER_LABELS"}
+    assert row in json.loads(result.stdout)
+
+
+def test_reset_password_json_prints_the_answer_and_errors_as_json(master: FakeMaster) -> None:
+    directory = tempfile.mkdtemp(prefix="kiok-", dir="/tmp")  # a socket path has 107 bytes at most
+    path = os.path.join(directory, "admin.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+    listener.settimeout(10)  # a command that never connects fails the test, not hangs it
+
+    def answer() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = listener.accept()
+            with conn:
+                conn.makefile("rb").readline()
+                conn.sendall(b'{"ok": true, "user": "ops", "password": "Gen3rated!pw"}\n')
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        result = master.invoke(["admin", "reset-password", "--user", "ops", "--socket", path, "--json"])
+    finally:
+        thread.join(10)
+        listener.close()
+        shutil.rmtree(directory)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"user": "ops", "password": "Gen3rated!pw"}
+    failed = master.invoke(["admin", "reset-password", "--socket", path, "--json"])
+    assert failed.exit_code == 1 and failed.stdout == "", failed.output
+    assert "cannot reach the master's admin socket" in json.loads(failed.stderr)["error"]["message"]
 
 
 def test_access_key_from_option_or_environment(master: FakeMaster) -> None:

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from kiok.cli.runs import parse_args
+from kiok.cli.terminal import TerminalFilter
 from tests.unit.test_cli_harness import FakeMaster, body, reply
 
 LOG = "/api/v1/runs/r1/tasks/extract/log"
@@ -292,3 +293,11 @@ def test_logs_on_a_terminal_keep_colours_and_drop_what_would_drive_it(
 def test_logs_piped_are_verbatim(master: FakeMaster) -> None:
     master.on("GET", LOG, log_page(HOSTILE_OUTPUT, 0, True))
     assert master.invoke(["runs", "logs", "r1", "extract"]).stdout == HOSTILE_OUTPUT
+
+
+def test_an_unterminated_string_sequence_ends_at_its_line() -> None:
+    """An OSC left open held every later line back (kiok's own among them) until 4 KiB
+    passed, then dropped them."""
+    safe = TerminalFilter()
+    assert safe.feed("a\x1b]0;never ended\n[kiok] attempt 1 FAILED\n") == "a\n[kiok] attempt 1 FAILED\n"
+    assert safe.feed("b\x1bP1;2") + safe.feed("3\x1b\\c\n") == "bc\n"

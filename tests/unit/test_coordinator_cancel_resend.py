@@ -37,6 +37,9 @@ class Handle:
     def abandon(self, claims: tuple[Claim, ...]) -> None:
         pass
 
+    def resync(self) -> None:
+        pass
+
     def __init__(self, wid: str) -> None:
         self.id = wid
         self.connected = True

@@ -32,6 +32,9 @@ class Worker:
     def abandon(self, claims: tuple[Claim, ...]) -> None:
         pass
 
+    def resync(self) -> None:
+        pass
+
     def __init__(self, wid: str, free: int = 4) -> None:
         self.id = wid
         self.free = free

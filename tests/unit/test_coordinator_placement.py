@@ -22,6 +22,9 @@ class FakeWorker:
     def abandon(self, claims: tuple[Claim, ...]) -> None:
         pass
 
+    def resync(self) -> None:
+        pass
+
     def __init__(self, wid: str, labels: tuple[str, ...], free: int, *, draining: bool = False) -> None:
         self._info = WorkerInfo(wid, "-", labels, 8, free, True, draining, None)
 

@@ -67,6 +67,9 @@ class _Worker:
     def abandon(self, claims: tuple[Claim, ...]) -> None:
         pass
 
+    def resync(self) -> None:
+        pass
+
     def __init__(self, wid: str) -> None:
         self.id = wid
         self.offers: list[Assignment] = []

@@ -136,6 +136,18 @@ def test_forgive_takes_back_one_counted_attempt() -> None:
     assert limiter.retry_after_ms("addr", 50) == 960
 
 
+def test_a_limiter_that_allows_no_failure_is_refused_and_aged_failures_are_dropped() -> None:
+    """``FailureLimiter(0, ...)`` raised IndexError on the first attempt (an HTTP 500 on every
+    login, when ``kiok.auth.login.max.failures`` was 0): it is refused where it is made."""
+    with pytest.raises(ValueError, match="at least 1"):
+        FailureLimiter(max_failures=0, window_ms=1000)
+    limiter = FailureLimiter(max_failures=1, window_ms=1000)
+    limiter.failed("addr", 10)
+    assert limiter.retry_after_ms("addr", 500) == 510
+    assert limiter.retry_after_ms("addr", 1010) == 0  # aged out: the key is forgotten
+    assert limiter._failures == {}
+
+
 async def test_hash_pool_runs_hashes_off_the_loop_at_most_concurrency_at_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

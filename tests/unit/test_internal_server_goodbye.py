@@ -108,6 +108,9 @@ async def test_a_worker_stopping_with_no_run_says_goodbye(tmp_path: Path) -> Non
 
 async def test_a_worker_stopping_with_a_run_still_held_says_no_goodbye(tmp_path: Path) -> None:
     class Holding(StubWorker):
+        def report_all(self) -> None:
+            pass
+
         def claims(self) -> list[dict[str, object]]:
             return [{"run": "r1", "term": 1, "epoch": 1}]
 

@@ -68,7 +68,7 @@ async def test_a_follower_offers_a_retry_only_when_the_leader_never_got_the_writ
         server.close()
         await server.wait_closed()
     node = SimpleNamespace(
-        raft=object(),
+        raft=SimpleNamespace(leader_id="m1", is_leader=False),
         leadership=SimpleNamespace(leading=False, leader_admin_url=lambda: f"http://127.0.0.1:{port}"),
         settings=SimpleNamespace(get_str=lambda key: ""),
         node_id="m2",
@@ -89,3 +89,36 @@ async def test_a_follower_offers_a_retry_only_when_the_leader_never_got_the_writ
     else:
         assert "retry-after" not in answer.headers
         assert "check before repeating" in answer.json()["error"]["message"]
+
+
+async def _frozen(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A leader that took the request and stopped: it reads and never answers."""
+    await reader.read(1 << 16)
+    await asyncio.sleep(30)
+
+
+async def test_a_write_forwarded_to_a_leader_that_stops_leading_is_given_up_at_once() -> None:
+    """The leader took the request and froze; another was elected: the follower answered
+    only at its forward timeout (30 s by default). Now it gives up as soon as it sees
+    another leader (or none), as a write that may still take effect."""
+    server = await asyncio.start_server(_frozen, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    raft = SimpleNamespace(leader_id="m1", is_leader=False)
+    node = SimpleNamespace(
+        raft=raft,
+        leadership=SimpleNamespace(leading=False, leader_admin_url=lambda: f"http://127.0.0.1:{port}"),
+        settings=SimpleNamespace(get_str=lambda key: ""),
+        node_id="m2",
+        forward_token="service",
+        tracing=SimpleNamespace(current_traceparent=lambda: None),
+    )
+    forwarding = ForwardToLeader(FastAPI(), node, timeout_s=60)  # type: ignore[arg-type]
+    asyncio.get_running_loop().call_later(0.3, setattr, raft, "leader_id", "m3")
+    try:
+        transport = httpx.ASGITransport(app=forwarding)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://m2") as client:
+            answer = await asyncio.wait_for(client.post("/api/v1/dags/d/runs"), 10)
+    finally:
+        server.close()
+    assert answer.status_code == 503 and "retry-after" not in answer.headers, answer.text
+    assert "it stopped leading while the request was under way" in answer.json()["error"]["message"]

@@ -5,6 +5,8 @@ line (6), and the master key's source named in its errors (7)."""
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -14,11 +16,32 @@ from kiok import logs
 from kiok.cli.client import error_from_response
 from kiok.config import Settings
 from kiok.errors import InvalidInput
+from kiok.roots import preflight
 from kiok.store.keyring import master_key
 from kiok.store.replicated import parse_peers, unreachable_raft_port
 from tests.unit.test_cli_harness import FakeMaster
 
 PEERS = "m1=127.0.0.1:7001,m2=127.0.0.1:7002,m3=127.0.0.1:7003"
+#: Ports of this module's in-process starts (refused before they bind, but ports all the same).
+PORTS = {
+    "KIOK_MASTER_ADMIN_PORT": "18740",
+    "KIOK_WORKER_STATUS_PORT": "18741",
+    "KIOK_MASTER_INTERNAL_PORT": "18742",
+}
+
+
+@pytest.fixture(autouse=True)
+def kept_logging() -> Iterator[None]:
+    """A server command run in-process sets up the root logger for its process (on the
+    runner's stderr, closed after it): the tests after it keep theirs."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.mark.parametrize(
@@ -52,6 +75,15 @@ PEERS = "m1=127.0.0.1:7001,m2=127.0.0.1:7002,m3=127.0.0.1:7003"
         pytest.param({"KIOK_MASTER_ID": ""}, "kiok.master.id", id="master-id-empty"),
         pytest.param({"KIOK_MASTER_ID": "m 1"}, "kiok.master.id", id="master-id-space"),
         pytest.param({"KIOK_BASE_DATA_DIR": ""}, "kiok.base.data.dir", id="data-dir-empty"),
+        # 0 failures allowed made every login an HTTP 500 (IndexError in the limiter).
+        pytest.param({"KIOK_AUTH_LOGIN_MAX_FAILURES": "0"}, "kiok.auth.login.max.failures", id="login-0"),
+        pytest.param(
+            {"KIOK_AUTH_LOGIN_MAX_FAILURES_PER_ADDRESS": "0"},
+            "kiok.auth.login.max.failures.per.address",
+            id="login-address-0",
+        ),
+        pytest.param({"KIOK_AUTH_WORKER_MAX_FAILURES": "0"}, "kiok.auth.worker.max.failures", id="worker-0"),
+        pytest.param({"KIOK_WORKER_TASK_ISOLATION": "maybe"}, "kiok.worker.task.isolation", id="isolation"),
     ],
 )
 def test_a_bad_setting_is_refused_naming_the_key(env: dict[str, str], key: str) -> None:
@@ -278,3 +310,139 @@ def test_a_raft_port_on_loopback_with_a_peer_elsewhere_is_refused(
 ) -> None:
     found = unreachable_raft_port(host, parse_peers(peers, "m1"), "m1")
     assert (found is not None) == refused, found
+
+
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        pytest.param(
+            {"KIOK_WORKER_TASK_ISOLATION": "maybe"},
+            "kiok.worker.task.isolation (KIOK_WORKER_TASK_ISOLATION): expected one of auto, user, none, "
+            "got 'maybe'",
+            id="isolation",
+        ),
+        pytest.param(
+            {"KIOK_NOTIFY_WEBHOOK_BLOCKED_NETWORKS": "notacidr"},
+            "kiok.notify.webhook.blocked.networks: 'notacidr' is not an IP address or network (CIDR)",
+            id="blocked-networks",
+        ),
+        pytest.param(
+            {"KIOK_ADMIN_HTTP_TRUSTED_PROXIES": "notanaddr"},
+            "kiok.admin.http.trusted.proxies: 'notanaddr' is not an IP address or network",
+            id="trusted-proxies",
+        ),
+        pytest.param(
+            {"KIOK_WORKER_PYTHON_PRELOAD": "pandas,1bad"},
+            "kiok.worker.python.preload: '1bad' is not a module name",
+            id="preload",
+        ),
+        pytest.param(
+            {"KIOK_MASTER_INTERNAL_PORT": PORTS["KIOK_MASTER_ADMIN_PORT"]},
+            "kiok.master.internal.port and kiok.master.admin.port are both 18740",
+            id="ports",
+        ),
+    ],
+)
+def test_config_show_refuses_what_a_start_refuses_with_its_line(
+    tmp_path: Path, env: dict[str, str], line: str
+) -> None:
+    """`kiok config show` printed, with exit status 0, settings `kiok standalone` then
+    refused at start; and two of the start's own ports on one number were "in use by another
+    process". Both now say the same one line, before anything is bound or written."""
+    master = FakeMaster(tmp_path / "config")
+    data = tmp_path / "data"
+    env = {**PORTS, "KIOK_BASE_DATA_DIR": str(data), **env}
+    shown = master.invoke(["config", "show"], env={**env})
+    assert (shown.exit_code, shown.output) == (1, f"Error: {line}\n"), shown.output
+    started = master.invoke(["standalone"], env={**env})
+    assert (started.exit_code, started.output) == (1, f"Error: {line}\n"), started.output
+    assert not data.exists()
+
+
+def _peers(own: str) -> str:
+    return f"m1=127.0.0.1:{own},m2=127.0.0.1:7002,m3=127.0.0.1:7003"
+
+
+@pytest.mark.parametrize(
+    ("command", "env", "refusal"),
+    [
+        (
+            "master",
+            {"KIOK_MASTER_INTERNAL_PORT": "8080"},
+            "kiok.master.internal.port and kiok.master.admin.port are both 8080",
+        ),
+        (
+            "standalone",
+            {"KIOK_WORKER_STATUS_PORT": "8080"},
+            "kiok.worker.status.port and kiok.master.admin.port are both 8080",
+        ),
+        ("master", {"KIOK_WORKER_STATUS_PORT": "8080"}, None),  # a master has no status port
+        ("worker", {"KIOK_WORKER_STATUS_PORT": "8080"}, None),  # nor a worker an admin port
+        (
+            "master",
+            {"KIOK_MASTER_PEERS": _peers("8080")},
+            "kiok.master.peers (m1's Raft port) and kiok.master.admin.port are both 8080",
+        ),
+        (
+            "standalone",
+            {"KIOK_MASTER_PEERS": _peers("19998")},
+            "kiok.master.peers (m1's Raft port) and kiok.worker.status.port are both 19998",
+        ),
+        ("master", {"KIOK_MASTER_PEERS": PEERS.replace("7002", "8080")}, None),  # another master's
+        (
+            "standalone",
+            {"KIOK_WORKER_HOST": "0.0.0.0", "KIOK_WORKER_STATUS_PORT": "8080"},
+            "kiok.worker.status.port and kiok.master.admin.port are both 8080",
+        ),
+        ("standalone", {"KIOK_WORKER_HOST": "10.0.0.5", "KIOK_WORKER_STATUS_PORT": "8080"}, None),
+    ],
+)
+def test_two_ports_of_one_process_on_one_number_are_refused_naming_both(
+    command: preflight.Command, env: dict[str, str], refusal: str | None
+) -> None:
+    """Every pair of the ports the process itself listens on, a master's Raft port included;
+    ports on two addresses of their own do not meet."""
+    settings = Settings.load(env=env)
+    if refusal is None:
+        preflight.check(settings, command)
+        return
+    with pytest.raises(InvalidInput) as refused:
+        preflight.check(settings, command)
+    assert refused.value.message == refusal
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "line"),
+    [
+        pytest.param(
+            "kiok.worker.labels: gpu\nkiok.master.id: m1\nkiok.worker.labels: ssd\n",
+            "kiok.worker.labels is given twice (line 1 and line 3): keep one",
+            id="same-spelling",
+        ),
+        pytest.param(
+            "kiok.master.admin.port: 9000\nkiok:\n  master:\n    admin.port: 9001\n",
+            "kiok.master.admin.port is given twice (line 1 and line 4): keep one",
+            id="dotted-and-nested",
+        ),
+        pytest.param(
+            "kiok:\n  worker:\n    labels: a\n  worker.labels: b\n",
+            "kiok.worker.labels is given twice (line 3 and line 4): keep one",
+            id="two-sections",
+        ),
+    ],
+)
+def test_a_setting_given_twice_in_the_config_file_is_refused_naming_both_lines(
+    tmp_path: Path, yaml_text: str, line: str
+) -> None:
+    """It was read last-wins, without a word."""
+    config = tmp_path / "kiok.yaml"
+    config.write_text(yaml_text)
+    result = FakeMaster(tmp_path / "config").invoke(["config", "show", "--config", str(config)])
+    assert (result.exit_code, result.output) == (1, f"Error: config file {config}: {line}\n"), result.output
+
+
+def test_a_config_file_whose_values_refer_to_themselves_is_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "kiok.yaml"
+    config.write_text("kiok: &k\n  worker: *k\n")
+    with pytest.raises(InvalidInput, match="nested too deeply"):
+        Settings.load(env={}, config_file=config)

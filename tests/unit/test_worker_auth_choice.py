@@ -28,6 +28,9 @@ class _Worker:
     def abandon_all(self, reason: str) -> None:
         self.abandoned.append(reason)
 
+    def report_all(self) -> None:
+        pass
+
 
 def _client(tmp_path: Path) -> MasterClient:
     credential = tmp_path / "credential"

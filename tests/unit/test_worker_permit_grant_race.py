@@ -81,6 +81,9 @@ class Running:
     def abandon(self, run_id: str, reason: str, fence: Fence | None = None) -> None:
         raise AssertionError("nothing is abandoned here")
 
+    def report_all(self) -> None:
+        pass
+
 
 async def test_the_permits_of_running_attempts_are_named_in_the_next_hello(tmp_path: Path) -> None:
     """They were counted from 0 on every new connection, so a new leader (which counts from

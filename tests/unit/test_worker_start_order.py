@@ -59,7 +59,9 @@ def test_a_reconnect_replays_the_outbox_ends_before_the_unconfirmed_starts(tmp_p
     fence = Fence(1, 1)
 
     async def cut_off() -> list[Any]:
+        client.report_tasks("r", fence, {"a": {"state": "RUNNING", "attempt": 1}})  # held progress
         client.report_tasks("r", fence, {"a": {"state": "SUCCESS", "attempt": 1}})  # into the outbox
+        client.report_tasks("r", fence, {"b": {"state": "RUNNING", "attempt": 1}})  # held progress
         start = client.confirm_start("r", fence, "b", {"state": "RUNNING", "attempt": 1})
         await asyncio.sleep(0)  # the turn's starts are "sent" (nowhere: cut off)
         out: asyncio.Queue[Any] = asyncio.Queue()
@@ -69,4 +71,5 @@ def test_a_reconnect_replays_the_outbox_ends_before_the_unconfirmed_starts(tmp_p
 
     replayed = asyncio.run(cut_off())
     states = [(tid, rec["state"]) for m in replayed if isinstance(m, Report) for tid, rec in m.tasks.items()]
-    assert states == [("a", "SUCCESS"), ("b", "RUNNING")], replayed
+    # a's end first; b's held progress and its start after it; a's older progress not at all
+    assert states == [("a", "SUCCESS"), ("b", "RUNNING"), ("b", "RUNNING")], replayed

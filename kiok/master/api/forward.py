@@ -99,8 +99,10 @@ class ForwardToLeader:
                 scope, receive, send, "the master this was forwarded to no longer leads; retry"
             )
             return
+        assert self.node.raft is not None
+        leader = self.node.raft.leader_id  # the one the request goes to, watched while it is out
         url = self.node.leadership.leader_admin_url()
-        if url is None:
+        if url is None or leader is None:
             await self._refuse(scope, receive, send, "the leader is not known here yet; retry")
             return
         body = b""
@@ -131,7 +133,7 @@ class ForwardToLeader:
         )
         try:
             answer = await self._while_it_leads(
-                self._client.request(scope["method"], target, content=body, headers=headers)
+                leader, self._client.request(scope["method"], target, content=body, headers=headers)
             )
         except (httpx.ConnectError, httpx.ConnectTimeout) as e:  # nothing reached the leader
             await self._refuse(scope, receive, send, f"the leader could not be reached: {_said(e)}")
@@ -163,12 +165,13 @@ class ForwardToLeader:
         )
         await send({"type": "http.response.body", "body": answer.content})
 
-    async def _while_it_leads(self, request: Coroutine[Any, Any, httpx.Response]) -> httpx.Response:
-        """The leader's answer to ``request``; ``_LeaderChanged`` (the request cancelled) once
-        this master sees another leader, or none, or itself leading."""
+    async def _while_it_leads(
+        self, leader: str, request: Coroutine[Any, Any, httpx.Response]
+    ) -> httpx.Response:
+        """The answer of ``leader`` to ``request``; ``_LeaderChanged`` (the request cancelled)
+        once this master sees another leader, or none, or itself leading."""
         raft = self.node.raft
         assert raft is not None
-        leader = raft.leader_id
         sent = asyncio.ensure_future(request)
         try:
             while True:

@@ -31,6 +31,9 @@ class AttemptContext:
     #: The interpreter a python task or its DAG names (``DagSpec.python_for``); ``None``:
     #: the worker's own.
     python: str | None = None
+    #: Writes a line of kiok's own into the task log (``[kiok] ...``): not the task's output,
+    #: which can never begin a line so (``kiok.worker.logship``).
+    note: Callable[[str], None] = lambda text: None
 
 
 @dataclass(frozen=True)

@@ -119,5 +119,5 @@ async def _log_body(resp: httpx.Response, ctx: AttemptContext) -> None:
         ctx.output(chunk[:room])
         logged += min(len(chunk), room)
         if logged >= _MAX_LOGGED_BODY:
-            ctx.output(b"\n[kiok] the rest of the answer is not logged (over 1 MiB)\n")
+            ctx.note("[kiok] the rest of the answer is not logged (over 1 MiB)")
             return

@@ -1,0 +1,107 @@
+"""What a start refuses before it claims anything: each check of the settings that needs no
+port bound, no data directory opened and no user or process made (``check``), and the ports
+a server claims (``claimed_ports``). The server roots run ``check`` first; ``kiok config
+show`` runs it alone, so that it refuses what a start would refuse, with the same line.
+
+Checks that need more stay in the roots, after it: the data directory (in use, its worker
+id, its master key), the task user (made when missing), the ports being free."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal, TypeVar
+
+from kiok.config import Settings
+from kiok.errors import InvalidInput
+from kiok.roots.common import trusted_proxies
+from kiok.security.egress import SETTING as BLOCKED_NETWORKS
+from kiok.security.egress import parse_networks
+from kiok.security.tls import TlsFiles
+from kiok.store.replicated import parse_peers, unreachable_raft_port
+from kiok.worker.forkserver import parse_preload
+from kiok.worker.master_client import parse_masters
+
+T = TypeVar("T")
+Command = Literal["standalone", "master", "worker"]
+COMMANDS: tuple[Command, ...] = ("standalone", "master", "worker")
+#: Hosts that bind every address: a port there is taken on every other host too.
+_EVERY_ADDRESS = frozenset({"", "0.0.0.0", "::"})
+
+
+def check(settings: Settings, command: Command) -> None:
+    """Refuse (``InvalidInput``, one line naming the setting) what ``kiok <command>`` would
+    refuse at start on these settings alone, in the order it would find it."""
+    TlsFiles.from_settings(settings)
+    serves_master = command in ("standalone", "master")
+    runs_tasks = command in ("standalone", "worker")
+    if serves_master:
+        trusted_proxies(settings)
+    if command == "worker":
+        _parsed(lambda: parse_masters(settings.get_str("kiok.worker.masters")))
+    if runs_tasks:
+        _parsed(lambda: parse_preload(settings.get_str("kiok.worker.python.preload")))
+    if serves_master:
+        parse_networks(settings.get_str(BLOCKED_NETWORKS))
+    _refuse_port_clash(_ports(settings, command))  # with kiok.master.peers checked first
+
+
+def claimed_ports(settings: Settings, command: Command) -> list[tuple[str, int, str]]:
+    """The ``(host, port, setting)`` of each port ``kiok <command>`` binds before it starts
+    anything (``kiok.roots.startup.claim``), in the order it binds them."""
+    master_host = settings.get_str("kiok.master.host")
+    admin = (master_host, settings.get_int("kiok.master.admin.port"), "kiok.master.admin.port")
+    internal = (master_host, settings.get_int("kiok.master.internal.port"), "kiok.master.internal.port")
+    status = (
+        settings.get_str("kiok.worker.host"),
+        settings.get_int("kiok.worker.status.port"),
+        "kiok.worker.status.port",
+    )
+    return {"standalone": [admin, status, internal], "master": [admin, internal], "worker": [status]}[command]
+
+
+def _ports(settings: Settings, command: Command) -> list[tuple[str, int, str]]:
+    """Every port ``kiok <command>`` listens on: those it claims, and a master's Raft port
+    (its own entry in ``kiok.master.peers``, bound on ``kiok.master.host``)."""
+    ports = claimed_ports(settings, command)
+    raft = _raft_port(settings) if command != "worker" else None
+    if raft is not None:
+        ports.append(raft)
+    return ports
+
+
+def _raft_port(settings: Settings) -> tuple[str, int, str] | None:
+    """This master's Raft port as ``(host, port, setting)``, None without peers; ``InvalidInput``
+    when ``kiok.master.peers`` is malformed or leaves the port out of the other masters' reach."""
+    text = settings.get_str("kiok.master.peers")
+    if not text:
+        return None
+    master_id = settings.get_str("kiok.master.id")
+    peers = _parsed(lambda: parse_peers(text, master_id))
+    host = settings.get_str("kiok.master.host")
+    unreachable = unreachable_raft_port(host, peers, master_id)
+    if unreachable is not None:
+        raise InvalidInput(unreachable)
+    port = int(peers[master_id].rsplit(":", 1)[1])
+    return host, port, f"kiok.master.peers ({master_id}'s Raft port)"
+
+
+def _refuse_port_clash(ports: list[tuple[str, int, str]]) -> None:
+    """Two of this process's own ports on one address: said as such, naming both settings,
+    rather than found at bind time as "in use by another process"."""
+    for i, (host, port, setting) in enumerate(ports):
+        for other_host, other_port, other in ports[:i]:
+            if port == other_port and _overlap(host, other_host):
+                raise InvalidInput(f"{setting} and {other} are both {port}")
+
+
+def _overlap(a: str, b: str) -> bool:
+    """Whether a port bound on host ``a`` takes the same port on host ``b``."""
+    return a in _EVERY_ADDRESS or b in _EVERY_ADDRESS or a.lower() == b.lower()
+
+
+def _parsed(parse: Callable[[], T]) -> T:
+    """``parse()``, with its ``ValueError`` (whose message names the setting) as ``InvalidInput``."""
+    try:
+        return parse()
+    except ValueError as e:
+        raise InvalidInput(str(e)) from None
