@@ -19,6 +19,7 @@ from kiok.store import keys
 from kiok.store.commandlog import LocalCommandLog
 from kiok.store.kv import MemoryKV
 from kiok.store.reader import StateReader
+from tests.worker_handles import NoClaims
 
 DAG = """
 dag: {id: d}
@@ -28,17 +29,8 @@ tasks:
 """
 
 
-class Handle:
+class Handle(NoClaims):
     """A worker connection: what is sent on it once it is closed is lost."""
-
-    def held(self) -> tuple[Claim, ...]:
-        return ()
-
-    def abandon(self, claims: tuple[Claim, ...]) -> None:
-        pass
-
-    def resync(self) -> None:
-        pass
 
     def __init__(self, wid: str) -> None:
         self.id = wid

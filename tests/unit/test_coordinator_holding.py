@@ -21,20 +21,12 @@ from kiok.store.joblog import SPACES as JOBLOG_SPACES
 from kiok.store.joblog import JobLogStore
 from kiok.store.kv import MemoryKV
 from kiok.store.reader import StateReader
+from tests.worker_handles import NoClaims
 
 DAG = 'dag: {id: d}\ntasks:\n  - {id: a, type: shell, script: "true"}\n'
 
 
-class Worker:
-    def held(self) -> tuple[Claim, ...]:
-        return ()
-
-    def abandon(self, claims: tuple[Claim, ...]) -> None:
-        pass
-
-    def resync(self) -> None:
-        pass
-
+class Worker(NoClaims):
     def __init__(self, wid: str, free: int = 4) -> None:
         self.id = wid
         self.free = free

@@ -7,24 +7,16 @@ from collections.abc import Iterable
 
 from kiok.master.coordinator import Coordinator
 from kiok.protocol.link import WorkerInfo
-from kiok.protocol.messages import Assignment, Claim, OfferReply, OfferVerdict
+from kiok.protocol.messages import Assignment, OfferReply, OfferVerdict
 from kiok.store import keys
 from kiok.store.commandlog import LocalCommandLog
 from kiok.store.joblog import JobLogStore
 from kiok.store.kv import MemoryKV
 from kiok.store.reader import StateReader
+from tests.worker_handles import NoClaims
 
 
-class FakeWorker:
-    def held(self) -> tuple[Claim, ...]:
-        return ()
-
-    def abandon(self, claims: tuple[Claim, ...]) -> None:
-        pass
-
-    def resync(self) -> None:
-        pass
-
+class FakeWorker(NoClaims):
     def __init__(self, wid: str, labels: tuple[str, ...], free: int, *, draining: bool = False) -> None:
         self._info = WorkerInfo(wid, "-", labels, 8, free, True, draining, None)
 

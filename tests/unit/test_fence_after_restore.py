@@ -15,7 +15,7 @@ from kiok.dag.load import spec_from_yaml
 from kiok.errors import InvalidInput
 from kiok.master.coordinator import Coordinator
 from kiok.protocol.link import WorkerInfo
-from kiok.protocol.messages import Assignment, Claim, OfferReply, OfferVerdict
+from kiok.protocol.messages import Assignment, OfferReply, OfferVerdict
 from kiok.store import backup as b
 from kiok.store import commands as c
 from kiok.store import keys
@@ -23,6 +23,7 @@ from kiok.store.commandlog import LocalCommandLog, apply_batch
 from kiok.store.kv import RocksKV
 from kiok.store.reader import StateReader
 from tests.unit.test_store_compaction import apply
+from tests.worker_handles import NoClaims
 
 SPEC = {"dag": {"id": "d"}, "tasks": [{"id": "a", "script": "x"}]}
 DAG = 'dag: {id: d}\ntasks:\n  - {id: a, type: shell, script: "true"}\n'
@@ -58,17 +59,8 @@ def test_no_fence_handed_out_after_a_backup_is_handed_out_again_after_its_restor
 T0 = 1_767_225_600_000  # 2026-01-01, the old cluster's clock when the backup was taken
 
 
-class _Worker:
+class _Worker(NoClaims):
     """A connected worker that takes every offer and records it."""
-
-    def held(self) -> tuple[Claim, ...]:
-        return ()
-
-    def abandon(self, claims: tuple[Claim, ...]) -> None:
-        pass
-
-    def resync(self) -> None:
-        pass
 
     def __init__(self, wid: str) -> None:
         self.id = wid
