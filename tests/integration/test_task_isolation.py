@@ -219,7 +219,8 @@ def test_without_root_or_with_isolation_off_kiok_says_so(open_root: Path) -> Non
     bad = Standalone(open_root / "bad", {"KIOK_WORKER_TASK_ISOLATION": "strict"})
     with pytest.raises(RuntimeError):
         bad.start(timeout_s=15)
-    assert "kiok.worker.task.isolation must be one of" in bad.read_log()
+    refusal = "kiok.worker.task.isolation (KIOK_WORKER_TASK_ISOLATION): expected one of auto, user, none"
+    assert refusal in bad.read_log()
     assert "Traceback" not in bad.read_log()
 
 

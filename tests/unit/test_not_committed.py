@@ -5,6 +5,7 @@ the next leader may still commit it, and a trigger sent again would start a seco
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
 
 import httpx
@@ -91,17 +92,30 @@ async def test_a_follower_offers_a_retry_only_when_the_leader_never_got_the_writ
         assert "check before repeating" in answer.json()["error"]["message"]
 
 
-async def _frozen(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """A leader that took the request and stopped: it reads and never answers."""
-    await reader.read(1 << 16)
-    await asyncio.sleep(30)
+def _frozen(
+    thawed: asyncio.Event, closed: asyncio.Event
+) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+    """A leader that took the request and stopped: it reads and answers nothing until
+    ``thawed``, then closes its side (``closed``): no connection outlives the test's loop."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.read(1 << 16)
+            await thawed.wait()
+        finally:
+            writer.close()
+            await writer.wait_closed()
+            closed.set()
+
+    return serve
 
 
 async def test_a_write_forwarded_to_a_leader_that_stops_leading_is_given_up_at_once() -> None:
     """The leader took the request and froze; another was elected: the follower answered
     only at its forward timeout (30 s by default). Now it gives up as soon as it sees
     another leader (or none), as a write that may still take effect."""
-    server = await asyncio.start_server(_frozen, "127.0.0.1", 0)
+    thawed, closed = asyncio.Event(), asyncio.Event()
+    server = await asyncio.start_server(_frozen(thawed, closed), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     raft = SimpleNamespace(leader_id="m1", is_leader=False)
     node = SimpleNamespace(
@@ -119,6 +133,11 @@ async def test_a_write_forwarded_to_a_leader_that_stops_leading_is_given_up_at_o
         async with httpx.AsyncClient(transport=transport, base_url="http://m2") as client:
             answer = await asyncio.wait_for(client.post("/api/v1/dags/d/runs"), 10)
     finally:
+        thawed.set()
         server.close()
+        await server.wait_closed()
+        if forwarding._http is not None:
+            await forwarding._http.aclose()
+        await asyncio.wait_for(closed.wait(), 5)
     assert answer.status_code == 503 and "retry-after" not in answer.headers, answer.text
     assert "it stopped leading while the request was under way" in answer.json()["error"]["message"]
