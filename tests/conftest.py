@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -66,3 +67,17 @@ def processes() -> Iterator[list[Standalone]]:
     yield started
     for proc in reversed(started):
         proc.stop()
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """The root logger's handlers and level as they were before the test: code that sets up
+    kiok's logging (a server command run in-process, ``kiok.logs.setup``) replaces them."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)

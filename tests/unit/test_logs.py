@@ -8,7 +8,6 @@ import io
 import json
 import logging
 import socket
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -20,18 +19,6 @@ from kiok.master import http_errors
 from kiok.roots.common import http_server
 from kiok.roots.http_protocol import HttpLimits
 from kiok.security.tls import TlsFiles
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for h in list(root.handlers):
-        root.removeHandler(h)
-    for h in handlers:
-        root.addHandler(h)
-    root.setLevel(level)
 
 
 def test_json_lines_carry_service_instance_and_context_ids(restore_logging: None) -> None:

@@ -5,8 +5,6 @@ line (6), and the master key's source named in its errors (7)."""
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -30,18 +28,9 @@ PORTS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def kept_logging() -> Iterator[None]:
-    """A server command run in-process sets up the root logger for its process (on the
-    runner's stderr, closed after it): the tests after it keep theirs."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
+#: A server command run in-process sets up the root logger for its process (on the runner's
+#: stderr, closed after it): the tests after it keep theirs.
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 
 @pytest.mark.parametrize(
