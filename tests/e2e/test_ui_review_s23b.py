@@ -31,6 +31,13 @@ tasks:
   - {id: head, script: 'echo no; exit 1'}
   - {id: tail, requires: [head], script: 'true'}
 """
+#: ``head`` fails after a while: the re-run's notice stays while it runs.
+SLOW_CHAIN = """
+dag: {id: slow_chain}
+tasks:
+  - {id: head, script: 'sleep 3; exit 1'}
+  - {id: tail, requires: [head], script: 'true'}
+"""
 QUICK = """
 dag: {id: quick}
 tasks:
@@ -235,8 +242,11 @@ def test_focus_after_a_confirmed_action_stays_in_the_page(
     expect(notice).to_have_text("User erin deleted.")
     expect(notice).to_be_focused()
 
-    # Yes, re-run: the re-run buttons go (the run runs again); the notice has the focus.
-    run_id = kiok.trigger("chain")
+    # Yes, re-run: the re-run buttons go (the run runs again); the notice has the focus. The
+    # notice goes once the re-run has ended, so the failing task takes long enough to be seen
+    # (``chain`` fails in milliseconds: its notice could go before it was looked for).
+    kiok.register(SLOW_CHAIN)
+    run_id = kiok.trigger("slow_chain")
     assert kiok.wait_run(run_id, timeout_s=60)["state"] == "FAILED"
     page.goto(kiok.url + f"/runs/{run_id}")
     page.get_by_role("button", name="Re-run failed").click()
