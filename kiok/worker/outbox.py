@@ -10,6 +10,12 @@ One file per report (written to a temporary name, fsync'd, renamed, directory fs
 report that ``put`` returned for survives kill -9 and power loss, and ``ack`` is one unlink.
 On every (re)connect the worker replays ``pending()`` in the order they were written; the
 master applies a report at most once (keyed by run, task and attempt), so replays are safe.
+
+A report the disk cannot take (full, read-only, an I/O error) is kept in memory instead and
+said once in the log: it is sent and replayed as any other, and lost only if the worker
+stops before a master acknowledges it (the master then runs that task again). Raising
+instead would lose it at once: the driver has handed it over and goes on. Each later
+``put`` tries to write the kept reports to disk again.
 """
 
 from __future__ import annotations
@@ -43,37 +49,75 @@ class Outbox:
         self.recovered = self._seq
         #: key -> (run, term, epoch) of the reports known to be waiting (``held_runs``).
         self._fences: dict[int, tuple[str, int, int]] = {}
+        #: key -> record of the reports the disk could not take, oldest first.
+        self._unwritten: dict[int, dict[str, Any]] = {}
+        self._disk_refused = False
 
     def set_keys(self, ring: Keyring) -> None:
         """The keys from the master's WELCOME (every version: older files still read)."""
         self._cipher = Cipher(ring, _KEY_NAME)
 
     def put(self, record: dict[str, Any]) -> int:
-        """Store ``record`` durably; return its key."""
+        """Store ``record`` durably if the disk takes it (else in memory); return its key."""
         if self._cipher is None:
             raise KiokError("the outbox has no key yet: no master has welcomed this worker")
         self._seq += 1
         key = self._seq
+        self._fences[key] = _fence_of(record)
+        self._unwritten[key] = record
+        self._write_unwritten()
+        return key
+
+    def _write_unwritten(self) -> None:
+        """Write the reports kept in memory, oldest first, until the disk refuses one."""
+        for key, record in list(self._unwritten.items()):
+            try:
+                self._write(key, record)
+            except OSError as e:
+                if not self._disk_refused:
+                    log.error(
+                        "the worker's outbox cannot write to %s (%s): task reports are kept in "
+                        "memory until a master acknowledges them; they are lost if the worker "
+                        "stops before that",
+                        self._dir,
+                        e.strerror or e,
+                    )
+                self._disk_refused = True
+                return
+            del self._unwritten[key]
+        if self._disk_refused:
+            self._disk_refused = False
+            log.warning("the worker's outbox writes to %s again", self._dir)
+
+    def _write(self, key: int, record: dict[str, Any]) -> None:
+        assert self._cipher is not None
         final = self._dir / f"{key:016d}.rep"
         tmp = final.with_suffix(".tmp")
         data = self._cipher.encrypt(msgpack.packb(record, use_bin_type=True), final.name.encode())
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, final)
-        self._fences[key] = _fence_of(record)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                view = memoryview(data)
+                while view:  # a full disk may take part of it first
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, final)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
         dfd = os.open(self._dir, os.O_RDONLY)
         try:
             os.fsync(dfd)
         finally:
             os.close(dfd)
-        return key
 
     def ack(self, key: int) -> None:
         self._fences.pop(key, None)
+        if self._unwritten.pop(key, None) is not None:
+            return
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._dir / f"{key:016d}.rep")
 
@@ -93,7 +137,8 @@ class Outbox:
             except (ValueError, KiokError, InvalidTag, msgpack.UnpackException) as e:
                 log.warning("dropping unreadable outbox entry %s: %s", path.name, e or type(e).__name__)
                 path.unlink(missing_ok=True)
-        return out
+        out.extend(self._unwritten.items())
+        return sorted(out, key=lambda entry: entry[0])
 
     def held_runs(self) -> dict[str, tuple[int, int]]:
         """Runs with a terminal report waiting here, each with the newest fence it was

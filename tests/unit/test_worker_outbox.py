@@ -70,3 +70,37 @@ def test_a_rotated_key_still_reads_older_entries(tmp_path: Path) -> None:
 def test_put_without_keys_is_refused(tmp_path: Path) -> None:
     with pytest.raises(KiokError, match="no key yet"):
         Outbox(tmp_path / "outbox").put({"n": 1})
+
+
+def test_a_report_the_disk_cannot_take_is_kept_in_memory_and_written_later(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: ``put`` raised the disk's ``OSError`` into the driver's flush, after it had
+    handed the report over: the task's end was never sent and the run showed it running."""
+    box = opened(tmp_path / "outbox")
+    first = box.put({"run": "r", "n": 0})
+    # The next report's temporary file is /dev/full: the kernel answers ENOSPC, as a full disk.
+    (tmp_path / "outbox" / f"{first + 1:016d}.tmp").symlink_to("/dev/full")
+    with caplog.at_level("ERROR", logger="kiok.worker.outbox"):
+        second = box.put({"run": "r2", "term": 3, "epoch": 1, "n": 1})
+    assert [m for m in caplog.messages if "cannot write" in m and "No space left" in m]
+    assert [(k, r["n"]) for k, r in box.pending()] == [(first, 0), (second, 1)]
+    assert box.held_runs()["r2"] == (3, 1)  # still this worker's to claim
+    assert not (tmp_path / "outbox" / f"{second:016d}.tmp").exists()  # no half-written file
+    assert opened(tmp_path / "outbox").pending() == [(first, {"run": "r", "n": 0})]  # memory only
+    # The disk takes the next one: the kept report is written first, in order.
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="kiok.worker.outbox"):
+        third = box.put({"run": "r", "n": 2})
+    assert [m for m in caplog.messages if "writes to" in m and "again" in m]
+    assert [r["n"] for _, r in opened(tmp_path / "outbox").pending()] == [0, 1, 2]
+    box.ack(second)
+    assert [k for k, _ in opened(tmp_path / "outbox").pending()] == [first, third]
+
+
+def test_a_report_kept_in_memory_is_acknowledged_like_any(tmp_path: Path) -> None:
+    box = opened(tmp_path / "outbox")
+    (tmp_path / "outbox" / f"{1:016d}.tmp").symlink_to("/dev/full")
+    key = box.put({"run": "r", "n": 0})
+    box.ack(key)
+    assert box.pending() == [] and box.held_runs() == {}
