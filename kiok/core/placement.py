@@ -360,6 +360,9 @@ def _shell_contexts(
     state, i, n = _UNQUOTED, 0, len(text)
     outer, depth, bracket = _UNQUOTED, 0, "("  # where $((...)) was opened, its open brackets
     resume, escaped = _UNQUOTED, -1  # state after the heredoc bodies; index after a \x
+    # After a backslash-newline, which the shell removes: the index, and whether a word
+    # started at the backslash (what follows joins what came before it).
+    joined, joined_start = -1, False
 
     def body_line(i: int) -> tuple[int, int]:
         """Where reading goes on from the start of a heredoc body line ``i``, and in what state."""
@@ -452,8 +455,12 @@ def _shell_contexts(
                 i += 1
             continue
         if state == _UNQUOTED:
-            word_start = i == 0 or (text[i - 1] in _WORD_END and escaped != i)
+            word_start = (
+                joined_start if i == joined else i == 0 or (text[i - 1] in _WORD_END and escaped != i)
+            )
             if ch == "\\":
+                if text.startswith("\n", i + 1):
+                    joined, joined_start = i + 2, word_start
                 i += 2
                 escaped = i
                 continue

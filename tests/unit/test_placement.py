@@ -196,6 +196,8 @@ SINGLE_QUOTED = [
     "sh -c 'echo shc: ${params.v}'",
     "echo '$(( ${params.v} ))'",
     "echo \"$(echo '${params.v}')\"",
+    # A backslash-newline joins the lines: this ``#`` is inside a word, no comment.
+    "echo a\\\n#b '${params.v}'",
 ]
 
 
@@ -215,6 +217,9 @@ def test_a_param_inside_single_quotes_is_refused(script: str) -> None:
         "cat <<'EOF'\n${params.v}\nEOF",
         "printf '[%s]' #{nowFormatted('${params.v}')}",
         "# it's ${params.v}",
+        # A backslash-newline joins the lines: this ``#`` starts a word, so a comment.
+        "echo a \\\n# it's a comment\necho \"${params.v}\"",
+        "echo a \\\n\\\n# it's a comment\necho ${params.v}",
     ],
 )
 def test_a_param_next_to_single_quotes_is_not_in_them(script: str) -> None:
