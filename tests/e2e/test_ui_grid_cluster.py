@@ -105,7 +105,9 @@ def test_grid_of_200_tasks_and_20_runs(kiok: Standalone, browser: Any, shots: Pa
     expect(page.locator(".grid-head .grun")).to_have_count(RUNS + 1)
     expect(grid.locator(".grow").first.locator("a.gc")).to_have_count(RUNS + 1)
     elapsed = time.monotonic() - started
-    assert elapsed < 3, f"the grid took {elapsed:.1f} s to render"
+    # A guard against a pathological render, not a measure (bench/ui_grid.py is): generous
+    # for a loaded CI machine.
+    assert elapsed < 10, f"the grid took {elapsed:.1f} s to render"
     # Only the rows on screen (and a margin) are in the page, in topological order.
     shown = grid.locator(".grow").count()
     assert 20 <= shown < 80, shown

@@ -282,7 +282,7 @@ SLOW_FAIL = """
 dag: {id: s24_slow_fail}
 tasks:
   - {id: ok, script: 'true'}
-  - {id: boom, requires: [ok], script: 'sleep 3; exit 1'}
+  - {id: boom, requires: [ok], script: 'sleep 8; exit 1'}
 """
 
 

@@ -140,7 +140,9 @@ def test_a_20_mb_log_stays_responsive(kiok: Standalone, browser: Any) -> None:
     started = time.monotonic()
     page.evaluate("document.querySelector('.log').scrollTop = 0")
     expect(log.locator(".ln[data-line='1']")).to_contain_text("line 0000000")
-    assert time.monotonic() - started < 2
+    # These bounds guard against a pathological page (all 300,000 lines in the DOM, a search
+    # that blocks it), generous for a loaded CI machine; they measure nothing.
+    assert time.monotonic() - started < 6
 
     # Search across the whole log jumps to a line in the middle.
     started = time.monotonic()
@@ -149,12 +151,12 @@ def test_a_20_mb_log_stays_responsive(kiok: Standalone, browser: Any) -> None:
     expect(page.get_by_test_id("log-matches")).to_have_text("1 match")
     search.press("Enter")
     expect(log.locator("mark.current")).to_have_text("line 0150000")
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 15
     nodes = page.evaluate("document.querySelector('.log').querySelectorAll('*').length")
     assert nodes < 1000, f"{nodes} DOM nodes in the log"
     started = time.monotonic()
     assert page.evaluate("1 + 1") == 2
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 3
     context.close()
     assert console.errors == []
 

@@ -15,13 +15,19 @@ from kiok.testing.process import ADMIN_PASSWORD, Standalone
 from tests.e2e.conftest import TIMEOUT_MS
 from tests.e2e.test_ui_grid_cluster import open_page
 
-SLOW = """
+
+def slow(marker: Path) -> str:
+    """``crunch`` runs until ``marker`` exists (at most 2 minutes): what the test looks at while
+    it runs (its growing bar, the second run waiting behind it) cannot end under it."""
+    return f"""
 # only-in-the-source: this comment is not part of the compiled spec
-dag: {id: ui_tl, description: a quick step then a slow one, max_active_runs: 1}
+dag: {{id: ui_tl, description: a quick step then a slow one, max_active_runs: 1}}
 tasks:
-  - {id: prepare, script: 'echo preparing; sleep 1'}
-  - {id: crunch, requires: [prepare], script: 'for i in $(seq 1 40); do echo "crunch $i"; sleep 0.2; done'}
-  - {id: publish, requires: [crunch], script: 'echo published'}
+  - {{id: prepare, script: 'echo preparing; sleep 1'}}
+  - id: crunch
+    requires: [prepare]
+    script: 'for i in $(seq 1 600); do echo "crunch $i"; test -e {marker} && break; sleep 0.2; done'
+  - {{id: publish, requires: [crunch], script: 'echo published'}}
 """
 
 
@@ -51,10 +57,13 @@ def kiok(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone]:
     node.stop()
 
 
-def test_timeline_waiting_reasons_and_source(kiok: Standalone, browser: Any, shots: Path) -> None:
+def test_timeline_waiting_reasons_and_source(
+    kiok: Standalone, browser: Any, shots: Path, task_tmp_path: Path
+) -> None:
     from playwright.sync_api import expect
 
-    kiok.register(SLOW)
+    marker = task_tmp_path / "crunched"
+    kiok.register(slow(marker))
     first = kiok.trigger("ui_tl")
     second = kiok.trigger("ui_tl")  # waits: max_active_runs is 1
     context, page, console = open_page(browser, kiok, "admin", ADMIN_PASSWORD, f"/runs/{first}")
@@ -89,6 +98,7 @@ def test_timeline_waiting_reasons_and_source(kiok: Standalone, browser: Any, sho
     expect(page.get_by_test_id("source-spec")).to_contain_text('"id": "crunch"')
     expect(page.get_by_test_id("source-spec")).not_to_contain_text("only-in-the-source")
     page.screenshot(path=str(shots / "source.png"))
+    marker.touch()
     kiok.api("POST", f"/api/v1/runs/{second}/cancel")
     kiok.wait_run(first, timeout_s=60)
     kiok.wait_run(second, timeout_s=60)
@@ -129,6 +139,9 @@ def test_rerun_failed_then_from_a_task(
     page.get_by_role("button", name="Re-run from check").click()
     confirm = page.get_by_role("group", name="Confirm re-run from check")
     confirm.get_by_role("button", name="Yes, re-run").click()
+    # The confirm goes once the re-run's POST has answered: only then is the run's SUCCESS
+    # below the re-run's, not the one before it.
+    expect(confirm).to_have_count(0)
     expect(page.get_by_test_id("run-state")).to_contain_text("SUCCESS", timeout=60_000)
     run = kiok.wait_run(run_id, timeout_s=60)
     assert run["tasks"]["check"]["attempt"] == 3

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -187,7 +188,12 @@ tasks:
     assert hook["event"] == "on_success" and hook["state"] == "SUCCESS"
 
 
-def test_sla_miss_is_sent_once_while_the_run_goes_on(node: Standalone, receiver: Receiver) -> None:
+def test_sla_miss_is_sent_once_while_the_run_goes_on(
+    node: Standalone, receiver: Receiver, task_tmp_path: Path
+) -> None:
+    # The task runs until the test has seen the webhook (a fixed sleep could end first on a
+    # slow machine: the webhook would then say SUCCESS).
+    marker = task_tmp_path / "seen"
     node.register(
         f"""
 dag:
@@ -196,12 +202,13 @@ dag:
   notify:
     on_sla_miss: [{{webhook: {{url: "{receiver.url}"}}}}]
 tasks:
-  - {{id: slow, script: "sleep 4"}}
+  - {{id: slow, script: "for i in $(seq 1 600); do test -e {marker} && exit 0; sleep 0.1; done; exit 1"}}
 """
     )
     run_id = node.trigger("notify_sla")
     node.wait_for(lambda: receiver.for_run(run_id, "on_sla_miss"), 30, "the sla-miss webhook")
     assert node.run(run_id)["state"] == "RUNNING"  # told while it still runs
+    marker.touch()
     assert node.wait_run(run_id)["state"] == "SUCCESS"
     _run_log_has(node, run_id, "notification on_sla_miss → webhook delivered (200)")
     (hook,) = receiver.for_run(run_id)

@@ -218,7 +218,7 @@ def test_a_param_inside_single_quotes_is_refused(script: str) -> None:
         "printf '[%s]' #{nowFormatted('${params.v}')}",
         "# it's ${params.v}",
         # A backslash-newline joins the lines: this ``#`` starts a word, so a comment.
-        "echo a \\\n# it's a comment\necho \"${params.v}\"",
+        'echo a \\\n# it\'s a comment\necho "${params.v}"',
         "echo a \\\n\\\n# it's a comment\necho ${params.v}",
     ],
 )
