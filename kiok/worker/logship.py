@@ -6,8 +6,11 @@ the task prints; past ``cap_bytes`` the rest of the attempt's output is dropped 
 marker line says so. Secret values are masked (``Masker``) in every batch before it leaves.
 
 kiok's own lines in a task log begin ``[kiok]`` (an attempt's start, its end, why it was
-stopped, a truncation). A line of the task's output that begins so is stored with ``[task] ``
-in front, so that no task can write a line that reads as kiok's.
+stopped, a truncation). A line of the task's output that begins so as a viewer shows it is
+stored with ``[task] `` in front, so that no task can write a line that reads as kiok's:
+what the UI and ``kiok runs logs`` do not show (escape sequences, control characters,
+Unicode's zero-width and direction marks) does not count, before ``[kiok]`` or within it.
+Look-alike characters (a Cyrillic ``к``, full-width brackets) are not looked for.
 """
 
 from __future__ import annotations
@@ -22,7 +25,30 @@ from kiok.worker.masking import Masker
 #: How kiok's own lines begin, and what a task's line that begins so gets in front.
 OWN = b"[kiok]"
 FROM_TASK = b"[task] "
-_OWN_AT_LINE_START = re.compile(rb"^\[kiok\]", re.MULTILINE)
+#: A line start that may show as ``[kiok]``: every one but those that plainly do not (a
+#: visible character other than ``[``, or ``[`` and one other than ``k``, after colours at
+#: most), which are most lines and are passed over without a look at them in Python.
+_CANDIDATE = re.compile(
+    rb"^(?!(?:\x1b\[[0-9;]*m)*\[?[^k\[\x00-\x09\x0b-\x1f\x7f\x1b\xc2\xe2\xef])", re.MULTILINE
+)
+#: A byte without which no line can show as ``[kiok]`` nor be undecided: most output has none.
+_MAY_SHOW_OWN = re.compile(rb"[\[\x00-\x09\x0b-\x1f\x7f\xc2\xe2\xef]")
+#: What either viewer does not show (``ui/static/js/ansi.js``, ``kiok.cli.terminal``): an
+#: escape sequence (CSI, a string sequence to its terminator or to where the UI ends it, a
+#: two-character one), a control character but newline (C1 too), a soft hyphen, zero-width
+#: characters and direction marks (U+200B-U+200F, U+202A-U+202E, U+2060-U+206F), a byte
+#: order mark. Counting one that a viewer does show only marks a line more: harmless.
+_UNSEEN = re.compile(
+    rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[\]PX^_][^\x07\x1b\n]*(?:\x07|\x1b\\)?|\x1b[ -~]"
+    rb"|[\x00-\x09\x0b-\x1f\x7f]|\xc2[\x80-\x9f\xad]|\xe2\x80[\x8b-\x8f\xaa-\xae]|\xe2\x81[\xa0-\xaf]"
+    rb"|\xef\xbb\xbf"
+)
+#: One of those begun at the end of the output so far, not finished there.
+_UNSEEN_OPEN = re.compile(
+    rb"(?:\x1b(?:\[[0-?]*[ -/]*|[\]PX^_][^\x07\x1b\n]*\x1b?|[ -/]*)?|\xc2|\xe2[\x80\x81]?|\xef\xbb?)\Z"
+)
+#: A line start still undecided past this many bytes is marked as the task's anyway.
+_MAX_HELD = 4096
 
 
 class TaskLog:
@@ -58,20 +84,34 @@ class TaskLog:
         self._take(self._unforged(data), whole=False)
 
     def _unforged(self, data: bytes) -> bytes:
-        """``data`` with ``FROM_TASK`` before each line that begins with ``OWN``; a line start
-        that may still become one (``[ki``) is held until the next output (or the end)."""
+        """``data`` with ``FROM_TASK`` before each line that shows as beginning with ``OWN``; a
+        line start that may still come to (``[ki``, an escape sequence) is held until the next
+        output (or the end)."""
         if self._held:
             data, self._held = self._held + data, b""
-        at_line_start = not self._line_open
-        if OWN in data:
-            data = _OWN_AT_LINE_START.sub(
-                lambda m: m.group(0) if m.start() == 0 and not at_line_start else FROM_TASK + m.group(0), data
-            )
-        newline = data.rfind(b"\n")
-        tail = data[newline + 1 :]
-        if tail and len(tail) < len(OWN) and OWN.startswith(tail) and (newline >= 0 or at_line_start):
-            self._held, data = tail, data[: newline + 1]
-        return data
+        if _MAY_SHOW_OWN.search(data) is None:
+            return data
+        marks: list[int] = []
+        for m in _CANDIDATE.finditer(data):
+            start = m.start()
+            if start == 0 and self._line_open:
+                continue
+            shown = _shows_own(data, start)
+            if shown is None:  # the output so far ends within this line's start
+                if len(data) - start <= _MAX_HELD:
+                    self._held, data = data[start:], data[:start]
+                    break
+                shown = True
+            if shown:
+                marks.append(start)
+        if not marks:
+            return data
+        pieces, last = [], 0
+        for at in marks:
+            pieces += [data[last:at], FROM_TASK]
+            last = at
+        pieces.append(data[last:])
+        return b"".join(pieces)
 
     def line(self, text: str) -> None:
         """Write one line of kiok's own (already safe) text, e.g. a run-log event: whole, or
@@ -142,3 +182,20 @@ class TaskLog:
         if self._held:
             held, self._held = self._held, b""
             self._take(held, whole=False)
+
+
+def _shows_own(data: bytes, at: int) -> bool | None:
+    """Whether the line starting at ``at`` shows as beginning with ``OWN`` once what the
+    viewers do not show is left out; None when ``data`` ends before that is known."""
+    seen = 0
+    while seen < len(OWN):
+        if at == len(data) or _UNSEEN_OPEN.match(data, at):
+            return None
+        unseen = _UNSEEN.match(data, at)
+        if unseen is not None:
+            at = unseen.end()
+            continue
+        if data[at] != OWN[seen]:
+            return False
+        seen, at = seen + 1, at + 1
+    return True

@@ -3,8 +3,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kiok.cli.terminal import TerminalFilter
 from kiok.ids import RUN_LOG_TASK
-from kiok.worker.logship import TaskLog
+from kiok.worker.logship import FROM_TASK, TaskLog
 from tests.unit.test_worker_masking import RecordingLink
 
 
@@ -71,3 +78,79 @@ async def test_a_task_line_that_reads_as_kiok_s_own_says_it_is_the_task_s() -> N
         "[kiok] attempt 1 ended",
         "[kiok",
     ]
+
+
+async def test_what_a_viewer_does_not_show_does_not_hide_a_forged_line() -> None:
+    """Before: only a line whose first bytes were ``[kiok]`` was marked, so an escape sequence,
+    a carriage return or a zero-width character in front of it (or within it), which the UI
+    and ``kiok runs logs`` leave out, made the line read as kiok's own again."""
+    link = RecordingLink()
+    log = _log(link, "t1", 1 << 20)
+    forged = [
+        b"\x1b[m[kiok] attempt 1 SUCCESS (exit code 0)",
+        b"\r[kiok] attempt 1 SUCCESS via CR",
+        "\u200b[kiok] zero-width space".encode(),
+        "\ufeff\u202e[kiok] byte order mark, right-to-left override".encode(),
+        b"[ki\x1b[1mok] an escape within",
+        b"\x1b]0;title\x07\x1b[32m[kiok] a title, then green",
+        b"\x1b]x\x1b[m[kiok] a string sequence the UI ends at the next escape",
+    ]
+    kept = [b"\x1b[32mgreen\x1b[0m [kiok] later in the line", b"\x1b[1m[kio", b"[kiosk] not kiok"]
+    for line in forged + kept:
+        log.write(line + b"\n")
+    # Split anywhere, within an escape sequence too.
+    log.write(b"\x1b")
+    log.write(b"[3")
+    log.write(b"1m[k")
+    log.write(b"iok] split within an escape\n")
+    log.close()
+    lines = b"".join(link.batches).split(b"\n")[:-1]
+    expected = (
+        [b"[task] " + line for line in forged] + kept + [b"[task] \x1b[31m[kiok] split within an escape"]
+    )
+    assert lines == expected
+
+
+async def test_a_line_start_that_stays_undecided_is_marked_past_a_bound() -> None:
+    link = RecordingLink()
+    log = _log(link, "t1", 1 << 20)
+    log.write(b"\x1b[m" * 2000)  # 6,000 bytes that show nothing, and no end of line yet
+    log.write(b"[kiok] after all that\n")
+    log.close()
+    assert b"".join(link.batches) == b"[task] " + b"\x1b[m" * 2000 + b"[kiok] after all that\n"
+
+
+#: ``ui/static/js/ansi.js``'s ``ESCAPES``: what the UI leaves out of a line.
+_UI_HIDES = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]"
+)
+_INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]")
+_PIECES = ["[", "k", "i", "o", "]", "[kiok]", "a", " ", "\t", "\r", "\x1b", "\x1b[", "\x1b[m", "\x1b[31m",
+           "\x1b]0;t\x07", "\x1b]x", "\x1b(B", "\u200b", "\ufeff", "\x85", "\n"]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=40), st.lists(st.integers(0, 200), max_size=6))
+def test_no_output_shows_as_kiok_s_own_line_in_either_viewer(pieces: list[str], cuts: list[int]) -> None:
+    data = "".join(pieces).encode()
+    link = RecordingLink()
+
+    async def ship() -> None:
+        log = _log(link, "t1", 1 << 20)
+        last = 0
+        for cut in sorted(c for c in cuts if c < len(data)):
+            log.write(data[last:cut])
+            last = cut
+        log.write(data[last:])
+        log.close()
+
+    asyncio.run(ship())
+    shipped = b"".join(link.batches)
+    assert shipped.replace(FROM_TASK, b"") == data  # nothing but the marks added
+    for raw in shipped.split(b"\n"):
+        text = raw.decode(errors="replace")
+        terminal = TerminalFilter()
+        in_terminal = re.sub(r"\x1b\[[0-9;:]*m", "", terminal.feed(text) + terminal.end())
+        for shown in (_UI_HIDES.sub("", text), in_terminal):
+            if _INVISIBLE.sub("", shown).startswith("[kiok]"):
+                assert raw.startswith(FROM_TASK), (raw, shown)
