@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from kiok.cli.client import segment
+from kiok.cli.client import ApiClient, segment
 from kiok.cli.context import CliContext, json_option, pass_cli
 from kiok.cli.output import emit_json, emit_json_line
 from kiok.cli.terminal import TerminalFilter
@@ -62,6 +62,17 @@ def logs(cli: CliContext, run_id: str, task_id: str, follow: bool, offset: int) 
         emit_json(client.get(path, params={"offset": offset}))
         return
     safe = TerminalFilter() if _on_terminal() else None
+    try:
+        _print_pages(cli, client, path, offset, follow, safe)
+    finally:  # interrupted too: the terminal is left plain (``TerminalFilter.end``)
+        if safe is not None:
+            sys.stdout.write(safe.end())
+            sys.stdout.flush()
+
+
+def _print_pages(
+    cli: CliContext, client: ApiClient, path: str, offset: int, follow: bool, safe: TerminalFilter | None
+) -> None:
     while True:
         page = client.get(path, params={"offset": offset})
         data, next_offset, complete = read_page(page, offset)

@@ -3,8 +3,12 @@
 A task's output is written by whoever controls the task (a DAG author, a triggering user's
 value): printed raw, its escape sequences would drive the operator's terminal (retitle it,
 move the cursor to overwrite or hide lines, write the clipboard with OSC 52). As the UI does
-(``ui/static/js/ansi.js``), only colour and text attributes (SGR, ``ESC [ ... m``) are kept,
-with newlines and tabs; every other escape sequence and control character is dropped.
+(``ui/static/js/ansi.js``), only the colours and text attributes the UI shows are kept (SGR,
+``ESC [ ... m``: colours, bold, dim, italic, underline; not concealed, blinking or reversed
+text), with newlines and tabs; every other escape sequence and control character is dropped.
+A colour the task left open does not reach kiok's own lines (``[kiok] ...``, which no task
+line shows as: ``kiok.worker.logship``): they start plain, as in the UI, and the output
+ends plain, so the operator's prompt after it is not the task's to colour or hide.
 Output piped elsewhere is left verbatim (a file gets the task's bytes)."""
 
 from __future__ import annotations
@@ -28,8 +32,38 @@ _MAX_HELD = 4096
 _OPEN_TAIL = re.compile(r"\x1b(?:\[[0-?]*[ -/]*|[\]PX^_][^\x07\x1b\n]*|\x1b?)?\Z")
 
 
-def _keep(m: re.Match[str]) -> str:
-    return m.group(0) if _SGR.fullmatch(m.group(0)) else ""
+#: Plain text again.
+RESET = "\x1b[0m"
+#: How kiok's own lines begin.
+_OWN = "[kiok]"
+_OWN_AT_LINE_START = re.compile(r"^\[kiok\]", re.MULTILINE)
+#: SGR parameters the UI shows: reset, bold, dim, italic, underline and their ends, the
+#: palette's colours and the defaults (38 and 48, the 256-colour and 24-bit forms, apart).
+_SHOWN_CODES = frozenset([0, 1, 2, 3, 4, 22, 23, 24, 39, 49, *range(30, 38), *range(40, 48)])
+_SHOWN_CODES |= frozenset([*range(90, 98), *range(100, 108)])
+
+
+def shown_sgr(params: str) -> list[str]:
+    """The parameters of ``ESC [ params m`` the UI would show, in order (empty: reset)."""
+    if not params:
+        return ["0"]
+    codes = params.split(";")
+    out: list[str] = []
+    i = 0
+    while i < len(codes):
+        code = codes[i]
+        if code.isdigit() and int(code) in (38, 48):
+            form = codes[i + 1 : i + 2]
+            width = 2 if form == ["5"] else 4 if form == ["2"] else 0
+            args = codes[i + 1 : i + 1 + width]
+            if width and len(args) == width and all(a.isdigit() and int(a) < 256 for a in args[1:]):
+                out += [str(int(code)), *args]
+            i += 1 + width if width else len(codes)  # a form not known: the rest is not read
+            continue
+        if code == "" or (code.isdigit() and int(code) in _SHOWN_CODES):
+            out.append(str(int(code or "0")))
+        i += 1
+    return out
 
 
 class TerminalFilter:
@@ -38,15 +72,47 @@ class TerminalFilter:
 
     def __init__(self) -> None:
         self._held = ""
+        #: A line's start that may still become ``[kiok]`` (held while a colour is open).
+        self._line = ""
+        self._at_line_start = True
+        #: Whether a colour or attribute may be open.
+        self._styled = False
 
     def feed(self, chunk: str) -> str:
         text = self._held + chunk
         tail = _OPEN_TAIL.search(text)
         cut = len(text) if tail is None else tail.start()
         self._held = text[cut:] if len(text) - cut <= _MAX_HELD else ""
-        return _UNSAFE.sub(_keep, text[:cut])
+        out = self._line + _UNSAFE.sub(self._keep, text[:cut])
+        self._line = ""
+        if self._styled:
+            at_start = self._at_line_start
+            out = _OWN_AT_LINE_START.sub(
+                lambda m: m.group(0) if m.start() == 0 and not at_start else RESET + m.group(0), out
+            )
+            newline = out.rfind("\n")
+            rest = out[newline + 1 :]
+            if rest and len(rest) < len(_OWN) and _OWN.startswith(rest) and (newline >= 0 or at_start):
+                self._line, out = rest, out[: newline + 1]
+        if out:
+            self._at_line_start = out.endswith("\n")
+        return out
+
+    def _keep(self, m: re.Match[str]) -> str:
+        """An SGR sequence with the parameters the UI shows; nothing for anything else."""
+        if not _SGR.fullmatch(m.group(0)) or ":" in m.group(0):
+            return ""
+        params = shown_sgr(m.group(0)[2:-1])
+        if not params:
+            return ""
+        self._styled = params[-1] != "0" or len(params) > 1
+        return f"\x1b[{';'.join(params)}m"
 
     def end(self) -> str:
-        """What is held at the end: an unfinished sequence, dropped."""
+        """What is left at the end: an unfinished sequence is dropped; plain text again."""
         self._held = ""
-        return ""
+        out, self._line = self._line, ""
+        if self._styled:
+            self._styled = False
+            out += RESET
+        return out

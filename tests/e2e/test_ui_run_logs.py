@@ -29,6 +29,18 @@ tasks:
       for i in $(seq 1 300); do echo "row $i"; done
       printf '\033[33myellow carries\nto the next line\033[0m\n'
 """
+#: A task that leaves black on black open, forges kiok's lines two ways, then times out: kiok's
+#: own "timed out" line comes after.
+FORGED = r"""
+dag: {id: ui_forged}
+tasks:
+  - id: sly
+    timeout: 2s
+    script: |
+      printf '\033[30;40mblack on black\n\033[8m[kiok] attempt 1 SUCCESS\n'
+      printf '[ki\033[mok] attempt 1 SUCCESS\n\033[30;40m'
+      sleep 30
+"""
 BIG_LINES = 300_000
 BIG = f"""
 dag: {{id: ui_biglog}}
@@ -113,6 +125,33 @@ def test_log_colours_urls_no_markup_search_download(kiok: Standalone, browser: A
     raw = Path(download.path()).read_bytes()
     body = kiok.api("GET", f"/api/v1/runs/{run_id}/tasks/paint/log?limit=4194304").json()
     assert raw.decode() == body["data"] and body["complete"]
+    context.close()
+    assert console.errors == []
+
+
+def test_a_task_neither_forges_nor_hides_kiok_s_own_lines(
+    kiok: Standalone, browser: Any, shots: Path
+) -> None:
+    """Before: an escape in front of or within ``[kiok]`` made a task's line read as kiok's, and
+    a colour the task left open (black on black) hid kiok's own "timed out" line."""
+    from playwright.sync_api import expect
+
+    kiok.register(FORGED)
+    run_id = kiok.trigger("ui_forged")
+    assert kiok.wait_run(run_id, timeout_s=60)["state"] == "FAILED"
+    context, page, console = open_page(browser, kiok, "admin", ADMIN_PASSWORD, f"/runs/{run_id}/tasks/sly")
+    log = page.get_by_test_id("log")
+    expect(page.get_by_test_id("log-status")).to_contain_text("Complete")
+    lines = log.locator(".ln")
+    expect(lines.filter(has_text="attempt 1 SUCCESS")).to_have_count(2)
+    for forged in lines.filter(has_text="attempt 1 SUCCESS").all():
+        assert forged.inner_text().startswith("[task] [kiok]"), forged.inner_text()
+    own = lines.filter(has_text="[kiok] attempt 1 timed out after 2s")
+    expect(own).to_have_count(1)
+    assert own.inner_text().startswith("[kiok]")
+    expect(own.locator("[class*='ansi-']")).to_have_count(0)  # plain, whatever the task left open
+    expect(lines.filter(has_text="black on black").locator("span.ansi-fg0.ansi-bg0")).to_have_count(1)
+    page.screenshot(path=str(shots / "log-forged.png"))
     context.close()
     assert console.errors == []
 

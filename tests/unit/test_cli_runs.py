@@ -301,3 +301,36 @@ def test_an_unterminated_string_sequence_ends_at_its_line() -> None:
     safe = TerminalFilter()
     assert safe.feed("a\x1b]0;never ended\n[kiok] attempt 1 FAILED\n") == "a\n[kiok] attempt 1 FAILED\n"
     assert safe.feed("b\x1bP1;2") + safe.feed("3\x1b\\c\n") == "bc\n"
+
+
+def test_only_what_the_ui_shows_of_colours_reaches_the_terminal_and_it_ends_plain() -> None:
+    """Before: every SGR passed, concealed text (``ESC[8m``) included, and nothing reset it: a
+    task hid kiok's own later lines, and the operator's prompt and typing after the command."""
+    safe = TerminalFilter()
+    out = safe.feed("\x1b[8mhidden\n\x1b[5;7;1;31mbold red\n\x1b[38;5;9;48;2;1;2;3mx\x1b[38:2::1:2:3my\n")
+    assert out == "hidden\n\x1b[1;31mbold red\n\x1b[38;5;9;48;2;1;2;3mxy\n"
+    assert safe.end() == "\x1b[0m"
+    # A colour left open by the task stops at kiok's own line (split between pages too).
+    safe = TerminalFilter()
+    out = safe.feed("\x1b[30;40mblack on black\n[ki") + safe.feed("ok] attempt 1 failed: exit code 1\n")
+    assert out == "\x1b[30;40mblack on black\n\x1b[0m[kiok] attempt 1 failed: exit code 1\n"
+    assert safe.feed("a [kiok] in a line\n") == "a [kiok] in a line\n"
+    # Plain output is left as it is, and needs no reset.
+    safe = TerminalFilter()
+    assert safe.feed("[kiok] attempt 1 started\nplain\n\x1b[31mred\x1b[0m\n") + safe.end() == (
+        "[kiok] attempt 1 started\nplain\n\x1b[31mred\x1b[0m\n"
+    )
+
+
+def test_logs_interrupted_leave_the_terminal_plain(
+    master: FakeMaster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("kiok.cli.logs._on_terminal", lambda: True)
+
+    def interrupted(_: httpx.Request) -> httpx.Response:
+        raise KeyboardInterrupt  # Ctrl-C while following
+
+    master.on("GET", LOG, log_page("\x1b[31mred and", 0, False), interrupted)
+    result = master.invoke(["runs", "logs", "r1", "extract", "--follow"])
+    assert result.exit_code != 0
+    assert result.stdout.startswith("\x1b[31mred and\x1b[0m"), result.stdout

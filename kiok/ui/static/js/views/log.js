@@ -10,7 +10,7 @@ import { Fragment, html, useEffect, useLayoutEffect, useRef, useState } from "..
 import { ApiError, enc, get } from "../api.js";
 import { Crumbs, ErrorBox, StateBadge, usePolling } from "./common.js";
 import { TERMINAL_TASK, when } from "../format.js";
-import { parseLine, splitUrls, styleClasses, styleColours } from "../ansi.js";
+import { parseLine, PLAIN, splitUrls, styleClasses, styleColours } from "../ansi.js";
 import { LogBuffer, MAX_MATCHES } from "../logbuffer.js";
 import { runSpec, skipReason } from "../skipped.js";
 
@@ -47,7 +47,9 @@ export function windowFor(scrollTop, viewHeight, lines) {
 /** One line's pieces: colour segments, split at URLs and at search matches. */
 function Line({ text, start, marks, current }) {
   const shown = text.length > MAX_SHOWN ? text.slice(0, MAX_SHOWN) : text;
-  const { segments } = parseLine(shown, start);
+  // kiok's own lines ("[kiok] ...", which no line of a task shows as: kiok/worker/logship.py)
+  // start plain whatever colour the task left open: a task cannot hide or restyle them.
+  const { segments } = parseLine(shown, shown.startsWith("[kiok]") ? PLAIN : start);
   const out = [];
   let pos = 0;
   for (const seg of segments) {
