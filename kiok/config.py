@@ -952,15 +952,24 @@ def _read_config(text: str, path: Path) -> Any:
 def _refuse_repeated(node: MappingNode, prefix: str, seen: dict[str, int], path: Path) -> None:
     """``InvalidInput`` for the first dotted key under ``node`` that ``seen`` ({key: line},
     filled in as it goes) already holds. Merge keys (``<<``) are left to YAML: keys written
-    next to one replace the merged ones by design."""
+    next to one replace the merged ones by design. A key written twice in one mapping is
+    refused whatever it holds: YAML would keep only the last of two sections, and every
+    setting of the first would be lost without a word."""
+    here: dict[str, int] = {}
     for key_node, value_node in node.value:
         if not isinstance(key_node, ScalarNode) or key_node.tag == _YAML_MERGE:
             continue
         name = f"{prefix}.{key_node.value}" if prefix else key_node.value
+        line = key_node.start_mark.line + 1
+        if key_node.value in here:
+            raise InvalidInput(
+                f"config file {path}: {name} is given twice (line {here[key_node.value]} and line "
+                f"{line}): keep one"
+            )
+        here[key_node.value] = line
         if isinstance(value_node, MappingNode) and value_node.tag == _YAML_MAP:
             _refuse_repeated(value_node, name, seen, path)
             continue
-        line = key_node.start_mark.line + 1
         if name in seen:
             raise InvalidInput(
                 f"config file {path}: {name} is given twice (line {seen[name]} and line {line}): keep one"

@@ -418,6 +418,16 @@ def test_two_ports_of_one_process_on_one_number_are_refused_naming_both(
             "kiok.worker.labels is given twice (line 3 and line 4): keep one",
             id="two-sections",
         ),
+        pytest.param(  # YAML kept the second kiok: section; the first one's labels were lost
+            "kiok:\n  worker:\n    labels: gpu\nkiok:\n  master:\n    admin:\n      port: 9090\n",
+            "kiok is given twice (line 1 and line 4): keep one",
+            id="a-section-twice",
+        ),
+        pytest.param(
+            "kiok:\n  worker:\n    labels: gpu\n  worker:\n    task.slots: 2\n",
+            "kiok.worker is given twice (line 2 and line 4): keep one",
+            id="a-nested-section-twice",
+        ),
     ],
 )
 def test_a_setting_given_twice_in_the_config_file_is_refused_naming_both_lines(
