@@ -471,10 +471,11 @@ class RaftCommandLog:
     async def _watch_leader(self) -> None:
         """PySyncObj reports state changes, not leader changes seen by a follower: poll."""
         last: tuple[str | None, int] = (None, -1)
+        elected = LeaderElections()
         while True:
             now = (self.leader_id, self.term)
             if now != last:
-                if now[0] is not None and now[0] != last[0]:
+                if elected.see(*now):
                     self.leader_changes += 1
                 last = now
                 self._on_role_change()
@@ -766,3 +767,20 @@ class RaftCommandLog:
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop closed under us: shutting down
                 loop.call_soon_threadsafe(fn, *args)
+
+
+@dataclass
+class LeaderElections:
+    """Counts the leaders a master sees elected. A follower knows no leader for a while now
+    and then (cut off alone past an election timeout, or its tick thread busy): the same
+    leader seen again in the same term after that was not elected again, and is not counted."""
+
+    leader: str | None = None
+    term: int = -1
+
+    def see(self, leader: str | None, term: int) -> bool:
+        """Whether ``leader`` known in ``term`` is a leader elected since the last one seen."""
+        if leader is None or (leader == self.leader and term <= self.term):
+            return False
+        self.leader, self.term = leader, term
+        return True
