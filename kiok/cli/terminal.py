@@ -22,9 +22,10 @@ _SGR = re.compile(r"\x1b\[[0-9;:]*m")
 #: included.
 #: A string sequence (OSC, DCS, SOS, PM, APC) ends at its terminator or, here, at the end of
 #: its line: one left open must not swallow the lines after it (kiok's own among them).
+#: Also the start of kiok's own lines, which a colour left open must not reach.
 _UNSAFE = re.compile(
     r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[\]PX^_][^\x07\x1b\n]*(?:\x07|\x1b\\|(?=\n))|\x1b[ -~]"
-    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]|(?m:^\[kiok\])"
 )
 #: Held at most this long: an escape "sequence" longer than any real one is dropped.
 _MAX_HELD = 4096
@@ -36,7 +37,6 @@ _OPEN_TAIL = re.compile(r"\x1b(?:\[[0-?]*[ -/]*|[\]PX^_][^\x07\x1b\n]*|\x1b?)?\Z
 RESET = "\x1b[0m"
 #: How kiok's own lines begin.
 _OWN = "[kiok]"
-_OWN_AT_LINE_START = re.compile(r"^\[kiok\]", re.MULTILINE)
 #: SGR parameters the UI shows: reset, bold, dim, italic, underline and their ends, the
 #: palette's colours and the defaults (38 and 48, the 256-colour and 24-bit forms, apart).
 _SHOWN_CODES = frozenset([0, 1, 2, 3, 4, 22, 23, 24, 39, 49, *range(30, 38), *range(40, 48)])
@@ -68,12 +68,12 @@ def shown_sgr(params: str) -> list[str]:
 
 class TerminalFilter:
     """Feed it a log's chunks in order; it returns each chunk safe to print. A sequence split
-    between two chunks is held until the next one completes it (or dropped by ``end``)."""
+    between two chunks is held until the next one completes it (or dropped by ``end``), as is
+    a line's start that may still become kiok's (``[ki``)."""
 
     def __init__(self) -> None:
         self._held = ""
-        #: A line's start that may still become ``[kiok]`` (held while a colour is open).
-        self._line = ""
+        #: Whether the next character starts a line (in the chunk being filtered: its first).
         self._at_line_start = True
         #: Whether a colour or attribute may be open.
         self._styled = False
@@ -83,35 +83,40 @@ class TerminalFilter:
         tail = _OPEN_TAIL.search(text)
         cut = len(text) if tail is None else tail.start()
         self._held = text[cut:] if len(text) - cut <= _MAX_HELD else ""
-        out = self._line + _UNSAFE.sub(self._keep, text[:cut])
-        self._line = ""
-        if self._styled:
-            at_start = self._at_line_start
-            out = _OWN_AT_LINE_START.sub(
-                lambda m: m.group(0) if m.start() == 0 and not at_start else RESET + m.group(0), out
-            )
-            newline = out.rfind("\n")
-            rest = out[newline + 1 :]
-            if rest and len(rest) < len(_OWN) and _OWN.startswith(rest) and (newline >= 0 or at_start):
-                self._line, out = rest, out[: newline + 1]
-        if out:
-            self._at_line_start = out.endswith("\n")
+        text = text[:cut]
+        if not self._held:
+            newline = text.rfind("\n")
+            rest = text[newline + 1 :]
+            at_line_start = newline >= 0 or self._at_line_start
+            if rest and len(rest) < len(_OWN) and _OWN.startswith(rest) and at_line_start:
+                self._held, text = rest, text[: newline + 1]
+        out = _UNSAFE.sub(self._keep, text)
+        if text:
+            self._at_line_start = text.endswith("\n")
         return out
 
     def _keep(self, m: re.Match[str]) -> str:
-        """An SGR sequence with the parameters the UI shows; nothing for anything else."""
-        if not _SGR.fullmatch(m.group(0)) or ":" in m.group(0):
+        """An SGR sequence with the parameters the UI shows; the start of kiok's own line,
+        after a reset if a colour may be open; nothing for anything else."""
+        found = m.group(0)
+        if found == _OWN:
+            if not self._styled or (m.start() == 0 and not self._at_line_start):
+                return found
+            self._styled = False
+            return RESET + found
+        if not _SGR.fullmatch(found) or ":" in found:
             return ""
-        params = shown_sgr(m.group(0)[2:-1])
+        params = shown_sgr(found[2:-1])
         if not params:
             return ""
         self._styled = params[-1] != "0" or len(params) > 1
         return f"\x1b[{';'.join(params)}m"
 
     def end(self) -> str:
-        """What is left at the end: an unfinished sequence is dropped; plain text again."""
+        """What is left at the end: an unfinished sequence is dropped, a line's start kept;
+        plain text again."""
+        out = "" if self._held.startswith("\x1b") else self._held
         self._held = ""
-        out, self._line = self._line, ""
         if self._styled:
             self._styled = False
             out += RESET

@@ -315,6 +315,11 @@ def test_only_what_the_ui_shows_of_colours_reaches_the_terminal_and_it_ends_plai
     out = safe.feed("\x1b[30;40mblack on black\n[ki") + safe.feed("ok] attempt 1 failed: exit code 1\n")
     assert out == "\x1b[30;40mblack on black\n\x1b[0m[kiok] attempt 1 failed: exit code 1\n"
     assert safe.feed("a [kiok] in a line\n") == "a [kiok] in a line\n"
+    # Opened and closed again in one chunk, around kiok's line.
+    safe = TerminalFilter()
+    assert safe.feed("\x1b[8;30;40mx\n[kiok] attempt 1 failed\n\x1b[0m") + safe.end() == (
+        "\x1b[30;40mx\n\x1b[0m[kiok] attempt 1 failed\n\x1b[0m"
+    )
     # Plain output is left as it is, and needs no reset.
     safe = TerminalFilter()
     assert safe.feed("[kiok] attempt 1 started\nplain\n\x1b[31mred\x1b[0m\n") + safe.end() == (
