@@ -26,6 +26,13 @@ from kiok.protocol.messages import Assignment, Claim, Fence, OfferReply
 
 
 class MasterLink(Protocol):
+    #: Whether an attempt's start is committed by the report that carries it, with whatever
+    #: else that report holds (in one process: ``confirm_start`` waits for nothing). Then an
+    #: upstream's end still lingering in the driver goes in the same report as its
+    #: downstream's start, atomically; over the network the start is committed on its own
+    #: (``confirm_start``), so the upstream's end must be sent before it.
+    starts_in_reports: bool
+
     def report_tasks(self, run_id: str, fence: Fence, tasks: dict[str, dict[str, Any]]) -> None:
         """Send task records (TaskRecord.to_dict()) under ``fence``. Fire and forget; the
         link delivers them in call order and retries terminal ones until acknowledged."""

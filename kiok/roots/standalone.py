@@ -58,6 +58,9 @@ class InProcessLink:
     ``Report``/``Log``/``Release`` messages a remote worker sends, handed to the master's
     intake without the wire."""
 
+    #: A start is applied with the report that carries it (``confirm_start`` waits for nothing).
+    starts_in_reports = True
+
     def __init__(self, node: MasterNode, permits: GlobalPermits) -> None:
         self._node = node
         self.worker_id = ""  # set once the worker exists

@@ -226,9 +226,12 @@ class RunDriver:
             try:
                 if self._cancelled or self._tasks[tid].state is not TaskState.QUEUED:
                     return
-                if any(up in self._outbox for up in self._spec.task(tid).requires):
+                if not self._env.link.starts_in_reports and any(
+                    up in self._outbox for up in self._spec.task(tid).requires
+                ):
                     # Its upstreams' ends go first (the link keeps order): a start committed
                     # before them would have a next driver run it before they succeed again.
+                    # (In one process they go with the start, in one report: no flush.)
                     self.flush_reports()
                 now = self._env.clock_ms()
                 before = self._tasks[tid]

@@ -110,6 +110,9 @@ def parse_masters(text: str) -> list[tuple[str, int]]:
 
 
 class MasterClient:
+    #: A start is committed on its own, by ``confirm_start``'s round trip (``MasterLink``).
+    starts_in_reports = False
+
     def __init__(
         self,
         masters: list[tuple[str, int]],

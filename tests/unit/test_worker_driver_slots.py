@@ -44,6 +44,8 @@ class HeldExecutor:
 
 
 class QuietLink:
+    starts_in_reports = False
+
     def report_tasks(self, run_id: str, fence: Fence, tasks: dict[str, dict[str, Any]]) -> None:
         pass
 
