@@ -45,7 +45,9 @@ def backups(cli: CliContext) -> None:
         emit_json(answer)
         return
     items = answer.get("backups", [])
-    if not items:
+    if answer.get("targetSet") is False:
+        click.echo("no backup target is set (kiok.backup.dir, or the kiok.backup.s3.* settings)")
+    elif not items:
         click.echo("no backups")
     else:
         rejected = {str(r.get("id")) for r in answer.get("rejected") or ()}

@@ -243,9 +243,16 @@ def test_a_planted_manifest_is_not_listed_as_a_backup(standalone_factory: Any, t
     assert planted in shown.stderr and "not authentic" in shown.stderr
 
 
-def test_without_a_target_backups_are_refused_by_name(kiok: Standalone) -> None:
+def test_without_a_target_backups_are_refused_by_name(kiok: Standalone, tmp_path: Path) -> None:
     r = kiok.api("POST", "/api/v1/admin/backup")
     assert r.status_code == 409 and "kiok.backup.dir" in r.json()["error"]["message"], r.text
+    # Listing says there is no target, as an answer (it was a 409 too: an error in the
+    # browser's console each time the UI's Backup & Restore page opened).
+    listed = ok(kiok.api("GET", "/api/v1/admin/backups"))
+    assert listed == {"targetSet": False, "backups": [], "rejected": [], "lastRestore": None}
+    cli = cli_for(kiok, tmp_path / "cli")
+    cli.ok("login", "--user", "admin", "--password", ADMIN_PASSWORD)
+    assert "no backup target is set" in cli.ok("admin", "backups")
 
 
 def test_a_backup_dir_that_is_no_directory_is_refused_by_name(

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from kiok.errors import InvalidInput
 from kiok.master.api.deps import client_address, node_of, require
 from kiok.master.auth import Principal
-from kiok.master.backups import check_cron
+from kiok.master.backups import NoBackupTarget, check_cron
 from kiok.master.views import iso
 from kiok.security import actions
 from kiok.store import commands as c
@@ -52,10 +52,21 @@ async def list_backups(
     """Every complete backup in the target whose manifest authenticates under this cluster's
     master key (what a restore accepts), newest first; ``rejected``: the other manifests in
     the target (planted, altered, another cluster's), by id and why, nothing they claim
-    shown; and the last restore into this cluster's state (null: never restored)."""
+    shown; and the last restore into this cluster's state (null: never restored).
+    ``targetSet`` false: no target is set, nothing to list (an answer, not a 409: a page
+    that shows the backups asks this first)."""
     node = node_of(request)
-    listed = await node.backups.list()
+    try:
+        listed = await node.backups.list()
+    except NoBackupTarget:
+        return {
+            "targetSet": False,
+            "backups": [],
+            "rejected": [],
+            "lastRestore": restore_view(node.backups.last_restore()),
+        }
     return {
+        "targetSet": True,
         "backups": [backup_view(m) for m in listed.backups],
         "rejected": [{"id": r.id, "problem": r.problem} for r in listed.rejected],
         "lastRestore": restore_view(node.backups.last_restore()),

@@ -18,7 +18,7 @@ export function Backups({ can }) {
   const [message, setMessage] = useState(null);
   const [restoring, setRestoring] = useState(null);
   if (error && error.status === 404) return html`<p class="muted">This master does not offer backups over the API.</p>`;
-  const noTarget = error instanceof ApiError && error.code === "backup_target_missing";
+  const noTarget = (data && data.targetSet === false) || (error instanceof ApiError && error.code === "backup_target_missing");
   const list = data ? data.backups || [] : [];
   const backUpNow = async () => {
     setBusy(true);
