@@ -111,6 +111,8 @@ def backup_cron(cli: CliContext, cron: str | None, clear: bool) -> None:
         emit_json(answer)
     else:
         click.echo(f"backup schedule: {answer.get('cron') or 'none'} (UTC)")
+        if answer.get("lastError"):
+            click.echo(f"last scheduled backup failed: {answer['lastError']}")
 
 
 @click.command("restore")

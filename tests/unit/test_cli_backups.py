@@ -56,3 +56,16 @@ def test_backup_says_its_base_was_just_pruned(master: FakeMaster) -> None:
     assert result.exit_code == 0, result.output
     assert f"(base: {MID}, since pruned: it held none of the files this backup uses)" in result.output
     assert f"pruned {MID} (kiok.backup.keep)" in result.output
+
+
+def test_backup_cron_says_the_last_scheduled_backup_failed(master: FakeMaster) -> None:
+    """The API and the UI showed ``lastError``; the CLI printed only the schedule."""
+    failed = {"cron": "0 3 * * *", "timezone": "UTC", "lastError": "the S3 bucket did not answer"}
+    master.on("GET", "/api/v1/admin/backup/cron", reply(200, failed))
+    result = master.invoke(["admin", "backup-cron"])
+    assert result.exit_code == 0, result.output
+    assert result.output == (
+        "backup schedule: 0 3 * * * (UTC)\nlast scheduled backup failed: the S3 bucket did not answer\n"
+    )
+    master.on("GET", "/api/v1/admin/backup/cron", reply(200, {**failed, "lastError": None}))
+    assert master.invoke(["admin", "backup-cron"]).output == "backup schedule: 0 3 * * * (UTC)\n"
