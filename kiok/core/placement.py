@@ -184,12 +184,14 @@ class Restriction(IntEnum):
 _INTEGER = re.compile(r"[+-]?(?:0[xX][0-9a-fA-F]+|[0-9]+)")
 #: An array subscript holding an expansion: bash runs it wherever it evaluates the text as
 #: arithmetic, however the text got there (``shell_value_problem``).
-_SUBSCRIPT_EXPANSION = re.compile(r"\[[^\]]*(?:\$[({]|`)")
+#: ``[`` and, anywhere after it, an expansion: bash balances a subscript's brackets and quotes
+#: (``a[b[0]$(id)]``, ``a[']'$(id)]``), so no reading of where a subscript ends is trusted.
+_SUBSCRIPT_EXPANSION = re.compile(r"\[[\s\S]*?(?:\$[({\[]|`)")
 #: How far before a placeholder ``_restriction`` looks for what opens its context: each
 #: check reads a bounded window, so a long script costs time linear in its placeholders.
 _WINDOW = 512
 #: ``${name:`` (a substring offset or slice, not ``:-`` and its kin) at an innermost ``${``.
-_OFFSET = re.compile(r"\$\{[A-Za-z_]\w*(?:\[[@*]\])?:(?![-=+?])")
+_OFFSET = re.compile(r"\$\{(?:[A-Za-z_]\w*(?:\[[@*]\])?|[@*]|\d+):(?![-=+?])")
 #: The words that may come before a command's name (``if let ...``, ``command read ...``).
 _PREFIX = r"\s*(?:(?:then|do|else|elif|if|while|until|command|builtin|time|!|\(|\{)\s*)*"
 #: A command that evaluates its arguments as arithmetic, at the start of a command.
@@ -269,13 +271,14 @@ def shell_value_problem(name: str, value: Any) -> str | None:
     arithmetic, and a text can get there in ways no reading of the script sees (a name that
     refers to another param's variable, ``$((KIOK_PARAM_X))`` written by hand, forms of
     arithmetic the analyser misses). So a value holding a subscript with an expansion
-    (``a[$(id)]``, ``x[${y}]``, backticks) is refused outright: such text is code, not data."""
+    (``a[$(id)]``, ``x[${y}]``, backticks; a ``[`` with any of them after it, since a
+    subscript may nest and quote its brackets) is refused outright: such text is code."""
     if _SUBSCRIPT_EXPANSION.search(_text(value)) is None:
         return None
     return (
-        f"param {name!r} holds an array subscript with an expansion ('[' then '$(', '${{' or a "
-        "backtick), which bash would run wherever it evaluates the text as arithmetic: refused "
-        "for shell tasks"
+        f"param {name!r} holds an array subscript with an expansion ('[' then, anywhere after it, "
+        "'$(', '${', '$[' or a backtick), which bash would run wherever it evaluates the text as "
+        "arithmetic: refused for shell tasks"
     )
 
 

@@ -186,6 +186,9 @@ def test_typed_args_reach_arithmetic_as_numbers(k: Standalone) -> None:
             "args.n: param 'n' holds an array subscript with an expansion",
         ),
         ("hello", {"name": "x[`touch pwned`]"}, "args.name: param 'name' holds an array subscript"),
+        # Nested or quoted brackets (a reported attack: these passed and ran).
+        ("hello", {"name": "x[b[0]$(touch pwned)]"}, "args.name: param 'name' holds an array subscript"),
+        ("hello", {"name": "a[']'$(touch pwned)]"}, "args.name: param 'name' holds an array subscript"),
     ],
 )
 def test_a_value_bash_would_run_is_refused_before_a_run_exists(

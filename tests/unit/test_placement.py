@@ -102,6 +102,9 @@ BASH_ARITHMETIC = [
     "s=abcdef; echo ${s:${params.n}:2}",
     "s=abcdef; i=1; echo ${s:${i}:${params.n}}",
     "a=(1 2 3 4); echo ${a[@]:${params.n}}",
+    "set -- a b c d; echo ${@:${params.n}}",
+    "set -- a b c d; echo ${*:1:${params.n}}",
+    "set -- abcdef; echo ${1:${params.n}}",
     "let x=${params.n}+1; echo $x",
     'if let "x=${params.n}"; then echo $x; fi',
     "command let x=${params.n}; echo $x",
@@ -153,6 +156,28 @@ def test_an_expansion_in_a_name_bash_expands_again_is_refused(script: str, tmp_p
 def test_a_value_holding_a_subscript_with_an_expansion_is_refused_for_shell_tasks(value: Any) -> None:
     """Whatever the script: bash runs it wherever the text reaches arithmetic, also by ways
     no reading of the script sees (a name referring to this param's variable)."""
+    assert "array subscript with an expansion" in (shell_value_problem("v", value) or "")
+
+
+#: Subscripts whose brackets nest or are quoted (a reported attack: a trigger-only user's
+#: ``x[b[0]$(id)]`` passed the check, which took the first ``]`` for the subscript's end).
+NESTED_SUBSCRIPTS = [
+    "x[b[0]$(echo RAN >&2)]",
+    "x[b[0]`echo RAN >&2`]",
+    "x[b[0]${V:-$(echo RAN >&2)}]",
+    "a[\\]$(echo RAN >&2)]",
+    "a[']'$(echo RAN >&2)]",
+    'a["]"$(echo RAN >&2)]',
+    "a[b[0]$[$(echo RAN >&2)]]",
+]
+
+
+@pytest.mark.parametrize("value", NESTED_SUBSCRIPTS)
+def test_a_subscript_that_nests_or_quotes_its_brackets_is_refused(value: str) -> None:
+    ran = subprocess.run(
+        ["/bin/bash", "-c", "echo $((X))"], env={"X": value}, capture_output=True, text=True, timeout=10
+    )
+    assert "RAN" in ran.stderr  # bash does run it: the value is code
     assert "array subscript with an expansion" in (shell_value_problem("v", value) or "")
 
 
