@@ -35,6 +35,7 @@ opaque, so a value holding ``#{...}`` or ``${secret.x}`` is never expanded.
 
 from __future__ import annotations
 
+import codecs
 import functools
 import io
 import json
@@ -586,6 +587,7 @@ def _python_contexts(text: str) -> tuple[str, ...]:
     marked = _ANY_REF.sub(mark, text)
     if not count:
         return ()
+    _refuse_source_encoding(text)
     marker = re.compile(re.escape(prefix) + r"p(\d+)_")
     kinds: dict[int, str] = {}
     string_prefix = ""
@@ -620,6 +622,33 @@ def _python_contexts(text: str) -> tuple[str, ...]:
     except (tokenize.TokenError, SyntaxError) as e:
         raise TaskError(f"cannot place params in this python script ({e}); fix its syntax") from None
     return tuple(kinds.get(i, _CODE) for i in range(count))
+
+
+#: PEP 263's source encoding declaration, looked for on a script's first two lines.
+_CODING = re.compile(r"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)", re.ASCII)
+#: Encodings that decode the ASCII escapes values are placed as to themselves.
+_PLAIN_ENCODINGS = frozenset(["utf-8", "ascii", "iso8859-1"])
+
+
+def _refuse_source_encoding(text: str) -> None:
+    """``TaskError`` for a script that declares another source encoding: the interpreter
+    decodes the script with it before parsing, and one such as ``unicode_escape`` turns the
+    escapes a value is placed as (``\\x22``) back into quotes, ending its string."""
+    for number, line in enumerate(text.split("\n", 2)[:2], 1):
+        declared = _CODING.match(line)
+        if declared is None:
+            continue
+        try:
+            name = codecs.lookup(declared.group(1)).name
+        except LookupError:
+            name = declared.group(1)
+        if name not in _PLAIN_ENCODINGS:
+            raise TaskError(
+                f"this python script declares its source encoding {declared.group(1)!r} (line "
+                f"{number}), which could decode a placed ${{params...}} value into code: remove the "
+                "declaration (scripts are UTF-8), or read os.environ['KIOK_PARAM_<NAME>']"
+            )
+        return
 
 
 def _in_fstring_field(literal: str, marker: re.Pattern[str]) -> bool:

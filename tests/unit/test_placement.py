@@ -320,6 +320,43 @@ def test_python_places_that_cannot_hold_data_are_refused(script: str, problem: s
         placed(script, Context.PYTHON, {"v": "x"})
 
 
+@pytest.mark.parametrize(
+    "declaration",
+    ["# -*- coding: unicode_escape -*-", "#!/usr/bin/env python3\n# vim: set fileencoding=unicode-escape :"],
+)
+def test_a_source_encoding_that_would_decode_a_value_into_code_is_refused(
+    declaration: str, tmp_path: Path
+) -> None:
+    """A reported attack: ``unicode_escape`` decoded the ``\\x22`` a quote is placed as back into
+    a quote before Python parsed the script, and a trigger-only user's value ran."""
+    hostile = {"v": '"); print(40 + 2); ("'}
+    script = declaration + '\nprint("hello ${params.v}")\n'
+    naive = script.replace("${params.v}", _escape_like_placement(hostile["v"]))
+    assert "\n42\n" in run_py_file(naive, tmp_path)  # the attack is real there
+    with pytest.raises(TaskError, match="declares its source encoding"):
+        placed(script, Context.PYTHON, hostile)
+    # Any encoding but UTF-8, ASCII and Latin-1 is refused, harmless ones too (utf-7 here).
+    with pytest.raises(TaskError, match="declares its source encoding 'utf-7' \\(line 1\\)"):
+        placed("# coding: utf-7\n" + script, Context.PYTHON, hostile)
+
+
+def _escape_like_placement(value: str) -> str:
+    return "".join(f"\\x{ord(c):02x}" for c in value)
+
+
+@pytest.mark.parametrize("declaration", ["# -*- coding: utf-8 -*-", "# coding=latin-1", "# coding: ascii"])
+def test_a_plain_source_encoding_declaration_is_fine(declaration: str, tmp_path: Path) -> None:
+    script = declaration + '\nprint("hello ${params.v}")\n'
+    assert run_py_file(placed(script, Context.PYTHON, {"v": '"); x("'}), tmp_path) == 'hello "); x("\n'
+
+
+def run_py_file(script: str, tmp_path: Path) -> str:
+    """As a task runs it: from a file (Python read from stdin refuses a declared encoding)."""
+    path = tmp_path / "task.py"
+    path.write_text(script)
+    return subprocess.run([sys.executable, str(path)], capture_output=True, check=True).stdout.decode()
+
+
 @pytest.mark.parametrize("script", ['print(f"c {${params.v}}")', "print(f'{ {1: ${params.v}}[1]!r}')"])
 def test_a_param_in_an_f_string_field_is_refused_before_python_3_12(script: str) -> None:
     """In Python < 3.12 an f-string is one token and its fields cannot hold the escapes a
