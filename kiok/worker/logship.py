@@ -27,26 +27,32 @@ OWN = b"[kiok]"
 FROM_TASK = b"[task] "
 #: A line start that may show as ``[kiok]``: every one but those that plainly do not (a
 #: visible character other than ``[``, or ``[`` and one other than ``k``, after colours at
-#: most), which are most lines and are passed over without a look at them in Python.
+#: most: printable ASCII, an empty line, or the first byte of a UTF-8 sequence no ignorable
+#: character starts with), which are most lines and are passed over without Python.
 _CANDIDATE = re.compile(
-    rb"^(?!(?:\x1b\[[0-9;]*m)*\[?[^k\[\x00-\x09\x0b-\x1f\x7f\x1b\xc2\xe2\xef])", re.MULTILINE
+    rb"^(?!(?:\x1b\[[0-9;]*m)*\[?(?:[ -Z\\-jl-~\n]|[\xc3-\xcc\xce-\xd7\xd9-\xe0\xe4-\xee\xf1\xf2]))",
+    re.MULTILINE,
 )
 #: A byte without which no line can show as ``[kiok]`` nor be undecided: most output has none.
-_MAY_SHOW_OWN = re.compile(rb"[\[\x00-\x09\x0b-\x1f\x7f\xc2\xe2\xef]")
+_MAY_SHOW_OWN = re.compile(rb"[\[\x00-\x09\x0b-\x1f\x7f-\xff]")
 #: What either viewer does not show (``ui/static/js/ansi.js``, ``kiok.cli.terminal``): an
 #: escape sequence (CSI, a string sequence to its terminator or to where the UI ends it, a
-#: two-character one), a control character but newline (C1 too), a soft hyphen, zero-width
-#: characters and direction marks (U+200B-U+200F, U+202A-U+202E, U+2060-U+206F), a byte
-#: order mark. Counting one that a viewer does show only marks a line more: harmless.
+#: two-character one), a control character but newline. Counting one that a viewer does
+#: show only marks a line more: harmless.
 _UNSEEN = re.compile(
-    rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[\]PX^_][^\x07\x1b\n]*(?:\x07|\x1b\\)?|\x1b[ -~]"
-    rb"|[\x00-\x09\x0b-\x1f\x7f]|\xc2[\x80-\x9f\xad]|\xe2\x80[\x8b-\x8f\xaa-\xae]|\xe2\x81[\xa0-\xaf]"
-    rb"|\xef\xbb\xbf"
+    rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[\]PX^_][^\x07\x1b\n]*(?:\x07|\x1b\\)?|\x1b[ -~]|[\x00-\x09\x0b-\x1f\x7f]"
 )
 #: One of those begun at the end of the output so far, not finished there.
-_UNSEEN_OPEN = re.compile(
-    rb"(?:\x1b(?:\[[0-?]*[ -/]*|[\]PX^_][^\x07\x1b\n]*\x1b?|[ -/]*)?|\xc2|\xe2[\x80\x81]?|\xef\xbb?)\Z"
-)
+_UNSEEN_OPEN = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*|[\]PX^_][^\x07\x1b\n]*\x1b?|[ -/]*)?\Z")
+#: Characters that show as nothing (or a blank): Unicode's Default_Ignorable_Code_Point
+#: (zero-width characters, direction marks, variation selectors, tags, fillers…), C1
+#: controls and the Hangul fillers, as (first, last) code points.
+_IGNORABLE = (
+    (0x80, 0x9F), (0xAD, 0xAD), (0x34F, 0x34F), (0x61C, 0x61C), (0x115F, 0x1160), (0x17B4, 0x17B5),
+    (0x180B, 0x180F), (0x200B, 0x200F), (0x2028, 0x202E), (0x2060, 0x206F), (0x3164, 0x3164),
+    (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF),
+)  # fmt: skip
 #: A line start still undecided past this many bytes is marked as the task's anyway.
 _MAX_HELD = 4096
 
@@ -194,6 +200,18 @@ def _shows_own(data: bytes, at: int) -> bool | None:
         unseen = _UNSEEN.match(data, at)
         if unseen is not None:
             at = unseen.end()
+            continue
+        if data[at] >= 0x80:  # a UTF-8 sequence: unseen if it is an ignorable character
+            size = 2 if data[at] < 0xE0 else 3 if data[at] < 0xF0 else 4
+            if at + size > len(data):
+                return None
+            try:
+                char = ord(data[at : at + size].decode())
+            except (UnicodeDecodeError, TypeError):
+                return False  # shown as U+FFFD
+            if not any(first <= char <= last for first, last in _IGNORABLE):
+                return False
+            at += size
             continue
         if data[at] != OWN[seen]:
             return False

@@ -94,6 +94,13 @@ async def test_what_a_viewer_does_not_show_does_not_hide_a_forged_line() -> None
         b"[ki\x1b[1mok] an escape within",
         b"\x1b]0;title\x07\x1b[32m[kiok] a title, then green",
         b"\x1b]x\x1b[m[kiok] a string sequence the UI ends at the next escape",
+        # Characters a browser draws as nothing (a reported attack: these passed).
+        "\ufe0f[kiok] a variation selector".encode(),
+        "[\ufe0fkiok] a variation selector within".encode(),
+        "\U000e0001[kiok] a tag character".encode(),
+        "[\u034fkiok] a combining grapheme joiner".encode(),
+        "\u180e[kiok] a Mongolian vowel separator".encode(),
+        "\u3164[kiok] a Hangul filler".encode(),
     ]
     kept = [b"\x1b[32mgreen\x1b[0m [kiok] later in the line", b"\x1b[1m[kio", b"[kiosk] not kiok"]
     for line in forged + kept:
@@ -124,9 +131,12 @@ async def test_a_line_start_that_stays_undecided_is_marked_past_a_bound() -> Non
 _UI_HIDES = re.compile(
     r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]"
 )
-_INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]")
+_INVISIBLE = re.compile(
+    "[\u00ad\u034f\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\U000e0000-\U000e0fff]"
+)
 _PIECES = ["[", "k", "i", "o", "]", "[kiok]", "a", " ", "\t", "\r", "\x1b", "\x1b[", "\x1b[m", "\x1b[31m",
-           "\x1b]0;t\x07", "\x1b]x", "\x1b(B", "\u200b", "\ufeff", "\x85", "\n"]  # fmt: skip
+           "\x1b]0;t\x07", "\x1b]x", "\x1b(B", "\u200b", "\ufeff", "\x85", "\n", "\ufe0f", "\U000e0001",
+           "\u034f", "é", "к"]  # fmt: skip
 
 
 @settings(max_examples=300, deadline=None)
