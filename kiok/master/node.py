@@ -51,7 +51,6 @@ from kiok.observability.tracing import make_tracing
 from kiok.security import egress
 from kiok.security.egress import parse_networks
 from kiok.security.kms import (
-    MIN_MASTER_KEY_CHARS,
     Cipher,
     Keyring,
     WrongMasterKey,
@@ -72,11 +71,12 @@ from kiok.store.joblog import REPLICATION as JOBLOG_REPLICATION
 from kiok.store.joblog import SPACES as JOBLOG_SPACES
 from kiok.store.joblog import JobLogStore
 from kiok.store.keyring import (
-    configured_master_key,
     existing_keyring,
     key_source,
     master_key,
     new_keyring,
+    operator_master_key,
+    refuse_short_master_key,
 )
 from kiok.store.kv import RocksKV
 from kiok.store.objects import s3_store_from_settings
@@ -116,14 +116,11 @@ class MasterNode:
         self._loop = asyncio.get_running_loop()
         data = settings.data_dir
         peers_text = settings.get_str("kiok.master.peers")
-        configured = configured_master_key(
-            settings.get_str("kiok.master.key"), settings.get_str("kiok.kms.master.key.file")
+        configured = operator_master_key(
+            settings.get_str("kiok.master.key"),
+            settings.get_str("kiok.kms.master.key.file"),
+            several_masters=bool(peers_text),
         )
-        if peers_text and not configured:
-            raise InvalidInput(
-                "several masters (kiok.master.peers) share one master key: set "
-                "kiok.kms.master.key.file (or KIOK_MASTER_KEY) on each"
-            )
         # The master key is checked against the store's keyring before the store is opened
         # for writing: a wrong key changes nothing on disk.
         self._iterations = settings.get_int("kiok.kms.pbkdf2.iterations")
@@ -136,12 +133,7 @@ class MasterNode:
         source = key_source(
             settings.get_str("kiok.master.key"), settings.get_str("kiok.kms.master.key.file"), data
         )
-        # Refused here, naming where the key came from (a later derivation would not know).
-        if len(self._passphrase) < MIN_MASTER_KEY_CHARS:
-            raise WrongMasterKey(
-                f"{source}: the master key must have at least {MIN_MASTER_KEY_CHARS} characters, "
-                f"not {len(self._passphrase)}"
-            )
+        refuse_short_master_key(self._passphrase, source)
         #: Where the master key came from, as messages about it name it.
         self._key_source = source
         found = existing_keyring(data / "state", self._passphrase, self._iterations, source)

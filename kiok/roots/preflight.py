@@ -4,7 +4,8 @@ a server claims (``claimed_ports``). The server roots run ``check`` first; ``kio
 show`` runs it alone, so that it refuses what a start would refuse, with the same line.
 
 Checks that need more stay in the roots, after it: the data directory (in use, its worker
-id, its master key), the task user (made when missing), the ports being free."""
+id, whether its master key opens it), the task user (made when missing), the ports being
+free."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from kiok.roots.common import trusted_proxies
 from kiok.security.egress import SETTING as BLOCKED_NETWORKS
 from kiok.security.egress import parse_networks
 from kiok.security.tls import TlsFiles
+from kiok.store.keyring import operator_master_key
 from kiok.store.replicated import parse_peers, unreachable_raft_port
 from kiok.worker.forkserver import parse_preload
 from kiok.worker.master_client import parse_masters
@@ -43,6 +45,12 @@ def check(settings: Settings, command: Command) -> None:
     if serves_master:
         parse_networks(settings.get_str(BLOCKED_NETWORKS))
     _refuse_port_clash(_ports(settings, command))  # with kiok.master.peers checked first
+    if serves_master:
+        operator_master_key(
+            settings.get_str("kiok.master.key"),
+            settings.get_str("kiok.kms.master.key.file"),
+            several_masters=bool(settings.get_str("kiok.master.peers")),
+        )
 
 
 def claimed_ports(settings: Settings, command: Command) -> list[tuple[str, int, str]]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import msgpack
 
 from kiok.errors import InvalidInput
-from kiok.security.kms import Keyring, derive_root_key
+from kiok.security.kms import MIN_MASTER_KEY_CHARS, Keyring, WrongMasterKey, derive_root_key
 from kiok.store import keys as k
 from kiok.store.kv import RocksKV
 from kiok.text_file import read_line
@@ -33,6 +33,29 @@ def configured_master_key(value: str, key_file: str) -> str:
     if not key:
         raise InvalidInput(f"kiok.kms.master.key.file {key_file} is empty")
     return key
+
+
+def operator_master_key(value: str, key_file: str, *, several_masters: bool) -> str:
+    """``configured_master_key``, refusing in one line what no start accepts on the settings
+    alone: no key for several masters (each would generate its own), or one too short. Run
+    by the master at start and by ``kiok config show`` (``kiok.roots.preflight``)."""
+    configured = configured_master_key(value, key_file)
+    if several_masters and not configured:
+        raise InvalidInput(
+            "several masters (kiok.master.peers) share one master key: set "
+            "kiok.kms.master.key.file (or KIOK_MASTER_KEY) on each"
+        )
+    if configured:
+        refuse_short_master_key(configured, key_source(value, key_file, Path()))
+    return configured
+
+
+def refuse_short_master_key(key: str, source: str) -> None:
+    """Refused naming where the key came from (a later derivation would not know)."""
+    if len(key) < MIN_MASTER_KEY_CHARS:
+        raise WrongMasterKey(
+            f"{source}: the master key must have at least {MIN_MASTER_KEY_CHARS} characters, not {len(key)}"
+        )
 
 
 def key_source(value: str, key_file: str, data_dir: Path) -> str:

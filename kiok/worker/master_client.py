@@ -103,6 +103,8 @@ def parse_masters(text: str) -> list[tuple[str, int]]:
         host, _, port = item.rpartition(":")
         if not host or not (port.isascii() and port.isdigit()):
             raise ValueError(f"kiok.worker.masters: {item!r} is not host:port")
+        if not 1 <= int(port) <= 65535:
+            raise ValueError(f"kiok.worker.masters: {item!r} names port {int(port)}, not one of 1-65535")
         out.append((host, int(port)))
     if not out:
         raise ValueError("kiok.worker.masters is empty")

@@ -330,6 +330,16 @@ def test_a_raft_port_on_loopback_with_a_peer_elsewhere_is_refused(
             "kiok.master.internal.port and kiok.master.admin.port are both 18740",
             id="ports",
         ),
+        pytest.param(  # config show passed it; the start refused it after making the data dir
+            {"KIOK_MASTER_KEY": "tooshort"},
+            "KIOK_MASTER_KEY (kiok.master.key): the master key must have at least 32 characters, not 8",
+            id="short-master-key",
+        ),
+        pytest.param(
+            {"KIOK_MASTER_KEY": "k" * 40, "KIOK_KMS_MASTER_KEY_FILE": "/nonexistent/master.key"},
+            "set either KIOK_MASTER_KEY or kiok.kms.master.key.file, not both",
+            id="master-key-twice",
+        ),
     ],
 )
 def test_config_show_refuses_what_a_start_refuses_with_its_line(
@@ -377,7 +387,11 @@ def _peers(own: str) -> str:
             {"KIOK_MASTER_PEERS": _peers("19998")},
             "kiok.master.peers (m1's Raft port) and kiok.worker.status.port are both 19998",
         ),
-        ("master", {"KIOK_MASTER_PEERS": PEERS.replace("7002", "8080")}, None),  # another master's
+        (  # another master's
+            "master",
+            {"KIOK_MASTER_PEERS": PEERS.replace("7002", "8080"), "KIOK_MASTER_KEY": "k" * 40},
+            None,
+        ),
         (
             "standalone",
             {"KIOK_WORKER_HOST": "0.0.0.0", "KIOK_WORKER_STATUS_PORT": "8080"},
@@ -445,3 +459,25 @@ def test_a_config_file_whose_values_refer_to_themselves_is_one_line(tmp_path: Pa
     config.write_text("kiok: &k\n  worker: *k\n")
     with pytest.raises(InvalidInput, match="nested too deeply"):
         Settings.load(env={}, config_file=config)
+
+
+def test_a_worker_refuses_a_master_address_whose_port_is_no_port(tmp_path: Path) -> None:
+    """It was taken as given: the worker announced itself, then died with "connect(): port
+    must be 0-65535" (or, for port 0, retried for ever), its data directory made."""
+    master = FakeMaster(tmp_path / "config")
+    data = tmp_path / "data"
+    line = "kiok.worker.masters: '127.0.0.1:99999' names port 99999, not one of 1-65535"
+    env: dict[str, str | None] = {
+        **PORTS,
+        "KIOK_BASE_DATA_DIR": str(data),
+        "KIOK_WORKER_MASTERS": "127.0.0.1:99999",
+        "KIOK_WORKER_JOIN_TOKEN": "x",
+    }
+    shown = master.invoke(["config", "show", "--for", "worker"], env=env)
+    assert (shown.exit_code, shown.output) == (1, f"Error: {line}\n"), shown.output
+    started = master.invoke(["worker"], env=env)
+    assert (started.exit_code, started.output) == (1, f"Error: {line}\n"), started.output
+    assert not data.exists()
+    env["KIOK_WORKER_MASTERS"] = "127.0.0.1:0"
+    zero = master.invoke(["config", "show", "--for", "worker"], env=env)
+    assert zero.output == "Error: kiok.worker.masters: '127.0.0.1:0' names port 0, not one of 1-65535\n"
