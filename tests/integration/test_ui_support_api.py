@@ -82,6 +82,8 @@ def test_dag_list_has_next_fire_time_and_last_runs(shared_kiok: Standalone) -> N
     nxt = dags["ui_sched"]["nextFireAt"]
     assert nxt is not None and nxt.endswith(("T00:30:00.000Z", "T01:30:00.000Z"))  # 02:30 Berlin
     assert dags["ui_fail"]["nextFireAt"] is None
+    # The DAG's own page says it too (it did not: only the list did).
+    assert k.api("GET", "/api/v1/dags/ui_sched").json()["nextFireAt"] == nxt
     last = dags["ui_fail"]["lastRuns"]
     assert 1 <= len(last) <= 3 and last[0]["runId"] == run_id and last[0]["state"] == "FAILED"
     assert "lastRuns" not in k.api("GET", "/api/v1/dags").json()["dags"][0]

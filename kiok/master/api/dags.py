@@ -136,7 +136,11 @@ def _dag(request: Request, dag_id: str) -> dict[str, Any]:
 async def get_dag(
     dag_id: str, request: Request, _: Principal = Depends(require(actions.READ_DAG, "dag/{dag_id}"))
 ) -> dict[str, Any]:
-    return dag_view(_dag(request, dag_id), full=True)
+    """The DAG's summary as the list shows it (``nextFireAt`` included), with its spec and
+    source."""
+    view = dag_view(_dag(request, dag_id), full=True)
+    view["nextFireAt"] = dag_list.next_fire_at(view, node_of(request).clock_ms())
+    return view
 
 
 @router.delete("/{dag_id}", responses={404: {}})
