@@ -52,9 +52,20 @@ def unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def document_problem(doc: object, *, max_depth: int = MAX_DEPTH, max_values: int | None = None) -> str | None:
-    """Why ``doc`` (made of dicts, lists, tuples and scalars) is refused, or None.
+    """Why ``doc`` (made of dicts, lists, tuples and scalars) is refused, or None. The message
+    starts with the path of the offending value (``tasks[0].timeout``)."""
+    found = located_problem(doc, max_depth=max_depth, max_values=max_values)
+    if found is None:
+        return None
+    path, problem = found
+    return f"{path or 'the document'}: {problem}" if path is not None else problem
 
-    The message starts with the path of the offending value (``tasks[0].timeout``). Iterative,
+
+def located_problem(
+    doc: object, *, max_depth: int = MAX_DEPTH, max_values: int | None = None
+) -> tuple[str | None, str] | None:
+    """``(path, problem)`` of the first value of ``doc``, in document order, that is refused
+    (``path`` "" for the document itself, None for its size as a whole), or None. Iterative,
     so a document nested past the interpreter's recursion limit is answered, not crashed on.
     """
     budget = max_values
@@ -65,13 +76,16 @@ def document_problem(doc: object, *, max_depth: int = MAX_DEPTH, max_values: int
         if budget is not None:
             budget -= 1
             if budget < 0:
-                return f"document too large: over {max_values} values (a shared value counts once per use)"
+                return (
+                    None,
+                    f"document too large: over {max_values} values (a shared value counts once per use)",
+                )
         if depth > max_depth:
-            return f"{_where(entry)}: nested too deeply (at most {max_depth} levels)"
+            return _where(entry), f"nested too deeply (at most {max_depth} levels)"
         kind = type(node)
         if isinstance(node, str):
             if not _is_text(node):
-                return f"{_where(entry)}: {TEXT_PROBLEM}"
+                return _where(entry), TEXT_PROBLEM
             continue
         if kind in _SCALARS:
             continue
@@ -79,16 +93,17 @@ def document_problem(doc: object, *, max_depth: int = MAX_DEPTH, max_values: int
             items: Mapping[object, object] = node  # type: ignore[assignment]
             for k in items:
                 if isinstance(k, str) and not _is_text(k):
-                    return f"{_where(entry)}: a key is {TEXT_PROBLEM}"
-            stack.extend((v, depth + 1, entry, k) for k, v in items.items())
+                    return _where(entry), f"a key is {TEXT_PROBLEM}"
+            # Pushed last first, so that they are looked at in document order.
+            stack.extend(reversed([(v, depth + 1, entry, k) for k, v in items.items()]))
         elif kind is list or isinstance(node, list | tuple):
             values: Sequence[object] = node  # type: ignore[assignment]
-            stack.extend((v, depth + 1, entry, i) for i, v in enumerate(values))
+            stack.extend(reversed([(v, depth + 1, entry, i) for i, v in enumerate(values)]))
         elif isinstance(node, int) and not isinstance(node, bool):
             if not INT_MIN <= node <= INT_MAX:
-                return f"{_where(entry)}: {INT_PROBLEM}"
+                return _where(entry), INT_PROBLEM
         elif isinstance(node, float) and not math.isfinite(node):
-            return f"{_where(entry)}: NaN and infinity are not valid values"
+            return _where(entry), "NaN and infinity are not valid values"
     return None
 
 
@@ -113,4 +128,4 @@ def _where(entry: _Entry) -> str:
     path = "".join(reversed(steps)).removeprefix(".")
     if len(path) > 80:
         path = path[:60] + "..." + path[-16:]
-    return path or "the document"
+    return path

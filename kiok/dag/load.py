@@ -24,7 +24,7 @@ import yaml
 from kiok.core.document_limits import (
     INT_PROBLEM,
     DuplicateKey,
-    document_problem,
+    located_problem,
     parse_json_int,
     unique_object,
 )
@@ -344,9 +344,13 @@ def _task(raw: object, at: str) -> TaskSpec:
 
 
 def _check_size(doc: object) -> None:
-    problem = document_problem(doc, max_depth=_MAX_DEPTH, max_values=_MAX_NODES)
-    if problem:
-        raise DagValidationError(problem)
+    """The limits on values, over the whole document before its fields are read (numbers out
+    of range, NaN, text that is not UTF-8, depth, size): the first refused value in document
+    order, with its path (and so its line)."""
+    found = located_problem(doc, max_depth=_MAX_DEPTH, max_values=_MAX_NODES)
+    if found is not None:
+        path, problem = found
+        raise DagValidationError(problem, field=path or None)
 
 
 def _config_value(value: object, field: str) -> str:

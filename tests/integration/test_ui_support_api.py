@@ -102,6 +102,16 @@ def test_refused_dag_names_field_and_line(shared_kiok: Standalone) -> None:
     assert r.json()["errors"] == [
         {"path": "tasks[1].retries", "line": 7, "message": "must be an int from 0 to 100, got -1"}
     ]
+    # A value past the limits (checked over the whole document first) has its path and line
+    # too (both were null), and the first such value in document order is the one named.
+    huge = (
+        "dag: {id: ui_bad}\ntasks:\n  - {id: a, retries: .inf}\n  - {id: b, retries: 99999999999999999999}\n"
+    )
+    r = k.api("POST", "/api/v1/dags", content=huge, headers={"Content-Type": "application/yaml"})
+    assert r.status_code == 400
+    assert r.json()["errors"] == [
+        {"path": "tasks[0].retries", "line": 3, "message": "NaN and infinity are not valid values"}
+    ]
     broken = "dag:\n  id: x\n tasks: [\n"
     r = k.api("POST", "/api/v1/dags", content=broken, headers={"Content-Type": "application/yaml"})
     assert r.status_code == 400
