@@ -282,6 +282,7 @@ def render_run(run: Any, now: datetime) -> str:
     if run.get("waiting") and run.get("state") not in TERMINAL:
         state = f"{state} ({waiting(run['waiting'])})"
     args = run.get("args")
+    shown_args = " ".join(f"{k}={_arg(v)}" for k, v in args.items()) if isinstance(args, dict) else ""
     header = [
         ("run", text(run.get("runId"))),
         ("dag", text(run.get("dagId"))),
@@ -292,7 +293,7 @@ def render_run(run: Any, now: datetime) -> str:
         ("started", text(run.get("startedAt"))),
         ("ended", text(run.get("endedAt"))),
         ("duration", elapsed(run.get("startedAt"), run.get("endedAt"), now)),
-        ("args", " ".join(f"{k}={v}" for k, v in args.items()) if isinstance(args, dict) and args else NONE),
+        ("args", shown_args or NONE),
     ]
     if run.get("reason"):  # why the masters failed it (its run timeout)
         header.insert(3, ("reason", text(run["reason"])))
@@ -320,3 +321,9 @@ def _task_row(task_id: str, task: dict[str, Any], now: datetime) -> list[str]:
         text(task.get("exitCode")),
         text(" ".join(str(detail).split()) if detail else None),  # one line, whatever the error holds
     ]
+
+
+def _arg(value: object) -> str:
+    """An arg as the user gave it: a string as it is, anything else as JSON (``true``, not
+    Python's ``True``)."""
+    return text(value) if isinstance(value, str) else text(json.dumps(value, ensure_ascii=False))

@@ -27,6 +27,7 @@ silently turn a constraint into a default).
 from __future__ import annotations
 
 import functools
+import json
 import math
 import re
 from collections.abc import Iterator, Mapping
@@ -415,7 +416,9 @@ def _a(kind: str) -> str:
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
+    """A value as an error shows it: a string quoted, anything else as the JSON it came as
+    (``true``, ``null``, ``{"b": [1]}``, not Python's ``True``)."""
+    text = repr(value) if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
     return text if len(text) <= 60 else text[:57] + "..."
 
 

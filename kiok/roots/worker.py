@@ -81,7 +81,7 @@ async def run_worker(settings: Settings, environ: dict[str, str]) -> None:
     log.info(
         "kiok worker %s: masters %s, status on %s, data in %s",
         worker.id,
-        masters,
+        ", ".join(f"{host}:{port}" for host, port in masters),
         status_url(settings, tls.serves_tls),
         data,
     )

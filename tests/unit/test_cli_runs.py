@@ -133,7 +133,7 @@ STATUS = {
     "startedAt": "2024-05-01T11:59:00Z",
     "endedAt": None,
     "scheduledAt": "2024-05-01T11:59:00Z",
-    "args": {"region": "eu"},
+    "args": {"region": "eu", "flag": True, "obj": {"b": [1]}, "none": None},
     "waiting": None,
     "tasks": {
         "extract": {
@@ -167,7 +167,8 @@ def test_runs_status_prints_header_and_one_line_per_task(master: FakeMaster) -> 
     out = result.stdout
     assert "run:       r1" in out
     assert "state:     RUNNING" in out
-    assert "args:      region=eu" in out
+    # Non-strings as the JSON they came as (they showed as Python's True, {'b': [1]}, None).
+    assert 'args:      region=eu flag=true obj={"b": [1]} none=null' in out
     assert "duration:  1m+" in out
     tasks = out.split("\n\n", 1)[1].splitlines()
     assert tasks[0].split() == ["TASK", "STATE", "ATTEMPT", "DURATION", "EXIT", "DETAIL"]

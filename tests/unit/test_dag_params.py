@@ -164,3 +164,10 @@ def test_args_already_logged_are_decided_as_the_kiok_that_logged_them() -> None:
     spec = spec_from_yaml(NUMBERS + "tasks: [{id: t, script: 'true'}]")
     stored = check_args(spec.params, spec.param_rules, spec.allow_extra_args, {"x": "1e999"}, stored=True)
     assert stored == {"x": float("inf")}
+
+
+def test_a_refused_value_is_shown_as_json_not_as_python() -> None:
+    """It said ``got True`` to a user who sent ``true``."""
+    spec = spec_from_yaml(DAG)
+    with pytest.raises(InvalidInput, match=r"^args\.n: expected an integer, got true$"):
+        check(spec, {"n": True})
