@@ -183,16 +183,14 @@ class Restriction(IntEnum):
 
 #: An integer as bash's arithmetic reads it: decimal or hexadecimal, nothing it could expand.
 _INTEGER = re.compile(r"[+-]?(?:0[xX][0-9a-fA-F]+|[0-9]+)")
-#: An array subscript holding an expansion: bash runs it wherever it evaluates the text as
-#: arithmetic, however the text got there (``shell_value_problem``).
-#: ``[`` and, anywhere after it, an expansion: bash balances a subscript's brackets and quotes
-#: (``a[b[0]$(id)]``, ``a[']'$(id)]``), so no reading of where a subscript ends is trusted.
-_SUBSCRIPT_EXPANSION = re.compile(r"\[[\s\S]*?(?:\$[({\[]|`)")
+#: An expansion bash makes in an array subscript: ``$`` and a name, ``(``, ``{``, ``[`` or a
+#: special parameter; a backtick (``shell_value_problem``).
+_EXPANSION = re.compile(r"\$[\w({\[@*#?$!-]|`")
 #: How far before a placeholder ``_restriction`` looks for what opens its context: each
 #: check reads a bounded window, so a long script costs time linear in its placeholders.
 _WINDOW = 512
 #: ``${name:`` (a substring offset or slice, not ``:-`` and its kin) at an innermost ``${``.
-_OFFSET = re.compile(r"\$\{(?:[A-Za-z_]\w*(?:\[[@*]\])?|[@*]|\d+):(?![-=+?])")
+_OFFSET = re.compile(r"\$\{(?:!?[A-Za-z_]\w*(?:\[[^\]]*\])?|[@*$!?-]|\d+):(?![-=+?])")
 #: The words that may come before a command's name (``if let ...``, ``command read ...``).
 _PREFIX = r"\s*(?:(?:then|do|else|elif|if|while|until|command|builtin|time|!|\(|\{)\s*)*"
 #: A command that evaluates its arguments as arithmetic, at the start of a command.
@@ -271,15 +269,19 @@ def shell_value_problem(name: str, value: Any) -> str | None:
     Bash runs the command substitutions of an array subscript in any text it evaluates as
     arithmetic, and a text can get there in ways no reading of the script sees (a name that
     refers to another param's variable, ``$((KIOK_PARAM_X))`` written by hand, forms of
-    arithmetic the analyser misses). So a value holding a subscript with an expansion
-    (``a[$(id)]``, ``x[${y}]``, backticks; a ``[`` with any of them after it, since a
-    subscript may nest and quote its brackets) is refused outright: such text is code."""
-    if _SUBSCRIPT_EXPANSION.search(_text(value)) is None:
+    arithmetic the analyser misses). So a value that may hold a subscript with an expansion
+    is refused outright: a ``[`` with an expansion anywhere after it. Anywhere, since bash
+    balances a subscript's brackets and quotes (``a[b[0]$(id)]``, ``a[']'$(id)]``); any
+    expansion, a plain ``$Y`` too, since its result is evaluated again (``a[$Y$Z]`` with
+    ``Y='b['``, ``Z='$(id)]'``). Linear: one search after the first ``[``."""
+    text = _text(value)
+    first = text.find("[")
+    if first < 0 or _EXPANSION.search(text, first) is None:
         return None
     return (
         f"param {name!r} holds an array subscript with an expansion ('[' then, anywhere after it, "
-        "'$(', '${', '$[' or a backtick), which bash would run wherever it evaluates the text as "
-        "arithmetic: refused for shell tasks"
+        "'$' and a name, '(', '{', '[' or a special parameter, or a backtick), which bash would run "
+        "wherever it evaluates the text as arithmetic: refused for shell tasks"
     )
 
 
@@ -634,7 +636,7 @@ def _refuse_source_encoding(text: str) -> None:
     """``TaskError`` for a script that declares another source encoding: the interpreter
     decodes the script with it before parsing, and one such as ``unicode_escape`` turns the
     escapes a value is placed as (``\\x22``) back into quotes, ending its string."""
-    for number, line in enumerate(text.split("\n", 2)[:2], 1):
+    for number, line in enumerate(re.split(r"\r\n|\r|\n", text, maxsplit=2)[:2], 1):
         declared = _CODING.match(line)
         if declared is None:
             continue

@@ -7,6 +7,7 @@ import ast
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -105,6 +106,9 @@ BASH_ARITHMETIC = [
     "set -- a b c d; echo ${@:${params.n}}",
     "set -- a b c d; echo ${*:1:${params.n}}",
     "set -- abcdef; echo ${1:${params.n}}",
+    "a=(abcdef); echo ${a[0]:${params.n}}",
+    "a=(abcdef); i=0; echo ${a[i]:1:${params.n}}",
+    "x=abcdef; r=x; echo ${!r:${params.n}}",
     "let x=${params.n}+1; echo $x",
     'if let "x=${params.n}"; then echo $x; fi',
     "command let x=${params.n}; echo $x",
@@ -170,6 +174,9 @@ NESTED_SUBSCRIPTS = [
     'a["]"$(echo RAN >&2)]',
     "a[b[0]$[$(echo RAN >&2)]]",
 ]
+#: A plain ``$NAME`` in a subscript: its value is evaluated again (found by review: two params
+#: put the command substitution together).
+SPLIT_SUBSCRIPT = {"X": "a[$Y$Z]", "Y": "b[", "Z": "$(echo RAN >&2)]"}
 
 
 @pytest.mark.parametrize("value", NESTED_SUBSCRIPTS)
@@ -181,8 +188,24 @@ def test_a_subscript_that_nests_or_quotes_its_brackets_is_refused(value: str) ->
     assert "array subscript with an expansion" in (shell_value_problem("v", value) or "")
 
 
+def test_a_subscript_put_together_from_two_values_is_refused() -> None:
+    ran = subprocess.run(
+        ["/bin/bash", "-c", "echo $((X))"], env=SPLIT_SUBSCRIPT, capture_output=True, text=True, timeout=10
+    )
+    assert "RAN" in ran.stderr
+    assert "array subscript with an expansion" in (shell_value_problem("x", SPLIT_SUBSCRIPT["X"]) or "")
+
+
+def test_the_subscript_check_is_linear() -> None:
+    """It was quadratic in the number of '[' (a 256 KiB arg held the master's GIL for minutes)."""
+    started = time.process_time()
+    for value in ("[" * 200_000, "[]" * 100_000, json.dumps([[]] * 50_000), ["[" * 100_000]):
+        assert shell_value_problem("v", value) is None
+    assert time.process_time() - started < 2
+
+
 @pytest.mark.parametrize(
-    "value", ["$(id)", "`id`", "^[a-z]+$", "[1, 2]", "[x] $HOME", "a[1]", [1, 2], "${x}"]
+    "value", ["$(id)", "`id`", "^[a-z]+$", "[1, 2]", "[x] costs $", "a[1]", [1, 2], "${x}", "[a] 5$ 6$"]
 )
 def test_other_values_reach_shell_tasks(value: Any) -> None:
     assert shell_value_problem("v", value) is None
@@ -335,6 +358,9 @@ def test_a_source_encoding_that_would_decode_a_value_into_code_is_refused(
     assert "\n42\n" in run_py_file(naive, tmp_path)  # the attack is real there
     with pytest.raises(TaskError, match="declares its source encoding"):
         placed(script, Context.PYTHON, hostile)
+    # Lines end at a lone carriage return too, as Python reads them (found by review).
+    with pytest.raises(TaskError, match="declares its source encoding"):
+        placed("\r# -*- coding: unicode_escape -*-\nprint('${params.v}')\n", Context.PYTHON, hostile)
     # Any encoding but UTF-8, ASCII and Latin-1 is refused, harmless ones too (utf-7 here).
     with pytest.raises(TaskError, match="declares its source encoding 'utf-7' \\(line 1\\)"):
         placed("# coding: utf-7\n" + script, Context.PYTHON, hostile)
