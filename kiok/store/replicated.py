@@ -70,6 +70,7 @@ from kiok.store.joblog import SPACES as JOBLOG_SPACES
 from kiok.store.joblog import JobLogStore
 from kiok.store.kv import KVStore, RocksKV
 from kiok.store.snapshot_writer import SnapshotWriter
+from kiok.store.txn import decode as decode_record
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +100,9 @@ ENTRY_BYTES = _MESSAGE_BYTES // 2 - (64 << 10)
 #: compiled spec, which shrink ~10 times: a 10,000-task DAG's 1.5 MB command takes ~150 KB
 #: of the log, and ``ENTRY_BYTES`` binds only for incompressible content.
 _COMPRESS_BYTES = 64 << 10
-#: Room for ``{"c": [...]}`` around the commands in a body (map, key, array headers).
-_BODY_HEAD = 16
+#: Room for ``{"c": [...], "l": [master, term]}`` around the commands in a body (map, keys,
+#: array headers; a master id has at most 128 characters, a term 9 bytes).
+_BODY_HEAD = 16 + 144
 #: How often ``wait_applied`` looks at the applied index (one RocksDB read): at first, and
 #: at most (doubling in between).
 _APPLIED_POLL_S = 0.002
@@ -260,7 +262,7 @@ def _is_loopback(address: str) -> bool:
 
 
 def _entries(
-    batch: list[tuple[c.Command, asyncio.Future[Any]]], limit: int
+    batch: list[tuple[c.Command, asyncio.Future[Any]]], limit: int, lead: Lead | None = None
 ) -> list[tuple[list[tuple[c.Command, asyncio.Future[Any]]], bytes]]:
     """The batch as log entries, in order, each body (msgpack) at most ``limit`` bytes:
     commands proposed in one turn share an entry while they fit. A command that cannot be
@@ -287,13 +289,13 @@ def _entries(
             )
             continue
         if items and size + len(item) > limit:
-            out.append((group, _body(items)))
+            out.append((group, _body(items, lead)))
             group, items, size = [], [], _BODY_HEAD
         group.append((cmd, fut))
         items.append(item)
         size += len(item)
     if items:
-        out.append((group, _body(items)))
+        out.append((group, _body(items, lead)))
     return out
 
 
@@ -306,19 +308,30 @@ def _encode(cmd: c.Command) -> bytes:
     return item
 
 
-def _decode(body: bytes) -> list[c.Command]:
-    """The commands of an entry's body (``_body``), compressed ones expanded."""
-    wires = msgpack.unpackb(body, raw=False)["c"]
-    return [
+#: A master's lead: its id and the Raft term it leads in (as its ``LeaderElected`` records).
+Lead = tuple[str, int]
+
+
+def _decode(body: bytes) -> tuple[list[c.Command], Lead | None]:
+    """The commands of an entry's body (``_body``), compressed ones expanded, and the lead
+    they were proposed under (None: proposed by a follower, or by a kiok before this field)."""
+    doc = msgpack.unpackb(body, raw=False)
+    cmds = [
         c.from_wire(msgpack.unpackb(zlib.decompress(w), raw=False) if isinstance(w, bytes) else w)
-        for w in wires
+        for w in doc["c"]
     ]
+    lead = doc.get("l")
+    return cmds, (str(lead[0]), int(lead[1])) if isinstance(lead, list) and len(lead) == 2 else None
 
 
-def _body(items: list[bytes]) -> bytes:
-    """``{"c": [command, ...]}`` from commands already encoded (what ``_apply_entry`` reads)."""
+def _body(items: list[bytes], lead: Lead | None = None) -> bytes:
+    """``{"c": [command, ...], "l": [master, term]}`` from commands already encoded (what
+    ``_apply_entry`` reads); ``l`` only for an entry proposed under a lead (``_lead``)."""
     packer = msgpack.Packer(use_bin_type=True)
-    head: bytes = packer.pack_map_header(1) + packer.pack("c") + packer.pack_array_header(len(items))
+    head: bytes = packer.pack_map_header(1 if lead is None else 2)
+    if lead is not None:
+        head += packer.pack("l") + packer.pack(list(lead))
+    head += packer.pack("c") + packer.pack_array_header(len(items))
     return head + b"".join(items)
 
 
@@ -585,8 +598,34 @@ class RaftCommandLog:
             for _, fut in batch:
                 fut.set_exception(NotLeader("the replicated log is not started"))
             return
-        for entry, body in _entries(batch, ENTRY_BYTES):
+        for entry, body in _entries(batch, ENTRY_BYTES, self._lead()):
             self._propose_entry([fut for _, fut in entry], body)
+
+    def _lead(self) -> Lead | None:
+        """This master's lead, once its ``LeaderElected`` is the last applied; None otherwise.
+
+        Entries proposed under it carry it and take effect only under that same lead
+        (``_outside_its_lead``). PySyncObj hands a command queued on a leader that has since
+        stepped down to the next leader, which commits it: a write that a frozen leader took
+        from its socket on waking (a follower had already answered the client 503, and the
+        client, having checked, sent it again) would otherwise take effect after all, long
+        after, next to its repeat. Entries proposed by a follower (its address) carry none."""
+        if not self.is_leader:
+            return None
+        mine = (self.config.master_id, self.term)
+        return mine if self._recorded_lead() == mine else None
+
+    def _recorded_lead(self) -> Lead | None:
+        """The lead of the last ``LeaderElected`` applied (None: none yet, or a store that
+        cannot be read yet: before the keyring)."""
+        try:
+            raw = self._state.get(k.META, k.LEADER.encode())
+            record = decode_record(raw) if raw is not None else None
+        except KiokError:
+            return None
+        if not isinstance(record, dict):
+            return None
+        return str(record.get("master")), int(record.get("term") or 0)
 
     def _propose_entry(self, futures: list[asyncio.Future[Any]], body: bytes) -> None:
         assert self._replica is not None
@@ -634,7 +673,7 @@ class RaftCommandLog:
             return None  # nothing after an entry this version cannot apply: it is not skipped
         try:
             body = self._aead.decrypt(payload[:_NONCE], payload[_NONCE:], _AAD)
-            cmds = _decode(body)
+            cmds, lead = _decode(body)
         except c.UnknownCommand as e:  # written by a newer kiok: stop rather than diverge
             self._halt(index, e.message)
             return None
@@ -642,6 +681,13 @@ class RaftCommandLog:
             log.error("raft entry %d is unreadable (%s); skipped", index, e)
             self._raw.write([mark], sync=False)
             return None
+        if lead is not None and self._outside_its_lead(lead):
+            self._raw.write([mark], sync=False)
+            refused = NotLeader(
+                "not done: the master that took this request lost the lead before it was stored "
+                "(the next leader has it, without this write): send it again"
+            )
+            return [(None, refused) for _ in cmds]
         # A restore's record names the entry that carries it (the same index on every master).
         cmds = [replace(cmd, raft_index=index) if isinstance(cmd, c.RestoreBackup) else cmd for cmd in cmds]
         restores = [cmd for cmd in cmds if isinstance(cmd, c.RestoreBackup)]
@@ -664,6 +710,11 @@ class RaftCommandLog:
         self._on_applied(applied.effects)
         self._to_loop(notify, self._listeners, applied.effects)
         return applied.outcomes
+
+    def _outside_its_lead(self, lead: Lead) -> bool:
+        """Whether an entry proposed under ``lead`` comes after another leader's
+        ``LeaderElected`` (alike on every master: the record is replicated state)."""
+        return self._recorded_lead() != lead
 
     def _halt(self, index: int, why: str) -> None:
         """(On the apply thread) Entry ``index`` was written by a newer kiok: applying nothing

@@ -27,7 +27,7 @@ async def test_one_turn_is_one_entry_while_it_fits() -> None:
     loop = asyncio.get_running_loop()
     batch: Batch = [(_log(i, 100), loop.create_future()) for i in range(5)]
     [(entry, body)] = _entries(batch, 10_000)
-    assert entry == batch and _decode(body) == [cmd for cmd, _ in batch]
+    assert entry == batch and _decode(body) == ([cmd for cmd, _ in batch], None)
 
 
 async def test_a_turn_over_the_limit_is_split_in_order_and_a_command_over_it_is_refused() -> None:
@@ -39,7 +39,7 @@ async def test_a_turn_over_the_limit_is_split_in_order_and_a_command_over_it_is_
     entries = _entries(batch, 10_000)
     assert len(entries) == 3
     assert all(len(body) <= 10_000 for _, body in entries)
-    sent = [cmd for _, body in entries for cmd in _decode(body)]
+    sent = [cmd for _, body in entries for cmd in _decode(body)[0]]
     assert sent == [cmd for cmd in cmds if cmd not in (cmds[3], cmds[5])]
     assert [cmd for entry, _ in entries for cmd, _ in entry] == sent
     with pytest.raises(PayloadTooLarge, match=r"one entry of the replicated log holds at most 0\.0 MiB"):
@@ -63,7 +63,7 @@ async def test_a_large_command_travels_compressed_and_comes_back_equal() -> None
     batch: Batch = [(small, loop.create_future()), (big, loop.create_future())]
     [(entry, body)] = _entries(batch, ENTRY_BYTES)
     assert entry == batch and len(body) < plain / 5
-    assert _decode(body) == [small, big]
+    assert _decode(body) == ([small, big], None)
     assert not batch[1][1].done()  # not refused
 
 
@@ -72,3 +72,11 @@ def test_the_limit_keeps_every_entry_off_pysyncobjs_split_path() -> None:
     appendEntriesBatchSizeBytes; a body at the limit made of the worst bytes stays under."""
     payload = b"\xff" * (_NONCE + ENTRY_BYTES + 16)  # nonce + ciphertext + GCM tag
     assert len(pickle.dumps((0, (payload,), {}))) + 1 < _MESSAGE_BYTES
+
+
+async def test_an_entry_carries_the_lead_it_was_proposed_under() -> None:
+    loop = asyncio.get_running_loop()
+    batch: Batch = [(_log(i, 100), loop.create_future()) for i in range(3)]
+    lead = ("m" * 128, 2**40)
+    [(_, body)] = _entries(batch, 10_000, lead)
+    assert _decode(body) == ([cmd for cmd, _ in batch], lead)

@@ -1,0 +1,69 @@
+"""An entry a leader proposed takes effect only under that same lead (found by the failover
+probe: a leader frozen with a forwarded trigger in its socket woke still believing it led,
+took the request, and PySyncObj handed the queued command to the new leader, which committed
+it long after a follower had answered the client 503 and the client had sent it again: a
+second run). Applied here as every master applies a committed entry, over real RocksDB."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+from kiok.dag.load import spec_from_yaml
+from kiok.errors import NotLeader
+from kiok.store import commands as c
+from kiok.store import keys as k
+from kiok.store.joblog import SPACES as JOBLOG_SPACES
+from kiok.store.joblog import JobLogStore
+from kiok.store.kv import RocksKV
+from kiok.store.reader import StateReader
+from kiok.store.replicated import _AAD, _NONCE, Lead, RaftCommandLog, RaftConfig, ReplicatedStores, _entries
+
+
+def _log(tmp_path: Path) -> RaftCommandLog:
+    state = RocksKV(tmp_path / "state", k.SPACES)
+    joblog_raw = RocksKV(tmp_path / "joblog", JOBLOG_SPACES)
+    stores = ReplicatedStores(state, state, JobLogStore(joblog_raw), joblog_raw)
+    config = RaftConfig("m1", {"m1": "127.0.0.1:1", "m2": "127.0.0.1:2"}, tmp_path / "raft", "k" * 40)
+    return RaftCommandLog(
+        stores, config, on_applied=lambda fx: None, on_restored=lambda: None, on_role_change=lambda: None
+    )
+
+
+async def _entry(log: RaftCommandLog, cmd: c.Command, lead: Lead | None) -> bytes:
+    [(_, body)] = _entries([(cmd, asyncio.get_running_loop().create_future())], 1 << 20, lead)
+    nonce = os.urandom(_NONCE)
+    return nonce + log._aead.encrypt(nonce, body, _AAD)
+
+
+def _dag(dag_id: str) -> c.Command:
+    spec = spec_from_yaml(f"dag: {{id: {dag_id}}}\ntasks: [{{id: t, script: 'true'}}]\n")
+    return c.RegisterDag(at_ms=1, spec=spec.to_dict(), source="")
+
+
+async def test_an_entry_proposed_under_a_lead_that_has_passed_changes_nothing(tmp_path: Path) -> None:
+    log = _log(tmp_path)
+    index = iter(range(1, 100))
+
+    def apply(payload: bytes) -> Any:
+        return log._apply_entry_now(payload, next(index))
+
+    apply(await _entry(log, c.leader_elected(1, "m3", 5), None))
+    assert apply(await _entry(log, _dag("under_its_lead"), ("m3", 5)))[0][1] is None  # applied
+    apply(await _entry(log, c.leader_elected(2, "m2", 6), None))  # m3 froze; m2 leads now
+    [(outcome, error)] = apply(await _entry(log, _dag("after_it"), ("m3", 5)))  # m3 woke with it
+    assert outcome is None and isinstance(error, NotLeader), error
+    assert "lost the lead before it was stored" in error.message
+    assert apply(await _entry(log, _dag("under_the_new_lead"), ("m2", 6)))[0][1] is None
+    assert apply(await _entry(log, _dag("from_a_follower"), None))[0][1] is None  # its address, say
+    reader = StateReader(log._state)
+    assert {
+        d for d in ("under_its_lead", "after_it", "under_the_new_lead", "from_a_follower") if reader.dag(d)
+    } == {
+        "under_its_lead",
+        "under_the_new_lead",
+        "from_a_follower",
+    }
+    assert log.applied_index() == 6  # the refused entry is applied as nothing, alike everywhere
