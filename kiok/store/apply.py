@@ -276,6 +276,8 @@ def _put_user(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
 
 def _put_group(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     assert isinstance(cmd, c.PutGroup)
+    if cmd.create_only and txn.get(k.IAM, k.group(cmd.name)) is not None:
+        raise Conflict(f"group {cmd.name!r} already exists (If-None-Match: * creates only)")
     _expect(txn.get(k.IAM, k.group(cmd.name)), "policies", cmd.expect_policies, f"group {cmd.name!r}")
     _require_existing(txn, k.policy, "policy", cmd.policies)
     record = {"name": cmd.name, "policies": list(cmd.policies), "createdMs": cmd.at_ms}

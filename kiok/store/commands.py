@@ -192,12 +192,14 @@ class PutUser(Command):
 @command
 @dataclass(frozen=True)
 class PutGroup(Command):
-    """Create or replace a group; ``expect_policies`` as for ``PutUser``."""
+    """Create or replace a group; ``expect_policies`` as for ``PutUser``; ``create_only``: a
+    group of that name already there is refused (``If-None-Match: *``)."""
 
     kind: ClassVar[str] = "put_group"
     name: str = ""
     policies: tuple[str, ...] = ()
     expect_policies: tuple[str, ...] | None = None
+    create_only: bool = False
 
 
 @command

@@ -129,10 +129,16 @@ async def list_users(
 
 @router.post("/users", status_code=201, responses={400: {}, 409: {}})
 async def put_user(
-    body: UserRequest, request: Request, principal: Principal = Depends(require_anywhere(actions.WRITE_IAM))
+    body: UserRequest,
+    request: Request,
+    principal: Principal = Depends(require_anywhere(actions.WRITE_IAM)),
+    if_none_match: str | None = Header(
+        default=None, description="`*`: create only; a user of that name already there is refused with 409."
+    ),
 ) -> dict[str, Any]:
     """Create a user (password required) or update it: its password, groups and policies
-    (an omitted field is unchanged)."""
+    (an omitted field is unchanged). With ``If-None-Match: *`` create only (the UI's "Create
+    user": an existing user's password and policies are not silently replaced)."""
     node = node_of(request)
     name = _name(body.user, "user")
     if name == SERVICE_PRINCIPAL:
@@ -142,6 +148,8 @@ async def put_user(
     grants = node.iam.grants(principal)
     grants.check(actions.WRITE_IAM, resources.user(name))
     old = node.reader.user(name)
+    if old is not None and _create_only(if_none_match):  # committed only if still absent
+        raise Conflict(f"user {name!r} already exists (If-None-Match: * creates only)")
     old_groups = list((old or {}).get("groups") or [])
     old_policies = list((old or {}).get("policies") or [])
     groups = old_groups if body.groups is None else body.groups
@@ -206,13 +214,22 @@ async def list_groups(
 
 @router.post("/groups", status_code=201, responses={400: {}, 409: {}})
 async def put_group(
-    body: GroupRequest, request: Request, principal: Principal = Depends(require_anywhere(actions.WRITE_IAM))
+    body: GroupRequest,
+    request: Request,
+    principal: Principal = Depends(require_anywhere(actions.WRITE_IAM)),
+    if_none_match: str | None = Header(
+        default=None, description="`*`: create only; a group of that name already there is refused with 409."
+    ),
 ) -> dict[str, Any]:
-    """Create a group or set its policies (omitted: unchanged)."""
+    """Create a group or set its policies (omitted: unchanged); with ``If-None-Match: *``
+    create only (the UI's "Create group")."""
     node = node_of(request)
     name = _name(body.group, "group")
     grants = node.iam.grants(principal)
     grants.check(actions.WRITE_IAM, resources.group(name))
+    create_only = _create_only(if_none_match)
+    if create_only and node.reader.group(name) is not None:
+        raise Conflict(f"group {name!r} already exists (If-None-Match: * creates only)")
     old_policies = list((node.reader.group(name) or {}).get("policies") or [])
     policies = old_policies if body.policies is None else list(dict.fromkeys(body.policies))
     _check_changes(
@@ -220,7 +237,11 @@ async def put_group(
     )
     await node.log.propose(
         c.PutGroup(
-            at_ms=node.clock_ms(), name=name, policies=tuple(policies), expect_policies=tuple(old_policies)
+            at_ms=node.clock_ms(),
+            name=name,
+            policies=tuple(policies),
+            expect_policies=tuple(old_policies),
+            create_only=create_only,
         )
     )
     node.audit.record(
@@ -270,7 +291,7 @@ async def put_policy(
     grants.check(actions.WRITE_IAM, resources.policy(name))
     document = validate_document(body.document)
     old = node.reader.policy(name)
-    create_only = if_none_match is not None and if_none_match.strip() == "*"
+    create_only = _create_only(if_none_match)
     if create_only and old is not None:  # before the attach checks: this is the answer
         raise Conflict(f"policy {name!r} already exists (If-None-Match: * creates only)")
     checked = write_reaches_holders(old["document"] if old else None, document, _attached(node, name))
@@ -452,3 +473,8 @@ async def delete_policy(
 def _attached(node: MasterNode, policy: str) -> bool:
     """Whether ``policy`` is attached to some user or group."""
     return is_attached(policy, chain(node.reader.iam_records("user"), node.reader.iam_records("group")))
+
+
+def _create_only(if_none_match: str | None) -> bool:
+    """``If-None-Match: *``: create only, as HTTP means it."""
+    return if_none_match is not None and if_none_match.strip() == "*"

@@ -8,7 +8,7 @@
 import { html, useEffect, useRef, useState } from "../html.js";
 import { ApiError, enc, get, post } from "../api.js";
 import { navigate } from "../router.js";
-import { ErrorBox, Loading } from "./common.js";
+import { ErrorBox, focusLost, Loading } from "./common.js";
 
 const RULE_KEYS = new Set([
   "default", "type", "enum", "pattern", "minLength", "maxLength", "minimum", "maximum", "description",
@@ -156,6 +156,13 @@ export function TriggerDialog({ dagId, onClose }) {
     if (first) first.focus();
   }, [fields]);
 
+  // Start run is disabled while the request runs, which takes the focus from it: refused (not
+  // at a field), the focus goes back to it rather than staying on <body> in an open dialog.
+  const start = useRef(null);
+  useEffect(() => {
+    if (error && !busy && start.current && focusLost()) start.current.focus();
+  }, [error, busy]);
+
   // The field, and the problem written under it, brought into view.
   const focusField = (name) => {
     const el = form.current && form.current.querySelector(`#param-${CSS.escape(name)}`);
@@ -219,7 +226,7 @@ export function TriggerDialog({ dagId, onClose }) {
           ${count ? html`<span class="err-text small" role="status" data-testid="trigger-problems">${
             count === 1 ? "1 field to correct" : `${count} fields to correct`}</span><span class="spacer"></span>` : null}
           <button type="button" onClick=${() => dialog.current.close()}>Close</button>
-          <button type="submit" class="primary" disabled=${busy || fields === null}>${busy ? "Starting…" : "Start run"}</button>
+          <button type="submit" class="primary" ref=${start} disabled=${busy || fields === null}>${busy ? "Starting…" : "Start run"}</button>
         </div>
       </div>
     </form>

@@ -20,8 +20,18 @@ export function Groups({ can }) {
     <${Notice} message=${message} />
     ${can("iam:Write") ? html`<${Form} label="Create group" testid="create-group" onSubmit=${async (f) => {
       const policy = f.get("policy");
-      await post("/api/v1/iam/groups", { group: f.get("group"), policies: policy ? [policy] : [] });
-      done(`Group ${f.get("group")} created.`);
+      const group = f.get("group");
+      // Create only: an existing group's policies are not replaced (creating "admins" again
+      // without a policy detached full-access from it).
+      const taken = new Error(`A group named ${group} already exists: change it in its row, or choose another name.`);
+      if (groups && groups.groups.some((g) => g.group === group)) throw taken;
+      try {
+        await request("POST", "/api/v1/iam/groups", { group, policies: policy ? [policy] : [] }, undefined,
+          { "If-None-Match": "*" });
+      } catch (err) {
+        throw err.status === 409 ? taken : err;
+      }
+      done(`Group ${group} created.`);
     }}>
       <label>Group <input name="group" required autocomplete="off" /></label>
       <label>Policy <select name="policy"><option value="">none</option>${policyNames.map((p) => html`<option value=${p}>${p}</option>`)}</select></label>

@@ -3,7 +3,7 @@
 // numbers, the syntax error marked at its line).
 import { html, useEffect, useRef, useState } from "../../html.js";
 import { ApiError, get } from "../../api.js";
-import { ErrorBox, StatusNotice } from "../common.js";
+import { ErrorBox, focusLost, StatusNotice } from "../common.js";
 import { Gutter } from "../register.js";
 import { jsonProblem } from "./jsonproblem.js";
 
@@ -28,6 +28,13 @@ export const refusedLabel = (error) => (error instanceof ApiError && error.statu
 export function Form({ label, onSubmit, children, testid }) {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
+  // The button is disabled while the request runs, which takes the focus from it: once a
+  // refused submit has enabled it again, a focus left nowhere goes back to it (it stayed on
+  // <body>). After a success the page's notice takes the focus.
+  const button = useRef(null);
+  useEffect(() => {
+    if (!busy && error && button.current && focusLost()) button.current.focus();
+  }, [busy, error]);
   const submit = async (event) => {
     event.preventDefault();
     const form = event.currentTarget;
@@ -44,7 +51,7 @@ export function Form({ label, onSubmit, children, testid }) {
   };
   return html`<form class="card inline-form" onSubmit=${submit} aria-label=${label} data-testid=${testid}>
     ${children}
-    <button type="submit" class="primary" disabled=${busy}>${busy ? "…" : label}</button>
+    <button type="submit" class="primary" disabled=${busy} ref=${button}>${busy ? "…" : label}</button>
     <${ErrorBox} error=${error} label=${refusedLabel(error)} />
   </form>`;
 }

@@ -18,8 +18,18 @@ export function Users({ can }) {
     <${Notice} message=${message} />
     ${can("iam:Write") ? html`<${Form} label="Create user" testid="create-user" onSubmit=${async (f) => {
       const pols = f.getAll("policies").filter(Boolean);
-      await post("/api/v1/iam/users", { user: f.get("user"), password: f.get("password"), policies: pols });
-      done(`User ${f.get("user")} created.`);
+      const user = f.get("user");
+      // Create only: an existing user's password and policies are not replaced (it was, by
+      // creating a user of the same name); one made meanwhile is refused by the master.
+      const taken = new Error(`A user named ${user} already exists: change it in its row, or choose another name.`);
+      if (users && users.users.some((u) => u.user === user)) throw taken;
+      try {
+        await request("POST", "/api/v1/iam/users", { user, password: f.get("password"), policies: pols }, undefined,
+          { "If-None-Match": "*" });
+      } catch (err) {
+        throw err.status === 409 ? taken : err;
+      }
+      done(`User ${user} created.`);
     }}>
       <label>User <input name="user" required autocomplete="off" /></label>
       <label>First password <input name="password" type="password" required autocomplete="new-password" /></label>

@@ -1,0 +1,120 @@
+"""Fixes from a fourth review of the UI, in a real browser against a real ``kiok standalone``:
+Create user and Create group create only (they replaced an existing user's password and
+policies, or a group's policies: "Create group admins" detached full-access from the
+admins); the focus goes back to a submit button that a refused request had disabled (it was
+left on <body>, inside an open dialog for Start run)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from kiok.testing.process import Standalone
+from tests.e2e.test_ui_audit import log_in, new_page
+
+PW = "Review-S25-Pw-123"
+ONE = """
+dag: {id: s25_one}
+tasks:
+  - {id: t, script: 'true'}
+"""
+
+
+@pytest.fixture(scope="module")
+def kiok(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone]:
+    node = Standalone(tmp_path_factory.mktemp("ui-review-s25") / "kiok", {"KIOK_WORKER_TASK_SLOTS": "4"})
+    node.start()
+    yield node
+    node.stop()
+
+
+def test_create_user_and_group_do_not_replace_existing_ones(
+    kiok: Standalone, browser: Any, shots: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    reader = {"Statement": [{"Effect": "Allow", "Action": "dags:List", "Resource": "*"}]}
+    assert kiok.api(
+        "POST", "/api/v1/iam/policies", json={"policy": "s25-read", "document": reader}
+    ).is_success
+    body = {"user": "viewer", "password": PW, "policies": ["s25-read"]}
+    assert kiok.api("POST", "/api/v1/iam/users", json=body).status_code == 201
+    assert kiok.api(
+        "POST", "/api/v1/iam/groups", json={"group": "analysts", "policies": ["s25-read"]}
+    ).is_success
+
+    context, page, console = new_page(browser)
+    log_in(page, kiok, "/settings/users")
+    form = page.get_by_role("form", name="Create user")
+    form.get_by_label("User").fill("viewer")
+    form.get_by_label("First password").fill(PW + "-other")
+    form.get_by_role("button", name="Create user").click()
+    expect(form.get_by_role("alert")).to_contain_text("A user named viewer already exists")
+    page.screenshot(path=str(shots / "s25-user-taken.png"))
+    users = {u["user"]: u["policies"] for u in kiok.api("GET", "/api/v1/iam/users").json()["users"]}
+    assert users["viewer"] == ["s25-read"]
+    logged_in = httpx.post(
+        kiok.url + "/api/v1/auth/login", json={"user": "viewer", "password": PW}, timeout=30
+    )
+    assert logged_in.status_code == 200  # the password stays too
+
+    page.goto(kiok.url + "/settings/groups")
+    form = page.get_by_role("form", name="Create group")
+    form.get_by_label("Group").fill("analysts")
+    form.get_by_role("button", name="Create group").click()
+    expect(form.get_by_role("alert")).to_contain_text("A group named analysts already exists")
+    groups = {g["group"]: g["policies"] for g in kiok.api("GET", "/api/v1/iam/groups").json()["groups"]}
+    assert groups["analysts"] == ["s25-read"]
+    context.close()
+    assert console.errors == []
+
+    # The API itself creates only when asked to (a client whose list is stale).
+    create_only = {"If-None-Match": "*"}
+    r = kiok.api("POST", "/api/v1/iam/users", json={"user": "viewer", "password": PW}, headers=create_only)
+    assert r.status_code == 409 and "already exists" in r.json()["error"]["message"], r.text
+    r = kiok.api(
+        "POST", "/api/v1/iam/groups", json={"group": "analysts", "policies": []}, headers=create_only
+    )
+    assert r.status_code == 409 and "already exists" in r.json()["error"]["message"], r.text
+    r = kiok.api("POST", "/api/v1/iam/groups", json={"group": "fresh", "policies": []}, headers=create_only)
+    assert r.status_code == 201, r.text
+
+
+def test_a_refused_submit_gives_the_focus_back_to_its_button(
+    kiok: Standalone, browser: Any, shots: Path
+) -> None:
+    """Before: the button, disabled while the request ran, lost the focus to <body>."""
+    from playwright.sync_api import expect
+
+    kiok.register(ONE)
+    context, page, console = new_page(browser)
+    log_in(page, kiok, "/dags/s25_one")
+    assert kiok.api("POST", "/api/v1/admin/maintenance", json={"enabled": True}).status_code == 200
+    try:
+        page.get_by_role("button", name="Run").first.click()
+        start = page.get_by_role("button", name="Start run")
+        expect(start).to_be_focused()
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("dialog").get_by_role("alert")).to_contain_text("maintenance")
+        expect(start).to_be_focused()
+        page.screenshot(path=str(shots / "s25-start-refused.png"))
+    finally:
+        assert kiok.api("POST", "/api/v1/admin/maintenance", json={"enabled": False}).status_code == 200
+    console.take("status of 503")
+
+    # A settings form: Create group with a name the master refuses.
+    page.goto(kiok.url + "/settings/groups")
+    form = page.get_by_role("form", name="Create group")
+    form.get_by_label("Group").fill("no spaces allowed")
+    button = form.get_by_role("button", name="Create group")
+    button.focus()
+    page.keyboard.press("Enter")
+    expect(form.get_by_role("alert")).to_be_visible()
+    expect(button).to_be_focused()
+    console.take("status of 400")
+    context.close()
+    assert console.errors == []
