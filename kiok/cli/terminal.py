@@ -7,8 +7,9 @@ move the cursor to overwrite or hide lines, write the clipboard with OSC 52). As
 ``ESC [ ... m``: colours, bold, dim, italic, underline; not concealed, blinking or reversed
 text), with newlines and tabs; every other escape sequence and control character is dropped.
 A colour the task left open does not reach kiok's own lines (``[kiok] ...``, which no task
-line shows as: ``kiok.worker.logship``): they start plain, as in the UI, and the output
-ends plain, so the operator's prompt after it is not the task's to colour or hide.
+line shows as: ``kiok.worker.logship``): they start plain, as in the UI (the task's colour
+is not given back after one, as the UI does), and the output ends plain, so the operator's
+prompt after it is not the task's to colour or hide.
 Output piped elsewhere is left verbatim (a file gets the task's bytes)."""
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ _UNSAFE = re.compile(
 #: Held at most this long: an escape "sequence" longer than any real one is dropped.
 _MAX_HELD = 4096
 #: An escape sequence begun at the end of a chunk and not finished there.
-_OPEN_TAIL = re.compile(r"\x1b(?:\[[0-?]*[ -/]*|[\]PX^_][^\x07\x1b\n]*|\x1b?)?\Z")
+#: (A string sequence may end with the ESC of its ST, ``ESC \\``, the ``\\`` yet to come: its
+#: text printed before it came would depend on where the log's pages were cut.)
+_OPEN_TAIL = re.compile(r"\x1b(?:\[[0-?]*[ -/]*|[\]PX^_][^\x07\x1b\n]*\x1b?)?\Z")
 
 
 #: Plain text again.

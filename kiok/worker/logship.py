@@ -35,15 +35,29 @@ _CANDIDATE = re.compile(
 )
 #: A byte without which no line can show as ``[kiok]`` nor be undecided: most output has none.
 _MAY_SHOW_OWN = re.compile(rb"[\[\x00-\x09\x0b-\x1f\x7f-\xff]")
-#: What either viewer does not show (``ui/static/js/ansi.js``, ``kiok.cli.terminal``): an
-#: escape sequence (CSI, a string sequence to its terminator or to where the UI ends it, a
-#: two-character one), a control character but newline. Counting one that a viewer does
-#: show only marks a line more: harmless.
-_UNSEEN = re.compile(
-    rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[\]PX^_][^\x07\x1b\n]*(?:\x07|\x1b\\)?|\x1b[ -~]|[\x00-\x09\x0b-\x1f\x7f]"
+#: What each viewer leaves out of a line, and such a sequence begun at the end of the output
+#: so far: the UI (``ui/static/js/ansi.js``: an OSC to BEL, ST or the next escape; any
+#: other escape and the character after it) and ``kiok runs logs`` on a terminal
+#: (``kiok.cli.terminal``: an OSC, DCS, SOS, PM or APC to BEL, ST or the end of its line;
+#: any other escape and the character after it); a CSI and control characters but newline
+#: in both. Each leaves out at least what its viewer does (a line marked more than needed
+#: is harmless; one marked less would read as kiok's there).
+_HIDDEN_BY_VIEWER = (
+    (
+        re.compile(
+            rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b\n]*(?:\x07|\x1b\\)?|\x1b[ -~]"
+            rb"|[\x00-\x09\x0b-\x1f\x7f]"
+        ),
+        re.compile(rb"\x1b(?:\[[0-?]*[ -/]*|\][^\x07\x1b\n]*\x1b?)?\Z"),
+    ),
+    (
+        re.compile(
+            rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[\]PX^_][^\x07\x1b\n]*(?:\x07|\x1b\\|(?=\n))|\x1b[ -~]"
+            rb"|[\x00-\x09\x0b-\x1f\x7f]"
+        ),
+        re.compile(rb"\x1b(?:\[[0-?]*[ -/]*|[\]PX^_][^\x07\x1b\n]*\x1b?|[ -/]*)?\Z"),
+    ),
 )
-#: One of those begun at the end of the output so far, not finished there.
-_UNSEEN_OPEN = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*|[\]PX^_][^\x07\x1b\n]*\x1b?|[ -/]*)?\Z")
 #: Characters that show as nothing (or a blank): Unicode's Default_Ignorable_Code_Point
 #: (zero-width characters, direction marks, variation selectors, tags, fillers…), C1
 #: controls and the Hangul fillers, as (first, last) code points.
@@ -191,13 +205,19 @@ class TaskLog:
 
 
 def _shows_own(data: bytes, at: int) -> bool | None:
-    """Whether the line starting at ``at`` shows as beginning with ``OWN`` once what the
-    viewers do not show is left out; None when ``data`` ends before that is known."""
+    """Whether the line starting at ``at`` shows as beginning with ``OWN`` in either viewer;
+    None when ``data`` ends before that is known for both."""
+    shown = [_shows_own_in(data, at, hidden, begun) for hidden, begun in _HIDDEN_BY_VIEWER]
+    return True if True in shown else None if None in shown else False
+
+
+def _shows_own_in(data: bytes, at: int, hidden: re.Pattern[bytes], begun: re.Pattern[bytes]) -> bool | None:
+    """``_shows_own`` for one viewer, which leaves out ``hidden`` (and ignorable characters)."""
     seen = 0
     while seen < len(OWN):
-        if at == len(data) or _UNSEEN_OPEN.match(data, at):
+        if at == len(data) or begun.match(data, at):
             return None
-        unseen = _UNSEEN.match(data, at)
+        unseen = hidden.match(data, at)
         if unseen is not None:
             at = unseen.end()
             continue

@@ -9,6 +9,8 @@ from typing import Any
 import click
 import httpx
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from kiok.cli.runs import parse_args
 from kiok.cli.terminal import TerminalFilter
@@ -340,3 +342,25 @@ def test_logs_interrupted_leave_the_terminal_plain(
     result = master.invoke(["runs", "logs", "r1", "extract", "--follow"])
     assert result.exit_code != 0
     assert result.stdout.startswith("\x1b[31mred and\x1b[0m"), result.stdout
+
+
+_TERMINAL_PIECES = ["a", "[kiok] x", "\n", "\x1b", "\x1b[", "\x1b[31m", "\x1b[0m", "\x1b]0;t", "\x07",
+                    "\x1b\\", "\x1bP", "\x1b_", "\x1b(B", "\r", "\t", "k"]  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@example(["ok\n", "\x1b]0;t", "\x1b\\", "\n"], [9])  # cut between the ESC and the \\ of its ST
+@given(st.lists(st.sampled_from(_TERMINAL_PIECES), max_size=30), st.lists(st.integers(0, 120), max_size=6))
+def test_what_reaches_the_terminal_does_not_depend_on_where_pages_are_cut(
+    pieces: list[str], cuts: list[int]
+) -> None:
+    """Before: a page cut between the ESC and the backslash of a string sequence's ST printed
+    the sequence's text (a task could pad its output to put a cut there; found by review)."""
+    text = "".join(pieces)
+    whole = TerminalFilter()
+    expected = whole.feed(text) + whole.end()
+    paged, last, out = TerminalFilter(), 0, ""
+    for cut in sorted(c for c in cuts if c < len(text)):
+        out += paged.feed(text[last:cut])
+        last = cut
+    assert out + paged.feed(text[last:]) + paged.end() == expected

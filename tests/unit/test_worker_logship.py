@@ -101,6 +101,11 @@ async def test_what_a_viewer_does_not_show_does_not_hide_a_forged_line() -> None
         "[\u034fkiok] a combining grapheme joiner".encode(),
         "\u180e[kiok] a Mongolian vowel separator".encode(),
         "\u3164[kiok] a Hangul filler".encode(),
+        # A string sequence each viewer ends differently (found by review): the UI leaves out
+        # only ESC P and shows the rest; the terminal ends an OSC only at BEL, ST or the line's end.
+        b"\x1bP[kiok] a DCS the UI shows the text of",
+        b"\x1b_[kiok] an APC the UI shows the text of",
+        b"\x1b][kiok] an OSC the terminal shows the text of\x1b",
     ]
     kept = [b"\x1b[32mgreen\x1b[0m [kiok] later in the line", b"\x1b[1m[kio", b"[kiosk] not kiok"]
     for line in forged + kept:
@@ -136,7 +141,7 @@ _INVISIBLE = re.compile(
 )
 _PIECES = ["[", "k", "i", "o", "]", "[kiok]", "a", " ", "\t", "\r", "\x1b", "\x1b[", "\x1b[m", "\x1b[31m",
            "\x1b]0;t\x07", "\x1b]x", "\x1b(B", "\u200b", "\ufeff", "\x85", "\n", "\ufe0f", "\U000e0001",
-           "\u034f", "é", "к"]  # fmt: skip
+           "\u034f", "é", "к", "\x1bP", "\x1b_", "\x1bX", "\x1b^", "\x1b\\", "\x07"]  # fmt: skip
 
 
 @settings(max_examples=300, deadline=None)
