@@ -182,6 +182,7 @@ class Coordinator:
             if current:
                 self._driving[run_id] = worker_id
                 self._confirmed.add(run_id)
+                self.waiting.pop(run_id, None)  # "waiting for its driver to reconnect": it has
                 claimed.add(run_id)
             else:
                 abandon.append(claim)

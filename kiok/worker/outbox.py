@@ -108,11 +108,18 @@ class Outbox:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise
-        dfd = os.open(self._dir, os.O_RDONLY)
         try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+            dfd = os.open(self._dir, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError:
+            # Not durable: the report stays in memory only, not also in a file that a later
+            # ``pending`` would list a second time (and ``ack`` of the memory copy not delete).
+            with contextlib.suppress(OSError):
+                final.unlink()
+            raise
 
     def ack(self, key: int) -> None:
         self._fences.pop(key, None)

@@ -244,3 +244,28 @@ async def test_the_tasks_of_a_revoked_worker_say_it_was_revoked() -> None:
     assert note == "[kiok] attempt 1 interrupted: its worker w1 was revoked; retried as attempt 2"
     lost = await _driven_with_a_running_task(revoke=False)
     assert (lost.state, lost.error, interrupted_attempt(lost)) == (TaskState.QUEUED, LOST_ERROR, 1)
+
+
+async def test_a_run_its_driver_claimed_again_no_longer_waits_for_it() -> None:
+    """Found by the failover probe: the run said "waiting for its driver w1 to reconnect"
+    until it ended, though w1 had reconnected and went on driving it."""
+    kv = MemoryKV(keys.SPACES)
+    log = LocalCommandLog(kv)
+    reader = StateReader(kv)
+    await log.propose(c.RegisterDag(at_ms=1, spec=spec_from_yaml(DAG).to_dict()))
+    run = (await log.propose(c.CreateRun(at_ms=2, dag_id="d")))["runId"]
+    old = Coordinator(log, reader, lambda *a: None, lambda: 1000, term=1)
+    log.subscribe(old.on_effects)
+    old.add_worker(Worker("w1"))
+    await old.dispatch_pass()  # w1 drives the run under term 1
+    header = reader.run_header(run)
+    assert header is not None
+
+    new = Coordinator(log, reader, lambda *a: None, lambda: 2000, term=2, reattach_grace_ms=5000)
+    log.subscribe(new.on_effects)
+    await new.dispatch_pass()  # a new leader: w1 has not reconnected yet
+    assert new.waiting[run] == "waiting for its driver w1 to reconnect"
+    assert new.reattach("w1", [Claim(run, Fence(header["term"], header["epoch"]))]) == ()
+    new.add_worker(Worker("w1"))
+    await new.dispatch_pass()
+    assert run not in new.waiting

@@ -104,3 +104,28 @@ def test_a_report_kept_in_memory_is_acknowledged_like_any(tmp_path: Path) -> Non
     key = box.put({"run": "r", "n": 0})
     box.ack(key)
     assert box.pending() == [] and box.held_runs() == {}
+
+
+def test_a_report_whose_directory_sync_fails_is_kept_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by review: the file was renamed into place, then the directory's fsync failed; the
+    report was kept in memory as well, so ``pending`` listed it twice and ``ack`` of the
+    memory copy left the file (and the run claimed) behind."""
+    import os as real_os
+
+    box = opened(tmp_path / "outbox")
+    real_fsync = real_os.fsync
+
+    def fsync(fd: int) -> None:
+        if stat.S_ISDIR(real_os.fstat(fd).st_mode):
+            raise OSError(5, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr("kiok.worker.outbox.os.fsync", fsync)
+    key = box.put({"run": "r", "n": 0})
+    assert [k for k, _ in box.pending()] == [key]
+    box.ack(key)
+    assert box.pending() == [] and box.held_runs() == {}
+    monkeypatch.undo()
+    assert opened(tmp_path / "outbox").pending() == []
