@@ -17,6 +17,11 @@ from kiok.testing.process import Standalone
 from tests.e2e.test_ui_audit import log_in, new_page
 
 PW = "Review-S25-Pw-123"
+SCHEDULED = """
+dag: {id: s25_daily, schedule: '0 1 * * *'}
+tasks:
+  - {id: t, script: 'true'}
+"""
 ONE = """
 dag: {id: s25_one}
 tasks:
@@ -30,6 +35,30 @@ def kiok(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone]:
     node.start()
     yield node
     node.stop()
+
+
+def test_the_dag_list_reads_well_empty_and_on_a_phone(kiok: Standalone, browser: Any, shots: Path) -> None:
+    """Before: "or use<code>kiok dags register" with no space; on a phone the next fire time
+    broke into four lines ("next 2026- / 12-08 / 01:00:00 / UTC")."""
+    from playwright.sync_api import expect
+
+    context, page, console = new_page(browser)
+    log_in(page, kiok, "/dags")
+    expect(page.get_by_text("No DAGs registered yet.")).to_be_visible()
+    assert "or use kiok dags register my_dag.yaml" in page.locator(".card.empty").inner_text()
+    context.close()
+
+    kiok.register(SCHEDULED)
+    context, page, console = new_page(browser, viewport={"width": 390, "height": 844})
+    log_in(page, kiok, "/dags")
+    when = page.locator("tr[data-dag=s25_daily] span.when")
+    expect(when).to_contain_text("UTC")
+    box = when.bounding_box()
+    height = when.evaluate("el => parseFloat(getComputedStyle(el).lineHeight)")
+    assert box is not None and box["height"] < 1.5 * height, (box, height)
+    page.screenshot(path=str(shots / "s25-dags-phone.png"))
+    context.close()
+    assert console.errors == []
 
 
 def test_create_user_and_group_do_not_replace_existing_ones(

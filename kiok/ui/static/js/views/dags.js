@@ -138,7 +138,7 @@ export function DagList() {
     ${dags === null && !error ? html`<${Loading} />` : null}
     ${dags !== null && dags.length === 0 ? html`<div class="card empty">
       <p>No DAGs registered yet.</p>
-      <p class="muted">${can("dags:Register") ? html`<a href="/dags/register">Register one here</a>, or ` : null}use
+      <p class="muted">${can("dags:Register") ? html`<a href="/dags/register">Register one here</a>, or ` : null}use${" "}
         <code>kiok dags register my_dag.yaml</code> or <code>POST /api/v1/dags</code>.</p>
     </div>` : null}
     ${dags !== null && dags.length > 0 ? html`<table class="grid-table dags">
@@ -159,7 +159,7 @@ export function DagList() {
           <td class="small">${d.origin || "manual"}</td>
           <td class="small" data-testid="schedule">
             <div title=${d.schedule || ""}>${cronWords(d.schedule, d.timezone)}</div>
-            ${d.schedule ? html`<div class="muted">${d.nextFireAt ? `next ${when(d.nextFireAt)}` : d.paused ? "paused: no next run" : ""}</div>` : null}
+            ${d.schedule ? html`<div class="muted">${d.nextFireAt ? html`next <span class="when">${when(d.nextFireAt)}</span>` : d.paused ? "paused: no next run" : ""}</div>` : null}
           </td>
           <td><${PauseToggle} dag=${d} onChanged=${load} disabled=${!canOn(d.dagId, "dags:Pause")}
             onError=${(err) => setRowErrors({ ...rowErrors, [d.dagId]: err })} /></td>
