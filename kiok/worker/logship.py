@@ -5,8 +5,8 @@ first unshipped byte, then handed to the link. Memory stays bounded by one batch
 the task prints; past ``cap_bytes`` the rest of the attempt's output is dropped and a
 marker line says so. Secret values are masked (``Masker``) in every batch before it leaves.
 
-kiok's own lines in a task log begin ``[kiok]`` (an attempt's start, its end, why it was
-stopped, a truncation). A line of the task's output that begins so as a viewer shows it is
+kiok's own lines in a task log begin ``[kiok]`` (why an attempt was stopped, a param
+refused, a truncation). A line of the task's output that begins so as a viewer shows it is
 stored with ``[task] `` in front, so that no task can write a line that reads as kiok's:
 what the UI and ``kiok runs logs`` do not show (escape sequences, control characters,
 Unicode's zero-width and direction marks) does not count, before ``[kiok]`` or within it.
