@@ -147,3 +147,51 @@ def test_a_refused_submit_gives_the_focus_back_to_its_button(
     console.take("status of 400")
     context.close()
     assert console.errors == []
+
+
+def test_another_users_access_keys_are_offered_only_where_allowed(
+    kiok: Standalone, browser: Any, shots: Path
+) -> None:
+    """Before: a user who may read IAM and list keys was offered to make keys for anyone and
+    to delete anyone's, each refused with a 403 after the click."""
+    from playwright.sync_api import expect
+
+    looks = {
+        "Statement": [{"Effect": "Allow", "Action": ["iam:Read", "iam:ListAccessKeys"], "Resource": "*"}]
+    }
+    assert kiok.api(
+        "POST", "/api/v1/iam/policies", json={"policy": "s25-looks", "document": looks}
+    ).is_success
+    body = {"user": "looker", "password": PW, "policies": ["s25-looks"]}
+    assert kiok.api("POST", "/api/v1/iam/users", json=body).status_code == 201
+    body = {"user": "owner", "password": PW, "policies": []}
+    assert kiok.api("POST", "/api/v1/iam/users", json=body).status_code == 201
+    theirs = kiok.api("POST", "/api/v1/iam/access-keys", json={"user": "owner"})
+    assert theirs.status_code == 201, theirs.text
+    their_key = theirs.json()["accessKeyId"]
+    me = kiok.api("GET", "/api/v1/me?user=owner&user=admin").json()["allowedOnUser"]
+    assert me["owner"]["iam:DeleteAccessKey"] is True  # the admin may
+
+    context, page, console = new_page(browser)
+    log_in(page, kiok, "/settings/access-keys", user="looker", password=PW)
+    rows = page.get_by_test_id("access-keys")
+    expect(rows.locator(f"tr[data-key='{their_key}']")).to_be_visible()
+    expect(rows.get_by_role("button", name=f"Delete access key {their_key}")).to_have_count(0)
+    form = page.get_by_role("form", name="Create access key")
+    expect(form.get_by_label("Your password")).to_be_visible()
+    expect(form.get_by_label("For user")).to_have_count(0)  # itself only
+    form.get_by_label("Your password").fill(PW)
+    form.get_by_role("button", name="Create access key").click()
+    mine = page.get_by_test_id("access-key-id")
+    expect(mine).to_be_visible()
+    expect(rows.get_by_role("button", name=f"Delete access key {mine.inner_text()}")).to_be_visible()
+    page.screenshot(path=str(shots / "s25-access-keys-looker.png"))
+    context.close()
+    assert console.errors == []
+
+    context, page, console = new_page(browser)
+    log_in(page, kiok, "/settings/access-keys")
+    expect(page.get_by_role("button", name=f"Delete access key {their_key}")).to_be_visible()
+    expect(page.get_by_label("For user").locator("option", has_text="owner")).to_have_count(1)
+    context.close()
+    assert console.errors == []

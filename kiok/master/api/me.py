@@ -2,9 +2,10 @@
 (the admin UI) hides or disables what would be refused instead of offering it and showing a
 403 afterwards. The API still checks every request; this is a hint, never a grant.
 
-With ``?dag=<id>`` (repeatable) it also answers the DAG actions on each of those DAGs, and
-with ``?run=<runId>`` (repeatable) the run actions on each of those runs, decided as the
-routes that take them decide (same resource, same policy check)."""
+With ``?dag=<id>`` (repeatable) it also answers the DAG actions on each of those DAGs, with
+``?run=<runId>`` (repeatable) the run actions on each of those runs, and with ``?user=<name>``
+(repeatable) the IAM actions on each of those users (its access keys, password, record),
+decided as the routes that take them decide (same resource, same policy check)."""
 
 from __future__ import annotations
 
@@ -86,7 +87,21 @@ _ON_DAG = (
 #: delete, its logs).
 _ON_RUN = (actions.READ_RUN, actions.CANCEL_RUN, actions.RERUN_RUN, actions.DELETE_RUN, actions.READ_LOG)
 
-#: How many ``dag`` (and how many ``run``) ids one request may ask about.
+#: Actions the IAM routes check on ``iam/user/<name>`` (its access keys: one's own by
+#: ``actions.SELF_SERVICE``; its record and password).
+_ON_USER = (
+    actions.CREATE_ACCESS_KEY,
+    actions.LIST_ACCESS_KEYS,
+    actions.DELETE_ACCESS_KEY,
+    actions.READ_IAM,
+    actions.WRITE_IAM,
+    actions.SET_PASSWORD,
+)
+
+#: A user's name (``kiok.master.api.iam``).
+_USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}")
+
+#: How many ``dag`` (and how many ``run``, ``user``) ids one request may ask about.
 MAX_IDS = 200
 
 #: A run id: its DAG's id, its creation time and a sequence number (``kiok.store.apply_runs``).
@@ -129,6 +144,7 @@ async def me(
     request: Request,
     dag: list[str] = Query(default=[], description="a DAG id: add `allowedOn[<dagId>]` (at most 200)"),
     run: list[str] = Query(default=[], description="a run id: add `allowedOnRun[<runId>]` (at most 200)"),
+    user: list[str] = Query(default=[], description="a user: add `allowedOnUser[<user>]` (at most 200)"),
     principal: Principal = Depends(signed_in),
 ) -> dict[str, Any]:
     """The caller's user and groups, and ``allowed``: for each action the UI offers, whether
@@ -136,9 +152,12 @@ async def me(
     (DAG, run, connection and IAM actions, which a policy may grant on some records only: the
     API then decides record by record). With ``dag=<id>``: ``allowedOn``, for each such DAG
     the DAG actions on it; with ``run=<runId>``: ``allowedOnRun``, for each such run the run
-    actions on it (all false for a run that does not exist)."""
+    actions on it (all false for a run that does not exist); with ``user=<name>``:
+    ``allowedOnUser``, for each such user the IAM actions on it (the UI offers another user's
+    access keys only where they may be made or deleted)."""
     dag_ids = _checked(dag, "dag", ID_PATTERN, "DAG id")
     run_ids = _checked(run, "run", _RUN_ID, "run id")
+    users = _checked(user, "user", _USER_NAME, "user name")
     node = node_of(request)
     documents = node.iam.documents(principal)
     allowed = {action: is_allowed(documents, action, resource) for action, resource in _ON_RESOURCE.items()}
@@ -149,4 +168,12 @@ async def me(
         answer["allowedOn"] = {dag_id: _on_dag(grants, dag_id) for dag_id in dag_ids}
     if run_ids:
         answer["allowedOnRun"] = {run_id: _on_run(node, grants, run_id) for run_id in run_ids}
+    if users:
+        answer["allowedOnUser"] = {name: _on_user(grants, name) for name in users}
     return answer
+
+
+def _on_user(grants: Grants, name: str) -> dict[str, bool]:
+    """What the IAM routes would decide on ``iam/user/<name>``."""
+    resource = resources.user(name)
+    return {action: grants.allows(action, resource) for action in _ON_USER}

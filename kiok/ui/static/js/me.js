@@ -59,9 +59,17 @@ export function useCan() {
 /** At most this many ids of a kind per request (the API's limit). */
 const MAX_IDS = 200;
 
+/** Each kind of id: the /me query parameter that asks about it and the answer's key. */
+const KINDS = { dag: ["dag", "allowedOn"], run: ["run", "allowedOnRun"], iamUser: ["user", "allowedOnUser"] };
+
 function fresh() {
   // answers: id -> {action: bool}, or null when /me failed for it (offer all; the API decides)
-  return { user: session.user, dag: new Map(), run: new Map(), asking: { dag: new Set(), run: new Set() }, queued: null };
+  const state = { user: session.user, asking: {}, queued: null };
+  for (const kind of Object.keys(KINDS)) {
+    state[kind] = new Map();
+    state.asking[kind] = new Set();
+  }
+  return state;
 }
 let onIds = fresh();
 const idListeners = new Set();
@@ -72,8 +80,8 @@ session.subscribe(() => {
   for (const fn of idListeners) fn();
 });
 
-/** Ask for `ids` of `kind` ("dag" | "run") not yet answered nor asked: in one request with
- * every other id wanted in the same tick. */
+/** Ask for `ids` of `kind` ("dag" | "run" | "iamUser") not yet answered nor asked: in one
+ * request with every other id wanted in the same tick. */
 function want(kind, ids) {
   const state = onIds;
   if (!state.user || state.user !== session.user) return;
@@ -81,26 +89,27 @@ function want(kind, ids) {
   if (missing.length === 0) return;
   for (const id of missing) state.asking[kind].add(id);
   if (state.queued === null) {
-    state.queued = { dag: [], run: [] };
+    state.queued = Object.fromEntries(Object.keys(KINDS).map((k) => [k, []]));
     Promise.resolve().then(() => flush(state));
   }
   state.queued[kind].push(...missing);
 }
 
 function flush(state) {
-  const { dag, run } = state.queued;
+  const queued = state.queued;
   state.queued = null;
-  for (let i = 0; i < Math.max(dag.length, run.length); i += MAX_IDS) {
-    const dags = dag.slice(i, i + MAX_IDS);
-    const runs = run.slice(i, i + MAX_IDS);
-    const query = [...dags.map((id) => `dag=${enc(id)}`), ...runs.map((id) => `run=${enc(id)}`)].join("&");
-    // An answer without allowedOn (a master from before it): as if /me failed.
+  const longest = Math.max(...Object.values(queued).map((ids) => ids.length));
+  for (let i = 0; i < longest; i += MAX_IDS) {
+    const batch = Object.entries(queued).map(([kind, ids]) => [kind, ids.slice(i, i + MAX_IDS)]);
+    const query = batch.flatMap(([kind, ids]) => ids.map((id) => `${KINDS[kind][0]}=${enc(id)}`)).join("&");
+    // An answer without the kind's key (a master from before it): as if /me failed.
     const settle = (me) => {
-      for (const id of dags) state.asking.dag.delete(id);
-      for (const id of runs) state.asking.run.delete(id);
+      for (const [kind, ids] of batch) for (const id of ids) state.asking[kind].delete(id);
       if (state !== onIds) return; // signed out (or another user signed in) meanwhile
-      for (const id of dags) state.dag.set(id, me && me.allowedOn ? me.allowedOn[id] || {} : null);
-      for (const id of runs) state.run.set(id, me && me.allowedOnRun ? me.allowedOnRun[id] || {} : null);
+      for (const [kind, ids] of batch) {
+        const on = me && me[KINDS[kind][1]];
+        for (const id of ids) state[kind].set(id, on ? on[id] || {} : null);
+      }
       for (const fn of idListeners) fn();
     };
     get(`/api/v1/me?${query}`).then(settle, () => settle(null));
@@ -158,5 +167,17 @@ export function useCanOnRuns(runIds) {
   const answers = state && state.run;
   const canOn = (runId, action) => checker(can, answers, runId, action);
   canOn.known = (runId) => can.known && Boolean(answers && answers.has(runId));
+  return canOn;
+}
+
+/** canOn(user, action): whether to offer an IAM action on that user (`iam:CreateAccessKey`,
+ * `iam:DeleteAccessKey`, …: one's own keys by self-service, another's only by a policy);
+ * `canOn.known(user)`: whether it has been answered. */
+export function useCanOnUsers(users) {
+  const can = useCan();
+  const state = useIds("iamUser", users);
+  const answers = state && state.iamUser;
+  const canOn = (user, action) => checker(can, answers, user, action);
+  canOn.known = (user) => can.known && Boolean(answers && answers.has(user));
   return canOn;
 }

@@ -6,6 +6,7 @@
 // key for another user needs the policy instead, so the password is sent for one's own only.
 import { html, useState } from "../../html.js";
 import { enc, post, request, session } from "../../api.js";
+import { useCanOnUsers } from "../../me.js";
 import { when } from "../../format.js";
 import { ConfirmButton, ErrorBox, Loading } from "../common.js";
 import { CopyButton, Form, Notice, refusedLabel, useLoad } from "./shared.js";
@@ -18,7 +19,13 @@ export function AccessKeys({ can }) {
   const [message, setMessage] = useState(null);
   const [rowError, setRowError] = useState(null);
   const me = session.user;
-  const others = (users ? users.users.map((u) => u.user) : []).filter((u) => u !== me);
+  // Another user's keys are offered only where a policy allows them on that user (every user
+  // may make and delete its own): a read-only user was offered them, each refused with a 403.
+  const listed = (users ? users.users.map((u) => u.user) : []).filter((u) => u !== me);
+  const owners = keys ? keys.accessKeys.map((k) => k.user) : [];
+  const canOn = useCanOnUsers([...new Set([...listed, ...owners])].filter((u) => u !== me));
+  const mayOn = (user, action) => (user === me ? can(action) : canOn(user, action));
+  const others = listed.filter((u) => canOn(u, "iam:CreateAccessKey"));
   const [forUser, setForUser] = useState(me);
   // The form's fields are keyed: when the user list arrives while the password is being
   // typed, the "For user" label appears before it, and unkeyed, Preact would reuse the
@@ -68,7 +75,7 @@ export function AccessKeys({ can }) {
       <tbody>${keys.accessKeys.map((k) => html`<tr key=${k.accessKeyId} data-key=${k.accessKeyId}>
         <td><span class="mono strong">${k.accessKeyId}</span></td><td><span class="mono">${k.user}</span></td>
         <td class="small when">${when(k.createdAt)}</td>
-        <td class="actions">${can("iam:DeleteAccessKey") ? html`<${ConfirmButton} label="Delete"
+        <td class="actions">${mayOn(k.user, "iam:DeleteAccessKey") ? html`<${ConfirmButton} label="Delete"
           name=${`Delete access key ${k.accessKeyId}`} yes="Yes, delete" action=${() => remove(k)}
           question=${`Delete access key ${k.accessKeyId} of ${k.user}? Scripts using it stop working at once.`} />` : null}</td>
       </tr>`)}</tbody></table>`) : null}`;
