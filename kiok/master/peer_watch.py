@@ -8,6 +8,10 @@ connections for ``grace_s`` without the peer joining is named, with the likely c
 log (once per episode) and in this master's readiness reason. The grace counts from when the
 port started answering, not from when the peer went away: a master restarting after a crash
 binds its port before it has opened its stores and joined, which is not a wrong key.
+
+A peer that had joined before and stops answering while its port still takes connections is
+most likely hung (a stopped process's kernel still completes the handshake): said as such,
+a warning naming both causes, not an error blaming the key.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ class PeerWatch:
         self._answering_since: dict[str, float] = {}
         #: master id -> why it is suspected of not sharing this master's key
         self.suspects: dict[str, str] = {}
+        #: Masters that have joined since this one started (their key is right).
+        self._joined: set[str] = set()
 
     def problem(self) -> str:
         """A sentence for the readiness reason; empty when nothing is suspected."""
@@ -57,6 +63,7 @@ class PeerWatch:
         peers = self._raft.status().get("peers", {})
         for mid, state in peers.items():
             if state.get("connected"):
+                self._joined.add(mid)
                 self._answering_since.pop(mid, None)
                 if self.suspects.pop(mid, None) is not None:
                     log.info("master %s joined: Raft authentication works now", mid)
@@ -69,7 +76,15 @@ class PeerWatch:
             since = self._answering_since.setdefault(mid, self._clock())
             if self._clock() - since < self._grace_s:
                 continue  # starting up, catching up: not yet a suspect
-            if mid not in self.suspects:
+            if mid in self.suspects:
+                continue
+            if mid in self._joined:
+                self.suspects[mid] = (
+                    f"master {mid} ({address}) accepts connections on its Raft port but no longer "
+                    "answers: it is hung or stopped (or was restarted with another KIOK_MASTER_KEY)"
+                )
+                log.warning("%s", self.suspects[mid])
+            else:
                 self.suspects[mid] = (
                     f"master {mid} ({address}) accepts connections on its Raft port but does not "
                     "authenticate: every master needs the same KIOK_MASTER_KEY (or another program "

@@ -64,3 +64,27 @@ async def test_a_master_that_goes_down_again_is_simply_down() -> None:
     now[0] = 20.0
     await watch.check()  # its port stopped answering: down, not suspect
     assert watch.suspects == {}
+
+
+async def test_a_peer_that_had_joined_and_hangs_is_not_blamed_on_the_key(caplog: Any) -> None:
+    """Found by the failover probe: a master stopped (SIGSTOP) for over 10 s was logged as an
+    ERROR "does not authenticate: every master needs the same KIOK_MASTER_KEY" — its kernel
+    still completes TCP handshakes. One that had joined is said to be hung, as a warning."""
+    port = _free_port()
+    raft = FakeRaft(f"127.0.0.1:{port}")
+    now = [0.0]
+    watch = PeerWatch(cast(RaftCommandLog, raft), grace_s=10.0, clock=lambda: now[0])
+    raft.connected = True
+    await watch.check()  # it had joined
+    raft.connected = False  # then it stopped answering, its port still taking connections
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
+    try:
+        with caplog.at_level("WARNING", logger="kiok.master.peer_watch"):
+            await watch.check()
+            now[0] = 11.0
+            await watch.check()
+        assert "hung or stopped" in watch.problem() and "KIOK_MASTER_KEY" in watch.problem()
+        assert [r.levelname for r in caplog.records if r.name == "kiok.master.peer_watch"] == ["WARNING"]
+    finally:
+        server.close()
+        await server.wait_closed()
