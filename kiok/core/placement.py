@@ -183,9 +183,10 @@ class Restriction(IntEnum):
 
 #: An integer as bash's arithmetic reads it: decimal or hexadecimal, nothing it could expand.
 _INTEGER = re.compile(r"[+-]?(?:0[xX][0-9a-fA-F]+|[0-9]+)")
-#: An expansion bash makes in an array subscript: ``$`` and a name, ``(``, ``{``, ``[`` or a
-#: special parameter; a backtick (``shell_value_problem``).
-_EXPANSION = re.compile(r"\$[\w({\[@*#?$!-]|`")
+#: An expansion bash makes: ``$`` and a name, ``(``, ``{``, ``[`` or a special parameter (a
+#: digit, a positional parameter of the task's own shell, is empty there); a backtick
+#: (``shell_value_problem``).
+_EXPANSION = re.compile(r"\$[A-Za-z_({\[@*#?$!-]|`")
 #: How far before a placeholder ``_restriction`` looks for what opens its context: each
 #: check reads a bounded window, so a long script costs time linear in its placeholders.
 _WINDOW = 512
@@ -266,22 +267,21 @@ def value_problem(name: str, value: Any, restriction: Restriction) -> str | None
 def shell_value_problem(name: str, value: Any) -> str | None:
     """Why a shell task may not get ``value`` of param ``name`` at all; None if it may.
 
-    Bash runs the command substitutions of an array subscript in any text it evaluates as
-    arithmetic, and a text can get there in ways no reading of the script sees (a name that
-    refers to another param's variable, ``$((KIOK_PARAM_X))`` written by hand, forms of
-    arithmetic the analyser misses). So a value that may hold a subscript with an expansion
-    is refused outright: a ``[`` with an expansion anywhere after it. Anywhere, since bash
-    balances a subscript's brackets and quotes (``a[b[0]$(id)]``, ``a[']'$(id)]``); any
-    expansion, a plain ``$Y`` too, since its result is evaluated again (``a[$Y$Z]`` with
-    ``Y='b['``, ``Z='$(id)]'``). Linear: one search after the first ``[``."""
-    text = _text(value)
-    first = text.find("[")
-    if first < 0 or _EXPANSION.search(text, first) is None:
+    Bash expands a value again, and runs its command substitutions, wherever it takes the
+    value as part of a variable name or an array subscript: arithmetic, an indexed array's
+    subscript the script wrote around ``${params.x}``, ``read``/``unset``/``printf -v``/
+    ``declare`` of ``"a[${params.x}]"``, ``[[ -v ]]``, ``${!ref}`` and namerefs of such a name.
+    A text gets there in more ways than any reading of a script sees (``$((KIOK_PARAM_X))``
+    written by hand, a name built in a variable first, a subscript put together from several
+    params). So a value that bash could expand at all is refused outright: one holding ``$``
+    followed by a name, ``(``, ``{``, ``[`` or a special parameter, or a backtick. A price
+    (``$5``) or a regular expression's ``$`` end passes. Linear: one search."""
+    if _EXPANSION.search(_text(value)) is None:
         return None
     return (
-        f"param {name!r} holds an array subscript with an expansion ('[' then, anywhere after it, "
-        "'$' and a name, '(', '{', '[' or a special parameter, or a backtick), which bash would run "
-        "wherever it evaluates the text as arithmetic: refused for shell tasks"
+        f"param {name!r} holds text bash would expand ('$' followed by a name, '(', '{{', '[' or a "
+        "special parameter, or a backtick), which it runs wherever the value becomes part of a variable "
+        "name or an array subscript: refused for shell tasks"
     )
 
 

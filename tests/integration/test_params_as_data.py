@@ -56,8 +56,6 @@ tasks:
 
 HOSTILE = [
     'x"; id; head -c 12 ../../master.key; echo "',
-    "$(id)",
-    "`id`",
     "a; id",
     "line\nid",
     '"); import os; os.system("id"); ("',
@@ -183,12 +181,16 @@ def test_typed_args_reach_arithmetic_as_numbers(k: Standalone) -> None:
         (
             "arithmetic",
             {"n": "a[$(touch pwned)]"},
-            "args.n: param 'n' holds an array subscript with an expansion",
+            "args.n: param 'n' holds text bash would expand",
         ),
-        ("hello", {"name": "x[`touch pwned`]"}, "args.name: param 'name' holds an array subscript"),
+        ("hello", {"name": "x[`touch pwned`]"}, "args.name: param 'name' holds text bash would expand"),
         # Nested or quoted brackets (a reported attack: these passed and ran).
-        ("hello", {"name": "x[b[0]$(touch pwned)]"}, "args.name: param 'name' holds an array subscript"),
-        ("hello", {"name": "a[']'$(touch pwned)]"}, "args.name: param 'name' holds an array subscript"),
+        ("hello", {"name": "x[b[0]$(touch pwned)]"}, "args.name: param 'name' holds text bash would expand"),
+        ("hello", {"name": "a[']'$(touch pwned)]"}, "args.name: param 'name' holds text bash would expand"),
+        # Text bash could expand, with no '[' (a reported attack: a script that writes the '['
+        # around the placeholder, read -r "seen[${params.k}]", ran it).
+        ("hello", {"name": "$(id)"}, "args.name: param 'name' holds text bash would expand"),
+        ("hello", {"name": "`id`"}, "args.name: param 'name' holds text bash would expand"),
     ],
 )
 def test_a_value_bash_would_run_is_refused_before_a_run_exists(
@@ -213,6 +215,6 @@ def test_a_shell_task_never_gets_a_value_bash_would_run(k: Standalone) -> None:
     run = k.wait_run(k.trigger("runnable_default"))
     tasks = run["tasks"]
     assert tasks["sh"]["state"] == "FAILED", run
-    assert "param 'v' holds an array subscript with an expansion" in tasks["sh"]["error"]
+    assert "param 'v' holds text bash would expand" in tasks["sh"]["error"]
     assert tasks["py"]["state"] == "SUCCESS", run
     assert k.log(run["runId"], "py") == "a[$(touch pwned)]\n"

@@ -225,8 +225,9 @@ async def trigger(
 
 def _refuse_args(record: dict[str, Any] | None, args: dict[str, Any]) -> None:
     """A 400 for args the DAG's params refuse (``apply()`` checks them again, as stored), or
-    that a shell task could not take: a subscript with an expansion, which bash would run as
-    code, or text where a task places it in arithmetic or a variable name
+    that a shell task could not take: text bash could expand, which it would run as code
+    where the value becomes part of a name or a subscript, or text where a task places it in
+    arithmetic or a variable name
     (``kiok.core.placement``). Its attempts would fail, so no run is made. Checked here,
     before the command is proposed, not in ``apply()``: replicas of another version must not
     decide a trigger differently."""
