@@ -10,7 +10,12 @@ drained. Task ``__run__`` is the run's own (driver) log.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -18,7 +23,7 @@ import click
 from kiok.cli.client import ApiClient, segment
 from kiok.cli.context import CliContext, json_option, pass_cli
 from kiok.cli.output import emit_json, emit_json_line
-from kiok.cli.terminal import TerminalFilter
+from kiok.cli.terminal import RESET, TerminalFilter
 
 POLL_INTERVAL_S = 0.5
 
@@ -63,11 +68,37 @@ def logs(cli: CliContext, run_id: str, task_id: str, follow: bool, offset: int) 
         return
     safe = TerminalFilter() if _on_terminal() else None
     try:
-        _print_pages(cli, client, path, offset, follow, safe)
+        with _plain_when_stopped(safe):
+            _print_pages(cli, client, path, offset, follow, safe)
     finally:  # interrupted too: the terminal is left plain (``TerminalFilter.end``)
         if safe is not None:
             sys.stdout.write(safe.end())
             sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def _plain_when_stopped(safe: TerminalFilter | None) -> Iterator[None]:
+    """On a terminal: SIGTERM ends the command through its ``finally`` (the terminal is left
+    plain, as on Ctrl-C), and a suspend (Ctrl-Z) leaves the terminal plain before it stops."""
+    if safe is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    def suspend(signum: int, frame: Any) -> None:
+        sys.stdout.write(RESET)
+        sys.stdout.flush()
+        os.kill(os.getpid(), signal.SIGSTOP)
+
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, terminate)}
+    previous[signal.SIGTSTP] = signal.signal(signal.SIGTSTP, suspend)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _print_pages(

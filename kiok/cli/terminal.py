@@ -26,7 +26,7 @@ _SGR = re.compile(r"\x1b\[[0-9;:]*m")
 #: Also the start of kiok's own lines, which a colour left open must not reach.
 _UNSAFE = re.compile(
     r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[\]PX^_][^\x07\x1b\n]*(?:\x07|\x1b\\|(?=\n))|\x1b[ -~]"
-    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]|(?m:^\[kiok\])"
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]|(?m:^\[(?:kiok|task)\])"
 )
 #: Held at most this long: an escape "sequence" longer than any real one is dropped.
 _MAX_HELD = 4096
@@ -40,6 +40,9 @@ _OPEN_TAIL = re.compile(r"\x1b(?:\[[0-?]*[ -/]*|[\]PX^_][^\x07\x1b\n]*\x1b?)?\Z"
 RESET = "\x1b[0m"
 #: How kiok's own lines begin.
 _OWN = "[kiok]"
+#: What kiok writes before a task's line that would read as its own: drawn plain too, so that
+#: a colour the task left open cannot hide it.
+_MARK = "[task]"
 #: SGR parameters the UI shows: reset, bold, dim, italic, underline and their ends, the
 #: palette's colours and the defaults (38 and 48, the 256-colour and 24-bit forms, apart).
 _SHOWN_CODES = frozenset([0, 1, 2, 3, 4, 22, 23, 24, 39, 49, *range(30, 38), *range(40, 48)])
@@ -91,7 +94,8 @@ class TerminalFilter:
             newline = text.rfind("\n")
             rest = text[newline + 1 :]
             at_line_start = newline >= 0 or self._at_line_start
-            if rest and len(rest) < len(_OWN) and _OWN.startswith(rest) and at_line_start:
+            may_become = rest and len(rest) < len(_OWN) and (_OWN.startswith(rest) or _MARK.startswith(rest))
+            if may_become and at_line_start:
                 self._held, text = rest, text[: newline + 1]
         out = _UNSAFE.sub(self._keep, text)
         if text:
@@ -102,7 +106,7 @@ class TerminalFilter:
         """An SGR sequence with the parameters the UI shows; the start of kiok's own line,
         after a reset if a colour may be open; nothing for anything else."""
         found = m.group(0)
-        if found == _OWN:
+        if found in (_OWN, _MARK):
             if not self._styled or (m.start() == 0 and not self._at_line_start):
                 return found
             self._styled = False

@@ -629,7 +629,7 @@ def _python_contexts(text: str) -> tuple[str, ...]:
 #: PEP 263's source encoding declaration, looked for on a script's first two lines.
 _CODING = re.compile(r"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)", re.ASCII)
 #: Encodings that decode the ASCII escapes values are placed as to themselves.
-_PLAIN_ENCODINGS = frozenset(["utf-8", "ascii", "iso8859-1"])
+_PLAIN_ENCODINGS = frozenset(["utf-8", "utf-8-sig", "ascii", "iso8859-1"])
 
 
 def _refuse_source_encoding(text: str) -> None:

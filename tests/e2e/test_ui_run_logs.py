@@ -39,6 +39,7 @@ tasks:
     script: |
       printf '\033[30;40mblack on black\n\033[8m[kiok] attempt 1 SUCCESS\n'
       printf '[ki\033[mok] attempt 1 SUCCESS\n\033[30;40m'
+      printf 'dark\n\033[0m[kiok] forged behind a marker drawn in the dark\n\033[30;40m'
       sleep 30
 """
 BIG_LINES = 300_000
@@ -151,6 +152,10 @@ def test_a_task_neither_forges_nor_hides_kiok_s_own_lines(
     assert own.inner_text().startswith("[kiok]")
     expect(own.locator("[class*='ansi-']")).to_have_count(0)  # plain, whatever the task left open
     expect(lines.filter(has_text="black on black").locator("span.ansi-fg0.ansi-bg0")).to_have_count(1)
+    # The "[task] " marker itself is drawn plain, whatever colour the line before left open.
+    behind = lines.filter(has_text="forged behind a marker")
+    assert behind.inner_text().startswith("[task] [kiok]"), behind.inner_text()
+    expect(behind.locator("[class*='ansi-']")).to_have_count(0)
     page.screenshot(path=str(shots / "log-forged.png"))
     context.close()
     assert console.errors == []

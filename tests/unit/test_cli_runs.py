@@ -318,6 +318,11 @@ def test_only_what_the_ui_shows_of_colours_reaches_the_terminal_and_it_ends_plai
     out = safe.feed("\x1b[30;40mblack on black\n[ki") + safe.feed("ok] attempt 1 failed: exit code 1\n")
     assert out == "\x1b[30;40mblack on black\n\x1b[0m[kiok] attempt 1 failed: exit code 1\n"
     assert safe.feed("a [kiok] in a line\n") == "a [kiok] in a line\n"
+    # Nor to the "[task] " kiok writes before a task's line that would read as its own (a task
+    # coloured it as the background, then reset: the marker was invisible; found by the probe).
+    safe = TerminalFilter()
+    out = safe.feed("x\x1b[38;2;16;20;28m\n[task] \x1b[0m[kiok] forged\n")
+    assert out == "x\x1b[38;2;16;20;28m\n\x1b[0m[task] \x1b[0m[kiok] forged\n"
     # Opened and closed again in one chunk, around kiok's line.
     safe = TerminalFilter()
     assert safe.feed("\x1b[8;30;40mx\n[kiok] attempt 1 failed\n\x1b[0m") + safe.end() == (
@@ -364,3 +369,25 @@ def test_what_reaches_the_terminal_does_not_depend_on_where_pages_are_cut(
         out += paged.feed(text[last:cut])
         last = cut
     assert out + paged.feed(text[last:]) + paged.end() == expected
+
+
+def test_logs_terminated_leave_the_terminal_plain(
+    master: FakeMaster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the attacker probe: SIGTERM (``timeout``, a closed window) ended the command
+    without its reset, leaving the terminal in the task's colours."""
+    import signal
+
+    monkeypatch.setattr("kiok.cli.logs._on_terminal", lambda: True)
+
+    def terminated(_: httpx.Request) -> httpx.Response:
+        handler = signal.getsignal(signal.SIGTERM)
+        assert callable(handler), handler  # the default would end the process, no reset
+        handler(signal.SIGTERM, None)
+        raise AssertionError("not reached")
+
+    master.on("GET", LOG, log_page("\x1b[31mred and", 0, False), terminated)
+    result = master.invoke(["runs", "logs", "r1", "extract", "--follow"])
+    assert result.exit_code == 128 + signal.SIGTERM, result.output
+    assert result.stdout == "\x1b[31mred and\x1b[0m"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # given back

@@ -391,7 +391,9 @@ def _escape_like_placement(value: str) -> str:
     return "".join(f"\\x{ord(c):02x}" for c in value)
 
 
-@pytest.mark.parametrize("declaration", ["# -*- coding: utf-8 -*-", "# coding=latin-1", "# coding: ascii"])
+@pytest.mark.parametrize(
+    "declaration", ["# -*- coding: utf-8 -*-", "# coding=latin-1", "# coding: ascii", "# coding: utf_8_sig"]
+)
 def test_a_plain_source_encoding_declaration_is_fine(declaration: str, tmp_path: Path) -> None:
     script = declaration + '\nprint("hello ${params.v}")\n'
     assert run_py_file(placed(script, Context.PYTHON, {"v": '"); x("'}), tmp_path) == 'hello "); x("\n'

@@ -48,8 +48,10 @@ export function windowFor(scrollTop, viewHeight, lines) {
 function Line({ text, start, marks, current }) {
   const shown = text.length > MAX_SHOWN ? text.slice(0, MAX_SHOWN) : text;
   // kiok's own lines ("[kiok] ...", which no line of a task shows as: kiok/worker/logship.py)
-  // start plain whatever colour the task left open: a task cannot hide or restyle them.
-  const { segments } = parseLine(shown, shown.startsWith("[kiok]") ? PLAIN : start);
+  // start plain whatever colour the task left open: a task cannot hide or restyle them; nor
+  // the "[task] " kiok writes before a task's line that would read as its own.
+  const plain = shown.startsWith("[kiok]") || shown.startsWith("[task] ");
+  const { segments } = parseLine(shown, plain ? PLAIN : start);
   const out = [];
   let pos = 0;
   for (const seg of segments) {
