@@ -598,22 +598,19 @@ class RaftCommandLog:
             for _, fut in batch:
                 fut.set_exception(NotLeader("the replicated log is not started"))
             return
-        for entry, body in _entries(batch, ENTRY_BYTES, self._lead()):
+        lead = None if any(isinstance(cmd, c.LeaderElected) for cmd, _ in batch) else self._recorded_lead()
+        for entry, body in _entries(batch, ENTRY_BYTES, lead):
             self._propose_entry([fut for _, fut in entry], body)
 
-    def _lead(self) -> Lead | None:
-        """This master's lead, once its ``LeaderElected`` is the last applied; None otherwise.
-
-        Entries proposed under it carry it and take effect only under that same lead
-        (``_outside_its_lead``). PySyncObj hands a command queued on a leader that has since
-        stepped down to the next leader, which commits it: a write that a frozen leader took
-        from its socket on waking (a follower had already answered the client 503, and the
-        client, having checked, sent it again) would otherwise take effect after all, long
-        after, next to its repeat. Entries proposed by a follower (its address) carry none."""
-        if not self.is_leader:
-            return None
-        mine = (self.config.master_id, self.term)
-        return mine if self._recorded_lead() == mine else None
+    # Every entry carries the lead its master last saw applied (the last ``LeaderElected``)
+    # and takes effect only under that same lead (``_outside_its_lead``). PySyncObj hands a
+    # command queued on a master that is not (or no longer) the leader to the leader, which
+    # commits it: a write that a frozen leader took from its socket on waking — leading still,
+    # or just stepped down — would otherwise take effect after all, seconds later, though a
+    # follower had answered the client 503 and the client, having checked, had sent it again
+    # (and had gone on: deleted what it re-created). A follower's own entries (its address)
+    # carry the current leader's lead and are committed by it as before; a ``LeaderElected``
+    # carries none (it is what moves the lead on).
 
     def _recorded_lead(self) -> Lead | None:
         """The lead of the last ``LeaderElected`` applied (None: none yet, or a store that

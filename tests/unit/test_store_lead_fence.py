@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from kiok.dag.load import spec_from_yaml
@@ -19,7 +20,16 @@ from kiok.store.joblog import SPACES as JOBLOG_SPACES
 from kiok.store.joblog import JobLogStore
 from kiok.store.kv import RocksKV
 from kiok.store.reader import StateReader
-from kiok.store.replicated import _AAD, _NONCE, Lead, RaftCommandLog, RaftConfig, ReplicatedStores, _entries
+from kiok.store.replicated import (
+    _AAD,
+    _NONCE,
+    Lead,
+    RaftCommandLog,
+    RaftConfig,
+    ReplicatedStores,
+    _decode,
+    _entries,
+)
 
 
 def _log(tmp_path: Path) -> RaftCommandLog:
@@ -67,3 +77,20 @@ async def test_an_entry_proposed_under_a_lead_that_has_passed_changes_nothing(tm
         "from_a_follower",
     }
     assert log.applied_index() == 6  # the refused entry is applied as nothing, alike everywhere
+
+
+async def test_every_entry_carries_the_lead_its_master_last_saw(tmp_path: Path) -> None:
+    """Found by the failover probe after the first fix: an ex-leader woken from a freeze that
+    had already stepped down proposed the request it took with no lead (only a leader tagged
+    its entries), and the next leader committed it: a user deleted meanwhile came back. Now
+    whoever proposes, the entry carries the last lead that master saw; a ``LeaderElected``
+    none (it is what moves the lead on)."""
+    log = _log(tmp_path)
+    log._apply_entry_now(await _entry(log, c.leader_elected(1, "m3", 5), None), 1)
+    sent: list[bytes] = []
+    log._replica = SimpleNamespace()  # type: ignore[assignment]  # as if started: what would be proposed is kept
+    log._propose_entry = lambda futures, body: sent.append(body)  # type: ignore[method-assign]
+    loop = asyncio.get_running_loop()
+    log._send([(_dag("any"), loop.create_future())])
+    log._send([(c.leader_elected(2, "m2", 6), loop.create_future())])
+    assert [_decode(body)[1] for body in sent] == [("m3", 5), None]
