@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import hashlib
 import ipaddress
 import logging
@@ -310,6 +311,13 @@ def _encode(cmd: c.Command) -> bytes:
 
 #: A master's lead: its id and the Raft term it leads in (as its ``LeaderElected`` records).
 Lead = tuple[str, int]
+#: ``REQUEST_LEAD`` for a write taken by a master that does not lead by its own record.
+NOT_LEADING: Lead = ("", -1)
+#: The lead a request was taken under, set by the admin API for the writes a master serves
+#: itself (``kiok.master.api.forward``): what it proposes carries that lead, so a request a
+#: leader took and proposed only after another leader was elected (a frozen leader waking,
+#: catching up meanwhile) takes no effect; None outside requests (the lead applied last).
+REQUEST_LEAD: contextvars.ContextVar[Lead | None] = contextvars.ContextVar("request_lead", default=None)
 
 
 def _decode(body: bytes) -> tuple[list[c.Command], Lead | None]:
@@ -427,6 +435,8 @@ class RaftCommandLog:
         #: Entries proposed and not answered yet, by proposal number (``_abandon_stranded``).
         self._in_flight: dict[int, _InFlight] = {}
         self._proposals = 0
+        #: The lead each command proposed while serving a request was taken under, by future.
+        self._request_leads: dict[asyncio.Future[Any], Lead] = {}
         #: Work under way on the tick thread (``ticking_busy``).
         self._tick_busy = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -587,23 +597,55 @@ class RaftCommandLog:
         return await self.propose_nowait(cmd)
 
     def propose_nowait(self, cmd: c.Command, *, fsync: bool = True) -> asyncio.Future[Any]:
-        """Every committed entry is on a quorum's journal: ``fsync`` changes nothing here."""
+        """Every committed entry is on a quorum's journal: ``fsync`` changes nothing here.
+        Proposed while serving a request (``REQUEST_LEAD``), the command carries the lead the
+        request was taken under, or is refused at once if it was taken without one."""
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        taken = REQUEST_LEAD.get()
+        if taken is NOT_LEADING:
+            fut.set_exception(NotLeader("this master no longer leads: retry"))
+            return fut
+        if taken is not None:
+            self._request_leads[fut] = taken
         self._batcher.add((cmd, fut))
         return fut
+
+    def own_lead(self) -> Lead | None:
+        """This master's lead — its id and term — if it leads and its ``LeaderElected`` is the
+        last applied; None otherwise (whatever a flag polled a moment ago said)."""
+        if not self.is_leader:
+            return None
+        mine = (self.config.master_id, self.term)
+        return mine if self._recorded_lead() == mine else None
 
     def _send(self, batch: list[tuple[c.Command, asyncio.Future[Any]]]) -> None:
         replica = self._replica
         if replica is None:
             for _, fut in batch:
                 fut.set_exception(NotLeader("the replicated log is not started"))
+                self._request_leads.pop(fut, None)
             return
-        lead = None if any(isinstance(cmd, c.LeaderElected) for cmd, _ in batch) else self._recorded_lead()
-        for entry, body in _entries(batch, ENTRY_BYTES, lead):
+        recorded = self._recorded_lead()
+        # In order, each run of commands under one lead in its own entries.
+        group: list[tuple[c.Command, asyncio.Future[Any]]] = []
+        group_lead: Lead | None = None
+        for cmd, fut in batch:
+            lead = None if isinstance(cmd, c.LeaderElected) else self._request_leads.pop(fut, recorded)
+            if group and lead != group_lead:
+                self._propose_group(group, group_lead)
+                group = []
+            group_lead = lead
+            group.append((cmd, fut))
+        if group:
+            self._propose_group(group, group_lead)
+
+    def _propose_group(self, group: list[tuple[c.Command, asyncio.Future[Any]]], lead: Lead | None) -> None:
+        for entry, body in _entries(group, ENTRY_BYTES, lead):
             self._propose_entry([fut for _, fut in entry], body)
 
-    # Every entry carries the lead its master last saw applied (the last ``LeaderElected``)
-    # and takes effect only under that same lead (``_outside_its_lead``). PySyncObj hands a
+    # Every entry carries a lead and takes effect only under that same lead
+    # (``_outside_its_lead``): the lead a request was taken under (``REQUEST_LEAD``), else the
+    # lead its master last saw applied (the last ``LeaderElected``). PySyncObj hands a
     # command queued on a master that is not (or no longer) the leader to the leader, which
     # commits it: a write that a frozen leader took from its socket on waking — leading still,
     # or just stepped down — would otherwise take effect after all, seconds later, though a

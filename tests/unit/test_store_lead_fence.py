@@ -12,6 +12,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from kiok.dag.load import spec_from_yaml
 from kiok.errors import NotLeader
 from kiok.store import commands as c
@@ -23,6 +25,8 @@ from kiok.store.reader import StateReader
 from kiok.store.replicated import (
     _AAD,
     _NONCE,
+    NOT_LEADING,
+    REQUEST_LEAD,
     Lead,
     RaftCommandLog,
     RaftConfig,
@@ -94,3 +98,30 @@ async def test_every_entry_carries_the_lead_its_master_last_saw(tmp_path: Path) 
     log._send([(_dag("any"), loop.create_future())])
     log._send([(c.leader_elected(2, "m2", 6), loop.create_future())])
     assert [_decode(body)[1] for body in sent] == [("m3", 5), None]
+
+
+async def test_a_request_s_writes_carry_the_lead_it_was_taken_under(tmp_path: Path) -> None:
+    """Found by the failover re-probe: a request that waited (a password hashed for a new user)
+    was proposed after its master, woken from a freeze, had caught up with the next leader's
+    ``LeaderElected``: it carried that lead and took effect. A request's writes carry the lead
+    it was taken under; one taken while its master does not lead by its own record is
+    refused at once."""
+    log = _log(tmp_path)
+    log._apply_entry_now(await _entry(log, c.leader_elected(1, "m1", 5), None), 1)
+    log._apply_entry_now(await _entry(log, c.leader_elected(2, "m2", 6), None), 2)  # caught up
+    sent: list[bytes] = []
+    log._replica = SimpleNamespace()  # type: ignore[assignment]  # as if started: kept instead
+    log._propose_entry = lambda futures, body: sent.append(body)  # type: ignore[method-assign]
+
+    async def request(taken: Lead) -> asyncio.Future[Any]:
+        REQUEST_LEAD.set(taken)
+        return log.propose_nowait(_dag("made_in_a_request"))
+
+    taken_as_leader = await asyncio.create_task(request(("m1", 5)))
+    refused = await asyncio.create_task(request(NOT_LEADING))
+    background = log.propose_nowait(_dag("made_by_a_loop"))
+    await asyncio.sleep(0)  # the turn's batch is sent
+    assert [_decode(body)[1] for body in sent] == [("m1", 5), ("m2", 6)]
+    assert not taken_as_leader.done() and not background.done()
+    with pytest.raises(NotLeader, match="no longer leads"):
+        refused.result()

@@ -30,6 +30,7 @@ import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kiok.master.http_errors import client_closed, error_response
+from kiok.store.replicated import NOT_LEADING, REQUEST_LEAD
 
 if TYPE_CHECKING:
     from kiok.master.node import MasterNode
@@ -88,6 +89,11 @@ class ForwardToLeader:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self._forwards(scope):
+            # What this request proposes carries the lead it was taken under (refused if none:
+            # the flag ``_forwards`` read is polled, the lead is this master's own record).
+            raft = self.node.raft
+            if raft is not None and scope["type"] == "http":
+                REQUEST_LEAD.set(raft.own_lead() or NOT_LEADING)
             if self._forwarded_here(scope):
                 await self.app(scope, receive, self._with_applied_index(send))
             else:
