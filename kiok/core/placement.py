@@ -291,7 +291,7 @@ def _restriction(text: str, start: int, end: int, state: int, top: int | None) -
     ``[[ ... -eq ... ]]``, a substring offset, ``let``/``declare -i`` arguments, and the
     names given to ``unset``/``read``/``printf -v``/``declare`` are recognised in the
     ``_WINDOW`` characters before it. What this misses, ``shell_value_problem`` still
-    refuses at its root: a value that holds a subscript with an expansion."""
+    refuses at its root: a value that holds text bash could expand."""
     if state == _ARITH or (top == _ARITH_CMD and state in (_UNQUOTED, _DOUBLE)):
         return Restriction.INTEGER
     if state not in (_UNQUOTED, _DOUBLE, _HEREDOC):

@@ -322,7 +322,8 @@ REQUEST_LEAD: contextvars.ContextVar[Lead | None] = contextvars.ContextVar("requ
 
 def _decode(body: bytes) -> tuple[list[c.Command], Lead | None]:
     """The commands of an entry's body (``_body``), compressed ones expanded, and the lead
-    they were proposed under (None: proposed by a follower, or by a kiok before this field)."""
+    they were proposed under (None: a ``LeaderElected``, an entry proposed before any leader
+    was recorded, or one written by a kiok before this field)."""
     doc = msgpack.unpackb(body, raw=False)
     cmds = [
         c.from_wire(msgpack.unpackb(zlib.decompress(w), raw=False) if isinstance(w, bytes) else w)
@@ -334,7 +335,7 @@ def _decode(body: bytes) -> tuple[list[c.Command], Lead | None]:
 
 def _body(items: list[bytes], lead: Lead | None = None) -> bytes:
     """``{"c": [command, ...], "l": [master, term]}`` from commands already encoded (what
-    ``_apply_entry`` reads); ``l`` only for an entry proposed under a lead (``_lead``)."""
+    ``_apply_entry`` reads); ``l`` only for an entry proposed under a lead (``_send``)."""
     packer = msgpack.Packer(use_bin_type=True)
     head: bytes = packer.pack_map_header(1 if lead is None else 2)
     if lead is not None:
