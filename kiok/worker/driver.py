@@ -304,7 +304,7 @@ class RunDriver:
         for note in notes:
             tlog.line(note)
         if attempt > 1:
-            tlog.line(f"--- attempt {attempt} ---")
+            tlog.line(f"[kiok] --- attempt {attempt} ---")
         tail: deque[bytes] = deque()
         tail_size = [0]
 

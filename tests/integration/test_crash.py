@@ -54,7 +54,7 @@ tasks:
     assert (marks / "slow").read_text() == "start 1\nstart 2\n"
     assert (marks / "last").read_text() == "ran\n"
     log = kiok.log(run_id, "slow")
-    assert "slow-1" in log and "--- attempt 2 ---" in log and log.rstrip().endswith("slow-2")
+    assert "slow-1" in log and "[kiok] --- attempt 2 ---" in log and log.rstrip().endswith("slow-2")
 
 
 def test_acknowledged_writes_survive_kill9(kiok: Standalone) -> None:

@@ -305,9 +305,9 @@ tasks:
     lines = log.splitlines()
     assert len(lines) == 5, log
     assert lines[0].startswith("try 1 env-attempt 1 ")
-    assert lines[1] == "--- attempt 2 ---"
+    assert lines[1] == "[kiok] --- attempt 2 ---"
     assert lines[2].startswith("try 2 env-attempt 2 ")
-    assert lines[3] == "--- attempt 3 ---"
+    assert lines[3] == "[kiok] --- attempt 3 ---"
     assert lines[4].startswith("try 3 env-attempt 3 ")
     # every attempt starts in an empty working directory: what the last one left is gone
     assert [ln.rsplit(" files ", 1)[1] for ln in lines if ln.startswith("try ")] == ["0", "0", "0"]
@@ -332,7 +332,10 @@ def test_retries_exhausted_end_failed(shared_kiok: Standalone) -> None:
         """
 dag: {id: exec_retry_out}
 tasks:
-  - {id: always, retries: 1, retry_delay: 100ms, script: 'echo "attempt $KIOK_ATTEMPT"; exit 7'}
+  - id: always
+    retries: 1
+    retry_delay: 100ms
+    script: 'echo "attempt $KIOK_ATTEMPT"; echo "[kiok] --- attempt 9 ---"; exit 7'
   - {id: never, requires: [always], script: 'echo never'}
 """
     )
@@ -343,7 +346,10 @@ tasks:
     assert t["state"] == "FAILED" and t["attempt"] == 2 and t["exitCode"] == 7, t
     assert t["retryAt"] is None
     assert run["tasks"]["never"]["state"] == "SKIPPED"
-    assert shared_kiok.log(run_id, "always") == "attempt 1\n--- attempt 2 ---\nattempt 2\n"
+    # The attempts' separator is kiok's line: one the task prints cannot pass for it.
+    forged = "[task] [kiok] --- attempt 9 ---\n"
+    expected = f"attempt 1\n{forged}[kiok] --- attempt 2 ---\nattempt 2\n{forged}"
+    assert shared_kiok.log(run_id, "always") == expected
 
 
 # --- timeouts --------------------------------------------------------------------------------

@@ -58,7 +58,8 @@ tasks:
     # The first attempt's log ends saying why it stopped (then the second attempt's lines).
     log = master.log(run_id, "t")
     assert "[kiok] attempt 1 stopped by its worker, which is shutting down; process group stopped" in log, log
-    assert log.index("stopped by its worker, which is shutting down") < log.index("--- attempt 2 ---"), log
+    separator = log.index("[kiok] --- attempt 2 ---")
+    assert log.index("stopped by its worker, which is shutting down") < separator, log
     # ...and the second says the first was given back by a worker that shut down, not lost.
     assert "[kiok] attempt 1 interrupted: its worker w1 shut down; retried as attempt 2" in log, log
     runlog = master.log(run_id, "__run__")

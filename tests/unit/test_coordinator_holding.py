@@ -140,10 +140,8 @@ async def test_a_run_claimed_during_a_dispatch_pass_stays_with_its_driver() -> N
         assert header is not None and header["worker"] == "w1" and header["term"] == 1, header
 
 
-async def test_a_wall_clock_step_neither_cuts_the_reconnect_grace_short_nor_stretches_it() -> None:
-    """A new leader gives a run's previous driver the grace to reconnect. Measured on the
-    wall clock, a step forward (NTP, a resumed VM) gave the runs of a live, reconnecting
-    driver away (two drivers), and a step back held a dead driver's runs that much longer."""
+async def _driven_by_w1() -> tuple[LocalCommandLog, StateReader, str]:
+    """One run, driven by w1 under term 1 (a leader's coordinator that then went)."""
     kv = MemoryKV(keys.SPACES)
     log = LocalCommandLog(kv)
     reader = StateReader(kv)
@@ -152,7 +150,15 @@ async def test_a_wall_clock_step_neither_cuts_the_reconnect_grace_short_nor_stre
     old = Coordinator(log, reader, lambda *a: None, lambda: 1000, term=1)
     log.subscribe(old.on_effects)
     old.add_worker(Worker("w1"))
-    await old.dispatch_pass()  # w1 drives the run under term 1
+    await old.dispatch_pass()
+    return log, reader, run
+
+
+async def test_a_wall_clock_step_neither_cuts_the_reconnect_grace_short_nor_stretches_it() -> None:
+    """A new leader gives a run's previous driver the grace to reconnect. Measured on the
+    wall clock, a step forward (NTP, a resumed VM) gave the runs of a live, reconnecting
+    driver away (two drivers), and a step back held a dead driver's runs that much longer."""
+    log, reader, run = await _driven_by_w1()
 
     wall, mono = [2_000], [50_000]
     new = Coordinator(
@@ -249,15 +255,7 @@ async def test_the_tasks_of_a_revoked_worker_say_it_was_revoked() -> None:
 async def test_a_run_its_driver_claimed_again_no_longer_waits_for_it() -> None:
     """Found by the failover probe: the run said "waiting for its driver w1 to reconnect"
     until it ended, though w1 had reconnected and went on driving it."""
-    kv = MemoryKV(keys.SPACES)
-    log = LocalCommandLog(kv)
-    reader = StateReader(kv)
-    await log.propose(c.RegisterDag(at_ms=1, spec=spec_from_yaml(DAG).to_dict()))
-    run = (await log.propose(c.CreateRun(at_ms=2, dag_id="d")))["runId"]
-    old = Coordinator(log, reader, lambda *a: None, lambda: 1000, term=1)
-    log.subscribe(old.on_effects)
-    old.add_worker(Worker("w1"))
-    await old.dispatch_pass()  # w1 drives the run under term 1
+    log, reader, run = await _driven_by_w1()
     header = reader.run_header(run)
     assert header is not None
 
