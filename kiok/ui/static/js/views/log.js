@@ -102,7 +102,10 @@ function LogLines({ buffer, version, box, onScroll, current, empty }) {
   const rows = [];
   for (let i = w.first; i < w.last; i++) {
     const marks = buffer.matchesOn(i).map((k) => ({ ...buffer.matches[k], index: k }));
-    rows.push(html`<span class="ln" key=${i} data-line=${i + 1}><${Line} text=${buffer.lines[i]}
+    // kiok's own lines are drawn apart (a tinted row with a stripe): no output of a task can
+    // look so, not even one that only looks like "[kiok]" (a Cyrillic "і").
+    const own = buffer.lines[i].startsWith("[kiok]");
+    rows.push(html`<span class=${own ? "ln kiok" : "ln"} key=${i} data-line=${i + 1}><${Line} text=${buffer.lines[i]}
       start=${buffer.starts[i]} marks=${marks} current=${current} /></span>`);
   }
   return html`<pre class="log" ref=${box} tabindex="0" role="log" aria-label="Log output" data-testid="log"
