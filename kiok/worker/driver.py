@@ -346,6 +346,7 @@ class RunDriver:
                 tail=lambda: self._masker.mask_fragment(b"".join(tail)),
                 python=self._spec.python_for(task),
                 note=tlog.line,
+                mask=self._masker.mask_str,
             )
             try:
                 result = await self._env.executors[task.type].run(ctx)

@@ -71,6 +71,9 @@ class Masker:
         return masked
 
     def mask_text(self, text: str | None) -> str | None:
-        if text is None or self._pattern is None:
+        return None if text is None else self.mask_str(text)
+
+    def mask_str(self, text: str) -> str:
+        if self._pattern is None:
             return text
         return self.mask(text.encode()).decode(errors="replace")

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -253,6 +256,56 @@ def test_a_log_reader_reads_the_output_line_in_the_error(k: Standalone) -> None:
         r = call(k, who, "GET", f"/api/v1/runs/{run_id}")
         assert r.status_code == 200 and r.json()["tasks"]["t"]["error"] == error, r.text
     assert k.run(run_id)["tasks"]["t"]["error"] == full
+
+
+@pytest.fixture
+def garbling_server() -> Iterator[str]:
+    """A server answering every request with a line that is no HTTP status line, but data."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    done = threading.Event()
+
+    def serve() -> None:
+        while not done.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"CUSTOMER-DATA ssn=123-45-6789\r\n\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}/a"
+    finally:
+        done.set()
+        thread.join(5)
+        server.close()
+
+
+def test_runs_read_without_logs_read_shows_nothing_an_http_task_s_server_sent(
+    k: Standalone, garbling_server: str
+) -> None:
+    """Found by the attack probe: an http task's server answering a malformed status (or
+    header) line had its bytes quoted in the task's ``error``, whole, to a caller who may read
+    run states but not logs. Now that caller reads kiok's part: the failure, method and URL
+    (masked: a secret spelling one of kiok's words leaves that form whole)."""
+    secret = {"connectionId": "garble", "type": "secret", "properties": {"value": "from"}}
+    assert k.api("POST", "/api/v1/connections", json=secret).status_code == 201
+    url = f"{garbling_server}?t=${{secret.garble}}"
+    k.register(f"dag: {{id: leaky_http}}\ntasks:\n  - {{id: t, type: http, config: {{url: '{url}'}}}}\n")
+    run_id = k.trigger("leaky_http")
+    assert k.wait_run(run_id)["state"] == "FAILED"
+    own = f"RemoteProtocolError from GET {garbling_server}?t=***"
+    full = k.run(run_id)["tasks"]["t"]["error"]
+    assert "ssn=123-45-6789" in full and full.endswith(f" ({own})"), full
+    sam = states_only(k, "hal")
+    for params in ({}, {"since": 0}):
+        r = call(k, sam, "GET", f"/api/v1/runs/{run_id}", params=params)
+        assert r.status_code == 200 and "ssn=" not in r.text, r.text
+        assert r.json()["tasks"]["t"]["error"] == own, r.text
 
 
 def test_cancel_and_rerun_without_logs_read_show_nothing_of_the_task_output(k: Standalone) -> None:

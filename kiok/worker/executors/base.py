@@ -34,6 +34,9 @@ class AttemptContext:
     #: Writes a line of kiok's own into the task log (``[kiok] ...``): not the task's output,
     #: which can never begin a line so (``kiok.worker.logship``).
     note: Callable[[str], None] = lambda text: None
+    #: Masks the values of the run's secrets in a text (for an ``error`` an executor masks
+    #: itself: ``AttemptResult.error_masked``).
+    mask: Callable[[str], str] = lambda text: text
 
 
 @dataclass(frozen=True)

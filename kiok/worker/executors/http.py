@@ -22,6 +22,14 @@ _MAX_PORT = 65535
 #: Quotes a method a param made in an error without quoting all 64 KiB of it.
 _SHORT = reprlib.Repr()
 _SHORT.maxstring = 40
+#: Failures whose text is the system's or httpx's own (a refused connection, a reset, a
+#: timeout, a TLS failure, a redirect loop): read by every reader of the run. Any other
+#: failure of the exchange (a malformed status or header line, a body that does not decode, a
+#: redirect's ``Location``) may quote what the server sent, which is output: its text goes
+#: first, then ``(<failure> from <method> <url>)``, the form ``kiok.master.views.own_error``
+#: cuts for a caller without ``logs:Read`` (found by the attack probe: a server's status line
+#: read as a customer's data reached callers who may read run states alone).
+_OWN_WORDS = (httpx.TimeoutException, httpx.NetworkError, httpx.TooManyRedirects)
 
 
 class HttpExecutor:
@@ -94,7 +102,14 @@ class HttpExecutor:
                 finally:
                     await resp.aclose()
         except (httpx.HTTPError, httpx.InvalidURL, ValueError) as e:
-            return AttemptResult(False, error=f"{type(e).__name__}: {e or 'request failed'} ({method} {url})")
+            if isinstance(e, _OWN_WORDS):
+                return AttemptResult(
+                    False, error=f"{type(e).__name__}: {e or 'request failed'} ({method} {url})"
+                )
+            quoted = ctx.mask(str(e) or "request failed")
+            # Masked here, the part kiok wrote left whole (a secret "from" would hide the form).
+            error = f"{quoted} ({type(e).__name__} from {method} {ctx.mask(url)})"
+            return AttemptResult(False, error=error, error_masked=True)
         status = f"HTTP {resp.status_code}"
         if 200 <= resp.status_code < 300:
             return AttemptResult(True, exit_code=None, detail=status)
