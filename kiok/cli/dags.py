@@ -108,6 +108,8 @@ def _documents(path: Path) -> list[tuple[bytes, str]]:
             docs = json.loads(raw)
         except (ValueError, RecursionError):  # not JSON, too many digits, too deep
             return [(raw, content_type)]  # the master names the problem
+        if docs == []:  # else nothing would be sent, said or failed
+            raise CliError("an empty list of DAG documents: nothing to register")
         return [(json.dumps(doc).encode(), content_type) for doc in docs]
     return [(raw, content_type)]
 

@@ -252,6 +252,9 @@ def cancel(cli: CliContext, run_id: str) -> None:
     answer = cli.client().post(f"/api/v1/runs/{segment(run_id)}/cancel")
     if cli.as_json:
         emit_json(answer)
+    elif isinstance(answer, dict) and answer.get("state") == "CANCELLED":
+        # Ended already (cancelled before, or nothing of it had started): nothing is pending.
+        click.echo(f"{run_id} is CANCELLED")
     else:
         click.echo(f"cancel requested for {run_id}")
 

@@ -744,7 +744,8 @@ class InternalServer:
         await self._refuse(
             writer,
             Refusal.RATE_LIMITED,
-            f"too many failed authentications; retry in {wait_ms // 1000 + 1}s",
+            f"too many failed authentications from this address for this worker id (the limit lifts in "
+            f"{wait_ms // 1000 + 1}s; a join token that can be redeemed is taken meanwhile)",
             address,
         )
 

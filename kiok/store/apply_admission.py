@@ -22,6 +22,7 @@ from typing import Any
 from kiok.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from kiok.store import commands as c
 from kiok.store import keys as k
+from kiok.store.apply_runs import take_runs_from_revoked
 from kiok.store.effects import Effects
 from kiok.store.txn import Txn
 
@@ -113,4 +114,5 @@ def apply_revoke_worker(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
             k.worker(cmd.worker_id),
             dict(worker, revoked=True, revokedMs=cmd.at_ms, credentialHash=None),
         )
+    take_runs_from_revoked(txn, cmd.worker_id, cmd.at_ms, fx)
     return {"revoked": cmd.worker_id}

@@ -15,7 +15,7 @@ import dataclasses
 from typing import Any
 
 from kiok.core.holds import hold_reason
-from kiok.core.interruption import cancel_reason
+from kiok.core.interruption import REVOKED_ERROR, cancel_reason
 from kiok.core.readiness import UNSTARTED, advance, final_run_state
 from kiok.core.rerun import RerunRequest, rerun_selection, reset_records
 from kiok.core.states import TERMINAL_RUN_STATES, RunState, TaskRecord, TaskState
@@ -242,6 +242,27 @@ def apply_assign(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     fx.fences_changed.append(cmd.run_id)
     _close(txn, run, cmd.at_ms, fx)
     return {"term": run["term"], "epoch": run["epoch"], "first": first}
+
+
+def take_runs_from_revoked(txn: Txn, worker_id: str, at_ms: int, fx: Effects) -> None:
+    """(``RevokeWorker``) A revoked worker drives nothing more: its credential is refused from
+    now on, so it can neither report nor give a run back. Each run it drove is taken from it
+    now, as a new driver's assignment would take it (its running tasks lost with
+    ``REVOKED_ERROR``, the attempts it may have been starting passed), and has no driver until
+    another takes it. Before, the run showed the revoked worker driving and its task RUNNING
+    for as long as no other worker could take it, and a worker re-admitted under the same id
+    was then told its tasks were "lost" (found by the day-one walk: a run needing a label
+    only the revoked worker had)."""
+    active = [key.decode()[len(k.ACTIVE_PREFIX) :] for key, _ in txn.scan(k.META, k.ACTIVE_PREFIX)]
+    for run_id in active:
+        run = txn.get(k.META, k.run(run_id))
+        if run is None or run["worker"] != worker_id or run["state"] in TERMINAL_RUN_STATES:
+            continue
+        lost = _lose_running(txn, run, at_ms, fx, REVOKED_ERROR)
+        _pass_unreported_attempts(txn, run, lost, at_ms, fx)
+        run["worker"] = None
+        fx.fences_changed.append(run_id)
+        _close(txn, run, at_ms, fx)
 
 
 def apply_release(txn: Txn, cmd: c.Command, fx: Effects) -> Any:

@@ -600,6 +600,17 @@ class MasterClient:
             if self._identity_refused(reason):  # the token follows at once: the WARNING said so
                 self.state = f"credential refused ({reason}); trying the join token"
                 return
+        if code == Refusal.RATE_LIMITED and self._sent_auth == "credential" and self._join_token:
+            # Too many failures from here for this id (its own retries with a revoked
+            # credential, say): the credential is not even looked at, but a join token that
+            # can be redeemed is taken whatever the count, so it goes at once. Without it, a
+            # revoked worker given a new token waited out the limit's window.
+            self._credential_refused = True
+            self._credential_refusal = reason
+            self._retry_now = True
+            self.state = f"credential not looked at ({reason}); trying the join token"
+            log.warning("the master did not look at the saved credential (%s); trying the join token", reason)
+            return
         if code == Refusal.NOT_LEADER:
             self.state = "looking for the leader"
             leader = m.leader
@@ -609,7 +620,7 @@ class MasterClient:
             log.info("%s does not lead; leader: %s", who, leader or "unknown yet")
             return
         self.state = f"refused: {reason}"
-        log.error("%s refused this worker: %s", who, reason)
+        log.error("%s refused this worker: %s; trying again in %gs", who, reason, self._refused_retry_s)
 
     def _identity_refused(self, reason: str) -> bool:
         """The master does not accept who this worker says it is (any more): it may not drive

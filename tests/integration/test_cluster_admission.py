@@ -336,6 +336,28 @@ def test_repeated_failed_authentications_are_rate_limited(cluster: Cluster) -> N
     assert httpx.get(m.url + "/healthz").status_code == 200
 
 
+def test_a_revoked_worker_given_a_new_token_is_admitted_at_once_past_its_failures(cluster: Cluster) -> None:
+    """Found by the day-one walk: a revoked worker left retrying had used up the failures its
+    (address, id) may count; given a new token and restarted as docs/cluster.md says, its
+    saved (revoked) credential was turned away unexamined and the token was not tried: it
+    was admitted only once the limit's window had passed (and its log said "retry in 1s"
+    before waiting 15 s)."""
+    m = cluster.master()
+    admitted_worker(cluster, m, "keeper")
+    w1 = admitted_worker(cluster, m, "w1")
+    wait_until(lambda: (cluster_worker(m, "w1") or {}).get("connected"), 10, "w1 connected")
+    assert m.api("DELETE", "/api/v1/admin/workers/w1").status_code == 200
+    shutdown(w1, grace_s=5)
+    for i in range(5):  # the failures its retries counted, from this address for this id
+        refusal(m.internal_port, hello("w1", credential=f"kiok_cred_v1.spent{i}"))
+    assert refusal(m.internal_port, hello("w1", credential="kiok_cred_v1.more"))["code"] == "rate_limited"
+    started = time.monotonic()
+    w1 = cluster.worker(m, "w1", token=m.join_token())  # its saved credential is the revoked one
+    wait_until(lambda: (cluster_worker(m, "w1") or {}).get("connected"), 10, "w1 admitted again")
+    assert time.monotonic() - started < 10
+    assert "trying the join token" in w1.read_log(), w1.read_log()
+
+
 def test_a_refused_worker_exits_promptly_on_sigterm(cluster: Cluster) -> None:
     m = cluster.master()
     w = cluster.worker(m, "stray", admitted=False)

@@ -87,6 +87,16 @@ def test_python_compile_error_is_reported_and_nothing_posted(master: FakeMaster,
     assert master.requests == []
 
 
+def test_an_empty_json_list_is_an_error_not_a_silent_success(master: FakeMaster, tmp_path: Path) -> None:
+    """Found by the day-one walk: ``[]`` registered nothing, said nothing and exited 0."""
+    f = tmp_path / "none.json"
+    f.write_text(" []\n")
+    result = master.invoke(["dags", "register", str(f)])
+    assert result.exit_code == 1
+    assert result.stderr == f"error: {f}: an empty list of DAG documents: nothing to register\n"
+    assert master.requests == []
+
+
 def test_one_refused_file_does_not_stop_the_others(master: FakeMaster, tmp_path: Path) -> None:
     master.on(
         "POST",

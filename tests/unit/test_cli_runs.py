@@ -214,6 +214,13 @@ def test_runs_cancel(master: FakeMaster) -> None:
     assert json.loads(result.stdout) == {"runId": "r1", "state": "RUNNING"}
 
 
+def test_runs_cancel_of_a_cancelled_run_says_so(master: FakeMaster) -> None:
+    """Found by the day-one walk: cancelling a cancelled run printed "cancel requested"."""
+    master.on("POST", "/api/v1/runs/r1/cancel", reply(200, {"runId": "r1", "state": "CANCELLED"}))
+    result = master.invoke(["runs", "cancel", "r1"])
+    assert (result.exit_code, result.stdout) == (0, "r1 is CANCELLED\n")
+
+
 def log_page(data: str, offset: int, complete: bool) -> httpx.Response:
     return reply(
         200, {"data": data, "offset": offset, "nextOffset": offset + len(data.encode()), "complete": complete}

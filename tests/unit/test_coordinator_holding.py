@@ -6,6 +6,7 @@ these was found by the cluster simulator, ``kiok.testing.sim``.)"""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterable
 
 from kiok.core.interruption import LOST_ERROR, REVOKED_ERROR, interrupted_attempt, interrupted_lines
@@ -250,6 +251,49 @@ async def test_the_tasks_of_a_revoked_worker_say_it_was_revoked() -> None:
     assert note == "[kiok] attempt 1 interrupted: its worker w1 was revoked; retried as attempt 2"
     lost = await _driven_with_a_running_task(revoke=False)
     assert (lost.state, lost.error, interrupted_attempt(lost)) == (TaskState.QUEUED, LOST_ERROR, 1)
+
+
+async def test_a_revoked_worker_drives_nothing_more_even_when_no_other_can_take_its_runs() -> None:
+    """Found by the day-one walk: a run whose only able worker was revoked showed that worker
+    driving and its task RUNNING (no error) for as long as no other worker came; re-admitted
+    under the same id, the worker was then told its tasks were "lost", not revoked."""
+    w1 = Worker("w1")
+    coord, log, reader, runs = await setup(w1)
+    await log.propose(c.IssueJoinToken(at_ms=3, token_hash="t1", expires_ms=10**12))
+    await log.propose(c.RedeemJoinToken(at_ms=3, token_hash="t1", worker_id="w1", credential_hash="c1"))
+    await coord.dispatch_pass()
+    offer = next(a for a in w1.offers if a.run_id == runs[0])
+    running = TaskRecord(TaskState.RUNNING, attempt=1, started_at_ms=4, worker="w1")
+    fence = offer.fence
+    report = c.ReportTasks(
+        at_ms=4,
+        run_id=runs[0],
+        term=fence.term,
+        epoch=fence.epoch,
+        tasks={"a": running.to_dict()},
+        worker="w1",
+    )
+    await log.propose(report)
+    await log.propose(c.RevokeWorker(at_ms=5, worker_id="w1"))
+    header = reader.run_header(runs[0])
+    assert header is not None and header["worker"] is None and header["state"] == "RUNNING", header
+    stored = reader.task(runs[0], "a")
+    assert stored is not None
+    lost = TaskRecord.from_dict(stored)
+    assert (lost.state, lost.error, lost.worker) == (TaskState.QUEUED, REVOKED_ERROR, "w1")
+    late = await log.propose(dataclasses.replace(report, at_ms=6))  # a late report is fenced off
+    assert late["fenced"], late
+    assert runs[0] not in coord._driving  # back in the pool, for whichever worker comes
+    # Re-admitted under the same id (a new token), it takes the run again: "was revoked".
+    coord.worker_lost("w1")
+    await log.propose(c.IssueJoinToken(at_ms=7, token_hash="t2", expires_ms=10**12))
+    await log.propose(c.RedeemJoinToken(at_ms=7, token_hash="t2", worker_id="w1", credential_hash="c2"))
+    again = Worker("w1")
+    coord.add_worker(again)
+    await coord.dispatch_pass()
+    assert runs[0] in [a.run_id for a in again.offers]
+    stored = reader.task(runs[0], "a")
+    assert stored is not None and TaskRecord.from_dict(stored).error == REVOKED_ERROR, stored
 
 
 async def test_a_run_its_driver_claimed_again_no_longer_waits_for_it() -> None:
