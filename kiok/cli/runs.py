@@ -253,7 +253,7 @@ def cancel(cli: CliContext, run_id: str) -> None:
     if cli.as_json:
         emit_json(answer)
     elif isinstance(answer, dict) and answer.get("state") == "CANCELLED":
-        # Ended already (cancelled before, or nothing of it had started): nothing is pending.
+        # Ended at once (cancelled before, or no task of it was running): nothing is pending.
         click.echo(f"{run_id} is CANCELLED")
     else:
         click.echo(f"cancel requested for {run_id}")

@@ -113,7 +113,7 @@ class Admission:
     async def revoke(self, worker_id: str) -> None:
         """Revoke ``worker_id``'s credential (repeating it is harmless). Raises ``NotFound``
         for a worker never admitted. Only a new join token admits that id again."""
-        await self._log.propose(c.RevokeWorker(at_ms=self._clock(), worker_id=worker_id))
+        await self._log.propose(c.RevokeWorker(at_ms=self._clock(), worker_id=worker_id, take_runs=True))
 
     def workers(self) -> list[dict[str, Any]]:
         """Every admitted worker, revoked ones too, by id: ``id``, ``admittedAt`` (when its

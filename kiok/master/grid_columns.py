@@ -80,6 +80,7 @@ def column(run: dict[str, Any], spec: DagSpec, tasks: list[str], now_ms: int) ->
         "runId": run["runId"],
         "state": run["state"],
         "createdAt": iso(run["createdMs"]),
+        "scheduledAt": iso(run["scheduledMs"]),
         "startedAt": iso(run["startedMs"]),
         "endedAt": iso(run["endedMs"]),
         "cells": "".join(cells),

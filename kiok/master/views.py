@@ -123,9 +123,10 @@ def task_waiting(
 #: The forms of ``error`` that quote a task's output: a python task's last output line, then
 #: kiok's own ``(exit code N)`` (``kiok.worker.executors.python``); what an http task's server
 #: sent, then ``(<failure> from <method> <url>)`` (``kiok.worker.executors.http``). No other
-#: error kiok writes ends so; the quote is cut, kiok's part kept. The last such part is kiok's
-#: (the quote comes before it, whatever it holds), hence the greedy start.
-_QUOTES_OUTPUT = re.compile(r".+ \((exit code (?:-?\d+|None)|[A-Za-z]+ from [A-Z]+ .+)\)", re.DOTALL)
+#: error kiok writes ends so (an http task's URL is shown with its whitespace escaped, so no
+#: URL ends another error so); the quote is cut, kiok's part kept. The last such part is
+#: kiok's (the quote comes before it, whatever it holds), hence the greedy start.
+_QUOTES_OUTPUT = re.compile(r".+ \((exit code (?:-?\d+|None)|[A-Za-z]+ from [A-Z]+ \S+)\)", re.DOTALL)
 
 
 def own_error(error: str | None) -> str | None:

@@ -114,5 +114,6 @@ def apply_revoke_worker(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
             k.worker(cmd.worker_id),
             dict(worker, revoked=True, revokedMs=cmd.at_ms, credentialHash=None),
         )
-    take_runs_from_revoked(txn, cmd.worker_id, cmd.at_ms, fx)
+    if cmd.take_runs:
+        take_runs_from_revoked(txn, cmd.worker_id, cmd.at_ms, fx)
     return {"revoked": cmd.worker_id}

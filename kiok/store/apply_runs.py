@@ -252,7 +252,8 @@ def take_runs_from_revoked(txn: Txn, worker_id: str, at_ms: int, fx: Effects) ->
     another takes it. Before, the run showed the revoked worker driving and its task RUNNING
     for as long as no other worker could take it, and a worker re-admitted under the same id
     was then told its tasks were "lost" (found by the day-one walk: a run needing a label
-    only the revoked worker had)."""
+    only the revoked worker had). A cancel (or run timeout) the driver was carrying out is
+    finished here: no driver is left to, and the run may wait for one for good."""
     active = [key.decode()[len(k.ACTIVE_PREFIX) :] for key, _ in txn.scan(k.META, k.ACTIVE_PREFIX)]
     for run_id in active:
         run = txn.get(k.META, k.run(run_id))
@@ -262,7 +263,10 @@ def take_runs_from_revoked(txn: Txn, worker_id: str, at_ms: int, fx: Effects) ->
         _pass_unreported_attempts(txn, run, lost, at_ms, fx)
         run["worker"] = None
         fx.fences_changed.append(run_id)
-        _close(txn, run, at_ms, fx)
+        if run["cancel"]:
+            _stop(txn, run, at_ms, fx)
+        else:
+            _close(txn, run, at_ms, fx)
 
 
 def apply_release(txn: Txn, cmd: c.Command, fx: Effects) -> Any:

@@ -289,10 +289,13 @@ class RedeemJoinToken(Command):
 @command
 @dataclass(frozen=True)
 class RevokeWorker(Command):
-    """Revoke a worker's credential; only a new join token admits that id again."""
+    """Revoke a worker's credential; only a new join token admits that id again. With
+    ``take_runs`` (False in entries logged before the field existed, which apply as they did),
+    the runs it drives are taken from it at once (``apply_runs.take_runs_from_revoked``)."""
 
     kind: ClassVar[str] = "revoke_worker"
     worker_id: str = ""
+    take_runs: bool = False
 
 
 @command

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Iterable
+from typing import Any
 
 from kiok.core.interruption import LOST_ERROR, REVOKED_ERROR, interrupted_attempt, interrupted_lines
 from kiok.core.states import TaskRecord, TaskState
@@ -274,7 +275,7 @@ async def test_a_revoked_worker_drives_nothing_more_even_when_no_other_can_take_
         worker="w1",
     )
     await log.propose(report)
-    await log.propose(c.RevokeWorker(at_ms=5, worker_id="w1"))
+    await log.propose(c.RevokeWorker(at_ms=5, worker_id="w1", take_runs=True))
     header = reader.run_header(runs[0])
     assert header is not None and header["worker"] is None and header["state"] == "RUNNING", header
     stored = reader.task(runs[0], "a")
@@ -294,6 +295,49 @@ async def test_a_revoked_worker_drives_nothing_more_even_when_no_other_can_take_
     assert runs[0] in [a.run_id for a in again.offers]
     stored = reader.task(runs[0], "a")
     assert stored is not None and TaskRecord.from_dict(stored).error == REVOKED_ERROR, stored
+
+
+async def _revoked_while_running(*, take_runs: bool, cancel: bool) -> dict[str, Any]:
+    """w1 drives a run whose task ``a`` is RUNNING (being cancelled, with ``cancel``) and is
+    revoked; no other worker comes. The run's header then."""
+    w1 = Worker("w1")
+    coord, log, reader, runs = await setup(w1)
+    await log.propose(c.IssueJoinToken(at_ms=3, token_hash="t1", expires_ms=10**12))
+    await log.propose(c.RedeemJoinToken(at_ms=3, token_hash="t1", worker_id="w1", credential_hash="c1"))
+    await coord.dispatch_pass()
+    fence = next(a for a in w1.offers if a.run_id == runs[0]).fence
+    running = TaskRecord(TaskState.RUNNING, attempt=1, started_at_ms=4, worker="w1")
+    await log.propose(
+        c.ReportTasks(
+            at_ms=4,
+            run_id=runs[0],
+            term=fence.term,
+            epoch=fence.epoch,
+            tasks={"a": running.to_dict()},
+            worker="w1",
+        )
+    )
+    if cancel:
+        await log.propose(c.CancelRun(at_ms=5, run_id=runs[0], by="admin"))
+    await log.propose(c.RevokeWorker(at_ms=6, worker_id="w1", take_runs=take_runs))
+    header = reader.run_header(runs[0])
+    assert header is not None
+    return header
+
+
+async def test_a_run_being_cancelled_when_its_driver_is_revoked_ends() -> None:
+    """Found by the review of the change above: no driver was left to finish the cancel, and
+    the run waited (RUNNING) for a worker that could take it, for good."""
+    header = await _revoked_while_running(take_runs=True, cancel=True)
+    assert (header["state"], header["worker"]) == ("CANCELLED", None), header
+
+
+async def test_a_revocation_logged_before_take_runs_applies_as_it_did() -> None:
+    """Every master applies an entry alike, whatever its version: one logged before the field
+    existed (or by an older leader) leaves the run with its driver, as it did then."""
+    header = await _revoked_while_running(take_runs=False, cancel=False)
+    assert (header["state"], header["worker"]) == ("RUNNING", "w1"), header
+    assert "take_runs" in c.RevokeWorker(at_ms=1, worker_id="w").to_wire()  # older masters stop on it
 
 
 async def test_a_run_its_driver_claimed_again_no_longer_waits_for_it() -> None:

@@ -14,6 +14,7 @@ import pytest
 from kiok.core.placeholders import Context, resolve
 from kiok.dag.spec import TaskSpec, TaskType
 from kiok.ids import TaskId
+from kiok.master.views import own_error
 from kiok.worker.executors.base import AttemptContext, AttemptResult
 from kiok.worker.executors.http import HttpExecutor
 from kiok.worker.stop import StopSignal
@@ -21,11 +22,14 @@ from kiok.worker.stop import StopSignal
 
 @pytest.fixture
 async def server() -> AsyncIterator[str]:
-    """A server answering ``/`` with 200 and ``/away`` with a redirect to port 99999."""
+    """A server answering ``/`` with 200, ``/away`` with a redirect to port 99999 and ``/busy``
+    with 503."""
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
-        if head.startswith(b"GET /away "):
+        if head.startswith(b"GET /busy"):
+            writer.write(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        elif head.startswith(b"GET /away "):
             writer.write(
                 b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:99999/\r\nContent-Length: 0\r\n\r\n"
             )
@@ -195,3 +199,17 @@ async def test_a_string_param_that_is_no_safe_header_object_fails_the_attempt(
 ) -> None:
     result = await attempt({"url": server, "headers": _placed_headers(value)})
     assert not result.ok and result.error is not None and result.error.startswith(error), result
+
+
+async def test_only_errors_quoting_the_server_are_cut_for_readers_of_states_alone(server: str) -> None:
+    """Found by the review of the quoted form: a URL ending like kiok's own part of an error
+    (" (Name from GET x)", " (exit code 0)") made a caller without ``logs:Read`` read its text
+    instead of "HTTP 503": whitespace in a URL is shown escaped. A refused connection takes
+    the quoted form too (a TLS failure's text names the host a redirect chose)."""
+    busy = await attempt({"url": server + "busy?note= (Succeeded from GET cache)"})
+    assert busy.error == f"HTTP 503 from GET {server}busy?note=%20(Succeeded%20from%20GET%20cache)", busy
+    assert own_error(busy.error) == busy.error
+    refused = await attempt({"url": "http://127.0.0.1:9/x (exit code 0)"})
+    own = "ConnectError from GET http://127.0.0.1:9/x%20(exit%20code%200)"
+    assert refused.error is not None and refused.error.endswith(f" ({own})"), refused
+    assert own_error(refused.error) == own

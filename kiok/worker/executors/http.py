@@ -10,6 +10,7 @@ server sends raises out of ``run`` (the driver would log an ERROR and blame kiok
 from __future__ import annotations
 
 import asyncio
+import re
 import reprlib
 
 import httpx
@@ -22,14 +23,18 @@ _MAX_PORT = 65535
 #: Quotes a method a param made in an error without quoting all 64 KiB of it.
 _SHORT = reprlib.Repr()
 _SHORT.maxstring = 40
-#: Failures whose text is the system's or httpx's own (a refused connection, a reset, a
-#: timeout, a TLS failure, a redirect loop): read by every reader of the run. Any other
-#: failure of the exchange (a malformed status or header line, a body that does not decode, a
-#: redirect's ``Location``) may quote what the server sent, which is output: its text goes
-#: first, then ``(<failure> from <method> <url>)``, the form ``kiok.master.views.own_error``
-#: cuts for a caller without ``logs:Read`` (found by the attack probe: a server's status line
-#: read as a customer's data reached callers who may read run states alone).
-_OWN_WORDS = (httpx.TimeoutException, httpx.NetworkError, httpx.TooManyRedirects)
+#: Failures whose text is httpx's own (a timeout, a redirect loop): read by every reader of
+#: the run. Any other failure of the exchange may quote what the server sent, which is output:
+#: a malformed status or header line, a body that does not decode, a redirect's
+#: ``Location`` (a TLS failure names the host a redirect chose). Its text goes first, then
+#: ``(<failure> from <method> <url>)``, the form ``kiok.master.views.own_error`` cuts for a
+#: caller without ``logs:Read`` (found by the attack probe: a server's status line read as a
+#: customer's data reached callers who may read run states alone).
+_OWN_WORDS = (httpx.TimeoutException, httpx.TooManyRedirects)
+#: Whitespace in a URL as an error shows it: escaped, so that no URL can end an error in the
+#: form above (" (Name from GET x)") or a python task's (" (exit code 0)") and have a caller
+#: without ``logs:Read`` read its text instead of kiok's.
+_SPACE = re.compile(r"\s")
 
 
 class HttpExecutor:
@@ -102,18 +107,23 @@ class HttpExecutor:
                 finally:
                     await resp.aclose()
         except (httpx.HTTPError, httpx.InvalidURL, ValueError) as e:
-            if isinstance(e, _OWN_WORDS):
-                return AttemptResult(
-                    False, error=f"{type(e).__name__}: {e or 'request failed'} ({method} {url})"
-                )
-            quoted = ctx.mask(str(e) or "request failed")
             # Masked here, the part kiok wrote left whole (a secret "from" would hide the form).
-            error = f"{quoted} ({type(e).__name__} from {method} {ctx.mask(url)})"
+            shown = _shown_url(url, ctx)
+            if isinstance(e, _OWN_WORDS):
+                error = f"{type(e).__name__}: {ctx.mask(str(e)) or 'request failed'} ({method} {shown})"
+            else:
+                error = f"{ctx.mask(str(e) or 'request failed')} ({type(e).__name__} from {method} {shown})"
             return AttemptResult(False, error=error, error_masked=True)
         status = f"HTTP {resp.status_code}"
         if 200 <= resp.status_code < 300:
             return AttemptResult(True, exit_code=None, detail=status)
-        return AttemptResult(False, error=f"{status} from {method} {url}", detail=status)
+        error = f"{status} from {method} {_shown_url(url, ctx)}"
+        return AttemptResult(False, error=error, detail=status, error_masked=True)
+
+
+def _shown_url(url: str, ctx: AttemptContext) -> str:
+    """``url`` as an error shows it: secrets masked, then whitespace escaped (``_SPACE``)."""
+    return _SPACE.sub(lambda m: f"%{ord(m.group()):02X}", ctx.mask(url))
 
 
 async def _check_port(request: httpx.Request) -> None:

@@ -62,6 +62,27 @@ export function Crumbs({ items }) {
 export const focusLost = () => !document.activeElement || document.activeElement === document.body;
 
 /**
+ * A control disabled while its request runs loses the focus (to <body>), and the keyboard
+ * with it. Returns the ref to put on that control: when the request is over (`busy` false
+ * again) and `when` holds (e.g. it was refused: a notice of success takes the focus itself),
+ * the focus goes back to it, if it had the focus as the request began and nothing took it
+ * since.
+ */
+export function useFocusBack(busy, when = true) {
+  const ref = useRef(null);
+  const armed = useRef(false);
+  // Read while rendering the busy state: the control is not disabled in the page yet.
+  if (busy && ref.current && document.activeElement === ref.current) armed.current = true;
+  useEffect(() => {
+    if (busy || !armed.current) return;
+    armed.current = false;
+    const el = ref.current;
+    if (when && el && el.isConnected && focusLost()) el.focus();
+  }, [busy]);
+  return ref;
+}
+
+/**
  * An inline "are you sure?" next to the button that asked it. `asking` shows it; `ask()` opens
  * it, `dismiss()` closes it and gives the focus back to the button holding `trigger` (its
  * ref), `done()` closes it after the action: the focus goes to that button (or the one that

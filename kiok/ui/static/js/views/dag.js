@@ -165,7 +165,7 @@ export function DagPage({ dagId }) {
       <tbody>${runs.map((r) => html`<tr key=${r.runId}>
         <td><a class="mono" href=${`/runs/${enc(r.runId)}`}>${r.runId}</a></td>
         <td><${StateBadge} state=${r.state} /></td>
-        <td>${r.trigger}</td>
+        <td>${r.trigger}${r.scheduledAt ? html`<span class="small muted when" data-testid="run-for"> for ${when(r.scheduledAt)}</span>` : null}</td>
         <td class="small when">${when(r.createdAt)}</td>
         <${RunDuration} r=${r} />
       </tr>`)}</tbody>

@@ -9,7 +9,7 @@ import { enc, get, post } from "../api.js";
 import { glyph, stateClass, TERMINAL_RUN, when } from "../format.js";
 import { cronWords } from "../cron.js";
 import { useCan, useCanOnDags } from "../me.js";
-import { ErrorBox, Loading, usePolling } from "./common.js";
+import { ErrorBox, Loading, useFocusBack, usePolling } from "./common.js";
 import { TriggerDialog } from "./trigger.js";
 
 const LAST_RUNS = 12;
@@ -44,6 +44,7 @@ export function RunButton({ dag, canOn, onRun, inList = false, describedBy }) {
 
 export function PauseToggle({ dag, onChanged, onError, disabled = false }) {
   const [busy, setBusy] = useState(false);
+  const input = useFocusBack(busy); // Space again toggles it back, Tab goes on from it
   const flip = async () => {
     setBusy(true);
     try {
@@ -57,7 +58,7 @@ export function PauseToggle({ dag, onChanged, onError, disabled = false }) {
   };
   const title = disabled ? NO_PAUSE : dag.paused ? "Paused: no scheduled runs" : "Active";
   return html`<label class="switch" title=${title}>
-    <input type="checkbox" role="switch" checked=${!dag.paused} disabled=${busy || disabled} onChange=${flip}
+    <input type="checkbox" role="switch" ref=${input} checked=${!dag.paused} disabled=${busy || disabled} onChange=${flip}
       aria-label=${`${dag.dagId} active`} />
     <span class="track" aria-hidden="true"></span>
     <span>${dag.paused ? "paused" : "active"}</span>

@@ -64,7 +64,7 @@ function Cells({ data }) {
       <span class="gname">Task <span class="muted small">(${data.totalTasks})</span></span>
       ${data.runs.map((run) => html`<span key=${run.runId} class="grun">
         <a href=${`/runs/${enc(run.runId)}`} tabindex="-1" class=${`square ${stateClass(run.state)}`} data-state=${run.state}
-          title=${`${run.state} · ${run.runId} · ${when(run.createdAt)}`}
+          title=${`${run.state} · ${run.runId} · ${run.scheduledAt ? `for ${when(run.scheduledAt)}` : when(run.createdAt)}`}
           aria-label=${`run ${run.runId}: ${run.state}`}>${glyph(run.state)}</a></span>`)}
     </div>
     <div class="grid-body" ref=${host} data-testid="grid" data-rows=${data.tasks.length}

@@ -3,7 +3,7 @@
 // the app swaps the view in after the login).
 import { html, useEffect, useRef, useState } from "../html.js";
 import { PASSWORD_RULES, session } from "../api.js";
-import { ErrorBox } from "./common.js";
+import { ErrorBox, useFocusBack } from "./common.js";
 
 /** A ref whose element takes the focus once mounted. */
 function useFocusFirst() {
@@ -18,6 +18,7 @@ export function Login() {
   const [password, setPassword] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
+  const button = useFocusBack(busy, error);
 
   const submit = async (event) => {
     event.preventDefault();
@@ -44,7 +45,7 @@ export function Login() {
           value=${password} onInput=${(e) => setPassword(e.currentTarget.value)} />
       </label>
       <${ErrorBox} error=${error} label="Login failed" />
-      <button class="primary" type="submit" disabled=${busy}>${busy ? "Logging in…" : "Log in"}</button>
+      <button class="primary" type="submit" ref=${button} disabled=${busy}>${busy ? "Logging in…" : "Log in"}</button>
     </form>
   </main>`;
 }
@@ -56,6 +57,7 @@ export function ChangePassword() {
   const [again, setAgain] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
+  const button = useFocusBack(busy, error);
 
   const submit = async (event) => {
     event.preventDefault();
@@ -92,7 +94,7 @@ export function ChangePassword() {
       </label>
       <${ErrorBox} error=${error} label="Not changed" />
       <div class="row">
-        <button class="primary" type="submit" disabled=${busy}>${busy ? "Saving…" : "Set password"}</button>
+        <button class="primary" type="submit" ref=${button} disabled=${busy}>${busy ? "Saving…" : "Set password"}</button>
         <button type="button" class="link" onClick=${() => session.logout()}>Log out</button>
       </div>
     </form>

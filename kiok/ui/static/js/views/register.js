@@ -4,7 +4,7 @@
 // and marked at their line in its gutter; clicking one selects that line.
 import { html, useEffect, useRef, useState } from "../html.js";
 import { ApiError, request } from "../api.js";
-import { Crumbs, ErrorBox } from "./common.js";
+import { Crumbs, ErrorBox, useFocusBack } from "./common.js";
 import { useCan } from "../me.js";
 
 const EXAMPLE = `dag:
@@ -44,6 +44,7 @@ export function RegisterView() {
   const [error, setError] = useState(null);
   const [done, setDone] = useState([]);
   const [busy, setBusy] = useState(false);
+  const submitButton = useFocusBack(busy);
   const [scrollTop, setScrollTop] = useState(0);
   const editor = useRef(null);
   const can = useCan();
@@ -135,7 +136,7 @@ export function RegisterView() {
         Registered ${done.map((d, i) => html`${i ? ", " : ""}<a class="mono" href=${`/dags/${encodeURIComponent(d.registered)}`}>${d.registered}</a> (v${d.version})`)}.
       </div>` : null}
       <div class="row end">
-        <button type="submit" class="primary" disabled=${busy || !text.trim() || !can("dags:Register")}>${busy ? "Registering…" : "Register"}</button>
+        <button type="submit" class="primary" ref=${submitButton} disabled=${busy || !text.trim() || !can("dags:Register")}>${busy ? "Registering…" : "Register"}</button>
       </div>
     </form>
   </main>`;

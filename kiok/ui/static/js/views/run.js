@@ -301,6 +301,8 @@ export function RunView({ runId }) {
     <dl class="facts card">
       <div><dt>Trigger</dt><dd>${typeof run.trigger === "string" ? run.trigger : JSON.stringify(run.trigger)}${
         run.triggeredBy ? html` by <span class="run-by">${run.triggeredBy}</span>` : null}</dd></div>
+      ${run.interval ? html`<div class="span2"><dt>Interval</dt><dd data-testid="run-interval">${when(run.interval.start)} – ${when(run.interval.end)}</dd></div>`
+        : run.scheduledAt ? html`<div><dt>Scheduled for</dt><dd data-testid="run-scheduled">${when(run.scheduledAt)}</dd></div>` : null}
       <div><dt>Created</dt><dd>${when(run.createdAt)}</dd></div>
       <div><dt>Started</dt><dd>${when(run.startedAt)}</dd></div>
       <div><dt>Ended</dt><dd>${when(run.endedAt)}</dd></div>

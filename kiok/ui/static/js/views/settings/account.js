@@ -3,13 +3,14 @@
 // is a new token pair (every token issued before the change, on any device, stops working).
 import { html, useState } from "../../html.js";
 import { ApiError, PASSWORD_RULES, session } from "../../api.js";
-import { ErrorBox } from "../common.js";
+import { ErrorBox, useFocusBack } from "../common.js";
 import { Notice } from "./shared.js";
 
 export function Password() {
   const [error, setError] = useState(null);
   const [busy, setBusy] = useState(false);
   const [message, setMessage] = useState(null);
+  const button = useFocusBack(busy, error);
   const submit = async (event) => {
     event.preventDefault();
     const form = event.currentTarget;
@@ -36,7 +37,7 @@ export function Password() {
     <label>Current password <input name="current" type="password" required autocomplete="current-password" /></label>
     <label>New password <input name="next" type="password" required minlength="8" autocomplete="new-password" /></label>
     <label>New password again <input name="repeat" type="password" required minlength="8" autocomplete="new-password" /></label>
-    <button type="submit" class="primary" disabled=${busy}>${busy ? "…" : "Change password"}</button>
+    <button type="submit" class="primary" ref=${button} disabled=${busy}>${busy ? "…" : "Change password"}</button>
     <${ErrorBox} error=${error} label="Not changed" />
     <${Notice} message=${message} />
   </form>`;

@@ -8,13 +8,14 @@ import { ApiError, enc, post, request, session } from "../../api.js";
 import { cronWords } from "../../cron.js";
 import { when } from "../../format.js";
 import { navigate } from "../../router.js";
-import { ErrorBox, Loading } from "../common.js";
+import { ErrorBox, Loading, useFocusBack } from "../common.js";
 import { Notice, bytes, refusedLabel, useLoad } from "./shared.js";
 
 export function Backups({ can }) {
   const [data, error, reload] = useLoad("/api/v1/admin/backups");
   const [busy, setBusy] = useState(false);
   const [nowError, setNowError] = useState(null);
+  const nowButton = useFocusBack(busy, nowError);
   const [message, setMessage] = useState(null);
   const [restoring, setRestoring] = useState(null);
   if (error && error.status === 404) return html`<p class="muted">This master does not offer backups over the API.</p>`;
@@ -40,7 +41,7 @@ export function Backups({ can }) {
     ${noTarget ? html`<p class="muted" data-testid="no-backup-target">No backup target is set: set <code>kiok.backup.dir</code>${" "}
       or the <code>kiok.backup.s3.*</code> settings (see the operations guide).</p>` : html`<${ErrorBox} error=${error} label=${refusedLabel(error)} />`}
     ${can("admin:Backup") && !noTarget ? html`<div class="row">
-      <button type="button" class="primary" disabled=${busy} onClick=${backUpNow}>${busy ? "Backing up…" : "Back up now"}</button>
+      <button type="button" class="primary" ref=${nowButton} disabled=${busy} onClick=${backUpNow}>${busy ? "Backing up…" : "Back up now"}</button>
       <span class="muted small">Every store (metadata, IAM, KMS, connections, job logs), incremental over the newest backup.</span>
     </div>` : null}
     <${ErrorBox} error=${nowError} label=${refusedLabel(nowError)} />
@@ -87,6 +88,7 @@ function Schedule({ can, noTarget }) {
   const [saveError, setSaveError] = useState(null);
   const [busy, setBusy] = useState(false);
   const [message, setMessage] = useState(null);
+  const saveButton = useFocusBack(busy, saveError);
   const shown = value !== null ? value : (data && data.cron) || "";
   const put = async (cron) => {
     setBusy(true);
@@ -115,7 +117,7 @@ function Schedule({ can, noTarget }) {
       <label class="grow-label">Cron (5 fields, UTC)
         <input name="cron" class="mono" autocomplete="off" placeholder="0 3 * * *" value=${shown}
           aria-invalid=${saveError ? "true" : undefined} aria-describedby="cron-error" onInput=${(e) => { setValue(e.currentTarget.value); setSaveError(null); }} /></label>
-      <button type="submit" class="primary" disabled=${busy || noTarget}
+      <button type="submit" class="primary" ref=${saveButton} disabled=${busy || noTarget}
         aria-describedby=${noTarget ? "schedule-no-target" : undefined}>Save schedule</button>
       ${data && data.cron ? html`<button type="button" disabled=${busy} onClick=${() => put(null)}>Clear</button>` : null}
     </form>` : null}
@@ -131,6 +133,7 @@ function RestoreDialog({ backup, onClose }) {
   const [typed, setTyped] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
+  const restoreButton = useFocusBack(busy, error);
   useEffect(() => { dialog.current.showModal(); }, []);
   const restore = async (event) => {
     event.preventDefault();
@@ -158,7 +161,7 @@ function RestoreDialog({ backup, onClose }) {
       <${ErrorBox} error=${error} label=${refusedLabel(error)} />
       <div class="row end">
         <button type="button" onClick=${() => dialog.current.close()}>Cancel</button>
-        <button type="submit" class="danger" disabled=${busy || typed !== backup.id}>${busy ? "Restoring…" : "Restore"}</button>
+        <button type="submit" class="danger" ref=${restoreButton} disabled=${busy || typed !== backup.id}>${busy ? "Restoring…" : "Restore"}</button>
       </div>
     </form>
   </dialog>`;

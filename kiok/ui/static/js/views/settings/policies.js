@@ -7,7 +7,7 @@
 // instead") while the form has unsaved changes asks first, inline, whether to discard them.
 import { html, useEffect, useRef, useState } from "../../html.js";
 import { enc, request } from "../../api.js";
-import { ConfirmButton, ErrorBox, InlineConfirm, Loading } from "../common.js";
+import { ConfirmButton, ErrorBox, InlineConfirm, Loading, useFocusBack } from "../common.js";
 import { JsonEditor, Notice, refusedLabel, useLoad } from "./shared.js";
 import { jsonProblem } from "./jsonproblem.js";
 
@@ -25,6 +25,7 @@ export function Policies({ can }) {
   const [saveError, setSaveError] = useState(null);
   const [busy, setBusy] = useState(false);
   const [message, setMessage] = useState(null);
+  const saveButton = useFocusBack(busy, saveError);
   const [rowError, setRowError] = useState(null);
   const [nameError, setNameError] = useState(null);
   // What the form held when loaded or saved: a change since then is a draft not to lose.
@@ -136,7 +137,7 @@ export function Policies({ can }) {
       <${JsonEditor} value=${doc} onInput=${(v) => { setDoc(v); setSaveError(null); }} label="Policy document (JSON)" />
       <${ErrorBox} error=${saveError} label=${saveError && saveError.status === 400 ? "Refused" : refusedLabel(saveError)} />
       <div class="row end">
-        <button type="submit" class="primary" disabled=${busy || Boolean(problem) || !name.trim()}>${busy ? "Saving…" : "Save policy"}</button>
+        <button type="submit" class="primary" ref=${saveButton} disabled=${busy || Boolean(problem) || !name.trim()}>${busy ? "Saving…" : "Save policy"}</button>
       </div>
     </form>` : null}
     <h2>Policies</h2>
