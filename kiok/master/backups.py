@@ -27,13 +27,14 @@ live is touched if any object fails its hash), then swaps the stores under a red
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -157,7 +158,8 @@ class BackupService:
 
             def work() -> b.Manifest:
                 try:
-                    checkpoints = b.checkpoint(node.backup_sources(), scratch)
+                    with scratch_failures(scratch, "copy the stores for the backup"):
+                        checkpoints = b.checkpoint(node.backup_sources(), scratch)
                     return b.upload(
                         target, checkpoints, keys, backup_id=backup_id, now_ms=now, master=node.node_id
                     )
@@ -263,12 +265,13 @@ class BackupService:
         stamp = scratch / "verified"
         if stamp.exists() and stamp.read_text() == manifest.digest:
             return manifest, {store: scratch / store for store in manifest.stores}
-        checkpoints = b.fetch_verified(target, manifest, ring, scratch)
-        b.check_openable(checkpoints, self._node.backup_sources())
-        with stamp.open("w") as f:
-            f.write(manifest.digest)
-            f.flush()
-            os.fsync(f.fileno())
+        with scratch_failures(scratch, "unpack the backup"):
+            checkpoints = b.fetch_verified(target, manifest, ring, scratch)
+            b.check_openable(checkpoints, self._node.backup_sources())
+            with stamp.open("w") as f:
+                f.write(manifest.digest)
+                f.flush()
+                os.fsync(f.fileno())
         return manifest, checkpoints
 
     async def restore(self, backup_id: str, by: str) -> b.Manifest:
@@ -287,6 +290,7 @@ class BackupService:
                             manifest_sha256=manifest.digest,
                             by=by,
                             signing_key=secrets.token_bytes(32),
+                            mark_logs=True,
                         )
                     )
                     return manifest
@@ -328,6 +332,7 @@ class BackupService:
             manifest_sha256=restore.manifest_sha256,
             by=restore.by,
             signing_key=secrets.token_bytes(32),  # sessions from before the restore end
+            mark_logs=True,
         )
         if not restore_well_formed(cmd):
             log.warning(
@@ -409,6 +414,21 @@ class BackupService:
         shutil.rmtree(self._scratch("restore-work", cmd.backup_id), ignore_errors=True)
         self.restore_problem = None
         log.warning("backup %s restored at raft entry %d", cmd.backup_id, index)
+
+
+@contextlib.contextmanager
+def scratch_failures(scratch: Path, doing: str) -> Iterator[None]:
+    """What the file system or RocksDB refuses in the master's work directory (a full or
+    read-only disk: ``OSError``, or RocksDB's ``IO error``) as ``ScratchUnavailable`` naming
+    it: a 503 saying why, not an internal error with a traceback. kiok's own refusals (a
+    corrupt backup) pass as they are."""
+    try:
+        yield
+    except KiokError:
+        raise
+    except Exception as e:
+        why = (e.strerror or str(e)) if isinstance(e, OSError) else str(e)
+        raise b.ScratchUnavailable(f"{scratch.parent}: cannot {doing}: {why}") from None
 
 
 def check_cron(value: str | None) -> str:

@@ -449,6 +449,10 @@ class MasterNode:
         self.run_views.on_effects(fx)
         self.recent_runs.on_effects(fx)
         self.dag_views.on_effects(fx)
+        if fx.log_appends and self.raft is None:  # replicated masters append them as they apply
+            for run_id, task_id, data, _ in fx.log_appends:
+                with contextlib.suppress(StoreUnavailable):  # said once; this master stops
+                    self.joblog.append(run_id, task_id, data)
         if fx.log_deletes and self.raft is None:  # replicated masters delete them as they apply
             self.joblog.delete_runs(fx.log_deletes)
         if (fx.log_archived or fx.archive_forgotten) and self.raft is None:

@@ -11,9 +11,12 @@ import re
 from typing import Any
 
 from kiok.core.cron import validate_cron
+from kiok.core.states import TaskRecord
 from kiok.errors import InvalidInput
+from kiok.ids import RUN_LOG_TASK
 from kiok.store import commands as c
 from kiok.store import keys as k
+from kiok.store.apply_runs import takes_master_lines
 from kiok.store.backup import valid_backup_id
 from kiok.store.effects import Effects
 from kiok.store.txn import Txn
@@ -66,4 +69,31 @@ def apply_restore_backup(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
         txn.put(k.IAM, k.SIGNING_KEY, cmd.signing_key)  # encrypted, as IAM is
         fx.signing_key_changed = True
     fx.restored = cmd.backup_id
+    if cmd.mark_logs:
+        _mark_unfinished_logs(txn, cmd.backup_id, fx)
     return record
+
+
+def _mark_unfinished_logs(txn: Txn, backup_id: str, fx: Effects) -> None:
+    """The job logs are the backup's too, so what an unfinished run's tasks printed, and its
+    run log took, between the backup and the restore is gone from them, while a driver that
+    goes on with the run (claimed again) appends after it: each such log says so where the
+    gap is, rather than read as whole (found by the lifecycle probe). A task that had ended
+    when the backup was taken has its whole log."""
+    line = (
+        f"\n[kiok] restored from backup {backup_id}: what was written to this log between that "
+        "backup and the restore is not in it\n"
+    ).encode()
+    for key, _ in txn.scan(k.META, k.ACTIVE_PREFIX):
+        run_id = key.decode()[len(k.ACTIVE_PREFIX) :]
+        if not takes_master_lines(txn.get(k.META, k.run(run_id))):
+            continue
+        prefix = k.tasks_prefix(run_id)
+        ended = {
+            key.decode()[len(prefix) :]
+            for key, raw in txn.scan(k.META, prefix)
+            if TaskRecord.from_dict(raw).is_terminal
+        }
+        for task_id in [*(txn.get(k.META, k.run_task_ids(run_id)) or []), RUN_LOG_TASK]:
+            if task_id not in ended:
+                fx.log_appends.append((run_id, task_id, line, None))

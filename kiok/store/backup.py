@@ -39,7 +39,7 @@ from pathlib import Path
 
 from rocksdict import AccessType, Options, Rdict
 
-from kiok.errors import Conflict, NotFound
+from kiok.errors import Conflict, NotFound, NotReady
 from kiok.security.kms import Cipher, Keyring, WrongMasterKey
 from kiok.store.kv import RocksKV, Write
 from kiok.store.objects import ObjectMissing, ObjectStore
@@ -60,6 +60,14 @@ class BackupCorrupt(Conflict):
     """A backup object is missing, truncated or altered: the restore is refused."""
 
     code = "backup_corrupt"
+
+
+class ScratchUnavailable(NotReady):
+    """The master's own work directory for a backup or a restore (``<data>/backup-work``,
+    ``<data>/restore-work``) cannot be written: a full or read-only disk. Nothing was
+    backed up or restored; the stores are as they were."""
+
+    code = "scratch_unavailable"
 
 
 @dataclass(frozen=True)

@@ -657,6 +657,10 @@ class RestoreBackup(Command):
     #: restore end (a backup of this cluster holds the key they were signed with). Empty in
     #: entries from before it was added: the restored key stays.
     signing_key: bytes = b""
+    #: Each unfinished run's logs get a line saying where what was written between the backup
+    #: and the restore is missing (``apply_restore_backup``); False in entries logged before
+    #: the field existed, which apply as they did.
+    mark_logs: bool = False
 
 
 # --- job logs archived to S3 --------------------------------------------------------------------

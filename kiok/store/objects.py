@@ -161,8 +161,16 @@ class DirObjectStore:
         self.put_stream(key, [data])
 
     def put_stream(self, key: str, chunks: Iterable[bytes]) -> None:
+        """ObjectStoreUnavailable naming the directory and the system's reason when it cannot
+        be written (a full or read-only disk): a refusal, not an internal error."""
         path = self._path(key)
         self._check_inside(path, key)
+        try:
+            self._write(path, key, chunks)
+        except OSError as e:
+            raise ObjectStoreUnavailable(f"{self.root}: cannot write {key}: {e.strerror or e}") from None
+
+    def _write(self, path: Path, key: str, chunks: Iterable[bytes]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._check_inside(path, key)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)

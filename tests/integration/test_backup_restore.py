@@ -269,6 +269,21 @@ def test_a_backup_dir_that_is_no_directory_is_refused_by_name(
     assert "Traceback" not in node.read_log()
 
 
+def test_a_work_directory_that_cannot_be_written_is_refused_by_name(
+    standalone_factory: Any, tmp_path: Path
+) -> None:
+    """Found by the lifecycle probe: a full disk under the master's work directory was a 500
+    "internal error" and a traceback; here a file stands where the directory must go."""
+    node: Standalone = standalone_factory("kiok", {"KIOK_BACKUP_DIR": str(tmp_path / "backups")})
+    (node.data_dir / "backup-work").write_text("in the way")
+    r = node.api("POST", "/api/v1/admin/backup", timeout=120)
+    assert r.status_code == 503 and r.json()["error"]["code"] == "scratch_unavailable", r.text
+    assert r.json()["error"]["message"].startswith(f"{node.data_dir / 'backup-work'}: cannot copy the stores")
+    assert "Traceback" not in node.read_log()
+    (node.data_dir / "backup-work").unlink()
+    assert node.api("POST", "/api/v1/admin/backup", timeout=120).status_code == 201
+
+
 def test_an_in_place_restore_keeps_the_runs_it_holds_and_stops_those_it_does_not(
     standalone_factory: Any, task_tmp_path: Path, tmp_path: Path
 ) -> None:
@@ -284,7 +299,7 @@ def test_an_in_place_restore_keeps_the_runs_it_holds_and_stops_those_it_does_not
     node.register(
         "dag: {id: inflight}\ntasks:\n"
         f"  - {{id: a, script: 'echo att-$KIOK_ATTEMPT >> {marks}; "
-        f"while [ ! -e {gate} ]; do sleep 0.05; done'}}\n"
+        f"while [ ! -e {gate} ]; do sleep 0.05; done; echo gate-passed'}}\n"
     )
     node.register(
         "dag: {id: ghost}\ntasks:\n"
@@ -307,6 +322,12 @@ def test_an_in_place_restore_keeps_the_runs_it_holds_and_stops_those_it_does_not
     assert done["state"] == "SUCCESS" and done["tasks"]["a"]["attempt"] == 1, done
     assert marks.read_text() == "att-1\n"  # claimed again, not run again
     assert "interrupted" not in node.log(inflight, "__run__")
+    # What its logs took between the backup and the restore is gone with the restored state:
+    # they say so where the gap is (found by the lifecycle probe: they read as whole).
+    gap = f"[kiok] restored from backup {backup}: what was written to this log between that backup"
+    task_log, run_log = node.log(inflight, "a"), node.log(inflight, "__run__")
+    assert gap in task_log and task_log.index(gap) < task_log.index("gate-passed"), task_log
+    assert gap in run_log and run_log.index(gap) < run_log.index("a attempt 1 SUCCESS"), run_log
     assert not ghost_ran.exists()
     # The loops the restore started are not the restore request's: what they start (a run
     # they assign) logs no request id.

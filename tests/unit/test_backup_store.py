@@ -3,6 +3,7 @@ incremental reuse by content hash, verified fetch, and replacing a live store's 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Callable
@@ -10,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from kiok.master.backups import scratch_failures
 from kiok.security.kms import Cipher, Keyring
 from kiok.store import backup as b
 from kiok.store.kv import RocksKV
-from kiok.store.objects import DirObjectStore
+from kiok.store.objects import DirObjectStore, ObjectStoreUnavailable
 
 SPACES = ("a", "kms")
 ROOT = os.urandom(32)
@@ -318,3 +320,29 @@ def test_planted_manifests_are_read_one_at_a_time(tmp_path: Path, kv: RocksKV) -
     assert {r.id for r in listing.rejected} == planted
     latest = b.latest_base(target, _keys(ring))
     assert latest is not None and latest.id == real.id
+
+
+def test_a_target_directory_that_cannot_be_written_is_refused_by_name(tmp_path: Path) -> None:
+    """Found by the lifecycle probe: a full or read-only backup directory (ENOSPC, EROFS) was
+    a 500 "internal error" and a traceback. Here a file stands where a directory must go."""
+    store = DirObjectStore(tmp_path / "target")
+    (tmp_path / "target" / "b1").write_text("in the way")
+    with pytest.raises(ObjectStoreUnavailable) as refused:
+        store.put("b1/state/000001.sst", b"x")
+    assert refused.value.message.startswith(f"{tmp_path / 'target'}: cannot write b1/state/000001.sst: ")
+    assert store.list("") == ["b1"]  # nothing half-written left
+
+
+def test_what_the_work_directory_refuses_is_said_by_name() -> None:
+    """RocksDB's "IO error" (a full disk under ``<data>/backup-work``) and the file system's
+    own refusals are a 503 naming the directory; kiok's refusals pass as they are."""
+    scratch = Path("/data/backup-work/b1")
+    for raised, why in (
+        (Exception("IO error: No space left on device: /data/backup-work/b1/state.tmp/CURRENT"), "IO error"),
+        (OSError(errno.EROFS, "Read-only file system"), "Read-only file system"),
+    ):
+        with pytest.raises(b.ScratchUnavailable) as refused, scratch_failures(scratch, "copy the stores"):
+            raise raised
+        assert refused.value.message.startswith(f"/data/backup-work: cannot copy the stores: {why}")
+    with pytest.raises(b.BackupCorrupt), scratch_failures(scratch, "unpack the backup"):
+        raise b.BackupCorrupt("backup b1: object x is truncated")
