@@ -426,6 +426,8 @@ class MasterNode:
         except Exception:
             log.exception("metrics or traces of an applied batch failed; the batch is applied")
         self.log_gate.on_effects(fx)
+        for worker_id in fx.workers_revoked:  # on every master: whichever holds its connection
+            self.disconnect_worker(worker_id)
         self.coordinator.on_effects(fx)
         if fx.task_ends or fx.runs_finished:  # a final log: archive it now
             self.archival.kick()

@@ -116,4 +116,5 @@ def apply_revoke_worker(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
         )
     if cmd.take_runs:
         take_runs_from_revoked(txn, cmd.worker_id, cmd.at_ms, fx)
+    fx.workers_revoked.append(cmd.worker_id)
     return {"revoked": cmd.worker_id}

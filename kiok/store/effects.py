@@ -20,6 +20,9 @@ class Effects:
     cancels: list[tuple[str, str, str]] = field(default_factory=list)
     #: Runs whose driver or fence changed (assigned, released): cached fences are stale.
     fences_changed: list[str] = field(default_factory=list)
+    #: Workers revoked: the master holding one's connection closes it as it applies the
+    #: revocation, before the coordinator's next pass could offer it a run.
+    workers_revoked: list[str] = field(default_factory=list)
     dags_changed: list[str] = field(default_factory=list)
     #: DAGs whose schedule watermark moved (a fire): what the scheduler keeps of them is
     #: stale (not in ``dags_changed``: nothing a DAG list shows changes).
@@ -86,6 +89,7 @@ class Effects:
         self.runs_reopened.extend(other.runs_reopened)
         self.cancels.extend(other.cancels)
         self.fences_changed.extend(other.fences_changed)
+        self.workers_revoked.extend(other.workers_revoked)
         self.dags_changed.extend(other.dags_changed)
         self.schedules_moved.extend(other.schedules_moved)
         self.stale_reports += other.stale_reports

@@ -191,6 +191,22 @@ async def test_apply_refuses_a_reissued_hash_and_commands_round_trip() -> None:
         assert c.from_wire(command.to_wire()) == command
 
 
+async def test_a_revocation_tells_whichever_master_holds_the_connection() -> None:
+    """From the review of the revocation change: the master holding the worker's connection
+    closed it only when the revoking request was answered, after the revocation's effects had
+    woken the coordinator, whose pass could offer the revoked worker a run meanwhile. The
+    effects now name it, and every master closes its connection (if it holds one) as it
+    applies them, before the coordinator's pass."""
+    kv = MemoryKV(keys.SPACES)
+    log = LocalCommandLog(kv)
+    seen: list[list[str]] = []
+    log.subscribe(lambda fx: seen.append(list(fx.workers_revoked)))
+    await log.propose(c.IssueJoinToken(at_ms=1, token_hash="h", role="worker", expires_ms=100))
+    await log.propose(c.RedeemJoinToken(at_ms=2, token_hash="h", worker_id="w", credential_hash="ch"))
+    await log.propose(c.RevokeWorker(at_ms=3, worker_id="w", take_runs=True))
+    assert seen[-1] == ["w"] and seen[:-1] == [[], []], seen
+
+
 # --- the /api/v1/admin router on a stub node ---------------------------------------------------
 
 
