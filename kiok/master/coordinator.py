@@ -274,6 +274,9 @@ class Coordinator:
                 self.waiting[run_id] = f"waiting for its driver {previous} to reconnect"
                 retry_ms = min(retry_ms or 10**9, self._grace_until_ms - mono)
                 continue
+            if run["cancel"]:
+                await self._finish_cancel(run)
+                continue
             worker, why = self.pick_worker(terms.labels, now)
             if worker is None:
                 self.waiting[run_id] = why
@@ -329,6 +332,34 @@ class Coordinator:
         they say its worker was revoked when it was (the run log then says so, not "lost")."""
         record = self._reader.admitted_worker(previous) if previous else None
         return REVOKED_ERROR if record is not None and record.get("revoked") else ""
+
+    async def _finish_cancel(self, run: dict[str, Any]) -> None:
+        """A cancelled (or timed out) run whose driver is gone, or gave it back: stopping it
+        is all that is left, and no driver is left to. It is taken from the driver it names
+        (as a new assignment would take it) and its cancel finished here, so it ends rather
+        than wait, RUNNING, for a worker that can take it (found by reviewing revocation: a
+        run whose only able worker died could not be cancelled)."""
+        run_id, previous = run["runId"], run["worker"]
+        try:
+            if previous is not None:
+                released = await self._log.propose(
+                    c.ReleaseRun(
+                        at_ms=self._clock(),
+                        run_id=run_id,
+                        epoch=run["epoch"],
+                        reason="its driver is gone",
+                        worker=previous,
+                        lost_error=self._lost_error(previous),
+                    )
+                )
+                if not released.get("released"):
+                    self._kick.set()  # it changed meanwhile: the next pass decides
+                    return
+            await self._log.propose(c.CancelRun(at_ms=self._clock(), run_id=run_id))
+        except StoreUnavailable:  # said once: this master stops
+            return
+        except KiokError as e:
+            log.info("not finishing the cancel of %s: %s", run_id, e)
 
     async def _assign(
         self, run: dict[str, Any], spec: dict[str, Any], labels: tuple[str, ...], worker: WorkerHandle

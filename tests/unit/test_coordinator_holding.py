@@ -332,6 +332,38 @@ async def test_a_run_being_cancelled_when_its_driver_is_revoked_ends() -> None:
     assert (header["state"], header["worker"]) == ("CANCELLED", None), header
 
 
+async def test_a_cancelled_run_whose_driver_is_gone_ends_without_a_new_driver() -> None:
+    """Found while reviewing revocation: a run whose only able worker died was cancelled, the
+    cancel went to the dead driver, and the run waited, RUNNING, "no worker is connected",
+    for a worker to take it only to stop it. Its cancel is now finished where it stands."""
+    w1 = Worker("w1")
+    coord, log, reader, runs = await setup(w1)
+    await coord.dispatch_pass()
+    fence = next(a for a in w1.offers if a.run_id == runs[0]).fence
+    running = TaskRecord(TaskState.RUNNING, attempt=1, started_at_ms=4, worker="w1")
+    await log.propose(
+        c.ReportTasks(
+            at_ms=4,
+            run_id=runs[0],
+            term=fence.term,
+            epoch=fence.epoch,
+            tasks={"a": running.to_dict()},
+            worker="w1",
+        )
+    )
+    coord.worker_lost("w1")
+    await log.propose(c.CancelRun(at_ms=5, run_id=runs[0], by="admin"))
+    header = reader.run_header(runs[0])
+    assert header is not None and header["state"] == "RUNNING", header  # told to a driver that is gone
+    await coord.dispatch_pass()
+    header = reader.run_header(runs[0])
+    assert header is not None and (header["state"], header["cancelBy"]) == ("CANCELLED", "admin"), header
+    stored = reader.task(runs[0], "a")
+    assert stored is not None and stored["state"] == "CANCELLED", stored
+    other = reader.run_header(runs[1])  # not cancelled: it waits for a worker, as before
+    assert other is not None and other["state"] == "RUNNING" and "no worker" in coord.waiting[runs[1]]
+
+
 async def test_a_revocation_logged_before_take_runs_applies_as_it_did() -> None:
     """Every master applies an entry alike, whatever its version: one logged before the field
     existed (or by an older leader) leaves the run with its driver, as it did then."""
