@@ -8,7 +8,10 @@ move the cursor to overwrite or hide lines, write the clipboard with OSC 52). As
 text), with newlines and tabs; every other escape sequence and control character is dropped.
 A colour the task left open does not reach kiok's own lines (``[kiok] ...``, which no task
 line shows as: ``kiok.worker.logship``): they start plain, as in the UI (the task's colour
-is not given back after one, as the UI does), and the output ends plain, so the operator's
+is not given back after one, as the UI does), their ``[kiok]`` drawn in reverse video, which
+no task's output can have here (reverse video is not kept): a line that only looks like one
+(a character a terminal draws as nothing before it, a long line wrapping at ``[kiok]``) is
+told apart as the UI's tinted row tells it; and the output ends plain, so the operator's
 prompt after it is not the task's to colour or hide.
 Output piped elsewhere is left verbatim (a file gets the task's bytes)."""
 
@@ -38,6 +41,8 @@ _OPEN_TAIL = re.compile(r"\x1b(?:\[[0-?]*[ -/]*|[\]PX^_][^\x07\x1b\n]*\x1b?)?\Z"
 
 #: Plain text again.
 RESET = "\x1b[0m"
+#: How the ``[kiok]`` of kiok's own lines is drawn: reverse video, then not.
+_OWN_DRAWN = "\x1b[7m[kiok]\x1b[27m"
 #: How kiok's own lines begin.
 _OWN = "[kiok]"
 #: What kiok writes before a task's line that would read as its own: drawn plain too, so that
@@ -107,10 +112,13 @@ class TerminalFilter:
         after a reset if a colour may be open; nothing for anything else."""
         found = m.group(0)
         if found in (_OWN, _MARK):
-            if not self._styled or (m.start() == 0 and not self._at_line_start):
-                return found
+            if m.start() == 0 and not self._at_line_start:
+                return found  # within a line the previous chunk began
+            drawn = _OWN_DRAWN if found == _OWN else found
+            if not self._styled:
+                return drawn
             self._styled = False
-            return RESET + found
+            return RESET + drawn
         if not _SGR.fullmatch(found) or ":" in found:
             return ""
         params = shown_sgr(found[2:-1])

@@ -22,8 +22,8 @@ from kiok.config import Settings
 from kiok.core.holds import hold_reason
 from kiok.core.interruption import REVOKED_ERROR, cancel_reason
 from kiok.core.placeholders import references
+from kiok.core.runlog import run_log_line
 from kiok.core.states import TERMINAL_RUN_STATES
-from kiok.core.timefmt import iso_utc
 from kiok.core.tracecontext import run_trace
 from kiok.errors import KiokError, StoreUnavailable
 from kiok.ids import RUN_LOG_TASK
@@ -445,7 +445,7 @@ class Coordinator:
         return out
 
     def _run_log(self, run_id: str, text: str) -> None:
-        self._append_log(run_id, RUN_LOG_TASK, f"{iso_utc(self._clock())} {text}\n".encode())
+        self._append_log(run_id, RUN_LOG_TASK, f"{run_log_line(self._clock(), text)}\n".encode())
 
     run_log = _run_log
 

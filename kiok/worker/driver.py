@@ -28,6 +28,7 @@ from kiok.core.placeholders import Context, has_placeholders, param_env, param_v
 from kiok.core.placement import shell_value_problem
 from kiok.core.retry import fail_event, timeout_ms_for
 from kiok.core.run_interval import interval_env, interval_values, run_interval
+from kiok.core.runlog import run_log_line
 from kiok.core.states import RunState, TaskRecord, TaskState
 from kiok.core.timefmt import iso_utc
 from kiok.core.tracecontext import attempt_traceparent
@@ -83,6 +84,8 @@ class RunDriver:
         self._env = env
         self._spec = compiled_spec(assignment.spec)
         self._masker = Masker(v for props in assignment.secrets.values() for v in props.values())
+        #: Per task, whether its log as this driver last wrote it ends mid-line.
+        self._lines_open: dict[TaskId, bool] = {}
         #: The schedule interval the run stands for (``${run.interval.*}``, ``KIOK_INTERVAL_*``).
         self._interval = run_interval(
             self._spec.schedule, self._spec.timezone, assignment.scheduled_ms, assignment.created_ms
@@ -300,7 +303,10 @@ class RunDriver:
 
     async def _execute(self, task: TaskSpec, attempt: int, notes: list[str]) -> AttemptResult:
         tid = task.id
-        tlog = self._task_log(tid)
+        # kiok's lines (notes, the attempt's separator) start a line of their own: after this
+        # driver's earlier attempt as it ended; after another driver's, not known, on a new
+        # line (found by the attack probe: "partial[kiok] --- attempt 2 ---" read as output).
+        tlog = self._task_log(tid, line_open=self._lines_open.get(tid, attempt > 1 or bool(notes)))
         for note in notes:
             tlog.line(note)
         if attempt > 1:
@@ -394,6 +400,7 @@ class RunDriver:
         finally:
             self._stops.pop(tid, None)
             tlog.close()
+            self._lines_open[tid] = tlog.line_open
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -440,7 +447,7 @@ class RunDriver:
             env["TRACEPARENT"] = attempt_tp
         return env
 
-    def _task_log(self, tid: str) -> TaskLog:
+    def _task_log(self, tid: str, *, line_open: bool = False) -> TaskLog:
         return TaskLog(
             self._logs,
             self.run_id,
@@ -449,10 +456,11 @@ class RunDriver:
             interval_s=self._env.log_interval_s,
             cap_bytes=self._env.log_cap_bytes,
             masker=self._masker,
+            line_open=line_open,
         )
 
     def _event(self, text: str) -> None:
-        self._runlog.line(f"{iso_utc(self._env.clock_ms())} {text}")
+        self._runlog.line(run_log_line(self._env.clock_ms(), text))
 
     def _set(self, tid: TaskId, rec: TaskRecord) -> None:
         self._frontier.set(tid, rec)

@@ -9,7 +9,8 @@ kiok's own lines in a task log begin ``[kiok]`` (why an attempt was stopped, a p
 refused, a truncation). A line of the task's output that begins so as a viewer shows it is
 stored with ``[task] `` in front, so that no task can write a line that reads as kiok's:
 what the UI and ``kiok runs logs`` do not show (escape sequences, control characters,
-Unicode's zero-width and direction marks) does not count, before ``[kiok]`` or within it.
+Unicode's zero-width and direction marks, combining and enclosing marks, format characters,
+Hangul vowel and final jamo) does not count, before ``[kiok]`` or within it.
 Look-alike characters (a Cyrillic ``к``, full-width brackets) are not looked for.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import unicodedata
 
 from kiok.ids import RUN_LOG_TASK
 from kiok.worker.fenced_logs import LogSink
@@ -27,12 +29,10 @@ OWN = b"[kiok]"
 FROM_TASK = b"[task] "
 #: A line start that may show as ``[kiok]``: every one but those that plainly do not (a
 #: visible character other than ``[``, or ``[`` and one other than ``k``, after colours at
-#: most: printable ASCII, an empty line, or the first byte of a UTF-8 sequence no ignorable
-#: character starts with), which are most lines and are passed over without Python.
-_CANDIDATE = re.compile(
-    rb"^(?!(?:\x1b\[[0-9;]*m)*\[?(?:[ -Z\\-jl-~\n]|[\xc3-\xcc\xce-\xd7\xd9-\xe0\xe4-\xee\xf1\xf2]))",
-    re.MULTILINE,
-)
+#: most: printable ASCII or an empty line), which are most lines and are passed over without
+#: Python. A line starting with any other character is looked at: most scripts have marks
+#: that show as nothing.
+_CANDIDATE = re.compile(rb"^(?!(?:\x1b\[[0-9;]*m)*\[?[ -Z\\-jl-~\n])", re.MULTILINE)
 #: A byte without which no line can show as ``[kiok]`` nor be undecided: most output has none.
 _MAY_SHOW_OWN = re.compile(rb"[\[\x00-\x09\x0b-\x1f\x7f-\xff]")
 #: What each viewer leaves out of a line, and such a sequence begun at the end of the output
@@ -60,12 +60,17 @@ _HIDDEN_BY_VIEWER = (
 )
 #: Characters that show as nothing (or a blank): Unicode's Default_Ignorable_Code_Point
 #: (zero-width characters, direction marks, variation selectors, tags, fillers…), C1
-#: controls and the Hangul fillers, as (first, last) code points.
+#: controls, the Hangul fillers and the vowel and final jamo a terminal draws over the
+#: character before (glibc's ``wcwidth`` 0), as (first, last) code points; and every
+#: character of ``_ZERO_WIDTH`` categories (found by the attack probe: a combining accent, an
+#: enclosing circle, an interlinear annotation mark or a jamo before ``[kiok]`` left a
+#: terminal showing the line as kiok's).
+_ZERO_WIDTH = frozenset({"Mn", "Me", "Cf"})
 _IGNORABLE = (
-    (0x80, 0x9F), (0xAD, 0xAD), (0x34F, 0x34F), (0x61C, 0x61C), (0x115F, 0x1160), (0x17B4, 0x17B5),
+    (0x80, 0x9F), (0xAD, 0xAD), (0x34F, 0x34F), (0x61C, 0x61C), (0x115F, 0x11FF), (0x17B4, 0x17B5),
     (0x180B, 0x180F), (0x200B, 0x200F), (0x2028, 0x202E), (0x2060, 0x206F), (0x3164, 0x3164),
     (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3),
-    (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF),
+    (0x1D173, 0x1D17A), (0xD7B0, 0xD7FF), (0xE0000, 0xE0FFF),
 )  # fmt: skip
 #: A line start still undecided past this many bytes is marked as the task's anyway.
 _MAX_HELD = 4096
@@ -82,7 +87,10 @@ class TaskLog:
         interval_s: float,
         cap_bytes: int,
         masker: Masker | None = None,
+        line_open: bool = False,
     ) -> None:
+        """``line_open``: the log so far (an earlier attempt's output) ends mid-line, so kiok's
+        first line here starts with a newline."""
         self._link = link
         self._run_id = run_id
         self._task_id = task_id
@@ -94,7 +102,7 @@ class TaskLog:
         self._kept = 0
         self._truncated = False
         #: Whether the last byte kept did not end a line.
-        self._line_open = False
+        self._line_open = line_open
         self._timer: asyncio.TimerHandle | None = None
         self.total_bytes = 0
         #: The start of a line of output that may yet become ``[kiok]`` (``_unforged``).
@@ -132,6 +140,11 @@ class TaskLog:
             last = at
         pieces.append(data[last:])
         return b"".join(pieces)
+
+    @property
+    def line_open(self) -> bool:
+        """Whether what this log wrote so far ends mid-line."""
+        return self._line_open
 
     def line(self, text: str) -> None:
         """Write one line of kiok's own (already safe) text, e.g. a run-log event: whole, or
@@ -204,6 +217,13 @@ class TaskLog:
             self._take(held, whole=False)
 
 
+def _unseen(char: int) -> bool:
+    """Whether code point ``char`` shows as nothing at the start of a line."""
+    return any(first <= char <= last for first, last in _IGNORABLE) or (
+        unicodedata.category(chr(char)) in _ZERO_WIDTH
+    )
+
+
 def _shows_own(data: bytes, at: int) -> bool | None:
     """Whether the line starting at ``at`` shows as beginning with ``OWN`` in either viewer;
     None when ``data`` ends before that is known for both."""
@@ -229,7 +249,7 @@ def _shows_own_in(data: bytes, at: int, hidden: re.Pattern[bytes], begun: re.Pat
                 char = ord(data[at : at + size].decode())
             except (UnicodeDecodeError, TypeError):
                 return False  # shown as U+FFFD
-            if not any(first <= char <= last for first, last in _IGNORABLE):
+            if not _unseen(char):
                 return False
             at += size
             continue

@@ -352,6 +352,31 @@ tasks:
     assert shared_kiok.log(run_id, "always") == expected
 
 
+def test_kiok_s_lines_start_their_own_line_after_output_that_did_not(shared_kiok: Standalone) -> None:
+    """Found by the attack probe: an attempt whose output did not end its line had the next
+    attempt's separator glued to it ("partial[kiok] --- attempt 2 ---"), a line that is the
+    task's to every viewer; and a python task's last line, quoted in the run log's event,
+    brought its escape sequences there (coloured as the background, every later event hid)."""
+    dag = shared_kiok.register(
+        """
+dag: {id: exec_glue}
+tasks:
+  - {id: s, retries: 1, retry_delay: 100ms, script: 'printf partial; exit 1'}
+  - id: p
+    type: python
+    script: 'import sys; print("Error: boom" + chr(27) + "[38;2;16;20;28m"); sys.exit(1)'
+"""
+    )
+    run_id = shared_kiok.trigger(dag)
+    assert shared_kiok.wait_run(run_id, 30)["state"] == "FAILED"
+    assert shared_kiok.log(run_id, "s") == "partial\n[kiok] --- attempt 2 ---\npartial"
+    run_log = shared_kiok.log(run_id, "__run__")
+    assert "\x1b" not in run_log, run_log
+    failed = next(line for line in run_log.splitlines() if " p attempt 1 FAILED" in line)
+    assert "(Error: boom\\x1b[38;2;16;20;28m (exit code 1)" in failed, failed  # its escape shown, inert
+    assert run_log.rstrip().endswith("run finished FAILED"), run_log
+
+
 # --- timeouts --------------------------------------------------------------------------------
 
 

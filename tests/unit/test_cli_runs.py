@@ -309,7 +309,8 @@ def test_an_unterminated_string_sequence_ends_at_its_line() -> None:
     """An OSC left open held every later line back (kiok's own among them) until 4 KiB
     passed, then dropped them."""
     safe = TerminalFilter()
-    assert safe.feed("a\x1b]0;never ended\n[kiok] attempt 1 FAILED\n") == "a\n[kiok] attempt 1 FAILED\n"
+    out = safe.feed("a\x1b]0;never ended\n[kiok] attempt 1 FAILED\n")
+    assert out == "a\n\x1b[7m[kiok]\x1b[27m attempt 1 FAILED\n"
     assert safe.feed("b\x1bP1;2") + safe.feed("3\x1b\\c\n") == "bc\n"
 
 
@@ -323,7 +324,7 @@ def test_only_what_the_ui_shows_of_colours_reaches_the_terminal_and_it_ends_plai
     # A colour left open by the task stops at kiok's own line (split between pages too).
     safe = TerminalFilter()
     out = safe.feed("\x1b[30;40mblack on black\n[ki") + safe.feed("ok] attempt 1 failed: exit code 1\n")
-    assert out == "\x1b[30;40mblack on black\n\x1b[0m[kiok] attempt 1 failed: exit code 1\n"
+    assert out == "\x1b[30;40mblack on black\n\x1b[0m\x1b[7m[kiok]\x1b[27m attempt 1 failed: exit code 1\n"
     assert safe.feed("a [kiok] in a line\n") == "a [kiok] in a line\n"
     # Nor to the "[task] " kiok writes before a task's line that would read as its own (a task
     # coloured it as the background, then reset: the marker was invisible; found by the probe).
@@ -333,13 +334,28 @@ def test_only_what_the_ui_shows_of_colours_reaches_the_terminal_and_it_ends_plai
     # Opened and closed again in one chunk, around kiok's line.
     safe = TerminalFilter()
     assert safe.feed("\x1b[8;30;40mx\n[kiok] attempt 1 failed\n\x1b[0m") + safe.end() == (
-        "\x1b[30;40mx\n\x1b[0m[kiok] attempt 1 failed\n\x1b[0m"
+        "\x1b[30;40mx\n\x1b[0m\x1b[7m[kiok]\x1b[27m attempt 1 failed\n\x1b[0m"
     )
     # Plain output is left as it is, and needs no reset.
     safe = TerminalFilter()
     assert safe.feed("[kiok] attempt 1 started\nplain\n\x1b[31mred\x1b[0m\n") + safe.end() == (
-        "[kiok] attempt 1 started\nplain\n\x1b[31mred\x1b[0m\n"
+        "\x1b[7m[kiok]\x1b[27m attempt 1 started\nplain\n\x1b[31mred\x1b[0m\n"
     )
+
+
+def test_kiok_s_own_lines_are_drawn_as_no_task_line_can_be() -> None:
+    """Found by the attack probe: characters a terminal draws as nothing (a combining accent, a
+    Hangul jamo) before ``[kiok]``, or a long line wrapping there, made a task's line look
+    exactly like kiok's own in ``kiok runs logs``. kiok's own ``[kiok]`` is drawn in reverse
+    video, which no task's output keeps here, as the UI draws its own lines as a tinted row."""
+    safe = TerminalFilter()
+    out = safe.feed("[kiok] --- attempt 2 ---\n\u0301[kiok] --- attempt 9 ---\n" + " " * 80 + "[kiok] x\n")
+    assert out.splitlines() == [
+        "\x1b[7m[kiok]\x1b[27m --- attempt 2 ---",
+        "\u0301[kiok] --- attempt 9 ---",
+        " " * 80 + "[kiok] x",
+    ]
+    assert safe.feed("\x1b[7m[kiok] reversed by the task\n") == "[kiok] reversed by the task\n"
 
 
 def test_logs_interrupted_leave_the_terminal_plain(

@@ -101,6 +101,14 @@ async def test_what_a_viewer_does_not_show_does_not_hide_a_forged_line() -> None
         "[\u034fkiok] a combining grapheme joiner".encode(),
         "\u180e[kiok] a Mongolian vowel separator".encode(),
         "\u3164[kiok] a Hangul filler".encode(),
+        # What a terminal draws as nothing (found by the attack probe: these passed there).
+        "\u0301[kiok] a combining acute".encode(),
+        "\u1161[kiok] a Hangul vowel jamo".encode(),
+        "\ufff9[kiok] an interlinear annotation anchor".encode(),
+        "\U00013430[kiok] an Egyptian hieroglyph format control".encode(),
+        "\u20dd[kiok] an enclosing circle".encode(),
+        "\u200b\u0301[kiok] a zero-width space and a combining mark".encode(),
+        "\u0951[kiok] a Devanagari stress sign".encode(),
         # A string sequence each viewer ends differently (found by review): the UI leaves out
         # only ESC P and shows the rest; the terminal ends an OSC only at BEL, ST or the line's end.
         b"\x1bP[kiok] a DCS the UI shows the text of",
@@ -137,11 +145,13 @@ _UI_HIDES = re.compile(
     r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]"
 )
 _INVISIBLE = re.compile(
-    "[\u00ad\u034f\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\U000e0000-\U000e0fff]"
+    "[\u00ad\u034f\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\U000e0000-\U000e0fff"
+    "\u0301\u1161\ufff9\u20dd\U00013430]"
 )
 _PIECES = ["[", "k", "i", "o", "]", "[kiok]", "a", " ", "\t", "\r", "\x1b", "\x1b[", "\x1b[m", "\x1b[31m",
            "\x1b]0;t\x07", "\x1b]x", "\x1b(B", "\u200b", "\ufeff", "\x85", "\n", "\ufe0f", "\U000e0001",
-           "\u034f", "é", "к", "\x1bP", "\x1b_", "\x1bX", "\x1b^", "\x1b\\", "\x07"]  # fmt: skip
+           "\u034f", "é", "к", "\x1bP", "\x1b_", "\x1bX", "\x1b^", "\x1b\\", "\x07",
+           "\u0301", "\u1161", "\ufff9", "\u20dd", "\U00013430"]  # fmt: skip
 
 
 @settings(max_examples=300, deadline=None)

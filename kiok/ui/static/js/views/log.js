@@ -86,7 +86,7 @@ function Line({ text, start, marks, current }) {
   return html`<${Fragment}>${out}<//>`; // through html.js's `h`, like every text shown
 }
 
-function LogLines({ buffer, version, box, onScroll, current, empty }) {
+function LogLines({ buffer, version, box, onScroll, current, empty, plainLines = false }) {
   const [view, setView] = useState({ top: 0, height: 600 });
   const measure = () => {
     const el = box.current;
@@ -106,7 +106,7 @@ function LogLines({ buffer, version, box, onScroll, current, empty }) {
     // look so, not even one that only looks like "[kiok]" (a Cyrillic "і").
     const own = buffer.lines[i].startsWith("[kiok]");
     rows.push(html`<span class=${own ? "ln kiok" : "ln"} key=${i} data-line=${i + 1}><${Line} text=${buffer.lines[i]}
-      start=${buffer.starts[i]} marks=${marks} current=${current} /></span>`);
+      start=${plainLines ? PLAIN : buffer.starts[i]} marks=${marks} current=${current} /></span>`);
   }
   return html`<pre class="log" ref=${box} tabindex="0" role="log" aria-label="Log output" data-testid="log"
     onScroll=${(e) => { onScroll(e); measure(); }}><span class="log-space" style=${{ height: `${Math.max(w.height, LINE_H)}px` }}><span
@@ -307,6 +307,7 @@ export function LogView({ runId, taskId }) {
     ${gone || skippedEmpty ? null : html`<${SearchBar} buffer=${buffer.current} version=${version} current=${current} setCurrent=${setCurrent}
       box=${box} onSearch=${onSearch} />
     <${LogLines} buffer=${buffer.current} version=${version} box=${box} current=${current}
+      plainLines=${taskId === RUN_LOG /* kiok's own record: no line carries a colour to the next */}
       empty=${complete ? "(empty log)" : "(no output yet)"}
       onScroll=${(e) => { follow.current = atBottom(e.currentTarget); setFollowing(follow.current); }} />`}
   </main>`;
