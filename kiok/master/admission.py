@@ -81,6 +81,7 @@ class Admission:
                 token_hash=token_hash,
                 worker_id=worker_id,
                 credential_hash=secret_hash(credential),
+                since_revocation=True,
             )
         )
         return credential

@@ -57,11 +57,20 @@ def apply_issue_join_token(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
 
 
 def redeem_refusal(
-    token: dict[str, Any] | None, worker: dict[str, Any] | None, worker_id: str, at_ms: int
+    token: dict[str, Any] | None,
+    worker: dict[str, Any] | None,
+    worker_id: str,
+    at_ms: int,
+    *,
+    since_revocation: bool = True,
 ) -> str | None:
     """Why ``worker_id`` may not redeem the join token whose record is ``token`` at ``at_ms``
     (``worker``: that id's admission record), or None when it may. Pure: ``apply`` decides
-    with it, and a master uses it to turn away a hopeless hello without proposing anything."""
+    with it, and a master uses it to turn away a hopeless hello without proposing anything.
+
+    ``since_revocation``: a revoked id needs a token issued after its revocation. Before, a
+    token its worker held unsent (its credential was still good) admitted it again the
+    moment it was revoked, undoing the revocation (found by the failover probe)."""
     if token is None:
         return "unknown join token"
     if at_ms >= token["expiresMs"]:
@@ -75,6 +84,11 @@ def redeem_refusal(
         )
     if worker is not None and not worker["revoked"]:
         return f"worker {worker_id} is already admitted; revoke it first to admit it with a new token"
+    if since_revocation and worker is not None and token["issuedMs"] < (worker["revokedMs"] or 0):
+        return (
+            f"join token issued before worker {worker_id} was revoked: a revoked worker is admitted "
+            "again only with a token issued since"
+        )
     return None
 
 
@@ -82,7 +96,7 @@ def apply_redeem_join_token(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     assert isinstance(cmd, c.RedeemJoinToken)
     token = txn.get(k.IAM, k.join_token(cmd.token_hash))
     worker = txn.get(k.IAM, k.worker(cmd.worker_id))
-    refusal = redeem_refusal(token, worker, cmd.worker_id, cmd.at_ms)
+    refusal = redeem_refusal(token, worker, cmd.worker_id, cmd.at_ms, since_revocation=cmd.since_revocation)
     if refusal is not None:
         raise Unauthenticated(refusal)
     txn.put(k.IAM, k.join_token(cmd.token_hash), dict(token, usedBy=cmd.worker_id, usedMs=cmd.at_ms))

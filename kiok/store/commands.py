@@ -284,6 +284,10 @@ class RedeemJoinToken(Command):
     token_hash: str = ""
     worker_id: str = ""
     credential_hash: str = ""
+    #: A revoked id is admitted again only with a token issued after its revocation
+    #: (``apply_admission.redeem_refusal``); False in entries logged before the field existed,
+    #: which apply as they did.
+    since_revocation: bool = False
 
 
 @command

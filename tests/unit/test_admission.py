@@ -116,6 +116,35 @@ async def test_an_expired_token_is_refused() -> None:
         await adm.redeem(token, "w1")
 
 
+async def test_a_token_held_unsent_does_not_undo_a_revocation() -> None:
+    """Found by the failover probe: a worker restarted with a new token while its credential
+    was good never sends the token; revoked, it tried that token at once and was admitted
+    again 60 ms later. A revoked id needs a token issued since its revocation."""
+    adm, clock, kv = make()
+    first, _ = await adm.issue_join_token()
+    await adm.redeem(first, "w1")
+    clock.now_ms += 1000
+    held, _ = await adm.issue_join_token()  # in w1's environment, unsent
+    clock.now_ms += 1000
+    await adm.revoke("w1")
+    assert not adm.redeemable(held, "w1")
+    with pytest.raises(Unauthenticated, match="issued before worker w1 was revoked"):
+        await adm.redeem(held, "w1")
+    assert adm.workers()[0]["revoked"] is True
+    # Applied from an entry that skipped the check (a leader's own, with the field), refused too.
+    with pytest.raises(Unauthenticated, match="issued before worker w1 was revoked"):
+        await LocalCommandLog(kv).propose(
+            c.RedeemJoinToken(
+                at_ms=clock.now_ms, token_hash=secret_hash(held), worker_id="w1", credential_hash="x",
+                since_revocation=True,
+            )
+        )  # fmt: skip
+    clock.now_ms += 1000
+    fresh, _ = await adm.issue_join_token()
+    adm.verify("w1", await adm.redeem(fresh, "w1"))
+    assert await adm.redeem(held, "w2")  # the held token is good for another id
+
+
 async def test_revoke_ends_the_credential_and_only_a_new_token_readmits() -> None:
     adm, clock, _ = make()
     old_token, _ = await adm.issue_join_token()

@@ -98,7 +98,7 @@ def test_a_refused_credential_followed_by_the_token_is_no_error(
         (
             logging.ERROR,
             "m1:1 refused this worker: worker w1 was revoked; and the join token: "
-            "join token already used by another worker",
+            "join token already used by another worker; trying again in 15s",
         )
     ]
     assert client.state.startswith("refused")
