@@ -360,6 +360,11 @@ class Coordinator:
             return
         except KiokError as e:
             log.info("not finishing the cancel of %s: %s", run_id, e)
+            return
+        gone = f" (its driver {previous} is gone)" if previous else ""
+        self._run_log(
+            run_id, f"run stopped, {cancel_reason(run.get('cancelBy'), run.get('failReason'))}{gone}"
+        )
 
     async def _assign(
         self, run: dict[str, Any], spec: dict[str, Any], labels: tuple[str, ...], worker: WorkerHandle

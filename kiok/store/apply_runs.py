@@ -18,11 +18,12 @@ from kiok.core.holds import hold_reason
 from kiok.core.interruption import REVOKED_ERROR, cancel_reason
 from kiok.core.readiness import UNSTARTED, advance, final_run_state
 from kiok.core.rerun import RerunRequest, rerun_selection, reset_records
+from kiok.core.runlog import run_log_line
 from kiok.core.states import TERMINAL_RUN_STATES, RunState, TaskRecord, TaskState
 from kiok.core.transitions import ReportVerdict, TaskEvent, TaskEventKind, apply_task_event, report_verdict
 from kiok.dag.load import compiled_spec
 from kiok.errors import Conflict, InvalidInput, NotFound
-from kiok.ids import TaskId
+from kiok.ids import RUN_LOG_TASK, TaskId
 from kiok.store import commands as c
 from kiok.store import keys as k
 from kiok.store.apply_notify import on_run_end
@@ -265,6 +266,11 @@ def take_runs_from_revoked(txn: Txn, worker_id: str, at_ms: int, fx: Effects) ->
         fx.fences_changed.append(run_id)
         if run["cancel"]:
             _stop(txn, run, at_ms, fx)
+            # The driver would have said how the run ended; none is left to (found by the
+            # failover re-probe: the run log ended at "cancel requested by …").
+            why = cancel_reason(run.get("cancelBy"), run.get("failReason"))
+            line = run_log_line(at_ms, f"run stopped, {why} (its worker {worker_id} was revoked)")
+            fx.log_appends.append((run_id, RUN_LOG_TASK, f"{line}\n".encode(), None))
         else:
             _close(txn, run, at_ms, fx)
 

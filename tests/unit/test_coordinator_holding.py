@@ -297,11 +297,15 @@ async def test_a_revoked_worker_drives_nothing_more_even_when_no_other_can_take_
     assert stored is not None and TaskRecord.from_dict(stored).error == REVOKED_ERROR, stored
 
 
-async def _revoked_while_running(*, take_runs: bool, cancel: bool) -> dict[str, Any]:
+async def _revoked_while_running(*, take_runs: bool, cancel: bool) -> tuple[dict[str, Any], list[bytes]]:
     """w1 drives a run whose task ``a`` is RUNNING (being cancelled, with ``cancel``) and is
-    revoked; no other worker comes. The run's header then."""
+    revoked; no other worker comes. The run's header then, and what apply added to its run log."""
     w1 = Worker("w1")
     coord, log, reader, runs = await setup(w1)
+    run_log: list[bytes] = []
+    log.subscribe(
+        lambda fx: run_log.extend(d for r, t, d, _ in fx.log_appends if (r, t) == (runs[0], "__run__"))
+    )
     await log.propose(c.IssueJoinToken(at_ms=3, token_hash="t1", expires_ms=10**12))
     await log.propose(c.RedeemJoinToken(at_ms=3, token_hash="t1", worker_id="w1", credential_hash="c1"))
     await coord.dispatch_pass()
@@ -322,14 +326,19 @@ async def _revoked_while_running(*, take_runs: bool, cancel: bool) -> dict[str, 
     await log.propose(c.RevokeWorker(at_ms=6, worker_id="w1", take_runs=take_runs))
     header = reader.run_header(runs[0])
     assert header is not None
-    return header
+    return header, run_log
 
 
 async def test_a_run_being_cancelled_when_its_driver_is_revoked_ends() -> None:
     """Found by the review of the change above: no driver was left to finish the cancel, and
     the run waited (RUNNING) for a worker that could take it, for good."""
-    header = await _revoked_while_running(take_runs=True, cancel=True)
+    header, run_log = await _revoked_while_running(take_runs=True, cancel=True)
     assert (header["state"], header["worker"]) == ("CANCELLED", None), header
+    # ...and its run log says how it ended, as its driver would have (found by the re-probe).
+    [line] = run_log
+    assert line.endswith(
+        b" run stopped, cancelled by admin: the run was cancelled (its worker w1 was revoked)\n"
+    )
 
 
 async def test_a_cancelled_run_whose_driver_is_gone_ends_without_a_new_driver() -> None:
@@ -355,11 +364,16 @@ async def test_a_cancelled_run_whose_driver_is_gone_ends_without_a_new_driver() 
     await log.propose(c.CancelRun(at_ms=5, run_id=runs[0], by="admin"))
     header = reader.run_header(runs[0])
     assert header is not None and header["state"] == "RUNNING", header  # told to a driver that is gone
+    coord_log: list[str] = []
+    coord._append_log = lambda run_id, task_id, data: coord_log.append(data.decode())
     await coord.dispatch_pass()
     header = reader.run_header(runs[0])
     assert header is not None and (header["state"], header["cancelBy"]) == ("CANCELLED", "admin"), header
     stored = reader.task(runs[0], "a")
     assert stored is not None and stored["state"] == "CANCELLED", stored
+    assert coord_log[-1].endswith(
+        "run stopped, cancelled by admin: the run was cancelled (its driver w1 is gone)\n"
+    ), coord_log
     other = reader.run_header(runs[1])  # not cancelled: it waits for a worker, as before
     assert other is not None and other["state"] == "RUNNING" and "no worker" in coord.waiting[runs[1]]
 
@@ -367,7 +381,7 @@ async def test_a_cancelled_run_whose_driver_is_gone_ends_without_a_new_driver() 
 async def test_a_revocation_logged_before_take_runs_applies_as_it_did() -> None:
     """Every master applies an entry alike, whatever its version: one logged before the field
     existed (or by an older leader) leaves the run with its driver, as it did then."""
-    header = await _revoked_while_running(take_runs=False, cancel=False)
+    header, _ = await _revoked_while_running(take_runs=False, cancel=False)
     assert (header["state"], header["worker"]) == ("RUNNING", "w1"), header
     assert "take_runs" in c.RevokeWorker(at_ms=1, worker_id="w").to_wire()  # older masters stop on it
 
