@@ -217,21 +217,8 @@ async def _driven_with_a_running_task(revoke: bool) -> TaskRecord:
     gone); the run is given to w2: the record of ``a`` w2's driver starts from."""
     w1, w2 = Worker("w1"), Worker("w2")
     coord, log, reader, runs = await setup(w1)
-    await log.propose(c.IssueJoinToken(at_ms=3, token_hash="t1", expires_ms=10**12))
-    await log.propose(c.RedeemJoinToken(at_ms=3, token_hash="t1", worker_id="w1", credential_hash="c1"))
-    await coord.dispatch_pass()
-    offer = next(a for a in w1.offers if a.run_id == runs[0])
-    running = TaskRecord(TaskState.RUNNING, attempt=1, started_at_ms=4, worker="w1")
-    await log.propose(
-        c.ReportTasks(
-            at_ms=4,
-            run_id=runs[0],
-            term=offer.fence.term,
-            epoch=offer.fence.epoch,
-            tasks={"a": running.to_dict()},
-            worker="w1",
-        )
-    )
+    await _admit(log, "w1")
+    await _a_running_on(coord, log, w1, runs[0])
     if revoke:
         await log.propose(c.RevokeWorker(at_ms=5, worker_id="w1"))
     coord.worker_lost("w1")
@@ -260,21 +247,8 @@ async def test_a_revoked_worker_drives_nothing_more_even_when_no_other_can_take_
     under the same id, the worker was then told its tasks were "lost", not revoked."""
     w1 = Worker("w1")
     coord, log, reader, runs = await setup(w1)
-    await log.propose(c.IssueJoinToken(at_ms=3, token_hash="t1", expires_ms=10**12))
-    await log.propose(c.RedeemJoinToken(at_ms=3, token_hash="t1", worker_id="w1", credential_hash="c1"))
-    await coord.dispatch_pass()
-    offer = next(a for a in w1.offers if a.run_id == runs[0])
-    running = TaskRecord(TaskState.RUNNING, attempt=1, started_at_ms=4, worker="w1")
-    fence = offer.fence
-    report = c.ReportTasks(
-        at_ms=4,
-        run_id=runs[0],
-        term=fence.term,
-        epoch=fence.epoch,
-        tasks={"a": running.to_dict()},
-        worker="w1",
-    )
-    await log.propose(report)
+    await _admit(log, "w1")
+    report = await _a_running_on(coord, log, w1, runs[0])
     await log.propose(c.RevokeWorker(at_ms=5, worker_id="w1", take_runs=True))
     header = reader.run_header(runs[0])
     assert header is not None and header["worker"] is None and header["state"] == "RUNNING", header
@@ -297,6 +271,30 @@ async def test_a_revoked_worker_drives_nothing_more_even_when_no_other_can_take_
     assert stored is not None and TaskRecord.from_dict(stored).error == REVOKED_ERROR, stored
 
 
+async def _admit(log: LocalCommandLog, worker_id: str) -> None:
+    """``worker_id`` redeems a join token (an admitted worker, which can be revoked)."""
+    await log.propose(c.IssueJoinToken(at_ms=3, token_hash="t1", expires_ms=10**12))
+    await log.propose(c.RedeemJoinToken(at_ms=3, token_hash="t1", worker_id=worker_id, credential_hash="c1"))
+
+
+async def _a_running_on(coord: Coordinator, log: LocalCommandLog, w1: Worker, run_id: str) -> c.ReportTasks:
+    """A dispatch pass; then ``w1``, offered ``run_id``, reports its task ``a`` RUNNING (the
+    report, to send again late)."""
+    await coord.dispatch_pass()
+    fence = next(a for a in w1.offers if a.run_id == run_id).fence
+    running = TaskRecord(TaskState.RUNNING, attempt=1, started_at_ms=4, worker="w1")
+    report = c.ReportTasks(
+        at_ms=4,
+        run_id=run_id,
+        term=fence.term,
+        epoch=fence.epoch,
+        tasks={"a": running.to_dict()},
+        worker="w1",
+    )
+    await log.propose(report)
+    return report
+
+
 async def _revoked_while_running(*, take_runs: bool, cancel: bool) -> tuple[dict[str, Any], list[bytes]]:
     """w1 drives a run whose task ``a`` is RUNNING (being cancelled, with ``cancel``) and is
     revoked; no other worker comes. The run's header then, and what apply added to its run log."""
@@ -306,21 +304,8 @@ async def _revoked_while_running(*, take_runs: bool, cancel: bool) -> tuple[dict
     log.subscribe(
         lambda fx: run_log.extend(d for r, t, d, _ in fx.log_appends if (r, t) == (runs[0], "__run__"))
     )
-    await log.propose(c.IssueJoinToken(at_ms=3, token_hash="t1", expires_ms=10**12))
-    await log.propose(c.RedeemJoinToken(at_ms=3, token_hash="t1", worker_id="w1", credential_hash="c1"))
-    await coord.dispatch_pass()
-    fence = next(a for a in w1.offers if a.run_id == runs[0]).fence
-    running = TaskRecord(TaskState.RUNNING, attempt=1, started_at_ms=4, worker="w1")
-    await log.propose(
-        c.ReportTasks(
-            at_ms=4,
-            run_id=runs[0],
-            term=fence.term,
-            epoch=fence.epoch,
-            tasks={"a": running.to_dict()},
-            worker="w1",
-        )
-    )
+    await _admit(log, "w1")
+    await _a_running_on(coord, log, w1, runs[0])
     if cancel:
         await log.propose(c.CancelRun(at_ms=5, run_id=runs[0], by="admin"))
     await log.propose(c.RevokeWorker(at_ms=6, worker_id="w1", take_runs=take_runs))
@@ -347,19 +332,7 @@ async def test_a_cancelled_run_whose_driver_is_gone_ends_without_a_new_driver() 
     for a worker to take it only to stop it. Its cancel is now finished where it stands."""
     w1 = Worker("w1")
     coord, log, reader, runs = await setup(w1)
-    await coord.dispatch_pass()
-    fence = next(a for a in w1.offers if a.run_id == runs[0]).fence
-    running = TaskRecord(TaskState.RUNNING, attempt=1, started_at_ms=4, worker="w1")
-    await log.propose(
-        c.ReportTasks(
-            at_ms=4,
-            run_id=runs[0],
-            term=fence.term,
-            epoch=fence.epoch,
-            tasks={"a": running.to_dict()},
-            worker="w1",
-        )
-    )
+    await _a_running_on(coord, log, w1, runs[0])
     coord.worker_lost("w1")
     await log.propose(c.CancelRun(at_ms=5, run_id=runs[0], by="admin"))
     header = reader.run_header(runs[0])
