@@ -254,7 +254,8 @@ def test_the_chart_says_runs_created_and_its_time_labels_are_evenly_spaced(
     expect(chart.locator("figcaption")).not_to_contain_text("started")
     expect(chart.locator("svg")).to_have_attribute("aria-label", re.compile(rf"^{created} runs created and "))
     busy = chart.locator("rect.bar title", has_text=re.compile(r": [1-9]\d* runs"))
-    expect(busy.first).to_have_text(re.compile(r"^\d\d:\d\d: \d+ runs created, \d+\.\d\d tasks/s$"))
+    expect(busy.first).to_have_text(re.compile(r"^\d\d:\d\d UTC: \d+ runs created, \d+\.\d\d tasks/s$"))
+    expect(chart.get_by_test_id("activity-zone")).to_have_text("times in UTC")
 
     labels = page.evaluate(TIME_LABELS)
     assert len(labels) >= 3, labels

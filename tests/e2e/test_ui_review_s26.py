@@ -124,3 +124,112 @@ def test_a_backfilled_run_says_which_time_it_is_for(kiok: Standalone, browser: A
     page.screenshot(path=str(shots / "s26-backfill-run.png"))
     context.close()
     assert console.errors == []
+
+
+LONG_ID = "very_long_dag_" + "x" * 170
+ROWS = """
+dag: {id: s26_rows}
+tasks:
+  - {id: t, script: 'for i in $(seq 1 400); do echo "row $i"; done'}
+"""
+
+
+def test_the_audit_log_fits_the_window_with_a_long_target(
+    kiok: Standalone, browser: Any, shots: Path
+) -> None:
+    """Found by the second UI review: a 184-character DAG id made the audit table 2,146 px wide
+    at 1280, its From and Result columns off screen and "password" broken mid-word."""
+    from playwright.sync_api import expect
+
+    kiok.register(f"dag: {{id: {LONG_ID}}}\ntasks:\n  - {{id: t, script: 'true'}}\n")
+    assert kiok.api("POST", f"/api/v1/dags/{LONG_ID}/pause").status_code == 200
+    context, page, console = new_page(browser)
+    log_in(page, kiok, "/settings/audit")
+    expect(page.get_by_test_id("audit").get_by_text(LONG_ID).first).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth - innerWidth") <= 0
+    page.screenshot(path=str(shots / "s26-audit-long-id.png"))
+    context.close()
+    assert console.errors == []
+
+
+def test_a_revoked_workers_row_goes_and_the_page_says_so_with_the_focus(
+    kiok: Standalone, browser: Any
+) -> None:
+    """Found by the second UI review: confirmed by keyboard, the row went and the focus with it,
+    and nothing said the worker was revoked. (The master is not asked: this standalone's own
+    worker stays; the page is answered as if it had gone.)"""
+    from playwright.sync_api import expect
+
+    worker = kiok.api("GET", "/api/v1/cluster").json()["workers"][0]["id"]
+    gone: list[bool] = []
+    context, page, console = new_page(browser)
+
+    def revoked(route: Any) -> None:
+        gone.append(True)
+        route.fulfill(status=200, json={"revoked": worker})
+
+    page.route("**/api/v1/admin/workers/**", revoked)
+
+    def cluster(route: Any) -> None:
+        answer = route.fetch()
+        body = answer.json()
+        if gone:
+            body["workers"] = [w for w in body["workers"] if w["id"] != worker]
+        route.fulfill(response=answer, json=body)
+
+    page.route("**/api/v1/cluster", cluster)
+    log_in(page, kiok, "/cluster")
+    revoke = page.get_by_test_id("workers").get_by_role("button", name=f"Revoke {worker}")
+    revoke.focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("button", name="Yes, revoke")).to_be_focused()
+    page.keyboard.press("Enter")
+    notice = page.get_by_test_id("cluster-notice")
+    expect(notice).to_have_text(f"Worker {worker} revoked: it needs a new join token to come back.")
+    expect(notice).to_be_focused()
+    context.close()
+    assert console.errors == []
+
+
+def test_saving_an_existing_connection_asks_before_replacing_it(kiok: Standalone, browser: Any) -> None:
+    """Found by the second UI review: "editing" a connection's description (the only way: save
+    its id again) replaced it whole, its type and secret values gone, without a word."""
+    from playwright.sync_api import expect
+
+    body = {"connectionId": "warehouse", "type": "postgres", "properties": {"password": "s26-secret"}}
+    assert kiok.api("POST", "/api/v1/connections", json=body).status_code == 201
+    context, page, console = new_page(browser)
+    log_in(page, kiok, "/settings/connections")
+    form = page.get_by_test_id("create-connection")
+    form.get_by_label("Id").fill("warehouse")
+    form.get_by_label("Description").fill("the warehouse")
+    form.get_by_role("button", name="Save connection").click()
+    expect(form.get_by_role("alert")).to_contain_text("connection warehouse exists")
+    stored = kiok.api("GET", "/api/v1/connections/warehouse").json()
+    assert (stored["type"], list(stored["properties"])) == ("postgres", ["password"]), stored
+    form.get_by_label("Replace an existing connection").check()
+    form.get_by_role("button", name="Save connection").click()
+    expect(page.get_by_role("status")).to_have_text("Connection warehouse saved.")
+    assert kiok.api("GET", "/api/v1/connections/warehouse").json()["description"] == "the warehouse"
+    context.close()
+    assert console.errors == []
+
+
+def test_enter_right_after_typing_goes_to_the_first_match(kiok: Standalone, browser: Any) -> None:
+    """Found by the second UI review: Enter straight after typing searched, but counted the
+    matches of the render before (none) and stayed put; a second Enter went."""
+    from playwright.sync_api import expect
+
+    kiok.register(ROWS)
+    run_id = kiok.trigger("s26_rows")
+    assert kiok.wait_run(run_id, timeout_s=60)["state"] == "SUCCESS"
+    context, page, console = new_page(browser)
+    log_in(page, kiok, f"/runs/{run_id}/tasks/t")
+    expect(page.get_by_test_id("log-status")).to_contain_text("Complete")
+    search = page.get_by_label("Search the log")
+    search.fill("row 150")
+    search.press("Enter")
+    expect(page.get_by_test_id("log-matches")).to_have_text("1 of 1 match")
+    expect(page.locator("mark.current")).to_have_text("row 150")
+    context.close()
+    assert console.errors == []

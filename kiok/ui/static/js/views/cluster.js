@@ -11,7 +11,7 @@ import { ApiError, enc, get, post, request } from "../api.js";
 import { when } from "../format.js";
 import { refreshMaintenance } from "../maintenance.js";
 import { useCan } from "../me.js";
-import { ErrorBox, InlineConfirm, Loading, useConfirm, usePolling } from "./common.js";
+import { ErrorBox, InlineConfirm, Loading, StatusNotice, useConfirm, usePolling } from "./common.js";
 
 const EVERY_MS = 5000;
 
@@ -158,6 +158,9 @@ export function ClusterView() {
   const [error, setError] = useState(null);
   const [notReady, setNotReady] = useState(null);
   const [now, setNow] = useState(Date.now());
+  // What a revoke did: its row goes, and the focus with it, so the page says it and the
+  // keyboard goes on from there (StatusNotice takes the focus when it was lost).
+  const [notice, setNotice] = useState(null);
   const can = useCan();
 
   useEffect(() => { document.title = "Cluster · kiok"; }, []);
@@ -209,6 +212,7 @@ export function ClusterView() {
         </tr>`)}</tbody>
       </table>
       <h2>Workers <span class="muted small">(${workers.length})</span></h2>
+      <${StatusNotice} message=${notice} testid="cluster-notice" />
       ${workers.length === 0 ? html`<p class="muted">No worker connected.</p>` : html`
       <table class="grid-table workers" data-testid="workers">
         <thead><tr>
@@ -216,7 +220,8 @@ export function ClusterView() {
           <th scope="col">Connected</th><th scope="col">Last heartbeat</th><th scope="col">Task isolation</th>
           ${revoke ? html`<th scope="col" class="actions"><span class="sr-only">Actions</span></th>` : null}
         </tr></thead>
-        <tbody>${workers.map((w) => html`<${WorkerRow} key=${w.id} w=${w} now=${now} revoke=${revoke} onDone=${load} />`)}</tbody>
+        <tbody>${workers.map((w) => html`<${WorkerRow} key=${w.id} w=${w} now=${now} revoke=${revoke}
+          onDone=${async () => { setNotice(`Worker ${w.id} revoked: it needs a new join token to come back.`); await load(); }} />`)}</tbody>
       </table>`}` : null}
   </main>`;
 }

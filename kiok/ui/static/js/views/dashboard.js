@@ -28,9 +28,9 @@ function useWidth(ref, fallback) {
   return width;
 }
 
-function hhmm(iso) {
+function hhmm(iso, zone = false) {
   const t = when(iso); // "YYYY-MM-DD HH:MM:SS ZONE": the chart's axis needs only HH:MM
-  return t.slice(11, 16);
+  return zone ? `${t.slice(11, 16)} ${t.slice(20)}` : t.slice(11, 16); // the zone: times are labelled
 }
 
 /** Bars: runs created per slice (left axis; `series[].runs`: the runs created in the slice); line: tasks finished per second (right axis). */
@@ -61,6 +61,7 @@ export function ActivityChart({ series, bucketSeconds }) {
     <figcaption><strong>Activity</strong>
       <span class="legend-item"><span class="key key-runs" aria-hidden="true"></span> runs created</span>
       <span class="legend-item"><span class="key key-rate" aria-hidden="true"></span> tasks/s</span>
+      <span class="legend-item muted" data-testid="activity-zone">times in ${series.length ? hhmm(series[0].at, true).slice(6) : "UTC"}</span>
     </figcaption>
     <div ref=${box} class="chart-box"><svg viewBox=${`0 0 ${W} ${H}`} width=${W} height=${H} role="img" aria-label=${label} class="chart-svg">
       <line class="axis" x1=${PAD.left} y1=${PAD.top + ih} x2=${W - PAD.right} y2=${PAD.top + ih} />
@@ -69,7 +70,7 @@ export function ActivityChart({ series, bucketSeconds }) {
       <text class="tick rate" x=${W - PAD.right + 6} y=${PAD.top + 8}>${maxRate.toFixed(1)}/s</text>
       ${series.map((b, i) => html`<rect key=${i} class="bar" x=${x(i) + 1} y=${yRuns(b.runs)}
         width=${Math.max(1, bw - 2)} height=${PAD.top + ih - yRuns(b.runs)}>
-        <title>${hhmm(b.at)}: ${b.runs} runs created, ${(b.tasks / bucketSeconds).toFixed(2)} tasks/s</title></rect>`)}
+        <title>${hhmm(b.at, true)}: ${b.runs} runs created, ${(b.tasks / bucketSeconds).toFixed(2)} tasks/s</title></rect>`)}
       <path class="rate-line" d=${line} />
       ${ticks.map((i) => html`<text key=${`t${i}`} class="tick" x=${x(i) + bw / 2} y=${H - 6} text-anchor="middle">${hhmm(series[i].at)}</text>`)}
     </svg></div>

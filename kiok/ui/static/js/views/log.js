@@ -144,9 +144,13 @@ async function downloadRaw(runId, taskId) {
 function SearchBar({ buffer, version, current, setCurrent, box, onSearch }) {
   const [query, setQuery] = useState("");
   const count = buffer.query ? buffer.matches.length : 0;
-  const go = (delta) => {
-    if (count === 0) return;
-    const next = current === null ? (delta > 0 ? 0 : count - 1) : (current + delta + count) % count;
+  // Counted from the buffer as it is now (``fresh``: a search just made, from its first
+  // match): Enter right after typing searched, then found no match in the last render's count.
+  const go = (delta, fresh = false) => {
+    const n = buffer.query ? buffer.matches.length : 0;
+    if (n === 0) return;
+    const at = fresh ? null : current;
+    const next = at === null ? (delta > 0 ? 0 : n - 1) : (at + delta + n) % n;
     setCurrent(next);
     scrollToLine(box.current, buffer.matches[next].line, buffer.lineCount);
   };
@@ -161,8 +165,9 @@ function SearchBar({ buffer, version, current, setCurrent, box, onSearch }) {
       onKeyDown=${(e) => {
         if (e.key !== "Enter") return;
         e.preventDefault();
-        if (buffer.query !== query.toLowerCase()) onSearch(query);
-        go(e.shiftKey ? -1 : 1);
+        const fresh = buffer.query !== query.toLowerCase();
+        if (fresh) onSearch(query);
+        go(e.shiftKey ? -1 : 1, fresh);
       }} />
     <span class="muted small" data-testid="log-matches" aria-live="polite" data-version=${version}>${buffer.query
       ? `${count && current !== null ? `${current + 1} of ` : ""}${count >= MAX_MATCHES ? `${MAX_MATCHES}+` : count} match${count === 1 ? "" : "es"}`

@@ -83,8 +83,8 @@ function AuditPages({ filters }) {
       <thead><tr><th scope="col">When</th><th scope="col">Who</th>
       <th scope="col">Action</th><th scope="col">Target</th><th scope="col">From</th><th scope="col">Result</th></tr></thead>
       <tbody>${data.entries.map((e, i) => html`<tr key=${i}><td class="when">${when(e.at)}</td><td><span class="mono">${e.actor}</span></td>
-        <td><span class="mono">${e.action}</span></td><td><span class="mono">${e.target}</span></td><td><span class="mono">${e.address}</span></td>
-        <td>${e.success ? html`✓ ok${e.detail ? html`<div class="muted audit-detail" data-testid="audit-detail">${e.detail}</div>` : null}`
+        <td><span class="mono">${e.action}</span></td><td class="mono audit-target">${e.target}</td><td><span class="mono">${e.address}</span></td>
+        <td class="audit-result">${e.success ? html`✓ ok${e.detail ? html`<div class="muted audit-detail" data-testid="audit-detail">${e.detail}</div>` : null}`
           : html`<span class="err-text">✕ ${e.detail || "refused"}</span>`}</td></tr>`)}</tbody></table>`}
       <div class="row pager">
         <button type="button" disabled=${cursors.length === 1} onClick=${() => setCursors(cursors.slice(0, -1))}>Newer</button>

@@ -77,8 +77,7 @@ function Rejected({ items }) {
 
 // The last restore into this state (replicated to every master; the raft entry only with several).
 function LastRestore({ restore }) {
-  return html`<p class="small" data-testid="last-restore">Last restore: backup <span class="mono">${restore.backupId}</span>,
-    ${when(restore.time)}${restore.by ? html` by <strong>${restore.by}</strong>` : null}${restore.raftIndex
+  return html`<p class="small" data-testid="last-restore">Last restore: backup <span class="mono">${restore.backupId}</span>,${" "}${when(restore.time)}${restore.by ? html` by <strong>${restore.by}</strong>` : null}${restore.raftIndex
       ? html` <span class="muted">(raft entry ${restore.raftIndex})</span>` : null}.</p>`;
 }
 

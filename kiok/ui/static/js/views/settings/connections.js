@@ -22,6 +22,13 @@ export function Connections({ can }) {
         if (line.trim()) properties[line.slice(0, at).trim()] = line.slice(at + 1);
       }
       const id = f.get("id");
+      // Saving an id that exists replaces the whole connection: its type, and every value,
+      // which cannot be read back to fill the form (found by the UI review: "editing" a
+      // description wiped a connection's secrets). So it is asked for, not a side effect.
+      if (!f.get("replace") && data && data.connections.some((c) => c.connectionId === id)) {
+        throw new Error(`connection ${id} exists: saving replaces its type, description and every value `
+          + "(none can be read back); tick \"Replace an existing connection\" to do so");
+      }
       setMessage(null);
       await post("/api/v1/connections", {
         connectionId: id, type: f.get("type") || "generic", description: f.get("description").trim(), properties,
@@ -33,6 +40,7 @@ export function Connections({ can }) {
       <label class="grow-label">Description <input name="description" maxlength="4096" autocomplete="off" /></label>
       <label class="wide">Properties (one key=value a line)
         <textarea name="properties" class="mono" rows="3" autocomplete="off"></textarea></label>
+      <label class="inline-check"><input type="checkbox" name="replace" /> Replace an existing connection</label>
     <//>` : null}
     <${ErrorBox} error=${error || rowError} label=${refusedLabel(error || rowError)} />
     ${data ? (data.connections.length === 0 ? html`<p class="muted">No connections.</p>` : html`<table class="grid-table" data-testid="connections">

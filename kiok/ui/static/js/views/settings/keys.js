@@ -23,7 +23,7 @@ export function Kms({ can }) {
 
 export function JoinTokens() {
   const [token, setToken] = useState(null);
-  return html`<p class="muted small">A join token admits one worker (<code>kiok worker --join-token …</code>);
+  return html`<p class="muted small">A join token admits one worker (<code>KIOK_WORKER_JOIN_TOKEN=… kiok worker</code>);
     it is shown once, here, and cannot be read again.</p>
     <${Form} label="Create join token" testid="create-join-token" onSubmit=${async (f) => {
       setToken(await post("/api/v1/admin/join-tokens", { ttlSeconds: Number(f.get("ttl")) * 60 }));
