@@ -79,13 +79,13 @@ function AuditPages({ filters }) {
   return html`<${ErrorBox} error=${error} label=${error && error.status === 400 ? "Filter refused" : "Error"} />
     ${data === null && !error ? html`<${Loading} />` : null}
     ${data ? html`${data.entries.length === 0 ? html`<p class="muted" data-testid="audit-empty">No records${data.nextCursor
-      ? " on this page (the filter searched part of the log): try Older" : " match"}.</p>` : html`<table class="grid-table small" data-testid="audit">
+      ? " on this page (the filter searched part of the log): try Older" : " match"}.</p>` : html`<div class="table-scroll"><table class="grid-table small" data-testid="audit">
       <thead><tr><th scope="col">When</th><th scope="col">Who</th>
       <th scope="col">Action</th><th scope="col">Target</th><th scope="col">From</th><th scope="col">Result</th></tr></thead>
       <tbody>${data.entries.map((e, i) => html`<tr key=${i}><td class="when">${when(e.at)}</td><td><span class="mono">${e.actor}</span></td>
-        <td><span class="mono">${e.action}</span></td><td class="mono audit-target">${e.target}</td><td><span class="mono">${e.address}</span></td>
+        <td><span class="mono">${e.action}</span></td><td><span class="mono">${e.target}</span></td><td><span class="mono">${e.address}</span></td>
         <td class="audit-result">${e.success ? html`✓ ok${e.detail ? html`<div class="muted audit-detail" data-testid="audit-detail">${e.detail}</div>` : null}`
-          : html`<span class="err-text">✕ ${e.detail || "refused"}</span>`}</td></tr>`)}</tbody></table>`}
+          : html`<span class="err-text">✕ ${e.detail || "refused"}</span>`}</td></tr>`)}</tbody></table></div>`}
       <div class="row pager">
         <button type="button" disabled=${cursors.length === 1} onClick=${() => setCursors(cursors.slice(0, -1))}>Newer</button>
         <button type="button" disabled=${!data.nextCursor} onClick=${() => setCursors([...cursors, data.nextCursor])}>Older</button>
