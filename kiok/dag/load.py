@@ -8,6 +8,7 @@ mean (graph, cron, task types) is checked by ``kiok.dag.validate``, which every 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import gc
 import hashlib
@@ -48,6 +49,7 @@ from kiok.dag.validate import (
     parse_task_type,
     parse_trigger_rule,
     validate,
+    validate_dag_fields,
 )
 from kiok.errors import DagValidationError, PayloadTooLarge
 from kiok.ids import DagId, TaskId
@@ -256,9 +258,12 @@ def spec_from_document(doc: object, *, registering: bool = False) -> DagSpec:
         sla_ms=dag.duration("sla", "slaMs"),
         notify=parse_notify(dag.get("notify")),
         python=dag.text("python"),
-        # last, so problems are reported in document order
-        tasks=tuple(_task(t, f"tasks[{i}]") for i, t in enumerate(tasks)),
+        tasks=(),
     )
+    # The DAG's own fields are checked before its tasks are read: problems are reported in
+    # document order.
+    validate_dag_fields(spec, registering=registering)
+    spec = dataclasses.replace(spec, tasks=tuple(_task(t, f"tasks[{i}]") for i, t in enumerate(tasks)))
     return validate(spec, registering=registering)
 
 

@@ -15,6 +15,7 @@ import json
 import re
 import reprlib
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from kiok.core.cron import load_zone, parse_timezone, validate_cron
 from kiok.core.placeholders import has_placeholders, param_names, run_value_names, shell_single_quoted_params
@@ -122,6 +123,44 @@ def validate(spec: DagSpec, *, registering: bool = False) -> DagSpec:
 
     Raises ``DagValidationError`` on the first problem found, in document order.
     """
+    params, rules = validate_dag_fields(spec, registering=registering)
+    if not spec.tasks:
+        raise DagValidationError("a DAG needs at least one task", field="tasks")
+    seen: dict[str, int] = {}
+    for i, task in enumerate(spec.tasks):
+        check_id(task.id, f"tasks[{i}].id")
+        if task.id in seen:
+            raise DagValidationError(
+                f"duplicate task id {task.id!r} (also tasks[{seen[task.id]}])", field=f"tasks[{i}].id"
+            )
+        seen[task.id] = i
+    for i, task in enumerate(spec.tasks):
+        _check_task(task, f"tasks[{i}]", seen, registering)
+    if not spec.allow_extra_args:
+        _check_param_references(spec)
+    _check_run_references(spec)
+    if registering:  # a stored DAG still loads: its attempts fail saying why
+        _check_shell_quotes(spec)
+    cycle = _find_cycle(spec.tasks)
+    if cycle:
+        raise DagValidationError(
+            f"cycle: {_cycle_text(cycle)} (each task requires the one before it)", field="tasks"
+        )
+    labels = normalize_labels(spec.labels, "dag.labels")
+    name = "" if spec.name == spec.id else spec.name
+    if labels != spec.labels or name != spec.name or params != spec.params or rules != spec.param_rules:
+        return dataclasses.replace(spec, labels=labels, name=name, params=params, param_rules=rules)
+    return spec
+
+
+def validate_dag_fields(
+    spec: DagSpec, *, registering: bool = False
+) -> tuple[dict[str, Any], dict[str, ParamRule]]:
+    """The checks of the DAG's own fields (``dag.*``), which need none of its tasks (``validate``
+    makes them first): a document is checked with them before its tasks are parsed, so that
+    its first problem is reported in document order (an invalid ``dag.schedule`` was reported
+    after a task's unreadable ``timeout``; found by the UI review). Returns the params and the
+    rules in their canonical form."""
     check_id(spec.id, "dag.id")
     if spec.schedule is not None:
         try:
@@ -153,33 +192,7 @@ def validate(spec: DagSpec, *, registering: bool = False) -> DagSpec:
                     "a scheduled DAG's params need a default (scheduled runs have no args)",
                     field=f"dag.params.{name}",
                 )
-    if not spec.tasks:
-        raise DagValidationError("a DAG needs at least one task", field="tasks")
-    seen: dict[str, int] = {}
-    for i, task in enumerate(spec.tasks):
-        check_id(task.id, f"tasks[{i}].id")
-        if task.id in seen:
-            raise DagValidationError(
-                f"duplicate task id {task.id!r} (also tasks[{seen[task.id]}])", field=f"tasks[{i}].id"
-            )
-        seen[task.id] = i
-    for i, task in enumerate(spec.tasks):
-        _check_task(task, f"tasks[{i}]", seen, registering)
-    if not spec.allow_extra_args:
-        _check_param_references(spec)
-    _check_run_references(spec)
-    if registering:  # a stored DAG still loads: its attempts fail saying why
-        _check_shell_quotes(spec)
-    cycle = _find_cycle(spec.tasks)
-    if cycle:
-        raise DagValidationError(
-            f"cycle: {_cycle_text(cycle)} (each task requires the one before it)", field="tasks"
-        )
-    labels = normalize_labels(spec.labels, "dag.labels")
-    name = "" if spec.name == spec.id else spec.name
-    if labels != spec.labels or name != spec.name or params != spec.params or rules != spec.param_rules:
-        return dataclasses.replace(spec, labels=labels, name=name, params=params, param_rules=rules)
-    return spec
+    return params, rules
 
 
 def _check_notify(spec: DagSpec) -> None:

@@ -282,3 +282,22 @@ def test_a_key_given_twice_is_refused_not_half_read(load: Any, text: str, where:
     with pytest.raises(DagValidationError) as e:
         load(text)
     assert "duplicate key" in e.value.message and where in e.value.message, e.value.message
+
+
+@pytest.mark.parametrize(
+    ("dag", "field"),
+    [
+        ({"id": "o", "schedule": "61 2 * * *"}, "dag.schedule"),
+        ({"id": "o", "timezone": "Mars/Olympus"}, "dag.timezone"),
+        ({"id": "o", "max_active_runs": 0}, "dag.max_active_runs"),
+        ({"id": "o", "sla": "0s"}, "dag.sla"),
+    ],
+)
+def test_the_first_problem_is_reported_in_document_order(dag: dict[str, object], field: str) -> None:
+    """Found by the UI review: a DAG's own field (an invalid cron at line 3) was reported after
+    a task's unreadable field (line 5), as the tasks were read before the DAG's fields were
+    checked: docs/dags.md promises the first problem in document order."""
+    doc = {"dag": dag, "tasks": [{"id": "a", "script": "x", "timeout": "10 parsecs"}]}
+    with pytest.raises(DagValidationError) as refused:
+        spec_from_document(doc, registering=True)
+    assert refused.value.field == field, refused.value
