@@ -233,3 +233,39 @@ def test_enter_right_after_typing_goes_to_the_first_match(kiok: Standalone, brow
     expect(page.locator("mark.current")).to_have_text("row 150")
     context.close()
     assert console.errors == []
+
+
+WIDE = """
+dag: {id: s26_wide}
+tasks:
+  - id: t
+    type: python
+    script: |
+      for i in range(100):
+          print(str(i) + " " + "y" * 8000 + "MARKER" + str(i) + "z" * 50)
+"""
+
+
+def test_a_match_far_right_in_a_long_line_is_brought_into_view(kiok: Standalone, browser: Any) -> None:
+    """Found by the second UI review: the search scrolled to the match's line but not sideways,
+    so a match 60,000 px to the right stayed out of view."""
+    from playwright.sync_api import expect
+
+    kiok.register(WIDE)
+    run_id = kiok.trigger("s26_wide")
+    assert kiok.wait_run(run_id, timeout_s=60)["state"] == "SUCCESS"
+    context, page, console = new_page(browser)
+    log_in(page, kiok, f"/runs/{run_id}/tasks/t")
+    expect(page.get_by_test_id("log-status")).to_contain_text("Complete")
+    search = page.get_by_label("Search the log")
+    search.fill("MARKER50")
+    search.press("Enter")
+    mark = page.locator("mark.current")
+    expect(mark).to_have_text("MARKER50")
+    expect(mark).to_be_in_viewport()
+    box = page.get_by_test_id("log").bounding_box()
+    found = mark.bounding_box()
+    assert box is not None and found is not None
+    assert box["x"] <= found["x"] and found["x"] + found["width"] <= box["x"] + box["width"], (box, found)
+    context.close()
+    assert console.errors == []

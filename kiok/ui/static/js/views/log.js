@@ -189,6 +189,26 @@ export function LogView({ runId, taskId }) {
   const [current, setCurrent] = useState(null);
   const [downloading, setDownloading] = useState(null);
   const box = useRef(null);
+  // The current match brought into view sideways too, once its line is drawn (a frame or two
+  // after the box scrolled to it): one far right in a long line stayed out of view (found
+  // by the UI review).
+  useEffect(() => {
+    if (current === null) return undefined;
+    let tries = 0;
+    let frame = 0;
+    const look = () => {
+      const el = box.current && box.current.querySelector("mark.current");
+      if (!el) {
+        if (++tries < 10) frame = requestAnimationFrame(look);
+        return;
+      }
+      const at = el.getBoundingClientRect();
+      const view = box.current.getBoundingClientRect();
+      if (at.left < view.left || at.right > view.right) box.current.scrollLeft += at.left - view.left - view.width / 2;
+    };
+    frame = requestAnimationFrame(look);
+    return () => cancelAnimationFrame(frame);
+  }, [current]);
   const follow = useRef(true);
   // The same, for the header: whether the view follows the end (kept in sync on scroll).
   const [following, setFollowing] = useState(true);
