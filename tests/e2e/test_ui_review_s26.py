@@ -215,20 +215,29 @@ def test_saving_an_existing_connection_asks_before_replacing_it(kiok: Standalone
     assert console.errors == []
 
 
-def test_enter_right_after_typing_goes_to_the_first_match(kiok: Standalone, browser: Any) -> None:
-    """Found by the second UI review: Enter straight after typing searched, but counted the
-    matches of the render before (none) and stayed put; a second Enter went."""
+def _searched(kiok: Standalone, browser: Any, dag: str, dag_id: str, query: str) -> tuple[Any, Any, Any]:
+    """A run of ``dag`` (its task ``t``), its log opened, ``query`` typed and Enter pressed at
+    once: (context, page, console)."""
     from playwright.sync_api import expect
 
-    kiok.register(ROWS)
-    run_id = kiok.trigger("s26_rows")
+    kiok.register(dag)
+    run_id = kiok.trigger(dag_id)
     assert kiok.wait_run(run_id, timeout_s=60)["state"] == "SUCCESS"
     context, page, console = new_page(browser)
     log_in(page, kiok, f"/runs/{run_id}/tasks/t")
     expect(page.get_by_test_id("log-status")).to_contain_text("Complete")
     search = page.get_by_label("Search the log")
-    search.fill("row 150")
+    search.fill(query)
     search.press("Enter")
+    return context, page, console
+
+
+def test_enter_right_after_typing_goes_to_the_first_match(kiok: Standalone, browser: Any) -> None:
+    """Found by the second UI review: Enter straight after typing searched, but counted the
+    matches of the render before (none) and stayed put; a second Enter went."""
+    from playwright.sync_api import expect
+
+    context, page, console = _searched(kiok, browser, ROWS, "s26_rows", "row 150")
     expect(page.get_by_test_id("log-matches")).to_have_text("1 of 1 match")
     expect(page.locator("mark.current")).to_have_text("row 150")
     context.close()
@@ -251,15 +260,7 @@ def test_a_match_far_right_in_a_long_line_is_brought_into_view(kiok: Standalone,
     so a match 60,000 px to the right stayed out of view."""
     from playwright.sync_api import expect
 
-    kiok.register(WIDE)
-    run_id = kiok.trigger("s26_wide")
-    assert kiok.wait_run(run_id, timeout_s=60)["state"] == "SUCCESS"
-    context, page, console = new_page(browser)
-    log_in(page, kiok, f"/runs/{run_id}/tasks/t")
-    expect(page.get_by_test_id("log-status")).to_contain_text("Complete")
-    search = page.get_by_label("Search the log")
-    search.fill("MARKER50")
-    search.press("Enter")
+    context, page, console = _searched(kiok, browser, WIDE, "s26_wide", "MARKER50")
     mark = page.locator("mark.current")
     expect(mark).to_have_text("MARKER50")
     expect(mark).to_be_in_viewport()
