@@ -126,6 +126,13 @@ def refused(w: WorkerProcess) -> str | None:
     return state if state.startswith("refused") else None
 
 
+def said_revoked(w: WorkerProcess) -> str | None:
+    """The worker's connection state once it says it was revoked (None before, and while it
+    is "connecting" to try its join token after the revocation)."""
+    state = connection(w)
+    return state if "revoked" in state else None
+
+
 def not_connected(w: WorkerProcess) -> str | None:
     """The worker's connection state once it is no longer ``connected`` (None before)."""
     state = connection(w)
@@ -295,7 +302,8 @@ def test_admission_credentials_refusals_and_revocation(cluster: Cluster, tmp_pat
     r = m.api("DELETE", "/api/v1/admin/workers/w1")
     assert r.status_code == 200 and r.json() == {"revoked": "w1"}, r.text
     revoked_at = time.monotonic()
-    state = wait_until(lambda: not_connected(w1), 2, "w1 cut off", 0.02)
+    # Told it was revoked; it tries its (spent) join token at once, "connecting" meanwhile.
+    state = wait_until(lambda: said_revoked(w1), 2, "w1 cut off, told it was revoked", 0.02)
     assert time.monotonic() - revoked_at < 2.2
     assert "revoked" in state, state
     assert httpx.get(w1.status_url + "/ready").status_code == 503
