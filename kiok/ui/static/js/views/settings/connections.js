@@ -1,7 +1,7 @@
 // Settings → Connections: create or replace (id, type, description, properties), delete.
 // Values are write-only: the API answers every value as `***`, and this page never shows one.
 import { html, useState } from "../../html.js";
-import { enc, post, request } from "../../api.js";
+import { enc, get, post, request } from "../../api.js";
 import { when } from "../../format.js";
 import { ConfirmButton, ErrorBox } from "../common.js";
 import { Form, Notice, refusedLabel, useLoad } from "./shared.js";
@@ -25,7 +25,9 @@ export function Connections({ can }) {
       // Saving an id that exists replaces the whole connection: its type, and every value,
       // which cannot be read back to fill the form (found by the UI review: "editing" a
       // description wiped a connection's secrets). So it is asked for, not a side effect.
-      if (!f.get("replace") && data && data.connections.some((c) => c.connectionId === id)) {
+      // Read now, not the list this page loaded (a save may come before it, or after another
+      // user made the id).
+      if (!f.get("replace") && (await get("/api/v1/connections")).connections.some((c) => c.connectionId === id)) {
         throw new Error(`connection ${id} exists: saving replaces its type, description and every value `
           + "(none can be read back); tick \"Replace an existing connection\" to do so");
       }
