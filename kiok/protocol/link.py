@@ -32,6 +32,12 @@ class MasterLink(Protocol):
     #: downstream's start, atomically; over the network the start is committed on its own
     #: (``confirm_start``), so the upstream's end must be sent before it.
     starts_in_reports: bool
+    #: Whether the driver can end a run while it cannot reach the masters (over the network).
+    #: Then the report that ends a run carries every task's record: masters that restored a
+    #: backup meanwhile hold records from before it, and must learn all that ran, not only
+    #: what they had not acknowledged (they would keep a downstream's end while its
+    #: upstreams, restored RUNNING, ran again). In one process nothing is ever cut off.
+    may_be_cut_off: bool
 
     def report_tasks(self, run_id: str, fence: Fence, tasks: dict[str, dict[str, Any]]) -> None:
         """Send task records (TaskRecord.to_dict()) under ``fence``. Fire and forget; the

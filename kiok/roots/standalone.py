@@ -60,6 +60,7 @@ class InProcessLink:
 
     #: A start is applied with the report that carries it (``confirm_start`` waits for nothing).
     starts_in_reports = True
+    may_be_cut_off = False
 
     def __init__(self, node: MasterNode, permits: GlobalPermits) -> None:
         self._node = node

@@ -195,7 +195,10 @@ class RunDriver:
                     else f"run finished {adv.run_state.value.upper()}"
                 )
                 self._runlog.close()
-                self.flush_reports()
+                if self._env.link.may_be_cut_off:
+                    self.report_all()  # the run's whole outcome: see ``MasterLink.may_be_cut_off``
+                else:
+                    self.flush_reports()
                 return adv.run_state
             self._wake.clear()
             timeout = None if adv.next_wakeup_ms is None else max(0.0, (adv.next_wakeup_ms - now) / 1000)

@@ -114,6 +114,7 @@ def parse_masters(text: str) -> list[tuple[str, int]]:
 class MasterClient:
     #: A start is committed on its own, by ``confirm_start``'s round trip (``MasterLink``).
     starts_in_reports = False
+    may_be_cut_off = True
 
     def __init__(
         self,

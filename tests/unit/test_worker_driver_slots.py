@@ -45,6 +45,7 @@ class HeldExecutor:
 
 class QuietLink:
     starts_in_reports = False
+    may_be_cut_off = False
 
     def report_tasks(self, run_id: str, fence: Fence, tasks: dict[str, dict[str, Any]]) -> None:
         pass

@@ -79,6 +79,7 @@ class InOneProcess(OrderLink):
     """As ``kiok.roots.standalone.InProcessLink``: a start is applied with its report."""
 
     starts_in_reports = True
+    may_be_cut_off = False
 
     def __init__(self) -> None:
         super().__init__()
