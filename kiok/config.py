@@ -495,7 +495,13 @@ KEYS: tuple[Key, ...] = (
         "Path-style addressing (http://host/bucket/key), as most S3-compatible servers want; no: "
         "virtual-hosted style.",
     ),
-    Key("kiok.joblog.s3.access.key", str, "", "Access key id for the job-log bucket; empty: boto3's chain."),
+    Key(
+        "kiok.joblog.s3.access.key",
+        str,
+        "",
+        "Access key id for the job-log bucket; empty: boto3's chain "
+        "(tasks never inherit `AWS_` variables: docs/dags.md).",
+    ),
     Key("kiok.joblog.s3.secret.key", str, "", "Secret access key for the job-log bucket.", secret=True),
     Key(
         "kiok.joblog.s3.connection",

@@ -31,7 +31,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -340,8 +340,10 @@ def prepare_work_root(configured: str, data_dir: Path, worker_id: str, isolation
     symbolic link, another owner) is refused.
 
     A worker that did not stop cleanly (killed, crashed) leaves its root behind, holding what
-    its running attempts had written, within the task user's reach: the default roots of
-    dead workers of this id (not locked: ``_hold``) are removed first."""
+    its running attempts had written, owned by attempt users that a later worker claims
+    again, of any id (``user_claims``): the default roots of dead workers (not locked:
+    ``_hold``) are removed first. Sweeping and making this root are one step under a host-wide
+    lock, so a worker starting alongside never takes a root made but not yet held for dead."""
     if not isolation.as_user:
         root = Path(configured or data_dir / "work")
         root.mkdir(parents=True, exist_ok=True)
@@ -349,10 +351,10 @@ def prepare_work_root(configured: str, data_dir: Path, worker_id: str, isolation
     if configured:
         root = Path(os.path.abspath(configured))
     else:
-        prefix = f"kiok-work-{worker_id}-"
-        _remove_dead_roots(prefix)
-        root = Path(tempfile.mkdtemp(prefix=prefix))
-        _hold(root)
+        with _roots_lock():
+            _remove_dead_roots()
+            root = Path(tempfile.mkdtemp(prefix=f"{_ROOT_PREFIX}{worker_id}-"))
+            _hold(root)
     what = f"the work directory {root} (kiok.worker.work.dir)"
     blocked = unsearchable(root, isolation.task_uid, isolation.gid)  # the way to it; it is ours
     if blocked is not None:
@@ -376,6 +378,11 @@ def prepare_work_root(configured: str, data_dir: Path, worker_id: str, isolation
     return root
 
 
+#: A temporary work root is named ``<this><worker id>-<random>``.
+_ROOT_PREFIX = "kiok-work-"
+#: Held while a worker sweeps dead roots and makes its own; root's alone, as the claims are.
+ROOTS_LOCK = user_claims.CLAIMS.parent / "work-roots.lock"
+
 #: This process's temporary work roots, each open and locked (``flock``) for as long as it
 #: lives: how a later worker tells a dead worker's root (unlocked) from a live one's.
 _HELD: list[int] = []
@@ -389,17 +396,34 @@ def _hold(root: Path) -> None:
     _HELD.append(fd)
 
 
-def _remove_dead_roots(prefix: str) -> None:
-    """Remove the temporary work roots named ``<prefix><random>`` that belong to this user
-    and that no live process holds (``_hold``): their workers died without removing them."""
+@contextlib.contextmanager
+def _roots_lock() -> Iterator[None]:
+    ROOTS_LOCK.parent.mkdir(0o755, parents=True, exist_ok=True)
+    fd = os.open(ROOTS_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _remove_dead_roots() -> None:
+    """Remove the temporary work roots (``<_ROOT_PREFIX><worker id>-<random>``) that belong
+    to this user and that no live process holds (``_hold``): their workers, of any id, died
+    without removing them."""
     temp = tempfile.gettempdir()
     try:
         names = os.listdir(temp)
     except OSError:
         return
     for name in names:
-        rest = name[len(prefix) :]
-        if not name.startswith(prefix) or len(rest) != 8 or not set(rest) <= _TEMP_CHARS:
+        rest = name[len(_ROOT_PREFIX) :]
+        if (
+            not name.startswith(_ROOT_PREFIX)
+            or len(rest) < 10
+            or rest[-9] != "-"
+            or not set(rest[-8:]) <= _TEMP_CHARS
+        ):
             continue
         path = os.path.join(temp, name)
         try:

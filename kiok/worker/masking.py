@@ -20,9 +20,18 @@ MIN_MASKED = 3
 MASK = b"***"
 
 
+def _as_printed(secret: str) -> set[str]:
+    """The secret and the forms kiok's own placement of it can turn it into: placed in a
+    python script, ``\r\n`` and a lone ``\r`` read as ``\n`` (Python's source newlines), so
+    a PEM key pasted with CRLF endings prints without them (found by the security probe of
+    session 27: printed whole and unmasked)."""
+    return {secret, secret.replace("\r\n", "\n").replace("\r", "\n")}
+
+
 class Masker:
     def __init__(self, secrets: Iterable[str]) -> None:
-        values = sorted({s.encode() for s in secrets if len(s) >= MIN_MASKED}, key=len, reverse=True)
+        forms = {form for s in secrets for form in _as_printed(s)}
+        values = sorted({s.encode() for s in forms if len(s) >= MIN_MASKED}, key=len, reverse=True)
         self._pattern = re.compile(b"|".join(re.escape(v) for v in values)) if values else None
         self._values = values
         #: Every proper prefix of a secret: what a batch may end with and must keep back.

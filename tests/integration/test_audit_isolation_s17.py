@@ -291,11 +291,16 @@ async def test_a_task_cannot_read_trace_or_stop_the_spawner_or_its_template(kind
 # --- a crashed worker's working directories -------------------------------------------------------
 
 
-def test_what_attempts_of_a_crashed_worker_wrote_is_not_left_for_later_tasks(task_tmp_path: Path) -> None:
+@pytest.mark.parametrize("next_worker", ["the same", "another"])
+def test_what_attempts_of_a_crashed_worker_wrote_is_not_left_for_later_tasks(
+    task_tmp_path: Path, next_worker: str
+) -> None:
     """A worker killed -9 (or crashed) left its temporary work root in the temp directory
     (0711, its attempt directories the task user's) with what the attempts running then had
     written; the next worker on the host made a new root and never removed the old one, so
-    its tasks (the same user) could read it. The next start of that worker removes it."""
+    its tasks (the same user) could read it. The next start of any worker on the host removes
+    it: one of another id (the security probe of session 27) claims the dead worker's attempt
+    users, and its tasks found the dead attempts' directories by trying every pid."""
     k = Standalone(task_tmp_path / "kiok")
     report = task_tmp_path / "cwd"
     old = ""
@@ -315,6 +320,8 @@ tasks:
         k.trigger("audit_crash", {"report": str(report)})
         old = k.wait_for(lambda: report.exists() and report.read_text().strip(), 30, "the task writes")
         k.kill9()
+        if next_worker == "another":
+            k = Standalone(task_tmp_path / "kiok2")  # a new data directory: a new worker id
         k.start()
         k.register(
             """

@@ -493,6 +493,31 @@ tasks:
     assert run["state"] == "FAILED"
 
 
+def test_tasks_do_not_inherit_the_credentials_kiok_itself_reads(standalone_factory: Any) -> None:
+    """Found by the security probe (session 27): kiok's S3 client uses boto3's chain when no
+    key is set, so the AWS credentials in the worker's environment are kiok's; every task
+    inherited them (and could use kiok's archive and backup bucket). The trace exporter's
+    headers likewise. What else the environment holds is still the tasks'."""
+    node: Standalone = standalone_factory(
+        "kiok",
+        {
+            "AWS_ACCESS_KEY_ID": "AKIAKIOKOPERATOR01",
+            "AWS_SECRET_ACCESS_KEY": "opSecretKey/DoNotLeak+123",
+            "AWS_SESSION_TOKEN": "session-token-of-kiok",
+            "AWS_PROFILE": "kiok-profile",
+            "OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer collector-token",
+            "SITE_SETTING_FOR_TASKS": "still-here",
+        },
+    )
+    node.register("dag: {id: env_dump}\ntasks:\n  - {id: t, script: env}\n")
+    run_id = node.trigger("env_dump")
+    assert node.wait_run(run_id, 30)["state"] == "SUCCESS"
+    seen = dict(line.split("=", 1) for line in node.log(run_id, "t").splitlines() if "=" in line)
+    assert seen.get("SITE_SETTING_FOR_TASKS") == "still-here", seen
+    leaked = {k for k in seen if k.startswith(("AWS_", "OTEL_EXPORTER_OTLP_HEADERS"))}
+    assert not leaked, leaked
+
+
 # --- isolation: working directory and stdin --------------------------------------------------
 
 

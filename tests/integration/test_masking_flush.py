@@ -41,3 +41,35 @@ tasks:
     assert k.log(run["runId"], "py") == "***\nend\n"
     for task in ("t", "py"):
         assert SECRET[:6] not in k.log(run["runId"], task)
+
+
+def test_a_crlf_secret_placed_in_a_python_script_is_masked_as_python_reads_it(k: Standalone) -> None:
+    """Found by the security probe (session 27): a PEM key pasted with CRLF endings, placed
+    in a python script, is read by Python with ``\\n`` endings and so printed unlike the
+    stored value: it went through unmasked (a shell task printing it was masked)."""
+    pem = (
+        "-----BEGIN PRIVATE KEY-----\r\nTOPSECRETKEYMATERIAL1234567890\r\n"
+        "lone\rcr\r\n-----END PRIVATE KEY-----\r\n"
+    )
+    conn = {"connectionId": "tls", "type": "generic", "properties": {"key": pem}}
+    assert k.api("POST", "/api/v1/connections", json=conn).status_code == 201
+    k.register(
+        """
+dag: {id: pem}
+tasks:
+  - id: py
+    type: python
+    script: |
+      key = '''${conn.tls.key}'''
+      print("loaded:", key)
+      raise ValueError(key)
+  - {id: sh, script: 'printf "loaded: %s\\n" "${conn.tls.key}"'}
+"""
+    )
+    run = k.wait_run(k.trigger("pem"))
+    assert run["tasks"]["sh"]["state"] == "SUCCESS", run["tasks"]["sh"].get("error")
+    assert run["tasks"]["py"]["state"] == "FAILED", run
+    for task in ("py", "sh"):
+        assert "TOPSECRETKEYMATERIAL" not in k.log(run["runId"], task), k.log(run["runId"], task)
+    assert "TOPSECRETKEYMATERIAL" not in (run["tasks"]["py"].get("error") or "")
+    assert "loaded: ***" in k.log(run["runId"], "py")
