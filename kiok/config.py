@@ -71,8 +71,9 @@ KEYS: tuple[Key, ...] = (
         "kiok.master.host",
         str,
         "127.0.0.1",
-        "Address the admin HTTP, internal and Raft ports bind to (0.0.0.0 to expose); a loopback "
-        "address with a peer in kiok.master.peers on another host is refused at start.",
+        "Address the admin HTTP, internal and Raft ports bind to (0.0.0.0 to expose): an IP "
+        "address or host name, empty refused; a loopback address with a peer in "
+        "kiok.master.peers on another host is refused at start.",
     ),
     Key(
         "kiok.master.advertise.host",
@@ -142,7 +143,12 @@ KEYS: tuple[Key, ...] = (
         "Testing aid, leave 0: each snapshot write pauses this long before writing the file, "
         "so a test can check that the cluster keeps its leader and keeps committing meanwhile.",
     ),
-    Key("kiok.worker.host", str, "127.0.0.1", "Address the worker status HTTP port binds to."),
+    Key(
+        "kiok.worker.host",
+        str,
+        "127.0.0.1",
+        "Address the worker status HTTP port binds to: an IP address or host name, empty refused.",
+    ),
     Key(
         "kiok.worker.status.port",
         int,
@@ -523,6 +529,7 @@ KEYS: tuple[Key, ...] = (
         int,
         8 * MiB,
         "S3 objects larger than this are uploaded in parts of this size (at least 5 MiB, S3's floor).",
+        at_least=5 * MiB,
     ),
     Key(
         "kiok.s3.list.max.keys",

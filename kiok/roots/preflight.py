@@ -9,6 +9,8 @@ free."""
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Callable
 from typing import Literal, TypeVar
 
@@ -28,6 +30,8 @@ Command = Literal["standalone", "master", "worker"]
 COMMANDS: tuple[Command, ...] = ("standalone", "master", "worker")
 #: Hosts that bind every address: a port there is taken on every other host too.
 _EVERY_ADDRESS = frozenset({"", "0.0.0.0", "::"})
+#: One label of a host name (RFC 1123).
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
 
 def check(settings: Settings, command: Command) -> None:
@@ -36,6 +40,10 @@ def check(settings: Settings, command: Command) -> None:
     TlsFiles.from_settings(settings)
     serves_master = command in ("standalone", "master")
     runs_tasks = command in ("standalone", "worker")
+    if serves_master:
+        _check_host(settings, "kiok.master.host")
+    if runs_tasks:
+        _check_host(settings, "kiok.worker.host")
     if serves_master:
         trusted_proxies(settings)
     if command == "worker":
@@ -51,6 +59,23 @@ def check(settings: Settings, command: Command) -> None:
             settings.get_str("kiok.kms.master.key.file"),
             several_masters=bool(settings.get_str("kiok.master.peers")),
         )
+
+
+def _check_host(settings: Settings, key: str) -> None:
+    """A host to bind is an IP address or a host name. Empty is refused rather than taken
+    as every address (as the socket layer would): a value an env-file template left blank
+    would otherwise expose the port (found by the day-one probe of session 27)."""
+    host = settings.get_str(key)
+    if not host:
+        raise InvalidInput(f"{key} is empty: set 127.0.0.1 (this host only) or 0.0.0.0 (every address)")
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        pass
+    name = host[:-1] if host.endswith(".") else host
+    if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in name.split(".")):
+        raise InvalidInput(f"{key} is {host!r}: neither an IP address nor a host name")
 
 
 def claimed_ports(settings: Settings, command: Command) -> list[tuple[str, int, str]]:

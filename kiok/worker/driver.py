@@ -292,14 +292,16 @@ class RunDriver:
         rec, _ = apply_task_event(self._tasks[tid], ev)
         self._set(tid, rec)
         started = rec.started_at_ms or now
-        if result.exit_code is not None:
+        # Why it failed, when known ("timed out after 1s", "ValueError: …"), for a retried
+        # attempt as for the last; else its exit code, or an http task's status ("HTTP 200").
+        if result.error:
+            detail = result.error
+        elif result.exit_code is not None:
             detail = f"exit code {result.exit_code}"
-        else:  # an http task: its status ("HTTP 200"), or why it has none
-            detail = result.error or result.detail or ""
+        else:
+            detail = result.detail or ""
         if rec.state is TaskState.RETRYING and rec.retry_at_ms is not None:
             detail += f"; retry at {iso_utc(rec.retry_at_ms)}"
-        elif result.error and result.exit_code is not None:
-            detail = result.error
         self._event(
             f"{tid} attempt {attempt} {rec.state.value.upper()} ({detail}, {(now - started) / 1000:.3f}s)"
         )

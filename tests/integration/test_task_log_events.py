@@ -41,6 +41,24 @@ def test_a_timed_out_task_says_so_in_its_own_log(node: Standalone) -> None:
     ), log
 
 
+def test_a_retried_attempts_run_log_line_says_why_it_failed(node: Standalone) -> None:
+    """The day-one probe (session 27): the run log said why only the last attempt failed;
+    a retried one read "RETRYING (exit code -15; retry at …)" for a timeout, or "exit code 1"
+    for a python exception."""
+    node.register(
+        "dag: {id: ev_retry_why}\ntasks:\n"
+        "  - {id: p, type: python, script: 'raise ValueError(\"bad input\")',"
+        " retries: 1, retry_delay: 100ms}\n"
+        "  - {id: t, script: 'sleep 30', timeout: 1s, retries: 1, retry_delay: 100ms}\n"
+    )
+    run = node.wait_run(node.trigger("ev_retry_why"))
+    assert run["state"] == "FAILED"
+    lines = node.log(run["runId"], "__run__").splitlines()
+    retried = {tid: next(x for x in lines if f" {tid} attempt 1 RETRYING (" in x) for tid in ("p", "t")}
+    assert "ValueError: bad input" in retried["p"] and "; retry at " in retried["p"], retried
+    assert "timed out after 1s" in retried["t"] and "; retry at " in retried["t"], retried
+
+
 def test_a_cancelled_task_says_so_and_the_run_log_names_who(node: Standalone) -> None:
     node.register("dag: {id: ev_cancel}\ntasks: [{id: slow, script: 'echo begun; sleep 30'}]\n")
     run_id = node.trigger("ev_cancel")

@@ -73,6 +73,10 @@ pytestmark = pytest.mark.usefixtures("restore_logging")
         ),
         pytest.param({"KIOK_AUTH_WORKER_MAX_FAILURES": "0"}, "kiok.auth.worker.max.failures", id="worker-0"),
         pytest.param({"KIOK_WORKER_TASK_ISOLATION": "maybe"}, "kiok.worker.task.isolation", id="isolation"),
+        # Quietly raised to S3's floor, against the key's own line (day-one probe, session 27).
+        pytest.param(
+            {"KIOK_S3_MULTIPART_PART_SIZE_BYTES": "100"}, "kiok.s3.multipart.part.size.bytes", id="part-size"
+        ),
     ],
 )
 def test_a_bad_setting_is_refused_naming_the_key(env: dict[str, str], key: str) -> None:
@@ -339,6 +343,24 @@ def test_a_raft_port_on_loopback_with_a_peer_elsewhere_is_refused(
             {"KIOK_MASTER_KEY": "k" * 40, "KIOK_KMS_MASTER_KEY_FILE": "/nonexistent/master.key"},
             "set either KIOK_MASTER_KEY or kiok.kms.master.key.file, not both",
             id="master-key-twice",
+        ),
+        # The day-one probe (session 27): a malformed host was refused at start by the codec's
+        # own words ("UnicodeError: ... label empty or too long"), naming no setting, and an
+        # empty one (an env file's blank) bound every address.
+        pytest.param(
+            {"KIOK_MASTER_HOST": "not..a..host"},
+            "kiok.master.host is 'not..a..host': neither an IP address nor a host name",
+            id="master-host-malformed",
+        ),
+        pytest.param(
+            {"KIOK_WORKER_HOST": "bad_host!"},
+            "kiok.worker.host is 'bad_host!': neither an IP address nor a host name",
+            id="worker-host-malformed",
+        ),
+        pytest.param(
+            {"KIOK_MASTER_HOST": ""},
+            "kiok.master.host is empty: set 127.0.0.1 (this host only) or 0.0.0.0 (every address)",
+            id="master-host-empty",
         ),
     ],
 )
