@@ -33,6 +33,11 @@ function hhmm(iso, zone = false) {
   return zone ? `${t.slice(11, 16)} ${t.slice(20)}` : t.slice(11, 16); // the zone: times are labelled
 }
 
+/** When a slice of `seconds` that starts at `iso` ends (an ISO time). */
+function sliceEnd(iso, seconds) {
+  return new Date(Date.parse(iso) + seconds * 1000).toISOString();
+}
+
 /** Bars: runs created per slice (left axis; `series[].runs`: the runs created in the slice); line: tasks finished per second (right axis). */
 export function ActivityChart({ series, bucketSeconds }) {
   const box = useRef(null);
@@ -49,7 +54,9 @@ export function ActivityChart({ series, bucketSeconds }) {
   const yRate = (v) => PAD.top + ih - (v / maxRate) * ih;
   const line = rates.map((r, i) => `${i ? "L" : "M"}${(x(i) + bw / 2).toFixed(1)},${yRate(r).toFixed(1)}`).join(" ");
   // A label every `step` slices (as many as fit), counted back from the last slice's, so the
-  // labels are evenly spaced and the newest slice has one.
+  // labels are evenly spaced and the newest slice has one. A slice is labelled with when it
+  // ends (the newest: now), its tooltip with its span: labelled with its start, runs created
+  // a minute ago read as two minutes older (found by the UI review).
   const step = Math.max(1, Math.ceil(TICK_GAP / bw));
   const ticks = [];
   for (let i = n - 1; i >= 0; i -= step) ticks.unshift(i);
@@ -70,9 +77,9 @@ export function ActivityChart({ series, bucketSeconds }) {
       <text class="tick rate" x=${W - PAD.right + 6} y=${PAD.top + 8}>${maxRate.toFixed(1)}/s</text>
       ${series.map((b, i) => html`<rect key=${i} class="bar" x=${x(i) + 1} y=${yRuns(b.runs)}
         width=${Math.max(1, bw - 2)} height=${PAD.top + ih - yRuns(b.runs)}>
-        <title>${hhmm(b.at, true)}: ${b.runs} runs created, ${(b.tasks / bucketSeconds).toFixed(2)} tasks/s</title></rect>`)}
+        <title>${when(b.at).slice(11, 19)}–${when(sliceEnd(b.at, bucketSeconds)).slice(11)}: ${b.runs} runs created, ${(b.tasks / bucketSeconds).toFixed(2)} tasks/s</title></rect>`)}
       <path class="rate-line" d=${line} />
-      ${ticks.map((i) => html`<text key=${`t${i}`} class="tick" x=${x(i) + bw / 2} y=${H - 6} text-anchor="middle">${hhmm(series[i].at)}</text>`)}
+      ${ticks.map((i) => html`<text key=${`t${i}`} class="tick" x=${x(i) + bw / 2} y=${H - 6} text-anchor="middle">${hhmm(sliceEnd(series[i].at, bucketSeconds))}</text>`)}
     </svg></div>
   </figure>`;
 }

@@ -44,8 +44,7 @@ export function AccessKeys({ can }) {
   return html`
     <p class="muted small">Scripts send <code>${"Authorization: AccessKey <id>:<secret>"}</code> and act with
       the key's user's policies. The secret is shown once, when the key is created.</p>
-    ${can("iam:CreateAccessKey") ? html`<${Form} label="Create access key" testid="create-access-key" onSubmit=${async (f) => {
-      setMessage(null);
+    ${can("iam:CreateAccessKey") ? html`<${Form} label="Create access key" onStart=${() => setMessage(null)} testid="create-access-key" onSubmit=${async (f) => {
       const user = f.get("user") || me;
       setCreated(await post("/api/v1/iam/access-keys", user === me ? { user, password: f.get("password") } : { user }));
       setForUser(me);

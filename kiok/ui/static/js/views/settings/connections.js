@@ -14,7 +14,7 @@ export function Connections({ can }) {
   return html`
     <p class="muted small">Values are write-only: they are never shown again, here or in the API.</p>
     <${Notice} message=${message} />
-    ${can("connections:Write") ? html`<${Form} label="Save connection" testid="create-connection" onSubmit=${async (f) => {
+    ${can("connections:Write") ? html`<${Form} label="Save connection" onStart=${() => setMessage(null)} testid="create-connection" onSubmit=${async (f) => {
       const properties = {};
       for (const line of String(f.get("properties")).split("\n")) {
         const at = line.indexOf("=");
@@ -31,7 +31,6 @@ export function Connections({ can }) {
         throw new Error(`connection ${id} exists: saving replaces its type, description and every value `
           + "(none can be read back); tick \"Replace an existing connection\" to do so");
       }
-      setMessage(null);
       await post("/api/v1/connections", {
         connectionId: id, type: f.get("type") || "generic", description: f.get("description").trim(), properties,
       });

@@ -18,7 +18,7 @@ export function Groups({ can }) {
   return html`
     <${ErrorBox} error=${gError || uError} />
     <${Notice} message=${message} />
-    ${can("iam:Write") ? html`<${Form} label="Create group" testid="create-group" onSubmit=${async (f) => {
+    ${can("iam:Write") ? html`<${Form} label="Create group" onStart=${() => setMessage(null)} testid="create-group" onSubmit=${async (f) => {
       const policy = f.get("policy");
       const group = f.get("group");
       // Create only: an existing group's policies are not replaced (creating "admins" again

@@ -28,7 +28,8 @@ export function JoinTokens() {
     <${Form} label="Create join token" testid="create-join-token" onSubmit=${async (f) => {
       setToken(await post("/api/v1/admin/join-tokens", { ttlSeconds: Number(f.get("ttl")) * 60 }));
     }}>
-      <label>Valid for (minutes) <input name="ttl" type="number" min="1" value="60" required /></label>
+      <label>Valid for (minutes, at most 10080: 7 days)
+        <input name="ttl" type="number" min="1" max="10080" defaultValue="60" required /></label>
     <//>
     ${token ? html`<div class="card secret" role="status" data-testid="join-token">
       <strong>Copy it now — it is not shown again.</strong>

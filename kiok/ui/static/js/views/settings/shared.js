@@ -25,7 +25,9 @@ export const refusedLabel = (error) => (error instanceof ApiError && error.statu
 
 /** A form whose submit calls `onSubmit(FormData)` (and then clears it); a refusal is shown
  * inside the form. */
-export function Form({ label, onSubmit, children, testid }) {
+/** A form whose submit runs ``onSubmit(FormData)``; ``onStart`` is called first (a page
+ * clears its last notice there: a new failure under the last success read as both). */
+export function Form({ label, onSubmit, onStart, children, testid }) {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
   // The button is disabled while the request runs, which takes the focus from it: once a
@@ -40,6 +42,7 @@ export function Form({ label, onSubmit, children, testid }) {
     const form = event.currentTarget;
     setBusy(true);
     setError(null);
+    if (onStart) onStart();
     try {
       await onSubmit(new FormData(form));
       form.reset();

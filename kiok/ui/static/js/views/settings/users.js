@@ -16,7 +16,7 @@ export function Users({ can }) {
   return html`
     <${ErrorBox} error=${error} />
     <${Notice} message=${message} />
-    ${can("iam:Write") ? html`<${Form} label="Create user" testid="create-user" onSubmit=${async (f) => {
+    ${can("iam:Write") ? html`<${Form} label="Create user" onStart=${() => setMessage(null)} testid="create-user" onSubmit=${async (f) => {
       const pols = f.getAll("policies").filter(Boolean);
       const user = f.get("user");
       // Create only: an existing user's password and policies are not replaced (it was, by
