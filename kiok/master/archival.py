@@ -325,7 +325,7 @@ class Archival:
             # Deleted from the bucket behind kiok's back: as lost as altered.
             problem = ArchiveCorrupt(
                 f"the archived log {seg.run_id}/{seg.task_id}, bytes {seg.start}-{seg.end}, is "
-                f"missing from the object store (S3 object {seg.key} was deleted: outside kiok, or "
+                f"missing from the object store ({store.where(seg.key)} was deleted: outside kiok, or "
                 "by kiok when the run or its logs were deleted after the backup this state was "
                 "restored from was taken); it cannot be served"
             )

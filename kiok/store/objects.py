@@ -74,6 +74,12 @@ class ObjectStore(Protocol):
 
     def delete(self, key: str) -> None: ...
 
+    def where(self, key: str) -> str:
+        """Where an operator finds the object: the file's path, or ``s3://bucket/prefix/key``
+        (a message naming only the key relative to the prefix sent them looking for it in
+        the wrong place: found by the lifecycle probe of session 27)."""
+        ...
+
 
 def check_key(key: str) -> str:
     """Refuse keys that could escape a directory root or mean different things to S3 and to a
@@ -114,6 +120,9 @@ class DirObjectStore:
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
+
+    def where(self, key: str) -> str:
+        return str(self.root / key)
 
     def _parent_fd(self, key: str) -> tuple[int, str]:
         """An open descriptor of the key's directory, reached one component at a time without
@@ -310,6 +319,9 @@ class S3ObjectStore:
                 "S3 object store: this botocore's connection pools are not where kiok expects "
                 "them; kiok.s3.request.timeout.ms cannot cut a call short (read timeouts still apply)"
             )
+
+    def where(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._full(key)}"
 
     def _full(self, key: str) -> str:
         check_key(key)
