@@ -321,7 +321,8 @@ class S3ObjectStore:
             )
 
     def where(self, key: str) -> str:
-        return f"s3://{self.bucket}/{self._full(key)}"
+        # Not ``_full``, which refuses what is no key: a listing's prefix ("run/") is named too.
+        return f"s3://{self.bucket}/{self.prefix + '/' if self.prefix else ''}{key}"
 
     def _full(self, key: str) -> str:
         check_key(key)
@@ -341,7 +342,7 @@ class S3ObjectStore:
                 with contextlib.suppress(Exception):
                     body.close()
             raise ObjectStoreUnavailable(
-                f"S3 {what} {self.bucket}/{self.prefix + '/' if self.prefix else ''}{key}: "
+                f"S3 {what} {self.where(key)}: "
                 f"no complete answer within {self.request_timeout_s * 1000:.0f} ms "
                 f"(kiok.s3.request.timeout.ms), gave up after {took:.1f} s"
             )
@@ -356,11 +357,9 @@ class S3ObjectStore:
             code = str(err.response.get("Error", {}).get("Code", ""))
             if code in ("NoSuchKey", "404", "NotFound"):
                 raise ObjectMissing(f"object {key!r} not found") from None
-            raise ObjectStoreUnavailable(
-                f"S3 {what} {self.bucket}/{self._full(key)}: {code or err}"
-            ) from None
-        except BotoCoreError as err:
-            raise ObjectStoreUnavailable(f"S3 {what} {self.bucket}: {err}") from None
+            raise ObjectStoreUnavailable(f"S3 {what} {self.where(key)}: {code or err}") from None
+        except BotoCoreError as err:  # a connection cut, a body cut short: which object, too
+            raise ObjectStoreUnavailable(f"S3 {what} {self.where(key)}: {err}") from None
 
     def put(self, key: str, data: bytes) -> None:
         full = self._full(key)

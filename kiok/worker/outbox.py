@@ -8,6 +8,13 @@ runs nothing before a master has given it a run.
 
 One file per report (written to a temporary name, fsync'd, renamed, directory fsync'd), so a
 report that ``put`` returned for survives kill -9 and power loss, and ``ack`` is one unlink.
+A file (``<key>.rpf``) starts with its run and fence in the clear, authenticated with the
+report: a restarted worker claims those runs in its first hello, before any master has
+handed it the keys to read the rest. (Found by the failover probe of session 27: with the
+fence inside the ciphertext only, the hello claimed nothing, the masters gave the run to a
+new driver at once, and the replayed report, now fenced out, was lost: its task ran again.)
+Files of the earlier format (``<key>.rep``, the fence encrypted) are still read once keys
+arrive.
 On every (re)connect the worker replays ``pending()`` in the order they were written; the
 master applies a report at most once (keyed by run, task and attempt), so replays are safe.
 
@@ -35,6 +42,11 @@ from kiok.security.kms import Cipher, Keyring
 log = logging.getLogger(__name__)
 
 _KEY_NAME = "joblog-encryption"
+#: A report file: its key, ``.rpf``; the earlier format's ``.rep``.
+_SUFFIX = ".rpf"
+_LEGACY_SUFFIX = ".rep"
+#: The clear header's length, before it (2 bytes, big-endian).
+_HEADER_LENGTH = 2
 
 
 class Outbox:
@@ -43,12 +55,17 @@ class Outbox:
         self._dir = directory
         self._dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self._dir, 0o700)
-        existing = [int(p.stem) for p in self._dir.glob("*.rep") if p.stem.isdigit()]
+        #: key -> (run, term, epoch) of the reports known to be waiting (``held_runs``).
+        self._fences: dict[int, tuple[str, int, int]] = {}
+        existing = [key for key, _ in self._files()]
+        for key, path in self._files():
+            if path.suffix == _SUFFIX:
+                fence = _read_fence(path)
+                if fence is not None:
+                    self._fences[key] = fence
         self._seq = max(existing, default=0)
         #: Entries up to this key were written by an earlier process.
         self.recovered = self._seq
-        #: key -> (run, term, epoch) of the reports known to be waiting (``held_runs``).
-        self._fences: dict[int, tuple[str, int, int]] = {}
         #: key -> record of the reports the disk could not take, oldest first.
         self._unwritten: dict[int, dict[str, Any]] = {}
         self._disk_refused = False
@@ -89,11 +106,23 @@ class Outbox:
             self._disk_refused = False
             log.warning("the worker's outbox writes to %s again", self._dir)
 
+    def _files(self) -> list[tuple[int, Path]]:
+        """The report files here, by key, oldest first."""
+        found = [
+            (int(p.stem), p)
+            for suffix in (_SUFFIX, _LEGACY_SUFFIX)
+            for p in self._dir.glob(f"*{suffix}")
+            if p.stem.isdigit()
+        ]
+        return sorted(found, key=lambda entry: entry[0])
+
     def _write(self, key: int, record: dict[str, Any]) -> None:
         assert self._cipher is not None
-        final = self._dir / f"{key:016d}.rep"
+        final = self._dir / f"{key:016d}{_SUFFIX}"
         tmp = final.with_suffix(".tmp")
-        data = self._cipher.encrypt(msgpack.packb(record, use_bin_type=True), final.name.encode())
+        header = msgpack.packb(list(_fence_of(record)), use_bin_type=True)
+        sealed = self._cipher.encrypt(msgpack.packb(record, use_bin_type=True), final.name.encode() + header)
+        data = len(header).to_bytes(_HEADER_LENGTH, "big") + header + sealed
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
@@ -125,8 +154,9 @@ class Outbox:
         self._fences.pop(key, None)
         if self._unwritten.pop(key, None) is not None:
             return
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._dir / f"{key:016d}.rep")
+        for suffix in (_SUFFIX, _LEGACY_SUFFIX):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._dir / f"{key:016d}{suffix}")
 
     def pending(self) -> list[tuple[int, dict[str, Any]]]:
         """Every unacknowledged report, oldest first. A file these keys cannot open (junk, or
@@ -135,15 +165,23 @@ class Outbox:
         if self._cipher is None:
             return []
         out = []
-        for path in sorted(self._dir.glob("*.rep")):
+        for key, path in self._files():
             try:
-                plain = self._cipher.decrypt(path.read_bytes(), path.name.encode())
+                raw = path.read_bytes()
+                associated = path.name.encode()
+                if path.suffix == _SUFFIX:
+                    size = int.from_bytes(raw[:_HEADER_LENGTH], "big")
+                    header = raw[_HEADER_LENGTH : _HEADER_LENGTH + size]
+                    associated += header
+                    raw = raw[_HEADER_LENGTH + size :]
+                plain = self._cipher.decrypt(raw, associated)
                 record = msgpack.unpackb(plain, raw=False)
-                self._fences[int(path.stem)] = _fence_of(record)
-                out.append((int(path.stem), record))
+                self._fences[key] = _fence_of(record)
+                out.append((key, record))
             except (ValueError, KiokError, InvalidTag, msgpack.UnpackException) as e:
                 log.warning("dropping unreadable outbox entry %s: %s", path.name, e or type(e).__name__)
                 path.unlink(missing_ok=True)
+                self._fences.pop(key, None)  # its clear header claimed a run it cannot prove
         out.extend(self._unwritten.items())
         return sorted(out, key=lambda entry: entry[0])
 
@@ -160,3 +198,17 @@ class Outbox:
 
 def _fence_of(record: dict[str, Any]) -> tuple[str, int, int]:
     return str(record.get("run")), int(record.get("term") or 0), int(record.get("epoch") or 0)
+
+
+def _read_fence(path: Path) -> tuple[str, int, int] | None:
+    """The run and fence in a report file's clear header; None when it cannot be read (the
+    file is then judged once keys arrive: ``pending`` drops what does not authenticate)."""
+    try:
+        with open(path, "rb") as f:
+            size = int.from_bytes(f.read(_HEADER_LENGTH), "big")
+            run, term, epoch = msgpack.unpackb(f.read(size), raw=False)
+    except (OSError, ValueError, TypeError, msgpack.UnpackException):
+        return None
+    if not (isinstance(run, str) and type(term) is int and type(epoch) is int):
+        return None
+    return run, term, epoch

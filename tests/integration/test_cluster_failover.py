@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from kiok.testing.process import Master, WorkerProcess
+from kiok.testing.relay import CuttableRelay
 
 FAST = {"KIOK_WORKER_HEARTBEAT_TIMEOUT_MS": "2000", "KIOK_WORKER_HEARTBEAT_INTERVAL_MS": "300"}
 
@@ -205,3 +206,53 @@ def test_an_offer_a_frozen_worker_cannot_answer_is_a_refusal_within_its_timeout(
     done = c.master.wait_run(run_id, timeout_s=30)
     assert done["state"] == "SUCCESS" and {t["attempt"] for t in done["tasks"].values()} == {1}
     assert (marks / "first").read_text() == "1\n"  # started once, by the driver that held the run
+
+
+@pytest.mark.parametrize("stop", ["kill -9", "SIGTERM"])
+def test_a_worker_restarted_with_a_report_waiting_keeps_the_run_and_runs_nothing_again(
+    tmp_path: Path, task_tmp_path: Path, stop: str
+) -> None:
+    """Found by the failover probe (session 27): a worker cut off from the master when its
+    run's last task ended, then restarted on its data directory, claimed nothing in its first
+    hello (the outbox's fences were readable only with keys a WELCOME brings), so the master
+    gave the run to a new driver at once and the task that had succeeded ran again."""
+    marks, gate = task_tmp_path / "marks", task_tmp_path / "gate"
+    env = {"KIOK_WORKER_HEARTBEAT_TIMEOUT_MS": "60000", "KIOK_WORKER_HEARTBEAT_INTERVAL_MS": "300"}
+    master = Master(tmp_path / "master", env).start()
+    relay = CuttableRelay(master.internal_address).start()
+    worker = WorkerProcess(
+        tmp_path / "w1", relay.address, "w1", {**env, "KIOK_WORKER_JOIN_TOKEN": master.join_token()}
+    )
+    try:
+        worker.start()
+        master.wait_open()
+        master.register(
+            "dag: {id: two}\ntasks:\n"
+            f"  - {{id: a, script: 'echo a-$KIOK_ATTEMPT >> {marks}'}}\n"
+            f"  - {{id: b, requires: [a], script: 'echo b-$KIOK_ATTEMPT >> {marks}; "
+            f"while [ ! -e {gate} ]; do sleep 0.05; done'}}\n"
+        )
+        run_id = master.trigger("two")
+        master.wait_for(lambda: master.run(run_id)["tasks"]["b"]["state"] == "RUNNING", 30, "b to start")
+        relay.cut()
+        gate.touch()
+        master.wait_for(lambda: worker.status()["activeRuns"] == 0, 30, "the worker to finish the run")
+        if stop == "kill -9":
+            worker.kill9()
+        else:
+            worker.stop()
+        assert any((tmp_path / "w1").glob("**/outbox/0*")), "b's end is to wait in the outbox"
+        worker.spawn()  # with its saved credential; the relay refuses it until mended
+        relay.mend()
+        done = master.wait_run(run_id, 60)
+        assert done["state"] == "SUCCESS", done
+        assert {t: (r["state"], r["attempt"]) for t, r in done["tasks"].items()} == {
+            "a": ("SUCCESS", 1),
+            "b": ("SUCCESS", 1),
+        }, done["tasks"]
+        assert marks.read_text() == "a-1\nb-1\n"  # nothing ran again
+        assert done["staleReports"] == 0, done
+    finally:
+        worker.stop()
+        master.stop()
+        relay.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+import msgpack
 import pytest
 
 from kiok.errors import KiokError
@@ -129,3 +130,42 @@ def test_a_report_whose_directory_sync_fails_is_kept_once(
     assert box.pending() == [] and box.held_runs() == {}
     monkeypatch.undo()
     assert opened(tmp_path / "outbox").pending() == []
+
+
+def test_a_restarted_worker_knows_its_held_runs_before_any_key(tmp_path: Path) -> None:
+    """Found by the failover probe (session 27): the fence was inside the ciphertext only, so
+    a worker restarted with reports waiting claimed none of their runs in its first hello (no
+    master had handed it keys yet), and the masters gave the runs to new drivers."""
+    box = opened(tmp_path / "outbox")
+    box.put({"run": "r1", "term": 3, "epoch": 7, "tasks": {"t": {"state": "SUCCESS"}}})
+    box.put({"run": "r1", "term": 3, "epoch": 8, "tasks": {}})
+    box.put({"run": "r2", "term": 2, "epoch": 1, "tasks": {}})
+    assert Outbox(tmp_path / "outbox").held_runs() == {"r1": (3, 8), "r2": (2, 1)}
+
+
+def test_a_forged_clear_header_is_dropped_with_its_claim(tmp_path: Path) -> None:
+    box = opened(tmp_path / "outbox")
+    box.put({"run": "r1", "term": 3, "epoch": 7, "tasks": {}})
+    (path,) = (tmp_path / "outbox").iterdir()
+    raw = path.read_bytes()
+    size = int.from_bytes(raw[:2], "big")
+    forged = msgpack.packb(["someone-elses-run", 3, 7])
+    path.write_bytes(len(forged).to_bytes(2, "big") + forged + raw[2 + size :])
+    restarted = opened(tmp_path / "outbox")
+    assert restarted.held_runs() == {"someone-elses-run": (3, 7)}  # until keys arrive
+    assert restarted.pending() == []  # the header is authenticated with the report
+    assert restarted.held_runs() == {}
+
+
+def test_reports_of_the_earlier_format_still_read(tmp_path: Path) -> None:
+    box = opened(tmp_path / "outbox")
+    record = {"run": "r9", "term": 1, "epoch": 1, "tasks": {"t": {"state": "SUCCESS"}}}
+    name = "0000000000000005.rep"
+    sealed = box._cipher.encrypt(msgpack.packb(record), name.encode())  # type: ignore[union-attr]
+    (tmp_path / "outbox" / name).write_bytes(sealed)
+    again = opened(tmp_path / "outbox")
+    assert [(k, r["run"]) for k, r in again.pending()] == [(5, "r9")]
+    assert again.held_runs() == {"r9": (1, 1)}
+    assert again.put({"run": "r", "tasks": {}}) == 6
+    again.ack(5)
+    assert [k for k, _ in again.pending()] == [6]
