@@ -27,6 +27,7 @@ import functools
 import logging
 import os
 import pwd
+import re
 import shutil
 import stat
 import subprocess
@@ -350,6 +351,8 @@ def prepare_work_root(configured: str, data_dir: Path, worker_id: str, isolation
         return root
     if configured:
         root = Path(os.path.abspath(configured))
+        with _roots_lock():
+            _remove_dead_roots()
     else:
         with _roots_lock():
             _remove_dead_roots()
@@ -375,11 +378,60 @@ def prepare_work_root(configured: str, data_dir: Path, worker_id: str, isolation
         os.fchmod(fd, 0o711)
     finally:
         os.close(fd)
+    if configured:
+        with _roots_lock():
+            _sweep_configured_root(root)
     return root
+
+
+def _sweep_configured_root(root: Path) -> None:
+    """Remove what dead workers' attempts left in a configured work root (``<pid>.<n>``
+    directories, owned by attempt users a later worker claims again: found by the security
+    probe of session 27), then hold the root (``flock``, shared) for this process's life.
+    Alone on it (an exclusive lock taken), every attempt directory is a dead worker's; with
+    live workers sharing it, those of processes that no longer exist are."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        alone = True
+    except OSError:
+        alone = False
+    for name in os.listdir(root):
+        match = _ATTEMPT_DIR.fullmatch(name)
+        if match is None:
+            continue
+        pid = int(match[1])
+        if not alone and (pid == os.getpid() or _alive(pid)):
+            continue
+        path = os.path.join(root, name)
+        try:
+            empty_dir(path)  # never through a link a task made, at any depth
+            os.rmdir(path)
+        except OSError as e:
+            log.warning("cannot remove %s, left by a worker that did not stop cleanly: %s", path, e.strerror)
+        else:
+            log.info("removed %s, left by a worker that did not stop cleanly", path)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    _HELD.append(fd)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 #: A temporary work root is named ``<this><worker id>-<random>``.
 _ROOT_PREFIX = "kiok-work-"
+#: Where dead workers' temporary roots are looked for: the temp directory, and the usual ones
+#: (a worker started with another ``TMPDIR`` made its root elsewhere).
+_TEMP_DIRS = ("/tmp", "/var/tmp")
+#: An attempt's working directory: ``<worker pid>.<n>`` (``WorkDirs``).
+_ATTEMPT_DIR = re.compile(r"(\d+)\.\d+")
 #: Held while a worker sweeps dead roots and makes its own; root's alone, as the claims are.
 ROOTS_LOCK = user_claims.CLAIMS.parent / "work-roots.lock"
 
@@ -411,7 +463,11 @@ def _remove_dead_roots() -> None:
     """Remove the temporary work roots (``<_ROOT_PREFIX><worker id>-<random>``) that belong
     to this user and that no live process holds (``_hold``): their workers, of any id, died
     without removing them."""
-    temp = tempfile.gettempdir()
+    for temp in dict.fromkeys((tempfile.gettempdir(), *_TEMP_DIRS)):
+        _remove_dead_roots_in(temp)
+
+
+def _remove_dead_roots_in(temp: str) -> None:
     try:
         names = os.listdir(temp)
     except OSError:

@@ -291,7 +291,7 @@ async def test_a_task_cannot_read_trace_or_stop_the_spawner_or_its_template(kind
 # --- a crashed worker's working directories -------------------------------------------------------
 
 
-@pytest.mark.parametrize("next_worker", ["the same", "another"])
+@pytest.mark.parametrize("next_worker", ["the same", "another", "another, in a configured work dir"])
 def test_what_attempts_of_a_crashed_worker_wrote_is_not_left_for_later_tasks(
     task_tmp_path: Path, next_worker: str
 ) -> None:
@@ -301,7 +301,9 @@ def test_what_attempts_of_a_crashed_worker_wrote_is_not_left_for_later_tasks(
     its tasks (the same user) could read it. The next start of any worker on the host removes
     it: one of another id (the security probe of session 27) claims the dead worker's attempt
     users, and its tasks found the dead attempts' directories by trying every pid."""
-    k = Standalone(task_tmp_path / "kiok")
+    configured = next_worker.endswith("configured work dir")
+    env = {"KIOK_WORKER_WORK_DIR": str(task_tmp_path / "work")} if configured else {}
+    k = Standalone(task_tmp_path / "kiok", env)
     report = task_tmp_path / "cwd"
     old = ""
     try:
@@ -320,8 +322,8 @@ tasks:
         k.trigger("audit_crash", {"report": str(report)})
         old = k.wait_for(lambda: report.exists() and report.read_text().strip(), 30, "the task writes")
         k.kill9()
-        if next_worker == "another":
-            k = Standalone(task_tmp_path / "kiok2")  # a new data directory: a new worker id
+        if next_worker != "the same":
+            k = Standalone(task_tmp_path / "kiok2", env)  # a new data directory: a new worker id
         k.start()
         k.register(
             """
@@ -334,11 +336,11 @@ tasks:
         run = k.wait_run(k.trigger("audit_after_crash", {"old": old}), 30)
         assert run["state"] == "SUCCESS", run
         assert k.log(run["runId"], "read") == "clean\n"
-        assert not Path(old).parent.exists()
+        assert not (Path(old) if configured else Path(old).parent).exists()
     finally:
         k.stop()
         if old:
-            shutil.rmtree(Path(old).parent, ignore_errors=True)
+            shutil.rmtree(Path(old) if configured else Path(old).parent, ignore_errors=True)
 
 
 # --- weaknesses reported, not fixed ------------------------------------------------------------
