@@ -49,6 +49,7 @@ from kiok.dag.notify import EmailTarget, WebhookTarget
 from kiok.errors import KiokError
 from kiok.master.run_terms import RunTermsCache
 from kiok.security.egress import DEFAULT_NETWORKS, Network, blocking_network, refusal
+from kiok.security.redact import unquoted
 from kiok.store import commands as c
 from kiok.store.commandlog import CommandLog
 from kiok.store.reader import StateReader
@@ -406,4 +407,6 @@ def _describe(e: BaseException) -> str:
     if isinstance(e, KiokError):
         return e.message
     text = str(e) or type(e).__name__
+    if isinstance(e, httpx.InvalidURL):  # it may quote a piece of a connection value
+        text = unquoted(text)
     return f"{type(e).__name__}: {text}" if type(e).__name__ not in text else text

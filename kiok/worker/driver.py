@@ -527,20 +527,16 @@ def _config_context(key: str, value: str, config: Mapping[str, str]) -> Context:
 #: What of the worker's environment is kiok's, never a task's: its settings and secrets
 #: (``KIOK_``), the AWS configuration its S3 client reads when no key is set (boto3's chain:
 #: keys, session tokens, profiles and the files naming them; found by the security probe of
-#: session 27, a task could use kiok's log-archive and backup bucket), and the headers of its
-#: trace exporter (which carry its collector's credentials). A task that needs credentials
-#: gets them from a connection (``${conn.<id>.<key>}``, masked in its output).
-_KIOKS_OWN_PREFIXES = ("KIOK_", "AWS_")
-_KIOKS_OWN_VARIABLES = frozenset({"OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"})
+#: session 27, a task could use kiok's log-archive and backup bucket), and the settings of
+#: its trace exporter (headers, an endpoint with a password in it, client keys: its
+#: collector's credentials). A task that needs credentials gets them from a connection
+#: (``${conn.<id>.<key>}``, masked in its output).
+_KIOKS_OWN_PREFIXES = ("KIOK_", "AWS_", "OTEL_EXPORTER_OTLP_")
 
 
 def base_task_env(environ: Mapping[str, str]) -> dict[str, str]:
     """The environment tasks inherit: the worker's, minus what is kiok's own."""
-    return {
-        k: v
-        for k, v in environ.items()
-        if not k.startswith(_KIOKS_OWN_PREFIXES) and k not in _KIOKS_OWN_VARIABLES
-    }
+    return {k: v for k, v in environ.items() if not k.startswith(_KIOKS_OWN_PREFIXES)}
 
 
 __all__ = ["DriverEnv", "RunDriver", "base_task_env"]

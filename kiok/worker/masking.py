@@ -13,6 +13,7 @@ is a safety net for accidents, not a boundary against a task that means to leak.
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Iterable
 
@@ -20,12 +21,36 @@ MIN_MASKED = 3
 MASK = b"***"
 
 
+#: A backslash escape in a Python string literal (what ``\\<newline>`` and unknown ones,
+#: kept as they are, aside).
+_PY_ESCAPE = re.compile(
+    r"\\(N\{[^}]*\}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|x[0-9a-fA-F]{2}|[0-7]{1,3}|[\\'\"abfnrtv\n])"
+)
+#: What a backslash escapes inside a shell's double quotes.
+_SHELL_ESCAPE = re.compile(r'\\([\\"$`\n])')
+
+
 def _as_printed(secret: str) -> set[str]:
-    """The secret and the forms kiok's own placement of it can turn it into: placed in a
-    python script, ``\r\n`` and a lone ``\r`` read as ``\n`` (Python's source newlines), so
-    a PEM key pasted with CRLF endings prints without them (found by the security probe of
-    session 27: printed whole and unmasked)."""
-    return {secret, secret.replace("\r\n", "\n").replace("\r", "\n")}
+    """The secret and the forms kiok's own placement of it (as it is, in a script) can turn
+    it into, found by the security probes of session 27 printed whole and unmasked: in a
+    python script ``\r\n`` and a lone ``\r`` read as ``\n`` (source newlines: a PEM key
+    pasted with CRLF endings), and inside a string literal its backslash escapes are read
+    (``CORP\\new_svc`` prints a line break); in a shell script's double quotes a backslash
+    before ``\\ " $ ` `` is dropped. (What a shell's ``$`` expands to is not known here.)"""
+    lines = secret.replace("\r\n", "\n").replace("\r", "\n")
+    return {
+        secret,
+        lines,
+        _PY_ESCAPE.sub(_python_escape, lines),
+        _SHELL_ESCAPE.sub(lambda m: "" if m[1] == "\n" else m[1], secret),
+    }
+
+
+def _python_escape(match: re.Match[str]) -> str:
+    try:
+        return codecs.decode(match[0], "unicode_escape")
+    except (UnicodeDecodeError, ValueError):  # \N{no such name}: Python refuses the script
+        return match[0]
 
 
 class Masker:

@@ -506,6 +506,7 @@ def test_tasks_do_not_inherit_the_credentials_kiok_itself_reads(standalone_facto
             "AWS_SESSION_TOKEN": "session-token-of-kiok",
             "AWS_PROFILE": "kiok-profile",
             "OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer collector-token",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "https://kiokuser:OtelEndpointPw123@collector.example/v1/traces",
             "SITE_SETTING_FOR_TASKS": "still-here",
         },
     )
@@ -514,7 +515,7 @@ def test_tasks_do_not_inherit_the_credentials_kiok_itself_reads(standalone_facto
     assert node.wait_run(run_id, 30)["state"] == "SUCCESS"
     seen = dict(line.split("=", 1) for line in node.log(run_id, "t").splitlines() if "=" in line)
     assert seen.get("SITE_SETTING_FOR_TASKS") == "still-here", seen
-    leaked = {k for k in seen if k.startswith(("AWS_", "OTEL_EXPORTER_OTLP_HEADERS"))}
+    leaked = {k for k in seen if k.startswith(("AWS_", "OTEL_EXPORTER_OTLP_"))}
     assert not leaked, leaked
 
 

@@ -41,3 +41,25 @@ tasks:
     assert "could not build the request" in run["tasks"]["port"]["error"], run["tasks"]["port"]
     assert SECRET not in kiok.read_log()
     assert "Traceback" not in kiok.read_log() and " ERROR " not in kiok.read_log()
+
+
+def test_a_piece_of_a_secret_in_an_unbuildable_url_is_not_quoted(kiok: Standalone) -> None:
+    """Found by the security re-probe (session 27): a password holding ``#`` ends the URL's
+    authority there, so httpx read the rest as a port and said ``Invalid port:
+    'Sup3rS3cretPw'``: a piece of the secret, which masking (whole values) let through into
+    the task's error and the run log."""
+    created = kiok.api(
+        "POST",
+        "/api/v1/connections",
+        json={"connectionId": "h1", "properties": {"pw": "Sup3rS3cretPw#Tail9"}},
+    )
+    assert created.status_code == 201, created.text
+    kiok.register(
+        'dag: {id: bad_http_piece}\ntasks:\n  - {id: t, type: http, config: {url: "http://svc:${conn.h1.pw}@127.0.0.1:9/x"}}\n'
+    )
+    run_id = kiok.trigger("bad_http_piece")
+    run = kiok.wait_run(run_id, 30)
+    error = run["tasks"]["t"]["error"]
+    assert run["state"] == "FAILED" and "could not build the request: InvalidURL" in error, run
+    for seen in (error, kiok.log(run_id, "__run__"), kiok.log(run_id, "t")):
+        assert "Sup3rS3cret" not in seen, seen

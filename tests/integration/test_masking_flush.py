@@ -73,3 +73,31 @@ tasks:
         assert "TOPSECRETKEYMATERIAL" not in k.log(run["runId"], task), k.log(run["runId"], task)
     assert "TOPSECRETKEYMATERIAL" not in (run["tasks"]["py"].get("error") or "")
     assert "loaded: ***" in k.log(run["runId"], "py")
+
+
+def test_a_secret_as_a_script_literal_reads_it_is_masked(k: Standalone) -> None:
+    """Found by the security re-probe (session 27): a value with backslashes placed in a
+    python string literal printed as Python reads it (``CORP\\new_svc`` with a line break),
+    and in a shell's double quotes without the backslashes it escapes: both unmasked."""
+    values = {"pw": "CORP\\new_svc\\tok9", "bs": 'ab\\\\cd\\"ef-secret'}
+    conn = {"connectionId": "c2", "type": "generic", "properties": values}
+    assert k.api("POST", "/api/v1/connections", json=conn).status_code == 201
+    k.register(
+        """
+dag: {id: literals}
+tasks:
+  - id: py
+    type: python
+    script: |
+      import sys
+      sys.stdout.write('pw:' + '${conn.c2.pw}' + '\\n')
+      raise ValueError('${conn.c2.pw}')
+  - {id: sh, script: 'printf "bs:%s\\n" "${conn.c2.bs}"'}
+"""
+    )
+    run = k.wait_run(k.trigger("literals"))
+    assert run["tasks"]["sh"]["state"] == "SUCCESS", run["tasks"]["sh"].get("error")
+    assert k.log(run["runId"], "sh") == "bs:***\n"
+    py_log = k.log(run["runId"], "py")
+    assert "pw:***\n" in py_log and "ValueError: ***" in py_log, py_log
+    assert "new_svc" not in py_log and "new_svc" not in (run["tasks"]["py"].get("error") or "")

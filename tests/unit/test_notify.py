@@ -250,3 +250,14 @@ async def test_a_reruns_notifications_never_replace_the_undelivered_ones_of_the_
     assert len(second) == len(first) and {n["event"] for n in second} == {"on_failure"}
     assert {(n["startedMs"], n["endedMs"]) for n in second} == {(700_100, 700_200)}
     assert {(n["startedMs"], n["endedMs"]) for n in first.values()} == {(3, 10)}
+
+
+def test_a_url_error_of_a_webhook_quotes_nothing_of_its_url() -> None:
+    """Found by the security re-probe (session 27): a webhook URL whose password holds ``#``
+    failed with ``Invalid port: 'Sup3rS3cretPw'`` in the run log and kiok's log: a piece of
+    a connection value, which masking (whole values) let through."""
+    import httpx
+
+    from kiok.master.notify import _describe
+
+    assert _describe(httpx.InvalidURL("Invalid port: 'Sup3rS3cretPw'")) == "InvalidURL: Invalid port: '…'"

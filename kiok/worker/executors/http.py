@@ -16,6 +16,7 @@ import reprlib
 import httpx
 
 from kiok.dag.validate import HTTP_METHODS, header_problem, http_headers
+from kiok.security.redact import unquoted
 from kiok.worker.executors.base import AttemptContext, AttemptResult
 
 _MAX_LOGGED_BODY = 1024 * 1024
@@ -95,7 +96,10 @@ class HttpExecutor:
         except (httpx.InvalidURL, ValueError, TypeError) as e:
             # What params or connections made of the request (a URL with a port that is no
             # number, a body that is no text): the task's failure, like a refused connection.
-            return AttemptResult(False, error=f"could not build the request: {type(e).__name__}: {e}")
+            # What it quotes may be a piece of a connection value that masking cannot see.
+            return AttemptResult(
+                False, error=f"could not build the request: {type(e).__name__}: {unquoted(str(e))}"
+            )
         try:
             async with httpx.AsyncClient(
                 timeout=timeout, follow_redirects=True, event_hooks={"request": [_check_port]}

@@ -1,0 +1,22 @@
+"""What an error about a request kiok built from a DAG's placeholders may show.
+
+Masking replaces whole connection values; an error that quotes a *piece* of one goes
+through. httpx's URL errors do: ``Invalid port: 'Sup3rS3cretPw'`` for a URL
+``http://svc:${conn.h1.pw}@host/`` whose password holds a ``#`` (found by the security
+probe of session 27, in an http task's error and in a webhook's delivery error). Such an
+error keeps what kind of problem it is and drops what it quotes.
+"""
+
+from __future__ import annotations
+
+import re
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+def unquoted(message: str) -> str:
+    """``message`` with each quoted piece replaced by ``'…'``."""
+    return _QUOTED.sub("'…'", message)
+
+
+__all__ = ["unquoted"]
