@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kiok.testing.process import ADMIN_PASSWORD, Master, Standalone, WorkerProcess
-from kiok.testing.relay import CuttableRelay
+from kiok.testing.process import ADMIN_PASSWORD, Standalone
+from tests.integration.relayed import relayed
 from tests.integration.test_cli import cli_for
 from tests.s3_fixture import REGION, MotoS3, s3_moto, s3_server  # noqa: F401 (fixtures)
 
@@ -346,54 +346,15 @@ def test_a_run_its_worker_finished_while_cut_off_from_a_restoring_master_ends_as
     worker, cut off, finished the run and had only ``b``'s end left to send. Applied on the
     restored records, ``b`` stood SUCCESS while ``a``, RUNNING there, ran again after it. The
     report that ends a run now carries every task's record, so the masters hold what ran."""
-    marks, gate_a, gate_b = (task_tmp_path / n for n in ("marks", "gate_a", "gate_b"))
-    env = {
-        "KIOK_MASTER_KEY": KEY,
-        "KIOK_BACKUP_DIR": str(tmp_path / "backups"),
-        # The cut lasts through the restore: the master keeps the run with its worker.
-        "KIOK_WORKER_HEARTBEAT_TIMEOUT_MS": "60000",
-        "KIOK_WORKER_HEARTBEAT_INTERVAL_MS": "300",
-    }
-    master = Master(tmp_path / "master", env).start()
-    relay = CuttableRelay(master.internal_address).start()
-    worker = WorkerProcess(
-        tmp_path / "w1",
-        relay.address,
-        "w1",
-        {**env, "KIOK_WORKER_JOIN_TOKEN": master.join_token()},
-    )
-    try:
-        worker.start()
-        master.wait_open()
-        master.register(
-            "dag: {id: two}\ntasks:\n"
-            f"  - {{id: a, script: 'echo a-$KIOK_ATTEMPT >> {marks}; "
-            f"while [ ! -e {gate_a} ]; do sleep 0.05; done'}}\n"
-            f"  - {{id: b, requires: [a], script: 'echo b-$KIOK_ATTEMPT >> {marks}; "
-            f"while [ ! -e {gate_b} ]; do sleep 0.05; done'}}\n"
-        )
-        run_id = master.trigger("two")
-        master.wait_for(lambda: marks.exists() and "a-1" in marks.read_text(), 30, "a to start")
-        backup = ok(master.api("POST", "/api/v1/admin/backup", timeout=120), 201)["backupId"]
-        gate_a.touch()
-        master.wait_for(
-            lambda: master.run(run_id)["tasks"]["b"]["state"] == "RUNNING", 30, "b's start committed"
-        )
-        relay.cut()
-        gate_b.touch()
-        master.wait_for(lambda: worker.status()["activeRuns"] == 0, 30, "the worker to finish the run")
-        restore(master, backup)
-        fresh_login(master)
-        assert master.run(run_id)["tasks"]["a"]["state"] == "RUNNING"  # as the backup has it
-        relay.mend()
-        done = master.wait_run(run_id, 60)
-        assert done["state"] == "SUCCESS", done
-        assert {t: (r["state"], r["attempt"]) for t, r in done["tasks"].items()} == {
-            "a": ("SUCCESS", 1),
-            "b": ("SUCCESS", 1),
-        }, done["tasks"]
-        assert marks.read_text() == "a-1\nb-1\n"  # nothing ran again
-    finally:
-        worker.stop()
-        master.stop()
-        relay.close()
+    env = {"KIOK_MASTER_KEY": KEY, "KIOK_BACKUP_DIR": str(tmp_path / "backups")}
+    with relayed(tmp_path, task_tmp_path, env) as r:
+        run_id = r.trigger()
+        r.master.wait_for(lambda: r.marks.exists() and "a-1" in r.marks.read_text(), 30, "a to start")
+        backup = ok(r.master.api("POST", "/api/v1/admin/backup", timeout=120), 201)["backupId"]
+        r.gates["a"].touch()
+        r.cut_and_finish(run_id)
+        restore(r.master, backup)
+        fresh_login(r.master)
+        assert r.master.run(run_id)["tasks"]["a"]["state"] == "RUNNING"  # as the backup has it
+        r.relay.mend()
+        r.assert_ran_once(r.master.wait_run(run_id, 60))

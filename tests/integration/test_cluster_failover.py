@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from kiok.testing.process import Master, WorkerProcess
-from kiok.testing.relay import CuttableRelay
+from tests.integration.relayed import relayed
 
 FAST = {"KIOK_WORKER_HEARTBEAT_TIMEOUT_MS": "2000", "KIOK_WORKER_HEARTBEAT_INTERVAL_MS": "300"}
 
@@ -216,43 +216,17 @@ def test_a_worker_restarted_with_a_report_waiting_keeps_the_run_and_runs_nothing
     run's last task ended, then restarted on its data directory, claimed nothing in its first
     hello (the outbox's fences were readable only with keys a WELCOME brings), so the master
     gave the run to a new driver at once and the task that had succeeded ran again."""
-    marks, gate = task_tmp_path / "marks", task_tmp_path / "gate"
-    env = {"KIOK_WORKER_HEARTBEAT_TIMEOUT_MS": "60000", "KIOK_WORKER_HEARTBEAT_INTERVAL_MS": "300"}
-    master = Master(tmp_path / "master", env).start()
-    relay = CuttableRelay(master.internal_address).start()
-    worker = WorkerProcess(
-        tmp_path / "w1", relay.address, "w1", {**env, "KIOK_WORKER_JOIN_TOKEN": master.join_token()}
-    )
-    try:
-        worker.start()
-        master.wait_open()
-        master.register(
-            "dag: {id: two}\ntasks:\n"
-            f"  - {{id: a, script: 'echo a-$KIOK_ATTEMPT >> {marks}'}}\n"
-            f"  - {{id: b, requires: [a], script: 'echo b-$KIOK_ATTEMPT >> {marks}; "
-            f"while [ ! -e {gate} ]; do sleep 0.05; done'}}\n"
-        )
-        run_id = master.trigger("two")
-        master.wait_for(lambda: master.run(run_id)["tasks"]["b"]["state"] == "RUNNING", 30, "b to start")
-        relay.cut()
-        gate.touch()
-        master.wait_for(lambda: worker.status()["activeRuns"] == 0, 30, "the worker to finish the run")
+    with relayed(tmp_path, task_tmp_path, {}) as r:
+        r.gates["a"].touch()
+        run_id = r.trigger()
+        r.cut_and_finish(run_id)
         if stop == "kill -9":
-            worker.kill9()
+            r.worker.kill9()
         else:
-            worker.stop()
+            r.worker.stop()
         assert any((tmp_path / "w1").glob("**/outbox/0*")), "b's end is to wait in the outbox"
-        worker.spawn()  # with its saved credential; the relay refuses it until mended
-        relay.mend()
-        done = master.wait_run(run_id, 60)
-        assert done["state"] == "SUCCESS", done
-        assert {t: (r["state"], r["attempt"]) for t, r in done["tasks"].items()} == {
-            "a": ("SUCCESS", 1),
-            "b": ("SUCCESS", 1),
-        }, done["tasks"]
-        assert marks.read_text() == "a-1\nb-1\n"  # nothing ran again
+        r.worker.spawn()  # with its saved credential; the relay refuses it until mended
+        r.relay.mend()
+        done = r.master.wait_run(run_id, 60)
+        r.assert_ran_once(done)
         assert done["staleReports"] == 0, done
-    finally:
-        worker.stop()
-        master.stop()
-        relay.close()
