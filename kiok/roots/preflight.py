@@ -30,6 +30,8 @@ Command = Literal["standalone", "master", "worker"]
 COMMANDS: tuple[Command, ...] = ("standalone", "master", "worker")
 #: Hosts that bind every address: a port there is taken on every other host too.
 _EVERY_ADDRESS = frozenset({"", "0.0.0.0", "::"})
+#: A label the resolver reads as a number.
+_NUMERIC = re.compile(r"[0-9]+|0[xX][0-9a-fA-F]*")
 #: One label of a host name (RFC 1123).
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
@@ -74,7 +76,14 @@ def _check_host(settings: Settings, key: str) -> None:
     except ValueError:
         pass
     name = host[:-1] if host.endswith(".") else host
-    if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in name.split(".")):
+    labels = name.split(".")
+    # A last label of digits (or 0x…) is no host name (RFC 1123): the resolver reads "0",
+    # "2130706433" or "1.2.3" as addresses ("0" binds every one), found by the re-probe.
+    if (
+        len(name) > 253
+        or not all(_LABEL.fullmatch(label) for label in labels)
+        or _NUMERIC.fullmatch(labels[-1])
+    ):
         raise InvalidInput(f"{key} is {host!r}: neither an IP address nor a host name")
 
 
@@ -129,7 +138,16 @@ def _refuse_port_clash(ports: list[tuple[str, int, str]]) -> None:
 
 def _overlap(a: str, b: str) -> bool:
     """Whether a port bound on host ``a`` takes the same port on host ``b``."""
-    return a in _EVERY_ADDRESS or b in _EVERY_ADDRESS or a.lower() == b.lower()
+    return _every_address(a) or _every_address(b) or a.lower() == b.lower()
+
+
+def _every_address(host: str) -> bool:
+    if host in _EVERY_ADDRESS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_unspecified  # "0:0:0:0:0:0:0:0" is "::"
+    except ValueError:
+        return False
 
 
 def _parsed(parse: Callable[[], T]) -> T:

@@ -380,16 +380,19 @@ def prepare_work_root(configured: str, data_dir: Path, worker_id: str, isolation
         os.close(fd)
     if configured:
         with _roots_lock():
-            _sweep_configured_root(root)
+            _sweep_configured_root(root, isolation.user)
     return root
 
 
-def _sweep_configured_root(root: Path) -> None:
+def _sweep_configured_root(root: Path, task_user: str) -> None:
     """Remove what dead workers' attempts left in a configured work root (``<pid>.<n>``
     directories, owned by attempt users a later worker claims again: found by the security
     probe of session 27), then hold the root (``flock``, shared) for this process's life.
     Alone on it (an exclusive lock taken), every attempt directory is a dead worker's; with
-    live workers sharing it, those of processes that no longer exist are."""
+    live workers sharing it, those of processes that no longer exist are. An attempt
+    directory is a directory of that name owned by the task user or one of its attempt users
+    (``<task user>-<n>``): nothing else there is touched (a ``1.0`` of the operator's is not
+    one: the re-probe of session 27)."""
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -404,6 +407,8 @@ def _sweep_configured_root(root: Path) -> None:
         if not alone and (pid == os.getpid() or _alive(pid)):
             continue
         path = os.path.join(root, name)
+        if not _attempts_directory(path, task_user):
+            continue
         try:
             empty_dir(path)  # never through a link a task made, at any depth
             os.rmdir(path)
@@ -413,6 +418,15 @@ def _sweep_configured_root(root: Path) -> None:
             log.info("removed %s, left by a worker that did not stop cleanly", path)
     fcntl.flock(fd, fcntl.LOCK_SH)
     _HELD.append(fd)
+
+
+def _attempts_directory(path: str, task_user: str) -> bool:
+    try:
+        st = os.lstat(path)
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except (OSError, KeyError):
+        return False
+    return stat.S_ISDIR(st.st_mode) and (owner == task_user or owner.startswith(f"{task_user}-"))
 
 
 def _alive(pid: int) -> bool:

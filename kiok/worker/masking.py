@@ -14,6 +14,8 @@ is a safety net for accidents, not a boundary against a task that means to leak.
 from __future__ import annotations
 
 import codecs
+import contextlib
+import json
 import re
 from collections.abc import Iterable
 
@@ -26,24 +28,34 @@ MASK = b"***"
 _PY_ESCAPE = re.compile(
     r"\\(N\{[^}]*\}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|x[0-9a-fA-F]{2}|[0-7]{1,3}|[\\'\"abfnrtv\n])"
 )
-#: What a backslash escapes inside a shell's double quotes.
-_SHELL_ESCAPE = re.compile(r'\\([\\"$`\n])')
+#: What a backslash escapes inside a shell's double quotes, and in an unquoted heredoc.
+_SHELL_DOUBLE_QUOTED = re.compile(r'\\([\\"$`\n])')
+_SHELL_HEREDOC = re.compile(r"\\([\\$`\n])")
 
 
 def _as_printed(secret: str) -> set[str]:
-    """The secret and the forms kiok's own placement of it (as it is, in a script) can turn
-    it into, found by the security probes of session 27 printed whole and unmasked: in a
-    python script ``\r\n`` and a lone ``\r`` read as ``\n`` (source newlines: a PEM key
-    pasted with CRLF endings), and inside a string literal its backslash escapes are read
-    (``CORP\\new_svc`` prints a line break); in a shell script's double quotes a backslash
-    before ``\\ " $ ` `` is dropped. (What a shell's ``$`` expands to is not known here.)"""
+    """The secret and the forms kiok's own placement of it (as it is, in a script, a header,
+    a body) can turn it into, found by the security probes of session 27 printed whole and
+    unmasked: in a python script ``\r\n`` and a lone ``\r`` read as ``\n`` (source
+    newlines: a PEM key pasted with CRLF endings), inside a string literal its backslash
+    escapes are read (``CORP\\new_svc`` prints a line break), and in an f-string ``{{``
+    and ``}}`` too; in a shell script's double quotes or an unquoted heredoc a backslash
+    before what it escapes is dropped; in a JSON string (an http task's headers and body)
+    its escapes are read (``\\/`` is ``/``). What a shell's ``$`` expands to is not known
+    here. A form that is no text (a lone surrogate half) is left out: it cannot be printed."""
     lines = secret.replace("\r\n", "\n").replace("\r", "\n")
-    return {
+    python = _PY_ESCAPE.sub(_python_escape, lines)
+    forms = {
         secret,
         lines,
-        _PY_ESCAPE.sub(_python_escape, lines),
-        _SHELL_ESCAPE.sub(lambda m: "" if m[1] == "\n" else m[1], secret),
+        python,
+        python.replace("{{", "{").replace("}}", "}"),
+        _SHELL_DOUBLE_QUOTED.sub(_shell_escape, secret),
+        _SHELL_HEREDOC.sub(_shell_escape, secret),
     }
+    with contextlib.suppress(ValueError):
+        forms.add(json.loads(f'"{secret}"'))
+    return {secret} | {form for form in (_text(f) for f in forms) if form is not None}
 
 
 def _python_escape(match: re.Match[str]) -> str:
@@ -53,10 +65,26 @@ def _python_escape(match: re.Match[str]) -> str:
         return match[0]
 
 
+def _shell_escape(match: re.Match[str]) -> str:
+    return "" if match[1] == "\n" else match[1]
+
+
+def _text(form: str) -> str | None:
+    """``form`` with its surrogate pairs joined (``\\ud83d\\ude00``, decoded one escape at a
+    time, is two halves), or None when a half is left alone."""
+    try:
+        return form.encode("utf-16", "surrogatepass").decode("utf-16")
+    except UnicodeDecodeError:
+        return None
+
+
 class Masker:
     def __init__(self, secrets: Iterable[str]) -> None:
         forms = {form for s in secrets for form in _as_printed(s)}
-        values = sorted({s.encode() for s in forms if len(s) >= MIN_MASKED}, key=len, reverse=True)
+        # surrogatepass: a value stored with a lone surrogate half never stops a run's driver.
+        values = sorted(
+            {s.encode("utf-8", "surrogatepass") for s in forms if len(s) >= MIN_MASKED}, key=len, reverse=True
+        )
         self._pattern = re.compile(b"|".join(re.escape(v) for v in values)) if values else None
         self._values = values
         #: Every proper prefix of a secret: what a batch may end with and must keep back.

@@ -59,7 +59,11 @@ class Worker:
             retire = asyncio.create_task(self._retire(old[0], old[1]))
             self._background.add(retire)
             retire.add_done_callback(self._background.discard)
-        driver = RunDriver(assignment, self.env)
+        try:
+            driver = RunDriver(assignment, self.env)
+        except Exception as e:  # a bug must not leave the run assigned to no driver, for ever
+            log.exception("cannot drive run %s", assignment.run_id)
+            return OfferReply(OfferVerdict.NAK, f"worker {self.id} cannot drive the run: {type(e).__name__}")
         task = asyncio.create_task(self._drive(driver))
         self._drivers[assignment.run_id] = (driver, task, self.env.clock_ms())
         self._idle.clear()

@@ -305,6 +305,10 @@ def test_what_attempts_of_a_crashed_worker_wrote_is_not_left_for_later_tasks(
     env = {"KIOK_WORKER_WORK_DIR": str(task_tmp_path / "work")} if configured else {}
     k = Standalone(task_tmp_path / "kiok", env)
     report = task_tmp_path / "cwd"
+    operators = task_tmp_path / "work" / "1.0" / "keep.txt"  # named like an attempt's, not one
+    if configured:
+        operators.parent.mkdir(parents=True)
+        operators.write_text("the operator's")
     old = ""
     try:
         k.start()
@@ -337,6 +341,7 @@ tasks:
         assert run["state"] == "SUCCESS", run
         assert k.log(run["runId"], "read") == "clean\n"
         assert not (Path(old) if configured else Path(old).parent).exists()
+        assert not configured or operators.read_text() == "the operator's"
     finally:
         k.stop()
         if old:

@@ -101,3 +101,24 @@ tasks:
     py_log = k.log(run["runId"], "py")
     assert "pw:***\n" in py_log and "ValueError: ***" in py_log, py_log
     assert "new_svc" not in py_log and "new_svc" not in (run["tasks"]["py"].get("error") or "")
+
+
+def test_a_json_secret_with_an_escaped_emoji_runs_and_is_masked(k: Standalone) -> None:
+    """Found by the security re-probe (session 27): the masker read ``\\ud83d\\ude00`` (how
+    ``json.dumps`` writes an emoji) one escape at a time, two lone surrogate halves it could
+    not encode: building the run's driver failed, and the run stayed RUNNING for ever."""
+    import json
+
+    value = json.dumps({"client": "svc", "key": "K3y-ABCDEF-123456", "note": "deploy bot 😀"})
+    conn = {"connectionId": "sa", "type": "generic", "properties": {"json": value}}
+    assert k.api("POST", "/api/v1/connections", json=conn).status_code == 201
+    k.register(
+        """
+dag: {id: emoji_json}
+tasks:
+  - {id: sh, script: "cat <<'EOF'\\n${conn.sa.json}\\nEOF\\necho done"}
+"""
+    )
+    run = k.wait_run(k.trigger("emoji_json"), 30)
+    assert run["state"] == "SUCCESS", run
+    assert k.log(run["runId"], "sh") == "***\ndone\n"

@@ -261,3 +261,5 @@ def test_a_url_error_of_a_webhook_quotes_nothing_of_its_url() -> None:
     from kiok.master.notify import _describe
 
     assert _describe(httpx.InvalidURL("Invalid port: 'Sup3rS3cretPw'")) == "InvalidURL: Invalid port: '…'"
+    # A piece holding both quotes, escaped by repr: nothing past the first quote is shown.
+    assert _describe(httpx.InvalidURL("Invalid port: 'Ab\\'c\"De'")) == "InvalidURL: Invalid port: '…'"

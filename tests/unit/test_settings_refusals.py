@@ -362,6 +362,15 @@ def test_a_raft_port_on_loopback_with_a_peer_elsewhere_is_refused(
             "kiok.master.host is empty: set 127.0.0.1 (this host only) or 0.0.0.0 (every address)",
             id="master-host-empty",
         ),
+        # The re-probe: names the resolver reads as addresses ("0" binds every one).
+        *(
+            pytest.param(
+                {"KIOK_MASTER_HOST": host},
+                f"kiok.master.host is {host!r}: neither an IP address nor a host name",
+                id=f"master-host-{host}",
+            )
+            for host in ("0", "2130706433", "1.2.3", "0x7f.1")
+        ),
     ],
 )
 def test_config_show_refuses_what_a_start_refuses_with_its_line(
@@ -420,6 +429,11 @@ def _peers(own: str) -> str:
             "kiok.worker.status.port and kiok.master.admin.port are both 8080",
         ),
         ("standalone", {"KIOK_WORKER_HOST": "10.0.0.5", "KIOK_WORKER_STATUS_PORT": "8080"}, None),
+        (  # "::" spelt out binds every address too (the re-probe)
+            "standalone",
+            {"KIOK_WORKER_HOST": "0:0:0:0:0:0:0:0", "KIOK_WORKER_STATUS_PORT": "8080"},
+            "kiok.worker.status.port and kiok.master.admin.port are both 8080",
+        ),
     ],
 )
 def test_two_ports_of_one_process_on_one_number_are_refused_naming_both(

@@ -102,3 +102,17 @@ def test_no_split_into_writes_and_flushes_lets_a_secret_through(
 def test_an_output_tail_cut_inside_a_secret_is_masked() -> None:
     m = Masker(["TOPSECRET"])
     assert m.mask_fragment(b"SECRET\nValueError: bad TOP") == b"***\nValueError: bad ***"
+
+
+def test_the_forms_a_script_or_json_reads_a_value_in_are_masked() -> None:
+    """The security re-probe of session 27: each placement below printed the value changed
+    and unmasked."""
+    cases = {
+        "tok\\/abc123XYZ": b"X-Token: tok/abc123XYZ",  # a JSON string (http headers, bodies)
+        'Pw\\"x\\$y9': b'hd: Pw\\"x$y9',  # an unquoted shell heredoc
+        "ab{{cd}}ef": b"fs: ab{cd}ef 1",  # a python f-string
+        "CORP\\new_svc\\tok9": b"pw:CORP\new_svc\tok9",  # a python string literal
+    }
+    for secret, printed in cases.items():
+        masked = Masker([secret]).mask(printed)
+        assert b"***" in masked and masked.count(b"*") == 3, (secret, masked)
