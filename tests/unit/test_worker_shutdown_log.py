@@ -8,6 +8,8 @@ import asyncio
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from kiok.core.interruption import SHUTDOWN_REASON
 from kiok.protocol.messages import Fence
 from kiok.worker.slots import TaskSlots
@@ -60,3 +62,26 @@ async def test_an_attempt_abandoned_otherwise_claims_no_shutdown(tmp_path: Path)
         while worker._background:  # the retiring driver stops the attempt
             await asyncio.sleep(0.01)
     assert b"shutting down" not in link.logs.get("t1", b"")
+
+
+async def test_a_run_the_worker_cannot_drive_is_refused_not_left_hanging(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The security re-probe (session 27) made building a run's driver fail (a connection
+    value the masker could not encode): the offer raised, and the run stayed assigned to a
+    worker with no driver for it, RUNNING for ever. A driver that cannot be built is a NAK."""
+    from kiok.protocol.messages import OfferVerdict
+    from kiok.worker import worker as worker_module
+
+    worker, _ = _worker(tmp_path, HeldExecutor())
+    run = driver("r", ["t1"], worker.env)
+
+    def broken(*_: object) -> None:
+        raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
+
+    monkeypatch.setattr(worker_module, "RunDriver", broken)
+    reply = worker.offer(run.assignment)
+    assert reply.verdict is OfferVerdict.NAK and "cannot drive the run: UnicodeEncodeError" in reply.reason, (
+        reply
+    )
+    assert worker.active_runs == []
