@@ -445,7 +445,10 @@ class MasterClient:
             status_url=self._status_url,
             credential=credential,
             join_token=join_token,
-            more_runs=len(first) < len(claims),  # the first heartbeat names them all
+            # The first heartbeat names them all: those past what fits, and those of outbox
+            # files whose fence reads only with the keys the WELCOME brings (the failover
+            # re-probe: an upgraded worker's earlier-format files claimed nothing).
+            more_runs=len(first) < len(claims) or self._outbox.unknown_fences > 0,
             permits=min(self._permits_held, self._worker.total_slots),
         )
 

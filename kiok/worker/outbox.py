@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ import msgpack
 from cryptography.exceptions import InvalidTag
 
 from kiok.errors import KiokError
+from kiok.protocol.fields import ID_MAX, INT_MAX
 from kiok.security.kms import Cipher, Keyring
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,8 @@ _SUFFIX = ".rpf"
 _LEGACY_SUFFIX = ".rep"
 #: The clear header's length, before it (2 bytes, big-endian).
 _HEADER_LENGTH = 2
+#: A report file's key: its name before the suffix.
+_KEY = re.compile(r"[0-9]+")
 
 
 class Outbox:
@@ -58,11 +62,15 @@ class Outbox:
         #: key -> (run, term, epoch) of the reports known to be waiting (``held_runs``).
         self._fences: dict[int, tuple[str, int, int]] = {}
         existing = [key for key, _ in self._files()]
+        #: Files whose run and fence are not known until keys arrive (the earlier format, or a
+        #: header that does not read): the first hello says it holds more runs than it names.
+        self.unknown_fences = 0
         for key, path in self._files():
-            if path.suffix == _SUFFIX:
-                fence = _read_fence(path)
-                if fence is not None:
-                    self._fences[key] = fence
+            fence = _read_fence(path) if path.suffix == _SUFFIX else None
+            if fence is None:
+                self.unknown_fences += 1
+            else:
+                self._fences[key] = fence
         self._seq = max(existing, default=0)
         #: Entries up to this key were written by an earlier process.
         self.recovered = self._seq
@@ -112,7 +120,7 @@ class Outbox:
             (int(p.stem), p)
             for suffix in (_SUFFIX, _LEGACY_SUFFIX)
             for p in self._dir.glob(f"*{suffix}")
-            if p.stem.isdigit()
+            if _KEY.fullmatch(p.stem)  # ASCII digits ("²" is a digit to isdigit, not to int)
         ]
         return sorted(found, key=lambda entry: entry[0])
 
@@ -168,6 +176,11 @@ class Outbox:
         for key, path in self._files():
             try:
                 raw = path.read_bytes()
+            except OSError as e:  # a directory, a dangling link: nothing of the worker's
+                log.warning("skipping outbox entry %s: %s", path.name, e.strerror or e)
+                self._fences.pop(key, None)
+                continue
+            try:
                 associated = path.name.encode()
                 if path.suffix == _SUFFIX:
                     size = int.from_bytes(raw[:_HEADER_LENGTH], "big")
@@ -182,6 +195,7 @@ class Outbox:
                 log.warning("dropping unreadable outbox entry %s: %s", path.name, e or type(e).__name__)
                 path.unlink(missing_ok=True)
                 self._fences.pop(key, None)  # its clear header claimed a run it cannot prove
+        self.unknown_fences = 0  # each is now known, or dropped
         out.extend(self._unwritten.items())
         return sorted(out, key=lambda entry: entry[0])
 
@@ -209,6 +223,10 @@ def _read_fence(path: Path) -> tuple[str, int, int] | None:
             run, term, epoch = msgpack.unpackb(f.read(size), raw=False)
     except (OSError, ValueError, TypeError, msgpack.UnpackException):
         return None
-    if not (isinstance(run, str) and type(term) is int and type(epoch) is int):
+    # What a hello's claim may carry (``Claim.from_wire``): a master refuses a whole hello over
+    # one it cannot take, and the worker would never be welcomed (found by the re-probe).
+    if not (isinstance(run, str) and 0 < len(run) <= ID_MAX and type(term) is int and type(epoch) is int):
+        return None
+    if not (0 <= term <= INT_MAX and 0 <= epoch <= INT_MAX):
         return None
     return run, term, epoch

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 
 from kiok.testing.process import Master, WorkerProcess
@@ -208,7 +209,7 @@ def test_an_offer_a_frozen_worker_cannot_answer_is_a_refusal_within_its_timeout(
     assert (marks / "first").read_text() == "1\n"  # started once, by the driver that held the run
 
 
-@pytest.mark.parametrize("stop", ["kill -9", "SIGTERM"])
+@pytest.mark.parametrize("stop", ["kill -9", "SIGTERM", "kill -9, a forged outbox file"])
 def test_a_worker_restarted_with_a_report_waiting_keeps_the_run_and_runs_nothing_again(
     tmp_path: Path, task_tmp_path: Path, stop: str
 ) -> None:
@@ -220,11 +221,17 @@ def test_a_worker_restarted_with_a_report_waiting_keeps_the_run_and_runs_nothing
         r.gates["a"].touch()
         run_id = r.trigger()
         r.cut_and_finish(run_id)
-        if stop == "kill -9":
+        if stop.startswith("kill -9"):
             r.worker.kill9()
         else:
             r.worker.stop()
-        assert any((tmp_path / "w1").glob("**/outbox/0*")), "b's end is to wait in the outbox"
+        (outbox,) = {p.parent for p in (tmp_path / "w1").glob("**/outbox/0*")}  # b's end waits there
+        if stop.endswith("forged outbox file"):
+            # A fence no hello may carry: every hello was refused, the worker never got back in.
+            header = msgpack.packb(["", 1, 1])
+            (outbox / "0000000000000090.rpf").write_bytes(
+                len(header).to_bytes(2, "big") + header + b"\x01" * 60
+            )
         r.worker.spawn()  # with its saved credential; the relay refuses it until mended
         r.relay.mend()
         done = r.master.wait_run(run_id, 60)

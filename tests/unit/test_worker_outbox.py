@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import stat
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import pytest
@@ -169,3 +170,44 @@ def test_reports_of_the_earlier_format_still_read(tmp_path: Path) -> None:
     assert again.put({"run": "r", "tasks": {}}) == 6
     again.ack(5)
     assert [k for k, _ in again.pending()] == [6]
+
+
+def test_files_whose_fence_reads_only_with_keys_are_counted_until_read(tmp_path: Path) -> None:
+    """The failover re-probe (session 27): a worker upgraded with reports of the earlier
+    format (fence encrypted) claimed nothing in its first hello; now it says it holds more
+    runs than it names (``Hello.more_runs``), and names them once its keys read them."""
+    box = opened(tmp_path / "outbox")
+    record = {"run": "r9", "term": 1, "epoch": 1, "tasks": {}}
+    name = "0000000000000005.rep"
+    sealed = box._cipher.encrypt(msgpack.packb(record), name.encode())  # type: ignore[union-attr]
+    (tmp_path / "outbox" / name).write_bytes(sealed)
+    restarted = Outbox(tmp_path / "outbox")
+    assert (restarted.unknown_fences, restarted.held_runs()) == (1, {})
+    restarted.set_keys(worker_outbox_keyring(RING, "w1"))
+    restarted.pending()
+    assert (restarted.unknown_fences, restarted.held_runs()) == (0, {"r9": (1, 1)})
+
+
+@pytest.mark.parametrize("fence", [["", 1, 1], ["r", -1, 0], ["r", 1, 2**63], ["r" * 1025, 1, 1], "junk"])
+def test_a_header_no_hello_could_carry_is_no_claim(tmp_path: Path, fence: Any) -> None:
+    """The failover re-probe: a header naming a fence the master's hello check refuses (an
+    empty run, a negative term) made every hello refused: the worker never got back in."""
+    (tmp_path / "outbox").mkdir()
+    header = msgpack.packb(fence)
+    (tmp_path / "outbox" / "0000000000000090.rpf").write_bytes(
+        len(header).to_bytes(2, "big") + header + b"\x01" * 60
+    )
+    box = Outbox(tmp_path / "outbox")
+    assert (box.held_runs(), box.unknown_fences) == ({}, 1)
+
+
+def test_odd_entries_stop_neither_the_start_nor_the_replay(tmp_path: Path) -> None:
+    """The failover re-probe: a file named ``².rpf`` ("²" is a digit to ``isdigit``, not to
+    ``int``) stopped the worker at start; a directory named like a report broke every
+    replay, so the worker reconnected for ever."""
+    box = opened(tmp_path / "outbox")
+    key = box.put({"run": "r", "term": 1, "epoch": 1, "tasks": {}})
+    (tmp_path / "outbox" / "².rpf").write_bytes(b"x")
+    (tmp_path / "outbox" / "0000000000000200.rpf").mkdir()
+    restarted = opened(tmp_path / "outbox")
+    assert [k for k, _ in restarted.pending()] == [key]
