@@ -12,7 +12,6 @@ import hmac
 import logging
 import os
 import signal
-import socket
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import msgpack
 
 from kiok.config import Settings
+from kiok.core.addresses import in_url, reachable_host
 from kiok.core.retention import days_ms
 from kiok.dag.load import compiled_spec
 from kiok.dag.spec import DagSpec
@@ -255,9 +255,11 @@ class MasterNode:
         self.admin_address = (
             f"{settings.get_str('kiok.master.host')}:{settings.get_int('kiok.master.admin.port')}"
         )
-        advertised = settings.get_str("kiok.master.advertise.host") or settings.get_str("kiok.master.host")
-        if advertised in ("", "0.0.0.0", "::"):
-            advertised = socket.gethostname()
+        advertised = in_url(
+            reachable_host(
+                settings.get_str("kiok.master.advertise.host") or settings.get_str("kiok.master.host")
+            )
+        )
         scheme = "https" if settings.get_str("kiok.tls.cert") else "http"
         #: Where the other masters reach this one (forwarded writes, worker redirects).
         self.admin_url = f"{scheme}://{advertised}:{settings.get_int('kiok.master.admin.port')}"

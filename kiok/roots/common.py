@@ -10,7 +10,6 @@ import ipaddress
 import logging
 import secrets
 import signal
-import socket
 import sys
 import time
 import uuid
@@ -21,6 +20,7 @@ from typing import Any
 import uvicorn
 
 from kiok.config import ID, Settings
+from kiok.core.addresses import in_url, reachable_host
 from kiok.errors import InvalidInput, KiokError
 from kiok.protocol.link import MasterLink
 from kiok.roots.http_protocol import HttpLimits, limited_protocol
@@ -211,11 +211,7 @@ def new_status_token(data: Path) -> str:
 def status_url(settings: Settings, serves_tls: bool) -> str:
     """Where a worker's status port is reached: ``kiok.worker.host`` (the host name when
     that is every address) and ``kiok.worker.status.port``."""
-    host = settings.get_str("kiok.worker.host")
-    if host in ("", "0.0.0.0", "::"):
-        host = socket.gethostname()
-    if ":" in host:
-        host = f"[{host}]"
+    host = in_url(reachable_host(settings.get_str("kiok.worker.host")))
     return f"{'https' if serves_tls else 'http'}://{host}:{settings.get_int('kiok.worker.status.port')}"
 
 

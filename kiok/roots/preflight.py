@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from collections.abc import Callable
 from typing import Literal, TypeVar
 
 from kiok.config import Settings
+from kiok.core.addresses import every_address
 from kiok.errors import InvalidInput
 from kiok.roots.common import trusted_proxies
 from kiok.security.egress import SETTING as BLOCKED_NETWORKS
@@ -28,8 +30,6 @@ from kiok.worker.master_client import parse_masters
 T = TypeVar("T")
 Command = Literal["standalone", "master", "worker"]
 COMMANDS: tuple[Command, ...] = ("standalone", "master", "worker")
-#: Hosts that bind every address: a port there is taken on every other host too.
-_EVERY_ADDRESS = frozenset({"", "0.0.0.0", "::"})
 #: A label the resolver reads as a number.
 _NUMERIC = re.compile(r"[0-9]+|0[xX][0-9a-fA-F]*")
 #: One label of a host name (RFC 1123).
@@ -137,17 +137,23 @@ def _refuse_port_clash(ports: list[tuple[str, int, str]]) -> None:
 
 
 def _overlap(a: str, b: str) -> bool:
-    """Whether a port bound on host ``a`` takes the same port on host ``b``."""
-    return _every_address(a) or _every_address(b) or a.lower() == b.lower()
+    """Whether a port bound on host ``a`` takes the same port on host ``b`` (every address
+    takes it on all; a name takes it on what it resolves to: ``localhost`` and ``127.0.0.1``
+    meet, found by the day-one re-probe)."""
+    return every_address(a) or every_address(b) or a.lower() == b.lower() or bool(_resolved(a) & _resolved(b))
 
 
-def _every_address(host: str) -> bool:
-    if host in _EVERY_ADDRESS:
-        return True
+def _resolved(host: str) -> set[str]:
+    """The addresses ``host`` binds (itself, for an address); none when it does not resolve
+    (the start then says so, naming the setting)."""
     try:
-        return ipaddress.ip_address(host).is_unspecified  # "0:0:0:0:0:0:0:0" is "::"
+        return {str(ipaddress.ip_address(host))}
     except ValueError:
-        return False
+        pass
+    try:
+        return {str(info[4][0]) for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)}
+    except (OSError, UnicodeError):
+        return set()
 
 
 def _parsed(parse: Callable[[], T]) -> T:

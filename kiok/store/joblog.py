@@ -374,18 +374,27 @@ class JobLogStore:
             self._archived.clear()
             self._archival_seen = None
 
-    def read(self, run_id: str, task_id: str, offset: int, limit: int = _MAX_READ) -> tuple[bytes, int]:
+    def read(
+        self, run_id: str, task_id: str, offset: int, limit: int = _MAX_READ, *, ended: bool = False
+    ) -> tuple[bytes, int]:
         """Bytes from ``offset`` (at most ``limit``, cut at a UTF-8 character boundary)
         and the offset to read next. Archived bytes come from the object store (a blocking
-        call: the API reads in a thread). A character longer than ``limit`` comes whole: cut
-        to nothing, a reader following the log would never move on (found by the lifecycle
-        probe of session 27: ``limit=1`` on "😀" answered nothing, for ever)."""
-        data, next_offset = self._read(run_id, task_id, offset, limit)
-        if not data and limit < _LONGEST_CHAR:
-            data, next_offset = self._read(run_id, task_id, offset, _LONGEST_CHAR)
-        return data, next_offset
+        call: the API reads in a thread). Two cases where a cut would leave a reader
+        following the log stuck for ever (the lifecycle and day-one probes of session 27):
+        a first character longer than ``limit`` comes whole (alone); and once the log has
+        ``ended`` (its task has), bytes at its end that begin a character never finished
+        come too (the reader decodes them as replacement characters)."""
+        raw = self._read(run_id, task_id, offset, max(limit, _LONGEST_CHAR))
+        window = raw[:limit]
+        data = _cut_at_char_boundary(window)
+        if not data and raw:
+            first = _char_length(raw[0])
+            data = raw[:first] if len(raw) >= first else b""
+        if not data and raw and ended and offset + len(raw) >= self.size(run_id, task_id):
+            data = raw  # the log's end: the first bytes of a character never finished, as one
+        return data, offset + len(data)
 
-    def _read(self, run_id: str, task_id: str, offset: int, limit: int) -> tuple[bytes, int]:
+    def _read(self, run_id: str, task_id: str, offset: int, limit: int) -> bytes:
         out = bytearray()
         at = offset
         while at < self.archived_end(run_id, task_id) and len(out) < limit:
@@ -402,11 +411,9 @@ class JobLogStore:
             out += part
             at += len(part)
         if len(out) >= limit:
-            data = _cut_at_char_boundary(bytes(out[:limit]))
-            return data, offset + len(data)
+            return bytes(out[:limit])
         local, _ = self._read_local(run_id, task_id, at, limit - len(out))
-        data = _cut_at_char_boundary(bytes(out) + local)
-        return data, offset + len(data)
+        return bytes(out) + local
 
     def _read_local(self, run_id: str, task_id: str, offset: int, limit: int) -> tuple[bytes, int]:
         prefix = _prefix(run_id, task_id)
@@ -430,6 +437,12 @@ class JobLogStore:
 
 #: The most bytes one UTF-8 character takes.
 _LONGEST_CHAR = 4
+
+
+def _char_length(lead: int) -> int:
+    """How many bytes the UTF-8 character that ``lead`` begins takes (1 for a byte no
+    character begins with: it decodes as one replacement character)."""
+    return 2 if lead >> 5 == 0b110 else 3 if lead >> 4 == 0b1110 else 4 if lead >> 3 == 0b11110 else 1
 
 
 def _cut_at_char_boundary(data: bytes) -> bytes:

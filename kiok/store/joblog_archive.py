@@ -149,7 +149,7 @@ def read_range(store: ObjectStore, cipher: Cipher, seg: Segment, start: int, end
         except (InvalidTag, KiokError, ValueError):
             raise ArchiveCorrupt(
                 f"the archived log {seg.run_id}/{seg.task_id}, bytes {seg.start}-{seg.end}, fails "
-                f"authentication (S3 object {seg.key}, frame {i}: altered, truncated, or encrypted "
+                f"authentication ({store.where(seg.key)}, frame {i}: altered, truncated, or encrypted "
                 "with a key this cluster does not have); it cannot be served"
             ) from None
     skip = start - seg.start - first * FRAME_BYTES

@@ -185,6 +185,7 @@ def test_a_corrupt_archived_range_is_a_clear_500_logged_once(
         error = r.json()["error"]
         assert error["code"] == "archive_corrupt"
         assert f"{run_id}/talk" in error["message"] and "fails authentication" in error["message"]
+        assert f"(s3://{bucket}/{key}, frame " in error["message"]  # where an operator finds it
     log = node.read_log()
     assert "Traceback" not in log
     assert len([line for line in log.splitlines() if "fails authentication" in line]) == 1

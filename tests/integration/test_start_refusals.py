@@ -8,13 +8,14 @@ import os
 import subprocess
 from pathlib import Path
 
+import httpx
 import msgpack
 import pytest
 
 from kiok.store import keys
 from kiok.store.keyring import new_keyring
 from kiok.store.kv import RocksKV
-from kiok.testing.process import free_port, kiok_executable
+from kiok.testing.process import Standalone, free_port, kiok_executable
 
 pytestmark = pytest.mark.slow
 
@@ -148,3 +149,28 @@ def test_a_master_whose_raft_port_its_peers_could_not_reach_is_one_line(tmp_path
     assert proc.returncode == 1 and "Traceback" not in out and len(lines) == 1, out
     assert "kiok.master.host is 127.0.0.1" in lines[0] and "m2=host2.example:7001" in lines[0], lines[0]
     assert "m3=10.0.0.3:7001" in lines[0] and "0.0.0.0" in lines[0], lines[0]
+
+
+class _OnIpv6Loopback(Standalone):
+    @property
+    def url(self) -> str:
+        return f"http://[::1]:{self.admin_port}"
+
+    @property
+    def status_url(self) -> str:
+        return f"http://[::1]:{self.status_port}"
+
+
+def test_a_standalone_on_an_ipv6_address_advertises_addresses_clients_can_parse(tmp_path: Path) -> None:
+    """The day-one re-probe (session 27): on ``::1`` the master advertised ``http://::1:<port>``
+    (in ``GET /api/v1/cluster``, for forwarded writes and notification links), which no client
+    parses; the worker's own address was right."""
+    node = _OnIpv6Loopback(tmp_path / "kiok", {"KIOK_MASTER_HOST": "::1", "KIOK_WORKER_HOST": "::1"})
+    try:
+        node.start()
+        cluster = node.api("GET", "/api/v1/cluster").json()
+        (master,) = cluster["masters"]
+        assert master["address"] == f"http://[::1]:{node.admin_port}", cluster
+        assert httpx.URL(master["address"]).port == node.admin_port
+    finally:
+        node.stop()

@@ -429,6 +429,12 @@ def _peers(own: str) -> str:
             "kiok.worker.status.port and kiok.master.admin.port are both 8080",
         ),
         ("standalone", {"KIOK_WORKER_HOST": "10.0.0.5", "KIOK_WORKER_STATUS_PORT": "8080"}, None),
+        (  # a name and the address it resolves to are one (the day-one re-probe: only the
+            # start found it, as "in use by another process")
+            "standalone",
+            {"KIOK_MASTER_HOST": "localhost", "KIOK_WORKER_STATUS_PORT": "8080"},
+            "kiok.worker.status.port and kiok.master.admin.port are both 8080",
+        ),
         (  # "::" spelt out binds every address too (the re-probe)
             "standalone",
             {"KIOK_WORKER_HOST": "0:0:0:0:0:0:0:0", "KIOK_WORKER_STATUS_PORT": "8080"},

@@ -4,6 +4,7 @@ and logs by offset."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import Counter
 from typing import Any
 
@@ -256,14 +257,17 @@ async def read_log(
     run = _run(request, run_id)
     if task_id != RUN_LOG_TASK and task_id not in run["tasks"]:
         raise NotFound(f"run {run_id!r} has no task {task_id!r}")
-    # In a thread: archived bytes come from S3 (a blocking call).
-    data, next_offset = await asyncio.to_thread(node.joblog.read, run_id, task_id, offset, limit)
     if task_id == RUN_LOG_TASK:
         finished = run["state"] in TERMINAL_RUN_STATES
     else:
         finished = (
             run["tasks"][task_id]["state"] in TERMINAL_TASK_STATES or run["state"] in TERMINAL_RUN_STATES
         )
+    # In a thread: archived bytes come from S3 (a blocking call). An ended log's last bytes
+    # come even when they begin a character never finished: nothing more will complete it.
+    data, next_offset = await asyncio.to_thread(
+        functools.partial(node.joblog.read, run_id, task_id, offset, limit, ended=finished)
+    )
     complete = finished and next_offset >= node.joblog.size(run_id, task_id)
     return {
         "data": data.decode(errors="replace"),
