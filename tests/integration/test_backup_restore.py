@@ -349,7 +349,7 @@ def test_a_run_its_worker_finished_while_cut_off_from_a_restoring_master_ends_as
     env = {"KIOK_MASTER_KEY": KEY, "KIOK_BACKUP_DIR": str(tmp_path / "backups")}
     with relayed(tmp_path, task_tmp_path, env) as r:
         run_id = r.trigger()
-        r.master.wait_for(lambda: r.marks.exists() and "a-1" in r.marks.read_text(), 30, "a to start")
+        r.master.wait_for(lambda: r.started("a"), 30, "a to start")
         backup = ok(r.master.api("POST", "/api/v1/admin/backup", timeout=120), 201)["backupId"]
         r.gates["a"].touch()
         r.cut_and_finish(run_id)
