@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 import click
 
+from kiok.core.addresses import in_url
+
 DEFAULT_PORT = 8080
 DEFAULT_MASTER = f"localhost:{DEFAULT_PORT}"
 #: Host names that all mean this machine's loopback: one master, one saved context.
@@ -57,10 +59,7 @@ def canonical(url: str) -> str:
     ``localhost``, explicit port, no trailing slash."""
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
-    if host in _LOOPBACK:
-        host = "localhost"
-    elif ":" in host:
-        host = f"[{host}]"
+    host = "localhost" if host in _LOOPBACK else in_url(host)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     return f"{parts.scheme}://{host}:{port}{parts.path.rstrip('/')}"
 
@@ -79,7 +78,7 @@ def default_context_name(url: str) -> str:
     (``localhost`` for any loopback address), with ``:port`` unless the port is 8080."""
     parts = urlsplit(canonical(url))
     host = parts.hostname or "master"
-    name = host if ":" not in host else f"[{host}]"
+    name = in_url(host)
     return name if parts.port == DEFAULT_PORT else f"{name}:{parts.port}"
 
 

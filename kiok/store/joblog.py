@@ -450,16 +450,5 @@ def _cut_at_char_boundary(data: bytes) -> bytes:
     for back in range(1, min(4, len(data)) + 1):
         b = data[-back]
         if b & 0xC0 != 0x80:  # a lead byte or ASCII
-            need = (
-                1
-                if b < 0x80
-                else 2
-                if b >> 5 == 0b110
-                else 3
-                if b >> 4 == 0b1110
-                else 4
-                if b >> 3 == 0b11110
-                else 1
-            )
-            return data if need <= back else data[:-back]
+            return data if _char_length(b) <= back else data[:-back]
     return data
