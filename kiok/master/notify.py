@@ -49,6 +49,7 @@ from kiok.dag.notify import EmailTarget, WebhookTarget
 from kiok.errors import KiokError
 from kiok.master.run_terms import RunTermsCache
 from kiok.security.egress import DEFAULT_NETWORKS, Network, blocking_network, refusal
+from kiok.security.masking import Masker
 from kiok.security.redact import unquoted
 from kiok.store import commands as c
 from kiok.store.commandlog import CommandLog
@@ -218,7 +219,7 @@ class Notifier:
             # the connection values it used never reach the run log or kiok's own.
             text = str(e) if isinstance(e, DeliveryFailed) else _describe(e)
             kind = DeliveryRefused if isinstance(e, DeliveryRefused) else DeliveryFailed
-            raise kind(_mask(text, secrets)) from None
+            raise kind(Masker(secrets).mask_str(text)) from None
 
     async def _webhook(self, target: WebhookTarget, body: dict[str, Any], secrets: list[str]) -> str:
         url = httpx.URL(self._resolve(target.url, secrets))
@@ -386,21 +387,6 @@ def _send_mail(smtp: SmtpConnection, msg: EmailMessage, timeout_s: float) -> Non
     finally:
         deadline.cancel()
         client.close()
-
-
-def _mask(text: str, secrets: list[str]) -> str:
-    """``text`` with every secret value, as it is and as ``repr`` would quote it (escaped line
-    breaks, bytes), replaced by ``***``; longest first, so a value that holds another goes whole."""
-    forms: set[str] = set()
-    for value in secrets:
-        if not value:
-            continue
-        forms.add(value)
-        forms.add(repr(value)[1:-1])
-        forms.add(repr(value.encode("utf-8", "backslashreplace"))[2:-1])
-    for form in sorted(forms, key=len, reverse=True):
-        text = text.replace(form, "***")
-    return text
 
 
 def _describe(e: BaseException) -> str:

@@ -39,11 +39,11 @@ from kiok.errors import TaskError
 from kiok.ids import RUN_LOG_TASK, TaskId
 from kiok.protocol.link import MasterLink
 from kiok.protocol.messages import Assignment
+from kiok.security.masking import Masker
 from kiok.waits import wait_set
 from kiok.worker.executors.base import AttemptContext, AttemptResult, Executor
 from kiok.worker.fenced_logs import FencedLogs
 from kiok.worker.logship import TaskLog
-from kiok.worker.masking import Masker
 from kiok.worker.process import WorkDirs
 from kiok.worker.slots import TaskSlots
 from kiok.worker.stop import StopSignal

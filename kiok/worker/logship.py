@@ -21,8 +21,8 @@ import re
 import unicodedata
 
 from kiok.ids import RUN_LOG_TASK
+from kiok.security.masking import Masker
 from kiok.worker.fenced_logs import LogSink
-from kiok.worker.masking import Masker
 
 #: How kiok's own lines begin, and what a task's line that begins so gets in front.
 OWN = b"[kiok]"

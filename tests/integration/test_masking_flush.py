@@ -122,3 +122,29 @@ tasks:
     run = k.wait_run(k.trigger("emoji_json"), 30)
     assert run["state"] == "SUCCESS", run
     assert k.log(run["runId"], "sh") == "***\ndone\n"
+
+
+def test_a_secret_printed_inside_a_dict_or_as_json_is_masked(k: Standalone) -> None:
+    """A python task that prints the dict holding a connection value (or ``json.dumps`` of
+    it) prints the value quoted, its backslashes doubled and its quote escaped: it went
+    through unmasked."""
+    value = "DOMAIN\\svc'Pa55-secret"
+    conn = {"connectionId": "c3", "type": "generic", "properties": {"pw": value}}
+    assert k.api("POST", "/api/v1/connections", json=conn).status_code == 201
+    k.register(
+        """
+dag: {id: quoted}
+tasks:
+  - id: py
+    type: python
+    script: |
+      import json
+      config = {"user": "svc", "pw": r'''${conn.c3.pw}'''}
+      print(config)
+      print(json.dumps(config))
+"""
+    )
+    run = k.wait_run(k.trigger("quoted"))
+    assert run["state"] == "SUCCESS", run
+    log = k.log(run["runId"], "py")
+    assert log.count("***") == 2 and "Pa55" not in log, log

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from kiok.cli.terminal import TerminalFilter
 from kiok.ids import RUN_LOG_TASK
 from kiok.worker.logship import FROM_TASK, TaskLog
-from tests.unit.test_worker_masking import RecordingLink
+from tests.unit.test_masking import RecordingLink
 
 
 def _log(link: RecordingLink, task_id: str, cap: int) -> TaskLog:

@@ -1,5 +1,6 @@
 """Secret masking: every connection value a run received is replaced by ``***`` in what
-leaves the worker (task output, error messages).
+leaves the worker (task output, error messages), and every connection value a notification
+used in what its failure says (``kiok.master.notify``): one masker for both.
 
 Values shorter than ``MIN_MASKED`` are not masked: masking every "1" or "on" would shred
 the logs and protect nothing. Output is masked in batches: ``Masker.mask_batch`` masks every
@@ -42,7 +43,10 @@ def _as_printed(secret: str) -> set[str]:
     and ``}}`` too; in a shell script's double quotes or an unquoted heredoc a backslash
     before what it escapes is dropped; in a JSON string (an http task's headers and body)
     its escapes are read (``\\/`` is ``/``). What a shell's ``$`` expands to is not known
-    here. A form that is no text (a lone surrogate half) is left out: it cannot be printed."""
+    here. A form that is no text (a lone surrogate half) is left out: it cannot be printed.
+    And the value quoted, as a program prints what holds it (a dict, a list, ``json.dumps``)
+    and as an exception quotes it (``repr``: its backslashes doubled, its quotes, line breaks
+    and control characters escaped)."""
     lines = secret.replace("\r\n", "\n").replace("\r", "\n")
     python = _PY_ESCAPE.sub(_python_escape, lines)
     forms = {
@@ -52,10 +56,22 @@ def _as_printed(secret: str) -> set[str]:
         python.replace("{{", "{").replace("}}", "}"),
         _SHELL_DOUBLE_QUOTED.sub(_shell_escape, secret),
         _SHELL_HEREDOC.sub(_shell_escape, secret),
+        *_quoted(secret),
     }
     with contextlib.suppress(ValueError):
         forms.add(json.loads(f'"{secret}"'))
     return {secret} | {form for form in (_text(f) for f in forms) if form is not None}
+
+
+def _quoted(secret: str) -> list[str]:
+    """``secret`` inside the quotes ``repr`` of it and of its UTF-8 bytes, and ``json.dumps``
+    (ASCII-only and not), put around it."""
+    return [
+        repr(secret)[1:-1],
+        repr(secret.encode("utf-8", "surrogatepass"))[2:-1],
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+    ]
 
 
 def _python_escape(match: re.Match[str]) -> str:
@@ -138,4 +154,5 @@ class Masker:
     def mask_str(self, text: str) -> str:
         if self._pattern is None:
             return text
-        return self.mask(text.encode()).decode(errors="replace")
+        # surrogatepass: an exception's text may hold a lone surrogate half; masking keeps it.
+        return self.mask(text.encode("utf-8", "surrogatepass")).decode("utf-8", "surrogatepass")

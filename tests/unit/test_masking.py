@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kiok.protocol.messages import Fence
+from kiok.security.masking import Masker
 from kiok.worker.logship import TaskLog
-from kiok.worker.masking import Masker
 
 
 class RecordingLink:
@@ -116,3 +117,22 @@ def test_the_forms_a_script_or_json_reads_a_value_in_are_masked() -> None:
     for secret, printed in cases.items():
         masked = Masker([secret]).mask(printed)
         assert b"***" in masked and masked.count(b"*") == 3, (secret, masked)
+
+
+def test_a_value_printed_inside_a_data_structure_or_as_json_is_masked() -> None:
+    """A script that prints a dict, a list or ``json.dumps`` of what holds a connection value
+    prints it quoted: its backslashes doubled, its quotes, line breaks and non-ASCII letters
+    escaped. Each of these went out unmasked."""
+    secret = "C:\\pw'9\nZé\"x"
+    printed = [
+        repr({"pw": secret}),
+        repr([secret]),
+        repr(secret.encode()),
+        json.dumps({"pw": secret}),
+        json.dumps({"pw": secret}, ensure_ascii=False),
+    ]
+    masker = Masker([secret])
+    for text in printed:
+        assert secret not in text or text == secret
+        masked = masker.mask(text.encode())
+        assert masked.count(b"***") == 1 and b"pw'9" not in masked and b"pw\\'9" not in masked, (text, masked)
