@@ -9,6 +9,7 @@ import { html, useEffect, useState } from "../html.js";
 import { ApiError, enc, get } from "../api.js";
 import { duration, runDuration, TERMINAL_RUN, when } from "../format.js";
 import { navigate, useLocation } from "../router.js";
+import { notThePage, pagedUrl, paging, remember, unchecked } from "../paging.js";
 import { cronWords } from "../cron.js";
 import { useCan, useCanOnDags } from "../me.js";
 import { Crumbs, ErrorBox, Loading, StateBadge, usePolling } from "./common.js";
@@ -16,21 +17,6 @@ import { PauseToggle, RunButton } from "./dags.js";
 import { TriggerDialog } from "./trigger.js";
 
 const PAGE = 50;
-
-/** The cursors that lead to the page shown (`?page=c1,c2`; none: the newest runs), and the
- * page size (`?limit=N`, 1–500, as the API takes). */
-function paging(where) {
-  const query = new URLSearchParams(where.split("?")[1] || "");
-  const raw = query.has("page") ? query.get("page").split(",") : [];
-  const trail = raw.filter((c) => /^\d+$/.test(c));
-  const n = Number(query.get("limit"));
-  // Cursors go back in time: each one smaller than the one before.
-  const ordered = trail.every((c, i) => i === 0 || Number(c) < Number(trail[i - 1]));
-  return { trail, limit: Number.isInteger(n) && n >= 1 && n <= 500 ? n : null, bad: trail.length !== raw.length || !ordered };
-}
-
-/** Cursors the API gave (`nextCursor`) in this session: the pages they lead to are real. */
-const knownCursors = new Set();
 
 /** A run's Duration cell: of a re-run run, from its first start to its end (the re-run's
  * included), marked "re-run", the last re-run's own duration in its tooltip. */
@@ -55,42 +41,38 @@ export function DagPage({ dagId }) {
   const can = useCan();
   const canOn = useCanOnDags([dagId]);
   const where = useLocation();
-  const { trail, limit, bad } = paging(where);
+  const { trail, limit, bad } = paging(where, 500);
   const cursor = trail.length ? trail[trail.length - 1] : null;
+  const list = `runs:${dagId}`;
   const turn = (next, how) => {
     setRuns(null);
-    const query = [limit ? `limit=${limit}` : "", next.length ? `page=${next.join(",")}` : ""].filter(Boolean).join("&");
-    navigate(`/dags/${enc(dagId)}${query ? `?${query}` : ""}`, how);
+    navigate(pagedUrl(`/dags/${enc(dagId)}`, "", limit, next), how);
   };
 
   useEffect(() => { document.title = `${dagId} · kiok`; }, [dagId]);
 
-  // A page from a URL (a link, a reload) whose cursors this session was not given is checked:
-  // a cursor is any position, so one past the newest run (`?page=999999`) would show the
-  // newest runs as "page 2", and one before the oldest an empty page. Such a page, or a
-  // malformed `?page=`, is the first page (the URL says so).
+  // A page from a URL whose cursors this session was not given is checked (../paging.js);
+  // such a page, or a malformed `?page=`, is the first page (the URL says so).
   const firstPage = () => turn([], { replace: true });
   const load = async () => {
     if (bad) {
       firstPage();
       if (trail.length) return true; // the first page's load follows (the cursor changed)
     }
-    const suspect = trail.some((c) => !knownCursors.has(c));
+    const suspect = unchecked(list, trail);
     const [d, r, newest] = await Promise.allSettled([
       get(`/api/v1/dags/${enc(dagId)}`),
       get(`/api/v1/runs?dag=${enc(dagId)}&limit=${limit || PAGE}${cursor ? `&cursor=${cursor}` : ""}`),
       suspect ? get(`/api/v1/runs?dag=${enc(dagId)}&limit=1`) : Promise.resolve(null),
     ]);
     if (suspect && r.status === "fulfilled" && newest.status === "fulfilled") {
-      const page = r.value.runs;
-      const top = newest.value.runs[0];
-      if (top && ((page.length && page[0].runId === top.runId) || (!page.length && !r.value.nextCursor))) {
+      if (notThePage(r.value.runs, r.value.nextCursor, newest.value.runs[0], (a, b) => a.runId === b.runId)) {
         firstPage();
         return true;
       }
-      for (const c of trail) knownCursors.add(c);
+      remember(list, trail, null);
     }
-    if (r.status === "fulfilled" && r.value.nextCursor) knownCursors.add(r.value.nextCursor);
+    if (r.status === "fulfilled") remember(list, [], r.value.nextCursor);
     if (d.status === "rejected") {
       setError(d.reason);
       if (shutOut(d.reason)) {

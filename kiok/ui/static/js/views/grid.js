@@ -2,7 +2,8 @@
 // per task and run, coloured by state AND showing the state's glyph (and text in its title and
 // for screen readers). Click a cell for that task's log (if the user may read the run's logs). One request per refresh: while a run
 // on the page is unfinished, only the unfinished runs are re-read (`runs=`), and every few
-// refreshes (on the first page) the page itself, to pick up new runs.
+// refreshes (on the first page) the page itself, to pick up new runs. The page of runs is in
+// the URL, so a reload or Back keeps it.
 //
 // Preact draws the frame (buttons, legend, the runs' header); the cells are drawn by
 // GridBody (../gridbody.js): only the rows on screen, and on a refresh only the columns of
@@ -13,6 +14,8 @@ import { glyph, onTimeZoneChange, stateClass, TERMINAL_RUN, when } from "../form
 import { CELL_W, GridBody, mergeGrid } from "../gridbody.js";
 import { Crumbs, ErrorBox, Loading, usePolling } from "./common.js";
 import { useCanOnRuns } from "../me.js";
+import { navigate, useLocation } from "../router.js";
+import { notThePage, pagedUrl, paging, remember, unchecked } from "../paging.js";
 
 const PAGE = 25;
 const POLL_MS = 2000;
@@ -73,30 +76,50 @@ function Cells({ data }) {
 }
 
 export function GridView({ dagId }) {
-  const [data, setData] = useState(null);
+  // What was read, and for which page: a page turned by Back (no click here) is not shown
+  // the last page's runs while its own load.
+  const [loaded, setLoaded] = useState({ page: null, data: null });
   const [error, setError] = useState(null);
-  // Cursors of the pages before this one: [] on the first page.
-  const [back, setBack] = useState([]);
-  const [cursor, setCursor] = useState(null);
   const [taskOffset, setTaskOffset] = useState(0);
   const [tick, setTick] = useState(0);
 
   useEffect(() => { document.title = `Grid · ${dagId} · kiok`; }, [dagId]);
 
   const base = `/api/v1/dags/${enc(dagId)}/grid`;
-  // `?limit=N` in the page's URL shows N runs per page (1-100) instead of PAGE.
-  const asked = Number(new URLSearchParams(location.search).get("limit"));
-  const pageSize = Number.isInteger(asked) && asked >= 1 ? Math.min(100, asked) : PAGE;
+  // The page of runs is in the URL (../paging.js): `?limit=N` runs a page (1-100) instead
+  // of PAGE, `?page=` the cursors that led to it.
+  const { trail, limit, bad } = paging(useLocation(), 100);
+  const cursor = trail.length ? trail[trail.length - 1] : null;
+  const list = `grid:${dagId}`;
   const tasksPart = `&taskOffset=${taskOffset}&taskLimit=${TASK_PAGE}`;
-  const pageUrl = `${base}?limit=${pageSize}${cursor ? `&cursor=${enc(cursor)}` : ""}${tasksPart}`;
+  const pageUrl = `${base}?limit=${limit || PAGE}${cursor ? `&cursor=${cursor}` : ""}${tasksPart}`;
+  const page = `${limit}:${cursor}:${taskOffset}`;
+  const data = loaded.page === page ? loaded.data : null;
+  const setData = (merge) => setLoaded((old) => ({ page, data: merge(old.page === page ? old.data : null) }));
   const unfinished = data ? data.runs.filter((r) => !TERMINAL_RUN.has(r.state)).map((r) => r.runId) : [];
   const firstPage = cursor === null;
+  const turn = (next, how) => {
+    navigate(pagedUrl(`/dags/${enc(dagId)}/grid`, "", limit, next), how);
+  };
 
   const load = async () => {
+    if (bad) {
+      turn([], { replace: true }); // a malformed `?page=` is the first page
+      if (trail.length) return;
+    }
     try {
       const wholePage = data === null || unfinished.length === 0 || (firstPage && tick % PAGE_EVERY === 0);
       if (wholePage) {
-        const fresh = await get(pageUrl);
+        const suspect = unchecked(list, trail);
+        const [fresh, newest] = await Promise.all([get(pageUrl), suspect ? get(`${base}?limit=1&taskLimit=1`) : null]);
+        if (suspect) {
+          if (notThePage(fresh.runs, fresh.nextCursor, newest.runs[0], (a, b) => a.runId === b.runId)) {
+            turn([], { replace: true });
+            return;
+          }
+          remember(list, trail, null);
+        }
+        remember(list, [], fresh.nextCursor);
         setData((old) => mergeGrid(old, fresh, false));
       } else {
         const fresh = await get(`${base}?runs=${unfinished.map(enc).join(",")}${tasksPart}`);
@@ -112,14 +135,15 @@ export function GridView({ dagId }) {
   const active = data === null || unfinished.length > 0 || firstPage;
   usePolling(load, unfinished.length > 0 ? POLL_MS : IDLE_MS, active, [pageUrl, unfinished.length > 0]);
 
-  const older = () => { setBack([...back, cursor]); setCursor(data.nextCursor); setData(null); };
-  const newer = () => { setCursor(back[back.length - 1]); setBack(back.slice(0, -1)); setData(null); };
-  const moveTasks = (by) => { setTaskOffset(Math.max(0, taskOffset + by)); setData(null); };
+  const older = () => turn([...trail, data.nextCursor]);
+  const newer = () => turn(trail.slice(0, -1));
+  const moveTasks = (by) => setTaskOffset(Math.max(0, taskOffset + by));
 
   return html`<main class="page wide-page">
     <${Crumbs} items=${[["DAGs", "/dags"], [dagId, `/dags/${enc(dagId)}`], ["Grid"]]} />
     <div class="page-head">
-      <h1><span class="mono">${dagId}</span> <span class="muted">grid</span></h1>
+      <h1><span class="mono">${dagId}</span> <span class="muted">grid</span>${trail.length
+        ? html` <span class="muted small" data-testid="grid-page">(page ${trail.length + 1})</span>` : null}</h1>
       <div class="spacer"></div>
       <button type="button" onClick=${newer} disabled=${firstPage}>← Newer runs</button>
       <button type="button" onClick=${older} disabled=${!data || !data.nextCursor}>Older runs →</button>

@@ -1,15 +1,16 @@
 // Settings → Audit log: 50 records a page (Older / Newer), filtered by actor, action (an
 // exact action or a prefix such as `iam:*`), outcome and time range. The filters live in
 // the URL (/settings/audit?actor=bob&outcome=refused&since=…), so a filtered view can be
-// shared; they are passed to `GET /api/v1/admin/audit` as they are. Every record shows its
+// shared, and so is the page; they are passed to `GET /api/v1/admin/audit` as they are. Every record shows its
 // detail (what changed: "paused", "policies: +x"; a refusal's reason) under its outcome.
-import { html, useState } from "../../html.js";
-import { enc } from "../../api.js";
+import { html, useEffect, useState } from "../../html.js";
+import { get } from "../../api.js";
 import { timeZoneMode, when } from "../../format.js";
 import { navigate, useLocation } from "../../router.js";
 import { ErrorBox, Loading } from "../common.js";
-import { useLoad } from "./shared.js";
+import { notThePage, pagedUrl, paging, remember, unchecked } from "../../paging.js";
 
+const PAGE = 50;
 const FILTERS = ["actor", "action", "outcome", "since", "until"];
 const ACTIONS = [
   "auth:Login", "auth:ChangePassword", "auth:ResetPassword", "iam:*", "iam:Write", "iam:CreateAccessKey",
@@ -38,13 +39,11 @@ function fromInput(value) {
 
 export function Audit() {
   const where = useLocation();
-  const search = where.includes("?") ? where.slice(where.indexOf("?")) : "";
-  const params = new URLSearchParams(search);
+  const params = new URLSearchParams(where.split("?")[1] || "");
   const filters = Object.fromEntries(FILTERS.map((k) => [k, params.get(k) || ""]));
+  const search = filterQuery(filters);
   const apply = (next) => {
-    const q = new URLSearchParams();
-    for (const k of FILTERS) if (next[k]) q.set(k, next[k]);
-    const s = q.toString();
+    const s = filterQuery(next);
     navigate(`/settings/audit${s ? `?${s}` : ""}`);
   };
   const active = FILTERS.some((k) => filters[k]);
@@ -67,16 +66,50 @@ export function Audit() {
       <button type="submit" class="primary">Filter</button>
       ${active ? html`<button type="button" onClick=${() => apply({})}>Clear filters</button>` : null}
     </form>
-    <${AuditPages} key=${search} filters=${filters} />`;
+    <${AuditPages} key=${search} search=${search} where=${where} />`;
 }
 
-/** The pages for one set of filters (a new set starts again at the newest). */
-function AuditPages({ filters }) {
-  const [cursors, setCursors] = useState([null]);
-  const cursor = cursors[cursors.length - 1];
-  const query = FILTERS.filter((k) => filters[k]).map((k) => `&${k}=${enc(filters[k])}`).join("");
-  const [data, error] = useLoad(`/api/v1/admin/audit?limit=50${query}${cursor ? `&cursor=${enc(cursor)}` : ""}`);
+/** The set filters as a query (no `?`). */
+function filterQuery(filters) {
+  const q = new URLSearchParams();
+  for (const k of FILTERS) if (filters[k]) q.set(k, filters[k]);
+  return q.toString();
+}
+
+/** The pages for one set of filters (a new set starts again at the newest); the page shown
+ * is in the URL beside the filters (../../paging.js), so a reload or Back keeps it. */
+function AuditPages({ search, where }) {
+  const { trail, limit, bad } = paging(where, 1000);
+  const cursor = trail.length ? trail[trail.length - 1] : null;
+  const list = `audit:${search}`;
+  const turn = (next, how) => navigate(pagedUrl("/settings/audit", search, limit, next), how);
+  const url = `/api/v1/admin/audit?limit=${limit || PAGE}${search ? `&${search}` : ""}${cursor ? `&cursor=${cursor}` : ""}`;
+  const [loaded, setLoaded] = useState({ url: null, data: null, error: null });
+  useEffect(() => {
+    if (bad) {
+      turn([], { replace: true }); // a malformed `?page=` is the first page
+      if (trail.length) return undefined;
+    }
+    let gone = false;
+    const suspect = unchecked(list, trail);
+    Promise.all([get(url), suspect ? get(`/api/v1/admin/audit?limit=1`) : null]).then(([page, newest]) => {
+      if (gone) return;
+      if (suspect) {
+        const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+        if (notThePage(page.entries, page.nextCursor, newest.entries[0], same)) {
+          turn([], { replace: true });
+          return;
+        }
+        remember(list, trail, null);
+      }
+      remember(list, [], page.nextCursor);
+      setLoaded({ url, data: page, error: null });
+    }, (err) => { if (!gone) setLoaded({ url, data: null, error: err }); });
+    return () => { gone = true; };
+  }, [url, bad]);
+  const { data, error } = loaded.url === url ? loaded : { data: null, error: null };
   return html`<${ErrorBox} error=${error} label=${error && error.status === 400 ? "Filter refused" : "Error"} />
+    ${trail.length ? html`<p class="muted small" data-testid="audit-page">Page ${trail.length + 1}</p>` : null}
     ${data === null && !error ? html`<${Loading} />` : null}
     ${data ? html`${data.entries.length === 0 ? html`<p class="muted" data-testid="audit-empty">No records${data.nextCursor
       ? " on this page (the filter searched part of the log): try Older" : " match"}.</p>` : html`<div class="table-scroll"><table class="grid-table small" data-testid="audit">
@@ -87,7 +120,7 @@ function AuditPages({ filters }) {
         <td class="audit-result">${e.success ? html`✓ ok${e.detail ? html`<div class="muted audit-detail" data-testid="audit-detail">${e.detail}</div>` : null}`
           : html`<span class="err-text">✕ ${e.detail || "refused"}</span>`}</td></tr>`)}</tbody></table></div>`}
       <div class="row pager">
-        <button type="button" disabled=${cursors.length === 1} onClick=${() => setCursors(cursors.slice(0, -1))}>Newer</button>
-        <button type="button" disabled=${!data.nextCursor} onClick=${() => setCursors([...cursors, data.nextCursor])}>Older</button>
+        <button type="button" disabled=${!trail.length} onClick=${() => turn(trail.slice(0, -1))}>Newer</button>
+        <button type="button" disabled=${!data.nextCursor} onClick=${() => turn([...trail, data.nextCursor])}>Older</button>
       </div>` : null}`;
 }
