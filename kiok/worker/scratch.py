@@ -135,7 +135,7 @@ _SCRATCH_SIZE = "25%"
 #: Where POSIX message queues are listed, when the host has it; mounted afresh in an IPC
 #: namespace, so that the spawner can find (and remove) those its tasks made.
 _MQUEUE_DIR = "/dev/mqueue"
-_MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_BIND, _MS_REC = 2, 4, 8, 4096, 16384
+_MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REMOUNT, _MS_BIND, _MS_REC = 2, 4, 8, 32, 4096, 16384
 _IPC_RMID = 0
 #: System V IPC by kind: its /proc list; its ``*ctl`` call (``semctl`` takes a semaphore
 #: number before the command); the ``*_INFO`` command that counts the objects in use, and
@@ -206,18 +206,6 @@ def private_scratch(ipc: bool, uid: int, gid: int) -> Scratch:
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
-
-    def mount(source: str, target: str, fstype: str | None, flags: int, data: str | None) -> None:
-        if libc.mount(
-            source.encode(),
-            target.encode(),
-            None if fstype is None else fstype.encode(),
-            ctypes.c_ulong(flags),
-            None if data is None else data.encode(),
-        ):
-            code = ctypes.get_errno()
-            raise OSError(code, f"cannot mount a private {target} ({os.strerror(code)})")
-
     dirs: list[tuple[int, frozenset[str]]] = []
     for path in _SCRATCH_DIRS:
         try:
@@ -228,18 +216,18 @@ def private_scratch(ipc: bool, uid: int, gid: int) -> Scratch:
         host = os.open(path, DIR_FLAGS)  # still reaches the host's once covered
         try:
             kept = _roots_own(host, uid, gid)
-            mount("tmpfs", path, "tmpfs", _MS_NOSUID | _MS_NODEV, f"mode=1777,size={_SCRATCH_SIZE}")
+            _mount("tmpfs", path, "tmpfs", _MS_NOSUID | _MS_NODEV, f"mode=1777,size={_SCRATCH_SIZE}")
             for name in kept:
                 target = os.path.join(path, name)
                 os.mkdir(target, 0o700)
-                mount(f"/proc/self/fd/{host}/{name}", target, None, _MS_BIND | _MS_REC, None)
+                _mount(f"/proc/self/fd/{host}/{name}", target, None, _MS_BIND | _MS_REC, None)
         finally:
             os.close(host)
         dirs.append((os.open(path, DIR_FLAGS), frozenset(kept)))
     sysv: list[tuple[int, Callable[[], int], Callable[[int], int]]] = []
     if ipc:
         if os.path.isdir(_MQUEUE_DIR):
-            mount("mqueue", _MQUEUE_DIR, "mqueue", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None)
+            _mount("mqueue", _MQUEUE_DIR, "mqueue", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None)
             dirs.append((os.open(_MQUEUE_DIR, DIR_FLAGS), frozenset()))
         for kind, call, info, used_at in _SYSV:
             try:  # absent from a kernel without System V IPC
@@ -248,6 +236,32 @@ def private_scratch(ipc: bool, uid: int, gid: int) -> Scratch:
                 continue
             sysv.append((listed, *_sysv_calls(getattr(libc, call), kind == "sem", info, used_at)))
     return Scratch(dirs, sysv)
+
+
+def _mount(source: str, target: str, fstype: str | None, flags: int, data: str | None) -> None:
+    """mount(2); ``OSError`` naming ``target`` when refused."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mount(
+        source.encode(),
+        target.encode(),
+        None if fstype is None else fstype.encode(),
+        ctypes.c_ulong(flags),
+        None if data is None else data.encode(),
+    ):
+        code = ctypes.get_errno()
+        raise OSError(code, f"cannot mount a private {target} ({os.strerror(code)})")
+
+
+def hide_processes() -> None:
+    """Remount this namespace's ``/proc`` (``unshare --mount-proc`` made it, for this
+    spawner's pid namespace alone) with ``hidepid=2``: a process sees only its own user's
+    processes there (root, all). Attempts run as users of their own, so one cannot read
+    another's command line (``mysql --password=…``, found by the security probe of
+    session 28), nor the spawner's or a template's. Only with attempt users: without them
+    every attempt is the task user, whom it would not separate. ``OSError`` when refused."""
+    _mount("proc", "/proc", "proc", _MS_REMOUNT | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, "hidepid=2")
 
 
 def _sysv_calls(
@@ -288,4 +302,12 @@ def _roots_own(host: int, uid: int, gid: int) -> list[str]:
     return kept
 
 
-__all__ = ["DIR_FLAGS", "PRIVATE_ENV", "Scratch", "empty_dir", "empty_steps", "private_scratch"]
+__all__ = [
+    "DIR_FLAGS",
+    "PRIVATE_ENV",
+    "Scratch",
+    "empty_dir",
+    "empty_steps",
+    "hide_processes",
+    "private_scratch",
+]

@@ -72,7 +72,15 @@ from kiok.worker import forkserver as fs
 from kiok.worker import procfs
 from kiok.worker import spawn_protocol as sp
 from kiok.worker.attempt_ids import AttemptIds
-from kiok.worker.scratch import DIR_FLAGS, PRIVATE_ENV, Scratch, empty_dir, empty_steps, private_scratch
+from kiok.worker.scratch import (
+    DIR_FLAGS,
+    PRIVATE_ENV,
+    Scratch,
+    empty_dir,
+    empty_steps,
+    hide_processes,
+    private_scratch,
+)
 
 _READ_SIZE = 65536
 #: How long the output pipe may stay open after the main process exited (a background
@@ -765,31 +773,26 @@ class Spawner:
             # (a cold attempt's parent is this process). A template's spare child (not an
             # attempt yet) is its own user's, none of the attempt users.
             looked_at = templates if forked else set()
-            roots = [self._pid, *looked_at]
-            found = any(pid not in known for pid in self._own_children()) or any(
-                pid not in known and left_behind(pid)
-                for tpl in looked_at
-                for pid in procfs.children(tpl, threads=False)
-            )
-        else:
-            groups = {a.pid for a in running}
-            since = min((a.since for a in running), default=math.inf)
-
-            def left_behind(pid: int) -> bool:
-                return _left_behind(pid, groups, since)
-
-            roots = [self._pid]
-            found = any(pid not in known for pid in self._own_children())
-        if not found:
-            return  # the common case: nothing adopted, nothing left with a template
-        if self._ids is not None:
+            if not looked_at and all(pid in known for pid in self._own_children()):
+                return  # the common case of a cold attempt: nothing adopted
             assert acting_as is not None
-            self._ids.switch(0)  # what is left may be any attempt user's
-        try:
-            self._stop_and_kill(roots, known, left_behind)
-        finally:
-            if self._ids is not None and acting_as is not None:
+            # This namespace's /proc shows a process to its own user only (``hidepid``):
+            # a template's children, and whose each one is, are read as root.
+            self._ids.switch(0)
+            try:
+                if any(pid not in known for pid in self._own_children()) or any(
+                    pid not in known and left_behind(pid)
+                    for tpl in looked_at
+                    for pid in procfs.children(tpl, threads=False)
+                ):
+                    self._stop_and_kill([self._pid, *looked_at], known, left_behind)
+            finally:
                 self._ids.switch(acting_as)
+            return
+        groups = {a.pid for a in running}
+        since = min((a.since for a in running), default=math.inf)
+        if any(pid not in known for pid in self._own_children()):
+            self._stop_and_kill([self._pid], known, lambda pid: _left_behind(pid, groups, since))
 
     def _stop_and_kill(self, roots: list[int], known: set[int], left_behind: Callable[[int], bool]) -> None:
         """Stop, then kill, the children of ``roots`` that are not ``known`` and were
@@ -950,6 +953,15 @@ def main(argv: list[str] | None = None) -> None:
             print(
                 f"kiok spawner: {e.strerror}: tasks of this spawner share the host's temporary "
                 "directories and System V IPC",
+                file=sys.stderr,
+            )
+    if isolated and os.getpid() == 1 and ids is not None:  # attempts as users of their own
+        try:
+            hide_processes()
+        except OSError as e:
+            print(
+                f"kiok spawner: {e.strerror}: tasks of this spawner can read each other's "
+                "command lines in /proc",
                 file=sys.stderr,
             )
     spawner = Spawner(

@@ -13,12 +13,11 @@ import pytest
 
 from kiok.testing.process import Standalone
 
-#: Whether the attempt was forked from the template (whose command line is
-#: ``<python> -u /dev/fd/3 4 <preload>``), and the interpreter it runs.
+#: Whether the attempt was forked from the template (its parent; a cold one's is the spawner,
+#: pid 1 of its namespace), and the interpreter it runs.
 PROBE = """
 import os, sys
-parent = open(f"/proc/{os.getppid()}/cmdline", "rb").read().split(b"\\0")
-print("forked" if b"/dev/fd/3" in parent else "cold", sys.executable)
+print("forked" if os.getppid() != 1 else "cold", sys.executable)  # pid 1: the spawner
 """
 
 

@@ -20,8 +20,7 @@ def probe(what, path):
         print("LEAK", what)
     except OSError:
         print("denied", what)
-parent = open(f"/proc/{os.getppid()}/cmdline", "rb").read().split(b"\\0")
-print("forked" if b"/dev/fd/3" in parent else "cold", os.getuid())
+print("forked" if os.getppid() != 1 else "cold", os.getuid())  # pid 1: the spawner
 probe("master.key", os.environ["KIOK_PARAM_DATA"] + "/master.key")
 probe("state", os.environ["KIOK_PARAM_DATA"] + "/state/CURRENT")
 probe("environ", f"/proc/{os.environ['KIOK_PARAM_PID']}/environ")

@@ -187,8 +187,12 @@ tasks:
     script: |
       import json, os
       s = "${secret.iso}"
-      cmdlines = [open(f"/proc/{p}/cmdline", "rb").read() for p in (os.getpid(), os.getppid())]
-      leaks = [c.decode() for c in cmdlines if s.encode() in c]
+      def cmdline(pid):
+          try:
+              return open(f"/proc/{pid}/cmdline", "rb").read()
+          except FileNotFoundError:  # its parent (template, spawner): hidden from an attempt
+              return b""
+      leaks = [c.decode() for c in map(cmdline, (os.getpid(), os.getppid())) if s.encode() in c]
       print(json.dumps({"leaks": leaks, "files": os.listdir(".")}))
 """
     )

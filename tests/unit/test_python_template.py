@@ -105,11 +105,16 @@ async def _python(
     return outcome, b"".join(out).decode()
 
 
-#: Prints who runs it: its parent's command line (the template's, when forked) and more.
+#: Prints who runs it: its parent's command line (the template's, when forked) and more. An
+#: attempt user is shown no other user's process: then its parent is the template unless it
+#: is the spawner, pid 1 of its namespace.
 WHOAMI = """
 import os, sys
-parent = open(f"/proc/{os.getppid()}/cmdline", "rb").read().split(b"\\0")
-print("template" if b"/dev/fd/3" in parent else "cold", os.getppid(), os.getuid())
+try:
+    forked = b"/dev/fd/3" in open(f"/proc/{os.getppid()}/cmdline", "rb").read().split(b"\\0")
+except FileNotFoundError:
+    forked = os.getppid() != 1
+print("template" if forked else "cold", os.getppid(), os.getuid())
 """
 
 
@@ -391,7 +396,11 @@ async def test_with_attempt_users_no_task_can_signal_its_template(
         outcome, out = await asyncio.wait_for(
             _python(runner, python, SIGNAL_THE_SPARE.replace("{name}", name), dirs.take()), 30
         )
-        assert outcome.exit_code == 1 and "PermissionError" in out, (outcome, out)
+        # Not even found: /proc shows an attempt user its own processes only.
+        assert outcome.exit_code == 1 and "FileNotFoundError" in out, (outcome, out)
+        guess = f"import os, signal\nos.kill({template} + 1, signal.SIG{name})"  # the spare, likely
+        outcome, out = await asyncio.wait_for(_python(runner, python, guess, dirs.take()), 30)
+        assert outcome.exit_code == 1 and ("PermissionError" in out or "ProcessLookupError" in out), out
     uids = set()
     for _ in range(4):
         outcome, out = await asyncio.wait_for(_python(runner, python, WHOAMI, dirs.take()), 30)
