@@ -63,15 +63,18 @@ def _as_printed(secret: str) -> set[str]:
     return {secret} | {form for form in (_text(f) for f in forms) if form is not None}
 
 
-def _quoted(secret: str) -> list[str]:
-    """``secret`` inside the quotes ``repr`` of it and of its UTF-8 bytes, and ``json.dumps``
-    (ASCII-only and not), put around it."""
-    return [
-        repr(secret)[1:-1],
-        repr(secret.encode("utf-8", "surrogatepass"))[2:-1],
-        json.dumps(secret)[1:-1],
-        json.dumps(secret, ensure_ascii=False)[1:-1],
-    ]
+def _quoted(secret: str) -> set[str]:
+    """``secret`` inside the quotes ``json.dumps`` (ASCII-only and not) puts around it, and
+    inside those ``repr`` puts around it, around its UTF-8 bytes, and around either of its
+    JSON forms (``print(response.content)`` of a JSON body)."""
+    as_json = {json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
+    forms = set(as_json)
+    for text in (secret, *as_json):
+        raw = text.encode("utf-8", "surrogatepass")
+        # Inside a longer text that holds a ``"`` too, ``repr`` quotes with ``'`` and
+        # escapes the value's own as ``\'`` (found by the security probe of session 28).
+        forms |= {repr(text)[1:-1], repr('"' + text)[2:-1], repr(raw)[2:-1], repr(b'"' + raw)[3:-1]}
+    return forms
 
 
 def _python_escape(match: re.Match[str]) -> str:
@@ -134,14 +137,18 @@ class Masker:
         pieces.append(data[pos:keep_from])
         return b"".join(pieces), data[keep_from:]
 
+    def mask_cut(self, data: bytes) -> bytes:
+        """Mask ``data`` whose stream was cut after it for good (a log at its size cap): a
+        trailing start of a secret is masked as well."""
+        masked, kept = self.mask_batch(data, final=False)
+        return masked + MASK if kept else masked
+
     def mask_fragment(self, data: bytes) -> bytes:
         """Mask ``data`` that was cut from a longer stream at both ends (an output tail):
         a leading end or trailing start of a secret is masked as well."""
         if self._pattern is None:
             return data
-        masked, kept = self.mask_batch(data, final=False)
-        if kept:
-            masked += MASK
+        masked = self.mask_cut(data)
         for value in self._values:
             for n in range(len(value) - 1, 0, -1):
                 if masked.startswith(value[-n:]):

@@ -182,6 +182,8 @@ class TaskLog:
         if data:
             self._line_open = not data.endswith(b"\n")
         if self._truncated:
+            if self._masker is not None:  # the cap may fall inside a secret: its start is masked
+                self._buf[:] = self._masker.mask_cut(bytes(self._buf))
             self._buf += self._marker(whole=whole)
         if len(self._buf) >= self._batch_bytes:
             self.flush()

@@ -542,9 +542,11 @@ def _run() -> int:
     except SystemExit as e:
         status = _exit_status(e.code)
     except BaseException as e:
+        # From the script's own frame, as the interpreter shows it; none for what compiling
+        # the script raised (a SyntaxError: the interpreter shows no traceback then).
         tb = e.__traceback__
-        if tb is not None and tb.tb_next is not None:
-            e.__traceback__ = tb = tb.tb_next  # from the script's own frame, as the interpreter shows it
+        if tb is not None:
+            e.__traceback__ = tb = tb.tb_next
         sys.excepthook(type(e), e, tb)
         status = -signal.SIGINT if isinstance(e, KeyboardInterrupt) else 1
     status = _shutdown(status)

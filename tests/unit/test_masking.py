@@ -125,6 +125,8 @@ def test_a_value_printed_inside_a_data_structure_or_as_json_is_masked() -> None:
     escaped. Each of these went out unmasked."""
     secret = "C:\\pw'9\nZé\"x"
     printed = [
+        repr('mysql -u "root" --password=' + secret),  # quoted with ' (a " inside): \' escaped
+        repr(json.dumps({"user": "root", "password": secret}).encode()),
         repr({"pw": secret}),
         repr([secret]),
         repr(secret.encode()),
@@ -136,3 +138,17 @@ def test_a_value_printed_inside_a_data_structure_or_as_json_is_masked() -> None:
         assert secret not in text or text == secret
         masked = masker.mask(text.encode())
         assert masked.count(b"***") == 1 and b"pw'9" not in masked and b"pw\\'9" not in masked, (text, masked)
+
+
+def test_a_value_with_a_quote_escaped_by_repr_is_masked() -> None:
+    """The security probe of session 28: ``it's-S3cret-pw`` inside a text that holds a ``"``
+    (a command line, a JSON body's bytes) is printed by ``repr`` as ``it\\'s-S3cret-pw``."""
+    secret = "it's-S3cret-pw"
+    masker = Masker([secret])
+    for text in (
+        repr('mysql -u "root" --password=' + secret),
+        str(json.dumps({"user": "root", "password": secret}).encode()),
+        repr(bytearray(json.dumps({"password": secret}).encode())),
+    ):
+        assert "\\'" in text
+        assert b"S3cret" not in masker.mask(text.encode()), text

@@ -180,6 +180,11 @@ print(len(os.listdir("/proc/self/fd")))
     outcome, out = await _python(runner, python, "raise ValueError('bad input')", cwd)
     assert outcome.exit_code == 1 and out.splitlines()[-1] == "ValueError: bad input", out
     assert 'File "/dev/fd/3", line 1, in <module>' in out and "_run" not in out
+    # A script that does not compile: no traceback, as the interpreter prints it (the
+    # template's own frame showed, found by the security probe of session 28).
+    outcome, out = await _python(runner, python, "x = (\n", cwd)
+    assert outcome.exit_code == 1 and out.startswith('  File "/dev/fd/3", line 1\n'), out
+    assert "Traceback" not in out and out.endswith("SyntaxError: '(' was never closed\n"), out
     assert (await _python(runner, python, "import sys; sys.exit(7)", cwd))[0].exit_code == 7
     outcome, out = await _python(runner, python, "import atexit; atexit.register(print, 'at exit')", cwd)
     assert outcome.exit_code == 0 and out == "at exit\n"

@@ -179,3 +179,27 @@ def test_no_output_shows_as_kiok_s_own_line_in_either_viewer(pieces: list[str], 
         for shown in (_UI_HIDES.sub("", text), in_terminal):
             if _INVISIBLE.sub("", shown).startswith("[kiok]"):
                 assert raw.startswith(FROM_TASK), (raw, shown)
+
+
+async def test_a_secret_the_cap_cuts_is_masked() -> None:
+    """The security probe of session 28: output whose cap fell inside a secret kept the
+    secret's start, followed by the marker, never to be masked (the next batch that would
+    have completed it was dropped); how much leaked, whoever chose the output's length chose."""
+    from kiok.security.masking import Masker
+
+    link = RecordingLink()
+    log = TaskLog(
+        link,
+        "r",
+        "t",
+        batch_bytes=1 << 20,
+        interval_s=60,
+        cap_bytes=1000,
+        masker=Masker(["S3cr3t-VALUE-xyz"]),
+    )
+    log.write(b"0" * 990)
+    log.write(b"S3cr3t-VALUE-xyz\n")
+    log.close()
+    stored = b"".join(link.batches)
+    assert b"S3cr3t" not in stored, stored[-80:]
+    assert stored.startswith(b"0" * 990 + b"***\n[kiok] log truncated"), stored[-80:]
