@@ -28,6 +28,7 @@ import yaml
 from yaml.nodes import MappingNode, ScalarNode
 
 from kiok.errors import InvalidInput
+from kiok.ids import USER_NAME
 
 
 @dataclass(frozen=True)
@@ -412,6 +413,7 @@ KEYS: tuple[Key, ...] = (
         int,
         5,
         "Attempts to deliver one notification (webhook or email) before it is given up.",
+        at_least=1,
     ),
     Key(
         "kiok.notify.retry.initial.ms",
@@ -680,12 +682,19 @@ KEYS: tuple[Key, ...] = (
         "(at least 1000: tokens count in seconds).",
         at_least=1000,
     ),
-    Key("kiok.iam.admin.user", str, "admin", "Name of the bootstrap administrator (first bootstrap only)."),
+    Key(
+        "kiok.iam.admin.user",
+        str,
+        "admin",
+        "Name of the bootstrap administrator (first bootstrap only): letters, digits and _.@-, "
+        "starting with a letter or digit, as any user's.",
+    ),
     Key(
         "kiok.iam.admin.password",
         str,
         "",
-        "Bootstrap administrator password; empty: 'admin', which must be changed at first login.",
+        "Bootstrap administrator password; empty: 'admin', which must be changed at first login. "
+        "Otherwise as any new password: at least 8 characters, not the user's name.",
         secret=True,
     ),
     Key(
@@ -708,7 +717,11 @@ KEYS: tuple[Key, ...] = (
         "File of accepted service bearer tokens, re-read periodically.",
     ),
     Key(
-        "kiok.internal.auth.reload.interval.seconds", int, 60, "How often the service token file is re-read."
+        "kiok.internal.auth.reload.interval.seconds",
+        int,
+        60,
+        "How often the service token file is re-read.",
+        at_least=1,
     ),
     Key(
         "kiok.tls.cert",
@@ -956,10 +969,31 @@ def _read_config(text: str, path: Path) -> Any:
     (``kiok.worker.labels`` and ``labels`` in a ``kiok: worker:`` section): one key once
     flattened. As the DAG loader (``kiok.dag.yaml_doc``), it looks at the composed nodes,
     which know their lines, before anything is built."""
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    root = yaml.compose(text, Loader=_ConfigLoader)
     if isinstance(root, MappingNode):
         _refuse_repeated(root, "", {}, path)
-    return yaml.safe_load(text) or {}
+    return yaml.load(text, Loader=_ConfigLoader) or {}
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML as the config file reads it: a plain whole number is decimal digits, as in a
+    ``KIOK_`` variable. YAML 1.1 reads ``010`` as 8, ``0x10`` as 16 and ``1:30`` as 90: the
+    same text would have meant another number in the file than in the environment (found by
+    the operability probe of session 28). Those are text here, which a number setting
+    refuses naming its key."""
+
+
+_ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:int"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^[-+]?[0-9]+$"), list("-+0123456789")
+)
+_ConfigLoader.add_constructor(
+    "tag:yaml.org,2002:int",
+    lambda loader, node: int(loader.construct_scalar(node)),  # type: ignore[arg-type]
+)
 
 
 def _refuse_repeated(node: MappingNode, prefix: str, seen: dict[str, int], path: Path) -> None:
@@ -1019,16 +1053,30 @@ def unknown_variables(env: Mapping[str, str], known_env: Iterable[str] = ()) -> 
 
 def _check_together(values: Mapping[str, Any], sources: Mapping[str, tuple[str, str]]) -> None:
     """Settings that are only right together: refused naming both keys and where they came from."""
+
+    def where(name: str) -> str:
+        source, origin = sources.get(name, ("default", ""))
+        return origin or source
+
     low, high = "kiok.raft.election.timeout.min.ms", "kiok.raft.election.timeout.max.ms"
     if values[low] >= values[high]:
-
-        def where(name: str) -> str:
-            source, origin = sources.get(name, ("default", ""))
-            return origin or source
-
         raise InvalidInput(
             f"{low} ({values[low]}, {where(low)}) must be less than {high} ({values[high]}, {where(high)})"
         )
+    # The bootstrap administrator is made once, at the first start: a name no login takes,
+    # or a password the API would refuse, would be the cluster's only way in.
+    user, password = "kiok.iam.admin.user", "kiok.iam.admin.password"
+    if not USER_NAME.match(values[user]):
+        raise InvalidInput(
+            f"{user} ({where(user)}): {values[user]!r} is not a user name (letters, digits and "
+            "_.@-, starting with a letter or digit, at most 128 characters)"
+        )
+    if values[password]:
+        from kiok.security.passwords import password_problem
+
+        problem = password_problem(values[password], user=values[user])
+        if problem is not None:
+            raise InvalidInput(f"{password} ({where(password)}): {problem.replace('the new password', 'it')}")
 
 
 @dataclass(frozen=True)
@@ -1163,11 +1211,14 @@ def reference_markdown() -> str:
         "ports are 1 to 65535 (kiok announces and registers its addresses: no random port 0),",
         "other numbers 0 to 2^53, and at least 1 where 0 would leave",
         "nothing to work with (slots, intervals, timeouts, expiries, sizes, failure limits); a few",
-        "counts that start processes or threads have a lower maximum, given in their line. A text",
+        "counts that start processes or threads have a lower maximum, given in their line. A whole",
+        "number is decimal digits in the config file as in a variable (`010` is 10; `0x10` and",
+        "`1:30`, which YAML 1.1 reads as 16 and 90, are refused). A text",
         "setting refuses a YAML null, number, list or boolean in the config file (write `''` for",
         'empty, quote `"yes"` and `"010"`); the log level, the log format and the task isolation',
         "take only the values listed; ids take letters, digits and `_.-`;",
         "`kiok.raft.election.timeout.min.ms` must be less than `kiok.raft.election.timeout.max.ms`;",
+        "the bootstrap administrator's name and password are checked as any user's;",
         "two ports of one process (admin, internal, worker status, its own Raft port in",
         "`kiok.master.peers`) on one number are refused, naming both settings.",
         "A boolean takes `yes`/`no`, `true`/`false`, `on`/`off` or `1`/`0`; its default is given",

@@ -77,6 +77,21 @@ pytestmark = pytest.mark.usefixtures("restore_logging")
         pytest.param(
             {"KIOK_S3_MULTIPART_PART_SIZE_BYTES": "100"}, "kiok.s3.multipart.part.size.bytes", id="part-size"
         ),
+        # The operability probe of session 28: accepted, then run as 1.
+        pytest.param({"KIOK_NOTIFY_MAX_ATTEMPTS": "0"}, "kiok.notify.max.attempts", id="notify-attempts-0"),
+        pytest.param(
+            {"KIOK_INTERNAL_AUTH_RELOAD_INTERVAL_SECONDS": "0"}, "reload.interval.seconds", id="reload-0"
+        ),
+        # ... and a bootstrap administrator no login takes ('') or with a password the API
+        # refuses: the first start made it, the cluster's only way in.
+        pytest.param({"KIOK_IAM_ADMIN_USER": ""}, "kiok.iam.admin.user", id="admin-empty"),
+        pytest.param({"KIOK_IAM_ADMIN_USER": "bad user"}, "kiok.iam.admin.user", id="admin-space"),
+        pytest.param({"KIOK_IAM_ADMIN_PASSWORD": "x"}, "kiok.iam.admin.password", id="admin-password-short"),
+        pytest.param(
+            {"KIOK_IAM_ADMIN_USER": "operator01", "KIOK_IAM_ADMIN_PASSWORD": "Operator01"},
+            "kiok.iam.admin.password",
+            id="admin-password-its-name",
+        ),
     ],
 )
 def test_a_bad_setting_is_refused_naming_the_key(env: dict[str, str], key: str) -> None:
@@ -523,3 +538,22 @@ def test_a_worker_refuses_a_master_address_whose_port_is_no_port(tmp_path: Path)
     env["KIOK_WORKER_MASTERS"] = "127.0.0.1:0"
     zero = master.invoke(["config", "show", "--for", "worker"], env=env)
     assert zero.output == "Error: kiok.worker.masters: '127.0.0.1:0' names port 0, not one of 1-65535\n"
+
+
+def test_a_config_files_whole_numbers_read_as_a_variables_do(tmp_path: Path) -> None:
+    """The operability probe of session 28: YAML 1.1 read ``010`` as 8, ``1:30`` as 90 and
+    ``0x10`` as 16 in a config file, where the same text in ``KIOK_WORKER_TASK_SLOTS`` is 10
+    or refused."""
+    config = tmp_path / "kiok.yaml"
+    config.write_text("kiok.worker.task.slots: 010\nkiok.worker.spawners: +2\n")
+    loaded = Settings.load(env={}, config_file=config)
+    assert (
+        loaded["kiok.worker.task.slots"]
+        == 10
+        == Settings.load(env={"KIOK_WORKER_TASK_SLOTS": "010"})["kiok.worker.task.slots"]
+    )
+    assert loaded["kiok.worker.spawners"] == 2
+    for text in ("1:30", "0x10", "0o10", "1_0"):
+        config.write_text(f"kiok.worker.task.slots: {text}\n")
+        with pytest.raises(InvalidInput, match=f"kiok.worker.task.slots .*expected int, got '{text}'"):
+            Settings.load(env={}, config_file=config)

@@ -9,7 +9,6 @@ own access keys without a policy (``actions.SELF_SERVICE``); creating one needs 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 from itertools import chain
 from typing import TYPE_CHECKING, Any
@@ -18,6 +17,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from kiok.errors import Conflict, InvalidInput, NotFound
+from kiok.ids import USER_NAME
 from kiok.master.api.deps import client_address, node_of, require, require_anywhere, signed_in
 from kiok.master.auth import SERVICE_PRINCIPAL, Principal
 from kiok.master.iam import Grants
@@ -33,11 +33,9 @@ if TYPE_CHECKING:
 
 router = APIRouter(prefix="/api/v1/iam", tags=["iam"])
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}\Z")
-
 
 def _name(value: str, field: str) -> str:
-    if not _NAME.match(value):
+    if not USER_NAME.match(value):
         raise InvalidInput(f"{field}: letters, digits, '_', '.', '@', '-' (up to 128)")
     return value
 
