@@ -701,7 +701,8 @@ KEYS: tuple[Key, ...] = (
         "kiok.admin.socket.path",
         str,
         "",
-        "Local admin socket (mode 0600) for password resets; empty: <data>/admin.sock.",
+        "Local admin socket (mode 0600) for password resets; empty: <data>/admin.sock. At most "
+        "107 bytes long, a unix socket's limit (a deeper data directory needs this set).",
     ),
     Key(
         "kiok.internal.auth.tokens",
@@ -1187,6 +1188,11 @@ class Settings:
     @property
     def data_dir(self) -> Path:
         return Path(self.get_str("kiok.base.data.dir")).resolve()
+
+    @property
+    def admin_socket_path(self) -> Path:
+        """Where a master listens for local admin requests, and ``kiok admin`` finds it."""
+        return Path(self.get_str("kiok.admin.socket.path") or self.data_dir / "admin.sock")
 
     def with_overrides(self, **dotted: Any) -> Settings:
         """A copy with some keys replaced (keys given with '_' for '.')."""

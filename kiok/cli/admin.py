@@ -168,7 +168,7 @@ def reset_password(
     path = socket_path
     if not path:  # where the master puts it: the same settings (environment, config file)
         settings = load_settings(config_file, {})
-        path = settings.get_str("kiok.admin.socket.path") or str(settings.data_dir / "admin.sock")
+        path = str(settings.admin_socket_path)
     request: dict[str, str | bool] = {"op": "reset-password", "user": user}
     if new_password is not None:
         request["newPassword"] = new_password

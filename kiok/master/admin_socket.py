@@ -25,7 +25,7 @@ import struct
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kiok.errors import KiokError
+from kiok.errors import InvalidInput, KiokError
 from kiok.security.passwords import password_problem
 from kiok.waits import within
 
@@ -64,6 +64,10 @@ class AdminSocket:
             self._server = await asyncio.start_unix_server(
                 self._handle, path=str(self.path), limit=_MAX_REQUEST
             )
+        except OSError as e:  # what preflight cannot know (a directory kiok may not write)
+            raise InvalidInput(
+                f"kiok.admin.socket.path: cannot listen at {str(self.path)!r}: {e.strerror or e}"
+            ) from None
         finally:
             os.umask(old_umask)
         os.chmod(self.path, 0o600)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 
 from kiok.config import Settings
 from kiok.master.admin_socket import AdminSocket
@@ -45,7 +44,7 @@ async def run_master(settings: Settings) -> None:
     stop = stop_event()
     node = MasterNode(settings, clock_ms)
     await node.start()
-    admin_socket = AdminSocket(node, Path(settings.get_str("kiok.admin.socket.path") or data / "admin.sock"))
+    admin_socket = AdminSocket(node, settings.admin_socket_path)
     await admin_socket.start()
     internal = InternalServer(node)
     await internal.start(internal_listener, tls.server_context(require_client_cert=True))

@@ -10,6 +10,7 @@ free."""
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import socket
 from collections.abc import Callable
@@ -56,11 +57,34 @@ def check(settings: Settings, command: Command) -> None:
         parse_networks(settings.get_str(BLOCKED_NETWORKS))
     _refuse_port_clash(_ports(settings, command))  # with kiok.master.peers checked first
     if serves_master:
+        _check_admin_socket(settings)
         operator_master_key(
             settings.get_str("kiok.master.key"),
             settings.get_str("kiok.kms.master.key.file"),
             several_masters=bool(settings.get_str("kiok.master.peers")),
         )
+
+
+#: The longest path a unix socket may be bound at (``sun_path`` holds 108 bytes, a NUL last).
+_UNIX_PATH_MAX = 107
+
+
+def _check_admin_socket(settings: Settings) -> None:
+    """A master binds its admin socket after it opened its store: a path too long for a unix
+    socket (a data directory ~95 characters deep, as on Kubernetes), or in a directory that
+    does not exist (but for the data directory, made at start), failed there with a line
+    naming neither (the operability probe of session 28)."""
+    path = settings.admin_socket_path
+    configured = bool(settings.get_str("kiok.admin.socket.path"))
+    size = len(os.fsencode(path))
+    if size > _UNIX_PATH_MAX:
+        where = "kiok.admin.socket.path" if configured else "kiok.base.data.dir: its admin socket"
+        raise InvalidInput(
+            f"{where} {str(path)!r} is {size} bytes long; a unix socket's path is at most "
+            f"{_UNIX_PATH_MAX}: set kiok.admin.socket.path to a shorter one"
+        )
+    if configured and not path.parent.is_dir() and path.parent.resolve() != settings.data_dir:
+        raise InvalidInput(f"kiok.admin.socket.path {str(path)!r}: {str(path.parent)!r} is not a directory")
 
 
 def _check_host(settings: Settings, key: str) -> None:

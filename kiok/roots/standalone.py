@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from kiok.config import Settings
@@ -161,7 +160,7 @@ async def run_standalone(settings: Settings, environ: dict[str, str]) -> None:
     signals = Signals()
     node = MasterNode(settings, clock_ms)
     await node.start()
-    admin_socket = AdminSocket(node, Path(settings.get_str("kiok.admin.socket.path") or data / "admin.sock"))
+    admin_socket = AdminSocket(node, settings.admin_socket_path)
     await admin_socket.start()
     permits = GlobalPermits(settings.get_int("kiok.scheduler.max.global.concurrency"))
     link = InProcessLink(node, permits)

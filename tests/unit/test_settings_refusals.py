@@ -557,3 +557,25 @@ def test_a_config_files_whole_numbers_read_as_a_variables_do(tmp_path: Path) -> 
         config.write_text(f"kiok.worker.task.slots: {text}\n")
         with pytest.raises(InvalidInput, match=f"kiok.worker.task.slots .*expected int, got '{text}'"):
             Settings.load(env={}, config_file=config)
+
+
+def test_an_admin_socket_path_that_cannot_be_bound_is_refused_before_the_start(tmp_path: Path) -> None:
+    """The operability probe of session 28: a data directory ~95 characters deep made an admin
+    socket path too long for a unix socket; the start failed after it had opened its store,
+    with "cannot start: AF_UNIX path too long", naming no setting (as a socket path in a
+    directory that does not exist did)."""
+    deep = tmp_path / ("d" * 110)
+    with pytest.raises(InvalidInput, match=r"^kiok\.base\.data\.dir: its admin socket .* at most 107"):
+        preflight.check(Settings.load(env={"KIOK_BASE_DATA_DIR": str(deep)}), "standalone")
+    with pytest.raises(InvalidInput, match=r"^kiok\.admin\.socket\.path .* at most 107"):
+        preflight.check(Settings.load(env={"KIOK_ADMIN_SOCKET_PATH": str(deep / "s")}), "master")
+    with pytest.raises(
+        InvalidInput, match=r"^kiok\.admin\.socket\.path '/nonexistent/sock'.*not a directory"
+    ):
+        preflight.check(Settings.load(env={"KIOK_ADMIN_SOCKET_PATH": "/nonexistent/sock"}), "master")
+    preflight.check(Settings.load(env={"KIOK_ADMIN_SOCKET_PATH": "/nonexistent/sock"}), "worker")  # no socket
+    data = tmp_path / "data"  # made at start: a socket in it is fine
+    preflight.check(
+        Settings.load(env={"KIOK_BASE_DATA_DIR": str(data), "KIOK_ADMIN_SOCKET_PATH": str(data / "a.sock")}),
+        "master",
+    )
