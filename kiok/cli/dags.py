@@ -20,7 +20,7 @@ import yaml
 import kiok
 from kiok.cli.client import ApiClient, CliError, segment
 from kiok.cli.context import CliContext, json_option, pass_cli
-from kiok.cli.output import emit_json, emit_table, text
+from kiok.cli.output import emit_error, emit_json, emit_table, text
 from kiok.errors import KiokError
 
 _COMPILE_PREFIX = "kiok.compile: "
@@ -57,13 +57,13 @@ def register(cli: CliContext, files: tuple[Path, ...]) -> None:
         try:
             bodies = _documents(f)
         except CliError as e:
-            failed = _report(f, e.message)
+            failed = _report(cli, f, e)
             continue
         for body, content_type in bodies:
             try:
                 answer = client.request("POST", "/api/v1/dags", content=body, content_type=content_type)
             except KiokError as e:  # refused by the master; an unreachable master stops everything
-                failed = _report(f, e.message)
+                failed = _report(cli, f, e)
                 continue
             answers.append(answer)
             if not cli.as_json:
@@ -88,8 +88,9 @@ def _expand(paths: tuple[Path, ...]) -> list[Path]:
     return out
 
 
-def _report(path: Path, message: str) -> bool:
-    click.echo(f"error: {path}: {message}", err=True)
+def _report(cli: CliContext, path: Path, e: KiokError | CliError) -> bool:
+    """Say that ``path`` failed (as JSON with ``--json``): the other files are still tried."""
+    emit_error(e, as_json=cli.as_json, file=str(path))
     return True
 
 

@@ -11,7 +11,6 @@ own: ``eval "$(_KIOK_COMPLETE=bash_source kiok)"``.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
@@ -19,8 +18,8 @@ import click
 from kiok.cli import admin, audit, auth, cluster, config, connections, contexts, dags, iam, runs, workers
 from kiok.cli.client import CliError, NotText
 from kiok.cli.context import TIMEOUT_S, CliContext, Runtime, access_key, ca_path
-from kiok.cli.output import visible
-from kiok.errors import KiokError, PasswordChangeRequired
+from kiok.cli.output import emit_error
+from kiok.errors import KiokError
 
 #: The commands that are not clients of a master: the global client options (``--ca``,
 #: ``--access-key``, ``--token``) are neither checked nor used for them.
@@ -37,21 +36,8 @@ class KiokGroup(click.Group):
             raise click.UsageError(e.message) from None
         except (KiokError, CliError) as e:
             cli = ctx.find_object(CliContext)
-            if cli is not None and cli.as_json:
-                error = {"error": {"code": e.code, "message": describe(e)}}
-                click.echo(json.dumps(error, ensure_ascii=False), err=True)
-            else:
-                click.echo(f"error: {describe(e)}", err=True)
+            emit_error(e, as_json=cli is not None and cli.as_json)
             ctx.exit(1)
-
-
-def describe(e: KiokError | CliError) -> str:
-    """The message to print; a server's message may quote hostile input, so it is shown
-    ``visible`` (line breaks kept)."""
-    message = "\n".join(visible(line) for line in e.message.split("\n"))
-    if isinstance(e, PasswordChangeRequired):
-        return f"{message} (run `kiok change-password`)"
-    return message
 
 
 @click.group(cls=KiokGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import click
+
+from kiok.errors import PasswordChangeRequired
 
 NONE = "-"
 
@@ -23,6 +25,27 @@ def emit_json(doc: Any) -> None:
 def emit_json_line(doc: Any) -> None:
     """Print one JSON document on one line (for streams of documents)."""
     click.echo(json.dumps(doc, ensure_ascii=False, separators=(",", ":")))
+
+
+class Failure(Protocol):
+    """A kiok error or a client-side one (``CliError``): a wire code and a message."""
+
+    code: str
+    message: str
+
+
+def emit_error(e: Failure, *, as_json: bool, file: str | None = None) -> None:
+    """One error on stderr: ``error: [FILE: ]MESSAGE``, or with ``--json`` one document of the
+    server's shape, ``{"error": {"code", "message"[, "file"]}}``. A server's message may quote
+    hostile input, so it is shown ``visible`` (line breaks kept)."""
+    message = "\n".join(visible(line) for line in e.message.split("\n"))
+    if isinstance(e, PasswordChangeRequired):
+        message = f"{message} (run `kiok change-password`)"
+    if as_json:
+        error = {"code": e.code, "message": message, **({"file": file} if file is not None else {})}
+        click.echo(json.dumps({"error": error}, ensure_ascii=False), err=True)
+    else:
+        click.echo(f"error: {f'{file}: ' if file is not None else ''}{message}", err=True)
 
 
 def visible(value: str) -> str:

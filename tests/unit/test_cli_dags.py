@@ -190,3 +190,18 @@ def test_backfill_counts_intervals_that_had_a_run_even_with_their_ids_withheld(m
     result = master.invoke(["dags", "backfill", "etl", "--from", "2026-01-01", "--to", "2026-01-03"])
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[0] == "1 run(s) created, 2 interval(s) already had a run"
+
+
+def test_with_json_each_refused_file_is_one_json_error(master: FakeMaster, tmp_path: Path) -> None:
+    """The operability probe of session 28: ``kiok --json dags register`` printed refusals as
+    plain text, as no other command does with ``--json``."""
+    cycle = "tasks: cycle: x -> y -> x (each task requires the one before it)"
+    master.on("POST", "/api/v1/dags", fail(400, "invalid_dag", cycle))
+    bad, unreadable = tmp_path / "bad.yaml", tmp_path / "broken.yaml"
+    bad.write_text(YAML_DAG)
+    unreadable.write_bytes(b"\xff\xfe")
+    result = master.invoke(["--json", "dags", "register", str(bad), str(unreadable)])
+    assert result.exit_code == 1 and result.stdout == ""
+    first, second = (json.loads(line)["error"] for line in result.stderr.splitlines())
+    assert first == {"code": "invalid_dag", "message": cycle, "file": str(bad)}
+    assert second == {**first, "file": str(unreadable)}
