@@ -153,6 +153,17 @@ def _close(txn: Txn, run: dict[str, Any], at_ms: int, fx: Effects) -> None:
         )
         run["state"] = outcome.value
         run["endedMs"] = at_ms
+        if run["cancel"] and run["worker"] is not None and takes_master_lines(run):
+            # A cancelled run ends when its last open task does, which may be on a report its
+            # driver sent before it heard of the cancel (a failover between): its lines after
+            # the end would be refused, so the masters say how it stopped, every time (found
+            # by the failover probe of session 28: the run log ended at "a ... SUCCESS"). A
+            # run with no driver left gets its line where that is found (the coordinator,
+            # a revocation).
+            line = run_log_line(
+                at_ms, f"run stopped, {cancel_reason(run.get('cancelBy'), run.get('failReason'))}"
+            )
+            fx.log_appends.append((run["runId"], RUN_LOG_TASK, f"{line}\n".encode(), None))
         txn.delete(k.META, k.active_run(run["runId"]))
         on_run_end(txn, run, at_ms)
         fx.runs_finished.append(run["runId"])

@@ -374,3 +374,25 @@ async def test_a_run_its_driver_claimed_again_no_longer_waits_for_it() -> None:
     new.add_worker(Worker("w1"))
     await new.dispatch_pass()
     assert run not in new.waiting
+
+
+async def test_a_cancelled_run_ended_by_a_report_sent_before_the_cancel_says_how_it_stopped() -> None:
+    """The failover probe of session 28: cancelled while its leader failed over, a run ended
+    on its driver's report of its last running task's success, sent before the driver heard
+    of the cancel; the driver's own "run stopped" line came after the end and was refused, so
+    the run log ended at the success. The masters say it as the run ends."""
+    w1 = Worker("w1")
+    coord, log, reader, runs = await setup(w1)
+    run_log: list[bytes] = []
+    log.subscribe(
+        lambda fx: run_log.extend(d for r, t, d, _ in fx.log_appends if (r, t) == (runs[0], "__run__"))
+    )
+    running = await _a_running_on(coord, log, w1, runs[0])
+    await log.propose(c.CancelRun(at_ms=5, run_id=runs[0], by="admin"))
+    assert run_log == []  # its driver, told, stops it
+    done = TaskRecord(TaskState.SUCCESS, attempt=1, started_at_ms=4, ended_at_ms=6, worker="w1")
+    await log.propose(dataclasses.replace(running, at_ms=6, tasks={"a": done.to_dict()}))
+    header = reader.run_header(runs[0])
+    assert header is not None and header["state"] == "CANCELLED", header
+    [line] = run_log
+    assert line.endswith(b" run stopped, cancelled by admin: the run was cancelled\n"), line
