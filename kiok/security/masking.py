@@ -64,16 +64,21 @@ def _as_printed(secret: str) -> set[str]:
 
 
 def _quoted(secret: str) -> set[str]:
-    """``secret`` inside the quotes ``json.dumps`` (ASCII-only and not) puts around it, and
-    inside those ``repr`` puts around it, around its UTF-8 bytes, and around either of its
-    JSON forms (``print(response.content)`` of a JSON body)."""
+    """``secret`` inside the quotes a program commonly prints a value in: ``json.dumps``
+    (ASCII-only and not; and a JSON text holding it dumped again, as a queue message's body),
+    and inside those ``repr`` and ``ascii`` put around it, around its UTF-8 bytes, and around
+    either JSON form (``print(response.content)``); a shell's single quotes as ``bash -x``
+    and ``shlex.quote`` write a ``'`` inside them (``'it'\\''s'``, ``'it'"'"'s'``), and a CSV
+    field's doubled ``"`` (found by the security re-probe of session 28)."""
     as_json = {json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
-    forms = set(as_json)
+    forms = as_json | {json.dumps(form)[1:-1] for form in as_json}
     for text in (secret, *as_json):
         raw = text.encode("utf-8", "surrogatepass")
         # Inside a longer text that holds a ``"`` too, ``repr`` quotes with ``'`` and
         # escapes the value's own as ``\'`` (found by the security probe of session 28).
         forms |= {repr(text)[1:-1], repr('"' + text)[2:-1], repr(raw)[2:-1], repr(b'"' + raw)[3:-1]}
+        forms |= {ascii(text)[1:-1], ascii('"' + text)[2:-1]}
+    forms |= {secret.replace("'", "'\\''"), secret.replace("'", "'\"'\"'"), secret.replace('"', '""')}
     return forms
 
 
@@ -117,25 +122,31 @@ class Masker:
         return self._pattern.sub(MASK, data) if self._pattern is not None else data
 
     def mask_batch(self, data: bytes, *, final: bool) -> tuple[bytes, bytes]:
-        """(what may leave now, masked; what to keep for the next batch, raw). Whole secrets
-        are masked first; then, unless ``final``, the shortest-starting tail after the last
-        masked secret that is the beginning of some secret is kept back whole."""
+        """(what may leave now, masked; what to keep for the next batch, raw). Unless
+        ``final``, the batch is cut before the earliest tail that could begin a secret, and
+        before any secret found across that cut (a shorter one inside the start of a longer:
+        ``etl`` in ``etl_Pa55w0rd!``, cut after ``etl_Pa``, let the rest go out in the next
+        batch, found by the security re-probe of session 28); what is before the cut is
+        masked whole, what is after it waits. So a stream masked in batches reads as the
+        whole stream masked at once."""
         if self._pattern is None:
             return data, b""
-        pieces: list[bytes] = []
-        pos = 0
-        for m in self._pattern.finditer(data):
-            pieces.append(data[pos : m.start()])
-            pieces.append(MASK)
-            pos = m.end()
-        keep_from = len(data)
-        if not final:
-            for start in range(max(pos, len(data) - self._longest + 1), len(data)):
-                if data[start:] in self._prefixes:
-                    keep_from = start
-                    break
-        pieces.append(data[pos:keep_from])
-        return b"".join(pieces), data[keep_from:]
+        if final:
+            return self.mask(data), b""
+        cut = len(data)
+        for start in range(max(0, len(data) - self._longest + 1), len(data)):
+            if data[start:] in self._prefixes:
+                cut = start
+                break
+        moved = cut < len(data)
+        while moved:
+            moved = False
+            for value in self._values:
+                for start in range(max(0, cut - len(value) + 1), cut):
+                    if data.startswith(value, start):
+                        cut, moved = start, True
+                        break
+        return self.mask(data[:cut]), data[cut:]
 
     def mask_cut(self, data: bytes) -> bytes:
         """Mask ``data`` whose stream was cut after it for good (a log at its size cap): a

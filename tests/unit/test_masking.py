@@ -96,6 +96,9 @@ def test_no_split_into_writes_and_flushes_lets_a_secret_through(
             stored += out
     out, _ = masker.mask_batch(pending, final=True)
     stored += out
+    # As the whole output masked at once: no secret, nor what is left of one whose start
+    # another masked (a test that looked only for whole secrets missed that, session 28).
+    assert stored == masker.mask("".join(chunks).encode())
     for secret in secrets:
         assert secret.encode() not in stored
 
@@ -152,3 +155,38 @@ def test_a_value_with_a_quote_escaped_by_repr_is_masked() -> None:
     ):
         assert "\\'" in text
         assert b"S3cret" not in masker.mask(text.encode()), text
+
+
+def test_a_secret_whose_start_is_another_secret_is_masked_across_a_cut() -> None:
+    """The security re-probe of session 28: with ``etl`` and ``etl_Pa55w0rd!``, output read
+    in 64 KiB pieces that cut the password after ``etl_Pa`` stored ``***_Pa55w0rd!``, and a
+    log cut at its cap there kept ``***_Pa55w0r``."""
+    masker = Masker(["etl", "etl_Pa55w0rd!"])
+    out, kept = masker.mask_batch(b"y" * 10 + b"etl_Pa", final=False)
+    rest, _ = masker.mask_batch(kept + b"55w0rd!\n", final=True)
+    assert out + rest == b"y" * 10 + b"***\n"
+    assert masker.mask_cut(b"x" * 10 + b"etl_Pa55w0r") == b"x" * 10 + b"***"
+
+
+def test_the_quoted_forms_programs_commonly_print_are_masked() -> None:
+    """The security re-probe of session 28: each of these printed the value whole but quoted,
+    and went out unmasked."""
+    import csv
+    import io
+    import shlex
+
+    quote, dq, accented = "it's-Secr3t", 'dq"Secr3t', "pässwörd-Secr3t"
+    rows = io.StringIO()
+    csv.writer(rows).writerow(["u", dq])
+    printed = {
+        quote: [
+            "+ export 'PGPASSWORD=it'\\''s-Secr3t'",  # bash -x
+            shlex.join(["pg_dump", "--dbname", f"postgresql://etl:{quote}@db/x"]),
+        ],
+        dq: [json.dumps({"body": json.dumps({"p": dq})}), rows.getvalue()],
+        accented: [ascii(accented), ascii({"p": accented})],
+    }
+    for secret, texts in printed.items():
+        masker = Masker([secret])
+        for text in texts:
+            assert b"Secr3t" not in masker.mask(text.encode()), text

@@ -32,11 +32,12 @@ if hasattr(sys, "orig_argv"):
 __file__ = "/proc/%d/fd/3" % os.getpid()
 __loader__ = SourceFileLoader("__main__", "/dev/fd/3")
 with open("/dev/fd/3", "rb") as _kiok_script:
-    _kiok_code = compile(_kiok_script.read(), "/dev/fd/3", "exec", dont_inherit=True)
+    _kiok_source = _kiok_script.read()
 del os, sys, SourceFileLoader, _kiok_script
 try:
-    exec(globals().pop("_kiok_code"))
+    exec(compile(globals().pop("_kiok_source"), "/dev/fd/3", "exec", dont_inherit=True))
 except Exception as _kiok_error:
+    # From the script's frame; none for a script that does not compile, as python shows it.
     _kiok_error.__traceback__ = _kiok_error.__traceback__.tb_next
     __import__("sys").excepthook(type(_kiok_error), _kiok_error, _kiok_error.__traceback__)
     raise SystemExit(1) from None
