@@ -17,9 +17,10 @@ count, no task slot). Each value remembers where it came from, and
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,7 +29,6 @@ import yaml
 from yaml.nodes import MappingNode, ScalarNode
 
 from kiok.errors import InvalidInput
-from kiok.ids import USER_NAME
 
 
 @dataclass(frozen=True)
@@ -702,7 +702,8 @@ KEYS: tuple[Key, ...] = (
         str,
         "",
         "Local admin socket (mode 0600) for password resets; empty: <data>/admin.sock. At most "
-        "107 bytes long, a unix socket's limit (a deeper data directory needs this set).",
+        "107 bytes long, a unix socket's limit (a deeper data directory needs this set); a path "
+        "that holds anything but a socket nothing listens on is refused (kiok removes nothing else).",
     ),
     Key(
         "kiok.internal.auth.tokens",
@@ -977,24 +978,42 @@ def _read_config(text: str, path: Path) -> Any:
 
 
 class _ConfigLoader(yaml.SafeLoader):
-    """YAML as the config file reads it: a plain whole number is decimal digits, as in a
-    ``KIOK_`` variable. YAML 1.1 reads ``010`` as 8, ``0x10`` as 16 and ``1:30`` as 90: the
-    same text would have meant another number in the file than in the environment (found by
-    the operability probe of session 28). Those are text here, which a number setting
-    refuses naming its key."""
+    """YAML as the config file reads it: a plain number is written as in a ``KIOK_``
+    variable, decimal digits (and a point or exponent for a fraction). YAML 1.1 reads ``010``
+    as 8, ``0x10`` as 16, ``1:30`` as 90 and ``1_0.5`` as 10.5: the same text would have meant
+    another number in the file than in the environment (found by the operability probes of
+    session 28). Those are text here, which a number setting refuses naming its key; so is
+    what an explicit ``!!int`` or ``!!float`` tag marks that is not such a number."""
 
+
+_INT_TAG, _FLOAT_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+#: A fraction as a variable writes it (``_ascii_float``): a point or an exponent, no ``_``.
+_FRACTION = re.compile(r"-?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+(?=[eE]))(?:[eE][-+]?[0-9]+)?")
 
 _ConfigLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:int"]
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT_TAG, _FLOAT_TAG)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-_ConfigLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:int", re.compile(r"^[-+]?[0-9]+$"), list("-+0123456789")
-)
-_ConfigLoader.add_constructor(
-    "tag:yaml.org,2002:int",
-    lambda loader, node: int(loader.construct_scalar(node)),  # type: ignore[arg-type]
-)
+_ConfigLoader.add_implicit_resolver(_INT_TAG, re.compile(f"^{_INT.pattern}$"), list("-0123456789"))
+_ConfigLoader.add_implicit_resolver(_FLOAT_TAG, re.compile(f"^{_FRACTION.pattern}$"), list("-.0123456789"))
+
+
+def _number(kind: type[int] | type[float], pattern: re.Pattern[str]) -> Callable[[Any, Any], Any]:
+    """A constructor of ``kind`` for a scalar that is written as one; other text is kept as
+    text (a whole number past Python's 4300 digits too), for the setting to refuse."""
+
+    def construct(loader: Any, node: Any) -> Any:
+        text = loader.construct_scalar(node)
+        if isinstance(text, str) and pattern.fullmatch(text):
+            with contextlib.suppress(ValueError):
+                return kind(text)
+        return text
+
+    return construct
+
+
+_ConfigLoader.add_constructor(_INT_TAG, _number(int, _INT))
+_ConfigLoader.add_constructor(_FLOAT_TAG, _number(float, _FRACTION))
 
 
 def _refuse_repeated(node: MappingNode, prefix: str, seen: dict[str, int], path: Path) -> None:
@@ -1064,20 +1083,6 @@ def _check_together(values: Mapping[str, Any], sources: Mapping[str, tuple[str, 
         raise InvalidInput(
             f"{low} ({values[low]}, {where(low)}) must be less than {high} ({values[high]}, {where(high)})"
         )
-    # The bootstrap administrator is made once, at the first start: a name no login takes,
-    # or a password the API would refuse, would be the cluster's only way in.
-    user, password = "kiok.iam.admin.user", "kiok.iam.admin.password"
-    if not USER_NAME.match(values[user]):
-        raise InvalidInput(
-            f"{user} ({where(user)}): {values[user]!r} is not a user name (letters, digits and "
-            "_.@-, starting with a letter or digit, at most 128 characters)"
-        )
-    if values[password]:
-        from kiok.security.passwords import password_problem
-
-        problem = password_problem(values[password], user=values[user])
-        if problem is not None:
-            raise InvalidInput(f"{password} ({where(password)}): {problem.replace('the new password', 'it')}")
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,14 @@ status 1, without binding a port or touching the data directory."""
 from __future__ import annotations
 
 import json
-from typing import cast
+from typing import NoReturn, cast
 
 import click
 
 from kiok.cli.context import CliContext, json_option, pass_cli
-from kiok.cli.output import table, text
+from kiok.cli.output import emit_error, table, text
 from kiok.cli.settings import load_settings
-from kiok.errors import KiokError
+from kiok.errors import InvalidInput, KiokError
 
 
 @click.group("config")
@@ -49,7 +49,10 @@ def show(
         flags["kiok.base.data.dir"] = ("--data-dir", data_dir)
     if port is not None:  # --port 0 is a value, and flags win over the environment
         flags["kiok.master.admin.port"] = ("--port", port)
-    settings = load_settings(config_file, flags)
+    try:
+        settings = load_settings(config_file, flags)
+    except click.ClickException as e:
+        _refuse(obj, e.message)
     for warning in settings.warnings:  # said before a refusal, as a start logs them
         click.echo(f"warning: {warning}", err=True)
     from kiok.roots import preflight  # the servers' side, imported only here (it is not light)
@@ -57,7 +60,7 @@ def show(
     try:
         preflight.check(settings, cast("preflight.Command", server))
     except KiokError as e:
-        raise click.ClickException(e.message) from None
+        _refuse(obj, e.message)
     explained = settings.explain()
     if obj.as_json:
         rows = [{"key": e.key, "value": e.value, "source": e.source, "from": e.origin} for e in explained]
@@ -69,3 +72,13 @@ def show(
             [[e.key, text(e.value), f"{e.source} {e.origin}".strip()] for e in explained],
         )
     )
+
+
+def _refuse(obj: CliContext, message: str) -> NoReturn:
+    """A setting a start would refuse: its one line, as a start says it (``Error: …``), or with
+    ``--json`` one JSON error document, as every command's (found by the operability re-probe
+    of session 28: it stayed text)."""
+    if obj.as_json:
+        emit_error(InvalidInput(message), as_json=True)
+        raise click.exceptions.Exit(1)
+    raise click.ClickException(message)

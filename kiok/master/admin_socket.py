@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import socket
+import stat
 import struct
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,33 +51,81 @@ def may_administer(uid: int, own_uid: int) -> bool:
     return uid in (own_uid, 0)
 
 
+def admin_socket_problem(path: Path, *, listened_ok: bool = False) -> str | None:
+    """Why a master cannot make its admin socket at ``path``, or None: something that is not
+    a socket is there (a file, the master key, a directory: removing it to make the socket
+    destroyed it, found by the operability re-probe of session 28), or (unless
+    ``listened_ok``) a socket another process listens on."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        return f"cannot look at {str(path)!r}: {e.strerror}"
+    if not stat.S_ISSOCK(st.st_mode):
+        return f"{str(path)!r} exists and is not a socket: kiok removes nothing there"
+    if not listened_ok and not stale_socket(path):
+        return f"another process listens at {str(path)!r}"
+    return None
+
+
+def stale_socket(path: Path) -> bool:
+    """Whether ``path`` is a unix socket nothing listens on (a crashed master's)."""
+    try:
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            return False
+    except OSError:
+        return False
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1)
+        probe.connect(str(path))
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False  # not ours to judge (no permission, ...): left as it is
+    finally:
+        probe.close()
+    return False
+
+
 class AdminSocket:
     def __init__(self, node: MasterNode, path: Path) -> None:
         self._node = node
         self.path = path
         self._server: asyncio.Server | None = None
+        #: (device, inode) of the socket this master made: the one it removes at its stop.
+        self._made: tuple[int, int] | None = None
 
     async def start(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()  # left over from a crash; we hold the store's lock, so it is ours
+        path = str(self.path)
+        problem = admin_socket_problem(self.path)  # checked at preflight too; things change
+        if problem is not None:
+            raise InvalidInput(f"kiok.admin.socket.path: {problem}")
+        if stale_socket(self.path):  # left over from a crash: nothing answers on it
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
         old_umask = os.umask(0o077)
         try:
-            self._server = await asyncio.start_unix_server(
-                self._handle, path=str(self.path), limit=_MAX_REQUEST
-            )
+            self._server = await asyncio.start_unix_server(self._handle, path=path, limit=_MAX_REQUEST)
         except OSError as e:  # what preflight cannot know (a directory kiok may not write)
             raise InvalidInput(
-                f"kiok.admin.socket.path: cannot listen at {str(self.path)!r}: {e.strerror or e}"
+                f"kiok.admin.socket.path: cannot listen at {path!r}: {e.strerror or e}"
             ) from None
         finally:
             os.umask(old_umask)
         os.chmod(self.path, 0o600)
+        st = os.lstat(self.path)
+        self._made = (st.st_dev, st.st_ino)
 
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        # Only the socket this master made: another process may have taken the path since.
+        with contextlib.suppress(OSError):
+            st = os.lstat(self.path)
+            if (st.st_dev, st.st_ino) == self._made:
+                self.path.unlink()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         uid = peer_uid(writer.get_extra_info("socket"))

@@ -19,9 +19,12 @@ from typing import Literal, TypeVar
 from kiok.config import Settings
 from kiok.core.addresses import every_address
 from kiok.errors import InvalidInput
+from kiok.ids import USER_NAME
+from kiok.master.admin_socket import admin_socket_problem
 from kiok.roots.common import trusted_proxies
 from kiok.security.egress import SETTING as BLOCKED_NETWORKS
 from kiok.security.egress import parse_networks
+from kiok.security.passwords import MAX_PASSWORD_LENGTH, password_problem
 from kiok.security.tls import TlsFiles
 from kiok.store.keyring import operator_master_key
 from kiok.store.replicated import parse_peers, unreachable_raft_port
@@ -57,6 +60,7 @@ def check(settings: Settings, command: Command) -> None:
         parse_networks(settings.get_str(BLOCKED_NETWORKS))
     _refuse_port_clash(_ports(settings, command))  # with kiok.master.peers checked first
     if serves_master:
+        _check_admin_bootstrap(settings)
         _check_admin_socket(settings)
         operator_master_key(
             settings.get_str("kiok.master.key"),
@@ -85,6 +89,42 @@ def _check_admin_socket(settings: Settings) -> None:
         )
     if configured and not path.parent.is_dir() and path.parent.resolve() != settings.data_dir:
         raise InvalidInput(f"kiok.admin.socket.path {str(path)!r}: {str(path.parent)!r} is not a directory")
+    # One listening in the data directory is another kiok's there: the data directory's own
+    # check says so, in its words ("in use by another kiok process").
+    problem = admin_socket_problem(path, listened_ok=not configured)
+    if problem is not None:
+        raise InvalidInput(f"kiok.admin.socket.path: {problem}")
+
+
+def _check_admin_bootstrap(settings: Settings) -> None:
+    """The bootstrap administrator is made once, at a master's first start: a name no login
+    takes, or a password the API would refuse (or could not take: over 4096 characters, not
+    text), would be the cluster's only way in (the operability probe of session 28)."""
+    user, password = "kiok.iam.admin.user", "kiok.iam.admin.password"
+    name = settings.get_str(user)
+    if not USER_NAME.match(name):
+        raise InvalidInput(
+            f"{user}: {name!r} is not a user name (letters, digits and _.@-, starting with a "
+            "letter or digit, at most 128 characters)"
+        )
+    chosen = settings.get_str(password)
+    if not chosen:
+        return
+    problem = password_problem(chosen, user=name)
+    if problem is None and len(chosen) > MAX_PASSWORD_LENGTH:
+        problem = f"the new password must have at most {MAX_PASSWORD_LENGTH} characters"
+    if problem is None and not _is_text(chosen):
+        problem = "the new password must be UTF-8 text"
+    if problem is not None:
+        raise InvalidInput(f"{password}: {problem.replace('the new password', 'it')}")
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # an undecodable byte of the environment (a surrogate escape)
+        return False
+    return True
 
 
 def _check_host(settings: Settings, key: str) -> None:

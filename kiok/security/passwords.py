@@ -25,6 +25,8 @@ _HASHER = PasswordHasher()
 _T = TypeVar("_T")
 
 MIN_PASSWORD_LENGTH = 8
+#: The longest password the API takes (its request fields' limit).
+MAX_PASSWORD_LENGTH = 4096
 
 
 def hash_password(password: str) -> str:

@@ -51,7 +51,7 @@ def test_the_grids_page_is_in_the_url(kiok: Standalone, browser: Any, shots: Pat
     expect(head.locator(f'a[href="/runs/{ids[2]}"]')).to_have_count(1)
     expect(head.locator(".grun")).to_have_count(2)
     # A cursor this session was not given, past the newest run, or malformed: the first page.
-    for bogus in ("999999999", "abc", "5,9"):
+    for bogus in ("999999999", "abc", "5,9", "1" * 24):  # 24 digits: past the API's cursors
         page.goto(kiok.url + f"/dags/quick/grid?limit=2&page={bogus}")
         expect(page).to_have_url(kiok.url + "/dags/quick/grid?limit=2")
         expect(head.locator(f'a[href="/runs/{ids[2]}"]')).to_have_count(1)
@@ -89,6 +89,13 @@ def test_the_audit_logs_page_is_in_the_url_beside_its_filters(
     expect(page.get_by_test_id("audit-page")).to_have_count(0)
     expect(rows).to_have_count(4)
     assert rows.first.inner_text() == first
+    # A cursor this session was not given, past the newest record the filter matches (a
+    # filtered page was checked against the unfiltered log's newest, and kept as "Page 2").
+    for bogus in ("99999999999999999999", "1" * 24):
+        page.goto(kiok.url + f"/settings/audit?action=dags%3APause&limit=4&page={bogus}")
+        expect(page).to_have_url(kiok.url + "/settings/audit?action=dags%3APause&limit=4")
+        expect(page.get_by_test_id("audit-page")).to_have_count(0)
+        expect(rows).to_have_count(4)
     # A new filter starts again at the newest.
     page.get_by_role("button", name="Older", exact=True).click()
     expect(page.get_by_test_id("audit-page")).to_have_text("Page 2")

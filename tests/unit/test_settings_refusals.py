@@ -82,16 +82,6 @@ pytestmark = pytest.mark.usefixtures("restore_logging")
         pytest.param(
             {"KIOK_INTERNAL_AUTH_RELOAD_INTERVAL_SECONDS": "0"}, "reload.interval.seconds", id="reload-0"
         ),
-        # ... and a bootstrap administrator no login takes ('') or with a password the API
-        # refuses: the first start made it, the cluster's only way in.
-        pytest.param({"KIOK_IAM_ADMIN_USER": ""}, "kiok.iam.admin.user", id="admin-empty"),
-        pytest.param({"KIOK_IAM_ADMIN_USER": "bad user"}, "kiok.iam.admin.user", id="admin-space"),
-        pytest.param({"KIOK_IAM_ADMIN_PASSWORD": "x"}, "kiok.iam.admin.password", id="admin-password-short"),
-        pytest.param(
-            {"KIOK_IAM_ADMIN_USER": "operator01", "KIOK_IAM_ADMIN_PASSWORD": "Operator01"},
-            "kiok.iam.admin.password",
-            id="admin-password-its-name",
-        ),
     ],
 )
 def test_a_bad_setting_is_refused_naming_the_key(env: dict[str, str], key: str) -> None:
@@ -545,7 +535,7 @@ def test_a_config_files_whole_numbers_read_as_a_variables_do(tmp_path: Path) -> 
     ``0x10`` as 16 in a config file, where the same text in ``KIOK_WORKER_TASK_SLOTS`` is 10
     or refused."""
     config = tmp_path / "kiok.yaml"
-    config.write_text("kiok.worker.task.slots: 010\nkiok.worker.spawners: +2\n")
+    config.write_text("kiok.worker.task.slots: 010\nkiok.worker.spawners: 2\n")
     loaded = Settings.load(env={}, config_file=config)
     assert (
         loaded["kiok.worker.task.slots"]
@@ -553,10 +543,19 @@ def test_a_config_files_whole_numbers_read_as_a_variables_do(tmp_path: Path) -> 
         == Settings.load(env={"KIOK_WORKER_TASK_SLOTS": "010"})["kiok.worker.task.slots"]
     )
     assert loaded["kiok.worker.spawners"] == 2
-    for text in ("1:30", "0x10", "0o10", "1_0"):
+    for text in ("1:30", "0x10", "0o10", "1_0", "+5", "!!int 0x10", "!!int zz", "!!int 1_000", "9" * 5000):
         config.write_text(f"kiok.worker.task.slots: {text}\n")
-        with pytest.raises(InvalidInput, match=f"kiok.worker.task.slots .*expected int, got '{text}'"):
+        with pytest.raises(InvalidInput, match=r"^kiok.worker.task.slots .*expected int, got '[^ ]+'$"):
+            Settings.load(env={}, config_file=config)  # one line, no traceback
+        with pytest.raises(InvalidInput):
+            Settings.load(env={"KIOK_WORKER_TASK_SLOTS": text.removeprefix("!!int ")})
+    for text in ("1:30.5", "1_0.5", "!!float 1:30", "!!float zz"):
+        config.write_text(f"kiok.retention.runs.days: {text}\n")
+        with pytest.raises(InvalidInput, match=r"kiok[.]retention[.]runs[.]days .*expected float"):
             Settings.load(env={}, config_file=config)
+    config.write_text("kiok.retention.runs.days: 2.5\nkiok.retention.logs.days: 1e1\n")
+    loaded = Settings.load(env={}, config_file=config)
+    assert (loaded["kiok.retention.runs.days"], loaded["kiok.retention.logs.days"]) == (2.5, 10.0)
 
 
 def test_an_admin_socket_path_that_cannot_be_bound_is_refused_before_the_start(tmp_path: Path) -> None:
@@ -579,3 +578,83 @@ def test_an_admin_socket_path_that_cannot_be_bound_is_refused_before_the_start(t
         Settings.load(env={"KIOK_BASE_DATA_DIR": str(data), "KIOK_ADMIN_SOCKET_PATH": str(data / "a.sock")}),
         "master",
     )
+
+
+@pytest.mark.parametrize(
+    ("env", "key"),
+    [
+        pytest.param({"KIOK_IAM_ADMIN_USER": ""}, "kiok.iam.admin.user", id="admin-empty"),
+        pytest.param({"KIOK_IAM_ADMIN_USER": "bad user"}, "kiok.iam.admin.user", id="admin-space"),
+        pytest.param({"KIOK_IAM_ADMIN_PASSWORD": "x"}, "kiok.iam.admin.password", id="admin-password-short"),
+        pytest.param(
+            {"KIOK_IAM_ADMIN_USER": "operator01", "KIOK_IAM_ADMIN_PASSWORD": "Operator01"},
+            "kiok.iam.admin.password",
+            id="admin-password-its-name",
+        ),
+        pytest.param(
+            {"KIOK_IAM_ADMIN_PASSWORD": "Aa1" * 2000}, "kiok.iam.admin.password", id="admin-password-long"
+        ),
+        pytest.param(
+            {"KIOK_IAM_ADMIN_PASSWORD": "abc\udcffdefgh"},
+            "kiok.iam.admin.password",
+            id="admin-password-not-text",
+        ),
+    ],
+)
+def test_a_bootstrap_administrator_no_login_takes_is_refused(env: dict[str, str], key: str) -> None:
+    """The operability probe of session 28: a bootstrap administrator no login takes (named
+    '', or with a password the API refuses or cannot take) was made at the first start, the
+    cluster's only way in. A master's start refuses it; a worker, which makes none, does not."""
+    settings = Settings.load(env={**PORTS, **env})
+    for server in ("standalone", "master"):
+        with pytest.raises(InvalidInput, match=f"^{key.replace('.', r'[.]')}: ") as refused:
+            preflight.check(settings, server)  # type: ignore[arg-type]
+        assert "\n" not in refused.value.message
+    preflight.check(settings, "worker")
+
+
+def test_a_file_or_a_live_socket_at_the_admin_socket_path_is_never_removed(tmp_path: Path) -> None:
+    """The operability re-probe of session 28: a master removed whatever was at
+    kiok.admin.socket.path to make its socket there (the data directory's master.key: the
+    store could no longer be opened), and took a path another process listened on."""
+    import socket
+
+    key = tmp_path / "master.key"
+    key.write_text("k" * 40)
+    busy = tmp_path / "busy.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(busy))
+    listener.listen()
+    stale = tmp_path / "stale.sock"
+    gone = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    gone.bind(str(stale))
+    gone.close()  # a crashed master's: nothing listens
+    try:
+        for path, why in ((key, "is not a socket"), (tmp_path, "is not a socket"), (busy, "another process")):
+            settings = Settings.load(env={**PORTS, "KIOK_ADMIN_SOCKET_PATH": str(path)})
+            with pytest.raises(InvalidInput, match=f"^kiok[.]admin[.]socket[.]path: .*{why}"):
+                preflight.check(settings, "standalone")
+        preflight.check(Settings.load(env={**PORTS, "KIOK_ADMIN_SOCKET_PATH": str(stale)}), "standalone")
+    finally:
+        listener.close()
+    assert key.read_text() == "k" * 40 and busy.exists()
+
+
+@pytest.mark.parametrize("args", [["--json", "config", "show"], ["config", "show", "--json"]])
+@pytest.mark.parametrize(
+    ("env", "key"),
+    [
+        ({"KIOK_WORKER_TASK_SLOTS": "x"}, "kiok.worker.task.slots"),
+        ({"KIOK_IAM_ADMIN_USER": ".x"}, "kiok.iam.admin.user"),
+    ],
+    ids=["load", "preflight"],
+)
+def test_config_show_with_json_refuses_in_json(
+    tmp_path: Path, args: list[str], env: dict[str, str], key: str
+) -> None:
+    """The operability re-probe of session 28: ``kiok --json config show`` said its refusals
+    as text, as no other command does with ``--json``."""
+    result = FakeMaster(tmp_path / "config").invoke(args, env={**PORTS, **env})
+    assert result.exit_code == 1 and result.stdout == "", result.output
+    error = json.loads(result.stderr)["error"]
+    assert error["code"] == "invalid_input" and error["message"].startswith(key), error

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from kiok.master.api.deps import client_address, node_of, require
 from kiok.master.auth import Principal
 from kiok.security import actions
+from kiok.security.passwords import MAX_PASSWORD_LENGTH
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
@@ -19,7 +20,7 @@ class LoginRequest(BaseModel):
     #: type than the field's (``"3600"`` for a number, ``"yes"`` for a boolean): no coercion.
     model_config = ConfigDict(extra="forbid", strict=True)
     user: str = Field(min_length=1, max_length=256)
-    password: str = Field(max_length=4096)
+    password: str = Field(max_length=MAX_PASSWORD_LENGTH)
 
 
 class RefreshRequest(BaseModel):
@@ -29,8 +30,8 @@ class RefreshRequest(BaseModel):
 
 class ChangePasswordRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)  # as every body
-    oldPassword: str = Field(max_length=4096)
-    newPassword: str = Field(max_length=4096)
+    oldPassword: str = Field(max_length=MAX_PASSWORD_LENGTH)
+    newPassword: str = Field(max_length=MAX_PASSWORD_LENGTH)
 
 
 class TokenResponse(BaseModel):

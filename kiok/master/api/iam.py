@@ -23,7 +23,7 @@ from kiok.master.auth import SERVICE_PRINCIPAL, Principal
 from kiok.master.iam import Grants
 from kiok.master.views import iso
 from kiok.security import actions, resources
-from kiok.security.passwords import password_problem
+from kiok.security.passwords import MAX_PASSWORD_LENGTH, password_problem
 from kiok.security.policy import is_attached, validate_document, write_reaches_holders
 from kiok.store import commands as c
 from kiok.store.reader import access_key_is_current
@@ -44,7 +44,7 @@ class UserRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     user: str = Field(max_length=128)
-    password: str | None = Field(default=None, max_length=4096)
+    password: str | None = Field(default=None, max_length=MAX_PASSWORD_LENGTH)
     groups: list[str] | None = Field(default=None, max_length=100, description="Omitted: unchanged.")
     policies: list[str] | None = Field(default=None, max_length=100, description="Omitted: unchanged.")
     requirePasswordChange: bool | None = Field(
@@ -74,7 +74,7 @@ class AccessKeyRequest(BaseModel):
     user: str | None = Field(default=None, max_length=128, description="Default: the caller.")
     password: str | None = Field(
         default=None,
-        max_length=4096,
+        max_length=MAX_PASSWORD_LENGTH,
         description="The caller's current password: required for a key of one's own, ignored "
         "for another user's (that needs iam:CreateAccessKey on the user from a policy).",
     )

@@ -13,7 +13,7 @@
 export function paging(where, maxLimit) {
   const query = new URLSearchParams(where.split("?")[1] || "");
   const raw = query.has("page") ? query.get("page").split(",") : [];
-  const trail = raw.filter((c) => /^\d+$/.test(c));
+  const trail = raw.filter((c) => /^\d{1,20}$/.test(c)); // the API's cursors: up to 20 digits
   const n = Number(query.get("limit"));
   const ordered = trail.every((c, i) => i === 0 || Number(c) < Number(trail[i - 1]));
   return {

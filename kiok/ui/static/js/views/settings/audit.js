@@ -92,7 +92,9 @@ function AuditPages({ search, where }) {
     }
     let gone = false;
     const suspect = unchecked(list, trail);
-    Promise.all([get(url), suspect ? get(`/api/v1/admin/audit?limit=1`) : null]).then(([page, newest]) => {
+    // The newest record the filters match: a filtered page is checked against its own list.
+    const first = `/api/v1/admin/audit?limit=1${search ? `&${search}` : ""}`;
+    Promise.all([get(url), suspect ? get(first) : null]).then(([page, newest]) => {
       if (gone) return;
       if (suspect) {
         const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
