@@ -7,6 +7,7 @@ works; its expiry goes to stderr.
 from __future__ import annotations
 
 import json
+import os
 import socket
 
 import click
@@ -16,6 +17,7 @@ from kiok.cli.client import CliError, segment
 from kiok.cli.context import CliContext, json_option, pass_cli
 from kiok.cli.output import emit_json, emit_table, text
 from kiok.cli.settings import load_settings
+from kiok.master.admin_socket import may_administer, peer_uid
 
 MIN_TTL_S = 60
 MAX_TTL_S = 7 * 24 * 3600
@@ -178,6 +180,14 @@ def reset_password(
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(30)
             sock.connect(path)
+            # The password goes only to a master of this user's or root's: in a directory
+            # others may write, anyone could listen at the path (security re-probe, session 28).
+            server = peer_uid(sock)
+            if not may_administer(server, os.geteuid()):
+                raise CliError(
+                    f"the process listening at {path} runs as uid {server}, neither this user nor "
+                    "root: no password was sent to it"
+                )
             sock.sendall(json.dumps(request).encode() + b"\n")
             answer = json.loads(sock.makefile("rb").readline() or b"{}")
     except OSError as e:

@@ -47,7 +47,9 @@ def peer_uid(sock: socket.socket) -> int:
 
 
 def may_administer(uid: int, own_uid: int) -> bool:
-    """Only kiok's own user and root may use the admin socket."""
+    """Whether the process of ``uid`` at the other end of the admin socket is trusted: kiok's
+    own user or root. The master asks it of its caller, ``kiok admin`` of the master before
+    it sends a password."""
     return uid in (own_uid, 0)
 
 

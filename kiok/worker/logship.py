@@ -150,6 +150,11 @@ class TaskLog:
         """Write one line of kiok's own (already safe) text, e.g. a run-log event: whole, or
         (past the cap) not at all; on a line of its own, after output that did not end its line."""
         self._release_held()
+        if self._masker is not None and self._buf:
+            # Output before a line of kiok's own is cut there (an http answer past what is
+            # logged, an attempt stopped): a start of a secret it ends with is masked, as at
+            # the size cap, or the line would follow it unmasked (security re-probe, session 28).
+            self._buf[:] = self._masker.mask_cut(bytes(self._buf))
         lead = "\n" if self._line_open and not self._truncated else ""
         self._take((lead + text + ("" if text.endswith("\n") else "\n")).encode(), whole=True)
 

@@ -228,3 +228,53 @@ def test_unreachable_master_with_json_is_a_json_error(master: FakeMaster) -> Non
     error = json.loads(result.stderr)["error"]
     assert error["code"] == "unreachable"
     assert "--master or KIOK_MASTER" in error["message"]
+
+
+def test_reset_password_sends_no_password_to_a_listener_of_another_user(master: FakeMaster) -> None:
+    """The security re-probe of session 28: with the socket path in a directory others may
+    write, another user's process listening there was sent the new password and its answer
+    was printed as the master's. The CLI now asks the listener's uid (SO_PEERCRED) first."""
+    directory = tempfile.mkdtemp(prefix="kiok-", dir="/tmp")
+    os.chmod(directory, 0o1777)
+    path = os.path.join(directory, "admin.sock")
+    ready, done = os.pipe(), os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a listener as nobody: what it receives goes back through the pipe
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+                listener.bind(path)
+                listener.listen(1)
+                os.write(ready[1], b"1")
+                listener.settimeout(10)
+                conn, _ = listener.accept()
+                with conn:
+                    conn.settimeout(2)
+                    got = b""
+                    with contextlib.suppress(OSError):
+                        got = conn.recv(4096)
+                    os.write(done[1], got or b"-")
+        finally:
+            os._exit(0)
+    try:
+        assert os.read(ready[0], 1) == b"1"
+        result = master.invoke(
+            [
+                "admin",
+                "reset-password",
+                "--user",
+                "admin",
+                "--new-password",
+                "N3w-Admin-Passw0rd!",
+                "--socket",
+                path,
+            ]
+        )
+        received = os.read(done[0], 4096)
+    finally:
+        os.waitpid(pid, 0)
+        shutil.rmtree(directory, ignore_errors=True)
+    assert result.exit_code == 1 and "runs as uid 65534" in result.stderr, result.output
+    assert b"N3w-Admin" not in received, received

@@ -190,3 +190,33 @@ def test_the_quoted_forms_programs_commonly_print_are_masked() -> None:
         masker = Masker([secret])
         for text in texts:
             assert b"Secr3t" not in masker.mask(text.encode()), text
+
+
+def test_an_output_tails_leading_end_of_a_secret_is_masked_whole() -> None:
+    """The security re-probe of session 28: an error built from an output's last 4 KiB
+    masked only the first byte of a secret's end (the first secret whose end matched, by one
+    byte, was taken), and not at all when a shorter secret inside that end was masked first."""
+    masker = Masker(["pg-etl.internal.example.com", "etl", "correct-horse-battery-staple"])
+    assert masker.mask_fragment(b'xample.com", "detail": "y') == b'***", "detail": "y'
+    assert masker.mask_fragment(b'-etl.internal.example.com", "d') == b'***", "d'
+    assert masker.mask_fragment(b"nal.exam") == b"***"  # wholly inside one
+    assert Masker(["hunter2", "PROD_DB_hunter2_secretpass"]).mask_fragment(b"DB_hunter2_secretpass end") == (
+        b"*** end"
+    )
+
+
+def test_a_long_secret_costs_memory_by_its_length() -> None:
+    """The security re-probe of session 28: every prefix of every secret was kept, so a 16 KiB
+    certificate held in a connection took ~400 MB of the worker's memory for the run."""
+    import tracemalloc
+
+    secret = "".join(chr(0x41 + (i * 7) % 26) for i in range(4096))
+    tracemalloc.start()
+    try:
+        masker = Masker([secret])
+        out, kept = masker.mask_batch(b"x" * 100 + secret[:4000].encode(), final=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (out, kept) == (b"x" * 100, secret[:4000].encode())
+    assert peak < 2_000_000, peak

@@ -203,3 +203,28 @@ async def test_a_secret_the_cap_cuts_is_masked() -> None:
     stored = b"".join(link.batches)
     assert b"S3cr3t" not in stored, stored[-80:]
     assert stored.startswith(b"0" * 990 + b"***\n[kiok] log truncated"), stored[-80:]
+
+
+async def test_output_cut_by_a_line_of_kiok_masks_the_start_of_a_secret_it_ends_with() -> None:
+    """The security re-probe of session 28: an http answer past the 1 MiB logged ended inside
+    the token it echoed, then kiok's line "the rest of the answer is not logged" followed:
+    the token's start was stored unmasked."""
+    from kiok.security.masking import Masker
+
+    link = RecordingLink()
+    log = TaskLog(
+        link,
+        "r",
+        "h",
+        batch_bytes=1 << 20,
+        interval_s=60,
+        cap_bytes=1 << 20,
+        masker=Masker(["tok_9f8e7d6c5b4a3210"]),
+    )
+    log.write(b'{"auth": "Bearer tok_9f8e7d6c')
+    log.line("[kiok] the rest of the answer is not logged (over 1 MiB)")
+    log.close()
+    stored = b"".join(link.batches)
+    assert stored == b'{"auth": "Bearer ***\n[kiok] the rest of the answer is not logged (over 1 MiB)\n', (
+        stored
+    )
