@@ -11,12 +11,14 @@ from hypothesis import strategies as st
 
 from kiok.cli.terminal import TerminalFilter
 from kiok.ids import RUN_LOG_TASK
+from kiok.security.masking import Masker
 from kiok.worker.logship import FROM_TASK, TaskLog
 from tests.unit.test_masking import RecordingLink
 
 
-def _log(link: RecordingLink, task_id: str, cap: int) -> TaskLog:
-    return TaskLog(link, "r", task_id, batch_bytes=1 << 20, interval_s=60, cap_bytes=cap)
+def _log(link: RecordingLink, task_id: str, cap: int, *secrets: str) -> TaskLog:
+    masker = Masker(list(secrets)) if secrets else None
+    return TaskLog(link, "r", task_id, batch_bytes=1 << 20, interval_s=60, cap_bytes=cap, masker=masker)
 
 
 async def test_the_run_log_is_truncated_at_a_line_end_and_says_so() -> None:
@@ -185,18 +187,8 @@ async def test_a_secret_the_cap_cuts_is_masked() -> None:
     """The security probe of session 28: output whose cap fell inside a secret kept the
     secret's start, followed by the marker, never to be masked (the next batch that would
     have completed it was dropped); how much leaked, whoever chose the output's length chose."""
-    from kiok.security.masking import Masker
-
     link = RecordingLink()
-    log = TaskLog(
-        link,
-        "r",
-        "t",
-        batch_bytes=1 << 20,
-        interval_s=60,
-        cap_bytes=1000,
-        masker=Masker(["S3cr3t-VALUE-xyz"]),
-    )
+    log = _log(link, "t", 1000, "S3cr3t-VALUE-xyz")
     log.write(b"0" * 990)
     log.write(b"S3cr3t-VALUE-xyz\n")
     log.close()
@@ -209,18 +201,8 @@ async def test_output_cut_by_a_line_of_kiok_masks_the_start_of_a_secret_it_ends_
     """The security re-probe of session 28: an http answer past the 1 MiB logged ended inside
     the token it echoed, then kiok's line "the rest of the answer is not logged" followed:
     the token's start was stored unmasked."""
-    from kiok.security.masking import Masker
-
     link = RecordingLink()
-    log = TaskLog(
-        link,
-        "r",
-        "h",
-        batch_bytes=1 << 20,
-        interval_s=60,
-        cap_bytes=1 << 20,
-        masker=Masker(["tok_9f8e7d6c5b4a3210"]),
-    )
+    log = _log(link, "h", 1 << 20, "tok_9f8e7d6c5b4a3210")
     log.write(b'{"auth": "Bearer tok_9f8e7d6c')
     log.line("[kiok] the rest of the answer is not logged (over 1 MiB)")
     log.close()
