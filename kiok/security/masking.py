@@ -3,9 +3,10 @@ leaves the worker (task output, error messages), and every connection value a no
 used in what its failure says (``kiok.master.notify``): one masker for both.
 
 Values shorter than ``MIN_MASKED`` are not masked: masking every "1" or "on" would shred
-the logs and protect nothing. Output is masked in batches: ``Masker.mask_batch`` masks every
-whole secret first and only then keeps back a trailing piece that could be the start of a
-secret the next write completes, so no cut can fall inside a secret.
+the logs and protect nothing. Output is masked in batches: ``Masker.mask_batch`` cuts a
+batch before a trailing piece that could be the start of a secret the next write completes
+(and before any secret found across that cut), so no cut falls inside a secret and output
+masked in batches reads as masked at once.
 
 What masking cannot catch: a secret the task transforms before printing it (base64, hex,
 URL-encoding, reversed, one character per line, split across stdout and a file). Masking
@@ -178,7 +179,7 @@ class Masker:
         """How many bytes at the start of ``data`` are the end of some secret (the longest
         such end; all of ``data`` when it lies wholly within one)."""
         best = 0
-        for value in self._values:
+        for value in self._values if data else ():
             start = value.find(data[:1], 1)
             while start != -1 and len(value) - start > best:
                 if value.startswith(data[: len(value) - start], start):

@@ -315,13 +315,23 @@ class RunDriver:
             tlog.line(f"[kiok] --- attempt {attempt} ---")
         tail: deque[bytes] = deque()
         tail_size = [0]
+        clipped = [False]  # whether the tail lost the output's start: it may begin in a secret
 
         def output(data: bytes) -> None:
             tlog.write(data)
             tail.append(data[-_TAIL_BYTES:])
             tail_size[0] += len(tail[-1])
+            clipped[0] = clipped[0] or len(data) > _TAIL_BYTES
             while tail_size[0] > _TAIL_BYTES and len(tail) > 1:
                 tail_size[0] -= len(tail.popleft())
+                clipped[0] = True
+
+        def masked_tail() -> bytes:
+            """The output's tail as an error quotes it: the start of a secret it ends with
+            masked, and the end of one it begins with when it was cut there (an output that
+            begins so is not: its first letters are no secret's)."""
+            data = b"".join(tail)
+            return self._masker.mask_fragment(data) if clipped[0] else self._masker.mask_cut(data)
 
         stop = StopSignal()
         if self._cancelled:
@@ -351,7 +361,7 @@ class RunDriver:
                 grace_s=self._env.kill_grace_s,
                 stop=stop,
                 output=output,
-                tail=lambda: self._masker.mask_fragment(b"".join(tail)),
+                tail=masked_tail,
                 python=self._spec.python_for(task),
                 note=tlog.line,
                 mask=self._masker.mask_str,

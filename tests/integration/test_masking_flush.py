@@ -148,3 +148,41 @@ tasks:
     assert run["state"] == "SUCCESS", run
     log = k.log(run["runId"], "py")
     assert log.count("***") == 2 and "Pa55" not in log, log
+
+
+def test_a_task_errors_tail_masks_a_secrets_end_only_where_it_was_cut(k: Standalone) -> None:
+    """The security re-probe of session 28: an error quoting the output's last 4 KiB that
+    began inside a host name kept 10-21 of its characters (``***xample.com``); and an output
+    short enough to be quoted whole is not masked at its start for looking like a secret's end."""
+    host, user = "pg-etl.internal.example.com", "etl"
+    conn = {
+        "connectionId": "db2",
+        "type": "generic",
+        "properties": {"host": host, "user": user, "pw": "hunter2"},
+    }
+    assert k.api("POST", "/api/v1/connections", json=conn).status_code == 201
+    k.register(
+        """
+dag: {id: tails}
+tasks:
+  - id: cut
+    type: python
+    script: |
+      import json, sys
+      host, user = "${conn.db2.host}", "${conn.db2.user}"
+      detail = "y" * (4096 - 28 - len("example.com") + 11)
+      sys.stdout.write("sync failed: " + json.dumps({"host": host, "detail": detail}) + "\\n")
+      sys.exit(1)
+  - id: whole
+    type: python
+    script: |
+      import sys
+      pw = "${conn.db2.pw}"
+      print("2 files failed: see above")
+      sys.exit(1)
+"""
+    )
+    run = k.wait_run(k.trigger("tails"))
+    cut, whole = run["tasks"]["cut"]["error"], run["tasks"]["whole"]["error"]
+    assert "xample" not in cut and "internal" not in cut and cut.startswith("***"), cut
+    assert whole.startswith("2 files failed: see above"), whole
