@@ -23,6 +23,10 @@ from collections.abc import Iterable
 
 MIN_MASKED = 3
 MASK = b"***"
+#: How much of a secret's start is searched for when a batch may end inside it.
+_ANCHOR = 64
+#: Secrets (printed forms) longer than this are masked without the pattern (``Masker``).
+_PATTERN_MAX = 1024
 
 
 #: A backslash escape in a Python string literal (what ``\\<newline>`` and unknown ones,
@@ -110,13 +114,19 @@ class Masker:
         values = sorted(
             {s.encode("utf-8", "surrogatepass") for s in forms if len(s) >= MIN_MASKED}, key=len, reverse=True
         )
-        self._pattern = re.compile(b"|".join(re.escape(v) for v in values)) if values else None
         self._values = values
+        # Compiling a pattern of long literals costs ~3 ms a KiB (a certificate bundle: a
+        # quarter of a second, on the event loop): those are replaced one by one instead.
+        self._long = [v for v in values if len(v) > _PATTERN_MAX]
+        short = [v for v in values if len(v) <= _PATTERN_MAX]
+        self._pattern = re.compile(b"|".join(re.escape(v) for v in short)) if short else None
 
     def __bool__(self) -> bool:
-        return self._pattern is not None
+        return bool(self._values)
 
     def mask(self, data: bytes) -> bytes:
+        for value in self._long:  # longest first, as the pattern's alternatives
+            data = data.replace(value, MASK)
         return self._pattern.sub(MASK, data) if self._pattern is not None else data
 
     def mask_batch(self, data: bytes, *, final: bool) -> tuple[bytes, bytes]:
@@ -127,7 +137,7 @@ class Masker:
         batch, found by the security re-probe of session 28); what is before the cut is
         masked whole, what is after it waits. So a stream masked in batches reads as the
         whole stream masked at once."""
-        if self._pattern is None:
+        if not self._values:
             return data, b""
         if final:
             return self.mask(data), b""
@@ -143,37 +153,66 @@ class Masker:
 
     def _tail_start(self, data: bytes) -> int:
         """Where the longest end of ``data`` that begins some secret starts (``len(data)``:
-        none). Looked for from each place the secret's first byte is, compared in place: the
-        set of every prefix of every secret that this replaced took memory by the square of a
-        secret's length (a 32 KiB certificate bundle: 1.6 GB, found by the security re-probe
-        of session 28)."""
+        none). Each secret's first bytes (up to ``_ANCHOR``) are searched for (in C), and
+        only where they are is the rest compared; an end shorter than that is compared at
+        each of its few places. A set of every prefix of every secret, which this replaced,
+        took memory by the square of a secret's length (a 32 KiB certificate bundle: 1.6 GB),
+        and looking at every place a secret's first byte is took a second a batch for output
+        of that byte (both found by the security re-probes of session 28)."""
         view, end = memoryview(data), len(data)
         best = end
         for value in self._values:
-            start = data.find(value[:1], max(0, end - len(value) + 1))
-            while 0 <= start < best:
-                if view[start:] == memoryview(value)[: end - start]:
-                    best = start
+            anchor = value[:_ANCHOR]
+            start = max(0, end - len(value) + 1)
+            # Ends at least as long as the anchor: where the anchor is.
+            found = data.find(anchor, start, end)
+            while 0 <= found < best:
+                if view[found:] == memoryview(value)[: end - found]:
+                    best = found
                     break
-                start = data.find(value[:1], start + 1)
+                found = data.find(anchor, found + 1, end)
+            # Shorter ends: a few places, each compared whole.
+            for place in range(max(start, end - len(anchor) + 1), min(best, end)):
+                if value.startswith(data[place:]):
+                    best = place
+                    break
         return best
 
     def mask_cut(self, data: bytes) -> bytes:
         """Mask ``data`` whose stream was cut after it for good (a log at its size cap): a
-        trailing start of a secret is masked as well."""
+        trailing start of a secret is masked as well (``MIN_MASKED`` bytes of it or more: one
+        or two letters, shown, tell nothing, and every error ending in a letter some secret
+        begins with would lose it)."""
         masked, kept = self.mask_batch(data, final=False)
-        return masked + MASK if kept else masked
+        return masked + (MASK if len(kept) >= MIN_MASKED else self.mask(kept))
 
     def mask_fragment(self, data: bytes) -> bytes:
         """Mask ``data`` that was cut from a longer stream at both ends (an output tail):
-        the longest leading end of a secret (of any secret, looked for before anything is
-        masked: a shorter secret inside it, masked first, hid the end it was part of, and the
-        first secret whose end matched by one byte was taken, found by the security re-probe
-        of session 28), and a trailing start, are masked as well."""
-        if self._pattern is None:
+        every secret in it, the longest end of a secret it begins with, and the start of one
+        it ends with. All three are found on the fragment as it is and masked together: an
+        end masked first hid a whole secret that began inside it (a secret starting with the
+        letter another ends with), and a shorter secret masked first hid the end it was part
+        of (found by the security re-probes of session 28)."""
+        if not self._values:
             return data
-        lead = self._leading_end(data)
-        return (MASK if lead else b"") + self.mask_cut(data[lead:])
+        # A piece of a secret too short to mask whole (as a value: ``MIN_MASKED``) is shown.
+        spans = [(0, self._leading_end(data)), (self._tail_start(data), len(data))]
+        spans = [(first, last) for first, last in spans if last - first >= MIN_MASKED]
+        for value in self._values:
+            found = data.find(value)
+            while found != -1:
+                spans.append((found, found + len(value)))
+                found = data.find(value, found + 1)
+        pieces: list[bytes] = []
+        shown = 0  # where the part not masked yet starts
+        for first, last in sorted(span for span in spans if span[0] < span[1]):
+            if first > shown:
+                pieces += [data[shown:first], MASK]
+            elif not pieces or pieces[-1] != MASK:
+                pieces.append(MASK)
+            shown = max(shown, last)
+        pieces.append(data[shown:])
+        return b"".join(pieces)
 
     def _leading_end(self, data: bytes) -> int:
         """How many bytes at the start of ``data`` are the end of some secret (the longest
@@ -192,7 +231,7 @@ class Masker:
         return None if text is None else self.mask_str(text)
 
     def mask_str(self, text: str) -> str:
-        if self._pattern is None:
+        if not self._values:
             return text
         # surrogatepass: an exception's text may hold a lone surrogate half; masking keeps it.
         return self.mask(text.encode("utf-8", "surrogatepass")).decode("utf-8", "surrogatepass")
