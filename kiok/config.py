@@ -1073,13 +1073,13 @@ def unknown_variables(env: Mapping[str, str], known_env: Iterable[str] = ()) -> 
 
 def _check_together(values: Mapping[str, Any], sources: Mapping[str, tuple[str, str]]) -> None:
     """Settings that are only right together: refused naming both keys and where they came from."""
-
-    def where(name: str) -> str:
-        source, origin = sources.get(name, ("default", ""))
-        return origin or source
-
     low, high = "kiok.raft.election.timeout.min.ms", "kiok.raft.election.timeout.max.ms"
     if values[low] >= values[high]:
+
+        def where(name: str) -> str:
+            source, origin = sources.get(name, ("default", ""))
+            return origin or source
+
         raise InvalidInput(
             f"{low} ({values[low]}, {where(low)}) must be less than {high} ({values[high]}, {where(high)})"
         )

@@ -104,9 +104,8 @@ class AdminSocket:
         problem = admin_socket_problem(self.path)  # checked at preflight too; things change
         if problem is not None:
             raise InvalidInput(f"kiok.admin.socket.path: {problem}")
-        if stale_socket(self.path):  # left over from a crash: nothing answers on it
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()  # what is there is a crashed master's socket: nothing answers on it
         old_umask = os.umask(0o077)
         try:
             self._server = await asyncio.start_unix_server(self._handle, path=path, limit=_MAX_REQUEST)

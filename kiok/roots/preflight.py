@@ -24,7 +24,7 @@ from kiok.master.admin_socket import admin_socket_problem
 from kiok.roots.common import trusted_proxies
 from kiok.security.egress import SETTING as BLOCKED_NETWORKS
 from kiok.security.egress import parse_networks
-from kiok.security.passwords import MAX_PASSWORD_LENGTH, password_problem
+from kiok.security.passwords import password_problem
 from kiok.security.tls import TlsFiles
 from kiok.store.keyring import operator_master_key
 from kiok.store.replicated import parse_peers, unreachable_raft_port
@@ -111,20 +111,8 @@ def _check_admin_bootstrap(settings: Settings) -> None:
     if not chosen:
         return
     problem = password_problem(chosen, user=name)
-    if problem is None and len(chosen) > MAX_PASSWORD_LENGTH:
-        problem = f"the new password must have at most {MAX_PASSWORD_LENGTH} characters"
-    if problem is None and not _is_text(chosen):
-        problem = "the new password must be UTF-8 text"
     if problem is not None:
         raise InvalidInput(f"{password}: {problem.replace('the new password', 'it')}")
-
-
-def _is_text(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:  # an undecodable byte of the environment (a surrogate escape)
-        return False
-    return True
 
 
 def _check_host(settings: Settings, key: str) -> None:

@@ -36,7 +36,7 @@ def hash_password(password: str) -> str:
 def verify_password(password_hash: str, password: str) -> bool:
     try:
         return _HASHER.verify(password_hash, password)
-    except (VerificationError, InvalidHashError):
+    except (VerificationError, InvalidHashError, UnicodeEncodeError):  # a lone surrogate: no one's
         return False
 
 
@@ -44,6 +44,10 @@ def password_problem(new: str, *, user: str, old: str | None = None) -> str | No
     """Why ``new`` is not acceptable, or None."""
     if len(new) < MIN_PASSWORD_LENGTH:
         return f"the new password must have at least {MIN_PASSWORD_LENGTH} characters"
+    if len(new) > MAX_PASSWORD_LENGTH:  # what the API's fields take: no login could send more
+        return f"the new password must have at most {MAX_PASSWORD_LENGTH} characters"
+    if not _is_text(new):  # a lone surrogate (JSON's "\ud800", an undecodable environment byte)
+        return "the new password must be text"
     if not new.strip():
         return "the new password must not be only spaces"
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in new):  # NUL, newlines...: typed by no one
@@ -53,6 +57,14 @@ def password_problem(new: str, *, user: str, old: str | None = None) -> str | No
     if new.lower() in {"admin", "password", user.lower()}:
         return "the new password is too easy to guess"
     return None
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def cpu_count() -> int:
