@@ -911,8 +911,8 @@ _LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}
 
 def _text(key: Key, raw: Any, source: str) -> str:
     """A string setting. A YAML null, number, list, mapping or boolean is refused rather than
-    turned into text ("None" would be a host, a bucket, a password; YAML 1.1 reads ``010`` as
-    8 and ``0x1F`` as 31): write '' for empty, quote ``"yes"`` and ``"010"``."""
+    turned into text ("None" would be a host, a bucket, a password; ``10`` is a number):
+    write '' for empty, quote ``"yes"`` and ``"10"``."""
     if raw is None:
         raise InvalidInput(f"{key.name} ({source}): no value (null); write '' for an empty value")
     if not isinstance(raw, str):
@@ -994,7 +994,11 @@ _ConfigLoader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT_TAG, _FLOAT_TAG)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-_ConfigLoader.add_implicit_resolver(_INT_TAG, re.compile(f"^{_INT.pattern}$"), list("-0123456789"))
+#: A plain whole number the loader reads as one: without a leading zero, which it keeps as text
+#: (``010`` is then read by the setting, as 10 for a number and refused for a yes/no, as the
+#: variable's ``010`` is; read as the number 1, a config file's ``01`` had been a yes).
+_PLAIN_INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
+_ConfigLoader.add_implicit_resolver(_INT_TAG, re.compile(f"^{_PLAIN_INT.pattern}$"), list("-0123456789"))
 _ConfigLoader.add_implicit_resolver(_FLOAT_TAG, re.compile(f"^{_FRACTION.pattern}$"), list("-.0123456789"))
 
 
@@ -1224,9 +1228,10 @@ def reference_markdown() -> str:
         "nothing to work with (slots, intervals, timeouts, expiries, sizes, failure limits); a few",
         "counts that start processes or threads have a lower maximum, given in their line. A whole",
         "number is decimal digits in the config file as in a variable (`010` is 10; `0x10` and",
-        "`1:30`, which YAML 1.1 reads as 16 and 90, are refused). A text",
+        "`1:30`, which YAML 1.1 reads as 16 and 90, are refused); a yes/no is `yes`/`no`,",
+        "`true`/`false`, `on`/`off` or `1`/`0` in both (`01` is refused). A text",
         "setting refuses a YAML null, number, list or boolean in the config file (write `''` for",
-        'empty, quote `"yes"` and `"010"`); the log level, the log format and the task isolation',
+        'empty, quote `"yes"` and `"10"`); the log level, the log format and the task isolation',
         "take only the values listed; ids take letters, digits and `_.-`;",
         "`kiok.raft.election.timeout.min.ms` must be less than `kiok.raft.election.timeout.max.ms`;",
         "the bootstrap administrator's name and password are checked as any user's;",

@@ -117,7 +117,7 @@ def test_logs_refuse_an_unknown_level() -> None:
         pytest.param("kiok.iam.admin.password: ~\n", "kiok.iam.admin.password", id="password-null"),
         pytest.param("kiok.worker.labels: [gpu, ssd]\n", "kiok.worker.labels", id="labels-list"),
         pytest.param("kiok:\n  worker:\n    labels: yes\n", "kiok.worker.labels", id="labels-bool"),
-        pytest.param("kiok.master.id: 010\n", "kiok.master.id", id="id-octal"),  # YAML 1.1: 8
+        pytest.param("kiok.master.id: 10\n", "kiok.master.id", id="id-number"),
     ],
 )
 def test_a_config_file_value_that_is_not_text_is_refused(tmp_path: Path, yaml_text: str, key: str) -> None:
@@ -134,6 +134,8 @@ def test_empty_text_is_written_as_quotes(tmp_path: Path) -> None:
     config.write_text("kiok.joblog.s3.bucket: ''\nkiok.master.id: '7'\n")
     s = Settings.load(env={}, config_file=config)
     assert s["kiok.joblog.s3.bucket"] == "" and s["kiok.master.id"] == "7"
+    config.write_text("kiok.master.id: 010\n")  # not a number to this loader: the text as written
+    assert Settings.load(env={}, config_file=config)["kiok.master.id"] == "010"
 
 
 @pytest.mark.parametrize("command", [["config", "show"], ["standalone"], ["worker"], ["master"]])
@@ -553,6 +555,14 @@ def test_a_config_files_whole_numbers_read_as_a_variables_do(tmp_path: Path) -> 
         config.write_text(f"kiok.retention.runs.days: {text}\n")
         with pytest.raises(InvalidInput, match=r"kiok[.]retention[.]runs[.]days .*expected float"):
             Settings.load(env={}, config_file=config)
+    for text in ("01", "00", "-1", "2"):  # a yes/no is 1 or 0, as the variable's; 01 had been a yes
+        config.write_text(f"kiok.joblog.s3.path.style: {text}\n")
+        with pytest.raises(InvalidInput, match=r"^kiok.joblog.s3.path.style .*expected bool"):
+            Settings.load(env={}, config_file=config)
+        with pytest.raises(InvalidInput, match=r"^kiok.joblog.s3.path.style .*expected bool"):
+            Settings.load(env={"KIOK_JOBLOG_S3_PATH_STYLE": text})
+    config.write_text("kiok.joblog.s3.path.style: 0\n")
+    assert Settings.load(env={}, config_file=config)["kiok.joblog.s3.path.style"] is False
     config.write_text("kiok.retention.runs.days: 2.5\nkiok.retention.logs.days: 1e1\n")
     loaded = Settings.load(env={}, config_file=config)
     assert (loaded["kiok.retention.runs.days"], loaded["kiok.retention.logs.days"]) == (2.5, 10.0)
