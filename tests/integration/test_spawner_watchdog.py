@@ -13,7 +13,7 @@ import os
 import signal
 import uuid
 
-from tests.integration.test_audit_isolation_s17 import _bench, _run, _spawner_stopped, _until
+from tests.integration.test_isolation_attacks import _bench, _run, _spawner_stopped, _until
 from tests.processes import processes_with
 
 STOP_LOOP = "while kill -STOP $PPID; do :; done"

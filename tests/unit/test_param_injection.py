@@ -1,4 +1,4 @@
-"""Audit (s17): param values placed into shell scripts where the placement analyser misjudged
+"""Param values placed into shell scripts where the placement analyser misjudged
 the quoting. Every shell form is an expansion, so a misjudged state never runs the value as
 shell code by itself; but a bare ``${KIOK_PARAM_X}`` where the shell is really unquoted is
 split into words and globbed, so one value becomes several arguments, and a command that runs

@@ -1,7 +1,7 @@
-"""Audit of task isolation on the worker (session 17): attacks a task can make on the attempts
-that come after it or run beside it, with real spawner, template and task processes, isolated
-as the task user (the suite runs as root, as CI does). Each test is one attack; those marked
-``xfail`` are weaknesses reported but not fixed (the reason says why)."""
+"""Attacks on task isolation on the worker (the security review of session 17): what a task can
+do to the attempts that come after it or run beside it, with real spawner, template and task
+processes, isolated as the task user (the suite runs as root, as CI does). Each test is one
+attack; those marked ``xfail`` are weaknesses reported but not fixed (the reason says why)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Audit of IAM (session 17), from a low-privilege account against a real ``kiok standalone``:
+"""Attacks on IAM (the security review of session 17), from a low-privilege account against a
+real ``kiok standalone``:
 "a user may only do what a policy grants". Each test is one attack."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Audit of the internal protocol (port 19999) as an attacker: what a peer can make the
+"""The internal protocol (port 19999) under attack: what a peer can make the
 master spend or show, and two faults of liveness. Each test is an attack or a fault that
 worked before its fix.
 

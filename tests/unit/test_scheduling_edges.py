@@ -1,4 +1,4 @@
-"""Audit of the cron scheduler and run creation (session 17): DST, cron edge cases, catch-up
+"""Edges of the cron scheduler and run creation (the review of session 17): DST, cron edge cases, catch-up
 after long downtime, backfill bounds. Pure functions only: no processes, no sleeps."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Audit of the data-lifecycle edges (S3 archival and backups, restore, notifications,
+"""The data-lifecycle edges (S3 archival and backups, restore, notifications,
 connections) against hostile or broken peers: an S3 server that trickles bytes or never
 answers must not hold a call forever, and so on. Real servers on 127.0.0.1 throughout."""
 
