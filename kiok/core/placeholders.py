@@ -237,7 +237,7 @@ def _place_params(text: str, params: Mapping[str, Any], context: Context) -> dic
         total = 0
         for _, _, name in refs:
             if name not in sizes:
-                sizes[name] = len(_text(params[name]).encode("utf-8", "surrogatepass"))
+                sizes[name] = param_bytes(params[name])
             total += sizes[name]
         if total > MAX_PLACED_BYTES:
             raise TaskError(
@@ -280,6 +280,12 @@ def _marker(text: str) -> str:
 
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def param_bytes(value: Any) -> int:
+    """The size of a param's value as its task gets it (``param_env``): a string's UTF-8,
+    anything else's JSON, whose escapes (``\\u00e9``) can make it six times the text's."""
+    return len(_text(value).encode("utf-8", "surrogatepass"))
 
 
 def _expand_dates(text: str, now: datetime) -> str:

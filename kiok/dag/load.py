@@ -33,7 +33,7 @@ from kiok.dag import yaml_doc
 from kiok.dag.durations import parse_duration_ms
 from kiok.dag.locate import line_in
 from kiok.dag.notify import parse_notify
-from kiok.dag.params import ParamRule, check_names, is_missing, parse_param
+from kiok.dag.params import ParamRule, check_default_sizes, check_names, is_missing, parse_param
 from kiok.dag.spec import (
     DEFAULT_MAX_ACTIVE_RUNS,
     DEFAULT_RETRY_DELAY_MS,
@@ -307,6 +307,8 @@ def _params(raw: Mapping[str, Any], registering: bool) -> tuple[dict[str, Any], 
             defaults[name] = default
         if rule is not None:
             rules[name] = rule
+    if registering:  # a stored spec's defaults were taken when it was registered
+        check_default_sizes(defaults)
     return defaults, rules
 
 

@@ -37,6 +37,7 @@ from typing import Any
 import re2  # type: ignore[import-untyped]
 
 from kiok.core.document_limits import document_problem
+from kiok.core.placeholders import param_bytes
 from kiok.errors import DagValidationError, InvalidInput
 
 #: Param names become ``KIOK_PARAM_<NAME>`` environment variables: letters, digits and ``_``.
@@ -311,7 +312,7 @@ def check_args(
                 )
             if not NAME_PATTERN.match(name):
                 raise InvalidInput(f"{field}: invalid param name; use letters, digits and _")
-        total += _check_plain(value, field) + 16
+        total += _check_plain(value, field, stored=stored) + 16
         if total > MAX_ARGS_BYTES:
             raise InvalidInput(f"args: larger than {MAX_ARGS_BYTES} bytes in all")
         rule = rules.get(name)
@@ -332,22 +333,52 @@ def check_args(
     return out
 
 
-def _check_plain(value: object, field: str) -> int:
-    """Size in bytes of the strings in a JSON value; refuses what the store cannot hold
-    (``kiok.core.document_limits``), NUL characters and oversize strings."""
+def _check_plain(value: object, field: str, *, stored: bool = False) -> int:
+    """Size in bytes of a JSON value as its task gets it (``param_bytes``: a list of 150,000
+    zeros is 300 KB there, where its strings are none); refuses what the store cannot hold
+    (``kiok.core.document_limits``), NUL characters and oversize values. ``stored``: as
+    before non-strings were counted (``check_args``), their strings only."""
     name = field.removeprefix("args.")
     problem = document_problem({name: value}, max_depth=32)
     if problem is not None:
         raise InvalidInput(f"args.{problem}")
-    size = 0
+    strings = 0
     for text in _strings(value):
         if "\x00" in text:
             raise InvalidInput(f"{field}: contains a NUL character")
         length = len(text.encode("utf-8", "surrogatepass"))
         if length > MAX_VALUE_BYTES:
             raise InvalidInput(f"{field}: longer than {MAX_VALUE_BYTES} bytes")
-        size += length
+        strings += length
+    if stored:
+        return strings
+    size = param_bytes(value)
+    if size > MAX_VALUE_BYTES:
+        raise InvalidInput(
+            f"{field}: {size} bytes as the task gets it (JSON, for what is not a string), "
+            f"more than {MAX_VALUE_BYTES}"
+        )
     return size
+
+
+def check_default_sizes(defaults: Mapping[str, Any]) -> None:
+    """A new DAG's param defaults within what a trigger's args may be (``check_args``): each
+    travels to every task in an environment variable too, and one past Linux's limit left
+    every task of the DAG failing to start ("Argument list too long")."""
+    total = 0
+    for name, value in defaults.items():
+        size = param_bytes(value)
+        if size > MAX_VALUE_BYTES:
+            raise DagValidationError(
+                f"default is {size} bytes as the task gets it (JSON, for what is not a string), "
+                f"more than {MAX_VALUE_BYTES}",
+                field=f"dag.params.{name}",
+            )
+        total += size + 16
+        if total > MAX_ARGS_BYTES:
+            raise DagValidationError(
+                f"defaults larger than {MAX_ARGS_BYTES} bytes in all", field="dag.params"
+            )
 
 
 def _strings(value: object) -> Iterator[str]:
@@ -428,6 +459,7 @@ __all__ = [
     "NAME_PATTERN",
     "ParamRule",
     "check_args",
+    "check_default_sizes",
     "check_names",
     "compile_pattern",
     "env_name",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 
 from kiok.dag.load import spec_from_document, spec_from_yaml
 from kiok.dag.params import MAX_VALUE_BYTES, check_args
@@ -171,3 +172,34 @@ def test_a_refused_value_is_shown_as_json_not_as_python() -> None:
     spec = spec_from_yaml(DAG)
     with pytest.raises(InvalidInput, match=r"^args\.n: expected an integer, got true$"):
         check(spec, {"n": True})
+
+
+def test_args_are_sized_as_the_task_gets_them() -> None:
+    """The attacker probe of session 29: the 256 KiB bound counted strings only, so a list of
+    150,000 zeros (450 KB in the task's environment, past Linux's 128 KiB for one variable)
+    was taken, and every task of the run failed to start ("Argument list too long")."""
+    spec = spec_from_yaml(DAG)
+    with pytest.raises(InvalidInput, match=r"^args\.plain: 450000 bytes as the task gets .*more than 65536"):
+        check(spec, {"tag": "ok", "plain": [0] * 150_000})
+    # JSON escapes what is not ASCII: 12,000 'é' are 24 KB of UTF-8, 72 KB in a list.
+    assert check(spec, {"tag": "ok", "plain": "é" * 12_000})["plain"] == "é" * 12_000
+    with pytest.raises(InvalidInput, match=r"^args\.plain: 72004 bytes"):
+        check(spec, {"tag": "ok", "plain": ["é" * 12_000]})
+    several = {"tag": "ok", **{f"p{i}": [1] * 20_000 for i in range(5)}}  # 60 KB each
+    with pytest.raises(InvalidInput, match=r"^args: larger than 262144 bytes in all"):
+        check(spec_from_yaml(DAG.replace("  id: p\n", "  id: p\n  allow_extra_args: true\n")), several)
+    # A stored command's args are decided as when it was proposed: strings only.
+    args = {"tag": "ok", "plain": [0] * 150_000}
+    assert check_args(spec.params, spec.param_rules, False, args, stored=True)["plain"] == [0] * 150_000
+
+
+def test_a_new_dags_defaults_are_bounded_as_args_are() -> None:
+    big = DAG.replace("    plain: hello\n", f"    plain: {[0] * 40_000}\n")
+    with pytest.raises(DagValidationError, match=r"default is 120000 bytes as the task gets it") as e:
+        spec_from_yaml(big)
+    assert e.value.field == "dag.params.plain"
+    stored = spec_from_document(yaml.safe_load(big), registering=False)  # loads as it was taken
+    assert len(stored.params["plain"]) == 40_000
+    many = DAG.replace("    plain: hello\n", "".join(f"    d{i}: {[0] * 20_000}\n" for i in range(5)))
+    with pytest.raises(DagValidationError, match=r"defaults larger than 262144 bytes in all"):
+        spec_from_yaml(many)
