@@ -2,7 +2,8 @@
 ``kiok standalone``: counts, chart and failed runs at ``/``; schedules in words with the next
 fire time, filters; a broken DAG's problem marked at its line; settings tabs (create a user
 with a read-only policy, KMS, a join token shown once); a read-only user sees no write
-actions; the UTC/local switch is remembered."""
+actions; the UTC/local switch is remembered; a password an admin resets must be changed at the
+user's next login (unless unticked; one's own is not reset there)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 
 from kiok.testing.process import ADMIN_PASSWORD, Standalone
 from tests.e2e.conftest import TIMEOUT_MS, VIEWPORT, Console, choose_new_password
+from tests.e2e.test_ui_audit import new_page
 
 SCHEDULED = """dag: {id: ui_nightly, schedule: '0 2 * * *', timezone: Europe/Berlin, labels: [etl]}
 tasks:
@@ -43,6 +45,10 @@ tasks:
 READER_PW = "Reader-First-Pw-123"
 READER_NEW_PW = "Reader-Second-Pw-456"
 READER_NEWER_PW = "Reader-Third-Pw-789"
+#: bob's first password, the one an admin resets it to, and the one bob then chooses.
+PW = "Bob-First-Pw-123"
+NEW_PW = "Bob-Reset-Pw-456"
+BOB_PW = "Bob-Own-Pw-789"
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +58,7 @@ def kiok(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone]:
         {"KIOK_WORKER_TASK_SLOTS": "4", "KIOK_WORKER_LABELS": "etl,demo"},
     )
     node.start()
+    assert node.api("POST", "/api/v1/iam/users", json={"user": "bob", "password": PW}).status_code == 201
     yield node
     node.stop()
 
@@ -73,6 +80,31 @@ def open_page(
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     return context, page, console
+
+
+def log_in(page: Any, kiok: Standalone, user: str, password: str, start: str) -> None:
+    """Log in through the login page, which then goes on to ``start`` (or first asks for a new
+    password)."""
+    page.goto(kiok.url + "/login?next=" + start.replace("/", "%2F"))
+    page.get_by_label("User").fill(user)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+
+
+def signed_in(
+    browser: Any, kiok: Standalone, start: str, user: str = "admin", password: str = ADMIN_PASSWORD, **kw: Any
+) -> tuple[Any, Any, Console]:
+    """A new page (``kw`` for its context), logged in as ``user`` and sent on to ``start``."""
+    from playwright.sync_api import expect
+
+    context, page, console = new_page(browser, **kw)
+    log_in(page, kiok, user, password, start)
+    expect(page.get_by_test_id("user")).to_have_text(user)
+    return context, page, console
+
+
+def users(kiok: Standalone) -> dict[str, Any]:
+    return {u["user"]: u for u in kiok.api("GET", "/api/v1/iam/users").json()["users"]}
 
 
 def test_dashboard_dags_register_settings(kiok: Standalone, browser: Any, shots: Path) -> None:
@@ -210,5 +242,50 @@ def test_dashboard_dags_register_settings(kiok: Standalone, browser: Any, shots:
     # Only the pages every user has (its own access keys and password): no Users, no KMS.
     expect(page.get_by_label("Settings").get_by_role("link")).to_have_text(["Access keys", "Password"])
     expect(page.get_by_role("button", name="Create access key")).to_be_visible()
+    context.close()
+    assert console.errors == []
+
+
+def test_a_reset_password_must_be_changed_at_the_next_login(
+    kiok: Standalone, browser: Any, shots: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    context, page, console = signed_in(browser, kiok, "/settings/users")
+    row = page.locator("tr[data-user=bob]")
+    expect(row.get_by_test_id("must-change")).to_have_count(0)
+    row.get_by_role("button", name="Reset password").click()
+    row.get_by_label("New password for bob").fill(NEW_PW)
+    row.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_contain_text("bob must choose a new one at the next login")
+    expect(row.get_by_test_id("must-change")).to_have_text("must change password")
+    assert users(kiok)["bob"]["requirePasswordChange"] is True
+    page.screenshot(path=str(shots / "s22b-users-reset.png"))
+    context.close()
+    assert console.errors == []
+
+    # bob, in a browser of his own: the new password first, then the pages.
+    context, page, console = new_page(browser)
+    log_in(page, kiok, "bob", NEW_PW, "/settings")
+    expect(page.get_by_role("heading", name="Choose a new password")).to_be_visible()
+    page.screenshot(path=str(shots / "s22b-bob-must-change.png"))
+    choose_new_password(page, NEW_PW, BOB_PW)
+    expect(page.get_by_test_id("user")).to_have_text("bob")
+    assert users(kiok)["bob"]["requirePasswordChange"] is False
+    context.close()
+    assert console.errors == []
+
+    # Unticked (a scripts' user, whose access keys a required change would refuse): set only.
+    context, page, console = signed_in(browser, kiok, "/settings/users")
+    row = page.locator("tr[data-user=bob]")
+    row.get_by_role("button", name="Reset password").click()
+    row.get_by_label("New password for bob").fill(NEW_PW)
+    row.get_by_label("must choose a new one at next login").uncheck()
+    page.screenshot(path=str(shots / "s22b-users-reset-untick.png"))
+    row.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_contain_text("Password of bob set.")
+    assert users(kiok)["bob"]["requirePasswordChange"] is False
+    # One's own password is changed under Settings → Password, not reset here.
+    expect(page.locator("tr[data-user=admin]").get_by_role("button", name="Reset password")).to_have_count(0)
     context.close()
     assert console.errors == []

@@ -282,7 +282,7 @@ def test_fan_out_graph_fits_zooms_pans_and_keeps_order(
     expect(graph.locator("a.node")).to_have_count(LEAVES + 2)
     box = graph.locator(".graph-box")
     page.wait_for_timeout(300)
-    # Too tall to fit at a readable zoom: the first view is readable (test_ui_review); Fit shows all.
+    # Too tall to fit at a readable zoom: the first view is readable (test_ui_layout); Fit shows all.
     assert float(graph.get_attribute("data-zoom") or 0) >= 0.5
     graph.get_by_role("button", name="Fit").click()
     page.evaluate("scrollTo(0, 0)")

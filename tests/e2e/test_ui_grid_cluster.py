@@ -1,7 +1,10 @@
 """The grid and the cluster page in a real browser against a real ``kiok standalone``: a
-200-task DAG with 20 runs renders quickly and a cell opens its task's log; the cluster page
-shows the master and the worker, switches maintenance mode (with a banner on every page),
-and a read-only user is not offered its actions."""
+200-task DAG with 20 runs renders quickly and a cell opens its task's log; a first row's
+attempt number is not drawn under the grid's sticky header; the cluster page shows the master
+and the worker, switches maintenance mode (with a banner on every page), and offers its actions
+only as the user's policies allow (``admin:Maintenance``, ``cluster:RevokeWorker``; a read-only
+user none); a worker's Revoke confirm and a refusal (there and in the maintenance card) wrap
+within the page at 1366 and 390 px."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import pytest
 
 from kiok.testing.process import ADMIN_PASSWORD, Standalone
 from tests.e2e.conftest import TIMEOUT_MS, VIEWPORT, Console
+from tests.e2e.test_ui_audit import PHONE, inside, log_in, new_page
 
 TASKS = 200
 RUNS = 20
@@ -23,6 +27,17 @@ CHAINS = 10
 #: Fails in every run whose id ends in 0 or 5, so the grid shows failures and skips too.
 FLAKY = "t013"
 READER_PW = "Grid-Reader-Pw-123"
+PW = "Cluster-User-Pw-123"
+DESKTOP = {"width": 1366, "height": 768}
+#: How far the page is wider than the window (0: not at all).
+OVERFLOW = "() => document.documentElement.scrollWidth - innerWidth"
+#: Its first task succeeds at its third attempt: the grid's first row carries an attempt number.
+RETRIES = """
+dag: {id: s26_retries}
+tasks:
+  - {id: flaky, retries: 2, retry_delay: 0s, script: '[ "$KIOK_ATTEMPT" -ge 3 ]'}
+  - {id: after, requires: [flaky], script: 'true'}
+"""
 #: In the page: which cells of the grid change (their column index, 0 = newest run).
 WATCH_CELLS = """
 (() => {
@@ -235,6 +250,30 @@ def keyboard_only(page: Any, kiok: Standalone, columns: list[str]) -> None:
     expect(page.get_by_test_id("log-status")).to_contain_text("Complete")
 
 
+# Before, it was drawn under the grid's sticky header.
+def test_the_first_rows_attempt_number_is_not_under_the_header(
+    kiok: Standalone, browser: Any, shots: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    kiok.register(RETRIES)
+    run_id = kiok.trigger("s26_retries")
+    assert kiok.wait_run(run_id, timeout_s=60)["state"] == "SUCCESS"
+    context, page, console = new_page(browser)
+    log_in(page, kiok, "/dags/s26_retries/grid")
+    first = page.get_by_test_id("grid").locator(".grow .gc[data-attempt='3']")
+    expect(first).to_have_count(1)
+    hidden = first.evaluate("""(cell) => {
+      const head = document.querySelector(".grid-head").getBoundingClientRect();
+      const top = parseFloat(getComputedStyle(cell, "::after").top);
+      return head.bottom - (cell.getBoundingClientRect().top + top);
+    }""")
+    assert hidden <= 0, f"the attempt number is {hidden} px under the header"
+    page.screenshot(path=str(shots / "s26-grid-first-row.png"))
+    context.close()
+    assert console.errors == []
+
+
 def test_cluster_page_maintenance_and_actions_not_offered(
     kiok: Standalone, browser: Any, shots: Path
 ) -> None:
@@ -285,5 +324,136 @@ def test_cluster_page_maintenance_and_actions_not_offered(
     expect(page.get_by_role("button", name=re.compile("maintenance"))).to_have_count(0)
     expect(page.get_by_test_id("revoke")).to_have_count(0)
     assert httpx.get(kiok.url + "/cluster/health").json()["maintenanceMode"] is False
+    context.close()
+    assert console.errors == []
+
+
+def add_user(kiok: Standalone, user: str, actions: list[str], resource: str = "*") -> None:
+    policy = {"Statement": [{"Effect": "Allow", "Action": actions, "Resource": resource}]}
+    r = kiok.api("POST", "/api/v1/iam/policies", json={"policy": f"{user}-policy", "document": policy})
+    assert r.status_code == 201, r.text
+    body = {"user": user, "password": PW, "policies": [f"{user}-policy"]}
+    r = kiok.api("POST", "/api/v1/iam/users", json=body)
+    assert r.status_code == 201, r.text
+
+
+def within(page: Any, locator: Any, outer: Any) -> None:
+    """``locator`` is on screen (sideways) and inside ``outer``'s box."""
+    box = locator.bounding_box()
+    assert box is not None
+    width = page.evaluate("innerWidth")
+    assert box["x"] >= -0.5 and box["x"] + box["width"] <= width + 0.5, (box, width)
+    assert inside(box, outer.bounding_box()), (box, outer.bounding_box())
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1366", "390"])
+def test_the_revoke_confirm_and_refusals_wrap_within_the_page(
+    kiok: Standalone, browser: Any, shots: Path, viewport: dict[str, int]
+) -> None:
+    """Before: the confirm sat in the actions cell (``white-space: nowrap``): the page grew to
+    1481 px at 1366, its words and the refusal were cut, and at 390 px "Yes, revoke" too."""
+    from playwright.sync_api import expect
+
+    kiok.wait_for(lambda: kiok.api("GET", "/api/v1/cluster").json()["workers"], 30, "the worker")
+    context, page, console = new_page(browser, viewport=viewport)
+    log_in(page, kiok, "/cluster")
+    table = page.get_by_test_id("workers")
+    worker = kiok.api("GET", "/api/v1/cluster").json()["workers"][0]["id"]
+    refusal = (
+        f"worker {worker} is running tasks of runs that cannot be moved elsewhere right now; "
+        "drain it first (kiok workers drain) and try again once its tasks have ended"
+    )
+    # The master is not asked: the worker stays (other tests here need it).
+    page.route(
+        "**/api/v1/admin/workers/**",
+        lambda route: route.fulfill(status=409, json={"error": {"code": "conflict", "message": refusal}}),
+    )
+    revoke = table.get_by_role("button", name="Revoke")
+    revoke.click()
+    group = page.get_by_role("group", name="Confirm: Revoke")
+    yes = group.get_by_role("button", name="Yes, revoke")
+    expect(yes).to_be_focused()
+    assert page.evaluate(OVERFLOW) <= 0
+    question = group.get_by_text(f"Revoke {worker}? It is disconnected at once")
+    for part in (question, yes, group.get_by_role("button", name="Cancel")):
+        within(page, part, table)
+    yes.click()
+    alert = table.get_by_role("alert")
+    expect(alert).to_contain_text(refusal)
+    console.take("status of 409")
+    assert page.evaluate(OVERFLOW) <= 0
+    within(page, alert, table)
+    within(page, yes, table)
+    page.screenshot(path=str(shots / f"s24-revoke-refused-{viewport['width']}.png"), full_page=True)
+    group.get_by_role("button", name="Cancel").click()
+    expect(group).to_have_count(0)
+    expect(revoke).to_be_focused()
+    expect(revoke).to_have_accessible_name(f"Revoke {worker}")
+
+    # Maintenance's refusal wraps within its card too.
+    card = page.get_by_test_id("maintenance")
+    page.route(
+        "**/api/v1/admin/maintenance",
+        lambda route: (
+            route.fulfill(status=409, json={"error": {"code": "conflict", "message": refusal}})
+            if route.request.method == "POST"
+            else route.continue_()
+        ),
+    )
+    card.get_by_role("button", name="Enter maintenance").click()
+    card.get_by_role("button", name="Yes, enter").click()
+    alert = card.get_by_role("alert")
+    expect(alert).to_contain_text(refusal)
+    console.take("status of 409")
+    assert page.evaluate(OVERFLOW) <= 0
+    within(page, alert, card)
+    within(page, card.get_by_role("button", name="Yes, enter"), card)
+    page.screenshot(path=str(shots / f"s24-maintenance-refused-{viewport['width']}.png"), full_page=True)
+    context.close()
+    assert console.errors == []
+
+
+def test_cluster_actions_are_offered_as_the_policies_allow(
+    kiok: Standalone, browser: Any, shots: Path
+) -> None:
+    """Before: Enter maintenance and Revoke were offered to everyone, refused (403) after the
+    confirm, and only then disabled."""
+    from playwright.sync_api import expect
+
+    kiok.wait_for(lambda: kiok.api("GET", "/api/v1/cluster").json()["workers"], 30, "the worker")
+    add_user(kiok, "s24_viewer", ["cluster:Read"], "cluster")
+    add_user(kiok, "s24_operator", ["cluster:Read", "admin:Maintenance"], "cluster")
+    asked: list[str] = []
+
+    # May switch maintenance mode, may not revoke: /me has been read, and says so.
+    context, page, console = new_page(browser, viewport=DESKTOP)
+    log_in(page, kiok, "/cluster", "s24_operator", PW)
+    expect(page.get_by_role("button", name="Enter maintenance")).to_be_visible()
+    expect(page.get_by_test_id("workers").locator("tbody tr")).to_have_count(1)
+    expect(page.get_by_role("button", name=re.compile("^Revoke"))).to_have_count(0)
+    expect(page.get_by_test_id("workers").locator("th")).to_have_count(7)
+    context.close()
+    assert console.errors == []
+
+    # May only read the cluster: no action at all, and no request refused.
+    context, page, console = new_page(browser, viewport=DESKTOP)
+    page.on("request", lambda r: asked.append(r.url) if r.method != "GET" else None)
+    log_in(page, kiok, "/cluster", "s24_viewer", PW)
+    expect(page.get_by_test_id("maintenance-state")).to_have_text("off")
+    expect(page.get_by_test_id("workers").locator("tbody tr")).to_have_count(1)
+    page.wait_for_load_state("networkidle")
+    expect(page.get_by_role("button", name=re.compile("maintenance"))).to_have_count(0)
+    expect(page.get_by_role("button", name=re.compile("^Revoke"))).to_have_count(0)
+    expect(page.get_by_test_id("workers").locator("th")).to_have_count(7)
+    page.screenshot(path=str(shots / "s24-cluster-viewer.png"))
+    context.close()
+    assert console.errors == []
+    assert [u for u in asked if "/auth/" not in u] == []
+
+    # An admin is offered both.
+    context, page, console = new_page(browser, viewport=DESKTOP)
+    log_in(page, kiok, "/cluster", "admin", ADMIN_PASSWORD)
+    expect(page.get_by_role("button", name="Enter maintenance")).to_be_visible()
+    expect(page.get_by_role("button", name=re.compile("^Revoke"))).to_have_count(1)
     context.close()
     assert console.errors == []

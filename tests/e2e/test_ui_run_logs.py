@@ -1,7 +1,8 @@
 """The task log in a real browser against a real ``kiok standalone``: ANSI colours (16 and
 256 colours, bold; other escapes dropped), clickable URLs, output that looks like markup
-stays text, search with next/previous, the raw download equal to the API's bytes, and a
-~20 MB log that stays responsive with a bounded number of DOM nodes."""
+stays text, search with next/previous (Enter right after typing going to the first match, a
+match far right in a long line brought into view), the raw download equal to the API's bytes,
+and a ~20 MB log that stays responsive with a bounded number of DOM nodes."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import httpx
 import pytest
 
 from kiok.testing.process import ADMIN_PASSWORD, Standalone
+from tests.e2e.test_ui_audit import log_in, new_page
 from tests.e2e.test_ui_grid_cluster import open_page
 
 COLOURS = r"""
@@ -265,5 +267,71 @@ def test_direction_controls_in_data_are_shown_not_obeyed(kiok: Standalone, brows
     page.goto(f"{kiok.url}/settings/audit?outcome=refused")
     expect(page.get_by_test_id("audit")).to_contain_text("<U+202E>nimda")
     shown(page)
+    context.close()
+    assert console.errors == []
+
+
+#: 400 short lines.
+ROWS = """
+dag: {id: s26_rows}
+tasks:
+  - {id: t, script: 'for i in $(seq 1 400); do echo "row $i"; done'}
+"""
+
+
+def _searched(kiok: Standalone, browser: Any, dag: str, dag_id: str, query: str) -> tuple[Any, Any, Any]:
+    """A run of ``dag`` (its task ``t``), its log opened, ``query`` typed and Enter pressed at
+    once: (context, page, console)."""
+    from playwright.sync_api import expect
+
+    kiok.register(dag)
+    run_id = kiok.trigger(dag_id)
+    assert kiok.wait_run(run_id, timeout_s=60)["state"] == "SUCCESS"
+    context, page, console = new_page(browser)
+    log_in(page, kiok, f"/runs/{run_id}/tasks/t")
+    expect(page.get_by_test_id("log-status")).to_contain_text("Complete")
+    search = page.get_by_label("Search the log")
+    search.fill(query)
+    search.press("Enter")
+    return context, page, console
+
+
+def test_enter_right_after_typing_goes_to_the_first_match(kiok: Standalone, browser: Any) -> None:
+    """Found by the second UI review: Enter straight after typing searched, but counted the
+    matches of the render before (none) and stayed put; a second Enter went."""
+    from playwright.sync_api import expect
+
+    context, page, console = _searched(kiok, browser, ROWS, "s26_rows", "row 150")
+    expect(page.get_by_test_id("log-matches")).to_have_text("1 of 1 match")
+    expect(page.locator("mark.current")).to_have_text("row 150")
+    context.close()
+    assert console.errors == []
+
+
+#: 100 lines of 8,000 characters and more, each with its marker far right.
+WIDE = """
+dag: {id: s26_wide}
+tasks:
+  - id: t
+    type: python
+    script: |
+      for i in range(100):
+          print(str(i) + " " + "y" * 8000 + "MARKER" + str(i) + "z" * 50)
+"""
+
+
+def test_a_match_far_right_in_a_long_line_is_brought_into_view(kiok: Standalone, browser: Any) -> None:
+    """Found by the second UI review: the search scrolled to the match's line but not sideways,
+    so a match 60,000 px to the right stayed out of view."""
+    from playwright.sync_api import expect
+
+    context, page, console = _searched(kiok, browser, WIDE, "s26_wide", "MARKER50")
+    mark = page.locator("mark.current")
+    expect(mark).to_have_text("MARKER50")
+    expect(mark).to_be_in_viewport()
+    box = page.get_by_test_id("log").bounding_box()
+    found = mark.bounding_box()
+    assert box is not None and found is not None
+    assert box["x"] <= found["x"] and found["x"] + found["width"] <= box["x"] + box["width"], (box, found)
     context.close()
     assert console.errors == []

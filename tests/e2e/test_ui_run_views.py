@@ -1,19 +1,62 @@
 """The run view's tabs and actions in a real browser against a real ``kiok standalone``: the
-timeline of a run while it goes, why a run and a task wait, the Source tab, Re-run failed
-and Re-run from here, the graph laid out in a worker (and refused when too large)."""
+timeline of a run while it goes, and of a re-run run (its bars filling the plot; on a phone its
+names staying put while the plot scrolls); why a run and a task wait; the Source tab, with its
+version's own registration time (in UTC or local time); Re-run failed and Re-run from here,
+asked first (Escape keeps the run as it is) and offered only where useful (not behind a failed
+or skipped upstream; Re-run cancelled for a run with only a cancelled task), and Cancel run
+confirmed by keyboard; the graph laid out in a worker (and refused when too large)."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from kiok.testing.process import ADMIN_PASSWORD, Standalone
 from tests.e2e.conftest import TIMEOUT_MS
+from tests.e2e.test_ui_audit import PHONE, log_in, new_page
 from tests.e2e.test_ui_grid_cluster import open_page
+
+DESKTOP = {"width": 1366, "height": 768}
+#: ``head`` fails: ``middle`` and ``tail`` are skipped, and only re-running ``head`` helps.
+CHAIN = """
+dag: {id: chain}
+tasks:
+  - {id: head, script: 'exit 1'}
+  - {id: middle, requires: [head], script: 'true'}
+  - {id: tail, requires: [middle], script: 'true'}
+  - {id: cleanup, requires: [head], trigger_rule: all_done, script: 'true'}
+"""
+#: A run of it with its task cancelled has nothing failed to re-run.
+NAP = """
+dag: {id: slow}
+tasks:
+  - {id: nap, script: 'sleep 60'}
+"""
+#: Re-run a while after its run: the timeline spans the re-run.
+STEPS = """
+dag: {id: steps}
+tasks:
+  - {id: one, script: 'sleep 1'}
+  - {id: two, requires: [one], script: 'sleep 1'}
+"""
+#: A run of the second version: the Source tab gives that version's registration time.
+SOURCE_V1 = """
+dag: {id: s24_src}
+tasks:
+  - {id: one, script: 'echo one'}
+"""
+SOURCE_V2 = """
+dag: {id: s24_src}
+tasks:
+  - {id: one, script: 'echo uno'}
+"""
 
 
 def slow(marker: Path) -> str:
@@ -53,6 +96,8 @@ def wide(dag_id: str, tasks: int, chains: int) -> str:
 def kiok(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone]:
     node = Standalone(tmp_path_factory.mktemp("ui-run") / "kiok", {"KIOK_WORKER_TASK_SLOTS": "8"})
     node.start()
+    for dag in (CHAIN, NAP, STEPS):
+        node.register(dag)
     yield node
     node.stop()
 
@@ -176,5 +221,158 @@ def test_graph_in_a_worker_and_too_large(kiok: Standalone, browser: Any) -> None
     expect(page.locator("table.jobs tbody tr")).to_have_count(1)  # n1000 (n0100 does not match)
     for run_id in (wide_run, huge_run):
         kiok.api("POST", f"/api/v1/runs/{run_id}/cancel")
+    context.close()
+    assert console.errors == []
+
+
+def test_re_runs_ask_first_and_are_offered_where_useful(kiok: Standalone, browser: Any, shots: Path) -> None:
+    from playwright.sync_api import expect
+
+    run_id = kiok.trigger("chain")
+    assert kiok.wait_run(run_id, timeout_s=60)["state"] == "FAILED"
+    context, page, console = new_page(browser)
+    log_in(page, kiok, f"/runs/{run_id}")
+    expect(page.locator("tr[data-task=middle]")).to_contain_text("SKIPPED")
+    # From head (no upstream) and cleanup (all_done): yes. From middle or tail: head failed or
+    # middle was skipped, neither re-run, so they would be skipped again at once.
+    expect(page.get_by_role("button", name="Re-run from head")).to_be_visible()
+    expect(page.get_by_role("button", name="Re-run from cleanup")).to_be_visible()
+    for task, upstream in (("middle", "head failed"), ("tail", "middle skipped")):
+        row = page.locator(f"tr[data-task={task}]")
+        expect(row.get_by_role("button", name=f"Re-run from {task}")).to_have_count(0)
+        expect(row.get_by_test_id("no-rerun")).to_have_text(f"blocked: {upstream}")
+
+    # Re-run failed asks first; Escape keeps the run as it is and gives the focus back.
+    rerun = page.get_by_role("button", name="Re-run failed")
+    rerun.click()
+    confirm = page.get_by_role("group", name="Confirm re-run")
+    expect(confirm).to_contain_text("Re-run the 3 tasks that did not succeed (1 failed, 2 skipped)")
+    expect(confirm.get_by_role("button", name="Yes, re-run")).to_be_focused()
+    page.screenshot(path=str(shots / "s23-rerun-confirm.png"))
+    page.keyboard.press("Escape")
+    expect(confirm).to_have_count(0)
+    expect(rerun).to_be_focused()
+    # Re-run from head asks too; Keep as is does nothing.
+    page.get_by_role("button", name="Re-run from head").click()
+    row_confirm = page.get_by_role("group", name="Confirm re-run from head")
+    expect(row_confirm).to_contain_text("Re-run head and everything downstream of it?")
+    row_confirm.get_by_role("button", name="Keep as is").click()
+    expect(row_confirm).to_have_count(0)
+    assert kiok.run(run_id).get("reruns", 0) in (0, None)
+    # Confirmed, it re-runs.
+    rerun.click()
+    page.get_by_role("button", name="Yes, re-run").click()
+    kiok.wait_for(lambda: (kiok.run(run_id).get("reruns") or 0) == 1, 30, "the re-run")
+    context.close()
+    assert console.errors == []
+
+    # A run with only a cancelled task: not "Re-run failed".
+    slow = kiok.trigger("slow")
+    kiok.wait_for(lambda: kiok.run(slow)["tasks"].get("nap", {}).get("state") == "RUNNING", 30, "the nap")
+    context, page, console = new_page(browser)
+    log_in(page, kiok, f"/runs/{slow}")
+    # Cancel run: the confirm takes the focus, Escape closes it, the focus goes back.
+    cancel = page.get_by_role("button", name="Cancel run")
+    cancel.click()
+    expect(page.get_by_role("button", name="Yes, cancel")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(page.get_by_role("group", name="Confirm cancel")).to_have_count(0)
+    expect(cancel).to_be_focused()
+    assert kiok.run(slow)["state"] == "RUNNING"
+    cancel.click()
+    expect(page.get_by_role("button", name="Yes, cancel")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("run-state")).to_contain_text("CANCELLED")
+    expect(page.get_by_role("button", name="Re-run cancelled")).to_be_visible()
+    expect(page.get_by_role("button", name="Re-run failed")).to_have_count(0)
+    page.screenshot(path=str(shots / "s23-rerun-cancelled.png"))
+    context.close()
+    assert console.errors == []
+
+
+def test_timeline_after_a_re_run_and_on_a_phone(kiok: Standalone, browser: Any, shots: Path) -> None:
+    from playwright.sync_api import expect
+
+    run_id = kiok.trigger("steps")
+    kiok.wait_run(run_id, timeout_s=60)
+    time.sleep(4)
+    assert kiok.api("POST", f"/api/v1/runs/{run_id}/rerun", json={"onlyFailed": False}).is_success
+    kiok.wait_run(run_id, timeout_s=60)
+
+    context, page, console = new_page(browser)
+    log_in(page, kiok, f"/runs/{run_id}?tab=timeline")
+    timeline = page.get_by_test_id("timeline")
+    expect(timeline.locator("a.bar")).to_have_count(2)
+    # The bars (both of the re-run) span most of the plot, not its last few percent.
+    svg = timeline.locator("svg.timeline").bounding_box()
+    rects = [timeline.locator(f"a.bar[data-task={t}] rect").bounding_box() for t in ("one", "two")]
+    assert svg is not None and all(rects)
+    left = min(r["x"] for r in rects if r)
+    right = max(r["x"] + r["width"] for r in rects if r)
+    plot = svg["width"] - 200 - 16
+    assert (right - left) / plot > 0.8, f"the bars take {(right - left) / plot:.0%} of the plot"
+    expect(page.get_by_test_id("timeline-origin")).to_contain_text("was re-run")
+    expect(page.get_by_test_id("timeline-scroll-hint")).to_have_count(0)
+    page.screenshot(path=str(shots / "s23-timeline-rerun.png"))
+    context.close()
+    assert console.errors == []
+
+    # A phone: a narrow name column, a hint, and the names stay at the left while the plot scrolls.
+    context, page, console = new_page(browser, viewport=PHONE)
+    log_in(page, kiok, f"/runs/{run_id}?tab=timeline")
+    timeline = page.get_by_test_id("timeline")
+    expect(page.get_by_test_id("timeline-scroll-hint")).to_be_visible()
+    names = page.get_by_test_id("timeline-names")
+    box = names.bounding_box()
+    wrap = timeline.bounding_box()
+    assert box is not None and wrap is not None and box["width"] <= 110
+    svg = timeline.locator("svg.timeline").bounding_box()
+    assert svg is not None and svg["width"] - box["width"] - 16 >= 300, "the plot is too narrow"
+    timeline.evaluate("(el) => { el.scrollLeft = 200; }")
+    page.wait_for_timeout(100)
+    moved = names.bounding_box()
+    assert moved is not None and abs(moved["x"] - box["x"]) < 2, (box, moved)
+    expect(names.locator("text").first).to_have_text("one")
+    page.screenshot(path=str(shots / "s23-timeline-phone.png"))
+    context.close()
+    assert console.errors == []
+
+
+def test_the_source_tab_shows_the_versions_time_as_every_other_time(
+    kiok: Standalone, browser: Any, shots: Path
+) -> None:
+    """Before: "registered2026-12-07T08:06:40.123Z", the DAG's updatedAt (moved by a pause)."""
+    from playwright.sync_api import expect
+
+    kiok.register(SOURCE_V1)
+    time.sleep(1.1)  # the times are shown to the second
+    kiok.register(SOURCE_V2)
+    run_id = kiok.trigger("s24_src")
+    kiok.wait_run(run_id, timeout_s=60)
+    time.sleep(1.1)
+    assert kiok.api("POST", "/api/v1/dags/s24_src/pause").status_code == 200
+    assert kiok.api("POST", "/api/v1/dags/s24_src/unpause").status_code == 200
+    versions = kiok.api("GET", "/api/v1/dags/s24_src/versions").json()["versions"]
+    registered = next(v["registeredAt"] for v in versions if v["version"] == 2)
+    dag = kiok.api("GET", "/api/v1/dags/s24_src").json()
+    assert dag["version"] == 2
+    assert dag["updatedAt"] != registered and dag["registeredAt"] != registered
+    at = datetime.fromisoformat(registered.replace("Z", "+00:00")).astimezone(UTC)
+
+    context, page, console = new_page(browser, viewport=DESKTOP, timezone_id="Asia/Tokyo")
+    log_in(page, kiok, f"/runs/{run_id}?tab=source")
+    line = page.get_by_test_id("source").locator("p").first
+    utc = at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    now = "the DAG as registered now, which may be newer than this run."
+    expect(line).to_have_text(f"DAG s24_src version 2, registered {utc}: {now}")
+    page.screenshot(path=str(shots / "s24-source-utc.png"))
+    # The DAG's page shows the same time for the same version.
+    page.goto(kiok.url + "/dags/s24_src")
+    expect(page.get_by_test_id("dag-version")).to_have_text(f"v2, {utc}")
+    page.go_back()
+    page.get_by_role("group", name="Times shown in").get_by_role("button", name="Local").click()
+    local = at.astimezone(ZoneInfo("Asia/Tokyo")).strftime("%Y-%m-%d %H:%M:%S")
+    expect(line).to_have_text(re.compile(rf"^DAG s24_src version 2, registered {local} (GMT\+9|JST): "))
+    page.screenshot(path=str(shots / "s24-source-local.png"))
     context.close()
     assert console.errors == []

@@ -1,11 +1,12 @@
-"""Actions offered as the user's policies allow them on each DAG and run, in a real browser
-against a real ``kiok standalone``. ``alice`` may read every DAG and run, but trigger, pause,
-cancel, re-run and read the logs of ``params_all`` only: the DAG list and the DAG page offer
-▶ Run and the pause switch on ``params_all`` alone (disabled on the others, saying why), and a
-run of another DAG offers no Cancel, Re-run nor log link (its task names are plain text, its
-graph nodes and timeline bars lead nowhere). Before, ``/me`` answered "allowed on some
-resource", so every DAG had a working-looking ▶ Run that only Start run refused, and every
-log link led to a page with a 403 alone. An admin keeps every action."""
+"""What a user is offered as its policies allow, in a real browser against a real ``kiok
+standalone``. ``alice`` may read every DAG and run, but trigger, pause, cancel, re-run and read
+the logs of ``params_all`` only: the DAG list and the DAG page offer ▶ Run and the pause switch
+on ``params_all`` alone (disabled on the others, saying why), and a run of another DAG offers no
+Cancel, Re-run nor log link (its task names are plain text, its graph nodes and timeline bars
+lead nowhere); an admin keeps every action, and signing in as another user asks again. The
+grid's cells link only to the logs the user may read (one ``/me`` request for the page's runs),
+and another user's access keys are offered (to delete, or to make one for them) only to a user
+who may."""
 
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ from typing import Any
 import pytest
 
 from kiok.testing.process import ADMIN_PASSWORD, Standalone
+from tests.e2e.test_ui_audit import log_in, new_page
 from tests.e2e.test_ui_run_access import open_page, wait_until
 
-PW = "Permissions-S23-Pw-123"
+PW = "Permissions-Pw-123"
 MINE = "params_all"
 OTHER = "nightly_report"
 DAG = """
@@ -40,6 +42,11 @@ POLICY = {
         },
     ]
 }
+QUICK = """
+dag: {id: quick}
+tasks:
+  - {id: t, script: 'true'}
+"""
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +55,7 @@ def kiok(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone]:
     node.start()
     for dag in (MINE, OTHER):
         node.register(DAG.format(id=dag))
+    node.register(QUICK)
     r = node.api("POST", "/api/v1/iam/policies", json={"policy": "alice-params", "document": POLICY})
     assert r.status_code == 201, r.text
     r = node.api(
@@ -70,6 +78,8 @@ def runs(kiok: Standalone) -> dict[str, dict[str, str]]:
     return out
 
 
+# Before, ``/me`` answered "allowed on some resource", so every DAG had a working-looking ▶ Run
+# that only Start run refused, and every log link led to a page with a 403 alone.
 def test_actions_follow_the_policy_per_dag_and_per_run(kiok: Standalone, browser: Any, shots: Path) -> None:
     from playwright.sync_api import expect
 
@@ -178,5 +188,107 @@ def test_signing_in_as_another_user_asks_again(kiok: Standalone, browser: Any) -
     page.get_by_role("navigation").get_by_role("link", name="DAGs").click()  # no reload
     expect(run_other).to_be_enabled()
     wait_until(page, lambda: run_other.get_attribute("title") is None, "the admin's answer")
+    context.close()
+    assert console.errors == []
+
+
+def test_grid_cells_link_to_logs_only_where_they_may_be_read(
+    kiok: Standalone, browser: Any, shots: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    readable, unreadable = kiok.trigger("quick"), kiok.trigger("quick")
+    for run_id in (readable, unreadable):
+        kiok.wait_run(run_id, timeout_s=60)
+    read = ["dags:List", "dags:Read", "runs:List", "runs:Read"]
+    doc = {
+        "Statement": [
+            {"Effect": "Allow", "Action": read, "Resource": "*"},
+            {"Effect": "Allow", "Action": "logs:Read", "Resource": f"dag/quick/run/{readable}"},
+        ]
+    }
+    policy = {"policy": "grid-reader", "document": doc}
+    assert kiok.api("POST", "/api/v1/iam/policies", json=policy).is_success
+    user = {"user": "gridder", "password": PW, "policies": ["grid-reader"]}
+    assert kiok.api("POST", "/api/v1/iam/users", json=user).is_success
+
+    context, page, console, _ = open_page(browser, kiok, "gridder", PW, "/")
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/api/v1/me?" in r.url else None)
+    page.goto(kiok.url + "/dags/quick/grid")
+    row = page.get_by_test_id("grid").locator(".grow[data-task=t]")
+    ok = row.locator("a.gc").nth(1)  # newest first: the unreadable run, then the readable one
+    no = row.locator("a.gc").nth(0)
+    expect(ok).to_have_attribute("href", f"/runs/{readable}/tasks/t")
+    expect(ok).to_have_attribute("aria-label", f"t, run {readable}: SUCCESS")
+    expect(no).to_have_attribute("aria-label", f"t, run {unreadable}: SUCCESS, no log")
+    assert no.get_attribute("href") is None
+    no.hover()
+    expect(no).to_have_attribute("title", re.compile(r"run .* · no log: .*\(logs:Read\)$"))
+    # One /me request for the page's runs.
+    assert len([u for u in asked if "run=" in u]) == 1, asked
+    assert f"run={readable}" in asked[0] and f"run={unreadable}" in asked[0], asked
+    page.mouse.move(0, 0)
+    page.screenshot(path=str(shots / "s23b-grid-no-logs.png"))
+
+    # The keyboard: one tab stop, arrows move over both; Enter opens only the readable log.
+    ok.focus()
+    page.keyboard.press("ArrowLeft")
+    expect(no).to_be_focused()
+    page.keyboard.press("Enter")
+    page.wait_for_timeout(300)
+    expect(page).to_have_url(kiok.url + "/dags/quick/grid")
+    page.keyboard.press("ArrowRight")
+    expect(ok).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(kiok.url + f"/runs/{readable}/tasks/t")
+    context.close()
+    assert console.errors == []
+
+
+def test_another_users_access_keys_are_offered_only_where_allowed(
+    kiok: Standalone, browser: Any, shots: Path
+) -> None:
+    """Before: a user who may read IAM and list keys was offered to make keys for anyone and
+    to delete anyone's, each refused with a 403 after the click."""
+    from playwright.sync_api import expect
+
+    looks = {
+        "Statement": [{"Effect": "Allow", "Action": ["iam:Read", "iam:ListAccessKeys"], "Resource": "*"}]
+    }
+    assert kiok.api(
+        "POST", "/api/v1/iam/policies", json={"policy": "s25-looks", "document": looks}
+    ).is_success
+    body = {"user": "looker", "password": PW, "policies": ["s25-looks"]}
+    assert kiok.api("POST", "/api/v1/iam/users", json=body).status_code == 201
+    body = {"user": "owner", "password": PW, "policies": []}
+    assert kiok.api("POST", "/api/v1/iam/users", json=body).status_code == 201
+    theirs = kiok.api("POST", "/api/v1/iam/access-keys", json={"user": "owner"})
+    assert theirs.status_code == 201, theirs.text
+    their_key = theirs.json()["accessKeyId"]
+    me = kiok.api("GET", "/api/v1/me?user=owner&user=admin").json()["allowedOnUser"]
+    assert me["owner"]["iam:DeleteAccessKey"] is True  # the admin may
+
+    context, page, console = new_page(browser)
+    log_in(page, kiok, "/settings/access-keys", user="looker", password=PW)
+    rows = page.get_by_test_id("access-keys")
+    expect(rows.locator(f"tr[data-key='{their_key}']")).to_be_visible()
+    expect(rows.get_by_role("button", name=f"Delete access key {their_key}")).to_have_count(0)
+    form = page.get_by_role("form", name="Create access key")
+    expect(form.get_by_label("Your password")).to_be_visible()
+    expect(form.get_by_label("For user")).to_have_count(0)  # itself only
+    form.get_by_label("Your password").fill(PW)
+    form.get_by_role("button", name="Create access key").click()
+    mine = page.get_by_test_id("access-key-id")
+    expect(mine).to_be_visible()
+    expect(rows.get_by_role("button", name=f"Delete access key {mine.inner_text()}")).to_be_visible()
+    page.screenshot(path=str(shots / "s25-access-keys-looker.png"))
+    context.close()
+    assert console.errors == []
+
+    context, page, console = new_page(browser)
+    log_in(page, kiok, "/settings/access-keys")
+    expect(page.get_by_role("button", name=f"Delete access key {their_key}")).to_be_visible()
+    expect(page.get_by_label("For user").locator("option", has_text="owner")).to_have_count(1)
     context.close()
     assert console.errors == []

@@ -1,7 +1,9 @@
-"""Session 28, in a real browser against a real ``kiok standalone``: the grid's and the audit
-log's pages are kept in the URL, as the DAG page's runs are, so a reload, a shared link or
-Back shows the same page (before, both went back to the newest on a reload, and Back left
-the view)."""
+"""Page cursors kept in the URL, in a real browser against a real ``kiok standalone``: the
+grid's pages and the audit log's (beside its filters), as a DAG page's runs are
+(test_ui_dag_pages.py), so that a reload, a shared link or Back shows the same page (before,
+both went back to the newest on a reload, and Back left the view); a cursor the page was not
+given, past the newest, or malformed shows the first page; a new filter starts again at the
+newest."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from tests.e2e.test_ui_audit import log_in, new_page
 
 @pytest.fixture(scope="module")
 def kiok(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone]:
-    node = Standalone(tmp_path_factory.mktemp("ui-review-s28") / "kiok")
+    node = Standalone(tmp_path_factory.mktemp("ui-paging") / "kiok")
     node.start()
     node.register("dag: {id: quick}\ntasks:\n  - {id: t, script: 'true'}\n")
     yield node
