@@ -128,7 +128,8 @@ KEYS: tuple[Key, ...] = (
         "kiok.raft.election.timeout.max.ms",
         int,
         1400,
-        "Upper bound of the randomised Raft election timeout; more than kiok.raft.election.timeout.min.ms.",
+        "Upper bound of the randomised Raft election timeout; more than "
+        "kiok.raft.election.timeout.min.ms (so at least 152).",
         at_least=152,
     ),
     Key(
@@ -279,7 +280,7 @@ KEYS: tuple[Key, ...] = (
         int,
         15000,
         "How long a worker a master refused (its credential and join token, a version, too many "
-        "failures) waits before it tries again.",
+        "failures) waits before it tries again (at least 100).",
         at_least=100,
     ),
     Key(
@@ -893,9 +894,10 @@ def _ascii_int(text: str) -> int:
 
 
 def _ascii_float(text: str) -> float:
-    """``text`` as ``float`` reads it, but only in ASCII and without ``_`` (see ``_INT``)."""
+    """``text`` as ``float`` reads it, but only in ASCII, without ``_`` (see ``_INT``) and
+    without a leading ``+``, as a whole number is written (docs/operations.md)."""
     text = text.strip()
-    if not text.isascii() or "_" in text:
+    if not text.isascii() or "_" in text or text.startswith("+"):
         raise ValueError(text)
     return float(text)
 

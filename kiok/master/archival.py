@@ -121,6 +121,7 @@ class LogArchiver:
         #: When the last orphan pass started, and the restore (its time) fully swept.
         self._orphans_at: int | None = None
         self._orphans_done: int | None = None
+        self._running = False
 
     def kick(self) -> None:
         """Flush now (a task or run ended: its log is final)."""
@@ -129,12 +130,26 @@ class LogArchiver:
     async def run(self) -> None:
         try:
             self._todo |= set(await asyncio.to_thread(self._joblog.watch_unarchived, True))
+            self._running = True
             while True:
                 await self.flush()
                 await wait_set(self._wake, self._interval_s)
                 self._wake.clear()
         finally:
+            self._running = False
             self._joblog.watch_unarchived(False)
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def lag_bytes(self) -> int:
+        """The bytes waiting now, also while a pass hangs on S3 (for minutes: a request's
+        deadline per upload), when the last pass's count would read 0 (found by the
+        lifecycle probe of session 29). May run on a scraping thread: ``list`` copies the
+        set in one step."""
+        waiting = set(list(self._todo)) | self._joblog.dirty_now()
+        return sum(max(0, self._joblog.size(r, t) - self._joblog.archived_end(r, t)) for r, t in waiting)
 
     async def flush(self) -> int:
         """One pass: delete deleted runs' objects, then upload what waits (but the logs of
@@ -143,9 +158,10 @@ class LogArchiver:
         done: list[Segment] = []
         archived = 0
         failed = False
+        reached = False  # whether S3 answered a call of this pass
         try:
             try:
-                await self._delete_tombstoned()
+                reached = await self._delete_tombstoned()
             except ObjectStoreUnavailable as e:  # those runs wait; the others are archived
                 self._failed(e)
                 failed = True
@@ -157,6 +173,7 @@ class LogArchiver:
                 if end > start:
                     seg = Segment(run_id, task_id, start, end)
                     await asyncio.to_thread(self._upload, seg)
+                    reached = True
                     done.append(seg)
                     archived += end - start
                 self._todo.discard((run_id, task_id))
@@ -166,8 +183,8 @@ class LogArchiver:
             if done:
                 await self._propose(done)
                 done = []
-            await self._sweep_orphans()
-            if not failed:
+            reached = await self._sweep_orphans() or reached
+            if reached and not failed:
                 self._works_again()
         except ObjectStoreUnavailable as e:
             self._failed(e)
@@ -195,36 +212,41 @@ class LogArchiver:
         self.stats.archived_bytes += sum(s.end - s.start for s in segments)
 
     def _works_again(self) -> None:
-        """A whole pass went through (uploads, deletions, the sweep) after a failure: said
-        once, also on an idle cluster whose only work was deleting."""
+        """A whole pass went through (uploads, deletions, the sweep) after a failure, S3
+        answering at least one of its calls: said once, also on an idle cluster whose only
+        work was deleting. A pass that called S3 for nothing says nothing (after a failed
+        orphan sweep, the next pass's, which skips the sweep, had told "works again" while
+        S3 was still down)."""
         if self.stats.failing:
             self.stats.failing = False
             log.info("job-log archival to S3 works again; archived logs are caught up")
 
-    async def _delete_tombstoned(self) -> None:
+    async def _delete_tombstoned(self) -> bool:
+        """Deletes the objects of deleted runs; whether it called S3."""
         runs = self._joblog.archive_tombstones()
         if not runs:
-            return
+            return False
         for run_id in runs:
             await asyncio.to_thread(self._delete_run_objects, run_id)
         await self._log.propose(c.ForgetArchivedRuns(at_ms=self._clock_ms(), run_ids=tuple(runs)))
+        return True
 
     def _delete_run_objects(self, run_id: str) -> None:
         for key in self._store.list(run_prefix(run_id)):
             self._store.delete(key)
 
-    async def _sweep_orphans(self) -> None:
+    async def _sweep_orphans(self) -> bool:
         """At most once per grace while a restore is recorded: delete the objects of runs the
-        state does not have (see the module docstring)."""
+        state does not have (see the module docstring). Whether it called S3."""
         sweep = self._orphans
         if sweep is None:
-            return
+            return False
         restored = sweep.restored_at()
         now = self._clock_ms()
         if restored is None or restored == self._orphans_done:
-            return
+            return False
         if self._orphans_at is not None and now - self._orphans_at < sweep.grace_ms:
-            return
+            return False
         self._orphans_at = now
         swept = await asyncio.to_thread(self._orphan_pass, sweep, now)
         if swept.objects:
@@ -242,6 +264,7 @@ class LogArchiver:
             )
         if swept.young == 0 and now >= restored + sweep.grace_ms:
             self._orphans_done = restored
+        return True
 
     def _orphan_pass(self, sweep: OrphanSweep, now: int) -> _Swept:
         plan = orphan_plan(self._store.list_dated(""), sweep.known_run, now, sweep.grace_ms)
@@ -360,3 +383,9 @@ class Archival:
     def kick(self) -> None:
         if self.archiver is not None:
             self.archiver.kick()
+
+    def lag_bytes(self) -> int:
+        """Job-log bytes waiting for S3: counted now on the leader, else as its last pass
+        as leader left them."""
+        archiver = self.archiver
+        return archiver.lag_bytes() if archiver is not None and archiver.running else self.stats.lag_bytes

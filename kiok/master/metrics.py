@@ -277,7 +277,7 @@ class _Snapshot(Collector):
         yield GaugeMetricFamily(
             "kiok_joblog_archive_lag_bytes",
             "Job-log bytes waiting to be archived to S3 (kept locally until then)",
-            value=stats.lag_bytes,
+            value=node.archival.lag_bytes(),
         )
 
     def _workers(self, node: MasterNode) -> Iterator[Metric]:

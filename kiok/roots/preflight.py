@@ -29,6 +29,8 @@ from kiok.security.tls import TlsFiles
 from kiok.store.keyring import operator_master_key
 from kiok.store.replicated import parse_peers, unreachable_raft_port
 from kiok.worker.forkserver import parse_preload
+from kiok.worker.isolation import decide as decide_isolation
+from kiok.worker.isolation import task_user_problem
 from kiok.worker.master_client import parse_masters
 
 T = TypeVar("T")
@@ -56,6 +58,11 @@ def check(settings: Settings, command: Command) -> None:
         _parsed(lambda: parse_masters(settings.get_str("kiok.worker.masters")))
     if runs_tasks:
         _parsed(lambda: parse_preload(settings.get_str("kiok.worker.python.preload")))
+        # Whether tasks run as the task user does not depend on the namespaces' probe.
+        mode, _ = decide_isolation(settings.get_str("kiok.worker.task.isolation"), os.geteuid(), True)
+        problem = task_user_problem(settings.get_str("kiok.worker.task.user")) if mode != "none" else None
+        if problem:
+            raise InvalidInput(problem)
     if serves_master:
         parse_networks(settings.get_str(BLOCKED_NETWORKS))
     _refuse_port_clash(_ports(settings, command))  # with kiok.master.peers checked first

@@ -223,7 +223,24 @@ def decode_manifest(raw: bytes, backup_id: str) -> Manifest:
             mac=mac if isinstance(mac, str) else "",
         )
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
-        raise BackupCorrupt(f"backup {backup_id}: {MANIFEST} is not readable ({e})") from None
+        raise BackupCorrupt(
+            f"backup {backup_id}: {MANIFEST} is not readable ({_unreadable(e)}): it was altered, "
+            "or it is not a kiok backup's"
+        ) from None
+
+
+def _unreadable(e: Exception) -> str:
+    """What is wrong with a manifest, in words (Python's own were ``'size'`` for a missing
+    field, found by the lifecycle probe of session 29)."""
+    if isinstance(e, KeyError):
+        return f"no field {e.args[0]!r}" if e.args else "a field is missing"
+    if isinstance(e, json.JSONDecodeError):
+        return f"not JSON: {e.msg} at line {e.lineno}"
+    if isinstance(e, TypeError | AttributeError):
+        return "a field of the wrong kind"
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    return str(e) if str(e).startswith("format ") else "a field of the wrong value"
 
 
 def read_manifest(target: ObjectStore, backup_id: str) -> bytes:

@@ -195,6 +195,11 @@ class JobLogStore:
             out, self._dirty = sorted(self._dirty), set()
             return out
 
+    def dirty_now(self) -> set[tuple[str, str]]:
+        """The logs appended to since ``take_dirty`` was last called, left for it."""
+        with self._lock:
+            return set(self._dirty or ())
+
     def _touch(self, run_id: str, task_id: str) -> None:
         if self._dirty is not None:
             self._dirty.add((run_id, task_id))

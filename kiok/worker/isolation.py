@@ -189,11 +189,29 @@ def _namespaces_work(unshare: str, extra: tuple[str, ...]) -> bool:
     return done.returncode == 0
 
 
+#: What a user name can be at all (POSIX's portable characters; useradd takes fewer).
+_USER_NAME = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*\$?")
+
+
+def task_user_problem(name: str) -> str | None:
+    """Why ``kiok.worker.task.user`` cannot name a user, on the setting alone (``kiok config
+    show`` says it as the start does), or None."""
+    if not name:
+        return "kiok.worker.task.user is empty: name the user tasks run as"
+    if not _USER_NAME.fullmatch(name) or name.isdigit():
+        return (
+            f"kiok.worker.task.user {name!r} is not a user name (letters, digits, '_', '.' and '-', "
+            "not starting with '-', not all digits)"
+        )
+    return None
+
+
 def _task_user(name: str) -> tuple[int, int]:
     """The task user's uid and gid, creating the user (a system user without a home or a
     login shell) when it does not exist."""
-    if not name:
-        raise InvalidInput("kiok.worker.task.user is empty: name the user tasks run as")
+    problem = task_user_problem(name)
+    if problem:
+        raise InvalidInput(problem)
     try:
         entry = pwd.getpwnam(name)
     except KeyError:

@@ -159,6 +159,30 @@ def test_an_altered_manifest_or_a_wrong_master_key_is_refused(tmp_path: Path, kv
         b.open_manifest(target, manifest.id, _unlock)
 
 
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        (lambda m: m.replace(b'"size"', b'"sizf"', 1), "no field 'size'"),
+        (lambda m: m.replace(b'"files": [', b'"files": [[],', 1), "a field of the wrong kind"),
+        (lambda m: m.replace(b'"createdMs": ', b'"createdMs": "x', 1), "not JSON: "),
+        (lambda m: m.replace(b'"createdMs": ', b'"createdMs": "x",  "z": ', 1), "a field of the wrong value"),
+        (lambda m: m.replace(b'"format": ', b'"format": 9', 1), "format 9"),
+    ],
+)
+def test_a_manifest_that_does_not_read_says_what_is_wrong_in_words(
+    tmp_path: Path, kv: RocksKV, change: Callable[[bytes], bytes], why: str
+) -> None:
+    """The lifecycle probe of session 29: a field renamed said ``is not readable ('size')``."""
+    target = DirObjectStore(tmp_path / "target")
+    manifest = _take(tmp_path, kv, target, Keyring.generate(), 1_700_000_000_000)
+    path = tmp_path / "target" / manifest.id / b.MANIFEST
+    path.write_bytes(change(path.read_bytes()))
+    with pytest.raises(b.BackupCorrupt) as e:
+        b.open_manifest(target, manifest.id, _unlock)
+    assert e.value.message.startswith(f"backup {manifest.id}: manifest.json is not readable ({why}"), e.value
+    assert e.value.message.endswith("): it was altered, or it is not a kiok backup's")
+
+
 def test_sealed_chunks_detect_a_dropped_tail(tmp_path: Path) -> None:
     ring = Keyring.generate()
     cipher = Cipher(ring, b.KEY_NAME)

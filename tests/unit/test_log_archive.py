@@ -3,13 +3,15 @@ archiver, the replicated command that drops local chunks, and the transparent re
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from kiok.master.archival import ArchiveStats, LogArchiver
+from kiok.master.archival import ArchiveStats, LogArchiver, OrphanSweep
 from kiok.security.kms import Cipher, Keyring
 from kiok.store import commands as c
 from kiok.store import keys
@@ -141,6 +143,60 @@ async def test_s3_down_keeps_logs_local_and_archival_catches_up(
     with pytest.raises(ObjectStoreUnavailable):
         rig.joblog.read("r2", "t", 0, 100)
     rig.moto.start()
+
+
+async def test_the_lag_counts_what_waits_while_an_upload_hangs(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lifecycle probe of session 29: with S3 hanging (an upload waits out its request's
+    deadline, minutes by default) the lag gauge read what the last pass had left, 0, while the
+    logs of three runs waited."""
+    archiver = rig.archiver()
+    entered, release = threading.Event(), threading.Event()
+    real = rig.store.put_stream
+
+    def hanging(key: str, chunks: Iterator[bytes]) -> None:
+        entered.set()
+        release.wait(30)
+        real(key, chunks)
+
+    monkeypatch.setattr(rig.store, "put_stream", hanging)
+    first = _write(rig, "r", "t", range(3))
+    assert archiver.lag_bytes() == len(first)  # before any pass
+    flushing = asyncio.create_task(archiver.flush())
+    assert await asyncio.to_thread(entered.wait, 30)
+    more = _write(rig, "r", "u", range(2))
+    assert archiver.lag_bytes() == len(first) + len(more)
+    release.set()
+    assert await flushing == len(first)
+    assert archiver.lag_bytes() == len(more)
+    await archiver.flush()
+    assert archiver.lag_bytes() == 0 == rig.stats.lag_bytes
+
+
+async def test_a_pass_that_reaches_no_s3_does_not_say_archival_works_again(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The lifecycle probe of session 29: after a restore, S3 down, the orphan sweep failed;
+    the next pass, with nothing to upload and the sweep waiting out its grace, called S3 for
+    nothing and logged that archival works again."""
+    sweep = OrphanSweep(known_run=lambda run: True, restored_at=lambda: 0, grace_ms=3_600_000)
+    archiver = LogArchiver(
+        rig.log, rig.joblog, rig.store, rig.cipher, lambda: 1, interval_s=60, stats=rig.stats, orphans=sweep
+    )
+    archiver._todo |= set(rig.joblog.watch_unarchived(True))
+    rig.moto.stop()
+    with caplog.at_level(logging.INFO, logger="kiok.master.archival"):
+        await archiver.flush()  # the sweep lists the bucket: S3 is down
+        assert rig.stats.failing and rig.stats.errors == 1
+        await archiver.flush()  # nothing to upload, the sweep waits: S3 not called
+        assert rig.stats.failing
+        assert not [r for r in caplog.records if "works again" in r.getMessage()]
+        rig.moto.start()
+        data = _write(rig, "r", "t", range(2))
+        assert await archiver.flush() == len(data)
+    assert not rig.stats.failing
+    assert len([r for r in caplog.records if "works again" in r.getMessage()]) == 1
 
 
 async def test_a_flush_cut_short_by_failover_neither_loses_nor_doubles(rig: Rig) -> None:

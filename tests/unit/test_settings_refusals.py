@@ -5,6 +5,7 @@ line (6), and the master key's source named in its errors (7)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import httpx
@@ -551,10 +552,12 @@ def test_a_config_files_whole_numbers_read_as_a_variables_do(tmp_path: Path) -> 
             Settings.load(env={}, config_file=config)  # one line, no traceback
         with pytest.raises(InvalidInput):
             Settings.load(env={"KIOK_WORKER_TASK_SLOTS": text.removeprefix("!!int ")})
-    for text in ("1:30.5", "1_0.5", "!!float 1:30", "!!float zz"):
+    for text in ("1:30.5", "1_0.5", "!!float 1:30", "!!float zz", "+5", "+2.5"):  # +5: the probe of s29
         config.write_text(f"kiok.retention.runs.days: {text}\n")
         with pytest.raises(InvalidInput, match=r"kiok[.]retention[.]runs[.]days .*expected float"):
             Settings.load(env={}, config_file=config)
+        with pytest.raises(InvalidInput, match=r"kiok[.]retention[.]runs[.]days .*expected float"):
+            Settings.load(env={"KIOK_RETENTION_RUNS_DAYS": text.removeprefix("!!float ")})
     for text in ("01", "00", "-1", "2"):  # a yes/no is 1 or 0, as the variable's; 01 had been a yes
         config.write_text(f"kiok.joblog.s3.path.style: {text}\n")
         with pytest.raises(InvalidInput, match=r"^kiok.joblog.s3.path.style .*expected bool"):
@@ -668,3 +671,33 @@ def test_config_show_with_json_refuses_in_json(
     assert result.exit_code == 1 and result.stdout == "", result.output
     error = json.loads(result.stderr)["error"]
     assert error["code"] == "invalid_input" and error["message"].startswith(key), error
+
+
+@pytest.mark.parametrize(
+    ("user", "line"),
+    [
+        ("", "kiok.worker.task.user is empty: name the user tasks run as"),
+        ("a b", "kiok.worker.task.user 'a b' is not a user name"),
+        ("-x", "kiok.worker.task.user '-x' is not a user name"),
+    ],
+)
+def test_config_show_refuses_a_task_user_the_start_refuses(tmp_path: Path, user: str, line: str) -> None:
+    """The lifecycle probe of session 29: ``kiok config show`` took an empty task user, or one
+    no user can be named, which ``kiok standalone`` then refused at start."""
+    master = FakeMaster(tmp_path / "config")
+    data = tmp_path / "data"
+    env: dict[str, str | None] = {
+        **PORTS,
+        "KIOK_BASE_DATA_DIR": str(data),
+        "KIOK_WORKER_TASK_ISOLATION": "user",
+        "KIOK_WORKER_TASK_USER": user,
+    }
+    if os.geteuid() != 0:
+        line = "kiok.worker.task.isolation=user needs kiok to run as root"
+    shown = master.invoke(["config", "show", "--for", "worker"], env=env)
+    started = master.invoke(["standalone"], env=env)
+    for result in (shown, started):
+        assert result.exit_code == 1 and result.output.startswith(f"Error: {line}"), result.output
+        assert len(result.output.splitlines()) == 1, result.output
+    assert shown.output == started.output
+    assert not data.exists()
