@@ -33,7 +33,7 @@ from kiok.dag import yaml_doc
 from kiok.dag.durations import parse_duration_ms
 from kiok.dag.locate import line_in
 from kiok.dag.notify import parse_notify
-from kiok.dag.params import ParamRule, check_default_sizes, check_names, is_missing, parse_param
+from kiok.dag.params import MAX_PARAMS, ParamRule, check_default_sizes, check_names, is_missing, parse_param
 from kiok.dag.spec import (
     DEFAULT_MAX_ACTIVE_RUNS,
     DEFAULT_RETRY_DELAY_MS,
@@ -297,6 +297,8 @@ def _schedule(text: str | None) -> str | None:
 
 def _params(raw: Mapping[str, Any], registering: bool) -> tuple[dict[str, Any], dict[str, ParamRule]]:
     """Defaults and constraints of ``dag.params`` (``kiok.dag.params``)."""
+    if registering and len(raw) > MAX_PARAMS:  # a stored spec's were taken when registered
+        raise DagValidationError(f"at most {MAX_PARAMS} params, got {len(raw)}", field="dag.params")
     check_names(list(raw), "dag.params")
     defaults: dict[str, Any] = {}
     rules: dict[str, ParamRule] = {}

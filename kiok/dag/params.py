@@ -47,6 +47,9 @@ NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}\Z")
 MAX_VALUE_BYTES = 64 * 1024
 MAX_ARGS_BYTES = 256 * 1024
 MAX_ARGS = 100
+#: Params a new DAG declares, as many as a trigger may give args: with 16,000 of them a DAG's
+#: defaults' names alone came near Linux's 2 MiB for a process's environment.
+MAX_PARAMS = 100
 TYPES = ("string", "integer", "number", "boolean", "array", "object")
 _KEYWORDS = frozenset(
     {"default", "type", "enum", "pattern", "minLength", "maxLength", "minimum", "maximum", "description"}
@@ -305,14 +308,13 @@ def check_args(
         known = name in defaults or name in rules
         if not known:
             if not allow_extra:
-                names = sorted({*defaults, *rules})
                 raise InvalidInput(
-                    f"{field}: unknown param; this DAG declares {names or 'none'} "
+                    f"{field}: unknown param; this DAG declares {_declared(defaults, rules)} "
                     "(set dag.allow_extra_args to accept others)"
                 )
             if not NAME_PATTERN.match(name):
                 raise InvalidInput(f"{field}: invalid param name; use letters, digits and _")
-        total += _check_plain(value, field, stored=stored) + 16
+        total += _check_plain(value, field, stored=stored) + (16 if stored else _name_bytes(name))
         if total > MAX_ARGS_BYTES:
             raise InvalidInput(f"args: larger than {MAX_ARGS_BYTES} bytes in all")
         rule = rules.get(name)
@@ -361,10 +363,27 @@ def _check_plain(value: object, field: str, *, stored: bool = False) -> int:
     return size
 
 
+def _name_bytes(name: str) -> int:
+    """What a param's variable costs besides its value: ``KIOK_PARAM_<NAME>=``, the NUL
+    after it and the pointer to it (the exec limit counts all three)."""
+    return len(env_name(name)) + 2 + 8
+
+
+def _declared(defaults: Mapping[str, Any], rules: Mapping[str, ParamRule]) -> str:
+    """A DAG's param names for an error, at most 20 of them (a stored DAG may have many)."""
+    names = sorted({*defaults, *rules})
+    if not names:
+        return "none"
+    shown = ", ".join(repr(n) for n in names[:20])
+    return f"[{shown}]" if len(names) <= 20 else f"[{shown}, and {len(names) - 20} more]"
+
+
 def check_default_sizes(defaults: Mapping[str, Any]) -> None:
     """A new DAG's param defaults within what a trigger's args may be (``check_args``): each
     travels to every task in an environment variable too, and one past Linux's limit left
-    every task of the DAG failing to start ("Argument list too long")."""
+    every task of the DAG failing to start ("Argument list too long"). With the args (as
+    many, as large) and kiok's own variables, a task's environment stays well under the
+    2 MiB a process may be given."""
     total = 0
     for name, value in defaults.items():
         size = param_bytes(value)
@@ -374,7 +393,7 @@ def check_default_sizes(defaults: Mapping[str, Any]) -> None:
                 f"more than {MAX_VALUE_BYTES}",
                 field=f"dag.params.{name}",
             )
-        total += size + 16
+        total += size + _name_bytes(name)
         if total > MAX_ARGS_BYTES:
             raise DagValidationError(
                 f"defaults larger than {MAX_ARGS_BYTES} bytes in all", field="dag.params"
@@ -455,6 +474,7 @@ def _show(value: Any) -> str:
 
 __all__ = [
     "MAX_ARGS_BYTES",
+    "MAX_PARAMS",
     "MAX_VALUE_BYTES",
     "NAME_PATTERN",
     "ParamRule",

@@ -153,16 +153,19 @@ def _close(txn: Txn, run: dict[str, Any], at_ms: int, fx: Effects) -> None:
         )
         run["state"] = outcome.value
         run["endedMs"] = at_ms
-        if run["cancel"] and run["worker"] is not None and takes_master_lines(run):
-            # A cancelled run ends when its last open task does, which may be on a report its
-            # driver sent before it heard of the cancel (a failover between): its lines after
-            # the end would be refused, so the masters say how it stopped, every time (found
-            # by the failover probe of session 28: the run log ended at "a ... SUCCESS"). A
-            # run with no driver left gets its line where that is found (the coordinator,
-            # a revocation).
-            line = run_log_line(
-                at_ms, f"run stopped, {cancel_reason(run.get('cancelBy'), run.get('failReason'))}"
-            )
+        # A run ends on the report of its last open task, which may reach the masters before
+        # its driver's last run-log lines: those would be refused after the end, so the
+        # masters say how it ended, every time. Found by the failover probes: a cancelled run
+        # ended on a report sent before its driver heard of the cancel (session 28), and ~1 %
+        # of short runs lost "run finished SUCCESS", the last task's report sent on its
+        # linger timer before the driver's walk wrote it (session 29). A cancelled run with
+        # no driver left gets its line where that is found (the coordinator, a revocation).
+        if takes_master_lines(run) and not (run["cancel"] and run["worker"] is None):
+            if run["cancel"]:
+                why = cancel_reason(run.get("cancelBy"), run.get("failReason"))
+                line = run_log_line(at_ms, f"run stopped, {why}")
+            else:
+                line = run_log_line(at_ms, f"run finished {outcome.value.upper()}")
             fx.log_appends.append((run["runId"], RUN_LOG_TASK, f"{line}\n".encode(), None))
         txn.delete(k.META, k.active_run(run["runId"]))
         on_run_end(txn, run, at_ms)

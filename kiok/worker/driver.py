@@ -187,10 +187,8 @@ class RunDriver:
             self._pump()
             if adv.run_state is not None and not self._attempts:
                 self.state = adv.run_state
-                # Cancelled, the masters decide how the run ends (FAILED past its run timeout)
-                # and say why it stopped, as they end it (``kiok.store.apply_runs._close``).
-                if not self._cancelled:
-                    self._event(f"run finished {adv.run_state.value.upper()}")
+                # The masters say how the run ended, as they end it (``kiok.store.apply_runs.
+                # _close``): a line of the driver's after its last report could be refused.
                 self._runlog.close()
                 if self._env.link.may_be_cut_off:
                     self.report_all()  # the run's whole outcome: see ``MasterLink.may_be_cut_off``

@@ -396,3 +396,24 @@ async def test_a_cancelled_run_ended_by_a_report_sent_before_the_cancel_says_how
     assert header is not None and header["state"] == "CANCELLED", header
     [line] = run_log
     assert line.endswith(b" run stopped, cancelled by admin: the run was cancelled\n"), line
+
+
+async def test_a_run_that_ends_on_its_last_report_says_how_it_ended() -> None:
+    """The failover probe of session 29: ~1 % of short runs' logs ended at "x attempt 1
+    SUCCESS", with no fault at all: the last task's report went out on its linger timer before
+    the driver's walk wrote "run finished SUCCESS", and that line, after the end, was refused.
+    The masters write it as they end the run, before any line of the driver's could be late."""
+    w1 = Worker("w1")
+    coord, log, reader, runs = await setup(w1)
+    run_log: list[bytes] = []
+    log.subscribe(
+        lambda fx: run_log.extend(d for r, t, d, _ in fx.log_appends if (r, t) == (runs[0], "__run__"))
+    )
+    running = await _a_running_on(coord, log, w1, runs[0])
+    assert run_log == []
+    done = TaskRecord(TaskState.SUCCESS, attempt=1, started_at_ms=4, ended_at_ms=6, worker="w1")
+    await log.propose(dataclasses.replace(running, at_ms=6, tasks={"a": done.to_dict()}))
+    header = reader.run_header(runs[0])
+    assert header is not None and header["state"] == "SUCCESS", header
+    [line] = run_log
+    assert line.endswith(b" run finished SUCCESS\n"), line

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
 from typing import Any
 
 import pytest
 import yaml
 
+from kiok.core.placeholders import param_env
 from kiok.dag.load import spec_from_document, spec_from_yaml
-from kiok.dag.params import MAX_VALUE_BYTES, check_args
+from kiok.dag.params import MAX_ARGS_BYTES, MAX_PARAMS, MAX_VALUE_BYTES, check_args, check_default_sizes
 from kiok.dag.spec import DagSpec
 from kiok.errors import DagValidationError, InvalidInput
 
@@ -203,3 +205,41 @@ def test_a_new_dags_defaults_are_bounded_as_args_are() -> None:
     many = DAG.replace("    plain: hello\n", "".join(f"    d{i}: {[0] * 20_000}\n" for i in range(5)))
     with pytest.raises(DagValidationError, match=r"defaults larger than 262144 bytes in all"):
         spec_from_yaml(many)
+
+
+def test_a_new_dag_declares_at_most_as_many_params_as_a_trigger_may_give() -> None:
+    """The re-probe of session 29: 16,000 params, each with a 100-character name and an empty
+    default, were counted as 16 bytes each; their variables alone came near the 2 MiB a
+    process's environment may be, and args within every bound then kept shell tasks from
+    starting."""
+    names = [f"p{i:03d}" for i in range(MAX_PARAMS + 1)]
+    many = (
+        "dag:\n  id: many\n  params:\n"
+        + "".join(f"    {n}: ''\n" for n in names)
+        + "tasks: [{id: t, script: 'true'}]\n"
+    )
+    with pytest.raises(DagValidationError, match=rf"at most {MAX_PARAMS} params, got {MAX_PARAMS + 1}"):
+        spec_from_yaml(many)
+    stored = spec_from_document(yaml.safe_load(many), registering=False)  # loads as it was taken
+    with pytest.raises(InvalidInput) as e:  # the error names 20 of them, not all
+        check(stored, {"nope": 1})
+    assert e.value.message.endswith(
+        f"'p019', and {MAX_PARAMS + 1 - 20} more] (set dag.allow_extra_args to accept others)"
+    )
+
+
+def test_the_largest_params_and_args_taken_still_start_a_shell_task() -> None:
+    """Every bound at once: 100 declared params with the longest names, their defaults as large
+    as taken, and 100 more args (allow_extra_args) as large as taken: the environment a task
+    gets from them still lets /bin/sh start."""
+
+    def fill(prefix: str) -> dict[str, str]:
+        names = [prefix + f"{i:03d}".rjust(99 - len(prefix), "x") for i in range(100)]
+        return {n: "v" * (MAX_ARGS_BYTES // 100 - len(n) - 40) for n in names}
+
+    defaults, args = fill("d"), fill("a")
+    check_default_sizes(defaults)
+    taken = check_args(defaults, {}, True, args)
+    env = {**param_env({**defaults, **taken}), "PATH": "/usr/bin:/bin"}
+    assert sum(len(k) + len(v) for k, v in env.items()) > 2 * MAX_ARGS_BYTES - 60_000
+    assert subprocess.run(["/bin/sh", "-c", "true"], env=env, check=False).returncode == 0
