@@ -146,6 +146,44 @@ def test_long_ids_never_widen_the_page(kiok: Standalone, browser: Any, shots: Pa
         context.close()
 
 
+BLOCKED = """
+dag: {id: s29_blocked}
+tasks:
+  - {id: always_fails, script: 'echo "the reason it failed, said at some length"; exit 3'}
+  - {id: downstream_of_the_failure, requires: [always_fails], script: 'true'}
+"""
+
+
+def test_no_page_is_wider_than_a_window_between_a_phone_and_a_desktop(
+    kiok: Standalone, browser: Any, shots: Path
+) -> None:
+    """The UI probe of session 29: between 761 and ~1,170 px (a 1024 px laptop included) a
+    finished run's jobs table (its reasons, times and "Re-run from here") and the cluster's
+    workers table pushed the whole page sideways, the top bar cut short; tables scrolled in
+    their own box only on a phone. Every table now scrolls in its box at any width."""
+    from playwright.sync_api import expect
+
+    kiok.register(BLOCKED)
+    run_id = kiok.trigger("s29_blocked")
+    kiok.wait_run(run_id, timeout_s=60)
+    for width in (820, 1024, 1100):
+        viewport = {"width": width, "height": 768}
+        context, page, console = open_page(browser, kiok, f"/runs/{run_id}", viewport=viewport)
+        expect(page.locator("tr[data-task=downstream_of_the_failure]")).to_contain_text("blocked")
+        page.wait_for_load_state("networkidle")
+        no_sideways_scroll(page, f"the run page at {width}")
+        if width == 1024:
+            page.screenshot(path=str(shots / "s29-run-1024.png"))
+        page.goto(kiok.url + "/cluster")
+        expect(page.get_by_test_id("workers")).to_be_visible()
+        page.wait_for_load_state("networkidle")
+        no_sideways_scroll(page, f"the cluster page at {width}")
+        if width == 820:
+            page.screenshot(path=str(shots / "s29-cluster-820.png"))
+        assert console.errors == []
+        context.close()
+
+
 def test_register_page_fits_a_phone(kiok: Standalone, browser: Any, shots: Path) -> None:
     from playwright.sync_api import expect
 

@@ -1,5 +1,6 @@
 """A running task's live log, in a real browser against a real ``kiok standalone``: scrolled
-up, it says it is not following and offers Jump to end, which follows the log again."""
+up, it says it is not following and offers Jump to end, which follows the log again; a
+moment the master cannot be reached does not stop it following."""
 
 from __future__ import annotations
 
@@ -16,6 +17,12 @@ CHATTY = """
 dag: {id: rv_chatty}
 tasks:
   - {id: chatter, script: 'for i in $(seq 1 300); do echo "line $i"; done; sleep 60'}
+"""
+
+TICKER = """
+dag: {id: rv_ticker}
+tasks:
+  - {id: ticker, script: 'seq 1 200; for i in $(seq 1 600); do echo "tick $i"; sleep 0.1; done'}
 """
 
 
@@ -50,4 +57,38 @@ def test_scrolled_up_log_says_it_is_not_following(kiok: Standalone, browser: Any
     kiok.api("POST", f"/api/v1/runs/{run_id}/cancel")
     kiok.wait_run(run_id, timeout_s=60)
     assert console.errors == []
+    context.close()
+
+
+def test_a_log_that_could_not_be_read_for_a_while_still_follows_the_end(
+    kiok: Standalone, browser: Any, shots: Path
+) -> None:
+    """The UI probe of session 29: while the log could not be read, the error box above it
+    made it shorter, and the first read after took the view, now short of its end, for one
+    the user had scrolled up: "Live, not following (scrolled up)", stuck at the old line."""
+    from playwright.sync_api import expect
+
+    kiok.register(TICKER)
+    run_id = kiok.trigger("rv_ticker")
+    context, page, _console = open_page(browser, kiok, f"/runs/{run_id}/tasks/ticker")
+    status = page.get_by_test_id("log-status")
+    log = page.get_by_test_id("log")
+    expect(log).to_contain_text("tick 5", timeout=60_000)
+    expect(status).to_contain_text("Live")
+    page.route("**/api/v1/runs/*/tasks/*/log*", lambda route: route.abort("connectionrefused"))
+    expect(page.get_by_text("cannot reach the master")).to_be_visible(timeout=30_000)
+    lines = (
+        "() => Number(document.querySelector('[data-testid=log-status]').textContent"
+        ".match(/([0-9,]+) lines/)[1].replaceAll(',', ''))"
+    )
+    seen = page.evaluate(lines)
+    page.unroute("**/api/v1/runs/*/tasks/*/log*")
+    expect(page.get_by_text("cannot reach the master")).to_have_count(0, timeout=30_000)
+    page.wait_for_function(f"() => ({lines})() > {seen} + 20", timeout=30_000)
+    page.screenshot(path=str(shots / "log_follows_after_an_outage.png"))
+    expect(status).not_to_contain_text("not following")
+    expect(page.get_by_role("button", name="Jump to end")).to_have_count(0)
+    assert log.evaluate("el => el.scrollHeight - el.scrollTop - el.clientHeight") < 8
+    kiok.api("POST", f"/api/v1/runs/{run_id}/cancel")
+    kiok.wait_run(run_id, timeout_s=60)
     context.close()

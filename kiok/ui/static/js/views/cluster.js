@@ -202,7 +202,7 @@ export function ClusterView() {
     ${cluster === null && !error ? html`<${Loading} />` : null}
     ${cluster ? html`
       <h2>Masters</h2>
-      <table class="grid-table" data-testid="masters">
+      <div class="table-scroll"><table class="grid-table" data-testid="masters">
         <thead><tr><th scope="col">Master</th><th scope="col">Role</th><th scope="col">Address</th><th scope="col">Ready</th></tr></thead>
         <tbody>${cluster.masters.map((m) => html`<tr key=${m.id} data-master=${m.id}>
           <td><span class="mono strong">${m.id}</span></td>
@@ -210,11 +210,11 @@ export function ClusterView() {
           <td class="small"><span class="mono">${m.address || "—"}</span></td>
           <td><${YesNo} value=${m.ready} yes="ready" no="not ready" /></td>
         </tr>`)}</tbody>
-      </table>
+      </table></div>
       <h2>Workers <span class="muted small">(${workers.length})</span></h2>
       <${StatusNotice} message=${notice} testid="cluster-notice" />
       ${workers.length === 0 ? html`<p class="muted">No worker connected.</p>` : html`
-      <table class="grid-table workers" data-testid="workers">
+      <div class="table-scroll"><table class="grid-table workers" data-testid="workers">
         <thead><tr>
           <th scope="col">Worker</th><th scope="col">Labels</th><th scope="col">Slots</th><th scope="col">Draining</th>
           <th scope="col">Connected</th><th scope="col">Last heartbeat</th><th scope="col">Task isolation</th>
@@ -222,6 +222,6 @@ export function ClusterView() {
         </tr></thead>
         <tbody>${workers.map((w) => html`<${WorkerRow} key=${w.id} w=${w} now=${now} revoke=${revoke}
           onDone=${async () => { setNotice(`Worker ${w.id} revoked: it needs a new join token to come back.`); await load(); }} />`)}</tbody>
-      </table>`}` : null}
+      </table></div>`}` : null}
   </main>`;
 }

@@ -141,7 +141,7 @@ export function DagPage({ dagId }) {
     <h2>Runs${trail.length ? html` <span class="muted small" data-testid="runs-page">(page ${trail.length + 1})</span>` : null}</h2>
     ${runs === null && !error ? html`<${Loading} />` : null}
     ${runs !== null && runs.length === 0 ? html`<p class="muted">${trail.length ? "No older runs." : "No runs yet."}</p>` : null}
-    ${runs !== null && runs.length > 0 ? html`<table class="grid-table">
+    ${runs !== null && runs.length > 0 ? html`<div class="table-scroll"><table class="grid-table">
       <thead><tr><th scope="col">Run</th><th scope="col">State</th><th scope="col">Trigger</th>
         <th scope="col">Created</th><th scope="col" class="num">Duration</th></tr></thead>
       <tbody>${runs.map((r) => html`<tr key=${r.runId}>
@@ -151,7 +151,7 @@ export function DagPage({ dagId }) {
         <td class="small when">${when(r.createdAt)}</td>
         <${RunDuration} r=${r} />
       </tr>`)}</tbody>
-    </table>` : null}
+    </table></div>` : null}
     ${runs !== null && (trail.length || nextCursor) ? html`<div class="row pager" data-testid="runs-pager">
       <button type="button" disabled=${!trail.length} onClick=${() => turn(trail.slice(0, -1))}>← Newer runs</button>
       <button type="button" disabled=${!nextCursor} onClick=${() => turn([...trail, nextCursor])}>Older runs →</button>

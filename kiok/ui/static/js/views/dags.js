@@ -142,7 +142,7 @@ export function DagList() {
       <p class="muted">${can("dags:Register") ? html`<a href="/dags/register">Register one here</a>, or ` : null}use${" "}
         <code>kiok dags register my_dag.yaml</code> or <code>POST /api/v1/dags</code>.</p>
     </div>` : null}
-    ${dags !== null && dags.length > 0 ? html`<table class="grid-table dags">
+    ${dags !== null && dags.length > 0 ? html`<div class="table-scroll"><table class="grid-table dags">
       <thead><tr>
         <th scope="col">DAG</th><th scope="col">Origin</th><th scope="col">Schedule</th><th scope="col">State</th>
         <th scope="col">Last runs</th><th scope="col" class="actions"><span class="sr-only">Actions</span></th>
@@ -170,7 +170,7 @@ export function DagList() {
             ${d.paused && canOn(d.dagId, "dags:Trigger") ? html`<div class="muted small" data-testid="run-paused-note">unpause to run</div>` : null}` : null}</td>
         </tr>`)}
       </tbody>
-    </table>` : null}
+    </table></div>` : null}
     ${dags !== null && dags.length > 0 && shown.length === 0 ? html`<p class="muted">No DAG matches the filters.</p>` : null}
     ${running ? html`<${TriggerDialog} dagId=${running} onClose=${() => setRunning(null)} />` : null}
   </main>`;

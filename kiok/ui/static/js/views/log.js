@@ -250,10 +250,9 @@ export function LogView({ runId, taskId }) {
         setError(err);
         return !(err instanceof ApiError && (err.status === 404 || err.status === 403));
       }
+      // Whether the view follows is the user's to change, by scrolling (onScroll): measured
+      // here, an error box shown above the log (which made it shorter) read as scrolled up.
       setError(null);
-      const el = box.current;
-      follow.current = el === null || atBottom(el);
-      setFollowing(follow.current);
       if (body.data) {
         buffer.current.append(body.data);
         setVersion((v) => v + 1);

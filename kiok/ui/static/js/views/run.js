@@ -333,7 +333,7 @@ export function RunView({ runId }) {
         <label class="sr-only" for="job-filter">Filter tasks</label>
         <input id="job-filter" type="search" placeholder="Filter by task or state" value=${filter}
           onInput=${(e) => setFilter(e.currentTarget.value)} /></div>
-      <table class="grid-table jobs">
+      <div class="table-scroll"><table class="grid-table jobs">
         <thead><tr>
           <th scope="col">Task</th><th scope="col">State</th><th scope="col" class="num">Attempt</th>
           <th scope="col">Worker</th><th scope="col">Started</th><th scope="col" class="num">Duration</th>
@@ -343,7 +343,7 @@ export function RunView({ runId }) {
         <tbody>${shown.map(([id, t]) => html`<${JobRow} key=${id} runId=${runId} id=${id} t=${t} tasks=${run.tasks}
           now=${now} logs=${logs} rerunnable=${rerunnable} ran=${ran} exact=${exact} cols=${rerunnable ? 9 : 8}
           onDone=${afterRerun} />`)}</tbody>
-      </table>
+      </table></div>
     </section>
   </main>`;
 }

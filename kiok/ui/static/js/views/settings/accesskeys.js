@@ -68,7 +68,7 @@ export function AccessKeys({ can }) {
     <${Notice} message=${message} />
     <${ErrorBox} error=${error || rowError} label=${refusedLabel(error || rowError)} />
     ${keys === null && !error ? html`<${Loading} />` : null}
-    ${keys ? (keys.accessKeys.length === 0 ? html`<p class="muted">No access keys.</p>` : html`<table class="grid-table" data-testid="access-keys">
+    ${keys ? (keys.accessKeys.length === 0 ? html`<p class="muted">No access keys.</p>` : html`<div class="table-scroll"><table class="grid-table" data-testid="access-keys">
       <thead><tr><th scope="col">Access key id</th><th scope="col">User</th><th scope="col">Created</th>
         <th scope="col" class="actions"><span class="sr-only">Actions</span></th></tr></thead>
       <tbody>${keys.accessKeys.map((k) => html`<tr key=${k.accessKeyId} data-key=${k.accessKeyId}>
@@ -77,5 +77,5 @@ export function AccessKeys({ can }) {
         <td class="actions">${mayOn(k.user, "iam:DeleteAccessKey") ? html`<${ConfirmButton} label="Delete"
           name=${`Delete access key ${k.accessKeyId}`} yes="Yes, delete" action=${() => remove(k)}
           question=${`Delete access key ${k.accessKeyId} of ${k.user}? Scripts using it stop working at once.`} />` : null}</td>
-      </tr>`)}</tbody></table>`) : null}`;
+      </tr>`)}</tbody></table></div>`) : null}`;
 }

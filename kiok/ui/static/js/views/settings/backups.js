@@ -48,7 +48,7 @@ export function Backups({ can }) {
     <${Notice} message=${message} />
     ${data === null && !error ? html`<${Loading} />` : null}
     ${data && data.lastRestore ? html`<${LastRestore} restore=${data.lastRestore} />` : null}
-    ${data ? (list.length === 0 ? html`<p class="muted">No backups yet.</p>` : html`<table class="grid-table" data-testid="backups">
+    ${data ? (list.length === 0 ? html`<p class="muted">No backups yet.</p>` : html`<div class="table-scroll"><table class="grid-table" data-testid="backups">
       <thead><tr><th scope="col">Backup</th><th scope="col">Taken</th><th scope="col" class="num">Size</th>
         <th scope="col" class="num">Uploaded</th><th scope="col">Stores</th><th scope="col">Built on</th>
         <th scope="col" class="actions"><span class="sr-only">Actions</span></th></tr></thead>
@@ -59,7 +59,7 @@ export function Backups({ can }) {
         <td class="small">${b.incrementalBase ? html`<span class="mono">${b.incrementalBase}</span>` : html`<span class="muted">full</span>`}</td>
         <td class="actions">${can("admin:Restore") ? html`<button type="button" class="danger small-btn"
           aria-label=${`Restore ${b.id}`} onClick=${() => setRestoring(b)}>Restore…</button>` : null}</td>
-      </tr>`)}</tbody></table>`) : null}
+      </tr>`)}</tbody></table></div>`) : null}
     ${data && (data.rejected || []).length ? html`<${Rejected} items=${data.rejected} />` : null}
     ${restoring ? html`<${RestoreDialog} backup=${restoring} onClose=${() => setRestoring(null)} />` : null}`;
 }

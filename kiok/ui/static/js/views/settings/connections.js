@@ -44,7 +44,7 @@ export function Connections({ can }) {
       <label class="inline-check"><input type="checkbox" name="replace" /> Replace an existing connection</label>
     <//>` : null}
     <${ErrorBox} error=${error || rowError} label=${refusedLabel(error || rowError)} />
-    ${data ? (data.connections.length === 0 ? html`<p class="muted">No connections.</p>` : html`<table class="grid-table" data-testid="connections">
+    ${data ? (data.connections.length === 0 ? html`<p class="muted">No connections.</p>` : html`<div class="table-scroll"><table class="grid-table" data-testid="connections">
       <thead><tr><th scope="col">Connection</th><th scope="col">Type</th><th scope="col">Properties</th><th scope="col">Updated</th>
         <th scope="col" class="actions"><span class="sr-only">Actions</span></th></tr></thead>
       <tbody>${data.connections.map((c) => html`<tr key=${c.connectionId} data-connection=${c.connectionId}>
@@ -64,5 +64,5 @@ export function Connections({ can }) {
               setRowError(e);
             }
           }} />` : null}</td>
-      </tr>`)}</tbody></table>`) : null}`;
+      </tr>`)}</tbody></table></div>`) : null}`;
 }

@@ -37,12 +37,12 @@ export function Groups({ can }) {
       <label>Policy <select name="policy"><option value="">none</option>${policyNames.map((p) => html`<option value=${p}>${p}</option>`)}</select></label>
     <//>` : null}
     ${groups === null && !gError ? html`<${Loading} />` : null}
-    ${groups ? (groups.groups.length === 0 ? html`<p class="muted">No groups.</p>` : html`<table class="grid-table" data-testid="groups">
+    ${groups ? (groups.groups.length === 0 ? html`<p class="muted">No groups.</p>` : html`<div class="table-scroll"><table class="grid-table" data-testid="groups">
       <thead><tr><th scope="col">Group</th><th scope="col">Members</th><th scope="col">Policies</th>
         <th scope="col" class="actions"><span class="sr-only">Actions</span></th></tr></thead>
       <tbody>${groups.groups.map((g) => html`<${GroupRow} key=${g.group} g=${g} users=${userList}
         policyNames=${policyNames} can=${can} onDone=${done} />`)}</tbody>
-    </table>`) : null}`;
+    </table></div>`) : null}`;
 }
 
 /** A select of `options` and an Add button. */

@@ -9,7 +9,7 @@ export function Kms({ can }) {
   const [data, error, reload] = useLoad("/api/v1/admin/kms");
   const [actionError, setActionError] = useState(null);
   return html`<${ErrorBox} error=${error || actionError} />
-    ${data ? html`<table class="grid-table" data-testid="kms"><thead><tr><th scope="col">Key</th><th scope="col" class="num">Current version</th>
+    ${data ? html`<div class="table-scroll"><table class="grid-table" data-testid="kms"><thead><tr><th scope="col">Key</th><th scope="col" class="num">Current version</th>
       <th scope="col" class="num">Versions kept</th><th scope="col" class="actions"><span class="sr-only">Actions</span></th></tr></thead>
       <tbody>${data.keys.map((k) => html`<tr key=${k.key} data-key=${k.key}><td><span class="mono strong">${k.key}</span></td>
         <td class="num" data-testid="version">v${k.version}</td><td class="num">${k.versions}</td>
@@ -18,7 +18,7 @@ export function Kms({ can }) {
           action=${async () => {
             setActionError(null);
             try { await post("/api/v1/admin/kms/rotate", { key: k.key }); reload(); } catch (e) { setActionError(e); }
-          }} />` : null}</td></tr>`)}</tbody></table>` : null}`;
+          }} />` : null}</td></tr>`)}</tbody></table></div>` : null}`;
 }
 
 export function JoinTokens() {

@@ -36,11 +36,11 @@ export function Users({ can }) {
       <label>Policy <select name="policies"><option value="">none</option>${names.map((p) => html`<option value=${p}>${p}</option>`)}</select></label>
     <//>` : null}
     ${users === null && !error ? html`<${Loading} />` : null}
-    ${users ? html`<table class="grid-table" data-testid="users">
+    ${users ? html`<div class="table-scroll"><table class="grid-table" data-testid="users">
       <thead><tr><th scope="col">User</th><th scope="col">Groups</th><th scope="col">Policies</th><th scope="col">Created</th>
         <th scope="col" class="actions"><span class="sr-only">Actions</span></th></tr></thead>
       <tbody>${users.users.map((u) => html`<${UserRow} key=${u.user} u=${u} names=${names} can=${can} onDone=${done} />`)}</tbody>
-    </table>` : null}`;
+    </table></div>` : null}`;
 }
 
 function UserRow({ u, names, can, onDone }) {
