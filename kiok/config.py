@@ -396,6 +396,14 @@ KEYS: tuple[Key, ...] = (
         "(only when shorter than the run retention); 0 keeps them as long as their run.",
     ),
     Key(
+        "kiok.retention.audit.days",
+        float,
+        0.0,
+        "Audit records older than this many days are deleted, the oldest first, by the same "
+        "sweep; 0 keeps them forever (the default: how long to keep them is often a policy "
+        "of its own). Fractions allowed.",
+    ),
+    Key(
         "kiok.retention.sweep.interval.ms",
         int,
         60_000,

@@ -342,6 +342,7 @@ class MasterNode:
             logs_ms=days_ms(float(self.settings["kiok.retention.logs.days"])),
             interval_ms=self.settings.get_int("kiok.retention.sweep.interval.ms"),
             batch=self.settings.get_int("kiok.retention.sweep.batch.runs"),
+            audit_ms=days_ms(float(self.settings["kiok.retention.audit.days"])),
         )
 
     def _new_notifier(self) -> Notifier:

@@ -7,6 +7,8 @@ DAGs' too) and proposes ``DeleteRuns`` / ``PurgeRunLogs`` in batches of at most
 ``kiok.retention.sweep.batch.runs`` runs, reading a bounded page of headers between
 proposals and yielding to the event loop after each, so a large backlog never stalls the API.
 ``apply()`` checks again that each run has finished: a sweep can never delete a live run.
+With ``kiok.retention.audit.days`` it then deletes the audit records older than that, the
+oldest first, in batches of the same size (``PurgeAudit``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 from collections.abc import Callable
 
 from kiok.core.retention import Policy, Verdict, judge, past_every_cutoff
+from kiok.core.timefmt import iso_utc
 from kiok.dag.durations import parse_duration_ms
 from kiok.errors import KiokError
 from kiok.store import commands as c
@@ -40,12 +43,14 @@ class RetentionSweeper:
         logs_ms: int | None,
         interval_ms: int,
         batch: int,
+        audit_ms: int | None = None,
     ) -> None:
         self._log = log_
         self._reader = reader
         self._clock = clock_ms
         self._runs_ms = runs_ms
         self._logs_ms = logs_ms
+        self._audit_ms = audit_ms
         self._interval_ms = max(1, interval_ms)
         self._batch = max(1, batch)
         #: DAG -> (the sequence number up to which every run's logs are gone (or the run is),
@@ -63,6 +68,7 @@ class RetentionSweeper:
             self._wake.clear()
             try:
                 await self.sweep()
+                await self.sweep_audit()
             except KiokError as e:  # e.g. leadership lost mid-sweep: the next leader sweeps
                 log.info("retention sweep stopped: %s", e.message)
             except Exception:
@@ -98,6 +104,23 @@ class RetentionSweeper:
             deleted += n_deleted
             purged += n_purged
         return deleted, purged
+
+    async def sweep_audit(self) -> int:
+        """Delete the audit records past ``kiok.retention.audit.days``; how many went."""
+        if self._audit_ms is None:
+            return 0
+        before = self._clock() - self._audit_ms
+        purged = 0
+        while True:
+            cmd = c.PurgeAudit(at_ms=self._clock(), before_ms=before, max_records=self._batch)
+            done: int = (await self._log.propose(cmd))["purged"]
+            purged += done
+            if done < self._batch:
+                break
+            await asyncio.sleep(0)  # let the API in between batches
+        if purged:
+            log.info("retention: deleted %d audit record(s) older than %s", purged, iso_utc(before))
+        return purged
 
     def _logs_after(self, dag_id: str, policy: Policy, now: int) -> int | None:
         """Where the log pass of ``dag_id`` starts: past the runs known to have no logs, if

@@ -29,6 +29,7 @@ from kiok.store.apply_backup import apply_restore_backup, apply_set_backup_cron
 from kiok.store.apply_dags import apply_backfill, register_dag
 from kiok.store.apply_lifecycle import (
     apply_delete_runs,
+    apply_purge_audit,
     apply_purge_run_logs,
     apply_set_maintenance,
     maintenance_on,
@@ -507,6 +508,7 @@ _HANDLERS: dict[type[c.Command], Callable[[Txn, c.Command, Effects], Any]] = {
     c.RestoreBackup: apply_restore_backup,
     c.DeleteRuns: apply_delete_runs,
     c.PurgeRunLogs: apply_purge_run_logs,
+    c.PurgeAudit: apply_purge_audit,
     c.ArchiveLogs: _archive_logs,
     c.ForgetArchivedRuns: _forget_archived_runs,
     c.NotifySlaMiss: apply_sla_miss,

@@ -87,6 +87,23 @@ def _delete_run(txn: Txn, run: dict[str, Any], *, drop_notifications: bool) -> N
             txn.delete(k.META, k.scheduled(dag_id, fire))
 
 
+def apply_purge_audit(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
+    """The audit log's oldest records, in the order they were written, up to the first one
+    written at or after ``before_ms`` (a record stamped by a leader whose clock ran behind
+    waits for a later sweep rather than be skipped over)."""
+    assert isinstance(cmd, c.PurgeAudit)
+    purged = 0
+    doomed: list[bytes] = []
+    for key, record in txn.scan(k.IAM, k.AUDIT_PREFIX):
+        if purged >= cmd.max_records or record["atMs"] >= cmd.before_ms:
+            break
+        doomed.append(key)
+        purged += 1
+    for key in doomed:
+        txn.delete(k.IAM, key)
+    return {"purged": purged}
+
+
 def apply_purge_run_logs(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     assert isinstance(cmd, c.PurgeRunLogs)
     purged: list[str] = []

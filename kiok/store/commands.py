@@ -627,6 +627,21 @@ class PurgeRunLogs(Command):
         return max(1, 4 * len(self.run_ids))
 
 
+@command
+@dataclass(frozen=True)
+class PurgeAudit(Command):
+    """Delete the oldest audit records written before ``before_ms``, at most ``max_records``
+    of them (``kiok.retention.audit.days``); the result says how many went."""
+
+    kind: ClassVar[str] = "purge_audit"
+    before_ms: int = 0
+    max_records: int = 0
+
+    @property
+    def weight(self) -> int:
+        return max(1, self.max_records)
+
+
 # --- backups ------------------------------------------------------------------------------------
 
 

@@ -78,6 +78,25 @@ def test_a_run_whose_logs_were_purged_says_when(standalone_factory: Any) -> None
     assert listed["logsPurgedAt"] == run["logsPurgedAt"], listed
 
 
+def test_audit_records_past_their_retention_are_deleted(standalone_factory: Any) -> None:
+    """``kiok.retention.audit.days`` (here ~2 s): the records of a first pause go, those of a
+    later one stay until they are as old."""
+    node: Standalone = standalone_factory(
+        env={"KIOK_RETENTION_SWEEP_INTERVAL_MS": "200", "KIOK_RETENTION_AUDIT_DAYS": "0.000025"}
+    )
+    node.register("dag: {id: audited}\ntasks:\n  - {id: t, script: 'true'}\n")
+
+    def targets() -> list[str]:
+        entries = node.api("GET", "/api/v1/admin/audit?action=dags:Pause").json()["entries"]
+        return [e["detail"] for e in entries]
+
+    assert node.api("POST", "/api/v1/dags/audited/pause").status_code == 200
+    node.wait_for(lambda: targets() == ["paused"], 10, "the pause to be audited")
+    node.wait_for(lambda: targets() == [], 30, "the pause's record to pass its retention")
+    assert node.api("POST", "/api/v1/dags/audited/unpause").status_code == 200
+    node.wait_for(lambda: targets() == ["unpaused"], 10, "the later record, kept while younger")
+
+
 def test_delete_one_run(standalone_factory: Any, task_tmp_path: Path) -> None:
     node: Standalone = standalone_factory()
     gate = task_tmp_path / "gate"

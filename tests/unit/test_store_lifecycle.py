@@ -227,3 +227,35 @@ async def test_a_rerun_proposed_before_its_dag_was_deleted_is_refused_when_appli
     # An entry logged before the field existed applies as it then did.
     await log.propose(c.RerunRun(at_ms=12, run_id=run_id, only_failed=False, queued=True))
     assert reader.run_header(run_id)["state"] == "PENDING"  # type: ignore[index]
+
+
+async def test_audit_records_past_their_retention_go_oldest_first_in_batches() -> None:
+    """The lifecycle probe of session 29: the audit log was never trimmed, and nothing said
+    so. ``kiok.retention.audit.days`` deletes what is older, the oldest first; a record
+    stamped out of order (a leader whose clock ran behind) waits rather than be skipped."""
+    log, reader, _, _ = setup()
+    day = 86_400_000
+    stamps = [1 * day, 2 * day, 3 * day, 2 * day + 5, 9 * day, 10 * day]
+    for at in stamps:
+        await log.propose(c.AppendAudit(at_ms=at, actor="alice", action="iam:PutUser", target=f"u{at}"))
+    now = [10 * day + 1]
+    sweeper = RetentionSweeper(
+        log, reader, lambda: now[0], runs_ms=None, logs_ms=None, interval_ms=1000, batch=2, audit_ms=7 * day
+    )
+    assert await sweeper.sweep_audit() == 4  # two batches of 2; 9 and 10 days are kept
+    entries, _ = reader.audit(limit=100)
+    assert sorted(e["atMs"] for e in entries) == [9 * day, 10 * day]
+    assert await sweeper.sweep_audit() == 0
+    # Out of order: the record stamped 1 day after one stamped 3 days stays until it is reached.
+    log2, reader2, _, _ = setup()
+    for at in (3 * day, 1 * day, 9 * day):
+        await log2.propose(c.AppendAudit(at_ms=at, actor="a", action="x"))
+    kept = await log2.propose(c.PurgeAudit(at_ms=now[0], before_ms=2 * day, max_records=10))
+    assert kept == {"purged": 0}
+    assert await log2.propose(c.PurgeAudit(at_ms=now[0], before_ms=4 * day, max_records=10)) == {"purged": 2}
+    assert [e["atMs"] for e in reader2.audit(limit=10)[0]] == [9 * day]
+    # Kept forever by default.
+    forever = RetentionSweeper(
+        log2, reader2, lambda: 100 * day, runs_ms=None, logs_ms=None, interval_ms=1, batch=1
+    )
+    assert await forever.sweep_audit() == 0
