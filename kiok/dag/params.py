@@ -337,7 +337,7 @@ def check_args(
 
 def _check_plain(value: object, field: str, *, stored: bool = False) -> int:
     """Size in bytes of a JSON value as its task gets it (``param_bytes``: a list of 150,000
-    zeros is 300 KB there, where its strings are none); refuses what the store cannot hold
+    zeros is 450 KB there, where its strings are none); refuses what the store cannot hold
     (``kiok.core.document_limits``), NUL characters and oversize values. ``stored``: as
     before non-strings were counted (``check_args``), their strings only."""
     name = field.removeprefix("args.")

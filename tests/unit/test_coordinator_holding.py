@@ -277,6 +277,15 @@ async def _admit(log: LocalCommandLog, worker_id: str) -> None:
     await log.propose(c.RedeemJoinToken(at_ms=3, token_hash="t1", worker_id=worker_id, credential_hash="c1"))
 
 
+def _master_lines(log: LocalCommandLog, run_id: str) -> list[bytes]:
+    """What apply adds to ``run_id``'s run log from now on (filled as commands apply)."""
+    lines: list[bytes] = []
+    log.subscribe(
+        lambda fx: lines.extend(d for r, t, d, _ in fx.log_appends if (r, t) == (run_id, "__run__"))
+    )
+    return lines
+
+
 async def _a_running_on(coord: Coordinator, log: LocalCommandLog, w1: Worker, run_id: str) -> c.ReportTasks:
     """A dispatch pass; then ``w1``, offered ``run_id``, reports its task ``a`` RUNNING (the
     report, to send again late)."""
@@ -300,10 +309,7 @@ async def _revoked_while_running(*, take_runs: bool, cancel: bool) -> tuple[dict
     revoked; no other worker comes. The run's header then, and what apply added to its run log."""
     w1 = Worker("w1")
     coord, log, reader, runs = await setup(w1)
-    run_log: list[bytes] = []
-    log.subscribe(
-        lambda fx: run_log.extend(d for r, t, d, _ in fx.log_appends if (r, t) == (runs[0], "__run__"))
-    )
+    run_log = _master_lines(log, runs[0])
     await _admit(log, "w1")
     await _a_running_on(coord, log, w1, runs[0])
     if cancel:
@@ -383,10 +389,7 @@ async def test_a_cancelled_run_ended_by_a_report_sent_before_the_cancel_says_how
     the run log ended at the success. The masters say it as the run ends."""
     w1 = Worker("w1")
     coord, log, reader, runs = await setup(w1)
-    run_log: list[bytes] = []
-    log.subscribe(
-        lambda fx: run_log.extend(d for r, t, d, _ in fx.log_appends if (r, t) == (runs[0], "__run__"))
-    )
+    run_log = _master_lines(log, runs[0])
     running = await _a_running_on(coord, log, w1, runs[0])
     await log.propose(c.CancelRun(at_ms=5, run_id=runs[0], by="admin"))
     assert run_log == []  # its driver, told, stops it
@@ -405,10 +408,7 @@ async def test_a_run_that_ends_on_its_last_report_says_how_it_ended() -> None:
     The masters write it as they end the run, before any line of the driver's could be late."""
     w1 = Worker("w1")
     coord, log, reader, runs = await setup(w1)
-    run_log: list[bytes] = []
-    log.subscribe(
-        lambda fx: run_log.extend(d for r, t, d, _ in fx.log_appends if (r, t) == (runs[0], "__run__"))
-    )
+    run_log = _master_lines(log, runs[0])
     running = await _a_running_on(coord, log, w1, runs[0])
     assert run_log == []
     done = TaskRecord(TaskState.SUCCESS, attempt=1, started_at_ms=4, ended_at_ms=6, worker="w1")
