@@ -204,14 +204,14 @@ def status(cli: CliContext, run_id: str, wait: bool, interval: float) -> None:
 
 def merge_since(held: dict[str, Any] | None, answer: Any) -> dict[str, Any]:
     """A run view brought up to date by the answer to ``?since=<held version>``: the
-    answer's run fields, and its tasks over the held ones (``"full": false``); a full
-    answer replaces the held view."""
+    answer's run fields over the held ones (it leaves out ``args``, which never change), and
+    its tasks over the held ones (``"full": false``); a full answer replaces the held view."""
     if not isinstance(answer, dict):
         raise CliError("the master's run answer is not a JSON object")
     if held is None or answer.get("full", True):
         return answer
     fields = {k: v for k, v in answer.items() if k not in ("tasks", "since")}
-    return {**fields, "full": True, "tasks": {**held.get("tasks", {}), **answer.get("tasks", {})}}
+    return {**held, **fields, "full": True, "tasks": {**held.get("tasks", {}), **answer.get("tasks", {})}}
 
 
 def wait_until_ended(cli: CliContext, run_id: str, interval: float) -> dict[str, Any]:

@@ -65,18 +65,51 @@ LookupConn = Callable[[str, str], str]
 MAX_PLACED_BYTES = 1024 * 1024
 
 
+#: The most a param's value may be as its task gets it, and all of a run's args (or all of
+#: its DAG's defaults) together (``kiok.dag.params``): each is an environment variable, and
+#: Linux takes one of at most 128 KiB and all of them with the arguments in 2 MiB.
+MAX_PARAM_BYTES = 64 * 1024
+MAX_PARAMS_BYTES = 256 * 1024
+
+
 def param_values(
     defaults: Mapping[str, Any], args: Mapping[str, Any] | None, *, now_ms: int, tz: str = "UTC"
 ) -> dict[str, Any]:
     """The values a run's tasks get, in ``${params.x}`` and ``KIOK_PARAM_X`` alike: trigger
-    args as given, over the DAG's defaults with their ``#{date functions}`` evaluated."""
+    args as given, over the DAG's defaults with their ``#{date functions}`` evaluated.
+    ``TaskError`` when evaluated defaults pass the bounds registration held them to (a
+    function's text can be ten times its call: ``#{nowFormatted('VVZ')}``): one clear line,
+    where the task would not have started ("Argument list too long")."""
     args = args or {}
     out: dict[str, Any] = {}
+    evaluated = False
     for name, value in defaults.items():
         if name not in args:
-            out[name] = _expand_default(value, now_ms, tz) if isinstance(value, str) else value
+            if isinstance(value, str) and "#{" in value:
+                value = _expand_default(value, now_ms, tz)
+                evaluated = True
+            out[name] = value
+    if evaluated:
+        _bound_defaults(out)
     out.update(args)
     return out
+
+
+def _bound_defaults(values: Mapping[str, Any]) -> None:
+    total = 0
+    for name, value in values.items():
+        size = param_bytes(value)
+        if size > MAX_PARAM_BYTES:
+            raise TaskError(
+                f"param {name!r}: its default is {size} bytes once its date functions are evaluated, "
+                f"more than {MAX_PARAM_BYTES}"
+            )
+        total += size + variable_bytes(name)
+        if total > MAX_PARAMS_BYTES:
+            raise TaskError(
+                f"the DAG's param defaults come to more than {MAX_PARAMS_BYTES} bytes once their "
+                "date functions are evaluated"
+            )
 
 
 def _expand_default(value: str, now_ms: int, tz: str) -> str:
@@ -280,6 +313,12 @@ def _marker(text: str) -> str:
 
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def variable_bytes(name: str) -> int:
+    """What a param's variable costs besides its value: ``KIOK_PARAM_<NAME>=``, the NUL
+    after it and the pointer to it (the exec limit counts all three)."""
+    return len("KIOK_PARAM_") + len(name) + 2 + 8
 
 
 def param_bytes(value: Any) -> int:

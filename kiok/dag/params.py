@@ -37,15 +37,15 @@ from typing import Any
 import re2  # type: ignore[import-untyped]
 
 from kiok.core.document_limits import document_problem
-from kiok.core.placeholders import param_bytes
+from kiok.core.placeholders import MAX_PARAM_BYTES, MAX_PARAMS_BYTES, param_bytes, variable_bytes
 from kiok.errors import DagValidationError, InvalidInput
 
 #: Param names become ``KIOK_PARAM_<NAME>`` environment variables: letters, digits and ``_``.
 NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}\Z")
 #: Every argument travels to the task in an environment variable; Linux caps one variable
 #: (with its name) at 128 KiB, so values are capped well below, and all args together too.
-MAX_VALUE_BYTES = 64 * 1024
-MAX_ARGS_BYTES = 256 * 1024
+MAX_VALUE_BYTES = MAX_PARAM_BYTES
+MAX_ARGS_BYTES = MAX_PARAMS_BYTES
 MAX_ARGS = 100
 #: Params a new DAG declares, as many as a trigger may give args: with 16,000 of them a DAG's
 #: defaults' names alone came near Linux's 2 MiB for a process's environment.
@@ -108,14 +108,16 @@ class ParamRule:
         if self.type is not None and not _is_type(value, self.type):
             raise InvalidInput(f"{field}: expected {_a(self.type)}, got {_show(value)}")
         if self.enum is not None and not any(_same(value, e) for e in self.enum):
-            raise InvalidInput(f"{field}: {_show(value)} is not one of {list(self.enum)}")
+            raise InvalidInput(f"{field}: {_show(value)} is not one of {_clip(repr(list(self.enum)))}")
         if isinstance(value, str):
             if self.min_length is not None and len(value) < self.min_length:
                 raise InvalidInput(f"{field}: shorter than minLength {self.min_length}")
             if self.max_length is not None and len(value) > self.max_length:
                 raise InvalidInput(f"{field}: longer than maxLength {self.max_length}")
             if self.pattern is not None and _matcher(self.pattern).fullmatch(value) is None:
-                raise InvalidInput(f"{field}: {_show(value)} does not match pattern {self.pattern!r}")
+                raise InvalidInput(
+                    f"{field}: {_show(value)} does not match pattern {_clip(repr(self.pattern))}"
+                )
         if isinstance(value, int | float) and not isinstance(value, bool):
             if self.minimum is not None and value < self.minimum:
                 raise InvalidInput(f"{field}: {value} is below minimum {self.minimum}")
@@ -314,7 +316,7 @@ def check_args(
                 )
             if not NAME_PATTERN.match(name):
                 raise InvalidInput(f"{field}: invalid param name; use letters, digits and _")
-        total += _check_plain(value, field, stored=stored) + (16 if stored else _name_bytes(name))
+        total += _check_plain(value, field, stored=stored) + (16 if stored else variable_bytes(name))
         if total > MAX_ARGS_BYTES:
             raise InvalidInput(f"args: larger than {MAX_ARGS_BYTES} bytes in all")
         rule = rules.get(name)
@@ -363,12 +365,6 @@ def _check_plain(value: object, field: str, *, stored: bool = False) -> int:
     return size
 
 
-def _name_bytes(name: str) -> int:
-    """What a param's variable costs besides its value: ``KIOK_PARAM_<NAME>=``, the NUL
-    after it and the pointer to it (the exec limit counts all three)."""
-    return len(env_name(name)) + 2 + 8
-
-
 def _declared(defaults: Mapping[str, Any], rules: Mapping[str, ParamRule]) -> str:
     """A DAG's param names for an error, at most 20 of them (a stored DAG may have many)."""
     names = sorted({*defaults, *rules})
@@ -393,7 +389,7 @@ def check_default_sizes(defaults: Mapping[str, Any]) -> None:
                 f"more than {MAX_VALUE_BYTES}",
                 field=f"dag.params.{name}",
             )
-        total += size + _name_bytes(name)
+        total += size + variable_bytes(name)
         if total > MAX_ARGS_BYTES:
             raise DagValidationError(
                 f"defaults larger than {MAX_ARGS_BYTES} bytes in all", field="dag.params"
@@ -463,6 +459,12 @@ def _same(a: Any, b: Any) -> bool:
 
 def _a(kind: str) -> str:
     return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
+
+
+def _clip(text: str, most: int = 300) -> str:
+    """An author's ``enum`` or ``pattern`` as an error shows it: at most ``most`` characters
+    (one of 70,000 choices made each refused trigger a 4 MB answer)."""
+    return text if len(text) <= most else f"{text[: most - 3]}... ({len(text)} characters)"
 
 
 def _show(value: Any) -> str:

@@ -194,8 +194,10 @@ class Dag:
         return {"dag": dict(self._dag), "tasks": [t.to_document() for t in self._tasks]}
 
     def to_spec(self) -> DagSpec:
-        """The validated spec; raises ``DagValidationError`` naming the offending field."""
-        return spec_from_document(self.to_document())
+        """The validated spec, checked as registering it is (``python -m kiok.compile`` says
+        what ``kiok dags register`` would refuse); raises ``DagValidationError`` naming the
+        offending field."""
+        return spec_from_document(self.to_document(), registering=True)
 
     def __repr__(self) -> str:
         return f"Dag({self.name!r}, tasks={[t.id for t in self._tasks]!r})"

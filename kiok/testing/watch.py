@@ -88,7 +88,7 @@ class RunWatcher:
         if held is None or answer["full"]:
             self.held = answer
         else:
-            self.held = {**answer, "tasks": {**held["tasks"], **answer["tasks"]}}
+            self.held = {**held, **answer, "tasks": {**held["tasks"], **answer["tasks"]}}
         return self.held
 
     def close(self) -> None:

@@ -30,8 +30,8 @@ def test_run_page_polls_what_changed(kiok: Standalone, browser: Any, task_tmp_pa
         f"  - {{id: {g}, script: 'while [ ! -f {task_tmp_path}/{g} ]; do sleep 0.05; done'}}\n" for g in GATED
     )
     after_g1 = "  - {id: after, requires: [g1], script: 'true'}\n"
-    kiok.register(f"dag: {{id: ui_since}}\ntasks:\n{tasks}{after_g1}")
-    run_id = kiok.trigger("ui_since")
+    kiok.register(f"dag: {{id: ui_since, params: {{note: none}}}}\ntasks:\n{tasks}{after_g1}")
+    run_id = kiok.trigger("ui_since", {"note": "kept"})
     context, page, console = open_page(browser, kiok, "admin", ADMIN_PASSWORD, f"/runs/{run_id}")
     reads: list[str] = []
     page.on("request", lambda r: reads.append(r.url) if f"/api/v1/runs/{run_id}" in r.url else None)
@@ -40,9 +40,13 @@ def test_run_page_polls_what_changed(kiok: Standalone, browser: Any, task_tmp_pa
     after = page.locator("tr[data-task=after]")
     expect(after.get_by_test_id("task-waiting")).to_contain_text("g1")
 
+    args = page.get_by_text('note="kept"')
+    expect(args).to_be_visible()
     for g in GATED:  # one task at a time: the page shows each change, and what follows from it
         (task_tmp_path / g).touch()
         expect(page.locator(f"tr[data-task={g}]")).to_contain_text("SUCCESS")
+        if g != GATED[-1]:  # read by version (the run still runs), which leaves out the args
+            expect(args).to_be_visible()
     expect(after).to_contain_text("SUCCESS")
     expect(page.get_by_test_id("run-state")).to_contain_text("SUCCESS")
     for g in GATED:

@@ -94,3 +94,29 @@ def test_the_documented_backfill_range_is_accepted_in_any_time_zone(
     assert r.status_code == 201, r.text
     r = kiok.api("POST", f"/api/v1/dags/{dag}/backfill", json={"from": "1969-12-31", "to": days[1]})
     assert r.status_code == 400 and "from: '1969-12-31' is out of range" in r.text, r.text
+
+
+def test_two_whole_number_args_on_one_variable_are_refused(shared_kiok: Standalone) -> None:
+    """The re-probe of session 29: integers skipped the trigger's checks (no thread hop for
+    them), so ``ab=1, AB=2`` were both taken on ``KIOK_PARAM_AB``: a shell task's
+    ``${params.ab}`` read 2, a python task's 1."""
+    kiok = shared_kiok
+    kiok.register("dag: {id: coll, allow_extra_args: true}\ntasks:\n  - {id: t, script: 'true'}\n")
+    for args in ({"ab": 1, "AB": 2}, {"ab": "1", "AB": "2"}):
+        r = kiok.api("POST", "/api/v1/dags/coll/runs", json={"args": args})
+        assert r.status_code == 400, r.text
+        assert "args.AB: would be the same variable (KIOK_PARAM_AB) as args.ab" in r.text
+    assert kiok.api("POST", "/api/v1/dags/coll/runs", json={"args": {"ab": 1, "cd": 2}}).status_code == 201
+
+
+def test_a_default_grown_past_the_bounds_by_its_date_functions_fails_in_words(
+    shared_kiok: Standalone,
+) -> None:
+    """The re-probe of session 29: the attempt failed with "Argument list too long"."""
+    kiok = shared_kiok
+    grows = "#{nowFormatted('" + "Za" * 32_700 + "')}"
+    kiok.register(f'dag: {{id: grows, params: {{p: "{grows}"}}}}\ntasks:\n  - {{id: t, script: "true"}}\n')
+    run = kiok.wait_run(kiok.trigger("grows"), 60)
+    assert run["state"] == "FAILED"
+    error = run["tasks"]["t"]["error"]
+    assert error.startswith("param 'p': its default is 228900 bytes once its date functions"), error

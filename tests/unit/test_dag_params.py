@@ -243,3 +243,29 @@ def test_the_largest_params_and_args_taken_still_start_a_shell_task() -> None:
     env = {**param_env({**defaults, **taken}), "PATH": "/usr/bin:/bin"}
     assert sum(len(k) + len(v) for k, v in env.items()) > 2 * MAX_ARGS_BYTES - 60_000
     assert subprocess.run(["/bin/sh", "-c", "true"], env=env, check=False).returncode == 0
+
+
+def test_an_enum_or_pattern_an_arg_breaks_is_shown_cut_short() -> None:
+    """The re-probe of session 29: a refused arg's error repeated the param's whole enum (a
+    4 MB answer for 70,000 choices) or pattern."""
+    choices = [f"value-{i:06d}" for i in range(70_000)]
+    spec = spec_from_document(
+        {
+            "dag": {
+                "id": "e",
+                "params": {
+                    "r": {"enum": choices, "default": choices[0]},
+                    "w": {"type": "string", "pattern": "|".join(choices[:5000])},
+                },
+            },
+            "tasks": [{"id": "t", "script": "true"}],
+        }
+    )
+    for args, said in (
+        ({"r": "mars"}, "is not one of ['value-000000'"),
+        ({"w": "mars"}, "does not match pattern 'value-000000|"),
+    ):
+        with pytest.raises(InvalidInput) as e:
+            check(spec, args)
+        assert said in e.value.message and len(e.value.message) < 400, len(e.value.message)
+        assert e.value.message.endswith(" characters)")

@@ -178,3 +178,17 @@ def test_a_bad_notify_block_names_the_field() -> None:
     missing_sla.task("a", script="x")
     with pytest.raises(DagValidationError, match=r"needs dag\.sla"):
         missing_sla.to_spec()
+
+
+def test_compiling_checks_what_registering_does() -> None:
+    """The re-probe of session 29: ``python -m kiok.compile`` printed a DAG of 101 params, or
+    a 70,000-byte default, that ``kiok dags register`` then refused (the docs say an SDK file
+    is checked whole when compiled)."""
+    many = Dag("many", params={f"p{i}": "x" for i in range(101)})
+    many.task("t", script="true")
+    with pytest.raises(DagValidationError, match="at most 100 params"):
+        many.to_spec()
+    big = Dag("big", params={"p": "x" * 70_000})
+    big.task("t", script="true")
+    with pytest.raises(DagValidationError, match="default is 70000 bytes"):
+        big.to_spec()

@@ -41,6 +41,20 @@ def test_params_and_trigger_args_override_defaults() -> None:
     assert param_values({"a": 1}, None, now_ms=NOW_MS) == {"a": 1}
 
 
+def test_defaults_whose_date_functions_grow_past_the_bounds_fail_in_words() -> None:
+    """The re-probe of session 29: a default of 65,419 bytes, ``#{nowFormatted('ZaZa...')}``,
+    became 228,900 ('Z' is '+0000', 'a' 'AM'): past Linux's 128 KiB for one variable, its
+    shell and cold python tasks could not start ("Argument list too long")."""
+    grows = "#{nowFormatted('" + "Za" * 32_700 + "')}"
+    with pytest.raises(TaskError, match=r"^param 'p': its default is 228900 bytes once its date functions"):
+        param_values({"p": grows}, None, now_ms=NOW_MS)
+    assert param_values({"p": grows}, {"p": "given"}, now_ms=NOW_MS) == {"p": "given"}  # not evaluated
+    each = "#{nowFormatted('" + "Za" * 5_000 + "')}"  # 35,000 bytes evaluated, 8 of them 280,000
+    with pytest.raises(TaskError, match=r"^the DAG's param defaults come to more than 262144 bytes"):
+        param_values({f"p{i}": each for i in range(8)}, None, now_ms=NOW_MS)
+    assert len(param_values({f"p{i}": each for i in range(7)}, None, now_ms=NOW_MS)) == 7
+
+
 def test_conn_and_secret() -> None:
     assert r("u=${conn.api.user} t=${secret.api_token} k=${conn.s3.fs.s3a.key}") == "u=bob t=s3cr3t k=AK"
 

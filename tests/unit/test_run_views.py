@@ -112,11 +112,12 @@ def record(state: TaskState, attempt: int, now: int) -> dict[str, Any]:
 
 
 def merged(view: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
-    """What a polling client does with a ``since`` answer."""
+    """What a polling client does with a ``since`` answer (which leaves out the run's args:
+    they never change)."""
     if delta["full"]:
         return delta
     fields = {k: v for k, v in delta.items() if k not in ("tasks", "since")}
-    return {**fields, "full": True, "tasks": {**view["tasks"], **delta["tasks"]}}
+    return {**view, **fields, "full": True, "tasks": {**view["tasks"], **delta["tasks"]}}
 
 
 class RunViewMachine(RuleBasedStateMachine):

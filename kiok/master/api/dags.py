@@ -13,7 +13,7 @@ from kiok.core.placement import is_integer, shell_value_problem, value_problem
 from kiok.dag.load import compiled_spec, spec_from_body
 from kiok.dag.locate import line_of
 from kiok.dag.notify import NotifyEvent, WebhookTarget
-from kiok.dag.params import check_args
+from kiok.dag.params import check_args, env_name
 from kiok.dag.spec import DagSpec
 from kiok.errors import DagValidationError, InvalidInput, MaintenanceMode, NotFound
 from kiok.master.api import dag_list
@@ -205,9 +205,11 @@ async def trigger(
     """Trigger a run; ``args`` override the DAG's ``params``. Refused in maintenance mode."""
     node = node_of(request)
     args = body.args if body is not None else {}
-    # Integers alone: nothing a shell task could not take, and nothing the params' rules
-    # decide differently in apply() (which checks them again): no thread hop for them.
-    if not all(is_integer(value) for value in args.values()):
+    # Integers alone, each on a variable of its own: nothing a shell task could not take, and
+    # nothing the params' rules decide differently in apply() (which checks them again): no
+    # thread hop for them. Two extra args on one variable are refused only here (apply()
+    # takes what was taken before that check existed): ab=1 and AB=2 had both been taken.
+    if not all(is_integer(value) for value in args.values()) or len({env_name(n) for n in args}) < len(args):
         await run_in_threadpool(_refuse_args, node.reader.dag(dag_id), args)
     try:
         cmd = c.CreateRun(

@@ -187,14 +187,15 @@ export function RunView({ runId }) {
 
   const finished = run !== null && TERMINAL_RUN.has(run.state);
   // After the first read, ask only for what changed since the version held (?since=):
-  // the answer's tasks are patched over the held ones, unless it says it is the whole run.
+  // the answer's fields and tasks are patched over the held ones (it leaves out the args,
+  // which never change), unless it says it is the whole run.
   const held = useRef(null);
   usePolling(async () => {
     try {
       const last = held.current && held.current.runId === runId ? held.current : null;
       const answer = await get(`/api/v1/runs/${enc(runId)}${last ? `?since=${last.version}` : ""}`);
       const r = !last || answer.full !== false ? answer
-        : { ...answer, full: true, tasks: { ...last.tasks, ...answer.tasks } };
+        : { ...last, ...answer, full: true, tasks: { ...last.tasks, ...answer.tasks } };
       held.current = r;
       setRun(r);
       setLoaded(runId);
