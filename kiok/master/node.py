@@ -329,7 +329,6 @@ class MasterNode:
             self.clock_ms,
             tick_ms=self.settings.get_int("kiok.scheduler.tick.interval.ms"),
             catchup_max_runs=self.settings.get_int("kiok.scheduler.catchup.max.runs"),
-            run_log=self.run_log,
             pending_quota=self.pending_quota,
         )
 

@@ -48,7 +48,6 @@ class Scheduler:
         *,
         tick_ms: int,
         catchup_max_runs: int,
-        run_log: Callable[[str, str], None] | None = None,
         pending_quota: PendingQuota | None = None,
     ) -> None:
         self._log = log_
@@ -56,7 +55,6 @@ class Scheduler:
         self._clock = clock_ms
         self._tick_ms = tick_ms
         self._max_runs = catchup_max_runs
-        self._run_log = run_log
         #: Bounds the runs a DAG has waiting to start (None: unbounded).
         self._quota = pending_quota
         #: DAGs whose schedule waits for room under the pending limit (logged once per stall).
@@ -93,8 +91,6 @@ class Scheduler:
                 log.info("run %s not timed out: %s", o.run_id, e)
                 continue
             log.warning("run %s: %s; its tasks are cancelled", o.run_id, o.reason)
-            if self._run_log is not None:
-                self._run_log(o.run_id, f"{o.reason}: failing the run, its tasks are cancelled")
         return next_deadline
 
     async def tick(self) -> int | None:

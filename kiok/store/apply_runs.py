@@ -145,6 +145,7 @@ def _put_task(txn: Txn, run: dict[str, Any], tid: str, old: TaskRecord, new: Tas
 def _close(txn: Txn, run: dict[str, Any], at_ms: int, fx: Effects) -> None:
     """Write the header; end the run when no task is open any more."""
     if run["open"] == 0 and run["state"] not in TERMINAL_RUN_STATES:
+        never_driven = run["state"] == RunState.PENDING.value
         outcome = final_run_state(
             cancelled=bool(run["cancel"]),
             any_failed=bool(run["failed"]),
@@ -158,15 +159,14 @@ def _close(txn: Txn, run: dict[str, Any], at_ms: int, fx: Effects) -> None:
         # masters say how it ended, every time. Found by the failover probes: a cancelled run
         # ended on a report sent before its driver heard of the cancel (session 28), and ~1 %
         # of short runs lost "run finished SUCCESS", the last task's report sent on its
-        # linger timer before the driver's walk wrote it (session 29). A cancelled run with
-        # no driver left gets its line where that is found (the coordinator, a revocation).
-        if takes_master_lines(run) and not (run["cancel"] and run["worker"] is None):
-            if run["cancel"]:
-                why = cancel_reason(run.get("cancelBy"), run.get("failReason"))
-                line = run_log_line(at_ms, f"run stopped, {why}")
-            else:
-                line = run_log_line(at_ms, f"run finished {outcome.value.upper()}")
-            fx.log_appends.append((run["runId"], RUN_LOG_TASK, f"{line}\n".encode(), None))
+        # linger timer before the driver's walk wrote it (session 29). A cancelled run whose
+        # driver is gone gets its line where that is found, saying so (the coordinator, a
+        # revocation); one that never had a driver (PENDING) here.
+        if not run["cancel"]:
+            _master_line(run, at_ms, f"run finished {outcome.value.upper()}", fx)
+        elif run["worker"] is not None or never_driven:
+            why = cancel_reason(run.get("cancelBy"), run.get("failReason"))
+            _master_line(run, at_ms, f"run stopped, {why}", fx)
         txn.delete(k.META, k.active_run(run["runId"]))
         on_run_end(txn, run, at_ms)
         fx.runs_finished.append(run["runId"])
@@ -363,6 +363,7 @@ def apply_cancel(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
         raise Conflict(f"run {cmd.run_id} already ended {run['state']}")
     if cmd.by:
         run["cancelBy"] = cmd.by
+        _master_line(run, cmd.at_ms, f"cancel requested by {cmd.by}", fx)
     return _stop(txn, run, cmd.at_ms, fx)
 
 
@@ -373,7 +374,16 @@ def apply_fail(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     if run["state"] in TERMINAL_RUN_STATES:
         return {"runId": cmd.run_id, "state": run["state"]}
     run["failReason"] = cmd.reason
+    _master_line(run, cmd.at_ms, f"{cmd.reason}: failing the run, its tasks are cancelled", fx)
     return _stop(txn, run, cmd.at_ms, fx)
+
+
+def _master_line(run: dict[str, Any], at_ms: int, text: str, fx: Effects) -> None:
+    """A line of the masters' in the run's log, written with the command that it tells of:
+    before the run's last line when that command ends the run (written as a proposal of its
+    own after it, a cancel's "cancel requested" had come after "run stopped")."""
+    if takes_master_lines(run):
+        fx.log_appends.append((run["runId"], RUN_LOG_TASK, f"{run_log_line(at_ms, text)}\n".encode(), None))
 
 
 def _stop(txn: Txn, run: dict[str, Any], at_ms: int, fx: Effects) -> Any:

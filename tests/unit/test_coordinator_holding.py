@@ -326,7 +326,8 @@ async def test_a_run_being_cancelled_when_its_driver_is_revoked_ends() -> None:
     header, run_log = await _revoked_while_running(take_runs=True, cancel=True)
     assert (header["state"], header["worker"]) == ("CANCELLED", None), header
     # ...and its run log says how it ended, as its driver would have (found by the re-probe).
-    [line] = run_log
+    requested, line = run_log
+    assert requested.endswith(b" cancel requested by admin\n")
     assert line.endswith(
         b" run stopped, cancelled by admin: the run was cancelled (its worker w1 was revoked)\n"
     )
@@ -392,12 +393,14 @@ async def test_a_cancelled_run_ended_by_a_report_sent_before_the_cancel_says_how
     run_log = _master_lines(log, runs[0])
     running = await _a_running_on(coord, log, w1, runs[0])
     await log.propose(c.CancelRun(at_ms=5, run_id=runs[0], by="admin"))
-    assert run_log == []  # its driver, told, stops it
+    assert [line.split(b" ", 1)[1] for line in run_log] == [
+        b"cancel requested by admin\n"
+    ]  # its driver stops it
     done = TaskRecord(TaskState.SUCCESS, attempt=1, started_at_ms=4, ended_at_ms=6, worker="w1")
     await log.propose(dataclasses.replace(running, at_ms=6, tasks={"a": done.to_dict()}))
     header = reader.run_header(runs[0])
     assert header is not None and header["state"] == "CANCELLED", header
-    [line] = run_log
+    _, line = run_log
     assert line.endswith(b" run stopped, cancelled by admin: the run was cancelled\n"), line
 
 
@@ -417,3 +420,26 @@ async def test_a_run_that_ends_on_its_last_report_says_how_it_ended() -> None:
     assert header is not None and header["state"] == "SUCCESS", header
     [line] = run_log
     assert line.endswith(b" run finished SUCCESS\n"), line
+
+
+async def test_a_cancel_or_timeout_that_ends_a_run_at_once_says_so_before_its_last_line() -> None:
+    """The failover re-probe of session 29: the cancel's "cancel requested by" (and a run
+    timeout's line) was a proposal of its own after the cancel, which had already ended the
+    run: it came after "run stopped". And a PENDING run cancelled got no last line at all."""
+    w1 = Worker("w1", free=0)  # no room: the runs stay PENDING
+    coord, log, reader, runs = await setup(w1)
+    cancelled, timed_out = _master_lines(log, runs[0]), _master_lines(log, runs[1])
+    await coord.dispatch_pass()
+    await log.propose(c.CancelRun(at_ms=5, run_id=runs[0], by="admin"))
+    await log.propose(c.FailRun(at_ms=6, run_id=runs[1], reason="run timed out after 3s"))
+    assert [line.split(b" ", 1)[1] for line in cancelled] == [
+        b"cancel requested by admin\n",
+        b"run stopped, cancelled by admin: the run was cancelled\n",
+    ]
+    assert [line.split(b" ", 1)[1] for line in timed_out] == [
+        b"run timed out after 3s: failing the run, its tasks are cancelled\n",
+        b"run stopped, cancelled: run timed out after 3s\n",
+    ]
+    for run_id in runs:
+        header = reader.run_header(run_id)
+        assert header is not None and header["state"] in ("CANCELLED", "FAILED"), header

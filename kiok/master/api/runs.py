@@ -166,8 +166,7 @@ async def cancel_run(
     node = node_of(request)
     before = _run(request, run_id)
     await node.log.propose(c.CancelRun(at_ms=node.clock_ms(), run_id=run_id, by=principal.user))
-    if before["state"] not in ("SUCCESS", "FAILED", "CANCELLED"):
-        node.run_log(run_id, f"cancel requested by {principal.user}")
+    if before["state"] not in ("SUCCESS", "FAILED", "CANCELLED"):  # its run-log line: apply()'s
         node.audit.record(principal.user, actions.CANCEL_RUN, run_id, client_address(request))
     return _answer(request, _run(request, run_id), principal)
 
