@@ -139,6 +139,10 @@ def test_long_ids_never_widen_the_page(kiok: Standalone, browser: Any, shots: Pa
         no_sideways_scroll(page, f"the run page at {name}")
         page.screenshot(path=str(shots / f"long_ids_run_{name}.png"), full_page=True)
 
+        page.goto(kiok.url + f"/runs/{run_id}?tab=source")  # its version line names the DAG
+        expect(page.get_by_test_id("source-version")).to_contain_text(LONG_DAG)
+        no_sideways_scroll(page, f"the run's source tab at {name}")
+
         page.goto(kiok.url + f"/runs/{run_id}/tasks/{LONG_TASK}")
         expect(page.get_by_test_id("log-status")).to_contain_text("Complete")
         no_sideways_scroll(page, f"the log page at {name}")
@@ -174,6 +178,17 @@ def test_no_page_is_wider_than_a_window_between_a_phone_and_a_desktop(
         no_sideways_scroll(page, f"the run page at {width}")
         if width == 1024:
             page.screenshot(path=str(shots / "s29-run-1024.png"))
+        if width == 820:  # a confirm row's question stays in view in the box scrolled sideways
+            page.locator(".table-scroll:has(table.jobs)").evaluate(
+                "el => { el.scrollLeft = el.scrollWidth; }"
+            )
+            page.get_by_role("button", name="Re-run from always_fails").click()
+            yes = page.get_by_role("button", name="Yes, re-run")
+            expect(yes).to_be_focused()
+            box = page.locator("tr.confirm-row .confirm").bounding_box()  # the question and its answers
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, box
+            page.screenshot(path=str(shots / "s29-rerun-confirm-820.png"))
+            page.keyboard.press("Escape")
         page.goto(kiok.url + "/cluster")
         expect(page.get_by_test_id("workers")).to_be_visible()
         page.wait_for_load_state("networkidle")

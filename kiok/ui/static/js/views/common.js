@@ -133,7 +133,11 @@ export function InlineConfirm({ label, onDismiss, onSubmit, children, className 
   const box = useRef(null);
   useEffect(() => {
     const first = box.current && box.current.querySelector("input, select, button");
-    if (first) first.focus();
+    if (first) {
+      first.focus();
+      // In a table scrolled sideways in its box, bring the question and its answer in view.
+      box.current.scrollIntoView({ block: "nearest", inline: "nearest" });
+    }
   }, []);
   const onKeyDown = (e) => {
     if (e.key === "Escape") {

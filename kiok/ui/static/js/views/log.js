@@ -30,6 +30,9 @@ function atBottom(el) {
   return el.scrollHeight - el.scrollTop - el.clientHeight < 8;
 }
 
+/** What `taskShown` (in LogView) holds while the task's header is being read. */
+const READING = Symbol("reading");
+
 /** Which lines are on screen for a scroll position, and where the first one is drawn. */
 export function windowFor(scrollTop, viewHeight, lines) {
   const visible = Math.ceil(viewHeight / LINE_H) + 1;
@@ -217,15 +220,19 @@ export function LogView({ runId, taskId }) {
   const label = taskId === RUN_LOG ? "Run log" : taskId;
   useEffect(() => { document.title = `${label} · ${runId} · kiok`; }, [runId, taskId]);
 
-  // The task's state for the header: read once now and once when the log completes.
+  // The task's state for the header: read now, when its output first comes (it started),
+  // when the log completes, and again after a read that failed (the poll asks for it).
+  // The task as last shown; READING while a read is out, null after one that failed.
+  const taskShown = useRef(READING);
+  const show = (t) => { taskShown.current = t; setTask(t); };
   const readTask = () => get(`/api/v1/runs/${enc(runId)}`).then(async (run) => {
     if (taskId === RUN_LOG) {
-      setTask({ state: run.state, dagId: run.dagId, startedAt: run.startedAt, endedAt: run.endedAt });
+      show({ state: run.state, dagId: run.dagId, startedAt: run.startedAt, endedAt: run.endedAt });
       return;
     }
     const t = run.tasks[taskId];
     if (!t) {
-      setTask({ dagId: run.dagId, missing: true });
+      show({ dagId: run.dagId, missing: true });
       return;
     }
     // A skipped task has no output: say why it was skipped (from the DAG version it ran).
@@ -234,8 +241,8 @@ export function LogView({ runId, taskId }) {
       const spec = await runSpec(run);
       skipped = skipReason(taskId, run.tasks, spec && spec.tasks);
     }
-    setTask({ ...t, dagId: run.dagId, skipped });
-  }).catch(() => {});
+    show({ ...t, dagId: run.dagId, skipped });
+  }).catch(() => { taskShown.current = null; });
   useEffect(() => { readTask(); }, [runId, taskId]);
   useEffect(() => { if (complete) readTask(); }, [complete]);
 
@@ -253,6 +260,11 @@ export function LogView({ runId, taskId }) {
       // Whether the view follows is the user's to change, by scrolling (onScroll): measured
       // here, an error box shown above the log (which made it shorter) read as scrolled up.
       setError(null);
+      const shown = taskShown.current;
+      if (shown === null || (shown !== READING && body.data && taskId !== RUN_LOG && !shown.startedAt)) {
+        taskShown.current = READING;
+        readTask();
+      }
       if (body.data) {
         buffer.current.append(body.data);
         setVersion((v) => v + 1);
@@ -272,6 +284,17 @@ export function LogView({ runId, taskId }) {
     const el = box.current;
     if (el && live && follow.current && current === null) el.scrollTop = el.scrollHeight;
   }, [version]);
+  // The box made shorter (the window, an error shown above it) keeps its end in view while
+  // it follows, as new lines do.
+  useEffect(() => {
+    const el = box.current;
+    if (!el) return undefined;
+    const observer = new ResizeObserver(() => {
+      if (live && follow.current && current === null) el.scrollTop = el.scrollHeight;
+    });
+    observer.observe(el);
+    return () => observer.disconnect();
+  }, [box.current, live, current]);
 
   const onSearch = (query) => {
     if (query.toLowerCase() === buffer.current.query) return;
@@ -285,7 +308,8 @@ export function LogView({ runId, taskId }) {
   };
 
   const lines = buffer.current.lineCount;
-  const held = live && !complete && !following && lines > 0;
+  // At a search match the view stays there (the effect above moves it only without one).
+  const held = live && !complete && (!following || current !== null) && lines > 0;
   const status = complete ? "complete" : held ? "held" : live ? "live" : "paused";
   const jumpToEnd = () => {
     const el = box.current;
@@ -315,7 +339,7 @@ export function LogView({ runId, taskId }) {
         task.endedAt ? `, ended ${when(task.endedAt)}` : ""}</span>` : null}
       <div class="spacer"></div>
       ${gone ? null : html`<span class=${`log-status ${status}`} data-testid="log-status" aria-live="polite">
-        ${complete ? "Complete" : held ? "Live, not following (scrolled up)" : live ? "Live" : "Paused"} · ${offset.toLocaleString("en")} bytes · ${lines.toLocaleString("en")} lines</span>
+        ${complete ? "Complete" : held ? `Live, not following (${current !== null ? "at a search match" : "scrolled up"})` : live ? "Live" : "Paused"} · ${offset.toLocaleString("en")} bytes · ${lines.toLocaleString("en")} lines</span>
       <div class="segmented" role="group" aria-label="Log updates">
         <button type="button" aria-pressed=${live && !complete} disabled=${complete} onClick=${() => setLive(true)}>Live</button>
         <button type="button" aria-pressed=${!live && !complete} disabled=${complete} onClick=${() => setLive(false)}>Paused</button>
