@@ -1004,10 +1004,11 @@ _ConfigLoader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT_TAG, _FLOAT_TAG)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-#: A plain whole number the loader reads as one: without a leading zero, which it keeps as text
-#: (``010`` is then read by the setting, as 10 for a number and refused for a yes/no, as the
-#: variable's ``010`` is; read as the number 1, a config file's ``01`` had been a yes).
-_PLAIN_INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
+#: A plain whole number the loader reads as one: without a leading zero (nor ``-0``), which it
+#: keeps as text (``010`` is then read by the setting, as 10 for a number and refused for a
+#: yes/no, as the variable's ``010`` is; read as the number 1, a config file's ``01`` had been
+#: a yes, and ``-0`` a no).
+_PLAIN_INT = re.compile(r"(?:0|-?[1-9][0-9]*)")
 _ConfigLoader.add_implicit_resolver(_INT_TAG, re.compile(f"^{_PLAIN_INT.pattern}$"), list("-0123456789"))
 _ConfigLoader.add_implicit_resolver(_FLOAT_TAG, re.compile(f"^{_FRACTION.pattern}$"), list("-.0123456789"))
 

@@ -122,6 +122,8 @@ class LogArchiver:
         self._orphans_at: int | None = None
         self._orphans_done: int | None = None
         self._running = False
+        #: Uploaded by the pass under way, not yet proposed (still only in the local store).
+        self._uploaded: list[Segment] = []
 
     def kick(self) -> None:
         """Flush now (a task or run ended: its log is final)."""
@@ -149,6 +151,7 @@ class LogArchiver:
         lifecycle probe of session 29). May run on a scraping thread: ``list`` copies the
         set in one step."""
         waiting = set(list(self._todo)) | self._joblog.dirty_now()
+        waiting |= {(s.run_id, s.task_id) for s in list(self._uploaded)}  # not archived until proposed
         return sum(max(0, self._joblog.size(r, t) - self._joblog.archived_end(r, t)) for r, t in waiting)
 
     async def flush(self) -> int:
@@ -156,6 +159,7 @@ class LogArchiver:
         runs whose tombstone still waits) and propose it. Returns the bytes archived."""
         self._todo |= set(self._joblog.take_dirty())
         done: list[Segment] = []
+        self._uploaded = done
         archived = 0
         failed = False
         reached = False  # whether S3 answered a call of this pass
@@ -179,10 +183,10 @@ class LogArchiver:
                 self._todo.discard((run_id, task_id))
                 if len(done) >= _BATCH:
                     await self._propose(done)
-                    done = []
+                    done.clear()
             if done:
                 await self._propose(done)
-                done = []
+                done.clear()
             reached = await self._sweep_orphans() or reached
             if reached and not failed:
                 self._works_again()
@@ -193,6 +197,7 @@ class LogArchiver:
         finally:
             for seg in done:  # uploaded but not proposed: archived again next pass
                 self._todo.add((seg.run_id, seg.task_id))
+            self._uploaded = []
             self.stats.lag_bytes = sum(
                 self._joblog.size(r, t) - self._joblog.archived_end(r, t) for r, t in self._todo
             )
@@ -385,7 +390,7 @@ class Archival:
             self.archiver.kick()
 
     def lag_bytes(self) -> int:
-        """Job-log bytes waiting for S3: counted now on the leader, else as its last pass
-        as leader left them."""
+        """Job-log bytes waiting for S3, counted now on the leader, which archives them; 0
+        on the others (a former leader's count, kept, had read as lag for good)."""
         archiver = self.archiver
-        return archiver.lag_bytes() if archiver is not None and archiver.running else self.stats.lag_bytes
+        return archiver.lag_bytes() if archiver is not None and archiver.running else 0

@@ -110,6 +110,9 @@ class RetentionSweeper:
         if self._audit_ms is None:
             return 0
         before = self._clock() - self._audit_ms
+        oldest = self._reader.oldest_audit_ms()
+        if oldest is None or oldest >= before:
+            return 0  # nothing due: no command (one per interval would be replicated for ever)
         purged = 0
         while True:
             cmd = c.PurgeAudit(at_ms=self._clock(), before_ms=before, max_records=self._batch)

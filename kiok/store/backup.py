@@ -194,8 +194,10 @@ def decode_manifest(raw: bytes, backup_id: str) -> Manifest:
     try:
         doc = json.loads(raw)
         mac = doc.get("mac", "")
-        if doc.get("format") != FORMAT or doc.get("id") != backup_id:
-            raise ValueError(f"format {doc.get('format')!r}, id {doc.get('id')!r}")
+        if doc["format"] != FORMAT:
+            raise ValueError(f"format {doc['format']!r}, not one this kiok reads")
+        if doc["id"] != backup_id:
+            raise ValueError(f"its id {doc['id']!r} is not the backup's")
         files = tuple(
             FileEntry(
                 store=str(f["store"]),
@@ -235,12 +237,14 @@ def _unreadable(e: Exception) -> str:
     if isinstance(e, KeyError):
         return f"no field {e.args[0]!r}" if e.args else "a field is missing"
     if isinstance(e, json.JSONDecodeError):
-        return f"not JSON: {e.msg} at line {e.lineno}"
+        return f"not JSON: {e.msg} (line {e.lineno})"
+    if isinstance(e, UnicodeDecodeError):
+        return "not JSON: not UTF-8 text"
     if isinstance(e, TypeError | AttributeError):
         return "a field of the wrong kind"
     if isinstance(e, RecursionError):
         return "nested too deeply"
-    return str(e) if str(e).startswith("format ") else "a field of the wrong value"
+    return str(e) if str(e).startswith(("format ", "its id ")) else "a field of the wrong value"
 
 
 def read_manifest(target: ObjectStore, backup_id: str) -> bytes:

@@ -173,6 +173,12 @@ class StateReader:
                 page.append(entry)
         return page, None
 
+    def oldest_audit_ms(self) -> int | None:
+        """When the oldest audit record kept was written (None: there is none)."""
+        for _, raw in self._kv.scan(k.IAM, k.AUDIT_PREFIX.encode()):
+            return int(decode(raw)["atMs"])
+        return None
+
     # --- connections ---------------------------------------------------------------------
 
     def connection(self, connection_id: str) -> dict[str, Any] | None:

@@ -63,7 +63,10 @@ class Txn:
         self._writes[(space, _b(key))] = _DELETED
 
     def scan(self, space: str, prefix: str | bytes, *, reverse: bool = False) -> Iterator[tuple[bytes, Any]]:
-        """Keys with ``prefix`` in order, merging uncommitted writes over the store."""
+        """Keys with ``prefix`` in order, merging uncommitted writes over the store. Stored
+        values are read and decoded as the caller goes: one that stops early (the oldest
+        audit records) reads no more (it had decoded the whole prefix first). The writes
+        merged are those made before the scan began."""
         p = _b(prefix)
         pending: dict[bytes, Any] = {}
         chain: list[Txn] = []
@@ -75,10 +78,16 @@ class Txn:
             for (s, k), v in t._writes.items():
                 if s == space and k.startswith(p):
                     pending[k] = v
-        merged = {k: decode(v) for k, v in self._kv.scan(space, p, reverse=reverse) if k not in pending}
-        merged.update({k: v for k, v in pending.items() if v is not _DELETED})
-        for k in sorted(merged, reverse=reverse):
-            yield k, merged[k]
+        shown = sorted(((k, v) for k, v in pending.items() if v is not _DELETED), reverse=reverse)
+        i = 0
+        for k, raw in self._kv.scan(space, p, reverse=reverse):
+            if k in pending:
+                continue
+            while i < len(shown) and (shown[i][0] > k if reverse else shown[i][0] < k):
+                yield shown[i]
+                i += 1
+            yield k, decode(raw)
+        yield from shown[i:]
 
     def writes(self) -> list[Write]:
         return [(s, k, None if v is _DELETED else encode(v)) for (s, k), v in self._writes.items()]

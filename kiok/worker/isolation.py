@@ -191,6 +191,8 @@ def _namespaces_work(unshare: str, extra: tuple[str, ...]) -> bool:
 
 #: What a user name can be at all (POSIX's portable characters; useradd takes fewer).
 _USER_NAME = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*\$?")
+#: The longest name useradd makes.
+_USERADD_MAX = 32
 
 
 def task_user_problem(name: str) -> str | None:
@@ -198,11 +200,19 @@ def task_user_problem(name: str) -> str | None:
     show`` says it as the start does), or None."""
     if not name:
         return "kiok.worker.task.user is empty: name the user tasks run as"
-    if not _USER_NAME.fullmatch(name) or name.isdigit():
+    if not _USER_NAME.fullmatch(name) or name.isdigit() or name in (".", ".."):
         return (
             f"kiok.worker.task.user {name!r} is not a user name (letters, digits, '_', '.' and '-', "
             "not starting with '-', not all digits)"
         )
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        if len(name) > _USERADD_MAX:  # made at start: useradd takes no longer name
+            return f"kiok.worker.task.user {name!r} is longer than {_USERADD_MAX} characters"
+        return None
+    if entry.pw_uid == 0 or entry.pw_gid == 0:
+        return f"kiok.worker.task.user {name!r} is root or in group root: name an unprivileged user"
     return None
 
 
@@ -216,10 +226,6 @@ def _task_user(name: str) -> tuple[int, int]:
         entry = pwd.getpwnam(name)
     except KeyError:
         entry = _create_user(name)
-    if entry.pw_uid == 0 or entry.pw_gid == 0:
-        raise InvalidInput(
-            f"kiok.worker.task.user {name!r} is root or in group root: name an unprivileged user"
-        )
     return entry.pw_uid, entry.pw_gid
 
 

@@ -167,6 +167,10 @@ def test_an_altered_manifest_or_a_wrong_master_key_is_refused(tmp_path: Path, kv
         (lambda m: m.replace(b'"createdMs": ', b'"createdMs": "x', 1), "not JSON: "),
         (lambda m: m.replace(b'"createdMs": ', b'"createdMs": "x",  "z": ', 1), "a field of the wrong value"),
         (lambda m: m.replace(b'"format": ', b'"format": 9', 1), "format 9"),
+        (lambda m: m.replace(b'"format": ', b'"formal": ', 1), "no field 'format'"),
+        (lambda m: m.replace(b'"id": ', b'"ib": ', 1), "no field 'id'"),
+        (lambda m: m.replace(b'"id": "', b'"id": "x', 1), "its id 'x"),
+        (lambda m: b"\x80" + m, "not JSON: not UTF-8 text"),
     ],
 )
 def test_a_manifest_that_does_not_read_says_what_is_wrong_in_words(

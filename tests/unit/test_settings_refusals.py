@@ -558,7 +558,7 @@ def test_a_config_files_whole_numbers_read_as_a_variables_do(tmp_path: Path) -> 
             Settings.load(env={}, config_file=config)
         with pytest.raises(InvalidInput, match=r"kiok[.]retention[.]runs[.]days .*expected float"):
             Settings.load(env={"KIOK_RETENTION_RUNS_DAYS": text.removeprefix("!!float ")})
-    for text in ("01", "00", "-1", "2"):  # a yes/no is 1 or 0, as the variable's; 01 had been a yes
+    for text in ("01", "00", "-1", "-0", "2"):  # a yes/no is 1 or 0, as the variable's; 01 had been a yes
         config.write_text(f"kiok.joblog.s3.path.style: {text}\n")
         with pytest.raises(InvalidInput, match=r"^kiok.joblog.s3.path.style .*expected bool"):
             Settings.load(env={}, config_file=config)
@@ -679,6 +679,9 @@ def test_config_show_with_json_refuses_in_json(
         ("", "kiok.worker.task.user is empty: name the user tasks run as"),
         ("a b", "kiok.worker.task.user 'a b' is not a user name"),
         ("-x", "kiok.worker.task.user '-x' is not a user name"),
+        ("..", "kiok.worker.task.user '..' is not a user name"),
+        ("root", "kiok.worker.task.user 'root' is root or in group root: name an unprivileged user"),
+        ("a" * 40, f"kiok.worker.task.user '{'a' * 40}' is longer than 32 characters"),
     ],
 )
 def test_config_show_refuses_a_task_user_the_start_refuses(tmp_path: Path, user: str, line: str) -> None:

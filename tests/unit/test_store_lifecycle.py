@@ -245,7 +245,9 @@ async def test_audit_records_past_their_retention_go_oldest_first_in_batches() -
     assert await sweeper.sweep_audit() == 4  # two batches of 2; 9 and 10 days are kept
     entries, _ = reader.audit(limit=100)
     assert sorted(e["atMs"] for e in entries) == [9 * day, 10 * day]
+    proposed = log.commands
     assert await sweeper.sweep_audit() == 0
+    assert log.commands == proposed  # nothing due: no command (the re-probe: one per interval)
     # Out of order: the record stamped 1 day after one stamped 3 days stays until it is reached.
     log2, reader2, _, _ = setup()
     for at in (3 * day, 1 * day, 9 * day):
