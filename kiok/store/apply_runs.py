@@ -142,8 +142,11 @@ def _put_task(txn: Txn, run: dict[str, Any], tid: str, old: TaskRecord, new: Tas
     fx.task_written(run["runId"], tid, stored["v"], new)
 
 
-def _close(txn: Txn, run: dict[str, Any], at_ms: int, fx: Effects) -> None:
-    """Write the header; end the run when no task is open any more."""
+def _close(txn: Txn, run: dict[str, Any], at_ms: int, fx: Effects, *, told: bool = False) -> None:
+    """Write the header; end the run when no task is open any more. ``told``: a cancel or a
+    run timeout a user or the scheduler asked for ends it (a line says so even when no driver
+    holds the run; the coordinator's own cancel of a run whose driver is gone says it with
+    the driver's name)."""
     if run["open"] == 0 and run["state"] not in TERMINAL_RUN_STATES:
         never_driven = run["state"] == RunState.PENDING.value
         outcome = final_run_state(
@@ -164,7 +167,7 @@ def _close(txn: Txn, run: dict[str, Any], at_ms: int, fx: Effects) -> None:
         # revocation); one that never had a driver (PENDING) here.
         if not run["cancel"]:
             _master_line(run, at_ms, f"run finished {outcome.value.upper()}", fx)
-        elif run["worker"] is not None or never_driven:
+        elif run["worker"] is not None or never_driven or told:
             why = cancel_reason(run.get("cancelBy"), run.get("failReason"))
             _master_line(run, at_ms, f"run stopped, {why}", fx)
         txn.delete(k.META, k.active_run(run["runId"]))
@@ -364,7 +367,7 @@ def apply_cancel(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     if cmd.by:
         run["cancelBy"] = cmd.by
         _master_line(run, cmd.at_ms, f"cancel requested by {cmd.by}", fx)
-    return _stop(txn, run, cmd.at_ms, fx)
+    return _stop(txn, run, cmd.at_ms, fx, told=bool(cmd.by))
 
 
 def apply_fail(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
@@ -375,7 +378,7 @@ def apply_fail(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
         return {"runId": cmd.run_id, "state": run["state"]}
     run["failReason"] = cmd.reason
     _master_line(run, cmd.at_ms, f"{cmd.reason}: failing the run, its tasks are cancelled", fx)
-    return _stop(txn, run, cmd.at_ms, fx)
+    return _stop(txn, run, cmd.at_ms, fx, told=True)
 
 
 def _master_line(run: dict[str, Any], at_ms: int, text: str, fx: Effects) -> None:
@@ -386,7 +389,7 @@ def _master_line(run: dict[str, Any], at_ms: int, text: str, fx: Effects) -> Non
         fx.log_appends.append((run["runId"], RUN_LOG_TASK, f"{run_log_line(at_ms, text)}\n".encode(), None))
 
 
-def _stop(txn: Txn, run: dict[str, Any], at_ms: int, fx: Effects) -> Any:
+def _stop(txn: Txn, run: dict[str, Any], at_ms: int, fx: Effects, *, told: bool = False) -> Any:
     """Cancel every task of an unfinished run: queued ones at once, running ones by their
     driver (told through ``fx.cancels``), or at once when no driver holds the run."""
     run_id = run["runId"]
@@ -405,7 +408,7 @@ def _stop(txn: Txn, run: dict[str, Any], at_ms: int, fx: Effects) -> Any:
         old = before.get(tid, UNSTARTED)
         if rec != old:
             _put_task(txn, run, tid, old, rec, fx)
-    _close(txn, run, at_ms, fx)
+    _close(txn, run, at_ms, fx, told=told)
     return {"runId": run_id, "state": run["state"]}
 
 

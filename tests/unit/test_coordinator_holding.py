@@ -443,3 +443,26 @@ async def test_a_cancel_or_timeout_that_ends_a_run_at_once_says_so_before_its_la
     for run_id in runs:
         header = reader.run_header(run_id)
         assert header is not None and header["state"] in ("CANCELLED", "FAILED"), header
+
+
+async def test_a_run_without_a_driver_cancelled_by_a_user_says_how_it_stopped() -> None:
+    """Found reviewing the re-probe's fix: a run given back by its driver (RUNNING, waiting
+    for another) and cancelled by a user ended at once, with no last line from anyone (the
+    coordinator says it only for the cancels it finishes itself)."""
+    w1 = Worker("w1")
+    coord, log, reader, runs = await setup(w1)
+    run_log = _master_lines(log, runs[0])
+    await _a_running_on(coord, log, w1, runs[0])
+    coord.worker_lost("w1")
+    header = reader.run_header(runs[0])
+    assert header is not None
+    await log.propose(
+        c.ReleaseRun(at_ms=5, run_id=runs[0], epoch=header["epoch"], reason="gone", worker="w1")
+    )
+    await log.propose(c.CancelRun(at_ms=6, run_id=runs[0], by="admin"))
+    header = reader.run_header(runs[0])
+    assert header is not None and (header["state"], header["worker"]) == ("CANCELLED", None), header
+    assert [line.split(b" ", 1)[1] for line in run_log][-2:] == [
+        b"cancel requested by admin\n",
+        b"run stopped, cancelled by admin: the run was cancelled\n",
+    ]
