@@ -36,7 +36,6 @@ import ssl
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from kiok.core.states import TERMINAL_RUN_STATES
 from kiok.errors import KiokError, NotLeader, ProtocolError, StoreUnavailable, Unauthenticated
 from kiok.protocol.codec import FROM_WORKER, decode, encode, kind_of
 from kiok.protocol.framing import read_frame, write_frame
@@ -450,9 +449,7 @@ class WorkerConnection:
             self.worker_id,
             run_id,
         )
-        header = self._node.reader.run_header(run_id)
-        # Not after a run's end: its last line says how it ended (docs/dags.md).
-        if header is not None and header["state"] not in TERMINAL_RUN_STATES:
+        if self._node.reader.run_header(run_id) is not None:
             self._node.run_log(
                 run_id,
                 f"rejected a report from worker {self.worker_id} "

