@@ -96,20 +96,35 @@ def param_values(
 
 
 def _bound_defaults(values: Mapping[str, Any]) -> None:
+    over = past_bounds(values)
+    if over is None:
+        return
+    name, size = over
+    if name is not None:
+        raise TaskError(
+            f"param {name!r}: its default is {size} bytes once its date functions are evaluated, "
+            f"more than {MAX_PARAM_BYTES}"
+        )
+    raise TaskError(
+        f"the DAG's param defaults come to more than {MAX_PARAMS_BYTES} bytes once their "
+        "date functions are evaluated"
+    )
+
+
+def past_bounds(values: Mapping[str, Any]) -> tuple[str | None, int] | None:
+    """The first of ``values`` past the params' bounds as its task gets them: (its name, its
+    size) for a value past ``MAX_PARAM_BYTES``, (None, the running total) when they come to
+    more than ``MAX_PARAMS_BYTES`` with their variables' names; None within both. Registering
+    a DAG's defaults and evaluating them for an attempt decide alike."""
     total = 0
     for name, value in values.items():
         size = param_bytes(value)
         if size > MAX_PARAM_BYTES:
-            raise TaskError(
-                f"param {name!r}: its default is {size} bytes once its date functions are evaluated, "
-                f"more than {MAX_PARAM_BYTES}"
-            )
+            return name, size
         total += size + variable_bytes(name)
         if total > MAX_PARAMS_BYTES:
-            raise TaskError(
-                f"the DAG's param defaults come to more than {MAX_PARAMS_BYTES} bytes once their "
-                "date functions are evaluated"
-            )
+            return None, total
+    return None
 
 
 def _expand_default(value: str, now_ms: int, tz: str) -> str:

@@ -37,7 +37,7 @@ from typing import Any
 import re2  # type: ignore[import-untyped]
 
 from kiok.core.document_limits import document_problem
-from kiok.core.placeholders import MAX_PARAM_BYTES, MAX_PARAMS_BYTES, param_bytes, variable_bytes
+from kiok.core.placeholders import MAX_PARAM_BYTES, MAX_PARAMS_BYTES, param_bytes, past_bounds, variable_bytes
 from kiok.errors import DagValidationError, InvalidInput
 
 #: Param names become ``KIOK_PARAM_<NAME>`` environment variables: letters, digits and ``_``.
@@ -380,20 +380,17 @@ def check_default_sizes(defaults: Mapping[str, Any]) -> None:
     every task of the DAG failing to start ("Argument list too long"). With the args (as
     many, as large) and kiok's own variables, a task's environment stays well under the
     2 MiB a process may be given."""
-    total = 0
-    for name, value in defaults.items():
-        size = param_bytes(value)
-        if size > MAX_VALUE_BYTES:
-            raise DagValidationError(
-                f"default is {size} bytes as the task gets it (JSON, for what is not a string), "
-                f"more than {MAX_VALUE_BYTES}",
-                field=f"dag.params.{name}",
-            )
-        total += size + variable_bytes(name)
-        if total > MAX_ARGS_BYTES:
-            raise DagValidationError(
-                f"defaults larger than {MAX_ARGS_BYTES} bytes in all", field="dag.params"
-            )
+    over = past_bounds(defaults)
+    if over is None:
+        return
+    name, size = over
+    if name is not None:
+        raise DagValidationError(
+            f"default is {size} bytes as the task gets it (JSON, for what is not a string), "
+            f"more than {MAX_VALUE_BYTES}",
+            field=f"dag.params.{name}",
+        )
+    raise DagValidationError(f"defaults larger than {MAX_ARGS_BYTES} bytes in all", field="dag.params")
 
 
 def _strings(value: object) -> Iterator[str]:

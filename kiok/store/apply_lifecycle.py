@@ -92,16 +92,14 @@ def apply_purge_audit(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
     written at or after ``before_ms`` (a record stamped by a leader whose clock ran behind
     waits for a later sweep rather than be skipped over)."""
     assert isinstance(cmd, c.PurgeAudit)
-    purged = 0
     doomed: list[bytes] = []
     for key, record in txn.scan(k.IAM, k.AUDIT_PREFIX):
-        if purged >= cmd.max_records or record["atMs"] >= cmd.before_ms:
+        if len(doomed) >= cmd.max_records or record["atMs"] >= cmd.before_ms:
             break
         doomed.append(key)
-        purged += 1
     for key in doomed:
         txn.delete(k.IAM, key)
-    return {"purged": purged}
+    return {"purged": len(doomed)}
 
 
 def apply_purge_run_logs(txn: Txn, cmd: c.Command, fx: Effects) -> Any:
